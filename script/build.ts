@@ -1,0 +1,34 @@
+// Bundles the three entry points (action main, action post, command line) with ncc into
+// self-contained ESM files that run on Node 24 with no node_modules.
+// Usage: node script/build.ts [outDir]   (default: dist)
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+const root = resolve(import.meta.dirname, '..');
+const outDir = resolve(root, process.argv[2] ?? 'dist');
+const ncc = join(root, 'node_modules', '.bin', 'ncc');
+const entries = ['main', 'post', 'cli'] as const;
+
+rmSync(outDir, { recursive: true, force: true });
+mkdirSync(outDir, { recursive: true });
+for (const entry of entries) {
+  const out = join(outDir, entry);
+  const result = spawnSync(
+    ncc,
+    ['build', join('src', `${entry}.ts`), '-o', out, '--license', 'licenses.txt', '--quiet'],
+    { cwd: root, stdio: 'inherit' },
+  );
+  if (result.status !== 0) {
+    console.error(`ncc failed to bundle src/${entry}.ts`);
+    process.exit(1);
+  }
+}
+// One package.json for the whole folder marks every bundle as ESM.
+for (const entry of entries) rmSync(join(outDir, entry, 'package.json'), { force: true });
+writeFileSync(join(outDir, 'package.json'), '{ "type": "module" }\n');
+
+const cli = join(outDir, 'cli', 'index.js');
+const source = readFileSync(cli, 'utf8');
+if (!source.startsWith('#!')) writeFileSync(cli, `#!/usr/bin/env node\n${source}`);
+chmodSync(cli, 0o755);

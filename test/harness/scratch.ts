@@ -1,0 +1,88 @@
+// Scratch directories and processes that must not outlive the test process, whatever
+// way it ends: normal teardown, a failed test, SIGINT/SIGTERM, or an uncaught error.
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const PREFIX = 'ocb-harness-';
+const cleanups = new Map<number, () => void>();
+let nextId = 0;
+let handlersInstalled = false;
+
+function runAllCleanups(): void {
+  for (const [id, cleanup] of [...cleanups].reverse()) {
+    cleanups.delete(id);
+    try {
+      cleanup();
+    } catch {
+      // best effort: the process is going away
+    }
+  }
+}
+
+function installHandlers(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  process.on('exit', runAllCleanups);
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(signal, () => {
+      runAllCleanups();
+      process.kill(process.pid, signal);
+    });
+  }
+}
+
+/**
+ * Registers a synchronous cleanup that runs when the process exits or is interrupted.
+ * Returns a function that runs it now (once) and unregisters it.
+ */
+export function onProcessExit(cleanup: () => void): () => void {
+  installHandlers();
+  const id = nextId++;
+  cleanups.set(id, cleanup);
+  return () => {
+    if (cleanups.delete(id)) cleanup();
+  };
+}
+
+/** A fresh directory under the system temp dir, removed when the process ends. */
+export function makeScratchDir(label: string): { path: string; remove: () => void } {
+  const path = mkdtempSync(join(tmpdir(), `${PREFIX}${process.pid}-${label}-`));
+  const remove = onProcessExit(() => rmSync(path, { recursive: true, force: true }));
+  return { path, remove };
+}
+
+/** True while a process with this pid exists and is not a zombie. */
+export function isProcessRunning(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 3, after the parenthesised command name, is the state.
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}
+
+/** Scratch directories of this process still present (for tests of the harness itself). */
+export function listScratchDirs(pid = process.pid): string[] {
+  return readdirSync(tmpdir())
+    .filter((name) => name.startsWith(`${PREFIX}${pid}-`))
+    .map((name) => join(tmpdir(), name));
+}
+
+/**
+ * Removes scratch directories left by test processes that were killed outright (SIGKILL
+ * leaves no chance to clean up); their servers died with them through the parent-death
+ * signal.
+ */
+export function sweepStaleScratchDirs(): string[] {
+  const removed: string[] = [];
+  for (const name of readdirSync(tmpdir())) {
+    const match = new RegExp(`^${PREFIX}(\\d+)-`).exec(name);
+    if (!match || isProcessRunning(Number(match[1]))) continue;
+    rmSync(join(tmpdir(), name), { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
+}

@@ -1,0 +1,131 @@
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import type { NetworkHost } from './netns.ts';
+import { makeScratchDir } from './scratch.ts';
+import { freePort, startServerProcess } from './server-process.ts';
+import { requireTool } from './tools.ts';
+
+export interface SshServer {
+  /** Address clients connect to. */
+  readonly host: string;
+  readonly port: number;
+  /** The account the generated key logs in as. */
+  readonly user: string;
+  readonly pid: number;
+  readonly dir: string;
+  /** Path of the generated client private key (0600). */
+  readonly privateKeyPath: string;
+  /** The generated client private key itself, as a user would paste it into a secret. */
+  readonly privateKey: string;
+  /** This server's host key as one known_hosts line (`[host]:port ssh-ed25519 AAAA…`). */
+  readonly knownHostsLine: string;
+  /** A known_hosts file holding that line. */
+  readonly knownHostsPath: string;
+  /** OpenSSH client options for this server with strict host key checking; append the remote command. */
+  clientArgs(): string[];
+  stop(): Promise<void>;
+}
+
+function tcpAccepts(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+export async function startSshd(options: { network?: NetworkHost } = {}): Promise<SshServer> {
+  const sshd = requireTool('sshd');
+  const keygen = requireTool('ssh-keygen');
+  const scratch = makeScratchDir('sshd');
+  const dir = scratch.path;
+  mkdirSync('/run/sshd', { recursive: true, mode: 0o755 }); // sshd's privilege-separation dir
+
+  const hostKey = join(dir, 'ssh_host_ed25519_key');
+  const clientKey = join(dir, 'client_ed25519');
+  await execa(keygen, ['-q', '-t', 'ed25519', '-N', '', '-C', 'owncloud-backup test host', '-f', hostKey]);
+  await execa(keygen, ['-q', '-t', 'ed25519', '-N', '', '-C', 'owncloud-backup test client', '-f', clientKey]);
+  const authorizedKeys = join(dir, 'authorized_keys');
+  writeFileSync(authorizedKeys, readFileSync(`${clientKey}.pub`));
+
+  const host = options.network?.hostAddress ?? '127.0.0.1';
+  const port = await freePort();
+  const config = join(dir, 'sshd_config');
+  writeFileSync(
+    config,
+    [
+      `Port ${port}`,
+      `ListenAddress ${host}`,
+      `HostKey ${hostKey}`,
+      `PidFile ${join(dir, 'sshd.pid')}`,
+      `AuthorizedKeysFile ${authorizedKeys}`,
+      'PermitRootLogin prohibit-password',
+      'PasswordAuthentication no',
+      'KbdInteractiveAuthentication no',
+      'UsePAM no',
+      // Keys live in a temp dir that StrictModes would reject.
+      'StrictModes no',
+      'PrintMotd no',
+      'MaxSessions 50',
+      'MaxStartups 50',
+      'LogLevel ERROR',
+      '',
+    ].join('\n'),
+  );
+
+  const server = await startServerProcess({
+    name: 'sshd',
+    argv: [sshd, '-D', '-e', '-f', config],
+    network: options.network,
+    logPath: join(dir, 'sshd.log'),
+    stopSignal: 'SIGTERM',
+    ready: () => tcpAccepts(host, port),
+  });
+
+  const hostKeyPublic = readFileSync(`${hostKey}.pub`, 'utf8').trim().split(' ').slice(0, 2).join(' ');
+  const knownHostsLine = `[${host}]:${port} ${hostKeyPublic}`;
+  const knownHostsPath = join(dir, 'known_hosts');
+  writeFileSync(knownHostsPath, `${knownHostsLine}\n`);
+
+  return {
+    host,
+    port,
+    user: 'root',
+    pid: server.pid,
+    dir,
+    privateKeyPath: clientKey,
+    privateKey: readFileSync(clientKey, 'utf8'),
+    knownHostsLine,
+    knownHostsPath,
+    clientArgs: () => [
+      '-F',
+      '/dev/null',
+      '-i',
+      clientKey,
+      '-p',
+      String(port),
+      '-o',
+      'IdentitiesOnly=yes',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      `UserKnownHostsFile=${knownHostsPath}`,
+      '-o',
+      'GlobalKnownHostsFile=/dev/null',
+      '-o',
+      'StrictHostKeyChecking=yes',
+      '-o',
+      'ConnectTimeout=10',
+      `root@${host}`,
+    ],
+    async stop() {
+      await server.stop();
+      scratch.remove();
+    },
+  };
+}
