@@ -32,9 +32,12 @@ try {
     else if (!readFileSync(join(fresh, file)).equals(readFileSync(join(committed, file))))
       problems.push(`differs from a fresh build: dist/${file}`);
   }
-  for (const file of have) if (!want.has(file)) problems.push(`not produced by the build: dist/${file}`);
+  for (const file of have)
+    if (!want.has(file)) problems.push(`not produced by the build: dist/${file}`);
   if (problems.length > 0) {
-    console.error(`dist/ is not current. Run 'npm run build' and commit dist/.\n  ${problems.join('\n  ')}`);
+    console.error(
+      `dist/ is not current. Run 'npm run build' and commit dist/.\n  ${problems.join('\n  ')}`,
+    );
     process.exitCode = 1;
   } else {
     console.log(`dist/ is current (${want.size} files).`);

@@ -1,2 +1,4 @@
-import { hello } from './hello.ts';
-console.log(hello());
+// Entry of the GitHub Action's main step.
+import { runMain } from './action/main.ts';
+
+await runMain();

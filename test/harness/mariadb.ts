@@ -40,7 +40,9 @@ const SERVER_OPTIONS = [
   '--collation-server=utf8mb4_general_ci',
 ];
 
-export async function startMariaDb(options: { network?: NetworkHost } = {}): Promise<MariaDbServer> {
+export async function startMariaDb(
+  options: { network?: NetworkHost } = {},
+): Promise<MariaDbServer> {
   const mariadbd = requireTool('mariadbd');
   const installDb = requireTool('mariadb-install-db');
   const client = requireTool('mariadb');
@@ -67,7 +69,13 @@ export async function startMariaDb(options: { network?: NetworkHost } = {}): Pro
 
   const host = options.network?.hostAddress ?? '127.0.0.1';
   const port = await freePort();
-  const rootArgs = ['--no-defaults', `--socket=${socket}`, '--user=root', '--batch', '--skip-column-names'];
+  const rootArgs = [
+    '--no-defaults',
+    `--socket=${socket}`,
+    '--user=root',
+    '--batch',
+    '--skip-column-names',
+  ];
   const query = async (sql: string, database?: string) =>
     (await execa(client, [...rootArgs, ...(database ? [database] : [])], { input: sql })).stdout;
 
@@ -88,7 +96,9 @@ export async function startMariaDb(options: { network?: NetworkHost } = {}): Pro
     network: options.network,
     logPath: join(scratch.path, 'server.log'),
     stopSignal: 'SIGTERM',
-    ready: async () => statSync(socket, { throwIfNoEntry: false }) !== undefined && (await query('SELECT 1')) === '1',
+    ready: async () =>
+      statSync(socket, { throwIfNoEntry: false }) !== undefined &&
+      (await query('SELECT 1')) === '1',
   });
 
   return {
@@ -122,6 +132,8 @@ export async function startMariaDb(options: { network?: NetworkHost } = {}): Pro
 export function writeMariaDbClientConfig(path: string, user: string, password: string): void {
   rmSync(path, { force: true });
   const quote = (s: string) => `"${s.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
-  writeFileSync(path, `[client]\nuser=${quote(user)}\npassword=${quote(password)}\n`, { mode: 0o600 });
+  writeFileSync(path, `[client]\nuser=${quote(user)}\npassword=${quote(password)}\n`, {
+    mode: 0o600,
+  });
   chmodSync(path, 0o600);
 }

@@ -38,7 +38,9 @@ export function sweepStaleNetworkHosts(): string[] {
     const match = new RegExp(`^${PREFIX}(\\d+)-`).exec(name);
     if (!match || isProcessRunning(Number(match[1]))) continue;
     try {
-      for (const pid of execFileSync(ip, ['netns', 'pids', name], { encoding: 'utf8' }).split('\n').filter(Boolean))
+      for (const pid of execFileSync(ip, ['netns', 'pids', name], { encoding: 'utf8' })
+        .split('\n')
+        .filter(Boolean))
         process.kill(Number(pid), 'SIGKILL');
     } catch {
       // no processes left
@@ -51,7 +53,8 @@ export function sweepStaleNetworkHosts(): string[] {
 
 export function createNetworkHost(): NetworkHost {
   const ip = requireTool('ip');
-  const run = (...args: string[]) => execFileSync(ip, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const run = (...args: string[]) =>
+    execFileSync(ip, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   // Unique per process and call; interface names are limited to 15 characters.
   const id = `${process.pid % 100000}x${counter++}`;
   const name = `${PREFIX}${process.pid}-${counter}`;
@@ -63,7 +66,9 @@ export function createNetworkHost(): NetworkHost {
 
   const remove = onProcessExit(() => {
     try {
-      const pids = execFileSync(ip, ['netns', 'pids', name], { encoding: 'utf8' }).split('\n').filter(Boolean);
+      const pids = execFileSync(ip, ['netns', 'pids', name], { encoding: 'utf8' })
+        .split('\n')
+        .filter(Boolean);
       for (const pid of pids) process.kill(Number(pid), 'SIGKILL');
     } catch {
       // namespace already gone
@@ -97,7 +102,9 @@ export function createNetworkHost(): NetworkHost {
   } catch (error) {
     remove();
     const detail = (error as { stderr?: Buffer }).stderr?.toString().trim();
-    throw new Error(`could not create network namespace ${name}: ${detail ?? String(error)}`);
+    throw new Error(`could not create network namespace ${name}: ${detail ?? String(error)}`, {
+      cause: error,
+    });
   }
 
   return {

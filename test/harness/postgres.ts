@@ -35,7 +35,9 @@ export function systemUser(name: string): { uid: number; gid: number } {
   return { uid: Number(uid), gid: Number(gid) };
 }
 
-export async function startPostgres(options: { network?: NetworkHost } = {}): Promise<PostgresServer> {
+export async function startPostgres(
+  options: { network?: NetworkHost } = {},
+): Promise<PostgresServer> {
   const bin = postgresBinDir();
   const psql = requireTool('psql');
   const version = (await execa(join(bin, 'postgres'), ['--version'])).stdout.replace(/^\D*/, '');
@@ -82,7 +84,24 @@ export async function startPostgres(options: { network?: NetworkHost } = {}): Pr
     (
       await execa(
         psql,
-        ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-A', '-t', '-F', '\t', '-h', scratch.path, '-p', String(port), '-U', SERVICE_USER, '-d', database],
+        [
+          '-X',
+          '-q',
+          '-v',
+          'ON_ERROR_STOP=1',
+          '-A',
+          '-t',
+          '-F',
+          '\t',
+          '-h',
+          scratch.path,
+          '-p',
+          String(port),
+          '-U',
+          SERVICE_USER,
+          '-d',
+          database,
+        ],
         { input: sql },
       )
     ).stdout;
@@ -125,7 +144,9 @@ export async function startPostgres(options: { network?: NetworkHost } = {}): Pr
     async createDatabase(login) {
       const user = pgIdentifier(login.user);
       await query(`CREATE ROLE ${user} LOGIN PASSWORD ${pgString(login.password)};`);
-      await query(`CREATE DATABASE ${pgIdentifier(login.name)} OWNER ${user} ENCODING 'UTF8' TEMPLATE template0;`);
+      await query(
+        `CREATE DATABASE ${pgIdentifier(login.name)} OWNER ${user} ENCODING 'UTF8' TEMPLATE template0;`,
+      );
     },
     async stop() {
       await server.stop();
@@ -135,7 +156,13 @@ export async function startPostgres(options: { network?: NetworkHost } = {}): Pr
 }
 
 /** A 0600 libpq password file line: ':' and '\' escaped, as libpq requires. */
-export function pgpassLine(host: string, port: number, database: string, user: string, password: string): string {
+export function pgpassLine(
+  host: string,
+  port: number,
+  database: string,
+  user: string,
+  password: string,
+): string {
   const escape = (s: string) => s.replaceAll('\\', '\\\\').replaceAll(':', '\\:');
   return [host, String(port), database, user, password].map(escape).join(':') + '\n';
 }

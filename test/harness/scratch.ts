@@ -64,10 +64,11 @@ export function isProcessRunning(pid: number): boolean {
   }
 }
 
-/** Scratch directories of this process still present (for tests of the harness itself). */
-export function listScratchDirs(pid = process.pid): string[] {
+/** Scratch directories of a process (by default this one; '\\d+' for any) still present. */
+export function listScratchDirs(pid: number | string = process.pid): string[] {
+  const pattern = new RegExp(`^${PREFIX}${pid}-`);
   return readdirSync(tmpdir())
-    .filter((name) => name.startsWith(`${PREFIX}${pid}-`))
+    .filter((name) => pattern.test(name))
     .map((name) => join(tmpdir(), name));
 }
 

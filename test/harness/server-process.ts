@@ -58,7 +58,8 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
     if (exitCode === undefined) process.kill(pid, 'SIGKILL');
   });
 
-  const logTail = () => readFileSync(options.logPath, 'utf8').trim().split('\n').slice(-15).join('\n');
+  const logTail = () =>
+    readFileSync(options.logPath, 'utf8').trim().split('\n').slice(-15).join('\n');
   const deadline = Date.now() + (options.timeoutMs ?? 30_000);
   for (;;) {
     if (exitCode !== undefined)
@@ -93,7 +94,9 @@ export async function freePort(): Promise<number> {
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
       server.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+        typeof address === 'object' && address
+          ? resolve(address.port)
+          : reject(new Error('no port')),
       );
     });
   });

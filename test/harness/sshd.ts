@@ -48,8 +48,28 @@ export async function startSshd(options: { network?: NetworkHost } = {}): Promis
 
   const hostKey = join(dir, 'ssh_host_ed25519_key');
   const clientKey = join(dir, 'client_ed25519');
-  await execa(keygen, ['-q', '-t', 'ed25519', '-N', '', '-C', 'owncloud-backup test host', '-f', hostKey]);
-  await execa(keygen, ['-q', '-t', 'ed25519', '-N', '', '-C', 'owncloud-backup test client', '-f', clientKey]);
+  await execa(keygen, [
+    '-q',
+    '-t',
+    'ed25519',
+    '-N',
+    '',
+    '-C',
+    'owncloud-backup test host',
+    '-f',
+    hostKey,
+  ]);
+  await execa(keygen, [
+    '-q',
+    '-t',
+    'ed25519',
+    '-N',
+    '',
+    '-C',
+    'owncloud-backup test client',
+    '-f',
+    clientKey,
+  ]);
   const authorizedKeys = join(dir, 'authorized_keys');
   writeFileSync(authorizedKeys, readFileSync(`${clientKey}.pub`));
 
@@ -87,7 +107,11 @@ export async function startSshd(options: { network?: NetworkHost } = {}): Promis
     ready: () => tcpAccepts(host, port),
   });
 
-  const hostKeyPublic = readFileSync(`${hostKey}.pub`, 'utf8').trim().split(' ').slice(0, 2).join(' ');
+  const hostKeyPublic = readFileSync(`${hostKey}.pub`, 'utf8')
+    .trim()
+    .split(' ')
+    .slice(0, 2)
+    .join(' ');
   const knownHostsLine = `[${host}]:${port} ${hostKeyPublic}`;
   const knownHostsPath = join(dir, 'known_hosts');
   writeFileSync(knownHostsPath, `${knownHostsLine}\n`);

@@ -2,7 +2,14 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
-const CACHE = resolve(import.meta.dirname, '..', '..', 'node_modules', '.cache', 'owncloud-backup-harness');
+const CACHE = resolve(
+  import.meta.dirname,
+  '..',
+  '..',
+  'node_modules',
+  '.cache',
+  'owncloud-backup-harness',
+);
 
 /**
  * A server data directory initialised once per server version and copied for each

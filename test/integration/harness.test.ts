@@ -8,7 +8,12 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { startMariaDb, writeMariaDbClientConfig } from '../harness/mariadb.ts';
 import { createNetworkHost, sweepStaleNetworkHosts } from '../harness/netns.ts';
 import { pgpassLine, startPostgres } from '../harness/postgres.ts';
-import { isProcessRunning, listScratchDirs, makeScratchDir, sweepStaleScratchDirs } from '../harness/scratch.ts';
+import {
+  isProcessRunning,
+  listScratchDirs,
+  makeScratchDir,
+  sweepStaleScratchDirs,
+} from '../harness/scratch.ts';
 import { startSshd } from '../harness/sshd.ts';
 import { requireTool } from '../harness/tools.ts';
 
@@ -36,7 +41,10 @@ describe('throwaway MariaDB', () => {
     const db = await timed('mariadb', () => startMariaDb());
     try {
       await db.createDatabase({ name: 'owncloud', user: 'oc_admin', password: HOSTILE_PASSWORD });
-      await db.query("CREATE TABLE t (id INT PRIMARY KEY, name VARCHAR(50)); INSERT INTO t VALUES (1, 'Zoë');", 'owncloud');
+      await db.query(
+        "CREATE TABLE t (id INT PRIMARY KEY, name VARCHAR(50)); INSERT INTO t VALUES (1, 'Zoë');",
+        'owncloud',
+      );
       const options = join(db.dir, 'client.cnf');
       writeMariaDbClientConfig(options, 'oc_admin', HOSTILE_PASSWORD);
       const dump = await execa(requireTool('mariadb-dump'), [
@@ -52,7 +60,11 @@ describe('throwaway MariaDB', () => {
       expect(dump.stdout).toMatch(/-- Dump completed on /);
       // The password really is checked: a wrong one is refused.
       writeMariaDbClientConfig(options, 'oc_admin', 'wrong');
-      const refused = await execa(requireTool('mariadb-dump'), [`--defaults-extra-file=${options}`, '-h', db.host, '-P', String(db.port), 'owncloud'], { reject: false });
+      const refused = await execa(
+        requireTool('mariadb-dump'),
+        [`--defaults-extra-file=${options}`, '-h', db.host, '-P', String(db.port), 'owncloud'],
+        { reject: false },
+      );
       expect(refused.exitCode).not.toBe(0);
       expect(refused.stderr).toMatch(/Access denied/);
     } finally {
@@ -68,16 +80,28 @@ describe('throwaway PostgreSQL', () => {
     const db = await timed('postgres', () => startPostgres());
     try {
       await db.createDatabase({ name: 'owncloud', user: 'oc_admin', password: HOSTILE_PASSWORD });
-      await db.query("CREATE TABLE t (id INT PRIMARY KEY, name TEXT); INSERT INTO t VALUES (1, 'Zoë');", 'owncloud');
+      await db.query(
+        "CREATE TABLE t (id INT PRIMARY KEY, name TEXT); INSERT INTO t VALUES (1, 'Zoë');",
+        'owncloud',
+      );
       await db.query('ALTER TABLE t OWNER TO oc_admin;', 'owncloud');
       const pgpass = join(db.dir, 'pgpass');
-      writeFileSync(pgpass, pgpassLine(db.host, db.port, 'owncloud', 'oc_admin', HOSTILE_PASSWORD), { mode: 0o600 });
+      writeFileSync(
+        pgpass,
+        pgpassLine(db.host, db.port, 'owncloud', 'oc_admin', HOSTILE_PASSWORD),
+        { mode: 0o600 },
+      );
       const args = ['-w', '-h', db.host, '-p', String(db.port), '-U', 'oc_admin', 'owncloud'];
       const dump = await execa(requireTool('pg_dump'), args, { env: { PGPASSFILE: pgpass } });
       expect(dump.stdout).toContain('1\tZoë');
       expect(dump.stdout).toMatch(/-- PostgreSQL database dump complete/);
-      writeFileSync(pgpass, pgpassLine(db.host, db.port, 'owncloud', 'oc_admin', 'wrong'), { mode: 0o600 });
-      const refused = await execa(requireTool('pg_dump'), args, { env: { PGPASSFILE: pgpass }, reject: false });
+      writeFileSync(pgpass, pgpassLine(db.host, db.port, 'owncloud', 'oc_admin', 'wrong'), {
+        mode: 0o600,
+      });
+      const refused = await execa(requireTool('pg_dump'), args, {
+        env: { PGPASSFILE: pgpass },
+        reject: false,
+      });
       expect(refused.exitCode).not.toBe(0);
       expect(refused.stderr).toMatch(/password authentication failed/);
     } finally {
@@ -100,14 +124,27 @@ describe('throwaway sshd', () => {
       mkdirSync(join(source, 'dir with space'), { recursive: true });
       writeFileSync(join(source, 'dir with space', 'Zoë.txt'), 'bytes\n');
       const rsh = [ssh, ...sshd.clientArgs().slice(0, -1)].map((a) => `'${a}'`).join(' ');
-      await execa(requireTool('rsync'), ['-a', '-e', rsh, `${sshd.user}@${sshd.host}:${source}/`, join(scratch.path, 'copy')]);
-      expect(readFileSync(join(scratch.path, 'copy', 'dir with space', 'Zoë.txt'), 'utf8')).toBe('bytes\n');
+      await execa(requireTool('rsync'), [
+        '-a',
+        '-e',
+        rsh,
+        `${sshd.user}@${sshd.host}:${source}/`,
+        join(scratch.path, 'copy'),
+      ]);
+      expect(readFileSync(join(scratch.path, 'copy', 'dir with space', 'Zoë.txt'), 'utf8')).toBe(
+        'bytes\n',
+      );
 
       // Strict checking is real: a known_hosts line for another key is refused (exit 255).
-      writeFileSync(sshd.knownHostsPath, `[${sshd.host}]:${sshd.port} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC3MRaHtm0x1cjBEbSH4NRj2lV8mFhcRCfK7lxC7e3sE\n`);
+      writeFileSync(
+        sshd.knownHostsPath,
+        `[${sshd.host}]:${sshd.port} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC3MRaHtm0x1cjBEbSH4NRj2lV8mFhcRCfK7lxC7e3sE\n`,
+      );
       const refused = await execa(ssh, [...sshd.clientArgs(), 'true'], { reject: false });
       expect(refused.exitCode).toBe(255);
-      expect(refused.stderr).toMatch(/HOST IDENTIFICATION HAS CHANGED|Host key verification failed/);
+      expect(refused.stderr).toMatch(
+        /HOST IDENTIFICATION HAS CHANGED|Host key verification failed/,
+      );
     } finally {
       scratch.remove();
       await sshd.stop();
@@ -125,7 +162,9 @@ describe('throwaway sshd', () => {
         expect(inside.stdout).toContain(network.hostAddress);
         network.cut();
         const t0 = performance.now();
-        const cut = await execa(ssh, ['-o', 'ConnectTimeout=2', ...sshd.clientArgs(), 'true'], { reject: false });
+        const cut = await execa(ssh, ['-o', 'ConnectTimeout=2', ...sshd.clientArgs(), 'true'], {
+          reject: false,
+        });
         expect(cut.exitCode).toBe(255);
         expect(performance.now() - t0).toBeLessThan(10_000);
         network.restore();
@@ -142,9 +181,13 @@ describe('throwaway sshd', () => {
 
 describe('cleanup when the test process dies', () => {
   async function startServersInChild() {
-    const child = spawn(process.execPath, [join(import.meta.dirname, '..', 'fixtures', 'start-servers-then-wait.ts')], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const child = spawn(
+      process.execPath,
+      [join(import.meta.dirname, '..', 'fixtures', 'start-servers-then-wait.ts')],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     const exited = new Promise((resolve) => child.once('exit', resolve));
     const line = await new Promise<string>((resolve, reject) => {
       let out = '';

@@ -1,0 +1,128 @@
+<?php
+/**
+ * A stand-in for ownCloud's and Nextcloud's `occ`, run as `php occ ...` like the real one.
+ * It implements what a backup uses: `maintenance:mode` (--on, --off, no flag = print the
+ * state), `status` and `config:system:get`, reading and writing config/config.php the way
+ * ownCloud does (include it, change $CONFIG, write it back with var_export under a lock).
+ * It refuses to run as anyone but the owner of config.php, as the real console does, and
+ * appends a JSON line per call to occ-calls.jsonl beside the installation, so tests can see
+ * who switched maintenance mode when.
+ */
+
+$configFile = __DIR__ . '/config/config.php';
+$recordFile = dirname(__DIR__) . '/occ-calls.jsonl';
+$args = array_slice($argv, 1);
+
+function loadConfig($file) {
+    $CONFIG = [];
+    include $file;
+    return $CONFIG;
+}
+
+function writeConfig($file, $config) {
+    $handle = fopen($file, 'r+');
+    flock($handle, LOCK_EX);
+    ftruncate($handle, 0);
+    fwrite($handle, "<?php\n\$CONFIG = " . var_export($config, true) . ";\n");
+    fflush($handle);
+    flock($handle, LOCK_UN);
+    fclose($handle);
+    if (function_exists('opcache_invalidate')) {
+        opcache_invalidate($file, true);
+    }
+}
+
+function record($recordFile, $args, $before, $after, $exit) {
+    $user = posix_getpwuid(posix_geteuid());
+    $line = json_encode([
+        'time' => microtime(true),
+        'user' => $user ? $user['name'] : (string) posix_geteuid(),
+        'args' => $args,
+        'maintenanceBefore' => $before,
+        'maintenanceAfter' => $after,
+        'exit' => $exit,
+    ]) . "\n";
+    file_put_contents($recordFile, $line, FILE_APPEND | LOCK_EX);
+}
+
+$owner = fileowner($configFile);
+if ($owner !== posix_geteuid()) {
+    $current = posix_getpwuid(posix_geteuid());
+    $configUser = posix_getpwuid($owner);
+    echo "Console has to be executed with the user that owns the file config/config.php\n";
+    echo "Current user: " . $current['name'] . "\n";
+    echo "Owner of config.php: " . $configUser['name'] . "\n";
+    echo "Try adding 'sudo -u " . $configUser['name'] . " ' to the beginning of the command (without the single quotes)\n";
+    record($recordFile, $args, null, null, 1);
+    exit(1);
+}
+
+$config = loadConfig($configFile);
+$before = !empty($config['maintenance']);
+$command = $args[0] ?? 'list';
+$options = array_slice($args, 1);
+$json = in_array('--output=json', $options, true) || in_array('--output=json_pretty', $options, true);
+$exit = 0;
+
+switch ($command) {
+    case 'maintenance:mode':
+        if (in_array('--on', $options, true)) {
+            $config['maintenance'] = true;
+            writeConfig($configFile, $config);
+            echo "Maintenance mode enabled\n";
+        } elseif (in_array('--off', $options, true)) {
+            $config['maintenance'] = false;
+            writeConfig($configFile, $config);
+            echo "Maintenance mode disabled\n";
+        } else {
+            echo $before ? "Maintenance mode is currently enabled\n" : "Maintenance mode is currently disabled\n";
+        }
+        break;
+    case 'status':
+        $version = $config['version'] ?? '';
+        $status = [
+            'installed' => !empty($config['installed']),
+            'version' => $version,
+            'versionstring' => implode('.', array_slice(explode('.', $version), 0, 3)),
+            'edition' => 'Community',
+            'maintenance' => !empty($config['maintenance']),
+        ];
+        if ($json) {
+            echo json_encode($status) . "\n";
+        } else {
+            foreach ($status as $key => $value) {
+                echo "  - $key: " . (is_bool($value) ? ($value ? 'true' : 'false') : $value) . "\n";
+            }
+        }
+        break;
+    case 'config:system:get':
+        $names = array_values(array_filter($options, function ($o) { return substr($o, 0, 2) !== '--'; }));
+        $value = $config;
+        foreach ($names as $name) {
+            if (!is_array($value) || !array_key_exists($name, $value)) {
+                $value = null;
+                $exit = 1;
+                break;
+            }
+            $value = $value[$name];
+        }
+        if ($exit === 0) {
+            if ($json) {
+                echo json_encode($value) . "\n";
+            } elseif (is_bool($value)) {
+                echo ($value ? 'true' : 'false') . "\n";
+            } elseif (is_array($value)) {
+                echo implode("\n", $value) . "\n";
+            } else {
+                echo $value . "\n";
+            }
+        }
+        break;
+    default:
+        fwrite(STDERR, "Command \"$command\" is not defined.\n");
+        $exit = 1;
+}
+
+$after = !empty(loadConfig($configFile)['maintenance']);
+record($recordFile, $args, $before, $after, $exit);
+exit($exit);
