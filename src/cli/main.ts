@@ -1,4 +1,242 @@
+// `owncloud-backup`: the same engine as the action, from a shell. Options carry the
+// action's input names; secrets come from the environment or files, never from a
+// command-line value (which every user of the machine can read in the process list).
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { runBackup, type BackupResult } from '../backup.ts';
+import { describeError, InputError, InterruptedError } from '../errors.ts';
+import { formatSeconds, streamReporter } from '../report.ts';
+import { Secrets } from '../secrets.ts';
+import { cliLabel, INPUTS, planBackup, type InputName, type RawInputs } from '../settings.ts';
+import { formatBytes } from '../steps/preflight.ts';
+import { TOOL } from '../tool.ts';
+
+export const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 } as const;
+
+export const ENV = {
+  dbPassword: 'OWNCLOUD_BACKUP_DB_PASSWORD',
+  sshKey: 'OWNCLOUD_BACKUP_SSH_KEY',
+} as const;
+
+const USAGE = `Usage: owncloud-backup backup [options]
+
+Backs up an ownCloud (or Nextcloud) server: config/, the data directory, the database and
+custom themes, into a dated directory holding compressed archives and manifest.json.
+
+Where the server is (no --host: this machine):
+  --host HOST              SSH host of the ownCloud server
+  --port N                 SSH port (22)
+  --user NAME              SSH user (root)
+  --ssh-key-file FILE      private key (or env ${ENV.sshKey} holding the key)
+  --known-hosts LINE       known_hosts line for the host (repeatable)
+  --known-hosts-file FILE  known_hosts lines for the host
+What to back up:
+  --owncloud-dir DIR       installation directory (/var/www/owncloud)
+  --data-dir DIR           data directory (config.php's datadirectory)
+  --extra-paths PATH       more paths, relative to owncloud-dir or absolute (repeatable)
+  --exclude PATTERN        rsync pattern to leave out, e.g. '*/thumbnails/' (repeatable)
+  --install-type TYPE      package (default: server code is not copied) or tarball
+The database (each defaults to config.php's value):
+  --db-type TYPE           auto, mysql, pgsql or sqlite
+  --db-host HOST  --db-port N  --db-name NAME  --db-user USER
+  --db-password-file FILE  password (or env ${ENV.dbPassword})
+Behaviour:
+  --maintenance-mode BOOL  switch maintenance mode on for the dump (true)
+  --occ-user USER          who runs occ (the owner of config.php)
+  --compression TYPE       zstd (default) or gzip
+  --backup-dir DIR         where the dated backup directory is written (.)
+  --dump-timeout SECONDS   give up on a dump silent this long (600)
+  --ssh-keepalive SECONDS  SSH keepalive interval; 3 missed end the link (5)
+
+Exit status: 0 done, 1 backup failed, 2 bad usage or input, 130 interrupted.`;
+
+const OPTIONS = {
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
+  host: { type: 'string' },
+  port: { type: 'string' },
+  user: { type: 'string' },
+  'ssh-key': { type: 'string' },
+  'ssh-key-file': { type: 'string' },
+  'known-hosts': { type: 'string', multiple: true },
+  'known-hosts-file': { type: 'string' },
+  'owncloud-dir': { type: 'string' },
+  'data-dir': { type: 'string' },
+  'extra-paths': { type: 'string', multiple: true },
+  exclude: { type: 'string', multiple: true },
+  'install-type': { type: 'string' },
+  'db-type': { type: 'string' },
+  'db-host': { type: 'string' },
+  'db-port': { type: 'string' },
+  'db-name': { type: 'string' },
+  'db-user': { type: 'string' },
+  'db-password': { type: 'string' },
+  'db-password-file': { type: 'string' },
+  'maintenance-mode': { type: 'string' },
+  'occ-user': { type: 'string' },
+  compression: { type: 'string' },
+  'backup-dir': { type: 'string' },
+  'dump-timeout': { type: 'string' },
+  'ssh-keepalive': { type: 'string' },
+} as const;
+
+function readSecretFile(option: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new InputError(
+      `Cannot read ${option} '${path}': ${(error as NodeJS.ErrnoException).code ?? String(error)}.`,
+    );
+  }
+}
+
+/** Turns argv and the environment into the same raw inputs the action reads. */
+export function cliInputs(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): { raw: RawInputs; keepAliveSeconds?: number } {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new InputError(`${(error as Error).message.split('\n')[0]} (see owncloud-backup --help)`);
+  }
+  const { values, positionals } = parsed;
+  if (positionals.length !== 1 || positionals[0] !== 'backup')
+    throw new InputError(
+      `Expected the command 'backup', got '${positionals.join(' ')}' (see owncloud-backup --help).`,
+    );
+  if (values['db-password'] !== undefined)
+    throw new InputError(
+      `Refusing --db-password: a password on the command line is visible to every user of this machine. Use the environment variable ${ENV.dbPassword} or --db-password-file.`,
+    );
+  if (values['ssh-key'] !== undefined)
+    throw new InputError(
+      `Refusing --ssh-key: pass the key as a file (--ssh-key-file) or in ${ENV.sshKey}.`,
+    );
+
+  const raw: RawInputs = {};
+  const plain: InputName[] = [
+    INPUTS.host,
+    INPUTS.port,
+    INPUTS.user,
+    INPUTS.owncloudDir,
+    INPUTS.dataDir,
+    INPUTS.installType,
+    INPUTS.dbType,
+    INPUTS.dbHost,
+    INPUTS.dbPort,
+    INPUTS.dbName,
+    INPUTS.dbUser,
+    INPUTS.maintenanceMode,
+    INPUTS.occUser,
+    INPUTS.compression,
+    INPUTS.backupDir,
+    INPUTS.dumpTimeout,
+  ];
+  for (const name of plain) {
+    const value = values[name as keyof typeof values];
+    if (typeof value === 'string') raw[name] = value;
+  }
+  raw[INPUTS.backupDir] ??= process.cwd();
+  if (values['extra-paths']) raw[INPUTS.extraPaths] = values['extra-paths'].join('\n');
+  if (values.exclude) raw[INPUTS.exclude] = values.exclude.join('\n');
+  const knownHosts = [...(values['known-hosts'] ?? [])];
+  if (values['known-hosts-file'])
+    knownHosts.push(readSecretFile('--known-hosts-file', values['known-hosts-file']));
+  if (knownHosts.length > 0) raw[INPUTS.knownHosts] = knownHosts.join('\n');
+
+  if (values['ssh-key-file'])
+    raw[INPUTS.sshKey] = readSecretFile('--ssh-key-file', values['ssh-key-file']);
+  else if (env[ENV.sshKey]) raw[INPUTS.sshKey] = env[ENV.sshKey];
+  if (values['db-password-file'])
+    raw[INPUTS.dbPassword] = readSecretFile(
+      '--db-password-file',
+      values['db-password-file'],
+    ).replace(/\r?\n$/, '');
+  else if (env[ENV.dbPassword] !== undefined) raw[INPUTS.dbPassword] = env[ENV.dbPassword];
+
+  let keepAliveSeconds: number | undefined;
+  if (values['ssh-keepalive'] !== undefined) {
+    if (!/^\d+$/.test(values['ssh-keepalive']) || Number(values['ssh-keepalive']) < 1)
+      throw new InputError(
+        `Invalid option --ssh-keepalive: '${values['ssh-keepalive']}' is not a whole number of seconds (1 or more).`,
+      );
+    keepAliveSeconds = Number(values['ssh-keepalive']);
+  }
+  return { raw, ...(keepAliveSeconds ? { keepAliveSeconds } : {}) };
+}
+
+export function summary(result: BackupResult): string {
+  const { manifest } = result;
+  const product = manifest.instance.product === 'nextcloud' ? 'Nextcloud' : 'ownCloud';
+  const width = Math.max(...manifest.archives.map((a) => a.name.length));
+  const lines = [
+    `Backup complete: ${result.directory}`,
+    `  ${product} ${manifest.instance.version} (instance ${manifest.instance.instanceId}) from ${manifest.source.host}`,
+    `  database ${manifest.database.type} '${manifest.database.name}', dumped with ${manifest.database.dumpTool} (${manifest.database.dumpToolVersion})`,
+    ...manifest.archives.map(
+      (a) => `  ${a.name.padEnd(width)}  ${formatBytes(a.size).padStart(10)}  sha256 ${a.sha256}`,
+    ),
+    `  manifest.json, SHA256SUMS`,
+    `  ${manifest.files.fileCount} files (${formatBytes(manifest.files.bytes)}) from ${Object.values(manifest.files.layout).join(', ')}`,
+    `  maintenance mode: ${manifest.maintenance.managed ? (manifest.maintenance.switchedByUs ? `on for ${formatSeconds(manifest.maintenance.seconds)}, then off again` : 'was on already, left on') : 'not managed (disabled by option)'}`,
+    `  took ${formatSeconds(manifest.durationSeconds)}`,
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
 export async function runCli(args: string[]): Promise<number> {
-  console.log(`owncloud-backup: ${args.join(' ')}`);
-  return 0;
+  if (args.includes('--help') || args.includes('-h') || args.length === 0) {
+    process.stdout.write(`${USAGE}\n`);
+    return args.length === 0 ? EXIT.usage : EXIT.ok;
+  }
+  if (args.includes('--version')) {
+    process.stdout.write(`${TOOL.name} ${TOOL.version}\n`);
+    return EXIT.ok;
+  }
+  const secrets = new Secrets();
+  const reporter = streamReporter(
+    (text) => process.stderr.write(text),
+    (text) => secrets.redact(text),
+  );
+  const controller = new AbortController();
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals === 1) {
+      reporter.warning(`${signal}: stopping; maintenance mode is restored before exiting.`);
+      controller.abort();
+    } else if (signals === 2) {
+      reporter.warning(
+        `${signal} again: still restoring maintenance mode. A third one exits at once and may leave it on.`,
+      );
+    } else {
+      process.exit(EXIT.interrupted);
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const { raw, keepAliveSeconds } = cliInputs(args, process.env);
+    secrets.add(raw[INPUTS.dbPassword]);
+    secrets.add(raw[INPUTS.sshKey]);
+    const plan = planBackup(raw, { backupDir: process.cwd() }, cliLabel);
+    const result = await runBackup(plan, {
+      reporter,
+      secrets,
+      signal: controller.signal,
+      ...(keepAliveSeconds ? { ssh: { keepAliveSeconds } } : {}),
+    });
+    process.stdout.write(summary(result));
+    return EXIT.ok;
+  } catch (error) {
+    process.stderr.write(`owncloud-backup: error: ${secrets.redact(describeError(error))}\n`);
+    if (error instanceof InputError) return EXIT.usage;
+    if (error instanceof InterruptedError || controller.signal.aborted) return EXIT.interrupted;
+    return EXIT.failed;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
 }

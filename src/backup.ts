@@ -1,0 +1,475 @@
+// The orchestrator: a validated plan in, a finished, dated backup directory out.
+//   connect → discover → preflight → files (bulk) → [maintenance on → files (delta) ‖ dump
+//   → maintenance restored] → archive → manifest → rename into place.
+// A backup directory only gets its final name once everything in it is written and
+// checked; on any failure the partial one is removed.
+import { mkdirSync, renameSync, rmSync, existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { hostname } from 'node:os';
+import { engineFor } from './database/index.ts';
+import { BackupError, describeError, InputError, InterruptedError } from './errors.ts';
+import type { Host } from './host/host.ts';
+import { LocalHost } from './host/local.ts';
+import { SshHost, type SshOptions } from './host/ssh.ts';
+import {
+  checksumsText,
+  MANIFEST_FORMAT,
+  seconds,
+  type ArchiveRecord,
+  type Manifest,
+} from './manifest.ts';
+import {
+  backupName,
+  CHECKSUMS_NAME,
+  dumpFileName,
+  filesArchiveName,
+  INCOMPLETE_SUFFIX,
+  MANIFEST_NAME,
+} from './naming.ts';
+import { formatSeconds, type Reporter } from './report.ts';
+import type { Secrets } from './secrets.ts';
+import type { BackupPlan } from './settings.ts';
+import { TOOL } from './tool.ts';
+import { archiveFiles, TAR_METADATA_FLAGS } from './steps/archive.ts';
+import { compressorProgram } from './steps/compress.ts';
+import { discoverInstance, type Instance } from './steps/discover.ts';
+import { dumpDatabase } from './steps/dump.ts';
+import { LAYOUT, syncFiles, type FileSet, type SyncStats } from './steps/files.ts';
+import { MaintenanceGuard, type MaintenanceWindow } from './steps/maintenance.ts';
+import {
+  findDumpTool,
+  formatBytes,
+  freeBytes,
+  missingHere,
+  missingOnHost,
+  requiredBytes,
+  sizeOnHost,
+} from './steps/preflight.ts';
+
+export interface BackupResult {
+  /** The finished backup directory. */
+  directory: string;
+  manifest: Manifest;
+  manifestPath: string;
+  dumpPath: string;
+  filesArchivePath: string;
+  /** Total size of the backup's files. */
+  sizeBytes: number;
+}
+
+export interface BackupContext {
+  reporter: Reporter;
+  secrets: Secrets;
+  /** Aborted on SIGINT/SIGTERM or cancellation: the run stops, maintenance mode is restored. */
+  signal: AbortSignal;
+  now?: () => Date;
+  ssh?: SshOptions;
+  /** Seconds to keep retrying to restore maintenance mode through a broken link. */
+  maintenanceRestoreSeconds?: number;
+  /** Told when maintenance mode changes, so the action's post step can restore it if main dies. */
+  onMaintenance?: (state: {
+    switchedByUs: boolean;
+    restored: boolean;
+    installDir: string;
+    occUser: string;
+  }) => void;
+}
+
+async function openHost(plan: BackupPlan, context: BackupContext): Promise<Host> {
+  if (plan.target.kind === 'local') return new LocalHost();
+  context.secrets.add(plan.target.privateKey);
+  return SshHost.connect(plan.target, context.ssh);
+}
+
+/** Where the theme lives: legacy themes/<name>, or (ownCloud 10) a theme app. */
+async function themePath(host: Host, instance: Instance): Promise<string | undefined> {
+  if (!instance.theme) return undefined;
+  for (const candidate of [
+    `themes/${instance.theme}`,
+    `apps-external/${instance.theme}`,
+    `apps/${instance.theme}`,
+  ]) {
+    const result = await host.run(['test', '-d', `${instance.installDir}/${candidate}`]);
+    if (result.exitCode === 0) return candidate;
+  }
+  return undefined;
+}
+
+async function planFiles(
+  host: Host,
+  plan: BackupPlan,
+  instance: Instance,
+  reporter: Reporter,
+): Promise<FileSet> {
+  const relativeExtras = plan.extraPaths.filter((p) => !p.startsWith('/'));
+  const absolutePaths = plan.extraPaths.filter((p) => p.startsWith('/'));
+  for (const path of [
+    ...relativeExtras.map((p) => `${instance.installDir}/${p}`),
+    ...absolutePaths,
+  ]) {
+    const result = await host.run(['test', '-e', path]);
+    if (result.exitCode !== 0)
+      throw new InputError(`extra-paths: '${path}' does not exist on ${host.label}.`);
+  }
+  const inside = instance.dataDir.startsWith(`${instance.installDir}/`)
+    ? instance.dataDir.slice(instance.installDir.length + 1)
+    : undefined;
+  let installPaths: string[];
+  if (plan.installType === 'tarball') {
+    installPaths = ['.'];
+  } else {
+    const theme = await themePath(host, instance);
+    if (instance.theme && !theme)
+      reporter.warning(
+        `config.php names theme '${instance.theme}', but no themes/, apps-external/ or apps/ directory of that name exists.`,
+      );
+    installPaths = [...new Set(['config', ...(theme ? [theme] : []), ...relativeExtras])];
+  }
+  const dataExclude: string[] = [];
+  const file = instance.database.file;
+  if (file && file.startsWith(`${instance.dataDir}/`)) {
+    const relative = file.slice(instance.dataDir.length + 1);
+    dataExclude.push(relative, `${relative}-journal`, `${relative}-wal`, `${relative}-shm`);
+  }
+  return {
+    installDir: instance.installDir,
+    installPaths,
+    ...(inside ? { dataDirInsideInstall: inside } : {}),
+    dataDir: instance.dataDir,
+    absolutePaths,
+    exclude: plan.exclude,
+    dataExclude,
+  };
+}
+
+export async function runBackup(plan: BackupPlan, context: BackupContext): Promise<BackupResult> {
+  const { reporter, signal } = context;
+  const now = context.now ?? (() => new Date());
+  const startedAt = now();
+  const name = backupName(startedAt);
+  const finalDir = join(plan.backupDir, name);
+  const workDir = `${finalDir}${INCOMPLETE_SUFFIX}`;
+  const stagingDir = join(workDir, 'staging');
+  const interrupted = () => {
+    if (signal.aborted) throw new InterruptedError();
+  };
+
+  mkdirSync(plan.backupDir, { recursive: true });
+  if (existsSync(finalDir) || existsSync(workDir))
+    throw new BackupError(`${finalDir} exists already: not overwriting a backup.`);
+
+  let host: Host | undefined;
+  let guard: MaintenanceGuard | undefined;
+  try {
+    host = await reporter.group('Connect', async () => {
+      const opened = await openHost(plan, context);
+      reporter.info(`Connected to ${opened.label} as ${opened.account}.`);
+      return opened;
+    });
+    const connected = host;
+    interrupted();
+
+    const instance = await reporter.group('Discover', async () => {
+      const found = await discoverInstance(connected, plan, context.secrets);
+      const db = found.database;
+      reporter.info(
+        `${found.product === 'nextcloud' ? 'Nextcloud' : 'ownCloud'} ${found.version} (instance ${found.instanceId}) in ${found.installDir}`,
+      );
+      reporter.info(
+        `Data directory ${found.dataDir}; database ${db.type} '${db.name}'${db.type === 'sqlite' ? ` (${db.file})` : ` as '${db.user}'`}; occ runs as ${found.owner}.`,
+      );
+      return found;
+    });
+    interrupted();
+
+    const engine = engineFor(instance.database.type);
+    const { tool, fileSet } = await reporter.group('Preflight', async () => {
+      const found = await findDumpTool(connected, engine);
+      reporter.info(`Dump tool on the host: ${found.program} (${found.version}).`);
+      const hostPrograms = ['php', 'rsync', 'du'];
+      if (connected.account !== instance.owner)
+        hostPrograms.push(connected.account === 'root' ? 'runuser' : 'sudo');
+      const missingThere = await missingOnHost(connected, hostPrograms);
+      if (missingThere.length > 0)
+        throw new BackupError(
+          `${connected.label} lacks ${missingThere.join(', ')}: install it there.`,
+        );
+      const missing = await missingHere([
+        'rsync',
+        'tar',
+        compressorProgram(plan.compression),
+        ...(plan.target.kind === 'ssh' ? ['ssh'] : []),
+      ]);
+      if (missing.length > 0)
+        throw new BackupError(
+          `This machine lacks ${missing.join(', ')}: install it to take backups.`,
+        );
+      if (process.getuid?.() !== 0)
+        reporter.warning(
+          'Not running as root: file owners in the backup will be this user, not the originals.',
+        );
+
+      const files = await planFiles(connected, plan, instance, reporter);
+      const measured = [
+        ...(files.installPaths.includes('.')
+          ? [files.installDir]
+          : files.installPaths.map((p) => `${files.installDir}/${p}`)),
+        ...(files.dataDirInsideInstall && files.installPaths.includes('.') ? [] : [files.dataDir]),
+        ...files.absolutePaths,
+      ];
+      const size = await sizeOnHost(connected, measured);
+      const need = requiredBytes(size);
+      const free = freeBytes(plan.backupDir);
+      reporter.info(
+        `About ${formatBytes(size)} of files to copy; ${formatBytes(free)} free in ${plan.backupDir}.`,
+      );
+      if (free < need)
+        throw new BackupError(
+          `Not enough space in ${plan.backupDir}: this backup needs about ${formatBytes(need)} (a staged copy and the archive), ${formatBytes(free)} is free. Free space or choose another backup-dir.`,
+        );
+      return { tool: found, fileSet: files };
+    });
+    interrupted();
+
+    mkdirSync(stagingDir, { recursive: true, mode: 0o700 });
+    const { installStats, dataStats } = await reporter.group(
+      'Files (bulk copy, before maintenance mode)',
+      async () => {
+        const install = await syncFiles(connected, fileSet, stagingDir, {
+          delete: false,
+          parts: ['install'],
+          signal,
+        });
+        const data = await syncFiles(connected, fileSet, stagingDir, {
+          delete: false,
+          parts: ['data', 'absolute'],
+          signal,
+        });
+        reporter.info(
+          `${install.files + data.files} files, ${formatBytes(install.bytes + data.bytes)} copied.`,
+        );
+        if (install.vanished || data.vanished)
+          reporter.info(
+            'Some files vanished while being copied (normal on a live server); the next pass catches up.',
+          );
+        return { installStats: install, dataStats: data };
+      },
+    );
+    interrupted();
+
+    const dumpPath = join(workDir, dumpFileName(startedAt, plan.compression));
+    const occ = { installDir: instance.installDir, occUser: instance.owner };
+    guard = plan.maintenanceMode
+      ? new MaintenanceGuard(
+          connected,
+          { installDir: occ.installDir, user: occ.occUser },
+          (m) => reporter.info(m),
+          context.maintenanceRestoreSeconds,
+        )
+      : undefined;
+    const maintenance = guard;
+    const { dumped, finalData } = await reporter.group(
+      maintenance ? 'Maintenance window (files delta and database dump)' : 'Database dump',
+      async () => {
+        let failure: unknown;
+        let outcome:
+          { dumped: Awaited<ReturnType<typeof dumpDatabase>>; finalData: SyncStats } | undefined;
+        try {
+          if (maintenance) {
+            await maintenance.enable();
+            context.onMaintenance?.({
+              switchedByUs: maintenance.window.switchedByUs,
+              restored: false,
+              ...occ,
+            });
+          }
+          const dumping = dumpDatabase({
+            host: connected,
+            engine,
+            connection: instance.database,
+            tool,
+            owner: instance.owner,
+            compression: plan.compression,
+            path: dumpPath,
+            idleTimeoutSeconds: plan.dumpTimeoutSeconds,
+            signal,
+          });
+          // Inside the window only what changed since the bulk copy moves (rsync's delta);
+          // install files (config.php among them) keep the state found before the window.
+          const delta = maintenance
+            ? syncFiles(connected, fileSet, stagingDir, {
+                delete: true,
+                parts: ['data', 'absolute'],
+                signal,
+              })
+            : Promise.resolve(dataStats);
+          const [dumpResult, deltaResult] = await Promise.all([dumping, delta]);
+          if (maintenance)
+            reporter.info(
+              `Files delta: ${formatBytes(deltaResult.transferredBytes)} changed since the bulk copy.`,
+            );
+          reporter.info(
+            `Database dump: ${formatBytes(dumpResult.rawBytes)} raw, ${formatBytes(dumpResult.size)} compressed.`,
+          );
+          outcome = { dumped: dumpResult, finalData: deltaResult };
+        } catch (error) {
+          failure = error;
+        }
+        if (maintenance) {
+          try {
+            await maintenance.restore();
+          } catch (restoreError) {
+            // Both matter: why the backup failed, and that the instance is still in maintenance mode.
+            throw new BackupError(
+              failure
+                ? `${describeError(failure)} ${describeError(restoreError)}`
+                : describeError(restoreError),
+            );
+          }
+          context.onMaintenance?.({
+            switchedByUs: maintenance.window.switchedByUs,
+            restored: true,
+            ...occ,
+          });
+          if (maintenance.window.switchedByUs)
+            reporter.info(`Maintenance mode was on for ${formatSeconds(maintenance.seconds())}.`);
+        }
+        if (failure || !outcome) throw failure;
+        return outcome;
+      },
+    );
+    const dump = dumped;
+    const stats = {
+      files: installStats.files + finalData.files,
+      bytes: installStats.bytes + finalData.bytes,
+    };
+    interrupted();
+
+    const files = await reporter.group('Archive', async () => {
+      const written = await archiveFiles({
+        stagingDir,
+        compression: plan.compression,
+        path: join(workDir, filesArchiveName(startedAt, plan.compression)),
+        signal,
+      });
+      rmSync(stagingDir, { recursive: true, force: true });
+      reporter.info(
+        `${written.path.split('/').pop()}: ${formatBytes(written.size)}, sha256 ${written.sha256}.`,
+      );
+      return written;
+    });
+    interrupted();
+
+    const finishedAt = now();
+    const archives: ArchiveRecord[] = [
+      {
+        name: files.path.split('/').pop()!,
+        role: 'files',
+        compression: plan.compression,
+        size: files.size,
+        sha256: files.sha256,
+      },
+      {
+        name: dump.path.split('/').pop()!,
+        role: 'database',
+        compression: plan.compression,
+        size: dump.size,
+        sha256: dump.sha256,
+      },
+    ];
+    const window: MaintenanceWindow = guard?.window ?? {
+      switchedByUs: false,
+      priorState: instance.maintenance,
+    };
+    const db = instance.database;
+    const manifest: Manifest = {
+      format: MANIFEST_FORMAT,
+      tool: TOOL,
+      name,
+      startedAt: startedAt.toISOString(),
+      finishedAt: finishedAt.toISOString(),
+      durationSeconds: seconds(finishedAt.getTime() - startedAt.getTime()),
+      source: {
+        host: plan.target.kind === 'ssh' ? connected.label : `${hostname()} (local)`,
+        transport: plan.target.kind,
+        installDir: instance.installDir,
+        dataDir: instance.dataDir,
+        configPath: instance.configPath,
+        installType: plan.installType,
+        owner: instance.owner,
+      },
+      instance: {
+        product: instance.product,
+        version: instance.version,
+        instanceId: instance.instanceId,
+        theme: instance.theme,
+      },
+      database: {
+        type: db.type,
+        name: db.name,
+        ...(db.host ? { host: db.host } : {}),
+        ...(db.port !== undefined ? { port: db.port } : {}),
+        ...(db.socket ? { socket: db.socket } : {}),
+        user: db.user,
+        tablePrefix: db.tablePrefix,
+        utf8mb4: db.utf8mb4,
+        ...(db.file ? { file: db.file } : {}),
+        dumpTool: tool.program,
+        dumpToolVersion: tool.version,
+        dumpBytes: dump.rawBytes,
+      },
+      files: {
+        layout: {
+          [LAYOUT.install]: instance.installDir,
+          [LAYOUT.data]: instance.dataDir,
+          ...(fileSet.absolutePaths.length > 0 ? { [LAYOUT.absolute]: '/' } : {}),
+        },
+        installPaths: fileSet.installPaths,
+        absolutePaths: fileSet.absolutePaths,
+        excludePatterns: fileSet.exclude,
+        leftOut: fileSet.dataExclude,
+        fileCount: stats.files,
+        bytes: stats.bytes,
+        ownersKept: process.getuid?.() === 0,
+      },
+      maintenance: {
+        managed: plan.maintenanceMode,
+        priorState: window.priorState,
+        switchedByUs: window.switchedByUs,
+        ...(window.enabledAt ? { enabledAt: window.enabledAt.toISOString() } : {}),
+        ...(window.restoredAt ? { restoredAt: window.restoredAt.toISOString() } : {}),
+        seconds: guard ? seconds(guard.seconds() * 1000) : 0,
+      },
+      archives,
+      restore: {
+        files: `tar --extract --file=ARCHIVE ${TAR_METADATA_FLAGS.join(' ')} --same-permissions ${plan.compression === 'zstd' ? '--zstd' : '--gzip'}  (as root; then move ${LAYOUT.install}/ to the install dir and ${LAYOUT.data}/ to the data directory)`,
+        database: engine.restoreHint,
+      },
+    };
+    const manifestPath = join(workDir, MANIFEST_NAME);
+    writeFileSync(join(workDir, CHECKSUMS_NAME), checksumsText(archives), { mode: 0o600 });
+    writeFileSync(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
+    // Only a complete backup gets its final name.
+    renameSync(workDir, finalDir);
+    return {
+      directory: finalDir,
+      manifest,
+      manifestPath: join(finalDir, MANIFEST_NAME),
+      dumpPath: join(finalDir, archives[1]!.name),
+      filesArchivePath: join(finalDir, archives[0]!.name),
+      sizeBytes: files.size + dump.size,
+    };
+  } catch (error) {
+    rmSync(workDir, { recursive: true, force: true });
+    if (
+      signal.aborted &&
+      !(error instanceof InterruptedError) &&
+      /MAINTENANCE MODE IS STILL ON/.test(describeError(error))
+    )
+      throw new InterruptedError(`The backup was interrupted. ${describeError(error)}`);
+    if (signal.aborted) throw new InterruptedError();
+    throw error;
+  } finally {
+    await host?.close();
+  }
+}

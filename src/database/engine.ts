@@ -1,0 +1,43 @@
+// The shape every database engine module has (one module per engine, same functions).
+import type { DatabaseConnection } from '../instance.ts';
+import type { SecretDelivery } from '../host/guarded.ts';
+import type { DatabaseType } from '../settings.ts';
+
+export interface DumpTool {
+  /** The program on the host, e.g. `mysqldump`, `mariadb-dump`, `pg_dump`, `sqlite3`. */
+  program: string;
+  /** Its own version line. */
+  version: string;
+}
+
+export interface DumpCommand {
+  /** The dump's argv on the host (before wrapping): no secret in it. */
+  argv: string[];
+  /** How the password reaches the dump program. */
+  delivery: SecretDelivery;
+  /** The secret sent on stdin ('' for none), already in the form the delivery expects. */
+  secret: string;
+}
+
+export interface DumpContext {
+  connection: DatabaseConnection;
+  tool: DumpTool;
+  /** The account the session runs as on the host, and the instance's owner. */
+  account: string;
+  owner: string;
+}
+
+export interface DatabaseEngine {
+  readonly type: DatabaseType;
+  /** Programs to look for on the host, best first. */
+  readonly programs: readonly string[];
+  /** How a person restores the dump (for the manifest and README). */
+  readonly restoreHint: string;
+  dumpCommand(context: DumpContext): DumpCommand;
+  /** A problem with a finished dump judged by its last bytes, or undefined when it is complete. */
+  checkTail(tail: string): string | undefined;
+  /** A marker that means failure wherever it appears in the dump (engines that report errors inline). */
+  readonly errorMarker?: string;
+  /** The cause of a failed dump in words, from the program's stderr. */
+  explainFailure(stderr: string, connection: DatabaseConnection): string | undefined;
+}

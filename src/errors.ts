@@ -1,0 +1,35 @@
+/**
+ * A mistake in what the user asked for (an input, an option, a path that is not an
+ * ownCloud instance). Reported as one clear message, never with a stack trace.
+ */
+export class InputError extends Error {
+  override name = 'InputError';
+}
+
+/**
+ * A backup that could not be completed for a reason outside the user's input: a tool
+ * failed, the database refused, the link died. The message names the cause.
+ */
+export class BackupError extends Error {
+  override name = 'BackupError';
+}
+
+/** The run was interrupted (SIGINT/SIGTERM, or the workflow was cancelled). */
+export class InterruptedError extends Error {
+  override name = 'InterruptedError';
+  constructor(message = 'The backup was interrupted.') {
+    super(message);
+  }
+}
+
+/** The message to show for any error: ours are written for people; others get their class. */
+export function describeError(error: unknown): string {
+  if (
+    error instanceof InputError ||
+    error instanceof BackupError ||
+    error instanceof InterruptedError
+  )
+    return error.message;
+  if (error instanceof Error) return `${error.name}: ${error.message}`;
+  return String(error);
+}

@@ -1,0 +1,55 @@
+// Long-running commands on the host (database dumps) are wrapped in a small POSIX sh
+// script that (1) takes the secret from the first line of stdin and hands it to the tool
+// without any argv seeing it, and (2) keeps watching stdin: when it ends, the client went
+// away (cancelled, timed out, link dead), so the dump is stopped instead of left running
+// on the server holding a transaction open.
+
+/** How the wrapped command receives the secret read from stdin. */
+export type SecretDelivery =
+  | 'none'
+  /** `[client]` option file on fd 3 (`--defaults-extra-file=/dev/fd/3` must be in argv). */
+  | 'mysql-option-file'
+  /** libpq's PGPASSWORD, in the dump's environment only (readable by its owner and root). */
+  | 'pgpassword';
+
+const SCRIPT = `
+mode=$1; shift
+IFS= read -r secret || secret=
+exec 4<&0
+case $mode in
+  mysql-option-file)
+    "$@" 4<&- </dev/null 3<<OWNCLOUD_BACKUP_EOF &
+[client]
+password=$secret
+OWNCLOUD_BACKUP_EOF
+    ;;
+  pgpassword) PGPASSWORD=$secret "$@" 4<&- </dev/null & ;;
+  *) "$@" 4<&- </dev/null & ;;
+esac
+child=$!
+secret=
+( while IFS= read -r _ <&4; do :; done; kill -TERM "$child" 2>/dev/null ) >/dev/null 2>&1 </dev/null &
+watchdog=$!
+exec 4<&-
+wait "$child"
+status=$?
+kill "$watchdog" 2>/dev/null
+exit "$status"
+`.trim();
+
+/** The argv to run on the host; send `secretLine(...)` as stdin and keep stdin open. */
+export function guardedCommand(argv: readonly string[], delivery: SecretDelivery): string[] {
+  return ['sh', '-c', SCRIPT, 'owncloud-backup', delivery, ...argv];
+}
+
+/** The first stdin line the wrapper reads: the secret, which must fit on one line. */
+export function secretLine(secret: string): string {
+  if (/[\r\n\0]/.test(secret))
+    throw new Error('a secret with a line break or NUL byte cannot be passed');
+  return `${secret}\n`;
+}
+
+/** A value in a MySQL option file: double-quoted, with option-file escapes. */
+export function mysqlOptionValue(value: string): string {
+  return `"${value.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
+}

@@ -1,0 +1,121 @@
+// Running programs on this machine: the one place that spawns processes. Commands are
+// argv arrays; secrets travel on stdin only, so no argv (and no error message built from
+// one) ever holds them.
+import type { Readable, Writable } from 'node:stream';
+import { execa } from 'execa';
+
+export interface ProcessOptions {
+  /** Written to stdin; stdin is then closed unless keepStdinOpen is set. */
+  input?: string;
+  /**
+   * Keep stdin open after the input until the command ends: a remote watchdog takes
+   * stdin's end as "the client went away" and stops the command.
+   */
+  keepStdinOpen?: boolean;
+  /** The caller writes stdin itself (streamProcess's `stdin`), e.g. data into a compressor. */
+  feedStdin?: boolean;
+  /** Aborting kills the command (SIGTERM, then SIGKILL after 3 s). */
+  signal?: AbortSignal;
+  /** Keep a terminal's Ctrl-C from reaching it: for work that must finish (restoring maintenance mode). */
+  shielded?: boolean;
+  /** Kill the command when it runs longer than this. */
+  timeoutMs?: number;
+  env?: Record<string, string>;
+  cwd?: string;
+}
+
+export interface ProcessResult {
+  exitCode: number;
+  /** Set when the command was killed by a signal. */
+  signal?: string;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+  cancelled: boolean;
+}
+
+export interface StreamingProcess {
+  /** The command's output, to be consumed by the caller. */
+  readonly stdout: Readable;
+  /** Its stdin, when the caller feeds data (e.g. tar into a compressor). */
+  readonly stdin: Writable;
+  /** Ends when the command exits; stdout holds '' (it was streamed). */
+  readonly done: Promise<ProcessResult>;
+  kill(): void;
+}
+
+const STDERR_LIMIT = 1024 * 1024;
+
+function spawn(argv: readonly string[], options: ProcessOptions, streamStdout: boolean) {
+  const [file, ...args] = argv;
+  if (!file) throw new Error('empty command');
+  const child = execa(file, args, {
+    stdin: 'pipe',
+    stdout: 'pipe',
+    stderr: 'pipe',
+    buffer: { stdout: !streamStdout, stderr: true },
+    maxBuffer: { stdout: 64 * 1024 * 1024, stderr: STDERR_LIMIT },
+    reject: false,
+    stripFinalNewline: false,
+    ...(options.signal ? { cancelSignal: options.signal } : {}),
+    forceKillAfterDelay: 3000,
+    detached: options.shielded ?? false,
+    ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}),
+    ...(options.env ? { env: options.env } : {}),
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+    encoding: streamStdout ? 'buffer' : 'utf8',
+  });
+  // A command that exits without reading its stdin must not crash us with EPIPE.
+  child.stdin.on('error', () => {});
+  if (options.input !== undefined) child.stdin.write(options.input);
+  if (!options.keepStdinOpen && !options.feedStdin) child.stdin.end();
+
+  const done = child.then((result): ProcessResult => {
+    if (options.keepStdinOpen) child.stdin.end();
+    const stdout = streamStdout ? '' : String(result.stdout ?? '');
+    return {
+      exitCode: result.exitCode ?? (result.signal ? 128 : 1),
+      ...(result.signal ? { signal: result.signal } : {}),
+      stdout,
+      stderr: String(result.stderr ?? ''),
+      timedOut: result.timedOut ?? false,
+      cancelled: result.isCanceled ?? false,
+    };
+  });
+  return { child, done };
+}
+
+/** Runs a command to its end and captures its (small) output. Never throws for an exit code. */
+export async function runProcess(
+  argv: readonly string[],
+  options: ProcessOptions = {},
+): Promise<ProcessResult> {
+  return spawn(argv, options, false).done;
+}
+
+/** Starts a command whose stdout the caller streams (dumps, archives). */
+export function streamProcess(
+  argv: readonly string[],
+  options: ProcessOptions = {},
+): StreamingProcess {
+  const { child, done } = spawn(argv, options, true);
+  return {
+    stdout: child.stdout,
+    stdin: child.stdin,
+    done,
+    kill: () => {
+      child.kill('SIGTERM');
+    },
+  };
+}
+
+/** The last lines of a command's stderr, for an error message. */
+export function stderrTail(stderr: string, lines = 5): string {
+  return stderr
+    .trim()
+    .split('\n')
+    .map((line) => line.trimEnd())
+    .filter(Boolean)
+    .slice(-lines)
+    .join('\n');
+}

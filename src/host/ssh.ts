@@ -1,0 +1,215 @@
+// The ownCloud server over SSH (OpenSSH client): a given key, the host key checked
+// strictly against given known_hosts lines, one multiplexed connection for every command
+// of the run, and keepalives so that a dead link fails in seconds.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { BackupError } from '../errors.ts';
+import type { SshTarget } from '../settings.ts';
+import type { Host } from './host.ts';
+import { runProcess, stderrTail, streamProcess, type ProcessResult } from './process.ts';
+import { quoteArg, quoteCommand } from './shell.ts';
+
+export interface SshOptions {
+  /** Seconds between keepalives; three missed ones end the connection. */
+  keepAliveSeconds?: number;
+  connectTimeoutSeconds?: number;
+  /** Where the key, known_hosts and control socket live (0700, removed on close). */
+  runtimeDir?: string;
+}
+
+/** Explains ssh's own failures (exit 255) in words an administrator can act on. */
+export function explainSshFailure(stderr: string, label: string): string | undefined {
+  const text = stderr.toLowerCase();
+  if (text.includes('remote host identification has changed'))
+    return `The host key of ${label} does not match known-hosts: the key changed or someone is in between. Check the server's key and update known-hosts.`;
+  if (
+    text.includes('host key verification failed') ||
+    text.includes('no matching host key') ||
+    text.includes('is not in the trusted hosts')
+  )
+    return `The host key of ${label} is not in known-hosts (host key verification failed). Add the server's line, e.g. from: ssh-keyscan -p PORT HOST.`;
+  if (text.includes('permission denied'))
+    return `${label} refused the SSH key (permission denied). Check ssh-key and that its public key is in the user's authorized_keys.`;
+  if (text.includes('connection refused'))
+    return `${label} refused the SSH connection (nothing listening on that port?).`;
+  if (text.includes('could not resolve hostname'))
+    return `The host name of ${label} could not be resolved.`;
+  if (text.includes('timed out') || text.includes('timeout'))
+    return `The SSH connection to ${label} timed out (the host is unreachable or the link is dead).`;
+  if (
+    text.includes('broken pipe') ||
+    text.includes('connection closed') ||
+    text.includes('connection reset') ||
+    text.includes('mux_client')
+  )
+    return `The SSH connection to ${label} was lost.`;
+  if (text.includes('invalid format') || text.includes('load key'))
+    return 'The SSH private key could not be loaded (invalid format). Check ssh-key.';
+  return undefined;
+}
+
+export class SshHost implements Host {
+  readonly label: string;
+  account = '';
+  private master: ChildProcess | undefined;
+  private readonly baseArgs: string[];
+  private readonly runtimeDir: string;
+
+  private readonly target: SshTarget;
+
+  private constructor(target: SshTarget, options: SshOptions) {
+    this.target = target;
+    this.label = `${target.user}@${target.host}:${target.port}`;
+    this.runtimeDir = options.runtimeDir ?? mkdtempSync(join(tmpdir(), 'owncloud-backup-ssh-'));
+    // rsync splits its -e string itself, so these paths must not need quoting beyond quoteArg.
+    const keyFile = join(this.runtimeDir, 'id');
+    const knownHostsFile = join(this.runtimeDir, 'known_hosts');
+    writeFileSync(keyFile, target.privateKey, { mode: 0o600 });
+    writeFileSync(knownHostsFile, `${target.knownHosts.join('\n')}\n`, { mode: 0o600 });
+    const keepAlive = options.keepAliveSeconds ?? 5;
+    // With ssh, the FIRST occurrence of an option wins: nothing may come before these.
+    this.baseArgs = [
+      '-F',
+      '/dev/null',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'IdentitiesOnly=yes',
+      '-o',
+      `IdentityFile=${keyFile}`,
+      '-o',
+      `UserKnownHostsFile=${knownHostsFile}`,
+      '-o',
+      'GlobalKnownHostsFile=/dev/null',
+      '-o',
+      'StrictHostKeyChecking=yes',
+      '-o',
+      'CheckHostIP=no',
+      '-o',
+      'UpdateHostKeys=no',
+      '-o',
+      `ConnectTimeout=${options.connectTimeoutSeconds ?? 15}`,
+      '-o',
+      `ServerAliveInterval=${keepAlive}`,
+      '-o',
+      'ServerAliveCountMax=3',
+      '-o',
+      `ControlPath=${join(this.runtimeDir, 'mux')}`,
+      '-o',
+      'LogLevel=ERROR',
+      '-p',
+      String(target.port),
+      '-l',
+      target.user,
+    ];
+  }
+
+  /** Connects (checking the host key) and keeps the connection for the run's commands. */
+  static async connect(target: SshTarget, options: SshOptions = {}): Promise<SshHost> {
+    const host = new SshHost(target, options);
+    try {
+      await host.startMaster();
+      const whoami = await host.run(['id', '-un']);
+      if (whoami.exitCode !== 0)
+        throw new BackupError(
+          `Could not run commands on ${host.label}: ${stderrTail(whoami.stderr)}`,
+        );
+      host.account = whoami.stdout.trim();
+      return host;
+    } catch (error) {
+      await host.close();
+      throw error;
+    }
+  }
+
+  private async startMaster(): Promise<void> {
+    // Detached, so a Ctrl-C in a terminal does not cut the link we need to restore
+    // maintenance mode; it is ended explicitly in close().
+    const master = spawn(
+      'ssh',
+      [
+        ...this.baseArgs,
+        '-o',
+        'ControlMaster=yes',
+        '-o',
+        'ControlPersist=no',
+        '-N',
+        this.target.host,
+      ],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        detached: true,
+      },
+    );
+    this.master = master;
+    let stderr = '';
+    master.stderr!.on('data', (chunk: Buffer) => {
+      stderr = (stderr + chunk.toString()).slice(-8192);
+    });
+    let exited = false;
+    master.once('exit', () => {
+      exited = true;
+    });
+    master.once('error', () => {
+      exited = true;
+    });
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      if (exited) {
+        throw new BackupError(
+          explainSshFailure(stderr, this.label) ??
+            `Could not connect to ${this.label}: ${stderrTail(stderr) || 'ssh exited'}`,
+        );
+      }
+      const check = await runProcess(['ssh', ...this.baseArgs, '-O', 'check', this.target.host]);
+      if (check.exitCode === 0) return;
+      if (Date.now() > deadline) throw new BackupError(`Timed out connecting to ${this.label}.`);
+      await sleep(50);
+    }
+  }
+
+  /** ssh argv for one command over the shared connection (or a new one if it died). */
+  private commandArgs(argv: readonly string[]): string[] {
+    return [
+      'ssh',
+      ...this.baseArgs,
+      '-o',
+      'ControlMaster=no',
+      this.target.host,
+      '--',
+      quoteCommand(argv),
+    ];
+  }
+
+  run: Host['run'] = (argv, options) => runProcess(this.commandArgs(argv), options);
+  stream: Host['stream'] = (argv, options) => streamProcess(this.commandArgs(argv), options);
+
+  rsyncSource(path: string) {
+    const shell = ['ssh', ...this.baseArgs, '-o', 'ControlMaster=no'].map(quoteArg).join(' ');
+    const host = this.target.host.includes(':') ? `[${this.target.host}]` : this.target.host;
+    return { args: ['-e', shell], source: `${host}:${path}` };
+  }
+
+  transportFailure(result: ProcessResult): string | undefined {
+    if (result.exitCode !== 255) return undefined;
+    return (
+      explainSshFailure(result.stderr, this.label) ??
+      `The SSH connection to ${this.label} failed: ${stderrTail(result.stderr)}`
+    );
+  }
+
+  async close(): Promise<void> {
+    const master = this.master;
+    if (master && master.exitCode === null && master.signalCode === null) {
+      const exited = new Promise((resolve) => master.once('exit', resolve));
+      master.kill('SIGTERM');
+      await Promise.race([exited, sleep(2000)]);
+      if (master.exitCode === null && master.signalCode === null) master.kill('SIGKILL');
+    }
+    this.master = undefined;
+    rmSync(this.runtimeDir, { recursive: true, force: true });
+  }
+}

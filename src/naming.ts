@@ -1,0 +1,29 @@
+// Names of what a backup writes, dated as ownCloud's documentation names its dumps
+// (`owncloud-dbbackup_YYYYMMDD.bak`). Dates are UTC.
+import type { Compression } from './settings.ts';
+
+const SUFFIX: Record<Compression, string> = { zstd: '.zst', gzip: '.gz' };
+
+function stamp(date: Date): { day: string; time: string } {
+  const iso = date.toISOString(); // 2026-11-26T09:59:00.000Z
+  return { day: iso.slice(0, 10).replaceAll('-', ''), time: iso.slice(11, 19).replaceAll(':', '') };
+}
+
+/** The backup directory (and default artifact name): `owncloud-backup-YYYYMMDD-HHMMSS`. */
+export function backupName(date: Date): string {
+  const { day, time } = stamp(date);
+  return `owncloud-backup-${day}-${time}`;
+}
+
+export function dumpFileName(date: Date, compression: Compression): string {
+  return `owncloud-dbbackup_${stamp(date).day}.bak${SUFFIX[compression]}`;
+}
+
+export function filesArchiveName(date: Date, compression: Compression): string {
+  return `owncloud-files_${stamp(date).day}.tar${SUFFIX[compression]}`;
+}
+
+export const MANIFEST_NAME = 'manifest.json';
+export const CHECKSUMS_NAME = 'SHA256SUMS';
+/** Suffix of a backup directory still being written: never taken for a finished backup. */
+export const INCOMPLETE_SUFFIX = '.incomplete';

@@ -1,0 +1,306 @@
+// What the user asked for, validated into a plan before anything touches the host. The
+// action's inputs and the command line's options carry the same names (INPUTS), so one
+// validation serves both; each error names the input and the form expected.
+import { isAbsolute, normalize } from 'node:path';
+import { InputError } from './errors.ts';
+
+/** Input names: the action's `with:` keys and the command line's `--options`. */
+export const INPUTS = {
+  host: 'host',
+  port: 'port',
+  user: 'user',
+  sshKey: 'ssh-key',
+  knownHosts: 'known-hosts',
+  owncloudDir: 'owncloud-dir',
+  dataDir: 'data-dir',
+  extraPaths: 'extra-paths',
+  exclude: 'exclude',
+  installType: 'install-type',
+  dbType: 'db-type',
+  dbHost: 'db-host',
+  dbPort: 'db-port',
+  dbName: 'db-name',
+  dbUser: 'db-user',
+  dbPassword: 'db-password',
+  maintenanceMode: 'maintenance-mode',
+  occUser: 'occ-user',
+  compression: 'compression',
+  backupDir: 'backup-dir',
+  dumpTimeout: 'dump-timeout',
+} as const;
+
+export type InputName = (typeof INPUTS)[keyof typeof INPUTS];
+
+/** Raw values as the user gave them; absent or empty means "the default". */
+export type RawInputs = Partial<Record<InputName, string>>;
+
+export type DatabaseType = 'mysql' | 'pgsql' | 'sqlite';
+export type Compression = 'zstd' | 'gzip';
+export type InstallType = 'package' | 'tarball';
+
+export interface SshTarget {
+  kind: 'ssh';
+  host: string;
+  port: number;
+  user: string;
+  /** Private key text, newline-terminated (a secret). */
+  privateKey: string;
+  /** known_hosts lines for the host; the host key is checked strictly against them. */
+  knownHosts: string[];
+}
+
+export interface LocalTarget {
+  kind: 'local';
+}
+
+/** Database settings given explicitly; each absent one comes from config.php. */
+export interface DatabaseOverrides {
+  type?: DatabaseType;
+  host?: string;
+  port?: number;
+  name?: string;
+  user?: string;
+  password?: string;
+}
+
+export interface BackupPlan {
+  target: SshTarget | LocalTarget;
+  /** The ownCloud installation directory (holds occ and config/). */
+  owncloudDir: string;
+  /** The data directory, when given; otherwise config.php's `datadirectory`. */
+  dataDir?: string;
+  /** Further paths to include: relative ones within owncloud-dir, or absolute ones. */
+  extraPaths: string[];
+  /** rsync patterns left out of the files archive. */
+  exclude: string[];
+  installType: InstallType;
+  database: DatabaseOverrides;
+  /** Switch maintenance mode on for the dump (and restore the prior state after). */
+  maintenanceMode: boolean;
+  /** Who runs occ; default the owner of config.php. */
+  occUser?: string;
+  compression: Compression;
+  /** The directory in which the dated backup directory is created. */
+  backupDir: string;
+  /** Seconds a dump may go without producing output before it is abandoned. */
+  dumpTimeoutSeconds: number;
+}
+
+export interface PlanDefaults {
+  backupDir: string;
+}
+
+/** How an input is called where the user typed it: `input 'db-type'` or `option --db-type`. */
+export type InputLabel = (name: InputName) => string;
+
+export const actionLabel: InputLabel = (name) => `input '${name}'`;
+export const cliLabel: InputLabel = (name) => `option --${name}`;
+
+const KEY_TYPES = new Set([
+  'ssh-ed25519',
+  'ssh-rsa',
+  'ecdsa-sha2-nistp256',
+  'ecdsa-sha2-nistp384',
+  'ecdsa-sha2-nistp521',
+  'sk-ssh-ed25519@openssh.com',
+  'sk-ecdsa-sha2-nistp256@openssh.com',
+  'ssh-dss',
+]);
+
+function words(value: string | undefined): string[] {
+  return (value ?? '')
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('#'));
+}
+
+/** Validates everything up front and returns the plan, or throws one InputError. */
+export function planBackup(
+  raw: RawInputs,
+  defaults: PlanDefaults,
+  label: InputLabel = actionLabel,
+): BackupPlan {
+  const value = (name: InputName) => (raw[name] ?? '').trim();
+  const fail = (name: InputName, message: string): never => {
+    throw new InputError(`Invalid ${label(name)}: ${message}`);
+  };
+
+  const oneOf = <T extends string>(name: InputName, allowed: readonly T[], fallback: T): T => {
+    const given = value(name).toLowerCase();
+    if (given === '') return fallback;
+    if (!(allowed as readonly string[]).includes(given))
+      fail(name, `'${value(name)}' is not supported. Expected one of: ${allowed.join(', ')}.`);
+    return given as T;
+  };
+
+  const integer = (name: InputName, min: number, max: number): number | undefined => {
+    const given = value(name);
+    if (given === '') return undefined;
+    if (!/^\d+$/.test(given) || Number(given) < min || Number(given) > max)
+      fail(name, `'${given}' is not a whole number from ${min} to ${max}.`);
+    return Number(given);
+  };
+
+  const boolean = (name: InputName, fallback: boolean): boolean => {
+    const given = value(name).toLowerCase();
+    if (given === '') return fallback;
+    if (['true', 'yes', 'on', '1'].includes(given)) return true;
+    if (['false', 'no', 'off', '0'].includes(given)) return false;
+    return fail(name, `'${value(name)}' is not a boolean. Expected true or false.`);
+  };
+
+  const absolutePath = (name: InputName, given: string): string => {
+    if (given.includes('\0')) fail(name, 'the path contains a NUL byte.');
+    if (given.startsWith('-')) fail(name, `'${given}' starts with '-'. Expected an absolute path.`);
+    if (!isAbsolute(given)) fail(name, `'${given}' is not an absolute path.`);
+    const normal = normalize(given);
+    return normal.length > 1 ? normal.replace(/\/+$/, '') : normal;
+  };
+
+  // --- Where the ownCloud server is -------------------------------------------------------
+  const host = value(INPUTS.host);
+  let target: SshTarget | LocalTarget = { kind: 'local' };
+  if (host !== '') {
+    if (host.startsWith('-') || !/^[A-Za-z0-9._:[\]%-]+$/.test(host))
+      fail(INPUTS.host, `'${host}' is not a host name or IP address.`);
+    const privateKey = (raw[INPUTS.sshKey] ?? '').replace(/\r\n/g, '\n').trim();
+    if (privateKey === '')
+      fail(INPUTS.sshKey, `a private key is required when ${label(INPUTS.host)} is set.`);
+    if (
+      !/^-----BEGIN [A-Z ]*PRIVATE KEY-----\n[\s\S]+\n-----END [A-Z ]*PRIVATE KEY-----$/.test(
+        privateKey,
+      )
+    )
+      fail(
+        INPUTS.sshKey,
+        'expected a private key in PEM/OpenSSH format (-----BEGIN ... PRIVATE KEY-----).',
+      );
+    if (/^Proc-Type: .*ENCRYPTED/m.test(privateKey) || privateKey.includes('ENCRYPTED PRIVATE KEY'))
+      fail(INPUTS.sshKey, 'the private key is protected by a passphrase; use a key without one.');
+    const knownHosts = words(raw[INPUTS.knownHosts]);
+    if (knownHosts.length === 0)
+      fail(
+        INPUTS.knownHosts,
+        `known_hosts lines for the host are required when ${label(INPUTS.host)} is set (get them with: ssh-keyscan -p PORT HOST).`,
+      );
+    knownHosts.forEach((line, index) => {
+      const problem = knownHostsLineProblem(line);
+      if (problem) fail(INPUTS.knownHosts, `line ${index + 1} ${problem}`);
+    });
+    const user = value(INPUTS.user) || 'root';
+    if (!/^[a-z_][a-z0-9_.-]*\$?$/i.test(user)) fail(INPUTS.user, `'${user}' is not a user name.`);
+    target = {
+      kind: 'ssh',
+      host: host.replace(/^\[(.*)\]$/, '$1'),
+      port: integer(INPUTS.port, 1, 65535) ?? 22,
+      user,
+      privateKey: `${privateKey}\n`,
+      knownHosts,
+    };
+  }
+
+  // --- What to back up ----------------------------------------------------------------------
+  const owncloudDir = absolutePath(
+    INPUTS.owncloudDir,
+    value(INPUTS.owncloudDir) || '/var/www/owncloud',
+  );
+  const dataDir = value(INPUTS.dataDir)
+    ? absolutePath(INPUTS.dataDir, value(INPUTS.dataDir))
+    : undefined;
+  const extraPaths = words(raw[INPUTS.extraPaths]).map((path) => {
+    if (path.includes('\0')) fail(INPUTS.extraPaths, 'a path contains a NUL byte.');
+    if (path.startsWith('-'))
+      fail(INPUTS.extraPaths, `'${path}' starts with '-'. Expected a path.`);
+    if (isAbsolute(path)) return absolutePath(INPUTS.extraPaths, path);
+    const normal = normalize(path).replace(/\/+$/, '');
+    if (normal === '.' || normal === '..' || normal.startsWith('../'))
+      fail(INPUTS.extraPaths, `'${path}' is not a path inside ${label(INPUTS.owncloudDir)}.`);
+    return normal;
+  });
+  const exclude = words(raw[INPUTS.exclude]);
+  for (const pattern of exclude)
+    if (pattern.startsWith('-') || pattern.startsWith('+'))
+      fail(
+        INPUTS.exclude,
+        `'${pattern}' starts with '${pattern[0]}'. Expected an rsync pattern such as '*/thumbnails/'.`,
+      );
+  const installType = oneOf(INPUTS.installType, ['package', 'tarball'] as const, 'package');
+
+  // --- The database -------------------------------------------------------------------------
+  const dbTypeGiven = value(INPUTS.dbType).toLowerCase();
+  if (['oci', 'oracle'].includes(dbTypeGiven))
+    fail(
+      INPUTS.dbType,
+      'Oracle (oci) is not supported. Expected one of: auto, mysql, pgsql, sqlite.',
+    );
+  const dbTypeAliases: Record<string, DatabaseType | 'auto'> = {
+    '': 'auto',
+    auto: 'auto',
+    mysql: 'mysql',
+    mariadb: 'mysql',
+    pgsql: 'pgsql',
+    postgres: 'pgsql',
+    postgresql: 'pgsql',
+    sqlite: 'sqlite',
+    sqlite3: 'sqlite',
+  };
+  const dbType = dbTypeAliases[dbTypeGiven];
+  if (dbType === undefined)
+    fail(
+      INPUTS.dbType,
+      `'${value(INPUTS.dbType)}' is not supported. Expected one of: auto, mysql, pgsql, sqlite.`,
+    );
+  const database: DatabaseOverrides = {};
+  if (dbType !== 'auto') database.type = dbType;
+  if (value(INPUTS.dbHost)) database.host = value(INPUTS.dbHost);
+  const dbPort = integer(INPUTS.dbPort, 1, 65535);
+  if (dbPort !== undefined) database.port = dbPort;
+  if (value(INPUTS.dbName)) database.name = value(INPUTS.dbName);
+  if (value(INPUTS.dbUser)) database.user = value(INPUTS.dbUser);
+  // A password is taken as given (spaces are legitimate); only a missing one means "config.php's".
+  const password = raw[INPUTS.dbPassword];
+  if (password !== undefined && password !== '') {
+    if (/[\r\n\0]/.test(password))
+      fail(
+        INPUTS.dbPassword,
+        'the password contains a line break or NUL byte, which no database client accepts.',
+      );
+    database.password = password;
+  }
+
+  const occUser = value(INPUTS.occUser);
+  if (occUser && !/^[a-z_][a-z0-9_.-]*\$?$/i.test(occUser))
+    fail(INPUTS.occUser, `'${occUser}' is not a user name.`);
+
+  return {
+    target,
+    owncloudDir,
+    ...(dataDir ? { dataDir } : {}),
+    extraPaths,
+    exclude,
+    installType,
+    database,
+    maintenanceMode: boolean(INPUTS.maintenanceMode, true),
+    ...(occUser ? { occUser } : {}),
+    compression: oneOf(INPUTS.compression, ['zstd', 'gzip'] as const, 'zstd'),
+    backupDir: absolutePath(INPUTS.backupDir, value(INPUTS.backupDir) || defaults.backupDir),
+    dumpTimeoutSeconds: integer(INPUTS.dumpTimeout, 1, 7 * 24 * 3600) ?? 600,
+  };
+}
+
+/** Why a known_hosts line is malformed, or undefined when it is fine. */
+export function knownHostsLineProblem(line: string): string | undefined {
+  const fields = line.split(/\s+/);
+  if (fields[0] === '@cert-authority' || fields[0] === '@revoked') fields.shift();
+  const [hosts, keyType, key] = fields;
+  if (!hosts || !keyType || !key)
+    return `is not a known_hosts line. Expected 'HOST KEYTYPE BASE64KEY', e.g. '[cloud.example.com]:2222 ssh-ed25519 AAAA...'.`;
+  if (!KEY_TYPES.has(keyType)) return `has an unknown key type '${keyType}'.`;
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(key)) return 'has a key that is not base64.';
+  // The key blob starts with its own type name: a cheap check that it is really a key.
+  const blob = Buffer.from(key, 'base64');
+  const nameLength = blob.length >= 4 ? blob.readUInt32BE(0) : 0;
+  if (nameLength === 0 || blob.subarray(4, 4 + nameLength).toString('latin1') !== keyType)
+    return `has a key that is not a ${keyType} key.`;
+  return undefined;
+}

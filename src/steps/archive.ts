@@ -1,0 +1,55 @@
+// Packs the staged files into one compressed tar: tar keeps what zip loses (numeric owners,
+// modes, ACLs, xattrs, hard links, empty directories, any byte in a name).
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { BackupError } from '../errors.ts';
+import { stderrTail, streamProcess } from '../host/process.ts';
+import type { Compression } from '../settings.ts';
+import { compressToFile, type WrittenFile } from './compress.ts';
+import { LAYOUT } from './files.ts';
+
+/** tar options that create (and, for a restore, extract) everything a backup must keep. */
+export const TAR_METADATA_FLAGS = ['--numeric-owner', '--acls', '--xattrs', '--xattrs-include=*'];
+
+export function tarCreateCommand(stagingDir: string, members: string[]): string[] {
+  return [
+    'tar',
+    '--create',
+    '--file=-',
+    `--directory=${stagingDir}`,
+    '--format=posix',
+    // atime/ctime records change on every read and say nothing a restore needs.
+    '--pax-option=delete=atime,delete=ctime',
+    '--sort=name',
+    ...TAR_METADATA_FLAGS,
+    '--',
+    ...members,
+  ];
+}
+
+export async function archiveFiles(options: {
+  stagingDir: string;
+  compression: Compression;
+  path: string;
+  signal: AbortSignal;
+}): Promise<WrittenFile & { members: string[] }> {
+  const members = Object.values(LAYOUT).filter((m) => existsSync(join(options.stagingDir, m)));
+  const tar = streamProcess(tarCreateCommand(options.stagingDir, members), {
+    signal: options.signal,
+  });
+  try {
+    const [written, result] = await Promise.all([
+      compressToFile(tar.stdout, options.compression, options.path, options.signal),
+      tar.done,
+    ]);
+    if (result.exitCode !== 0)
+      throw new BackupError(
+        `Archiving the files failed (tar exit ${result.exitCode}): ${stderrTail(result.stderr)}`,
+      );
+    return { ...written, members };
+  } catch (error) {
+    tar.kill();
+    rmSync(options.path, { force: true });
+    throw error;
+  }
+}

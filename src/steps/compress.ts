@@ -1,0 +1,66 @@
+// Compressing a stream into a file on the runner, hashing the result on the way: every
+// byte is read once, nothing is held in memory beyond stream buffers.
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { BackupError } from '../errors.ts';
+import { stderrTail, streamProcess } from '../host/process.ts';
+import type { Compression } from '../settings.ts';
+
+export interface WrittenFile {
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+const COMPRESSORS: Record<Compression, string[]> = {
+  // Multi-threaded; level 3 is zstd's default balance of speed and size.
+  zstd: ['zstd', '-T0', '-3', '-q', '-c'],
+  gzip: ['gzip', '-6', '-c', '-n'],
+};
+
+/** The program that compresses with this method (for preflight checks). */
+export function compressorProgram(compression: Compression): string {
+  return COMPRESSORS[compression][0]!;
+}
+
+/** Counts and hashes what passes through. */
+class Digest extends Transform {
+  readonly hash = createHash('sha256');
+  size = 0;
+  override _transform(chunk: Buffer, _encoding: string, callback: () => void) {
+    this.hash.update(chunk);
+    this.size += chunk.length;
+    this.push(chunk);
+    callback();
+  }
+}
+
+/**
+ * Pipes `source` through the compressor into `path`. Rejects if any part fails; the
+ * caller removes the file then.
+ */
+export async function compressToFile(
+  source: Readable,
+  compression: Compression,
+  path: string,
+  signal?: AbortSignal,
+): Promise<WrittenFile> {
+  const compressor = streamProcess(COMPRESSORS[compression], {
+    feedStdin: true,
+    ...(signal ? { signal } : {}),
+  });
+  const digest = new Digest();
+  const feeding = pipeline(source, compressor.stdin);
+  const writing = pipeline(compressor.stdout, digest, createWriteStream(path, { mode: 0o600 }));
+  const [fed, written, result] = await Promise.allSettled([feeding, writing, compressor.done]);
+  if (result.status === 'fulfilled' && result.value.exitCode !== 0)
+    throw new BackupError(
+      `${compression} failed (exit ${result.value.exitCode}): ${stderrTail(result.value.stderr)}`,
+    );
+  for (const step of [fed, written, result])
+    if (step.status === 'rejected')
+      throw step.reason instanceof Error ? step.reason : new Error(String(step.reason));
+  return { path, size: digest.size, sha256: digest.hash.digest('hex') };
+}

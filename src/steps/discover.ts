@@ -1,0 +1,149 @@
+// Discovery: what the instance is, read from its own config.php with PHP on the host (the
+// faithful way: config.php is PHP, and every ownCloud host has PHP). Like ownCloud, it
+// merges config/*.config.php over config.php.
+import { BackupError, InputError } from '../errors.ts';
+import { asUser, type Host } from '../host/host.ts';
+import { stderrTail } from '../host/process.ts';
+import {
+  CONFIG_KEYS,
+  productOf,
+  resolveDatabase,
+  type ConfigValues,
+  type DatabaseConnection,
+  type Product,
+} from '../instance.ts';
+import type { Secrets } from '../secrets.ts';
+import type { BackupPlan } from '../settings.ts';
+
+export interface Instance {
+  product: Product;
+  version: string;
+  instanceId: string;
+  /** The active theme's name ('' for none). */
+  theme: string;
+  installDir: string;
+  configPath: string;
+  /** Owner of config.php: who runs occ (unless occ-user says otherwise). */
+  owner: string;
+  dataDir: string;
+  /** Maintenance mode as config.php says when discovered. */
+  maintenance: boolean;
+  database: DatabaseConnection;
+}
+
+const READ_CONFIG = `
+error_reporting(E_ALL & ~E_DEPRECATED & ~E_NOTICE);
+$dir = $argv[1];
+$merged = [];
+$files = array_merge([$dir . '/config.php'], glob($dir . '/*.config.php') ?: []);
+foreach ($files as $file) {
+  $CONFIG = null;
+  ob_start();
+  $ok = include $file;
+  ob_end_clean();
+  if ($ok === false || !is_array($CONFIG)) { fwrite(STDERR, "no \\$CONFIG array in $file\\n"); exit(3); }
+  $merged = array_merge($merged, $CONFIG);
+}
+$keys = json_decode($argv[2], true);
+echo json_encode(array_intersect_key($merged, array_flip($keys)));
+`;
+
+async function exists(host: Host, test: '-d' | '-f' | '-e', path: string): Promise<boolean> {
+  const result = await host.run(['test', test, path]);
+  const transport = host.transportFailure(result);
+  if (transport) throw new BackupError(transport);
+  return result.exitCode === 0;
+}
+
+export async function discoverInstance(
+  host: Host,
+  plan: BackupPlan,
+  secrets: Secrets,
+): Promise<Instance> {
+  const installDir = plan.owncloudDir;
+  const configDir = `${installDir}/config`;
+  const configPath = `${configDir}/config.php`;
+
+  const stat = await host.run(['stat', '-c', '%U', '--', configPath]);
+  if (stat.exitCode !== 0) {
+    const transport = host.transportFailure(stat);
+    if (transport) throw new BackupError(transport);
+    if (!(await exists(host, '-d', installDir)))
+      throw new InputError(`owncloud-dir '${installDir}' does not exist on ${host.label}.`);
+    throw new InputError(
+      `owncloud-dir '${installDir}' has no config/config.php on ${host.label}: is it an ownCloud installation?`,
+    );
+  }
+  const configOwner = stat.stdout.trim();
+  const owner = plan.occUser ?? configOwner;
+
+  const read = await host.run(
+    asUser(host.account, owner, [
+      'php',
+      '-r',
+      READ_CONFIG,
+      '--',
+      configDir,
+      JSON.stringify(CONFIG_KEYS),
+    ]),
+  );
+  if (read.exitCode !== 0) {
+    const transport = host.transportFailure(read);
+    if (transport) throw new BackupError(transport);
+    throw new BackupError(
+      `Could not read ${configPath} with PHP on ${host.label}: ${stderrTail(read.stderr || read.stdout)}`,
+    );
+  }
+  let config: ConfigValues;
+  try {
+    const parsed: unknown = JSON.parse(read.stdout);
+    // PHP encodes an empty array as [] rather than {}.
+    config = (Array.isArray(parsed) ? {} : parsed) as ConfigValues;
+  } catch {
+    throw new BackupError(
+      `PHP printed something other than the configuration when reading ${configPath}.`,
+    );
+  }
+  // A secret from the moment it is known.
+  secrets.add(typeof config.dbpassword === 'string' ? config.dbpassword : undefined);
+  if (config.installed === false)
+    throw new InputError(
+      `${configPath} says the instance is not installed (installed => false): nothing to back up.`,
+    );
+
+  const dataDir =
+    plan.dataDir ??
+    (typeof config.datadirectory === 'string' && config.datadirectory
+      ? config.datadirectory
+      : `${installDir}/data`);
+  const markers = {
+    ocdata: await exists(host, '-e', `${dataDir}/.ocdata`),
+    ncdata: await exists(host, '-e', `${dataDir}/.ncdata`),
+  };
+  if (!markers.ocdata && !markers.ncdata) {
+    const where = plan.dataDir ? 'data-dir' : "config.php's datadirectory";
+    if (!(await exists(host, '-d', dataDir)))
+      throw new InputError(
+        `The data directory '${dataDir}' (${where}) does not exist on ${host.label}.`,
+      );
+    throw new InputError(
+      `The data directory '${dataDir}' (${where}) has neither .ocdata (ownCloud) nor .ncdata (Nextcloud): it is not an ownCloud data directory.`,
+    );
+  }
+
+  const version = typeof config.version === 'string' ? config.version : '';
+  const database = resolveDatabase(config, plan.database, dataDir);
+  secrets.add(database.password);
+  return {
+    product: productOf(markers, version),
+    version,
+    instanceId: typeof config.instanceid === 'string' ? config.instanceid : '',
+    theme: typeof config.theme === 'string' ? config.theme : '',
+    installDir,
+    configPath,
+    owner,
+    dataDir: dataDir.replace(/\/+$/, ''),
+    maintenance: config.maintenance === true,
+    database,
+  };
+}

@@ -1,0 +1,137 @@
+// Dumps the database on the host with the engine's own tool and streams the raw dump here,
+// where it is checked (exit status, completion trailer, inline errors, inactivity) and
+// compressed. Compressing here rather than on the host means no pipe on the host can hide
+// the dump's exit status.
+import { rmSync } from 'node:fs';
+import { Transform } from 'node:stream';
+import type { DatabaseEngine, DumpTool } from '../database/index.ts';
+import { BackupError, InterruptedError } from '../errors.ts';
+import { guardedCommand, secretLine } from '../host/guarded.ts';
+import type { Host } from '../host/host.ts';
+import { stderrTail } from '../host/process.ts';
+import type { DatabaseConnection } from '../instance.ts';
+import type { Compression } from '../settings.ts';
+import { compressToFile, type WrittenFile } from './compress.ts';
+
+const TAIL_BYTES = 4096;
+
+/** Keeps the dump's last bytes, watches for an inline error marker and for silence. */
+class DumpWatch extends Transform {
+  tail = Buffer.alloc(0);
+  bytes = 0;
+  markerSeen = false;
+  private timer: NodeJS.Timeout | undefined;
+
+  private readonly marker: string | undefined;
+  private readonly idleMs: number;
+  private readonly onIdle: () => void;
+
+  constructor(marker: string | undefined, idleMs: number, onIdle: () => void) {
+    super();
+    this.marker = marker;
+    this.idleMs = idleMs;
+    this.onIdle = onIdle;
+    this.arm();
+  }
+
+  private arm() {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(this.onIdle, this.idleMs);
+  }
+
+  override _transform(chunk: Buffer, _encoding: string, callback: () => void) {
+    this.arm();
+    this.bytes += chunk.length;
+    const window = Buffer.concat([this.tail.subarray(-256), chunk]);
+    if (this.marker && window.includes(this.marker)) this.markerSeen = true;
+    this.tail = Buffer.concat([this.tail, chunk]).subarray(-TAIL_BYTES);
+    this.push(chunk);
+    callback();
+  }
+
+  override _flush(callback: () => void) {
+    clearTimeout(this.timer);
+    callback();
+  }
+
+  stop() {
+    clearTimeout(this.timer);
+  }
+}
+
+export interface DumpResult extends WrittenFile {
+  /** Uncompressed size of the dump. */
+  rawBytes: number;
+}
+
+export async function dumpDatabase(options: {
+  host: Host;
+  engine: DatabaseEngine;
+  connection: DatabaseConnection;
+  tool: DumpTool;
+  owner: string;
+  compression: Compression;
+  path: string;
+  idleTimeoutSeconds: number;
+  signal: AbortSignal;
+}): Promise<DumpResult> {
+  const { host, engine, connection } = options;
+  const command = engine.dumpCommand({
+    connection,
+    tool: options.tool,
+    account: host.account,
+    owner: options.owner,
+  });
+  const abort = new AbortController();
+  const cancel = () => abort.abort();
+  options.signal.addEventListener('abort', cancel, { once: true });
+  let idle = false;
+  const dump = host.stream(guardedCommand(command.argv, command.delivery), {
+    input: secretLine(command.secret),
+    keepStdinOpen: true,
+    signal: abort.signal,
+  });
+  const watch = new DumpWatch(engine.errorMarker, options.idleTimeoutSeconds * 1000, () => {
+    idle = true;
+    abort.abort();
+  });
+
+  try {
+    const [written, result] = await Promise.all([
+      compressToFile(dump.stdout.pipe(watch), options.compression, options.path),
+      dump.done,
+    ]);
+    watch.stop();
+    if (options.signal.aborted) throw new InterruptedError();
+    if (idle)
+      throw new BackupError(
+        `The database dump produced no output for ${options.idleTimeoutSeconds} s and was stopped (dump-timeout): is the database server answering?`,
+      );
+    const transport = host.transportFailure(result);
+    if (transport) throw new BackupError(`The database dump failed: ${transport}`);
+    if (result.exitCode !== 0) {
+      const cause = engine.explainFailure(result.stderr, connection) ?? stderrTail(result.stderr);
+      throw new BackupError(
+        `The database dump (${options.tool.program}) failed with exit code ${result.exitCode}: ${cause}`,
+      );
+    }
+    const tail = watch.tail.toString('utf8');
+    const problem = watch.markerSeen
+      ? `${options.tool.program} reported errors inside the dump`
+      : engine.checkTail(tail);
+    if (problem) {
+      const cause = engine.explainFailure(`${result.stderr}\n${tail}`, connection);
+      throw new BackupError(
+        `The database dump is not complete: ${problem}.${cause ? ` ${cause}` : ''}`,
+      );
+    }
+    return { ...written, rawBytes: watch.bytes };
+  } catch (error) {
+    watch.stop();
+    dump.kill();
+    rmSync(options.path, { force: true });
+    throw error;
+  } finally {
+    options.signal.removeEventListener('abort', cancel);
+  }
+}

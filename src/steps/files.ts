@@ -1,0 +1,154 @@
+// Copies the instance's files from the host into the staging directory on the runner with
+// rsync, keeping ACLs, xattrs, owners (numeric), modes, hard links, hidden files and empty
+// directories. Run twice: the bulk before maintenance mode, then only the delta inside it.
+import { BackupError, InterruptedError } from '../errors.ts';
+import type { Host } from '../host/host.ts';
+import { runProcess, stderrTail } from '../host/process.ts';
+
+/** What to copy, as paths on the host. */
+export interface FileSet {
+  installDir: string;
+  /** Install-relative paths (config, the theme, extra paths); ['.'] for a tarball install. */
+  installPaths: string[];
+  /** Data dir relative to the install dir when it lies inside it (left out of installPaths '.'). */
+  dataDirInsideInstall?: string;
+  dataDir: string;
+  /** Absolute extra paths outside the installation. */
+  absolutePaths: string[];
+  /** User patterns, applied to every part. */
+  exclude: string[];
+  /** Data-dir-relative files never copied (the live SQLite database: the dump is its backup). */
+  dataExclude: string[];
+}
+
+/** Archive member directories: where each part of the instance lands in the staging dir. */
+export const LAYOUT = { install: 'owncloud', data: 'data', absolute: 'extra' } as const;
+
+export interface SyncStats {
+  files: number;
+  bytes: number;
+  transferredBytes: number;
+  /** Files that vanished while being copied (rsync exit 24): normal on a live system. */
+  vanished: boolean;
+}
+
+// -a (rlptgoD) + hard links, ACLs, xattrs, one file system, numeric owners; -s keeps
+// names with spaces and shell characters intact on the remote side.
+const RSYNC_FLAGS = ['-aHAXx', '--numeric-ids', '-s', '--stats'];
+
+/** Parses `rsync --stats` (run with LC_ALL=C). */
+export function parseRsyncStats(output: string): Omit<SyncStats, 'vanished'> {
+  const number = (label: string) => {
+    const match = new RegExp(`^${label}: ([\\d,]+)`, 'm').exec(output);
+    return match ? Number(match[1]!.replaceAll(',', '')) : 0;
+  };
+  const files = /^Number of files: [\d,]+ \(reg: ([\d,]+)/m.exec(output);
+  return {
+    files: files ? Number(files[1]!.replaceAll(',', '')) : number('Number of files'),
+    bytes: number('Total file size'),
+    transferredBytes: number('Total transferred file size'),
+  };
+}
+
+/** The rsync runs for one pass: argv for each part. Pure, so it is tested without processes. */
+export function rsyncCommands(
+  fileSet: FileSet,
+  stagingDir: string,
+  source: (path: string) => { args: string[]; source: string },
+  options: { delete: boolean; parts: ('install' | 'data' | 'absolute')[] },
+): string[][] {
+  const common = [
+    ...RSYNC_FLAGS,
+    ...(options.delete ? ['--delete'] : []),
+    ...fileSet.exclude.map((p) => `--exclude=${p}`),
+  ];
+  const commands: string[][] = [];
+  const remote = (paths: string[]) => {
+    const specs = paths.map(source);
+    return { args: specs[0]?.args ?? [], sources: specs.map((s) => s.source) };
+  };
+
+  if (options.parts.includes('install') && fileSet.installPaths.length > 0) {
+    if (fileSet.installPaths.includes('.')) {
+      const { args, sources } = remote([`${fileSet.installDir}/`]);
+      const dataExclude = fileSet.dataDirInsideInstall
+        ? [`--exclude=/${fileSet.dataDirInsideInstall}/`]
+        : [];
+      commands.push([
+        'rsync',
+        ...common,
+        ...dataExclude,
+        ...args,
+        '--',
+        ...sources,
+        `${stagingDir}/${LAYOUT.install}/`,
+      ]);
+    } else {
+      // --relative with /./ keeps each path's place below the install dir.
+      const { args, sources } = remote(
+        fileSet.installPaths.map((p) => `${fileSet.installDir}/./${p}`),
+      );
+      commands.push([
+        'rsync',
+        ...common,
+        '--relative',
+        ...args,
+        '--',
+        ...sources,
+        `${stagingDir}/${LAYOUT.install}/`,
+      ]);
+    }
+  }
+  if (options.parts.includes('data')) {
+    const { args, sources } = remote([`${fileSet.dataDir}/`]);
+    const dataExclude = fileSet.dataExclude.map((p) => `--exclude=/${p}`);
+    commands.push([
+      'rsync',
+      ...common,
+      ...dataExclude,
+      ...args,
+      '--',
+      ...sources,
+      `${stagingDir}/${LAYOUT.data}/`,
+    ]);
+  }
+  if (options.parts.includes('absolute') && fileSet.absolutePaths.length > 0) {
+    const { args, sources } = remote(fileSet.absolutePaths.map((p) => `/.${p}`));
+    commands.push([
+      'rsync',
+      ...common,
+      '--relative',
+      ...args,
+      '--',
+      ...sources,
+      `${stagingDir}/${LAYOUT.absolute}/`,
+    ]);
+  }
+  return commands;
+}
+
+/** Runs one pass of rsync runs; fails on anything but success or vanished files. */
+export async function syncFiles(
+  host: Host,
+  fileSet: FileSet,
+  stagingDir: string,
+  options: { delete: boolean; parts: ('install' | 'data' | 'absolute')[]; signal: AbortSignal },
+): Promise<SyncStats> {
+  const total: SyncStats = { files: 0, bytes: 0, transferredBytes: 0, vanished: false };
+  for (const argv of rsyncCommands(fileSet, stagingDir, (p) => host.rsyncSource(p), options)) {
+    const result = await runProcess(argv, { signal: options.signal, env: { LC_ALL: 'C' } });
+    if (options.signal.aborted) throw new InterruptedError();
+    if (result.exitCode !== 0 && result.exitCode !== 24) {
+      const transport = host.transportFailure(result);
+      throw new BackupError(
+        `Copying files from ${host.label} failed (rsync exit ${result.exitCode}): ${transport ?? stderrTail(result.stderr)}`,
+      );
+    }
+    const stats = parseRsyncStats(result.stdout);
+    total.files += stats.files;
+    total.bytes += stats.bytes;
+    total.transferredBytes += stats.transferredBytes;
+    total.vanished ||= result.exitCode === 24;
+  }
+  return total;
+}

@@ -1,0 +1,137 @@
+// Maintenance mode done right: note the state the administrator left, switch it on for the
+// dump, and afterwards put back exactly that prior state, on every path out (success,
+// failure, interruption), retrying through a dead link for a while before giving up loudly.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { BackupError } from '../errors.ts';
+import { asUser, type Host } from '../host/host.ts';
+import { stderrTail } from '../host/process.ts';
+
+export interface OccTarget {
+  installDir: string;
+  /** Who runs occ: the owner of config.php unless configured. */
+  user: string;
+}
+
+/** argv of `php occ ...` as the right user. */
+export function occCommand(host: Host, occ: OccTarget, args: readonly string[]): string[] {
+  return asUser(host.account, occ.user, ['php', `${occ.installDir}/occ`, ...args]);
+}
+
+/** Reads `occ maintenance:mode`'s answer: "Maintenance mode is currently enabled|disabled". */
+export function parseMaintenanceState(output: string): boolean | undefined {
+  const match = /maintenance mode is currently (enabled|disabled)/i.exec(output);
+  return match ? match[1]!.toLowerCase() === 'enabled' : undefined;
+}
+
+export interface MaintenanceWindow {
+  /** Whether this run switched maintenance mode (false: it was on already, or disabled by option). */
+  switchedByUs: boolean;
+  priorState: boolean;
+  enabledAt?: Date;
+  restoredAt?: Date;
+}
+
+export class MaintenanceGuard {
+  readonly window: MaintenanceWindow = { switchedByUs: false, priorState: false };
+  private restored = false;
+
+  private readonly host: Host;
+  private readonly occ: OccTarget;
+  private readonly log: (message: string) => void;
+  private readonly restoreRetrySeconds: number;
+
+  constructor(
+    host: Host,
+    occ: OccTarget,
+    log: (message: string) => void,
+    restoreRetrySeconds = 60,
+  ) {
+    this.host = host;
+    this.occ = occ;
+    this.log = log;
+    this.restoreRetrySeconds = restoreRetrySeconds;
+  }
+
+  private async occRun(args: string[], shielded = false) {
+    const result = await this.host.run(occCommand(this.host, this.occ, args), {
+      shielded,
+      timeoutMs: 120_000,
+    });
+    const transport = this.host.transportFailure(result);
+    if (transport) throw new BackupError(transport);
+    if (result.exitCode !== 0)
+      throw new BackupError(
+        `occ ${args.join(' ')} failed on ${this.host.label} (exit ${result.exitCode}): ${stderrTail(`${result.stdout}\n${result.stderr}`)}`,
+      );
+    return result.stdout;
+  }
+
+  async state(shielded = false): Promise<boolean> {
+    const output = await this.occRun(['maintenance:mode'], shielded);
+    const state = parseMaintenanceState(output);
+    if (state === undefined)
+      throw new BackupError(
+        `occ maintenance:mode answered something unexpected: ${stderrTail(output)}`,
+      );
+    return state;
+  }
+
+  /** Switches maintenance mode on (if it is not on already) and confirms it. */
+  async enable(): Promise<void> {
+    this.window.priorState = await this.state();
+    if (this.window.priorState) {
+      this.log('Maintenance mode was already on; it stays on afterwards, as it was found.');
+      return;
+    }
+    // From here on the instance is (or may be) in maintenance mode: restore() must undo it.
+    this.window.switchedByUs = true;
+    this.window.enabledAt = new Date();
+    await this.occRun(['maintenance:mode', '--on']);
+    if (!(await this.state()))
+      throw new BackupError('occ maintenance:mode --on did not switch maintenance mode on.');
+    this.log('Maintenance mode switched on.');
+  }
+
+  /**
+   * Puts back the prior state. Safe to call more than once and on any path; retries for a
+   * while (the link may come back); throws only when the instance is left in a state
+   * other than the prior one.
+   */
+  async restore(): Promise<void> {
+    if (this.restored || !this.window.switchedByUs) {
+      this.window.restoredAt ??= new Date();
+      return;
+    }
+    const deadline = Date.now() + this.restoreRetrySeconds * 1000;
+    let lastError: unknown;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.occRun(['maintenance:mode', '--off'], true);
+        if (await this.state(true))
+          throw new BackupError('occ maintenance:mode --off did not switch maintenance mode off.');
+        this.restored = true;
+        this.window.restoredAt = new Date();
+        this.log('Maintenance mode switched off again (its prior state).');
+        return;
+      } catch (error) {
+        lastError = error;
+        if (Date.now() >= deadline) break;
+        this.log(
+          `Could not switch maintenance mode off yet (attempt ${attempt}), retrying: ${error instanceof Error ? error.message : String(error)}`,
+        );
+        await sleep(Math.min(1000 * attempt, 5000));
+      }
+    }
+    throw new BackupError(
+      `MAINTENANCE MODE IS STILL ON on ${this.host.label}: switching it off failed (${lastError instanceof Error ? lastError.message : String(lastError)}). ` +
+        `Run: sudo -u ${this.occ.user} php ${this.occ.installDir}/occ maintenance:mode --off`,
+    );
+  }
+
+  /** Seconds the instance spent in maintenance mode because of this run (0 when it was on already). */
+  seconds(): number {
+    const { enabledAt, restoredAt } = this.window;
+    if (!enabledAt) return 0;
+    return ((restoredAt ?? new Date()).getTime() - enabledAt.getTime()) / 1000;
+  }
+}
