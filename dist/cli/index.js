@@ -11144,6 +11144,15 @@ const {
 ;// CONCATENATED MODULE: ./src/host/process.ts
 
 const STDERR_LIMIT = 1024 * 1024;
+function decode(output) {
+    if (output === undefined || output === null)
+        return '';
+    if (typeof output === 'string')
+        return output;
+    if (output instanceof Uint8Array)
+        return Buffer.from(output).toString('utf8');
+    return String(output);
+}
 function spawn(argv, options, streamStdout) {
     const [file, ...args] = argv;
     if (!file)
@@ -11173,12 +11182,12 @@ function spawn(argv, options, streamStdout) {
     const done = child.then((result) => {
         if (options.keepStdinOpen)
             child.stdin.end();
-        const stdout = streamStdout ? '' : String(result.stdout ?? '');
+        const stdout = streamStdout ? '' : decode(result.stdout);
         return {
             exitCode: result.exitCode ?? (result.signal ? 128 : 1),
             ...(result.signal ? { signal: result.signal } : {}),
             stdout,
-            stderr: String(result.stderr ?? ''),
+            stderr: decode(result.stderr),
             timedOut: result.timedOut ?? false,
             cancelled: result.isCanceled ?? false,
         };
@@ -11428,7 +11437,7 @@ class SshHost {
         if (master && master.exitCode === null && master.signalCode === null) {
             const exited = new Promise((resolve) => master.once('exit', resolve));
             master.kill('SIGTERM');
-            await Promise.race([exited, (0,promises_namespaceObject.setTimeout)(2000)]);
+            await Promise.race([exited, (0,promises_namespaceObject.setTimeout)(2000, undefined, { ref: false })]);
             if (master.exitCode === null && master.signalCode === null)
                 master.kill('SIGKILL');
         }
@@ -12170,7 +12179,11 @@ async function findDumpTool(host, engine) {
     if (result.exitCode !== 0)
         throw new BackupError(`${host.label} has no ${engine.programs.join(' or ')} to dump the ${engine.type} database: install it there.`);
     const [program, version] = result.stdout.split('\n');
-    return { program: program.trim(), version: (version ?? '').trim() };
+    // sqlite3 appends a 40-hex source id that tells a reader nothing.
+    return {
+        program: program.trim(),
+        version: (version ?? '').trim().replace(/\s+[0-9a-f]{40,}\S*$/, ''),
+    };
 }
 /** Apparent size in bytes of the given paths on the host (one file system each, as rsync -x). */
 async function sizeOnHost(host, paths) {

@@ -46,6 +46,13 @@ export interface StreamingProcess {
 
 const STDERR_LIMIT = 1024 * 1024;
 
+function decode(output: unknown): string {
+  if (output === undefined || output === null) return '';
+  if (typeof output === 'string') return output;
+  if (output instanceof Uint8Array) return Buffer.from(output).toString('utf8');
+  return String(output);
+}
+
 function spawn(argv: readonly string[], options: ProcessOptions, streamStdout: boolean) {
   const [file, ...args] = argv;
   if (!file) throw new Error('empty command');
@@ -72,12 +79,12 @@ function spawn(argv: readonly string[], options: ProcessOptions, streamStdout: b
 
   const done = child.then((result): ProcessResult => {
     if (options.keepStdinOpen) child.stdin.end();
-    const stdout = streamStdout ? '' : String(result.stdout ?? '');
+    const stdout = streamStdout ? '' : decode(result.stdout);
     return {
       exitCode: result.exitCode ?? (result.signal ? 128 : 1),
       ...(result.signal ? { signal: result.signal } : {}),
       stdout,
-      stderr: String(result.stderr ?? ''),
+      stderr: decode(result.stderr),
       timedOut: result.timedOut ?? false,
       cancelled: result.isCanceled ?? false,
     };

@@ -206,7 +206,7 @@ export class SshHost implements Host {
     if (master && master.exitCode === null && master.signalCode === null) {
       const exited = new Promise((resolve) => master.once('exit', resolve));
       master.kill('SIGTERM');
-      await Promise.race([exited, sleep(2000)]);
+      await Promise.race([exited, sleep(2000, undefined, { ref: false })]);
       if (master.exitCode === null && master.signalCode === null) master.kill('SIGKILL');
     }
     this.master = undefined;

@@ -37,7 +37,11 @@ export async function findDumpTool(host: Host, engine: DatabaseEngine): Promise<
       `${host.label} has no ${engine.programs.join(' or ')} to dump the ${engine.type} database: install it there.`,
     );
   const [program, version] = result.stdout.split('\n');
-  return { program: program!.trim(), version: (version ?? '').trim() };
+  // sqlite3 appends a 40-hex source id that tells a reader nothing.
+  return {
+    program: program!.trim(),
+    version: (version ?? '').trim().replace(/\s+[0-9a-f]{40,}\S*$/, ''),
+  };
 }
 
 /** Apparent size in bytes of the given paths on the host (one file system each, as rsync -x). */

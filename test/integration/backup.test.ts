@@ -1,0 +1,514 @@
+// Backing up an ownCloud host end to end with the real command, against real servers:
+// the backup restores to the same rows and the same files, maintenance mode is ON while
+// the dump runs and back to its prior state afterwards, and no process ever shows the
+// database password in its command line.
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Manifest } from '../../src/manifest.ts';
+import { startMariaDb, type MariaDbServer } from '../harness/mariadb.ts';
+import { startPostgres, type PostgresServer } from '../harness/postgres.ts';
+import { makeScratchDir } from '../harness/scratch.ts';
+import { startSshd, type SshServer } from '../harness/sshd.ts';
+import {
+  buildSampleInstance,
+  type SampleInstance,
+  type SampleOptions,
+} from '../sample/instance.ts';
+import { holdDumpLock, runBackupCli, type CliRun } from '../support/backup-run.ts';
+import {
+  expectSameDatabase,
+  expectSameFiles,
+  restoreDump,
+  unpackFiles,
+} from '../support/restore.ts';
+
+/** Every character that has broken a backup script somewhere. */
+const HOSTILE_DIR = `ünï côdé 'single' "double" $(touch pwned) ;&|`;
+const HOSTILE_PASSWORD = () =>
+  `pw ${createHash('md5').update(String(Math.random())).digest('hex').slice(0, 12)} 'q' "d" $(touch pwned) \`id\` \\ é:`;
+
+let mariadb: MariaDbServer;
+let postgres: PostgresServer;
+let sshd: SshServer;
+const scratch = makeScratchDir('backup-test');
+// occ runs as the instance's owner, who must be able to reach the instance.
+chmodSync(scratch.path, 0o755);
+let counter = 0;
+
+beforeAll(async () => {
+  [mariadb, postgres, sshd] = await Promise.all([startMariaDb(), startPostgres(), startSshd()]);
+});
+afterAll(async () => {
+  await Promise.all([mariadb?.stop(), postgres?.stop(), sshd?.stop()]);
+  scratch.remove();
+});
+
+type Engine = 'sqlite' | 'mysql' | 'pgsql';
+
+async function sample(
+  engine: Engine,
+  options: Partial<SampleOptions> = {},
+): Promise<SampleInstance> {
+  const root = join(scratch.path, `${counter++} ${HOSTILE_DIR}`);
+  mkdirSync(root, { recursive: true });
+  const database =
+    engine === 'sqlite'
+      ? { type: engine }
+      : engine === 'mysql'
+        ? { type: engine, server: mariadb }
+        : { type: engine, server: postgres };
+  const id = counter;
+  return buildSampleInstance({
+    database,
+    root,
+    dbName: `owncloud_${id}`,
+    dbUser: `oc_user_${id}`,
+    dbPassword: HOSTILE_PASSWORD(),
+    ...options,
+  } as SampleOptions);
+}
+
+function serverOf(engine: Engine) {
+  return engine === 'mysql'
+    ? { socket: mariadb.socket }
+    : engine === 'pgsql'
+      ? { socketDir: postgres.socketDir, port: postgres.port }
+      : undefined;
+}
+
+function sshArgs(server: SshServer = sshd): string[] {
+  return [
+    '--host',
+    server.host,
+    '--port',
+    String(server.port),
+    '--ssh-key-file',
+    server.privateKeyPath,
+    '--known-hosts-file',
+    server.knownHostsPath,
+  ];
+}
+
+function backupDirFor(instance: SampleInstance): string {
+  const dir = join(instance.root, `backups $(id) 'x'`);
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+function expectNoInjection(instance: SampleInstance): void {
+  for (const dir of ['/', '/root', '/tmp', instance.root, instance.installDir, scratch.path])
+    expect(existsSync(join(dir, 'pwned')), `${dir}/pwned`).toBe(false);
+}
+
+function explain(run: CliRun): string {
+  return `exit ${run.exitCode}\n--- stdout\n${run.stdout}\n--- stderr\n${run.stderr}`;
+}
+
+/** The one error line the command printed. */
+function errorLine(run: CliRun): string {
+  const lines = run.stderr.split('\n').filter((l) => l.startsWith('owncloud-backup: error:'));
+  expect(lines, explain(run)).toHaveLength(1);
+  return lines[0]!;
+}
+
+function occSwitches(instance: SampleInstance): string[] {
+  return instance
+    .occCalls()
+    .map((c) => `${c.user} ${c.args.join(' ')}`)
+    .filter((c) => c.includes('--on') || c.includes('--off'));
+}
+
+describe.each([
+  ['sqlite', 'local'],
+  ['sqlite', 'ssh'],
+  ['mysql', 'local'],
+  ['mysql', 'ssh'],
+  ['pgsql', 'local'],
+  ['pgsql', 'ssh'],
+] as const)('a backup of an ownCloud instance on %s (%s)', (engine, transport) => {
+  it('restores to the same rows and files, with maintenance mode ON during the dump only', async () => {
+    const instance = await sample(engine);
+    const backupDir = backupDirFor(instance);
+    const lock = await holdDumpLock(instance, serverOf(engine));
+    let maintenanceDuringDump: unknown;
+    const run = await runBackupCli(
+      [
+        '--owncloud-dir',
+        instance.installDir,
+        '--backup-dir',
+        backupDir,
+        ...(transport === 'ssh' ? sshArgs() : []),
+      ],
+      {
+        secrets: [instance.dbPassword],
+        onDump: async () => {
+          maintenanceDuringDump = instance.readConfig().maintenance;
+          await lock.release();
+        },
+      },
+    );
+    expect(run.exitCode, explain(run)).toBe(0);
+    expect(run.dumpSeen).toBe(true);
+    expect(maintenanceDuringDump).toBe(true);
+    expect(run.processesSeen).toBeGreaterThan(100);
+    expect(run.leaks).toEqual([]);
+    expect(`${run.stdout}${run.stderr}`).not.toContain(instance.dbPassword);
+    expect(instance.readConfig().maintenance).toBe(false);
+    expect(occSwitches(instance)).toEqual([
+      'www-data maintenance:mode --on',
+      'www-data maintenance:mode --off',
+    ]);
+    expectNoInjection(instance);
+
+    // One finished, dated backup directory, and nothing else.
+    const entries = readdirSync(backupDir);
+    expect(entries).toHaveLength(1);
+    expect(entries[0]).toMatch(/^owncloud-backup-\d{8}-\d{6}$/);
+    const dir = join(backupDir, entries[0]!);
+    expect(run.stdout).toContain(`Backup complete: ${dir}`);
+    const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as Manifest;
+    const day = entries[0]!.slice(16, 24);
+    expect(readdirSync(dir).sort()).toEqual([
+      'SHA256SUMS',
+      'manifest.json',
+      `owncloud-dbbackup_${day}.bak.zst`,
+      `owncloud-files_${day}.tar.zst`,
+    ]);
+    for (const archive of manifest.archives) {
+      const bytes = readFileSync(join(dir, archive.name));
+      expect(archive.size).toBe(bytes.length);
+      expect(archive.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
+    }
+    expect(manifest.instance).toEqual({
+      product: 'owncloud',
+      version: '10.15.0.2',
+      instanceId: instance.config.instanceid,
+      theme: 'mytheme',
+    });
+    expect(manifest.database.type).toBe(engine);
+    expect(manifest.database.dumpTool).toMatch(
+      engine === 'mysql'
+        ? /^(mysqldump|mariadb-dump)$/
+        : engine === 'pgsql'
+          ? /^pg_dump$/
+          : /^sqlite3$/,
+    );
+    expect(manifest.source.transport).toBe(transport);
+    expect(manifest.maintenance).toMatchObject({
+      managed: true,
+      priorState: false,
+      switchedByUs: true,
+    });
+    expect(manifest.maintenance.seconds).toBeGreaterThan(0);
+    expect(JSON.stringify(manifest)).not.toContain(instance.dbPassword);
+
+    // Restore, and compare.
+    const restoreDir = join(instance.root, 'restore');
+    const database = await restoreDump(
+      join(dir, manifest.archives.find((a) => a.role === 'database')!.name),
+      manifest,
+      instance.root,
+      { mariadb, postgres },
+    );
+    expect(await expectSameDatabase(instance.database, database)).toBeGreaterThan(100);
+    unpackFiles(join(dir, manifest.archives.find((a) => a.role === 'files')!.name), restoreDir);
+    expect(await expectSameFiles(instance, restoreDir, manifest)).toBeGreaterThan(60);
+    instance.remove();
+  });
+});
+
+describe('maintenance mode as the administrator left it', () => {
+  it('stays on, untouched, when it was on before the backup', async () => {
+    const instance = await sample('sqlite', { maintenance: true });
+    const run = await runBackupCli(
+      ['--owncloud-dir', instance.installDir, '--backup-dir', backupDirFor(instance)],
+      { secrets: [] },
+    );
+    expect(run.exitCode, explain(run)).toBe(0);
+    expect(instance.readConfig().maintenance).toBe(true);
+    expect(occSwitches(instance)).toEqual([]);
+    expect(run.stdout).toContain('maintenance mode: was on already, left on');
+    instance.remove();
+  });
+
+  it('is not touched at all with --maintenance-mode false', async () => {
+    const instance = await sample('sqlite');
+    const run = await runBackupCli(
+      [
+        '--owncloud-dir',
+        instance.installDir,
+        '--backup-dir',
+        backupDirFor(instance),
+        '--maintenance-mode',
+        'false',
+      ],
+      { secrets: [] },
+    );
+    expect(run.exitCode, explain(run)).toBe(0);
+    expect(instance.occCalls()).toEqual([]);
+    instance.remove();
+  });
+});
+
+describe('a failed backup', () => {
+  /** Runs a backup expected to fail; checks what every failure must guarantee. */
+  async function failingBackup(
+    instance: SampleInstance,
+    args: string[],
+    options: Parameters<typeof runBackupCli>[1],
+  ): Promise<{ run: CliRun; error: string }> {
+    const backupDir = backupDirFor(instance);
+    const run = await runBackupCli(
+      ['--owncloud-dir', instance.installDir, '--backup-dir', backupDir, ...args],
+      options,
+    );
+    expect(run.exitCode, explain(run)).not.toBe(0);
+    expect(run.leaks).toEqual([]);
+    expect(run.stderr).not.toMatch(/\n\s+at .*\(.*:\d+:\d+\)/); // no stack trace
+    // Maintenance mode back to its prior state (off), and no partial backup left behind.
+    expect(instance.readConfig().maintenance).toBe(false);
+    expect(readdirSync(backupDir)).toEqual([]);
+    expectNoInjection(instance);
+    return { run, error: errorLine(run) };
+  }
+
+  it('names an unreachable MySQL server', async () => {
+    const instance = await sample('mysql');
+    const { error } = await failingBackup(instance, ['--db-host', '127.0.0.1', '--db-port', '1'], {
+      secrets: [instance.dbPassword],
+    });
+    expect(error).toMatch(/Could not reach the MySQL server 127\.0\.0\.1:1/);
+    expect(occSwitches(instance)).toEqual([
+      'www-data maintenance:mode --on',
+      'www-data maintenance:mode --off',
+    ]);
+  });
+
+  it('names an unreachable PostgreSQL server', async () => {
+    const instance = await sample('pgsql');
+    const { error } = await failingBackup(instance, ['--db-host', '127.0.0.1', '--db-port', '1'], {
+      secrets: [instance.dbPassword],
+    });
+    expect(error).toMatch(/Could not reach the PostgreSQL server 127\.0\.0\.1:1/);
+  });
+
+  it('names a wrong MySQL password, given through the environment', async () => {
+    const instance = await sample('mysql');
+    const wrong = `wrong ${HOSTILE_PASSWORD()}`;
+    const { run, error } = await failingBackup(instance, sshArgs(), {
+      secrets: [instance.dbPassword, wrong],
+      env: { OWNCLOUD_BACKUP_DB_PASSWORD: wrong },
+    });
+    expect(error).toMatch(/MySQL refused user '.*' \(access denied\)/);
+    expect(run.stderr).not.toContain(wrong);
+  });
+
+  it('names a wrong PostgreSQL password', async () => {
+    const instance = await sample('pgsql');
+    const wrong = `wrong ${HOSTILE_PASSWORD()}`;
+    const { error } = await failingBackup(instance, [], {
+      secrets: [instance.dbPassword, wrong],
+      env: { OWNCLOUD_BACKUP_DB_PASSWORD: wrong },
+    });
+    expect(error).toMatch(/PostgreSQL refused user '.*' \(password authentication failed\)/);
+  });
+
+  it.each(['mysql', 'pgsql'] as const)('detects a %s dump killed mid-way', async (engine) => {
+    const instance = await sample(engine);
+    const lock = await holdDumpLock(instance, serverOf(engine));
+    const { error } = await failingBackup(instance, sshArgs(), {
+      secrets: [instance.dbPassword],
+      onDump: async (_cli, dump) => {
+        expect(instance.readConfig().maintenance).toBe(true);
+        process.kill(dump.pid, 'SIGKILL');
+        await lock.release();
+      },
+    });
+    expect(error).toMatch(/The database dump .*(failed with exit code|not complete)/);
+  });
+
+  it('detects a locked SQLite database although sqlite3 exits 0', async () => {
+    const instance = await sample('sqlite');
+    const lock = await holdDumpLock(instance);
+    try {
+      const { error } = await failingBackup(instance, [], { secrets: [] });
+      expect(error).toMatch(
+        /sqlite3 rolled the dump back because of errors \(is the database locked\?\)|locked/,
+      );
+    } finally {
+      await lock.release();
+    }
+  });
+
+  it('stops, restores maintenance mode and leaves no dump running when interrupted (SIGINT)', async () => {
+    const instance = await sample('mysql');
+    const lock = await holdDumpLock(instance, serverOf('mysql'));
+    const { run, error } = await failingBackup(instance, sshArgs(), {
+      secrets: [instance.dbPassword],
+      onDump: (cli) => {
+        expect(instance.readConfig().maintenance).toBe(true);
+        cli.kill('SIGINT');
+      },
+    });
+    await lock.release();
+    expect(run.exitCode).toBe(130);
+    expect(error).toMatch(/interrupted/i);
+    expect(occSwitches(instance)).toEqual([
+      'www-data maintenance:mode --on',
+      'www-data maintenance:mode --off',
+    ]);
+    // The remote watchdog stopped the dump when the client went away.
+    const deadline = Date.now() + 5000;
+    let dumps: string[] = [];
+    do {
+      dumps = readdirSync('/proc')
+        .filter((p) => /^\d+$/.test(p))
+        .filter((p) => {
+          try {
+            return /^(mysqldump|mariadb-dump)\0/.test(readFileSync(`/proc/${p}/cmdline`, 'latin1'));
+          } catch {
+            return false;
+          }
+        });
+      if (dumps.length === 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    } while (Date.now() < deadline);
+    expect(dumps).toEqual([]);
+  });
+});
+
+describe('what goes into the files archive', () => {
+  it('leaves out what --exclude names, and nothing else', async () => {
+    const instance = await sample('sqlite');
+    const backupDir = backupDirFor(instance);
+    const run = await runBackupCli(
+      [
+        '--owncloud-dir',
+        instance.installDir,
+        '--backup-dir',
+        backupDir,
+        '--exclude',
+        '*/thumbnails/',
+        '--compression',
+        'gzip',
+      ],
+      { secrets: [] },
+    );
+    expect(run.exitCode, explain(run)).toBe(0);
+    const dir = join(backupDir, readdirSync(backupDir)[0]!);
+    const archive = readdirSync(dir).find((f) => f.startsWith('owncloud-files_'))!;
+    expect(archive).toMatch(/\.tar\.gz$/);
+    const restored = join(instance.root, 'restore');
+    unpackFiles(join(dir, archive), restored);
+    for (const user of instance.users) {
+      expect(existsSync(join(instance.dataDir, user, 'thumbnails'))).toBe(true);
+      expect(existsSync(join(restored, 'data', user, 'thumbnails'))).toBe(false);
+      expect(existsSync(join(restored, 'data', user, 'files', 'Photos', 'binary.jpg'))).toBe(true);
+    }
+    instance.remove();
+  });
+
+  it('holds the whole installation for a tarball install, data directory once', async () => {
+    const instance = await sample('sqlite');
+    const backupDir = backupDirFor(instance);
+    const run = await runBackupCli(
+      [
+        '--owncloud-dir',
+        instance.installDir,
+        '--backup-dir',
+        backupDir,
+        '--install-type',
+        'tarball',
+        '--extra-paths',
+        '/etc/hostname',
+      ],
+      { secrets: [] },
+    );
+    expect(run.exitCode, explain(run)).toBe(0);
+    const dir = join(backupDir, readdirSync(backupDir)[0]!);
+    const restored = join(instance.root, 'restore');
+    unpackFiles(
+      join(
+        dir,
+        readdirSync(dir).find((f) => f.startsWith('owncloud-files_'))!,
+      ),
+      restored,
+    );
+    expect(readdirSync(join(restored, 'owncloud')).sort()).toEqual([
+      '3rdparty',
+      'apps',
+      'apps-external',
+      'config',
+      'console.php',
+      'core',
+      'index.php',
+      'lib',
+      'occ',
+      'status.php',
+      'themes',
+      'version.php',
+    ]);
+    expect(readFileSync(join(restored, 'extra', 'etc', 'hostname'), 'utf8')).toBe(
+      readFileSync('/etc/hostname', 'utf8'),
+    );
+    expect(existsSync(join(restored, 'data', '.ocdata'))).toBe(true);
+    instance.remove();
+  });
+
+  it('backs up a Nextcloud instance with its data directory outside the installation', async () => {
+    const instance = await sample('sqlite', { flavour: 'nextcloud', dataDirOutside: true });
+    const backupDir = backupDirFor(instance);
+    const run = await runBackupCli(
+      ['--owncloud-dir', instance.installDir, '--backup-dir', backupDir, ...sshArgs()],
+      { secrets: [] },
+    );
+    expect(run.exitCode, explain(run)).toBe(0);
+    const dir = join(backupDir, readdirSync(backupDir)[0]!);
+    const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as Manifest;
+    expect(manifest.instance.product).toBe('nextcloud');
+    expect(manifest.files.leftOut).toContain(`${String(instance.config.dbname)}.db`);
+    const restored = join(instance.root, 'restore');
+    unpackFiles(join(dir, manifest.archives[0]!.name), restored);
+    await expectSameFiles(instance, restored, manifest);
+    const database = await restoreDump(
+      join(dir, manifest.archives[1]!.name),
+      manifest,
+      instance.root,
+      {},
+    );
+    await expectSameDatabase(instance.database, database);
+    instance.remove();
+  });
+});
+
+describe('command line input', () => {
+  it('refuses a password on the command line, naming the safe alternatives', async () => {
+    const run = await runBackupCli(['--db-password', 'secret-in-argv'], { secrets: [] });
+    expect(run.exitCode).toBe(2);
+    expect(errorLine(run)).toContain(
+      'Refusing --db-password: a password on the command line is visible to every user of this machine. Use the environment variable OWNCLOUD_BACKUP_DB_PASSWORD or --db-password-file.',
+    );
+  });
+
+  it('says which directory is not an ownCloud installation', async () => {
+    const dir = join(scratch.path, 'not owncloud');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'index.php'), '');
+    const run = await runBackupCli(['--owncloud-dir', dir, '--backup-dir', scratch.path], {
+      secrets: [],
+    });
+    expect(run.exitCode).toBe(2);
+    expect(errorLine(run)).toBe(
+      `owncloud-backup: error: owncloud-dir '${dir}' has no config/config.php on this machine (${(await import('node:os')).hostname()}): is it an ownCloud installation?`,
+    );
+  });
+});

@@ -1,0 +1,168 @@
+// Running the real `owncloud-backup` command (the committed bundle, as users run it) while
+// watching every process on the machine: no command line may hold a secret, and at the
+// moment the dump program runs, the test can look at the instance (maintenance mode ON?).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { requireTool } from '../harness/tools.ts';
+import type { SampleInstance } from '../sample/instance.ts';
+
+export const CLI = resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'index.js');
+
+/** argv[0] names of the dump programs, per engine. */
+export const DUMP_PROGRAMS = ['mysqldump', 'mariadb-dump', 'pg_dump', 'sqlite3'];
+
+export interface ProcessSighting {
+  pid: number;
+  argv: string[];
+}
+
+export interface CliRun {
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  /** Command lines (of any process) seen holding one of the secrets: must stay empty. */
+  leaks: string[];
+  /** How many processes the watcher looked at: proves it was watching. */
+  processesSeen: number;
+  dumpSeen: boolean;
+}
+
+function commandLines(): ProcessSighting[] {
+  const found: ProcessSighting[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const raw = readFileSync(`/proc/${name}/cmdline`, 'utf8');
+      if (raw) found.push({ pid: Number(name), argv: raw.replace(/\0$/, '').split('\0') });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
+
+/**
+ * Runs the command line tool with the given options. While it runs, every process's
+ * command line is checked for the secrets; `onDump` is called once, when a dump program's
+ * process first appears, with the run's child process (to interrupt it) and that process.
+ */
+export async function runBackupCli(
+  args: string[],
+  options: {
+    secrets: string[];
+    env?: Record<string, string>;
+    cwd?: string;
+    onDump?: (cli: ChildProcess, dump: ProcessSighting) => Promise<void> | void;
+  },
+): Promise<CliRun> {
+  const cli = spawn(process.execPath, [CLI, 'backup', ...args], {
+    cwd: options.cwd ?? '/',
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  cli.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  cli.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const leaks = new Set<string>();
+  let processesSeen = 0;
+  let dumpSeen = false;
+  let dumpHandled: Promise<void> | undefined;
+  let done = false;
+
+  const scan = () => {
+    for (const sighting of commandLines()) {
+      processesSeen++;
+      const line = sighting.argv.join(' ');
+      for (const secret of options.secrets) if (secret && line.includes(secret)) leaks.add(line);
+      const program = sighting.argv[0]?.split('/').pop() ?? '';
+      if (!dumpSeen && DUMP_PROGRAMS.includes(program) && sighting.argv.length > 2) {
+        dumpSeen = true;
+        dumpHandled = Promise.resolve(options.onDump?.(cli, sighting));
+      }
+    }
+  };
+  const watcher = (async () => {
+    while (!done) {
+      scan();
+      await new Promise((r) => setTimeout(r, 3));
+    }
+  })();
+
+  const [exitCode, signal] = await new Promise<[number | null, NodeJS.Signals | null]>(
+    (resolveExit) => cli.once('close', (code, sig) => resolveExit([code, sig])),
+  );
+  done = true;
+  await watcher;
+  await dumpHandled;
+  return { exitCode, signal, stdout, stderr, leaks: [...leaks], processesSeen, dumpSeen };
+}
+
+/**
+ * Holds a lock that makes the dump wait (a write lock on oc_filecache, or an exclusive
+ * SQLite transaction) until released: deterministic "while the dump runs" moments.
+ */
+export async function holdDumpLock(
+  sample: SampleInstance,
+  server?: { socket?: string; socketDir?: string; port?: number },
+): Promise<{ release: () => Promise<void> }> {
+  const config = sample.readConfig();
+  const table = `${String(config.dbtableprefix)}filecache`;
+  let argv: string[];
+  let lock: string;
+  let unlock: string;
+  if (config.dbtype === 'sqlite3') {
+    argv = [requireTool('sqlite3'), join(sample.dataDir, `${String(config.dbname)}.db`)];
+    lock = "BEGIN EXCLUSIVE;\nSELECT 'locked';\n";
+    unlock = 'COMMIT;\n.quit\n';
+  } else if (config.dbtype === 'mysql') {
+    argv = [
+      requireTool('mariadb'),
+      '--no-defaults',
+      `--socket=${server!.socket}`,
+      '-uroot',
+      '-N',
+      '-n',
+      String(config.dbname),
+    ];
+    lock = `LOCK TABLES ${table} WRITE;\nSELECT 'locked';\n`;
+    unlock = 'UNLOCK TABLES;\n';
+  } else {
+    argv = [
+      requireTool('psql'),
+      '-X',
+      '-q',
+      '-A',
+      '-t',
+      '-h',
+      server!.socketDir!,
+      '-p',
+      String(server!.port),
+      '-U',
+      'postgres',
+      '-d',
+      String(config.dbname),
+    ];
+    lock = `BEGIN;\nLOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE;\nSELECT 'locked';\n`;
+    unlock = 'COMMIT;\n';
+  }
+  const holder = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'inherit'] });
+  const exited = new Promise((r) => holder.once('close', r));
+  await new Promise<void>((resolveLocked, reject) => {
+    let out = '';
+    holder.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      if (out.includes('locked')) resolveLocked();
+    });
+    holder.once('close', () => reject(new Error('the lock holder exited before it held the lock')));
+    holder.stdin.write(lock);
+  });
+  return {
+    release: async () => {
+      holder.stdin.end(unlock);
+      await exited;
+    },
+  };
+}

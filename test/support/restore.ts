@@ -1,0 +1,143 @@
+// Restoring what a backup holds, the way its manifest says, and comparing it with the source.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { expect } from 'vitest';
+import type { Manifest } from '../../src/manifest.ts';
+import type { MariaDbServer } from '../harness/mariadb.ts';
+import type { PostgresServer } from '../harness/postgres.ts';
+import { requireTool } from '../harness/tools.ts';
+import {
+  mysqlDatabase,
+  pgsqlDatabase,
+  sqliteDatabase,
+  type SampleDatabase,
+} from '../sample/database.ts';
+import type { SampleInstance } from '../sample/instance.ts';
+import { diffTrees, snapshotTree, type TreeSnapshot } from './tree.ts';
+
+let restoredCount = 0;
+
+function decompress(path: string): Buffer {
+  const tool = path.endsWith('.zst') ? [requireTool('zstd'), '-dc'] : ['gzip', '-dc'];
+  return execFileSync(tool[0]!, [...tool.slice(1), path], { maxBuffer: 1024 * 1024 * 1024 });
+}
+
+/** Loads the dump into a fresh, empty database and returns it. */
+export async function restoreDump(
+  dumpPath: string,
+  manifest: Manifest,
+  scratchDir: string,
+  servers: { mariadb?: MariaDbServer; postgres?: PostgresServer },
+): Promise<SampleDatabase> {
+  const sql = decompress(dumpPath);
+  const name = `restored_${process.pid}_${restoredCount++}`;
+  if (manifest.database.type === 'sqlite') {
+    const file = join(scratchDir, `${name}.db`);
+    execFileSync(requireTool('sqlite3'), ['-bail', file], { input: sql });
+    return sqliteDatabase(file);
+  }
+  if (manifest.database.type === 'mysql') {
+    const server = servers.mariadb!;
+    await server.query(`CREATE DATABASE ${name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;`);
+    execFileSync(
+      requireTool('mariadb'),
+      ['--no-defaults', `--socket=${server.socket}`, '-uroot', name],
+      { input: sql },
+    );
+    return mysqlDatabase(server, name);
+  }
+  const server = servers.postgres!;
+  await server.query(`CREATE DATABASE ${name} ENCODING 'UTF8' TEMPLATE template0;`);
+  execFileSync(
+    requireTool('psql'),
+    [
+      '-X',
+      '-q',
+      '-v',
+      'ON_ERROR_STOP=1',
+      '-h',
+      server.socketDir,
+      '-p',
+      String(server.port),
+      '-U',
+      'postgres',
+      '-d',
+      name,
+    ],
+    { input: sql, stdio: ['pipe', 'ignore', 'pipe'] },
+  );
+  return pgsqlDatabase(server, name);
+}
+
+/** Every table, and every row of every table, equal. */
+export async function expectSameDatabase(
+  source: SampleDatabase,
+  restored: SampleDatabase,
+): Promise<number> {
+  const tables = await source.tables();
+  expect(await restored.tables()).toEqual(tables);
+  let rows = 0;
+  for (const table of tables) {
+    const expected = await source.tableRows(table);
+    expect(await restored.tableRows(table), table).toEqual(expected);
+    rows += expected.length;
+  }
+  return rows;
+}
+
+/** Unpacks the files archive as the manifest's restore line says, into dir. */
+export function unpackFiles(archive: string, dir: string): void {
+  mkdirSync(dir, { recursive: true });
+  execFileSync('tar', [
+    '--extract',
+    `--file=${archive}`,
+    '--numeric-owner',
+    '--acls',
+    '--xattrs',
+    '--xattrs-include=*',
+    '--same-permissions',
+    archive.endsWith('.zst') ? '--zstd' : '--gzip',
+    `--directory=${dir}`,
+  ]);
+}
+
+function withoutMtime(snapshot: TreeSnapshot, path: string): TreeSnapshot {
+  const entry = snapshot.get(path);
+  if (entry) snapshot.set(path, { ...entry, mtime: 0 });
+  return snapshot;
+}
+
+/**
+ * The unpacked tree equals the instance: the data directory (bytes, modes, owners, ACLs,
+ * xattrs, hard links, hidden files, empty dirs), config/ and the theme; and no server code.
+ */
+export async function expectSameFiles(
+  sample: SampleInstance,
+  unpacked: string,
+  manifest: Manifest,
+): Promise<number> {
+  const leftOut = new Set(manifest.files.leftOut);
+  const data = await snapshotTree(sample.dataDir, { exclude: (p) => leftOut.has(p) });
+  expect(diffTrees(data, await snapshotTree(join(unpacked, 'data')))).toEqual([]);
+  const root = [sample.dataDir, join(unpacked, 'data')].map((p) => statSync(p));
+  expect([root[1]!.mode, root[1]!.uid, root[1]!.gid]).toEqual([
+    root[0]!.mode,
+    root[0]!.uid,
+    root[0]!.gid,
+  ]);
+
+  // occ rewrote config.php during the run (maintenance on, then off): same bytes, new mtime.
+  const config = withoutMtime(await snapshotTree(join(sample.installDir, 'config')), 'config.php');
+  expect(
+    diffTrees(
+      config,
+      withoutMtime(await snapshotTree(join(unpacked, 'owncloud', 'config')), 'config.php'),
+    ),
+  ).toEqual([]);
+  const theme = await snapshotTree(join(sample.installDir, 'themes'));
+  expect(diffTrees(theme, await snapshotTree(join(unpacked, 'owncloud', 'themes')))).toEqual([]);
+  // A package install: server code is not in the backup.
+  expect(readdirSync(join(unpacked, 'owncloud')).sort()).toEqual(['config', 'themes']);
+  return data.size;
+}
