@@ -283,27 +283,35 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
               ...occ,
             });
           }
-          const dumping = dumpDatabase({
-            host: connected,
-            engine,
-            connection: instance.database,
-            tool,
-            owner: instance.owner,
-            compression: plan.compression,
-            path: dumpPath,
-            idleTimeoutSeconds: plan.dumpTimeoutSeconds,
+          // The dump and the files delta run side by side to keep the window short; when
+          // one fails the other is stopped, and both have ended before maintenance mode
+          // is restored.
+          const [dumpResult, deltaResult] = await allOrNothing(
             signal,
-          });
-          // Inside the window only what changed since the bulk copy moves (rsync's delta);
-          // install files (config.php among them) keep the state found before the window.
-          const delta = maintenance
-            ? syncFiles(connected, fileSet, stagingDir, {
-                delete: true,
-                parts: ['data', 'absolute'],
-                signal,
-              })
-            : Promise.resolve(dataStats);
-          const [dumpResult, deltaResult] = await Promise.all([dumping, delta]);
+            (stepSignal) =>
+              [
+                dumpDatabase({
+                  host: connected,
+                  engine,
+                  connection: instance.database,
+                  tool,
+                  owner: instance.owner,
+                  compression: plan.compression,
+                  path: dumpPath,
+                  idleTimeoutSeconds: plan.dumpTimeoutSeconds,
+                  signal: stepSignal,
+                }),
+                // Inside the window only what changed since the bulk copy moves (rsync's delta);
+                // install files (config.php among them) keep the state found before the window.
+                maintenance
+                  ? syncFiles(connected, fileSet, stagingDir, {
+                      delete: true,
+                      parts: ['data', 'absolute'],
+                      signal: stepSignal,
+                    })
+                  : Promise.resolve(dataStats),
+              ] as const,
+          );
           if (maintenance)
             reporter.info(
               `Files delta: ${formatBytes(deltaResult.transferredBytes)} changed since the bulk copy.`,
@@ -471,5 +479,35 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
     throw error;
   } finally {
     await host?.close();
+  }
+}
+
+/**
+ * Runs steps side by side; the first failure stops the others (through their signal) and,
+ * once all have ended, is the one reported.
+ */
+async function allOrNothing<T extends readonly Promise<unknown>[]>(
+  signal: AbortSignal,
+  start: (stepSignal: AbortSignal) => T,
+): Promise<{ -readonly [K in keyof T]: Awaited<T[K]> }> {
+  const steps = new AbortController();
+  const stop = () => steps.abort();
+  signal.addEventListener('abort', stop, { once: true });
+  let firstFailure: { error: unknown } | undefined;
+  try {
+    const running = start(steps.signal).map((step) =>
+      step.catch((error: unknown) => {
+        firstFailure ??= { error };
+        steps.abort();
+        throw error;
+      }),
+    );
+    const settled = await Promise.allSettled(running);
+    if (firstFailure) throw firstFailure.error;
+    return settled.map((s) => (s as PromiseFulfilledResult<unknown>).value) as {
+      -readonly [K in keyof T]: Awaited<T[K]>;
+    };
+  } finally {
+    signal.removeEventListener('abort', stop);
   }
 }

@@ -11288,7 +11288,10 @@ function explainSshFailure(stderr, label) {
         return `The host name of ${label} could not be resolved.`;
     if (text.includes('timed out') || text.includes('timeout'))
         return `The SSH connection to ${label} timed out (the host is unreachable or the link is dead).`;
+    if (text.includes('not responding'))
+        return `The SSH connection to ${label} timed out (keepalives unanswered: the host or the link is down).`;
     if (text.includes('broken pipe') ||
+        text.includes('connection unexpectedly closed') ||
         text.includes('connection closed') ||
         text.includes('connection reset') ||
         text.includes('mux_client'))
@@ -11427,10 +11430,15 @@ class SshHost {
         return { args: ['-e', shell], source: `${host}:${path}` };
     }
     transportFailure(result) {
-        if (result.exitCode !== 255)
+        if (result.exitCode === 0)
             return undefined;
-        return (explainSshFailure(result.stderr, this.label) ??
-            `The SSH connection to ${this.label} failed: ${stderrTail(result.stderr)}`);
+        if (result.exitCode === 255)
+            return (explainSshFailure(result.stderr, this.label) ??
+                `The SSH connection to ${this.label} failed: ${stderrTail(result.stderr)}`);
+        // rsync reports a dead link with its own exit codes (12, 10) and this wording.
+        if (/connection unexpectedly closed|not responding|broken pipe/i.test(result.stderr))
+            return explainSshFailure(result.stderr, this.label);
+        return undefined;
     }
     async close() {
         const master = this.master;
@@ -12410,27 +12418,31 @@ async function runBackup(plan, context) {
                         ...occ,
                     });
                 }
-                const dumping = dumpDatabase({
-                    host: connected,
-                    engine,
-                    connection: instance.database,
-                    tool,
-                    owner: instance.owner,
-                    compression: plan.compression,
-                    path: dumpPath,
-                    idleTimeoutSeconds: plan.dumpTimeoutSeconds,
-                    signal,
-                });
-                // Inside the window only what changed since the bulk copy moves (rsync's delta);
-                // install files (config.php among them) keep the state found before the window.
-                const delta = maintenance
-                    ? syncFiles(connected, fileSet, stagingDir, {
-                        delete: true,
-                        parts: ['data', 'absolute'],
-                        signal,
-                    })
-                    : Promise.resolve(dataStats);
-                const [dumpResult, deltaResult] = await Promise.all([dumping, delta]);
+                // The dump and the files delta run side by side to keep the window short; when
+                // one fails the other is stopped, and both have ended before maintenance mode
+                // is restored.
+                const [dumpResult, deltaResult] = await allOrNothing(signal, (stepSignal) => [
+                    dumpDatabase({
+                        host: connected,
+                        engine,
+                        connection: instance.database,
+                        tool,
+                        owner: instance.owner,
+                        compression: plan.compression,
+                        path: dumpPath,
+                        idleTimeoutSeconds: plan.dumpTimeoutSeconds,
+                        signal: stepSignal,
+                    }),
+                    // Inside the window only what changed since the bulk copy moves (rsync's delta);
+                    // install files (config.php among them) keep the state found before the window.
+                    maintenance
+                        ? syncFiles(connected, fileSet, stagingDir, {
+                            delete: true,
+                            parts: ['data', 'absolute'],
+                            signal: stepSignal,
+                        })
+                        : Promise.resolve(dataStats),
+                ]);
                 if (maintenance)
                     reporter.info(`Files delta: ${formatBytes(deltaResult.transferredBytes)} changed since the bulk copy.`);
                 reporter.info(`Database dump: ${formatBytes(dumpResult.rawBytes)} raw, ${formatBytes(dumpResult.size)} compressed.`);
@@ -12591,6 +12603,30 @@ async function runBackup(plan, context) {
     }
     finally {
         await host?.close();
+    }
+}
+/**
+ * Runs steps side by side; the first failure stops the others (through their signal) and,
+ * once all have ended, is the one reported.
+ */
+async function allOrNothing(signal, start) {
+    const steps = new AbortController();
+    const stop = () => steps.abort();
+    signal.addEventListener('abort', stop, { once: true });
+    let firstFailure;
+    try {
+        const running = start(steps.signal).map((step) => step.catch((error) => {
+            firstFailure ??= { error };
+            steps.abort();
+            throw error;
+        }));
+        const settled = await Promise.allSettled(running);
+        if (firstFailure)
+            throw firstFailure.error;
+        return settled.map((s) => s.value);
+    }
+    finally {
+        signal.removeEventListener('abort', stop);
     }
 }
 

@@ -39,8 +39,11 @@ export function explainSshFailure(stderr: string, label: string): string | undef
     return `The host name of ${label} could not be resolved.`;
   if (text.includes('timed out') || text.includes('timeout'))
     return `The SSH connection to ${label} timed out (the host is unreachable or the link is dead).`;
+  if (text.includes('not responding'))
+    return `The SSH connection to ${label} timed out (keepalives unanswered: the host or the link is down).`;
   if (
     text.includes('broken pipe') ||
+    text.includes('connection unexpectedly closed') ||
     text.includes('connection closed') ||
     text.includes('connection reset') ||
     text.includes('mux_client')
@@ -194,11 +197,16 @@ export class SshHost implements Host {
   }
 
   transportFailure(result: ProcessResult): string | undefined {
-    if (result.exitCode !== 255) return undefined;
-    return (
-      explainSshFailure(result.stderr, this.label) ??
-      `The SSH connection to ${this.label} failed: ${stderrTail(result.stderr)}`
-    );
+    if (result.exitCode === 0) return undefined;
+    if (result.exitCode === 255)
+      return (
+        explainSshFailure(result.stderr, this.label) ??
+        `The SSH connection to ${this.label} failed: ${stderrTail(result.stderr)}`
+      );
+    // rsync reports a dead link with its own exit codes (12, 10) and this wording.
+    if (/connection unexpectedly closed|not responding|broken pipe/i.test(result.stderr))
+      return explainSshFailure(result.stderr, this.label);
+    return undefined;
   }
 
   async close(): Promise<void> {

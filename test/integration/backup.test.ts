@@ -17,13 +17,19 @@ import type { Manifest } from '../../src/manifest.ts';
 import { startMariaDb, type MariaDbServer } from '../harness/mariadb.ts';
 import { startPostgres, type PostgresServer } from '../harness/postgres.ts';
 import { makeScratchDir } from '../harness/scratch.ts';
+import { createNetworkHost } from '../harness/netns.ts';
 import { startSshd, type SshServer } from '../harness/sshd.ts';
 import {
   buildSampleInstance,
   type SampleInstance,
   type SampleOptions,
 } from '../sample/instance.ts';
-import { holdDumpLock, runBackupCli, type CliRun } from '../support/backup-run.ts';
+import {
+  holdDumpLock,
+  runBackupCli,
+  waitUntilNoDumpRuns,
+  type CliRun,
+} from '../support/backup-run.ts';
 import {
   expectSameDatabase,
   expectSameFiles,
@@ -359,30 +365,71 @@ describe('a failed backup', () => {
         cli.kill('SIGINT');
       },
     });
-    await lock.release();
-    expect(run.exitCode).toBe(130);
-    expect(error).toMatch(/interrupted/i);
-    expect(occSwitches(instance)).toEqual([
-      'www-data maintenance:mode --on',
-      'www-data maintenance:mode --off',
-    ]);
-    // The remote watchdog stopped the dump when the client went away.
-    const deadline = Date.now() + 5000;
-    let dumps: string[] = [];
-    do {
-      dumps = readdirSync('/proc')
-        .filter((p) => /^\d+$/.test(p))
-        .filter((p) => {
-          try {
-            return /^(mysqldump|mariadb-dump)\0/.test(readFileSync(`/proc/${p}/cmdline`, 'latin1'));
-          } catch {
-            return false;
-          }
-        });
-      if (dumps.length === 0) break;
-      await new Promise((r) => setTimeout(r, 100));
-    } while (Date.now() < deadline);
-    expect(dumps).toEqual([]);
+    try {
+      expect(run.exitCode).toBe(130);
+      expect(error).toMatch(/interrupted/i);
+      expect(occSwitches(instance)).toEqual([
+        'www-data maintenance:mode --on',
+        'www-data maintenance:mode --off',
+      ]);
+      // The dump still waits for the lock, so only the watchdog can have stopped it.
+      expect(await waitUntilNoDumpRuns(5000)).toEqual([]);
+    } finally {
+      await lock.release();
+    }
+  });
+});
+
+describe('a cut SSH link', () => {
+  it('fails within seconds, and maintenance mode is restored once the host is reachable again', async () => {
+    const network = createNetworkHost();
+    const remote = await startSshd({ network });
+    const instance = await sample('sqlite');
+    const lock = await holdDumpLock(instance);
+    let cutAt = 0;
+    try {
+      const backupDir = backupDirFor(instance);
+      const run = await runBackupCli(
+        [
+          '--owncloud-dir',
+          instance.installDir,
+          '--backup-dir',
+          backupDir,
+          ...sshArgs(remote),
+          '--ssh-keepalive',
+          '1',
+        ],
+        {
+          secrets: [],
+          onDump: () => {
+            expect(instance.readConfig().maintenance).toBe(true);
+            network.cut();
+            cutAt = Date.now();
+            setTimeout(() => network.restore(), 6000);
+          },
+        },
+      );
+      expect(run.exitCode, explain(run)).toBe(1);
+      expect(errorLine(run)).toMatch(
+        /(The database dump failed|Copying files from \S+ failed \(rsync exit \d+\)): The SSH connection to root@10\.231\.\d+\.2:\d+ (was lost|timed out)/,
+      );
+      // Keepalives noticed the dead link while it was still down (it comes back after 6 s):
+      // restoring maintenance mode was first tried, and retried, before the link returned.
+      expect(run.stderr, explain(run)).toContain(
+        'Could not switch maintenance mode off yet (attempt 1)',
+      );
+      expect(instance.readConfig().maintenance).toBe(false);
+      expect(occSwitches(instance)).toEqual([
+        'www-data maintenance:mode --on',
+        'www-data maintenance:mode --off',
+      ]);
+      expect(readdirSync(backupDir)).toEqual([]);
+      expect(Date.now() - cutAt).toBeLessThan(60_000);
+    } finally {
+      await lock.release();
+      await remote.stop();
+      network.stop();
+    }
   });
 });
 

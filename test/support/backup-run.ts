@@ -166,3 +166,15 @@ export async function holdDumpLock(
     },
   };
 }
+
+/** Waits (up to timeoutMs) until no dump program runs; returns the command lines still running. */
+export async function waitUntilNoDumpRuns(timeoutMs: number): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const running = commandLines()
+      .filter((p) => DUMP_PROGRAMS.includes(p.argv[0]?.split('/').pop() ?? '') && p.argv.length > 2)
+      .map((p) => p.argv.join(' '));
+    if (running.length === 0 || Date.now() > deadline) return running;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
