@@ -11543,6 +11543,10 @@ const COMPRESSORS = {
 function compressorProgram(compression) {
     return COMPRESSORS[compression][0];
 }
+/** The compressor as one command string, for tar's --use-compress-program (split on spaces). */
+function compressorCommand(compression) {
+    return COMPRESSORS[compression].join(' ');
+}
 /** Counts and hashes what passes through. */
 class Digest extends external_node_stream_namespaceObject.Transform {
     hash = (0,external_node_crypto_namespaceObject.createHash)('sha256');
@@ -11563,16 +11567,27 @@ async function compressToFile(source, compression, path, signal) {
         feedStdin: true,
         ...(signal ? { signal } : {}),
     });
-    const digest = new Digest();
     const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)(source, compressor.stdin);
-    const writing = (0,external_node_stream_promises_namespaceObject.pipeline)(compressor.stdout, digest, (0,external_node_fs_namespaceObject.createWriteStream)(path, { mode: 0o600 }));
+    const writing = writeHashed(compressor.stdout, path);
     const [fed, written, result] = await Promise.allSettled([feeding, writing, compressor.done]);
     if (result.status === 'fulfilled' && result.value.exitCode !== 0)
         throw new BackupError(`${compression} failed (exit ${result.value.exitCode}): ${stderrTail(result.value.stderr)}`);
-    for (const step of [fed, written, result])
-        if (step.status === 'rejected')
-            throw step.reason instanceof Error ? step.reason : new Error(String(step.reason));
+    if (fed.status === 'rejected')
+        throw asError(fed.reason);
+    if (result.status === 'rejected')
+        throw asError(result.reason);
+    if (written.status === 'rejected')
+        throw asError(written.reason);
+    return written.value;
+}
+/** Writes an (already compressed) stream to `path`, counting and hashing it on the way. */
+async function writeHashed(source, path) {
+    const digest = new Digest();
+    await (0,external_node_stream_promises_namespaceObject.pipeline)(source, digest, (0,external_node_fs_namespaceObject.createWriteStream)(path, { mode: 0o600 }));
     return { path, size: digest.size, sha256: digest.hash.digest('hex') };
+}
+function asError(reason) {
+    return reason instanceof Error ? reason : new Error(String(reason));
 }
 
 ;// CONCATENATED MODULE: ./src/steps/files.ts
@@ -11699,11 +11714,13 @@ async function syncFiles(host, fileSet, stagingDir, options) {
 
 /** tar options that create (and, for a restore, extract) everything a backup must keep. */
 const TAR_METADATA_FLAGS = ['--numeric-owner', '--acls', '--xattrs', '--xattrs-include=*'];
-function tarCreateCommand(stagingDir, members) {
+function tarCreateCommand(stagingDir, members, compression) {
     return [
         'tar',
         '--create',
         '--file=-',
+        // tar runs the compressor itself: the data crosses no pipe through this process twice.
+        `--use-compress-program=${compressorCommand(compression)}`,
         `--directory=${stagingDir}`,
         '--format=posix',
         // atime/ctime records change on every read and say nothing a restore needs.
@@ -11716,14 +11733,11 @@ function tarCreateCommand(stagingDir, members) {
 }
 async function archiveFiles(options) {
     const members = Object.values(LAYOUT).filter((m) => (0,external_node_fs_namespaceObject.existsSync)((0,external_node_path_namespaceObject.join)(options.stagingDir, m)));
-    const tar = streamProcess(tarCreateCommand(options.stagingDir, members), {
+    const tar = streamProcess(tarCreateCommand(options.stagingDir, members, options.compression), {
         signal: options.signal,
     });
     try {
-        const [written, result] = await Promise.all([
-            compressToFile(tar.stdout, options.compression, options.path, options.signal),
-            tar.done,
-        ]);
+        const [written, result] = await Promise.all([writeHashed(tar.stdout, options.path), tar.done]);
         if (result.exitCode !== 0)
             throw new BackupError(`Archiving the files failed (tar exit ${result.exitCode}): ${stderrTail(result.stderr)}`);
         return { ...written, members };

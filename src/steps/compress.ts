@@ -25,6 +25,11 @@ export function compressorProgram(compression: Compression): string {
   return COMPRESSORS[compression][0]!;
 }
 
+/** The compressor as one command string, for tar's --use-compress-program (split on spaces). */
+export function compressorCommand(compression: Compression): string {
+  return COMPRESSORS[compression].join(' ');
+}
+
 /** Counts and hashes what passes through. */
 class Digest extends Transform {
   readonly hash = createHash('sha256');
@@ -51,16 +56,26 @@ export async function compressToFile(
     feedStdin: true,
     ...(signal ? { signal } : {}),
   });
-  const digest = new Digest();
   const feeding = pipeline(source, compressor.stdin);
-  const writing = pipeline(compressor.stdout, digest, createWriteStream(path, { mode: 0o600 }));
+  const writing = writeHashed(compressor.stdout, path);
   const [fed, written, result] = await Promise.allSettled([feeding, writing, compressor.done]);
   if (result.status === 'fulfilled' && result.value.exitCode !== 0)
     throw new BackupError(
       `${compression} failed (exit ${result.value.exitCode}): ${stderrTail(result.value.stderr)}`,
     );
-  for (const step of [fed, written, result])
-    if (step.status === 'rejected')
-      throw step.reason instanceof Error ? step.reason : new Error(String(step.reason));
+  if (fed.status === 'rejected') throw asError(fed.reason);
+  if (result.status === 'rejected') throw asError(result.reason);
+  if (written.status === 'rejected') throw asError(written.reason);
+  return written.value;
+}
+
+/** Writes an (already compressed) stream to `path`, counting and hashing it on the way. */
+export async function writeHashed(source: Readable, path: string): Promise<WrittenFile> {
+  const digest = new Digest();
+  await pipeline(source, digest, createWriteStream(path, { mode: 0o600 }));
   return { path, size: digest.size, sha256: digest.hash.digest('hex') };
+}
+
+function asError(reason: unknown): Error {
+  return reason instanceof Error ? reason : new Error(String(reason));
 }

@@ -238,6 +238,7 @@ export async function buildSampleInstance(options: SampleOptions): Promise<Sampl
   const owner = { name: ownerName, ...systemUser(ownerName) };
   const scratch = options.root ? undefined : makeScratchDir(`sample-${flavour}`);
   const root = options.root ?? scratch!.path;
+  mkdirSync(root, { recursive: true });
   chmodSync(root, 0o755); // the owner must reach its installation and the occ call record
   const installDir = join(root, flavour);
   const dataDir = options.dataDirOutside ? join(root, `${flavour}-data`) : join(installDir, 'data');
