@@ -62,7 +62,8 @@ export interface BackupContext {
   secrets: Secrets;
   /** Aborted on SIGINT/SIGTERM or cancellation: the run stops, maintenance mode is restored. */
   signal: AbortSignal;
-  now?: () => Date;
+  /** When the run started (names the backup); default now. */
+  startedAt?: Date;
   ssh?: SshOptions;
   /** Seconds to keep retrying to restore maintenance mode through a broken link. */
   maintenanceRestoreSeconds?: number;
@@ -144,8 +145,7 @@ async function planFiles(
 
 export async function runBackup(plan: BackupPlan, context: BackupContext): Promise<BackupResult> {
   const { reporter, signal } = context;
-  const now = context.now ?? (() => new Date());
-  const startedAt = now();
+  const startedAt = context.startedAt ?? new Date();
   const name = backupName(startedAt);
   const finalDir = join(plan.backupDir, name);
   const workDir = `${finalDir}${INCOMPLETE_SUFFIX}`;
@@ -368,7 +368,7 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
     });
     interrupted();
 
-    const finishedAt = now();
+    const finishedAt = new Date();
     const archives: ArchiveRecord[] = [
       {
         name: files.path.split('/').pop()!,

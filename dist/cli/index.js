@@ -12115,6 +12115,16 @@ class MaintenanceGuard {
             throw new BackupError(`occ maintenance:mode answered something unexpected: ${stderrTail(output)}`);
         return state;
     }
+    /**
+     * A guard for a run that switched maintenance mode on and could not switch it off (the
+     * action's post step, after the main step was killed): restore() puts it back off.
+     */
+    static adopt(host, occ, log, restoreRetrySeconds) {
+        const guard = new MaintenanceGuard(host, occ, log, restoreRetrySeconds);
+        guard.window.switchedByUs = true;
+        guard.window.priorState = false;
+        return guard;
+    }
     /** Switches maintenance mode on (if it is not on already) and confirms it. */
     async enable() {
         this.window.priorState = await this.state();
@@ -12328,8 +12338,7 @@ async function planFiles(host, plan, instance, reporter) {
 }
 async function runBackup(plan, context) {
     const { reporter, signal } = context;
-    const now = context.now ?? (() => new Date());
-    const startedAt = now();
+    const startedAt = context.startedAt ?? new Date();
     const name = backupName(startedAt);
     const finalDir = (0,external_node_path_namespaceObject.join)(plan.backupDir, name);
     const workDir = `${finalDir}${INCOMPLETE_SUFFIX}`;
@@ -12505,7 +12514,7 @@ async function runBackup(plan, context) {
             return written;
         });
         interrupted();
-        const finishedAt = now();
+        const finishedAt = new Date();
         const archives = [
             {
                 name: files.path.split('/').pop(),

@@ -76,6 +76,22 @@ export class MaintenanceGuard {
     return state;
   }
 
+  /**
+   * A guard for a run that switched maintenance mode on and could not switch it off (the
+   * action's post step, after the main step was killed): restore() puts it back off.
+   */
+  static adopt(
+    host: Host,
+    occ: OccTarget,
+    log: (message: string) => void,
+    restoreRetrySeconds?: number,
+  ): MaintenanceGuard {
+    const guard = new MaintenanceGuard(host, occ, log, restoreRetrySeconds);
+    guard.window.switchedByUs = true;
+    guard.window.priorState = false;
+    return guard;
+  }
+
   /** Switches maintenance mode on (if it is not on already) and confirms it. */
   async enable(): Promise<void> {
     this.window.priorState = await this.state();

@@ -17,18 +17,6 @@ export interface ProcessSighting {
   argv: string[];
 }
 
-export interface CliRun {
-  exitCode: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  /** Command lines (of any process) seen holding one of the secrets: must stay empty. */
-  leaks: string[];
-  /** How many processes the watcher looked at: proves it was watching. */
-  processesSeen: number;
-  dumpSeen: boolean;
-}
-
 function commandLines(): ProcessSighting[] {
   const found: ProcessSighting[] = [];
   for (const name of readdirSync('/proc')) {
@@ -43,29 +31,31 @@ function commandLines(): ProcessSighting[] {
   return found;
 }
 
-/**
- * Runs the command line tool with the given options. While it runs, every process's
- * command line is checked for the secrets; `onDump` is called once, when a dump program's
- * process first appears, with the run's child process (to interrupt it) and that process.
- */
-export async function runBackupCli(
-  args: string[],
-  options: {
-    secrets: string[];
-    env?: Record<string, string>;
-    cwd?: string;
-    onDump?: (cli: ChildProcess, dump: ProcessSighting) => Promise<void> | void;
-  },
-): Promise<CliRun> {
-  const cli = spawn(process.execPath, [CLI, 'backup', ...args], {
-    cwd: options.cwd ?? '/',
-    env: { ...process.env, ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+export interface WatchOptions {
+  /** Strings no process's command line may contain while the run goes on. */
+  secrets: string[];
+  /** Called once, when a dump program's process first appears (to look, interrupt or kill). */
+  onDump?: (run: ChildProcess, dump: ProcessSighting) => Promise<void> | void;
+}
+
+export interface WatchedRun {
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  /** Command lines (of any process) seen holding one of the secrets: must stay empty. */
+  leaks: string[];
+  /** How many processes the watcher looked at: proves it was watching. */
+  processesSeen: number;
+  dumpSeen: boolean;
+}
+
+/** Waits for a started process to end, checking every process's command line meanwhile. */
+export async function watchRun(child: ChildProcess, options: WatchOptions): Promise<WatchedRun> {
   let stdout = '';
   let stderr = '';
-  cli.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  cli.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const leaks = new Set<string>();
   let processesSeen = 0;
   let dumpSeen = false;
@@ -80,7 +70,7 @@ export async function runBackupCli(
       const program = sighting.argv[0]?.split('/').pop() ?? '';
       if (!dumpSeen && DUMP_PROGRAMS.includes(program) && sighting.argv.length > 2) {
         dumpSeen = true;
-        dumpHandled = Promise.resolve(options.onDump?.(cli, sighting));
+        dumpHandled = Promise.resolve(options.onDump?.(child, sighting));
       }
     }
   };
@@ -92,12 +82,27 @@ export async function runBackupCli(
   })();
 
   const [exitCode, signal] = await new Promise<[number | null, NodeJS.Signals | null]>(
-    (resolveExit) => cli.once('close', (code, sig) => resolveExit([code, sig])),
+    (resolveExit) => child.once('close', (code, sig) => resolveExit([code, sig])),
   );
   done = true;
   await watcher;
   await dumpHandled;
   return { exitCode, signal, stdout, stderr, leaks: [...leaks], processesSeen, dumpSeen };
+}
+
+export type CliRun = WatchedRun;
+
+/** Runs `owncloud-backup backup ARGS` (the bundle) while watching every process. */
+export async function runBackupCli(
+  args: string[],
+  options: WatchOptions & { env?: Record<string, string>; cwd?: string },
+): Promise<CliRun> {
+  const cli = spawn(process.execPath, [CLI, 'backup', ...args], {
+    cwd: options.cwd ?? '/',
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return watchRun(cli, options);
 }
 
 /**

@@ -1,0 +1,82 @@
+// The action's inputs, read once and validated up front into the backup plan plus what
+// only the action has (the artifact). Every error names the input and the form expected.
+import * as core from '@actions/core';
+import { join } from 'node:path';
+import { InputError } from '../errors.ts';
+import { backupName } from '../naming.ts';
+import type { Secrets } from '../secrets.ts';
+import { actionLabel, INPUTS, planBackup, type BackupPlan, type RawInputs } from '../settings.ts';
+
+/** Inputs only the action has. */
+export const ACTION_INPUTS = {
+  artifactName: 'artifact-name',
+  retentionDays: 'retention-days',
+  upload: 'upload',
+} as const;
+
+export interface ActionSettings {
+  plan: BackupPlan;
+  /** Whether to upload the backup as a workflow artifact. */
+  upload: boolean;
+  artifactName: string;
+  /** 0 = the repository's default retention. */
+  retentionDays: number;
+}
+
+// Characters the artifact service refuses in a name.
+const FORBIDDEN_IN_NAME = /[":<>|*?\r\n\\/]/;
+
+/** Reads the raw inputs, masking the secrets among them before anything else happens. */
+export function readRawInputs(secrets: Secrets): {
+  raw: RawInputs;
+  action: Record<string, string>;
+} {
+  const raw: RawInputs = {};
+  for (const name of Object.values(INPUTS)) {
+    // Secrets and lists keep their whitespace; getInput would trim a password.
+    const value =
+      name === INPUTS.dbPassword
+        ? core.getInput(name, { trimWhitespace: false }).replace(/\r?\n$/, '')
+        : core.getInput(name);
+    if (value !== '') raw[name] = value;
+  }
+  secrets.add(raw[INPUTS.dbPassword]);
+  secrets.add(raw[INPUTS.sshKey]);
+  const action: Record<string, string> = {};
+  for (const name of Object.values(ACTION_INPUTS)) action[name] = core.getInput(name);
+  return { raw, action };
+}
+
+export function actionSettings(
+  raw: RawInputs,
+  action: Record<string, string>,
+  runnerTemp: string,
+  startedAt: Date,
+): ActionSettings {
+  const plan = planBackup(raw, { backupDir: join(runnerTemp, 'owncloud-backup') }, actionLabel);
+
+  const name = (action[ACTION_INPUTS.artifactName] ?? '').trim() || backupName(startedAt);
+  if (FORBIDDEN_IN_NAME.test(name))
+    throw new InputError(
+      `Invalid input 'artifact-name': '${name.replace(/[\r\n]/g, ' ')}' contains a character artifacts cannot have. Not allowed: " : < > | * ? \\ / and line breaks.`,
+    );
+  if (name.length > 256)
+    throw new InputError("Invalid input 'artifact-name': longer than 256 characters.");
+
+  const retention = (action[ACTION_INPUTS.retentionDays] ?? '').trim() || '0';
+  if (
+    !/^\d+$/.test(retention) ||
+    (Number(retention) !== 0 && (Number(retention) < 1 || Number(retention) > 90))
+  )
+    throw new InputError(
+      `Invalid input 'retention-days': '${retention}' is not a number of days from 1 to 90 (or 0 for the repository's default).`,
+    );
+
+  const upload = (action[ACTION_INPUTS.upload] ?? '').trim().toLowerCase() || 'true';
+  if (!['true', 'false'].includes(upload))
+    throw new InputError(
+      `Invalid input 'upload': '${upload}' is not a boolean. Expected true or false.`,
+    );
+
+  return { plan, upload: upload === 'true', artifactName: name, retentionDays: Number(retention) };
+}

@@ -1,0 +1,308 @@
+// A local stand-in for GitHub's artifact service, so the real @actions/artifact client can
+// upload and download on loopback: Azurite (the Azure Storage emulator) stores the bytes,
+// and a small Twirp JSON server hands out Azurite SAS URLs the way the results service does.
+import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import {
+  BlobSASPermissions,
+  BlobServiceClient,
+  generateBlobSASQueryParameters,
+  StorageSharedKeyCredential,
+} from '@azure/storage-blob';
+import type { ContainerClient } from '@azure/storage-blob';
+import { makeScratchDir, onProcessExit } from './scratch.ts';
+import { freePort, startServerProcess } from './server-process.ts';
+
+export interface RecordedArtifact {
+  id: number;
+  name: string;
+  size: number;
+  /** Hex SHA-256, as uploadArtifact reports it (the client finalizes with `sha256:<hex>`). */
+  digest: string;
+  expiresAt?: string;
+  retentionDays?: number;
+}
+
+export interface ArtifactService {
+  /** Environment a step needs for @actions/artifact (token, results URL, run identity). */
+  readonly env: Record<string, string>;
+  /** Artifacts finalized so far (and not deleted), as the service recorded them. */
+  artifacts(): RecordedArtifact[];
+  stop(): Promise<void>;
+}
+
+// Azurite's well-known development account (public, documented; not a secret).
+const ACCOUNT = 'devstoreaccount1';
+const CREDENTIAL = new StorageSharedKeyCredential(
+  ACCOUNT,
+  'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==',
+);
+const CONTAINER = 'actions-results';
+const TWIRP_PREFIX = '/twirp/github.actions.results.api.v1.ArtifactService/';
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+interface StoredArtifact {
+  id: number;
+  name: string;
+  jobBackendId: string;
+  blobName: string;
+  createdAt: Date;
+  expiresAt?: string;
+  /** Set by FinalizeArtifact; until then the artifact is invisible, as on GitHub. */
+  finalized?: { size: number; hash: string };
+}
+
+type Json = Record<string, unknown>;
+type TwirpCalls = Record<string, (body: Json) => Promise<Json>>;
+
+class TwirpError extends Error {
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, msg: string) {
+    super(msg);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** The client only decodes this JWT (for the `scp` claim); nobody checks the signature. */
+function runtimeToken(runBackendId: string, jobBackendId: string): string {
+  const part = (value: Json | string) =>
+    Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url');
+  const scp = `Actions.GenericRead:${runBackendId} Actions.Results:${runBackendId}:${jobBackendId}`;
+  const exp = Math.floor(Date.now() / 1000) + 6 * 60 * 60;
+  return [part({ typ: 'JWT', alg: 'RS256' }), part({ scp, exp }), part('unsigned')].join('.');
+}
+
+async function startAzurite(): Promise<{ container: ContainerClient; stop: () => Promise<void> }> {
+  const scratch = makeScratchDir('azurite');
+  const port = await freePort();
+  const script = createRequire(import.meta.url).resolve('azurite/dist/src/blob/main.js');
+  // One try per call: start-up polling retries by itself, and on loopback a failure is real.
+  const container = new BlobServiceClient(`http://127.0.0.1:${port}/${ACCOUNT}`, CREDENTIAL, {
+    retryOptions: { maxTries: 1 },
+  }).getContainerClient(CONTAINER);
+  const server = await startServerProcess({
+    name: 'Azurite',
+    argv: [
+      process.execPath,
+      // Names the scratch dir in the command line, where the leak check looks for servers.
+      `--diagnostic-dir=${scratch.path}`,
+      script,
+      ...['--blobHost', '127.0.0.1', '--blobPort', String(port), '--inMemoryPersistence'],
+      ...['--disableTelemetry', '--skipApiVersionCheck', '--loose', '--silent'],
+    ],
+    logPath: join(scratch.path, 'azurite.log'),
+    stopSignal: 'SIGTERM',
+    // Ready once it serves requests; the container is the first thing we need anyway.
+    ready: async () => Boolean(await container.createIfNotExists()),
+  });
+  return {
+    container,
+    async stop() {
+      await server.stop();
+      scratch.remove();
+    },
+  };
+}
+
+function signedUrl(container: ContainerClient, blobName: string, permissions: string): string {
+  // The client names a raw (skipArchive) download after Content-Disposition, as GitHub sends it.
+  const fileName = blobName.slice(blobName.lastIndexOf('/') + 1);
+  const sas = generateBlobSASQueryParameters(
+    {
+      containerName: CONTAINER,
+      blobName,
+      permissions: BlobSASPermissions.parse(permissions),
+      expiresOn: new Date(Date.now() + 60 * 60 * 1000),
+      contentDisposition: `attachment; filename*=UTF-8''${encodeURIComponent(fileName)}`,
+    },
+    CREDENTIAL,
+  );
+  return `${container.getBlockBlobClient(blobName).url}?${sas.toString()}`;
+}
+
+function text(body: Json, field: string): string {
+  const value = body[field];
+  if (typeof value !== 'string' || value === '')
+    throw new TwirpError(400, 'invalid_argument', `${field} is required`);
+  return value;
+}
+
+function createArtifactStore(container: ContainerClient, runBackendId: string) {
+  const stored: StoredArtifact[] = [];
+  let nextId = 1;
+
+  // Jobs of one run share its artifacts; other runs' are out of this token's reach.
+  const checkRun = (body: Json) => {
+    if (text(body, 'workflow_run_backend_id') !== runBackendId)
+      throw new TwirpError(403, 'permission_denied', 'workflow run does not match the token');
+  };
+  const nameIn = (body: Json) => {
+    checkRun(body);
+    return text(body, 'name');
+  };
+  const finalized = (name: string) => {
+    const found = stored.find((a) => a.finalized && a.name === name);
+    if (!found) throw new TwirpError(404, 'not_found', `artifact ${name} not found`);
+    return found;
+  };
+  const blobOf = (artifact: StoredArtifact) => container.getBlockBlobClient(artifact.blobName);
+
+  const calls: TwirpCalls = {
+    async CreateArtifact(body) {
+      const name = nameIn(body);
+      if (stored.some((a) => a.name === name))
+        throw new TwirpError(
+          409,
+          'already_exists',
+          'an artifact with this name already exists on the workflow run',
+        );
+      const id = nextId++;
+      const blobName = `${runBackendId}/${id}/${name}`;
+      const expiresAt = typeof body.expires_at === 'string' ? body.expires_at : undefined;
+      const jobBackendId = text(body, 'workflow_job_run_backend_id');
+      stored.push({ id, name, jobBackendId, blobName, createdAt: new Date(), expiresAt });
+      return { ok: true, signed_upload_url: signedUrl(container, blobName, 'rcw') };
+    },
+    async FinalizeArtifact(body) {
+      const name = nameIn(body);
+      const artifact = stored.find((a) => !a.finalized && a.name === name);
+      if (!artifact) throw new TwirpError(404, 'not_found', `no pending artifact ${name}`);
+      // Record only what storage holds: a size the blob does not have is a client bug.
+      const size = Number(body.size ?? 0);
+      const blob = await blobOf(artifact)
+        .getProperties()
+        .catch(() => undefined);
+      if (blob?.contentLength !== size)
+        throw new TwirpError(400, 'failed_precondition', `size ${size} is not what was stored`);
+      artifact.finalized = { size, hash: typeof body.hash === 'string' ? body.hash : '' };
+      return { ok: true, artifact_id: String(artifact.id) };
+    },
+    async ListArtifacts(body) {
+      checkRun(body);
+      const { name_filter: byName, id_filter: byId } = body;
+      const artifacts = stored.filter(
+        (a) =>
+          a.finalized &&
+          (byName === undefined || byName === a.name) &&
+          (byId === undefined || Number(byId) === a.id),
+      );
+      return {
+        artifacts: artifacts.map((a) => ({
+          workflow_run_backend_id: runBackendId,
+          workflow_job_run_backend_id: a.jobBackendId,
+          database_id: String(a.id),
+          name: a.name,
+          size: String(a.finalized?.size),
+          created_at: a.createdAt.toISOString(),
+          digest: a.finalized?.hash,
+        })),
+      };
+    },
+    async GetSignedArtifactURL(body) {
+      const artifact = finalized(nameIn(body));
+      return { signed_url: signedUrl(container, artifact.blobName, 'r') };
+    },
+    async DeleteArtifact(body) {
+      const artifact = finalized(nameIn(body));
+      await blobOf(artifact).deleteIfExists();
+      stored.splice(stored.indexOf(artifact), 1);
+      return { ok: true, artifact_id: String(artifact.id) };
+    },
+  };
+
+  const recorded = (): RecordedArtifact[] =>
+    stored.flatMap(({ id, name, createdAt, expiresAt, finalized }) => {
+      if (!finalized) return [];
+      const days = expiresAt && (Date.parse(expiresAt) - createdAt.getTime()) / DAY_MS;
+      const digest = finalized.hash.replace(/^sha256:/, '');
+      const retentionDays = typeof days === 'number' ? Math.round(days) : undefined;
+      return [{ id, name, size: finalized.size, digest, expiresAt, retentionDays }];
+    });
+
+  return { calls, recorded };
+}
+
+async function readJson(request: IncomingMessage): Promise<Json> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of request) chunks.push(chunk as Buffer);
+  const parsed: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    throw new TwirpError(400, 'malformed', 'request body is not a JSON object');
+  return parsed as Json;
+}
+
+function reply(response: ServerResponse, status: number, body: Json): void {
+  response.writeHead(status, { 'content-type': 'application/json' });
+  response.end(JSON.stringify(body));
+}
+
+function twirpServer(token: string, calls: TwirpCalls): Server {
+  return createServer((request, response) => {
+    const handle = async () => {
+      const method =
+        request.url?.startsWith(TWIRP_PREFIX) && request.url.slice(TWIRP_PREFIX.length);
+      const call = method && Object.hasOwn(calls, method) ? calls[method] : undefined;
+      if (request.method !== 'POST' || !call)
+        throw new TwirpError(404, 'bad_route', `no such method: ${request.method} ${request.url}`);
+      if (request.headers.authorization !== `Bearer ${token}`)
+        throw new TwirpError(401, 'unauthenticated', 'invalid runtime token');
+      reply(response, 200, await call(await readJson(request)));
+    };
+    handle().catch((error: unknown) => {
+      if (error instanceof TwirpError)
+        reply(response, error.status, { code: error.code, msg: error.message });
+      else reply(response, 500, { code: 'internal', msg: String(error) });
+    });
+  });
+}
+
+async function listen(server: Server): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const address = server.address();
+  if (typeof address !== 'object' || !address) throw new Error('Twirp server has no port');
+  return address.port;
+}
+
+export async function startArtifactService(): Promise<ArtifactService> {
+  const azurite = await startAzurite();
+  const runBackendId = randomUUID();
+  const token = runtimeToken(runBackendId, randomUUID());
+  const store = createArtifactStore(azurite.container, runBackendId);
+  const server = twirpServer(token, store.calls);
+  const closeServer = onProcessExit(() => server.close().closeAllConnections());
+  const port = await listen(server).catch(async (error: unknown) => {
+    await azurite.stop();
+    throw error;
+  });
+
+  let stopping: Promise<void> | undefined;
+  return {
+    env: {
+      ACTIONS_RUNTIME_TOKEN: token,
+      ACTIONS_RESULTS_URL: `http://127.0.0.1:${port}/`,
+      // The client refuses hosts other than github.com, *.ghe.com and *.localhost (GHES).
+      GITHUB_SERVER_URL: 'https://github.com',
+      GITHUB_REPOSITORY: 'example/owncloud-backup',
+      GITHUB_RUN_ID: '1',
+      GITHUB_RUN_ATTEMPT: '1',
+      // The repository's maximum retention; the client clamps retentionDays to it.
+      GITHUB_RETENTION_DAYS: '90',
+    },
+    artifacts: store.recorded,
+    stop() {
+      stopping ??= (async () => {
+        closeServer();
+        await azurite.stop();
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,89 @@
+// Runs the committed action bundles exactly as the GitHub runner does: inputs as INPUT_*
+// variables (name upper-cased, hyphens kept), GITHUB_OUTPUT / GITHUB_STATE /
+// GITHUB_STEP_SUMMARY files, RUNNER_TEMP; the post step gets main's state as STATE_*.
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { watchRun, type WatchedRun, type WatchOptions } from './backup-run.ts';
+
+const DIST = resolve(import.meta.dirname, '..', '..', 'dist');
+
+export interface StepRun extends WatchedRun {
+  outputs: Record<string, string>;
+  state: Record<string, string>;
+  summary: string;
+}
+
+/** Parses a runner file command file (`name<<delimiter\nvalue\ndelimiter`); the last value wins. */
+export function parseFileCommands(text: string): Record<string, string> {
+  const values: Record<string, string> = {};
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const heredoc = /^([^=<]+)<<(.+)$/.exec(lines[i]!);
+    if (heredoc) {
+      const [, name, delimiter] = heredoc;
+      const end = lines.indexOf(delimiter!, i + 1);
+      values[name!] = lines.slice(i + 1, end).join('\n');
+      i = end;
+    } else if (lines[i]!.includes('=')) {
+      const at = lines[i]!.indexOf('=');
+      values[lines[i]!.slice(0, at)] = lines[i]!.slice(at + 1);
+    }
+  }
+  return values;
+}
+
+/** The environment variable the runner uses for an input. */
+export function inputVariable(name: string): string {
+  return `INPUT_${name.replace(/ /g, '_').toUpperCase()}`;
+}
+
+export async function runActionStep(
+  step: 'main' | 'post',
+  options: WatchOptions & {
+    /** The `with:` inputs; the action.yml defaults are NOT applied here unless given. */
+    inputs: Record<string, string>;
+    /** Where this run's runner files live (RUNNER_TEMP is a subdirectory). */
+    workDir: string;
+    env?: Record<string, string>;
+    /** main's saved state, for the post step. */
+    state?: Record<string, string>;
+  },
+): Promise<StepRun> {
+  const dir = join(options.workDir, step);
+  const runnerTemp = join(options.workDir, 'runner-temp');
+  mkdirSync(dir, { recursive: true });
+  mkdirSync(runnerTemp, { recursive: true });
+  const files = {
+    output: join(dir, 'output'),
+    state: join(dir, 'state'),
+    summary: join(dir, 'summary.md'),
+  };
+  for (const file of Object.values(files)) writeFileSync(file, '');
+
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: process.env.HOME ?? '/root',
+    GITHUB_ACTIONS: 'true',
+    RUNNER_TEMP: runnerTemp,
+    GITHUB_OUTPUT: files.output,
+    GITHUB_STATE: files.state,
+    GITHUB_STEP_SUMMARY: files.summary,
+    ...options.env,
+  };
+  for (const [name, value] of Object.entries(options.inputs)) env[inputVariable(name)] = value;
+  for (const [name, value] of Object.entries(options.state ?? {})) env[`STATE_${name}`] = value;
+
+  const child = spawn(process.execPath, [join(DIST, step, 'index.js')], {
+    cwd: options.workDir,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const run = await watchRun(child, options);
+  return {
+    ...run,
+    outputs: parseFileCommands(readFileSync(files.output, 'utf8')),
+    state: parseFileCommands(readFileSync(files.state, 'utf8')),
+    summary: readFileSync(files.summary, 'utf8'),
+  };
+}
