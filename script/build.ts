@@ -2,16 +2,17 @@
 // self-contained ESM files that run on Node 24 with no node_modules.
 // Usage: node script/build.ts [outDir]   (default: dist)
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { chmodSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 
 const root = resolve(import.meta.dirname, '..');
-const outDir = resolve(root, process.argv[2] ?? 'dist');
+const target = resolve(root, process.argv[2] ?? 'dist');
+// Built aside and moved into place at the end: a failed build leaves the old bundle intact.
+const outDir = mkdtempSync(join(dirname(target), '.dist-build-'));
+chmodSync(outDir, 0o755);
 const ncc = join(root, 'node_modules', '.bin', 'ncc');
 const entries = ['main', 'post', 'cli'] as const;
 
-rmSync(outDir, { recursive: true, force: true });
-mkdirSync(outDir, { recursive: true });
 for (const entry of entries) {
   const out = join(outDir, entry);
   const result = spawnSync(
@@ -20,6 +21,7 @@ for (const entry of entries) {
     { cwd: root, stdio: 'inherit' },
   );
   if (result.status !== 0) {
+    rmSync(outDir, { recursive: true, force: true });
     console.error(`ncc failed to bundle src/${entry}.ts`);
     process.exit(1);
   }
@@ -32,3 +34,6 @@ const cli = join(outDir, 'cli', 'index.js');
 const source = readFileSync(cli, 'utf8');
 if (!source.startsWith('#!')) writeFileSync(cli, `#!/usr/bin/env node\n${source}`);
 chmodSync(cli, 0o755);
+
+rmSync(target, { recursive: true, force: true });
+renameSync(outDir, target);

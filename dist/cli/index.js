@@ -11271,6 +11271,16 @@ function quoteCommand(argv) {
 
 
 
+/**
+ * A path as the value of an ssh `-o` option: ssh splits values on spaces unless they are
+ * double-quoted, and expands %-tokens in these paths, so '%' is doubled.
+ */
+function sshConfigPath(path) {
+    if (path.includes('"') || /[\r\n]/.test(path))
+        throw new BackupError(`The path '${path}' cannot be given to ssh (it contains a double quote or line break).`);
+    const escaped = path.replaceAll('%', '%%');
+    return /\s/.test(escaped) ? `"${escaped}"` : escaped;
+}
 /** Explains ssh's own failures (exit 255) in words an administrator can act on. */
 function explainSshFailure(stderr, label) {
     const text = stderr.toLowerCase();
@@ -11306,12 +11316,21 @@ class SshHost {
     master;
     baseArgs;
     runtimeDir;
+    /** Where the control socket lives: the runtime dir, or a short one (sockets have a 108-byte path limit). */
+    socketDir;
     target;
+    onMaster;
     constructor(target, options) {
         this.target = target;
+        this.onMaster = options.onMaster;
         this.label = `${target.user}@${target.host}:${target.port}`;
         this.runtimeDir = options.runtimeDir ?? (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)((0,external_node_os_namespaceObject.tmpdir)(), 'owncloud-backup-ssh-'));
         // rsync splits its -e string itself, so these paths must not need quoting beyond quoteArg.
+        // ssh appends ~17 characters to the control path while creating the socket.
+        this.socketDir =
+            Buffer.byteLength((0,external_node_path_namespaceObject.join)(this.runtimeDir, 'mux')) <= 80
+                ? this.runtimeDir
+                : (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)('/tmp', 'ocb-ssh-'));
         const keyFile = (0,external_node_path_namespaceObject.join)(this.runtimeDir, 'id');
         const knownHostsFile = (0,external_node_path_namespaceObject.join)(this.runtimeDir, 'known_hosts');
         (0,external_node_fs_namespaceObject.writeFileSync)(keyFile, target.privateKey, { mode: 0o600 });
@@ -11326,9 +11345,9 @@ class SshHost {
             '-o',
             'IdentitiesOnly=yes',
             '-o',
-            `IdentityFile=${keyFile}`,
+            `IdentityFile=${sshConfigPath(keyFile)}`,
             '-o',
-            `UserKnownHostsFile=${knownHostsFile}`,
+            `UserKnownHostsFile=${sshConfigPath(knownHostsFile)}`,
             '-o',
             'GlobalKnownHostsFile=/dev/null',
             '-o',
@@ -11344,7 +11363,7 @@ class SshHost {
             '-o',
             'ServerAliveCountMax=3',
             '-o',
-            `ControlPath=${(0,external_node_path_namespaceObject.join)(this.runtimeDir, 'mux')}`,
+            `ControlPath=${sshConfigPath((0,external_node_path_namespaceObject.join)(this.socketDir, 'mux'))}`,
             '-o',
             'LogLevel=ERROR',
             '-p',
@@ -11385,6 +11404,8 @@ class SshHost {
             detached: true,
         });
         this.master = master;
+        if (master.pid !== undefined)
+            this.onMaster?.({ pid: master.pid, socketDir: this.socketDir });
         let stderr = '';
         master.stderr.on('data', (chunk) => {
             stderr = (stderr + chunk.toString()).slice(-8192);
@@ -11451,7 +11472,27 @@ class SshHost {
         }
         this.master = undefined;
         (0,external_node_fs_namespaceObject.rmSync)(this.runtimeDir, { recursive: true, force: true });
+        (0,external_node_fs_namespaceObject.rmSync)(this.socketDir, { recursive: true, force: true });
     }
+}
+/**
+ * Ends a master connection left behind by a killed process: only if that pid is still an
+ * ssh process (pids are reused), then removes its socket directory.
+ */
+function endOrphanedMaster(master) {
+    let ended = false;
+    try {
+        const cmdline = readFileSync(`/proc/${master.pid}/cmdline`, 'utf8').split('\0');
+        if (cmdline[0]?.split('/').pop() === 'ssh' && cmdline.includes('ControlMaster=yes')) {
+            process.kill(master.pid, 'SIGTERM');
+            ended = true;
+        }
+    }
+    catch {
+        // gone already
+    }
+    rmSync(master.socketDir, { recursive: true, force: true });
+    return ended;
 }
 
 ;// CONCATENATED MODULE: ./src/manifest.ts

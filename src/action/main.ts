@@ -41,7 +41,10 @@ export async function runMain(state: StateStore = coreState): Promise<void> {
       secrets,
       signal: controller.signal,
       startedAt,
-      ssh: { runtimeDir },
+      ssh: {
+        runtimeDir,
+        onMaster: (master) => state.save(STATE.sshMasters, JSON.stringify([master])),
+      },
       onMaintenance: (maintenance) => state.save(STATE.maintenance, JSON.stringify(maintenance)),
     });
 

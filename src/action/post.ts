@@ -8,12 +8,18 @@ import * as core from '@actions/core';
 import { describeError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
-import { SshHost } from '../host/ssh.ts';
+import { endOrphanedMaster, SshHost } from '../host/ssh.ts';
 import { Secrets } from '../secrets.ts';
 import { actionLabel, planBackup } from '../settings.ts';
 import { MaintenanceGuard } from '../steps/maintenance.ts';
 import { readRawInputs } from './inputs.ts';
-import { coreState, readMaintenanceState, readRuntimeDirs, type StateStore } from './state.ts';
+import {
+  coreState,
+  readMaintenanceState,
+  readRuntimeDirs,
+  readSshMasters,
+  type StateStore,
+} from './state.ts';
 
 export async function runPost(state: StateStore = coreState): Promise<void> {
   const secrets = new Secrets((value) => core.setSecret(value));
@@ -57,6 +63,9 @@ export async function runPost(state: StateStore = coreState): Promise<void> {
   } catch (error) {
     core.setFailed(secrets.redact(`Could not restore maintenance mode: ${describeError(error)}`));
   } finally {
+    for (const master of readSshMasters(state))
+      if (endOrphanedMaster(master))
+        core.info(`Ended the SSH connection the main step left open (pid ${master.pid}).`);
     for (const dir of runtimeDirs) {
       try {
         rmSync(dir, { recursive: true, force: true });

@@ -15,6 +15,8 @@ export const coreState: StateStore = {
 export const STATE = {
   /** Directories holding the SSH key and known_hosts, to delete on every path. */
   runtimeDirs: 'runtime-dirs',
+  /** SSH master connections (pid, socket dir) main started: JSON array. */
+  sshMasters: 'ssh-masters',
   /** Maintenance mode as main left it: JSON of MaintenanceState. */
   maintenance: 'maintenance',
 } as const;
@@ -35,4 +37,9 @@ export function readMaintenanceState(store: StateStore): MaintenanceState | unde
 export function readRuntimeDirs(store: StateStore): string[] {
   const text = store.get(STATE.runtimeDirs);
   return text ? (JSON.parse(text) as string[]) : [];
+}
+
+export function readSshMasters(store: StateStore): { pid: number; socketDir: string }[] {
+  const text = store.get(STATE.sshMasters);
+  return text ? (JSON.parse(text) as { pid: number; socketDir: string }[]) : [];
 }

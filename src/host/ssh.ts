@@ -2,7 +2,7 @@
 // strictly against given known_hosts lines, one multiplexed connection for every command
 // of the run, and keepalives so that a dead link fails in seconds.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -18,6 +18,24 @@ export interface SshOptions {
   connectTimeoutSeconds?: number;
   /** Where the key, known_hosts and control socket live (0700, removed on close). */
   runtimeDir?: string;
+  /**
+   * Told the master connection's pid and socket directory as soon as it starts, so that a
+   * later process (the action's post step) can end it if this one is killed.
+   */
+  onMaster?: (master: { pid: number; socketDir: string }) => void;
+}
+
+/**
+ * A path as the value of an ssh `-o` option: ssh splits values on spaces unless they are
+ * double-quoted, and expands %-tokens in these paths, so '%' is doubled.
+ */
+export function sshConfigPath(path: string): string {
+  if (path.includes('"') || /[\r\n]/.test(path))
+    throw new BackupError(
+      `The path '${path}' cannot be given to ssh (it contains a double quote or line break).`,
+    );
+  const escaped = path.replaceAll('%', '%%');
+  return /\s/.test(escaped) ? `"${escaped}"` : escaped;
 }
 
 /** Explains ssh's own failures (exit 255) in words an administrator can act on. */
@@ -60,14 +78,23 @@ export class SshHost implements Host {
   private master: ChildProcess | undefined;
   private readonly baseArgs: string[];
   private readonly runtimeDir: string;
+  /** Where the control socket lives: the runtime dir, or a short one (sockets have a 108-byte path limit). */
+  private readonly socketDir: string;
 
   private readonly target: SshTarget;
+  private readonly onMaster: SshOptions['onMaster'];
 
   private constructor(target: SshTarget, options: SshOptions) {
     this.target = target;
+    this.onMaster = options.onMaster;
     this.label = `${target.user}@${target.host}:${target.port}`;
     this.runtimeDir = options.runtimeDir ?? mkdtempSync(join(tmpdir(), 'owncloud-backup-ssh-'));
     // rsync splits its -e string itself, so these paths must not need quoting beyond quoteArg.
+    // ssh appends ~17 characters to the control path while creating the socket.
+    this.socketDir =
+      Buffer.byteLength(join(this.runtimeDir, 'mux')) <= 80
+        ? this.runtimeDir
+        : mkdtempSync(join('/tmp', 'ocb-ssh-'));
     const keyFile = join(this.runtimeDir, 'id');
     const knownHostsFile = join(this.runtimeDir, 'known_hosts');
     writeFileSync(keyFile, target.privateKey, { mode: 0o600 });
@@ -82,9 +109,9 @@ export class SshHost implements Host {
       '-o',
       'IdentitiesOnly=yes',
       '-o',
-      `IdentityFile=${keyFile}`,
+      `IdentityFile=${sshConfigPath(keyFile)}`,
       '-o',
-      `UserKnownHostsFile=${knownHostsFile}`,
+      `UserKnownHostsFile=${sshConfigPath(knownHostsFile)}`,
       '-o',
       'GlobalKnownHostsFile=/dev/null',
       '-o',
@@ -100,7 +127,7 @@ export class SshHost implements Host {
       '-o',
       'ServerAliveCountMax=3',
       '-o',
-      `ControlPath=${join(this.runtimeDir, 'mux')}`,
+      `ControlPath=${sshConfigPath(join(this.socketDir, 'mux'))}`,
       '-o',
       'LogLevel=ERROR',
       '-p',
@@ -148,6 +175,7 @@ export class SshHost implements Host {
       },
     );
     this.master = master;
+    if (master.pid !== undefined) this.onMaster?.({ pid: master.pid, socketDir: this.socketDir });
     let stderr = '';
     master.stderr!.on('data', (chunk: Buffer) => {
       stderr = (stderr + chunk.toString()).slice(-8192);
@@ -219,5 +247,25 @@ export class SshHost implements Host {
     }
     this.master = undefined;
     rmSync(this.runtimeDir, { recursive: true, force: true });
+    rmSync(this.socketDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Ends a master connection left behind by a killed process: only if that pid is still an
+ * ssh process (pids are reused), then removes its socket directory.
+ */
+export function endOrphanedMaster(master: { pid: number; socketDir: string }): boolean {
+  let ended = false;
+  try {
+    const cmdline = readFileSync(`/proc/${master.pid}/cmdline`, 'utf8').split('\0');
+    if (cmdline[0]?.split('/').pop() === 'ssh' && cmdline.includes('ControlMaster=yes')) {
+      process.kill(master.pid, 'SIGTERM');
+      ended = true;
+    }
+  } catch {
+    // gone already
+  }
+  rmSync(master.socketDir, { recursive: true, force: true });
+  return ended;
 }

@@ -2,10 +2,13 @@
 // upload and download on loopback: Azurite (the Azure Storage emulator) stores the bytes,
 // and a small Twirp JSON server hands out Azurite SAS URLs the way the results service does.
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { json } from 'node:stream/consumers';
 import {
   BlobSASPermissions,
   BlobServiceClient,
@@ -98,7 +101,7 @@ async function startAzurite(): Promise<{ container: ContainerClient; stop: () =>
     logPath: join(scratch.path, 'azurite.log'),
     stopSignal: 'SIGTERM',
     // Ready once it serves requests; the container is the first thing we need anyway.
-    ready: async () => Boolean(await container.createIfNotExists()),
+    ready: () => container.createIfNotExists().then(() => true),
   });
   return {
     container,
@@ -155,12 +158,8 @@ function createArtifactStore(container: ContainerClient, runBackendId: string) {
   const calls: TwirpCalls = {
     async CreateArtifact(body) {
       const name = nameIn(body);
-      if (stored.some((a) => a.name === name))
-        throw new TwirpError(
-          409,
-          'already_exists',
-          'an artifact with this name already exists on the workflow run',
-        );
+      const taken = 'an artifact with this name already exists on the workflow run';
+      if (stored.some((a) => a.name === name)) throw new TwirpError(409, 'already_exists', taken);
       const id = nextId++;
       const blobName = `${runBackendId}/${id}/${name}`;
       const expiresAt = typeof body.expires_at === 'string' ? body.expires_at : undefined;
@@ -228,9 +227,8 @@ function createArtifactStore(container: ContainerClient, runBackendId: string) {
 }
 
 async function readJson(request: IncomingMessage): Promise<Json> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of request) chunks.push(chunk as Buffer);
-  const parsed: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
+  // Malformed input is a 400: a 500 would make the client retry it with back-off.
+  const parsed: unknown = await json(request).catch(() => undefined);
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
     throw new TwirpError(400, 'malformed', 'request body is not a JSON object');
   return parsed as Json;
@@ -261,16 +259,6 @@ function twirpServer(token: string, calls: TwirpCalls): Server {
   });
 }
 
-async function listen(server: Server): Promise<number> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const address = server.address();
-  if (typeof address !== 'object' || !address) throw new Error('Twirp server has no port');
-  return address.port;
-}
-
 export async function startArtifactService(): Promise<ArtifactService> {
   const azurite = await startAzurite();
   const runBackendId = randomUUID();
@@ -278,10 +266,13 @@ export async function startArtifactService(): Promise<ArtifactService> {
   const store = createArtifactStore(azurite.container, runBackendId);
   const server = twirpServer(token, store.calls);
   const closeServer = onProcessExit(() => server.close().closeAllConnections());
-  const port = await listen(server).catch(async (error: unknown) => {
+  const listening = once(server.listen(0, '127.0.0.1'), 'listening');
+  await listening.catch(async (error: unknown) => {
+    closeServer();
     await azurite.stop();
     throw error;
   });
+  const { port } = server.address() as AddressInfo;
 
   let stopping: Promise<void> | undefined;
   return {
