@@ -2,6 +2,8 @@
 // the backup restores to the same rows and the same files, maintenance mode is ON while
 // the dump runs and back to its prior state afterwards, and no process ever shows the
 // database password in its command line.
+import { execFileSync } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import {
   chmodSync,
   existsSync,
@@ -340,6 +342,52 @@ describe('a failed backup', () => {
       },
     });
     expect(error).toMatch(/The database dump .*(failed with exit code|not complete)/);
+  });
+
+  it('gives up on a database server that accepts and never answers (dump-timeout)', async () => {
+    const instance = await sample('mysql');
+    const silent = createServer(() => {}); // accepts, then says nothing, ever
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const port = (silent.address() as AddressInfo).port;
+    try {
+      const started = Date.now();
+      const { error } = await failingBackup(
+        instance,
+        ['--db-host', '127.0.0.1', '--db-port', String(port), '--dump-timeout', '2'],
+        { secrets: [instance.dbPassword] },
+      );
+      expect(error).toContain(
+        'The database dump produced no output for 2 s and was stopped (dump-timeout): is the database server answering?',
+      );
+      expect(Date.now() - started).toBeLessThan(30_000);
+      expect(occSwitches(instance)).toEqual([
+        'www-data maintenance:mode --on',
+        'www-data maintenance:mode --off',
+      ]);
+    } finally {
+      silent.close();
+    }
+  });
+
+  it('stops before touching the instance when the backup directory lacks the space', async () => {
+    const instance = await sample('sqlite');
+    const small = join(instance.root, 'small disk');
+    mkdirSync(small);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', small]);
+    try {
+      const run = await runBackupCli(
+        ['--owncloud-dir', instance.installDir, '--backup-dir', small],
+        { secrets: [] },
+      );
+      expect(run.exitCode, explain(run)).toBe(1);
+      expect(errorLine(run)).toMatch(
+        /^owncloud-backup: error: Not enough space in .*small disk: this backup needs about [\d.]+ MiB \(a staged copy and the archive\), [\d.]+ MiB is free\. Free space or choose another backup-dir\.$/,
+      );
+      expect(instance.occCalls()).toEqual([]);
+      expect(readdirSync(small)).toEqual([]);
+    } finally {
+      execFileSync('umount', [small]);
+    }
   });
 
   it('detects a locked SQLite database although sqlite3 exits 0', async () => {
