@@ -11,13 +11,7 @@ import { BackupError, describeError, InputError, InterruptedError } from './erro
 import type { Host } from './host/host.ts';
 import { LocalHost } from './host/local.ts';
 import { SshHost, type SshOptions } from './host/ssh.ts';
-import {
-  checksumsText,
-  MANIFEST_FORMAT,
-  seconds,
-  type ArchiveRecord,
-  type Manifest,
-} from './manifest.ts';
+import { buildManifest, checksumsText, type Manifest } from './manifest.ts';
 import {
   backupName,
   CHECKSUMS_NAME,
@@ -29,13 +23,12 @@ import {
 import { formatSeconds, type Reporter } from './report.ts';
 import type { Secrets } from './secrets.ts';
 import type { BackupPlan } from './settings.ts';
-import { TOOL } from './tool.ts';
-import { archiveFiles, TAR_METADATA_FLAGS } from './steps/archive.ts';
+import { archiveFiles } from './steps/archive.ts';
 import { compressorProgram } from './steps/compress.ts';
 import { discoverInstance, type Instance } from './steps/discover.ts';
-import { dumpDatabase } from './steps/dump.ts';
-import { LAYOUT, syncFiles, type FileSet, type SyncStats } from './steps/files.ts';
-import { MaintenanceGuard, type MaintenanceWindow } from './steps/maintenance.ts';
+import { dumpDatabase, type DumpResult } from './steps/dump.ts';
+import { syncFiles, type FileSet, type SyncStats } from './steps/files.ts';
+import { MaintenanceGuard } from './steps/maintenance.ts';
 import {
   findDumpTool,
   formatBytes,
@@ -159,7 +152,6 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
     throw new BackupError(`${finalDir} exists already: not overwriting a backup.`);
 
   let host: Host | undefined;
-  let guard: MaintenanceGuard | undefined;
   try {
     host = await reporter.group('Connect', async () => {
       const opened = await openHost(plan, context);
@@ -257,94 +249,41 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
     );
     interrupted();
 
-    const dumpPath = join(workDir, dumpFileName(startedAt, plan.compression));
-    const occ = { installDir: instance.installDir, occUser: instance.owner };
-    guard = plan.maintenanceMode
+    const maintenance = plan.maintenanceMode
       ? new MaintenanceGuard(
           connected,
-          { installDir: occ.installDir, user: occ.occUser },
+          { installDir: instance.installDir, user: instance.owner },
           (m) => reporter.info(m),
           context.maintenanceRestoreSeconds,
         )
       : undefined;
-    const maintenance = guard;
     const { dumped, finalData } = await reporter.group(
       maintenance ? 'Maintenance window (files delta and database dump)' : 'Database dump',
-      async () => {
-        let failure: unknown;
-        let outcome:
-          { dumped: Awaited<ReturnType<typeof dumpDatabase>>; finalData: SyncStats } | undefined;
-        try {
-          if (maintenance) {
-            await maintenance.enable();
-            context.onMaintenance?.({
-              switchedByUs: maintenance.window.switchedByUs,
-              restored: false,
-              ...occ,
-            });
-          }
-          // The dump and the files delta run side by side to keep the window short; when
-          // one fails the other is stopped, and both have ended before maintenance mode
-          // is restored.
-          const [dumpResult, deltaResult] = await allOrNothing(
-            signal,
-            (stepSignal) =>
-              [
-                dumpDatabase({
-                  host: connected,
-                  engine,
-                  connection: instance.database,
-                  tool,
-                  owner: instance.owner,
-                  compression: plan.compression,
-                  path: dumpPath,
-                  idleTimeoutSeconds: plan.dumpTimeoutSeconds,
+      () =>
+        maintenanceWindow(maintenance, context, {
+          // Inside the window only what changed since the bulk copy moves (rsync's delta);
+          // install files (config.php among them) keep the state found before the window.
+          delta: (stepSignal) =>
+            maintenance
+              ? syncFiles(connected, fileSet, stagingDir, {
+                  delete: true,
+                  parts: ['data', 'absolute'],
                   signal: stepSignal,
-                }),
-                // Inside the window only what changed since the bulk copy moves (rsync's delta);
-                // install files (config.php among them) keep the state found before the window.
-                maintenance
-                  ? syncFiles(connected, fileSet, stagingDir, {
-                      delete: true,
-                      parts: ['data', 'absolute'],
-                      signal: stepSignal,
-                    })
-                  : Promise.resolve(dataStats),
-              ] as const,
-          );
-          if (maintenance)
-            reporter.info(
-              `Files delta: ${formatBytes(deltaResult.transferredBytes)} changed since the bulk copy.`,
-            );
-          reporter.info(
-            `Database dump: ${formatBytes(dumpResult.rawBytes)} raw, ${formatBytes(dumpResult.size)} compressed.`,
-          );
-          outcome = { dumped: dumpResult, finalData: deltaResult };
-        } catch (error) {
-          failure = error;
-        }
-        if (maintenance) {
-          try {
-            await maintenance.restore();
-          } catch (restoreError) {
-            // Both matter: why the backup failed, and that the instance is still in maintenance mode.
-            throw new BackupError(
-              failure
-                ? `${describeError(failure)} ${describeError(restoreError)}`
-                : describeError(restoreError),
-            );
-          }
-          context.onMaintenance?.({
-            switchedByUs: maintenance.window.switchedByUs,
-            restored: true,
-            ...occ,
-          });
-          if (maintenance.window.switchedByUs)
-            reporter.info(`Maintenance mode was on for ${formatSeconds(maintenance.seconds())}.`);
-        }
-        if (failure || !outcome) throw failure;
-        return outcome;
-      },
+                })
+              : Promise.resolve(dataStats),
+          dump: (stepSignal) =>
+            dumpDatabase({
+              host: connected,
+              engine,
+              connection: instance.database,
+              tool,
+              owner: instance.owner,
+              compression: plan.compression,
+              path: join(workDir, dumpFileName(startedAt, plan.compression)),
+              idleTimeoutSeconds: plan.dumpTimeoutSeconds,
+              signal: stepSignal,
+            }),
+        }),
     );
     const dump = dumped;
     const stats = {
@@ -368,92 +307,33 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
     });
     interrupted();
 
-    const finishedAt = new Date();
-    const archives: ArchiveRecord[] = [
-      {
-        name: files.path.split('/').pop()!,
-        role: 'files',
-        compression: plan.compression,
-        size: files.size,
-        sha256: files.sha256,
-      },
-      {
-        name: dump.path.split('/').pop()!,
-        role: 'database',
-        compression: plan.compression,
-        size: dump.size,
-        sha256: dump.sha256,
-      },
-    ];
-    const window: MaintenanceWindow = guard?.window ?? {
-      switchedByUs: false,
-      priorState: instance.maintenance,
-    };
-    const db = instance.database;
-    const manifest: Manifest = {
-      format: MANIFEST_FORMAT,
-      tool: TOOL,
+    const manifest = buildManifest({
       name,
-      startedAt: startedAt.toISOString(),
-      finishedAt: finishedAt.toISOString(),
-      durationSeconds: seconds(finishedAt.getTime() - startedAt.getTime()),
-      source: {
-        host: plan.target.kind === 'ssh' ? connected.label : `${hostname()} (local)`,
-        transport: plan.target.kind,
-        installDir: instance.installDir,
-        dataDir: instance.dataDir,
-        configPath: instance.configPath,
-        installType: plan.installType,
-        owner: instance.owner,
-      },
-      instance: {
-        product: instance.product,
-        version: instance.version,
-        instanceId: instance.instanceId,
-        theme: instance.theme,
-      },
-      database: {
-        type: db.type,
-        name: db.name,
-        ...(db.host ? { host: db.host } : {}),
-        ...(db.port !== undefined ? { port: db.port } : {}),
-        ...(db.socket ? { socket: db.socket } : {}),
-        user: db.user,
-        tablePrefix: db.tablePrefix,
-        utf8mb4: db.utf8mb4,
-        ...(db.file ? { file: db.file } : {}),
-        dumpTool: tool.program,
-        dumpToolVersion: tool.version,
-        dumpBytes: dump.rawBytes,
-      },
-      files: {
-        layout: {
-          [LAYOUT.install]: instance.installDir,
-          [LAYOUT.data]: instance.dataDir,
-          ...(fileSet.absolutePaths.length > 0 ? { [LAYOUT.absolute]: '/' } : {}),
-        },
-        installPaths: fileSet.installPaths,
-        absolutePaths: fileSet.absolutePaths,
-        excludePatterns: fileSet.exclude,
-        leftOut: fileSet.dataExclude,
-        fileCount: stats.files,
-        bytes: stats.bytes,
-        ownersKept: process.getuid?.() === 0,
-      },
-      maintenance: {
-        managed: plan.maintenanceMode,
-        priorState: window.priorState,
-        switchedByUs: window.switchedByUs,
-        ...(window.enabledAt ? { enabledAt: window.enabledAt.toISOString() } : {}),
-        ...(window.restoredAt ? { restoredAt: window.restoredAt.toISOString() } : {}),
-        seconds: guard ? seconds(guard.seconds() * 1000) : 0,
-      },
-      archives,
-      restore: {
-        files: `tar --extract --file=ARCHIVE ${TAR_METADATA_FLAGS.join(' ')} --same-permissions ${plan.compression === 'zstd' ? '--zstd' : '--gzip'}  (as root; then move ${LAYOUT.install}/ to the install dir and ${LAYOUT.data}/ to the data directory)`,
-        database: engine.restoreHint,
-      },
-    };
+      startedAt,
+      finishedAt: new Date(),
+      source: plan.target.kind === 'ssh' ? connected.label : `${hostname()} (local)`,
+      transport: plan.target.kind,
+      installType: plan.installType,
+      instance,
+      tool,
+      fileSet,
+      stats,
+      maintenance: maintenance
+        ? { managed: true, window: maintenance.window, seconds: maintenance.seconds() }
+        : {
+            managed: false,
+            window: { switchedByUs: false, priorState: instance.maintenance },
+            seconds: 0,
+          },
+      archives: [
+        { file: files, role: 'files', compression: plan.compression },
+        { file: dump, role: 'database', compression: plan.compression },
+      ],
+      dumpBytes: dump.rawBytes,
+      ownersKept: process.getuid?.() === 0,
+      restoreHint: engine.restoreHint,
+    });
+    const { archives } = manifest;
     const manifestPath = join(workDir, MANIFEST_NAME);
     writeFileSync(join(workDir, CHECKSUMS_NAME), checksumsText(archives), { mode: 0o600 });
     writeFileSync(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
@@ -480,6 +360,72 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
   } finally {
     await host?.close();
   }
+}
+
+/**
+ * The maintenance window: switch maintenance mode on (unless disabled), run the dump and
+ * the files delta side by side (the first failure stops the other), and restore the prior
+ * state whatever happened, reporting both causes if both went wrong.
+ */
+async function maintenanceWindow(
+  maintenance: MaintenanceGuard | undefined,
+  context: BackupContext,
+  work: {
+    dump: (signal: AbortSignal) => Promise<DumpResult>;
+    delta: (signal: AbortSignal) => Promise<SyncStats>;
+  },
+): Promise<{ dumped: DumpResult; finalData: SyncStats }> {
+  const { reporter } = context;
+  const occ = maintenance?.target;
+  let failure: unknown;
+  let outcome: { dumped: DumpResult; finalData: SyncStats } | undefined;
+  try {
+    if (maintenance) {
+      await maintenance.enable();
+      context.onMaintenance?.({
+        switchedByUs: maintenance.window.switchedByUs,
+        restored: false,
+        installDir: occ!.installDir,
+        occUser: occ!.user,
+      });
+    }
+    const [dumped, finalData] = await allOrNothing(
+      context.signal,
+      (signal) => [work.dump(signal), work.delta(signal)] as const,
+    );
+    if (maintenance)
+      reporter.info(
+        `Files delta: ${formatBytes(finalData.transferredBytes)} changed since the bulk copy.`,
+      );
+    reporter.info(
+      `Database dump: ${formatBytes(dumped.rawBytes)} raw, ${formatBytes(dumped.size)} compressed.`,
+    );
+    outcome = { dumped, finalData };
+  } catch (error) {
+    failure = error;
+  }
+  if (maintenance) {
+    try {
+      await maintenance.restore();
+    } catch (restoreError) {
+      // Both matter: why the backup failed, and that the instance is still in maintenance mode.
+      throw new BackupError(
+        failure
+          ? `${describeError(failure)} ${describeError(restoreError)}`
+          : describeError(restoreError),
+      );
+    }
+    context.onMaintenance?.({
+      switchedByUs: maintenance.window.switchedByUs,
+      restored: true,
+      installDir: occ!.installDir,
+      occUser: occ!.user,
+    });
+    if (maintenance.window.switchedByUs)
+      reporter.info(`Maintenance mode was on for ${formatSeconds(maintenance.seconds())}.`);
+  }
+  if (failure !== undefined || !outcome) throw failure;
+  return outcome;
 }
 
 /**

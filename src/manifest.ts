@@ -1,6 +1,13 @@
 // manifest.json: everything a later restore needs to know, from the manifest alone. Pure.
 import type { DatabaseConnection, Product } from './instance.ts';
 import type { Compression, InstallType } from './settings.ts';
+import { TAR_METADATA_FLAGS } from './steps/archive.ts';
+import type { WrittenFile } from './steps/compress.ts';
+import type { Instance } from './steps/discover.ts';
+import { LAYOUT, type FileSet } from './steps/files.ts';
+import type { MaintenanceWindow } from './steps/maintenance.ts';
+import type { DumpTool } from './database/engine.ts';
+import { TOOL } from './tool.ts';
 
 export const MANIFEST_FORMAT = 'owncloud-backup/1';
 
@@ -79,4 +86,104 @@ export function checksumsText(archives: ArchiveRecord[]): string {
 /** Round to milliseconds, for durations people read. */
 export function seconds(ms: number): number {
   return Math.round(ms) / 1000;
+}
+
+export interface ManifestInput {
+  name: string;
+  startedAt: Date;
+  finishedAt: Date;
+  /** Where the instance was: `user@host:port`, or `HOSTNAME (local)`. */
+  source: string;
+  transport: 'ssh' | 'local';
+  installType: InstallType;
+  instance: Instance;
+  tool: DumpTool;
+  fileSet: FileSet;
+  stats: { files: number; bytes: number };
+  maintenance: { managed: boolean; window: MaintenanceWindow; seconds: number };
+  archives: { file: WrittenFile; role: ArchiveRecord['role']; compression: Compression }[];
+  dumpBytes: number;
+  ownersKept: boolean;
+  restoreHint: string;
+}
+
+/** Assembles the manifest of a finished backup from what the run learned. */
+export function buildManifest(input: ManifestInput): Manifest {
+  const { instance, fileSet, maintenance } = input;
+  const db = instance.database;
+  const compression = input.archives[0]?.compression ?? 'zstd';
+  return {
+    format: MANIFEST_FORMAT,
+    tool: TOOL,
+    name: input.name,
+    startedAt: input.startedAt.toISOString(),
+    finishedAt: input.finishedAt.toISOString(),
+    durationSeconds: seconds(input.finishedAt.getTime() - input.startedAt.getTime()),
+    source: {
+      host: input.source,
+      transport: input.transport,
+      installDir: instance.installDir,
+      dataDir: instance.dataDir,
+      configPath: instance.configPath,
+      installType: input.installType,
+      owner: instance.owner,
+    },
+    instance: {
+      product: instance.product,
+      version: instance.version,
+      instanceId: instance.instanceId,
+      theme: instance.theme,
+    },
+    database: {
+      type: db.type,
+      name: db.name,
+      ...(db.host ? { host: db.host } : {}),
+      ...(db.port !== undefined ? { port: db.port } : {}),
+      ...(db.socket ? { socket: db.socket } : {}),
+      user: db.user,
+      tablePrefix: db.tablePrefix,
+      utf8mb4: db.utf8mb4,
+      ...(db.file ? { file: db.file } : {}),
+      dumpTool: input.tool.program,
+      dumpToolVersion: input.tool.version,
+      dumpBytes: input.dumpBytes,
+    },
+    files: {
+      layout: {
+        [LAYOUT.install]: instance.installDir,
+        [LAYOUT.data]: instance.dataDir,
+        ...(fileSet.absolutePaths.length > 0 ? { [LAYOUT.absolute]: '/' } : {}),
+      },
+      installPaths: fileSet.installPaths,
+      absolutePaths: fileSet.absolutePaths,
+      excludePatterns: fileSet.exclude,
+      leftOut: fileSet.dataExclude,
+      fileCount: input.stats.files,
+      bytes: input.stats.bytes,
+      ownersKept: input.ownersKept,
+    },
+    maintenance: {
+      managed: maintenance.managed,
+      priorState: maintenance.window.priorState,
+      switchedByUs: maintenance.window.switchedByUs,
+      ...(maintenance.window.enabledAt
+        ? { enabledAt: maintenance.window.enabledAt.toISOString() }
+        : {}),
+      ...(maintenance.window.restoredAt
+        ? { restoredAt: maintenance.window.restoredAt.toISOString() }
+        : {}),
+      seconds: seconds(maintenance.seconds * 1000),
+    },
+    archives: input.archives.map(({ file, role, compression: method }) => ({
+      name: file.path.split('/').pop()!,
+      role,
+      compression: method,
+      size: file.size,
+      sha256: file.sha256,
+    })),
+    restore: {
+      files: `tar --extract --file=ARCHIVE ${TAR_METADATA_FLAGS.join(' ')} --same-permissions ${compression === 'zstd' ? '--zstd' : '--gzip'}  (as root; then move ${LAYOUT.install}/ to the install dir and ${LAYOUT.data}/ to the data directory)`,
+      database: input.restoreHint,
+    },
+  };
 }

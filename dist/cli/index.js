@@ -11495,75 +11495,6 @@ function endOrphanedMaster(master) {
     return ended;
 }
 
-;// CONCATENATED MODULE: ./src/manifest.ts
-const MANIFEST_FORMAT = 'owncloud-backup/1';
-/** sha256sum-compatible lines, so `sha256sum -c SHA256SUMS` checks a backup by hand. */
-function checksumsText(archives) {
-    return archives.map((a) => `${a.sha256}  ${a.name}\n`).join('');
-}
-/** Round to milliseconds, for durations people read. */
-function seconds(ms) {
-    return Math.round(ms) / 1000;
-}
-
-;// CONCATENATED MODULE: ./src/naming.ts
-const SUFFIX = { zstd: '.zst', gzip: '.gz' };
-function stamp(date) {
-    const iso = date.toISOString(); // 2026-11-26T09:59:00.000Z
-    return { day: iso.slice(0, 10).replaceAll('-', ''), time: iso.slice(11, 19).replaceAll(':', '') };
-}
-/** The backup directory (and default artifact name): `owncloud-backup-YYYYMMDD-HHMMSS`. */
-function backupName(date) {
-    const { day, time } = stamp(date);
-    return `owncloud-backup-${day}-${time}`;
-}
-function dumpFileName(date, compression) {
-    return `owncloud-dbbackup_${stamp(date).day}.bak${SUFFIX[compression]}`;
-}
-function filesArchiveName(date, compression) {
-    return `owncloud-files_${stamp(date).day}.tar${SUFFIX[compression]}`;
-}
-const MANIFEST_NAME = 'manifest.json';
-const CHECKSUMS_NAME = 'SHA256SUMS';
-/** Suffix of a backup directory still being written: never taken for a finished backup. */
-const INCOMPLETE_SUFFIX = '.incomplete';
-
-;// CONCATENATED MODULE: ./src/report.ts
-// Progress reporting, one interface for the terminal and the GitHub log. Every line
-// passes through the secret registry first.
-/** Formats seconds as people read them: 0.4 s, 12.3 s, 4 min 05 s. */
-function formatSeconds(value) {
-    if (value < 60)
-        return `${value.toFixed(1)} s`;
-    const minutes = Math.floor(value / 60);
-    return `${minutes} min ${String(Math.round(value % 60)).padStart(2, '0')} s`;
-}
-/** Reports to a stream (stderr for the command line), with times. */
-function streamReporter(write, redact) {
-    const line = (prefix, message) => {
-        const time = new Date().toISOString().slice(11, 19);
-        write(`${time} ${prefix}${redact(message)}\n`);
-    };
-    return {
-        info: (message) => line('', message),
-        warning: (message) => line('warning: ', message),
-        async group(title, work) {
-            line('== ', title);
-            const started = performance.now();
-            const result = await work();
-            line('   ', `${title}: done in ${formatSeconds((performance.now() - started) / 1000)}`);
-            return result;
-        },
-    };
-}
-
-;// CONCATENATED MODULE: ./package.json
-const package_namespaceObject = {"rE":"0.1.0"};
-;// CONCATENATED MODULE: ./src/tool.ts
-
-/** This tool's name and version, as recorded in every manifest. */
-const TOOL = { name: 'owncloud-backup', version: package_namespaceObject.rE };
-
 ;// CONCATENATED MODULE: external "node:crypto"
 const external_node_crypto_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:crypto");
 ;// CONCATENATED MODULE: ./src/steps/compress.ts
@@ -11788,6 +11719,158 @@ async function archiveFiles(options) {
         (0,external_node_fs_namespaceObject.rmSync)(options.path, { force: true });
         throw error;
     }
+}
+
+;// CONCATENATED MODULE: ./package.json
+const package_namespaceObject = {"rE":"0.1.0"};
+;// CONCATENATED MODULE: ./src/tool.ts
+
+/** This tool's name and version, as recorded in every manifest. */
+const TOOL = { name: 'owncloud-backup', version: package_namespaceObject.rE };
+
+;// CONCATENATED MODULE: ./src/manifest.ts
+
+
+
+const MANIFEST_FORMAT = 'owncloud-backup/1';
+/** sha256sum-compatible lines, so `sha256sum -c SHA256SUMS` checks a backup by hand. */
+function checksumsText(archives) {
+    return archives.map((a) => `${a.sha256}  ${a.name}\n`).join('');
+}
+/** Round to milliseconds, for durations people read. */
+function seconds(ms) {
+    return Math.round(ms) / 1000;
+}
+/** Assembles the manifest of a finished backup from what the run learned. */
+function buildManifest(input) {
+    const { instance, fileSet, maintenance } = input;
+    const db = instance.database;
+    const compression = input.archives[0]?.compression ?? 'zstd';
+    return {
+        format: MANIFEST_FORMAT,
+        tool: TOOL,
+        name: input.name,
+        startedAt: input.startedAt.toISOString(),
+        finishedAt: input.finishedAt.toISOString(),
+        durationSeconds: seconds(input.finishedAt.getTime() - input.startedAt.getTime()),
+        source: {
+            host: input.source,
+            transport: input.transport,
+            installDir: instance.installDir,
+            dataDir: instance.dataDir,
+            configPath: instance.configPath,
+            installType: input.installType,
+            owner: instance.owner,
+        },
+        instance: {
+            product: instance.product,
+            version: instance.version,
+            instanceId: instance.instanceId,
+            theme: instance.theme,
+        },
+        database: {
+            type: db.type,
+            name: db.name,
+            ...(db.host ? { host: db.host } : {}),
+            ...(db.port !== undefined ? { port: db.port } : {}),
+            ...(db.socket ? { socket: db.socket } : {}),
+            user: db.user,
+            tablePrefix: db.tablePrefix,
+            utf8mb4: db.utf8mb4,
+            ...(db.file ? { file: db.file } : {}),
+            dumpTool: input.tool.program,
+            dumpToolVersion: input.tool.version,
+            dumpBytes: input.dumpBytes,
+        },
+        files: {
+            layout: {
+                [LAYOUT.install]: instance.installDir,
+                [LAYOUT.data]: instance.dataDir,
+                ...(fileSet.absolutePaths.length > 0 ? { [LAYOUT.absolute]: '/' } : {}),
+            },
+            installPaths: fileSet.installPaths,
+            absolutePaths: fileSet.absolutePaths,
+            excludePatterns: fileSet.exclude,
+            leftOut: fileSet.dataExclude,
+            fileCount: input.stats.files,
+            bytes: input.stats.bytes,
+            ownersKept: input.ownersKept,
+        },
+        maintenance: {
+            managed: maintenance.managed,
+            priorState: maintenance.window.priorState,
+            switchedByUs: maintenance.window.switchedByUs,
+            ...(maintenance.window.enabledAt
+                ? { enabledAt: maintenance.window.enabledAt.toISOString() }
+                : {}),
+            ...(maintenance.window.restoredAt
+                ? { restoredAt: maintenance.window.restoredAt.toISOString() }
+                : {}),
+            seconds: seconds(maintenance.seconds * 1000),
+        },
+        archives: input.archives.map(({ file, role, compression: method }) => ({
+            name: file.path.split('/').pop(),
+            role,
+            compression: method,
+            size: file.size,
+            sha256: file.sha256,
+        })),
+        restore: {
+            files: `tar --extract --file=ARCHIVE ${TAR_METADATA_FLAGS.join(' ')} --same-permissions ${compression === 'zstd' ? '--zstd' : '--gzip'}  (as root; then move ${LAYOUT.install}/ to the install dir and ${LAYOUT.data}/ to the data directory)`,
+            database: input.restoreHint,
+        },
+    };
+}
+
+;// CONCATENATED MODULE: ./src/naming.ts
+const SUFFIX = { zstd: '.zst', gzip: '.gz' };
+function stamp(date) {
+    const iso = date.toISOString(); // 2026-11-26T09:59:00.000Z
+    return { day: iso.slice(0, 10).replaceAll('-', ''), time: iso.slice(11, 19).replaceAll(':', '') };
+}
+/** The backup directory (and default artifact name): `owncloud-backup-YYYYMMDD-HHMMSS`. */
+function backupName(date) {
+    const { day, time } = stamp(date);
+    return `owncloud-backup-${day}-${time}`;
+}
+function dumpFileName(date, compression) {
+    return `owncloud-dbbackup_${stamp(date).day}.bak${SUFFIX[compression]}`;
+}
+function filesArchiveName(date, compression) {
+    return `owncloud-files_${stamp(date).day}.tar${SUFFIX[compression]}`;
+}
+const MANIFEST_NAME = 'manifest.json';
+const CHECKSUMS_NAME = 'SHA256SUMS';
+/** Suffix of a backup directory still being written: never taken for a finished backup. */
+const INCOMPLETE_SUFFIX = '.incomplete';
+
+;// CONCATENATED MODULE: ./src/report.ts
+// Progress reporting, one interface for the terminal and the GitHub log. Every line
+// passes through the secret registry first.
+/** Formats seconds as people read them: 0.4 s, 12.3 s, 4 min 05 s. */
+function formatSeconds(value) {
+    if (value < 60)
+        return `${value.toFixed(1)} s`;
+    const minutes = Math.floor(value / 60);
+    return `${minutes} min ${String(Math.round(value % 60)).padStart(2, '0')} s`;
+}
+/** Reports to a stream (stderr for the command line), with times. */
+function streamReporter(write, redact) {
+    const line = (prefix, message) => {
+        const time = new Date().toISOString().slice(11, 19);
+        write(`${time} ${prefix}${redact(message)}\n`);
+    };
+    return {
+        info: (message) => line('', message),
+        warning: (message) => line('warning: ', message),
+        async group(title, work) {
+            line('== ', title);
+            const started = performance.now();
+            const result = await work();
+            line('   ', `${title}: done in ${formatSeconds((performance.now() - started) / 1000)}`);
+            return result;
+        },
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/instance.ts
@@ -12128,17 +12211,18 @@ class MaintenanceGuard {
     window = { switchedByUs: false, priorState: false };
     restored = false;
     host;
-    occ;
+    /** Where occ is and who runs it. */
+    target;
     log;
     restoreRetrySeconds;
     constructor(host, occ, log, restoreRetrySeconds = 60) {
         this.host = host;
-        this.occ = occ;
+        this.target = occ;
         this.log = log;
         this.restoreRetrySeconds = restoreRetrySeconds;
     }
     async occRun(args, shielded = false) {
-        const result = await this.host.run(occCommand(this.host, this.occ, args), {
+        const result = await this.host.run(occCommand(this.host, this.target, args), {
             shielded,
             timeoutMs: 120_000,
         });
@@ -12212,7 +12296,7 @@ class MaintenanceGuard {
             }
         }
         throw new BackupError(`MAINTENANCE MODE IS STILL ON on ${this.host.label}: switching it off failed (${lastError instanceof Error ? lastError.message : String(lastError)}). ` +
-            `Run: sudo -u ${this.occ.user} php ${this.occ.installDir}/occ maintenance:mode --off`);
+            `Run: sudo -u ${this.target.user} php ${this.target.installDir}/occ maintenance:mode --off`);
     }
     /** Seconds the instance spent in maintenance mode because of this run (0 when it was on already). */
     seconds() {
@@ -12315,7 +12399,6 @@ function requiredBytes(sourceBytes) {
 
 
 
-
 async function openHost(plan, context) {
     if (plan.target.kind === 'local')
         return new LocalHost();
@@ -12392,7 +12475,6 @@ async function runBackup(plan, context) {
     if ((0,external_node_fs_namespaceObject.existsSync)(finalDir) || (0,external_node_fs_namespaceObject.existsSync)(workDir))
         throw new BackupError(`${finalDir} exists already: not overwriting a backup.`);
     let host;
-    let guard;
     try {
         host = await reporter.group('Connect', async () => {
             const opened = await openHost(plan, context);
@@ -12464,79 +12546,31 @@ async function runBackup(plan, context) {
             return { installStats: install, dataStats: data };
         });
         interrupted();
-        const dumpPath = (0,external_node_path_namespaceObject.join)(workDir, dumpFileName(startedAt, plan.compression));
-        const occ = { installDir: instance.installDir, occUser: instance.owner };
-        guard = plan.maintenanceMode
-            ? new MaintenanceGuard(connected, { installDir: occ.installDir, user: occ.occUser }, (m) => reporter.info(m), context.maintenanceRestoreSeconds)
+        const maintenance = plan.maintenanceMode
+            ? new MaintenanceGuard(connected, { installDir: instance.installDir, user: instance.owner }, (m) => reporter.info(m), context.maintenanceRestoreSeconds)
             : undefined;
-        const maintenance = guard;
-        const { dumped, finalData } = await reporter.group(maintenance ? 'Maintenance window (files delta and database dump)' : 'Database dump', async () => {
-            let failure;
-            let outcome;
-            try {
-                if (maintenance) {
-                    await maintenance.enable();
-                    context.onMaintenance?.({
-                        switchedByUs: maintenance.window.switchedByUs,
-                        restored: false,
-                        ...occ,
-                    });
-                }
-                // The dump and the files delta run side by side to keep the window short; when
-                // one fails the other is stopped, and both have ended before maintenance mode
-                // is restored.
-                const [dumpResult, deltaResult] = await allOrNothing(signal, (stepSignal) => [
-                    dumpDatabase({
-                        host: connected,
-                        engine,
-                        connection: instance.database,
-                        tool,
-                        owner: instance.owner,
-                        compression: plan.compression,
-                        path: dumpPath,
-                        idleTimeoutSeconds: plan.dumpTimeoutSeconds,
-                        signal: stepSignal,
-                    }),
-                    // Inside the window only what changed since the bulk copy moves (rsync's delta);
-                    // install files (config.php among them) keep the state found before the window.
-                    maintenance
-                        ? syncFiles(connected, fileSet, stagingDir, {
-                            delete: true,
-                            parts: ['data', 'absolute'],
-                            signal: stepSignal,
-                        })
-                        : Promise.resolve(dataStats),
-                ]);
-                if (maintenance)
-                    reporter.info(`Files delta: ${formatBytes(deltaResult.transferredBytes)} changed since the bulk copy.`);
-                reporter.info(`Database dump: ${formatBytes(dumpResult.rawBytes)} raw, ${formatBytes(dumpResult.size)} compressed.`);
-                outcome = { dumped: dumpResult, finalData: deltaResult };
-            }
-            catch (error) {
-                failure = error;
-            }
-            if (maintenance) {
-                try {
-                    await maintenance.restore();
-                }
-                catch (restoreError) {
-                    // Both matter: why the backup failed, and that the instance is still in maintenance mode.
-                    throw new BackupError(failure
-                        ? `${describeError(failure)} ${describeError(restoreError)}`
-                        : describeError(restoreError));
-                }
-                context.onMaintenance?.({
-                    switchedByUs: maintenance.window.switchedByUs,
-                    restored: true,
-                    ...occ,
-                });
-                if (maintenance.window.switchedByUs)
-                    reporter.info(`Maintenance mode was on for ${formatSeconds(maintenance.seconds())}.`);
-            }
-            if (failure || !outcome)
-                throw failure;
-            return outcome;
-        });
+        const { dumped, finalData } = await reporter.group(maintenance ? 'Maintenance window (files delta and database dump)' : 'Database dump', () => maintenanceWindow(maintenance, context, {
+            // Inside the window only what changed since the bulk copy moves (rsync's delta);
+            // install files (config.php among them) keep the state found before the window.
+            delta: (stepSignal) => maintenance
+                ? syncFiles(connected, fileSet, stagingDir, {
+                    delete: true,
+                    parts: ['data', 'absolute'],
+                    signal: stepSignal,
+                })
+                : Promise.resolve(dataStats),
+            dump: (stepSignal) => dumpDatabase({
+                host: connected,
+                engine,
+                connection: instance.database,
+                tool,
+                owner: instance.owner,
+                compression: plan.compression,
+                path: (0,external_node_path_namespaceObject.join)(workDir, dumpFileName(startedAt, plan.compression)),
+                idleTimeoutSeconds: plan.dumpTimeoutSeconds,
+                signal: stepSignal,
+            }),
+        }));
         const dump = dumped;
         const stats = {
             files: installStats.files + finalData.files,
@@ -12555,92 +12589,33 @@ async function runBackup(plan, context) {
             return written;
         });
         interrupted();
-        const finishedAt = new Date();
-        const archives = [
-            {
-                name: files.path.split('/').pop(),
-                role: 'files',
-                compression: plan.compression,
-                size: files.size,
-                sha256: files.sha256,
-            },
-            {
-                name: dump.path.split('/').pop(),
-                role: 'database',
-                compression: plan.compression,
-                size: dump.size,
-                sha256: dump.sha256,
-            },
-        ];
-        const window = guard?.window ?? {
-            switchedByUs: false,
-            priorState: instance.maintenance,
-        };
-        const db = instance.database;
-        const manifest = {
-            format: MANIFEST_FORMAT,
-            tool: TOOL,
+        const manifest = buildManifest({
             name,
-            startedAt: startedAt.toISOString(),
-            finishedAt: finishedAt.toISOString(),
-            durationSeconds: seconds(finishedAt.getTime() - startedAt.getTime()),
-            source: {
-                host: plan.target.kind === 'ssh' ? connected.label : `${(0,external_node_os_namespaceObject.hostname)()} (local)`,
-                transport: plan.target.kind,
-                installDir: instance.installDir,
-                dataDir: instance.dataDir,
-                configPath: instance.configPath,
-                installType: plan.installType,
-                owner: instance.owner,
-            },
-            instance: {
-                product: instance.product,
-                version: instance.version,
-                instanceId: instance.instanceId,
-                theme: instance.theme,
-            },
-            database: {
-                type: db.type,
-                name: db.name,
-                ...(db.host ? { host: db.host } : {}),
-                ...(db.port !== undefined ? { port: db.port } : {}),
-                ...(db.socket ? { socket: db.socket } : {}),
-                user: db.user,
-                tablePrefix: db.tablePrefix,
-                utf8mb4: db.utf8mb4,
-                ...(db.file ? { file: db.file } : {}),
-                dumpTool: tool.program,
-                dumpToolVersion: tool.version,
-                dumpBytes: dump.rawBytes,
-            },
-            files: {
-                layout: {
-                    [LAYOUT.install]: instance.installDir,
-                    [LAYOUT.data]: instance.dataDir,
-                    ...(fileSet.absolutePaths.length > 0 ? { [LAYOUT.absolute]: '/' } : {}),
+            startedAt,
+            finishedAt: new Date(),
+            source: plan.target.kind === 'ssh' ? connected.label : `${(0,external_node_os_namespaceObject.hostname)()} (local)`,
+            transport: plan.target.kind,
+            installType: plan.installType,
+            instance,
+            tool,
+            fileSet,
+            stats,
+            maintenance: maintenance
+                ? { managed: true, window: maintenance.window, seconds: maintenance.seconds() }
+                : {
+                    managed: false,
+                    window: { switchedByUs: false, priorState: instance.maintenance },
+                    seconds: 0,
                 },
-                installPaths: fileSet.installPaths,
-                absolutePaths: fileSet.absolutePaths,
-                excludePatterns: fileSet.exclude,
-                leftOut: fileSet.dataExclude,
-                fileCount: stats.files,
-                bytes: stats.bytes,
-                ownersKept: process.getuid?.() === 0,
-            },
-            maintenance: {
-                managed: plan.maintenanceMode,
-                priorState: window.priorState,
-                switchedByUs: window.switchedByUs,
-                ...(window.enabledAt ? { enabledAt: window.enabledAt.toISOString() } : {}),
-                ...(window.restoredAt ? { restoredAt: window.restoredAt.toISOString() } : {}),
-                seconds: guard ? seconds(guard.seconds() * 1000) : 0,
-            },
-            archives,
-            restore: {
-                files: `tar --extract --file=ARCHIVE ${TAR_METADATA_FLAGS.join(' ')} --same-permissions ${plan.compression === 'zstd' ? '--zstd' : '--gzip'}  (as root; then move ${LAYOUT.install}/ to the install dir and ${LAYOUT.data}/ to the data directory)`,
-                database: engine.restoreHint,
-            },
-        };
+            archives: [
+                { file: files, role: 'files', compression: plan.compression },
+                { file: dump, role: 'database', compression: plan.compression },
+            ],
+            dumpBytes: dump.rawBytes,
+            ownersKept: process.getuid?.() === 0,
+            restoreHint: engine.restoreHint,
+        });
+        const { archives } = manifest;
         const manifestPath = (0,external_node_path_namespaceObject.join)(workDir, MANIFEST_NAME);
         (0,external_node_fs_namespaceObject.writeFileSync)((0,external_node_path_namespaceObject.join)(workDir, CHECKSUMS_NAME), checksumsText(archives), { mode: 0o600 });
         (0,external_node_fs_namespaceObject.writeFileSync)(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
@@ -12668,6 +12643,58 @@ async function runBackup(plan, context) {
     finally {
         await host?.close();
     }
+}
+/**
+ * The maintenance window: switch maintenance mode on (unless disabled), run the dump and
+ * the files delta side by side (the first failure stops the other), and restore the prior
+ * state whatever happened, reporting both causes if both went wrong.
+ */
+async function maintenanceWindow(maintenance, context, work) {
+    const { reporter } = context;
+    const occ = maintenance?.target;
+    let failure;
+    let outcome;
+    try {
+        if (maintenance) {
+            await maintenance.enable();
+            context.onMaintenance?.({
+                switchedByUs: maintenance.window.switchedByUs,
+                restored: false,
+                installDir: occ.installDir,
+                occUser: occ.user,
+            });
+        }
+        const [dumped, finalData] = await allOrNothing(context.signal, (signal) => [work.dump(signal), work.delta(signal)]);
+        if (maintenance)
+            reporter.info(`Files delta: ${formatBytes(finalData.transferredBytes)} changed since the bulk copy.`);
+        reporter.info(`Database dump: ${formatBytes(dumped.rawBytes)} raw, ${formatBytes(dumped.size)} compressed.`);
+        outcome = { dumped, finalData };
+    }
+    catch (error) {
+        failure = error;
+    }
+    if (maintenance) {
+        try {
+            await maintenance.restore();
+        }
+        catch (restoreError) {
+            // Both matter: why the backup failed, and that the instance is still in maintenance mode.
+            throw new BackupError(failure
+                ? `${describeError(failure)} ${describeError(restoreError)}`
+                : describeError(restoreError));
+        }
+        context.onMaintenance?.({
+            switchedByUs: maintenance.window.switchedByUs,
+            restored: true,
+            installDir: occ.installDir,
+            occUser: occ.user,
+        });
+        if (maintenance.window.switchedByUs)
+            reporter.info(`Maintenance mode was on for ${formatSeconds(maintenance.seconds())}.`);
+    }
+    if (failure !== undefined || !outcome)
+        throw failure;
+    return outcome;
 }
 /**
  * Runs steps side by side; the first failure stops the others (through their signal) and,

@@ -42891,17 +42891,18 @@ class MaintenanceGuard {
     window = { switchedByUs: false, priorState: false };
     restored = false;
     host;
-    occ;
+    /** Where occ is and who runs it. */
+    target;
     log;
     restoreRetrySeconds;
     constructor(host, occ, log, restoreRetrySeconds = 60) {
         this.host = host;
-        this.occ = occ;
+        this.target = occ;
         this.log = log;
         this.restoreRetrySeconds = restoreRetrySeconds;
     }
     async occRun(args, shielded = false) {
-        const result = await this.host.run(occCommand(this.host, this.occ, args), {
+        const result = await this.host.run(occCommand(this.host, this.target, args), {
             shielded,
             timeoutMs: 120_000,
         });
@@ -42975,7 +42976,7 @@ class MaintenanceGuard {
             }
         }
         throw new BackupError(`MAINTENANCE MODE IS STILL ON on ${this.host.label}: switching it off failed (${lastError instanceof Error ? lastError.message : String(lastError)}). ` +
-            `Run: sudo -u ${this.occ.user} php ${this.occ.installDir}/occ maintenance:mode --off`);
+            `Run: sudo -u ${this.target.user} php ${this.target.installDir}/occ maintenance:mode --off`);
     }
     /** Seconds the instance spent in maintenance mode because of this run (0 when it was on already). */
     seconds() {

@@ -36,7 +36,8 @@ export class MaintenanceGuard {
   private restored = false;
 
   private readonly host: Host;
-  private readonly occ: OccTarget;
+  /** Where occ is and who runs it. */
+  readonly target: OccTarget;
   private readonly log: (message: string) => void;
   private readonly restoreRetrySeconds: number;
 
@@ -47,13 +48,13 @@ export class MaintenanceGuard {
     restoreRetrySeconds = 60,
   ) {
     this.host = host;
-    this.occ = occ;
+    this.target = occ;
     this.log = log;
     this.restoreRetrySeconds = restoreRetrySeconds;
   }
 
   private async occRun(args: string[], shielded = false) {
-    const result = await this.host.run(occCommand(this.host, this.occ, args), {
+    const result = await this.host.run(occCommand(this.host, this.target, args), {
       shielded,
       timeoutMs: 120_000,
     });
@@ -140,7 +141,7 @@ export class MaintenanceGuard {
     }
     throw new BackupError(
       `MAINTENANCE MODE IS STILL ON on ${this.host.label}: switching it off failed (${lastError instanceof Error ? lastError.message : String(lastError)}). ` +
-        `Run: sudo -u ${this.occ.user} php ${this.occ.installDir}/occ maintenance:mode --off`,
+        `Run: sudo -u ${this.target.user} php ${this.target.installDir}/occ maintenance:mode --off`,
     );
   }
 
