@@ -3,13 +3,14 @@
 //   → maintenance restored] → archive → manifest → rename into place.
 // A backup directory only gets its final name once everything in it is written and
 // checked; on any failure the partial one is removed.
-import { mkdirSync, renameSync, rmSync, existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { engineFor } from './database/index.ts';
 import { BackupError, describeError, InputError, InterruptedError } from './errors.ts';
 import type { Host } from './host/host.ts';
 import { LocalHost } from './host/local.ts';
+import { removeTree, runnerPrivilege, type RunnerPrivilege } from './host/runner.ts';
 import { SshHost, type SshOptions } from './host/ssh.ts';
 import { buildManifest, checksumsText, type Manifest } from './manifest.ts';
 import {
@@ -152,6 +153,7 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
     throw new BackupError(`${finalDir} exists already: not overwriting a backup.`);
 
   let host: Host | undefined;
+  let privilege: RunnerPrivilege = { prefix: [], keepsOwners: false };
   try {
     host = await reporter.group('Connect', async () => {
       const opened = await openHost(plan, context);
@@ -196,9 +198,10 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
         throw new BackupError(
           `This machine lacks ${missing.join(', ')}: install it to take backups.`,
         );
-      if (process.getuid?.() !== 0)
+      privilege = await runnerPrivilege();
+      if (!privilege.keepsOwners)
         reporter.warning(
-          'Not running as root: file owners in the backup will be this user, not the originals.',
+          'Not running as root and no passwordless sudo here: file owners in the backup will be this user, not the originals.',
         );
 
       const files = await planFiles(connected, plan, instance, reporter);
@@ -223,6 +226,7 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
     });
     interrupted();
 
+    const elevated = privilege;
     mkdirSync(stagingDir, { recursive: true, mode: 0o700 });
     const { installStats, dataStats } = await reporter.group(
       'Files (bulk copy, before maintenance mode)',
@@ -231,11 +235,13 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
           delete: false,
           parts: ['install'],
           signal,
+          privilege: elevated,
         });
         const data = await syncFiles(connected, fileSet, stagingDir, {
           delete: false,
           parts: ['data', 'absolute'],
           signal,
+          privilege: elevated,
         });
         reporter.info(
           `${install.files + data.files} files, ${formatBytes(install.bytes + data.bytes)} copied.`,
@@ -269,6 +275,7 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
                   delete: true,
                   parts: ['data', 'absolute'],
                   signal: stepSignal,
+                  privilege: elevated,
                 })
               : Promise.resolve(dataStats),
           dump: (stepSignal) =>
@@ -298,8 +305,9 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
         compression: plan.compression,
         path: join(workDir, filesArchiveName(startedAt, plan.compression)),
         signal,
+        privilege: elevated,
       });
-      rmSync(stagingDir, { recursive: true, force: true });
+      await removeTree(stagingDir, elevated);
       reporter.info(
         `${written.path.split('/').pop()}: ${formatBytes(written.size)}, sha256 ${written.sha256}.`,
       );
@@ -330,7 +338,7 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
         { file: dump, role: 'database', compression: plan.compression },
       ],
       dumpBytes: dump.rawBytes,
-      ownersKept: process.getuid?.() === 0,
+      ownersKept: elevated.keepsOwners,
       restoreHint: engine.restoreHint,
     });
     const { archives } = manifest;
@@ -348,7 +356,9 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
       sizeBytes: files.size + dump.size,
     };
   } catch (error) {
-    rmSync(workDir, { recursive: true, force: true });
+    await removeTree(workDir, privilege).catch((cleanup: unknown) =>
+      reporter.warning(`Could not remove the incomplete backup: ${describeError(cleanup)}`),
+    );
     if (
       signal.aborted &&
       !(error instanceof InterruptedError) &&

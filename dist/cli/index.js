@@ -6,7 +6,7 @@ import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(478);
+/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(127);
 // Entry of the `owncloud-backup` command.
 
 process.exitCode = await (0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .runCli */ .ak)(process.argv.slice(2));
@@ -16,7 +16,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 478:
+/***/ 127:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -11239,6 +11239,34 @@ class LocalHost {
     async close() { }
 }
 
+;// CONCATENATED MODULE: ./src/host/runner.ts
+// This machine's side of a backup: rsync receiving the files and tar packing them. Keeping
+// the files' numeric owners needs root here; a runner that is not root (GitHub's hosted
+// runners) runs these two through passwordless sudo when it can.
+
+
+
+async function runnerPrivilege() {
+    if (process.getuid?.() === 0)
+        return { prefix: [], keepsOwners: true };
+    const sudo = await runProcess(['sudo', '-n', 'true']).catch(() => undefined);
+    if (sudo?.exitCode === 0)
+        return { prefix: ['sudo', '-n', '--'], keepsOwners: true };
+    return { prefix: [], keepsOwners: false };
+}
+/** Removes a tree the elevated commands may have filled with files of other owners. */
+async function removeTree(path, privilege) {
+    if (privilege.prefix.length === 0) {
+        (0,external_node_fs_namespaceObject.rmSync)(path, { recursive: true, force: true });
+        return;
+    }
+    const result = await runProcess([...privilege.prefix, 'rm', '-rf', '--', path], {
+        shielded: true,
+    });
+    if (result.exitCode !== 0)
+        throw new BackupError(`Could not remove ${path}: ${stderrTail(result.stderr)}`);
+}
+
 ;// CONCATENATED MODULE: ./src/host/shell.ts
 /**
  * The one place where an argv becomes shell text. Needed only where a shell is
@@ -11659,7 +11687,10 @@ function rsyncCommands(fileSet, stagingDir, source, options) {
 async function syncFiles(host, fileSet, stagingDir, options) {
     const total = { files: 0, bytes: 0, transferredBytes: 0, vanished: false };
     for (const argv of rsyncCommands(fileSet, stagingDir, (p) => host.rsyncSource(p), options)) {
-        const result = await runProcess(argv, { signal: options.signal, env: { LC_ALL: 'C' } });
+        const result = await runProcess([...options.privilege.prefix, ...argv], {
+            signal: options.signal,
+            env: { LC_ALL: 'C' },
+        });
         if (options.signal.aborted)
             throw new InterruptedError();
         if (result.exitCode !== 0 && result.exitCode !== 24) {
@@ -11705,7 +11736,10 @@ function tarCreateCommand(stagingDir, members, compression) {
 }
 async function archiveFiles(options) {
     const members = Object.values(LAYOUT).filter((m) => (0,external_node_fs_namespaceObject.existsSync)((0,external_node_path_namespaceObject.join)(options.stagingDir, m)));
-    const tar = streamProcess(tarCreateCommand(options.stagingDir, members, options.compression), {
+    const tar = streamProcess([
+        ...options.privilege.prefix,
+        ...tarCreateCommand(options.stagingDir, members, options.compression),
+    ], {
         signal: options.signal,
     });
     try {
@@ -12399,6 +12433,7 @@ function requiredBytes(sourceBytes) {
 
 
 
+
 async function openHost(plan, context) {
     if (plan.target.kind === 'local')
         return new LocalHost();
@@ -12475,6 +12510,7 @@ async function runBackup(plan, context) {
     if ((0,external_node_fs_namespaceObject.existsSync)(finalDir) || (0,external_node_fs_namespaceObject.existsSync)(workDir))
         throw new BackupError(`${finalDir} exists already: not overwriting a backup.`);
     let host;
+    let privilege = { prefix: [], keepsOwners: false };
     try {
         host = await reporter.group('Connect', async () => {
             const opened = await openHost(plan, context);
@@ -12509,8 +12545,9 @@ async function runBackup(plan, context) {
             ]);
             if (missing.length > 0)
                 throw new BackupError(`This machine lacks ${missing.join(', ')}: install it to take backups.`);
-            if (process.getuid?.() !== 0)
-                reporter.warning('Not running as root: file owners in the backup will be this user, not the originals.');
+            privilege = await runnerPrivilege();
+            if (!privilege.keepsOwners)
+                reporter.warning('Not running as root and no passwordless sudo here: file owners in the backup will be this user, not the originals.');
             const files = await planFiles(connected, plan, instance, reporter);
             const measured = [
                 ...(files.installPaths.includes('.')
@@ -12528,17 +12565,20 @@ async function runBackup(plan, context) {
             return { tool: found, fileSet: files };
         });
         interrupted();
+        const elevated = privilege;
         (0,external_node_fs_namespaceObject.mkdirSync)(stagingDir, { recursive: true, mode: 0o700 });
         const { installStats, dataStats } = await reporter.group('Files (bulk copy, before maintenance mode)', async () => {
             const install = await syncFiles(connected, fileSet, stagingDir, {
                 delete: false,
                 parts: ['install'],
                 signal,
+                privilege: elevated,
             });
             const data = await syncFiles(connected, fileSet, stagingDir, {
                 delete: false,
                 parts: ['data', 'absolute'],
                 signal,
+                privilege: elevated,
             });
             reporter.info(`${install.files + data.files} files, ${formatBytes(install.bytes + data.bytes)} copied.`);
             if (install.vanished || data.vanished)
@@ -12557,6 +12597,7 @@ async function runBackup(plan, context) {
                     delete: true,
                     parts: ['data', 'absolute'],
                     signal: stepSignal,
+                    privilege: elevated,
                 })
                 : Promise.resolve(dataStats),
             dump: (stepSignal) => dumpDatabase({
@@ -12583,8 +12624,9 @@ async function runBackup(plan, context) {
                 compression: plan.compression,
                 path: (0,external_node_path_namespaceObject.join)(workDir, filesArchiveName(startedAt, plan.compression)),
                 signal,
+                privilege: elevated,
             });
-            (0,external_node_fs_namespaceObject.rmSync)(stagingDir, { recursive: true, force: true });
+            await removeTree(stagingDir, elevated);
             reporter.info(`${written.path.split('/').pop()}: ${formatBytes(written.size)}, sha256 ${written.sha256}.`);
             return written;
         });
@@ -12612,7 +12654,7 @@ async function runBackup(plan, context) {
                 { file: dump, role: 'database', compression: plan.compression },
             ],
             dumpBytes: dump.rawBytes,
-            ownersKept: process.getuid?.() === 0,
+            ownersKept: elevated.keepsOwners,
             restoreHint: engine.restoreHint,
         });
         const { archives } = manifest;
@@ -12631,7 +12673,7 @@ async function runBackup(plan, context) {
         };
     }
     catch (error) {
-        (0,external_node_fs_namespaceObject.rmSync)(workDir, { recursive: true, force: true });
+        await removeTree(workDir, privilege).catch((cleanup) => reporter.warning(`Could not remove the incomplete backup: ${describeError(cleanup)}`));
         if (signal.aborted &&
             !(error instanceof InterruptedError) &&
             /MAINTENANCE MODE IS STILL ON/.test(describeError(error)))

@@ -4,6 +4,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { BackupError } from '../errors.ts';
 import { stderrTail, streamProcess } from '../host/process.ts';
+import type { RunnerPrivilege } from '../host/runner.ts';
 import type { Compression } from '../settings.ts';
 import { compressorCommand, writeHashed, type WrittenFile } from './compress.ts';
 import { LAYOUT } from './files.ts';
@@ -38,11 +39,18 @@ export async function archiveFiles(options: {
   compression: Compression;
   path: string;
   signal: AbortSignal;
+  privilege: RunnerPrivilege;
 }): Promise<WrittenFile & { members: string[] }> {
   const members = Object.values(LAYOUT).filter((m) => existsSync(join(options.stagingDir, m)));
-  const tar = streamProcess(tarCreateCommand(options.stagingDir, members, options.compression), {
-    signal: options.signal,
-  });
+  const tar = streamProcess(
+    [
+      ...options.privilege.prefix,
+      ...tarCreateCommand(options.stagingDir, members, options.compression),
+    ],
+    {
+      signal: options.signal,
+    },
+  );
   try {
     const [written, result] = await Promise.all([writeHashed(tar.stdout, options.path), tar.done]);
     if (result.exitCode !== 0)

@@ -4,6 +4,7 @@
 import { BackupError, InterruptedError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import { runProcess, stderrTail } from '../host/process.ts';
+import type { RunnerPrivilege } from '../host/runner.ts';
 
 /** What to copy, as paths on the host. */
 export interface FileSet {
@@ -132,11 +133,20 @@ export async function syncFiles(
   host: Host,
   fileSet: FileSet,
   stagingDir: string,
-  options: { delete: boolean; parts: ('install' | 'data' | 'absolute')[]; signal: AbortSignal },
+  options: {
+    delete: boolean;
+    parts: ('install' | 'data' | 'absolute')[];
+    signal: AbortSignal;
+    /** Runs rsync through sudo on a runner that is not root, to keep owners. */
+    privilege: RunnerPrivilege;
+  },
 ): Promise<SyncStats> {
   const total: SyncStats = { files: 0, bytes: 0, transferredBytes: 0, vanished: false };
   for (const argv of rsyncCommands(fileSet, stagingDir, (p) => host.rsyncSource(p), options)) {
-    const result = await runProcess(argv, { signal: options.signal, env: { LC_ALL: 'C' } });
+    const result = await runProcess([...options.privilege.prefix, ...argv], {
+      signal: options.signal,
+      env: { LC_ALL: 'C' },
+    });
     if (options.signal.aborted) throw new InterruptedError();
     if (result.exitCode !== 0 && result.exitCode !== 24) {
       const transport = host.transportFailure(result);

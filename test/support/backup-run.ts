@@ -95,9 +95,24 @@ export type CliRun = WatchedRun;
 /** Runs `owncloud-backup backup ARGS` (the bundle) while watching every process. */
 export async function runBackupCli(
   args: string[],
-  options: WatchOptions & { env?: Record<string, string>; cwd?: string },
+  options: WatchOptions & { env?: Record<string, string>; cwd?: string; user?: string },
 ): Promise<CliRun> {
-  const cli = spawn(process.execPath, [CLI, 'backup', ...args], {
+  // As another system user when asked (a runner that is not root), through setpriv.
+  const argv = [
+    ...(options.user
+      ? [
+          requireTool('setpriv'),
+          `--reuid=${options.user}`,
+          `--regid=${options.user}`,
+          '--init-groups',
+        ]
+      : []),
+    process.execPath,
+    CLI,
+    'backup',
+    ...args,
+  ];
+  const cli = spawn(argv[0]!, argv.slice(1), {
     cwd: options.cwd ?? '/',
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,0 +1,151 @@
+// A runner that is not root, as GitHub's hosted runners are: with passwordless sudo the
+// backup still keeps every file's owner; without it, the run says so and records it.
+import { execFileSync } from 'node:child_process';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Manifest } from '../../src/manifest.ts';
+import { systemUser } from '../harness/postgres.ts';
+import { makeScratchDir } from '../harness/scratch.ts';
+import { startSshd, type SshServer } from '../harness/sshd.ts';
+import { buildSampleInstance, type SampleInstance } from '../sample/instance.ts';
+import { runBackupCli } from '../support/backup-run.ts';
+import { expectSameFiles, unpackFiles } from '../support/restore.ts';
+
+const WITH_SUDO = 'ocb-runner';
+const WITHOUT_SUDO = 'ocb-plain';
+const SUDOERS = '/etc/sudoers.d/owncloud-backup-test';
+
+let sshd: SshServer;
+let instance: SampleInstance;
+const scratch = makeScratchDir('runner-user');
+chmodSync(scratch.path, 0o755);
+
+function ensureUser(name: string): void {
+  try {
+    systemUser(name);
+  } catch {
+    execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', name]);
+  }
+}
+
+beforeAll(async () => {
+  ensureUser(WITH_SUDO);
+  ensureUser(WITHOUT_SUDO);
+  writeFileSync(SUDOERS, `${WITH_SUDO} ALL=(ALL) NOPASSWD: ALL\n`, { mode: 0o440 });
+  sshd = await startSshd();
+  instance = await buildSampleInstance({
+    database: { type: 'sqlite' },
+    root: join(scratch.path, 'instance'),
+  });
+});
+
+afterAll(async () => {
+  rmSync(SUDOERS, { force: true });
+  for (const user of [WITH_SUDO, WITHOUT_SUDO]) execFileSync('userdel', [user]);
+  instance?.remove();
+  await sshd?.stop();
+  scratch.remove();
+});
+
+/** What the runner user needs: its own copy of the key, known_hosts and a backup dir. */
+function runnerFiles(user: string): { args: string[]; backupDir: string } {
+  const { uid, gid } = systemUser(user);
+  const home = join(scratch.path, user);
+  mkdirSync(join(home, 'backups'), { recursive: true });
+  copyFileSync(sshd.privateKeyPath, join(home, 'key'));
+  copyFileSync(sshd.knownHostsPath, join(home, 'known_hosts'));
+  for (const path of [home, join(home, 'backups'), join(home, 'key'), join(home, 'known_hosts')])
+    chownSync(path, uid, gid);
+  chmodSync(join(home, 'key'), 0o600);
+  return {
+    backupDir: join(home, 'backups'),
+    args: [
+      '--owncloud-dir',
+      instance.installDir,
+      '--backup-dir',
+      join(home, 'backups'),
+      '--host',
+      sshd.host,
+      '--port',
+      String(sshd.port),
+      '--ssh-key-file',
+      join(home, 'key'),
+      '--known-hosts-file',
+      join(home, 'known_hosts'),
+    ],
+  };
+}
+
+function finishedBackup(backupDir: string): { dir: string; manifest: Manifest } {
+  const entries = readdirSync(backupDir);
+  expect(entries).toHaveLength(1);
+  const dir = join(backupDir, entries[0]!);
+  return {
+    dir,
+    manifest: JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as Manifest,
+  };
+}
+
+describe('a runner that is not root', () => {
+  it('keeps every owner through passwordless sudo', async () => {
+    const { args, backupDir } = runnerFiles(WITH_SUDO);
+    const run = await runBackupCli(args, {
+      secrets: [],
+      user: WITH_SUDO,
+      env: { HOME: '/nonexistent' },
+    });
+    expect(run.exitCode, `${run.stdout}\n${run.stderr}`).toBe(0);
+    expect(run.stderr).not.toContain('file owners in the backup will be this user');
+    const { dir, manifest } = finishedBackup(backupDir);
+    expect(manifest.files.ownersKept).toBe(true);
+    const restored = join(scratch.path, 'restored-sudo');
+    unpackFiles(join(dir, manifest.archives[0]!.name), restored);
+    await expectSameFiles(instance, restored, manifest);
+    // Nothing root-owned is left behind in the user's backup dir (the staging copy was removed).
+    expect(readdirSync(dir).sort()).toEqual(
+      [
+        'SHA256SUMS',
+        'manifest.json',
+        manifest.archives[1]!.name,
+        manifest.archives[0]!.name,
+      ].sort(),
+    );
+  });
+
+  it('without sudo, still backs up, says owners are not kept and records it', async () => {
+    const { args, backupDir } = runnerFiles(WITHOUT_SUDO);
+    const run = await runBackupCli(args, {
+      secrets: [],
+      user: WITHOUT_SUDO,
+      env: { HOME: '/nonexistent' },
+    });
+    expect(run.exitCode, `${run.stdout}\n${run.stderr}`).toBe(0);
+    expect(run.stderr).toContain(
+      'warning: Not running as root and no passwordless sudo here: file owners in the backup will be this user, not the originals.',
+    );
+    const { dir, manifest } = finishedBackup(backupDir);
+    expect(manifest.files.ownersKept).toBe(false);
+    const restored = join(scratch.path, 'restored-plain');
+    unpackFiles(join(dir, manifest.archives[0]!.name), restored);
+    const { uid } = systemUser(WITHOUT_SUDO);
+    expect(statSync(join(restored, 'data', 'alice', 'files', 'Documents', 'Welcome.txt')).uid).toBe(
+      uid,
+    );
+    expect(
+      readFileSync(join(restored, 'data', 'alice', 'files', 'Documents', 'Welcome.txt'), 'utf8'),
+    ).toBe(
+      readFileSync(join(instance.dataDir, 'alice', 'files', 'Documents', 'Welcome.txt'), 'utf8'),
+    );
+  });
+});
