@@ -26,7 +26,7 @@ import type { Secrets } from './secrets.ts';
 import type { BackupPlan } from './settings.ts';
 import { archiveFiles } from './steps/archive.ts';
 import { compressorProgram } from './steps/compress.ts';
-import { discoverInstance, type Instance } from './steps/discover.ts';
+import { discoverInstance, existsOnHost, type Instance } from './steps/discover.ts';
 import { dumpDatabase, type DumpResult } from './steps/dump.ts';
 import { syncFiles, type FileSet, type SyncStats } from './steps/files.ts';
 import { MaintenanceGuard } from './steps/maintenance.ts';
@@ -84,8 +84,8 @@ async function themePath(host: Host, instance: Instance): Promise<string | undef
     `apps-external/${instance.theme}`,
     `apps/${instance.theme}`,
   ]) {
-    const result = await host.run(['test', '-d', `${instance.installDir}/${candidate}`]);
-    if (result.exitCode === 0) return candidate;
+    if (await existsOnHost(host, instance.owner, '-d', `${instance.installDir}/${candidate}`))
+      return candidate;
   }
   return undefined;
 }
@@ -102,8 +102,7 @@ async function planFiles(
     ...relativeExtras.map((p) => `${instance.installDir}/${p}`),
     ...absolutePaths,
   ]) {
-    const result = await host.run(['test', '-e', path]);
-    if (result.exitCode !== 0)
+    if (!(await existsOnHost(host, instance.owner, '-e', path)))
       throw new InputError(`extra-paths: '${path}' does not exist on ${host.label}.`);
   }
   const inside = instance.dataDir.startsWith(`${instance.installDir}/`)
@@ -126,7 +125,11 @@ async function planFiles(
     const relative = file.slice(instance.dataDir.length + 1);
     dataExclude.push(relative, `${relative}-journal`, `${relative}-wal`, `${relative}-shm`);
   }
+  // An SSH user that is neither root nor the instance's owner reads the files through sudo.
+  const needsSudo =
+    plan.target.kind === 'ssh' && host.account !== 'root' && host.account !== instance.owner;
   return {
+    ...(needsSudo ? { remoteRsync: 'sudo -n rsync' } : {}),
     installDir: instance.installDir,
     installPaths,
     ...(inside ? { dataDirInsideInstall: inside } : {}),
@@ -212,7 +215,7 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
         ...(files.dataDirInsideInstall && files.installPaths.includes('.') ? [] : [files.dataDir]),
         ...files.absolutePaths,
       ];
-      const size = await sizeOnHost(connected, measured);
+      const size = await sizeOnHost(connected, instance.owner, measured);
       const need = requiredBytes(size);
       const free = freeBytes(plan.backupDir);
       reporter.info(

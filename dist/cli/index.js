@@ -11309,6 +11309,13 @@ function sshConfigPath(path) {
     const escaped = path.replaceAll('%', '%%');
     return /\s/.test(escaped) ? `"${escaped}"` : escaped;
 }
+/** sshd's complaint about a user without a home directory says nothing about the command. */
+function withoutLoginNoise(result) {
+    return {
+        ...result,
+        stderr: result.stderr.replace(/^Could not chdir to home directory.*\n?/gm, ''),
+    };
+}
 /** Explains ssh's own failures (exit 255) in words an administrator can act on. */
 function explainSshFailure(stderr, label) {
     const text = stderr.toLowerCase();
@@ -11471,8 +11478,11 @@ class SshHost {
             quoteCommand(argv),
         ];
     }
-    run = (argv, options) => runProcess(this.commandArgs(argv), options);
-    stream = (argv, options) => streamProcess(this.commandArgs(argv), options);
+    run = async (argv, options) => withoutLoginNoise(await runProcess(this.commandArgs(argv), options));
+    stream = (argv, options) => {
+        const started = streamProcess(this.commandArgs(argv), options);
+        return { ...started, kill: () => started.kill(), done: started.done.then(withoutLoginNoise) };
+    };
     rsyncSource(path) {
         const shell = ['ssh', ...this.baseArgs, '-o', 'ControlMaster=no'].map(quoteArg).join(' ');
         const host = this.target.host.includes(':') ? `[${this.target.host}]` : this.target.host;
@@ -11618,6 +11628,7 @@ function parseRsyncStats(output) {
 function rsyncCommands(fileSet, stagingDir, source, options) {
     const common = [
         ...RSYNC_FLAGS,
+        ...(fileSet.remoteRsync ? [`--rsync-path=${fileSet.remoteRsync}`] : []),
         ...(options.delete ? ['--delete'] : []),
         ...fileSet.exclude.map((p) => `--exclude=${p}`),
     ];
@@ -12011,10 +12022,91 @@ function productOf(markers, version) {
     return major >= 11 ? 'nextcloud' : 'owncloud';
 }
 
+;// CONCATENATED MODULE: ./src/steps/preflight.ts
+// Preflight: before anything changes on the host, make sure every tool the run needs is
+// there (on the host and here) and that the runner has room for the backup.
+
+
+
+
+const MISSING = `for p; do command -v "$p" >/dev/null 2>&1 || echo "$p"; done`;
+const FIRST_WITH_VERSION = `for p; do if command -v "$p" >/dev/null 2>&1; then echo "$p"; "$p" --version 2>&1 | head -n 1; exit 0; fi; done; exit 127`;
+/** The result, unless the command never ran because the link failed. */
+function checked(host, result) {
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new BackupError(transport);
+    return result;
+}
+/** Names of the programs (of those given) the host lacks. */
+async function missingOnHost(host, programs) {
+    const result = checked(host, await host.run(['sh', '-c', MISSING, 'sh', ...programs]));
+    return result.stdout.split('\n').filter(Boolean);
+}
+async function missingHere(programs) {
+    const result = await runProcess(['sh', '-c', MISSING, 'sh', ...programs]);
+    return result.stdout.split('\n').filter(Boolean);
+}
+/** The engine's dump program on the host (the first of its names found) and its version. */
+async function findDumpTool(host, engine) {
+    const result = checked(host, await host.run(['sh', '-c', FIRST_WITH_VERSION, 'sh', ...engine.programs]));
+    if (result.exitCode !== 0)
+        throw new BackupError(`${host.label} has no ${engine.programs.join(' or ')} to dump the ${engine.type} database: install it there.`);
+    const [program, version] = result.stdout.split('\n');
+    // sqlite3 appends a 40-hex source id that tells a reader nothing.
+    return {
+        program: program.trim(),
+        version: (version ?? '').trim().replace(/\s+[0-9a-f]{40,}\S*$/, ''),
+    };
+}
+/** Apparent size in bytes of the given paths on the host (one file system each, as rsync -x). */
+async function sizeOnHost(host, owner, paths) {
+    if (paths.length === 0)
+        return 0;
+    const result = checked(host, await host.run(asUser(host.account, owner, ['du', '-s', '-x', '--bytes', '--', ...paths])));
+    if (result.exitCode !== 0 && result.stdout.trim() === '')
+        throw new BackupError(`Could not measure the files to back up on ${host.label}: ${stderrTail(result.stderr)}`);
+    return result.stdout
+        .split('\n')
+        .filter(Boolean)
+        .reduce((sum, line) => sum + Number(line.split('\t')[0] ?? 0), 0);
+}
+function freeBytes(dir) {
+    const stats = (0,external_node_fs_namespaceObject.statfsSync)(dir);
+    return stats.bavail * stats.bsize;
+}
+function formatBytes(bytes) {
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let value = bytes;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+        value /= 1024;
+        unit++;
+    }
+    return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
+/**
+ * Room needed on the runner: the staged copy plus the archive, which at worst (data that
+ * does not compress, like photos) is as large again, plus a margin for the dump.
+ */
+function requiredBytes(sourceBytes) {
+    return Math.ceil(sourceBytes * 2.05) + 64 * 1024 * 1024;
+}
+/**
+ * An SSH user that is neither root nor the instance's owner runs occ (as the owner) and
+ * rsync (to read every file) through sudo, which must not ask for a password.
+ */
+async function requirePasswordlessSudo(host, owner) {
+    const result = checked(host, await host.run(['sudo', '-n', 'true']));
+    if (result.exitCode !== 0)
+        throw new BackupError(`The SSH user ${host.account} on ${host.label} is neither root nor ${owner} and cannot use sudo without a password (${stderrTail(result.stderr) || 'sudo -n failed'}): connect as root or ${owner}, or allow it passwordless sudo.`);
+}
+
 ;// CONCATENATED MODULE: ./src/steps/discover.ts
 // Discovery: what the instance is, read from its own config.php with PHP on the host (the
 // faithful way: config.php is PHP, and every ownCloud host has PHP). Like ownCloud, it
 // merges config/*.config.php over config.php.
+
 
 
 
@@ -12035,8 +12127,9 @@ foreach ($files as $file) {
 $keys = json_decode($argv[2], true);
 echo json_encode(array_intersect_key($merged, array_flip($keys)));
 `;
-async function exists(host, test, path) {
-    const result = await host.run(['test', test, path]);
+/** Whether a path exists, as seen by the instance's owner (who can see into its data dir). */
+async function existsOnHost(host, owner, test, path) {
+    const result = await host.run(asUser(host.account, owner, ['test', test, path]));
     const transport = host.transportFailure(result);
     if (transport)
         throw new BackupError(transport);
@@ -12051,12 +12144,16 @@ async function discoverInstance(host, plan, secrets) {
         const transport = host.transportFailure(stat);
         if (transport)
             throw new BackupError(transport);
-        if (!(await exists(host, '-d', installDir)))
+        if (!(await existsOnHost(host, host.account, '-d', installDir)))
             throw new InputError(`owncloud-dir '${installDir}' does not exist on ${host.label}.`);
         throw new InputError(`owncloud-dir '${installDir}' has no config/config.php on ${host.label}: is it an ownCloud installation?`);
     }
     const configOwner = stat.stdout.trim();
     const owner = plan.occUser ?? configOwner;
+    // Everything below runs as the owner; an SSH user that is someone else needs sudo for it.
+    if (host.account !== 'root' && host.account !== owner)
+        await requirePasswordlessSudo(host, owner);
+    const exists = (test, path) => existsOnHost(host, owner, test, path);
     const read = await host.run(asUser(host.account, owner, [
         'php',
         '-r',
@@ -12089,12 +12186,12 @@ async function discoverInstance(host, plan, secrets) {
             ? config.datadirectory
             : `${installDir}/data`);
     const markers = {
-        ocdata: await exists(host, '-e', `${dataDir}/.ocdata`),
-        ncdata: await exists(host, '-e', `${dataDir}/.ncdata`),
+        ocdata: await exists('-e', `${dataDir}/.ocdata`),
+        ncdata: await exists('-e', `${dataDir}/.ncdata`),
     };
     if (!markers.ocdata && !markers.ncdata) {
         const where = plan.dataDir ? 'data-dir' : "config.php's datadirectory";
-        if (!(await exists(host, '-d', dataDir)))
+        if (!(await exists('-d', dataDir)))
             throw new InputError(`The data directory '${dataDir}' (${where}) does not exist on ${host.label}.`);
         throw new InputError(`The data directory '${dataDir}' (${where}) has neither .ocdata (ownCloud) nor .ncdata (Nextcloud): it is not an ownCloud data directory.`);
     }
@@ -12341,75 +12438,6 @@ class MaintenanceGuard {
     }
 }
 
-;// CONCATENATED MODULE: ./src/steps/preflight.ts
-// Preflight: before anything changes on the host, make sure every tool the run needs is
-// there (on the host and here) and that the runner has room for the backup.
-
-
-
-const MISSING = `for p; do command -v "$p" >/dev/null 2>&1 || echo "$p"; done`;
-const FIRST_WITH_VERSION = `for p; do if command -v "$p" >/dev/null 2>&1; then echo "$p"; "$p" --version 2>&1 | head -n 1; exit 0; fi; done; exit 127`;
-function checked(host, result) {
-    const transport = host.transportFailure(result);
-    if (transport)
-        throw new BackupError(transport);
-    return result;
-}
-/** Names of the programs (of those given) the host lacks. */
-async function missingOnHost(host, programs) {
-    const result = checked(host, await host.run(['sh', '-c', MISSING, 'sh', ...programs]));
-    return result.stdout.split('\n').filter(Boolean);
-}
-async function missingHere(programs) {
-    const result = await runProcess(['sh', '-c', MISSING, 'sh', ...programs]);
-    return result.stdout.split('\n').filter(Boolean);
-}
-/** The engine's dump program on the host (the first of its names found) and its version. */
-async function findDumpTool(host, engine) {
-    const result = checked(host, await host.run(['sh', '-c', FIRST_WITH_VERSION, 'sh', ...engine.programs]));
-    if (result.exitCode !== 0)
-        throw new BackupError(`${host.label} has no ${engine.programs.join(' or ')} to dump the ${engine.type} database: install it there.`);
-    const [program, version] = result.stdout.split('\n');
-    // sqlite3 appends a 40-hex source id that tells a reader nothing.
-    return {
-        program: program.trim(),
-        version: (version ?? '').trim().replace(/\s+[0-9a-f]{40,}\S*$/, ''),
-    };
-}
-/** Apparent size in bytes of the given paths on the host (one file system each, as rsync -x). */
-async function sizeOnHost(host, paths) {
-    if (paths.length === 0)
-        return 0;
-    const result = checked(host, await host.run(['du', '-s', '-x', '--bytes', '--', ...paths]));
-    if (result.exitCode !== 0 && result.stdout.trim() === '')
-        throw new BackupError(`Could not measure the files to back up on ${host.label}: ${stderrTail(result.stderr)}`);
-    return result.stdout
-        .split('\n')
-        .filter(Boolean)
-        .reduce((sum, line) => sum + Number(line.split('\t')[0] ?? 0), 0);
-}
-function freeBytes(dir) {
-    const stats = (0,external_node_fs_namespaceObject.statfsSync)(dir);
-    return stats.bavail * stats.bsize;
-}
-function formatBytes(bytes) {
-    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-    let value = bytes;
-    let unit = 0;
-    while (value >= 1024 && unit < units.length - 1) {
-        value /= 1024;
-        unit++;
-    }
-    return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
-}
-/**
- * Room needed on the runner: the staged copy plus the archive, which at worst (data that
- * does not compress, like photos) is as large again, plus a margin for the dump.
- */
-function requiredBytes(sourceBytes) {
-    return Math.ceil(sourceBytes * 2.05) + 64 * 1024 * 1024;
-}
-
 ;// CONCATENATED MODULE: ./src/backup.ts
 // The orchestrator: a validated plan in, a finished, dated backup directory out.
 //   connect → discover → preflight → files (bulk) → [maintenance on → files (delta) ‖ dump
@@ -12449,8 +12477,7 @@ async function themePath(host, instance) {
         `apps-external/${instance.theme}`,
         `apps/${instance.theme}`,
     ]) {
-        const result = await host.run(['test', '-d', `${instance.installDir}/${candidate}`]);
-        if (result.exitCode === 0)
+        if (await existsOnHost(host, instance.owner, '-d', `${instance.installDir}/${candidate}`))
             return candidate;
     }
     return undefined;
@@ -12462,8 +12489,7 @@ async function planFiles(host, plan, instance, reporter) {
         ...relativeExtras.map((p) => `${instance.installDir}/${p}`),
         ...absolutePaths,
     ]) {
-        const result = await host.run(['test', '-e', path]);
-        if (result.exitCode !== 0)
+        if (!(await existsOnHost(host, instance.owner, '-e', path)))
             throw new InputError(`extra-paths: '${path}' does not exist on ${host.label}.`);
     }
     const inside = instance.dataDir.startsWith(`${instance.installDir}/`)
@@ -12485,7 +12511,10 @@ async function planFiles(host, plan, instance, reporter) {
         const relative = file.slice(instance.dataDir.length + 1);
         dataExclude.push(relative, `${relative}-journal`, `${relative}-wal`, `${relative}-shm`);
     }
+    // An SSH user that is neither root nor the instance's owner reads the files through sudo.
+    const needsSudo = plan.target.kind === 'ssh' && host.account !== 'root' && host.account !== instance.owner;
     return {
+        ...(needsSudo ? { remoteRsync: 'sudo -n rsync' } : {}),
         installDir: instance.installDir,
         installPaths,
         ...(inside ? { dataDirInsideInstall: inside } : {}),
@@ -12556,7 +12585,7 @@ async function runBackup(plan, context) {
                 ...(files.dataDirInsideInstall && files.installPaths.includes('.') ? [] : [files.dataDir]),
                 ...files.absolutePaths,
             ];
-            const size = await sizeOnHost(connected, measured);
+            const size = await sizeOnHost(connected, instance.owner, measured);
             const need = requiredBytes(size);
             const free = freeBytes(plan.backupDir);
             reporter.info(`About ${formatBytes(size)} of files to copy; ${formatBytes(free)} free in ${plan.backupDir}.`);

@@ -42387,6 +42387,13 @@ function sshConfigPath(path) {
     const escaped = path.replaceAll('%', '%%');
     return /\s/.test(escaped) ? `"${escaped}"` : escaped;
 }
+/** sshd's complaint about a user without a home directory says nothing about the command. */
+function withoutLoginNoise(result) {
+    return {
+        ...result,
+        stderr: result.stderr.replace(/^Could not chdir to home directory.*\n?/gm, ''),
+    };
+}
 /** Explains ssh's own failures (exit 255) in words an administrator can act on. */
 function explainSshFailure(stderr, label) {
     const text = stderr.toLowerCase();
@@ -42549,8 +42556,11 @@ class SshHost {
             quoteCommand(argv),
         ];
     }
-    run = (argv, options) => runProcess(this.commandArgs(argv), options);
-    stream = (argv, options) => streamProcess(this.commandArgs(argv), options);
+    run = async (argv, options) => withoutLoginNoise(await runProcess(this.commandArgs(argv), options));
+    stream = (argv, options) => {
+        const started = streamProcess(this.commandArgs(argv), options);
+        return { ...started, kill: () => started.kill(), done: started.done.then(withoutLoginNoise) };
+    };
     rsyncSource(path) {
         const shell = ['ssh', ...this.baseArgs, '-o', 'ControlMaster=no'].map(quoteArg).join(' ');
         const host = this.target.host.includes(':') ? `[${this.target.host}]` : this.target.host;

@@ -38,6 +38,14 @@ export function sshConfigPath(path: string): string {
   return /\s/.test(escaped) ? `"${escaped}"` : escaped;
 }
 
+/** sshd's complaint about a user without a home directory says nothing about the command. */
+function withoutLoginNoise(result: ProcessResult): ProcessResult {
+  return {
+    ...result,
+    stderr: result.stderr.replace(/^Could not chdir to home directory.*\n?/gm, ''),
+  };
+}
+
 /** Explains ssh's own failures (exit 255) in words an administrator can act on. */
 export function explainSshFailure(stderr: string, label: string): string | undefined {
   const text = stderr.toLowerCase();
@@ -215,8 +223,12 @@ export class SshHost implements Host {
     ];
   }
 
-  run: Host['run'] = (argv, options) => runProcess(this.commandArgs(argv), options);
-  stream: Host['stream'] = (argv, options) => streamProcess(this.commandArgs(argv), options);
+  run: Host['run'] = async (argv, options) =>
+    withoutLoginNoise(await runProcess(this.commandArgs(argv), options));
+  stream: Host['stream'] = (argv, options) => {
+    const started = streamProcess(this.commandArgs(argv), options);
+    return { ...started, kill: () => started.kill(), done: started.done.then(withoutLoginNoise) };
+  };
 
   rsyncSource(path: string) {
     const shell = ['ssh', ...this.baseArgs, '-o', 'ControlMaster=no'].map(quoteArg).join(' ');

@@ -14,6 +14,7 @@ import {
 } from '../instance.ts';
 import type { Secrets } from '../secrets.ts';
 import type { BackupPlan } from '../settings.ts';
+import { requirePasswordlessSudo } from './preflight.ts';
 
 export interface Instance {
   product: Product;
@@ -48,8 +49,14 @@ $keys = json_decode($argv[2], true);
 echo json_encode(array_intersect_key($merged, array_flip($keys)));
 `;
 
-async function exists(host: Host, test: '-d' | '-f' | '-e', path: string): Promise<boolean> {
-  const result = await host.run(['test', test, path]);
+/** Whether a path exists, as seen by the instance's owner (who can see into its data dir). */
+export async function existsOnHost(
+  host: Host,
+  owner: string,
+  test: '-d' | '-f' | '-e',
+  path: string,
+): Promise<boolean> {
+  const result = await host.run(asUser(host.account, owner, ['test', test, path]));
   const transport = host.transportFailure(result);
   if (transport) throw new BackupError(transport);
   return result.exitCode === 0;
@@ -68,7 +75,7 @@ export async function discoverInstance(
   if (stat.exitCode !== 0) {
     const transport = host.transportFailure(stat);
     if (transport) throw new BackupError(transport);
-    if (!(await exists(host, '-d', installDir)))
+    if (!(await existsOnHost(host, host.account, '-d', installDir)))
       throw new InputError(`owncloud-dir '${installDir}' does not exist on ${host.label}.`);
     throw new InputError(
       `owncloud-dir '${installDir}' has no config/config.php on ${host.label}: is it an ownCloud installation?`,
@@ -76,6 +83,9 @@ export async function discoverInstance(
   }
   const configOwner = stat.stdout.trim();
   const owner = plan.occUser ?? configOwner;
+  // Everything below runs as the owner; an SSH user that is someone else needs sudo for it.
+  if (host.account !== 'root' && host.account !== owner) await requirePasswordlessSudo(host, owner);
+  const exists = (test: '-d' | '-f' | '-e', path: string) => existsOnHost(host, owner, test, path);
 
   const read = await host.run(
     asUser(host.account, owner, [
@@ -117,12 +127,12 @@ export async function discoverInstance(
       ? config.datadirectory
       : `${installDir}/data`);
   const markers = {
-    ocdata: await exists(host, '-e', `${dataDir}/.ocdata`),
-    ncdata: await exists(host, '-e', `${dataDir}/.ncdata`),
+    ocdata: await exists('-e', `${dataDir}/.ocdata`),
+    ncdata: await exists('-e', `${dataDir}/.ncdata`),
   };
   if (!markers.ocdata && !markers.ncdata) {
     const where = plan.dataDir ? 'data-dir' : "config.php's datadirectory";
-    if (!(await exists(host, '-d', dataDir)))
+    if (!(await exists('-d', dataDir)))
       throw new InputError(
         `The data directory '${dataDir}' (${where}) does not exist on ${host.label}.`,
       );

@@ -20,6 +20,11 @@ export interface FileSet {
   exclude: string[];
   /** Data-dir-relative files never copied (the live SQLite database: the dump is its backup). */
   dataExclude: string[];
+  /**
+   * How rsync runs on the host when the SSH user can read the files only through sudo
+   * (e.g. `sudo -n rsync`); undefined for plain rsync.
+   */
+  remoteRsync?: string;
 }
 
 /** Archive member directories: where each part of the instance lands in the staging dir. */
@@ -60,6 +65,7 @@ export function rsyncCommands(
 ): string[][] {
   const common = [
     ...RSYNC_FLAGS,
+    ...(fileSet.remoteRsync ? [`--rsync-path=${fileSet.remoteRsync}`] : []),
     ...(options.delete ? ['--delete'] : []),
     ...fileSet.exclude.map((p) => `--exclude=${p}`),
   ];

@@ -3,14 +3,15 @@
 import { statfsSync } from 'node:fs';
 import type { DatabaseEngine, DumpTool } from '../database/index.ts';
 import { BackupError } from '../errors.ts';
-import type { Host } from '../host/host.ts';
-import { runProcess, stderrTail } from '../host/process.ts';
+import { asUser, type Host } from '../host/host.ts';
+import { runProcess, stderrTail, type ProcessResult } from '../host/process.ts';
 
 const MISSING = `for p; do command -v "$p" >/dev/null 2>&1 || echo "$p"; done`;
 const FIRST_WITH_VERSION = `for p; do if command -v "$p" >/dev/null 2>&1; then echo "$p"; "$p" --version 2>&1 | head -n 1; exit 0; fi; done; exit 127`;
 
-function checked<T extends { exitCode: number; stderr: string }>(host: Host, result: T): T {
-  const transport = host.transportFailure(result as never);
+/** The result, unless the command never ran because the link failed. */
+function checked(host: Host, result: ProcessResult): ProcessResult {
+  const transport = host.transportFailure(result);
   if (transport) throw new BackupError(transport);
   return result;
 }
@@ -45,9 +46,12 @@ export async function findDumpTool(host: Host, engine: DatabaseEngine): Promise<
 }
 
 /** Apparent size in bytes of the given paths on the host (one file system each, as rsync -x). */
-export async function sizeOnHost(host: Host, paths: string[]): Promise<number> {
+export async function sizeOnHost(host: Host, owner: string, paths: string[]): Promise<number> {
   if (paths.length === 0) return 0;
-  const result = checked(host, await host.run(['du', '-s', '-x', '--bytes', '--', ...paths]));
+  const result = checked(
+    host,
+    await host.run(asUser(host.account, owner, ['du', '-s', '-x', '--bytes', '--', ...paths])),
+  );
   if (result.exitCode !== 0 && result.stdout.trim() === '')
     throw new BackupError(
       `Could not measure the files to back up on ${host.label}: ${stderrTail(result.stderr)}`,
@@ -80,4 +84,16 @@ export function formatBytes(bytes: number): string {
  */
 export function requiredBytes(sourceBytes: number): number {
   return Math.ceil(sourceBytes * 2.05) + 64 * 1024 * 1024;
+}
+
+/**
+ * An SSH user that is neither root nor the instance's owner runs occ (as the owner) and
+ * rsync (to read every file) through sudo, which must not ask for a password.
+ */
+export async function requirePasswordlessSudo(host: Host, owner: string): Promise<void> {
+  const result = checked(host, await host.run(['sudo', '-n', 'true']));
+  if (result.exitCode !== 0)
+    throw new BackupError(
+      `The SSH user ${host.account} on ${host.label} is neither root nor ${owner} and cannot use sudo without a password (${stderrTail(result.stderr) || 'sudo -n failed'}): connect as root or ${owner}, or allow it passwordless sudo.`,
+    );
 }

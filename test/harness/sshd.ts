@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -71,7 +71,10 @@ export async function startSshd(options: { network?: NetworkHost } = {}): Promis
     clientKey,
   ]);
   const authorizedKeys = join(dir, 'authorized_keys');
-  writeFileSync(authorizedKeys, readFileSync(`${clientKey}.pub`));
+  writeFileSync(authorizedKeys, readFileSync(`${clientKey}.pub`), { mode: 0o644 });
+  // sshd reads authorized_keys as the user logging in, who may not be root: the dir must be
+  // traversable (the keys in it stay 0600).
+  chmodSync(dir, 0o755);
 
   const host = options.network?.hostAddress ?? '127.0.0.1';
   const port = await freePort();

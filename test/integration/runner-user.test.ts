@@ -24,6 +24,9 @@ import { expectSameFiles, unpackFiles } from '../support/restore.ts';
 
 const WITH_SUDO = 'ocb-runner';
 const WITHOUT_SUDO = 'ocb-plain';
+/** SSH users on the ownCloud host: one with passwordless sudo, one without. */
+const DEPLOY = 'ocb-deploy';
+const NO_SUDO_LOGIN = 'ocb-nosudo';
 const SUDOERS = '/etc/sudoers.d/owncloud-backup-test';
 
 let sshd: SshServer;
@@ -31,18 +34,26 @@ let instance: SampleInstance;
 const scratch = makeScratchDir('runner-user');
 chmodSync(scratch.path, 0o755);
 
-function ensureUser(name: string): void {
+function ensureUser(name: string, shell = '/usr/sbin/nologin'): void {
   try {
     systemUser(name);
   } catch {
-    execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', name]);
+    execFileSync('useradd', ['--system', '--no-create-home', '--shell', shell, name]);
   }
+  // '*': no password, but not locked (sshd refuses locked accounts even for keys).
+  if (shell !== '/usr/sbin/nologin') execFileSync('usermod', ['-p', '*', name]);
 }
 
 beforeAll(async () => {
   ensureUser(WITH_SUDO);
   ensureUser(WITHOUT_SUDO);
-  writeFileSync(SUDOERS, `${WITH_SUDO} ALL=(ALL) NOPASSWD: ALL\n`, { mode: 0o440 });
+  ensureUser(DEPLOY, '/bin/sh');
+  ensureUser(NO_SUDO_LOGIN, '/bin/sh');
+  writeFileSync(
+    SUDOERS,
+    `${WITH_SUDO} ALL=(ALL) NOPASSWD: ALL\n${DEPLOY} ALL=(ALL) NOPASSWD: ALL\n`,
+    { mode: 0o440 },
+  );
   sshd = await startSshd();
   instance = await buildSampleInstance({
     database: { type: 'sqlite' },
@@ -52,7 +63,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   rmSync(SUDOERS, { force: true });
-  for (const user of [WITH_SUDO, WITHOUT_SUDO]) execFileSync('userdel', [user]);
+  for (const user of [WITH_SUDO, WITHOUT_SUDO, DEPLOY, NO_SUDO_LOGIN])
+    execFileSync('userdel', [user]);
   instance?.remove();
   await sshd?.stop();
   scratch.remove();
@@ -147,5 +159,85 @@ describe('a runner that is not root', () => {
     ).toBe(
       readFileSync(join(instance.dataDir, 'alice', 'files', 'Documents', 'Welcome.txt'), 'utf8'),
     );
+  });
+});
+
+describe('an SSH user that is neither root nor the owner', () => {
+  it('reads the files and runs occ through passwordless sudo', async () => {
+    const backupDir = join(scratch.path, 'deploy-backups');
+    mkdirSync(backupDir);
+    const calls = instance.occCalls().length;
+    const run = await runBackupCli(
+      [
+        '--owncloud-dir',
+        instance.installDir,
+        '--backup-dir',
+        backupDir,
+        '--host',
+        sshd.host,
+        '--port',
+        String(sshd.port),
+        '--user',
+        DEPLOY,
+        '--ssh-key-file',
+        sshd.privateKeyPath,
+        '--known-hosts-file',
+        sshd.knownHostsPath,
+      ],
+      { secrets: [] },
+    );
+    expect(run.exitCode, `${run.stdout}\n${run.stderr}`).toBe(0);
+    expect(run.stderr).toContain(
+      `Connected to root@${sshd.host}:${sshd.port}`.replace('root@', `${DEPLOY}@`),
+    );
+    const { dir, manifest } = finishedBackup(backupDir);
+    const restored = join(scratch.path, 'restored-deploy');
+    unpackFiles(join(dir, manifest.archives[0]!.name), restored);
+    await expectSameFiles(instance, restored, manifest);
+    // occ ran as the owner, through sudo.
+    expect(
+      instance
+        .occCalls()
+        .slice(calls)
+        .map((c) => `${c.user} ${c.args.join(' ')}`),
+    ).toEqual([
+      'www-data maintenance:mode',
+      'www-data maintenance:mode --on',
+      'www-data maintenance:mode',
+      'www-data maintenance:mode --off',
+      'www-data maintenance:mode',
+    ]);
+    expect(instance.readConfig().maintenance).toBe(false);
+  });
+
+  it('without passwordless sudo, stops in preflight with a clear message, before maintenance mode', async () => {
+    const backupDir = join(scratch.path, 'nosudo-backups');
+    mkdirSync(backupDir);
+    const calls = instance.occCalls().length;
+    const run = await runBackupCli(
+      [
+        '--owncloud-dir',
+        instance.installDir,
+        '--backup-dir',
+        backupDir,
+        '--host',
+        sshd.host,
+        '--port',
+        String(sshd.port),
+        '--user',
+        NO_SUDO_LOGIN,
+        '--ssh-key-file',
+        sshd.privateKeyPath,
+        '--known-hosts-file',
+        sshd.knownHostsPath,
+      ],
+      { secrets: [] },
+    );
+    expect(run.exitCode).toBe(1);
+    expect(run.stderr).toContain(
+      `owncloud-backup: error: The SSH user ${NO_SUDO_LOGIN} on ${NO_SUDO_LOGIN}@${sshd.host}:${sshd.port} is neither root nor www-data and cannot use sudo without a password`,
+    );
+    expect(instance.occCalls().length).toBe(calls);
+    expect(readdirSync(backupDir)).toEqual([]);
   });
 });
