@@ -6,7 +6,7 @@ import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(127);
+/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(869);
 // Entry of the `owncloud-backup` command.
 
 process.exitCode = await (0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .runCli */ .ak)(process.argv.slice(2));
@@ -16,7 +16,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 127:
+/***/ 869:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -13048,10 +13048,147 @@ function knownHostsLineProblem(line) {
     return undefined;
 }
 
+;// CONCATENATED MODULE: ./src/verify.ts
+// `owncloud-backup verify DIR`: proves a backup directory is whole, from its manifest alone:
+// every archive has the recorded size and SHA-256, decompresses completely, the dump ends
+// with its engine's completion line and has the recorded size, and the files archive
+// lists the data directory with ownCloud's marker. Reads each archive once.
+
+
+
+
+
+
+
+
+
+
+function readManifest(directory) {
+    const path = (0,external_node_path_namespaceObject.join)(directory, MANIFEST_NAME);
+    if (!(0,external_node_fs_namespaceObject.existsSync)(path))
+        throw new InputError(`${directory} has no ${MANIFEST_NAME}: it is not a finished backup.`);
+    let manifest;
+    try {
+        manifest = JSON.parse((0,external_node_fs_namespaceObject.readFileSync)(path, 'utf8'));
+    }
+    catch {
+        throw new InputError(`${path} is not valid JSON.`);
+    }
+    if (manifest.format !== MANIFEST_FORMAT)
+        throw new InputError(`${path} is not an ${MANIFEST_FORMAT} manifest.`);
+    return manifest;
+}
+/** Hashes the archive and feeds it, decompressed, to `consume`; returns the hash and the exit status. */
+async function readArchive(path, archive, consume) {
+    const hash = (0,external_node_crypto_namespaceObject.createHash)('sha256');
+    const tap = new external_node_stream_namespaceObject.Transform({
+        transform(chunk, _encoding, callback) {
+            hash.update(chunk);
+            callback(null, chunk);
+        },
+    });
+    const decompress = streamProcess(archive.compression === 'zstd' ? ['zstd', '-dc', '-q'] : ['gzip', '-dc'], { feedStdin: true });
+    // A damaged archive makes the decompressor (or tar after it) stop early: that is a
+    // finding, not an error of this command.
+    const [read, consumed, result] = await Promise.allSettled([
+        (0,external_node_stream_promises_namespaceObject.pipeline)((0,external_node_fs_namespaceObject.createReadStream)(path), tap, decompress.stdin),
+        (0,external_node_stream_promises_namespaceObject.pipeline)(decompress.stdout, consume),
+        decompress.done,
+    ]);
+    const decompressed = read.status === 'fulfilled' &&
+        consumed.status === 'fulfilled' &&
+        result.status === 'fulfilled' &&
+        result.value.exitCode === 0;
+    return { sha256: hash.digest('hex'), decompressed };
+}
+async function verifyBackup(directory) {
+    const manifest = readManifest(directory);
+    const checks = [];
+    for (const archive of manifest.archives) {
+        const path = (0,external_node_path_namespaceObject.join)(directory, archive.name);
+        if (!(0,external_node_fs_namespaceObject.existsSync)(path)) {
+            checks.push({ ok: false, what: `${archive.name} is missing` });
+            continue;
+        }
+        const size = (0,external_node_fs_namespaceObject.statSync)(path).size;
+        checks.push({
+            ok: size === archive.size,
+            what: `${archive.name}: size ${size} (manifest: ${archive.size})`,
+        });
+        let bytes = 0;
+        let tail = Buffer.alloc(0);
+        const consume = new external_node_stream_namespaceObject.Writable({
+            write(chunk, _encoding, callback) {
+                bytes += chunk.length;
+                tail = Buffer.concat([tail, chunk]).subarray(-4096);
+                callback();
+            },
+        });
+        const listing = archive.role === 'files'
+            ? streamProcess(['tar', '--list', '--file=-'], { feedStdin: true })
+            : undefined;
+        const target = listing ? listing.stdin : consume;
+        const [read, listed] = await Promise.all([
+            readArchive(path, archive, target),
+            listing
+                ? Promise.all([scanListing(listing.stdout), listing.done])
+                : Promise.resolve(undefined),
+        ]);
+        checks.push({
+            ok: read.sha256 === archive.sha256,
+            what: `${archive.name}: sha256 ${read.sha256 === archive.sha256 ? 'matches' : `is ${read.sha256}, manifest says ${archive.sha256}`}`,
+        });
+        checks.push({
+            ok: read.decompressed,
+            what: `${archive.name}: decompresses ${read.decompressed ? 'completely' : 'with errors (damaged or cut short)'}`,
+        });
+        if (archive.role === 'database') {
+            const problem = engineFor(manifest.database.type).checkTail(tail.toString('utf8'));
+            checks.push({
+                ok: problem === undefined,
+                what: `${archive.name}: ${problem ?? `ends with the ${manifest.database.dumpTool} completion line`}`,
+            });
+            checks.push({
+                ok: bytes === manifest.database.dumpBytes,
+                what: `${archive.name}: ${bytes} bytes of SQL (manifest: ${manifest.database.dumpBytes})`,
+            });
+        }
+        else if (listed) {
+            const [{ entries, marker }, result] = listed;
+            checks.push({
+                ok: result.exitCode === 0,
+                what: `${archive.name}: tar lists ${entries} entries`,
+            });
+            checks.push({
+                ok: marker,
+                what: `${archive.name}: ${marker ? 'holds' : 'lacks'} the data directory's .ocdata/.ncdata marker`,
+            });
+        }
+    }
+    return checks;
+}
+/** Counts tar's listing line by line (never holding it whole) and looks for the marker. */
+async function scanListing(stream) {
+    let entries = 0;
+    let marker = false;
+    let partial = '';
+    for await (const chunk of stream) {
+        const lines = (partial + String(chunk)).split('\n');
+        partial = lines.pop() ?? '';
+        for (const line of lines) {
+            entries++;
+            if (line === 'data/.ocdata' || line === 'data/.ncdata')
+                marker = true;
+        }
+    }
+    return { entries, marker };
+}
+
 ;// CONCATENATED MODULE: ./src/cli/main.ts
 // `owncloud-backup`: the same engine as the action, from a shell. Options carry the
 // action's input names; secrets come from the environment or files, never from a
 // command-line value (which every user of the machine can read in the process list).
+
 
 
 
@@ -13067,6 +13204,7 @@ const ENV = {
     sshKey: 'OWNCLOUD_BACKUP_SSH_KEY',
 };
 const USAGE = `Usage: owncloud-backup backup [options]
+       owncloud-backup verify BACKUP-DIR
 
 Backs up an ownCloud (or Nextcloud) server: config/, the data directory, the database and
 custom themes, into a dated directory holding compressed archives and manifest.json.
@@ -13096,7 +13234,11 @@ Behaviour:
   --dump-timeout SECONDS   give up on a dump silent this long (600)
   --ssh-keepalive SECONDS  SSH keepalive interval; 3 missed end the link (5)
 
-Exit status: 0 done, 1 backup failed, 2 bad usage or input, 130 interrupted.`;
+verify checks a backup directory from its manifest alone: sizes, SHA-256, complete
+decompression, the dump's completion line, and the files archive's listing.
+
+Exit status: 0 done (verify: intact), 1 backup failed (verify: damaged), 2 bad usage or
+input, 130 interrupted.`;
 const OPTIONS = {
     help: { type: 'boolean', short: 'h' },
     version: { type: 'boolean' },
@@ -13225,6 +13367,8 @@ async function runCli(args) {
         process.stdout.write(`${TOOL.name} ${TOOL.version}\n`);
         return EXIT.ok;
     }
+    if (args[0] === 'verify')
+        return verify(args.slice(1));
     const secrets = new Secrets();
     const reporter = streamReporter((text) => process.stderr.write(text), (text) => secrets.redact(text));
     const controller = new AbortController();
@@ -13269,6 +13413,26 @@ async function runCli(args) {
     finally {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
+    }
+}
+async function verify(args) {
+    if (args.length !== 1 || args[0].startsWith('-')) {
+        process.stderr.write('owncloud-backup: error: Expected: owncloud-backup verify BACKUP-DIR\n');
+        return EXIT.usage;
+    }
+    try {
+        const checks = await verifyBackup(args[0]);
+        for (const check of checks)
+            process.stdout.write(`${check.ok ? 'ok    ' : 'FAILED'}  ${check.what}\n`);
+        const failed = checks.filter((c) => !c.ok).length;
+        process.stdout.write(failed === 0
+            ? `${args[0]}: intact (${checks.length} checks).\n`
+            : `${args[0]}: DAMAGED (${failed} of ${checks.length} checks failed).\n`);
+        return failed === 0 ? EXIT.ok : EXIT.failed;
+    }
+    catch (error) {
+        process.stderr.write(`owncloud-backup: error: ${describeError(error)}\n`);
+        return error instanceof InputError ? EXIT.usage : EXIT.failed;
     }
 }
 

@@ -10,6 +10,7 @@ import { Secrets } from '../secrets.ts';
 import { cliLabel, INPUTS, planBackup, type InputName, type RawInputs } from '../settings.ts';
 import { formatBytes } from '../steps/preflight.ts';
 import { TOOL } from '../tool.ts';
+import { verifyBackup } from '../verify.ts';
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 } as const;
 
@@ -19,6 +20,7 @@ export const ENV = {
 } as const;
 
 const USAGE = `Usage: owncloud-backup backup [options]
+       owncloud-backup verify BACKUP-DIR
 
 Backs up an ownCloud (or Nextcloud) server: config/, the data directory, the database and
 custom themes, into a dated directory holding compressed archives and manifest.json.
@@ -48,7 +50,11 @@ Behaviour:
   --dump-timeout SECONDS   give up on a dump silent this long (600)
   --ssh-keepalive SECONDS  SSH keepalive interval; 3 missed end the link (5)
 
-Exit status: 0 done, 1 backup failed, 2 bad usage or input, 130 interrupted.`;
+verify checks a backup directory from its manifest alone: sizes, SHA-256, complete
+decompression, the dump's completion line, and the files archive's listing.
+
+Exit status: 0 done (verify: intact), 1 backup failed (verify: damaged), 2 bad usage or
+input, 130 interrupted.`;
 
 const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
@@ -195,6 +201,7 @@ export async function runCli(args: string[]): Promise<number> {
     process.stdout.write(`${TOOL.name} ${TOOL.version}\n`);
     return EXIT.ok;
   }
+  if (args[0] === 'verify') return verify(args.slice(1));
   const secrets = new Secrets();
   const reporter = streamReporter(
     (text) => process.stderr.write(text),
@@ -238,5 +245,27 @@ export async function runCli(args: string[]): Promise<number> {
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+  }
+}
+
+async function verify(args: string[]): Promise<number> {
+  if (args.length !== 1 || args[0]!.startsWith('-')) {
+    process.stderr.write('owncloud-backup: error: Expected: owncloud-backup verify BACKUP-DIR\n');
+    return EXIT.usage;
+  }
+  try {
+    const checks = await verifyBackup(args[0]!);
+    for (const check of checks)
+      process.stdout.write(`${check.ok ? 'ok    ' : 'FAILED'}  ${check.what}\n`);
+    const failed = checks.filter((c) => !c.ok).length;
+    process.stdout.write(
+      failed === 0
+        ? `${args[0]}: intact (${checks.length} checks).\n`
+        : `${args[0]}: DAMAGED (${failed} of ${checks.length} checks failed).\n`,
+    );
+    return failed === 0 ? EXIT.ok : EXIT.failed;
+  } catch (error) {
+    process.stderr.write(`owncloud-backup: error: ${describeError(error)}\n`);
+    return error instanceof InputError ? EXIT.usage : EXIT.failed;
   }
 }
