@@ -48,6 +48,15 @@ export async function runMain(state: StateStore = coreState): Promise<void> {
       onMaintenance: (maintenance) => state.save(STATE.maintenance, JSON.stringify(maintenance)),
     });
 
+    // The backup's own outputs first: a later step can still use it if the upload fails.
+    const { manifest } = result;
+    core.setOutput('backup-dir', result.directory);
+    core.setOutput('manifest', result.manifestPath);
+    core.setOutput('db-dump', result.dumpPath);
+    core.setOutput('owncloud-version', manifest.instance.version);
+    core.setOutput('size-bytes', String(result.sizeBytes));
+    core.setOutput('maintenance-seconds', String(manifest.maintenance.seconds));
+
     let artifact: StoredArtifact | undefined;
     if (settings.upload) {
       artifact = await reporter.group('Upload', async () => {
@@ -63,18 +72,10 @@ export async function runMain(state: StateStore = coreState): Promise<void> {
       });
     }
     if (controller.signal.aborted) throw new InterruptedError();
-
-    const { manifest } = result;
-    core.setOutput('backup-dir', result.directory);
-    core.setOutput('manifest', result.manifestPath);
-    core.setOutput('db-dump', result.dumpPath);
     core.setOutput('artifact-name', artifact?.name ?? '');
     core.setOutput('artifact-id', artifact ? String(artifact.id) : '');
     core.setOutput('artifact-url', artifact?.url ?? '');
     core.setOutput('artifact-digest', artifact?.digest ?? '');
-    core.setOutput('owncloud-version', manifest.instance.version);
-    core.setOutput('size-bytes', String(result.sizeBytes));
-    core.setOutput('maintenance-seconds', String(manifest.maintenance.seconds));
     await core.summary
       .addRaw(jobSummary(result, artifact, settings.retentionDays, new Date()))
       .write();

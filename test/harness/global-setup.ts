@@ -29,6 +29,8 @@ const TOOLS = [
   'ip',
   'setpriv',
   'zstd',
+  'sudo',
+  'useradd',
 ];
 
 /** Running processes whose command line names a harness scratch dir (every server's does). */

@@ -1,6 +1,7 @@
 import { chmodSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { mysqlOptionValue } from '../../src/host/guarded.ts';
 import type { NetworkHost } from './netns.ts';
 import { makeScratchDir } from './scratch.ts';
 import { freePort, startServerProcess } from './server-process.ts';
@@ -131,7 +132,7 @@ export async function startMariaDb(
 /** A 0600 client option file, so no password is ever on a command line. */
 export function writeMariaDbClientConfig(path: string, user: string, password: string): void {
   rmSync(path, { force: true });
-  const quote = (s: string) => `"${s.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
+  const quote = mysqlOptionValue;
   writeFileSync(path, `[client]\nuser=${quote(user)}\npassword=${quote(password)}\n`, {
     mode: 0o600,
   });

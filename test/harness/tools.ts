@@ -28,6 +28,8 @@ const PACKAGES: Record<string, string> = {
   ip: 'iproute2',
   setpriv: 'util-linux',
   zstd: 'zstd',
+  sudo: 'sudo',
+  useradd: 'passwd',
 };
 
 export class MissingToolError extends Error {}

@@ -352,6 +352,34 @@ describe('a cancelled or killed main step', () => {
   });
 });
 
+describe('uploading', () => {
+  it('refuses a second artifact of the same name in the run, keeping the backup on the runner', async () => {
+    const instance = await sample('sqlite');
+    const inputs = { 'owncloud-dir': instance.installDir, 'artifact-name': `twice ${counter}` };
+    const first = await runActionStep('main', {
+      inputs,
+      workDir: workDir(),
+      env: service.env,
+      secrets: [],
+    });
+    expect(first.exitCode, explain(first)).toBe(0);
+    const second = await runActionStep('main', {
+      inputs,
+      workDir: workDir(),
+      env: service.env,
+      secrets: [],
+    });
+    expect(second.exitCode, explain(second)).toBe(1);
+    expect(errorLines(second)).toEqual([
+      `::error::An artifact named '${inputs['artifact-name']}' exists already in this run: set a unique artifact-name.`,
+    ]);
+    // The backup itself is complete and its outputs were set before the upload failed.
+    expect(readdirSync(second.outputs['backup-dir']!)).toContain('manifest.json');
+    expect(second.outputs['artifact-id']).toBeUndefined();
+    expect(service.artifacts().filter((a) => a.name === inputs['artifact-name'])).toHaveLength(1);
+  });
+});
+
 describe('bad input', () => {
   let instance: SampleInstance;
   beforeAll(async () => {
