@@ -13,7 +13,8 @@ import { startMariaDb, type MariaDbServer } from '../harness/mariadb.ts';
 import { startPostgres, type PostgresServer } from '../harness/postgres.ts';
 import { makeScratchDir } from '../harness/scratch.ts';
 import { startSshd, type SshServer } from '../harness/sshd.ts';
-import { buildSampleInstance, type SampleInstance } from '../sample/instance.ts';
+import type { SampleInstance } from '../sample/instance.ts';
+import { lockTargetOf, sampleOn, type Engine } from '../support/instances.ts';
 import { runActionStep, type StepRun } from '../support/action-runner.ts';
 import { holdDumpLock } from '../support/backup-run.ts';
 import {
@@ -22,8 +23,6 @@ import {
   restoreDump,
   unpackFiles,
 } from '../support/restore.ts';
-
-type Engine = 'sqlite' | 'mysql' | 'pgsql';
 
 let mariadb: MariaDbServer;
 let postgres: PostgresServer;
@@ -46,30 +45,12 @@ afterAll(async () => {
   scratch.remove();
 });
 
-async function sample(engine: Engine): Promise<SampleInstance> {
-  const id = counter++;
-  const root = join(scratch.path, `${id} ünï côdé 'q' $(touch pwned)`);
-  const database =
-    engine === 'sqlite'
-      ? { type: engine }
-      : engine === 'mysql'
-        ? { type: engine, server: mariadb }
-        : { type: engine, server: postgres };
-  return buildSampleInstance({
-    database,
-    root,
-    dbName: `oc_action_${id}`,
-    dbUser: `oc_action_${id}`,
-    dbPassword: `action-${id}-${createHash('md5').update(String(Math.random())).digest('hex').slice(0, 10)} 'q' $(id)`,
-  } as Parameters<typeof buildSampleInstance>[0]);
+function sample(engine: Engine): Promise<SampleInstance> {
+  return sampleOn(engine, { mariadb, postgres }, scratch.path, counter++);
 }
 
 function serverOf(engine: Engine) {
-  return engine === 'mysql'
-    ? { socket: mariadb.socket }
-    : engine === 'pgsql'
-      ? { socketDir: postgres.socketDir, port: postgres.port }
-      : undefined;
+  return lockTargetOf(engine, { mariadb, postgres });
 }
 
 function sshInputs(instance: SampleInstance): Record<string, string> {

@@ -21,11 +21,8 @@ import { startPostgres, type PostgresServer } from '../harness/postgres.ts';
 import { makeScratchDir } from '../harness/scratch.ts';
 import { createNetworkHost } from '../harness/netns.ts';
 import { startSshd, type SshServer } from '../harness/sshd.ts';
-import {
-  buildSampleInstance,
-  type SampleInstance,
-  type SampleOptions,
-} from '../sample/instance.ts';
+import type { SampleInstance, SampleOptions } from '../sample/instance.ts';
+import { hostilePassword, lockTargetOf, sampleOn, type Engine } from '../support/instances.ts';
 import {
   holdDumpLock,
   runBackupCli,
@@ -38,11 +35,6 @@ import {
   restoreDump,
   unpackFiles,
 } from '../support/restore.ts';
-
-/** Every character that has broken a backup script somewhere. */
-const HOSTILE_DIR = `ünï côdé 'single' "double" $(touch pwned) ;&|`;
-const HOSTILE_PASSWORD = () =>
-  `pw ${createHash('md5').update(String(Math.random())).digest('hex').slice(0, 12)} 'q' "d" $(touch pwned) \`id\` \\ é:`;
 
 let mariadb: MariaDbServer;
 let postgres: PostgresServer;
@@ -60,37 +52,12 @@ afterAll(async () => {
   scratch.remove();
 });
 
-type Engine = 'sqlite' | 'mysql' | 'pgsql';
-
-async function sample(
-  engine: Engine,
-  options: Partial<SampleOptions> = {},
-): Promise<SampleInstance> {
-  const root = join(scratch.path, `${counter++} ${HOSTILE_DIR}`);
-  mkdirSync(root, { recursive: true });
-  const database =
-    engine === 'sqlite'
-      ? { type: engine }
-      : engine === 'mysql'
-        ? { type: engine, server: mariadb }
-        : { type: engine, server: postgres };
-  const id = counter;
-  return buildSampleInstance({
-    database,
-    root,
-    dbName: `owncloud_${id}`,
-    dbUser: `oc_user_${id}`,
-    dbPassword: HOSTILE_PASSWORD(),
-    ...options,
-  } as SampleOptions);
+function sample(engine: Engine, options: Partial<SampleOptions> = {}): Promise<SampleInstance> {
+  return sampleOn(engine, { mariadb, postgres }, scratch.path, counter++, options);
 }
 
 function serverOf(engine: Engine) {
-  return engine === 'mysql'
-    ? { socket: mariadb.socket }
-    : engine === 'pgsql'
-      ? { socketDir: postgres.socketDir, port: postgres.port }
-      : undefined;
+  return lockTargetOf(engine, { mariadb, postgres });
 }
 
 function sshArgs(server: SshServer = sshd): string[] {
@@ -311,7 +278,7 @@ describe('a failed backup', () => {
 
   it('names a wrong MySQL password, given through the environment', async () => {
     const instance = await sample('mysql');
-    const wrong = `wrong ${HOSTILE_PASSWORD()}`;
+    const wrong = `wrong ${hostilePassword()}`;
     const { run, error } = await failingBackup(instance, sshArgs(), {
       secrets: [instance.dbPassword, wrong],
       env: { OWNCLOUD_BACKUP_DB_PASSWORD: wrong },
@@ -322,7 +289,7 @@ describe('a failed backup', () => {
 
   it('names a wrong PostgreSQL password', async () => {
     const instance = await sample('pgsql');
-    const wrong = `wrong ${HOSTILE_PASSWORD()}`;
+    const wrong = `wrong ${hostilePassword()}`;
     const { error } = await failingBackup(instance, [], {
       secrets: [instance.dbPassword, wrong],
       env: { OWNCLOUD_BACKUP_DB_PASSWORD: wrong },
