@@ -249,7 +249,14 @@ describe('a failed backup', () => {
     expect(run.exitCode, explain(run)).not.toBe(0);
     expect(run.leaks).toEqual([]);
     expect(run.stderr).not.toMatch(/\n\s+at .*\(.*:\d+:\d+\)/); // no stack trace
-    // Maintenance mode back to its prior state (off), and no partial backup left behind.
+    // Every failure here happens in the maintenance window: maintenance mode was switched on
+    // for the dump and back off (its prior state) afterwards; no partial backup is left.
+    expect(occSwitches(instance)).toEqual([
+      'www-data maintenance:mode --on',
+      'www-data maintenance:mode --off',
+    ]);
+    const calls = instance.occCalls();
+    expect(calls.at(-1)).toMatchObject({ maintenanceAfter: false });
     expect(instance.readConfig().maintenance).toBe(false);
     expect(readdirSync(backupDir)).toEqual([]);
     expectNoInjection(instance);
