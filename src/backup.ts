@@ -7,10 +7,10 @@ import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { engineFor } from './database/index.ts';
-import { BackupError, describeError, InputError, InterruptedError } from './errors.ts';
+import { BackupError, describeError, InterruptedError } from './errors.ts';
 import type { Host } from './host/host.ts';
 import { LocalHost } from './host/local.ts';
-import { removeTree, runnerPrivilege, type RunnerPrivilege } from './host/runner.ts';
+import { removeTree, type RunnerPrivilege } from './host/runner.ts';
 import { SshHost, type SshOptions } from './host/ssh.ts';
 import { buildManifest, checksumsText, type Manifest } from './manifest.ts';
 import {
@@ -25,20 +25,11 @@ import { formatSeconds, type Reporter } from './report.ts';
 import type { Secrets } from './secrets.ts';
 import type { BackupPlan } from './settings.ts';
 import { archiveFiles } from './steps/archive.ts';
-import { compressorProgram } from './steps/compress.ts';
-import { discoverInstance, existsOnHost, type Instance } from './steps/discover.ts';
+import { discoverInstance } from './steps/discover.ts';
 import { dumpDatabase, type DumpResult } from './steps/dump.ts';
-import { syncFiles, type FileSet, type SyncStats } from './steps/files.ts';
+import { syncFiles, type SyncStats } from './steps/files.ts';
 import { MaintenanceGuard } from './steps/maintenance.ts';
-import {
-  findDumpTool,
-  formatBytes,
-  freeBytes,
-  missingHere,
-  missingOnHost,
-  requiredBytes,
-  sizeOnHost,
-} from './steps/preflight.ts';
+import { formatBytes, preflight } from './steps/preflight.ts';
 
 export interface BackupResult {
   /** The finished backup directory. */
@@ -74,70 +65,6 @@ async function openHost(plan: BackupPlan, context: BackupContext): Promise<Host>
   if (plan.target.kind === 'local') return new LocalHost();
   context.secrets.add(plan.target.privateKey);
   return SshHost.connect(plan.target, context.ssh);
-}
-
-/** Where the theme lives: legacy themes/<name>, or (ownCloud 10) a theme app. */
-async function themePath(host: Host, instance: Instance): Promise<string | undefined> {
-  if (!instance.theme) return undefined;
-  for (const candidate of [
-    `themes/${instance.theme}`,
-    `apps-external/${instance.theme}`,
-    `apps/${instance.theme}`,
-  ]) {
-    if (await existsOnHost(host, instance.owner, '-d', `${instance.installDir}/${candidate}`))
-      return candidate;
-  }
-  return undefined;
-}
-
-async function planFiles(
-  host: Host,
-  plan: BackupPlan,
-  instance: Instance,
-  reporter: Reporter,
-): Promise<FileSet> {
-  const relativeExtras = plan.extraPaths.filter((p) => !p.startsWith('/'));
-  const absolutePaths = plan.extraPaths.filter((p) => p.startsWith('/'));
-  for (const path of [
-    ...relativeExtras.map((p) => `${instance.installDir}/${p}`),
-    ...absolutePaths,
-  ]) {
-    if (!(await existsOnHost(host, instance.owner, '-e', path)))
-      throw new InputError(`extra-paths: '${path}' does not exist on ${host.label}.`);
-  }
-  const inside = instance.dataDir.startsWith(`${instance.installDir}/`)
-    ? instance.dataDir.slice(instance.installDir.length + 1)
-    : undefined;
-  let installPaths: string[];
-  if (plan.installType === 'tarball') {
-    installPaths = ['.'];
-  } else {
-    const theme = await themePath(host, instance);
-    if (instance.theme && !theme)
-      reporter.warning(
-        `config.php names theme '${instance.theme}', but no themes/, apps-external/ or apps/ directory of that name exists.`,
-      );
-    installPaths = [...new Set(['config', ...(theme ? [theme] : []), ...relativeExtras])];
-  }
-  const dataExclude: string[] = [];
-  const file = instance.database.file;
-  if (file && file.startsWith(`${instance.dataDir}/`)) {
-    const relative = file.slice(instance.dataDir.length + 1);
-    dataExclude.push(relative, `${relative}-journal`, `${relative}-wal`, `${relative}-shm`);
-  }
-  // An SSH user that is neither root nor the instance's owner reads the files through sudo.
-  const needsSudo =
-    plan.target.kind === 'ssh' && host.account !== 'root' && host.account !== instance.owner;
-  return {
-    ...(needsSudo ? { remoteRsync: 'sudo -n rsync' } : {}),
-    installDir: instance.installDir,
-    installPaths,
-    ...(inside ? { dataDirInsideInstall: inside } : {}),
-    dataDir: instance.dataDir,
-    absolutePaths,
-    exclude: plan.exclude,
-    dataExclude,
-  };
 }
 
 export async function runBackup(plan: BackupPlan, context: BackupContext): Promise<BackupResult> {
@@ -180,56 +107,16 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
     interrupted();
 
     const engine = engineFor(instance.database.type);
-    const { tool, fileSet } = await reporter.group('Preflight', async () => {
-      const found = await findDumpTool(connected, engine);
-      reporter.info(`Dump tool on the host: ${found.program} (${found.version}).`);
-      const hostPrograms = ['php', 'rsync', 'du'];
-      if (connected.account !== instance.owner)
-        hostPrograms.push(connected.account === 'root' ? 'runuser' : 'sudo');
-      const missingThere = await missingOnHost(connected, hostPrograms);
-      if (missingThere.length > 0)
-        throw new BackupError(
-          `${connected.label} lacks ${missingThere.join(', ')}: install it there.`,
-        );
-      const missing = await missingHere([
-        'rsync',
-        'tar',
-        compressorProgram(plan.compression),
-        ...(plan.target.kind === 'ssh' ? ['ssh'] : []),
-      ]);
-      if (missing.length > 0)
-        throw new BackupError(
-          `This machine lacks ${missing.join(', ')}: install it to take backups.`,
-        );
-      privilege = await runnerPrivilege();
-      if (!privilege.keepsOwners)
-        reporter.warning(
-          'Not running as root and no passwordless sudo here: file owners in the backup will be this user, not the originals.',
-        );
-
-      const files = await planFiles(connected, plan, instance, reporter);
-      const measured = [
-        ...(files.installPaths.includes('.')
-          ? [files.installDir]
-          : files.installPaths.map((p) => `${files.installDir}/${p}`)),
-        ...(files.dataDirInsideInstall && files.installPaths.includes('.') ? [] : [files.dataDir]),
-        ...files.absolutePaths,
-      ];
-      const size = await sizeOnHost(connected, instance.owner, measured);
-      const need = requiredBytes(size);
-      const free = freeBytes(plan.backupDir);
-      reporter.info(
-        `About ${formatBytes(size)} of files to copy; ${formatBytes(free)} free in ${plan.backupDir}.`,
-      );
-      if (free < need)
-        throw new BackupError(
-          `Not enough space in ${plan.backupDir}: this backup needs about ${formatBytes(need)} (a staged copy and the archive), ${formatBytes(free)} is free. Free space or choose another backup-dir.`,
-        );
-      return { tool: found, fileSet: files };
-    });
+    const {
+      tool,
+      fileSet,
+      privilege: elevated,
+    } = await reporter.group('Preflight', () =>
+      preflight(connected, plan, instance, engine, reporter),
+    );
+    privilege = elevated;
     interrupted();
 
-    const elevated = privilege;
     mkdirSync(stagingDir, { recursive: true, mode: 0o700 });
     const { installStats, dataStats } = await reporter.group(
       'Files (bulk copy, before maintenance mode)',

@@ -11600,10 +11600,233 @@ function asError(reason) {
     return reason instanceof Error ? reason : new Error(String(reason));
 }
 
+;// CONCATENATED MODULE: ./src/instance.ts
+// What an ownCloud (or Nextcloud) instance says about itself in config.php, and how that
+// combines with explicit overrides into the database connection a dump needs. Pure.
+
+/** The config.php keys a backup reads. */
+const CONFIG_KEYS = [
+    'instanceid',
+    'version',
+    'datadirectory',
+    'dbtype',
+    'dbhost',
+    'dbname',
+    'dbuser',
+    'dbpassword',
+    'dbtableprefix',
+    'mysql.utf8mb4',
+    'theme',
+    'maintenance',
+    'installed',
+];
+const DB_TYPES = {
+    mysql: 'mysql',
+    pgsql: 'pgsql',
+    sqlite: 'sqlite',
+    sqlite3: 'sqlite',
+};
+function instance_text(value) {
+    if (value === undefined || value === null || value === false)
+        return '';
+    return String(value);
+}
+/**
+ * Splits config.php's dbhost as ownCloud does: `host`, `host:port`, `host:/path/to/socket`,
+ * `[ipv6]:port`, or (PostgreSQL) a socket directory `/path`.
+ */
+function parseDbHost(dbhost) {
+    const value = dbhost.trim();
+    if (value === '')
+        return {};
+    if (value.startsWith('/'))
+        return { socket: value };
+    const bracketed = /^\[([^\]]+)\](?::(.*))?$/.exec(value);
+    let host;
+    let rest;
+    if (bracketed) {
+        host = bracketed[1];
+        rest = bracketed[2];
+    }
+    else {
+        const colon = value.indexOf(':');
+        host = colon === -1 ? value : value.slice(0, colon);
+        rest = colon === -1 ? undefined : value.slice(colon + 1);
+    }
+    if (rest === undefined || rest === '')
+        return { host };
+    if (/^\d+$/.test(rest))
+        return { host, port: Number(rest) };
+    return { host, socket: rest };
+}
+/** The connection for the dump: config.php's values, each replaced by an override if given. */
+function resolveDatabase(config, overrides, dataDir) {
+    let type = overrides.type;
+    if (!type) {
+        const dbtype = instance_text(config.dbtype).toLowerCase();
+        if (dbtype === 'oci')
+            throw new InputError("config.php says dbtype 'oci' (Oracle), which is not supported: back it up with Oracle's own tools.");
+        type = DB_TYPES[dbtype || 'sqlite'];
+        if (!type)
+            throw new InputError(`config.php has dbtype '${dbtype}', which is not supported. Expected mysql, pgsql or sqlite3.`);
+    }
+    const fromConfig = parseDbHost(instance_text(config.dbhost));
+    const connection = {
+        type,
+        name: overrides.name ?? (instance_text(config.dbname) || 'owncloud'),
+        user: overrides.user ?? instance_text(config.dbuser),
+        password: overrides.password ?? instance_text(config.dbpassword),
+        tablePrefix: instance_text(config.dbtableprefix) || 'oc_',
+        utf8mb4: config['mysql.utf8mb4'] === true || config['mysql.utf8mb4'] === 'true',
+    };
+    const explicit = overrides.host !== undefined ? parseDbHost(overrides.host) : fromConfig;
+    if (explicit.host && explicit.host !== 'localhost')
+        connection.host = explicit.host;
+    if (explicit.host === 'localhost' && type === 'pgsql')
+        connection.host = 'localhost';
+    if (explicit.socket)
+        connection.socket = explicit.socket;
+    const port = overrides.port ?? explicit.port;
+    if (port !== undefined)
+        connection.port = port;
+    if (type === 'sqlite')
+        connection.file = `${dataDir}/${connection.name}.db`;
+    else if (connection.user === '')
+        throw new InputError('No database user: config.php has no dbuser and none was given (db-user).');
+    return connection;
+}
+/** ownCloud and Nextcloud mark their data directory; which marker says which product. */
+function productOf(markers, version) {
+    if (markers.ncdata)
+        return 'nextcloud';
+    // Nextcloud before 21 used .ocdata too; its versions start at 9 and passed ownCloud's 10 long ago.
+    const major = Number(version.split('.')[0]);
+    return major >= 11 ? 'nextcloud' : 'owncloud';
+}
+
+;// CONCATENATED MODULE: ./src/steps/discover.ts
+// Discovery: what the instance is, read from its own config.php with PHP on the host (the
+// faithful way: config.php is PHP, and every ownCloud host has PHP). Like ownCloud, it
+// merges config/*.config.php over config.php.
+
+
+
+
+const READ_CONFIG = `
+error_reporting(E_ALL & ~E_DEPRECATED & ~E_NOTICE);
+$dir = $argv[1];
+$merged = [];
+$files = array_merge([$dir . '/config.php'], glob($dir . '/*.config.php') ?: []);
+foreach ($files as $file) {
+  $CONFIG = null;
+  ob_start();
+  $ok = include $file;
+  ob_end_clean();
+  if ($ok === false || !is_array($CONFIG)) { fwrite(STDERR, "no \\$CONFIG array in $file\\n"); exit(3); }
+  $merged = array_merge($merged, $CONFIG);
+}
+$keys = json_decode($argv[2], true);
+echo json_encode(array_intersect_key($merged, array_flip($keys)));
+`;
+/** Whether a path exists, as seen by the instance's owner (who can see into its data dir). */
+async function existsOnHost(host, owner, test, path) {
+    const result = await host.run(asUser(host.account, owner, ['test', test, path]));
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new BackupError(transport);
+    return result.exitCode === 0;
+}
+async function discoverInstance(host, plan, secrets) {
+    const installDir = plan.owncloudDir;
+    const configDir = `${installDir}/config`;
+    const configPath = `${configDir}/config.php`;
+    const stat = await host.run(['stat', '-c', '%U', '--', configPath]);
+    if (stat.exitCode !== 0) {
+        const transport = host.transportFailure(stat);
+        if (transport)
+            throw new BackupError(transport);
+        if (!(await existsOnHost(host, host.account, '-d', installDir)))
+            throw new InputError(`owncloud-dir '${installDir}' does not exist on ${host.label}.`);
+        throw new InputError(`owncloud-dir '${installDir}' has no config/config.php on ${host.label}: is it an ownCloud installation?`);
+    }
+    const configOwner = stat.stdout.trim();
+    const owner = plan.occUser ?? configOwner;
+    // Everything below runs as the owner; an SSH user that is someone else needs sudo for it.
+    if (host.account !== 'root' && host.account !== owner)
+        await requirePasswordlessSudo(host, owner);
+    const exists = (test, path) => existsOnHost(host, owner, test, path);
+    const read = await host.run(asUser(host.account, owner, [
+        'php',
+        '-r',
+        READ_CONFIG,
+        '--',
+        configDir,
+        JSON.stringify(CONFIG_KEYS),
+    ]));
+    if (read.exitCode !== 0) {
+        const transport = host.transportFailure(read);
+        if (transport)
+            throw new BackupError(transport);
+        throw new BackupError(`Could not read ${configPath} with PHP on ${host.label}: ${stderrTail(read.stderr || read.stdout)}`);
+    }
+    let config;
+    try {
+        const parsed = JSON.parse(read.stdout);
+        // PHP encodes an empty array as [] rather than {}.
+        config = (Array.isArray(parsed) ? {} : parsed);
+    }
+    catch {
+        throw new BackupError(`PHP printed something other than the configuration when reading ${configPath}.`);
+    }
+    // A secret from the moment it is known.
+    secrets.add(typeof config.dbpassword === 'string' ? config.dbpassword : undefined);
+    if (config.installed === false)
+        throw new InputError(`${configPath} says the instance is not installed (installed => false): nothing to back up.`);
+    const dataDir = plan.dataDir ??
+        (typeof config.datadirectory === 'string' && config.datadirectory
+            ? config.datadirectory
+            : `${installDir}/data`);
+    const markers = {
+        ocdata: await exists('-e', `${dataDir}/.ocdata`),
+        ncdata: await exists('-e', `${dataDir}/.ncdata`),
+    };
+    if (!markers.ocdata && !markers.ncdata) {
+        const where = plan.dataDir ? 'data-dir' : "config.php's datadirectory";
+        if (!(await exists('-d', dataDir)))
+            throw new InputError(`The data directory '${dataDir}' (${where}) does not exist on ${host.label}.`);
+        throw new InputError(`The data directory '${dataDir}' (${where}) has neither .ocdata (ownCloud) nor .ncdata (Nextcloud): it is not an ownCloud data directory.`);
+    }
+    const version = typeof config.version === 'string' ? config.version : '';
+    const database = resolveDatabase(config, plan.database, dataDir);
+    secrets.add(database.password);
+    return {
+        product: productOf(markers, version),
+        version,
+        instanceId: typeof config.instanceid === 'string' ? config.instanceid : '',
+        theme: typeof config.theme === 'string' ? config.theme : '',
+        installDir,
+        configPath,
+        owner,
+        dataDir: dataDir.replace(/\/+$/, ''),
+        maintenance: config.maintenance === true,
+        database,
+    };
+}
+/**
+ * An SSH user that is neither root nor the instance's owner runs occ (as the owner) and
+ * rsync (to read every file) through sudo, which must not ask for a password.
+ */
+async function requirePasswordlessSudo(host, owner) {
+    const result = await host.run(['sudo', '-n', 'true']);
+    if (result.exitCode !== 0)
+        throw new BackupError(`The SSH user ${host.account} on ${host.label} is neither root nor ${owner} and cannot use sudo without a password (${stderrTail(result.stderr) || 'sudo -n failed'}): connect as root or ${owner}, or allow it passwordless sudo.`);
+}
+
 ;// CONCATENATED MODULE: ./src/steps/files.ts
 // Copies the instance's files from the host into the staging directory on the runner with
 // rsync, keeping ACLs, xattrs, owners (numeric), modes, hard links, hidden files and empty
 // directories. Run twice: the bulk before maintenance mode, then only the delta inside it.
+
 
 
 /** Archive member directories: where each part of the instance lands in the staging dir. */
@@ -11715,6 +11938,67 @@ async function syncFiles(host, fileSet, stagingDir, options) {
         total.vanished ||= result.exitCode === 24;
     }
     return total;
+}
+/** Where the theme lives: legacy themes/<name>, or (ownCloud 10) a theme app. */
+async function themePath(host, instance) {
+    if (!instance.theme)
+        return undefined;
+    for (const candidate of [
+        `themes/${instance.theme}`,
+        `apps-external/${instance.theme}`,
+        `apps/${instance.theme}`,
+    ]) {
+        if (await existsOnHost(host, instance.owner, '-d', `${instance.installDir}/${candidate}`))
+            return candidate;
+    }
+    return undefined;
+}
+/**
+ * What to copy for this instance: config/, the active theme and extra paths (or the whole
+ * installation for a tarball install), the data directory without the live SQLite file,
+ * and absolute extra paths. Checks that every path the user named exists.
+ */
+async function planFileSet(host, plan, instance, warn) {
+    const relativeExtras = plan.extraPaths.filter((p) => !p.startsWith('/'));
+    const absolutePaths = plan.extraPaths.filter((p) => p.startsWith('/'));
+    for (const path of [
+        ...relativeExtras.map((p) => `${instance.installDir}/${p}`),
+        ...absolutePaths,
+    ]) {
+        if (!(await existsOnHost(host, instance.owner, '-e', path)))
+            throw new InputError(`extra-paths: '${path}' does not exist on ${host.label}.`);
+    }
+    const inside = instance.dataDir.startsWith(`${instance.installDir}/`)
+        ? instance.dataDir.slice(instance.installDir.length + 1)
+        : undefined;
+    let installPaths;
+    if (plan.installType === 'tarball') {
+        installPaths = ['.'];
+    }
+    else {
+        const theme = await themePath(host, instance);
+        if (instance.theme && !theme)
+            warn(`config.php names theme '${instance.theme}', but no themes/, apps-external/ or apps/ directory of that name exists.`);
+        installPaths = [...new Set(['config', ...(theme ? [theme] : []), ...relativeExtras])];
+    }
+    const dataExclude = [];
+    const file = instance.database.file;
+    if (file && file.startsWith(`${instance.dataDir}/`)) {
+        const relative = file.slice(instance.dataDir.length + 1);
+        dataExclude.push(relative, `${relative}-journal`, `${relative}-wal`, `${relative}-shm`);
+    }
+    // An SSH user that is neither root nor the instance's owner reads the files through sudo.
+    const needsSudo = plan.target.kind === 'ssh' && host.account !== 'root' && host.account !== instance.owner;
+    return {
+        ...(needsSudo ? { remoteRsync: 'sudo -n rsync' } : {}),
+        installDir: instance.installDir,
+        installPaths,
+        ...(inside ? { dataDirInsideInstall: inside } : {}),
+        dataDir: instance.dataDir,
+        absolutePaths,
+        exclude: plan.exclude,
+        dataExclude,
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/steps/archive.ts
@@ -11915,300 +12199,6 @@ function streamReporter(write, redact) {
             line('   ', `${title}: done in ${formatSeconds((performance.now() - started) / 1000)}`);
             return result;
         },
-    };
-}
-
-;// CONCATENATED MODULE: ./src/instance.ts
-// What an ownCloud (or Nextcloud) instance says about itself in config.php, and how that
-// combines with explicit overrides into the database connection a dump needs. Pure.
-
-/** The config.php keys a backup reads. */
-const CONFIG_KEYS = [
-    'instanceid',
-    'version',
-    'datadirectory',
-    'dbtype',
-    'dbhost',
-    'dbname',
-    'dbuser',
-    'dbpassword',
-    'dbtableprefix',
-    'mysql.utf8mb4',
-    'theme',
-    'maintenance',
-    'installed',
-];
-const DB_TYPES = {
-    mysql: 'mysql',
-    pgsql: 'pgsql',
-    sqlite: 'sqlite',
-    sqlite3: 'sqlite',
-};
-function instance_text(value) {
-    if (value === undefined || value === null || value === false)
-        return '';
-    return String(value);
-}
-/**
- * Splits config.php's dbhost as ownCloud does: `host`, `host:port`, `host:/path/to/socket`,
- * `[ipv6]:port`, or (PostgreSQL) a socket directory `/path`.
- */
-function parseDbHost(dbhost) {
-    const value = dbhost.trim();
-    if (value === '')
-        return {};
-    if (value.startsWith('/'))
-        return { socket: value };
-    const bracketed = /^\[([^\]]+)\](?::(.*))?$/.exec(value);
-    let host;
-    let rest;
-    if (bracketed) {
-        host = bracketed[1];
-        rest = bracketed[2];
-    }
-    else {
-        const colon = value.indexOf(':');
-        host = colon === -1 ? value : value.slice(0, colon);
-        rest = colon === -1 ? undefined : value.slice(colon + 1);
-    }
-    if (rest === undefined || rest === '')
-        return { host };
-    if (/^\d+$/.test(rest))
-        return { host, port: Number(rest) };
-    return { host, socket: rest };
-}
-/** The connection for the dump: config.php's values, each replaced by an override if given. */
-function resolveDatabase(config, overrides, dataDir) {
-    let type = overrides.type;
-    if (!type) {
-        const dbtype = instance_text(config.dbtype).toLowerCase();
-        if (dbtype === 'oci')
-            throw new InputError("config.php says dbtype 'oci' (Oracle), which is not supported: back it up with Oracle's own tools.");
-        type = DB_TYPES[dbtype || 'sqlite'];
-        if (!type)
-            throw new InputError(`config.php has dbtype '${dbtype}', which is not supported. Expected mysql, pgsql or sqlite3.`);
-    }
-    const fromConfig = parseDbHost(instance_text(config.dbhost));
-    const connection = {
-        type,
-        name: overrides.name ?? (instance_text(config.dbname) || 'owncloud'),
-        user: overrides.user ?? instance_text(config.dbuser),
-        password: overrides.password ?? instance_text(config.dbpassword),
-        tablePrefix: instance_text(config.dbtableprefix) || 'oc_',
-        utf8mb4: config['mysql.utf8mb4'] === true || config['mysql.utf8mb4'] === 'true',
-    };
-    const explicit = overrides.host !== undefined ? parseDbHost(overrides.host) : fromConfig;
-    if (explicit.host && explicit.host !== 'localhost')
-        connection.host = explicit.host;
-    if (explicit.host === 'localhost' && type === 'pgsql')
-        connection.host = 'localhost';
-    if (explicit.socket)
-        connection.socket = explicit.socket;
-    const port = overrides.port ?? explicit.port;
-    if (port !== undefined)
-        connection.port = port;
-    if (type === 'sqlite')
-        connection.file = `${dataDir}/${connection.name}.db`;
-    else if (connection.user === '')
-        throw new InputError('No database user: config.php has no dbuser and none was given (db-user).');
-    return connection;
-}
-/** ownCloud and Nextcloud mark their data directory; which marker says which product. */
-function productOf(markers, version) {
-    if (markers.ncdata)
-        return 'nextcloud';
-    // Nextcloud before 21 used .ocdata too; its versions start at 9 and passed ownCloud's 10 long ago.
-    const major = Number(version.split('.')[0]);
-    return major >= 11 ? 'nextcloud' : 'owncloud';
-}
-
-;// CONCATENATED MODULE: ./src/steps/preflight.ts
-// Preflight: before anything changes on the host, make sure every tool the run needs is
-// there (on the host and here) and that the runner has room for the backup.
-
-
-
-
-const MISSING = `for p; do command -v "$p" >/dev/null 2>&1 || echo "$p"; done`;
-const FIRST_WITH_VERSION = `for p; do if command -v "$p" >/dev/null 2>&1; then echo "$p"; "$p" --version 2>&1 | head -n 1; exit 0; fi; done; exit 127`;
-/** The result, unless the command never ran because the link failed. */
-function checked(host, result) {
-    const transport = host.transportFailure(result);
-    if (transport)
-        throw new BackupError(transport);
-    return result;
-}
-/** Names of the programs (of those given) the host lacks. */
-async function missingOnHost(host, programs) {
-    const result = checked(host, await host.run(['sh', '-c', MISSING, 'sh', ...programs]));
-    return result.stdout.split('\n').filter(Boolean);
-}
-async function missingHere(programs) {
-    const result = await runProcess(['sh', '-c', MISSING, 'sh', ...programs]);
-    return result.stdout.split('\n').filter(Boolean);
-}
-/** The engine's dump program on the host (the first of its names found) and its version. */
-async function findDumpTool(host, engine) {
-    const result = checked(host, await host.run(['sh', '-c', FIRST_WITH_VERSION, 'sh', ...engine.programs]));
-    if (result.exitCode !== 0)
-        throw new BackupError(`${host.label} has no ${engine.programs.join(' or ')} to dump the ${engine.type} database: install it there.`);
-    const [program, version] = result.stdout.split('\n');
-    // sqlite3 appends a 40-hex source id that tells a reader nothing.
-    return {
-        program: program.trim(),
-        version: (version ?? '').trim().replace(/\s+[0-9a-f]{40,}\S*$/, ''),
-    };
-}
-/** Apparent size in bytes of the given paths on the host (one file system each, as rsync -x). */
-async function sizeOnHost(host, owner, paths) {
-    if (paths.length === 0)
-        return 0;
-    const result = checked(host, await host.run(asUser(host.account, owner, ['du', '-s', '-x', '--bytes', '--', ...paths])));
-    if (result.exitCode !== 0 && result.stdout.trim() === '')
-        throw new BackupError(`Could not measure the files to back up on ${host.label}: ${stderrTail(result.stderr)}`);
-    return result.stdout
-        .split('\n')
-        .filter(Boolean)
-        .reduce((sum, line) => sum + Number(line.split('\t')[0] ?? 0), 0);
-}
-function freeBytes(dir) {
-    const stats = (0,external_node_fs_namespaceObject.statfsSync)(dir);
-    return stats.bavail * stats.bsize;
-}
-function formatBytes(bytes) {
-    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-    let value = bytes;
-    let unit = 0;
-    while (value >= 1024 && unit < units.length - 1) {
-        value /= 1024;
-        unit++;
-    }
-    return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
-}
-/**
- * Room needed on the runner: the staged copy plus the archive, which at worst (data that
- * does not compress, like photos) is as large again, plus a margin for the dump.
- */
-function requiredBytes(sourceBytes) {
-    return Math.ceil(sourceBytes * 2.05) + 64 * 1024 * 1024;
-}
-/**
- * An SSH user that is neither root nor the instance's owner runs occ (as the owner) and
- * rsync (to read every file) through sudo, which must not ask for a password.
- */
-async function requirePasswordlessSudo(host, owner) {
-    const result = checked(host, await host.run(['sudo', '-n', 'true']));
-    if (result.exitCode !== 0)
-        throw new BackupError(`The SSH user ${host.account} on ${host.label} is neither root nor ${owner} and cannot use sudo without a password (${stderrTail(result.stderr) || 'sudo -n failed'}): connect as root or ${owner}, or allow it passwordless sudo.`);
-}
-
-;// CONCATENATED MODULE: ./src/steps/discover.ts
-// Discovery: what the instance is, read from its own config.php with PHP on the host (the
-// faithful way: config.php is PHP, and every ownCloud host has PHP). Like ownCloud, it
-// merges config/*.config.php over config.php.
-
-
-
-
-
-const READ_CONFIG = `
-error_reporting(E_ALL & ~E_DEPRECATED & ~E_NOTICE);
-$dir = $argv[1];
-$merged = [];
-$files = array_merge([$dir . '/config.php'], glob($dir . '/*.config.php') ?: []);
-foreach ($files as $file) {
-  $CONFIG = null;
-  ob_start();
-  $ok = include $file;
-  ob_end_clean();
-  if ($ok === false || !is_array($CONFIG)) { fwrite(STDERR, "no \\$CONFIG array in $file\\n"); exit(3); }
-  $merged = array_merge($merged, $CONFIG);
-}
-$keys = json_decode($argv[2], true);
-echo json_encode(array_intersect_key($merged, array_flip($keys)));
-`;
-/** Whether a path exists, as seen by the instance's owner (who can see into its data dir). */
-async function existsOnHost(host, owner, test, path) {
-    const result = await host.run(asUser(host.account, owner, ['test', test, path]));
-    const transport = host.transportFailure(result);
-    if (transport)
-        throw new BackupError(transport);
-    return result.exitCode === 0;
-}
-async function discoverInstance(host, plan, secrets) {
-    const installDir = plan.owncloudDir;
-    const configDir = `${installDir}/config`;
-    const configPath = `${configDir}/config.php`;
-    const stat = await host.run(['stat', '-c', '%U', '--', configPath]);
-    if (stat.exitCode !== 0) {
-        const transport = host.transportFailure(stat);
-        if (transport)
-            throw new BackupError(transport);
-        if (!(await existsOnHost(host, host.account, '-d', installDir)))
-            throw new InputError(`owncloud-dir '${installDir}' does not exist on ${host.label}.`);
-        throw new InputError(`owncloud-dir '${installDir}' has no config/config.php on ${host.label}: is it an ownCloud installation?`);
-    }
-    const configOwner = stat.stdout.trim();
-    const owner = plan.occUser ?? configOwner;
-    // Everything below runs as the owner; an SSH user that is someone else needs sudo for it.
-    if (host.account !== 'root' && host.account !== owner)
-        await requirePasswordlessSudo(host, owner);
-    const exists = (test, path) => existsOnHost(host, owner, test, path);
-    const read = await host.run(asUser(host.account, owner, [
-        'php',
-        '-r',
-        READ_CONFIG,
-        '--',
-        configDir,
-        JSON.stringify(CONFIG_KEYS),
-    ]));
-    if (read.exitCode !== 0) {
-        const transport = host.transportFailure(read);
-        if (transport)
-            throw new BackupError(transport);
-        throw new BackupError(`Could not read ${configPath} with PHP on ${host.label}: ${stderrTail(read.stderr || read.stdout)}`);
-    }
-    let config;
-    try {
-        const parsed = JSON.parse(read.stdout);
-        // PHP encodes an empty array as [] rather than {}.
-        config = (Array.isArray(parsed) ? {} : parsed);
-    }
-    catch {
-        throw new BackupError(`PHP printed something other than the configuration when reading ${configPath}.`);
-    }
-    // A secret from the moment it is known.
-    secrets.add(typeof config.dbpassword === 'string' ? config.dbpassword : undefined);
-    if (config.installed === false)
-        throw new InputError(`${configPath} says the instance is not installed (installed => false): nothing to back up.`);
-    const dataDir = plan.dataDir ??
-        (typeof config.datadirectory === 'string' && config.datadirectory
-            ? config.datadirectory
-            : `${installDir}/data`);
-    const markers = {
-        ocdata: await exists('-e', `${dataDir}/.ocdata`),
-        ncdata: await exists('-e', `${dataDir}/.ncdata`),
-    };
-    if (!markers.ocdata && !markers.ncdata) {
-        const where = plan.dataDir ? 'data-dir' : "config.php's datadirectory";
-        if (!(await exists('-d', dataDir)))
-            throw new InputError(`The data directory '${dataDir}' (${where}) does not exist on ${host.label}.`);
-        throw new InputError(`The data directory '${dataDir}' (${where}) has neither .ocdata (ownCloud) nor .ncdata (Nextcloud): it is not an ownCloud data directory.`);
-    }
-    const version = typeof config.version === 'string' ? config.version : '';
-    const database = resolveDatabase(config, plan.database, dataDir);
-    secrets.add(database.password);
-    return {
-        product: productOf(markers, version),
-        version,
-        instanceId: typeof config.instanceid === 'string' ? config.instanceid : '',
-        theme: typeof config.theme === 'string' ? config.theme : '',
-        installDir,
-        configPath,
-        owner,
-        dataDir: dataDir.replace(/\/+$/, ''),
-        maintenance: config.maintenance === true,
-        database,
     };
 }
 
@@ -12438,6 +12428,123 @@ class MaintenanceGuard {
     }
 }
 
+;// CONCATENATED MODULE: ./src/steps/preflight.ts
+// Preflight: before anything changes on the host, make sure every tool the run needs is
+// there (on the host and here) and that the runner has room for the backup.
+
+
+
+
+
+
+
+const MISSING = `for p; do command -v "$p" >/dev/null 2>&1 || echo "$p"; done`;
+const FIRST_WITH_VERSION = `for p; do if command -v "$p" >/dev/null 2>&1; then echo "$p"; "$p" --version 2>&1 | head -n 1; exit 0; fi; done; exit 127`;
+/** The result, unless the command never ran because the link failed. */
+function checked(host, result) {
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new BackupError(transport);
+    return result;
+}
+/** Names of the programs (of those given) the host lacks. */
+async function missingOnHost(host, programs) {
+    const result = checked(host, await host.run(['sh', '-c', MISSING, 'sh', ...programs]));
+    return result.stdout.split('\n').filter(Boolean);
+}
+async function missingHere(programs) {
+    const result = await runProcess(['sh', '-c', MISSING, 'sh', ...programs]);
+    return result.stdout.split('\n').filter(Boolean);
+}
+/** The engine's dump program on the host (the first of its names found) and its version. */
+async function findDumpTool(host, engine) {
+    const result = checked(host, await host.run(['sh', '-c', FIRST_WITH_VERSION, 'sh', ...engine.programs]));
+    if (result.exitCode !== 0)
+        throw new BackupError(`${host.label} has no ${engine.programs.join(' or ')} to dump the ${engine.type} database: install it there.`);
+    const [program, version] = result.stdout.split('\n');
+    // sqlite3 appends a 40-hex source id that tells a reader nothing.
+    return {
+        program: program.trim(),
+        version: (version ?? '').trim().replace(/\s+[0-9a-f]{40,}\S*$/, ''),
+    };
+}
+/** Apparent size in bytes of the given paths on the host (one file system each, as rsync -x). */
+async function sizeOnHost(host, owner, paths) {
+    if (paths.length === 0)
+        return 0;
+    const result = checked(host, await host.run(asUser(host.account, owner, ['du', '-s', '-x', '--bytes', '--', ...paths])));
+    if (result.exitCode !== 0 && result.stdout.trim() === '')
+        throw new BackupError(`Could not measure the files to back up on ${host.label}: ${stderrTail(result.stderr)}`);
+    return result.stdout
+        .split('\n')
+        .filter(Boolean)
+        .reduce((sum, line) => sum + Number(line.split('\t')[0] ?? 0), 0);
+}
+function freeBytes(dir) {
+    const stats = (0,external_node_fs_namespaceObject.statfsSync)(dir);
+    return stats.bavail * stats.bsize;
+}
+function formatBytes(bytes) {
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let value = bytes;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+        value /= 1024;
+        unit++;
+    }
+    return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
+/**
+ * Room needed on the runner: the staged copy plus the archive, which at worst (data that
+ * does not compress, like photos) is as large again, plus a margin for the dump.
+ */
+function requiredBytes(sourceBytes) {
+    return Math.ceil(sourceBytes * 2.05) + 64 * 1024 * 1024;
+}
+/**
+ * Everything checked before the instance is touched: the dump tool and the other programs
+ * on the host, the programs here, whether this runner can keep owners, what to copy, and
+ * whether the backup directory has room for it.
+ */
+async function preflight(host, plan, instance, engine, reporter) {
+    const tool = await findDumpTool(host, engine);
+    reporter.info(`Dump tool on the host: ${tool.program} (${tool.version}).`);
+    const hostPrograms = ['php', 'rsync', 'du'];
+    if (host.account !== instance.owner)
+        hostPrograms.push(host.account === 'root' ? 'runuser' : 'sudo');
+    const missingThere = await missingOnHost(host, hostPrograms);
+    if (missingThere.length > 0)
+        throw new BackupError(`${host.label} lacks ${missingThere.join(', ')}: install it there.`);
+    const missing = await missingHere([
+        'rsync',
+        'tar',
+        compressorProgram(plan.compression),
+        ...(plan.target.kind === 'ssh' ? ['ssh'] : []),
+    ]);
+    if (missing.length > 0)
+        throw new BackupError(`This machine lacks ${missing.join(', ')}: install it to take backups.`);
+    const privilege = await runnerPrivilege();
+    if (!privilege.keepsOwners)
+        reporter.warning('Not running as root and no passwordless sudo here: file owners in the backup will be this user, not the originals.');
+    const fileSet = await planFileSet(host, plan, instance, (m) => reporter.warning(m));
+    const whole = fileSet.installPaths.includes('.');
+    const measured = [
+        ...(whole
+            ? [fileSet.installDir]
+            : fileSet.installPaths.map((p) => `${fileSet.installDir}/${p}`)),
+        // A tarball install's measure already holds a data directory inside it.
+        ...(whole && fileSet.dataDirInsideInstall ? [] : [fileSet.dataDir]),
+        ...fileSet.absolutePaths,
+    ];
+    const size = await sizeOnHost(host, instance.owner, measured);
+    const need = requiredBytes(size);
+    const free = freeBytes(plan.backupDir);
+    reporter.info(`About ${formatBytes(size)} of files to copy; ${formatBytes(free)} free in ${plan.backupDir}.`);
+    if (free < need)
+        throw new BackupError(`Not enough space in ${plan.backupDir}: this backup needs about ${formatBytes(need)} (a staged copy and the archive), ${formatBytes(free)} is free. Free space or choose another backup-dir.`);
+    return { tool, fileSet, privilege };
+}
+
 ;// CONCATENATED MODULE: ./src/backup.ts
 // The orchestrator: a validated plan in, a finished, dated backup directory out.
 //   connect → discover → preflight → files (bulk) → [maintenance on → files (delta) ‖ dump
@@ -12461,68 +12568,11 @@ class MaintenanceGuard {
 
 
 
-
 async function openHost(plan, context) {
     if (plan.target.kind === 'local')
         return new LocalHost();
     context.secrets.add(plan.target.privateKey);
     return SshHost.connect(plan.target, context.ssh);
-}
-/** Where the theme lives: legacy themes/<name>, or (ownCloud 10) a theme app. */
-async function themePath(host, instance) {
-    if (!instance.theme)
-        return undefined;
-    for (const candidate of [
-        `themes/${instance.theme}`,
-        `apps-external/${instance.theme}`,
-        `apps/${instance.theme}`,
-    ]) {
-        if (await existsOnHost(host, instance.owner, '-d', `${instance.installDir}/${candidate}`))
-            return candidate;
-    }
-    return undefined;
-}
-async function planFiles(host, plan, instance, reporter) {
-    const relativeExtras = plan.extraPaths.filter((p) => !p.startsWith('/'));
-    const absolutePaths = plan.extraPaths.filter((p) => p.startsWith('/'));
-    for (const path of [
-        ...relativeExtras.map((p) => `${instance.installDir}/${p}`),
-        ...absolutePaths,
-    ]) {
-        if (!(await existsOnHost(host, instance.owner, '-e', path)))
-            throw new InputError(`extra-paths: '${path}' does not exist on ${host.label}.`);
-    }
-    const inside = instance.dataDir.startsWith(`${instance.installDir}/`)
-        ? instance.dataDir.slice(instance.installDir.length + 1)
-        : undefined;
-    let installPaths;
-    if (plan.installType === 'tarball') {
-        installPaths = ['.'];
-    }
-    else {
-        const theme = await themePath(host, instance);
-        if (instance.theme && !theme)
-            reporter.warning(`config.php names theme '${instance.theme}', but no themes/, apps-external/ or apps/ directory of that name exists.`);
-        installPaths = [...new Set(['config', ...(theme ? [theme] : []), ...relativeExtras])];
-    }
-    const dataExclude = [];
-    const file = instance.database.file;
-    if (file && file.startsWith(`${instance.dataDir}/`)) {
-        const relative = file.slice(instance.dataDir.length + 1);
-        dataExclude.push(relative, `${relative}-journal`, `${relative}-wal`, `${relative}-shm`);
-    }
-    // An SSH user that is neither root nor the instance's owner reads the files through sudo.
-    const needsSudo = plan.target.kind === 'ssh' && host.account !== 'root' && host.account !== instance.owner;
-    return {
-        ...(needsSudo ? { remoteRsync: 'sudo -n rsync' } : {}),
-        installDir: instance.installDir,
-        installPaths,
-        ...(inside ? { dataDirInsideInstall: inside } : {}),
-        dataDir: instance.dataDir,
-        absolutePaths,
-        exclude: plan.exclude,
-        dataExclude,
-    };
 }
 async function runBackup(plan, context) {
     const { reporter, signal } = context;
@@ -12557,44 +12607,9 @@ async function runBackup(plan, context) {
         });
         interrupted();
         const engine = engineFor(instance.database.type);
-        const { tool, fileSet } = await reporter.group('Preflight', async () => {
-            const found = await findDumpTool(connected, engine);
-            reporter.info(`Dump tool on the host: ${found.program} (${found.version}).`);
-            const hostPrograms = ['php', 'rsync', 'du'];
-            if (connected.account !== instance.owner)
-                hostPrograms.push(connected.account === 'root' ? 'runuser' : 'sudo');
-            const missingThere = await missingOnHost(connected, hostPrograms);
-            if (missingThere.length > 0)
-                throw new BackupError(`${connected.label} lacks ${missingThere.join(', ')}: install it there.`);
-            const missing = await missingHere([
-                'rsync',
-                'tar',
-                compressorProgram(plan.compression),
-                ...(plan.target.kind === 'ssh' ? ['ssh'] : []),
-            ]);
-            if (missing.length > 0)
-                throw new BackupError(`This machine lacks ${missing.join(', ')}: install it to take backups.`);
-            privilege = await runnerPrivilege();
-            if (!privilege.keepsOwners)
-                reporter.warning('Not running as root and no passwordless sudo here: file owners in the backup will be this user, not the originals.');
-            const files = await planFiles(connected, plan, instance, reporter);
-            const measured = [
-                ...(files.installPaths.includes('.')
-                    ? [files.installDir]
-                    : files.installPaths.map((p) => `${files.installDir}/${p}`)),
-                ...(files.dataDirInsideInstall && files.installPaths.includes('.') ? [] : [files.dataDir]),
-                ...files.absolutePaths,
-            ];
-            const size = await sizeOnHost(connected, instance.owner, measured);
-            const need = requiredBytes(size);
-            const free = freeBytes(plan.backupDir);
-            reporter.info(`About ${formatBytes(size)} of files to copy; ${formatBytes(free)} free in ${plan.backupDir}.`);
-            if (free < need)
-                throw new BackupError(`Not enough space in ${plan.backupDir}: this backup needs about ${formatBytes(need)} (a staged copy and the archive), ${formatBytes(free)} is free. Free space or choose another backup-dir.`);
-            return { tool: found, fileSet: files };
-        });
+        const { tool, fileSet, privilege: elevated, } = await reporter.group('Preflight', () => preflight(connected, plan, instance, engine, reporter));
+        privilege = elevated;
         interrupted();
-        const elevated = privilege;
         (0,external_node_fs_namespaceObject.mkdirSync)(stagingDir, { recursive: true, mode: 0o700 });
         const { installStats, dataStats } = await reporter.group('Files (bulk copy, before maintenance mode)', async () => {
             const install = await syncFiles(connected, fileSet, stagingDir, {

@@ -14,7 +14,6 @@ import {
 } from '../instance.ts';
 import type { Secrets } from '../secrets.ts';
 import type { BackupPlan } from '../settings.ts';
-import { requirePasswordlessSudo } from './preflight.ts';
 
 export interface Instance {
   product: Product;
@@ -156,4 +155,16 @@ export async function discoverInstance(
     maintenance: config.maintenance === true,
     database,
   };
+}
+
+/**
+ * An SSH user that is neither root nor the instance's owner runs occ (as the owner) and
+ * rsync (to read every file) through sudo, which must not ask for a password.
+ */
+export async function requirePasswordlessSudo(host: Host, owner: string): Promise<void> {
+  const result = await host.run(['sudo', '-n', 'true']);
+  if (result.exitCode !== 0)
+    throw new BackupError(
+      `The SSH user ${host.account} on ${host.label} is neither root nor ${owner} and cannot use sudo without a password (${stderrTail(result.stderr) || 'sudo -n failed'}): connect as root or ${owner}, or allow it passwordless sudo.`,
+    );
 }

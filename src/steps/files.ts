@@ -1,8 +1,10 @@
 // Copies the instance's files from the host into the staging directory on the runner with
 // rsync, keeping ACLs, xattrs, owners (numeric), modes, hard links, hidden files and empty
 // directories. Run twice: the bulk before maintenance mode, then only the delta inside it.
-import { BackupError, InterruptedError } from '../errors.ts';
+import { BackupError, InputError, InterruptedError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
+import type { BackupPlan } from '../settings.ts';
+import { existsOnHost, type Instance } from './discover.ts';
 import { runProcess, stderrTail } from '../host/process.ts';
 import type { RunnerPrivilege } from '../host/runner.ts';
 
@@ -167,4 +169,73 @@ export async function syncFiles(
     total.vanished ||= result.exitCode === 24;
   }
   return total;
+}
+
+/** Where the theme lives: legacy themes/<name>, or (ownCloud 10) a theme app. */
+async function themePath(host: Host, instance: Instance): Promise<string | undefined> {
+  if (!instance.theme) return undefined;
+  for (const candidate of [
+    `themes/${instance.theme}`,
+    `apps-external/${instance.theme}`,
+    `apps/${instance.theme}`,
+  ]) {
+    if (await existsOnHost(host, instance.owner, '-d', `${instance.installDir}/${candidate}`))
+      return candidate;
+  }
+  return undefined;
+}
+
+/**
+ * What to copy for this instance: config/, the active theme and extra paths (or the whole
+ * installation for a tarball install), the data directory without the live SQLite file,
+ * and absolute extra paths. Checks that every path the user named exists.
+ */
+export async function planFileSet(
+  host: Host,
+  plan: BackupPlan,
+  instance: Instance,
+  warn: (message: string) => void,
+): Promise<FileSet> {
+  const relativeExtras = plan.extraPaths.filter((p) => !p.startsWith('/'));
+  const absolutePaths = plan.extraPaths.filter((p) => p.startsWith('/'));
+  for (const path of [
+    ...relativeExtras.map((p) => `${instance.installDir}/${p}`),
+    ...absolutePaths,
+  ]) {
+    if (!(await existsOnHost(host, instance.owner, '-e', path)))
+      throw new InputError(`extra-paths: '${path}' does not exist on ${host.label}.`);
+  }
+  const inside = instance.dataDir.startsWith(`${instance.installDir}/`)
+    ? instance.dataDir.slice(instance.installDir.length + 1)
+    : undefined;
+  let installPaths: string[];
+  if (plan.installType === 'tarball') {
+    installPaths = ['.'];
+  } else {
+    const theme = await themePath(host, instance);
+    if (instance.theme && !theme)
+      warn(
+        `config.php names theme '${instance.theme}', but no themes/, apps-external/ or apps/ directory of that name exists.`,
+      );
+    installPaths = [...new Set(['config', ...(theme ? [theme] : []), ...relativeExtras])];
+  }
+  const dataExclude: string[] = [];
+  const file = instance.database.file;
+  if (file && file.startsWith(`${instance.dataDir}/`)) {
+    const relative = file.slice(instance.dataDir.length + 1);
+    dataExclude.push(relative, `${relative}-journal`, `${relative}-wal`, `${relative}-shm`);
+  }
+  // An SSH user that is neither root nor the instance's owner reads the files through sudo.
+  const needsSudo =
+    plan.target.kind === 'ssh' && host.account !== 'root' && host.account !== instance.owner;
+  return {
+    ...(needsSudo ? { remoteRsync: 'sudo -n rsync' } : {}),
+    installDir: instance.installDir,
+    installPaths,
+    ...(inside ? { dataDirInsideInstall: inside } : {}),
+    dataDir: instance.dataDir,
+    absolutePaths,
+    exclude: plan.exclude,
+    dataExclude,
+  };
 }

@@ -3,6 +3,12 @@
 import { statfsSync } from 'node:fs';
 import type { DatabaseEngine, DumpTool } from '../database/index.ts';
 import { BackupError } from '../errors.ts';
+import { runnerPrivilege, type RunnerPrivilege } from '../host/runner.ts';
+import type { Reporter } from '../report.ts';
+import type { BackupPlan } from '../settings.ts';
+import { compressorProgram } from './compress.ts';
+import type { Instance } from './discover.ts';
+import { planFileSet, type FileSet } from './files.ts';
 import { asUser, type Host } from '../host/host.ts';
 import { runProcess, stderrTail, type ProcessResult } from '../host/process.ts';
 
@@ -86,14 +92,65 @@ export function requiredBytes(sourceBytes: number): number {
   return Math.ceil(sourceBytes * 2.05) + 64 * 1024 * 1024;
 }
 
+export interface Preflight {
+  tool: DumpTool;
+  fileSet: FileSet;
+  privilege: RunnerPrivilege;
+}
+
 /**
- * An SSH user that is neither root nor the instance's owner runs occ (as the owner) and
- * rsync (to read every file) through sudo, which must not ask for a password.
+ * Everything checked before the instance is touched: the dump tool and the other programs
+ * on the host, the programs here, whether this runner can keep owners, what to copy, and
+ * whether the backup directory has room for it.
  */
-export async function requirePasswordlessSudo(host: Host, owner: string): Promise<void> {
-  const result = checked(host, await host.run(['sudo', '-n', 'true']));
-  if (result.exitCode !== 0)
-    throw new BackupError(
-      `The SSH user ${host.account} on ${host.label} is neither root nor ${owner} and cannot use sudo without a password (${stderrTail(result.stderr) || 'sudo -n failed'}): connect as root or ${owner}, or allow it passwordless sudo.`,
+export async function preflight(
+  host: Host,
+  plan: BackupPlan,
+  instance: Instance,
+  engine: DatabaseEngine,
+  reporter: Reporter,
+): Promise<Preflight> {
+  const tool = await findDumpTool(host, engine);
+  reporter.info(`Dump tool on the host: ${tool.program} (${tool.version}).`);
+  const hostPrograms = ['php', 'rsync', 'du'];
+  if (host.account !== instance.owner)
+    hostPrograms.push(host.account === 'root' ? 'runuser' : 'sudo');
+  const missingThere = await missingOnHost(host, hostPrograms);
+  if (missingThere.length > 0)
+    throw new BackupError(`${host.label} lacks ${missingThere.join(', ')}: install it there.`);
+  const missing = await missingHere([
+    'rsync',
+    'tar',
+    compressorProgram(plan.compression),
+    ...(plan.target.kind === 'ssh' ? ['ssh'] : []),
+  ]);
+  if (missing.length > 0)
+    throw new BackupError(`This machine lacks ${missing.join(', ')}: install it to take backups.`);
+  const privilege = await runnerPrivilege();
+  if (!privilege.keepsOwners)
+    reporter.warning(
+      'Not running as root and no passwordless sudo here: file owners in the backup will be this user, not the originals.',
     );
+
+  const fileSet = await planFileSet(host, plan, instance, (m) => reporter.warning(m));
+  const whole = fileSet.installPaths.includes('.');
+  const measured = [
+    ...(whole
+      ? [fileSet.installDir]
+      : fileSet.installPaths.map((p) => `${fileSet.installDir}/${p}`)),
+    // A tarball install's measure already holds a data directory inside it.
+    ...(whole && fileSet.dataDirInsideInstall ? [] : [fileSet.dataDir]),
+    ...fileSet.absolutePaths,
+  ];
+  const size = await sizeOnHost(host, instance.owner, measured);
+  const need = requiredBytes(size);
+  const free = freeBytes(plan.backupDir);
+  reporter.info(
+    `About ${formatBytes(size)} of files to copy; ${formatBytes(free)} free in ${plan.backupDir}.`,
+  );
+  if (free < need)
+    throw new BackupError(
+      `Not enough space in ${plan.backupDir}: this backup needs about ${formatBytes(need)} (a staged copy and the archive), ${formatBytes(free)} is free. Free space or choose another backup-dir.`,
+    );
+  return { tool, fileSet, privilege };
 }
