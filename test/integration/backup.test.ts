@@ -427,7 +427,7 @@ describe('a cut SSH link', () => {
             expect(instance.readConfig().maintenance).toBe(true);
             network.cut();
             cutAt = Date.now();
-            setTimeout(() => network.restore(), 6000);
+            setTimeout(() => network.restore(), 9000);
           },
         },
       );
@@ -435,7 +435,7 @@ describe('a cut SSH link', () => {
       expect(errorLine(run)).toMatch(
         /(The database dump failed|Copying files from \S+ failed \(rsync exit \d+\)): The SSH connection to root@10\.231\.\d+\.2:\d+ (was lost|timed out)/,
       );
-      // Keepalives noticed the dead link while it was still down (it comes back after 6 s):
+      // Keepalives noticed the dead link while it was still down (it comes back after 9 s):
       // restoring maintenance mode was first tried, and retried, before the link returned.
       expect(run.stderr, explain(run)).toContain(
         'Could not switch maintenance mode off yet (attempt 1)',
