@@ -1,7 +1,7 @@
 // Bundles the three entry points (action main, action post, command line) with ncc into
 // self-contained ESM files that run on Node 24 with no node_modules.
 // Usage: node script/build.ts [outDir]   (default: dist)
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 
@@ -13,18 +13,29 @@ chmodSync(outDir, 0o755);
 const ncc = join(root, 'node_modules', '.bin', 'ncc');
 const entries = ['main', 'post', 'cli'] as const;
 
-for (const entry of entries) {
-  const out = join(outDir, entry);
-  const result = spawnSync(
-    ncc,
-    ['build', join('src', `${entry}.ts`), '-o', out, '--license', 'licenses.txt', '--quiet'],
-    { cwd: root, stdio: 'inherit' },
-  );
-  if (result.status !== 0) {
-    rmSync(outDir, { recursive: true, force: true });
-    console.error(`ncc failed to bundle src/${entry}.ts`);
-    process.exit(1);
-  }
+// The three bundles are independent: build them side by side.
+const results = await Promise.all(
+  entries.map(
+    (entry) =>
+      new Promise<number | null>((done) => {
+        const args = [
+          'build',
+          join('src', `${entry}.ts`),
+          '-o',
+          join(outDir, entry),
+          '--license',
+          'licenses.txt',
+          '--quiet',
+        ];
+        spawn(ncc, args, { cwd: root, stdio: 'inherit' }).once('close', done);
+      }),
+  ),
+);
+const failed = entries.filter((_, i) => results[i] !== 0);
+if (failed.length > 0) {
+  rmSync(outDir, { recursive: true, force: true });
+  console.error(`ncc failed to bundle ${failed.map((e) => `src/${e}.ts`).join(', ')}`);
+  process.exit(1);
 }
 // One package.json for the whole folder marks every bundle as ESM.
 for (const entry of entries) rmSync(join(outDir, entry, 'package.json'), { force: true });
