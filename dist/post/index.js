@@ -42741,14 +42741,16 @@ function settings_planBackup(raw, defaults, label = settings_actionLabel) {
     const host = value(INPUTS.host);
     let target = { kind: 'local' };
     if (host !== '') {
-        if (host.startsWith('-') || !/^[A-Za-z0-9._:[\]%-]+$/.test(host))
+        if (host.startsWith('-') || !/^[A-Za-z0-9._:[\]%_-]+$/.test(host))
             fail(INPUTS.host, `'${host}' is not a host name or IP address.`);
         const privateKey = (raw[INPUTS.sshKey] ?? '').replace(/\r\n/g, '\n').trim();
         if (privateKey === '')
             fail(INPUTS.sshKey, `a private key is required when ${label(INPUTS.host)} is set.`);
         if (!/^-----BEGIN [A-Z ]*PRIVATE KEY-----\n[\s\S]+\n-----END [A-Z ]*PRIVATE KEY-----$/.test(privateKey))
             fail(INPUTS.sshKey, 'expected a private key in PEM/OpenSSH format (-----BEGIN ... PRIVATE KEY-----).');
-        if (/^Proc-Type: .*ENCRYPTED/m.test(privateKey) || privateKey.includes('ENCRYPTED PRIVATE KEY'))
+        if (/^Proc-Type: .*ENCRYPTED/m.test(privateKey) ||
+            privateKey.includes('ENCRYPTED PRIVATE KEY') ||
+            openSshKeyCipher(privateKey) !== 'none')
             fail(INPUTS.sshKey, 'the private key is protected by a passphrase; use a key without one.');
         const knownHosts = words(raw[INPUTS.knownHosts]);
         if (knownHosts.length === 0)
@@ -42865,6 +42867,21 @@ function knownHostsLineProblem(line) {
     if (nameLength === 0 || blob.subarray(4, 4 + nameLength).toString('latin1') !== keyType)
         return `has a key that is not a ${keyType} key.`;
     return undefined;
+}
+/**
+ * The cipher an OpenSSH-format private key is encrypted with ('none' when it has no
+ * passphrase, and for keys in other formats, which say so in their PEM headers).
+ */
+function openSshKeyCipher(privateKey) {
+    const match = /-----BEGIN OPENSSH PRIVATE KEY-----\n([\s\S]+?)\n-----END OPENSSH PRIVATE KEY-----/.exec(privateKey);
+    if (!match)
+        return 'none';
+    const blob = Buffer.from(match[1].replace(/\s+/g, ''), 'base64');
+    const magic = 'openssh-key-v1\0';
+    if (blob.subarray(0, magic.length).toString('latin1') !== magic || blob.length < magic.length + 4)
+        return 'none';
+    const length = blob.readUInt32BE(magic.length);
+    return blob.subarray(magic.length + 4, magic.length + 4 + length).toString('latin1');
 }
 
 ;// CONCATENATED MODULE: ./src/host/host.ts

@@ -1,5 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { cliLabel, knownHostsLineProblem, planBackup, type RawInputs } from '../../src/settings.ts';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  cliLabel,
+  knownHostsLineProblem,
+  openSshKeyCipher,
+  planBackup,
+  type RawInputs,
+} from '../../src/settings.ts';
 
 const KEY =
   '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU=\n-----END OPENSSH PRIVATE KEY-----';
@@ -189,6 +199,32 @@ describe('planBackup', () => {
     expect(() => planBackup({ 'db-type': 'oci' }, defaults, cliLabel)).toThrow(
       'Invalid option --db-type: Oracle (oci) is not supported.',
     );
+  });
+});
+
+describe('a passphrase-protected key', () => {
+  it('is refused up front, since nothing could type the passphrase', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ocb-key-'));
+    try {
+      execFileSync('ssh-keygen', [
+        '-q',
+        '-t',
+        'ed25519',
+        '-N',
+        'a passphrase',
+        '-C',
+        'test',
+        '-f',
+        join(dir, 'key'),
+      ]);
+      const key = readFileSync(join(dir, 'key'), 'utf8');
+      expect(openSshKeyCipher(key)).toBe('aes256-ctr');
+      expect(problem({ ...SSH, 'ssh-key': key })).toBe(
+        "Invalid input 'ssh-key': the private key is protected by a passphrase; use a key without one.",
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
