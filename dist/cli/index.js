@@ -35,12 +35,46 @@ const external_node_util_namespaceObject = __WEBPACK_EXTERNAL_createRequire(impo
 const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
 ;// CONCATENATED MODULE: external "node:os"
 const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
+;// CONCATENATED MODULE: ./src/errors.ts
+/**
+ * A mistake in what the user asked for (an input, an option, a path that is not an
+ * ownCloud instance). Reported as one clear message, never with a stack trace.
+ */
+class InputError extends Error {
+    name = 'InputError';
+}
+/**
+ * A backup that could not be completed for a reason outside the user's input: a tool
+ * failed, the database refused, the link died. The message names the cause.
+ */
+class BackupError extends Error {
+    name = 'BackupError';
+}
+/** The run was interrupted (SIGINT/SIGTERM, or the workflow was cancelled). */
+class InterruptedError extends Error {
+    name = 'InterruptedError';
+    constructor(message = 'The backup was interrupted.') {
+        super(message);
+    }
+}
+/** The message to show for any error: ours are written for people; others get their class. */
+function describeError(error) {
+    if (error instanceof InputError ||
+        error instanceof BackupError ||
+        error instanceof InterruptedError)
+        return error.message;
+    if (error instanceof Error)
+        return `${error.name}: ${error.message}`;
+    return String(error);
+}
+
 ;// CONCATENATED MODULE: ./src/host/guarded.ts
 // Long-running commands on the host (database dumps) are wrapped in a small POSIX sh
 // script that (1) takes the secret from the first line of stdin and hands it to the tool
 // without any argv seeing it, and (2) keeps watching stdin: when it ends, the client went
 // away (cancelled, timed out, link dead), so the dump is stopped instead of left running
 // on the server holding a transaction open.
+
 const SCRIPT = `
 mode=$1; shift
 IFS= read -r secret || secret=
@@ -224,39 +258,6 @@ const sqlite = {
 const ENGINES = { mysql: mysql, pgsql: pgsql, sqlite: sqlite };
 function engineFor(type) {
     return ENGINES[type];
-}
-
-;// CONCATENATED MODULE: ./src/errors.ts
-/**
- * A mistake in what the user asked for (an input, an option, a path that is not an
- * ownCloud instance). Reported as one clear message, never with a stack trace.
- */
-class InputError extends Error {
-    name = 'InputError';
-}
-/**
- * A backup that could not be completed for a reason outside the user's input: a tool
- * failed, the database refused, the link died. The message names the cause.
- */
-class BackupError extends Error {
-    name = 'BackupError';
-}
-/** The run was interrupted (SIGINT/SIGTERM, or the workflow was cancelled). */
-class InterruptedError extends Error {
-    name = 'InterruptedError';
-    constructor(message = 'The backup was interrupted.') {
-        super(message);
-    }
-}
-/** The message to show for any error: ours are written for people; others get their class. */
-function describeError(error) {
-    if (error instanceof InputError ||
-        error instanceof BackupError ||
-        error instanceof InterruptedError)
-        return error.message;
-    if (error instanceof Error)
-        return `${error.name}: ${error.message}`;
-    return String(error);
 }
 
 ;// CONCATENATED MODULE: ./node_modules/is-plain-obj/index.js

@@ -3,6 +3,7 @@
 // without any argv seeing it, and (2) keeps watching stdin: when it ends, the client went
 // away (cancelled, timed out, link dead), so the dump is stopped instead of left running
 // on the server holding a transaction open.
+import { BackupError } from '../errors.ts';
 
 /** How the wrapped command receives the secret read from stdin. */
 export type SecretDelivery =
