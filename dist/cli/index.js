@@ -106,7 +106,7 @@ function guardedCommand(argv, delivery) {
 /** The first stdin line the wrapper reads: the secret, which must fit on one line. */
 function secretLine(secret) {
     if (/[\r\n\0]/.test(secret))
-        throw new Error('a secret with a line break or NUL byte cannot be passed');
+        throw new BackupError('The database password contains a line break or NUL byte, which no database client accepts.');
     return `${secret}\n`;
 }
 /** A value in a MySQL option file: double-quoted, with option-file escapes. */

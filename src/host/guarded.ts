@@ -46,7 +46,9 @@ export function guardedCommand(argv: readonly string[], delivery: SecretDelivery
 /** The first stdin line the wrapper reads: the secret, which must fit on one line. */
 export function secretLine(secret: string): string {
   if (/[\r\n\0]/.test(secret))
-    throw new Error('a secret with a line break or NUL byte cannot be passed');
+    throw new BackupError(
+      'The database password contains a line break or NUL byte, which no database client accepts.',
+    );
   return `${secret}\n`;
 }
 
