@@ -11143,8 +11143,17 @@ const {
 
 
 ;// CONCATENATED MODULE: ./src/host/process.ts
+// Running programs on this machine: the one place that spawns processes. Commands are
+// argv arrays; secrets travel on stdin only, so no argv (and no error message built from
+// one) ever holds them.
 
-const STDERR_LIMIT = 1024 * 1024;
+
+// Generous: execa ends a command whose output outgrows its buffer, and rsync can warn
+// about every one of thousands of files. Streamed stdout is not buffered at all.
+const OUTPUT_LIMIT = 64 * 1024 * 1024;
+function signalNumber(signal) {
+    return external_node_os_namespaceObject.constants.signals[signal] ?? 0;
+}
 function decode(output) {
     if (output === undefined || output === null)
         return '';
@@ -11163,7 +11172,7 @@ function spawn(argv, options, streamStdout) {
         stdout: 'pipe',
         stderr: 'pipe',
         buffer: { stdout: !streamStdout, stderr: true },
-        maxBuffer: { stdout: 64 * 1024 * 1024, stderr: STDERR_LIMIT },
+        maxBuffer: { stdout: OUTPUT_LIMIT, stderr: OUTPUT_LIMIT },
         reject: false,
         stripFinalNewline: false,
         ...(options.signal ? { cancelSignal: options.signal } : {}),
@@ -11185,12 +11194,9 @@ function spawn(argv, options, streamStdout) {
             child.stdin.end();
         const stdout = streamStdout ? '' : decode(result.stdout);
         return {
-            exitCode: result.exitCode ?? (result.signal ? 128 : 1),
-            ...(result.signal ? { signal: result.signal } : {}),
+            exitCode: result.exitCode ?? 128 + (result.signal ? signalNumber(result.signal) : 0),
             stdout,
             stderr: decode(result.stderr),
-            timedOut: result.timedOut ?? false,
-            cancelled: result.isCanceled ?? false,
         };
     });
     return { child, done };
@@ -11361,8 +11367,8 @@ class SshHost {
         this.onMaster = options.onMaster;
         this.label = `${target.user}@${target.host}:${target.port}`;
         this.runtimeDir = options.runtimeDir ?? (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)((0,external_node_os_namespaceObject.tmpdir)(), 'owncloud-backup-ssh-'));
-        // rsync splits its -e string itself, so these paths must not need quoting beyond quoteArg.
-        // ssh appends ~17 characters to the control path while creating the socket.
+        // A Unix socket path holds at most 107 bytes and ssh appends ~17 while creating it:
+        // under a deep RUNNER_TEMP the socket goes to a short private dir in /tmp instead.
         this.socketDir =
             Buffer.byteLength((0,external_node_path_namespaceObject.join)(this.runtimeDir, 'mux')) <= 80
                 ? this.runtimeDir

@@ -1,6 +1,7 @@
 // Running programs on this machine: the one place that spawns processes. Commands are
 // argv arrays; secrets travel on stdin only, so no argv (and no error message built from
 // one) ever holds them.
+import { constants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { execa } from 'execa';
 
@@ -25,13 +26,10 @@ export interface ProcessOptions {
 }
 
 export interface ProcessResult {
+  /** The exit status; 128 + n style values stand for a kill by signal. */
   exitCode: number;
-  /** Set when the command was killed by a signal. */
-  signal?: string;
   stdout: string;
   stderr: string;
-  timedOut: boolean;
-  cancelled: boolean;
 }
 
 export interface StreamingProcess {
@@ -44,7 +42,13 @@ export interface StreamingProcess {
   kill(): void;
 }
 
-const STDERR_LIMIT = 1024 * 1024;
+// Generous: execa ends a command whose output outgrows its buffer, and rsync can warn
+// about every one of thousands of files. Streamed stdout is not buffered at all.
+const OUTPUT_LIMIT = 64 * 1024 * 1024;
+
+function signalNumber(signal: string): number {
+  return constants.signals[signal as keyof typeof constants.signals] ?? 0;
+}
 
 function decode(output: unknown): string {
   if (output === undefined || output === null) return '';
@@ -61,7 +65,7 @@ function spawn(argv: readonly string[], options: ProcessOptions, streamStdout: b
     stdout: 'pipe',
     stderr: 'pipe',
     buffer: { stdout: !streamStdout, stderr: true },
-    maxBuffer: { stdout: 64 * 1024 * 1024, stderr: STDERR_LIMIT },
+    maxBuffer: { stdout: OUTPUT_LIMIT, stderr: OUTPUT_LIMIT },
     reject: false,
     stripFinalNewline: false,
     ...(options.signal ? { cancelSignal: options.signal } : {}),
@@ -81,12 +85,9 @@ function spawn(argv: readonly string[], options: ProcessOptions, streamStdout: b
     if (options.keepStdinOpen) child.stdin.end();
     const stdout = streamStdout ? '' : decode(result.stdout);
     return {
-      exitCode: result.exitCode ?? (result.signal ? 128 : 1),
-      ...(result.signal ? { signal: result.signal } : {}),
+      exitCode: result.exitCode ?? 128 + (result.signal ? signalNumber(result.signal) : 0),
       stdout,
       stderr: decode(result.stderr),
-      timedOut: result.timedOut ?? false,
-      cancelled: result.isCanceled ?? false,
     };
   });
   return { child, done };

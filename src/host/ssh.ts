@@ -97,8 +97,8 @@ export class SshHost implements Host {
     this.onMaster = options.onMaster;
     this.label = `${target.user}@${target.host}:${target.port}`;
     this.runtimeDir = options.runtimeDir ?? mkdtempSync(join(tmpdir(), 'owncloud-backup-ssh-'));
-    // rsync splits its -e string itself, so these paths must not need quoting beyond quoteArg.
-    // ssh appends ~17 characters to the control path while creating the socket.
+    // A Unix socket path holds at most 107 bytes and ssh appends ~17 while creating it:
+    // under a deep RUNNER_TEMP the socket goes to a short private dir in /tmp instead.
     this.socketDir =
       Buffer.byteLength(join(this.runtimeDir, 'mux')) <= 80
         ? this.runtimeDir
