@@ -11719,6 +11719,7 @@ function productOf(markers, version) {
 
 
 
+
 const READ_CONFIG = `
 error_reporting(E_ALL & ~E_DEPRECATED & ~E_NOTICE);
 $dir = $argv[1];
@@ -11789,10 +11790,13 @@ async function discoverInstance(host, plan, secrets) {
     secrets.add(typeof config.dbpassword === 'string' ? config.dbpassword : undefined);
     if (config.installed === false)
         throw new InputError(`${configPath} says the instance is not installed (installed => false): nothing to back up.`);
-    const dataDir = plan.dataDir ??
+    // config.php's value may carry a trailing slash or doubled ones: one spelling from here on.
+    const dataDir = external_node_path_namespaceObject.posix
+        .normalize(plan.dataDir ??
         (typeof config.datadirectory === 'string' && config.datadirectory
             ? config.datadirectory
-            : `${installDir}/data`);
+            : `${installDir}/data`))
+        .replace(/(.)\/+$/, '$1');
     const markers = {
         ocdata: await exists('-e', `${dataDir}/.ocdata`),
         ncdata: await exists('-e', `${dataDir}/.ncdata`),
@@ -11814,7 +11818,7 @@ async function discoverInstance(host, plan, secrets) {
         installDir,
         configPath,
         owner,
-        dataDir: dataDir.replace(/\/+$/, ''),
+        dataDir,
         maintenance: config.maintenance === true,
         database,
     };

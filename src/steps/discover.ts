@@ -1,6 +1,7 @@
 // Discovery: what the instance is, read from its own config.php with PHP on the host (the
 // faithful way: config.php is PHP, and every ownCloud host has PHP). Like ownCloud, it
 // merges config/*.config.php over config.php.
+import { posix } from 'node:path';
 import { BackupError, InputError } from '../errors.ts';
 import { asUser, type Host } from '../host/host.ts';
 import { stderrTail } from '../host/process.ts';
@@ -120,11 +121,15 @@ export async function discoverInstance(
       `${configPath} says the instance is not installed (installed => false): nothing to back up.`,
     );
 
-  const dataDir =
-    plan.dataDir ??
-    (typeof config.datadirectory === 'string' && config.datadirectory
-      ? config.datadirectory
-      : `${installDir}/data`);
+  // config.php's value may carry a trailing slash or doubled ones: one spelling from here on.
+  const dataDir = posix
+    .normalize(
+      plan.dataDir ??
+        (typeof config.datadirectory === 'string' && config.datadirectory
+          ? config.datadirectory
+          : `${installDir}/data`),
+    )
+    .replace(/(.)\/+$/, '$1');
   const markers = {
     ocdata: await exists('-e', `${dataDir}/.ocdata`),
     ncdata: await exists('-e', `${dataDir}/.ncdata`),
@@ -151,7 +156,7 @@ export async function discoverInstance(
     installDir,
     configPath,
     owner,
-    dataDir: dataDir.replace(/\/+$/, ''),
+    dataDir,
     maintenance: config.maintenance === true,
     database,
   };

@@ -486,6 +486,28 @@ describe('what goes into the files archive', () => {
     instance.remove();
   });
 
+  it("takes config.php's datadirectory with a trailing slash as the same directory", async () => {
+    const instance = await sample('sqlite');
+    const text = readFileSync(instance.configPath, 'utf8');
+    const quoted = `'datadirectory' => '${instance.dataDir.replaceAll("'", "\\'")}'`;
+    expect(text).toContain(quoted);
+    writeFileSync(instance.configPath, text.replace(quoted, quoted.replace(/'$/, "//'")));
+    const backupDir = backupDirFor(instance);
+    const run = await runBackupCli(
+      ['--owncloud-dir', instance.installDir, '--backup-dir', backupDir],
+      { secrets: [] },
+    );
+    expect(run.exitCode, explain(run)).toBe(0);
+    const dir = join(backupDir, readdirSync(backupDir)[0]!);
+    const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as Manifest;
+    expect(manifest.source.dataDir).toBe(instance.dataDir);
+    expect(manifest.files.leftOut[0]).toBe(`${String(instance.config.dbname)}.db`);
+    const restored = join(instance.root, 'restore');
+    unpackFiles(join(dir, manifest.archives[0]!.name), restored);
+    expect(existsSync(join(restored, 'data', `${String(instance.config.dbname)}.db`))).toBe(false);
+    instance.remove();
+  });
+
   it('holds the whole installation for a tarball install, data directory once', async () => {
     const instance = await sample('sqlite');
     const backupDir = backupDirFor(instance);
