@@ -11952,7 +11952,8 @@ async function syncFiles(host, fileSet, stagingDir, options) {
 }
 /** Where the theme lives: legacy themes/<name>, or (ownCloud 10) a theme app. */
 async function themePath(host, instance) {
-    if (!instance.theme)
+    // A theme is a directory name; anything that could climb out of the installation is not one.
+    if (!instance.theme || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(instance.theme))
         return undefined;
     for (const candidate of [
         `themes/${instance.theme}`,

@@ -173,7 +173,8 @@ export async function syncFiles(
 
 /** Where the theme lives: legacy themes/<name>, or (ownCloud 10) a theme app. */
 async function themePath(host: Host, instance: Instance): Promise<string | undefined> {
-  if (!instance.theme) return undefined;
+  // A theme is a directory name; anything that could climb out of the installation is not one.
+  if (!instance.theme || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(instance.theme)) return undefined;
   for (const candidate of [
     `themes/${instance.theme}`,
     `apps-external/${instance.theme}`,
