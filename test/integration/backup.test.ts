@@ -377,29 +377,32 @@ describe('a failed backup', () => {
     }
   });
 
-  it('stops, restores maintenance mode and leaves no dump running when interrupted (SIGINT)', async () => {
-    const instance = await sample('mysql');
-    const lock = await holdDumpLock(instance, serverOf('mysql'));
-    const { run, error } = await failingBackup(instance, sshArgs(), {
-      secrets: [instance.dbPassword],
-      onDump: (cli) => {
-        expect(instance.readConfig().maintenance).toBe(true);
-        cli.kill('SIGINT');
-      },
-    });
-    try {
-      expect(run.exitCode).toBe(130);
-      expect(error).toMatch(/interrupted/i);
-      expect(occSwitches(instance)).toEqual([
-        'www-data maintenance:mode --on',
-        'www-data maintenance:mode --off',
-      ]);
-      // The dump still waits for the lock, so only the watchdog can have stopped it.
-      expect(await waitUntilNoDumpRuns(5000)).toEqual([]);
-    } finally {
-      await lock.release();
-    }
-  });
+  it.each(['SIGINT', 'SIGTERM'] as const)(
+    'stops, restores maintenance mode and leaves no dump running on %s',
+    async (signal) => {
+      const instance = await sample('mysql');
+      const lock = await holdDumpLock(instance, serverOf('mysql'));
+      const { run, error } = await failingBackup(instance, sshArgs(), {
+        secrets: [instance.dbPassword],
+        onDump: (cli) => {
+          expect(instance.readConfig().maintenance).toBe(true);
+          cli.kill(signal);
+        },
+      });
+      try {
+        expect(run.exitCode).toBe(130);
+        expect(error).toMatch(/interrupted/i);
+        expect(occSwitches(instance)).toEqual([
+          'www-data maintenance:mode --on',
+          'www-data maintenance:mode --off',
+        ]);
+        // The dump still waits for the lock, so only the watchdog can have stopped it.
+        expect(await waitUntilNoDumpRuns(5000)).toEqual([]);
+      } finally {
+        await lock.release();
+      }
+    },
+  );
 });
 
 describe('a cut SSH link', () => {
