@@ -39,7 +39,13 @@ function tcpAccepts(host: string, port: number): Promise<boolean> {
   });
 }
 
-export async function startSshd(options: { network?: NetworkHost } = {}): Promise<SshServer> {
+export async function startSshd(
+  options: {
+    network?: NetworkHost;
+    /** PATH for every session: a host on which some programs are missing. */
+    sessionPath?: string;
+  } = {},
+): Promise<SshServer> {
   const sshd = requireTool('sshd');
   const keygen = requireTool('ssh-keygen');
   const scratch = makeScratchDir('sshd');
@@ -97,6 +103,7 @@ export async function startSshd(options: { network?: NetworkHost } = {}): Promis
       'MaxSessions 50',
       'MaxStartups 50',
       'LogLevel ERROR',
+      ...(options.sessionPath ? [`SetEnv "PATH=${options.sessionPath}"`] : []),
       '',
     ].join('\n'),
   );

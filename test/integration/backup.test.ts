@@ -10,6 +10,7 @@ import {
   mkdirSync,
   readdirSync,
   readFileSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -403,6 +404,45 @@ describe('a failed backup', () => {
       }
     },
   );
+});
+
+describe('preflight', () => {
+  it('stops before touching the instance when the host lacks a program the backup needs', async () => {
+    // A host whose PATH has every program the backup uses there, except rsync.
+    const bin = join(scratch.path, 'host-bin-without-rsync');
+    mkdirSync(bin);
+    for (const tool of [
+      'sh',
+      'id',
+      'stat',
+      'test',
+      'php',
+      'sqlite3',
+      'du',
+      'runuser',
+      'head',
+      'env',
+      'sudo',
+    ])
+      symlinkSync(execFileSync('which', [tool], { encoding: 'utf8' }).trim(), join(bin, tool));
+    const limited = await startSshd({ sessionPath: bin });
+    try {
+      const instance = await sample('sqlite');
+      const backupDir = backupDirFor(instance);
+      const run = await runBackupCli(
+        ['--owncloud-dir', instance.installDir, '--backup-dir', backupDir, ...sshArgs(limited)],
+        { secrets: [] },
+      );
+      expect(run.exitCode, explain(run)).toBe(1);
+      expect(errorLine(run)).toBe(
+        `owncloud-backup: error: root@${limited.host}:${limited.port} lacks rsync: install it there.`,
+      );
+      expect(instance.occCalls()).toEqual([]);
+      expect(readdirSync(backupDir)).toEqual([]);
+    } finally {
+      await limited.stop();
+    }
+  });
 });
 
 describe('a cut SSH link', () => {
