@@ -7,7 +7,12 @@ import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { engineFor } from './database/index.ts';
-import { BackupError, describeError, InterruptedError } from './errors.ts';
+import {
+  BackupError,
+  describeError,
+  InterruptedError,
+  MaintenanceNotRestoredError,
+} from './errors.ts';
 import type { Host } from './host/host.ts';
 import { LocalHost } from './host/local.ts';
 import { removeTree, type RunnerPrivilege } from './host/runner.ts';
@@ -107,14 +112,12 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
     interrupted();
 
     const engine = engineFor(instance.database.type);
-    const {
-      tool,
-      fileSet,
-      privilege: elevated,
-    } = await reporter.group('Preflight', () =>
+    const checked = await reporter.group('Preflight', () =>
       preflight(connected, plan, instance, engine, reporter),
     );
-    privilege = elevated;
+    const { tool, fileSet } = checked;
+    // Kept outside the try as well: removing a failed run's files may need it.
+    const elevated = (privilege = checked.privilege);
     interrupted();
 
     mkdirSync(stagingDir, { recursive: true, mode: 0o700 });
@@ -153,7 +156,7 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
           context.maintenanceRestoreSeconds,
         )
       : undefined;
-    const { dumped, finalData } = await reporter.group(
+    const { dumped: dump, finalData } = await reporter.group(
       maintenance ? 'Maintenance window (files delta and database dump)' : 'Database dump',
       () =>
         maintenanceWindow(maintenance, context, {
@@ -182,7 +185,6 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
             }),
         }),
     );
-    const dump = dumped;
     const stats = {
       files: installStats.files + finalData.files,
       bytes: installStats.bytes + finalData.bytes,
@@ -232,9 +234,10 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
       restoreHint: engine.restoreHint,
     });
     const { archives } = manifest;
-    const manifestPath = join(workDir, MANIFEST_NAME);
     writeFileSync(join(workDir, CHECKSUMS_NAME), checksumsText(archives), { mode: 0o600 });
-    writeFileSync(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
+    writeFileSync(join(workDir, MANIFEST_NAME), `${JSON.stringify(manifest, null, 2)}\n`, {
+      mode: 0o600,
+    });
     // Only a complete backup gets its final name.
     renameSync(workDir, finalDir);
     return {
@@ -249,11 +252,7 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
     await removeTree(workDir, privilege).catch((cleanup: unknown) =>
       reporter.warning(`Could not remove the incomplete backup: ${describeError(cleanup)}`),
     );
-    if (
-      signal.aborted &&
-      !(error instanceof InterruptedError) &&
-      /MAINTENANCE MODE IS STILL ON/.test(describeError(error))
-    )
+    if (signal.aborted && error instanceof MaintenanceNotRestoredError)
       throw new InterruptedError(`The backup was interrupted. ${describeError(error)}`);
     if (signal.aborted) throw new InterruptedError();
     throw error;
@@ -309,7 +308,7 @@ async function maintenanceWindow(
       await maintenance.restore();
     } catch (restoreError) {
       // Both matter: why the backup failed, and that the instance is still in maintenance mode.
-      throw new BackupError(
+      throw new MaintenanceNotRestoredError(
         failure
           ? `${describeError(failure)} ${describeError(restoreError)}`
           : describeError(restoreError),

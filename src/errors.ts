@@ -14,6 +14,14 @@ export class BackupError extends Error {
   override name = 'BackupError';
 }
 
+/**
+ * Maintenance mode could not be switched back off: the one failure an administrator must
+ * act on at once, so it is never hidden behind another.
+ */
+export class MaintenanceNotRestoredError extends BackupError {
+  override name = 'MaintenanceNotRestoredError';
+}
+
 /** The run was interrupted (SIGINT/SIGTERM, or the workflow was cancelled). */
 export class InterruptedError extends Error {
   override name = 'InterruptedError';

@@ -50,6 +50,13 @@ class InputError extends Error {
 class BackupError extends Error {
     name = 'BackupError';
 }
+/**
+ * Maintenance mode could not be switched back off: the one failure an administrator must
+ * act on at once, so it is never hidden behind another.
+ */
+class MaintenanceNotRestoredError extends BackupError {
+    name = 'MaintenanceNotRestoredError';
+}
 /** The run was interrupted (SIGINT/SIGTERM, or the workflow was cancelled). */
 class InterruptedError extends Error {
     name = 'InterruptedError';
@@ -12428,7 +12435,7 @@ class MaintenanceGuard {
                 await (0,promises_namespaceObject.setTimeout)(Math.min(1000 * attempt, 5000));
             }
         }
-        throw new BackupError(`MAINTENANCE MODE IS STILL ON on ${this.host.label}: switching it off failed (${lastError instanceof Error ? lastError.message : String(lastError)}). ` +
+        throw new MaintenanceNotRestoredError(`MAINTENANCE MODE IS STILL ON on ${this.host.label}: switching it off failed (${lastError instanceof Error ? lastError.message : String(lastError)}). ` +
             `Run: sudo -u ${this.target.user} php ${this.target.installDir}/occ maintenance:mode --off`);
     }
     /** Seconds the instance spent in maintenance mode because of this run (0 when it was on already). */
@@ -12619,8 +12626,10 @@ async function runBackup(plan, context) {
         });
         interrupted();
         const engine = engineFor(instance.database.type);
-        const { tool, fileSet, privilege: elevated, } = await reporter.group('Preflight', () => preflight(connected, plan, instance, engine, reporter));
-        privilege = elevated;
+        const checked = await reporter.group('Preflight', () => preflight(connected, plan, instance, engine, reporter));
+        const { tool, fileSet } = checked;
+        // Kept outside the try as well: removing a failed run's files may need it.
+        const elevated = (privilege = checked.privilege);
         interrupted();
         (0,external_node_fs_namespaceObject.mkdirSync)(stagingDir, { recursive: true, mode: 0o700 });
         const { installStats, dataStats } = await reporter.group('Files (bulk copy, before maintenance mode)', async () => {
@@ -12645,7 +12654,7 @@ async function runBackup(plan, context) {
         const maintenance = plan.maintenanceMode
             ? new MaintenanceGuard(connected, { installDir: instance.installDir, user: instance.owner }, (m) => reporter.info(m), context.maintenanceRestoreSeconds)
             : undefined;
-        const { dumped, finalData } = await reporter.group(maintenance ? 'Maintenance window (files delta and database dump)' : 'Database dump', () => maintenanceWindow(maintenance, context, {
+        const { dumped: dump, finalData } = await reporter.group(maintenance ? 'Maintenance window (files delta and database dump)' : 'Database dump', () => maintenanceWindow(maintenance, context, {
             // Inside the window only what changed since the bulk copy moves (rsync's delta);
             // install files (config.php among them) keep the state found before the window.
             delta: (stepSignal) => maintenance
@@ -12668,7 +12677,6 @@ async function runBackup(plan, context) {
                 signal: stepSignal,
             }),
         }));
-        const dump = dumped;
         const stats = {
             files: installStats.files + finalData.files,
             bytes: installStats.bytes + finalData.bytes,
@@ -12714,9 +12722,10 @@ async function runBackup(plan, context) {
             restoreHint: engine.restoreHint,
         });
         const { archives } = manifest;
-        const manifestPath = (0,external_node_path_namespaceObject.join)(workDir, MANIFEST_NAME);
         (0,external_node_fs_namespaceObject.writeFileSync)((0,external_node_path_namespaceObject.join)(workDir, CHECKSUMS_NAME), checksumsText(archives), { mode: 0o600 });
-        (0,external_node_fs_namespaceObject.writeFileSync)(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
+        (0,external_node_fs_namespaceObject.writeFileSync)((0,external_node_path_namespaceObject.join)(workDir, MANIFEST_NAME), `${JSON.stringify(manifest, null, 2)}\n`, {
+            mode: 0o600,
+        });
         // Only a complete backup gets its final name.
         (0,external_node_fs_namespaceObject.renameSync)(workDir, finalDir);
         return {
@@ -12730,9 +12739,7 @@ async function runBackup(plan, context) {
     }
     catch (error) {
         await removeTree(workDir, privilege).catch((cleanup) => reporter.warning(`Could not remove the incomplete backup: ${describeError(cleanup)}`));
-        if (signal.aborted &&
-            !(error instanceof InterruptedError) &&
-            /MAINTENANCE MODE IS STILL ON/.test(describeError(error)))
+        if (signal.aborted && error instanceof MaintenanceNotRestoredError)
             throw new InterruptedError(`The backup was interrupted. ${describeError(error)}`);
         if (signal.aborted)
             throw new InterruptedError();
@@ -12777,7 +12784,7 @@ async function maintenanceWindow(maintenance, context, work) {
         }
         catch (restoreError) {
             // Both matter: why the backup failed, and that the instance is still in maintenance mode.
-            throw new BackupError(failure
+            throw new MaintenanceNotRestoredError(failure
                 ? `${describeError(failure)} ${describeError(restoreError)}`
                 : describeError(restoreError));
         }

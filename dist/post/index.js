@@ -31345,6 +31345,13 @@ class errors_InputError extends Error {
 class BackupError extends Error {
     name = 'BackupError';
 }
+/**
+ * Maintenance mode could not be switched back off: the one failure an administrator must
+ * act on at once, so it is never hidden behind another.
+ */
+class MaintenanceNotRestoredError extends BackupError {
+    name = 'MaintenanceNotRestoredError';
+}
 /** The run was interrupted (SIGINT/SIGTERM, or the workflow was cancelled). */
 class InterruptedError extends Error {
     name = 'InterruptedError';
@@ -43008,7 +43015,7 @@ class MaintenanceGuard {
                 await (0,promises_namespaceObject.setTimeout)(Math.min(1000 * attempt, 5000));
             }
         }
-        throw new BackupError(`MAINTENANCE MODE IS STILL ON on ${this.host.label}: switching it off failed (${lastError instanceof Error ? lastError.message : String(lastError)}). ` +
+        throw new MaintenanceNotRestoredError(`MAINTENANCE MODE IS STILL ON on ${this.host.label}: switching it off failed (${lastError instanceof Error ? lastError.message : String(lastError)}). ` +
             `Run: sudo -u ${this.target.user} php ${this.target.installDir}/occ maintenance:mode --off`);
     }
     /** Seconds the instance spent in maintenance mode because of this run (0 when it was on already). */

@@ -2,7 +2,7 @@
 // dump, and afterwards put back exactly that prior state, on every path out (success,
 // failure, interruption), retrying through a dead link for a while before giving up loudly.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BackupError } from '../errors.ts';
+import { BackupError, MaintenanceNotRestoredError } from '../errors.ts';
 import { asUser, type Host } from '../host/host.ts';
 import { stderrTail } from '../host/process.ts';
 
@@ -139,7 +139,7 @@ export class MaintenanceGuard {
         await sleep(Math.min(1000 * attempt, 5000));
       }
     }
-    throw new BackupError(
+    throw new MaintenanceNotRestoredError(
       `MAINTENANCE MODE IS STILL ON on ${this.host.label}: switching it off failed (${lastError instanceof Error ? lastError.message : String(lastError)}). ` +
         `Run: sudo -u ${this.target.user} php ${this.target.installDir}/occ maintenance:mode --off`,
     );
