@@ -1,5 +1,4 @@
 import { chownSync, writeFileSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import type { DatabaseLogin } from './mariadb.ts';
@@ -7,6 +6,7 @@ import type { NetworkHost } from './netns.ts';
 import { makeScratchDir } from './scratch.ts';
 import { freePort, startServerProcess } from './server-process.ts';
 import { pgIdentifier, pgString } from './sql.ts';
+import { systemUser } from './accounts.ts';
 import { copyFromTemplate } from './template.ts';
 import { postgresBinDir, requireTool } from './tools.ts';
 
@@ -27,13 +27,6 @@ export interface PostgresServer {
 }
 
 const SERVICE_USER = 'postgres';
-
-/** uid and gid of a system account (os.userInfo only knows the current user). */
-export function systemUser(name: string): { uid: number; gid: number } {
-  const entry = execFileSync('getent', ['passwd', name], { encoding: 'utf8' }).trim();
-  const [, , uid, gid] = entry.split(':');
-  return { uid: Number(uid), gid: Number(gid) };
-}
 
 export async function startPostgres(
   options: { network?: NetworkHost } = {},

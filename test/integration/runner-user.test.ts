@@ -15,7 +15,7 @@ import {
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../../src/manifest.ts';
-import { systemUser } from '../harness/postgres.ts';
+import { systemUser } from '../harness/accounts.ts';
 import { makeScratchDir } from '../harness/scratch.ts';
 import { startSshd, type SshServer } from '../harness/sshd.ts';
 import { buildSampleInstance, type SampleInstance } from '../sample/instance.ts';

@@ -21,7 +21,7 @@ import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import type { MariaDbServer } from '../harness/mariadb.ts';
 import type { PostgresServer } from '../harness/postgres.ts';
-import { systemUser } from '../harness/postgres.ts';
+import { systemUser } from '../harness/accounts.ts';
 import { makeScratchDir } from '../harness/scratch.ts';
 import { requireTool } from '../harness/tools.ts';
 import { mysqlDatabase, pgsqlDatabase, sqliteDatabase, type SampleDatabase } from './database.ts';
