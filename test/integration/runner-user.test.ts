@@ -63,10 +63,11 @@ beforeAll(async () => {
 
 afterAll(async () => {
   rmSync(SUDOERS, { force: true });
-  for (const user of [WITH_SUDO, WITHOUT_SUDO, DEPLOY, NO_SUDO_LOGIN])
-    execFileSync('userdel', [user]);
-  instance?.remove();
   await sshd?.stop();
+  // --force: an SSH session of a test user may still be closing.
+  for (const user of [WITH_SUDO, WITHOUT_SUDO, DEPLOY, NO_SUDO_LOGIN])
+    execFileSync('userdel', ['--force', user]);
+  instance?.remove();
   scratch.remove();
 });
 
