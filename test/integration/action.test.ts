@@ -334,6 +334,35 @@ describe('a cancelled or killed main step', () => {
 });
 
 describe('uploading', () => {
+  it('with upload false, keeps the backup on the runner for a later step and uploads nothing', async () => {
+    const instance = await sample('sqlite');
+    const before = service.artifacts().length;
+    const dir = workDir();
+    const main = await runActionStep('main', {
+      inputs: {
+        'owncloud-dir': instance.installDir,
+        upload: 'false',
+        'backup-dir': join(dir, 'kept backups'),
+      },
+      workDir: dir,
+      env: service.env,
+      secrets: [],
+    });
+    expect(main.exitCode, explain(main)).toBe(0);
+    expect(service.artifacts()).toHaveLength(before);
+    expect(main.outputs['artifact-id']).toBe('');
+    expect(
+      main.outputs['backup-dir']!.startsWith(join(dir, 'kept backups', 'owncloud-backup-')),
+    ).toBe(true);
+    const kept = readdirSync(main.outputs['backup-dir']!).sort();
+    expect(kept).toHaveLength(4);
+    expect(kept.slice(0, 2)).toEqual(['SHA256SUMS', 'manifest.json']);
+    expect(kept[2]).toMatch(/^owncloud-dbbackup_\d{8}\.bak\.zst$/);
+    expect(kept[3]).toMatch(/^owncloud-files_\d{8}\.tar\.zst$/);
+    expect(main.summary).toContain('(upload: false)');
+    expect(main.stdout).not.toMatch(/^::group::Upload/m);
+  });
+
   it('refuses a second artifact of the same name in the run, keeping the backup on the runner', async () => {
     const instance = await sample('sqlite');
     const inputs = { 'owncloud-dir': instance.installDir, 'artifact-name': `twice ${counter}` };
