@@ -2,8 +2,9 @@
 // watching every process on the machine: no command line may hold a secret, and at the
 // moment the dump program runs, the test can look at the instance (maintenance mode ON?).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { makeScratchDir } from '../harness/scratch.ts';
 import { requireTool } from '../harness/tools.ts';
 import type { SampleInstance } from '../sample/instance.ts';
 
@@ -92,6 +93,26 @@ export async function watchRun(child: ChildProcess, options: WatchOptions): Prom
 
 export type CliRun = WatchedRun;
 
+let publicCopy: { node: string; cli: string } | undefined;
+
+/**
+ * Node and the CLI bundle where any user can run them: the checkout may sit in a directory
+ * only root can enter, and the bundle needs nothing beside it but dist/package.json.
+ */
+function cliForAnyUser(): { node: string; cli: string } {
+  if (publicCopy) return publicCopy;
+  const dir = makeScratchDir('cli-copy').path;
+  chmodSync(dir, 0o755);
+  mkdirSync(join(dir, 'cli'), { mode: 0o755 });
+  copyFileSync(process.execPath, join(dir, 'node'));
+  chmodSync(join(dir, 'node'), 0o755);
+  copyFileSync(CLI, join(dir, 'cli', 'index.js'));
+  copyFileSync(join(dirname(CLI), '..', 'package.json'), join(dir, 'package.json'));
+  for (const file of ['cli/index.js', 'package.json']) chmodSync(join(dir, file), 0o644);
+  publicCopy = { node: join(dir, 'node'), cli: join(dir, 'cli', 'index.js') };
+  return publicCopy;
+}
+
 /** Runs `owncloud-backup backup ARGS` (the bundle) while watching every process. */
 export async function runBackupCli(
   args: string[],
@@ -107,8 +128,7 @@ export async function runBackupCli(
           '--init-groups',
         ]
       : []),
-    process.execPath,
-    CLI,
+    ...(options.user ? [cliForAnyUser().node, cliForAnyUser().cli] : [process.execPath, CLI]),
     'backup',
     ...args,
   ];
