@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { makeScratchDir } from './scratch.ts';
 
 const CACHE = resolve(
   import.meta.dirname,
@@ -23,10 +24,14 @@ export async function copyFromTemplate(
 ): Promise<void> {
   const template = join(CACHE, key);
   if (!existsSync(template)) {
+    // Built in a scratch dir of its own: the server's user (postgres) must reach the
+    // directory it initialises, and the checkout may sit where only root can go.
+    const scratch = makeScratchDir(`template-${key}`);
     mkdirSync(CACHE, { recursive: true });
     const staging = mkdtempSync(join(CACHE, `${key}.building-`));
     try {
-      await build(join(staging, 'data'));
+      await build(join(scratch.path, 'data'));
+      execFileSync('cp', ['-a', join(scratch.path, 'data'), join(staging, 'data')]);
       try {
         renameSync(join(staging, 'data'), template);
       } catch (error) {
@@ -34,6 +39,7 @@ export async function copyFromTemplate(
       }
     } finally {
       rmSync(staging, { recursive: true, force: true });
+      scratch.remove();
     }
   }
   // cp -a keeps owners and modes (PostgreSQL insists on a 0700 data dir).
