@@ -54,28 +54,11 @@ export async function startSshd(
 
   const hostKey = join(dir, 'ssh_host_ed25519_key');
   const clientKey = join(dir, 'client_ed25519');
-  await execa(keygen, [
-    '-q',
-    '-t',
-    'ed25519',
-    '-N',
-    '',
-    '-C',
-    'owncloud-backup test host',
-    '-f',
-    hostKey,
-  ]);
-  await execa(keygen, [
-    '-q',
-    '-t',
-    'ed25519',
-    '-N',
-    '',
-    '-C',
-    'owncloud-backup test client',
-    '-f',
-    clientKey,
-  ]);
+  for (const [file, comment] of [
+    [hostKey, 'owncloud-backup test host'],
+    [clientKey, 'owncloud-backup test client'],
+  ])
+    await execa(keygen, ['-q', '-t', 'ed25519', '-N', '', '-C', comment!, '-f', file!]);
   const authorizedKeys = join(dir, 'authorized_keys');
   writeFileSync(authorizedKeys, readFileSync(`${clientKey}.pub`), { mode: 0o644 });
   // sshd reads authorized_keys as the user logging in, who may not be root: the dir must be

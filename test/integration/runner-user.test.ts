@@ -14,13 +14,12 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Manifest } from '../../src/manifest.ts';
 import { systemUser } from '../harness/accounts.ts';
 import { makeScratchDir } from '../harness/scratch.ts';
 import { startSshd, type SshServer } from '../harness/sshd.ts';
 import { buildSampleInstance, type SampleInstance } from '../sample/instance.ts';
 import { runBackupCli } from '../support/backup-run.ts';
-import { expectSameFiles, unpackFiles } from '../support/restore.ts';
+import { expectSameFiles, finishedBackup, unpackFiles } from '../support/restore.ts';
 
 const WITH_SUDO = 'ocb-runner';
 const WITHOUT_SUDO = 'ocb-plain';
@@ -100,16 +99,6 @@ function runnerFiles(user: string): { args: string[]; backupDir: string } {
   };
 }
 
-function finishedBackup(backupDir: string): { dir: string; manifest: Manifest } {
-  const entries = readdirSync(backupDir);
-  expect(entries).toHaveLength(1);
-  const dir = join(backupDir, entries[0]!);
-  return {
-    dir,
-    manifest: JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as Manifest,
-  };
-}
-
 describe('a runner that is not root', () => {
   it('keeps every owner through passwordless sudo', async () => {
     const { args, backupDir } = runnerFiles(WITH_SUDO);
@@ -163,30 +152,21 @@ describe('a runner that is not root', () => {
   });
 });
 
+/** Options for a backup over SSH as the given user on the ownCloud host. */
+function loginAs(user: string, backupDir: string): string[] {
+  return [
+    ...['--owncloud-dir', instance.installDir, '--backup-dir', backupDir],
+    ...['--host', sshd.host, '--port', String(sshd.port), '--user', user],
+    ...['--ssh-key-file', sshd.privateKeyPath, '--known-hosts-file', sshd.knownHostsPath],
+  ];
+}
+
 describe('an SSH user that is neither root nor the owner', () => {
   it('reads the files and runs occ through passwordless sudo', async () => {
     const backupDir = join(scratch.path, 'deploy-backups');
     mkdirSync(backupDir);
     const calls = instance.occCalls().length;
-    const run = await runBackupCli(
-      [
-        '--owncloud-dir',
-        instance.installDir,
-        '--backup-dir',
-        backupDir,
-        '--host',
-        sshd.host,
-        '--port',
-        String(sshd.port),
-        '--user',
-        DEPLOY,
-        '--ssh-key-file',
-        sshd.privateKeyPath,
-        '--known-hosts-file',
-        sshd.knownHostsPath,
-      ],
-      { secrets: [] },
-    );
+    const run = await runBackupCli(loginAs(DEPLOY, backupDir), { secrets: [] });
     expect(run.exitCode, `${run.stdout}\n${run.stderr}`).toBe(0);
     expect(run.stderr).toContain(
       `Connected to root@${sshd.host}:${sshd.port}`.replace('root@', `${DEPLOY}@`),
@@ -215,25 +195,7 @@ describe('an SSH user that is neither root nor the owner', () => {
     const backupDir = join(scratch.path, 'nosudo-backups');
     mkdirSync(backupDir);
     const calls = instance.occCalls().length;
-    const run = await runBackupCli(
-      [
-        '--owncloud-dir',
-        instance.installDir,
-        '--backup-dir',
-        backupDir,
-        '--host',
-        sshd.host,
-        '--port',
-        String(sshd.port),
-        '--user',
-        NO_SUDO_LOGIN,
-        '--ssh-key-file',
-        sshd.privateKeyPath,
-        '--known-hosts-file',
-        sshd.knownHostsPath,
-      ],
-      { secrets: [] },
-    );
+    const run = await runBackupCli(loginAs(NO_SUDO_LOGIN, backupDir), { secrets: [] });
     expect(run.exitCode).toBe(1);
     expect(run.stderr).toContain(
       `owncloud-backup: error: The SSH user ${NO_SUDO_LOGIN} on ${NO_SUDO_LOGIN}@${sshd.host}:${sshd.port} is neither root nor www-data and cannot use sudo without a password`,

@@ -1,6 +1,6 @@
 // Restoring what a backup holds, the way its manifest says, and comparing it with the source.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import type { Manifest } from '../../src/manifest.ts';
@@ -21,6 +21,25 @@ let restoredCount = 0;
 function decompress(path: string): Buffer {
   const tool = path.endsWith('.zst') ? [requireTool('zstd'), '-dc'] : ['gzip', '-dc'];
   return execFileSync(tool[0]!, [...tool.slice(1), path], { maxBuffer: 1024 * 1024 * 1024 });
+}
+
+/** The one finished backup a run left in backupDir, and its manifest. */
+export function finishedBackup(backupDir: string): { dir: string; manifest: Manifest } {
+  const entries = readdirSync(backupDir);
+  expect(entries).toHaveLength(1);
+  const dir = join(backupDir, entries[0]!);
+  return {
+    dir,
+    manifest: JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as Manifest,
+  };
+}
+
+/** The path of the backup's archive with this role. */
+export function archivePath(
+  backup: { dir: string; manifest: Manifest },
+  role: 'files' | 'database',
+): string {
+  return join(backup.dir, backup.manifest.archives.find((a) => a.role === role)!.name);
 }
 
 /** Loads the dump into a fresh, empty database and returns it. */
@@ -102,7 +121,7 @@ export function unpackFiles(archive: string, dir: string): void {
   ]);
 }
 
-function withoutMtime(snapshot: TreeSnapshot, path: string): TreeSnapshot {
+export function withoutMtime(snapshot: TreeSnapshot, path: string): TreeSnapshot {
   const entry = snapshot.get(path);
   if (entry) snapshot.set(path, { ...entry, mtime: 0 });
   return snapshot;
@@ -116,6 +135,7 @@ export async function expectSameFiles(
   sample: SampleInstance,
   unpacked: string,
   manifest: Manifest,
+  options: { installation?: 'package' | 'whole' } = {},
 ): Promise<number> {
   const leftOut = new Set(manifest.files.leftOut);
   const data = await snapshotTree(sample.dataDir, { exclude: (p) => leftOut.has(p) });
@@ -138,6 +158,7 @@ export async function expectSameFiles(
   const theme = await snapshotTree(join(sample.installDir, 'themes'));
   expect(diffTrees(theme, await snapshotTree(join(unpacked, 'owncloud', 'themes')))).toEqual([]);
   // A package install: server code is not in the backup.
-  expect(readdirSync(join(unpacked, 'owncloud')).sort()).toEqual(['config', 'themes']);
+  if (options.installation !== 'whole')
+    expect(readdirSync(join(unpacked, 'owncloud')).sort()).toEqual(['config', 'themes']);
   return data.size;
 }
