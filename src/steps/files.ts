@@ -72,67 +72,46 @@ export function rsyncCommands(
     ...fileSet.exclude.map((p) => `--exclude=${p}`),
   ];
   const commands: string[][] = [];
-  const remote = (paths: string[]) => {
+  /** One rsync run: these host paths into this archive member, with these extra flags. */
+  const copy = (paths: string[], flags: string[], member: string) => {
     const specs = paths.map(source);
-    return { args: specs[0]?.args ?? [], sources: specs.map((s) => s.source) };
+    const shell = specs[0]?.args ?? [];
+    commands.push([
+      'rsync',
+      ...common,
+      ...flags,
+      ...shell,
+      '--',
+      ...specs.map((s) => s.source),
+      `${stagingDir}/${member}/`,
+    ]);
   };
 
   if (options.parts.includes('install') && fileSet.installPaths.length > 0) {
     if (fileSet.installPaths.includes('.')) {
-      const { args, sources } = remote([`${fileSet.installDir}/`]);
-      const dataExclude = fileSet.dataDirInsideInstall
-        ? [`--exclude=/${fileSet.dataDirInsideInstall}/`]
-        : [];
-      commands.push([
-        'rsync',
-        ...common,
-        ...dataExclude,
-        ...args,
-        '--',
-        ...sources,
-        `${stagingDir}/${LAYOUT.install}/`,
-      ]);
+      const inside = fileSet.dataDirInsideInstall;
+      copy([`${fileSet.installDir}/`], inside ? [`--exclude=/${inside}/`] : [], LAYOUT.install);
     } else {
       // --relative with /./ keeps each path's place below the install dir.
-      const { args, sources } = remote(
+      copy(
         fileSet.installPaths.map((p) => `${fileSet.installDir}/./${p}`),
+        ['--relative'],
+        LAYOUT.install,
       );
-      commands.push([
-        'rsync',
-        ...common,
-        '--relative',
-        ...args,
-        '--',
-        ...sources,
-        `${stagingDir}/${LAYOUT.install}/`,
-      ]);
     }
   }
-  if (options.parts.includes('data')) {
-    const { args, sources } = remote([`${fileSet.dataDir}/`]);
-    const dataExclude = fileSet.dataExclude.map((p) => `--exclude=/${p}`);
-    commands.push([
-      'rsync',
-      ...common,
-      ...dataExclude,
-      ...args,
-      '--',
-      ...sources,
-      `${stagingDir}/${LAYOUT.data}/`,
-    ]);
-  }
-  if (options.parts.includes('absolute') && fileSet.absolutePaths.length > 0) {
-    const { args, sources } = remote(fileSet.absolutePaths.map((p) => `/.${p}`));
-    commands.push([
-      'rsync',
-      ...common,
-      '--relative',
-      ...args,
-      '--',
-      ...sources,
-      `${stagingDir}/${LAYOUT.absolute}/`,
-    ]);
-  }
+  if (options.parts.includes('data'))
+    copy(
+      [`${fileSet.dataDir}/`],
+      fileSet.dataExclude.map((p) => `--exclude=/${p}`),
+      LAYOUT.data,
+    );
+  if (options.parts.includes('absolute') && fileSet.absolutePaths.length > 0)
+    copy(
+      fileSet.absolutePaths.map((p) => `/.${p}`),
+      ['--relative'],
+      LAYOUT.absolute,
+    );
   return commands;
 }
 
