@@ -19,6 +19,7 @@ export default defineConfig({
           testTimeout: 120_000,
           hookTimeout: 120_000,
           globalSetup: ['test/harness/global-setup.ts'],
+          setupFiles: ['test/harness/quiet-log.ts'],
         },
       },
     ],

@@ -1,10 +1,18 @@
 // Runs once around the integration tests: first removes what killed runs left behind and
 // checks every tool the harness drives is installed (naming what is missing); at the end
-// fails the run if any server process, scratch dir or namespace outlived the tests.
+// fails the run if any server process, scratch dir or namespace of THIS run outlived the
+// tests. Each run has its own id in every name it makes, so another suite running on the
+// same machine is never taken for a leftover.
 import { readdirSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sweepStaleNetworkHosts } from './netns.ts';
-import { isProcessRunning, listScratchDirs, sweepStaleScratchDirs } from './scratch.ts';
+import {
+  isProcessRunning,
+  listScratchDirs,
+  runId,
+  RUN_VARIABLE,
+  sweepStaleScratchDirs,
+} from './scratch.ts';
 import { MissingToolError, requireTool } from './tools.ts';
 
 const TOOLS = [
@@ -33,13 +41,14 @@ const TOOLS = [
   'useradd',
 ];
 
-/** Running processes whose command line names a harness scratch dir (every server's does). */
+/** Running processes whose command line names a scratch dir of this run (every server's does). */
 function harnessProcesses(): string[] {
   const found: string[] = [];
+  const ours = new RegExp(`/ocb-harness-\\d+-${runId()}-`);
   for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
     try {
       const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
-      if (cmdline.includes('/ocb-harness-') && isProcessRunning(Number(pid)))
+      if (ours.test(cmdline) && isProcessRunning(Number(pid)))
         found.push(`${pid}: ${cmdline.trim()}`);
     } catch {
       // exited while we looked
@@ -49,6 +58,8 @@ function harnessProcesses(): string[] {
 }
 
 export default function setup(): () => Promise<void> {
+  // Inherited by every test process this run starts.
+  process.env[RUN_VARIABLE] = `r${process.pid}`;
   sweepStaleScratchDirs();
   sweepStaleNetworkHosts();
   const missing: string[] = [];

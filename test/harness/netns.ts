@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { isProcessRunning, onProcessExit } from './scratch.ts';
+import { isProcessRunning, onProcessExit, runId } from './scratch.ts';
 import { requireTool } from './tools.ts';
 
 /**
@@ -27,7 +27,10 @@ export interface NetworkHost {
 let counter = 0;
 const PREFIX = 'ocb-harness-';
 
-/** Removes namespaces (and with them their veth pairs) of test processes that were killed outright. */
+/**
+ * Removes namespaces (and with them their veth pairs) of test processes that were killed
+ * outright, and returns the names of those that belonged to this test run.
+ */
 export function sweepStaleNetworkHosts(): string[] {
   const ip = requireTool('ip');
   const removed: string[] = [];
@@ -46,7 +49,7 @@ export function sweepStaleNetworkHosts(): string[] {
       // no processes left
     }
     execFileSync(ip, ['netns', 'del', name]);
-    removed.push(name);
+    if (name.startsWith(`${PREFIX}${match[1]}-${runId()}-`)) removed.push(name);
   }
   return removed;
 }
@@ -57,7 +60,7 @@ export function createNetworkHost(): NetworkHost {
     execFileSync(ip, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   // Unique per process and call; interface names are limited to 15 characters.
   const id = `${process.pid % 100000}x${counter++}`;
-  const name = `${PREFIX}${process.pid}-${counter}`;
+  const name = `${PREFIX}${process.pid}-${runId()}-${counter}`;
   const outside = `ocb${id}o`;
   const inside = `ocb${id}i`;
   const subnet = ((process.pid * 7 + counter * 13) % 250) + 1;

@@ -5,6 +5,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const PREFIX = 'ocb-harness-';
+
+/**
+ * Names this test run (set by the global setup, inherited by every test process), so that
+ * the end-of-run check judges only what this run made, never another suite's servers on
+ * the same machine.
+ */
+export const RUN_VARIABLE = 'OCB_HARNESS_RUN';
+export function runId(): string {
+  return process.env[RUN_VARIABLE] || `r${process.pid}`;
+}
 const cleanups = new Map<number, () => void>();
 let nextId = 0;
 let handlersInstalled = false;
@@ -18,6 +28,28 @@ function runAllCleanups(): void {
       // best effort: the process is going away
     }
   }
+  killStrays();
+}
+
+/**
+ * Ends processes that name one of this process's scratch dirs in their command line but
+ * are nobody's to stop any more: an ssh ControlMaster whose command was killed by a test
+ * and whose test then failed before the post step ran, say. Runs on every way out.
+ */
+export function killStrays(): number[] {
+  const mine = `/${PREFIX}${process.pid}-`;
+  const killed: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      if (!readFileSync(`/proc/${name}/cmdline`, 'utf8').includes(mine)) continue;
+      process.kill(Number(name), 'SIGKILL');
+      killed.push(Number(name));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return killed;
 }
 
 function installHandlers(): void {
@@ -47,7 +79,7 @@ export function onProcessExit(cleanup: () => void): () => void {
 
 /** A fresh directory under the system temp dir, removed when the process ends. */
 export function makeScratchDir(label: string): { path: string; remove: () => void } {
-  const path = mkdtempSync(join(tmpdir(), `${PREFIX}${process.pid}-${label}-`));
+  const path = mkdtempSync(join(tmpdir(), `${PREFIX}${process.pid}-${runId()}-${label}-`));
   const remove = onProcessExit(() => rmSync(path, { recursive: true, force: true }));
   return { path, remove };
 }
@@ -64,9 +96,12 @@ export function isProcessRunning(pid: number): boolean {
   }
 }
 
-/** Scratch directories of a process (by default this one; '\\d+' for any) still present. */
+/**
+ * Scratch directories of a process (by default this one; '\\d+' for any process of this
+ * test run) still present.
+ */
 export function listScratchDirs(pid: number | string = process.pid): string[] {
-  const pattern = new RegExp(`^${PREFIX}${pid}-`);
+  const pattern = new RegExp(`^${PREFIX}${pid}-${runId()}-`);
   return readdirSync(tmpdir())
     .filter((name) => pattern.test(name))
     .map((name) => join(tmpdir(), name));

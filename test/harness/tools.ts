@@ -27,6 +27,7 @@ const PACKAGES: Record<string, string> = {
   getfattr: 'attr',
   ip: 'iproute2',
   setpriv: 'util-linux',
+  setsid: 'util-linux',
   zstd: 'zstd',
   sudo: 'sudo',
   useradd: 'passwd',

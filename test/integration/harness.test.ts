@@ -224,8 +224,26 @@ describe('cleanup when the test process dies', () => {
       expect(swept).toContain(dir.split('/').pop());
       expect(existsSync(dir)).toBe(false);
     }
-    expect(sweepStaleNetworkHosts()).toEqual([namespace]);
+    expect(sweepStaleNetworkHosts()).toContain(namespace);
     expect(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })).not.toContain(namespace);
+  });
+
+  it('ends an ssh ControlMaster left in its scratch dir when a test fails', async () => {
+    const child = spawn(
+      process.execPath,
+      [join(import.meta.dirname, '..', 'fixtures', 'leave-ssh-master-then-fail.ts')],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    );
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    let out = '';
+    child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    const code = await exited;
+    const { master } = JSON.parse(out.split('\n')[0]!) as { master: number };
+    expect(code).not.toBe(0);
+    // The master was detached (its own session) and survives its parent unless ended.
+    for (let i = 0; i < 100 && isProcessRunning(master); i++)
+      await new Promise((r) => setTimeout(r, 20));
+    expect(isProcessRunning(master)).toBe(false);
   });
 });
 

@@ -1,35 +1,26 @@
 // Running the real `owncloud-backup` command (the committed bundle, as users run it) while
-// watching every process on the machine: no command line may hold a secret, and at the
-// moment the dump program runs, the test can look at the instance (maintenance mode ON?).
+// watching the test's own processes (the command, the servers the test started, and what
+// they run): no command line may hold a secret, and at the moment the dump program runs,
+// the test can look at the instance (maintenance mode ON?). Programs elsewhere on the
+// machine are never looked at.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { makeScratchDir } from '../harness/scratch.ts';
 import { requireTool } from '../harness/tools.ts';
 import type { SampleInstance } from '../sample/instance.ts';
+import { ownProcesses, type OwnProcess } from './processes.ts';
 
 export const CLI = resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'index.js');
 
 /** argv[0] names of the dump programs, per engine. */
 export const DUMP_PROGRAMS = ['mysqldump', 'mariadb-dump', 'pg_dump', 'sqlite3'];
 
-export interface ProcessSighting {
-  pid: number;
-  argv: string[];
-}
+export type ProcessSighting = OwnProcess;
 
+/** The test's own processes now (and orphans of earlier runs that still run). */
 function commandLines(): ProcessSighting[] {
-  const found: ProcessSighting[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const raw = readFileSync(`/proc/${name}/cmdline`, 'utf8');
-      if (raw) found.push({ pid: Number(name), argv: raw.replace(/\0$/, '').split('\0') });
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return found;
+  return ownProcesses.list();
 }
 
 export interface WatchOptions {
@@ -44,7 +35,7 @@ export interface WatchedRun {
   signal: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
-  /** Command lines (of any process) seen holding one of the secrets: must stay empty. */
+  /** Command lines (of the test's processes) seen holding one of the secrets: must stay empty. */
   leaks: string[];
   /** How many processes the watcher looked at: proves it was watching. */
   processesSeen: number;
@@ -93,6 +84,16 @@ export async function watchRun(child: ChildProcess, options: WatchOptions): Prom
 
 export type CliRun = WatchedRun;
 
+let tempDir: string | undefined;
+
+/** A TMPDIR for the command under test that any user can write (sticky, as /tmp). */
+function cliTempDir(): string {
+  if (tempDir) return tempDir;
+  tempDir = makeScratchDir('cli-tmp').path;
+  chmodSync(tempDir, 0o1777);
+  return tempDir;
+}
+
 let publicCopy: { node: string; cli: string } | undefined;
 
 /**
@@ -134,7 +135,9 @@ export async function runBackupCli(
   ];
   const cli = spawn(argv[0]!, argv.slice(1), {
     cwd: options.cwd ?? '/',
-    env: { ...process.env, ...options.env },
+    // The command's temporary files (its SSH control socket among them) live in this test
+    // process's scratch space, so whatever a failed test leaves there dies with it.
+    env: { ...process.env, TMPDIR: cliTempDir(), ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   return watchRun(cli, options);
