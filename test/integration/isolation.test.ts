@@ -132,3 +132,29 @@ describe('the test harness watches its own processes only', () => {
     }
   });
 });
+
+describe('the test log', () => {
+  it('leaves out the debug lines of the @actions packages, and keeps everything else', () => {
+    const script = `
+      await import(${JSON.stringify(join(import.meta.dirname, '..', 'harness', 'quiet-log.ts'))});
+      const core = await import('@actions/core');
+      core.debug('[Request] ListArtifacts http://127.0.0.1/twirp');
+      core.info('a line the test log keeps');
+      process.stdout.write('::debug::written directly\\n');
+    `;
+    const env = { ...process.env };
+    delete env.OCB_TEST_DEBUG;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      env,
+      cwd: join(import.meta.dirname, '..', '..'),
+    });
+    expect(out).toBe('a line the test log keeps\n');
+    const kept = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      env: { ...env, OCB_TEST_DEBUG: '1' },
+      cwd: join(import.meta.dirname, '..', '..'),
+    });
+    expect(kept).toContain('::debug::[Request] ListArtifacts');
+  });
+});
