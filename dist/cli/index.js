@@ -11363,6 +11363,9 @@ class SshHost {
     label;
     account = '';
     master;
+    /** What the master connection said on stderr, and whether it has ended. */
+    masterStderr = '';
+    masterEnded = false;
     baseArgs;
     runtimeDir;
     /** Where the control socket lives: the runtime dir, or a short one (sockets have a 108-byte path limit). */
@@ -11455,22 +11458,20 @@ class SshHost {
         this.master = master;
         if (master.pid !== undefined)
             this.onMaster?.({ pid: master.pid, socketDir: this.socketDir });
-        let stderr = '';
         master.stderr.on('data', (chunk) => {
-            stderr = (stderr + chunk.toString()).slice(-8192);
+            this.masterStderr = (this.masterStderr + chunk.toString()).slice(-8192);
         });
-        let exited = false;
         master.once('exit', () => {
-            exited = true;
+            this.masterEnded = true;
         });
         master.once('error', () => {
-            exited = true;
+            this.masterEnded = true;
         });
         const deadline = Date.now() + 60_000;
         for (;;) {
-            if (exited) {
-                throw new BackupError(explainSshFailure(stderr, this.label) ??
-                    `Could not connect to ${this.label}: ${stderrTail(stderr) || 'ssh exited'}`);
+            if (this.masterEnded) {
+                throw new BackupError(explainSshFailure(this.masterStderr, this.label) ??
+                    `Could not connect to ${this.label}: ${stderrTail(this.masterStderr) || 'ssh exited'}`);
             }
             const check = await runProcess(['ssh', ...this.baseArgs, '-O', 'check', this.target.host]);
             if (check.exitCode === 0)
@@ -11492,11 +11493,31 @@ class SshHost {
             quoteCommand(argv),
         ];
     }
-    run = async (argv, options) => withoutLoginNoise(await runProcess(this.commandArgs(argv), options));
+    run = async (argv, options) => this.settled(withoutLoginNoise(await runProcess(this.commandArgs(argv), options)));
     stream = (argv, options) => {
         const started = streamProcess(this.commandArgs(argv), options);
-        return { ...started, kill: () => started.kill(), done: started.done.then(withoutLoginNoise) };
+        return {
+            ...started,
+            kill: () => started.kill(),
+            done: started.done.then((result) => this.settled(withoutLoginNoise(result))),
+        };
     };
+    /**
+     * A command on the shared connection that dies with it exits 255 without a word, a
+     * moment before the master's own exit is seen: wait for that (a few seconds at most, and
+     * only then), so that transportFailure can tell a lost connection from other failures.
+     */
+    async settled(result) {
+        if (result.exitCode !== 255 || result.stderr.trim() !== '' || this.masterEnded)
+            return result;
+        const master = this.master;
+        if (master && master.exitCode === null && master.signalCode === null)
+            await Promise.race([
+                new Promise((resolve) => master.once('exit', resolve)),
+                (0,promises_namespaceObject.setTimeout)(5000, undefined, { ref: false }),
+            ]);
+        return result;
+    }
     rsyncSource(path) {
         const shell = ['ssh', ...this.baseArgs, '-o', 'ControlMaster=no'].map(quoteArg).join(' ');
         const host = this.target.host.includes(':') ? `[${this.target.host}]` : this.target.host;
@@ -11507,7 +11528,12 @@ class SshHost {
             return undefined;
         if (result.exitCode === 255)
             return (explainSshFailure(result.stderr, this.label) ??
-                `The SSH connection to ${this.label} failed: ${stderrTail(result.stderr)}`);
+                // A command on the shared connection often dies silently with it: the master's
+                // own words (or its end) tell what happened.
+                (this.masterEnded
+                    ? (explainSshFailure(this.masterStderr, this.label) ??
+                        `The SSH connection to ${this.label} was lost (the connection ended${stderrTail(this.masterStderr) ? `: ${stderrTail(this.masterStderr)}` : ''}).`)
+                    : `The SSH connection to ${this.label} failed (ssh exit 255): ${stderrTail(result.stderr) || 'ssh gave no reason'}.`));
         // rsync reports a dead link with its own exit codes (12, 10) and this wording.
         if (/connection unexpectedly closed|not responding|broken pipe/i.test(result.stderr))
             return explainSshFailure(result.stderr, this.label);

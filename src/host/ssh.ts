@@ -84,6 +84,9 @@ export class SshHost implements Host {
   readonly label: string;
   account = '';
   private master: ChildProcess | undefined;
+  /** What the master connection said on stderr, and whether it has ended. */
+  private masterStderr = '';
+  private masterEnded = false;
   private readonly baseArgs: string[];
   private readonly runtimeDir: string;
   /** Where the control socket lives: the runtime dir, or a short one (sockets have a 108-byte path limit). */
@@ -184,23 +187,21 @@ export class SshHost implements Host {
     );
     this.master = master;
     if (master.pid !== undefined) this.onMaster?.({ pid: master.pid, socketDir: this.socketDir });
-    let stderr = '';
     master.stderr!.on('data', (chunk: Buffer) => {
-      stderr = (stderr + chunk.toString()).slice(-8192);
+      this.masterStderr = (this.masterStderr + chunk.toString()).slice(-8192);
     });
-    let exited = false;
     master.once('exit', () => {
-      exited = true;
+      this.masterEnded = true;
     });
     master.once('error', () => {
-      exited = true;
+      this.masterEnded = true;
     });
     const deadline = Date.now() + 60_000;
     for (;;) {
-      if (exited) {
+      if (this.masterEnded) {
         throw new BackupError(
-          explainSshFailure(stderr, this.label) ??
-            `Could not connect to ${this.label}: ${stderrTail(stderr) || 'ssh exited'}`,
+          explainSshFailure(this.masterStderr, this.label) ??
+            `Could not connect to ${this.label}: ${stderrTail(this.masterStderr) || 'ssh exited'}`,
         );
       }
       const check = await runProcess(['ssh', ...this.baseArgs, '-O', 'check', this.target.host]);
@@ -224,11 +225,31 @@ export class SshHost implements Host {
   }
 
   run: Host['run'] = async (argv, options) =>
-    withoutLoginNoise(await runProcess(this.commandArgs(argv), options));
+    this.settled(withoutLoginNoise(await runProcess(this.commandArgs(argv), options)));
   stream: Host['stream'] = (argv, options) => {
     const started = streamProcess(this.commandArgs(argv), options);
-    return { ...started, kill: () => started.kill(), done: started.done.then(withoutLoginNoise) };
+    return {
+      ...started,
+      kill: () => started.kill(),
+      done: started.done.then((result) => this.settled(withoutLoginNoise(result))),
+    };
   };
+
+  /**
+   * A command on the shared connection that dies with it exits 255 without a word, a
+   * moment before the master's own exit is seen: wait for that (a few seconds at most, and
+   * only then), so that transportFailure can tell a lost connection from other failures.
+   */
+  private async settled(result: ProcessResult): Promise<ProcessResult> {
+    if (result.exitCode !== 255 || result.stderr.trim() !== '' || this.masterEnded) return result;
+    const master = this.master;
+    if (master && master.exitCode === null && master.signalCode === null)
+      await Promise.race([
+        new Promise((resolve) => master.once('exit', resolve)),
+        sleep(5000, undefined, { ref: false }),
+      ]);
+    return result;
+  }
 
   rsyncSource(path: string) {
     const shell = ['ssh', ...this.baseArgs, '-o', 'ControlMaster=no'].map(quoteArg).join(' ');
@@ -241,7 +262,12 @@ export class SshHost implements Host {
     if (result.exitCode === 255)
       return (
         explainSshFailure(result.stderr, this.label) ??
-        `The SSH connection to ${this.label} failed: ${stderrTail(result.stderr)}`
+        // A command on the shared connection often dies silently with it: the master's
+        // own words (or its end) tell what happened.
+        (this.masterEnded
+          ? (explainSshFailure(this.masterStderr, this.label) ??
+            `The SSH connection to ${this.label} was lost (the connection ended${stderrTail(this.masterStderr) ? `: ${stderrTail(this.masterStderr)}` : ''}).`)
+          : `The SSH connection to ${this.label} failed (ssh exit 255): ${stderrTail(result.stderr) || 'ssh gave no reason'}.`)
       );
     // rsync reports a dead link with its own exit codes (12, 10) and this wording.
     if (/connection unexpectedly closed|not responding|broken pipe/i.test(result.stderr))
