@@ -169,137 +169,164 @@ function administratorEnvironment(): NodeJS.ProcessEnv {
   };
 }
 
-describe.each([
+type Case = readonly [Engine, 'package' | 'tarball', 'zstd' | 'gzip'];
+type RestoreScript = (
+  backup: { dir: string; manifest: Manifest },
+  engine: Engine,
+) => { script: string; cwd: string };
+
+/**
+ * Backs up a sample instance, loses it, restores it with the script and compares the result
+ * with what was lost.
+ */
+async function backUpLoseAndRestore(
+  [engine, installType, compression]: Case,
+  restoreScript: RestoreScript,
+): Promise<void> {
+  const instance = await sampleOn(engine, { mariadb, postgres }, scratch.path, counter++);
+  // An absolute extra path, outside the installation: restored under its full path.
+  const extra = join(instance.root, 'site extras');
+  mkdirSync(join(extra, 'certs'), { recursive: true });
+  writeFileSync(join(extra, 'certs', 'cloud.pem'), `certificate ${instance.root}\n`);
+  execFileSync('chown', ['-R', `${instance.owner.uid}:${instance.owner.gid}`, extra]);
+  chmodSync(extra, 0o750);
+
+  const backupDir = join(instance.root, 'backups');
+  mkdirSync(backupDir);
+  const run = spawnSync(
+    process.execPath,
+    [
+      CLI,
+      'backup',
+      '--owncloud-dir',
+      instance.installDir,
+      '--backup-dir',
+      backupDir,
+      '--install-type',
+      installType,
+      '--compression',
+      compression,
+      '--extra-paths',
+      extra,
+    ],
+    { encoding: 'utf8' },
+  );
+  expect(run.status, `${run.stdout}\n${run.stderr}`).toBe(0);
+  const backup = finishedBackup(backupDir);
+  expect(backup.manifest.files.absolutePaths).toEqual([extra]);
+  expect(backup.manifest.archives.map((a) => a.compression)).toEqual([compression, compression]);
+
+  const before = await snapshotInstance(instance, extra, backup.manifest);
+  expect(before.config['data-fingerprint']).toBeUndefined();
+  const callsBefore = instance.occCalls().length;
+  loseInstance(instance, extra, backup.manifest);
+  await dropDatabase(engine, backup.manifest.database.name);
+  expect(existsSync(instance.dataDir)).toBe(false);
+
+  const { script, cwd } = restoreScript(backup, engine);
+  const restore = spawnSync('bash', ['-e', '-u', '-c', script], {
+    cwd,
+    env: administratorEnvironment(),
+    encoding: 'utf8',
+  });
+  expect(restore.status, `${restore.stdout}\n${restore.stderr}`).toBe(0);
+
+  // Files: the installation (server code reinstalled, the rest from the backup), the data
+  // directory and the extra path, entry by entry. occ rewrote config.php (a new data
+  // fingerprint): compared below by its values.
+  const after = await snapshotInstance(instance, extra, backup.manifest);
+  const ignoreConfigContent = (snapshot: TreeSnapshot) => {
+    const entry = snapshot.get('config/config.php')!;
+    snapshot.set('config/config.php', { ...entry, size: 0, sha256: '', mtime: 0 });
+    return snapshot;
+  };
+  expect(
+    diffTrees(ignoreConfigContent(before.install), ignoreConfigContent(after.install)),
+  ).toEqual([]);
+  expect(after.install.size).toBe(before.install.size);
+  if (installType === 'package') expect(after.installRoot).toEqual(before.installRoot);
+  expect(diffTrees(before.data, after.data)).toEqual([]);
+  expect(after.data.size).toBeGreaterThan(60);
+  expect(after.dataRoot).toEqual(before.dataRoot);
+  expect(diffTrees(before.extra, after.extra)).toEqual([]);
+  expect(after.extraRoot).toEqual(before.extraRoot);
+  // The SQLite file is new: the web server's user's, mode as in the source.
+  expect(after.databaseFile).toEqual(before.databaseFile);
+  expect(readdirSync(dirname(instance.dataDir)).filter((n) => n.endsWith('.restore'))).toEqual([]);
+
+  // config.php: as backed up, with a new fingerprint, maintenance mode off.
+  const fingerprint = after.config['data-fingerprint'];
+  expect(fingerprint).toMatch(/^[0-9a-f]{32}$/);
+  expect(after.config).toEqual({ ...before.config, 'data-fingerprint': fingerprint });
+  expect(
+    instance
+      .occCalls()
+      .slice(callsBefore)
+      .map((c) => `${c.user} ${c.args.join(' ')} exit ${c.exit}`),
+  ).toEqual([
+    'www-data maintenance:data-fingerprint exit 0',
+    'www-data maintenance:mode --off exit 0',
+  ]);
+
+  // Database: every table and every row, and created as the README says.
+  expect(after.database.tables).toEqual(before.database.tables);
+  expect(after.database.tables.length).toBeGreaterThan(8);
+  expect(after.database.rows).toEqual(before.database.rows);
+  const name = backup.manifest.database.name;
+  if (engine === 'mysql')
+    expect(
+      await instance.database.query(
+        `SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '${name}';`,
+      ),
+    ).toEqual([['utf8mb4', 'utf8mb4_general_ci']]);
+  if (engine === 'pgsql') {
+    const user = backup.manifest.database.user;
+    expect(
+      await instance.database.query(
+        `SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding) FROM pg_database WHERE datname = '${name}';`,
+      ),
+    ).toEqual([[user, 'UTF8']]);
+    expect(
+      await instance.database.query(
+        `SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public';`,
+      ),
+    ).toEqual([[user]]);
+  }
+  for (const dir of ['/', instance.root, scratch.path])
+    expect(existsSync(join(dir, 'pwned')), `${dir}/pwned`).toBe(false);
+  instance.remove();
+}
+
+const CASES: Case[] = [
   ['sqlite', 'package', 'zstd'],
   ['mysql', 'package', 'zstd'],
   ['pgsql', 'package', 'gzip'],
   ['sqlite', 'tarball', 'gzip'],
-] as const)(
-  "the README's restore steps, on %s (%s install, %s)",
-  (engine, installType, compression) => {
-    it('bring back every file, owner, mode and row, and a new data fingerprint', async () => {
-      const instance = await sampleOn(engine, { mariadb, postgres }, scratch.path, counter++);
-      // An absolute extra path, outside the installation: restored under its full path.
-      const extra = join(instance.root, 'site extras');
-      mkdirSync(join(extra, 'certs'), { recursive: true });
-      writeFileSync(join(extra, 'certs', 'cloud.pem'), `certificate ${instance.root}\n`);
-      execFileSync('chown', ['-R', `${instance.owner.uid}:${instance.owner.gid}`, extra]);
-      chmodSync(extra, 0o750);
+];
 
-      const backupDir = join(instance.root, 'backups');
-      mkdirSync(backupDir);
-      const run = spawnSync(
-        process.execPath,
-        [
-          CLI,
-          'backup',
-          '--owncloud-dir',
-          instance.installDir,
-          '--backup-dir',
-          backupDir,
-          '--install-type',
-          installType,
-          '--compression',
-          compression,
-          '--extra-paths',
-          extra,
-        ],
-        { encoding: 'utf8' },
-      );
-      expect(run.status, `${run.stdout}\n${run.stderr}`).toBe(0);
-      const backup = finishedBackup(backupDir);
-      expect(backup.manifest.files.absolutePaths).toEqual([extra]);
-      expect(backup.manifest.archives.map((a) => a.compression)).toEqual([
-        compression,
-        compression,
-      ]);
-
-      const before = await snapshotInstance(instance, extra, backup.manifest);
-      expect(before.config['data-fingerprint']).toBeUndefined();
-      const callsBefore = instance.occCalls().length;
-      loseInstance(instance, extra, backup.manifest);
-      await dropDatabase(engine, backup.manifest.database.name);
-      expect(existsSync(instance.dataDir)).toBe(false);
-
-      const script = [
+describe.each(CASES)('a restore of %s (%s install, %s)', (...testCase) => {
+  it("by the README's commands, run literally, brings back every file, owner, mode and row, and a new data fingerprint", () =>
+    backUpLoseAndRestore(testCase, (backup, engine) => ({
+      script: [
         fillSettings(readmeBlock('settings'), backup.manifest, backup.dir),
         readmeBlock('files'),
         readmeBlock(engine),
         readmeBlock('finish'),
-      ].join('\n');
-      const restore = spawnSync('bash', ['-e', '-u', '-c', script], {
-        cwd: scratch.path,
-        env: administratorEnvironment(),
-        encoding: 'utf8',
-      });
-      expect(restore.status, `${restore.stdout}\n${restore.stderr}`).toBe(0);
+      ].join('\n'),
+      cwd: scratch.path,
+    })));
 
-      // Files: the installation (server code reinstalled, the rest from the backup), the data
-      // directory and the extra path, entry by entry. occ rewrote config.php (a new data
-      // fingerprint): compared below by its values.
-      const after = await snapshotInstance(instance, extra, backup.manifest);
-      const ignoreConfigContent = (snapshot: TreeSnapshot) => {
-        const entry = snapshot.get('config/config.php')!;
-        snapshot.set('config/config.php', { ...entry, size: 0, sha256: '', mtime: 0 });
-        return snapshot;
-      };
-      expect(
-        diffTrees(ignoreConfigContent(before.install), ignoreConfigContent(after.install)),
-      ).toEqual([]);
-      expect(after.install.size).toBe(before.install.size);
-      if (installType === 'package') expect(after.installRoot).toEqual(before.installRoot);
-      expect(diffTrees(before.data, after.data)).toEqual([]);
-      expect(after.data.size).toBeGreaterThan(60);
-      expect(after.dataRoot).toEqual(before.dataRoot);
-      expect(diffTrees(before.extra, after.extra)).toEqual([]);
-      expect(after.extraRoot).toEqual(before.extraRoot);
-      // The SQLite file is new: the web server's user's, mode as in the source.
-      expect(after.databaseFile).toEqual(before.databaseFile);
-      expect(readdirSync(dirname(instance.dataDir)).filter((n) => n.endsWith('.restore'))).toEqual(
-        [],
+  it("by the manifest's restore commands, run from the backup directory, does the same", () =>
+    backUpLoseAndRestore(testCase, (backup) => {
+      const { restore } = backup.manifest;
+      expect(restore.before).toContain(
+        backup.manifest.source.installType === 'package'
+          ? `Install owncloud ${backup.manifest.instance.version} (the same version) first`
+          : 'create the database user',
       );
-
-      // config.php: as backed up, with a new fingerprint, maintenance mode off.
-      const fingerprint = after.config['data-fingerprint'];
-      expect(fingerprint).toMatch(/^[0-9a-f]{32}$/);
-      expect(after.config).toEqual({ ...before.config, 'data-fingerprint': fingerprint });
-      expect(
-        instance
-          .occCalls()
-          .slice(callsBefore)
-          .map((c) => `${c.user} ${c.args.join(' ')} exit ${c.exit}`),
-      ).toEqual([
-        'www-data maintenance:data-fingerprint exit 0',
-        'www-data maintenance:mode --off exit 0',
-      ]);
-
-      // Database: every table and every row, and created as the README says.
-      expect(after.database.tables).toEqual(before.database.tables);
-      expect(after.database.tables.length).toBeGreaterThan(8);
-      expect(after.database.rows).toEqual(before.database.rows);
-      const name = backup.manifest.database.name;
-      if (engine === 'mysql')
-        expect(
-          await instance.database.query(
-            `SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '${name}';`,
-          ),
-        ).toEqual([['utf8mb4', 'utf8mb4_general_ci']]);
-      if (engine === 'pgsql') {
-        const user = backup.manifest.database.user;
-        expect(
-          await instance.database.query(
-            `SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding) FROM pg_database WHERE datname = '${name}';`,
-          ),
-        ).toEqual([[user, 'UTF8']]);
-        expect(
-          await instance.database.query(
-            `SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public';`,
-          ),
-        ).toEqual([[user]]);
-      }
-      for (const dir of ['/', instance.root, scratch.path])
-        expect(existsSync(join(dir, 'pwned')), `${dir}/pwned`).toBe(false);
-      instance.remove();
-    });
-  },
-);
+      return {
+        script: [restore.files, restore.database, restore.finish].join('\n'),
+        cwd: backup.dir,
+      };
+    }));
+});
