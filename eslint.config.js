@@ -16,4 +16,14 @@ export default tseslint.config(
       'no-console': 'off',
     },
   },
+  {
+    // The installed command's launcher: CommonJS that every Node.js parses.
+    files: ['bin/*.cjs'],
+    languageOptions: {
+      ecmaVersion: 5,
+      sourceType: 'script',
+      globals: { require: 'readonly', __dirname: 'readonly' },
+    },
+    rules: { '@typescript-eslint/no-require-imports': 'off', 'no-new-func': 'off' },
+  },
 );

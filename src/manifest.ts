@@ -8,6 +8,7 @@ import { LAYOUT, type FileSet } from './steps/files.ts';
 import type { MaintenanceWindow } from './steps/maintenance.ts';
 import type { DumpTool } from './database/engine.ts';
 import { TOOL } from './tool.ts';
+import { quoteArg } from './host/shell.ts';
 
 export const MANIFEST_FORMAT = 'owncloud-backup/1';
 
@@ -75,7 +76,20 @@ export interface Manifest {
     seconds: number;
   };
   archives: ArchiveRecord[];
-  restore: { files: string; database: string };
+  restore: RestoreCommands;
+}
+
+/**
+ * How to restore this backup by hand: shell commands for bash, run as root from the backup
+ * directory, in this order (the README's "Check and restore" explains each step).
+ */
+export interface RestoreCommands {
+  /** What to do before the commands (server code, the database user). */
+  before: string;
+  files: string;
+  database: string;
+  /** Owners, the data fingerprint sync clients need, maintenance mode off. */
+  finish: string;
 }
 
 /** sha256sum-compatible lines, so `sha256sum -c SHA256SUMS` checks a backup by hand. */
@@ -181,9 +195,67 @@ export function buildManifest(input: ManifestInput): Manifest {
       size: file.size,
       sha256: file.sha256,
     })),
-    restore: {
-      files: `tar --extract --file=ARCHIVE ${TAR_METADATA_FLAGS.join(' ')} --same-permissions ${compression === 'zstd' ? '--zstd' : '--gzip'}  (as root; then move ${LAYOUT.install}/ to the install dir and ${LAYOUT.data}/ to the data directory)`,
-      database: input.restoreHint,
-    },
+    restore: restoreCommands(input, compression),
+  };
+}
+
+/** Escapes text for use inside a double-quoted shell string. */
+function inDoubleQuotes(text: string): string {
+  return text.replace(/[\\"$`]/g, '\\$&');
+}
+
+/**
+ * The restore commands with this backup's names and paths filled in; the engine's part comes
+ * from its restoreHint, whose {placeholders} are replaced here.
+ */
+export function restoreCommands(input: ManifestInput, compression: Compression): RestoreCommands {
+  const { instance, fileSet } = input;
+  const db = instance.database;
+  const archive = (role: ArchiveRecord['role']) =>
+    quoteArg(
+      input.archives
+        .find((a) => a.role === role)!
+        .file.path.split('/')
+        .pop()!,
+    );
+  const installDir = quoteArg(instance.installDir);
+  const dataDir = quoteArg(instance.dataDir);
+  const unpacked = quoteArg(`${instance.dataDir}.restore`);
+  const owner = quoteArg(instance.owner);
+  const occ = `sudo -u ${owner} php ${quoteArg(`${instance.installDir}/occ`)}`;
+  const values: Record<string, string> = {
+    decompress: compression,
+    dump: archive('database'),
+    db: quoteArg(db.name),
+    dbName: inDoubleQuotes(db.name),
+    dbUser: inDoubleQuotes(db.user),
+    charset: db.utf8mb4 ? 'utf8mb4' : 'utf8',
+    dbFile: quoteArg(db.file ?? `${instance.dataDir}/${db.name}.db`),
+  };
+  const copyInto = (member: string, target: string) =>
+    `find ${unpacked}/${member} -mindepth 1 -maxdepth 1 -exec cp -a -t ${target} {} +`;
+  return {
+    before:
+      input.installType === 'package'
+        ? `Install ${instance.product} ${instance.version} (the same version) first: a package install's backup holds no server code. On a new database server, create the database user ${db.user} first. Keep the web server stopped until the end.`
+        : `On a new database server, create the database user ${db.user} first. Keep the web server stopped until the end.`,
+    files: [
+      `mkdir -p ${installDir}`,
+      `mkdir ${unpacked}`,
+      `tar --extract --file ${archive('files')} --directory ${unpacked} ${TAR_METADATA_FLAGS.map(quoteArg).join(' ')} --same-permissions`,
+      copyInto(LAYOUT.install, installDir),
+      `mv -T ${unpacked}/${LAYOUT.data} ${dataDir}`,
+      ...(fileSet.absolutePaths.length > 0 ? [copyInto(LAYOUT.absolute, '/')] : []),
+      `rm -rf ${unpacked}`,
+    ].join(' && '),
+    database: input.restoreHint.replace(
+      /\{(\w+)\}/g,
+      (_, key: string) => values[key] ?? `{${key}}`,
+    ),
+    finish: [
+      `chown -R ${owner}: ${dataDir} ${quoteArg(`${instance.installDir}/config`)}`,
+      `${occ} maintenance:data-fingerprint`,
+      `${occ} maintenance:mode --off`,
+    ].join(' && '),
   };
 }

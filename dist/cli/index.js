@@ -127,7 +127,7 @@ function mysqlOptionValue(value) {
 const mysql = {
     type: 'mysql',
     programs: ['mysqldump', 'mariadb-dump'],
-    restoreHint: 'zstd -dc DUMP | mysql -h HOST -u USER -p DBNAME   (gzip -dc for .gz)',
+    restoreHint: 'mysql -e "CREATE DATABASE \\`{dbName}\\` CHARACTER SET {charset} COLLATE {charset}_general_ci" && set -o pipefail && {decompress} -dc {dump} | mysql {db}',
     dumpCommand({ connection, tool }) {
         const argv = [
             tool.program,
@@ -169,7 +169,7 @@ const mysql = {
 const pgsql = {
     type: 'pgsql',
     programs: ['pg_dump'],
-    restoreHint: 'zstd -dc DUMP | psql -h HOST -U USER -d DBNAME   (gzip -dc for .gz)',
+    restoreHint: 'runuser -u postgres -- psql -X -v ON_ERROR_STOP=1 -c "CREATE DATABASE \\"{dbName}\\" OWNER \\"{dbUser}\\" ENCODING \'UTF8\' TEMPLATE template0" && set -o pipefail && {decompress} -dc {dump} | runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d {db} >/dev/null',
     dumpCommand({ connection, tool }) {
         const argv = [
             'env',
@@ -226,7 +226,7 @@ function asUser(account, user, argv) {
 const sqlite = {
     type: 'sqlite',
     programs: ['sqlite3'],
-    restoreHint: 'zstd -dc DUMP | sqlite3 DATADIR/DBNAME.db   (gzip -dc for .gz; into a new file)',
+    restoreHint: '(set -o pipefail && umask 027 && {decompress} -dc {dump} | sqlite3 -bail {dbFile})',
     errorMarker: '/**** ERROR:',
     dumpCommand({ connection, tool, account, owner }) {
         // As the instance's owner, so a journal sqlite3 may create is not left owned by root.
@@ -12075,6 +12075,7 @@ const TOOL = { name: 'owncloud-backup', version: package_namespaceObject.rE };
 
 
 
+
 const MANIFEST_FORMAT = 'owncloud-backup/1';
 /** sha256sum-compatible lines, so `sha256sum -c SHA256SUMS` checks a backup by hand. */
 function checksumsText(archives) {
@@ -12158,10 +12159,58 @@ function buildManifest(input) {
             size: file.size,
             sha256: file.sha256,
         })),
-        restore: {
-            files: `tar --extract --file=ARCHIVE ${TAR_METADATA_FLAGS.join(' ')} --same-permissions ${compression === 'zstd' ? '--zstd' : '--gzip'}  (as root; then move ${LAYOUT.install}/ to the install dir and ${LAYOUT.data}/ to the data directory)`,
-            database: input.restoreHint,
-        },
+        restore: restoreCommands(input, compression),
+    };
+}
+/** Escapes text for use inside a double-quoted shell string. */
+function inDoubleQuotes(text) {
+    return text.replace(/[\\"$`]/g, '\\$&');
+}
+/**
+ * The restore commands with this backup's names and paths filled in; the engine's part comes
+ * from its restoreHint, whose {placeholders} are replaced here.
+ */
+function restoreCommands(input, compression) {
+    const { instance, fileSet } = input;
+    const db = instance.database;
+    const archive = (role) => quoteArg(input.archives
+        .find((a) => a.role === role)
+        .file.path.split('/')
+        .pop());
+    const installDir = quoteArg(instance.installDir);
+    const dataDir = quoteArg(instance.dataDir);
+    const unpacked = quoteArg(`${instance.dataDir}.restore`);
+    const owner = quoteArg(instance.owner);
+    const occ = `sudo -u ${owner} php ${quoteArg(`${instance.installDir}/occ`)}`;
+    const values = {
+        decompress: compression,
+        dump: archive('database'),
+        db: quoteArg(db.name),
+        dbName: inDoubleQuotes(db.name),
+        dbUser: inDoubleQuotes(db.user),
+        charset: db.utf8mb4 ? 'utf8mb4' : 'utf8',
+        dbFile: quoteArg(db.file ?? `${instance.dataDir}/${db.name}.db`),
+    };
+    const copyInto = (member, target) => `find ${unpacked}/${member} -mindepth 1 -maxdepth 1 -exec cp -a -t ${target} {} +`;
+    return {
+        before: input.installType === 'package'
+            ? `Install ${instance.product} ${instance.version} (the same version) first: a package install's backup holds no server code. On a new database server, create the database user ${db.user} first. Keep the web server stopped until the end.`
+            : `On a new database server, create the database user ${db.user} first. Keep the web server stopped until the end.`,
+        files: [
+            `mkdir -p ${installDir}`,
+            `mkdir ${unpacked}`,
+            `tar --extract --file ${archive('files')} --directory ${unpacked} ${TAR_METADATA_FLAGS.map(quoteArg).join(' ')} --same-permissions`,
+            copyInto(LAYOUT.install, installDir),
+            `mv -T ${unpacked}/${LAYOUT.data} ${dataDir}`,
+            ...(fileSet.absolutePaths.length > 0 ? [copyInto(LAYOUT.absolute, '/')] : []),
+            `rm -rf ${unpacked}`,
+        ].join(' && '),
+        database: input.restoreHint.replace(/\{(\w+)\}/g, (_, key) => values[key] ?? `{${key}}`),
+        finish: [
+            `chown -R ${owner}: ${dataDir} ${quoteArg(`${instance.installDir}/config`)}`,
+            `${occ} maintenance:data-fingerprint`,
+            `${occ} maintenance:mode --off`,
+        ].join(' && '),
     };
 }
 

@@ -31,7 +31,10 @@ export interface DatabaseEngine {
   readonly type: DatabaseType;
   /** Programs to look for on the host, best first. */
   readonly programs: readonly string[];
-  /** How a person restores the dump (for the manifest and README). */
+  /**
+   * Shell commands that load the dump into a new database, for the manifest; buildManifest fills
+   * in {decompress}, {dump}, {db}, {dbName}, {dbUser}, {charset} and {dbFile}.
+   */
   readonly restoreHint: string;
   dumpCommand(context: DumpContext): DumpCommand;
   /** A problem with a finished dump judged by its last bytes, or undefined when it is complete. */

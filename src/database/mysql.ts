@@ -5,7 +5,8 @@ import type { DatabaseEngine } from './engine.ts';
 export const mysql: DatabaseEngine = {
   type: 'mysql',
   programs: ['mysqldump', 'mariadb-dump'],
-  restoreHint: 'zstd -dc DUMP | mysql -h HOST -u USER -p DBNAME   (gzip -dc for .gz)',
+  restoreHint:
+    'mysql -e "CREATE DATABASE \\`{dbName}\\` CHARACTER SET {charset} COLLATE {charset}_general_ci" && set -o pipefail && {decompress} -dc {dump} | mysql {db}',
 
   dumpCommand({ connection, tool }) {
     const argv = [

@@ -4,7 +4,8 @@ import type { DatabaseEngine } from './engine.ts';
 export const pgsql: DatabaseEngine = {
   type: 'pgsql',
   programs: ['pg_dump'],
-  restoreHint: 'zstd -dc DUMP | psql -h HOST -U USER -d DBNAME   (gzip -dc for .gz)',
+  restoreHint:
+    'runuser -u postgres -- psql -X -v ON_ERROR_STOP=1 -c "CREATE DATABASE \\"{dbName}\\" OWNER \\"{dbUser}\\" ENCODING \'UTF8\' TEMPLATE template0" && set -o pipefail && {decompress} -dc {dump} | runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d {db} >/dev/null',
 
   dumpCommand({ connection, tool }) {
     const argv = [

@@ -7,7 +7,7 @@ import type { DatabaseEngine } from './engine.ts';
 export const sqlite: DatabaseEngine = {
   type: 'sqlite',
   programs: ['sqlite3'],
-  restoreHint: 'zstd -dc DUMP | sqlite3 DATADIR/DBNAME.db   (gzip -dc for .gz; into a new file)',
+  restoreHint: '(set -o pipefail && umask 027 && {decompress} -dc {dump} | sqlite3 -bail {dbFile})',
   errorMarker: '/**** ERROR:',
 
   dumpCommand({ connection, tool, account, owner }) {

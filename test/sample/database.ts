@@ -1,6 +1,6 @@
 // The sample instance's database, reached with each engine's own command-line client as
 // an administrator would, for filling it and for reading it back in tests.
-import { execa } from 'execa';
+import { execFile } from 'node:child_process';
 import type { MariaDbServer } from '../harness/mariadb.ts';
 import type { PostgresServer } from '../harness/postgres.ts';
 import { requireTool } from '../harness/tools.ts';
@@ -16,19 +16,36 @@ export interface SampleDatabase {
   tables(): Promise<string[]>;
 }
 
+/**
+ * Runs a program with input on stdin and resolves to its stdout without the final newline.
+ * Node's own child_process, so that the sample (and the demo built on it) needs no npm package.
+ */
+export function runWithInput(program: string, args: string[], input: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(
+      program,
+      args,
+      { encoding: 'utf8', maxBuffer: 1024 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        if (error) reject(new Error(`${program} failed: ${stderr.trim() || error.message}`));
+        else resolve(stdout.replace(/\r?\n$/, ''));
+      },
+    );
+    child.stdin!.end(input);
+  });
+}
+
 function rows(output: string): string[][] {
   return output === '' ? [] : output.split('\n').map((line) => line.split('\t'));
 }
 
 export function sqliteDatabase(file: string): SampleDatabase {
-  const run = async (sql: string) =>
-    (
-      await execa(
-        requireTool('sqlite3'),
-        ['-batch', '-bail', '-noheader', '-separator', '\t', file],
-        { input: sql },
-      )
-    ).stdout;
+  const run = (sql: string) =>
+    runWithInput(
+      requireTool('sqlite3'),
+      ['-batch', '-bail', '-noheader', '-separator', '\t', file],
+      sql,
+    );
   return {
     engine: 'sqlite',
     query: async (sql) => rows(await run(sql)),

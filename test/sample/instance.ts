@@ -18,13 +18,18 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { execa } from 'execa';
 import type { MariaDbServer } from '../harness/mariadb.ts';
 import type { PostgresServer } from '../harness/postgres.ts';
 import { systemUser } from '../harness/accounts.ts';
 import { makeScratchDir } from '../harness/scratch.ts';
 import { requireTool } from '../harness/tools.ts';
-import { mysqlDatabase, pgsqlDatabase, sqliteDatabase, type SampleDatabase } from './database.ts';
+import {
+  mysqlDatabase,
+  pgsqlDatabase,
+  runWithInput,
+  sqliteDatabase,
+  type SampleDatabase,
+} from './database.ts';
 import { createTables, insertRows, quoteName, type Engine, type SqlValue } from './schema.ts';
 
 export type Flavour = 'owncloud' | 'nextcloud';
@@ -587,7 +592,7 @@ export async function buildSampleInstance(options: SampleOptions): Promise<Sampl
   let database: SampleDatabase;
   if (spec.type === 'sqlite') {
     const file = join(dataDir, `${dbName}.db`);
-    await execa(requireTool('sqlite3'), ['-batch', '-bail', file], { input: sql.join('\n') });
+    await runWithInput(requireTool('sqlite3'), ['-batch', '-bail', file], sql.join('\n'));
     database = sqliteDatabase(file);
   } else if (spec.type === 'mysql') {
     await spec.server.createDatabase({ name: dbName, user: dbUser, password: dbPassword });

@@ -2,7 +2,9 @@
 /**
  * A stand-in for ownCloud's and Nextcloud's `occ`, run as `php occ ...` like the real one.
  * It implements what a backup uses: `maintenance:mode` (--on, --off, no flag = print the
- * state), `status` and `config:system:get`, reading and writing config/config.php the way
+ * state), `status` and `config:system:get`, and what a restore uses:
+ * `maintenance:data-fingerprint` (a new `data-fingerprint` in config.php, which tells sync
+ * clients the server went back in time), reading and writing config/config.php the way
  * ownCloud does (include it, change $CONFIG, write it back with var_export under a lock).
  * It refuses to run as anyone but the owner of config.php, as the real console does, and
  * appends a JSON line per call to occ-calls.jsonl beside the installation, so tests can see
@@ -77,6 +79,12 @@ switch ($command) {
         } else {
             echo $before ? "Maintenance mode is currently enabled\n" : "Maintenance mode is currently disabled\n";
         }
+        break;
+    case 'maintenance:data-fingerprint':
+        // ownCloud sets md5 of the current time; the random part keeps two calls distinct.
+        $config['data-fingerprint'] = md5(microtime(true) . random_bytes(8));
+        writeConfig($configFile, $config);
+        echo "Updated data-fingerprint to " . $config['data-fingerprint'] . "\n";
         break;
     case 'status':
         $version = $config['version'] ?? '';
