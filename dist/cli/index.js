@@ -12239,7 +12239,8 @@ async function themePath(host, instance) {
     }
     return undefined;
 }
-// For each path: what it is (following a symlink) and its real path, NUL-separated.
+// For each path, NUL-separated: what it is (following a symlink), whether it is a symlink,
+// and its real path.
 const INSPECT = `for p; do
   if [ -d "$p" ]; then k=dir; elif [ -L "$p" ] && [ -e "$p" ]; then k=file-link; elif [ -e "$p" ]; then k=file; else k=missing; fi
   if [ -L "$p" ]; then l=link; else l=; fi
@@ -12381,10 +12382,28 @@ async function planFileSet(host, plan, instance, warn) {
  * cannot be restored, whatever else it holds.
  */
 async function checkStagedConfig(stagingDir, privilege) {
-    const staged = `${stagingDir}/${LAYOUT.install}/config/config.php`;
-    const result = await runProcess([...privilege.prefix, 'test', '-f', staged, '-a', '-s', staged]);
+    const dir = `${stagingDir}/${LAYOUT.install}/config`;
+    const staged = `${dir}/config.php`;
+    // Not through a symlink: a staged link would point at the live file, not hold a copy.
+    const result = await runProcess([
+        ...privilege.prefix,
+        'test',
+        '!',
+        '-h',
+        dir,
+        '-a',
+        '!',
+        '-h',
+        staged,
+        '-a',
+        '-f',
+        staged,
+        '-a',
+        '-s',
+        staged,
+    ]);
     if (result.exitCode !== 0)
-        throw new BackupError(`config.php did not arrive in the backup (${LAYOUT.install}/config/config.php is missing or empty after the copy): without it the backup cannot be restored. Check the exclude patterns.`);
+        throw new BackupError(`config.php did not arrive in the backup (${LAYOUT.install}/config/config.php is missing, empty or a symlink after the copy): without it the backup cannot be restored. Check the exclude patterns.`);
 }
 
 ;// CONCATENATED MODULE: ./src/steps/archive.ts
@@ -12993,6 +13012,8 @@ async function preflight(host, plan, instance, engine, reporter) {
             : fileSet.installPaths.map((p) => `${fileSet.installDir}/${p}`)),
         // A tarball install's measure already holds a data directory inside it.
         ...(whole && fileSet.dataDirInsideInstall ? [] : [fileSet.dataDir]),
+        // Linked elsewhere: measured where they point, as they are copied.
+        ...(fileSet.linkedInside ?? []).map((p) => `${fileSet.installDir}/${p}`),
         ...fileSet.absolutePaths,
     ];
     const size = await sizeOnHost(host, instance.owner, measured);

@@ -205,7 +205,8 @@ async function themePath(host: Host, instance: Instance): Promise<string | undef
   return undefined;
 }
 
-// For each path: what it is (following a symlink) and its real path, NUL-separated.
+// For each path, NUL-separated: what it is (following a symlink), whether it is a symlink,
+// and its real path.
 const INSPECT = `for p; do
   if [ -d "$p" ]; then k=dir; elif [ -L "$p" ] && [ -e "$p" ]; then k=file-link; elif [ -e "$p" ]; then k=file; else k=missing; fi
   if [ -L "$p" ]; then l=link; else l=; fi
@@ -369,10 +370,28 @@ export async function checkStagedConfig(
   stagingDir: string,
   privilege: RunnerPrivilege,
 ): Promise<void> {
-  const staged = `${stagingDir}/${LAYOUT.install}/config/config.php`;
-  const result = await runProcess([...privilege.prefix, 'test', '-f', staged, '-a', '-s', staged]);
+  const dir = `${stagingDir}/${LAYOUT.install}/config`;
+  const staged = `${dir}/config.php`;
+  // Not through a symlink: a staged link would point at the live file, not hold a copy.
+  const result = await runProcess([
+    ...privilege.prefix,
+    'test',
+    '!',
+    '-h',
+    dir,
+    '-a',
+    '!',
+    '-h',
+    staged,
+    '-a',
+    '-f',
+    staged,
+    '-a',
+    '-s',
+    staged,
+  ]);
   if (result.exitCode !== 0)
     throw new BackupError(
-      `config.php did not arrive in the backup (${LAYOUT.install}/config/config.php is missing or empty after the copy): without it the backup cannot be restored. Check the exclude patterns.`,
+      `config.php did not arrive in the backup (${LAYOUT.install}/config/config.php is missing, empty or a symlink after the copy): without it the backup cannot be restored. Check the exclude patterns.`,
     );
 }

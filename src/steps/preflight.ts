@@ -195,6 +195,8 @@ export async function preflight(
       : fileSet.installPaths.map((p) => `${fileSet.installDir}/${p}`)),
     // A tarball install's measure already holds a data directory inside it.
     ...(whole && fileSet.dataDirInsideInstall ? [] : [fileSet.dataDir]),
+    // Linked elsewhere: measured where they point, as they are copied.
+    ...(fileSet.linkedInside ?? []).map((p) => `${fileSet.installDir}/${p}`),
     ...fileSet.absolutePaths,
   ];
   const size = await sizeOnHost(host, instance.owner, measured);

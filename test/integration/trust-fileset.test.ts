@@ -195,7 +195,7 @@ describe('config.php in every finished backup', () => {
     const { run, backupDir } = await backup(instance, ['--exclude', 'config.php']);
     expect(run.exitCode, explain(run)).toBe(1);
     expect(errorLine(run)).toBe(
-      'owncloud-backup: error: config.php did not arrive in the backup (owncloud/config/config.php is missing or empty after the copy): without it the backup cannot be restored. Check the exclude patterns.',
+      'owncloud-backup: error: config.php did not arrive in the backup (owncloud/config/config.php is missing, empty or a symlink after the copy): without it the backup cannot be restored. Check the exclude patterns.',
     );
     expect(readdirSync(backupDir)).toEqual([]);
     expect(instance.occCalls()).toEqual([]);
@@ -343,10 +343,23 @@ describe('install-type auto', () => {
 
   describe('with the server code owned by a real .deb package', () => {
     const packageName = `ocb-test-server-${process.pid}-${randomBytes(4).toString('hex')}`;
-    let installed = false;
+    let attempted = false;
 
+    // Removed whatever happened, once an install was tried (even a half-done one).
     afterAll(() => {
-      if (installed) dpkg(['-r', packageName]);
+      if (!attempted) return;
+      try {
+        dpkg(['-r', packageName]);
+      } finally {
+        const left = spawnSync('dpkg-query', ['--show', '--showformat=${Status}', packageName], {
+          encoding: 'utf8',
+        });
+        expect(
+          left.status !== 0 ||
+            !/ (installed|unpacked|half-installed|half-configured|triggers-\w+)$/.test(left.stdout),
+          left.stdout,
+        ).toBe(true);
+      }
     });
 
     /** dpkg, waiting out another dpkg's lock rather than failing on it. */
@@ -383,8 +396,8 @@ describe('install-type auto', () => {
       );
       const deb = join(instance.root, `${packageName}.deb`);
       execFileSync('dpkg-deb', ['--root-owner-group', '--build', tree, deb], { stdio: 'pipe' });
+      attempted = true;
       dpkg(['-i', deb]);
-      installed = true;
     }
 
     it('is a package install: app-store apps in apps/ are kept, the apps the package ships are not', async () => {
