@@ -211,6 +211,7 @@ describe('app directories', () => {
       { path: join(instance.installDir, 'apps-external'), url: '/apps-external', writable: true },
     ]);
     const { run, restored, manifest } = await backedUp(instance, ['--install-type', 'package']);
+    expect(existsSync(join(restored, 'owncloud', 'apps-external'))).toBe(true);
     expect(
       diffTrees(
         await snapshotTree(join(instance.installDir, 'apps-external')),
@@ -270,6 +271,7 @@ describe('app directories', () => {
     ];
     writeFileSync(instance.configPath, renderConfigPhp({ ...config, apps_paths: appsPaths }));
     const { restored, manifest } = await backedUp(instance, ['--install-type', 'package']);
+    expect(existsSync(join(restored, 'extra', outside))).toBe(true);
     expect(
       diffTrees(await snapshotTree(outside), await snapshotTree(join(restored, 'extra', outside))),
     ).toEqual([]);
