@@ -12087,7 +12087,7 @@ async function planAppDirs(host, instance, kind, warn) {
         let how;
         if (fromRelease) {
             shipped = new Set(names.filter((n) => fromRelease.has(n)));
-            how = 'core/shipped.json';
+            how = 'listed in core/shipped.json';
         }
         else if (kind.manager) {
             const manager = kind.manager;
@@ -12116,7 +12116,7 @@ async function planAppDirs(host, instance, kind, warn) {
             copied: apps.length > 0 ? 'apps' : 'none',
             apps,
             shipped: [...shipped],
-            reason: `ships with the server code; apps not shipped with the release (${how}) are copied`,
+            reason: `ships with the server code: the shipped apps (${how}) are left out, the others copied`,
         });
     }
     return plan;

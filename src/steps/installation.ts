@@ -285,7 +285,7 @@ export async function planAppDirs(
     let how: string;
     if (fromRelease) {
       shipped = new Set(names.filter((n) => fromRelease.has(n)));
-      how = 'core/shipped.json';
+      how = 'listed in core/shipped.json';
     } else if (kind.manager) {
       const manager = kind.manager;
       const owners = await packageOwners(
@@ -325,7 +325,7 @@ export async function planAppDirs(
       copied: apps.length > 0 ? 'apps' : 'none',
       apps,
       shipped: [...shipped],
-      reason: `ships with the server code; apps not shipped with the release (${how}) are copied`,
+      reason: `ships with the server code: the shipped apps (${how}) are left out, the others copied`,
     });
   }
   return plan;

@@ -18,6 +18,18 @@ import {
   parseShippedJson,
 } from '../../src/steps/installation.ts';
 import { backupDirInside, resolveAsFarAsExists } from '../../src/steps/preflight.ts';
+import { planBackup } from '../../src/settings.ts';
+
+describe('install-type', () => {
+  it('defaults to auto, and takes package and tarball as given', () => {
+    const plan = (given?: string) =>
+      planBackup(given ? { 'install-type': given } : {}, { backupDir: '/b' }).installType;
+    expect(plan()).toBe('auto');
+    expect(plan('auto')).toBe('auto');
+    expect(plan('package')).toBe('package');
+    expect(plan('Tarball')).toBe('tarball');
+  });
+});
 
 describe("config.php's apps_paths", () => {
   it('is read from config.php', () => {
