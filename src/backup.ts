@@ -32,7 +32,7 @@ import type { BackupPlan } from './settings.ts';
 import { archiveFiles } from './steps/archive.ts';
 import { discoverInstance } from './steps/discover.ts';
 import { dumpDatabase, type DumpResult } from './steps/dump.ts';
-import { syncFiles, type SyncStats } from './steps/files.ts';
+import { checkStagedConfig, syncFiles, type SyncStats } from './steps/files.ts';
 import { MaintenanceGuard } from './steps/maintenance.ts';
 import { formatBytes, preflight } from './steps/preflight.ts';
 
@@ -83,11 +83,9 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
     if (signal.aborted) throw new InterruptedError();
   };
 
-  mkdirSync(plan.backupDir, { recursive: true });
-  if (existsSync(finalDir) || existsSync(workDir))
-    throw new BackupError(`${finalDir} exists already: not overwriting a backup.`);
-
   let host: Host | undefined;
+  /** Set once this run created the work dir: only then is it this run's to remove. */
+  let ownsWorkDir = false;
   let privilege: RunnerPrivilege = { prefix: [], keepsOwners: false };
   try {
     host = await reporter.group('Connect', async () => {
@@ -120,7 +118,12 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
     const elevated = (privilege = checked.privilege);
     interrupted();
 
+    // Only now, with the plan checked (backup-dir not inside what is copied), is anything created.
+    mkdirSync(plan.backupDir, { recursive: true });
+    if (existsSync(finalDir) || existsSync(workDir))
+      throw new BackupError(`${finalDir} exists already: not overwriting a backup.`);
     mkdirSync(stagingDir, { recursive: true, mode: 0o700 });
+    ownsWorkDir = true;
     const { installStats, dataStats } = await reporter.group(
       'Files (bulk copy, before maintenance mode)',
       async () => {
@@ -130,6 +133,7 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
           signal,
           privilege: elevated,
         });
+        await checkStagedConfig(stagingDir, elevated);
         const data = await syncFiles(connected, fileSet, stagingDir, {
           delete: false,
           parts: ['data', 'absolute'],
@@ -213,7 +217,6 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
       finishedAt: new Date(),
       source: plan.target.kind === 'ssh' ? connected.label : `${hostname()} (local)`,
       transport: plan.target.kind,
-      installType: plan.installType,
       instance,
       tool,
       fileSet,
@@ -249,9 +252,10 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
       sizeBytes: files.size + dump.size,
     };
   } catch (error) {
-    await removeTree(workDir, privilege).catch((cleanup: unknown) =>
-      reporter.warning(`Could not remove the incomplete backup: ${describeError(cleanup)}`),
-    );
+    if (ownsWorkDir)
+      await removeTree(workDir, privilege).catch((cleanup: unknown) =>
+        reporter.warning(`Could not remove the incomplete backup: ${describeError(cleanup)}`),
+      );
     if (signal.aborted && error instanceof MaintenanceNotRestoredError)
       throw new InterruptedError(`The backup was interrupted. ${describeError(error)}`);
     if (signal.aborted) throw new InterruptedError();

@@ -1,5 +1,6 @@
 // What an ownCloud (or Nextcloud) instance says about itself in config.php, and how that
 // combines with explicit overrides into the database connection a dump needs. Pure.
+import { posix } from 'node:path';
 import { InputError } from './errors.ts';
 import type { DatabaseOverrides, DatabaseType } from './settings.ts';
 
@@ -18,11 +19,21 @@ export const CONFIG_KEYS = [
   'theme',
   'maintenance',
   'installed',
+  'apps_paths',
 ] as const;
 
 export type ConfigValues = Partial<Record<(typeof CONFIG_KEYS)[number], unknown>>;
 
 export type Product = 'owncloud' | 'nextcloud';
+
+/** One entry of config.php's `apps_paths`: a directory the server loads apps from. */
+export interface AppsPath {
+  /** Absolute, normalised, without a trailing slash. */
+  path: string;
+  url: string;
+  /** Whether the server installs apps (from the app store) there. */
+  writable: boolean;
+}
 
 export interface DatabaseConnection {
   type: DatabaseType;
@@ -117,6 +128,29 @@ export function resolveDatabase(
       'No database user: config.php has no dbuser and none was given (db-user).',
     );
   return connection;
+}
+
+/**
+ * config.php's `apps_paths` as a list: PHP gives a list or (with keys) an object; entries
+ * without a usable path are skipped; a relative path is taken within the installation.
+ */
+export function parseAppsPaths(value: unknown, installDir: string): AppsPath[] {
+  if (value === null || typeof value !== 'object') return [];
+  const found: AppsPath[] = [];
+  for (const entry of Object.values(value as Record<string, unknown>)) {
+    if (entry === null || typeof entry !== 'object') continue;
+    const { path, url, writable } = entry as Record<string, unknown>;
+    if (typeof path !== 'string' || path.trim() === '' || path.includes('\0')) continue;
+    const absolute = posix.normalize(path.startsWith('/') ? path : `${installDir}/${path}`);
+    const normal = absolute.length > 1 ? absolute.replace(/\/+$/, '') : absolute;
+    if (found.some((f) => f.path === normal)) continue;
+    found.push({
+      path: normal,
+      url: typeof url === 'string' ? url : '',
+      writable: writable === true || writable === 'true' || writable === 1,
+    });
+  }
+  return found;
 }
 
 /** ownCloud and Nextcloud mark their data directory; which marker says which product. */

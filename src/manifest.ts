@@ -1,6 +1,7 @@
 // manifest.json: everything a later restore needs to know, from the manifest alone. Pure.
 import type { DatabaseConnection, Product } from './instance.ts';
 import type { Compression, InstallType } from './settings.ts';
+import type { AppDir } from './steps/installation.ts';
 import { TAR_METADATA_FLAGS } from './steps/archive.ts';
 import type { WrittenFile } from './steps/compress.ts';
 import type { Instance } from './steps/discover.ts';
@@ -33,7 +34,10 @@ export interface Manifest {
     installDir: string;
     dataDir: string;
     configPath: string;
-    installType: InstallType;
+    /** As detected (install-type auto) or given. */
+    installType: Exclude<InstallType, 'auto'>;
+    /** Why: what the detection found, or the input. */
+    installTypeReason: string;
     owner: string;
   };
   instance: { product: Product; version: string; instanceId: string; theme: string };
@@ -62,6 +66,10 @@ export interface Manifest {
     excludePatterns: string[];
     /** Data-dir-relative files deliberately not copied (the live SQLite database). */
     leftOut: string[];
+    /** The directories the server loads apps from, and what of each is in the backup. */
+    appDirs: AppDir[];
+    /** Package installs: the server code not copied, and why. */
+    serverCode?: { what: string; why: string };
     fileCount: number;
     bytes: number;
     /** False when the runner could not keep owners (it was not root). */
@@ -92,6 +100,32 @@ export interface RestoreCommands {
   finish: string;
 }
 
+/**
+ * What the backup deliberately does not hold, and why, for the summaries: the server code
+ * of a package install (with the shipped apps), exclude patterns, the live SQLite file.
+ */
+export function leftOutOf(manifest: Manifest): { what: string; why?: string }[] {
+  const { files } = manifest;
+  const shown = (names: string[]) =>
+    names.length > 6
+      ? `${names.slice(0, 6).join(', ')} and ${names.length - 6} more`
+      : names.join(', ');
+  return [
+    ...(files.serverCode ? [files.serverCode] : []),
+    ...(files.appDirs ?? [])
+      .filter((d) => d.shipped && d.shipped.length > 0)
+      .map((d) => ({
+        what: `the apps in ${d.path} that ship with the release (${shown(d.shipped!)})`,
+        why: 'they come back with the reinstall',
+      })),
+    ...(files.excludePatterns ?? []).map((p) => ({ what: `\`${p}\`` })),
+    ...(files.leftOut ?? []).slice(0, 1).map((p) => ({
+      what: `\`${p}\` and its journal files`,
+      why: 'the live SQLite database; the dump replaces it',
+    })),
+  ];
+}
+
 /** sha256sum-compatible lines, so `sha256sum -c SHA256SUMS` checks a backup by hand. */
 export function checksumsText(archives: ArchiveRecord[]): string {
   return archives.map((a) => `${a.sha256}  ${a.name}\n`).join('');
@@ -109,7 +143,6 @@ export interface ManifestInput {
   /** Where the instance was: `user@host:port`, or `HOSTNAME (local)`. */
   source: string;
   transport: 'ssh' | 'local';
-  installType: InstallType;
   instance: Instance;
   tool: DumpTool;
   fileSet: FileSet;
@@ -139,7 +172,8 @@ export function buildManifest(input: ManifestInput): Manifest {
       installDir: instance.installDir,
       dataDir: instance.dataDir,
       configPath: instance.configPath,
-      installType: input.installType,
+      installType: fileSet.install.type,
+      installTypeReason: fileSet.install.reason,
       owner: instance.owner,
     },
     instance: {
@@ -172,6 +206,8 @@ export function buildManifest(input: ManifestInput): Manifest {
       absolutePaths: fileSet.absolutePaths,
       excludePatterns: fileSet.exclude,
       leftOut: fileSet.dataExclude,
+      appDirs: fileSet.appDirs,
+      ...(fileSet.serverCode ? { serverCode: fileSet.serverCode } : {}),
       fileCount: input.stats.files,
       bytes: input.stats.bytes,
       ownersKept: input.ownersKept,

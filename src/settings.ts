@@ -36,7 +36,8 @@ export type RawInputs = Partial<Record<InputName, string>>;
 
 export type DatabaseType = 'mysql' | 'pgsql' | 'sqlite';
 export type Compression = 'zstd' | 'gzip';
-export type InstallType = 'package' | 'tarball';
+/** How the server code was installed; `auto` detects it (see steps/installation.ts). */
+export type InstallType = 'auto' | 'package' | 'tarball';
 
 export interface SshTarget {
   kind: 'ssh';
@@ -228,7 +229,7 @@ export function planBackup(
         INPUTS.exclude,
         `'${pattern}' starts with '${pattern[0]}'. Expected an rsync pattern such as '*/thumbnails/'.`,
       );
-  const installType = oneOf(INPUTS.installType, ['package', 'tarball'] as const, 'package');
+  const installType = oneOf(INPUTS.installType, ['auto', 'package', 'tarball'] as const, 'auto');
 
   // --- The database -------------------------------------------------------------------------
   const dbTypeGiven = value(INPUTS.dbType).toLowerCase();

@@ -6,7 +6,7 @@ import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(869);
+/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(745);
 // Entry of the `owncloud-backup` command.
 
 process.exitCode = await (0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .runCli */ .ak)(process.argv.slice(2));
@@ -16,7 +16,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 869:
+/***/ 745:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -11644,6 +11644,7 @@ function asError(reason) {
 // What an ownCloud (or Nextcloud) instance says about itself in config.php, and how that
 // combines with explicit overrides into the database connection a dump needs. Pure.
 
+
 /** The config.php keys a backup reads. */
 const CONFIG_KEYS = [
     'instanceid',
@@ -11659,6 +11660,7 @@ const CONFIG_KEYS = [
     'theme',
     'maintenance',
     'installed',
+    'apps_paths',
 ];
 const DB_TYPES = {
     mysql: 'mysql',
@@ -11734,6 +11736,32 @@ function resolveDatabase(config, overrides, dataDir) {
     else if (connection.user === '')
         throw new InputError('No database user: config.php has no dbuser and none was given (db-user).');
     return connection;
+}
+/**
+ * config.php's `apps_paths` as a list: PHP gives a list or (with keys) an object; entries
+ * without a usable path are skipped; a relative path is taken within the installation.
+ */
+function parseAppsPaths(value, installDir) {
+    if (value === null || typeof value !== 'object')
+        return [];
+    const found = [];
+    for (const entry of Object.values(value)) {
+        if (entry === null || typeof entry !== 'object')
+            continue;
+        const { path, url, writable } = entry;
+        if (typeof path !== 'string' || path.trim() === '' || path.includes('\0'))
+            continue;
+        const absolute = external_node_path_namespaceObject.posix.normalize(path.startsWith('/') ? path : `${installDir}/${path}`);
+        const normal = absolute.length > 1 ? absolute.replace(/\/+$/, '') : absolute;
+        if (found.some((f) => f.path === normal))
+            continue;
+        found.push({
+            path: normal,
+            url: typeof url === 'string' ? url : '',
+            writable: writable === true || writable === 'true' || writable === 1,
+        });
+    }
+    return found;
 }
 /** ownCloud and Nextcloud mark their data directory; which marker says which product. */
 function productOf(markers, version) {
@@ -11854,6 +11882,7 @@ async function discoverInstance(host, plan, secrets) {
         dataDir,
         maintenance: config.maintenance === true,
         database,
+        appsPaths: parseAppsPaths(config.apps_paths, installDir),
     };
 }
 /**
@@ -11866,10 +11895,265 @@ async function requirePasswordlessSudo(host, owner) {
         throw new BackupError(`The SSH user ${host.account} on ${host.label} is neither root nor ${owner} and cannot use sudo without a password (${stderrTail(result.stderr) || 'sudo -n failed'}): connect as root or ${owner}, or allow it passwordless sudo.`);
 }
 
+;// CONCATENATED MODULE: ./src/steps/installation.ts
+// Which part of the installation is server code that a reinstall brings back, and which is
+// not: the install type (a distribution package owns occ/version.php, or a tarball was
+// unpacked), and the app directories with the apps that did not ship with the release
+// (app-store apps, which only a backup brings back).
+
+
+
+
+
+/** The app directory that ships with the server code, relative to the install dir. */
+const SHIPPED_APPS_DIR = 'apps';
+/** Where app-store apps go when config.php says nothing: ownCloud's and Nextcloud's names. */
+const USUAL_APP_DIRS = ['apps-external', 'custom_apps'];
+/** A path as a literal dpkg-query --search pattern (it would read * ? [ \ as a glob). */
+function dpkgPattern(path) {
+    return path.replace(/[*?[\\]/g, '\\$&');
+}
+/** `dpkg-query --search` output: path → owning package(s). Diversion lines are not owners. */
+function parseDpkgSearch(stdout) {
+    const owners = new Map();
+    for (const line of stdout.split('\n')) {
+        if (line === '' || line.startsWith('diversion by '))
+            continue;
+        const colon = line.indexOf(': ');
+        if (colon <= 0)
+            continue;
+        owners.set(line.slice(colon + 2), line.slice(0, colon));
+    }
+    return owners;
+}
+/** Nextcloud's core/shipped.json: the apps that come with the release. */
+function parseShippedJson(text) {
+    let parsed;
+    try {
+        parsed = JSON.parse(text);
+    }
+    catch {
+        return undefined;
+    }
+    if (parsed === null || typeof parsed !== 'object')
+        return undefined;
+    const names = new Set();
+    for (const key of ['shippedApps', 'alwaysEnabled']) {
+        const list = parsed[key];
+        if (Array.isArray(list))
+            for (const name of list)
+                if (typeof name === 'string')
+                    names.add(name);
+    }
+    return names.size > 0 ? names : undefined;
+}
+function checked(host, result) {
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new BackupError(transport);
+    return result;
+}
+/** The package managers the host has, in the order they are asked. */
+async function packageManagers(host) {
+    const result = checked(host, await host.run([
+        'sh',
+        '-c',
+        'command -v dpkg-query >/dev/null 2>&1 && echo dpkg; command -v rpm >/dev/null 2>&1 && echo rpm; true',
+    ]));
+    return result.stdout.split('\n').filter((m) => m === 'dpkg' || m === 'rpm');
+}
+/** Which of these host paths a package owns: path → package. */
+async function packageOwners(host, manager, paths) {
+    if (paths.length === 0)
+        return new Map();
+    if (manager === 'dpkg') {
+        // Exit 1 just means some path has no owner; the found ones are on stdout.
+        const result = checked(host, await host.run(['dpkg-query', '--search', '--', ...paths.map(dpkgPattern)]));
+        const found = parseDpkgSearch(result.stdout);
+        return new Map(paths.flatMap((p) => (found.has(p) ? [[p, found.get(p)]] : [])));
+    }
+    const owners = new Map();
+    for (const path of paths) {
+        const result = checked(host, await host.run(['rpm', '-qf', '--queryformat', '%{NAME}\\n', '--', path]));
+        if (result.exitCode === 0 && result.stdout.trim())
+            owners.set(path, result.stdout.trim());
+    }
+    return owners;
+}
+/** The install dir with symlinks resolved, as a package database records it. */
+async function realPath(host, owner, path) {
+    const result = checked(host, await host.run(asUser(host.account, owner, ['readlink', '-f', '--', path])));
+    return result.exitCode === 0 && result.stdout.trim() ? result.stdout.replace(/\n$/, '') : path;
+}
+/**
+ * Package or tarball install: `auto` asks the host's package database (dpkg, else rpm)
+ * whether a package owns the installation's occ or version.php.
+ */
+async function detectInstallType(host, requested, instance) {
+    if (requested === 'tarball')
+        return { type: 'tarball', reason: 'install-type: tarball' };
+    const real = await realPath(host, instance.owner, instance.installDir);
+    const candidates = [
+        ...new Set([instance.installDir, real].flatMap((dir) => [`${dir}/version.php`, `${dir}/occ`])),
+    ];
+    const managers = await packageManagers(host);
+    for (const manager of managers) {
+        const owners = await packageOwners(host, manager, candidates);
+        const [path, owner] = [...owners][0] ?? [];
+        if (path && owner) {
+            const how = `${path} belongs to package ${owner} (${manager})`;
+            return {
+                type: 'package',
+                reason: requested === 'package' ? `install-type: package; ${how}` : `detected: ${how}`,
+                package: owner,
+                manager,
+            };
+        }
+    }
+    if (requested === 'package')
+        return { type: 'package', reason: 'install-type: package' };
+    const asked = managers.length > 0 ? `asked ${managers.join(' and ')}` : 'no dpkg or rpm there';
+    return {
+        type: 'tarball',
+        reason: `detected: no package owns ${instance.installDir}/version.php or occ (${asked})`,
+    };
+}
+// Names in a directory, NUL-terminated, hidden ones too (cd first: the session's working
+// directory may be one the owner cannot enter).
+const LIST_ENTRIES = `cd -- "$1" || exit 1
+for f in * .[!.]* ..?*; do if [ -e "$f" ] || [ -L "$f" ]; then printf '%s\\0' "$f"; fi; done`;
+/** Entries of a directory on the host, as its owner sees them. */
+async function entriesOf(host, owner, dir) {
+    const result = checked(host, await host.run(asUser(host.account, owner, ['sh', '-c', LIST_ENTRIES, 'sh', dir])));
+    if (result.exitCode !== 0)
+        throw new BackupError(`Could not list the app directory ${dir} on ${host.label}: ${stderrTail(result.stderr)}`);
+    return result.stdout.split('\0').filter(Boolean).sort();
+}
+async function readOnHost(host, owner, path) {
+    const result = checked(host, await host.run(asUser(host.account, owner, ['cat', '--', path])));
+    return result.exitCode === 0 ? result.stdout : undefined;
+}
+/** Whether `path` is `dir` or lies below it. */
+function isWithin(path, dir) {
+    return path === dir || path.startsWith(dir === '/' ? '/' : `${dir}/`);
+}
+/**
+ * The instance's app directories (config.php's apps_paths, else apps/, plus apps-external/
+ * and custom_apps/ when present) and what of each to copy. A tarball install copies the
+ * whole installation anyway; a package install copies every app directory but the apps/
+ * that ships with the code, and from that one the apps the release did not ship (Nextcloud:
+ * not in core/shipped.json; otherwise: not owned by the server's package).
+ */
+async function planAppDirs(host, instance, kind, warn) {
+    const { installDir, owner } = instance;
+    const exists = (path) => existsOnHost(host, owner, '-d', path);
+    const listed = instance.appsPaths.length > 0
+        ? instance.appsPaths.map((a) => ({ ...a, listed: true }))
+        : [
+            {
+                path: `${installDir}/${SHIPPED_APPS_DIR}`,
+                url: '/apps',
+                writable: false,
+                listed: false,
+            },
+        ];
+    for (const name of USUAL_APP_DIRS) {
+        const path = `${installDir}/${name}`;
+        if (!listed.some((a) => a.path === path) && (await exists(path)))
+            listed.push({ path, url: `/${name}`, writable: true, listed: false });
+    }
+    const plan = { appDirs: [], installPaths: [], absolutePaths: [] };
+    for (const dir of listed) {
+        const record = {
+            path: dir.path,
+            listed: dir.listed,
+            ...(dir.listed ? { writable: dir.writable } : {}),
+        };
+        const relative = isWithin(dir.path, installDir)
+            ? external_node_path_namespaceObject.posix.relative(installDir, dir.path)
+            : undefined;
+        if (!(await exists(dir.path))) {
+            if (dir.listed)
+                warn(`config.php's apps_paths names ${dir.path}, which does not exist.`);
+            plan.appDirs.push({ ...record, copied: 'none', reason: 'does not exist' });
+            continue;
+        }
+        if (isWithin(dir.path, instance.dataDir)) {
+            plan.appDirs.push({ ...record, copied: 'whole', reason: 'inside the data directory' });
+            continue;
+        }
+        if (relative === '') {
+            warn(`config.php's apps_paths names the installation directory itself (${dir.path}).`);
+            plan.appDirs.push({
+                ...record,
+                copied: kind.type === 'tarball' ? 'whole' : 'none',
+                reason: 'the installation directory itself',
+            });
+            continue;
+        }
+        if (relative === undefined) {
+            plan.absolutePaths.push(dir.path);
+            plan.appDirs.push({ ...record, copied: 'whole', reason: 'outside the installation' });
+            continue;
+        }
+        if (kind.type === 'tarball') {
+            plan.appDirs.push({ ...record, copied: 'whole', reason: 'part of the whole installation' });
+            continue;
+        }
+        if (relative !== SHIPPED_APPS_DIR) {
+            plan.installPaths.push(relative);
+            plan.appDirs.push({ ...record, copied: 'whole', reason: 'not shipped with the server code' });
+            continue;
+        }
+        // The apps/ of a package install: shipped apps come back with the package, others do not.
+        const names = await entriesOf(host, owner, dir.path);
+        const shippedJson = await readOnHost(host, owner, `${installDir}/core/shipped.json`);
+        const fromRelease = shippedJson === undefined ? undefined : parseShippedJson(shippedJson);
+        let shipped;
+        let how;
+        if (fromRelease) {
+            shipped = new Set(names.filter((n) => fromRelease.has(n)));
+            how = 'listed in core/shipped.json';
+        }
+        else if (kind.manager) {
+            const manager = kind.manager;
+            const owners = await packageOwners(host, manager, names.map((n) => `${dir.path}/${n}`));
+            const real = await realPath(host, owner, dir.path);
+            const realOwners = real === dir.path
+                ? owners
+                : await packageOwners(host, manager, names.map((n) => `${real}/${n}`));
+            shipped = new Set(names.filter((n) => owners.has(`${dir.path}/${n}`) || realOwners.has(`${real}/${n}`)));
+            how = `owned by package ${kind.package} (${manager})`;
+        }
+        else {
+            warn(`No package manager owns the server code and there is no core/shipped.json: the apps in ${dir.path} cannot be told from the shipped ones, so all of it is left out as server code. Use install-type: tarball to back it up.`);
+            plan.appDirs.push({
+                ...record,
+                copied: 'none',
+                shipped: names,
+                reason: 'server code (install-type: package)',
+            });
+            continue;
+        }
+        const apps = names.filter((n) => !shipped.has(n));
+        plan.installPaths.push(...apps.map((n) => `${SHIPPED_APPS_DIR}/${n}`));
+        plan.appDirs.push({
+            ...record,
+            copied: apps.length > 0 ? 'apps' : 'none',
+            apps,
+            shipped: [...shipped],
+            reason: `ships with the server code: the shipped apps (${how}) are left out, the others copied`,
+        });
+    }
+    return plan;
+}
+
 ;// CONCATENATED MODULE: ./src/steps/files.ts
 // Copies the instance's files from the host into the staging directory on the runner with
 // rsync, keeping ACLs, xattrs, owners (numeric), modes, hard links, hidden files and empty
 // directories. Run twice: the bulk before maintenance mode, then only the delta inside it.
+
+
 
 
 
@@ -11914,20 +12198,34 @@ function rsyncCommands(fileSet, stagingDir, source, options) {
             `${stagingDir}/${member}/`,
         ]);
     };
+    // A directory goes as `path/` (which follows a symlinked one); a symlink to a file needs
+    // --copy-links, in a run of its own so that links anywhere else stay links.
+    const kind = (key) => fileSet.kinds?.[key];
+    const spelled = (key, path) => (kind(key) === 'dir' ? `${path}/` : path);
+    const copyRelative = (keys, path, member) => {
+        const links = keys.filter((k) => kind(k) === 'file-link');
+        const others = keys.filter((k) => kind(k) !== 'file-link');
+        if (others.length > 0)
+            copy(others.map((k) => spelled(k, path(k))), ['--relative'], member);
+        if (links.length > 0)
+            copy(links.map(path), ['--relative', '--copy-links'], member);
+    };
     if (options.parts.includes('install') && fileSet.installPaths.length > 0) {
         if (fileSet.installPaths.includes('.')) {
             const inside = fileSet.dataDirInsideInstall;
             copy([`${fileSet.installDir}/`], inside ? [`--exclude=/${inside}/`] : [], LAYOUT.install);
+            if (fileSet.linkedInside?.length)
+                copyRelative(fileSet.linkedInside, (p) => `${fileSet.installDir}/./${p}`, LAYOUT.install);
         }
         else {
             // --relative with /./ keeps each path's place below the install dir.
-            copy(fileSet.installPaths.map((p) => `${fileSet.installDir}/./${p}`), ['--relative'], LAYOUT.install);
+            copyRelative(fileSet.installPaths, (p) => `${fileSet.installDir}/./${p}`, LAYOUT.install);
         }
     }
     if (options.parts.includes('data'))
         copy([`${fileSet.dataDir}/`], fileSet.dataExclude.map((p) => `--exclude=/${p}`), LAYOUT.data);
     if (options.parts.includes('absolute') && fileSet.absolutePaths.length > 0)
-        copy(fileSet.absolutePaths.map((p) => `/.${p}`), ['--relative'], LAYOUT.absolute);
+        copyRelative(fileSet.absolutePaths, (p) => `/.${p}`, LAYOUT.absolute);
     return commands;
 }
 /** Runs one pass of rsync runs; fails on anything but success or vanished files. */
@@ -11967,17 +12265,47 @@ async function themePath(host, instance) {
     }
     return undefined;
 }
+// For each path, NUL-separated: what it is (following a symlink), whether it is a symlink,
+// and its real path.
+const INSPECT = `for p; do
+  if [ -d "$p" ]; then k=dir; elif [ -L "$p" ] && [ -e "$p" ]; then k=file-link; elif [ -e "$p" ]; then k=file; else k=missing; fi
+  if [ -L "$p" ]; then l=link; else l=; fi
+  printf '%s\\0%s\\0%s\\0' "$k" "$l" "$(readlink -f -- "$p")"
+done`;
+/** What each path is on the host, as its owner sees it, and where it really is. */
+async function inspectPaths(host, owner, paths) {
+    if (paths.length === 0)
+        return [];
+    const result = await host.run(asUser(host.account, owner, ['sh', '-c', INSPECT, 'sh', ...paths]));
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new BackupError(transport);
+    const fields = result.stdout.split('\0');
+    if (result.exitCode !== 0 || fields.length < paths.length * 3)
+        throw new BackupError(`Could not inspect the paths to back up on ${host.label}: ${stderrTail(result.stderr)}`);
+    return paths.map((path, i) => ({
+        kind: fields[i * 3],
+        link: fields[i * 3 + 1] === 'link',
+        real: fields[i * 3 + 2] || path,
+    }));
+}
+/** Drops paths that lie inside another path of the list (the theme app inside apps-external/). */
+function outermost(paths) {
+    const unique = [...new Set(paths)];
+    return unique.filter((p) => !unique.some((q) => q !== p && isWithin(p, q)));
+}
 /**
- * What to copy for this instance: config/, the active theme and extra paths (or the whole
- * installation for a tarball install), the data directory without the live SQLite file,
- * and absolute extra paths. Checks that every path the user named exists.
+ * What to copy for this instance: config/, the active theme, the app directories that are
+ * not shipped server code and extra paths (or the whole installation for a tarball
+ * install), the data directory without the live SQLite file, and absolute extra paths.
+ * Checks that every path the user named exists.
  */
 async function planFileSet(host, plan, instance, warn) {
     const relativeExtras = plan.extraPaths.filter((p) => !p.startsWith('/'));
-    const absolutePaths = plan.extraPaths.filter((p) => p.startsWith('/'));
+    const extraAbsolute = plan.extraPaths.filter((p) => p.startsWith('/'));
     for (const path of [
         ...relativeExtras.map((p) => `${instance.installDir}/${p}`),
-        ...absolutePaths,
+        ...extraAbsolute,
     ]) {
         if (!(await existsOnHost(host, instance.owner, '-e', path)))
             throw new InputError(`extra-paths: '${path}' does not exist on ${host.label}.`);
@@ -11985,22 +12313,59 @@ async function planFileSet(host, plan, instance, warn) {
     const inside = instance.dataDir.startsWith(`${instance.installDir}/`)
         ? instance.dataDir.slice(instance.installDir.length + 1)
         : undefined;
-    let installPaths;
-    if (plan.installType === 'tarball') {
-        installPaths = ['.'];
-    }
-    else {
-        const theme = await themePath(host, instance);
-        if (instance.theme && !theme)
-            warn(`config.php names theme '${instance.theme}', but no themes/, apps-external/ or apps/ directory of that name exists.`);
-        installPaths = [...new Set(['config', ...(theme ? [theme] : []), ...relativeExtras])];
-    }
+    const install = await detectInstallType(host, plan.installType, instance);
+    const apps = await planAppDirs(host, instance, install, warn);
+    const theme = await themePath(host, instance);
+    if (instance.theme && !theme)
+        warn(`config.php names theme '${instance.theme}', but no themes/, apps-external/ or apps/ directory of that name exists.`);
+    // The parts of the installation a restore needs; a tarball install copies all of it.
+    const wanted = outermost([
+        'config',
+        ...(theme ? [theme] : []),
+        ...apps.installPaths,
+        ...relativeExtras,
+    ]);
+    const installPaths = install.type === 'tarball' ? ['.'] : wanted;
+    const absolutePaths = outermost([...apps.absolutePaths, ...extraAbsolute]);
     const dataExclude = [];
     const file = instance.database.file;
     if (file && file.startsWith(`${instance.dataDir}/`)) {
         const relative = file.slice(instance.dataDir.length + 1);
         dataExclude.push(relative, `${relative}-journal`, `${relative}-wal`, `${relative}-shm`);
     }
+    // Every top-level path: what it is (a symlinked one is followed) and where it really is.
+    const named = [
+        ...installPaths.map((p) => ({
+            key: p,
+            path: p === '.' ? instance.installDir : `${instance.installDir}/${p}`,
+            what: p === '.' ? 'the installation' : `the installation's ${p}`,
+        })),
+        { key: '', path: instance.dataDir, what: 'the data directory' },
+        ...absolutePaths.map((p) => ({
+            key: p,
+            path: p,
+            what: apps.absolutePaths.includes(p) ? 'an app directory' : 'an extra path',
+        })),
+    ];
+    // In a whole-installation copy, config/, the theme and app dirs are below the top level;
+    // symlinked ones are copied again, followed, over the link.
+    const below = install.type === 'tarball' ? wanted : [];
+    const inspected = await inspectPaths(host, instance.owner, [
+        ...named.map((n) => n.path),
+        ...below.map((p) => `${instance.installDir}/${p}`),
+    ]);
+    const kinds = {};
+    named.forEach((n, i) => {
+        const { kind } = inspected[i];
+        if (n.key !== '' && kind !== 'missing')
+            kinds[n.key] = kind;
+    });
+    const linkedInside = below.filter((p, i) => {
+        const found = inspected[named.length + i];
+        if (found.link && found.kind !== 'missing')
+            kinds[p] = found.kind;
+        return found.link && found.kind !== 'missing';
+    });
     // An SSH user that is neither root nor the instance's owner reads the files through sudo.
     const needsSudo = plan.target.kind === 'ssh' && host.account !== 'root' && host.account !== instance.owner;
     return {
@@ -12012,7 +12377,59 @@ async function planFileSet(host, plan, instance, warn) {
         absolutePaths,
         exclude: plan.exclude,
         dataExclude,
+        kinds,
+        ...(linkedInside.length > 0 ? { linkedInside } : {}),
+        install,
+        appDirs: apps.appDirs,
+        ...(install.type === 'package'
+            ? {
+                serverCode: {
+                    what: `everything else in ${instance.installDir}`,
+                    why: `server code: package install, reinstall the same version (${instance.product === 'nextcloud' ? 'Nextcloud' : 'ownCloud'} ${instance.version}${install.package ? `, package ${install.package}` : ''})`,
+                },
+            }
+            : {}),
+        included: [
+            ...named.map((n, i) => ({ path: n.path, real: inspected[i].real, what: n.what })),
+            ...below.flatMap((p, i) => linkedInside.includes(p)
+                ? [
+                    {
+                        path: `${instance.installDir}/${p}`,
+                        real: inspected[named.length + i].real,
+                        what: `the installation's ${p}`,
+                    },
+                ]
+                : []),
+        ],
     };
+}
+/**
+ * Fails unless the staged copy holds config.php as a regular file: a backup without it
+ * cannot be restored, whatever else it holds.
+ */
+async function checkStagedConfig(stagingDir, privilege) {
+    const dir = `${stagingDir}/${LAYOUT.install}/config`;
+    const staged = `${dir}/config.php`;
+    // Not through a symlink: a staged link would point at the live file, not hold a copy.
+    const result = await runProcess([
+        ...privilege.prefix,
+        'test',
+        '!',
+        '-h',
+        dir,
+        '-a',
+        '!',
+        '-h',
+        staged,
+        '-a',
+        '-f',
+        staged,
+        '-a',
+        '-s',
+        staged,
+    ]);
+    if (result.exitCode !== 0)
+        throw new BackupError(`config.php did not arrive in the backup (${LAYOUT.install}/config/config.php is missing, empty or a symlink after the copy): without it the backup cannot be restored. Check the exclude patterns.`);
 }
 
 ;// CONCATENATED MODULE: ./src/steps/archive.ts
@@ -12077,6 +12494,30 @@ const TOOL = { name: 'owncloud-backup', version: package_namespaceObject.rE };
 
 
 const MANIFEST_FORMAT = 'owncloud-backup/1';
+/**
+ * What the backup deliberately does not hold, and why, for the summaries: the server code
+ * of a package install (with the shipped apps), exclude patterns, the live SQLite file.
+ */
+function leftOutOf(manifest) {
+    const { files } = manifest;
+    const shown = (names) => names.length > 6
+        ? `${names.slice(0, 6).join(', ')} and ${names.length - 6} more`
+        : names.join(', ');
+    return [
+        ...(files.serverCode ? [files.serverCode] : []),
+        ...(files.appDirs ?? [])
+            .filter((d) => d.shipped && d.shipped.length > 0)
+            .map((d) => ({
+            what: `the apps in ${d.path} that ship with the release (${shown(d.shipped)})`,
+            why: 'they come back with the reinstall',
+        })),
+        ...(files.excludePatterns ?? []).map((p) => ({ what: `\`${p}\`` })),
+        ...(files.leftOut ?? []).slice(0, 1).map((p) => ({
+            what: `\`${p}\` and its journal files`,
+            why: 'the live SQLite database; the dump replaces it',
+        })),
+    ];
+}
 /** sha256sum-compatible lines, so `sha256sum -c SHA256SUMS` checks a backup by hand. */
 function checksumsText(archives) {
     return archives.map((a) => `${a.sha256}  ${a.name}\n`).join('');
@@ -12103,7 +12544,8 @@ function buildManifest(input) {
             installDir: instance.installDir,
             dataDir: instance.dataDir,
             configPath: instance.configPath,
-            installType: input.installType,
+            installType: fileSet.install.type,
+            installTypeReason: fileSet.install.reason,
             owner: instance.owner,
         },
         instance: {
@@ -12136,6 +12578,8 @@ function buildManifest(input) {
             absolutePaths: fileSet.absolutePaths,
             excludePatterns: fileSet.exclude,
             leftOut: fileSet.dataExclude,
+            appDirs: fileSet.appDirs,
+            ...(fileSet.serverCode ? { serverCode: fileSet.serverCode } : {}),
             fileCount: input.stats.files,
             bytes: input.stats.bytes,
             ownersKept: input.ownersKept,
@@ -12501,10 +12945,13 @@ class MaintenanceGuard {
 
 
 
+
+
+
 const MISSING = `for p; do command -v "$p" >/dev/null 2>&1 || echo "$p"; done`;
 const FIRST_WITH_VERSION = `for p; do if command -v "$p" >/dev/null 2>&1; then echo "$p"; "$p" --version 2>&1 | head -n 1; exit 0; fi; done; exit 127`;
 /** The result, unless the command never ran because the link failed. */
-function checked(host, result) {
+function preflight_checked(host, result) {
     const transport = host.transportFailure(result);
     if (transport)
         throw new BackupError(transport);
@@ -12512,7 +12959,7 @@ function checked(host, result) {
 }
 /** Names of the programs (of those given) the host lacks. */
 async function missingOnHost(host, programs) {
-    const result = checked(host, await host.run(['sh', '-c', MISSING, 'sh', ...programs]));
+    const result = preflight_checked(host, await host.run(['sh', '-c', MISSING, 'sh', ...programs]));
     return result.stdout.split('\n').filter(Boolean);
 }
 async function missingHere(programs) {
@@ -12521,7 +12968,7 @@ async function missingHere(programs) {
 }
 /** The engine's dump program on the host (the first of its names found) and its version. */
 async function findDumpTool(host, engine) {
-    const result = checked(host, await host.run(['sh', '-c', FIRST_WITH_VERSION, 'sh', ...engine.programs]));
+    const result = preflight_checked(host, await host.run(['sh', '-c', FIRST_WITH_VERSION, 'sh', ...engine.programs]));
     if (result.exitCode !== 0)
         throw new BackupError(`${host.label} has no ${engine.programs.join(' or ')} to dump the ${engine.type} database: install it there.`);
     const [program, version] = result.stdout.split('\n');
@@ -12535,7 +12982,9 @@ async function findDumpTool(host, engine) {
 async function sizeOnHost(host, owner, paths) {
     if (paths.length === 0)
         return 0;
-    const result = checked(host, await host.run(asUser(host.account, owner, ['du', '-s', '-x', '--bytes', '--', ...paths])));
+    const result = preflight_checked(host, 
+    // -D: a symlinked top-level path is measured as what it points to, as it is copied.
+    await host.run(asUser(host.account, owner, ['du', '-s', '-x', '-D', '--bytes', '--', ...paths])));
     if (result.exitCode !== 0 && result.stdout.trim() === '')
         throw new BackupError(`Could not measure the files to back up on ${host.label}: ${stderrTail(result.stderr)}`);
     return result.stdout
@@ -12543,9 +12992,42 @@ async function sizeOnHost(host, owner, paths) {
         .filter(Boolean)
         .reduce((sum, line) => sum + Number(line.split('\t')[0] ?? 0), 0);
 }
+/** Free bytes where dir is (or will be created: its nearest existing ancestor). */
 function freeBytes(dir) {
-    const stats = (0,external_node_fs_namespaceObject.statfsSync)(dir);
+    const stats = (0,external_node_fs_namespaceObject.statfsSync)(nearestExisting(dir));
     return stats.bavail * stats.bsize;
+}
+/** The path itself when it exists, else its nearest existing ancestor. */
+function nearestExisting(path) {
+    let current = path;
+    while (!(0,external_node_fs_namespaceObject.existsSync)(current) && (0,external_node_path_namespaceObject.dirname)(current) !== current)
+        current = (0,external_node_path_namespaceObject.dirname)(current);
+    return current;
+}
+/**
+ * Where a path really is, symlinks resolved as far as it exists (it may not exist yet):
+ * the real path of its nearest existing ancestor, then the rest as given.
+ */
+function resolveAsFarAsExists(path) {
+    const existing = nearestExisting(path);
+    let real;
+    try {
+        real = (0,external_node_fs_namespaceObject.realpathSync)(existing);
+    }
+    catch {
+        real = existing;
+    }
+    return existing === path ? real : (0,external_node_path_namespaceObject.join)(real, (0,external_node_path_namespaceObject.relative)(existing, path));
+}
+/**
+ * The copied path a backup directory lies in (each backup would then hold the ones before
+ * it), or undefined. The backup dir and each `real` are paths with symlinks resolved.
+ */
+function backupDirInside(backupDir, included) {
+    // The innermost one names the place best (the data dir, not the installation around it).
+    return included
+        .filter((i) => isWithin(backupDir, i.real))
+        .sort((a, b) => b.real.length - a.real.length)[0];
 }
 function formatBytes(bytes) {
     const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -12590,6 +13072,14 @@ async function preflight(host, plan, instance, engine, reporter) {
     if (!privilege.keepsOwners)
         reporter.warning('Not running as root and no passwordless sudo here: file owners in the backup will be this user, not the originals.');
     const fileSet = await planFileSet(host, plan, instance, (m) => reporter.warning(m));
+    reporter.info(`${fileSet.install.type === 'package' ? 'Package' : 'Tarball'} install (${fileSet.install.reason}).`);
+    // On this machine both sides are here: a backup-dir inside a copied path would copy itself.
+    if (plan.target.kind === 'local') {
+        const real = resolveAsFarAsExists(plan.backupDir);
+        const container = backupDirInside(real, fileSet.included);
+        if (container)
+            throw new InputError(`backup-dir '${plan.backupDir}'${real === plan.backupDir ? '' : ` (really ${real})`} lies inside ${container.what} '${container.path}'${container.real === container.path ? '' : ` (really ${container.real})`}, which the backup copies: each backup would hold the ones before it. Choose a backup-dir outside the instance's files.`);
+    }
     const whole = fileSet.installPaths.includes('.');
     const measured = [
         ...(whole
@@ -12597,6 +13087,8 @@ async function preflight(host, plan, instance, engine, reporter) {
             : fileSet.installPaths.map((p) => `${fileSet.installDir}/${p}`)),
         // A tarball install's measure already holds a data directory inside it.
         ...(whole && fileSet.dataDirInsideInstall ? [] : [fileSet.dataDir]),
+        // Linked elsewhere: measured where they point, as they are copied.
+        ...(fileSet.linkedInside ?? []).map((p) => `${fileSet.installDir}/${p}`),
         ...fileSet.absolutePaths,
     ];
     const size = await sizeOnHost(host, instance.owner, measured);
@@ -12648,10 +13140,9 @@ async function runBackup(plan, context) {
         if (signal.aborted)
             throw new InterruptedError();
     };
-    (0,external_node_fs_namespaceObject.mkdirSync)(plan.backupDir, { recursive: true });
-    if ((0,external_node_fs_namespaceObject.existsSync)(finalDir) || (0,external_node_fs_namespaceObject.existsSync)(workDir))
-        throw new BackupError(`${finalDir} exists already: not overwriting a backup.`);
     let host;
+    /** Set once this run created the work dir: only then is it this run's to remove. */
+    let ownsWorkDir = false;
     let privilege = { prefix: [], keepsOwners: false };
     try {
         host = await reporter.group('Connect', async () => {
@@ -12675,7 +13166,12 @@ async function runBackup(plan, context) {
         // Kept outside the try as well: removing a failed run's files may need it.
         const elevated = (privilege = checked.privilege);
         interrupted();
+        // Only now, with the plan checked (backup-dir not inside what is copied), is anything created.
+        (0,external_node_fs_namespaceObject.mkdirSync)(plan.backupDir, { recursive: true });
+        if ((0,external_node_fs_namespaceObject.existsSync)(finalDir) || (0,external_node_fs_namespaceObject.existsSync)(workDir))
+            throw new BackupError(`${finalDir} exists already: not overwriting a backup.`);
         (0,external_node_fs_namespaceObject.mkdirSync)(stagingDir, { recursive: true, mode: 0o700 });
+        ownsWorkDir = true;
         const { installStats, dataStats } = await reporter.group('Files (bulk copy, before maintenance mode)', async () => {
             const install = await syncFiles(connected, fileSet, stagingDir, {
                 delete: false,
@@ -12683,6 +13179,7 @@ async function runBackup(plan, context) {
                 signal,
                 privilege: elevated,
             });
+            await checkStagedConfig(stagingDir, elevated);
             const data = await syncFiles(connected, fileSet, stagingDir, {
                 delete: false,
                 parts: ['data', 'absolute'],
@@ -12745,7 +13242,6 @@ async function runBackup(plan, context) {
             finishedAt: new Date(),
             source: plan.target.kind === 'ssh' ? connected.label : `${(0,external_node_os_namespaceObject.hostname)()} (local)`,
             transport: plan.target.kind,
-            installType: plan.installType,
             instance,
             tool,
             fileSet,
@@ -12782,7 +13278,8 @@ async function runBackup(plan, context) {
         };
     }
     catch (error) {
-        await removeTree(workDir, privilege).catch((cleanup) => reporter.warning(`Could not remove the incomplete backup: ${describeError(cleanup)}`));
+        if (ownsWorkDir)
+            await removeTree(workDir, privilege).catch((cleanup) => reporter.warning(`Could not remove the incomplete backup: ${describeError(cleanup)}`));
         if (signal.aborted && error instanceof MaintenanceNotRestoredError)
             throw new InterruptedError(`The backup was interrupted. ${describeError(error)}`);
         if (signal.aborted)
@@ -13052,7 +13549,7 @@ function planBackup(raw, defaults, label = actionLabel) {
     for (const pattern of exclude)
         if (pattern.startsWith('-') || pattern.startsWith('+'))
             fail(INPUTS.exclude, `'${pattern}' starts with '${pattern[0]}'. Expected an rsync pattern such as '*/thumbnails/'.`);
-    const installType = oneOf(INPUTS.installType, ['package', 'tarball'], 'package');
+    const installType = oneOf(INPUTS.installType, ['auto', 'package', 'tarball'], 'auto');
     // --- The database -------------------------------------------------------------------------
     const dbTypeGiven = value(INPUTS.dbType).toLowerCase();
     if (['oci', 'oracle'].includes(dbTypeGiven))
@@ -13293,6 +13790,7 @@ async function scanListing(stream) {
 
 
 
+
 const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 };
 const ENV = {
     dbPassword: 'OWNCLOUD_BACKUP_DB_PASSWORD',
@@ -13316,7 +13814,8 @@ What to back up:
   --data-dir DIR           data directory (config.php's datadirectory)
   --extra-paths PATH       more paths, relative to owncloud-dir or absolute (repeatable)
   --exclude PATTERN        rsync pattern to leave out, e.g. '*/thumbnails/' (repeatable)
-  --install-type TYPE      package (default: server code is not copied) or tarball
+  --install-type TYPE      auto (default: package if a dpkg/rpm package owns occ), package
+                           (server code is not copied, app-store apps are) or tarball
 The database (each defaults to config.php's value):
   --db-type TYPE           auto, mysql, pgsql or sqlite
   --db-host HOST  --db-port N  --db-name NAME  --db-user USER
@@ -13443,11 +13942,12 @@ function summary(result) {
     const width = Math.max(...manifest.archives.map((a) => a.name.length));
     const lines = [
         `Backup complete: ${result.directory}`,
-        `  ${product} ${manifest.instance.version} (instance ${manifest.instance.instanceId}) from ${manifest.source.host}`,
+        `  ${product} ${manifest.instance.version} (instance ${manifest.instance.instanceId}) from ${manifest.source.host}, ${manifest.source.installType} install (${manifest.source.installTypeReason})`,
         `  database ${manifest.database.type} '${manifest.database.name}', dumped with ${manifest.database.dumpTool} (${manifest.database.dumpToolVersion})`,
         ...manifest.archives.map((a) => `  ${a.name.padEnd(width)}  ${formatBytes(a.size).padStart(10)}  sha256 ${a.sha256}`),
         `  manifest.json, SHA256SUMS`,
         `  ${manifest.files.fileCount} files (${formatBytes(manifest.files.bytes)}) from ${Object.values(manifest.files.layout).join(', ')}`,
+        ...leftOutOf(manifest).map((item) => `  left out: ${item.what.replaceAll('`', '')}${item.why ? ` (${item.why})` : ''}`),
         `  maintenance mode: ${manifest.maintenance.managed ? (manifest.maintenance.switchedByUs ? `on for ${formatSeconds(manifest.maintenance.seconds)}, then off again` : 'was on already, left on') : 'not managed (disabled by option)'}`,
         `  took ${formatSeconds(manifest.durationSeconds)}`,
     ];

@@ -42832,7 +42832,7 @@ function settings_planBackup(raw, defaults, label = settings_actionLabel) {
     for (const pattern of exclude)
         if (pattern.startsWith('-') || pattern.startsWith('+'))
             fail(INPUTS.exclude, `'${pattern}' starts with '${pattern[0]}'. Expected an rsync pattern such as '*/thumbnails/'.`);
-    const installType = oneOf(INPUTS.installType, ['package', 'tarball'], 'package');
+    const installType = oneOf(INPUTS.installType, ['auto', 'package', 'tarball'], 'auto');
     // --- The database -------------------------------------------------------------------------
     const dbTypeGiven = value(INPUTS.dbType).toLowerCase();
     if (['oci', 'oracle'].includes(dbTypeGiven))

@@ -2,6 +2,7 @@
 // where the artifact is. Pure: returns Markdown.
 import type { BackupResult } from '../backup.ts';
 import type { StoredArtifact } from '../destination/artifact.ts';
+import { leftOutOf } from '../manifest.ts';
 import { formatSeconds } from '../report.ts';
 import { formatBytes } from '../steps/preflight.ts';
 
@@ -40,6 +41,7 @@ export function jobSummary(
       'Instance',
       `${product} ${manifest.instance.version} (${manifest.instance.instanceId}) on ${manifest.source.host}`,
     ],
+    ['Install type', `${manifest.source.installType} (${manifest.source.installTypeReason})`],
     ['Database', `${db.type} \`${db.name}\`, dumped with ${db.dumpTool} (${db.dumpToolVersion})`],
     [
       'Included',
@@ -47,15 +49,9 @@ export function jobSummary(
     ],
     [
       'Left out',
-      [
-        ...manifest.files.excludePatterns.map((p) => `\`${p}\``),
-        ...manifest.files.leftOut
-          .slice(0, 1)
-          .map(
-            (p) =>
-              `\`${p}\` and its journal files (the live SQLite database; the dump replaces it)`,
-          ),
-      ].join(', ') || 'nothing',
+      leftOutOf(manifest)
+        .map((item) => (item.why ? `${item.what} (${item.why})` : item.what))
+        .join('; ') || 'nothing',
     ],
     ['Files', `${manifest.files.fileCount} files, ${formatBytes(manifest.files.bytes)}`],
     ['Maintenance mode', maintenance],
@@ -63,7 +59,7 @@ export function jobSummary(
     ['Took', formatSeconds(manifest.durationSeconds)],
   ];
   const lines = [
-    `## ownCloud backup ${escape(manifest.name)}`,
+    `## ${product} backup ${escape(manifest.name)}`,
     '',
     '| | |',
     '| --- | --- |',

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { runBackup, type BackupResult } from '../backup.ts';
 import { describeError, InputError, InterruptedError } from '../errors.ts';
+import { leftOutOf } from '../manifest.ts';
 import { formatSeconds, streamReporter } from '../report.ts';
 import { Secrets } from '../secrets.ts';
 import { cliLabel, INPUTS, planBackup, type InputName, type RawInputs } from '../settings.ts';
@@ -37,7 +38,8 @@ What to back up:
   --data-dir DIR           data directory (config.php's datadirectory)
   --extra-paths PATH       more paths, relative to owncloud-dir or absolute (repeatable)
   --exclude PATTERN        rsync pattern to leave out, e.g. '*/thumbnails/' (repeatable)
-  --install-type TYPE      package (default: server code is not copied) or tarball
+  --install-type TYPE      auto (default: package if a dpkg/rpm package owns occ), package
+                           (server code is not copied, app-store apps are) or tarball
 The database (each defaults to config.php's value):
   --db-type TYPE           auto, mysql, pgsql or sqlite
   --db-host HOST  --db-port N  --db-name NAME  --db-user USER
@@ -179,13 +181,16 @@ export function summary(result: BackupResult): string {
   const width = Math.max(...manifest.archives.map((a) => a.name.length));
   const lines = [
     `Backup complete: ${result.directory}`,
-    `  ${product} ${manifest.instance.version} (instance ${manifest.instance.instanceId}) from ${manifest.source.host}`,
+    `  ${product} ${manifest.instance.version} (instance ${manifest.instance.instanceId}) from ${manifest.source.host}, ${manifest.source.installType} install (${manifest.source.installTypeReason})`,
     `  database ${manifest.database.type} '${manifest.database.name}', dumped with ${manifest.database.dumpTool} (${manifest.database.dumpToolVersion})`,
     ...manifest.archives.map(
       (a) => `  ${a.name.padEnd(width)}  ${formatBytes(a.size).padStart(10)}  sha256 ${a.sha256}`,
     ),
     `  manifest.json, SHA256SUMS`,
     `  ${manifest.files.fileCount} files (${formatBytes(manifest.files.bytes)}) from ${Object.values(manifest.files.layout).join(', ')}`,
+    ...leftOutOf(manifest).map(
+      (item) => `  left out: ${item.what.replaceAll('`', '')}${item.why ? ` (${item.why})` : ''}`,
+    ),
     `  maintenance mode: ${manifest.maintenance.managed ? (manifest.maintenance.switchedByUs ? `on for ${formatSeconds(manifest.maintenance.seconds)}, then off again` : 'was on already, left on') : 'not managed (disabled by option)'}`,
     `  took ${formatSeconds(manifest.durationSeconds)}`,
   ];

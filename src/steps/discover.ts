@@ -7,8 +7,10 @@ import { asUser, type Host } from '../host/host.ts';
 import { stderrTail } from '../host/process.ts';
 import {
   CONFIG_KEYS,
+  parseAppsPaths,
   productOf,
   resolveDatabase,
+  type AppsPath,
   type ConfigValues,
   type DatabaseConnection,
   type Product,
@@ -30,6 +32,8 @@ export interface Instance {
   /** Maintenance mode as config.php says when discovered. */
   maintenance: boolean;
   database: DatabaseConnection;
+  /** config.php's `apps_paths` (empty when it has none: then apps/ is the only one). */
+  appsPaths: AppsPath[];
 }
 
 const READ_CONFIG = `
@@ -159,6 +163,7 @@ export async function discoverInstance(
     dataDir,
     maintenance: config.maintenance === true,
     database,
+    appsPaths: parseAppsPaths(config.apps_paths, installDir),
   };
 }
 

@@ -5,6 +5,14 @@ import { BackupError, InputError, InterruptedError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import type { BackupPlan } from '../settings.ts';
 import { existsOnHost, type Instance } from './discover.ts';
+import { asUser } from '../host/host.ts';
+import {
+  detectInstallType,
+  isWithin,
+  planAppDirs,
+  type AppDir,
+  type InstallKind,
+} from './installation.ts';
 import { runProcess, stderrTail } from '../host/process.ts';
 import type { RunnerPrivilege } from '../host/runner.ts';
 
@@ -23,11 +31,33 @@ export interface FileSet {
   /** Data-dir-relative files never copied (the live SQLite database: the dump is its backup). */
   dataExclude: string[];
   /**
+   * What each top-level path (an installPaths entry, or an absolute path) is on the host:
+   * a directory is copied as `path/`, which follows a symlinked one; a symlink to a file is
+   * copied with --copy-links. Links below the top level stay links. Absent: as it is.
+   */
+  kinds?: Record<string, PathKind>;
+  /**
+   * Install-relative paths that are symlinks inside a whole-installation copy (config/
+   * linked elsewhere): copied again after it, followed, in place of the link.
+   */
+  linkedInside?: string[];
+  /** Package or tarball install, and why. */
+  install: InstallKind;
+  /** The instance's app directories and what of each is copied. */
+  appDirs: AppDir[];
+  /** What of the installation is deliberately not copied, and why (package installs). */
+  serverCode?: { what: string; why: string };
+  /** Every top-level path copied (data dir included), and where it really is on the host. */
+  included: { path: string; real: string; what: string }[];
+  /**
    * How rsync runs on the host when the SSH user can read the files only through sudo
    * (e.g. `sudo -n rsync`); undefined for plain rsync.
    */
   remoteRsync?: string;
 }
+
+/** A top-level path of the file set as found on the host. */
+export type PathKind = 'dir' | 'file' | 'file-link';
 
 /** Archive member directories: where each part of the instance lands in the staging dir. */
 export const LAYOUT = { install: 'owncloud', data: 'data', absolute: 'extra' } as const;
@@ -87,17 +117,31 @@ export function rsyncCommands(
     ]);
   };
 
+  // A directory goes as `path/` (which follows a symlinked one); a symlink to a file needs
+  // --copy-links, in a run of its own so that links anywhere else stay links.
+  const kind = (key: string) => fileSet.kinds?.[key];
+  const spelled = (key: string, path: string) => (kind(key) === 'dir' ? `${path}/` : path);
+  const copyRelative = (keys: string[], path: (key: string) => string, member: string) => {
+    const links = keys.filter((k) => kind(k) === 'file-link');
+    const others = keys.filter((k) => kind(k) !== 'file-link');
+    if (others.length > 0)
+      copy(
+        others.map((k) => spelled(k, path(k))),
+        ['--relative'],
+        member,
+      );
+    if (links.length > 0) copy(links.map(path), ['--relative', '--copy-links'], member);
+  };
+
   if (options.parts.includes('install') && fileSet.installPaths.length > 0) {
     if (fileSet.installPaths.includes('.')) {
       const inside = fileSet.dataDirInsideInstall;
       copy([`${fileSet.installDir}/`], inside ? [`--exclude=/${inside}/`] : [], LAYOUT.install);
+      if (fileSet.linkedInside?.length)
+        copyRelative(fileSet.linkedInside, (p) => `${fileSet.installDir}/./${p}`, LAYOUT.install);
     } else {
       // --relative with /./ keeps each path's place below the install dir.
-      copy(
-        fileSet.installPaths.map((p) => `${fileSet.installDir}/./${p}`),
-        ['--relative'],
-        LAYOUT.install,
-      );
+      copyRelative(fileSet.installPaths, (p) => `${fileSet.installDir}/./${p}`, LAYOUT.install);
     }
   }
   if (options.parts.includes('data'))
@@ -107,11 +151,7 @@ export function rsyncCommands(
       LAYOUT.data,
     );
   if (options.parts.includes('absolute') && fileSet.absolutePaths.length > 0)
-    copy(
-      fileSet.absolutePaths.map((p) => `/.${p}`),
-      ['--relative'],
-      LAYOUT.absolute,
-    );
+    copyRelative(fileSet.absolutePaths, (p) => `/.${p}`, LAYOUT.absolute);
   return commands;
 }
 
@@ -165,10 +205,47 @@ async function themePath(host: Host, instance: Instance): Promise<string | undef
   return undefined;
 }
 
+// For each path, NUL-separated: what it is (following a symlink), whether it is a symlink,
+// and its real path.
+const INSPECT = `for p; do
+  if [ -d "$p" ]; then k=dir; elif [ -L "$p" ] && [ -e "$p" ]; then k=file-link; elif [ -e "$p" ]; then k=file; else k=missing; fi
+  if [ -L "$p" ]; then l=link; else l=; fi
+  printf '%s\\0%s\\0%s\\0' "$k" "$l" "$(readlink -f -- "$p")"
+done`;
+
+/** What each path is on the host, as its owner sees it, and where it really is. */
+async function inspectPaths(
+  host: Host,
+  owner: string,
+  paths: string[],
+): Promise<{ kind: PathKind | 'missing'; link: boolean; real: string }[]> {
+  if (paths.length === 0) return [];
+  const result = await host.run(asUser(host.account, owner, ['sh', '-c', INSPECT, 'sh', ...paths]));
+  const transport = host.transportFailure(result);
+  if (transport) throw new BackupError(transport);
+  const fields = result.stdout.split('\0');
+  if (result.exitCode !== 0 || fields.length < paths.length * 3)
+    throw new BackupError(
+      `Could not inspect the paths to back up on ${host.label}: ${stderrTail(result.stderr)}`,
+    );
+  return paths.map((path, i) => ({
+    kind: fields[i * 3] as PathKind | 'missing',
+    link: fields[i * 3 + 1] === 'link',
+    real: fields[i * 3 + 2] || path,
+  }));
+}
+
+/** Drops paths that lie inside another path of the list (the theme app inside apps-external/). */
+function outermost(paths: string[]): string[] {
+  const unique = [...new Set(paths)];
+  return unique.filter((p) => !unique.some((q) => q !== p && isWithin(p, q)));
+}
+
 /**
- * What to copy for this instance: config/, the active theme and extra paths (or the whole
- * installation for a tarball install), the data directory without the live SQLite file,
- * and absolute extra paths. Checks that every path the user named exists.
+ * What to copy for this instance: config/, the active theme, the app directories that are
+ * not shipped server code and extra paths (or the whole installation for a tarball
+ * install), the data directory without the live SQLite file, and absolute extra paths.
+ * Checks that every path the user named exists.
  */
 export async function planFileSet(
   host: Host,
@@ -177,10 +254,10 @@ export async function planFileSet(
   warn: (message: string) => void,
 ): Promise<FileSet> {
   const relativeExtras = plan.extraPaths.filter((p) => !p.startsWith('/'));
-  const absolutePaths = plan.extraPaths.filter((p) => p.startsWith('/'));
+  const extraAbsolute = plan.extraPaths.filter((p) => p.startsWith('/'));
   for (const path of [
     ...relativeExtras.map((p) => `${instance.installDir}/${p}`),
-    ...absolutePaths,
+    ...extraAbsolute,
   ]) {
     if (!(await existsOnHost(host, instance.owner, '-e', path)))
       throw new InputError(`extra-paths: '${path}' does not exist on ${host.label}.`);
@@ -188,23 +265,62 @@ export async function planFileSet(
   const inside = instance.dataDir.startsWith(`${instance.installDir}/`)
     ? instance.dataDir.slice(instance.installDir.length + 1)
     : undefined;
-  let installPaths: string[];
-  if (plan.installType === 'tarball') {
-    installPaths = ['.'];
-  } else {
-    const theme = await themePath(host, instance);
-    if (instance.theme && !theme)
-      warn(
-        `config.php names theme '${instance.theme}', but no themes/, apps-external/ or apps/ directory of that name exists.`,
-      );
-    installPaths = [...new Set(['config', ...(theme ? [theme] : []), ...relativeExtras])];
-  }
+  const install = await detectInstallType(host, plan.installType, instance);
+  const apps = await planAppDirs(host, instance, install, warn);
+  const theme = await themePath(host, instance);
+  if (instance.theme && !theme)
+    warn(
+      `config.php names theme '${instance.theme}', but no themes/, apps-external/ or apps/ directory of that name exists.`,
+    );
+  // The parts of the installation a restore needs; a tarball install copies all of it.
+  const wanted = outermost([
+    'config',
+    ...(theme ? [theme] : []),
+    ...apps.installPaths,
+    ...relativeExtras,
+  ]);
+  const installPaths = install.type === 'tarball' ? ['.'] : wanted;
+  const absolutePaths = outermost([...apps.absolutePaths, ...extraAbsolute]);
+
   const dataExclude: string[] = [];
   const file = instance.database.file;
   if (file && file.startsWith(`${instance.dataDir}/`)) {
     const relative = file.slice(instance.dataDir.length + 1);
     dataExclude.push(relative, `${relative}-journal`, `${relative}-wal`, `${relative}-shm`);
   }
+
+  // Every top-level path: what it is (a symlinked one is followed) and where it really is.
+  const named = [
+    ...installPaths.map((p) => ({
+      key: p,
+      path: p === '.' ? instance.installDir : `${instance.installDir}/${p}`,
+      what: p === '.' ? 'the installation' : `the installation's ${p}`,
+    })),
+    { key: '', path: instance.dataDir, what: 'the data directory' },
+    ...absolutePaths.map((p) => ({
+      key: p,
+      path: p,
+      what: apps.absolutePaths.includes(p) ? 'an app directory' : 'an extra path',
+    })),
+  ];
+  // In a whole-installation copy, config/, the theme and app dirs are below the top level;
+  // symlinked ones are copied again, followed, over the link.
+  const below = install.type === 'tarball' ? wanted : [];
+  const inspected = await inspectPaths(host, instance.owner, [
+    ...named.map((n) => n.path),
+    ...below.map((p) => `${instance.installDir}/${p}`),
+  ]);
+  const kinds: Record<string, PathKind> = {};
+  named.forEach((n, i) => {
+    const { kind } = inspected[i]!;
+    if (n.key !== '' && kind !== 'missing') kinds[n.key] = kind;
+  });
+  const linkedInside = below.filter((p, i) => {
+    const found = inspected[named.length + i]!;
+    if (found.link && found.kind !== 'missing') kinds[p] = found.kind;
+    return found.link && found.kind !== 'missing';
+  });
+
   // An SSH user that is neither root nor the instance's owner reads the files through sudo.
   const needsSudo =
     plan.target.kind === 'ssh' && host.account !== 'root' && host.account !== instance.owner;
@@ -217,5 +333,65 @@ export async function planFileSet(
     absolutePaths,
     exclude: plan.exclude,
     dataExclude,
+    kinds,
+    ...(linkedInside.length > 0 ? { linkedInside } : {}),
+    install,
+    appDirs: apps.appDirs,
+    ...(install.type === 'package'
+      ? {
+          serverCode: {
+            what: `everything else in ${instance.installDir}`,
+            why: `server code: package install, reinstall the same version (${instance.product === 'nextcloud' ? 'Nextcloud' : 'ownCloud'} ${instance.version}${install.package ? `, package ${install.package}` : ''})`,
+          },
+        }
+      : {}),
+    included: [
+      ...named.map((n, i) => ({ path: n.path, real: inspected[i]!.real, what: n.what })),
+      ...below.flatMap((p, i) =>
+        linkedInside.includes(p)
+          ? [
+              {
+                path: `${instance.installDir}/${p}`,
+                real: inspected[named.length + i]!.real,
+                what: `the installation's ${p}`,
+              },
+            ]
+          : [],
+      ),
+    ],
   };
+}
+
+/**
+ * Fails unless the staged copy holds config.php as a regular file: a backup without it
+ * cannot be restored, whatever else it holds.
+ */
+export async function checkStagedConfig(
+  stagingDir: string,
+  privilege: RunnerPrivilege,
+): Promise<void> {
+  const dir = `${stagingDir}/${LAYOUT.install}/config`;
+  const staged = `${dir}/config.php`;
+  // Not through a symlink: a staged link would point at the live file, not hold a copy.
+  const result = await runProcess([
+    ...privilege.prefix,
+    'test',
+    '!',
+    '-h',
+    dir,
+    '-a',
+    '!',
+    '-h',
+    staged,
+    '-a',
+    '-f',
+    staged,
+    '-a',
+    '-s',
+    staged,
+  ]);
+  if (result.exitCode !== 0)
+    throw new BackupError(
+      `config.php did not arrive in the backup (${LAYOUT.install}/config/config.php is missing, empty or a symlink after the copy): without it the backup cannot be restored. Check the exclude patterns.`,
+    );
 }

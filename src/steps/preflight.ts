@@ -1,6 +1,8 @@
 // Preflight: before anything changes on the host, make sure every tool the run needs is
 // there (on the host and here) and that the runner has room for the backup.
-import { statfsSync } from 'node:fs';
+import { existsSync, realpathSync, statfsSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { InputError } from '../errors.ts';
 import type { DatabaseEngine, DumpTool } from '../database/index.ts';
 import { BackupError } from '../errors.ts';
 import { runnerPrivilege, type RunnerPrivilege } from '../host/runner.ts';
@@ -9,6 +11,7 @@ import type { BackupPlan } from '../settings.ts';
 import { compressorProgram } from './compress.ts';
 import type { Instance } from './discover.ts';
 import { planFileSet, type FileSet } from './files.ts';
+import { isWithin } from './installation.ts';
 import { asUser, type Host } from '../host/host.ts';
 import { runProcess, stderrTail, type ProcessResult } from '../host/process.ts';
 
@@ -56,7 +59,10 @@ export async function sizeOnHost(host: Host, owner: string, paths: string[]): Pr
   if (paths.length === 0) return 0;
   const result = checked(
     host,
-    await host.run(asUser(host.account, owner, ['du', '-s', '-x', '--bytes', '--', ...paths])),
+    // -D: a symlinked top-level path is measured as what it points to, as it is copied.
+    await host.run(
+      asUser(host.account, owner, ['du', '-s', '-x', '-D', '--bytes', '--', ...paths]),
+    ),
   );
   if (result.exitCode !== 0 && result.stdout.trim() === '')
     throw new BackupError(
@@ -68,9 +74,46 @@ export async function sizeOnHost(host: Host, owner: string, paths: string[]): Pr
     .reduce((sum, line) => sum + Number(line.split('\t')[0] ?? 0), 0);
 }
 
+/** Free bytes where dir is (or will be created: its nearest existing ancestor). */
 export function freeBytes(dir: string): number {
-  const stats = statfsSync(dir);
+  const stats = statfsSync(nearestExisting(dir));
   return stats.bavail * stats.bsize;
+}
+
+/** The path itself when it exists, else its nearest existing ancestor. */
+function nearestExisting(path: string): string {
+  let current = path;
+  while (!existsSync(current) && dirname(current) !== current) current = dirname(current);
+  return current;
+}
+
+/**
+ * Where a path really is, symlinks resolved as far as it exists (it may not exist yet):
+ * the real path of its nearest existing ancestor, then the rest as given.
+ */
+export function resolveAsFarAsExists(path: string): string {
+  const existing = nearestExisting(path);
+  let real: string;
+  try {
+    real = realpathSync(existing);
+  } catch {
+    real = existing;
+  }
+  return existing === path ? real : join(real, relative(existing, path));
+}
+
+/**
+ * The copied path a backup directory lies in (each backup would then hold the ones before
+ * it), or undefined. The backup dir and each `real` are paths with symlinks resolved.
+ */
+export function backupDirInside(
+  backupDir: string,
+  included: { path: string; real: string; what: string }[],
+): { path: string; real: string; what: string } | undefined {
+  // The innermost one names the place best (the data dir, not the installation around it).
+  return included
+    .filter((i) => isWithin(backupDir, i.real))
+    .sort((a, b) => b.real.length - a.real.length)[0];
 }
 
 export function formatBytes(bytes: number): string {
@@ -133,6 +176,18 @@ export async function preflight(
     );
 
   const fileSet = await planFileSet(host, plan, instance, (m) => reporter.warning(m));
+  reporter.info(
+    `${fileSet.install.type === 'package' ? 'Package' : 'Tarball'} install (${fileSet.install.reason}).`,
+  );
+  // On this machine both sides are here: a backup-dir inside a copied path would copy itself.
+  if (plan.target.kind === 'local') {
+    const real = resolveAsFarAsExists(plan.backupDir);
+    const container = backupDirInside(real, fileSet.included);
+    if (container)
+      throw new InputError(
+        `backup-dir '${plan.backupDir}'${real === plan.backupDir ? '' : ` (really ${real})`} lies inside ${container.what} '${container.path}'${container.real === container.path ? '' : ` (really ${container.real})`}, which the backup copies: each backup would hold the ones before it. Choose a backup-dir outside the instance's files.`,
+      );
+  }
   const whole = fileSet.installPaths.includes('.');
   const measured = [
     ...(whole
@@ -140,6 +195,8 @@ export async function preflight(
       : fileSet.installPaths.map((p) => `${fileSet.installDir}/${p}`)),
     // A tarball install's measure already holds a data directory inside it.
     ...(whole && fileSet.dataDirInsideInstall ? [] : [fileSet.dataDir]),
+    // Linked elsewhere: measured where they point, as they are copied.
+    ...(fileSet.linkedInside ?? []).map((p) => `${fileSet.installDir}/${p}`),
     ...fileSet.absolutePaths,
   ];
   const size = await sizeOnHost(host, instance.owner, measured);

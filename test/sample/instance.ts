@@ -56,6 +56,13 @@ export interface SampleOptions {
   theme?: string | null;
   /** The system user owning the instance (ownCloud runs as the web server's user). */
   owner?: string;
+  /**
+   * Apps installed from the app store into apps/, beside the shipped ones (as a tarball
+   * install does by default); default none.
+   */
+  appStoreApps?: string[];
+  /** Write Nextcloud's core/shipped.json, listing the shipped apps (apps/files). */
+  shippedJson?: boolean;
   /** Extra files spread over the users, for benchmarks: count and total size in bytes. */
   bulk?: { files: number; bytes: number };
 }
@@ -277,6 +284,19 @@ export async function buildSampleInstance(options: SampleOptions): Promise<Sampl
     mkdirSync(dirname(join(installDir, path)), { recursive: true });
     writeFileSync(join(installDir, path), content);
   }
+  for (const app of options.appStoreApps ?? []) {
+    mkdirSync(join(installDir, 'apps', app, 'appinfo'), { recursive: true });
+    writeFileSync(
+      join(installDir, 'apps', app, 'appinfo', 'info.xml'),
+      `<?xml version="1.0"?>\n<info><id>${app}</id></info>\n`,
+    );
+    writeFileSync(join(installDir, 'apps', app, 'appinfo', 'data.bin'), randomBytes(2000));
+  }
+  if (options.shippedJson)
+    writeFileSync(
+      join(installDir, 'core', 'shipped.json'),
+      `${JSON.stringify({ shippedApps: ['files'], alwaysEnabled: ['files'] }, null, 4)}\n`,
+    );
   copyFileSync(join(import.meta.dirname, 'occ.php'), join(installDir, 'occ'));
   if (theme) {
     const themeDir = join(installDir, 'themes', theme);
@@ -476,6 +496,11 @@ export async function buildSampleInstance(options: SampleOptions): Promise<Sampl
     ...(theme ? { theme } : {}),
     maintenance: options.maintenance ?? false,
     loglevel: 2,
+    // As ownCloud's documentation sets it up: shipped apps read-only, app-store apps apart.
+    apps_paths: [
+      { path: join(installDir, 'apps'), url: '/apps', writable: false },
+      { path: join(installDir, 'apps-external'), url: '/apps-external', writable: true },
+    ],
   };
   writeFileSync(configPath, renderConfigPhp(config));
 

@@ -129,7 +129,8 @@ export function withoutMtime(snapshot: TreeSnapshot, path: string): TreeSnapshot
 
 /**
  * The unpacked tree equals the instance: the data directory (bytes, modes, owners, ACLs,
- * xattrs, hard links, hidden files, empty dirs), config/ and the theme; and no server code.
+ * xattrs, hard links, hidden files, empty dirs), config/, the theme and apps-external/; and,
+ * for a package install, no server code.
  */
 export async function expectSameFiles(
   sample: SampleInstance,
@@ -157,8 +158,18 @@ export async function expectSameFiles(
   ).toEqual([]);
   const theme = await snapshotTree(join(sample.installDir, 'themes'));
   expect(diffTrees(theme, await snapshotTree(join(unpacked, 'owncloud', 'themes')))).toEqual([]);
-  // A package install: server code is not in the backup.
-  if (options.installation !== 'whole')
-    expect(readdirSync(join(unpacked, 'owncloud')).sort()).toEqual(['config', 'themes']);
+  const apps = await snapshotTree(join(sample.installDir, 'apps-external'));
+  expect(diffTrees(apps, await snapshotTree(join(unpacked, 'owncloud', 'apps-external')))).toEqual(
+    [],
+  );
+  // A package install: server code is not in the backup (a tarball install holds it all).
+  const installation =
+    options.installation ?? (manifest.source.installType === 'tarball' ? 'whole' : 'package');
+  if (installation !== 'whole')
+    expect(readdirSync(join(unpacked, 'owncloud')).sort()).toEqual([
+      'apps-external',
+      'config',
+      'themes',
+    ]);
   return data.size;
 }

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ACTION_INPUTS } from '../../src/action/inputs.ts';
-import { INPUTS } from '../../src/settings.ts';
+import { INPUTS, planBackup } from '../../src/settings.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const actionYml = readFileSync(join(root, 'action.yml'), 'utf8');
@@ -37,6 +37,40 @@ describe('the action interface', () => {
   it('declares exactly the outputs the main step sets', () => {
     const set = [...mainSource.matchAll(/core\.setOutput\('([a-z-]+)'/g)].map((m) => m[1]!);
     expect([...outputs].sort()).toEqual([...new Set(set)].sort());
+  });
+
+  /** action.yml's default of an input ('' when it has none). */
+  function declaredDefault(input: string): string {
+    const match = new RegExp(`^ {2}${input}:\\n(?: {4}.*\\n)*? {4}default: (.*)$`, 'm').exec(
+      actionYml,
+    );
+    return (match?.[1] ?? '').replace(/^'(.*)'$/, '$1');
+  }
+
+  it("shows action.yml's default in the README's inputs table", () => {
+    for (const input of inputs) {
+      const declared = declaredDefault(input);
+      if (declared === '') continue;
+      const row = new RegExp(`^\\| \`${input}\` +\\| ([^|]*?) +\\|`, 'm').exec(readme);
+      expect(row?.[1], input).toBe(`\`${declared}\``);
+    }
+  });
+
+  it('gives the code the defaults action.yml declares', () => {
+    const plan = planBackup({}, { backupDir: '/b' });
+    expect({
+      [INPUTS.installType]: plan.installType,
+      [INPUTS.compression]: plan.compression,
+      [INPUTS.owncloudDir]: plan.owncloudDir,
+      [INPUTS.maintenanceMode]: String(plan.maintenanceMode),
+      [INPUTS.dumpTimeout]: String(plan.dumpTimeoutSeconds),
+    }).toEqual({
+      [INPUTS.installType]: declaredDefault(INPUTS.installType),
+      [INPUTS.compression]: declaredDefault(INPUTS.compression),
+      [INPUTS.owncloudDir]: declaredDefault(INPUTS.owncloudDir),
+      [INPUTS.maintenanceMode]: declaredDefault(INPUTS.maintenanceMode),
+      [INPUTS.dumpTimeout]: declaredDefault(INPUTS.dumpTimeout),
+    });
   });
 
   it('documents every input and output in the README', () => {

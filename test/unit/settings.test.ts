@@ -38,7 +38,7 @@ describe('planBackup', () => {
       owncloudDir: '/var/www/owncloud',
       extraPaths: [],
       exclude: [],
-      installType: 'package',
+      installType: 'auto',
       database: {},
       maintenanceMode: true,
       compression: 'zstd',
@@ -173,7 +173,7 @@ describe('planBackup', () => {
     ],
     [
       { 'install-type': 'docker' },
-      "Invalid input 'install-type': 'docker' is not supported. Expected one of: package, tarball.",
+      "Invalid input 'install-type': 'docker' is not supported. Expected one of: auto, package, tarball.",
     ],
     [
       { compression: 'xz' },

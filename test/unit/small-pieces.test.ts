@@ -80,6 +80,9 @@ describe('rsync', () => {
     absolutePaths: ['/etc/apache2/sites-available/owncloud.conf'],
     exclude: ['*/thumbnails/'],
     dataExclude: ['owncloud.db', 'owncloud.db-journal'],
+    install: { type: 'package', reason: 'install-type: package' },
+    appDirs: [],
+    included: [],
   };
   const remote = (path: string) => ({ args: ['-e', 'ssh -p 22'], source: `h:${path}` });
 

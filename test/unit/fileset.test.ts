@@ -1,0 +1,322 @@
+// The pure pieces behind what the files archive holds: apps_paths, the package database's
+// answers, Nextcloud's shipped.json, rsync runs that follow symlinked top-level paths, a
+// backup-dir inside what is copied, and summaries that say what was left out and why.
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { jobSummary } from '../../src/action/summary.ts';
+import type { BackupResult } from '../../src/backup.ts';
+import { summary } from '../../src/cli/main.ts';
+import { CONFIG_KEYS, parseAppsPaths } from '../../src/instance.ts';
+import { leftOutOf, type Manifest } from '../../src/manifest.ts';
+import { rsyncCommands, type FileSet } from '../../src/steps/files.ts';
+import {
+  dpkgPattern,
+  isWithin,
+  parseDpkgSearch,
+  parseShippedJson,
+} from '../../src/steps/installation.ts';
+import { backupDirInside, resolveAsFarAsExists } from '../../src/steps/preflight.ts';
+import { planBackup } from '../../src/settings.ts';
+
+describe('install-type', () => {
+  it('defaults to auto, and takes package and tarball as given', () => {
+    const plan = (given?: string) =>
+      planBackup(given ? { 'install-type': given } : {}, { backupDir: '/b' }).installType;
+    expect(plan()).toBe('auto');
+    expect(plan('auto')).toBe('auto');
+    expect(plan('package')).toBe('package');
+    expect(plan('Tarball')).toBe('tarball');
+  });
+});
+
+describe("config.php's apps_paths", () => {
+  it('is read from config.php', () => {
+    expect(CONFIG_KEYS).toContain('apps_paths');
+  });
+
+  it('becomes a list of absolute, normalised app directories', () => {
+    expect(
+      parseAppsPaths(
+        [
+          { path: '/var/www/owncloud/apps', url: '/apps', writable: false },
+          { path: '/var/www/owncloud/apps-external/', url: '/apps-external', writable: true },
+          { path: 'custom_apps', url: '/custom_apps', writable: 'true' },
+          { path: '/var/www/owncloud//apps', url: '/again', writable: true },
+          { url: '/no-path' },
+          'not an entry',
+          { path: '' },
+        ],
+        '/var/www/owncloud',
+      ),
+    ).toEqual([
+      { path: '/var/www/owncloud/apps', url: '/apps', writable: false },
+      { path: '/var/www/owncloud/apps-external', url: '/apps-external', writable: true },
+      { path: '/var/www/owncloud/custom_apps', url: '/custom_apps', writable: true },
+    ]);
+  });
+
+  it('takes a PHP array with keys (JSON object) as well, and nothing when absent', () => {
+    expect(
+      parseAppsPaths({ 3: { path: '/srv/apps', url: '/apps', writable: false } }, '/x'),
+    ).toEqual([{ path: '/srv/apps', url: '/apps', writable: false }]);
+    expect(parseAppsPaths(undefined, '/x')).toEqual([]);
+    expect(parseAppsPaths('apps', '/x')).toEqual([]);
+  });
+});
+
+describe('the package database', () => {
+  it('is asked for a path literally: glob characters are escaped', () => {
+    expect(dpkgPattern('/srv/own[cloud]/*?/a\\b')).toBe('/srv/own\\[cloud]/\\*\\?/a\\\\b');
+    expect(dpkgPattern('/var/www/owncloud/version.php')).toBe('/var/www/owncloud/version.php');
+  });
+
+  it("answers with each path's owners; diversions are not owners", () => {
+    expect(
+      parseDpkgSearch(
+        [
+          'owncloud-complete-files: /var/www/owncloud/version.php',
+          'diversion by x from: /var/www/owncloud/occ',
+          'pkg-a, pkg-b: /var/www/owncloud/apps',
+          'libx:amd64: /srv/odd: name/files',
+          '',
+        ].join('\n'),
+      ),
+    ).toEqual(
+      new Map([
+        ['/var/www/owncloud/version.php', 'owncloud-complete-files'],
+        ['/var/www/owncloud/apps', 'pkg-a, pkg-b'],
+        ['/srv/odd: name/files', 'libx:amd64'],
+      ]),
+    );
+  });
+});
+
+describe("Nextcloud's core/shipped.json", () => {
+  it('lists the shipped and always-enabled apps', () => {
+    expect(
+      parseShippedJson(
+        JSON.stringify({
+          shippedApps: ['files', 'dav', 'theming'],
+          alwaysEnabled: ['files', 'lookup_server_connector'],
+          defaultEnabled: ['photos'],
+        }),
+      ),
+    ).toEqual(new Set(['files', 'dav', 'theming', 'lookup_server_connector']));
+  });
+
+  it('is no list when it is not JSON or lists nothing', () => {
+    expect(parseShippedJson('{')).toBeUndefined();
+    expect(parseShippedJson('{"other": []}')).toBeUndefined();
+  });
+});
+
+describe('paths within paths', () => {
+  it('is the path itself or below it, never a sibling sharing a prefix', () => {
+    expect(isWithin('/srv/data', '/srv/data')).toBe(true);
+    expect(isWithin('/srv/data/backups', '/srv/data')).toBe(true);
+    expect(isWithin('/srv/data-backups', '/srv/data')).toBe(false);
+    expect(isWithin('/anything', '/')).toBe(true);
+  });
+});
+
+describe('rsync runs for symlinked top-level paths', () => {
+  const fileSet: FileSet = {
+    installDir: '/var/www/owncloud',
+    installPaths: ['config', 'themes/mytheme', 'apps-external'],
+    dataDir: '/srv/data',
+    absolutePaths: ['/etc/apache2/sites-enabled/owncloud.conf', '/srv/more-apps'],
+    exclude: [],
+    dataExclude: [],
+    kinds: {
+      config: 'dir',
+      'themes/mytheme': 'dir',
+      'apps-external': 'dir',
+      '/etc/apache2/sites-enabled/owncloud.conf': 'file-link',
+      '/srv/more-apps': 'dir',
+    },
+    install: { type: 'package', reason: 'install-type: package' },
+    appDirs: [],
+    included: [],
+  };
+  const local = (path: string) => ({ args: [], source: path });
+  const base = ['rsync', '-aHAXx', '--numeric-ids', '-s', '--stats'];
+
+  it('copies a directory as path/ (which follows a symlinked one) and a linked file with --copy-links in a run of its own', () => {
+    expect(
+      rsyncCommands(fileSet, '/stage', local, { delete: false, parts: ['install', 'absolute'] }),
+    ).toEqual([
+      [
+        ...base,
+        '--relative',
+        '--',
+        '/var/www/owncloud/./config/',
+        '/var/www/owncloud/./themes/mytheme/',
+        '/var/www/owncloud/./apps-external/',
+        '/stage/owncloud/',
+      ],
+      [...base, '--relative', '--', '/./srv/more-apps/', '/stage/extra/'],
+      [
+        ...base,
+        '--relative',
+        '--copy-links',
+        '--',
+        '/./etc/apache2/sites-enabled/owncloud.conf',
+        '/stage/extra/',
+      ],
+    ]);
+  });
+
+  it('copies symlinked config/ and theme again, followed, after a whole-installation copy', () => {
+    expect(
+      rsyncCommands(
+        {
+          ...fileSet,
+          installPaths: ['.'],
+          dataDirInsideInstall: 'data',
+          linkedInside: ['config', 'themes/mytheme'],
+        },
+        '/stage',
+        local,
+        { delete: false, parts: ['install'] },
+      ),
+    ).toEqual([
+      [...base, '--exclude=/data/', '--', '/var/www/owncloud/', '/stage/owncloud/'],
+      [
+        ...base,
+        '--relative',
+        '--',
+        '/var/www/owncloud/./config/',
+        '/var/www/owncloud/./themes/mytheme/',
+        '/stage/owncloud/',
+      ],
+    ]);
+  });
+});
+
+describe('a backup-dir inside what is copied', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ocb-unit-backupdir-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const included = [
+    { path: '/var/www/owncloud', real: '/var/www/owncloud', what: 'the installation' },
+    { path: '/var/www/owncloud/data', real: '/var/www/owncloud/data', what: 'the data directory' },
+    { path: '/mnt/files', real: '/srv/real-files', what: 'an extra path' },
+  ];
+
+  it('names the innermost copied path it lies in, by real paths', () => {
+    expect(backupDirInside('/var/www/owncloud/data/backups', included)?.what).toBe(
+      'the data directory',
+    );
+    expect(backupDirInside('/var/www/owncloud/backups', included)?.what).toBe('the installation');
+    expect(backupDirInside('/srv/real-files/b', included)?.path).toBe('/mnt/files');
+    expect(backupDirInside('/var/www/owncloud-backups', included)).toBeUndefined();
+    expect(backupDirInside('/srv/backups', included)).toBeUndefined();
+  });
+
+  it('is resolved through symlinks as far as it exists, without creating anything', () => {
+    mkdirSync(join(dir, 'real'));
+    symlinkSync(join(dir, 'real'), join(dir, 'link'));
+    expect(resolveAsFarAsExists(join(dir, 'link', 'not', 'yet'))).toBe(
+      join(dir, 'real', 'not', 'yet'),
+    );
+    expect(resolveAsFarAsExists(join(dir, 'link'))).toBe(join(dir, 'real'));
+    expect(resolveAsFarAsExists(join(dir, 'plain'))).toBe(join(dir, 'plain'));
+  });
+});
+
+describe('summaries', () => {
+  const manifest = {
+    name: 'owncloud-backup-20261126-021700',
+    instance: { product: 'nextcloud', version: '28.0.4.1', instanceId: 'oc1', theme: '' },
+    source: {
+      host: 'root@cloud.example.com:22',
+      installDir: '/var/www/nextcloud',
+      dataDir: '/srv/data',
+      installType: 'package',
+      installTypeReason: 'install-type: package',
+    },
+    database: { type: 'mysql', name: 'nc', dumpTool: 'mysqldump', dumpToolVersion: 'Ver 10.19' },
+    files: {
+      layout: { owncloud: '/var/www/nextcloud', data: '/srv/data' },
+      installPaths: ['config', 'apps/news', 'custom_apps'],
+      absolutePaths: [],
+      excludePatterns: ['*/thumbnails/'],
+      leftOut: ['nc.db', 'nc.db-journal'],
+      appDirs: [
+        {
+          path: '/var/www/nextcloud/apps',
+          listed: true,
+          writable: false,
+          copied: 'apps',
+          apps: ['news'],
+          shipped: ['dav', 'files'],
+          reason: 'ships with the server code',
+        },
+      ],
+      serverCode: {
+        what: 'everything else in /var/www/nextcloud',
+        why: 'server code: package install, reinstall the same version (Nextcloud 28.0.4.1)',
+      },
+      fileCount: 3,
+      bytes: 10,
+    },
+    maintenance: { managed: true, switchedByUs: true, seconds: 1.5 },
+    archives: [{ name: 'owncloud-files_20261126.tar.zst', size: 2048, sha256: 'f'.repeat(64) }],
+    durationSeconds: 9,
+  } as unknown as Manifest;
+  const result = {
+    directory: '/b/x',
+    manifest,
+    manifestPath: '',
+    dumpPath: '',
+    filesArchivePath: '',
+    sizeBytes: 0,
+  } as BackupResult;
+
+  it('lists what was left out and why', () => {
+    expect(leftOutOf(manifest)).toEqual([
+      {
+        what: 'everything else in /var/www/nextcloud',
+        why: 'server code: package install, reinstall the same version (Nextcloud 28.0.4.1)',
+      },
+      {
+        what: 'the apps in /var/www/nextcloud/apps that ship with the release (dav, files)',
+        why: 'they come back with the reinstall',
+      },
+      { what: '`*/thumbnails/`' },
+      {
+        what: '`nc.db` and its journal files',
+        why: 'the live SQLite database; the dump replaces it',
+      },
+    ]);
+  });
+
+  it('the job summary is titled with the product found and says what was left out and why', () => {
+    const text = jobSummary(result, undefined, 0, new Date('2026-11-26T02:17:00Z'));
+    expect(text.split('\n')[0]).toBe('## Nextcloud backup owncloud-backup-20261126-021700');
+    expect(text).toContain(
+      '| Left out | everything else in /var/www/nextcloud (server code: package install, reinstall the same version (Nextcloud 28.0.4.1)); the apps in /var/www/nextcloud/apps that ship with the release (dav, files) (they come back with the reinstall); `*/thumbnails/`; `nc.db` and its journal files (the live SQLite database; the dump replaces it) |',
+    );
+    expect(text).toContain('| Install type | package (install-type: package) |');
+    const owncloud = {
+      ...manifest,
+      instance: { ...manifest.instance, product: 'owncloud' },
+    } as Manifest;
+    expect(jobSummary({ ...result, manifest: owncloud }, undefined, 0, new Date())).toMatch(
+      /^## ownCloud backup /,
+    );
+  });
+
+  it('the command-line summary names the product found and each thing left out', () => {
+    const text = summary(result);
+    expect(text).toContain(
+      '  Nextcloud 28.0.4.1 (instance oc1) from root@cloud.example.com:22, package install (install-type: package)\n',
+    );
+    expect(text).not.toContain('ownCloud');
+    expect(text).toContain(
+      '  left out: everything else in /var/www/nextcloud (server code: package install, reinstall the same version (Nextcloud 28.0.4.1))\n',
+    );
+    expect(text).toContain('  left out: */thumbnails/\n');
+  });
+});
