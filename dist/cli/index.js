@@ -12637,7 +12637,7 @@ function restoreCommands(input, compression) {
     };
     const copyInto = (member, target) => `find ${unpacked}/${member} -mindepth 1 -maxdepth 1 -exec cp -a -t ${target} {} +`;
     return {
-        before: input.installType === 'package'
+        before: fileSet.install.type === 'package'
             ? `Install ${instance.product} ${instance.version} (the same version) first: a package install's backup holds no server code. On a new database server, create the database user ${db.user} first. Keep the web server stopped until the end.`
             : `On a new database server, create the database user ${db.user} first. Keep the web server stopped until the end.`,
         files: [
