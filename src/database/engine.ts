@@ -1,6 +1,7 @@
 // The shape every database engine module has (one module per engine, same functions).
 import type { DatabaseConnection } from '../instance.ts';
 import type { SecretDelivery } from '../host/guarded.ts';
+import type { ProcessResult } from '../host/process.ts';
 import type { DatabaseType } from '../settings.ts';
 
 export interface DumpTool {
@@ -19,6 +20,11 @@ export interface DumpCommand {
   secret: string;
 }
 
+export interface CheckCommand extends DumpCommand {
+  /** The program the check needs on the host (named when the host lacks it). */
+  program: string;
+}
+
 export interface DumpContext {
   connection: DatabaseConnection;
   tool: DumpTool;
@@ -34,6 +40,13 @@ export interface DatabaseEngine {
   /** How a person restores the dump (for the manifest and README). */
   readonly restoreHint: string;
   dumpCommand(context: DumpContext): DumpCommand;
+  /**
+   * A cheap check run before anything changes on the host, with the dump's own credentials
+   * and secret delivery: can the dump reach and read the database?
+   */
+  checkCommand(context: DumpContext): CheckCommand;
+  /** Why the dump could not run, judged from the check's result; undefined when it can. */
+  checkProblem(result: ProcessResult, context: DumpContext): string | undefined;
   /** A problem with a finished dump judged by its last bytes, or undefined when it is complete. */
   checkTail(tail: string): string | undefined;
   /** A marker that means failure wherever it appears in the dump (engines that report errors inline). */

@@ -59,6 +59,58 @@ class DumpWatch extends Transform {
   }
 }
 
+/** The longest a connection check may take, whatever dump-timeout allows a silent dump. */
+const CHECK_TIMEOUT_SECONDS = 60;
+
+/**
+ * Before anything changes on the host: a cheap query with the dump's own credentials and
+ * secret delivery, so a stopped server, a wrong password or a missing database file stops
+ * the run before the bulk copy and before maintenance mode, with the engine's own words.
+ */
+export async function checkDatabase(options: {
+  host: Host;
+  engine: DatabaseEngine;
+  connection: DatabaseConnection;
+  tool: DumpTool;
+  owner: string;
+  timeoutSeconds: number;
+}): Promise<void> {
+  const { host, engine } = options;
+  const context = {
+    connection: options.connection,
+    tool: options.tool,
+    account: host.account,
+    owner: options.owner,
+  };
+  const command = engine.checkCommand(context);
+  const seconds = Math.min(options.timeoutSeconds, CHECK_TIMEOUT_SECONDS);
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), seconds * 1000);
+  let result;
+  try {
+    result = await host.run(guardedCommand(command.argv, command.delivery), {
+      input: secretLine(command.secret),
+      keepStdinOpen: true,
+      signal: abort.signal,
+    });
+  } finally {
+    clearTimeout(timer);
+  }
+  if (abort.signal.aborted)
+    throw new BackupError(
+      `The ${engine.type} database did not answer a connection check within ${seconds} s: is the database server running and answering?`,
+    );
+  const transport = host.transportFailure(result);
+  if (transport) throw new BackupError(`The database check failed: ${transport}`);
+  if (result.exitCode === 127 && /not found/i.test(result.stderr))
+    throw new BackupError(
+      `${host.label} has no ${command.program} to check the ${engine.type} database before the backup: install it there.`,
+    );
+  const problem = engine.checkProblem(result, context);
+  if (problem)
+    throw new BackupError(`The database check failed (nothing was changed yet): ${problem}`);
+}
+
 export interface DumpResult extends WrittenFile {
   /** Uncompressed size of the dump. */
   rawBytes: number;

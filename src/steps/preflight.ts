@@ -7,6 +7,7 @@ import { runnerPrivilege, type RunnerPrivilege } from '../host/runner.ts';
 import type { Reporter } from '../report.ts';
 import type { BackupPlan } from '../settings.ts';
 import { compressorProgram } from './compress.ts';
+import { checkDatabase } from './dump.ts';
 import type { Instance } from './discover.ts';
 import { planFileSet, type FileSet } from './files.ts';
 import { asUser, type Host } from '../host/host.ts';
@@ -100,7 +101,7 @@ export interface Preflight {
 
 /**
  * Everything checked before the instance is touched: the dump tool and the other programs
- * on the host, the programs here, whether this runner can keep owners, what to copy, and
+ * on the host, the programs here, that the dump can reach and read the database, whether this runner can keep owners, what to copy, and
  * whether the backup directory has room for it.
  */
 export async function preflight(
@@ -126,6 +127,15 @@ export async function preflight(
   ]);
   if (missing.length > 0)
     throw new BackupError(`This machine lacks ${missing.join(', ')}: install it to take backups.`);
+  await checkDatabase({
+    host,
+    engine,
+    connection: instance.database,
+    tool,
+    owner: instance.owner,
+    timeoutSeconds: plan.dumpTimeoutSeconds,
+  });
+  reporter.info(`The ${instance.database.type} database '${instance.database.name}' answers.`);
   const privilege = await runnerPrivilege();
   if (!privilege.keepsOwners)
     reporter.warning(
