@@ -11228,7 +11228,7 @@ function pgsql_explainFailure(stderr, connection) {
     if (/permission denied/i.test(stderr))
         return `User '${connection.user}' may not read every table of '${connection.name}' (permission denied).`;
     if (/could not connect|Connection refused|timeout expired|server closed the connection|terminating connection/i.test(stderr))
-        return `Could not reach the PostgreSQL server ${pgsql_serverName(connection)}, or it went away during the dump.`;
+        return `Could not reach the PostgreSQL server ${pgsql_serverName(connection)} (is it running?), or it closed the connection.`;
     return undefined;
 }
 const pgsql = {

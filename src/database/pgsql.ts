@@ -39,7 +39,7 @@ function explainFailure(stderr: string, connection: DatabaseConnection): string 
       stderr,
     )
   )
-    return `Could not reach the PostgreSQL server ${serverName(connection)}, or it went away during the dump.`;
+    return `Could not reach the PostgreSQL server ${serverName(connection)} (is it running?), or it closed the connection.`;
   return undefined;
 }
 
