@@ -12375,7 +12375,10 @@ class DumpWatch extends external_node_stream_namespaceObject.Transform {
         clearTimeout(this.timer);
     }
 }
-/** The longest a connection check may take, whatever dump-timeout allows a silent dump. */
+/**
+ * The longest a connection check may take. The clients give up connecting after 15 s on
+ * their own (connect-timeout, PGCONNECT_TIMEOUT); this bounds anything else that hangs.
+ */
 const CHECK_TIMEOUT_SECONDS = 60;
 /**
  * Before anything changes on the host: a cheap query with the dump's own credentials and
@@ -12391,9 +12394,8 @@ async function checkDatabase(options) {
         owner: options.owner,
     };
     const command = engine.checkCommand(context);
-    const seconds = Math.min(options.timeoutSeconds, CHECK_TIMEOUT_SECONDS);
     const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(), seconds * 1000);
+    const timer = setTimeout(() => abort.abort(), CHECK_TIMEOUT_SECONDS * 1000);
     let result;
     try {
         result = await host.run(guardedCommand(command.argv, command.delivery), {
@@ -12406,7 +12408,7 @@ async function checkDatabase(options) {
         clearTimeout(timer);
     }
     if (abort.signal.aborted)
-        throw new BackupError(`The ${engine.type} database did not answer a connection check within ${seconds} s: is the database server running and answering?`);
+        throw new BackupError(`The ${engine.type} database did not answer a connection check within ${CHECK_TIMEOUT_SECONDS} s: is the database server running and answering?`);
     const transport = host.transportFailure(result);
     if (transport)
         throw new BackupError(`The database check failed: ${transport}`);
@@ -12694,7 +12696,6 @@ async function preflight(host, plan, instance, engine, reporter) {
         connection: instance.database,
         tool,
         owner: instance.owner,
-        timeoutSeconds: plan.dumpTimeoutSeconds,
     });
     reporter.info(`The ${instance.database.type} database '${instance.database.name}' answers.`);
     const privilege = await runnerPrivilege();

@@ -133,7 +133,6 @@ export async function preflight(
     connection: instance.database,
     tool,
     owner: instance.owner,
-    timeoutSeconds: plan.dumpTimeoutSeconds,
   });
   reporter.info(`The ${instance.database.type} database '${instance.database.name}' answers.`);
   const privilege = await runnerPrivilege();
