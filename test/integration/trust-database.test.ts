@@ -12,6 +12,7 @@ import {
   mkdirSync,
   readdirSync,
   statSync,
+  symlinkSync,
   watch,
   writeFileSync,
 } from 'node:fs';
@@ -267,6 +268,42 @@ describe.each([
         : `owncloud-backup: error: The database check failed (nothing was changed yet): Could not reach the PostgreSQL server ${server.host}:${server.port} (is it running?), or it closed the connection.`,
     );
     instance.remove();
+  });
+});
+
+describe('a host without the database client the check needs', () => {
+  it('is told so before the bulk copy and maintenance mode', async () => {
+    // A host whose PATH has what the backup uses there, mysqldump among it, but no mysql.
+    const bin = join(scratch.path, 'host-bin-without-mysql');
+    mkdirSync(bin);
+    for (const tool of ['sh', 'id', 'stat', 'test', 'php', 'du', 'runuser', 'head', 'env', 'rsync'])
+      symlinkSync(execFileSync('which', [tool], { encoding: 'utf8' }).trim(), join(bin, tool));
+    symlinkSync(requireTool('mariadb-dump'), join(bin, 'mysqldump'));
+    const limited = await startSshd({ sessionPath: bin });
+    try {
+      const instance = await sample('mysql');
+      const outcome = await backupWatched(
+        instance,
+        [
+          '--host',
+          limited.host,
+          '--port',
+          String(limited.port),
+          '--ssh-key-file',
+          limited.privateKeyPath,
+          '--known-hosts-file',
+          limited.knownHostsPath,
+        ],
+        { secrets: [instance.dbPassword] },
+      );
+      const error = expectStoppedBeforeAnything(instance, outcome, [instance.dbPassword]);
+      expect(error).toBe(
+        `owncloud-backup: error: root@${limited.host}:${limited.port} has no mysql to check the mysql database before the backup: install it there.`,
+      );
+      instance.remove();
+    } finally {
+      await limited.stop();
+    }
   });
 });
 
