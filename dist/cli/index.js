@@ -12670,8 +12670,9 @@ function requiredBytes(sourceBytes) {
 }
 /**
  * Everything checked before the instance is touched: the dump tool and the other programs
- * on the host, the programs here, that the dump can reach and read the database, whether this runner can keep owners, what to copy, and
- * whether the backup directory has room for it.
+ * on the host, the programs here, that the dump can reach and read the database (with its
+ * own credentials), whether this runner can keep owners, what to copy, and whether the
+ * backup directory has room for it.
  */
 async function preflight(host, plan, instance, engine, reporter) {
     const tool = await findDumpTool(host, engine);
