@@ -93,6 +93,7 @@ case $mode in
 password=$secret
 OWNCLOUD_BACKUP_EOF
     ;;
+  mysql-pwd) MYSQL_PWD=$secret "$@" 4<&- </dev/null & ;;
   pgpassword) PGPASSWORD=$secret "$@" 4<&- </dev/null & ;;
   *) "$@" 4<&- </dev/null & ;;
 esac
@@ -119,152 +120,6 @@ function secretLine(secret) {
 /** A value in a MySQL option file: double-quoted, with option-file escapes. */
 function mysqlOptionValue(value) {
     return `"${value.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
-}
-
-;// CONCATENATED MODULE: ./src/database/mysql.ts
-// MySQL and MariaDB: mysqldump --single-transaction (mariadb-dump where mysqldump is gone).
-
-const mysql = {
-    type: 'mysql',
-    programs: ['mysqldump', 'mariadb-dump'],
-    restoreHint: 'mysql -e "CREATE DATABASE \\`{dbName}\\` CHARACTER SET {charset} COLLATE {charset}_general_ci" && set -o pipefail && {decompress} -dc {dump} | mysql {db}',
-    dumpCommand({ connection, tool }) {
-        const argv = [
-            tool.program,
-            // Must be the first option; the wrapper feeds the [client] password on fd 3.
-            '--defaults-extra-file=/dev/fd/3',
-            '--single-transaction',
-            '--no-tablespaces',
-            '--hex-blob',
-            `--default-character-set=${connection.utf8mb4 ? 'utf8mb4' : 'utf8'}`,
-        ];
-        if (connection.host)
-            argv.push(`--host=${connection.host}`);
-        else if (!connection.socket)
-            argv.push('--host=localhost');
-        if (connection.port !== undefined)
-            argv.push(`--port=${connection.port}`);
-        if (connection.socket)
-            argv.push(`--socket=${connection.socket}`);
-        argv.push(`--user=${connection.user}`, '--', connection.name);
-        return { argv, delivery: 'mysql-option-file', secret: mysqlOptionValue(connection.password) };
-    },
-    checkTail(tail) {
-        return /-- Dump completed/.test(tail)
-            ? undefined
-            : "the dump does not end with mysqldump's '-- Dump completed' line: it was cut short";
-    },
-    explainFailure(stderr, connection) {
-        if (/Access denied/i.test(stderr))
-            return `MySQL refused user '${connection.user}' (access denied): wrong password or missing rights on '${connection.name}'.`;
-        if (/Unknown database/i.test(stderr))
-            return `MySQL has no database '${connection.name}'.`;
-        if (/Can't connect|Lost connection|Unknown MySQL server host|server has gone away/i.test(stderr))
-            return `Could not reach the MySQL server ${connection.host ?? connection.socket ?? 'localhost'}${connection.port ? `:${connection.port}` : ''} (is it running?).`;
-        return undefined;
-    },
-};
-
-;// CONCATENATED MODULE: ./src/database/pgsql.ts
-const pgsql = {
-    type: 'pgsql',
-    programs: ['pg_dump'],
-    restoreHint: 'runuser -u postgres -- psql -X -v ON_ERROR_STOP=1 -c "CREATE DATABASE \\"{dbName}\\" OWNER \\"{dbUser}\\" ENCODING \'UTF8\' TEMPLATE template0" && set -o pipefail && {decompress} -dc {dump} | runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d {db} >/dev/null',
-    dumpCommand({ connection, tool }) {
-        const argv = [
-            'env',
-            'PGCONNECT_TIMEOUT=15',
-            'PGAPPNAME=owncloud-backup',
-            tool.program,
-            '--no-password',
-            '--format=plain',
-        ];
-        const host = connection.socket ?? connection.host;
-        if (host)
-            argv.push(`--host=${host}`);
-        if (connection.port !== undefined)
-            argv.push(`--port=${connection.port}`);
-        argv.push(`--username=${connection.user}`, '--', connection.name);
-        return { argv, delivery: 'pgpassword', secret: connection.password };
-    },
-    checkTail(tail) {
-        return /-- PostgreSQL database dump complete/.test(tail)
-            ? undefined
-            : "the dump does not end with pg_dump's 'PostgreSQL database dump complete' line: it was cut short";
-    },
-    explainFailure(stderr, connection) {
-        if (/password authentication failed|no password supplied/i.test(stderr))
-            return `PostgreSQL refused user '${connection.user}' (password authentication failed).`;
-        if (/database ".*" does not exist/i.test(stderr))
-            return `PostgreSQL has no database '${connection.name}'.`;
-        if (/permission denied/i.test(stderr))
-            return `User '${connection.user}' may not read every table of '${connection.name}' (permission denied).`;
-        if (/could not connect|Connection refused|timeout expired|server closed the connection|terminating connection/i.test(stderr))
-            return `Could not reach the PostgreSQL server ${connection.socket ?? connection.host ?? 'on the default socket'}${connection.port ? `:${connection.port}` : ''}, or it went away during the dump.`;
-        return undefined;
-    },
-};
-
-;// CONCATENATED MODULE: ./src/host/host.ts
-/**
- * argv that runs a command as another user on the host: directly when the session already
- * is that user, through runuser when it is root, through non-interactive sudo otherwise.
- */
-function asUser(account, user, argv) {
-    if (user === account)
-        return [...argv];
-    if (account === 'root')
-        return ['runuser', '-u', user, '--', ...argv];
-    return ['sudo', '-n', '-u', user, '--', ...argv];
-}
-
-;// CONCATENATED MODULE: ./src/database/sqlite.ts
-// SQLite: `sqlite3 DB .dump`, as ownCloud's documentation says. sqlite3 exits 0 even when
-// the database is locked, writing an ERROR comment and `ROLLBACK; -- due to errors`: the
-// dump is judged by its content, not the exit code.
-
-const sqlite = {
-    type: 'sqlite',
-    programs: ['sqlite3'],
-    restoreHint: '(set -o pipefail && umask 027 && {decompress} -dc {dump} | sqlite3 -bail {dbFile})',
-    errorMarker: '/**** ERROR:',
-    dumpCommand({ connection, tool, account, owner }) {
-        // As the instance's owner, so a journal sqlite3 may create is not left owned by root.
-        const argv = asUser(account, owner, [
-            tool.program,
-            '-bail',
-            '-cmd',
-            '.timeout 5000',
-            connection.file,
-            '.dump',
-        ]);
-        return { argv, delivery: 'none', secret: '' };
-    },
-    checkTail(tail) {
-        if (tail.includes('ROLLBACK; -- due to errors'))
-            return 'sqlite3 rolled the dump back because of errors (is the database locked?)';
-        return /COMMIT;\s*$/.test(tail)
-            ? undefined
-            : "the dump does not end with 'COMMIT;': it was cut short";
-    },
-    explainFailure(stderr) {
-        if (/database is locked/i.test(stderr))
-            return 'The SQLite database is locked by another process.';
-        if (/unable to open|no such file/i.test(stderr))
-            return 'sqlite3 could not open the database file.';
-        if (/not a database|malformed/i.test(stderr))
-            return 'The SQLite database file is damaged (not a database, or malformed).';
-        return undefined;
-    },
-};
-
-;// CONCATENATED MODULE: ./src/database/index.ts
-
-
-
-const ENGINES = { mysql: mysql, pgsql: pgsql, sqlite: sqlite };
-function engineFor(type) {
-    return ENGINES[type];
 }
 
 ;// CONCATENATED MODULE: ./node_modules/is-plain-obj/index.js
@@ -11235,6 +11090,286 @@ function stderrTail(stderr, lines = 5) {
         .join('\n');
 }
 
+;// CONCATENATED MODULE: ./src/database/mysql.ts
+// MySQL and MariaDB: mysqldump --single-transaction (mariadb-dump where mysqldump is gone).
+
+
+/**
+ * The longest `password=...` line an option file may hold: the client reads option files
+ * in 4 KiB lines, so a longer line is cut and its tail read as an option of its own
+ * (measured: 4,094 bytes pass with MariaDB 10.11). Kept below that, for other builds.
+ */
+const OPTION_LINE_LIMIT = 4000;
+/**
+ * How the password reaches the client: a `[client]` option file on fd 3 (the option must
+ * come first in argv), or, for a password too long for an option-file line, MYSQL_PWD in
+ * the client's environment only.
+ */
+function passwordDelivery(password) {
+    const value = mysqlOptionValue(password);
+    if (Buffer.byteLength(`password=${value}`) <= OPTION_LINE_LIMIT)
+        return {
+            options: ['--defaults-extra-file=/dev/fd/3'],
+            delivery: 'mysql-option-file',
+            secret: value,
+        };
+    return { options: [], delivery: 'mysql-pwd', secret: password };
+}
+/** Where the server is and who logs in: the same for the dump and the check. */
+function connectionOptions(connection) {
+    const argv = [];
+    if (connection.host)
+        argv.push(`--host=${connection.host}`);
+    else if (!connection.socket)
+        argv.push('--host=localhost');
+    if (connection.port !== undefined)
+        argv.push(`--port=${connection.port}`);
+    if (connection.socket)
+        argv.push(`--socket=${connection.socket}`);
+    argv.push(`--user=${connection.user}`);
+    return argv;
+}
+/** The command-line client that comes with the dump tool (mariadb beside mariadb-dump). */
+function clientOf(tool) {
+    return tool.program === 'mariadb-dump' ? 'mariadb' : 'mysql';
+}
+function serverName(connection) {
+    return `${connection.host ?? connection.socket ?? 'localhost'}${connection.port ? `:${connection.port}` : ''}`;
+}
+function explainFailure(stderr, connection) {
+    if (/Access denied/i.test(stderr))
+        return `MySQL refused user '${connection.user}' (access denied): wrong password or missing rights on '${connection.name}'.`;
+    if (/Unknown database/i.test(stderr))
+        return `MySQL has no database '${connection.name}'.`;
+    if (/Can't connect|Lost connection|Unknown MySQL server host|server has gone away/i.test(stderr))
+        return `Could not reach the MySQL server ${serverName(connection)} (is it running?).`;
+    return undefined;
+}
+const mysql = {
+    type: 'mysql',
+    programs: ['mysqldump', 'mariadb-dump'],
+    restoreHint: 'mysql -e "CREATE DATABASE \\`{dbName}\\` CHARACTER SET {charset} COLLATE {charset}_general_ci" && set -o pipefail && {decompress} -dc {dump} | mysql {db}',
+    dumpCommand({ connection, tool }) {
+        const { options, delivery, secret } = passwordDelivery(connection.password);
+        const argv = [
+            tool.program,
+            ...options,
+            '--single-transaction',
+            '--no-tablespaces',
+            '--hex-blob',
+            `--default-character-set=${connection.utf8mb4 ? 'utf8mb4' : 'utf8'}`,
+            ...connectionOptions(connection),
+            '--',
+            connection.name,
+        ];
+        return { argv, delivery, secret };
+    },
+    checkCommand({ connection, tool }) {
+        const { options, delivery, secret } = passwordDelivery(connection.password);
+        const program = clientOf(tool);
+        const argv = [
+            program,
+            ...options,
+            '--batch',
+            '--skip-column-names',
+            '--connect-timeout=15',
+            ...connectionOptions(connection),
+            '--execute=SELECT 1',
+            '--',
+            connection.name,
+        ];
+        return { program, argv, delivery, secret };
+    },
+    checkProblem(result, { connection, tool }) {
+        if (result.exitCode === 0 && result.stdout.trim() === '1')
+            return undefined;
+        return (explainFailure(result.stderr, connection) ??
+            `${clientOf(tool)} could not query '${connection.name}' on the MySQL server ${serverName(connection)} (exit ${result.exitCode}): ${stderrTail(result.stderr) || 'no message'}`);
+    },
+    checkTail(tail) {
+        return /-- Dump completed/.test(tail)
+            ? undefined
+            : "the dump does not end with mysqldump's '-- Dump completed' line: it was cut short";
+    },
+    explainFailure,
+};
+
+;// CONCATENATED MODULE: ./src/database/pgsql.ts
+// PostgreSQL: the host's own pg_dump (its version matches the server), never prompting.
+
+/**
+ * The database name as libpq's `--dbname` option: libpq reads a bare name containing `=`
+ * as a connection string (which could name another server), so the name always travels
+ * as the one `dbname` value of a connection string, single-quoted with `\` and `'` escaped.
+ */
+function dbnameOption(name) {
+    return `--dbname=dbname='${name.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
+}
+/** Environment and connection options shared by pg_dump and the check's psql. */
+function connectionArgv(program, connection) {
+    const argv = ['env', 'PGCONNECT_TIMEOUT=15', 'PGAPPNAME=owncloud-backup', program];
+    argv.push('--no-password');
+    const host = connection.socket ?? connection.host;
+    if (host)
+        argv.push(`--host=${host}`);
+    if (connection.port !== undefined)
+        argv.push(`--port=${connection.port}`);
+    argv.push(`--username=${connection.user}`, dbnameOption(connection.name));
+    return argv;
+}
+function pgsql_serverName(connection) {
+    return `${connection.socket ?? connection.host ?? 'on the default socket'}${connection.port ? `:${connection.port}` : ''}`;
+}
+function pgsql_explainFailure(stderr, connection) {
+    if (/password authentication failed|no password supplied/i.test(stderr))
+        return `PostgreSQL refused user '${connection.user}' (password authentication failed).`;
+    if (/database ".*" does not exist/i.test(stderr))
+        return `PostgreSQL has no database '${connection.name}'.`;
+    if (/permission denied/i.test(stderr))
+        return `User '${connection.user}' may not read every table of '${connection.name}' (permission denied).`;
+    if (/could not connect|Connection refused|timeout expired|server closed the connection|terminating connection/i.test(stderr))
+        return `Could not reach the PostgreSQL server ${pgsql_serverName(connection)} (is it running?), or it closed the connection.`;
+    return undefined;
+}
+const pgsql = {
+    type: 'pgsql',
+    programs: ['pg_dump'],
+    restoreHint: 'runuser -u postgres -- psql -X -v ON_ERROR_STOP=1 -c "CREATE DATABASE \\"{dbName}\\" OWNER \\"{dbUser}\\" ENCODING \'UTF8\' TEMPLATE template0" && set -o pipefail && {decompress} -dc {dump} | runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d {db} >/dev/null',
+    dumpCommand({ connection, tool }) {
+        const argv = [...connectionArgv(tool.program, connection), '--format=plain'];
+        return { argv, delivery: 'pgpassword', secret: connection.password };
+    },
+    checkCommand({ connection }) {
+        // psql comes with pg_dump (one client package; Debian's wrapper picks the same version).
+        const argv = [
+            ...connectionArgv('psql', connection),
+            '--no-psqlrc',
+            '--quiet',
+            '--tuples-only',
+            '--no-align',
+            '--command=SELECT 1',
+        ];
+        return { program: 'psql', argv, delivery: 'pgpassword', secret: connection.password };
+    },
+    checkProblem(result, { connection }) {
+        if (result.exitCode === 0 && result.stdout.trim() === '1')
+            return undefined;
+        return (pgsql_explainFailure(result.stderr, connection) ??
+            `psql could not query '${connection.name}' on the PostgreSQL server ${pgsql_serverName(connection)} (exit ${result.exitCode}): ${stderrTail(result.stderr) || 'no message'}`);
+    },
+    checkTail(tail) {
+        return /-- PostgreSQL database dump complete/.test(tail)
+            ? undefined
+            : "the dump does not end with pg_dump's 'PostgreSQL database dump complete' line: it was cut short";
+    },
+    explainFailure: pgsql_explainFailure,
+};
+
+;// CONCATENATED MODULE: ./src/host/host.ts
+/**
+ * argv that runs a command as another user on the host: directly when the session already
+ * is that user, through runuser when it is root, through non-interactive sudo otherwise.
+ */
+function asUser(account, user, argv) {
+    if (user === account)
+        return [...argv];
+    if (account === 'root')
+        return ['runuser', '-u', user, '--', ...argv];
+    return ['sudo', '-n', '-u', user, '--', ...argv];
+}
+
+;// CONCATENATED MODULE: ./src/database/sqlite.ts
+// SQLite: `sqlite3 DB .dump`, as ownCloud's documentation says, but read-only: opened
+// read-write, sqlite3 creates an empty database where the file is missing (in the live
+// data directory) and dumps it as a success. sqlite3 exits 0 even when the database is
+// locked, writing an ERROR comment and `ROLLBACK; -- due to errors`: the dump is judged by
+// its content, not the exit code.
+
+
+/**
+ * What the database file is, as the instance's owner sees it, without opening it as a
+ * database (so no lock held by ownCloud can stall the check): one word on stdout.
+ * Every SQLite 3 database file starts with the 16 bytes `SQLite format 3\0`.
+ */
+const CLASSIFY_FILE = `
+if [ ! -e "$1" ]; then echo missing
+elif [ ! -f "$1" ]; then echo not-a-file
+elif [ ! -r "$1" ]; then echo unreadable
+elif [ ! -s "$1" ]; then echo empty
+elif [ "$(head -c 15 -- "$1")" = "SQLite format 3" ]; then echo sqlite
+else echo other
+fi
+`.trim();
+const CHECK_NAMES = 'check dbname and datadirectory in config.php (or the db-name and data-dir inputs)';
+const sqlite = {
+    type: 'sqlite',
+    programs: ['sqlite3'],
+    restoreHint: '(set -o pipefail && umask 027 && {decompress} -dc {dump} | sqlite3 -bail {dbFile})',
+    errorMarker: '/**** ERROR:',
+    dumpCommand({ connection, tool, account, owner }) {
+        // As the instance's owner, so the -shm/-wal files a WAL database needs for reading are
+        // not created as root; read-only, so nothing else is ever created or changed.
+        const argv = asUser(account, owner, [
+            tool.program,
+            '-readonly',
+            '-bail',
+            '-cmd',
+            '.timeout 5000',
+            connection.file,
+            '.dump',
+        ]);
+        return { argv, delivery: 'none', secret: '' };
+    },
+    checkCommand({ connection, account, owner }) {
+        const argv = asUser(account, owner, ['sh', '-c', CLASSIFY_FILE, 'sh', connection.file]);
+        return { program: 'sh', argv, delivery: 'none', secret: '' };
+    },
+    checkProblem(result, { connection, owner }) {
+        const file = `'${connection.file}'`;
+        switch (result.stdout.trim()) {
+            case 'sqlite':
+                return undefined;
+            case 'missing':
+                return `The SQLite database file ${file} does not exist: ${CHECK_NAMES}.`;
+            case 'not-a-file':
+                return `The SQLite database ${file} is not a regular file: ${CHECK_NAMES}.`;
+            case 'unreadable':
+                return `The SQLite database file ${file} is not readable by ${owner}, the instance's owner.`;
+            case 'empty':
+                return `The SQLite database file ${file} is empty (0 bytes), not the instance's database: ${CHECK_NAMES}.`;
+            case 'other':
+                return `The file ${file} is not an SQLite 3 database (it lacks the 'SQLite format 3' header): ${CHECK_NAMES}.`;
+            default:
+                return `Could not check the SQLite database file ${file} (exit ${result.exitCode}): ${stderrTail(result.stderr) || 'no message'}`;
+        }
+    },
+    checkTail(tail) {
+        if (tail.includes('ROLLBACK; -- due to errors'))
+            return 'sqlite3 rolled the dump back because of errors (is the database locked?)';
+        return /COMMIT;\s*$/.test(tail)
+            ? undefined
+            : "the dump does not end with 'COMMIT;': it was cut short";
+    },
+    explainFailure(stderr) {
+        if (/database is locked/i.test(stderr))
+            return 'The SQLite database is locked by another process.';
+        if (/unable to open|no such file/i.test(stderr))
+            return 'sqlite3 could not open the database file.';
+        if (/not a database|malformed/i.test(stderr))
+            return 'The SQLite database file is damaged (not a database, or malformed).';
+        return undefined;
+    },
+};
+
+;// CONCATENATED MODULE: ./src/database/index.ts
+
+
+
+const ENGINES = { mysql: mysql, pgsql: pgsql, sqlite: sqlite };
+function engineFor(type) {
+    return ENGINES[type];
+}
+
 ;// CONCATENATED MODULE: ./src/host/local.ts
 
 
@@ -12759,6 +12894,49 @@ class DumpWatch extends external_node_stream_namespaceObject.Transform {
         clearTimeout(this.timer);
     }
 }
+/**
+ * The longest a connection check may take. The clients give up connecting after 15 s on
+ * their own (connect-timeout, PGCONNECT_TIMEOUT); this bounds anything else that hangs.
+ */
+const CHECK_TIMEOUT_SECONDS = 60;
+/**
+ * Before anything changes on the host: a cheap query with the dump's own credentials and
+ * secret delivery, so a stopped server, a wrong password or a missing database file stops
+ * the run before the bulk copy and before maintenance mode, with the engine's own words.
+ */
+async function checkDatabase(options) {
+    const { host, engine } = options;
+    const context = {
+        connection: options.connection,
+        tool: options.tool,
+        account: host.account,
+        owner: options.owner,
+    };
+    const command = engine.checkCommand(context);
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), CHECK_TIMEOUT_SECONDS * 1000);
+    let result;
+    try {
+        result = await host.run(guardedCommand(command.argv, command.delivery), {
+            input: secretLine(command.secret),
+            keepStdinOpen: true,
+            signal: abort.signal,
+        });
+    }
+    finally {
+        clearTimeout(timer);
+    }
+    if (abort.signal.aborted)
+        throw new BackupError(`The ${engine.type} database did not answer a connection check within ${CHECK_TIMEOUT_SECONDS} s: is the database server running and answering?`);
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new BackupError(`The database check failed: ${transport}`);
+    if (result.exitCode === 127 && /not found/i.test(result.stderr))
+        throw new BackupError(`${host.label} has no ${command.program} to check the ${engine.type} database before the backup: install it there.`);
+    const problem = engine.checkProblem(result, context);
+    if (problem)
+        throw new BackupError(`The database check failed (nothing was changed yet): ${problem}`);
+}
 async function dumpDatabase(options) {
     const { host, engine, connection } = options;
     const command = engine.dumpCommand({
@@ -12948,6 +13126,7 @@ class MaintenanceGuard {
 
 
 
+
 const MISSING = `for p; do command -v "$p" >/dev/null 2>&1 || echo "$p"; done`;
 const FIRST_WITH_VERSION = `for p; do if command -v "$p" >/dev/null 2>&1; then echo "$p"; "$p" --version 2>&1 | head -n 1; exit 0; fi; done; exit 127`;
 /** The result, unless the command never ran because the link failed. */
@@ -13048,8 +13227,9 @@ function requiredBytes(sourceBytes) {
 }
 /**
  * Everything checked before the instance is touched: the dump tool and the other programs
- * on the host, the programs here, whether this runner can keep owners, what to copy, and
- * whether the backup directory has room for it.
+ * on the host, the programs here, that the dump can reach and read the database (with its
+ * own credentials), whether this runner can keep owners, what to copy, and whether the
+ * backup directory has room for it.
  */
 async function preflight(host, plan, instance, engine, reporter) {
     const tool = await findDumpTool(host, engine);
@@ -13068,6 +13248,14 @@ async function preflight(host, plan, instance, engine, reporter) {
     ]);
     if (missing.length > 0)
         throw new BackupError(`This machine lacks ${missing.join(', ')}: install it to take backups.`);
+    await checkDatabase({
+        host,
+        engine,
+        connection: instance.database,
+        tool,
+        owner: instance.owner,
+    });
+    reporter.info(`The ${instance.database.type} database '${instance.database.name}' answers.`);
     const privilege = await runnerPrivilege();
     if (!privilege.keepsOwners)
         reporter.warning('Not running as root and no passwordless sudo here: file owners in the backup will be this user, not the originals.');

@@ -1,6 +1,7 @@
 // The shape every database engine module has (one module per engine, same functions).
 import type { DatabaseConnection } from '../instance.ts';
 import type { SecretDelivery } from '../host/guarded.ts';
+import type { ProcessResult } from '../host/process.ts';
 import type { DatabaseType } from '../settings.ts';
 
 export interface DumpTool {
@@ -17,6 +18,11 @@ export interface DumpCommand {
   delivery: SecretDelivery;
   /** The secret sent on stdin ('' for none), already in the form the delivery expects. */
   secret: string;
+}
+
+export interface CheckCommand extends DumpCommand {
+  /** The program the check needs on the host (named when the host lacks it). */
+  program: string;
 }
 
 export interface DumpContext {
@@ -37,6 +43,13 @@ export interface DatabaseEngine {
    */
   readonly restoreHint: string;
   dumpCommand(context: DumpContext): DumpCommand;
+  /**
+   * A cheap check run before anything changes on the host, with the dump's own credentials
+   * and secret delivery: can the dump reach and read the database?
+   */
+  checkCommand(context: DumpContext): CheckCommand;
+  /** Why the dump could not run, judged from the check's result; undefined when it can. */
+  checkProblem(result: ProcessResult, context: DumpContext): string | undefined;
   /** A problem with a finished dump judged by its last bytes, or undefined when it is complete. */
   checkTail(tail: string): string | undefined;
   /** A marker that means failure wherever it appears in the dump (engines that report errors inline). */

@@ -11,4 +11,4 @@ export function engineFor(type: DatabaseType): DatabaseEngine {
   return ENGINES[type];
 }
 
-export type { DatabaseEngine, DumpCommand, DumpContext, DumpTool } from './engine.ts';
+export type { CheckCommand, DatabaseEngine, DumpCommand, DumpContext, DumpTool } from './engine.ts';

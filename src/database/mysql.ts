@@ -1,6 +1,64 @@
 // MySQL and MariaDB: mysqldump --single-transaction (mariadb-dump where mysqldump is gone).
-import { mysqlOptionValue } from '../host/guarded.ts';
-import type { DatabaseEngine } from './engine.ts';
+import { mysqlOptionValue, type SecretDelivery } from '../host/guarded.ts';
+import { stderrTail } from '../host/process.ts';
+import type { DatabaseConnection } from '../instance.ts';
+import type { DatabaseEngine, DumpTool } from './engine.ts';
+
+/**
+ * The longest `password=...` line an option file may hold: the client reads option files
+ * in 4 KiB lines, so a longer line is cut and its tail read as an option of its own
+ * (measured: 4,094 bytes pass with MariaDB 10.11). Kept below that, for other builds.
+ */
+export const OPTION_LINE_LIMIT = 4000;
+
+/**
+ * How the password reaches the client: a `[client]` option file on fd 3 (the option must
+ * come first in argv), or, for a password too long for an option-file line, MYSQL_PWD in
+ * the client's environment only.
+ */
+function passwordDelivery(password: string): {
+  options: string[];
+  delivery: SecretDelivery;
+  secret: string;
+} {
+  const value = mysqlOptionValue(password);
+  if (Buffer.byteLength(`password=${value}`) <= OPTION_LINE_LIMIT)
+    return {
+      options: ['--defaults-extra-file=/dev/fd/3'],
+      delivery: 'mysql-option-file',
+      secret: value,
+    };
+  return { options: [], delivery: 'mysql-pwd', secret: password };
+}
+
+/** Where the server is and who logs in: the same for the dump and the check. */
+function connectionOptions(connection: DatabaseConnection): string[] {
+  const argv: string[] = [];
+  if (connection.host) argv.push(`--host=${connection.host}`);
+  else if (!connection.socket) argv.push('--host=localhost');
+  if (connection.port !== undefined) argv.push(`--port=${connection.port}`);
+  if (connection.socket) argv.push(`--socket=${connection.socket}`);
+  argv.push(`--user=${connection.user}`);
+  return argv;
+}
+
+/** The command-line client that comes with the dump tool (mariadb beside mariadb-dump). */
+function clientOf(tool: DumpTool): string {
+  return tool.program === 'mariadb-dump' ? 'mariadb' : 'mysql';
+}
+
+function serverName(connection: DatabaseConnection): string {
+  return `${connection.host ?? connection.socket ?? 'localhost'}${connection.port ? `:${connection.port}` : ''}`;
+}
+
+function explainFailure(stderr: string, connection: DatabaseConnection): string | undefined {
+  if (/Access denied/i.test(stderr))
+    return `MySQL refused user '${connection.user}' (access denied): wrong password or missing rights on '${connection.name}'.`;
+  if (/Unknown database/i.test(stderr)) return `MySQL has no database '${connection.name}'.`;
+  if (/Can't connect|Lost connection|Unknown MySQL server host|server has gone away/i.test(stderr))
+    return `Could not reach the MySQL server ${serverName(connection)} (is it running?).`;
+  return undefined;
+}
 
 export const mysql: DatabaseEngine = {
   type: 'mysql',
@@ -9,21 +67,44 @@ export const mysql: DatabaseEngine = {
     'mysql -e "CREATE DATABASE \\`{dbName}\\` CHARACTER SET {charset} COLLATE {charset}_general_ci" && set -o pipefail && {decompress} -dc {dump} | mysql {db}',
 
   dumpCommand({ connection, tool }) {
+    const { options, delivery, secret } = passwordDelivery(connection.password);
     const argv = [
       tool.program,
-      // Must be the first option; the wrapper feeds the [client] password on fd 3.
-      '--defaults-extra-file=/dev/fd/3',
+      ...options,
       '--single-transaction',
       '--no-tablespaces',
       '--hex-blob',
       `--default-character-set=${connection.utf8mb4 ? 'utf8mb4' : 'utf8'}`,
+      ...connectionOptions(connection),
+      '--',
+      connection.name,
     ];
-    if (connection.host) argv.push(`--host=${connection.host}`);
-    else if (!connection.socket) argv.push('--host=localhost');
-    if (connection.port !== undefined) argv.push(`--port=${connection.port}`);
-    if (connection.socket) argv.push(`--socket=${connection.socket}`);
-    argv.push(`--user=${connection.user}`, '--', connection.name);
-    return { argv, delivery: 'mysql-option-file', secret: mysqlOptionValue(connection.password) };
+    return { argv, delivery, secret };
+  },
+
+  checkCommand({ connection, tool }) {
+    const { options, delivery, secret } = passwordDelivery(connection.password);
+    const program = clientOf(tool);
+    const argv = [
+      program,
+      ...options,
+      '--batch',
+      '--skip-column-names',
+      '--connect-timeout=15',
+      ...connectionOptions(connection),
+      '--execute=SELECT 1',
+      '--',
+      connection.name,
+    ];
+    return { program, argv, delivery, secret };
+  },
+
+  checkProblem(result, { connection, tool }) {
+    if (result.exitCode === 0 && result.stdout.trim() === '1') return undefined;
+    return (
+      explainFailure(result.stderr, connection) ??
+      `${clientOf(tool)} could not query '${connection.name}' on the MySQL server ${serverName(connection)} (exit ${result.exitCode}): ${stderrTail(result.stderr) || 'no message'}`
+    );
   },
 
   checkTail(tail) {
@@ -32,14 +113,5 @@ export const mysql: DatabaseEngine = {
       : "the dump does not end with mysqldump's '-- Dump completed' line: it was cut short";
   },
 
-  explainFailure(stderr, connection) {
-    if (/Access denied/i.test(stderr))
-      return `MySQL refused user '${connection.user}' (access denied): wrong password or missing rights on '${connection.name}'.`;
-    if (/Unknown database/i.test(stderr)) return `MySQL has no database '${connection.name}'.`;
-    if (
-      /Can't connect|Lost connection|Unknown MySQL server host|server has gone away/i.test(stderr)
-    )
-      return `Could not reach the MySQL server ${connection.host ?? connection.socket ?? 'localhost'}${connection.port ? `:${connection.port}` : ''} (is it running?).`;
-    return undefined;
-  },
+  explainFailure,
 };

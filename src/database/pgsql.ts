@@ -1,5 +1,47 @@
 // PostgreSQL: the host's own pg_dump (its version matches the server), never prompting.
+import { stderrTail } from '../host/process.ts';
+import type { DatabaseConnection } from '../instance.ts';
 import type { DatabaseEngine } from './engine.ts';
+
+/**
+ * The database name as libpq's `--dbname` option: libpq reads a bare name containing `=`
+ * as a connection string (which could name another server), so the name always travels
+ * as the one `dbname` value of a connection string, single-quoted with `\` and `'` escaped.
+ */
+export function dbnameOption(name: string): string {
+  return `--dbname=dbname='${name.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
+}
+
+/** Environment and connection options shared by pg_dump and the check's psql. */
+function connectionArgv(program: string, connection: DatabaseConnection): string[] {
+  const argv = ['env', 'PGCONNECT_TIMEOUT=15', 'PGAPPNAME=owncloud-backup', program];
+  argv.push('--no-password');
+  const host = connection.socket ?? connection.host;
+  if (host) argv.push(`--host=${host}`);
+  if (connection.port !== undefined) argv.push(`--port=${connection.port}`);
+  argv.push(`--username=${connection.user}`, dbnameOption(connection.name));
+  return argv;
+}
+
+function serverName(connection: DatabaseConnection): string {
+  return `${connection.socket ?? connection.host ?? 'on the default socket'}${connection.port ? `:${connection.port}` : ''}`;
+}
+
+function explainFailure(stderr: string, connection: DatabaseConnection): string | undefined {
+  if (/password authentication failed|no password supplied/i.test(stderr))
+    return `PostgreSQL refused user '${connection.user}' (password authentication failed).`;
+  if (/database ".*" does not exist/i.test(stderr))
+    return `PostgreSQL has no database '${connection.name}'.`;
+  if (/permission denied/i.test(stderr))
+    return `User '${connection.user}' may not read every table of '${connection.name}' (permission denied).`;
+  if (
+    /could not connect|Connection refused|timeout expired|server closed the connection|terminating connection/i.test(
+      stderr,
+    )
+  )
+    return `Could not reach the PostgreSQL server ${serverName(connection)} (is it running?), or it closed the connection.`;
+  return undefined;
+}
 
 export const pgsql: DatabaseEngine = {
   type: 'pgsql',
@@ -8,19 +50,29 @@ export const pgsql: DatabaseEngine = {
     'runuser -u postgres -- psql -X -v ON_ERROR_STOP=1 -c "CREATE DATABASE \\"{dbName}\\" OWNER \\"{dbUser}\\" ENCODING \'UTF8\' TEMPLATE template0" && set -o pipefail && {decompress} -dc {dump} | runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d {db} >/dev/null',
 
   dumpCommand({ connection, tool }) {
-    const argv = [
-      'env',
-      'PGCONNECT_TIMEOUT=15',
-      'PGAPPNAME=owncloud-backup',
-      tool.program,
-      '--no-password',
-      '--format=plain',
-    ];
-    const host = connection.socket ?? connection.host;
-    if (host) argv.push(`--host=${host}`);
-    if (connection.port !== undefined) argv.push(`--port=${connection.port}`);
-    argv.push(`--username=${connection.user}`, '--', connection.name);
+    const argv = [...connectionArgv(tool.program, connection), '--format=plain'];
     return { argv, delivery: 'pgpassword', secret: connection.password };
+  },
+
+  checkCommand({ connection }) {
+    // psql comes with pg_dump (one client package; Debian's wrapper picks the same version).
+    const argv = [
+      ...connectionArgv('psql', connection),
+      '--no-psqlrc',
+      '--quiet',
+      '--tuples-only',
+      '--no-align',
+      '--command=SELECT 1',
+    ];
+    return { program: 'psql', argv, delivery: 'pgpassword', secret: connection.password };
+  },
+
+  checkProblem(result, { connection }) {
+    if (result.exitCode === 0 && result.stdout.trim() === '1') return undefined;
+    return (
+      explainFailure(result.stderr, connection) ??
+      `psql could not query '${connection.name}' on the PostgreSQL server ${serverName(connection)} (exit ${result.exitCode}): ${stderrTail(result.stderr) || 'no message'}`
+    );
   },
 
   checkTail(tail) {
@@ -29,19 +81,5 @@ export const pgsql: DatabaseEngine = {
       : "the dump does not end with pg_dump's 'PostgreSQL database dump complete' line: it was cut short";
   },
 
-  explainFailure(stderr, connection) {
-    if (/password authentication failed|no password supplied/i.test(stderr))
-      return `PostgreSQL refused user '${connection.user}' (password authentication failed).`;
-    if (/database ".*" does not exist/i.test(stderr))
-      return `PostgreSQL has no database '${connection.name}'.`;
-    if (/permission denied/i.test(stderr))
-      return `User '${connection.user}' may not read every table of '${connection.name}' (permission denied).`;
-    if (
-      /could not connect|Connection refused|timeout expired|server closed the connection|terminating connection/i.test(
-        stderr,
-      )
-    )
-      return `Could not reach the PostgreSQL server ${connection.socket ?? connection.host ?? 'on the default socket'}${connection.port ? `:${connection.port}` : ''}, or it went away during the dump.`;
-    return undefined;
-  },
+  explainFailure,
 };

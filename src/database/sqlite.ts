@@ -1,8 +1,29 @@
-// SQLite: `sqlite3 DB .dump`, as ownCloud's documentation says. sqlite3 exits 0 even when
-// the database is locked, writing an ERROR comment and `ROLLBACK; -- due to errors`: the
-// dump is judged by its content, not the exit code.
+// SQLite: `sqlite3 DB .dump`, as ownCloud's documentation says, but read-only: opened
+// read-write, sqlite3 creates an empty database where the file is missing (in the live
+// data directory) and dumps it as a success. sqlite3 exits 0 even when the database is
+// locked, writing an ERROR comment and `ROLLBACK; -- due to errors`: the dump is judged by
+// its content, not the exit code.
 import { asUser } from '../host/host.ts';
+import { stderrTail } from '../host/process.ts';
 import type { DatabaseEngine } from './engine.ts';
+
+/**
+ * What the database file is, as the instance's owner sees it, without opening it as a
+ * database (so no lock held by ownCloud can stall the check): one word on stdout.
+ * Every SQLite 3 database file starts with the 16 bytes `SQLite format 3\0`.
+ */
+const CLASSIFY_FILE = `
+if [ ! -e "$1" ]; then echo missing
+elif [ ! -f "$1" ]; then echo not-a-file
+elif [ ! -r "$1" ]; then echo unreadable
+elif [ ! -s "$1" ]; then echo empty
+elif [ "$(head -c 15 -- "$1")" = "SQLite format 3" ]; then echo sqlite
+else echo other
+fi
+`.trim();
+
+const CHECK_NAMES =
+  'check dbname and datadirectory in config.php (or the db-name and data-dir inputs)';
 
 export const sqlite: DatabaseEngine = {
   type: 'sqlite',
@@ -11,9 +32,11 @@ export const sqlite: DatabaseEngine = {
   errorMarker: '/**** ERROR:',
 
   dumpCommand({ connection, tool, account, owner }) {
-    // As the instance's owner, so a journal sqlite3 may create is not left owned by root.
+    // As the instance's owner, so the -shm/-wal files a WAL database needs for reading are
+    // not created as root; read-only, so nothing else is ever created or changed.
     const argv = asUser(account, owner, [
       tool.program,
+      '-readonly',
       '-bail',
       '-cmd',
       '.timeout 5000',
@@ -21,6 +44,31 @@ export const sqlite: DatabaseEngine = {
       '.dump',
     ]);
     return { argv, delivery: 'none', secret: '' };
+  },
+
+  checkCommand({ connection, account, owner }) {
+    const argv = asUser(account, owner, ['sh', '-c', CLASSIFY_FILE, 'sh', connection.file!]);
+    return { program: 'sh', argv, delivery: 'none', secret: '' };
+  },
+
+  checkProblem(result, { connection, owner }) {
+    const file = `'${connection.file!}'`;
+    switch (result.stdout.trim()) {
+      case 'sqlite':
+        return undefined;
+      case 'missing':
+        return `The SQLite database file ${file} does not exist: ${CHECK_NAMES}.`;
+      case 'not-a-file':
+        return `The SQLite database ${file} is not a regular file: ${CHECK_NAMES}.`;
+      case 'unreadable':
+        return `The SQLite database file ${file} is not readable by ${owner}, the instance's owner.`;
+      case 'empty':
+        return `The SQLite database file ${file} is empty (0 bytes), not the instance's database: ${CHECK_NAMES}.`;
+      case 'other':
+        return `The file ${file} is not an SQLite 3 database (it lacks the 'SQLite format 3' header): ${CHECK_NAMES}.`;
+      default:
+        return `Could not check the SQLite database file ${file} (exit ${result.exitCode}): ${stderrTail(result.stderr) || 'no message'}`;
+    }
   },
 
   checkTail(tail) {

@@ -10,6 +10,11 @@ export type SecretDelivery =
   | 'none'
   /** `[client]` option file on fd 3 (`--defaults-extra-file=/dev/fd/3` must be in argv). */
   | 'mysql-option-file'
+  /**
+   * MYSQL_PWD in the command's environment only (readable by its owner and root): for a
+   * password too long for an option-file line.
+   */
+  | 'mysql-pwd'
   /** libpq's PGPASSWORD, in the dump's environment only (readable by its owner and root). */
   | 'pgpassword';
 
@@ -24,6 +29,7 @@ case $mode in
 password=$secret
 OWNCLOUD_BACKUP_EOF
     ;;
+  mysql-pwd) MYSQL_PWD=$secret "$@" 4<&- </dev/null & ;;
   pgpassword) PGPASSWORD=$secret "$@" 4<&- </dev/null & ;;
   *) "$@" 4<&- </dev/null & ;;
 esac

@@ -59,6 +59,59 @@ class DumpWatch extends Transform {
   }
 }
 
+/**
+ * The longest a connection check may take. The clients give up connecting after 15 s on
+ * their own (connect-timeout, PGCONNECT_TIMEOUT); this bounds anything else that hangs.
+ */
+const CHECK_TIMEOUT_SECONDS = 60;
+
+/**
+ * Before anything changes on the host: a cheap query with the dump's own credentials and
+ * secret delivery, so a stopped server, a wrong password or a missing database file stops
+ * the run before the bulk copy and before maintenance mode, with the engine's own words.
+ */
+export async function checkDatabase(options: {
+  host: Host;
+  engine: DatabaseEngine;
+  connection: DatabaseConnection;
+  tool: DumpTool;
+  owner: string;
+}): Promise<void> {
+  const { host, engine } = options;
+  const context = {
+    connection: options.connection,
+    tool: options.tool,
+    account: host.account,
+    owner: options.owner,
+  };
+  const command = engine.checkCommand(context);
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), CHECK_TIMEOUT_SECONDS * 1000);
+  let result;
+  try {
+    result = await host.run(guardedCommand(command.argv, command.delivery), {
+      input: secretLine(command.secret),
+      keepStdinOpen: true,
+      signal: abort.signal,
+    });
+  } finally {
+    clearTimeout(timer);
+  }
+  if (abort.signal.aborted)
+    throw new BackupError(
+      `The ${engine.type} database did not answer a connection check within ${CHECK_TIMEOUT_SECONDS} s: is the database server running and answering?`,
+    );
+  const transport = host.transportFailure(result);
+  if (transport) throw new BackupError(`The database check failed: ${transport}`);
+  if (result.exitCode === 127 && /not found/i.test(result.stderr))
+    throw new BackupError(
+      `${host.label} has no ${command.program} to check the ${engine.type} database before the backup: install it there.`,
+    );
+  const problem = engine.checkProblem(result, context);
+  if (problem)
+    throw new BackupError(`The database check failed (nothing was changed yet): ${problem}`);
+}
+
 export interface DumpResult extends WrittenFile {
   /** Uncompressed size of the dump. */
   rawBytes: number;

@@ -9,6 +9,7 @@ import { runnerPrivilege, type RunnerPrivilege } from '../host/runner.ts';
 import type { Reporter } from '../report.ts';
 import type { BackupPlan } from '../settings.ts';
 import { compressorProgram } from './compress.ts';
+import { checkDatabase } from './dump.ts';
 import type { Instance } from './discover.ts';
 import { planFileSet, type FileSet } from './files.ts';
 import { isWithin } from './installation.ts';
@@ -143,8 +144,9 @@ export interface Preflight {
 
 /**
  * Everything checked before the instance is touched: the dump tool and the other programs
- * on the host, the programs here, whether this runner can keep owners, what to copy, and
- * whether the backup directory has room for it.
+ * on the host, the programs here, that the dump can reach and read the database (with its
+ * own credentials), whether this runner can keep owners, what to copy, and whether the
+ * backup directory has room for it.
  */
 export async function preflight(
   host: Host,
@@ -169,6 +171,14 @@ export async function preflight(
   ]);
   if (missing.length > 0)
     throw new BackupError(`This machine lacks ${missing.join(', ')}: install it to take backups.`);
+  await checkDatabase({
+    host,
+    engine,
+    connection: instance.database,
+    tool,
+    owner: instance.owner,
+  });
+  reporter.info(`The ${instance.database.type} database '${instance.database.name}' answers.`);
   const privilege = await runnerPrivilege();
   if (!privilege.keepsOwners)
     reporter.warning(

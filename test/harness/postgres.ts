@@ -5,7 +5,7 @@ import type { DatabaseLogin } from './mariadb.ts';
 import type { NetworkHost } from './netns.ts';
 import { makeScratchDir } from './scratch.ts';
 import { freePort, startServerProcess } from './server-process.ts';
-import { pgIdentifier, pgString } from './sql.ts';
+import { pgDbnameArg, pgIdentifier, pgString } from './sql.ts';
 import { systemUser } from './accounts.ts';
 import { copyFromTemplate } from './template.ts';
 import { postgresBinDir, requireTool } from './tools.ts';
@@ -92,8 +92,7 @@ export async function startPostgres(
           String(port),
           '-U',
           SERVICE_USER,
-          '-d',
-          database,
+          pgDbnameArg(database),
         ],
         { input: sql },
       )

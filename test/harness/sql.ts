@@ -16,3 +16,13 @@ export function mysqlIdentifier(name: string): string {
 export function pgIdentifier(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
+
+/**
+ * psql's --dbname for any database name: a bare name with `=` in it would be read as a
+ * connection string, so it goes as the quoted value of `dbname=`.
+ */
+export function pgDbnameArg(name: string): string {
+  let quoted = '';
+  for (const c of name) quoted += c === '\\' || c === "'" ? `\\${c}` : c;
+  return `--dbname=dbname='${quoted}'`;
+}

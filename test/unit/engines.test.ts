@@ -62,17 +62,16 @@ describe('every engine builds a dump command without the password in its argv', 
       'PGAPPNAME=owncloud-backup',
       'pg_dump',
       '--no-password',
-      '--format=plain',
       '--host=/var/run/postgresql',
       '--port=5433',
       '--username=oc',
-      '--',
-      'owncloud',
+      "--dbname=dbname='owncloud'",
+      '--format=plain',
     ]);
     expect(command).toMatchObject({ delivery: 'pgpassword', secret: PASSWORD });
   });
 
-  it('sqlite: sqlite3 FILE .dump as the owner of the instance', () => {
+  it('sqlite: sqlite3 -readonly FILE .dump as the owner of the instance', () => {
     const command = engineFor('sqlite').dumpCommand(
       context({ ...base, type: 'sqlite', file: '/srv/data/owncloud.db' }, 'sqlite3'),
     );
@@ -82,6 +81,7 @@ describe('every engine builds a dump command without the password in its argv', 
       'www-data',
       '--',
       'sqlite3',
+      '-readonly',
       '-bail',
       '-cmd',
       '.timeout 5000',
