@@ -119,12 +119,12 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
       preflight(connected, plan, instance, engine, reporter),
     );
     const { tool, fileSet } = checked;
-    const progress = (label: string, expectedBytes: number) =>
+    const progress = (label: string, expectedBytes?: number) =>
       new StepProgress(label, {
         intervalSeconds: context.progressSeconds ?? DEFAULT_PROGRESS_SECONDS,
         now: () => performance.now(),
         emit: (line) => reporter.info(line),
-        expectedBytes,
+        ...(expectedBytes !== undefined ? { expectedBytes } : {}),
       });
     // Kept outside the try as well: removing a failed run's files may need it.
     const elevated = (privilege = checked.privilege);
@@ -185,8 +185,9 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
                   privilege: elevated,
                 })
               : Promise.resolve(dataStats),
-          dump: (stepSignal) =>
-            dumpDatabase({
+          dump: async (stepSignal) => {
+            const dumping = progress('Database dump');
+            const dumped = await dumpDatabase({
               host: connected,
               engine,
               connection: instance.database,
@@ -196,7 +197,11 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
               path: join(workDir, dumpFileName(startedAt, plan.compression)),
               idleTimeoutSeconds: plan.dumpTimeoutSeconds,
               signal: stepSignal,
-            }),
+              progress: dumping,
+            });
+            dumping.finish();
+            return dumped;
+          },
         }),
     );
     const stats = {

@@ -65,7 +65,8 @@ export function formatProgress(
   } else {
     parts.push(formatBytes(count.bytes));
   }
-  if (count.files !== undefined) parts.push(`${count.files.toLocaleString('en-US')} files`);
+  if (count.files !== undefined)
+    parts.push(`${count.files.toLocaleString('en-US')} file${count.files === 1 ? '' : 's'}`);
   parts.push(`${formatBytes(rate)}/s`);
   if (expectedBytes && rate > 0 && count.bytes < expectedBytes)
     parts.push(`about ${formatSeconds((expectedBytes - count.bytes) / rate)} left`);

@@ -12582,7 +12582,7 @@ function formatProgress(label, count, elapsedSeconds, expectedBytes) {
         parts.push(formatBytes(count.bytes));
     }
     if (count.files !== undefined)
-        parts.push(`${count.files.toLocaleString('en-US')} files`);
+        parts.push(`${count.files.toLocaleString('en-US')} file${count.files === 1 ? '' : 's'}`);
     parts.push(`${formatBytes(rate)}/s`);
     if (expectedBytes && rate > 0 && count.bytes < expectedBytes)
         parts.push(`about ${formatSeconds((expectedBytes - count.bytes) / rate)} left`);
@@ -12673,6 +12673,8 @@ class DumpWatch extends external_node_stream_namespaceObject.Transform {
     tail = Buffer.alloc(0);
     bytes = 0;
     markerSeen = false;
+    /** Told the bytes so far, chunk by chunk. */
+    progress;
     timer;
     marker;
     idleMs;
@@ -12691,6 +12693,7 @@ class DumpWatch extends external_node_stream_namespaceObject.Transform {
     _transform(chunk, _encoding, callback) {
         this.arm();
         this.bytes += chunk.length;
+        this.progress?.update({ bytes: this.bytes });
         const window = Buffer.concat([this.tail.subarray(-256), chunk]);
         if (this.marker && window.includes(this.marker))
             this.markerSeen = true;
@@ -12727,6 +12730,7 @@ async function dumpDatabase(options) {
         idle = true;
         abort.abort();
     });
+    watch.progress = options.progress;
     try {
         const [written, result] = await Promise.all([
             compressToFile(dump.stdout.pipe(watch), options.compression, options.path),
@@ -12951,7 +12955,7 @@ async function runBackup(plan, context) {
             intervalSeconds: context.progressSeconds ?? DEFAULT_PROGRESS_SECONDS,
             now: () => performance.now(),
             emit: (line) => reporter.info(line),
-            expectedBytes,
+            ...(expectedBytes !== undefined ? { expectedBytes } : {}),
         });
         // Kept outside the try as well: removing a failed run's files may need it.
         const elevated = (privilege = checked.privilege);
@@ -12994,17 +12998,23 @@ async function runBackup(plan, context) {
                     privilege: elevated,
                 })
                 : Promise.resolve(dataStats),
-            dump: (stepSignal) => dumpDatabase({
-                host: connected,
-                engine,
-                connection: instance.database,
-                tool,
-                owner: instance.owner,
-                compression: plan.compression,
-                path: (0,external_node_path_namespaceObject.join)(workDir, dumpFileName(startedAt, plan.compression)),
-                idleTimeoutSeconds: plan.dumpTimeoutSeconds,
-                signal: stepSignal,
-            }),
+            dump: async (stepSignal) => {
+                const dumping = progress('Database dump');
+                const dumped = await dumpDatabase({
+                    host: connected,
+                    engine,
+                    connection: instance.database,
+                    tool,
+                    owner: instance.owner,
+                    compression: plan.compression,
+                    path: (0,external_node_path_namespaceObject.join)(workDir, dumpFileName(startedAt, plan.compression)),
+                    idleTimeoutSeconds: plan.dumpTimeoutSeconds,
+                    signal: stepSignal,
+                    progress: dumping,
+                });
+                dumping.finish();
+                return dumped;
+            },
         }));
         const stats = {
             files: installStats.files + finalData.files,

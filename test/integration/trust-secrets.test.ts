@@ -249,7 +249,8 @@ describe('a NUL byte in a config.php value', () => {
   it.each(['datadirectory', 'dbname', 'dbuser', 'dbhost', 'dbpassword', 'dbtableprefix', 'theme'])(
     "is named by its key ('%s'), with a usage error and no stack trace",
     async (key) => {
-      const instance = await sample('sqlite');
+      // MariaDB: every one of these values is used (a host, a user, a password to deliver).
+      const instance = await sample('mysql');
       const config = { ...instance.config };
       config[key] = `${typeof config[key] === 'string' ? config[key] : 'value'}\u0000evil`;
       writeFileSync(instance.configPath, renderConfigPhp(config));
@@ -294,7 +295,7 @@ function progressLines(stderr: string, label: string): ProgressLine[] {
     .filter((line) => line.startsWith(`${label}: `) && !line.includes(': done in '))
     .map((line) => {
       const match =
-        /^[^:]+: (.+?) of about (.+?) \((\d+) %\)(?:, ([\d,]+) files)?, (.+?)\/s(?:, about .+ left)?$/.exec(
+        /^[^:]+: (.+?) of about (.+?) \((\d+) %\)(?:, ([\d,]+) files?)?, (.+?)\/s(?:, about .+ left)?$/.exec(
           line,
         );
       expect(match, line).not.toBeNull();
@@ -348,6 +349,15 @@ describe('progress of the long steps', () => {
     // A tar stream holds every staged byte, plus its headers.
     expect(archive.at(-1)!.bytes).toBeGreaterThanOrEqual(bytesOf(summary![2]!));
     expect(archive.at(-1)!.percent).toBe(100);
+
+    // The dump has no estimate: bytes and rate, ending at the dump's raw size.
+    const dump = run.stderr
+      .split('\n')
+      .map((line) => /^\S+ Database dump: (\S+ \S+), \S+ \S+\/s$/.exec(line)?.[1])
+      .filter((bytes) => bytes !== undefined);
+    expect(dump.length, run.stderr).toBeGreaterThan(0);
+    expectNonDecreasing(dump.map(bytesOf));
+    expect(dump.at(-1)).toBe(/Database dump: (\S+ \S+) raw/.exec(run.stderr)![1]);
     instance.remove();
   });
 
