@@ -62,13 +62,19 @@ function errorLine(run: WatchedRun): string {
 }
 
 /**
- * Makes every occ call last a moment (a wrapper that sleeps, then runs the stand-in), so
- * the watcher reads the environment of each one however busy the machine is.
+ * Makes every PHP run as the owner last a moment, so that the watcher reads the environment
+ * of each one however busy the machine is: occ through a wrapper that sleeps, then runs the
+ * stand-in; the reading of config.php through one more config file (ownCloud merges
+ * config/*.config.php) that sleeps.
  */
-function slowOcc(instance: SampleInstance): void {
+function slowPhp(instance: SampleInstance): void {
   const occ = join(instance.installDir, 'occ');
   renameSync(occ, join(instance.installDir, 'occ-stand-in.php'));
   writeFileSync(occ, "<?php\nusleep(300000);\nrequire __DIR__ . '/occ-stand-in.php';\n");
+  writeFileSync(
+    join(instance.installDir, 'config', 'slow.config.php'),
+    '<?php\nusleep(300000);\n$CONFIG = [];\n',
+  );
 }
 
 const program = (s: EnvironSighting) => s.argv[0]?.split('/').pop() ?? '';
@@ -80,8 +86,9 @@ describe.each([
   ['the action', 'ssh'],
 ] as const)('a MariaDB backup through %s (%s)', (entry, transport) => {
   it('leaves no secret in the environment of any process it starts, occ as www-data among them', async () => {
-    const instance = await sample('mysql', { bulk: { files: 40, bytes: 4 * 1024 * 1024 } });
-    slowOcc(instance);
+    // Enough data that rsync and tar run for a while.
+    const instance = await sample('mysql', { bulk: { files: 40, bytes: 32 * 1024 * 1024 } });
+    slowPhp(instance);
     const backupDir = backupDirFor(instance);
     const password = instance.dbPassword;
     // The runner's own tokens: no child has any business with them either.
