@@ -11212,7 +11212,7 @@ function spawn(argv, options, streamStdout) {
         stdin: 'pipe',
         stdout: 'pipe',
         stderr: 'pipe',
-        buffer: { stdout: !streamStdout, stderr: true },
+        buffer: { stdout: !streamStdout, stderr: !options.onStderr },
         maxBuffer: { stdout: OUTPUT_LIMIT, stderr: OUTPUT_LIMIT },
         reject: false,
         stripFinalNewline: false,
@@ -11998,8 +11998,9 @@ function parseRsyncProgress(line) {
 }
 /**
  * Splits rsync's stdout as it streams: progress updates (ended by \r) go to `onProgress`,
- * every other line (the --stats block) is kept for parseRsyncStats.
+ * the last lines of the rest (the --stats block) are kept for parseRsyncStats.
  */
+const KEPT_LINES = 200;
 class RsyncOutput {
     pending = '';
     kept = [];
@@ -12024,8 +12025,12 @@ class RsyncOutput {
         const progress = parseRsyncProgress(piece);
         if (progress)
             this.onProgress(progress);
-        else if (piece.trim() !== '')
+        else if (piece.trim() !== '') {
             this.kept.push(piece);
+            // The --stats block is a few lines at the end; anything else must not pile up.
+            if (this.kept.length > KEPT_LINES)
+                this.kept.shift();
+        }
     }
 }
 /** Parses `rsync --stats` (run with LC_ALL=C). */
@@ -12233,7 +12238,9 @@ function tarCreateCommand(stagingDir, members, compression) {
 }
 async function archiveFiles(options) {
     const members = Object.values(LAYOUT).filter((m) => (0,external_node_fs_namespaceObject.existsSync)((0,external_node_path_namespaceObject.join)(options.stagingDir, m)));
+    // tar's stderr streams: progress lines go on, the last few others explain a failure.
     let pending = '';
+    const complaints = [];
     const onStderr = (text) => {
         const lines = (pending + text).split('\n');
         pending = lines.pop();
@@ -12241,6 +12248,11 @@ async function archiveFiles(options) {
             const count = parseTarProgress(line);
             if (count)
                 options.progress?.update(count);
+            else if (line.trim() !== '') {
+                complaints.push(line);
+                if (complaints.length > 20)
+                    complaints.shift();
+            }
         }
     };
     const tar = streamProcess([
@@ -12250,7 +12262,7 @@ async function archiveFiles(options) {
     try {
         const [written, result] = await Promise.all([writeHashed(tar.stdout, options.path), tar.done]);
         if (result.exitCode !== 0)
-            throw new BackupError(`Archiving the files failed (tar exit ${result.exitCode}): ${stderrTail(withoutTarProgress(result.stderr))}`);
+            throw new BackupError(`Archiving the files failed (tar exit ${result.exitCode}): ${stderrTail(withoutTarProgress([...complaints, pending].join('\n')))}`);
         return { ...written, members };
     }
     catch (error) {

@@ -42317,7 +42317,7 @@ function spawn(argv, options, streamStdout) {
         stdin: 'pipe',
         stdout: 'pipe',
         stderr: 'pipe',
-        buffer: { stdout: !streamStdout, stderr: true },
+        buffer: { stdout: !streamStdout, stderr: !options.onStderr },
         maxBuffer: { stdout: OUTPUT_LIMIT, stderr: OUTPUT_LIMIT },
         reject: false,
         stripFinalNewline: false,

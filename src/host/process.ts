@@ -22,7 +22,10 @@ export interface ProcessOptions {
   shielded?: boolean;
   /** Kill the command when it runs longer than this. */
   timeoutMs?: number;
-  /** Told stderr as it arrives (it is still captured in the result). */
+  /**
+   * Told stderr as it arrives, instead of capturing it (the result's stderr is then ''):
+   * for a command that reports progress there for hours.
+   */
   onStderr?: (text: string) => void;
   /** Set on top of this process's environment (which is passed on without its secrets). */
   env?: Record<string, string>;
@@ -68,7 +71,7 @@ function spawn(argv: readonly string[], options: ProcessOptions, streamStdout: b
     stdin: 'pipe',
     stdout: 'pipe',
     stderr: 'pipe',
-    buffer: { stdout: !streamStdout, stderr: true },
+    buffer: { stdout: !streamStdout, stderr: !options.onStderr },
     maxBuffer: { stdout: OUTPUT_LIMIT, stderr: OUTPUT_LIMIT },
     reject: false,
     stripFinalNewline: false,

@@ -74,13 +74,19 @@ export async function archiveFiles(options: {
   progress?: StepProgress;
 }): Promise<WrittenFile & { members: string[] }> {
   const members = Object.values(LAYOUT).filter((m) => existsSync(join(options.stagingDir, m)));
+  // tar's stderr streams: progress lines go on, the last few others explain a failure.
   let pending = '';
+  const complaints: string[] = [];
   const onStderr = (text: string) => {
     const lines = (pending + text).split('\n');
     pending = lines.pop()!;
     for (const line of lines) {
       const count = parseTarProgress(line);
       if (count) options.progress?.update(count);
+      else if (line.trim() !== '') {
+        complaints.push(line);
+        if (complaints.length > 20) complaints.shift();
+      }
     }
   };
   const tar = streamProcess(
@@ -94,7 +100,7 @@ export async function archiveFiles(options: {
     const [written, result] = await Promise.all([writeHashed(tar.stdout, options.path), tar.done]);
     if (result.exitCode !== 0)
       throw new BackupError(
-        `Archiving the files failed (tar exit ${result.exitCode}): ${stderrTail(withoutTarProgress(result.stderr))}`,
+        `Archiving the files failed (tar exit ${result.exitCode}): ${stderrTail(withoutTarProgress([...complaints, pending].join('\n')))}`,
       );
     return { ...written, members };
   } catch (error) {

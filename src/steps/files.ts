@@ -61,8 +61,10 @@ export function parseRsyncProgress(line: string): ProgressCount | undefined {
 
 /**
  * Splits rsync's stdout as it streams: progress updates (ended by \r) go to `onProgress`,
- * every other line (the --stats block) is kept for parseRsyncStats.
+ * the last lines of the rest (the --stats block) are kept for parseRsyncStats.
  */
+const KEPT_LINES = 200;
+
 export class RsyncOutput {
   private pending = '';
   private kept: string[] = [];
@@ -88,7 +90,11 @@ export class RsyncOutput {
   private take(piece: string): void {
     const progress = parseRsyncProgress(piece);
     if (progress) this.onProgress(progress);
-    else if (piece.trim() !== '') this.kept.push(piece);
+    else if (piece.trim() !== '') {
+      this.kept.push(piece);
+      // The --stats block is a few lines at the end; anything else must not pile up.
+      if (this.kept.length > KEPT_LINES) this.kept.shift();
+    }
   }
 }
 

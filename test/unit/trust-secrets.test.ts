@@ -1,6 +1,9 @@
 // The pure pieces behind "secrets stay put, messages stay safe, long steps say how far they
 // got": which environment a child gets, how config.php failures and values are worded, how
 // rsync's and tar's progress is read, and how often a progress line goes out.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { childEnvironment, isSecretVariable } from '../../src/host/environment.ts';
 import { runProcess } from '../../src/host/process.ts';
@@ -12,7 +15,7 @@ import {
   ProgressThrottle,
   StepProgress,
 } from '../../src/progress.ts';
-import { parseTarProgress, withoutTarProgress } from '../../src/steps/archive.ts';
+import { archiveFiles, parseTarProgress, withoutTarProgress } from '../../src/steps/archive.ts';
 import { configReadFailure } from '../../src/steps/discover.ts';
 import { parseRsyncProgress, parseRsyncStats, RsyncOutput } from '../../src/steps/files.ts';
 
@@ -219,6 +222,28 @@ describe("tar's progress lines", () => {
         'tar: owncloud-backup-progress 100\ntar: data/x: Cannot open: Permission denied\nTotal bytes written: 10240 (10KiB)\n',
       ).trim(),
     ).toBe('tar: data/x: Cannot open: Permission denied');
+  });
+});
+
+describe('a failing tar, its stderr streamed for progress', () => {
+  it("is explained in tar's own words", async () => {
+    // Nothing staged: tar refuses to create an empty archive.
+    const dir = mkdtempSync(join(tmpdir(), 'archive-unit-'));
+    try {
+      await expect(
+        archiveFiles({
+          stagingDir: dir,
+          compression: 'gzip',
+          path: join(dir, 'files.tar.gz'),
+          signal: new AbortController().signal,
+          privilege: { prefix: [], keepsOwners: true },
+        }),
+      ).rejects.toThrow(
+        /^Archiving the files failed \(tar exit 2\): tar: Cowardly refusing to create an empty archive/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
