@@ -11996,11 +11996,11 @@ function parseRsyncProgress(line) {
     // The first update comes before any file is done: it has no xfr# yet.
     return { bytes, files: match[2] === undefined ? 0 : Number(match[2]) };
 }
+const KEPT_LINES = 200;
 /**
  * Splits rsync's stdout as it streams: progress updates (ended by \r) go to `onProgress`,
  * the last lines of the rest (the --stats block) are kept for parseRsyncStats.
  */
-const KEPT_LINES = 200;
 class RsyncOutput {
     pending = '';
     kept = [];

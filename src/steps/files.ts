@@ -59,12 +59,12 @@ export function parseRsyncProgress(line: string): ProgressCount | undefined {
   return { bytes, files: match[2] === undefined ? 0 : Number(match[2]) };
 }
 
+const KEPT_LINES = 200;
+
 /**
  * Splits rsync's stdout as it streams: progress updates (ended by \r) go to `onProgress`,
  * the last lines of the rest (the --stats block) are kept for parseRsyncStats.
  */
-const KEPT_LINES = 200;
-
 export class RsyncOutput {
   private pending = '';
   private kept: string[] = [];
