@@ -27,6 +27,7 @@ import {
   MANIFEST_NAME,
 } from './naming.ts';
 import { formatSeconds, type Reporter } from './report.ts';
+import { DEFAULT_PROGRESS_SECONDS, StepProgress } from './progress.ts';
 import type { Secrets } from './secrets.ts';
 import type { BackupPlan } from './settings.ts';
 import { archiveFiles } from './steps/archive.ts';
@@ -55,6 +56,8 @@ export interface BackupContext {
   /** When the run started (names the backup); default now. */
   startedAt?: Date;
   ssh?: SshOptions;
+  /** Seconds between progress lines of the long steps (default 10). */
+  progressSeconds?: number;
   /** Seconds to keep retrying to restore maintenance mode through a broken link. */
   maintenanceRestoreSeconds?: number;
   /** Told when maintenance mode changes, so the action's post step can restore it if main dies. */
@@ -114,6 +117,13 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
       preflight(connected, plan, instance, engine, reporter),
     );
     const { tool, fileSet } = checked;
+    const progress = (label: string, expectedBytes?: number) =>
+      new StepProgress(label, {
+        intervalSeconds: context.progressSeconds ?? DEFAULT_PROGRESS_SECONDS,
+        now: () => performance.now(),
+        emit: (line) => reporter.info(line),
+        ...(expectedBytes !== undefined ? { expectedBytes } : {}),
+      });
     // Kept outside the try as well: removing a failed run's files may need it.
     const elevated = (privilege = checked.privilege);
     interrupted();
@@ -127,11 +137,13 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
     const { installStats, dataStats } = await reporter.group(
       'Files (bulk copy, before maintenance mode)',
       async () => {
+        const bulk = progress('Bulk copy', checked.sizeBytes);
         const install = await syncFiles(connected, fileSet, stagingDir, {
           delete: false,
           parts: ['install'],
           signal,
           privilege: elevated,
+          progress: bulk,
         });
         await checkStagedConfig(stagingDir, elevated);
         const data = await syncFiles(connected, fileSet, stagingDir, {
@@ -139,7 +151,9 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
           parts: ['data', 'absolute'],
           signal,
           privilege: elevated,
+          progress: bulk,
         });
+        bulk.finish();
         reporter.info(
           `${install.files + data.files} files, ${formatBytes(install.bytes + data.bytes)} copied.`,
         );
@@ -175,8 +189,9 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
                   privilege: elevated,
                 })
               : Promise.resolve(dataStats),
-          dump: (stepSignal) =>
-            dumpDatabase({
+          dump: async (stepSignal) => {
+            const dumping = progress('Database dump');
+            const dumped = await dumpDatabase({
               host: connected,
               engine,
               connection: instance.database,
@@ -186,7 +201,11 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
               path: join(workDir, dumpFileName(startedAt, plan.compression)),
               idleTimeoutSeconds: plan.dumpTimeoutSeconds,
               signal: stepSignal,
-            }),
+              progress: dumping,
+            });
+            dumping.finish();
+            return dumped;
+          },
         }),
     );
     const stats = {
@@ -196,13 +215,16 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
     interrupted();
 
     const files = await reporter.group('Archive', async () => {
+      const packing = progress('Archive', stats.bytes);
       const written = await archiveFiles({
         stagingDir,
         compression: plan.compression,
         path: join(workDir, filesArchiveName(startedAt, plan.compression)),
         signal,
         privilege: elevated,
+        progress: packing,
       });
+      packing.finish();
       await removeTree(stagingDir, elevated);
       reporter.info(
         `${written.path.split('/').pop()}: ${formatBytes(written.size)}, sha256 ${written.sha256}.`,

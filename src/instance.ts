@@ -24,6 +24,30 @@ export const CONFIG_KEYS = [
 
 export type ConfigValues = Partial<Record<(typeof CONFIG_KEYS)[number], unknown>>;
 
+/** The values that end up in a command's argv (or on the dump's stdin): none may hold a NUL. */
+const ARGUMENT_KEYS = [
+  'datadirectory',
+  'dbhost',
+  'dbname',
+  'dbuser',
+  'dbpassword',
+  'dbtableprefix',
+  'theme',
+] as const;
+
+/**
+ * Why config.php's values cannot be used, naming the key (a NUL byte cannot be passed to
+ * any program: no argv, file name or password holds one); undefined when they can.
+ */
+export function invalidConfigValue(config: ConfigValues): string | undefined {
+  for (const key of ARGUMENT_KEYS) {
+    const value = config[key];
+    if (typeof value === 'string' && value.includes('\0'))
+      return `config.php's '${key}' contains a NUL byte, which no program accepts: fix the value in config.php.`;
+  }
+  return undefined;
+}
+
 export type Product = 'owncloud' | 'nextcloud';
 
 /** One entry of config.php's `apps_paths`: a directory the server loads apps from. */

@@ -6,7 +6,7 @@ import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(745);
+/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(439);
 // Entry of the `owncloud-backup` command.
 
 process.exitCode = await (0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .runCli */ .ak)(process.argv.slice(2));
@@ -16,7 +16,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 745:
+/***/ 439:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -11004,10 +11004,44 @@ const {
 } = getIpcExport();
 
 
+;// CONCATENATED MODULE: ./src/host/environment.ts
+// The environment every command this tool starts gets: this process's own, minus every
+// variable that may carry a secret. The tool's inputs (INPUT_* in the action,
+// OWNCLOUD_BACKUP_* on the command line) hold the database password and the SSH key, the
+// runner's ACTIONS_* and GITHUB_TOKEN hold tokens; a child (occ as the web server's user,
+// ssh, rsync, tar, the compressor) needs none of them, and each would show them in
+// /proc/PID/environ to its owner. The one command that needs a secret gets it on stdin or
+// an fd (src/host/guarded.ts), never from here.
+/** Name prefixes of variables the tool or the runner fills with inputs, state and tokens. */
+const SECRET_PREFIXES = ['INPUT_', 'STATE_', 'OWNCLOUD_BACKUP_', 'ACTIONS_'];
+/**
+ * Names that say "credential", whoever set them (GITHUB_TOKEN, NPM_TOKEN, AWS_SECRET_ACCESS_KEY,
+ * a runner's own *_PASSWORD, …), and the database clients' own password variables, which
+ * would otherwise override the password the tool delivers.
+ */
+const SECRET_NAME = /TOKEN|SECRET|PASSW|PASSPHRASE|CREDENTIAL|PRIVATE|API_?KEY|AUTH/i;
+const CLIENT_PASSWORDS = new Set(['MYSQL_PWD', 'PGPASSWORD']);
+/** Whether a variable of this name is kept from every child. */
+function isSecretVariable(name) {
+    const upper = name.toUpperCase();
+    return (SECRET_PREFIXES.some((prefix) => upper.startsWith(prefix)) ||
+        CLIENT_PASSWORDS.has(upper) ||
+        SECRET_NAME.test(name));
+}
+/** The environment for a child: `parent` without secret-bearing variables, plus `extra`. */
+function childEnvironment(parent, extra = {}) {
+    const env = {};
+    for (const [name, value] of Object.entries(parent))
+        if (value !== undefined && !isSecretVariable(name))
+            env[name] = value;
+    return { ...env, ...extra };
+}
+
 ;// CONCATENATED MODULE: ./src/host/process.ts
 // Running programs on this machine: the one place that spawns processes. Commands are
 // argv arrays; secrets travel on stdin only, so no argv (and no error message built from
-// one) ever holds them.
+// one) ever holds them, and no child inherits a secret-bearing environment variable.
+
 
 
 // Generous: execa ends a command whose output outgrows its buffer, and rsync can warn
@@ -11033,7 +11067,7 @@ function spawn(argv, options, streamStdout) {
         stdin: 'pipe',
         stdout: 'pipe',
         stderr: 'pipe',
-        buffer: { stdout: !streamStdout, stderr: true },
+        buffer: { stdout: !streamStdout, stderr: !options.onStderr },
         maxBuffer: { stdout: OUTPUT_LIMIT, stderr: OUTPUT_LIMIT },
         reject: false,
         stripFinalNewline: false,
@@ -11041,10 +11075,15 @@ function spawn(argv, options, streamStdout) {
         forceKillAfterDelay: 3000,
         detached: options.shielded ?? false,
         ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}),
-        ...(options.env ? { env: options.env } : {}),
+        // execa would add all of process.env to whatever is given here.
+        extendEnv: false,
+        env: childEnvironment(process.env, options.env),
         ...(options.cwd ? { cwd: options.cwd } : {}),
         encoding: streamStdout ? 'buffer' : 'utf8',
     });
+    const onStderr = options.onStderr;
+    if (onStderr)
+        child.stderr.on('data', (chunk) => onStderr(typeof chunk === 'string' ? chunk : chunk.toString('utf8')));
     // A command that exits without reading its stdin must not crash us with EPIPE.
     child.stdin.on('error', () => { });
     if (options.input !== undefined)
@@ -11448,6 +11487,7 @@ function quoteCommand(argv) {
 
 
 
+
 /**
  * A path as the value of an ssh `-o` option: ssh splits values on spaces unless they are
  * double-quoted, and expands %-tokens in these paths, so '%' is doubled.
@@ -11589,6 +11629,7 @@ class SshHost {
         ], {
             stdio: ['ignore', 'ignore', 'pipe'],
             detached: true,
+            env: childEnvironment(process.env),
         });
         this.master = master;
         if (master.pid !== undefined)
@@ -11797,6 +11838,28 @@ const CONFIG_KEYS = [
     'installed',
     'apps_paths',
 ];
+/** The values that end up in a command's argv (or on the dump's stdin): none may hold a NUL. */
+const ARGUMENT_KEYS = [
+    'datadirectory',
+    'dbhost',
+    'dbname',
+    'dbuser',
+    'dbpassword',
+    'dbtableprefix',
+    'theme',
+];
+/**
+ * Why config.php's values cannot be used, naming the key (a NUL byte cannot be passed to
+ * any program: no argv, file name or password holds one); undefined when they can.
+ */
+function invalidConfigValue(config) {
+    for (const key of ARGUMENT_KEYS) {
+        const value = config[key];
+        if (typeof value === 'string' && value.includes('\0'))
+            return `config.php's '${key}' contains a NUL byte, which no program accepts: fix the value in config.php.`;
+    }
+    return undefined;
+}
 const DB_TYPES = {
     mysql: 'mysql',
     pgsql: 'pgsql',
@@ -11916,22 +11979,78 @@ function productOf(markers, version) {
 
 
 
+// PHP's own messages about config.php quote its text (a syntax error names the token it
+// choked on, which may be part of the password), so PHP prints none (display_errors=0) and
+// the script reports a failure as JSON naming only the kind, file and line.
 const READ_CONFIG = `
 error_reporting(E_ALL & ~E_DEPRECATED & ~E_NOTICE);
 $dir = $argv[1];
+$done = false;
+$fail = function ($kind, $file, $line = 0, $class = '') use (&$done) {
+  $done = true;
+  echo json_encode(['failure' => ['kind' => $kind, 'file' => $file, 'line' => $line, 'class' => $class]]);
+  exit(3);
+};
+register_shutdown_function(function () use (&$done, $fail) {
+  $error = error_get_last();
+  if (!$done && $error !== null && in_array($error['type'], [E_ERROR, E_PARSE, E_CORE_ERROR, E_COMPILE_ERROR], true)) { while (ob_get_level() > 0) ob_end_clean(); $fail('fatal', $error['file'], $error['line']); }
+});
 $merged = [];
 $files = array_merge([$dir . '/config.php'], glob($dir . '/*.config.php') ?: []);
 foreach ($files as $file) {
+  if (!is_readable($file)) $fail('unreadable', $file);
   $CONFIG = null;
   ob_start();
-  $ok = include $file;
+  try {
+    $ok = include $file;
+  } catch (ParseError $e) {
+    ob_end_clean();
+    $fail('syntax', $e->getFile(), $e->getLine());
+  } catch (Throwable $e) {
+    ob_end_clean();
+    $fail('error', $e->getFile(), $e->getLine(), get_class($e));
+  }
   ob_end_clean();
-  if ($ok === false || !is_array($CONFIG)) { fwrite(STDERR, "no \\$CONFIG array in $file\\n"); exit(3); }
+  if ($ok === false) $fail('unreadable', $file);
+  if (!is_array($CONFIG)) $fail('no-config', $file);
   $merged = array_merge($merged, $CONFIG);
 }
 $keys = json_decode($argv[2], true);
 echo json_encode(array_intersect_key($merged, array_flip($keys)));
+$done = true;
 `;
+/**
+ * The message for the reading script's own failure report (exit 3), built from the kind,
+ * file and line only, never from PHP's text; undefined when stdout is not such a report.
+ */
+function configReadFailure(stdout, owner) {
+    let report;
+    try {
+        report = JSON.parse(stdout).failure;
+    }
+    catch {
+        return undefined;
+    }
+    if (typeof report !== 'object' || report === null)
+        return undefined;
+    const { kind, file, line, class: errorClass } = report;
+    const where = typeof file === 'string' ? file : 'config.php';
+    const onLine = typeof line === 'number' && line > 0 ? ` on line ${line}` : '';
+    switch (kind) {
+        case 'syntax':
+            return `${where} has a PHP syntax error${onLine}: fix it (php -l ${where} shows where).`;
+        case 'error':
+            return `${where} stops with a PHP ${typeof errorClass === 'string' && /^[\w\\]+$/.test(errorClass) ? errorClass : 'error'}${onLine} when loaded.`;
+        case 'fatal':
+            return `${where} stops PHP with a fatal error${onLine} when loaded.`;
+        case 'unreadable':
+            return `${where} cannot be read by ${owner} (who runs occ): check its owner and mode.`;
+        case 'no-config':
+            return `${where} does not define a $CONFIG array: is it an ownCloud config file?`;
+        default:
+            return undefined;
+    }
+}
 /** Whether a path exists, as seen by the instance's owner (who can see into its data dir). */
 async function existsOnHost(host, owner, test, path) {
     const result = await host.run(asUser(host.account, owner, ['test', test, path]));
@@ -11961,6 +12080,10 @@ async function discoverInstance(host, plan, secrets) {
     const exists = (test, path) => existsOnHost(host, owner, test, path);
     const read = await host.run(asUser(host.account, owner, [
         'php',
+        '-d',
+        'display_errors=0',
+        '-d',
+        'log_errors=0',
         '-r',
         READ_CONFIG,
         '--',
@@ -11971,7 +12094,11 @@ async function discoverInstance(host, plan, secrets) {
         const transport = host.transportFailure(read);
         if (transport)
             throw new BackupError(transport);
-        throw new BackupError(`Could not read ${configPath} with PHP on ${host.label}: ${stderrTail(read.stderr || read.stdout)}`);
+        const failure = configReadFailure(read.stdout, owner);
+        if (failure)
+            throw new BackupError(failure);
+        // Not PHP's words (it prints none): the shell's or sudo's, e.g. php missing.
+        throw new BackupError(`Could not read ${configPath} with PHP on ${host.label}: ${stderrTail(read.stderr) || `php exited with ${read.exitCode}`}`);
     }
     let config;
     try {
@@ -11984,6 +12111,9 @@ async function discoverInstance(host, plan, secrets) {
     }
     // A secret from the moment it is known.
     secrets.add(typeof config.dbpassword === 'string' ? config.dbpassword : undefined);
+    const invalid = invalidConfigValue(config);
+    if (invalid)
+        throw new InputError(invalid);
     if (config.installed === false)
         throw new InputError(`${configPath} says the instance is not installed (installed => false): nothing to back up.`);
     // config.php's value may carry a trailing slash or doubled ones: one spelling from here on.
@@ -12292,11 +12422,62 @@ async function planAppDirs(host, instance, kind, warn) {
 
 
 
+
 /** Archive member directories: where each part of the instance lands in the staging dir. */
 const LAYOUT = { install: 'owncloud', data: 'data', absolute: 'extra' };
 // -a (rlptgoD) + hard links, ACLs, xattrs, one file system, numeric owners; -s keeps
-// names with spaces and shell characters intact on the remote side.
-const RSYNC_FLAGS = ['-aHAXx', '--numeric-ids', '-s', '--stats'];
+// names with spaces and shell characters intact on the remote side; progress2 reports
+// the whole run's bytes and files as it goes (one \r-ended line per update, on stdout).
+const RSYNC_FLAGS = ['-aHAXx', '--numeric-ids', '-s', '--stats', '--info=progress2'];
+/**
+ * One `--info=progress2` update (LC_ALL=C):
+ * `     32,768,000  90%   1.07GB/s    0:00:00 (xfr#1, to-chk=3/5)`: bytes so far, files so far.
+ */
+function parseRsyncProgress(line) {
+    const match = /^\s*([\d,]+)\s+\d+%\s+\S+\s+\S+(?:\s+\(xfr#(\d+),[^)]*\))?\s*$/.exec(line);
+    if (!match)
+        return undefined;
+    const bytes = Number(match[1].replaceAll(',', ''));
+    // The first update comes before any file is done: it has no xfr# yet.
+    return { bytes, files: match[2] === undefined ? 0 : Number(match[2]) };
+}
+const KEPT_LINES = 200;
+/**
+ * Splits rsync's stdout as it streams: progress updates (ended by \r) go to `onProgress`,
+ * the last lines of the rest (the --stats block) are kept for parseRsyncStats.
+ */
+class RsyncOutput {
+    pending = '';
+    kept = [];
+    onProgress;
+    constructor(onProgress) {
+        this.onProgress = onProgress;
+    }
+    write(chunk) {
+        const pieces = (this.pending + chunk).split(/[\r\n]/);
+        this.pending = pieces.pop();
+        for (const piece of pieces)
+            this.take(piece);
+    }
+    /** Everything that was not a progress update, one line each. */
+    end() {
+        if (this.pending)
+            this.take(this.pending);
+        this.pending = '';
+        return this.kept.join('\n');
+    }
+    take(piece) {
+        const progress = parseRsyncProgress(piece);
+        if (progress)
+            this.onProgress(progress);
+        else if (piece.trim() !== '') {
+            this.kept.push(piece);
+            // The --stats block is a few lines at the end; anything else must not pile up.
+            if (this.kept.length > KEPT_LINES)
+                this.kept.shift();
+        }
+    }
+}
 /** Parses `rsync --stats` (run with LC_ALL=C). */
 function parseRsyncStats(output) {
     const number = (label) => {
@@ -12367,10 +12548,7 @@ function rsyncCommands(fileSet, stagingDir, source, options) {
 async function syncFiles(host, fileSet, stagingDir, options) {
     const total = { files: 0, bytes: 0, transferredBytes: 0, vanished: false };
     for (const argv of rsyncCommands(fileSet, stagingDir, (p) => host.rsyncSource(p), options)) {
-        const result = await runProcess([...options.privilege.prefix, ...argv], {
-            signal: options.signal,
-            env: { LC_ALL: 'C' },
-        });
+        const result = await runRsync([...options.privilege.prefix, ...argv], options);
         if (options.signal.aborted)
             throw new InterruptedError();
         if (result.exitCode !== 0 && result.exitCode !== 24) {
@@ -12382,8 +12560,22 @@ async function syncFiles(host, fileSet, stagingDir, options) {
         total.bytes += stats.bytes;
         total.transferredBytes += stats.transferredBytes;
         total.vanished ||= result.exitCode === 24;
+        options.progress?.endRun({ bytes: stats.bytes, files: stats.files });
     }
     return total;
+}
+/** One rsync run, its stdout streamed: progress updates out as they come, the rest kept. */
+async function runRsync(argv, options) {
+    const rsync = streamProcess(argv, { signal: options.signal, env: { LC_ALL: 'C' } });
+    const output = new RsyncOutput((count) => options.progress?.update(count));
+    rsync.stdout.setEncoding('utf8');
+    rsync.stdout.on('data', (chunk) => output.write(chunk));
+    const [result] = await Promise.all([
+        rsync.done,
+        // An aborted run's stdout may end in an error; its exit status tells what happened.
+        (0,external_node_stream_promises_namespaceObject.finished)(rsync.stdout).catch(() => { }),
+    ]);
+    return { ...result, stdout: output.end() };
 }
 /** Where the theme lives: legacy themes/<name>, or (ownCloud 10) a theme app. */
 async function themePath(host, instance) {
@@ -12576,6 +12768,32 @@ async function checkStagedConfig(stagingDir, privilege) {
 
 
 
+// tar tells its progress on stderr: a checkpoint line every 100 records (1 MiB of tar
+// stream) and, at the end, --totals' "Total bytes written: N".
+const RECORD_BYTES = 20 * 512;
+const CHECKPOINT_RECORDS = 100;
+const CHECKPOINT_MARK = 'owncloud-backup-progress';
+const PROGRESS_FLAGS = [
+    '--blocking-factor=20',
+    `--checkpoint=${CHECKPOINT_RECORDS}`,
+    `--checkpoint-action=echo=${CHECKPOINT_MARK} %u`,
+    '--totals',
+];
+/** The tar-stream bytes a stderr line reports, if it is a progress line. */
+function parseTarProgress(line) {
+    const checkpoint = new RegExp(`${CHECKPOINT_MARK} (\\d+)$`).exec(line.trim());
+    if (checkpoint)
+        return { bytes: Number(checkpoint[1]) * RECORD_BYTES };
+    const totals = /^Total bytes written: (\d+)/.exec(line.trim());
+    return totals ? { bytes: Number(totals[1]) } : undefined;
+}
+/** tar's stderr without its progress lines: what is left explains a failure. */
+function withoutTarProgress(stderr) {
+    return stderr
+        .split('\n')
+        .filter((line) => !parseTarProgress(line))
+        .join('\n');
+}
 /** tar options that create (and, for a restore, extract) everything a backup must keep. */
 const TAR_METADATA_FLAGS = ['--numeric-owner', '--acls', '--xattrs', '--xattrs-include=*'];
 function tarCreateCommand(stagingDir, members, compression) {
@@ -12590,6 +12808,7 @@ function tarCreateCommand(stagingDir, members, compression) {
         // atime/ctime records change on every read and say nothing a restore needs.
         '--pax-option=delete=atime,delete=ctime',
         '--sort=name',
+        ...PROGRESS_FLAGS,
         ...TAR_METADATA_FLAGS,
         '--',
         ...members,
@@ -12597,16 +12816,31 @@ function tarCreateCommand(stagingDir, members, compression) {
 }
 async function archiveFiles(options) {
     const members = Object.values(LAYOUT).filter((m) => (0,external_node_fs_namespaceObject.existsSync)((0,external_node_path_namespaceObject.join)(options.stagingDir, m)));
+    // tar's stderr streams: progress lines go on, the last few others explain a failure.
+    let pending = '';
+    const complaints = [];
+    const onStderr = (text) => {
+        const lines = (pending + text).split('\n');
+        pending = lines.pop();
+        for (const line of lines) {
+            const count = parseTarProgress(line);
+            if (count)
+                options.progress?.update(count);
+            else if (line.trim() !== '') {
+                complaints.push(line);
+                if (complaints.length > 20)
+                    complaints.shift();
+            }
+        }
+    };
     const tar = streamProcess([
         ...options.privilege.prefix,
         ...tarCreateCommand(options.stagingDir, members, options.compression),
-    ], {
-        signal: options.signal,
-    });
+    ], { signal: options.signal, onStderr });
     try {
         const [written, result] = await Promise.all([writeHashed(tar.stdout, options.path), tar.done]);
         if (result.exitCode !== 0)
-            throw new BackupError(`Archiving the files failed (tar exit ${result.exitCode}): ${stderrTail(result.stderr)}`);
+            throw new BackupError(`Archiving the files failed (tar exit ${result.exitCode}): ${stderrTail(withoutTarProgress([...complaints, pending].join('\n')))}`);
         return { ...written, members };
     }
     catch (error) {
@@ -12861,6 +13095,8 @@ class DumpWatch extends external_node_stream_namespaceObject.Transform {
     tail = Buffer.alloc(0);
     bytes = 0;
     markerSeen = false;
+    /** Told the bytes so far, chunk by chunk. */
+    progress;
     timer;
     marker;
     idleMs;
@@ -12879,6 +13115,7 @@ class DumpWatch extends external_node_stream_namespaceObject.Transform {
     _transform(chunk, _encoding, callback) {
         this.arm();
         this.bytes += chunk.length;
+        this.progress?.update({ bytes: this.bytes });
         const window = Buffer.concat([this.tail.subarray(-256), chunk]);
         if (this.marker && window.includes(this.marker))
             this.markerSeen = true;
@@ -12958,6 +13195,7 @@ async function dumpDatabase(options) {
         idle = true;
         abort.abort();
     });
+    watch.progress = options.progress;
     try {
         const [written, result] = await Promise.all([
             compressToFile(dump.stdout.pipe(watch), options.compression, options.path),
@@ -12993,123 +13231,6 @@ async function dumpDatabase(options) {
     }
     finally {
         options.signal.removeEventListener('abort', cancel);
-    }
-}
-
-;// CONCATENATED MODULE: ./src/steps/maintenance.ts
-// Maintenance mode done right: note the state the administrator left, switch it on for the
-// dump, and afterwards put back exactly that prior state, on every path out (success,
-// failure, interruption), retrying through a dead link for a while before giving up loudly.
-
-
-
-
-/** argv of `php occ ...` as the right user. */
-function occCommand(host, occ, args) {
-    return asUser(host.account, occ.user, ['php', `${occ.installDir}/occ`, ...args]);
-}
-/** Reads `occ maintenance:mode`'s answer: "Maintenance mode is currently enabled|disabled". */
-function parseMaintenanceState(output) {
-    const match = /maintenance mode is currently (enabled|disabled)/i.exec(output);
-    return match ? match[1].toLowerCase() === 'enabled' : undefined;
-}
-class MaintenanceGuard {
-    window = { switchedByUs: false, priorState: false };
-    restored = false;
-    host;
-    /** Where occ is and who runs it. */
-    target;
-    log;
-    restoreRetrySeconds;
-    constructor(host, occ, log, restoreRetrySeconds = 60) {
-        this.host = host;
-        this.target = occ;
-        this.log = log;
-        this.restoreRetrySeconds = restoreRetrySeconds;
-    }
-    async occRun(args, shielded = false) {
-        const result = await this.host.run(occCommand(this.host, this.target, args), {
-            shielded,
-            timeoutMs: 120_000,
-        });
-        const transport = this.host.transportFailure(result);
-        if (transport)
-            throw new BackupError(transport);
-        if (result.exitCode !== 0)
-            throw new BackupError(`occ ${args.join(' ')} failed on ${this.host.label} (exit ${result.exitCode}): ${stderrTail(`${result.stdout}\n${result.stderr}`)}`);
-        return result.stdout;
-    }
-    async state(shielded = false) {
-        const output = await this.occRun(['maintenance:mode'], shielded);
-        const state = parseMaintenanceState(output);
-        if (state === undefined)
-            throw new BackupError(`occ maintenance:mode answered something unexpected: ${stderrTail(output)}`);
-        return state;
-    }
-    /**
-     * A guard for a run that switched maintenance mode on and could not switch it off (the
-     * action's post step, after the main step was killed): restore() puts it back off.
-     */
-    static adopt(host, occ, log, restoreRetrySeconds) {
-        const guard = new MaintenanceGuard(host, occ, log, restoreRetrySeconds);
-        guard.window.switchedByUs = true;
-        guard.window.priorState = false;
-        return guard;
-    }
-    /** Switches maintenance mode on (if it is not on already) and confirms it. */
-    async enable() {
-        this.window.priorState = await this.state();
-        if (this.window.priorState) {
-            this.log('Maintenance mode was already on; it stays on afterwards, as it was found.');
-            return;
-        }
-        // From here on the instance is (or may be) in maintenance mode: restore() must undo it.
-        this.window.switchedByUs = true;
-        this.window.enabledAt = new Date();
-        await this.occRun(['maintenance:mode', '--on']);
-        if (!(await this.state()))
-            throw new BackupError('occ maintenance:mode --on did not switch maintenance mode on.');
-        this.log('Maintenance mode switched on.');
-    }
-    /**
-     * Puts back the prior state. Safe to call more than once and on any path; retries for a
-     * while (the link may come back); throws only when the instance is left in a state
-     * other than the prior one.
-     */
-    async restore() {
-        if (this.restored || !this.window.switchedByUs) {
-            this.window.restoredAt ??= new Date();
-            return;
-        }
-        const deadline = Date.now() + this.restoreRetrySeconds * 1000;
-        let lastError;
-        for (let attempt = 1;; attempt++) {
-            try {
-                await this.occRun(['maintenance:mode', '--off'], true);
-                if (await this.state(true))
-                    throw new BackupError('occ maintenance:mode --off did not switch maintenance mode off.');
-                this.restored = true;
-                this.window.restoredAt = new Date();
-                this.log('Maintenance mode switched off again (its prior state).');
-                return;
-            }
-            catch (error) {
-                lastError = error;
-                if (Date.now() >= deadline)
-                    break;
-                this.log(`Could not switch maintenance mode off yet (attempt ${attempt}), retrying: ${error instanceof Error ? error.message : String(error)}`);
-                await (0,promises_namespaceObject.setTimeout)(Math.min(1000 * attempt, 5000));
-            }
-        }
-        throw new MaintenanceNotRestoredError(`MAINTENANCE MODE IS STILL ON on ${this.host.label}: switching it off failed (${lastError instanceof Error ? lastError.message : String(lastError)}). ` +
-            `Run: sudo -u ${this.target.user} php ${this.target.installDir}/occ maintenance:mode --off`);
-    }
-    /** Seconds the instance spent in maintenance mode because of this run (0 when it was on already). */
-    seconds() {
-        const { enabledAt, restoredAt } = this.window;
-        if (!enabledAt)
-            return 0;
-        return ((restoredAt ?? new Date()).getTime() - enabledAt.getTime()) / 1000;
     }
 }
 
@@ -13285,7 +13406,251 @@ async function preflight(host, plan, instance, engine, reporter) {
     reporter.info(`About ${formatBytes(size)} of files to copy; ${formatBytes(free)} free in ${plan.backupDir}.`);
     if (free < need)
         throw new BackupError(`Not enough space in ${plan.backupDir}: this backup needs about ${formatBytes(need)} (a staged copy and the archive), ${formatBytes(free)} is free. Free space or choose another backup-dir.`);
-    return { tool, fileSet, privilege };
+    return { tool, fileSet, privilege, sizeBytes: size };
+}
+
+;// CONCATENATED MODULE: ./src/progress.ts
+// Progress of the long steps (the bulk copy, the archive): a line in the log at a steady
+// pace, never a flood. Pure: the clock is injected, so the pacing is tested without waiting.
+
+
+
+/** Seconds between progress lines unless OWNCLOUD_BACKUP_PROGRESS_SECONDS says otherwise. */
+const DEFAULT_PROGRESS_SECONDS = 10;
+const PROGRESS_ENV = 'OWNCLOUD_BACKUP_PROGRESS_SECONDS';
+/** The interval from the environment (the action's `env:` or the shell), validated. */
+function progressSecondsFrom(env) {
+    const value = env[PROGRESS_ENV]?.trim();
+    if (value === undefined || value === '')
+        return DEFAULT_PROGRESS_SECONDS;
+    const seconds = Number(value);
+    if (!/^\d+(\.\d+)?$/.test(value) || !Number.isFinite(seconds))
+        throw new InputError(`${PROGRESS_ENV} must be a number of seconds between progress lines (e.g. 10), got '${value}'.`);
+    return seconds;
+}
+/**
+ * Says when a line is due: the first one `intervalSeconds` after the start, then one per
+ * interval, however often the tool reports.
+ */
+class ProgressThrottle {
+    next;
+    intervalMs;
+    now;
+    constructor(intervalSeconds, now) {
+        this.intervalMs = intervalSeconds * 1000;
+        this.now = now;
+        this.next = now() + this.intervalMs;
+    }
+    /** Whether a line is due now; if so, the next one is due an interval later. */
+    due() {
+        const now = this.now();
+        if (now < this.next)
+            return false;
+        this.next = now + this.intervalMs;
+        return true;
+    }
+}
+/** One progress line: `Bulk copy: 1.2 GiB of about 3.0 GiB (40 %), 1,234 files, 85.0 MiB/s, about 25 s left`. */
+function formatProgress(label, count, elapsedSeconds, expectedBytes) {
+    const parts = [];
+    const rate = elapsedSeconds > 0 ? count.bytes / elapsedSeconds : 0;
+    if (expectedBytes && expectedBytes > 0) {
+        const percent = Math.min(100, Math.floor((count.bytes / expectedBytes) * 100));
+        parts.push(`${formatBytes(count.bytes)} of about ${formatBytes(expectedBytes)} (${percent} %)`);
+    }
+    else {
+        parts.push(formatBytes(count.bytes));
+    }
+    if (count.files !== undefined)
+        parts.push(`${count.files.toLocaleString('en-US')} file${count.files === 1 ? '' : 's'}`);
+    parts.push(`${formatBytes(rate)}/s`);
+    if (expectedBytes && rate > 0 && count.bytes < expectedBytes)
+        parts.push(`about ${formatSeconds((expectedBytes - count.bytes) / rate)} left`);
+    return `${label}: ${parts.join(', ')}`;
+}
+/**
+ * The progress of one step made of several runs (one rsync per part of the instance): each
+ * run counts from zero, the step's line adds them up. Lines go out through `emit` when the
+ * throttle says so; once any went out, `finish` adds the final totals.
+ */
+class StepProgress {
+    started;
+    throttle;
+    done = { bytes: 0, files: 0 };
+    current = { bytes: 0 };
+    hasFiles = false;
+    /** The counts the last line showed; undefined before the first line. */
+    shown;
+    label;
+    options;
+    constructor(label, options) {
+        this.label = label;
+        this.options = options;
+        this.started = options.now();
+        this.throttle = new ProgressThrottle(options.intervalSeconds, options.now);
+    }
+    /** The current run's counts so far (they never go down within a run). */
+    update(count) {
+        this.current = {
+            bytes: Math.max(this.current.bytes, count.bytes),
+            ...(count.files !== undefined
+                ? { files: Math.max(this.current.files ?? 0, count.files) }
+                : {}),
+        };
+        this.hasFiles ||= count.files !== undefined;
+        if (this.throttle.due())
+            this.write();
+    }
+    /** The current run ended with these totals; the next run counts from zero again. */
+    endRun(total) {
+        const last = total ?? this.current;
+        this.done = {
+            bytes: this.done.bytes + Math.max(last.bytes, this.current.bytes),
+            files: this.done.files + Math.max(last.files ?? 0, this.current.files ?? 0),
+        };
+        this.hasFiles ||= last.files !== undefined;
+        this.current = { bytes: 0 };
+    }
+    /** The step's counts so far, over every run. */
+    total() {
+        const bytes = this.done.bytes + this.current.bytes;
+        if (!this.hasFiles)
+            return { bytes };
+        return { bytes, files: this.done.files + (this.current.files ?? 0) };
+    }
+    /** Ends the step: a last line with the totals, if any line went out and did not show them. */
+    finish() {
+        if (this.current.bytes > 0 || this.current.files)
+            this.endRun();
+        const total = this.total();
+        if (this.shown === undefined)
+            return;
+        if (this.shown.bytes === total.bytes && this.shown.files === total.files)
+            return;
+        this.write();
+    }
+    write() {
+        const total = this.total();
+        this.shown = total;
+        this.options.emit(formatProgress(this.label, total, (this.options.now() - this.started) / 1000, this.options.expectedBytes));
+    }
+}
+
+;// CONCATENATED MODULE: ./src/steps/maintenance.ts
+// Maintenance mode done right: note the state the administrator left, switch it on for the
+// dump, and afterwards put back exactly that prior state, on every path out (success,
+// failure, interruption), retrying through a dead link for a while before giving up loudly.
+
+
+
+
+/** argv of `php occ ...` as the right user. */
+function occCommand(host, occ, args) {
+    return asUser(host.account, occ.user, ['php', `${occ.installDir}/occ`, ...args]);
+}
+/** Reads `occ maintenance:mode`'s answer: "Maintenance mode is currently enabled|disabled". */
+function parseMaintenanceState(output) {
+    const match = /maintenance mode is currently (enabled|disabled)/i.exec(output);
+    return match ? match[1].toLowerCase() === 'enabled' : undefined;
+}
+class MaintenanceGuard {
+    window = { switchedByUs: false, priorState: false };
+    restored = false;
+    host;
+    /** Where occ is and who runs it. */
+    target;
+    log;
+    restoreRetrySeconds;
+    constructor(host, occ, log, restoreRetrySeconds = 60) {
+        this.host = host;
+        this.target = occ;
+        this.log = log;
+        this.restoreRetrySeconds = restoreRetrySeconds;
+    }
+    async occRun(args, shielded = false) {
+        const result = await this.host.run(occCommand(this.host, this.target, args), {
+            shielded,
+            timeoutMs: 120_000,
+        });
+        const transport = this.host.transportFailure(result);
+        if (transport)
+            throw new BackupError(transport);
+        if (result.exitCode !== 0)
+            throw new BackupError(`occ ${args.join(' ')} failed on ${this.host.label} (exit ${result.exitCode}): ${stderrTail(`${result.stdout}\n${result.stderr}`)}`);
+        return result.stdout;
+    }
+    async state(shielded = false) {
+        const output = await this.occRun(['maintenance:mode'], shielded);
+        const state = parseMaintenanceState(output);
+        if (state === undefined)
+            throw new BackupError(`occ maintenance:mode answered something unexpected: ${stderrTail(output)}`);
+        return state;
+    }
+    /**
+     * A guard for a run that switched maintenance mode on and could not switch it off (the
+     * action's post step, after the main step was killed): restore() puts it back off.
+     */
+    static adopt(host, occ, log, restoreRetrySeconds) {
+        const guard = new MaintenanceGuard(host, occ, log, restoreRetrySeconds);
+        guard.window.switchedByUs = true;
+        guard.window.priorState = false;
+        return guard;
+    }
+    /** Switches maintenance mode on (if it is not on already) and confirms it. */
+    async enable() {
+        this.window.priorState = await this.state();
+        if (this.window.priorState) {
+            this.log('Maintenance mode was already on; it stays on afterwards, as it was found.');
+            return;
+        }
+        // From here on the instance is (or may be) in maintenance mode: restore() must undo it.
+        this.window.switchedByUs = true;
+        this.window.enabledAt = new Date();
+        await this.occRun(['maintenance:mode', '--on']);
+        if (!(await this.state()))
+            throw new BackupError('occ maintenance:mode --on did not switch maintenance mode on.');
+        this.log('Maintenance mode switched on.');
+    }
+    /**
+     * Puts back the prior state. Safe to call more than once and on any path; retries for a
+     * while (the link may come back); throws only when the instance is left in a state
+     * other than the prior one.
+     */
+    async restore() {
+        if (this.restored || !this.window.switchedByUs) {
+            this.window.restoredAt ??= new Date();
+            return;
+        }
+        const deadline = Date.now() + this.restoreRetrySeconds * 1000;
+        let lastError;
+        for (let attempt = 1;; attempt++) {
+            try {
+                await this.occRun(['maintenance:mode', '--off'], true);
+                if (await this.state(true))
+                    throw new BackupError('occ maintenance:mode --off did not switch maintenance mode off.');
+                this.restored = true;
+                this.window.restoredAt = new Date();
+                this.log('Maintenance mode switched off again (its prior state).');
+                return;
+            }
+            catch (error) {
+                lastError = error;
+                if (Date.now() >= deadline)
+                    break;
+                this.log(`Could not switch maintenance mode off yet (attempt ${attempt}), retrying: ${error instanceof Error ? error.message : String(error)}`);
+                await (0,promises_namespaceObject.setTimeout)(Math.min(1000 * attempt, 5000));
+            }
+        }
+        throw new MaintenanceNotRestoredError(`MAINTENANCE MODE IS STILL ON on ${this.host.label}: switching it off failed (${lastError instanceof Error ? lastError.message : String(lastError)}). ` +
+            `Run: sudo -u ${this.target.user} php ${this.target.installDir}/occ maintenance:mode --off`);
+    }
+    /** Seconds the instance spent in maintenance mode because of this run (0 when it was on already). */
+    seconds() {
+        const { enabledAt, restoredAt } = this.window;
+        if (!enabledAt)
+            return 0;
+        return ((restoredAt ?? new Date()).getTime() - enabledAt.getTime()) / 1000;
+    }
 }
 
 ;// CONCATENATED MODULE: ./src/backup.ts
@@ -13294,6 +13659,7 @@ async function preflight(host, plan, instance, engine, reporter) {
 //   → maintenance restored] → archive → manifest → rename into place.
 // A backup directory only gets its final name once everything in it is written and
 // checked; on any failure the partial one is removed.
+
 
 
 
@@ -13351,6 +13717,12 @@ async function runBackup(plan, context) {
         const engine = engineFor(instance.database.type);
         const checked = await reporter.group('Preflight', () => preflight(connected, plan, instance, engine, reporter));
         const { tool, fileSet } = checked;
+        const progress = (label, expectedBytes) => new StepProgress(label, {
+            intervalSeconds: context.progressSeconds ?? DEFAULT_PROGRESS_SECONDS,
+            now: () => performance.now(),
+            emit: (line) => reporter.info(line),
+            ...(expectedBytes !== undefined ? { expectedBytes } : {}),
+        });
         // Kept outside the try as well: removing a failed run's files may need it.
         const elevated = (privilege = checked.privilege);
         interrupted();
@@ -13361,11 +13733,13 @@ async function runBackup(plan, context) {
         (0,external_node_fs_namespaceObject.mkdirSync)(stagingDir, { recursive: true, mode: 0o700 });
         ownsWorkDir = true;
         const { installStats, dataStats } = await reporter.group('Files (bulk copy, before maintenance mode)', async () => {
+            const bulk = progress('Bulk copy', checked.sizeBytes);
             const install = await syncFiles(connected, fileSet, stagingDir, {
                 delete: false,
                 parts: ['install'],
                 signal,
                 privilege: elevated,
+                progress: bulk,
             });
             await checkStagedConfig(stagingDir, elevated);
             const data = await syncFiles(connected, fileSet, stagingDir, {
@@ -13373,7 +13747,9 @@ async function runBackup(plan, context) {
                 parts: ['data', 'absolute'],
                 signal,
                 privilege: elevated,
+                progress: bulk,
             });
+            bulk.finish();
             reporter.info(`${install.files + data.files} files, ${formatBytes(install.bytes + data.bytes)} copied.`);
             if (install.vanished || data.vanished)
                 reporter.info('Some files vanished while being copied (normal on a live server); the next pass catches up.');
@@ -13394,17 +13770,23 @@ async function runBackup(plan, context) {
                     privilege: elevated,
                 })
                 : Promise.resolve(dataStats),
-            dump: (stepSignal) => dumpDatabase({
-                host: connected,
-                engine,
-                connection: instance.database,
-                tool,
-                owner: instance.owner,
-                compression: plan.compression,
-                path: (0,external_node_path_namespaceObject.join)(workDir, dumpFileName(startedAt, plan.compression)),
-                idleTimeoutSeconds: plan.dumpTimeoutSeconds,
-                signal: stepSignal,
-            }),
+            dump: async (stepSignal) => {
+                const dumping = progress('Database dump');
+                const dumped = await dumpDatabase({
+                    host: connected,
+                    engine,
+                    connection: instance.database,
+                    tool,
+                    owner: instance.owner,
+                    compression: plan.compression,
+                    path: (0,external_node_path_namespaceObject.join)(workDir, dumpFileName(startedAt, plan.compression)),
+                    idleTimeoutSeconds: plan.dumpTimeoutSeconds,
+                    signal: stepSignal,
+                    progress: dumping,
+                });
+                dumping.finish();
+                return dumped;
+            },
         }));
         const stats = {
             files: installStats.files + finalData.files,
@@ -13412,13 +13794,16 @@ async function runBackup(plan, context) {
         };
         interrupted();
         const files = await reporter.group('Archive', async () => {
+            const packing = progress('Archive', stats.bytes);
             const written = await archiveFiles({
                 stagingDir,
                 compression: plan.compression,
                 path: (0,external_node_path_namespaceObject.join)(workDir, filesArchiveName(startedAt, plan.compression)),
                 signal,
                 privilege: elevated,
+                progress: packing,
             });
+            packing.finish();
             await removeTree(stagingDir, elevated);
             reporter.info(`${written.path.split('/').pop()}: ${formatBytes(written.size)}, sha256 ${written.sha256}.`);
             return written;
@@ -13979,6 +14364,7 @@ async function scanListing(stream) {
 
 
 
+
 const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 };
 const ENV = {
     dbPassword: 'OWNCLOUD_BACKUP_DB_PASSWORD',
@@ -14015,6 +14401,7 @@ Behaviour:
   --backup-dir DIR         where the dated backup directory is written (.)
   --dump-timeout SECONDS   give up on a dump silent this long (600)
   --ssh-keepalive SECONDS  SSH keepalive interval; 3 missed end the link (5)
+  env ${PROGRESS_ENV}  seconds between progress lines of the copy and archive (10)
 
 verify checks a backup directory from its manifest alone: sizes, SHA-256, complete
 decompression, the dump's completion line, and the files archive's listing.
@@ -14180,6 +14567,7 @@ async function runCli(args) {
             reporter,
             secrets,
             signal: controller.signal,
+            progressSeconds: progressSecondsFrom(process.env),
             ...(keepAliveSeconds ? { ssh: { keepAliveSeconds } } : {}),
         });
         process.stdout.write(summary(result));

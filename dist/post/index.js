@@ -28370,7 +28370,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1372:
+/***/ 791:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -42254,10 +42254,44 @@ const {
 } = getIpcExport();
 
 
+;// CONCATENATED MODULE: ./src/host/environment.ts
+// The environment every command this tool starts gets: this process's own, minus every
+// variable that may carry a secret. The tool's inputs (INPUT_* in the action,
+// OWNCLOUD_BACKUP_* on the command line) hold the database password and the SSH key, the
+// runner's ACTIONS_* and GITHUB_TOKEN hold tokens; a child (occ as the web server's user,
+// ssh, rsync, tar, the compressor) needs none of them, and each would show them in
+// /proc/PID/environ to its owner. The one command that needs a secret gets it on stdin or
+// an fd (src/host/guarded.ts), never from here.
+/** Name prefixes of variables the tool or the runner fills with inputs, state and tokens. */
+const SECRET_PREFIXES = ['INPUT_', 'STATE_', 'OWNCLOUD_BACKUP_', 'ACTIONS_'];
+/**
+ * Names that say "credential", whoever set them (GITHUB_TOKEN, NPM_TOKEN, AWS_SECRET_ACCESS_KEY,
+ * a runner's own *_PASSWORD, …), and the database clients' own password variables, which
+ * would otherwise override the password the tool delivers.
+ */
+const SECRET_NAME = /TOKEN|SECRET|PASSW|PASSPHRASE|CREDENTIAL|PRIVATE|API_?KEY|AUTH/i;
+const CLIENT_PASSWORDS = new Set(['MYSQL_PWD', 'PGPASSWORD']);
+/** Whether a variable of this name is kept from every child. */
+function isSecretVariable(name) {
+    const upper = name.toUpperCase();
+    return (SECRET_PREFIXES.some((prefix) => upper.startsWith(prefix)) ||
+        CLIENT_PASSWORDS.has(upper) ||
+        SECRET_NAME.test(name));
+}
+/** The environment for a child: `parent` without secret-bearing variables, plus `extra`. */
+function childEnvironment(parent, extra = {}) {
+    const env = {};
+    for (const [name, value] of Object.entries(parent))
+        if (value !== undefined && !isSecretVariable(name))
+            env[name] = value;
+    return { ...env, ...extra };
+}
+
 ;// CONCATENATED MODULE: ./src/host/process.ts
 // Running programs on this machine: the one place that spawns processes. Commands are
 // argv arrays; secrets travel on stdin only, so no argv (and no error message built from
-// one) ever holds them.
+// one) ever holds them, and no child inherits a secret-bearing environment variable.
+
 
 
 // Generous: execa ends a command whose output outgrows its buffer, and rsync can warn
@@ -42283,7 +42317,7 @@ function spawn(argv, options, streamStdout) {
         stdin: 'pipe',
         stdout: 'pipe',
         stderr: 'pipe',
-        buffer: { stdout: !streamStdout, stderr: true },
+        buffer: { stdout: !streamStdout, stderr: !options.onStderr },
         maxBuffer: { stdout: OUTPUT_LIMIT, stderr: OUTPUT_LIMIT },
         reject: false,
         stripFinalNewline: false,
@@ -42291,10 +42325,15 @@ function spawn(argv, options, streamStdout) {
         forceKillAfterDelay: 3000,
         detached: options.shielded ?? false,
         ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}),
-        ...(options.env ? { env: options.env } : {}),
+        // execa would add all of process.env to whatever is given here.
+        extendEnv: false,
+        env: childEnvironment(process.env, options.env),
         ...(options.cwd ? { cwd: options.cwd } : {}),
         encoding: streamStdout ? 'buffer' : 'utf8',
     });
+    const onStderr = options.onStderr;
+    if (onStderr)
+        child.stderr.on('data', (chunk) => onStderr(typeof chunk === 'string' ? chunk : chunk.toString('utf8')));
     // A command that exits without reading its stdin must not crash us with EPIPE.
     child.stdin.on('error', () => { });
     if (options.input !== undefined)
@@ -42382,6 +42421,7 @@ function quoteCommand(argv) {
 // The ownCloud server over SSH (OpenSSH client): a given key, the host key checked
 // strictly against given known_hosts lines, one multiplexed connection for every command
 // of the run, and keepalives so that a dead link fails in seconds.
+
 
 
 
@@ -42531,6 +42571,7 @@ class SshHost {
         ], {
             stdio: ['ignore', 'ignore', 'pipe'],
             detached: true,
+            env: childEnvironment(process.env),
         });
         this.master = master;
         if (master.pid !== undefined)
@@ -43231,7 +43272,7 @@ async function runPost(state = coreState) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1372);
+/* harmony import */ var _action_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(791);
 // Entry of the GitHub Action's post step (runs always, after success, failure or cancellation).
 
 await (0,_action_post_js__WEBPACK_IMPORTED_MODULE_0__/* .runPost */ .a)();

@@ -7,6 +7,7 @@ import { runBackup } from '../backup.ts';
 import { uploadBackupArtifact, type StoredArtifact } from '../destination/artifact.ts';
 import { describeError, InterruptedError } from '../errors.ts';
 import { formatBytes } from '../steps/preflight.ts';
+import { progressSecondsFrom } from '../progress.ts';
 import { Secrets } from '../secrets.ts';
 import { actionReporter } from './reporter.ts';
 import { actionSettings, readRawInputs } from './inputs.ts';
@@ -41,6 +42,7 @@ export async function runMain(state: StateStore = coreState): Promise<void> {
       secrets,
       signal: controller.signal,
       startedAt,
+      progressSeconds: progressSecondsFrom(process.env),
       ssh: {
         runtimeDir,
         onMaster: (master) => state.save(STATE.sshMasters, JSON.stringify([master])),

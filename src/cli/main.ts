@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { runBackup, type BackupResult } from '../backup.ts';
 import { describeError, InputError, InterruptedError } from '../errors.ts';
 import { leftOutOf } from '../manifest.ts';
+import { PROGRESS_ENV, progressSecondsFrom } from '../progress.ts';
 import { formatSeconds, streamReporter } from '../report.ts';
 import { Secrets } from '../secrets.ts';
 import { cliLabel, INPUTS, planBackup, type InputName, type RawInputs } from '../settings.ts';
@@ -51,6 +52,7 @@ Behaviour:
   --backup-dir DIR         where the dated backup directory is written (.)
   --dump-timeout SECONDS   give up on a dump silent this long (600)
   --ssh-keepalive SECONDS  SSH keepalive interval; 3 missed end the link (5)
+  env ${PROGRESS_ENV}  seconds between progress lines of the copy and archive (10)
 
 verify checks a backup directory from its manifest alone: sizes, SHA-256, complete
 decompression, the dump's completion line, and the files archive's listing.
@@ -238,6 +240,7 @@ export async function runCli(args: string[]): Promise<number> {
       reporter,
       secrets,
       signal: controller.signal,
+      progressSeconds: progressSecondsFrom(process.env),
       ...(keepAliveSeconds ? { ssh: { keepAliveSeconds } } : {}),
     });
     process.stdout.write(summary(result));

@@ -1,9 +1,10 @@
 // Running programs on this machine: the one place that spawns processes. Commands are
 // argv arrays; secrets travel on stdin only, so no argv (and no error message built from
-// one) ever holds them.
+// one) ever holds them, and no child inherits a secret-bearing environment variable.
 import { constants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { execa } from 'execa';
+import { childEnvironment } from './environment.ts';
 
 export interface ProcessOptions {
   /** Written to stdin; stdin is then closed unless keepStdinOpen is set. */
@@ -21,6 +22,12 @@ export interface ProcessOptions {
   shielded?: boolean;
   /** Kill the command when it runs longer than this. */
   timeoutMs?: number;
+  /**
+   * Told stderr as it arrives, instead of capturing it (the result's stderr is then ''):
+   * for a command that reports progress there for hours.
+   */
+  onStderr?: (text: string) => void;
+  /** Set on top of this process's environment (which is passed on without its secrets). */
   env?: Record<string, string>;
   cwd?: string;
 }
@@ -64,7 +71,7 @@ function spawn(argv: readonly string[], options: ProcessOptions, streamStdout: b
     stdin: 'pipe',
     stdout: 'pipe',
     stderr: 'pipe',
-    buffer: { stdout: !streamStdout, stderr: true },
+    buffer: { stdout: !streamStdout, stderr: !options.onStderr },
     maxBuffer: { stdout: OUTPUT_LIMIT, stderr: OUTPUT_LIMIT },
     reject: false,
     stripFinalNewline: false,
@@ -72,10 +79,17 @@ function spawn(argv: readonly string[], options: ProcessOptions, streamStdout: b
     forceKillAfterDelay: 3000,
     detached: options.shielded ?? false,
     ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}),
-    ...(options.env ? { env: options.env } : {}),
+    // execa would add all of process.env to whatever is given here.
+    extendEnv: false,
+    env: childEnvironment(process.env, options.env),
     ...(options.cwd ? { cwd: options.cwd } : {}),
     encoding: streamStdout ? 'buffer' : 'utf8',
   });
+  const onStderr = options.onStderr;
+  if (onStderr)
+    child.stderr.on('data', (chunk: Buffer | string) =>
+      onStderr(typeof chunk === 'string' ? chunk : chunk.toString('utf8')),
+    );
   // A command that exits without reading its stdin must not crash us with EPIPE.
   child.stdin.on('error', () => {});
   if (options.input !== undefined) child.stdin.write(options.input);

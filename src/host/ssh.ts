@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BackupError } from '../errors.ts';
 import type { SshTarget } from '../settings.ts';
+import { childEnvironment } from './environment.ts';
 import type { Host } from './host.ts';
 import { runProcess, stderrTail, streamProcess, type ProcessResult } from './process.ts';
 import { quoteArg, quoteCommand } from './shell.ts';
@@ -183,6 +184,7 @@ export class SshHost implements Host {
       {
         stdio: ['ignore', 'ignore', 'pipe'],
         detached: true,
+        env: childEnvironment(process.env),
       },
     );
     this.master = master;

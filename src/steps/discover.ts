@@ -8,6 +8,7 @@ import { stderrTail } from '../host/process.ts';
 import {
   CONFIG_KEYS,
   parseAppsPaths,
+  invalidConfigValue,
   productOf,
   resolveDatabase,
   type AppsPath,
@@ -36,22 +37,77 @@ export interface Instance {
   appsPaths: AppsPath[];
 }
 
+// PHP's own messages about config.php quote its text (a syntax error names the token it
+// choked on, which may be part of the password), so PHP prints none (display_errors=0) and
+// the script reports a failure as JSON naming only the kind, file and line.
 const READ_CONFIG = `
 error_reporting(E_ALL & ~E_DEPRECATED & ~E_NOTICE);
 $dir = $argv[1];
+$done = false;
+$fail = function ($kind, $file, $line = 0, $class = '') use (&$done) {
+  $done = true;
+  echo json_encode(['failure' => ['kind' => $kind, 'file' => $file, 'line' => $line, 'class' => $class]]);
+  exit(3);
+};
+register_shutdown_function(function () use (&$done, $fail) {
+  $error = error_get_last();
+  if (!$done && $error !== null && in_array($error['type'], [E_ERROR, E_PARSE, E_CORE_ERROR, E_COMPILE_ERROR], true)) { while (ob_get_level() > 0) ob_end_clean(); $fail('fatal', $error['file'], $error['line']); }
+});
 $merged = [];
 $files = array_merge([$dir . '/config.php'], glob($dir . '/*.config.php') ?: []);
 foreach ($files as $file) {
+  if (!is_readable($file)) $fail('unreadable', $file);
   $CONFIG = null;
   ob_start();
-  $ok = include $file;
+  try {
+    $ok = include $file;
+  } catch (ParseError $e) {
+    ob_end_clean();
+    $fail('syntax', $e->getFile(), $e->getLine());
+  } catch (Throwable $e) {
+    ob_end_clean();
+    $fail('error', $e->getFile(), $e->getLine(), get_class($e));
+  }
   ob_end_clean();
-  if ($ok === false || !is_array($CONFIG)) { fwrite(STDERR, "no \\$CONFIG array in $file\\n"); exit(3); }
+  if ($ok === false) $fail('unreadable', $file);
+  if (!is_array($CONFIG)) $fail('no-config', $file);
   $merged = array_merge($merged, $CONFIG);
 }
 $keys = json_decode($argv[2], true);
 echo json_encode(array_intersect_key($merged, array_flip($keys)));
+$done = true;
 `;
+
+/**
+ * The message for the reading script's own failure report (exit 3), built from the kind,
+ * file and line only, never from PHP's text; undefined when stdout is not such a report.
+ */
+export function configReadFailure(stdout: string, owner: string): string | undefined {
+  let report: unknown;
+  try {
+    report = (JSON.parse(stdout) as { failure?: unknown }).failure;
+  } catch {
+    return undefined;
+  }
+  if (typeof report !== 'object' || report === null) return undefined;
+  const { kind, file, line, class: errorClass } = report as Record<string, unknown>;
+  const where = typeof file === 'string' ? file : 'config.php';
+  const onLine = typeof line === 'number' && line > 0 ? ` on line ${line}` : '';
+  switch (kind) {
+    case 'syntax':
+      return `${where} has a PHP syntax error${onLine}: fix it (php -l ${where} shows where).`;
+    case 'error':
+      return `${where} stops with a PHP ${typeof errorClass === 'string' && /^[\w\\]+$/.test(errorClass) ? errorClass : 'error'}${onLine} when loaded.`;
+    case 'fatal':
+      return `${where} stops PHP with a fatal error${onLine} when loaded.`;
+    case 'unreadable':
+      return `${where} cannot be read by ${owner} (who runs occ): check its owner and mode.`;
+    case 'no-config':
+      return `${where} does not define a $CONFIG array: is it an ownCloud config file?`;
+    default:
+      return undefined;
+  }
+}
 
 /** Whether a path exists, as seen by the instance's owner (who can see into its data dir). */
 export async function existsOnHost(
@@ -94,6 +150,10 @@ export async function discoverInstance(
   const read = await host.run(
     asUser(host.account, owner, [
       'php',
+      '-d',
+      'display_errors=0',
+      '-d',
+      'log_errors=0',
       '-r',
       READ_CONFIG,
       '--',
@@ -104,8 +164,11 @@ export async function discoverInstance(
   if (read.exitCode !== 0) {
     const transport = host.transportFailure(read);
     if (transport) throw new BackupError(transport);
+    const failure = configReadFailure(read.stdout, owner);
+    if (failure) throw new BackupError(failure);
+    // Not PHP's words (it prints none): the shell's or sudo's, e.g. php missing.
     throw new BackupError(
-      `Could not read ${configPath} with PHP on ${host.label}: ${stderrTail(read.stderr || read.stdout)}`,
+      `Could not read ${configPath} with PHP on ${host.label}: ${stderrTail(read.stderr) || `php exited with ${read.exitCode}`}`,
     );
   }
   let config: ConfigValues;
@@ -120,6 +183,8 @@ export async function discoverInstance(
   }
   // A secret from the moment it is known.
   secrets.add(typeof config.dbpassword === 'string' ? config.dbpassword : undefined);
+  const invalid = invalidConfigValue(config);
+  if (invalid) throw new InputError(invalid);
   if (config.installed === false)
     throw new InputError(
       `${configPath} says the instance is not installed (installed => false): nothing to back up.`,

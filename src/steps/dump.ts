@@ -10,6 +10,7 @@ import { guardedCommand, secretLine } from '../host/guarded.ts';
 import type { Host } from '../host/host.ts';
 import { stderrTail } from '../host/process.ts';
 import type { DatabaseConnection } from '../instance.ts';
+import type { StepProgress } from '../progress.ts';
 import type { Compression } from '../settings.ts';
 import { compressToFile, type WrittenFile } from './compress.ts';
 
@@ -20,6 +21,8 @@ class DumpWatch extends Transform {
   tail = Buffer.alloc(0);
   bytes = 0;
   markerSeen = false;
+  /** Told the bytes so far, chunk by chunk. */
+  progress: StepProgress | undefined;
   private timer: NodeJS.Timeout | undefined;
 
   private readonly marker: string | undefined;
@@ -42,6 +45,7 @@ class DumpWatch extends Transform {
   override _transform(chunk: Buffer, _encoding: string, callback: () => void) {
     this.arm();
     this.bytes += chunk.length;
+    this.progress?.update({ bytes: this.bytes });
     const window = Buffer.concat([this.tail.subarray(-256), chunk]);
     if (this.marker && window.includes(this.marker)) this.markerSeen = true;
     this.tail = Buffer.concat([this.tail, chunk]).subarray(-TAIL_BYTES);
@@ -127,6 +131,8 @@ export async function dumpDatabase(options: {
   path: string;
   idleTimeoutSeconds: number;
   signal: AbortSignal;
+  /** Told the raw bytes dumped so far. */
+  progress?: StepProgress;
 }): Promise<DumpResult> {
   const { host, engine, connection } = options;
   const command = engine.dumpCommand({
@@ -148,6 +154,7 @@ export async function dumpDatabase(options: {
     idle = true;
     abort.abort();
   });
+  watch.progress = options.progress;
 
   try {
     const [written, result] = await Promise.all([

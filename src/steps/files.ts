@@ -1,6 +1,7 @@
 // Copies the instance's files from the host into the staging directory on the runner with
 // rsync, keeping ACLs, xattrs, owners (numeric), modes, hard links, hidden files and empty
 // directories. Run twice: the bulk before maintenance mode, then only the delta inside it.
+import { finished } from 'node:stream/promises';
 import { BackupError, InputError, InterruptedError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import type { BackupPlan } from '../settings.ts';
@@ -13,8 +14,9 @@ import {
   type AppDir,
   type InstallKind,
 } from './installation.ts';
-import { runProcess, stderrTail } from '../host/process.ts';
+import { runProcess, stderrTail, streamProcess, type ProcessResult } from '../host/process.ts';
 import type { RunnerPrivilege } from '../host/runner.ts';
+import type { ProgressCount, StepProgress } from '../progress.ts';
 
 /** What to copy, as paths on the host. */
 export interface FileSet {
@@ -71,8 +73,60 @@ export interface SyncStats {
 }
 
 // -a (rlptgoD) + hard links, ACLs, xattrs, one file system, numeric owners; -s keeps
-// names with spaces and shell characters intact on the remote side.
-const RSYNC_FLAGS = ['-aHAXx', '--numeric-ids', '-s', '--stats'];
+// names with spaces and shell characters intact on the remote side; progress2 reports
+// the whole run's bytes and files as it goes (one \r-ended line per update, on stdout).
+const RSYNC_FLAGS = ['-aHAXx', '--numeric-ids', '-s', '--stats', '--info=progress2'];
+
+/**
+ * One `--info=progress2` update (LC_ALL=C):
+ * `     32,768,000  90%   1.07GB/s    0:00:00 (xfr#1, to-chk=3/5)`: bytes so far, files so far.
+ */
+export function parseRsyncProgress(line: string): ProgressCount | undefined {
+  const match = /^\s*([\d,]+)\s+\d+%\s+\S+\s+\S+(?:\s+\(xfr#(\d+),[^)]*\))?\s*$/.exec(line);
+  if (!match) return undefined;
+  const bytes = Number(match[1]!.replaceAll(',', ''));
+  // The first update comes before any file is done: it has no xfr# yet.
+  return { bytes, files: match[2] === undefined ? 0 : Number(match[2]) };
+}
+
+const KEPT_LINES = 200;
+
+/**
+ * Splits rsync's stdout as it streams: progress updates (ended by \r) go to `onProgress`,
+ * the last lines of the rest (the --stats block) are kept for parseRsyncStats.
+ */
+export class RsyncOutput {
+  private pending = '';
+  private kept: string[] = [];
+  private readonly onProgress: (count: ProgressCount) => void;
+
+  constructor(onProgress: (count: ProgressCount) => void) {
+    this.onProgress = onProgress;
+  }
+
+  write(chunk: string): void {
+    const pieces = (this.pending + chunk).split(/[\r\n]/);
+    this.pending = pieces.pop()!;
+    for (const piece of pieces) this.take(piece);
+  }
+
+  /** Everything that was not a progress update, one line each. */
+  end(): string {
+    if (this.pending) this.take(this.pending);
+    this.pending = '';
+    return this.kept.join('\n');
+  }
+
+  private take(piece: string): void {
+    const progress = parseRsyncProgress(piece);
+    if (progress) this.onProgress(progress);
+    else if (piece.trim() !== '') {
+      this.kept.push(piece);
+      // The --stats block is a few lines at the end; anything else must not pile up.
+      if (this.kept.length > KEPT_LINES) this.kept.shift();
+    }
+  }
+}
 
 /** Parses `rsync --stats` (run with LC_ALL=C). */
 export function parseRsyncStats(output: string): Omit<SyncStats, 'vanished'> {
@@ -166,14 +220,13 @@ export async function syncFiles(
     signal: AbortSignal;
     /** Runs rsync through sudo on a runner that is not root, to keep owners. */
     privilege: RunnerPrivilege;
+    /** Told rsync's counts as it goes (the step's progress lines). */
+    progress?: StepProgress;
   },
 ): Promise<SyncStats> {
   const total: SyncStats = { files: 0, bytes: 0, transferredBytes: 0, vanished: false };
   for (const argv of rsyncCommands(fileSet, stagingDir, (p) => host.rsyncSource(p), options)) {
-    const result = await runProcess([...options.privilege.prefix, ...argv], {
-      signal: options.signal,
-      env: { LC_ALL: 'C' },
-    });
+    const result = await runRsync([...options.privilege.prefix, ...argv], options);
     if (options.signal.aborted) throw new InterruptedError();
     if (result.exitCode !== 0 && result.exitCode !== 24) {
       const transport = host.transportFailure(result);
@@ -186,8 +239,26 @@ export async function syncFiles(
     total.bytes += stats.bytes;
     total.transferredBytes += stats.transferredBytes;
     total.vanished ||= result.exitCode === 24;
+    options.progress?.endRun({ bytes: stats.bytes, files: stats.files });
   }
   return total;
+}
+
+/** One rsync run, its stdout streamed: progress updates out as they come, the rest kept. */
+async function runRsync(
+  argv: string[],
+  options: { signal: AbortSignal; progress?: StepProgress },
+): Promise<ProcessResult> {
+  const rsync = streamProcess(argv, { signal: options.signal, env: { LC_ALL: 'C' } });
+  const output = new RsyncOutput((count) => options.progress?.update(count));
+  rsync.stdout.setEncoding('utf8');
+  rsync.stdout.on('data', (chunk: string) => output.write(chunk));
+  const [result] = await Promise.all([
+    rsync.done,
+    // An aborted run's stdout may end in an error; its exit status tells what happened.
+    finished(rsync.stdout).catch(() => {}),
+  ]);
+  return { ...result, stdout: output.end() };
 }
 
 /** Where the theme lives: legacy themes/<name>, or (ownCloud 10) a theme app. */

@@ -140,6 +140,8 @@ export interface Preflight {
   tool: DumpTool;
   fileSet: FileSet;
   privilege: RunnerPrivilege;
+  /** The files' apparent size on the host: what the bulk copy is expected to move. */
+  sizeBytes: number;
 }
 
 /**
@@ -219,5 +221,5 @@ export async function preflight(
     throw new BackupError(
       `Not enough space in ${plan.backupDir}: this backup needs about ${formatBytes(need)} (a staged copy and the archive), ${formatBytes(free)} is free. Free space or choose another backup-dir.`,
     );
-  return { tool, fileSet, privilege };
+  return { tool, fileSet, privilege, sizeBytes: size };
 }
