@@ -141,7 +141,7 @@ describe('rsync runs for symlinked top-level paths', () => {
     included: [],
   };
   const local = (path: string) => ({ args: [], source: path });
-  const base = ['rsync', '-aHAXx', '--numeric-ids', '-s', '--stats'];
+  const base = ['rsync', '-aHAXx', '--numeric-ids', '-s', '--stats', '--info=progress2'];
 
   it('copies a directory as path/ (which follows a symlinked one) and a linked file with --copy-links in a run of its own', () => {
     expect(
