@@ -2,7 +2,8 @@
 // tree while a backup runs: the tool's children, the sshd the test started and the sessions
 // under it (occ as the web server's user among them). Other processes on the machine are
 // only looked at for their parent pid, to find the tree; nothing else of theirs is read.
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { ProcessTree } from './processes.ts';
 
 export interface EnvironSighting {
   pid: number;
@@ -22,38 +23,6 @@ export interface EnvironReport {
 
 export interface EnvironWatch {
   stop(): Promise<EnvironReport>;
-}
-
-function parentOf(pid: string): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) may hold spaces and parentheses: fields follow the last ')'.
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-  } catch {
-    return undefined;
-  }
-}
-
-/** The pids below `root` (not root itself). */
-export function descendantsOf(root: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const parent = parentOf(name);
-    if (parent === undefined) continue;
-    const list = children.get(parent) ?? [];
-    list.push(Number(name));
-    children.set(parent, list);
-  }
-  const found: number[] = [];
-  const queue = [root];
-  while (queue.length > 0) {
-    for (const child of children.get(queue.shift()!) ?? []) {
-      found.push(child);
-      queue.push(child);
-    }
-  }
-  return found;
 }
 
 function read(pid: number): { argv: string[]; environ: string; uid: number } | undefined {
@@ -84,9 +53,10 @@ export function watchEnvironments(options: {
   let running = true;
   const secrets = Object.entries(options.secrets).filter(([, value]) => value.length > 0);
 
+  const tree = new ProcessTree();
   const scan = () => {
     scans++;
-    for (const pid of descendantsOf(process.pid)) {
+    for (const { pid } of tree.list()) {
       const found = read(pid);
       if (!found || found.argv[0] === '') continue;
       const sighting = { pid, uid: found.uid, argv: found.argv };
