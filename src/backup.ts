@@ -13,9 +13,10 @@ import {
   InterruptedError,
   MaintenanceNotRestoredError,
 } from './errors.ts';
-import type { Host } from './host/host.ts';
+import { asUser, type Host } from './host/host.ts';
+import { acquireLock, holderName, type HeldLock } from './host/lock.ts';
 import { LocalHost } from './host/local.ts';
-import { removeTree, type RunnerPrivilege } from './host/runner.ts';
+import { isNoSpace, noSpaceError, removeTree, type RunnerPrivilege } from './host/runner.ts';
 import { SshHost, type SshOptions } from './host/ssh.ts';
 import { buildManifest, checksumsText, type Manifest } from './manifest.ts';
 import {
@@ -30,10 +31,11 @@ import { formatSeconds, type Reporter } from './report.ts';
 import type { Secrets } from './secrets.ts';
 import type { BackupPlan } from './settings.ts';
 import { archiveFiles } from './steps/archive.ts';
+import { prepareBackupDir, removeStaleBackups } from './steps/backup-dir.ts';
 import { discoverInstance } from './steps/discover.ts';
 import { dumpDatabase, type DumpResult } from './steps/dump.ts';
 import { syncFiles, type SyncStats } from './steps/files.ts';
-import { MaintenanceGuard } from './steps/maintenance.ts';
+import { MaintenanceGuard, type MaintenanceRecord } from './steps/maintenance.ts';
 import { formatBytes, preflight } from './steps/preflight.ts';
 
 export interface BackupResult {
@@ -57,13 +59,13 @@ export interface BackupContext {
   ssh?: SshOptions;
   /** Seconds to keep retrying to restore maintenance mode through a broken link. */
   maintenanceRestoreSeconds?: number;
-  /** Told when maintenance mode changes, so the action's post step can restore it if main dies. */
-  onMaintenance?: (state: {
-    switchedByUs: boolean;
-    restored: boolean;
-    installDir: string;
-    occUser: string;
-  }) => void;
+  /**
+   * Told before maintenance mode changes (and once each change is confirmed), so the
+   * action's post step can put it back if main dies at any moment.
+   */
+  onMaintenance?: (record: MaintenanceRecord) => void;
+  /** Told the incomplete backup directory's path before it is created. */
+  onWorkDir?: (path: string) => void;
 }
 
 async function openHost(plan: BackupPlan, context: BackupContext): Promise<Host> {
@@ -73,21 +75,51 @@ async function openHost(plan: BackupPlan, context: BackupContext): Promise<Host>
 }
 
 export async function runBackup(plan: BackupPlan, context: BackupContext): Promise<BackupResult> {
-  const { reporter, signal } = context;
+  const { reporter } = context;
   const startedAt = context.startedAt ?? new Date();
   const name = backupName(startedAt);
   const finalDir = join(plan.backupDir, name);
   const workDir = `${finalDir}${INCOMPLETE_SUFFIX}`;
+
+  prepareBackupDir(plan.backupDir);
+  const holder = holderName(process.pid, hostname(), startedAt);
+  // One run at a time writes into a backup directory; holding it, every incomplete backup
+  // there is a killed run's leftover.
+  const dirLock = await acquireLock(
+    new LocalHost(),
+    plan.backupDir,
+    holder,
+    (heldBy) =>
+      `Another backup is running with backup-dir '${plan.backupDir}' (${heldBy}). Wait for it to finish, or choose another backup-dir.`,
+  );
+  try {
+    await removeStaleBackups(plan.backupDir, (path, bytes) =>
+      reporter.warning(
+        `Removed an incomplete backup an interrupted run left behind: ${path} (${formatBytes(bytes)}).`,
+      ),
+    );
+    if (existsSync(finalDir) || existsSync(workDir))
+      throw new BackupError(`${finalDir} exists already: not overwriting a backup.`);
+    return await backUp(plan, context, { startedAt, name, finalDir, workDir, holder });
+  } finally {
+    await dirLock.release();
+  }
+}
+
+async function backUp(
+  plan: BackupPlan,
+  context: BackupContext,
+  run: { startedAt: Date; name: string; finalDir: string; workDir: string; holder: string },
+): Promise<BackupResult> {
+  const { reporter, signal } = context;
+  const { startedAt, name, finalDir, workDir } = run;
   const stagingDir = join(workDir, 'staging');
   const interrupted = () => {
     if (signal.aborted) throw new InterruptedError();
   };
 
-  mkdirSync(plan.backupDir, { recursive: true });
-  if (existsSync(finalDir) || existsSync(workDir))
-    throw new BackupError(`${finalDir} exists already: not overwriting a backup.`);
-
   let host: Host | undefined;
+  let instanceLock: HeldLock | undefined;
   let privilege: RunnerPrivilege = { prefix: [], keepsOwners: false };
   try {
     host = await reporter.group('Connect', async () => {
@@ -109,6 +141,16 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
       );
       return found;
     });
+    // One backup of an instance at a time, from whichever runner: the lock is on the
+    // installation directory itself, on the host.
+    instanceLock = await acquireLock(
+      connected,
+      instance.installDir,
+      run.holder,
+      (heldBy) =>
+        `Another backup of the instance in ${instance.installDir} on ${connected.label} is running (${heldBy}). Wait for it to finish.`,
+      (argv) => asUser(connected.account, instance.owner, argv),
+    );
     interrupted();
 
     const engine = engineFor(instance.database.type);
@@ -120,7 +162,10 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
     const elevated = (privilege = checked.privilege);
     interrupted();
 
-    mkdirSync(stagingDir, { recursive: true, mode: 0o700 });
+    // Recorded before it exists: a process that outlives this one removes it if we die.
+    context.onWorkDir?.(workDir);
+    mkdirSync(workDir, { mode: 0o700 });
+    mkdirSync(stagingDir, { mode: 0o700 });
     const { installStats, dataStats } = await reporter.group(
       'Files (bulk copy, before maintenance mode)',
       async () => {
@@ -154,6 +199,7 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
           { installDir: instance.installDir, user: instance.owner },
           (m) => reporter.info(m),
           context.maintenanceRestoreSeconds,
+          context.onMaintenance,
         )
       : undefined;
     const { dumped: dump, finalData } = await reporter.group(
@@ -234,10 +280,8 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
       restoreHint: engine.restoreHint,
     });
     const { archives } = manifest;
-    writeFileSync(join(workDir, CHECKSUMS_NAME), checksumsText(archives), { mode: 0o600 });
-    writeFileSync(join(workDir, MANIFEST_NAME), `${JSON.stringify(manifest, null, 2)}\n`, {
-      mode: 0o600,
-    });
+    writeSmallFile(join(workDir, CHECKSUMS_NAME), checksumsText(archives));
+    writeSmallFile(join(workDir, MANIFEST_NAME), `${JSON.stringify(manifest, null, 2)}\n`);
     // Only a complete backup gets its final name.
     renameSync(workDir, finalDir);
     return {
@@ -257,7 +301,16 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
     if (signal.aborted) throw new InterruptedError();
     throw error;
   } finally {
+    await instanceLock?.release();
     await host?.close();
+  }
+}
+
+function writeSmallFile(path: string, text: string): void {
+  try {
+    writeFileSync(path, text, { mode: 0o600 });
+  } catch (error) {
+    throw isNoSpace(error) ? noSpaceError(path) : error;
   }
 }
 
@@ -275,19 +328,10 @@ async function maintenanceWindow(
   },
 ): Promise<{ dumped: DumpResult; finalData: SyncStats }> {
   const { reporter } = context;
-  const occ = maintenance?.target;
   let failure: unknown;
   let outcome: { dumped: DumpResult; finalData: SyncStats } | undefined;
   try {
-    if (maintenance) {
-      await maintenance.enable();
-      context.onMaintenance?.({
-        switchedByUs: maintenance.window.switchedByUs,
-        restored: false,
-        installDir: occ!.installDir,
-        occUser: occ!.user,
-      });
-    }
+    await maintenance?.enable();
     const [dumped, finalData] = await allOrNothing(
       context.signal,
       (signal) => [work.dump(signal), work.delta(signal)] as const,
@@ -314,12 +358,6 @@ async function maintenanceWindow(
           : describeError(restoreError),
       );
     }
-    context.onMaintenance?.({
-      switchedByUs: maintenance.window.switchedByUs,
-      restored: true,
-      installDir: occ!.installDir,
-      occUser: occ!.user,
-    });
     if (maintenance.window.switchedByUs)
       reporter.info(`Maintenance mode was on for ${formatSeconds(maintenance.seconds())}.`);
   }

@@ -28370,7 +28370,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1372:
+/***/ 3919:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -31342,18 +31342,18 @@ class errors_InputError extends Error {
  * A backup that could not be completed for a reason outside the user's input: a tool
  * failed, the database refused, the link died. The message names the cause.
  */
-class BackupError extends Error {
+class errors_BackupError extends Error {
     name = 'BackupError';
 }
 /**
  * Maintenance mode could not be switched back off: the one failure an administrator must
  * act on at once, so it is never hidden behind another.
  */
-class MaintenanceNotRestoredError extends BackupError {
+class MaintenanceNotRestoredError extends errors_BackupError {
     name = 'MaintenanceNotRestoredError';
 }
 /** The run was interrupted (SIGINT/SIGTERM, or the workflow was cancelled). */
-class InterruptedError extends Error {
+class errors_InterruptedError extends Error {
     name = 'InterruptedError';
     constructor(message = 'The backup was interrupted.') {
         super(message);
@@ -31362,8 +31362,8 @@ class InterruptedError extends Error {
 /** The message to show for any error: ours are written for people; others get their class. */
 function describeError(error) {
     if (error instanceof errors_InputError ||
-        error instanceof BackupError ||
-        error instanceof InterruptedError)
+        error instanceof errors_BackupError ||
+        error instanceof errors_InterruptedError)
         return error.message;
     if (error instanceof Error)
         return `${error.name}: ${error.message}`;
@@ -42254,10 +42254,81 @@ const {
 } = getIpcExport();
 
 
+;// CONCATENATED MODULE: ./src/host/reaper.ts
+// Children of this tool must not outlive it, even when it is SIGKILLed (which no handler
+// of ours ever sees): an rsync left running keeps writing into a backup nobody finishes.
+// Each child runs in its own process group (with its own children: rsync forks), and a
+// small watcher holds a pipe from this process. The kernel closes that pipe however we
+// end; the watcher then kills every process group still registered.
+
+/** The watcher: `+PGID` registers a group, `-PGID` forgets it; end of input kills the rest. */
+const REAPER_SCRIPT = `
+groups=' '
+while IFS= read -r line; do
+  case $line in
+    +*) groups="$groups\${line#+} " ;;
+    -*) p=\${line#-}; case $groups in *" $p "*) groups="\${groups%% $p *} \${groups#* $p }" ;; esac ;;
+  esac
+done
+for g in $groups; do kill -9 "-$g" 2>/dev/null; done
+exit 0
+`.trim();
+class Reaper {
+    child;
+    alive = true;
+    constructor(prefix) {
+        const argv = [...prefix, 'sh', '-c', REAPER_SCRIPT, 'owncloud-backup-reaper'];
+        this.child = (0,external_node_child_process_namespaceObject.spawn)(argv[0], argv.slice(1), {
+            stdio: ['pipe', 'ignore', 'ignore'],
+            // Its own session: a Ctrl-C in the terminal must not end it before we are done.
+            detached: true,
+        });
+        this.child.once('exit', () => (this.alive = false));
+        this.child.once('error', () => (this.alive = false));
+        this.child.stdin.on('error', () => (this.alive = false));
+        // Neither the watcher nor its pipe keeps this process alive.
+        this.child.unref();
+        this.child.stdin.unref?.();
+    }
+    send(line) {
+        if (this.alive)
+            this.child.stdin.write(`${line}\n`);
+    }
+    watch(pgid) {
+        this.send(`+${pgid}`);
+        return () => this.send(`-${pgid}`);
+    }
+}
+let reaper;
+let reaperPrefix = '';
+/**
+ * Registers a child that leads its own process group (spawned detached): its whole group
+ * is killed if this process dies before it. Returns the call that forgets it (at its exit).
+ */
+function killWithUs(pid) {
+    if (pid === undefined)
+        return () => { };
+    reaper ??= new Reaper([]);
+    return reaper.watch(pid);
+}
+/**
+ * From now on the watcher runs with this prefix (e.g. `sudo -n --`), so that it can kill
+ * the children that run as root through the same prefix. Groups registered before stay
+ * with the watcher that knows them.
+ */
+function elevateReaper(prefix) {
+    const key = prefix.join('\0');
+    if (prefix.length === 0 || key === reaperPrefix)
+        return;
+    reaper = new Reaper(prefix);
+    reaperPrefix = key;
+}
+
 ;// CONCATENATED MODULE: ./src/host/process.ts
 // Running programs on this machine: the one place that spawns processes. Commands are
 // argv arrays; secrets travel on stdin only, so no argv (and no error message built from
 // one) ever holds them.
+
 
 
 // Generous: execa ends a command whose output outgrows its buffer, and rsync can warn
@@ -42289,12 +42360,17 @@ function spawn(argv, options, streamStdout) {
         stripFinalNewline: false,
         ...(options.signal ? { cancelSignal: options.signal } : {}),
         forceKillAfterDelay: 3000,
-        detached: options.shielded ?? false,
+        // Its own process group: with its children (rsync forks), killed as one if we die.
+        detached: true,
         ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}),
         ...(options.env ? { env: options.env } : {}),
         ...(options.cwd ? { cwd: options.cwd } : {}),
         encoding: streamStdout ? 'buffer' : 'utf8',
     });
+    if (!options.shielded) {
+        const forget = killWithUs(child.pid);
+        void child.then(forget, forget);
+    }
     // A command that exits without reading its stdin must not crash us with EPIPE.
     child.stdin.on('error', () => { });
     if (options.input !== undefined)
@@ -42314,11 +42390,11 @@ function spawn(argv, options, streamStdout) {
     return { child, done };
 }
 /** Runs a command to its end and captures its (small) output. Never throws for an exit code. */
-async function runProcess(argv, options = {}) {
+async function process_runProcess(argv, options = {}) {
     return spawn(argv, options, false).done;
 }
 /** Starts a command whose stdout the caller streams (dumps, archives). */
-function streamProcess(argv, options = {}) {
+function process_streamProcess(argv, options = {}) {
     const { child, done } = spawn(argv, options, true);
     return {
         stdout: child.stdout,
@@ -42330,7 +42406,7 @@ function streamProcess(argv, options = {}) {
     };
 }
 /** The last lines of a command's stderr, for an error message. */
-function stderrTail(stderr, lines = 5) {
+function process_stderrTail(stderr, lines = 5) {
     return stderr
         .trim()
         .split('\n')
@@ -42347,8 +42423,8 @@ function stderrTail(stderr, lines = 5) {
 class LocalHost {
     label = `this machine (${(0,external_node_os_namespaceObject.hostname)()})`;
     account = (0,external_node_os_namespaceObject.userInfo)().username;
-    run = (argv, options) => runProcess(argv, options);
-    stream = (argv, options) => streamProcess(argv, options);
+    run = (argv, options) => process_runProcess(argv, options);
+    stream = (argv, options) => process_streamProcess(argv, options);
     rsyncSource(path) {
         return { args: [], source: path };
     }
@@ -42390,13 +42466,14 @@ function quoteCommand(argv) {
 
 
 
+
 /**
  * A path as the value of an ssh `-o` option: ssh splits values on spaces unless they are
  * double-quoted, and expands %-tokens in these paths, so '%' is doubled.
  */
 function sshConfigPath(path) {
     if (path.includes('"') || /[\r\n]/.test(path))
-        throw new BackupError(`The path '${path}' cannot be given to ssh (it contains a double quote or line break).`);
+        throw new errors_BackupError(`The path '${path}' cannot be given to ssh (it contains a double quote or line break).`);
     const escaped = path.replaceAll('%', '%%');
     return /\s/.test(escaped) ? `"${escaped}"` : escaped;
 }
@@ -42505,7 +42582,7 @@ class SshHost {
             await host.startMaster();
             const whoami = await host.run(['id', '-un']);
             if (whoami.exitCode !== 0)
-                throw new BackupError(`Could not run commands on ${host.label}: ${stderrTail(whoami.stderr)}`);
+                throw new errors_BackupError(`Could not run commands on ${host.label}: ${process_stderrTail(whoami.stderr)}`);
             host.account = whoami.stdout.trim();
             return host;
         }
@@ -42530,6 +42607,8 @@ class SshHost {
             detached: true,
         });
         this.master = master;
+        // A master left running after we die would hold the link open for nothing.
+        master.once('exit', killWithUs(master.pid));
         if (master.pid !== undefined)
             this.onMaster?.({ pid: master.pid, socketDir: this.socketDir });
         let stderr = '';
@@ -42546,14 +42625,14 @@ class SshHost {
         const deadline = Date.now() + 60_000;
         for (;;) {
             if (exited) {
-                throw new BackupError(explainSshFailure(stderr, this.label) ??
-                    `Could not connect to ${this.label}: ${stderrTail(stderr) || 'ssh exited'}`);
+                throw new errors_BackupError(explainSshFailure(stderr, this.label) ??
+                    `Could not connect to ${this.label}: ${process_stderrTail(stderr) || 'ssh exited'}`);
             }
-            const check = await runProcess(['ssh', ...this.baseArgs, '-O', 'check', this.target.host]);
+            const check = await process_runProcess(['ssh', ...this.baseArgs, '-O', 'check', this.target.host]);
             if (check.exitCode === 0)
                 return;
             if (Date.now() > deadline)
-                throw new BackupError(`Timed out connecting to ${this.label}.`);
+                throw new errors_BackupError(`Timed out connecting to ${this.label}.`);
             await (0,promises_namespaceObject.setTimeout)(50);
         }
     }
@@ -42569,9 +42648,9 @@ class SshHost {
             quoteCommand(argv),
         ];
     }
-    run = async (argv, options) => withoutLoginNoise(await runProcess(this.commandArgs(argv), options));
+    run = async (argv, options) => withoutLoginNoise(await process_runProcess(this.commandArgs(argv), options));
     stream = (argv, options) => {
-        const started = streamProcess(this.commandArgs(argv), options);
+        const started = process_streamProcess(this.commandArgs(argv), options);
         return { ...started, kill: () => started.kill(), done: started.done.then(withoutLoginNoise) };
     };
     rsyncSource(path) {
@@ -42584,7 +42663,7 @@ class SshHost {
             return undefined;
         if (result.exitCode === 255)
             return (explainSshFailure(result.stderr, this.label) ??
-                `The SSH connection to ${this.label} failed: ${stderrTail(result.stderr)}`);
+                `The SSH connection to ${this.label} failed: ${process_stderrTail(result.stderr)}`);
         // rsync reports a dead link with its own exit codes (12, 10) and this wording.
         if (/connection unexpectedly closed|not responding|broken pipe/i.test(result.stderr))
             return explainSshFailure(result.stderr, this.label);
@@ -42658,6 +42737,631 @@ class Secrets {
             out = out.split(value).join('***');
         return out;
     }
+}
+
+;// CONCATENATED MODULE: ./src/host/runner.ts
+// This machine's side of a backup: rsync receiving the files and tar packing them. Keeping
+// the files' numeric owners needs root here; a runner that is not root (GitHub's hosted
+// runners) runs these two through passwordless sudo when it can.
+
+
+
+
+
+async function runner_runnerPrivilege() {
+    if (process.getuid?.() === 0)
+        return { prefix: [], keepsOwners: true };
+    const sudo = await process_runProcess(['sudo', '-n', 'true']).catch(() => undefined);
+    if (sudo?.exitCode === 0) {
+        const prefix = ['sudo', '-n', '--'];
+        // Children run as root through sudo: only a root watcher can kill them if we die.
+        elevateReaper(prefix);
+        return { prefix, keepsOwners: true };
+    }
+    return { prefix: [], keepsOwners: false };
+}
+/** Removes a tree the elevated commands may have filled with files of other owners. */
+async function removeTree(path, privilege) {
+    if (privilege.prefix.length === 0) {
+        (0,external_node_fs_namespaceObject.rmSync)(path, { recursive: true, force: true });
+        return;
+    }
+    const result = await process_runProcess([...privilege.prefix, 'rm', '-rf', '--', path], {
+        shielded: true,
+    });
+    if (result.exitCode !== 0)
+        throw new errors_BackupError(`Could not remove ${path}: ${process_stderrTail(result.stderr)}`);
+}
+/** Whether an error (from Node, or a tool's stderr) means the disk is full. */
+function runner_isNoSpace(error) {
+    const code = error?.code;
+    if (code === 'ENOSPC' || code === 'EDQUOT')
+        return true;
+    return typeof error === 'string' && /No space left on device|Disk quota exceeded/.test(error);
+}
+/**
+ * The message for a full disk on this machine, with the free space left where `path` is
+ * written: the cause, not the compressor's SIGPIPE that follows it.
+ */
+function runner_noSpaceError(path) {
+    let free = '';
+    try {
+        const stats = statfsSync(dirname(path));
+        free = ` (${stats.bavail * stats.bsize} bytes free)`;
+    }
+    catch {
+        // the message stays useful without the number
+    }
+    return new BackupError(`No space left on device writing ${path}${free}.`);
+}
+
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
+;// CONCATENATED MODULE: ./src/steps/compress.ts
+// Compressing a stream into a file on the runner, hashing the result on the way: every
+// byte is read once, nothing is held in memory beyond stream buffers.
+
+
+
+
+
+
+
+const COMPRESSORS = {
+    // Multi-threaded; level 3 is zstd's default balance of speed and size.
+    zstd: ['zstd', '-T0', '-3', '-q', '-c'],
+    gzip: ['gzip', '-6', '-c', '-n'],
+};
+/** The program that compresses with this method (for preflight checks). */
+function compress_compressorProgram(compression) {
+    return COMPRESSORS[compression][0];
+}
+/** The compressor as one command string, for tar's --use-compress-program (split on spaces). */
+function compressorCommand(compression) {
+    return COMPRESSORS[compression].join(' ');
+}
+/** Counts and hashes what passes through. */
+class Digest extends (/* unused pure expression or super */ null && (Transform)) {
+    hash = createHash('sha256');
+    size = 0;
+    _transform(chunk, _encoding, callback) {
+        this.hash.update(chunk);
+        this.size += chunk.length;
+        this.push(chunk);
+        callback();
+    }
+}
+/**
+ * Pipes `source` through the compressor into `path`. Rejects if any part fails; the
+ * caller removes the file then.
+ */
+async function compressToFile(source, compression, path, signal) {
+    const compressor = streamProcess(COMPRESSORS[compression], {
+        feedStdin: true,
+        ...(signal ? { signal } : {}),
+    });
+    const feeding = pipeline(source, compressor.stdin);
+    const writing = writeHashed(compressor.stdout, path);
+    const [fed, written, result] = await Promise.allSettled([feeding, writing, compressor.done]);
+    // A failed write kills the compressor (SIGPIPE): the write's cause is the one to report.
+    if (written.status === 'rejected')
+        throw asError(written.reason);
+    if (result.status === 'fulfilled' && result.value.exitCode !== 0)
+        throw new BackupError(`${compression} failed (exit ${result.value.exitCode}): ${stderrTail(result.value.stderr)}`);
+    if (fed.status === 'rejected')
+        throw asError(fed.reason);
+    if (result.status === 'rejected')
+        throw asError(result.reason);
+    return written.value;
+}
+/** Writes an (already compressed) stream to `path`, counting and hashing it on the way. */
+async function writeHashed(source, path) {
+    const digest = new Digest();
+    try {
+        await pipeline(source, digest, createWriteStream(path, { mode: 0o600 }));
+    }
+    catch (error) {
+        throw isNoSpace(error) ? noSpaceError(path) : error;
+    }
+    return { path, size: digest.size, sha256: digest.hash.digest('hex') };
+}
+function asError(reason) {
+    return reason instanceof Error ? reason : new Error(String(reason));
+}
+
+;// CONCATENATED MODULE: ./src/instance.ts
+// What an ownCloud (or Nextcloud) instance says about itself in config.php, and how that
+// combines with explicit overrides into the database connection a dump needs. Pure.
+
+/** The config.php keys a backup reads. */
+const instance_CONFIG_KEYS = (/* unused pure expression or super */ null && ([
+    'instanceid',
+    'version',
+    'datadirectory',
+    'dbtype',
+    'dbhost',
+    'dbname',
+    'dbuser',
+    'dbpassword',
+    'dbtableprefix',
+    'mysql.utf8mb4',
+    'theme',
+    'maintenance',
+    'installed',
+]));
+const DB_TYPES = {
+    mysql: 'mysql',
+    pgsql: 'pgsql',
+    sqlite: 'sqlite',
+    sqlite3: 'sqlite',
+};
+function instance_text(value) {
+    if (value === undefined || value === null || value === false)
+        return '';
+    return String(value);
+}
+/**
+ * Splits config.php's dbhost as ownCloud does: `host`, `host:port`, `host:/path/to/socket`,
+ * `[ipv6]:port`, or (PostgreSQL) a socket directory `/path`.
+ */
+function parseDbHost(dbhost) {
+    const value = dbhost.trim();
+    if (value === '')
+        return {};
+    if (value.startsWith('/'))
+        return { socket: value };
+    const bracketed = /^\[([^\]]+)\](?::(.*))?$/.exec(value);
+    let host;
+    let rest;
+    if (bracketed) {
+        host = bracketed[1];
+        rest = bracketed[2];
+    }
+    else {
+        const colon = value.indexOf(':');
+        host = colon === -1 ? value : value.slice(0, colon);
+        rest = colon === -1 ? undefined : value.slice(colon + 1);
+    }
+    if (rest === undefined || rest === '')
+        return { host };
+    if (/^\d+$/.test(rest))
+        return { host, port: Number(rest) };
+    return { host, socket: rest };
+}
+/** The connection for the dump: config.php's values, each replaced by an override if given. */
+function instance_resolveDatabase(config, overrides, dataDir) {
+    let type = overrides.type;
+    if (!type) {
+        const dbtype = instance_text(config.dbtype).toLowerCase();
+        if (dbtype === 'oci')
+            throw new InputError("config.php says dbtype 'oci' (Oracle), which is not supported: back it up with Oracle's own tools.");
+        type = DB_TYPES[dbtype || 'sqlite'];
+        if (!type)
+            throw new InputError(`config.php has dbtype '${dbtype}', which is not supported. Expected mysql, pgsql or sqlite3.`);
+    }
+    const fromConfig = parseDbHost(instance_text(config.dbhost));
+    const connection = {
+        type,
+        name: overrides.name ?? (instance_text(config.dbname) || 'owncloud'),
+        user: overrides.user ?? instance_text(config.dbuser),
+        password: overrides.password ?? instance_text(config.dbpassword),
+        tablePrefix: instance_text(config.dbtableprefix) || 'oc_',
+        utf8mb4: config['mysql.utf8mb4'] === true || config['mysql.utf8mb4'] === 'true',
+    };
+    const explicit = overrides.host !== undefined ? parseDbHost(overrides.host) : fromConfig;
+    if (explicit.host && explicit.host !== 'localhost')
+        connection.host = explicit.host;
+    if (explicit.host === 'localhost' && type === 'pgsql')
+        connection.host = 'localhost';
+    if (explicit.socket)
+        connection.socket = explicit.socket;
+    const port = overrides.port ?? explicit.port;
+    if (port !== undefined)
+        connection.port = port;
+    if (type === 'sqlite')
+        connection.file = `${dataDir}/${connection.name}.db`;
+    else if (connection.user === '')
+        throw new InputError('No database user: config.php has no dbuser and none was given (db-user).');
+    return connection;
+}
+/** ownCloud and Nextcloud mark their data directory; which marker says which product. */
+function instance_productOf(markers, version) {
+    if (markers.ncdata)
+        return 'nextcloud';
+    // Nextcloud before 21 used .ocdata too; its versions start at 9 and passed ownCloud's 10 long ago.
+    const major = Number(version.split('.')[0]);
+    return major >= 11 ? 'nextcloud' : 'owncloud';
+}
+
+;// CONCATENATED MODULE: ./src/steps/discover.ts
+// Discovery: what the instance is, read from its own config.php with PHP on the host (the
+// faithful way: config.php is PHP, and every ownCloud host has PHP). Like ownCloud, it
+// merges config/*.config.php over config.php.
+
+
+
+
+
+const READ_CONFIG = (/* unused pure expression or super */ null && (`
+error_reporting(E_ALL & ~E_DEPRECATED & ~E_NOTICE);
+$dir = $argv[1];
+$merged = [];
+$files = array_merge([$dir . '/config.php'], glob($dir . '/*.config.php') ?: []);
+foreach ($files as $file) {
+  $CONFIG = null;
+  ob_start();
+  $ok = include $file;
+  ob_end_clean();
+  if ($ok === false || !is_array($CONFIG)) { fwrite(STDERR, "no \\$CONFIG array in $file\\n"); exit(3); }
+  $merged = array_merge($merged, $CONFIG);
+}
+$keys = json_decode($argv[2], true);
+echo json_encode(array_intersect_key($merged, array_flip($keys)));
+`));
+/** Whether a path exists, as seen by the instance's owner (who can see into its data dir). */
+async function discover_existsOnHost(host, owner, test, path) {
+    const result = await host.run(asUser(host.account, owner, ['test', test, path]));
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new BackupError(transport);
+    return result.exitCode === 0;
+}
+async function discoverInstance(host, plan, secrets) {
+    const installDir = plan.owncloudDir;
+    const configDir = `${installDir}/config`;
+    const configPath = `${configDir}/config.php`;
+    const stat = await host.run(['stat', '-c', '%U', '--', configPath]);
+    if (stat.exitCode !== 0) {
+        const transport = host.transportFailure(stat);
+        if (transport)
+            throw new BackupError(transport);
+        if (!(await discover_existsOnHost(host, host.account, '-d', installDir)))
+            throw new InputError(`owncloud-dir '${installDir}' does not exist on ${host.label}.`);
+        throw new InputError(`owncloud-dir '${installDir}' has no config/config.php on ${host.label}: is it an ownCloud installation?`);
+    }
+    const configOwner = stat.stdout.trim();
+    const owner = plan.occUser ?? configOwner;
+    // Everything below runs as the owner; an SSH user that is someone else needs sudo for it.
+    if (host.account !== 'root' && host.account !== owner)
+        await requirePasswordlessSudo(host, owner);
+    const exists = (test, path) => discover_existsOnHost(host, owner, test, path);
+    const read = await host.run(asUser(host.account, owner, [
+        'php',
+        '-r',
+        READ_CONFIG,
+        '--',
+        configDir,
+        JSON.stringify(CONFIG_KEYS),
+    ]));
+    if (read.exitCode !== 0) {
+        const transport = host.transportFailure(read);
+        if (transport)
+            throw new BackupError(transport);
+        throw new BackupError(`Could not read ${configPath} with PHP on ${host.label}: ${stderrTail(read.stderr || read.stdout)}`);
+    }
+    let config;
+    try {
+        const parsed = JSON.parse(read.stdout);
+        // PHP encodes an empty array as [] rather than {}.
+        config = (Array.isArray(parsed) ? {} : parsed);
+    }
+    catch {
+        throw new BackupError(`PHP printed something other than the configuration when reading ${configPath}.`);
+    }
+    // A secret from the moment it is known.
+    secrets.add(typeof config.dbpassword === 'string' ? config.dbpassword : undefined);
+    if (config.installed === false)
+        throw new InputError(`${configPath} says the instance is not installed (installed => false): nothing to back up.`);
+    // config.php's value may carry a trailing slash or doubled ones: one spelling from here on.
+    const dataDir = posix
+        .normalize(plan.dataDir ??
+        (typeof config.datadirectory === 'string' && config.datadirectory
+            ? config.datadirectory
+            : `${installDir}/data`))
+        .replace(/(.)\/+$/, '$1');
+    const markers = {
+        ocdata: await exists('-e', `${dataDir}/.ocdata`),
+        ncdata: await exists('-e', `${dataDir}/.ncdata`),
+    };
+    if (!markers.ocdata && !markers.ncdata) {
+        const where = plan.dataDir ? 'data-dir' : "config.php's datadirectory";
+        if (!(await exists('-d', dataDir)))
+            throw new InputError(`The data directory '${dataDir}' (${where}) does not exist on ${host.label}.`);
+        throw new InputError(`The data directory '${dataDir}' (${where}) has neither .ocdata (ownCloud) nor .ncdata (Nextcloud): it is not an ownCloud data directory.`);
+    }
+    const version = typeof config.version === 'string' ? config.version : '';
+    const database = resolveDatabase(config, plan.database, dataDir);
+    secrets.add(database.password);
+    return {
+        product: productOf(markers, version),
+        version,
+        instanceId: typeof config.instanceid === 'string' ? config.instanceid : '',
+        theme: typeof config.theme === 'string' ? config.theme : '',
+        installDir,
+        configPath,
+        owner,
+        dataDir,
+        maintenance: config.maintenance === true,
+        database,
+    };
+}
+/**
+ * An SSH user that is neither root nor the instance's owner runs occ (as the owner) and
+ * rsync (to read every file) through sudo, which must not ask for a password.
+ */
+async function requirePasswordlessSudo(host, owner) {
+    const result = await host.run(['sudo', '-n', 'true']);
+    if (result.exitCode !== 0)
+        throw new BackupError(`The SSH user ${host.account} on ${host.label} is neither root nor ${owner} and cannot use sudo without a password (${stderrTail(result.stderr) || 'sudo -n failed'}): connect as root or ${owner}, or allow it passwordless sudo.`);
+}
+
+;// CONCATENATED MODULE: ./src/steps/files.ts
+// Copies the instance's files from the host into the staging directory on the runner with
+// rsync, keeping ACLs, xattrs, owners (numeric), modes, hard links, hidden files and empty
+// directories. Run twice: the bulk before maintenance mode, then only the delta inside it.
+
+
+
+
+/** Archive member directories: where each part of the instance lands in the staging dir. */
+const LAYOUT = { install: 'owncloud', data: 'data', absolute: 'extra' };
+// -a (rlptgoD) + hard links, ACLs, xattrs, one file system, numeric owners; -s keeps
+// names with spaces and shell characters intact on the remote side.
+const RSYNC_FLAGS = (/* unused pure expression or super */ null && (['-aHAXx', '--numeric-ids', '-s', '--stats']));
+/** Parses `rsync --stats` (run with LC_ALL=C). */
+function parseRsyncStats(output) {
+    const number = (label) => {
+        const match = new RegExp(`^${label}: ([\\d,]+)`, 'm').exec(output);
+        return match ? Number(match[1].replaceAll(',', '')) : 0;
+    };
+    const files = /^Number of files: [\d,]+ \(reg: ([\d,]+)/m.exec(output);
+    return {
+        files: files ? Number(files[1].replaceAll(',', '')) : number('Number of files'),
+        bytes: number('Total file size'),
+        transferredBytes: number('Total transferred file size'),
+    };
+}
+/** The rsync runs for one pass: argv for each part. Pure, so it is tested without processes. */
+function rsyncCommands(fileSet, stagingDir, source, options) {
+    const common = [
+        ...RSYNC_FLAGS,
+        ...(fileSet.remoteRsync ? [`--rsync-path=${fileSet.remoteRsync}`] : []),
+        ...(options.delete ? ['--delete'] : []),
+        ...fileSet.exclude.map((p) => `--exclude=${p}`),
+    ];
+    const commands = [];
+    /** One rsync run: these host paths into this archive member, with these extra flags. */
+    const copy = (paths, flags, member) => {
+        const specs = paths.map(source);
+        const shell = specs[0]?.args ?? [];
+        commands.push([
+            'rsync',
+            ...common,
+            ...flags,
+            ...shell,
+            '--',
+            ...specs.map((s) => s.source),
+            `${stagingDir}/${member}/`,
+        ]);
+    };
+    if (options.parts.includes('install') && fileSet.installPaths.length > 0) {
+        if (fileSet.installPaths.includes('.')) {
+            const inside = fileSet.dataDirInsideInstall;
+            copy([`${fileSet.installDir}/`], inside ? [`--exclude=/${inside}/`] : [], LAYOUT.install);
+        }
+        else {
+            // --relative with /./ keeps each path's place below the install dir.
+            copy(fileSet.installPaths.map((p) => `${fileSet.installDir}/./${p}`), ['--relative'], LAYOUT.install);
+        }
+    }
+    if (options.parts.includes('data'))
+        copy([`${fileSet.dataDir}/`], fileSet.dataExclude.map((p) => `--exclude=/${p}`), LAYOUT.data);
+    if (options.parts.includes('absolute') && fileSet.absolutePaths.length > 0)
+        copy(fileSet.absolutePaths.map((p) => `/.${p}`), ['--relative'], LAYOUT.absolute);
+    return commands;
+}
+/** Runs one pass of rsync runs; fails on anything but success or vanished files. */
+async function syncFiles(host, fileSet, stagingDir, options) {
+    const total = { files: 0, bytes: 0, transferredBytes: 0, vanished: false };
+    for (const argv of rsyncCommands(fileSet, stagingDir, (p) => host.rsyncSource(p), options)) {
+        const result = await runProcess([...options.privilege.prefix, ...argv], {
+            signal: options.signal,
+            env: { LC_ALL: 'C' },
+        });
+        if (options.signal.aborted)
+            throw new InterruptedError();
+        if (result.exitCode !== 0 && result.exitCode !== 24) {
+            if (isNoSpace(result.stderr))
+                throw noSpaceError(stagingDir);
+            const transport = host.transportFailure(result);
+            throw new BackupError(`Copying files from ${host.label} failed (rsync exit ${result.exitCode}): ${transport ?? stderrTail(result.stderr)}`);
+        }
+        const stats = parseRsyncStats(result.stdout);
+        total.files += stats.files;
+        total.bytes += stats.bytes;
+        total.transferredBytes += stats.transferredBytes;
+        total.vanished ||= result.exitCode === 24;
+    }
+    return total;
+}
+/** Where the theme lives: legacy themes/<name>, or (ownCloud 10) a theme app. */
+async function themePath(host, instance) {
+    // A theme is a directory name; anything that could climb out of the installation is not one.
+    if (!instance.theme || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(instance.theme))
+        return undefined;
+    for (const candidate of [
+        `themes/${instance.theme}`,
+        `apps-external/${instance.theme}`,
+        `apps/${instance.theme}`,
+    ]) {
+        if (await existsOnHost(host, instance.owner, '-d', `${instance.installDir}/${candidate}`))
+            return candidate;
+    }
+    return undefined;
+}
+/**
+ * What to copy for this instance: config/, the active theme and extra paths (or the whole
+ * installation for a tarball install), the data directory without the live SQLite file,
+ * and absolute extra paths. Checks that every path the user named exists.
+ */
+async function files_planFileSet(host, plan, instance, warn) {
+    const relativeExtras = plan.extraPaths.filter((p) => !p.startsWith('/'));
+    const absolutePaths = plan.extraPaths.filter((p) => p.startsWith('/'));
+    for (const path of [
+        ...relativeExtras.map((p) => `${instance.installDir}/${p}`),
+        ...absolutePaths,
+    ]) {
+        if (!(await existsOnHost(host, instance.owner, '-e', path)))
+            throw new InputError(`extra-paths: '${path}' does not exist on ${host.label}.`);
+    }
+    const inside = instance.dataDir.startsWith(`${instance.installDir}/`)
+        ? instance.dataDir.slice(instance.installDir.length + 1)
+        : undefined;
+    let installPaths;
+    if (plan.installType === 'tarball') {
+        installPaths = ['.'];
+    }
+    else {
+        const theme = await themePath(host, instance);
+        if (instance.theme && !theme)
+            warn(`config.php names theme '${instance.theme}', but no themes/, apps-external/ or apps/ directory of that name exists.`);
+        installPaths = [...new Set(['config', ...(theme ? [theme] : []), ...relativeExtras])];
+    }
+    const dataExclude = [];
+    const file = instance.database.file;
+    if (file && file.startsWith(`${instance.dataDir}/`)) {
+        const relative = file.slice(instance.dataDir.length + 1);
+        dataExclude.push(relative, `${relative}-journal`, `${relative}-wal`, `${relative}-shm`);
+    }
+    // An SSH user that is neither root nor the instance's owner reads the files through sudo.
+    const needsSudo = plan.target.kind === 'ssh' && host.account !== 'root' && host.account !== instance.owner;
+    return {
+        ...(needsSudo ? { remoteRsync: 'sudo -n rsync' } : {}),
+        installDir: instance.installDir,
+        installPaths,
+        ...(inside ? { dataDirInsideInstall: inside } : {}),
+        dataDir: instance.dataDir,
+        absolutePaths,
+        exclude: plan.exclude,
+        dataExclude,
+    };
+}
+
+;// CONCATENATED MODULE: ./src/steps/preflight.ts
+// Preflight: before anything changes on the host, make sure every tool the run needs is
+// there (on the host and here) and that the runner has room for the backup.
+
+
+
+
+
+
+
+const MISSING = (/* unused pure expression or super */ null && (`for p; do command -v "$p" >/dev/null 2>&1 || echo "$p"; done`));
+const FIRST_WITH_VERSION = (/* unused pure expression or super */ null && (`for p; do if command -v "$p" >/dev/null 2>&1; then echo "$p"; "$p" --version 2>&1 | head -n 1; exit 0; fi; done; exit 127`));
+/** The result, unless the command never ran because the link failed. */
+function checked(host, result) {
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new BackupError(transport);
+    return result;
+}
+/** Names of the programs (of those given) the host lacks. */
+async function missingOnHost(host, programs) {
+    const result = checked(host, await host.run(['sh', '-c', MISSING, 'sh', ...programs]));
+    return result.stdout.split('\n').filter(Boolean);
+}
+async function missingHere(programs) {
+    const result = await runProcess(['sh', '-c', MISSING, 'sh', ...programs]);
+    return result.stdout.split('\n').filter(Boolean);
+}
+/** The engine's dump program on the host (the first of its names found) and its version. */
+async function findDumpTool(host, engine) {
+    const result = checked(host, await host.run(['sh', '-c', FIRST_WITH_VERSION, 'sh', ...engine.programs]));
+    if (result.exitCode !== 0)
+        throw new BackupError(`${host.label} has no ${engine.programs.join(' or ')} to dump the ${engine.type} database: install it there.`);
+    const [program, version] = result.stdout.split('\n');
+    // sqlite3 appends a 40-hex source id that tells a reader nothing.
+    return {
+        program: program.trim(),
+        version: (version ?? '').trim().replace(/\s+[0-9a-f]{40,}\S*$/, ''),
+    };
+}
+/** Apparent size in bytes of the given paths on the host (one file system each, as rsync -x). */
+async function sizeOnHost(host, owner, paths) {
+    if (paths.length === 0)
+        return 0;
+    const result = checked(host, await host.run(asUser(host.account, owner, ['du', '-s', '-x', '--bytes', '--', ...paths])));
+    if (result.exitCode !== 0 && result.stdout.trim() === '')
+        throw new BackupError(`Could not measure the files to back up on ${host.label}: ${stderrTail(result.stderr)}`);
+    return result.stdout
+        .split('\n')
+        .filter(Boolean)
+        .reduce((sum, line) => sum + Number(line.split('\t')[0] ?? 0), 0);
+}
+function freeBytes(dir) {
+    const stats = statfsSync(dir);
+    return stats.bavail * stats.bsize;
+}
+function formatBytes(bytes) {
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let value = bytes;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+        value /= 1024;
+        unit++;
+    }
+    return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
+/**
+ * Room needed on the runner: the staged copy plus the archive, which at worst (data that
+ * does not compress, like photos) is as large again, plus a margin for the dump.
+ */
+function requiredBytes(sourceBytes) {
+    return Math.ceil(sourceBytes * 2.05) + 64 * 1024 * 1024;
+}
+/**
+ * Everything checked before the instance is touched: the dump tool and the other programs
+ * on the host, the programs here, whether this runner can keep owners, what to copy, and
+ * whether the backup directory has room for it.
+ */
+async function preflight(host, plan, instance, engine, reporter) {
+    const tool = await findDumpTool(host, engine);
+    reporter.info(`Dump tool on the host: ${tool.program} (${tool.version}).`);
+    const hostPrograms = ['php', 'rsync', 'du'];
+    if (host.account !== instance.owner)
+        hostPrograms.push(host.account === 'root' ? 'runuser' : 'sudo');
+    const missingThere = await missingOnHost(host, hostPrograms);
+    if (missingThere.length > 0)
+        throw new BackupError(`${host.label} lacks ${missingThere.join(', ')}: install it there.`);
+    const missing = await missingHere([
+        'rsync',
+        'tar',
+        compressorProgram(plan.compression),
+        ...(plan.target.kind === 'ssh' ? ['ssh'] : []),
+    ]);
+    if (missing.length > 0)
+        throw new BackupError(`This machine lacks ${missing.join(', ')}: install it to take backups.`);
+    const privilege = await runnerPrivilege();
+    if (!privilege.keepsOwners)
+        reporter.warning('Not running as root and no passwordless sudo here: file owners in the backup will be this user, not the originals.');
+    const fileSet = await planFileSet(host, plan, instance, (m) => reporter.warning(m));
+    const whole = fileSet.installPaths.includes('.');
+    const measured = [
+        ...(whole
+            ? [fileSet.installDir]
+            : fileSet.installPaths.map((p) => `${fileSet.installDir}/${p}`)),
+        // A tarball install's measure already holds a data directory inside it.
+        ...(whole && fileSet.dataDirInsideInstall ? [] : [fileSet.dataDir]),
+        ...fileSet.absolutePaths,
+    ];
+    const size = await sizeOnHost(host, instance.owner, measured);
+    const need = requiredBytes(size);
+    const free = freeBytes(plan.backupDir);
+    reporter.info(`About ${formatBytes(size)} of files to copy; ${formatBytes(free)} free in ${plan.backupDir}.`);
+    if (free < need)
+        throw new BackupError(`Not enough space in ${plan.backupDir}: this backup needs about ${formatBytes(need)} (a staged copy and the archive), ${formatBytes(free)} is free. Free space or choose another backup-dir.`);
+    return { tool, fileSet, privilege };
 }
 
 ;// CONCATENATED MODULE: ./src/settings.ts
@@ -42902,7 +43606,7 @@ function openSshKeyCipher(privateKey) {
  * argv that runs a command as another user on the host: directly when the session already
  * is that user, through runuser when it is root, through non-interactive sudo otherwise.
  */
-function asUser(account, user, argv) {
+function host_asUser(account, user, argv) {
     if (user === account)
         return [...argv];
     if (account === 'root')
@@ -42920,7 +43624,7 @@ function asUser(account, user, argv) {
 
 /** argv of `php occ ...` as the right user. */
 function occCommand(host, occ, args) {
-    return asUser(host.account, occ.user, ['php', `${occ.installDir}/occ`, ...args]);
+    return host_asUser(host.account, occ.user, ['php', `${occ.installDir}/occ`, ...args]);
 }
 /** Reads `occ maintenance:mode`'s answer: "Maintenance mode is currently enabled|disabled". */
 function parseMaintenanceState(output) {
@@ -42935,11 +43639,24 @@ class MaintenanceGuard {
     target;
     log;
     restoreRetrySeconds;
-    constructor(host, occ, log, restoreRetrySeconds = 60) {
+    record;
+    constructor(host, occ, log, restoreRetrySeconds = 60, 
+    /** Told each change before it happens (and once it is confirmed), to persist it. */
+    record = () => { }) {
         this.host = host;
         this.target = occ;
         this.log = log;
         this.restoreRetrySeconds = restoreRetrySeconds;
+        this.record = record;
+    }
+    note(phase) {
+        this.record({
+            phase,
+            switchedByUs: this.window.switchedByUs,
+            priorState: this.window.priorState,
+            installDir: this.target.installDir,
+            occUser: this.target.user,
+        });
     }
     async occRun(args, shielded = false) {
         const result = await this.host.run(occCommand(this.host, this.target, args), {
@@ -42948,41 +43665,51 @@ class MaintenanceGuard {
         });
         const transport = this.host.transportFailure(result);
         if (transport)
-            throw new BackupError(transport);
+            throw new errors_BackupError(transport);
         if (result.exitCode !== 0)
-            throw new BackupError(`occ ${args.join(' ')} failed on ${this.host.label} (exit ${result.exitCode}): ${stderrTail(`${result.stdout}\n${result.stderr}`)}`);
+            throw new errors_BackupError(`occ ${args.join(' ')} failed on ${this.host.label} (exit ${result.exitCode}): ${process_stderrTail(`${result.stdout}\n${result.stderr}`)}`);
         return result.stdout;
     }
     async state(shielded = false) {
         const output = await this.occRun(['maintenance:mode'], shielded);
         const state = parseMaintenanceState(output);
         if (state === undefined)
-            throw new BackupError(`occ maintenance:mode answered something unexpected: ${stderrTail(output)}`);
+            throw new errors_BackupError(`occ maintenance:mode answered something unexpected: ${process_stderrTail(output)}`);
         return state;
     }
     /**
-     * A guard for a run that switched maintenance mode on and could not switch it off (the
-     * action's post step, after the main step was killed): restore() puts it back off.
+     * For a run that switched maintenance mode on, or may have (the action's post step, after
+     * the main step was killed): asks occ for the actual state, and puts the prior state back
+     * if it differs. Returns what it found.
      */
-    static adopt(host, occ, log, restoreRetrySeconds) {
-        const guard = new MaintenanceGuard(host, occ, log, restoreRetrySeconds);
+    static async recover(host, record, log, restoreRetrySeconds) {
+        const guard = new MaintenanceGuard(host, { installDir: record.installDir, user: record.occUser }, log, restoreRetrySeconds);
+        guard.window.priorState = record.priorState;
+        // Only this tool ever switches it on for a backup, so "on" over an "off" prior state is ours.
+        if ((await guard.state(true)) === record.priorState)
+            return 'was-prior-state';
         guard.window.switchedByUs = true;
-        guard.window.priorState = false;
-        return guard;
+        await guard.restore();
+        return 'restored';
     }
     /** Switches maintenance mode on (if it is not on already) and confirms it. */
     async enable() {
         this.window.priorState = await this.state();
         if (this.window.priorState) {
+            this.note('restored');
             this.log('Maintenance mode was already on; it stays on afterwards, as it was found.');
             return;
         }
-        // From here on the instance is (or may be) in maintenance mode: restore() must undo it.
+        // From here on the instance is (or may be) in maintenance mode: restore() must undo it,
+        // and a process that outlives this one must know it, before the command is even sent.
         this.window.switchedByUs = true;
+        this.note('switching-on');
         this.window.enabledAt = new Date();
-        await this.occRun(['maintenance:mode', '--on']);
+        // Shielded: an occ killed halfway through rewriting config.php would leave it truncated.
+        await this.occRun(['maintenance:mode', '--on'], true);
         if (!(await this.state()))
-            throw new BackupError('occ maintenance:mode --on did not switch maintenance mode on.');
+            throw new errors_BackupError('occ maintenance:mode --on did not switch maintenance mode on.');
+        this.note('on');
         this.log('Maintenance mode switched on.');
     }
     /**
@@ -43001,9 +43728,10 @@ class MaintenanceGuard {
             try {
                 await this.occRun(['maintenance:mode', '--off'], true);
                 if (await this.state(true))
-                    throw new BackupError('occ maintenance:mode --off did not switch maintenance mode off.');
+                    throw new errors_BackupError('occ maintenance:mode --off did not switch maintenance mode off.');
                 this.restored = true;
                 this.window.restoredAt = new Date();
+                this.note('restored');
                 this.log('Maintenance mode switched off again (its prior state).');
                 return;
             }
@@ -43048,6 +43776,108 @@ const MANIFEST_NAME = 'manifest.json';
 const CHECKSUMS_NAME = 'SHA256SUMS';
 /** Suffix of a backup directory still being written: never taken for a finished backup. */
 const INCOMPLETE_SUFFIX = '.incomplete';
+
+;// CONCATENATED MODULE: ./src/steps/backup-dir.ts
+// The backup directory on the runner: checked and created before anything else happens,
+// held by one run at a time, and cleared of the incomplete backups that killed runs left.
+
+
+
+
+
+
+function code(error) {
+    return error.code ?? String(error);
+}
+/**
+ * Makes sure the backup directory exists and is a writable directory, creating missing
+ * levels one by one from the nearest existing ancestor. (A recursive mkdir where the file
+ * system answers ENOENT, as /proc does, never returns.) Errors name the input.
+ */
+function prepareBackupDir(path) {
+    const missing = [];
+    let existing = path;
+    for (;;) {
+        try {
+            statSync(existing);
+            break;
+        }
+        catch (error) {
+            if (code(error) !== 'ENOENT' && code(error) !== 'ENOTDIR')
+                throw new InputError(`backup-dir '${path}': cannot look at '${existing}' (${code(error)}).`);
+            if (code(error) === 'ENOTDIR') {
+                // Some level above is a file: find it for the message.
+                existing = dirname(existing);
+                continue;
+            }
+            missing.unshift(existing);
+            existing = dirname(existing);
+        }
+    }
+    if (!statSync(existing).isDirectory())
+        throw new InputError(existing === path
+            ? `backup-dir '${path}' is a file, not a directory. Choose a directory.`
+            : `backup-dir '${path}': '${existing}' is a file, not a directory. Choose a directory.`);
+    try {
+        accessSync(existing, constants.W_OK | constants.X_OK);
+    }
+    catch {
+        throw new InputError(`backup-dir '${path}': '${existing}' is not writable by this user. Choose a directory it can write.`);
+    }
+    for (const level of missing) {
+        try {
+            mkdirSync(level);
+        }
+        catch (error) {
+            if (code(error) === 'EEXIST' && statSync(level).isDirectory())
+                continue;
+            throw new InputError(`backup-dir '${path}': cannot create '${level}' (${code(error)}). Choose a directory on a normal file system.`);
+        }
+    }
+}
+/** Names a run gives its work in progress: `owncloud-backup-YYYYMMDD-HHMMSS.incomplete`. */
+function isIncompleteName(name) {
+    return (name.endsWith(INCOMPLETE_SUFFIX) &&
+        /^owncloud-backup-\d{8}-\d{6}$/.test(name.slice(0, -INCOMPLETE_SUFFIX.length)));
+}
+/** Bytes under a tree (its files may belong to other users: measured with the runner's privilege). */
+async function treeBytes(path, prefix) {
+    const result = await process_runProcess([...prefix, 'du', '-s', '-x', '--bytes', '--', path]);
+    return Number(result.stdout.split('\t')[0]) || 0;
+}
+/**
+ * Removes an incomplete backup directory (only one: its name must say so) with its size,
+ * or returns undefined when it is not there (the run finished, or removed it itself).
+ */
+async function removeIncompleteBackup(path) {
+    if (!isIncompleteName(path.split('/').pop() ?? ''))
+        return undefined;
+    try {
+        if (!(0,external_node_fs_namespaceObject.lstatSync)(path).isDirectory())
+            return undefined;
+    }
+    catch {
+        return undefined;
+    }
+    const privilege = await runner_runnerPrivilege();
+    const bytes = await treeBytes(path, privilege.prefix);
+    await removeTree(path, privilege).catch((error) => {
+        throw new errors_BackupError(`Could not remove ${path}: ${code(error)}`);
+    });
+    return { bytes };
+}
+/**
+ * Removes the incomplete backups in the backup directory. Call it only while holding the
+ * directory's lock: then none of them belongs to a running backup.
+ */
+async function removeStaleBackups(backupDir, report) {
+    for (const name of readdirSync(backupDir).filter(isIncompleteName).sort()) {
+        const path = join(backupDir, name);
+        const removed = await removeIncompleteBackup(path);
+        if (removed)
+            report(path, removed.bytes);
+    }
+}
 
 ;// CONCATENATED MODULE: ./src/action/inputs.ts
 // The action's inputs, read once and validated up front into the backup plan plus what
@@ -43113,14 +43943,28 @@ const STATE = {
     runtimeDirs: 'runtime-dirs',
     /** SSH master connections (pid, socket dir) main started: JSON array. */
     sshMasters: 'ssh-masters',
-    /** Maintenance mode as main left it: JSON of MaintenanceState. */
+    /** Maintenance mode as main left it, saved before each change: JSON of MaintenanceState. */
     maintenance: 'maintenance',
+    /** The backup directory main was writing (`….incomplete`), saved before it is created. */
+    incompleteDir: 'incomplete-dir',
 };
+function maintenanceState(record) {
+    return { ...record, restored: record.phase === 'restored' };
+}
 function readMaintenanceState(store) {
     const text = store.get(STATE.maintenance);
     if (!text)
         return undefined;
-    return JSON.parse(text);
+    const saved = JSON.parse(text);
+    if (typeof saved.installDir !== 'string' || typeof saved.occUser !== 'string')
+        return undefined;
+    return {
+        phase: saved.phase ?? (saved.restored ? 'restored' : saved.switchedByUs ? 'on' : 'restored'),
+        switchedByUs: saved.switchedByUs ?? true,
+        priorState: saved.priorState ?? false,
+        installDir: saved.installDir,
+        occUser: saved.occUser,
+    };
 }
 function readRuntimeDirs(store) {
     const text = store.get(STATE.runtimeDirs);
@@ -43133,8 +43977,11 @@ function readSshMasters(store) {
 
 ;// CONCATENATED MODULE: ./src/action/post.ts
 // The action's post step (post-if: always()): if the main step switched maintenance mode on
-// and could not switch it off (cancelled, killed), switch it off now; then remove the key
-// and known_hosts files, on every path. A cleanup failure is a warning, not a second error.
+// (or was killed while switching it) and did not switch it off, put the prior state back;
+// then remove what a killed main step leaves on the runner (its incomplete backup, the key
+// and known_hosts files), on every path. A cleanup failure is a warning, not a second error.
+
+
 
 
 
@@ -43152,13 +43999,15 @@ async function runPost(state = coreState) {
     const runtimeDirs = readRuntimeDirs(state);
     try {
         const maintenance = readMaintenanceState(state);
-        if (!maintenance?.switchedByUs || maintenance.restored) {
+        if (!maintenance || maintenance.phase === 'restored') {
             info(maintenance?.switchedByUs
                 ? 'The main step restored maintenance mode; nothing to do.'
                 : 'The main step did not switch maintenance mode on; nothing to restore.');
             return;
         }
-        warning('The main step switched maintenance mode on and did not switch it off (cancelled or killed): switching it off now.');
+        warning(maintenance.phase === 'switching-on'
+            ? 'The main step was stopped while switching maintenance mode on (cancelled or killed): checking its state.'
+            : 'The main step switched maintenance mode on and did not switch it off (cancelled or killed): switching it off now.');
         // The post step gets the same inputs: the key comes from there, not from main's files.
         const { raw } = readRawInputs(secrets);
         const plan = settings_planBackup(raw, { backupDir: (0,external_node_os_namespaceObject.tmpdir)() }, settings_actionLabel);
@@ -43172,8 +44021,9 @@ async function runPost(state = coreState) {
             host = new LocalHost();
         }
         try {
-            const guard = MaintenanceGuard.adopt(host, { installDir: maintenance.installDir, user: maintenance.occUser }, (m) => info(secrets.redact(m)));
-            await guard.restore();
+            const found = await MaintenanceGuard.recover(host, maintenance, (m) => info(secrets.redact(m)));
+            if (found === 'was-prior-state')
+                info(`Maintenance mode is ${maintenance.priorState ? 'on' : 'off'}, as it was before the backup: nothing to restore.`);
         }
         finally {
             await host.close();
@@ -43183,6 +44033,17 @@ async function runPost(state = coreState) {
         setFailed(secrets.redact(`Could not restore maintenance mode: ${describeError(error)}`));
     }
     finally {
+        const incomplete = state.get(STATE.incompleteDir);
+        if (incomplete) {
+            try {
+                const removed = await removeIncompleteBackup(incomplete);
+                if (removed)
+                    info(`Removed the incomplete backup the main step left: ${incomplete} (${formatBytes(removed.bytes)}).`);
+            }
+            catch (error) {
+                warning(`Could not remove ${incomplete}: ${describeError(error)}`);
+            }
+        }
         for (const master of readSshMasters(state))
             if (endOrphanedMaster(master))
                 info(`Ended the SSH connection the main step left open (pid ${master.pid}).`);
@@ -43205,7 +44066,7 @@ async function runPost(state = coreState) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1372);
+/* harmony import */ var _action_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3919);
 // Entry of the GitHub Action's post step (runs always, after success, failure or cancellation).
 
 await (0,_action_post_js__WEBPACK_IMPORTED_MODULE_0__/* .runPost */ .a)();

@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { BackupError } from '../errors.ts';
 import type { SshTarget } from '../settings.ts';
 import type { Host } from './host.ts';
+import { killWithUs } from './reaper.ts';
 import { runProcess, stderrTail, streamProcess, type ProcessResult } from './process.ts';
 import { quoteArg, quoteCommand } from './shell.ts';
 
@@ -183,6 +184,8 @@ export class SshHost implements Host {
       },
     );
     this.master = master;
+    // A master left running after we die would hold the link open for nothing.
+    master.once('exit', killWithUs(master.pid));
     if (master.pid !== undefined) this.onMaster?.({ pid: master.pid, socketDir: this.socketDir });
     let stderr = '';
     master.stderr!.on('data', (chunk: Buffer) => {

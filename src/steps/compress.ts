@@ -6,6 +6,7 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BackupError } from '../errors.ts';
 import { stderrTail, streamProcess } from '../host/process.ts';
+import { isNoSpace, noSpaceError } from '../host/runner.ts';
 import type { Compression } from '../settings.ts';
 
 export interface WrittenFile {
@@ -59,20 +60,25 @@ export async function compressToFile(
   const feeding = pipeline(source, compressor.stdin);
   const writing = writeHashed(compressor.stdout, path);
   const [fed, written, result] = await Promise.allSettled([feeding, writing, compressor.done]);
+  // A failed write kills the compressor (SIGPIPE): the write's cause is the one to report.
+  if (written.status === 'rejected') throw asError(written.reason);
   if (result.status === 'fulfilled' && result.value.exitCode !== 0)
     throw new BackupError(
       `${compression} failed (exit ${result.value.exitCode}): ${stderrTail(result.value.stderr)}`,
     );
   if (fed.status === 'rejected') throw asError(fed.reason);
   if (result.status === 'rejected') throw asError(result.reason);
-  if (written.status === 'rejected') throw asError(written.reason);
   return written.value;
 }
 
 /** Writes an (already compressed) stream to `path`, counting and hashing it on the way. */
 export async function writeHashed(source: Readable, path: string): Promise<WrittenFile> {
   const digest = new Digest();
-  await pipeline(source, digest, createWriteStream(path, { mode: 0o600 }));
+  try {
+    await pipeline(source, digest, createWriteStream(path, { mode: 0o600 }));
+  } catch (error) {
+    throw isNoSpace(error) ? noSpaceError(path) : error;
+  }
   return { path, size: digest.size, sha256: digest.hash.digest('hex') };
 }
 

@@ -6,7 +6,7 @@ import type { Host } from '../host/host.ts';
 import type { BackupPlan } from '../settings.ts';
 import { existsOnHost, type Instance } from './discover.ts';
 import { runProcess, stderrTail } from '../host/process.ts';
-import type { RunnerPrivilege } from '../host/runner.ts';
+import { isNoSpace, noSpaceError, type RunnerPrivilege } from '../host/runner.ts';
 
 /** What to copy, as paths on the host. */
 export interface FileSet {
@@ -136,6 +136,7 @@ export async function syncFiles(
     });
     if (options.signal.aborted) throw new InterruptedError();
     if (result.exitCode !== 0 && result.exitCode !== 24) {
+      if (isNoSpace(result.stderr)) throw noSpaceError(stagingDir);
       const transport = host.transportFailure(result);
       throw new BackupError(
         `Copying files from ${host.label} failed (rsync exit ${result.exitCode}): ${transport ?? stderrTail(result.stderr)}`,

@@ -7,10 +7,16 @@
  * It refuses to run as anyone but the owner of config.php, as the real console does, and
  * appends a JSON line per call to occ-calls.jsonl beside the installation, so tests can see
  * who switched maintenance mode when.
+ *
+ * For tests that need a deterministic moment: when a file occ-hold beside the installation
+ * holds this call's arguments (e.g. `maintenance:mode --on`), occ does the work, then writes
+ * its pid to occ-held and waits until occ-hold is removed before it answers and exits.
  */
 
 $configFile = __DIR__ . '/config/config.php';
 $recordFile = dirname(__DIR__) . '/occ-calls.jsonl';
+$holdFile = dirname(__DIR__) . '/occ-hold';
+$heldFile = dirname(__DIR__) . '/occ-held';
 $args = array_slice($argv, 1);
 
 function loadConfig($file) {
@@ -121,6 +127,14 @@ switch ($command) {
     default:
         fwrite(STDERR, "Command \"$command\" is not defined.\n");
         $exit = 1;
+}
+
+if (is_file($holdFile) && trim(file_get_contents($holdFile)) === implode(' ', $args)) {
+    file_put_contents($heldFile, (string) getmypid());
+    do {
+        usleep(10000);
+        clearstatcache();
+    } while (file_exists($holdFile));
 }
 
 $after = !empty(loadConfig($configFile)['maintenance']);
