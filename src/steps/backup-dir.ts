@@ -25,7 +25,9 @@ export function prepareBackupDir(path: string): void {
       break;
     } catch (error) {
       if (code(error) !== 'ENOENT' && code(error) !== 'ENOTDIR')
-        throw new InputError(`backup-dir '${path}': cannot look at '${existing}' (${code(error)}).`);
+        throw new InputError(
+          `backup-dir '${path}': cannot look at '${existing}' (${code(error)}).`,
+        );
       if (code(error) === 'ENOTDIR') {
         // Some level above is a file: find it for the message.
         existing = dirname(existing);

@@ -201,10 +201,13 @@ describe('two runs at once', () => {
     const hold = holdOccAt(first, 'maintenance:mode');
     let firstPid = 0;
     try {
-      const running = runBackupCli(['--owncloud-dir', first.installDir, '--backup-dir', backupDir], {
-        secrets: [],
-        onSpawn: (run) => (firstPid = run.pid!),
-      });
+      const running = runBackupCli(
+        ['--owncloud-dir', first.installDir, '--backup-dir', backupDir],
+        {
+          secrets: [],
+          onSpawn: (run) => (firstPid = run.pid!),
+        },
+      );
       await hold.reached();
       // The first run waits inside its backup; the second must not wait for it.
       const other = await runBackupCli(
@@ -403,11 +406,7 @@ describe('a full disk on the runner', () => {
       await hold.reached();
       // The bulk copy is staged; now the disk fills up (another job on the runner, say).
       const stats = statfsSync(small);
-      execFileSync('fallocate', [
-        '-l',
-        String(stats.bavail * stats.bsize),
-        join(small, 'filler'),
-      ]);
+      execFileSync('fallocate', ['-l', String(stats.bavail * stats.bsize), join(small, 'filler')]);
       hold.release();
       const run = await running;
       expect(run.exitCode, explain(run)).toBe(1);
@@ -465,10 +464,13 @@ describe('the backup directory', () => {
     async (given) => {
       const cwd = freshDir('cwd');
       const instance = await sample();
-      const run = await runBackupCli(['--owncloud-dir', instance.installDir, '--backup-dir', given], {
-        secrets: [],
-        cwd,
-      });
+      const run = await runBackupCli(
+        ['--owncloud-dir', instance.installDir, '--backup-dir', given],
+        {
+          secrets: [],
+          cwd,
+        },
+      );
       expect(run.exitCode, explain(run)).toBe(0);
       const where = join(cwd, given);
       const [made] = readdirSync(where);
