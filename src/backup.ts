@@ -1,5 +1,6 @@
 // The orchestrator: a validated plan in, a finished, dated backup directory out.
-//   connect → discover → preflight → files (bulk) → [maintenance on → files (delta) ‖ dump
+//   backup-dir checked and locked (stale incomplete backups removed) → connect → discover
+//   → instance locked → preflight → files (bulk) → [maintenance on → files (delta) ‖ dump
 //   → maintenance restored] → archive → manifest → rename into place.
 // A backup directory only gets its final name once everything in it is written and
 // checked; on any failure the partial one is removed.

@@ -11385,9 +11385,11 @@ async function acquireLock(host, path, holder, busy, wrap = (argv) => argv) {
     const transport = host.transportFailure(result);
     if (transport)
         throw new BackupError(transport);
-    if (result.exitCode === 127 || /flock: (not found|command not found)/.test(result.stderr))
+    if (result.exitCode === 127 ||
+        /flock: (not found|command not found)|execute flock|flock: No such file/i.test(result.stderr))
         throw new BackupError(`${host.label} lacks flock (util-linux), which keeps two backups from overlapping: install it there.`);
-    if (result.exitCode !== 1)
+    // flock -n says nothing when the lock is taken: anything on stderr is another failure.
+    if (result.exitCode !== 1 || result.stderr.trim() !== '')
         throw new BackupError(`Could not lock ${path} on ${host.label} (flock exit ${result.exitCode}): ${stderrTail(result.stderr)}`);
     const who = await host.run(wrap(whoHoldsCommand(path)));
     throw new BackupError(busy((who.exitCode === 0 && holderFromArgv(who.stdout)) ||
@@ -12672,7 +12674,7 @@ class MaintenanceGuard {
     static async recover(host, record, log, restoreRetrySeconds) {
         const guard = new MaintenanceGuard(host, { installDir: record.installDir, user: record.occUser }, log, restoreRetrySeconds);
         guard.window.priorState = record.priorState;
-        // Only this tool ever switches it on for a backup, so "on" over an "off" prior state is ours.
+        // The post step runs right after main: a state other than the prior one is main's doing.
         if ((await guard.state(true)) === record.priorState)
             return 'was-prior-state';
         guard.window.switchedByUs = true;
@@ -12861,7 +12863,8 @@ async function preflight(host, plan, instance, engine, reporter) {
 
 ;// CONCATENATED MODULE: ./src/backup.ts
 // The orchestrator: a validated plan in, a finished, dated backup directory out.
-//   connect → discover → preflight → files (bulk) → [maintenance on → files (delta) ‖ dump
+//   backup-dir checked and locked (stale incomplete backups removed) → connect → discover
+//   → instance locked → preflight → files (bulk) → [maintenance on → files (delta) ‖ dump
 //   → maintenance restored] → archive → manifest → rename into place.
 // A backup directory only gets its final name once everything in it is written and
 // checked; on any failure the partial one is removed.

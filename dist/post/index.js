@@ -43685,7 +43685,7 @@ class MaintenanceGuard {
     static async recover(host, record, log, restoreRetrySeconds) {
         const guard = new MaintenanceGuard(host, { installDir: record.installDir, user: record.occUser }, log, restoreRetrySeconds);
         guard.window.priorState = record.priorState;
-        // Only this tool ever switches it on for a backup, so "on" over an "off" prior state is ours.
+        // The post step runs right after main: a state other than the prior one is main's doing.
         if ((await guard.state(true)) === record.priorState)
             return 'was-prior-state';
         guard.window.switchedByUs = true;

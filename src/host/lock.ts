@@ -87,11 +87,15 @@ export async function acquireLock(
   const result = await holding.done;
   const transport = host.transportFailure(result);
   if (transport) throw new BackupError(transport);
-  if (result.exitCode === 127 || /flock: (not found|command not found)/.test(result.stderr))
+  if (
+    result.exitCode === 127 ||
+    /flock: (not found|command not found)|execute flock|flock: No such file/i.test(result.stderr)
+  )
     throw new BackupError(
       `${host.label} lacks flock (util-linux), which keeps two backups from overlapping: install it there.`,
     );
-  if (result.exitCode !== 1)
+  // flock -n says nothing when the lock is taken: anything on stderr is another failure.
+  if (result.exitCode !== 1 || result.stderr.trim() !== '')
     throw new BackupError(
       `Could not lock ${path} on ${host.label} (flock exit ${result.exitCode}): ${stderrTail(result.stderr)}`,
     );

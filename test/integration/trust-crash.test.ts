@@ -10,6 +10,7 @@ import {
   readdirSync,
   readFileSync,
   statfsSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { hostname } from 'node:os';
@@ -262,6 +263,45 @@ describe('two runs at once', () => {
       ]);
     } finally {
       hold.release();
+    }
+  });
+});
+
+describe('a host without flock', () => {
+  it('is refused before anything is touched, naming what to install', async () => {
+    // Every program the backup uses on the host, but not flock.
+    const bin = freshDir('host-bin-without-flock');
+    for (const tool of ['sh', 'id', 'stat', 'test', 'php', 'sqlite3', 'du', 'runuser', 'rsync'])
+      symlinkSync(execFileSync('which', [tool], { encoding: 'utf8' }).trim(), join(bin, tool));
+    const limited = await startSshd({ sessionPath: bin });
+    try {
+      const instance = await sample();
+      const backupDir = freshDir('backups');
+      const run = await runBackupCli(
+        [
+          '--host',
+          limited.host,
+          '--port',
+          String(limited.port),
+          '--ssh-key-file',
+          limited.privateKeyPath,
+          '--known-hosts-file',
+          limited.knownHostsPath,
+          '--owncloud-dir',
+          instance.installDir,
+          '--backup-dir',
+          backupDir,
+        ],
+        { secrets: [] },
+      );
+      expect(run.exitCode, explain(run)).toBe(1);
+      expect(errorLine(run)).toBe(
+        `owncloud-backup: error: root@${limited.host}:${limited.port} lacks flock (util-linux), which keeps two backups from overlapping: install it there.`,
+      );
+      expect(instance.occCalls()).toEqual([]);
+      expect(readdirSync(backupDir)).toEqual([]);
+    } finally {
+      await limited.stop();
     }
   });
 });
