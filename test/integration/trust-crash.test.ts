@@ -102,6 +102,16 @@ async function ended(pid: number): Promise<void> {
   while (isProcessRunning(pid)) await new Promise((r) => setTimeout(r, 10));
 }
 
+/** Waits until occ waits at the held call; fails with the run's output if the run ends first. */
+async function reachedWhile(hold: OccHold, running: Promise<CliRun>): Promise<void> {
+  await Promise.race([
+    hold.reached(),
+    running.then((run) => {
+      throw new Error(`the run ended before occ was reached: ${explain(run)}`);
+    }),
+  ]);
+}
+
 /**
  * Kills the run with SIGKILL once occ waits at the held call, and says when that happened.
  * If the run ends before (a failure), the hold is released so nothing waits forever.
@@ -209,7 +219,7 @@ describe('two runs at once', () => {
           onSpawn: (run) => (firstPid = run.pid!),
         },
       );
-      await hold.reached();
+      await reachedWhile(hold, running);
       // The first run waits inside its backup; the second must not wait for it.
       const other = await runBackupCli(
         ['--owncloud-dir', second.installDir, '--backup-dir', backupDir],
@@ -242,7 +252,7 @@ describe('two runs at once', () => {
         [...sshArgs(), '--owncloud-dir', instance.installDir, '--backup-dir', freshDir('a')],
         { secrets: [], onSpawn: (run) => (firstPid = run.pid!) },
       );
-      await hold.reached();
+      await reachedWhile(hold, running);
       const other = await runBackupCli(
         [...sshArgs(), '--owncloud-dir', instance.installDir, '--backup-dir', freshDir('b')],
         { secrets: [] },
@@ -443,7 +453,7 @@ describe('a full disk on the runner', () => {
       const running = runBackupCli(['--owncloud-dir', instance.installDir, '--backup-dir', small], {
         secrets: [],
       });
-      await hold.reached();
+      await reachedWhile(hold, running);
       // The bulk copy is staged; now the disk fills up (another job on the runner, say).
       const stats = statfsSync(small);
       execFileSync('fallocate', ['-l', String(stats.bavail * stats.bsize), join(small, 'filler')]);

@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import type { SampleInstance } from '../sample/instance.ts';
 
 export interface OccHold {
-  /** Resolves with occ's pid once occ has done the call's work and waits. */
+  /** Resolves with occ's pid once occ has done the call's work and waits (-1 if released first). */
   reached(): Promise<number>;
   /** Lets occ answer and exit (no-op when released already). */
   release(): void;
@@ -19,15 +19,18 @@ export function holdOccAt(instance: SampleInstance, args: string): OccHold {
   writeFileSync(held, '');
   chownSync(held, instance.owner.uid, instance.owner.gid);
   writeFileSync(hold, `${args}\n`);
+  let released = false;
   return {
     async reached() {
-      for (;;) {
+      while (!released) {
         const pid = existsSync(held) ? readFileSync(held, 'utf8').trim() : '';
         if (pid) return Number(pid);
         await new Promise((r) => setTimeout(r, 10));
       }
+      return -1;
     },
     release() {
+      released = true;
       rmSync(hold, { force: true });
     },
   };
