@@ -60,14 +60,20 @@ export async function compressToFile(
   const feeding = pipeline(source, compressor.stdin);
   const writing = writeHashed(compressor.stdout, path);
   const [fed, written, result] = await Promise.allSettled([feeding, writing, compressor.done]);
-  // A failed write kills the compressor (SIGPIPE): the write's cause is the one to report.
-  if (written.status === 'rejected') throw asError(written.reason);
+  // A failed write (a full disk) kills the compressor with SIGPIPE: the write's cause is the
+  // one to report. A stream cut short is only the compressor's failure seen from here.
+  if (
+    written.status === 'rejected' &&
+    (written.reason as NodeJS.ErrnoException | undefined)?.code !== 'ERR_STREAM_PREMATURE_CLOSE'
+  )
+    throw asError(written.reason);
   if (result.status === 'fulfilled' && result.value.exitCode !== 0)
     throw new BackupError(
       `${compression} failed (exit ${result.value.exitCode}): ${stderrTail(result.value.stderr)}`,
     );
   if (fed.status === 'rejected') throw asError(fed.reason);
   if (result.status === 'rejected') throw asError(result.reason);
+  if (written.status === 'rejected') throw asError(written.reason);
   return written.value;
 }
 

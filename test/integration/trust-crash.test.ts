@@ -442,41 +442,54 @@ function alive(process: { pid: number; argv: string }): boolean {
 }
 
 describe('a full disk on the runner', () => {
-  it('is reported as such, with the path and the free space, and maintenance mode is restored', async () => {
-    const instance = await sample();
-    const small = join(instance.root, 'small disk');
-    mkdirSync(small);
-    // Room for the preflight's estimate (the staged copy, the archive, a margin for the dump).
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=80m', 'tmpfs', small]);
-    const hold = holdOccAt(instance, 'maintenance:mode --on');
-    try {
-      const running = runBackupCli(['--owncloud-dir', instance.installDir, '--backup-dir', small], {
-        secrets: [],
-      });
-      await reachedWhile(hold, running);
-      // The bulk copy is staged; now the disk fills up (another job on the runner, say).
-      const stats = statfsSync(small);
-      execFileSync('fallocate', ['-l', String(stats.bavail * stats.bsize), join(small, 'filler')]);
-      hold.release();
-      const run = await running;
-      expect(run.exitCode, explain(run)).toBe(1);
-      expect(errorLine(run)).toMatch(
-        new RegExp(
-          `^owncloud-backup: error: No space left on device writing ${escape(small)}/owncloud-backup-\\d{8}-\\d{6}\\.incomplete/[^ ]+ \\(\\d+ bytes free\\)\\.$`,
-        ),
-      );
-      expect(run.stderr).not.toMatch(/exit 141/);
-      expect(instance.readConfig().maintenance).toBe(false);
-      expect(occSwitches(instance)).toEqual([
-        'www-data maintenance:mode --on',
-        'www-data maintenance:mode --off',
-      ]);
-      expect(readdirSync(small)).toEqual(['filler']);
-    } finally {
-      hold.release();
-      execFileSync('umount', [small]);
-    }
-  });
+  it.each([
+    ['the dump', 'maintenance:mode --on', '(owncloud-dbbackup_\\d{8}\\.bak\\.zst|staging)'],
+    ['the archive', 'maintenance:mode --off', 'owncloud-files_\\d{8}\\.tar\\.zst'],
+  ])(
+    'while writing %s is reported as such, with the path and the free space, and maintenance mode is restored',
+    async (_what, fillAt, written) => {
+      const instance = await sample();
+      const small = join(instance.root, 'small disk');
+      mkdirSync(small);
+      // Room for the preflight's estimate (the staged copy, the archive, a margin for the dump).
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=80m', 'tmpfs', small]);
+      const hold = holdOccAt(instance, fillAt);
+      try {
+        const running = runBackupCli(
+          ['--owncloud-dir', instance.installDir, '--backup-dir', small],
+          {
+            secrets: [],
+          },
+        );
+        await reachedWhile(hold, running);
+        // The bulk copy is staged; now the disk fills up (another job on the runner, say).
+        const stats = statfsSync(small);
+        execFileSync('fallocate', [
+          '-l',
+          String(stats.bavail * stats.bsize),
+          join(small, 'filler'),
+        ]);
+        hold.release();
+        const run = await running;
+        expect(run.exitCode, explain(run)).toBe(1);
+        expect(errorLine(run)).toMatch(
+          new RegExp(
+            `^owncloud-backup: error: No space left on device writing ${escape(small)}/owncloud-backup-\\d{8}-\\d{6}\\.incomplete/${written} \\(\\d+ bytes free\\)\\.$`,
+          ),
+        );
+        expect(run.stderr).not.toMatch(/exit 141/);
+        expect(instance.readConfig().maintenance).toBe(false);
+        expect(occSwitches(instance)).toEqual([
+          'www-data maintenance:mode --on',
+          'www-data maintenance:mode --off',
+        ]);
+        expect(readdirSync(small)).toEqual(['filler']);
+      } finally {
+        hold.release();
+        execFileSync('umount', [small]);
+      }
+    },
+  );
 });
 
 describe('the backup directory', () => {
