@@ -205,6 +205,53 @@ describe.each(['local', 'ssh'] as const)(
   },
 );
 
+describe('the action main step killed after sending maintenance:mode --on, which never took effect', () => {
+  it('leaves the intent: the post step finds maintenance mode off, as before, and changes nothing', async () => {
+    const instance = await sample();
+    const hold = holdOccAt(instance, 'before maintenance:mode --on');
+    const dir = freshDir('runner');
+    const inputs = { 'owncloud-dir': instance.installDir };
+    const killer = killWhenHeld(hold);
+    try {
+      const main = await runActionStep('main', {
+        inputs,
+        workDir: dir,
+        secrets: [],
+        onSpawn: killer.onSpawn,
+      });
+      const occPid = await killer.killed();
+      expect(occPid, explain(main)).toBeGreaterThan(0);
+      expect(main.signal).toBe('SIGKILL');
+      // occ dies too before it does anything (the server went down, say).
+      process.kill(occPid, 'SIGKILL');
+      await ended(occPid);
+      expect(instance.readConfig().maintenance).toBe(false);
+
+      const post = await runActionStep('post', {
+        inputs,
+        workDir: dir,
+        state: main.state,
+        secrets: [],
+      });
+      expect(post.exitCode, explain(post)).toBe(0);
+      expect(post.stdout).toContain(
+        '::warning::The main step was stopped while switching maintenance mode on (cancelled or killed): checking its state.',
+      );
+      expect(post.stdout).toContain(
+        'Maintenance mode is off, as it was before the backup: nothing to restore.',
+      );
+      expect(instance.readConfig().maintenance).toBe(false);
+      // The post step only asked; nobody switched anything.
+      expect(instance.occCalls().map((c) => c.args.join(' '))).toEqual([
+        'maintenance:mode',
+        'maintenance:mode',
+      ]);
+    } finally {
+      hold.release();
+    }
+  });
+});
+
 describe('two runs at once', () => {
   it('a second run into the same backup-dir fails at once, naming the first (local)', async () => {
     const [first, second] = [await sample(), await sample()];

@@ -11,6 +11,7 @@
  * For tests that need a deterministic moment: when a file occ-hold beside the installation
  * holds this call's arguments (e.g. `maintenance:mode --on`), occ does the work, then writes
  * its pid to occ-held and waits until occ-hold is removed before it answers and exits.
+ * With `before ` in front of the arguments it waits before doing any work instead.
  */
 
 $configFile = __DIR__ . '/config/config.php';
@@ -63,6 +64,19 @@ if ($owner !== posix_geteuid()) {
     exit(1);
 }
 
+function holdIfAsked($holdFile, $heldFile, $args, $when) {
+    $wanted = is_file($holdFile) ? trim(file_get_contents($holdFile)) : null;
+    if ($wanted !== ($when === 'before' ? 'before ' : '') . implode(' ', $args)) {
+        return;
+    }
+    file_put_contents($heldFile, (string) getmypid());
+    do {
+        usleep(10000);
+        clearstatcache();
+    } while (file_exists($holdFile));
+}
+
+holdIfAsked($holdFile, $heldFile, $args, 'before');
 $config = loadConfig($configFile);
 $before = !empty($config['maintenance']);
 $command = $args[0] ?? 'list';
@@ -129,13 +143,7 @@ switch ($command) {
         $exit = 1;
 }
 
-if (is_file($holdFile) && trim(file_get_contents($holdFile)) === implode(' ', $args)) {
-    file_put_contents($heldFile, (string) getmypid());
-    do {
-        usleep(10000);
-        clearstatcache();
-    } while (file_exists($holdFile));
-}
+holdIfAsked($holdFile, $heldFile, $args, 'after');
 
 $after = !empty(loadConfig($configFile)['maintenance']);
 record($recordFile, $args, $before, $after, $exit);
