@@ -1,5 +1,6 @@
 // The orchestrator: a validated plan in, a finished, dated backup directory out.
-//   connect → discover → preflight → files (bulk) → [maintenance on → files (delta) ‖ dump
+//   backup-dir checked and locked (stale incomplete backups removed) → connect → discover
+//   → instance locked → preflight → files (bulk) → [maintenance on → files (delta) ‖ dump
 //   → maintenance restored] → archive → manifest → rename into place.
 // A backup directory only gets its final name once everything in it is written and
 // checked; on any failure the partial one is removed.
@@ -13,9 +14,10 @@ import {
   InterruptedError,
   MaintenanceNotRestoredError,
 } from './errors.ts';
-import type { Host } from './host/host.ts';
+import { asUser, type Host } from './host/host.ts';
+import { acquireLock, holderName, type HeldLock } from './host/lock.ts';
 import { LocalHost } from './host/local.ts';
-import { removeTree, type RunnerPrivilege } from './host/runner.ts';
+import { isNoSpace, noSpaceError, removeTree, type RunnerPrivilege } from './host/runner.ts';
 import { SshHost, type SshOptions } from './host/ssh.ts';
 import { buildManifest, checksumsText, type Manifest } from './manifest.ts';
 import {
@@ -31,10 +33,11 @@ import { DEFAULT_PROGRESS_SECONDS, StepProgress } from './progress.ts';
 import type { Secrets } from './secrets.ts';
 import type { BackupPlan } from './settings.ts';
 import { archiveFiles } from './steps/archive.ts';
+import { checkBackupDir, createBackupDir, removeStaleBackups } from './steps/backup-dir.ts';
 import { discoverInstance } from './steps/discover.ts';
 import { dumpDatabase, type DumpResult } from './steps/dump.ts';
 import { checkStagedConfig, syncFiles, type SyncStats } from './steps/files.ts';
-import { MaintenanceGuard } from './steps/maintenance.ts';
+import { MaintenanceGuard, type MaintenanceRecord } from './steps/maintenance.ts';
 import { formatBytes, preflight } from './steps/preflight.ts';
 
 export interface BackupResult {
@@ -60,13 +63,13 @@ export interface BackupContext {
   progressSeconds?: number;
   /** Seconds to keep retrying to restore maintenance mode through a broken link. */
   maintenanceRestoreSeconds?: number;
-  /** Told when maintenance mode changes, so the action's post step can restore it if main dies. */
-  onMaintenance?: (state: {
-    switchedByUs: boolean;
-    restored: boolean;
-    installDir: string;
-    occUser: string;
-  }) => void;
+  /**
+   * Told before maintenance mode changes (and once each change is confirmed), so the
+   * action's post step can put it back if main dies at any moment.
+   */
+  onMaintenance?: (record: MaintenanceRecord) => void;
+  /** Told the incomplete backup directory's path before it is created. */
+  onWorkDir?: (path: string) => void;
 }
 
 async function openHost(plan: BackupPlan, context: BackupContext): Promise<Host> {
@@ -76,11 +79,72 @@ async function openHost(plan: BackupPlan, context: BackupContext): Promise<Host>
 }
 
 export async function runBackup(plan: BackupPlan, context: BackupContext): Promise<BackupResult> {
-  const { reporter, signal } = context;
+  const { reporter } = context;
   const startedAt = context.startedAt ?? new Date();
   const name = backupName(startedAt);
   const finalDir = join(plan.backupDir, name);
   const workDir = `${finalDir}${INCOMPLETE_SUFFIX}`;
+
+  checkBackupDir(plan.backupDir);
+  const holder = holderName(process.pid, hostname(), startedAt);
+  // One run at a time writes into a backup directory; holding it, every incomplete backup
+  // there is a killed run's leftover.
+  const lockBackupDir = async (): Promise<HeldLock> => {
+    const lock = await acquireLock(
+      new LocalHost(),
+      plan.backupDir,
+      holder,
+      (heldBy) =>
+        `Another backup is running with backup-dir '${plan.backupDir}' (${heldBy}). Wait for it to finish, or choose another backup-dir.`,
+    );
+    try {
+      await removeStaleBackups(plan.backupDir, (path, bytes) =>
+        reporter.warning(
+          `Removed an incomplete backup an interrupted run left behind: ${path} (${formatBytes(bytes)}).`,
+        ),
+      );
+    } catch (error) {
+      await lock.release();
+      throw error;
+    }
+    return lock;
+  };
+  // An existing backup dir is held at once (its leftovers would count against the free
+  // space); a new one is created and held only once the preflight has accepted it.
+  let dirLock = existsSync(plan.backupDir) ? await lockBackupDir() : undefined;
+  try {
+    return await backUp(plan, context, {
+      startedAt,
+      name,
+      finalDir,
+      workDir,
+      holder,
+      holdBackupDir: async () => {
+        if (dirLock) return;
+        createBackupDir(plan.backupDir);
+        dirLock = await lockBackupDir();
+      },
+    });
+  } finally {
+    await dirLock?.release();
+  }
+}
+
+async function backUp(
+  plan: BackupPlan,
+  context: BackupContext,
+  run: {
+    startedAt: Date;
+    name: string;
+    finalDir: string;
+    workDir: string;
+    holder: string;
+    /** Creates the backup directory if it is new, and holds its lock. */
+    holdBackupDir: () => Promise<void>;
+  },
+): Promise<BackupResult> {
+  const { reporter, signal } = context;
+  const { startedAt, name, finalDir, workDir } = run;
   const stagingDir = join(workDir, 'staging');
   const interrupted = () => {
     if (signal.aborted) throw new InterruptedError();
@@ -89,6 +153,7 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
   let host: Host | undefined;
   /** Set once this run created the work dir: only then is it this run's to remove. */
   let ownsWorkDir = false;
+  let instanceLock: HeldLock | undefined;
   let privilege: RunnerPrivilege = { prefix: [], keepsOwners: false };
   try {
     host = await reporter.group('Connect', async () => {
@@ -110,6 +175,16 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
       );
       return found;
     });
+    // One backup of an instance at a time, from whichever runner: the lock is on the
+    // installation directory itself, on the host.
+    instanceLock = await acquireLock(
+      connected,
+      instance.installDir,
+      run.holder,
+      (heldBy) =>
+        `Another backup of the instance in ${instance.installDir} on ${connected.label} is running (${heldBy}). Wait for it to finish.`,
+      (argv) => asUser(connected.account, instance.owner, argv),
+    );
     interrupted();
 
     const engine = engineFor(instance.database.type);
@@ -128,12 +203,16 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
     const elevated = (privilege = checked.privilege);
     interrupted();
 
-    // Only now, with the plan checked (backup-dir not inside what is copied), is anything created.
-    mkdirSync(plan.backupDir, { recursive: true });
+    // Only now, with the plan checked (backup-dir not inside what is copied), is anything
+    // created: the backup dir if it is new (and locked), then this run's work dir.
+    await run.holdBackupDir();
     if (existsSync(finalDir) || existsSync(workDir))
       throw new BackupError(`${finalDir} exists already: not overwriting a backup.`);
-    mkdirSync(stagingDir, { recursive: true, mode: 0o700 });
+    // Recorded before it exists: a process that outlives this one removes it if we die.
+    context.onWorkDir?.(workDir);
+    mkdirSync(workDir, { mode: 0o700 });
     ownsWorkDir = true;
+    mkdirSync(stagingDir, { mode: 0o700 });
     const { installStats, dataStats } = await reporter.group(
       'Files (bulk copy, before maintenance mode)',
       async () => {
@@ -172,6 +251,7 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
           { installDir: instance.installDir, user: instance.owner },
           (m) => reporter.info(m),
           context.maintenanceRestoreSeconds,
+          context.onMaintenance,
         )
       : undefined;
     const { dumped: dump, finalData } = await reporter.group(
@@ -259,10 +339,8 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
       restoreHint: engine.restoreHint,
     });
     const { archives } = manifest;
-    writeFileSync(join(workDir, CHECKSUMS_NAME), checksumsText(archives), { mode: 0o600 });
-    writeFileSync(join(workDir, MANIFEST_NAME), `${JSON.stringify(manifest, null, 2)}\n`, {
-      mode: 0o600,
-    });
+    writeSmallFile(join(workDir, CHECKSUMS_NAME), checksumsText(archives));
+    writeSmallFile(join(workDir, MANIFEST_NAME), `${JSON.stringify(manifest, null, 2)}\n`);
     // Only a complete backup gets its final name.
     renameSync(workDir, finalDir);
     return {
@@ -283,7 +361,16 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
     if (signal.aborted) throw new InterruptedError();
     throw error;
   } finally {
+    await instanceLock?.release();
     await host?.close();
+  }
+}
+
+function writeSmallFile(path: string, text: string): void {
+  try {
+    writeFileSync(path, text, { mode: 0o600 });
+  } catch (error) {
+    throw isNoSpace(error) ? noSpaceError(path) : error;
   }
 }
 
@@ -301,19 +388,10 @@ async function maintenanceWindow(
   },
 ): Promise<{ dumped: DumpResult; finalData: SyncStats }> {
   const { reporter } = context;
-  const occ = maintenance?.target;
   let failure: unknown;
   let outcome: { dumped: DumpResult; finalData: SyncStats } | undefined;
   try {
-    if (maintenance) {
-      await maintenance.enable();
-      context.onMaintenance?.({
-        switchedByUs: maintenance.window.switchedByUs,
-        restored: false,
-        installDir: occ!.installDir,
-        occUser: occ!.user,
-      });
-    }
+    await maintenance?.enable();
     const [dumped, finalData] = await allOrNothing(
       context.signal,
       (signal) => [work.dump(signal), work.delta(signal)] as const,
@@ -340,12 +418,6 @@ async function maintenanceWindow(
           : describeError(restoreError),
       );
     }
-    context.onMaintenance?.({
-      switchedByUs: maintenance.window.switchedByUs,
-      restored: true,
-      installDir: occ!.installDir,
-      occUser: occ!.user,
-    });
     if (maintenance.window.switchedByUs)
       reporter.info(`Maintenance mode was on for ${formatSeconds(maintenance.seconds())}.`);
   }

@@ -6,7 +6,7 @@ import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(439);
+/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(93);
 // Entry of the `owncloud-backup` command.
 
 process.exitCode = await (0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .runCli */ .ak)(process.argv.slice(2));
@@ -16,7 +16,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 439:
+/***/ 93:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -29,10 +29,10 @@ __nccwpck_require__.d(__webpack_exports__, {
 
 ;// CONCATENATED MODULE: external "node:fs"
 const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
-;// CONCATENATED MODULE: external "node:util"
-const external_node_util_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:util");
 ;// CONCATENATED MODULE: external "node:path"
 const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
+;// CONCATENATED MODULE: external "node:util"
+const external_node_util_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:util");
 ;// CONCATENATED MODULE: external "node:os"
 const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
 ;// CONCATENATED MODULE: ./src/errors.ts
@@ -11037,10 +11037,84 @@ function childEnvironment(parent, extra = {}) {
     return { ...env, ...extra };
 }
 
+;// CONCATENATED MODULE: ./src/host/reaper.ts
+// Children of this tool must not outlive it, even when it is SIGKILLed (which no handler
+// of ours ever sees): an rsync left running keeps writing into a backup nobody finishes.
+// Each child runs in its own process group (with its own children: rsync forks), and a
+// small watcher holds a pipe from this process. The kernel closes that pipe however we
+// end; the watcher then kills every process group still registered.
+
+
+/** The watcher: `+PGID` registers a group, `-PGID` forgets it; end of input kills the rest. */
+const REAPER_SCRIPT = `
+groups=' '
+while IFS= read -r line; do
+  case $line in
+    +*) groups="$groups\${line#+} " ;;
+    -*) p=\${line#-}; case $groups in *" $p "*) groups="\${groups%% $p *} \${groups#* $p }" ;; esac ;;
+  esac
+done
+for g in $groups; do kill -9 "-$g" 2>/dev/null; done
+exit 0
+`.trim();
+class Reaper {
+    child;
+    alive = true;
+    constructor(prefix) {
+        const argv = [...prefix, 'sh', '-c', REAPER_SCRIPT, 'owncloud-backup-reaper'];
+        this.child = (0,external_node_child_process_namespaceObject.spawn)(argv[0], argv.slice(1), {
+            stdio: ['pipe', 'ignore', 'ignore'],
+            // No secret-bearing variable reaches it.
+            env: childEnvironment(process.env),
+            // Its own session: a Ctrl-C in the terminal must not end it before we are done.
+            detached: true,
+        });
+        this.child.once('exit', () => (this.alive = false));
+        this.child.once('error', () => (this.alive = false));
+        this.child.stdin.on('error', () => (this.alive = false));
+        // Neither the watcher nor its pipe keeps this process alive.
+        this.child.unref();
+        this.child.stdin.unref?.();
+    }
+    send(line) {
+        if (this.alive)
+            this.child.stdin.write(`${line}\n`);
+    }
+    watch(pgid) {
+        this.send(`+${pgid}`);
+        return () => this.send(`-${pgid}`);
+    }
+}
+let reaper;
+let reaperPrefix = '';
+/**
+ * Registers a child that leads its own process group (spawned detached): its whole group
+ * is killed if this process dies before it. Returns the call that forgets it (at its exit).
+ */
+function killWithUs(pid) {
+    if (pid === undefined)
+        return () => { };
+    reaper ??= new Reaper([]);
+    return reaper.watch(pid);
+}
+/**
+ * From now on the watcher runs with this prefix (e.g. `sudo -n --`), so that it can kill
+ * the children that run as root through the same prefix. Groups registered before stay
+ * with the watcher that knows them.
+ */
+function elevateReaper(prefix) {
+    const key = prefix.join('\0');
+    if (prefix.length === 0 || key === reaperPrefix)
+        return;
+    reaper = new Reaper(prefix);
+    reaperPrefix = key;
+}
+
 ;// CONCATENATED MODULE: ./src/host/process.ts
 // Running programs on this machine: the one place that spawns processes. Commands are
 // argv arrays; secrets travel on stdin only, so no argv (and no error message built from
 // one) ever holds them, and no child inherits a secret-bearing environment variable.
+
 
 
 
@@ -11073,7 +11147,8 @@ function spawn(argv, options, streamStdout) {
         stripFinalNewline: false,
         ...(options.signal ? { cancelSignal: options.signal } : {}),
         forceKillAfterDelay: 3000,
-        detached: options.shielded ?? false,
+        // Its own process group: with its children (rsync forks), killed as one if we die.
+        detached: true,
         ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}),
         // execa would add all of process.env to whatever is given here.
         extendEnv: false,
@@ -11084,6 +11159,10 @@ function spawn(argv, options, streamStdout) {
     const onStderr = options.onStderr;
     if (onStderr)
         child.stderr.on('data', (chunk) => onStderr(typeof chunk === 'string' ? chunk : chunk.toString('utf8')));
+    if (!options.shielded) {
+        const forget = killWithUs(child.pid);
+        void child.then(forget, forget);
+    }
     // A command that exits without reading its stdin must not crash us with EPIPE.
     child.stdin.on('error', () => { });
     if (options.input !== undefined)
@@ -11409,6 +11488,91 @@ function engineFor(type) {
     return ENGINES[type];
 }
 
+;// CONCATENATED MODULE: ./src/host/lock.ts
+// One backup at a time per backup directory and per instance. A lock is flock(2) on the
+// directory itself (a directory opened read-only can be locked: nothing is created, in the
+// instance or anywhere), held by a `flock -n DIR … cat` process whose stdin is our pipe:
+// when we end, however we end, or the SSH link dies, cat sees the end of its input and the
+// lock goes with it. No lock can outlive its run, so none is ever stale.
+
+
+
+/** Marks our holder's argv; the argument after it says who holds the lock. */
+const HOLDER_MARK = 'owncloud-backup-lock';
+/** Says "locked" once flock holds the lock, then waits for the end of stdin. */
+const HOLD = 'echo locked; exec cat >/dev/null';
+/** argv that holds the lock on `path` until stdin ends, or exits 1 at once if it is held. */
+function lockCommand(path, holder) {
+    return ['flock', '-n', path, 'sh', '-c', HOLD, HOLDER_MARK, holder];
+}
+// The pid holding a flock on the path, from /proc/locks (`1: FLOCK ADVISORY WRITE PID
+// MAJ:MIN:INODE …`, device numbers in hex), and that process's argv, one per line.
+const WHO_HOLDS = `
+d=$(stat -L -c %d -- "$1") && i=$(stat -L -c %i -- "$1") || exit 1
+key=$(printf '%02x:%02x:%s' $(( (d >> 8) & 4095 )) $(( (d & 255) | ((d >> 12) & 1048320) )) "$i")
+pid=$(awk -v k="$key" '$2 == "FLOCK" && $6 == k { print $5; exit }' /proc/locks)
+[ -n "$pid" ] || exit 1
+tr '\\0' '\\n' < "/proc/$pid/cmdline"
+`.trim();
+/** argv that prints the argv of the process holding a flock on `path`. */
+function whoHoldsCommand(path) {
+    return ['sh', '-c', WHO_HOLDS, 'owncloud-backup', path];
+}
+/** Who holds our lock, from the holder's argv (one argument per line); undefined if not ours. */
+function holderFromArgv(argvLines) {
+    const args = argvLines.split('\n');
+    const at = args.indexOf(HOLDER_MARK);
+    return at >= 0 && args[at + 1] ? args[at + 1] : undefined;
+}
+/** How this run names itself to a second one: pid, machine and start time. */
+function holderName(pid, machine, startedAt) {
+    return `owncloud-backup pid ${pid} on ${machine}, started ${startedAt.toISOString()}`;
+}
+/**
+ * Takes the lock on a directory on the host. `wrap` turns the argv into the one to run
+ * (e.g. as the instance's owner). Throws `busy(holder)`'s message when another run holds
+ * it, naming that run when it can be found.
+ */
+async function acquireLock(host, path, holder, busy, wrap = (argv) => argv) {
+    const holding = host.stream(wrap(lockCommand(path, holder)), { feedStdin: true });
+    let output = '';
+    const locked = new Promise((resolve) => {
+        holding.stdout.on('data', (chunk) => {
+            output += chunk.toString();
+            if (output.includes('locked\n'))
+                resolve(true);
+        });
+        void holding.done.then(() => resolve(false));
+    });
+    if (await locked) {
+        return {
+            release: async () => {
+                holding.stdin.end();
+                // Normally at once; a dead link must not hold up the end of the run.
+                const ended = await Promise.race([
+                    holding.done.then(() => true),
+                    (0,promises_namespaceObject.setTimeout)(5000, false, { ref: false }),
+                ]);
+                if (!ended)
+                    holding.kill();
+            },
+        };
+    }
+    const result = await holding.done;
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new BackupError(transport);
+    if (result.exitCode === 127 ||
+        /flock: (not found|command not found)|execute flock|flock: No such file/i.test(result.stderr))
+        throw new BackupError(`${host.label} lacks flock (util-linux), which keeps two backups from overlapping: install it there.`);
+    // flock -n says nothing when the lock is taken: anything on stderr is another failure.
+    if (result.exitCode !== 1 || result.stderr.trim() !== '')
+        throw new BackupError(`Could not lock ${path} on ${host.label} (flock exit ${result.exitCode}): ${stderrTail(result.stderr)}`);
+    const who = await host.run(wrap(whoHoldsCommand(path)));
+    throw new BackupError(busy((who.exitCode === 0 && holderFromArgv(who.stdout)) ||
+        'another process; it did not say who it is'));
+}
+
 ;// CONCATENATED MODULE: ./src/host/local.ts
 
 
@@ -11434,12 +11598,18 @@ class LocalHost {
 
 
 
+
+
 async function runnerPrivilege() {
     if (process.getuid?.() === 0)
         return { prefix: [], keepsOwners: true };
     const sudo = await runProcess(['sudo', '-n', 'true']).catch(() => undefined);
-    if (sudo?.exitCode === 0)
-        return { prefix: ['sudo', '-n', '--'], keepsOwners: true };
+    if (sudo?.exitCode === 0) {
+        const prefix = ['sudo', '-n', '--'];
+        // Children run as root through sudo: only a root watcher can kill them if we die.
+        elevateReaper(prefix);
+        return { prefix, keepsOwners: true };
+    }
     return { prefix: [], keepsOwners: false };
 }
 /** Removes a tree the elevated commands may have filled with files of other owners. */
@@ -11453,6 +11623,28 @@ async function removeTree(path, privilege) {
     });
     if (result.exitCode !== 0)
         throw new BackupError(`Could not remove ${path}: ${stderrTail(result.stderr)}`);
+}
+/** Whether an error (from Node, or a tool's stderr) means the disk is full. */
+function isNoSpace(error) {
+    const code = error?.code;
+    if (code === 'ENOSPC' || code === 'EDQUOT')
+        return true;
+    return typeof error === 'string' && /No space left on device|Disk quota exceeded/.test(error);
+}
+/**
+ * The message for a full disk on this machine, with the free space left where `path` is
+ * written: the cause, not the compressor's SIGPIPE that follows it.
+ */
+function noSpaceError(path) {
+    let free = '';
+    try {
+        const stats = (0,external_node_fs_namespaceObject.statfsSync)((0,external_node_path_namespaceObject.dirname)(path));
+        free = ` (${stats.bavail * stats.bsize} bytes free)`;
+    }
+    catch {
+        // the message stays useful without the number
+    }
+    return new BackupError(`No space left on device writing ${path}${free}.`);
 }
 
 ;// CONCATENATED MODULE: ./src/host/shell.ts
@@ -11479,6 +11671,7 @@ function quoteCommand(argv) {
 // The ownCloud server over SSH (OpenSSH client): a given key, the host key checked
 // strictly against given known_hosts lines, one multiplexed connection for every command
 // of the run, and keepalives so that a dead link fails in seconds.
+
 
 
 
@@ -11632,6 +11825,8 @@ class SshHost {
             env: childEnvironment(process.env),
         });
         this.master = master;
+        // A master left running after we die would hold the link open for nothing.
+        master.once('exit', killWithUs(master.pid));
         if (master.pid !== undefined)
             this.onMaster?.({ pid: master.pid, socketDir: this.socketDir });
         master.stderr.on('data', (chunk) => {
@@ -11760,6 +11955,7 @@ const external_node_crypto_namespaceObject = __WEBPACK_EXTERNAL_createRequire(im
 
 
 
+
 const COMPRESSORS = {
     // Multi-threaded; level 3 is zstd's default balance of speed and size.
     zstd: ['zstd', '-T0', '-3', '-q', '-c'],
@@ -11796,6 +11992,11 @@ async function compressToFile(source, compression, path, signal) {
     const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)(source, compressor.stdin);
     const writing = writeHashed(compressor.stdout, path);
     const [fed, written, result] = await Promise.allSettled([feeding, writing, compressor.done]);
+    // A failed write (a full disk) kills the compressor with SIGPIPE: the write's cause is the
+    // one to report. A stream cut short is only the compressor's failure seen from here.
+    if (written.status === 'rejected' &&
+        written.reason?.code !== 'ERR_STREAM_PREMATURE_CLOSE')
+        throw asError(written.reason);
     if (result.status === 'fulfilled' && result.value.exitCode !== 0)
         throw new BackupError(`${compression} failed (exit ${result.value.exitCode}): ${stderrTail(result.value.stderr)}`);
     if (fed.status === 'rejected')
@@ -11809,7 +12010,12 @@ async function compressToFile(source, compression, path, signal) {
 /** Writes an (already compressed) stream to `path`, counting and hashing it on the way. */
 async function writeHashed(source, path) {
     const digest = new Digest();
-    await (0,external_node_stream_promises_namespaceObject.pipeline)(source, digest, (0,external_node_fs_namespaceObject.createWriteStream)(path, { mode: 0o600 }));
+    try {
+        await (0,external_node_stream_promises_namespaceObject.pipeline)(source, digest, (0,external_node_fs_namespaceObject.createWriteStream)(path, { mode: 0o600 }));
+    }
+    catch (error) {
+        throw isNoSpace(error) ? noSpaceError(path) : error;
+    }
     return { path, size: digest.size, sha256: digest.hash.digest('hex') };
 }
 function asError(reason) {
@@ -12423,6 +12629,7 @@ async function planAppDirs(host, instance, kind, warn) {
 
 
 
+
 /** Archive member directories: where each part of the instance lands in the staging dir. */
 const LAYOUT = { install: 'owncloud', data: 'data', absolute: 'extra' };
 // -a (rlptgoD) + hard links, ACLs, xattrs, one file system, numeric owners; -s keeps
@@ -12552,6 +12759,8 @@ async function syncFiles(host, fileSet, stagingDir, options) {
         if (options.signal.aborted)
             throw new InterruptedError();
         if (result.exitCode !== 0 && result.exitCode !== 24) {
+            if (isNoSpace(result.stderr))
+                throw noSpaceError(stagingDir);
             const transport = host.transportFailure(result);
             throw new BackupError(`Copying files from ${host.label} failed (rsync exit ${result.exitCode}): ${transport ?? stderrTail(result.stderr)}`);
         }
@@ -13536,6 +13745,117 @@ class StepProgress {
     }
 }
 
+;// CONCATENATED MODULE: ./src/steps/backup-dir.ts
+// The backup directory on the runner: checked before anything else happens, created once the
+// preflight has accepted it,
+// held by one run at a time, and cleared of the incomplete backups that killed runs left.
+
+
+
+
+
+
+function code(error) {
+    return error.code ?? String(error);
+}
+/**
+ * Checks, without creating anything, that the backup directory is (or can become) a
+ * writable directory: it or its nearest existing ancestor is a directory this user may
+ * write. Returns the missing levels, outermost first. Errors name the input.
+ */
+function checkBackupDir(path) {
+    const missing = [];
+    let existing = path;
+    for (;;) {
+        try {
+            (0,external_node_fs_namespaceObject.statSync)(existing);
+            break;
+        }
+        catch (error) {
+            if (code(error) !== 'ENOENT' && code(error) !== 'ENOTDIR')
+                throw new InputError(`backup-dir '${path}': cannot look at '${existing}' (${code(error)}).`);
+            if (code(error) === 'ENOTDIR') {
+                // Some level above is a file: find it for the message.
+                existing = (0,external_node_path_namespaceObject.dirname)(existing);
+                continue;
+            }
+            missing.unshift(existing);
+            existing = (0,external_node_path_namespaceObject.dirname)(existing);
+        }
+    }
+    if (!(0,external_node_fs_namespaceObject.statSync)(existing).isDirectory())
+        throw new InputError(existing === path
+            ? `backup-dir '${path}' is a file, not a directory. Choose a directory.`
+            : `backup-dir '${path}': '${existing}' is a file, not a directory. Choose a directory.`);
+    try {
+        (0,external_node_fs_namespaceObject.accessSync)(existing, external_node_fs_namespaceObject.constants.W_OK | external_node_fs_namespaceObject.constants.X_OK);
+    }
+    catch {
+        throw new InputError(`backup-dir '${path}': '${existing}' is not writable by this user. Choose a directory it can write.`);
+    }
+    return missing;
+}
+/**
+ * Creates the backup directory's missing levels one by one from the nearest existing
+ * ancestor. (A recursive mkdir where the file system answers ENOENT, as /proc does, never
+ * returns.)
+ */
+function createBackupDir(path) {
+    for (const level of checkBackupDir(path)) {
+        try {
+            (0,external_node_fs_namespaceObject.mkdirSync)(level);
+        }
+        catch (error) {
+            if (code(error) === 'EEXIST' && (0,external_node_fs_namespaceObject.statSync)(level).isDirectory())
+                continue;
+            throw new InputError(`backup-dir '${path}': cannot create '${level}' (${code(error)}). Choose a directory on a normal file system.`);
+        }
+    }
+}
+/** Names a run gives its work in progress: `owncloud-backup-YYYYMMDD-HHMMSS.incomplete`. */
+function isIncompleteName(name) {
+    return (name.endsWith(INCOMPLETE_SUFFIX) &&
+        /^owncloud-backup-\d{8}-\d{6}$/.test(name.slice(0, -INCOMPLETE_SUFFIX.length)));
+}
+/** Bytes under a tree (its files may belong to other users: measured with the runner's privilege). */
+async function treeBytes(path, prefix) {
+    const result = await runProcess([...prefix, 'du', '-s', '-x', '--bytes', '--', path]);
+    return Number(result.stdout.split('\t')[0]) || 0;
+}
+/**
+ * Removes an incomplete backup directory (only one: its name must say so) with its size,
+ * or returns undefined when it is not there (the run finished, or removed it itself).
+ */
+async function removeIncompleteBackup(path) {
+    if (!isIncompleteName(path.split('/').pop() ?? ''))
+        return undefined;
+    try {
+        if (!(0,external_node_fs_namespaceObject.lstatSync)(path).isDirectory())
+            return undefined;
+    }
+    catch {
+        return undefined;
+    }
+    const privilege = await runnerPrivilege();
+    const bytes = await treeBytes(path, privilege.prefix);
+    await removeTree(path, privilege).catch((error) => {
+        throw new BackupError(`Could not remove ${path}: ${code(error)}`);
+    });
+    return { bytes };
+}
+/**
+ * Removes the incomplete backups in the backup directory. Call it only while holding the
+ * directory's lock: then none of them belongs to a running backup.
+ */
+async function removeStaleBackups(backupDir, report) {
+    for (const name of (0,external_node_fs_namespaceObject.readdirSync)(backupDir).filter(isIncompleteName).sort()) {
+        const path = (0,external_node_path_namespaceObject.join)(backupDir, name);
+        const removed = await removeIncompleteBackup(path);
+        if (removed)
+            report(path, removed.bytes);
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/steps/maintenance.ts
 // Maintenance mode done right: note the state the administrator left, switch it on for the
 // dump, and afterwards put back exactly that prior state, on every path out (success,
@@ -13561,11 +13881,24 @@ class MaintenanceGuard {
     target;
     log;
     restoreRetrySeconds;
-    constructor(host, occ, log, restoreRetrySeconds = 60) {
+    record;
+    constructor(host, occ, log, restoreRetrySeconds = 60, 
+    /** Told each change before it happens (and once it is confirmed), to persist it. */
+    record = () => { }) {
         this.host = host;
         this.target = occ;
         this.log = log;
         this.restoreRetrySeconds = restoreRetrySeconds;
+        this.record = record;
+    }
+    note(phase) {
+        this.record({
+            phase,
+            switchedByUs: this.window.switchedByUs,
+            priorState: this.window.priorState,
+            installDir: this.target.installDir,
+            occUser: this.target.user,
+        });
     }
     async occRun(args, shielded = false) {
         const result = await this.host.run(occCommand(this.host, this.target, args), {
@@ -13587,28 +13920,38 @@ class MaintenanceGuard {
         return state;
     }
     /**
-     * A guard for a run that switched maintenance mode on and could not switch it off (the
-     * action's post step, after the main step was killed): restore() puts it back off.
+     * For a run that switched maintenance mode on, or may have (the action's post step, after
+     * the main step was killed): asks occ for the actual state, and puts the prior state back
+     * if it differs. Returns what it found.
      */
-    static adopt(host, occ, log, restoreRetrySeconds) {
-        const guard = new MaintenanceGuard(host, occ, log, restoreRetrySeconds);
+    static async recover(host, record, log, restoreRetrySeconds) {
+        const guard = new MaintenanceGuard(host, { installDir: record.installDir, user: record.occUser }, log, restoreRetrySeconds);
+        guard.window.priorState = record.priorState;
+        // The post step runs right after main: a state other than the prior one is main's doing.
+        if ((await guard.state(true)) === record.priorState)
+            return 'was-prior-state';
         guard.window.switchedByUs = true;
-        guard.window.priorState = false;
-        return guard;
+        await guard.restore();
+        return 'restored';
     }
     /** Switches maintenance mode on (if it is not on already) and confirms it. */
     async enable() {
         this.window.priorState = await this.state();
         if (this.window.priorState) {
+            this.note('restored');
             this.log('Maintenance mode was already on; it stays on afterwards, as it was found.');
             return;
         }
-        // From here on the instance is (or may be) in maintenance mode: restore() must undo it.
+        // From here on the instance is (or may be) in maintenance mode: restore() must undo it,
+        // and a process that outlives this one must know it, before the command is even sent.
         this.window.switchedByUs = true;
+        this.note('switching-on');
         this.window.enabledAt = new Date();
-        await this.occRun(['maintenance:mode', '--on']);
+        // Shielded: an occ killed halfway through rewriting config.php would leave it truncated.
+        await this.occRun(['maintenance:mode', '--on'], true);
         if (!(await this.state()))
             throw new BackupError('occ maintenance:mode --on did not switch maintenance mode on.');
+        this.note('on');
         this.log('Maintenance mode switched on.');
     }
     /**
@@ -13630,6 +13973,7 @@ class MaintenanceGuard {
                     throw new BackupError('occ maintenance:mode --off did not switch maintenance mode off.');
                 this.restored = true;
                 this.window.restoredAt = new Date();
+                this.note('restored');
                 this.log('Maintenance mode switched off again (its prior state).');
                 return;
             }
@@ -13655,10 +13999,14 @@ class MaintenanceGuard {
 
 ;// CONCATENATED MODULE: ./src/backup.ts
 // The orchestrator: a validated plan in, a finished, dated backup directory out.
-//   connect → discover → preflight → files (bulk) → [maintenance on → files (delta) ‖ dump
+//   backup-dir checked and locked (stale incomplete backups removed) → connect → discover
+//   → instance locked → preflight → files (bulk) → [maintenance on → files (delta) ‖ dump
 //   → maintenance restored] → archive → manifest → rename into place.
 // A backup directory only gets its final name once everything in it is written and
 // checked; on any failure the partial one is removed.
+
+
+
 
 
 
@@ -13684,11 +14032,51 @@ async function openHost(plan, context) {
     return SshHost.connect(plan.target, context.ssh);
 }
 async function runBackup(plan, context) {
-    const { reporter, signal } = context;
+    const { reporter } = context;
     const startedAt = context.startedAt ?? new Date();
     const name = backupName(startedAt);
     const finalDir = (0,external_node_path_namespaceObject.join)(plan.backupDir, name);
     const workDir = `${finalDir}${INCOMPLETE_SUFFIX}`;
+    checkBackupDir(plan.backupDir);
+    const holder = holderName(process.pid, (0,external_node_os_namespaceObject.hostname)(), startedAt);
+    // One run at a time writes into a backup directory; holding it, every incomplete backup
+    // there is a killed run's leftover.
+    const lockBackupDir = async () => {
+        const lock = await acquireLock(new LocalHost(), plan.backupDir, holder, (heldBy) => `Another backup is running with backup-dir '${plan.backupDir}' (${heldBy}). Wait for it to finish, or choose another backup-dir.`);
+        try {
+            await removeStaleBackups(plan.backupDir, (path, bytes) => reporter.warning(`Removed an incomplete backup an interrupted run left behind: ${path} (${formatBytes(bytes)}).`));
+        }
+        catch (error) {
+            await lock.release();
+            throw error;
+        }
+        return lock;
+    };
+    // An existing backup dir is held at once (its leftovers would count against the free
+    // space); a new one is created and held only once the preflight has accepted it.
+    let dirLock = (0,external_node_fs_namespaceObject.existsSync)(plan.backupDir) ? await lockBackupDir() : undefined;
+    try {
+        return await backUp(plan, context, {
+            startedAt,
+            name,
+            finalDir,
+            workDir,
+            holder,
+            holdBackupDir: async () => {
+                if (dirLock)
+                    return;
+                createBackupDir(plan.backupDir);
+                dirLock = await lockBackupDir();
+            },
+        });
+    }
+    finally {
+        await dirLock?.release();
+    }
+}
+async function backUp(plan, context, run) {
+    const { reporter, signal } = context;
+    const { startedAt, name, finalDir, workDir } = run;
     const stagingDir = (0,external_node_path_namespaceObject.join)(workDir, 'staging');
     const interrupted = () => {
         if (signal.aborted)
@@ -13697,6 +14085,7 @@ async function runBackup(plan, context) {
     let host;
     /** Set once this run created the work dir: only then is it this run's to remove. */
     let ownsWorkDir = false;
+    let instanceLock;
     let privilege = { prefix: [], keepsOwners: false };
     try {
         host = await reporter.group('Connect', async () => {
@@ -13713,6 +14102,9 @@ async function runBackup(plan, context) {
             reporter.info(`Data directory ${found.dataDir}; database ${db.type} '${db.name}'${db.type === 'sqlite' ? ` (${db.file})` : ` as '${db.user}'`}; occ runs as ${found.owner}.`);
             return found;
         });
+        // One backup of an instance at a time, from whichever runner: the lock is on the
+        // installation directory itself, on the host.
+        instanceLock = await acquireLock(connected, instance.installDir, run.holder, (heldBy) => `Another backup of the instance in ${instance.installDir} on ${connected.label} is running (${heldBy}). Wait for it to finish.`, (argv) => asUser(connected.account, instance.owner, argv));
         interrupted();
         const engine = engineFor(instance.database.type);
         const checked = await reporter.group('Preflight', () => preflight(connected, plan, instance, engine, reporter));
@@ -13726,12 +14118,16 @@ async function runBackup(plan, context) {
         // Kept outside the try as well: removing a failed run's files may need it.
         const elevated = (privilege = checked.privilege);
         interrupted();
-        // Only now, with the plan checked (backup-dir not inside what is copied), is anything created.
-        (0,external_node_fs_namespaceObject.mkdirSync)(plan.backupDir, { recursive: true });
+        // Only now, with the plan checked (backup-dir not inside what is copied), is anything
+        // created: the backup dir if it is new (and locked), then this run's work dir.
+        await run.holdBackupDir();
         if ((0,external_node_fs_namespaceObject.existsSync)(finalDir) || (0,external_node_fs_namespaceObject.existsSync)(workDir))
             throw new BackupError(`${finalDir} exists already: not overwriting a backup.`);
-        (0,external_node_fs_namespaceObject.mkdirSync)(stagingDir, { recursive: true, mode: 0o700 });
+        // Recorded before it exists: a process that outlives this one removes it if we die.
+        context.onWorkDir?.(workDir);
+        (0,external_node_fs_namespaceObject.mkdirSync)(workDir, { mode: 0o700 });
         ownsWorkDir = true;
+        (0,external_node_fs_namespaceObject.mkdirSync)(stagingDir, { mode: 0o700 });
         const { installStats, dataStats } = await reporter.group('Files (bulk copy, before maintenance mode)', async () => {
             const bulk = progress('Bulk copy', checked.sizeBytes);
             const install = await syncFiles(connected, fileSet, stagingDir, {
@@ -13757,7 +14153,7 @@ async function runBackup(plan, context) {
         });
         interrupted();
         const maintenance = plan.maintenanceMode
-            ? new MaintenanceGuard(connected, { installDir: instance.installDir, user: instance.owner }, (m) => reporter.info(m), context.maintenanceRestoreSeconds)
+            ? new MaintenanceGuard(connected, { installDir: instance.installDir, user: instance.owner }, (m) => reporter.info(m), context.maintenanceRestoreSeconds, context.onMaintenance)
             : undefined;
         const { dumped: dump, finalData } = await reporter.group(maintenance ? 'Maintenance window (files delta and database dump)' : 'Database dump', () => maintenanceWindow(maintenance, context, {
             // Inside the window only what changed since the bulk copy moves (rsync's delta);
@@ -13835,10 +14231,8 @@ async function runBackup(plan, context) {
             restoreHint: engine.restoreHint,
         });
         const { archives } = manifest;
-        (0,external_node_fs_namespaceObject.writeFileSync)((0,external_node_path_namespaceObject.join)(workDir, CHECKSUMS_NAME), checksumsText(archives), { mode: 0o600 });
-        (0,external_node_fs_namespaceObject.writeFileSync)((0,external_node_path_namespaceObject.join)(workDir, MANIFEST_NAME), `${JSON.stringify(manifest, null, 2)}\n`, {
-            mode: 0o600,
-        });
+        writeSmallFile((0,external_node_path_namespaceObject.join)(workDir, CHECKSUMS_NAME), checksumsText(archives));
+        writeSmallFile((0,external_node_path_namespaceObject.join)(workDir, MANIFEST_NAME), `${JSON.stringify(manifest, null, 2)}\n`);
         // Only a complete backup gets its final name.
         (0,external_node_fs_namespaceObject.renameSync)(workDir, finalDir);
         return {
@@ -13860,7 +14254,16 @@ async function runBackup(plan, context) {
         throw error;
     }
     finally {
+        await instanceLock?.release();
         await host?.close();
+    }
+}
+function writeSmallFile(path, text) {
+    try {
+        (0,external_node_fs_namespaceObject.writeFileSync)(path, text, { mode: 0o600 });
+    }
+    catch (error) {
+        throw isNoSpace(error) ? noSpaceError(path) : error;
     }
 }
 /**
@@ -13870,19 +14273,10 @@ async function runBackup(plan, context) {
  */
 async function maintenanceWindow(maintenance, context, work) {
     const { reporter } = context;
-    const occ = maintenance?.target;
     let failure;
     let outcome;
     try {
-        if (maintenance) {
-            await maintenance.enable();
-            context.onMaintenance?.({
-                switchedByUs: maintenance.window.switchedByUs,
-                restored: false,
-                installDir: occ.installDir,
-                occUser: occ.user,
-            });
-        }
+        await maintenance?.enable();
         const [dumped, finalData] = await allOrNothing(context.signal, (signal) => [work.dump(signal), work.delta(signal)]);
         if (maintenance)
             reporter.info(`Files delta: ${formatBytes(finalData.transferredBytes)} changed since the bulk copy.`);
@@ -13902,12 +14296,6 @@ async function maintenanceWindow(maintenance, context, work) {
                 ? `${describeError(failure)} ${describeError(restoreError)}`
                 : describeError(restoreError));
         }
-        context.onMaintenance?.({
-            switchedByUs: maintenance.window.switchedByUs,
-            restored: true,
-            installDir: occ.installDir,
-            occUser: occ.user,
-        });
         if (maintenance.window.switchedByUs)
             reporter.info(`Maintenance mode was on for ${formatSeconds(maintenance.seconds())}.`);
     }
@@ -14365,6 +14753,7 @@ async function scanListing(stream) {
 
 
 
+
 const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 };
 const ENV = {
     dbPassword: 'OWNCLOUD_BACKUP_DB_PASSWORD',
@@ -14446,7 +14835,7 @@ function readSecretFile(option, path) {
     }
 }
 /** Turns argv and the environment into the same raw inputs the action reads. */
-function cliInputs(args, env) {
+function cliInputs(args, env, cwd = process.cwd()) {
     let parsed;
     try {
         parsed = (0,external_node_util_namespaceObject.parseArgs)({ args, options: OPTIONS, allowPositionals: true, strict: true });
@@ -14485,7 +14874,10 @@ function cliInputs(args, env) {
         if (typeof value === 'string')
             raw[name] = value;
     }
-    raw[INPUTS.backupDir] ??= process.cwd();
+    // A relative backup-dir (the help's default is `.`) is taken from the working directory.
+    const backupDir = raw[INPUTS.backupDir]?.trim() || '.';
+    raw[INPUTS.backupDir] =
+        backupDir.startsWith('-') || backupDir.includes('\0') ? backupDir : (0,external_node_path_namespaceObject.resolve)(cwd, backupDir);
     if (values['extra-paths'])
         raw[INPUTS.extraPaths] = values['extra-paths'].join('\n');
     if (values.exclude)

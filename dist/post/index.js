@@ -28370,7 +28370,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 791:
+/***/ 5158:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -31342,18 +31342,18 @@ class errors_InputError extends Error {
  * A backup that could not be completed for a reason outside the user's input: a tool
  * failed, the database refused, the link died. The message names the cause.
  */
-class BackupError extends Error {
+class errors_BackupError extends Error {
     name = 'BackupError';
 }
 /**
  * Maintenance mode could not be switched back off: the one failure an administrator must
  * act on at once, so it is never hidden behind another.
  */
-class MaintenanceNotRestoredError extends BackupError {
+class MaintenanceNotRestoredError extends errors_BackupError {
     name = 'MaintenanceNotRestoredError';
 }
 /** The run was interrupted (SIGINT/SIGTERM, or the workflow was cancelled). */
-class InterruptedError extends Error {
+class errors_InterruptedError extends Error {
     name = 'InterruptedError';
     constructor(message = 'The backup was interrupted.') {
         super(message);
@@ -31362,8 +31362,8 @@ class InterruptedError extends Error {
 /** The message to show for any error: ours are written for people; others get their class. */
 function describeError(error) {
     if (error instanceof errors_InputError ||
-        error instanceof BackupError ||
-        error instanceof InterruptedError)
+        error instanceof errors_BackupError ||
+        error instanceof errors_InterruptedError)
         return error.message;
     if (error instanceof Error)
         return `${error.name}: ${error.message}`;
@@ -42287,10 +42287,84 @@ function childEnvironment(parent, extra = {}) {
     return { ...env, ...extra };
 }
 
+;// CONCATENATED MODULE: ./src/host/reaper.ts
+// Children of this tool must not outlive it, even when it is SIGKILLed (which no handler
+// of ours ever sees): an rsync left running keeps writing into a backup nobody finishes.
+// Each child runs in its own process group (with its own children: rsync forks), and a
+// small watcher holds a pipe from this process. The kernel closes that pipe however we
+// end; the watcher then kills every process group still registered.
+
+
+/** The watcher: `+PGID` registers a group, `-PGID` forgets it; end of input kills the rest. */
+const REAPER_SCRIPT = `
+groups=' '
+while IFS= read -r line; do
+  case $line in
+    +*) groups="$groups\${line#+} " ;;
+    -*) p=\${line#-}; case $groups in *" $p "*) groups="\${groups%% $p *} \${groups#* $p }" ;; esac ;;
+  esac
+done
+for g in $groups; do kill -9 "-$g" 2>/dev/null; done
+exit 0
+`.trim();
+class Reaper {
+    child;
+    alive = true;
+    constructor(prefix) {
+        const argv = [...prefix, 'sh', '-c', REAPER_SCRIPT, 'owncloud-backup-reaper'];
+        this.child = (0,external_node_child_process_namespaceObject.spawn)(argv[0], argv.slice(1), {
+            stdio: ['pipe', 'ignore', 'ignore'],
+            // No secret-bearing variable reaches it.
+            env: childEnvironment(process.env),
+            // Its own session: a Ctrl-C in the terminal must not end it before we are done.
+            detached: true,
+        });
+        this.child.once('exit', () => (this.alive = false));
+        this.child.once('error', () => (this.alive = false));
+        this.child.stdin.on('error', () => (this.alive = false));
+        // Neither the watcher nor its pipe keeps this process alive.
+        this.child.unref();
+        this.child.stdin.unref?.();
+    }
+    send(line) {
+        if (this.alive)
+            this.child.stdin.write(`${line}\n`);
+    }
+    watch(pgid) {
+        this.send(`+${pgid}`);
+        return () => this.send(`-${pgid}`);
+    }
+}
+let reaper;
+let reaperPrefix = '';
+/**
+ * Registers a child that leads its own process group (spawned detached): its whole group
+ * is killed if this process dies before it. Returns the call that forgets it (at its exit).
+ */
+function killWithUs(pid) {
+    if (pid === undefined)
+        return () => { };
+    reaper ??= new Reaper([]);
+    return reaper.watch(pid);
+}
+/**
+ * From now on the watcher runs with this prefix (e.g. `sudo -n --`), so that it can kill
+ * the children that run as root through the same prefix. Groups registered before stay
+ * with the watcher that knows them.
+ */
+function elevateReaper(prefix) {
+    const key = prefix.join('\0');
+    if (prefix.length === 0 || key === reaperPrefix)
+        return;
+    reaper = new Reaper(prefix);
+    reaperPrefix = key;
+}
+
 ;// CONCATENATED MODULE: ./src/host/process.ts
 // Running programs on this machine: the one place that spawns processes. Commands are
 // argv arrays; secrets travel on stdin only, so no argv (and no error message built from
 // one) ever holds them, and no child inherits a secret-bearing environment variable.
+
 
 
 
@@ -42323,7 +42397,8 @@ function spawn(argv, options, streamStdout) {
         stripFinalNewline: false,
         ...(options.signal ? { cancelSignal: options.signal } : {}),
         forceKillAfterDelay: 3000,
-        detached: options.shielded ?? false,
+        // Its own process group: with its children (rsync forks), killed as one if we die.
+        detached: true,
         ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}),
         // execa would add all of process.env to whatever is given here.
         extendEnv: false,
@@ -42334,6 +42409,10 @@ function spawn(argv, options, streamStdout) {
     const onStderr = options.onStderr;
     if (onStderr)
         child.stderr.on('data', (chunk) => onStderr(typeof chunk === 'string' ? chunk : chunk.toString('utf8')));
+    if (!options.shielded) {
+        const forget = killWithUs(child.pid);
+        void child.then(forget, forget);
+    }
     // A command that exits without reading its stdin must not crash us with EPIPE.
     child.stdin.on('error', () => { });
     if (options.input !== undefined)
@@ -42353,11 +42432,11 @@ function spawn(argv, options, streamStdout) {
     return { child, done };
 }
 /** Runs a command to its end and captures its (small) output. Never throws for an exit code. */
-async function runProcess(argv, options = {}) {
+async function process_runProcess(argv, options = {}) {
     return spawn(argv, options, false).done;
 }
 /** Starts a command whose stdout the caller streams (dumps, archives). */
-function streamProcess(argv, options = {}) {
+function process_streamProcess(argv, options = {}) {
     const { child, done } = spawn(argv, options, true);
     return {
         stdout: child.stdout,
@@ -42369,7 +42448,7 @@ function streamProcess(argv, options = {}) {
     };
 }
 /** The last lines of a command's stderr, for an error message. */
-function stderrTail(stderr, lines = 5) {
+function process_stderrTail(stderr, lines = 5) {
     return stderr
         .trim()
         .split('\n')
@@ -42386,8 +42465,8 @@ function stderrTail(stderr, lines = 5) {
 class LocalHost {
     label = `this machine (${(0,external_node_os_namespaceObject.hostname)()})`;
     account = (0,external_node_os_namespaceObject.userInfo)().username;
-    run = (argv, options) => runProcess(argv, options);
-    stream = (argv, options) => streamProcess(argv, options);
+    run = (argv, options) => process_runProcess(argv, options);
+    stream = (argv, options) => process_streamProcess(argv, options);
     rsyncSource(path) {
         return { args: [], source: path };
     }
@@ -42430,13 +42509,14 @@ function quoteCommand(argv) {
 
 
 
+
 /**
  * A path as the value of an ssh `-o` option: ssh splits values on spaces unless they are
  * double-quoted, and expands %-tokens in these paths, so '%' is doubled.
  */
 function sshConfigPath(path) {
     if (path.includes('"') || /[\r\n]/.test(path))
-        throw new BackupError(`The path '${path}' cannot be given to ssh (it contains a double quote or line break).`);
+        throw new errors_BackupError(`The path '${path}' cannot be given to ssh (it contains a double quote or line break).`);
     const escaped = path.replaceAll('%', '%%');
     return /\s/.test(escaped) ? `"${escaped}"` : escaped;
 }
@@ -42548,7 +42628,7 @@ class SshHost {
             await host.startMaster();
             const whoami = await host.run(['id', '-un']);
             if (whoami.exitCode !== 0)
-                throw new BackupError(`Could not run commands on ${host.label}: ${stderrTail(whoami.stderr)}`);
+                throw new errors_BackupError(`Could not run commands on ${host.label}: ${process_stderrTail(whoami.stderr)}`);
             host.account = whoami.stdout.trim();
             return host;
         }
@@ -42574,6 +42654,8 @@ class SshHost {
             env: childEnvironment(process.env),
         });
         this.master = master;
+        // A master left running after we die would hold the link open for nothing.
+        master.once('exit', killWithUs(master.pid));
         if (master.pid !== undefined)
             this.onMaster?.({ pid: master.pid, socketDir: this.socketDir });
         master.stderr.on('data', (chunk) => {
@@ -42588,14 +42670,14 @@ class SshHost {
         const deadline = Date.now() + 60_000;
         for (;;) {
             if (this.masterEnded) {
-                throw new BackupError(explainSshFailure(this.masterStderr, this.label) ??
-                    `Could not connect to ${this.label}: ${stderrTail(this.masterStderr) || 'ssh exited'}`);
+                throw new errors_BackupError(explainSshFailure(this.masterStderr, this.label) ??
+                    `Could not connect to ${this.label}: ${process_stderrTail(this.masterStderr) || 'ssh exited'}`);
             }
-            const check = await runProcess(['ssh', ...this.baseArgs, '-O', 'check', this.target.host]);
+            const check = await process_runProcess(['ssh', ...this.baseArgs, '-O', 'check', this.target.host]);
             if (check.exitCode === 0)
                 return;
             if (Date.now() > deadline)
-                throw new BackupError(`Timed out connecting to ${this.label}.`);
+                throw new errors_BackupError(`Timed out connecting to ${this.label}.`);
             await (0,promises_namespaceObject.setTimeout)(50);
         }
     }
@@ -42611,9 +42693,9 @@ class SshHost {
             quoteCommand(argv),
         ];
     }
-    run = async (argv, options) => this.settled(withoutLoginNoise(await runProcess(this.commandArgs(argv), options)));
+    run = async (argv, options) => this.settled(withoutLoginNoise(await process_runProcess(this.commandArgs(argv), options)));
     stream = (argv, options) => {
-        const started = streamProcess(this.commandArgs(argv), options);
+        const started = process_streamProcess(this.commandArgs(argv), options);
         return {
             ...started,
             kill: () => started.kill(),
@@ -42650,8 +42732,8 @@ class SshHost {
                 // own words (or its end) tell what happened.
                 (this.masterEnded
                     ? (explainSshFailure(this.masterStderr, this.label) ??
-                        `The SSH connection to ${this.label} was lost (the connection ended${stderrTail(this.masterStderr) ? `: ${stderrTail(this.masterStderr)}` : ''}).`)
-                    : `The SSH connection to ${this.label} failed (ssh exit 255): ${stderrTail(result.stderr) || 'ssh gave no reason'}.`));
+                        `The SSH connection to ${this.label} was lost (the connection ended${process_stderrTail(this.masterStderr) ? `: ${process_stderrTail(this.masterStderr)}` : ''}).`)
+                    : `The SSH connection to ${this.label} failed (ssh exit 255): ${process_stderrTail(result.stderr) || 'ssh gave no reason'}.`));
         // rsync reports a dead link with its own exit codes (12, 10) and this wording.
         if (/connection unexpectedly closed|not responding|broken pipe/i.test(result.stderr))
             return explainSshFailure(result.stderr, this.label);
@@ -42725,6 +42807,1464 @@ class Secrets {
             out = out.split(value).join('***');
         return out;
     }
+}
+
+;// CONCATENATED MODULE: ./src/host/runner.ts
+// This machine's side of a backup: rsync receiving the files and tar packing them. Keeping
+// the files' numeric owners needs root here; a runner that is not root (GitHub's hosted
+// runners) runs these two through passwordless sudo when it can.
+
+
+
+
+
+async function runner_runnerPrivilege() {
+    if (process.getuid?.() === 0)
+        return { prefix: [], keepsOwners: true };
+    const sudo = await process_runProcess(['sudo', '-n', 'true']).catch(() => undefined);
+    if (sudo?.exitCode === 0) {
+        const prefix = ['sudo', '-n', '--'];
+        // Children run as root through sudo: only a root watcher can kill them if we die.
+        elevateReaper(prefix);
+        return { prefix, keepsOwners: true };
+    }
+    return { prefix: [], keepsOwners: false };
+}
+/** Removes a tree the elevated commands may have filled with files of other owners. */
+async function removeTree(path, privilege) {
+    if (privilege.prefix.length === 0) {
+        (0,external_node_fs_namespaceObject.rmSync)(path, { recursive: true, force: true });
+        return;
+    }
+    const result = await process_runProcess([...privilege.prefix, 'rm', '-rf', '--', path], {
+        shielded: true,
+    });
+    if (result.exitCode !== 0)
+        throw new errors_BackupError(`Could not remove ${path}: ${process_stderrTail(result.stderr)}`);
+}
+/** Whether an error (from Node, or a tool's stderr) means the disk is full. */
+function runner_isNoSpace(error) {
+    const code = error?.code;
+    if (code === 'ENOSPC' || code === 'EDQUOT')
+        return true;
+    return typeof error === 'string' && /No space left on device|Disk quota exceeded/.test(error);
+}
+/**
+ * The message for a full disk on this machine, with the free space left where `path` is
+ * written: the cause, not the compressor's SIGPIPE that follows it.
+ */
+function runner_noSpaceError(path) {
+    let free = '';
+    try {
+        const stats = statfsSync(dirname(path));
+        free = ` (${stats.bavail * stats.bsize} bytes free)`;
+    }
+    catch {
+        // the message stays useful without the number
+    }
+    return new BackupError(`No space left on device writing ${path}${free}.`);
+}
+
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
+;// CONCATENATED MODULE: ./src/steps/compress.ts
+// Compressing a stream into a file on the runner, hashing the result on the way: every
+// byte is read once, nothing is held in memory beyond stream buffers.
+
+
+
+
+
+
+
+const COMPRESSORS = {
+    // Multi-threaded; level 3 is zstd's default balance of speed and size.
+    zstd: ['zstd', '-T0', '-3', '-q', '-c'],
+    gzip: ['gzip', '-6', '-c', '-n'],
+};
+/** The program that compresses with this method (for preflight checks). */
+function compress_compressorProgram(compression) {
+    return COMPRESSORS[compression][0];
+}
+/** The compressor as one command string, for tar's --use-compress-program (split on spaces). */
+function compressorCommand(compression) {
+    return COMPRESSORS[compression].join(' ');
+}
+/** Counts and hashes what passes through. */
+class Digest extends (/* unused pure expression or super */ null && (Transform)) {
+    hash = createHash('sha256');
+    size = 0;
+    _transform(chunk, _encoding, callback) {
+        this.hash.update(chunk);
+        this.size += chunk.length;
+        this.push(chunk);
+        callback();
+    }
+}
+/**
+ * Pipes `source` through the compressor into `path`. Rejects if any part fails; the
+ * caller removes the file then.
+ */
+async function compress_compressToFile(source, compression, path, signal) {
+    const compressor = streamProcess(COMPRESSORS[compression], {
+        feedStdin: true,
+        ...(signal ? { signal } : {}),
+    });
+    const feeding = pipeline(source, compressor.stdin);
+    const writing = writeHashed(compressor.stdout, path);
+    const [fed, written, result] = await Promise.allSettled([feeding, writing, compressor.done]);
+    // A failed write (a full disk) kills the compressor with SIGPIPE: the write's cause is the
+    // one to report. A stream cut short is only the compressor's failure seen from here.
+    if (written.status === 'rejected' &&
+        written.reason?.code !== 'ERR_STREAM_PREMATURE_CLOSE')
+        throw asError(written.reason);
+    if (result.status === 'fulfilled' && result.value.exitCode !== 0)
+        throw new BackupError(`${compression} failed (exit ${result.value.exitCode}): ${stderrTail(result.value.stderr)}`);
+    if (fed.status === 'rejected')
+        throw asError(fed.reason);
+    if (result.status === 'rejected')
+        throw asError(result.reason);
+    if (written.status === 'rejected')
+        throw asError(written.reason);
+    return written.value;
+}
+/** Writes an (already compressed) stream to `path`, counting and hashing it on the way. */
+async function writeHashed(source, path) {
+    const digest = new Digest();
+    try {
+        await pipeline(source, digest, createWriteStream(path, { mode: 0o600 }));
+    }
+    catch (error) {
+        throw isNoSpace(error) ? noSpaceError(path) : error;
+    }
+    return { path, size: digest.size, sha256: digest.hash.digest('hex') };
+}
+function asError(reason) {
+    return reason instanceof Error ? reason : new Error(String(reason));
+}
+
+;// CONCATENATED MODULE: ./src/host/guarded.ts
+// Long-running commands on the host (database dumps) are wrapped in a small POSIX sh
+// script that (1) takes the secret from the first line of stdin and hands it to the tool
+// without any argv seeing it, and (2) keeps watching stdin: when it ends, the client went
+// away (cancelled, timed out, link dead), so the dump is stopped instead of left running
+// on the server holding a transaction open.
+
+const SCRIPT = `
+mode=$1; shift
+IFS= read -r secret || secret=
+exec 4<&0
+case $mode in
+  mysql-option-file)
+    "$@" 4<&- </dev/null 3<<OWNCLOUD_BACKUP_EOF &
+[client]
+password=$secret
+OWNCLOUD_BACKUP_EOF
+    ;;
+  mysql-pwd) MYSQL_PWD=$secret "$@" 4<&- </dev/null & ;;
+  pgpassword) PGPASSWORD=$secret "$@" 4<&- </dev/null & ;;
+  *) "$@" 4<&- </dev/null & ;;
+esac
+child=$!
+secret=
+( while IFS= read -r _ <&4; do :; done; kill -TERM "$child" 2>/dev/null ) >/dev/null 2>&1 </dev/null &
+watchdog=$!
+exec 4<&-
+wait "$child"
+status=$?
+kill "$watchdog" 2>/dev/null
+exit "$status"
+`.trim();
+/** The argv to run on the host; send `secretLine(...)` as stdin and keep stdin open. */
+function guarded_guardedCommand(argv, delivery) {
+    return ['sh', '-c', SCRIPT, 'owncloud-backup', delivery, ...argv];
+}
+/** The first stdin line the wrapper reads: the secret, which must fit on one line. */
+function guarded_secretLine(secret) {
+    if (/[\r\n\0]/.test(secret))
+        throw new BackupError('The database password contains a line break or NUL byte, which no database client accepts.');
+    return `${secret}\n`;
+}
+/** A value in a MySQL option file: double-quoted, with option-file escapes. */
+function mysqlOptionValue(value) {
+    return `"${value.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
+}
+
+;// CONCATENATED MODULE: ./src/steps/dump.ts
+// Dumps the database on the host with the engine's own tool and streams the raw dump here,
+// where it is checked (exit status, completion trailer, inline errors, inactivity) and
+// compressed. Compressing here rather than on the host means no pipe on the host can hide
+// the dump's exit status.
+
+
+
+
+
+
+const TAIL_BYTES = 4096;
+/** Keeps the dump's last bytes, watches for an inline error marker and for silence. */
+class DumpWatch extends external_node_stream_.Transform {
+    tail = Buffer.alloc(0);
+    bytes = 0;
+    markerSeen = false;
+    /** Told the bytes so far, chunk by chunk. */
+    progress;
+    timer;
+    marker;
+    idleMs;
+    onIdle;
+    constructor(marker, idleMs, onIdle) {
+        super();
+        this.marker = marker;
+        this.idleMs = idleMs;
+        this.onIdle = onIdle;
+        this.arm();
+    }
+    arm() {
+        clearTimeout(this.timer);
+        this.timer = setTimeout(this.onIdle, this.idleMs);
+    }
+    _transform(chunk, _encoding, callback) {
+        this.arm();
+        this.bytes += chunk.length;
+        this.progress?.update({ bytes: this.bytes });
+        const window = Buffer.concat([this.tail.subarray(-256), chunk]);
+        if (this.marker && window.includes(this.marker))
+            this.markerSeen = true;
+        this.tail = Buffer.concat([this.tail, chunk]).subarray(-TAIL_BYTES);
+        this.push(chunk);
+        callback();
+    }
+    _flush(callback) {
+        clearTimeout(this.timer);
+        callback();
+    }
+    stop() {
+        clearTimeout(this.timer);
+    }
+}
+/**
+ * The longest a connection check may take. The clients give up connecting after 15 s on
+ * their own (connect-timeout, PGCONNECT_TIMEOUT); this bounds anything else that hangs.
+ */
+const CHECK_TIMEOUT_SECONDS = 60;
+/**
+ * Before anything changes on the host: a cheap query with the dump's own credentials and
+ * secret delivery, so a stopped server, a wrong password or a missing database file stops
+ * the run before the bulk copy and before maintenance mode, with the engine's own words.
+ */
+async function dump_checkDatabase(options) {
+    const { host, engine } = options;
+    const context = {
+        connection: options.connection,
+        tool: options.tool,
+        account: host.account,
+        owner: options.owner,
+    };
+    const command = engine.checkCommand(context);
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), CHECK_TIMEOUT_SECONDS * 1000);
+    let result;
+    try {
+        result = await host.run(guardedCommand(command.argv, command.delivery), {
+            input: secretLine(command.secret),
+            keepStdinOpen: true,
+            signal: abort.signal,
+        });
+    }
+    finally {
+        clearTimeout(timer);
+    }
+    if (abort.signal.aborted)
+        throw new BackupError(`The ${engine.type} database did not answer a connection check within ${CHECK_TIMEOUT_SECONDS} s: is the database server running and answering?`);
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new BackupError(`The database check failed: ${transport}`);
+    if (result.exitCode === 127 && /not found/i.test(result.stderr))
+        throw new BackupError(`${host.label} has no ${command.program} to check the ${engine.type} database before the backup: install it there.`);
+    const problem = engine.checkProblem(result, context);
+    if (problem)
+        throw new BackupError(`The database check failed (nothing was changed yet): ${problem}`);
+}
+async function dumpDatabase(options) {
+    const { host, engine, connection } = options;
+    const command = engine.dumpCommand({
+        connection,
+        tool: options.tool,
+        account: host.account,
+        owner: options.owner,
+    });
+    const abort = new AbortController();
+    const cancel = () => abort.abort();
+    options.signal.addEventListener('abort', cancel, { once: true });
+    let idle = false;
+    const dump = host.stream(guardedCommand(command.argv, command.delivery), {
+        input: secretLine(command.secret),
+        keepStdinOpen: true,
+        signal: abort.signal,
+    });
+    const watch = new DumpWatch(engine.errorMarker, options.idleTimeoutSeconds * 1000, () => {
+        idle = true;
+        abort.abort();
+    });
+    watch.progress = options.progress;
+    try {
+        const [written, result] = await Promise.all([
+            compressToFile(dump.stdout.pipe(watch), options.compression, options.path),
+            dump.done,
+        ]);
+        watch.stop();
+        if (options.signal.aborted)
+            throw new InterruptedError();
+        if (idle)
+            throw new BackupError(`The database dump produced no output for ${options.idleTimeoutSeconds} s and was stopped (dump-timeout): is the database server answering?`);
+        const transport = host.transportFailure(result);
+        if (transport)
+            throw new BackupError(`The database dump failed: ${transport}`);
+        if (result.exitCode !== 0) {
+            const cause = engine.explainFailure(result.stderr, connection) ?? stderrTail(result.stderr);
+            throw new BackupError(`The database dump (${options.tool.program}) failed with exit code ${result.exitCode}: ${cause}`);
+        }
+        const tail = watch.tail.toString('utf8');
+        const problem = watch.markerSeen
+            ? `${options.tool.program} reported errors inside the dump`
+            : engine.checkTail(tail);
+        if (problem) {
+            const cause = engine.explainFailure(`${result.stderr}\n${tail}`, connection);
+            throw new BackupError(`The database dump is not complete: ${problem}.${cause ? ` ${cause}` : ''}`);
+        }
+        return { ...written, rawBytes: watch.bytes };
+    }
+    catch (error) {
+        watch.stop();
+        dump.kill();
+        rmSync(options.path, { force: true });
+        throw error;
+    }
+    finally {
+        options.signal.removeEventListener('abort', cancel);
+    }
+}
+
+;// CONCATENATED MODULE: ./src/instance.ts
+// What an ownCloud (or Nextcloud) instance says about itself in config.php, and how that
+// combines with explicit overrides into the database connection a dump needs. Pure.
+
+
+/** The config.php keys a backup reads. */
+const instance_CONFIG_KEYS = (/* unused pure expression or super */ null && ([
+    'instanceid',
+    'version',
+    'datadirectory',
+    'dbtype',
+    'dbhost',
+    'dbname',
+    'dbuser',
+    'dbpassword',
+    'dbtableprefix',
+    'mysql.utf8mb4',
+    'theme',
+    'maintenance',
+    'installed',
+    'apps_paths',
+]));
+/** The values that end up in a command's argv (or on the dump's stdin): none may hold a NUL. */
+const ARGUMENT_KEYS = (/* unused pure expression or super */ null && ([
+    'datadirectory',
+    'dbhost',
+    'dbname',
+    'dbuser',
+    'dbpassword',
+    'dbtableprefix',
+    'theme',
+]));
+/**
+ * Why config.php's values cannot be used, naming the key (a NUL byte cannot be passed to
+ * any program: no argv, file name or password holds one); undefined when they can.
+ */
+function instance_invalidConfigValue(config) {
+    for (const key of ARGUMENT_KEYS) {
+        const value = config[key];
+        if (typeof value === 'string' && value.includes('\0'))
+            return `config.php's '${key}' contains a NUL byte, which no program accepts: fix the value in config.php.`;
+    }
+    return undefined;
+}
+const DB_TYPES = {
+    mysql: 'mysql',
+    pgsql: 'pgsql',
+    sqlite: 'sqlite',
+    sqlite3: 'sqlite',
+};
+function instance_text(value) {
+    if (value === undefined || value === null || value === false)
+        return '';
+    return String(value);
+}
+/**
+ * Splits config.php's dbhost as ownCloud does: `host`, `host:port`, `host:/path/to/socket`,
+ * `[ipv6]:port`, or (PostgreSQL) a socket directory `/path`.
+ */
+function parseDbHost(dbhost) {
+    const value = dbhost.trim();
+    if (value === '')
+        return {};
+    if (value.startsWith('/'))
+        return { socket: value };
+    const bracketed = /^\[([^\]]+)\](?::(.*))?$/.exec(value);
+    let host;
+    let rest;
+    if (bracketed) {
+        host = bracketed[1];
+        rest = bracketed[2];
+    }
+    else {
+        const colon = value.indexOf(':');
+        host = colon === -1 ? value : value.slice(0, colon);
+        rest = colon === -1 ? undefined : value.slice(colon + 1);
+    }
+    if (rest === undefined || rest === '')
+        return { host };
+    if (/^\d+$/.test(rest))
+        return { host, port: Number(rest) };
+    return { host, socket: rest };
+}
+/** The connection for the dump: config.php's values, each replaced by an override if given. */
+function instance_resolveDatabase(config, overrides, dataDir) {
+    let type = overrides.type;
+    if (!type) {
+        const dbtype = instance_text(config.dbtype).toLowerCase();
+        if (dbtype === 'oci')
+            throw new InputError("config.php says dbtype 'oci' (Oracle), which is not supported: back it up with Oracle's own tools.");
+        type = DB_TYPES[dbtype || 'sqlite'];
+        if (!type)
+            throw new InputError(`config.php has dbtype '${dbtype}', which is not supported. Expected mysql, pgsql or sqlite3.`);
+    }
+    const fromConfig = parseDbHost(instance_text(config.dbhost));
+    const connection = {
+        type,
+        name: overrides.name ?? (instance_text(config.dbname) || 'owncloud'),
+        user: overrides.user ?? instance_text(config.dbuser),
+        password: overrides.password ?? instance_text(config.dbpassword),
+        tablePrefix: instance_text(config.dbtableprefix) || 'oc_',
+        utf8mb4: config['mysql.utf8mb4'] === true || config['mysql.utf8mb4'] === 'true',
+    };
+    const explicit = overrides.host !== undefined ? parseDbHost(overrides.host) : fromConfig;
+    if (explicit.host && explicit.host !== 'localhost')
+        connection.host = explicit.host;
+    if (explicit.host === 'localhost' && type === 'pgsql')
+        connection.host = 'localhost';
+    if (explicit.socket)
+        connection.socket = explicit.socket;
+    const port = overrides.port ?? explicit.port;
+    if (port !== undefined)
+        connection.port = port;
+    if (type === 'sqlite')
+        connection.file = `${dataDir}/${connection.name}.db`;
+    else if (connection.user === '')
+        throw new InputError('No database user: config.php has no dbuser and none was given (db-user).');
+    return connection;
+}
+/**
+ * config.php's `apps_paths` as a list: PHP gives a list or (with keys) an object; entries
+ * without a usable path are skipped; a relative path is taken within the installation.
+ */
+function instance_parseAppsPaths(value, installDir) {
+    if (value === null || typeof value !== 'object')
+        return [];
+    const found = [];
+    for (const entry of Object.values(value)) {
+        if (entry === null || typeof entry !== 'object')
+            continue;
+        const { path, url, writable } = entry;
+        if (typeof path !== 'string' || path.trim() === '' || path.includes('\0'))
+            continue;
+        const absolute = posix.normalize(path.startsWith('/') ? path : `${installDir}/${path}`);
+        const normal = absolute.length > 1 ? absolute.replace(/\/+$/, '') : absolute;
+        if (found.some((f) => f.path === normal))
+            continue;
+        found.push({
+            path: normal,
+            url: typeof url === 'string' ? url : '',
+            writable: writable === true || writable === 'true' || writable === 1,
+        });
+    }
+    return found;
+}
+/** ownCloud and Nextcloud mark their data directory; which marker says which product. */
+function instance_productOf(markers, version) {
+    if (markers.ncdata)
+        return 'nextcloud';
+    // Nextcloud before 21 used .ocdata too; its versions start at 9 and passed ownCloud's 10 long ago.
+    const major = Number(version.split('.')[0]);
+    return major >= 11 ? 'nextcloud' : 'owncloud';
+}
+
+;// CONCATENATED MODULE: ./src/steps/discover.ts
+// Discovery: what the instance is, read from its own config.php with PHP on the host (the
+// faithful way: config.php is PHP, and every ownCloud host has PHP). Like ownCloud, it
+// merges config/*.config.php over config.php.
+
+
+
+
+
+// PHP's own messages about config.php quote its text (a syntax error names the token it
+// choked on, which may be part of the password), so PHP prints none (display_errors=0) and
+// the script reports a failure as JSON naming only the kind, file and line.
+const READ_CONFIG = (/* unused pure expression or super */ null && (`
+error_reporting(E_ALL & ~E_DEPRECATED & ~E_NOTICE);
+$dir = $argv[1];
+$done = false;
+$fail = function ($kind, $file, $line = 0, $class = '') use (&$done) {
+  $done = true;
+  echo json_encode(['failure' => ['kind' => $kind, 'file' => $file, 'line' => $line, 'class' => $class]]);
+  exit(3);
+};
+register_shutdown_function(function () use (&$done, $fail) {
+  $error = error_get_last();
+  if (!$done && $error !== null && in_array($error['type'], [E_ERROR, E_PARSE, E_CORE_ERROR, E_COMPILE_ERROR], true)) { while (ob_get_level() > 0) ob_end_clean(); $fail('fatal', $error['file'], $error['line']); }
+});
+$merged = [];
+$files = array_merge([$dir . '/config.php'], glob($dir . '/*.config.php') ?: []);
+foreach ($files as $file) {
+  if (!is_readable($file)) $fail('unreadable', $file);
+  $CONFIG = null;
+  ob_start();
+  try {
+    $ok = include $file;
+  } catch (ParseError $e) {
+    ob_end_clean();
+    $fail('syntax', $e->getFile(), $e->getLine());
+  } catch (Throwable $e) {
+    ob_end_clean();
+    $fail('error', $e->getFile(), $e->getLine(), get_class($e));
+  }
+  ob_end_clean();
+  if ($ok === false) $fail('unreadable', $file);
+  if (!is_array($CONFIG)) $fail('no-config', $file);
+  $merged = array_merge($merged, $CONFIG);
+}
+$keys = json_decode($argv[2], true);
+echo json_encode(array_intersect_key($merged, array_flip($keys)));
+$done = true;
+`));
+/**
+ * The message for the reading script's own failure report (exit 3), built from the kind,
+ * file and line only, never from PHP's text; undefined when stdout is not such a report.
+ */
+function configReadFailure(stdout, owner) {
+    let report;
+    try {
+        report = JSON.parse(stdout).failure;
+    }
+    catch {
+        return undefined;
+    }
+    if (typeof report !== 'object' || report === null)
+        return undefined;
+    const { kind, file, line, class: errorClass } = report;
+    const where = typeof file === 'string' ? file : 'config.php';
+    const onLine = typeof line === 'number' && line > 0 ? ` on line ${line}` : '';
+    switch (kind) {
+        case 'syntax':
+            return `${where} has a PHP syntax error${onLine}: fix it (php -l ${where} shows where).`;
+        case 'error':
+            return `${where} stops with a PHP ${typeof errorClass === 'string' && /^[\w\\]+$/.test(errorClass) ? errorClass : 'error'}${onLine} when loaded.`;
+        case 'fatal':
+            return `${where} stops PHP with a fatal error${onLine} when loaded.`;
+        case 'unreadable':
+            return `${where} cannot be read by ${owner} (who runs occ): check its owner and mode.`;
+        case 'no-config':
+            return `${where} does not define a $CONFIG array: is it an ownCloud config file?`;
+        default:
+            return undefined;
+    }
+}
+/** Whether a path exists, as seen by the instance's owner (who can see into its data dir). */
+async function discover_existsOnHost(host, owner, test, path) {
+    const result = await host.run(asUser(host.account, owner, ['test', test, path]));
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new BackupError(transport);
+    return result.exitCode === 0;
+}
+async function discoverInstance(host, plan, secrets) {
+    const installDir = plan.owncloudDir;
+    const configDir = `${installDir}/config`;
+    const configPath = `${configDir}/config.php`;
+    const stat = await host.run(['stat', '-c', '%U', '--', configPath]);
+    if (stat.exitCode !== 0) {
+        const transport = host.transportFailure(stat);
+        if (transport)
+            throw new BackupError(transport);
+        if (!(await discover_existsOnHost(host, host.account, '-d', installDir)))
+            throw new InputError(`owncloud-dir '${installDir}' does not exist on ${host.label}.`);
+        throw new InputError(`owncloud-dir '${installDir}' has no config/config.php on ${host.label}: is it an ownCloud installation?`);
+    }
+    const configOwner = stat.stdout.trim();
+    const owner = plan.occUser ?? configOwner;
+    // Everything below runs as the owner; an SSH user that is someone else needs sudo for it.
+    if (host.account !== 'root' && host.account !== owner)
+        await requirePasswordlessSudo(host, owner);
+    const exists = (test, path) => discover_existsOnHost(host, owner, test, path);
+    const read = await host.run(asUser(host.account, owner, [
+        'php',
+        '-d',
+        'display_errors=0',
+        '-d',
+        'log_errors=0',
+        '-r',
+        READ_CONFIG,
+        '--',
+        configDir,
+        JSON.stringify(CONFIG_KEYS),
+    ]));
+    if (read.exitCode !== 0) {
+        const transport = host.transportFailure(read);
+        if (transport)
+            throw new BackupError(transport);
+        const failure = configReadFailure(read.stdout, owner);
+        if (failure)
+            throw new BackupError(failure);
+        // Not PHP's words (it prints none): the shell's or sudo's, e.g. php missing.
+        throw new BackupError(`Could not read ${configPath} with PHP on ${host.label}: ${stderrTail(read.stderr) || `php exited with ${read.exitCode}`}`);
+    }
+    let config;
+    try {
+        const parsed = JSON.parse(read.stdout);
+        // PHP encodes an empty array as [] rather than {}.
+        config = (Array.isArray(parsed) ? {} : parsed);
+    }
+    catch {
+        throw new BackupError(`PHP printed something other than the configuration when reading ${configPath}.`);
+    }
+    // A secret from the moment it is known.
+    secrets.add(typeof config.dbpassword === 'string' ? config.dbpassword : undefined);
+    const invalid = invalidConfigValue(config);
+    if (invalid)
+        throw new InputError(invalid);
+    if (config.installed === false)
+        throw new InputError(`${configPath} says the instance is not installed (installed => false): nothing to back up.`);
+    // config.php's value may carry a trailing slash or doubled ones: one spelling from here on.
+    const dataDir = posix
+        .normalize(plan.dataDir ??
+        (typeof config.datadirectory === 'string' && config.datadirectory
+            ? config.datadirectory
+            : `${installDir}/data`))
+        .replace(/(.)\/+$/, '$1');
+    const markers = {
+        ocdata: await exists('-e', `${dataDir}/.ocdata`),
+        ncdata: await exists('-e', `${dataDir}/.ncdata`),
+    };
+    if (!markers.ocdata && !markers.ncdata) {
+        const where = plan.dataDir ? 'data-dir' : "config.php's datadirectory";
+        if (!(await exists('-d', dataDir)))
+            throw new InputError(`The data directory '${dataDir}' (${where}) does not exist on ${host.label}.`);
+        throw new InputError(`The data directory '${dataDir}' (${where}) has neither .ocdata (ownCloud) nor .ncdata (Nextcloud): it is not an ownCloud data directory.`);
+    }
+    const version = typeof config.version === 'string' ? config.version : '';
+    const database = resolveDatabase(config, plan.database, dataDir);
+    secrets.add(database.password);
+    return {
+        product: productOf(markers, version),
+        version,
+        instanceId: typeof config.instanceid === 'string' ? config.instanceid : '',
+        theme: typeof config.theme === 'string' ? config.theme : '',
+        installDir,
+        configPath,
+        owner,
+        dataDir,
+        maintenance: config.maintenance === true,
+        database,
+        appsPaths: parseAppsPaths(config.apps_paths, installDir),
+    };
+}
+/**
+ * An SSH user that is neither root nor the instance's owner runs occ (as the owner) and
+ * rsync (to read every file) through sudo, which must not ask for a password.
+ */
+async function requirePasswordlessSudo(host, owner) {
+    const result = await host.run(['sudo', '-n', 'true']);
+    if (result.exitCode !== 0)
+        throw new BackupError(`The SSH user ${host.account} on ${host.label} is neither root nor ${owner} and cannot use sudo without a password (${stderrTail(result.stderr) || 'sudo -n failed'}): connect as root or ${owner}, or allow it passwordless sudo.`);
+}
+
+;// CONCATENATED MODULE: ./src/steps/installation.ts
+// Which part of the installation is server code that a reinstall brings back, and which is
+// not: the install type (a distribution package owns occ/version.php, or a tarball was
+// unpacked), and the app directories with the apps that did not ship with the release
+// (app-store apps, which only a backup brings back).
+
+
+
+
+
+/** The app directory that ships with the server code, relative to the install dir. */
+const SHIPPED_APPS_DIR = 'apps';
+/** Where app-store apps go when config.php says nothing: ownCloud's and Nextcloud's names. */
+const USUAL_APP_DIRS = (/* unused pure expression or super */ null && (['apps-external', 'custom_apps']));
+/** A path as a literal dpkg-query --search pattern (it would read * ? [ \ as a glob). */
+function dpkgPattern(path) {
+    return path.replace(/[*?[\\]/g, '\\$&');
+}
+/** `dpkg-query --search` output: path → owning package(s). Diversion lines are not owners. */
+function parseDpkgSearch(stdout) {
+    const owners = new Map();
+    for (const line of stdout.split('\n')) {
+        if (line === '' || line.startsWith('diversion by '))
+            continue;
+        const colon = line.indexOf(': ');
+        if (colon <= 0)
+            continue;
+        owners.set(line.slice(colon + 2), line.slice(0, colon));
+    }
+    return owners;
+}
+/** Nextcloud's core/shipped.json: the apps that come with the release. */
+function parseShippedJson(text) {
+    let parsed;
+    try {
+        parsed = JSON.parse(text);
+    }
+    catch {
+        return undefined;
+    }
+    if (parsed === null || typeof parsed !== 'object')
+        return undefined;
+    const names = new Set();
+    for (const key of ['shippedApps', 'alwaysEnabled']) {
+        const list = parsed[key];
+        if (Array.isArray(list))
+            for (const name of list)
+                if (typeof name === 'string')
+                    names.add(name);
+    }
+    return names.size > 0 ? names : undefined;
+}
+function checked(host, result) {
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new BackupError(transport);
+    return result;
+}
+/** The package managers the host has, in the order they are asked. */
+async function packageManagers(host) {
+    const result = checked(host, await host.run([
+        'sh',
+        '-c',
+        'command -v dpkg-query >/dev/null 2>&1 && echo dpkg; command -v rpm >/dev/null 2>&1 && echo rpm; true',
+    ]));
+    return result.stdout.split('\n').filter((m) => m === 'dpkg' || m === 'rpm');
+}
+/** Which of these host paths a package owns: path → package. */
+async function packageOwners(host, manager, paths) {
+    if (paths.length === 0)
+        return new Map();
+    if (manager === 'dpkg') {
+        // Exit 1 just means some path has no owner; the found ones are on stdout.
+        const result = checked(host, await host.run(['dpkg-query', '--search', '--', ...paths.map(dpkgPattern)]));
+        const found = parseDpkgSearch(result.stdout);
+        return new Map(paths.flatMap((p) => (found.has(p) ? [[p, found.get(p)]] : [])));
+    }
+    const owners = new Map();
+    for (const path of paths) {
+        const result = checked(host, await host.run(['rpm', '-qf', '--queryformat', '%{NAME}\\n', '--', path]));
+        if (result.exitCode === 0 && result.stdout.trim())
+            owners.set(path, result.stdout.trim());
+    }
+    return owners;
+}
+/** The install dir with symlinks resolved, as a package database records it. */
+async function realPath(host, owner, path) {
+    const result = checked(host, await host.run(asUser(host.account, owner, ['readlink', '-f', '--', path])));
+    return result.exitCode === 0 && result.stdout.trim() ? result.stdout.replace(/\n$/, '') : path;
+}
+/**
+ * Package or tarball install: `auto` asks the host's package database (dpkg, else rpm)
+ * whether a package owns the installation's occ or version.php.
+ */
+async function installation_detectInstallType(host, requested, instance) {
+    if (requested === 'tarball')
+        return { type: 'tarball', reason: 'install-type: tarball' };
+    const real = await realPath(host, instance.owner, instance.installDir);
+    const candidates = [
+        ...new Set([instance.installDir, real].flatMap((dir) => [`${dir}/version.php`, `${dir}/occ`])),
+    ];
+    const managers = await packageManagers(host);
+    for (const manager of managers) {
+        const owners = await packageOwners(host, manager, candidates);
+        const [path, owner] = [...owners][0] ?? [];
+        if (path && owner) {
+            const how = `${path} belongs to package ${owner} (${manager})`;
+            return {
+                type: 'package',
+                reason: requested === 'package' ? `install-type: package; ${how}` : `detected: ${how}`,
+                package: owner,
+                manager,
+            };
+        }
+    }
+    if (requested === 'package')
+        return { type: 'package', reason: 'install-type: package' };
+    const asked = managers.length > 0 ? `asked ${managers.join(' and ')}` : 'no dpkg or rpm there';
+    return {
+        type: 'tarball',
+        reason: `detected: no package owns ${instance.installDir}/version.php or occ (${asked})`,
+    };
+}
+// Names in a directory, NUL-terminated, hidden ones too (cd first: the session's working
+// directory may be one the owner cannot enter).
+const LIST_ENTRIES = (/* unused pure expression or super */ null && (`cd -- "$1" || exit 1
+for f in * .[!.]* ..?*; do if [ -e "$f" ] || [ -L "$f" ]; then printf '%s\\0' "$f"; fi; done`));
+/** Entries of a directory on the host, as its owner sees them. */
+async function entriesOf(host, owner, dir) {
+    const result = checked(host, await host.run(asUser(host.account, owner, ['sh', '-c', LIST_ENTRIES, 'sh', dir])));
+    if (result.exitCode !== 0)
+        throw new BackupError(`Could not list the app directory ${dir} on ${host.label}: ${stderrTail(result.stderr)}`);
+    return result.stdout.split('\0').filter(Boolean).sort();
+}
+async function readOnHost(host, owner, path) {
+    const result = checked(host, await host.run(asUser(host.account, owner, ['cat', '--', path])));
+    return result.exitCode === 0 ? result.stdout : undefined;
+}
+/** Whether `path` is `dir` or lies below it. */
+function installation_isWithin(path, dir) {
+    return path === dir || path.startsWith(dir === '/' ? '/' : `${dir}/`);
+}
+/**
+ * The instance's app directories (config.php's apps_paths, else apps/, plus apps-external/
+ * and custom_apps/ when present) and what of each to copy. A tarball install copies the
+ * whole installation anyway; a package install copies every app directory but the apps/
+ * that ships with the code, and from that one the apps the release did not ship (Nextcloud:
+ * not in core/shipped.json; otherwise: not owned by the server's package).
+ */
+async function installation_planAppDirs(host, instance, kind, warn) {
+    const { installDir, owner } = instance;
+    const exists = (path) => existsOnHost(host, owner, '-d', path);
+    const listed = instance.appsPaths.length > 0
+        ? instance.appsPaths.map((a) => ({ ...a, listed: true }))
+        : [
+            {
+                path: `${installDir}/${SHIPPED_APPS_DIR}`,
+                url: '/apps',
+                writable: false,
+                listed: false,
+            },
+        ];
+    for (const name of USUAL_APP_DIRS) {
+        const path = `${installDir}/${name}`;
+        if (!listed.some((a) => a.path === path) && (await exists(path)))
+            listed.push({ path, url: `/${name}`, writable: true, listed: false });
+    }
+    const plan = { appDirs: [], installPaths: [], absolutePaths: [] };
+    for (const dir of listed) {
+        const record = {
+            path: dir.path,
+            listed: dir.listed,
+            ...(dir.listed ? { writable: dir.writable } : {}),
+        };
+        const relative = installation_isWithin(dir.path, installDir)
+            ? posix.relative(installDir, dir.path)
+            : undefined;
+        if (!(await exists(dir.path))) {
+            if (dir.listed)
+                warn(`config.php's apps_paths names ${dir.path}, which does not exist.`);
+            plan.appDirs.push({ ...record, copied: 'none', reason: 'does not exist' });
+            continue;
+        }
+        if (installation_isWithin(dir.path, instance.dataDir)) {
+            plan.appDirs.push({ ...record, copied: 'whole', reason: 'inside the data directory' });
+            continue;
+        }
+        if (relative === '') {
+            warn(`config.php's apps_paths names the installation directory itself (${dir.path}).`);
+            plan.appDirs.push({
+                ...record,
+                copied: kind.type === 'tarball' ? 'whole' : 'none',
+                reason: 'the installation directory itself',
+            });
+            continue;
+        }
+        if (relative === undefined) {
+            plan.absolutePaths.push(dir.path);
+            plan.appDirs.push({ ...record, copied: 'whole', reason: 'outside the installation' });
+            continue;
+        }
+        if (kind.type === 'tarball') {
+            plan.appDirs.push({ ...record, copied: 'whole', reason: 'part of the whole installation' });
+            continue;
+        }
+        if (relative !== SHIPPED_APPS_DIR) {
+            plan.installPaths.push(relative);
+            plan.appDirs.push({ ...record, copied: 'whole', reason: 'not shipped with the server code' });
+            continue;
+        }
+        // The apps/ of a package install: shipped apps come back with the package, others do not.
+        const names = await entriesOf(host, owner, dir.path);
+        const shippedJson = await readOnHost(host, owner, `${installDir}/core/shipped.json`);
+        const fromRelease = shippedJson === undefined ? undefined : parseShippedJson(shippedJson);
+        let shipped;
+        let how;
+        if (fromRelease) {
+            shipped = new Set(names.filter((n) => fromRelease.has(n)));
+            how = 'listed in core/shipped.json';
+        }
+        else if (kind.manager) {
+            const manager = kind.manager;
+            const owners = await packageOwners(host, manager, names.map((n) => `${dir.path}/${n}`));
+            const real = await realPath(host, owner, dir.path);
+            const realOwners = real === dir.path
+                ? owners
+                : await packageOwners(host, manager, names.map((n) => `${real}/${n}`));
+            shipped = new Set(names.filter((n) => owners.has(`${dir.path}/${n}`) || realOwners.has(`${real}/${n}`)));
+            how = `owned by package ${kind.package} (${manager})`;
+        }
+        else {
+            warn(`No package manager owns the server code and there is no core/shipped.json: the apps in ${dir.path} cannot be told from the shipped ones, so all of it is left out as server code. Use install-type: tarball to back it up.`);
+            plan.appDirs.push({
+                ...record,
+                copied: 'none',
+                shipped: names,
+                reason: 'server code (install-type: package)',
+            });
+            continue;
+        }
+        const apps = names.filter((n) => !shipped.has(n));
+        plan.installPaths.push(...apps.map((n) => `${SHIPPED_APPS_DIR}/${n}`));
+        plan.appDirs.push({
+            ...record,
+            copied: apps.length > 0 ? 'apps' : 'none',
+            apps,
+            shipped: [...shipped],
+            reason: `ships with the server code: the shipped apps (${how}) are left out, the others copied`,
+        });
+    }
+    return plan;
+}
+
+;// CONCATENATED MODULE: ./src/steps/files.ts
+// Copies the instance's files from the host into the staging directory on the runner with
+// rsync, keeping ACLs, xattrs, owners (numeric), modes, hard links, hidden files and empty
+// directories. Run twice: the bulk before maintenance mode, then only the delta inside it.
+
+
+
+
+
+
+
+/** Archive member directories: where each part of the instance lands in the staging dir. */
+const LAYOUT = { install: 'owncloud', data: 'data', absolute: 'extra' };
+// -a (rlptgoD) + hard links, ACLs, xattrs, one file system, numeric owners; -s keeps
+// names with spaces and shell characters intact on the remote side; progress2 reports
+// the whole run's bytes and files as it goes (one \r-ended line per update, on stdout).
+const RSYNC_FLAGS = (/* unused pure expression or super */ null && (['-aHAXx', '--numeric-ids', '-s', '--stats', '--info=progress2']));
+/**
+ * One `--info=progress2` update (LC_ALL=C):
+ * `     32,768,000  90%   1.07GB/s    0:00:00 (xfr#1, to-chk=3/5)`: bytes so far, files so far.
+ */
+function parseRsyncProgress(line) {
+    const match = /^\s*([\d,]+)\s+\d+%\s+\S+\s+\S+(?:\s+\(xfr#(\d+),[^)]*\))?\s*$/.exec(line);
+    if (!match)
+        return undefined;
+    const bytes = Number(match[1].replaceAll(',', ''));
+    // The first update comes before any file is done: it has no xfr# yet.
+    return { bytes, files: match[2] === undefined ? 0 : Number(match[2]) };
+}
+const KEPT_LINES = 200;
+/**
+ * Splits rsync's stdout as it streams: progress updates (ended by \r) go to `onProgress`,
+ * the last lines of the rest (the --stats block) are kept for parseRsyncStats.
+ */
+class RsyncOutput {
+    pending = '';
+    kept = [];
+    onProgress;
+    constructor(onProgress) {
+        this.onProgress = onProgress;
+    }
+    write(chunk) {
+        const pieces = (this.pending + chunk).split(/[\r\n]/);
+        this.pending = pieces.pop();
+        for (const piece of pieces)
+            this.take(piece);
+    }
+    /** Everything that was not a progress update, one line each. */
+    end() {
+        if (this.pending)
+            this.take(this.pending);
+        this.pending = '';
+        return this.kept.join('\n');
+    }
+    take(piece) {
+        const progress = parseRsyncProgress(piece);
+        if (progress)
+            this.onProgress(progress);
+        else if (piece.trim() !== '') {
+            this.kept.push(piece);
+            // The --stats block is a few lines at the end; anything else must not pile up.
+            if (this.kept.length > KEPT_LINES)
+                this.kept.shift();
+        }
+    }
+}
+/** Parses `rsync --stats` (run with LC_ALL=C). */
+function parseRsyncStats(output) {
+    const number = (label) => {
+        const match = new RegExp(`^${label}: ([\\d,]+)`, 'm').exec(output);
+        return match ? Number(match[1].replaceAll(',', '')) : 0;
+    };
+    const files = /^Number of files: [\d,]+ \(reg: ([\d,]+)/m.exec(output);
+    return {
+        files: files ? Number(files[1].replaceAll(',', '')) : number('Number of files'),
+        bytes: number('Total file size'),
+        transferredBytes: number('Total transferred file size'),
+    };
+}
+/** The rsync runs for one pass: argv for each part. Pure, so it is tested without processes. */
+function rsyncCommands(fileSet, stagingDir, source, options) {
+    const common = [
+        ...RSYNC_FLAGS,
+        ...(fileSet.remoteRsync ? [`--rsync-path=${fileSet.remoteRsync}`] : []),
+        ...(options.delete ? ['--delete'] : []),
+        ...fileSet.exclude.map((p) => `--exclude=${p}`),
+    ];
+    const commands = [];
+    /** One rsync run: these host paths into this archive member, with these extra flags. */
+    const copy = (paths, flags, member) => {
+        const specs = paths.map(source);
+        const shell = specs[0]?.args ?? [];
+        commands.push([
+            'rsync',
+            ...common,
+            ...flags,
+            ...shell,
+            '--',
+            ...specs.map((s) => s.source),
+            `${stagingDir}/${member}/`,
+        ]);
+    };
+    // A directory goes as `path/` (which follows a symlinked one); a symlink to a file needs
+    // --copy-links, in a run of its own so that links anywhere else stay links.
+    const kind = (key) => fileSet.kinds?.[key];
+    const spelled = (key, path) => (kind(key) === 'dir' ? `${path}/` : path);
+    const copyRelative = (keys, path, member) => {
+        const links = keys.filter((k) => kind(k) === 'file-link');
+        const others = keys.filter((k) => kind(k) !== 'file-link');
+        if (others.length > 0)
+            copy(others.map((k) => spelled(k, path(k))), ['--relative'], member);
+        if (links.length > 0)
+            copy(links.map(path), ['--relative', '--copy-links'], member);
+    };
+    if (options.parts.includes('install') && fileSet.installPaths.length > 0) {
+        if (fileSet.installPaths.includes('.')) {
+            const inside = fileSet.dataDirInsideInstall;
+            copy([`${fileSet.installDir}/`], inside ? [`--exclude=/${inside}/`] : [], LAYOUT.install);
+            if (fileSet.linkedInside?.length)
+                copyRelative(fileSet.linkedInside, (p) => `${fileSet.installDir}/./${p}`, LAYOUT.install);
+        }
+        else {
+            // --relative with /./ keeps each path's place below the install dir.
+            copyRelative(fileSet.installPaths, (p) => `${fileSet.installDir}/./${p}`, LAYOUT.install);
+        }
+    }
+    if (options.parts.includes('data'))
+        copy([`${fileSet.dataDir}/`], fileSet.dataExclude.map((p) => `--exclude=/${p}`), LAYOUT.data);
+    if (options.parts.includes('absolute') && fileSet.absolutePaths.length > 0)
+        copyRelative(fileSet.absolutePaths, (p) => `/.${p}`, LAYOUT.absolute);
+    return commands;
+}
+/** Runs one pass of rsync runs; fails on anything but success or vanished files. */
+async function syncFiles(host, fileSet, stagingDir, options) {
+    const total = { files: 0, bytes: 0, transferredBytes: 0, vanished: false };
+    for (const argv of rsyncCommands(fileSet, stagingDir, (p) => host.rsyncSource(p), options)) {
+        const result = await runRsync([...options.privilege.prefix, ...argv], options);
+        if (options.signal.aborted)
+            throw new InterruptedError();
+        if (result.exitCode !== 0 && result.exitCode !== 24) {
+            if (isNoSpace(result.stderr))
+                throw noSpaceError(stagingDir);
+            const transport = host.transportFailure(result);
+            throw new BackupError(`Copying files from ${host.label} failed (rsync exit ${result.exitCode}): ${transport ?? stderrTail(result.stderr)}`);
+        }
+        const stats = parseRsyncStats(result.stdout);
+        total.files += stats.files;
+        total.bytes += stats.bytes;
+        total.transferredBytes += stats.transferredBytes;
+        total.vanished ||= result.exitCode === 24;
+        options.progress?.endRun({ bytes: stats.bytes, files: stats.files });
+    }
+    return total;
+}
+/** One rsync run, its stdout streamed: progress updates out as they come, the rest kept. */
+async function runRsync(argv, options) {
+    const rsync = streamProcess(argv, { signal: options.signal, env: { LC_ALL: 'C' } });
+    const output = new RsyncOutput((count) => options.progress?.update(count));
+    rsync.stdout.setEncoding('utf8');
+    rsync.stdout.on('data', (chunk) => output.write(chunk));
+    const [result] = await Promise.all([
+        rsync.done,
+        // An aborted run's stdout may end in an error; its exit status tells what happened.
+        finished(rsync.stdout).catch(() => { }),
+    ]);
+    return { ...result, stdout: output.end() };
+}
+/** Where the theme lives: legacy themes/<name>, or (ownCloud 10) a theme app. */
+async function themePath(host, instance) {
+    // A theme is a directory name; anything that could climb out of the installation is not one.
+    if (!instance.theme || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(instance.theme))
+        return undefined;
+    for (const candidate of [
+        `themes/${instance.theme}`,
+        `apps-external/${instance.theme}`,
+        `apps/${instance.theme}`,
+    ]) {
+        if (await existsOnHost(host, instance.owner, '-d', `${instance.installDir}/${candidate}`))
+            return candidate;
+    }
+    return undefined;
+}
+// For each path, NUL-separated: what it is (following a symlink), whether it is a symlink,
+// and its real path.
+const INSPECT = (/* unused pure expression or super */ null && (`for p; do
+  if [ -d "$p" ]; then k=dir; elif [ -L "$p" ] && [ -e "$p" ]; then k=file-link; elif [ -e "$p" ]; then k=file; else k=missing; fi
+  if [ -L "$p" ]; then l=link; else l=; fi
+  printf '%s\\0%s\\0%s\\0' "$k" "$l" "$(readlink -f -- "$p")"
+done`));
+/** What each path is on the host, as its owner sees it, and where it really is. */
+async function inspectPaths(host, owner, paths) {
+    if (paths.length === 0)
+        return [];
+    const result = await host.run(asUser(host.account, owner, ['sh', '-c', INSPECT, 'sh', ...paths]));
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new BackupError(transport);
+    const fields = result.stdout.split('\0');
+    if (result.exitCode !== 0 || fields.length < paths.length * 3)
+        throw new BackupError(`Could not inspect the paths to back up on ${host.label}: ${stderrTail(result.stderr)}`);
+    return paths.map((path, i) => ({
+        kind: fields[i * 3],
+        link: fields[i * 3 + 1] === 'link',
+        real: fields[i * 3 + 2] || path,
+    }));
+}
+/** Drops paths that lie inside another path of the list (the theme app inside apps-external/). */
+function outermost(paths) {
+    const unique = [...new Set(paths)];
+    return unique.filter((p) => !unique.some((q) => q !== p && isWithin(p, q)));
+}
+/**
+ * What to copy for this instance: config/, the active theme, the app directories that are
+ * not shipped server code and extra paths (or the whole installation for a tarball
+ * install), the data directory without the live SQLite file, and absolute extra paths.
+ * Checks that every path the user named exists.
+ */
+async function files_planFileSet(host, plan, instance, warn) {
+    const relativeExtras = plan.extraPaths.filter((p) => !p.startsWith('/'));
+    const extraAbsolute = plan.extraPaths.filter((p) => p.startsWith('/'));
+    for (const path of [
+        ...relativeExtras.map((p) => `${instance.installDir}/${p}`),
+        ...extraAbsolute,
+    ]) {
+        if (!(await existsOnHost(host, instance.owner, '-e', path)))
+            throw new InputError(`extra-paths: '${path}' does not exist on ${host.label}.`);
+    }
+    const inside = instance.dataDir.startsWith(`${instance.installDir}/`)
+        ? instance.dataDir.slice(instance.installDir.length + 1)
+        : undefined;
+    const install = await detectInstallType(host, plan.installType, instance);
+    const apps = await planAppDirs(host, instance, install, warn);
+    const theme = await themePath(host, instance);
+    if (instance.theme && !theme)
+        warn(`config.php names theme '${instance.theme}', but no themes/, apps-external/ or apps/ directory of that name exists.`);
+    // The parts of the installation a restore needs; a tarball install copies all of it.
+    const wanted = outermost([
+        'config',
+        ...(theme ? [theme] : []),
+        ...apps.installPaths,
+        ...relativeExtras,
+    ]);
+    const installPaths = install.type === 'tarball' ? ['.'] : wanted;
+    const absolutePaths = outermost([...apps.absolutePaths, ...extraAbsolute]);
+    const dataExclude = [];
+    const file = instance.database.file;
+    if (file && file.startsWith(`${instance.dataDir}/`)) {
+        const relative = file.slice(instance.dataDir.length + 1);
+        dataExclude.push(relative, `${relative}-journal`, `${relative}-wal`, `${relative}-shm`);
+    }
+    // Every top-level path: what it is (a symlinked one is followed) and where it really is.
+    const named = [
+        ...installPaths.map((p) => ({
+            key: p,
+            path: p === '.' ? instance.installDir : `${instance.installDir}/${p}`,
+            what: p === '.' ? 'the installation' : `the installation's ${p}`,
+        })),
+        { key: '', path: instance.dataDir, what: 'the data directory' },
+        ...absolutePaths.map((p) => ({
+            key: p,
+            path: p,
+            what: apps.absolutePaths.includes(p) ? 'an app directory' : 'an extra path',
+        })),
+    ];
+    // In a whole-installation copy, config/, the theme and app dirs are below the top level;
+    // symlinked ones are copied again, followed, over the link.
+    const below = install.type === 'tarball' ? wanted : [];
+    const inspected = await inspectPaths(host, instance.owner, [
+        ...named.map((n) => n.path),
+        ...below.map((p) => `${instance.installDir}/${p}`),
+    ]);
+    const kinds = {};
+    named.forEach((n, i) => {
+        const { kind } = inspected[i];
+        if (n.key !== '' && kind !== 'missing')
+            kinds[n.key] = kind;
+    });
+    const linkedInside = below.filter((p, i) => {
+        const found = inspected[named.length + i];
+        if (found.link && found.kind !== 'missing')
+            kinds[p] = found.kind;
+        return found.link && found.kind !== 'missing';
+    });
+    // An SSH user that is neither root nor the instance's owner reads the files through sudo.
+    const needsSudo = plan.target.kind === 'ssh' && host.account !== 'root' && host.account !== instance.owner;
+    return {
+        ...(needsSudo ? { remoteRsync: 'sudo -n rsync' } : {}),
+        installDir: instance.installDir,
+        installPaths,
+        ...(inside ? { dataDirInsideInstall: inside } : {}),
+        dataDir: instance.dataDir,
+        absolutePaths,
+        exclude: plan.exclude,
+        dataExclude,
+        kinds,
+        ...(linkedInside.length > 0 ? { linkedInside } : {}),
+        install,
+        appDirs: apps.appDirs,
+        ...(install.type === 'package'
+            ? {
+                serverCode: {
+                    what: `everything else in ${instance.installDir}`,
+                    why: `server code: package install, reinstall the same version (${instance.product === 'nextcloud' ? 'Nextcloud' : 'ownCloud'} ${instance.version}${install.package ? `, package ${install.package}` : ''})`,
+                },
+            }
+            : {}),
+        included: [
+            ...named.map((n, i) => ({ path: n.path, real: inspected[i].real, what: n.what })),
+            ...below.flatMap((p, i) => linkedInside.includes(p)
+                ? [
+                    {
+                        path: `${instance.installDir}/${p}`,
+                        real: inspected[named.length + i].real,
+                        what: `the installation's ${p}`,
+                    },
+                ]
+                : []),
+        ],
+    };
+}
+/**
+ * Fails unless the staged copy holds config.php as a regular file: a backup without it
+ * cannot be restored, whatever else it holds.
+ */
+async function checkStagedConfig(stagingDir, privilege) {
+    const dir = `${stagingDir}/${LAYOUT.install}/config`;
+    const staged = `${dir}/config.php`;
+    // Not through a symlink: a staged link would point at the live file, not hold a copy.
+    const result = await runProcess([
+        ...privilege.prefix,
+        'test',
+        '!',
+        '-h',
+        dir,
+        '-a',
+        '!',
+        '-h',
+        staged,
+        '-a',
+        '-f',
+        staged,
+        '-a',
+        '-s',
+        staged,
+    ]);
+    if (result.exitCode !== 0)
+        throw new BackupError(`config.php did not arrive in the backup (${LAYOUT.install}/config/config.php is missing, empty or a symlink after the copy): without it the backup cannot be restored. Check the exclude patterns.`);
+}
+
+;// CONCATENATED MODULE: ./src/steps/preflight.ts
+// Preflight: before anything changes on the host, make sure every tool the run needs is
+// there (on the host and here) and that the runner has room for the backup.
+
+
+
+
+
+
+
+
+
+
+
+const MISSING = (/* unused pure expression or super */ null && (`for p; do command -v "$p" >/dev/null 2>&1 || echo "$p"; done`));
+const FIRST_WITH_VERSION = (/* unused pure expression or super */ null && (`for p; do if command -v "$p" >/dev/null 2>&1; then echo "$p"; "$p" --version 2>&1 | head -n 1; exit 0; fi; done; exit 127`));
+/** The result, unless the command never ran because the link failed. */
+function preflight_checked(host, result) {
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new BackupError(transport);
+    return result;
+}
+/** Names of the programs (of those given) the host lacks. */
+async function missingOnHost(host, programs) {
+    const result = preflight_checked(host, await host.run(['sh', '-c', MISSING, 'sh', ...programs]));
+    return result.stdout.split('\n').filter(Boolean);
+}
+async function missingHere(programs) {
+    const result = await runProcess(['sh', '-c', MISSING, 'sh', ...programs]);
+    return result.stdout.split('\n').filter(Boolean);
+}
+/** The engine's dump program on the host (the first of its names found) and its version. */
+async function findDumpTool(host, engine) {
+    const result = preflight_checked(host, await host.run(['sh', '-c', FIRST_WITH_VERSION, 'sh', ...engine.programs]));
+    if (result.exitCode !== 0)
+        throw new BackupError(`${host.label} has no ${engine.programs.join(' or ')} to dump the ${engine.type} database: install it there.`);
+    const [program, version] = result.stdout.split('\n');
+    // sqlite3 appends a 40-hex source id that tells a reader nothing.
+    return {
+        program: program.trim(),
+        version: (version ?? '').trim().replace(/\s+[0-9a-f]{40,}\S*$/, ''),
+    };
+}
+/** Apparent size in bytes of the given paths on the host (one file system each, as rsync -x). */
+async function sizeOnHost(host, owner, paths) {
+    if (paths.length === 0)
+        return 0;
+    const result = preflight_checked(host, 
+    // -D: a symlinked top-level path is measured as what it points to, as it is copied.
+    await host.run(asUser(host.account, owner, ['du', '-s', '-x', '-D', '--bytes', '--', ...paths])));
+    if (result.exitCode !== 0 && result.stdout.trim() === '')
+        throw new BackupError(`Could not measure the files to back up on ${host.label}: ${stderrTail(result.stderr)}`);
+    return result.stdout
+        .split('\n')
+        .filter(Boolean)
+        .reduce((sum, line) => sum + Number(line.split('\t')[0] ?? 0), 0);
+}
+/** Free bytes where dir is (or will be created: its nearest existing ancestor). */
+function freeBytes(dir) {
+    const stats = statfsSync(nearestExisting(dir));
+    return stats.bavail * stats.bsize;
+}
+/** The path itself when it exists, else its nearest existing ancestor. */
+function nearestExisting(path) {
+    let current = path;
+    while (!existsSync(current) && dirname(current) !== current)
+        current = dirname(current);
+    return current;
+}
+/**
+ * Where a path really is, symlinks resolved as far as it exists (it may not exist yet):
+ * the real path of its nearest existing ancestor, then the rest as given.
+ */
+function resolveAsFarAsExists(path) {
+    const existing = nearestExisting(path);
+    let real;
+    try {
+        real = realpathSync(existing);
+    }
+    catch {
+        real = existing;
+    }
+    return existing === path ? real : join(real, relative(existing, path));
+}
+/**
+ * The copied path a backup directory lies in (each backup would then hold the ones before
+ * it), or undefined. The backup dir and each `real` are paths with symlinks resolved.
+ */
+function backupDirInside(backupDir, included) {
+    // The innermost one names the place best (the data dir, not the installation around it).
+    return included
+        .filter((i) => isWithin(backupDir, i.real))
+        .sort((a, b) => b.real.length - a.real.length)[0];
+}
+function formatBytes(bytes) {
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let value = bytes;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+        value /= 1024;
+        unit++;
+    }
+    return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
+/**
+ * Room needed on the runner: the staged copy plus the archive, which at worst (data that
+ * does not compress, like photos) is as large again, plus a margin for the dump.
+ */
+function requiredBytes(sourceBytes) {
+    return Math.ceil(sourceBytes * 2.05) + 64 * 1024 * 1024;
+}
+/**
+ * Everything checked before the instance is touched: the dump tool and the other programs
+ * on the host, the programs here, that the dump can reach and read the database (with its
+ * own credentials), whether this runner can keep owners, what to copy, and whether the
+ * backup directory has room for it.
+ */
+async function preflight(host, plan, instance, engine, reporter) {
+    const tool = await findDumpTool(host, engine);
+    reporter.info(`Dump tool on the host: ${tool.program} (${tool.version}).`);
+    const hostPrograms = ['php', 'rsync', 'du'];
+    if (host.account !== instance.owner)
+        hostPrograms.push(host.account === 'root' ? 'runuser' : 'sudo');
+    const missingThere = await missingOnHost(host, hostPrograms);
+    if (missingThere.length > 0)
+        throw new BackupError(`${host.label} lacks ${missingThere.join(', ')}: install it there.`);
+    const missing = await missingHere([
+        'rsync',
+        'tar',
+        compressorProgram(plan.compression),
+        ...(plan.target.kind === 'ssh' ? ['ssh'] : []),
+    ]);
+    if (missing.length > 0)
+        throw new BackupError(`This machine lacks ${missing.join(', ')}: install it to take backups.`);
+    await checkDatabase({
+        host,
+        engine,
+        connection: instance.database,
+        tool,
+        owner: instance.owner,
+    });
+    reporter.info(`The ${instance.database.type} database '${instance.database.name}' answers.`);
+    const privilege = await runnerPrivilege();
+    if (!privilege.keepsOwners)
+        reporter.warning('Not running as root and no passwordless sudo here: file owners in the backup will be this user, not the originals.');
+    const fileSet = await planFileSet(host, plan, instance, (m) => reporter.warning(m));
+    reporter.info(`${fileSet.install.type === 'package' ? 'Package' : 'Tarball'} install (${fileSet.install.reason}).`);
+    // On this machine both sides are here: a backup-dir inside a copied path would copy itself.
+    if (plan.target.kind === 'local') {
+        const real = resolveAsFarAsExists(plan.backupDir);
+        const container = backupDirInside(real, fileSet.included);
+        if (container)
+            throw new InputError(`backup-dir '${plan.backupDir}'${real === plan.backupDir ? '' : ` (really ${real})`} lies inside ${container.what} '${container.path}'${container.real === container.path ? '' : ` (really ${container.real})`}, which the backup copies: each backup would hold the ones before it. Choose a backup-dir outside the instance's files.`);
+    }
+    const whole = fileSet.installPaths.includes('.');
+    const measured = [
+        ...(whole
+            ? [fileSet.installDir]
+            : fileSet.installPaths.map((p) => `${fileSet.installDir}/${p}`)),
+        // A tarball install's measure already holds a data directory inside it.
+        ...(whole && fileSet.dataDirInsideInstall ? [] : [fileSet.dataDir]),
+        // Linked elsewhere: measured where they point, as they are copied.
+        ...(fileSet.linkedInside ?? []).map((p) => `${fileSet.installDir}/${p}`),
+        ...fileSet.absolutePaths,
+    ];
+    const size = await sizeOnHost(host, instance.owner, measured);
+    const need = requiredBytes(size);
+    const free = freeBytes(plan.backupDir);
+    reporter.info(`About ${formatBytes(size)} of files to copy; ${formatBytes(free)} free in ${plan.backupDir}.`);
+    if (free < need)
+        throw new BackupError(`Not enough space in ${plan.backupDir}: this backup needs about ${formatBytes(need)} (a staged copy and the archive), ${formatBytes(free)} is free. Free space or choose another backup-dir.`);
+    return { tool, fileSet, privilege, sizeBytes: size };
 }
 
 ;// CONCATENATED MODULE: ./src/settings.ts
@@ -42969,7 +44509,7 @@ function openSshKeyCipher(privateKey) {
  * argv that runs a command as another user on the host: directly when the session already
  * is that user, through runuser when it is root, through non-interactive sudo otherwise.
  */
-function asUser(account, user, argv) {
+function host_asUser(account, user, argv) {
     if (user === account)
         return [...argv];
     if (account === 'root')
@@ -42987,7 +44527,7 @@ function asUser(account, user, argv) {
 
 /** argv of `php occ ...` as the right user. */
 function occCommand(host, occ, args) {
-    return asUser(host.account, occ.user, ['php', `${occ.installDir}/occ`, ...args]);
+    return host_asUser(host.account, occ.user, ['php', `${occ.installDir}/occ`, ...args]);
 }
 /** Reads `occ maintenance:mode`'s answer: "Maintenance mode is currently enabled|disabled". */
 function parseMaintenanceState(output) {
@@ -43002,11 +44542,24 @@ class MaintenanceGuard {
     target;
     log;
     restoreRetrySeconds;
-    constructor(host, occ, log, restoreRetrySeconds = 60) {
+    record;
+    constructor(host, occ, log, restoreRetrySeconds = 60, 
+    /** Told each change before it happens (and once it is confirmed), to persist it. */
+    record = () => { }) {
         this.host = host;
         this.target = occ;
         this.log = log;
         this.restoreRetrySeconds = restoreRetrySeconds;
+        this.record = record;
+    }
+    note(phase) {
+        this.record({
+            phase,
+            switchedByUs: this.window.switchedByUs,
+            priorState: this.window.priorState,
+            installDir: this.target.installDir,
+            occUser: this.target.user,
+        });
     }
     async occRun(args, shielded = false) {
         const result = await this.host.run(occCommand(this.host, this.target, args), {
@@ -43015,41 +44568,51 @@ class MaintenanceGuard {
         });
         const transport = this.host.transportFailure(result);
         if (transport)
-            throw new BackupError(transport);
+            throw new errors_BackupError(transport);
         if (result.exitCode !== 0)
-            throw new BackupError(`occ ${args.join(' ')} failed on ${this.host.label} (exit ${result.exitCode}): ${stderrTail(`${result.stdout}\n${result.stderr}`)}`);
+            throw new errors_BackupError(`occ ${args.join(' ')} failed on ${this.host.label} (exit ${result.exitCode}): ${process_stderrTail(`${result.stdout}\n${result.stderr}`)}`);
         return result.stdout;
     }
     async state(shielded = false) {
         const output = await this.occRun(['maintenance:mode'], shielded);
         const state = parseMaintenanceState(output);
         if (state === undefined)
-            throw new BackupError(`occ maintenance:mode answered something unexpected: ${stderrTail(output)}`);
+            throw new errors_BackupError(`occ maintenance:mode answered something unexpected: ${process_stderrTail(output)}`);
         return state;
     }
     /**
-     * A guard for a run that switched maintenance mode on and could not switch it off (the
-     * action's post step, after the main step was killed): restore() puts it back off.
+     * For a run that switched maintenance mode on, or may have (the action's post step, after
+     * the main step was killed): asks occ for the actual state, and puts the prior state back
+     * if it differs. Returns what it found.
      */
-    static adopt(host, occ, log, restoreRetrySeconds) {
-        const guard = new MaintenanceGuard(host, occ, log, restoreRetrySeconds);
+    static async recover(host, record, log, restoreRetrySeconds) {
+        const guard = new MaintenanceGuard(host, { installDir: record.installDir, user: record.occUser }, log, restoreRetrySeconds);
+        guard.window.priorState = record.priorState;
+        // The post step runs right after main: a state other than the prior one is main's doing.
+        if ((await guard.state(true)) === record.priorState)
+            return 'was-prior-state';
         guard.window.switchedByUs = true;
-        guard.window.priorState = false;
-        return guard;
+        await guard.restore();
+        return 'restored';
     }
     /** Switches maintenance mode on (if it is not on already) and confirms it. */
     async enable() {
         this.window.priorState = await this.state();
         if (this.window.priorState) {
+            this.note('restored');
             this.log('Maintenance mode was already on; it stays on afterwards, as it was found.');
             return;
         }
-        // From here on the instance is (or may be) in maintenance mode: restore() must undo it.
+        // From here on the instance is (or may be) in maintenance mode: restore() must undo it,
+        // and a process that outlives this one must know it, before the command is even sent.
         this.window.switchedByUs = true;
+        this.note('switching-on');
         this.window.enabledAt = new Date();
-        await this.occRun(['maintenance:mode', '--on']);
+        // Shielded: an occ killed halfway through rewriting config.php would leave it truncated.
+        await this.occRun(['maintenance:mode', '--on'], true);
         if (!(await this.state()))
-            throw new BackupError('occ maintenance:mode --on did not switch maintenance mode on.');
+            throw new errors_BackupError('occ maintenance:mode --on did not switch maintenance mode on.');
+        this.note('on');
         this.log('Maintenance mode switched on.');
     }
     /**
@@ -43068,9 +44631,10 @@ class MaintenanceGuard {
             try {
                 await this.occRun(['maintenance:mode', '--off'], true);
                 if (await this.state(true))
-                    throw new BackupError('occ maintenance:mode --off did not switch maintenance mode off.');
+                    throw new errors_BackupError('occ maintenance:mode --off did not switch maintenance mode off.');
                 this.restored = true;
                 this.window.restoredAt = new Date();
+                this.note('restored');
                 this.log('Maintenance mode switched off again (its prior state).');
                 return;
             }
@@ -43115,6 +44679,117 @@ const MANIFEST_NAME = 'manifest.json';
 const CHECKSUMS_NAME = 'SHA256SUMS';
 /** Suffix of a backup directory still being written: never taken for a finished backup. */
 const INCOMPLETE_SUFFIX = '.incomplete';
+
+;// CONCATENATED MODULE: ./src/steps/backup-dir.ts
+// The backup directory on the runner: checked before anything else happens, created once the
+// preflight has accepted it,
+// held by one run at a time, and cleared of the incomplete backups that killed runs left.
+
+
+
+
+
+
+function code(error) {
+    return error.code ?? String(error);
+}
+/**
+ * Checks, without creating anything, that the backup directory is (or can become) a
+ * writable directory: it or its nearest existing ancestor is a directory this user may
+ * write. Returns the missing levels, outermost first. Errors name the input.
+ */
+function checkBackupDir(path) {
+    const missing = [];
+    let existing = path;
+    for (;;) {
+        try {
+            statSync(existing);
+            break;
+        }
+        catch (error) {
+            if (code(error) !== 'ENOENT' && code(error) !== 'ENOTDIR')
+                throw new InputError(`backup-dir '${path}': cannot look at '${existing}' (${code(error)}).`);
+            if (code(error) === 'ENOTDIR') {
+                // Some level above is a file: find it for the message.
+                existing = dirname(existing);
+                continue;
+            }
+            missing.unshift(existing);
+            existing = dirname(existing);
+        }
+    }
+    if (!statSync(existing).isDirectory())
+        throw new InputError(existing === path
+            ? `backup-dir '${path}' is a file, not a directory. Choose a directory.`
+            : `backup-dir '${path}': '${existing}' is a file, not a directory. Choose a directory.`);
+    try {
+        accessSync(existing, constants.W_OK | constants.X_OK);
+    }
+    catch {
+        throw new InputError(`backup-dir '${path}': '${existing}' is not writable by this user. Choose a directory it can write.`);
+    }
+    return missing;
+}
+/**
+ * Creates the backup directory's missing levels one by one from the nearest existing
+ * ancestor. (A recursive mkdir where the file system answers ENOENT, as /proc does, never
+ * returns.)
+ */
+function createBackupDir(path) {
+    for (const level of checkBackupDir(path)) {
+        try {
+            mkdirSync(level);
+        }
+        catch (error) {
+            if (code(error) === 'EEXIST' && statSync(level).isDirectory())
+                continue;
+            throw new InputError(`backup-dir '${path}': cannot create '${level}' (${code(error)}). Choose a directory on a normal file system.`);
+        }
+    }
+}
+/** Names a run gives its work in progress: `owncloud-backup-YYYYMMDD-HHMMSS.incomplete`. */
+function isIncompleteName(name) {
+    return (name.endsWith(INCOMPLETE_SUFFIX) &&
+        /^owncloud-backup-\d{8}-\d{6}$/.test(name.slice(0, -INCOMPLETE_SUFFIX.length)));
+}
+/** Bytes under a tree (its files may belong to other users: measured with the runner's privilege). */
+async function treeBytes(path, prefix) {
+    const result = await process_runProcess([...prefix, 'du', '-s', '-x', '--bytes', '--', path]);
+    return Number(result.stdout.split('\t')[0]) || 0;
+}
+/**
+ * Removes an incomplete backup directory (only one: its name must say so) with its size,
+ * or returns undefined when it is not there (the run finished, or removed it itself).
+ */
+async function removeIncompleteBackup(path) {
+    if (!isIncompleteName(path.split('/').pop() ?? ''))
+        return undefined;
+    try {
+        if (!(0,external_node_fs_namespaceObject.lstatSync)(path).isDirectory())
+            return undefined;
+    }
+    catch {
+        return undefined;
+    }
+    const privilege = await runner_runnerPrivilege();
+    const bytes = await treeBytes(path, privilege.prefix);
+    await removeTree(path, privilege).catch((error) => {
+        throw new errors_BackupError(`Could not remove ${path}: ${code(error)}`);
+    });
+    return { bytes };
+}
+/**
+ * Removes the incomplete backups in the backup directory. Call it only while holding the
+ * directory's lock: then none of them belongs to a running backup.
+ */
+async function removeStaleBackups(backupDir, report) {
+    for (const name of readdirSync(backupDir).filter(isIncompleteName).sort()) {
+        const path = join(backupDir, name);
+        const removed = await removeIncompleteBackup(path);
+        if (removed)
+            report(path, removed.bytes);
+    }
+}
 
 ;// CONCATENATED MODULE: ./src/action/inputs.ts
 // The action's inputs, read once and validated up front into the backup plan plus what
@@ -43180,14 +44855,28 @@ const STATE = {
     runtimeDirs: 'runtime-dirs',
     /** SSH master connections (pid, socket dir) main started: JSON array. */
     sshMasters: 'ssh-masters',
-    /** Maintenance mode as main left it: JSON of MaintenanceState. */
+    /** Maintenance mode as main left it, saved before each change: JSON of MaintenanceState. */
     maintenance: 'maintenance',
+    /** The backup directory main was writing (`….incomplete`), saved before it is created. */
+    incompleteDir: 'incomplete-dir',
 };
+function maintenanceState(record) {
+    return { ...record, restored: record.phase === 'restored' };
+}
 function readMaintenanceState(store) {
     const text = store.get(STATE.maintenance);
     if (!text)
         return undefined;
-    return JSON.parse(text);
+    const saved = JSON.parse(text);
+    if (typeof saved.installDir !== 'string' || typeof saved.occUser !== 'string')
+        return undefined;
+    return {
+        phase: saved.phase ?? (saved.restored ? 'restored' : saved.switchedByUs ? 'on' : 'restored'),
+        switchedByUs: saved.switchedByUs ?? true,
+        priorState: saved.priorState ?? false,
+        installDir: saved.installDir,
+        occUser: saved.occUser,
+    };
 }
 function readRuntimeDirs(store) {
     const text = store.get(STATE.runtimeDirs);
@@ -43200,8 +44889,11 @@ function readSshMasters(store) {
 
 ;// CONCATENATED MODULE: ./src/action/post.ts
 // The action's post step (post-if: always()): if the main step switched maintenance mode on
-// and could not switch it off (cancelled, killed), switch it off now; then remove the key
-// and known_hosts files, on every path. A cleanup failure is a warning, not a second error.
+// (or was killed while switching it) and did not switch it off, put the prior state back;
+// then remove what a killed main step leaves on the runner (its incomplete backup, the key
+// and known_hosts files), on every path. A cleanup failure is a warning, not a second error.
+
+
 
 
 
@@ -43219,13 +44911,15 @@ async function runPost(state = coreState) {
     const runtimeDirs = readRuntimeDirs(state);
     try {
         const maintenance = readMaintenanceState(state);
-        if (!maintenance?.switchedByUs || maintenance.restored) {
+        if (!maintenance || maintenance.phase === 'restored') {
             info(maintenance?.switchedByUs
                 ? 'The main step restored maintenance mode; nothing to do.'
                 : 'The main step did not switch maintenance mode on; nothing to restore.');
             return;
         }
-        warning('The main step switched maintenance mode on and did not switch it off (cancelled or killed): switching it off now.');
+        warning(maintenance.phase === 'switching-on'
+            ? 'The main step was stopped while switching maintenance mode on (cancelled or killed): checking its state.'
+            : 'The main step switched maintenance mode on and did not switch it off (cancelled or killed): switching it off now.');
         // The post step gets the same inputs: the key comes from there, not from main's files.
         const { raw } = readRawInputs(secrets);
         const plan = settings_planBackup(raw, { backupDir: (0,external_node_os_namespaceObject.tmpdir)() }, settings_actionLabel);
@@ -43239,8 +44933,9 @@ async function runPost(state = coreState) {
             host = new LocalHost();
         }
         try {
-            const guard = MaintenanceGuard.adopt(host, { installDir: maintenance.installDir, user: maintenance.occUser }, (m) => info(secrets.redact(m)));
-            await guard.restore();
+            const found = await MaintenanceGuard.recover(host, maintenance, (m) => info(secrets.redact(m)));
+            if (found === 'was-prior-state')
+                info(`Maintenance mode is ${maintenance.priorState ? 'on' : 'off'}, as it was before the backup: nothing to restore.`);
         }
         finally {
             await host.close();
@@ -43250,6 +44945,17 @@ async function runPost(state = coreState) {
         setFailed(secrets.redact(`Could not restore maintenance mode: ${describeError(error)}`));
     }
     finally {
+        const incomplete = state.get(STATE.incompleteDir);
+        if (incomplete) {
+            try {
+                const removed = await removeIncompleteBackup(incomplete);
+                if (removed)
+                    info(`Removed the incomplete backup the main step left: ${incomplete} (${formatBytes(removed.bytes)}).`);
+            }
+            catch (error) {
+                warning(`Could not remove ${incomplete}: ${describeError(error)}`);
+            }
+        }
         for (const master of readSshMasters(state))
             if (endOrphanedMaster(master))
                 info(`Ended the SSH connection the main step left open (pid ${master.pid}).`);
@@ -43272,7 +44978,7 @@ async function runPost(state = coreState) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(791);
+/* harmony import */ var _action_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5158);
 // Entry of the GitHub Action's post step (runs always, after success, failure or cancellation).
 
 await (0,_action_post_js__WEBPACK_IMPORTED_MODULE_0__/* .runPost */ .a)();

@@ -11,7 +11,7 @@ import { progressSecondsFrom } from '../progress.ts';
 import { Secrets } from '../secrets.ts';
 import { actionReporter } from './reporter.ts';
 import { actionSettings, readRawInputs } from './inputs.ts';
-import { coreState, STATE, type StateStore } from './state.ts';
+import { coreState, maintenanceState, STATE, type StateStore } from './state.ts';
 import { jobSummary } from './summary.ts';
 
 export async function runMain(state: StateStore = coreState): Promise<void> {
@@ -47,7 +47,9 @@ export async function runMain(state: StateStore = coreState): Promise<void> {
         runtimeDir,
         onMaster: (master) => state.save(STATE.sshMasters, JSON.stringify([master])),
       },
-      onMaintenance: (maintenance) => state.save(STATE.maintenance, JSON.stringify(maintenance)),
+      onMaintenance: (record) =>
+        state.save(STATE.maintenance, JSON.stringify(maintenanceState(record))),
+      onWorkDir: (dir) => state.save(STATE.incompleteDir, dir),
     });
 
     // The backup's own outputs first: a later step can still use it if the upload fails.

@@ -1,6 +1,7 @@
 // The action's post step (post-if: always()): if the main step switched maintenance mode on
-// and could not switch it off (cancelled, killed), switch it off now; then remove the key
-// and known_hosts files, on every path. A cleanup failure is a warning, not a second error.
+// (or was killed while switching it) and did not switch it off, put the prior state back;
+// then remove what a killed main step leaves on the runner (its incomplete backup, the key
+// and known_hosts files), on every path. A cleanup failure is a warning, not a second error.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,14 +11,17 @@ import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
 import { endOrphanedMaster, SshHost } from '../host/ssh.ts';
 import { Secrets } from '../secrets.ts';
+import { formatBytes } from '../steps/preflight.ts';
 import { actionLabel, planBackup } from '../settings.ts';
 import { MaintenanceGuard } from '../steps/maintenance.ts';
+import { removeIncompleteBackup } from '../steps/backup-dir.ts';
 import { readRawInputs } from './inputs.ts';
 import {
   coreState,
   readMaintenanceState,
   readRuntimeDirs,
   readSshMasters,
+  STATE,
   type StateStore,
 } from './state.ts';
 
@@ -26,7 +30,7 @@ export async function runPost(state: StateStore = coreState): Promise<void> {
   const runtimeDirs = readRuntimeDirs(state);
   try {
     const maintenance = readMaintenanceState(state);
-    if (!maintenance?.switchedByUs || maintenance.restored) {
+    if (!maintenance || maintenance.phase === 'restored') {
       core.info(
         maintenance?.switchedByUs
           ? 'The main step restored maintenance mode; nothing to do.'
@@ -35,7 +39,9 @@ export async function runPost(state: StateStore = coreState): Promise<void> {
       return;
     }
     core.warning(
-      'The main step switched maintenance mode on and did not switch it off (cancelled or killed): switching it off now.',
+      maintenance.phase === 'switching-on'
+        ? 'The main step was stopped while switching maintenance mode on (cancelled or killed): checking its state.'
+        : 'The main step switched maintenance mode on and did not switch it off (cancelled or killed): switching it off now.',
     );
     // The post step gets the same inputs: the key comes from there, not from main's files.
     const { raw } = readRawInputs(secrets);
@@ -51,18 +57,31 @@ export async function runPost(state: StateStore = coreState): Promise<void> {
       host = new LocalHost();
     }
     try {
-      const guard = MaintenanceGuard.adopt(
-        host,
-        { installDir: maintenance.installDir, user: maintenance.occUser },
-        (m) => core.info(secrets.redact(m)),
+      const found = await MaintenanceGuard.recover(host, maintenance, (m) =>
+        core.info(secrets.redact(m)),
       );
-      await guard.restore();
+      if (found === 'was-prior-state')
+        core.info(
+          `Maintenance mode is ${maintenance.priorState ? 'on' : 'off'}, as it was before the backup: nothing to restore.`,
+        );
     } finally {
       await host.close();
     }
   } catch (error) {
     core.setFailed(secrets.redact(`Could not restore maintenance mode: ${describeError(error)}`));
   } finally {
+    const incomplete = state.get(STATE.incompleteDir);
+    if (incomplete) {
+      try {
+        const removed = await removeIncompleteBackup(incomplete);
+        if (removed)
+          core.info(
+            `Removed the incomplete backup the main step left: ${incomplete} (${formatBytes(removed.bytes)}).`,
+          );
+      } catch (error) {
+        core.warning(`Could not remove ${incomplete}: ${describeError(error)}`);
+      }
+    }
     for (const master of readSshMasters(state))
       if (endOrphanedMaster(master))
         core.info(`Ended the SSH connection the main step left open (pid ${master.pid}).`);

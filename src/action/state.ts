@@ -1,6 +1,7 @@
 // What the main step leaves for the post step, behind a small interface (the runner's
 // GITHUB_STATE through @actions/core in production).
 import * as core from '@actions/core';
+import type { MaintenanceRecord } from '../steps/maintenance.ts';
 
 export interface StateStore {
   save(name: string, value: string): void;
@@ -17,21 +18,31 @@ export const STATE = {
   runtimeDirs: 'runtime-dirs',
   /** SSH master connections (pid, socket dir) main started: JSON array. */
   sshMasters: 'ssh-masters',
-  /** Maintenance mode as main left it: JSON of MaintenanceState. */
+  /** Maintenance mode as main left it, saved before each change: JSON of MaintenanceState. */
   maintenance: 'maintenance',
+  /** The backup directory main was writing (`….incomplete`), saved before it is created. */
+  incompleteDir: 'incomplete-dir',
 } as const;
 
-export interface MaintenanceState {
-  switchedByUs: boolean;
-  restored: boolean;
-  installDir: string;
-  occUser: string;
+/** The record, plus `restored` for a reader that only asks whether anything is left to do. */
+export type MaintenanceState = MaintenanceRecord & { restored: boolean };
+
+export function maintenanceState(record: MaintenanceRecord): MaintenanceState {
+  return { ...record, restored: record.phase === 'restored' };
 }
 
-export function readMaintenanceState(store: StateStore): MaintenanceState | undefined {
+export function readMaintenanceState(store: StateStore): MaintenanceRecord | undefined {
   const text = store.get(STATE.maintenance);
   if (!text) return undefined;
-  return JSON.parse(text) as MaintenanceState;
+  const saved = JSON.parse(text) as Partial<MaintenanceState>;
+  if (typeof saved.installDir !== 'string' || typeof saved.occUser !== 'string') return undefined;
+  return {
+    phase: saved.phase ?? (saved.restored ? 'restored' : saved.switchedByUs ? 'on' : 'restored'),
+    switchedByUs: saved.switchedByUs ?? true,
+    priorState: saved.priorState ?? false,
+    installDir: saved.installDir,
+    occUser: saved.occUser,
+  };
 }
 
 export function readRuntimeDirs(store: StateStore): string[] {

@@ -2,6 +2,7 @@
 // action's input names; secrets come from the environment or files, never from a
 // command-line value (which every user of the machine can read in the process list).
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runBackup, type BackupResult } from '../backup.ts';
 import { describeError, InputError, InterruptedError } from '../errors.ts';
@@ -104,6 +105,7 @@ function readSecretFile(option: string, path: string): string {
 export function cliInputs(
   args: string[],
   env: NodeJS.ProcessEnv,
+  cwd: string = process.cwd(),
 ): { raw: RawInputs; keepAliveSeconds?: number } {
   let parsed;
   try {
@@ -148,7 +150,10 @@ export function cliInputs(
     const value = values[name as keyof typeof values];
     if (typeof value === 'string') raw[name] = value;
   }
-  raw[INPUTS.backupDir] ??= process.cwd();
+  // A relative backup-dir (the help's default is `.`) is taken from the working directory.
+  const backupDir = raw[INPUTS.backupDir]?.trim() || '.';
+  raw[INPUTS.backupDir] =
+    backupDir.startsWith('-') || backupDir.includes('\0') ? backupDir : resolve(cwd, backupDir);
   if (values['extra-paths']) raw[INPUTS.extraPaths] = values['extra-paths'].join('\n');
   if (values.exclude) raw[INPUTS.exclude] = values.exclude.join('\n');
   const knownHosts = [...(values['known-hosts'] ?? [])];

@@ -5,6 +5,7 @@ import { constants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { execa } from 'execa';
 import { childEnvironment } from './environment.ts';
+import { killWithUs } from './reaper.ts';
 
 export interface ProcessOptions {
   /** Written to stdin; stdin is then closed unless keepStdinOpen is set. */
@@ -18,7 +19,12 @@ export interface ProcessOptions {
   feedStdin?: boolean;
   /** Aborting kills the command (SIGTERM, then SIGKILL after 3 s). */
   signal?: AbortSignal;
-  /** Keep a terminal's Ctrl-C from reaching it: for work that must finish (restoring maintenance mode). */
+  /**
+   * Work that must finish (switching maintenance mode, removing a failed backup): it is
+   * not killed when this process dies (an occ killed halfway through rewriting config.php
+   * would leave it truncated). Every other command dies with this process, whatever way
+   * it ends. No command sees a terminal's Ctrl-C directly: this process handles it.
+   */
   shielded?: boolean;
   /** Kill the command when it runs longer than this. */
   timeoutMs?: number;
@@ -77,7 +83,8 @@ function spawn(argv: readonly string[], options: ProcessOptions, streamStdout: b
     stripFinalNewline: false,
     ...(options.signal ? { cancelSignal: options.signal } : {}),
     forceKillAfterDelay: 3000,
-    detached: options.shielded ?? false,
+    // Its own process group: with its children (rsync forks), killed as one if we die.
+    detached: true,
     ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}),
     // execa would add all of process.env to whatever is given here.
     extendEnv: false,
@@ -90,6 +97,10 @@ function spawn(argv: readonly string[], options: ProcessOptions, streamStdout: b
     child.stderr.on('data', (chunk: Buffer | string) =>
       onStderr(typeof chunk === 'string' ? chunk : chunk.toString('utf8')),
     );
+  if (!options.shielded) {
+    const forget = killWithUs(child.pid);
+    void child.then(forget, forget);
+  }
   // A command that exits without reading its stdin must not crash us with EPIPE.
   child.stdin.on('error', () => {});
   if (options.input !== undefined) child.stdin.write(options.input);

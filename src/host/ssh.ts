@@ -10,6 +10,7 @@ import { BackupError } from '../errors.ts';
 import type { SshTarget } from '../settings.ts';
 import { childEnvironment } from './environment.ts';
 import type { Host } from './host.ts';
+import { killWithUs } from './reaper.ts';
 import { runProcess, stderrTail, streamProcess, type ProcessResult } from './process.ts';
 import { quoteArg, quoteCommand } from './shell.ts';
 
@@ -188,6 +189,8 @@ export class SshHost implements Host {
       },
     );
     this.master = master;
+    // A master left running after we die would hold the link open for nothing.
+    master.once('exit', killWithUs(master.pid));
     if (master.pid !== undefined) this.onMaster?.({ pid: master.pid, socketDir: this.socketDir });
     master.stderr!.on('data', (chunk: Buffer) => {
       this.masterStderr = (this.masterStderr + chunk.toString()).slice(-8192);

@@ -6,6 +6,7 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BackupError } from '../errors.ts';
 import { stderrTail, streamProcess } from '../host/process.ts';
+import { isNoSpace, noSpaceError } from '../host/runner.ts';
 import type { Compression } from '../settings.ts';
 
 export interface WrittenFile {
@@ -59,6 +60,13 @@ export async function compressToFile(
   const feeding = pipeline(source, compressor.stdin);
   const writing = writeHashed(compressor.stdout, path);
   const [fed, written, result] = await Promise.allSettled([feeding, writing, compressor.done]);
+  // A failed write (a full disk) kills the compressor with SIGPIPE: the write's cause is the
+  // one to report. A stream cut short is only the compressor's failure seen from here.
+  if (
+    written.status === 'rejected' &&
+    (written.reason as NodeJS.ErrnoException | undefined)?.code !== 'ERR_STREAM_PREMATURE_CLOSE'
+  )
+    throw asError(written.reason);
   if (result.status === 'fulfilled' && result.value.exitCode !== 0)
     throw new BackupError(
       `${compression} failed (exit ${result.value.exitCode}): ${stderrTail(result.value.stderr)}`,
@@ -72,7 +80,11 @@ export async function compressToFile(
 /** Writes an (already compressed) stream to `path`, counting and hashing it on the way. */
 export async function writeHashed(source: Readable, path: string): Promise<WrittenFile> {
   const digest = new Digest();
-  await pipeline(source, digest, createWriteStream(path, { mode: 0o600 }));
+  try {
+    await pipeline(source, digest, createWriteStream(path, { mode: 0o600 }));
+  } catch (error) {
+    throw isNoSpace(error) ? noSpaceError(path) : error;
+  }
   return { path, size: digest.size, sha256: digest.hash.digest('hex') };
 }
 

@@ -15,7 +15,7 @@ import {
   type InstallKind,
 } from './installation.ts';
 import { runProcess, stderrTail, streamProcess, type ProcessResult } from '../host/process.ts';
-import type { RunnerPrivilege } from '../host/runner.ts';
+import { isNoSpace, noSpaceError, type RunnerPrivilege } from '../host/runner.ts';
 import type { ProgressCount, StepProgress } from '../progress.ts';
 
 /** What to copy, as paths on the host. */
@@ -229,6 +229,7 @@ export async function syncFiles(
     const result = await runRsync([...options.privilege.prefix, ...argv], options);
     if (options.signal.aborted) throw new InterruptedError();
     if (result.exitCode !== 0 && result.exitCode !== 24) {
+      if (isNoSpace(result.stderr)) throw noSpaceError(stagingDir);
       const transport = host.transportFailure(result);
       throw new BackupError(
         `Copying files from ${host.label} failed (rsync exit ${result.exitCode}): ${transport ?? stderrTail(result.stderr)}`,

@@ -23,6 +23,23 @@ export function parseMaintenanceState(output: string): boolean | undefined {
   return match ? match[1]!.toLowerCase() === 'enabled' : undefined;
 }
 
+/**
+ * What a process that outlives this run (the action's post step) needs to put maintenance
+ * mode back: written BEFORE `--on` is sent, so that a run killed at any moment leaves it.
+ *   switching-on: `--on` may have been sent (whether it took effect is unknown);
+ *   on: this run switched it on and has not switched it off yet;
+ *   restored: the prior state is back (or this run never changed it).
+ */
+export interface MaintenanceRecord {
+  phase: 'switching-on' | 'on' | 'restored';
+  /** Whether this run switched it (false: it was on already). */
+  switchedByUs: boolean;
+  /** Maintenance mode as the administrator left it, before this run. */
+  priorState: boolean;
+  installDir: string;
+  occUser: string;
+}
+
 export interface MaintenanceWindow {
   /** Whether this run switched maintenance mode (false: it was on already, or disabled by option). */
   switchedByUs: boolean;
@@ -40,17 +57,31 @@ export class MaintenanceGuard {
   readonly target: OccTarget;
   private readonly log: (message: string) => void;
   private readonly restoreRetrySeconds: number;
+  private readonly record: (record: MaintenanceRecord) => void;
 
   constructor(
     host: Host,
     occ: OccTarget,
     log: (message: string) => void,
     restoreRetrySeconds = 60,
+    /** Told each change before it happens (and once it is confirmed), to persist it. */
+    record: (record: MaintenanceRecord) => void = () => {},
   ) {
     this.host = host;
     this.target = occ;
     this.log = log;
     this.restoreRetrySeconds = restoreRetrySeconds;
+    this.record = record;
+  }
+
+  private note(phase: MaintenanceRecord['phase']): void {
+    this.record({
+      phase,
+      switchedByUs: this.window.switchedByUs,
+      priorState: this.window.priorState,
+      installDir: this.target.installDir,
+      occUser: this.target.user,
+    });
   }
 
   private async occRun(args: string[], shielded = false) {
@@ -78,34 +109,48 @@ export class MaintenanceGuard {
   }
 
   /**
-   * A guard for a run that switched maintenance mode on and could not switch it off (the
-   * action's post step, after the main step was killed): restore() puts it back off.
+   * For a run that switched maintenance mode on, or may have (the action's post step, after
+   * the main step was killed): asks occ for the actual state, and puts the prior state back
+   * if it differs. Returns what it found.
    */
-  static adopt(
+  static async recover(
     host: Host,
-    occ: OccTarget,
+    record: MaintenanceRecord,
     log: (message: string) => void,
     restoreRetrySeconds?: number,
-  ): MaintenanceGuard {
-    const guard = new MaintenanceGuard(host, occ, log, restoreRetrySeconds);
+  ): Promise<'was-prior-state' | 'restored'> {
+    const guard = new MaintenanceGuard(
+      host,
+      { installDir: record.installDir, user: record.occUser },
+      log,
+      restoreRetrySeconds,
+    );
+    guard.window.priorState = record.priorState;
+    // The post step runs right after main: a state other than the prior one is main's doing.
+    if ((await guard.state(true)) === record.priorState) return 'was-prior-state';
     guard.window.switchedByUs = true;
-    guard.window.priorState = false;
-    return guard;
+    await guard.restore();
+    return 'restored';
   }
 
   /** Switches maintenance mode on (if it is not on already) and confirms it. */
   async enable(): Promise<void> {
     this.window.priorState = await this.state();
     if (this.window.priorState) {
+      this.note('restored');
       this.log('Maintenance mode was already on; it stays on afterwards, as it was found.');
       return;
     }
-    // From here on the instance is (or may be) in maintenance mode: restore() must undo it.
+    // From here on the instance is (or may be) in maintenance mode: restore() must undo it,
+    // and a process that outlives this one must know it, before the command is even sent.
     this.window.switchedByUs = true;
+    this.note('switching-on');
     this.window.enabledAt = new Date();
-    await this.occRun(['maintenance:mode', '--on']);
+    // Shielded: an occ killed halfway through rewriting config.php would leave it truncated.
+    await this.occRun(['maintenance:mode', '--on'], true);
     if (!(await this.state()))
       throw new BackupError('occ maintenance:mode --on did not switch maintenance mode on.');
+    this.note('on');
     this.log('Maintenance mode switched on.');
   }
 
@@ -128,6 +173,7 @@ export class MaintenanceGuard {
           throw new BackupError('occ maintenance:mode --off did not switch maintenance mode off.');
         this.restored = true;
         this.window.restoredAt = new Date();
+        this.note('restored');
         this.log('Maintenance mode switched off again (its prior state).');
         return;
       } catch (error) {

@@ -360,6 +360,7 @@ describe('preflight', () => {
       'head',
       'env',
       'sudo',
+      'flock',
     ])
       symlinkSync(execFileSync('which', [tool], { encoding: 'utf8' }).trim(), join(bin, tool));
     const limited = await startSshd({ sessionPath: bin });

@@ -9,10 +9,17 @@
  * It refuses to run as anyone but the owner of config.php, as the real console does, and
  * appends a JSON line per call to occ-calls.jsonl beside the installation, so tests can see
  * who switched maintenance mode when.
+ *
+ * For tests that need a deterministic moment: when a file occ-hold beside the installation
+ * holds this call's arguments (e.g. `maintenance:mode --on`), occ does the work, then writes
+ * its pid to occ-held and waits until occ-hold is removed before it answers and exits.
+ * With `before ` in front of the arguments it waits before doing any work instead.
  */
 
 $configFile = __DIR__ . '/config/config.php';
 $recordFile = dirname(__DIR__) . '/occ-calls.jsonl';
+$holdFile = dirname(__DIR__) . '/occ-hold';
+$heldFile = dirname(__DIR__) . '/occ-held';
 $args = array_slice($argv, 1);
 
 function loadConfig($file) {
@@ -59,6 +66,19 @@ if ($owner !== posix_geteuid()) {
     exit(1);
 }
 
+function holdIfAsked($holdFile, $heldFile, $args, $when) {
+    $wanted = is_file($holdFile) ? trim(file_get_contents($holdFile)) : null;
+    if ($wanted !== ($when === 'before' ? 'before ' : '') . implode(' ', $args)) {
+        return;
+    }
+    file_put_contents($heldFile, (string) getmypid());
+    do {
+        usleep(10000);
+        clearstatcache();
+    } while (file_exists($holdFile));
+}
+
+holdIfAsked($holdFile, $heldFile, $args, 'before');
 $config = loadConfig($configFile);
 $before = !empty($config['maintenance']);
 $command = $args[0] ?? 'list';
@@ -130,6 +150,8 @@ switch ($command) {
         fwrite(STDERR, "Command \"$command\" is not defined.\n");
         $exit = 1;
 }
+
+holdIfAsked($holdFile, $heldFile, $args, 'after');
 
 $after = !empty(loadConfig($configFile)['maintenance']);
 record($recordFile, $args, $before, $after, $exit);

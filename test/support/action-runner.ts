@@ -79,6 +79,7 @@ export async function runActionStep(
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  options.onSpawn?.(child);
   const run = await watchRun(child, options);
   return {
     ...run,

@@ -26,6 +26,8 @@ function commandLines(): ProcessSighting[] {
 export interface WatchOptions {
   /** Strings no process's command line may contain while the run goes on. */
   secrets: string[];
+  /** Called once the run's process is started (to interrupt or kill it at a moment of the test's choosing). */
+  onSpawn?: (run: ChildProcess) => void;
   /** Called once, when a dump program's process first appears (to look, interrupt or kill). */
   onDump?: (run: ChildProcess, dump: ProcessSighting) => Promise<void> | void;
 }
@@ -140,6 +142,7 @@ export async function runBackupCli(
     env: { ...process.env, TMPDIR: cliTempDir(), ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  options.onSpawn?.(cli);
   return watchRun(cli, options);
 }
 

@@ -1,0 +1,121 @@
+// The backup directory on the runner: checked before anything else happens, created once the
+// preflight has accepted it,
+// held by one run at a time, and cleared of the incomplete backups that killed runs left.
+import { accessSync, constants, lstatSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { BackupError, InputError } from '../errors.ts';
+import { runProcess } from '../host/process.ts';
+import { removeTree, runnerPrivilege } from '../host/runner.ts';
+import { INCOMPLETE_SUFFIX } from '../naming.ts';
+
+function code(error: unknown): string {
+  return (error as NodeJS.ErrnoException).code ?? String(error);
+}
+
+/**
+ * Checks, without creating anything, that the backup directory is (or can become) a
+ * writable directory: it or its nearest existing ancestor is a directory this user may
+ * write. Returns the missing levels, outermost first. Errors name the input.
+ */
+export function checkBackupDir(path: string): string[] {
+  const missing: string[] = [];
+  let existing = path;
+  for (;;) {
+    try {
+      statSync(existing);
+      break;
+    } catch (error) {
+      if (code(error) !== 'ENOENT' && code(error) !== 'ENOTDIR')
+        throw new InputError(
+          `backup-dir '${path}': cannot look at '${existing}' (${code(error)}).`,
+        );
+      if (code(error) === 'ENOTDIR') {
+        // Some level above is a file: find it for the message.
+        existing = dirname(existing);
+        continue;
+      }
+      missing.unshift(existing);
+      existing = dirname(existing);
+    }
+  }
+  if (!statSync(existing).isDirectory())
+    throw new InputError(
+      existing === path
+        ? `backup-dir '${path}' is a file, not a directory. Choose a directory.`
+        : `backup-dir '${path}': '${existing}' is a file, not a directory. Choose a directory.`,
+    );
+  try {
+    accessSync(existing, constants.W_OK | constants.X_OK);
+  } catch {
+    throw new InputError(
+      `backup-dir '${path}': '${existing}' is not writable by this user. Choose a directory it can write.`,
+    );
+  }
+  return missing;
+}
+
+/**
+ * Creates the backup directory's missing levels one by one from the nearest existing
+ * ancestor. (A recursive mkdir where the file system answers ENOENT, as /proc does, never
+ * returns.)
+ */
+export function createBackupDir(path: string): void {
+  for (const level of checkBackupDir(path)) {
+    try {
+      mkdirSync(level);
+    } catch (error) {
+      if (code(error) === 'EEXIST' && statSync(level).isDirectory()) continue;
+      throw new InputError(
+        `backup-dir '${path}': cannot create '${level}' (${code(error)}). Choose a directory on a normal file system.`,
+      );
+    }
+  }
+}
+
+/** Names a run gives its work in progress: `owncloud-backup-YYYYMMDD-HHMMSS.incomplete`. */
+export function isIncompleteName(name: string): boolean {
+  return (
+    name.endsWith(INCOMPLETE_SUFFIX) &&
+    /^owncloud-backup-\d{8}-\d{6}$/.test(name.slice(0, -INCOMPLETE_SUFFIX.length))
+  );
+}
+
+/** Bytes under a tree (its files may belong to other users: measured with the runner's privilege). */
+async function treeBytes(path: string, prefix: string[]): Promise<number> {
+  const result = await runProcess([...prefix, 'du', '-s', '-x', '--bytes', '--', path]);
+  return Number(result.stdout.split('\t')[0]) || 0;
+}
+
+/**
+ * Removes an incomplete backup directory (only one: its name must say so) with its size,
+ * or returns undefined when it is not there (the run finished, or removed it itself).
+ */
+export async function removeIncompleteBackup(path: string): Promise<{ bytes: number } | undefined> {
+  if (!isIncompleteName(path.split('/').pop() ?? '')) return undefined;
+  try {
+    if (!lstatSync(path).isDirectory()) return undefined;
+  } catch {
+    return undefined;
+  }
+  const privilege = await runnerPrivilege();
+  const bytes = await treeBytes(path, privilege.prefix);
+  await removeTree(path, privilege).catch((error: unknown) => {
+    throw new BackupError(`Could not remove ${path}: ${code(error)}`);
+  });
+  return { bytes };
+}
+
+/**
+ * Removes the incomplete backups in the backup directory. Call it only while holding the
+ * directory's lock: then none of them belongs to a running backup.
+ */
+export async function removeStaleBackups(
+  backupDir: string,
+  report: (path: string, bytes: number) => void,
+): Promise<void> {
+  for (const name of readdirSync(backupDir).filter(isIncompleteName).sort()) {
+    const path = join(backupDir, name);
+    const removed = await removeIncompleteBackup(path);
+    if (removed) report(path, removed.bytes);
+  }
+}
