@@ -13755,6 +13755,16 @@ class StepProgress {
 
 
 
+/** statfs(2) magic numbers of kernel file systems that hold no files of ours. */
+const PSEUDO_FILE_SYSTEMS = new Map([
+    [0x9fa0, 'proc'],
+    [0x62656572, 'sysfs'],
+    [0x1cd1, 'devpts'],
+    [0x27e0eb, 'cgroup'],
+    [0x63677270, 'cgroup2'],
+    [0x64626720, 'debugfs'],
+    [0x73636673, 'securityfs'],
+]);
 function code(error) {
     return error.code ?? String(error);
 }
@@ -13787,6 +13797,9 @@ function checkBackupDir(path) {
         throw new InputError(existing === path
             ? `backup-dir '${path}' is a file, not a directory. Choose a directory.`
             : `backup-dir '${path}': '${existing}' is a file, not a directory. Choose a directory.`);
+    const pseudo = PSEUDO_FILE_SYSTEMS.get((0,external_node_fs_namespaceObject.statfsSync)(existing).type);
+    if (pseudo)
+        throw new InputError(`backup-dir '${path}': '${existing}' is on a pseudo file system (${pseudo}), where no backup can be written. Choose a directory on a normal file system.`);
     try {
         (0,external_node_fs_namespaceObject.accessSync)(existing, external_node_fs_namespaceObject.constants.W_OK | external_node_fs_namespaceObject.constants.X_OK);
     }

@@ -1,12 +1,31 @@
 // The backup directory on the runner: checked before anything else happens, created once the
 // preflight has accepted it,
 // held by one run at a time, and cleared of the incomplete backups that killed runs left.
-import { accessSync, constants, lstatSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  statfsSync,
+  statSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { BackupError, InputError } from '../errors.ts';
 import { runProcess } from '../host/process.ts';
 import { removeTree, runnerPrivilege } from '../host/runner.ts';
 import { INCOMPLETE_SUFFIX } from '../naming.ts';
+
+/** statfs(2) magic numbers of kernel file systems that hold no files of ours. */
+const PSEUDO_FILE_SYSTEMS = new Map<number, string>([
+  [0x9fa0, 'proc'],
+  [0x62656572, 'sysfs'],
+  [0x1cd1, 'devpts'],
+  [0x27e0eb, 'cgroup'],
+  [0x63677270, 'cgroup2'],
+  [0x64626720, 'debugfs'],
+  [0x73636673, 'securityfs'],
+]);
 
 function code(error: unknown): string {
   return (error as NodeJS.ErrnoException).code ?? String(error);
@@ -43,6 +62,11 @@ export function checkBackupDir(path: string): string[] {
       existing === path
         ? `backup-dir '${path}' is a file, not a directory. Choose a directory.`
         : `backup-dir '${path}': '${existing}' is a file, not a directory. Choose a directory.`,
+    );
+  const pseudo = PSEUDO_FILE_SYSTEMS.get(statfsSync(existing).type);
+  if (pseudo)
+    throw new InputError(
+      `backup-dir '${path}': '${existing}' is on a pseudo file system (${pseudo}), where no backup can be written. Choose a directory on a normal file system.`,
     );
   try {
     accessSync(existing, constants.W_OK | constants.X_OK);

@@ -551,7 +551,7 @@ describe('the backup directory', () => {
     clearTimeout(guard);
     expect(run.exitCode, explain(run)).toBe(2);
     expect(errorLine(run)).toBe(
-      `owncloud-backup: error: backup-dir '${target}': cannot create '/proc/ocb-not-here-${process.pid}' (ENOENT). Choose a directory on a normal file system.`,
+      `owncloud-backup: error: backup-dir '${target}': '/proc' is on a pseudo file system (proc), where no backup can be written. Choose a directory on a normal file system.`,
     );
   });
 

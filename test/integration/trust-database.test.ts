@@ -276,7 +276,20 @@ describe('a host without the database client the check needs', () => {
     // A host whose PATH has what the backup uses there, mysqldump among it, but no mysql.
     const bin = join(scratch.path, 'host-bin-without-mysql');
     mkdirSync(bin);
-    for (const tool of ['sh', 'id', 'stat', 'test', 'php', 'du', 'runuser', 'head', 'env', 'rsync'])
+    for (const tool of [
+      'sh',
+      'id',
+      'stat',
+      'test',
+      'php',
+      'du',
+      'runuser',
+      'head',
+      'env',
+      'rsync',
+      'flock',
+      'cat',
+    ])
       symlinkSync(execFileSync('which', [tool], { encoding: 'utf8' }).trim(), join(bin, tool));
     symlinkSync(requireTool('mariadb-dump'), join(bin, 'mysqldump'));
     const limited = await startSshd({ sessionPath: bin });

@@ -13,7 +13,7 @@ import {
   whoHoldsCommand,
 } from '../../src/host/lock.ts';
 import { isNoSpace, noSpaceError } from '../../src/host/runner.ts';
-import { isIncompleteName, createBackupDir } from '../../src/steps/backup-dir.ts';
+import { checkBackupDir, createBackupDir, isIncompleteName } from '../../src/steps/backup-dir.ts';
 import type { MaintenanceRecord } from '../../src/steps/maintenance.ts';
 
 function store(values: Record<string, string>): StateStore {
@@ -111,12 +111,13 @@ describe('createBackupDir', () => {
     );
   });
 
-  it('refuses a file system where mkdir answers ENOENT, at once', () => {
-    expect(() => createBackupDir('/proc/ocb-unit-nothing/backups')).toThrow(
-      new InputError(
-        "backup-dir '/proc/ocb-unit-nothing/backups': cannot create '/proc/ocb-unit-nothing' (ENOENT). Choose a directory on a normal file system.",
-      ),
-    );
+  it('refuses a pseudo file system such as /proc (where mkdir answers ENOENT), at once, creating nothing', () => {
+    for (const check of [checkBackupDir, createBackupDir])
+      expect(() => check('/proc/ocb-unit-nothing/backups')).toThrow(
+        new InputError(
+          "backup-dir '/proc/ocb-unit-nothing/backups': '/proc' is on a pseudo file system (proc), where no backup can be written. Choose a directory on a normal file system.",
+        ),
+      );
   });
 
   it.runIf(process.getuid?.() !== 0)('refuses a directory this user cannot write', () => {
