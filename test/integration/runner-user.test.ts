@@ -100,6 +100,24 @@ function runnerFiles(user: string): { args: string[]; backupDir: string } {
 }
 
 describe('a runner that is not root', () => {
+  it('is refused a backup-dir it cannot write, as a usage error, before anything else', async () => {
+    const { args } = runnerFiles(WITHOUT_SUDO);
+    // Root's, and not writable by the runner user: the nearest existing level is checked.
+    const rootOnly = join(scratch.path, 'root-only');
+    mkdirSync(rootOnly, { mode: 0o755 });
+    const target = join(rootOnly, 'backups', 'nightly');
+    const run = await runBackupCli([...args, '--backup-dir', target], {
+      secrets: [],
+      user: WITHOUT_SUDO,
+      env: { HOME: '/nonexistent' },
+    });
+    expect(run.exitCode, `${run.stdout}\n${run.stderr}`).toBe(2);
+    expect(run.stderr).toContain(
+      `owncloud-backup: error: backup-dir '${target}': '${rootOnly}' is not writable by this user. Choose a directory it can write.`,
+    );
+    expect(readdirSync(rootOnly)).toEqual([]);
+  });
+
   it('keeps every owner through passwordless sudo', async () => {
     const { args, backupDir } = runnerFiles(WITH_SUDO);
     const run = await runBackupCli(args, {
