@@ -39,6 +39,7 @@ import {
   withoutMtime,
 } from '../support/restore.ts';
 import { diffTrees, snapshotTree } from '../support/tree.ts';
+import { explain, errorLine, occSwitches, sshArgs as sshArgsFor } from '../support/cli-checks.ts';
 
 let mariadb: MariaDbServer;
 let postgres: PostgresServer;
@@ -65,16 +66,7 @@ function serverOf(engine: Engine) {
 }
 
 function sshArgs(server: SshServer = sshd): string[] {
-  return [
-    '--host',
-    server.host,
-    '--port',
-    String(server.port),
-    '--ssh-key-file',
-    server.privateKeyPath,
-    '--known-hosts-file',
-    server.knownHostsPath,
-  ];
+  return sshArgsFor(server);
 }
 
 function backupDirFor(instance: SampleInstance): string {
@@ -86,24 +78,6 @@ function backupDirFor(instance: SampleInstance): string {
 function expectNoInjection(instance: SampleInstance): void {
   for (const dir of ['/', '/root', '/tmp', instance.root, instance.installDir, scratch.path])
     expect(existsSync(join(dir, 'pwned')), `${dir}/pwned`).toBe(false);
-}
-
-function explain(run: CliRun): string {
-  return `exit ${run.exitCode}\n--- stdout\n${run.stdout}\n--- stderr\n${run.stderr}`;
-}
-
-/** The one error line the command printed. */
-function errorLine(run: CliRun): string {
-  const lines = run.stderr.split('\n').filter((l) => l.startsWith('owncloud-backup: error:'));
-  expect(lines, explain(run)).toHaveLength(1);
-  return lines[0]!;
-}
-
-function occSwitches(instance: SampleInstance): string[] {
-  return instance
-    .occCalls()
-    .map((c) => `${c.user} ${c.args.join(' ')}`)
-    .filter((c) => c.includes('--on') || c.includes('--off'));
 }
 
 describe.each([

@@ -20,10 +20,12 @@ import { formatBytes } from '../../src/steps/preflight.ts';
 import { isProcessRunning, makeScratchDir } from '../harness/scratch.ts';
 import { startSshd, type SshServer } from '../harness/sshd.ts';
 import type { SampleInstance, SampleOptions } from '../sample/instance.ts';
-import { runActionStep, type StepRun } from '../support/action-runner.ts';
+import { runActionStep } from '../support/action-runner.ts';
 import { runBackupCli, type CliRun } from '../support/backup-run.ts';
 import { sampleOn, type DatabaseServers } from '../support/instances.ts';
 import { holdOccAt, type OccHold } from '../support/occ-hold.ts';
+import { explain, errorLine, occSwitches, sshArgs as sshArgsFor } from '../support/cli-checks.ts';
+import { ProcessTree } from '../support/processes.ts';
 
 let sshd: SshServer;
 const scratch = makeScratchDir('trust-crash');
@@ -53,40 +55,14 @@ function sshInputs(): Record<string, string> {
   };
 }
 
-function sshArgs(): string[] {
-  return [
-    '--host',
-    sshd.host,
-    '--port',
-    String(sshd.port),
-    '--ssh-key-file',
-    sshd.privateKeyPath,
-    '--known-hosts-file',
-    sshd.knownHostsPath,
-  ];
+function sshArgs(server: SshServer = sshd): string[] {
+  return sshArgsFor(server);
 }
 
 function freshDir(label: string): string {
   const dir = join(scratch.path, `${label} ${counter++}`);
   mkdirSync(dir, { recursive: true });
   return dir;
-}
-
-function explain(run: CliRun | StepRun): string {
-  return `exit ${run.exitCode} ${run.signal ?? ''}\n--- stdout\n${run.stdout}\n--- stderr\n${run.stderr}`;
-}
-
-function errorLine(run: CliRun): string {
-  const lines = run.stderr.split('\n').filter((l) => l.startsWith('owncloud-backup: error:'));
-  expect(lines, explain(run)).toHaveLength(1);
-  return lines[0]!;
-}
-
-function occSwitches(instance: SampleInstance): string[] {
-  return instance
-    .occCalls()
-    .map((c) => `${c.user} ${c.args.join(' ')}`)
-    .filter((c) => c.includes('--on') || c.includes('--off'));
 }
 
 function incompleteIn(dir: string): string[] {
@@ -416,12 +392,14 @@ describe('after a run killed with SIGKILL', () => {
         {
           secrets: [],
           onSpawn: (cli) => {
+            const tree = new ProcessTree(cli.pid);
             void (async () => {
               // The run's own rsync processes, copying into its staging directory.
               for (;;) {
-                const copying = treeOf(cli.pid!).filter((p) =>
-                  isStagingRsync(argvOf(p), backupDir),
-                );
+                const copying = tree
+                  .list()
+                  .filter((p) => isStagingRsync(p.argv, backupDir))
+                  .map((p) => p.pid);
                 if (copying.length > 0 || cli.exitCode !== null) {
                   // Frozen, so that none can finish its copy and end by itself.
                   for (const pid of copying) {
@@ -451,22 +429,6 @@ describe('after a run killed with SIGKILL', () => {
 });
 
 /** The process and its descendants, from /proc/PID/task/TID/children (this test's tree only). */
-function treeOf(pid: number): number[] {
-  const found = [pid];
-  for (let i = 0; i < found.length; i++) {
-    try {
-      for (const task of readdirSync(`/proc/${found[i]}/task`))
-        for (const child of readFileSync(`/proc/${found[i]}/task/${task}/children`, 'utf8')
-          .trim()
-          .split(' ')
-          .filter(Boolean))
-          found.push(Number(child));
-    } catch {
-      // ended meanwhile
-    }
-  }
-  return found.slice(1);
-}
 
 function argvOf(pid: number): string[] {
   try {

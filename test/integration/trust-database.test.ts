@@ -33,6 +33,7 @@ import {
   restoreDump,
 } from '../support/restore.ts';
 import { diffTrees, snapshotTree } from '../support/tree.ts';
+import { explain, errorLine, occSwitches, sshArgs as sshArgsFor } from '../support/cli-checks.ts';
 
 let mariadb: MariaDbServer;
 let postgres: PostgresServer;
@@ -61,35 +62,7 @@ function sample(
 }
 
 function sshArgs(transport: Transport): string[] {
-  if (transport === 'local') return [];
-  return [
-    '--host',
-    sshd.host,
-    '--port',
-    String(sshd.port),
-    '--ssh-key-file',
-    sshd.privateKeyPath,
-    '--known-hosts-file',
-    sshd.knownHostsPath,
-  ];
-}
-
-function explain(run: CliRun): string {
-  return `exit ${run.exitCode}\n--- stdout\n${run.stdout}\n--- stderr\n${run.stderr}`;
-}
-
-/** The one error line the command printed. */
-function errorLine(run: CliRun): string {
-  const lines = run.stderr.split('\n').filter((l) => l.startsWith('owncloud-backup: error:'));
-  expect(lines, explain(run)).toHaveLength(1);
-  return lines[0]!;
-}
-
-function occSwitches(instance: SampleInstance): string[] {
-  return instance
-    .occCalls()
-    .map((c) => `${c.user} ${c.args.join(' ')}`)
-    .filter((c) => c.includes('--on') || c.includes('--off'));
+  return transport === 'local' ? [] : sshArgsFor(sshd);
 }
 
 /**

@@ -27,6 +27,7 @@ import { runBackupCli, type CliRun } from '../support/backup-run.ts';
 import { sampleOn, type DatabaseServers } from '../support/instances.ts';
 import { archivePath, finishedBackup, unpackFiles, withoutMtime } from '../support/restore.ts';
 import { diffTrees, snapshotTree } from '../support/tree.ts';
+import { explain, errorLine, sshArgs as sshArgsFor } from '../support/cli-checks.ts';
 
 let sshd: SshServer;
 const scratch = makeScratchDir('trust-fileset');
@@ -47,27 +48,8 @@ function sample(options: Partial<SampleOptions> = {}): Promise<SampleInstance> {
   return sampleOn('sqlite', {} as DatabaseServers, scratch.path, counter++, options);
 }
 
-function sshArgs(): string[] {
-  return [
-    '--host',
-    sshd.host,
-    '--port',
-    String(sshd.port),
-    '--ssh-key-file',
-    sshd.privateKeyPath,
-    '--known-hosts-file',
-    sshd.knownHostsPath,
-  ];
-}
-
-function explain(run: CliRun): string {
-  return `exit ${run.exitCode}\n--- stdout\n${run.stdout}\n--- stderr\n${run.stderr}`;
-}
-
-function errorLine(run: CliRun): string {
-  const lines = run.stderr.split('\n').filter((l) => l.startsWith('owncloud-backup: error:'));
-  expect(lines, explain(run)).toHaveLength(1);
-  return lines[0]!;
+function sshArgs(server: SshServer = sshd): string[] {
+  return sshArgsFor(server);
 }
 
 /** Runs a backup of the instance into a fresh backup dir; returns the run and the dir. */

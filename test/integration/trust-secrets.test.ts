@@ -17,6 +17,7 @@ import { CLI, holdDumpLock, runBackupCli, type WatchedRun } from '../support/bac
 import { watchEnvironments, type EnvironSighting } from '../support/environ-watch.ts';
 import { sampleOn, type Engine } from '../support/instances.ts';
 import { finishedBackup } from '../support/restore.ts';
+import { explain, errorLine } from '../support/cli-checks.ts';
 
 const MAIN_BUNDLE = resolve(import.meta.dirname, '..', '..', 'dist', 'main', 'index.js');
 
@@ -48,17 +49,6 @@ function backupDirFor(instance: SampleInstance): string {
   const dir = join(instance.root, 'backups');
   mkdirSync(dir, { recursive: true });
   return dir;
-}
-
-function explain(run: WatchedRun): string {
-  return `exit ${run.exitCode} ${run.signal ?? ''}\n--- stdout\n${run.stdout}\n--- stderr\n${run.stderr}`;
-}
-
-/** The one error line the command printed. */
-function errorLine(run: WatchedRun): string {
-  const lines = run.stderr.split('\n').filter((l) => l.startsWith('owncloud-backup: error:'));
-  expect(lines, explain(run)).toHaveLength(1);
-  return lines[0]!;
 }
 
 /**
