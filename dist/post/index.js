@@ -42407,6 +42407,18 @@ function withoutLoginNoise(result) {
         stderr: result.stderr.replace(/^Could not chdir to home directory.*\n?/gm, ''),
     };
 }
+/**
+ * What ssh said about a failure, or, when it said nothing, what is known: its exit status
+ * and that it gave no reason.
+ */
+function sshFailureDetail(exitCode, stderr) {
+    const said = stderrTail(stderr);
+    if (said !== '')
+        return said;
+    return exitCode === null
+        ? 'ssh ended without an exit status and gave no reason (no error output)'
+        : `ssh exited with status ${exitCode} and gave no reason (no error output)`;
+}
 /** Explains ssh's own failures (exit 255) in words an administrator can act on. */
 function explainSshFailure(stderr, label) {
     const text = stderr.toLowerCase();
@@ -42505,7 +42517,7 @@ class SshHost {
             await host.startMaster();
             const whoami = await host.run(['id', '-un']);
             if (whoami.exitCode !== 0)
-                throw new BackupError(`Could not run commands on ${host.label}: ${stderrTail(whoami.stderr)}`);
+                throw new BackupError(`Could not run commands on ${host.label}: ${sshFailureDetail(whoami.exitCode, whoami.stderr)}`);
             host.account = whoami.stdout.trim();
             return host;
         }
@@ -42537,8 +42549,10 @@ class SshHost {
             stderr = (stderr + chunk.toString()).slice(-8192);
         });
         let exited = false;
-        master.once('exit', () => {
+        let exitCode = null;
+        master.once('exit', (code, signal) => {
             exited = true;
+            exitCode = code ?? (signal ? 128 + (external_node_os_namespaceObject.constants.signals[signal] ?? 0) : null);
         });
         master.once('error', () => {
             exited = true;
@@ -42547,7 +42561,7 @@ class SshHost {
         for (;;) {
             if (exited) {
                 throw new BackupError(explainSshFailure(stderr, this.label) ??
-                    `Could not connect to ${this.label}: ${stderrTail(stderr) || 'ssh exited'}`);
+                    `Could not connect to ${this.label}: ${sshFailureDetail(exitCode, stderr)}`);
             }
             const check = await runProcess(['ssh', ...this.baseArgs, '-O', 'check', this.target.host]);
             if (check.exitCode === 0)
@@ -42584,7 +42598,7 @@ class SshHost {
             return undefined;
         if (result.exitCode === 255)
             return (explainSshFailure(result.stderr, this.label) ??
-                `The SSH connection to ${this.label} failed: ${stderrTail(result.stderr)}`);
+                `The SSH connection to ${this.label} failed: ${sshFailureDetail(result.exitCode, result.stderr)}`);
         // rsync reports a dead link with its own exit codes (12, 10) and this wording.
         if (/connection unexpectedly closed|not responding|broken pipe/i.test(result.stderr))
             return explainSshFailure(result.stderr, this.label);
@@ -42690,6 +42704,13 @@ const INPUTS = {
     backupDir: 'backup-dir',
     dumpTimeout: 'dump-timeout',
 };
+/** Inputs that only mean something for an SSH connection (with `host`). */
+const SSH_ONLY = [
+    INPUTS.port,
+    INPUTS.user,
+    INPUTS.sshKey,
+    INPUTS.knownHosts,
+];
 const settings_actionLabel = (name) => `input '${name}'`;
 const cliLabel = (name) => `option --${name}`;
 const KEY_TYPES = new Set([
@@ -42753,6 +42774,11 @@ function settings_planBackup(raw, defaults, label = settings_actionLabel) {
     // --- Where the ownCloud server is -------------------------------------------------------
     const host = value(INPUTS.host);
     let target = { kind: 'local' };
+    // Without a host there is no SSH connection: an SSH setting would be silently unused.
+    if (host === '')
+        for (const name of SSH_ONLY)
+            if (value(name) !== '')
+                fail(name, `it only applies with ${label(INPUTS.host)} (without a host, the server is this machine and there is no SSH connection).`);
     if (host !== '') {
         if (host.startsWith('-') || !/^[A-Za-z0-9._:[\]%_-]+$/.test(host))
             fail(INPUTS.host, `'${host}' is not a host name or IP address.`);
