@@ -312,7 +312,8 @@ async function checkFiles(
   const { entries, marker, lastLine } = listing;
   let listed: Check;
   if (result.exitCode !== 0) {
-    const said = stderrTail(result.stderr, 1).replace(/\s+/g, ' ').trim();
+    // tar's first complaint names the cause ('Unexpected EOF in archive'); the last is 'exiting now'.
+    const said = (stderrTail(result.stderr, 1000).split('\n')[0] ?? '').replace(/\s+/g, ' ').trim();
     listed = {
       ok: false,
       what: `${archive.name}: tar stops after ${entries} entries (exit ${result.exitCode}${said ? `: ${said}` : ''})`,
@@ -424,11 +425,8 @@ async function scanListing(
   let lastLine = '';
   const decoder = new StringDecoder('utf8');
   const take = (line: string) => {
-    if (tarEndBlock(line) !== undefined) {
-      lastLine = line;
-      return;
-    }
     lastLine = line;
+    if (tarEndBlock(line) !== undefined) return;
     entries++;
     const name = line.replace(/^block \d+: /, '');
     if (name === 'data/.ocdata' || name === 'data/.ncdata') marker = true;

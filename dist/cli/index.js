@@ -13366,7 +13366,8 @@ async function checkFiles(path, archive) {
     const { entries, marker, lastLine } = listing;
     let listed;
     if (result.exitCode !== 0) {
-        const said = stderrTail(result.stderr, 1).replace(/\s+/g, ' ').trim();
+        // tar's first complaint names the cause ('Unexpected EOF in archive'); the last is 'exiting now'.
+        const said = (stderrTail(result.stderr, 1000).split('\n')[0] ?? '').replace(/\s+/g, ' ').trim();
         listed = {
             ok: false,
             what: `${archive.name}: tar stops after ${entries} entries (exit ${result.exitCode}${said ? `: ${said}` : ''})`,
@@ -13470,11 +13471,9 @@ async function scanListing(stream) {
     let lastLine = '';
     const decoder = new external_node_string_decoder_namespaceObject.StringDecoder('utf8');
     const take = (line) => {
-        if (tarEndBlock(line) !== undefined) {
-            lastLine = line;
-            return;
-        }
         lastLine = line;
+        if (tarEndBlock(line) !== undefined)
+            return;
         entries++;
         const name = line.replace(/^block \d+: /, '');
         if (name === 'data/.ocdata' || name === 'data/.ncdata')
@@ -13679,7 +13678,11 @@ function cliInputs(args, env) {
             throw new InputError(`Invalid option --ssh-keepalive: '${values['ssh-keepalive']}' is not a whole number of seconds (1 or more).`);
         keepAliveSeconds = Number(values['ssh-keepalive']);
     }
-    return { raw, label: labelFromSources(sources), ...(keepAliveSeconds ? { keepAliveSeconds } : {}) };
+    return {
+        raw,
+        label: labelFromSources(sources),
+        ...(keepAliveSeconds ? { keepAliveSeconds } : {}),
+    };
 }
 function summary(result) {
     const { manifest } = result;
