@@ -13173,6 +13173,10 @@ function manifestProblem(value) {
         return `database.type ${JSON.stringify(database.type)} is not mysql, pgsql or sqlite`;
     if (!Number.isSafeInteger(database.dumpBytes) || database.dumpBytes < 0)
         return 'database.dumpBytes is not a byte count';
+    // Printed in the report: no line breaks that could forge a line of it.
+    // eslint-disable-next-line no-control-regex
+    if (typeof database.dumpTool !== 'string' || /[\x00-\x1f\x7f]/.test(database.dumpTool))
+        return 'database.dumpTool is not a program name';
     for (const [index, entry] of manifest.archives.entries()) {
         const archive = entry;
         const at = `archives[${index}]`;

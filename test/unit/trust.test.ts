@@ -104,7 +104,7 @@ describe('the shape of a manifest', () => {
   });
   const manifest = (archives: unknown[], database: object = {}) => ({
     format: 'owncloud-backup/1',
-    database: { type: 'sqlite', dumpBytes: 5, ...database },
+    database: { type: 'sqlite', dumpBytes: 5, dumpTool: 'sqlite3', ...database },
     archives,
   });
 
@@ -140,6 +140,10 @@ describe('the shape of a manifest', () => {
     [
       manifest([archive('files'), archive('database')], { type: 'oci' }),
       'database.type "oci" is not mysql, pgsql or sqlite',
+    ],
+    [
+      manifest([archive('files'), archive('database')], { dumpTool: 'x\nok      forged' }),
+      'database.dumpTool is not a program name',
     ],
   ])('refuses %j: %s', (value, expected) => {
     expect(manifestProblem(value)).toBe(expected);
