@@ -5,7 +5,15 @@
 // marker and nothing but zero padding. Reads each archive once, every byte of it, and
 // nothing outside the backup directory.
 import { createHash } from 'node:crypto';
-import { createReadStream, lstatSync, readFileSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  createReadStream,
+  fstatSync,
+  openSync,
+  readFileSync,
+  statSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -34,6 +42,12 @@ function errnoCode(error: unknown): string {
   return (error as NodeJS.ErrnoException).code ?? String(error);
 }
 
+/** An error opening a file, in words: 'permission denied (EACCES)'. */
+function openFailure(error: unknown): string {
+  const code = errnoCode(error);
+  return code === 'EACCES' || code === 'EPERM' ? `permission denied (${code})` : code;
+}
+
 function readManifestText(directory: string): string {
   let stat;
   try {
@@ -42,7 +56,7 @@ function readManifestText(directory: string): string {
     throw new UnverifiableError(
       errnoCode(error) === 'ENOENT'
         ? `Cannot verify ${directory}: no such directory.`
-        : `Cannot verify ${directory}: ${errnoCode(error)}.`,
+        : `Cannot verify ${directory}: ${openFailure(error)}.`,
     );
   }
   if (!stat.isDirectory())
@@ -55,7 +69,7 @@ function readManifestText(directory: string): string {
       throw new UnverifiableError(
         `${directory} has no ${MANIFEST_NAME}: it is not a finished backup.`,
       );
-    throw new UnverifiableError(`Cannot read ${path}: ${errnoCode(error)}.`);
+    throw new UnverifiableError(`Cannot read ${path}: ${openFailure(error)}.`);
   }
 }
 
@@ -234,7 +248,7 @@ interface ArchiveRead {
  * Reads the whole archive, hashing every byte, through the decompressor to the end of its
  * output, which goes to `sink` (which must read to the end, too).
  */
-async function readArchive(path: string, archive: ArchiveRecord, sink: Writable) {
+async function readArchive(fd: number, archive: ArchiveRecord, sink: Writable) {
   const hash = createHash('sha256');
   const decompress = streamProcess(
     archive.compression === 'zstd' ? ['zstd', '-dc', '-q'] : ['gzip', '-dc'],
@@ -242,9 +256,14 @@ async function readArchive(path: string, archive: ArchiveRecord, sink: Writable)
   );
   // Every byte is hashed, even after a damaged archive made the decompressor give up.
   const feed = new ForwardWhileRead(decompress.stdin, (chunk) => hash.update(chunk));
+  // A read that fails half-way (EIO) leaves the decompressor waiting for more: end it.
+  const stopOnFailure = (error: unknown) => {
+    decompress.kill();
+    throw error;
+  };
   const [read, drained, result] = await Promise.allSettled([
-    pipeline(createReadStream(path), feed),
-    pipeline(decompress.stdout, sink),
+    pipeline(createReadStream('', { fd }), feed).catch(stopOnFailure),
+    pipeline(decompress.stdout, sink).catch(stopOnFailure),
     decompress.done,
   ]);
   const readError =
@@ -261,7 +280,7 @@ async function readArchive(path: string, archive: ArchiveRecord, sink: Writable)
 }
 
 async function checkDump(
-  path: string,
+  fd: number,
   archive: ArchiveRecord,
   manifest: Manifest,
 ): Promise<{ read: ArchiveRead; checks: Check[] }> {
@@ -274,7 +293,7 @@ async function checkDump(
       callback();
     },
   });
-  const read = await readArchive(path, archive, sink);
+  const read = await readArchive(fd, archive, sink);
   const expected = manifest.database.dumpBytes;
   if (read.failure)
     return {
@@ -303,13 +322,13 @@ async function checkDump(
 }
 
 async function checkFiles(
-  path: string,
+  fd: number,
   archive: ArchiveRecord,
 ): Promise<{ read: ArchiveRead; checks: Check[] }> {
   const stream = new ZeroTail();
   const tar = streamProcess(['tar', '--list', '--block-number', '--file=-'], { feedStdin: true });
   const [read, listing, result] = await Promise.all([
-    readArchive(path, archive, new ForwardWhileRead(tar.stdin, (chunk) => stream.add(chunk))),
+    readArchive(fd, archive, new ForwardWhileRead(tar.stdin, (chunk) => stream.add(chunk))),
     scanListing(tar.stdout),
     tar.done,
   ]);
@@ -350,33 +369,39 @@ async function checkFiles(
 async function checkArchive(directory: string, archive: ArchiveRecord, manifest: Manifest) {
   const nameProblem = archiveNameProblem(archive.name);
   if (nameProblem) return [{ ok: false, what: nameProblem }];
-  const path = join(directory, archive.name);
-  let stat;
+  // No symlink is followed (O_NOFOLLOW), and opening a FIFO does not wait for a writer.
+  let fd: number;
   try {
-    stat = lstatSync(path);
+    fd = openSync(
+      join(directory, archive.name),
+      constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
+    );
   } catch (error) {
-    return [
-      {
-        ok: false,
-        what:
-          errnoCode(error) === 'ENOENT'
-            ? `${archive.name} is missing`
-            : `${archive.name} cannot be examined (${errnoCode(error)})`,
-      },
-    ];
+    const code = errnoCode(error);
+    const what =
+      code === 'ENOENT'
+        ? `${archive.name} is missing`
+        : code === 'ELOOP'
+          ? `${archive.name} is a symbolic link (not read)`
+          : `${archive.name} cannot be read: ${openFailure(error)}`;
+    return [{ ok: false, what }];
   }
-  if (!stat.isFile())
+  const stat = fstatSync(fd);
+  if (!stat.isFile()) {
+    closeSync(fd);
     return [{ ok: false, what: `${archive.name} is not a regular file (not read)` }];
+  }
   const checks: Check[] = [
     {
       ok: stat.size === archive.size,
       what: `${archive.name}: size ${stat.size} (manifest: ${archive.size})`,
     },
   ];
+  // The read stream closes the file when it ends.
   const { read, checks: content } =
     archive.role === 'database'
-      ? await checkDump(path, archive, manifest)
-      : await checkFiles(path, archive);
+      ? await checkDump(fd, archive, manifest)
+      : await checkFiles(fd, archive);
   checks.push(
     {
       ok: read.sha256 === archive.sha256,

@@ -13124,6 +13124,11 @@ const TAR_BLOCK = 512;
 function errnoCode(error) {
     return error.code ?? String(error);
 }
+/** An error opening a file, in words: 'permission denied (EACCES)'. */
+function openFailure(error) {
+    const code = errnoCode(error);
+    return code === 'EACCES' || code === 'EPERM' ? `permission denied (${code})` : code;
+}
 function readManifestText(directory) {
     let stat;
     try {
@@ -13132,7 +13137,7 @@ function readManifestText(directory) {
     catch (error) {
         throw new UnverifiableError(errnoCode(error) === 'ENOENT'
             ? `Cannot verify ${directory}: no such directory.`
-            : `Cannot verify ${directory}: ${errnoCode(error)}.`);
+            : `Cannot verify ${directory}: ${openFailure(error)}.`);
     }
     if (!stat.isDirectory())
         throw new UnverifiableError(`Cannot verify ${directory}: it is not a directory.`);
@@ -13143,7 +13148,7 @@ function readManifestText(directory) {
     catch (error) {
         if (errnoCode(error) === 'ENOENT')
             throw new UnverifiableError(`${directory} has no ${MANIFEST_NAME}: it is not a finished backup.`);
-        throw new UnverifiableError(`Cannot read ${path}: ${errnoCode(error)}.`);
+        throw new UnverifiableError(`Cannot read ${path}: ${openFailure(error)}.`);
     }
 }
 /**
@@ -13301,14 +13306,19 @@ function decompressionFailure(result, readError) {
  * Reads the whole archive, hashing every byte, through the decompressor to the end of its
  * output, which goes to `sink` (which must read to the end, too).
  */
-async function readArchive(path, archive, sink) {
+async function readArchive(fd, archive, sink) {
     const hash = (0,external_node_crypto_namespaceObject.createHash)('sha256');
     const decompress = streamProcess(archive.compression === 'zstd' ? ['zstd', '-dc', '-q'] : ['gzip', '-dc'], { feedStdin: true });
     // Every byte is hashed, even after a damaged archive made the decompressor give up.
     const feed = new ForwardWhileRead(decompress.stdin, (chunk) => hash.update(chunk));
+    // A read that fails half-way (EIO) leaves the decompressor waiting for more: end it.
+    const stopOnFailure = (error) => {
+        decompress.kill();
+        throw error;
+    };
     const [read, drained, result] = await Promise.allSettled([
-        (0,external_node_stream_promises_namespaceObject.pipeline)((0,external_node_fs_namespaceObject.createReadStream)(path), feed),
-        (0,external_node_stream_promises_namespaceObject.pipeline)(decompress.stdout, sink),
+        (0,external_node_stream_promises_namespaceObject.pipeline)((0,external_node_fs_namespaceObject.createReadStream)('', { fd }), feed).catch(stopOnFailure),
+        (0,external_node_stream_promises_namespaceObject.pipeline)(decompress.stdout, sink).catch(stopOnFailure),
         decompress.done,
     ]);
     const readError = read.status === 'rejected'
@@ -13322,7 +13332,7 @@ async function readArchive(path, archive, sink) {
         failure: ok ? undefined : decompressionFailure(result, readError),
     };
 }
-async function checkDump(path, archive, manifest) {
+async function checkDump(fd, archive, manifest) {
     let bytes = 0;
     let tail = Buffer.alloc(0);
     const sink = new external_node_stream_namespaceObject.Writable({
@@ -13332,7 +13342,7 @@ async function checkDump(path, archive, manifest) {
             callback();
         },
     });
-    const read = await readArchive(path, archive, sink);
+    const read = await readArchive(fd, archive, sink);
     const expected = manifest.database.dumpBytes;
     if (read.failure)
         return {
@@ -13359,11 +13369,11 @@ async function checkDump(path, archive, manifest) {
         ],
     };
 }
-async function checkFiles(path, archive) {
+async function checkFiles(fd, archive) {
     const stream = new ZeroTail();
     const tar = streamProcess(['tar', '--list', '--block-number', '--file=-'], { feedStdin: true });
     const [read, listing, result] = await Promise.all([
-        readArchive(path, archive, new ForwardWhileRead(tar.stdin, (chunk) => stream.add(chunk))),
+        readArchive(fd, archive, new ForwardWhileRead(tar.stdin, (chunk) => stream.add(chunk))),
         scanListing(tar.stdout),
         tar.done,
     ]);
@@ -13405,32 +13415,35 @@ async function checkArchive(directory, archive, manifest) {
     const nameProblem = archiveNameProblem(archive.name);
     if (nameProblem)
         return [{ ok: false, what: nameProblem }];
-    const path = (0,external_node_path_namespaceObject.join)(directory, archive.name);
-    let stat;
+    // No symlink is followed (O_NOFOLLOW), and opening a FIFO does not wait for a writer.
+    let fd;
     try {
-        stat = (0,external_node_fs_namespaceObject.lstatSync)(path);
+        fd = (0,external_node_fs_namespaceObject.openSync)((0,external_node_path_namespaceObject.join)(directory, archive.name), external_node_fs_namespaceObject.constants.O_RDONLY | external_node_fs_namespaceObject.constants.O_NOFOLLOW | external_node_fs_namespaceObject.constants.O_NONBLOCK);
     }
     catch (error) {
-        return [
-            {
-                ok: false,
-                what: errnoCode(error) === 'ENOENT'
-                    ? `${archive.name} is missing`
-                    : `${archive.name} cannot be examined (${errnoCode(error)})`,
-            },
-        ];
+        const code = errnoCode(error);
+        const what = code === 'ENOENT'
+            ? `${archive.name} is missing`
+            : code === 'ELOOP'
+                ? `${archive.name} is a symbolic link (not read)`
+                : `${archive.name} cannot be read: ${openFailure(error)}`;
+        return [{ ok: false, what }];
     }
-    if (!stat.isFile())
+    const stat = (0,external_node_fs_namespaceObject.fstatSync)(fd);
+    if (!stat.isFile()) {
+        (0,external_node_fs_namespaceObject.closeSync)(fd);
         return [{ ok: false, what: `${archive.name} is not a regular file (not read)` }];
+    }
     const checks = [
         {
             ok: stat.size === archive.size,
             what: `${archive.name}: size ${stat.size} (manifest: ${archive.size})`,
         },
     ];
+    // The read stream closes the file when it ends.
     const { read, checks: content } = archive.role === 'database'
-        ? await checkDump(path, archive, manifest)
-        : await checkFiles(path, archive);
+        ? await checkDump(fd, archive, manifest)
+        : await checkFiles(fd, archive);
     checks.push({
         ok: read.sha256 === archive.sha256,
         what: `${archive.name}: sha256 ${read.sha256 === archive.sha256 ? 'matches' : `is ${read.sha256}, manifest says ${archive.sha256}`}`,

@@ -5,8 +5,18 @@
 // a host, a key file named as the option the user typed, an SSH failure without a reason.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import {
+  chmodSync,
+  copyFileSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../../src/manifest.ts';
 import type { Compression } from '../../src/settings.ts';
@@ -257,6 +267,87 @@ describe('verify opens only files inside the backup', () => {
       expect(run.stdout).not.toContain(`size ${statSync('/etc/shadow').size}`);
     },
   );
+});
+
+describe('verify opens only regular files, without following links', () => {
+  it('a symbolic link in place of an archive is damaged, its target not read', () => {
+    const copy = copyOfBackup('zstd', 'database');
+    rmSync(copy.path);
+    symlinkSync('/etc/shadow', copy.path);
+    const run = cli(['verify', copy.dir]);
+    expect(run.status).toBe(1);
+    expect(failedLines(run.stdout)).toEqual([
+      `FAILED  ${copy.record.name} is a symbolic link (not read)`,
+    ]);
+    expect(run.stdout).not.toContain(sha256(readFileSync('/etc/shadow')));
+  });
+
+  it('a FIFO in place of an archive is damaged, and verify does not wait on it', () => {
+    const copy = copyOfBackup('zstd', 'database');
+    rmSync(copy.path);
+    execFileSync('mkfifo', [copy.path]);
+    const run = cli(['verify', copy.dir]);
+    expect(run.status).toBe(1);
+    expect(failedLines(run.stdout)).toEqual([
+      `FAILED  ${copy.record.name} is not a regular file (not read)`,
+    ]);
+  });
+});
+
+/** Node and the CLI bundle where another user can run them (the checkout may be root's only). */
+function cliForNobody(): string[] {
+  const dir = join(scratch.path, 'cli-for-nobody');
+  mkdirSync(join(dir, 'cli'), { recursive: true, mode: 0o755 });
+  chmodSync(dir, 0o755);
+  copyFileSync(process.execPath, join(dir, 'node'));
+  chmodSync(join(dir, 'node'), 0o755);
+  copyFileSync(CLI, join(dir, 'cli', 'index.js'));
+  copyFileSync(join(dirname(CLI), '..', 'package.json'), join(dir, 'package.json'));
+  for (const file of ['cli/index.js', 'package.json']) chmodSync(join(dir, file), 0o644);
+  return [
+    'setpriv',
+    '--reuid=nobody',
+    '--regid=nogroup',
+    '--clear-groups',
+    join(dir, 'node'),
+    join(dir, 'cli', 'index.js'),
+  ];
+}
+
+describe('verify by a user who may not read the backup', () => {
+  let asNobody: string[];
+  beforeAll(() => {
+    asNobody = cliForNobody();
+  });
+  const run = (dir: string) => {
+    const [program, ...args] = asNobody;
+    return spawnSync(program!, [...args, 'verify', dir], { encoding: 'utf8', cwd: '/' });
+  };
+
+  it('an unreadable manifest is a failed check (exit 1), said in one line', () => {
+    const copy = copyOfBackup('zstd', 'files');
+    chmodSync(copy.dir, 0o755);
+    chmodSync(join(copy.dir, 'manifest.json'), 0o600);
+    expect(run(copy.dir)).toMatchObject({
+      status: 1,
+      stdout: '',
+      stderr: `owncloud-backup: error: Cannot read ${join(copy.dir, 'manifest.json')}: permission denied (EACCES).\n`,
+    });
+  });
+
+  it('an unreadable archive is a failed check naming it', () => {
+    const copy = copyOfBackup('zstd', 'database');
+    chmodSync(copy.dir, 0o755);
+    chmodSync(join(copy.dir, 'manifest.json'), 0o644);
+    const files = copy.manifest.archives.find((a) => a.role === 'files')!;
+    chmodSync(join(copy.dir, files.name), 0o644);
+    chmodSync(copy.path, 0o600);
+    const result = run(copy.dir);
+    expect(result.status, result.stderr).toBe(1);
+    expect(failedLines(result.stdout)).toEqual([
+      `FAILED  ${copy.record.name} cannot be read: permission denied (EACCES)`,
+    ]);
+  });
 });
 
 describe('verify exit status', () => {
