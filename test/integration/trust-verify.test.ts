@@ -269,6 +269,29 @@ describe('verify opens only files inside the backup', () => {
   );
 });
 
+describe('a manifest that cannot be trusted is damage, never "intact"', () => {
+  it('a manifest listing no archives', () => {
+    const copy = copyOfBackup('zstd', 'files');
+    copy.manifest.archives = [];
+    writeFileSync(join(copy.dir, 'manifest.json'), JSON.stringify(copy.manifest));
+    const run = cli(['verify', copy.dir]);
+    expect([run.status, run.stdout]).toEqual([
+      1,
+      `FAILED  manifest.json: damaged: it lists 0 files archives, not one\n${copy.dir}: DAMAGED (1 of 1 checks failed).\n`,
+    ]);
+  });
+
+  it('a manifest that is not JSON', () => {
+    const copy = copyOfBackup('zstd', 'files');
+    writeFileSync(join(copy.dir, 'manifest.json'), '{"format": "owncloud-backup/1", ');
+    const run = cli(['verify', copy.dir]);
+    expect([run.status, run.stdout]).toEqual([
+      1,
+      `FAILED  manifest.json: damaged: it is not valid JSON\n${copy.dir}: DAMAGED (1 of 1 checks failed).\n`,
+    ]);
+  });
+});
+
 describe('verify opens only regular files, without following links', () => {
   it('a symbolic link in place of an archive is damaged, its target not read', () => {
     const copy = copyOfBackup('zstd', 'database');
