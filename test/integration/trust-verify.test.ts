@@ -33,11 +33,16 @@ const pristine: Record<Compression, string> = { zstd: '', gzip: '' };
 let instance: SampleInstance;
 let copies = 0;
 
+// A verify that hangs (waiting on a FIFO or on a decompressor that never gets its end of
+// input) must fail the test, not block it: these runs take well under a second.
+const HANG = { timeout: 120_000, killSignal: 'SIGKILL' } as const;
+
 function cli(args: string[], env: Record<string, string> = {}) {
   return spawnSync(process.execPath, [CLI, ...args], {
     encoding: 'utf8',
     cwd: scratch.path,
     env: { ...process.env, ...env },
+    ...HANG,
   });
 }
 
@@ -344,7 +349,7 @@ describe('verify by a user who may not read the backup', () => {
   });
   const run = (dir: string) => {
     const [program, ...args] = asNobody;
-    return spawnSync(program!, [...args, 'verify', dir], { encoding: 'utf8', cwd: '/' });
+    return spawnSync(program!, [...args, 'verify', dir], { encoding: 'utf8', cwd: '/', ...HANG });
   };
 
   it('an unreadable manifest is a failed check (exit 1), said in one line', () => {
