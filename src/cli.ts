@@ -1,4 +1,5 @@
 // Entry of the `owncloud-backup` command.
-import { runCli } from './cli/main.ts';
+import { dropOutputToClosedPipes, runCli } from './cli/main.ts';
 
+dropOutputToClosedPipes();
 process.exitCode = await runCli(process.argv.slice(2));

@@ -31,6 +31,14 @@ export const INPUTS = {
 
 export type InputName = (typeof INPUTS)[keyof typeof INPUTS];
 
+/** Inputs that only mean something for an SSH connection (with `host`). */
+export const SSH_ONLY: readonly InputName[] = [
+  INPUTS.port,
+  INPUTS.user,
+  INPUTS.sshKey,
+  INPUTS.knownHosts,
+];
+
 /** Raw values as the user gave them; absent or empty means "the default". */
 export type RawInputs = Partial<Record<InputName, string>>;
 
@@ -161,6 +169,14 @@ export function planBackup(
   // --- Where the ownCloud server is -------------------------------------------------------
   const host = value(INPUTS.host);
   let target: SshTarget | LocalTarget = { kind: 'local' };
+  // Without a host there is no SSH connection: an SSH setting would be silently unused.
+  if (host === '')
+    for (const name of SSH_ONLY)
+      if (value(name) !== '')
+        fail(
+          name,
+          `it only applies with ${label(INPUTS.host)} (without a host, the server is this machine and there is no SSH connection).`,
+        );
   if (host !== '') {
     if (host.startsWith('-') || !/^[A-Za-z0-9._:[\]%_-]+$/.test(host))
       fail(INPUTS.host, `'${host}' is not a host name or IP address.`);

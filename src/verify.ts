@@ -1,15 +1,25 @@
 // `owncloud-backup verify DIR`: proves a backup directory is whole, from its manifest alone:
 // every archive has the recorded size and SHA-256, decompresses completely, the dump ends
 // with its engine's completion line and has the recorded size, and the files archive
-// lists the data directory with ownCloud's marker. Reads each archive once.
+// lists the data directory with ownCloud's marker and ends with tar's end-of-archive
+// marker and nothing but zero padding. Reads each archive once, every byte of it, and
+// nothing outside the backup directory.
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  createReadStream,
+  fstatSync,
+  openSync,
+  readFileSync,
+  statSync,
+} from 'node:fs';
 import { join } from 'node:path';
-import { Transform, Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { StringDecoder } from 'node:string_decoder';
 import { engineFor } from './database/index.ts';
-import { InputError } from './errors.ts';
-import { streamProcess } from './host/process.ts';
+import { stderrTail, streamProcess, type ProcessResult } from './host/process.ts';
 import { MANIFEST_FORMAT, type ArchiveRecord, type Manifest } from './manifest.ts';
 import { MANIFEST_NAME } from './naming.ts';
 
@@ -18,132 +28,444 @@ export interface Check {
   what: string;
 }
 
-function readManifest(directory: string): Manifest {
-  const path = join(directory, MANIFEST_NAME);
-  if (!existsSync(path))
-    throw new InputError(`${directory} has no ${MANIFEST_NAME}: it is not a finished backup.`);
-  let manifest: Manifest;
-  try {
-    manifest = JSON.parse(readFileSync(path, 'utf8')) as Manifest;
-  } catch {
-    throw new InputError(`${path} is not valid JSON.`);
-  }
-  if (manifest.format !== MANIFEST_FORMAT)
-    throw new InputError(`${path} is not an ${MANIFEST_FORMAT} manifest.`);
-  return manifest;
+/**
+ * The backup directory cannot be checked at all (missing, unreadable, no manifest): the
+ * check fails, as it does for a damaged backup.
+ */
+export class UnverifiableError extends Error {
+  override name = 'UnverifiableError';
 }
 
-/** Hashes the archive and feeds it, decompressed, to `consume`; returns the hash and the exit status. */
-async function readArchive(path: string, archive: ArchiveRecord, consume: Writable) {
+const TAR_BLOCK = 512;
+
+function errnoCode(error: unknown): string {
+  return (error as NodeJS.ErrnoException).code ?? String(error);
+}
+
+/** An error opening a file, in words: 'permission denied (EACCES)'. */
+function openFailure(error: unknown): string {
+  const code = errnoCode(error);
+  return code === 'EACCES' || code === 'EPERM' ? `permission denied (${code})` : code;
+}
+
+function readManifestText(directory: string): string {
+  let stat;
+  try {
+    stat = statSync(directory);
+  } catch (error) {
+    throw new UnverifiableError(
+      errnoCode(error) === 'ENOENT'
+        ? `Cannot verify ${directory}: no such directory.`
+        : `Cannot verify ${directory}: ${openFailure(error)}.`,
+    );
+  }
+  if (!stat.isDirectory())
+    throw new UnverifiableError(`Cannot verify ${directory}: it is not a directory.`);
+  const path = join(directory, MANIFEST_NAME);
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT')
+      throw new UnverifiableError(
+        `${directory} has no ${MANIFEST_NAME}: it is not a finished backup.`,
+      );
+    throw new UnverifiableError(`Cannot read ${path}: ${openFailure(error)}.`);
+  }
+}
+
+/**
+ * Why an archive name from a manifest must not be opened, or undefined for a plain file
+ * name in the backup directory (no '/', not '.' or '..', no NUL, no control character).
+ */
+export function archiveNameProblem(name: string): string | undefined {
+  const shown = JSON.stringify(name);
+  if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0'))
+    return `damaged: manifest names a file outside the backup: ${shown} (not read)`;
+  // eslint-disable-next-line no-control-regex
+  if (/[\x00-\x1f\x7f]/.test(name))
+    return `damaged: manifest names a file with a control character in its name: ${shown} (not read)`;
+  return undefined;
+}
+
+/** What in a parsed manifest.json makes it unusable for a check, or undefined. */
+export function manifestProblem(value: unknown): string | undefined {
+  if (typeof value !== 'object' || value === null) return 'it is not a JSON object';
+  const manifest = value as Partial<Manifest>;
+  if (!Array.isArray(manifest.archives)) return "it has no 'archives' list";
+  const database = manifest.database as Partial<Manifest['database']> | undefined;
+  if (typeof database !== 'object' || database === null) return "it has no 'database' record";
+  if (!['mysql', 'pgsql', 'sqlite'].includes(String(database.type)))
+    return `database.type ${JSON.stringify(database.type)} is not mysql, pgsql or sqlite`;
+  if (!Number.isSafeInteger(database.dumpBytes) || database.dumpBytes! < 0)
+    return 'database.dumpBytes is not a byte count';
+  // Printed in the report: no line breaks that could forge a line of it.
+  // eslint-disable-next-line no-control-regex
+  if (typeof database.dumpTool !== 'string' || /[\x00-\x1f\x7f]/.test(database.dumpTool))
+    return 'database.dumpTool is not a program name';
+  for (const [index, entry] of (manifest.archives as unknown[]).entries()) {
+    const archive = entry as Partial<ArchiveRecord> | null;
+    const at = `archives[${index}]`;
+    if (typeof archive !== 'object' || archive === null) return `${at} is not an object`;
+    if (typeof archive.name !== 'string') return `${at}.name is not a string`;
+    if (archive.role !== 'files' && archive.role !== 'database')
+      return `${at}.role is not 'files' or 'database'`;
+    if (archive.compression !== 'zstd' && archive.compression !== 'gzip')
+      return `${at}.compression is not 'zstd' or 'gzip'`;
+    if (!Number.isSafeInteger(archive.size) || archive.size! < 0)
+      return `${at}.size is not a byte count`;
+    if (typeof archive.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(archive.sha256))
+      return `${at}.sha256 is not a SHA-256`;
+  }
+  for (const role of ['files', 'database'] as const) {
+    const count = manifest.archives.filter((a) => (a as ArchiveRecord).role === role).length;
+    if (count !== 1) return `it lists ${count} ${role} archives, not one`;
+  }
+  return undefined;
+}
+
+/**
+ * Passes data on to a command's stdin for as long as the command reads it, and lets the
+ * caller observe every chunk, also those after the command stopped reading: tar stops at
+ * its end-of-archive marker, and what follows must still be read and checked.
+ */
+class ForwardWhileRead extends Writable {
+  private reading = true;
+  private resume: (() => void) | undefined;
+  private readonly target: Writable;
+  private readonly observe: (chunk: Buffer) => void;
+
+  constructor(target: Writable, observe: (chunk: Buffer) => void) {
+    super();
+    this.target = target;
+    this.observe = observe;
+    const stopped = () => {
+      this.reading = false;
+      this.resume?.();
+    };
+    target.once('error', stopped);
+    target.once('close', stopped);
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
+    this.observe(chunk);
+    if (!this.reading || this.target.write(chunk)) {
+      callback();
+      return;
+    }
+    const resume = () => {
+      this.target.off('drain', resume);
+      this.resume = undefined;
+      callback();
+    };
+    this.resume = resume;
+    this.target.once('drain', resume);
+  }
+
+  override _final(callback: () => void): void {
+    if (this.reading) this.target.end();
+    callback();
+  }
+}
+
+/** Where the last non-zero byte of a stream is, seen chunk by chunk (-1: none yet). */
+export class ZeroTail {
+  bytes = 0;
+  lastNonZero = -1;
+  private zeros = Buffer.alloc(0);
+
+  add(chunk: Buffer): void {
+    if (this.zeros.length < chunk.length) this.zeros = Buffer.alloc(chunk.length);
+    if (!chunk.equals(this.zeros.subarray(0, chunk.length))) {
+      let index = chunk.length - 1;
+      while (chunk[index] === 0) index--;
+      this.lastNonZero = this.bytes + index;
+    }
+    this.bytes += chunk.length;
+  }
+}
+
+/**
+ * The block number at which tar found the end of the archive, from the last line of
+ * `tar --list --block-number`: `block N: ** Block of NULs **` (the end-of-archive marker)
+ * or `block N: ** End of File **` (the data ended without one).
+ */
+export function tarEndBlock(lastLine: string): number | undefined {
+  const match = /^block (\d+): \*\* (?:Block of NULs|End of File) \*\*$/.exec(lastLine);
+  return match ? Number(match[1]) : undefined;
+}
+
+/**
+ * What is wrong with the end of a tar stream, or undefined: tar writes two zero blocks at
+ * its end-of-archive marker, then zero padding to the end of its record, nothing else.
+ */
+export function tarEndProblem(end: {
+  endBlock: number | undefined;
+  bytes: number;
+  lastNonZero: number;
+}): string | undefined {
+  if (end.endBlock === undefined) return 'tar did not report where the archive ends';
+  const start = end.endBlock * TAR_BLOCK;
+  if (end.lastNonZero >= start)
+    return `${end.bytes - start} bytes after tar's end-of-archive marker (at byte ${start}) are not the zero padding tar writes`;
+  if (end.bytes < start + 2 * TAR_BLOCK)
+    return `it has no end-of-archive marker: the archive was cut short after ${end.bytes} bytes`;
+  if (end.bytes % TAR_BLOCK !== 0)
+    return `it ends in a partial ${TAR_BLOCK}-byte block (${end.bytes} bytes)`;
+  return undefined;
+}
+
+interface DecompressionFailure {
+  /** The compressed data ends early (rather than holding damaged data). */
+  cutShort: boolean;
+  /** What went wrong, in words. */
+  text: string;
+}
+
+/** Why the decompressor failed, in words: cut short, or damaged. */
+function decompressionFailure(
+  result: PromiseSettledResult<ProcessResult>,
+  readError: string | undefined,
+): DecompressionFailure {
+  if (readError) return { cutShort: false, text: `the archive could not be read (${readError})` };
+  if (result.status === 'rejected')
+    return { cutShort: false, text: 'the decompressor could not be run' };
+  const { exitCode, stderr } = result.value;
+  const said = stderrTail(stderr, 1).replace(/\s+/g, ' ').trim();
+  const cutShort = /premature end|unexpected end of file|truncated/i.test(stderr);
+  return {
+    cutShort,
+    text: `the compressed data is ${cutShort ? 'cut short' : 'damaged'} (exit ${exitCode}${said ? `: ${said}` : ''})`,
+  };
+}
+
+interface ArchiveRead {
+  sha256: string;
+  /** Undefined when the archive decompressed to its very end with exit 0. */
+  failure: DecompressionFailure | undefined;
+}
+
+/**
+ * Reads the whole archive, hashing every byte, through the decompressor to the end of its
+ * output, which goes to `sink` (which must read to the end, too).
+ */
+async function readArchive(fd: number, archive: ArchiveRecord, sink: Writable) {
   const hash = createHash('sha256');
-  const tap = new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      hash.update(chunk);
-      callback(null, chunk);
-    },
-  });
   const decompress = streamProcess(
     archive.compression === 'zstd' ? ['zstd', '-dc', '-q'] : ['gzip', '-dc'],
     { feedStdin: true },
   );
-  // A damaged archive makes the decompressor (or tar after it) stop early: that is a
-  // finding, not an error of this command.
-  const [read, consumed, result] = await Promise.allSettled([
-    pipeline(createReadStream(path), tap, decompress.stdin),
-    pipeline(decompress.stdout, consume),
+  // Every byte is hashed, even after a damaged archive made the decompressor give up.
+  const feed = new ForwardWhileRead(decompress.stdin, (chunk) => hash.update(chunk));
+  // A read that fails half-way (EIO) leaves the decompressor waiting for more: end it.
+  const stopOnFailure = (error: unknown) => {
+    decompress.kill();
+    throw error;
+  };
+  const [read, drained, result] = await Promise.allSettled([
+    pipeline(createReadStream('', { fd }), feed).catch(stopOnFailure),
+    pipeline(decompress.stdout, sink).catch(stopOnFailure),
     decompress.done,
   ]);
-  const decompressed =
-    read.status === 'fulfilled' &&
-    consumed.status === 'fulfilled' &&
-    result.status === 'fulfilled' &&
-    result.value.exitCode === 0;
-  return { sha256: hash.digest('hex'), decompressed };
+  const readError =
+    read.status === 'rejected'
+      ? errnoCode(read.reason)
+      : drained.status === 'rejected'
+        ? errnoCode(drained.reason)
+        : undefined;
+  const ok = !readError && result.status === 'fulfilled' && result.value.exitCode === 0;
+  return {
+    sha256: hash.digest('hex'),
+    failure: ok ? undefined : decompressionFailure(result, readError),
+  } satisfies ArchiveRead;
 }
 
-export async function verifyBackup(directory: string): Promise<Check[]> {
-  const manifest = readManifest(directory);
-  const checks: Check[] = [];
-  for (const archive of manifest.archives) {
-    const path = join(directory, archive.name);
-    if (!existsSync(path)) {
-      checks.push({ ok: false, what: `${archive.name} is missing` });
-      continue;
-    }
-    const size = statSync(path).size;
-    checks.push({
-      ok: size === archive.size,
-      what: `${archive.name}: size ${size} (manifest: ${archive.size})`,
-    });
-
-    let bytes = 0;
-    let tail = Buffer.alloc(0);
-    const consume = new Writable({
-      write(chunk: Buffer, _encoding, callback) {
-        bytes += chunk.length;
-        tail = Buffer.concat([tail, chunk]).subarray(-4096);
-        callback();
-      },
-    });
-    const listing =
-      archive.role === 'files'
-        ? streamProcess(['tar', '--list', '--file=-'], { feedStdin: true })
-        : undefined;
-    const target = listing ? listing.stdin : consume;
-    const [read, listed] = await Promise.all([
-      readArchive(path, archive, target as Writable),
-      listing
-        ? Promise.all([scanListing(listing.stdout), listing.done])
-        : Promise.resolve(undefined),
-    ]);
-    checks.push({
-      ok: read.sha256 === archive.sha256,
-      what: `${archive.name}: sha256 ${read.sha256 === archive.sha256 ? 'matches' : `is ${read.sha256}, manifest says ${archive.sha256}`}`,
-    });
-    checks.push({
-      ok: read.decompressed,
-      what: `${archive.name}: decompresses ${read.decompressed ? 'completely' : 'with errors (damaged or cut short)'}`,
-    });
-
-    if (archive.role === 'database') {
-      const problem = engineFor(manifest.database.type).checkTail(tail.toString('utf8'));
-      checks.push({
+async function checkDump(
+  fd: number,
+  archive: ArchiveRecord,
+  manifest: Manifest,
+): Promise<{ read: ArchiveRead; checks: Check[] }> {
+  let bytes = 0;
+  let tail = Buffer.alloc(0);
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      bytes += chunk.length;
+      tail = Buffer.concat([tail, chunk]).subarray(-4096);
+      callback();
+    },
+  });
+  const read = await readArchive(fd, archive, sink);
+  const expected = manifest.database.dumpBytes;
+  if (read.failure)
+    return {
+      read,
+      checks: [
+        {
+          ok: false,
+          what: `${archive.name}: the dump is ${read.failure.cutShort ? 'cut short' : 'damaged'}: decompression stopped after ${bytes} bytes of SQL (manifest: ${expected})`,
+        },
+      ],
+    };
+  const problem = engineFor(manifest.database.type).checkTail(tail.toString('utf8'));
+  return {
+    read,
+    checks: [
+      {
         ok: problem === undefined,
         what: `${archive.name}: ${problem ?? `ends with the ${manifest.database.dumpTool} completion line`}`,
-      });
-      checks.push({
-        ok: bytes === manifest.database.dumpBytes,
-        what: `${archive.name}: ${bytes} bytes of SQL (manifest: ${manifest.database.dumpBytes})`,
-      });
-    } else if (listed) {
-      const [{ entries, marker }, result] = listed;
-      checks.push({
-        ok: result.exitCode === 0,
-        what: `${archive.name}: tar lists ${entries} entries`,
-      });
-      checks.push({
+      },
+      {
+        ok: bytes === expected,
+        what: `${archive.name}: ${bytes} bytes of SQL (manifest: ${expected})`,
+      },
+    ],
+  };
+}
+
+async function checkFiles(
+  fd: number,
+  archive: ArchiveRecord,
+): Promise<{ read: ArchiveRead; checks: Check[] }> {
+  const stream = new ZeroTail();
+  const tar = streamProcess(['tar', '--list', '--block-number', '--file=-'], { feedStdin: true });
+  const [read, listing, result] = await Promise.all([
+    readArchive(fd, archive, new ForwardWhileRead(tar.stdin, (chunk) => stream.add(chunk))),
+    scanListing(tar.stdout),
+    tar.done,
+  ]);
+  const { entries, marker, lastLine } = listing;
+  let listed: Check;
+  if (result.exitCode !== 0) {
+    // tar's first complaint names the cause ('Unexpected EOF in archive'); the last is 'exiting now'.
+    const said = (stderrTail(result.stderr, 1000).split('\n')[0] ?? '').replace(/\s+/g, ' ').trim();
+    listed = {
+      ok: false,
+      what: `${archive.name}: tar stops after ${entries} entries (exit ${result.exitCode}${said ? `: ${said}` : ''})`,
+    };
+  } else {
+    const problem = read.failure
+      ? 'decompression failed, so its end is unproven'
+      : tarEndProblem({
+          endBlock: tarEndBlock(lastLine),
+          bytes: stream.bytes,
+          lastNonZero: stream.lastNonZero,
+        });
+    listed = {
+      ok: problem === undefined,
+      what: `${archive.name}: tar lists ${entries} entries${problem ? `, but ${problem}` : ', then its end-of-archive marker and zero padding'}`,
+    };
+  }
+  return {
+    read,
+    checks: [
+      listed,
+      {
         ok: marker,
         what: `${archive.name}: ${marker ? 'holds' : 'lacks'} the data directory's .ocdata/.ncdata marker`,
-      });
-    }
+      },
+    ],
+  };
+}
+
+async function checkArchive(directory: string, archive: ArchiveRecord, manifest: Manifest) {
+  const nameProblem = archiveNameProblem(archive.name);
+  if (nameProblem) return [{ ok: false, what: nameProblem }];
+  // No symlink is followed (O_NOFOLLOW), and opening a FIFO does not wait for a writer.
+  let fd: number;
+  try {
+    fd = openSync(
+      join(directory, archive.name),
+      constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
+    );
+  } catch (error) {
+    const code = errnoCode(error);
+    const what =
+      code === 'ENOENT'
+        ? `${archive.name} is missing`
+        : code === 'ELOOP'
+          ? `${archive.name} is a symbolic link (not read)`
+          : `${archive.name} cannot be read: ${openFailure(error)}`;
+    return [{ ok: false, what }];
   }
+  const stat = fstatSync(fd);
+  if (!stat.isFile()) {
+    closeSync(fd);
+    return [{ ok: false, what: `${archive.name} is not a regular file (not read)` }];
+  }
+  const checks: Check[] = [
+    {
+      ok: stat.size === archive.size,
+      what: `${archive.name}: size ${stat.size} (manifest: ${archive.size})`,
+    },
+  ];
+  // The read stream closes the file when it ends.
+  const { read, checks: content } =
+    archive.role === 'database'
+      ? await checkDump(fd, archive, manifest)
+      : await checkFiles(fd, archive);
+  checks.push(
+    {
+      ok: read.sha256 === archive.sha256,
+      what: `${archive.name}: sha256 ${read.sha256 === archive.sha256 ? 'matches' : `is ${read.sha256}, manifest says ${archive.sha256}`}`,
+    },
+    {
+      ok: read.failure === undefined,
+      what: `${archive.name}: decompresses ${read.failure === undefined ? 'completely' : `with errors: ${read.failure.text}`}`,
+    },
+    ...content,
+  );
   return checks;
 }
 
-/** Counts tar's listing line by line (never holding it whole) and looks for the marker. */
+/**
+ * Checks a backup directory. Throws UnverifiableError when there is nothing to check (no
+ * such directory, no manifest); a manifest that cannot be trusted is a failed check.
+ */
+export async function verifyBackup(directory: string): Promise<Check[]> {
+  const text = readManifestText(directory);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return [{ ok: false, what: `${MANIFEST_NAME}: damaged: it is not valid JSON` }];
+  }
+  if ((parsed as Partial<Manifest> | null)?.format !== MANIFEST_FORMAT)
+    throw new UnverifiableError(
+      `${join(directory, MANIFEST_NAME)} is not an ${MANIFEST_FORMAT} manifest.`,
+    );
+  const problem = manifestProblem(parsed);
+  if (problem) return [{ ok: false, what: `${MANIFEST_NAME}: damaged: ${problem}` }];
+  const manifest = parsed as Manifest;
+  const checks: Check[] = [];
+  for (const archive of manifest.archives)
+    checks.push(...(await checkArchive(directory, archive, manifest)));
+  return checks;
+}
+
+/**
+ * Counts tar's `--block-number` listing line by line (never holding it whole), looks for
+ * the marker, and keeps the last line (where tar says the archive ends).
+ */
 async function scanListing(
   stream: NodeJS.ReadableStream,
-): Promise<{ entries: number; marker: boolean }> {
+): Promise<{ entries: number; marker: boolean; lastLine: string }> {
   let entries = 0;
   let marker = false;
   let partial = '';
+  let lastLine = '';
+  const decoder = new StringDecoder('utf8');
+  const take = (line: string) => {
+    lastLine = line;
+    if (tarEndBlock(line) !== undefined) return;
+    entries++;
+    const name = line.replace(/^block \d+: /, '');
+    if (name === 'data/.ocdata' || name === 'data/.ncdata') marker = true;
+  };
   for await (const chunk of stream) {
-    const lines = (partial + String(chunk)).split('\n');
+    const lines = (partial + decoder.write(chunk as Buffer)).split('\n');
     partial = lines.pop() ?? '';
-    for (const line of lines) {
-      entries++;
-      if (line === 'data/.ocdata' || line === 'data/.ncdata') marker = true;
-    }
+    lines.forEach(take);
   }
-  return { entries, marker };
+  partial += decoder.end();
+  if (partial !== '') take(partial);
+  return { entries, marker, lastLine };
 }

@@ -9,6 +9,7 @@ __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __we
 /* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(93);
 // Entry of the `owncloud-backup` command.
 
+(0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .dropOutputToClosedPipes */ .D3)();
 process.exitCode = await (0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .runCli */ .ak)(process.argv.slice(2));
 
 __webpack_async_result__();
@@ -22,6 +23,7 @@ __webpack_async_result__();
 
 // EXPORTS
 __nccwpck_require__.d(__webpack_exports__, {
+  D3: () => (/* binding */ dropOutputToClosedPipes),
   ak: () => (/* binding */ runCli)
 });
 
@@ -11698,6 +11700,18 @@ function withoutLoginNoise(result) {
         stderr: result.stderr.replace(/^Could not chdir to home directory.*\n?/gm, ''),
     };
 }
+/**
+ * What ssh said about a failure, or, when it said nothing, what is known: its exit status
+ * and that it gave no reason.
+ */
+function sshFailureDetail(exitCode, stderr) {
+    const said = stderrTail(stderr);
+    if (said !== '')
+        return said;
+    return exitCode === null
+        ? 'ssh ended without an exit status and gave no reason (no error output)'
+        : `ssh exited with status ${exitCode} and gave no reason (no error output)`;
+}
 /** Explains ssh's own failures (exit 255) in words an administrator can act on. */
 function explainSshFailure(stderr, label) {
     const text = stderr.toLowerCase();
@@ -11799,7 +11813,7 @@ class SshHost {
             await host.startMaster();
             const whoami = await host.run(['id', '-un']);
             if (whoami.exitCode !== 0)
-                throw new BackupError(`Could not run commands on ${host.label}: ${stderrTail(whoami.stderr)}`);
+                throw new BackupError(`Could not run commands on ${host.label}: ${sshFailureDetail(whoami.exitCode, whoami.stderr)}`);
             host.account = whoami.stdout.trim();
             return host;
         }
@@ -11832,8 +11846,10 @@ class SshHost {
         master.stderr.on('data', (chunk) => {
             this.masterStderr = (this.masterStderr + chunk.toString()).slice(-8192);
         });
-        master.once('exit', () => {
+        let exitCode = null;
+        master.once('exit', (code, signal) => {
             this.masterEnded = true;
+            exitCode = code ?? (signal ? 128 + (external_node_os_namespaceObject.constants.signals[signal] ?? 0) : null);
         });
         master.once('error', () => {
             this.masterEnded = true;
@@ -11842,7 +11858,7 @@ class SshHost {
         for (;;) {
             if (this.masterEnded) {
                 throw new BackupError(explainSshFailure(this.masterStderr, this.label) ??
-                    `Could not connect to ${this.label}: ${stderrTail(this.masterStderr) || 'ssh exited'}`);
+                    `Could not connect to ${this.label}: ${sshFailureDetail(exitCode, this.masterStderr)}`);
             }
             const check = await runProcess(['ssh', ...this.baseArgs, '-O', 'check', this.target.host]);
             if (check.exitCode === 0)
@@ -11904,7 +11920,7 @@ class SshHost {
                 (this.masterEnded
                     ? (explainSshFailure(this.masterStderr, this.label) ??
                         `The SSH connection to ${this.label} was lost (the connection ended${stderrTail(this.masterStderr) ? `: ${stderrTail(this.masterStderr)}` : ''}).`)
-                    : `The SSH connection to ${this.label} failed (ssh exit 255): ${stderrTail(result.stderr) || 'ssh gave no reason'}.`));
+                    : `The SSH connection to ${this.label} failed: ${sshFailureDetail(result.exitCode, result.stderr)}`));
         // rsync reports a dead link with its own exit codes (12, 10) and this wording.
         if (/connection unexpectedly closed|not responding|broken pipe/i.test(result.stderr))
             return explainSshFailure(result.stderr, this.label);
@@ -14407,6 +14423,13 @@ const INPUTS = {
     backupDir: 'backup-dir',
     dumpTimeout: 'dump-timeout',
 };
+/** Inputs that only mean something for an SSH connection (with `host`). */
+const SSH_ONLY = [
+    INPUTS.port,
+    INPUTS.user,
+    INPUTS.sshKey,
+    INPUTS.knownHosts,
+];
 const actionLabel = (name) => `input '${name}'`;
 const cliLabel = (name) => `option --${name}`;
 const KEY_TYPES = new Set([
@@ -14470,6 +14493,11 @@ function planBackup(raw, defaults, label = actionLabel) {
     // --- Where the ownCloud server is -------------------------------------------------------
     const host = value(INPUTS.host);
     let target = { kind: 'local' };
+    // Without a host there is no SSH connection: an SSH setting would be silently unused.
+    if (host === '')
+        for (const name of SSH_ONLY)
+            if (value(name) !== '')
+                fail(name, `it only applies with ${label(INPUTS.host)} (without a host, the server is this machine and there is no SSH connection).`);
     if (host !== '') {
         if (host.startsWith('-') || !/^[A-Za-z0-9._:[\]%_-]+$/.test(host))
             fail(INPUTS.host, `'${host}' is not a host name or IP address.`);
@@ -14618,7 +14646,9 @@ function openSshKeyCipher(privateKey) {
 // `owncloud-backup verify DIR`: proves a backup directory is whole, from its manifest alone:
 // every archive has the recorded size and SHA-256, decompresses completely, the dump ends
 // with its engine's completion line and has the recorded size, and the files archive
-// lists the data directory with ownCloud's marker. Reads each archive once.
+// lists the data directory with ownCloud's marker and ends with tar's end-of-archive
+// marker and nothing but zero padding. Reads each archive once, every byte of it, and
+// nothing outside the backup directory.
 
 
 
@@ -14629,125 +14659,398 @@ function openSshKeyCipher(privateKey) {
 
 
 
-function readManifest(directory) {
-    const path = (0,external_node_path_namespaceObject.join)(directory, MANIFEST_NAME);
-    if (!(0,external_node_fs_namespaceObject.existsSync)(path))
-        throw new InputError(`${directory} has no ${MANIFEST_NAME}: it is not a finished backup.`);
-    let manifest;
-    try {
-        manifest = JSON.parse((0,external_node_fs_namespaceObject.readFileSync)(path, 'utf8'));
-    }
-    catch {
-        throw new InputError(`${path} is not valid JSON.`);
-    }
-    if (manifest.format !== MANIFEST_FORMAT)
-        throw new InputError(`${path} is not an ${MANIFEST_FORMAT} manifest.`);
-    return manifest;
+/**
+ * The backup directory cannot be checked at all (missing, unreadable, no manifest): the
+ * check fails, as it does for a damaged backup.
+ */
+class UnverifiableError extends Error {
+    name = 'UnverifiableError';
 }
-/** Hashes the archive and feeds it, decompressed, to `consume`; returns the hash and the exit status. */
-async function readArchive(path, archive, consume) {
+const TAR_BLOCK = 512;
+function errnoCode(error) {
+    return error.code ?? String(error);
+}
+/** An error opening a file, in words: 'permission denied (EACCES)'. */
+function openFailure(error) {
+    const code = errnoCode(error);
+    return code === 'EACCES' || code === 'EPERM' ? `permission denied (${code})` : code;
+}
+function readManifestText(directory) {
+    let stat;
+    try {
+        stat = (0,external_node_fs_namespaceObject.statSync)(directory);
+    }
+    catch (error) {
+        throw new UnverifiableError(errnoCode(error) === 'ENOENT'
+            ? `Cannot verify ${directory}: no such directory.`
+            : `Cannot verify ${directory}: ${openFailure(error)}.`);
+    }
+    if (!stat.isDirectory())
+        throw new UnverifiableError(`Cannot verify ${directory}: it is not a directory.`);
+    const path = (0,external_node_path_namespaceObject.join)(directory, MANIFEST_NAME);
+    try {
+        return (0,external_node_fs_namespaceObject.readFileSync)(path, 'utf8');
+    }
+    catch (error) {
+        if (errnoCode(error) === 'ENOENT')
+            throw new UnverifiableError(`${directory} has no ${MANIFEST_NAME}: it is not a finished backup.`);
+        throw new UnverifiableError(`Cannot read ${path}: ${openFailure(error)}.`);
+    }
+}
+/**
+ * Why an archive name from a manifest must not be opened, or undefined for a plain file
+ * name in the backup directory (no '/', not '.' or '..', no NUL, no control character).
+ */
+function archiveNameProblem(name) {
+    const shown = JSON.stringify(name);
+    if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0'))
+        return `damaged: manifest names a file outside the backup: ${shown} (not read)`;
+    // eslint-disable-next-line no-control-regex
+    if (/[\x00-\x1f\x7f]/.test(name))
+        return `damaged: manifest names a file with a control character in its name: ${shown} (not read)`;
+    return undefined;
+}
+/** What in a parsed manifest.json makes it unusable for a check, or undefined. */
+function manifestProblem(value) {
+    if (typeof value !== 'object' || value === null)
+        return 'it is not a JSON object';
+    const manifest = value;
+    if (!Array.isArray(manifest.archives))
+        return "it has no 'archives' list";
+    const database = manifest.database;
+    if (typeof database !== 'object' || database === null)
+        return "it has no 'database' record";
+    if (!['mysql', 'pgsql', 'sqlite'].includes(String(database.type)))
+        return `database.type ${JSON.stringify(database.type)} is not mysql, pgsql or sqlite`;
+    if (!Number.isSafeInteger(database.dumpBytes) || database.dumpBytes < 0)
+        return 'database.dumpBytes is not a byte count';
+    // Printed in the report: no line breaks that could forge a line of it.
+    // eslint-disable-next-line no-control-regex
+    if (typeof database.dumpTool !== 'string' || /[\x00-\x1f\x7f]/.test(database.dumpTool))
+        return 'database.dumpTool is not a program name';
+    for (const [index, entry] of manifest.archives.entries()) {
+        const archive = entry;
+        const at = `archives[${index}]`;
+        if (typeof archive !== 'object' || archive === null)
+            return `${at} is not an object`;
+        if (typeof archive.name !== 'string')
+            return `${at}.name is not a string`;
+        if (archive.role !== 'files' && archive.role !== 'database')
+            return `${at}.role is not 'files' or 'database'`;
+        if (archive.compression !== 'zstd' && archive.compression !== 'gzip')
+            return `${at}.compression is not 'zstd' or 'gzip'`;
+        if (!Number.isSafeInteger(archive.size) || archive.size < 0)
+            return `${at}.size is not a byte count`;
+        if (typeof archive.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(archive.sha256))
+            return `${at}.sha256 is not a SHA-256`;
+    }
+    for (const role of ['files', 'database']) {
+        const count = manifest.archives.filter((a) => a.role === role).length;
+        if (count !== 1)
+            return `it lists ${count} ${role} archives, not one`;
+    }
+    return undefined;
+}
+/**
+ * Passes data on to a command's stdin for as long as the command reads it, and lets the
+ * caller observe every chunk, also those after the command stopped reading: tar stops at
+ * its end-of-archive marker, and what follows must still be read and checked.
+ */
+class ForwardWhileRead extends external_node_stream_namespaceObject.Writable {
+    reading = true;
+    resume;
+    target;
+    observe;
+    constructor(target, observe) {
+        super();
+        this.target = target;
+        this.observe = observe;
+        const stopped = () => {
+            this.reading = false;
+            this.resume?.();
+        };
+        target.once('error', stopped);
+        target.once('close', stopped);
+    }
+    _write(chunk, _encoding, callback) {
+        this.observe(chunk);
+        if (!this.reading || this.target.write(chunk)) {
+            callback();
+            return;
+        }
+        const resume = () => {
+            this.target.off('drain', resume);
+            this.resume = undefined;
+            callback();
+        };
+        this.resume = resume;
+        this.target.once('drain', resume);
+    }
+    _final(callback) {
+        if (this.reading)
+            this.target.end();
+        callback();
+    }
+}
+/** Where the last non-zero byte of a stream is, seen chunk by chunk (-1: none yet). */
+class ZeroTail {
+    bytes = 0;
+    lastNonZero = -1;
+    zeros = Buffer.alloc(0);
+    add(chunk) {
+        if (this.zeros.length < chunk.length)
+            this.zeros = Buffer.alloc(chunk.length);
+        if (!chunk.equals(this.zeros.subarray(0, chunk.length))) {
+            let index = chunk.length - 1;
+            while (chunk[index] === 0)
+                index--;
+            this.lastNonZero = this.bytes + index;
+        }
+        this.bytes += chunk.length;
+    }
+}
+/**
+ * The block number at which tar found the end of the archive, from the last line of
+ * `tar --list --block-number`: `block N: ** Block of NULs **` (the end-of-archive marker)
+ * or `block N: ** End of File **` (the data ended without one).
+ */
+function tarEndBlock(lastLine) {
+    const match = /^block (\d+): \*\* (?:Block of NULs|End of File) \*\*$/.exec(lastLine);
+    return match ? Number(match[1]) : undefined;
+}
+/**
+ * What is wrong with the end of a tar stream, or undefined: tar writes two zero blocks at
+ * its end-of-archive marker, then zero padding to the end of its record, nothing else.
+ */
+function tarEndProblem(end) {
+    if (end.endBlock === undefined)
+        return 'tar did not report where the archive ends';
+    const start = end.endBlock * TAR_BLOCK;
+    if (end.lastNonZero >= start)
+        return `${end.bytes - start} bytes after tar's end-of-archive marker (at byte ${start}) are not the zero padding tar writes`;
+    if (end.bytes < start + 2 * TAR_BLOCK)
+        return `it has no end-of-archive marker: the archive was cut short after ${end.bytes} bytes`;
+    if (end.bytes % TAR_BLOCK !== 0)
+        return `it ends in a partial ${TAR_BLOCK}-byte block (${end.bytes} bytes)`;
+    return undefined;
+}
+/** Why the decompressor failed, in words: cut short, or damaged. */
+function decompressionFailure(result, readError) {
+    if (readError)
+        return { cutShort: false, text: `the archive could not be read (${readError})` };
+    if (result.status === 'rejected')
+        return { cutShort: false, text: 'the decompressor could not be run' };
+    const { exitCode, stderr } = result.value;
+    const said = stderrTail(stderr, 1).replace(/\s+/g, ' ').trim();
+    const cutShort = /premature end|unexpected end of file|truncated/i.test(stderr);
+    return {
+        cutShort,
+        text: `the compressed data is ${cutShort ? 'cut short' : 'damaged'} (exit ${exitCode}${said ? `: ${said}` : ''})`,
+    };
+}
+/**
+ * Reads the whole archive, hashing every byte, through the decompressor to the end of its
+ * output, which goes to `sink` (which must read to the end, too).
+ */
+async function readArchive(fd, archive, sink) {
     const hash = (0,external_node_crypto_namespaceObject.createHash)('sha256');
-    const tap = new external_node_stream_namespaceObject.Transform({
-        transform(chunk, _encoding, callback) {
-            hash.update(chunk);
-            callback(null, chunk);
-        },
-    });
     const decompress = streamProcess(archive.compression === 'zstd' ? ['zstd', '-dc', '-q'] : ['gzip', '-dc'], { feedStdin: true });
-    // A damaged archive makes the decompressor (or tar after it) stop early: that is a
-    // finding, not an error of this command.
-    const [read, consumed, result] = await Promise.allSettled([
-        (0,external_node_stream_promises_namespaceObject.pipeline)((0,external_node_fs_namespaceObject.createReadStream)(path), tap, decompress.stdin),
-        (0,external_node_stream_promises_namespaceObject.pipeline)(decompress.stdout, consume),
+    // Every byte is hashed, even after a damaged archive made the decompressor give up.
+    const feed = new ForwardWhileRead(decompress.stdin, (chunk) => hash.update(chunk));
+    // A read that fails half-way (EIO) leaves the decompressor waiting for more: end it.
+    const stopOnFailure = (error) => {
+        decompress.kill();
+        throw error;
+    };
+    const [read, drained, result] = await Promise.allSettled([
+        (0,external_node_stream_promises_namespaceObject.pipeline)((0,external_node_fs_namespaceObject.createReadStream)('', { fd }), feed).catch(stopOnFailure),
+        (0,external_node_stream_promises_namespaceObject.pipeline)(decompress.stdout, sink).catch(stopOnFailure),
         decompress.done,
     ]);
-    const decompressed = read.status === 'fulfilled' &&
-        consumed.status === 'fulfilled' &&
-        result.status === 'fulfilled' &&
-        result.value.exitCode === 0;
-    return { sha256: hash.digest('hex'), decompressed };
-}
-async function verifyBackup(directory) {
-    const manifest = readManifest(directory);
-    const checks = [];
-    for (const archive of manifest.archives) {
-        const path = (0,external_node_path_namespaceObject.join)(directory, archive.name);
-        if (!(0,external_node_fs_namespaceObject.existsSync)(path)) {
-            checks.push({ ok: false, what: `${archive.name} is missing` });
-            continue;
-        }
-        const size = (0,external_node_fs_namespaceObject.statSync)(path).size;
-        checks.push({
-            ok: size === archive.size,
-            what: `${archive.name}: size ${size} (manifest: ${archive.size})`,
-        });
-        let bytes = 0;
-        let tail = Buffer.alloc(0);
-        const consume = new external_node_stream_namespaceObject.Writable({
-            write(chunk, _encoding, callback) {
-                bytes += chunk.length;
-                tail = Buffer.concat([tail, chunk]).subarray(-4096);
-                callback();
-            },
-        });
-        const listing = archive.role === 'files'
-            ? streamProcess(['tar', '--list', '--file=-'], { feedStdin: true })
+    const readError = read.status === 'rejected'
+        ? errnoCode(read.reason)
+        : drained.status === 'rejected'
+            ? errnoCode(drained.reason)
             : undefined;
-        const target = listing ? listing.stdin : consume;
-        const [read, listed] = await Promise.all([
-            readArchive(path, archive, target),
-            listing
-                ? Promise.all([scanListing(listing.stdout), listing.done])
-                : Promise.resolve(undefined),
-        ]);
-        checks.push({
-            ok: read.sha256 === archive.sha256,
-            what: `${archive.name}: sha256 ${read.sha256 === archive.sha256 ? 'matches' : `is ${read.sha256}, manifest says ${archive.sha256}`}`,
-        });
-        checks.push({
-            ok: read.decompressed,
-            what: `${archive.name}: decompresses ${read.decompressed ? 'completely' : 'with errors (damaged or cut short)'}`,
-        });
-        if (archive.role === 'database') {
-            const problem = engineFor(manifest.database.type).checkTail(tail.toString('utf8'));
-            checks.push({
+    const ok = !readError && result.status === 'fulfilled' && result.value.exitCode === 0;
+    return {
+        sha256: hash.digest('hex'),
+        failure: ok ? undefined : decompressionFailure(result, readError),
+    };
+}
+async function checkDump(fd, archive, manifest) {
+    let bytes = 0;
+    let tail = Buffer.alloc(0);
+    const sink = new external_node_stream_namespaceObject.Writable({
+        write(chunk, _encoding, callback) {
+            bytes += chunk.length;
+            tail = Buffer.concat([tail, chunk]).subarray(-4096);
+            callback();
+        },
+    });
+    const read = await readArchive(fd, archive, sink);
+    const expected = manifest.database.dumpBytes;
+    if (read.failure)
+        return {
+            read,
+            checks: [
+                {
+                    ok: false,
+                    what: `${archive.name}: the dump is ${read.failure.cutShort ? 'cut short' : 'damaged'}: decompression stopped after ${bytes} bytes of SQL (manifest: ${expected})`,
+                },
+            ],
+        };
+    const problem = engineFor(manifest.database.type).checkTail(tail.toString('utf8'));
+    return {
+        read,
+        checks: [
+            {
                 ok: problem === undefined,
                 what: `${archive.name}: ${problem ?? `ends with the ${manifest.database.dumpTool} completion line`}`,
+            },
+            {
+                ok: bytes === expected,
+                what: `${archive.name}: ${bytes} bytes of SQL (manifest: ${expected})`,
+            },
+        ],
+    };
+}
+async function checkFiles(fd, archive) {
+    const stream = new ZeroTail();
+    const tar = streamProcess(['tar', '--list', '--block-number', '--file=-'], { feedStdin: true });
+    const [read, listing, result] = await Promise.all([
+        readArchive(fd, archive, new ForwardWhileRead(tar.stdin, (chunk) => stream.add(chunk))),
+        scanListing(tar.stdout),
+        tar.done,
+    ]);
+    const { entries, marker, lastLine } = listing;
+    let listed;
+    if (result.exitCode !== 0) {
+        // tar's first complaint names the cause ('Unexpected EOF in archive'); the last is 'exiting now'.
+        const said = (stderrTail(result.stderr, 1000).split('\n')[0] ?? '').replace(/\s+/g, ' ').trim();
+        listed = {
+            ok: false,
+            what: `${archive.name}: tar stops after ${entries} entries (exit ${result.exitCode}${said ? `: ${said}` : ''})`,
+        };
+    }
+    else {
+        const problem = read.failure
+            ? 'decompression failed, so its end is unproven'
+            : tarEndProblem({
+                endBlock: tarEndBlock(lastLine),
+                bytes: stream.bytes,
+                lastNonZero: stream.lastNonZero,
             });
-            checks.push({
-                ok: bytes === manifest.database.dumpBytes,
-                what: `${archive.name}: ${bytes} bytes of SQL (manifest: ${manifest.database.dumpBytes})`,
-            });
-        }
-        else if (listed) {
-            const [{ entries, marker }, result] = listed;
-            checks.push({
-                ok: result.exitCode === 0,
-                what: `${archive.name}: tar lists ${entries} entries`,
-            });
-            checks.push({
+        listed = {
+            ok: problem === undefined,
+            what: `${archive.name}: tar lists ${entries} entries${problem ? `, but ${problem}` : ', then its end-of-archive marker and zero padding'}`,
+        };
+    }
+    return {
+        read,
+        checks: [
+            listed,
+            {
                 ok: marker,
                 what: `${archive.name}: ${marker ? 'holds' : 'lacks'} the data directory's .ocdata/.ncdata marker`,
-            });
-        }
+            },
+        ],
+    };
+}
+async function checkArchive(directory, archive, manifest) {
+    const nameProblem = archiveNameProblem(archive.name);
+    if (nameProblem)
+        return [{ ok: false, what: nameProblem }];
+    // No symlink is followed (O_NOFOLLOW), and opening a FIFO does not wait for a writer.
+    let fd;
+    try {
+        fd = (0,external_node_fs_namespaceObject.openSync)((0,external_node_path_namespaceObject.join)(directory, archive.name), external_node_fs_namespaceObject.constants.O_RDONLY | external_node_fs_namespaceObject.constants.O_NOFOLLOW | external_node_fs_namespaceObject.constants.O_NONBLOCK);
     }
+    catch (error) {
+        const code = errnoCode(error);
+        const what = code === 'ENOENT'
+            ? `${archive.name} is missing`
+            : code === 'ELOOP'
+                ? `${archive.name} is a symbolic link (not read)`
+                : `${archive.name} cannot be read: ${openFailure(error)}`;
+        return [{ ok: false, what }];
+    }
+    const stat = (0,external_node_fs_namespaceObject.fstatSync)(fd);
+    if (!stat.isFile()) {
+        (0,external_node_fs_namespaceObject.closeSync)(fd);
+        return [{ ok: false, what: `${archive.name} is not a regular file (not read)` }];
+    }
+    const checks = [
+        {
+            ok: stat.size === archive.size,
+            what: `${archive.name}: size ${stat.size} (manifest: ${archive.size})`,
+        },
+    ];
+    // The read stream closes the file when it ends.
+    const { read, checks: content } = archive.role === 'database'
+        ? await checkDump(fd, archive, manifest)
+        : await checkFiles(fd, archive);
+    checks.push({
+        ok: read.sha256 === archive.sha256,
+        what: `${archive.name}: sha256 ${read.sha256 === archive.sha256 ? 'matches' : `is ${read.sha256}, manifest says ${archive.sha256}`}`,
+    }, {
+        ok: read.failure === undefined,
+        what: `${archive.name}: decompresses ${read.failure === undefined ? 'completely' : `with errors: ${read.failure.text}`}`,
+    }, ...content);
     return checks;
 }
-/** Counts tar's listing line by line (never holding it whole) and looks for the marker. */
+/**
+ * Checks a backup directory. Throws UnverifiableError when there is nothing to check (no
+ * such directory, no manifest); a manifest that cannot be trusted is a failed check.
+ */
+async function verifyBackup(directory) {
+    const text = readManifestText(directory);
+    let parsed;
+    try {
+        parsed = JSON.parse(text);
+    }
+    catch {
+        return [{ ok: false, what: `${MANIFEST_NAME}: damaged: it is not valid JSON` }];
+    }
+    if (parsed?.format !== MANIFEST_FORMAT)
+        throw new UnverifiableError(`${(0,external_node_path_namespaceObject.join)(directory, MANIFEST_NAME)} is not an ${MANIFEST_FORMAT} manifest.`);
+    const problem = manifestProblem(parsed);
+    if (problem)
+        return [{ ok: false, what: `${MANIFEST_NAME}: damaged: ${problem}` }];
+    const manifest = parsed;
+    const checks = [];
+    for (const archive of manifest.archives)
+        checks.push(...(await checkArchive(directory, archive, manifest)));
+    return checks;
+}
+/**
+ * Counts tar's `--block-number` listing line by line (never holding it whole), looks for
+ * the marker, and keeps the last line (where tar says the archive ends).
+ */
 async function scanListing(stream) {
     let entries = 0;
     let marker = false;
     let partial = '';
+    let lastLine = '';
+    const decoder = new external_node_string_decoder_namespaceObject.StringDecoder('utf8');
+    const take = (line) => {
+        lastLine = line;
+        if (tarEndBlock(line) !== undefined)
+            return;
+        entries++;
+        const name = line.replace(/^block \d+: /, '');
+        if (name === 'data/.ocdata' || name === 'data/.ncdata')
+            marker = true;
+    };
     for await (const chunk of stream) {
-        const lines = (partial + String(chunk)).split('\n');
+        const lines = (partial + decoder.write(chunk)).split('\n');
         partial = lines.pop() ?? '';
-        for (const line of lines) {
-            entries++;
-            if (line === 'data/.ocdata' || line === 'data/.ncdata')
-                marker = true;
-        }
+        lines.forEach(take);
     }
-    return { entries, marker };
+    partial += decoder.end();
+    if (partial !== '')
+        take(partial);
+    return { entries, marker, lastLine };
 }
 
 ;// CONCATENATED MODULE: ./src/cli/main.ts
@@ -14774,6 +15077,7 @@ const ENV = {
 };
 const USAGE = `Usage: owncloud-backup backup [options]
        owncloud-backup verify BACKUP-DIR
+       owncloud-backup --help | --version
 
 Backs up an ownCloud (or Nextcloud) server: config/, the data directory, the database and
 custom themes, into a dated directory holding compressed archives and manifest.json.
@@ -14804,12 +15108,16 @@ Behaviour:
   --dump-timeout SECONDS   give up on a dump silent this long (600)
   --ssh-keepalive SECONDS  SSH keepalive interval; 3 missed end the link (5)
   env ${PROGRESS_ENV}  seconds between progress lines of the copy and archive (10)
+Other:
+  -h, --help               show this help
+  --version                show the version
 
 verify checks a backup directory from its manifest alone: sizes, SHA-256, complete
-decompression, the dump's completion line, and the files archive's listing.
+decompression, the dump's completion line, and the files archive's listing to its end.
 
-Exit status: 0 done (verify: intact), 1 backup failed (verify: damaged), 2 bad usage or
-input, 130 interrupted.`;
+Exit status of backup: 0 done, 1 the backup failed, 2 bad usage or input, 130 interrupted.
+Exit status of verify: 0 intact, 1 damaged, missing or unreadable (not a backup that
+checks out), 2 bad usage.`;
 const OPTIONS = {
     help: { type: 'boolean', short: 'h' },
     version: { type: 'boolean' },
@@ -14846,6 +15154,13 @@ function readSecretFile(option, path) {
     catch (error) {
         throw new InputError(`Cannot read ${option} '${path}': ${error.code ?? String(error)}.`);
     }
+}
+/**
+ * How an input is named in an error: as the option (or environment variable) the user
+ * actually gave it with, e.g. --ssh-key-file for the input ssh-key.
+ */
+function labelFromSources(sources) {
+    return (name) => sources[name] ?? cliLabel(name);
 }
 /** Turns argv and the environment into the same raw inputs the action reads. */
 function cliInputs(args, env, cwd = process.cwd()) {
@@ -14895,26 +15210,50 @@ function cliInputs(args, env, cwd = process.cwd()) {
         raw[INPUTS.extraPaths] = values['extra-paths'].join('\n');
     if (values.exclude)
         raw[INPUTS.exclude] = values.exclude.join('\n');
+    const sources = {
+        [INPUTS.sshKey]: `option --ssh-key-file (or environment variable ${ENV.sshKey})`,
+        [INPUTS.knownHosts]: 'option --known-hosts (or --known-hosts-file)',
+    };
     const knownHosts = [...(values['known-hosts'] ?? [])];
-    if (values['known-hosts-file'])
+    if (values['known-hosts-file']) {
         knownHosts.push(readSecretFile('--known-hosts-file', values['known-hosts-file']));
+        sources[INPUTS.knownHosts] = values['known-hosts']
+            ? 'options --known-hosts and --known-hosts-file'
+            : 'option --known-hosts-file';
+    }
+    else if (values['known-hosts'])
+        sources[INPUTS.knownHosts] = 'option --known-hosts';
     if (knownHosts.length > 0)
         raw[INPUTS.knownHosts] = knownHosts.join('\n');
-    if (values['ssh-key-file'])
+    if (values['ssh-key-file']) {
         raw[INPUTS.sshKey] = readSecretFile('--ssh-key-file', values['ssh-key-file']);
-    else if (env[ENV.sshKey])
+        sources[INPUTS.sshKey] = 'option --ssh-key-file';
+    }
+    else if (env[ENV.sshKey]) {
         raw[INPUTS.sshKey] = env[ENV.sshKey];
-    if (values['db-password-file'])
+        sources[INPUTS.sshKey] = `environment variable ${ENV.sshKey}`;
+    }
+    if (values['db-password-file']) {
         raw[INPUTS.dbPassword] = readSecretFile('--db-password-file', values['db-password-file']).replace(/\r?\n$/, '');
-    else if (env[ENV.dbPassword] !== undefined)
+        sources[INPUTS.dbPassword] = 'option --db-password-file';
+    }
+    else if (env[ENV.dbPassword] !== undefined) {
         raw[INPUTS.dbPassword] = env[ENV.dbPassword];
+        sources[INPUTS.dbPassword] = `environment variable ${ENV.dbPassword}`;
+    }
     let keepAliveSeconds;
     if (values['ssh-keepalive'] !== undefined) {
+        if (!values.host)
+            throw new InputError('Invalid option --ssh-keepalive: it only applies with option --host (without a host, the server is this machine and there is no SSH connection).');
         if (!/^\d+$/.test(values['ssh-keepalive']) || Number(values['ssh-keepalive']) < 1)
             throw new InputError(`Invalid option --ssh-keepalive: '${values['ssh-keepalive']}' is not a whole number of seconds (1 or more).`);
         keepAliveSeconds = Number(values['ssh-keepalive']);
     }
-    return { raw, ...(keepAliveSeconds ? { keepAliveSeconds } : {}) };
+    return {
+        raw,
+        label: labelFromSources(sources),
+        ...(keepAliveSeconds ? { keepAliveSeconds } : {}),
+    };
 }
 function summary(result) {
     const { manifest } = result;
@@ -14964,10 +15303,10 @@ async function runCli(args) {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
     try {
-        const { raw, keepAliveSeconds } = cliInputs(args, process.env);
+        const { raw, label, keepAliveSeconds } = cliInputs(args, process.env);
         secrets.add(raw[INPUTS.dbPassword]);
         secrets.add(raw[INPUTS.sshKey]);
-        const plan = planBackup(raw, { backupDir: process.cwd() }, cliLabel);
+        const plan = planBackup(raw, { backupDir: process.cwd() }, label);
         const result = await runBackup(plan, {
             reporter,
             secrets,
@@ -15007,9 +15346,23 @@ async function verify(args) {
         return failed === 0 ? EXIT.ok : EXIT.failed;
     }
     catch (error) {
-        process.stderr.write(`owncloud-backup: error: ${describeError(error)}\n`);
-        return error instanceof InputError ? EXIT.usage : EXIT.failed;
+        // Nothing to check (no such directory, no manifest) is a failed check, not bad usage.
+        const message = error instanceof UnverifiableError ? error.message : describeError(error);
+        process.stderr.write(`owncloud-backup: error: ${message}\n`);
+        return EXIT.failed;
     }
+}
+/**
+ * A reader that went away (`owncloud-backup verify DIR | head -1`) is no error: the rest of
+ * the output is dropped quietly and the command still ends as it would have (a backup
+ * still restores maintenance mode), with its own exit status.
+ */
+function dropOutputToClosedPipes() {
+    for (const stream of [process.stdout, process.stderr])
+        stream.on('error', (error) => {
+            if (error.code !== 'EPIPE')
+                throw error;
+        });
 }
 
 

@@ -42527,6 +42527,18 @@ function withoutLoginNoise(result) {
         stderr: result.stderr.replace(/^Could not chdir to home directory.*\n?/gm, ''),
     };
 }
+/**
+ * What ssh said about a failure, or, when it said nothing, what is known: its exit status
+ * and that it gave no reason.
+ */
+function sshFailureDetail(exitCode, stderr) {
+    const said = process_stderrTail(stderr);
+    if (said !== '')
+        return said;
+    return exitCode === null
+        ? 'ssh ended without an exit status and gave no reason (no error output)'
+        : `ssh exited with status ${exitCode} and gave no reason (no error output)`;
+}
 /** Explains ssh's own failures (exit 255) in words an administrator can act on. */
 function explainSshFailure(stderr, label) {
     const text = stderr.toLowerCase();
@@ -42628,7 +42640,7 @@ class SshHost {
             await host.startMaster();
             const whoami = await host.run(['id', '-un']);
             if (whoami.exitCode !== 0)
-                throw new errors_BackupError(`Could not run commands on ${host.label}: ${process_stderrTail(whoami.stderr)}`);
+                throw new errors_BackupError(`Could not run commands on ${host.label}: ${sshFailureDetail(whoami.exitCode, whoami.stderr)}`);
             host.account = whoami.stdout.trim();
             return host;
         }
@@ -42661,8 +42673,10 @@ class SshHost {
         master.stderr.on('data', (chunk) => {
             this.masterStderr = (this.masterStderr + chunk.toString()).slice(-8192);
         });
-        master.once('exit', () => {
+        let exitCode = null;
+        master.once('exit', (code, signal) => {
             this.masterEnded = true;
+            exitCode = code ?? (signal ? 128 + (external_node_os_namespaceObject.constants.signals[signal] ?? 0) : null);
         });
         master.once('error', () => {
             this.masterEnded = true;
@@ -42671,7 +42685,7 @@ class SshHost {
         for (;;) {
             if (this.masterEnded) {
                 throw new errors_BackupError(explainSshFailure(this.masterStderr, this.label) ??
-                    `Could not connect to ${this.label}: ${process_stderrTail(this.masterStderr) || 'ssh exited'}`);
+                    `Could not connect to ${this.label}: ${sshFailureDetail(exitCode, this.masterStderr)}`);
             }
             const check = await process_runProcess(['ssh', ...this.baseArgs, '-O', 'check', this.target.host]);
             if (check.exitCode === 0)
@@ -42733,7 +42747,7 @@ class SshHost {
                 (this.masterEnded
                     ? (explainSshFailure(this.masterStderr, this.label) ??
                         `The SSH connection to ${this.label} was lost (the connection ended${process_stderrTail(this.masterStderr) ? `: ${process_stderrTail(this.masterStderr)}` : ''}).`)
-                    : `The SSH connection to ${this.label} failed (ssh exit 255): ${process_stderrTail(result.stderr) || 'ssh gave no reason'}.`));
+                    : `The SSH connection to ${this.label} failed: ${sshFailureDetail(result.exitCode, result.stderr)}`));
         // rsync reports a dead link with its own exit codes (12, 10) and this wording.
         if (/connection unexpectedly closed|not responding|broken pipe/i.test(result.stderr))
             return explainSshFailure(result.stderr, this.label);
@@ -44297,6 +44311,13 @@ const INPUTS = {
     backupDir: 'backup-dir',
     dumpTimeout: 'dump-timeout',
 };
+/** Inputs that only mean something for an SSH connection (with `host`). */
+const SSH_ONLY = [
+    INPUTS.port,
+    INPUTS.user,
+    INPUTS.sshKey,
+    INPUTS.knownHosts,
+];
 const settings_actionLabel = (name) => `input '${name}'`;
 const cliLabel = (name) => `option --${name}`;
 const KEY_TYPES = new Set([
@@ -44360,6 +44381,11 @@ function settings_planBackup(raw, defaults, label = settings_actionLabel) {
     // --- Where the ownCloud server is -------------------------------------------------------
     const host = value(INPUTS.host);
     let target = { kind: 'local' };
+    // Without a host there is no SSH connection: an SSH setting would be silently unused.
+    if (host === '')
+        for (const name of SSH_ONLY)
+            if (value(name) !== '')
+                fail(name, `it only applies with ${label(INPUTS.host)} (without a host, the server is this machine and there is no SSH connection).`);
     if (host !== '') {
         if (host.startsWith('-') || !/^[A-Za-z0-9._:[\]%_-]+$/.test(host))
             fail(INPUTS.host, `'${host}' is not a host name or IP address.`);

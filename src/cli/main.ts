@@ -10,10 +10,17 @@ import { leftOutOf } from '../manifest.ts';
 import { PROGRESS_ENV, progressSecondsFrom } from '../progress.ts';
 import { formatSeconds, streamReporter } from '../report.ts';
 import { Secrets } from '../secrets.ts';
-import { cliLabel, INPUTS, planBackup, type InputName, type RawInputs } from '../settings.ts';
+import {
+  cliLabel,
+  INPUTS,
+  planBackup,
+  type InputLabel,
+  type InputName,
+  type RawInputs,
+} from '../settings.ts';
 import { formatBytes } from '../steps/preflight.ts';
 import { TOOL } from '../tool.ts';
-import { verifyBackup } from '../verify.ts';
+import { UnverifiableError, verifyBackup } from '../verify.ts';
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 } as const;
 
@@ -24,6 +31,7 @@ export const ENV = {
 
 const USAGE = `Usage: owncloud-backup backup [options]
        owncloud-backup verify BACKUP-DIR
+       owncloud-backup --help | --version
 
 Backs up an ownCloud (or Nextcloud) server: config/, the data directory, the database and
 custom themes, into a dated directory holding compressed archives and manifest.json.
@@ -54,12 +62,16 @@ Behaviour:
   --dump-timeout SECONDS   give up on a dump silent this long (600)
   --ssh-keepalive SECONDS  SSH keepalive interval; 3 missed end the link (5)
   env ${PROGRESS_ENV}  seconds between progress lines of the copy and archive (10)
+Other:
+  -h, --help               show this help
+  --version                show the version
 
 verify checks a backup directory from its manifest alone: sizes, SHA-256, complete
-decompression, the dump's completion line, and the files archive's listing.
+decompression, the dump's completion line, and the files archive's listing to its end.
 
-Exit status: 0 done (verify: intact), 1 backup failed (verify: damaged), 2 bad usage or
-input, 130 interrupted.`;
+Exit status of backup: 0 done, 1 the backup failed, 2 bad usage or input, 130 interrupted.
+Exit status of verify: 0 intact, 1 damaged, missing or unreadable (not a backup that
+checks out), 2 bad usage.`;
 
 const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
@@ -101,12 +113,20 @@ function readSecretFile(option: string, path: string): string {
   }
 }
 
+/**
+ * How an input is named in an error: as the option (or environment variable) the user
+ * actually gave it with, e.g. --ssh-key-file for the input ssh-key.
+ */
+function labelFromSources(sources: Partial<Record<InputName, string>>): InputLabel {
+  return (name) => sources[name] ?? cliLabel(name);
+}
+
 /** Turns argv and the environment into the same raw inputs the action reads. */
 export function cliInputs(
   args: string[],
   env: NodeJS.ProcessEnv,
   cwd: string = process.cwd(),
-): { raw: RawInputs; keepAliveSeconds?: number } {
+): { raw: RawInputs; label: InputLabel; keepAliveSeconds?: number } {
   let parsed;
   try {
     parsed = parseArgs({ args, options: OPTIONS, allowPositionals: true, strict: true });
@@ -156,30 +176,54 @@ export function cliInputs(
     backupDir.startsWith('-') || backupDir.includes('\0') ? backupDir : resolve(cwd, backupDir);
   if (values['extra-paths']) raw[INPUTS.extraPaths] = values['extra-paths'].join('\n');
   if (values.exclude) raw[INPUTS.exclude] = values.exclude.join('\n');
+  const sources: Partial<Record<InputName, string>> = {
+    [INPUTS.sshKey]: `option --ssh-key-file (or environment variable ${ENV.sshKey})`,
+    [INPUTS.knownHosts]: 'option --known-hosts (or --known-hosts-file)',
+  };
   const knownHosts = [...(values['known-hosts'] ?? [])];
-  if (values['known-hosts-file'])
+  if (values['known-hosts-file']) {
     knownHosts.push(readSecretFile('--known-hosts-file', values['known-hosts-file']));
+    sources[INPUTS.knownHosts] = values['known-hosts']
+      ? 'options --known-hosts and --known-hosts-file'
+      : 'option --known-hosts-file';
+  } else if (values['known-hosts']) sources[INPUTS.knownHosts] = 'option --known-hosts';
   if (knownHosts.length > 0) raw[INPUTS.knownHosts] = knownHosts.join('\n');
 
-  if (values['ssh-key-file'])
+  if (values['ssh-key-file']) {
     raw[INPUTS.sshKey] = readSecretFile('--ssh-key-file', values['ssh-key-file']);
-  else if (env[ENV.sshKey]) raw[INPUTS.sshKey] = env[ENV.sshKey];
-  if (values['db-password-file'])
+    sources[INPUTS.sshKey] = 'option --ssh-key-file';
+  } else if (env[ENV.sshKey]) {
+    raw[INPUTS.sshKey] = env[ENV.sshKey];
+    sources[INPUTS.sshKey] = `environment variable ${ENV.sshKey}`;
+  }
+  if (values['db-password-file']) {
     raw[INPUTS.dbPassword] = readSecretFile(
       '--db-password-file',
       values['db-password-file'],
     ).replace(/\r?\n$/, '');
-  else if (env[ENV.dbPassword] !== undefined) raw[INPUTS.dbPassword] = env[ENV.dbPassword];
+    sources[INPUTS.dbPassword] = 'option --db-password-file';
+  } else if (env[ENV.dbPassword] !== undefined) {
+    raw[INPUTS.dbPassword] = env[ENV.dbPassword];
+    sources[INPUTS.dbPassword] = `environment variable ${ENV.dbPassword}`;
+  }
 
   let keepAliveSeconds: number | undefined;
   if (values['ssh-keepalive'] !== undefined) {
+    if (!values.host)
+      throw new InputError(
+        'Invalid option --ssh-keepalive: it only applies with option --host (without a host, the server is this machine and there is no SSH connection).',
+      );
     if (!/^\d+$/.test(values['ssh-keepalive']) || Number(values['ssh-keepalive']) < 1)
       throw new InputError(
         `Invalid option --ssh-keepalive: '${values['ssh-keepalive']}' is not a whole number of seconds (1 or more).`,
       );
     keepAliveSeconds = Number(values['ssh-keepalive']);
   }
-  return { raw, ...(keepAliveSeconds ? { keepAliveSeconds } : {}) };
+  return {
+    raw,
+    label: labelFromSources(sources),
+    ...(keepAliveSeconds ? { keepAliveSeconds } : {}),
+  };
 }
 
 export function summary(result: BackupResult): string {
@@ -237,10 +281,10 @@ export async function runCli(args: string[]): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    const { raw, keepAliveSeconds } = cliInputs(args, process.env);
+    const { raw, label, keepAliveSeconds } = cliInputs(args, process.env);
     secrets.add(raw[INPUTS.dbPassword]);
     secrets.add(raw[INPUTS.sshKey]);
-    const plan = planBackup(raw, { backupDir: process.cwd() }, cliLabel);
+    const plan = planBackup(raw, { backupDir: process.cwd() }, label);
     const result = await runBackup(plan, {
       reporter,
       secrets,
@@ -278,7 +322,21 @@ async function verify(args: string[]): Promise<number> {
     );
     return failed === 0 ? EXIT.ok : EXIT.failed;
   } catch (error) {
-    process.stderr.write(`owncloud-backup: error: ${describeError(error)}\n`);
-    return error instanceof InputError ? EXIT.usage : EXIT.failed;
+    // Nothing to check (no such directory, no manifest) is a failed check, not bad usage.
+    const message = error instanceof UnverifiableError ? error.message : describeError(error);
+    process.stderr.write(`owncloud-backup: error: ${message}\n`);
+    return EXIT.failed;
   }
+}
+
+/**
+ * A reader that went away (`owncloud-backup verify DIR | head -1`) is no error: the rest of
+ * the output is dropped quietly and the command still ends as it would have (a backup
+ * still restores maintenance mode), with its own exit status.
+ */
+export function dropOutputToClosedPipes(): void {
+  for (const stream of [process.stdout, process.stderr])
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EPIPE') throw error;
+    });
 }

@@ -3,7 +3,7 @@
 // of the run, and keepalives so that a dead link fails in seconds.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BackupError } from '../errors.ts';
@@ -46,6 +46,18 @@ function withoutLoginNoise(result: ProcessResult): ProcessResult {
     ...result,
     stderr: result.stderr.replace(/^Could not chdir to home directory.*\n?/gm, ''),
   };
+}
+
+/**
+ * What ssh said about a failure, or, when it said nothing, what is known: its exit status
+ * and that it gave no reason.
+ */
+export function sshFailureDetail(exitCode: number | null, stderr: string): string {
+  const said = stderrTail(stderr);
+  if (said !== '') return said;
+  return exitCode === null
+    ? 'ssh ended without an exit status and gave no reason (no error output)'
+    : `ssh exited with status ${exitCode} and gave no reason (no error output)`;
 }
 
 /** Explains ssh's own failures (exit 255) in words an administrator can act on. */
@@ -158,7 +170,7 @@ export class SshHost implements Host {
       const whoami = await host.run(['id', '-un']);
       if (whoami.exitCode !== 0)
         throw new BackupError(
-          `Could not run commands on ${host.label}: ${stderrTail(whoami.stderr)}`,
+          `Could not run commands on ${host.label}: ${sshFailureDetail(whoami.exitCode, whoami.stderr)}`,
         );
       host.account = whoami.stdout.trim();
       return host;
@@ -195,8 +207,10 @@ export class SshHost implements Host {
     master.stderr!.on('data', (chunk: Buffer) => {
       this.masterStderr = (this.masterStderr + chunk.toString()).slice(-8192);
     });
-    master.once('exit', () => {
+    let exitCode: number | null = null;
+    master.once('exit', (code, signal) => {
       this.masterEnded = true;
+      exitCode = code ?? (signal ? 128 + (constants.signals[signal] ?? 0) : null);
     });
     master.once('error', () => {
       this.masterEnded = true;
@@ -206,7 +220,7 @@ export class SshHost implements Host {
       if (this.masterEnded) {
         throw new BackupError(
           explainSshFailure(this.masterStderr, this.label) ??
-            `Could not connect to ${this.label}: ${stderrTail(this.masterStderr) || 'ssh exited'}`,
+            `Could not connect to ${this.label}: ${sshFailureDetail(exitCode, this.masterStderr)}`,
         );
       }
       const check = await runProcess(['ssh', ...this.baseArgs, '-O', 'check', this.target.host]);
@@ -272,7 +286,7 @@ export class SshHost implements Host {
         (this.masterEnded
           ? (explainSshFailure(this.masterStderr, this.label) ??
             `The SSH connection to ${this.label} was lost (the connection ended${stderrTail(this.masterStderr) ? `: ${stderrTail(this.masterStderr)}` : ''}).`)
-          : `The SSH connection to ${this.label} failed (ssh exit 255): ${stderrTail(result.stderr) || 'ssh gave no reason'}.`)
+          : `The SSH connection to ${this.label} failed: ${sshFailureDetail(result.exitCode, result.stderr)}`)
       );
     // rsync reports a dead link with its own exit codes (12, 10) and this wording.
     if (/connection unexpectedly closed|not responding|broken pipe/i.test(result.stderr))

@@ -93,7 +93,7 @@ describe('owncloud-backup verify', () => {
 
   it('says when a directory is not a backup', () => {
     const run = cli('verify', scratch.path);
-    expect(run.status).toBe(2);
+    expect(run.status).toBe(1);
     expect(run.stderr).toBe(
       `owncloud-backup: error: ${scratch.path} has no manifest.json: it is not a finished backup.\n`,
     );
