@@ -42330,13 +42330,41 @@ class Reaper {
         if (this.alive)
             this.child.stdin.write(`${line}\n`);
     }
+    /** The write end of the watcher's pipe as a file descriptor of ours, if it can be had. */
+    get fd() {
+        const handle = this.child.stdin._handle;
+        return this.alive && typeof handle?.fd === 'number' && handle.fd >= 0 ? handle.fd : undefined;
+    }
     watch(pgid) {
         this.send(`+${pgid}`);
-        return () => this.send(`-${pgid}`);
+        return () => this.forget(pgid);
+    }
+    forget(pgid) {
+        this.send(`-${pgid}`);
     }
 }
 let reaper;
 let reaperPrefix = '';
+/**
+ * Runs a command so that it registers its own process group with the watcher (on fd 3,
+ * the watcher's pipe) before it execs: a command seen running is always known to the
+ * watcher, however soon after its start this process is killed. (Registering from here
+ * after the start leaves a moment in which a kill makes an orphan.)
+ */
+const SELF_REGISTER = 'printf "+%s\\n" "$$" >&3 && exec 3>&- && exec "$@"';
+/** The command wrapped to register itself, or undefined when the watcher's pipe cannot be shared. */
+function selfRegistering(argv) {
+    reaper ??= new Reaper([]);
+    const fd = reaper.fd;
+    if (fd === undefined)
+        return undefined;
+    return { argv: ['sh', '-c', SELF_REGISTER, 'owncloud-backup-child', ...argv], fd };
+}
+/** Forgets a group that registered itself, once it has ended. */
+function forgetGroup(pgid) {
+    if (pgid !== undefined)
+        reaper?.forget(pgid);
+}
 /**
  * Registers a child that leads its own process group (spawned detached): its whole group
  * is killed if this process dies before it. Returns the call that forgets it (at its exit).
@@ -42384,13 +42412,18 @@ function decode(output) {
     return String(output);
 }
 function spawn(argv, options, streamStdout) {
-    const [file, ...args] = argv;
-    if (!file)
+    if (argv.length === 0)
         throw new Error('empty command');
+    // Unless shielded, a command registers itself with the watcher that kills what is left of
+    // ours if we die (see reaper.ts).
+    const registered = options.shielded ? undefined : selfRegistering(argv);
+    const [file, ...args] = registered?.argv ?? argv;
     const child = execa(file, args, {
-        stdin: 'pipe',
-        stdout: 'pipe',
-        stderr: 'pipe',
+        // fd 3, when there is one, is the watcher's pipe, shared as it is (execa takes a file
+        // descriptor there; its types know only the three standard ones as numbers).
+        stdio: (registered
+            ? ['pipe', 'pipe', 'pipe', registered.fd]
+            : ['pipe', 'pipe', 'pipe']),
         buffer: { stdout: !streamStdout, stderr: !options.onStderr },
         maxBuffer: { stdout: OUTPUT_LIMIT, stderr: OUTPUT_LIMIT },
         reject: false,
@@ -42409,7 +42442,11 @@ function spawn(argv, options, streamStdout) {
     const onStderr = options.onStderr;
     if (onStderr)
         child.stderr.on('data', (chunk) => onStderr(typeof chunk === 'string' ? chunk : chunk.toString('utf8')));
-    if (!options.shielded) {
+    if (registered) {
+        const forget = () => forgetGroup(child.pid);
+        void child.then(forget, forget);
+    }
+    else if (!options.shielded) {
         const forget = killWithUs(child.pid);
         void child.then(forget, forget);
     }

@@ -5,7 +5,7 @@ import { constants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { execa } from 'execa';
 import { childEnvironment } from './environment.ts';
-import { killWithUs } from './reaper.ts';
+import { forgetGroup, killWithUs, selfRegistering } from './reaper.ts';
 
 export interface ProcessOptions {
   /** Written to stdin; stdin is then closed unless keepStdinOpen is set. */
@@ -71,12 +71,17 @@ function decode(output: unknown): string {
 }
 
 function spawn(argv: readonly string[], options: ProcessOptions, streamStdout: boolean) {
-  const [file, ...args] = argv;
-  if (!file) throw new Error('empty command');
-  const child = execa(file, args, {
-    stdin: 'pipe',
-    stdout: 'pipe',
-    stderr: 'pipe',
+  if (argv.length === 0) throw new Error('empty command');
+  // Unless shielded, a command registers itself with the watcher that kills what is left of
+  // ours if we die (see reaper.ts).
+  const registered = options.shielded ? undefined : selfRegistering(argv);
+  const [file, ...args] = registered?.argv ?? argv;
+  const child = execa(file!, args, {
+    // fd 3, when there is one, is the watcher's pipe, shared as it is (execa takes a file
+    // descriptor there; its types know only the three standard ones as numbers).
+    stdio: (registered
+      ? ['pipe', 'pipe', 'pipe', registered.fd]
+      : ['pipe', 'pipe', 'pipe']) as unknown as ['pipe', 'pipe', 'pipe'],
     buffer: { stdout: !streamStdout, stderr: !options.onStderr },
     maxBuffer: { stdout: OUTPUT_LIMIT, stderr: OUTPUT_LIMIT },
     reject: false,
@@ -97,7 +102,10 @@ function spawn(argv: readonly string[], options: ProcessOptions, streamStdout: b
     child.stderr.on('data', (chunk: Buffer | string) =>
       onStderr(typeof chunk === 'string' ? chunk : chunk.toString('utf8')),
     );
-  if (!options.shielded) {
+  if (registered) {
+    const forget = () => forgetGroup(child.pid);
+    void child.then(forget, forget);
+  } else if (!options.shielded) {
     const forget = killWithUs(child.pid);
     void child.then(forget, forget);
   }

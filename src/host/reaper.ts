@@ -44,14 +44,51 @@ class Reaper {
     if (this.alive) this.child.stdin!.write(`${line}\n`);
   }
 
+  /** The write end of the watcher's pipe as a file descriptor of ours, if it can be had. */
+  get fd(): number | undefined {
+    const handle = (this.child.stdin as unknown as { _handle?: { fd?: number } })._handle;
+    return this.alive && typeof handle?.fd === 'number' && handle.fd >= 0 ? handle.fd : undefined;
+  }
+
   watch(pgid: number): () => void {
     this.send(`+${pgid}`);
-    return () => this.send(`-${pgid}`);
+    return () => this.forget(pgid);
+  }
+
+  forget(pgid: number): void {
+    this.send(`-${pgid}`);
   }
 }
 
 let reaper: Reaper | undefined;
 let reaperPrefix = '';
+
+/**
+ * Runs a command so that it registers its own process group with the watcher (on fd 3,
+ * the watcher's pipe) before it execs: a command seen running is always known to the
+ * watcher, however soon after its start this process is killed. (Registering from here
+ * after the start leaves a moment in which a kill makes an orphan.)
+ */
+const SELF_REGISTER = 'printf "+%s\\n" "$$" >&3 && exec 3>&- && exec "$@"';
+
+export interface Registered {
+  argv: string[];
+  /** The file descriptor to give the child as its fd 3. */
+  fd: number;
+}
+
+/** The command wrapped to register itself, or undefined when the watcher's pipe cannot be shared. */
+export function selfRegistering(argv: readonly string[]): Registered | undefined {
+  reaper ??= new Reaper([]);
+  const fd = reaper.fd;
+  if (fd === undefined) return undefined;
+  return { argv: ['sh', '-c', SELF_REGISTER, 'owncloud-backup-child', ...argv], fd };
+}
+
+/** Forgets a group that registered itself, once it has ended. */
+export function forgetGroup(pgid: number | undefined): void {
+  if (pgid !== undefined) reaper?.forget(pgid);
+}
 
 /**
  * Registers a child that leads its own process group (spawned detached): its whole group
