@@ -43197,6 +43197,29 @@ async function dumpDatabase(options) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/host/host.ts
+// The ownCloud host as the rest of the tool sees it: somewhere to run a command and stream
+// its output back, reached locally or over SSH. Nothing above this interface knows which.
+
+/**
+ * argv that runs a command as another user on the host: directly when the session already
+ * is that user, through runuser when it is root, through non-interactive sudo otherwise.
+ */
+function host_asUser(account, user, argv) {
+    if (user === account)
+        return [...argv];
+    if (account === 'root')
+        return ['runuser', '-u', user, '--', ...argv];
+    return ['sudo', '-n', '-u', user, '--', ...argv];
+}
+/** The result of a command that reached the host; a failure of the link itself is thrown. */
+function host_reached(host, result) {
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new BackupError(transport);
+    return result;
+}
+
 ;// CONCATENATED MODULE: ./src/instance.ts
 // What an ownCloud (or Nextcloud) instance says about itself in config.php, and how that
 // combines with explicit overrides into the database connection a dump needs. Pure.
@@ -43593,15 +43616,9 @@ function parseShippedJson(text) {
     }
     return names.size > 0 ? names : undefined;
 }
-function checked(host, result) {
-    const transport = host.transportFailure(result);
-    if (transport)
-        throw new BackupError(transport);
-    return result;
-}
 /** The package managers the host has, in the order they are asked. */
 async function packageManagers(host) {
-    const result = checked(host, await host.run([
+    const result = reached(host, await host.run([
         'sh',
         '-c',
         'command -v dpkg-query >/dev/null 2>&1 && echo dpkg; command -v rpm >/dev/null 2>&1 && echo rpm; true',
@@ -43614,13 +43631,13 @@ async function packageOwners(host, manager, paths) {
         return new Map();
     if (manager === 'dpkg') {
         // Exit 1 just means some path has no owner; the found ones are on stdout.
-        const result = checked(host, await host.run(['dpkg-query', '--search', '--', ...paths.map(dpkgPattern)]));
+        const result = reached(host, await host.run(['dpkg-query', '--search', '--', ...paths.map(dpkgPattern)]));
         const found = parseDpkgSearch(result.stdout);
         return new Map(paths.flatMap((p) => (found.has(p) ? [[p, found.get(p)]] : [])));
     }
     const owners = new Map();
     for (const path of paths) {
-        const result = checked(host, await host.run(['rpm', '-qf', '--queryformat', '%{NAME}\\n', '--', path]));
+        const result = reached(host, await host.run(['rpm', '-qf', '--queryformat', '%{NAME}\\n', '--', path]));
         if (result.exitCode === 0 && result.stdout.trim())
             owners.set(path, result.stdout.trim());
     }
@@ -43628,7 +43645,7 @@ async function packageOwners(host, manager, paths) {
 }
 /** The install dir with symlinks resolved, as a package database records it. */
 async function realPath(host, owner, path) {
-    const result = checked(host, await host.run(asUser(host.account, owner, ['readlink', '-f', '--', path])));
+    const result = reached(host, await host.run(asUser(host.account, owner, ['readlink', '-f', '--', path])));
     return result.exitCode === 0 && result.stdout.trim() ? result.stdout.replace(/\n$/, '') : path;
 }
 /**
@@ -43670,13 +43687,13 @@ const LIST_ENTRIES = (/* unused pure expression or super */ null && (`cd -- "$1"
 for f in * .[!.]* ..?*; do if [ -e "$f" ] || [ -L "$f" ]; then printf '%s\\0' "$f"; fi; done`));
 /** Entries of a directory on the host, as its owner sees them. */
 async function entriesOf(host, owner, dir) {
-    const result = checked(host, await host.run(asUser(host.account, owner, ['sh', '-c', LIST_ENTRIES, 'sh', dir])));
+    const result = reached(host, await host.run(asUser(host.account, owner, ['sh', '-c', LIST_ENTRIES, 'sh', dir])));
     if (result.exitCode !== 0)
         throw new BackupError(`Could not list the app directory ${dir} on ${host.label}: ${stderrTail(result.stderr)}`);
     return result.stdout.split('\0').filter(Boolean).sort();
 }
 async function readOnHost(host, owner, path) {
-    const result = checked(host, await host.run(asUser(host.account, owner, ['cat', '--', path])));
+    const result = reached(host, await host.run(asUser(host.account, owner, ['cat', '--', path])));
     return result.exitCode === 0 ? result.stdout : undefined;
 }
 /** Whether `path` is `dir` or lies below it. */
@@ -43987,10 +44004,7 @@ done`));
 async function inspectPaths(host, owner, paths) {
     if (paths.length === 0)
         return [];
-    const result = await host.run(asUser(host.account, owner, ['sh', '-c', INSPECT, 'sh', ...paths]));
-    const transport = host.transportFailure(result);
-    if (transport)
-        throw new BackupError(transport);
+    const result = reached(host, await host.run(asUser(host.account, owner, ['sh', '-c', INSPECT, 'sh', ...paths])));
     const fields = result.stdout.split('\0');
     if (result.exitCode !== 0 || fields.length < paths.length * 3)
         throw new BackupError(`Could not inspect the paths to back up on ${host.label}: ${stderrTail(result.stderr)}`);
@@ -44159,16 +44173,9 @@ async function checkStagedConfig(stagingDir, privilege) {
 
 const MISSING = (/* unused pure expression or super */ null && (`for p; do command -v "$p" >/dev/null 2>&1 || echo "$p"; done`));
 const FIRST_WITH_VERSION = (/* unused pure expression or super */ null && (`for p; do if command -v "$p" >/dev/null 2>&1; then echo "$p"; "$p" --version 2>&1 | head -n 1; exit 0; fi; done; exit 127`));
-/** The result, unless the command never ran because the link failed. */
-function preflight_checked(host, result) {
-    const transport = host.transportFailure(result);
-    if (transport)
-        throw new BackupError(transport);
-    return result;
-}
 /** Names of the programs (of those given) the host lacks. */
 async function missingOnHost(host, programs) {
-    const result = preflight_checked(host, await host.run(['sh', '-c', MISSING, 'sh', ...programs]));
+    const result = reached(host, await host.run(['sh', '-c', MISSING, 'sh', ...programs]));
     return result.stdout.split('\n').filter(Boolean);
 }
 async function missingHere(programs) {
@@ -44177,7 +44184,7 @@ async function missingHere(programs) {
 }
 /** The engine's dump program on the host (the first of its names found) and its version. */
 async function findDumpTool(host, engine) {
-    const result = preflight_checked(host, await host.run(['sh', '-c', FIRST_WITH_VERSION, 'sh', ...engine.programs]));
+    const result = reached(host, await host.run(['sh', '-c', FIRST_WITH_VERSION, 'sh', ...engine.programs]));
     if (result.exitCode !== 0)
         throw new BackupError(`${host.label} has no ${engine.programs.join(' or ')} to dump the ${engine.type} database: install it there.`);
     const [program, version] = result.stdout.split('\n');
@@ -44191,7 +44198,7 @@ async function findDumpTool(host, engine) {
 async function sizeOnHost(host, owner, paths) {
     if (paths.length === 0)
         return 0;
-    const result = preflight_checked(host, 
+    const result = reached(host, 
     // -D: a symlinked top-level path is measured as what it points to, as it is copied.
     await host.run(asUser(host.account, owner, ['du', '-s', '-x', '-D', '--bytes', '--', ...paths])));
     if (result.exitCode !== 0 && result.stdout.trim() === '')
@@ -44567,19 +44574,6 @@ function openSshKeyCipher(privateKey) {
     return blob.subarray(magic.length + 4, magic.length + 4 + length).toString('latin1');
 }
 
-;// CONCATENATED MODULE: ./src/host/host.ts
-/**
- * argv that runs a command as another user on the host: directly when the session already
- * is that user, through runuser when it is root, through non-interactive sudo otherwise.
- */
-function host_asUser(account, user, argv) {
-    if (user === account)
-        return [...argv];
-    if (account === 'root')
-        return ['runuser', '-u', user, '--', ...argv];
-    return ['sudo', '-n', '-u', user, '--', ...argv];
-}
-
 ;// CONCATENATED MODULE: ./src/steps/maintenance.ts
 // Maintenance mode done right: note the state the administrator left, switch it on for the
 // dump, and afterwards put back exactly that prior state, on every path out (success,
@@ -44837,7 +44831,7 @@ async function treeBytes(path, prefix) {
  * Removes an incomplete backup directory (only one: its name must say so) with its size,
  * or returns undefined when it is not there (the run finished, or removed it itself).
  */
-async function removeIncompleteBackup(path) {
+async function removeIncompleteBackup(path, known) {
     if (!isIncompleteName(path.split('/').pop() ?? ''))
         return undefined;
     try {
@@ -44847,7 +44841,7 @@ async function removeIncompleteBackup(path) {
     catch {
         return undefined;
     }
-    const privilege = await runner_runnerPrivilege();
+    const privilege = known ?? (await runner_runnerPrivilege());
     const bytes = await treeBytes(path, privilege.prefix);
     await removeTree(path, privilege).catch((error) => {
         throw new errors_BackupError(`Could not remove ${path}: ${code(error)}`);
@@ -44859,9 +44853,12 @@ async function removeIncompleteBackup(path) {
  * directory's lock: then none of them belongs to a running backup.
  */
 async function removeStaleBackups(backupDir, report) {
-    for (const name of readdirSync(backupDir).filter(isIncompleteName).sort()) {
+    const stale = readdirSync(backupDir).filter(isIncompleteName).sort();
+    // Asked once (sudo -n true), not for every directory.
+    const privilege = stale.length > 0 ? await runnerPrivilege() : undefined;
+    for (const name of stale) {
         const path = join(backupDir, name);
-        const removed = await removeIncompleteBackup(path);
+        const removed = await removeIncompleteBackup(path, privilege);
         if (removed)
             report(path, removed.bytes);
     }

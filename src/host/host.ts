@@ -1,5 +1,6 @@
 // The ownCloud host as the rest of the tool sees it: somewhere to run a command and stream
 // its output back, reached locally or over SSH. Nothing above this interface knows which.
+import { BackupError } from '../errors.ts';
 import type { ProcessOptions, ProcessResult, StreamingProcess } from './process.ts';
 
 export interface Host {
@@ -29,4 +30,11 @@ export function asUser(account: string, user: string, argv: readonly string[]): 
   if (user === account) return [...argv];
   if (account === 'root') return ['runuser', '-u', user, '--', ...argv];
   return ['sudo', '-n', '-u', user, '--', ...argv];
+}
+
+/** The result of a command that reached the host; a failure of the link itself is thrown. */
+export function reached(host: Host, result: ProcessResult): ProcessResult {
+  const transport = host.transportFailure(result);
+  if (transport) throw new BackupError(transport);
+  return result;
 }

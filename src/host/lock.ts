@@ -5,7 +5,7 @@
 // lock goes with it. No lock can outlive its run, so none is ever stale.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BackupError } from '../errors.ts';
-import type { Host } from './host.ts';
+import { reached, type Host } from './host.ts';
 import { stderrTail } from './process.ts';
 
 /** Marks our holder's argv; the argument after it says who holds the lock. */
@@ -84,9 +84,7 @@ export async function acquireLock(
       },
     };
   }
-  const result = await holding.done;
-  const transport = host.transportFailure(result);
-  if (transport) throw new BackupError(transport);
+  const result = reached(host, await holding.done);
   if (
     result.exitCode === 127 ||
     /flock: (not found|command not found)|execute flock|flock: No such file/i.test(result.stderr)

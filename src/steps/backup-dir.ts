@@ -13,7 +13,7 @@ import {
 import { dirname, join } from 'node:path';
 import { BackupError, InputError } from '../errors.ts';
 import { runProcess } from '../host/process.ts';
-import { removeTree, runnerPrivilege } from '../host/runner.ts';
+import { removeTree, runnerPrivilege, type RunnerPrivilege } from '../host/runner.ts';
 import { INCOMPLETE_SUFFIX } from '../naming.ts';
 
 /** statfs(2) magic numbers of kernel file systems that hold no files of ours. */
@@ -114,14 +114,17 @@ async function treeBytes(path: string, prefix: string[]): Promise<number> {
  * Removes an incomplete backup directory (only one: its name must say so) with its size,
  * or returns undefined when it is not there (the run finished, or removed it itself).
  */
-export async function removeIncompleteBackup(path: string): Promise<{ bytes: number } | undefined> {
+export async function removeIncompleteBackup(
+  path: string,
+  known?: RunnerPrivilege,
+): Promise<{ bytes: number } | undefined> {
   if (!isIncompleteName(path.split('/').pop() ?? '')) return undefined;
   try {
     if (!lstatSync(path).isDirectory()) return undefined;
   } catch {
     return undefined;
   }
-  const privilege = await runnerPrivilege();
+  const privilege = known ?? (await runnerPrivilege());
   const bytes = await treeBytes(path, privilege.prefix);
   await removeTree(path, privilege).catch((error: unknown) => {
     throw new BackupError(`Could not remove ${path}: ${code(error)}`);
@@ -137,9 +140,12 @@ export async function removeStaleBackups(
   backupDir: string,
   report: (path: string, bytes: number) => void,
 ): Promise<void> {
-  for (const name of readdirSync(backupDir).filter(isIncompleteName).sort()) {
+  const stale = readdirSync(backupDir).filter(isIncompleteName).sort();
+  // Asked once (sudo -n true), not for every directory.
+  const privilege = stale.length > 0 ? await runnerPrivilege() : undefined;
+  for (const name of stale) {
     const path = join(backupDir, name);
-    const removed = await removeIncompleteBackup(path);
+    const removed = await removeIncompleteBackup(path, privilege);
     if (removed) report(path, removed.bytes);
   }
 }

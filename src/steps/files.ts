@@ -6,7 +6,7 @@ import { BackupError, InputError, InterruptedError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import type { BackupPlan } from '../settings.ts';
 import { existsOnHost, type Instance } from './discover.ts';
-import { asUser } from '../host/host.ts';
+import { asUser, reached } from '../host/host.ts';
 import {
   detectInstallType,
   isWithin,
@@ -292,9 +292,10 @@ async function inspectPaths(
   paths: string[],
 ): Promise<{ kind: PathKind | 'missing'; link: boolean; real: string }[]> {
   if (paths.length === 0) return [];
-  const result = await host.run(asUser(host.account, owner, ['sh', '-c', INSPECT, 'sh', ...paths]));
-  const transport = host.transportFailure(result);
-  if (transport) throw new BackupError(transport);
+  const result = reached(
+    host,
+    await host.run(asUser(host.account, owner, ['sh', '-c', INSPECT, 'sh', ...paths])),
+  );
   const fields = result.stdout.split('\0');
   if (result.exitCode !== 0 || fields.length < paths.length * 3)
     throw new BackupError(

@@ -4,7 +4,7 @@
 // (app-store apps, which only a backup brings back).
 import { posix } from 'node:path';
 import { BackupError } from '../errors.ts';
-import { asUser, type Host } from '../host/host.ts';
+import { asUser, reached, type Host } from '../host/host.ts';
 import { stderrTail } from '../host/process.ts';
 import type { AppsPath } from '../instance.ts';
 import type { InstallType } from '../settings.ts';
@@ -76,15 +76,9 @@ export function parseShippedJson(text: string): Set<string> | undefined {
   return names.size > 0 ? names : undefined;
 }
 
-function checked(host: Host, result: Awaited<ReturnType<Host['run']>>) {
-  const transport = host.transportFailure(result);
-  if (transport) throw new BackupError(transport);
-  return result;
-}
-
 /** The package managers the host has, in the order they are asked. */
 async function packageManagers(host: Host): Promise<PackageManager[]> {
-  const result = checked(
+  const result = reached(
     host,
     await host.run([
       'sh',
@@ -104,7 +98,7 @@ async function packageOwners(
   if (paths.length === 0) return new Map();
   if (manager === 'dpkg') {
     // Exit 1 just means some path has no owner; the found ones are on stdout.
-    const result = checked(
+    const result = reached(
       host,
       await host.run(['dpkg-query', '--search', '--', ...paths.map(dpkgPattern)]),
     );
@@ -113,7 +107,7 @@ async function packageOwners(
   }
   const owners = new Map<string, string>();
   for (const path of paths) {
-    const result = checked(
+    const result = reached(
       host,
       await host.run(['rpm', '-qf', '--queryformat', '%{NAME}\\n', '--', path]),
     );
@@ -124,7 +118,7 @@ async function packageOwners(
 
 /** The install dir with symlinks resolved, as a package database records it. */
 async function realPath(host: Host, owner: string, path: string): Promise<string> {
-  const result = checked(
+  const result = reached(
     host,
     await host.run(asUser(host.account, owner, ['readlink', '-f', '--', path])),
   );
@@ -174,7 +168,7 @@ for f in * .[!.]* ..?*; do if [ -e "$f" ] || [ -L "$f" ]; then printf '%s\\0' "$
 
 /** Entries of a directory on the host, as its owner sees them. */
 async function entriesOf(host: Host, owner: string, dir: string): Promise<string[]> {
-  const result = checked(
+  const result = reached(
     host,
     await host.run(asUser(host.account, owner, ['sh', '-c', LIST_ENTRIES, 'sh', dir])),
   );
@@ -186,7 +180,7 @@ async function entriesOf(host: Host, owner: string, dir: string): Promise<string
 }
 
 async function readOnHost(host: Host, owner: string, path: string): Promise<string | undefined> {
-  const result = checked(host, await host.run(asUser(host.account, owner, ['cat', '--', path])));
+  const result = reached(host, await host.run(asUser(host.account, owner, ['cat', '--', path])));
   return result.exitCode === 0 ? result.stdout : undefined;
 }
 

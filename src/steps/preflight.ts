@@ -13,22 +13,15 @@ import { checkDatabase } from './dump.ts';
 import type { Instance } from './discover.ts';
 import { planFileSet, type FileSet } from './files.ts';
 import { isWithin } from './installation.ts';
-import { asUser, type Host } from '../host/host.ts';
-import { runProcess, stderrTail, type ProcessResult } from '../host/process.ts';
+import { asUser, reached, type Host } from '../host/host.ts';
+import { runProcess, stderrTail } from '../host/process.ts';
 
 const MISSING = `for p; do command -v "$p" >/dev/null 2>&1 || echo "$p"; done`;
 const FIRST_WITH_VERSION = `for p; do if command -v "$p" >/dev/null 2>&1; then echo "$p"; "$p" --version 2>&1 | head -n 1; exit 0; fi; done; exit 127`;
 
-/** The result, unless the command never ran because the link failed. */
-function checked(host: Host, result: ProcessResult): ProcessResult {
-  const transport = host.transportFailure(result);
-  if (transport) throw new BackupError(transport);
-  return result;
-}
-
 /** Names of the programs (of those given) the host lacks. */
 export async function missingOnHost(host: Host, programs: string[]): Promise<string[]> {
-  const result = checked(host, await host.run(['sh', '-c', MISSING, 'sh', ...programs]));
+  const result = reached(host, await host.run(['sh', '-c', MISSING, 'sh', ...programs]));
   return result.stdout.split('\n').filter(Boolean);
 }
 
@@ -39,7 +32,7 @@ export async function missingHere(programs: string[]): Promise<string[]> {
 
 /** The engine's dump program on the host (the first of its names found) and its version. */
 export async function findDumpTool(host: Host, engine: DatabaseEngine): Promise<DumpTool> {
-  const result = checked(
+  const result = reached(
     host,
     await host.run(['sh', '-c', FIRST_WITH_VERSION, 'sh', ...engine.programs]),
   );
@@ -58,7 +51,7 @@ export async function findDumpTool(host: Host, engine: DatabaseEngine): Promise<
 /** Apparent size in bytes of the given paths on the host (one file system each, as rsync -x). */
 export async function sizeOnHost(host: Host, owner: string, paths: string[]): Promise<number> {
   if (paths.length === 0) return 0;
-  const result = checked(
+  const result = reached(
     host,
     // -D: a symlinked top-level path is measured as what it points to, as it is copied.
     await host.run(

@@ -7,7 +7,6 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   chmodSync,
-  copyFileSync,
   mkdirSync,
   readdirSync,
   readFileSync,
@@ -16,7 +15,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../../src/manifest.ts';
 import type { Compression } from '../../src/settings.ts';
@@ -24,7 +23,7 @@ import { verifyBackup } from '../../src/verify.ts';
 import { makeScratchDir } from '../harness/scratch.ts';
 import { startSshd, type SshServer } from '../harness/sshd.ts';
 import { buildSampleInstance, type SampleInstance } from '../sample/instance.ts';
-import { CLI } from '../support/backup-run.ts';
+import { CLI, cliForAnyUser } from '../support/backup-run.ts';
 
 const scratch = makeScratchDir('trust-verify');
 chmodSync(scratch.path, 0o755);
@@ -322,24 +321,10 @@ describe('verify opens only regular files, without following links', () => {
   });
 });
 
-/** Node and the CLI bundle where another user can run them (the checkout may be root's only). */
+/** The CLI bundle run as nobody, from a copy any user can reach. */
 function cliForNobody(): string[] {
-  const dir = join(scratch.path, 'cli-for-nobody');
-  mkdirSync(join(dir, 'cli'), { recursive: true, mode: 0o755 });
-  chmodSync(dir, 0o755);
-  copyFileSync(process.execPath, join(dir, 'node'));
-  chmodSync(join(dir, 'node'), 0o755);
-  copyFileSync(CLI, join(dir, 'cli', 'index.js'));
-  copyFileSync(join(dirname(CLI), '..', 'package.json'), join(dir, 'package.json'));
-  for (const file of ['cli/index.js', 'package.json']) chmodSync(join(dir, file), 0o644);
-  return [
-    'setpriv',
-    '--reuid=nobody',
-    '--regid=nogroup',
-    '--clear-groups',
-    join(dir, 'node'),
-    join(dir, 'cli', 'index.js'),
-  ];
+  const { node, cli } = cliForAnyUser();
+  return ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', node, cli];
 }
 
 describe('verify by a user who may not read the backup', () => {

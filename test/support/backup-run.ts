@@ -102,7 +102,7 @@ let publicCopy: { node: string; cli: string } | undefined;
  * Node and the CLI bundle where any user can run them: the checkout may sit in a directory
  * only root can enter, and the bundle needs nothing beside it but dist/package.json.
  */
-function cliForAnyUser(): { node: string; cli: string } {
+export function cliForAnyUser(): { node: string; cli: string } {
   if (publicCopy) return publicCopy;
   const dir = makeScratchDir('cli-copy').path;
   chmodSync(dir, 0o755);
