@@ -22,6 +22,14 @@ export class MaintenanceNotRestoredError extends BackupError {
   override name = 'MaintenanceNotRestoredError';
 }
 
+/**
+ * A restore that failed after it had started changing the target: the message says what
+ * failed and in what state the instance is now (the previous state put back, or not).
+ */
+export class RestoreError extends BackupError {
+  override name = 'RestoreError';
+}
+
 /** The run was interrupted (SIGINT/SIGTERM, or the workflow was cancelled). */
 export class InterruptedError extends Error {
   override name = 'InterruptedError';

@@ -27,6 +27,13 @@ export const INPUTS = {
   compression: 'compression',
   backupDir: 'backup-dir',
   dumpTimeout: 'dump-timeout',
+  // Restore only.
+  dbAdminUser: 'db-admin-user',
+  dbAdminPassword: 'db-admin-password',
+  safetyCopy: 'safety-copy',
+  discardPrevious: 'discard-previous',
+  owner: 'owner',
+  allowVersionMismatch: 'allow-version-mismatch',
 } as const;
 
 export type InputName = (typeof INPUTS)[keyof typeof INPUTS];
@@ -72,22 +79,14 @@ export interface DatabaseOverrides {
   password?: string;
 }
 
-export interface BackupPlan {
-  target: SshTarget | LocalTarget;
-  /** The ownCloud installation directory (holds occ and config/). */
-  owncloudDir: string;
-  /** The data directory, when given; otherwise config.php's `datadirectory`. */
-  dataDir?: string;
+export interface BackupPlan extends InstancePlan {
   /** Further paths to include: relative ones within owncloud-dir, or absolute ones. */
   extraPaths: string[];
   /** rsync patterns left out of the files archive. */
   exclude: string[];
   installType: InstallType;
-  database: DatabaseOverrides;
   /** Switch maintenance mode on for the dump (and restore the prior state after). */
   maintenanceMode: boolean;
-  /** Who runs occ; default the owner of config.php. */
-  occUser?: string;
   compression: Compression;
   /** The directory in which the dated backup directory is created. */
   backupDir: string;
@@ -123,12 +122,20 @@ function words(value: string | undefined): string[] {
     .filter((line) => line !== '' && !line.startsWith('#'));
 }
 
-/** Validates everything up front and returns the plan, or throws one InputError. */
-export function planBackup(
-  raw: RawInputs,
-  defaults: PlanDefaults,
-  label: InputLabel = actionLabel,
-): BackupPlan {
+/** Where the instance is and how to reach its database: what backup and restore share. */
+export interface InstancePlan {
+  target: SshTarget | LocalTarget;
+  /** The ownCloud installation directory (holds occ and config/). */
+  owncloudDir: string;
+  /** The data directory, when given; otherwise config.php's `datadirectory`. */
+  dataDir?: string;
+  database: DatabaseOverrides;
+  /** Who runs occ; default the owner of config.php. */
+  occUser?: string;
+}
+
+/** The validators every plan uses, bound to the raw inputs and their labels. */
+function validators(raw: RawInputs, label: InputLabel) {
   const value = (name: InputName) => (raw[name] ?? '').trim();
   const fail = (name: InputName, message: string): never => {
     throw new InputError(`Invalid ${label(name)}: ${message}`);
@@ -165,6 +172,29 @@ export function planBackup(
     const normal = normalize(given);
     return normal.length > 1 ? normal.replace(/\/+$/, '') : normal;
   };
+
+  const userName = (name: InputName): string | undefined => {
+    const given = value(name);
+    if (given && !/^[a-z_][a-z0-9_.-]*\$?$/i.test(given))
+      fail(name, `'${given}' is not a user name.`);
+    return given || undefined;
+  };
+
+  const password = (name: InputName): string | undefined => {
+    // A password is taken as given (spaces are legitimate); only a missing one means "the default".
+    const given = raw[name];
+    if (given === undefined || given === '') return undefined;
+    if (/[\r\n\0]/.test(given))
+      fail(name, 'the password contains a line break or NUL byte, which no database client accepts.');
+    return given;
+  };
+
+  return { value, fail, oneOf, integer, boolean, absolutePath, userName, password };
+}
+
+/** Validates the inputs that say where the instance is (shared by backup and restore). */
+export function planInstance(raw: RawInputs, label: InputLabel = actionLabel): InstancePlan {
+  const { value, fail, integer, absolutePath } = validators(raw, label);
 
   // --- Where the ownCloud server is -------------------------------------------------------
   const host = value(INPUTS.host);
@@ -220,7 +250,7 @@ export function planBackup(
     };
   }
 
-  // --- What to back up ----------------------------------------------------------------------
+  // --- The instance -------------------------------------------------------------------------
   const owncloudDir = absolutePath(
     INPUTS.owncloudDir,
     value(INPUTS.owncloudDir) || '/var/www/owncloud',
@@ -228,24 +258,6 @@ export function planBackup(
   const dataDir = value(INPUTS.dataDir)
     ? absolutePath(INPUTS.dataDir, value(INPUTS.dataDir))
     : undefined;
-  const extraPaths = words(raw[INPUTS.extraPaths]).map((path) => {
-    if (path.includes('\0')) fail(INPUTS.extraPaths, 'a path contains a NUL byte.');
-    if (path.startsWith('-'))
-      fail(INPUTS.extraPaths, `'${path}' starts with '-'. Expected a path.`);
-    if (isAbsolute(path)) return absolutePath(INPUTS.extraPaths, path);
-    const normal = normalize(path).replace(/\/+$/, '');
-    if (normal === '.' || normal === '..' || normal.startsWith('../'))
-      fail(INPUTS.extraPaths, `'${path}' is not a path inside ${label(INPUTS.owncloudDir)}.`);
-    return normal;
-  });
-  const exclude = words(raw[INPUTS.exclude]);
-  for (const pattern of exclude)
-    if (pattern.startsWith('-') || pattern.startsWith('+'))
-      fail(
-        INPUTS.exclude,
-        `'${pattern}' starts with '${pattern[0]}'. Expected an rsync pattern such as '*/thumbnails/'.`,
-      );
-  const installType = oneOf(INPUTS.installType, ['auto', 'package', 'tarball'] as const, 'auto');
 
   // --- The database -------------------------------------------------------------------------
   const dbTypeGiven = value(INPUTS.dbType).toLowerCase();
@@ -278,34 +290,121 @@ export function planBackup(
   if (dbPort !== undefined) database.port = dbPort;
   if (value(INPUTS.dbName)) database.name = value(INPUTS.dbName);
   if (value(INPUTS.dbUser)) database.user = value(INPUTS.dbUser);
-  // A password is taken as given (spaces are legitimate); only a missing one means "config.php's".
-  const password = raw[INPUTS.dbPassword];
-  if (password !== undefined && password !== '') {
-    if (/[\r\n\0]/.test(password))
-      fail(
-        INPUTS.dbPassword,
-        'the password contains a line break or NUL byte, which no database client accepts.',
-      );
-    database.password = password;
-  }
+  const password = validators(raw, label).password(INPUTS.dbPassword);
+  if (password !== undefined) database.password = password;
 
-  const occUser = value(INPUTS.occUser);
-  if (occUser && !/^[a-z_][a-z0-9_.-]*\$?$/i.test(occUser))
-    fail(INPUTS.occUser, `'${occUser}' is not a user name.`);
+  const occUser = validators(raw, label).userName(INPUTS.occUser);
 
   return {
     target,
     owncloudDir,
     ...(dataDir ? { dataDir } : {}),
+    database,
+    ...(occUser ? { occUser } : {}),
+  };
+}
+
+/** Validates everything up front and returns the plan, or throws one InputError. */
+export function planBackup(
+  raw: RawInputs,
+  defaults: PlanDefaults,
+  label: InputLabel = actionLabel,
+): BackupPlan {
+  const instance = planInstance(raw, label);
+  const { value, fail, oneOf, integer, boolean, absolutePath } = validators(raw, label);
+
+  // --- What to back up ----------------------------------------------------------------------
+  const extraPaths = words(raw[INPUTS.extraPaths]).map((path) => {
+    if (path.includes('\0')) fail(INPUTS.extraPaths, 'a path contains a NUL byte.');
+    if (path.startsWith('-'))
+      fail(INPUTS.extraPaths, `'${path}' starts with '-'. Expected a path.`);
+    if (isAbsolute(path)) return absolutePath(INPUTS.extraPaths, path);
+    const normal = normalize(path).replace(/\/+$/, '');
+    if (normal === '.' || normal === '..' || normal.startsWith('../'))
+      fail(INPUTS.extraPaths, `'${path}' is not a path inside ${label(INPUTS.owncloudDir)}.`);
+    return normal;
+  });
+  const exclude = words(raw[INPUTS.exclude]);
+  for (const pattern of exclude)
+    if (pattern.startsWith('-') || pattern.startsWith('+'))
+      fail(
+        INPUTS.exclude,
+        `'${pattern}' starts with '${pattern[0]}'. Expected an rsync pattern such as '*/thumbnails/'.`,
+      );
+  const installType = oneOf(INPUTS.installType, ['auto', 'package', 'tarball'] as const, 'auto');
+
+  return {
+    ...instance,
     extraPaths,
     exclude,
     installType,
-    database,
     maintenanceMode: boolean(INPUTS.maintenanceMode, true),
-    ...(occUser ? { occUser } : {}),
     compression: oneOf(INPUTS.compression, ['zstd', 'gzip'] as const, 'zstd'),
     backupDir: absolutePath(INPUTS.backupDir, value(INPUTS.backupDir) || defaults.backupDir),
     dumpTimeoutSeconds: integer(INPUTS.dumpTimeout, 1, 7 * 24 * 3600) ?? 600,
+  };
+}
+
+/** An account with the rights to drop and create databases (and users). */
+export interface DatabaseAdmin {
+  user: string;
+  password: string;
+}
+
+export interface RestorePlan extends InstancePlan {
+  /** The backup directory to restore (its manifest.json and archives). */
+  backupPath: string;
+  /**
+   * Drops and recreates the database (and creates the instance's database user when it is
+   * missing); without it the instance's own user empties the database instead.
+   */
+  dbAdmin?: DatabaseAdmin;
+  /** Restore onto server code of another version than the backup's (package installs). */
+  allowVersionMismatch: boolean;
+  /** Move the current state aside before replacing it, to put it back if the restore fails. */
+  safetyCopy: boolean;
+  /** Remove the moved-aside state once the restore has succeeded. */
+  discardPrevious: boolean;
+  /**
+   * Who owns the restored files when the archive's numeric owners do not exist on the
+   * target (a new host); default the owner of the installation directory.
+   */
+  owner?: string;
+}
+
+/** Validates a restore's inputs up front; the backup path is the CLI's argument (or the download). */
+export function planRestore(
+  raw: RawInputs,
+  backupPath: string,
+  label: InputLabel = actionLabel,
+): RestorePlan {
+  const instance = planInstance(raw, label);
+  const { value, fail, boolean, userName, password } = validators(raw, label);
+  const adminUser = value(INPUTS.dbAdminUser);
+  const adminPassword = password(INPUTS.dbAdminPassword);
+  if (adminUser === '' && adminPassword !== undefined)
+    fail(
+      INPUTS.dbAdminPassword,
+      `it only applies with ${label(INPUTS.dbAdminUser)} (the account that may drop and create databases).`,
+    );
+  if (adminUser.startsWith('-') || /[\0\r\n]/.test(adminUser))
+    fail(INPUTS.dbAdminUser, `'${adminUser}' is not a database user name.`);
+  const safetyCopy = boolean(INPUTS.safetyCopy, true);
+  const discardPrevious = boolean(INPUTS.discardPrevious, false);
+  if (!safetyCopy && discardPrevious)
+    fail(
+      INPUTS.discardPrevious,
+      `it only applies with a safety copy (${label(INPUTS.safetyCopy)} is false: there is nothing to discard).`,
+    );
+  const owner = userName(INPUTS.owner);
+  return {
+    ...instance,
+    backupPath,
+    ...(adminUser ? { dbAdmin: { user: adminUser, password: adminPassword ?? '' } } : {}),
+    allowVersionMismatch: boolean(INPUTS.allowVersionMismatch, false),
+    safetyCopy,
+    discardPrevious,
+    ...(owner ? { owner } : {}),
   };
 }
 
