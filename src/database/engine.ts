@@ -2,7 +2,7 @@
 import type { DatabaseConnection } from '../instance.ts';
 import type { SecretDelivery } from '../host/guarded.ts';
 import type { ProcessResult } from '../host/process.ts';
-import type { DatabaseType } from '../settings.ts';
+import type { DatabaseAdmin, DatabaseType } from '../settings.ts';
 
 export interface DumpTool {
   /** The program on the host, e.g. `mysqldump`, `mariadb-dump`, `pg_dump`, `sqlite3`. */
@@ -33,6 +33,25 @@ export interface DumpContext {
   owner: string;
 }
 
+/** What a restore's database commands need. */
+export interface LoadContext {
+  connection: DatabaseConnection;
+  /** The engine's command-line client found on the host (one of `clients`). */
+  client: string;
+  account: string;
+  owner: string;
+  /** An account that may drop and create databases; without it the instance's user works. */
+  admin?: DatabaseAdmin;
+}
+
+/** The step that leaves an empty database for the dump: a command, and SQL for its stdin. */
+export interface ResetStep {
+  command: CheckCommand;
+  sql: string;
+  /** For the log: what it does, e.g. "dropped and recreated 'owncloud' as root". */
+  summary: string;
+}
+
 export interface DatabaseEngine {
   readonly type: DatabaseType;
   /** Programs to look for on the host, best first. */
@@ -56,4 +75,22 @@ export interface DatabaseEngine {
   readonly errorMarker?: string;
   /** The cause of a failed dump in words, from the program's stderr. */
   explainFailure(stderr: string, connection: DatabaseConnection): string | undefined;
+  // --- Restore -----------------------------------------------------------------------------
+  /** Client programs that load a dump, best first. */
+  readonly clients: readonly string[];
+  /** A command that runs the SQL on its stdin in the instance's database, as its user. */
+  loadCommand(context: LoadContext): DumpCommand;
+  /**
+   * Leaves the instance's database empty for the dump: dropped and recreated by the admin
+   * (with the instance's user and rights, when missing), or, without an admin, emptied of
+   * every table, view and sequence of the instance's prefix by the instance's own user.
+   */
+  resetStep(context: LoadContext): ResetStep;
+  /** A cheap check that the admin account can log in (preflight). */
+  adminCheckCommand(context: LoadContext): CheckCommand;
+  /**
+   * Lines to drop from a dump loaded by another database user than the one it was taken
+   * from (ownership statements naming the old user); undefined when none need to go.
+   */
+  foreignOwnerLine?: RegExp;
 }

@@ -2,7 +2,7 @@
 import { mysqlOptionValue, type SecretDelivery } from '../host/guarded.ts';
 import { stderrTail } from '../host/process.ts';
 import type { DatabaseConnection } from '../instance.ts';
-import type { DatabaseEngine, DumpTool } from './engine.ts';
+import type { CheckCommand, DatabaseEngine, DumpTool, LoadContext } from './engine.ts';
 
 /**
  * The longest `password=...` line an option file may hold: the client reads option files
@@ -60,6 +60,63 @@ function explainFailure(stderr: string, connection: DatabaseConnection): string 
   return undefined;
 }
 
+/** A MySQL identifier, backquoted. Pure. */
+export function mysqlIdentifier(name: string): string {
+  return `\`${name.replaceAll('`', '``')}\``;
+}
+
+/** A MySQL string literal (the scripts set a sql_mode in which backslash escapes hold). Pure. */
+export function mysqlString(value: string): string {
+  return `'${value.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
+}
+
+/** Every script starts from a known sql_mode: backslash escapes on, strict. */
+const KNOWN_MODE = "SET SESSION sql_mode = 'STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION';";
+
+/** The client run with a connection's credentials on one database (or none: the admin). */
+function clientCommand(
+  client: string,
+  connection: DatabaseConnection,
+  database: string | undefined,
+): CheckCommand {
+  const { options, delivery, secret } = passwordDelivery(connection.password);
+  const argv = [
+    client,
+    ...options,
+    '--batch',
+    '--skip-column-names',
+    '--connect-timeout=15',
+    `--default-character-set=${connection.utf8mb4 ? 'utf8mb4' : 'utf8'}`,
+    ...connectionOptions(connection),
+    ...(database !== undefined ? ['--', database] : []),
+  ];
+  return { program: client, argv, delivery, secret };
+}
+
+function adminConnection({ connection, admin }: LoadContext): DatabaseConnection {
+  return { ...connection, user: admin!.user, password: admin!.password };
+}
+
+/**
+ * Where the instance's user logs in from, for an account the admin creates: the socket
+ * (and `localhost`) means 'localhost', anything else any host.
+ */
+function accountHost(connection: DatabaseConnection): string {
+  return connection.host && connection.host !== 'localhost' ? '%' : 'localhost';
+}
+
+/** Drops every object of one type whose name starts with the prefix, in one statement. */
+function dropAllOf(kind: 'VIEW' | 'TABLE', prefix: string): string {
+  const type = kind === 'VIEW' ? 'VIEW' : 'BASE TABLE';
+  return [
+    `SET @names = (SELECT GROUP_CONCAT(CONCAT('\`', REPLACE(table_name, '\`', '\`\`'), '\`')) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = '${type}' AND LEFT(table_name, CHAR_LENGTH(${mysqlString(prefix)})) = ${mysqlString(prefix)});`,
+    `SET @drop = IF(@names IS NULL, 'DO 0', CONCAT('DROP ${kind} ', @names));`,
+    'PREPARE owncloud_restore_drop FROM @drop;',
+    'EXECUTE owncloud_restore_drop;',
+    'DEALLOCATE PREPARE owncloud_restore_drop;',
+  ].join('\n');
+}
+
 export const mysql: DatabaseEngine = {
   type: 'mysql',
   programs: ['mysqldump', 'mariadb-dump'],
@@ -114,4 +171,49 @@ export const mysql: DatabaseEngine = {
   },
 
   explainFailure,
+
+  clients: ['mariadb', 'mysql'],
+
+  loadCommand({ connection, client }) {
+    const { argv, delivery, secret } = clientCommand(client, connection, connection.name);
+    return { argv, delivery, secret };
+  },
+
+  resetStep(context) {
+    const { connection, client, admin } = context;
+    if (admin) {
+      const charset = connection.utf8mb4 ? 'utf8mb4' : 'utf8';
+      const account = `${mysqlString(connection.user)}@${mysqlString(accountHost(connection))}`;
+      const db = mysqlIdentifier(connection.name);
+      return {
+        command: clientCommand(client, adminConnection(context), undefined),
+        sql: [
+          KNOWN_MODE,
+          `DROP DATABASE IF EXISTS ${db};`,
+          `CREATE DATABASE ${db} CHARACTER SET ${charset} COLLATE ${charset}_general_ci;`,
+          `CREATE USER IF NOT EXISTS ${account} IDENTIFIED BY ${mysqlString(connection.password)};`,
+          `GRANT ALL PRIVILEGES ON ${db}.* TO ${account};`,
+          '',
+        ].join('\n'),
+        summary: `dropped and recreated the database '${connection.name}' (${charset}) as ${admin.user}`,
+      };
+    }
+    return {
+      command: clientCommand(client, connection, connection.name),
+      sql: [
+        KNOWN_MODE,
+        'SET SESSION group_concat_max_len = 67108864;',
+        'SET FOREIGN_KEY_CHECKS = 0;',
+        dropAllOf('VIEW', connection.tablePrefix),
+        dropAllOf('TABLE', connection.tablePrefix),
+        '',
+      ].join('\n'),
+      summary: `emptied the database '${connection.name}' as its user ${connection.user} (every table and view starting with '${connection.tablePrefix}' dropped; no db-admin-user given)`,
+    };
+  },
+
+  adminCheckCommand(context) {
+    const command = clientCommand(context.client, adminConnection(context), undefined);
+    return { ...command, argv: [...command.argv, '--execute=SELECT 1'] };
+  },
 };

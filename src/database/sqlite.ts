@@ -88,4 +88,35 @@ export const sqlite: DatabaseEngine = {
       return 'The SQLite database file is damaged (not a database, or malformed).';
     return undefined;
   },
+
+  clients: ['sqlite3'],
+
+  loadCommand({ connection, client, account, owner }) {
+    // As the web server's user, so the new database file is the instance's own.
+    const argv = asUser(account, owner, [client, '-bail', connection.file!]);
+    return { argv, delivery: 'none', secret: '' };
+  },
+
+  resetStep({ connection, account, owner }) {
+    const file = connection.file!;
+    // A new file: the old one and its journals (a -wal from before would be replayed into it).
+    const argv = asUser(account, owner, [
+      'rm',
+      '-f',
+      '--',
+      file,
+      `${file}-wal`,
+      `${file}-shm`,
+      `${file}-journal`,
+    ]);
+    return {
+      command: { program: 'rm', argv, delivery: 'none', secret: '' },
+      sql: '',
+      summary: `a new database file ${file}`,
+    };
+  },
+
+  adminCheckCommand({ client }) {
+    return { program: client, argv: ['true'], delivery: 'none', secret: '' };
+  },
 };
