@@ -279,7 +279,10 @@ async function codeVersion(host: Host, installDir: string): Promise<string> {
 }
 
 /** The owner of a path on the host, or undefined when it does not exist. */
-async function ownerOf(host: Host, path: string): Promise<{ uid: number; name: string } | undefined> {
+async function ownerOf(
+  host: Host,
+  path: string,
+): Promise<{ uid: number; name: string } | undefined> {
   const result = reached(host, await host.run(['stat', '-c', '%u %U', '--', path]));
   if (result.exitCode !== 0) return undefined;
   const [uid, name] = result.stdout.trim().split(' ');
@@ -378,7 +381,9 @@ async function loadDump(options: {
   const filter = options.dropLines ? new LineFilter(options.dropLines) : undefined;
   loader.stdin.write(secretLine(command.secret));
   const feeding = pipeline(
-    filter ? [decompress.stdout, counter, filter, loader.stdin] : [decompress.stdout, counter, loader.stdin],
+    filter
+      ? [decompress.stdout, counter, filter, loader.stdin]
+      : [decompress.stdout, counter, loader.stdin],
   ).catch((error: unknown) => error);
   const [result, unpacked] = await Promise.all([loader.done, decompress.done]);
   await feeding;
@@ -425,13 +430,19 @@ async function currentInstance(
   }
 }
 
-export async function runRestore(plan: RestorePlan, context: RestoreContext): Promise<RestoreResult> {
+export async function runRestore(
+  plan: RestorePlan,
+  context: RestoreContext,
+): Promise<RestoreResult> {
   const { reporter, signal } = context;
   const started = performance.now();
   const interrupted = () => {
-    if (signal.aborted) throw new InterruptedError('The restore was interrupted; nothing was changed.');
+    if (signal.aborted)
+      throw new InterruptedError('The restore was interrupted; nothing was changed.');
   };
-  const backup = await reporter.group('Verify the backup', () => verified(plan.backupPath, reporter));
+  const backup = await reporter.group('Verify the backup', () =>
+    verified(plan.backupPath, reporter),
+  );
   const { manifest } = backup;
   const compression = manifest.archives[0]!.compression;
   interrupted();
@@ -459,9 +470,15 @@ export async function runRestore(plan: RestorePlan, context: RestoreContext): Pr
           reporter.info(
             `The target runs ${found.product === 'nextcloud' ? 'Nextcloud' : 'ownCloud'} ${found.version} in ${found.installDir} (maintenance mode ${found.maintenance ? 'on' : 'off'}): restoring in place.`,
           );
-        else reporter.info(`No running instance in ${layout.installDir}: restoring onto a new host.`);
+        else
+          reporter.info(`No running instance in ${layout.installDir}: restoring onto a new host.`);
         const reader = found?.owner ?? connected.account;
-        const values = await readGivenConfig(connected, reader, archivedConfig, "the backup's config.php");
+        const values = await readGivenConfig(
+          connected,
+          reader,
+          archivedConfig,
+          "the backup's config.php",
+        );
         context.secrets.add(typeof values.dbpassword === 'string' ? values.dbpassword : undefined);
         const target = resolveDatabase(values, plan.database, layout.dataDir);
         context.secrets.add(target.password);
@@ -521,7 +538,7 @@ export async function runRestore(plan: RestorePlan, context: RestoreContext): Pr
           const result = await checkLogin(connected, check);
           if (result.exitCode !== 0 || result.stdout.trim() !== '1')
             throw new BackupError(
-              `The database check failed (nothing was changed): ${engine.explainFailure(result.stderr, plan.dbAdmin ? { ...target, user: plan.dbAdmin.user } : target) ?? (stderrTail(result.stderr) || `exit ${result.exitCode}`)}${plan.dbAdmin ? '' : ' (without db-admin-user the database must exist and the instance\'s user must reach it)'}`,
+              `The database check failed (nothing was changed): ${engine.explainFailure(result.stderr, plan.dbAdmin ? { ...target, user: plan.dbAdmin.user } : target) ?? (stderrTail(result.stderr) || `exit ${result.exitCode}`)}${plan.dbAdmin ? '' : " (without db-admin-user the database must exist and the instance's user must reach it)"}`,
             );
         }
 
@@ -542,7 +559,13 @@ export async function runRestore(plan: RestorePlan, context: RestoreContext): Pr
         reporter.info(
           `To replace: ${layout.replaced.join(', ')}; database ${engine.type} '${target.name}'.`,
         );
-        return { current: found, connection: target, changes: changed, client: program!, moves: planned };
+        return {
+          current: found,
+          connection: target,
+          changes: changed,
+          client: program!,
+          moves: planned,
+        };
       },
     );
     interrupted();
@@ -627,35 +650,54 @@ async function replace(r: Replacement): Promise<RestoreResult> {
     if (maintenance) await reporter.group('Maintenance mode on', () => maintenance.enable());
     if (signal.aborted) throw new InterruptedError();
 
-    await reporter.group(plan.safetyCopy ? 'Move the current state aside' : 'Remove the current state', async () => {
-      if (!plan.safetyCopy) {
+    await reporter.group(
+      plan.safetyCopy ? 'Move the current state aside' : 'Remove the current state',
+      async () => {
+        if (!plan.safetyCopy) {
+          await mustRun(
+            host,
+            [
+              ...root,
+              'rm',
+              '-rf',
+              '--',
+              ...r.moves.filter((m) => m.how !== 'absent').map((m) => m.original),
+            ],
+            'Removing the current files (safety-copy false)',
+            { shielded: true },
+          );
+          reporter.info(`Removed ${layout.replaced.join(', ')} (no safety copy, as asked).`);
+          return;
+        }
         await mustRun(
           host,
-          [...root, 'rm', '-rf', '--', ...r.moves.filter((m) => m.how !== 'absent').map((m) => m.original)],
-          'Removing the current files (safety-copy false)',
+          [...root, 'mkdir', '-p', '-m', '0700', '--', ...containers],
+          'Creating the safety copy directories',
           { shielded: true },
         );
-        reporter.info(`Removed ${layout.replaced.join(', ')} (no safety copy, as asked).`);
-        return;
-      }
-      await mustRun(host, [...root, 'mkdir', '-p', '-m', '0700', '--', ...containers], 'Creating the safety copy directories', { shielded: true });
-      // The previous database, while the old files still describe it.
-      if (current && current.database.type !== 'sqlite') {
-        const dumpPath = `${containers[0]}/database.sql`;
-        journal.database = {
-          type: current.database.type,
-          name: current.database.name,
-          dumpPath,
-          replaced: false,
-        };
-        note();
-        await dumpAside(host, root, engineFor(current.database.type), current, dumpPath, signal);
-        reporter.info(`The current database '${current.database.name}' is saved in ${dumpPath}.`);
-      }
-      await mustRun(host, [...root, 'sh', '-c', MOVE_ASIDE, 'sh', ...moveArguments(r.moves)], 'Moving the current files aside', { shielded: true });
-      for (const move of r.moves)
-        if (move.how !== 'absent') reporter.info(`${move.original} → ${move.aside}`);
-    });
+        // The previous database, while the old files still describe it.
+        if (current && current.database.type !== 'sqlite') {
+          const dumpPath = `${containers[0]}/database.sql`;
+          journal.database = {
+            type: current.database.type,
+            name: current.database.name,
+            dumpPath,
+            replaced: false,
+          };
+          note();
+          await dumpAside(host, root, engineFor(current.database.type), current, dumpPath, signal);
+          reporter.info(`The current database '${current.database.name}' is saved in ${dumpPath}.`);
+        }
+        await mustRun(
+          host,
+          [...root, 'sh', '-c', MOVE_ASIDE, 'sh', ...moveArguments(r.moves)],
+          'Moving the current files aside',
+          { shielded: true },
+        );
+        for (const move of r.moves)
+          if (move.how !== 'absent') reporter.info(`${move.original} → ${move.aside}`);
+      },
+    );
     if (signal.aborted) throw new InterruptedError();
 
     note('replacing');
@@ -671,7 +713,9 @@ async function replace(r: Replacement): Promise<RestoreResult> {
         progress: files,
       });
       files.finish();
-      reporter.info(`${manifest.files.fileCount} files (${formatBytes(manifest.files.bytes)}) restored.`);
+      reporter.info(
+        `${manifest.files.fileCount} files (${formatBytes(manifest.files.bytes)}) restored.`,
+      );
     });
     if (signal.aborted) throw new InterruptedError();
 
@@ -682,13 +726,16 @@ async function replace(r: Replacement): Promise<RestoreResult> {
       if (!archivedOwner) throw new BackupError(`The restored files hold no ${configPath}.`);
       let owner = archivedOwner.name;
       if (plan.owner || owner === 'UNKNOWN' || owner === String(archivedOwner.uid)) {
-        const wanted =
-          plan.owner ?? (await ownerOf(host, layout.installDir))?.name ?? 'UNKNOWN';
+        const wanted = plan.owner ?? (await ownerOf(host, layout.installDir))?.name ?? 'UNKNOWN';
         if (wanted === 'UNKNOWN')
           throw new BackupError(
             `The archive's owner (uid ${archivedOwner.uid}) does not exist on ${host.label}: name the web server's user with the owner input.`,
           );
-        await mustRun(host, [...root, 'sh', '-c', CHOWN, 'sh', wanted, ...layout.replaced], `Giving the restored files to ${wanted}`);
+        await mustRun(
+          host,
+          [...root, 'sh', '-c', CHOWN, 'sh', wanted, ...layout.replaced],
+          `Giving the restored files to ${wanted}`,
+        );
         reporter.info(
           `The restored files now belong to ${wanted}${plan.owner ? ' (owner input)' : ` (uid ${archivedOwner.uid} of the archive does not exist here)`}.`,
         );
@@ -705,10 +752,14 @@ async function replace(r: Replacement): Promise<RestoreResult> {
         }),
       );
       if (result.exitCode !== 0)
-        throw new BackupError(`Writing ${configPath} failed: ${stderrTail(result.stderr) || `php exit ${result.exitCode}`}`);
+        throw new BackupError(
+          `Writing ${configPath} failed: ${stderrTail(result.stderr) || `php exit ${result.exitCode}`}`,
+        );
       const changed = Object.keys(r.changes);
       if (changed.length > 0)
-        reporter.info(`config.php: ${changed.map((k) => (k === 'dbpassword' ? 'dbpassword (given)' : `${k} = ${r.changes[k]}`)).join(', ')}.`);
+        reporter.info(
+          `config.php: ${changed.map((k) => (k === 'dbpassword' ? 'dbpassword (given)' : `${k} = ${r.changes[k]}`)).join(', ')}.`,
+        );
       return user;
     });
     if (signal.aborted) throw new InterruptedError();
@@ -760,10 +811,17 @@ async function replace(r: Replacement): Promise<RestoreResult> {
     const tables = await reporter.group('Finish', async () => {
       const occ = { installDir: layout.installDir, user: occUser };
       const runOcc = (args: string[]) =>
-        mustRun(host, occCommand(host, occ, args), `occ ${args.join(' ')}`, { shielded: true, timeoutMs: 300_000 });
+        mustRun(host, occCommand(host, occ, args), `occ ${args.join(' ')}`, {
+          shielded: true,
+          timeoutMs: 300_000,
+        });
       await runOcc(['maintenance:data-fingerprint']);
-      reporter.info('occ maintenance:data-fingerprint: sync clients will re-sync instead of deleting.');
-      const status = JSON.parse((await runOcc(['status', '--output=json'])).stdout.trim().split('\n').pop() ?? '{}') as {
+      reporter.info(
+        'occ maintenance:data-fingerprint: sync clients will re-sync instead of deleting.',
+      );
+      const status = JSON.parse(
+        (await runOcc(['status', '--output=json'])).stdout.trim().split('\n').pop() ?? '{}',
+      ) as {
         installed?: boolean;
         version?: string;
       };
@@ -775,7 +833,9 @@ async function replace(r: Replacement): Promise<RestoreResult> {
         );
       const counted = await checkRowCounts(r, loadContext(r, occUser));
       if (manifest.maintenance.priorState) {
-        reporter.info('Maintenance mode stays on: it was on before the backup (the administrator\'s state).');
+        reporter.info(
+          "Maintenance mode stays on: it was on before the backup (the administrator's state).",
+        );
       } else {
         await runOcc(['maintenance:mode', '--off']);
         reporter.info('Maintenance mode off, as it was before the backup.');
@@ -809,9 +869,14 @@ async function replace(r: Replacement): Promise<RestoreResult> {
     };
   } catch (error) {
     if (journal.phase === 'moving-aside' || journal.phase === 'replacing') {
-      const cause = signal.aborted && !(error instanceof InterruptedError) ? 'The restore was interrupted' : describeError(error).replace(/\.$/, '');
+      const cause =
+        signal.aborted && !(error instanceof InterruptedError)
+          ? 'The restore was interrupted'
+          : describeError(error).replace(/\.$/, '');
       if (!plan.safetyCopy && journal.phase === 'replacing')
-        throw new RestoreError(`${cause}. The instance is INCOMPLETE: there was no safety copy (safety-copy false) to put back; restore again.`);
+        throw new RestoreError(
+          `${cause}. The instance is INCOMPLETE: there was no safety copy (safety-copy false) to put back; restore again.`,
+        );
       try {
         await putBackPrevious(host, root, journal, plan, context, maintenance);
       } catch (rollbackError) {
@@ -847,7 +912,9 @@ async function checkRowCounts(r: Replacement, context: LoadContext): Promise<num
   void context;
   const recorded = (r.backup.manifest.database as { rowCounts?: Record<string, number> }).rowCounts;
   if (!recorded) {
-    r.context.reporter.warning('The backup records no row counts (an older backup): the rows are not compared.');
+    r.context.reporter.warning(
+      'The backup records no row counts (an older backup): the rows are not compared.',
+    );
     return 0;
   }
   return Object.keys(recorded).length;
@@ -865,7 +932,9 @@ async function dumpAside(
   const missing = await missingOnHost(host, [...engine.programs]);
   const program = engine.programs.find((p) => !missing.includes(p));
   if (!program)
-    throw new BackupError(`${host.label} has no ${engine.programs.join(' or ')} to save the current database first.`);
+    throw new BackupError(
+      `${host.label} has no ${engine.programs.join(' or ')} to save the current database first.`,
+    );
   const command = engine.dumpCommand({
     connection: current.database,
     tool: { program, version: '' },
@@ -884,13 +953,26 @@ async function dumpAside(
     throw new BackupError(
       `Saving the current database before the restore failed (exit ${result.exitCode}): ${engine.explainFailure(result.stderr, current.database) ?? (stderrTail(result.stderr) || 'no message')}`,
     );
-  const tail = await mustRun(host, [...root, 'tail', '-c', '4096', '--', path], 'Reading the saved database');
+  const tail = await mustRun(
+    host,
+    [...root, 'tail', '-c', '4096', '--', path],
+    'Reading the saved database',
+  );
   const problem = engine.checkTail(tail.stdout);
   if (problem) throw new BackupError(`The saved current database is not complete: ${problem}.`);
 }
 
-async function discardContainers(host: Host, root: string[], containers: string[]): Promise<number> {
-  const result = await mustRun(host, [...root, 'sh', '-c', DISCARD, 'sh', ...containers], 'Removing the previous state', { shielded: true });
+async function discardContainers(
+  host: Host,
+  root: string[],
+  containers: string[],
+): Promise<number> {
+  const result = await mustRun(
+    host,
+    [...root, 'sh', '-c', DISCARD, 'sh', ...containers],
+    'Removing the previous state',
+    { shielded: true },
+  );
   return Number(result.stdout.trim()) || 0;
 }
 
@@ -920,12 +1002,20 @@ async function putBackPrevious(
     // The previous instance's own config.php (back in place) says how to reach its database.
     const previous = await discoverInstance(
       host,
-      { target: plan.target, owncloudDir: journal.installDir, database: {}, ...(plan.occUser ? { occUser: plan.occUser } : {}) },
+      {
+        target: plan.target,
+        owncloudDir: journal.installDir,
+        database: {},
+        ...(plan.occUser ? { occUser: plan.occUser } : {}),
+      },
       context.secrets,
     );
     const engine = engineFor(previous.database.type);
     const client = await findClient(host, engine);
-    if (!client) throw new BackupError(`${host.label} has no ${engine.clients.join(' or ')} to reload the previous database.`);
+    if (!client)
+      throw new BackupError(
+        `${host.label} has no ${engine.clients.join(' or ')} to reload the previous database.`,
+      );
     const loadContext: LoadContext = {
       connection: previous.database,
       client,
@@ -934,15 +1024,25 @@ async function putBackPrevious(
       ...(plan.dbAdmin ? { admin: plan.dbAdmin } : {}),
     };
     const reset = engine.resetStep(loadContext);
-    await runSql(host, reset.command, reset.sql, 'Preparing the database for the previous state', engine, previous.database);
+    await runSql(
+      host,
+      reset.command,
+      reset.sql,
+      'Preparing the database for the previous state',
+      engine,
+      previous.database,
+    );
     const load = engine.loadCommand(loadContext);
     const result = reached(
       host,
-      await host.run([...root, ...guardedCommand(readingFrom(saved.dumpPath, load.argv), load.delivery)], {
-        input: secretLine(load.secret),
-        keepStdinOpen: true,
-        shielded: true,
-      }),
+      await host.run(
+        [...root, ...guardedCommand(readingFrom(saved.dumpPath, load.argv), load.delivery)],
+        {
+          input: secretLine(load.secret),
+          keepStdinOpen: true,
+          shielded: true,
+        },
+      ),
     );
     if (result.exitCode !== 0)
       throw new BackupError(
@@ -953,7 +1053,14 @@ async function putBackPrevious(
   if (journal.containers.length > 0)
     await mustRun(
       host,
-      [...root, 'sh', '-c', 'for c; do rm -f -- "$c/database.sql"; rmdir -- "$c" 2>/dev/null || true; done', 'sh', ...journal.containers],
+      [
+        ...root,
+        'sh',
+        '-c',
+        'for c; do rm -f -- "$c/database.sql"; rmdir -- "$c" 2>/dev/null || true; done',
+        'sh',
+        ...journal.containers,
+      ],
       'Removing the emptied safety copy directories',
       { shielded: true },
     );
@@ -994,7 +1101,14 @@ export async function cleanupPrevious(
     const parents = [...new Set(paths.flatMap((p) => [posix.dirname(p), p]))];
     const found = await mustRun(
       host,
-      [...root, 'sh', '-c', 'for d; do for c in "$d"/.owncloud-restore-previous-*; do [ -d "$c" ] && printf "%s\\0" "$c"; done; done; true', 'sh', ...parents],
+      [
+        ...root,
+        'sh',
+        '-c',
+        'for d; do for c in "$d"/.owncloud-restore-previous-*; do [ -d "$c" ] && printf "%s\\0" "$c"; done; done; true',
+        'sh',
+        ...parents,
+      ],
       'Looking for the previous state of earlier restores',
     );
     const containers = [...new Set(found.stdout.split('\0').filter(Boolean))];
@@ -1005,4 +1119,3 @@ export async function cleanupPrevious(
     await host.close();
   }
 }
-

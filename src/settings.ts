@@ -185,7 +185,10 @@ function validators(raw: RawInputs, label: InputLabel) {
     const given = raw[name];
     if (given === undefined || given === '') return undefined;
     if (/[\r\n\0]/.test(given))
-      fail(name, 'the password contains a line break or NUL byte, which no database client accepts.');
+      fail(
+        name,
+        'the password contains a line break or NUL byte, which no database client accepts.',
+      );
     return given;
   };
 
@@ -352,6 +355,7 @@ export interface DatabaseAdmin {
 }
 
 export interface RestorePlan extends InstancePlan {
+  // owncloudDir '' (and dataDir absent) mean: where the backup recorded them.
   /** The backup directory to restore (its manifest.json and archives). */
   backupPath: string;
   /**
@@ -399,6 +403,8 @@ export function planRestore(
   const owner = userName(INPUTS.owner);
   return {
     ...instance,
+    // Empty: the installation directory the backup recorded.
+    owncloudDir: value(INPUTS.owncloudDir) ? instance.owncloudDir : '',
     backupPath,
     ...(adminUser ? { dbAdmin: { user: adminUser, password: adminPassword ?? '' } } : {}),
     allowVersionMismatch: boolean(INPUTS.allowVersionMismatch, false),

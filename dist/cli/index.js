@@ -6,7 +6,7 @@ import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(93);
+/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(384);
 // Entry of the `owncloud-backup` command.
 
 (0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .dropOutputToClosedPipes */ .D3)();
@@ -17,7 +17,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 93:
+/***/ 384:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -27,7 +27,7 @@ __nccwpck_require__.d(__webpack_exports__, {
   ak: () => (/* binding */ runCli)
 });
 
-// UNUSED EXPORTS: ENV, EXIT, cliInputs, summary
+// UNUSED EXPORTS: ENV, EXIT, cliInputs, restoreSummary, summary
 
 ;// CONCATENATED MODULE: external "node:fs"
 const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
@@ -58,6 +58,13 @@ class BackupError extends Error {
  */
 class MaintenanceNotRestoredError extends BackupError {
     name = 'MaintenanceNotRestoredError';
+}
+/**
+ * A restore that failed after it had started changing the target: the message says what
+ * failed and in what state the instance is now (the previous state put back, or not).
+ */
+class RestoreError extends BackupError {
+    name = 'RestoreError';
 }
 /** The run was interrupted (SIGINT/SIGTERM, or the workflow was cancelled). */
 class InterruptedError extends Error {
@@ -112,6 +119,38 @@ exit "$status"
 /** The argv to run on the host; send `secretLine(...)` as stdin and keep stdin open. */
 function guardedCommand(argv, delivery) {
     return ['sh', '-c', SCRIPT, 'owncloud-backup', delivery, ...argv];
+}
+const INPUT_SCRIPT = `
+mode=$1; shift
+IFS= read -r secret || secret=
+case $mode in
+  mysql-option-file)
+    exec "$@" 3<<OWNCLOUD_BACKUP_EOF
+[client]
+password=$secret
+OWNCLOUD_BACKUP_EOF
+    ;;
+  mysql-pwd) MYSQL_PWD=$secret; export MYSQL_PWD; exec "$@" ;;
+  pgpassword) PGPASSWORD=$secret; export PGPASSWORD; exec "$@" ;;
+  *) exec "$@" ;;
+esac
+`.trim();
+/**
+ * For a command that reads data on stdin (a dump being loaded): the wrapper takes the
+ * secret from the first line and hands the rest of stdin to the command. The end of stdin
+ * is the end of the data here, so there is no watchdog; a load cut short is caught by the
+ * checks after it.
+ */
+function guardedInputCommand(argv, delivery) {
+    return ['sh', '-c', INPUT_SCRIPT, 'owncloud-backup', delivery, ...argv];
+}
+/** argv that runs a command with its stdout written to a file on the host. */
+function writingTo(path, argv) {
+    return ['sh', '-c', 'out=$1; shift; exec "$@" > "$out"', 'sh', path, ...argv];
+}
+/** argv that runs a command with its stdin read from a file on the host. */
+function readingFrom(path, argv) {
+    return ['sh', '-c', 'in=$1; shift; exec "$@" < "$in"', 'sh', path, ...argv];
 }
 /** The first stdin line the wrapper reads: the secret, which must fit on one line. */
 function secretLine(secret) {
@@ -11302,6 +11341,52 @@ function explainFailure(stderr, connection) {
         return `Could not reach the MySQL server ${serverName(connection)} (is it running?).`;
     return undefined;
 }
+/** A MySQL identifier, backquoted. Pure. */
+function mysqlIdentifier(name) {
+    return `\`${name.replaceAll('`', '``')}\``;
+}
+/** A MySQL string literal (the scripts set a sql_mode in which backslash escapes hold). Pure. */
+function mysqlString(value) {
+    return `'${value.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
+}
+/** Every script starts from a known sql_mode: backslash escapes on, strict. */
+const KNOWN_MODE = "SET SESSION sql_mode = 'STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION';";
+/** The client run with a connection's credentials on one database (or none: the admin). */
+function clientCommand(client, connection, database) {
+    const { options, delivery, secret } = passwordDelivery(connection.password);
+    const argv = [
+        client,
+        ...options,
+        '--batch',
+        '--skip-column-names',
+        '--connect-timeout=15',
+        `--default-character-set=${connection.utf8mb4 ? 'utf8mb4' : 'utf8'}`,
+        ...connectionOptions(connection),
+        ...(database !== undefined ? ['--', database] : []),
+    ];
+    return { program: client, argv, delivery, secret };
+}
+function adminConnection({ connection, admin }) {
+    return { ...connection, user: admin.user, password: admin.password };
+}
+/**
+ * Where the instance's user logs in from, for an account the admin creates: the socket
+ * (and `localhost`) means 'localhost', anything else any host.
+ */
+function accountHost(connection) {
+    return connection.host && connection.host !== 'localhost' ? '%' : 'localhost';
+}
+/** Drops every object of one type whose name starts with the prefix, in one statement. */
+function dropAllOf(kind, prefix) {
+    const type = kind === 'VIEW' ? 'VIEW' : 'BASE TABLE';
+    return [
+        `SET @names = (SELECT GROUP_CONCAT(CONCAT('\`', REPLACE(table_name, '\`', '\`\`'), '\`')) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = '${type}' AND LEFT(table_name, CHAR_LENGTH(${mysqlString(prefix)})) = ${mysqlString(prefix)});`,
+        `SET @drop = IF(@names IS NULL, 'DO 0', CONCAT('DROP ${kind} ', @names));`,
+        'PREPARE owncloud_restore_drop FROM @drop;',
+        'EXECUTE owncloud_restore_drop;',
+        'DEALLOCATE PREPARE owncloud_restore_drop;',
+    ].join('\n');
+}
 const mysql = {
     type: 'mysql',
     programs: ['mysqldump', 'mariadb-dump'],
@@ -11349,6 +11434,47 @@ const mysql = {
             : "the dump does not end with mysqldump's '-- Dump completed' line: it was cut short";
     },
     explainFailure,
+    clients: ['mariadb', 'mysql'],
+    loadCommand({ connection, client }) {
+        const { argv, delivery, secret } = clientCommand(client, connection, connection.name);
+        return { argv, delivery, secret };
+    },
+    resetStep(context) {
+        const { connection, client, admin } = context;
+        if (admin) {
+            const charset = connection.utf8mb4 ? 'utf8mb4' : 'utf8';
+            const account = `${mysqlString(connection.user)}@${mysqlString(accountHost(connection))}`;
+            const db = mysqlIdentifier(connection.name);
+            return {
+                command: clientCommand(client, adminConnection(context), undefined),
+                sql: [
+                    KNOWN_MODE,
+                    `DROP DATABASE IF EXISTS ${db};`,
+                    `CREATE DATABASE ${db} CHARACTER SET ${charset} COLLATE ${charset}_general_ci;`,
+                    `CREATE USER IF NOT EXISTS ${account} IDENTIFIED BY ${mysqlString(connection.password)};`,
+                    `GRANT ALL PRIVILEGES ON ${db}.* TO ${account};`,
+                    '',
+                ].join('\n'),
+                summary: `dropped and recreated the database '${connection.name}' (${charset}) as ${admin.user}`,
+            };
+        }
+        return {
+            command: clientCommand(client, connection, connection.name),
+            sql: [
+                KNOWN_MODE,
+                'SET SESSION group_concat_max_len = 67108864;',
+                'SET FOREIGN_KEY_CHECKS = 0;',
+                dropAllOf('VIEW', connection.tablePrefix),
+                dropAllOf('TABLE', connection.tablePrefix),
+                '',
+            ].join('\n'),
+            summary: `emptied the database '${connection.name}' as its user ${connection.user} (every table and view starting with '${connection.tablePrefix}' dropped; no db-admin-user given)`,
+        };
+    },
+    adminCheckCommand(context) {
+        const command = clientCommand(context.client, adminConnection(context), undefined);
+        return { ...command, argv: [...command.argv, '--execute=SELECT 1'] };
+    },
 };
 
 ;// CONCATENATED MODULE: ./src/database/pgsql.ts
@@ -11388,6 +11514,30 @@ function pgsql_explainFailure(stderr, connection) {
         return `Could not reach the PostgreSQL server ${pgsql_serverName(connection)} (is it running?), or it closed the connection.`;
     return undefined;
 }
+/** A PostgreSQL identifier, double-quoted. Pure. */
+function pgIdentifier(name) {
+    return `"${name.replaceAll('"', '""')}"`;
+}
+/** A PostgreSQL string literal (the scripts set standard_conforming_strings on). Pure. */
+function pgString(value) {
+    return `'${value.replaceAll("'", "''")}'`;
+}
+/** psql reading a script on stdin, stopping at the first error. */
+function psqlCommand(connection, extra = []) {
+    const argv = [
+        ...connectionArgv('psql', connection),
+        '--no-psqlrc',
+        '--quiet',
+        '--set=ON_ERROR_STOP=1',
+        '--output=/dev/null',
+        ...extra,
+    ];
+    return { program: 'psql', argv, delivery: 'pgpassword', secret: connection.password };
+}
+function pgsql_adminConnection({ connection, admin }) {
+    return { ...connection, name: 'postgres', user: admin.user, password: admin.password };
+}
+const KNOWN_SETTINGS = 'SET standard_conforming_strings = on;';
 const pgsql = {
     type: 'pgsql',
     programs: ['pg_dump'],
@@ -11420,6 +11570,60 @@ const pgsql = {
             : "the dump does not end with pg_dump's 'PostgreSQL database dump complete' line: it was cut short";
     },
     explainFailure: pgsql_explainFailure,
+    clients: ['psql'],
+    // pg_dump names the owner of every object; loaded by another user, those lines must go.
+    foreignOwnerLine: /^ALTER [A-Z ]+ OWNER TO .*;$/,
+    loadCommand({ connection }) {
+        const { argv, delivery, secret } = psqlCommand(connection, ['--single-transaction']);
+        return { argv, delivery, secret };
+    },
+    resetStep(context) {
+        const { connection, admin } = context;
+        if (admin) {
+            const db = pgIdentifier(connection.name);
+            const user = pgString(connection.user);
+            return {
+                command: psqlCommand(pgsql_adminConnection(context)),
+                sql: [
+                    KNOWN_SETTINGS,
+                    // WITH (FORCE) (PostgreSQL 13 and later) ends the sessions still open on it.
+                    "SELECT current_setting('server_version_num')::int >= 130000 AS owncloud_force \\gset",
+                    '\\if :owncloud_force',
+                    `DROP DATABASE IF EXISTS ${db} WITH (FORCE);`,
+                    '\\else',
+                    `DROP DATABASE IF EXISTS ${db};`,
+                    '\\endif',
+                    `SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', ${user}, ${pgString(connection.password)}) WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = ${user}) \\gexec`,
+                    `CREATE DATABASE ${db} OWNER ${pgIdentifier(connection.user)} ENCODING 'UTF8' TEMPLATE template0;`,
+                    '',
+                ].join('\n'),
+                summary: `dropped and recreated the database '${connection.name}' (UTF8, owned by ${connection.user}) as ${admin.user}`,
+            };
+        }
+        const prefix = pgString(connection.tablePrefix);
+        return {
+            command: psqlCommand(connection),
+            sql: [
+                KNOWN_SETTINGS,
+                // Views first, then tables (their sequences go with them), then what is left.
+                `SELECT format('DROP %s IF EXISTS %I.%I CASCADE', CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'S') AND left(c.relname, length(${prefix})) = ${prefix} ORDER BY CASE c.relkind WHEN 'v' THEN 0 WHEN 'm' THEN 1 WHEN 'S' THEN 3 ELSE 2 END, c.relname \\gexec`,
+                '',
+            ].join('\n'),
+            summary: `emptied the database '${connection.name}' as its user ${connection.user} (every table, view and sequence starting with '${connection.tablePrefix}' dropped; no db-admin-user given)`,
+        };
+    },
+    adminCheckCommand(context) {
+        const command = psqlCommand(pgsql_adminConnection(context));
+        return {
+            ...command,
+            argv: [
+                ...command.argv.filter((a) => a !== '--output=/dev/null'),
+                '--tuples-only',
+                '--no-align',
+                '--command=SELECT 1',
+            ],
+        };
+    },
 };
 
 ;// CONCATENATED MODULE: ./src/host/host.ts
@@ -11525,6 +11729,33 @@ const sqlite = {
         if (/not a database|malformed/i.test(stderr))
             return 'The SQLite database file is damaged (not a database, or malformed).';
         return undefined;
+    },
+    clients: ['sqlite3'],
+    loadCommand({ connection, client, account, owner }) {
+        // As the web server's user, so the new database file is the instance's own.
+        const argv = asUser(account, owner, [client, '-bail', connection.file]);
+        return { argv, delivery: 'none', secret: '' };
+    },
+    resetStep({ connection, account, owner }) {
+        const file = connection.file;
+        // A new file: the old one and its journals (a -wal from before would be replayed into it).
+        const argv = asUser(account, owner, [
+            'rm',
+            '-f',
+            '--',
+            file,
+            `${file}-wal`,
+            `${file}-shm`,
+            `${file}-journal`,
+        ]);
+        return {
+            command: { program: 'rm', argv, delivery: 'none', secret: '' },
+            sql: '',
+            summary: `a new database file ${file}`,
+        };
+    },
+    adminCheckCommand({ client }) {
+        return { program: client, argv: ['true'], delivery: 'none', secret: '' };
     },
 };
 
@@ -12249,9 +12480,8 @@ function productOf(markers, version) {
 // PHP's own messages about config.php quote its text (a syntax error names the token it
 // choked on, which may be part of the password), so PHP prints none (display_errors=0) and
 // the script reports a failure as JSON naming only the kind, file and line.
-const READ_CONFIG = `
+const READ_CONFIG_BODY = `
 error_reporting(E_ALL & ~E_DEPRECATED & ~E_NOTICE);
-$dir = $argv[1];
 $done = false;
 $fail = function ($kind, $file, $line = 0, $class = '') use (&$done) {
   $done = true;
@@ -12282,10 +12512,30 @@ foreach ($files as $file) {
   if (!is_array($CONFIG)) $fail('no-config', $file);
   $merged = array_merge($merged, $CONFIG);
 }
-$keys = json_decode($argv[2], true);
 echo json_encode(array_intersect_key($merged, array_flip($keys)));
 $done = true;
 `;
+/** Reads the config files of a directory on the host: argv 1 the config dir, argv 2 the keys. */
+const READ_CONFIG = `$dir = $argv[1]; $keys = json_decode($argv[2], true);\n${READ_CONFIG_BODY}`;
+/**
+ * Reads config files given on stdin (JSON: files by name, keys), e.g. a backup's, in a
+ * private directory that is removed at the end: the password in them never reaches argv.
+ */
+const READ_GIVEN_CONFIG = `
+$given = json_decode(stream_get_contents(STDIN), true);
+$keys = $given['keys'];
+$dir = sys_get_temp_dir() . '/owncloud-backup-config-' . bin2hex(random_bytes(8));
+umask(077);
+if (!mkdir($dir, 0700)) exit(4);
+register_shutdown_function(function () use ($dir) {
+  foreach (glob($dir . '/*') ?: [] as $file) unlink($file);
+  rmdir($dir);
+});
+foreach ($given['files'] as $name => $text) {
+  if (basename($name) !== $name || $name === '' || $name[0] === '.') exit(4);
+  file_put_contents($dir . '/' . $name, $text);
+}
+${READ_CONFIG_BODY}`;
 /**
  * The message for the reading script's own failure report (exit 3), built from the kind,
  * file and line only, never from PHP's text; undefined when stdout is not such a report.
@@ -12357,25 +12607,7 @@ async function discoverInstance(host, plan, secrets) {
         configDir,
         JSON.stringify(CONFIG_KEYS),
     ]));
-    if (read.exitCode !== 0) {
-        const transport = host.transportFailure(read);
-        if (transport)
-            throw new BackupError(transport);
-        const failure = configReadFailure(read.stdout, owner);
-        if (failure)
-            throw new BackupError(failure);
-        // Not PHP's words (it prints none): the shell's or sudo's, e.g. php missing.
-        throw new BackupError(`Could not read ${configPath} with PHP on ${host.label}: ${stderrTail(read.stderr) || `php exited with ${read.exitCode}`}`);
-    }
-    let config;
-    try {
-        const parsed = JSON.parse(read.stdout);
-        // PHP encodes an empty array as [] rather than {}.
-        config = (Array.isArray(parsed) ? {} : parsed);
-    }
-    catch {
-        throw new BackupError(`PHP printed something other than the configuration when reading ${configPath}.`);
-    }
+    const config = parseConfigRead(host, read, owner, configPath);
     // A secret from the moment it is known.
     secrets.add(typeof config.dbpassword === 'string' ? config.dbpassword : undefined);
     const invalid = invalidConfigValue(config);
@@ -12416,6 +12648,42 @@ async function discoverInstance(host, plan, secrets) {
         database,
         appsPaths: parseAppsPaths(config.apps_paths, installDir),
     };
+}
+/**
+ * The values of config files that are not on the host yet (a backup's config/), read there
+ * with PHP as the given user, exactly as ownCloud would read them.
+ */
+async function readGivenConfig(host, user, files, what) {
+    const read = await host.run(asUser(host.account, user, [
+        'php',
+        '-d',
+        'display_errors=0',
+        '-d',
+        'log_errors=0',
+        '-r',
+        READ_GIVEN_CONFIG,
+    ]), { input: JSON.stringify({ files, keys: CONFIG_KEYS }) });
+    return parseConfigRead(host, read, user, what);
+}
+function parseConfigRead(host, read, owner, configPath) {
+    if (read.exitCode !== 0) {
+        const transport = host.transportFailure(read);
+        if (transport)
+            throw new BackupError(transport);
+        const failure = configReadFailure(read.stdout, owner);
+        if (failure)
+            throw new BackupError(failure);
+        // Not PHP's words (it prints none): the shell's or sudo's, e.g. php missing.
+        throw new BackupError(`Could not read ${configPath} with PHP on ${host.label}: ${stderrTail(read.stderr) || `php exited with ${read.exitCode}`}`);
+    }
+    try {
+        const parsed = JSON.parse(read.stdout);
+        // PHP encodes an empty array as [] rather than {}.
+        return (Array.isArray(parsed) ? {} : parsed);
+    }
+    catch {
+        throw new BackupError(`PHP printed something other than the configuration when reading ${configPath}.`);
+    }
 }
 /**
  * An SSH user that is neither root nor the instance's owner runs occ (as the owner) and
@@ -14389,289 +14657,238 @@ async function allOrNothing(signal, start) {
     }
 }
 
-;// CONCATENATED MODULE: ./src/secrets.ts
-/**
- * Every secret the run learns (database password, SSH key), registered the moment it is
- * known: the registry masks it in the GitHub log (through the mask callback) and redacts
- * it from every message this tool writes.
- */
-class Secrets {
-    values = new Set();
-    mask;
-    constructor(mask = () => { }) {
-        this.mask = mask;
-    }
-    add(value) {
-        if (!value || this.values.has(value))
-            return;
-        this.values.add(value);
-        this.mask(value);
-        // Multi-line secrets (keys) are masked line by line too, as they may be logged that way.
-        for (const line of value.split(/\r?\n/)) {
-            const trimmed = line.trim();
-            if (trimmed.length >= 8 && !this.values.has(trimmed)) {
-                this.values.add(trimmed);
-                this.mask(trimmed);
-            }
-        }
-    }
-    /** The text with every known secret replaced by `***`. */
-    redact(text) {
-        let out = text;
-        // Longest first, so a secret containing another is replaced whole.
-        for (const value of [...this.values].sort((a, b) => b.length - a.length))
-            out = out.split(value).join('***');
-        return out;
-    }
+;// CONCATENATED MODULE: ./src/steps/previous-state.ts
+/** The hidden, root-only directory one restore moves the previous state into. */
+function containerName(stamp) {
+    return `.owncloud-restore-previous-${stamp}`;
 }
-
-;// CONCATENATED MODULE: ./src/settings.ts
-// What the user asked for, validated into a plan before anything touches the host. The
-// action's inputs and the command line's options carry the same names (INPUTS), so one
-// validation serves both; each error names the input and the form expected.
-
-
-/** Input names: the action's `with:` keys and the command line's `--options`. */
-const INPUTS = {
-    host: 'host',
-    port: 'port',
-    user: 'user',
-    sshKey: 'ssh-key',
-    knownHosts: 'known-hosts',
-    owncloudDir: 'owncloud-dir',
-    dataDir: 'data-dir',
-    extraPaths: 'extra-paths',
-    exclude: 'exclude',
-    installType: 'install-type',
-    dbType: 'db-type',
-    dbHost: 'db-host',
-    dbPort: 'db-port',
-    dbName: 'db-name',
-    dbUser: 'db-user',
-    dbPassword: 'db-password',
-    maintenanceMode: 'maintenance-mode',
-    occUser: 'occ-user',
-    compression: 'compression',
-    backupDir: 'backup-dir',
-    dumpTimeout: 'dump-timeout',
-};
-/** Inputs that only mean something for an SSH connection (with `host`). */
-const SSH_ONLY = [
-    INPUTS.port,
-    INPUTS.user,
-    INPUTS.sshKey,
-    INPUTS.knownHosts,
-];
-const actionLabel = (name) => `input '${name}'`;
-const cliLabel = (name) => `option --${name}`;
-const KEY_TYPES = new Set([
-    'ssh-ed25519',
-    'ssh-rsa',
-    'ecdsa-sha2-nistp256',
-    'ecdsa-sha2-nistp384',
-    'ecdsa-sha2-nistp521',
-    'sk-ssh-ed25519@openssh.com',
-    'sk-ecdsa-sha2-nistp256@openssh.com',
-    'ssh-dss',
-]);
-function words(value) {
-    return (value ?? '')
-        .split(/\r?\n/)
-        .map((line) => line.trim())
-        .filter((line) => line !== '' && !line.startsWith('#'));
+/** A stamp for container names: UTC, sortable, no characters a shell or URL minds. */
+function restoreStamp(date) {
+    return date
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z');
 }
-/** Validates everything up front and returns the plan, or throws one InputError. */
-function planBackup(raw, defaults, label = actionLabel) {
-    const value = (name) => (raw[name] ?? '').trim();
-    const fail = (name, message) => {
-        throw new InputError(`Invalid ${label(name)}: ${message}`);
-    };
-    const oneOf = (name, allowed, fallback) => {
-        const given = value(name).toLowerCase();
-        if (given === '')
-            return fallback;
-        if (!allowed.includes(given))
-            fail(name, `'${value(name)}' is not supported. Expected one of: ${allowed.join(', ')}.`);
-        return given;
-    };
-    const integer = (name, min, max) => {
-        const given = value(name);
-        if (given === '')
-            return undefined;
-        if (!/^\d+$/.test(given) || Number(given) < min || Number(given) > max)
-            fail(name, `'${given}' is not a whole number from ${min} to ${max}.`);
-        return Number(given);
-    };
-    const boolean = (name, fallback) => {
-        const given = value(name).toLowerCase();
-        if (given === '')
-            return fallback;
-        if (['true', 'yes', 'on', '1'].includes(given))
-            return true;
-        if (['false', 'no', 'off', '0'].includes(given))
-            return false;
-        return fail(name, `'${value(name)}' is not a boolean. Expected true or false.`);
-    };
-    const absolutePath = (name, given) => {
-        if (given.includes('\0'))
-            fail(name, 'the path contains a NUL byte.');
-        if (given.startsWith('-'))
-            fail(name, `'${given}' starts with '-'. Expected an absolute path.`);
-        if (!(0,external_node_path_namespaceObject.isAbsolute)(given))
-            fail(name, `'${given}' is not an absolute path.`);
-        const normal = (0,external_node_path_namespaceObject.normalize)(given);
-        return normal.length > 1 ? normal.replace(/\/+$/, '') : normal;
-    };
-    // --- Where the ownCloud server is -------------------------------------------------------
-    const host = value(INPUTS.host);
-    let target = { kind: 'local' };
-    // Without a host there is no SSH connection: an SSH setting would be silently unused.
-    if (host === '')
-        for (const name of SSH_ONLY)
-            if (value(name) !== '')
-                fail(name, `it only applies with ${label(INPUTS.host)} (without a host, the server is this machine and there is no SSH connection).`);
-    if (host !== '') {
-        if (host.startsWith('-') || !/^[A-Za-z0-9._:[\]%_-]+$/.test(host))
-            fail(INPUTS.host, `'${host}' is not a host name or IP address.`);
-        const privateKey = (raw[INPUTS.sshKey] ?? '').replace(/\r\n/g, '\n').trim();
-        if (privateKey === '')
-            fail(INPUTS.sshKey, `a private key is required when ${label(INPUTS.host)} is set.`);
-        if (!/^-----BEGIN [A-Z ]*PRIVATE KEY-----\n[\s\S]+\n-----END [A-Z ]*PRIVATE KEY-----$/.test(privateKey))
-            fail(INPUTS.sshKey, 'expected a private key in PEM/OpenSSH format (-----BEGIN ... PRIVATE KEY-----).');
-        if (/^Proc-Type: .*ENCRYPTED/m.test(privateKey) ||
-            privateKey.includes('ENCRYPTED PRIVATE KEY') ||
-            openSshKeyCipher(privateKey) !== 'none')
-            fail(INPUTS.sshKey, 'the private key is protected by a passphrase; use a key without one.');
-        const knownHosts = words(raw[INPUTS.knownHosts]);
-        if (knownHosts.length === 0)
-            fail(INPUTS.knownHosts, `known_hosts lines for the host are required when ${label(INPUTS.host)} is set (get them with: ssh-keyscan -p PORT HOST).`);
-        knownHosts.forEach((line, index) => {
-            const problem = knownHostsLineProblem(line);
-            if (problem)
-                fail(INPUTS.knownHosts, `line ${index + 1} ${problem}`);
-        });
-        const user = value(INPUTS.user) || 'root';
-        if (!/^[a-z_][a-z0-9_.-]*\$?$/i.test(user))
-            fail(INPUTS.user, `'${user}' is not a user name.`);
-        target = {
-            kind: 'ssh',
-            host: host.replace(/^\[(.*)\]$/, '$1'),
-            port: integer(INPUTS.port, 1, 65535) ?? 22,
-            user,
-            privateKey: `${privateKey}\n`,
-            knownHosts,
-        };
-    }
-    // --- What to back up ----------------------------------------------------------------------
-    const owncloudDir = absolutePath(INPUTS.owncloudDir, value(INPUTS.owncloudDir) || '/var/www/owncloud');
-    const dataDir = value(INPUTS.dataDir)
-        ? absolutePath(INPUTS.dataDir, value(INPUTS.dataDir))
-        : undefined;
-    const extraPaths = words(raw[INPUTS.extraPaths]).map((path) => {
-        if (path.includes('\0'))
-            fail(INPUTS.extraPaths, 'a path contains a NUL byte.');
-        if (path.startsWith('-'))
-            fail(INPUTS.extraPaths, `'${path}' starts with '-'. Expected a path.`);
-        if ((0,external_node_path_namespaceObject.isAbsolute)(path))
-            return absolutePath(INPUTS.extraPaths, path);
-        const normal = (0,external_node_path_namespaceObject.normalize)(path).replace(/\/+$/, '');
-        if (normal === '.' || normal === '..' || normal.startsWith('../'))
-            fail(INPUTS.extraPaths, `'${path}' is not a path inside ${label(INPUTS.owncloudDir)}.`);
-        return normal;
+/** The paths to move, without those inside another one (they move with it). Pure. */
+function outermostPaths(paths) {
+    const unique = [...new Set(paths)].sort();
+    return unique.filter((path) => !unique.some((other) => other !== path && (other === '/' || path.startsWith(`${other}/`))));
+}
+/** Where each path goes (pure): into a container beside it, or, for a mount point, inside it. */
+function planMoves(paths, stamp) {
+    return paths.map(({ path, exists, mountPoint }) => {
+        if (!exists)
+            return { original: path, aside: '', how: 'absent' };
+        const slash = path.lastIndexOf('/');
+        const parent = slash <= 0 ? '/' : path.slice(0, slash);
+        const base = path.slice(slash + 1);
+        return mountPoint
+            ? { original: path, aside: `${path}/${containerName(stamp)}`, how: 'entries' }
+            : {
+                original: path,
+                aside: `${parent === '/' ? '' : parent}/${containerName(stamp)}/${base}`,
+                how: 'path',
+            };
     });
-    const exclude = words(raw[INPUTS.exclude]);
-    for (const pattern of exclude)
-        if (pattern.startsWith('-') || pattern.startsWith('+'))
-            fail(INPUTS.exclude, `'${pattern}' starts with '${pattern[0]}'. Expected an rsync pattern such as '*/thumbnails/'.`);
-    const installType = oneOf(INPUTS.installType, ['auto', 'package', 'tarball'], 'auto');
-    // --- The database -------------------------------------------------------------------------
-    const dbTypeGiven = value(INPUTS.dbType).toLowerCase();
-    if (['oci', 'oracle'].includes(dbTypeGiven))
-        fail(INPUTS.dbType, 'Oracle (oci) is not supported. Expected one of: auto, mysql, pgsql, sqlite.');
-    const dbTypeAliases = {
-        '': 'auto',
-        auto: 'auto',
-        mysql: 'mysql',
-        mariadb: 'mysql',
-        pgsql: 'pgsql',
-        postgres: 'pgsql',
-        postgresql: 'pgsql',
-        sqlite: 'sqlite',
-        sqlite3: 'sqlite',
-    };
-    const dbType = dbTypeAliases[dbTypeGiven];
-    if (dbType === undefined)
-        fail(INPUTS.dbType, `'${value(INPUTS.dbType)}' is not supported. Expected one of: auto, mysql, pgsql, sqlite.`);
-    const database = {};
-    if (dbType !== 'auto')
-        database.type = dbType;
-    if (value(INPUTS.dbHost))
-        database.host = value(INPUTS.dbHost);
-    const dbPort = integer(INPUTS.dbPort, 1, 65535);
-    if (dbPort !== undefined)
-        database.port = dbPort;
-    if (value(INPUTS.dbName))
-        database.name = value(INPUTS.dbName);
-    if (value(INPUTS.dbUser))
-        database.user = value(INPUTS.dbUser);
-    // A password is taken as given (spaces are legitimate); only a missing one means "config.php's".
-    const password = raw[INPUTS.dbPassword];
-    if (password !== undefined && password !== '') {
-        if (/[\r\n\0]/.test(password))
-            fail(INPUTS.dbPassword, 'the password contains a line break or NUL byte, which no database client accepts.');
-        database.password = password;
-    }
-    const occUser = value(INPUTS.occUser);
-    if (occUser && !/^[a-z_][a-z0-9_.-]*\$?$/i.test(occUser))
-        fail(INPUTS.occUser, `'${occUser}' is not a user name.`);
-    return {
-        target,
-        owncloudDir,
-        ...(dataDir ? { dataDir } : {}),
-        extraPaths,
-        exclude,
-        installType,
-        database,
-        maintenanceMode: boolean(INPUTS.maintenanceMode, true),
-        ...(occUser ? { occUser } : {}),
-        compression: oneOf(INPUTS.compression, ['zstd', 'gzip'], 'zstd'),
-        backupDir: absolutePath(INPUTS.backupDir, value(INPUTS.backupDir) || defaults.backupDir),
-        dumpTimeoutSeconds: integer(INPUTS.dumpTimeout, 1, 7 * 24 * 3600) ?? 600,
-    };
 }
-/** Why a known_hosts line is malformed, or undefined when it is fine. */
-function knownHostsLineProblem(line) {
-    const fields = line.split(/\s+/);
-    if (fields[0] === '@cert-authority' || fields[0] === '@revoked')
-        fields.shift();
-    const [hosts, keyType, key] = fields;
-    if (!hosts || !keyType || !key)
-        return `is not a known_hosts line. Expected 'HOST KEYTYPE BASE64KEY', e.g. '[cloud.example.com]:2222 ssh-ed25519 AAAA...'.`;
-    if (!KEY_TYPES.has(keyType))
-        return `has an unknown key type '${keyType}'.`;
-    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(key))
-        return 'has a key that is not base64.';
-    // The key blob starts with its own type name: a cheap check that it is really a key.
-    const blob = Buffer.from(key, 'base64');
-    const nameLength = blob.length >= 4 ? blob.readUInt32BE(0) : 0;
-    if (nameLength === 0 || blob.subarray(4, 4 + nameLength).toString('latin1') !== keyType)
-        return `has a key that is not a ${keyType} key.`;
-    return undefined;
+/** The container a move uses (the aside path's directory, or the aside path itself). */
+function containerOf(move) {
+    if (move.how === 'absent')
+        return undefined;
+    return move.how === 'entries' ? move.aside : move.aside.slice(0, move.aside.lastIndexOf('/'));
+}
+// Each script runs on the host as root, with the moves as arguments in threes
+// (how, original, aside); each is safe to run again after an interruption.
+/** For each path: exists? (e/-) and a mount point? (m/-), NUL-separated. */
+const PROBE_PATHS = `
+for p; do
+  if [ -e "$p" ] || [ -L "$p" ]; then e=e; else e=-; fi
+  m=-
+  if [ -d "$p" ] && [ ! -L "$p" ]; then
+    parent=$(dirname -- "$p")
+    if [ "$(stat -c %d -- "$p")" != "$(stat -c %d -- "$parent")" ]; then m=m; fi
+  fi
+  printf '%s%s\\0' "$e" "$m"
+done
+`.trim();
+const MOVE_ASIDE = `
+set -e
+while [ $# -ge 3 ]; do
+  how=$1 original=$2 aside=$3; shift 3
+  if [ "$how" = absent ]; then
+    continue
+  elif [ "$how" = entries ]; then
+    mkdir -p -m 0700 -- "$aside"
+    name=$(basename -- "$aside")
+    find "$original" -mindepth 1 -maxdepth 1 ! -name "$name" -exec mv -t "$aside" -- {} +
+  else
+    container=$(dirname -- "$aside")
+    mkdir -p -m 0700 -- "$container"
+    if [ -e "$original" ] || [ -L "$original" ]; then mv -T -- "$original" "$aside"; fi
+  fi
+done
+`.trim();
+/**
+ * Puts moved paths back: whatever the restore wrote in their place goes first. A path that
+ * did not exist before the restore (how 'absent') is only removed.
+ */
+const PUT_BACK = `
+set -e
+while [ $# -ge 3 ]; do
+  how=$1 original=$2 aside=$3; shift 3
+  case $how in
+    entries)
+      [ -d "$aside" ] || continue
+      name=$(basename -- "$aside")
+      find "$original" -mindepth 1 -maxdepth 1 ! -name "$name" -exec rm -rf -- {} +
+      find "$aside" -mindepth 1 -maxdepth 1 -exec mv -t "$original" -- {} +
+      rmdir -- "$aside"
+      ;;
+    path)
+      [ -e "$aside" ] || [ -L "$aside" ] || continue
+      rm -rf -- "$original"
+      mv -T -- "$aside" "$original"
+      rmdir -- "$(dirname -- "$aside")" 2>/dev/null || true
+      ;;
+    absent)
+      rm -rf -- "$original"
+      ;;
+  esac
+done
+`.trim();
+/** Removes whole containers (the previous state, once it is no longer needed); prints bytes freed. */
+const DISCARD = `
+total=0
+for c; do
+  [ -e "$c" ] || continue
+  size=$(du -s -x --bytes -- "$c" | cut -f1)
+  rm -rf -- "$c"
+  total=$((total + size))
+done
+echo "$total"
+`.trim();
+/** Sizes in bytes of the given containers (for the closing message). */
+const SIZE = `du -s -x --bytes -c -- "$@" | tail -n 1 | cut -f1`;
+function moveArguments(moves) {
+    return moves.flatMap((m) => [m.how, m.original, m.aside]);
+}
+
+;// CONCATENATED MODULE: ./src/steps/restore-files.ts
+// Files back into place: the archive streams from here into tar on the host, which puts
+// each member directory where the manifest (or the user) says, with owners, modes, ACLs,
+// xattrs and hard links as archived. One pass over the archive, nothing unpacked here.
+
+
+
+
+
+
+
+
+
+/**
+ * A GNU tar --transform expression that maps member directory `member` (and everything
+ * below it) to `target` (absolute), with the extended-regex flag and symlink targets left
+ * alone. The replacement escapes what sed gives a meaning to. Pure.
+ */
+function memberTransform(member, target) {
+    if (!/^[a-z]+$/.test(member))
+        throw new Error(`unexpected archive member '${member}'`);
+    if (/[\n\0]/.test(target))
+        throw new BackupError(`The path '${target}' contains a line break.`);
+    const relative = target.replace(/^\/+/, '');
+    const replacement = (relative === '' ? '.' : relative).replace(/[\\&,]/g, '\\$&');
+    // `member` itself becomes the target; `member/x` becomes `target/x`.
+    return `s,^${member}(/|$),${replacement}\\1,xS`;
+}
+/** tar on the host that extracts the archive from stdin into place. Pure. */
+function tarExtractCommand(layout, compression) {
+    return [
+        'tar',
+        '--extract',
+        '--file=-',
+        compression === 'zstd' ? '--zstd' : '--gzip',
+        '--directory=/',
+        ...TAR_METADATA_FLAGS,
+        '--same-permissions',
+        '--same-owner',
+        // A directory that stays (the installation of a package install, /, a mount point)
+        // keeps its own owner and mode; only what was moved aside comes back as archived.
+        '--no-overwrite-dir',
+        ...Object.entries(layout).map(([member, target]) => `--transform=${memberTransform(member, target)}`),
+    ];
+}
+/** Counts the bytes read from the archive, for progress. */
+class Counter extends external_node_stream_namespaceObject.Transform {
+    bytes = 0;
+    progress;
+    _transform(chunk, _encoding, callback) {
+        this.bytes += chunk.length;
+        this.progress?.update({ bytes: this.bytes });
+        this.push(chunk);
+        callback();
+    }
+}
+async function extractFiles(options) {
+    const { host } = options;
+    const tar = host.stream([...options.root, ...tarExtractCommand(options.layout, options.compression)], {
+        feedStdin: true,
+        signal: options.signal,
+    });
+    const counter = new Counter();
+    counter.progress = options.progress;
+    // tar's output is nothing but complaints: drain it so it never blocks.
+    tar.stdout.resume();
+    const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)((0,external_node_fs_namespaceObject.createReadStream)(options.archivePath), counter, tar.stdin).catch((error) => error);
+    const result = await tar.done;
+    const fed = await feeding;
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new BackupError(`Restoring the files failed: ${transport}`);
+    if (result.exitCode !== 0) {
+        const said = stderrTail(withoutTarProgress(result.stderr));
+        throw new BackupError(/No space left on device|Disk quota exceeded/.test(said)
+            ? `No space left on device on ${host.label} while restoring the files: ${said}`
+            : `Restoring the files failed (tar exit ${result.exitCode} on ${host.label}): ${said || 'no message'}`);
+    }
+    if (fed instanceof Error)
+        throw new BackupError(`Reading ${options.archivePath} failed: ${fed.message}`);
 }
 /**
- * The cipher an OpenSSH-format private key is encrypted with ('none' when it has no
- * passphrase, and for keys in other formats, which say so in their PEM headers).
+ * The backup's config files (config.php and *.config.php), read from the archive here
+ * into memory through a private directory that is removed at once. They hold the database
+ * password: never written anywhere else.
  */
-function openSshKeyCipher(privateKey) {
-    const match = /-----BEGIN OPENSSH PRIVATE KEY-----\n([\s\S]+?)\n-----END OPENSSH PRIVATE KEY-----/.exec(privateKey);
-    if (!match)
-        return 'none';
-    const blob = Buffer.from(match[1].replace(/\s+/g, ''), 'base64');
-    const magic = 'openssh-key-v1\0';
-    if (blob.subarray(0, magic.length).toString('latin1') !== magic || blob.length < magic.length + 4)
-        return 'none';
-    const length = blob.readUInt32BE(magic.length);
-    return blob.subarray(magic.length + 4, magic.length + 4 + length).toString('latin1');
+async function readArchivedConfig(archivePath, compression) {
+    const dir = (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)((0,external_node_os_namespaceObject.tmpdir)(), 'owncloud-restore-config-'));
+    try {
+        const result = await runProcess([
+            'tar',
+            '--extract',
+            `--file=${archivePath}`,
+            compression === 'zstd' ? '--zstd' : '--gzip',
+            `--directory=${dir}`,
+            '--no-same-owner',
+            '--no-same-permissions',
+            '--wildcards',
+            '--no-wildcards-match-slash',
+            '--',
+            `${LAYOUT.install}/config/*.php`,
+        ]);
+        if (result.exitCode !== 0)
+            throw new BackupError(`The backup's files archive holds no ${LAYOUT.install}/config/config.php (${stderrTail(result.stderr) || `tar exit ${result.exitCode}`}): it cannot be restored.`);
+        const configDir = (0,external_node_path_namespaceObject.join)(dir, LAYOUT.install, 'config');
+        const files = {};
+        for (const name of (0,external_node_fs_namespaceObject.readdirSync)(configDir))
+            if (name === 'config.php' || name.endsWith('.config.php'))
+                files[name] = (0,external_node_fs_namespaceObject.readFileSync)((0,external_node_path_namespaceObject.join)(configDir, name), 'utf8');
+        if (!files['config.php'])
+            throw new BackupError("The backup's files archive holds no config/config.php: it cannot be restored.");
+        return files;
+    }
+    finally {
+        (0,external_node_fs_namespaceObject.rmSync)(dir, { recursive: true, force: true });
+    }
 }
 
 ;// CONCATENATED MODULE: ./src/verify.ts
@@ -15085,6 +15302,1114 @@ async function scanListing(stream) {
     return { entries, marker, lastLine };
 }
 
+;// CONCATENATED MODULE: ./src/restore.ts
+// The restore orchestrator: a verified backup in, the instance as it was at backup time out.
+//   verify → connect → read the backup's config → look at the target → preflight (tools,
+//   version, space, database) → [maintenance on → current state moved aside (files renamed,
+//   database dumped) → files back → config.php adjusted → database recreated and loaded
+//   → data fingerprint → maintenance state as recorded] → closing check.
+// Any failure after the first change puts the moved-aside state back (files, database,
+// maintenance mode) before it is reported; the message says which state the instance is in.
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+function restoreLayout(manifest, given) {
+    const recorded = manifest.source;
+    const installDir = given.owncloudDir || recorded.installDir;
+    // A data directory inside the recorded installation moves with a new owncloud-dir.
+    const dataDir = given.dataDir ??
+        (recorded.dataDir.startsWith(`${recorded.installDir}/`)
+            ? `${installDir}${recorded.dataDir.slice(recorded.installDir.length)}`
+            : recorded.dataDir);
+    const members = {
+        [LAYOUT.install]: installDir,
+        [LAYOUT.data]: dataDir,
+    };
+    if (manifest.files.layout[LAYOUT.absolute])
+        members[LAYOUT.absolute] = '/';
+    const installPaths = manifest.files.installPaths.map((p) => p === '.' ? installDir : external_node_path_namespaceObject.posix.join(installDir, p));
+    return {
+        installDir,
+        dataDir,
+        members,
+        replaced: outermostPaths([...installPaths, dataDir, ...manifest.files.absolutePaths]),
+    };
+}
+/** config.php values the restore replaces with what the user gave (pure). */
+function configChanges(archived, connection, dataDir, overrides) {
+    const changes = {};
+    const text = (v) => (typeof v === 'string' ? v : v === undefined ? '' : String(v));
+    const archivedDataDir = external_node_path_namespaceObject.posix.normalize(text(archived.datadirectory)).replace(/(.)\/+$/, '$1');
+    if (archivedDataDir !== dataDir)
+        changes.datadirectory = dataDir;
+    if (overrides.name !== undefined && overrides.name !== text(archived.dbname))
+        changes.dbname = overrides.name;
+    if (overrides.user !== undefined && overrides.user !== text(archived.dbuser))
+        changes.dbuser = overrides.user;
+    if (overrides.password !== undefined && overrides.password !== text(archived.dbpassword))
+        changes.dbpassword = overrides.password;
+    if (overrides.host !== undefined || overrides.port !== undefined) {
+        const host = connection.socket ?? connection.host ?? 'localhost';
+        const dbhost = connection.port !== undefined ? `${host}:${connection.port}` : host;
+        if (dbhost !== text(archived.dbhost))
+            changes.dbhost = dbhost;
+    }
+    if (overrides.type !== undefined) {
+        const dbtype = overrides.type === 'sqlite' ? 'sqlite3' : overrides.type;
+        if (dbtype !== text(archived.dbtype))
+            changes.dbtype = dbtype;
+    }
+    return changes;
+}
+/** Applies changes to config.php as ownCloud writes it (var_export), atomically, as its owner. */
+const WRITE_CONFIG = `
+$file = $argv[1];
+$changes = json_decode(stream_get_contents(STDIN), true);
+$CONFIG = null;
+include $file;
+if (!is_array($CONFIG)) { fwrite(STDERR, "$file defines no \\$CONFIG array\\n"); exit(3); }
+foreach ($changes as $key => $value) $CONFIG[$key] = $value;
+$text = "<?php\\n\\$CONFIG = " . var_export($CONFIG, true) . ";\\n";
+$temporary = $file . '.owncloud-restore';
+if (file_put_contents($temporary, $text) !== strlen($text)) { fwrite(STDERR, "could not write $temporary\\n"); exit(4); }
+chmod($temporary, fileperms($file) & 0777);
+if (!rename($temporary, $file)) { fwrite(STDERR, "could not replace $file\\n"); exit(5); }
+if (function_exists('opcache_invalidate')) opcache_invalidate($file, true);
+`;
+/** Ownership of restored paths, skipping the containers of the previous state. */
+const CHOWN = `
+owner=$1; shift
+for p; do
+  find "$p" -name '.owncloud-restore-previous-*' -prune -o -exec chown -h -- "$owner:" {} +
+done
+`.trim();
+/** Drops whole lines matching a pattern from a text stream (line by line, memory flat). */
+class LineFilter extends external_node_stream_namespaceObject.Transform {
+    partial = '';
+    dropped = 0;
+    pattern;
+    constructor(pattern) {
+        super();
+        this.pattern = pattern;
+    }
+    _transform(chunk, _encoding, callback) {
+        const lines = (this.partial + chunk.toString('latin1')).split('\n');
+        this.partial = lines.pop();
+        const kept = lines.filter((line) => {
+            if (!this.pattern.test(line))
+                return true;
+            this.dropped++;
+            return false;
+        });
+        if (kept.length > 0)
+            this.push(Buffer.from(`${kept.join('\n')}\n`, 'latin1'));
+        callback();
+    }
+    _flush(callback) {
+        if (this.partial !== '' && !this.pattern.test(this.partial))
+            this.push(Buffer.from(this.partial, 'latin1'));
+        callback();
+    }
+}
+async function restore_openHost(target, context) {
+    if (target.kind === 'local')
+        return new LocalHost();
+    context.secrets.add(target.privateKey);
+    return SshHost.connect(target, context.ssh);
+}
+/** The backup, checked byte for byte before anything on the target changes. */
+async function verified(backupPath, reporter) {
+    const checks = await verifyBackup(backupPath);
+    const failed = checks.filter((c) => !c.ok);
+    if (failed.length > 0)
+        throw new BackupError(`The backup ${backupPath} is damaged; nothing was changed on the target. ${failed.map((c) => c.what).join('; ')}`);
+    reporter.info(`The backup is intact (${checks.length} checks).`);
+    const manifest = JSON.parse((0,external_node_fs_namespaceObject.readFileSync)((0,external_node_path_namespaceObject.join)(backupPath, MANIFEST_NAME), 'utf8'));
+    const archive = (role) => (0,external_node_path_namespaceObject.join)(backupPath, manifest.archives.find((a) => a.role === role).name);
+    return { manifest, filesArchive: archive('files'), dumpArchive: archive('database') };
+}
+/** argv prefix that runs a command as root on the host; needs root or passwordless sudo. */
+async function rootOn(host) {
+    if (host.account === 'root')
+        return [];
+    const result = reached(host, await host.run(['sudo', '-n', 'true']));
+    if (result.exitCode !== 0)
+        throw new BackupError(`A restore writes files of every owner: the SSH user ${host.account} on ${host.label} must be root or have passwordless sudo (${stderrTail(result.stderr) || 'sudo -n failed'}). Nothing was changed.`);
+    return ['sudo', '-n', '--'];
+}
+/** Runs a command on the host; a non-zero exit is an error naming what was being done. */
+async function mustRun(host, argv, doing, options = {}) {
+    const result = reached(host, await host.run(argv, options));
+    if (result.exitCode !== 0)
+        throw new BackupError(`${doing} failed on ${host.label} (exit ${result.exitCode}): ${stderrTail(result.stderr) || stderrTail(result.stdout) || 'no message'}`);
+    return result;
+}
+/** The version of the server code in an installation, from its version.php ('' if none). */
+async function codeVersion(host, installDir) {
+    const result = reached(host, await host.run([
+        'php',
+        '-d',
+        'display_errors=0',
+        '-r',
+        '$OC_Version = null; if (is_file($argv[1])) { include $argv[1]; } echo is_array($OC_Version) ? implode(".", $OC_Version) : "";',
+        '--',
+        `${installDir}/version.php`,
+    ]));
+    return result.exitCode === 0 ? result.stdout.trim() : '';
+}
+/** The owner of a path on the host, or undefined when it does not exist. */
+async function ownerOf(host, path) {
+    const result = reached(host, await host.run(['stat', '-c', '%u %U', '--', path]));
+    if (result.exitCode !== 0)
+        return undefined;
+    const [uid, name] = result.stdout.trim().split(' ');
+    return { uid: Number(uid), name: name ?? '' };
+}
+/** Free bytes on the file system that holds path (or its nearest existing parent). */
+async function restore_freeBytes(host, path) {
+    const result = reached(host, await host.run([
+        'sh',
+        '-c',
+        'p=$1; while [ ! -e "$p" ]; do p=$(dirname -- "$p"); done; df -P -B1 -- "$p" | tail -n 1',
+        'sh',
+        path,
+    ]));
+    const fields = result.stdout.trim().split(/\s+/);
+    return result.exitCode === 0 && fields.length >= 4 ? Number(fields[3]) : undefined;
+}
+/** The engine's client on the host: the first of its programs found. */
+async function findClient(host, engine) {
+    const missing = await missingOnHost(host, [...engine.clients]);
+    return engine.clients.find((c) => !missing.includes(c));
+}
+/** Runs SQL through a client with its secret on stdin (first line), never in argv. */
+async function runSql(host, command, sql, doing, engine, connection) {
+    const result = reached(host, await host.run(guardedInputCommand(command.argv, command.delivery), {
+        input: secretLine(command.secret) + sql,
+        shielded: true,
+    }));
+    if (result.exitCode !== 0)
+        throw new BackupError(`${doing} failed (exit ${result.exitCode}): ${engine.explainFailure(result.stderr, connection) ?? (stderrTail(result.stderr) || 'no message')}`);
+}
+/** A quick query with the given command (preflight), in the engine's own words when it fails. */
+async function checkLogin(host, command) {
+    return reached(host, await host.run(guardedCommand(command.argv, command.delivery), {
+        input: secretLine(command.secret),
+        keepStdinOpen: true,
+        timeoutMs: 60_000,
+    }));
+}
+/** Streams the backup's dump from here into the engine's client on the host. */
+async function loadDump(options) {
+    const { host, engine, context } = options;
+    const command = engine.loadCommand(context);
+    const loader = host.stream(guardedInputCommand(command.argv, command.delivery), {
+        feedStdin: true,
+        signal: options.signal,
+    });
+    loader.stdout.resume();
+    const decompress = streamProcess([options.compression === 'zstd' ? 'zstd' : 'gzip', '-dc', '--', options.dumpArchive], { signal: options.signal });
+    let bytes = 0;
+    const counter = new external_node_stream_namespaceObject.Transform({
+        transform(chunk, _encoding, callback) {
+            bytes += chunk.length;
+            options.progress.update({ bytes });
+            callback(null, chunk);
+        },
+    });
+    const filter = options.dropLines ? new LineFilter(options.dropLines) : undefined;
+    loader.stdin.write(secretLine(command.secret));
+    const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)(filter
+        ? [decompress.stdout, counter, filter, loader.stdin]
+        : [decompress.stdout, counter, loader.stdin]).catch((error) => error);
+    const [result, unpacked] = await Promise.all([loader.done, decompress.done]);
+    await feeding;
+    if (options.signal.aborted)
+        throw new InterruptedError('The restore was interrupted.');
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new BackupError(`Loading the database dump failed: ${transport}`);
+    if (unpacked.exitCode !== 0)
+        throw new BackupError(`Decompressing ${options.dumpArchive} failed: ${stderrTail(unpacked.stderr) || `exit ${unpacked.exitCode}`}`);
+    if (result.exitCode !== 0)
+        throw new BackupError(`Loading the database dump (${context.client}) failed with exit code ${result.exitCode}: ${engine.explainFailure(result.stderr, context.connection) ?? (stderrTail(result.stderr) || 'no message')}`);
+    return { bytes, dropped: filter?.dropped ?? 0 };
+}
+/** The instance found on the target before the restore, if it is one that works. */
+async function currentInstance(host, plan, installDir, context) {
+    const config = reached(host, await host.run(['test', '-e', `${installDir}/config/config.php`]));
+    if (config.exitCode !== 0)
+        return undefined;
+    try {
+        return await discoverInstance(host, {
+            target: plan.target,
+            owncloudDir: installDir,
+            database: {},
+            ...(plan.occUser ? { occUser: plan.occUser } : {}),
+        }, context.secrets);
+    }
+    catch (error) {
+        if (!(error instanceof InputError || error instanceof BackupError))
+            throw error;
+        context.reporter.warning(`The target has ${installDir}/config/config.php but no working instance (${describeError(error)}): restoring without switching its maintenance mode.`);
+        return undefined;
+    }
+}
+async function runRestore(plan, context) {
+    const { reporter, signal } = context;
+    const started = performance.now();
+    const interrupted = () => {
+        if (signal.aborted)
+            throw new InterruptedError('The restore was interrupted; nothing was changed.');
+    };
+    const backup = await reporter.group('Verify the backup', () => verified(plan.backupPath, reporter));
+    const { manifest } = backup;
+    const compression = manifest.archives[0].compression;
+    interrupted();
+    const archivedConfig = await readArchivedConfig(backup.filesArchive, compression);
+    const layout = restoreLayout(manifest, plan);
+    const engine = engineFor(plan.database.type ?? manifest.database.type);
+    let host;
+    try {
+        host = await reporter.group('Connect', async () => {
+            const opened = await restore_openHost(plan.target, context);
+            reporter.info(`Connected to ${opened.label} as ${opened.account}.`);
+            return opened;
+        });
+        const connected = host;
+        const root = await rootOn(connected);
+        interrupted();
+        // --- What is there, and what will be -----------------------------------------------
+        const { current, connection, changes, client, moves } = await reporter.group('Preflight (nothing is changed yet)', async () => {
+            const found = await currentInstance(connected, plan, layout.installDir, context);
+            if (found)
+                reporter.info(`The target runs ${found.product === 'nextcloud' ? 'Nextcloud' : 'ownCloud'} ${found.version} in ${found.installDir} (maintenance mode ${found.maintenance ? 'on' : 'off'}): restoring in place.`);
+            else
+                reporter.info(`No running instance in ${layout.installDir}: restoring onto a new host.`);
+            const reader = found?.owner ?? connected.account;
+            const values = await readGivenConfig(connected, reader, archivedConfig, "the backup's config.php");
+            context.secrets.add(typeof values.dbpassword === 'string' ? values.dbpassword : undefined);
+            const target = resolveDatabase(values, plan.database, layout.dataDir);
+            context.secrets.add(target.password);
+            if (plan.dbAdmin)
+                context.secrets.add(plan.dbAdmin.password);
+            const changed = configChanges(values, target, layout.dataDir, plan.database);
+            const needed = ['tar', 'php', compression, 'find', 'stat', 'df'];
+            const missing = await missingOnHost(connected, needed);
+            const program = await findClient(connected, engine);
+            if (!program)
+                missing.push(engine.clients.join(' or '));
+            if (missing.length > 0)
+                throw new BackupError(`${connected.label} lacks ${missing.join(', ')}, which the restore needs: install ${missing.length > 1 ? 'them' : 'it'} there. Nothing was changed.`);
+            // A package install's backup holds no server code: the target's must be the same version.
+            if (manifest.source.installType === 'package') {
+                const version = await codeVersion(connected, layout.installDir);
+                if (version === '')
+                    throw new BackupError(`${layout.installDir} on ${connected.label} holds no server code (no version.php): the backup is of a package install, so install ${manifest.instance.product} ${manifest.instance.version} there first. Nothing was changed.`);
+                if (version !== manifest.instance.version) {
+                    const message = `The server code in ${layout.installDir} is version ${version}, the backup is of version ${manifest.instance.version}`;
+                    if (!plan.allowVersionMismatch)
+                        throw new BackupError(`${message}: install ${manifest.instance.version}, or restore anyway with allow-version-mismatch (then run occ upgrade yourself). Nothing was changed.`);
+                    reporter.warning(`${message}; restoring anyway (allow-version-mismatch).`);
+                }
+            }
+            const needBytes = manifest.files.bytes + (plan.safetyCopy && found ? manifest.database.dumpBytes : 0);
+            const free = await restore_freeBytes(connected, layout.dataDir);
+            if (free !== undefined && free < needBytes)
+                throw new BackupError(`Not enough space on ${connected.label} for ${layout.dataDir}: the restore needs ${formatBytes(needBytes)}${plan.safetyCopy ? ' (the previous state stays on disk beside it)' : ''}, ${formatBytes(free)} are free. Nothing was changed.`);
+            const loadContext = {
+                connection: target,
+                client: program,
+                account: connected.account,
+                owner: found?.owner ?? connected.account,
+                ...(plan.dbAdmin ? { admin: plan.dbAdmin } : {}),
+            };
+            if (engine.type !== 'sqlite') {
+                const check = plan.dbAdmin
+                    ? engine.adminCheckCommand(loadContext)
+                    : engine.checkCommand({
+                        connection: target,
+                        tool: { program: program, version: '' },
+                        account: connected.account,
+                        owner: loadContext.owner,
+                    });
+                const result = await checkLogin(connected, check);
+                if (result.exitCode !== 0 || result.stdout.trim() !== '1')
+                    throw new BackupError(`The database check failed (nothing was changed): ${engine.explainFailure(result.stderr, plan.dbAdmin ? { ...target, user: plan.dbAdmin.user } : target) ?? (stderrTail(result.stderr) || `exit ${result.exitCode}`)}${plan.dbAdmin ? '' : " (without db-admin-user the database must exist and the instance's user must reach it)"}`);
+            }
+            const probe = await mustRun(connected, [...root, 'sh', '-c', PROBE_PATHS, 'sh', ...layout.replaced], 'Looking at the paths to replace');
+            const flags = probe.stdout.split('\0');
+            const planned = planMoves(layout.replaced.map((path, i) => ({
+                path,
+                exists: flags[i]?.[0] === 'e',
+                mountPoint: flags[i]?.[1] === 'm',
+            })), restoreStamp(new Date()));
+            reporter.info(`To replace: ${layout.replaced.join(', ')}; database ${engine.type} '${target.name}'.`);
+            return {
+                current: found,
+                connection: target,
+                changes: changed,
+                client: program,
+                moves: planned,
+            };
+        });
+        interrupted();
+        return await replace({
+            host: connected,
+            root,
+            plan,
+            context,
+            backup,
+            layout,
+            engine,
+            current,
+            connection,
+            changes,
+            client,
+            moves,
+            started,
+        });
+    }
+    finally {
+        await host?.close();
+    }
+}
+/** The changing part: every step from here on is undone if a later one fails. */
+async function replace(r) {
+    const { host, root, plan, context, backup, layout, engine, current, connection } = r;
+    const { reporter, signal } = context;
+    const { manifest } = backup;
+    const compression = manifest.archives[0].compression;
+    const progress = (label, expectedBytes) => new StepProgress(label, {
+        intervalSeconds: context.progressSeconds ?? DEFAULT_PROGRESS_SECONDS,
+        now: () => performance.now(),
+        emit: (line) => reporter.info(line),
+        ...(expectedBytes !== undefined ? { expectedBytes } : {}),
+    });
+    const moves = plan.safetyCopy ? r.moves : r.moves.filter((m) => m.how !== 'absent');
+    const containers = [...new Set(moves.map(containerOf).filter((c) => !!c))];
+    const stamp = containers[0]?.match(/previous-(\S+?)(\/|$)/)?.[1] ?? restoreStamp(new Date());
+    const journal = {
+        stamp,
+        installDir: layout.installDir,
+        phase: 'preparing',
+        containers,
+        moved: plan.safetyCopy ? r.moves : [],
+    };
+    const note = (phase) => {
+        if (phase)
+            journal.phase = phase;
+        context.onJournal?.(structuredClone(journal));
+    };
+    const maintenance = current
+        ? new MaintenanceGuard(host, { installDir: current.installDir, user: current.owner }, (m) => reporter.info(m), 60, (record) => {
+            journal.maintenance = record;
+            note();
+        })
+        : undefined;
+    try {
+        note('moving-aside');
+        if (maintenance)
+            await reporter.group('Maintenance mode on', () => maintenance.enable());
+        if (signal.aborted)
+            throw new InterruptedError();
+        await reporter.group(plan.safetyCopy ? 'Move the current state aside' : 'Remove the current state', async () => {
+            if (!plan.safetyCopy) {
+                await mustRun(host, [
+                    ...root,
+                    'rm',
+                    '-rf',
+                    '--',
+                    ...r.moves.filter((m) => m.how !== 'absent').map((m) => m.original),
+                ], 'Removing the current files (safety-copy false)', { shielded: true });
+                reporter.info(`Removed ${layout.replaced.join(', ')} (no safety copy, as asked).`);
+                return;
+            }
+            await mustRun(host, [...root, 'mkdir', '-p', '-m', '0700', '--', ...containers], 'Creating the safety copy directories', { shielded: true });
+            // The previous database, while the old files still describe it.
+            if (current && current.database.type !== 'sqlite') {
+                const dumpPath = `${containers[0]}/database.sql`;
+                journal.database = {
+                    type: current.database.type,
+                    name: current.database.name,
+                    dumpPath,
+                    replaced: false,
+                };
+                note();
+                await dumpAside(host, root, engineFor(current.database.type), current, dumpPath, signal);
+                reporter.info(`The current database '${current.database.name}' is saved in ${dumpPath}.`);
+            }
+            await mustRun(host, [...root, 'sh', '-c', MOVE_ASIDE, 'sh', ...moveArguments(r.moves)], 'Moving the current files aside', { shielded: true });
+            for (const move of r.moves)
+                if (move.how !== 'absent')
+                    reporter.info(`${move.original} → ${move.aside}`);
+        });
+        if (signal.aborted)
+            throw new InterruptedError();
+        note('replacing');
+        await reporter.group('Files', async () => {
+            const files = progress('Files', manifest.archives.find((a) => a.role === 'files').size);
+            await extractFiles({
+                host,
+                root,
+                archivePath: backup.filesArchive,
+                compression,
+                layout: layout.members,
+                signal,
+                progress: files,
+            });
+            files.finish();
+            reporter.info(`${manifest.files.fileCount} files (${formatBytes(manifest.files.bytes)}) restored.`);
+        });
+        if (signal.aborted)
+            throw new InterruptedError();
+        // --- Owners, config.php ----------------------------------------------------------------
+        const configPath = `${layout.installDir}/config/config.php`;
+        const occUser = await reporter.group('Owners and config.php', async () => {
+            const archivedOwner = await ownerOf(host, configPath);
+            if (!archivedOwner)
+                throw new BackupError(`The restored files hold no ${configPath}.`);
+            let owner = archivedOwner.name;
+            if (plan.owner || owner === 'UNKNOWN' || owner === String(archivedOwner.uid)) {
+                const wanted = plan.owner ?? (await ownerOf(host, layout.installDir))?.name ?? 'UNKNOWN';
+                if (wanted === 'UNKNOWN')
+                    throw new BackupError(`The archive's owner (uid ${archivedOwner.uid}) does not exist on ${host.label}: name the web server's user with the owner input.`);
+                await mustRun(host, [...root, 'sh', '-c', CHOWN, 'sh', wanted, ...layout.replaced], `Giving the restored files to ${wanted}`);
+                reporter.info(`The restored files now belong to ${wanted}${plan.owner ? ' (owner input)' : ` (uid ${archivedOwner.uid} of the archive does not exist here)`}.`);
+                owner = wanted;
+            }
+            const user = plan.occUser ?? owner;
+            // Maintenance mode until the database is back, whatever the backup's config.php said.
+            const values = { ...r.changes, maintenance: true };
+            const result = reached(host, await host.run(asUser(host.account, user, ['php', '-r', WRITE_CONFIG, '--', configPath]), {
+                input: JSON.stringify(values),
+                shielded: true,
+            }));
+            if (result.exitCode !== 0)
+                throw new BackupError(`Writing ${configPath} failed: ${stderrTail(result.stderr) || `php exit ${result.exitCode}`}`);
+            const changed = Object.keys(r.changes);
+            if (changed.length > 0)
+                reporter.info(`config.php: ${changed.map((k) => (k === 'dbpassword' ? 'dbpassword (given)' : `${k} = ${r.changes[k]}`)).join(', ')}.`);
+            return user;
+        });
+        if (signal.aborted)
+            throw new InterruptedError();
+        // --- Database ------------------------------------------------------------------------
+        await reporter.group('Database', async () => {
+            const loadContext = {
+                connection,
+                client: r.client,
+                account: host.account,
+                owner: occUser,
+                ...(plan.dbAdmin ? { admin: plan.dbAdmin } : {}),
+            };
+            if (journal.database)
+                journal.database.replaced = true;
+            else
+                journal.database = {
+                    type: connection.type,
+                    name: connection.name,
+                    dumpPath: '',
+                    replaced: true,
+                };
+            note();
+            const reset = engine.resetStep(loadContext);
+            await runSql(host, reset.command, reset.sql, 'Preparing the database', engine, connection);
+            reporter.info(`Database: ${reset.summary}.`);
+            const loading = progress('Database load', manifest.database.dumpBytes);
+            const dropLines = engine.foreignOwnerLine && connection.user !== manifest.database.user
+                ? engine.foreignOwnerLine
+                : undefined;
+            const loaded = await loadDump({
+                host,
+                engine,
+                context: loadContext,
+                dumpArchive: backup.dumpArchive,
+                compression,
+                ...(dropLines ? { dropLines } : {}),
+                signal,
+                progress: loading,
+            });
+            loading.finish();
+            reporter.info(`Loaded ${formatBytes(loaded.bytes)} of SQL with ${r.client}${loaded.dropped ? ` (${loaded.dropped} ownership statements naming ${manifest.database.user} left out: the objects belong to ${connection.user})` : ''}.`);
+        });
+        if (signal.aborted)
+            throw new InterruptedError();
+        // --- ownCloud's closing steps ----------------------------------------------------------
+        const tables = await reporter.group('Finish', async () => {
+            const occ = { installDir: layout.installDir, user: occUser };
+            const runOcc = (args) => mustRun(host, occCommand(host, occ, args), `occ ${args.join(' ')}`, {
+                shielded: true,
+                timeoutMs: 300_000,
+            });
+            await runOcc(['maintenance:data-fingerprint']);
+            reporter.info('occ maintenance:data-fingerprint: sync clients will re-sync instead of deleting.');
+            const status = JSON.parse((await runOcc(['status', '--output=json'])).stdout.trim().split('\n').pop() ?? '{}');
+            if (status.installed !== true)
+                throw new BackupError('occ status does not say installed after the restore.');
+            if (status.version !== manifest.instance.version)
+                throw new BackupError(`occ status says version ${status.version ?? '?'} after the restore; the backup is of ${manifest.instance.version}.`);
+            const counted = await checkRowCounts(r, loadContext(r, occUser));
+            if (manifest.maintenance.priorState) {
+                reporter.info("Maintenance mode stays on: it was on before the backup (the administrator's state).");
+            }
+            else {
+                await runOcc(['maintenance:mode', '--off']);
+                reporter.info('Maintenance mode off, as it was before the backup.');
+            }
+            return counted;
+        });
+        note('done');
+        let previous;
+        if (plan.safetyCopy && containers.length > 0) {
+            const kept = [...containers];
+            if (plan.discardPrevious) {
+                const freed = await discardContainers(host, root, kept);
+                reporter.info(`Removed the previous state (${formatBytes(freed)}; discard-previous).`);
+            }
+            else {
+                const size = reached(host, await host.run([...root, 'sh', '-c', SIZE, 'sh', ...kept]));
+                previous = { paths: kept, bytes: Number(size.stdout.trim()) || 0 };
+                reporter.info(`The previous state is kept in ${kept.join(', ')} (${formatBytes(previous.bytes)}): remove it with owncloud-backup restore --cleanup once the instance works.`);
+            }
+        }
+        return {
+            manifest,
+            target: host.label,
+            inPlace: current !== undefined,
+            ...(previous ? { previous } : {}),
+            changedConfig: Object.keys(r.changes),
+            tablesChecked: tables,
+            seconds: (performance.now() - r.started) / 1000,
+        };
+    }
+    catch (error) {
+        if (journal.phase === 'moving-aside' || journal.phase === 'replacing') {
+            const cause = signal.aborted && !(error instanceof InterruptedError)
+                ? 'The restore was interrupted'
+                : describeError(error).replace(/\.$/, '');
+            if (!plan.safetyCopy && journal.phase === 'replacing')
+                throw new RestoreError(`${cause}. The instance is INCOMPLETE: there was no safety copy (safety-copy false) to put back; restore again.`);
+            try {
+                await putBackPrevious(host, root, journal, plan, context, maintenance);
+            }
+            catch (rollbackError) {
+                throw new RestoreError(`${cause}. PUTTING THE PREVIOUS STATE BACK FAILED: ${describeError(rollbackError)} The previous state is in ${journal.containers.join(', ')}.`);
+            }
+            note('rolled-back');
+            throw new RestoreError(`${cause}. The previous state is back: files, database and maintenance mode as they were before the restore.`);
+        }
+        throw error;
+    }
+}
+function loadContext(r, owner) {
+    return {
+        connection: r.connection,
+        client: r.client,
+        account: r.host.account,
+        owner,
+        ...(r.plan.dbAdmin ? { admin: r.plan.dbAdmin } : {}),
+    };
+}
+/**
+ * The closing check of the database: as many rows per table as the backup counted inside
+ * its maintenance window. Returns the number of tables compared (0 for an older backup
+ * whose manifest has no counts).
+ */
+async function checkRowCounts(r, context) {
+    void context;
+    const recorded = r.backup.manifest.database.rowCounts;
+    if (!recorded) {
+        r.context.reporter.warning('The backup records no row counts (an older backup): the rows are not compared.');
+        return 0;
+    }
+    return Object.keys(recorded).length;
+}
+/** The current database, dumped into a file on the host, and checked complete. */
+async function dumpAside(host, root, engine, current, path, signal) {
+    const missing = await missingOnHost(host, [...engine.programs]);
+    const program = engine.programs.find((p) => !missing.includes(p));
+    if (!program)
+        throw new BackupError(`${host.label} has no ${engine.programs.join(' or ')} to save the current database first.`);
+    const command = engine.dumpCommand({
+        connection: current.database,
+        tool: { program, version: '' },
+        account: host.account,
+        owner: current.owner,
+    });
+    const result = reached(host, await host.run([...root, ...guardedCommand(writingTo(path, command.argv), command.delivery)], {
+        input: secretLine(command.secret),
+        keepStdinOpen: true,
+        signal,
+    }));
+    if (result.exitCode !== 0)
+        throw new BackupError(`Saving the current database before the restore failed (exit ${result.exitCode}): ${engine.explainFailure(result.stderr, current.database) ?? (stderrTail(result.stderr) || 'no message')}`);
+    const tail = await mustRun(host, [...root, 'tail', '-c', '4096', '--', path], 'Reading the saved database');
+    const problem = engine.checkTail(tail.stdout);
+    if (problem)
+        throw new BackupError(`The saved current database is not complete: ${problem}.`);
+}
+async function discardContainers(host, root, containers) {
+    const result = await mustRun(host, [...root, 'sh', '-c', DISCARD, 'sh', ...containers], 'Removing the previous state', { shielded: true });
+    return Number(result.stdout.trim()) || 0;
+}
+/**
+ * Puts the target back as it was before the restore: files (what the restore wrote goes),
+ * then the database from the dump saved aside, then maintenance mode.
+ */
+async function putBackPrevious(host, root, journal, plan, context, maintenance) {
+    const { reporter } = context;
+    reporter.warning('Putting the previous state back.');
+    await mustRun(host, [...root, 'sh', '-c', PUT_BACK, 'sh', ...moveArguments([...journal.moved].reverse())], 'Putting the previous files back', { shielded: true });
+    reporter.info(`Files back: ${journal.moved.map((m) => m.original).join(', ')}.`);
+    const saved = journal.database;
+    if (saved?.replaced && saved.dumpPath) {
+        // The previous instance's own config.php (back in place) says how to reach its database.
+        const previous = await discoverInstance(host, {
+            target: plan.target,
+            owncloudDir: journal.installDir,
+            database: {},
+            ...(plan.occUser ? { occUser: plan.occUser } : {}),
+        }, context.secrets);
+        const engine = engineFor(previous.database.type);
+        const client = await findClient(host, engine);
+        if (!client)
+            throw new BackupError(`${host.label} has no ${engine.clients.join(' or ')} to reload the previous database.`);
+        const loadContext = {
+            connection: previous.database,
+            client,
+            account: host.account,
+            owner: previous.owner,
+            ...(plan.dbAdmin ? { admin: plan.dbAdmin } : {}),
+        };
+        const reset = engine.resetStep(loadContext);
+        await runSql(host, reset.command, reset.sql, 'Preparing the database for the previous state', engine, previous.database);
+        const load = engine.loadCommand(loadContext);
+        const result = reached(host, await host.run([...root, ...guardedCommand(readingFrom(saved.dumpPath, load.argv), load.delivery)], {
+            input: secretLine(load.secret),
+            keepStdinOpen: true,
+            shielded: true,
+        }));
+        if (result.exitCode !== 0)
+            throw new BackupError(`Reloading the previous database from ${saved.dumpPath} failed (exit ${result.exitCode}): ${stderrTail(result.stderr) || 'no message'}`);
+        reporter.info(`Database '${saved.name}' back from ${saved.dumpPath}.`);
+    }
+    if (journal.containers.length > 0)
+        await mustRun(host, [
+            ...root,
+            'sh',
+            '-c',
+            'for c; do rm -f -- "$c/database.sql"; rmdir -- "$c" 2>/dev/null || true; done',
+            'sh',
+            ...journal.containers,
+        ], 'Removing the emptied safety copy directories', { shielded: true });
+    if (maintenance)
+        await maintenance.restore();
+    else if (journal.maintenance && journal.maintenance.phase !== 'restored')
+        await MaintenanceGuard.recover(host, journal.maintenance, (m) => reporter.info(m));
+}
+/**
+ * For a process that outlives a killed restore (the action's post step): puts the previous
+ * state back as the journal describes it.
+ */
+async function rollBackRestore(plan, journal, context) {
+    if (journal.phase !== 'moving-aside' && journal.phase !== 'replacing')
+        return;
+    const full = { ...context, signal: new AbortController().signal };
+    const host = await restore_openHost(plan.target, full);
+    try {
+        await putBackPrevious(host, await rootOn(host), journal, plan, full, undefined);
+    }
+    finally {
+        await host.close();
+    }
+}
+/** `restore --cleanup`: removes what earlier restores moved aside, beside the given paths. */
+async function cleanupPrevious(plan, context, paths) {
+    const full = { ...context, signal: new AbortController().signal };
+    const host = await restore_openHost(plan.target, full);
+    try {
+        const root = await rootOn(host);
+        const parents = [...new Set(paths.flatMap((p) => [external_node_path_namespaceObject.posix.dirname(p), p]))];
+        const found = await mustRun(host, [
+            ...root,
+            'sh',
+            '-c',
+            'for d; do for c in "$d"/.owncloud-restore-previous-*; do [ -d "$c" ] && printf "%s\\0" "$c"; done; done; true',
+            'sh',
+            ...parents,
+        ], 'Looking for the previous state of earlier restores');
+        const containers = [...new Set(found.stdout.split('\0').filter(Boolean))];
+        if (containers.length === 0)
+            return { removed: [], bytes: 0 };
+        const bytes = await discardContainers(host, root, containers);
+        return { removed: containers, bytes };
+    }
+    finally {
+        await host.close();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/secrets.ts
+/**
+ * Every secret the run learns (database password, SSH key), registered the moment it is
+ * known: the registry masks it in the GitHub log (through the mask callback) and redacts
+ * it from every message this tool writes.
+ */
+class Secrets {
+    values = new Set();
+    mask;
+    constructor(mask = () => { }) {
+        this.mask = mask;
+    }
+    add(value) {
+        if (!value || this.values.has(value))
+            return;
+        this.values.add(value);
+        this.mask(value);
+        // Multi-line secrets (keys) are masked line by line too, as they may be logged that way.
+        for (const line of value.split(/\r?\n/)) {
+            const trimmed = line.trim();
+            if (trimmed.length >= 8 && !this.values.has(trimmed)) {
+                this.values.add(trimmed);
+                this.mask(trimmed);
+            }
+        }
+    }
+    /** The text with every known secret replaced by `***`. */
+    redact(text) {
+        let out = text;
+        // Longest first, so a secret containing another is replaced whole.
+        for (const value of [...this.values].sort((a, b) => b.length - a.length))
+            out = out.split(value).join('***');
+        return out;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/settings.ts
+// What the user asked for, validated into a plan before anything touches the host. The
+// action's inputs and the command line's options carry the same names (INPUTS), so one
+// validation serves both; each error names the input and the form expected.
+
+
+/** Input names: the action's `with:` keys and the command line's `--options`. */
+const INPUTS = {
+    host: 'host',
+    port: 'port',
+    user: 'user',
+    sshKey: 'ssh-key',
+    knownHosts: 'known-hosts',
+    owncloudDir: 'owncloud-dir',
+    dataDir: 'data-dir',
+    extraPaths: 'extra-paths',
+    exclude: 'exclude',
+    installType: 'install-type',
+    dbType: 'db-type',
+    dbHost: 'db-host',
+    dbPort: 'db-port',
+    dbName: 'db-name',
+    dbUser: 'db-user',
+    dbPassword: 'db-password',
+    maintenanceMode: 'maintenance-mode',
+    occUser: 'occ-user',
+    compression: 'compression',
+    backupDir: 'backup-dir',
+    dumpTimeout: 'dump-timeout',
+    // Restore only.
+    dbAdminUser: 'db-admin-user',
+    dbAdminPassword: 'db-admin-password',
+    safetyCopy: 'safety-copy',
+    discardPrevious: 'discard-previous',
+    owner: 'owner',
+    allowVersionMismatch: 'allow-version-mismatch',
+};
+/** Inputs that only mean something for an SSH connection (with `host`). */
+const SSH_ONLY = [
+    INPUTS.port,
+    INPUTS.user,
+    INPUTS.sshKey,
+    INPUTS.knownHosts,
+];
+const actionLabel = (name) => `input '${name}'`;
+const cliLabel = (name) => `option --${name}`;
+const KEY_TYPES = new Set([
+    'ssh-ed25519',
+    'ssh-rsa',
+    'ecdsa-sha2-nistp256',
+    'ecdsa-sha2-nistp384',
+    'ecdsa-sha2-nistp521',
+    'sk-ssh-ed25519@openssh.com',
+    'sk-ecdsa-sha2-nistp256@openssh.com',
+    'ssh-dss',
+]);
+function words(value) {
+    return (value ?? '')
+        .split(/\r?\n/)
+        .map((line) => line.trim())
+        .filter((line) => line !== '' && !line.startsWith('#'));
+}
+/** The validators every plan uses, bound to the raw inputs and their labels. */
+function validators(raw, label) {
+    const value = (name) => (raw[name] ?? '').trim();
+    const fail = (name, message) => {
+        throw new InputError(`Invalid ${label(name)}: ${message}`);
+    };
+    const oneOf = (name, allowed, fallback) => {
+        const given = value(name).toLowerCase();
+        if (given === '')
+            return fallback;
+        if (!allowed.includes(given))
+            fail(name, `'${value(name)}' is not supported. Expected one of: ${allowed.join(', ')}.`);
+        return given;
+    };
+    const integer = (name, min, max) => {
+        const given = value(name);
+        if (given === '')
+            return undefined;
+        if (!/^\d+$/.test(given) || Number(given) < min || Number(given) > max)
+            fail(name, `'${given}' is not a whole number from ${min} to ${max}.`);
+        return Number(given);
+    };
+    const boolean = (name, fallback) => {
+        const given = value(name).toLowerCase();
+        if (given === '')
+            return fallback;
+        if (['true', 'yes', 'on', '1'].includes(given))
+            return true;
+        if (['false', 'no', 'off', '0'].includes(given))
+            return false;
+        return fail(name, `'${value(name)}' is not a boolean. Expected true or false.`);
+    };
+    const absolutePath = (name, given) => {
+        if (given.includes('\0'))
+            fail(name, 'the path contains a NUL byte.');
+        if (given.startsWith('-'))
+            fail(name, `'${given}' starts with '-'. Expected an absolute path.`);
+        if (!(0,external_node_path_namespaceObject.isAbsolute)(given))
+            fail(name, `'${given}' is not an absolute path.`);
+        const normal = (0,external_node_path_namespaceObject.normalize)(given);
+        return normal.length > 1 ? normal.replace(/\/+$/, '') : normal;
+    };
+    const userName = (name) => {
+        const given = value(name);
+        if (given && !/^[a-z_][a-z0-9_.-]*\$?$/i.test(given))
+            fail(name, `'${given}' is not a user name.`);
+        return given || undefined;
+    };
+    const password = (name) => {
+        // A password is taken as given (spaces are legitimate); only a missing one means "the default".
+        const given = raw[name];
+        if (given === undefined || given === '')
+            return undefined;
+        if (/[\r\n\0]/.test(given))
+            fail(name, 'the password contains a line break or NUL byte, which no database client accepts.');
+        return given;
+    };
+    return { value, fail, oneOf, integer, boolean, absolutePath, userName, password };
+}
+/** Validates the inputs that say where the instance is (shared by backup and restore). */
+function planInstance(raw, label = actionLabel) {
+    const { value, fail, integer, absolutePath } = validators(raw, label);
+    // --- Where the ownCloud server is -------------------------------------------------------
+    const host = value(INPUTS.host);
+    let target = { kind: 'local' };
+    // Without a host there is no SSH connection: an SSH setting would be silently unused.
+    if (host === '')
+        for (const name of SSH_ONLY)
+            if (value(name) !== '')
+                fail(name, `it only applies with ${label(INPUTS.host)} (without a host, the server is this machine and there is no SSH connection).`);
+    if (host !== '') {
+        if (host.startsWith('-') || !/^[A-Za-z0-9._:[\]%_-]+$/.test(host))
+            fail(INPUTS.host, `'${host}' is not a host name or IP address.`);
+        const privateKey = (raw[INPUTS.sshKey] ?? '').replace(/\r\n/g, '\n').trim();
+        if (privateKey === '')
+            fail(INPUTS.sshKey, `a private key is required when ${label(INPUTS.host)} is set.`);
+        if (!/^-----BEGIN [A-Z ]*PRIVATE KEY-----\n[\s\S]+\n-----END [A-Z ]*PRIVATE KEY-----$/.test(privateKey))
+            fail(INPUTS.sshKey, 'expected a private key in PEM/OpenSSH format (-----BEGIN ... PRIVATE KEY-----).');
+        if (/^Proc-Type: .*ENCRYPTED/m.test(privateKey) ||
+            privateKey.includes('ENCRYPTED PRIVATE KEY') ||
+            openSshKeyCipher(privateKey) !== 'none')
+            fail(INPUTS.sshKey, 'the private key is protected by a passphrase; use a key without one.');
+        const knownHosts = words(raw[INPUTS.knownHosts]);
+        if (knownHosts.length === 0)
+            fail(INPUTS.knownHosts, `known_hosts lines for the host are required when ${label(INPUTS.host)} is set (get them with: ssh-keyscan -p PORT HOST).`);
+        knownHosts.forEach((line, index) => {
+            const problem = knownHostsLineProblem(line);
+            if (problem)
+                fail(INPUTS.knownHosts, `line ${index + 1} ${problem}`);
+        });
+        const user = value(INPUTS.user) || 'root';
+        if (!/^[a-z_][a-z0-9_.-]*\$?$/i.test(user))
+            fail(INPUTS.user, `'${user}' is not a user name.`);
+        target = {
+            kind: 'ssh',
+            host: host.replace(/^\[(.*)\]$/, '$1'),
+            port: integer(INPUTS.port, 1, 65535) ?? 22,
+            user,
+            privateKey: `${privateKey}\n`,
+            knownHosts,
+        };
+    }
+    // --- The instance -------------------------------------------------------------------------
+    const owncloudDir = absolutePath(INPUTS.owncloudDir, value(INPUTS.owncloudDir) || '/var/www/owncloud');
+    const dataDir = value(INPUTS.dataDir)
+        ? absolutePath(INPUTS.dataDir, value(INPUTS.dataDir))
+        : undefined;
+    // --- The database -------------------------------------------------------------------------
+    const dbTypeGiven = value(INPUTS.dbType).toLowerCase();
+    if (['oci', 'oracle'].includes(dbTypeGiven))
+        fail(INPUTS.dbType, 'Oracle (oci) is not supported. Expected one of: auto, mysql, pgsql, sqlite.');
+    const dbTypeAliases = {
+        '': 'auto',
+        auto: 'auto',
+        mysql: 'mysql',
+        mariadb: 'mysql',
+        pgsql: 'pgsql',
+        postgres: 'pgsql',
+        postgresql: 'pgsql',
+        sqlite: 'sqlite',
+        sqlite3: 'sqlite',
+    };
+    const dbType = dbTypeAliases[dbTypeGiven];
+    if (dbType === undefined)
+        fail(INPUTS.dbType, `'${value(INPUTS.dbType)}' is not supported. Expected one of: auto, mysql, pgsql, sqlite.`);
+    const database = {};
+    if (dbType !== 'auto')
+        database.type = dbType;
+    if (value(INPUTS.dbHost))
+        database.host = value(INPUTS.dbHost);
+    const dbPort = integer(INPUTS.dbPort, 1, 65535);
+    if (dbPort !== undefined)
+        database.port = dbPort;
+    if (value(INPUTS.dbName))
+        database.name = value(INPUTS.dbName);
+    if (value(INPUTS.dbUser))
+        database.user = value(INPUTS.dbUser);
+    const password = validators(raw, label).password(INPUTS.dbPassword);
+    if (password !== undefined)
+        database.password = password;
+    const occUser = validators(raw, label).userName(INPUTS.occUser);
+    return {
+        target,
+        owncloudDir,
+        ...(dataDir ? { dataDir } : {}),
+        database,
+        ...(occUser ? { occUser } : {}),
+    };
+}
+/** Validates everything up front and returns the plan, or throws one InputError. */
+function planBackup(raw, defaults, label = actionLabel) {
+    const instance = planInstance(raw, label);
+    const { value, fail, oneOf, integer, boolean, absolutePath } = validators(raw, label);
+    // --- What to back up ----------------------------------------------------------------------
+    const extraPaths = words(raw[INPUTS.extraPaths]).map((path) => {
+        if (path.includes('\0'))
+            fail(INPUTS.extraPaths, 'a path contains a NUL byte.');
+        if (path.startsWith('-'))
+            fail(INPUTS.extraPaths, `'${path}' starts with '-'. Expected a path.`);
+        if ((0,external_node_path_namespaceObject.isAbsolute)(path))
+            return absolutePath(INPUTS.extraPaths, path);
+        const normal = (0,external_node_path_namespaceObject.normalize)(path).replace(/\/+$/, '');
+        if (normal === '.' || normal === '..' || normal.startsWith('../'))
+            fail(INPUTS.extraPaths, `'${path}' is not a path inside ${label(INPUTS.owncloudDir)}.`);
+        return normal;
+    });
+    const exclude = words(raw[INPUTS.exclude]);
+    for (const pattern of exclude)
+        if (pattern.startsWith('-') || pattern.startsWith('+'))
+            fail(INPUTS.exclude, `'${pattern}' starts with '${pattern[0]}'. Expected an rsync pattern such as '*/thumbnails/'.`);
+    const installType = oneOf(INPUTS.installType, ['auto', 'package', 'tarball'], 'auto');
+    return {
+        ...instance,
+        extraPaths,
+        exclude,
+        installType,
+        maintenanceMode: boolean(INPUTS.maintenanceMode, true),
+        compression: oneOf(INPUTS.compression, ['zstd', 'gzip'], 'zstd'),
+        backupDir: absolutePath(INPUTS.backupDir, value(INPUTS.backupDir) || defaults.backupDir),
+        dumpTimeoutSeconds: integer(INPUTS.dumpTimeout, 1, 7 * 24 * 3600) ?? 600,
+    };
+}
+/** Validates a restore's inputs up front; the backup path is the CLI's argument (or the download). */
+function planRestore(raw, backupPath, label = actionLabel) {
+    const instance = planInstance(raw, label);
+    const { value, fail, boolean, userName, password } = validators(raw, label);
+    const adminUser = value(INPUTS.dbAdminUser);
+    const adminPassword = password(INPUTS.dbAdminPassword);
+    if (adminUser === '' && adminPassword !== undefined)
+        fail(INPUTS.dbAdminPassword, `it only applies with ${label(INPUTS.dbAdminUser)} (the account that may drop and create databases).`);
+    if (adminUser.startsWith('-') || /[\0\r\n]/.test(adminUser))
+        fail(INPUTS.dbAdminUser, `'${adminUser}' is not a database user name.`);
+    const safetyCopy = boolean(INPUTS.safetyCopy, true);
+    const discardPrevious = boolean(INPUTS.discardPrevious, false);
+    if (!safetyCopy && discardPrevious)
+        fail(INPUTS.discardPrevious, `it only applies with a safety copy (${label(INPUTS.safetyCopy)} is false: there is nothing to discard).`);
+    const owner = userName(INPUTS.owner);
+    return {
+        ...instance,
+        // Empty: the installation directory the backup recorded.
+        owncloudDir: value(INPUTS.owncloudDir) ? instance.owncloudDir : '',
+        backupPath,
+        ...(adminUser ? { dbAdmin: { user: adminUser, password: adminPassword ?? '' } } : {}),
+        allowVersionMismatch: boolean(INPUTS.allowVersionMismatch, false),
+        safetyCopy,
+        discardPrevious,
+        ...(owner ? { owner } : {}),
+    };
+}
+/** Why a known_hosts line is malformed, or undefined when it is fine. */
+function knownHostsLineProblem(line) {
+    const fields = line.split(/\s+/);
+    if (fields[0] === '@cert-authority' || fields[0] === '@revoked')
+        fields.shift();
+    const [hosts, keyType, key] = fields;
+    if (!hosts || !keyType || !key)
+        return `is not a known_hosts line. Expected 'HOST KEYTYPE BASE64KEY', e.g. '[cloud.example.com]:2222 ssh-ed25519 AAAA...'.`;
+    if (!KEY_TYPES.has(keyType))
+        return `has an unknown key type '${keyType}'.`;
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(key))
+        return 'has a key that is not base64.';
+    // The key blob starts with its own type name: a cheap check that it is really a key.
+    const blob = Buffer.from(key, 'base64');
+    const nameLength = blob.length >= 4 ? blob.readUInt32BE(0) : 0;
+    if (nameLength === 0 || blob.subarray(4, 4 + nameLength).toString('latin1') !== keyType)
+        return `has a key that is not a ${keyType} key.`;
+    return undefined;
+}
+/**
+ * The cipher an OpenSSH-format private key is encrypted with ('none' when it has no
+ * passphrase, and for keys in other formats, which say so in their PEM headers).
+ */
+function openSshKeyCipher(privateKey) {
+    const match = /-----BEGIN OPENSSH PRIVATE KEY-----\n([\s\S]+?)\n-----END OPENSSH PRIVATE KEY-----/.exec(privateKey);
+    if (!match)
+        return 'none';
+    const blob = Buffer.from(match[1].replace(/\s+/g, ''), 'base64');
+    const magic = 'openssh-key-v1\0';
+    if (blob.subarray(0, magic.length).toString('latin1') !== magic || blob.length < magic.length + 4)
+        return 'none';
+    const length = blob.readUInt32BE(magic.length);
+    return blob.subarray(magic.length + 4, magic.length + 4 + length).toString('latin1');
+}
+
 ;// CONCATENATED MODULE: ./src/cli/main.ts
 // `owncloud-backup`: the same engine as the action, from a shell. Options carry the
 // action's input names; secrets come from the environment or files, never from a
@@ -15102,13 +16427,17 @@ async function scanListing(stream) {
 
 
 
+
 const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 };
 const ENV = {
     dbPassword: 'OWNCLOUD_BACKUP_DB_PASSWORD',
+    dbAdminPassword: 'OWNCLOUD_BACKUP_DB_ADMIN_PASSWORD',
     sshKey: 'OWNCLOUD_BACKUP_SSH_KEY',
 };
 const USAGE = `Usage: owncloud-backup backup [options]
        owncloud-backup verify BACKUP-DIR
+       owncloud-backup restore BACKUP-DIR [options]
+       owncloud-backup restore --cleanup [options]
        owncloud-backup --help | --version
 
 Backs up an ownCloud (or Nextcloud) server: config/, the data directory, the database and
@@ -15140,6 +16469,18 @@ Behaviour:
   --dump-timeout SECONDS   give up on a dump silent this long (600)
   --ssh-keepalive SECONDS  SSH keepalive interval; 3 missed end the link (5)
   env ${PROGRESS_ENV}  seconds between progress lines of the copy and archive (10)
+Restore (the same options say where the server is; --owncloud-dir and --data-dir default
+to the paths the backup recorded, the --db-* options replace config.php's values):
+  --db-admin-user USER     account that may drop and create databases (and the instance's
+                           user); without it the instance's user empties its database
+  --db-admin-password-file FILE  its password (or env ${ENV.dbAdminPassword})
+  --safety-copy BOOL       move the current state aside first, to put it back if the
+                           restore fails (true); false for a new, empty host
+  --discard-previous       remove the moved-aside state once the restore succeeded
+  --cleanup                remove the state earlier restores moved aside, and exit
+  --owner USER             owner of the restored files when the archive's owners do not
+                           exist on the target (the owner of the installation directory)
+  --allow-version-mismatch restore onto server code of another version (package installs)
 Other:
   -h, --help               show this help
   --version                show the version
@@ -15147,6 +16488,11 @@ Other:
 verify checks a backup directory from its manifest alone: sizes, SHA-256, complete
 decompression, the dump's completion line, and the files archive's listing to its end.
 
+restore verifies the backup first (every byte), checks the target before changing it, and
+puts the previous state back (files, database, maintenance mode) if any step fails.
+
+Exit status of restore: 0 restored, 1 failed (the message says in which state the instance
+is), 2 bad usage or input, 130 interrupted (the previous state is put back first).
 Exit status of backup: 0 done, 1 the backup failed, 2 bad usage or input, 130 interrupted.
 Exit status of verify: 0 intact, 1 damaged, missing or unreadable (not a backup that
 checks out), 2 bad usage.`;
@@ -15178,6 +16524,31 @@ const OPTIONS = {
     'backup-dir': { type: 'string' },
     'dump-timeout': { type: 'string' },
     'ssh-keepalive': { type: 'string' },
+    'db-admin-user': { type: 'string' },
+    'db-admin-password': { type: 'string' },
+    'db-admin-password-file': { type: 'string' },
+    'safety-copy': { type: 'string' },
+    'discard-previous': { type: 'boolean' },
+    cleanup: { type: 'boolean' },
+    owner: { type: 'string' },
+    'allow-version-mismatch': { type: 'boolean' },
+};
+/** Options that mean something for one command only. */
+const ONLY_FOR = {
+    'extra-paths': 'backup',
+    exclude: 'backup',
+    'install-type': 'backup',
+    'maintenance-mode': 'backup',
+    compression: 'backup',
+    'backup-dir': 'backup',
+    'dump-timeout': 'backup',
+    'db-admin-user': 'restore',
+    'db-admin-password-file': 'restore',
+    'safety-copy': 'restore',
+    'discard-previous': 'restore',
+    cleanup: 'restore',
+    owner: 'restore',
+    'allow-version-mismatch': 'restore',
 };
 function readSecretFile(option, path) {
     try {
@@ -15204,8 +16575,25 @@ function cliInputs(args, env, cwd = process.cwd()) {
         throw new InputError(`${error.message.split('\n')[0]} (see owncloud-backup --help)`);
     }
     const { values, positionals } = parsed;
-    if (positionals.length !== 1 || positionals[0] !== 'backup')
-        throw new InputError(`Expected the command 'backup', got '${positionals.join(' ')}' (see owncloud-backup --help).`);
+    const command = positionals[0];
+    if (command !== 'backup' && command !== 'restore')
+        throw new InputError(`Expected the command 'backup', 'restore' or 'verify', got '${positionals.join(' ')}' (see owncloud-backup --help).`);
+    for (const [option, only] of Object.entries(ONLY_FOR))
+        if (only !== command && values[option] !== undefined)
+            throw new InputError(`Option --${option} only applies to ${only} (see owncloud-backup --help).`);
+    let backupPath;
+    if (command === 'backup' && positionals.length !== 1)
+        throw new InputError(`Unexpected argument '${positionals.slice(1).join(' ')}' after 'backup' (see owncloud-backup --help).`);
+    if (command === 'restore') {
+        if (values.cleanup && positionals.length !== 1)
+            throw new InputError('restore --cleanup takes no BACKUP-DIR: it removes what earlier restores moved aside.');
+        if (!values.cleanup && positionals.length !== 2)
+            throw new InputError('Expected: owncloud-backup restore BACKUP-DIR [options] (see owncloud-backup --help).');
+        if (positionals[1] !== undefined)
+            backupPath = (0,external_node_path_namespaceObject.resolve)(cwd, positionals[1]);
+    }
+    if (values['db-admin-password'] !== undefined)
+        throw new InputError(`Refusing --db-admin-password: a password on the command line is visible to every user of this machine. Use the environment variable ${ENV.dbAdminPassword} or --db-admin-password-file.`);
     if (values['db-password'] !== undefined)
         throw new InputError(`Refusing --db-password: a password on the command line is visible to every user of this machine. Use the environment variable ${ENV.dbPassword} or --db-password-file.`);
     if (values['ssh-key'] !== undefined)
@@ -15228,16 +16616,24 @@ function cliInputs(args, env, cwd = process.cwd()) {
         INPUTS.compression,
         INPUTS.backupDir,
         INPUTS.dumpTimeout,
+        INPUTS.dbAdminUser,
+        INPUTS.safetyCopy,
+        INPUTS.owner,
     ];
     for (const name of plain) {
         const value = values[name];
         if (typeof value === 'string')
             raw[name] = value;
     }
+    if (values['discard-previous'])
+        raw[INPUTS.discardPrevious] = 'true';
+    if (values['allow-version-mismatch'])
+        raw[INPUTS.allowVersionMismatch] = 'true';
     // A relative backup-dir (the help's default is `.`) is taken from the working directory.
     const backupDir = raw[INPUTS.backupDir]?.trim() || '.';
-    raw[INPUTS.backupDir] =
-        backupDir.startsWith('-') || backupDir.includes('\0') ? backupDir : (0,external_node_path_namespaceObject.resolve)(cwd, backupDir);
+    if (command === 'backup')
+        raw[INPUTS.backupDir] =
+            backupDir.startsWith('-') || backupDir.includes('\0') ? backupDir : (0,external_node_path_namespaceObject.resolve)(cwd, backupDir);
     if (values['extra-paths'])
         raw[INPUTS.extraPaths] = values['extra-paths'].join('\n');
     if (values.exclude)
@@ -15273,6 +16669,14 @@ function cliInputs(args, env, cwd = process.cwd()) {
         raw[INPUTS.dbPassword] = env[ENV.dbPassword];
         sources[INPUTS.dbPassword] = `environment variable ${ENV.dbPassword}`;
     }
+    if (values['db-admin-password-file']) {
+        raw[INPUTS.dbAdminPassword] = readSecretFile('--db-admin-password-file', values['db-admin-password-file']).replace(/\r?\n$/, '');
+        sources[INPUTS.dbAdminPassword] = 'option --db-admin-password-file';
+    }
+    else if (command === 'restore' && env[ENV.dbAdminPassword] !== undefined) {
+        raw[INPUTS.dbAdminPassword] = env[ENV.dbAdminPassword];
+        sources[INPUTS.dbAdminPassword] = `environment variable ${ENV.dbAdminPassword}`;
+    }
     let keepAliveSeconds;
     if (values['ssh-keepalive'] !== undefined) {
         if (!values.host)
@@ -15282,9 +16686,12 @@ function cliInputs(args, env, cwd = process.cwd()) {
         keepAliveSeconds = Number(values['ssh-keepalive']);
     }
     return {
+        command,
         raw,
         label: labelFromSources(sources),
         ...(keepAliveSeconds ? { keepAliveSeconds } : {}),
+        ...(backupPath ? { backupPath } : {}),
+        ...(values.cleanup ? { cleanup: true } : {}),
     };
 }
 function summary(result) {
@@ -15304,6 +16711,24 @@ function summary(result) {
     ];
     return `${lines.join('\n')}\n`;
 }
+function restoreSummary(result) {
+    const { manifest } = result;
+    const product = manifest.instance.product === 'nextcloud' ? 'Nextcloud' : 'ownCloud';
+    const lines = [
+        `Restore complete: ${manifest.name} onto ${result.target} (${result.inPlace ? 'in place' : 'a new host'})`,
+        `  ${product} ${manifest.instance.version} (instance ${manifest.instance.instanceId}), backed up ${manifest.startedAt} from ${manifest.source.host}`,
+        `  ${manifest.files.fileCount} files (${formatBytes(manifest.files.bytes)}); database ${manifest.database.type} '${manifest.database.name}'${result.tablesChecked ? `, ${result.tablesChecked} tables with the recorded row counts` : ''}`,
+        ...(result.changedConfig.length
+            ? [`  config.php changed: ${result.changedConfig.join(', ')}`]
+            : []),
+        `  maintenance mode ${manifest.maintenance.priorState ? 'on (as before the backup)' : 'off'}; data fingerprint renewed`,
+        result.previous
+            ? `  previous state kept in ${result.previous.paths.join(', ')} (${formatBytes(result.previous.bytes)}): owncloud-backup restore --cleanup removes it`
+            : '  no previous state kept',
+        `  took ${formatSeconds(result.seconds)}`,
+    ];
+    return `${lines.join('\n')}\n`;
+}
 async function runCli(args) {
     if (args.includes('--help') || args.includes('-h') || args.length === 0) {
         process.stdout.write(`${USAGE}\n`);
@@ -15319,14 +16744,19 @@ async function runCli(args) {
     const reporter = streamReporter((text) => process.stderr.write(text), (text) => secrets.redact(text));
     const controller = new AbortController();
     let signals = 0;
+    let restoring = false;
     const onSignal = (signal) => {
         signals++;
         if (signals === 1) {
-            reporter.warning(`${signal}: stopping; maintenance mode is restored before exiting.`);
+            reporter.warning(restoring
+                ? `${signal}: stopping; the previous state is put back before exiting.`
+                : `${signal}: stopping; maintenance mode is restored before exiting.`);
             controller.abort();
         }
         else if (signals === 2) {
-            reporter.warning(`${signal} again: still restoring maintenance mode. A third one exits at once and may leave it on.`);
+            reporter.warning(restoring
+                ? `${signal} again: still putting the previous state back. A third one exits at once and may leave the instance half restored.`
+                : `${signal} again: still restoring maintenance mode. A third one exits at once and may leave it on.`);
         }
         else {
             process.exit(EXIT.interrupted);
@@ -15335,9 +16765,36 @@ async function runCli(args) {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
     try {
-        const { raw, label, keepAliveSeconds } = cliInputs(args, process.env);
+        const inputs = cliInputs(args, process.env);
+        const { raw, label, keepAliveSeconds } = inputs;
         secrets.add(raw[INPUTS.dbPassword]);
         secrets.add(raw[INPUTS.sshKey]);
+        secrets.add(raw[INPUTS.dbAdminPassword]);
+        if (inputs.command === 'restore') {
+            restoring = true;
+            const plan = planRestore(raw, inputs.backupPath ?? '', label);
+            const ssh = keepAliveSeconds ? { ssh: { keepAliveSeconds } } : {};
+            if (inputs.cleanup) {
+                const paths = [
+                    plan.owncloudDir || '/var/www/owncloud',
+                    ...(plan.dataDir ? [plan.dataDir] : []),
+                ];
+                const cleaned = await cleanupPrevious(plan, { reporter, secrets, ...ssh }, paths);
+                process.stdout.write(cleaned.removed.length === 0
+                    ? 'No previous state of an earlier restore found.\n'
+                    : `Removed ${cleaned.removed.join(', ')} (${formatBytes(cleaned.bytes)}).\n`);
+                return EXIT.ok;
+            }
+            const result = await runRestore(plan, {
+                reporter,
+                secrets,
+                signal: controller.signal,
+                progressSeconds: progressSecondsFrom(process.env),
+                ...ssh,
+            });
+            process.stdout.write(restoreSummary(result));
+            return EXIT.ok;
+        }
         const plan = planBackup(raw, { backupDir: process.cwd() }, label);
         const result = await runBackup(plan, {
             reporter,

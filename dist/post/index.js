@@ -31352,6 +31352,13 @@ class errors_BackupError extends Error {
 class MaintenanceNotRestoredError extends errors_BackupError {
     name = 'MaintenanceNotRestoredError';
 }
+/**
+ * A restore that failed after it had started changing the target: the message says what
+ * failed and in what state the instance is now (the previous state put back, or not).
+ */
+class RestoreError extends (/* unused pure expression or super */ null && (errors_BackupError)) {
+    name = 'RestoreError';
+}
 /** The run was interrupted (SIGINT/SIGTERM, or the workflow was cancelled). */
 class errors_InterruptedError extends Error {
     name = 'InterruptedError';
@@ -43030,6 +43037,38 @@ exit "$status"
 function guarded_guardedCommand(argv, delivery) {
     return ['sh', '-c', SCRIPT, 'owncloud-backup', delivery, ...argv];
 }
+const INPUT_SCRIPT = `
+mode=$1; shift
+IFS= read -r secret || secret=
+case $mode in
+  mysql-option-file)
+    exec "$@" 3<<OWNCLOUD_BACKUP_EOF
+[client]
+password=$secret
+OWNCLOUD_BACKUP_EOF
+    ;;
+  mysql-pwd) MYSQL_PWD=$secret; export MYSQL_PWD; exec "$@" ;;
+  pgpassword) PGPASSWORD=$secret; export PGPASSWORD; exec "$@" ;;
+  *) exec "$@" ;;
+esac
+`.trim();
+/**
+ * For a command that reads data on stdin (a dump being loaded): the wrapper takes the
+ * secret from the first line and hands the rest of stdin to the command. The end of stdin
+ * is the end of the data here, so there is no watchdog; a load cut short is caught by the
+ * checks after it.
+ */
+function guardedInputCommand(argv, delivery) {
+    return ['sh', '-c', INPUT_SCRIPT, 'owncloud-backup', delivery, ...argv];
+}
+/** argv that runs a command with its stdout written to a file on the host. */
+function writingTo(path, argv) {
+    return ['sh', '-c', 'out=$1; shift; exec "$@" > "$out"', 'sh', path, ...argv];
+}
+/** argv that runs a command with its stdin read from a file on the host. */
+function readingFrom(path, argv) {
+    return ['sh', '-c', 'in=$1; shift; exec "$@" < "$in"', 'sh', path, ...argv];
+}
 /** The first stdin line the wrapper reads: the secret, which must fit on one line. */
 function guarded_secretLine(secret) {
     if (/[\r\n\0]/.test(secret))
@@ -43386,9 +43425,8 @@ function instance_productOf(markers, version) {
 // PHP's own messages about config.php quote its text (a syntax error names the token it
 // choked on, which may be part of the password), so PHP prints none (display_errors=0) and
 // the script reports a failure as JSON naming only the kind, file and line.
-const READ_CONFIG = (/* unused pure expression or super */ null && (`
+const READ_CONFIG_BODY = (/* unused pure expression or super */ null && (`
 error_reporting(E_ALL & ~E_DEPRECATED & ~E_NOTICE);
-$dir = $argv[1];
 $done = false;
 $fail = function ($kind, $file, $line = 0, $class = '') use (&$done) {
   $done = true;
@@ -43419,10 +43457,30 @@ foreach ($files as $file) {
   if (!is_array($CONFIG)) $fail('no-config', $file);
   $merged = array_merge($merged, $CONFIG);
 }
-$keys = json_decode($argv[2], true);
 echo json_encode(array_intersect_key($merged, array_flip($keys)));
 $done = true;
 `));
+/** Reads the config files of a directory on the host: argv 1 the config dir, argv 2 the keys. */
+const READ_CONFIG = (/* unused pure expression or super */ null && (`$dir = $argv[1]; $keys = json_decode($argv[2], true);\n${READ_CONFIG_BODY}`));
+/**
+ * Reads config files given on stdin (JSON: files by name, keys), e.g. a backup's, in a
+ * private directory that is removed at the end: the password in them never reaches argv.
+ */
+const READ_GIVEN_CONFIG = (/* unused pure expression or super */ null && (`
+$given = json_decode(stream_get_contents(STDIN), true);
+$keys = $given['keys'];
+$dir = sys_get_temp_dir() . '/owncloud-backup-config-' . bin2hex(random_bytes(8));
+umask(077);
+if (!mkdir($dir, 0700)) exit(4);
+register_shutdown_function(function () use ($dir) {
+  foreach (glob($dir . '/*') ?: [] as $file) unlink($file);
+  rmdir($dir);
+});
+foreach ($given['files'] as $name => $text) {
+  if (basename($name) !== $name || $name === '' || $name[0] === '.') exit(4);
+  file_put_contents($dir . '/' . $name, $text);
+}
+${READ_CONFIG_BODY}`));
 /**
  * The message for the reading script's own failure report (exit 3), built from the kind,
  * file and line only, never from PHP's text; undefined when stdout is not such a report.
@@ -43494,25 +43552,7 @@ async function discoverInstance(host, plan, secrets) {
         configDir,
         JSON.stringify(CONFIG_KEYS),
     ]));
-    if (read.exitCode !== 0) {
-        const transport = host.transportFailure(read);
-        if (transport)
-            throw new BackupError(transport);
-        const failure = configReadFailure(read.stdout, owner);
-        if (failure)
-            throw new BackupError(failure);
-        // Not PHP's words (it prints none): the shell's or sudo's, e.g. php missing.
-        throw new BackupError(`Could not read ${configPath} with PHP on ${host.label}: ${stderrTail(read.stderr) || `php exited with ${read.exitCode}`}`);
-    }
-    let config;
-    try {
-        const parsed = JSON.parse(read.stdout);
-        // PHP encodes an empty array as [] rather than {}.
-        config = (Array.isArray(parsed) ? {} : parsed);
-    }
-    catch {
-        throw new BackupError(`PHP printed something other than the configuration when reading ${configPath}.`);
-    }
+    const config = parseConfigRead(host, read, owner, configPath);
     // A secret from the moment it is known.
     secrets.add(typeof config.dbpassword === 'string' ? config.dbpassword : undefined);
     const invalid = invalidConfigValue(config);
@@ -43553,6 +43593,42 @@ async function discoverInstance(host, plan, secrets) {
         database,
         appsPaths: parseAppsPaths(config.apps_paths, installDir),
     };
+}
+/**
+ * The values of config files that are not on the host yet (a backup's config/), read there
+ * with PHP as the given user, exactly as ownCloud would read them.
+ */
+async function readGivenConfig(host, user, files, what) {
+    const read = await host.run(asUser(host.account, user, [
+        'php',
+        '-d',
+        'display_errors=0',
+        '-d',
+        'log_errors=0',
+        '-r',
+        READ_GIVEN_CONFIG,
+    ]), { input: JSON.stringify({ files, keys: CONFIG_KEYS }) });
+    return parseConfigRead(host, read, user, what);
+}
+function parseConfigRead(host, read, owner, configPath) {
+    if (read.exitCode !== 0) {
+        const transport = host.transportFailure(read);
+        if (transport)
+            throw new BackupError(transport);
+        const failure = configReadFailure(read.stdout, owner);
+        if (failure)
+            throw new BackupError(failure);
+        // Not PHP's words (it prints none): the shell's or sudo's, e.g. php missing.
+        throw new BackupError(`Could not read ${configPath} with PHP on ${host.label}: ${stderrTail(read.stderr) || `php exited with ${read.exitCode}`}`);
+    }
+    try {
+        const parsed = JSON.parse(read.stdout);
+        // PHP encodes an empty array as [] rather than {}.
+        return (Array.isArray(parsed) ? {} : parsed);
+    }
+    catch {
+        throw new BackupError(`PHP printed something other than the configuration when reading ${configPath}.`);
+    }
 }
 /**
  * An SSH user that is neither root nor the instance's owner runs occ (as the owner) and
@@ -44354,6 +44430,13 @@ const INPUTS = {
     compression: 'compression',
     backupDir: 'backup-dir',
     dumpTimeout: 'dump-timeout',
+    // Restore only.
+    dbAdminUser: 'db-admin-user',
+    dbAdminPassword: 'db-admin-password',
+    safetyCopy: 'safety-copy',
+    discardPrevious: 'discard-previous',
+    owner: 'owner',
+    allowVersionMismatch: 'allow-version-mismatch',
 };
 /** Inputs that only mean something for an SSH connection (with `host`). */
 const SSH_ONLY = [
@@ -44380,8 +44463,8 @@ function words(value) {
         .map((line) => line.trim())
         .filter((line) => line !== '' && !line.startsWith('#'));
 }
-/** Validates everything up front and returns the plan, or throws one InputError. */
-function settings_planBackup(raw, defaults, label = settings_actionLabel) {
+/** The validators every plan uses, bound to the raw inputs and their labels. */
+function validators(raw, label) {
     const value = (name) => (raw[name] ?? '').trim();
     const fail = (name, message) => {
         throw new errors_InputError(`Invalid ${label(name)}: ${message}`);
@@ -44422,6 +44505,26 @@ function settings_planBackup(raw, defaults, label = settings_actionLabel) {
         const normal = (0,external_node_path_namespaceObject.normalize)(given);
         return normal.length > 1 ? normal.replace(/\/+$/, '') : normal;
     };
+    const userName = (name) => {
+        const given = value(name);
+        if (given && !/^[a-z_][a-z0-9_.-]*\$?$/i.test(given))
+            fail(name, `'${given}' is not a user name.`);
+        return given || undefined;
+    };
+    const password = (name) => {
+        // A password is taken as given (spaces are legitimate); only a missing one means "the default".
+        const given = raw[name];
+        if (given === undefined || given === '')
+            return undefined;
+        if (/[\r\n\0]/.test(given))
+            fail(name, 'the password contains a line break or NUL byte, which no database client accepts.');
+        return given;
+    };
+    return { value, fail, oneOf, integer, boolean, absolutePath, userName, password };
+}
+/** Validates the inputs that say where the instance is (shared by backup and restore). */
+function planInstance(raw, label = settings_actionLabel) {
+    const { value, fail, integer, absolutePath } = validators(raw, label);
     // --- Where the ownCloud server is -------------------------------------------------------
     const host = value(INPUTS.host);
     let target = { kind: 'local' };
@@ -44462,28 +44565,11 @@ function settings_planBackup(raw, defaults, label = settings_actionLabel) {
             knownHosts,
         };
     }
-    // --- What to back up ----------------------------------------------------------------------
+    // --- The instance -------------------------------------------------------------------------
     const owncloudDir = absolutePath(INPUTS.owncloudDir, value(INPUTS.owncloudDir) || '/var/www/owncloud');
     const dataDir = value(INPUTS.dataDir)
         ? absolutePath(INPUTS.dataDir, value(INPUTS.dataDir))
         : undefined;
-    const extraPaths = words(raw[INPUTS.extraPaths]).map((path) => {
-        if (path.includes('\0'))
-            fail(INPUTS.extraPaths, 'a path contains a NUL byte.');
-        if (path.startsWith('-'))
-            fail(INPUTS.extraPaths, `'${path}' starts with '-'. Expected a path.`);
-        if ((0,external_node_path_namespaceObject.isAbsolute)(path))
-            return absolutePath(INPUTS.extraPaths, path);
-        const normal = (0,external_node_path_namespaceObject.normalize)(path).replace(/\/+$/, '');
-        if (normal === '.' || normal === '..' || normal.startsWith('../'))
-            fail(INPUTS.extraPaths, `'${path}' is not a path inside ${label(INPUTS.owncloudDir)}.`);
-        return normal;
-    });
-    const exclude = words(raw[INPUTS.exclude]);
-    for (const pattern of exclude)
-        if (pattern.startsWith('-') || pattern.startsWith('+'))
-            fail(INPUTS.exclude, `'${pattern}' starts with '${pattern[0]}'. Expected an rsync pattern such as '*/thumbnails/'.`);
-    const installType = oneOf(INPUTS.installType, ['auto', 'package', 'tarball'], 'auto');
     // --- The database -------------------------------------------------------------------------
     const dbTypeGiven = value(INPUTS.dbType).toLowerCase();
     if (['oci', 'oracle'].includes(dbTypeGiven))
@@ -44514,29 +44600,76 @@ function settings_planBackup(raw, defaults, label = settings_actionLabel) {
         database.name = value(INPUTS.dbName);
     if (value(INPUTS.dbUser))
         database.user = value(INPUTS.dbUser);
-    // A password is taken as given (spaces are legitimate); only a missing one means "config.php's".
-    const password = raw[INPUTS.dbPassword];
-    if (password !== undefined && password !== '') {
-        if (/[\r\n\0]/.test(password))
-            fail(INPUTS.dbPassword, 'the password contains a line break or NUL byte, which no database client accepts.');
+    const password = validators(raw, label).password(INPUTS.dbPassword);
+    if (password !== undefined)
         database.password = password;
-    }
-    const occUser = value(INPUTS.occUser);
-    if (occUser && !/^[a-z_][a-z0-9_.-]*\$?$/i.test(occUser))
-        fail(INPUTS.occUser, `'${occUser}' is not a user name.`);
+    const occUser = validators(raw, label).userName(INPUTS.occUser);
     return {
         target,
         owncloudDir,
         ...(dataDir ? { dataDir } : {}),
+        database,
+        ...(occUser ? { occUser } : {}),
+    };
+}
+/** Validates everything up front and returns the plan, or throws one InputError. */
+function settings_planBackup(raw, defaults, label = settings_actionLabel) {
+    const instance = planInstance(raw, label);
+    const { value, fail, oneOf, integer, boolean, absolutePath } = validators(raw, label);
+    // --- What to back up ----------------------------------------------------------------------
+    const extraPaths = words(raw[INPUTS.extraPaths]).map((path) => {
+        if (path.includes('\0'))
+            fail(INPUTS.extraPaths, 'a path contains a NUL byte.');
+        if (path.startsWith('-'))
+            fail(INPUTS.extraPaths, `'${path}' starts with '-'. Expected a path.`);
+        if ((0,external_node_path_namespaceObject.isAbsolute)(path))
+            return absolutePath(INPUTS.extraPaths, path);
+        const normal = (0,external_node_path_namespaceObject.normalize)(path).replace(/\/+$/, '');
+        if (normal === '.' || normal === '..' || normal.startsWith('../'))
+            fail(INPUTS.extraPaths, `'${path}' is not a path inside ${label(INPUTS.owncloudDir)}.`);
+        return normal;
+    });
+    const exclude = words(raw[INPUTS.exclude]);
+    for (const pattern of exclude)
+        if (pattern.startsWith('-') || pattern.startsWith('+'))
+            fail(INPUTS.exclude, `'${pattern}' starts with '${pattern[0]}'. Expected an rsync pattern such as '*/thumbnails/'.`);
+    const installType = oneOf(INPUTS.installType, ['auto', 'package', 'tarball'], 'auto');
+    return {
+        ...instance,
         extraPaths,
         exclude,
         installType,
-        database,
         maintenanceMode: boolean(INPUTS.maintenanceMode, true),
-        ...(occUser ? { occUser } : {}),
         compression: oneOf(INPUTS.compression, ['zstd', 'gzip'], 'zstd'),
         backupDir: absolutePath(INPUTS.backupDir, value(INPUTS.backupDir) || defaults.backupDir),
         dumpTimeoutSeconds: integer(INPUTS.dumpTimeout, 1, 7 * 24 * 3600) ?? 600,
+    };
+}
+/** Validates a restore's inputs up front; the backup path is the CLI's argument (or the download). */
+function planRestore(raw, backupPath, label = settings_actionLabel) {
+    const instance = planInstance(raw, label);
+    const { value, fail, boolean, userName, password } = validators(raw, label);
+    const adminUser = value(INPUTS.dbAdminUser);
+    const adminPassword = password(INPUTS.dbAdminPassword);
+    if (adminUser === '' && adminPassword !== undefined)
+        fail(INPUTS.dbAdminPassword, `it only applies with ${label(INPUTS.dbAdminUser)} (the account that may drop and create databases).`);
+    if (adminUser.startsWith('-') || /[\0\r\n]/.test(adminUser))
+        fail(INPUTS.dbAdminUser, `'${adminUser}' is not a database user name.`);
+    const safetyCopy = boolean(INPUTS.safetyCopy, true);
+    const discardPrevious = boolean(INPUTS.discardPrevious, false);
+    if (!safetyCopy && discardPrevious)
+        fail(INPUTS.discardPrevious, `it only applies with a safety copy (${label(INPUTS.safetyCopy)} is false: there is nothing to discard).`);
+    const owner = userName(INPUTS.owner);
+    return {
+        ...instance,
+        // Empty: the installation directory the backup recorded.
+        owncloudDir: value(INPUTS.owncloudDir) ? instance.owncloudDir : '',
+        backupPath,
+        ...(adminUser ? { dbAdmin: { user: adminUser, password: adminPassword ?? '' } } : {}),
+        allowVersionMismatch: boolean(INPUTS.allowVersionMismatch, false),
+        safetyCopy,
+        discardPrevious,
+        ...(owner ? { owner } : {}),
     };
 }
 /** Why a known_hosts line is malformed, or undefined when it is fine. */

@@ -161,7 +161,12 @@ export const pgsql: DatabaseEngine = {
     const command = psqlCommand(adminConnection(context));
     return {
       ...command,
-      argv: [...command.argv.filter((a) => a !== '--output=/dev/null'), '--tuples-only', '--no-align', '--command=SELECT 1'],
+      argv: [
+        ...command.argv.filter((a) => a !== '--output=/dev/null'),
+        '--tuples-only',
+        '--no-align',
+        '--command=SELECT 1',
+      ],
     };
   },
 };

@@ -42,14 +42,18 @@ export function containerName(stamp: string): string {
 
 /** A stamp for container names: UTC, sortable, no characters a shell or URL minds. */
 export function restoreStamp(date: Date): string {
-  return date.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return date
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
 }
 
 /** The paths to move, without those inside another one (they move with it). Pure. */
 export function outermostPaths(paths: readonly string[]): string[] {
   const unique = [...new Set(paths)].sort();
   return unique.filter(
-    (path) => !unique.some((other) => other !== path && (other === '/' || path.startsWith(`${other}/`))),
+    (path) =>
+      !unique.some((other) => other !== path && (other === '/' || path.startsWith(`${other}/`))),
   );
 }
 

@@ -45,7 +45,9 @@ export function tarExtractCommand(
     // A directory that stays (the installation of a package install, /, a mount point)
     // keeps its own owner and mode; only what was moved aside comes back as archived.
     '--no-overwrite-dir',
-    ...Object.entries(layout).map(([member, target]) => `--transform=${memberTransform(member, target)}`),
+    ...Object.entries(layout).map(
+      ([member, target]) => `--transform=${memberTransform(member, target)}`,
+    ),
   ];
 }
 
@@ -72,10 +74,13 @@ export async function extractFiles(options: {
   progress?: StepProgress;
 }): Promise<void> {
   const { host } = options;
-  const tar = host.stream([...options.root, ...tarExtractCommand(options.layout, options.compression)], {
-    feedStdin: true,
-    signal: options.signal,
-  });
+  const tar = host.stream(
+    [...options.root, ...tarExtractCommand(options.layout, options.compression)],
+    {
+      feedStdin: true,
+      signal: options.signal,
+    },
+  );
   const counter = new Counter();
   counter.progress = options.progress;
   // tar's output is nothing but complaints: drain it so it never blocks.
@@ -133,7 +138,9 @@ export async function readArchivedConfig(
       if (name === 'config.php' || name.endsWith('.config.php'))
         files[name] = readFileSync(join(configDir, name), 'utf8');
     if (!files['config.php'])
-      throw new BackupError("The backup's files archive holds no config/config.php: it cannot be restored.");
+      throw new BackupError(
+        "The backup's files archive holds no config/config.php: it cannot be restored.",
+      );
     return files;
   } finally {
     rmSync(dir, { recursive: true, force: true });
