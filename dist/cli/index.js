@@ -11370,11 +11370,17 @@ function adminConnection({ connection, admin }) {
     return { ...connection, user: admin.user, password: admin.password };
 }
 /**
- * Where the instance's user logs in from, for an account the admin creates: the socket
- * (and `localhost`) means 'localhost', anything else any host.
+ * Where the instance's user logs in from, for the accounts the admin creates: the socket
+ * (and `localhost`) means 'localhost'; a loopback address is seen as 'localhost' or the
+ * address itself; any other server sees the web server's address, so any host.
  */
-function accountHost(connection) {
-    return connection.host && connection.host !== 'localhost' ? '%' : 'localhost';
+function accountHosts(connection) {
+    const host = connection.host;
+    if (!host || host === 'localhost')
+        return ['localhost'];
+    if (host === '127.0.0.1' || host === '::1')
+        return ['localhost', host];
+    return ['%'];
 }
 /** Drops every object of one type whose name starts with the prefix, in one statement. */
 function dropAllOf(kind, prefix) {
@@ -11443,7 +11449,7 @@ const mysql = {
         const { connection, client, admin } = context;
         if (admin) {
             const charset = connection.utf8mb4 ? 'utf8mb4' : 'utf8';
-            const account = `${mysqlString(connection.user)}@${mysqlString(accountHost(connection))}`;
+            const accounts = accountHosts(connection).map((from) => `${mysqlString(connection.user)}@${mysqlString(from)}`);
             const db = mysqlIdentifier(connection.name);
             return {
                 command: clientCommand(client, adminConnection(context), undefined),
@@ -11451,8 +11457,11 @@ const mysql = {
                     KNOWN_MODE,
                     `DROP DATABASE IF EXISTS ${db};`,
                     `CREATE DATABASE ${db} CHARACTER SET ${charset} COLLATE ${charset}_general_ci;`,
-                    `CREATE USER IF NOT EXISTS ${account} IDENTIFIED BY ${mysqlString(connection.password)};`,
-                    `GRANT ALL PRIVILEGES ON ${db}.* TO ${account};`,
+                    // An existing account keeps its password; a missing one (a new host) is created.
+                    ...accounts.flatMap((account) => [
+                        `CREATE USER IF NOT EXISTS ${account} IDENTIFIED BY ${mysqlString(connection.password)};`,
+                        `GRANT ALL PRIVILEGES ON ${db}.* TO ${account};`,
+                    ]),
                     '',
                 ].join('\n'),
                 summary: `dropped and recreated the database '${connection.name}' (${charset}) as ${admin.user}`,
@@ -11572,7 +11581,7 @@ const pgsql = {
     explainFailure: pgsql_explainFailure,
     clients: ['psql'],
     // pg_dump names the owner of every object; loaded by another user, those lines must go.
-    foreignOwnerLine: /^ALTER [A-Z ]+ OWNER TO .*;$/,
+    foreignOwnerLine: /^ALTER [A-Z ]+ \S.* OWNER TO \S+;$/,
     loadCommand({ connection }) {
         const { argv, delivery, secret } = psqlCommand(connection, ['--single-transaction']);
         return { argv, delivery, secret };

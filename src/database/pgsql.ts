@@ -114,7 +114,7 @@ export const pgsql: DatabaseEngine = {
 
   clients: ['psql'],
   // pg_dump names the owner of every object; loaded by another user, those lines must go.
-  foreignOwnerLine: /^ALTER [A-Z ]+ OWNER TO .*;$/,
+  foreignOwnerLine: /^ALTER [A-Z ]+ \S.* OWNER TO \S+;$/,
 
   loadCommand({ connection }) {
     const { argv, delivery, secret } = psqlCommand(connection, ['--single-transaction']);

@@ -192,13 +192,23 @@ export interface InstanceState {
 }
 
 /** Everything a restore must bring back (config.php compared by its values). */
+/** Where an instance is, for instanceState: a sample instance, or one a restore created. */
+export interface InstanceLocation {
+  installDir: string;
+  dataDir: string;
+  database: SampleDatabase;
+  readConfig(): Record<string, unknown>;
+}
+
 export async function instanceState(
-  instance: SampleInstance,
+  instance: InstanceLocation,
   manifest: Manifest,
 ): Promise<InstanceState> {
   const leftOut = new Set(manifest.files.leftOut);
   const dataInside = instance.dataDir.slice(instance.installDir.length + 1);
-  const install = await snapshotTree(instance.installDir, { exclude: (p) => p === dataInside });
+  const install = await snapshotTree(instance.installDir, {
+    exclude: (p) => p === dataInside || p.startsWith('.owncloud-restore-previous-'),
+  });
   const config = install.get('config/config.php')!;
   install.set('config/config.php', { ...config, size: 0, sha256: '', mtime: 0 });
   const database: SampleDatabase = instance.database;
