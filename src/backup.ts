@@ -295,7 +295,7 @@ async function backUp(
           },
           // Beside the dump, so that a restore can be checked table by table against the
           // state the dump holds.
-          count: (stepSignal) =>
+          count: (stepSignal, dumping) =>
             countRows(
               connected,
               engine,
@@ -306,7 +306,7 @@ async function backUp(
                 owner: instance.owner,
               },
               stepSignal,
-              plan.dumpTimeoutSeconds,
+              { seconds: plan.dumpTimeoutSeconds, after: dumping },
             ),
         }),
     );
@@ -416,7 +416,8 @@ async function maintenanceWindow(
   work: {
     dump: (signal: AbortSignal) => Promise<DumpResult>;
     delta: (signal: AbortSignal) => Promise<SyncStats>;
-    count: (signal: AbortSignal) => Promise<Record<string, number>>;
+    /** Told the dump running beside it (the dump watches the server for silence). */
+    count: (signal: AbortSignal, dumping: Promise<DumpResult>) => Promise<Record<string, number>>;
   },
 ): Promise<WindowOutcome> {
   const { reporter } = context;
@@ -424,10 +425,10 @@ async function maintenanceWindow(
   let outcome: WindowOutcome | undefined;
   try {
     await maintenance?.enable();
-    const [dumped, finalData, rowCounts] = await allOrNothing(
-      context.signal,
-      (signal) => [work.dump(signal), work.delta(signal), work.count(signal)] as const,
-    );
+    const [dumped, finalData, rowCounts] = await allOrNothing(context.signal, (signal) => {
+      const dumping = work.dump(signal);
+      return [dumping, work.delta(signal), work.count(signal, dumping)] as const;
+    });
     if (maintenance)
       reporter.info(
         `Files delta: ${formatBytes(finalData.transferredBytes)} changed since the bulk copy.`,

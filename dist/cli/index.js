@@ -14190,21 +14190,28 @@ class MaintenanceGuard {
 
 /**
  * Counts the rows of every prefixed table of the instance's database on the host, in one
- * client invocation. Stopped through the signal, or after timeoutSeconds when given (the
- * count prints nothing until it is done, so a silent client is a hung one only then).
+ * client invocation. Stopped through the signal, or by the timeout when given.
  */
-async function countRows(host, engine, context, signal, timeoutSeconds) {
+async function countRows(host, engine, context, signal, timeout) {
     const command = engine.rowCountsCommand(context);
     const abort = new AbortController();
     const cancel = () => abort.abort();
     signal?.addEventListener('abort', cancel, { once: true });
     let timedOut = false;
-    const timer = timeoutSeconds === undefined
-        ? undefined
-        : setTimeout(() => {
+    let timer;
+    let ended = false;
+    const arm = () => {
+        if (ended || !timeout)
+            return;
+        timer = setTimeout(() => {
             timedOut = true;
             abort.abort();
-        }, timeoutSeconds * 1000);
+        }, timeout.seconds * 1000);
+    };
+    if (timeout?.after)
+        void timeout.after.then(arm, arm);
+    else
+        arm();
     let result;
     try {
         result = await host.run(guardedCommand(command.argv, command.delivery), {
@@ -14214,6 +14221,7 @@ async function countRows(host, engine, context, signal, timeoutSeconds) {
         });
     }
     finally {
+        ended = true;
         clearTimeout(timer);
         signal?.removeEventListener('abort', cancel);
     }
@@ -14221,7 +14229,7 @@ async function countRows(host, engine, context, signal, timeoutSeconds) {
         throw new InterruptedError();
     const what = `Counting the rows of the ${engine.type} database's tables`;
     if (timedOut)
-        throw new BackupError(`${what} took longer than ${timeoutSeconds} s and was stopped (dump-timeout): is the database server answering?`);
+        throw new BackupError(`${what} went on for ${timeout.seconds} s${timeout.after ? ' after the dump ended' : ''} and was stopped (dump-timeout): is the database server answering?`);
     const transport = host.transportFailure(result);
     if (transport)
         throw new BackupError(`${what} failed: ${transport}`);
@@ -14431,12 +14439,12 @@ async function backUp(plan, context, run) {
             },
             // Beside the dump, so that a restore can be checked table by table against the
             // state the dump holds.
-            count: (stepSignal) => countRows(connected, engine, {
+            count: (stepSignal, dumping) => countRows(connected, engine, {
                 connection: instance.database,
                 tool,
                 account: connected.account,
                 owner: instance.owner,
-            }, stepSignal, plan.dumpTimeoutSeconds),
+            }, stepSignal, { seconds: plan.dumpTimeoutSeconds, after: dumping }),
         }));
         const stats = {
             files: installStats.files + finalData.files,
@@ -14533,7 +14541,10 @@ async function maintenanceWindow(maintenance, context, work) {
     let outcome;
     try {
         await maintenance?.enable();
-        const [dumped, finalData, rowCounts] = await allOrNothing(context.signal, (signal) => [work.dump(signal), work.delta(signal), work.count(signal)]);
+        const [dumped, finalData, rowCounts] = await allOrNothing(context.signal, (signal) => {
+            const dumping = work.dump(signal);
+            return [dumping, work.delta(signal), work.count(signal, dumping)];
+        });
         if (maintenance)
             reporter.info(`Files delta: ${formatBytes(finalData.transferredBytes)} changed since the bulk copy.`);
         reporter.info(`Database dump: ${formatBytes(dumped.rawBytes)} raw, ${formatBytes(dumped.size)} compressed.`);

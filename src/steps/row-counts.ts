@@ -7,30 +7,43 @@ import { guardedCommand, secretLine } from '../host/guarded.ts';
 import type { Host } from '../host/host.ts';
 import { stderrTail } from '../host/process.ts';
 
+/** How long a count may run: `seconds`, counted from when `after` settles when given. */
+export interface CountTimeout {
+  seconds: number;
+  /**
+   * The dump running beside the count: it watches the server for silence itself, and a
+   * count prints nothing until it is done, so the count's own clock starts once it ended.
+   */
+  after?: Promise<unknown>;
+}
+
 /**
  * Counts the rows of every prefixed table of the instance's database on the host, in one
- * client invocation. Stopped through the signal, or after timeoutSeconds when given (the
- * count prints nothing until it is done, so a silent client is a hung one only then).
+ * client invocation. Stopped through the signal, or by the timeout when given.
  */
 export async function countRows(
   host: Host,
   engine: DatabaseEngine,
   context: DumpContext,
   signal?: AbortSignal,
-  timeoutSeconds?: number,
+  timeout?: CountTimeout,
 ): Promise<Record<string, number>> {
   const command = engine.rowCountsCommand(context);
   const abort = new AbortController();
   const cancel = () => abort.abort();
   signal?.addEventListener('abort', cancel, { once: true });
   let timedOut = false;
-  const timer =
-    timeoutSeconds === undefined
-      ? undefined
-      : setTimeout(() => {
-          timedOut = true;
-          abort.abort();
-        }, timeoutSeconds * 1000);
+  let timer: NodeJS.Timeout | undefined;
+  let ended = false;
+  const arm = () => {
+    if (ended || !timeout) return;
+    timer = setTimeout(() => {
+      timedOut = true;
+      abort.abort();
+    }, timeout.seconds * 1000);
+  };
+  if (timeout?.after) void timeout.after.then(arm, arm);
+  else arm();
   let result;
   try {
     result = await host.run(guardedCommand(command.argv, command.delivery), {
@@ -39,6 +52,7 @@ export async function countRows(
       signal: abort.signal,
     });
   } finally {
+    ended = true;
     clearTimeout(timer);
     signal?.removeEventListener('abort', cancel);
   }
@@ -46,7 +60,7 @@ export async function countRows(
   const what = `Counting the rows of the ${engine.type} database's tables`;
   if (timedOut)
     throw new BackupError(
-      `${what} took longer than ${timeoutSeconds} s and was stopped (dump-timeout): is the database server answering?`,
+      `${what} went on for ${timeout!.seconds} s${timeout!.after ? ' after the dump ended' : ''} and was stopped (dump-timeout): is the database server answering?`,
     );
   const transport = host.transportFailure(result);
   if (transport) throw new BackupError(`${what} failed: ${transport}`);
