@@ -51,6 +51,7 @@ import {
   type MovedPath,
 } from './steps/previous-state.ts';
 import { extractFiles, readArchivedConfig } from './steps/restore-files.ts';
+import { countRows } from './steps/row-counts.ts';
 import { verifyBackup } from './verify.ts';
 import type { Manifest } from './manifest.ts';
 import type { Reporter } from './report.ts';
@@ -909,15 +910,54 @@ function loadContext(r: Replacement, owner: string): LoadContext {
  * whose manifest has no counts).
  */
 async function checkRowCounts(r: Replacement, context: LoadContext): Promise<number> {
-  void context;
-  const recorded = (r.backup.manifest.database as { rowCounts?: Record<string, number> }).rowCounts;
+  const recorded = r.backup.manifest.database.rowCounts;
   if (!recorded) {
     r.context.reporter.warning(
-      'The backup records no row counts (an older backup): the rows are not compared.',
+      'The backup records no row counts (made by an older version): the rows are not compared.',
     );
     return 0;
   }
-  return Object.keys(recorded).length;
+  // The row count command names the client by its dump tool (mariadb beside mariadb-dump).
+  const program =
+    r.engine.type === 'mysql' ? (r.client === 'mariadb' ? 'mariadb-dump' : 'mysqldump') : r.client;
+  const counted = await countRows(
+    r.host,
+    r.engine,
+    {
+      connection: context.connection,
+      tool: { program, version: '' },
+      account: context.account,
+      owner: context.owner,
+    },
+    undefined,
+    { seconds: 600 },
+  );
+  const differences = rowCountDifferences(recorded, counted);
+  if (differences.length > 0)
+    throw new BackupError(
+      `The restored database does not hold what the backup counted: ${differences.slice(0, 5).join('; ')}${differences.length > 5 ? `; and ${differences.length - 5} more` : ''}.`,
+    );
+  const rows = Object.values(counted).reduce((sum, n) => sum + n, 0);
+  r.context.reporter.info(
+    `Row counts: ${Object.keys(counted).length} tables, ${rows} rows, as the backup counted them.`,
+  );
+  return Object.keys(counted).length;
+}
+
+/** Where two table → rows maps differ, in words (pure). */
+export function rowCountDifferences(
+  recorded: Record<string, number>,
+  counted: Record<string, number>,
+): string[] {
+  const differences: string[] = [];
+  for (const [table, rows] of Object.entries(recorded)) {
+    if (!(table in counted)) differences.push(`${table} is missing (${rows} rows at backup time)`);
+    else if (counted[table] !== rows)
+      differences.push(`${table} has ${counted[table]} rows, the backup counted ${rows}`);
+  }
+  for (const table of Object.keys(counted))
+    if (!(table in recorded)) differences.push(`${table} was not in the backup`);
+  return differences;
 }
 
 /** The current database, dumped into a file on the host, and checked complete. */

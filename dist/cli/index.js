@@ -6,7 +6,7 @@ import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(384);
+/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(667);
 // Entry of the `owncloud-backup` command.
 
 (0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .dropOutputToClosedPipes */ .D3)();
@@ -17,7 +17,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 384:
+/***/ 667:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -11286,8 +11286,37 @@ function stderrTail(stderr, lines = 5) {
         .join('\n');
 }
 
+;// CONCATENATED MODULE: ./src/database/engine.ts
+
+/**
+ * The table prefix as hex digits of its UTF-8 bytes: each engine turns them back into a string
+ * in SQL, so no prefix (quotes, backslashes, `_` or `%`) can change the query or match as a pattern.
+ */
+function prefixHex(prefix) {
+    return Buffer.from(prefix, 'utf8').toString('hex').toUpperCase();
+}
+/**
+ * Parses row count lines: the table name as hex digits of its UTF-8 bytes (so a name with a
+ * tab, a line break or a backslash survives every client's output escaping), a tab, the count.
+ */
+function parseRowCountLines(stdout) {
+    const counts = {};
+    for (const line of stdout.split('\n')) {
+        const text = line.replace(/\r$/, '');
+        if (text.trim() === '')
+            continue;
+        const match = /^((?:[0-9A-Fa-f]{2})+)\t(\d+)$/.exec(text);
+        if (!match)
+            throw new BackupError(`Unexpected line in the table row counts (expected HEXNAME<TAB>COUNT): '${text.slice(0, 200)}'`);
+        const table = Buffer.from(match[1], 'hex').toString('utf8');
+        counts[table] = Number(match[2]);
+    }
+    return counts;
+}
+
 ;// CONCATENATED MODULE: ./src/database/mysql.ts
 // MySQL and MariaDB: mysqldump --single-transaction (mariadb-dump where mysqldump is gone).
+
 
 
 /**
@@ -11393,6 +11422,24 @@ function dropAllOf(kind, prefix) {
         'DEALLOCATE PREPARE owncloud_restore_drop;',
     ].join('\n');
 }
+/**
+ * Counts every prefixed base table of the current database in one statement: the server
+ * builds `SELECT 'HEXNAME', COUNT(*) FROM \`name\` UNION ALL ...` (backticks in a name
+ * doubled) and runs it as a prepared statement. The prefix is compared byte by byte (no LIKE
+ * pattern, no collation); GROUP_CONCAT's default limit of 1 KiB would cut the statement.
+ */
+function rowCountsSql(tablePrefix) {
+    const prefix = `X'${prefixHex(tablePrefix)}'`;
+    return [
+        'SET SESSION group_concat_max_len = 67108864',
+        "SET @owncloud_backup_counts = (SELECT GROUP_CONCAT(CONCAT('SELECT ''', HEX(table_name), ''', COUNT(*) FROM `', REPLACE(table_name, '`', '``'), '`') ORDER BY table_name SEPARATOR ' UNION ALL ') FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' AND " +
+            `LEFT(CAST(table_name AS BINARY), LENGTH(${prefix})) = ${prefix})`,
+        "SET @owncloud_backup_counts = COALESCE(@owncloud_backup_counts, 'SELECT 1, 1 FROM DUAL WHERE FALSE')",
+        'PREPARE owncloud_backup_counts FROM @owncloud_backup_counts',
+        'EXECUTE owncloud_backup_counts',
+        'DEALLOCATE PREPARE owncloud_backup_counts',
+    ].join('; ');
+}
 const mysql = {
     type: 'mysql',
     programs: ['mysqldump', 'mariadb-dump'],
@@ -11484,10 +11531,28 @@ const mysql = {
         const command = clientCommand(context.client, adminConnection(context), undefined);
         return { ...command, argv: [...command.argv, '--execute=SELECT 1'] };
     },
+    rowCountsCommand({ connection, tool }) {
+        const { options, delivery, secret } = passwordDelivery(connection.password);
+        const program = clientOf(tool);
+        const argv = [
+            program,
+            ...options,
+            '--batch',
+            '--skip-column-names',
+            '--connect-timeout=15',
+            ...connectionOptions(connection),
+            `--execute=${rowCountsSql(connection.tablePrefix)}`,
+            '--',
+            connection.name,
+        ];
+        return { program, argv, delivery, secret };
+    },
+    parseRowCounts: parseRowCountLines,
 };
 
 ;// CONCATENATED MODULE: ./src/database/pgsql.ts
 // PostgreSQL: the host's own pg_dump (its version matches the server), never prompting.
+
 
 /**
  * The database name as libpq's `--dbname` option: libpq reads a bare name containing `=`
@@ -11547,6 +11612,19 @@ function pgsql_adminConnection({ connection, admin }) {
     return { ...connection, name: 'postgres', user: admin.user, password: admin.password };
 }
 const KNOWN_SETTINGS = 'SET standard_conforming_strings = on;';
+/**
+ * Counts every prefixed base table of the current schema in one statement: query_to_xml runs
+ * `SELECT count(*) FROM schema.name` for each (format's %I quotes the names), inside one
+ * REPEATABLE READ transaction so that all counts see the same moment. The prefix travels as
+ * hex and is compared as a string prefix (no LIKE pattern).
+ */
+function pgsql_rowCountsSql(tablePrefix) {
+    const prefix = `convert_from(decode('${prefixHex(tablePrefix)}', 'hex'), 'UTF8')`;
+    return ("SELECT encode(convert_to(table_name, 'UTF8'), 'hex') || E'\\t' || " +
+        "(xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %I.%I', table_schema, table_name), false, true, '')))[1]::text " +
+        "FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' " +
+        `AND left(table_name, length(${prefix})) = ${prefix} ORDER BY table_name`);
+}
 const pgsql = {
     type: 'pgsql',
     programs: ['pg_dump'],
@@ -11633,6 +11711,20 @@ const pgsql = {
             ],
         };
     },
+    rowCountsCommand({ connection }) {
+        const argv = [
+            ...connectionArgv('psql', connection),
+            '--no-psqlrc',
+            '--quiet',
+            '--tuples-only',
+            '--no-align',
+            '--set=ON_ERROR_STOP=1',
+            '--command=BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
+            `--command=${pgsql_rowCountsSql(connection.tablePrefix)}`,
+        ];
+        return { program: 'psql', argv, delivery: 'pgpassword', secret: connection.password };
+    },
+    parseRowCounts: parseRowCountLines,
 };
 
 ;// CONCATENATED MODULE: ./src/host/host.ts
@@ -11666,6 +11758,7 @@ function reached(host, result) {
 // its content, not the exit code.
 
 
+
 /**
  * What the database file is, as the instance's owner sees it, without opening it as a
  * database (so no lock held by ownCloud can stall the check): one word on stdout.
@@ -11681,6 +11774,23 @@ else echo other
 fi
 `.trim();
 const CHECK_NAMES = 'check dbname and datadirectory in config.php (or the db-name and data-dir inputs)';
+/**
+ * SQLite has no dynamic SQL: the first sqlite3 builds the counting statement
+ * (`SELECT 'HEXNAME' || char(9) || count(*) FROM "name" UNION ALL ...`, double quotes in a
+ * name doubled) and the second runs it. $1 the program, $2 the database file, $3 the query
+ * that builds the statement; both read-only, waiting for a lock as the dump does.
+ */
+const COUNT_ROWS = `
+sql=$("$1" -readonly -bail -batch -noheader -cmd '.timeout 5000' "$2" "$3") || exit
+printf '%s\\n' "$sql" | "$1" -readonly -bail -batch -noheader -cmd '.timeout 5000' "$2"
+`.trim();
+/** The query that writes the counting statement for the tables with this prefix. */
+function sqlite_rowCountsSql(tablePrefix) {
+    const prefix = `CAST(X'${prefixHex(tablePrefix)}' AS TEXT)`;
+    return ("SELECT group_concat('SELECT ''' || hex(name) || ''' || char(9) || count(*) FROM \"' || replace(name, '\"', '\"\"') || '\"', ' UNION ALL ') || ';' " +
+        "FROM (SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' " +
+        `AND substr(name, 1, length(${prefix})) = ${prefix} ORDER BY name)`);
+}
 const sqlite = {
     type: 'sqlite',
     programs: ['sqlite3'],
@@ -11766,6 +11876,20 @@ const sqlite = {
     adminCheckCommand({ client }) {
         return { program: client, argv: ['true'], delivery: 'none', secret: '' };
     },
+    rowCountsCommand({ connection, tool, account, owner }) {
+        // As the instance's owner and read-only, as the dump (a WAL database needs its -shm file).
+        const argv = asUser(account, owner, [
+            'sh',
+            '-c',
+            COUNT_ROWS,
+            'sh',
+            tool.program,
+            connection.file,
+            sqlite_rowCountsSql(connection.tablePrefix),
+        ]);
+        return { program: tool.program, argv, delivery: 'none', secret: '' };
+    },
+    parseRowCounts: parseRowCountLines,
 };
 
 ;// CONCATENATED MODULE: ./src/database/index.ts
@@ -13474,6 +13598,8 @@ function buildManifest(input) {
             dumpTool: input.tool.program,
             dumpToolVersion: input.tool.version,
             dumpBytes: input.dumpBytes,
+            rowCounts: input.rowCounts,
+            rowCountsInWindow: input.rowCountsInWindow,
         },
         files: {
             layout: {
@@ -14335,13 +14461,78 @@ class MaintenanceGuard {
     }
 }
 
+;// CONCATENATED MODULE: ./src/steps/row-counts.ts
+
+
+
+/**
+ * Counts the rows of every prefixed table of the instance's database on the host, in one
+ * client invocation. Stopped through the signal, or by the timeout when given.
+ */
+async function countRows(host, engine, context, signal, timeout) {
+    const command = engine.rowCountsCommand(context);
+    const abort = new AbortController();
+    const cancel = () => abort.abort();
+    signal?.addEventListener('abort', cancel, { once: true });
+    let timedOut = false;
+    let timer;
+    let ended = false;
+    const arm = () => {
+        if (ended || !timeout)
+            return;
+        timer = setTimeout(() => {
+            timedOut = true;
+            abort.abort();
+        }, timeout.seconds * 1000);
+    };
+    if (timeout?.after)
+        void timeout.after.then(arm, arm);
+    else
+        arm();
+    let result;
+    try {
+        result = await host.run(guardedCommand(command.argv, command.delivery), {
+            input: secretLine(command.secret),
+            keepStdinOpen: true,
+            signal: abort.signal,
+        });
+    }
+    finally {
+        ended = true;
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', cancel);
+    }
+    if (signal?.aborted)
+        throw new InterruptedError();
+    const what = `Counting the rows of the ${engine.type} database's tables`;
+    if (timedOut)
+        throw new BackupError(`${what} went on for ${timeout.seconds} s${timeout.after ? ' after the dump ended' : ''} and was stopped (dump-timeout): is the database server answering?`);
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new BackupError(`${what} failed: ${transport}`);
+    if (result.exitCode === 127 && /not found/i.test(result.stderr))
+        throw new BackupError(`${host.label} has no ${command.program} to count the rows of the ${engine.type} database: install it there.`);
+    if (result.exitCode !== 0) {
+        const cause = engine.explainFailure(result.stderr, context.connection) ??
+            (stderrTail(result.stderr) || 'no message');
+        throw new BackupError(`${what} (${command.program}) failed with exit code ${result.exitCode}: ${cause}`);
+    }
+    try {
+        return engine.parseRowCounts(result.stdout);
+    }
+    catch (error) {
+        throw new BackupError(`${what} (${command.program}) gave unexpected output: ${error instanceof Error ? error.message : String(error)}`);
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/backup.ts
 // The orchestrator: a validated plan in, a finished, dated backup directory out.
 //   backup-dir checked and locked (stale incomplete backups removed) → connect → discover
 //   → instance locked → preflight → files (bulk) → [maintenance on → files (delta) ‖ dump
-//   → maintenance restored] → archive → manifest → rename into place.
+//   ‖ row counts → maintenance restored] → archive → manifest → rename into place.
 // A backup directory only gets its final name once everything in it is written and
 // checked; on any failure the partial one is removed.
+
 
 
 
@@ -14493,7 +14684,9 @@ async function backUp(plan, context, run) {
         const maintenance = plan.maintenanceMode
             ? new MaintenanceGuard(connected, { installDir: instance.installDir, user: instance.owner }, (m) => reporter.info(m), context.maintenanceRestoreSeconds, context.onMaintenance)
             : undefined;
-        const { dumped: dump, finalData } = await reporter.group(maintenance ? 'Maintenance window (files delta and database dump)' : 'Database dump', () => maintenanceWindow(maintenance, context, {
+        const { dumped: dump, finalData, rowCounts, } = await reporter.group(maintenance
+            ? 'Maintenance window (files delta, database dump and row counts)'
+            : 'Database dump and row counts', () => maintenanceWindow(maintenance, context, {
             // Inside the window only what changed since the bulk copy moves (rsync's delta);
             // install files (config.php among them) keep the state found before the window.
             delta: (stepSignal) => maintenance
@@ -14521,6 +14714,14 @@ async function backUp(plan, context, run) {
                 dumping.finish();
                 return dumped;
             },
+            // Beside the dump, so that a restore can be checked table by table against the
+            // state the dump holds.
+            count: (stepSignal, dumping) => countRows(connected, engine, {
+                connection: instance.database,
+                tool,
+                account: connected.account,
+                owner: instance.owner,
+            }, stepSignal, { seconds: plan.dumpTimeoutSeconds, after: dumping }),
         }));
         const stats = {
             files: installStats.files + finalData.files,
@@ -14565,6 +14766,8 @@ async function backUp(plan, context, run) {
                 { file: dump, role: 'database', compression: plan.compression },
             ],
             dumpBytes: dump.rawBytes,
+            rowCounts,
+            rowCountsInWindow: maintenance !== undefined,
             ownersKept: elevated.keepsOwners,
             restoreHint: engine.restoreHint,
         });
@@ -14605,9 +14808,9 @@ function writeSmallFile(path, text) {
     }
 }
 /**
- * The maintenance window: switch maintenance mode on (unless disabled), run the dump and
- * the files delta side by side (the first failure stops the other), and restore the prior
- * state whatever happened, reporting both causes if both went wrong.
+ * The maintenance window: switch maintenance mode on (unless disabled), run the dump, the
+ * files delta and the row counts side by side (the first failure stops the others), and
+ * restore the prior state whatever happened, reporting both causes if both went wrong.
  */
 async function maintenanceWindow(maintenance, context, work) {
     const { reporter } = context;
@@ -14615,11 +14818,16 @@ async function maintenanceWindow(maintenance, context, work) {
     let outcome;
     try {
         await maintenance?.enable();
-        const [dumped, finalData] = await allOrNothing(context.signal, (signal) => [work.dump(signal), work.delta(signal)]);
+        const [dumped, finalData, rowCounts] = await allOrNothing(context.signal, (signal) => {
+            const dumping = work.dump(signal);
+            return [dumping, work.delta(signal), work.count(signal, dumping)];
+        });
         if (maintenance)
             reporter.info(`Files delta: ${formatBytes(finalData.transferredBytes)} changed since the bulk copy.`);
         reporter.info(`Database dump: ${formatBytes(dumped.rawBytes)} raw, ${formatBytes(dumped.size)} compressed.`);
-        outcome = { dumped, finalData };
+        const tables = Object.keys(rowCounts).length;
+        reporter.info(`Row counts: ${tables} table${tables === 1 ? '' : 's'}, ${Object.values(rowCounts).reduce((sum, n) => sum + n, 0)} rows.`);
+        outcome = { dumped, finalData, rowCounts };
     }
     catch (error) {
         failure = error;
@@ -15340,6 +15548,7 @@ async function scanListing(stream) {
 
 
 
+
 function restoreLayout(manifest, given) {
     const recorded = manifest.source;
     const installDir = given.owncloudDir || recorded.installDir;
@@ -15944,13 +16153,39 @@ function loadContext(r, owner) {
  * whose manifest has no counts).
  */
 async function checkRowCounts(r, context) {
-    void context;
     const recorded = r.backup.manifest.database.rowCounts;
     if (!recorded) {
-        r.context.reporter.warning('The backup records no row counts (an older backup): the rows are not compared.');
+        r.context.reporter.warning('The backup records no row counts (made by an older version): the rows are not compared.');
         return 0;
     }
-    return Object.keys(recorded).length;
+    // The row count command names the client by its dump tool (mariadb beside mariadb-dump).
+    const program = r.engine.type === 'mysql' ? (r.client === 'mariadb' ? 'mariadb-dump' : 'mysqldump') : r.client;
+    const counted = await countRows(r.host, r.engine, {
+        connection: context.connection,
+        tool: { program, version: '' },
+        account: context.account,
+        owner: context.owner,
+    }, undefined, { seconds: 600 });
+    const differences = rowCountDifferences(recorded, counted);
+    if (differences.length > 0)
+        throw new BackupError(`The restored database does not hold what the backup counted: ${differences.slice(0, 5).join('; ')}${differences.length > 5 ? `; and ${differences.length - 5} more` : ''}.`);
+    const rows = Object.values(counted).reduce((sum, n) => sum + n, 0);
+    r.context.reporter.info(`Row counts: ${Object.keys(counted).length} tables, ${rows} rows, as the backup counted them.`);
+    return Object.keys(counted).length;
+}
+/** Where two table → rows maps differ, in words (pure). */
+function rowCountDifferences(recorded, counted) {
+    const differences = [];
+    for (const [table, rows] of Object.entries(recorded)) {
+        if (!(table in counted))
+            differences.push(`${table} is missing (${rows} rows at backup time)`);
+        else if (counted[table] !== rows)
+            differences.push(`${table} has ${counted[table]} rows, the backup counted ${rows}`);
+    }
+    for (const table of Object.keys(counted))
+        if (!(table in recorded))
+            differences.push(`${table} was not in the backup`);
+    return differences;
 }
 /** The current database, dumped into a file on the host, and checked complete. */
 async function dumpAside(host, root, engine, current, path, signal) {

@@ -3,6 +3,7 @@ import type { DatabaseConnection } from '../instance.ts';
 import type { SecretDelivery } from '../host/guarded.ts';
 import type { ProcessResult } from '../host/process.ts';
 import type { DatabaseAdmin, DatabaseType } from '../settings.ts';
+import { BackupError } from '../errors.ts';
 
 export interface DumpTool {
   /** The program on the host, e.g. `mysqldump`, `mariadb-dump`, `pg_dump`, `sqlite3`. */
@@ -93,4 +94,40 @@ export interface DatabaseEngine {
    * from (ownership statements naming the old user); undefined when none need to go.
    */
   foreignOwnerLine?: RegExp;
+  /**
+   * One client invocation that prints an exact `COUNT(*)` of every table whose name starts
+   * with the instance's table prefix, one `HEXNAME<TAB>COUNT` line each (rowCountLines), with
+   * the dump's credentials and secret delivery: what a restored database is compared with.
+   */
+  rowCountsCommand(context: DumpContext): CheckCommand;
+  /** Table name → rows, from the row count command's output. */
+  parseRowCounts(stdout: string): Record<string, number>;
+}
+
+/**
+ * The table prefix as hex digits of its UTF-8 bytes: each engine turns them back into a string
+ * in SQL, so no prefix (quotes, backslashes, `_` or `%`) can change the query or match as a pattern.
+ */
+export function prefixHex(prefix: string): string {
+  return Buffer.from(prefix, 'utf8').toString('hex').toUpperCase();
+}
+
+/**
+ * Parses row count lines: the table name as hex digits of its UTF-8 bytes (so a name with a
+ * tab, a line break or a backslash survives every client's output escaping), a tab, the count.
+ */
+export function parseRowCountLines(stdout: string): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const line of stdout.split('\n')) {
+    const text = line.replace(/\r$/, '');
+    if (text.trim() === '') continue;
+    const match = /^((?:[0-9A-Fa-f]{2})+)\t(\d+)$/.exec(text);
+    if (!match)
+      throw new BackupError(
+        `Unexpected line in the table row counts (expected HEXNAME<TAB>COUNT): '${text.slice(0, 200)}'`,
+      );
+    const table = Buffer.from(match[1]!, 'hex').toString('utf8');
+    counts[table] = Number(match[2]);
+  }
+  return counts;
 }

@@ -2,7 +2,14 @@
 import { mysqlOptionValue, type SecretDelivery } from '../host/guarded.ts';
 import { stderrTail } from '../host/process.ts';
 import type { DatabaseConnection } from '../instance.ts';
-import type { CheckCommand, DatabaseEngine, DumpTool, LoadContext } from './engine.ts';
+import {
+  parseRowCountLines,
+  prefixHex,
+  type CheckCommand,
+  type DatabaseEngine,
+  type DumpTool,
+  type LoadContext,
+} from './engine.ts';
 
 /**
  * The longest `password=...` line an option file may hold: the client reads option files
@@ -121,6 +128,25 @@ function dropAllOf(kind: 'VIEW' | 'TABLE', prefix: string): string {
   ].join('\n');
 }
 
+/**
+ * Counts every prefixed base table of the current database in one statement: the server
+ * builds `SELECT 'HEXNAME', COUNT(*) FROM \`name\` UNION ALL ...` (backticks in a name
+ * doubled) and runs it as a prepared statement. The prefix is compared byte by byte (no LIKE
+ * pattern, no collation); GROUP_CONCAT's default limit of 1 KiB would cut the statement.
+ */
+export function rowCountsSql(tablePrefix: string): string {
+  const prefix = `X'${prefixHex(tablePrefix)}'`;
+  return [
+    'SET SESSION group_concat_max_len = 67108864',
+    "SET @owncloud_backup_counts = (SELECT GROUP_CONCAT(CONCAT('SELECT ''', HEX(table_name), ''', COUNT(*) FROM `', REPLACE(table_name, '`', '``'), '`') ORDER BY table_name SEPARATOR ' UNION ALL ') FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' AND " +
+      `LEFT(CAST(table_name AS BINARY), LENGTH(${prefix})) = ${prefix})`,
+    "SET @owncloud_backup_counts = COALESCE(@owncloud_backup_counts, 'SELECT 1, 1 FROM DUAL WHERE FALSE')",
+    'PREPARE owncloud_backup_counts FROM @owncloud_backup_counts',
+    'EXECUTE owncloud_backup_counts',
+    'DEALLOCATE PREPARE owncloud_backup_counts',
+  ].join('; ');
+}
+
 export const mysql: DatabaseEngine = {
   type: 'mysql',
   programs: ['mysqldump', 'mariadb-dump'],
@@ -225,4 +251,22 @@ export const mysql: DatabaseEngine = {
     const command = clientCommand(context.client, adminConnection(context), undefined);
     return { ...command, argv: [...command.argv, '--execute=SELECT 1'] };
   },
+  rowCountsCommand({ connection, tool }) {
+    const { options, delivery, secret } = passwordDelivery(connection.password);
+    const program = clientOf(tool);
+    const argv = [
+      program,
+      ...options,
+      '--batch',
+      '--skip-column-names',
+      '--connect-timeout=15',
+      ...connectionOptions(connection),
+      `--execute=${rowCountsSql(connection.tablePrefix)}`,
+      '--',
+      connection.name,
+    ];
+    return { program, argv, delivery, secret };
+  },
+
+  parseRowCounts: parseRowCountLines,
 };

@@ -1,7 +1,13 @@
 // PostgreSQL: the host's own pg_dump (its version matches the server), never prompting.
 import { stderrTail } from '../host/process.ts';
 import type { DatabaseConnection } from '../instance.ts';
-import type { CheckCommand, DatabaseEngine, LoadContext } from './engine.ts';
+import {
+  parseRowCountLines,
+  prefixHex,
+  type CheckCommand,
+  type DatabaseEngine,
+  type LoadContext,
+} from './engine.ts';
 
 /**
  * The database name as libpq's `--dbname` option: libpq reads a bare name containing `=`
@@ -71,6 +77,22 @@ function adminConnection({ connection, admin }: LoadContext): DatabaseConnection
 }
 
 const KNOWN_SETTINGS = 'SET standard_conforming_strings = on;';
+
+/**
+ * Counts every prefixed base table of the current schema in one statement: query_to_xml runs
+ * `SELECT count(*) FROM schema.name` for each (format's %I quotes the names), inside one
+ * REPEATABLE READ transaction so that all counts see the same moment. The prefix travels as
+ * hex and is compared as a string prefix (no LIKE pattern).
+ */
+export function rowCountsSql(tablePrefix: string): string {
+  const prefix = `convert_from(decode('${prefixHex(tablePrefix)}', 'hex'), 'UTF8')`;
+  return (
+    "SELECT encode(convert_to(table_name, 'UTF8'), 'hex') || E'\\t' || " +
+    "(xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %I.%I', table_schema, table_name), false, true, '')))[1]::text " +
+    "FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' " +
+    `AND left(table_name, length(${prefix})) = ${prefix} ORDER BY table_name`
+  );
+}
 
 export const pgsql: DatabaseEngine = {
   type: 'pgsql',
@@ -169,4 +191,19 @@ export const pgsql: DatabaseEngine = {
       ],
     };
   },
+  rowCountsCommand({ connection }) {
+    const argv = [
+      ...connectionArgv('psql', connection),
+      '--no-psqlrc',
+      '--quiet',
+      '--tuples-only',
+      '--no-align',
+      '--set=ON_ERROR_STOP=1',
+      '--command=BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
+      `--command=${rowCountsSql(connection.tablePrefix)}`,
+    ];
+    return { program: 'psql', argv, delivery: 'pgpassword', secret: connection.password };
+  },
+
+  parseRowCounts: parseRowCountLines,
 };
