@@ -38,6 +38,16 @@ export const INPUTS = {
 
 export type InputName = (typeof INPUTS)[keyof typeof INPUTS];
 
+/** Inputs of a restore only (the backup action does not declare them). */
+export const RESTORE_ONLY: readonly InputName[] = [
+  INPUTS.dbAdminUser,
+  INPUTS.dbAdminPassword,
+  INPUTS.safetyCopy,
+  INPUTS.discardPrevious,
+  INPUTS.owner,
+  INPUTS.allowVersionMismatch,
+];
+
 /** Inputs that only mean something for an SSH connection (with `host`). */
 export const SSH_ONLY: readonly InputName[] = [
   INPUTS.port,

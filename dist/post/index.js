@@ -44438,6 +44438,15 @@ const INPUTS = {
     owner: 'owner',
     allowVersionMismatch: 'allow-version-mismatch',
 };
+/** Inputs of a restore only (the backup action does not declare them). */
+const RESTORE_ONLY = [
+    INPUTS.dbAdminUser,
+    INPUTS.dbAdminPassword,
+    INPUTS.safetyCopy,
+    INPUTS.discardPrevious,
+    INPUTS.owner,
+    INPUTS.allowVersionMismatch,
+];
 /** Inputs that only mean something for an SSH connection (with `host`). */
 const SSH_ONLY = [
     INPUTS.port,

@@ -80,6 +80,10 @@ describe('restore onto the instance it was taken from (in place)', () => {
         .map((c) => c.args.join(' '));
       expect(calls).toContain('maintenance:data-fingerprint');
       expect(calls.at(-1)).toBe('maintenance:mode --off');
+      // The closing check compared every table's rows with the backup's counts.
+      const tables = Object.keys(backup.manifest.database.rowCounts!).length;
+      expect(tables).toBe(before.tables.length);
+      expect(run.stderr).toContain(`Row counts: ${tables} tables`);
       // The previous state is kept, and named.
       expect(run.stdout).toMatch(/previous state kept in .*\.owncloud-restore-previous-/);
       instance.remove();
