@@ -16292,14 +16292,20 @@ async function cleanupPrevious(plan, context, paths) {
     const host = await restore_openHost(plan.target, full);
     try {
         const root = await rootOn(host);
-        const parents = [...new Set(paths.flatMap((p) => [external_node_path_namespaceObject.posix.dirname(p), p]))];
+        // The data directory as the instance's config.php says, when it is there to ask.
+        const dataDir = plan.dataDir ??
+            (await discoverInstance(host, { ...plan, owncloudDir: paths[0], database: {} }, context.secrets).then((found) => found.dataDir, () => undefined));
+        const roots = [
+            ...new Set([...paths, ...(dataDir ? [dataDir] : [])].flatMap((p) => [external_node_path_namespaceObject.posix.dirname(p), p])),
+        ];
+        // Containers sit beside each replaced path: in these directories or one level below (themes/).
         const found = await mustRun(host, [
             ...root,
             'sh',
             '-c',
-            'for d; do for c in "$d"/.owncloud-restore-previous-*; do [ -d "$c" ] && printf "%s\\0" "$c"; done; done; true',
+            'for d; do [ -d "$d" ] && find "$d" -mindepth 1 -maxdepth 2 -xdev -type d -name ".owncloud-restore-previous-*" -prune -print0; done; true',
             'sh',
-            ...parents,
+            ...roots,
         ], 'Looking for the previous state of earlier restores');
         const containers = [...new Set(found.stdout.split('\0').filter(Boolean))];
         if (containers.length === 0)

@@ -86,6 +86,22 @@ describe('restore onto the instance it was taken from (in place)', () => {
       expect(run.stderr).toContain(`Row counts: ${tables} tables`);
       // The previous state is kept, and named.
       expect(run.stdout).toMatch(/previous state kept in .*\.owncloud-restore-previous-/);
+      const containers = () =>
+        execFileSync(
+          'find',
+          [instance.root, '-name', '.owncloud-restore-previous-*', '-prune', '-print0'],
+          { encoding: 'utf8' },
+        )
+          .split('\0')
+          .filter(Boolean);
+      expect(containers().length).toBeGreaterThan(0);
+      const cleanup = await runRestoreCli(['--cleanup', '--owncloud-dir', instance.installDir], {
+        secrets: [instance.dbPassword],
+      });
+      expectOk(cleanup);
+      expect(cleanup.stdout).toMatch(/^Removed .*\.owncloud-restore-previous-/);
+      expect(containers()).toEqual([]);
+      expectSameState(await instanceState(instance, backup.manifest), before);
       instance.remove();
     });
 });
