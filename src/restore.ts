@@ -402,6 +402,20 @@ async function loadDump(options: {
   return { bytes, dropped: filter?.dropped ?? 0 };
 }
 
+/**
+ * Runs the checks before the first change: whatever fails there says that nothing changed.
+ */
+async function unchanged<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (!(error instanceof BackupError || error instanceof InputError)) throw error;
+    if (/nothing was changed/i.test(error.message)) throw error;
+    const message = `${error.message.replace(/\.?$/, '.')} Nothing was changed on the target.`;
+    throw error instanceof InputError ? new InputError(message) : new BackupError(message);
+  }
+}
+
 /** The instance found on the target before the restore, if it is one that works. */
 async function currentInstance(
   host: Host,
@@ -463,9 +477,8 @@ export async function runRestore(
     interrupted();
 
     // --- What is there, and what will be -----------------------------------------------
-    const { current, connection, changes, client, moves } = await reporter.group(
-      'Preflight (nothing is changed yet)',
-      async () => {
+    const { current, connection, changes, client, moves } = await unchanged(() =>
+      reporter.group('Preflight (nothing is changed yet)', async () => {
         const found = await currentInstance(connected, plan, layout.installDir, context);
         if (found)
           reporter.info(
@@ -567,7 +580,7 @@ export async function runRestore(
           client: program!,
           moves: planned,
         };
-      },
+      }),
     );
     interrupted();
     return await replace({
@@ -619,9 +632,11 @@ async function replace(r: Replacement): Promise<RestoreResult> {
       emit: (line) => reporter.info(line),
       ...(expectedBytes !== undefined ? { expectedBytes } : {}),
     });
-  const moves = plan.safetyCopy ? r.moves : r.moves.filter((m) => m.how !== 'absent');
-  const containers = [...new Set(moves.map(containerOf).filter((c): c is string => !!c))];
-  const stamp = containers[0]?.match(/previous-(\S+?)(\/|$)/)?.[1] ?? restoreStamp(new Date());
+  // Without a safety copy nothing is kept, so there is nothing to put back either.
+  const containers = plan.safetyCopy
+    ? [...new Set(r.moves.map(containerOf).filter((c): c is string => !!c))]
+    : [];
+  const stamp = /previous-([^/]+)/.exec(containers[0] ?? '')?.[1] ?? restoreStamp(new Date());
   const journal: RestoreJournal = {
     stamp,
     installDir: layout.installDir,

@@ -15771,6 +15771,22 @@ async function loadDump(options) {
         throw new BackupError(`Loading the database dump (${context.client}) failed with exit code ${result.exitCode}: ${engine.explainFailure(result.stderr, context.connection) ?? (stderrTail(result.stderr) || 'no message')}`);
     return { bytes, dropped: filter?.dropped ?? 0 };
 }
+/**
+ * Runs the checks before the first change: whatever fails there says that nothing changed.
+ */
+async function unchanged(work) {
+    try {
+        return await work();
+    }
+    catch (error) {
+        if (!(error instanceof BackupError || error instanceof InputError))
+            throw error;
+        if (/nothing was changed/i.test(error.message))
+            throw error;
+        const message = `${error.message.replace(/\.?$/, '.')} Nothing was changed on the target.`;
+        throw error instanceof InputError ? new InputError(message) : new BackupError(message);
+    }
+}
 /** The instance found on the target before the restore, if it is one that works. */
 async function currentInstance(host, plan, installDir, context) {
     const config = reached(host, await host.run(['test', '-e', `${installDir}/config/config.php`]));
@@ -15816,7 +15832,7 @@ async function runRestore(plan, context) {
         const root = await rootOn(connected);
         interrupted();
         // --- What is there, and what will be -----------------------------------------------
-        const { current, connection, changes, client, moves } = await reporter.group('Preflight (nothing is changed yet)', async () => {
+        const { current, connection, changes, client, moves } = await unchanged(() => reporter.group('Preflight (nothing is changed yet)', async () => {
             const found = await currentInstance(connected, plan, layout.installDir, context);
             if (found)
                 reporter.info(`The target runs ${found.product === 'nextcloud' ? 'Nextcloud' : 'ownCloud'} ${found.version} in ${found.installDir} (maintenance mode ${found.maintenance ? 'on' : 'off'}): restoring in place.`);
@@ -15888,7 +15904,7 @@ async function runRestore(plan, context) {
                 client: program,
                 moves: planned,
             };
-        });
+        }));
         interrupted();
         return await replace({
             host: connected,
@@ -15922,9 +15938,11 @@ async function replace(r) {
         emit: (line) => reporter.info(line),
         ...(expectedBytes !== undefined ? { expectedBytes } : {}),
     });
-    const moves = plan.safetyCopy ? r.moves : r.moves.filter((m) => m.how !== 'absent');
-    const containers = [...new Set(moves.map(containerOf).filter((c) => !!c))];
-    const stamp = containers[0]?.match(/previous-(\S+?)(\/|$)/)?.[1] ?? restoreStamp(new Date());
+    // Without a safety copy nothing is kept, so there is nothing to put back either.
+    const containers = plan.safetyCopy
+        ? [...new Set(r.moves.map(containerOf).filter((c) => !!c))]
+        : [];
+    const stamp = /previous-([^/]+)/.exec(containers[0] ?? '')?.[1] ?? restoreStamp(new Date());
     const journal = {
         stamp,
         installDir: layout.installDir,
