@@ -6,6 +6,7 @@
 // Any failure after the first change puts the moved-aside state back (files, database,
 // maintenance mode) before it is reported; the message says which state the instance is in.
 import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join, posix } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -16,6 +17,7 @@ import {
   describeError,
   InputError,
   InterruptedError,
+  LinkError,
   RestoreError,
 } from './errors.ts';
 import {
@@ -68,6 +70,8 @@ export interface RestoreContext {
   ssh?: SshOptions;
   /** Seconds between progress lines of the long steps (default 10). */
   progressSeconds?: number;
+  /** Seconds to keep reconnecting to put the previous state back through a lost link (120). */
+  rollbackRetrySeconds?: number;
   /**
    * Told what the restore has changed on the target so far, before each change, so that a
    * process that outlives this one (the action's post step) can put the previous state back.
@@ -390,7 +394,7 @@ async function loadDump(options: {
   await feeding;
   if (options.signal.aborted) throw new InterruptedError('The restore was interrupted.');
   const transport = host.transportFailure(result);
-  if (transport) throw new BackupError(`Loading the database dump failed: ${transport}`);
+  if (transport) throw new LinkError(`Loading the database dump failed: ${transport}`);
   if (unpacked.exitCode !== 0)
     throw new BackupError(
       `Decompressing ${options.dumpArchive} failed: ${stderrTail(unpacked.stderr) || `exit ${unpacked.exitCode}`}`,
@@ -661,6 +665,8 @@ async function replace(r: Replacement): Promise<RestoreResult> {
       )
     : undefined;
 
+  /** Set once the current files are being deleted (safety-copy false): no way back then. */
+  let removing = false;
   try {
     note('moving-aside');
     if (maintenance) await reporter.group('Maintenance mode on', () => maintenance.enable());
@@ -670,6 +676,7 @@ async function replace(r: Replacement): Promise<RestoreResult> {
       plan.safetyCopy ? 'Move the current state aside' : 'Remove the current state',
       async () => {
         if (!plan.safetyCopy) {
+          removing = true;
           await mustRun(
             host,
             [
@@ -889,15 +896,17 @@ async function replace(r: Replacement): Promise<RestoreResult> {
         signal.aborted && !(error instanceof InterruptedError)
           ? 'The restore was interrupted'
           : describeError(error).replace(/\.$/, '');
-      if (!plan.safetyCopy && journal.phase === 'replacing')
+      if (!plan.safetyCopy && removing)
         throw new RestoreError(
           `${cause}. The instance is INCOMPLETE: there was no safety copy (safety-copy false) to put back; restore again.`,
         );
       try {
-        await putBackPrevious(host, root, journal, plan, context, maintenance);
+        await withReconnects(r, host, (reached, first) =>
+          putBackPrevious(reached, root, journal, plan, context, first ? maintenance : undefined),
+        );
       } catch (rollbackError) {
         throw new RestoreError(
-          `${cause}. PUTTING THE PREVIOUS STATE BACK FAILED: ${describeError(rollbackError)} The previous state is in ${journal.containers.join(', ')}.`,
+          `${cause}. PUTTING THE PREVIOUS STATE BACK FAILED: ${describeError(rollbackError)} The previous state is in ${journal.containers.join(', ')}: run the same restore again once the host is reachable, or move it back by hand.`,
         );
       }
       note('rolled-back');
@@ -906,6 +915,41 @@ async function replace(r: Replacement): Promise<RestoreResult> {
       );
     }
     throw error;
+  }
+}
+
+/** How long putting the previous state back keeps trying through a lost link. */
+const ROLLBACK_RETRY_SECONDS = 120;
+
+/**
+ * Runs work on the host; when the link is lost (SSH), reconnects and runs it again until it
+ * succeeds or the time is up. The work must be safe to run again (the put-back scripts are).
+ */
+async function withReconnects(
+  r: Replacement,
+  host: Host,
+  work: (host: Host, first: boolean) => Promise<void>,
+): Promise<void> {
+  const deadline = Date.now() + (r.context.rollbackRetrySeconds ?? ROLLBACK_RETRY_SECONDS) * 1000;
+  let current = host;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await work(current, attempt === 1);
+      return;
+    } catch (error) {
+      if (!(error instanceof LinkError) || r.plan.target.kind !== 'ssh' || Date.now() >= deadline)
+        throw error;
+      r.context.reporter.warning(
+        `The link to the host failed while putting the previous state back (${describeError(error)}); reconnecting (attempt ${attempt}).`,
+      );
+      await sleep(Math.min(2000 * attempt, 10_000));
+      try {
+        if (current !== host) await current.close();
+        current = await SshHost.connect(r.plan.target, r.context.ssh);
+      } catch (connectError) {
+        r.context.reporter.info(`Not reachable yet: ${describeError(connectError)}`);
+      }
+    }
   }
 }
 

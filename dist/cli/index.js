@@ -52,6 +52,10 @@ class InputError extends Error {
 class BackupError extends Error {
     name = 'BackupError';
 }
+/** The link to the host failed (the command may or may not have run there). */
+class LinkError extends BackupError {
+    name = 'LinkError';
+}
 /**
  * Maintenance mode could not be switched back off: the one failure an administrator must
  * act on at once, so it is never hidden behind another.
@@ -11746,7 +11750,7 @@ function asUser(account, user, argv) {
 function reached(host, result) {
     const transport = host.transportFailure(result);
     if (transport)
-        throw new BackupError(transport);
+        throw new LinkError(transport);
     return result;
 }
 
@@ -12706,7 +12710,7 @@ async function existsOnHost(host, owner, test, path) {
     const result = await host.run(asUser(host.account, owner, ['test', test, path]));
     const transport = host.transportFailure(result);
     if (transport)
-        throw new BackupError(transport);
+        throw new LinkError(transport);
     return result.exitCode === 0;
 }
 async function discoverInstance(host, plan, secrets) {
@@ -12717,7 +12721,7 @@ async function discoverInstance(host, plan, secrets) {
     if (stat.exitCode !== 0) {
         const transport = host.transportFailure(stat);
         if (transport)
-            throw new BackupError(transport);
+            throw new LinkError(transport);
         if (!(await existsOnHost(host, host.account, '-d', installDir)))
             throw new InputError(`owncloud-dir '${installDir}' does not exist on ${host.label}.`);
         throw new InputError(`owncloud-dir '${installDir}' has no config/config.php on ${host.label}: is it an ownCloud installation?`);
@@ -12802,7 +12806,7 @@ function parseConfigRead(host, read, owner, configPath) {
     if (read.exitCode !== 0) {
         const transport = host.transportFailure(read);
         if (transport)
-            throw new BackupError(transport);
+            throw new LinkError(transport);
         const failure = configReadFailure(read.stdout, owner);
         if (failure)
             throw new BackupError(failure);
@@ -14371,7 +14375,7 @@ class MaintenanceGuard {
         });
         const transport = this.host.transportFailure(result);
         if (transport)
-            throw new BackupError(transport);
+            throw new LinkError(transport);
         if (result.exitCode !== 0)
             throw new BackupError(`occ ${args.join(' ')} failed on ${this.host.label} (exit ${result.exitCode}): ${stderrTail(`${result.stdout}\n${result.stderr}`)}`);
         return result.stdout;
@@ -14957,8 +14961,14 @@ while [ $# -ge 3 ]; do
     entries)
       [ -d "$aside" ] || continue
       name=$(basename -- "$aside")
-      find "$original" -mindepth 1 -maxdepth 1 ! -name "$name" -exec rm -rf -- {} +
-      find "$aside" -mindepth 1 -maxdepth 1 -exec mv -t "$original" -- {} +
+      # Once the restored entries are gone, the marker says so: run again after an
+      # interruption, the entries already moved back are not taken for restored ones.
+      if [ ! -e "$aside/.owncloud-restore-putting-back" ]; then
+        find "$original" -mindepth 1 -maxdepth 1 ! -name "$name" -exec rm -rf -- {} +
+        : > "$aside/.owncloud-restore-putting-back"
+      fi
+      find "$aside" -mindepth 1 -maxdepth 1 ! -name .owncloud-restore-putting-back -exec mv -t "$original" -- {} +
+      rm -f -- "$aside/.owncloud-restore-putting-back"
       rmdir -- "$aside"
       ;;
     path)
@@ -15061,7 +15071,7 @@ async function extractFiles(options) {
     const fed = await feeding;
     const transport = host.transportFailure(result);
     if (transport)
-        throw new BackupError(`Restoring the files failed: ${transport}`);
+        throw new LinkError(`Restoring the files failed: ${transport}`);
     if (result.exitCode !== 0) {
         const said = stderrTail(withoutTarProgress(result.stderr));
         throw new BackupError(/No space left on device|Disk quota exceeded/.test(said)
@@ -15549,6 +15559,7 @@ async function scanListing(stream) {
 
 
 
+
 function restoreLayout(manifest, given) {
     const recorded = manifest.source;
     const installDir = given.owncloudDir || recorded.installDir;
@@ -15764,7 +15775,7 @@ async function loadDump(options) {
         throw new InterruptedError('The restore was interrupted.');
     const transport = host.transportFailure(result);
     if (transport)
-        throw new BackupError(`Loading the database dump failed: ${transport}`);
+        throw new LinkError(`Loading the database dump failed: ${transport}`);
     if (unpacked.exitCode !== 0)
         throw new BackupError(`Decompressing ${options.dumpArchive} failed: ${stderrTail(unpacked.stderr) || `exit ${unpacked.exitCode}`}`);
     if (result.exitCode !== 0)
@@ -15961,6 +15972,8 @@ async function replace(r) {
             note();
         })
         : undefined;
+    /** Set once the current files are being deleted (safety-copy false): no way back then. */
+    let removing = false;
     try {
         note('moving-aside');
         if (maintenance)
@@ -15969,6 +15982,7 @@ async function replace(r) {
             throw new InterruptedError();
         await reporter.group(plan.safetyCopy ? 'Move the current state aside' : 'Remove the current state', async () => {
             if (!plan.safetyCopy) {
+                removing = true;
                 await mustRun(host, [
                     ...root,
                     'rm',
@@ -16142,18 +16156,48 @@ async function replace(r) {
             const cause = signal.aborted && !(error instanceof InterruptedError)
                 ? 'The restore was interrupted'
                 : describeError(error).replace(/\.$/, '');
-            if (!plan.safetyCopy && journal.phase === 'replacing')
+            if (!plan.safetyCopy && removing)
                 throw new RestoreError(`${cause}. The instance is INCOMPLETE: there was no safety copy (safety-copy false) to put back; restore again.`);
             try {
-                await putBackPrevious(host, root, journal, plan, context, maintenance);
+                await withReconnects(r, host, (reached, first) => putBackPrevious(reached, root, journal, plan, context, first ? maintenance : undefined));
             }
             catch (rollbackError) {
-                throw new RestoreError(`${cause}. PUTTING THE PREVIOUS STATE BACK FAILED: ${describeError(rollbackError)} The previous state is in ${journal.containers.join(', ')}.`);
+                throw new RestoreError(`${cause}. PUTTING THE PREVIOUS STATE BACK FAILED: ${describeError(rollbackError)} The previous state is in ${journal.containers.join(', ')}: run the same restore again once the host is reachable, or move it back by hand.`);
             }
             note('rolled-back');
             throw new RestoreError(`${cause}. The previous state is back: files, database and maintenance mode as they were before the restore.`);
         }
         throw error;
+    }
+}
+/** How long putting the previous state back keeps trying through a lost link. */
+const ROLLBACK_RETRY_SECONDS = 120;
+/**
+ * Runs work on the host; when the link is lost (SSH), reconnects and runs it again until it
+ * succeeds or the time is up. The work must be safe to run again (the put-back scripts are).
+ */
+async function withReconnects(r, host, work) {
+    const deadline = Date.now() + (r.context.rollbackRetrySeconds ?? ROLLBACK_RETRY_SECONDS) * 1000;
+    let current = host;
+    for (let attempt = 1;; attempt++) {
+        try {
+            await work(current, attempt === 1);
+            return;
+        }
+        catch (error) {
+            if (!(error instanceof LinkError) || r.plan.target.kind !== 'ssh' || Date.now() >= deadline)
+                throw error;
+            r.context.reporter.warning(`The link to the host failed while putting the previous state back (${describeError(error)}); reconnecting (attempt ${attempt}).`);
+            await (0,promises_namespaceObject.setTimeout)(Math.min(2000 * attempt, 10_000));
+            try {
+                if (current !== host)
+                    await current.close();
+                current = await SshHost.connect(r.plan.target, r.context.ssh);
+            }
+            catch (connectError) {
+                r.context.reporter.info(`Not reachable yet: ${describeError(connectError)}`);
+            }
+        }
     }
 }
 function loadContext(r, owner) {

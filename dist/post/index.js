@@ -31345,6 +31345,10 @@ class errors_InputError extends Error {
 class errors_BackupError extends Error {
     name = 'BackupError';
 }
+/** The link to the host failed (the command may or may not have run there). */
+class errors_LinkError extends errors_BackupError {
+    name = 'LinkError';
+}
 /**
  * Maintenance mode could not be switched back off: the one failure an administrator must
  * act on at once, so it is never hidden behind another.
@@ -43255,7 +43259,7 @@ function host_asUser(account, user, argv) {
 function host_reached(host, result) {
     const transport = host.transportFailure(result);
     if (transport)
-        throw new BackupError(transport);
+        throw new LinkError(transport);
     return result;
 }
 
@@ -43518,7 +43522,7 @@ async function discover_existsOnHost(host, owner, test, path) {
     const result = await host.run(asUser(host.account, owner, ['test', test, path]));
     const transport = host.transportFailure(result);
     if (transport)
-        throw new BackupError(transport);
+        throw new LinkError(transport);
     return result.exitCode === 0;
 }
 async function discoverInstance(host, plan, secrets) {
@@ -43529,7 +43533,7 @@ async function discoverInstance(host, plan, secrets) {
     if (stat.exitCode !== 0) {
         const transport = host.transportFailure(stat);
         if (transport)
-            throw new BackupError(transport);
+            throw new LinkError(transport);
         if (!(await discover_existsOnHost(host, host.account, '-d', installDir)))
             throw new InputError(`owncloud-dir '${installDir}' does not exist on ${host.label}.`);
         throw new InputError(`owncloud-dir '${installDir}' has no config/config.php on ${host.label}: is it an ownCloud installation?`);
@@ -43614,7 +43618,7 @@ function parseConfigRead(host, read, owner, configPath) {
     if (read.exitCode !== 0) {
         const transport = host.transportFailure(read);
         if (transport)
-            throw new BackupError(transport);
+            throw new LinkError(transport);
         const failure = configReadFailure(read.stdout, owner);
         if (failure)
             throw new BackupError(failure);
@@ -44767,7 +44771,7 @@ class MaintenanceGuard {
         });
         const transport = this.host.transportFailure(result);
         if (transport)
-            throw new errors_BackupError(transport);
+            throw new errors_LinkError(transport);
         if (result.exitCode !== 0)
             throw new errors_BackupError(`occ ${args.join(' ')} failed on ${this.host.label} (exit ${result.exitCode}): ${process_stderrTail(`${result.stdout}\n${result.stderr}`)}`);
         return result.stdout;

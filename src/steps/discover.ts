@@ -2,7 +2,7 @@
 // faithful way: config.php is PHP, and every ownCloud host has PHP). Like ownCloud, it
 // merges config/*.config.php over config.php.
 import { posix } from 'node:path';
-import { BackupError, InputError } from '../errors.ts';
+import { BackupError, InputError, LinkError } from '../errors.ts';
 import { asUser, type Host } from '../host/host.ts';
 import { stderrTail, type ProcessResult } from '../host/process.ts';
 import {
@@ -139,7 +139,7 @@ export async function existsOnHost(
 ): Promise<boolean> {
   const result = await host.run(asUser(host.account, owner, ['test', test, path]));
   const transport = host.transportFailure(result);
-  if (transport) throw new BackupError(transport);
+  if (transport) throw new LinkError(transport);
   return result.exitCode === 0;
 }
 
@@ -155,7 +155,7 @@ export async function discoverInstance(
   const stat = await host.run(['stat', '-c', '%U', '--', configPath]);
   if (stat.exitCode !== 0) {
     const transport = host.transportFailure(stat);
-    if (transport) throw new BackupError(transport);
+    if (transport) throw new LinkError(transport);
     if (!(await existsOnHost(host, host.account, '-d', installDir)))
       throw new InputError(`owncloud-dir '${installDir}' does not exist on ${host.label}.`);
     throw new InputError(
@@ -267,7 +267,7 @@ function parseConfigRead(
 ): ConfigValues {
   if (read.exitCode !== 0) {
     const transport = host.transportFailure(read);
-    if (transport) throw new BackupError(transport);
+    if (transport) throw new LinkError(transport);
     const failure = configReadFailure(read.stdout, owner);
     if (failure) throw new BackupError(failure);
     // Not PHP's words (it prints none): the shell's or sudo's, e.g. php missing.

@@ -129,8 +129,14 @@ while [ $# -ge 3 ]; do
     entries)
       [ -d "$aside" ] || continue
       name=$(basename -- "$aside")
-      find "$original" -mindepth 1 -maxdepth 1 ! -name "$name" -exec rm -rf -- {} +
-      find "$aside" -mindepth 1 -maxdepth 1 -exec mv -t "$original" -- {} +
+      # Once the restored entries are gone, the marker says so: run again after an
+      # interruption, the entries already moved back are not taken for restored ones.
+      if [ ! -e "$aside/.owncloud-restore-putting-back" ]; then
+        find "$original" -mindepth 1 -maxdepth 1 ! -name "$name" -exec rm -rf -- {} +
+        : > "$aside/.owncloud-restore-putting-back"
+      fi
+      find "$aside" -mindepth 1 -maxdepth 1 ! -name .owncloud-restore-putting-back -exec mv -t "$original" -- {} +
+      rm -f -- "$aside/.owncloud-restore-putting-back"
       rmdir -- "$aside"
       ;;
     path)

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
-import { BackupError } from '../errors.ts';
+import { BackupError, LinkError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import { runProcess, stderrTail } from '../host/process.ts';
 import type { StepProgress } from '../progress.ts';
@@ -91,7 +91,7 @@ export async function extractFiles(options: {
   const result = await tar.done;
   const fed = await feeding;
   const transport = host.transportFailure(result);
-  if (transport) throw new BackupError(`Restoring the files failed: ${transport}`);
+  if (transport) throw new LinkError(`Restoring the files failed: ${transport}`);
   if (result.exitCode !== 0) {
     const said = stderrTail(withoutTarProgress(result.stderr));
     throw new BackupError(
