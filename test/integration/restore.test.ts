@@ -3,7 +3,7 @@
 // on by an admin), for each engine; afterwards every file (bytes, owners, modes, ACLs,
 // xattrs, hard links) and every row equal the state at backup time, and occ was told.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMariaDb, type MariaDbServer } from '../harness/mariadb.ts';
@@ -102,8 +102,42 @@ describe('restore onto the instance it was taken from (in place)', () => {
       expect(cleanup.stdout).toMatch(/^Removed .*\.owncloud-restore-previous-/);
       expect(containers()).toEqual([]);
       expectSameState(await instanceState(instance, backup.manifest), before);
+      // SQLite: a new database file, the web server user's.
+      if (engine === 'sqlite') {
+        const file = statSync(backup.manifest.database.file!);
+        expect([file.uid, file.gid]).toEqual([instance.owner.uid, instance.owner.gid]);
+      }
       instance.remove();
     });
+
+  it('maintenance mode stays on when the administrator had it on before the backup', async () => {
+    const instance = await sampleOn('sqlite', { mariadb, postgres }, scratch.path, counter++, {
+      maintenance: true,
+    });
+    const backupDir = join(instance.root, 'backups');
+    mkdirSync(backupDir);
+    expectOk(
+      await runBackupCli(['--owncloud-dir', instance.installDir, '--backup-dir', backupDir], {
+        secrets: [instance.dbPassword],
+      }),
+    );
+    const backup = finishedBackup(backupDir);
+    expect(backup.manifest.maintenance.priorState).toBe(true);
+    const callsBefore = instance.occCalls().length;
+    const run = await runRestoreCli([backup.dir, '--owncloud-dir', instance.installDir], {
+      secrets: [instance.dbPassword],
+    });
+    expectOk(run);
+    expect(instance.readConfig().maintenance).toBe(true);
+    const calls = instance
+      .occCalls()
+      .slice(callsBefore)
+      .map((c) => c.args.join(' '));
+    expect(calls).toContain('maintenance:data-fingerprint');
+    expect(calls).not.toContain('maintenance:mode --off');
+    expect(run.stdout).toContain('maintenance mode on (as before the backup)');
+    instance.remove();
+  });
 });
 
 /** A database account that may drop and create databases and users, reached like the instance. */
