@@ -505,6 +505,12 @@ export async function runRestore(
 
         const needed = ['tar', 'php', compression, 'find', 'stat', 'df'];
         const missing = await missingOnHost(connected, needed);
+        // The safety copy of the current database needs that engine's dump tool.
+        if (plan.safetyCopy && found && found.database.type !== 'sqlite') {
+          const dumpPrograms = engineFor(found.database.type).programs;
+          const absent = await missingOnHost(connected, [...dumpPrograms]);
+          if (absent.length === dumpPrograms.length) missing.push(dumpPrograms.join(' or '));
+        }
         const program = await findClient(connected, engine);
         if (!program) missing.push(engine.clients.join(' or '));
         if (missing.length > 0)
@@ -549,7 +555,7 @@ export async function runRestore(
             ? engine.adminCheckCommand(loadContext)
             : engine.checkCommand({
                 connection: target,
-                tool: { program: program!, version: '' },
+                tool: toolOf(engine, program!),
                 account: connected.account,
                 owner: loadContext.owner,
               });
@@ -976,15 +982,12 @@ async function checkRowCounts(r: Replacement, context: LoadContext): Promise<num
     );
     return 0;
   }
-  // The row count command names the client by its dump tool (mariadb beside mariadb-dump).
-  const program =
-    r.engine.type === 'mysql' ? (r.client === 'mariadb' ? 'mariadb-dump' : 'mysqldump') : r.client;
   const counted = await countRows(
     r.host,
     r.engine,
     {
       connection: context.connection,
-      tool: { program, version: '' },
+      tool: toolOf(r.engine, r.client),
       account: context.account,
       owner: context.owner,
     },
@@ -1001,6 +1004,15 @@ async function checkRowCounts(r: Replacement, context: LoadContext): Promise<num
     `Row counts: ${Object.keys(counted).length} tables, ${rows} rows, as the backup counted them.`,
   );
   return Object.keys(counted).length;
+}
+
+/**
+ * The engine's commands name their client by the dump tool it comes with (mariadb beside
+ * mariadb-dump, mysql beside mysqldump): the dump tool that goes with a client found.
+ */
+function toolOf(engine: DatabaseEngine, client: string): { program: string; version: string } {
+  if (engine.type !== 'mysql') return { program: client, version: '' };
+  return { program: client === 'mariadb' ? 'mariadb-dump' : 'mysqldump', version: '' };
 }
 
 /** Where two table → rows maps differ, in words (pure). */

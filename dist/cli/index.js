@@ -15859,6 +15859,13 @@ async function runRestore(plan, context) {
             const changed = configChanges(values, target, layout.dataDir, plan.database);
             const needed = ['tar', 'php', compression, 'find', 'stat', 'df'];
             const missing = await missingOnHost(connected, needed);
+            // The safety copy of the current database needs that engine's dump tool.
+            if (plan.safetyCopy && found && found.database.type !== 'sqlite') {
+                const dumpPrograms = engineFor(found.database.type).programs;
+                const absent = await missingOnHost(connected, [...dumpPrograms]);
+                if (absent.length === dumpPrograms.length)
+                    missing.push(dumpPrograms.join(' or '));
+            }
             const program = await findClient(connected, engine);
             if (!program)
                 missing.push(engine.clients.join(' or '));
@@ -15892,7 +15899,7 @@ async function runRestore(plan, context) {
                     ? engine.adminCheckCommand(loadContext)
                     : engine.checkCommand({
                         connection: target,
-                        tool: { program: program, version: '' },
+                        tool: toolOf(engine, program),
                         account: connected.account,
                         owner: loadContext.owner,
                     });
@@ -16220,11 +16227,9 @@ async function checkRowCounts(r, context) {
         r.context.reporter.warning('The backup records no row counts (made by an older version): the rows are not compared.');
         return 0;
     }
-    // The row count command names the client by its dump tool (mariadb beside mariadb-dump).
-    const program = r.engine.type === 'mysql' ? (r.client === 'mariadb' ? 'mariadb-dump' : 'mysqldump') : r.client;
     const counted = await countRows(r.host, r.engine, {
         connection: context.connection,
-        tool: { program, version: '' },
+        tool: toolOf(r.engine, r.client),
         account: context.account,
         owner: context.owner,
     }, undefined, { seconds: 600 });
@@ -16234,6 +16239,15 @@ async function checkRowCounts(r, context) {
     const rows = Object.values(counted).reduce((sum, n) => sum + n, 0);
     r.context.reporter.info(`Row counts: ${Object.keys(counted).length} tables, ${rows} rows, as the backup counted them.`);
     return Object.keys(counted).length;
+}
+/**
+ * The engine's commands name their client by the dump tool it comes with (mariadb beside
+ * mariadb-dump, mysql beside mysqldump): the dump tool that goes with a client found.
+ */
+function toolOf(engine, client) {
+    if (engine.type !== 'mysql')
+        return { program: client, version: '' };
+    return { program: client === 'mariadb' ? 'mariadb-dump' : 'mysqldump', version: '' };
 }
 /** Where two table → rows maps differ, in words (pure). */
 function rowCountDifferences(recorded, counted) {
