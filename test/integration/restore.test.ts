@@ -38,6 +38,15 @@ afterAll(async () => {
   scratch.remove();
 });
 
+/** The previous-state directories of restores under a directory. */
+function containersUnder(dir: string): string[] {
+  return execFileSync('find', [dir, '-name', '.owncloud-restore-previous-*', '-prune', '-print0'], {
+    encoding: 'utf8',
+  })
+    .split('\0')
+    .filter(Boolean);
+}
+
 function expectOk(run: CliRun): void {
   expect(run.exitCode, `${run.stdout}\n${run.stderr}`).toBe(0);
   expect(run.leaks).toEqual([]);
@@ -86,14 +95,7 @@ describe('restore onto the instance it was taken from (in place)', () => {
       expect(run.stderr).toContain(`Row counts: ${tables} tables`);
       // The previous state is kept, and named.
       expect(run.stdout).toMatch(/previous state kept in .*\.owncloud-restore-previous-/);
-      const containers = () =>
-        execFileSync(
-          'find',
-          [instance.root, '-name', '.owncloud-restore-previous-*', '-prune', '-print0'],
-          { encoding: 'utf8' },
-        )
-          .split('\0')
-          .filter(Boolean);
+      const containers = () => containersUnder(instance.root);
       expect(containers().length).toBeGreaterThan(0);
       const cleanup = await runRestoreCli(['--cleanup', '--owncloud-dir', instance.installDir], {
         secrets: [instance.dbPassword],
@@ -181,8 +183,10 @@ describe('restore over SSH, with a database admin account', () => {
       const before = await instanceState(instance, backup.manifest);
       await changeInstance(instance);
       const admin = engine === 'sqlite' ? [] : ['--db-admin-user', 'restore_admin'];
+      // One of them removes the previous state at once.
+      const discard = engine === 'pgsql' ? ['--discard-previous'] : [];
       const run = await runRestoreCli(
-        [backup.dir, '--owncloud-dir', instance.installDir, ...sshArgs(sshd), ...admin],
+        [backup.dir, '--owncloud-dir', instance.installDir, ...sshArgs(sshd), ...admin, ...discard],
         {
           secrets: [instance.dbPassword, adminPassword],
           ...(engine === 'sqlite'
@@ -193,6 +197,8 @@ describe('restore over SSH, with a database admin account', () => {
       expectOk(run);
       expectSameState(await instanceState(instance, backup.manifest), before);
       expect(instance.readConfig().maintenance).toBe(false);
+      expect(containersUnder(instance.root).length > 0).toBe(engine !== 'pgsql');
+      if (engine === 'pgsql') expect(run.stderr).toContain('Removed the previous state');
       const name = backup.manifest.database.name;
       if (engine === 'mysql') {
         expect(run.stderr).toContain(
@@ -271,7 +277,7 @@ describe('restore onto a new host (disaster recovery)', () => {
           '--data-dir',
           dataDir,
           ...(engine === 'sqlite'
-            ? []
+            ? ['--safety-copy', 'false']
             : ['--db-name', newName, '--db-user', newUser, '--db-admin-user', 'restore_admin']),
           '--owner',
           webUser,
@@ -289,6 +295,9 @@ describe('restore onto a new host (disaster recovery)', () => {
       );
       expectOk(run);
       expect(run.stdout).toContain('(a new host)');
+      // Without a safety copy (sqlite here) nothing is kept; with one, B's empty web root is.
+      expect(containersUnder(b).length > 0).toBe(engine !== 'sqlite');
+      if (engine === 'sqlite') expect(run.stdout).toContain('no previous state kept');
       const config = () => readConfigPhp(join(installDir, 'config', 'config.php'));
       const database =
         engine === 'sqlite'
