@@ -18,7 +18,8 @@ import { asUser, type Host } from './host/host.ts';
 import { acquireLock, holderName, type HeldLock } from './host/lock.ts';
 import { LocalHost } from './host/local.ts';
 import { isNoSpace, noSpaceError, removeTree, type RunnerPrivilege } from './host/runner.ts';
-import { SshHost, type SshOptions } from './host/ssh.ts';
+import type { SshOptions } from './host/ssh.ts';
+import { openHost } from './host/connect.ts';
 import { buildManifest, checksumsText, type Manifest } from './manifest.ts';
 import {
   backupName,
@@ -71,12 +72,6 @@ export interface BackupContext {
   onMaintenance?: (record: MaintenanceRecord) => void;
   /** Told the incomplete backup directory's path before it is created. */
   onWorkDir?: (path: string) => void;
-}
-
-async function openHost(plan: BackupPlan, context: BackupContext): Promise<Host> {
-  if (plan.target.kind === 'local') return new LocalHost();
-  context.secrets.add(plan.target.privateKey);
-  return SshHost.connect(plan.target, context.ssh);
 }
 
 export async function runBackup(plan: BackupPlan, context: BackupContext): Promise<BackupResult> {
@@ -158,7 +153,7 @@ async function backUp(
   let privilege: RunnerPrivilege = { prefix: [], keepsOwners: false };
   try {
     host = await reporter.group('Connect', async () => {
-      const opened = await openHost(plan, context);
+      const opened = await openHost(plan.target, context.secrets, context.ssh);
       reporter.info(`Connected to ${opened.label} as ${opened.account}.`);
       return opened;
     });

@@ -27,14 +27,14 @@ import {
   secretLine,
   writingTo,
 } from './host/guarded.ts';
+import { openHost } from './host/connect.ts';
 import { asUser, reached, type Host } from './host/host.ts';
-import { LocalHost } from './host/local.ts';
 import { stderrTail, streamProcess, type ProcessResult } from './host/process.ts';
 import { SshHost } from './host/ssh.ts';
 import { resolveDatabase, type ConfigValues, type DatabaseConnection } from './instance.ts';
 import { MANIFEST_NAME } from './naming.ts';
 import { DEFAULT_PROGRESS_SECONDS, StepProgress } from './progress.ts';
-import type { InstancePlan, LocalTarget, SshTarget } from './settings.ts';
+import type { InstancePlan } from './settings.ts';
 import { discoverInstance, readGivenConfig, type Instance } from './steps/discover.ts';
 import { LAYOUT } from './steps/files.ts';
 import { MaintenanceGuard, occCommand } from './steps/maintenance.ts';
@@ -217,12 +217,6 @@ class LineFilter extends Transform {
       this.push(Buffer.from(this.partial, 'latin1'));
     callback();
   }
-}
-
-async function openHost(target: SshTarget | LocalTarget, context: RestoreContext): Promise<Host> {
-  if (target.kind === 'local') return new LocalHost();
-  context.secrets.add(target.privateKey);
-  return SshHost.connect(target, context.ssh);
 }
 
 /** The backup, checked byte for byte before anything on the target changes. */
@@ -472,7 +466,7 @@ export async function runRestore(
   let host: Host | undefined;
   try {
     host = await reporter.group('Connect', async () => {
-      const opened = await openHost(plan.target, context);
+      const opened = await openHost(plan.target, context.secrets, context.ssh);
       reporter.info(`Connected to ${opened.label} as ${opened.account}.`);
       return opened;
     });
@@ -1191,7 +1185,7 @@ export async function rollBackRestore(
 ): Promise<void> {
   if (journal.phase !== 'moving-aside' && journal.phase !== 'replacing') return;
   const full: RestoreContext = { ...context, signal: new AbortController().signal };
-  const host = await openHost(plan.target, full);
+  const host = await openHost(plan.target, full.secrets, full.ssh);
   try {
     await putBackPrevious(host, await rootOn(host), journal, plan, full, undefined);
   } finally {
@@ -1206,7 +1200,7 @@ export async function cleanupPrevious(
   paths: string[],
 ): Promise<{ removed: string[]; bytes: number }> {
   const full: RestoreContext = { ...context, signal: new AbortController().signal };
-  const host = await openHost(plan.target, full);
+  const host = await openHost(plan.target, full.secrets, full.ssh);
   try {
     const root = await rootOn(host);
     // The data directory as the instance's config.php says, when it is there to ask.

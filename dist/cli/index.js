@@ -6,7 +6,7 @@ import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(667);
+/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(818);
 // Entry of the `owncloud-backup` command.
 
 (0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .dropOutputToClosedPipes */ .D3)();
@@ -17,7 +17,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 667:
+/***/ 818:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -11399,6 +11399,22 @@ function clientCommand(client, connection, database) {
     ];
     return { program: client, argv, delivery, secret };
 }
+/** The client running one statement in the instance's database (batch output, no header). */
+function queryCommand(program, connection, sql) {
+    const { options, delivery, secret } = passwordDelivery(connection.password);
+    const argv = [
+        program,
+        ...options,
+        '--batch',
+        '--skip-column-names',
+        '--connect-timeout=15',
+        ...connectionOptions(connection),
+        `--execute=${sql}`,
+        '--',
+        connection.name,
+    ];
+    return { program, argv, delivery, secret };
+}
 function adminConnection({ connection, admin }) {
     return { ...connection, user: admin.user, password: admin.password };
 }
@@ -11464,20 +11480,7 @@ const mysql = {
         return { argv, delivery, secret };
     },
     checkCommand({ connection, tool }) {
-        const { options, delivery, secret } = passwordDelivery(connection.password);
-        const program = clientOf(tool);
-        const argv = [
-            program,
-            ...options,
-            '--batch',
-            '--skip-column-names',
-            '--connect-timeout=15',
-            ...connectionOptions(connection),
-            '--execute=SELECT 1',
-            '--',
-            connection.name,
-        ];
-        return { program, argv, delivery, secret };
+        return queryCommand(clientOf(tool), connection, 'SELECT 1');
     },
     checkProblem(result, { connection, tool }) {
         if (result.exitCode === 0 && result.stdout.trim() === '1')
@@ -11536,20 +11539,7 @@ const mysql = {
         return { ...command, argv: [...command.argv, '--execute=SELECT 1'] };
     },
     rowCountsCommand({ connection, tool }) {
-        const { options, delivery, secret } = passwordDelivery(connection.password);
-        const program = clientOf(tool);
-        const argv = [
-            program,
-            ...options,
-            '--batch',
-            '--skip-column-names',
-            '--connect-timeout=15',
-            ...connectionOptions(connection),
-            `--execute=${rowCountsSql(connection.tablePrefix)}`,
-            '--',
-            connection.name,
-        ];
-        return { program, argv, delivery, secret };
+        return queryCommand(clientOf(tool), connection, rowCountsSql(connection.tablePrefix));
     },
     parseRowCounts: parseRowCountLines,
 };
@@ -11612,6 +11602,18 @@ function psqlCommand(connection, extra = []) {
     ];
     return { program: 'psql', argv, delivery: 'pgpassword', secret: connection.password };
 }
+/** psql running the given commands, printing bare values one row a line. */
+function pgsql_queryCommand(connection, commands) {
+    const argv = [
+        ...connectionArgv('psql', connection),
+        '--no-psqlrc',
+        '--quiet',
+        '--tuples-only',
+        '--no-align',
+        ...commands,
+    ];
+    return { program: 'psql', argv, delivery: 'pgpassword', secret: connection.password };
+}
 function pgsql_adminConnection({ connection, admin }) {
     return { ...connection, name: 'postgres', user: admin.user, password: admin.password };
 }
@@ -11639,15 +11641,7 @@ const pgsql = {
     },
     checkCommand({ connection }) {
         // psql comes with pg_dump (one client package; Debian's wrapper picks the same version).
-        const argv = [
-            ...connectionArgv('psql', connection),
-            '--no-psqlrc',
-            '--quiet',
-            '--tuples-only',
-            '--no-align',
-            '--command=SELECT 1',
-        ];
-        return { program: 'psql', argv, delivery: 'pgpassword', secret: connection.password };
+        return pgsql_queryCommand(connection, ['--command=SELECT 1']);
     },
     checkProblem(result, { connection }) {
         if (result.exitCode === 0 && result.stdout.trim() === '1')
@@ -11704,29 +11698,14 @@ const pgsql = {
         };
     },
     adminCheckCommand(context) {
-        const command = psqlCommand(pgsql_adminConnection(context));
-        return {
-            ...command,
-            argv: [
-                ...command.argv.filter((a) => a !== '--output=/dev/null'),
-                '--tuples-only',
-                '--no-align',
-                '--command=SELECT 1',
-            ],
-        };
+        return pgsql_queryCommand(pgsql_adminConnection(context), ['--command=SELECT 1']);
     },
     rowCountsCommand({ connection }) {
-        const argv = [
-            ...connectionArgv('psql', connection),
-            '--no-psqlrc',
-            '--quiet',
-            '--tuples-only',
-            '--no-align',
+        return pgsql_queryCommand(connection, [
             '--set=ON_ERROR_STOP=1',
             '--command=BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
             `--command=${pgsql_rowCountsSql(connection.tablePrefix)}`,
-        ];
-        return { program: 'psql', argv, delivery: 'pgpassword', secret: connection.password };
+        ]);
     },
     parseRowCounts: parseRowCountLines,
 };
@@ -12373,6 +12352,16 @@ function endOrphanedMaster(master) {
     return ended;
 }
 
+;// CONCATENATED MODULE: ./src/host/connect.ts
+
+
+async function connect_openHost(target, secrets, ssh) {
+    if (target.kind === 'local')
+        return new LocalHost();
+    secrets.add(target.privateKey);
+    return SshHost.connect(target, ssh);
+}
+
 ;// CONCATENATED MODULE: external "node:crypto"
 const external_node_crypto_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:crypto");
 ;// CONCATENATED MODULE: ./src/steps/compress.ts
@@ -12732,18 +12721,7 @@ async function discoverInstance(host, plan, secrets) {
     if (host.account !== 'root' && host.account !== owner)
         await requirePasswordlessSudo(host, owner);
     const exists = (test, path) => existsOnHost(host, owner, test, path);
-    const read = await host.run(asUser(host.account, owner, [
-        'php',
-        '-d',
-        'display_errors=0',
-        '-d',
-        'log_errors=0',
-        '-r',
-        READ_CONFIG,
-        '--',
-        configDir,
-        JSON.stringify(CONFIG_KEYS),
-    ]));
+    const read = await host.run(configReader(host, owner, READ_CONFIG, [configDir, JSON.stringify(CONFIG_KEYS)]));
     const config = parseConfigRead(host, read, owner, configPath);
     // A secret from the moment it is known.
     secrets.add(typeof config.dbpassword === 'string' ? config.dbpassword : undefined);
@@ -12791,16 +12769,23 @@ async function discoverInstance(host, plan, secrets) {
  * with PHP as the given user, exactly as ownCloud would read them.
  */
 async function readGivenConfig(host, user, files, what) {
-    const read = await host.run(asUser(host.account, user, [
+    const read = await host.run(configReader(host, user, READ_GIVEN_CONFIG), {
+        input: JSON.stringify({ files, keys: CONFIG_KEYS }),
+    });
+    return parseConfigRead(host, read, user, what);
+}
+/** PHP on the host running a config reading script as the given user, printing no error text. */
+function configReader(host, user, script, args = []) {
+    return asUser(host.account, user, [
         'php',
         '-d',
         'display_errors=0',
         '-d',
         'log_errors=0',
         '-r',
-        READ_GIVEN_CONFIG,
-    ]), { input: JSON.stringify({ files, keys: CONFIG_KEYS }) });
-    return parseConfigRead(host, read, user, what);
+        script,
+        ...(args.length > 0 ? ['--', ...args] : []),
+    ]);
 }
 function parseConfigRead(host, read, owner, configPath) {
     if (read.exitCode !== 0) {
@@ -14558,12 +14543,6 @@ async function countRows(host, engine, context, signal, timeout) {
 
 
 
-async function openHost(plan, context) {
-    if (plan.target.kind === 'local')
-        return new LocalHost();
-    context.secrets.add(plan.target.privateKey);
-    return SshHost.connect(plan.target, context.ssh);
-}
 async function runBackup(plan, context) {
     const { reporter } = context;
     const startedAt = context.startedAt ?? new Date();
@@ -14622,7 +14601,7 @@ async function backUp(plan, context, run) {
     let privilege = { prefix: [], keepsOwners: false };
     try {
         host = await reporter.group('Connect', async () => {
-            const opened = await openHost(plan, context);
+            const opened = await connect_openHost(plan.target, context.secrets, context.ssh);
             reporter.info(`Connected to ${opened.label} as ${opened.account}.`);
             return opened;
         });
@@ -15658,12 +15637,6 @@ class LineFilter extends external_node_stream_namespaceObject.Transform {
         callback();
     }
 }
-async function restore_openHost(target, context) {
-    if (target.kind === 'local')
-        return new LocalHost();
-    context.secrets.add(target.privateKey);
-    return SshHost.connect(target, context.ssh);
-}
 /** The backup, checked byte for byte before anything on the target changes. */
 async function verified(backupPath, reporter) {
     const checks = await verifyBackup(backupPath);
@@ -15835,7 +15808,7 @@ async function runRestore(plan, context) {
     let host;
     try {
         host = await reporter.group('Connect', async () => {
-            const opened = await restore_openHost(plan.target, context);
+            const opened = await connect_openHost(plan.target, context.secrets, context.ssh);
             reporter.info(`Connected to ${opened.label} as ${opened.account}.`);
             return opened;
         });
@@ -16354,7 +16327,7 @@ async function rollBackRestore(plan, journal, context) {
     if (journal.phase !== 'moving-aside' && journal.phase !== 'replacing')
         return;
     const full = { ...context, signal: new AbortController().signal };
-    const host = await restore_openHost(plan.target, full);
+    const host = await openHost(plan.target, full.secrets, full.ssh);
     try {
         await putBackPrevious(host, await rootOn(host), journal, plan, full, undefined);
     }
@@ -16365,7 +16338,7 @@ async function rollBackRestore(plan, journal, context) {
 /** `restore --cleanup`: removes what earlier restores moved aside, beside the given paths. */
 async function cleanupPrevious(plan, context, paths) {
     const full = { ...context, signal: new AbortController().signal };
-    const host = await restore_openHost(plan.target, full);
+    const host = await connect_openHost(plan.target, full.secrets, full.ssh);
     try {
         const root = await rootOn(host);
         // The data directory as the instance's config.php says, when it is there to ask.

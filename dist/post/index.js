@@ -43544,18 +43544,7 @@ async function discoverInstance(host, plan, secrets) {
     if (host.account !== 'root' && host.account !== owner)
         await requirePasswordlessSudo(host, owner);
     const exists = (test, path) => discover_existsOnHost(host, owner, test, path);
-    const read = await host.run(asUser(host.account, owner, [
-        'php',
-        '-d',
-        'display_errors=0',
-        '-d',
-        'log_errors=0',
-        '-r',
-        READ_CONFIG,
-        '--',
-        configDir,
-        JSON.stringify(CONFIG_KEYS),
-    ]));
+    const read = await host.run(configReader(host, owner, READ_CONFIG, [configDir, JSON.stringify(CONFIG_KEYS)]));
     const config = parseConfigRead(host, read, owner, configPath);
     // A secret from the moment it is known.
     secrets.add(typeof config.dbpassword === 'string' ? config.dbpassword : undefined);
@@ -43603,16 +43592,23 @@ async function discoverInstance(host, plan, secrets) {
  * with PHP as the given user, exactly as ownCloud would read them.
  */
 async function readGivenConfig(host, user, files, what) {
-    const read = await host.run(asUser(host.account, user, [
+    const read = await host.run(configReader(host, user, READ_GIVEN_CONFIG), {
+        input: JSON.stringify({ files, keys: CONFIG_KEYS }),
+    });
+    return parseConfigRead(host, read, user, what);
+}
+/** PHP on the host running a config reading script as the given user, printing no error text. */
+function configReader(host, user, script, args = []) {
+    return asUser(host.account, user, [
         'php',
         '-d',
         'display_errors=0',
         '-d',
         'log_errors=0',
         '-r',
-        READ_GIVEN_CONFIG,
-    ]), { input: JSON.stringify({ files, keys: CONFIG_KEYS }) });
-    return parseConfigRead(host, read, user, what);
+        script,
+        ...(args.length > 0 ? ['--', ...args] : []),
+    ]);
 }
 function parseConfigRead(host, read, owner, configPath) {
     if (read.exitCode !== 0) {

@@ -100,6 +100,23 @@ function clientCommand(
   return { program: client, argv, delivery, secret };
 }
 
+/** The client running one statement in the instance's database (batch output, no header). */
+function queryCommand(program: string, connection: DatabaseConnection, sql: string): CheckCommand {
+  const { options, delivery, secret } = passwordDelivery(connection.password);
+  const argv = [
+    program,
+    ...options,
+    '--batch',
+    '--skip-column-names',
+    '--connect-timeout=15',
+    ...connectionOptions(connection),
+    `--execute=${sql}`,
+    '--',
+    connection.name,
+  ];
+  return { program, argv, delivery, secret };
+}
+
 function adminConnection({ connection, admin }: LoadContext): DatabaseConnection {
   return { ...connection, user: admin!.user, password: admin!.password };
 }
@@ -170,20 +187,7 @@ export const mysql: DatabaseEngine = {
   },
 
   checkCommand({ connection, tool }) {
-    const { options, delivery, secret } = passwordDelivery(connection.password);
-    const program = clientOf(tool);
-    const argv = [
-      program,
-      ...options,
-      '--batch',
-      '--skip-column-names',
-      '--connect-timeout=15',
-      ...connectionOptions(connection),
-      '--execute=SELECT 1',
-      '--',
-      connection.name,
-    ];
-    return { program, argv, delivery, secret };
+    return queryCommand(clientOf(tool), connection, 'SELECT 1');
   },
 
   checkProblem(result, { connection, tool }) {
@@ -252,20 +256,7 @@ export const mysql: DatabaseEngine = {
     return { ...command, argv: [...command.argv, '--execute=SELECT 1'] };
   },
   rowCountsCommand({ connection, tool }) {
-    const { options, delivery, secret } = passwordDelivery(connection.password);
-    const program = clientOf(tool);
-    const argv = [
-      program,
-      ...options,
-      '--batch',
-      '--skip-column-names',
-      '--connect-timeout=15',
-      ...connectionOptions(connection),
-      `--execute=${rowCountsSql(connection.tablePrefix)}`,
-      '--',
-      connection.name,
-    ];
-    return { program, argv, delivery, secret };
+    return queryCommand(clientOf(tool), connection, rowCountsSql(connection.tablePrefix));
   },
 
   parseRowCounts: parseRowCountLines,

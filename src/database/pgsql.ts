@@ -72,6 +72,19 @@ function psqlCommand(connection: DatabaseConnection, extra: string[] = []): Chec
   return { program: 'psql', argv, delivery: 'pgpassword', secret: connection.password };
 }
 
+/** psql running the given commands, printing bare values one row a line. */
+function queryCommand(connection: DatabaseConnection, commands: string[]): CheckCommand {
+  const argv = [
+    ...connectionArgv('psql', connection),
+    '--no-psqlrc',
+    '--quiet',
+    '--tuples-only',
+    '--no-align',
+    ...commands,
+  ];
+  return { program: 'psql', argv, delivery: 'pgpassword', secret: connection.password };
+}
+
 function adminConnection({ connection, admin }: LoadContext): DatabaseConnection {
   return { ...connection, name: 'postgres', user: admin!.user, password: admin!.password };
 }
@@ -107,15 +120,7 @@ export const pgsql: DatabaseEngine = {
 
   checkCommand({ connection }) {
     // psql comes with pg_dump (one client package; Debian's wrapper picks the same version).
-    const argv = [
-      ...connectionArgv('psql', connection),
-      '--no-psqlrc',
-      '--quiet',
-      '--tuples-only',
-      '--no-align',
-      '--command=SELECT 1',
-    ];
-    return { program: 'psql', argv, delivery: 'pgpassword', secret: connection.password };
+    return queryCommand(connection, ['--command=SELECT 1']);
   },
 
   checkProblem(result, { connection }) {
@@ -180,29 +185,14 @@ export const pgsql: DatabaseEngine = {
   },
 
   adminCheckCommand(context) {
-    const command = psqlCommand(adminConnection(context));
-    return {
-      ...command,
-      argv: [
-        ...command.argv.filter((a) => a !== '--output=/dev/null'),
-        '--tuples-only',
-        '--no-align',
-        '--command=SELECT 1',
-      ],
-    };
+    return queryCommand(adminConnection(context), ['--command=SELECT 1']);
   },
   rowCountsCommand({ connection }) {
-    const argv = [
-      ...connectionArgv('psql', connection),
-      '--no-psqlrc',
-      '--quiet',
-      '--tuples-only',
-      '--no-align',
+    return queryCommand(connection, [
       '--set=ON_ERROR_STOP=1',
       '--command=BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
       `--command=${rowCountsSql(connection.tablePrefix)}`,
-    ];
-    return { program: 'psql', argv, delivery: 'pgpassword', secret: connection.password };
+    ]);
   },
 
   parseRowCounts: parseRowCountLines,

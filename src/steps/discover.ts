@@ -169,18 +169,7 @@ export async function discoverInstance(
   const exists = (test: '-d' | '-f' | '-e', path: string) => existsOnHost(host, owner, test, path);
 
   const read = await host.run(
-    asUser(host.account, owner, [
-      'php',
-      '-d',
-      'display_errors=0',
-      '-d',
-      'log_errors=0',
-      '-r',
-      READ_CONFIG,
-      '--',
-      configDir,
-      JSON.stringify(CONFIG_KEYS),
-    ]),
+    configReader(host, owner, READ_CONFIG, [configDir, JSON.stringify(CONFIG_KEYS)]),
   );
   const config = parseConfigRead(host, read, owner, configPath);
   // A secret from the moment it is known.
@@ -244,19 +233,24 @@ export async function readGivenConfig(
   files: Record<string, string>,
   what: string,
 ): Promise<ConfigValues> {
-  const read = await host.run(
-    asUser(host.account, user, [
-      'php',
-      '-d',
-      'display_errors=0',
-      '-d',
-      'log_errors=0',
-      '-r',
-      READ_GIVEN_CONFIG,
-    ]),
-    { input: JSON.stringify({ files, keys: CONFIG_KEYS }) },
-  );
+  const read = await host.run(configReader(host, user, READ_GIVEN_CONFIG), {
+    input: JSON.stringify({ files, keys: CONFIG_KEYS }),
+  });
   return parseConfigRead(host, read, user, what);
+}
+
+/** PHP on the host running a config reading script as the given user, printing no error text. */
+function configReader(host: Host, user: string, script: string, args: string[] = []): string[] {
+  return asUser(host.account, user, [
+    'php',
+    '-d',
+    'display_errors=0',
+    '-d',
+    'log_errors=0',
+    '-r',
+    script,
+    ...(args.length > 0 ? ['--', ...args] : []),
+  ]);
 }
 
 function parseConfigRead(
