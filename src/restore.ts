@@ -869,10 +869,9 @@ async function replace(r: Replacement): Promise<RestoreResult> {
     };
   } catch (error) {
     if (journal.phase === 'moving-aside' || journal.phase === 'replacing') {
-      const cause =
-        signal.aborted && !(error instanceof InterruptedError)
-          ? 'The restore was interrupted'
-          : describeError(error).replace(/\.$/, '');
+      const cause = signal.aborted
+        ? 'The restore was interrupted'
+        : describeError(error).replace(/\.$/, '');
       if (!plan.safetyCopy && journal.phase === 'replacing')
         throw new RestoreError(
           `${cause}. The instance is INCOMPLETE: there was no safety copy (safety-copy false) to put back; restore again.`,
