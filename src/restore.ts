@@ -819,6 +819,7 @@ async function replace(r: Replacement): Promise<RestoreResult> {
       reporter.info(
         'occ maintenance:data-fingerprint: sync clients will re-sync instead of deleting.',
       );
+      if (signal.aborted) throw new InterruptedError();
       const status = JSON.parse(
         (await runOcc(['status', '--output=json'])).stdout.trim().split('\n').pop() ?? '{}',
       ) as {
@@ -832,6 +833,7 @@ async function replace(r: Replacement): Promise<RestoreResult> {
           `occ status says version ${status.version ?? '?'} after the restore; the backup is of ${manifest.instance.version}.`,
         );
       const counted = await checkRowCounts(r, loadContext(r, occUser));
+      if (signal.aborted) throw new InterruptedError();
       if (manifest.maintenance.priorState) {
         reporter.info(
           "Maintenance mode stays on: it was on before the backup (the administrator's state).",
@@ -842,6 +844,7 @@ async function replace(r: Replacement): Promise<RestoreResult> {
       }
       return counted;
     });
+    if (signal.aborted) throw new InterruptedError();
 
     note('done');
     let previous: RestoreResult['previous'];
