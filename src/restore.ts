@@ -872,9 +872,12 @@ async function replace(r: Replacement): Promise<RestoreResult> {
     };
   } catch (error) {
     if (journal.phase === 'moving-aside' || journal.phase === 'replacing') {
+      // One line: a tool's stderr tail (several lines) would push the state off it.
       const cause = signal.aborted
         ? 'The restore was interrupted'
-        : describeError(error).replace(/\.$/, '');
+        : describeError(error)
+            .replace(/\s*\n\s*/g, '; ')
+            .replace(/\.$/, '');
       if (!plan.safetyCopy && journal.phase === 'replacing')
         throw new RestoreError(
           `${cause}. The instance is INCOMPLETE: there was no safety copy (safety-copy false) to put back; restore again.`,
@@ -883,7 +886,7 @@ async function replace(r: Replacement): Promise<RestoreResult> {
         await putBackPrevious(host, root, journal, plan, context, maintenance);
       } catch (rollbackError) {
         throw new RestoreError(
-          `${cause}. PUTTING THE PREVIOUS STATE BACK FAILED: ${describeError(rollbackError)} The previous state is in ${journal.containers.join(', ')}.`,
+          `${cause}. PUTTING THE PREVIOUS STATE BACK FAILED: ${describeError(rollbackError).replace(/\s*\n\s*/g, '; ')} The previous state is in ${journal.containers.join(', ')}.`,
         );
       }
       note('rolled-back');
