@@ -15862,12 +15862,16 @@ async function replace(r) {
             });
             await runOcc(['maintenance:data-fingerprint']);
             reporter.info('occ maintenance:data-fingerprint: sync clients will re-sync instead of deleting.');
+            if (signal.aborted)
+                throw new InterruptedError();
             const status = JSON.parse((await runOcc(['status', '--output=json'])).stdout.trim().split('\n').pop() ?? '{}');
             if (status.installed !== true)
                 throw new BackupError('occ status does not say installed after the restore.');
             if (status.version !== manifest.instance.version)
                 throw new BackupError(`occ status says version ${status.version ?? '?'} after the restore; the backup is of ${manifest.instance.version}.`);
             const counted = await checkRowCounts(r, loadContext(r, occUser));
+            if (signal.aborted)
+                throw new InterruptedError();
             if (manifest.maintenance.priorState) {
                 reporter.info("Maintenance mode stays on: it was on before the backup (the administrator's state).");
             }
@@ -15877,6 +15881,8 @@ async function replace(r) {
             }
             return counted;
         });
+        if (signal.aborted)
+            throw new InterruptedError();
         note('done');
         let previous;
         if (plan.safetyCopy && containers.length > 0) {
@@ -15903,16 +15909,19 @@ async function replace(r) {
     }
     catch (error) {
         if (journal.phase === 'moving-aside' || journal.phase === 'replacing') {
-            const cause = signal.aborted && !(error instanceof InterruptedError)
+            // One line: a tool's stderr tail (several lines) would push the state off it.
+            const cause = signal.aborted
                 ? 'The restore was interrupted'
-                : describeError(error).replace(/\.$/, '');
+                : describeError(error)
+                    .replace(/\s*\n\s*/g, '; ')
+                    .replace(/\.$/, '');
             if (!plan.safetyCopy && journal.phase === 'replacing')
                 throw new RestoreError(`${cause}. The instance is INCOMPLETE: there was no safety copy (safety-copy false) to put back; restore again.`);
             try {
                 await putBackPrevious(host, root, journal, plan, context, maintenance);
             }
             catch (rollbackError) {
-                throw new RestoreError(`${cause}. PUTTING THE PREVIOUS STATE BACK FAILED: ${describeError(rollbackError)} The previous state is in ${journal.containers.join(', ')}.`);
+                throw new RestoreError(`${cause}. PUTTING THE PREVIOUS STATE BACK FAILED: ${describeError(rollbackError).replace(/\s*\n\s*/g, '; ')} The previous state is in ${journal.containers.join(', ')}.`);
             }
             note('rolled-back');
             throw new RestoreError(`${cause}. The previous state is back: files, database and maintenance mode as they were before the restore.`);
