@@ -31,6 +31,7 @@ import {
   instanceState,
   type InstanceState,
 } from '../support/restore.ts';
+import { ownProcesses } from '../support/processes.ts';
 import { gateTool, type ToolGate } from '../support/tool-gate.ts';
 import { diffTrees, snapshotTree } from '../support/tree.ts';
 import type { Manifest } from '../../src/manifest.ts';
@@ -111,10 +112,26 @@ function containersUnder(dir: string): string[] {
     .filter(Boolean);
 }
 
+/**
+ * What the restore started that still runs: a tar or client it did not stop would go on
+ * writing into the state just put back. (The gates' own shells are left out: the test ends them.)
+ */
+function stillRunning(p: Prepared): string[] {
+  return ownProcesses
+    .list()
+    .filter((x) => x.argv[0] !== '/bin/sh' && x.argv[0] !== 'sleep')
+    .map((x) => x.argv.join(' '))
+    .filter(
+      (line) =>
+        line.includes(p.instance.root) || line.includes(' --file=-') || line.includes(p.backup.dir),
+    );
+}
+
 /** The instance is as it was before the restore, in every part the restore touches. */
 async function expectPreviousState(p: Prepared, run: CliRun): Promise<void> {
   expect(run.exitCode, explain(run)).not.toBe(0);
   expect(run.leaks).toEqual([]);
+  expect(stillRunning(p)).toEqual([]);
   expect(containersUnder(p.instance.root)).toEqual([]);
   expectSameState(await instanceState(p.instance, p.backup.manifest), p.before);
   const config = p.instance.readConfig();
@@ -225,7 +242,7 @@ describe('the database session killed during the load', () => {
     expect(run.exitCode).toBe(1);
     expect(errorLine(run)).toMatch(
       new RegExp(
-        `^owncloud-backup: error: Loading the database dump \\(psql\\) failed with exit code \\d+: .*(terminat|closed the connection).*\\. ${escape(ROLLED_BACK)}$`,
+        `^owncloud-backup: error: Loading the database dump \\(psql\\) failed with exit code \\d+: Could not reach the PostgreSQL server \\S+ \\(is it running\\?\\), or it closed the connection\\. ${escape(ROLLED_BACK)}$`,
       ),
     );
     p.instance.remove();
@@ -259,7 +276,7 @@ describe('the database session killed during the load', () => {
     expect(run.exitCode).toBe(1);
     expect(errorLine(run)).toMatch(
       new RegExp(
-        `^owncloud-backup: error: Loading the database dump \\(mariadb\\) failed with exit code \\d+: .*\\. ${escape(ROLLED_BACK)}$`,
+        `^owncloud-backup: error: Loading the database dump \\(mariadb\\) failed with exit code \\d+: The MySQL server \\S+ closed the connection while it was in use \\(the session was killed, or the server stopped\\)\\. ${escape(ROLLED_BACK)}$`,
       ),
     );
     p.instance.remove();
@@ -277,13 +294,15 @@ function escape(text: string): string {
 
 const INTERRUPTED = `^owncloud-backup: error: The restore was interrupted\\. ${escape(ROLLED_BACK)}$`;
 
-function expectInterrupted(run: CliRun): void {
+function expectInterrupted(run: CliRun, signal: NodeJS.Signals = 'SIGINT'): void {
   expect(run.exitCode, explain(run)).toBe(130);
   expect(errorLine(run)).toMatch(new RegExp(INTERRUPTED));
-  expect(run.stderr).toContain('SIGINT: stopping; the previous state is put back before exiting.');
+  expect(run.stderr).toContain(
+    `${signal}: stopping; the previous state is put back before exiting.`,
+  );
 }
 
-describe('SIGINT in each phase puts the previous state back and exits 130', () => {
+describe('SIGINT (and SIGTERM) in each phase puts the previous state back and exits 130', () => {
   it('right after maintenance mode went on (it was off before the restore: off again)', async () => {
     const p = await prepared('sqlite', { maintenanceOff: true });
     expect(p.maintenance).toBe(false);
@@ -323,14 +342,18 @@ describe('SIGINT in each phase puts the previous state back and exits 130', () =
     p.instance.remove();
   });
 
-  for (const engine of ['sqlite', 'mysql'] as Engine[])
-    it(`${engine}: during the file extraction (tar held halfway through the archive)`, async () => {
+  for (const [engine, signal] of [
+    ['sqlite', 'SIGINT'],
+    ['mysql', 'SIGINT'],
+    ['sqlite', 'SIGTERM'],
+  ] as [Engine, NodeJS.Signals][])
+    it(`${engine}: ${signal} during the file extraction (tar held halfway through the archive)`, async () => {
       const p = await prepared(engine);
       const gate = tarGate(p);
-      const run = await restoreHeldAt(p, gate, (cli) => void cli.kill('SIGINT'), {
+      const run = await restoreHeldAt(p, gate, (cli) => void cli.kill(signal), {
         env: { PATH: gate.path },
       });
-      expectInterrupted(run);
+      expectInterrupted(run, signal);
       await expectPreviousState(p, run);
       p.instance.remove();
     });
