@@ -842,6 +842,7 @@ async function replace(r: Replacement): Promise<RestoreResult> {
       reporter.info(
         'occ maintenance:data-fingerprint: sync clients will re-sync instead of deleting.',
       );
+      if (signal.aborted) throw new InterruptedError();
       const status = JSON.parse(
         (await runOcc(['status', '--output=json'])).stdout.trim().split('\n').pop() ?? '{}',
       ) as {
@@ -855,6 +856,7 @@ async function replace(r: Replacement): Promise<RestoreResult> {
           `occ status says version ${status.version ?? '?'} after the restore; the backup is of ${manifest.instance.version}.`,
         );
       const counted = await checkRowCounts(r, loadContext(r, occUser));
+      if (signal.aborted) throw new InterruptedError();
       if (manifest.maintenance.priorState) {
         reporter.info(
           "Maintenance mode stays on: it was on before the backup (the administrator's state).",
@@ -865,6 +867,7 @@ async function replace(r: Replacement): Promise<RestoreResult> {
       }
       return counted;
     });
+    if (signal.aborted) throw new InterruptedError();
 
     note('done');
     let previous: RestoreResult['previous'];
@@ -892,10 +895,12 @@ async function replace(r: Replacement): Promise<RestoreResult> {
     };
   } catch (error) {
     if (journal.phase === 'moving-aside' || journal.phase === 'replacing') {
-      const cause =
-        signal.aborted && !(error instanceof InterruptedError)
-          ? 'The restore was interrupted'
-          : describeError(error).replace(/\.$/, '');
+      // One line: a tool's stderr tail (several lines) would push the state off it.
+      const cause = signal.aborted
+        ? 'The restore was interrupted'
+        : describeError(error)
+            .replace(/\s*\n\s*/g, '; ')
+            .replace(/\.$/, '');
       if (!plan.safetyCopy && removing)
         throw new RestoreError(
           `${cause}. The instance is INCOMPLETE: there was no safety copy (safety-copy false) to put back; restore again.`,
@@ -906,7 +911,7 @@ async function replace(r: Replacement): Promise<RestoreResult> {
         );
       } catch (rollbackError) {
         throw new RestoreError(
-          `${cause}. PUTTING THE PREVIOUS STATE BACK FAILED: ${describeError(rollbackError)} The previous state is in ${journal.containers.join(', ')}: run the same restore again once the host is reachable, or move it back by hand.`,
+          `${cause}. PUTTING THE PREVIOUS STATE BACK FAILED: ${describeError(rollbackError).replace(/\s*\n\s*/g, '; ')} The previous state is in ${journal.containers.join(', ')}: once the host is reachable, run the restore again (it moves what is there aside first), or move that state back by hand.`,
         );
       }
       note('rolled-back');

@@ -11370,8 +11370,11 @@ function explainFailure(stderr, connection) {
         return `MySQL refused user '${connection.user}' (access denied): wrong password or missing rights on '${connection.name}'.`;
     if (/Unknown database/i.test(stderr))
         return `MySQL has no database '${connection.name}'.`;
-    if (/Can't connect|Lost connection|Unknown MySQL server host|server has gone away/i.test(stderr))
+    if (/Can't connect|Unknown MySQL server host/i.test(stderr))
         return `Could not reach the MySQL server ${serverName(connection)} (is it running?).`;
+    // Reached, then lost: the session was killed or the server went down while it worked.
+    if (/Lost connection|server has gone away/i.test(stderr))
+        return `The MySQL server ${serverName(connection)} closed the connection while it was in use (the session was killed, or the server stopped).`;
     return undefined;
 }
 /** A MySQL identifier, backquoted. Pure. */
@@ -16092,12 +16095,16 @@ async function replace(r) {
             });
             await runOcc(['maintenance:data-fingerprint']);
             reporter.info('occ maintenance:data-fingerprint: sync clients will re-sync instead of deleting.');
+            if (signal.aborted)
+                throw new InterruptedError();
             const status = JSON.parse((await runOcc(['status', '--output=json'])).stdout.trim().split('\n').pop() ?? '{}');
             if (status.installed !== true)
                 throw new BackupError('occ status does not say installed after the restore.');
             if (status.version !== manifest.instance.version)
                 throw new BackupError(`occ status says version ${status.version ?? '?'} after the restore; the backup is of ${manifest.instance.version}.`);
             const counted = await checkRowCounts(r, loadContext(r, occUser));
+            if (signal.aborted)
+                throw new InterruptedError();
             if (manifest.maintenance.priorState) {
                 reporter.info("Maintenance mode stays on: it was on before the backup (the administrator's state).");
             }
@@ -16107,6 +16114,8 @@ async function replace(r) {
             }
             return counted;
         });
+        if (signal.aborted)
+            throw new InterruptedError();
         note('done');
         let previous;
         if (plan.safetyCopy && containers.length > 0) {
@@ -16133,16 +16142,19 @@ async function replace(r) {
     }
     catch (error) {
         if (journal.phase === 'moving-aside' || journal.phase === 'replacing') {
-            const cause = signal.aborted && !(error instanceof InterruptedError)
+            // One line: a tool's stderr tail (several lines) would push the state off it.
+            const cause = signal.aborted
                 ? 'The restore was interrupted'
-                : describeError(error).replace(/\.$/, '');
+                : describeError(error)
+                    .replace(/\s*\n\s*/g, '; ')
+                    .replace(/\.$/, '');
             if (!plan.safetyCopy && removing)
                 throw new RestoreError(`${cause}. The instance is INCOMPLETE: there was no safety copy (safety-copy false) to put back; restore again.`);
             try {
                 await withReconnects(r, host, (reached, first) => putBackPrevious(reached, root, journal, plan, context, first ? maintenance : undefined));
             }
             catch (rollbackError) {
-                throw new RestoreError(`${cause}. PUTTING THE PREVIOUS STATE BACK FAILED: ${describeError(rollbackError)} The previous state is in ${journal.containers.join(', ')}: run the same restore again once the host is reachable, or move it back by hand.`);
+                throw new RestoreError(`${cause}. PUTTING THE PREVIOUS STATE BACK FAILED: ${describeError(rollbackError).replace(/\s*\n\s*/g, '; ')} The previous state is in ${journal.containers.join(', ')}: once the host is reachable, run the restore again (it moves what is there aside first), or move that state back by hand.`);
             }
             note('rolled-back');
             throw new RestoreError(`${cause}. The previous state is back: files, database and maintenance mode as they were before the restore.`);
