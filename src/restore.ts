@@ -48,8 +48,11 @@ import {
   planMoves,
   PROBE_PATHS,
   PUT_BACK,
+  recordingPid,
   restoreStamp,
   SIZE,
+  stepPidFile,
+  STOP_STEPS,
   type MovedPath,
 } from './steps/previous-state.ts';
 import { extractFiles, readArchivedConfig } from './steps/restore-files.ts';
@@ -357,10 +360,14 @@ async function loadDump(options: {
   dropLines?: RegExp;
   signal: AbortSignal;
   progress: StepProgress;
+  root: string[];
+  /** Where the client on the host records its pid (see stepPidFile). */
+  pidFile?: string;
 }): Promise<{ bytes: number; dropped: number }> {
   const { host, engine, context } = options;
   const command = engine.loadCommand(context);
-  const loader = host.stream(guardedInputCommand(command.argv, command.delivery), {
+  const client = options.pidFile ? recordingPid(options.pidFile, command.argv) : command.argv;
+  const loader = host.stream([...options.root, ...guardedInputCommand(client, command.delivery)], {
     feedStdin: true,
     signal: options.signal,
   });
@@ -665,6 +672,13 @@ async function replace(r: Replacement): Promise<RestoreResult> {
       )
     : undefined;
 
+  // The writing steps record their pids beside the previous state, for a rollback to stop.
+  const stepPids = containers[0]
+    ? {
+        files: stepPidFile(containers[0], 'files'),
+        database: stepPidFile(containers[0], 'database'),
+      }
+    : undefined;
   /** Set once the current files are being deleted (safety-copy false): no way back then. */
   let removing = false;
   try {
@@ -734,8 +748,11 @@ async function replace(r: Replacement): Promise<RestoreResult> {
         layout: layout.members,
         signal,
         progress: files,
+        ...(stepPids ? { pidFile: stepPids.files } : {}),
       });
       files.finish();
+      if (stepPids)
+        await mustRun(host, [...root, 'rm', '-f', '--', stepPids.files], 'Removing a pid file');
       reporter.info(
         `${manifest.files.fileCount} files (${formatBytes(manifest.files.bytes)}) restored.`,
       );
@@ -822,8 +839,12 @@ async function replace(r: Replacement): Promise<RestoreResult> {
         ...(dropLines ? { dropLines } : {}),
         signal,
         progress: loading,
+        root,
+        ...(stepPids ? { pidFile: stepPids.database } : {}),
       });
       loading.finish();
+      if (stepPids)
+        await mustRun(host, [...root, 'rm', '-f', '--', stepPids.database], 'Removing a pid file');
       reporter.info(
         `Loaded ${formatBytes(loaded.bytes)} of SQL with ${r.client}${loaded.dropped ? ` (${loaded.dropped} ownership statements naming ${manifest.database.user} left out: the objects belong to ${connection.user})` : ''}.`,
       );
@@ -937,24 +958,30 @@ async function withReconnects(
 ): Promise<void> {
   const deadline = Date.now() + (r.context.rollbackRetrySeconds ?? ROLLBACK_RETRY_SECONDS) * 1000;
   let current = host;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await work(current, attempt === 1);
-      return;
-    } catch (error) {
-      if (!(error instanceof LinkError) || r.plan.target.kind !== 'ssh' || Date.now() >= deadline)
-        throw error;
-      r.context.reporter.warning(
-        `The link to the host failed while putting the previous state back (${describeError(error)}); reconnecting (attempt ${attempt}).`,
-      );
-      await sleep(Math.min(2000 * attempt, 10_000));
+  try {
+    for (let attempt = 1; ; attempt++) {
       try {
-        if (current !== host) await current.close();
-        current = await SshHost.connect(r.plan.target, r.context.ssh);
-      } catch (connectError) {
-        r.context.reporter.info(`Not reachable yet: ${describeError(connectError)}`);
+        await work(current, attempt === 1);
+        return;
+      } catch (error) {
+        if (!(error instanceof LinkError) || r.plan.target.kind !== 'ssh' || Date.now() >= deadline)
+          throw error;
+        r.context.reporter.warning(
+          `The link to the host failed while putting the previous state back (${describeError(error)}); reconnecting (attempt ${attempt}).`,
+        );
+        await sleep(Math.min(2000 * attempt, 10_000));
+        try {
+          const reconnected = await SshHost.connect(r.plan.target, r.context.ssh);
+          if (current !== host) await current.close();
+          current = reconnected;
+        } catch (connectError) {
+          r.context.reporter.info(`Not reachable yet: ${describeError(connectError)}`);
+        }
       }
     }
+  } finally {
+    // The session opened here is this function's to end (the first one is the caller's).
+    if (current !== host) await current.close();
   }
 }
 
@@ -1100,6 +1127,23 @@ async function putBackPrevious(
 ): Promise<void> {
   const { reporter } = context;
   reporter.warning('Putting the previous state back.');
+  // A step the lost link left running on the host (tar, the client) stops first.
+  const container = journal.containers[0];
+  if (container)
+    await mustRun(
+      host,
+      [
+        ...root,
+        'sh',
+        '-c',
+        STOP_STEPS,
+        'sh',
+        stepPidFile(container, 'files'),
+        stepPidFile(container, 'database'),
+      ],
+      'Stopping what the restore left running',
+      { shielded: true },
+    );
   await mustRun(
     host,
     [...root, 'sh', '-c', PUT_BACK, 'sh', ...moveArguments([...journal.moved].reverse())],
