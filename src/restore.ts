@@ -321,14 +321,17 @@ async function runSql(
   doing: string,
   engine: DatabaseEngine,
   connection: DatabaseConnection,
+  /** Interrupts it (the restore's own reset); a rollback's reset is shielded instead. */
+  signal?: AbortSignal,
 ): Promise<void> {
   const result = reached(
     host,
     await host.run(guardedInputCommand(command.argv, command.delivery), {
       input: secretLine(command.secret) + sql,
-      shielded: true,
+      ...(signal ? { signal } : { shielded: true }),
     }),
   );
+  if (signal?.aborted) throw new InterruptedError('The restore was interrupted.');
   if (result.exitCode !== 0)
     throw new BackupError(
       `${doing} failed (exit ${result.exitCode}): ${engine.explainFailure(result.stderr, connection) ?? (stderrTail(result.stderr) || 'no message')}`,
@@ -482,7 +485,7 @@ export async function runRestore(
     interrupted();
 
     // --- What is there, and what will be -----------------------------------------------
-    const { current, connection, changes, client, moves } = await unchanged(() =>
+    const { installDirOwner, current, connection, changes, client, moves } = await unchanged(() =>
       reporter.group('Preflight (nothing is changed yet)', async () => {
         const found = await currentInstance(connected, plan, layout.installDir, context);
         if (found)
@@ -563,7 +566,7 @@ export async function runRestore(
           const result = await checkLogin(connected, check);
           if (result.exitCode !== 0 || result.stdout.trim() !== '1')
             throw new BackupError(
-              `The database check failed (nothing was changed): ${engine.explainFailure(result.stderr, plan.dbAdmin ? { ...target, user: plan.dbAdmin.user } : target) ?? (stderrTail(result.stderr) || `exit ${result.exitCode}`)}${plan.dbAdmin ? '' : " (without db-admin-user the database must exist and the instance's user must reach it)"}`,
+              `The database check failed (nothing was changed): ${engine.explainFailure(result.stderr, plan.dbAdmin ? { ...target, user: plan.dbAdmin.user } : target) ?? (stderrTail(result.stderr) || `exit ${result.exitCode}`)}${plan.dbAdmin ? '' : " Without db-admin-user, the database must exist and the instance's user must reach it."}`,
             );
         }
 
@@ -584,7 +587,10 @@ export async function runRestore(
         reporter.info(
           `To replace: ${layout.replaced.join(', ')}; database ${engine.type} '${target.name}'.`,
         );
+        const installDirOwner = (await ownerOf(connected, layout.installDir))?.name;
         return {
+          installDirOwner:
+            installDirOwner && installDirOwner !== 'UNKNOWN' ? installDirOwner : undefined,
           current: found,
           connection: target,
           changes: changed,
@@ -596,6 +602,7 @@ export async function runRestore(
     interrupted();
     return await replace({
       host: connected,
+      installDirOwner,
       root,
       plan,
       context,
@@ -616,6 +623,8 @@ export async function runRestore(
 
 interface Replacement {
   host: Host;
+  /** Who owned the installation directory before the restore (the default owner of new files). */
+  installDirOwner: string | undefined;
   root: string[];
   plan: RestorePlan;
   context: RestoreContext;
@@ -766,7 +775,7 @@ async function replace(r: Replacement): Promise<RestoreResult> {
       if (!archivedOwner) throw new BackupError(`The restored files hold no ${configPath}.`);
       let owner = archivedOwner.name;
       if (plan.owner || owner === 'UNKNOWN' || owner === String(archivedOwner.uid)) {
-        const wanted = plan.owner ?? (await ownerOf(host, layout.installDir))?.name ?? 'UNKNOWN';
+        const wanted = plan.owner ?? r.installDirOwner ?? 'UNKNOWN';
         if (wanted === 'UNKNOWN')
           throw new BackupError(
             `The archive's owner (uid ${archivedOwner.uid}) does not exist on ${host.label}: name the web server's user with the owner input.`,
@@ -823,7 +832,15 @@ async function replace(r: Replacement): Promise<RestoreResult> {
         };
       note();
       const reset = engine.resetStep(loadContext);
-      await runSql(host, reset.command, reset.sql, 'Preparing the database', engine, connection);
+      await runSql(
+        host,
+        reset.command,
+        reset.sql,
+        'Preparing the database',
+        engine,
+        connection,
+        signal,
+      );
       reporter.info(`Database: ${reset.summary}.`);
       const loading = progress('Database load', manifest.database.dumpBytes);
       const dropLines =

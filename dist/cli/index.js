@@ -15735,11 +15735,15 @@ async function findClient(host, engine) {
     return engine.clients.find((c) => !missing.includes(c));
 }
 /** Runs SQL through a client with its secret on stdin (first line), never in argv. */
-async function runSql(host, command, sql, doing, engine, connection) {
+async function runSql(host, command, sql, doing, engine, connection, 
+/** Interrupts it (the restore's own reset); a rollback's reset is shielded instead. */
+signal) {
     const result = reached(host, await host.run(guardedInputCommand(command.argv, command.delivery), {
         input: secretLine(command.secret) + sql,
-        shielded: true,
+        ...(signal ? { signal } : { shielded: true }),
     }));
+    if (signal?.aborted)
+        throw new InterruptedError('The restore was interrupted.');
     if (result.exitCode !== 0)
         throw new BackupError(`${doing} failed (exit ${result.exitCode}): ${engine.explainFailure(result.stderr, connection) ?? (stderrTail(result.stderr) || 'no message')}`);
 }
@@ -15849,7 +15853,7 @@ async function runRestore(plan, context) {
         const root = await rootOn(connected);
         interrupted();
         // --- What is there, and what will be -----------------------------------------------
-        const { current, connection, changes, client, moves } = await unchanged(() => reporter.group('Preflight (nothing is changed yet)', async () => {
+        const { installDirOwner, current, connection, changes, client, moves } = await unchanged(() => reporter.group('Preflight (nothing is changed yet)', async () => {
             const found = await currentInstance(connected, plan, layout.installDir, context);
             if (found)
                 reporter.info(`The target runs ${found.product === 'nextcloud' ? 'Nextcloud' : 'ownCloud'} ${found.version} in ${found.installDir} (maintenance mode ${found.maintenance ? 'on' : 'off'}): restoring in place.`);
@@ -15911,7 +15915,7 @@ async function runRestore(plan, context) {
                     });
                 const result = await checkLogin(connected, check);
                 if (result.exitCode !== 0 || result.stdout.trim() !== '1')
-                    throw new BackupError(`The database check failed (nothing was changed): ${engine.explainFailure(result.stderr, plan.dbAdmin ? { ...target, user: plan.dbAdmin.user } : target) ?? (stderrTail(result.stderr) || `exit ${result.exitCode}`)}${plan.dbAdmin ? '' : " (without db-admin-user the database must exist and the instance's user must reach it)"}`);
+                    throw new BackupError(`The database check failed (nothing was changed): ${engine.explainFailure(result.stderr, plan.dbAdmin ? { ...target, user: plan.dbAdmin.user } : target) ?? (stderrTail(result.stderr) || `exit ${result.exitCode}`)}${plan.dbAdmin ? '' : " Without db-admin-user, the database must exist and the instance's user must reach it."}`);
             }
             const probe = await mustRun(connected, [...root, 'sh', '-c', PROBE_PATHS, 'sh', ...layout.replaced], 'Looking at the paths to replace');
             const flags = probe.stdout.split('\0');
@@ -15921,7 +15925,9 @@ async function runRestore(plan, context) {
                 mountPoint: flags[i]?.[1] === 'm',
             })), restoreStamp(new Date()));
             reporter.info(`To replace: ${layout.replaced.join(', ')}; database ${engine.type} '${target.name}'.`);
+            const installDirOwner = (await ownerOf(connected, layout.installDir))?.name;
             return {
+                installDirOwner: installDirOwner && installDirOwner !== 'UNKNOWN' ? installDirOwner : undefined,
                 current: found,
                 connection: target,
                 changes: changed,
@@ -15932,6 +15938,7 @@ async function runRestore(plan, context) {
         interrupted();
         return await replace({
             host: connected,
+            installDirOwner,
             root,
             plan,
             context,
@@ -16062,7 +16069,7 @@ async function replace(r) {
                 throw new BackupError(`The restored files hold no ${configPath}.`);
             let owner = archivedOwner.name;
             if (plan.owner || owner === 'UNKNOWN' || owner === String(archivedOwner.uid)) {
-                const wanted = plan.owner ?? (await ownerOf(host, layout.installDir))?.name ?? 'UNKNOWN';
+                const wanted = plan.owner ?? r.installDirOwner ?? 'UNKNOWN';
                 if (wanted === 'UNKNOWN')
                     throw new BackupError(`The archive's owner (uid ${archivedOwner.uid}) does not exist on ${host.label}: name the web server's user with the owner input.`);
                 await mustRun(host, [...root, 'sh', '-c', CHOWN, 'sh', wanted, ...layout.replaced], `Giving the restored files to ${wanted}`);
@@ -16105,7 +16112,7 @@ async function replace(r) {
                 };
             note();
             const reset = engine.resetStep(loadContext);
-            await runSql(host, reset.command, reset.sql, 'Preparing the database', engine, connection);
+            await runSql(host, reset.command, reset.sql, 'Preparing the database', engine, connection, signal);
             reporter.info(`Database: ${reset.summary}.`);
             const loading = progress('Database load', manifest.database.dumpBytes);
             const dropLines = engine.foreignOwnerLine && connection.user !== manifest.database.user
