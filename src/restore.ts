@@ -8,8 +8,6 @@
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join, posix } from 'node:path';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { engineFor, type DatabaseEngine } from './database/index.ts';
 import type { LoadContext } from './database/engine.ts';
 import {
@@ -20,16 +18,10 @@ import {
   LinkError,
   RestoreError,
 } from './errors.ts';
-import {
-  guardedCommand,
-  guardedInputCommand,
-  readingFrom,
-  secretLine,
-  writingTo,
-} from './host/guarded.ts';
+import { guardedCommand, readingFrom, secretLine } from './host/guarded.ts';
 import { openHost } from './host/connect.ts';
-import { asUser, reached, type Host } from './host/host.ts';
-import { stderrTail, streamProcess, type ProcessResult } from './host/process.ts';
+import { asUser, mustRun, reached, type Host } from './host/host.ts';
+import { stderrTail } from './host/process.ts';
 import { SshHost } from './host/ssh.ts';
 import { resolveDatabase, type ConfigValues, type DatabaseConnection } from './instance.ts';
 import { MANIFEST_NAME } from './naming.ts';
@@ -48,7 +40,6 @@ import {
   planMoves,
   PROBE_PATHS,
   PUT_BACK,
-  recordingPid,
   restoreStamp,
   SIZE,
   stepPidFile,
@@ -56,8 +47,17 @@ import {
   type MovedPath,
 } from './steps/previous-state.ts';
 import { extractFiles, readArchivedConfig } from './steps/restore-files.ts';
+import {
+  checkLogin,
+  dumpAside,
+  findClient,
+  loadDump,
+  rowCountDifferences,
+  runSql,
+  toolOf,
+} from './steps/restore-database.ts';
 import { countRows } from './steps/row-counts.ts';
-import { verifyBackup } from './verify.ts';
+import { archiveNameProblem, verifyBackup } from './verify.ts';
 import type { Manifest } from './manifest.ts';
 import type { Reporter } from './report.ts';
 import type { Secrets } from './secrets.ts';
@@ -195,33 +195,6 @@ for p; do
 done
 `.trim();
 
-/** Drops whole lines matching a pattern from a text stream (line by line, memory flat). */
-class LineFilter extends Transform {
-  private partial = '';
-  dropped = 0;
-  private readonly pattern: RegExp;
-  constructor(pattern: RegExp) {
-    super();
-    this.pattern = pattern;
-  }
-  override _transform(chunk: Buffer, _encoding: string, callback: () => void) {
-    const lines = (this.partial + chunk.toString('latin1')).split('\n');
-    this.partial = lines.pop()!;
-    const kept = lines.filter((line) => {
-      if (!this.pattern.test(line)) return true;
-      this.dropped++;
-      return false;
-    });
-    if (kept.length > 0) this.push(Buffer.from(`${kept.join('\n')}\n`, 'latin1'));
-    callback();
-  }
-  override _flush(callback: () => void) {
-    if (this.partial !== '' && !this.pattern.test(this.partial))
-      this.push(Buffer.from(this.partial, 'latin1'));
-    callback();
-  }
-}
-
 /** The backup, checked byte for byte before anything on the target changes. */
 async function verified(backupPath: string, reporter: Reporter): Promise<VerifiedBackup> {
   const checks = await verifyBackup(backupPath);
@@ -237,6 +210,22 @@ async function verified(backupPath: string, reporter: Reporter): Promise<Verifie
   return { manifest, filesArchive: archive('files'), dumpArchive: archive('database') };
 }
 
+/**
+ * The config files in a backup's files archive, or the error reading them (kept until the
+ * verification has spoken: a damaged backup is reported as damaged, not as unreadable).
+ */
+async function archivedConfigOf(backupPath: string): Promise<Record<string, string> | Error> {
+  try {
+    const manifest = JSON.parse(readFileSync(join(backupPath, MANIFEST_NAME), 'utf8')) as Manifest;
+    const files = manifest.archives.find((a) => a.role === 'files');
+    if (!files || archiveNameProblem(files.name))
+      return new BackupError('The manifest names no usable files archive.');
+    return await readArchivedConfig(join(backupPath, files.name), files.compression);
+  } catch (error) {
+    return error instanceof Error ? error : new Error(String(error));
+  }
+}
+
 /** argv prefix that runs a command as root on the host; needs root or passwordless sudo. */
 async function rootOn(host: Host): Promise<string[]> {
   if (host.account === 'root') return [];
@@ -246,21 +235,6 @@ async function rootOn(host: Host): Promise<string[]> {
       `A restore writes files of every owner: the SSH user ${host.account} on ${host.label} must be root or have passwordless sudo (${stderrTail(result.stderr) || 'sudo -n failed'}). Nothing was changed.`,
     );
   return ['sudo', '-n', '--'];
-}
-
-/** Runs a command on the host; a non-zero exit is an error naming what was being done. */
-async function mustRun(
-  host: Host,
-  argv: string[],
-  doing: string,
-  options: Parameters<Host['run']>[1] = {},
-): Promise<ProcessResult> {
-  const result = reached(host, await host.run(argv, options));
-  if (result.exitCode !== 0)
-    throw new BackupError(
-      `${doing} failed on ${host.label} (exit ${result.exitCode}): ${stderrTail(result.stderr) || stderrTail(result.stdout) || 'no message'}`,
-    );
-  return result;
 }
 
 /** The version of the server code in an installation, from its version.php ('' if none). */
@@ -305,109 +279,6 @@ async function freeBytes(host: Host, path: string): Promise<number | undefined> 
   );
   const fields = result.stdout.trim().split(/\s+/);
   return result.exitCode === 0 && fields.length >= 4 ? Number(fields[3]) : undefined;
-}
-
-/** The engine's client on the host: the first of its programs found. */
-async function findClient(host: Host, engine: DatabaseEngine): Promise<string | undefined> {
-  const missing = await missingOnHost(host, [...engine.clients]);
-  return engine.clients.find((c) => !missing.includes(c));
-}
-
-/** Runs SQL through a client with its secret on stdin (first line), never in argv. */
-async function runSql(
-  host: Host,
-  command: { argv: string[]; delivery: Parameters<typeof guardedInputCommand>[1]; secret: string },
-  sql: string,
-  doing: string,
-  engine: DatabaseEngine,
-  connection: DatabaseConnection,
-  /** Interrupts it (the restore's own reset); a rollback's reset is shielded instead. */
-  signal?: AbortSignal,
-): Promise<void> {
-  const result = reached(
-    host,
-    await host.run(guardedInputCommand(command.argv, command.delivery), {
-      input: secretLine(command.secret) + sql,
-      ...(signal ? { signal } : { shielded: true }),
-    }),
-  );
-  if (signal?.aborted) throw new InterruptedError('The restore was interrupted.');
-  if (result.exitCode !== 0)
-    throw new BackupError(
-      `${doing} failed (exit ${result.exitCode}): ${engine.explainFailure(result.stderr, connection) ?? (stderrTail(result.stderr) || 'no message')}`,
-    );
-}
-
-/** A quick query with the given command (preflight), in the engine's own words when it fails. */
-async function checkLogin(
-  host: Host,
-  command: ReturnType<DatabaseEngine['adminCheckCommand']>,
-): Promise<ProcessResult> {
-  return reached(
-    host,
-    await host.run(guardedCommand(command.argv, command.delivery), {
-      input: secretLine(command.secret),
-      keepStdinOpen: true,
-      timeoutMs: 60_000,
-    }),
-  );
-}
-
-/** Streams the backup's dump from here into the engine's client on the host. */
-async function loadDump(options: {
-  host: Host;
-  engine: DatabaseEngine;
-  context: LoadContext;
-  dumpArchive: string;
-  compression: 'zstd' | 'gzip';
-  dropLines?: RegExp;
-  signal: AbortSignal;
-  progress: StepProgress;
-  root: string[];
-  /** Where the client on the host records its pid (see stepPidFile). */
-  pidFile?: string;
-}): Promise<{ bytes: number; dropped: number }> {
-  const { host, engine, context } = options;
-  const command = engine.loadCommand(context);
-  const client = options.pidFile ? recordingPid(options.pidFile, command.argv) : command.argv;
-  const loader = host.stream([...options.root, ...guardedInputCommand(client, command.delivery)], {
-    feedStdin: true,
-    signal: options.signal,
-  });
-  loader.stdout.resume();
-  const decompress = streamProcess(
-    [options.compression === 'zstd' ? 'zstd' : 'gzip', '-dc', '--', options.dumpArchive],
-    { signal: options.signal },
-  );
-  let bytes = 0;
-  const counter = new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      bytes += chunk.length;
-      options.progress.update({ bytes });
-      callback(null, chunk);
-    },
-  });
-  const filter = options.dropLines ? new LineFilter(options.dropLines) : undefined;
-  loader.stdin.write(secretLine(command.secret));
-  const feeding = pipeline(
-    filter
-      ? [decompress.stdout, counter, filter, loader.stdin]
-      : [decompress.stdout, counter, loader.stdin],
-  ).catch((error: unknown) => error);
-  const [result, unpacked] = await Promise.all([loader.done, decompress.done]);
-  await feeding;
-  if (options.signal.aborted) throw new InterruptedError('The restore was interrupted.');
-  const transport = host.transportFailure(result);
-  if (transport) throw new LinkError(`Loading the database dump failed: ${transport}`);
-  if (unpacked.exitCode !== 0)
-    throw new BackupError(
-      `Decompressing ${options.dumpArchive} failed: ${stderrTail(unpacked.stderr) || `exit ${unpacked.exitCode}`}`,
-    );
-  if (result.exitCode !== 0)
-    throw new BackupError(
-      `Loading the database dump (${context.client}) failed with exit code ${result.exitCode}: ${engine.explainFailure(result.stderr, context.connection) ?? (stderrTail(result.stderr) || 'no message')}`,
-    );
-  return { bytes, dropped: filter?.dropped ?? 0 };
 }
 
 /**
@@ -463,13 +334,16 @@ export async function runRestore(
     if (signal.aborted)
       throw new InterruptedError('The restore was interrupted; nothing was changed.');
   };
+  // The backup's config.php is read from its archive while the archive is verified (each is
+  // a pass over the archive); it is used only once the verification has passed.
+  const configRead = archivedConfigOf(plan.backupPath);
   const backup = await reporter.group('Verify the backup', () =>
     verified(plan.backupPath, reporter),
   );
   const { manifest } = backup;
-  const compression = manifest.archives[0]!.compression;
   interrupted();
-  const archivedConfig = await readArchivedConfig(backup.filesArchive, compression);
+  const archivedConfig = await configRead;
+  if (archivedConfig instanceof Error) throw archivedConfig;
   const layout = restoreLayout(manifest, plan);
   const engine = engineFor(plan.database.type ?? manifest.database.type);
 
@@ -507,7 +381,7 @@ export async function runRestore(
         if (plan.dbAdmin) context.secrets.add(plan.dbAdmin.password);
         const changed = configChanges(values, target, layout.dataDir, plan.database);
 
-        const needed = ['tar', 'php', compression, 'find', 'stat', 'df'];
+        const needed = ['tar', 'php', manifest.archives[0]!.compression, 'find', 'stat', 'df'];
         const missing = await missingOnHost(connected, needed);
         // The safety copy of the current database needs that engine's dump tool.
         if (plan.safetyCopy && found && found.database.type !== 'sqlite') {
@@ -1047,73 +921,6 @@ async function checkRowCounts(r: Replacement, context: LoadContext): Promise<num
     `Row counts: ${Object.keys(counted).length} tables, ${rows} rows, as the backup counted them.`,
   );
   return Object.keys(counted).length;
-}
-
-/**
- * The engine's commands name their client by the dump tool it comes with (mariadb beside
- * mariadb-dump, mysql beside mysqldump): the dump tool that goes with a client found.
- */
-function toolOf(engine: DatabaseEngine, client: string): { program: string; version: string } {
-  if (engine.type !== 'mysql') return { program: client, version: '' };
-  return { program: client === 'mariadb' ? 'mariadb-dump' : 'mysqldump', version: '' };
-}
-
-/** Where two table → rows maps differ, in words (pure). */
-export function rowCountDifferences(
-  recorded: Record<string, number>,
-  counted: Record<string, number>,
-): string[] {
-  const differences: string[] = [];
-  for (const [table, rows] of Object.entries(recorded)) {
-    if (!(table in counted)) differences.push(`${table} is missing (${rows} rows at backup time)`);
-    else if (counted[table] !== rows)
-      differences.push(`${table} has ${counted[table]} rows, the backup counted ${rows}`);
-  }
-  for (const table of Object.keys(counted))
-    if (!(table in recorded)) differences.push(`${table} was not in the backup`);
-  return differences;
-}
-
-/** The current database, dumped into a file on the host, and checked complete. */
-async function dumpAside(
-  host: Host,
-  root: string[],
-  engine: DatabaseEngine,
-  current: Instance,
-  path: string,
-  signal: AbortSignal,
-): Promise<void> {
-  const missing = await missingOnHost(host, [...engine.programs]);
-  const program = engine.programs.find((p) => !missing.includes(p));
-  if (!program)
-    throw new BackupError(
-      `${host.label} has no ${engine.programs.join(' or ')} to save the current database first.`,
-    );
-  const command = engine.dumpCommand({
-    connection: current.database,
-    tool: { program, version: '' },
-    account: host.account,
-    owner: current.owner,
-  });
-  const result = reached(
-    host,
-    await host.run([...root, ...guardedCommand(writingTo(path, command.argv), command.delivery)], {
-      input: secretLine(command.secret),
-      keepStdinOpen: true,
-      signal,
-    }),
-  );
-  if (result.exitCode !== 0)
-    throw new BackupError(
-      `Saving the current database before the restore failed (exit ${result.exitCode}): ${engine.explainFailure(result.stderr, current.database) ?? (stderrTail(result.stderr) || 'no message')}`,
-    );
-  const tail = await mustRun(
-    host,
-    [...root, 'tail', '-c', '4096', '--', path],
-    'Reading the saved database',
-  );
-  const problem = engine.checkTail(tail.stdout);
-  if (problem) throw new BackupError(`The saved current database is not complete: ${problem}.`);
 }
 
 async function discardContainers(

@@ -6,7 +6,7 @@ import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(818);
+/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(405);
 // Entry of the `owncloud-backup` command.
 
 (0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .dropOutputToClosedPipes */ .D3)();
@@ -17,7 +17,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 818:
+/***/ 405:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -11717,6 +11717,7 @@ const pgsql = {
 // The ownCloud host as the rest of the tool sees it: somewhere to run a command and stream
 // its output back, reached locally or over SSH. Nothing above this interface knows which.
 
+
 /**
  * argv that runs a command as another user on the host: directly when the session already
  * is that user, through runuser when it is root, through non-interactive sudo otherwise.
@@ -11733,6 +11734,13 @@ function reached(host, result) {
     const transport = host.transportFailure(result);
     if (transport)
         throw new LinkError(transport);
+    return result;
+}
+/** Runs a command on the host; a non-zero exit is an error naming what was being done. */
+async function mustRun(host, argv, doing, options = {}) {
+    const result = reached(host, await host.run(argv, options));
+    if (result.exitCode !== 0)
+        throw new BackupError(`${doing} failed on ${host.label} (exit ${result.exitCode}): ${stderrTail(result.stderr) || stderrTail(result.stdout) || 'no message'}`);
     return result;
 }
 
@@ -15129,6 +15137,157 @@ async function readArchivedConfig(archivePath, compression) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/steps/restore-database.ts
+// The database side of a restore, for any engine: the client found on the host, SQL run
+// with the secret on stdin, the backup's dump streamed from here into the client, the current
+// database saved aside on the host, and how restored row counts are judged.
+
+
+
+
+
+
+
+
+/** Drops whole lines matching a pattern from a text stream (line by line, memory flat). */
+class LineFilter extends external_node_stream_namespaceObject.Transform {
+    partial = '';
+    dropped = 0;
+    pattern;
+    constructor(pattern) {
+        super();
+        this.pattern = pattern;
+    }
+    _transform(chunk, _encoding, callback) {
+        const lines = (this.partial + chunk.toString('latin1')).split('\n');
+        this.partial = lines.pop();
+        const kept = lines.filter((line) => {
+            if (!this.pattern.test(line))
+                return true;
+            this.dropped++;
+            return false;
+        });
+        if (kept.length > 0)
+            this.push(Buffer.from(`${kept.join('\n')}\n`, 'latin1'));
+        callback();
+    }
+    _flush(callback) {
+        if (this.partial !== '' && !this.pattern.test(this.partial))
+            this.push(Buffer.from(this.partial, 'latin1'));
+        callback();
+    }
+}
+/** The engine's client on the host: the first of its programs found. */
+async function findClient(host, engine) {
+    const missing = await missingOnHost(host, [...engine.clients]);
+    return engine.clients.find((c) => !missing.includes(c));
+}
+/** Runs SQL through a client with its secret on stdin (first line), never in argv. */
+async function runSql(host, command, sql, doing, engine, connection, 
+/** Interrupts it (the restore's own reset); a rollback's reset is shielded instead. */
+signal) {
+    const result = reached(host, await host.run(guardedInputCommand(command.argv, command.delivery), {
+        input: secretLine(command.secret) + sql,
+        ...(signal ? { signal } : { shielded: true }),
+    }));
+    if (signal?.aborted)
+        throw new InterruptedError('The restore was interrupted.');
+    if (result.exitCode !== 0)
+        throw new BackupError(`${doing} failed (exit ${result.exitCode}): ${engine.explainFailure(result.stderr, connection) ?? (stderrTail(result.stderr) || 'no message')}`);
+}
+/** A quick query with the given command (preflight), in the engine's own words when it fails. */
+async function checkLogin(host, command) {
+    return reached(host, await host.run(guardedCommand(command.argv, command.delivery), {
+        input: secretLine(command.secret),
+        keepStdinOpen: true,
+        timeoutMs: 60_000,
+    }));
+}
+/** Streams the backup's dump from here into the engine's client on the host. */
+async function loadDump(options) {
+    const { host, engine, context } = options;
+    const command = engine.loadCommand(context);
+    const client = options.pidFile ? recordingPid(options.pidFile, command.argv) : command.argv;
+    const loader = host.stream([...options.root, ...guardedInputCommand(client, command.delivery)], {
+        feedStdin: true,
+        signal: options.signal,
+    });
+    loader.stdout.resume();
+    const decompress = streamProcess([options.compression === 'zstd' ? 'zstd' : 'gzip', '-dc', '--', options.dumpArchive], { signal: options.signal });
+    let bytes = 0;
+    const counter = new external_node_stream_namespaceObject.Transform({
+        transform(chunk, _encoding, callback) {
+            bytes += chunk.length;
+            options.progress.update({ bytes });
+            callback(null, chunk);
+        },
+    });
+    const filter = options.dropLines ? new LineFilter(options.dropLines) : undefined;
+    loader.stdin.write(secretLine(command.secret));
+    const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)(filter
+        ? [decompress.stdout, counter, filter, loader.stdin]
+        : [decompress.stdout, counter, loader.stdin]).catch((error) => error);
+    const [result, unpacked] = await Promise.all([loader.done, decompress.done]);
+    await feeding;
+    if (options.signal.aborted)
+        throw new InterruptedError('The restore was interrupted.');
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new LinkError(`Loading the database dump failed: ${transport}`);
+    if (unpacked.exitCode !== 0)
+        throw new BackupError(`Decompressing ${options.dumpArchive} failed: ${stderrTail(unpacked.stderr) || `exit ${unpacked.exitCode}`}`);
+    if (result.exitCode !== 0)
+        throw new BackupError(`Loading the database dump (${context.client}) failed with exit code ${result.exitCode}: ${engine.explainFailure(result.stderr, context.connection) ?? (stderrTail(result.stderr) || 'no message')}`);
+    return { bytes, dropped: filter?.dropped ?? 0 };
+}
+/**
+ * The engine's commands name their client by the dump tool it comes with (mariadb beside
+ * mariadb-dump, mysql beside mysqldump): the dump tool that goes with a client found.
+ */
+function toolOf(engine, client) {
+    if (engine.type !== 'mysql')
+        return { program: client, version: '' };
+    return { program: client === 'mariadb' ? 'mariadb-dump' : 'mysqldump', version: '' };
+}
+/** Where two table → rows maps differ, in words (pure). */
+function rowCountDifferences(recorded, counted) {
+    const differences = [];
+    for (const [table, rows] of Object.entries(recorded)) {
+        if (!(table in counted))
+            differences.push(`${table} is missing (${rows} rows at backup time)`);
+        else if (counted[table] !== rows)
+            differences.push(`${table} has ${counted[table]} rows, the backup counted ${rows}`);
+    }
+    for (const table of Object.keys(counted))
+        if (!(table in recorded))
+            differences.push(`${table} was not in the backup`);
+    return differences;
+}
+/** The current database, dumped into a file on the host, and checked complete. */
+async function dumpAside(host, root, engine, current, path, signal) {
+    const missing = await missingOnHost(host, [...engine.programs]);
+    const program = engine.programs.find((p) => !missing.includes(p));
+    if (!program)
+        throw new BackupError(`${host.label} has no ${engine.programs.join(' or ')} to save the current database first.`);
+    const command = engine.dumpCommand({
+        connection: current.database,
+        tool: { program, version: '' },
+        account: host.account,
+        owner: current.owner,
+    });
+    const result = reached(host, await host.run([...root, ...guardedCommand(writingTo(path, command.argv), command.delivery)], {
+        input: secretLine(command.secret),
+        keepStdinOpen: true,
+        signal,
+    }));
+    if (result.exitCode !== 0)
+        throw new BackupError(`Saving the current database before the restore failed (exit ${result.exitCode}): ${engine.explainFailure(result.stderr, current.database) ?? (stderrTail(result.stderr) || 'no message')}`);
+    const tail = await mustRun(host, [...root, 'tail', '-c', '4096', '--', path], 'Reading the saved database');
+    const problem = engine.checkTail(tail.stdout);
+    if (problem)
+        throw new BackupError(`The saved current database is not complete: ${problem}.`);
+}
+
 ;// CONCATENATED MODULE: ./src/verify.ts
 // `owncloud-backup verify DIR`: proves a backup directory is whole, from its manifest alone:
 // every archive has the recorded size and SHA-256, decompresses completely, the dump ends
@@ -15570,7 +15729,6 @@ async function scanListing(stream) {
 
 
 
-
 function restoreLayout(manifest, given) {
     const recorded = manifest.source;
     const installDir = given.owncloudDir || recorded.installDir;
@@ -15641,34 +15799,6 @@ for p; do
   find "$p" -name '.owncloud-restore-previous-*' -prune -o -exec chown -h -- "$owner:" {} +
 done
 `.trim();
-/** Drops whole lines matching a pattern from a text stream (line by line, memory flat). */
-class LineFilter extends external_node_stream_namespaceObject.Transform {
-    partial = '';
-    dropped = 0;
-    pattern;
-    constructor(pattern) {
-        super();
-        this.pattern = pattern;
-    }
-    _transform(chunk, _encoding, callback) {
-        const lines = (this.partial + chunk.toString('latin1')).split('\n');
-        this.partial = lines.pop();
-        const kept = lines.filter((line) => {
-            if (!this.pattern.test(line))
-                return true;
-            this.dropped++;
-            return false;
-        });
-        if (kept.length > 0)
-            this.push(Buffer.from(`${kept.join('\n')}\n`, 'latin1'));
-        callback();
-    }
-    _flush(callback) {
-        if (this.partial !== '' && !this.pattern.test(this.partial))
-            this.push(Buffer.from(this.partial, 'latin1'));
-        callback();
-    }
-}
 /** The backup, checked byte for byte before anything on the target changes. */
 async function verified(backupPath, reporter) {
     const checks = await verifyBackup(backupPath);
@@ -15680,6 +15810,22 @@ async function verified(backupPath, reporter) {
     const archive = (role) => (0,external_node_path_namespaceObject.join)(backupPath, manifest.archives.find((a) => a.role === role).name);
     return { manifest, filesArchive: archive('files'), dumpArchive: archive('database') };
 }
+/**
+ * The config files in a backup's files archive, or the error reading them (kept until the
+ * verification has spoken: a damaged backup is reported as damaged, not as unreadable).
+ */
+async function archivedConfigOf(backupPath) {
+    try {
+        const manifest = JSON.parse((0,external_node_fs_namespaceObject.readFileSync)((0,external_node_path_namespaceObject.join)(backupPath, MANIFEST_NAME), 'utf8'));
+        const files = manifest.archives.find((a) => a.role === 'files');
+        if (!files || archiveNameProblem(files.name))
+            return new BackupError('The manifest names no usable files archive.');
+        return await readArchivedConfig((0,external_node_path_namespaceObject.join)(backupPath, files.name), files.compression);
+    }
+    catch (error) {
+        return error instanceof Error ? error : new Error(String(error));
+    }
+}
 /** argv prefix that runs a command as root on the host; needs root or passwordless sudo. */
 async function rootOn(host) {
     if (host.account === 'root')
@@ -15688,13 +15834,6 @@ async function rootOn(host) {
     if (result.exitCode !== 0)
         throw new BackupError(`A restore writes files of every owner: the SSH user ${host.account} on ${host.label} must be root or have passwordless sudo (${stderrTail(result.stderr) || 'sudo -n failed'}). Nothing was changed.`);
     return ['sudo', '-n', '--'];
-}
-/** Runs a command on the host; a non-zero exit is an error naming what was being done. */
-async function mustRun(host, argv, doing, options = {}) {
-    const result = reached(host, await host.run(argv, options));
-    if (result.exitCode !== 0)
-        throw new BackupError(`${doing} failed on ${host.label} (exit ${result.exitCode}): ${stderrTail(result.stderr) || stderrTail(result.stdout) || 'no message'}`);
-    return result;
 }
 /** The version of the server code in an installation, from its version.php ('' if none). */
 async function codeVersion(host, installDir) {
@@ -15728,69 +15867,6 @@ async function restore_freeBytes(host, path) {
     ]));
     const fields = result.stdout.trim().split(/\s+/);
     return result.exitCode === 0 && fields.length >= 4 ? Number(fields[3]) : undefined;
-}
-/** The engine's client on the host: the first of its programs found. */
-async function findClient(host, engine) {
-    const missing = await missingOnHost(host, [...engine.clients]);
-    return engine.clients.find((c) => !missing.includes(c));
-}
-/** Runs SQL through a client with its secret on stdin (first line), never in argv. */
-async function runSql(host, command, sql, doing, engine, connection, 
-/** Interrupts it (the restore's own reset); a rollback's reset is shielded instead. */
-signal) {
-    const result = reached(host, await host.run(guardedInputCommand(command.argv, command.delivery), {
-        input: secretLine(command.secret) + sql,
-        ...(signal ? { signal } : { shielded: true }),
-    }));
-    if (signal?.aborted)
-        throw new InterruptedError('The restore was interrupted.');
-    if (result.exitCode !== 0)
-        throw new BackupError(`${doing} failed (exit ${result.exitCode}): ${engine.explainFailure(result.stderr, connection) ?? (stderrTail(result.stderr) || 'no message')}`);
-}
-/** A quick query with the given command (preflight), in the engine's own words when it fails. */
-async function checkLogin(host, command) {
-    return reached(host, await host.run(guardedCommand(command.argv, command.delivery), {
-        input: secretLine(command.secret),
-        keepStdinOpen: true,
-        timeoutMs: 60_000,
-    }));
-}
-/** Streams the backup's dump from here into the engine's client on the host. */
-async function loadDump(options) {
-    const { host, engine, context } = options;
-    const command = engine.loadCommand(context);
-    const client = options.pidFile ? recordingPid(options.pidFile, command.argv) : command.argv;
-    const loader = host.stream([...options.root, ...guardedInputCommand(client, command.delivery)], {
-        feedStdin: true,
-        signal: options.signal,
-    });
-    loader.stdout.resume();
-    const decompress = streamProcess([options.compression === 'zstd' ? 'zstd' : 'gzip', '-dc', '--', options.dumpArchive], { signal: options.signal });
-    let bytes = 0;
-    const counter = new external_node_stream_namespaceObject.Transform({
-        transform(chunk, _encoding, callback) {
-            bytes += chunk.length;
-            options.progress.update({ bytes });
-            callback(null, chunk);
-        },
-    });
-    const filter = options.dropLines ? new LineFilter(options.dropLines) : undefined;
-    loader.stdin.write(secretLine(command.secret));
-    const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)(filter
-        ? [decompress.stdout, counter, filter, loader.stdin]
-        : [decompress.stdout, counter, loader.stdin]).catch((error) => error);
-    const [result, unpacked] = await Promise.all([loader.done, decompress.done]);
-    await feeding;
-    if (options.signal.aborted)
-        throw new InterruptedError('The restore was interrupted.');
-    const transport = host.transportFailure(result);
-    if (transport)
-        throw new LinkError(`Loading the database dump failed: ${transport}`);
-    if (unpacked.exitCode !== 0)
-        throw new BackupError(`Decompressing ${options.dumpArchive} failed: ${stderrTail(unpacked.stderr) || `exit ${unpacked.exitCode}`}`);
-    if (result.exitCode !== 0)
-        throw new BackupError(`Loading the database dump (${context.client}) failed with exit code ${result.exitCode}: ${engine.explainFailure(result.stderr, context.connection) ?? (stderrTail(result.stderr) || 'no message')}`);
-    return { bytes, dropped: filter?.dropped ?? 0 };
 }
 /**
  * Runs the checks before the first change: whatever fails there says that nothing changed.
@@ -15835,11 +15911,15 @@ async function runRestore(plan, context) {
         if (signal.aborted)
             throw new InterruptedError('The restore was interrupted; nothing was changed.');
     };
+    // The backup's config.php is read from its archive while the archive is verified (each is
+    // a pass over the archive); it is used only once the verification has passed.
+    const configRead = archivedConfigOf(plan.backupPath);
     const backup = await reporter.group('Verify the backup', () => verified(plan.backupPath, reporter));
     const { manifest } = backup;
-    const compression = manifest.archives[0].compression;
     interrupted();
-    const archivedConfig = await readArchivedConfig(backup.filesArchive, compression);
+    const archivedConfig = await configRead;
+    if (archivedConfig instanceof Error)
+        throw archivedConfig;
     const layout = restoreLayout(manifest, plan);
     const engine = engineFor(plan.database.type ?? manifest.database.type);
     let host;
@@ -15867,7 +15947,7 @@ async function runRestore(plan, context) {
             if (plan.dbAdmin)
                 context.secrets.add(plan.dbAdmin.password);
             const changed = configChanges(values, target, layout.dataDir, plan.database);
-            const needed = ['tar', 'php', compression, 'find', 'stat', 'df'];
+            const needed = ['tar', 'php', manifest.archives[0].compression, 'find', 'stat', 'df'];
             const missing = await missingOnHost(connected, needed);
             // The safety copy of the current database needs that engine's dump tool.
             if (plan.safetyCopy && found && found.database.type !== 'sqlite') {
@@ -16283,53 +16363,6 @@ async function checkRowCounts(r, context) {
     const rows = Object.values(counted).reduce((sum, n) => sum + n, 0);
     r.context.reporter.info(`Row counts: ${Object.keys(counted).length} tables, ${rows} rows, as the backup counted them.`);
     return Object.keys(counted).length;
-}
-/**
- * The engine's commands name their client by the dump tool it comes with (mariadb beside
- * mariadb-dump, mysql beside mysqldump): the dump tool that goes with a client found.
- */
-function toolOf(engine, client) {
-    if (engine.type !== 'mysql')
-        return { program: client, version: '' };
-    return { program: client === 'mariadb' ? 'mariadb-dump' : 'mysqldump', version: '' };
-}
-/** Where two table → rows maps differ, in words (pure). */
-function rowCountDifferences(recorded, counted) {
-    const differences = [];
-    for (const [table, rows] of Object.entries(recorded)) {
-        if (!(table in counted))
-            differences.push(`${table} is missing (${rows} rows at backup time)`);
-        else if (counted[table] !== rows)
-            differences.push(`${table} has ${counted[table]} rows, the backup counted ${rows}`);
-    }
-    for (const table of Object.keys(counted))
-        if (!(table in recorded))
-            differences.push(`${table} was not in the backup`);
-    return differences;
-}
-/** The current database, dumped into a file on the host, and checked complete. */
-async function dumpAside(host, root, engine, current, path, signal) {
-    const missing = await missingOnHost(host, [...engine.programs]);
-    const program = engine.programs.find((p) => !missing.includes(p));
-    if (!program)
-        throw new BackupError(`${host.label} has no ${engine.programs.join(' or ')} to save the current database first.`);
-    const command = engine.dumpCommand({
-        connection: current.database,
-        tool: { program, version: '' },
-        account: host.account,
-        owner: current.owner,
-    });
-    const result = reached(host, await host.run([...root, ...guardedCommand(writingTo(path, command.argv), command.delivery)], {
-        input: secretLine(command.secret),
-        keepStdinOpen: true,
-        signal,
-    }));
-    if (result.exitCode !== 0)
-        throw new BackupError(`Saving the current database before the restore failed (exit ${result.exitCode}): ${engine.explainFailure(result.stderr, current.database) ?? (stderrTail(result.stderr) || 'no message')}`);
-    const tail = await mustRun(host, [...root, 'tail', '-c', '4096', '--', path], 'Reading the saved database');
-    const problem = engine.checkTail(tail.stdout);
-    if (problem)
-        throw new BackupError(`The saved current database is not complete: ${problem}.`);
 }
 async function discardContainers(host, root, containers) {
     const result = await mustRun(host, [...root, 'sh', '-c', DISCARD, 'sh', ...containers], 'Removing the previous state', { shielded: true });

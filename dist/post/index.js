@@ -43244,6 +43244,7 @@ async function dumpDatabase(options) {
 // The ownCloud host as the rest of the tool sees it: somewhere to run a command and stream
 // its output back, reached locally or over SSH. Nothing above this interface knows which.
 
+
 /**
  * argv that runs a command as another user on the host: directly when the session already
  * is that user, through runuser when it is root, through non-interactive sudo otherwise.
@@ -43260,6 +43261,13 @@ function host_reached(host, result) {
     const transport = host.transportFailure(result);
     if (transport)
         throw new LinkError(transport);
+    return result;
+}
+/** Runs a command on the host; a non-zero exit is an error naming what was being done. */
+async function mustRun(host, argv, doing, options = {}) {
+    const result = host_reached(host, await host.run(argv, options));
+    if (result.exitCode !== 0)
+        throw new BackupError(`${doing} failed on ${host.label} (exit ${result.exitCode}): ${stderrTail(result.stderr) || stderrTail(result.stdout) || 'no message'}`);
     return result;
 }
 

@@ -1,7 +1,12 @@
 // The ownCloud host as the rest of the tool sees it: somewhere to run a command and stream
 // its output back, reached locally or over SSH. Nothing above this interface knows which.
-import { LinkError } from '../errors.ts';
-import type { ProcessOptions, ProcessResult, StreamingProcess } from './process.ts';
+import { BackupError, LinkError } from '../errors.ts';
+import {
+  stderrTail,
+  type ProcessOptions,
+  type ProcessResult,
+  type StreamingProcess,
+} from './process.ts';
 
 export interface Host {
   /** For messages: `root@cloud.example.com:22`, or `this machine`. */
@@ -36,5 +41,20 @@ export function asUser(account: string, user: string, argv: readonly string[]): 
 export function reached(host: Host, result: ProcessResult): ProcessResult {
   const transport = host.transportFailure(result);
   if (transport) throw new LinkError(transport);
+  return result;
+}
+
+/** Runs a command on the host; a non-zero exit is an error naming what was being done. */
+export async function mustRun(
+  host: Host,
+  argv: string[],
+  doing: string,
+  options: Parameters<Host['run']>[1] = {},
+): Promise<ProcessResult> {
+  const result = reached(host, await host.run(argv, options));
+  if (result.exitCode !== 0)
+    throw new BackupError(
+      `${doing} failed on ${host.label} (exit ${result.exitCode}): ${stderrTail(result.stderr) || stderrTail(result.stdout) || 'no message'}`,
+    );
   return result;
 }

@@ -1,7 +1,8 @@
 // The pure parts of a restore: where each archive member goes, which paths are replaced and
 // where they are moved aside, what config.php gets, how restored row counts are judged.
 import { describe, expect, it } from 'vitest';
-import { configChanges, restoreLayout, rowCountDifferences } from '../../src/restore.ts';
+import { configChanges, restoreLayout } from '../../src/restore.ts';
+import { rowCountDifferences } from '../../src/steps/restore-database.ts';
 import type { Manifest } from '../../src/manifest.ts';
 import { cliInputs } from '../../src/cli/main.ts';
 import { cliLabel, planRestore } from '../../src/settings.ts';
