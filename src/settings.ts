@@ -185,7 +185,10 @@ function validators(raw: RawInputs, label: InputLabel) {
     const given = raw[name];
     if (given === undefined || given === '') return undefined;
     if (/[\r\n\0]/.test(given))
-      fail(name, 'the password contains a line break or NUL byte, which no database client accepts.');
+      fail(
+        name,
+        'the password contains a line break or NUL byte, which no database client accepts.',
+      );
     return given;
   };
 
