@@ -59,6 +59,13 @@ class BackupError extends Error {
 class MaintenanceNotRestoredError extends BackupError {
     name = 'MaintenanceNotRestoredError';
 }
+/**
+ * A restore that failed after it had started changing the target: the message says what
+ * failed and in what state the instance is now (the previous state put back, or not).
+ */
+class RestoreError extends (/* unused pure expression or super */ null && (BackupError)) {
+    name = 'RestoreError';
+}
 /** The run was interrupted (SIGINT/SIGTERM, or the workflow was cancelled). */
 class InterruptedError extends Error {
     name = 'InterruptedError';
@@ -13299,6 +13306,10 @@ function backupName(date) {
     const { day, time } = stamp(date);
     return `owncloud-backup-${day}-${time}`;
 }
+/** Whether a name is one backupName() makes: how the default backup artifacts are found again. */
+function isBackupName(name) {
+    return /^owncloud-backup-\d{8}-\d{6}$/.test(name);
+}
 function dumpFileName(date, compression) {
     return `owncloud-dbbackup_${stamp(date).day}.bak${SUFFIX[compression]}`;
 }
@@ -14454,6 +14465,13 @@ const INPUTS = {
     compression: 'compression',
     backupDir: 'backup-dir',
     dumpTimeout: 'dump-timeout',
+    // Restore only.
+    dbAdminUser: 'db-admin-user',
+    dbAdminPassword: 'db-admin-password',
+    safetyCopy: 'safety-copy',
+    discardPrevious: 'discard-previous',
+    owner: 'owner',
+    allowVersionMismatch: 'allow-version-mismatch',
 };
 /** Inputs that only mean something for an SSH connection (with `host`). */
 const SSH_ONLY = [
@@ -14480,8 +14498,8 @@ function words(value) {
         .map((line) => line.trim())
         .filter((line) => line !== '' && !line.startsWith('#'));
 }
-/** Validates everything up front and returns the plan, or throws one InputError. */
-function planBackup(raw, defaults, label = actionLabel) {
+/** The validators every plan uses, bound to the raw inputs and their labels. */
+function validators(raw, label) {
     const value = (name) => (raw[name] ?? '').trim();
     const fail = (name, message) => {
         throw new InputError(`Invalid ${label(name)}: ${message}`);
@@ -14522,6 +14540,26 @@ function planBackup(raw, defaults, label = actionLabel) {
         const normal = (0,external_node_path_namespaceObject.normalize)(given);
         return normal.length > 1 ? normal.replace(/\/+$/, '') : normal;
     };
+    const userName = (name) => {
+        const given = value(name);
+        if (given && !/^[a-z_][a-z0-9_.-]*\$?$/i.test(given))
+            fail(name, `'${given}' is not a user name.`);
+        return given || undefined;
+    };
+    const password = (name) => {
+        // A password is taken as given (spaces are legitimate); only a missing one means "the default".
+        const given = raw[name];
+        if (given === undefined || given === '')
+            return undefined;
+        if (/[\r\n\0]/.test(given))
+            fail(name, 'the password contains a line break or NUL byte, which no database client accepts.');
+        return given;
+    };
+    return { value, fail, oneOf, integer, boolean, absolutePath, userName, password };
+}
+/** Validates the inputs that say where the instance is (shared by backup and restore). */
+function planInstance(raw, label = actionLabel) {
+    const { value, fail, integer, absolutePath } = validators(raw, label);
     // --- Where the ownCloud server is -------------------------------------------------------
     const host = value(INPUTS.host);
     let target = { kind: 'local' };
@@ -14562,28 +14600,11 @@ function planBackup(raw, defaults, label = actionLabel) {
             knownHosts,
         };
     }
-    // --- What to back up ----------------------------------------------------------------------
+    // --- The instance -------------------------------------------------------------------------
     const owncloudDir = absolutePath(INPUTS.owncloudDir, value(INPUTS.owncloudDir) || '/var/www/owncloud');
     const dataDir = value(INPUTS.dataDir)
         ? absolutePath(INPUTS.dataDir, value(INPUTS.dataDir))
         : undefined;
-    const extraPaths = words(raw[INPUTS.extraPaths]).map((path) => {
-        if (path.includes('\0'))
-            fail(INPUTS.extraPaths, 'a path contains a NUL byte.');
-        if (path.startsWith('-'))
-            fail(INPUTS.extraPaths, `'${path}' starts with '-'. Expected a path.`);
-        if ((0,external_node_path_namespaceObject.isAbsolute)(path))
-            return absolutePath(INPUTS.extraPaths, path);
-        const normal = (0,external_node_path_namespaceObject.normalize)(path).replace(/\/+$/, '');
-        if (normal === '.' || normal === '..' || normal.startsWith('../'))
-            fail(INPUTS.extraPaths, `'${path}' is not a path inside ${label(INPUTS.owncloudDir)}.`);
-        return normal;
-    });
-    const exclude = words(raw[INPUTS.exclude]);
-    for (const pattern of exclude)
-        if (pattern.startsWith('-') || pattern.startsWith('+'))
-            fail(INPUTS.exclude, `'${pattern}' starts with '${pattern[0]}'. Expected an rsync pattern such as '*/thumbnails/'.`);
-    const installType = oneOf(INPUTS.installType, ['auto', 'package', 'tarball'], 'auto');
     // --- The database -------------------------------------------------------------------------
     const dbTypeGiven = value(INPUTS.dbType).toLowerCase();
     if (['oci', 'oracle'].includes(dbTypeGiven))
@@ -14614,29 +14635,74 @@ function planBackup(raw, defaults, label = actionLabel) {
         database.name = value(INPUTS.dbName);
     if (value(INPUTS.dbUser))
         database.user = value(INPUTS.dbUser);
-    // A password is taken as given (spaces are legitimate); only a missing one means "config.php's".
-    const password = raw[INPUTS.dbPassword];
-    if (password !== undefined && password !== '') {
-        if (/[\r\n\0]/.test(password))
-            fail(INPUTS.dbPassword, 'the password contains a line break or NUL byte, which no database client accepts.');
+    const password = validators(raw, label).password(INPUTS.dbPassword);
+    if (password !== undefined)
         database.password = password;
-    }
-    const occUser = value(INPUTS.occUser);
-    if (occUser && !/^[a-z_][a-z0-9_.-]*\$?$/i.test(occUser))
-        fail(INPUTS.occUser, `'${occUser}' is not a user name.`);
+    const occUser = validators(raw, label).userName(INPUTS.occUser);
     return {
         target,
         owncloudDir,
         ...(dataDir ? { dataDir } : {}),
+        database,
+        ...(occUser ? { occUser } : {}),
+    };
+}
+/** Validates everything up front and returns the plan, or throws one InputError. */
+function planBackup(raw, defaults, label = actionLabel) {
+    const instance = planInstance(raw, label);
+    const { value, fail, oneOf, integer, boolean, absolutePath } = validators(raw, label);
+    // --- What to back up ----------------------------------------------------------------------
+    const extraPaths = words(raw[INPUTS.extraPaths]).map((path) => {
+        if (path.includes('\0'))
+            fail(INPUTS.extraPaths, 'a path contains a NUL byte.');
+        if (path.startsWith('-'))
+            fail(INPUTS.extraPaths, `'${path}' starts with '-'. Expected a path.`);
+        if ((0,external_node_path_namespaceObject.isAbsolute)(path))
+            return absolutePath(INPUTS.extraPaths, path);
+        const normal = (0,external_node_path_namespaceObject.normalize)(path).replace(/\/+$/, '');
+        if (normal === '.' || normal === '..' || normal.startsWith('../'))
+            fail(INPUTS.extraPaths, `'${path}' is not a path inside ${label(INPUTS.owncloudDir)}.`);
+        return normal;
+    });
+    const exclude = words(raw[INPUTS.exclude]);
+    for (const pattern of exclude)
+        if (pattern.startsWith('-') || pattern.startsWith('+'))
+            fail(INPUTS.exclude, `'${pattern}' starts with '${pattern[0]}'. Expected an rsync pattern such as '*/thumbnails/'.`);
+    const installType = oneOf(INPUTS.installType, ['auto', 'package', 'tarball'], 'auto');
+    return {
+        ...instance,
         extraPaths,
         exclude,
         installType,
-        database,
         maintenanceMode: boolean(INPUTS.maintenanceMode, true),
-        ...(occUser ? { occUser } : {}),
         compression: oneOf(INPUTS.compression, ['zstd', 'gzip'], 'zstd'),
         backupDir: absolutePath(INPUTS.backupDir, value(INPUTS.backupDir) || defaults.backupDir),
         dumpTimeoutSeconds: integer(INPUTS.dumpTimeout, 1, 7 * 24 * 3600) ?? 600,
+    };
+}
+/** Validates a restore's inputs up front; the backup path is the CLI's argument (or the download). */
+function planRestore(raw, backupPath, label = actionLabel) {
+    const instance = planInstance(raw, label);
+    const { value, fail, boolean, userName, password } = validators(raw, label);
+    const adminUser = value(INPUTS.dbAdminUser);
+    const adminPassword = password(INPUTS.dbAdminPassword);
+    if (adminUser === '' && adminPassword !== undefined)
+        fail(INPUTS.dbAdminPassword, `it only applies with ${label(INPUTS.dbAdminUser)} (the account that may drop and create databases).`);
+    if (adminUser.startsWith('-') || /[\0\r\n]/.test(adminUser))
+        fail(INPUTS.dbAdminUser, `'${adminUser}' is not a database user name.`);
+    const safetyCopy = boolean(INPUTS.safetyCopy, true);
+    const discardPrevious = boolean(INPUTS.discardPrevious, false);
+    if (!safetyCopy && discardPrevious)
+        fail(INPUTS.discardPrevious, `it only applies with a safety copy (${label(INPUTS.safetyCopy)} is false: there is nothing to discard).`);
+    const owner = userName(INPUTS.owner);
+    return {
+        ...instance,
+        backupPath,
+        ...(adminUser ? { dbAdmin: { user: adminUser, password: adminPassword ?? '' } } : {}),
+        allowVersionMismatch: boolean(INPUTS.allowVersionMismatch, false),
+        safetyCopy,
+        discardPrevious,
+        ...(owner ? { owner } : {}),
     };
 }
 /** Why a known_hosts line is malformed, or undefined when it is fine. */

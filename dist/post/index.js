@@ -28370,7 +28370,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 5158:
+/***/ 9338:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -28379,12 +28379,8 @@ __nccwpck_require__.d(__webpack_exports__, {
   a: () => (/* binding */ runPost)
 });
 
-;// CONCATENATED MODULE: external "node:fs"
-const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
 ;// CONCATENATED MODULE: external "node:os"
 const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
-;// CONCATENATED MODULE: external "node:path"
-const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
 ;// CONCATENATED MODULE: external "os"
 const external_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("os");
 ;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/utils.js
@@ -31352,6 +31348,13 @@ class errors_BackupError extends Error {
 class MaintenanceNotRestoredError extends errors_BackupError {
     name = 'MaintenanceNotRestoredError';
 }
+/**
+ * A restore that failed after it had started changing the target: the message says what
+ * failed and in what state the instance is now (the previous state put back, or not).
+ */
+class RestoreError extends (/* unused pure expression or super */ null && (errors_BackupError)) {
+    name = 'RestoreError';
+}
 /** The run was interrupted (SIGINT/SIGTERM, or the workflow was cancelled). */
 class errors_InterruptedError extends Error {
     name = 'InterruptedError';
@@ -31360,7 +31363,7 @@ class errors_InterruptedError extends Error {
     }
 }
 /** The message to show for any error: ours are written for people; others get their class. */
-function describeError(error) {
+function errors_describeError(error) {
     if (error instanceof errors_InputError ||
         error instanceof errors_BackupError ||
         error instanceof errors_InterruptedError)
@@ -32725,6 +32728,8 @@ const handleCommand = (filePath, rawArguments, rawOptions) => {
 	};
 };
 
+;// CONCATENATED MODULE: external "node:path"
+const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
 ;// CONCATENATED MODULE: ./node_modules/npm-run-path/node_modules/path-key/index.js
 function pathKey(options = {}) {
 	const {
@@ -34484,6 +34489,8 @@ const ENCODING_ALIASES = {
 
 const serializeEncoding = encoding => typeof encoding === 'string' ? `"${encoding}"` : String(encoding);
 
+;// CONCATENATED MODULE: external "node:fs"
+const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
 // EXTERNAL MODULE: external "node:buffer"
 var external_node_buffer_ = __nccwpck_require__(4573);
 ;// CONCATENATED MODULE: external "node:fs/promises"
@@ -42830,7 +42837,7 @@ function endOrphanedMaster(master) {
  * known: the registry masks it in the GitHub log (through the mask callback) and redacts
  * it from every message this tool writes.
  */
-class Secrets {
+class secrets_Secrets {
     values = new Set();
     mask;
     constructor(mask = () => { }) {
@@ -44354,6 +44361,13 @@ const INPUTS = {
     compression: 'compression',
     backupDir: 'backup-dir',
     dumpTimeout: 'dump-timeout',
+    // Restore only.
+    dbAdminUser: 'db-admin-user',
+    dbAdminPassword: 'db-admin-password',
+    safetyCopy: 'safety-copy',
+    discardPrevious: 'discard-previous',
+    owner: 'owner',
+    allowVersionMismatch: 'allow-version-mismatch',
 };
 /** Inputs that only mean something for an SSH connection (with `host`). */
 const SSH_ONLY = [
@@ -44380,8 +44394,8 @@ function words(value) {
         .map((line) => line.trim())
         .filter((line) => line !== '' && !line.startsWith('#'));
 }
-/** Validates everything up front and returns the plan, or throws one InputError. */
-function settings_planBackup(raw, defaults, label = settings_actionLabel) {
+/** The validators every plan uses, bound to the raw inputs and their labels. */
+function validators(raw, label) {
     const value = (name) => (raw[name] ?? '').trim();
     const fail = (name, message) => {
         throw new errors_InputError(`Invalid ${label(name)}: ${message}`);
@@ -44422,6 +44436,26 @@ function settings_planBackup(raw, defaults, label = settings_actionLabel) {
         const normal = (0,external_node_path_namespaceObject.normalize)(given);
         return normal.length > 1 ? normal.replace(/\/+$/, '') : normal;
     };
+    const userName = (name) => {
+        const given = value(name);
+        if (given && !/^[a-z_][a-z0-9_.-]*\$?$/i.test(given))
+            fail(name, `'${given}' is not a user name.`);
+        return given || undefined;
+    };
+    const password = (name) => {
+        // A password is taken as given (spaces are legitimate); only a missing one means "the default".
+        const given = raw[name];
+        if (given === undefined || given === '')
+            return undefined;
+        if (/[\r\n\0]/.test(given))
+            fail(name, 'the password contains a line break or NUL byte, which no database client accepts.');
+        return given;
+    };
+    return { value, fail, oneOf, integer, boolean, absolutePath, userName, password };
+}
+/** Validates the inputs that say where the instance is (shared by backup and restore). */
+function planInstance(raw, label = settings_actionLabel) {
+    const { value, fail, integer, absolutePath } = validators(raw, label);
     // --- Where the ownCloud server is -------------------------------------------------------
     const host = value(INPUTS.host);
     let target = { kind: 'local' };
@@ -44462,28 +44496,11 @@ function settings_planBackup(raw, defaults, label = settings_actionLabel) {
             knownHosts,
         };
     }
-    // --- What to back up ----------------------------------------------------------------------
+    // --- The instance -------------------------------------------------------------------------
     const owncloudDir = absolutePath(INPUTS.owncloudDir, value(INPUTS.owncloudDir) || '/var/www/owncloud');
     const dataDir = value(INPUTS.dataDir)
         ? absolutePath(INPUTS.dataDir, value(INPUTS.dataDir))
         : undefined;
-    const extraPaths = words(raw[INPUTS.extraPaths]).map((path) => {
-        if (path.includes('\0'))
-            fail(INPUTS.extraPaths, 'a path contains a NUL byte.');
-        if (path.startsWith('-'))
-            fail(INPUTS.extraPaths, `'${path}' starts with '-'. Expected a path.`);
-        if ((0,external_node_path_namespaceObject.isAbsolute)(path))
-            return absolutePath(INPUTS.extraPaths, path);
-        const normal = (0,external_node_path_namespaceObject.normalize)(path).replace(/\/+$/, '');
-        if (normal === '.' || normal === '..' || normal.startsWith('../'))
-            fail(INPUTS.extraPaths, `'${path}' is not a path inside ${label(INPUTS.owncloudDir)}.`);
-        return normal;
-    });
-    const exclude = words(raw[INPUTS.exclude]);
-    for (const pattern of exclude)
-        if (pattern.startsWith('-') || pattern.startsWith('+'))
-            fail(INPUTS.exclude, `'${pattern}' starts with '${pattern[0]}'. Expected an rsync pattern such as '*/thumbnails/'.`);
-    const installType = oneOf(INPUTS.installType, ['auto', 'package', 'tarball'], 'auto');
     // --- The database -------------------------------------------------------------------------
     const dbTypeGiven = value(INPUTS.dbType).toLowerCase();
     if (['oci', 'oracle'].includes(dbTypeGiven))
@@ -44514,29 +44531,74 @@ function settings_planBackup(raw, defaults, label = settings_actionLabel) {
         database.name = value(INPUTS.dbName);
     if (value(INPUTS.dbUser))
         database.user = value(INPUTS.dbUser);
-    // A password is taken as given (spaces are legitimate); only a missing one means "config.php's".
-    const password = raw[INPUTS.dbPassword];
-    if (password !== undefined && password !== '') {
-        if (/[\r\n\0]/.test(password))
-            fail(INPUTS.dbPassword, 'the password contains a line break or NUL byte, which no database client accepts.');
+    const password = validators(raw, label).password(INPUTS.dbPassword);
+    if (password !== undefined)
         database.password = password;
-    }
-    const occUser = value(INPUTS.occUser);
-    if (occUser && !/^[a-z_][a-z0-9_.-]*\$?$/i.test(occUser))
-        fail(INPUTS.occUser, `'${occUser}' is not a user name.`);
+    const occUser = validators(raw, label).userName(INPUTS.occUser);
     return {
         target,
         owncloudDir,
         ...(dataDir ? { dataDir } : {}),
+        database,
+        ...(occUser ? { occUser } : {}),
+    };
+}
+/** Validates everything up front and returns the plan, or throws one InputError. */
+function settings_planBackup(raw, defaults, label = settings_actionLabel) {
+    const instance = planInstance(raw, label);
+    const { value, fail, oneOf, integer, boolean, absolutePath } = validators(raw, label);
+    // --- What to back up ----------------------------------------------------------------------
+    const extraPaths = words(raw[INPUTS.extraPaths]).map((path) => {
+        if (path.includes('\0'))
+            fail(INPUTS.extraPaths, 'a path contains a NUL byte.');
+        if (path.startsWith('-'))
+            fail(INPUTS.extraPaths, `'${path}' starts with '-'. Expected a path.`);
+        if ((0,external_node_path_namespaceObject.isAbsolute)(path))
+            return absolutePath(INPUTS.extraPaths, path);
+        const normal = (0,external_node_path_namespaceObject.normalize)(path).replace(/\/+$/, '');
+        if (normal === '.' || normal === '..' || normal.startsWith('../'))
+            fail(INPUTS.extraPaths, `'${path}' is not a path inside ${label(INPUTS.owncloudDir)}.`);
+        return normal;
+    });
+    const exclude = words(raw[INPUTS.exclude]);
+    for (const pattern of exclude)
+        if (pattern.startsWith('-') || pattern.startsWith('+'))
+            fail(INPUTS.exclude, `'${pattern}' starts with '${pattern[0]}'. Expected an rsync pattern such as '*/thumbnails/'.`);
+    const installType = oneOf(INPUTS.installType, ['auto', 'package', 'tarball'], 'auto');
+    return {
+        ...instance,
         extraPaths,
         exclude,
         installType,
-        database,
         maintenanceMode: boolean(INPUTS.maintenanceMode, true),
-        ...(occUser ? { occUser } : {}),
         compression: oneOf(INPUTS.compression, ['zstd', 'gzip'], 'zstd'),
         backupDir: absolutePath(INPUTS.backupDir, value(INPUTS.backupDir) || defaults.backupDir),
         dumpTimeoutSeconds: integer(INPUTS.dumpTimeout, 1, 7 * 24 * 3600) ?? 600,
+    };
+}
+/** Validates a restore's inputs up front; the backup path is the CLI's argument (or the download). */
+function planRestore(raw, backupPath, label = settings_actionLabel) {
+    const instance = planInstance(raw, label);
+    const { value, fail, boolean, userName, password } = validators(raw, label);
+    const adminUser = value(INPUTS.dbAdminUser);
+    const adminPassword = password(INPUTS.dbAdminPassword);
+    if (adminUser === '' && adminPassword !== undefined)
+        fail(INPUTS.dbAdminPassword, `it only applies with ${label(INPUTS.dbAdminUser)} (the account that may drop and create databases).`);
+    if (adminUser.startsWith('-') || /[\0\r\n]/.test(adminUser))
+        fail(INPUTS.dbAdminUser, `'${adminUser}' is not a database user name.`);
+    const safetyCopy = boolean(INPUTS.safetyCopy, true);
+    const discardPrevious = boolean(INPUTS.discardPrevious, false);
+    if (!safetyCopy && discardPrevious)
+        fail(INPUTS.discardPrevious, `it only applies with a safety copy (${label(INPUTS.safetyCopy)} is false: there is nothing to discard).`);
+    const owner = userName(INPUTS.owner);
+    return {
+        ...instance,
+        backupPath,
+        ...(adminUser ? { dbAdmin: { user: adminUser, password: adminPassword ?? '' } } : {}),
+        allowVersionMismatch: boolean(INPUTS.allowVersionMismatch, false),
+        safetyCopy,
+        discardPrevious,
+        ...(owner ? { owner } : {}),
     };
 }
 /** Why a known_hosts line is malformed, or undefined when it is fine. */
@@ -44726,6 +44788,10 @@ function naming_backupName(date) {
     const { day, time } = stamp(date);
     return `owncloud-backup-${day}-${time}`;
 }
+/** Whether a name is one backupName() makes: how the default backup artifacts are found again. */
+function isBackupName(name) {
+    return /^owncloud-backup-\d{8}-\d{6}$/.test(name);
+}
 function dumpFileName(date, compression) {
     return `owncloud-dbbackup_${stamp(date).day}.bak${SUFFIX[compression]}`;
 }
@@ -44864,6 +44930,89 @@ async function removeStaleBackups(backupDir, report) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/action/state.ts
+// What the main step leaves for the post step, behind a small interface (the runner's
+// GITHUB_STATE through @actions/core in production).
+
+const coreState = {
+    save: (name, value) => saveState(name, value),
+    get: (name) => getState(name),
+};
+const state_STATE = {
+    /** Directories holding the SSH key and known_hosts, to delete on every path. */
+    runtimeDirs: 'runtime-dirs',
+    /** SSH master connections (pid, socket dir) main started: JSON array. */
+    sshMasters: 'ssh-masters',
+    /** Maintenance mode as main left it, saved before each change: JSON of MaintenanceState. */
+    maintenance: 'maintenance',
+    /** The backup directory main was writing (`….incomplete`), saved before it is created. */
+    incompleteDir: 'incomplete-dir',
+    /** The restore's journal, saved before each change to the target: JSON of RestoreJournal. */
+    restoreJournal: 'restore-journal',
+    /** Where the restore downloads the artifact on the runner, saved before it is created. */
+    downloadDir: 'download-dir',
+    /** The downloaded backup (the restore plan's backupPath), for a roll-back in the post step. */
+    backupPath: 'backup-path',
+};
+function maintenanceState(record) {
+    return { ...record, restored: record.phase === 'restored' };
+}
+function readMaintenanceState(store) {
+    const text = store.get(state_STATE.maintenance);
+    if (!text)
+        return undefined;
+    const saved = JSON.parse(text);
+    if (typeof saved.installDir !== 'string' || typeof saved.occUser !== 'string')
+        return undefined;
+    return {
+        phase: saved.phase ?? (saved.restored ? 'restored' : saved.switchedByUs ? 'on' : 'restored'),
+        switchedByUs: saved.switchedByUs ?? true,
+        priorState: saved.priorState ?? false,
+        installDir: saved.installDir,
+        occUser: saved.occUser,
+    };
+}
+function readRuntimeDirs(store) {
+    const text = store.get(state_STATE.runtimeDirs);
+    return text ? JSON.parse(text) : [];
+}
+function readSshMasters(store) {
+    const text = store.get(state_STATE.sshMasters);
+    return text ? JSON.parse(text) : [];
+}
+function readRestoreJournal(store) {
+    const text = store.get(state_STATE.restoreJournal);
+    return text ? JSON.parse(text) : undefined;
+}
+
+;// CONCATENATED MODULE: ./src/action/cleanup.ts
+// What every post step removes from the runner, on every path: directories main left
+// (key files, downloads, incomplete backups) and SSH master connections of a killed main.
+// A cleanup failure is a warning, never a second error.
+
+
+
+
+
+/** Removes a directory main left on the runner; `what` says what it held. */
+function removeFromRunner(dir, what) {
+    try {
+        (0,external_node_fs_namespaceObject.rmSync)(dir, { recursive: true, force: true });
+        info(`Removed ${dir} (${what}).`);
+    }
+    catch (error) {
+        warning(`Could not remove ${dir}: ${errors_describeError(error)}`);
+    }
+}
+/** Ends the SSH connections main left open, then removes the key and known_hosts files. */
+function cleanUpSsh(state, runtimeDirs) {
+    for (const master of readSshMasters(state))
+        if (endOrphanedMaster(master))
+            info(`Ended the SSH connection the main step left open (pid ${master.pid}).`);
+    for (const dir of runtimeDirs)
+        removeFromRunner(dir, 'SSH key and known_hosts');
+}
+
 ;// CONCATENATED MODULE: ./src/action/inputs.ts
 // The action's inputs, read once and validated up front into the backup plan plus what
 // only the action has (the artifact). Every error names the input and the form expected.
@@ -44880,31 +45029,42 @@ const ACTION_INPUTS = {
 };
 // Characters the artifact service refuses in a name.
 const FORBIDDEN_IN_NAME = /[":<>|*?\r\n\\/]/;
-/** Reads the raw inputs, masking the secrets among them before anything else happens. */
-function readRawInputs(secrets) {
+const PASSWORDS = [INPUTS.dbPassword, INPUTS.dbAdminPassword];
+/**
+ * Reads the raw inputs, masking the secrets among them before anything else happens; then
+ * the inputs only this action has (`actionInputs`; those named in `secretInputs` masked too).
+ */
+function readRawInputs(secrets, actionInputs = Object.values(ACTION_INPUTS), secretInputs = []) {
     const raw = {};
     for (const name of Object.values(INPUTS)) {
         // Secrets and lists keep their whitespace; getInput would trim a password.
-        const value = name === INPUTS.dbPassword
+        const value = PASSWORDS.includes(name)
             ? getInput(name, { trimWhitespace: false }).replace(/\r?\n$/, '')
             : getInput(name);
         if (value !== '')
             raw[name] = value;
     }
-    secrets.add(raw[INPUTS.dbPassword]);
-    secrets.add(raw[INPUTS.sshKey]);
+    for (const name of [...PASSWORDS, INPUTS.sshKey])
+        secrets.add(raw[name]);
     const action = {};
-    for (const name of Object.values(ACTION_INPUTS))
+    for (const name of actionInputs) {
         action[name] = getInput(name);
+        if (secretInputs.includes(name))
+            secrets.add(action[name]);
+    }
     return { raw, action };
 }
-function actionSettings(raw, action, runnerTemp, startedAt) {
-    const plan = planBackup(raw, { backupDir: join(runnerTemp, 'owncloud-backup') }, actionLabel);
-    const name = (action[ACTION_INPUTS.artifactName] ?? '').trim() || backupName(startedAt);
+/** Refuses a name the artifact service would refuse (after the work, at upload). */
+function checkArtifactName(name) {
     if (FORBIDDEN_IN_NAME.test(name))
         throw new InputError(`Invalid input 'artifact-name': '${name.replace(/[\r\n]/g, ' ')}' contains a character artifacts cannot have. Not allowed: " : < > | * ? \\ / and line breaks.`);
     if (name.length > 256)
         throw new InputError("Invalid input 'artifact-name': longer than 256 characters.");
+}
+function actionSettings(raw, action, runnerTemp, startedAt) {
+    const plan = planBackup(raw, { backupDir: join(runnerTemp, 'owncloud-backup') }, actionLabel);
+    const name = (action[ACTION_INPUTS.artifactName] ?? '').trim() || backupName(startedAt);
+    checkArtifactName(name);
     const retention = (action[ACTION_INPUTS.retentionDays] ?? '').trim() || '0';
     if (!/^\d+$/.test(retention) ||
         (Number(retention) !== 0 && (Number(retention) < 1 || Number(retention) > 90)))
@@ -44915,49 +45075,59 @@ function actionSettings(raw, action, runnerTemp, startedAt) {
     return { plan, upload: upload === 'true', artifactName: name, retentionDays: Number(retention) };
 }
 
-;// CONCATENATED MODULE: ./src/action/state.ts
-// What the main step leaves for the post step, behind a small interface (the runner's
-// GITHUB_STATE through @actions/core in production).
+;// CONCATENATED MODULE: ./src/action/step.ts
+// What both actions' main steps share: the secret registry, cancellation (the runner sends
+// SIGINT, then SIGTERM) turned into an aborted signal, every error into one failed message;
+// and the runner directory for the SSH key, known to the post step before it is used.
 
-const coreState = {
-    save: (name, value) => saveState(name, value),
-    get: (name) => getState(name),
-};
-const STATE = {
-    /** Directories holding the SSH key and known_hosts, to delete on every path. */
-    runtimeDirs: 'runtime-dirs',
-    /** SSH master connections (pid, socket dir) main started: JSON array. */
-    sshMasters: 'ssh-masters',
-    /** Maintenance mode as main left it, saved before each change: JSON of MaintenanceState. */
-    maintenance: 'maintenance',
-    /** The backup directory main was writing (`….incomplete`), saved before it is created. */
-    incompleteDir: 'incomplete-dir',
-};
-function maintenanceState(record) {
-    return { ...record, restored: record.phase === 'restored' };
-}
-function readMaintenanceState(store) {
-    const text = store.get(STATE.maintenance);
-    if (!text)
-        return undefined;
-    const saved = JSON.parse(text);
-    if (typeof saved.installDir !== 'string' || typeof saved.occUser !== 'string')
-        return undefined;
-    return {
-        phase: saved.phase ?? (saved.restored ? 'restored' : saved.switchedByUs ? 'on' : 'restored'),
-        switchedByUs: saved.switchedByUs ?? true,
-        priorState: saved.priorState ?? false,
-        installDir: saved.installDir,
-        occUser: saved.occUser,
+
+
+
+
+
+
+/** Runs a main step; `onCancel` says what the step does when cancelled. */
+async function cancellableStep(onCancel, work) {
+    const secrets = new Secrets((value) => core.setSecret(value));
+    const controller = new AbortController();
+    const onSignal = (signal) => {
+        if (controller.signal.aborted)
+            return;
+        core.warning(`${signal} received (the run was cancelled): ${onCancel}`);
+        controller.abort();
     };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    try {
+        await work({
+            secrets,
+            signal: controller.signal,
+            runnerTemp: process.env.RUNNER_TEMP || tmpdir(),
+        });
+    }
+    catch (error) {
+        core.setFailed(secrets.redact(describeError(error)));
+    }
+    finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+    }
 }
-function readRuntimeDirs(store) {
-    const text = store.get(STATE.runtimeDirs);
-    return text ? JSON.parse(text) : [];
+/** A new directory for an SSH key and known_hosts (0700) under RUNNER_TEMP. */
+function newRuntimeDir(runnerTemp = process.env.RUNNER_TEMP || (0,external_node_os_namespaceObject.tmpdir)()) {
+    return (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)(runnerTemp, 'owncloud-backup-ssh-'));
 }
-function readSshMasters(store) {
-    const text = store.get(STATE.sshMasters);
-    return text ? JSON.parse(text) : [];
+/**
+ * SSH options whose key directory and master connection the post step knows about (saved
+ * before they exist), so that it removes them whatever happens to main.
+ */
+function trackedSsh(state, runnerTemp) {
+    const runtimeDir = newRuntimeDir(runnerTemp);
+    state.save(STATE.runtimeDirs, JSON.stringify([runtimeDir]));
+    return {
+        runtimeDir,
+        onMaster: (master) => state.save(STATE.sshMasters, JSON.stringify([master])),
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/action/post.ts
@@ -44980,7 +45150,7 @@ function readSshMasters(store) {
 
 
 async function runPost(state = coreState) {
-    const secrets = new Secrets((value) => core_setSecret(value));
+    const secrets = new secrets_Secrets((value) => core_setSecret(value));
     const runtimeDirs = readRuntimeDirs(state);
     try {
         const maintenance = readMaintenanceState(state);
@@ -44998,7 +45168,7 @@ async function runPost(state = coreState) {
         const plan = settings_planBackup(raw, { backupDir: (0,external_node_os_namespaceObject.tmpdir)() }, settings_actionLabel);
         let host;
         if (plan.target.kind === 'ssh') {
-            const runtimeDir = (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)(process.env.RUNNER_TEMP || (0,external_node_os_namespaceObject.tmpdir)(), 'owncloud-backup-ssh-'));
+            const runtimeDir = newRuntimeDir();
             runtimeDirs.push(runtimeDir);
             host = await SshHost.connect(plan.target, { runtimeDir });
         }
@@ -45015,10 +45185,10 @@ async function runPost(state = coreState) {
         }
     }
     catch (error) {
-        setFailed(secrets.redact(`Could not restore maintenance mode: ${describeError(error)}`));
+        setFailed(secrets.redact(`Could not restore maintenance mode: ${errors_describeError(error)}`));
     }
     finally {
-        const incomplete = state.get(STATE.incompleteDir);
+        const incomplete = state.get(state_STATE.incompleteDir);
         if (incomplete) {
             try {
                 const removed = await removeIncompleteBackup(incomplete);
@@ -45026,21 +45196,10 @@ async function runPost(state = coreState) {
                     info(`Removed the incomplete backup the main step left: ${incomplete} (${formatBytes(removed.bytes)}).`);
             }
             catch (error) {
-                warning(`Could not remove ${incomplete}: ${describeError(error)}`);
+                warning(`Could not remove ${incomplete}: ${errors_describeError(error)}`);
             }
         }
-        for (const master of readSshMasters(state))
-            if (endOrphanedMaster(master))
-                info(`Ended the SSH connection the main step left open (pid ${master.pid}).`);
-        for (const dir of runtimeDirs) {
-            try {
-                (0,external_node_fs_namespaceObject.rmSync)(dir, { recursive: true, force: true });
-                info(`Removed ${dir} (SSH key and known_hosts).`);
-            }
-            catch (error) {
-                warning(`Could not remove ${dir}: ${describeError(error)}`);
-            }
-        }
+        cleanUpSsh(state, runtimeDirs);
     }
 }
 
@@ -45051,7 +45210,7 @@ async function runPost(state = coreState) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5158);
+/* harmony import */ var _action_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9338);
 // Entry of the GitHub Action's post step (runs always, after success, failure or cancellation).
 
 await (0,_action_post_js__WEBPACK_IMPORTED_MODULE_0__/* .runPost */ .a)();
