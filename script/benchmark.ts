@@ -1,7 +1,10 @@
 // Measures a backup of a large sample instance (default 20,000 files, 1 GiB, SQLite) against
 // the documentation's commands run by hand on the same instance, and the tool's peak memory
 // on a small and a large instance (it must not grow with the data).
-// Usage: node script/benchmark.ts [--files N] [--bytes N] [--rounds N] [--ssh]
+// With --restore it also restores each round's backup over the large instance (in place,
+// the previous state moved aside and removed afterwards, outside the timing) and times the
+// README's restore by hand (tar extract + sqlite3 load) beside it.
+// Usage: node script/benchmark.ts [--files N] [--bytes N] [--rounds N] [--ssh] [--restore]
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,6 +19,7 @@ const { values } = parseArgs({
     bytes: { type: 'string', default: String(1024 ** 3) },
     rounds: { type: 'string', default: '3' },
     ssh: { type: 'boolean', default: false },
+    restore: { type: 'boolean', default: false },
   },
 });
 const CLI = resolve(import.meta.dirname, '..', 'dist', 'cli', 'index.js');
@@ -105,6 +109,56 @@ async function byHand(sample: SampleInstance, out: string): Promise<Measurement>
   return { seconds, maintenanceSeconds: seconds };
 }
 
+/** `owncloud-backup restore` of a backup over the instance it came from. */
+async function oursRestore(sample: SampleInstance, out: string): Promise<Measurement> {
+  const dir = join(out, readdirSync(out)[0]!);
+  const result = await measure(
+    [process.execPath, CLI, 'restore', dir, '--owncloud-dir', sample.installDir],
+    '/',
+  );
+  // The previous state (the whole data directory, moved aside) goes outside the timing.
+  await measure(
+    [process.execPath, CLI, 'restore', '--cleanup', '--owncloud-dir', sample.installDir],
+    '/',
+  );
+  return { seconds: result.seconds, peakRssMiB: result.peakRssMiB! };
+}
+
+/** The README's restore by hand, its heavy part: unpack the files, load the dump. */
+async function restoreByHand(out: string, into: string): Promise<Measurement> {
+  const dir = join(out, readdirSync(out)[0]!);
+  const names = readdirSync(dir);
+  const files = names.find((n) => n.startsWith('owncloud-files_'))!;
+  const dump = names.find((n) => n.startsWith('owncloud-dbbackup_'))!;
+  mkdirSync(into, { recursive: true });
+  const started = performance.now();
+  await measure(
+    [
+      'tar',
+      '--extract',
+      '--file',
+      join(dir, files),
+      '--numeric-owner',
+      '--acls',
+      '--xattrs',
+      '--xattrs-include=*',
+      '--same-permissions',
+    ],
+    into,
+  );
+  const load = spawnSync('sh', [
+    '-c',
+    'set -e; zstd -dc "$1" | sqlite3 -bail "$2"',
+    'sh',
+    join(dir, dump),
+    join(into, 'restored.db'),
+  ]);
+  if (load.status !== 0) throw new Error(`loading the dump failed: ${String(load.stderr)}`);
+  const seconds = (performance.now() - started) / 1000;
+  rmSync(into, { recursive: true, force: true });
+  return { seconds };
+}
+
 function row(name: string, runs: Measurement[]): string {
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const cell = (xs: (number | undefined)[], digits = 2) =>
@@ -139,6 +193,8 @@ try {
     byHand: [],
     oursSsh: [],
     oursSmall: [],
+    restore: [],
+    restoreByHand: [],
   };
   for (let round = 0; round < Number(values.rounds); round++) {
     // Interleaved, so disk state after deletions affects every variant alike.
@@ -146,6 +202,15 @@ try {
     results.byHand!.push(await byHand(large, join(root, `out-hand-${round}`)));
     if (sshd) results.oursSsh!.push(await ours(large, join(root, `out-ssh-${round}`), sshd));
     results.oursSmall!.push(await ours(small, join(root, `out-small-${round}`)));
+    if (values.restore) {
+      results.restore!.push(await oursRestore(large, join(root, `out-ours-${round}`)));
+      results.restoreByHand!.push(
+        await restoreByHand(join(root, `out-ours-${round}`), join(root, `hand-restore-${round}`)),
+      );
+    }
+    // Each round's backups go once measured: the disk holds one round at a time.
+    for (const name of ['ours', 'hand', 'ssh', 'small'])
+      rmSync(join(root, `out-${name}-${round}`), { recursive: true, force: true });
     console.log(`round ${round + 1} done`);
   }
   t0 = performance.now();
@@ -165,6 +230,20 @@ try {
     row('by hand: rsync -Aax config data + sqlite3 .dump (no archive, no checks)', results.byHand!),
   );
   console.log(row('owncloud-backup, local, 100 files / 1 MiB', results.oursSmall!));
+  if (values.restore) {
+    console.log(
+      row(
+        'owncloud-backup restore, local, in place (verify, safety copy, files, database, checks)',
+        results.restore!,
+      ),
+    );
+    console.log(
+      row(
+        'restore by hand: tar --extract, then zstd -dc into sqlite3 (no checks, no safety copy)',
+        results.restoreByHand!,
+      ),
+    );
+  }
   await sshd?.stop();
 } finally {
   rmSync(root, { recursive: true, force: true });

@@ -1,7 +1,7 @@
 // The orchestrator: a validated plan in, a finished, dated backup directory out.
 //   backup-dir checked and locked (stale incomplete backups removed) → connect → discover
 //   → instance locked → preflight → files (bulk) → [maintenance on → files (delta) ‖ dump
-//   → maintenance restored] → archive → manifest → rename into place.
+//   ‖ row counts → maintenance restored] → archive → manifest → rename into place.
 // A backup directory only gets its final name once everything in it is written and
 // checked; on any failure the partial one is removed.
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
@@ -18,7 +18,8 @@ import { asUser, type Host } from './host/host.ts';
 import { acquireLock, holderName, type HeldLock } from './host/lock.ts';
 import { LocalHost } from './host/local.ts';
 import { isNoSpace, noSpaceError, removeTree, type RunnerPrivilege } from './host/runner.ts';
-import { SshHost, type SshOptions } from './host/ssh.ts';
+import type { SshOptions } from './host/ssh.ts';
+import { openHost } from './host/connect.ts';
 import { buildManifest, checksumsText, type Manifest } from './manifest.ts';
 import {
   backupName,
@@ -39,6 +40,7 @@ import { dumpDatabase, type DumpResult } from './steps/dump.ts';
 import { checkStagedConfig, syncFiles, type SyncStats } from './steps/files.ts';
 import { MaintenanceGuard, type MaintenanceRecord } from './steps/maintenance.ts';
 import { formatBytes, preflight } from './steps/preflight.ts';
+import { countRows } from './steps/row-counts.ts';
 
 export interface BackupResult {
   /** The finished backup directory. */
@@ -70,12 +72,6 @@ export interface BackupContext {
   onMaintenance?: (record: MaintenanceRecord) => void;
   /** Told the incomplete backup directory's path before it is created. */
   onWorkDir?: (path: string) => void;
-}
-
-async function openHost(plan: BackupPlan, context: BackupContext): Promise<Host> {
-  if (plan.target.kind === 'local') return new LocalHost();
-  context.secrets.add(plan.target.privateKey);
-  return SshHost.connect(plan.target, context.ssh);
 }
 
 export async function runBackup(plan: BackupPlan, context: BackupContext): Promise<BackupResult> {
@@ -157,7 +153,7 @@ async function backUp(
   let privilege: RunnerPrivilege = { prefix: [], keepsOwners: false };
   try {
     host = await reporter.group('Connect', async () => {
-      const opened = await openHost(plan, context);
+      const opened = await openHost(plan.target, context.secrets, context.ssh);
       reporter.info(`Connected to ${opened.label} as ${opened.account}.`);
       return opened;
     });
@@ -254,8 +250,14 @@ async function backUp(
           context.onMaintenance,
         )
       : undefined;
-    const { dumped: dump, finalData } = await reporter.group(
-      maintenance ? 'Maintenance window (files delta and database dump)' : 'Database dump',
+    const {
+      dumped: dump,
+      finalData,
+      rowCounts,
+    } = await reporter.group(
+      maintenance
+        ? 'Maintenance window (files delta, database dump and row counts)'
+        : 'Database dump and row counts',
       () =>
         maintenanceWindow(maintenance, context, {
           // Inside the window only what changed since the bulk copy moves (rsync's delta);
@@ -286,6 +288,21 @@ async function backUp(
             dumping.finish();
             return dumped;
           },
+          // Beside the dump, so that a restore can be checked table by table against the
+          // state the dump holds.
+          count: (stepSignal, dumping) =>
+            countRows(
+              connected,
+              engine,
+              {
+                connection: instance.database,
+                tool,
+                account: connected.account,
+                owner: instance.owner,
+              },
+              stepSignal,
+              { seconds: plan.dumpTimeoutSeconds, after: dumping },
+            ),
         }),
     );
     const stats = {
@@ -335,6 +352,8 @@ async function backUp(
         { file: dump, role: 'database', compression: plan.compression },
       ],
       dumpBytes: dump.rawBytes,
+      rowCounts,
+      rowCountsInWindow: maintenance !== undefined,
       ownersKept: elevated.keepsOwners,
       restoreHint: engine.restoreHint,
     });
@@ -374,10 +393,17 @@ function writeSmallFile(path: string, text: string): void {
   }
 }
 
+interface WindowOutcome {
+  dumped: DumpResult;
+  finalData: SyncStats;
+  /** Table → rows, counted beside the dump. */
+  rowCounts: Record<string, number>;
+}
+
 /**
- * The maintenance window: switch maintenance mode on (unless disabled), run the dump and
- * the files delta side by side (the first failure stops the other), and restore the prior
- * state whatever happened, reporting both causes if both went wrong.
+ * The maintenance window: switch maintenance mode on (unless disabled), run the dump, the
+ * files delta and the row counts side by side (the first failure stops the others), and
+ * restore the prior state whatever happened, reporting both causes if both went wrong.
  */
 async function maintenanceWindow(
   maintenance: MaintenanceGuard | undefined,
@@ -385,17 +411,19 @@ async function maintenanceWindow(
   work: {
     dump: (signal: AbortSignal) => Promise<DumpResult>;
     delta: (signal: AbortSignal) => Promise<SyncStats>;
+    /** Told the dump running beside it (the dump watches the server for silence). */
+    count: (signal: AbortSignal, dumping: Promise<DumpResult>) => Promise<Record<string, number>>;
   },
-): Promise<{ dumped: DumpResult; finalData: SyncStats }> {
+): Promise<WindowOutcome> {
   const { reporter } = context;
   let failure: unknown;
-  let outcome: { dumped: DumpResult; finalData: SyncStats } | undefined;
+  let outcome: WindowOutcome | undefined;
   try {
     await maintenance?.enable();
-    const [dumped, finalData] = await allOrNothing(
-      context.signal,
-      (signal) => [work.dump(signal), work.delta(signal)] as const,
-    );
+    const [dumped, finalData, rowCounts] = await allOrNothing(context.signal, (signal) => {
+      const dumping = work.dump(signal);
+      return [dumping, work.delta(signal), work.count(signal, dumping)] as const;
+    });
     if (maintenance)
       reporter.info(
         `Files delta: ${formatBytes(finalData.transferredBytes)} changed since the bulk copy.`,
@@ -403,7 +431,11 @@ async function maintenanceWindow(
     reporter.info(
       `Database dump: ${formatBytes(dumped.rawBytes)} raw, ${formatBytes(dumped.size)} compressed.`,
     );
-    outcome = { dumped, finalData };
+    const tables = Object.keys(rowCounts).length;
+    reporter.info(
+      `Row counts: ${tables} table${tables === 1 ? '' : 's'}, ${Object.values(rowCounts).reduce((sum, n) => sum + n, 0)} rows.`,
+    );
+    outcome = { dumped, finalData, rowCounts };
   } catch (error) {
     failure = error;
   }

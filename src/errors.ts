@@ -14,6 +14,11 @@ export class BackupError extends Error {
   override name = 'BackupError';
 }
 
+/** The link to the host failed (the command may or may not have run there). */
+export class LinkError extends BackupError {
+  override name = 'LinkError';
+}
+
 /**
  * Maintenance mode could not be switched back off: the one failure an administrator must
  * act on at once, so it is never hidden behind another.

@@ -56,6 +56,10 @@ export interface Manifest {
     dumpToolVersion: string;
     /** Size of the uncompressed dump. */
     dumpBytes: number;
+    /** Exact rows of every table with the instance's prefix, counted beside the dump. */
+    rowCounts: Record<string, number>;
+    /** False when maintenance mode was not used (maintenance-mode: false): counted live. */
+    rowCountsInWindow: boolean;
   };
   files: {
     /** Archive member directory → where it came from on the host. */
@@ -150,6 +154,8 @@ export interface ManifestInput {
   maintenance: { managed: boolean; window: MaintenanceWindow; seconds: number };
   archives: { file: WrittenFile; role: ArchiveRecord['role']; compression: Compression }[];
   dumpBytes: number;
+  rowCounts: Record<string, number>;
+  rowCountsInWindow: boolean;
   ownersKept: boolean;
   restoreHint: string;
 }
@@ -195,6 +201,8 @@ export function buildManifest(input: ManifestInput): Manifest {
       dumpTool: input.tool.program,
       dumpToolVersion: input.tool.version,
       dumpBytes: input.dumpBytes,
+      rowCounts: input.rowCounts,
+      rowCountsInWindow: input.rowCountsInWindow,
     },
     files: {
       layout: {

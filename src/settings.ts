@@ -38,6 +38,16 @@ export const INPUTS = {
 
 export type InputName = (typeof INPUTS)[keyof typeof INPUTS];
 
+/** Inputs of a restore only (the backup action does not declare them). */
+export const RESTORE_ONLY: readonly InputName[] = [
+  INPUTS.dbAdminUser,
+  INPUTS.dbAdminPassword,
+  INPUTS.safetyCopy,
+  INPUTS.discardPrevious,
+  INPUTS.owner,
+  INPUTS.allowVersionMismatch,
+];
+
 /** Inputs that only mean something for an SSH connection (with `host`). */
 export const SSH_ONLY: readonly InputName[] = [
   INPUTS.port,
@@ -355,6 +365,7 @@ export interface DatabaseAdmin {
 }
 
 export interface RestorePlan extends InstancePlan {
+  // owncloudDir '' (and dataDir absent) mean: where the backup recorded them.
   /** The backup directory to restore (its manifest.json and archives). */
   backupPath: string;
   /**
@@ -402,6 +413,8 @@ export function planRestore(
   const owner = userName(INPUTS.owner);
   return {
     ...instance,
+    // Empty: the installation directory the backup recorded.
+    owncloudDir: value(INPUTS.owncloudDir) ? instance.owncloudDir : '',
     backupPath,
     ...(adminUser ? { dbAdmin: { user: adminUser, password: adminPassword ?? '' } } : {}),
     allowVersionMismatch: boolean(INPUTS.allowVersionMismatch, false),

@@ -6,7 +6,7 @@ import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(93);
+/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(818);
 // Entry of the `owncloud-backup` command.
 
 (0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .dropOutputToClosedPipes */ .D3)();
@@ -17,7 +17,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 93:
+/***/ 818:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -27,7 +27,7 @@ __nccwpck_require__.d(__webpack_exports__, {
   ak: () => (/* binding */ runCli)
 });
 
-// UNUSED EXPORTS: ENV, EXIT, cliInputs, summary
+// UNUSED EXPORTS: ENV, EXIT, cliInputs, restoreSummary, summary
 
 ;// CONCATENATED MODULE: external "node:fs"
 const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
@@ -52,6 +52,10 @@ class InputError extends Error {
 class BackupError extends Error {
     name = 'BackupError';
 }
+/** The link to the host failed (the command may or may not have run there). */
+class LinkError extends BackupError {
+    name = 'LinkError';
+}
 /**
  * Maintenance mode could not be switched back off: the one failure an administrator must
  * act on at once, so it is never hidden behind another.
@@ -63,7 +67,7 @@ class MaintenanceNotRestoredError extends BackupError {
  * A restore that failed after it had started changing the target: the message says what
  * failed and in what state the instance is now (the previous state put back, or not).
  */
-class RestoreError extends (/* unused pure expression or super */ null && (BackupError)) {
+class RestoreError extends BackupError {
     name = 'RestoreError';
 }
 /** The run was interrupted (SIGINT/SIGTERM, or the workflow was cancelled). */
@@ -119,6 +123,38 @@ exit "$status"
 /** The argv to run on the host; send `secretLine(...)` as stdin and keep stdin open. */
 function guardedCommand(argv, delivery) {
     return ['sh', '-c', SCRIPT, 'owncloud-backup', delivery, ...argv];
+}
+const INPUT_SCRIPT = `
+mode=$1; shift
+IFS= read -r secret || secret=
+case $mode in
+  mysql-option-file)
+    exec "$@" 3<<OWNCLOUD_BACKUP_EOF
+[client]
+password=$secret
+OWNCLOUD_BACKUP_EOF
+    ;;
+  mysql-pwd) MYSQL_PWD=$secret; export MYSQL_PWD; exec "$@" ;;
+  pgpassword) PGPASSWORD=$secret; export PGPASSWORD; exec "$@" ;;
+  *) exec "$@" ;;
+esac
+`.trim();
+/**
+ * For a command that reads data on stdin (a dump being loaded): the wrapper takes the
+ * secret from the first line and hands the rest of stdin to the command. The end of stdin
+ * is the end of the data here, so there is no watchdog; a load cut short is caught by the
+ * checks after it.
+ */
+function guardedInputCommand(argv, delivery) {
+    return ['sh', '-c', INPUT_SCRIPT, 'owncloud-backup', delivery, ...argv];
+}
+/** argv that runs a command with its stdout written to a file on the host. */
+function writingTo(path, argv) {
+    return ['sh', '-c', 'out=$1; shift; exec "$@" > "$out"', 'sh', path, ...argv];
+}
+/** argv that runs a command with its stdin read from a file on the host. */
+function readingFrom(path, argv) {
+    return ['sh', '-c', 'in=$1; shift; exec "$@" < "$in"', 'sh', path, ...argv];
 }
 /** The first stdin line the wrapper reads: the secret, which must fit on one line. */
 function secretLine(secret) {
@@ -11254,8 +11290,37 @@ function stderrTail(stderr, lines = 5) {
         .join('\n');
 }
 
+;// CONCATENATED MODULE: ./src/database/engine.ts
+
+/**
+ * The table prefix as hex digits of its UTF-8 bytes: each engine turns them back into a string
+ * in SQL, so no prefix (quotes, backslashes, `_` or `%`) can change the query or match as a pattern.
+ */
+function prefixHex(prefix) {
+    return Buffer.from(prefix, 'utf8').toString('hex').toUpperCase();
+}
+/**
+ * Parses row count lines: the table name as hex digits of its UTF-8 bytes (so a name with a
+ * tab, a line break or a backslash survives every client's output escaping), a tab, the count.
+ */
+function parseRowCountLines(stdout) {
+    const counts = {};
+    for (const line of stdout.split('\n')) {
+        const text = line.replace(/\r$/, '');
+        if (text.trim() === '')
+            continue;
+        const match = /^((?:[0-9A-Fa-f]{2})+)\t(\d+)$/.exec(text);
+        if (!match)
+            throw new BackupError(`Unexpected line in the table row counts (expected HEXNAME<TAB>COUNT): '${text.slice(0, 200)}'`);
+        const table = Buffer.from(match[1], 'hex').toString('utf8');
+        counts[table] = Number(match[2]);
+    }
+    return counts;
+}
+
 ;// CONCATENATED MODULE: ./src/database/mysql.ts
 // MySQL and MariaDB: mysqldump --single-transaction (mariadb-dump where mysqldump is gone).
+
 
 
 /**
@@ -11305,9 +11370,98 @@ function explainFailure(stderr, connection) {
         return `MySQL refused user '${connection.user}' (access denied): wrong password or missing rights on '${connection.name}'.`;
     if (/Unknown database/i.test(stderr))
         return `MySQL has no database '${connection.name}'.`;
-    if (/Can't connect|Lost connection|Unknown MySQL server host|server has gone away/i.test(stderr))
+    if (/Can't connect|Unknown MySQL server host/i.test(stderr))
         return `Could not reach the MySQL server ${serverName(connection)} (is it running?).`;
+    // Reached, then lost: the session was killed or the server went down while it worked.
+    if (/Lost connection|server has gone away/i.test(stderr))
+        return `The MySQL server ${serverName(connection)} closed the connection while it was in use (the session was killed, or the server stopped).`;
     return undefined;
+}
+/** A MySQL identifier, backquoted. Pure. */
+function mysqlIdentifier(name) {
+    return `\`${name.replaceAll('`', '``')}\``;
+}
+/** A MySQL string literal (the scripts set a sql_mode in which backslash escapes hold). Pure. */
+function mysqlString(value) {
+    return `'${value.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
+}
+/** Every script starts from a known sql_mode: backslash escapes on, strict. */
+const KNOWN_MODE = "SET SESSION sql_mode = 'STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION';";
+/** The client run with a connection's credentials on one database (or none: the admin). */
+function clientCommand(client, connection, database) {
+    const { options, delivery, secret } = passwordDelivery(connection.password);
+    const argv = [
+        client,
+        ...options,
+        '--batch',
+        '--skip-column-names',
+        '--connect-timeout=15',
+        `--default-character-set=${connection.utf8mb4 ? 'utf8mb4' : 'utf8'}`,
+        ...connectionOptions(connection),
+        ...(database !== undefined ? ['--', database] : []),
+    ];
+    return { program: client, argv, delivery, secret };
+}
+/** The client running one statement in the instance's database (batch output, no header). */
+function queryCommand(program, connection, sql) {
+    const { options, delivery, secret } = passwordDelivery(connection.password);
+    const argv = [
+        program,
+        ...options,
+        '--batch',
+        '--skip-column-names',
+        '--connect-timeout=15',
+        ...connectionOptions(connection),
+        `--execute=${sql}`,
+        '--',
+        connection.name,
+    ];
+    return { program, argv, delivery, secret };
+}
+function adminConnection({ connection, admin }) {
+    return { ...connection, user: admin.user, password: admin.password };
+}
+/**
+ * Where the instance's user logs in from, for the accounts the admin creates: the socket
+ * (and `localhost`) means 'localhost'; a loopback address is seen as 'localhost' or the
+ * address itself; any other server sees the web server's address, so any host.
+ */
+function accountHosts(connection) {
+    const host = connection.host;
+    if (!host || host === 'localhost')
+        return ['localhost'];
+    if (host === '127.0.0.1' || host === '::1')
+        return ['localhost', host];
+    return ['%'];
+}
+/** Drops every object of one type whose name starts with the prefix, in one statement. */
+function dropAllOf(kind, prefix) {
+    const type = kind === 'VIEW' ? 'VIEW' : 'BASE TABLE';
+    return [
+        `SET @names = (SELECT GROUP_CONCAT(CONCAT('\`', REPLACE(table_name, '\`', '\`\`'), '\`')) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = '${type}' AND LEFT(table_name, CHAR_LENGTH(${mysqlString(prefix)})) = ${mysqlString(prefix)});`,
+        `SET @drop = IF(@names IS NULL, 'DO 0', CONCAT('DROP ${kind} ', @names));`,
+        'PREPARE owncloud_restore_drop FROM @drop;',
+        'EXECUTE owncloud_restore_drop;',
+        'DEALLOCATE PREPARE owncloud_restore_drop;',
+    ].join('\n');
+}
+/**
+ * Counts every prefixed base table of the current database in one statement: the server
+ * builds `SELECT 'HEXNAME', COUNT(*) FROM \`name\` UNION ALL ...` (backticks in a name
+ * doubled) and runs it as a prepared statement. The prefix is compared byte by byte (no LIKE
+ * pattern, no collation); GROUP_CONCAT's default limit of 1 KiB would cut the statement.
+ */
+function rowCountsSql(tablePrefix) {
+    const prefix = `X'${prefixHex(tablePrefix)}'`;
+    return [
+        'SET SESSION group_concat_max_len = 67108864',
+        "SET @owncloud_backup_counts = (SELECT GROUP_CONCAT(CONCAT('SELECT ''', HEX(table_name), ''', COUNT(*) FROM `', REPLACE(table_name, '`', '``'), '`') ORDER BY table_name SEPARATOR ' UNION ALL ') FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' AND " +
+            `LEFT(CAST(table_name AS BINARY), LENGTH(${prefix})) = ${prefix})`,
+        "SET @owncloud_backup_counts = COALESCE(@owncloud_backup_counts, 'SELECT 1, 1 FROM DUAL WHERE FALSE')",
+        'PREPARE owncloud_backup_counts FROM @owncloud_backup_counts',
+        'EXECUTE owncloud_backup_counts',
+        'DEALLOCATE PREPARE owncloud_backup_counts',
+    ].join('; ');
 }
 const mysql = {
     type: 'mysql',
@@ -11329,20 +11483,7 @@ const mysql = {
         return { argv, delivery, secret };
     },
     checkCommand({ connection, tool }) {
-        const { options, delivery, secret } = passwordDelivery(connection.password);
-        const program = clientOf(tool);
-        const argv = [
-            program,
-            ...options,
-            '--batch',
-            '--skip-column-names',
-            '--connect-timeout=15',
-            ...connectionOptions(connection),
-            '--execute=SELECT 1',
-            '--',
-            connection.name,
-        ];
-        return { program, argv, delivery, secret };
+        return queryCommand(clientOf(tool), connection, 'SELECT 1');
     },
     checkProblem(result, { connection, tool }) {
         if (result.exitCode === 0 && result.stdout.trim() === '1')
@@ -11356,10 +11497,59 @@ const mysql = {
             : "the dump does not end with mysqldump's '-- Dump completed' line: it was cut short";
     },
     explainFailure,
+    clients: ['mariadb', 'mysql'],
+    loadCommand({ connection, client }) {
+        const { argv, delivery, secret } = clientCommand(client, connection, connection.name);
+        return { argv, delivery, secret };
+    },
+    resetStep(context) {
+        const { connection, client, admin } = context;
+        if (admin) {
+            const charset = connection.utf8mb4 ? 'utf8mb4' : 'utf8';
+            const accounts = accountHosts(connection).map((from) => `${mysqlString(connection.user)}@${mysqlString(from)}`);
+            const db = mysqlIdentifier(connection.name);
+            return {
+                command: clientCommand(client, adminConnection(context), undefined),
+                sql: [
+                    KNOWN_MODE,
+                    `DROP DATABASE IF EXISTS ${db};`,
+                    `CREATE DATABASE ${db} CHARACTER SET ${charset} COLLATE ${charset}_general_ci;`,
+                    // An existing account keeps its password; a missing one (a new host) is created.
+                    ...accounts.flatMap((account) => [
+                        `CREATE USER IF NOT EXISTS ${account} IDENTIFIED BY ${mysqlString(connection.password)};`,
+                        `GRANT ALL PRIVILEGES ON ${db}.* TO ${account};`,
+                    ]),
+                    '',
+                ].join('\n'),
+                summary: `dropped and recreated the database '${connection.name}' (${charset}) as ${admin.user}`,
+            };
+        }
+        return {
+            command: clientCommand(client, connection, connection.name),
+            sql: [
+                KNOWN_MODE,
+                'SET SESSION group_concat_max_len = 67108864;',
+                'SET FOREIGN_KEY_CHECKS = 0;',
+                dropAllOf('VIEW', connection.tablePrefix),
+                dropAllOf('TABLE', connection.tablePrefix),
+                '',
+            ].join('\n'),
+            summary: `emptied the database '${connection.name}' as its user ${connection.user} (every table and view starting with '${connection.tablePrefix}' dropped; no db-admin-user given)`,
+        };
+    },
+    adminCheckCommand(context) {
+        const command = clientCommand(context.client, adminConnection(context), undefined);
+        return { ...command, argv: [...command.argv, '--execute=SELECT 1'] };
+    },
+    rowCountsCommand({ connection, tool }) {
+        return queryCommand(clientOf(tool), connection, rowCountsSql(connection.tablePrefix));
+    },
+    parseRowCounts: parseRowCountLines,
 };
 
 ;// CONCATENATED MODULE: ./src/database/pgsql.ts
 // PostgreSQL: the host's own pg_dump (its version matches the server), never prompting.
+
 
 /**
  * The database name as libpq's `--dbname` option: libpq reads a bare name containing `=`
@@ -11395,6 +11585,55 @@ function pgsql_explainFailure(stderr, connection) {
         return `Could not reach the PostgreSQL server ${pgsql_serverName(connection)} (is it running?), or it closed the connection.`;
     return undefined;
 }
+/** A PostgreSQL identifier, double-quoted. Pure. */
+function pgIdentifier(name) {
+    return `"${name.replaceAll('"', '""')}"`;
+}
+/** A PostgreSQL string literal (the scripts set standard_conforming_strings on). Pure. */
+function pgString(value) {
+    return `'${value.replaceAll("'", "''")}'`;
+}
+/** psql reading a script on stdin, stopping at the first error. */
+function psqlCommand(connection, extra = []) {
+    const argv = [
+        ...connectionArgv('psql', connection),
+        '--no-psqlrc',
+        '--quiet',
+        '--set=ON_ERROR_STOP=1',
+        '--output=/dev/null',
+        ...extra,
+    ];
+    return { program: 'psql', argv, delivery: 'pgpassword', secret: connection.password };
+}
+/** psql running the given commands, printing bare values one row a line. */
+function pgsql_queryCommand(connection, commands) {
+    const argv = [
+        ...connectionArgv('psql', connection),
+        '--no-psqlrc',
+        '--quiet',
+        '--tuples-only',
+        '--no-align',
+        ...commands,
+    ];
+    return { program: 'psql', argv, delivery: 'pgpassword', secret: connection.password };
+}
+function pgsql_adminConnection({ connection, admin }) {
+    return { ...connection, name: 'postgres', user: admin.user, password: admin.password };
+}
+const KNOWN_SETTINGS = 'SET standard_conforming_strings = on;';
+/**
+ * Counts every prefixed base table of the current schema in one statement: query_to_xml runs
+ * `SELECT count(*) FROM schema.name` for each (format's %I quotes the names), inside one
+ * REPEATABLE READ transaction so that all counts see the same moment. The prefix travels as
+ * hex and is compared as a string prefix (no LIKE pattern).
+ */
+function pgsql_rowCountsSql(tablePrefix) {
+    const prefix = `convert_from(decode('${prefixHex(tablePrefix)}', 'hex'), 'UTF8')`;
+    return ("SELECT encode(convert_to(table_name, 'UTF8'), 'hex') || E'\\t' || " +
+        "(xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %I.%I', table_schema, table_name), false, true, '')))[1]::text " +
+        "FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' " +
+        `AND left(table_name, length(${prefix})) = ${prefix} ORDER BY table_name`);
+}
 const pgsql = {
     type: 'pgsql',
     programs: ['pg_dump'],
@@ -11405,15 +11644,7 @@ const pgsql = {
     },
     checkCommand({ connection }) {
         // psql comes with pg_dump (one client package; Debian's wrapper picks the same version).
-        const argv = [
-            ...connectionArgv('psql', connection),
-            '--no-psqlrc',
-            '--quiet',
-            '--tuples-only',
-            '--no-align',
-            '--command=SELECT 1',
-        ];
-        return { program: 'psql', argv, delivery: 'pgpassword', secret: connection.password };
+        return pgsql_queryCommand(connection, ['--command=SELECT 1']);
     },
     checkProblem(result, { connection }) {
         if (result.exitCode === 0 && result.stdout.trim() === '1')
@@ -11427,6 +11658,59 @@ const pgsql = {
             : "the dump does not end with pg_dump's 'PostgreSQL database dump complete' line: it was cut short";
     },
     explainFailure: pgsql_explainFailure,
+    clients: ['psql'],
+    // pg_dump names the owner of every object; loaded by another user, those lines must go.
+    foreignOwnerLine: /^ALTER [A-Z ]+ \S.* OWNER TO \S+;$/,
+    loadCommand({ connection }) {
+        const { argv, delivery, secret } = psqlCommand(connection, ['--single-transaction']);
+        return { argv, delivery, secret };
+    },
+    resetStep(context) {
+        const { connection, admin } = context;
+        if (admin) {
+            const db = pgIdentifier(connection.name);
+            const user = pgString(connection.user);
+            return {
+                command: psqlCommand(pgsql_adminConnection(context)),
+                sql: [
+                    KNOWN_SETTINGS,
+                    // WITH (FORCE) (PostgreSQL 13 and later) ends the sessions still open on it.
+                    "SELECT current_setting('server_version_num')::int >= 130000 AS owncloud_force \\gset",
+                    '\\if :owncloud_force',
+                    `DROP DATABASE IF EXISTS ${db} WITH (FORCE);`,
+                    '\\else',
+                    `DROP DATABASE IF EXISTS ${db};`,
+                    '\\endif',
+                    `SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', ${user}, ${pgString(connection.password)}) WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = ${user}) \\gexec`,
+                    `CREATE DATABASE ${db} OWNER ${pgIdentifier(connection.user)} ENCODING 'UTF8' TEMPLATE template0;`,
+                    '',
+                ].join('\n'),
+                summary: `dropped and recreated the database '${connection.name}' (UTF8, owned by ${connection.user}) as ${admin.user}`,
+            };
+        }
+        const prefix = pgString(connection.tablePrefix);
+        return {
+            command: psqlCommand(connection),
+            sql: [
+                KNOWN_SETTINGS,
+                // Views first, then tables (their sequences go with them), then what is left.
+                `SELECT format('DROP %s IF EXISTS %I.%I CASCADE', CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'S') AND left(c.relname, length(${prefix})) = ${prefix} ORDER BY CASE c.relkind WHEN 'v' THEN 0 WHEN 'm' THEN 1 WHEN 'S' THEN 3 ELSE 2 END, c.relname \\gexec`,
+                '',
+            ].join('\n'),
+            summary: `emptied the database '${connection.name}' as its user ${connection.user} (every table, view and sequence starting with '${connection.tablePrefix}' dropped; no db-admin-user given)`,
+        };
+    },
+    adminCheckCommand(context) {
+        return pgsql_queryCommand(pgsql_adminConnection(context), ['--command=SELECT 1']);
+    },
+    rowCountsCommand({ connection }) {
+        return pgsql_queryCommand(connection, [
+            '--set=ON_ERROR_STOP=1',
+            '--command=BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
+            `--command=${pgsql_rowCountsSql(connection.tablePrefix)}`,
+        ]);
+    },
+    parseRowCounts: parseRowCountLines,
 };
 
 ;// CONCATENATED MODULE: ./src/host/host.ts
@@ -11448,7 +11732,7 @@ function asUser(account, user, argv) {
 function reached(host, result) {
     const transport = host.transportFailure(result);
     if (transport)
-        throw new BackupError(transport);
+        throw new LinkError(transport);
     return result;
 }
 
@@ -11458,6 +11742,7 @@ function reached(host, result) {
 // data directory) and dumps it as a success. sqlite3 exits 0 even when the database is
 // locked, writing an ERROR comment and `ROLLBACK; -- due to errors`: the dump is judged by
 // its content, not the exit code.
+
 
 
 /**
@@ -11475,6 +11760,23 @@ else echo other
 fi
 `.trim();
 const CHECK_NAMES = 'check dbname and datadirectory in config.php (or the db-name and data-dir inputs)';
+/**
+ * SQLite has no dynamic SQL: the first sqlite3 builds the counting statement
+ * (`SELECT 'HEXNAME' || char(9) || count(*) FROM "name" UNION ALL ...`, double quotes in a
+ * name doubled) and the second runs it. $1 the program, $2 the database file, $3 the query
+ * that builds the statement; both read-only, waiting for a lock as the dump does.
+ */
+const COUNT_ROWS = `
+sql=$("$1" -readonly -bail -batch -noheader -cmd '.timeout 5000' "$2" "$3") || exit
+printf '%s\\n' "$sql" | "$1" -readonly -bail -batch -noheader -cmd '.timeout 5000' "$2"
+`.trim();
+/** The query that writes the counting statement for the tables with this prefix. */
+function sqlite_rowCountsSql(tablePrefix) {
+    const prefix = `CAST(X'${prefixHex(tablePrefix)}' AS TEXT)`;
+    return ("SELECT group_concat('SELECT ''' || hex(name) || ''' || char(9) || count(*) FROM \"' || replace(name, '\"', '\"\"') || '\"', ' UNION ALL ') || ';' " +
+        "FROM (SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' " +
+        `AND substr(name, 1, length(${prefix})) = ${prefix} ORDER BY name)`);
+}
 const sqlite = {
     type: 'sqlite',
     programs: ['sqlite3'],
@@ -11533,6 +11835,47 @@ const sqlite = {
             return 'The SQLite database file is damaged (not a database, or malformed).';
         return undefined;
     },
+    clients: ['sqlite3'],
+    loadCommand({ connection, client, account, owner }) {
+        // As the web server's user, so the new database file is the instance's own.
+        const argv = asUser(account, owner, [client, '-bail', connection.file]);
+        return { argv, delivery: 'none', secret: '' };
+    },
+    resetStep({ connection, account, owner }) {
+        const file = connection.file;
+        // A new file: the old one and its journals (a -wal from before would be replayed into it).
+        const argv = asUser(account, owner, [
+            'rm',
+            '-f',
+            '--',
+            file,
+            `${file}-wal`,
+            `${file}-shm`,
+            `${file}-journal`,
+        ]);
+        return {
+            command: { program: 'rm', argv, delivery: 'none', secret: '' },
+            sql: '',
+            summary: `a new database file ${file}`,
+        };
+    },
+    adminCheckCommand({ client }) {
+        return { program: client, argv: ['true'], delivery: 'none', secret: '' };
+    },
+    rowCountsCommand({ connection, tool, account, owner }) {
+        // As the instance's owner and read-only, as the dump (a WAL database needs its -shm file).
+        const argv = asUser(account, owner, [
+            'sh',
+            '-c',
+            COUNT_ROWS,
+            'sh',
+            tool.program,
+            connection.file,
+            sqlite_rowCountsSql(connection.tablePrefix),
+        ]);
+        return { program: tool.program, argv, delivery: 'none', secret: '' };
+    },
+    parseRowCounts: parseRowCountLines,
 };
 
 ;// CONCATENATED MODULE: ./src/database/index.ts
@@ -12012,6 +12355,16 @@ function endOrphanedMaster(master) {
     return ended;
 }
 
+;// CONCATENATED MODULE: ./src/host/connect.ts
+
+
+async function connect_openHost(target, secrets, ssh) {
+    if (target.kind === 'local')
+        return new LocalHost();
+    secrets.add(target.privateKey);
+    return SshHost.connect(target, ssh);
+}
+
 ;// CONCATENATED MODULE: external "node:crypto"
 const external_node_crypto_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:crypto");
 ;// CONCATENATED MODULE: ./src/steps/compress.ts
@@ -12256,9 +12609,8 @@ function productOf(markers, version) {
 // PHP's own messages about config.php quote its text (a syntax error names the token it
 // choked on, which may be part of the password), so PHP prints none (display_errors=0) and
 // the script reports a failure as JSON naming only the kind, file and line.
-const READ_CONFIG = `
+const READ_CONFIG_BODY = `
 error_reporting(E_ALL & ~E_DEPRECATED & ~E_NOTICE);
-$dir = $argv[1];
 $done = false;
 $fail = function ($kind, $file, $line = 0, $class = '') use (&$done) {
   $done = true;
@@ -12289,10 +12641,30 @@ foreach ($files as $file) {
   if (!is_array($CONFIG)) $fail('no-config', $file);
   $merged = array_merge($merged, $CONFIG);
 }
-$keys = json_decode($argv[2], true);
 echo json_encode(array_intersect_key($merged, array_flip($keys)));
 $done = true;
 `;
+/** Reads the config files of a directory on the host: argv 1 the config dir, argv 2 the keys. */
+const READ_CONFIG = `$dir = $argv[1]; $keys = json_decode($argv[2], true);\n${READ_CONFIG_BODY}`;
+/**
+ * Reads config files given on stdin (JSON: files by name, keys), e.g. a backup's, in a
+ * private directory that is removed at the end: the password in them never reaches argv.
+ */
+const READ_GIVEN_CONFIG = `
+$given = json_decode(stream_get_contents(STDIN), true);
+$keys = $given['keys'];
+$dir = sys_get_temp_dir() . '/owncloud-backup-config-' . bin2hex(random_bytes(8));
+umask(077);
+if (!mkdir($dir, 0700)) exit(4);
+register_shutdown_function(function () use ($dir) {
+  foreach (glob($dir . '/*') ?: [] as $file) unlink($file);
+  rmdir($dir);
+});
+foreach ($given['files'] as $name => $text) {
+  if (basename($name) !== $name || $name === '' || $name[0] === '.') exit(4);
+  file_put_contents($dir . '/' . $name, $text);
+}
+${READ_CONFIG_BODY}`;
 /**
  * The message for the reading script's own failure report (exit 3), built from the kind,
  * file and line only, never from PHP's text; undefined when stdout is not such a report.
@@ -12330,7 +12702,7 @@ async function existsOnHost(host, owner, test, path) {
     const result = await host.run(asUser(host.account, owner, ['test', test, path]));
     const transport = host.transportFailure(result);
     if (transport)
-        throw new BackupError(transport);
+        throw new LinkError(transport);
     return result.exitCode === 0;
 }
 async function discoverInstance(host, plan, secrets) {
@@ -12341,7 +12713,7 @@ async function discoverInstance(host, plan, secrets) {
     if (stat.exitCode !== 0) {
         const transport = host.transportFailure(stat);
         if (transport)
-            throw new BackupError(transport);
+            throw new LinkError(transport);
         if (!(await existsOnHost(host, host.account, '-d', installDir)))
             throw new InputError(`owncloud-dir '${installDir}' does not exist on ${host.label}.`);
         throw new InputError(`owncloud-dir '${installDir}' has no config/config.php on ${host.label}: is it an ownCloud installation?`);
@@ -12352,37 +12724,8 @@ async function discoverInstance(host, plan, secrets) {
     if (host.account !== 'root' && host.account !== owner)
         await requirePasswordlessSudo(host, owner);
     const exists = (test, path) => existsOnHost(host, owner, test, path);
-    const read = await host.run(asUser(host.account, owner, [
-        'php',
-        '-d',
-        'display_errors=0',
-        '-d',
-        'log_errors=0',
-        '-r',
-        READ_CONFIG,
-        '--',
-        configDir,
-        JSON.stringify(CONFIG_KEYS),
-    ]));
-    if (read.exitCode !== 0) {
-        const transport = host.transportFailure(read);
-        if (transport)
-            throw new BackupError(transport);
-        const failure = configReadFailure(read.stdout, owner);
-        if (failure)
-            throw new BackupError(failure);
-        // Not PHP's words (it prints none): the shell's or sudo's, e.g. php missing.
-        throw new BackupError(`Could not read ${configPath} with PHP on ${host.label}: ${stderrTail(read.stderr) || `php exited with ${read.exitCode}`}`);
-    }
-    let config;
-    try {
-        const parsed = JSON.parse(read.stdout);
-        // PHP encodes an empty array as [] rather than {}.
-        config = (Array.isArray(parsed) ? {} : parsed);
-    }
-    catch {
-        throw new BackupError(`PHP printed something other than the configuration when reading ${configPath}.`);
-    }
+    const read = await host.run(configReader(host, owner, READ_CONFIG, [configDir, JSON.stringify(CONFIG_KEYS)]));
+    const config = parseConfigRead(host, read, owner, configPath);
     // A secret from the moment it is known.
     secrets.add(typeof config.dbpassword === 'string' ? config.dbpassword : undefined);
     const invalid = invalidConfigValue(config);
@@ -12423,6 +12766,49 @@ async function discoverInstance(host, plan, secrets) {
         database,
         appsPaths: parseAppsPaths(config.apps_paths, installDir),
     };
+}
+/**
+ * The values of config files that are not on the host yet (a backup's config/), read there
+ * with PHP as the given user, exactly as ownCloud would read them.
+ */
+async function readGivenConfig(host, user, files, what) {
+    const read = await host.run(configReader(host, user, READ_GIVEN_CONFIG), {
+        input: JSON.stringify({ files, keys: CONFIG_KEYS }),
+    });
+    return parseConfigRead(host, read, user, what);
+}
+/** PHP on the host running a config reading script as the given user, printing no error text. */
+function configReader(host, user, script, args = []) {
+    return asUser(host.account, user, [
+        'php',
+        '-d',
+        'display_errors=0',
+        '-d',
+        'log_errors=0',
+        '-r',
+        script,
+        ...(args.length > 0 ? ['--', ...args] : []),
+    ]);
+}
+function parseConfigRead(host, read, owner, configPath) {
+    if (read.exitCode !== 0) {
+        const transport = host.transportFailure(read);
+        if (transport)
+            throw new LinkError(transport);
+        const failure = configReadFailure(read.stdout, owner);
+        if (failure)
+            throw new BackupError(failure);
+        // Not PHP's words (it prints none): the shell's or sudo's, e.g. php missing.
+        throw new BackupError(`Could not read ${configPath} with PHP on ${host.label}: ${stderrTail(read.stderr) || `php exited with ${read.exitCode}`}`);
+    }
+    try {
+        const parsed = JSON.parse(read.stdout);
+        // PHP encodes an empty array as [] rather than {}.
+        return (Array.isArray(parsed) ? {} : parsed);
+    }
+    catch {
+        throw new BackupError(`PHP printed something other than the configuration when reading ${configPath}.`);
+    }
 }
 /**
  * An SSH user that is neither root nor the instance's owner runs occ (as the owner) and
@@ -13204,6 +13590,8 @@ function buildManifest(input) {
             dumpTool: input.tool.program,
             dumpToolVersion: input.tool.version,
             dumpBytes: input.dumpBytes,
+            rowCounts: input.rowCounts,
+            rowCountsInWindow: input.rowCountsInWindow,
         },
         files: {
             layout: {
@@ -13305,10 +13693,6 @@ function stamp(date) {
 function backupName(date) {
     const { day, time } = stamp(date);
     return `owncloud-backup-${day}-${time}`;
-}
-/** Whether a name is one backupName() makes: how the default backup artifacts are found again. */
-function isBackupName(name) {
-    return /^owncloud-backup-\d{8}-\d{6}$/.test(name);
 }
 function dumpFileName(date, compression) {
     return `owncloud-dbbackup_${stamp(date).day}.bak${SUFFIX[compression]}`;
@@ -13979,7 +14363,7 @@ class MaintenanceGuard {
         });
         const transport = this.host.transportFailure(result);
         if (transport)
-            throw new BackupError(transport);
+            throw new LinkError(transport);
         if (result.exitCode !== 0)
             throw new BackupError(`occ ${args.join(' ')} failed on ${this.host.label} (exit ${result.exitCode}): ${stderrTail(`${result.stdout}\n${result.stderr}`)}`);
         return result.stdout;
@@ -14069,11 +14453,75 @@ class MaintenanceGuard {
     }
 }
 
+;// CONCATENATED MODULE: ./src/steps/row-counts.ts
+
+
+
+/**
+ * Counts the rows of every prefixed table of the instance's database on the host, in one
+ * client invocation. Stopped through the signal, or by the timeout when given.
+ */
+async function countRows(host, engine, context, signal, timeout) {
+    const command = engine.rowCountsCommand(context);
+    const abort = new AbortController();
+    const cancel = () => abort.abort();
+    signal?.addEventListener('abort', cancel, { once: true });
+    let timedOut = false;
+    let timer;
+    let ended = false;
+    const arm = () => {
+        if (ended || !timeout)
+            return;
+        timer = setTimeout(() => {
+            timedOut = true;
+            abort.abort();
+        }, timeout.seconds * 1000);
+    };
+    if (timeout?.after)
+        void timeout.after.then(arm, arm);
+    else
+        arm();
+    let result;
+    try {
+        result = await host.run(guardedCommand(command.argv, command.delivery), {
+            input: secretLine(command.secret),
+            keepStdinOpen: true,
+            signal: abort.signal,
+        });
+    }
+    finally {
+        ended = true;
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', cancel);
+    }
+    if (signal?.aborted)
+        throw new InterruptedError();
+    const what = `Counting the rows of the ${engine.type} database's tables`;
+    if (timedOut)
+        throw new BackupError(`${what} went on for ${timeout.seconds} s${timeout.after ? ' after the dump ended' : ''} and was stopped (dump-timeout): is the database server answering?`);
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new BackupError(`${what} failed: ${transport}`);
+    if (result.exitCode === 127 && /not found/i.test(result.stderr))
+        throw new BackupError(`${host.label} has no ${command.program} to count the rows of the ${engine.type} database: install it there.`);
+    if (result.exitCode !== 0) {
+        const cause = engine.explainFailure(result.stderr, context.connection) ??
+            (stderrTail(result.stderr) || 'no message');
+        throw new BackupError(`${what} (${command.program}) failed with exit code ${result.exitCode}: ${cause}`);
+    }
+    try {
+        return engine.parseRowCounts(result.stdout);
+    }
+    catch (error) {
+        throw new BackupError(`${what} (${command.program}) gave unexpected output: ${error instanceof Error ? error.message : String(error)}`);
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/backup.ts
 // The orchestrator: a validated plan in, a finished, dated backup directory out.
 //   backup-dir checked and locked (stale incomplete backups removed) → connect → discover
 //   → instance locked → preflight → files (bulk) → [maintenance on → files (delta) ‖ dump
-//   → maintenance restored] → archive → manifest → rename into place.
+//   ‖ row counts → maintenance restored] → archive → manifest → rename into place.
 // A backup directory only gets its final name once everything in it is written and
 // checked; on any failure the partial one is removed.
 
@@ -14097,12 +14545,7 @@ class MaintenanceGuard {
 
 
 
-async function openHost(plan, context) {
-    if (plan.target.kind === 'local')
-        return new LocalHost();
-    context.secrets.add(plan.target.privateKey);
-    return SshHost.connect(plan.target, context.ssh);
-}
+
 async function runBackup(plan, context) {
     const { reporter } = context;
     const startedAt = context.startedAt ?? new Date();
@@ -14161,7 +14604,7 @@ async function backUp(plan, context, run) {
     let privilege = { prefix: [], keepsOwners: false };
     try {
         host = await reporter.group('Connect', async () => {
-            const opened = await openHost(plan, context);
+            const opened = await connect_openHost(plan.target, context.secrets, context.ssh);
             reporter.info(`Connected to ${opened.label} as ${opened.account}.`);
             return opened;
         });
@@ -14227,7 +14670,9 @@ async function backUp(plan, context, run) {
         const maintenance = plan.maintenanceMode
             ? new MaintenanceGuard(connected, { installDir: instance.installDir, user: instance.owner }, (m) => reporter.info(m), context.maintenanceRestoreSeconds, context.onMaintenance)
             : undefined;
-        const { dumped: dump, finalData } = await reporter.group(maintenance ? 'Maintenance window (files delta and database dump)' : 'Database dump', () => maintenanceWindow(maintenance, context, {
+        const { dumped: dump, finalData, rowCounts, } = await reporter.group(maintenance
+            ? 'Maintenance window (files delta, database dump and row counts)'
+            : 'Database dump and row counts', () => maintenanceWindow(maintenance, context, {
             // Inside the window only what changed since the bulk copy moves (rsync's delta);
             // install files (config.php among them) keep the state found before the window.
             delta: (stepSignal) => maintenance
@@ -14255,6 +14700,14 @@ async function backUp(plan, context, run) {
                 dumping.finish();
                 return dumped;
             },
+            // Beside the dump, so that a restore can be checked table by table against the
+            // state the dump holds.
+            count: (stepSignal, dumping) => countRows(connected, engine, {
+                connection: instance.database,
+                tool,
+                account: connected.account,
+                owner: instance.owner,
+            }, stepSignal, { seconds: plan.dumpTimeoutSeconds, after: dumping }),
         }));
         const stats = {
             files: installStats.files + finalData.files,
@@ -14299,6 +14752,8 @@ async function backUp(plan, context, run) {
                 { file: dump, role: 'database', compression: plan.compression },
             ],
             dumpBytes: dump.rawBytes,
+            rowCounts,
+            rowCountsInWindow: maintenance !== undefined,
             ownersKept: elevated.keepsOwners,
             restoreHint: engine.restoreHint,
         });
@@ -14339,9 +14794,9 @@ function writeSmallFile(path, text) {
     }
 }
 /**
- * The maintenance window: switch maintenance mode on (unless disabled), run the dump and
- * the files delta side by side (the first failure stops the other), and restore the prior
- * state whatever happened, reporting both causes if both went wrong.
+ * The maintenance window: switch maintenance mode on (unless disabled), run the dump, the
+ * files delta and the row counts side by side (the first failure stops the others), and
+ * restore the prior state whatever happened, reporting both causes if both went wrong.
  */
 async function maintenanceWindow(maintenance, context, work) {
     const { reporter } = context;
@@ -14349,11 +14804,16 @@ async function maintenanceWindow(maintenance, context, work) {
     let outcome;
     try {
         await maintenance?.enable();
-        const [dumped, finalData] = await allOrNothing(context.signal, (signal) => [work.dump(signal), work.delta(signal)]);
+        const [dumped, finalData, rowCounts] = await allOrNothing(context.signal, (signal) => {
+            const dumping = work.dump(signal);
+            return [dumping, work.delta(signal), work.count(signal, dumping)];
+        });
         if (maintenance)
             reporter.info(`Files delta: ${formatBytes(finalData.transferredBytes)} changed since the bulk copy.`);
         reporter.info(`Database dump: ${formatBytes(dumped.rawBytes)} raw, ${formatBytes(dumped.size)} compressed.`);
-        outcome = { dumped, finalData };
+        const tables = Object.keys(rowCounts).length;
+        reporter.info(`Row counts: ${tables} table${tables === 1 ? '' : 's'}, ${Object.values(rowCounts).reduce((sum, n) => sum + n, 0)} rows.`);
+        outcome = { dumped, finalData, rowCounts };
     }
     catch (error) {
         failure = error;
@@ -14400,344 +14860,244 @@ async function allOrNothing(signal, start) {
     }
 }
 
-;// CONCATENATED MODULE: ./src/secrets.ts
-/**
- * Every secret the run learns (database password, SSH key), registered the moment it is
- * known: the registry masks it in the GitHub log (through the mask callback) and redacts
- * it from every message this tool writes.
- */
-class Secrets {
-    values = new Set();
-    mask;
-    constructor(mask = () => { }) {
-        this.mask = mask;
-    }
-    add(value) {
-        if (!value || this.values.has(value))
-            return;
-        this.values.add(value);
-        this.mask(value);
-        // Multi-line secrets (keys) are masked line by line too, as they may be logged that way.
-        for (const line of value.split(/\r?\n/)) {
-            const trimmed = line.trim();
-            if (trimmed.length >= 8 && !this.values.has(trimmed)) {
-                this.values.add(trimmed);
-                this.mask(trimmed);
-            }
-        }
-    }
-    /** The text with every known secret replaced by `***`. */
-    redact(text) {
-        let out = text;
-        // Longest first, so a secret containing another is replaced whole.
-        for (const value of [...this.values].sort((a, b) => b.length - a.length))
-            out = out.split(value).join('***');
-        return out;
-    }
+;// CONCATENATED MODULE: ./src/steps/previous-state.ts
+/** The hidden, root-only directory one restore moves the previous state into. */
+function containerName(stamp) {
+    return `.owncloud-restore-previous-${stamp}`;
 }
-
-;// CONCATENATED MODULE: ./src/settings.ts
-// What the user asked for, validated into a plan before anything touches the host. The
-// action's inputs and the command line's options carry the same names (INPUTS), so one
-// validation serves both; each error names the input and the form expected.
-
-
-/** Input names: the action's `with:` keys and the command line's `--options`. */
-const INPUTS = {
-    host: 'host',
-    port: 'port',
-    user: 'user',
-    sshKey: 'ssh-key',
-    knownHosts: 'known-hosts',
-    owncloudDir: 'owncloud-dir',
-    dataDir: 'data-dir',
-    extraPaths: 'extra-paths',
-    exclude: 'exclude',
-    installType: 'install-type',
-    dbType: 'db-type',
-    dbHost: 'db-host',
-    dbPort: 'db-port',
-    dbName: 'db-name',
-    dbUser: 'db-user',
-    dbPassword: 'db-password',
-    maintenanceMode: 'maintenance-mode',
-    occUser: 'occ-user',
-    compression: 'compression',
-    backupDir: 'backup-dir',
-    dumpTimeout: 'dump-timeout',
-    // Restore only.
-    dbAdminUser: 'db-admin-user',
-    dbAdminPassword: 'db-admin-password',
-    safetyCopy: 'safety-copy',
-    discardPrevious: 'discard-previous',
-    owner: 'owner',
-    allowVersionMismatch: 'allow-version-mismatch',
-};
-/** Inputs that only mean something for an SSH connection (with `host`). */
-const SSH_ONLY = [
-    INPUTS.port,
-    INPUTS.user,
-    INPUTS.sshKey,
-    INPUTS.knownHosts,
-];
-const actionLabel = (name) => `input '${name}'`;
-const cliLabel = (name) => `option --${name}`;
-const KEY_TYPES = new Set([
-    'ssh-ed25519',
-    'ssh-rsa',
-    'ecdsa-sha2-nistp256',
-    'ecdsa-sha2-nistp384',
-    'ecdsa-sha2-nistp521',
-    'sk-ssh-ed25519@openssh.com',
-    'sk-ecdsa-sha2-nistp256@openssh.com',
-    'ssh-dss',
-]);
-function words(value) {
-    return (value ?? '')
-        .split(/\r?\n/)
-        .map((line) => line.trim())
-        .filter((line) => line !== '' && !line.startsWith('#'));
+/** A stamp for container names: UTC, sortable, no characters a shell or URL minds. */
+function restoreStamp(date) {
+    return date
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z');
 }
-/** The validators every plan uses, bound to the raw inputs and their labels. */
-function validators(raw, label) {
-    const value = (name) => (raw[name] ?? '').trim();
-    const fail = (name, message) => {
-        throw new InputError(`Invalid ${label(name)}: ${message}`);
-    };
-    const oneOf = (name, allowed, fallback) => {
-        const given = value(name).toLowerCase();
-        if (given === '')
-            return fallback;
-        if (!allowed.includes(given))
-            fail(name, `'${value(name)}' is not supported. Expected one of: ${allowed.join(', ')}.`);
-        return given;
-    };
-    const integer = (name, min, max) => {
-        const given = value(name);
-        if (given === '')
-            return undefined;
-        if (!/^\d+$/.test(given) || Number(given) < min || Number(given) > max)
-            fail(name, `'${given}' is not a whole number from ${min} to ${max}.`);
-        return Number(given);
-    };
-    const boolean = (name, fallback) => {
-        const given = value(name).toLowerCase();
-        if (given === '')
-            return fallback;
-        if (['true', 'yes', 'on', '1'].includes(given))
-            return true;
-        if (['false', 'no', 'off', '0'].includes(given))
-            return false;
-        return fail(name, `'${value(name)}' is not a boolean. Expected true or false.`);
-    };
-    const absolutePath = (name, given) => {
-        if (given.includes('\0'))
-            fail(name, 'the path contains a NUL byte.');
-        if (given.startsWith('-'))
-            fail(name, `'${given}' starts with '-'. Expected an absolute path.`);
-        if (!(0,external_node_path_namespaceObject.isAbsolute)(given))
-            fail(name, `'${given}' is not an absolute path.`);
-        const normal = (0,external_node_path_namespaceObject.normalize)(given);
-        return normal.length > 1 ? normal.replace(/\/+$/, '') : normal;
-    };
-    const userName = (name) => {
-        const given = value(name);
-        if (given && !/^[a-z_][a-z0-9_.-]*\$?$/i.test(given))
-            fail(name, `'${given}' is not a user name.`);
-        return given || undefined;
-    };
-    const password = (name) => {
-        // A password is taken as given (spaces are legitimate); only a missing one means "the default".
-        const given = raw[name];
-        if (given === undefined || given === '')
-            return undefined;
-        if (/[\r\n\0]/.test(given))
-            fail(name, 'the password contains a line break or NUL byte, which no database client accepts.');
-        return given;
-    };
-    return { value, fail, oneOf, integer, boolean, absolutePath, userName, password };
+/** The paths to move, without those inside another one (they move with it). Pure. */
+function outermostPaths(paths) {
+    const unique = [...new Set(paths)].sort();
+    return unique.filter((path) => !unique.some((other) => other !== path && (other === '/' || path.startsWith(`${other}/`))));
 }
-/** Validates the inputs that say where the instance is (shared by backup and restore). */
-function planInstance(raw, label = actionLabel) {
-    const { value, fail, integer, absolutePath } = validators(raw, label);
-    // --- Where the ownCloud server is -------------------------------------------------------
-    const host = value(INPUTS.host);
-    let target = { kind: 'local' };
-    // Without a host there is no SSH connection: an SSH setting would be silently unused.
-    if (host === '')
-        for (const name of SSH_ONLY)
-            if (value(name) !== '')
-                fail(name, `it only applies with ${label(INPUTS.host)} (without a host, the server is this machine and there is no SSH connection).`);
-    if (host !== '') {
-        if (host.startsWith('-') || !/^[A-Za-z0-9._:[\]%_-]+$/.test(host))
-            fail(INPUTS.host, `'${host}' is not a host name or IP address.`);
-        const privateKey = (raw[INPUTS.sshKey] ?? '').replace(/\r\n/g, '\n').trim();
-        if (privateKey === '')
-            fail(INPUTS.sshKey, `a private key is required when ${label(INPUTS.host)} is set.`);
-        if (!/^-----BEGIN [A-Z ]*PRIVATE KEY-----\n[\s\S]+\n-----END [A-Z ]*PRIVATE KEY-----$/.test(privateKey))
-            fail(INPUTS.sshKey, 'expected a private key in PEM/OpenSSH format (-----BEGIN ... PRIVATE KEY-----).');
-        if (/^Proc-Type: .*ENCRYPTED/m.test(privateKey) ||
-            privateKey.includes('ENCRYPTED PRIVATE KEY') ||
-            openSshKeyCipher(privateKey) !== 'none')
-            fail(INPUTS.sshKey, 'the private key is protected by a passphrase; use a key without one.');
-        const knownHosts = words(raw[INPUTS.knownHosts]);
-        if (knownHosts.length === 0)
-            fail(INPUTS.knownHosts, `known_hosts lines for the host are required when ${label(INPUTS.host)} is set (get them with: ssh-keyscan -p PORT HOST).`);
-        knownHosts.forEach((line, index) => {
-            const problem = knownHostsLineProblem(line);
-            if (problem)
-                fail(INPUTS.knownHosts, `line ${index + 1} ${problem}`);
-        });
-        const user = value(INPUTS.user) || 'root';
-        if (!/^[a-z_][a-z0-9_.-]*\$?$/i.test(user))
-            fail(INPUTS.user, `'${user}' is not a user name.`);
-        target = {
-            kind: 'ssh',
-            host: host.replace(/^\[(.*)\]$/, '$1'),
-            port: integer(INPUTS.port, 1, 65535) ?? 22,
-            user,
-            privateKey: `${privateKey}\n`,
-            knownHosts,
-        };
-    }
-    // --- The instance -------------------------------------------------------------------------
-    const owncloudDir = absolutePath(INPUTS.owncloudDir, value(INPUTS.owncloudDir) || '/var/www/owncloud');
-    const dataDir = value(INPUTS.dataDir)
-        ? absolutePath(INPUTS.dataDir, value(INPUTS.dataDir))
-        : undefined;
-    // --- The database -------------------------------------------------------------------------
-    const dbTypeGiven = value(INPUTS.dbType).toLowerCase();
-    if (['oci', 'oracle'].includes(dbTypeGiven))
-        fail(INPUTS.dbType, 'Oracle (oci) is not supported. Expected one of: auto, mysql, pgsql, sqlite.');
-    const dbTypeAliases = {
-        '': 'auto',
-        auto: 'auto',
-        mysql: 'mysql',
-        mariadb: 'mysql',
-        pgsql: 'pgsql',
-        postgres: 'pgsql',
-        postgresql: 'pgsql',
-        sqlite: 'sqlite',
-        sqlite3: 'sqlite',
-    };
-    const dbType = dbTypeAliases[dbTypeGiven];
-    if (dbType === undefined)
-        fail(INPUTS.dbType, `'${value(INPUTS.dbType)}' is not supported. Expected one of: auto, mysql, pgsql, sqlite.`);
-    const database = {};
-    if (dbType !== 'auto')
-        database.type = dbType;
-    if (value(INPUTS.dbHost))
-        database.host = value(INPUTS.dbHost);
-    const dbPort = integer(INPUTS.dbPort, 1, 65535);
-    if (dbPort !== undefined)
-        database.port = dbPort;
-    if (value(INPUTS.dbName))
-        database.name = value(INPUTS.dbName);
-    if (value(INPUTS.dbUser))
-        database.user = value(INPUTS.dbUser);
-    const password = validators(raw, label).password(INPUTS.dbPassword);
-    if (password !== undefined)
-        database.password = password;
-    const occUser = validators(raw, label).userName(INPUTS.occUser);
-    return {
-        target,
-        owncloudDir,
-        ...(dataDir ? { dataDir } : {}),
-        database,
-        ...(occUser ? { occUser } : {}),
-    };
-}
-/** Validates everything up front and returns the plan, or throws one InputError. */
-function planBackup(raw, defaults, label = actionLabel) {
-    const instance = planInstance(raw, label);
-    const { value, fail, oneOf, integer, boolean, absolutePath } = validators(raw, label);
-    // --- What to back up ----------------------------------------------------------------------
-    const extraPaths = words(raw[INPUTS.extraPaths]).map((path) => {
-        if (path.includes('\0'))
-            fail(INPUTS.extraPaths, 'a path contains a NUL byte.');
-        if (path.startsWith('-'))
-            fail(INPUTS.extraPaths, `'${path}' starts with '-'. Expected a path.`);
-        if ((0,external_node_path_namespaceObject.isAbsolute)(path))
-            return absolutePath(INPUTS.extraPaths, path);
-        const normal = (0,external_node_path_namespaceObject.normalize)(path).replace(/\/+$/, '');
-        if (normal === '.' || normal === '..' || normal.startsWith('../'))
-            fail(INPUTS.extraPaths, `'${path}' is not a path inside ${label(INPUTS.owncloudDir)}.`);
-        return normal;
+/** Where each path goes (pure): into a container beside it, or, for a mount point, inside it. */
+function planMoves(paths, stamp) {
+    return paths.map(({ path, exists, mountPoint }) => {
+        if (!exists)
+            return { original: path, aside: '', how: 'absent' };
+        const slash = path.lastIndexOf('/');
+        const parent = slash <= 0 ? '/' : path.slice(0, slash);
+        const base = path.slice(slash + 1);
+        return mountPoint
+            ? { original: path, aside: `${path}/${containerName(stamp)}`, how: 'entries' }
+            : {
+                original: path,
+                aside: `${parent === '/' ? '' : parent}/${containerName(stamp)}/${base}`,
+                how: 'path',
+            };
     });
-    const exclude = words(raw[INPUTS.exclude]);
-    for (const pattern of exclude)
-        if (pattern.startsWith('-') || pattern.startsWith('+'))
-            fail(INPUTS.exclude, `'${pattern}' starts with '${pattern[0]}'. Expected an rsync pattern such as '*/thumbnails/'.`);
-    const installType = oneOf(INPUTS.installType, ['auto', 'package', 'tarball'], 'auto');
-    return {
-        ...instance,
-        extraPaths,
-        exclude,
-        installType,
-        maintenanceMode: boolean(INPUTS.maintenanceMode, true),
-        compression: oneOf(INPUTS.compression, ['zstd', 'gzip'], 'zstd'),
-        backupDir: absolutePath(INPUTS.backupDir, value(INPUTS.backupDir) || defaults.backupDir),
-        dumpTimeoutSeconds: integer(INPUTS.dumpTimeout, 1, 7 * 24 * 3600) ?? 600,
-    };
 }
-/** Validates a restore's inputs up front; the backup path is the CLI's argument (or the download). */
-function planRestore(raw, backupPath, label = actionLabel) {
-    const instance = planInstance(raw, label);
-    const { value, fail, boolean, userName, password } = validators(raw, label);
-    const adminUser = value(INPUTS.dbAdminUser);
-    const adminPassword = password(INPUTS.dbAdminPassword);
-    if (adminUser === '' && adminPassword !== undefined)
-        fail(INPUTS.dbAdminPassword, `it only applies with ${label(INPUTS.dbAdminUser)} (the account that may drop and create databases).`);
-    if (adminUser.startsWith('-') || /[\0\r\n]/.test(adminUser))
-        fail(INPUTS.dbAdminUser, `'${adminUser}' is not a database user name.`);
-    const safetyCopy = boolean(INPUTS.safetyCopy, true);
-    const discardPrevious = boolean(INPUTS.discardPrevious, false);
-    if (!safetyCopy && discardPrevious)
-        fail(INPUTS.discardPrevious, `it only applies with a safety copy (${label(INPUTS.safetyCopy)} is false: there is nothing to discard).`);
-    const owner = userName(INPUTS.owner);
-    return {
-        ...instance,
-        backupPath,
-        ...(adminUser ? { dbAdmin: { user: adminUser, password: adminPassword ?? '' } } : {}),
-        allowVersionMismatch: boolean(INPUTS.allowVersionMismatch, false),
-        safetyCopy,
-        discardPrevious,
-        ...(owner ? { owner } : {}),
-    };
+/** The container a move uses (the aside path's directory, or the aside path itself). */
+function containerOf(move) {
+    if (move.how === 'absent')
+        return undefined;
+    return move.how === 'entries' ? move.aside : move.aside.slice(0, move.aside.lastIndexOf('/'));
 }
-/** Why a known_hosts line is malformed, or undefined when it is fine. */
-function knownHostsLineProblem(line) {
-    const fields = line.split(/\s+/);
-    if (fields[0] === '@cert-authority' || fields[0] === '@revoked')
-        fields.shift();
-    const [hosts, keyType, key] = fields;
-    if (!hosts || !keyType || !key)
-        return `is not a known_hosts line. Expected 'HOST KEYTYPE BASE64KEY', e.g. '[cloud.example.com]:2222 ssh-ed25519 AAAA...'.`;
-    if (!KEY_TYPES.has(keyType))
-        return `has an unknown key type '${keyType}'.`;
-    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(key))
-        return 'has a key that is not base64.';
-    // The key blob starts with its own type name: a cheap check that it is really a key.
-    const blob = Buffer.from(key, 'base64');
-    const nameLength = blob.length >= 4 ? blob.readUInt32BE(0) : 0;
-    if (nameLength === 0 || blob.subarray(4, 4 + nameLength).toString('latin1') !== keyType)
-        return `has a key that is not a ${keyType} key.`;
-    return undefined;
+// Each script runs on the host as root, with the moves as arguments in threes
+// (how, original, aside); each is safe to run again after an interruption.
+/** For each path: exists? (e/-) and a mount point? (m/-), NUL-separated. */
+const PROBE_PATHS = `
+for p; do
+  if [ -e "$p" ] || [ -L "$p" ]; then e=e; else e=-; fi
+  m=-
+  if [ -d "$p" ] && [ ! -L "$p" ]; then
+    parent=$(dirname -- "$p")
+    if [ "$(stat -c %d -- "$p")" != "$(stat -c %d -- "$parent")" ]; then m=m; fi
+  fi
+  printf '%s%s\\0' "$e" "$m"
+done
+`.trim();
+const MOVE_ASIDE = `
+set -e
+while [ $# -ge 3 ]; do
+  how=$1 original=$2 aside=$3; shift 3
+  if [ "$how" = absent ]; then
+    continue
+  elif [ "$how" = entries ]; then
+    mkdir -p -m 0700 -- "$aside"
+    name=$(basename -- "$aside")
+    find "$original" -mindepth 1 -maxdepth 1 ! -name "$name" -exec mv -t "$aside" -- {} +
+  else
+    container=$(dirname -- "$aside")
+    mkdir -p -m 0700 -- "$container"
+    if [ -e "$original" ] || [ -L "$original" ]; then mv -T -- "$original" "$aside"; fi
+  fi
+done
+`.trim();
+/**
+ * Puts moved paths back: whatever the restore wrote in their place goes first. A path that
+ * did not exist before the restore (how 'absent') is only removed.
+ */
+const PUT_BACK = `
+set -e
+while [ $# -ge 3 ]; do
+  how=$1 original=$2 aside=$3; shift 3
+  case $how in
+    entries)
+      [ -d "$aside" ] || continue
+      name=$(basename -- "$aside")
+      # Once the restored entries are gone, the marker says so: run again after an
+      # interruption, the entries already moved back are not taken for restored ones.
+      if [ ! -e "$aside/.owncloud-restore-putting-back" ]; then
+        find "$original" -mindepth 1 -maxdepth 1 ! -name "$name" -exec rm -rf -- {} +
+        : > "$aside/.owncloud-restore-putting-back"
+      fi
+      find "$aside" -mindepth 1 -maxdepth 1 ! -name .owncloud-restore-putting-back -exec mv -t "$original" -- {} +
+      rm -f -- "$aside/.owncloud-restore-putting-back"
+      rmdir -- "$aside"
+      ;;
+    path)
+      [ -e "$aside" ] || [ -L "$aside" ] || continue
+      rm -rf -- "$original"
+      mv -T -- "$aside" "$original"
+      rmdir -- "$(dirname -- "$aside")" 2>/dev/null || true
+      ;;
+    absent)
+      rm -rf -- "$original"
+      ;;
+  esac
+done
+`.trim();
+/** Removes whole containers (the previous state, once it is no longer needed); prints bytes freed. */
+const DISCARD = `
+total=0
+for c; do
+  [ -e "$c" ] || continue
+  size=$(du -s -x --bytes -- "$c" | cut -f1)
+  rm -rf -- "$c"
+  total=$((total + size))
+done
+echo "$total"
+`.trim();
+/** Sizes in bytes of the given containers (for the closing message). */
+const SIZE = `du -s -x --bytes -c -- "$@" | tail -n 1 | cut -f1`;
+function moveArguments(moves) {
+    return moves.flatMap((m) => [m.how, m.original, m.aside]);
+}
+
+;// CONCATENATED MODULE: ./src/steps/restore-files.ts
+// Files back into place: the archive streams from here into tar on the host, which puts
+// each member directory where the manifest (or the user) says, with owners, modes, ACLs,
+// xattrs and hard links as archived. One pass over the archive, nothing unpacked here.
+
+
+
+
+
+
+
+
+
+/**
+ * A GNU tar --transform expression that maps member directory `member` (and everything
+ * below it) to `target` (absolute), with the extended-regex flag and symlink targets left
+ * alone. The replacement escapes what sed gives a meaning to. Pure.
+ */
+function memberTransform(member, target) {
+    if (!/^[a-z]+$/.test(member))
+        throw new Error(`unexpected archive member '${member}'`);
+    if (/[\n\0]/.test(target))
+        throw new BackupError(`The path '${target}' contains a line break.`);
+    const relative = target.replace(/^\/+/, '');
+    const replacement = (relative === '' ? '.' : relative).replace(/[\\&,]/g, '\\$&');
+    // `member` itself becomes the target; `member/x` becomes `target/x`.
+    return `s,^${member}(/|$),${replacement}\\1,xS`;
+}
+/** tar on the host that extracts the archive from stdin into place. Pure. */
+function tarExtractCommand(layout, compression) {
+    return [
+        'tar',
+        '--extract',
+        '--file=-',
+        compression === 'zstd' ? '--zstd' : '--gzip',
+        '--directory=/',
+        ...TAR_METADATA_FLAGS,
+        '--same-permissions',
+        '--same-owner',
+        // A directory that stays (the installation of a package install, /, a mount point)
+        // keeps its own owner and mode; only what was moved aside comes back as archived.
+        '--no-overwrite-dir',
+        ...Object.entries(layout).map(([member, target]) => `--transform=${memberTransform(member, target)}`),
+    ];
+}
+/** Counts the bytes read from the archive, for progress. */
+class Counter extends external_node_stream_namespaceObject.Transform {
+    bytes = 0;
+    progress;
+    _transform(chunk, _encoding, callback) {
+        this.bytes += chunk.length;
+        this.progress?.update({ bytes: this.bytes });
+        this.push(chunk);
+        callback();
+    }
+}
+async function extractFiles(options) {
+    const { host } = options;
+    const tar = host.stream([...options.root, ...tarExtractCommand(options.layout, options.compression)], {
+        feedStdin: true,
+        signal: options.signal,
+    });
+    const counter = new Counter();
+    counter.progress = options.progress;
+    // tar's output is nothing but complaints: drain it so it never blocks.
+    tar.stdout.resume();
+    const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)((0,external_node_fs_namespaceObject.createReadStream)(options.archivePath), counter, tar.stdin).catch((error) => error);
+    const result = await tar.done;
+    const fed = await feeding;
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new LinkError(`Restoring the files failed: ${transport}`);
+    if (result.exitCode !== 0) {
+        const said = stderrTail(withoutTarProgress(result.stderr));
+        throw new BackupError(/No space left on device|Disk quota exceeded/.test(said)
+            ? `No space left on device on ${host.label} while restoring the files: ${said}`
+            : `Restoring the files failed (tar exit ${result.exitCode} on ${host.label}): ${said || 'no message'}`);
+    }
+    if (fed instanceof Error)
+        throw new BackupError(`Reading ${options.archivePath} failed: ${fed.message}`);
 }
 /**
- * The cipher an OpenSSH-format private key is encrypted with ('none' when it has no
- * passphrase, and for keys in other formats, which say so in their PEM headers).
+ * The backup's config files (config.php and *.config.php), read from the archive here
+ * into memory through a private directory that is removed at once. They hold the database
+ * password: never written anywhere else.
  */
-function openSshKeyCipher(privateKey) {
-    const match = /-----BEGIN OPENSSH PRIVATE KEY-----\n([\s\S]+?)\n-----END OPENSSH PRIVATE KEY-----/.exec(privateKey);
-    if (!match)
-        return 'none';
-    const blob = Buffer.from(match[1].replace(/\s+/g, ''), 'base64');
-    const magic = 'openssh-key-v1\0';
-    if (blob.subarray(0, magic.length).toString('latin1') !== magic || blob.length < magic.length + 4)
-        return 'none';
-    const length = blob.readUInt32BE(magic.length);
-    return blob.subarray(magic.length + 4, magic.length + 4 + length).toString('latin1');
+async function readArchivedConfig(archivePath, compression) {
+    const dir = (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)((0,external_node_os_namespaceObject.tmpdir)(), 'owncloud-restore-config-'));
+    try {
+        const result = await runProcess([
+            'tar',
+            '--extract',
+            `--file=${archivePath}`,
+            compression === 'zstd' ? '--zstd' : '--gzip',
+            `--directory=${dir}`,
+            '--no-same-owner',
+            '--no-same-permissions',
+            '--wildcards',
+            '--no-wildcards-match-slash',
+            '--',
+            `${LAYOUT.install}/config/*.php`,
+        ]);
+        if (result.exitCode !== 0)
+            throw new BackupError(`The backup's files archive holds no ${LAYOUT.install}/config/config.php (${stderrTail(result.stderr) || `tar exit ${result.exitCode}`}): it cannot be restored.`);
+        const configDir = (0,external_node_path_namespaceObject.join)(dir, LAYOUT.install, 'config');
+        const files = {};
+        for (const name of (0,external_node_fs_namespaceObject.readdirSync)(configDir))
+            if (name === 'config.php' || name.endsWith('.config.php'))
+                files[name] = (0,external_node_fs_namespaceObject.readFileSync)((0,external_node_path_namespaceObject.join)(configDir, name), 'utf8');
+        if (!files['config.php'])
+            throw new BackupError("The backup's files archive holds no config/config.php: it cannot be restored.");
+        return files;
+    }
+    finally {
+        (0,external_node_fs_namespaceObject.rmSync)(dir, { recursive: true, force: true });
+    }
 }
 
 ;// CONCATENATED MODULE: ./src/verify.ts
@@ -15151,6 +15511,1225 @@ async function scanListing(stream) {
     return { entries, marker, lastLine };
 }
 
+;// CONCATENATED MODULE: ./src/restore.ts
+// The restore orchestrator: a verified backup in, the instance as it was at backup time out.
+//   verify → connect → read the backup's config → look at the target → preflight (tools,
+//   version, space, database) → [maintenance on → current state moved aside (files renamed,
+//   database dumped) → files back → config.php adjusted → database recreated and loaded
+//   → data fingerprint → maintenance state as recorded] → closing check.
+// Any failure after the first change puts the moved-aside state back (files, database,
+// maintenance mode) before it is reported; the message says which state the instance is in.
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+function restoreLayout(manifest, given) {
+    const recorded = manifest.source;
+    const installDir = given.owncloudDir || recorded.installDir;
+    // A data directory inside the recorded installation moves with a new owncloud-dir.
+    const dataDir = given.dataDir ??
+        (recorded.dataDir.startsWith(`${recorded.installDir}/`)
+            ? `${installDir}${recorded.dataDir.slice(recorded.installDir.length)}`
+            : recorded.dataDir);
+    const members = {
+        [LAYOUT.install]: installDir,
+        [LAYOUT.data]: dataDir,
+    };
+    if (manifest.files.layout[LAYOUT.absolute])
+        members[LAYOUT.absolute] = '/';
+    const installPaths = manifest.files.installPaths.map((p) => p === '.' ? installDir : external_node_path_namespaceObject.posix.join(installDir, p));
+    return {
+        installDir,
+        dataDir,
+        members,
+        replaced: outermostPaths([...installPaths, dataDir, ...manifest.files.absolutePaths]),
+    };
+}
+/** config.php values the restore replaces with what the user gave (pure). */
+function configChanges(archived, connection, dataDir, overrides) {
+    const changes = {};
+    const text = (v) => (typeof v === 'string' ? v : v === undefined ? '' : String(v));
+    const archivedDataDir = external_node_path_namespaceObject.posix.normalize(text(archived.datadirectory)).replace(/(.)\/+$/, '$1');
+    if (archivedDataDir !== dataDir)
+        changes.datadirectory = dataDir;
+    if (overrides.name !== undefined && overrides.name !== text(archived.dbname))
+        changes.dbname = overrides.name;
+    if (overrides.user !== undefined && overrides.user !== text(archived.dbuser))
+        changes.dbuser = overrides.user;
+    if (overrides.password !== undefined && overrides.password !== text(archived.dbpassword))
+        changes.dbpassword = overrides.password;
+    if (overrides.host !== undefined || overrides.port !== undefined) {
+        const host = connection.socket ?? connection.host ?? 'localhost';
+        const dbhost = connection.port !== undefined ? `${host}:${connection.port}` : host;
+        if (dbhost !== text(archived.dbhost))
+            changes.dbhost = dbhost;
+    }
+    if (overrides.type !== undefined) {
+        const dbtype = overrides.type === 'sqlite' ? 'sqlite3' : overrides.type;
+        if (dbtype !== text(archived.dbtype))
+            changes.dbtype = dbtype;
+    }
+    return changes;
+}
+/** Applies changes to config.php as ownCloud writes it (var_export), atomically, as its owner. */
+const WRITE_CONFIG = `
+$file = $argv[1];
+$changes = json_decode(stream_get_contents(STDIN), true);
+$CONFIG = null;
+include $file;
+if (!is_array($CONFIG)) { fwrite(STDERR, "$file defines no \\$CONFIG array\\n"); exit(3); }
+foreach ($changes as $key => $value) $CONFIG[$key] = $value;
+$text = "<?php\\n\\$CONFIG = " . var_export($CONFIG, true) . ";\\n";
+$temporary = $file . '.owncloud-restore';
+if (file_put_contents($temporary, $text) !== strlen($text)) { fwrite(STDERR, "could not write $temporary\\n"); exit(4); }
+chmod($temporary, fileperms($file) & 0777);
+if (!rename($temporary, $file)) { fwrite(STDERR, "could not replace $file\\n"); exit(5); }
+if (function_exists('opcache_invalidate')) opcache_invalidate($file, true);
+`;
+/** Ownership of restored paths, skipping the containers of the previous state. */
+const CHOWN = `
+owner=$1; shift
+for p; do
+  find "$p" -name '.owncloud-restore-previous-*' -prune -o -exec chown -h -- "$owner:" {} +
+done
+`.trim();
+/** Drops whole lines matching a pattern from a text stream (line by line, memory flat). */
+class LineFilter extends external_node_stream_namespaceObject.Transform {
+    partial = '';
+    dropped = 0;
+    pattern;
+    constructor(pattern) {
+        super();
+        this.pattern = pattern;
+    }
+    _transform(chunk, _encoding, callback) {
+        const lines = (this.partial + chunk.toString('latin1')).split('\n');
+        this.partial = lines.pop();
+        const kept = lines.filter((line) => {
+            if (!this.pattern.test(line))
+                return true;
+            this.dropped++;
+            return false;
+        });
+        if (kept.length > 0)
+            this.push(Buffer.from(`${kept.join('\n')}\n`, 'latin1'));
+        callback();
+    }
+    _flush(callback) {
+        if (this.partial !== '' && !this.pattern.test(this.partial))
+            this.push(Buffer.from(this.partial, 'latin1'));
+        callback();
+    }
+}
+/** The backup, checked byte for byte before anything on the target changes. */
+async function verified(backupPath, reporter) {
+    const checks = await verifyBackup(backupPath);
+    const failed = checks.filter((c) => !c.ok);
+    if (failed.length > 0)
+        throw new BackupError(`The backup ${backupPath} is damaged; nothing was changed on the target. ${failed.map((c) => c.what).join('; ')}`);
+    reporter.info(`The backup is intact (${checks.length} checks).`);
+    const manifest = JSON.parse((0,external_node_fs_namespaceObject.readFileSync)((0,external_node_path_namespaceObject.join)(backupPath, MANIFEST_NAME), 'utf8'));
+    const archive = (role) => (0,external_node_path_namespaceObject.join)(backupPath, manifest.archives.find((a) => a.role === role).name);
+    return { manifest, filesArchive: archive('files'), dumpArchive: archive('database') };
+}
+/** argv prefix that runs a command as root on the host; needs root or passwordless sudo. */
+async function rootOn(host) {
+    if (host.account === 'root')
+        return [];
+    const result = reached(host, await host.run(['sudo', '-n', 'true']));
+    if (result.exitCode !== 0)
+        throw new BackupError(`A restore writes files of every owner: the SSH user ${host.account} on ${host.label} must be root or have passwordless sudo (${stderrTail(result.stderr) || 'sudo -n failed'}). Nothing was changed.`);
+    return ['sudo', '-n', '--'];
+}
+/** Runs a command on the host; a non-zero exit is an error naming what was being done. */
+async function mustRun(host, argv, doing, options = {}) {
+    const result = reached(host, await host.run(argv, options));
+    if (result.exitCode !== 0)
+        throw new BackupError(`${doing} failed on ${host.label} (exit ${result.exitCode}): ${stderrTail(result.stderr) || stderrTail(result.stdout) || 'no message'}`);
+    return result;
+}
+/** The version of the server code in an installation, from its version.php ('' if none). */
+async function codeVersion(host, installDir) {
+    const result = reached(host, await host.run([
+        'php',
+        '-d',
+        'display_errors=0',
+        '-r',
+        '$OC_Version = null; if (is_file($argv[1])) { include $argv[1]; } echo is_array($OC_Version) ? implode(".", $OC_Version) : "";',
+        '--',
+        `${installDir}/version.php`,
+    ]));
+    return result.exitCode === 0 ? result.stdout.trim() : '';
+}
+/** The owner of a path on the host, or undefined when it does not exist. */
+async function ownerOf(host, path) {
+    const result = reached(host, await host.run(['stat', '-c', '%u %U', '--', path]));
+    if (result.exitCode !== 0)
+        return undefined;
+    const [uid, name] = result.stdout.trim().split(' ');
+    return { uid: Number(uid), name: name ?? '' };
+}
+/** Free bytes on the file system that holds path (or its nearest existing parent). */
+async function restore_freeBytes(host, path) {
+    const result = reached(host, await host.run([
+        'sh',
+        '-c',
+        'p=$1; while [ ! -e "$p" ]; do p=$(dirname -- "$p"); done; df -P -B1 -- "$p" | tail -n 1',
+        'sh',
+        path,
+    ]));
+    const fields = result.stdout.trim().split(/\s+/);
+    return result.exitCode === 0 && fields.length >= 4 ? Number(fields[3]) : undefined;
+}
+/** The engine's client on the host: the first of its programs found. */
+async function findClient(host, engine) {
+    const missing = await missingOnHost(host, [...engine.clients]);
+    return engine.clients.find((c) => !missing.includes(c));
+}
+/** Runs SQL through a client with its secret on stdin (first line), never in argv. */
+async function runSql(host, command, sql, doing, engine, connection) {
+    const result = reached(host, await host.run(guardedInputCommand(command.argv, command.delivery), {
+        input: secretLine(command.secret) + sql,
+        shielded: true,
+    }));
+    if (result.exitCode !== 0)
+        throw new BackupError(`${doing} failed (exit ${result.exitCode}): ${engine.explainFailure(result.stderr, connection) ?? (stderrTail(result.stderr) || 'no message')}`);
+}
+/** A quick query with the given command (preflight), in the engine's own words when it fails. */
+async function checkLogin(host, command) {
+    return reached(host, await host.run(guardedCommand(command.argv, command.delivery), {
+        input: secretLine(command.secret),
+        keepStdinOpen: true,
+        timeoutMs: 60_000,
+    }));
+}
+/** Streams the backup's dump from here into the engine's client on the host. */
+async function loadDump(options) {
+    const { host, engine, context } = options;
+    const command = engine.loadCommand(context);
+    const loader = host.stream(guardedInputCommand(command.argv, command.delivery), {
+        feedStdin: true,
+        signal: options.signal,
+    });
+    loader.stdout.resume();
+    const decompress = streamProcess([options.compression === 'zstd' ? 'zstd' : 'gzip', '-dc', '--', options.dumpArchive], { signal: options.signal });
+    let bytes = 0;
+    const counter = new external_node_stream_namespaceObject.Transform({
+        transform(chunk, _encoding, callback) {
+            bytes += chunk.length;
+            options.progress.update({ bytes });
+            callback(null, chunk);
+        },
+    });
+    const filter = options.dropLines ? new LineFilter(options.dropLines) : undefined;
+    loader.stdin.write(secretLine(command.secret));
+    const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)(filter
+        ? [decompress.stdout, counter, filter, loader.stdin]
+        : [decompress.stdout, counter, loader.stdin]).catch((error) => error);
+    const [result, unpacked] = await Promise.all([loader.done, decompress.done]);
+    await feeding;
+    if (options.signal.aborted)
+        throw new InterruptedError('The restore was interrupted.');
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new LinkError(`Loading the database dump failed: ${transport}`);
+    if (unpacked.exitCode !== 0)
+        throw new BackupError(`Decompressing ${options.dumpArchive} failed: ${stderrTail(unpacked.stderr) || `exit ${unpacked.exitCode}`}`);
+    if (result.exitCode !== 0)
+        throw new BackupError(`Loading the database dump (${context.client}) failed with exit code ${result.exitCode}: ${engine.explainFailure(result.stderr, context.connection) ?? (stderrTail(result.stderr) || 'no message')}`);
+    return { bytes, dropped: filter?.dropped ?? 0 };
+}
+/**
+ * Runs the checks before the first change: whatever fails there says that nothing changed.
+ */
+async function unchanged(work) {
+    try {
+        return await work();
+    }
+    catch (error) {
+        if (!(error instanceof BackupError || error instanceof InputError))
+            throw error;
+        if (/nothing was changed/i.test(error.message))
+            throw error;
+        const message = `${error.message.replace(/\.?$/, '.')} Nothing was changed on the target.`;
+        throw error instanceof InputError ? new InputError(message) : new BackupError(message);
+    }
+}
+/** The instance found on the target before the restore, if it is one that works. */
+async function currentInstance(host, plan, installDir, context) {
+    const config = reached(host, await host.run(['test', '-e', `${installDir}/config/config.php`]));
+    if (config.exitCode !== 0)
+        return undefined;
+    try {
+        return await discoverInstance(host, {
+            target: plan.target,
+            owncloudDir: installDir,
+            database: {},
+            ...(plan.occUser ? { occUser: plan.occUser } : {}),
+        }, context.secrets);
+    }
+    catch (error) {
+        if (!(error instanceof InputError || error instanceof BackupError))
+            throw error;
+        context.reporter.warning(`The target has ${installDir}/config/config.php but no working instance (${describeError(error)}): restoring without switching its maintenance mode.`);
+        return undefined;
+    }
+}
+async function runRestore(plan, context) {
+    const { reporter, signal } = context;
+    const started = performance.now();
+    const interrupted = () => {
+        if (signal.aborted)
+            throw new InterruptedError('The restore was interrupted; nothing was changed.');
+    };
+    const backup = await reporter.group('Verify the backup', () => verified(plan.backupPath, reporter));
+    const { manifest } = backup;
+    const compression = manifest.archives[0].compression;
+    interrupted();
+    const archivedConfig = await readArchivedConfig(backup.filesArchive, compression);
+    const layout = restoreLayout(manifest, plan);
+    const engine = engineFor(plan.database.type ?? manifest.database.type);
+    let host;
+    try {
+        host = await reporter.group('Connect', async () => {
+            const opened = await connect_openHost(plan.target, context.secrets, context.ssh);
+            reporter.info(`Connected to ${opened.label} as ${opened.account}.`);
+            return opened;
+        });
+        const connected = host;
+        const root = await rootOn(connected);
+        interrupted();
+        // --- What is there, and what will be -----------------------------------------------
+        const { current, connection, changes, client, moves } = await unchanged(() => reporter.group('Preflight (nothing is changed yet)', async () => {
+            const found = await currentInstance(connected, plan, layout.installDir, context);
+            if (found)
+                reporter.info(`The target runs ${found.product === 'nextcloud' ? 'Nextcloud' : 'ownCloud'} ${found.version} in ${found.installDir} (maintenance mode ${found.maintenance ? 'on' : 'off'}): restoring in place.`);
+            else
+                reporter.info(`No running instance in ${layout.installDir}: restoring onto a new host.`);
+            const reader = found?.owner ?? connected.account;
+            const values = await readGivenConfig(connected, reader, archivedConfig, "the backup's config.php");
+            context.secrets.add(typeof values.dbpassword === 'string' ? values.dbpassword : undefined);
+            const target = resolveDatabase(values, plan.database, layout.dataDir);
+            context.secrets.add(target.password);
+            if (plan.dbAdmin)
+                context.secrets.add(plan.dbAdmin.password);
+            const changed = configChanges(values, target, layout.dataDir, plan.database);
+            const needed = ['tar', 'php', compression, 'find', 'stat', 'df'];
+            const missing = await missingOnHost(connected, needed);
+            // The safety copy of the current database needs that engine's dump tool.
+            if (plan.safetyCopy && found && found.database.type !== 'sqlite') {
+                const dumpPrograms = engineFor(found.database.type).programs;
+                const absent = await missingOnHost(connected, [...dumpPrograms]);
+                if (absent.length === dumpPrograms.length)
+                    missing.push(dumpPrograms.join(' or '));
+            }
+            const program = await findClient(connected, engine);
+            if (!program)
+                missing.push(engine.clients.join(' or '));
+            if (missing.length > 0)
+                throw new BackupError(`${connected.label} lacks ${missing.join(', ')}, which the restore needs: install ${missing.length > 1 ? 'them' : 'it'} there. Nothing was changed.`);
+            // A package install's backup holds no server code: the target's must be the same version.
+            if (manifest.source.installType === 'package') {
+                const version = await codeVersion(connected, layout.installDir);
+                if (version === '')
+                    throw new BackupError(`${layout.installDir} on ${connected.label} holds no server code (no version.php): the backup is of a package install, so install ${manifest.instance.product} ${manifest.instance.version} there first. Nothing was changed.`);
+                if (version !== manifest.instance.version) {
+                    const message = `The server code in ${layout.installDir} is version ${version}, the backup is of version ${manifest.instance.version}`;
+                    if (!plan.allowVersionMismatch)
+                        throw new BackupError(`${message}: install ${manifest.instance.version}, or restore anyway with allow-version-mismatch (then run occ upgrade yourself). Nothing was changed.`);
+                    reporter.warning(`${message}; restoring anyway (allow-version-mismatch).`);
+                }
+            }
+            const needBytes = manifest.files.bytes + (plan.safetyCopy && found ? manifest.database.dumpBytes : 0);
+            const free = await restore_freeBytes(connected, layout.dataDir);
+            if (free !== undefined && free < needBytes)
+                throw new BackupError(`Not enough space on ${connected.label} for ${layout.dataDir}: the restore needs ${formatBytes(needBytes)}${plan.safetyCopy ? ' (the previous state stays on disk beside it)' : ''}, ${formatBytes(free)} are free. Nothing was changed.`);
+            const loadContext = {
+                connection: target,
+                client: program,
+                account: connected.account,
+                owner: found?.owner ?? connected.account,
+                ...(plan.dbAdmin ? { admin: plan.dbAdmin } : {}),
+            };
+            if (engine.type !== 'sqlite') {
+                const check = plan.dbAdmin
+                    ? engine.adminCheckCommand(loadContext)
+                    : engine.checkCommand({
+                        connection: target,
+                        tool: toolOf(engine, program),
+                        account: connected.account,
+                        owner: loadContext.owner,
+                    });
+                const result = await checkLogin(connected, check);
+                if (result.exitCode !== 0 || result.stdout.trim() !== '1')
+                    throw new BackupError(`The database check failed (nothing was changed): ${engine.explainFailure(result.stderr, plan.dbAdmin ? { ...target, user: plan.dbAdmin.user } : target) ?? (stderrTail(result.stderr) || `exit ${result.exitCode}`)}${plan.dbAdmin ? '' : " (without db-admin-user the database must exist and the instance's user must reach it)"}`);
+            }
+            const probe = await mustRun(connected, [...root, 'sh', '-c', PROBE_PATHS, 'sh', ...layout.replaced], 'Looking at the paths to replace');
+            const flags = probe.stdout.split('\0');
+            const planned = planMoves(layout.replaced.map((path, i) => ({
+                path,
+                exists: flags[i]?.[0] === 'e',
+                mountPoint: flags[i]?.[1] === 'm',
+            })), restoreStamp(new Date()));
+            reporter.info(`To replace: ${layout.replaced.join(', ')}; database ${engine.type} '${target.name}'.`);
+            return {
+                current: found,
+                connection: target,
+                changes: changed,
+                client: program,
+                moves: planned,
+            };
+        }));
+        interrupted();
+        return await replace({
+            host: connected,
+            root,
+            plan,
+            context,
+            backup,
+            layout,
+            engine,
+            current,
+            connection,
+            changes,
+            client,
+            moves,
+            started,
+        });
+    }
+    finally {
+        await host?.close();
+    }
+}
+/** The changing part: every step from here on is undone if a later one fails. */
+async function replace(r) {
+    const { host, root, plan, context, backup, layout, engine, current, connection } = r;
+    const { reporter, signal } = context;
+    const { manifest } = backup;
+    const compression = manifest.archives[0].compression;
+    const progress = (label, expectedBytes) => new StepProgress(label, {
+        intervalSeconds: context.progressSeconds ?? DEFAULT_PROGRESS_SECONDS,
+        now: () => performance.now(),
+        emit: (line) => reporter.info(line),
+        ...(expectedBytes !== undefined ? { expectedBytes } : {}),
+    });
+    // Without a safety copy nothing is kept, so there is nothing to put back either.
+    const containers = plan.safetyCopy
+        ? [...new Set(r.moves.map(containerOf).filter((c) => !!c))]
+        : [];
+    const stamp = /previous-([^/]+)/.exec(containers[0] ?? '')?.[1] ?? restoreStamp(new Date());
+    const journal = {
+        stamp,
+        installDir: layout.installDir,
+        phase: 'preparing',
+        containers,
+        moved: plan.safetyCopy ? r.moves : [],
+    };
+    const note = (phase) => {
+        if (phase)
+            journal.phase = phase;
+        context.onJournal?.(structuredClone(journal));
+    };
+    const maintenance = current
+        ? new MaintenanceGuard(host, { installDir: current.installDir, user: current.owner }, (m) => reporter.info(m), 60, (record) => {
+            journal.maintenance = record;
+            note();
+        })
+        : undefined;
+    /** Set once the current files are being deleted (safety-copy false): no way back then. */
+    let removing = false;
+    try {
+        note('moving-aside');
+        if (maintenance)
+            await reporter.group('Maintenance mode on', () => maintenance.enable());
+        if (signal.aborted)
+            throw new InterruptedError();
+        await reporter.group(plan.safetyCopy ? 'Move the current state aside' : 'Remove the current state', async () => {
+            if (!plan.safetyCopy) {
+                removing = true;
+                await mustRun(host, [
+                    ...root,
+                    'rm',
+                    '-rf',
+                    '--',
+                    ...r.moves.filter((m) => m.how !== 'absent').map((m) => m.original),
+                ], 'Removing the current files (safety-copy false)', { shielded: true });
+                reporter.info(`Removed ${layout.replaced.join(', ')} (no safety copy, as asked).`);
+                return;
+            }
+            await mustRun(host, [...root, 'mkdir', '-p', '-m', '0700', '--', ...containers], 'Creating the safety copy directories', { shielded: true });
+            // The previous database, while the old files still describe it.
+            if (current && current.database.type !== 'sqlite') {
+                const dumpPath = `${containers[0]}/database.sql`;
+                journal.database = {
+                    type: current.database.type,
+                    name: current.database.name,
+                    dumpPath,
+                    replaced: false,
+                };
+                note();
+                await dumpAside(host, root, engineFor(current.database.type), current, dumpPath, signal);
+                reporter.info(`The current database '${current.database.name}' is saved in ${dumpPath}.`);
+            }
+            await mustRun(host, [...root, 'sh', '-c', MOVE_ASIDE, 'sh', ...moveArguments(r.moves)], 'Moving the current files aside', { shielded: true });
+            for (const move of r.moves)
+                if (move.how !== 'absent')
+                    reporter.info(`${move.original} → ${move.aside}`);
+        });
+        if (signal.aborted)
+            throw new InterruptedError();
+        note('replacing');
+        await reporter.group('Files', async () => {
+            const files = progress('Files', manifest.archives.find((a) => a.role === 'files').size);
+            await extractFiles({
+                host,
+                root,
+                archivePath: backup.filesArchive,
+                compression,
+                layout: layout.members,
+                signal,
+                progress: files,
+            });
+            files.finish();
+            reporter.info(`${manifest.files.fileCount} files (${formatBytes(manifest.files.bytes)}) restored.`);
+        });
+        if (signal.aborted)
+            throw new InterruptedError();
+        // --- Owners, config.php ----------------------------------------------------------------
+        const configPath = `${layout.installDir}/config/config.php`;
+        const occUser = await reporter.group('Owners and config.php', async () => {
+            const archivedOwner = await ownerOf(host, configPath);
+            if (!archivedOwner)
+                throw new BackupError(`The restored files hold no ${configPath}.`);
+            let owner = archivedOwner.name;
+            if (plan.owner || owner === 'UNKNOWN' || owner === String(archivedOwner.uid)) {
+                const wanted = plan.owner ?? (await ownerOf(host, layout.installDir))?.name ?? 'UNKNOWN';
+                if (wanted === 'UNKNOWN')
+                    throw new BackupError(`The archive's owner (uid ${archivedOwner.uid}) does not exist on ${host.label}: name the web server's user with the owner input.`);
+                await mustRun(host, [...root, 'sh', '-c', CHOWN, 'sh', wanted, ...layout.replaced], `Giving the restored files to ${wanted}`);
+                reporter.info(`The restored files now belong to ${wanted}${plan.owner ? ' (owner input)' : ` (uid ${archivedOwner.uid} of the archive does not exist here)`}.`);
+                owner = wanted;
+            }
+            const user = plan.occUser ?? owner;
+            // Maintenance mode until the database is back, whatever the backup's config.php said.
+            const values = { ...r.changes, maintenance: true };
+            const result = reached(host, await host.run(asUser(host.account, user, ['php', '-r', WRITE_CONFIG, '--', configPath]), {
+                input: JSON.stringify(values),
+                shielded: true,
+            }));
+            if (result.exitCode !== 0)
+                throw new BackupError(`Writing ${configPath} failed: ${stderrTail(result.stderr) || `php exit ${result.exitCode}`}`);
+            const changed = Object.keys(r.changes);
+            if (changed.length > 0)
+                reporter.info(`config.php: ${changed.map((k) => (k === 'dbpassword' ? 'dbpassword (given)' : `${k} = ${r.changes[k]}`)).join(', ')}.`);
+            return user;
+        });
+        if (signal.aborted)
+            throw new InterruptedError();
+        // --- Database ------------------------------------------------------------------------
+        await reporter.group('Database', async () => {
+            const loadContext = {
+                connection,
+                client: r.client,
+                account: host.account,
+                owner: occUser,
+                ...(plan.dbAdmin ? { admin: plan.dbAdmin } : {}),
+            };
+            if (journal.database)
+                journal.database.replaced = true;
+            else
+                journal.database = {
+                    type: connection.type,
+                    name: connection.name,
+                    dumpPath: '',
+                    replaced: true,
+                };
+            note();
+            const reset = engine.resetStep(loadContext);
+            await runSql(host, reset.command, reset.sql, 'Preparing the database', engine, connection);
+            reporter.info(`Database: ${reset.summary}.`);
+            const loading = progress('Database load', manifest.database.dumpBytes);
+            const dropLines = engine.foreignOwnerLine && connection.user !== manifest.database.user
+                ? engine.foreignOwnerLine
+                : undefined;
+            const loaded = await loadDump({
+                host,
+                engine,
+                context: loadContext,
+                dumpArchive: backup.dumpArchive,
+                compression,
+                ...(dropLines ? { dropLines } : {}),
+                signal,
+                progress: loading,
+            });
+            loading.finish();
+            reporter.info(`Loaded ${formatBytes(loaded.bytes)} of SQL with ${r.client}${loaded.dropped ? ` (${loaded.dropped} ownership statements naming ${manifest.database.user} left out: the objects belong to ${connection.user})` : ''}.`);
+        });
+        if (signal.aborted)
+            throw new InterruptedError();
+        // --- ownCloud's closing steps ----------------------------------------------------------
+        const tables = await reporter.group('Finish', async () => {
+            const occ = { installDir: layout.installDir, user: occUser };
+            const runOcc = (args) => mustRun(host, occCommand(host, occ, args), `occ ${args.join(' ')}`, {
+                shielded: true,
+                timeoutMs: 300_000,
+            });
+            await runOcc(['maintenance:data-fingerprint']);
+            reporter.info('occ maintenance:data-fingerprint: sync clients will re-sync instead of deleting.');
+            if (signal.aborted)
+                throw new InterruptedError();
+            const status = JSON.parse((await runOcc(['status', '--output=json'])).stdout.trim().split('\n').pop() ?? '{}');
+            if (status.installed !== true)
+                throw new BackupError('occ status does not say installed after the restore.');
+            if (status.version !== manifest.instance.version)
+                throw new BackupError(`occ status says version ${status.version ?? '?'} after the restore; the backup is of ${manifest.instance.version}.`);
+            const counted = await checkRowCounts(r, loadContext(r, occUser));
+            if (signal.aborted)
+                throw new InterruptedError();
+            if (manifest.maintenance.priorState) {
+                reporter.info("Maintenance mode stays on: it was on before the backup (the administrator's state).");
+            }
+            else {
+                await runOcc(['maintenance:mode', '--off']);
+                reporter.info('Maintenance mode off, as it was before the backup.');
+            }
+            return counted;
+        });
+        if (signal.aborted)
+            throw new InterruptedError();
+        note('done');
+        let previous;
+        if (plan.safetyCopy && containers.length > 0) {
+            const kept = [...containers];
+            if (plan.discardPrevious) {
+                const freed = await discardContainers(host, root, kept);
+                reporter.info(`Removed the previous state (${formatBytes(freed)}; discard-previous).`);
+            }
+            else {
+                const size = reached(host, await host.run([...root, 'sh', '-c', SIZE, 'sh', ...kept]));
+                previous = { paths: kept, bytes: Number(size.stdout.trim()) || 0 };
+                reporter.info(`The previous state is kept in ${kept.join(', ')} (${formatBytes(previous.bytes)}): remove it with owncloud-backup restore --cleanup once the instance works.`);
+            }
+        }
+        return {
+            manifest,
+            target: host.label,
+            inPlace: current !== undefined,
+            ...(previous ? { previous } : {}),
+            changedConfig: Object.keys(r.changes),
+            tablesChecked: tables,
+            seconds: (performance.now() - r.started) / 1000,
+        };
+    }
+    catch (error) {
+        if (journal.phase === 'moving-aside' || journal.phase === 'replacing') {
+            // One line: a tool's stderr tail (several lines) would push the state off it.
+            const cause = signal.aborted
+                ? 'The restore was interrupted'
+                : describeError(error)
+                    .replace(/\s*\n\s*/g, '; ')
+                    .replace(/\.$/, '');
+            if (!plan.safetyCopy && removing)
+                throw new RestoreError(`${cause}. The instance is INCOMPLETE: there was no safety copy (safety-copy false) to put back; restore again.`);
+            try {
+                await withReconnects(r, host, (reached, first) => putBackPrevious(reached, root, journal, plan, context, first ? maintenance : undefined));
+            }
+            catch (rollbackError) {
+                throw new RestoreError(`${cause}. PUTTING THE PREVIOUS STATE BACK FAILED: ${describeError(rollbackError).replace(/\s*\n\s*/g, '; ')} The previous state is in ${journal.containers.join(', ')}: once the host is reachable, run the restore again (it moves what is there aside first), or move that state back by hand.`);
+            }
+            note('rolled-back');
+            throw new RestoreError(`${cause}. The previous state is back: files, database and maintenance mode as they were before the restore.`);
+        }
+        throw error;
+    }
+}
+/** How long putting the previous state back keeps trying through a lost link. */
+const ROLLBACK_RETRY_SECONDS = 120;
+/**
+ * Runs work on the host; when the link is lost (SSH), reconnects and runs it again until it
+ * succeeds or the time is up. The work must be safe to run again (the put-back scripts are).
+ */
+async function withReconnects(r, host, work) {
+    const deadline = Date.now() + (r.context.rollbackRetrySeconds ?? ROLLBACK_RETRY_SECONDS) * 1000;
+    let current = host;
+    for (let attempt = 1;; attempt++) {
+        try {
+            await work(current, attempt === 1);
+            return;
+        }
+        catch (error) {
+            if (!(error instanceof LinkError) || r.plan.target.kind !== 'ssh' || Date.now() >= deadline)
+                throw error;
+            r.context.reporter.warning(`The link to the host failed while putting the previous state back (${describeError(error)}); reconnecting (attempt ${attempt}).`);
+            await (0,promises_namespaceObject.setTimeout)(Math.min(2000 * attempt, 10_000));
+            try {
+                if (current !== host)
+                    await current.close();
+                current = await SshHost.connect(r.plan.target, r.context.ssh);
+            }
+            catch (connectError) {
+                r.context.reporter.info(`Not reachable yet: ${describeError(connectError)}`);
+            }
+        }
+    }
+}
+function loadContext(r, owner) {
+    return {
+        connection: r.connection,
+        client: r.client,
+        account: r.host.account,
+        owner,
+        ...(r.plan.dbAdmin ? { admin: r.plan.dbAdmin } : {}),
+    };
+}
+/**
+ * The closing check of the database: as many rows per table as the backup counted inside
+ * its maintenance window. Returns the number of tables compared (0 for an older backup
+ * whose manifest has no counts).
+ */
+async function checkRowCounts(r, context) {
+    const recorded = r.backup.manifest.database.rowCounts;
+    if (!recorded) {
+        r.context.reporter.warning('The backup records no row counts (made by an older version): the rows are not compared.');
+        return 0;
+    }
+    const counted = await countRows(r.host, r.engine, {
+        connection: context.connection,
+        tool: toolOf(r.engine, r.client),
+        account: context.account,
+        owner: context.owner,
+    }, undefined, { seconds: 600 });
+    const differences = rowCountDifferences(recorded, counted);
+    if (differences.length > 0)
+        throw new BackupError(`The restored database does not hold what the backup counted: ${differences.slice(0, 5).join('; ')}${differences.length > 5 ? `; and ${differences.length - 5} more` : ''}.`);
+    const rows = Object.values(counted).reduce((sum, n) => sum + n, 0);
+    r.context.reporter.info(`Row counts: ${Object.keys(counted).length} tables, ${rows} rows, as the backup counted them.`);
+    return Object.keys(counted).length;
+}
+/**
+ * The engine's commands name their client by the dump tool it comes with (mariadb beside
+ * mariadb-dump, mysql beside mysqldump): the dump tool that goes with a client found.
+ */
+function toolOf(engine, client) {
+    if (engine.type !== 'mysql')
+        return { program: client, version: '' };
+    return { program: client === 'mariadb' ? 'mariadb-dump' : 'mysqldump', version: '' };
+}
+/** Where two table → rows maps differ, in words (pure). */
+function rowCountDifferences(recorded, counted) {
+    const differences = [];
+    for (const [table, rows] of Object.entries(recorded)) {
+        if (!(table in counted))
+            differences.push(`${table} is missing (${rows} rows at backup time)`);
+        else if (counted[table] !== rows)
+            differences.push(`${table} has ${counted[table]} rows, the backup counted ${rows}`);
+    }
+    for (const table of Object.keys(counted))
+        if (!(table in recorded))
+            differences.push(`${table} was not in the backup`);
+    return differences;
+}
+/** The current database, dumped into a file on the host, and checked complete. */
+async function dumpAside(host, root, engine, current, path, signal) {
+    const missing = await missingOnHost(host, [...engine.programs]);
+    const program = engine.programs.find((p) => !missing.includes(p));
+    if (!program)
+        throw new BackupError(`${host.label} has no ${engine.programs.join(' or ')} to save the current database first.`);
+    const command = engine.dumpCommand({
+        connection: current.database,
+        tool: { program, version: '' },
+        account: host.account,
+        owner: current.owner,
+    });
+    const result = reached(host, await host.run([...root, ...guardedCommand(writingTo(path, command.argv), command.delivery)], {
+        input: secretLine(command.secret),
+        keepStdinOpen: true,
+        signal,
+    }));
+    if (result.exitCode !== 0)
+        throw new BackupError(`Saving the current database before the restore failed (exit ${result.exitCode}): ${engine.explainFailure(result.stderr, current.database) ?? (stderrTail(result.stderr) || 'no message')}`);
+    const tail = await mustRun(host, [...root, 'tail', '-c', '4096', '--', path], 'Reading the saved database');
+    const problem = engine.checkTail(tail.stdout);
+    if (problem)
+        throw new BackupError(`The saved current database is not complete: ${problem}.`);
+}
+async function discardContainers(host, root, containers) {
+    const result = await mustRun(host, [...root, 'sh', '-c', DISCARD, 'sh', ...containers], 'Removing the previous state', { shielded: true });
+    return Number(result.stdout.trim()) || 0;
+}
+/**
+ * Puts the target back as it was before the restore: files (what the restore wrote goes),
+ * then the database from the dump saved aside, then maintenance mode.
+ */
+async function putBackPrevious(host, root, journal, plan, context, maintenance) {
+    const { reporter } = context;
+    reporter.warning('Putting the previous state back.');
+    await mustRun(host, [...root, 'sh', '-c', PUT_BACK, 'sh', ...moveArguments([...journal.moved].reverse())], 'Putting the previous files back', { shielded: true });
+    reporter.info(`Files back: ${journal.moved.map((m) => m.original).join(', ')}.`);
+    const saved = journal.database;
+    if (saved?.replaced && saved.dumpPath) {
+        // The previous instance's own config.php (back in place) says how to reach its database.
+        const previous = await discoverInstance(host, {
+            target: plan.target,
+            owncloudDir: journal.installDir,
+            database: {},
+            ...(plan.occUser ? { occUser: plan.occUser } : {}),
+        }, context.secrets);
+        const engine = engineFor(previous.database.type);
+        const client = await findClient(host, engine);
+        if (!client)
+            throw new BackupError(`${host.label} has no ${engine.clients.join(' or ')} to reload the previous database.`);
+        const loadContext = {
+            connection: previous.database,
+            client,
+            account: host.account,
+            owner: previous.owner,
+            ...(plan.dbAdmin ? { admin: plan.dbAdmin } : {}),
+        };
+        const reset = engine.resetStep(loadContext);
+        await runSql(host, reset.command, reset.sql, 'Preparing the database for the previous state', engine, previous.database);
+        const load = engine.loadCommand(loadContext);
+        const result = reached(host, await host.run([...root, ...guardedCommand(readingFrom(saved.dumpPath, load.argv), load.delivery)], {
+            input: secretLine(load.secret),
+            keepStdinOpen: true,
+            shielded: true,
+        }));
+        if (result.exitCode !== 0)
+            throw new BackupError(`Reloading the previous database from ${saved.dumpPath} failed (exit ${result.exitCode}): ${stderrTail(result.stderr) || 'no message'}`);
+        reporter.info(`Database '${saved.name}' back from ${saved.dumpPath}.`);
+    }
+    if (journal.containers.length > 0)
+        await mustRun(host, [
+            ...root,
+            'sh',
+            '-c',
+            'for c; do rm -f -- "$c/database.sql"; rmdir -- "$c" 2>/dev/null || true; done',
+            'sh',
+            ...journal.containers,
+        ], 'Removing the emptied safety copy directories', { shielded: true });
+    if (maintenance)
+        await maintenance.restore();
+    else if (journal.maintenance && journal.maintenance.phase !== 'restored')
+        await MaintenanceGuard.recover(host, journal.maintenance, (m) => reporter.info(m));
+}
+/**
+ * For a process that outlives a killed restore (the action's post step): puts the previous
+ * state back as the journal describes it.
+ */
+async function rollBackRestore(plan, journal, context) {
+    if (journal.phase !== 'moving-aside' && journal.phase !== 'replacing')
+        return;
+    const full = { ...context, signal: new AbortController().signal };
+    const host = await openHost(plan.target, full.secrets, full.ssh);
+    try {
+        await putBackPrevious(host, await rootOn(host), journal, plan, full, undefined);
+    }
+    finally {
+        await host.close();
+    }
+}
+/** `restore --cleanup`: removes what earlier restores moved aside, beside the given paths. */
+async function cleanupPrevious(plan, context, paths) {
+    const full = { ...context, signal: new AbortController().signal };
+    const host = await connect_openHost(plan.target, full.secrets, full.ssh);
+    try {
+        const root = await rootOn(host);
+        // The data directory as the instance's config.php says, when it is there to ask.
+        const dataDir = plan.dataDir ??
+            (await discoverInstance(host, { ...plan, owncloudDir: paths[0], database: {} }, context.secrets).then((found) => found.dataDir, () => undefined));
+        const roots = [
+            ...new Set([...paths, ...(dataDir ? [dataDir] : [])].flatMap((p) => [external_node_path_namespaceObject.posix.dirname(p), p])),
+        ];
+        // Containers sit beside each replaced path: in these directories or one level below (themes/).
+        const found = await mustRun(host, [
+            ...root,
+            'sh',
+            '-c',
+            'for d; do [ -d "$d" ] && find "$d" -mindepth 1 -maxdepth 2 -xdev -type d -name ".owncloud-restore-previous-*" -prune -print0; done; true',
+            'sh',
+            ...roots,
+        ], 'Looking for the previous state of earlier restores');
+        const containers = [...new Set(found.stdout.split('\0').filter(Boolean))];
+        if (containers.length === 0)
+            return { removed: [], bytes: 0 };
+        const bytes = await discardContainers(host, root, containers);
+        return { removed: containers, bytes };
+    }
+    finally {
+        await host.close();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/secrets.ts
+/**
+ * Every secret the run learns (database password, SSH key), registered the moment it is
+ * known: the registry masks it in the GitHub log (through the mask callback) and redacts
+ * it from every message this tool writes.
+ */
+class Secrets {
+    values = new Set();
+    mask;
+    constructor(mask = () => { }) {
+        this.mask = mask;
+    }
+    add(value) {
+        if (!value || this.values.has(value))
+            return;
+        this.values.add(value);
+        this.mask(value);
+        // Multi-line secrets (keys) are masked line by line too, as they may be logged that way.
+        for (const line of value.split(/\r?\n/)) {
+            const trimmed = line.trim();
+            if (trimmed.length >= 8 && !this.values.has(trimmed)) {
+                this.values.add(trimmed);
+                this.mask(trimmed);
+            }
+        }
+    }
+    /** The text with every known secret replaced by `***`. */
+    redact(text) {
+        let out = text;
+        // Longest first, so a secret containing another is replaced whole.
+        for (const value of [...this.values].sort((a, b) => b.length - a.length))
+            out = out.split(value).join('***');
+        return out;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/settings.ts
+// What the user asked for, validated into a plan before anything touches the host. The
+// action's inputs and the command line's options carry the same names (INPUTS), so one
+// validation serves both; each error names the input and the form expected.
+
+
+/** Input names: the action's `with:` keys and the command line's `--options`. */
+const INPUTS = {
+    host: 'host',
+    port: 'port',
+    user: 'user',
+    sshKey: 'ssh-key',
+    knownHosts: 'known-hosts',
+    owncloudDir: 'owncloud-dir',
+    dataDir: 'data-dir',
+    extraPaths: 'extra-paths',
+    exclude: 'exclude',
+    installType: 'install-type',
+    dbType: 'db-type',
+    dbHost: 'db-host',
+    dbPort: 'db-port',
+    dbName: 'db-name',
+    dbUser: 'db-user',
+    dbPassword: 'db-password',
+    maintenanceMode: 'maintenance-mode',
+    occUser: 'occ-user',
+    compression: 'compression',
+    backupDir: 'backup-dir',
+    dumpTimeout: 'dump-timeout',
+    // Restore only.
+    dbAdminUser: 'db-admin-user',
+    dbAdminPassword: 'db-admin-password',
+    safetyCopy: 'safety-copy',
+    discardPrevious: 'discard-previous',
+    owner: 'owner',
+    allowVersionMismatch: 'allow-version-mismatch',
+};
+/** Inputs of a restore only (the backup action does not declare them). */
+const RESTORE_ONLY = [
+    INPUTS.dbAdminUser,
+    INPUTS.dbAdminPassword,
+    INPUTS.safetyCopy,
+    INPUTS.discardPrevious,
+    INPUTS.owner,
+    INPUTS.allowVersionMismatch,
+];
+/** Inputs that only mean something for an SSH connection (with `host`). */
+const SSH_ONLY = [
+    INPUTS.port,
+    INPUTS.user,
+    INPUTS.sshKey,
+    INPUTS.knownHosts,
+];
+const actionLabel = (name) => `input '${name}'`;
+const cliLabel = (name) => `option --${name}`;
+const KEY_TYPES = new Set([
+    'ssh-ed25519',
+    'ssh-rsa',
+    'ecdsa-sha2-nistp256',
+    'ecdsa-sha2-nistp384',
+    'ecdsa-sha2-nistp521',
+    'sk-ssh-ed25519@openssh.com',
+    'sk-ecdsa-sha2-nistp256@openssh.com',
+    'ssh-dss',
+]);
+function words(value) {
+    return (value ?? '')
+        .split(/\r?\n/)
+        .map((line) => line.trim())
+        .filter((line) => line !== '' && !line.startsWith('#'));
+}
+/** The validators every plan uses, bound to the raw inputs and their labels. */
+function validators(raw, label) {
+    const value = (name) => (raw[name] ?? '').trim();
+    const fail = (name, message) => {
+        throw new InputError(`Invalid ${label(name)}: ${message}`);
+    };
+    const oneOf = (name, allowed, fallback) => {
+        const given = value(name).toLowerCase();
+        if (given === '')
+            return fallback;
+        if (!allowed.includes(given))
+            fail(name, `'${value(name)}' is not supported. Expected one of: ${allowed.join(', ')}.`);
+        return given;
+    };
+    const integer = (name, min, max) => {
+        const given = value(name);
+        if (given === '')
+            return undefined;
+        if (!/^\d+$/.test(given) || Number(given) < min || Number(given) > max)
+            fail(name, `'${given}' is not a whole number from ${min} to ${max}.`);
+        return Number(given);
+    };
+    const boolean = (name, fallback) => {
+        const given = value(name).toLowerCase();
+        if (given === '')
+            return fallback;
+        if (['true', 'yes', 'on', '1'].includes(given))
+            return true;
+        if (['false', 'no', 'off', '0'].includes(given))
+            return false;
+        return fail(name, `'${value(name)}' is not a boolean. Expected true or false.`);
+    };
+    const absolutePath = (name, given) => {
+        if (given.includes('\0'))
+            fail(name, 'the path contains a NUL byte.');
+        if (given.startsWith('-'))
+            fail(name, `'${given}' starts with '-'. Expected an absolute path.`);
+        if (!(0,external_node_path_namespaceObject.isAbsolute)(given))
+            fail(name, `'${given}' is not an absolute path.`);
+        const normal = (0,external_node_path_namespaceObject.normalize)(given);
+        return normal.length > 1 ? normal.replace(/\/+$/, '') : normal;
+    };
+    const userName = (name) => {
+        const given = value(name);
+        if (given && !/^[a-z_][a-z0-9_.-]*\$?$/i.test(given))
+            fail(name, `'${given}' is not a user name.`);
+        return given || undefined;
+    };
+    const password = (name) => {
+        // A password is taken as given (spaces are legitimate); only a missing one means "the default".
+        const given = raw[name];
+        if (given === undefined || given === '')
+            return undefined;
+        if (/[\r\n\0]/.test(given))
+            fail(name, 'the password contains a line break or NUL byte, which no database client accepts.');
+        return given;
+    };
+    return { value, fail, oneOf, integer, boolean, absolutePath, userName, password };
+}
+/** Validates the inputs that say where the instance is (shared by backup and restore). */
+function planInstance(raw, label = actionLabel) {
+    const { value, fail, integer, absolutePath } = validators(raw, label);
+    // --- Where the ownCloud server is -------------------------------------------------------
+    const host = value(INPUTS.host);
+    let target = { kind: 'local' };
+    // Without a host there is no SSH connection: an SSH setting would be silently unused.
+    if (host === '')
+        for (const name of SSH_ONLY)
+            if (value(name) !== '')
+                fail(name, `it only applies with ${label(INPUTS.host)} (without a host, the server is this machine and there is no SSH connection).`);
+    if (host !== '') {
+        if (host.startsWith('-') || !/^[A-Za-z0-9._:[\]%_-]+$/.test(host))
+            fail(INPUTS.host, `'${host}' is not a host name or IP address.`);
+        const privateKey = (raw[INPUTS.sshKey] ?? '').replace(/\r\n/g, '\n').trim();
+        if (privateKey === '')
+            fail(INPUTS.sshKey, `a private key is required when ${label(INPUTS.host)} is set.`);
+        if (!/^-----BEGIN [A-Z ]*PRIVATE KEY-----\n[\s\S]+\n-----END [A-Z ]*PRIVATE KEY-----$/.test(privateKey))
+            fail(INPUTS.sshKey, 'expected a private key in PEM/OpenSSH format (-----BEGIN ... PRIVATE KEY-----).');
+        if (/^Proc-Type: .*ENCRYPTED/m.test(privateKey) ||
+            privateKey.includes('ENCRYPTED PRIVATE KEY') ||
+            openSshKeyCipher(privateKey) !== 'none')
+            fail(INPUTS.sshKey, 'the private key is protected by a passphrase; use a key without one.');
+        const knownHosts = words(raw[INPUTS.knownHosts]);
+        if (knownHosts.length === 0)
+            fail(INPUTS.knownHosts, `known_hosts lines for the host are required when ${label(INPUTS.host)} is set (get them with: ssh-keyscan -p PORT HOST).`);
+        knownHosts.forEach((line, index) => {
+            const problem = knownHostsLineProblem(line);
+            if (problem)
+                fail(INPUTS.knownHosts, `line ${index + 1} ${problem}`);
+        });
+        const user = value(INPUTS.user) || 'root';
+        if (!/^[a-z_][a-z0-9_.-]*\$?$/i.test(user))
+            fail(INPUTS.user, `'${user}' is not a user name.`);
+        target = {
+            kind: 'ssh',
+            host: host.replace(/^\[(.*)\]$/, '$1'),
+            port: integer(INPUTS.port, 1, 65535) ?? 22,
+            user,
+            privateKey: `${privateKey}\n`,
+            knownHosts,
+        };
+    }
+    // --- The instance -------------------------------------------------------------------------
+    const owncloudDir = absolutePath(INPUTS.owncloudDir, value(INPUTS.owncloudDir) || '/var/www/owncloud');
+    const dataDir = value(INPUTS.dataDir)
+        ? absolutePath(INPUTS.dataDir, value(INPUTS.dataDir))
+        : undefined;
+    // --- The database -------------------------------------------------------------------------
+    const dbTypeGiven = value(INPUTS.dbType).toLowerCase();
+    if (['oci', 'oracle'].includes(dbTypeGiven))
+        fail(INPUTS.dbType, 'Oracle (oci) is not supported. Expected one of: auto, mysql, pgsql, sqlite.');
+    const dbTypeAliases = {
+        '': 'auto',
+        auto: 'auto',
+        mysql: 'mysql',
+        mariadb: 'mysql',
+        pgsql: 'pgsql',
+        postgres: 'pgsql',
+        postgresql: 'pgsql',
+        sqlite: 'sqlite',
+        sqlite3: 'sqlite',
+    };
+    const dbType = dbTypeAliases[dbTypeGiven];
+    if (dbType === undefined)
+        fail(INPUTS.dbType, `'${value(INPUTS.dbType)}' is not supported. Expected one of: auto, mysql, pgsql, sqlite.`);
+    const database = {};
+    if (dbType !== 'auto')
+        database.type = dbType;
+    if (value(INPUTS.dbHost))
+        database.host = value(INPUTS.dbHost);
+    const dbPort = integer(INPUTS.dbPort, 1, 65535);
+    if (dbPort !== undefined)
+        database.port = dbPort;
+    if (value(INPUTS.dbName))
+        database.name = value(INPUTS.dbName);
+    if (value(INPUTS.dbUser))
+        database.user = value(INPUTS.dbUser);
+    const password = validators(raw, label).password(INPUTS.dbPassword);
+    if (password !== undefined)
+        database.password = password;
+    const occUser = validators(raw, label).userName(INPUTS.occUser);
+    return {
+        target,
+        owncloudDir,
+        ...(dataDir ? { dataDir } : {}),
+        database,
+        ...(occUser ? { occUser } : {}),
+    };
+}
+/** Validates everything up front and returns the plan, or throws one InputError. */
+function planBackup(raw, defaults, label = actionLabel) {
+    const instance = planInstance(raw, label);
+    const { value, fail, oneOf, integer, boolean, absolutePath } = validators(raw, label);
+    // --- What to back up ----------------------------------------------------------------------
+    const extraPaths = words(raw[INPUTS.extraPaths]).map((path) => {
+        if (path.includes('\0'))
+            fail(INPUTS.extraPaths, 'a path contains a NUL byte.');
+        if (path.startsWith('-'))
+            fail(INPUTS.extraPaths, `'${path}' starts with '-'. Expected a path.`);
+        if ((0,external_node_path_namespaceObject.isAbsolute)(path))
+            return absolutePath(INPUTS.extraPaths, path);
+        const normal = (0,external_node_path_namespaceObject.normalize)(path).replace(/\/+$/, '');
+        if (normal === '.' || normal === '..' || normal.startsWith('../'))
+            fail(INPUTS.extraPaths, `'${path}' is not a path inside ${label(INPUTS.owncloudDir)}.`);
+        return normal;
+    });
+    const exclude = words(raw[INPUTS.exclude]);
+    for (const pattern of exclude)
+        if (pattern.startsWith('-') || pattern.startsWith('+'))
+            fail(INPUTS.exclude, `'${pattern}' starts with '${pattern[0]}'. Expected an rsync pattern such as '*/thumbnails/'.`);
+    const installType = oneOf(INPUTS.installType, ['auto', 'package', 'tarball'], 'auto');
+    return {
+        ...instance,
+        extraPaths,
+        exclude,
+        installType,
+        maintenanceMode: boolean(INPUTS.maintenanceMode, true),
+        compression: oneOf(INPUTS.compression, ['zstd', 'gzip'], 'zstd'),
+        backupDir: absolutePath(INPUTS.backupDir, value(INPUTS.backupDir) || defaults.backupDir),
+        dumpTimeoutSeconds: integer(INPUTS.dumpTimeout, 1, 7 * 24 * 3600) ?? 600,
+    };
+}
+/** Validates a restore's inputs up front; the backup path is the CLI's argument (or the download). */
+function planRestore(raw, backupPath, label = actionLabel) {
+    const instance = planInstance(raw, label);
+    const { value, fail, boolean, userName, password } = validators(raw, label);
+    const adminUser = value(INPUTS.dbAdminUser);
+    const adminPassword = password(INPUTS.dbAdminPassword);
+    if (adminUser === '' && adminPassword !== undefined)
+        fail(INPUTS.dbAdminPassword, `it only applies with ${label(INPUTS.dbAdminUser)} (the account that may drop and create databases).`);
+    if (adminUser.startsWith('-') || /[\0\r\n]/.test(adminUser))
+        fail(INPUTS.dbAdminUser, `'${adminUser}' is not a database user name.`);
+    const safetyCopy = boolean(INPUTS.safetyCopy, true);
+    const discardPrevious = boolean(INPUTS.discardPrevious, false);
+    if (!safetyCopy && discardPrevious)
+        fail(INPUTS.discardPrevious, `it only applies with a safety copy (${label(INPUTS.safetyCopy)} is false: there is nothing to discard).`);
+    const owner = userName(INPUTS.owner);
+    return {
+        ...instance,
+        // Empty: the installation directory the backup recorded.
+        owncloudDir: value(INPUTS.owncloudDir) ? instance.owncloudDir : '',
+        backupPath,
+        ...(adminUser ? { dbAdmin: { user: adminUser, password: adminPassword ?? '' } } : {}),
+        allowVersionMismatch: boolean(INPUTS.allowVersionMismatch, false),
+        safetyCopy,
+        discardPrevious,
+        ...(owner ? { owner } : {}),
+    };
+}
+/** Why a known_hosts line is malformed, or undefined when it is fine. */
+function knownHostsLineProblem(line) {
+    const fields = line.split(/\s+/);
+    if (fields[0] === '@cert-authority' || fields[0] === '@revoked')
+        fields.shift();
+    const [hosts, keyType, key] = fields;
+    if (!hosts || !keyType || !key)
+        return `is not a known_hosts line. Expected 'HOST KEYTYPE BASE64KEY', e.g. '[cloud.example.com]:2222 ssh-ed25519 AAAA...'.`;
+    if (!KEY_TYPES.has(keyType))
+        return `has an unknown key type '${keyType}'.`;
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(key))
+        return 'has a key that is not base64.';
+    // The key blob starts with its own type name: a cheap check that it is really a key.
+    const blob = Buffer.from(key, 'base64');
+    const nameLength = blob.length >= 4 ? blob.readUInt32BE(0) : 0;
+    if (nameLength === 0 || blob.subarray(4, 4 + nameLength).toString('latin1') !== keyType)
+        return `has a key that is not a ${keyType} key.`;
+    return undefined;
+}
+/**
+ * The cipher an OpenSSH-format private key is encrypted with ('none' when it has no
+ * passphrase, and for keys in other formats, which say so in their PEM headers).
+ */
+function openSshKeyCipher(privateKey) {
+    const match = /-----BEGIN OPENSSH PRIVATE KEY-----\n([\s\S]+?)\n-----END OPENSSH PRIVATE KEY-----/.exec(privateKey);
+    if (!match)
+        return 'none';
+    const blob = Buffer.from(match[1].replace(/\s+/g, ''), 'base64');
+    const magic = 'openssh-key-v1\0';
+    if (blob.subarray(0, magic.length).toString('latin1') !== magic || blob.length < magic.length + 4)
+        return 'none';
+    const length = blob.readUInt32BE(magic.length);
+    return blob.subarray(magic.length + 4, magic.length + 4 + length).toString('latin1');
+}
+
 ;// CONCATENATED MODULE: ./src/cli/main.ts
 // `owncloud-backup`: the same engine as the action, from a shell. Options carry the
 // action's input names; secrets come from the environment or files, never from a
@@ -15168,13 +16747,17 @@ async function scanListing(stream) {
 
 
 
+
 const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 };
 const ENV = {
     dbPassword: 'OWNCLOUD_BACKUP_DB_PASSWORD',
+    dbAdminPassword: 'OWNCLOUD_BACKUP_DB_ADMIN_PASSWORD',
     sshKey: 'OWNCLOUD_BACKUP_SSH_KEY',
 };
 const USAGE = `Usage: owncloud-backup backup [options]
        owncloud-backup verify BACKUP-DIR
+       owncloud-backup restore BACKUP-DIR [options]
+       owncloud-backup restore --cleanup [options]
        owncloud-backup --help | --version
 
 Backs up an ownCloud (or Nextcloud) server: config/, the data directory, the database and
@@ -15206,6 +16789,18 @@ Behaviour:
   --dump-timeout SECONDS   give up on a dump silent this long (600)
   --ssh-keepalive SECONDS  SSH keepalive interval; 3 missed end the link (5)
   env ${PROGRESS_ENV}  seconds between progress lines of the copy and archive (10)
+Restore (the same options say where the server is; --owncloud-dir and --data-dir default
+to the paths the backup recorded, the --db-* options replace config.php's values):
+  --db-admin-user USER     account that may drop and create databases (and the instance's
+                           user); without it the instance's user empties its database
+  --db-admin-password-file FILE  its password (or env ${ENV.dbAdminPassword})
+  --safety-copy BOOL       move the current state aside first, to put it back if the
+                           restore fails (true); false for a new, empty host
+  --discard-previous       remove the moved-aside state once the restore succeeded
+  --cleanup                remove the state earlier restores moved aside, and exit
+  --owner USER             owner of the restored files when the archive's owners do not
+                           exist on the target (the owner of the installation directory)
+  --allow-version-mismatch restore onto server code of another version (package installs)
 Other:
   -h, --help               show this help
   --version                show the version
@@ -15213,6 +16808,11 @@ Other:
 verify checks a backup directory from its manifest alone: sizes, SHA-256, complete
 decompression, the dump's completion line, and the files archive's listing to its end.
 
+restore verifies the backup first (every byte), checks the target before changing it, and
+puts the previous state back (files, database, maintenance mode) if any step fails.
+
+Exit status of restore: 0 restored, 1 failed (the message says in which state the instance
+is), 2 bad usage or input, 130 interrupted (the previous state is put back first).
 Exit status of backup: 0 done, 1 the backup failed, 2 bad usage or input, 130 interrupted.
 Exit status of verify: 0 intact, 1 damaged, missing or unreadable (not a backup that
 checks out), 2 bad usage.`;
@@ -15244,6 +16844,31 @@ const OPTIONS = {
     'backup-dir': { type: 'string' },
     'dump-timeout': { type: 'string' },
     'ssh-keepalive': { type: 'string' },
+    'db-admin-user': { type: 'string' },
+    'db-admin-password': { type: 'string' },
+    'db-admin-password-file': { type: 'string' },
+    'safety-copy': { type: 'string' },
+    'discard-previous': { type: 'boolean' },
+    cleanup: { type: 'boolean' },
+    owner: { type: 'string' },
+    'allow-version-mismatch': { type: 'boolean' },
+};
+/** Options that mean something for one command only. */
+const ONLY_FOR = {
+    'extra-paths': 'backup',
+    exclude: 'backup',
+    'install-type': 'backup',
+    'maintenance-mode': 'backup',
+    compression: 'backup',
+    'backup-dir': 'backup',
+    'dump-timeout': 'backup',
+    'db-admin-user': 'restore',
+    'db-admin-password-file': 'restore',
+    'safety-copy': 'restore',
+    'discard-previous': 'restore',
+    cleanup: 'restore',
+    owner: 'restore',
+    'allow-version-mismatch': 'restore',
 };
 function readSecretFile(option, path) {
     try {
@@ -15270,8 +16895,25 @@ function cliInputs(args, env, cwd = process.cwd()) {
         throw new InputError(`${error.message.split('\n')[0]} (see owncloud-backup --help)`);
     }
     const { values, positionals } = parsed;
-    if (positionals.length !== 1 || positionals[0] !== 'backup')
-        throw new InputError(`Expected the command 'backup', got '${positionals.join(' ')}' (see owncloud-backup --help).`);
+    const command = positionals[0];
+    if (command !== 'backup' && command !== 'restore')
+        throw new InputError(`Expected the command 'backup', 'restore' or 'verify', got '${positionals.join(' ')}' (see owncloud-backup --help).`);
+    for (const [option, only] of Object.entries(ONLY_FOR))
+        if (only !== command && values[option] !== undefined)
+            throw new InputError(`Option --${option} only applies to ${only} (see owncloud-backup --help).`);
+    let backupPath;
+    if (command === 'backup' && positionals.length !== 1)
+        throw new InputError(`Unexpected argument '${positionals.slice(1).join(' ')}' after 'backup' (see owncloud-backup --help).`);
+    if (command === 'restore') {
+        if (values.cleanup && positionals.length !== 1)
+            throw new InputError('restore --cleanup takes no BACKUP-DIR: it removes what earlier restores moved aside.');
+        if (!values.cleanup && positionals.length !== 2)
+            throw new InputError('Expected: owncloud-backup restore BACKUP-DIR [options] (see owncloud-backup --help).');
+        if (positionals[1] !== undefined)
+            backupPath = (0,external_node_path_namespaceObject.resolve)(cwd, positionals[1]);
+    }
+    if (values['db-admin-password'] !== undefined)
+        throw new InputError(`Refusing --db-admin-password: a password on the command line is visible to every user of this machine. Use the environment variable ${ENV.dbAdminPassword} or --db-admin-password-file.`);
     if (values['db-password'] !== undefined)
         throw new InputError(`Refusing --db-password: a password on the command line is visible to every user of this machine. Use the environment variable ${ENV.dbPassword} or --db-password-file.`);
     if (values['ssh-key'] !== undefined)
@@ -15294,16 +16936,24 @@ function cliInputs(args, env, cwd = process.cwd()) {
         INPUTS.compression,
         INPUTS.backupDir,
         INPUTS.dumpTimeout,
+        INPUTS.dbAdminUser,
+        INPUTS.safetyCopy,
+        INPUTS.owner,
     ];
     for (const name of plain) {
         const value = values[name];
         if (typeof value === 'string')
             raw[name] = value;
     }
+    if (values['discard-previous'])
+        raw[INPUTS.discardPrevious] = 'true';
+    if (values['allow-version-mismatch'])
+        raw[INPUTS.allowVersionMismatch] = 'true';
     // A relative backup-dir (the help's default is `.`) is taken from the working directory.
     const backupDir = raw[INPUTS.backupDir]?.trim() || '.';
-    raw[INPUTS.backupDir] =
-        backupDir.startsWith('-') || backupDir.includes('\0') ? backupDir : (0,external_node_path_namespaceObject.resolve)(cwd, backupDir);
+    if (command === 'backup')
+        raw[INPUTS.backupDir] =
+            backupDir.startsWith('-') || backupDir.includes('\0') ? backupDir : (0,external_node_path_namespaceObject.resolve)(cwd, backupDir);
     if (values['extra-paths'])
         raw[INPUTS.extraPaths] = values['extra-paths'].join('\n');
     if (values.exclude)
@@ -15339,6 +16989,14 @@ function cliInputs(args, env, cwd = process.cwd()) {
         raw[INPUTS.dbPassword] = env[ENV.dbPassword];
         sources[INPUTS.dbPassword] = `environment variable ${ENV.dbPassword}`;
     }
+    if (values['db-admin-password-file']) {
+        raw[INPUTS.dbAdminPassword] = readSecretFile('--db-admin-password-file', values['db-admin-password-file']).replace(/\r?\n$/, '');
+        sources[INPUTS.dbAdminPassword] = 'option --db-admin-password-file';
+    }
+    else if (command === 'restore' && env[ENV.dbAdminPassword] !== undefined) {
+        raw[INPUTS.dbAdminPassword] = env[ENV.dbAdminPassword];
+        sources[INPUTS.dbAdminPassword] = `environment variable ${ENV.dbAdminPassword}`;
+    }
     let keepAliveSeconds;
     if (values['ssh-keepalive'] !== undefined) {
         if (!values.host)
@@ -15348,9 +17006,12 @@ function cliInputs(args, env, cwd = process.cwd()) {
         keepAliveSeconds = Number(values['ssh-keepalive']);
     }
     return {
+        command,
         raw,
         label: labelFromSources(sources),
         ...(keepAliveSeconds ? { keepAliveSeconds } : {}),
+        ...(backupPath ? { backupPath } : {}),
+        ...(values.cleanup ? { cleanup: true } : {}),
     };
 }
 function summary(result) {
@@ -15370,6 +17031,24 @@ function summary(result) {
     ];
     return `${lines.join('\n')}\n`;
 }
+function restoreSummary(result) {
+    const { manifest } = result;
+    const product = manifest.instance.product === 'nextcloud' ? 'Nextcloud' : 'ownCloud';
+    const lines = [
+        `Restore complete: ${manifest.name} onto ${result.target} (${result.inPlace ? 'in place' : 'a new host'})`,
+        `  ${product} ${manifest.instance.version} (instance ${manifest.instance.instanceId}), backed up ${manifest.startedAt} from ${manifest.source.host}`,
+        `  ${manifest.files.fileCount} files (${formatBytes(manifest.files.bytes)}); database ${manifest.database.type} '${manifest.database.name}'${result.tablesChecked ? `, ${result.tablesChecked} tables with the recorded row counts` : ''}`,
+        ...(result.changedConfig.length
+            ? [`  config.php changed: ${result.changedConfig.join(', ')}`]
+            : []),
+        `  maintenance mode ${manifest.maintenance.priorState ? 'on (as before the backup)' : 'off'}; data fingerprint renewed`,
+        result.previous
+            ? `  previous state kept in ${result.previous.paths.join(', ')} (${formatBytes(result.previous.bytes)}): owncloud-backup restore --cleanup removes it`
+            : '  no previous state kept',
+        `  took ${formatSeconds(result.seconds)}`,
+    ];
+    return `${lines.join('\n')}\n`;
+}
 async function runCli(args) {
     if (args.includes('--help') || args.includes('-h') || args.length === 0) {
         process.stdout.write(`${USAGE}\n`);
@@ -15385,14 +17064,19 @@ async function runCli(args) {
     const reporter = streamReporter((text) => process.stderr.write(text), (text) => secrets.redact(text));
     const controller = new AbortController();
     let signals = 0;
+    let restoring = false;
     const onSignal = (signal) => {
         signals++;
         if (signals === 1) {
-            reporter.warning(`${signal}: stopping; maintenance mode is restored before exiting.`);
+            reporter.warning(restoring
+                ? `${signal}: stopping; the previous state is put back before exiting.`
+                : `${signal}: stopping; maintenance mode is restored before exiting.`);
             controller.abort();
         }
         else if (signals === 2) {
-            reporter.warning(`${signal} again: still restoring maintenance mode. A third one exits at once and may leave it on.`);
+            reporter.warning(restoring
+                ? `${signal} again: still putting the previous state back. A third one exits at once and may leave the instance half restored.`
+                : `${signal} again: still restoring maintenance mode. A third one exits at once and may leave it on.`);
         }
         else {
             process.exit(EXIT.interrupted);
@@ -15401,9 +17085,36 @@ async function runCli(args) {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
     try {
-        const { raw, label, keepAliveSeconds } = cliInputs(args, process.env);
+        const inputs = cliInputs(args, process.env);
+        const { raw, label, keepAliveSeconds } = inputs;
         secrets.add(raw[INPUTS.dbPassword]);
         secrets.add(raw[INPUTS.sshKey]);
+        secrets.add(raw[INPUTS.dbAdminPassword]);
+        if (inputs.command === 'restore') {
+            restoring = true;
+            const plan = planRestore(raw, inputs.backupPath ?? '', label);
+            const ssh = keepAliveSeconds ? { ssh: { keepAliveSeconds } } : {};
+            if (inputs.cleanup) {
+                const paths = [
+                    plan.owncloudDir || '/var/www/owncloud',
+                    ...(plan.dataDir ? [plan.dataDir] : []),
+                ];
+                const cleaned = await cleanupPrevious(plan, { reporter, secrets, ...ssh }, paths);
+                process.stdout.write(cleaned.removed.length === 0
+                    ? 'No previous state of an earlier restore found.\n'
+                    : `Removed ${cleaned.removed.join(', ')} (${formatBytes(cleaned.bytes)}).\n`);
+                return EXIT.ok;
+            }
+            const result = await runRestore(plan, {
+                reporter,
+                secrets,
+                signal: controller.signal,
+                progressSeconds: progressSecondsFrom(process.env),
+                ...ssh,
+            });
+            process.stdout.write(restoreSummary(result));
+            return EXIT.ok;
+        }
         const plan = planBackup(raw, { backupDir: process.cwd() }, label);
         const result = await runBackup(plan, {
             reporter,

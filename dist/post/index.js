@@ -28370,7 +28370,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 9338:
+/***/ 5158:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -28379,8 +28379,12 @@ __nccwpck_require__.d(__webpack_exports__, {
   a: () => (/* binding */ runPost)
 });
 
+;// CONCATENATED MODULE: external "node:fs"
+const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
 ;// CONCATENATED MODULE: external "node:os"
 const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
+;// CONCATENATED MODULE: external "node:path"
+const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
 ;// CONCATENATED MODULE: external "os"
 const external_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("os");
 ;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/utils.js
@@ -31341,6 +31345,10 @@ class errors_InputError extends Error {
 class errors_BackupError extends Error {
     name = 'BackupError';
 }
+/** The link to the host failed (the command may or may not have run there). */
+class errors_LinkError extends errors_BackupError {
+    name = 'LinkError';
+}
 /**
  * Maintenance mode could not be switched back off: the one failure an administrator must
  * act on at once, so it is never hidden behind another.
@@ -31363,7 +31371,7 @@ class errors_InterruptedError extends Error {
     }
 }
 /** The message to show for any error: ours are written for people; others get their class. */
-function errors_describeError(error) {
+function describeError(error) {
     if (error instanceof errors_InputError ||
         error instanceof errors_BackupError ||
         error instanceof errors_InterruptedError)
@@ -32728,8 +32736,6 @@ const handleCommand = (filePath, rawArguments, rawOptions) => {
 	};
 };
 
-;// CONCATENATED MODULE: external "node:path"
-const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
 ;// CONCATENATED MODULE: ./node_modules/npm-run-path/node_modules/path-key/index.js
 function pathKey(options = {}) {
 	const {
@@ -34489,8 +34495,6 @@ const ENCODING_ALIASES = {
 
 const serializeEncoding = encoding => typeof encoding === 'string' ? `"${encoding}"` : String(encoding);
 
-;// CONCATENATED MODULE: external "node:fs"
-const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
 // EXTERNAL MODULE: external "node:buffer"
 var external_node_buffer_ = __nccwpck_require__(4573);
 ;// CONCATENATED MODULE: external "node:fs/promises"
@@ -42837,7 +42841,7 @@ function endOrphanedMaster(master) {
  * known: the registry masks it in the GitHub log (through the mask callback) and redacts
  * it from every message this tool writes.
  */
-class secrets_Secrets {
+class Secrets {
     values = new Set();
     mask;
     constructor(mask = () => { }) {
@@ -43037,6 +43041,38 @@ exit "$status"
 function guarded_guardedCommand(argv, delivery) {
     return ['sh', '-c', SCRIPT, 'owncloud-backup', delivery, ...argv];
 }
+const INPUT_SCRIPT = `
+mode=$1; shift
+IFS= read -r secret || secret=
+case $mode in
+  mysql-option-file)
+    exec "$@" 3<<OWNCLOUD_BACKUP_EOF
+[client]
+password=$secret
+OWNCLOUD_BACKUP_EOF
+    ;;
+  mysql-pwd) MYSQL_PWD=$secret; export MYSQL_PWD; exec "$@" ;;
+  pgpassword) PGPASSWORD=$secret; export PGPASSWORD; exec "$@" ;;
+  *) exec "$@" ;;
+esac
+`.trim();
+/**
+ * For a command that reads data on stdin (a dump being loaded): the wrapper takes the
+ * secret from the first line and hands the rest of stdin to the command. The end of stdin
+ * is the end of the data here, so there is no watchdog; a load cut short is caught by the
+ * checks after it.
+ */
+function guardedInputCommand(argv, delivery) {
+    return ['sh', '-c', INPUT_SCRIPT, 'owncloud-backup', delivery, ...argv];
+}
+/** argv that runs a command with its stdout written to a file on the host. */
+function writingTo(path, argv) {
+    return ['sh', '-c', 'out=$1; shift; exec "$@" > "$out"', 'sh', path, ...argv];
+}
+/** argv that runs a command with its stdin read from a file on the host. */
+function readingFrom(path, argv) {
+    return ['sh', '-c', 'in=$1; shift; exec "$@" < "$in"', 'sh', path, ...argv];
+}
 /** The first stdin line the wrapper reads: the secret, which must fit on one line. */
 function guarded_secretLine(secret) {
     if (/[\r\n\0]/.test(secret))
@@ -43223,7 +43259,7 @@ function host_asUser(account, user, argv) {
 function host_reached(host, result) {
     const transport = host.transportFailure(result);
     if (transport)
-        throw new BackupError(transport);
+        throw new LinkError(transport);
     return result;
 }
 
@@ -43393,9 +43429,8 @@ function instance_productOf(markers, version) {
 // PHP's own messages about config.php quote its text (a syntax error names the token it
 // choked on, which may be part of the password), so PHP prints none (display_errors=0) and
 // the script reports a failure as JSON naming only the kind, file and line.
-const READ_CONFIG = (/* unused pure expression or super */ null && (`
+const READ_CONFIG_BODY = (/* unused pure expression or super */ null && (`
 error_reporting(E_ALL & ~E_DEPRECATED & ~E_NOTICE);
-$dir = $argv[1];
 $done = false;
 $fail = function ($kind, $file, $line = 0, $class = '') use (&$done) {
   $done = true;
@@ -43426,10 +43461,30 @@ foreach ($files as $file) {
   if (!is_array($CONFIG)) $fail('no-config', $file);
   $merged = array_merge($merged, $CONFIG);
 }
-$keys = json_decode($argv[2], true);
 echo json_encode(array_intersect_key($merged, array_flip($keys)));
 $done = true;
 `));
+/** Reads the config files of a directory on the host: argv 1 the config dir, argv 2 the keys. */
+const READ_CONFIG = (/* unused pure expression or super */ null && (`$dir = $argv[1]; $keys = json_decode($argv[2], true);\n${READ_CONFIG_BODY}`));
+/**
+ * Reads config files given on stdin (JSON: files by name, keys), e.g. a backup's, in a
+ * private directory that is removed at the end: the password in them never reaches argv.
+ */
+const READ_GIVEN_CONFIG = (/* unused pure expression or super */ null && (`
+$given = json_decode(stream_get_contents(STDIN), true);
+$keys = $given['keys'];
+$dir = sys_get_temp_dir() . '/owncloud-backup-config-' . bin2hex(random_bytes(8));
+umask(077);
+if (!mkdir($dir, 0700)) exit(4);
+register_shutdown_function(function () use ($dir) {
+  foreach (glob($dir . '/*') ?: [] as $file) unlink($file);
+  rmdir($dir);
+});
+foreach ($given['files'] as $name => $text) {
+  if (basename($name) !== $name || $name === '' || $name[0] === '.') exit(4);
+  file_put_contents($dir . '/' . $name, $text);
+}
+${READ_CONFIG_BODY}`));
 /**
  * The message for the reading script's own failure report (exit 3), built from the kind,
  * file and line only, never from PHP's text; undefined when stdout is not such a report.
@@ -43467,7 +43522,7 @@ async function discover_existsOnHost(host, owner, test, path) {
     const result = await host.run(asUser(host.account, owner, ['test', test, path]));
     const transport = host.transportFailure(result);
     if (transport)
-        throw new BackupError(transport);
+        throw new LinkError(transport);
     return result.exitCode === 0;
 }
 async function discoverInstance(host, plan, secrets) {
@@ -43478,7 +43533,7 @@ async function discoverInstance(host, plan, secrets) {
     if (stat.exitCode !== 0) {
         const transport = host.transportFailure(stat);
         if (transport)
-            throw new BackupError(transport);
+            throw new LinkError(transport);
         if (!(await discover_existsOnHost(host, host.account, '-d', installDir)))
             throw new InputError(`owncloud-dir '${installDir}' does not exist on ${host.label}.`);
         throw new InputError(`owncloud-dir '${installDir}' has no config/config.php on ${host.label}: is it an ownCloud installation?`);
@@ -43489,37 +43544,8 @@ async function discoverInstance(host, plan, secrets) {
     if (host.account !== 'root' && host.account !== owner)
         await requirePasswordlessSudo(host, owner);
     const exists = (test, path) => discover_existsOnHost(host, owner, test, path);
-    const read = await host.run(asUser(host.account, owner, [
-        'php',
-        '-d',
-        'display_errors=0',
-        '-d',
-        'log_errors=0',
-        '-r',
-        READ_CONFIG,
-        '--',
-        configDir,
-        JSON.stringify(CONFIG_KEYS),
-    ]));
-    if (read.exitCode !== 0) {
-        const transport = host.transportFailure(read);
-        if (transport)
-            throw new BackupError(transport);
-        const failure = configReadFailure(read.stdout, owner);
-        if (failure)
-            throw new BackupError(failure);
-        // Not PHP's words (it prints none): the shell's or sudo's, e.g. php missing.
-        throw new BackupError(`Could not read ${configPath} with PHP on ${host.label}: ${stderrTail(read.stderr) || `php exited with ${read.exitCode}`}`);
-    }
-    let config;
-    try {
-        const parsed = JSON.parse(read.stdout);
-        // PHP encodes an empty array as [] rather than {}.
-        config = (Array.isArray(parsed) ? {} : parsed);
-    }
-    catch {
-        throw new BackupError(`PHP printed something other than the configuration when reading ${configPath}.`);
-    }
+    const read = await host.run(configReader(host, owner, READ_CONFIG, [configDir, JSON.stringify(CONFIG_KEYS)]));
+    const config = parseConfigRead(host, read, owner, configPath);
     // A secret from the moment it is known.
     secrets.add(typeof config.dbpassword === 'string' ? config.dbpassword : undefined);
     const invalid = invalidConfigValue(config);
@@ -43560,6 +43586,49 @@ async function discoverInstance(host, plan, secrets) {
         database,
         appsPaths: parseAppsPaths(config.apps_paths, installDir),
     };
+}
+/**
+ * The values of config files that are not on the host yet (a backup's config/), read there
+ * with PHP as the given user, exactly as ownCloud would read them.
+ */
+async function readGivenConfig(host, user, files, what) {
+    const read = await host.run(configReader(host, user, READ_GIVEN_CONFIG), {
+        input: JSON.stringify({ files, keys: CONFIG_KEYS }),
+    });
+    return parseConfigRead(host, read, user, what);
+}
+/** PHP on the host running a config reading script as the given user, printing no error text. */
+function configReader(host, user, script, args = []) {
+    return asUser(host.account, user, [
+        'php',
+        '-d',
+        'display_errors=0',
+        '-d',
+        'log_errors=0',
+        '-r',
+        script,
+        ...(args.length > 0 ? ['--', ...args] : []),
+    ]);
+}
+function parseConfigRead(host, read, owner, configPath) {
+    if (read.exitCode !== 0) {
+        const transport = host.transportFailure(read);
+        if (transport)
+            throw new LinkError(transport);
+        const failure = configReadFailure(read.stdout, owner);
+        if (failure)
+            throw new BackupError(failure);
+        // Not PHP's words (it prints none): the shell's or sudo's, e.g. php missing.
+        throw new BackupError(`Could not read ${configPath} with PHP on ${host.label}: ${stderrTail(read.stderr) || `php exited with ${read.exitCode}`}`);
+    }
+    try {
+        const parsed = JSON.parse(read.stdout);
+        // PHP encodes an empty array as [] rather than {}.
+        return (Array.isArray(parsed) ? {} : parsed);
+    }
+    catch {
+        throw new BackupError(`PHP printed something other than the configuration when reading ${configPath}.`);
+    }
 }
 /**
  * An SSH user that is neither root nor the instance's owner runs occ (as the owner) and
@@ -44369,6 +44438,15 @@ const INPUTS = {
     owner: 'owner',
     allowVersionMismatch: 'allow-version-mismatch',
 };
+/** Inputs of a restore only (the backup action does not declare them). */
+const RESTORE_ONLY = [
+    INPUTS.dbAdminUser,
+    INPUTS.dbAdminPassword,
+    INPUTS.safetyCopy,
+    INPUTS.discardPrevious,
+    INPUTS.owner,
+    INPUTS.allowVersionMismatch,
+];
 /** Inputs that only mean something for an SSH connection (with `host`). */
 const SSH_ONLY = [
     INPUTS.port,
@@ -44593,6 +44671,8 @@ function planRestore(raw, backupPath, label = settings_actionLabel) {
     const owner = userName(INPUTS.owner);
     return {
         ...instance,
+        // Empty: the installation directory the backup recorded.
+        owncloudDir: value(INPUTS.owncloudDir) ? instance.owncloudDir : '',
         backupPath,
         ...(adminUser ? { dbAdmin: { user: adminUser, password: adminPassword ?? '' } } : {}),
         allowVersionMismatch: boolean(INPUTS.allowVersionMismatch, false),
@@ -44687,7 +44767,7 @@ class MaintenanceGuard {
         });
         const transport = this.host.transportFailure(result);
         if (transport)
-            throw new errors_BackupError(transport);
+            throw new errors_LinkError(transport);
         if (result.exitCode !== 0)
             throw new errors_BackupError(`occ ${args.join(' ')} failed on ${this.host.label} (exit ${result.exitCode}): ${process_stderrTail(`${result.stdout}\n${result.stderr}`)}`);
         return result.stdout;
@@ -44787,10 +44867,6 @@ function stamp(date) {
 function naming_backupName(date) {
     const { day, time } = stamp(date);
     return `owncloud-backup-${day}-${time}`;
-}
-/** Whether a name is one backupName() makes: how the default backup artifacts are found again. */
-function isBackupName(name) {
-    return /^owncloud-backup-\d{8}-\d{6}$/.test(name);
 }
 function dumpFileName(date, compression) {
     return `owncloud-dbbackup_${stamp(date).day}.bak${SUFFIX[compression]}`;
@@ -44930,89 +45006,6 @@ async function removeStaleBackups(backupDir, report) {
     }
 }
 
-;// CONCATENATED MODULE: ./src/action/state.ts
-// What the main step leaves for the post step, behind a small interface (the runner's
-// GITHUB_STATE through @actions/core in production).
-
-const coreState = {
-    save: (name, value) => saveState(name, value),
-    get: (name) => getState(name),
-};
-const state_STATE = {
-    /** Directories holding the SSH key and known_hosts, to delete on every path. */
-    runtimeDirs: 'runtime-dirs',
-    /** SSH master connections (pid, socket dir) main started: JSON array. */
-    sshMasters: 'ssh-masters',
-    /** Maintenance mode as main left it, saved before each change: JSON of MaintenanceState. */
-    maintenance: 'maintenance',
-    /** The backup directory main was writing (`….incomplete`), saved before it is created. */
-    incompleteDir: 'incomplete-dir',
-    /** The restore's journal, saved before each change to the target: JSON of RestoreJournal. */
-    restoreJournal: 'restore-journal',
-    /** Where the restore downloads the artifact on the runner, saved before it is created. */
-    downloadDir: 'download-dir',
-    /** The downloaded backup (the restore plan's backupPath), for a roll-back in the post step. */
-    backupPath: 'backup-path',
-};
-function maintenanceState(record) {
-    return { ...record, restored: record.phase === 'restored' };
-}
-function readMaintenanceState(store) {
-    const text = store.get(state_STATE.maintenance);
-    if (!text)
-        return undefined;
-    const saved = JSON.parse(text);
-    if (typeof saved.installDir !== 'string' || typeof saved.occUser !== 'string')
-        return undefined;
-    return {
-        phase: saved.phase ?? (saved.restored ? 'restored' : saved.switchedByUs ? 'on' : 'restored'),
-        switchedByUs: saved.switchedByUs ?? true,
-        priorState: saved.priorState ?? false,
-        installDir: saved.installDir,
-        occUser: saved.occUser,
-    };
-}
-function readRuntimeDirs(store) {
-    const text = store.get(state_STATE.runtimeDirs);
-    return text ? JSON.parse(text) : [];
-}
-function readSshMasters(store) {
-    const text = store.get(state_STATE.sshMasters);
-    return text ? JSON.parse(text) : [];
-}
-function readRestoreJournal(store) {
-    const text = store.get(state_STATE.restoreJournal);
-    return text ? JSON.parse(text) : undefined;
-}
-
-;// CONCATENATED MODULE: ./src/action/cleanup.ts
-// What every post step removes from the runner, on every path: directories main left
-// (key files, downloads, incomplete backups) and SSH master connections of a killed main.
-// A cleanup failure is a warning, never a second error.
-
-
-
-
-
-/** Removes a directory main left on the runner; `what` says what it held. */
-function removeFromRunner(dir, what) {
-    try {
-        (0,external_node_fs_namespaceObject.rmSync)(dir, { recursive: true, force: true });
-        info(`Removed ${dir} (${what}).`);
-    }
-    catch (error) {
-        warning(`Could not remove ${dir}: ${errors_describeError(error)}`);
-    }
-}
-/** Ends the SSH connections main left open, then removes the key and known_hosts files. */
-function cleanUpSsh(state, runtimeDirs) {
-    for (const master of readSshMasters(state))
-        if (endOrphanedMaster(master))
-            info(`Ended the SSH connection the main step left open (pid ${master.pid}).`);
-    for (const dir of runtimeDirs)
-        removeFromRunner(dir, 'SSH key and known_hosts');
-}
-
 ;// CONCATENATED MODULE: ./src/action/inputs.ts
 // The action's inputs, read once and validated up front into the backup plan plus what
 // only the action has (the artifact). Every error names the input and the form expected.
@@ -45029,42 +45022,31 @@ const ACTION_INPUTS = {
 };
 // Characters the artifact service refuses in a name.
 const FORBIDDEN_IN_NAME = /[":<>|*?\r\n\\/]/;
-const PASSWORDS = [INPUTS.dbPassword, INPUTS.dbAdminPassword];
-/**
- * Reads the raw inputs, masking the secrets among them before anything else happens; then
- * the inputs only this action has (`actionInputs`; those named in `secretInputs` masked too).
- */
-function readRawInputs(secrets, actionInputs = Object.values(ACTION_INPUTS), secretInputs = []) {
+/** Reads the raw inputs, masking the secrets among them before anything else happens. */
+function readRawInputs(secrets) {
     const raw = {};
     for (const name of Object.values(INPUTS)) {
         // Secrets and lists keep their whitespace; getInput would trim a password.
-        const value = PASSWORDS.includes(name)
+        const value = name === INPUTS.dbPassword
             ? getInput(name, { trimWhitespace: false }).replace(/\r?\n$/, '')
             : getInput(name);
         if (value !== '')
             raw[name] = value;
     }
-    for (const name of [...PASSWORDS, INPUTS.sshKey])
-        secrets.add(raw[name]);
+    secrets.add(raw[INPUTS.dbPassword]);
+    secrets.add(raw[INPUTS.sshKey]);
     const action = {};
-    for (const name of actionInputs) {
+    for (const name of Object.values(ACTION_INPUTS))
         action[name] = getInput(name);
-        if (secretInputs.includes(name))
-            secrets.add(action[name]);
-    }
     return { raw, action };
-}
-/** Refuses a name the artifact service would refuse (after the work, at upload). */
-function checkArtifactName(name) {
-    if (FORBIDDEN_IN_NAME.test(name))
-        throw new InputError(`Invalid input 'artifact-name': '${name.replace(/[\r\n]/g, ' ')}' contains a character artifacts cannot have. Not allowed: " : < > | * ? \\ / and line breaks.`);
-    if (name.length > 256)
-        throw new InputError("Invalid input 'artifact-name': longer than 256 characters.");
 }
 function actionSettings(raw, action, runnerTemp, startedAt) {
     const plan = planBackup(raw, { backupDir: join(runnerTemp, 'owncloud-backup') }, actionLabel);
     const name = (action[ACTION_INPUTS.artifactName] ?? '').trim() || backupName(startedAt);
-    checkArtifactName(name);
+    if (FORBIDDEN_IN_NAME.test(name))
+        throw new InputError(`Invalid input 'artifact-name': '${name.replace(/[\r\n]/g, ' ')}' contains a character artifacts cannot have. Not allowed: " : < > | * ? \\ / and line breaks.`);
+    if (name.length > 256)
+        throw new InputError("Invalid input 'artifact-name': longer than 256 characters.");
     const retention = (action[ACTION_INPUTS.retentionDays] ?? '').trim() || '0';
     if (!/^\d+$/.test(retention) ||
         (Number(retention) !== 0 && (Number(retention) < 1 || Number(retention) > 90)))
@@ -45075,59 +45057,49 @@ function actionSettings(raw, action, runnerTemp, startedAt) {
     return { plan, upload: upload === 'true', artifactName: name, retentionDays: Number(retention) };
 }
 
-;// CONCATENATED MODULE: ./src/action/step.ts
-// What both actions' main steps share: the secret registry, cancellation (the runner sends
-// SIGINT, then SIGTERM) turned into an aborted signal, every error into one failed message;
-// and the runner directory for the SSH key, known to the post step before it is used.
+;// CONCATENATED MODULE: ./src/action/state.ts
+// What the main step leaves for the post step, behind a small interface (the runner's
+// GITHUB_STATE through @actions/core in production).
 
-
-
-
-
-
-
-/** Runs a main step; `onCancel` says what the step does when cancelled. */
-async function cancellableStep(onCancel, work) {
-    const secrets = new Secrets((value) => core.setSecret(value));
-    const controller = new AbortController();
-    const onSignal = (signal) => {
-        if (controller.signal.aborted)
-            return;
-        core.warning(`${signal} received (the run was cancelled): ${onCancel}`);
-        controller.abort();
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-    try {
-        await work({
-            secrets,
-            signal: controller.signal,
-            runnerTemp: process.env.RUNNER_TEMP || tmpdir(),
-        });
-    }
-    catch (error) {
-        core.setFailed(secrets.redact(describeError(error)));
-    }
-    finally {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
-    }
+const coreState = {
+    save: (name, value) => saveState(name, value),
+    get: (name) => getState(name),
+};
+const STATE = {
+    /** Directories holding the SSH key and known_hosts, to delete on every path. */
+    runtimeDirs: 'runtime-dirs',
+    /** SSH master connections (pid, socket dir) main started: JSON array. */
+    sshMasters: 'ssh-masters',
+    /** Maintenance mode as main left it, saved before each change: JSON of MaintenanceState. */
+    maintenance: 'maintenance',
+    /** The backup directory main was writing (`….incomplete`), saved before it is created. */
+    incompleteDir: 'incomplete-dir',
+};
+function maintenanceState(record) {
+    return { ...record, restored: record.phase === 'restored' };
 }
-/** A new directory for an SSH key and known_hosts (0700) under RUNNER_TEMP. */
-function newRuntimeDir(runnerTemp = process.env.RUNNER_TEMP || (0,external_node_os_namespaceObject.tmpdir)()) {
-    return (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)(runnerTemp, 'owncloud-backup-ssh-'));
-}
-/**
- * SSH options whose key directory and master connection the post step knows about (saved
- * before they exist), so that it removes them whatever happens to main.
- */
-function trackedSsh(state, runnerTemp) {
-    const runtimeDir = newRuntimeDir(runnerTemp);
-    state.save(STATE.runtimeDirs, JSON.stringify([runtimeDir]));
+function readMaintenanceState(store) {
+    const text = store.get(STATE.maintenance);
+    if (!text)
+        return undefined;
+    const saved = JSON.parse(text);
+    if (typeof saved.installDir !== 'string' || typeof saved.occUser !== 'string')
+        return undefined;
     return {
-        runtimeDir,
-        onMaster: (master) => state.save(STATE.sshMasters, JSON.stringify([master])),
+        phase: saved.phase ?? (saved.restored ? 'restored' : saved.switchedByUs ? 'on' : 'restored'),
+        switchedByUs: saved.switchedByUs ?? true,
+        priorState: saved.priorState ?? false,
+        installDir: saved.installDir,
+        occUser: saved.occUser,
     };
+}
+function readRuntimeDirs(store) {
+    const text = store.get(STATE.runtimeDirs);
+    return text ? JSON.parse(text) : [];
+}
+function readSshMasters(store) {
+    const text = store.get(STATE.sshMasters);
+    return text ? JSON.parse(text) : [];
 }
 
 ;// CONCATENATED MODULE: ./src/action/post.ts
@@ -45150,7 +45122,7 @@ function trackedSsh(state, runnerTemp) {
 
 
 async function runPost(state = coreState) {
-    const secrets = new secrets_Secrets((value) => core_setSecret(value));
+    const secrets = new Secrets((value) => core_setSecret(value));
     const runtimeDirs = readRuntimeDirs(state);
     try {
         const maintenance = readMaintenanceState(state);
@@ -45168,7 +45140,7 @@ async function runPost(state = coreState) {
         const plan = settings_planBackup(raw, { backupDir: (0,external_node_os_namespaceObject.tmpdir)() }, settings_actionLabel);
         let host;
         if (plan.target.kind === 'ssh') {
-            const runtimeDir = newRuntimeDir();
+            const runtimeDir = (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)(process.env.RUNNER_TEMP || (0,external_node_os_namespaceObject.tmpdir)(), 'owncloud-backup-ssh-'));
             runtimeDirs.push(runtimeDir);
             host = await SshHost.connect(plan.target, { runtimeDir });
         }
@@ -45185,10 +45157,10 @@ async function runPost(state = coreState) {
         }
     }
     catch (error) {
-        setFailed(secrets.redact(`Could not restore maintenance mode: ${errors_describeError(error)}`));
+        setFailed(secrets.redact(`Could not restore maintenance mode: ${describeError(error)}`));
     }
     finally {
-        const incomplete = state.get(state_STATE.incompleteDir);
+        const incomplete = state.get(STATE.incompleteDir);
         if (incomplete) {
             try {
                 const removed = await removeIncompleteBackup(incomplete);
@@ -45196,10 +45168,21 @@ async function runPost(state = coreState) {
                     info(`Removed the incomplete backup the main step left: ${incomplete} (${formatBytes(removed.bytes)}).`);
             }
             catch (error) {
-                warning(`Could not remove ${incomplete}: ${errors_describeError(error)}`);
+                warning(`Could not remove ${incomplete}: ${describeError(error)}`);
             }
         }
-        cleanUpSsh(state, runtimeDirs);
+        for (const master of readSshMasters(state))
+            if (endOrphanedMaster(master))
+                info(`Ended the SSH connection the main step left open (pid ${master.pid}).`);
+        for (const dir of runtimeDirs) {
+            try {
+                (0,external_node_fs_namespaceObject.rmSync)(dir, { recursive: true, force: true });
+                info(`Removed ${dir} (SSH key and known_hosts).`);
+            }
+            catch (error) {
+                warning(`Could not remove ${dir}: ${describeError(error)}`);
+            }
+        }
     }
 }
 
@@ -45210,7 +45193,7 @@ async function runPost(state = coreState) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9338);
+/* harmony import */ var _action_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5158);
 // Entry of the GitHub Action's post step (runs always, after success, failure or cancellation).
 
 await (0,_action_post_js__WEBPACK_IMPORTED_MODULE_0__/* .runPost */ .a)();

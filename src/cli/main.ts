@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runBackup, type BackupResult } from '../backup.ts';
+import { cleanupPrevious, runRestore, type RestoreResult } from '../restore.ts';
 import { describeError, InputError, InterruptedError } from '../errors.ts';
 import { leftOutOf } from '../manifest.ts';
 import { PROGRESS_ENV, progressSecondsFrom } from '../progress.ts';
@@ -14,6 +15,7 @@ import {
   cliLabel,
   INPUTS,
   planBackup,
+  planRestore,
   type InputLabel,
   type InputName,
   type RawInputs,
@@ -26,11 +28,14 @@ export const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 } as const;
 
 export const ENV = {
   dbPassword: 'OWNCLOUD_BACKUP_DB_PASSWORD',
+  dbAdminPassword: 'OWNCLOUD_BACKUP_DB_ADMIN_PASSWORD',
   sshKey: 'OWNCLOUD_BACKUP_SSH_KEY',
 } as const;
 
 const USAGE = `Usage: owncloud-backup backup [options]
        owncloud-backup verify BACKUP-DIR
+       owncloud-backup restore BACKUP-DIR [options]
+       owncloud-backup restore --cleanup [options]
        owncloud-backup --help | --version
 
 Backs up an ownCloud (or Nextcloud) server: config/, the data directory, the database and
@@ -62,6 +67,18 @@ Behaviour:
   --dump-timeout SECONDS   give up on a dump silent this long (600)
   --ssh-keepalive SECONDS  SSH keepalive interval; 3 missed end the link (5)
   env ${PROGRESS_ENV}  seconds between progress lines of the copy and archive (10)
+Restore (the same options say where the server is; --owncloud-dir and --data-dir default
+to the paths the backup recorded, the --db-* options replace config.php's values):
+  --db-admin-user USER     account that may drop and create databases (and the instance's
+                           user); without it the instance's user empties its database
+  --db-admin-password-file FILE  its password (or env ${ENV.dbAdminPassword})
+  --safety-copy BOOL       move the current state aside first, to put it back if the
+                           restore fails (true); false for a new, empty host
+  --discard-previous       remove the moved-aside state once the restore succeeded
+  --cleanup                remove the state earlier restores moved aside, and exit
+  --owner USER             owner of the restored files when the archive's owners do not
+                           exist on the target (the owner of the installation directory)
+  --allow-version-mismatch restore onto server code of another version (package installs)
 Other:
   -h, --help               show this help
   --version                show the version
@@ -69,6 +86,11 @@ Other:
 verify checks a backup directory from its manifest alone: sizes, SHA-256, complete
 decompression, the dump's completion line, and the files archive's listing to its end.
 
+restore verifies the backup first (every byte), checks the target before changing it, and
+puts the previous state back (files, database, maintenance mode) if any step fails.
+
+Exit status of restore: 0 restored, 1 failed (the message says in which state the instance
+is), 2 bad usage or input, 130 interrupted (the previous state is put back first).
 Exit status of backup: 0 done, 1 the backup failed, 2 bad usage or input, 130 interrupted.
 Exit status of verify: 0 intact, 1 damaged, missing or unreadable (not a backup that
 checks out), 2 bad usage.`;
@@ -101,7 +123,33 @@ const OPTIONS = {
   'backup-dir': { type: 'string' },
   'dump-timeout': { type: 'string' },
   'ssh-keepalive': { type: 'string' },
+  'db-admin-user': { type: 'string' },
+  'db-admin-password': { type: 'string' },
+  'db-admin-password-file': { type: 'string' },
+  'safety-copy': { type: 'string' },
+  'discard-previous': { type: 'boolean' },
+  cleanup: { type: 'boolean' },
+  owner: { type: 'string' },
+  'allow-version-mismatch': { type: 'boolean' },
 } as const;
+
+/** Options that mean something for one command only. */
+const ONLY_FOR: Record<string, 'backup' | 'restore'> = {
+  'extra-paths': 'backup',
+  exclude: 'backup',
+  'install-type': 'backup',
+  'maintenance-mode': 'backup',
+  compression: 'backup',
+  'backup-dir': 'backup',
+  'dump-timeout': 'backup',
+  'db-admin-user': 'restore',
+  'db-admin-password-file': 'restore',
+  'safety-copy': 'restore',
+  'discard-previous': 'restore',
+  cleanup: 'restore',
+  owner: 'restore',
+  'allow-version-mismatch': 'restore',
+};
 
 function readSecretFile(option: string, path: string): string {
   try {
@@ -126,7 +174,15 @@ export function cliInputs(
   args: string[],
   env: NodeJS.ProcessEnv,
   cwd: string = process.cwd(),
-): { raw: RawInputs; label: InputLabel; keepAliveSeconds?: number } {
+): {
+  command: 'backup' | 'restore';
+  raw: RawInputs;
+  label: InputLabel;
+  keepAliveSeconds?: number;
+  /** restore: the backup directory (absent with --cleanup). */
+  backupPath?: string;
+  cleanup?: boolean;
+} {
   let parsed;
   try {
     parsed = parseArgs({ args, options: OPTIONS, allowPositionals: true, strict: true });
@@ -134,9 +190,35 @@ export function cliInputs(
     throw new InputError(`${(error as Error).message.split('\n')[0]} (see owncloud-backup --help)`);
   }
   const { values, positionals } = parsed;
-  if (positionals.length !== 1 || positionals[0] !== 'backup')
+  const command = positionals[0];
+  if (command !== 'backup' && command !== 'restore')
     throw new InputError(
-      `Expected the command 'backup', got '${positionals.join(' ')}' (see owncloud-backup --help).`,
+      `Expected the command 'backup', 'restore' or 'verify', got '${positionals.join(' ')}' (see owncloud-backup --help).`,
+    );
+  for (const [option, only] of Object.entries(ONLY_FOR))
+    if (only !== command && values[option as keyof typeof values] !== undefined)
+      throw new InputError(
+        `Option --${option} only applies to ${only} (see owncloud-backup --help).`,
+      );
+  let backupPath: string | undefined;
+  if (command === 'backup' && positionals.length !== 1)
+    throw new InputError(
+      `Unexpected argument '${positionals.slice(1).join(' ')}' after 'backup' (see owncloud-backup --help).`,
+    );
+  if (command === 'restore') {
+    if (values.cleanup && positionals.length !== 1)
+      throw new InputError(
+        'restore --cleanup takes no BACKUP-DIR: it removes what earlier restores moved aside.',
+      );
+    if (!values.cleanup && positionals.length !== 2)
+      throw new InputError(
+        'Expected: owncloud-backup restore BACKUP-DIR [options] (see owncloud-backup --help).',
+      );
+    if (positionals[1] !== undefined) backupPath = resolve(cwd, positionals[1]);
+  }
+  if (values['db-admin-password'] !== undefined)
+    throw new InputError(
+      `Refusing --db-admin-password: a password on the command line is visible to every user of this machine. Use the environment variable ${ENV.dbAdminPassword} or --db-admin-password-file.`,
     );
   if (values['db-password'] !== undefined)
     throw new InputError(
@@ -165,15 +247,21 @@ export function cliInputs(
     INPUTS.compression,
     INPUTS.backupDir,
     INPUTS.dumpTimeout,
+    INPUTS.dbAdminUser,
+    INPUTS.safetyCopy,
+    INPUTS.owner,
   ];
   for (const name of plain) {
     const value = values[name as keyof typeof values];
     if (typeof value === 'string') raw[name] = value;
   }
+  if (values['discard-previous']) raw[INPUTS.discardPrevious] = 'true';
+  if (values['allow-version-mismatch']) raw[INPUTS.allowVersionMismatch] = 'true';
   // A relative backup-dir (the help's default is `.`) is taken from the working directory.
   const backupDir = raw[INPUTS.backupDir]?.trim() || '.';
-  raw[INPUTS.backupDir] =
-    backupDir.startsWith('-') || backupDir.includes('\0') ? backupDir : resolve(cwd, backupDir);
+  if (command === 'backup')
+    raw[INPUTS.backupDir] =
+      backupDir.startsWith('-') || backupDir.includes('\0') ? backupDir : resolve(cwd, backupDir);
   if (values['extra-paths']) raw[INPUTS.extraPaths] = values['extra-paths'].join('\n');
   if (values.exclude) raw[INPUTS.exclude] = values.exclude.join('\n');
   const sources: Partial<Record<InputName, string>> = {
@@ -207,6 +295,17 @@ export function cliInputs(
     sources[INPUTS.dbPassword] = `environment variable ${ENV.dbPassword}`;
   }
 
+  if (values['db-admin-password-file']) {
+    raw[INPUTS.dbAdminPassword] = readSecretFile(
+      '--db-admin-password-file',
+      values['db-admin-password-file'],
+    ).replace(/\r?\n$/, '');
+    sources[INPUTS.dbAdminPassword] = 'option --db-admin-password-file';
+  } else if (command === 'restore' && env[ENV.dbAdminPassword] !== undefined) {
+    raw[INPUTS.dbAdminPassword] = env[ENV.dbAdminPassword];
+    sources[INPUTS.dbAdminPassword] = `environment variable ${ENV.dbAdminPassword}`;
+  }
+
   let keepAliveSeconds: number | undefined;
   if (values['ssh-keepalive'] !== undefined) {
     if (!values.host)
@@ -220,9 +319,12 @@ export function cliInputs(
     keepAliveSeconds = Number(values['ssh-keepalive']);
   }
   return {
+    command,
     raw,
     label: labelFromSources(sources),
     ...(keepAliveSeconds ? { keepAliveSeconds } : {}),
+    ...(backupPath ? { backupPath } : {}),
+    ...(values.cleanup ? { cleanup: true } : {}),
   };
 }
 
@@ -248,6 +350,25 @@ export function summary(result: BackupResult): string {
   return `${lines.join('\n')}\n`;
 }
 
+export function restoreSummary(result: RestoreResult): string {
+  const { manifest } = result;
+  const product = manifest.instance.product === 'nextcloud' ? 'Nextcloud' : 'ownCloud';
+  const lines = [
+    `Restore complete: ${manifest.name} onto ${result.target} (${result.inPlace ? 'in place' : 'a new host'})`,
+    `  ${product} ${manifest.instance.version} (instance ${manifest.instance.instanceId}), backed up ${manifest.startedAt} from ${manifest.source.host}`,
+    `  ${manifest.files.fileCount} files (${formatBytes(manifest.files.bytes)}); database ${manifest.database.type} '${manifest.database.name}'${result.tablesChecked ? `, ${result.tablesChecked} tables with the recorded row counts` : ''}`,
+    ...(result.changedConfig.length
+      ? [`  config.php changed: ${result.changedConfig.join(', ')}`]
+      : []),
+    `  maintenance mode ${manifest.maintenance.priorState ? 'on (as before the backup)' : 'off'}; data fingerprint renewed`,
+    result.previous
+      ? `  previous state kept in ${result.previous.paths.join(', ')} (${formatBytes(result.previous.bytes)}): owncloud-backup restore --cleanup removes it`
+      : '  no previous state kept',
+    `  took ${formatSeconds(result.seconds)}`,
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
 export async function runCli(args: string[]): Promise<number> {
   if (args.includes('--help') || args.includes('-h') || args.length === 0) {
     process.stdout.write(`${USAGE}\n`);
@@ -265,14 +386,21 @@ export async function runCli(args: string[]): Promise<number> {
   );
   const controller = new AbortController();
   let signals = 0;
+  let restoring = false;
   const onSignal = (signal: NodeJS.Signals) => {
     signals++;
     if (signals === 1) {
-      reporter.warning(`${signal}: stopping; maintenance mode is restored before exiting.`);
+      reporter.warning(
+        restoring
+          ? `${signal}: stopping; the previous state is put back before exiting.`
+          : `${signal}: stopping; maintenance mode is restored before exiting.`,
+      );
       controller.abort();
     } else if (signals === 2) {
       reporter.warning(
-        `${signal} again: still restoring maintenance mode. A third one exits at once and may leave it on.`,
+        restoring
+          ? `${signal} again: still putting the previous state back. A third one exits at once and may leave the instance half restored.`
+          : `${signal} again: still restoring maintenance mode. A third one exits at once and may leave it on.`,
       );
     } else {
       process.exit(EXIT.interrupted);
@@ -281,9 +409,38 @@ export async function runCli(args: string[]): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    const { raw, label, keepAliveSeconds } = cliInputs(args, process.env);
+    const inputs = cliInputs(args, process.env);
+    const { raw, label, keepAliveSeconds } = inputs;
     secrets.add(raw[INPUTS.dbPassword]);
     secrets.add(raw[INPUTS.sshKey]);
+    secrets.add(raw[INPUTS.dbAdminPassword]);
+    if (inputs.command === 'restore') {
+      restoring = true;
+      const plan = planRestore(raw, inputs.backupPath ?? '', label);
+      const ssh = keepAliveSeconds ? { ssh: { keepAliveSeconds } } : {};
+      if (inputs.cleanup) {
+        const paths = [
+          plan.owncloudDir || '/var/www/owncloud',
+          ...(plan.dataDir ? [plan.dataDir] : []),
+        ];
+        const cleaned = await cleanupPrevious(plan, { reporter, secrets, ...ssh }, paths);
+        process.stdout.write(
+          cleaned.removed.length === 0
+            ? 'No previous state of an earlier restore found.\n'
+            : `Removed ${cleaned.removed.join(', ')} (${formatBytes(cleaned.bytes)}).\n`,
+        );
+        return EXIT.ok;
+      }
+      const result = await runRestore(plan, {
+        reporter,
+        secrets,
+        signal: controller.signal,
+        progressSeconds: progressSecondsFrom(process.env),
+        ...ssh,
+      });
+      process.stdout.write(restoreSummary(result));
+      return EXIT.ok;
+    }
     const plan = planBackup(raw, { backupDir: process.cwd() }, label);
     const result = await runBackup(plan, {
       reporter,

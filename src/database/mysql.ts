@@ -2,7 +2,14 @@
 import { mysqlOptionValue, type SecretDelivery } from '../host/guarded.ts';
 import { stderrTail } from '../host/process.ts';
 import type { DatabaseConnection } from '../instance.ts';
-import type { DatabaseEngine, DumpTool } from './engine.ts';
+import {
+  parseRowCountLines,
+  prefixHex,
+  type CheckCommand,
+  type DatabaseEngine,
+  type DumpTool,
+  type LoadContext,
+} from './engine.ts';
 
 /**
  * The longest `password=...` line an option file may hold: the client reads option files
@@ -55,9 +62,109 @@ function explainFailure(stderr: string, connection: DatabaseConnection): string 
   if (/Access denied/i.test(stderr))
     return `MySQL refused user '${connection.user}' (access denied): wrong password or missing rights on '${connection.name}'.`;
   if (/Unknown database/i.test(stderr)) return `MySQL has no database '${connection.name}'.`;
-  if (/Can't connect|Lost connection|Unknown MySQL server host|server has gone away/i.test(stderr))
+  if (/Can't connect|Unknown MySQL server host/i.test(stderr))
     return `Could not reach the MySQL server ${serverName(connection)} (is it running?).`;
+  // Reached, then lost: the session was killed or the server went down while it worked.
+  if (/Lost connection|server has gone away/i.test(stderr))
+    return `The MySQL server ${serverName(connection)} closed the connection while it was in use (the session was killed, or the server stopped).`;
   return undefined;
+}
+
+/** A MySQL identifier, backquoted. Pure. */
+export function mysqlIdentifier(name: string): string {
+  return `\`${name.replaceAll('`', '``')}\``;
+}
+
+/** A MySQL string literal (the scripts set a sql_mode in which backslash escapes hold). Pure. */
+export function mysqlString(value: string): string {
+  return `'${value.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
+}
+
+/** Every script starts from a known sql_mode: backslash escapes on, strict. */
+const KNOWN_MODE = "SET SESSION sql_mode = 'STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION';";
+
+/** The client run with a connection's credentials on one database (or none: the admin). */
+function clientCommand(
+  client: string,
+  connection: DatabaseConnection,
+  database: string | undefined,
+): CheckCommand {
+  const { options, delivery, secret } = passwordDelivery(connection.password);
+  const argv = [
+    client,
+    ...options,
+    '--batch',
+    '--skip-column-names',
+    '--connect-timeout=15',
+    `--default-character-set=${connection.utf8mb4 ? 'utf8mb4' : 'utf8'}`,
+    ...connectionOptions(connection),
+    ...(database !== undefined ? ['--', database] : []),
+  ];
+  return { program: client, argv, delivery, secret };
+}
+
+/** The client running one statement in the instance's database (batch output, no header). */
+function queryCommand(program: string, connection: DatabaseConnection, sql: string): CheckCommand {
+  const { options, delivery, secret } = passwordDelivery(connection.password);
+  const argv = [
+    program,
+    ...options,
+    '--batch',
+    '--skip-column-names',
+    '--connect-timeout=15',
+    ...connectionOptions(connection),
+    `--execute=${sql}`,
+    '--',
+    connection.name,
+  ];
+  return { program, argv, delivery, secret };
+}
+
+function adminConnection({ connection, admin }: LoadContext): DatabaseConnection {
+  return { ...connection, user: admin!.user, password: admin!.password };
+}
+
+/**
+ * Where the instance's user logs in from, for the accounts the admin creates: the socket
+ * (and `localhost`) means 'localhost'; a loopback address is seen as 'localhost' or the
+ * address itself; any other server sees the web server's address, so any host.
+ */
+function accountHosts(connection: DatabaseConnection): string[] {
+  const host = connection.host;
+  if (!host || host === 'localhost') return ['localhost'];
+  if (host === '127.0.0.1' || host === '::1') return ['localhost', host];
+  return ['%'];
+}
+
+/** Drops every object of one type whose name starts with the prefix, in one statement. */
+function dropAllOf(kind: 'VIEW' | 'TABLE', prefix: string): string {
+  const type = kind === 'VIEW' ? 'VIEW' : 'BASE TABLE';
+  return [
+    `SET @names = (SELECT GROUP_CONCAT(CONCAT('\`', REPLACE(table_name, '\`', '\`\`'), '\`')) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = '${type}' AND LEFT(table_name, CHAR_LENGTH(${mysqlString(prefix)})) = ${mysqlString(prefix)});`,
+    `SET @drop = IF(@names IS NULL, 'DO 0', CONCAT('DROP ${kind} ', @names));`,
+    'PREPARE owncloud_restore_drop FROM @drop;',
+    'EXECUTE owncloud_restore_drop;',
+    'DEALLOCATE PREPARE owncloud_restore_drop;',
+  ].join('\n');
+}
+
+/**
+ * Counts every prefixed base table of the current database in one statement: the server
+ * builds `SELECT 'HEXNAME', COUNT(*) FROM \`name\` UNION ALL ...` (backticks in a name
+ * doubled) and runs it as a prepared statement. The prefix is compared byte by byte (no LIKE
+ * pattern, no collation); GROUP_CONCAT's default limit of 1 KiB would cut the statement.
+ */
+export function rowCountsSql(tablePrefix: string): string {
+  const prefix = `X'${prefixHex(tablePrefix)}'`;
+  return [
+    'SET SESSION group_concat_max_len = 67108864',
+    "SET @owncloud_backup_counts = (SELECT GROUP_CONCAT(CONCAT('SELECT ''', HEX(table_name), ''', COUNT(*) FROM `', REPLACE(table_name, '`', '``'), '`') ORDER BY table_name SEPARATOR ' UNION ALL ') FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' AND " +
+      `LEFT(CAST(table_name AS BINARY), LENGTH(${prefix})) = ${prefix})`,
+    "SET @owncloud_backup_counts = COALESCE(@owncloud_backup_counts, 'SELECT 1, 1 FROM DUAL WHERE FALSE')",
+    'PREPARE owncloud_backup_counts FROM @owncloud_backup_counts',
+    'EXECUTE owncloud_backup_counts',
+    'DEALLOCATE PREPARE owncloud_backup_counts',
+  ].join('; ');
 }
 
 export const mysql: DatabaseEngine = {
@@ -83,20 +190,7 @@ export const mysql: DatabaseEngine = {
   },
 
   checkCommand({ connection, tool }) {
-    const { options, delivery, secret } = passwordDelivery(connection.password);
-    const program = clientOf(tool);
-    const argv = [
-      program,
-      ...options,
-      '--batch',
-      '--skip-column-names',
-      '--connect-timeout=15',
-      ...connectionOptions(connection),
-      '--execute=SELECT 1',
-      '--',
-      connection.name,
-    ];
-    return { program, argv, delivery, secret };
+    return queryCommand(clientOf(tool), connection, 'SELECT 1');
   },
 
   checkProblem(result, { connection, tool }) {
@@ -114,4 +208,59 @@ export const mysql: DatabaseEngine = {
   },
 
   explainFailure,
+
+  clients: ['mariadb', 'mysql'],
+
+  loadCommand({ connection, client }) {
+    const { argv, delivery, secret } = clientCommand(client, connection, connection.name);
+    return { argv, delivery, secret };
+  },
+
+  resetStep(context) {
+    const { connection, client, admin } = context;
+    if (admin) {
+      const charset = connection.utf8mb4 ? 'utf8mb4' : 'utf8';
+      const accounts = accountHosts(connection).map(
+        (from) => `${mysqlString(connection.user)}@${mysqlString(from)}`,
+      );
+      const db = mysqlIdentifier(connection.name);
+      return {
+        command: clientCommand(client, adminConnection(context), undefined),
+        sql: [
+          KNOWN_MODE,
+          `DROP DATABASE IF EXISTS ${db};`,
+          `CREATE DATABASE ${db} CHARACTER SET ${charset} COLLATE ${charset}_general_ci;`,
+          // An existing account keeps its password; a missing one (a new host) is created.
+          ...accounts.flatMap((account) => [
+            `CREATE USER IF NOT EXISTS ${account} IDENTIFIED BY ${mysqlString(connection.password)};`,
+            `GRANT ALL PRIVILEGES ON ${db}.* TO ${account};`,
+          ]),
+          '',
+        ].join('\n'),
+        summary: `dropped and recreated the database '${connection.name}' (${charset}) as ${admin.user}`,
+      };
+    }
+    return {
+      command: clientCommand(client, connection, connection.name),
+      sql: [
+        KNOWN_MODE,
+        'SET SESSION group_concat_max_len = 67108864;',
+        'SET FOREIGN_KEY_CHECKS = 0;',
+        dropAllOf('VIEW', connection.tablePrefix),
+        dropAllOf('TABLE', connection.tablePrefix),
+        '',
+      ].join('\n'),
+      summary: `emptied the database '${connection.name}' as its user ${connection.user} (every table and view starting with '${connection.tablePrefix}' dropped; no db-admin-user given)`,
+    };
+  },
+
+  adminCheckCommand(context) {
+    const command = clientCommand(context.client, adminConnection(context), undefined);
+    return { ...command, argv: [...command.argv, '--execute=SELECT 1'] };
+  },
+  rowCountsCommand({ connection, tool }) {
+    return queryCommand(clientOf(tool), connection, rowCountsSql(connection.tablePrefix));
+  },
+
+  parseRowCounts: parseRowCountLines,
 };

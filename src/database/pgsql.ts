@@ -1,7 +1,13 @@
 // PostgreSQL: the host's own pg_dump (its version matches the server), never prompting.
 import { stderrTail } from '../host/process.ts';
 import type { DatabaseConnection } from '../instance.ts';
-import type { DatabaseEngine } from './engine.ts';
+import {
+  parseRowCountLines,
+  prefixHex,
+  type CheckCommand,
+  type DatabaseEngine,
+  type LoadContext,
+} from './engine.ts';
 
 /**
  * The database name as libpq's `--dbname` option: libpq reads a bare name containing `=`
@@ -43,6 +49,64 @@ function explainFailure(stderr: string, connection: DatabaseConnection): string 
   return undefined;
 }
 
+/** A PostgreSQL identifier, double-quoted. Pure. */
+export function pgIdentifier(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/** A PostgreSQL string literal (the scripts set standard_conforming_strings on). Pure. */
+export function pgString(value: string): string {
+  return `'${value.replaceAll("'", "''")}'`;
+}
+
+/** psql reading a script on stdin, stopping at the first error. */
+function psqlCommand(connection: DatabaseConnection, extra: string[] = []): CheckCommand {
+  const argv = [
+    ...connectionArgv('psql', connection),
+    '--no-psqlrc',
+    '--quiet',
+    '--set=ON_ERROR_STOP=1',
+    '--output=/dev/null',
+    ...extra,
+  ];
+  return { program: 'psql', argv, delivery: 'pgpassword', secret: connection.password };
+}
+
+/** psql running the given commands, printing bare values one row a line. */
+function queryCommand(connection: DatabaseConnection, commands: string[]): CheckCommand {
+  const argv = [
+    ...connectionArgv('psql', connection),
+    '--no-psqlrc',
+    '--quiet',
+    '--tuples-only',
+    '--no-align',
+    ...commands,
+  ];
+  return { program: 'psql', argv, delivery: 'pgpassword', secret: connection.password };
+}
+
+function adminConnection({ connection, admin }: LoadContext): DatabaseConnection {
+  return { ...connection, name: 'postgres', user: admin!.user, password: admin!.password };
+}
+
+const KNOWN_SETTINGS = 'SET standard_conforming_strings = on;';
+
+/**
+ * Counts every prefixed base table of the current schema in one statement: query_to_xml runs
+ * `SELECT count(*) FROM schema.name` for each (format's %I quotes the names), inside one
+ * REPEATABLE READ transaction so that all counts see the same moment. The prefix travels as
+ * hex and is compared as a string prefix (no LIKE pattern).
+ */
+export function rowCountsSql(tablePrefix: string): string {
+  const prefix = `convert_from(decode('${prefixHex(tablePrefix)}', 'hex'), 'UTF8')`;
+  return (
+    "SELECT encode(convert_to(table_name, 'UTF8'), 'hex') || E'\\t' || " +
+    "(xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %I.%I', table_schema, table_name), false, true, '')))[1]::text " +
+    "FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' " +
+    `AND left(table_name, length(${prefix})) = ${prefix} ORDER BY table_name`
+  );
+}
+
 export const pgsql: DatabaseEngine = {
   type: 'pgsql',
   programs: ['pg_dump'],
@@ -56,15 +120,7 @@ export const pgsql: DatabaseEngine = {
 
   checkCommand({ connection }) {
     // psql comes with pg_dump (one client package; Debian's wrapper picks the same version).
-    const argv = [
-      ...connectionArgv('psql', connection),
-      '--no-psqlrc',
-      '--quiet',
-      '--tuples-only',
-      '--no-align',
-      '--command=SELECT 1',
-    ];
-    return { program: 'psql', argv, delivery: 'pgpassword', secret: connection.password };
+    return queryCommand(connection, ['--command=SELECT 1']);
   },
 
   checkProblem(result, { connection }) {
@@ -82,4 +138,62 @@ export const pgsql: DatabaseEngine = {
   },
 
   explainFailure,
+
+  clients: ['psql'],
+  // pg_dump names the owner of every object; loaded by another user, those lines must go.
+  foreignOwnerLine: /^ALTER [A-Z ]+ \S.* OWNER TO \S+;$/,
+
+  loadCommand({ connection }) {
+    const { argv, delivery, secret } = psqlCommand(connection, ['--single-transaction']);
+    return { argv, delivery, secret };
+  },
+
+  resetStep(context) {
+    const { connection, admin } = context;
+    if (admin) {
+      const db = pgIdentifier(connection.name);
+      const user = pgString(connection.user);
+      return {
+        command: psqlCommand(adminConnection(context)),
+        sql: [
+          KNOWN_SETTINGS,
+          // WITH (FORCE) (PostgreSQL 13 and later) ends the sessions still open on it.
+          "SELECT current_setting('server_version_num')::int >= 130000 AS owncloud_force \\gset",
+          '\\if :owncloud_force',
+          `DROP DATABASE IF EXISTS ${db} WITH (FORCE);`,
+          '\\else',
+          `DROP DATABASE IF EXISTS ${db};`,
+          '\\endif',
+          `SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', ${user}, ${pgString(connection.password)}) WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = ${user}) \\gexec`,
+          `CREATE DATABASE ${db} OWNER ${pgIdentifier(connection.user)} ENCODING 'UTF8' TEMPLATE template0;`,
+          '',
+        ].join('\n'),
+        summary: `dropped and recreated the database '${connection.name}' (UTF8, owned by ${connection.user}) as ${admin.user}`,
+      };
+    }
+    const prefix = pgString(connection.tablePrefix);
+    return {
+      command: psqlCommand(connection),
+      sql: [
+        KNOWN_SETTINGS,
+        // Views first, then tables (their sequences go with them), then what is left.
+        `SELECT format('DROP %s IF EXISTS %I.%I CASCADE', CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'S') AND left(c.relname, length(${prefix})) = ${prefix} ORDER BY CASE c.relkind WHEN 'v' THEN 0 WHEN 'm' THEN 1 WHEN 'S' THEN 3 ELSE 2 END, c.relname \\gexec`,
+        '',
+      ].join('\n'),
+      summary: `emptied the database '${connection.name}' as its user ${connection.user} (every table, view and sequence starting with '${connection.tablePrefix}' dropped; no db-admin-user given)`,
+    };
+  },
+
+  adminCheckCommand(context) {
+    return queryCommand(adminConnection(context), ['--command=SELECT 1']);
+  },
+  rowCountsCommand({ connection }) {
+    return queryCommand(connection, [
+      '--set=ON_ERROR_STOP=1',
+      '--command=BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
+      `--command=${rowCountsSql(connection.tablePrefix)}`,
+    ]);
+  },
+
+  parseRowCounts: parseRowCountLines,
 };

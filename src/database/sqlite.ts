@@ -5,7 +5,7 @@
 // its content, not the exit code.
 import { asUser } from '../host/host.ts';
 import { stderrTail } from '../host/process.ts';
-import type { DatabaseEngine } from './engine.ts';
+import { parseRowCountLines, prefixHex, type DatabaseEngine } from './engine.ts';
 
 /**
  * What the database file is, as the instance's owner sees it, without opening it as a
@@ -24,6 +24,27 @@ fi
 
 const CHECK_NAMES =
   'check dbname and datadirectory in config.php (or the db-name and data-dir inputs)';
+
+/**
+ * SQLite has no dynamic SQL: the first sqlite3 builds the counting statement
+ * (`SELECT 'HEXNAME' || char(9) || count(*) FROM "name" UNION ALL ...`, double quotes in a
+ * name doubled) and the second runs it. $1 the program, $2 the database file, $3 the query
+ * that builds the statement; both read-only, waiting for a lock as the dump does.
+ */
+const COUNT_ROWS = `
+sql=$("$1" -readonly -bail -batch -noheader -cmd '.timeout 5000' "$2" "$3") || exit
+printf '%s\\n' "$sql" | "$1" -readonly -bail -batch -noheader -cmd '.timeout 5000' "$2"
+`.trim();
+
+/** The query that writes the counting statement for the tables with this prefix. */
+export function rowCountsSql(tablePrefix: string): string {
+  const prefix = `CAST(X'${prefixHex(tablePrefix)}' AS TEXT)`;
+  return (
+    "SELECT group_concat('SELECT ''' || hex(name) || ''' || char(9) || count(*) FROM \"' || replace(name, '\"', '\"\"') || '\"', ' UNION ALL ') || ';' " +
+    "FROM (SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' " +
+    `AND substr(name, 1, length(${prefix})) = ${prefix} ORDER BY name)`
+  );
+}
 
 export const sqlite: DatabaseEngine = {
   type: 'sqlite',
@@ -88,4 +109,50 @@ export const sqlite: DatabaseEngine = {
       return 'The SQLite database file is damaged (not a database, or malformed).';
     return undefined;
   },
+
+  clients: ['sqlite3'],
+
+  loadCommand({ connection, client, account, owner }) {
+    // As the web server's user, so the new database file is the instance's own.
+    const argv = asUser(account, owner, [client, '-bail', connection.file!]);
+    return { argv, delivery: 'none', secret: '' };
+  },
+
+  resetStep({ connection, account, owner }) {
+    const file = connection.file!;
+    // A new file: the old one and its journals (a -wal from before would be replayed into it).
+    const argv = asUser(account, owner, [
+      'rm',
+      '-f',
+      '--',
+      file,
+      `${file}-wal`,
+      `${file}-shm`,
+      `${file}-journal`,
+    ]);
+    return {
+      command: { program: 'rm', argv, delivery: 'none', secret: '' },
+      sql: '',
+      summary: `a new database file ${file}`,
+    };
+  },
+
+  adminCheckCommand({ client }) {
+    return { program: client, argv: ['true'], delivery: 'none', secret: '' };
+  },
+  rowCountsCommand({ connection, tool, account, owner }) {
+    // As the instance's owner and read-only, as the dump (a WAL database needs its -shm file).
+    const argv = asUser(account, owner, [
+      'sh',
+      '-c',
+      COUNT_ROWS,
+      'sh',
+      tool.program,
+      connection.file!,
+      rowCountsSql(connection.tablePrefix),
+    ]);
+    return { program: tool.program, argv, delivery: 'none', secret: '' };
+  },
+
+  parseRowCounts: parseRowCountLines,
 };

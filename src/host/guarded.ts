@@ -49,6 +49,42 @@ export function guardedCommand(argv: readonly string[], delivery: SecretDelivery
   return ['sh', '-c', SCRIPT, 'owncloud-backup', delivery, ...argv];
 }
 
+const INPUT_SCRIPT = `
+mode=$1; shift
+IFS= read -r secret || secret=
+case $mode in
+  mysql-option-file)
+    exec "$@" 3<<OWNCLOUD_BACKUP_EOF
+[client]
+password=$secret
+OWNCLOUD_BACKUP_EOF
+    ;;
+  mysql-pwd) MYSQL_PWD=$secret; export MYSQL_PWD; exec "$@" ;;
+  pgpassword) PGPASSWORD=$secret; export PGPASSWORD; exec "$@" ;;
+  *) exec "$@" ;;
+esac
+`.trim();
+
+/**
+ * For a command that reads data on stdin (a dump being loaded): the wrapper takes the
+ * secret from the first line and hands the rest of stdin to the command. The end of stdin
+ * is the end of the data here, so there is no watchdog; a load cut short is caught by the
+ * checks after it.
+ */
+export function guardedInputCommand(argv: readonly string[], delivery: SecretDelivery): string[] {
+  return ['sh', '-c', INPUT_SCRIPT, 'owncloud-backup', delivery, ...argv];
+}
+
+/** argv that runs a command with its stdout written to a file on the host. */
+export function writingTo(path: string, argv: readonly string[]): string[] {
+  return ['sh', '-c', 'out=$1; shift; exec "$@" > "$out"', 'sh', path, ...argv];
+}
+
+/** argv that runs a command with its stdin read from a file on the host. */
+export function readingFrom(path: string, argv: readonly string[]): string[] {
+  return ['sh', '-c', 'in=$1; shift; exec "$@" < "$in"', 'sh', path, ...argv];
+}
+
 /** The first stdin line the wrapper reads: the secret, which must fit on one line. */
 export function secretLine(secret: string): string {
   if (/[\r\n\0]/.test(secret))

@@ -1,6 +1,6 @@
 // The ownCloud host as the rest of the tool sees it: somewhere to run a command and stream
 // its output back, reached locally or over SSH. Nothing above this interface knows which.
-import { BackupError } from '../errors.ts';
+import { LinkError } from '../errors.ts';
 import type { ProcessOptions, ProcessResult, StreamingProcess } from './process.ts';
 
 export interface Host {
@@ -35,6 +35,6 @@ export function asUser(account: string, user: string, argv: readonly string[]): 
 /** The result of a command that reached the host; a failure of the link itself is thrown. */
 export function reached(host: Host, result: ProcessResult): ProcessResult {
   const transport = host.transportFailure(result);
-  if (transport) throw new BackupError(transport);
+  if (transport) throw new LinkError(transport);
   return result;
 }

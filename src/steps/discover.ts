@@ -2,9 +2,9 @@
 // faithful way: config.php is PHP, and every ownCloud host has PHP). Like ownCloud, it
 // merges config/*.config.php over config.php.
 import { posix } from 'node:path';
-import { BackupError, InputError } from '../errors.ts';
+import { BackupError, InputError, LinkError } from '../errors.ts';
 import { asUser, type Host } from '../host/host.ts';
-import { stderrTail } from '../host/process.ts';
+import { stderrTail, type ProcessResult } from '../host/process.ts';
 import {
   CONFIG_KEYS,
   parseAppsPaths,
@@ -17,7 +17,7 @@ import {
   type Product,
 } from '../instance.ts';
 import type { Secrets } from '../secrets.ts';
-import type { BackupPlan } from '../settings.ts';
+import type { InstancePlan } from '../settings.ts';
 
 export interface Instance {
   product: Product;
@@ -40,9 +40,8 @@ export interface Instance {
 // PHP's own messages about config.php quote its text (a syntax error names the token it
 // choked on, which may be part of the password), so PHP prints none (display_errors=0) and
 // the script reports a failure as JSON naming only the kind, file and line.
-const READ_CONFIG = `
+const READ_CONFIG_BODY = `
 error_reporting(E_ALL & ~E_DEPRECATED & ~E_NOTICE);
-$dir = $argv[1];
 $done = false;
 $fail = function ($kind, $file, $line = 0, $class = '') use (&$done) {
   $done = true;
@@ -73,10 +72,32 @@ foreach ($files as $file) {
   if (!is_array($CONFIG)) $fail('no-config', $file);
   $merged = array_merge($merged, $CONFIG);
 }
-$keys = json_decode($argv[2], true);
 echo json_encode(array_intersect_key($merged, array_flip($keys)));
 $done = true;
 `;
+
+/** Reads the config files of a directory on the host: argv 1 the config dir, argv 2 the keys. */
+const READ_CONFIG = `$dir = $argv[1]; $keys = json_decode($argv[2], true);\n${READ_CONFIG_BODY}`;
+
+/**
+ * Reads config files given on stdin (JSON: files by name, keys), e.g. a backup's, in a
+ * private directory that is removed at the end: the password in them never reaches argv.
+ */
+const READ_GIVEN_CONFIG = `
+$given = json_decode(stream_get_contents(STDIN), true);
+$keys = $given['keys'];
+$dir = sys_get_temp_dir() . '/owncloud-backup-config-' . bin2hex(random_bytes(8));
+umask(077);
+if (!mkdir($dir, 0700)) exit(4);
+register_shutdown_function(function () use ($dir) {
+  foreach (glob($dir . '/*') ?: [] as $file) unlink($file);
+  rmdir($dir);
+});
+foreach ($given['files'] as $name => $text) {
+  if (basename($name) !== $name || $name === '' || $name[0] === '.') exit(4);
+  file_put_contents($dir . '/' . $name, $text);
+}
+${READ_CONFIG_BODY}`;
 
 /**
  * The message for the reading script's own failure report (exit 3), built from the kind,
@@ -118,13 +139,13 @@ export async function existsOnHost(
 ): Promise<boolean> {
   const result = await host.run(asUser(host.account, owner, ['test', test, path]));
   const transport = host.transportFailure(result);
-  if (transport) throw new BackupError(transport);
+  if (transport) throw new LinkError(transport);
   return result.exitCode === 0;
 }
 
 export async function discoverInstance(
   host: Host,
-  plan: BackupPlan,
+  plan: InstancePlan,
   secrets: Secrets,
 ): Promise<Instance> {
   const installDir = plan.owncloudDir;
@@ -134,7 +155,7 @@ export async function discoverInstance(
   const stat = await host.run(['stat', '-c', '%U', '--', configPath]);
   if (stat.exitCode !== 0) {
     const transport = host.transportFailure(stat);
-    if (transport) throw new BackupError(transport);
+    if (transport) throw new LinkError(transport);
     if (!(await existsOnHost(host, host.account, '-d', installDir)))
       throw new InputError(`owncloud-dir '${installDir}' does not exist on ${host.label}.`);
     throw new InputError(
@@ -148,39 +169,9 @@ export async function discoverInstance(
   const exists = (test: '-d' | '-f' | '-e', path: string) => existsOnHost(host, owner, test, path);
 
   const read = await host.run(
-    asUser(host.account, owner, [
-      'php',
-      '-d',
-      'display_errors=0',
-      '-d',
-      'log_errors=0',
-      '-r',
-      READ_CONFIG,
-      '--',
-      configDir,
-      JSON.stringify(CONFIG_KEYS),
-    ]),
+    configReader(host, owner, READ_CONFIG, [configDir, JSON.stringify(CONFIG_KEYS)]),
   );
-  if (read.exitCode !== 0) {
-    const transport = host.transportFailure(read);
-    if (transport) throw new BackupError(transport);
-    const failure = configReadFailure(read.stdout, owner);
-    if (failure) throw new BackupError(failure);
-    // Not PHP's words (it prints none): the shell's or sudo's, e.g. php missing.
-    throw new BackupError(
-      `Could not read ${configPath} with PHP on ${host.label}: ${stderrTail(read.stderr) || `php exited with ${read.exitCode}`}`,
-    );
-  }
-  let config: ConfigValues;
-  try {
-    const parsed: unknown = JSON.parse(read.stdout);
-    // PHP encodes an empty array as [] rather than {}.
-    config = (Array.isArray(parsed) ? {} : parsed) as ConfigValues;
-  } catch {
-    throw new BackupError(
-      `PHP printed something other than the configuration when reading ${configPath}.`,
-    );
-  }
+  const config = parseConfigRead(host, read, owner, configPath);
   // A secret from the moment it is known.
   secrets.add(typeof config.dbpassword === 'string' ? config.dbpassword : undefined);
   const invalid = invalidConfigValue(config);
@@ -230,6 +221,63 @@ export async function discoverInstance(
     database,
     appsPaths: parseAppsPaths(config.apps_paths, installDir),
   };
+}
+
+/**
+ * The values of config files that are not on the host yet (a backup's config/), read there
+ * with PHP as the given user, exactly as ownCloud would read them.
+ */
+export async function readGivenConfig(
+  host: Host,
+  user: string,
+  files: Record<string, string>,
+  what: string,
+): Promise<ConfigValues> {
+  const read = await host.run(configReader(host, user, READ_GIVEN_CONFIG), {
+    input: JSON.stringify({ files, keys: CONFIG_KEYS }),
+  });
+  return parseConfigRead(host, read, user, what);
+}
+
+/** PHP on the host running a config reading script as the given user, printing no error text. */
+function configReader(host: Host, user: string, script: string, args: string[] = []): string[] {
+  return asUser(host.account, user, [
+    'php',
+    '-d',
+    'display_errors=0',
+    '-d',
+    'log_errors=0',
+    '-r',
+    script,
+    ...(args.length > 0 ? ['--', ...args] : []),
+  ]);
+}
+
+function parseConfigRead(
+  host: Host,
+  read: ProcessResult,
+  owner: string,
+  configPath: string,
+): ConfigValues {
+  if (read.exitCode !== 0) {
+    const transport = host.transportFailure(read);
+    if (transport) throw new LinkError(transport);
+    const failure = configReadFailure(read.stdout, owner);
+    if (failure) throw new BackupError(failure);
+    // Not PHP's words (it prints none): the shell's or sudo's, e.g. php missing.
+    throw new BackupError(
+      `Could not read ${configPath} with PHP on ${host.label}: ${stderrTail(read.stderr) || `php exited with ${read.exitCode}`}`,
+    );
+  }
+  try {
+    const parsed: unknown = JSON.parse(read.stdout);
+    // PHP encodes an empty array as [] rather than {}.
+    return (Array.isArray(parsed) ? {} : parsed) as ConfigValues;
+  } catch {
+    throw new BackupError(
+      `PHP printed something other than the configuration when reading ${configPath}.`,
+    );
+  }
 }
 
 /**

@@ -2,7 +2,7 @@
 // dump, and afterwards put back exactly that prior state, on every path out (success,
 // failure, interruption), retrying through a dead link for a while before giving up loudly.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BackupError, MaintenanceNotRestoredError } from '../errors.ts';
+import { BackupError, LinkError, MaintenanceNotRestoredError } from '../errors.ts';
 import { asUser, type Host } from '../host/host.ts';
 import { stderrTail } from '../host/process.ts';
 
@@ -90,7 +90,7 @@ export class MaintenanceGuard {
       timeoutMs: 120_000,
     });
     const transport = this.host.transportFailure(result);
-    if (transport) throw new BackupError(transport);
+    if (transport) throw new LinkError(transport);
     if (result.exitCode !== 0)
       throw new BackupError(
         `occ ${args.join(' ')} failed on ${this.host.label} (exit ${result.exitCode}): ${stderrTail(`${result.stdout}\n${result.stderr}`)}`,

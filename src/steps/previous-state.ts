@@ -10,8 +10,11 @@ export interface MovedPath {
   original: string;
   /** Where it is now. */
   aside: string;
-  /** `path`: original was renamed to aside; `entries`: its entries were moved into aside. */
-  how: 'path' | 'entries';
+  /**
+   * `path`: original was renamed to aside; `entries`: its entries were moved into aside (a
+   * mount point); `absent`: original did not exist before (putting back removes it).
+   */
+  how: 'path' | 'entries' | 'absent';
 }
 
 export interface RestoreJournal {
@@ -30,4 +33,140 @@ export interface RestoreJournal {
   moved: MovedPath[];
   /** The previous database, dumped on the host before it was replaced. */
   database?: { type: DatabaseType; name: string; dumpPath: string; replaced: boolean };
+}
+
+/** The hidden, root-only directory one restore moves the previous state into. */
+export function containerName(stamp: string): string {
+  return `.owncloud-restore-previous-${stamp}`;
+}
+
+/** A stamp for container names: UTC, sortable, no characters a shell or URL minds. */
+export function restoreStamp(date: Date): string {
+  return date
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
+}
+
+/** The paths to move, without those inside another one (they move with it). Pure. */
+export function outermostPaths(paths: readonly string[]): string[] {
+  const unique = [...new Set(paths)].sort();
+  return unique.filter(
+    (path) =>
+      !unique.some((other) => other !== path && (other === '/' || path.startsWith(`${other}/`))),
+  );
+}
+
+/** Where each path goes (pure): into a container beside it, or, for a mount point, inside it. */
+export function planMoves(
+  paths: readonly { path: string; exists: boolean; mountPoint: boolean }[],
+  stamp: string,
+): MovedPath[] {
+  return paths.map(({ path, exists, mountPoint }): MovedPath => {
+    if (!exists) return { original: path, aside: '', how: 'absent' };
+    const slash = path.lastIndexOf('/');
+    const parent = slash <= 0 ? '/' : path.slice(0, slash);
+    const base = path.slice(slash + 1);
+    return mountPoint
+      ? { original: path, aside: `${path}/${containerName(stamp)}`, how: 'entries' }
+      : {
+          original: path,
+          aside: `${parent === '/' ? '' : parent}/${containerName(stamp)}/${base}`,
+          how: 'path',
+        };
+  });
+}
+
+/** The container a move uses (the aside path's directory, or the aside path itself). */
+export function containerOf(move: MovedPath): string | undefined {
+  if (move.how === 'absent') return undefined;
+  return move.how === 'entries' ? move.aside : move.aside.slice(0, move.aside.lastIndexOf('/'));
+}
+
+// Each script runs on the host as root, with the moves as arguments in threes
+// (how, original, aside); each is safe to run again after an interruption.
+
+/** For each path: exists? (e/-) and a mount point? (m/-), NUL-separated. */
+export const PROBE_PATHS = `
+for p; do
+  if [ -e "$p" ] || [ -L "$p" ]; then e=e; else e=-; fi
+  m=-
+  if [ -d "$p" ] && [ ! -L "$p" ]; then
+    parent=$(dirname -- "$p")
+    if [ "$(stat -c %d -- "$p")" != "$(stat -c %d -- "$parent")" ]; then m=m; fi
+  fi
+  printf '%s%s\\0' "$e" "$m"
+done
+`.trim();
+
+export const MOVE_ASIDE = `
+set -e
+while [ $# -ge 3 ]; do
+  how=$1 original=$2 aside=$3; shift 3
+  if [ "$how" = absent ]; then
+    continue
+  elif [ "$how" = entries ]; then
+    mkdir -p -m 0700 -- "$aside"
+    name=$(basename -- "$aside")
+    find "$original" -mindepth 1 -maxdepth 1 ! -name "$name" -exec mv -t "$aside" -- {} +
+  else
+    container=$(dirname -- "$aside")
+    mkdir -p -m 0700 -- "$container"
+    if [ -e "$original" ] || [ -L "$original" ]; then mv -T -- "$original" "$aside"; fi
+  fi
+done
+`.trim();
+
+/**
+ * Puts moved paths back: whatever the restore wrote in their place goes first. A path that
+ * did not exist before the restore (how 'absent') is only removed.
+ */
+export const PUT_BACK = `
+set -e
+while [ $# -ge 3 ]; do
+  how=$1 original=$2 aside=$3; shift 3
+  case $how in
+    entries)
+      [ -d "$aside" ] || continue
+      name=$(basename -- "$aside")
+      # Once the restored entries are gone, the marker says so: run again after an
+      # interruption, the entries already moved back are not taken for restored ones.
+      if [ ! -e "$aside/.owncloud-restore-putting-back" ]; then
+        find "$original" -mindepth 1 -maxdepth 1 ! -name "$name" -exec rm -rf -- {} +
+        : > "$aside/.owncloud-restore-putting-back"
+      fi
+      find "$aside" -mindepth 1 -maxdepth 1 ! -name .owncloud-restore-putting-back -exec mv -t "$original" -- {} +
+      rm -f -- "$aside/.owncloud-restore-putting-back"
+      rmdir -- "$aside"
+      ;;
+    path)
+      [ -e "$aside" ] || [ -L "$aside" ] || continue
+      rm -rf -- "$original"
+      mv -T -- "$aside" "$original"
+      rmdir -- "$(dirname -- "$aside")" 2>/dev/null || true
+      ;;
+    absent)
+      rm -rf -- "$original"
+      ;;
+  esac
+done
+`.trim();
+
+/** Removes whole containers (the previous state, once it is no longer needed); prints bytes freed. */
+export const DISCARD = `
+total=0
+for c; do
+  [ -e "$c" ] || continue
+  size=$(du -s -x --bytes -- "$c" | cut -f1)
+  rm -rf -- "$c"
+  total=$((total + size))
+done
+echo "$total"
+`.trim();
+
+/** Sizes in bytes of the given containers (for the closing message). */
+export const SIZE = `du -s -x --bytes -c -- "$@" | tail -n 1 | cut -f1`;
+
+export function moveArguments(moves: readonly MovedPath[]): string[] {
+  return moves.flatMap((m) => [m.how, m.original, m.aside]);
 }

@@ -116,10 +116,27 @@ export function cliForAnyUser(): { node: string; cli: string } {
   return publicCopy;
 }
 
+export type CliOptions = WatchOptions & {
+  env?: Record<string, string>;
+  cwd?: string;
+  user?: string;
+};
+
 /** Runs `owncloud-backup backup ARGS` (the bundle) while watching every process. */
-export async function runBackupCli(
+export async function runBackupCli(args: string[], options: CliOptions): Promise<CliRun> {
+  return runToolCli('backup', args, options);
+}
+
+/** Runs `owncloud-backup restore ARGS` (the bundle) while watching every process. */
+export async function runRestoreCli(args: string[], options: CliOptions): Promise<CliRun> {
+  return runToolCli('restore', args, options);
+}
+
+/** Runs `owncloud-backup COMMAND ARGS` (the bundle) while watching every process. */
+export async function runToolCli(
+  command: string,
   args: string[],
-  options: WatchOptions & { env?: Record<string, string>; cwd?: string; user?: string },
+  options: CliOptions,
 ): Promise<CliRun> {
   // As another system user when asked (a runner that is not root), through setpriv.
   const argv = [
@@ -132,7 +149,7 @@ export async function runBackupCli(
         ]
       : []),
     ...(options.user ? [cliForAnyUser().node, cliForAnyUser().cli] : [process.execPath, CLI]),
-    'backup',
+    command,
     ...args,
   ];
   const cli = spawn(argv[0]!, argv.slice(1), {

@@ -1,6 +1,14 @@
 // Restoring what a backup holds, the way its manifest says, and comparing it with the source.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import {
+  appendFileSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import type { Manifest } from '../../src/manifest.ts';
@@ -172,4 +180,83 @@ export async function expectSameFiles(
       'themes',
     ]);
   return data.size;
+}
+
+/** An instance's files, config.php values and rows, to compare before and after a restore. */
+export interface InstanceState {
+  install: TreeSnapshot;
+  data: TreeSnapshot;
+  config: Record<string, unknown>;
+  tables: string[];
+  rows: Map<string, string[]>;
+}
+
+/** Everything a restore must bring back (config.php compared by its values). */
+/** Where an instance is, for instanceState: a sample instance, or one a restore created. */
+export interface InstanceLocation {
+  installDir: string;
+  dataDir: string;
+  database: SampleDatabase;
+  readConfig(): Record<string, unknown>;
+}
+
+export async function instanceState(
+  instance: InstanceLocation,
+  manifest: Manifest,
+): Promise<InstanceState> {
+  const leftOut = new Set(manifest.files.leftOut);
+  const dataInside = instance.dataDir.slice(instance.installDir.length + 1);
+  const install = await snapshotTree(instance.installDir, {
+    exclude: (p) => p === dataInside || p.startsWith('.owncloud-restore-previous-'),
+  });
+  const config = install.get('config/config.php')!;
+  install.set('config/config.php', { ...config, size: 0, sha256: '', mtime: 0 });
+  const database: SampleDatabase = instance.database;
+  const tables = await database.tables();
+  const rows = new Map<string, string[]>();
+  for (const table of tables) rows.set(table, await database.tableRows(table));
+  // A restore renews the data fingerprint: compared apart.
+  const values = instance.readConfig();
+  delete values['data-fingerprint'];
+  return {
+    install,
+    data: await snapshotTree(instance.dataDir, { exclude: (p) => leftOut.has(p) }),
+    config: values,
+    tables,
+    rows,
+  };
+}
+
+export function expectSameState(after: InstanceState, before: InstanceState): void {
+  expect(diffTrees(before.install, after.install)).toEqual([]);
+  expect(diffTrees(before.data, after.data)).toEqual([]);
+  expect(after.data.size).toBeGreaterThan(60);
+  expect(after.config).toEqual(before.config);
+  expect(after.tables).toEqual(before.tables);
+  expect(after.tables.length).toBeGreaterThan(8);
+  expect(after.rows).toEqual(before.rows);
+}
+
+/** What an administrator's day does to an instance after its backup. */
+export async function changeInstance(instance: SampleInstance): Promise<void> {
+  const user = join(instance.dataDir, 'alice', 'files');
+  writeFileSync(join(user, 'new after the backup.txt'), 'created after the backup\n');
+  rmSync(join(user, 'Documents', 'Welcome.txt'));
+  appendFileSync(
+    join(user, 'Documents', 'Projects', '2026', 'plan.md'),
+    '- changed after the backup\n',
+  );
+  const prefix = String(instance.config.dbtableprefix);
+  await instance.database.query(
+    `INSERT INTO ${prefix}users (uid, password) VALUES ('mallory', 'x');`,
+  );
+  execFileSync('runuser', [
+    '-u',
+    instance.owner.name,
+    '--',
+    'php',
+    join(instance.installDir, 'occ'),
+    'maintenance:mode',
+    '--on',
+  ]);
 }

@@ -252,7 +252,8 @@ describe('the command line', () => {
   it.each([
     [['backup', '--db-password', 'x'], 'Refusing --db-password'],
     [['backup', '--ssh-key', 'x'], 'Refusing --ssh-key'],
-    [['restore'], "Expected the command 'backup'"],
+    [['frobnicate'], "Expected the command 'backup', 'restore' or 'verify'"],
+    [['restore'], 'Expected: owncloud-backup restore BACKUP-DIR'],
     [['backup', '--no-such-option'], "Unknown option '--no-such-option'"],
     [['backup', '--ssh-keepalive', '0'], 'Invalid option --ssh-keepalive'],
     [

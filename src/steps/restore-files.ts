@@ -1,0 +1,148 @@
+// Files back into place: the archive streams from here into tar on the host, which puts
+// each member directory where the manifest (or the user) says, with owners, modes, ACLs,
+// xattrs and hard links as archived. One pass over the archive, nothing unpacked here.
+import { createReadStream, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Transform } from 'node:stream';
+import { BackupError, LinkError } from '../errors.ts';
+import type { Host } from '../host/host.ts';
+import { runProcess, stderrTail } from '../host/process.ts';
+import type { StepProgress } from '../progress.ts';
+import type { Compression } from '../settings.ts';
+import { TAR_METADATA_FLAGS, withoutTarProgress } from './archive.ts';
+import { LAYOUT } from './files.ts';
+
+/**
+ * A GNU tar --transform expression that maps member directory `member` (and everything
+ * below it) to `target` (absolute), with the extended-regex flag and symlink targets left
+ * alone. The replacement escapes what sed gives a meaning to. Pure.
+ */
+export function memberTransform(member: string, target: string): string {
+  if (!/^[a-z]+$/.test(member)) throw new Error(`unexpected archive member '${member}'`);
+  if (/[\n\0]/.test(target)) throw new BackupError(`The path '${target}' contains a line break.`);
+  const relative = target.replace(/^\/+/, '');
+  const replacement = (relative === '' ? '.' : relative).replace(/[\\&,]/g, '\\$&');
+  // `member` itself becomes the target; `member/x` becomes `target/x`.
+  return `s,^${member}(/|$),${replacement}\\1,xS`;
+}
+
+/** tar on the host that extracts the archive from stdin into place. Pure. */
+export function tarExtractCommand(
+  layout: Record<string, string>,
+  compression: Compression,
+): string[] {
+  return [
+    'tar',
+    '--extract',
+    '--file=-',
+    compression === 'zstd' ? '--zstd' : '--gzip',
+    '--directory=/',
+    ...TAR_METADATA_FLAGS,
+    '--same-permissions',
+    '--same-owner',
+    // A directory that stays (the installation of a package install, /, a mount point)
+    // keeps its own owner and mode; only what was moved aside comes back as archived.
+    '--no-overwrite-dir',
+    ...Object.entries(layout).map(
+      ([member, target]) => `--transform=${memberTransform(member, target)}`,
+    ),
+  ];
+}
+
+/** Counts the bytes read from the archive, for progress. */
+class Counter extends Transform {
+  bytes = 0;
+  progress: StepProgress | undefined;
+  override _transform(chunk: Buffer, _encoding: string, callback: () => void) {
+    this.bytes += chunk.length;
+    this.progress?.update({ bytes: this.bytes });
+    this.push(chunk);
+    callback();
+  }
+}
+
+export async function extractFiles(options: {
+  host: Host;
+  /** argv prefix that runs a command as root on the host ([] when the session is root). */
+  root: string[];
+  archivePath: string;
+  compression: Compression;
+  layout: Record<string, string>;
+  signal: AbortSignal;
+  progress?: StepProgress;
+}): Promise<void> {
+  const { host } = options;
+  const tar = host.stream(
+    [...options.root, ...tarExtractCommand(options.layout, options.compression)],
+    {
+      feedStdin: true,
+      signal: options.signal,
+    },
+  );
+  const counter = new Counter();
+  counter.progress = options.progress;
+  // tar's output is nothing but complaints: drain it so it never blocks.
+  tar.stdout.resume();
+  const feeding = pipeline(createReadStream(options.archivePath), counter, tar.stdin).catch(
+    (error: unknown) => error,
+  );
+  const result = await tar.done;
+  const fed = await feeding;
+  const transport = host.transportFailure(result);
+  if (transport) throw new LinkError(`Restoring the files failed: ${transport}`);
+  if (result.exitCode !== 0) {
+    const said = stderrTail(withoutTarProgress(result.stderr));
+    throw new BackupError(
+      /No space left on device|Disk quota exceeded/.test(said)
+        ? `No space left on device on ${host.label} while restoring the files: ${said}`
+        : `Restoring the files failed (tar exit ${result.exitCode} on ${host.label}): ${said || 'no message'}`,
+    );
+  }
+  if (fed instanceof Error)
+    throw new BackupError(`Reading ${options.archivePath} failed: ${fed.message}`);
+}
+
+/**
+ * The backup's config files (config.php and *.config.php), read from the archive here
+ * into memory through a private directory that is removed at once. They hold the database
+ * password: never written anywhere else.
+ */
+export async function readArchivedConfig(
+  archivePath: string,
+  compression: Compression,
+): Promise<Record<string, string>> {
+  const dir = mkdtempSync(join(tmpdir(), 'owncloud-restore-config-'));
+  try {
+    const result = await runProcess([
+      'tar',
+      '--extract',
+      `--file=${archivePath}`,
+      compression === 'zstd' ? '--zstd' : '--gzip',
+      `--directory=${dir}`,
+      '--no-same-owner',
+      '--no-same-permissions',
+      '--wildcards',
+      '--no-wildcards-match-slash',
+      '--',
+      `${LAYOUT.install}/config/*.php`,
+    ]);
+    if (result.exitCode !== 0)
+      throw new BackupError(
+        `The backup's files archive holds no ${LAYOUT.install}/config/config.php (${stderrTail(result.stderr) || `tar exit ${result.exitCode}`}): it cannot be restored.`,
+      );
+    const configDir = join(dir, LAYOUT.install, 'config');
+    const files: Record<string, string> = {};
+    for (const name of readdirSync(configDir))
+      if (name === 'config.php' || name.endsWith('.config.php'))
+        files[name] = readFileSync(join(configDir, name), 'utf8');
+    if (!files['config.php'])
+      throw new BackupError(
+        "The backup's files archive holds no config/config.php: it cannot be restored.",
+      );
+    return files;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
