@@ -28370,7 +28370,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6066:
+/***/ 3833:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -31339,93 +31339,11011 @@ class errors_InputError extends Error {
 class errors_BackupError extends Error {
     name = 'BackupError';
 }
+/** The link to the host failed (the command may or may not have run there). */
+class errors_LinkError extends errors_BackupError {
+    name = 'LinkError';
+}
 /**
  * Maintenance mode could not be switched back off: the one failure an administrator must
  * act on at once, so it is never hidden behind another.
  */
-class MaintenanceNotRestoredError extends (/* unused pure expression or super */ null && (errors_BackupError)) {
+class MaintenanceNotRestoredError extends errors_BackupError {
     name = 'MaintenanceNotRestoredError';
 }
 /**
  * A restore that failed after it had started changing the target: the message says what
  * failed and in what state the instance is now (the previous state put back, or not).
  */
-class RestoreError extends (/* unused pure expression or super */ null && (errors_BackupError)) {
+class errors_RestoreError extends (/* unused pure expression or super */ null && (errors_BackupError)) {
     name = 'RestoreError';
 }
 /** The run was interrupted (SIGINT/SIGTERM, or the workflow was cancelled). */
-class InterruptedError extends Error {
+class errors_InterruptedError extends Error {
     name = 'InterruptedError';
     constructor(message = 'The backup was interrupted.') {
         super(message);
     }
 }
 /** The message to show for any error: ours are written for people; others get their class. */
-function describeError(error) {
+function errors_describeError(error) {
     if (error instanceof errors_InputError ||
         error instanceof errors_BackupError ||
-        error instanceof InterruptedError)
+        error instanceof errors_InterruptedError)
         return error.message;
     if (error instanceof Error)
         return `${error.name}: ${error.message}`;
     return String(error);
 }
 
-;// CONCATENATED MODULE: ./src/restore.ts
-// Stand-ins until the restore engine lands.
-async function runRestore(_plan, _context) {
-    throw new Error('not yet');
-}
-async function rollBackRestore(_plan, _journal, _context) {
-    throw new Error('not yet');
-}
-
-;// CONCATENATED MODULE: ./src/secrets.ts
-/**
- * Every secret the run learns (database password, SSH key), registered the moment it is
- * known: the registry masks it in the GitHub log (through the mask callback) and redacts
- * it from every message this tool writes.
- */
-class Secrets {
-    values = new Set();
-    mask;
-    constructor(mask = () => { }) {
-        this.mask = mask;
-    }
-    add(value) {
-        if (!value || this.values.has(value))
-            return;
-        this.values.add(value);
-        this.mask(value);
-        // Multi-line secrets (keys) are masked line by line too, as they may be logged that way.
-        for (const line of value.split(/\r?\n/)) {
-            const trimmed = line.trim();
-            if (trimmed.length >= 8 && !this.values.has(trimmed)) {
-                this.values.add(trimmed);
-                this.mask(trimmed);
-            }
-        }
-    }
-    /** The text with every known secret replaced by `***`. */
-    redact(text) {
-        let out = text;
-        // Longest first, so a secret containing another is replaced whole.
-        for (const value of [...this.values].sort((a, b) => b.length - a.length))
-            out = out.split(value).join('***');
-        return out;
-    }
-}
-
 ;// CONCATENATED MODULE: external "node:fs"
 const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
-;// CONCATENATED MODULE: external "node:child_process"
-const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
-;// CONCATENATED MODULE: external "node:os"
-const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
-;// CONCATENATED MODULE: external "node:path"
-const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
 ;// CONCATENATED MODULE: external "node:timers/promises"
 const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
+;// CONCATENATED MODULE: external "node:path"
+const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
+;// CONCATENATED MODULE: external "node:stream/promises"
+const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
+;// CONCATENATED MODULE: ./src/host/guarded.ts
+// Long-running commands on the host (database dumps) are wrapped in a small POSIX sh
+// script that (1) takes the secret from the first line of stdin and hands it to the tool
+// without any argv seeing it, and (2) keeps watching stdin: when it ends, the client went
+// away (cancelled, timed out, link dead), so the dump is stopped instead of left running
+// on the server holding a transaction open.
+
+const SCRIPT = `
+mode=$1; shift
+IFS= read -r secret || secret=
+exec 4<&0
+case $mode in
+  mysql-option-file)
+    "$@" 4<&- </dev/null 3<<OWNCLOUD_BACKUP_EOF &
+[client]
+password=$secret
+OWNCLOUD_BACKUP_EOF
+    ;;
+  mysql-pwd) MYSQL_PWD=$secret "$@" 4<&- </dev/null & ;;
+  pgpassword) PGPASSWORD=$secret "$@" 4<&- </dev/null & ;;
+  *) "$@" 4<&- </dev/null & ;;
+esac
+child=$!
+secret=
+( while IFS= read -r _ <&4; do :; done; kill -TERM "$child" 2>/dev/null ) >/dev/null 2>&1 </dev/null &
+watchdog=$!
+exec 4<&-
+wait "$child"
+status=$?
+kill "$watchdog" 2>/dev/null
+exit "$status"
+`.trim();
+/** The argv to run on the host; send `secretLine(...)` as stdin and keep stdin open. */
+function guarded_guardedCommand(argv, delivery) {
+    return ['sh', '-c', SCRIPT, 'owncloud-backup', delivery, ...argv];
+}
+const INPUT_SCRIPT = `
+mode=$1; shift
+IFS= read -r secret || secret=
+case $mode in
+  mysql-option-file)
+    exec "$@" 3<<OWNCLOUD_BACKUP_EOF
+[client]
+password=$secret
+OWNCLOUD_BACKUP_EOF
+    ;;
+  mysql-pwd) MYSQL_PWD=$secret; export MYSQL_PWD; exec "$@" ;;
+  pgpassword) PGPASSWORD=$secret; export PGPASSWORD; exec "$@" ;;
+  *) exec "$@" ;;
+esac
+`.trim();
+/**
+ * For a command that reads data on stdin (a dump being loaded): the wrapper takes the
+ * secret from the first line and hands the rest of stdin to the command. The end of stdin
+ * is the end of the data here, so there is no watchdog; a load cut short is caught by the
+ * checks after it.
+ */
+function guarded_guardedInputCommand(argv, delivery) {
+    return ['sh', '-c', INPUT_SCRIPT, 'owncloud-backup', delivery, ...argv];
+}
+/** argv that runs a command with its stdout written to a file on the host. */
+function guarded_writingTo(path, argv) {
+    return ['sh', '-c', 'out=$1; shift; exec "$@" > "$out"', 'sh', path, ...argv];
+}
+/** argv that runs a command with its stdin read from a file on the host. */
+function readingFrom(path, argv) {
+    return ['sh', '-c', 'in=$1; shift; exec "$@" < "$in"', 'sh', path, ...argv];
+}
+/** The first stdin line the wrapper reads: the secret, which must fit on one line. */
+function guarded_secretLine(secret) {
+    if (/[\r\n\0]/.test(secret))
+        throw new errors_BackupError('The database password contains a line break or NUL byte, which no database client accepts.');
+    return `${secret}\n`;
+}
+/** A value in a MySQL option file: double-quoted, with option-file escapes. */
+function mysqlOptionValue(value) {
+    return `"${value.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
+}
+
+;// CONCATENATED MODULE: external "node:os"
+const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
+;// CONCATENATED MODULE: ./node_modules/is-plain-obj/index.js
+function isPlainObject(value) {
+	if (typeof value !== 'object' || value === null) {
+		return false;
+	}
+
+	const prototype = Object.getPrototypeOf(value);
+	return (prototype === null || prototype === Object.prototype || Object.getPrototypeOf(prototype) === null) && !(Symbol.toStringTag in value) && !(Symbol.iterator in value);
+}
+
+// EXTERNAL MODULE: external "node:url"
+var external_node_url_ = __nccwpck_require__(3136);
+;// CONCATENATED MODULE: ./node_modules/execa/lib/arguments/file-url.js
+
+
+// Allow some arguments/options to be either a file path string or a file URL
+const safeNormalizeFileUrl = (file, name) => {
+	const fileString = normalizeFileUrl(normalizeDenoExecPath(file));
+
+	if (typeof fileString !== 'string') {
+		throw new TypeError(`${name} must be a string or a file URL: ${fileString}.`);
+	}
+
+	return fileString;
+};
+
+// In Deno node:process execPath is a special object, not just a string:
+// https://github.com/denoland/deno/blob/f460188e583f00144000aa0d8ade08218d47c3c1/ext/node/polyfills/process.ts#L344
+const normalizeDenoExecPath = file => isDenoExecPath(file)
+	? file.toString()
+	: file;
+
+const isDenoExecPath = file => typeof file !== 'string'
+	&& file
+	&& Object.getPrototypeOf(file) === String.prototype;
+
+// Same but also allows other values, e.g. `boolean` for the `shell` option
+const normalizeFileUrl = file => file instanceof URL ? (0,external_node_url_.fileURLToPath)(file) : file;
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/methods/parameters.js
+
+
+
+// The command `arguments` and `options` are both optional.
+// This also does basic validation on them and on the command file.
+const normalizeParameters = (rawFile, rawArguments = [], rawOptions, ...rawExtraArguments) => {
+	if (rawExtraArguments.length > 0) {
+		throw new TypeError('Execa accepts at most three arguments: file, arguments, options.');
+	}
+
+	if (rawOptions !== undefined && isPlainObject(rawArguments)) {
+		throw new TypeError('Execa accepts at most one options object. Please merge the second and third arguments.');
+	}
+
+	const filePath = safeNormalizeFileUrl(rawFile, 'First argument');
+	const [commandArguments, options = {}] = isPlainObject(rawArguments)
+		? [[], rawArguments]
+		: [rawArguments, rawOptions];
+
+	if (!Array.isArray(commandArguments)) {
+		throw new TypeError(`Second argument must be either an array of arguments or an options object: ${commandArguments}`);
+	}
+
+	if (commandArguments.some(commandArgument => typeof commandArgument === 'object' && commandArgument !== null)) {
+		throw new TypeError(`Second argument must be an array of strings: ${commandArguments}`);
+	}
+
+	const normalizedArguments = commandArguments.map(String);
+	const nullByteArgument = normalizedArguments.find(normalizedArgument => normalizedArgument.includes('\0'));
+	if (nullByteArgument !== undefined) {
+		throw new TypeError(`Arguments cannot contain null bytes ("\\0"): ${nullByteArgument}`);
+	}
+
+	if (!isPlainObject(options)) {
+		throw new TypeError(`Last argument must be an options object: ${options}`);
+	}
+
+	// Prevent prototype pollution by copying only own properties to a null-prototype object
+	return [filePath, normalizedArguments, {__proto__: null, ...options}];
+};
+
+;// CONCATENATED MODULE: external "node:child_process"
+const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+;// CONCATENATED MODULE: external "node:process"
+const external_node_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:process");
+// EXTERNAL MODULE: external "node:util"
+var external_node_util_ = __nccwpck_require__(7975);
+;// CONCATENATED MODULE: ./node_modules/execa/lib/arguments/escape.js
+
+
+
+// Compute `result.command` and `result.escapedCommand`
+const joinCommand = (filePath, rawArguments, shell) => {
+	const fileAndArguments = [filePath, ...rawArguments];
+	const command = fileAndArguments.join(' ');
+	// With `shell`, the shell interprets the command, so it must not be quoted
+	const escapedCommand = shell
+		? escapeControlCharacters(command)
+		: fileAndArguments
+			.map(fileAndArgument => quoteString(escapeControlCharacters(fileAndArgument)))
+			.join(' ');
+	return {command, escapedCommand};
+};
+
+// Remove ANSI sequences and escape control characters and newlines
+const escapeLines = lines => (0,external_node_util_.stripVTControlCharacters)(lines)
+	.split('\n')
+	.map(line => escapeControlCharacters(line))
+	.join('\n');
+
+const escapeControlCharacters = line => line.replaceAll(SPECIAL_CHAR_REGEXP, character => escapeControlCharacter(character));
+
+const escapeControlCharacter = character => {
+	const commonEscape = COMMON_ESCAPES[character];
+	if (commonEscape !== undefined) {
+		return commonEscape;
+	}
+
+	const codepoint = character.codePointAt(0);
+	const codepointHex = codepoint.toString(16);
+	return codepoint <= ASTRAL_START
+		? `\\u${codepointHex.padStart(4, '0')}`
+		: `\\U${codepointHex}`;
+};
+
+// Characters that would create issues when printed are escaped using the \u or \U notation.
+// Those include control characters and newlines.
+// The \u and \U notation is Bash specific, but there is no way to do this in a shell-agnostic way.
+// Some shells do not even have a way to print those characters in an escaped fashion.
+// Therefore, we prioritize printing those safely, instead of allowing those to be copy-pasted.
+// List of Unicode character categories: https://www.fileformat.info/info/unicode/category/index.htm
+const getSpecialCharRegExp = () => {
+	try {
+		// This throws when using Node.js without ICU support.
+		// When using a RegExp literal, this would throw at parsing-time, instead of runtime.
+		// eslint-disable-next-line prefer-regex-literals
+		return new RegExp('\\p{Separator}|\\p{Other}', 'gu');
+	} catch {
+		// Similar to the above RegExp, but works even when Node.js has been built without ICU support.
+		// Unlike the above RegExp, it only covers whitespaces and C0/C1 control characters.
+		// It does not cover some edge cases, such as Unicode reserved characters.
+		// See https://github.com/sindresorhus/execa/issues/1143
+		// eslint-disable-next-line no-control-regex, regexp/no-control-character, unicorn/prefer-unicode-code-point-escapes
+		return /[\s\u0000-\u001F\u007F-\u009F\u00AD]/g;
+	}
+};
+
+const SPECIAL_CHAR_REGEXP = getSpecialCharRegExp();
+
+// Accepted by $'...' in Bash.
+// Exclude \a \e \v which are accepted in Bash but not in JavaScript (except \v) and JSON.
+const COMMON_ESCAPES = {
+	' ': ' ',
+	'\b': '\\b',
+	'\f': '\\f',
+	'\n': '\\n',
+	'\r': '\\r',
+	'\t': '\\t',
+};
+
+// Up until that code point, a character is a single UTF-16 code unit, so the \u notation can be used instead of \U
+const ASTRAL_START = 0xFF_FF;
+
+// Some characters are shell-specific, i.e. need to be escaped when the command is copy-pasted then run.
+// Escaping is shell-specific. We cannot know which shell is used: `process.platform` detection is not enough.
+// For example, Windows users could be using `cmd.exe`, Powershell or Bash for Windows which all use different escaping.
+// We use '...' on Unix, which is POSIX shell compliant and escape all characters but ' so this is fairly safe.
+// On Windows, we assume cmd.exe is used and escape with "...", which also works with Powershell.
+const quoteString = escapedArgument => {
+	if (NO_ESCAPE_REGEXP.test(escapedArgument)) {
+		return escapedArgument;
+	}
+
+	return external_node_process_namespaceObject.platform === 'win32'
+		? `"${escapedArgument.replaceAll('"', '""')}"`
+		: `'${escapedArgument.replaceAll('\'', '\'\\\'\'')}'`;
+};
+
+const NO_ESCAPE_REGEXP = /^[\w\-./]+$/;
+
+;// CONCATENATED MODULE: external "node:string_decoder"
+const external_node_string_decoder_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:string_decoder");
+;// CONCATENATED MODULE: ./node_modules/execa/lib/utils/uint-array.js
+
+
+const {toString: objectToString} = Object.prototype;
+
+const isArrayBuffer = value => objectToString.call(value) === '[object ArrayBuffer]';
+
+// Is either Uint8Array or Buffer
+const isUint8Array = value => objectToString.call(value) === '[object Uint8Array]';
+
+const bufferToUint8Array = buffer => new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+
+const textEncoder = new TextEncoder();
+const stringToUint8Array = string => textEncoder.encode(string);
+
+const textDecoder = new TextDecoder();
+const uint8ArrayToString = uint8Array => textDecoder.decode(uint8Array);
+
+const joinToString = (uint8ArraysOrStrings, encoding) => {
+	const strings = uint8ArraysToStrings(uint8ArraysOrStrings, encoding);
+	return strings.join('');
+};
+
+const uint8ArraysToStrings = (uint8ArraysOrStrings, encoding) => {
+	if (encoding === 'utf8' && uint8ArraysOrStrings.every(uint8ArrayOrString => typeof uint8ArrayOrString === 'string')) {
+		return uint8ArraysOrStrings;
+	}
+
+	const decoder = new external_node_string_decoder_namespaceObject.StringDecoder(encoding);
+	const strings = uint8ArraysOrStrings
+		.map(uint8ArrayOrString => typeof uint8ArrayOrString === 'string'
+			? stringToUint8Array(uint8ArrayOrString)
+			: uint8ArrayOrString)
+		.map(uint8Array => decoder.write(uint8Array));
+	const finalString = decoder.end();
+	return finalString === '' ? strings : [...strings, finalString];
+};
+
+const joinToUint8Array = uint8ArraysOrStrings => uint8ArraysOrStrings.length === 1 && isUint8Array(uint8ArraysOrStrings[0]) ? uint8ArraysOrStrings[0] : concatUint8Arrays(stringsToUint8Arrays(uint8ArraysOrStrings));
+
+const stringsToUint8Arrays = uint8ArraysOrStrings => uint8ArraysOrStrings.map(uint8ArrayOrString => typeof uint8ArrayOrString === 'string'
+	? stringToUint8Array(uint8ArrayOrString)
+	: uint8ArrayOrString);
+
+const concatUint8Arrays = uint8Arrays => {
+	const result = new Uint8Array(getJoinLength(uint8Arrays));
+
+	let index = 0;
+	for (const uint8Array of uint8Arrays) {
+		result.set(uint8Array, index);
+		index += uint8Array.length;
+	}
+
+	return result;
+};
+
+const getJoinLength = uint8Arrays => {
+	let joinLength = 0;
+	for (const uint8Array of uint8Arrays) {
+		joinLength += uint8Array.length;
+	}
+
+	return joinLength;
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/return/final-error.js
+// When the subprocess fails, this is the error instance being returned.
+// If another error instance is being thrown, it is kept as `error.cause`.
+const getFinalError = (originalError, message, isSync) => {
+	const ErrorClass = isSync ? ExecaSyncError : ExecaError;
+	const options = originalError instanceof DiscardedError ? {} : {cause: originalError};
+	return new ErrorClass(message, options);
+};
+
+// Indicates that the error is used only to interrupt control flow, but not in the return value
+class DiscardedError extends Error {}
+
+// Proper way to set `error.name`: it should be inherited and non-enumerable
+const setErrorName = (ErrorClass, value) => {
+	Object.defineProperties(ErrorClass.prototype, {
+		name: {
+			value,
+			writable: true,
+			enumerable: false,
+			configurable: true,
+		},
+		[execaErrorSymbol]: {
+			value: true,
+			writable: false,
+			enumerable: false,
+			configurable: false,
+		},
+	});
+};
+
+// Unlike `instanceof`, this works across realms
+const isExecaError = error => isErrorInstance(error) && execaErrorSymbol in error;
+
+const execaErrorSymbol = Symbol('isExecaError');
+
+// `instanceof` handles `DOMException` and subclasses with a custom `Symbol.toStringTag`, `Object.prototype.toString()` handles other realms
+const isErrorInstance = value => value instanceof Error || Object.prototype.toString.call(value) === '[object Error]';
+
+// We use two different Error classes for async/sync methods since they have slightly different shape and types
+class ExecaError extends Error {}
+// eslint-disable-next-line unicorn/no-top-level-side-effects -- `error.name` must be set as soon as the class is defined
+setErrorName(ExecaError, ExecaError.name);
+
+class ExecaSyncError extends Error {}
+// eslint-disable-next-line unicorn/no-top-level-side-effects -- `error.name` must be set as soon as the class is defined
+setErrorName(ExecaSyncError, ExecaSyncError.name);
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/utils/type-name.js
+// Like `typeof`, but `null` is reported as `null` instead of `object`, so error messages name the actual value
+const getTypeName = value => value === null ? 'null' : typeof value;
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/methods/template.js
+
+
+
+
+
+
+
+// Check whether the template string syntax is being used
+const isTemplateString = templates => Array.isArray(templates) && Array.isArray(templates.raw);
+
+// Convert execa`file ...commandArguments` to execa(file, commandArguments)
+const parseTemplates = (templates, expressions) => {
+	let tokens = [];
+	// Whether whitespaces separate the last token from the next one
+	let isSeparated = false;
+
+	for (const [index, template] of templates.entries()) {
+		({tokens, isSeparated} = parseTemplate({
+			templates,
+			expressions,
+			tokens,
+			isSeparated,
+			index,
+			template,
+		}));
+	}
+
+	if (tokens.length === 0) {
+		throw new TypeError('Template script must not be empty');
+	}
+
+	const [file, ...commandArguments] = tokens;
+	return [file, commandArguments, {}];
+};
+
+const parseTemplate = ({templates, expressions, tokens, isSeparated, index, template}) => {
+	if (template === undefined) {
+		throw new TypeError(`Invalid backslash sequence: ${templates.raw[index]}`);
+	}
+
+	const {nextTokens, leadingWhitespaces, trailingWhitespaces} = splitByWhitespaces(template, templates.raw[index]);
+	const newTokens = concatTokens(tokens, nextTokens, isSeparated || leadingWhitespaces);
+	// When the template has no tokens, the whitespaces before it still separate the next token, e.g. after an empty array expression
+	const isTemplateSeparated = trailingWhitespaces || (nextTokens.length === 0 && isSeparated);
+
+	if (index === expressions.length) {
+		return {tokens: newTokens, isSeparated: isTemplateSeparated};
+	}
+
+	const expression = expressions[index];
+	const expressionTokens = Array.isArray(expression)
+		? expression.map(expression => parseExpression(expression))
+		: [parseExpression(expression)];
+	return {
+		tokens: concatTokens(newTokens, expressionTokens, isTemplateSeparated),
+		isSeparated: expressionTokens.length === 0 && isTemplateSeparated,
+	};
+};
+
+// Like `string.split(/[ \t\r\n]+/)` except newlines and tabs are:
+//  - ignored when input as a backslash sequence like: `echo foo\n bar`
+//  - not ignored when input directly
+// The only way to distinguish those in JavaScript is to use a tagged template and compare:
+//  - the first array argument, which does not escape backslash sequences
+//  - its `raw` property, which escapes them
+const splitByWhitespaces = (template, rawTemplate) => {
+	// The template is empty either between two `${expression}`, or when it only contains escaped newlines.
+	// Neither holds any whitespace, so neither separates tokens.
+	if (template.length === 0) {
+		return {nextTokens: [], leadingWhitespaces: false, trailingWhitespaces: false};
+	}
+
+	const nextTokens = [];
+	let templateStart = 0;
+	let isLeadingWhitespaces = false;
+
+	for (
+		let templateIndex = 0, rawIndex = 0;
+		templateIndex < template.length;
+		templateIndex += 1, rawIndex += 1
+	) {
+		const rawCharacter = rawTemplate[rawIndex];
+		if (DELIMITERS.has(rawCharacter)) {
+			// Escaped newlines are ignored, so a whitespace after them is still a leading one
+			if (templateIndex === 0) {
+				isLeadingWhitespaces = true;
+			}
+
+			if (templateStart !== templateIndex) {
+				nextTokens.push(template.slice(templateStart, templateIndex));
+			}
+
+			templateStart = templateIndex + 1;
+		} else if (rawCharacter === '\\') {
+			const nextRawCharacter = rawTemplate[rawIndex + 1];
+			if (nextRawCharacter === '\n') {
+				// Handles escaped newlines in templates
+				templateIndex -= 1;
+				rawIndex += 1;
+			} else if (nextRawCharacter === 'u' && rawTemplate[rawIndex + 2] === '{') {
+				const closingBraceIndex = rawTemplate.indexOf('}', rawIndex + 3);
+				// A code point above the BMP is a surrogate pair, i.e. two characters, in the template string
+				if (isAstralEscape(rawTemplate.slice(rawIndex + 3, closingBraceIndex))) {
+					templateIndex += 1;
+				}
+
+				rawIndex = closingBraceIndex;
+			} else {
+				rawIndex += ESCAPE_LENGTH[nextRawCharacter] ?? 1;
+			}
+		}
+	}
+
+	const isTrailingWhitespaces = templateStart === template.length;
+	if (!isTrailingWhitespaces) {
+		nextTokens.push(template.slice(templateStart));
+	}
+
+	return {nextTokens, leadingWhitespaces: isLeadingWhitespaces, trailingWhitespaces: isTrailingWhitespaces};
+};
+
+const isAstralEscape = codePointHex => Number.parseInt(codePointHex, 16) > ASTRAL_START;
+
+const DELIMITERS = new Set([' ', '\t', '\r', '\n']);
+
+// Number of characters in backslash escape sequences: \0 \xXX or \uXXXX
+// \cX is allowed in RegExps but not in strings
+// Octal sequences are not allowed in strict mode
+const ESCAPE_LENGTH = {x: 3, u: 5};
+
+const concatTokens = (tokens, nextTokens, isSeparated) => isSeparated
+	|| tokens.length === 0
+	|| nextTokens.length === 0
+	? [...tokens, ...nextTokens]
+	: [
+		...tokens.slice(0, -1),
+		`${tokens.at(-1)}${nextTokens[0]}`,
+		...nextTokens.slice(1),
+	];
+
+// Handle `${expression}` inside the template string syntax
+const parseExpression = expression => {
+	const typeOfExpression = getTypeName(expression);
+
+	if (typeOfExpression === 'string') {
+		return expression;
+	}
+
+	if (typeOfExpression === 'number') {
+		return String(expression);
+	}
+
+	// Only own properties are checked: a polluted `Object.prototype.stdout` must not turn any plain object into a subprocess result.
+	// A failed subprocess result is an error instance instead.
+	if ((isPlainObject(expression) || isExecaError(expression)) && (Object.hasOwn(expression, 'stdout') || Object.hasOwn(expression, 'isMaxBuffer'))) {
+		return getSubprocessResult(expression);
+	}
+
+	if (expression instanceof external_node_child_process_namespaceObject.ChildProcess || Object.prototype.toString.call(expression) === '[object Promise]') {
+		// eslint-disable-next-line no-template-curly-in-string
+		throw new TypeError('Unexpected subprocess in template expression. Please use ${await subprocess} instead of ${subprocess}.');
+	}
+
+	throw new TypeError(`Unexpected "${typeOfExpression}" in template expression`);
+};
+
+const getSubprocessResult = result => {
+	// Read the own property only: results with `stdout: 'ignore'` have no `stdout` property, which must not be read from a polluted prototype
+	const stdout = Object.hasOwn(result, 'stdout') ? result.stdout : undefined;
+	if (typeof stdout === 'string') {
+		return stdout;
+	}
+
+	if (isUint8Array(stdout)) {
+		return uint8ArrayToString(stdout);
+	}
+
+	if (stdout === undefined) {
+		throw new TypeError('Missing result.stdout in template expression. This is probably due to the previous subprocess\' "stdout" option.');
+	}
+
+	throw new TypeError(`Unexpected "${getTypeName(stdout)}" stdout in template expression`);
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/utils/standard-stream.js
+
+
+const isStandardStream = stream => STANDARD_STREAMS.includes(stream);
+const STANDARD_STREAMS = [external_node_process_namespaceObject.stdin, external_node_process_namespaceObject.stdout, external_node_process_namespaceObject.stderr];
+const STANDARD_STREAMS_ALIASES = ['stdin', 'stdout', 'stderr'];
+const getStreamName = fdNumber => STANDARD_STREAMS_ALIASES[fdNumber] ?? `stdio[${fdNumber}]`;
+
+// `subprocess.all` is created by Execa itself, which then pipes `stdout`/`stderr` into it.
+// `verbose` needs to tell that pipe apart from a user pipe, which it disables.
+const allStreamSymbol = Symbol('execa.allStream');
+const setAllStream = stream => Object.assign(stream, {[allStreamSymbol]: true});
+const isAllStream = stream => stream?.[allStreamSymbol] === true;
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/utils/options.js
+// The options of methods like `subprocess.pipe()`, `subprocess.readable()` or `sendMessage()` are kept on a null-prototype object, otherwise a polluted `Object.prototype` would inject option values.
+// Like destructuring them, `null` throws.
+const copyOptions = (options = {}) => {
+	if (options === null) {
+		throw new TypeError('The options must be an object, not `null`.');
+	}
+
+	return {__proto__: null, ...options};
+};
+
+const checkBooleanOption = (value, optionName) => {
+	if (value !== undefined && typeof value !== 'boolean') {
+		throw new TypeError(`The \`${optionName}\` option must use a boolean.`);
+	}
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/arguments/specific.js
+
+
+
+
+
+// Some options can have different values for `stdout`/`stderr`/`fd3`.
+// This normalizes those to array of values.
+// For example, `{verbose: {stdout: 'none', stderr: 'full'}}` becomes `{verbose: ['none', 'none', 'full']}`
+const normalizeFdSpecificOptions = options => {
+	// Keep the null prototype, otherwise a polluted `Object.prototype` would inject option values
+	const optionsCopy = {__proto__: null, ...options};
+
+	for (const optionName of FD_SPECIFIC_OPTIONS) {
+		optionsCopy[optionName] = normalizeFdSpecificOption(options, optionName);
+	}
+
+	return optionsCopy;
+};
+
+const normalizeFdSpecificOption = (options, optionName) => {
+	const stdioLength = getStdioLength(options);
+	const optionBaseArray = Array.from({length: stdioLength + 1});
+	const optionArray = normalizeFdSpecificValue(options[optionName], optionBaseArray, optionName, stdioLength);
+	return addDefaultValue(optionArray, optionName);
+};
+
+const getStdioLength = ({stdio}) => Array.isArray(stdio)
+	? Math.max(stdio.length, STANDARD_STREAMS_ALIASES.length)
+	: STANDARD_STREAMS_ALIASES.length;
+
+const normalizeFdSpecificValue = (optionValue, optionArray, optionName, stdioLength) => {
+	if (isPlainObject(optionValue)) {
+		return normalizeOptionObject(optionValue, optionArray, optionName, stdioLength);
+	}
+
+	validateFdSpecificValue(optionValue, optionName);
+	return optionArray.fill(optionValue);
+};
+
+const normalizeOptionObject = (optionValue, optionArray, optionName, stdioLength) => {
+	for (const fdName of Object.keys(optionValue).sort(compareFdName)) {
+		validateFdSpecificValue(optionValue[fdName], optionName, `${optionName}.${fdName}`);
+		for (const fdNumber of parseFdName(fdName, optionName, stdioLength)) {
+			optionArray[fdNumber] = optionValue[fdName];
+		}
+	}
+
+	return optionArray;
+};
+
+// Ensure priority order when setting both `stdout`/`stderr`, `fd1`/`fd2`, and `all`
+const compareFdName = (fdNameA, fdNameB) => getFdNameOrder(fdNameA) < getFdNameOrder(fdNameB) ? 1 : -1;
+
+const getFdNameOrder = fdName => {
+	if (fdName === 'stdout' || fdName === 'stderr') {
+		return 0;
+	}
+
+	return fdName === 'all' ? 2 : 1;
+};
+
+const parseFdName = (fdName, optionName, stdioLength) => {
+	if (fdName === 'ipc') {
+		return [stdioLength];
+	}
+
+	const fdNumber = parseFd(fdName);
+	if (fdNumber === undefined || fdNumber === 0) {
+		throw new TypeError(`"${optionName}.${fdName}" is invalid.
+It must be "${optionName}.stdout", "${optionName}.stderr", "${optionName}.all", "${optionName}.ipc", or "${optionName}.fd3", "${optionName}.fd4" (and so on).`);
+	}
+
+	if (fdNumber !== 'all' && fdNumber >= stdioLength) {
+		throw new TypeError(`"${optionName}.${fdName}" is invalid: that file descriptor does not exist.
+Please set the "stdio" option to ensure that file descriptor exists.`);
+	}
+
+	return fdNumber === 'all' ? [1, 2] : [fdNumber];
+};
+
+// Use the same syntax for fd-specific options and the `from`/`to` options
+const parseFd = fdName => {
+	if (fdName === 'all') {
+		return fdName;
+	}
+
+	if (STANDARD_STREAMS_ALIASES.includes(fdName)) {
+		return STANDARD_STREAMS_ALIASES.indexOf(fdName);
+	}
+
+	const regexpResult = FD_REGEXP.exec(fdName);
+	if (regexpResult !== null) {
+		return Number(regexpResult.groups.fdNumber);
+	}
+};
+
+const FD_REGEXP = /^fd(?<fdNumber>\d+)$/;
+
+const addDefaultValue = (optionArray, optionName) => optionArray.map(optionValue => optionValue === undefined
+	? DEFAULT_OPTIONS[optionName]
+	: optionValue);
+
+const BOOLEAN_FD_SPECIFIC_OPTIONS = new Set(['lines', 'buffer', 'stripFinalNewline']);
+
+// Wrong types must be reported instead of being silently coerced, e.g. a truthy string enabling the `buffer` option.
+// `undefined` uses the default value.
+const validateFdSpecificValue = (optionValue, optionName, fullOptionName = optionName) => {
+	if (BOOLEAN_FD_SPECIFIC_OPTIONS.has(optionName)) {
+		checkBooleanOption(optionValue, fullOptionName);
+	} else if (optionName === 'maxBuffer' && optionValue !== undefined && (typeof optionValue !== 'number' || Number.isNaN(optionValue))) {
+		throw new TypeError(`The \`${fullOptionName}\` option must use a number.`);
+	}
+};
+
+// Default value for the `verbose` option
+const verboseDefault = (0,external_node_util_.debuglog)('execa').enabled ? 'full' : 'none';
+
+const DEFAULT_OPTIONS = {
+	lines: false,
+	buffer: true,
+	maxBuffer: 1000 * 1000 * 100,
+	verbose: verboseDefault,
+	stripFinalNewline: true,
+};
+
+// List of options which can have different values for `stdout`/`stderr`
+const FD_SPECIFIC_OPTIONS = ['lines', 'buffer', 'maxBuffer', 'verbose', 'stripFinalNewline'];
+
+// Retrieve fd-specific option
+const getFdSpecificValue = (optionArray, fdNumber) => fdNumber === 'ipc'
+	? optionArray.at(-1)
+	: optionArray[fdNumber];
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/verbose/values.js
+
+
+// The `verbose` option can have different values for `stdout`/`stderr`
+const isVerbose = ({verbose}, fdNumber) => getFdVerbose(verbose, fdNumber) !== 'none';
+
+// Whether IPC and output and logged
+const isFullVerbose = ({verbose}, fdNumber) => !['none', 'short'].includes(getFdVerbose(verbose, fdNumber));
+
+// The `verbose` option can be a function to customize logging
+const getVerboseFunction = ({verbose}, fdNumber) => {
+	const fdVerbose = getFdVerbose(verbose, fdNumber);
+	return isVerboseFunction(fdVerbose) ? fdVerbose : undefined;
+};
+
+// When using `verbose: {stdout, stderr, fd3, ipc}`:
+//  - `verbose.stdout|stderr|fd3` is used for 'output'
+//  - `verbose.ipc` is only used for 'ipc'
+//  - highest `verbose.*` value is used for 'command', 'error' and 'duration'
+const getFdVerbose = (verbose, fdNumber) => fdNumber === undefined
+	? getFdGenericVerbose(verbose)
+	: getFdSpecificValue(verbose, fdNumber);
+
+// When using `verbose: {stdout, stderr, fd3, ipc}` and logging is not specific to a file descriptor.
+// We then use the highest `verbose.*` value, using the following order:
+//  - function > 'full' > 'short' > 'none'
+//  - if several functions are defined: stdout > stderr > fd3 > ipc
+const getFdGenericVerbose = verbose => verbose.find(fdVerbose => isVerboseFunction(fdVerbose))
+	?? VERBOSE_VALUES.findLast(fdVerbose => verbose.includes(fdVerbose));
+
+// Whether the `verbose` option is customized using a function
+const isVerboseFunction = fdVerbose => typeof fdVerbose === 'function';
+
+const VERBOSE_VALUES = ['none', 'short', 'full'];
+
+;// CONCATENATED MODULE: ./node_modules/is-unicode-supported/index.js
+
+
+function isUnicodeSupported() {
+	const {env} = external_node_process_namespaceObject;
+	const {TERM, TERM_PROGRAM} = env;
+
+	if (external_node_process_namespaceObject.platform !== 'win32') {
+		return TERM !== 'linux'; // Linux console (kernel)
+	}
+
+	return Boolean(env.WT_SESSION) // Windows Terminal
+		|| Boolean(env.TERMINUS_SUBLIME) // Terminus (<0.2.27)
+		|| env.ConEmuTask === '{cmd::Cmder}' // ConEmu and cmder
+		|| TERM_PROGRAM === 'Terminus-Sublime'
+		|| TERM_PROGRAM === 'vscode'
+		|| TERM === 'xterm-256color'
+		|| TERM === 'alacritty'
+		|| TERM === 'rxvt-unicode'
+		|| TERM === 'rxvt-unicode-256color'
+		|| env.TERMINAL_EMULATOR === 'JetBrains-JediTerm';
+}
+
+;// CONCATENATED MODULE: ./node_modules/figures/index.js
+
+
+const common = {
+	circleQuestionMark: '(?)',
+	questionMarkPrefix: '(?)',
+	square: '█',
+	squareDarkShade: '▓',
+	squareMediumShade: '▒',
+	squareLightShade: '░',
+	squareTop: '▀',
+	squareBottom: '▄',
+	squareLeft: '▌',
+	squareRight: '▐',
+	squareCenter: '■',
+	bullet: '●',
+	dot: '․',
+	ellipsis: '…',
+	pointerSmall: '›',
+	triangleUp: '▲',
+	triangleUpSmall: '▴',
+	triangleDown: '▼',
+	triangleDownSmall: '▾',
+	triangleLeftSmall: '◂',
+	triangleRightSmall: '▸',
+	home: '⌂',
+	heart: '♥',
+	musicNote: '♪',
+	musicNoteBeamed: '♫',
+	arrowUp: '↑',
+	arrowDown: '↓',
+	arrowLeft: '←',
+	arrowRight: '→',
+	arrowLeftRight: '↔',
+	arrowUpDown: '↕',
+	almostEqual: '≈',
+	notEqual: '≠',
+	lessOrEqual: '≤',
+	greaterOrEqual: '≥',
+	identical: '≡',
+	infinity: '∞',
+	subscriptZero: '₀',
+	subscriptOne: '₁',
+	subscriptTwo: '₂',
+	subscriptThree: '₃',
+	subscriptFour: '₄',
+	subscriptFive: '₅',
+	subscriptSix: '₆',
+	subscriptSeven: '₇',
+	subscriptEight: '₈',
+	subscriptNine: '₉',
+	oneHalf: '½',
+	oneThird: '⅓',
+	oneQuarter: '¼',
+	oneFifth: '⅕',
+	oneSixth: '⅙',
+	oneEighth: '⅛',
+	twoThirds: '⅔',
+	twoFifths: '⅖',
+	threeQuarters: '¾',
+	threeFifths: '⅗',
+	threeEighths: '⅜',
+	fourFifths: '⅘',
+	fiveSixths: '⅚',
+	fiveEighths: '⅝',
+	sevenEighths: '⅞',
+	line: '─',
+	lineBold: '━',
+	lineDouble: '═',
+	lineDashed0: '┄',
+	lineDashed1: '┅',
+	lineDashed2: '┈',
+	lineDashed3: '┉',
+	lineDashed4: '╌',
+	lineDashed5: '╍',
+	lineDashed6: '╴',
+	lineDashed7: '╶',
+	lineDashed8: '╸',
+	lineDashed9: '╺',
+	lineDashed10: '╼',
+	lineDashed11: '╾',
+	lineDashed12: '−',
+	lineDashed13: '–',
+	lineDashed14: '‐',
+	lineDashed15: '⁃',
+	lineVertical: '│',
+	lineVerticalBold: '┃',
+	lineVerticalDouble: '║',
+	lineVerticalDashed0: '┆',
+	lineVerticalDashed1: '┇',
+	lineVerticalDashed2: '┊',
+	lineVerticalDashed3: '┋',
+	lineVerticalDashed4: '╎',
+	lineVerticalDashed5: '╏',
+	lineVerticalDashed6: '╵',
+	lineVerticalDashed7: '╷',
+	lineVerticalDashed8: '╹',
+	lineVerticalDashed9: '╻',
+	lineVerticalDashed10: '╽',
+	lineVerticalDashed11: '╿',
+	lineDownLeft: '┐',
+	lineDownLeftArc: '╮',
+	lineDownBoldLeftBold: '┓',
+	lineDownBoldLeft: '┒',
+	lineDownLeftBold: '┑',
+	lineDownDoubleLeftDouble: '╗',
+	lineDownDoubleLeft: '╖',
+	lineDownLeftDouble: '╕',
+	lineDownRight: '┌',
+	lineDownRightArc: '╭',
+	lineDownBoldRightBold: '┏',
+	lineDownBoldRight: '┎',
+	lineDownRightBold: '┍',
+	lineDownDoubleRightDouble: '╔',
+	lineDownDoubleRight: '╓',
+	lineDownRightDouble: '╒',
+	lineUpLeft: '┘',
+	lineUpLeftArc: '╯',
+	lineUpBoldLeftBold: '┛',
+	lineUpBoldLeft: '┚',
+	lineUpLeftBold: '┙',
+	lineUpDoubleLeftDouble: '╝',
+	lineUpDoubleLeft: '╜',
+	lineUpLeftDouble: '╛',
+	lineUpRight: '└',
+	lineUpRightArc: '╰',
+	lineUpBoldRightBold: '┗',
+	lineUpBoldRight: '┖',
+	lineUpRightBold: '┕',
+	lineUpDoubleRightDouble: '╚',
+	lineUpDoubleRight: '╙',
+	lineUpRightDouble: '╘',
+	lineUpDownLeft: '┤',
+	lineUpBoldDownBoldLeftBold: '┫',
+	lineUpBoldDownBoldLeft: '┨',
+	lineUpDownLeftBold: '┥',
+	lineUpBoldDownLeftBold: '┩',
+	lineUpDownBoldLeftBold: '┪',
+	lineUpDownBoldLeft: '┧',
+	lineUpBoldDownLeft: '┦',
+	lineUpDoubleDownDoubleLeftDouble: '╣',
+	lineUpDoubleDownDoubleLeft: '╢',
+	lineUpDownLeftDouble: '╡',
+	lineUpDownRight: '├',
+	lineUpBoldDownBoldRightBold: '┣',
+	lineUpBoldDownBoldRight: '┠',
+	lineUpDownRightBold: '┝',
+	lineUpBoldDownRightBold: '┡',
+	lineUpDownBoldRightBold: '┢',
+	lineUpDownBoldRight: '┟',
+	lineUpBoldDownRight: '┞',
+	lineUpDoubleDownDoubleRightDouble: '╠',
+	lineUpDoubleDownDoubleRight: '╟',
+	lineUpDownRightDouble: '╞',
+	lineDownLeftRight: '┬',
+	lineDownBoldLeftBoldRightBold: '┳',
+	lineDownLeftBoldRightBold: '┯',
+	lineDownBoldLeftRight: '┰',
+	lineDownBoldLeftBoldRight: '┱',
+	lineDownBoldLeftRightBold: '┲',
+	lineDownLeftRightBold: '┮',
+	lineDownLeftBoldRight: '┭',
+	lineDownDoubleLeftDoubleRightDouble: '╦',
+	lineDownDoubleLeftRight: '╥',
+	lineDownLeftDoubleRightDouble: '╤',
+	lineUpLeftRight: '┴',
+	lineUpBoldLeftBoldRightBold: '┻',
+	lineUpLeftBoldRightBold: '┷',
+	lineUpBoldLeftRight: '┸',
+	lineUpBoldLeftBoldRight: '┹',
+	lineUpBoldLeftRightBold: '┺',
+	lineUpLeftRightBold: '┶',
+	lineUpLeftBoldRight: '┵',
+	lineUpDoubleLeftDoubleRightDouble: '╩',
+	lineUpDoubleLeftRight: '╨',
+	lineUpLeftDoubleRightDouble: '╧',
+	lineUpDownLeftRight: '┼',
+	lineUpBoldDownBoldLeftBoldRightBold: '╋',
+	lineUpDownBoldLeftBoldRightBold: '╈',
+	lineUpBoldDownLeftBoldRightBold: '╇',
+	lineUpBoldDownBoldLeftRightBold: '╊',
+	lineUpBoldDownBoldLeftBoldRight: '╉',
+	lineUpBoldDownLeftRight: '╀',
+	lineUpDownBoldLeftRight: '╁',
+	lineUpDownLeftBoldRight: '┽',
+	lineUpDownLeftRightBold: '┾',
+	lineUpBoldDownBoldLeftRight: '╂',
+	lineUpDownLeftBoldRightBold: '┿',
+	lineUpBoldDownLeftBoldRight: '╃',
+	lineUpBoldDownLeftRightBold: '╄',
+	lineUpDownBoldLeftBoldRight: '╅',
+	lineUpDownBoldLeftRightBold: '╆',
+	lineUpDoubleDownDoubleLeftDoubleRightDouble: '╬',
+	lineUpDoubleDownDoubleLeftRight: '╫',
+	lineUpDownLeftDoubleRightDouble: '╪',
+	lineCross: '╳',
+	lineBackslash: '╲',
+	lineSlash: '╱',
+};
+
+const specialMainSymbols = {
+	tick: '✔',
+	info: 'ℹ',
+	warning: '⚠',
+	cross: '✘',
+	squareSmall: '◻',
+	squareSmallFilled: '◼',
+	circle: '◯',
+	circleFilled: '◉',
+	circleDotted: '◌',
+	circleDouble: '◎',
+	circleCircle: 'ⓞ',
+	circleCross: 'ⓧ',
+	circlePipe: 'Ⓘ',
+	radioOn: '◉',
+	radioOff: '◯',
+	checkboxOn: '☒',
+	checkboxOff: '☐',
+	checkboxCircleOn: 'ⓧ',
+	checkboxCircleOff: 'Ⓘ',
+	pointer: '❯',
+	triangleUpOutline: '△',
+	triangleLeft: '◀',
+	triangleRight: '▶',
+	lozenge: '◆',
+	lozengeOutline: '◇',
+	hamburger: '☰',
+	smiley: '㋡',
+	mustache: '෴',
+	star: '★',
+	play: '▶',
+	nodejs: '⬢',
+	oneSeventh: '⅐',
+	oneNinth: '⅑',
+	oneTenth: '⅒',
+};
+
+const specialFallbackSymbols = {
+	tick: '√',
+	info: 'i',
+	warning: '‼',
+	cross: '×',
+	squareSmall: '□',
+	squareSmallFilled: '■',
+	circle: '( )',
+	circleFilled: '(*)',
+	circleDotted: '( )',
+	circleDouble: '( )',
+	circleCircle: '(○)',
+	circleCross: '(×)',
+	circlePipe: '(│)',
+	radioOn: '(*)',
+	radioOff: '( )',
+	checkboxOn: '[×]',
+	checkboxOff: '[ ]',
+	checkboxCircleOn: '(×)',
+	checkboxCircleOff: '( )',
+	pointer: '>',
+	triangleUpOutline: '∆',
+	triangleLeft: '◄',
+	triangleRight: '►',
+	lozenge: '♦',
+	lozengeOutline: '◊',
+	hamburger: '≡',
+	smiley: '☺',
+	mustache: '┌─┐',
+	star: '✶',
+	play: '►',
+	nodejs: '♦',
+	oneSeventh: '1/7',
+	oneNinth: '1/9',
+	oneTenth: '1/10',
+};
+
+const mainSymbols = {...common, ...specialMainSymbols};
+const fallbackSymbols = {...common, ...specialFallbackSymbols};
+
+const shouldUseMain = isUnicodeSupported();
+const figures = shouldUseMain ? mainSymbols : fallbackSymbols;
+/* harmony default export */ const node_modules_figures = (figures);
+
+const replacements = Object.entries(specialMainSymbols);
+
+// On terminals which do not support Unicode symbols, substitute them to other symbols
+const replaceSymbols = (string, {useFallback = !shouldUseMain} = {}) => {
+	if (useFallback) {
+		for (const [key, mainSymbol] of replacements) {
+			string = string.replaceAll(mainSymbol, fallbackSymbols[key]);
+		}
+	}
+
+	return string;
+};
+
+;// CONCATENATED MODULE: external "node:tty"
+const external_node_tty_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:tty");
+;// CONCATENATED MODULE: ./node_modules/yoctocolors/base.js
+
+
+// eslint-disable-next-line no-warning-comments
+// TODO: Use a better method when it's added to Node.js (https://github.com/nodejs/node/pull/40240)
+// Lots of optionals here to support Deno.
+const hasColors = external_node_tty_namespaceObject?.WriteStream?.prototype?.hasColors?.() ?? false;
+
+const format = (open, close) => {
+	if (!hasColors) {
+		return input => input;
+	}
+
+	const openCode = `\u001B[${open}m`;
+	const closeCode = `\u001B[${close}m`;
+
+	return input => {
+		const string = input + ''; // eslint-disable-line no-implicit-coercion -- This is faster.
+		let index = string.indexOf(closeCode);
+
+		if (index === -1) {
+			// Note: Intentionally not using string interpolation for performance reasons.
+			return openCode + string + closeCode;
+		}
+
+		// Handle nested colors.
+
+		// We could have done this, but it's too slow (as of Node.js 22).
+		// return openCode + string.replaceAll(closeCode, (close === 22 ? closeCode : '') + openCode) + closeCode;
+
+		let result = openCode;
+		let lastIndex = 0;
+
+		// SGR 22 resets both bold (1) and dim (2). When we encounter a nested
+		// close for styles that use 22, we need to re-open the outer style.
+		const reopenOnNestedClose = close === 22;
+		const replaceCode = (reopenOnNestedClose ? closeCode : '') + openCode;
+
+		while (index !== -1) {
+			result += string.slice(lastIndex, index) + replaceCode;
+			lastIndex = index + closeCode.length;
+			index = string.indexOf(closeCode, lastIndex);
+		}
+
+		result += string.slice(lastIndex) + closeCode;
+
+		return result;
+	};
+};
+
+const base_reset = format(0, 0);
+const bold = format(1, 22);
+const dim = format(2, 22);
+const italic = format(3, 23);
+const underline = format(4, 24);
+// Extended underline styles (`SGR 4:x` sub-parameters).
+const underlineDouble = format('4:2', 24);
+const underlineCurly = format('4:3', 24);
+const underlineDotted = format('4:4', 24);
+const underlineDashed = format('4:5', 24);
+const overline = format(53, 55);
+const inverse = format(7, 27);
+const base_hidden = format(8, 28);
+const strikethrough = format(9, 29);
+
+const black = format(30, 39);
+const red = format(31, 39);
+const green = format(32, 39);
+const yellow = format(33, 39);
+const blue = format(34, 39);
+const magenta = format(35, 39);
+const cyan = format(36, 39);
+const white = format(37, 39);
+const gray = format(90, 39);
+
+const bgBlack = format(40, 49);
+const bgRed = format(41, 49);
+const bgGreen = format(42, 49);
+const bgYellow = format(43, 49);
+const bgBlue = format(44, 49);
+const bgMagenta = format(45, 49);
+const bgCyan = format(46, 49);
+const bgWhite = format(47, 49);
+const bgGray = format(100, 49);
+
+const redBright = format(91, 39);
+const greenBright = format(92, 39);
+const yellowBright = format(93, 39);
+const blueBright = format(94, 39);
+const magentaBright = format(95, 39);
+const cyanBright = format(96, 39);
+const whiteBright = format(97, 39);
+
+const bgRedBright = format(101, 49);
+const bgGreenBright = format(102, 49);
+const bgYellowBright = format(103, 49);
+const bgBlueBright = format(104, 49);
+const bgMagentaBright = format(105, 49);
+const bgCyanBright = format(106, 49);
+const bgWhiteBright = format(107, 49);
+
+// Underline color (`SGR 58`/`59`). It has no basic 16-color form, so the palette index is used.
+const underlineBlack = format('58;5;0', 59);
+const underlineRed = format('58;5;1', 59);
+const underlineGreen = format('58;5;2', 59);
+const underlineYellow = format('58;5;3', 59);
+const underlineBlue = format('58;5;4', 59);
+const underlineMagenta = format('58;5;5', 59);
+const underlineCyan = format('58;5;6', 59);
+const underlineWhite = format('58;5;7', 59);
+const underlineGray = format('58;5;8', 59);
+
+const underlineRedBright = format('58;5;9', 59);
+const underlineGreenBright = format('58;5;10', 59);
+const underlineYellowBright = format('58;5;11', 59);
+const underlineBlueBright = format('58;5;12', 59);
+const underlineMagentaBright = format('58;5;13', 59);
+const underlineCyanBright = format('58;5;14', 59);
+const underlineWhiteBright = format('58;5;15', 59);
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/verbose/default.js
+
+
+
+
+// `yoctocolors` checks whether the terminal type supports colors, but not whether `stderr`, where this is printed, is a terminal.
+// Like `util.styleText()`, colors are not used when `stderr` is redirected, e.g. to a file, unless `FORCE_COLOR` is set.
+const default_hasColors = external_node_process_namespaceObject.env.FORCE_COLOR !== undefined || external_node_process_namespaceObject.stderr.isTTY === true;
+const identity = string => string;
+const getColor = color => default_hasColors ? color : identity;
+const default_gray = getColor(gray);
+const default_bold = getColor(bold);
+const default_redBright = getColor(redBright);
+const default_yellowBright = getColor(yellowBright);
+
+// Default when `verbose` is not a function
+const defaultVerboseFunction = ({
+	type,
+	message,
+	timestamp,
+	piped,
+	commandId,
+	result: {failed = false} = {},
+	options: {reject = true},
+}) => {
+	const timestampString = serializeTimestamp(timestamp);
+	const icon = ICONS[type]({failed, reject, piped});
+	const color = COLORS[type]({reject});
+	return `${default_gray(`[${timestampString}]`)} ${default_gray(`[${commandId}]`)} ${color(icon)} ${color(message)}`;
+};
+
+// Prepending the timestamp allows debugging the slow paths of a subprocess
+const serializeTimestamp = timestamp => `${padField(timestamp.getHours(), 2)}:${padField(timestamp.getMinutes(), 2)}:${padField(timestamp.getSeconds(), 2)}.${padField(timestamp.getMilliseconds(), 3)}`;
+
+const padField = (field, padding) => String(field).padStart(padding, '0');
+
+const getFinalIcon = ({failed, reject}) => {
+	if (!failed) {
+		return node_modules_figures.tick;
+	}
+
+	return reject ? node_modules_figures.cross : node_modules_figures.warning;
+};
+
+const ICONS = {
+	command: ({piped}) => piped ? '|' : '$',
+	output: () => ' ',
+	ipc: () => '*',
+	error: getFinalIcon,
+	duration: getFinalIcon,
+};
+
+const COLORS = {
+	command: () => default_bold,
+	output: () => identity,
+	ipc: () => identity,
+	error: ({reject}) => reject ? default_redBright : default_yellowBright,
+	duration: () => default_gray,
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/verbose/custom.js
+
+
+// Apply the `verbose` function on each line
+const applyVerboseOnLines = (printedLines, verboseInfo, fdNumber) => {
+	const verboseFunction = getVerboseFunction(verboseInfo, fdNumber);
+	return printedLines
+		.map(({verboseLine, verboseObject}) => applyVerboseFunction(verboseLine, verboseObject, verboseFunction))
+		.filter(printedLine => printedLine !== undefined)
+		.map(printedLine => appendNewline(printedLine))
+		.join('');
+};
+
+const applyVerboseFunction = (verboseLine, verboseObject, verboseFunction) => {
+	if (verboseFunction === undefined) {
+		return verboseLine;
+	}
+
+	const printedLine = verboseFunction(verboseLine, verboseObject);
+	if (typeof printedLine === 'string') {
+		return printedLine;
+	}
+};
+
+const appendNewline = printedLine => printedLine.endsWith('\n')
+	? printedLine
+	: `${printedLine}\n`;
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/verbose/log.js
+
+
+
+
+
+// This prints on stderr.
+// If the subprocess prints on stdout and is using `stdout: 'inherit'`,
+// there is a chance both writes will compete (introducing a race condition).
+// This means their respective order is not deterministic.
+// In particular, this means the verbose command lines might be after the start of the subprocess output.
+// Using synchronous I/O does not solve this problem.
+// However, this only seems to happen when the stdout/stderr target
+// (e.g. a terminal) is being written to by many subprocesses at once, which is unlikely in real scenarios.
+const verboseLog = ({type, verboseMessage, fdNumber, verboseInfo, result}) => {
+	const verboseObject = getVerboseObject({type, result, verboseInfo});
+	const printedLines = getPrintedLines(verboseMessage, verboseObject);
+	const finalLines = applyVerboseOnLines(printedLines, verboseInfo, fdNumber);
+	if (finalLines !== '') {
+		console.warn(finalLines.slice(0, -1));
+	}
+};
+
+const getVerboseObject = ({type, result, verboseInfo}) => {
+	const {escapedCommand, commandId, rawOptions} = verboseInfo;
+	const {piped = false, ...options} = rawOptions;
+	return {
+		type,
+		escapedCommand,
+		commandId: `${commandId}`,
+		timestamp: new Date(),
+		piped,
+		result,
+		options,
+	};
+};
+
+const getPrintedLines = (verboseMessage, verboseObject) => verboseMessage
+	.split('\n')
+	.map(message => getPrintedLine({...verboseObject, message}));
+
+const getPrintedLine = verboseObject => {
+	const verboseLine = defaultVerboseFunction(verboseObject);
+	return {verboseLine, verboseObject};
+};
+
+// Serialize any type to a line string, for logging.
+// Tabs are escaped by `escapeLines()`, like any other control character.
+const serializeVerboseMessage = message => {
+	const messageString = typeof message === 'string' ? message : (0,external_node_util_.inspect)(message);
+	return escapeLines(messageString);
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/verbose/start.js
+
+
+
+// When `verbose` is `short|full|custom`, print each command
+const logCommand = (escapedCommand, verboseInfo) => {
+	if (!isVerbose(verboseInfo)) {
+		return;
+	}
+
+	verboseLog({
+		type: 'command',
+		verboseMessage: escapedCommand,
+		verboseInfo,
+	});
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/verbose/info.js
+
+
+// Information computed before spawning, used by the `verbose` option
+const getVerboseInfo = (verbose, escapedCommand, rawOptions) => {
+	validateVerbose(verbose);
+	const commandId = getCommandId(verbose);
+	return {
+		verbose,
+		escapedCommand,
+		commandId,
+		rawOptions,
+	};
+};
+
+const getCommandId = verbose => isVerbose({verbose}) ? COMMAND_ID++ : undefined;
+
+// Prepending the `pid` is useful when multiple commands print their output at the same time.
+// However, we cannot use the real PID since this is not available with `child_process.spawnSync()`.
+// Also, we cannot use the real PID if we want to print it before `child_process.spawn()` is run.
+// As a pro, it is shorter than a normal PID and never re-uses the same id.
+// As a con, it cannot be used to send signals.
+let COMMAND_ID = 0n;
+
+const validateVerbose = verbose => {
+	for (const fdVerbose of verbose) {
+		if (fdVerbose === false) {
+			throw new TypeError('The "verbose: false" option was renamed to "verbose: \'none\'".');
+		}
+
+		if (fdVerbose === true) {
+			throw new TypeError('The "verbose: true" option was renamed to "verbose: \'short\'".');
+		}
+
+		if (!VERBOSE_VALUES.includes(fdVerbose) && !isVerboseFunction(fdVerbose)) {
+			const allowedValues = VERBOSE_VALUES.map(allowedValue => `'${allowedValue}'`).join(', ');
+			throw new TypeError(`The "verbose" option must not be ${fdVerbose}. Allowed values are: ${allowedValues} or a function.`);
+		}
+	}
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/return/duration.js
+
+
+// Start counting time before spawning the subprocess
+const getStartTime = () => external_node_process_namespaceObject.hrtime.bigint();
+
+// Compute duration after the subprocess ended.
+// Printed by the `verbose` option.
+const getDurationMs = startTime => Number(external_node_process_namespaceObject.hrtime.bigint() - startTime) / 1e6;
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/arguments/command.js
+
+
+
+
+
+
+// Compute `result.command`, `result.escapedCommand` and `verbose`-related information
+const handleCommand = (filePath, rawArguments, rawOptions) => {
+	const startTime = getStartTime();
+	// The `node` option ignores `shell`
+	const {command, escapedCommand} = joinCommand(filePath, rawArguments, rawOptions.shell && !rawOptions.node);
+	const verbose = normalizeFdSpecificOption(rawOptions, 'verbose');
+	// Keep the null prototype, otherwise a polluted `Object.prototype` would inject option values
+	const verboseInfo = getVerboseInfo(verbose, escapedCommand, {__proto__: null, ...rawOptions});
+	logCommand(escapedCommand, verboseInfo);
+	return {
+		command,
+		escapedCommand,
+		startTime,
+		verboseInfo,
+	};
+};
+
+;// CONCATENATED MODULE: ./node_modules/npm-run-path/node_modules/path-key/index.js
+function pathKey(options = {}) {
+	const {
+		env = process.env,
+		platform = process.platform
+	} = options;
+
+	if (platform !== 'win32') {
+		return 'PATH';
+	}
+
+	return Object.keys(env).reverse().find(key => key.toUpperCase() === 'PATH') || 'Path';
+}
+
+;// CONCATENATED MODULE: ./node_modules/unicorn-magic/node.js
+
+
+
+
+
+const execFileOriginal = (0,external_node_util_.promisify)(external_node_child_process_namespaceObject.execFile);
+
+function toPath(urlOrPath) {
+	return urlOrPath instanceof URL ? (0,external_node_url_.fileURLToPath)(urlOrPath) : urlOrPath;
+}
+
+function rootDirectory(pathInput) {
+	return path.parse(toPath(pathInput)).root;
+}
+
+function traversePathUp(startPath) {
+	return {
+		* [Symbol.iterator]() {
+			let currentPath = external_node_path_namespaceObject.resolve(toPath(startPath));
+			let previousPath;
+
+			while (previousPath !== currentPath) {
+				yield currentPath;
+				previousPath = currentPath;
+				currentPath = external_node_path_namespaceObject.resolve(currentPath, '..');
+			}
+		},
+	};
+}
+
+const TEN_MEGABYTES_IN_BYTES = (/* unused pure expression or super */ null && (10 * 1024 * 1024));
+
+async function execFile(file, arguments_, options = {}) {
+	return execFileOriginal(file, arguments_, {
+		maxBuffer: TEN_MEGABYTES_IN_BYTES,
+		...options,
+	});
+}
+
+function execFileSync(file, arguments_ = [], options = {}) {
+	return execFileSyncOriginal(file, arguments_, {
+		maxBuffer: TEN_MEGABYTES_IN_BYTES,
+		encoding: 'utf8',
+		stdio: 'pipe',
+		...options,
+	});
+}
+
+
+
+;// CONCATENATED MODULE: ./node_modules/npm-run-path/index.js
+
+
+
+
+
+const npmRunPath = ({
+	cwd = external_node_process_namespaceObject.cwd(),
+	path: pathOption = external_node_process_namespaceObject.env[pathKey()],
+	preferLocal = true,
+	execPath = external_node_process_namespaceObject.execPath,
+	addExecPath = true,
+} = {}) => {
+	const cwdPath = external_node_path_namespaceObject.resolve(toPath(cwd));
+	const result = [];
+	const pathParts = pathOption.split(external_node_path_namespaceObject.delimiter);
+
+	if (preferLocal) {
+		applyPreferLocal(result, pathParts, cwdPath);
+	}
+
+	if (addExecPath) {
+		applyExecPath(result, pathParts, execPath, cwdPath);
+	}
+
+	return pathOption === '' || pathOption === external_node_path_namespaceObject.delimiter
+		? `${result.join(external_node_path_namespaceObject.delimiter)}${pathOption}`
+		: [...result, pathOption].join(external_node_path_namespaceObject.delimiter);
+};
+
+const applyPreferLocal = (result, pathParts, cwdPath) => {
+	for (const directory of traversePathUp(cwdPath)) {
+		const pathPart = external_node_path_namespaceObject.join(directory, 'node_modules/.bin');
+		if (!pathParts.includes(pathPart)) {
+			result.push(pathPart);
+		}
+	}
+};
+
+// Ensure the running `node` binary is used
+const applyExecPath = (result, pathParts, execPath, cwdPath) => {
+	const pathPart = external_node_path_namespaceObject.resolve(cwdPath, toPath(execPath), '..');
+	if (!pathParts.includes(pathPart)) {
+		result.push(pathPart);
+	}
+};
+
+const npmRunPathEnv = ({env = external_node_process_namespaceObject.env, ...options} = {}) => {
+	env = {...env};
+
+	const pathName = pathKey({env});
+	options.path = env[pathName];
+	env[pathName] = npmRunPath(options);
+
+	return env;
+};
+
+;// CONCATENATED MODULE: ./node_modules/human-signals/build/src/realtime.js
+
+const getRealtimeSignals=()=>{
+const length=SIGRTMAX-SIGRTMIN+1;
+return Array.from({length},getRealtimeSignal)
+};
+
+const getRealtimeSignal=(value,index)=>({
+name:`SIGRT${index+1}`,
+number:SIGRTMIN+index,
+action:"terminate",
+description:"Application-specific signal (realtime)",
+standard:"posix"
+});
+
+const SIGRTMIN=34;
+const SIGRTMAX=64;
+;// CONCATENATED MODULE: ./node_modules/human-signals/build/src/core.js
+
+
+const SIGNALS=[
+{
+name:"SIGHUP",
+number:1,
+action:"terminate",
+description:"Terminal closed",
+standard:"posix"
+},
+{
+name:"SIGINT",
+number:2,
+action:"terminate",
+description:"User interruption with CTRL-C",
+standard:"ansi"
+},
+{
+name:"SIGQUIT",
+number:3,
+action:"core",
+description:"User interruption with CTRL-\\",
+standard:"posix"
+},
+{
+name:"SIGILL",
+number:4,
+action:"core",
+description:"Invalid machine instruction",
+standard:"ansi"
+},
+{
+name:"SIGTRAP",
+number:5,
+action:"core",
+description:"Debugger breakpoint",
+standard:"posix"
+},
+{
+name:"SIGABRT",
+number:6,
+action:"core",
+description:"Aborted",
+standard:"ansi"
+},
+{
+name:"SIGIOT",
+number:6,
+action:"core",
+description:"Aborted",
+standard:"bsd"
+},
+{
+name:"SIGBUS",
+number:7,
+action:"core",
+description:
+"Bus error due to misaligned, non-existing address or paging error",
+standard:"bsd"
+},
+{
+name:"SIGEMT",
+number:7,
+action:"terminate",
+description:"Command should be emulated but is not implemented",
+standard:"other"
+},
+{
+name:"SIGFPE",
+number:8,
+action:"core",
+description:"Floating point arithmetic error",
+standard:"ansi"
+},
+{
+name:"SIGKILL",
+number:9,
+action:"terminate",
+description:"Forced termination",
+standard:"posix",
+forced:true
+},
+{
+name:"SIGUSR1",
+number:10,
+action:"terminate",
+description:"Application-specific signal",
+standard:"posix"
+},
+{
+name:"SIGSEGV",
+number:11,
+action:"core",
+description:"Segmentation fault",
+standard:"ansi"
+},
+{
+name:"SIGUSR2",
+number:12,
+action:"terminate",
+description:"Application-specific signal",
+standard:"posix"
+},
+{
+name:"SIGPIPE",
+number:13,
+action:"terminate",
+description:"Broken pipe or socket",
+standard:"posix"
+},
+{
+name:"SIGALRM",
+number:14,
+action:"terminate",
+description:"Timeout or timer",
+standard:"posix"
+},
+{
+name:"SIGTERM",
+number:15,
+action:"terminate",
+description:"Termination",
+standard:"ansi"
+},
+{
+name:"SIGSTKFLT",
+number:16,
+action:"terminate",
+description:"Stack is empty or overflowed",
+standard:"other"
+},
+{
+name:"SIGCHLD",
+number:17,
+action:"ignore",
+description:"Child process terminated, paused or unpaused",
+standard:"posix"
+},
+{
+name:"SIGCLD",
+number:17,
+action:"ignore",
+description:"Child process terminated, paused or unpaused",
+standard:"other"
+},
+{
+name:"SIGCONT",
+number:18,
+action:"unpause",
+description:"Unpaused",
+standard:"posix",
+forced:true
+},
+{
+name:"SIGSTOP",
+number:19,
+action:"pause",
+description:"Paused",
+standard:"posix",
+forced:true
+},
+{
+name:"SIGTSTP",
+number:20,
+action:"pause",
+description:"Paused using CTRL-Z or \"suspend\"",
+standard:"posix"
+},
+{
+name:"SIGTTIN",
+number:21,
+action:"pause",
+description:"Background process cannot read terminal input",
+standard:"posix"
+},
+{
+name:"SIGBREAK",
+number:21,
+action:"terminate",
+description:"User interruption with CTRL-BREAK",
+standard:"other"
+},
+{
+name:"SIGTTOU",
+number:22,
+action:"pause",
+description:"Background process cannot write to terminal output",
+standard:"posix"
+},
+{
+name:"SIGURG",
+number:23,
+action:"ignore",
+description:"Socket received out-of-band data",
+standard:"bsd"
+},
+{
+name:"SIGXCPU",
+number:24,
+action:"core",
+description:"Process timed out",
+standard:"bsd"
+},
+{
+name:"SIGXFSZ",
+number:25,
+action:"core",
+description:"File too big",
+standard:"bsd"
+},
+{
+name:"SIGVTALRM",
+number:26,
+action:"terminate",
+description:"Timeout or timer",
+standard:"bsd"
+},
+{
+name:"SIGPROF",
+number:27,
+action:"terminate",
+description:"Timeout or timer",
+standard:"bsd"
+},
+{
+name:"SIGWINCH",
+number:28,
+action:"ignore",
+description:"Terminal window size changed",
+standard:"bsd"
+},
+{
+name:"SIGIO",
+number:29,
+action:"terminate",
+description:"I/O is available",
+standard:"other"
+},
+{
+name:"SIGPOLL",
+number:29,
+action:"terminate",
+description:"Watched event",
+standard:"other"
+},
+{
+name:"SIGINFO",
+number:29,
+action:"ignore",
+description:"Request for process information",
+standard:"other"
+},
+{
+name:"SIGPWR",
+number:30,
+action:"terminate",
+description:"Device running out of power",
+standard:"systemv"
+},
+{
+name:"SIGSYS",
+number:31,
+action:"core",
+description:"Invalid system call",
+standard:"other"
+},
+{
+name:"SIGUNUSED",
+number:31,
+action:"terminate",
+description:"Invalid system call",
+standard:"other"
+}];
+;// CONCATENATED MODULE: ./node_modules/human-signals/build/src/signals.js
+
+
+
+
+
+
+
+const getSignals=()=>{
+const realtimeSignals=getRealtimeSignals();
+const signals=[...SIGNALS,...realtimeSignals].map(normalizeSignal);
+return signals
+};
+
+
+
+
+
+
+
+const normalizeSignal=({
+name,
+number:defaultNumber,
+description,
+action,
+forced=false,
+standard
+})=>{
+const{
+signals:{[name]:constantSignal}
+}=external_node_os_namespaceObject.constants;
+const supported=constantSignal!==undefined;
+const number=supported?constantSignal:defaultNumber;
+return{name,number,description,supported,action,forced,standard}
+};
+;// CONCATENATED MODULE: ./node_modules/human-signals/build/src/main.js
+
+
+
+
+
+
+
+const getSignalsByName=()=>{
+const signals=getSignals();
+return Object.fromEntries(signals.map(getSignalByName))
+};
+
+const getSignalByName=({
+name,
+number,
+description,
+supported,
+action,
+forced,
+standard
+})=>[name,{name,number,description,supported,action,forced,standard}];
+
+const signalsByName=getSignalsByName();
+
+
+
+
+const getSignalsByNumber=()=>{
+const signals=getSignals();
+const length=SIGRTMAX+1;
+const signalsA=Array.from({length},(value,number)=>
+getSignalByNumber(number,signals)
+);
+return Object.assign({},...signalsA)
+};
+
+const getSignalByNumber=(number,signals)=>{
+const signal=findSignalByNumber(number,signals);
+
+if(signal===undefined){
+return{}
+}
+
+const{name,description,supported,action,forced,standard}=signal;
+return{
+[number]:{
+name,
+number,
+description,
+supported,
+action,
+forced,
+standard
+}
+}
+};
+
+
+
+const findSignalByNumber=(number,signals)=>{
+const signal=signals.find(({name})=>external_node_os_namespaceObject.constants.signals[name]===number);
+
+if(signal!==undefined){
+return signal
+}
+
+return signals.find((signalA)=>signalA.number===number)
+};
+
+const signalsByNumber=getSignalsByNumber();
+;// CONCATENATED MODULE: ./node_modules/execa/lib/terminate/signal.js
+
+
+
+// Normalize signals for comparison purpose.
+// Also validate the signal exists.
+const normalizeKillSignal = killSignal => {
+	const optionName = 'option `killSignal`';
+	if (killSignal === 0) {
+		throw new TypeError(`Invalid ${optionName}: 0 cannot be used.`);
+	}
+
+	return signal_normalizeSignal(killSignal, optionName);
+};
+
+const normalizeSignalArgument = signal => signal === 0
+	? signal
+	: signal_normalizeSignal(signal, '`subprocess.kill()`\'s argument');
+
+const signal_normalizeSignal = (signalNameOrInteger, optionName) => {
+	if (Number.isInteger(signalNameOrInteger)) {
+		return normalizeSignalInteger(signalNameOrInteger, optionName);
+	}
+
+	if (typeof signalNameOrInteger === 'string') {
+		return normalizeSignalName(signalNameOrInteger, optionName);
+	}
+
+	throw new TypeError(`Invalid ${optionName} ${String(signalNameOrInteger)}: it must be a string or an integer.\n${getAvailableSignals()}`);
+};
+
+const normalizeSignalInteger = (signalInteger, optionName) => {
+	if (signalsIntegerToName.has(signalInteger)) {
+		return signalsIntegerToName.get(signalInteger);
+	}
+
+	throw new TypeError(`Invalid ${optionName} ${signalInteger}: this signal integer does not exist.\n${getAvailableSignals()}`);
+};
+
+const getSignalsIntegerToName = () => new Map(Object.entries(external_node_os_namespaceObject.constants.signals)
+	.reverse()
+	.map(([signalName, signalInteger]) => [signalInteger, signalName]));
+
+const signalsIntegerToName = getSignalsIntegerToName();
+
+const normalizeSignalName = (signalName, optionName) => {
+	if (signalName in external_node_os_namespaceObject.constants.signals) {
+		return signalName;
+	}
+
+	if (signalName.toUpperCase() in external_node_os_namespaceObject.constants.signals) {
+		throw new TypeError(`Invalid ${optionName} '${signalName}': please rename it to '${signalName.toUpperCase()}'.`);
+	}
+
+	throw new TypeError(`Invalid ${optionName} '${signalName}': this signal name does not exist.\n${getAvailableSignals()}`);
+};
+
+const getAvailableSignals = () => `Available signal names: ${getAvailableSignalNames()}.
+Available signal numbers: ${getAvailableSignalIntegers()}.`;
+
+const getAvailableSignalNames = () => Object.keys(external_node_os_namespaceObject.constants.signals)
+	.sort()
+	.map(signalName => `'${signalName}'`)
+	.join(', ');
+
+const getAvailableSignalIntegers = () => [...new Set(Object.values(external_node_os_namespaceObject.constants.signals)
+	.sort((signalInteger, signalIntegerTwo) => signalInteger - signalIntegerTwo))]
+	.join(', ');
+
+// Human-friendly description of a signal
+const getSignalDescription = signal => signalsByName[signal].description;
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/terminate/timeout.js
+
+
+
+
+// Validate `timeout` option
+const validateTimeout = ({timeout}) => {
+	if (timeout !== undefined) {
+		validateDelay(timeout, 'timeout');
+	}
+};
+
+// Used by the `timeout` and `forceKillAfterDelay` options.
+// Fractional numbers are excluded since `spawnSync()` requires an integer `timeout`.
+const validateDelay = (delay, optionName) => {
+	if (!Number.isInteger(delay) || delay < 0 || delay > MAX_DELAY) {
+		throw new TypeError(`Expected the \`${optionName}\` option to be a non-negative integer up to ${MAX_DELAY}, got \`${delay}\` (${getTypeName(delay)})`);
+	}
+};
+
+// Timers fire right away when their delay is larger than this
+const MAX_DELAY = (2 ** 31) - 1;
+
+// Fails when the `timeout` option is exceeded
+const throwOnTimeout = (kill, timeout, context, controller) => timeout === 0 || timeout === undefined
+	? []
+	: [killAfterTimeout(kill, timeout, context, controller)];
+
+const killAfterTimeout = async (kill, timeout, context, {signal}) => {
+	await (0,promises_namespaceObject.setTimeout)(timeout, undefined, {signal});
+	context.terminationReason ??= 'timeout';
+	kill();
+	throw new DiscardedError();
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/terminate/kill.js
+
+
+
+
+
+// Normalize the `forceKillAfterDelay` option
+const normalizeForceKillAfterDelay = forceKillAfterDelay => {
+	if (forceKillAfterDelay === false) {
+		return forceKillAfterDelay;
+	}
+
+	if (forceKillAfterDelay === true) {
+		return DEFAULT_FORCE_KILL_TIMEOUT;
+	}
+
+	validateDelay(forceKillAfterDelay, 'forceKillAfterDelay');
+	return forceKillAfterDelay;
+};
+
+const DEFAULT_FORCE_KILL_TIMEOUT = 1000 * 5;
+
+// Monkey-patches `subprocess.kill()` to add `forceKillAfterDelay` behavior and `.kill(error)`
+const subprocessKill = (
+	{kill, options: {forceKillAfterDelay, killSignal}, onInternalError, context, controller},
+	signalOrError,
+	errorArgument,
+) => {
+	const {signal, error} = parseKillArguments(signalOrError, errorArgument, killSignal);
+	emitKillError(error, onInternalError);
+	const killResult = kill(signal);
+	setKillTimeout({
+		kill,
+		signal,
+		forceKillAfterDelay,
+		killSignal,
+		killResult,
+		context,
+		controller,
+	});
+	return killResult;
+};
+
+const parseKillArguments = (signalOrError, errorArgument, killSignal) => {
+	const [signal = killSignal, error] = isErrorInstance(signalOrError)
+		? [undefined, signalOrError]
+		: [signalOrError, errorArgument];
+
+	if (typeof signal !== 'string' && !Number.isInteger(signal)) {
+		throw new TypeError(`The first argument must be an error instance or a signal name string/integer: ${String(signal)}`);
+	}
+
+	if (error !== undefined && !isErrorInstance(error)) {
+		throw new TypeError(`The second argument is optional. If specified, it must be an error instance: ${error}`);
+	}
+
+	return {signal: normalizeSignalArgument(signal), error};
+};
+
+// Fails right away when calling `subprocess.kill(error)`.
+// Does not wait for actual signal termination.
+// Uses a deferred promise instead of the `error` event on the subprocess, as this is less intrusive.
+const emitKillError = (error, onInternalError) => {
+	if (error !== undefined) {
+		onInternalError.reject(error);
+	}
+};
+
+const setKillTimeout = async ({kill, signal, forceKillAfterDelay, killSignal, killResult, context, controller}) => {
+	if (signal === killSignal && killResult) {
+		killOnTimeout({
+			kill,
+			forceKillAfterDelay,
+			context,
+			controllerSignal: controller.signal,
+		});
+	}
+};
+
+// Forcefully terminate a subprocess after a timeout
+const killOnTimeout = async ({kill, forceKillAfterDelay, context, controllerSignal}) => {
+	if (forceKillAfterDelay === false) {
+		return;
+	}
+
+	try {
+		await (0,promises_namespaceObject.setTimeout)(forceKillAfterDelay, undefined, {signal: controllerSignal});
+		if (kill('SIGKILL')) {
+			context.isForcefullyTerminated ??= true;
+		}
+	} catch {}
+};
+
+// EXTERNAL MODULE: external "node:events"
+var external_node_events_ = __nccwpck_require__(8474);
+;// CONCATENATED MODULE: ./node_modules/execa/lib/utils/abort-signal.js
+
+
+// Combines `util.aborted()` and `events.addAbortListener()`: promise-based and cleaned up with a stop signal
+const onAbortedSignal = async (mainSignal, stopSignal) => {
+	if (!mainSignal.aborted) {
+		await (0,external_node_events_.once)(mainSignal, 'abort', {signal: stopSignal});
+	}
+};
+
+// Validate the `cancelSignal` and `unpipeSignal` options, so a wrong type fails right away instead of failing later with an unrelated error
+const validateAbortSignal = (signal, optionName) => {
+	if (signal !== undefined && Object.prototype.toString.call(signal) !== '[object AbortSignal]') {
+		throw new TypeError(`The \`${optionName}\` option must be an AbortSignal: ${String(signal)}.`);
+	}
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/terminate/cancel.js
+
+
+// Validate the `cancelSignal` option
+const validateCancelSignal = ({cancelSignal}) => {
+	validateAbortSignal(cancelSignal, 'cancelSignal');
+};
+
+// The `signal` option was renamed to `cancelSignal`. Validated for every method, otherwise synchronous methods would silently ignore it, since `child_process.spawnSync()` does not support that option either.
+const validateRenamedSignalOption = ({signal}) => {
+	if (signal !== undefined) {
+		throw new TypeError('The "signal" option has been renamed to "cancelSignal" instead.');
+	}
+};
+
+// Terminate the subprocess when aborting the `cancelSignal` option and `gracefulSignal` is `false`
+const throwOnCancel = ({kill, cancelSignal, gracefulCancel, context, controller}) => cancelSignal === undefined || gracefulCancel
+	? []
+	: [terminateOnCancel(kill, cancelSignal, context, controller)];
+
+const terminateOnCancel = async (kill, cancelSignal, context, {signal}) => {
+	await onAbortedSignal(cancelSignal, signal);
+	context.terminationReason ??= 'cancel';
+	kill();
+	throw cancelSignal.reason;
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/ipc/validation.js
+
+
+// Validate the IPC channel is connected before receiving/sending messages
+const validateIpcMethod = ({methodName, isSubprocess, ipc, isConnected}) => {
+	validateIpcOption(methodName, isSubprocess, ipc);
+	validateConnection(methodName, isSubprocess, isConnected);
+};
+
+// Better error message when forgetting to set `ipc: true` and using the IPC methods
+const validateIpcOption = (methodName, isSubprocess, ipc) => {
+	if (!ipc) {
+		throw new Error(`${getMethodName(methodName, isSubprocess)} can only be used if the \`ipc\` option is \`true\`.`);
+	}
+};
+
+// Better error message when one process does not send/receive messages once the other process has disconnected.
+// This also makes it clear that any buffered messages are lost once either process has disconnected.
+// Also when aborting `cancelSignal` after disconnecting the IPC.
+const validateConnection = (methodName, isSubprocess, isConnected) => {
+	if (!isConnected) {
+		throw new Error(`${getMethodName(methodName, isSubprocess)} cannot be used: the ${getOtherProcessName(isSubprocess)} has already exited or disconnected.`);
+	}
+};
+
+// When `getOneMessage()` could not complete due to an early disconnection
+const throwOnEarlyDisconnect = isSubprocess => {
+	throw new Error(`${getMethodName('getOneMessage', isSubprocess)} could not complete: the ${getOtherProcessName(isSubprocess)} exited or disconnected.`);
+};
+
+// When both processes use `sendMessage()` with `strict` at the same time
+const throwOnStrictDeadlockError = isSubprocess => {
+	throw new Error(`${getMethodName('sendMessage', isSubprocess)} failed: the ${getOtherProcessName(isSubprocess)} is sending a message too, instead of listening to incoming messages.
+This can be fixed by both sending a message and listening to incoming messages at the same time:
+
+const [receivedMessage] = await Promise.all([
+	${getMethodName('getOneMessage', isSubprocess)},
+	${getMethodName('sendMessage', isSubprocess, 'message, {strict: true}')},
+]);`);
+};
+
+// When the other process used `strict` but the current process had I/O error calling `sendMessage()` for the response
+const getStrictResponseError = (error, isSubprocess) => new Error(`${getMethodName('sendMessage', isSubprocess)} failed when sending an acknowledgment response to the ${getOtherProcessName(isSubprocess)}.`, {cause: error});
+
+// When using `strict` but the other process was not listening for messages
+const throwOnMissingStrict = isSubprocess => {
+	throw new Error(`${getMethodName('sendMessage', isSubprocess)} failed: the ${getOtherProcessName(isSubprocess)} is not listening to incoming messages.`);
+};
+
+// When using `strict` but the other process disconnected before receiving the message
+const throwOnStrictDisconnect = isSubprocess => {
+	throw new Error(`${getMethodName('sendMessage', isSubprocess)} failed: the ${getOtherProcessName(isSubprocess)} exited without listening to incoming messages.`);
+};
+
+// When the current process disconnects while the subprocess is listening to `cancelSignal`
+const getAbortDisconnectError = () => new Error(`\`cancelSignal\` aborted: the ${getOtherProcessName(true)} disconnected.`);
+
+// When the subprocess uses `cancelSignal` but not the current process
+const throwOnMissingParent = () => {
+	throw new Error('`getCancelSignal()` cannot be used without setting the `gracefulCancel` option to `true`.');
+};
+
+// EPIPE can happen when sending a message to a subprocess that is closing but has not disconnected yet
+const handleEpipeError = ({error, methodName, isSubprocess}) => {
+	if (error.code === 'EPIPE') {
+		throw new Error(`${getMethodName(methodName, isSubprocess)} cannot be used: the ${getOtherProcessName(isSubprocess)} is disconnecting.`, {cause: error});
+	}
+};
+
+// Better error message when sending messages which cannot be serialized.
+// Works with both `serialization: 'advanced'` and `serialization: 'json'`.
+const handleSerializationError = ({error, methodName, isSubprocess, message}) => {
+	if (isSerializationError(error)) {
+		throw new Error(`${getMethodName(methodName, isSubprocess)}'s argument type is invalid: the message cannot be serialized: ${serializeInvalidMessage(message)}.`, {cause: error});
+	}
+};
+
+// `String()` throws with objects that have a `null` prototype or a throwing `toString()` method
+const serializeInvalidMessage = message => {
+	try {
+		return String(message);
+	} catch {
+		return (0,external_node_util_.inspect)(message);
+	}
+};
+
+const isSerializationError = ({code, message}) => SERIALIZATION_ERROR_CODES.has(code)
+	|| SERIALIZATION_ERROR_MESSAGES.some(serializationErrorMessage => message.includes(serializationErrorMessage));
+
+// `error.code` set by Node.js when it failed to serialize the message
+const SERIALIZATION_ERROR_CODES = new Set([
+	// Message is `undefined`
+	'ERR_MISSING_ARGS',
+	// Message is a function, a bigint, a symbol
+	'ERR_INVALID_ARG_TYPE',
+]);
+
+// `error.message` set by Node.js when it failed to serialize the message
+const SERIALIZATION_ERROR_MESSAGES = [
+	// Message is a promise or a proxy, with `serialization: 'advanced'`
+	'could not be cloned',
+	// Message has cycles, with `serialization: 'json'`
+	'circular structure',
+	// Message has cycles inside toJSON(), with `serialization: 'json'`
+	'call stack size exceeded',
+];
+
+const getMethodName = (methodName, isSubprocess, parameters = '') => methodName === 'cancelSignal'
+	? '`cancelSignal`\'s `controller.abort()`'
+	: `${getNamespaceName(isSubprocess)}${methodName}(${parameters})`;
+
+const getNamespaceName = isSubprocess => isSubprocess ? '' : 'subprocess.';
+
+const getOtherProcessName = isSubprocess => isSubprocess ? 'parent process' : 'subprocess';
+
+// When any error arises, we disconnect the IPC.
+// Otherwise, it is likely that one of the processes will stop sending/receiving messages.
+// This would leave the other process hanging.
+const disconnect = anyProcess => {
+	if (anyProcess.connected) {
+		anyProcess.disconnect();
+	}
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/utils/deferred.js
+const createDeferred = () => {
+	const methods = {};
+	const promise = new Promise((resolve, reject) => {
+		Object.assign(methods, {resolve, reject});
+	});
+	return Object.assign(promise, methods);
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/utils/max-listeners.js
+
+
+// Temporarily increase the maximum number of listeners on an eventEmitter
+const incrementMaxListeners = (eventEmitter, maxListenersIncrement, signal) => {
+	const maxListeners = eventEmitter.getMaxListeners();
+	if (maxListeners === 0 || maxListeners === Infinity) {
+		return;
+	}
+
+	eventEmitter.setMaxListeners(maxListeners + maxListenersIncrement);
+	(0,external_node_events_.addAbortListener)(signal, () => {
+		eventEmitter.setMaxListeners(eventEmitter.getMaxListeners() - maxListenersIncrement);
+	});
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/ipc/reference.js
+// By default, Node.js keeps the subprocess alive while it has a `message` or `disconnect` listener.
+// We replicate the same logic for the events that we proxy.
+// This ensures the subprocess is kept alive while `getOneMessage()` and `getEachMessage()` are ongoing.
+// This is not a problem with `sendMessage()` since Node.js handles that method automatically.
+// We do not use `anyProcess.channel.ref()` since this would prevent the automatic `.channel.refCounted()` Node.js is doing.
+// We keep a reference to `anyProcess.channel` since it might be `null` while `getOneMessage()` or `getEachMessage()` is still processing debounced messages.
+// See https://github.com/nodejs/node/blob/2aaeaa863c35befa2ebaa98fb7737ec84df4d8e9/lib/internal/child_process.js#L547
+const addReference = (channel, reference) => {
+	if (reference) {
+		addReferenceCount(channel);
+	}
+};
+
+const addReferenceCount = channel => {
+	channel.refCounted();
+};
+
+const removeReference = (channel, reference) => {
+	if (reference) {
+		removeReferenceCount(channel);
+	}
+};
+
+const removeReferenceCount = channel => {
+	channel.unrefCounted();
+};
+
+// To proxy events, we setup some global listeners on the `message` and `disconnect` events.
+// Those should not keep the subprocess alive, so we remove the automatic counting that Node.js is doing.
+// See https://github.com/nodejs/node/blob/1b965270a9c273d4cf70e8808e9d28b9ada7844f/lib/child_process.js#L180
+const undoAddedReferences = (channel, isSubprocess) => {
+	if (!isSubprocess) {
+		return;
+	}
+
+	removeReferenceCount(channel);
+	removeReferenceCount(channel);
+};
+
+// Reverse it during `disconnect`
+const redoAddedReferences = (channel, isSubprocess) => {
+	if (!isSubprocess) {
+		return;
+	}
+
+	addReferenceCount(channel);
+	addReferenceCount(channel);
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/ipc/incoming.js
+
+
+
+
+
+
+
+// By default, Node.js buffers `message` events.
+//  - Buffering happens when there is a `message` event is emitted but there is no handler.
+//  - As soon as a `message` event handler is set, all buffered `message` events are emitted, emptying the buffer.
+//  - This happens both in the current process and the subprocess.
+//  - See https://github.com/nodejs/node/blob/501546e8f37059cd577041e23941b640d0d4d406/lib/internal/child_process.js#L719
+// This is helpful. Notably, this allows sending messages to a subprocess that's still initializing.
+// However, it has several problems.
+//  - This works with `events.on()` but not `events.once()` since all buffered messages are emitted at once.
+//    For example, users cannot call `await getOneMessage()`/`getEachMessage()` multiple times in a row.
+//  - When a user intentionally starts listening to `message` at a specific point in time, past `message` events are replayed, which might be unexpected.
+//  - Buffering is unlimited, which might lead to an out-of-memory crash.
+//  - This does not work well with multiple consumers.
+//    For example, Execa consumes events with both `result.ipcOutput` and manual IPC calls like `getOneMessage()`.
+//    Since `result.ipcOutput` reads all incoming messages, no buffering happens for manual IPC calls.
+//  - Forgetting to setup a `message` listener, or setting it up too late, is a programming mistake.
+//    The default behavior does not allow users to realize they made that mistake.
+// To solve those problems, instead of buffering messages, we debounce them.
+// The `message` event so it is emitted at most once per macrotask.
+const onMessage = async ({anyProcess, channel, isSubprocess, ipcEmitter}, wrappedMessage) => {
+	// `gracefulCancel` messages are only ever sent by the current process to its subprocess.
+	// Only the subprocess must interpret them, otherwise a subprocess could abort its parent's own `cancelSignal`, or make it silently drop a message.
+	if (handleStrictResponse(wrappedMessage, anyProcess) || (isSubprocess && handleAbort(wrappedMessage))) {
+		return;
+	}
+
+	if (!INCOMING_MESSAGES.has(anyProcess)) {
+		INCOMING_MESSAGES.set(anyProcess, []);
+	}
+
+	const incomingMessages = INCOMING_MESSAGES.get(anyProcess);
+	incomingMessages.push(wrappedMessage);
+
+	if (incomingMessages.length > 1) {
+		return;
+	}
+
+	while (incomingMessages.length > 0) {
+		// The message being processed is the oldest one, which is not `wrappedMessage` after the first iteration
+		// eslint-disable-next-line no-await-in-loop
+		await waitForOutgoingMessages(anyProcess, ipcEmitter, incomingMessages[0]);
+		// eslint-disable-next-line no-await-in-loop
+		await promises_namespaceObject.scheduler.yield();
+
+		// eslint-disable-next-line no-await-in-loop
+		const message = await handleStrictRequest({
+			wrappedMessage: incomingMessages[0],
+			anyProcess,
+			channel,
+			isSubprocess,
+			ipcEmitter,
+		});
+
+		incomingMessages.shift();
+		ipcEmitter.emit('message', message);
+		ipcEmitter.emit('message:done');
+	}
+};
+
+// If the `message` event is currently debounced, the `disconnect` event must wait for it
+const onDisconnect = async ({anyProcess, channel, isSubprocess, ipcEmitter, boundOnMessage}) => {
+	// Like `gracefulCancel` messages, only the disconnection from the parent process aborts `getCancelSignal()`.
+	// Otherwise, disconnecting from one of the current process' own subprocesses would abort it.
+	if (isSubprocess) {
+		abortOnDisconnect();
+	}
+
+	const incomingMessages = INCOMING_MESSAGES.get(anyProcess);
+	while (incomingMessages?.length > 0) {
+		// eslint-disable-next-line no-await-in-loop
+		await (0,external_node_events_.once)(ipcEmitter, 'message:done');
+	}
+
+	anyProcess.removeListener('message', boundOnMessage);
+	redoAddedReferences(channel, isSubprocess);
+	ipcEmitter.connected = false;
+	ipcEmitter.emit('disconnect');
+};
+
+const INCOMING_MESSAGES = new WeakMap();
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/ipc/forward.js
+
+
+
+
+// Forward the `message` and `disconnect` events from the process and subprocess to a proxy emitter.
+// This prevents the `error` event from stopping IPC.
+// This also allows debouncing the `message` event.
+const getIpcEmitter = (anyProcess, channel, isSubprocess) => {
+	if (IPC_EMITTERS.has(anyProcess)) {
+		return IPC_EMITTERS.get(anyProcess);
+	}
+
+	// Use an `EventEmitter`, like the `process` that is being proxied
+	// eslint-disable-next-line unicorn/prefer-event-target
+	const ipcEmitter = new external_node_events_.EventEmitter();
+	// Each pending `getOneMessage()` or `getEachMessage()` call adds listeners, which are removed once it ends. Users cannot reach this emitter to increase its maximum number of listeners.
+	ipcEmitter.setMaxListeners(0);
+	ipcEmitter.connected = true;
+	IPC_EMITTERS.set(anyProcess, ipcEmitter);
+	forwardEvents({
+		ipcEmitter,
+		anyProcess,
+		channel,
+		isSubprocess,
+	});
+	return ipcEmitter;
+};
+
+const IPC_EMITTERS = new WeakMap();
+
+// The `message` and `disconnect` events are buffered in the subprocess until the first listener is setup.
+// However, unbuffering happens after one tick, so this give enough time for the caller to setup the listener on the proxy emitter first.
+// See https://github.com/nodejs/node/blob/2aaeaa863c35befa2ebaa98fb7737ec84df4d8e9/lib/internal/child_process.js#L721
+const forwardEvents = ({ipcEmitter, anyProcess, channel, isSubprocess}) => {
+	const boundOnMessage = onMessage.bind(undefined, {
+		anyProcess,
+		channel,
+		isSubprocess,
+		ipcEmitter,
+	});
+	anyProcess.on('message', boundOnMessage);
+	anyProcess.once('disconnect', onDisconnect.bind(undefined, {
+		anyProcess,
+		channel,
+		isSubprocess,
+		ipcEmitter,
+		boundOnMessage,
+	}));
+	undoAddedReferences(channel, isSubprocess);
+};
+
+// Check whether there might still be some `message` events to receive
+const isConnected = anyProcess => {
+	const ipcEmitter = IPC_EMITTERS.get(anyProcess);
+	return ipcEmitter === undefined
+		? anyProcess.channel !== undefined && anyProcess.channel !== null
+		: ipcEmitter.connected;
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/ipc/strict.js
+
+
+
+
+
+
+
+
+// When using the `strict` option, wrap the message with metadata during `sendMessage()`
+const handleSendStrict = ({anyProcess, channel, isSubprocess, message, strict}) => {
+	if (!strict) {
+		return message;
+	}
+
+	const ipcEmitter = getIpcEmitter(anyProcess, channel, isSubprocess);
+	const hasListeners = hasMessageListeners(anyProcess, ipcEmitter);
+	return {
+		id: count++,
+		type: REQUEST_TYPE,
+		message,
+		hasListeners,
+	};
+};
+
+// This is a plain number, not a `BigInt`, since it must be serializable with `serialization: 'json'`
+let count = 0;
+
+// Handles when both processes are calling `sendMessage()` with `strict` at the same time.
+// If neither process is listening, this would create a deadlock. We detect it and throw.
+const validateStrictDeadlock = (outgoingMessages, wrappedMessage) => {
+	if (!isStrictRequest(wrappedMessage) || wrappedMessage.hasListeners) {
+		return;
+	}
+
+	for (const {id} of outgoingMessages) {
+		if (id !== undefined) {
+			STRICT_RESPONSES[id].deferred.resolve({isDeadlock: true, hasListeners: false});
+		}
+	}
+};
+
+// The other process then sends the acknowledgment back as a response
+const handleStrictRequest = async ({wrappedMessage, anyProcess, channel, isSubprocess, ipcEmitter}) => {
+	if (!isStrictRequest(wrappedMessage)) {
+		return wrappedMessage;
+	}
+
+	const {id, message} = wrappedMessage;
+	// The acknowledgment cannot be sent anymore, but the message is still delivered
+	if (!anyProcess.connected) {
+		return message;
+	}
+
+	const response = {id, type: RESPONSE_TYPE, message: hasMessageListeners(anyProcess, ipcEmitter)};
+
+	try {
+		await sendMessage({
+			anyProcess,
+			channel,
+			isSubprocess,
+			ipc: true,
+		}, response);
+	} catch (error) {
+		// When the other process disconnects right after sending the message, it cannot receive the acknowledgment anymore. Like above, the message is still delivered.
+		if (error.cause?.code !== 'EPIPE') {
+			ipcEmitter.emit('strict:error', error);
+		}
+	}
+
+	return message;
+};
+
+// Reception of the acknowledgment response.
+// Ids are shared by all processes, so the response must come from the process the message was sent to. Otherwise, a subprocess could acknowledge a message sent to another one.
+const handleStrictResponse = (wrappedMessage, anyProcess) => {
+	if (wrappedMessage?.type !== RESPONSE_TYPE) {
+		return false;
+	}
+
+	const {id, message: hasListeners} = wrappedMessage;
+	const strictResponse = STRICT_RESPONSES[id];
+	if (strictResponse?.anyProcess === anyProcess) {
+		strictResponse.deferred.resolve({isDeadlock: false, hasListeners});
+	}
+
+	return true;
+};
+
+// Wait for the other process to receive the message from `sendMessage()`
+const waitForStrictResponse = async (wrappedMessage, anyProcess, isSubprocess) => {
+	const deferred = createDeferred();
+	STRICT_RESPONSES[wrappedMessage.id] = {deferred, anyProcess};
+	const controller = new AbortController();
+
+	try {
+		const {isDeadlock, hasListeners} = await Promise.race([
+			deferred,
+			throwOnDisconnect(anyProcess, isSubprocess, controller),
+		]);
+
+		if (isDeadlock) {
+			throwOnStrictDeadlockError(isSubprocess);
+		}
+
+		if (!hasListeners) {
+			throwOnMissingStrict(isSubprocess);
+		}
+	} finally {
+		controller.abort();
+		delete STRICT_RESPONSES[wrappedMessage.id];
+	}
+};
+
+const STRICT_RESPONSES = {__proto__: null};
+
+const throwOnDisconnect = async (anyProcess, isSubprocess, {signal}) => {
+	incrementMaxListeners(anyProcess, 1, signal);
+	await (0,external_node_events_.once)(anyProcess, 'disconnect', {signal});
+	throwOnStrictDisconnect(isSubprocess);
+};
+
+const REQUEST_TYPE = 'execa:ipc:request';
+const RESPONSE_TYPE = 'execa:ipc:response';
+
+// `id` and `hasListeners` are always defined in messages sent by `sendMessage()` with the `strict` option.
+// Messages with the same `type` but without them are user messages, which must be delivered as is.
+const isStrictRequest = wrappedMessage => wrappedMessage?.type === REQUEST_TYPE
+	&& Number.isInteger(wrappedMessage.id)
+	&& typeof wrappedMessage.hasListeners === 'boolean';
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/ipc/outgoing.js
+
+
+
+
+// When `sendMessage()` is ongoing, any `message` being received waits before being emitted.
+// This allows calling one or multiple `await sendMessage()` followed by `await getOneMessage()`/`await getEachMessage()`.
+// Without running into a race condition when the other process sends a response too fast, before the current process set up a listener.
+const startSendMessage = (anyProcess, wrappedMessage, strict) => {
+	if (!OUTGOING_MESSAGES.has(anyProcess)) {
+		OUTGOING_MESSAGES.set(anyProcess, new Set());
+	}
+
+	const outgoingMessages = OUTGOING_MESSAGES.get(anyProcess);
+	const onMessageSent = createDeferred();
+	const id = strict ? wrappedMessage.id : undefined;
+	const outgoingMessage = {onMessageSent, id};
+	outgoingMessages.add(outgoingMessage);
+	return {outgoingMessages, outgoingMessage};
+};
+
+const endSendMessage = ({outgoingMessages, outgoingMessage}) => {
+	outgoingMessages.delete(outgoingMessage);
+	outgoingMessage.onMessageSent.resolve();
+};
+
+// Await while `sendMessage()` is ongoing, unless there is already a `message` listener
+const waitForOutgoingMessages = async (anyProcess, ipcEmitter, wrappedMessage) => {
+	while (!hasMessageListeners(anyProcess, ipcEmitter) && OUTGOING_MESSAGES.get(anyProcess)?.size > 0) {
+		const outgoingMessages = [...OUTGOING_MESSAGES.get(anyProcess)];
+		validateStrictDeadlock(outgoingMessages, wrappedMessage);
+		// eslint-disable-next-line no-await-in-loop
+		await Promise.all(outgoingMessages.map(({onMessageSent}) => onMessageSent));
+	}
+};
+
+const OUTGOING_MESSAGES = new WeakMap();
+const IPC_SUBPROCESS_OPTIONS = new WeakMap();
+
+const setIpcSubprocessOptions = (subprocess, options) => {
+	IPC_SUBPROCESS_OPTIONS.set(subprocess, options);
+};
+
+// Whether any `message` listener is setup
+const hasMessageListeners = (anyProcess, ipcEmitter) => ipcEmitter.listenerCount('message') > getMinListenerCount(anyProcess);
+
+// When `buffer` is `false`, we set up a `message` listener that should be ignored.
+// That listener is only meant to intercept `strict` acknowledgement responses.
+const getMinListenerCount = anyProcess => getOptions(anyProcess) !== undefined
+	&& !getFdSpecificValue(getOptions(anyProcess).buffer, 'ipc')
+	? 1
+	: 0;
+
+const getOptions = anyProcess => IPC_SUBPROCESS_OPTIONS.get(anyProcess);
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/ipc/send.js
+
+
+
+
+
+
+// Like `[sub]process.send()` but promise-based.
+// We do not `await subprocess` during `.sendMessage()` nor `.getOneMessage()` since those methods are transient.
+// Users would still need to `await subprocess` after the method is done.
+// Also, this would prevent `unhandledRejection` event from being emitted, making it silent.
+const sendMessage = ({anyProcess, channel, isSubprocess, ipc}, message, options) => {
+	const {strict = false} = copyOptions(options);
+	checkBooleanOption(strict, 'strict');
+	const methodName = 'sendMessage';
+	validateIpcMethod({
+		methodName,
+		isSubprocess,
+		ipc,
+		isConnected: anyProcess.connected,
+	});
+
+	return sendMessageAsync({
+		anyProcess,
+		channel,
+		methodName,
+		isSubprocess,
+		message,
+		strict,
+	});
+};
+
+const sendMessageAsync = async ({anyProcess, channel, methodName, isSubprocess, message, strict}) => {
+	const wrappedMessage = handleSendStrict({
+		anyProcess,
+		channel,
+		isSubprocess,
+		message,
+		strict,
+	});
+	const outgoingMessagesState = startSendMessage(anyProcess, wrappedMessage, strict);
+	try {
+		await sendOneMessage({
+			anyProcess,
+			methodName,
+			isSubprocess,
+			wrappedMessage,
+			message,
+			strict,
+		});
+	} catch (error) {
+		disconnect(anyProcess);
+		throw error;
+	} finally {
+		endSendMessage(outgoingMessagesState);
+	}
+};
+
+// Used internally by `cancelSignal`
+const sendOneMessage = async ({anyProcess, methodName, isSubprocess, wrappedMessage, message, strict = false}) => {
+	const sendMethod = getSendMethod(anyProcess);
+
+	try {
+		await Promise.all([
+			// Only messages sent with the `strict` option wait for an acknowledgment response
+			strict ? waitForStrictResponse(wrappedMessage, anyProcess, isSubprocess) : undefined,
+			sendMethod(wrappedMessage),
+		]);
+	} catch (error) {
+		handleEpipeError({error, methodName, isSubprocess});
+		handleSerializationError({
+			error,
+			methodName,
+			isSubprocess,
+			message,
+		});
+		throw error;
+	}
+};
+
+// [sub]process.send() promisified, memoized
+const getSendMethod = anyProcess => {
+	if (PROCESS_SEND_METHODS.has(anyProcess)) {
+		return PROCESS_SEND_METHODS.get(anyProcess);
+	}
+
+	const sendMethod = (0,external_node_util_.promisify)(anyProcess.send.bind(anyProcess));
+	PROCESS_SEND_METHODS.set(anyProcess, sendMethod);
+	return sendMethod;
+};
+
+const PROCESS_SEND_METHODS = new WeakMap();
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/ipc/graceful.js
+
+
+
+
+
+// Send an IPC message so the subprocess performs a graceful termination
+const sendAbort = (subprocess, message) => {
+	const methodName = 'cancelSignal';
+	validateConnection(methodName, false, subprocess.connected);
+	return sendOneMessage({
+		anyProcess: subprocess,
+		methodName,
+		isSubprocess: false,
+		wrappedMessage: {type: GRACEFUL_CANCEL_TYPE, message},
+		message,
+	});
+};
+
+// When the signal is being used, start listening for incoming messages.
+// Unbuffering messages takes one microtask to complete, so this must be async.
+const getCancelSignal = async ({anyProcess, channel, isSubprocess, ipc}) => {
+	await startIpc({
+		anyProcess,
+		channel,
+		isSubprocess,
+		ipc,
+	});
+	return cancelController.signal;
+};
+
+const startIpc = async ({anyProcess, channel, isSubprocess, ipc}) => {
+	if (isCancelListening) {
+		return;
+	}
+
+	// This is validated before the flag is set, so that a call which throws keeps failing on subsequent calls
+	if (!ipc) {
+		throwOnMissingParent();
+		return;
+	}
+
+	isCancelListening = true;
+
+	// `channel` is retrieved when Execa is imported, so the current process might have disconnected since then
+	if (!anyProcess.connected) {
+		abortOnDisconnect();
+		return;
+	}
+
+	getIpcEmitter(anyProcess, channel, isSubprocess);
+	await promises_namespaceObject.scheduler.yield();
+};
+
+let isCancelListening = false;
+
+// Reception of IPC message to perform a graceful termination
+const handleAbort = wrappedMessage => {
+	if (wrappedMessage?.type !== GRACEFUL_CANCEL_TYPE) {
+		return false;
+	}
+
+	cancelController.abort(wrappedMessage.message);
+	return true;
+};
+
+const GRACEFUL_CANCEL_TYPE = 'execa:ipc:cancel';
+
+// When the current process disconnects early, the subprocess `cancelSignal` is aborted.
+// Otherwise, the signal would never be able to be aborted later on.
+const abortOnDisconnect = () => {
+	cancelController.abort(getAbortDisconnectError());
+};
+
+const cancelController = new AbortController();
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/terminate/graceful.js
+
+
+
+
+// Validate the `gracefulCancel` option
+const validateGracefulCancel = ({gracefulCancel, cancelSignal, ipc, serialization}) => {
+	if (!gracefulCancel) {
+		return;
+	}
+
+	if (cancelSignal === undefined) {
+		throw new Error('The `cancelSignal` option must be defined when setting the `gracefulCancel` option.');
+	}
+
+	if (!ipc) {
+		throw new Error('The `ipc` option cannot be false when setting the `gracefulCancel` option.');
+	}
+
+	if (serialization === 'json') {
+		throw new Error('The `serialization` option cannot be \'json\' when setting the `gracefulCancel` option.');
+	}
+};
+
+// Send abort reason to the subprocess when aborting the `cancelSignal` option and `gracefulCancel` is `true`
+const throwOnGracefulCancel = ({
+	subprocess,
+	kill,
+	cancelSignal,
+	gracefulCancel,
+	forceKillAfterDelay,
+	context,
+	controller,
+}) => gracefulCancel
+	? [sendOnAbort({
+		subprocess,
+		kill,
+		cancelSignal,
+		forceKillAfterDelay,
+		context,
+		controller,
+	})]
+	: [];
+
+const sendOnAbort = async ({subprocess, kill, cancelSignal, forceKillAfterDelay, context, controller: {signal}}) => {
+	await onAbortedSignal(cancelSignal, signal);
+	const reason = getReason(cancelSignal);
+	await sendAbort(subprocess, reason);
+	killOnTimeout({
+		kill,
+		forceKillAfterDelay,
+		context,
+		controllerSignal: signal,
+	});
+	context.terminationReason ??= 'gracefulCancel';
+	throw cancelSignal.reason;
+};
+
+// The default `reason` is a DOMException, which is not serializable with V8
+// See https://github.com/nodejs/node/issues/53225
+const getReason = ({reason}) => {
+	if (!(reason instanceof DOMException)) {
+		return reason;
+	}
+
+	const error = new Error(reason.message);
+	Object.defineProperty(error, 'stack', {
+		value: reason.stack,
+		enumerable: false,
+		configurable: true,
+		writable: true,
+	});
+	return error;
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/methods/node.js
+
+
+
+
+// `execaNode()` is a shortcut for `execa(..., {node: true})`
+const mapNode = ({options}) => {
+	if (options.node === false) {
+		throw new TypeError('The "node" option cannot be false with `execaNode()`.');
+	}
+
+	return {options: {__proto__: null, ...options, node: true}};
+};
+
+// The subprocess must not reuse the current process' `--inspect` port.
+// It must not run the current process' `node --eval` or `node --print` code either, instead of its file. Like `child_process.fork()`, this prevents fork bombs.
+const getDefaultNodeOptions = () => {
+	const nodeOptions = [];
+	for (let index = 0; index < external_node_process_namespaceObject.execArgv.length; index += 1) {
+		const nodeOption = external_node_process_namespaceObject.execArgv[index];
+		if (REMOVED_OPTIONS_WITH_VALUE.has(nodeOption)) {
+			// `-p` and `--print` do not take a value when followed by another flag, e.g. `node -p -e code`. With the other options, Node.js fails when their value starts with `-`.
+			if (!external_node_process_namespaceObject.execArgv[index + 1]?.startsWith('-')) {
+				index += 1;
+			}
+		} else if (!IGNORED_OPTIONS_REGEXP.test(nodeOption)) {
+			nodeOptions.push(nodeOption);
+		}
+	}
+
+	return nodeOptions;
+};
+
+// Those options are followed by a separate value, which is removed too
+const REMOVED_OPTIONS_WITH_VALUE = new Set(['-e', '--eval', '-p', '--print', '-pe', '--input-type', '--inspect-port']);
+const IGNORED_OPTIONS_REGEXP = /^--(?:inspect|eval=|print=|input-type=)/;
+
+// Applies the `node: true` option, and the related `nodePath`/`nodeOptions` options.
+// Modifies the file commands/arguments to ensure the same Node binary and flags are re-used.
+// Also adds `ipc: true` and `shell: false`.
+const handleNodeOption = (file, commandArguments, {
+	node: shouldHandleNode = false,
+	nodePath = external_node_process_namespaceObject.execPath,
+	nodeOptions = getDefaultNodeOptions(),
+	cwd,
+	execPath: formerNodePath,
+	...options
+}) => {
+	if (formerNodePath !== undefined) {
+		throw new TypeError('The "execPath" option has been removed. Please use the "nodePath" option instead.');
+	}
+
+	if (!Array.isArray(nodeOptions) || nodeOptions.some(nodeOption => typeof nodeOption !== 'string')) {
+		throw new TypeError('The "nodeOptions" option must be an array of strings.');
+	}
+
+	const normalizedNodePath = safeNormalizeFileUrl(nodePath, 'The "nodePath" option');
+	const resolvedNodePath = external_node_path_namespaceObject.resolve(cwd, normalizedNodePath);
+	// Use spread (which only copies own properties) to safely get shell without reading polluted prototype
+	const newOptions = {
+		__proto__: null,
+		shell: false,
+		...options,
+		nodePath: resolvedNodePath,
+		node: shouldHandleNode,
+		cwd,
+	};
+
+	if (!shouldHandleNode) {
+		return [file, commandArguments, newOptions];
+	}
+
+	if (external_node_path_namespaceObject.basename(file, '.exe') === 'node') {
+		throw new TypeError('When the "node" option is true, the first argument does not need to be "node".');
+	}
+
+	return [
+		resolvedNodePath,
+		[
+			...nodeOptions,
+			file,
+			...commandArguments,
+		],
+		{
+			__proto__: null,
+			...newOptions,
+			// Like other options, `undefined` uses the default value
+			ipc: newOptions.ipc === undefined ? true : newOptions.ipc,
+			shell: false,
+		},
+	];
+};
+
+;// CONCATENATED MODULE: external "node:v8"
+const external_node_v8_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:v8");
+;// CONCATENATED MODULE: ./node_modules/execa/lib/ipc/ipc-input.js
+
+
+
+// Validate the `ipcInput` option
+const validateIpcInputOption = ({ipcInput, ipc, serialization}) => {
+	if (ipcInput === undefined) {
+		return;
+	}
+
+	if (!ipc) {
+		throw new Error('The `ipcInput` option cannot be set unless the `ipc` option is `true`.');
+	}
+
+	// An invalid `serialization` option is reported by `node:child_process` when spawning, like when `ipcInput` is not used
+	validateIpcInput[serialization]?.(ipcInput);
+};
+
+const validateAdvancedInput = ipcInput => {
+	try {
+		(0,external_node_v8_namespaceObject.serialize)(ipcInput);
+	} catch (error) {
+		throw new Error('The `ipcInput` option is not serializable with a structured clone.', {cause: error});
+	}
+};
+
+const validateJsonInput = ipcInput => {
+	try {
+		// `JSON.stringify()` returns `undefined` instead of throwing for values it cannot represent, such as functions and symbols
+		if (JSON.stringify(ipcInput) === undefined) {
+			throw new TypeError('The value cannot be represented as JSON.');
+		}
+	} catch (error) {
+		throw new Error('The `ipcInput` option is not serializable with JSON.', {cause: error});
+	}
+};
+
+const validateIpcInput = {
+	__proto__: null,
+	advanced: validateAdvancedInput,
+	json: validateJsonInput,
+};
+
+// When the `ipcInput` option is set, it is sent as an initial IPC message to the subprocess
+const sendIpcInput = async (subprocess, ipcInput, ipc) => {
+	if (ipcInput === undefined) {
+		return;
+	}
+
+	await sendMessage({
+		anyProcess: subprocess,
+		channel: subprocess.channel,
+		isSubprocess: false,
+		ipc,
+	}, ipcInput);
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/arguments/encoding-option.js
+// Validate `encoding` option
+const validateEncoding = ({encoding}) => {
+	if (ENCODINGS.has(encoding)) {
+		return;
+	}
+
+	const correctEncoding = getCorrectEncoding(encoding);
+	if (correctEncoding !== undefined) {
+		throw new TypeError(`Invalid option \`encoding: ${serializeEncoding(encoding)}\`.
+Please rename it to ${serializeEncoding(correctEncoding)}.`);
+	}
+
+	const correctEncodings = [...ENCODINGS].map(correctEncoding => serializeEncoding(correctEncoding)).join(', ');
+	throw new TypeError(`Invalid option \`encoding: ${serializeEncoding(encoding)}\`.
+Please rename it to one of: ${correctEncodings}.`);
+};
+
+const TEXT_ENCODINGS = new Set(['utf8', 'utf16le']);
+const BINARY_ENCODINGS = new Set(['buffer', 'hex', 'base64', 'base64url', 'latin1', 'ascii']);
+const ENCODINGS = TEXT_ENCODINGS.union(BINARY_ENCODINGS);
+
+/*
+Encoding to use when converting a transform's string to bytes.
+Text encodings describe how text is represented as bytes, so those must be used, otherwise the string would be decoded with a different encoding than the one it was encoded with, which corrupts it.
+Binary encodings instead describe how bytes are serialized as text, so the string's UTF-8 bytes are used. The same applies with the `binary` transform option, since the transform then deals with raw bytes.
+*/
+const getStringEncoding = (binary, encoding) => binary || !TEXT_ENCODINGS.has(encoding) ? 'utf8' : encoding;
+
+// Text encodings only apply to the subprocess' output. Its input is always text encoded with UTF-8, so input transforms decode and encode strings with UTF-8 too, whichever text encoding the `encoding` option uses.
+const getInputEncoding = encoding => TEXT_ENCODINGS.has(encoding) ? 'utf8' : encoding;
+
+const getCorrectEncoding = encoding => {
+	if (encoding === null) {
+		return 'buffer';
+	}
+
+	if (typeof encoding !== 'string') {
+		return;
+	}
+
+	const lowerEncoding = encoding.toLowerCase();
+	if (lowerEncoding in ENCODING_ALIASES) {
+		return ENCODING_ALIASES[lowerEncoding];
+	}
+
+	if (ENCODINGS.has(lowerEncoding)) {
+		return lowerEncoding;
+	}
+};
+
+const ENCODING_ALIASES = {
+	__proto__: null,
+	// eslint-disable-next-line unicorn/text-encoding-identifier-case
+	'utf-8': 'utf8',
+	'utf-16le': 'utf16le',
+	'ucs-2': 'utf16le',
+	ucs2: 'utf16le',
+	binary: 'latin1',
+};
+
+const serializeEncoding = encoding => typeof encoding === 'string' ? `"${encoding}"` : String(encoding);
+
+// EXTERNAL MODULE: external "node:buffer"
+var external_node_buffer_ = __nccwpck_require__(4573);
+;// CONCATENATED MODULE: external "node:fs/promises"
+const external_node_fs_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
+;// CONCATENATED MODULE: ./node_modules/which-command/index.js
+
+
+
+
+
+const which_command_isWindows = external_node_process_namespaceObject.platform === 'win32';
+
+// A command containing a directory separator is treated as a path and looked up directly, instead of being searched for in `PATH`. Backslash only counts as a separator on Windows, since it's a valid filename character on other platforms.
+const separatorPattern = which_command_isWindows ? /[\/\\]/v : /\//v;
+
+// The standard Windows executable extensions, used when `PATHEXT` is not set.
+const defaultPathExt = '.COM;.EXE;.BAT;.CMD;.VBS;.VBE;.JS;.JSE;.WSF;.WSH;.MSC';
+
+function resolveOptions(command, options) {
+	if (typeof command !== 'string' || command.length === 0) {
+		throw new TypeError('Expected a non-empty string.');
+	}
+
+	const {
+		cwd = external_node_process_namespaceObject.cwd(),
+		// On Windows, `process.env.PATH` can be undefined in some contexts (for example, worker threads), where it's only exposed as `Path`.
+		path: searchPath = external_node_process_namespaceObject.env.PATH ?? (which_command_isWindows ? external_node_process_namespaceObject.env.Path : undefined) ?? '',
+		// `||` (not `??`) so an empty `PATHEXT` falls back to the default instead of disabling all lookup on Windows.
+		pathExt = external_node_process_namespaceObject.env.PATHEXT || defaultPathExt,
+	} = options;
+
+	return {cwd, searchPath, pathExt};
+}
+
+function windowsExtensions(command, pathExt) {
+	const extensions = pathExt.split(external_node_path_namespaceObject.delimiter).filter(Boolean);
+	const commandExtension = external_node_path_namespaceObject.extname(command).toLowerCase();
+
+	// If the command already ends with a known executable extension, also try it verbatim.
+	if (commandExtension !== '' && extensions.some(extension => extension.toLowerCase() === commandExtension)) {
+		return ['', ...extensions];
+	}
+
+	return extensions;
+}
+
+function * candidatePaths(command, {cwd, searchPath, pathExt}) {
+	const extensions = which_command_isWindows ? windowsExtensions(command, pathExt) : [''];
+
+	if (separatorPattern.test(command)) {
+		const base = external_node_path_namespaceObject.resolve(cwd, command);
+		for (const extension of extensions) {
+			yield base + extension;
+		}
+
+		return;
+	}
+
+	const directories = [
+		// Windows searches the current directory before `PATH`.
+		...(which_command_isWindows ? [cwd] : []),
+		...searchPath.split(external_node_path_namespaceObject.delimiter),
+	];
+
+	for (const directory of directories) {
+		// `PATH` entries can be wrapped in double quotes on Windows.
+		const unquoted = which_command_isWindows && directory.length > 1 && directory.startsWith('"') && directory.endsWith('"') ? directory.slice(1, -1) : directory;
+
+		// Skip empty entries. Unlike a POSIX shell, an empty entry is not treated as the current directory, since implicitly searching the current directory is a security risk. Checked after unquoting so a quoted-empty entry (`""`) is skipped too.
+		if (unquoted === '') {
+			continue;
+		}
+
+		const base = external_node_path_namespaceObject.resolve(cwd, unquoted, command);
+		for (const extension of extensions) {
+			yield base + extension;
+		}
+	}
+}
+
+async function isExecutable(filePath) {
+	let stats;
+	try {
+		stats = await fsPromises.stat(filePath);
+	} catch (error) {
+		// Windows App Execution Aliases (in `WindowsApps`) throw `EACCES` on `stat`, but are valid, launchable executables.
+		return which_command_isWindows && error.code === 'EACCES';
+	}
+
+	// A directory can have the executable bit set, but it's not a command.
+	if (!stats.isFile()) {
+		return false;
+	}
+
+	// On Windows, executability is determined by the file extension, which is already validated against `PATHEXT`.
+	if (which_command_isWindows) {
+		return true;
+	}
+
+	try {
+		await fsPromises.access(filePath, fs.constants.X_OK);
+		return true;
+	} catch {
+		return false;
+	}
+}
+
+function isExecutableSync(filePath) {
+	let stats;
+	try {
+		stats = external_node_fs_namespaceObject.statSync(filePath);
+	} catch (error) {
+		return which_command_isWindows && error.code === 'EACCES';
+	}
+
+	if (!stats.isFile()) {
+		return false;
+	}
+
+	if (which_command_isWindows) {
+		return true;
+	}
+
+	try {
+		external_node_fs_namespaceObject.accessSync(filePath, external_node_fs_namespaceObject.constants.X_OK);
+		return true;
+	} catch {
+		return false;
+	}
+}
+
+async function whichCommand(command, options = {}) {
+	const resolved = resolveOptions(command, options);
+
+	for (const candidate of candidatePaths(command, resolved)) {
+		// Checked sequentially so the first match in `PATH` order wins and the search can short-circuit.
+		if (await isExecutable(candidate)) { // eslint-disable-line no-await-in-loop
+			return candidate;
+		}
+	}
+
+	return undefined;
+}
+
+function whichCommandSync(command, options = {}) {
+	const resolved = resolveOptions(command, options);
+
+	for (const candidate of candidatePaths(command, resolved)) {
+		if (isExecutableSync(candidate)) {
+			return candidate;
+		}
+	}
+
+	return undefined;
+}
+
+async function whichCommandAll(command, options = {}) {
+	const resolved = resolveOptions(command, options);
+	const candidates = [...candidatePaths(command, resolved)];
+	const matches = await Promise.all(candidates.map(async candidate => (await isExecutable(candidate)) ? candidate : undefined));
+	return [...new Set(matches.filter(Boolean))];
+}
+
+function whichCommandAllSync(command, options = {}) {
+	const resolved = resolveOptions(command, options);
+	const found = [];
+
+	for (const candidate of candidatePaths(command, resolved)) {
+		if (isExecutableSync(candidate)) {
+			found.push(candidate);
+		}
+	}
+
+	return [...new Set(found)];
+}
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/arguments/command-file.js
+
+
+
+
+
+
+/*
+On Windows, `node:child_process` cannot natively run many kinds of files (`.cmd`, `.bat`, shebang scripts, ...): without a shell it resolves neither `PATHEXT` nor shebangs, and it does not escape arguments. We resolve the command to its full file path and escape its arguments ourselves, so those work without an explicit shell, just like on Unix, where the OS handles all of this for us.
+*/
+const parseCommandFile = (file, commandArguments, options) => {
+	// The arguments are cloned since a shebang interpreter might be prepended below, which must not mutate the caller's array
+	const parsed = {file, commandArguments: [...commandArguments], options};
+
+	// Under a shell, or on Unix, the OS resolves the file and escapes the arguments itself
+	return options.shell || external_node_process_namespaceObject.platform !== 'win32' ? parsed : escapeWindowsCommand(parsed);
+};
+
+// Only `.exe` and `.com` files can be spawned directly; anything else needs `cmd.exe`
+const directlyExecutableRegExp = /\.(?:com|exe)$/i;
+
+const escapeWindowsCommand = parsed => {
+	// Resolve the file to an absolute path, following its shebang to the interpreter if any
+	const resolvedFile = resolveWithShebang(parsed);
+
+	// A directly executable file is spawned by its resolved path, bypassing `cmd.exe` and its escaping
+	if (resolvedFile !== undefined && directlyExecutableRegExp.test(resolvedFile)) {
+		if (parsed.options.argv0 === undefined) {
+			parsed.options.argv0 = parsed.file;
+		}
+
+		parsed.file = resolvedFile;
+		return parsed;
+	}
+
+	/*
+	`cmd.exe` treats CR and LF as command separators and offers no way to escape them, so allowing either would enable command injection.
+	Reject them instead.
+	*/
+	for (const value of [parsed.file, ...parsed.commandArguments]) {
+		assertNoLineBreak(value);
+	}
+
+	/*
+	POSIX separators must become Windows ones (`foo/bar` -> `foo\bar`), otherwise resolution always fails with ENOENT.
+
+	Unlike Rust, which quotes the batch file's path, the file is caret-escaped. `cmd.exe` only interprets it once, and the file might not be resolved, for example when it is a `cmd.exe` builtin, which would not run if quoted.
+	*/
+	const escapedFile = escapeMetaChars(external_node_path_namespaceObject.normalize(resolvedFile ?? parsed.file));
+	const escapedArguments = parsed.commandArguments.map(argument => escapeArgument(argument));
+	const commandLine = `"${[escapedFile, ...escapedArguments].join(' ')}"`;
+
+	// Let `node:child_process` pass the already-escaped command line through untouched
+	parsed.options.windowsVerbatimArguments = true;
+	return {
+		file: external_node_process_namespaceObject.env.comspec || 'cmd.exe',
+		// `/e:on` enables the command extensions the `%` escaping relies on, and `/v:off` disables delayed expansion so `!` is literal, even when the registry changes either default
+		commandArguments: ['/d', '/e:on', '/v:off', '/s', '/c', commandLine],
+		options: parsed.options,
+	};
+};
+
+// Resolve the command's absolute path, then, if it is a shebang script, resolve its interpreter instead, since Windows cannot run shebangs natively
+const resolveWithShebang = parsed => {
+	const resolvedFile = resolvePath(parsed);
+	const interpreter = resolvedFile !== undefined && readShebang(resolvedFile);
+	if (!interpreter) {
+		return resolvedFile;
+	}
+
+	// Run the interpreter with the script as its first argument, then resolve the interpreter's own path
+	parsed.commandArguments.unshift(resolvedFile);
+	parsed.file = interpreter;
+	return resolvePath(parsed);
+};
+
+// Search `PATH` for the command, resolving its Windows executable extension via `PATHEXT`
+const resolvePath = parsed => {
+	const environment = parsed.options.env || external_node_process_namespaceObject.env;
+	const cwd = parsed.options.cwd ?? external_node_process_namespaceObject.cwd();
+	const environmentPathExt = getWindowsEnvironmentValue(environment, 'PATHEXT');
+	const commandExtension = external_node_path_namespaceObject.extname(parsed.file);
+	// Commands with an explicit extension must be tried verbatim so shebang scripts work even when their extension is excluded from PATHEXT.
+	const pathExt = commandExtension === '' ? environmentPathExt : `${commandExtension}${external_node_path_namespaceObject.delimiter}${environmentPathExt ?? ''}`;
+	if (hasWindowsPathSeparator(parsed.file)) {
+		return whichCommandSync(external_node_path_namespaceObject.resolve(cwd, parsed.file), {cwd, pathExt});
+	}
+
+	const searchPath = getWindowsEnvironmentValue(environment, 'PATH') ?? getWindowsEnvironmentValue(external_node_process_namespaceObject.env, 'PATH') ?? '';
+	const resolveOptions = {
+		cwd,
+		path: searchPath,
+		pathExt,
+	};
+
+	return shouldSearchCurrentDirectory(environment) ? whichCommandSync(parsed.file, resolveOptions) : resolvePathDirectories(parsed.file, resolveOptions);
+};
+
+const hasWindowsPathSeparator = file => file.includes('/') || file.includes('\\') || file.includes(':');
+
+const shouldSearchCurrentDirectory = environment => getWindowsEnvironmentValue(external_node_process_namespaceObject.env, 'NODEFAULTCURRENTDIRECTORYINEXEPATH') === undefined && getWindowsEnvironmentValue(environment, 'NODEFAULTCURRENTDIRECTORYINEXEPATH') === undefined;
+
+const resolvePathDirectories = (file, {cwd, path: searchPath, pathExt}) => {
+	for (const directory of searchPath.split(external_node_path_namespaceObject.delimiter)) {
+		const unquotedDirectory = directory.length > 1 && directory.startsWith('"') && directory.endsWith('"') ? directory.slice(1, -1) : directory;
+		if (unquotedDirectory === '') {
+			continue;
+		}
+
+		const resolvedFile = whichCommandSync(external_node_path_namespaceObject.resolve(cwd, unquotedDirectory, file), {cwd, pathExt});
+		if (resolvedFile !== undefined) {
+			return resolvedFile;
+		}
+	}
+};
+
+// Node sorts Windows environment keys and uses the first case-insensitive match when spawning.
+const getWindowsEnvironmentValue = (environment, name) => {
+	const environmentKey = Object.keys(environment).sort().find(key => key.toUpperCase() === name);
+	return environmentKey === undefined ? undefined : environment[environmentKey];
+};
+
+const SHEBANG_BYTE_LENGTH = 150;
+
+// Read the file's first bytes to find its shebang interpreter, if it has one
+const readShebang = file => {
+	const buffer = external_node_buffer_.Buffer.alloc(SHEBANG_BYTE_LENGTH);
+	let bytesRead = 0;
+
+	try {
+		const fileDescriptor = (0,external_node_fs_namespaceObject.openSync)(file, 'r');
+		try {
+			bytesRead = (0,external_node_fs_namespaceObject.readSync)(fileDescriptor, buffer, 0, SHEBANG_BYTE_LENGTH, 0);
+		} finally {
+			(0,external_node_fs_namespaceObject.closeSync)(fileDescriptor);
+		}
+	} catch {
+		return undefined;
+	}
+
+	// A file shorter than the buffer leaves it zero-filled, so only the bytes actually read must be parsed.
+	// Otherwise, a shebang line which is not terminated by a newline would include those `\0` characters.
+	return parseShebang(buffer.toString('utf8', 0, bytesRead));
+};
+
+const shebangRegExp = /^#!(?<line>.*)/;
+
+/*
+Extract the interpreter from a shebang line, e.g. `#!/usr/bin/env node` -> `node`.
+*/
+const parseShebang = contents => {
+	const shebangLine = contents.match(shebangRegExp)?.groups.line.trim();
+	if (!shebangLine) {
+		return undefined;
+	}
+
+	const [interpreterPath, argument] = shebangLine.split(' ', 2);
+	const interpreter = interpreterPath.split('/').at(-1);
+	if (interpreter === 'env') {
+		return argument;
+	}
+
+	return argument ? `${interpreter} ${argument}` : interpreter;
+};
+
+const lineBreakRegExp = /[\n\r]/;
+
+const assertNoLineBreak = value => {
+	if (lineBreakRegExp.test(value)) {
+		throw new TypeError(`The command and its arguments cannot contain a line break on Windows without a shell.\nThis would allow a command injection with \`cmd.exe\`.\nInvalid value: ${JSON.stringify(`${value}`)}`);
+	}
+};
+
+// See https://web.archive.org/web/20241220221102/https://www.robvanderwoude.com/escapechars.php
+// eslint-disable-next-line regexp/sort-character-class-elements
+const metaCharsRegExp = /[()\][%!^"`<>&|;, *?]/g;
+
+// Prefix every `cmd.exe` metacharacter with a caret to neutralize it. This is only used for the file, since arguments are quoted instead.
+const escapeMetaChars = value => value.replaceAll(metaCharsRegExp, '^$&');
+
+const backslashRunRegExp = /\\+/g;
+
+// Matches any character requiring quoting: anything except ASCII letters, digits, a few punctuation characters that `cmd.exe` never interprets, and non-ASCII characters other than control characters
+const quotedCharacterRegExp = /[^\w#$*+\-./:?@\\\u{80}-\u{10FFFF}]|\p{Control}/u;
+
+/*
+Escape an argument the same way as Rust's `std::process::Command` does for batch files, which fixed the "BatBadBut" vulnerability (CVE-2024-24576): https://github.com/rust-lang/rust/blob/main/library/std/src/sys/args/windows.rs (`append_bat_arg()`). yt-dlp uses the same algorithm.
+
+Any argument containing a `cmd.exe` metacharacter is wrapped in double quotes, which keeps `cmd.exe` from interpreting it. `cmd.exe` might interpret it more than once: when invoking a batch file, then again when that batch file forwards it with `%*`, like npm cmd-shims do. Caret escaping depends on that count, so it breaks batch files reading their arguments directly with `%~1`, like Maven's `mvn.cmd`. Quoting does not, as long as the quotes stay balanced.
+
+Rust only uses this for batch files. We use it for any file run through `cmd.exe`, since it is also correct when `cmd.exe` interprets the argument only once.
+
+Limitations, which no escaping can fix since they depend on how the batch file uses its arguments:
+- A batch file reading `%~1` gets the escaped argument without its surrounding quotes: double quotes are doubled, and trailing backslashes too.
+- A batch file using `%~1` outside double quotes, or `%1` inside double quotes (like `if "%1" == ""`), lets `cmd.exe` interpret its metacharacters. Since `%1` includes the argument's surrounding quotes, the extra ones unquote it.
+- A batch file forwarding its arguments with `call` expands `%` again, and one enabling delayed expansion expands `!` again.
+*/
+const escapeArgument = rawArgument => {
+	/*
+	Escape backslashes, following the algorithm at https://web.archive.org/web/20240930203505/https://qntm.org/cmd.
+
+	A run of backslashes only needs doubling when it precedes a double quote, or the end of the argument since that becomes a double quote once the argument is wrapped below. Otherwise the backslashes would be taken as escaping that quote. Every double quote is then escaped in turn.
+
+	Each backslash run is matched exactly once and consumed, so a long run cannot trigger the quadratic backtracking a naive pattern would, which would be a denial-of-service risk.
+
+	Double quotes are escaped as `""` instead of `\"`. Both are a literal double quote inside a quoted argument for the subprocess, but only `""` keeps the quotes balanced for `cmd.exe`, which does not know about backslashes. Otherwise, the metacharacters after the double quote would not be quoted anymore, allowing command injection.
+
+	`%` cannot be escaped inside double quotes, so it is replaced by `%%cd:~,%` instead. That is a literal `%` followed by an empty substring of the `%cd%` variable, which `cmd.exe` expands to nothing. This prevents `%VAR%` from being expanded.
+	*/
+	const argument = `${rawArgument}`;
+	if (!shouldQuoteArgument(argument)) {
+		return argument;
+	}
+
+	const escapedArgument = argument
+		.replaceAll(backslashRunRegExp, (backslashes, offset, string) => {
+			const nextCharacter = string[offset + backslashes.length];
+			const isPrecedesDoubleQuote = nextCharacter === '"' || nextCharacter === undefined;
+			return isPrecedesDoubleQuote ? backslashes.repeat(2) : backslashes;
+		})
+		.replaceAll('"', '""')
+		.replaceAll('%', '%%cd:~,%');
+
+	return `"${escapedArgument}"`;
+};
+
+/*
+An empty argument must be quoted, otherwise it would be dropped.
+An argument ending with a backslash must be quoted, otherwise a batch file wrapping it in double quotes, like `"%~1"`, would have that backslash escape its closing double quote.
+Since `"` and `%` require quoting, an unquoted argument never needs any escaping.
+*/
+const shouldQuoteArgument = argument => argument === ''
+	|| argument.endsWith('\\')
+	|| quotedCharacterRegExp.test(argument);
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/arguments/cwd.js
+
+
+
+
+
+// Normalize `cwd` option
+const normalizeCwd = (cwd = getDefaultCwd()) => {
+	const cwdString = safeNormalizeFileUrl(cwd, 'The "cwd" option');
+	return external_node_path_namespaceObject.resolve(cwdString);
+};
+
+const getDefaultCwd = () => {
+	try {
+		return external_node_process_namespaceObject.cwd();
+	} catch (error) {
+		error.message = `The current directory does not exist.\n${error.message}`;
+		throw error;
+	}
+};
+
+// `process.cwd()` throws if the current directory has been deleted.
+// This is only used to improve an error message, so it must not throw itself, which would hide that error.
+const getCurrentCwd = () => {
+	try {
+		return external_node_process_namespaceObject.cwd();
+	} catch {}
+};
+
+// When `cwd` option has an invalid value, provide with a better error message
+const fixCwdError = (originalMessage, cwd) => {
+	if (cwd === getCurrentCwd()) {
+		return originalMessage;
+	}
+
+	let cwdStat;
+	try {
+		cwdStat = (0,external_node_fs_namespaceObject.statSync)(cwd);
+	} catch (error) {
+		return `The "cwd" option is invalid: ${cwd}.\n${error.message}\n${originalMessage}`;
+	}
+
+	return cwdStat.isDirectory() ? originalMessage : `The "cwd" option is not a directory: ${cwd}.\n${originalMessage}`;
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/arguments/options.js
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+const cmdExeRegExp = /^cmd(?:\.exe)?$/i;
+
+// Normalize the options object, and sometimes also the file paths and arguments.
+// Applies default values, validate allowed options, normalize them.
+const normalizeOptions = (filePath, rawArguments, rawOptions) => {
+	// Prevent prototype pollution by copying only own properties to a null-prototype object
+	const sanitizedOptions = {__proto__: null, ...rawOptions};
+	sanitizedOptions.cwd = normalizeCwd(sanitizedOptions.cwd);
+	const [processedFile, processedArguments, processedOptions] = handleNodeOption(filePath, rawArguments, sanitizedOptions);
+	const fdOptions = normalizeFdSpecificOptions(processedOptions);
+	const options = addDefaultOptions(fdOptions);
+	validateBooleanOptions(options);
+	validateEnv(options);
+	options.env = getEnv(options);
+
+	const {file, commandArguments} = parseCommandFile(processedFile, processedArguments, options);
+
+	validateTimeout(options);
+	validateEncoding(options);
+	validateIpcInputOption(options);
+	validateCancelSignal(options);
+	validateRenamedSignalOption(options);
+	validateGracefulCancel(options);
+	options.shell = normalizeFileUrl(options.shell);
+	options.killSignal = normalizeKillSignal(options.killSignal);
+	options.forceKillAfterDelay = normalizeForceKillAfterDelay(options.forceKillAfterDelay);
+	options.lines = options.lines.map((lines, fdNumber) => lines && !BINARY_ENCODINGS.has(options.encoding) && options.buffer[fdNumber]);
+
+	// The file is now an absolute path resolved via `PATHEXT`, so its extension might be uppercase (`cmd.EXE`)
+	if (external_node_process_namespaceObject.platform === 'win32' && cmdExeRegExp.test(external_node_path_namespaceObject.basename(file))) {
+		// #116
+		commandArguments.unshift('/q');
+	}
+
+	return {file, commandArguments, options};
+};
+
+const BOOLEAN_OPTIONS = [
+	'extendEnv',
+	'preferLocal',
+	'reject',
+	'cleanup',
+	'killDescendants',
+	'all',
+	'gracefulCancel',
+	'ipc',
+	'node',
+];
+
+// Wrong types must be reported instead of being silently coerced, e.g. the string 'false' enabling an option
+const validateBooleanOptions = options => {
+	for (const optionName of BOOLEAN_OPTIONS) {
+		checkBooleanOption(options[optionName], optionName);
+	}
+};
+
+// A non-object `env` would be spread into unrelated properties, e.g. its characters when a string
+const validateEnv = ({env}) => {
+	if (env !== undefined && (typeof env !== 'object' || env === null || Array.isArray(env))) {
+		throw new TypeError(`The \`env\` option must be an object: ${String(env)}.`);
+	}
+};
+
+// Use null prototype to prevent prototype pollution from leaking through
+const addDefaultOptions = ({
+	extendEnv = true,
+	preferLocal = false,
+	cwd,
+	localDir: localDirectory = cwd,
+	encoding = 'utf8',
+	reject = true,
+	cleanup = true,
+	killDescendants = false,
+	all = false,
+	windowsHide = true,
+	killSignal = 'SIGTERM',
+	forceKillAfterDelay = true,
+	gracefulCancel = false,
+	ipcInput,
+	ipc = ipcInput !== undefined || gracefulCancel,
+	serialization = 'advanced',
+	...options
+}) => ({
+	__proto__: null,
+	...options,
+	extendEnv,
+	preferLocal,
+	cwd,
+	localDirectory,
+	encoding,
+	reject,
+	cleanup,
+	killDescendants,
+	all,
+	windowsHide,
+	killSignal,
+	forceKillAfterDelay,
+	gracefulCancel,
+	ipcInput,
+	ipc,
+	serialization,
+});
+
+/*
+Keep a null prototype, otherwise a polluted `Object.prototype` would inject environment variables.
+Unlike the other options, `child_process` intentionally passes the inherited properties of `env` to the subprocess, so they are the ones which must not leak. This includes `PATH`, which decides which file the command resolves to.
+`npmRunPathEnv()` returns a plain object, so this is applied to its result too.
+*/
+const getEnv = options => ({__proto__: null, ...computeEnv(options)});
+
+const computeEnv = ({env: envOption, extendEnv, preferLocal, node, localDirectory, nodePath}) => {
+	// Spread `envOption` even when it is `undefined`, so `extendEnv: false` results in an empty environment instead of inheriting `process.env`
+	const env = {__proto__: null, ...(extendEnv && external_node_process_namespaceObject.env), ...envOption};
+
+	if (preferLocal || node) {
+		return npmRunPathEnv({
+			env,
+			cwd: localDirectory,
+			execPath: nodePath,
+			preferLocal,
+			addExecPath: node,
+		});
+	}
+
+	return env;
+};
+
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/arguments/shell.js
+// When the `shell` option is set, any command argument is concatenated as a single string by Node.js:
+// https://github.com/nodejs/node/blob/e38ce27f3ca0a65f68a31cedd984cddb927d4002/lib/child_process.js#L614-L624
+// However, since Node 24, it also prints a deprecation warning.
+// To avoid this warning, we perform that same operation before calling `node:child_process`.
+// Shells only understand strings, which is why Node.js performs that concatenation.
+// However, we rely on users splitting command arguments as an array.
+// For example, this allows us to easily detect which arguments are passed.
+// So we do want users to pass array of arguments even with `shell: true`, but we also want to avoid any warning.
+const concatenateShell = (file, commandArguments, options) => options.shell && commandArguments.length > 0
+	? [[file, ...commandArguments].join(' '), [], options]
+	: [file, commandArguments, options];
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/transform/split.js
+
+
+// Split chunks line-wise for generators passed to the `std*` options
+const getSplitLinesGenerator = (binary, preserveNewlines, skipped, state) => binary || skipped
+	? undefined
+	: initializeSplitLines(preserveNewlines, state);
+
+// Same but for synchronous methods
+const splitLinesSync = (chunk, preserveNewlines, objectMode) => objectMode
+	? chunk.flatMap(item => splitLinesItemSync(item, preserveNewlines))
+	: splitLinesItemSync(chunk, preserveNewlines);
+
+const splitLinesItemSync = (chunk, preserveNewlines) => {
+	const {transform, final} = initializeSplitLines(preserveNewlines, {});
+	return [...transform(chunk), ...final()];
+};
+
+const initializeSplitLines = (preserveNewlines, state) => {
+	state.previousChunks = '';
+	return {
+		transform: splitGenerator.bind(undefined, state, preserveNewlines),
+		final: linesFinal.bind(undefined, state),
+	};
+};
+
+// This imperative logic is much faster than using `String.split()` and uses very low memory.
+const splitGenerator = function * (state, preserveNewlines, chunk) {
+	if (typeof chunk !== 'string') {
+		yield chunk;
+		return;
+	}
+
+	let {previousChunks} = state;
+	let start = -1;
+
+	for (let end = 0; end < chunk.length; end += 1) {
+		if (chunk[end] !== '\n') {
+			continue;
+		}
+
+		// The `\r` of a `\r\n` sequence is stripped further below, once `previousChunks` has been prepended.
+		// Otherwise, a `\r\n` sequence split across two chunks would not be detected.
+		let line = chunk.slice(start + 1, preserveNewlines ? end + 1 : end);
+
+		if (previousChunks.length > 0) {
+			line = concatString(previousChunks, line);
+			previousChunks = '';
+		}
+
+		yield preserveNewlines ? line : stripCarriageReturn(line, state);
+		start = end;
+	}
+
+	if (start !== chunk.length - 1) {
+		previousChunks = concatString(previousChunks, chunk.slice(start + 1));
+	}
+
+	state.previousChunks = previousChunks;
+};
+
+const stripCarriageReturn = (line, state) => {
+	state.isWindowsNewline = line.endsWith('\r');
+	return state.isWindowsNewline ? line.slice(0, -1) : line;
+};
+
+const linesFinal = function * ({previousChunks}) {
+	if (previousChunks.length > 0) {
+		yield previousChunks;
+	}
+};
+
+// Unless `preserveNewlines: true` is used, we strip the newline of each line.
+// This re-adds them after the user `transform` code has run.
+// The re-added newline must be encoded with the `encoding` option when the chunk is bytes: a UTF-8 newline would misalign `utf16le` bytes.
+const getAppendNewlineGenerator = ({binary, preserveNewlines, readableObjectMode, state, encoding}) => binary || preserveNewlines || readableObjectMode
+	? undefined
+	: {transform: appendNewlineGenerator.bind(undefined, state, getStringEncoding(binary, encoding))};
+
+const appendNewlineGenerator = function * ({isWindowsNewline = false}, stringEncoding, chunk) {
+	const {unixNewline, windowsNewline, concat} = typeof chunk === 'string'
+		? linesStringInfo
+		: LINES_BYTES_INFO[stringEncoding];
+
+	if (endsWithNewline(chunk, unixNewline)) {
+		yield chunk;
+		return;
+	}
+
+	const newline = isWindowsNewline ? windowsNewline : unixNewline;
+	yield concat(chunk, newline);
+};
+
+const endsWithNewline = (chunk, unixNewline) => typeof chunk === 'string'
+	? chunk.endsWith(unixNewline)
+	: chunk.length >= unixNewline.length
+		&& chunk.subarray(-unixNewline.length).every((byte, index) => byte === unixNewline[index]);
+
+const concatString = (firstChunk, secondChunk) => `${firstChunk}${secondChunk}`;
+
+const linesStringInfo = {
+	windowsNewline: '\r\n',
+	unixNewline: '\n',
+	concat: concatString,
+};
+
+const concatUint8Array = (firstChunk, secondChunk) => {
+	const chunk = new Uint8Array(firstChunk.length + secondChunk.length);
+	chunk.set(firstChunk, 0);
+	chunk.set(secondChunk, firstChunk.length);
+	return chunk;
+};
+
+// Only indexed with text encodings, since the `binary` option and binary encodings disable this generator
+const LINES_BYTES_INFO = {
+	__proto__: null,
+	utf8: {
+		windowsNewline: new Uint8Array([0x0D, 0x0A]),
+		unixNewline: new Uint8Array([0x0A]),
+		concat: concatUint8Array,
+	},
+	utf16le: {
+		windowsNewline: new Uint8Array([0x0D, 0x00, 0x0A, 0x00]),
+		unixNewline: new Uint8Array([0x0A, 0x00]),
+		concat: concatUint8Array,
+	},
+};
+
+;// CONCATENATED MODULE: ./node_modules/strip-final-newline/index.js
+function strip_final_newline_stripFinalNewline(input) {
+	if (typeof input === 'string') {
+		return stripFinalNewlineString(input);
+	}
+
+	if (!(ArrayBuffer.isView(input) && input.BYTES_PER_ELEMENT === 1)) {
+		throw new Error('Input must be a string or a Uint8Array');
+	}
+
+	return stripFinalNewlineBinary(input);
+}
+
+const stripFinalNewlineString = input =>
+	input.at(-1) === LF
+		? input.slice(0, input.at(-2) === CR ? -2 : -1)
+		: input;
+
+const stripFinalNewlineBinary = input =>
+	input.at(-1) === LF_BINARY
+		? input.subarray(0, input.at(-2) === CR_BINARY ? -2 : -1)
+		: input;
+
+const LF = '\n';
+const LF_BINARY = LF.codePointAt(0);
+const CR = '\r';
+const CR_BINARY = CR.codePointAt(0);
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/io/strip-newline.js
+
+
+// Apply `stripFinalNewline` option, which applies to `result.stdout|stderr|all|stdio[*]`.
+// If the `lines` option is used, it is applied on each line, but using a different function.
+const stripNewline = (value, {stripFinalNewline}, fdNumber, allFds) => value !== undefined && !Array.isArray(value) && getStripFinalNewline(stripFinalNewline, fdNumber, allFds)
+	? strip_final_newline_stripFinalNewline(value)
+	: value;
+
+// Retrieve `stripFinalNewline` option value, including with `subprocess.all`
+// With `subprocess.all`, `allFds` are the file descriptors it actually interleaves. Only those are considered, otherwise a single one would be stripped because another one defaults to being stripped.
+const getStripFinalNewline = (stripFinalNewline, fdNumber, allFds) => fdNumber === 'all'
+	? allFds.some(allFd => stripFinalNewline[allFd])
+	: stripFinalNewline[fdNumber];
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/resolve/all-sync.js
+
+
+
+
+
+// The file descriptors which `result.all` interleaves. Those are the ones with an output, like with the `all` stream.
+const getAllSyncFds = ([, stdout, stderr]) => [
+	...(stdout === undefined ? [] : [1]),
+	...(stderr === undefined ? [] : [2]),
+];
+
+// Retrieve `result.all` with synchronous methods
+const getAllSync = ([, stdout, stderr], allFds, options) => {
+	if (!options.all) {
+		return;
+	}
+
+	if (stdout === undefined) {
+		return splitAllLines(stderr, allFds, options);
+	}
+
+	if (stderr === undefined) {
+		return splitAllLines(stdout, allFds, options);
+	}
+
+	// Like asynchronous methods, `all` is split into lines as soon as the `lines` option applies to either file descriptor.
+	// A file descriptor which uses the `lines` option is already split with its own `stripFinalNewline` value, like `result.stdout` and `result.stderr` are. The other one is split with the `stripFinalNewline` value of `result.all`.
+	// This differs from asynchronous methods, which cannot tell which file descriptor the merged output's last newline belongs to.
+	if (hasLines(options)) {
+		return [splitAllLines(stdout, allFds, options), splitAllLines(stderr, allFds, options)].flat();
+	}
+
+	// Without the `lines` option, arrays can only come from object mode, which does not apply to the other file descriptor.
+	// Like asynchronous methods, that other file descriptor is omitted when it is empty.
+	if (Array.isArray(stdout) || Array.isArray(stderr)) {
+		return [stdout, stderr].filter(value => value.length > 0).flat();
+	}
+
+	if (isUint8Array(stdout) && isUint8Array(stderr)) {
+		return concatUint8Arrays([stdout, stderr]);
+	}
+
+	return BASE64_ENCODINGS.has(options.encoding) ? concatBase64(stdout, stderr, options.encoding) : `${stdout}${stderr}`;
+};
+
+// Unlike other encodings, base64 strings cannot be concatenated, since the first one might end with padding
+const concatBase64 = (stdout, stderr, encoding) => external_node_buffer_.Buffer.concat([external_node_buffer_.Buffer.from(stdout, encoding), external_node_buffer_.Buffer.from(stderr, encoding)]).toString(encoding);
+
+const BASE64_ENCODINGS = new Set(['base64', 'base64url']);
+
+const hasLines = ({lines}) => Boolean(lines[1] || lines[2]);
+
+// Each file descriptor is either already split into lines, or is a string which still needs to be split
+const splitAllLines = (value, allFds, options) => value === undefined || Array.isArray(value) || !hasLines(options)
+	? value
+	: splitLinesSync(value, !getStripFinalNewline(options.stripFinalNewline, 'all', allFds), false);
+
+;// CONCATENATED MODULE: ./node_modules/get-stream/node_modules/is-stream/index.js
+function isStream(stream, {checkOpen = true} = {}) {
+	return stream !== null
+		&& typeof stream === 'object'
+		&& (stream.writable || stream.readable || !checkOpen || (stream.writable === undefined && stream.readable === undefined))
+		&& typeof stream.pipe === 'function';
+}
+
+function isWritableStream(stream, {checkOpen = true} = {}) {
+	return isStream(stream, {checkOpen})
+		&& (stream.writable || !checkOpen)
+		&& typeof stream.write === 'function'
+		&& typeof stream.end === 'function'
+		&& typeof stream.writable === 'boolean'
+		&& typeof stream.writableObjectMode === 'boolean'
+		&& typeof stream.destroy === 'function'
+		&& typeof stream.destroyed === 'boolean';
+}
+
+function isReadableStream(stream, {checkOpen = true} = {}) {
+	return isStream(stream, {checkOpen})
+		&& (stream.readable || !checkOpen)
+		&& typeof stream.read === 'function'
+		&& typeof stream.readable === 'boolean'
+		&& typeof stream.readableObjectMode === 'boolean'
+		&& typeof stream.destroy === 'function'
+		&& typeof stream.destroyed === 'boolean';
+}
+
+function isDuplexStream(stream, options) {
+	return isWritableStream(stream, options)
+		&& isReadableStream(stream, options);
+}
+
+function isTransformStream(stream, options) {
+	return isDuplexStream(stream, options)
+		&& typeof stream._transform === 'function';
+}
+
+;// CONCATENATED MODULE: ./node_modules/@sec-ant/readable-stream/dist/ponyfill/asyncIterator.js
+const a = Object.getPrototypeOf(
+  Object.getPrototypeOf(
+    /* istanbul ignore next */
+    async function* () {
+    }
+  ).prototype
+);
+class c {
+  #t;
+  #n;
+  #r = !1;
+  #e = void 0;
+  constructor(e, t) {
+    this.#t = e, this.#n = t;
+  }
+  next() {
+    const e = () => this.#s();
+    return this.#e = this.#e ? this.#e.then(e, e) : e(), this.#e;
+  }
+  return(e) {
+    const t = () => this.#i(e);
+    return this.#e ? this.#e.then(t, t) : t();
+  }
+  async #s() {
+    if (this.#r)
+      return {
+        done: !0,
+        value: void 0
+      };
+    let e;
+    try {
+      e = await this.#t.read();
+    } catch (t) {
+      throw this.#e = void 0, this.#r = !0, this.#t.releaseLock(), t;
+    }
+    return e.done && (this.#e = void 0, this.#r = !0, this.#t.releaseLock()), e;
+  }
+  async #i(e) {
+    if (this.#r)
+      return {
+        done: !0,
+        value: e
+      };
+    if (this.#r = !0, !this.#n) {
+      const t = this.#t.cancel(e);
+      return this.#t.releaseLock(), await t, {
+        done: !0,
+        value: e
+      };
+    }
+    return this.#t.releaseLock(), {
+      done: !0,
+      value: e
+    };
+  }
+}
+const n = Symbol();
+function i() {
+  return this[n].next();
+}
+Object.defineProperty(i, "name", { value: "next" });
+function o(r) {
+  return this[n].return(r);
+}
+Object.defineProperty(o, "name", { value: "return" });
+const u = Object.create(a, {
+  next: {
+    enumerable: !0,
+    configurable: !0,
+    writable: !0,
+    value: i
+  },
+  return: {
+    enumerable: !0,
+    configurable: !0,
+    writable: !0,
+    value: o
+  }
+});
+function h({ preventCancel: r = !1 } = {}) {
+  const e = this.getReader(), t = new c(
+    e,
+    r
+  ), s = Object.create(u);
+  return s[n] = t, s;
+}
+
+
+;// CONCATENATED MODULE: ./node_modules/@sec-ant/readable-stream/dist/ponyfill/index.js
+
+
+
+
+;// CONCATENATED MODULE: ./node_modules/get-stream/source/stream.js
+
+
+
+const getAsyncIterable = stream => {
+	if (isReadableStream(stream, {checkOpen: false}) && nodeImports.on !== undefined) {
+		return getStreamIterable(stream);
+	}
+
+	if (typeof stream?.[Symbol.asyncIterator] === 'function') {
+		return stream;
+	}
+
+	// `ReadableStream[Symbol.asyncIterator]` support is missing in multiple browsers, so we ponyfill it
+	if (stream_toString.call(stream) === '[object ReadableStream]') {
+		return h.call(stream);
+	}
+
+	throw new TypeError('The first argument must be a Readable, a ReadableStream, or an async iterable.');
+};
+
+const {toString: stream_toString} = Object.prototype;
+
+// The default iterable for Node.js streams does not allow for multiple readers at once, so we re-implement it
+const getStreamIterable = async function * (stream) {
+	const controller = new AbortController();
+	const state = {};
+	handleStreamEnd(stream, controller, state);
+
+	try {
+		for await (const [chunk] of nodeImports.on(stream, 'data', {signal: controller.signal})) {
+			yield chunk;
+		}
+	} catch (error) {
+		// Stream failure, for example due to `stream.destroy(error)`
+		if (state.error !== undefined) {
+			throw state.error;
+		// `error` event directly emitted on stream
+		} else if (!controller.signal.aborted) {
+			throw error;
+		// Otherwise, stream completed successfully
+		}
+		// The `finally` block also runs when the caller throws, for example due to the `maxBuffer` option
+	} finally {
+		stream.destroy();
+	}
+};
+
+const handleStreamEnd = async (stream, controller, state) => {
+	try {
+		await nodeImports.finished(stream, {
+			cleanup: true,
+			readable: true,
+			writable: false,
+			error: false,
+		});
+	} catch (error) {
+		state.error = error;
+	} finally {
+		controller.abort();
+	}
+};
+
+// Loaded by the Node entrypoint, but not by the browser one.
+// This prevents using dynamic imports.
+const nodeImports = {};
+
+;// CONCATENATED MODULE: ./node_modules/get-stream/source/contents.js
+
+
+const getStreamContents = async (stream, {init, convertChunk, getSize, truncateChunk, addChunk, getFinalChunk, finalize}, {maxBuffer = Number.POSITIVE_INFINITY} = {}) => {
+	const asyncIterable = getAsyncIterable(stream);
+
+	const state = init();
+	state.length = 0;
+
+	try {
+		for await (const chunk of asyncIterable) {
+			const chunkType = getChunkType(chunk);
+			const convertedChunk = convertChunk[chunkType](chunk, state);
+			appendChunk({
+				convertedChunk,
+				state,
+				getSize,
+				truncateChunk,
+				addChunk,
+				maxBuffer,
+			});
+		}
+
+		appendFinalChunk({
+			state,
+			convertChunk,
+			getSize,
+			truncateChunk,
+			addChunk,
+			getFinalChunk,
+			maxBuffer,
+		});
+		return finalize(state);
+	} catch (error) {
+		const normalizedError = typeof error === 'object' && error !== null ? error : new Error(error);
+		normalizedError.bufferedData = finalize(state);
+		throw normalizedError;
+	}
+};
+
+const appendFinalChunk = ({state, getSize, truncateChunk, addChunk, getFinalChunk, maxBuffer}) => {
+	const convertedChunk = getFinalChunk(state);
+	if (convertedChunk !== undefined) {
+		appendChunk({
+			convertedChunk,
+			state,
+			getSize,
+			truncateChunk,
+			addChunk,
+			maxBuffer,
+		});
+	}
+};
+
+const appendChunk = ({convertedChunk, state, getSize, truncateChunk, addChunk, maxBuffer}) => {
+	const chunkSize = getSize(convertedChunk);
+	const newLength = state.length + chunkSize;
+
+	if (newLength <= maxBuffer) {
+		addNewChunk(convertedChunk, state, addChunk, newLength);
+		return;
+	}
+
+	const truncatedChunk = truncateChunk(convertedChunk, maxBuffer - state.length);
+
+	if (truncatedChunk !== undefined) {
+		addNewChunk(truncatedChunk, state, addChunk, maxBuffer);
+	}
+
+	throw new MaxBufferError();
+};
+
+const addNewChunk = (convertedChunk, state, addChunk, newLength) => {
+	state.contents = addChunk(convertedChunk, state, newLength);
+	state.length = newLength;
+};
+
+const getChunkType = chunk => {
+	const typeOfChunk = typeof chunk;
+
+	if (typeOfChunk === 'string') {
+		return 'string';
+	}
+
+	if (typeOfChunk !== 'object' || chunk === null) {
+		return 'others';
+	}
+
+	if (globalThis.Buffer?.isBuffer(chunk)) {
+		return 'buffer';
+	}
+
+	const prototypeName = contents_objectToString.call(chunk);
+
+	if (prototypeName === '[object ArrayBuffer]') {
+		return 'arrayBuffer';
+	}
+
+	if (prototypeName === '[object DataView]') {
+		return 'dataView';
+	}
+
+	if (
+		Number.isInteger(chunk.byteLength)
+		&& Number.isInteger(chunk.byteOffset)
+		&& contents_objectToString.call(chunk.buffer) === '[object ArrayBuffer]'
+	) {
+		return 'typedArray';
+	}
+
+	return 'others';
+};
+
+const {toString: contents_objectToString} = Object.prototype;
+
+class MaxBufferError extends Error {
+	name = 'MaxBufferError';
+
+	constructor() {
+		super('maxBuffer exceeded');
+	}
+}
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/io/max-buffer.js
+
+
+
+
+// When the `maxBuffer` option is hit, a MaxBufferError is thrown.
+// The stream is aborted, then specific information is kept for the error message.
+const handleMaxBuffer = ({error, stream, readableObjectMode, lines, encoding, fdNumber}) => {
+	if (!(error instanceof MaxBufferError)) {
+		throw error;
+	}
+
+	if (fdNumber === 'all') {
+		return error;
+	}
+
+	const unit = getMaxBufferUnit(readableObjectMode, lines, encoding);
+	error.maxBufferInfo = {fdNumber, unit};
+	stream.destroy();
+	throw error;
+};
+
+const getMaxBufferUnit = (readableObjectMode, lines, encoding) => {
+	if (readableObjectMode) {
+		return 'objects';
+	}
+
+	if (lines) {
+		return 'lines';
+	}
+
+	return encoding === 'buffer' ? 'bytes' : 'characters';
+};
+
+// Check the `maxBuffer` option with `result.ipcOutput`, before buffering one more message.
+// Like the stream-based `maxBuffer`, the threshold is hit when the buffered amount would exceed it, which also applies to non-integer values.
+const checkIpcMaxBuffer = (ipcOutput, maxBuffer) => {
+	if (ipcOutput.length + 1 <= maxBuffer) {
+		return;
+	}
+
+	const error = new MaxBufferError();
+	error.maxBufferInfo = {fdNumber: 'ipc'};
+	throw error;
+};
+
+// Error message when `maxBuffer` is hit
+const getMaxBufferMessage = (error, maxBuffer) => {
+	const {streamName, threshold, unit} = getMaxBufferInfo(error, maxBuffer);
+	return `Command's ${streamName} was larger than ${threshold} ${unit}`;
+};
+
+const getMaxBufferInfo = (error, maxBuffer) => {
+	if (error?.maxBufferInfo === undefined) {
+		return {streamName: 'output', threshold: maxBuffer[1], unit: 'bytes'};
+	}
+
+	const {maxBufferInfo: {fdNumber, unit, threshold = getFdSpecificValue(maxBuffer, fdNumber)}} = error;
+	delete error.maxBufferInfo;
+
+	return fdNumber === 'ipc' ? {streamName: 'IPC output', threshold, unit: 'messages'} : {streamName: getStreamName(fdNumber), threshold, unit};
+};
+
+// The native `maxBuffer` option passed to `spawnSync()` does not allow differentiating values per file descriptor, so we use `stdout`'s.
+// Since each other file descriptor's own limit is capped by `stdout`'s, this is also the highest one.
+// Node.js applies it to the total output of all piped file descriptors, not to each of them. When it is hit, the subprocess is killed and a `ENOBUFS` error is thrown.
+// Node.js disables its limit at zero, so use the smallest positive value to reject the first output byte.
+const getMaxBufferSync = ([, stdoutMaxBuffer]) => stdoutMaxBuffer === 0 ? Number.MIN_VALUE : stdoutMaxBuffer;
+
+// File descriptors with a limit lower than `spawnSync()`'s native `maxBuffer` are enforced from the output, after the subprocess exits.
+// Since no native error was thrown, we create the `ENOBUFS` error ourselves.
+// Like with asynchronous methods, file descriptors which are not buffered are not limited by their own value. However, when they are piped, e.g. to a file, they still count towards the native limit, which is `stdout`'s value.
+const handleMaxBufferSync = ({resultError, output, maxBuffer, buffer}) => {
+	const fdNumber = findMaxBufferSync(output, maxBuffer, buffer);
+	if (fdNumber === undefined) {
+		// The native limit can be hit by the total output without any single file descriptor being over its own limit
+		return {resultError, isMaxBuffer: resultError?.code === 'ENOBUFS'};
+	}
+
+	const threshold = getMaxBufferValueSync(maxBuffer, fdNumber);
+	const error = resultError ?? Object.assign(new MaxBufferError(), {code: 'ENOBUFS'});
+	error.maxBufferInfo = {fdNumber, unit: 'bytes', threshold};
+	return {resultError: error, isMaxBuffer: true};
+};
+
+const findMaxBufferSync = (output, maxBuffer, buffer) => {
+	if (output === null) {
+		return;
+	}
+
+	const fdNumber = output.findIndex((result, index) => result !== null
+		&& buffer[index]
+		&& result.length > getMaxBufferValueSync(maxBuffer, index));
+	return fdNumber === -1 ? undefined : fdNumber;
+};
+
+// `spawnSync()` uses `maxBuffer.stdout` as its native `maxBuffer`, so other file descriptors' limits can only be lower than that
+const getMaxBufferValueSync = (maxBuffer, fdNumber) => Math.min(maxBuffer[1], maxBuffer[fdNumber]);
+
+// When `maxBuffer` is hit, ensure each buffered file descriptor's result is truncated at its own limit
+const truncateMaxBufferSync = (result, fdNumber, {maxBuffer, buffer}) => {
+	const maxBufferValue = getMaxBufferValueSync(maxBuffer, fdNumber);
+	return buffer[fdNumber] && result.length > maxBufferValue ? result.slice(0, maxBufferValue) : result;
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/return/message.js
+
+
+
+
+
+
+
+
+
+// Computes `error.message`, `error.shortMessage` and `error.originalMessage`
+const createMessages = ({
+	stdio,
+	all,
+	ipcOutput,
+	originalError,
+	signal,
+	signalDescription,
+	exitCode,
+	escapedCommand,
+	timedOut,
+	isCanceled,
+	isGracefullyCanceled,
+	isMaxBuffer,
+	isForcefullyTerminated,
+	forceKillAfterDelay,
+	killSignal,
+	maxBuffer,
+	timeout,
+	cwd,
+}) => {
+	const errorCode = getErrorCode(originalError);
+	const prefix = getErrorPrefix({
+		originalError,
+		timedOut,
+		timeout,
+		isMaxBuffer,
+		maxBuffer,
+		errorCode,
+		signal,
+		signalDescription,
+		exitCode,
+		isCanceled,
+		isGracefullyCanceled,
+		isForcefullyTerminated,
+		forceKillAfterDelay,
+		killSignal,
+	});
+	const originalMessage = getOriginalMessage(originalError, cwd);
+	const suffix = originalMessage === undefined ? '' : `\n${originalMessage}`;
+	const shortMessage = `${prefix}: ${escapedCommand}${suffix}`;
+	const messageStdio = all === undefined ? [stdio[2], stdio[1]] : [all];
+	const message = [
+		shortMessage,
+		...messageStdio,
+		...stdio.slice(3),
+		ipcOutput.map(ipcMessage => serializeIpcMessage(ipcMessage)).join('\n'),
+	]
+		.map(messagePart => escapeLines(strip_final_newline_stripFinalNewline(serializeMessagePart(messagePart))))
+		.filter(Boolean)
+		.join('\n\n');
+	return {originalMessage, shortMessage, message};
+};
+
+// `DOMException`, e.g. the default `cancelSignal` reason, has a legacy numeric `code`, which is not an error code like `ENOENT`
+const getErrorCode = error => typeof error?.code === 'string' ? error.code : undefined;
+
+const getErrorPrefix = ({
+	originalError,
+	timedOut,
+	timeout,
+	isMaxBuffer,
+	maxBuffer,
+	errorCode,
+	signal,
+	signalDescription,
+	exitCode,
+	isCanceled,
+	isGracefullyCanceled,
+	isForcefullyTerminated,
+	forceKillAfterDelay,
+	killSignal,
+}) => {
+	const forcefulSuffix = getForcefulSuffix(isForcefullyTerminated, forceKillAfterDelay);
+
+	if (timedOut) {
+		return `Command timed out after ${timeout} milliseconds${forcefulSuffix}`;
+	}
+
+	if (isGracefullyCanceled) {
+		if (signal === undefined) {
+			return `Command was gracefully canceled with exit code ${exitCode}`;
+		}
+
+		return isForcefullyTerminated
+			? `Command was gracefully canceled${forcefulSuffix}`
+			: `Command was gracefully canceled with ${signal} (${signalDescription})`;
+	}
+
+	if (isCanceled) {
+		return `Command was canceled${forcefulSuffix}`;
+	}
+
+	if (isMaxBuffer) {
+		return `${getMaxBufferMessage(originalError, maxBuffer)}${forcefulSuffix}`;
+	}
+
+	if (errorCode !== undefined) {
+		return `Command failed with ${errorCode}${forcefulSuffix}`;
+	}
+
+	if (isForcefullyTerminated) {
+		return `Command was killed with ${killSignal} (${getSignalDescription(killSignal)})${forcefulSuffix}`;
+	}
+
+	if (signal !== undefined) {
+		return `Command was killed with ${signal} (${signalDescription})`;
+	}
+
+	return exitCode === undefined ? 'Command failed' : `Command failed with exit code ${exitCode}`;
+};
+
+const getForcefulSuffix = (isForcefullyTerminated, forceKillAfterDelay) => isForcefullyTerminated
+	? ` and was forcefully terminated after ${forceKillAfterDelay} milliseconds`
+	: '';
+
+const getOriginalMessage = (originalError, cwd) => {
+	if (originalError instanceof DiscardedError) {
+		return;
+	}
+
+	// An `ExecaError` has no `originalMessage` when it was not caused by another error, e.g. with a non-zero exit code
+	const originalMessage = isExecaError(originalError)
+		? originalError.originalMessage ?? ''
+		: String(originalError?.message ?? originalError);
+	const escapedOriginalMessage = escapeLines(fixCwdError(originalMessage, cwd));
+	return escapedOriginalMessage === '' ? undefined : escapedOriginalMessage;
+};
+
+const serializeIpcMessage = ipcMessage => typeof ipcMessage === 'string'
+	? ipcMessage
+	: (0,external_node_util_.inspect)(ipcMessage);
+
+// With the `lines` option, empty lines are kept. Only objects are omitted.
+const serializeMessagePart = messagePart => Array.isArray(messagePart)
+	? messagePart.filter(messageItem => isTextItem(messageItem)).map(messageItem => strip_final_newline_stripFinalNewline(serializeMessageItem(messageItem))).join('\n')
+	: serializeMessageItem(messagePart);
+
+const isTextItem = messageItem => typeof messageItem === 'string' || isUint8Array(messageItem);
+
+const serializeMessageItem = messageItem => {
+	if (typeof messageItem === 'string') {
+		return messageItem;
+	}
+
+	return isUint8Array(messageItem) ? uint8ArrayToString(messageItem) : '';
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/return/result.js
+
+
+
+
+
+
+// Object returned on subprocess success
+const makeSuccessResult = ({
+	command,
+	escapedCommand,
+	stdio,
+	all,
+	ipcOutput,
+	options: {cwd},
+	startTime,
+}) => omitUndefinedProperties({
+	command,
+	escapedCommand,
+	cwd,
+	durationMs: getDurationMs(startTime),
+	failed: false,
+	timedOut: false,
+	isCanceled: false,
+	isGracefullyCanceled: false,
+	isTerminated: false,
+	isMaxBuffer: false,
+	isForcefullyTerminated: false,
+	exitCode: 0,
+	stdout: stdio[1],
+	stderr: stdio[2],
+	all,
+	stdio,
+	ipcOutput,
+	pipedFrom: [],
+});
+
+// Object returned on subprocess failure before spawning
+const makeEarlyError = ({
+	error,
+	command,
+	escapedCommand,
+	fileDescriptors,
+	options,
+	startTime,
+	isSync,
+	stdio = Array.from({length: fileDescriptors.length}),
+	all,
+}) => makeError({
+	error,
+	command,
+	escapedCommand,
+	startTime,
+	timedOut: false,
+	isCanceled: false,
+	isGracefullyCanceled: false,
+	isMaxBuffer: false,
+	isForcefullyTerminated: false,
+	stdio,
+	all,
+	ipcOutput: [],
+	options,
+	isSync,
+});
+
+// When the subprocess fails to spawn, its output is empty, with the same shape as when it spawns but prints nothing
+const getEarlyErrorOutput = (fileDescriptors, options) => {
+	const stdio = fileDescriptors.map((fileDescriptor, fdNumber) => getEmptyOutput(fileDescriptor, fdNumber, options));
+	return {stdio, all: getAllSync(stdio, getAllSyncFds(stdio), options)};
+};
+
+const getEmptyOutput = ({direction, objectMode}, fdNumber, {stdio, buffer, lines, encoding}) => {
+	if (direction === 'input' || !PIPED_STDIO.has(stdio[fdNumber]) || !buffer[fdNumber]) {
+		return;
+	}
+
+	if (objectMode || lines[fdNumber]) {
+		return [];
+	}
+
+	return encoding === 'buffer' ? new Uint8Array() : '';
+};
+
+const PIPED_STDIO = new Set(['pipe', 'overlapped']);
+
+// Object returned on subprocess failure
+const makeError = ({
+	error: originalError,
+	command,
+	escapedCommand,
+	startTime,
+	timedOut,
+	isCanceled,
+	isGracefullyCanceled,
+	isMaxBuffer,
+	isForcefullyTerminated,
+	exitCode: rawExitCode,
+	signal: rawSignal,
+	stdio,
+	all,
+	ipcOutput,
+	options: {
+		timeoutDuration,
+		timeout = timeoutDuration,
+		forceKillAfterDelay,
+		killSignal,
+		cwd,
+		maxBuffer,
+	},
+	isSync,
+}) => {
+	const {exitCode, signal, signalDescription} = normalizeExitPayload(rawExitCode, rawSignal);
+	const {originalMessage, shortMessage, message} = createMessages({
+		stdio,
+		all,
+		ipcOutput,
+		originalError,
+		signal,
+		signalDescription,
+		exitCode,
+		escapedCommand,
+		timedOut,
+		isCanceled,
+		isGracefullyCanceled,
+		isMaxBuffer,
+		isForcefullyTerminated,
+		forceKillAfterDelay,
+		killSignal,
+		maxBuffer,
+		timeout,
+		cwd,
+	});
+	const error = getFinalError(originalError, message, isSync);
+	Object.assign(error, getErrorProperties({
+		error,
+		command,
+		escapedCommand,
+		startTime,
+		timedOut,
+		isCanceled,
+		isGracefullyCanceled,
+		isMaxBuffer,
+		isForcefullyTerminated,
+		exitCode,
+		signal,
+		signalDescription,
+		stdio,
+		all,
+		ipcOutput,
+		cwd,
+		originalMessage,
+		shortMessage,
+	}));
+	return error;
+};
+
+const getErrorProperties = ({
+	error,
+	command,
+	escapedCommand,
+	startTime,
+	timedOut,
+	isCanceled,
+	isGracefullyCanceled,
+	isMaxBuffer,
+	isForcefullyTerminated,
+	exitCode,
+	signal,
+	signalDescription,
+	stdio,
+	all,
+	ipcOutput,
+	cwd,
+	originalMessage,
+	shortMessage,
+}) => omitUndefinedProperties({
+	shortMessage,
+	originalMessage,
+	command,
+	escapedCommand,
+	cwd,
+	durationMs: getDurationMs(startTime),
+	failed: true,
+	timedOut,
+	isCanceled,
+	isGracefullyCanceled,
+	isTerminated: signal !== undefined,
+	isMaxBuffer,
+	isForcefullyTerminated,
+	exitCode,
+	signal,
+	signalDescription,
+	code: getErrorCode(error.cause),
+	stdout: stdio[1],
+	stderr: stdio[2],
+	all,
+	stdio,
+	ipcOutput,
+	pipedFrom: [],
+});
+
+const omitUndefinedProperties = result => Object.fromEntries(Object.entries(result).filter(([, value]) => value !== undefined));
+
+// `signal` and `exitCode` emitted on `subprocess.on('exit')` event can be `null`.
+// We normalize them to `undefined`
+const normalizeExitPayload = (rawExitCode, rawSignal) => {
+	const exitCode = rawExitCode === null ? undefined : rawExitCode;
+	const signal = rawSignal === null ? undefined : rawSignal;
+	const signalDescription = signal === undefined ? undefined : getSignalDescription(rawSignal);
+	return {exitCode, signal, signalDescription};
+};
+
+;// CONCATENATED MODULE: ./node_modules/parse-ms/index.js
+const toZeroIfInfinity = value => Number.isFinite(value) ? value : 0;
+
+function parseNumber(milliseconds) {
+	return {
+		days: Math.trunc(milliseconds / 86_400_000),
+		hours: Math.trunc(milliseconds / 3_600_000 % 24),
+		minutes: Math.trunc(milliseconds / 60_000 % 60),
+		seconds: Math.trunc(milliseconds / 1000 % 60),
+		milliseconds: Math.trunc(milliseconds % 1000),
+		microseconds: Math.trunc(toZeroIfInfinity(milliseconds * 1000) % 1000),
+		nanoseconds: Math.trunc(toZeroIfInfinity(milliseconds * 1e6) % 1000),
+	};
+}
+
+function parseBigint(milliseconds) {
+	return {
+		days: milliseconds / 86_400_000n,
+		hours: milliseconds / 3_600_000n % 24n,
+		minutes: milliseconds / 60_000n % 60n,
+		seconds: milliseconds / 1000n % 60n,
+		milliseconds: milliseconds % 1000n,
+		microseconds: 0n,
+		nanoseconds: 0n,
+	};
+}
+
+function parseMilliseconds(milliseconds) {
+	switch (typeof milliseconds) {
+		case 'number': {
+			if (Number.isFinite(milliseconds)) {
+				return parseNumber(milliseconds);
+			}
+
+			break;
+		}
+
+		case 'bigint': {
+			return parseBigint(milliseconds);
+		}
+
+		// No default
+	}
+
+	throw new TypeError('Expected a finite number or bigint');
+}
+
+;// CONCATENATED MODULE: ./node_modules/pretty-ms/index.js
+
+
+const isZero = value => value === 0 || value === 0n;
+const pluralize = (word, count) => (count === 1 || count === 1n) ? word : `${word}s`;
+
+const SECOND_ROUNDING_EPSILON = 0.000_000_1;
+const ONE_DAY_IN_MILLISECONDS = 24n * 60n * 60n * 1000n;
+
+function prettyMilliseconds(milliseconds, options) {
+	const isBigInt = typeof milliseconds === 'bigint';
+	if (!isBigInt && !Number.isFinite(milliseconds)) {
+		throw new TypeError('Expected a finite number or bigint');
+	}
+
+	options = {...options};
+
+	const sign = milliseconds < 0 ? '-' : '';
+	milliseconds = milliseconds < 0 ? -milliseconds : milliseconds; // Cannot use `Math.abs()` because of BigInt support.
+
+	if (options.colonNotation) {
+		options.compact = false;
+		options.formatSubMilliseconds = false;
+		options.separateMilliseconds = false;
+		options.verbose = false;
+	}
+
+	if (options.compact) {
+		options.unitCount = 1;
+		options.secondsDecimalDigits = 0;
+		options.millisecondsDecimalDigits = 0;
+	}
+
+	let result = [];
+
+	const floorDecimals = (value, decimalDigits) => {
+		const flooredInterimValue = Math.floor((value * (10 ** decimalDigits)) + SECOND_ROUNDING_EPSILON);
+		const flooredValue = Math.round(flooredInterimValue) / (10 ** decimalDigits);
+		return flooredValue.toFixed(decimalDigits);
+	};
+
+	const add = (value, long, short, valueString) => {
+		if (
+			(result.length === 0 || !options.colonNotation)
+			&& isZero(value)
+			&& !(options.colonNotation && short === 'm')) {
+			return;
+		}
+
+		valueString ??= String(value);
+		if (options.colonNotation) {
+			const wholeDigits = valueString.includes('.') ? valueString.split('.')[0].length : valueString.length;
+			const minLength = result.length > 0 ? 2 : 1;
+			valueString = '0'.repeat(Math.max(0, minLength - wholeDigits)) + valueString;
+		} else {
+			valueString += options.verbose ? ' ' + pluralize(long, value) : short;
+		}
+
+		result.push(valueString);
+	};
+
+	const parsed = parseMilliseconds(milliseconds);
+	const days = BigInt(parsed.days);
+
+	if (options.hideYearAndDays) {
+		add((BigInt(days) * 24n) + BigInt(parsed.hours), 'hour', 'h');
+	} else {
+		if (options.hideYear) {
+			add(days, 'day', 'd');
+		} else {
+			add(days / 365n, 'year', 'y');
+			add(days % 365n, 'day', 'd');
+		}
+
+		add(Number(parsed.hours), 'hour', 'h');
+	}
+
+	add(Number(parsed.minutes), 'minute', 'm');
+
+	if (!options.hideSeconds) {
+		if (
+			options.separateMilliseconds
+			|| options.formatSubMilliseconds
+			|| (!options.colonNotation && milliseconds < 1000 && !options.subSecondsAsDecimals)
+		) {
+			const seconds = Number(parsed.seconds);
+			const milliseconds = Number(parsed.milliseconds);
+			const microseconds = Number(parsed.microseconds);
+			const nanoseconds = Number(parsed.nanoseconds);
+
+			add(seconds, 'second', 's');
+
+			if (options.formatSubMilliseconds) {
+				add(milliseconds, 'millisecond', 'ms');
+				add(microseconds, 'microsecond', 'µs');
+				add(nanoseconds, 'nanosecond', 'ns');
+			} else {
+				const millisecondsAndBelow
+					= milliseconds
+					+ (microseconds / 1000)
+					+ (nanoseconds / 1e6);
+
+				const millisecondsDecimalDigits
+					= typeof options.millisecondsDecimalDigits === 'number'
+						? options.millisecondsDecimalDigits
+						: 0;
+
+				const roundedMilliseconds = millisecondsAndBelow >= 1
+					? Math.round(millisecondsAndBelow)
+					: Math.ceil(millisecondsAndBelow);
+				const maximumMilliseconds = 1000 - (10 ** -millisecondsDecimalDigits);
+
+				const millisecondsString = millisecondsDecimalDigits
+					? Math.min(millisecondsAndBelow, maximumMilliseconds).toFixed(millisecondsDecimalDigits)
+					: Math.min(roundedMilliseconds, maximumMilliseconds);
+
+				add(
+					Number.parseFloat(millisecondsString),
+					'millisecond',
+					'ms',
+					millisecondsString,
+				);
+			}
+		} else {
+			const seconds = (
+				(isBigInt ? Number(milliseconds % ONE_DAY_IN_MILLISECONDS) : milliseconds)
+				/ 1000
+			) % 60;
+			const secondsDecimalDigits
+				= typeof options.secondsDecimalDigits === 'number'
+					? options.secondsDecimalDigits
+					: 1;
+			const secondsFixed = floorDecimals(seconds, secondsDecimalDigits);
+			const secondsString = options.keepDecimalsOnWholeSeconds
+				? secondsFixed
+				: secondsFixed.replace(/\.0+$/, '');
+			add(Number.parseFloat(secondsString), 'second', 's', secondsString);
+		}
+	}
+
+	if (result.length === 0) {
+		return sign + '0' + (options.verbose ? ' milliseconds' : 'ms');
+	}
+
+	const separator = options.colonNotation ? ':' : ' ';
+	if (typeof options.unitCount === 'number') {
+		result = result.slice(0, Math.max(options.unitCount, 1));
+	}
+
+	return sign + result.join(separator);
+}
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/verbose/error.js
+
+
+// When `verbose` is `short|full|custom`, print each command's error when it fails
+const logError = (result, verboseInfo) => {
+	if (result.failed) {
+		verboseLog({
+			type: 'error',
+			verboseMessage: result.shortMessage,
+			verboseInfo,
+			result,
+		});
+	}
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/verbose/complete.js
+
+
+
+
+
+// When `verbose` is `short|full|custom`, print each command's completion, duration and error
+const logResult = (result, verboseInfo) => {
+	if (!isVerbose(verboseInfo)) {
+		return;
+	}
+
+	logError(result, verboseInfo);
+	logDuration(result, verboseInfo);
+};
+
+const logDuration = (result, verboseInfo) => {
+	const verboseMessage = `(done in ${prettyMilliseconds(result.durationMs)})`;
+	verboseLog({
+		type: 'duration',
+		verboseMessage,
+		verboseInfo,
+		result,
+	});
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/return/reject.js
+
+
+// Applies the `reject` option.
+// Also print the final log line with `verbose`.
+const handleResult = (result, verboseInfo, {reject}) => {
+	logResult(result, verboseInfo);
+
+	if (reject && result.failed) {
+		throw result;
+	}
+
+	return result;
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/node_modules/is-stream/index.js
+function is_stream_isStream(stream, {checkOpen = true} = {}) {
+	return stream !== null
+		&& typeof stream === 'object'
+		&& (stream.writable || stream.readable || !checkOpen || (stream.writable === undefined && stream.readable === undefined))
+		&& typeof stream.pipe === 'function';
+}
+
+function is_stream_isWritableStream(stream, {checkOpen = true} = {}) {
+	return is_stream_isStream(stream, {checkOpen})
+		&& (stream.writable || !checkOpen)
+		&& typeof stream.write === 'function'
+		&& typeof stream.end === 'function'
+		&& typeof stream.writable === 'boolean'
+		&& typeof stream.writableObjectMode === 'boolean'
+		&& typeof stream.destroy === 'function'
+		&& typeof stream.destroyed === 'boolean';
+}
+
+function is_stream_isReadableStream(stream, {checkOpen = true} = {}) {
+	return is_stream_isStream(stream, {checkOpen})
+		&& (stream.readable || !checkOpen)
+		&& typeof stream.read === 'function'
+		&& typeof stream.readable === 'boolean'
+		&& typeof stream.readableObjectMode === 'boolean'
+		&& typeof stream.destroy === 'function'
+		&& typeof stream.destroyed === 'boolean';
+}
+
+function is_stream_isDuplexStream(stream, options) {
+	return is_stream_isWritableStream(stream, options)
+		&& is_stream_isReadableStream(stream, options);
+}
+
+function is_stream_isTransformStream(stream, options) {
+	return is_stream_isDuplexStream(stream, options)
+		&& typeof stream._transform === 'function';
+}
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/stdio/type.js
+
+
+
+
+
+// The `stdin`/`stdout`/`stderr` option can be of many types. This detects it.
+const getStdioItemType = (value, optionName) => {
+	if (isAsyncGenerator(value)) {
+		return 'asyncGenerator';
+	}
+
+	if (isSyncGenerator(value)) {
+		return 'generator';
+	}
+
+	if (isUrl(value)) {
+		return 'fileUrl';
+	}
+
+	if (isFilePathObject(value)) {
+		return 'filePath';
+	}
+
+	if (isWebStream(value)) {
+		return 'webStream';
+	}
+
+	if (is_stream_isStream(value, {checkOpen: false})) {
+		return 'native';
+	}
+
+	if (isUint8Array(value)) {
+		return 'uint8Array';
+	}
+
+	if (isAsyncIterableObject(value)) {
+		return 'asyncIterable';
+	}
+
+	if (isIterableObject(value)) {
+		return 'iterable';
+	}
+
+	if (type_isTransformStream(value)) {
+		return getTransformStreamType({transform: value}, optionName);
+	}
+
+	return isTransformOptions(value) ? getTransformObjectType(value, optionName) : 'native';
+};
+
+const getTransformObjectType = (value, optionName) => {
+	if (is_stream_isDuplexStream(value.transform, {checkOpen: false})) {
+		return getDuplexType(value, optionName);
+	}
+
+	return type_isTransformStream(value.transform) ? getTransformStreamType(value, optionName) : getGeneratorObjectType(value, optionName);
+};
+
+const getDuplexType = (value, optionName) => {
+	validateNonGeneratorType(value, optionName, 'Duplex stream');
+	return 'duplex';
+};
+
+const getTransformStreamType = (value, optionName) => {
+	validateNonGeneratorType(value, optionName, 'web TransformStream');
+	return 'webTransform';
+};
+
+const validateNonGeneratorType = ({final, binary, objectMode}, optionName, typeName) => {
+	checkUndefinedOption(final, `${optionName}.final`, typeName);
+	checkUndefinedOption(binary, `${optionName}.binary`, typeName);
+	checkBooleanOption(objectMode, `${optionName}.objectMode`);
+};
+
+const checkUndefinedOption = (value, optionName, typeName) => {
+	if (value !== undefined) {
+		throw new TypeError(`The \`${optionName}\` option can only be defined when using a generator, not a ${typeName}.`);
+	}
+};
+
+const getGeneratorObjectType = ({transform, final, binary, objectMode}, optionName) => {
+	if (transform !== undefined && !isGenerator(transform)) {
+		throw new TypeError(`The \`${optionName}.transform\` option must be a generator, a Duplex stream or a web TransformStream.`);
+	}
+
+	if (is_stream_isDuplexStream(final, {checkOpen: false})) {
+		throw new TypeError(`The \`${optionName}.final\` option must not be a Duplex stream.`);
+	}
+
+	if (type_isTransformStream(final)) {
+		throw new TypeError(`The \`${optionName}.final\` option must not be a web TransformStream.`);
+	}
+
+	if (final !== undefined && !isGenerator(final)) {
+		throw new TypeError(`The \`${optionName}.final\` option must be a generator.`);
+	}
+
+	checkBooleanOption(binary, `${optionName}.binary`);
+	checkBooleanOption(objectMode, `${optionName}.objectMode`);
+
+	return isAsyncGenerator(transform) || isAsyncGenerator(final) ? 'asyncGenerator' : 'generator';
+};
+
+const isGenerator = value => isAsyncGenerator(value) || isSyncGenerator(value);
+const isAsyncGenerator = value => Object.prototype.toString.call(value) === '[object AsyncGeneratorFunction]';
+const isSyncGenerator = value => Object.prototype.toString.call(value) === '[object GeneratorFunction]';
+const isTransformOptions = value => isPlainObject(value)
+	&& (value.transform !== undefined || value.final !== undefined);
+
+const isUrl = value => Object.prototype.toString.call(value) === '[object URL]';
+const isRegularUrl = value => isUrl(value) && value.protocol !== 'file:';
+
+const isFilePathObject = value => isPlainObject(value)
+	&& Object.keys(value).length > 0
+	&& Object.keys(value).every(key => FILE_PATH_KEYS.has(key))
+	&& isFilePathString(value.file);
+const FILE_PATH_KEYS = new Set(['file', 'append']);
+const isFilePathString = file => typeof file === 'string';
+
+// The `{value, input}` object form marks an additional file descriptor's direction explicitly.
+// This is needed for direction-ambiguous values (like `'pipe'`, `'inherit'`, a file or a transform) on fd3+, which otherwise default to output.
+const isStdioValueObject = value => isPlainObject(value)
+	&& Object.keys(value).length > 0
+	&& Object.keys(value).every(key => STDIO_VALUE_KEYS.has(key))
+	&& 'value' in value;
+const STDIO_VALUE_KEYS = new Set(['value', 'input']);
+
+const isUnknownStdioString = (type, value) => type === 'native'
+	&& typeof value === 'string'
+	&& !KNOWN_STDIO_STRINGS.has(value);
+const KNOWN_STDIO_STRINGS = new Set(['ipc', 'ignore', 'inherit', 'overlapped', 'pipe']);
+
+const type_isReadableStream = value => Object.prototype.toString.call(value) === '[object ReadableStream]';
+const type_isWritableStream = value => Object.prototype.toString.call(value) === '[object WritableStream]';
+const isWebStream = value => type_isReadableStream(value) || type_isWritableStream(value);
+const type_isTransformStream = value => type_isReadableStream(value?.readable) && type_isWritableStream(value?.writable);
+
+const isAsyncIterableObject = value => isObject(value) && typeof value[Symbol.asyncIterator] === 'function';
+const isIterableObject = value => isObject(value) && typeof value[Symbol.iterator] === 'function';
+const isObject = value => typeof value === 'object' && value !== null;
+
+// Types which modify `subprocess.std*`
+const TRANSFORM_TYPES = new Set(['generator', 'asyncGenerator', 'duplex', 'webTransform']);
+// Types which write to a file or a file descriptor
+const FILE_TYPES = new Set(['fileUrl', 'filePath', 'fileNumber']);
+// When two file descriptors of this type share the same target, we need to do some special logic
+const SPECIAL_DUPLICATE_TYPES_SYNC = new Set(['fileUrl', 'filePath']);
+const SPECIAL_DUPLICATE_TYPES = new Set([...SPECIAL_DUPLICATE_TYPES_SYNC, 'webStream', 'nodeStream']);
+// Do not allow two file descriptors of this type sharing the same target
+const FORBID_DUPLICATE_TYPES = new Set(['webTransform', 'duplex']);
+
+// Convert types to human-friendly strings for error messages
+const TYPE_TO_MESSAGE = {
+	generator: 'a generator',
+	asyncGenerator: 'an async generator',
+	fileUrl: 'a file URL',
+	filePath: 'a file path string',
+	fileNumber: 'a file descriptor number',
+	webStream: 'a web stream',
+	nodeStream: 'a Node.js stream',
+	webTransform: 'a web TransformStream',
+	duplex: 'a Duplex stream',
+	native: 'any value',
+	iterable: 'an iterable',
+	asyncIterable: 'an async iterable',
+	string: 'a string',
+	uint8Array: 'a Uint8Array',
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/transform/object-mode.js
+
+
+/*
+Retrieve the `objectMode`s of a single transform.
+`objectMode` determines the return value's type, i.e. the `readableObjectMode`.
+The chunk argument's type is based on the previous generator's return value, i.e. the `writableObjectMode` is based on the previous `readableObjectMode`.
+The last input's generator is read by `subprocess.stdin` which:
+- should not be in `objectMode` for performance reasons.
+- can only be strings, Buffers and Uint8Arrays.
+Therefore its `readableObjectMode` must be `false`.
+The same applies to the first output's generator's `writableObjectMode`.
+*/
+const getTransformObjectModes = (objectMode, index, newTransforms, direction) => direction === 'output'
+	? getOutputObjectModes(objectMode, index, newTransforms)
+	: getInputObjectModes(objectMode, index, newTransforms);
+
+const getOutputObjectModes = (objectMode, index, newTransforms) => {
+	const writableObjectMode = index !== 0 && newTransforms[index - 1].value.readableObjectMode;
+	const readableObjectMode = objectMode ?? writableObjectMode;
+	return {writableObjectMode, readableObjectMode};
+};
+
+const getInputObjectModes = (objectMode, index, newTransforms) => {
+	const writableObjectMode = index === 0
+		? objectMode === true
+		: newTransforms[index - 1].value.readableObjectMode;
+	const readableObjectMode = index !== newTransforms.length - 1 && (objectMode ?? writableObjectMode);
+	return {writableObjectMode, readableObjectMode};
+};
+
+// Retrieve the `objectMode` of a file descriptor, e.g. `stdout` or `stderr`
+const getFdObjectMode = (stdioItems, direction) => {
+	const lastTransform = stdioItems.findLast(({type}) => TRANSFORM_TYPES.has(type));
+	if (lastTransform === undefined) {
+		return false;
+	}
+
+	return direction === 'input'
+		? lastTransform.value.writableObjectMode
+		: lastTransform.value.readableObjectMode;
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/transform/normalize.js
+
+
+
+
+
+// Transforms generators/duplex/TransformStream can have multiple shapes.
+// This normalizes it and applies default values.
+const normalizeTransforms = (stdioItems, optionName, direction, options) => [
+	...stdioItems.filter(({type}) => !TRANSFORM_TYPES.has(type)),
+	...getTransforms(stdioItems, optionName, direction, options),
+];
+
+const getTransforms = (stdioItems, optionName, direction, {encoding}) => {
+	const transforms = stdioItems.filter(({type}) => TRANSFORM_TYPES.has(type));
+	const newTransforms = Array.from({length: transforms.length});
+
+	for (const [index, stdioItem] of Object.entries(transforms)) {
+		newTransforms[index] = normalizeTransform({
+			stdioItem,
+			index: Number(index),
+			newTransforms,
+			optionName,
+			direction,
+			encoding,
+		});
+	}
+
+	return sortTransforms(newTransforms, direction);
+};
+
+const normalizeTransform = ({stdioItem, stdioItem: {type}, index, newTransforms, optionName, direction, encoding}) => {
+	if (type === 'duplex') {
+		return normalizeDuplex({stdioItem, optionName});
+	}
+
+	if (type === 'webTransform') {
+		return normalizeTransformStream({
+			stdioItem,
+			index,
+			newTransforms,
+			direction,
+		});
+	}
+
+	return normalizeGenerator({
+		stdioItem,
+		index,
+		newTransforms,
+		direction,
+		encoding,
+	});
+};
+
+const normalizeDuplex = ({stdioItem, optionName}) => {
+	const {value} = stdioItem;
+	const {transform} = value;
+	const {writableObjectMode, readableObjectMode} = transform;
+	const {objectMode = readableObjectMode} = value;
+
+	if (objectMode && !readableObjectMode) {
+		throw new TypeError(`The \`${optionName}.objectMode\` option can only be \`true\` if \`new Duplex({objectMode: true})\` is used.`);
+	}
+
+	if (!objectMode && readableObjectMode) {
+		throw new TypeError(`The \`${optionName}.objectMode\` option cannot be \`false\` if \`new Duplex({objectMode: true})\` is used.`);
+	}
+
+	return {
+		...stdioItem,
+		value: {transform, writableObjectMode, readableObjectMode},
+	};
+};
+
+const normalizeTransformStream = ({stdioItem, stdioItem: {value}, index, newTransforms, direction}) => {
+	const {transform, objectMode} = isPlainObject(value) ? value : {transform: value};
+	const {writableObjectMode, readableObjectMode} = getTransformObjectModes(objectMode, index, newTransforms, direction);
+	return ({
+		...stdioItem,
+		value: {transform, writableObjectMode, readableObjectMode},
+	});
+};
+
+const normalizeGenerator = ({stdioItem, stdioItem: {value}, index, newTransforms, direction, encoding}) => {
+	const {
+		transform,
+		final,
+		binary: binaryOption = false,
+		preserveNewlines = false,
+		objectMode,
+	} = isPlainObject(value) ? value : {transform: value};
+	const binary = binaryOption || BINARY_ENCODINGS.has(encoding);
+	const {writableObjectMode, readableObjectMode} = getTransformObjectModes(objectMode, index, newTransforms, direction);
+	return {
+		...stdioItem,
+		value: {
+			transform,
+			final,
+			binary,
+			preserveNewlines,
+			writableObjectMode,
+			readableObjectMode,
+		},
+	};
+};
+
+const sortTransforms = (newTransforms, direction) => direction === 'input' ? newTransforms.reverse() : newTransforms;
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/stdio/direction.js
+
+
+
+
+// For `stdio[fdNumber]` beyond stdin/stdout/stderr, we need to guess whether the value passed is intended for inputs or outputs.
+// This allows us to know whether to pipe _into_ or _from_ the stream.
+// When `stdio[fdNumber]` is a single value, this guess is fairly straightforward.
+// However, when it is an array instead, we also need to make sure the different values are not incompatible with each other.
+const getStreamDirection = ({stdioItems, isStdioArray, fdNumber, optionName}) => {
+	const directions = stdioItems.map(stdioItem => getStdioItemDirection(stdioItem, fdNumber, isStdioArray));
+
+	if (directions.includes('input') && directions.includes('output')) {
+		throw new TypeError(`The \`${optionName}\` option must not be an array of both readable and writable values.`);
+	}
+
+	return directions.find(Boolean) ?? DEFAULT_DIRECTION;
+};
+
+const getStdioItemDirection = (stdioItem, fdNumber, isStdioArray) => {
+	const knownDirection = KNOWN_DIRECTIONS[fdNumber];
+	const direction = getRequestedDirection(stdioItem);
+	if (knownDirection === undefined) {
+		return direction;
+	}
+
+	validateKnownDirection(stdioItem, knownDirection, isStdioArray);
+	return knownDirection;
+};
+
+// `direction` is set when the user explicitly requests it, e.g. `{value: 'pipe', input: true}`.
+// It takes precedence over guessing, but not over the fixed direction of `stdin`/`stdout`/`stderr`.
+// The explicitly requested `direction` must not contradict a value that is intrinsically the other direction.
+// For example, `{value: writableStream, input: true}` is invalid since a writable value can only be an output.
+const getRequestedDirection = ({type, value, direction, optionName}) => {
+	const guessedDirection = guessStreamDirection[type](value);
+	if (direction === 'input' && guessedDirection === 'output') {
+		throw new TypeError(`The \`${optionName}\` option is invalid: \`input: true\` cannot be used with a writable value, which is always an output.`);
+	}
+
+	return direction ?? guessedDirection;
+};
+
+// `stdin`/`stdout`/`stderr` have a fixed direction, which each value must not contradict.
+// Otherwise, asynchronous methods pipe in the wrong direction and crash, e.g. with `dest.end is not a function`.
+// Only values whose direction is intrinsic to a stream are checked: other values (e.g. `Uint8Array`) are already
+// rejected in the wrong direction when their stream properties are added.
+// A single file descriptor 0, 1 or 2, e.g. `stdin: 1`, is passed as is to `child_process.spawn()` instead of being piped by Execa, so it is not checked. Those are often the same terminal, which is both readable and writable.
+const validateKnownDirection = ({type, value, optionName}, knownDirection, isStdioArray) => {
+	if (!STREAM_TYPES.has(type) || (!isStdioArray && getStandardStreamDirection(value) !== undefined)) {
+		return;
+	}
+
+	const guessedDirection = guessStreamDirection[type](value);
+	if (guessedDirection === undefined || guessedDirection === knownDirection) {
+		return;
+	}
+
+	const valueName = guessedDirection === 'input' ? 'readable' : 'writable';
+	throw new TypeError(`The \`${optionName}\` option is invalid: a ${valueName} value is always an ${guessedDirection}, but \`${optionName}\` is an ${knownDirection}.`);
+};
+
+const STREAM_TYPES = new Set(['native', 'nodeStream', 'webStream']);
+
+// `stdin`/`stdout`/`stderr` have a known direction
+const KNOWN_DIRECTIONS = ['input', 'output', 'output'];
+
+const anyDirection = () => undefined;
+const alwaysInput = () => 'input';
+
+// `string` can only be added through the `input` option, i.e. on `stdin`, so it is always an input
+const guessStreamDirection = {
+	generator: anyDirection,
+	asyncGenerator: anyDirection,
+	fileUrl: anyDirection,
+	filePath: anyDirection,
+	iterable: alwaysInput,
+	asyncIterable: alwaysInput,
+	uint8Array: alwaysInput,
+	string: alwaysInput,
+	webStream: value => type_isWritableStream(value) ? 'output' : 'input',
+	nodeStream(value) {
+		if (!is_stream_isReadableStream(value, {checkOpen: false})) {
+			return 'output';
+		}
+
+		return is_stream_isWritableStream(value, {checkOpen: false}) ? undefined : 'input';
+	},
+	webTransform: anyDirection,
+	duplex: anyDirection,
+	native(value) {
+		const standardStreamDirection = getStandardStreamDirection(value);
+		if (standardStreamDirection !== undefined) {
+			return standardStreamDirection;
+		}
+
+		if (is_stream_isStream(value, {checkOpen: false})) {
+			return guessStreamDirection.nodeStream(value);
+		}
+	},
+};
+
+const getStandardStreamDirection = value => {
+	if ([0, external_node_process_namespaceObject.stdin].includes(value)) {
+		return 'input';
+	}
+
+	if ([1, 2, external_node_process_namespaceObject.stdout, external_node_process_namespaceObject.stderr].includes(value)) {
+		return 'output';
+	}
+};
+
+// When ambiguous, we initially keep the direction as `undefined`.
+// This allows arrays of `stdio` values to resolve the ambiguity.
+// For example, `stdio[3]: DuplexStream` is ambiguous, but `stdio[3]: [DuplexStream, WritableStream]` is not.
+// When the ambiguity remains, we default to `output` since it is the most common use case for additional file descriptors.
+const DEFAULT_DIRECTION = 'output';
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/ipc/array.js
+// The `ipc` option adds an `ipc` item to the `stdio` option
+const normalizeIpcStdioArray = (stdioArray, ipc) => ipc
+	? [...stdioArray, 'ipc']
+	: stdioArray;
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/stdio/stdio-option.js
+
+
+
+
+
+
+// Add support for `stdin`/`stdout`/`stderr` as an alias for `stdio`.
+// Also normalize the `stdio` option.
+// A rest pattern is not used to read the other options, since the object it creates inherits from `Object.prototype`, which a prototype pollution could then use to inject option values
+const normalizeStdioOption = (options, verboseInfo, isSync) => {
+	const {stdio, ipc, buffer} = options;
+	const stdioArray = getStdioArray(stdio, options).map((stdioOption, fdNumber) => stdio_option_addDefaultValue(stdioOption, fdNumber));
+	validateIpcStdioOption(stdioArray);
+	return isSync
+		? normalizeStdioSync(stdioArray, buffer, verboseInfo)
+		: normalizeIpcStdioArray(stdioArray, ipc);
+};
+
+// The `stdio: 'ipc'` value (raw `child_process` syntax) was replaced by the `ipc: true` option
+const validateIpcStdioOption = stdioArray => {
+	if (stdioArray.some(stdioOption => hasIpcStdioOption(stdioOption))) {
+		throw new Error('The `ipc: true` option must be used instead of `stdio: \'ipc\'`.');
+	}
+};
+
+const hasIpcStdioOption = stdioOption => Array.isArray(stdioOption) ? stdioOption.some(item => hasIpcStdioItem(item)) : hasIpcStdioItem(stdioOption);
+
+const hasIpcStdioItem = stdioOption => isStdioValueObject(stdioOption) ? stdioOption.value === 'ipc' : stdioOption === 'ipc';
+
+const getStdioArray = (stdio, options) => {
+	if (stdio === undefined) {
+		return STANDARD_STREAMS_ALIASES.map(alias => options[alias]);
+	}
+
+	if (hasAlias(options)) {
+		throw new Error(`It's not possible to provide \`stdio\` in combination with one of ${STANDARD_STREAMS_ALIASES.map(alias => `\`${alias}\``).join(', ')}`);
+	}
+
+	if (typeof stdio === 'string') {
+		return [stdio, stdio, stdio];
+	}
+
+	if (!Array.isArray(stdio)) {
+		throw new TypeError(`Expected \`stdio\` to be of type \`string\` or \`Array\`, got \`${getTypeName(stdio)}\``);
+	}
+
+	const length = Math.max(stdio.length, STANDARD_STREAMS_ALIASES.length);
+	return Array.from({length}, (_, fdNumber) => stdio[fdNumber]);
+};
+
+const hasAlias = options => STANDARD_STREAMS_ALIASES.some(alias => options[alias] !== undefined);
+
+const stdio_option_addDefaultValue = (stdioOption, fdNumber) => {
+	if (Array.isArray(stdioOption)) {
+		return stdioOption.map(item => stdio_option_addDefaultValue(item, fdNumber));
+	}
+
+	if (stdioOption === null || stdioOption === undefined) {
+		return fdNumber >= STANDARD_STREAMS_ALIASES.length ? 'ignore' : 'pipe';
+	}
+
+	return stdioOption;
+};
+
+// Using `buffer: false` with synchronous methods implies `stdout`/`stderr`: `ignore`.
+// Unless the output is needed, e.g. due to `verbose: 'full'` or to redirecting to a file.
+// This is only done for `stdout`/`stderr`, since `ignore` redirects them to `/dev/null`.
+// With additional file descriptors, it does not pass them to the subprocess at all, which would make it fail when writing to them.
+const normalizeStdioSync = (stdioArray, buffer, verboseInfo) => stdioArray.map((stdioOption, fdNumber) =>
+	!buffer[fdNumber]
+	&& isStandardOutputFd(fdNumber)
+	&& !isFullVerbose(verboseInfo, fdNumber)
+	&& isOutputPipeOnly(stdioOption, fdNumber)
+		? 'ignore'
+		: stdioOption);
+
+// An empty array is not output pipe only: it must keep being rejected as an empty array below
+const isOutputPipeOnly = (stdioOption, fdNumber) => isOutputPipe(stdioOption, fdNumber)
+	|| (Array.isArray(stdioOption) && stdioOption.length > 0 && stdioOption.every(item => isOutputPipe(item, fdNumber)));
+
+const isOutputPipe = (stdioOption, fdNumber) => stdioOption === 'pipe'
+	|| isOutputPipeObject(stdioOption, fdNumber);
+
+const isOutputPipeObject = (stdioOption, fdNumber) => isStdioValueObject(stdioOption)
+	&& stdioOption.value === 'pipe'
+	&& (stdioOption.input === undefined || stdioOption.input === false || isFixedOutputPipe(fdNumber, stdioOption.input));
+
+// On `stdout`/`stderr`, the direction is always output, so `input: true` is ignored and the pipe stays output.
+const isFixedOutputPipe = (fdNumber, input) => input === true && isStandardOutputFd(fdNumber);
+
+const isStandardOutputFd = fdNumber => fdNumber === 1 || fdNumber === 2;
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/arguments/fd-options.js
+
+
+// Retrieve stream targeted by the `to` option
+const getToStream = (destination, to = 'stdin') => {
+	const isWritable = true;
+	const {options, fileDescriptors} = SUBPROCESS_OPTIONS.get(destination);
+	const fdNumber = getFdNumber(fileDescriptors, to, isWritable);
+	const destinationStream = destination.stdio[fdNumber];
+
+	if (destinationStream === null) {
+		throw new TypeError(getInvalidStdioOptionMessage(fdNumber, to, options, isWritable));
+	}
+
+	return destinationStream;
+};
+
+// Retrieve stream targeted by the `from` option
+const getFromStream = (source, from = 'stdout') => {
+	const isWritable = false;
+	const {options, fileDescriptors} = SUBPROCESS_OPTIONS.get(source);
+	const fdNumber = getFdNumber(fileDescriptors, from, isWritable);
+	const sourceStream = fdNumber === 'all' ? source.all : source.stdio[fdNumber];
+
+	if (sourceStream === null || sourceStream === undefined) {
+		throw new TypeError(getInvalidStdioOptionMessage(fdNumber, from, options, isWritable));
+	}
+
+	return sourceStream;
+};
+
+// Keeps track of the options passed to each Execa call
+const SUBPROCESS_OPTIONS = new WeakMap();
+
+const getFdNumber = (fileDescriptors, fdName, isWritable) => {
+	const fdNumber = parseFdNumber(fdName, isWritable);
+	validateFdNumber(fdNumber, fdName, isWritable, fileDescriptors);
+	return fdNumber;
+};
+
+const parseFdNumber = (fdName, isWritable) => {
+	const fdNumber = parseFd(fdName);
+	if (fdNumber !== undefined) {
+		return fdNumber;
+	}
+
+	const {validOptions, defaultValue} = isWritable
+		? {validOptions: '"stdin"', defaultValue: 'stdin'}
+		: {validOptions: '"stdout", "stderr", "all"', defaultValue: 'stdout'};
+	throw new TypeError(`"${getOptionName(isWritable)}" must not be "${fdName}".
+It must be ${validOptions} or "fd3", "fd4" (and so on).
+It is optional and defaults to "${defaultValue}".`);
+};
+
+const validateFdNumber = (fdNumber, fdName, isWritable, fileDescriptors) => {
+	const fileDescriptor = fileDescriptors[getUsedDescriptor(fdNumber)];
+	if (fileDescriptor === undefined) {
+		throw new TypeError(`"${getOptionName(isWritable)}" must not be ${fdName}. That file descriptor does not exist.
+Please set the "stdio" option to ensure that file descriptor exists.`);
+	}
+
+	if (!isWritable && fileDescriptor.direction === 'input') {
+		throw new TypeError(`"${getOptionName(isWritable)}" must not be ${fdName}. It must be a readable stream, not writable.`);
+	}
+
+	if (isWritable && fileDescriptor.direction !== 'input') {
+		throw new TypeError(`"${getOptionName(isWritable)}" must not be ${fdName}. It must be a writable stream, not readable.
+If you meant to use it as input, please set its "stdio" option to \`{value: 'pipe', input: true}\`.`);
+	}
+};
+
+const getInvalidStdioOptionMessage = (fdNumber, fdName, options, isWritable) => {
+	if (fdNumber === 'all' && !options.all) {
+		return 'The "all" option must be true to use "from: \'all\'".';
+	}
+
+	const {optionName, optionValue} = getInvalidStdioOption(fdNumber, options);
+	return `The "${optionName}: ${serializeOptionValue(optionValue)}" option is incompatible with using "${getOptionName(isWritable)}: ${serializeOptionValue(fdName)}".
+Please set this option with "pipe" instead.`;
+};
+
+const getInvalidStdioOption = (fdNumber, {stdin, stdout, stderr, stdio}) => {
+	const usedDescriptor = getUsedDescriptor(fdNumber);
+
+	if (usedDescriptor === 0 && stdin !== undefined) {
+		return {optionName: 'stdin', optionValue: stdin};
+	}
+
+	if (usedDescriptor === 1 && stdout !== undefined) {
+		return {optionName: 'stdout', optionValue: stdout};
+	}
+
+	return usedDescriptor === 2 && stderr !== undefined ? {optionName: 'stderr', optionValue: stderr} : {optionName: `stdio[${usedDescriptor}]`, optionValue: stdio[usedDescriptor]};
+};
+
+const getUsedDescriptor = fdNumber => fdNumber === 'all' ? 1 : fdNumber;
+
+const getOptionName = isWritable => isWritable ? 'to' : 'from';
+
+const serializeOptionValue = value => {
+	if (typeof value === 'string') {
+		return `'${value}'`;
+	}
+
+	return typeof value === 'number' ? `${value}` : 'Stream';
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/stdio/native.js
+
+
+
+
+
+
+
+// When we use multiple `stdio` values for the same streams, we pass 'pipe' to `child_process.spawn()`.
+// We then emulate the piping done by core Node.js.
+// To do so, we transform the following values:
+//  - Node.js streams are marked as `type: nodeStream`
+//  - 'inherit' becomes `process.stdin|stdout|stderr`
+//  - any file descriptor integer becomes `process.stdio[fdNumber]`
+// All of the above transformations tell Execa to perform manual piping.
+const handleNativeStream = ({stdioItem, stdioItem: {type}, isStdioArray, fdNumber, direction, isSync}) => {
+	if (!isStdioArray || type !== 'native') {
+		return stdioItem;
+	}
+
+	return isSync
+		? handleNativeStreamSync({stdioItem, fdNumber, direction})
+		: handleNativeStreamAsync({stdioItem, fdNumber});
+};
+
+// Synchronous methods use a different logic.
+// 'inherit', file descriptors and process.std* are handled by readFileSync()/writeFileSync().
+const handleNativeStreamSync = ({stdioItem, stdioItem: {value, optionName}, fdNumber, direction}) => {
+	const targetFd = getTargetFd({
+		value,
+		optionName,
+		fdNumber,
+		direction,
+	});
+	if (targetFd !== undefined) {
+		return targetFd;
+	}
+
+	if (is_stream_isStream(value, {checkOpen: false})) {
+		throw new TypeError(`The \`${optionName}: Stream\` option cannot both be an array and include a stream with synchronous methods.`);
+	}
+
+	return stdioItem;
+};
+
+const getTargetFd = ({value, optionName, fdNumber, direction}) => {
+	const targetFdNumber = getTargetFdNumber(value, fdNumber);
+	if (targetFdNumber === undefined) {
+		return;
+	}
+
+	if (direction === 'output') {
+		return {type: 'fileNumber', value: targetFdNumber, optionName};
+	}
+
+	if (external_node_tty_namespaceObject.isatty(targetFdNumber)) {
+		throw new TypeError(`The \`${optionName}: ${serializeOptionValue(value)}\` option is invalid: it cannot be a TTY with synchronous methods.`);
+	}
+
+	// The file descriptor is read lazily, like `inputFile`, so that a read failure is reported like any other early error, instead of being thrown as a raw error
+	return {type: 'uint8Array', contents: () => [bufferToUint8Array((0,external_node_fs_namespaceObject.readFileSync)(targetFdNumber))], optionName};
+};
+
+const getTargetFdNumber = (value, fdNumber) => {
+	if (value === 'inherit') {
+		return fdNumber;
+	}
+
+	if (typeof value === 'number') {
+		return value;
+	}
+
+	const standardStreamIndex = STANDARD_STREAMS.indexOf(value);
+	if (standardStreamIndex !== -1) {
+		return standardStreamIndex;
+	}
+};
+
+const handleNativeStreamAsync = ({stdioItem, stdioItem: {value, optionName}, fdNumber}) => {
+	if (value === 'inherit') {
+		return {type: 'nodeStream', value: getStandardStream(fdNumber, value, optionName), optionName};
+	}
+
+	if (typeof value === 'number') {
+		return {type: 'nodeStream', value: getStandardStream(value, value, optionName), optionName};
+	}
+
+	return is_stream_isStream(value, {checkOpen: false}) ? {type: 'nodeStream', value, optionName} : stdioItem;
+};
+
+// Node.js does not allow to easily retrieve file descriptors beyond stdin/stdout/stderr as streams.
+//  - `fs.createReadStream()`/`fs.createWriteStream()` with the `fd` option do not work with character devices that use blocking reads/writes (such as interactive TTYs).
+//  - Using a TCP `Socket` would work but be rather complex to implement.
+// Since this is an edge case, we simply throw an error message.
+// See https://github.com/sindresorhus/execa/pull/643#discussion_r1435905707
+const getStandardStream = (fdNumber, value, optionName) => {
+	const standardStream = STANDARD_STREAMS[fdNumber];
+
+	if (standardStream === undefined) {
+		throw new TypeError(`The \`${optionName}: ${value}\` option is invalid: no such standard stream.`);
+	}
+
+	return standardStream;
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/stdio/input-option.js
+
+
+
+
+// Append the `stdin` option with the `input` and `inputFile` options
+const handleInputOptions = ({input, inputFile}, fdNumber) => fdNumber === 0
+	? [
+		...handleInputOption(input),
+		...handleInputFileOption(inputFile),
+	]
+	: [];
+
+const handleInputOption = input => input === undefined
+	? []
+	: [{
+		type: getInputType(input),
+		value: input,
+		optionName: 'input',
+	}];
+
+const getInputType = input => {
+	if (is_stream_isReadableStream(input, {checkOpen: false})) {
+		return 'nodeStream';
+	}
+
+	if (typeof input === 'string') {
+		return 'string';
+	}
+
+	if (isUint8Array(input)) {
+		return 'uint8Array';
+	}
+
+	throw new Error('The `input` option must be a string, a Uint8Array or a Node.js Readable stream.');
+};
+
+const handleInputFileOption = inputFile => inputFile === undefined
+	? []
+	: [{
+		...getInputFileType(inputFile),
+		optionName: 'inputFile',
+	}];
+
+const getInputFileType = inputFile => {
+	if (isUrl(inputFile)) {
+		return {type: 'fileUrl', value: inputFile};
+	}
+
+	if (isFilePathString(inputFile)) {
+		return {type: 'filePath', value: {file: inputFile}};
+	}
+
+	throw new Error('The `inputFile` option must be a file path string or a file URL.');
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/stdio/duplicate.js
+
+
+
+
+// `{file: './output.txt'}` and a `file:` URL are two ways to target the same file, so both must be compared together
+const isFileType = type => SPECIAL_DUPLICATE_TYPES_SYNC.has(type);
+
+// The file that a `filePath` or `fileUrl` stdio item targets, as an absolute path
+const getFileTarget = ({type, value}) => type === 'filePath'
+	? external_node_path_namespaceObject.resolve(value.file)
+	: (0,external_node_url_.fileURLToPath)(value);
+
+// Duplicates in the same file descriptor is most likely an error.
+// However, this can be useful with generators.
+const filterDuplicates = stdioItems => stdioItems.filter((stdioItemOne, indexOne) =>
+	stdioItems.every((stdioItemTwo, indexTwo) => !hasSameValueAndDirection(stdioItemOne, stdioItemTwo)
+		|| indexOne >= indexTwo
+		|| stdioItemOne.type === 'generator'
+		|| stdioItemOne.type === 'asyncGenerator'));
+
+const hasSameValueAndDirection = (stdioItemOne, stdioItemTwo) => stdioItemOne.value === stdioItemTwo.value
+	&& stdioItemOne.direction === stdioItemTwo.direction;
+
+// Check if two file descriptors are sharing the same target.
+// For example `{stdout: {file: './output.txt'}, stderr: {file: './output.txt'}}`.
+// The same applies to two items of a single file descriptor, e.g. `{stdout: [{file: './output.txt'}, {file: './output.txt'}]}`.
+const getDuplicateStream = ({stdioItem: {type, value, optionName}, direction, fileDescriptors, isSync}) => {
+	const otherStdioItems = getOtherStdioItems(fileDescriptors, type);
+	if (otherStdioItems.length === 0) {
+		return;
+	}
+
+	if (isSync) {
+		validateDuplicateStreamSync({
+			otherStdioItems,
+			type,
+			value,
+			optionName,
+			direction,
+		});
+		return;
+	}
+
+	if (SPECIAL_DUPLICATE_TYPES.has(type)) {
+		return getDuplicateStreamInstance({
+			otherStdioItems,
+			type,
+			value,
+			optionName,
+			direction,
+		});
+	}
+
+	if (FORBID_DUPLICATE_TYPES.has(type)) {
+		validateDuplicateTransform({
+			otherStdioItems,
+			type,
+			value,
+			optionName,
+		});
+	}
+};
+
+// Values shared by multiple file descriptors, including the other items of the file descriptor currently being built
+const getOtherStdioItems = (fileDescriptors, type) => fileDescriptors
+	.flatMap(({direction, stdioItems}) => stdioItems
+		.map(stdioItem => ({...stdioItem, direction})),
+	)
+	.filter(stdioItem => isSameDuplicateType(stdioItem.type, type));
+
+// A `filePath` and a `fileUrl` are compared together, since they can target the same file
+const isSameDuplicateType = (otherType, type) => otherType === type || (isFileType(otherType) && isFileType(type));
+
+// With `execaSync()`, do not allow setting a file path both in input and output
+const validateDuplicateStreamSync = ({otherStdioItems, type, value, optionName, direction}) => {
+	if (SPECIAL_DUPLICATE_TYPES_SYNC.has(type)) {
+		getDuplicateStreamInstance({
+			otherStdioItems,
+			type,
+			value,
+			optionName,
+			direction,
+		});
+	}
+};
+
+// When two file descriptors share the file or stream, we need to re-use the same underlying stream.
+// Otherwise, the stream would be closed twice when piping ends.
+// This is only an issue with output file descriptors.
+// This is not a problem with generator functions since those create a new instance for each file descriptor.
+// We also forbid input and output file descriptors sharing the same file or stream, since that does not make sense.
+const getDuplicateStreamInstance = ({otherStdioItems, type, value, optionName, direction}) => {
+	const duplicateStdioItems = otherStdioItems.filter(stdioItem => hasSameValue(stdioItem, type, value));
+	if (duplicateStdioItems.length === 0) {
+		return;
+	}
+
+	const differentStdioItem = duplicateStdioItems.find(stdioItem => stdioItem.direction !== direction);
+	throwOnDuplicateStream(differentStdioItem, optionName, type);
+
+	// Output streams must be re-used so they are not closed twice.
+	// Web streams must be re-used in the input direction too, since they cannot be converted twice: reading one locks it.
+	return direction === 'output' || type === 'webStream' ? duplicateStdioItems[0].stream : undefined;
+};
+
+// `type` and `value` are the current item's, `otherStdioItem` is the other one
+const hasSameValue = (otherStdioItem, type, value) => isFileType(otherStdioItem.type)
+	? getFileTarget(otherStdioItem) === getFileTarget({type, value})
+	: otherStdioItem.value === value;
+
+// We do not allow two file descriptors to share the same Duplex or TransformStream.
+// This is because those are set directly to `subprocess.std*`.
+// For example, this could result in `subprocess.stdout` and `subprocess.stderr` being the same value.
+// This means reading from either would get data from both stdout and stderr.
+const validateDuplicateTransform = ({otherStdioItems, type, value, optionName}) => {
+	const duplicateStdioItem = otherStdioItems.find(({value: {transform}}) => transform === value.transform);
+	throwOnDuplicateStream(duplicateStdioItem, optionName, type);
+};
+
+const throwOnDuplicateStream = (stdioItem, optionName, type) => {
+	if (stdioItem !== undefined) {
+		throw new TypeError(`The \`${stdioItem.optionName}\` and \`${optionName}\` options must not target ${TYPE_TO_MESSAGE[type]} that is the same.`);
+	}
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/stdio/handle.js
+
+
+
+
+
+
+
+
+
+
+
+
+// Handle `input`, `inputFile`, `stdin`, `stdout` and `stderr` options, before spawning, in async/sync mode
+// They are converted into an array of `fileDescriptors`.
+// Each `fileDescriptor` is normalized, validated and contains all information necessary for further handling.
+const handleStdio = (addProperties, options, verboseInfo, isSync) => {
+	const stdio = normalizeStdioOption(options, verboseInfo, isSync);
+	const initialFileDescriptors = stdio.map((stdioOption, fdNumber) => getFileDescriptor({
+		stdioOption,
+		fdNumber,
+		options,
+		isSync,
+	}));
+	const fileDescriptors = getFinalFileDescriptors({
+		initialFileDescriptors,
+		addProperties,
+		options,
+		isSync,
+	});
+	options.stdio = fileDescriptors.map(({stdioItems}) => forwardStdio(stdioItems));
+	return fileDescriptors;
+};
+
+const getFileDescriptor = ({stdioOption, fdNumber, options, isSync}) => {
+	const optionName = getStreamName(fdNumber);
+	const {stdioItems: initialStdioItems, isStdioArray} = initializeStdioItems({
+		stdioOption,
+		fdNumber,
+		options,
+		optionName,
+	});
+	const direction = getStreamDirection({
+		stdioItems: initialStdioItems,
+		isStdioArray,
+		fdNumber,
+		optionName,
+	});
+	const stdioItems = initialStdioItems.map(stdioItem => handleNativeStream({
+		stdioItem,
+		isStdioArray,
+		fdNumber,
+		direction,
+		isSync,
+	}));
+	const normalizedStdioItems = normalizeTransforms(stdioItems, optionName, direction, options);
+	const objectMode = getFdObjectMode(normalizedStdioItems, direction);
+	validateFileObjectMode(normalizedStdioItems, objectMode);
+	return {direction, objectMode, stdioItems: normalizedStdioItems};
+};
+
+// We make sure passing an array with a single item behaves the same as passing that item without an array.
+// This is what users would expect.
+// For example, `stdout: ['ignore']` behaves the same as `stdout: 'ignore'`.
+const initializeStdioItems = ({stdioOption, fdNumber, options, optionName}) => {
+	const values = Array.isArray(stdioOption) ? stdioOption : [stdioOption];
+	const inputStdioItems = handleInputOptions(options, fdNumber);
+	const initialStdioItems = [
+		...omitInheritedStdin(values.map(value => initializeStdioItem(value, optionName)), inputStdioItems),
+		...inputStdioItems,
+	];
+
+	const stdioItems = filterDuplicates(initialStdioItems);
+	const isStdioArray = stdioItems.length > 1;
+	validateStdioArray(stdioItems, isStdioArray, optionName);
+	validateStreams(stdioItems, isStdioArray);
+	return {stdioItems, isStdioArray};
+};
+
+const omitInheritedStdin = (stdioItems, inputStdioItems) => inputStdioItems.length > 0 && isInheritedStdinOnly(stdioItems)
+	? []
+	: stdioItems;
+
+const isInheritedStdinOnly = stdioItems => stdioItems.length === 1
+	&& stdioItems[0].type === 'native'
+	&& stdioItems[0].value === 'inherit';
+
+const initializeStdioItem = (value, optionName) => {
+	if (isStdioValueObject(value)) {
+		return initializeStdioValueObject(value, optionName);
+	}
+
+	return {
+		type: getStdioItemType(value, optionName),
+		value,
+		optionName,
+	};
+};
+
+// The `{value, input}` object form wraps any stdio value with an explicit direction.
+const initializeStdioValueObject = ({value, input}, optionName) => {
+	checkBooleanOption(input, `${optionName}.input`);
+
+	return {
+		type: getStdioItemType(value, optionName),
+		value,
+		direction: input ? 'input' : undefined,
+		optionName,
+	};
+};
+
+const validateStdioArray = (stdioItems, isStdioArray, optionName) => {
+	if (stdioItems.length === 0) {
+		throw new TypeError(`The \`${optionName}\` option must not be an empty array.`);
+	}
+
+	if (!isStdioArray) {
+		return;
+	}
+
+	for (const {value, optionName} of stdioItems) {
+		if (INVALID_STDIO_ARRAY_OPTIONS.has(value)) {
+			throw new Error(`The \`${optionName}\` option must not include \`${value}\`.`);
+		}
+	}
+};
+
+// Using the `ignore` value together with others for the same stream does not make sense, so we make it fail.
+// However, we do allow it if the array has a single item.
+const INVALID_STDIO_ARRAY_OPTIONS = new Set(['ignore']);
+
+const validateStreams = (stdioItems, isStdioArray) => {
+	for (const stdioItem of stdioItems) {
+		validateFileStdio(stdioItem);
+		validateFileDescriptorStdio(stdioItem);
+		validateNativeStdio(stdioItem, isStdioArray);
+	}
+};
+
+// File descriptors can be passed as numbers or native objects with an `fd` property. Invalid descriptors can make `node:child_process` abort the current process with a fatal assertion instead of throwing.
+const validateFileDescriptorStdio = ({type, value, optionName}) => {
+	if (type !== 'native') {
+		return;
+	}
+
+	const fileDescriptor = typeof value === 'number' ? value : value?.fd;
+	if (typeof fileDescriptor === 'number' && (!Number.isInteger(fileDescriptor) || fileDescriptor < 0 || fileDescriptor > MAX_FILE_DESCRIPTOR)) {
+		throw new TypeError(`The \`${optionName}\` option must be a non-negative 32-bit integer: got ${fileDescriptor}.`);
+	}
+};
+
+// `node:child_process` converts file descriptors to a 32-bit signed integer, and aborts the process when it cannot
+const MAX_FILE_DESCRIPTOR = (2 ** 31) - 1;
+
+// When passed alone, any unknown value fails when calling `node:child_process`.
+// However, when an array is used, Execa only forwards `pipe` to `node:child_process`, so unknown values would be silently ignored.
+// Valid values are the ones `node:child_process` accepts: known strings, file descriptor integers, Node.js streams and file handles.
+// File handles are the exception: they are valid alone, but Execa's array emulation cannot handle them, so they would be silently ignored.
+const validateNativeStdio = ({type, value, optionName}, isStdioArray) => {
+	if (type !== 'native') {
+		return;
+	}
+
+	if (isFileHandle(value)) {
+		if (isStdioArray) {
+			throw new TypeError(`The \`${optionName}\` option cannot combine file handles with other values.`);
+		}
+
+		return;
+	}
+
+	if (typeof value !== 'string' && typeof value !== 'number' && !is_stream_isStream(value, {checkOpen: false})) {
+		throw new TypeError(`The \`${optionName}\` option is invalid: ${String(value)} (${typeof value}).`);
+	}
+};
+
+const isFileHandle = value => typeof value?.fd === 'number' && !is_stream_isStream(value, {checkOpen: false});
+
+const validateFileStdio = ({type, value, optionName}) => {
+	if (isRegularUrl(value)) {
+		throw new TypeError(`The \`${optionName}: URL\` option must use the \`file:\` scheme.
+For example, you can use the \`pathToFileURL()\` method of the \`url\` core module.`);
+	}
+
+	if (isUnknownStdioString(type, value)) {
+		throw new TypeError(`The \`${optionName}: { file: '...' }\` option must be used instead of \`${optionName}: '...'\`.`);
+	}
+};
+
+const validateFileObjectMode = (stdioItems, objectMode) => {
+	if (!objectMode) {
+		return;
+	}
+
+	const fileStdioItem = stdioItems.find(({type}) => FILE_TYPES.has(type));
+	if (fileStdioItem !== undefined) {
+		throw new TypeError(`The \`${fileStdioItem.optionName}\` option cannot use both files and transforms in objectMode.`);
+	}
+};
+
+// Some `stdio` values require Execa to create streams.
+// For example, file paths create file read/write streams.
+// Those transformations are specified in `addProperties`, which is both direction-specific and type-specific.
+const getFinalFileDescriptors = ({initialFileDescriptors, addProperties, options, isSync}) => {
+	const fileDescriptors = [];
+
+	try {
+		for (const fileDescriptor of initialFileDescriptors) {
+			addFinalFileDescriptor({
+				fileDescriptor,
+				fileDescriptors,
+				addProperties,
+				options,
+				isSync,
+			});
+		}
+
+		return fileDescriptors;
+	} catch (error) {
+		cleanupCustomStreams(fileDescriptors);
+		throw error;
+	}
+};
+
+/*
+The file descriptor is added to `fileDescriptors` before its items are, for two reasons:
+  - its items are added one at a time, so that each one knows about the previous ones, to detect duplicates within the same file descriptor
+  - if an item throws, the streams created by the previous ones are cleaned up too
+*/
+const addFinalFileDescriptor = ({fileDescriptor, fileDescriptors, addProperties, options, isSync}) => {
+	const {direction, objectMode, stdioItems} = fileDescriptor;
+	const finalFileDescriptor = {direction, objectMode, stdioItems: []};
+	fileDescriptors.push(finalFileDescriptor);
+
+	for (const stdioItem of stdioItems) {
+		finalFileDescriptor.stdioItems.push(addStreamProperties({
+			stdioItem,
+			addProperties,
+			direction,
+			objectMode,
+			options,
+			fileDescriptors,
+			isSync,
+		}));
+	}
+};
+
+const addStreamProperties = ({stdioItem, addProperties, direction, objectMode, options, fileDescriptors, isSync}) => {
+	const duplicateStream = getDuplicateStream({
+		stdioItem,
+		direction,
+		fileDescriptors,
+		isSync,
+	});
+
+	if (duplicateStream !== undefined) {
+		return {...stdioItem, stream: duplicateStream};
+	}
+
+	return {
+		...stdioItem,
+		...addProperties[direction][stdioItem.type](stdioItem, options, objectMode),
+	};
+};
+
+// The stream error handling is performed by the piping logic above, which cannot be performed before subprocess spawning.
+// If the subprocess spawning fails (e.g. due to an invalid command), the streams need to be manually destroyed.
+// We need to create those streams before subprocess spawning, in case their creation fails, e.g. when passing an invalid generator as argument.
+// Like this, an exception would be thrown, which would prevent spawning a subprocess.
+const cleanupCustomStreams = fileDescriptors => {
+	for (const {stream} of fileDescriptors.flatMap(({stdioItems}) => stdioItems)) {
+		if (stream === undefined || isStandardStream(stream)) {
+			continue;
+		}
+
+		// The stream can still error after being destroyed, e.g. when its file cannot be opened.
+		// That error would be uncaught and crash the current process, although it is irrelevant since execa already fails with its own error.
+		stream.on('error', () => {});
+		stream.destroy();
+	}
+};
+
+// When the `std*: Iterable | WebStream | URL | filePath`, `input` or `inputFile` option is used, we pipe to `subprocess.std*`.
+// When the `std*: Array` option is used, we emulate some of the native values ('inherit', Node.js stream and file descriptor integer). To do so, we also need to pipe to `subprocess.std*`.
+// Therefore the `std*` options must be either `pipe` or `overlapped`. Other values do not set `subprocess.std*`.
+const forwardStdio = stdioItems => {
+	if (stdioItems.length > 1) {
+		return stdioItems.some(({value}) => value === 'overlapped') ? 'overlapped' : 'pipe';
+	}
+
+	const [{type, value}] = stdioItems;
+	return type === 'native' ? value : 'pipe';
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/stdio/handle-sync.js
+
+
+
+
+
+// Normalize `input`, `inputFile`, `stdin`, `stdout` and `stderr` options, before spawning, in sync mode
+const handleStdioSync = (options, verboseInfo) => handleStdio(addPropertiesSync, options, verboseInfo, true);
+
+const forbiddenIfSync = ({type, optionName}) => {
+	throwInvalidSyncValue(optionName, TYPE_TO_MESSAGE[type]);
+};
+
+const forbiddenNativeIfSync = ({optionName, value}) => {
+	if (value === 'overlapped') {
+		throwInvalidSyncValue(optionName, `"${value}"`);
+	}
+
+	return {};
+};
+
+// A native input pipe on an additional file descriptor cannot be fed in sync mode, since there is no way to write to it after spawning, so it would hang.
+const forbiddenNativeInputIfSync = stdioItem => {
+	const {optionName, value} = stdioItem;
+	if (value === 'pipe' && optionName !== 'stdin') {
+		throw new TypeError(`Only the \`stdin\` option, not \`${optionName}\`, can be an input pipe with synchronous methods.`);
+	}
+
+	return forbiddenNativeIfSync(stdioItem);
+};
+
+// For the same reason, an input transform can only be used with `stdin`, which is fed with the `input` option
+const forbiddenInputTransformIfSync = ({optionName}) => {
+	if (optionName !== 'stdin') {
+		throw new TypeError(`Only the \`stdin\` option, not \`${optionName}\`, can be an input transform with synchronous methods.`);
+	}
+};
+
+const throwInvalidSyncValue = (optionName, value) => {
+	throw new TypeError(`The \`${optionName}\` option cannot be ${value} with synchronous methods.`);
+};
+
+// Create streams used internally for redirecting when using specific values for the `std*` options, in sync mode.
+// For example, `stdin: {file}` reads the file synchronously, then passes it as the `input` option.
+const addProperties = {
+	generator() {},
+	asyncGenerator: forbiddenIfSync,
+	webStream: forbiddenIfSync,
+	nodeStream: forbiddenIfSync,
+	webTransform: forbiddenIfSync,
+	duplex: forbiddenIfSync,
+	asyncIterable: forbiddenIfSync,
+	native: forbiddenNativeIfSync,
+};
+
+const addPropertiesSync = {
+	input: {
+		...addProperties,
+		generator: forbiddenInputTransformIfSync,
+		native: forbiddenNativeInputIfSync,
+		// Files and iterables are read lazily, so that a file which cannot be read, or an iterable which throws, is reported like any other early error, instead of being thrown as a raw error
+		fileUrl: ({value}) => ({contents: () => [bufferToUint8Array((0,external_node_fs_namespaceObject.readFileSync)(value))]}),
+		filePath: ({value: {file}}) => ({contents: () => [bufferToUint8Array((0,external_node_fs_namespaceObject.readFileSync)(file))]}),
+		fileNumber: forbiddenIfSync,
+		iterable: ({value}) => ({contents: () => [...value]}),
+		string: ({value}) => ({contents: [value]}),
+		// `contents` is already set when reading from a file descriptor
+		uint8Array: ({value, contents = [value]}) => ({contents}),
+	},
+	output: {
+		...addProperties,
+		fileUrl: ({value}) => ({path: value}),
+		filePath: ({value: {file, append}}) => ({path: file, append}),
+		fileNumber: ({value}) => ({path: value}),
+		iterable: forbiddenIfSync,
+		string: forbiddenIfSync,
+		uint8Array: forbiddenIfSync,
+	},
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/transform/validate.js
+
+
+
+// Validate the type of chunk argument passed to transform generators
+const getValidateTransformInput = (writableObjectMode, optionName) => writableObjectMode
+	? undefined
+	: validateStringTransformInput.bind(undefined, optionName);
+
+const validateStringTransformInput = function * (optionName, chunk) {
+	if (typeof chunk !== 'string' && !isUint8Array(chunk) && !external_node_buffer_.Buffer.isBuffer(chunk)) {
+		throw new TypeError(`The \`${optionName}\` option's transform must use "objectMode: true" to receive as input: ${typeof chunk}.`);
+	}
+
+	yield chunk;
+};
+
+// Validate the type of the value returned by transform generators
+const getValidateTransformReturn = (readableObjectMode, optionName) => readableObjectMode
+	? validateObjectTransformReturn.bind(undefined, optionName)
+	: validateStringTransformReturn.bind(undefined, optionName);
+
+const validateObjectTransformReturn = function * (optionName, chunk) {
+	validateEmptyReturn(optionName, chunk);
+	yield chunk;
+};
+
+const validateStringTransformReturn = function * (optionName, chunk) {
+	validateEmptyReturn(optionName, chunk);
+
+	if (typeof chunk !== 'string' && !isUint8Array(chunk)) {
+		throw new TypeError(`The \`${optionName}\` option's function must yield a string or an Uint8Array, not ${typeof chunk}.`);
+	}
+
+	yield chunk;
+};
+
+const validateEmptyReturn = (optionName, chunk) => {
+	if (chunk === null || chunk === undefined) {
+		throw new TypeError(`The \`${optionName}\` option's function must not call \`yield ${chunk}\`.
+Instead, \`yield\` should either be called with a value, or not be called at all. For example:
+  if (condition) { yield value; }`);
+	}
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/transform/encoding-transform.js
+
+
+
+
+
+/*
+When using binary encodings, add an internal generator that converts chunks from `Buffer` to `string` or `Uint8Array`.
+Chunks might be Buffer, Uint8Array or strings since:
+- `subprocess.stdout|stderr` emits Buffers
+- `subprocess.stdin.write()` accepts Buffer, Uint8Array or string
+- Previous generators might return Uint8Array or string
+
+However, those are converted to Buffer:
+- on writes: `Duplex.writable` `decodeStrings: true` default option
+- on reads: `Duplex.readable` `readableEncoding: null` default option
+*/
+const getEncodingTransformGenerator = (binary, encoding, skipped) => {
+	if (skipped) {
+		return;
+	}
+
+	if (binary) {
+		return {transform: encodingUint8ArrayGenerator.bind(undefined, new TextEncoder())};
+	}
+
+	const stringDecoder = new external_node_string_decoder_namespaceObject.StringDecoder(encoding);
+	return {
+		transform: encodingStringGenerator.bind(undefined, stringDecoder),
+		final: encodingStringFinal.bind(undefined, stringDecoder),
+	};
+};
+
+const encodingUint8ArrayGenerator = function * (textEncoder, chunk) {
+	if (external_node_buffer_.Buffer.isBuffer(chunk)) {
+		yield bufferToUint8Array(chunk);
+	} else if (typeof chunk === 'string') {
+		yield textEncoder.encode(chunk);
+	} else {
+		yield chunk;
+	}
+};
+
+const encodingStringGenerator = function * (stringDecoder, chunk) {
+	yield isUint8Array(chunk) ? stringDecoder.write(chunk) : chunk;
+};
+
+const encodingStringFinal = function * (stringDecoder) {
+	const lastChunk = stringDecoder.end();
+	if (lastChunk !== '') {
+		yield lastChunk;
+	}
+};
+
+/*
+Once the user's transform has run, its string chunks are converted to bytes: by `Transform.push()` with the asynchronous methods, and by `joinToString()` with the synchronous ones. Both use UTF-8, yet the result is then decoded with the `encoding` option, which would corrupt the text when that option is a different text encoding.
+Therefore, those chunks are converted using the `encoding` option beforehand.
+With the `binary` transform option, they are converted with UTF-8 even when the `encoding` option is another text encoding. Otherwise, with synchronous methods, the next transform would receive the string itself, while with asynchronous methods it receives those UTF-8 bytes decoded with the `encoding` option.
+When the `encoding` option is UTF-8, strings round-trip unchanged, so there is nothing to do.
+*/
+const getStringToBytesGenerator = (binary, encoding, skipped) => skipped || encoding === 'utf8'
+	? undefined
+	: {transform: stringToBytesGenerator.bind(undefined, getStringEncoding(binary, encoding))};
+
+const stringToBytesGenerator = function * (stringEncoding, chunk) {
+	yield typeof chunk === 'string' ? bufferToUint8Array(external_node_buffer_.Buffer.from(chunk, stringEncoding)) : chunk;
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/transform/run-async.js
+
+
+// Applies a series of generator functions asynchronously
+const pushChunks = (0,external_node_util_.callbackify)(async (getChunks, state, getChunksArguments, transformStream) => {
+	state.currentIterable = getChunks(...getChunksArguments);
+
+	try {
+		for await (const chunk of state.currentIterable) {
+			transformStream.push(chunk);
+		}
+	} finally {
+		delete state.currentIterable;
+	}
+});
+
+// For each new chunk, apply each `transform()` method
+const transformChunk = async function * (chunk, generators, index) {
+	if (index === generators.length) {
+		yield chunk;
+		return;
+	}
+
+	const {transform = identityGenerator} = generators[index];
+	for await (const transformedChunk of transform(chunk)) {
+		yield * transformChunk(transformedChunk, generators, index + 1);
+	}
+};
+
+// At the end, apply each `final()` method, followed by the `transform()` method of the next transforms
+const finalChunks = async function * (generators) {
+	for (const [index, {final}] of Object.entries(generators)) {
+		yield * generatorFinalChunks(final, Number(index), generators);
+	}
+};
+
+const generatorFinalChunks = async function * (final, index, generators) {
+	if (final === undefined) {
+		return;
+	}
+
+	for await (const finalChunk of final()) {
+		yield * transformChunk(finalChunk, generators, index + 1);
+	}
+};
+
+// Cancel any ongoing async generator when the Transform is destroyed, e.g. when the subprocess errors
+const destroyTransform = (0,external_node_util_.callbackify)(async ({currentIterable}, error) => {
+	if (currentIterable !== undefined) {
+		await (error ? currentIterable.throw(error) : currentIterable.return());
+		return;
+	}
+
+	if (error) {
+		throw error;
+	}
+});
+
+const identityGenerator = function * (chunk) {
+	yield chunk;
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/transform/run-sync.js
+// Duplicate the code from `run-async.js` but as synchronous functions
+const pushChunksSync = (getChunksSync, getChunksArguments, transformStream, done) => {
+	try {
+		for (const chunk of getChunksSync(...getChunksArguments)) {
+			transformStream.push(chunk);
+		}
+
+		done();
+	} catch (error) {
+		done(normalizeTransformError(error));
+	}
+};
+
+// Match `util.callbackify()` so falsy exceptions cannot be mistaken for callback success or missing errors.
+const normalizeTransformError = error => error || Object.assign(new Error('Promise was rejected with falsy value'), {
+	code: 'ERR_FALSY_VALUE_REJECTION',
+	reason: error,
+});
+
+// Run synchronous generators with `execaSync()`
+const runTransformSync = (generators, chunks) => {
+	try {
+		return [
+			...chunks.flatMap(chunk => [...transformChunkSync(chunk, generators, 0)]),
+			...finalChunksSync(generators),
+		];
+	} catch (error) {
+		throw normalizeTransformError(error);
+	}
+};
+
+const transformChunkSync = function * (chunk, generators, index) {
+	if (index === generators.length) {
+		yield chunk;
+		return;
+	}
+
+	const {transform = run_sync_identityGenerator} = generators[index];
+	for (const transformedChunk of transform(chunk)) {
+		yield * transformChunkSync(transformedChunk, generators, index + 1);
+	}
+};
+
+const finalChunksSync = function * (generators) {
+	for (const [index, {final}] of Object.entries(generators)) {
+		yield * generatorFinalChunksSync(final, Number(index), generators);
+	}
+};
+
+const generatorFinalChunksSync = function * (final, index, generators) {
+	if (final === undefined) {
+		return;
+	}
+
+	for (const finalChunk of final()) {
+		yield * transformChunkSync(finalChunk, generators, index + 1);
+	}
+};
+
+const run_sync_identityGenerator = function * (chunk) {
+	yield chunk;
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/transform/generator.js
+
+
+
+
+
+
+
+
+
+
+/*
+Generators can be used to transform/filter standard streams.
+
+Generators have a simple syntax, yet allows all of the following:
+- Sharing `state` between chunks
+- Flushing logic, by using a `final` function
+- Asynchronous logic
+- Emitting multiple chunks from a single source chunk, even if spaced in time, by using multiple `yield`
+- Filtering, by using no `yield`
+
+Therefore, there is no need to allow Node.js or web transform streams.
+
+The `highWaterMark` is kept as the default value, since this is what `subprocess.std*` uses.
+
+Chunks are currently processed serially. We could add a `concurrency` option to parallelize in the future.
+
+Transform an array of generator functions into a `Transform` stream.
+`Duplex.from(generator)` cannot be used because it does not allow setting the `objectMode` and `highWaterMark`.
+*/
+const generatorToStream = ({
+	value,
+	value: {
+		transform,
+		final,
+		binary,
+		writableObjectMode,
+		readableObjectMode,
+	},
+	optionName,
+}, {encoding}) => {
+	const state = {};
+	const generators = addInternalGenerators(value, encoding, optionName);
+
+	const transformAsync = isAsyncGenerator(transform);
+	const finalAsync = isAsyncGenerator(final);
+	const transformMethod = transformAsync
+		? pushChunks.bind(undefined, transformChunk, state)
+		: pushChunksSync.bind(undefined, transformChunkSync);
+	const finalMethod = transformAsync || finalAsync
+		? pushChunks.bind(undefined, finalChunks, state)
+		: pushChunksSync.bind(undefined, finalChunksSync);
+	const destroyMethod = transformAsync || finalAsync
+		? destroyTransform.bind(undefined, state)
+		: undefined;
+
+	const stream = new external_node_stream_.Transform({
+		writableObjectMode,
+		writableHighWaterMark: (0,external_node_stream_.getDefaultHighWaterMark)(writableObjectMode),
+		readableObjectMode,
+		readableHighWaterMark: (0,external_node_stream_.getDefaultHighWaterMark)(readableObjectMode),
+		// A string written to the stream is converted to bytes with this encoding, which `getEncodingTransformGenerator()` then decodes with the `encoding` option
+		defaultEncoding: getStringEncoding(binary, encoding),
+		transform(chunk, encoding, done) {
+			transformMethod([chunk, generators, 0], this, done);
+		},
+		flush(done) {
+			finalMethod([generators], this, done);
+		},
+		destroy: destroyMethod,
+	});
+	return {stream};
+};
+
+// Applies transform generators in sync mode
+const runGeneratorsSync = (chunks, stdioItems, encoding, isInput) => {
+	const generators = stdioItems.filter(({type}) => type === 'generator');
+	const reversedGenerators = isInput ? generators.reverse() : generators;
+
+	for (const {value, optionName} of reversedGenerators) {
+		// Byte-mode transforms encode strings before decoding them, like Transform's `decodeStrings` option.
+		if (!value.writableObjectMode) {
+			const stringEncoding = getStringEncoding(value.binary, encoding);
+			chunks = chunks.map(chunk => typeof chunk === 'string' ? external_node_buffer_.Buffer.from(chunk, stringEncoding) : chunk);
+		}
+
+		const generators = addInternalGenerators(value, encoding, optionName);
+		chunks = runTransformSync(generators, chunks);
+	}
+
+	return chunks;
+};
+
+// Generators used internally to convert the chunk type, validate it, and split into lines
+const addInternalGenerators = (
+	{transform, final, binary, writableObjectMode, readableObjectMode, preserveNewlines},
+	encoding,
+	optionName,
+) => {
+	const state = {};
+	return [
+		{transform: getValidateTransformInput(writableObjectMode, optionName)},
+		getEncodingTransformGenerator(binary, encoding, writableObjectMode),
+		getSplitLinesGenerator(binary, preserveNewlines, writableObjectMode, state),
+		{transform, final},
+		{transform: getValidateTransformReturn(readableObjectMode, optionName)},
+		getAppendNewlineGenerator({
+			binary,
+			preserveNewlines,
+			readableObjectMode,
+			state,
+			encoding,
+		}),
+		getStringToBytesGenerator(binary, encoding, readableObjectMode),
+	].filter(Boolean);
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/io/input-sync.js
+
+
+
+
+
+// Apply `stdin`/`input`/`inputFile` options, before spawning, in sync mode, by converting it to the `input` option
+const addInputOptionsSync = (fileDescriptors, options) => {
+	for (const fdNumber of getInputFdNumbers(fileDescriptors)) {
+		addInputOptionSync(fileDescriptors, fdNumber, options);
+	}
+};
+
+const getInputFdNumbers = fileDescriptors => new Set(Object.entries(fileDescriptors)
+	.filter(([, {direction}]) => direction === 'input')
+	.map(([fdNumber]) => Number(fdNumber)));
+
+const addInputOptionSync = (fileDescriptors, fdNumber, options) => {
+	const {stdioItems} = fileDescriptors[fdNumber];
+	const allStdioItems = stdioItems.filter(({contents}) => contents !== undefined);
+	// Even without an input source, generators must run so that `final` can produce input or report errors.
+	if (allStdioItems.length === 0 && stdioItems.every(({type}) => type !== 'generator')) {
+		return;
+	}
+
+	if (fdNumber !== 0) {
+		const [{type, optionName}] = allStdioItems;
+		throw new TypeError(`Only the \`stdin\` option, not \`${optionName}\`, can be ${TYPE_TO_MESSAGE[type]} with synchronous methods.`);
+	}
+
+	// All input sources are merged into a single list of chunks, like asynchronous methods merge input streams, so that transforms receive a single stream of data: line splitting spans all sources and `final` runs only once.
+	// Files and iterables are read lazily, so that a read failure is reported like any other early error
+	const chunks = allStdioItems.flatMap(({type, contents}) => getChunks(type, typeof contents === 'function' ? contents() : contents));
+	options.input = applyInputGeneratorsSync(chunks, stdioItems, options.encoding);
+};
+
+// Like with asynchronous methods, an empty input is not passed as a chunk, otherwise binary transforms, which do not split lines, would run on it.
+// Iterables are left as is, since each of their items is a chunk.
+const getChunks = (type, chunks) => type === 'iterable' ? chunks : chunks.filter(chunk => chunk.length > 0);
+
+const applyInputGeneratorsSync = (chunks, stdioItems, encoding) => {
+	// Input transforms use UTF-8 with text encodings, since those only apply to the output
+	const newContents = runGeneratorsSync(chunks, stdioItems, getInputEncoding(encoding), true);
+	validateSerializable(newContents);
+	return joinToUint8Array(newContents);
+};
+
+const validateSerializable = newContents => {
+	const invalidItem = newContents.find(item => !isSerializableInput(item));
+	if (invalidItem !== undefined) {
+		throwOnSerializableInput('stdin', invalidItem);
+	}
+};
+
+// Values written to the subprocess, which is not in object mode
+const isSerializableInput = item => typeof item === 'string' || isUint8Array(item);
+
+const throwOnSerializableInput = (optionName, invalidItem) => {
+	throw new TypeError(`The \`${optionName}\` option is invalid: when passing objects as input, a transform must be used to serialize them to strings or Uint8Arrays: ${invalidItem}.`);
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/verbose/output.js
+
+
+
+
+
+
+// `ignore` opts-out of `verbose` for a specific stream.
+// `ipc` cannot use piping.
+// `inherit` would result in double printing.
+// They can also lead to double printing when passing file descriptor integers or `process.std*`.
+// This only leaves with `pipe` and `overlapped`.
+const shouldLogOutput = ({stdioItems, encoding, verboseInfo, fdNumber}) => fdNumber !== 'all'
+	&& isFullVerbose(verboseInfo, fdNumber)
+	&& !BINARY_ENCODINGS.has(encoding)
+	&& isFdVerbose(fdNumber)
+	&& (stdioItems.some(({type, value}) => type === 'native' && PIPED_STDIO_VALUES.has(value))
+		|| stdioItems.every(({type}) => TRANSFORM_TYPES.has(type)));
+
+// Printing input streams would be confusing.
+// Files and streams can produce big outputs, which we don't want to print.
+// We could print `stdio[3+]` but it often is redirected to files and streams, with the same issue.
+// So we only print stdout and stderr.
+const isFdVerbose = fdNumber => fdNumber === 1 || fdNumber === 2;
+
+const PIPED_STDIO_VALUES = new Set(['pipe', 'overlapped']);
+
+// `verbose: 'full'` printing logic with async methods
+const logLines = async (linesIterable, stream, fdNumber, verboseInfo) => {
+	for await (const line of linesIterable) {
+		if (!isPipingStream(stream)) {
+			logLine(line, fdNumber, verboseInfo);
+		}
+	}
+};
+
+// `verbose: 'full'` printing logic with sync methods
+const logLinesSync = (linesArray, fdNumber, verboseInfo) => {
+	for (const line of linesArray) {
+		logLine(line, fdNumber, verboseInfo);
+	}
+};
+
+// When `subprocess.stdout|stderr.pipe()` is called, `verbose` becomes a noop.
+// This prevents the following problems:
+//  - `.pipe()` achieves the same result as using `stdout: 'inherit'`, `stdout: stream`, etc. which also make `verbose` a noop.
+//    For example, `subprocess.stdout.pipe(process.stdin)` would print each line twice.
+//  - When chaining subprocesses with `subprocess.pipe(otherSubprocess)`, only the last one should print its output.
+// Detecting whether `.pipe()` is impossible without monkey-patching it, so we use the following undocumented property.
+// The pipe into `subprocess.all` is done by Execa itself, so it only counts when `subprocess.all` is itself piped, e.g. `subprocess.all.pipe(process.stdout)`.
+// This is not a critical behavior since changes of the following property would only make `verbose` more verbose.
+const isPipingStream = stream => stream._readableState.pipes.some(pipe => !isAllStream(pipe) || isPipingStream(pipe));
+
+// When `verbose` is `full`, print stdout|stderr
+const logLine = (line, fdNumber, verboseInfo) => {
+	const verboseMessage = serializeVerboseMessage(line);
+	verboseLog({
+		type: 'output',
+		verboseMessage,
+		fdNumber,
+		verboseInfo,
+	});
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/io/output-sync.js
+
+
+
+
+
+
+
+
+
+// Apply `stdout`/`stderr` options, after spawning, in sync mode
+const transformOutputSync = ({fileDescriptors, syncResult, options, verboseInfo}) => {
+	const output = syncResult.output ?? getSpawnFailureOutput(options);
+	const outputFiles = new Set();
+	// Transforms, `verbose` and file writes apply to a single file descriptor each, so their errors must not affect the other ones
+	const errors = [];
+	const transformedOutput = output.map((result, fdNumber) =>
+		transformOutputResultSync({
+			result,
+			fileDescriptors,
+			fdNumber,
+			errors,
+			outputFiles,
+			verboseInfo,
+		}, options));
+	return {output: transformedOutput, error: errors.find(error => error !== undefined)};
+};
+
+// When the subprocess fails to spawn, `spawnSync()` returns no output. Like with asynchronous methods, each piped output is empty instead.
+// This is the output `spawnSync()` returns when the subprocess succeeds without printing anything: `stdin` and non-piped file descriptors are `null`. Input pipes on other file descriptors cannot be used with synchronous methods.
+const getSpawnFailureOutput = ({stdio}) => stdio.map((stdioOption, fdNumber) => fdNumber !== 0 && stdioOption === 'pipe' ? new Uint8Array() : null);
+
+const transformOutputResultSync = (
+	{result, fileDescriptors, fdNumber, errors, outputFiles, verboseInfo},
+	{buffer, encoding, lines, stripFinalNewline, maxBuffer},
+) => {
+	if (result === null) {
+		return;
+	}
+
+	const truncatedResult = truncateMaxBufferSync(result, fdNumber, {maxBuffer, buffer});
+	const uint8ArrayResult = bufferToUint8Array(truncatedResult);
+	const {stdioItems, objectMode} = fileDescriptors[fdNumber];
+	// Empty output must not be passed as a chunk: with a binary encoding, no line is split, so transforms would wrongly run on it
+	const {chunks, error: transformError} = runOutputGeneratorsSync(uint8ArrayResult.length === 0 ? [] : [uint8ArrayResult], stdioItems, encoding);
+	const {serializedResult, finalResult} = serializeChunks({
+		chunks,
+		objectMode,
+		encoding,
+		lines,
+		stripFinalNewline,
+		fdNumber,
+	});
+
+	const logError = logOutputSync({
+		serializedResult,
+		fdNumber,
+		verboseInfo,
+		encoding,
+		stdioItems,
+		objectMode,
+	});
+
+	const error = transformError ?? logError;
+	errors.push(error);
+
+	const returnedResult = buffer[fdNumber] ? finalResult : undefined;
+
+	try {
+		if (error === undefined) {
+			writeToFiles(chunks, stdioItems, outputFiles);
+		}
+
+		return returnedResult;
+	} catch (writeError) {
+		errors.push(writeError);
+		return returnedResult;
+	}
+};
+
+// Applies transform generators to `stdout`/`stderr`
+const runOutputGeneratorsSync = (chunks, stdioItems, encoding) => {
+	try {
+		// `error` is set, so that a polluted `Object.prototype.error` is not read when destructuring
+		return {chunks: runGeneratorsSync(chunks, stdioItems, encoding, false), error: undefined};
+	} catch (error) {
+		// Raw output must not bypass a failed transform, which might be filtering sensitive data.
+		return {chunks: [], error};
+	}
+};
+
+// The contents is converted to three stages:
+//  - serializedResult: used by `verbose`
+//  - finalResult/returnedResult: returned as `result.std*`
+const serializeChunks = ({chunks, objectMode, encoding, lines, stripFinalNewline, fdNumber}) => {
+	if (objectMode) {
+		return {serializedResult: chunks, finalResult: chunks};
+	}
+
+	if (encoding === 'buffer') {
+		const serializedResult = joinToUint8Array(chunks);
+		return {serializedResult, finalResult: serializedResult};
+	}
+
+	const serializedResult = joinToString(chunks, encoding);
+	const finalResult = lines[fdNumber] ? splitLinesSync(serializedResult, !stripFinalNewline[fdNumber], objectMode) : serializedResult;
+	return {serializedResult, finalResult};
+};
+
+const logOutputSync = ({serializedResult, fdNumber, verboseInfo, encoding, stdioItems, objectMode}) => {
+	if (!shouldLogOutput({
+		stdioItems,
+		encoding,
+		verboseInfo,
+		fdNumber,
+	})) {
+		return;
+	}
+
+	const linesArray = splitLinesSync(serializedResult, false, objectMode);
+
+	try {
+		logLinesSync(linesArray, fdNumber, verboseInfo);
+	} catch (error) {
+		return error;
+	}
+};
+
+// When the `std*` target is a file path/URL or a file descriptor
+// Object mode cannot be used with those targets.
+const writeToFiles = (chunks, stdioItems, outputFiles) => {
+	const fileItems = stdioItems.filter(({type}) => FILE_TYPES.has(type));
+	if (fileItems.length === 0) {
+		return;
+	}
+
+	// Like with asynchronous methods, the bytes are written as is, not the text decoded with the `encoding` option, which would change them
+	const contents = joinToUint8Array(chunks);
+	const writtenPaths = new Set();
+
+	for (const stdioItem of fileItems) {
+		const {type, append} = stdioItem;
+		// A `filePath` and a `fileUrl` can target the same file, so they must share the same key
+		const path = type === 'fileNumber' ? stdioItem.path : getFileTarget(stdioItem);
+
+		// A single file descriptor can target the same file twice, e.g. `stdout: [{file}, {file}]`.
+		// Its output is a single stream, so it must only be written once.
+		if (writtenPaths.has(path)) {
+			continue;
+		}
+
+		writtenPaths.add(path);
+		// Like with asynchronous methods, when several file descriptors target the same file, the first one decides whether it is appended to
+		if (append || outputFiles.has(path)) {
+			(0,external_node_fs_namespaceObject.appendFileSync)(path, contents);
+		} else {
+			(0,external_node_fs_namespaceObject.writeFileSync)(path, contents);
+		}
+
+		outputFiles.add(path);
+	}
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/resolve/exit-async.js
+
+
+
+// If `error` is emitted before `spawn`, `exit` will never be emitted.
+// However, `error` might be emitted after `spawn`.
+// In that case, `exit` will still be emitted.
+// Since the `exit` event contains the signal name, we want to make sure we are listening for it.
+// This function also takes into account the following unlikely cases:
+//  - `exit` being emitted in the same microtask as `spawn`
+//  - `error` being emitted multiple times
+const waitForExit = async (subprocess, context) => {
+	const [exitCode, signal] = await waitForExitOrError(subprocess);
+	context.isForcefullyTerminated ??= false;
+	return [exitCode, signal];
+};
+
+const waitForExitOrError = async subprocess => {
+	const [spawnPayload, exitPayload] = await Promise.allSettled([
+		(0,external_node_events_.once)(subprocess, 'spawn'),
+		(0,external_node_events_.once)(subprocess, 'exit'),
+	]);
+
+	if (spawnPayload.status === 'rejected') {
+		return [];
+	}
+
+	return exitPayload.status === 'rejected'
+		? waitForSubprocessExit(subprocess)
+		: exitPayload.value;
+};
+
+const waitForSubprocessExit = async subprocess => {
+	try {
+		return await (0,external_node_events_.once)(subprocess, 'exit');
+	} catch {
+		return waitForSubprocessExit(subprocess);
+	}
+};
+
+// Retrieve the final exit code and|or signal name
+const waitForSuccessfulExit = async exitPromise => {
+	const [exitCode, signal] = await exitPromise;
+
+	if (!isSubprocessErrorExit(exitCode, signal) && isFailedExit(exitCode, signal)) {
+		throw new DiscardedError();
+	}
+
+	return [exitCode, signal];
+};
+
+// When the subprocess fails due to an `error` event
+const isSubprocessErrorExit = (exitCode, signal) => exitCode === undefined && signal === undefined;
+// When the subprocess fails due to a non-0 exit code or to a signal termination
+const isFailedExit = (exitCode, signal) => exitCode !== 0 || signal !== null;
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/resolve/exit-sync.js
+
+
+
+
+// Retrieve exit code, signal name and error information, with synchronous methods
+const getExitResultSync = ({error, status: exitCode, signal, output}, {maxBuffer, buffer}) => {
+	const initialError = getResultError(error, exitCode, signal);
+	const isTimedOut = initialError?.code === 'ETIMEDOUT';
+	// A file descriptor over its `maxBuffer` does not stop the subprocess, so the timeout that did is reported instead. That file descriptor is still truncated.
+	const {resultError, isMaxBuffer} = isTimedOut
+		? {resultError: initialError, isMaxBuffer: false}
+		: handleMaxBufferSync({
+			resultError: initialError,
+			output,
+			maxBuffer,
+			buffer,
+		});
+	return {
+		resultError,
+		exitCode,
+		signal,
+		timedOut: isTimedOut,
+		isMaxBuffer,
+	};
+};
+
+const getResultError = (error, exitCode, signal) => {
+	if (error !== undefined) {
+		return error;
+	}
+
+	return isFailedExit(exitCode, signal) ? new DiscardedError() : undefined;
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/methods/main-sync.js
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+// Main shared logic for all sync methods: `execaSync()`, `$.sync()`
+const execaCoreSync = (rawFile, rawArguments, rawOptions) => {
+	const {file, commandArguments, command, escapedCommand, startTime, verboseInfo, options, fileDescriptors} = handleSyncArguments(rawFile, rawArguments, rawOptions);
+	const result = spawnSubprocessSync({
+		file,
+		commandArguments,
+		options,
+		command,
+		escapedCommand,
+		verboseInfo,
+		fileDescriptors,
+		startTime,
+	});
+	return handleResult(result, verboseInfo, options);
+};
+
+// Compute arguments to pass to `child_process.spawnSync()`
+const handleSyncArguments = (rawFile, rawArguments, rawOptions) => {
+	const {command, escapedCommand, startTime, verboseInfo} = handleCommand(rawFile, rawArguments, rawOptions);
+	const syncOptions = normalizeSyncOptions(rawOptions);
+	const {file, commandArguments, options} = normalizeOptions(rawFile, rawArguments, syncOptions);
+	validateSyncOptions(options);
+	const fileDescriptors = handleStdioSync(options, verboseInfo);
+	return {
+		file,
+		commandArguments,
+		command,
+		escapedCommand,
+		startTime,
+		verboseInfo,
+		options,
+		fileDescriptors,
+	};
+};
+
+// Options normalization logic specific to sync methods
+const normalizeSyncOptions = options => options.node && !options.ipc ? {...options, ipc: false} : options;
+
+// Options validation logic specific to sync methods
+const validateSyncOptions = ({ipc, ipcInput, detached, cancelSignal, killDescendants}) => {
+	// Any value can be sent over IPC, including falsy ones, so only `undefined` means the option is not set
+	if (ipcInput !== undefined) {
+		throwInvalidSyncOption('ipcInput');
+	}
+
+	if (ipc) {
+		throwInvalidSyncOption('ipc: true');
+	}
+
+	if (detached) {
+		throwInvalidSyncOption('detached: true');
+	}
+
+	if (killDescendants) {
+		throwInvalidSyncOption('killDescendants: true');
+	}
+
+	if (cancelSignal) {
+		throwInvalidSyncOption('cancelSignal');
+	}
+};
+
+const throwInvalidSyncOption = value => {
+	throw new TypeError(`The "${value}" option cannot be used with synchronous methods.`);
+};
+
+const spawnSubprocessSync = ({file, commandArguments, options, command, escapedCommand, verboseInfo, fileDescriptors, startTime}) => {
+	const syncResult = runSubprocessSync({
+		file,
+		commandArguments,
+		options,
+		command,
+		escapedCommand,
+		fileDescriptors,
+		startTime,
+	});
+	if (syncResult.failed) {
+		return syncResult;
+	}
+
+	const {resultError, exitCode, signal, timedOut, isMaxBuffer} = getExitResultSync(syncResult, options);
+	const {output, error = resultError} = transformOutputSync({
+		fileDescriptors,
+		syncResult,
+		options,
+		verboseInfo,
+	});
+	const stdio = output.map((stdioOutput, fdNumber) => stripNewline(stdioOutput, options, fdNumber));
+	const allFds = getAllSyncFds(output);
+	const all = stripNewline(getAllSync(output, allFds, options), options, 'all', allFds);
+	return getSyncResult({
+		error,
+		exitCode,
+		signal,
+		timedOut,
+		isMaxBuffer,
+		stdio,
+		all,
+		options,
+		command,
+		escapedCommand,
+		startTime,
+	});
+};
+
+const runSubprocessSync = ({file, commandArguments, options, command, escapedCommand, fileDescriptors, startTime}) => {
+	try {
+		addInputOptionsSync(fileDescriptors, options);
+		const normalizedOptions = normalizeSpawnSyncOptions(options);
+		// Keep the null prototype, otherwise a polluted `Object.prototype.failed` would make the result look like an early error
+		return {__proto__: null, ...(0,external_node_child_process_namespaceObject.spawnSync)(...concatenateShell(file, commandArguments, normalizedOptions))};
+	} catch (error) {
+		return makeEarlyError({
+			error,
+			command,
+			escapedCommand,
+			fileDescriptors,
+			options,
+			startTime,
+			isSync: true,
+			...getEarlyErrorOutput(fileDescriptors, options),
+		});
+	}
+};
+
+// The `encoding` option is handled by Execa, not by `child_process.spawnSync()`
+const normalizeSpawnSyncOptions = ({encoding, maxBuffer, ...options}) => ({...options, encoding: 'buffer', maxBuffer: getMaxBufferSync(maxBuffer)});
+
+const getSyncResult = ({error, exitCode, signal, timedOut, isMaxBuffer, stdio, all, options, command, escapedCommand, startTime}) => error === undefined
+	? makeSuccessResult({
+		command,
+		escapedCommand,
+		stdio,
+		all,
+		ipcOutput: [],
+		options,
+		startTime,
+	})
+	: makeError({
+		error,
+		command,
+		escapedCommand,
+		timedOut,
+		isCanceled: false,
+		isGracefullyCanceled: false,
+		isMaxBuffer,
+		isForcefullyTerminated: false,
+		exitCode,
+		signal,
+		stdio,
+		all,
+		ipcOutput: [],
+		options,
+		startTime,
+		isSync: true,
+	});
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/ipc/get-one.js
+
+
+
+
+
+
+const internalGetOneMessageOptions = Symbol('internalGetOneMessageOptions');
+
+// Like `[sub]process.once('message')` but promise-based
+const getOneMessage = ({anyProcess, channel, isSubprocess, ipc}, rawOptions) => {
+	const options = copyOptions(rawOptions);
+	const {reference = true, filter} = options;
+	const {signal} = options[internalGetOneMessageOptions] ?? {};
+
+	validateIpcMethod({
+		methodName: 'getOneMessage',
+		isSubprocess,
+		ipc,
+		isConnected: isConnected(anyProcess),
+	});
+
+	return getOneMessageAsync({
+		anyProcess,
+		channel,
+		isSubprocess,
+		filter,
+		reference,
+		signal,
+	});
+};
+
+const getOneMessageAsync = async ({anyProcess, channel, isSubprocess, filter, reference, signal}) => {
+	addReference(channel, reference);
+	const ipcEmitter = getIpcEmitter(anyProcess, channel, isSubprocess);
+	const controller = new AbortController();
+	stopOnAbort(signal, controller);
+
+	try {
+		return await Promise.race([
+			getMessage(ipcEmitter, filter, controller),
+			get_one_throwOnDisconnect(ipcEmitter, isSubprocess, controller),
+			throwOnStrictError(ipcEmitter, isSubprocess, controller),
+		]);
+	} catch (error) {
+		// When the internal `signal` stops the read, e.g. when a `.pipe()` is canceled, the subprocess keeps running and can still use IPC
+		if (!signal?.aborted) {
+			disconnect(anyProcess);
+		}
+
+		throw error;
+	} finally {
+		controller.abort();
+		removeReference(channel, reference);
+	}
+};
+
+const stopOnAbort = (signal, controller) => {
+	if (signal === undefined) {
+		return;
+	}
+
+	if (signal.aborted) {
+		controller.abort();
+		return;
+	}
+
+	signal.addEventListener('abort', () => {
+		controller.abort();
+	}, {once: true, signal: controller.signal});
+};
+
+const getMessage = async (ipcEmitter, filter, {signal}) => {
+	if (filter === undefined) {
+		const [message] = await (0,external_node_events_.once)(ipcEmitter, 'message', {signal});
+		return message;
+	}
+
+	for await (const [message] of (0,external_node_events_.on)(ipcEmitter, 'message', {signal})) {
+		if (filter(message)) {
+			return message;
+		}
+	}
+};
+
+const get_one_throwOnDisconnect = async (ipcEmitter, isSubprocess, {signal}) => {
+	await (0,external_node_events_.once)(ipcEmitter, 'disconnect', {signal});
+	throwOnEarlyDisconnect(isSubprocess);
+};
+
+const throwOnStrictError = async (ipcEmitter, isSubprocess, {signal}) => {
+	const [error] = await (0,external_node_events_.once)(ipcEmitter, 'strict:error', {signal});
+	throw getStrictResponseError(error, isSubprocess);
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/ipc/get-each.js
+
+
+
+
+
+
+const internalGetEachMessageOptions = Symbol('internalGetEachMessageOptions');
+
+// Like `[sub]process.on('message')` but promise-based
+const getEachMessage = (subprocessInfo, rawOptions) => {
+	const options = copyOptions(rawOptions);
+	const {reference = true} = options;
+	// Internal callers can stop the IPC listener without exposing cancellation or pipe-awaiting options as public API.
+	const {signal, shouldAwait = !subprocessInfo.isSubprocess} = options[internalGetEachMessageOptions] ?? {};
+
+	return loopOnMessages({
+		...subprocessInfo,
+		shouldAwait,
+		reference,
+		signal,
+	});
+};
+
+// Same but used internally
+const loopOnMessages = ({anyProcess, waitProcess = anyProcess, channel, isSubprocess, ipc, shouldAwait, reference, signal}) => {
+	validateIpcMethod({
+		methodName: 'getEachMessage',
+		isSubprocess,
+		ipc,
+		isConnected: isConnected(anyProcess),
+	});
+
+	addReference(channel, reference);
+	const ipcEmitter = getIpcEmitter(anyProcess, channel, isSubprocess);
+	const controller = new AbortController();
+	const state = {};
+	get_each_stopOnAbort(signal, controller);
+	stopOnDisconnect(anyProcess, ipcEmitter, controller);
+	abortOnStrictError({
+		ipcEmitter,
+		isSubprocess,
+		controller,
+		state,
+	});
+	return iterateOnMessages({
+		anyProcess,
+		waitProcess,
+		channel,
+		ipcEmitter,
+		isSubprocess,
+		shouldAwait,
+		controller,
+		state,
+		reference,
+		signal,
+	});
+};
+
+const get_each_stopOnAbort = (signal, controller) => {
+	if (signal === undefined) {
+		return;
+	}
+
+	if (signal.aborted) {
+		controller.abort();
+		return;
+	}
+
+	// Reuse the iterator controller for listener cleanup when iteration ends before the internal signal aborts.
+	signal.addEventListener('abort', () => {
+		controller.abort();
+	}, {once: true, signal: controller.signal});
+};
+
+const stopOnDisconnect = async (anyProcess, ipcEmitter, controller) => {
+	try {
+		await (0,external_node_events_.once)(ipcEmitter, 'disconnect', {signal: controller.signal});
+		controller.abort();
+	} catch {}
+};
+
+const abortOnStrictError = async ({ipcEmitter, isSubprocess, controller, state}) => {
+	try {
+		const [error] = await (0,external_node_events_.once)(ipcEmitter, 'strict:error', {signal: controller.signal});
+		state.error = getStrictResponseError(error, isSubprocess);
+		controller.abort();
+	} catch {}
+};
+
+const iterateOnMessages = async function * ({anyProcess, waitProcess, channel, ipcEmitter, isSubprocess, shouldAwait, controller, state, reference, signal}) {
+	try {
+		for await (const [message] of (0,external_node_events_.on)(ipcEmitter, 'message', {signal: controller.signal})) {
+			throwIfStrictError(state);
+			yield message;
+		}
+	} catch {
+		throwIfStrictError(state);
+	} finally {
+		controller.abort();
+		removeReference(channel, reference);
+
+		// When the internal `signal` stops the iteration, e.g. when a `.pipe()` is canceled, the subprocess keeps running and can still use IPC
+		if (!isSubprocess && !signal?.aborted) {
+			disconnect(anyProcess);
+		}
+
+		if (shouldAwait) {
+			await waitProcess;
+		}
+	}
+};
+
+const throwIfStrictError = ({error}) => {
+	if (error) {
+		throw error;
+	}
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/ipc/methods.js
+
+
+
+
+
+
+// Add promise-based IPC methods in current process
+const addIpcMethods = (target, subprocess, {ipc}) => {
+	Object.assign(target, getIpcMethods(subprocess, false, ipc, target));
+};
+
+// Get promise-based IPC in the subprocess
+const getIpcExport = () => {
+	const anyProcess = external_node_process_namespaceObject;
+	const isSubprocess = true;
+	const isIpc = external_node_process_namespaceObject.channel !== undefined;
+
+	return {
+		...getIpcMethods(anyProcess, isSubprocess, isIpc),
+		getCancelSignal: getCancelSignal.bind(undefined, {
+			anyProcess,
+			channel: anyProcess.channel,
+			isSubprocess,
+			ipc: isIpc,
+		}),
+	};
+};
+
+// Retrieve the `ipc` shared by both the current process and the subprocess
+const getIpcMethods = (anyProcess, isSubprocess, ipc, waitProcess = anyProcess) => ({
+	sendMessage: sendMessage.bind(undefined, {
+		anyProcess,
+		channel: anyProcess.channel,
+		isSubprocess,
+		ipc,
+	}),
+	getOneMessage: getOneMessage.bind(undefined, {
+		anyProcess,
+		channel: anyProcess.channel,
+		isSubprocess,
+		ipc,
+	}),
+	getEachMessage: getEachMessage.bind(undefined, {
+		anyProcess,
+		channel: anyProcess.channel,
+		isSubprocess,
+		ipc,
+		waitProcess,
+	}),
+});
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/return/early-error.js
+
+
+
+
+
+
+
+// When the subprocess fails to spawn.
+// We ensure the returned error is always both a promise and a subprocess.
+const handleEarlyError = ({error, command, escapedCommand, fileDescriptors, options, startTime, verboseInfo}) => {
+	cleanupCustomStreams(fileDescriptors);
+
+	const subprocess = new external_node_child_process_namespaceObject.ChildProcess();
+	// The subprocess never spawned, so there is no process to signal.
+	// `ChildProcess.prototype.kill()` would signal the current process group instead, since its process id is `0`.
+	subprocess.kill = () => false;
+	const all = createDummyStreams(subprocess, fileDescriptors);
+
+	const promise = handleDummyPromise({
+		error,
+		command,
+		escapedCommand,
+		fileDescriptors,
+		options,
+		startTime,
+		verboseInfo,
+	});
+	return {
+		subprocess,
+		promise,
+		all: options.all ? all : undefined,
+		convertedStreams: getConvertedStreams(promise),
+	};
+};
+
+const createDummyStreams = (subprocess, fileDescriptors) => {
+	const stdin = createDummyStream();
+	const stdout = createDummyStream();
+	const stderr = createDummyStream();
+	const extraStdio = Array.from({length: fileDescriptors.length - 3}, createDummyStream);
+	const all = createDummyStream();
+	const stdio = [stdin, stdout, stderr, ...extraStdio];
+	Object.assign(subprocess, {
+		stdin,
+		stdout,
+		stderr,
+		stdio,
+	});
+	return all;
+};
+
+// Writing to an ended stream emits an error, which would crash the current process when the user writes to `subprocess.stdin`.
+// Like when the subprocess exits before reading its input, that input is discarded instead.
+const createDummyStream = () => {
+	const stream = new external_node_stream_.PassThrough();
+	stream.on('error', () => {});
+	stream.end();
+	return stream;
+};
+
+// The subprocess never started, so those streams have no contents.
+// Like when the subprocess did start, they end once its promise resolves, or error with its error, as opposed to hanging forever.
+const getConvertedStreams = promise => {
+	const waitForPromise = async () => {
+		await promise;
+	};
+
+	const endReadable = function () {
+		(0,external_node_util_.callbackify)(waitForPromise)(error => {
+			if (error) {
+				this.destroy(error);
+			} else {
+				this.push(null);
+			}
+		});
+	};
+
+	const endWritable = (0,external_node_util_.callbackify)(waitForPromise);
+	const writeWritable = (chunk, encoding, done) => {
+		endWritable(done);
+	};
+
+	const readable = () => new external_node_stream_.Readable({read: endReadable});
+	const writable = () => new external_node_stream_.Writable({write: writeWritable, final: endWritable});
+	const duplex = () => new external_node_stream_.Duplex({read: endReadable, write: writeWritable, final: endWritable});
+	const iterable = () => readable()[Symbol.asyncIterator]();
+
+	return {
+		readable,
+		writable,
+		duplex,
+		readableStream: () => external_node_stream_.Readable.toWeb(readable()),
+		writableStream: () => external_node_stream_.Writable.toWeb(writable()),
+		transformStream: () => external_node_stream_.Duplex.toWeb(duplex()),
+		iterable,
+		[Symbol.asyncIterator]: iterable,
+	};
+};
+
+// `error` is a promise when the spawn error is only emitted on the next tick
+const handleDummyPromise = async ({error, command, escapedCommand, fileDescriptors, options, startTime, verboseInfo}) => {
+	const earlyError = makeEarlyError({
+		error: await error,
+		command,
+		escapedCommand,
+		fileDescriptors,
+		options,
+		startTime,
+		isSync: false,
+		...getEarlyErrorOutput(fileDescriptors, options),
+	});
+	return handleResult(earlyError, verboseInfo, options);
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/stdio/handle-async.js
+
+
+
+
+
+
+
+
+
+// Handle `input`, `inputFile`, `stdin`, `stdout` and `stderr` options, before spawning, in async mode
+const handleStdioAsync = (options, verboseInfo) => handleStdio(addPropertiesAsync, options, verboseInfo, false);
+
+const forbiddenIfAsync = ({type, optionName}) => {
+	throw new TypeError(`The \`${optionName}\` option cannot be ${TYPE_TO_MESSAGE[type]}.`);
+};
+
+// Create streams used internally for piping when using specific values for the `std*` options, in async mode.
+// For example, `stdout: {file}` creates a file stream, which is piped from/to.
+const handle_async_addProperties = {
+	fileNumber: forbiddenIfAsync,
+	generator: generatorToStream,
+	asyncGenerator: generatorToStream,
+	nodeStream: ({value}) => ({stream: value}),
+	// `Duplex.fromWeb()` uses the same `objectMode` for both sides
+	webTransform: ({value: {transform, writableObjectMode, readableObjectMode}}) => ({
+		stream: external_node_stream_.Duplex.from({
+			writable: external_node_stream_.Writable.fromWeb(transform.writable, {objectMode: writableObjectMode}),
+			readable: external_node_stream_.Readable.fromWeb(transform.readable, {objectMode: readableObjectMode}),
+		}),
+	}),
+	duplex: ({value: {transform}}) => ({stream: transform}),
+	native() {},
+};
+
+// Without transforms in object mode, iterable values are written to the subprocess, which only accepts strings and Uint8Arrays.
+// `Readable.from()` emits the values of synchronous iterables on a later tick, where `subprocess.stdin.write()` throwing would crash the current process. Throwing while iterating errors the stream instead.
+// Synchronous iterables must stay synchronous, otherwise their order would change when they are combined with other input sources.
+const validateIterable = function * (iterable, optionName) {
+	for (const value of iterable) {
+		validateIterableValue(value, optionName);
+		yield value;
+	}
+};
+
+const validateAsyncIterable = async function * (iterable, optionName) {
+	for await (const value of iterable) {
+		validateIterableValue(value, optionName);
+		yield value;
+	}
+};
+
+const validateIterableValue = (value, optionName) => {
+	if (!isSerializableInput(value)) {
+		throwOnSerializableInput(optionName, value);
+	}
+};
+
+// Empty input is not passed as a chunk, otherwise binary transforms, which do not split lines, would run on it
+const readableFromChunk = chunk => external_node_stream_.Readable.from(chunk.length === 0 ? [] : [chunk]);
+
+// Input transforms use UTF-8 with text encodings, since those only apply to the output
+const generatorToInputStream = (stdioItem, {encoding}) => generatorToStream(stdioItem, {encoding: getInputEncoding(encoding)});
+
+const addPropertiesAsync = {
+	input: {
+		...handle_async_addProperties,
+		generator: generatorToInputStream,
+		asyncGenerator: generatorToInputStream,
+		fileUrl: ({value}) => ({stream: (0,external_node_fs_namespaceObject.createReadStream)(value)}),
+		filePath: ({value: {file}}) => ({stream: (0,external_node_fs_namespaceObject.createReadStream)(file)}),
+		webStream: ({value}, options, objectMode) => ({stream: external_node_stream_.Readable.fromWeb(value, {objectMode})}),
+		iterable: ({value, optionName}, options, objectMode) => ({stream: external_node_stream_.Readable.from(objectMode ? value : validateIterable(value, optionName))}),
+		asyncIterable: ({value, optionName}, options, objectMode) => ({stream: external_node_stream_.Readable.from(objectMode ? value : validateAsyncIterable(value, optionName))}),
+		string: ({value}) => ({stream: readableFromChunk(value)}),
+		uint8Array: ({value}) => ({stream: readableFromChunk(external_node_buffer_.Buffer.from(value))}),
+	},
+	output: {
+		...handle_async_addProperties,
+		fileUrl: ({value}) => ({stream: (0,external_node_fs_namespaceObject.createWriteStream)(value)}),
+		filePath: ({value: {file, append}}) => ({stream: (0,external_node_fs_namespaceObject.createWriteStream)(file, append ? {flags: 'a'} : {})}),
+		// Web writers accept arbitrary chunks, including when a shared writer receives both bytes and objects.
+		webStream: ({value}) => ({stream: external_node_stream_.Writable.fromWeb(value, {objectMode: true})}),
+		iterable: forbiddenIfAsync,
+		asyncIterable: forbiddenIfAsync,
+		string: forbiddenIfAsync,
+		uint8Array: forbiddenIfAsync,
+	},
+};
+
+;// CONCATENATED MODULE: ./node_modules/@sindresorhus/merge-streams/index.js
+
+
+
+
+function mergeStreams(streams) {
+	if (!Array.isArray(streams)) {
+		throw new TypeError(`Expected an array, got \`${typeof streams}\`.`);
+	}
+
+	for (const stream of streams) {
+		validateStream(stream);
+	}
+
+	const objectMode = streams.some(({readableObjectMode}) => readableObjectMode);
+	const highWaterMark = getHighWaterMark(streams, objectMode);
+	const passThroughStream = new MergedStream({
+		objectMode,
+		writableHighWaterMark: highWaterMark,
+		readableHighWaterMark: highWaterMark,
+	});
+
+	for (const stream of streams) {
+		passThroughStream.add(stream);
+	}
+
+	return passThroughStream;
+}
+
+const getHighWaterMark = (streams, objectMode) => {
+	if (streams.length === 0) {
+		return (0,external_node_stream_.getDefaultHighWaterMark)(objectMode);
+	}
+
+	const highWaterMarks = streams
+		.filter(({readableObjectMode}) => readableObjectMode === objectMode)
+		.map(({readableHighWaterMark}) => readableHighWaterMark);
+	return Math.max(...highWaterMarks);
+};
+
+class MergedStream extends external_node_stream_.PassThrough {
+	#streams = new Set([]);
+	#ended = new Set([]);
+	#aborted = new Set([]);
+	#onFinished;
+	#unpipeEvent = Symbol('unpipe');
+	#streamPromises = new WeakMap();
+
+	add(stream) {
+		validateStream(stream);
+
+		if (this.#streams.has(stream)) {
+			return;
+		}
+
+		this.#streams.add(stream);
+
+		this.#onFinished ??= onMergedStreamFinished(this, this.#streams, this.#unpipeEvent);
+		const streamPromise = endWhenStreamsDone({
+			passThroughStream: this,
+			stream,
+			streams: this.#streams,
+			ended: this.#ended,
+			aborted: this.#aborted,
+			onFinished: this.#onFinished,
+			unpipeEvent: this.#unpipeEvent,
+		});
+		this.#streamPromises.set(stream, streamPromise);
+
+		stream.pipe(this, {end: false});
+	}
+
+	async remove(stream) {
+		validateStream(stream);
+
+		if (!this.#streams.has(stream)) {
+			return false;
+		}
+
+		const streamPromise = this.#streamPromises.get(stream);
+		if (streamPromise === undefined) {
+			return false;
+		}
+
+		this.#streamPromises.delete(stream);
+
+		stream.unpipe(this);
+		await streamPromise;
+		return true;
+	}
+}
+
+const onMergedStreamFinished = async (passThroughStream, streams, unpipeEvent) => {
+	updateMaxListeners(passThroughStream, PASSTHROUGH_LISTENERS_COUNT);
+	const controller = new AbortController();
+
+	try {
+		await Promise.race([
+			onMergedStreamEnd(passThroughStream, controller),
+			onInputStreamsUnpipe(passThroughStream, streams, unpipeEvent, controller),
+		]);
+	} finally {
+		controller.abort();
+		updateMaxListeners(passThroughStream, -PASSTHROUGH_LISTENERS_COUNT);
+	}
+};
+
+const onMergedStreamEnd = async (passThroughStream, {signal}) => {
+	try {
+		await (0,external_node_stream_promises_namespaceObject.finished)(passThroughStream, {signal, cleanup: true});
+	} catch (error) {
+		errorOrAbortStream(passThroughStream, error);
+		throw error;
+	}
+};
+
+const onInputStreamsUnpipe = async (passThroughStream, streams, unpipeEvent, {signal}) => {
+	for await (const [unpipedStream] of (0,external_node_events_.on)(passThroughStream, 'unpipe', {signal})) {
+		if (streams.has(unpipedStream)) {
+			unpipedStream.emit(unpipeEvent);
+		}
+	}
+};
+
+const validateStream = stream => {
+	if (typeof stream?.pipe !== 'function') {
+		throw new TypeError(`Expected a readable stream, got: \`${typeof stream}\`.`);
+	}
+};
+
+const endWhenStreamsDone = async ({passThroughStream, stream, streams, ended, aborted, onFinished, unpipeEvent}) => {
+	updateMaxListeners(passThroughStream, PASSTHROUGH_LISTENERS_PER_STREAM);
+	const controller = new AbortController();
+
+	try {
+		await Promise.race([
+			afterMergedStreamFinished(onFinished, stream, controller),
+			onInputStreamEnd({
+				passThroughStream,
+				stream,
+				streams,
+				ended,
+				aborted,
+				controller,
+			}),
+			onInputStreamUnpipe({
+				stream,
+				streams,
+				ended,
+				aborted,
+				unpipeEvent,
+				controller,
+			}),
+		]);
+	} finally {
+		controller.abort();
+		updateMaxListeners(passThroughStream, -PASSTHROUGH_LISTENERS_PER_STREAM);
+	}
+
+	if (streams.size > 0 && streams.size === ended.size + aborted.size) {
+		if (ended.size === 0 && aborted.size > 0) {
+			abortStream(passThroughStream);
+		} else {
+			endStream(passThroughStream);
+		}
+	}
+};
+
+const afterMergedStreamFinished = async (onFinished, stream, {signal}) => {
+	try {
+		await onFinished;
+		if (!signal.aborted) {
+			abortStream(stream);
+		}
+	} catch (error) {
+		if (!signal.aborted) {
+			errorOrAbortStream(stream, error);
+		}
+	}
+};
+
+const onInputStreamEnd = async ({passThroughStream, stream, streams, ended, aborted, controller: {signal}}) => {
+	try {
+		await (0,external_node_stream_promises_namespaceObject.finished)(stream, {
+			signal,
+			cleanup: true,
+			readable: true,
+			writable: false,
+		});
+		if (streams.has(stream)) {
+			ended.add(stream);
+		}
+	} catch (error) {
+		if (signal.aborted || !streams.has(stream)) {
+			return;
+		}
+
+		if (isAbortError(error)) {
+			aborted.add(stream);
+		} else {
+			errorStream(passThroughStream, error);
+		}
+	}
+};
+
+const onInputStreamUnpipe = async ({stream, streams, ended, aborted, unpipeEvent, controller: {signal}}) => {
+	await (0,external_node_events_.once)(stream, unpipeEvent, {signal});
+
+	if (!stream.readable) {
+		return (0,external_node_events_.once)(signal, 'abort', {signal});
+	}
+
+	streams.delete(stream);
+	ended.delete(stream);
+	aborted.delete(stream);
+};
+
+const endStream = stream => {
+	if (stream.writable) {
+		stream.end();
+	}
+};
+
+const errorOrAbortStream = (stream, error) => {
+	if (isAbortError(error)) {
+		abortStream(stream);
+	} else {
+		errorStream(stream, error);
+	}
+};
+
+// This is the error thrown by `finished()` on `stream.destroy()`
+const isAbortError = error => error?.code === 'ERR_STREAM_PREMATURE_CLOSE';
+
+const abortStream = stream => {
+	if (stream.readable || stream.writable) {
+		stream.destroy();
+	}
+};
+
+// `stream.destroy(error)` crashes the process with `uncaughtException` if no `error` event listener exists on `stream`.
+// We take care of error handling on user behalf, so we do not want this to happen.
+const errorStream = (stream, error) => {
+	if (!stream.destroyed) {
+		stream.once('error', noop);
+		stream.destroy(error);
+	}
+};
+
+const noop = () => {};
+
+const updateMaxListeners = (passThroughStream, increment) => {
+	const maxListeners = passThroughStream.getMaxListeners();
+	if (maxListeners !== 0 && maxListeners !== Number.POSITIVE_INFINITY) {
+		passThroughStream.setMaxListeners(maxListeners + increment);
+	}
+};
+
+// Number of times `passThroughStream.on()` is called regardless of streams:
+//  - once due to `finished(passThroughStream)`
+//  - once due to `on(passThroughStream)`
+const PASSTHROUGH_LISTENERS_COUNT = 2;
+
+// Number of times `passThroughStream.on()` is called per stream:
+//  - once due to `stream.pipe(passThroughStream)`
+const PASSTHROUGH_LISTENERS_PER_STREAM = 1;
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/io/pipeline.js
+
+
+
+// Similar to `Stream.pipeline(source, destination)`, but does not destroy standard streams.
+// `onDestinationEnd` runs when the destination ends, before the source is aborted.
+const pipeStreams = (source, destination, onDestinationEnd) => {
+	source.pipe(destination);
+	onSourceFinish(source, destination);
+	onDestinationFinish(source, destination, onDestinationEnd);
+};
+
+// `source.pipe(destination)` makes `destination` end when `source` ends.
+// But it does not propagate aborts or errors. This function does it.
+const onSourceFinish = async (source, destination) => {
+	if (isStandardStream(source) || isStandardStream(destination)) {
+		return;
+	}
+
+	try {
+		await (0,external_node_stream_promises_namespaceObject.finished)(source, {cleanup: true, readable: true, writable: false});
+	} catch {}
+
+	endDestinationStream(destination);
+};
+
+const endDestinationStream = destination => {
+	if (destination.writable) {
+		destination.end();
+	}
+};
+
+// We do the same thing in the other direction as well.
+const onDestinationFinish = async (source, destination, onDestinationEnd) => {
+	if (isStandardStream(source) || isStandardStream(destination)) {
+		return;
+	}
+
+	try {
+		await (0,external_node_stream_promises_namespaceObject.finished)(destination, {cleanup: true, readable: false, writable: true});
+	} catch {}
+
+	if (onDestinationEnd !== undefined) {
+		await onDestinationEnd();
+	}
+
+	abortSourceStream(source);
+};
+
+const abortSourceStream = source => {
+	if (source.readable) {
+		source.destroy();
+	}
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/io/output-async.js
+
+
+
+
+
+
+// Handle `input`, `inputFile`, `stdin`, `stdout` and `stderr` options, after spawning, in async mode
+// When multiple input streams are used, we merge them to ensure the output stream ends only once each input stream has ended
+const pipeOutputAsync = (subprocess, fileDescriptors, controller) => {
+	const pipeGroups = new Map();
+
+	for (const [fdNumber, {stdioItems, direction}] of Object.entries(fileDescriptors)) {
+		const transformItems = stdioItems.filter(({type}) => TRANSFORM_TYPES.has(type));
+		for (const {stream} of transformItems) {
+			pipeTransform(subprocess, stream, direction, fdNumber);
+		}
+
+		const nonTransformItems = stdioItems.filter(({type}) => !TRANSFORM_TYPES.has(type));
+		for (const {stream} of nonTransformItems) {
+			pipeStdioItem({
+				subprocess,
+				stream,
+				direction,
+				fdNumber,
+				pipeGroups,
+				controller,
+			});
+		}
+	}
+
+	for (const [outputStream, inputStreams] of pipeGroups) {
+		const inputStream = inputStreams.length === 1 ? inputStreams[0] : mergeStreams(inputStreams);
+		pipeStreams(inputStream, outputStream);
+	}
+};
+
+// When using transforms, `subprocess.stdin|stdout|stderr|stdio` is directly mutated
+const pipeTransform = (subprocess, stream, direction, fdNumber) => {
+	if (direction === 'output') {
+		pipeStreams(subprocess.stdio[fdNumber], stream);
+	} else {
+		pipeStreams(stream, subprocess.stdio[fdNumber]);
+	}
+
+	const streamProperty = SUBPROCESS_STREAM_PROPERTIES[fdNumber];
+	if (streamProperty !== undefined) {
+		subprocess[streamProperty] = stream;
+	}
+
+	subprocess.stdio[fdNumber] = stream;
+};
+
+const SUBPROCESS_STREAM_PROPERTIES = ['stdin', 'stdout', 'stderr'];
+
+// Most `std*` option values involve piping `subprocess.std*` to a stream.
+// The stream is either passed by the user or created internally.
+const pipeStdioItem = ({subprocess, stream, direction, fdNumber, pipeGroups, controller}) => {
+	if (stream === undefined) {
+		return;
+	}
+
+	setStandardStreamMaxListeners(stream, controller);
+
+	const [inputStream, outputStream] = direction === 'output'
+		? [stream, subprocess.stdio[fdNumber]]
+		: [subprocess.stdio[fdNumber], stream];
+	const outputStreams = pipeGroups.get(inputStream) ?? [];
+	pipeGroups.set(inputStream, [...outputStreams, outputStream]);
+};
+
+// Multiple subprocesses might be piping from/to `process.std*` at the same time.
+// This is not necessarily an error and should not print a `maxListeners` warning.
+const setStandardStreamMaxListeners = (stream, {signal}) => {
+	if (isStandardStream(stream)) {
+		incrementMaxListeners(stream, MAX_LISTENERS_INCREMENT, signal);
+	}
+};
+
+// `source.pipe(destination)` adds at most 1 listener for each event.
+// If `stdin` option is an array, the values might be combined with `merge-streams`.
+// That library also listens for `source` end, which adds 1 more listener.
+const MAX_LISTENERS_INCREMENT = 2;
+
+;// CONCATENATED MODULE: external "node:path/win32"
+const win32_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path/win32");
+;// CONCATENATED MODULE: ./node_modules/execa/lib/terminate/kill-descendants.js
+
+
+
+
+const kill_descendants_isWindows = external_node_process_namespaceObject.platform === 'win32';
+
+// The `killDescendants` option terminates the whole process tree, not just the direct child.
+// On Unix, this requires spawning the subprocess in its own process group, so we override the
+// `detached` argument passed to `child_process.spawn()`.
+// This is kept separate from the user-facing `detached` option, which must keep its own value,
+// so the `cleanup` behavior is not affected.
+const getSpawnOptions = options => !kill_descendants_isWindows && options.killDescendants
+	? {...options, detached: true}
+	: options;
+
+// Returns the low-level function used to send a signal to the subprocess.
+// With the `killDescendants` option, the signal is sent to the whole process tree.
+const getKillFunction = (subprocess, {killDescendants}) => {
+	if (!killDescendants) {
+		/*
+		`subprocess.pid` is `undefined` when the subprocess failed to spawn, e.g. with `ENOENT`.
+		`ChildProcess.prototype.kill()` then signals the current process group, since its process id is `0`.
+		So, like `ChildProcess.prototype.kill()` does for a subprocess which already exited, nothing is signaled and `false` is returned.
+		*/
+		const killSubprocess = subprocess.kill.bind(subprocess);
+		return (...arguments_) => (subprocess.pid === undefined ? false : killSubprocess(...arguments_));
+	}
+
+	const killDescendantsFunction = kill_descendants_isWindows ? killDescendantsWindows : killDescendantsUnix;
+	return killDescendantsFunction.bind(undefined, subprocess);
+};
+
+/*
+Unlike `subprocess.kill()`, signaling a process group or a process tree uses the PID directly, without going through the subprocess' handle. The OS can re-assign that PID once it is not used anymore, and signaling it then would terminate an unrelated process, and on Windows its own descendants too.
+On Unix, a PID stays reserved as long as it is the process group ID of a running process, i.e. as long as any descendant in that group is still running. So signaling the process group after the subprocess exited is still useful, e.g. for the `forceKillAfterDelay` escalation while Execa is waiting on a descendant, or with `subprocess.kill()` to terminate background descendants once the subprocess has settled. Once the whole group exited, the PID can only be signaled if the OS re-assigned it to a new process group leader, which is unlikely, so this is a documented limitation.
+On Windows, there are no process groups: a PID is only reserved while a handle to the process is open, which Node.js closes once the subprocess exits. `taskkill /T` also cannot find the descendants of a process which exited. So the process tree is never signaled once the subprocess exited.
+*/
+const isAbandoned = subprocess => subprocess.pid === undefined
+	|| (kill_descendants_isWindows && hasExited(subprocess));
+
+const hasExited = ({exitCode, signalCode}) => exitCode !== null || signalCode !== null;
+
+// On Unix, the subprocess is its own process group leader (its PGID equals its PID), since it
+// was spawned with `detached: true`. Sending the signal to `-pid` targets the whole group.
+const killDescendantsUnix = (subprocess, signal) => {
+	if (isAbandoned(subprocess)) {
+		return false;
+	}
+
+	try {
+		return external_node_process_namespaceObject.kill(-subprocess.pid, signal);
+	} catch {
+		// The process group might already be gone, or signaling it might not be permitted, so we
+		// fall back to the direct child. Like `ChildProcess.kill()`, this returns `false` instead of throwing.
+		return subprocess.kill(signal);
+	}
+};
+
+// Windows has no process groups. Instead, `taskkill /T` recursively terminates the process tree.
+// It must run while the tree is still intact, so direct subprocess termination is only used as a
+// fallback: killing the direct subprocess first would orphan its descendants before `taskkill` could enumerate them.
+// If `taskkill` is unavailable or fails, the fallback only terminates the direct subprocess.
+// `taskkill` ignores the signal (`/F` terminates the tree).
+const killDescendantsWindows = (subprocess, signal) => {
+	if (isAbandoned(subprocess)) {
+		return false;
+	}
+
+	const taskkillFile = getTaskkillFile();
+	if (taskkillFile === undefined) {
+		return subprocess.kill(signal);
+	}
+
+	// This is best-effort: if `taskkill` fails, still try the direct subprocess.
+	(0,external_node_child_process_namespaceObject.execFile)(taskkillFile, ['/pid', `${subprocess.pid}`, '/T', '/F'], error => {
+		if (error) {
+			subprocess.kill(signal);
+		}
+	});
+	return true;
+};
+
+const getTaskkillFile = () => {
+	const windowsDirectory = [external_node_process_namespaceObject.env.SystemRoot, external_node_process_namespaceObject.env.windir]
+		.find(directory => directory && isWindowsDriveAbsolutePath(directory));
+
+	return windowsDirectory === undefined
+		? undefined
+		: win32_namespaceObject.join(windowsDirectory, 'System32', 'taskkill.exe');
+};
+
+const isWindowsDriveAbsolutePath = directory => {
+	const {root} = win32_namespaceObject.parse(directory);
+	return /^[a-z]:[/\\]/i.test(root);
+};
+
+;// CONCATENATED MODULE: ./node_modules/signal-exit/dist/mjs/signals.js
+/**
+ * This is not the set of all possible signals.
+ *
+ * It IS, however, the set of all signals that trigger
+ * an exit on either Linux or BSD systems.  Linux is a
+ * superset of the signal names supported on BSD, and
+ * the unknown signals just fail to register, so we can
+ * catch that easily enough.
+ *
+ * Windows signals are a different set, since there are
+ * signals that terminate Windows processes, but don't
+ * terminate (or don't even exist) on Posix systems.
+ *
+ * Don't bother with SIGKILL.  It's uncatchable, which
+ * means that we can't fire any callbacks anyway.
+ *
+ * If a user does happen to register a handler on a non-
+ * fatal signal like SIGWINCH or something, and then
+ * exit, it'll end up firing `process.emit('exit')`, so
+ * the handler will be fired anyway.
+ *
+ * SIGBUS, SIGFPE, SIGSEGV and SIGILL, when not raised
+ * artificially, inherently leave the process in a
+ * state from which it is not safe to try and enter JS
+ * listeners.
+ */
+const signals = [];
+signals.push('SIGHUP', 'SIGINT', 'SIGTERM');
+if (process.platform !== 'win32') {
+    signals.push('SIGALRM', 'SIGABRT', 'SIGVTALRM', 'SIGXCPU', 'SIGXFSZ', 'SIGUSR2', 'SIGTRAP', 'SIGSYS', 'SIGQUIT', 'SIGIOT'
+    // should detect profiler and enable/disable accordingly.
+    // see #21
+    // 'SIGPROF'
+    );
+}
+if (process.platform === 'linux') {
+    signals.push('SIGIO', 'SIGPOLL', 'SIGPWR', 'SIGSTKFLT');
+}
+//# sourceMappingURL=signals.js.map
+;// CONCATENATED MODULE: ./node_modules/signal-exit/dist/mjs/index.js
+// Note: since nyc uses this module to output coverage, any lines
+// that are in the direct sync flow of nyc's outputCoverage are
+// ignored, since we can never get coverage for them.
+// grab a reference to node's real process object right away
+
+
+const processOk = (process) => !!process &&
+    typeof process === 'object' &&
+    typeof process.removeListener === 'function' &&
+    typeof process.emit === 'function' &&
+    typeof process.reallyExit === 'function' &&
+    typeof process.listeners === 'function' &&
+    typeof process.kill === 'function' &&
+    typeof process.pid === 'number' &&
+    typeof process.on === 'function';
+const kExitEmitter = Symbol.for('signal-exit emitter');
+const global = globalThis;
+const ObjectDefineProperty = Object.defineProperty.bind(Object);
+// teeny special purpose ee
+class Emitter {
+    emitted = {
+        afterExit: false,
+        exit: false,
+    };
+    listeners = {
+        afterExit: [],
+        exit: [],
+    };
+    count = 0;
+    id = Math.random();
+    constructor() {
+        if (global[kExitEmitter]) {
+            return global[kExitEmitter];
+        }
+        ObjectDefineProperty(global, kExitEmitter, {
+            value: this,
+            writable: false,
+            enumerable: false,
+            configurable: false,
+        });
+    }
+    on(ev, fn) {
+        this.listeners[ev].push(fn);
+    }
+    removeListener(ev, fn) {
+        const list = this.listeners[ev];
+        const i = list.indexOf(fn);
+        /* c8 ignore start */
+        if (i === -1) {
+            return;
+        }
+        /* c8 ignore stop */
+        if (i === 0 && list.length === 1) {
+            list.length = 0;
+        }
+        else {
+            list.splice(i, 1);
+        }
+    }
+    emit(ev, code, signal) {
+        if (this.emitted[ev]) {
+            return false;
+        }
+        this.emitted[ev] = true;
+        let ret = false;
+        for (const fn of this.listeners[ev]) {
+            ret = fn(code, signal) === true || ret;
+        }
+        if (ev === 'exit') {
+            ret = this.emit('afterExit', code, signal) || ret;
+        }
+        return ret;
+    }
+}
+class SignalExitBase {
+}
+const signalExitWrap = (handler) => {
+    return {
+        onExit(cb, opts) {
+            return handler.onExit(cb, opts);
+        },
+        load() {
+            return handler.load();
+        },
+        unload() {
+            return handler.unload();
+        },
+    };
+};
+class SignalExitFallback extends SignalExitBase {
+    onExit() {
+        return () => { };
+    }
+    load() { }
+    unload() { }
+}
+class SignalExit extends SignalExitBase {
+    // "SIGHUP" throws an `ENOSYS` error on Windows,
+    // so use a supported signal instead
+    /* c8 ignore start */
+    #hupSig = mjs_process.platform === 'win32' ? 'SIGINT' : 'SIGHUP';
+    /* c8 ignore stop */
+    #emitter = new Emitter();
+    #process;
+    #originalProcessEmit;
+    #originalProcessReallyExit;
+    #sigListeners = {};
+    #loaded = false;
+    constructor(process) {
+        super();
+        this.#process = process;
+        // { <signal>: <listener fn>, ... }
+        this.#sigListeners = {};
+        for (const sig of signals) {
+            this.#sigListeners[sig] = () => {
+                // If there are no other listeners, an exit is coming!
+                // Simplest way: remove us and then re-send the signal.
+                // We know that this will kill the process, so we can
+                // safely emit now.
+                const listeners = this.#process.listeners(sig);
+                let { count } = this.#emitter;
+                // This is a workaround for the fact that signal-exit v3 and signal
+                // exit v4 are not aware of each other, and each will attempt to let
+                // the other handle it, so neither of them do. To correct this, we
+                // detect if we're the only handler *except* for previous versions
+                // of signal-exit, and increment by the count of listeners it has
+                // created.
+                /* c8 ignore start */
+                const p = process;
+                if (typeof p.__signal_exit_emitter__ === 'object' &&
+                    typeof p.__signal_exit_emitter__.count === 'number') {
+                    count += p.__signal_exit_emitter__.count;
+                }
+                /* c8 ignore stop */
+                if (listeners.length === count) {
+                    this.unload();
+                    const ret = this.#emitter.emit('exit', null, sig);
+                    /* c8 ignore start */
+                    const s = sig === 'SIGHUP' ? this.#hupSig : sig;
+                    if (!ret)
+                        process.kill(process.pid, s);
+                    /* c8 ignore stop */
+                }
+            };
+        }
+        this.#originalProcessReallyExit = process.reallyExit;
+        this.#originalProcessEmit = process.emit;
+    }
+    onExit(cb, opts) {
+        /* c8 ignore start */
+        if (!processOk(this.#process)) {
+            return () => { };
+        }
+        /* c8 ignore stop */
+        if (this.#loaded === false) {
+            this.load();
+        }
+        const ev = opts?.alwaysLast ? 'afterExit' : 'exit';
+        this.#emitter.on(ev, cb);
+        return () => {
+            this.#emitter.removeListener(ev, cb);
+            if (this.#emitter.listeners['exit'].length === 0 &&
+                this.#emitter.listeners['afterExit'].length === 0) {
+                this.unload();
+            }
+        };
+    }
+    load() {
+        if (this.#loaded) {
+            return;
+        }
+        this.#loaded = true;
+        // This is the number of onSignalExit's that are in play.
+        // It's important so that we can count the correct number of
+        // listeners on signals, and don't wait for the other one to
+        // handle it instead of us.
+        this.#emitter.count += 1;
+        for (const sig of signals) {
+            try {
+                const fn = this.#sigListeners[sig];
+                if (fn)
+                    this.#process.on(sig, fn);
+            }
+            catch (_) { }
+        }
+        this.#process.emit = (ev, ...a) => {
+            return this.#processEmit(ev, ...a);
+        };
+        this.#process.reallyExit = (code) => {
+            return this.#processReallyExit(code);
+        };
+    }
+    unload() {
+        if (!this.#loaded) {
+            return;
+        }
+        this.#loaded = false;
+        signals.forEach(sig => {
+            const listener = this.#sigListeners[sig];
+            /* c8 ignore start */
+            if (!listener) {
+                throw new Error('Listener not defined for signal: ' + sig);
+            }
+            /* c8 ignore stop */
+            try {
+                this.#process.removeListener(sig, listener);
+                /* c8 ignore start */
+            }
+            catch (_) { }
+            /* c8 ignore stop */
+        });
+        this.#process.emit = this.#originalProcessEmit;
+        this.#process.reallyExit = this.#originalProcessReallyExit;
+        this.#emitter.count -= 1;
+    }
+    #processReallyExit(code) {
+        /* c8 ignore start */
+        if (!processOk(this.#process)) {
+            return 0;
+        }
+        this.#process.exitCode = code || 0;
+        /* c8 ignore stop */
+        this.#emitter.emit('exit', this.#process.exitCode, null);
+        return this.#originalProcessReallyExit.call(this.#process, this.#process.exitCode);
+    }
+    #processEmit(ev, ...args) {
+        const og = this.#originalProcessEmit;
+        if (ev === 'exit' && processOk(this.#process)) {
+            if (typeof args[0] === 'number') {
+                this.#process.exitCode = args[0];
+                /* c8 ignore start */
+            }
+            /* c8 ignore start */
+            const ret = og.call(this.#process, ev, ...args);
+            /* c8 ignore start */
+            this.#emitter.emit('exit', this.#process.exitCode, null);
+            /* c8 ignore stop */
+            return ret;
+        }
+        else {
+            return og.call(this.#process, ev, ...args);
+        }
+    }
+}
+const mjs_process = globalThis.process;
+// wrap so that we call the method on the actual handler, without
+// exporting it directly.
+const { 
+/**
+ * Called when the process is exiting, whether via signal, explicit
+ * exit, or running out of stuff to do.
+ *
+ * If the global process object is not suitable for instrumentation,
+ * then this will be a no-op.
+ *
+ * Returns a function that may be used to unload signal-exit.
+ */
+onExit, 
+/**
+ * Load the listeners.  Likely you never need to call this, unless
+ * doing a rather deep integration with signal-exit functionality.
+ * Mostly exposed for the benefit of testing.
+ *
+ * @internal
+ */
+load, 
+/**
+ * Unload the listeners.  Likely you never need to call this, unless
+ * doing a rather deep integration with signal-exit functionality.
+ * Mostly exposed for the benefit of testing.
+ *
+ * @internal
+ */
+unload, } = signalExitWrap(processOk(mjs_process) ? new SignalExit(mjs_process) : new SignalExitFallback());
+//# sourceMappingURL=index.js.map
+;// CONCATENATED MODULE: ./node_modules/execa/lib/terminate/cleanup.js
+
+
+
+// If the `cleanup` option is used, call `subprocess.kill()` when the parent process exits
+const cleanupOnExit = (kill, {cleanup, detached}, {signal}) => {
+	if (!cleanup || detached) {
+		return;
+	}
+
+	const removeExitHandler = onExit(() => {
+		kill();
+	});
+	(0,external_node_events_.addAbortListener)(signal, () => {
+		removeExitHandler();
+	});
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/convert/concurrent.js
+
+
+// When using multiple `.readable()`/`.writable()`/`.duplex()`, `final` and `destroy` should wait for other streams
+const initializeConcurrentStreams = () => ({
+	readableDestroy: new WeakMap(),
+	writableFinal: new WeakMap(),
+	writableDestroy: new WeakMap(),
+});
+
+// Each file descriptor + `waitName` has its own array of promises.
+// Each promise is a single `.readable()`/`.writable()`/`.duplex()` call.
+const addConcurrentStream = (concurrentStreams, stream, waitName) => {
+	const weakMap = concurrentStreams[waitName];
+	if (!weakMap.has(stream)) {
+		weakMap.set(stream, []);
+	}
+
+	const promises = weakMap.get(stream);
+	const promise = createDeferred();
+	promises.push(promise);
+	const resolve = promise.resolve.bind(promise);
+	return {resolve, promises};
+};
+
+// Wait for other streams, but stop waiting when subprocess ends
+const waitForConcurrentStreams = async ({resolve, promises}, subprocess) => {
+	resolve();
+	const [isSubprocessExit] = await Promise.race([
+		Promise.allSettled([true, subprocess]),
+		Promise.all([false, ...promises]),
+	]);
+	return !isSubprocessExit;
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/io/iterate.js
+
+
+
+
+
+
+// Iterate over lines of `subprocess.stdout`, used by `subprocess.readable|duplex|iterable()`
+const iterateOnSubprocessStream = ({subprocessStdout, subprocess, binary, shouldEncode, encoding, preserveNewlines}) => {
+	const controller = new AbortController();
+	stopReadingOnExit(subprocess, controller);
+	return iterateOnStream({
+		stream: subprocessStdout,
+		controller,
+		binary,
+		shouldEncode: !subprocessStdout.readableObjectMode && shouldEncode,
+		encoding,
+		shouldSplit: !subprocessStdout.readableObjectMode,
+		preserveNewlines,
+	});
+};
+
+const stopReadingOnExit = async (subprocess, controller) => {
+	try {
+		await subprocess;
+	} catch {} finally {
+		controller.abort();
+	}
+};
+
+// Iterate over lines of `subprocess.stdout`, used by `result.stdout` and the `verbose: 'full'` option.
+// Applies the `lines` and `encoding` options.
+const iterateForResult = ({stream, onStreamEnd, lines, encoding, stripFinalNewline, allMixed}) => {
+	const controller = new AbortController();
+	stopReadingOnStreamEnd(onStreamEnd, controller, stream);
+	const objectMode = stream.readableObjectMode && !allMixed;
+	return iterateOnStream({
+		stream,
+		controller,
+		binary: encoding === 'buffer',
+		shouldEncode: !objectMode,
+		encoding,
+		shouldSplit: !objectMode && lines,
+		preserveNewlines: !stripFinalNewline,
+	});
+};
+
+const stopReadingOnStreamEnd = async (onStreamEnd, controller, stream) => {
+	try {
+		await onStreamEnd;
+	} catch {
+		stream.destroy();
+	} finally {
+		controller.abort();
+	}
+};
+
+const iterateOnStream = ({stream, controller, binary, shouldEncode, encoding, shouldSplit, preserveNewlines}) => {
+	const onStdoutChunk = (0,external_node_events_.on)(stream, 'data', {
+		signal: controller.signal,
+		highWaterMark: HIGH_WATER_MARK,
+		// Backward compatibility with older name for this option
+		// See https://github.com/nodejs/node/pull/52080#discussion_r1525227861
+		// @todo Remove after removing support for Node 21
+		highWatermark: HIGH_WATER_MARK,
+	});
+	return iterateOnData({
+		onStdoutChunk,
+		controller,
+		binary,
+		shouldEncode,
+		encoding,
+		shouldSplit,
+		preserveNewlines,
+	});
+};
+
+const DEFAULT_OBJECT_HIGH_WATER_MARK = (0,external_node_stream_.getDefaultHighWaterMark)(true);
+
+// The `highWaterMark` of `events.on()` is measured in number of events, not in bytes.
+// Not knowing the average amount of bytes per `data` event, we use the same heuristic as streams in objectMode, since they have the same issue.
+// Therefore, we use the value of `getDefaultHighWaterMark(true)`.
+// Note: this option does not exist on Node 18, but this is ok since the logic works without it. It just consumes more memory.
+const HIGH_WATER_MARK = DEFAULT_OBJECT_HIGH_WATER_MARK;
+
+const iterateOnData = async function * ({onStdoutChunk, controller, binary, shouldEncode, encoding, shouldSplit, preserveNewlines}) {
+	const generators = getGenerators({
+		binary,
+		shouldEncode,
+		encoding,
+		shouldSplit,
+		preserveNewlines,
+	});
+
+	try {
+		for await (const [chunk] of onStdoutChunk) {
+			yield * transformChunkSync(chunk, generators, 0);
+		}
+	} catch (error) {
+		if (!controller.signal.aborted) {
+			throw error;
+		}
+	} finally {
+		yield * finalChunksSync(generators);
+	}
+};
+
+const getGenerators = ({binary, shouldEncode, encoding, shouldSplit, preserveNewlines}) => [
+	getEncodingTransformGenerator(binary, encoding, !shouldEncode),
+	getSplitLinesGenerator(binary, preserveNewlines, !shouldSplit, {}),
+].filter(Boolean);
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/convert/iterable.js
+
+
+
+
+
+// Convert the subprocess to an async iterable
+const createIterable = (subprocess, encoding, options) => {
+	const {from, binary: binaryOption = false, preserveNewlines = false} = copyOptions(options);
+	checkBooleanOption(binaryOption, 'binary');
+	checkBooleanOption(preserveNewlines, 'preserveNewlines');
+	const binary = binaryOption || BINARY_ENCODINGS.has(encoding);
+	const subprocessStdout = getFromStream(subprocess, from);
+	const onStdoutData = iterateOnSubprocessStream({
+		subprocessStdout,
+		subprocess,
+		binary,
+		shouldEncode: true,
+		encoding,
+		preserveNewlines,
+	});
+	return iterateOnStdoutData(onStdoutData, subprocessStdout, subprocess);
+};
+
+const iterateOnStdoutData = async function * (onStdoutData, subprocessStdout, subprocess) {
+	try {
+		yield * onStdoutData;
+	} finally {
+		if (subprocessStdout.readable) {
+			subprocessStdout.destroy();
+		}
+
+		await subprocess;
+	}
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/resolve/wait-stream.js
+
+
+// Wraps `finished(stream)` to handle the following case:
+//  - When the subprocess exits, Node.js automatically calls `subprocess.stdin.destroy()`, which we need to ignore.
+//  - However, we still need to throw if `subprocess.stdin.destroy()` is called before subprocess exit.
+const waitForStream = async (stream, fdNumber, streamInfo, {
+	isSameDirection,
+	stopOnExit = false,
+	readable = true,
+	writable = true,
+} = {}) => {
+	const state = handleStdinDestroy(stream, streamInfo);
+	const abortController = new AbortController();
+	try {
+		await Promise.race([
+			...(stopOnExit ? [streamInfo.exitPromise] : []),
+			(0,external_node_stream_promises_namespaceObject.finished)(stream, {
+				cleanup: true,
+				signal: abortController.signal,
+				readable,
+				writable,
+			}),
+		]);
+	} catch (error) {
+		if (!state.stdinCleanedUp && !isInputTransformAbort(stream, fdNumber, streamInfo, error)) {
+			handleStreamError(error, fdNumber, streamInfo, isSameDirection);
+		}
+	} finally {
+		abortController.abort();
+	}
+};
+
+// If `subprocess.stdin` is destroyed before being fully written to, it is considered aborted and should throw an error.
+// This can happen for example when user called `subprocess.stdin.destroy()` before `subprocess.stdin.end()`.
+// However, Node.js calls `subprocess.stdin.destroy()` on exit for cleanup purposes.
+// https://github.com/nodejs/node/blob/0b4cdb4b42956cbd7019058e409e06700a199e11/lib/internal/child_process.js#L278
+// This is normal and should not throw an error.
+// Therefore, we need to differentiate between both situations to know whether to throw an error.
+// Unfortunately, events (`close`, `error`, `end`, `exit`) cannot be used because `.destroy()` can take an arbitrary amount of time.
+// For example, `stdin: 'pipe'` is implemented as a TCP socket, and its `.destroy()` method waits for TCP disconnection.
+// Therefore `.destroy()` might end before or after subprocess exit, based on OS speed and load.
+// The only way to detect this is to spy on `subprocess.stdin._destroy()` by wrapping it.
+// If `subprocess.exitCode` or `subprocess.signalCode` is set, it means `.destroy()` is being called by Node.js itself.
+// With an input transform, `subprocess.stdin` is that transform, so Node.js destroys it instead of the original `stdin`.
+const handleStdinDestroy = (stream, {originalStreams, subprocess}) => {
+	const [originalStdin] = originalStreams;
+	const state = {stdinCleanedUp: false};
+	if (stream === originalStdin || stream === subprocess.stdin) {
+		spyOnStdinDestroy(stream, subprocess, state);
+	}
+
+	return state;
+};
+
+const spyOnStdinDestroy = (subprocessStdin, subprocess, state) => {
+	const {_destroy} = subprocessStdin;
+	subprocessStdin._destroy = (...destroyArguments) => {
+		setStdinCleanedUp(subprocess, state);
+		_destroy.call(subprocessStdin, ...destroyArguments);
+	};
+};
+
+const setStdinCleanedUp = ({exitCode, signalCode}, state) => {
+	if (exitCode !== null || signalCode !== null) {
+		state.stdinCleanedUp = true;
+	}
+};
+
+// An input transform writes to the subprocess' original stream. When that stream is closed first, e.g. when the subprocess exits without reading its input, the transform is aborted.
+// Like `EPIPE` with `stdin: 'pipe'`, this is not an error.
+// When the transform is aborted by the user instead, the original stream is still open at that point.
+const isInputTransformAbort = (stream, fdNumber, streamInfo, error) => {
+	const originalStream = streamInfo.originalStreams[fdNumber];
+	return stream !== originalStream
+		&& isInputFileDescriptor(streamInfo, fdNumber)
+		&& originalStream?.destroyed === true
+		// A `TransformStream` is aborted with an `AbortError`
+		&& (isStreamAbort(error) || error?.code === 'ABORT_ERR');
+};
+
+// We ignore EPIPEs on writable streams and aborts on readable streams since those can happen normally.
+// When one stream errors, the error is propagated to the other streams on the same file descriptor.
+// Those other streams might have a different direction due to the above.
+// When this happens, the direction of both the initial stream and the others should then be taken into account.
+// Therefore, we keep track of whether a stream error is currently propagating.
+const handleStreamError = (error, fdNumber, streamInfo, isSameDirection) => {
+	if (!shouldIgnoreStreamError(error, fdNumber, streamInfo, isSameDirection)) {
+		throw error;
+	}
+};
+
+const shouldIgnoreStreamError = (error, fdNumber, streamInfo, isSameDirection = true) => {
+	if (streamInfo.propagating) {
+		return isStreamEpipe(error) || isStreamAbort(error);
+	}
+
+	streamInfo.propagating = true;
+	return isInputFileDescriptor(streamInfo, fdNumber) === isSameDirection
+		? isStreamEpipe(error)
+		: isStreamAbort(error);
+};
+
+// Unfortunately, we cannot use the stream's class or properties to know whether it is readable or writable.
+// For example, `subprocess.stdin` is technically a Duplex, but can only be used as a writable.
+// Therefore, we need to use the file descriptor's direction (`stdin` is input, `stdout` is output, etc.).
+// However, while `subprocess.std*` and transforms follow that direction, any stream passed the `std*` option has the opposite direction.
+// For example, `subprocess.stdin` is a writable, but the `stdin` option is a readable.
+const isInputFileDescriptor = ({fileDescriptors}, fdNumber) => fdNumber !== 'all' && fileDescriptors[fdNumber].direction === 'input';
+
+// When `stream.destroy()` is called without an `error` argument, stream is aborted.
+// This is the only way to abort a readable stream, which can be useful in some instances.
+// Therefore, we ignore this error on readable streams.
+// Breaking out of `for await (const chunk of subprocess.stdout)` aborts it with an `AbortError` instead. However, that error cannot be told apart from an `AbortError` thrown by a transform, which must make the subprocess fail. So this is not supported, and `subprocess.readable()` or `subprocess.iterable()` should be used instead.
+const isStreamAbort = error => error?.code === 'ERR_STREAM_PREMATURE_CLOSE';
+
+// When `stream.write()` is called but the underlying source has been closed, `EPIPE` is emitted.
+// When piping subprocesses, the source subprocess usually decides when to stop piping.
+// However, there are some instances when the destination does instead, such as `... | head -n1`.
+// It notifies the source by using `EPIPE`.
+// Therefore, we ignore this error on writable streams.
+const isStreamEpipe = error => error?.code === 'EPIPE';
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/convert/shared.js
+
+
+
+const safeWaitForSubprocessStdin = async subprocessStdin => {
+	if (subprocessStdin === undefined) {
+		return;
+	}
+
+	try {
+		await waitForSubprocessStdin(subprocessStdin);
+	} catch {}
+};
+
+const safeWaitForSubprocessStdout = async subprocessStdout => {
+	if (subprocessStdout === undefined) {
+		return;
+	}
+
+	try {
+		await waitForSubprocessStdout(subprocessStdout);
+	} catch {}
+};
+
+const waitForSubprocessStdin = async subprocessStdin => {
+	await (0,external_node_stream_promises_namespaceObject.finished)(subprocessStdin, {cleanup: true, readable: false, writable: true});
+};
+
+const waitForSubprocessStdout = async subprocessStdout => {
+	await (0,external_node_stream_promises_namespaceObject.finished)(subprocessStdout, {cleanup: true, readable: true, writable: false});
+};
+
+// When `readable` or `writable` aborts/errors, the caller awaits the subprocess, for the reason mentioned above.
+// Then, the error passed to `stream.destroy(error)` is emitted, including when the subprocess has already ended.
+const throwDestroyError = error => {
+	if (error) {
+		throw error;
+	}
+};
+
+const destroyOtherStream = (stream, isOpen, error) => {
+	if (error && !isStreamAbort(error)) {
+		stream.destroy(error);
+	} else if (isOpen) {
+		stream.destroy();
+	}
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/convert/readable.js
+
+
+
+
+
+
+
+
+
+
+// Create a `Readable` stream that forwards from `stdout` and awaits the subprocess
+const createReadable = ({subprocess, concurrentStreams, encoding}, options) => {
+	const {from, binary: binaryOption = true, preserveNewlines = true} = copyOptions(options);
+	checkBooleanOption(binaryOption, 'binary');
+	checkBooleanOption(preserveNewlines, 'preserveNewlines');
+	const binary = binaryOption || BINARY_ENCODINGS.has(encoding);
+	// Retrieve `stdout` (or other stream depending on `from`)
+	const subprocessStdout = getFromStream(subprocess, from);
+	const waitReadableDestroy = addConcurrentStream(concurrentStreams, subprocessStdout, 'readableDestroy');
+	const {readableEncoding, readableObjectMode, readableHighWaterMark} = getReadableOptions(subprocessStdout, binary);
+	const {read, onStdoutDataDone} = getReadableMethods({
+		subprocessStdout,
+		subprocess,
+		binary,
+		encoding,
+		preserveNewlines,
+	});
+	const readable = new external_node_stream_.Readable({
+		read,
+		destroy: (0,external_node_util_.callbackify)(onReadableDestroy.bind(undefined, {subprocessStdout, subprocess, waitReadableDestroy})),
+		highWaterMark: readableHighWaterMark,
+		objectMode: readableObjectMode,
+		encoding: readableEncoding,
+	});
+	onStdoutFinished({
+		subprocessStdout,
+		onStdoutDataDone,
+		readable,
+		subprocess,
+	});
+	return readable;
+};
+
+const getReadableOptions = ({readableEncoding, readableObjectMode, readableHighWaterMark}, binary) => binary
+	? {readableEncoding, readableObjectMode, readableHighWaterMark}
+	: {readableEncoding, readableObjectMode: true, readableHighWaterMark: DEFAULT_OBJECT_HIGH_WATER_MARK};
+
+const getReadableMethods = ({subprocessStdout, subprocess, binary, encoding, preserveNewlines}) => {
+	const onStdoutDataDone = createDeferred();
+	const onStdoutData = iterateOnSubprocessStream({
+		subprocessStdout,
+		subprocess,
+		binary,
+		shouldEncode: !binary,
+		encoding,
+		preserveNewlines,
+	});
+
+	return {
+		read() {
+			onRead(this, onStdoutData, onStdoutDataDone);
+		},
+		onStdoutDataDone,
+	};
+};
+
+// Forwards data from `stdout` to `readable`
+const onRead = async (readable, onStdoutData, onStdoutDataDone) => {
+	try {
+		const {value, done} = await onStdoutData.next();
+		if (done) {
+			onStdoutDataDone.resolve();
+		} else {
+			readable.push(value);
+		}
+	} catch {}
+};
+
+// When `subprocess.stdout` ends/aborts/errors, do the same on `readable`.
+// Await the subprocess, for the same reason as above.
+const onStdoutFinished = async ({subprocessStdout, onStdoutDataDone, readable, subprocess, subprocessStdin}) => {
+	try {
+		await waitForSubprocessStdout(subprocessStdout);
+		await subprocess;
+		await safeWaitForSubprocessStdin(subprocessStdin);
+		await onStdoutDataDone;
+
+		if (readable.readable) {
+			readable.push(null);
+		}
+	} catch (error) {
+		await safeWaitForSubprocessStdin(subprocessStdin);
+		destroyOtherReadable(readable, await getPrematureCloseError(subprocess, error));
+	}
+};
+
+const getPrematureCloseError = async (subprocess, error) => {
+	if (error.code !== 'ERR_STREAM_PREMATURE_CLOSE') {
+		return error;
+	}
+
+	try {
+		await subprocess;
+	} catch (subprocessError) {
+		return subprocessError;
+	}
+
+	return error;
+};
+
+// When `readable` aborts/errors, do the same on `subprocess.stdout`
+const onReadableDestroy = async ({subprocessStdout, subprocess, waitReadableDestroy}, error) => {
+	if (await waitForConcurrentStreams(waitReadableDestroy, subprocess)) {
+		// Breaking out of `for await (const chunk of readable)` or cancelling `subprocess.readableStream()` destroys `readable` with an `AbortError`. Like `readable.destroy()`, this aborts `subprocess.stdout` instead of making it fail.
+		destroyOtherReadable(subprocessStdout, error?.code === 'ABORT_ERR' ? undefined : error);
+		await subprocess;
+	}
+
+	throwDestroyError(error);
+};
+
+const destroyOtherReadable = (stream, error) => {
+	destroyOtherStream(stream, stream.readable, error);
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/convert/web.js
+
+
+// Web stream versions of `subprocess.readable()`, `subprocess.writable()` and `subprocess.duplex()`.
+// They wrap those methods with `.toWeb()`, so all error and abort handling is reused as is.
+const createReadableStream = (subprocess, readableOptions) => external_node_stream_.Readable.toWeb(subprocess.readable(readableOptions));
+const createWritableStream = (subprocess, writableOptions) => external_node_stream_.Writable.toWeb(subprocess.writable(writableOptions));
+const createTransformStream = (subprocess, duplexOptions) => external_node_stream_.Duplex.toWeb(subprocess.duplex(duplexOptions));
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/pipe/pipe-arguments.js
+
+
+
+
+
+
+
+// Normalize and validate arguments passed to `source.pipe(destination)`
+const normalizePipeArguments = ({source, sourcePromise, boundOptions, createNested}, ...pipeArguments) => {
+	const startTime = getStartTime();
+	const {
+		destination,
+		destinationStream,
+		destinationError,
+		from,
+		unpipeSignal,
+	} = getDestinationStream(boundOptions, createNested, pipeArguments);
+	const {sourceStream, sourceError} = getSourceStream(source, from);
+	const {options: sourceOptions, fileDescriptors} = SUBPROCESS_OPTIONS.get(source);
+	return {
+		source,
+		sourcePromise,
+		sourceStream,
+		sourceOptions,
+		sourceError,
+		destination,
+		destinationStream,
+		destinationError,
+		unpipeSignal,
+		fileDescriptors,
+		startTime,
+	};
+};
+
+const getDestinationStream = (boundOptions, createNested, pipeArguments) => {
+	let destinationInfo;
+
+	try {
+		destinationInfo = getDestination(boundOptions, createNested, ...pipeArguments);
+	} catch (error) {
+		return {destinationError: error};
+	}
+
+	const {destination, pipeOptions} = destinationInfo;
+
+	try {
+		const {from, to, unpipeSignal} = copyOptions(pipeOptions);
+		validateAbortSignal(unpipeSignal, 'unpipeSignal');
+		const destinationStream = getToStream(destination, to);
+		return {
+			destination,
+			destinationStream,
+			from,
+			unpipeSignal,
+		};
+	} catch (error) {
+		abortDestination(destination, pipeArguments[0]);
+		return {destinationError: error};
+	}
+};
+
+/*
+The destination has already been spawned at that point, since the `to` option is validated afterwards.
+When Execa spawned it, nothing else can end it, so it is terminated. Otherwise, it would keep running, e.g. waiting for its `stdin` forever, which also prevents the current process from exiting. A destination passed by the user is left to them.
+In both cases, its error must be handled, otherwise it becomes an unhandled rejection which crashes the current process, e.g. with `source.pipe(execa('command'), {to: 'fd9'})`. This does not prevent the user from awaiting it.
+*/
+const abortDestination = (destination, firstArgument) => {
+	if (destination !== firstArgument) {
+		destination.kill();
+	}
+
+	destination.catch(() => {});
+};
+
+// Piping subprocesses can use three syntaxes:
+//  - source.pipe('command', commandArguments, pipeOptionsOrDestinationOptions)
+//  - source.pipe`command commandArgument` or source.pipe(pipeOptionsOrDestinationOptions)`command commandArgument`
+//  - source.pipe(execa(...), pipeOptions)
+const getDestination = (boundOptions, createNested, firstArgument, ...pipeArguments) => {
+	if (Array.isArray(firstArgument)) {
+		const destination = createNested(mapDestinationArguments, boundOptions)(firstArgument, ...pipeArguments);
+		return {destination, pipeOptions: boundOptions};
+	}
+
+	if (typeof firstArgument === 'string' || firstArgument instanceof URL || isDenoExecPath(firstArgument)) {
+		if (Object.keys(boundOptions).length > 0) {
+			throw new TypeError('Please use .pipe("file", ..., options) or .pipe(execa("file", ..., options)) instead of .pipe(options)("file", ...).');
+		}
+
+		const [rawFile, rawArguments, rawOptions] = normalizeParameters(firstArgument, ...pipeArguments);
+		const destination = createNested(mapDestinationArguments)(rawFile, rawArguments, rawOptions);
+		return {destination, pipeOptions: rawOptions};
+	}
+
+	if (SUBPROCESS_OPTIONS.has(firstArgument)) {
+		if (Object.keys(boundOptions).length > 0) {
+			throw new TypeError('Please use .pipe(options)`command` or .pipe($(options)`command`) instead of .pipe(options)($`command`).');
+		}
+
+		return {destination: firstArgument, pipeOptions: pipeArguments[0]};
+	}
+
+	throw new TypeError(`The first argument must be a template string, an options object, or an Execa subprocess: ${firstArgument}`);
+};
+
+// Force `stdin: 'pipe'` with the destination subprocess
+const mapDestinationArguments = ({options}) => ({
+	options: {
+		__proto__: null,
+		...options,
+		// Piping writes to the destination's `stdin`, which is forced even if the user set another value.
+		// However, `stdin` cannot be combined with `stdio`, which is needed for `to: 'fd3'` and higher.
+		...((options.stdio === undefined) && {stdin: 'pipe'}),
+		piped: true,
+	},
+});
+
+const getSourceStream = (source, from) => {
+	try {
+		const sourceStream = getFromStream(source, from);
+		return {sourceStream};
+	} catch (error) {
+		return {sourceError: error};
+	}
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/pipe/throw.js
+
+
+
+// When passing invalid arguments to `source.pipe()`, throw asynchronously.
+// We also abort both subprocesses.
+const handlePipeArgumentsError = ({
+	sourceStream,
+	sourceError,
+	destinationStream,
+	destinationError,
+	fileDescriptors,
+	sourceOptions,
+	startTime,
+}) => {
+	const error = getPipeArgumentsError({
+		sourceStream,
+		sourceError,
+		destinationStream,
+		destinationError,
+	});
+	if (error !== undefined) {
+		throw createNonCommandError({
+			error,
+			fileDescriptors,
+			sourceOptions,
+			startTime,
+		});
+	}
+};
+
+const getPipeArgumentsError = ({sourceStream, sourceError, destinationStream, destinationError}) => {
+	if (sourceError !== undefined && destinationError !== undefined) {
+		return destinationError;
+	}
+
+	if (destinationError !== undefined) {
+		abortSourceStream(sourceStream);
+		return destinationError;
+	}
+
+	if (sourceError === undefined) {
+		return;
+	}
+
+	endDestinationStream(destinationStream);
+	return sourceError;
+};
+
+// Specific error return value when passing invalid arguments to `subprocess.pipe()` or when using `unpipeSignal`
+const createNonCommandError = ({error, fileDescriptors, sourceOptions, startTime}) => makeEarlyError({
+	error,
+	command: PIPE_COMMAND_MESSAGE,
+	escapedCommand: PIPE_COMMAND_MESSAGE,
+	fileDescriptors,
+	options: sourceOptions,
+	startTime,
+	isSync: false,
+});
+
+const PIPE_COMMAND_MESSAGE = 'source.pipe(destination)';
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/pipe/sequence.js
+// Like Bash, we await both subprocesses. This is unlike some other shells which only await the destination subprocess.
+// Like Bash with the `pipefail` option, if either subprocess fails, the whole pipe fails.
+// Like Bash, if both subprocesses fail, we return the failure of the destination.
+// This ensures both subprocesses' errors are present, using `error.pipedFrom`.
+const waitForBothSubprocesses = async subprocessPromises => {
+	const [
+		{status: sourceStatus, reason: sourceReason, value: sourceResult = sourceReason},
+		{status: destinationStatus, reason: destinationReason, value: destinationResult = destinationReason},
+		{reason: pipedFromReason, value: pipedFromResult = pipedFromReason},
+	] = await subprocessPromises;
+
+	if (!destinationResult.pipedFrom.includes(pipedFromResult)) {
+		destinationResult.pipedFrom.push(pipedFromResult);
+	}
+
+	if (destinationStatus === 'rejected') {
+		throw destinationResult;
+	}
+
+	if (sourceStatus === 'rejected') {
+		throw sourceResult;
+	}
+
+	return destinationResult;
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/pipe/streaming.js
+
+
+
+
+
+// The piping behavior is like Bash.
+// In particular, when one subprocess exits, the other is not terminated by a signal.
+// Instead, its stdout (for the source) or stdin (for the destination) closes.
+// If the subprocess uses it, it will make it error with SIGPIPE or EPIPE (for the source) or end (for the destination).
+// If it does not use it, it will continue running.
+// This allows for subprocesses to gracefully exit and lower the coupling between subprocesses.
+const pipeSubprocessStream = (sourceStream, destinationStream, maxListenersController) => {
+	const mergedStream = MERGED_STREAMS.has(destinationStream)
+		? pipeMoreSubprocessStream(sourceStream, destinationStream)
+		: pipeFirstSubprocessStream(sourceStream, destinationStream);
+	incrementMaxListeners(sourceStream, SOURCE_LISTENERS_PER_PIPE, maxListenersController.signal);
+	incrementMaxListeners(destinationStream, DESTINATION_LISTENERS_PER_PIPE, maxListenersController.signal);
+	cleanupMergedStreamsMap(destinationStream);
+	return mergedStream;
+};
+
+// We use `merge-streams` to allow for multiple sources to pipe to the same destination.
+const pipeFirstSubprocessStream = (sourceStream, destinationStream) => {
+	const mergedStream = mergeStreams([sourceStream]);
+	addMergeSource(mergedStream, sourceStream);
+	pipeStreams(mergedStream, destinationStream, () => unpipeSourcesOnDestinationEnd(mergedStream));
+	MERGED_STREAMS.set(destinationStream, mergedStream);
+	return mergedStream;
+};
+
+const pipeMoreSubprocessStream = (sourceStream, destinationStream) => {
+	const mergedStream = MERGED_STREAMS.get(destinationStream);
+	mergedStream.add(sourceStream);
+	addMergeSource(mergedStream, sourceStream);
+	return mergedStream;
+};
+
+/*
+One source stream can be piped to multiple destinations, e.g. `subprocess.pipe(first)` and `subprocess.pipe(second)`.
+When a destination ends, its source must only be aborted when it is its last destination, so the other destinations keep receiving data.
+Sources with several destinations are then only removed from the ended destination's merge stream, instead of being aborted.
+This also holds when a source has been piped to one destination and unpiped from another one.
+*/
+const MERGE_SOURCES = new WeakMap();
+const SOURCE_MERGES = new WeakMap();
+
+const addMergeSource = (mergedStream, sourceStream) => {
+	addToSetMap(MERGE_SOURCES, mergedStream, sourceStream);
+	addToSetMap(SOURCE_MERGES, sourceStream, mergedStream);
+};
+
+const addToSetMap = (map, key, value) => {
+	if (!map.has(key)) {
+		map.set(key, new Set());
+	}
+
+	map.get(key).add(value);
+};
+
+// Stop piping a source into a destination, e.g. with the `unpipeSignal` option
+const unpipeSubprocessStream = async (mergedStream, sourceStream) => {
+	MERGE_SOURCES.get(mergedStream)?.delete(sourceStream);
+	SOURCE_MERGES.get(sourceStream)?.delete(mergedStream);
+	await mergedStream.remove(sourceStream);
+};
+
+const unpipeSourcesOnDestinationEnd = async mergedStream => {
+	for (const sourceStream of MERGE_SOURCES.get(mergedStream)) {
+		const mergedStreams = SOURCE_MERGES.get(sourceStream);
+		mergedStreams.delete(mergedStream);
+		if (mergedStreams.size > 0) {
+			// Other destinations still need that source, so it must not be aborted
+			// eslint-disable-next-line no-await-in-loop
+			await mergedStream.remove(sourceStream);
+		}
+	}
+};
+
+const cleanupMergedStreamsMap = async destinationStream => {
+	try {
+		await (0,external_node_stream_promises_namespaceObject.finished)(destinationStream, {cleanup: true, readable: false, writable: true});
+	} catch {}
+
+	MERGED_STREAMS.delete(destinationStream);
+};
+
+const MERGED_STREAMS = new WeakMap();
+
+// Number of listeners set up on `sourceStream` by each `sourceStream.pipe(destinationStream)`
+// Those are added by `merge-streams`
+const SOURCE_LISTENERS_PER_PIPE = 2;
+// Number of listeners set up on `destinationStream` by each `sourceStream.pipe(destinationStream)`
+// Those are added by `finished()` in `cleanupMergedStreamsMap()`
+const DESTINATION_LISTENERS_PER_PIPE = 1;
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/pipe/abort.js
+
+
+
+
+// When passing an `unpipeSignal` option, abort piping when the signal is aborted.
+// However, do not terminate the subprocesses.
+const unpipeOnAbort = (unpipeSignal, unpipeContext) => unpipeSignal === undefined
+	? []
+	: [unpipeOnSignalAbort(unpipeSignal, unpipeContext)];
+
+const unpipeOnSignalAbort = async (unpipeSignal, {sourceStream, mergedStream, fileDescriptors, sourceOptions, startTime}) => {
+	await (0,external_node_util_.aborted)(unpipeSignal, sourceStream);
+	await unpipeSubprocessStream(mergedStream, sourceStream);
+	const error = new Error('Pipe canceled by `unpipeSignal` option.');
+	throw createNonCommandError({
+		error,
+		fileDescriptors,
+		sourceOptions,
+		startTime,
+	});
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/pipe/setup.js
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+// Pipe a subprocess' `stdout`/`stderr`/`stdio` into another subprocess' `stdin`
+const pipeToSubprocess = (sourceInfo, ...pipeArguments) => {
+	if (isPlainObject(pipeArguments[0])) {
+		return pipeToSubprocess.bind(undefined, {
+			...sourceInfo,
+			boundOptions: {...sourceInfo.boundOptions, ...pipeArguments[0]},
+		});
+	}
+
+	// The previous `.pipe()` failed because of its arguments, so there is no source. Its promise rejects with that error.
+	// The destination is not spawned, since nothing would end its `stdin`.
+	if (sourceInfo.source === undefined) {
+		return sourceInfo.sourcePromise;
+	}
+
+	const {destination, ...normalizedInfo} = normalizePipeArguments(sourceInfo, ...pipeArguments);
+	const pipeFailureController = new AbortController();
+	const promise = handlePipePromise({...normalizedInfo, destination, pipeFailureController});
+	promise.pipe = pipeToSubprocess.bind(undefined, {
+		...sourceInfo,
+		source: destination,
+		sourcePromise: promise,
+		boundOptions: {},
+	});
+	forwardDestinationMethods(promise, destination, pipeFailureController.signal);
+	return promise;
+};
+
+/*
+The return value of `.pipe()` exposes the destination subprocess' output, but its iteration and stream conversion methods must await the whole pipe so source failures are propagated too. The destination is `undefined` when `.pipe()` was passed invalid arguments, in which case the promise rejects and there is nothing to forward.
+*/
+const forwardDestinationMethods = (promise, destination, pipeFailureSignal) => {
+	if (destination === undefined) {
+		return;
+	}
+
+	forwardReadableMethods(promise, destination);
+	forwardIpcMethods(promise, destination, pipeFailureSignal);
+};
+
+const forwardReadableMethods = (promise, destination) => {
+	const subprocessOptions = SUBPROCESS_OPTIONS.get(destination);
+	SUBPROCESS_OPTIONS.set(promise, subprocessOptions);
+	promise.stdio = destination.stdio;
+	promise.all = destination.all;
+
+	const {options: {encoding}} = subprocessOptions;
+	const concurrentStreams = initializeConcurrentStreams();
+	promise[Symbol.asyncIterator] = createIterable.bind(undefined, promise, encoding, {});
+	promise.iterable = createIterable.bind(undefined, promise, encoding);
+	promise.readable = createPipeReadable.bind(undefined, promise, {
+		subprocess: promise,
+		concurrentStreams,
+		encoding,
+	});
+	promise.readableStream = createReadableStream.bind(undefined, promise);
+	forwardAll(promise, destination);
+};
+
+const forwardAll = (promise, destination) => {
+	if (destination.all === undefined) {
+		promise.all = undefined;
+		return;
+	}
+
+	Object.defineProperty(promise, 'all', {
+		get() {
+			setAllProperty(promise, destination.all);
+			const all = promise.readable({from: 'all'});
+			// Like `subprocess.all`, the pipe's failure is handled by awaiting it, not by listening to the stream's `error` event. Consumers like `text(all)` still fail.
+			all.on('error', () => {});
+			setAllProperty(promise, all);
+			return all;
+		},
+		enumerable: true,
+		configurable: true,
+	});
+};
+
+const setAllProperty = (promise, value) => {
+	Object.defineProperty(promise, 'all', {
+		value,
+		writable: true,
+		enumerable: true,
+		configurable: true,
+	});
+};
+
+const createPipeReadable = (promise, readableOptions, ...arguments_) => {
+	const readable = createReadable(readableOptions, ...arguments_);
+	destroyOnPipeFailure(promise, readable);
+	return readable;
+};
+
+const destroyOnPipeFailure = async (promise, readable) => {
+	try {
+		await promise;
+	} catch (error) {
+		readable.destroy(error);
+	}
+};
+
+const forwardIpcMethods = (promise, destination, pipeFailureSignal) => {
+	promise.sendMessage = destination.sendMessage;
+	promise.getOneMessage = getOnePipeMessage.bind(undefined, destination, pipeFailureSignal);
+	promise.getEachMessage = getEachPipeMessage.bind(undefined, promise, destination, pipeFailureSignal);
+};
+
+const getOnePipeMessage = (destination, pipeFailureSignal, ...arguments_) => {
+	const controller = new AbortController();
+	const messagePromise = destination.getOneMessage(...addPipeOptions(arguments_, controller.signal, internalGetOneMessageOptions));
+	return waitForOnePipeMessage(pipeFailureSignal, messagePromise, controller);
+};
+
+const waitForOnePipeMessage = async (pipeFailureSignal, messagePromise, controller) => {
+	try {
+		return await Promise.race([messagePromise, getSignalRejection(pipeFailureSignal, controller.signal)]);
+	} finally {
+		controller.abort();
+	}
+};
+
+const getSignalRejection = (signal, listenerSignal) => new Promise((_, reject) => {
+	if (signal.aborted) {
+		reject(signal.reason);
+		return;
+	}
+
+	signal.addEventListener('abort', () => {
+		reject(signal.reason);
+	}, {once: true, signal: listenerSignal});
+});
+
+const getEachPipeMessage = (promise, destination, pipeFailureSignal, ...arguments_) => {
+	const controller = new AbortController();
+	// Create the destination iterator before awaiting the pipe so option validation stays synchronous.
+	const iterator = destination.getEachMessage(...addPipeOptions(arguments_, controller.signal, internalGetEachMessageOptions));
+	abortOnSignal(pipeFailureSignal, controller);
+	return iterateOnPipeMessages(promise, iterator, controller);
+};
+
+const iterateOnPipeMessages = async function * (promise, iterator, controller) {
+	try {
+		yield * iterator;
+	} finally {
+		controller.abort();
+		await promise;
+	}
+};
+
+const addPipeOptions = (arguments_, signal, internalOptionsSymbol) => {
+	if (arguments_[0] === null) {
+		// Preserve the public validation error from `getEachMessage(null)` instead of masking it with a pipe failure.
+		return arguments_;
+	}
+
+	const [options] = arguments_;
+	// The returned pipe promise is awaited by the forwarded IPC iterator, so the destination IPC iterator must not also await the destination subprocess on close.
+	return [{...options, [internalOptionsSymbol]: {signal, shouldAwait: false}}];
+};
+
+const abortOnSignal = (signal, controller) => {
+	if (signal.aborted) {
+		controller.abort();
+		return;
+	}
+
+	// Interrupt pending IPC reads when the pipe rejects, including `unpipeSignal` cancellation while the destination keeps running.
+	signal.addEventListener('abort', () => {
+		controller.abort();
+	}, {once: true, signal: controller.signal});
+};
+
+// `writable()`, `duplex()`, `writableStream()` and `transformStream()` are intentionally not forwarded: they write to the destination's `stdin`, which is already being piped from the source.
+
+// Asynchronous logic when piping subprocesses
+const handlePipePromise = async ({
+	source,
+	sourcePromise,
+	sourceStream,
+	sourceOptions,
+	sourceError,
+	destination,
+	destinationStream,
+	destinationError,
+	unpipeSignal,
+	fileDescriptors,
+	startTime,
+	pipeFailureController,
+}) => {
+	const maxListenersController = new AbortController();
+	try {
+		const subprocessPromises = getSubprocessPromises(sourcePromise, destination, source);
+		handlePipeArgumentsError({
+			sourceStream,
+			sourceError,
+			destinationStream,
+			destinationError,
+			fileDescriptors,
+			sourceOptions,
+			startTime,
+		});
+		const mergedStream = pipeSubprocessStream(sourceStream, destinationStream, maxListenersController);
+		return await Promise.race([
+			waitForBothSubprocesses(subprocessPromises),
+			...unpipeOnAbort(unpipeSignal, {
+				sourceStream,
+				mergedStream,
+				sourceOptions,
+				fileDescriptors,
+				startTime,
+			}),
+		]);
+	} catch (error) {
+		pipeFailureController.abort(error);
+		throw error;
+	} finally {
+		maxListenersController.abort();
+	}
+};
+
+// `.pipe()` awaits the subprocess promises.
+// When invalid arguments are passed to `.pipe()`, we throw an error, which prevents awaiting them.
+// We need to ensure this does not create unhandled rejections.
+// With `source.pipe(destination).pipe(secondDestination)`, the second `sourcePromise` is the first `.pipe()`, which rejects with the error of either subprocess. However, `secondDestination` is only piped from `destination`.
+const getSubprocessPromises = (sourcePromise, destination, source) => Promise.allSettled([sourcePromise, destination, source]);
+
+;// CONCATENATED MODULE: ./node_modules/get-stream/source/utils.js
+const utils_identity = value => value;
+
+const utils_noop = () => undefined;
+
+const getContentsProperty = ({contents}) => contents;
+
+const throwObjectStream = chunk => {
+	throw new Error(`Streams in object mode are not supported: ${String(chunk)}`);
+};
+
+const getLengthProperty = convertedChunk => convertedChunk.length;
+
+;// CONCATENATED MODULE: ./node_modules/get-stream/source/array.js
+
+
+
+async function getStreamAsArray(stream, options) {
+	return getStreamContents(stream, arrayMethods, options);
+}
+
+const initArray = () => ({contents: []});
+
+const increment = () => 1;
+
+const addArrayChunk = (convertedChunk, {contents}) => {
+	contents.push(convertedChunk);
+	return contents;
+};
+
+const arrayMethods = {
+	init: initArray,
+	convertChunk: {
+		string: utils_identity,
+		buffer: utils_identity,
+		arrayBuffer: utils_identity,
+		dataView: utils_identity,
+		typedArray: utils_identity,
+		others: utils_identity,
+	},
+	getSize: increment,
+	truncateChunk: utils_noop,
+	addChunk: addArrayChunk,
+	getFinalChunk: utils_noop,
+	finalize: getContentsProperty,
+};
+
+;// CONCATENATED MODULE: ./node_modules/get-stream/source/array-buffer.js
+
+
+
+async function getStreamAsArrayBuffer(stream, options) {
+	return getStreamContents(stream, arrayBufferMethods, options);
+}
+
+const initArrayBuffer = () => ({contents: new ArrayBuffer(0)});
+
+const useTextEncoder = chunk => array_buffer_textEncoder.encode(chunk);
+const array_buffer_textEncoder = new TextEncoder();
+
+const useUint8Array = chunk => new Uint8Array(chunk);
+
+const useUint8ArrayWithOffset = chunk => new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+
+const truncateArrayBufferChunk = (convertedChunk, chunkSize) => convertedChunk.slice(0, chunkSize);
+
+// `contents` is an increasingly growing `Uint8Array`.
+const addArrayBufferChunk = (convertedChunk, {contents, length: previousLength}, length) => {
+	const newContents = hasArrayBufferResize() ? resizeArrayBuffer(contents, length) : resizeArrayBufferSlow(contents, length);
+	new Uint8Array(newContents).set(convertedChunk, previousLength);
+	return newContents;
+};
+
+// Without `ArrayBuffer.resize()`, `contents` size is always a power of 2.
+// This means its last bytes are zeroes (not stream data), which need to be
+// trimmed at the end with `ArrayBuffer.slice()`.
+const resizeArrayBufferSlow = (contents, length) => {
+	if (length <= contents.byteLength) {
+		return contents;
+	}
+
+	const arrayBuffer = new ArrayBuffer(getNewContentsLength(length));
+	new Uint8Array(arrayBuffer).set(new Uint8Array(contents), 0);
+	return arrayBuffer;
+};
+
+// With `ArrayBuffer.resize()`, `contents` size matches exactly the size of
+// the stream data. It does not include extraneous zeroes to trim at the end.
+// The underlying `ArrayBuffer` does allocate a number of bytes that is a power
+// of 2, but those bytes are only visible after calling `ArrayBuffer.resize()`.
+const resizeArrayBuffer = (contents, length) => {
+	if (length <= contents.maxByteLength) {
+		contents.resize(length);
+		return contents;
+	}
+
+	const arrayBuffer = new ArrayBuffer(length, {maxByteLength: getNewContentsLength(length)});
+	new Uint8Array(arrayBuffer).set(new Uint8Array(contents), 0);
+	return arrayBuffer;
+};
+
+// Retrieve the closest `length` that is both >= and a power of 2
+const getNewContentsLength = length => SCALE_FACTOR ** Math.ceil(Math.log(length) / Math.log(SCALE_FACTOR));
+
+const SCALE_FACTOR = 2;
+
+const finalizeArrayBuffer = ({contents, length}) => hasArrayBufferResize() ? contents : contents.slice(0, length);
+
+// `ArrayBuffer.slice()` is slow. When `ArrayBuffer.resize()` is available
+// (Node >=20.0.0, Safari >=16.4 and Chrome), we can use it instead.
+// eslint-disable-next-line no-warning-comments
+// TODO: remove after dropping support for Node 20.
+// eslint-disable-next-line no-warning-comments
+// TODO: use `ArrayBuffer.transferToFixedLength()` instead once it is available
+const hasArrayBufferResize = () => 'resize' in ArrayBuffer.prototype;
+
+const arrayBufferMethods = {
+	init: initArrayBuffer,
+	convertChunk: {
+		string: useTextEncoder,
+		buffer: useUint8Array,
+		arrayBuffer: useUint8Array,
+		dataView: useUint8ArrayWithOffset,
+		typedArray: useUint8ArrayWithOffset,
+		others: throwObjectStream,
+	},
+	getSize: getLengthProperty,
+	truncateChunk: truncateArrayBufferChunk,
+	addChunk: addArrayBufferChunk,
+	getFinalChunk: utils_noop,
+	finalize: finalizeArrayBuffer,
+};
+
+;// CONCATENATED MODULE: ./node_modules/get-stream/source/string.js
+
+
+
+async function getStreamAsString(stream, options) {
+	return getStreamContents(stream, stringMethods, options);
+}
+
+const initString = () => ({contents: '', textDecoder: new TextDecoder()});
+
+const useTextDecoder = (chunk, {textDecoder}) => textDecoder.decode(chunk, {stream: true});
+
+const addStringChunk = (convertedChunk, {contents}) => contents + convertedChunk;
+
+const truncateStringChunk = (convertedChunk, chunkSize) => convertedChunk.slice(0, chunkSize);
+
+const getFinalStringChunk = ({textDecoder}) => {
+	const finalChunk = textDecoder.decode();
+	return finalChunk === '' ? undefined : finalChunk;
+};
+
+const stringMethods = {
+	init: initString,
+	convertChunk: {
+		string: utils_identity,
+		buffer: useTextDecoder,
+		arrayBuffer: useTextDecoder,
+		dataView: useTextDecoder,
+		typedArray: useTextDecoder,
+		others: throwObjectStream,
+	},
+	getSize: getLengthProperty,
+	truncateChunk: truncateStringChunk,
+	addChunk: addStringChunk,
+	getFinalChunk: getFinalStringChunk,
+	finalize: getContentsProperty,
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/io/contents.js
+
+
+
+
+
+
+
+
+// Retrieve `result.stdout|stderr|all|stdio[*]`
+const getStreamOutput = async ({stream, onStreamEnd, fdNumber, encoding, buffer, maxBuffer, lines, allMixed, stripFinalNewline, allFds, verboseInfo, streamInfo}) => {
+	const logPromise = logOutputAsync({
+		stream,
+		onStreamEnd,
+		fdNumber,
+		encoding,
+		allMixed,
+		verboseInfo,
+		streamInfo,
+	});
+
+	if (!buffer) {
+		await Promise.all([resumeStream(stream), logPromise]);
+		return;
+	}
+
+	const stripFinalNewlineValue = getStripFinalNewline(stripFinalNewline, fdNumber, allFds);
+	const iterable = iterateForResult({
+		stream,
+		onStreamEnd,
+		lines,
+		encoding,
+		stripFinalNewline: stripFinalNewlineValue,
+		allMixed,
+	});
+	const [output] = await Promise.all([
+		contents_getStreamContents({
+			stream,
+			iterable,
+			fdNumber,
+			encoding,
+			maxBuffer,
+			lines,
+		}),
+		logPromise,
+	]);
+	return output;
+};
+
+const logOutputAsync = async ({stream, onStreamEnd, fdNumber, encoding, allMixed, verboseInfo, streamInfo: {fileDescriptors}}) => {
+	if (!shouldLogOutput({
+		stdioItems: fileDescriptors[fdNumber]?.stdioItems,
+		encoding,
+		verboseInfo,
+		fdNumber,
+	})) {
+		return;
+	}
+
+	const linesIterable = iterateForResult({
+		stream,
+		onStreamEnd,
+		lines: true,
+		encoding,
+		stripFinalNewline: true,
+		allMixed,
+	});
+	await logLines(linesIterable, stream, fdNumber, verboseInfo);
+};
+
+// When using `buffer: false`, users need to read `subprocess.stdout|stderr|all` right away
+// See https://github.com/sindresorhus/execa/issues/730 and https://github.com/sindresorhus/execa/pull/729#discussion_r1465496310
+const resumeStream = async stream => {
+	await (0,promises_namespaceObject.setImmediate)();
+	if (stream.readableFlowing === null) {
+		stream.resume();
+	}
+};
+
+const contents_getStreamContents = async ({stream, stream: {readableObjectMode}, iterable, fdNumber, encoding, maxBuffer, lines}) => {
+	try {
+		if (readableObjectMode || lines) {
+			return await getStreamAsArray(iterable, {maxBuffer});
+		}
+
+		return encoding === 'buffer' ? new Uint8Array(await getStreamAsArrayBuffer(iterable, {maxBuffer})) : (await getStreamAsString(iterable, {maxBuffer}));
+	} catch (error) {
+		return handleBufferedData(handleMaxBuffer({
+			error,
+			stream,
+			readableObjectMode,
+			lines,
+			encoding,
+			fdNumber,
+		}));
+	}
+};
+
+// On failure, `result.stdout|stderr|all` should contain the currently buffered stream
+// They are automatically closed and flushed by Node.js when the subprocess exits
+// When `buffer` is `false`, `streamPromise` is `undefined` and there is no buffered data to retrieve
+const getBufferedData = async streamPromise => {
+	try {
+		return await streamPromise;
+	} catch (error) {
+		return handleBufferedData(error);
+	}
+};
+
+// Ensure we are returning Uint8Arrays when using `encoding: 'buffer'`
+// The error might be any value thrown by the `verbose` function, including `null` or `undefined`
+const handleBufferedData = error => isArrayBuffer(error?.bufferedData)
+	? new Uint8Array(error.bufferedData)
+	: error?.bufferedData;
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/resolve/stdio.js
+
+
+
+// Read the contents of `subprocess.std*` and|or wait for its completion
+const waitForStdioStreams = ({subprocess, encoding, buffer, maxBuffer, lines, stripFinalNewline, verboseInfo, streamInfo}) => subprocess.stdio.map((stream, fdNumber) => waitForSubprocessStream({
+	stream,
+	fdNumber,
+	encoding,
+	buffer: buffer[fdNumber],
+	maxBuffer: maxBuffer[fdNumber],
+	lines: lines[fdNumber],
+	allMixed: false,
+	stripFinalNewline,
+	verboseInfo,
+	streamInfo,
+}));
+
+// Read the contents of `subprocess.std*` or `subprocess.all` and|or wait for its completion
+const waitForSubprocessStream = async ({stream, fdNumber, encoding, buffer, maxBuffer, lines, allMixed, stripFinalNewline, allFds, verboseInfo, streamInfo}) => {
+	if (!stream) {
+		return;
+	}
+
+	const onStreamEnd = waitForStream(stream, fdNumber, streamInfo);
+	if (isInputFileDescriptor(streamInfo, fdNumber)) {
+		await onStreamEnd;
+		return;
+	}
+
+	const [output] = await Promise.all([
+		getStreamOutput({
+			stream,
+			onStreamEnd,
+			fdNumber,
+			encoding,
+			buffer,
+			maxBuffer,
+			lines,
+			allMixed,
+			stripFinalNewline,
+			allFds,
+			verboseInfo,
+			streamInfo,
+		}),
+		onStreamEnd,
+	]);
+	return output;
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/resolve/all-async.js
+
+
+
+
+
+// `all` interleaves `stdout` and `stderr`
+const makeAllStream = ({stdout, stderr}, {all}) => {
+	if (!all) {
+		return;
+	}
+
+	const fileDescriptors = [[stdout, 1], [stderr, 2]].filter(([stream]) => stream);
+	return fileDescriptors.length === 0 ? undefined : setAllStream(mergeStreams(fileDescriptors.map(([stream]) => stream)));
+};
+
+// The file descriptors which `result.all` contains, which the `all` options must follow
+// Unlike `subprocess.all`, this excludes the file descriptors which are not buffered, since their output is not included
+const getAllFds = ({stdout, stderr}, [, bufferStdout, bufferStderr]) => [
+	...(stdout !== null && bufferStdout ? [1] : []),
+	...(stderr !== null && bufferStderr ? [2] : []),
+];
+
+// Read the contents of `subprocess.all` and|or wait for its completion
+const waitForAllStream = ({subprocess, all, encoding, buffer, maxBuffer, lines, stripFinalNewline, verboseInfo, streamInfo}) => {
+	const {stream, buffer: bufferAll, drainedStream} = getAllStream(subprocess, all, buffer);
+	return Promise.all([
+		waitForSubprocessStream({
+			stream,
+			buffer: bufferAll,
+			fdNumber: 'all',
+			encoding,
+			maxBuffer: maxBuffer[1] + maxBuffer[2],
+			lines: lines[1] || lines[2],
+			allFds: getAllFds(subprocess, buffer),
+			// A single buffered descriptor keeps its own object mode, even when the merged stream has mixed modes.
+			allMixed: stream === all && getAllMixed(subprocess, all),
+			stripFinalNewline,
+			verboseInfo,
+			streamInfo,
+		}),
+		// When only one of the two file descriptors is buffered, its stream is read instead of the merged one.
+		// The merged one is then drained, otherwise it would apply backpressure on that file descriptor and hang the subprocess.
+		drainedStream === undefined ? undefined : resumeStream(drainedStream),
+	]).then(([output]) => output);
+};
+
+const getAllStream = ({stdout, stderr}, all, [, bufferStdout, bufferStderr]) => {
+	const buffer = bufferStdout || bufferStderr;
+	if (!buffer) {
+		return {stream: all, buffer};
+	}
+
+	if (!all) {
+		return {stream: undefined, buffer};
+	}
+
+	if (!bufferStdout) {
+		return {stream: stderr, buffer, drainedStream: all};
+	}
+
+	return bufferStderr ? {stream: all, buffer} : {stream: stdout, buffer, drainedStream: all};
+};
+
+// When `subprocess.stdout` is in objectMode but not `subprocess.stderr` (or the opposite), we need to use both:
+//  - `getStreamAsArray()` for the chunks in objectMode, to return as an array without changing each chunk
+//  - `getStreamAsArrayBuffer()` or `getStream()` for the chunks not in objectMode, to convert them from Buffers to string or Uint8Array
+// We do this by emulating the Buffer -> string|Uint8Array conversion performed by `get-stream` with our own, which is identical.
+const getAllMixed = ({stdout, stderr}, all) => all
+	&& stdout
+	&& stderr
+	&& stdout.readableObjectMode !== stderr.readableObjectMode;
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/verbose/ipc.js
+
+
+
+// When `verbose` is `'full'`, print IPC messages from the subprocess
+const shouldLogIpc = verboseInfo => isFullVerbose(verboseInfo, 'ipc');
+
+const logIpcOutput = (message, verboseInfo) => {
+	const verboseMessage = serializeVerboseMessage(message);
+	verboseLog({
+		type: 'ipc',
+		verboseMessage,
+		fdNumber: 'ipc',
+		verboseInfo,
+	});
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/ipc/buffer-messages.js
+
+
+
+
+
+// Iterate through IPC messages sent by the subprocess
+const waitForIpcOutput = async ({
+	subprocess,
+	buffer: bufferArray,
+	maxBuffer: maxBufferArray,
+	ipc,
+	ipcOutput,
+	verboseInfo,
+}) => {
+	if (!ipc) {
+		return ipcOutput;
+	}
+
+	const isVerbose = shouldLogIpc(verboseInfo);
+	const buffer = getFdSpecificValue(bufferArray, 'ipc');
+	const maxBuffer = getFdSpecificValue(maxBufferArray, 'ipc');
+	// A throwing `verbose` function must not prevent the following messages from being buffered
+	const logErrors = [];
+
+	for await (const message of loopOnMessages({
+		anyProcess: subprocess,
+		channel: subprocess.channel,
+		isSubprocess: false,
+		ipc,
+		shouldAwait: false,
+		reference: true,
+	})) {
+		if (buffer) {
+			checkIpcMaxBuffer(ipcOutput, maxBuffer);
+			ipcOutput.push(message);
+		}
+
+		if (isVerbose) {
+			try {
+				logIpcOutput(message, verboseInfo);
+			} catch (error) {
+				logErrors.push(error);
+			}
+		}
+	}
+
+	if (logErrors.length > 0) {
+		throw logErrors[0];
+	}
+
+	return ipcOutput;
+};
+
+const getBufferedIpcOutput = async (ipcOutputPromise, ipcOutput) => {
+	await Promise.allSettled([ipcOutputPromise]);
+	return ipcOutput;
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/resolve/wait-subprocess.js
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+// Retrieve result of subprocess: exit code, signal, error, streams (stdout/stderr/all)
+const waitForSubprocessResult = async ({
+	subprocess,
+	kill,
+	all,
+	options: {
+		encoding,
+		buffer,
+		maxBuffer,
+		lines,
+		timeoutDuration: timeout,
+		cancelSignal,
+		gracefulCancel,
+		forceKillAfterDelay,
+		stripFinalNewline,
+		ipc,
+		ipcInput,
+	},
+	context,
+	verboseInfo,
+	fileDescriptors,
+	originalStreams,
+	onInternalError,
+	controller,
+}) => {
+	const exitPromise = waitForExit(subprocess, context);
+	const streamInfo = {
+		originalStreams,
+		fileDescriptors,
+		subprocess,
+		exitPromise,
+		propagating: false,
+	};
+
+	const stdioPromises = waitForStdioStreams({
+		subprocess,
+		encoding,
+		buffer,
+		maxBuffer,
+		lines,
+		stripFinalNewline,
+		verboseInfo,
+		streamInfo,
+	});
+	const allPromise = waitForAllStream({
+		subprocess,
+		all,
+		encoding,
+		buffer,
+		maxBuffer,
+		lines,
+		stripFinalNewline,
+		verboseInfo,
+		streamInfo,
+	});
+	const ipcOutput = [];
+	const ipcOutputPromise = waitForIpcOutput({
+		subprocess,
+		buffer,
+		maxBuffer,
+		ipc,
+		ipcOutput,
+		verboseInfo,
+	});
+	const originalPromises = waitForOriginalStreams(originalStreams, subprocess, streamInfo);
+	const customStreamsEndPromises = waitForCustomStreamsEnd(fileDescriptors, streamInfo);
+
+	try {
+		return await Promise.race([
+			Promise.all([
+				{},
+				waitForSuccessfulExit(exitPromise),
+				Promise.all(stdioPromises),
+				allPromise,
+				ipcOutputPromise,
+				sendIpcInput(subprocess, ipcInput, ipc),
+				...originalPromises,
+				...customStreamsEndPromises,
+			]),
+			onInternalError,
+			throwOnSubprocessError(subprocess, controller),
+			...throwOnTimeout(kill, timeout, context, controller),
+			...throwOnCancel({
+				kill,
+				cancelSignal,
+				gracefulCancel,
+				context,
+				controller,
+			}),
+			...throwOnGracefulCancel({
+				subprocess,
+				kill,
+				cancelSignal,
+				gracefulCancel,
+				forceKillAfterDelay,
+				context,
+				controller,
+			}),
+		]);
+	} catch (error) {
+		context.terminationReason ??= 'other';
+		// Closing the output stream does not stop a subprocess that stays alive without writing again.
+		if (error instanceof MaxBufferError) {
+			kill();
+		}
+
+		return Promise.all([
+			{error},
+			exitPromise,
+			Promise.all(stdioPromises.map(stdioPromise => getBufferedData(stdioPromise))),
+			getBufferedData(allPromise),
+			getBufferedIpcOutput(ipcOutputPromise, ipcOutput),
+			Promise.allSettled(originalPromises),
+			Promise.allSettled(customStreamsEndPromises),
+		]);
+	}
+};
+
+// Transforms replace `subprocess.std*`, which means they are not exposed to users.
+// However, we still want to wait for their completion.
+const waitForOriginalStreams = (originalStreams, subprocess, streamInfo) =>
+	originalStreams.map((stream, fdNumber) => stream === subprocess.stdio[fdNumber]
+		? undefined
+		: waitForStream(stream, fdNumber, streamInfo));
+
+// Some `stdin`/`stdout`/`stderr` options create a stream, e.g. when passing a file path.
+// The `.pipe()` method automatically ends that stream when `subprocess` ends.
+// This makes sure we wait for the completion of those streams, in order to catch any error.
+const waitForCustomStreamsEnd = (fileDescriptors, streamInfo) => fileDescriptors.flatMap(({stdioItems, direction}, fdNumber) => stdioItems
+	.filter(({value, stream = value}) => is_stream_isStream(stream, {checkOpen: false}) && !isStandardStream(stream))
+	.map(({type, value, stream = value}) => waitForStream(stream, fdNumber, streamInfo, {
+		isSameDirection: TRANSFORM_TYPES.has(type),
+		stopOnExit: type === 'native',
+		// Output streams are destinations which are handed back to the user: waiting for their readable side would mean waiting for the user to consume them.
+		readable: direction !== 'output' || TRANSFORM_TYPES.has(type),
+	})));
+
+// Fails when the subprocess emits an `error` event
+const throwOnSubprocessError = async (subprocess, {signal}) => {
+	const [error] = await (0,external_node_events_.once)(subprocess, 'error', {signal});
+	throw error;
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/convert/writable.js
+
+
+
+
+
+
+
+
+// Create a `Writable` stream that forwards to `stdin` and awaits the subprocess
+const createWritable = ({subprocess, concurrentStreams}, options) => {
+	const {to} = copyOptions(options);
+	// Retrieve `stdin` (or other stream depending on `to`)
+	const subprocessStdin = getToStream(subprocess, to);
+	const {waitWritableFinal, waitWritableDestroy} = addWritableConcurrentStreams(concurrentStreams, subprocessStdin);
+	const writable = new external_node_stream_.Writable({
+		...getWritableMethods(subprocessStdin, subprocess, waitWritableFinal),
+		destroy: (0,external_node_util_.callbackify)(onWritableDestroy.bind(undefined, {
+			subprocessStdin,
+			subprocess,
+			waitWritableFinal,
+			waitWritableDestroy,
+		})),
+		highWaterMark: subprocessStdin.writableHighWaterMark,
+		objectMode: subprocessStdin.writableObjectMode,
+	});
+	onStdinFinished(subprocessStdin, writable, undefined, subprocess);
+	return writable;
+};
+
+// Register both writable lifecycle waits for an already validated stream.
+const addWritableConcurrentStreams = (concurrentStreams, subprocessStdin) => {
+	const waitWritableFinal = addConcurrentStream(concurrentStreams, subprocessStdin, 'writableFinal');
+	const waitWritableDestroy = addConcurrentStream(concurrentStreams, subprocessStdin, 'writableDestroy');
+	return {waitWritableFinal, waitWritableDestroy};
+};
+
+const getWritableMethods = (subprocessStdin, subprocess, waitWritableFinal) => ({
+	write: onWrite.bind(undefined, subprocessStdin),
+	final: (0,external_node_util_.callbackify)(onWritableFinal.bind(undefined, subprocessStdin, subprocess, waitWritableFinal)),
+});
+
+// Forwards data from `writable` to `stdin`
+const onWrite = (subprocessStdin, chunk, encoding, done) => {
+	if (subprocessStdin.write(chunk, encoding)) {
+		done();
+	} else {
+		subprocessStdin.once('drain', done);
+	}
+};
+
+// Ensures that the writable `final` and readable `end` events awaits the subprocess.
+// Like this, any subprocess failure is propagated as a stream `error` event, instead of being lost.
+// The user does not need to `await` the subprocess anymore, but now needs to await the stream completion or error.
+// When multiple writables are targeting the same stream, they wait for each other, unless the subprocess ends first.
+const onWritableFinal = async (subprocessStdin, subprocess, waitWritableFinal) => {
+	if (!await waitForConcurrentStreams(waitWritableFinal, subprocess)) {
+		return;
+	}
+
+	if (subprocessStdin.writable) {
+		subprocessStdin.end();
+	}
+
+	await subprocess;
+};
+
+// When `subprocess.stdin` ends/aborts/errors, do the same on `writable`.
+const onStdinFinished = async (subprocessStdin, writable, subprocessStdout, subprocess) => {
+	try {
+		await waitForSubprocessStdin(subprocessStdin);
+		await subprocess;
+		if (writable.writable) {
+			writable.end();
+		}
+	} catch (error) {
+		await safeWaitForSubprocessStdout(subprocessStdout);
+		// `writable.writable` is already `false` once `writable.end()` is called, although its pending writes still wait for `stdin`
+		destroyOtherStream(writable, !writable.writableFinished, await getSubprocessError(subprocess, error));
+	}
+};
+
+const getSubprocessError = async (subprocess, error) => {
+	if (!shouldUseSubprocessError(error)) {
+		return error;
+	}
+
+	try {
+		await subprocess;
+	} catch (subprocessError) {
+		return subprocessError;
+	}
+
+	return error;
+};
+
+// `EPIPE` happens when the subprocess fails without reading its `stdin`, e.g. when it fails to spawn
+const shouldUseSubprocessError = error => error === undefined
+	|| isStreamAbort(error)
+	|| error.code === 'EPIPE';
+
+// When `writable` aborts/errors, do the same on `subprocess.stdin`
+const onWritableDestroy = async ({subprocessStdin, subprocess, waitWritableFinal, waitWritableDestroy}, error) => {
+	await waitForConcurrentStreams(waitWritableFinal, subprocess);
+	if (await waitForConcurrentStreams(waitWritableDestroy, subprocess)) {
+		destroyOtherWritable(subprocessStdin, error);
+		await subprocess;
+	}
+
+	throwDestroyError(error);
+};
+
+const destroyOtherWritable = (stream, error) => {
+	destroyOtherStream(stream, stream.writable, error);
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/convert/duplex.js
+
+
+
+
+
+
+
+
+
+// Create a `Duplex` stream combining both `subprocess.readable()` and `subprocess.writable()`
+const createDuplex = ({subprocess, concurrentStreams, encoding}, options) => {
+	const {from, to, binary: binaryOption = true, preserveNewlines = true} = copyOptions(options);
+	checkBooleanOption(binaryOption, 'binary');
+	checkBooleanOption(preserveNewlines, 'preserveNewlines');
+	const binary = binaryOption || BINARY_ENCODINGS.has(encoding);
+	// Validate both directions before registering lifecycle waits, since a thrown option error must not leave a concurrent stream behind.
+	const subprocessStdout = getFromStream(subprocess, from);
+	const subprocessStdin = getToStream(subprocess, to);
+	const waitReadableDestroy = addConcurrentStream(concurrentStreams, subprocessStdout, 'readableDestroy');
+	const {waitWritableFinal, waitWritableDestroy} = addWritableConcurrentStreams(concurrentStreams, subprocessStdin);
+	const {readableEncoding, readableObjectMode, readableHighWaterMark} = getReadableOptions(subprocessStdout, binary);
+	const {read, onStdoutDataDone} = getReadableMethods({
+		subprocessStdout,
+		subprocess,
+		binary,
+		encoding,
+		preserveNewlines,
+	});
+	const duplex = new external_node_stream_.Duplex({
+		read,
+		...getWritableMethods(subprocessStdin, subprocess, waitWritableFinal),
+		destroy: (0,external_node_util_.callbackify)(onDuplexDestroy.bind(undefined, {
+			subprocessStdout,
+			subprocessStdin,
+			subprocess,
+			waitReadableDestroy,
+			waitWritableFinal,
+			waitWritableDestroy,
+		})),
+		readableHighWaterMark,
+		writableHighWaterMark: subprocessStdin.writableHighWaterMark,
+		readableObjectMode,
+		writableObjectMode: subprocessStdin.writableObjectMode,
+		encoding: readableEncoding,
+	});
+	onStdoutFinished({
+		subprocessStdout,
+		onStdoutDataDone,
+		readable: duplex,
+		subprocess,
+		subprocessStdin,
+	});
+	onStdinFinished(subprocessStdin, duplex, subprocessStdout, subprocess);
+	return duplex;
+};
+
+const onDuplexDestroy = async ({subprocessStdout, subprocessStdin, subprocess, waitReadableDestroy, waitWritableFinal, waitWritableDestroy}, error) => {
+	await Promise.all([
+		onReadableDestroy({subprocessStdout, subprocess, waitReadableDestroy}, error),
+		onWritableDestroy({
+			subprocessStdin,
+			subprocess,
+			waitWritableFinal,
+			waitWritableDestroy,
+		}, error),
+	]);
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/convert/add.js
+
+
+
+
+
+
+
+// Add methods to convert the subprocess to a stream or iterable
+const addConvertedStreams = (subprocess, {encoding}) => {
+	const concurrentStreams = initializeConcurrentStreams();
+	subprocess.readable = createReadable.bind(undefined, {subprocess, concurrentStreams, encoding});
+	subprocess.writable = createWritable.bind(undefined, {subprocess, concurrentStreams});
+	subprocess.duplex = createDuplex.bind(undefined, {subprocess, concurrentStreams, encoding});
+	subprocess.readableStream = createReadableStream.bind(undefined, subprocess);
+	subprocess.writableStream = createWritableStream.bind(undefined, subprocess);
+	subprocess.transformStream = createTransformStream.bind(undefined, subprocess);
+	subprocess.iterable = createIterable.bind(undefined, subprocess, encoding);
+	subprocess[Symbol.asyncIterator] = createIterable.bind(undefined, subprocess, encoding, {});
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/methods/promise.js
+// The return value is a native Promise with Execa-specific properties.
+const mergePromise = (promise, properties) => Object.assign(promise, properties);
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/methods/main-async.js
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+// Main shared logic for all async methods: `execa()`, `$`, `execaNode()`
+const execaCoreAsync = (rawFile, rawArguments, rawOptions, createNested) => {
+	const {file, commandArguments, command, escapedCommand, startTime, verboseInfo, options, fileDescriptors} = handleAsyncArguments(rawFile, rawArguments, rawOptions);
+	const {subprocess: nodeChildProcess, promise, kill, all, convertedStreams} = spawnSubprocessAsync({
+		file,
+		commandArguments,
+		options,
+		startTime,
+		verboseInfo,
+		command,
+		escapedCommand,
+		fileDescriptors,
+	});
+	const subprocess = getSubprocessPromise({
+		promise,
+		nodeChildProcess,
+		kill,
+		all,
+		convertedStreams,
+		options,
+	});
+	subprocess.pipe = pipeToSubprocess.bind(undefined, {
+		source: subprocess,
+		sourcePromise: promise,
+		boundOptions: {},
+		createNested,
+	});
+	SUBPROCESS_OPTIONS.set(subprocess, {options, fileDescriptors});
+	return subprocess;
+};
+
+// Compute arguments to pass to `child_process.spawn()`
+const handleAsyncArguments = (rawFile, rawArguments, rawOptions) => {
+	const {command, escapedCommand, startTime, verboseInfo} = handleCommand(rawFile, rawArguments, rawOptions);
+	const {file, commandArguments, options: normalizedOptions} = normalizeOptions(rawFile, rawArguments, rawOptions);
+	const options = handleAsyncOptions(normalizedOptions);
+	const fileDescriptors = handleStdioAsync(options, verboseInfo);
+	return {
+		file,
+		commandArguments,
+		command,
+		escapedCommand,
+		startTime,
+		verboseInfo,
+		options,
+		fileDescriptors,
+	};
+};
+
+// Options normalization logic specific to async methods.
+// Prevent passing the `timeout` option directly to `child_process.spawn()`.
+// The `signal` option is not passed either: it has been renamed and is validated in `normalizeOptions()`, for both synchronous and asynchronous methods.
+// The returned object keeps a null prototype, otherwise a polluted `Object.prototype` would inject option values.
+const handleAsyncOptions = ({timeout, signal, ...options}) => ({__proto__: null, ...options, timeoutDuration: timeout});
+
+const spawnSubprocessAsync = ({file, commandArguments, options, startTime, verboseInfo, command, escapedCommand, fileDescriptors}) => {
+	let subprocess;
+	try {
+		subprocess = (0,external_node_child_process_namespaceObject.spawn)(...concatenateShell(file, commandArguments, getSpawnOptions(options)));
+	} catch (error) {
+		return handleEarlyError({
+			error,
+			command,
+			escapedCommand,
+			fileDescriptors,
+			options,
+			startTime,
+			verboseInfo,
+		});
+	}
+
+	// With EMFILE or ENFILE, Node.js does not create the subprocess' streams, and emits the error on the next tick instead of throwing it.
+	// The listener must be added right away, or that error would crash the current process.
+	if (subprocess.stdio === undefined) {
+		return handleEarlyError({
+			error: (0,external_node_events_.once)(subprocess, 'error').then(([error]) => error),
+			command,
+			escapedCommand,
+			fileDescriptors,
+			options,
+			startTime,
+			verboseInfo,
+		});
+	}
+
+	const controller = new AbortController();
+	(0,external_node_events_.setMaxListeners)(Infinity, controller.signal);
+
+	const originalStreams = [...subprocess.stdio];
+	pipeOutputAsync(subprocess, fileDescriptors, controller);
+	setIpcSubprocessOptions(subprocess, options);
+
+	const context = {};
+	const onInternalError = createDeferred();
+	const kill = subprocessKill.bind(undefined, {
+		kill: getKillFunction(subprocess, options),
+		options,
+		onInternalError,
+		context,
+		controller,
+	});
+	cleanupOnExit(kill, options, controller);
+	const all = makeAllStream(subprocess, options);
+
+	const promise = handlePromise({
+		subprocess,
+		kill,
+		all,
+		options,
+		startTime,
+		verboseInfo,
+		fileDescriptors,
+		originalStreams,
+		command,
+		escapedCommand,
+		context,
+		onInternalError,
+		controller,
+	});
+	return {
+		subprocess,
+		promise,
+		kill,
+		all,
+	};
+};
+
+const getSubprocessPromise = ({promise, nodeChildProcess, kill, all, convertedStreams, options}) => {
+	const subprocess = mergePromise(promise, getSubprocessProperties(nodeChildProcess, all));
+	subprocess.kill = kill ?? subprocess.kill;
+	if (convertedStreams === undefined) {
+		addConvertedStreams(subprocess, options);
+	} else {
+		Object.assign(subprocess, convertedStreams);
+	}
+
+	addIpcMethods(subprocess, nodeChildProcess, options);
+	return subprocess;
+};
+
+const getSubprocessProperties = (nodeChildProcess, all) => ({
+	nodeChildProcess,
+	pid: nodeChildProcess.pid,
+	stdin: nodeChildProcess.stdin,
+	stdout: nodeChildProcess.stdout,
+	stderr: nodeChildProcess.stderr,
+	stdio: nodeChildProcess.stdio,
+	all,
+	kill: nodeChildProcess.kill.bind(nodeChildProcess),
+});
+
+// Asynchronous logic, as opposed to the previous logic which can be run synchronously, i.e. can be returned to user right away
+const handlePromise = async ({subprocess, kill, all: allStream, options, startTime, verboseInfo, fileDescriptors, originalStreams, command, escapedCommand, context, onInternalError, controller}) => {
+	const [
+		errorInfo,
+		[exitCode, signal],
+		stdioResults,
+		allResult,
+		ipcOutput,
+	] = await waitForSubprocessResult({
+		subprocess,
+		kill,
+		all: allStream,
+		options,
+		context,
+		verboseInfo,
+		fileDescriptors,
+		originalStreams,
+		onInternalError,
+		controller,
+	});
+	controller.abort();
+	onInternalError.resolve();
+
+	const stdio = stdioResults.map((stdioResult, fdNumber) => stripNewline(stdioResult, options, fdNumber));
+	const all = stripNewline(allResult, options, 'all', getAllFds(subprocess, options.buffer));
+	const result = getAsyncResult({
+		errorInfo,
+		exitCode,
+		signal,
+		stdio,
+		all,
+		ipcOutput,
+		context,
+		options,
+		command,
+		escapedCommand,
+		startTime,
+	});
+	return handleResult(result, verboseInfo, options);
+};
+
+const getAsyncResult = ({errorInfo, exitCode, signal, stdio, all, ipcOutput, context, options, command, escapedCommand, startTime}) => Object.hasOwn(errorInfo, 'error')
+	? makeError({
+		error: errorInfo.error,
+		command,
+		escapedCommand,
+		timedOut: context.terminationReason === 'timeout',
+		isCanceled: context.terminationReason === 'cancel' || context.terminationReason === 'gracefulCancel',
+		isGracefullyCanceled: context.terminationReason === 'gracefulCancel',
+		isMaxBuffer: errorInfo.error instanceof MaxBufferError,
+		isForcefullyTerminated: context.isForcefullyTerminated,
+		exitCode,
+		signal,
+		stdio,
+		all,
+		ipcOutput,
+		options,
+		startTime,
+		isSync: false,
+	})
+	: makeSuccessResult({
+		command,
+		escapedCommand,
+		stdio,
+		all,
+		ipcOutput,
+		options,
+		startTime,
+	});
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/methods/bind.js
+
+
+
+// Deep merge specific options like `env`. Shallow merge the other ones.
+// Use spread (which only copies own properties) to safely read from boundOptions without prototype pollution
+const mergeOptions = (boundOptions, options) => {
+	const safeBoundOptions = {__proto__: null, ...boundOptions};
+	const mergedOptions = Object.fromEntries(Object.entries(options).map(([optionName, optionValue]) => [
+		optionName,
+		mergeOption(optionName, safeBoundOptions[optionName], optionValue),
+	]));
+	return {__proto__: null, ...safeBoundOptions, ...mergedOptions};
+};
+
+const mergeOption = (optionName, boundOptionValue, optionValue) => DEEP_OPTIONS.has(optionName) && isPlainObject(boundOptionValue) && isPlainObject(optionValue) ? {...boundOptionValue, ...optionValue} : optionValue;
+
+const DEEP_OPTIONS = new Set(['env', ...FD_SPECIFIC_OPTIONS]);
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/methods/create.js
+
+
+
+
+
+
+
+// Wraps every exported methods to provide the following features:
+//  - template string syntax: execa`command argument`
+//  - options binding: boundExeca = execa(options)
+//  - optional argument/options: execa(file), execa(file, args), execa(file, options), execa(file, args, options)
+// `mapArguments()` and `setBoundExeca()` allows for method-specific logic.
+const createExeca = (mapArguments, boundOptions, deepOptions, setBoundExeca) => {
+	const createNested = (mapArguments, boundOptions, setBoundExeca) => createExeca(mapArguments, boundOptions, deepOptions, setBoundExeca);
+	const boundExeca = (...execaArguments) => callBoundExeca({
+		mapArguments,
+		deepOptions,
+		boundOptions,
+		setBoundExeca,
+		createNested,
+	}, ...execaArguments);
+
+	if (setBoundExeca !== undefined) {
+		setBoundExeca(boundExeca, createNested, boundOptions);
+	}
+
+	return boundExeca;
+};
+
+const callBoundExeca = ({mapArguments, deepOptions = {}, boundOptions = {}, setBoundExeca, createNested}, firstArgument, ...nextArguments) => {
+	if (isPlainObject(firstArgument)) {
+		return createNested(mapArguments, mergeOptions(boundOptions, firstArgument), setBoundExeca);
+	}
+
+	const {file, commandArguments, options, isSync} = parseArguments({
+		mapArguments,
+		firstArgument,
+		nextArguments,
+		deepOptions,
+		boundOptions,
+	});
+	return isSync
+		? execaCoreSync(file, commandArguments, options)
+		: execaCoreAsync(file, commandArguments, options, createNested);
+};
+
+const parseArguments = ({mapArguments, firstArgument, nextArguments, deepOptions, boundOptions}) => {
+	const callArguments = isTemplateString(firstArgument)
+		? parseTemplates(firstArgument, nextArguments)
+		: [firstArgument, ...nextArguments];
+	const [initialFile, initialArguments, initialOptions] = normalizeParameters(...callArguments);
+	const mergedOptions = mergeOptions(mergeOptions(deepOptions, boundOptions), initialOptions);
+	// Explicit `undefined` resets to the method's default, including on pipe destinations.
+	for (const [optionName, optionValue] of Object.entries(deepOptions)) {
+		if (mergedOptions[optionName] === undefined) {
+			mergedOptions[optionName] = optionValue;
+		}
+	}
+
+	// `mapArguments()` returns a plain object, so its result is read from a null-prototype copy.
+	// Otherwise a polluted `Object.prototype` would replace every option, or switch the execution mode.
+	const {
+		options = mergedOptions,
+		isSync = false,
+	} = {__proto__: null, ...mapArguments({options: mergedOptions})};
+	return {
+		file: initialFile,
+		commandArguments: initialArguments,
+		options,
+		isSync,
+	};
+};
+
+;// CONCATENATED MODULE: ./node_modules/execa/lib/methods/script.js
+// Sets `$.sync` and `$.s`
+const setScriptSync = (boundExeca, createNested, boundOptions) => {
+	boundExeca.sync = createNested(mapScriptSync, boundOptions);
+	boundExeca.s = boundExeca.sync;
+};
+
+// Main logic for `$`
+const mapScriptAsync = ({options}) => getScriptOptions(options);
+
+// Main logic for `$.sync`
+const mapScriptSync = ({options}) => ({...getScriptOptions(options), isSync: true});
+
+// `$` is like `execa` but with script-friendly options: `{stdin: 'inherit', preferLocal: true}`
+const getScriptOptions = options => ({options: {__proto__: null, ...options, ...getScriptStdinOption(options)}});
+
+const getScriptStdinOption = ({stdin = 'inherit', input, inputFile, stdio}) => input === undefined && inputFile === undefined && stdio === undefined
+	? {stdin}
+	: {};
+
+// When using $(...).pipe(...), most script-friendly options should apply to both commands.
+// However, some options (like `stdin: 'inherit'`) would create issues with piping, i.e. cannot be deep.
+const deepScriptOptions = {preferLocal: true};
+
+;// CONCATENATED MODULE: ./node_modules/execa/index.js
+
+
+
+
+
+
+
+
+const execa = createExeca(() => ({}));
+const execaSync = createExeca(() => ({isSync: true}));
+const execaNode = createExeca(mapNode);
+const $ = createExeca(mapScriptAsync, {}, deepScriptOptions, setScriptSync);
+
+const {
+	sendMessage: execa_sendMessage,
+	getOneMessage: execa_getOneMessage,
+	getEachMessage: execa_getEachMessage,
+	getCancelSignal: execa_getCancelSignal,
+} = getIpcExport();
+
+
 ;// CONCATENATED MODULE: ./src/host/environment.ts
 // The environment every command this tool starts gets: this process's own, minus every
 // variable that may carry a secret. The tool's inputs (INPUT_* in the action,
@@ -31435,7 +42353,7 @@ const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.ur
 // /proc/PID/environ to its owner. The one command that needs a secret gets it on stdin or
 // an fd (src/host/guarded.ts), never from here.
 /** Name prefixes of variables the tool or the runner fills with inputs, state and tokens. */
-const SECRET_PREFIXES = (/* unused pure expression or super */ null && (['INPUT_', 'STATE_', 'OWNCLOUD_BACKUP_', 'ACTIONS_']));
+const SECRET_PREFIXES = ['INPUT_', 'STATE_', 'OWNCLOUD_BACKUP_', 'ACTIONS_'];
 /**
  * Names that say "credential", whoever set them (GITHUB_TOKEN, NPM_TOKEN, AWS_SECRET_ACCESS_KEY,
  * a runner's own *_PASSWORD, …), and the database clients' own password variables, which
@@ -31451,7 +42369,7 @@ function isSecretVariable(name) {
         SECRET_NAME.test(name));
 }
 /** The environment for a child: `parent` without secret-bearing variables, plus `extra`. */
-function environment_childEnvironment(parent, extra = {}) {
+function childEnvironment(parent, extra = {}) {
     const env = {};
     for (const [name, value] of Object.entries(parent))
         if (value !== undefined && !isSecretVariable(name))
@@ -31484,7 +42402,7 @@ class Reaper {
     alive = true;
     constructor(prefix) {
         const argv = [...prefix, 'sh', '-c', REAPER_SCRIPT, 'owncloud-backup-reaper'];
-        this.child = spawn(argv[0], argv.slice(1), {
+        this.child = (0,external_node_child_process_namespaceObject.spawn)(argv[0], argv.slice(1), {
             stdio: ['pipe', 'ignore', 'ignore'],
             // No secret-bearing variable reaches it.
             env: childEnvironment(process.env),
@@ -31525,7 +42443,7 @@ let reaperPrefix = '';
  */
 const SELF_REGISTER = 'printf "+%s\\n" "$$" >&3 && exec 3>&- && exec "$@"';
 /** The command wrapped to register itself, or undefined when the watcher's pipe cannot be shared. */
-function reaper_selfRegistering(argv) {
+function selfRegistering(argv) {
     reaper ??= new Reaper([]);
     const fd = reaper.fd;
     if (fd === undefined)
@@ -31533,7 +42451,7 @@ function reaper_selfRegistering(argv) {
     return { argv: ['sh', '-c', SELF_REGISTER, 'owncloud-backup-child', ...argv], fd };
 }
 /** Forgets a group that registered itself, once it has ended. */
-function reaper_forgetGroup(pgid) {
+function forgetGroup(pgid) {
     if (pgid !== undefined)
         reaper?.forget(pgid);
 }
@@ -31541,7 +42459,7 @@ function reaper_forgetGroup(pgid) {
  * Registers a child that leads its own process group (spawned detached): its whole group
  * is killed if this process dies before it. Returns the call that forgets it (at its exit).
  */
-function reaper_killWithUs(pid) {
+function killWithUs(pid) {
     if (pid === undefined)
         return () => { };
     reaper ??= new Reaper([]);
@@ -31552,7 +42470,7 @@ function reaper_killWithUs(pid) {
  * the children that run as root through the same prefix. Groups registered before stay
  * with the watcher that knows them.
  */
-function elevateReaper(prefix) {
+function reaper_elevateReaper(prefix) {
     const key = prefix.join('\0');
     if (prefix.length === 0 || key === reaperPrefix)
         return;
@@ -31570,9 +42488,9 @@ function elevateReaper(prefix) {
 
 // Generous: execa ends a command whose output outgrows its buffer, and rsync can warn
 // about every one of thousands of files. Streamed stdout is not buffered at all.
-const OUTPUT_LIMIT = (/* unused pure expression or super */ null && (64 * 1024 * 1024));
+const OUTPUT_LIMIT = 64 * 1024 * 1024;
 function signalNumber(signal) {
-    return constants.signals[signal] ?? 0;
+    return external_node_os_namespaceObject.constants.signals[signal] ?? 0;
 }
 function decode(output) {
     if (output === undefined || output === null)
@@ -31583,7 +42501,7 @@ function decode(output) {
         return Buffer.from(output).toString('utf8');
     return String(output);
 }
-function process_spawn(argv, options, streamStdout) {
+function spawn(argv, options, streamStdout) {
     if (argv.length === 0)
         throw new Error('empty command');
     // Unless shielded, a command registers itself with the watcher that kills what is left of
@@ -31642,11 +42560,11 @@ function process_spawn(argv, options, streamStdout) {
 }
 /** Runs a command to its end and captures its (small) output. Never throws for an exit code. */
 async function process_runProcess(argv, options = {}) {
-    return process_spawn(argv, options, false).done;
+    return spawn(argv, options, false).done;
 }
 /** Starts a command whose stdout the caller streams (dumps, archives). */
 function process_streamProcess(argv, options = {}) {
-    const { child, done } = process_spawn(argv, options, true);
+    const { child, done } = spawn(argv, options, true);
     return {
         stdout: child.stdout,
         stdin: child.stdin,
@@ -31665,6 +42583,641 @@ function process_stderrTail(stderr, lines = 5) {
         .filter(Boolean)
         .slice(-lines)
         .join('\n');
+}
+
+;// CONCATENATED MODULE: ./src/database/engine.ts
+
+/**
+ * The table prefix as hex digits of its UTF-8 bytes: each engine turns them back into a string
+ * in SQL, so no prefix (quotes, backslashes, `_` or `%`) can change the query or match as a pattern.
+ */
+function prefixHex(prefix) {
+    return Buffer.from(prefix, 'utf8').toString('hex').toUpperCase();
+}
+/**
+ * Parses row count lines: the table name as hex digits of its UTF-8 bytes (so a name with a
+ * tab, a line break or a backslash survives every client's output escaping), a tab, the count.
+ */
+function parseRowCountLines(stdout) {
+    const counts = {};
+    for (const line of stdout.split('\n')) {
+        const text = line.replace(/\r$/, '');
+        if (text.trim() === '')
+            continue;
+        const match = /^((?:[0-9A-Fa-f]{2})+)\t(\d+)$/.exec(text);
+        if (!match)
+            throw new errors_BackupError(`Unexpected line in the table row counts (expected HEXNAME<TAB>COUNT): '${text.slice(0, 200)}'`);
+        const table = Buffer.from(match[1], 'hex').toString('utf8');
+        counts[table] = Number(match[2]);
+    }
+    return counts;
+}
+
+;// CONCATENATED MODULE: ./src/database/mysql.ts
+// MySQL and MariaDB: mysqldump --single-transaction (mariadb-dump where mysqldump is gone).
+
+
+
+/**
+ * The longest `password=...` line an option file may hold: the client reads option files
+ * in 4 KiB lines, so a longer line is cut and its tail read as an option of its own
+ * (measured: 4,094 bytes pass with MariaDB 10.11). Kept below that, for other builds.
+ */
+const OPTION_LINE_LIMIT = 4000;
+/**
+ * How the password reaches the client: a `[client]` option file on fd 3 (the option must
+ * come first in argv), or, for a password too long for an option-file line, MYSQL_PWD in
+ * the client's environment only.
+ */
+function passwordDelivery(password) {
+    const value = mysqlOptionValue(password);
+    if (Buffer.byteLength(`password=${value}`) <= OPTION_LINE_LIMIT)
+        return {
+            options: ['--defaults-extra-file=/dev/fd/3'],
+            delivery: 'mysql-option-file',
+            secret: value,
+        };
+    return { options: [], delivery: 'mysql-pwd', secret: password };
+}
+/** Where the server is and who logs in: the same for the dump and the check. */
+function connectionOptions(connection) {
+    const argv = [];
+    if (connection.host)
+        argv.push(`--host=${connection.host}`);
+    else if (!connection.socket)
+        argv.push('--host=localhost');
+    if (connection.port !== undefined)
+        argv.push(`--port=${connection.port}`);
+    if (connection.socket)
+        argv.push(`--socket=${connection.socket}`);
+    argv.push(`--user=${connection.user}`);
+    return argv;
+}
+/** The command-line client that comes with the dump tool (mariadb beside mariadb-dump). */
+function clientOf(tool) {
+    return tool.program === 'mariadb-dump' ? 'mariadb' : 'mysql';
+}
+function serverName(connection) {
+    return `${connection.host ?? connection.socket ?? 'localhost'}${connection.port ? `:${connection.port}` : ''}`;
+}
+function explainFailure(stderr, connection) {
+    if (/Access denied/i.test(stderr))
+        return `MySQL refused user '${connection.user}' (access denied): wrong password or missing rights on '${connection.name}'.`;
+    if (/Unknown database/i.test(stderr))
+        return `MySQL has no database '${connection.name}'.`;
+    if (/Can't connect|Unknown MySQL server host/i.test(stderr))
+        return `Could not reach the MySQL server ${serverName(connection)} (is it running?).`;
+    // Reached, then lost: the session was killed or the server went down while it worked.
+    if (/Lost connection|server has gone away/i.test(stderr))
+        return `The MySQL server ${serverName(connection)} closed the connection while it was in use (the session was killed, or the server stopped).`;
+    return undefined;
+}
+/** A MySQL identifier, backquoted. Pure. */
+function mysqlIdentifier(name) {
+    return `\`${name.replaceAll('`', '``')}\``;
+}
+/** A MySQL string literal (the scripts set a sql_mode in which backslash escapes hold). Pure. */
+function mysqlString(value) {
+    return `'${value.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
+}
+/** Every script starts from a known sql_mode: backslash escapes on, strict. */
+const KNOWN_MODE = "SET SESSION sql_mode = 'STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION';";
+/** The client run with a connection's credentials on one database (or none: the admin). */
+function clientCommand(client, connection, database) {
+    const { options, delivery, secret } = passwordDelivery(connection.password);
+    const argv = [
+        client,
+        ...options,
+        '--batch',
+        '--skip-column-names',
+        '--connect-timeout=15',
+        `--default-character-set=${connection.utf8mb4 ? 'utf8mb4' : 'utf8'}`,
+        ...connectionOptions(connection),
+        ...(database !== undefined ? ['--', database] : []),
+    ];
+    return { program: client, argv, delivery, secret };
+}
+/** The client running one statement in the instance's database (batch output, no header). */
+function queryCommand(program, connection, sql) {
+    const { options, delivery, secret } = passwordDelivery(connection.password);
+    const argv = [
+        program,
+        ...options,
+        '--batch',
+        '--skip-column-names',
+        '--connect-timeout=15',
+        ...connectionOptions(connection),
+        `--execute=${sql}`,
+        '--',
+        connection.name,
+    ];
+    return { program, argv, delivery, secret };
+}
+function adminConnection({ connection, admin }) {
+    return { ...connection, user: admin.user, password: admin.password };
+}
+/**
+ * Where the instance's user logs in from, for the accounts the admin creates: the socket
+ * (and `localhost`) means 'localhost'; a loopback address is seen as 'localhost' or the
+ * address itself; any other server sees the web server's address, so any host.
+ */
+function accountHosts(connection) {
+    const host = connection.host;
+    if (!host || host === 'localhost')
+        return ['localhost'];
+    if (host === '127.0.0.1' || host === '::1')
+        return ['localhost', host];
+    return ['%'];
+}
+/** Drops every object of one type whose name starts with the prefix, in one statement. */
+function dropAllOf(kind, prefix) {
+    const type = kind === 'VIEW' ? 'VIEW' : 'BASE TABLE';
+    return [
+        `SET @names = (SELECT GROUP_CONCAT(CONCAT('\`', REPLACE(table_name, '\`', '\`\`'), '\`')) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = '${type}' AND LEFT(table_name, CHAR_LENGTH(${mysqlString(prefix)})) = ${mysqlString(prefix)});`,
+        `SET @drop = IF(@names IS NULL, 'DO 0', CONCAT('DROP ${kind} ', @names));`,
+        'PREPARE owncloud_restore_drop FROM @drop;',
+        'EXECUTE owncloud_restore_drop;',
+        'DEALLOCATE PREPARE owncloud_restore_drop;',
+    ].join('\n');
+}
+/**
+ * Counts every prefixed base table of the current database in one statement: the server
+ * builds `SELECT 'HEXNAME', COUNT(*) FROM \`name\` UNION ALL ...` (backticks in a name
+ * doubled) and runs it as a prepared statement. The prefix is compared byte by byte (no LIKE
+ * pattern, no collation); GROUP_CONCAT's default limit of 1 KiB would cut the statement.
+ */
+function rowCountsSql(tablePrefix) {
+    const prefix = `X'${prefixHex(tablePrefix)}'`;
+    return [
+        'SET SESSION group_concat_max_len = 67108864',
+        "SET @owncloud_backup_counts = (SELECT GROUP_CONCAT(CONCAT('SELECT ''', HEX(table_name), ''', COUNT(*) FROM `', REPLACE(table_name, '`', '``'), '`') ORDER BY table_name SEPARATOR ' UNION ALL ') FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' AND " +
+            `LEFT(CAST(table_name AS BINARY), LENGTH(${prefix})) = ${prefix})`,
+        "SET @owncloud_backup_counts = COALESCE(@owncloud_backup_counts, 'SELECT 1, 1 FROM DUAL WHERE FALSE')",
+        'PREPARE owncloud_backup_counts FROM @owncloud_backup_counts',
+        'EXECUTE owncloud_backup_counts',
+        'DEALLOCATE PREPARE owncloud_backup_counts',
+    ].join('; ');
+}
+const mysql = {
+    type: 'mysql',
+    programs: ['mysqldump', 'mariadb-dump'],
+    restoreHint: 'mysql -e "CREATE DATABASE \\`{dbName}\\` CHARACTER SET {charset} COLLATE {charset}_general_ci" && set -o pipefail && {decompress} -dc {dump} | mysql {db}',
+    dumpCommand({ connection, tool }) {
+        const { options, delivery, secret } = passwordDelivery(connection.password);
+        const argv = [
+            tool.program,
+            ...options,
+            '--single-transaction',
+            '--no-tablespaces',
+            '--hex-blob',
+            `--default-character-set=${connection.utf8mb4 ? 'utf8mb4' : 'utf8'}`,
+            ...connectionOptions(connection),
+            '--',
+            connection.name,
+        ];
+        return { argv, delivery, secret };
+    },
+    checkCommand({ connection, tool }) {
+        return queryCommand(clientOf(tool), connection, 'SELECT 1');
+    },
+    checkProblem(result, { connection, tool }) {
+        if (result.exitCode === 0 && result.stdout.trim() === '1')
+            return undefined;
+        return (explainFailure(result.stderr, connection) ??
+            `${clientOf(tool)} could not query '${connection.name}' on the MySQL server ${serverName(connection)} (exit ${result.exitCode}): ${process_stderrTail(result.stderr) || 'no message'}`);
+    },
+    checkTail(tail) {
+        return /-- Dump completed/.test(tail)
+            ? undefined
+            : "the dump does not end with mysqldump's '-- Dump completed' line: it was cut short";
+    },
+    explainFailure,
+    clients: ['mariadb', 'mysql'],
+    loadCommand({ connection, client }) {
+        const { argv, delivery, secret } = clientCommand(client, connection, connection.name);
+        return { argv, delivery, secret };
+    },
+    resetStep(context) {
+        const { connection, client, admin } = context;
+        if (admin) {
+            const charset = connection.utf8mb4 ? 'utf8mb4' : 'utf8';
+            const accounts = accountHosts(connection).map((from) => `${mysqlString(connection.user)}@${mysqlString(from)}`);
+            const db = mysqlIdentifier(connection.name);
+            return {
+                command: clientCommand(client, adminConnection(context), undefined),
+                sql: [
+                    KNOWN_MODE,
+                    `DROP DATABASE IF EXISTS ${db};`,
+                    `CREATE DATABASE ${db} CHARACTER SET ${charset} COLLATE ${charset}_general_ci;`,
+                    // An existing account keeps its password; a missing one (a new host) is created.
+                    ...accounts.flatMap((account) => [
+                        `CREATE USER IF NOT EXISTS ${account} IDENTIFIED BY ${mysqlString(connection.password)};`,
+                        `GRANT ALL PRIVILEGES ON ${db}.* TO ${account};`,
+                    ]),
+                    '',
+                ].join('\n'),
+                summary: `dropped and recreated the database '${connection.name}' (${charset}) as ${admin.user}`,
+            };
+        }
+        return {
+            command: clientCommand(client, connection, connection.name),
+            sql: [
+                KNOWN_MODE,
+                'SET SESSION group_concat_max_len = 67108864;',
+                'SET FOREIGN_KEY_CHECKS = 0;',
+                dropAllOf('VIEW', connection.tablePrefix),
+                dropAllOf('TABLE', connection.tablePrefix),
+                '',
+            ].join('\n'),
+            summary: `emptied the database '${connection.name}' as its user ${connection.user} (every table and view starting with '${connection.tablePrefix}' dropped; no db-admin-user given)`,
+        };
+    },
+    adminCheckCommand(context) {
+        const command = clientCommand(context.client, adminConnection(context), undefined);
+        return { ...command, argv: [...command.argv, '--execute=SELECT 1'] };
+    },
+    rowCountsCommand({ connection, tool }) {
+        return queryCommand(clientOf(tool), connection, rowCountsSql(connection.tablePrefix));
+    },
+    parseRowCounts: parseRowCountLines,
+};
+
+;// CONCATENATED MODULE: ./src/database/pgsql.ts
+// PostgreSQL: the host's own pg_dump (its version matches the server), never prompting.
+
+
+/**
+ * The database name as libpq's `--dbname` option: libpq reads a bare name containing `=`
+ * as a connection string (which could name another server), so the name always travels
+ * as the one `dbname` value of a connection string, single-quoted with `\` and `'` escaped.
+ */
+function dbnameOption(name) {
+    return `--dbname=dbname='${name.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
+}
+/** Environment and connection options shared by pg_dump and the check's psql. */
+function connectionArgv(program, connection) {
+    const argv = ['env', 'PGCONNECT_TIMEOUT=15', 'PGAPPNAME=owncloud-backup', program];
+    argv.push('--no-password');
+    const host = connection.socket ?? connection.host;
+    if (host)
+        argv.push(`--host=${host}`);
+    if (connection.port !== undefined)
+        argv.push(`--port=${connection.port}`);
+    argv.push(`--username=${connection.user}`, dbnameOption(connection.name));
+    return argv;
+}
+function pgsql_serverName(connection) {
+    return `${connection.socket ?? connection.host ?? 'on the default socket'}${connection.port ? `:${connection.port}` : ''}`;
+}
+function pgsql_explainFailure(stderr, connection) {
+    if (/password authentication failed|no password supplied/i.test(stderr))
+        return `PostgreSQL refused user '${connection.user}' (password authentication failed).`;
+    if (/database ".*" does not exist/i.test(stderr))
+        return `PostgreSQL has no database '${connection.name}'.`;
+    if (/permission denied/i.test(stderr))
+        return `User '${connection.user}' may not read every table of '${connection.name}' (permission denied).`;
+    if (/could not connect|Connection refused|timeout expired|server closed the connection|terminating connection/i.test(stderr))
+        return `Could not reach the PostgreSQL server ${pgsql_serverName(connection)} (is it running?), or it closed the connection.`;
+    return undefined;
+}
+/** A PostgreSQL identifier, double-quoted. Pure. */
+function pgIdentifier(name) {
+    return `"${name.replaceAll('"', '""')}"`;
+}
+/** A PostgreSQL string literal (the scripts set standard_conforming_strings on). Pure. */
+function pgString(value) {
+    return `'${value.replaceAll("'", "''")}'`;
+}
+/** psql reading a script on stdin, stopping at the first error. */
+function psqlCommand(connection, extra = []) {
+    const argv = [
+        ...connectionArgv('psql', connection),
+        '--no-psqlrc',
+        '--quiet',
+        '--set=ON_ERROR_STOP=1',
+        '--output=/dev/null',
+        ...extra,
+    ];
+    return { program: 'psql', argv, delivery: 'pgpassword', secret: connection.password };
+}
+/** psql running the given commands, printing bare values one row a line. */
+function pgsql_queryCommand(connection, commands) {
+    const argv = [
+        ...connectionArgv('psql', connection),
+        '--no-psqlrc',
+        '--quiet',
+        '--tuples-only',
+        '--no-align',
+        ...commands,
+    ];
+    return { program: 'psql', argv, delivery: 'pgpassword', secret: connection.password };
+}
+function pgsql_adminConnection({ connection, admin }) {
+    return { ...connection, name: 'postgres', user: admin.user, password: admin.password };
+}
+const KNOWN_SETTINGS = 'SET standard_conforming_strings = on;';
+/**
+ * Counts every prefixed base table of the current schema in one statement: query_to_xml runs
+ * `SELECT count(*) FROM schema.name` for each (format's %I quotes the names), inside one
+ * REPEATABLE READ transaction so that all counts see the same moment. The prefix travels as
+ * hex and is compared as a string prefix (no LIKE pattern).
+ */
+function pgsql_rowCountsSql(tablePrefix) {
+    const prefix = `convert_from(decode('${prefixHex(tablePrefix)}', 'hex'), 'UTF8')`;
+    return ("SELECT encode(convert_to(table_name, 'UTF8'), 'hex') || E'\\t' || " +
+        "(xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %I.%I', table_schema, table_name), false, true, '')))[1]::text " +
+        "FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' " +
+        `AND left(table_name, length(${prefix})) = ${prefix} ORDER BY table_name`);
+}
+const pgsql = {
+    type: 'pgsql',
+    programs: ['pg_dump'],
+    restoreHint: 'runuser -u postgres -- psql -X -v ON_ERROR_STOP=1 -c "CREATE DATABASE \\"{dbName}\\" OWNER \\"{dbUser}\\" ENCODING \'UTF8\' TEMPLATE template0" && set -o pipefail && {decompress} -dc {dump} | runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d {db} >/dev/null',
+    dumpCommand({ connection, tool }) {
+        const argv = [...connectionArgv(tool.program, connection), '--format=plain'];
+        return { argv, delivery: 'pgpassword', secret: connection.password };
+    },
+    checkCommand({ connection }) {
+        // psql comes with pg_dump (one client package; Debian's wrapper picks the same version).
+        return pgsql_queryCommand(connection, ['--command=SELECT 1']);
+    },
+    checkProblem(result, { connection }) {
+        if (result.exitCode === 0 && result.stdout.trim() === '1')
+            return undefined;
+        return (pgsql_explainFailure(result.stderr, connection) ??
+            `psql could not query '${connection.name}' on the PostgreSQL server ${pgsql_serverName(connection)} (exit ${result.exitCode}): ${process_stderrTail(result.stderr) || 'no message'}`);
+    },
+    checkTail(tail) {
+        return /-- PostgreSQL database dump complete/.test(tail)
+            ? undefined
+            : "the dump does not end with pg_dump's 'PostgreSQL database dump complete' line: it was cut short";
+    },
+    explainFailure: pgsql_explainFailure,
+    clients: ['psql'],
+    // pg_dump names the owner of every object; loaded by another user, those lines must go.
+    foreignOwnerLine: /^ALTER [A-Z ]+ \S.* OWNER TO \S+;$/,
+    loadCommand({ connection }) {
+        const { argv, delivery, secret } = psqlCommand(connection, ['--single-transaction']);
+        return { argv, delivery, secret };
+    },
+    resetStep(context) {
+        const { connection, admin } = context;
+        if (admin) {
+            const db = pgIdentifier(connection.name);
+            const user = pgString(connection.user);
+            return {
+                command: psqlCommand(pgsql_adminConnection(context)),
+                sql: [
+                    KNOWN_SETTINGS,
+                    // WITH (FORCE) (PostgreSQL 13 and later) ends the sessions still open on it.
+                    "SELECT current_setting('server_version_num')::int >= 130000 AS owncloud_force \\gset",
+                    '\\if :owncloud_force',
+                    `DROP DATABASE IF EXISTS ${db} WITH (FORCE);`,
+                    '\\else',
+                    `DROP DATABASE IF EXISTS ${db};`,
+                    '\\endif',
+                    `SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', ${user}, ${pgString(connection.password)}) WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = ${user}) \\gexec`,
+                    `CREATE DATABASE ${db} OWNER ${pgIdentifier(connection.user)} ENCODING 'UTF8' TEMPLATE template0;`,
+                    '',
+                ].join('\n'),
+                summary: `dropped and recreated the database '${connection.name}' (UTF8, owned by ${connection.user}) as ${admin.user}`,
+            };
+        }
+        const prefix = pgString(connection.tablePrefix);
+        return {
+            command: psqlCommand(connection),
+            sql: [
+                KNOWN_SETTINGS,
+                // Views first, then tables (their sequences go with them), then what is left.
+                `SELECT format('DROP %s IF EXISTS %I.%I CASCADE', CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'S') AND left(c.relname, length(${prefix})) = ${prefix} ORDER BY CASE c.relkind WHEN 'v' THEN 0 WHEN 'm' THEN 1 WHEN 'S' THEN 3 ELSE 2 END, c.relname \\gexec`,
+                '',
+            ].join('\n'),
+            summary: `emptied the database '${connection.name}' as its user ${connection.user} (every table, view and sequence starting with '${connection.tablePrefix}' dropped; no db-admin-user given)`,
+        };
+    },
+    adminCheckCommand(context) {
+        return pgsql_queryCommand(pgsql_adminConnection(context), ['--command=SELECT 1']);
+    },
+    rowCountsCommand({ connection }) {
+        return pgsql_queryCommand(connection, [
+            '--set=ON_ERROR_STOP=1',
+            '--command=BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
+            `--command=${pgsql_rowCountsSql(connection.tablePrefix)}`,
+        ]);
+    },
+    parseRowCounts: parseRowCountLines,
+};
+
+;// CONCATENATED MODULE: ./src/host/host.ts
+// The ownCloud host as the rest of the tool sees it: somewhere to run a command and stream
+// its output back, reached locally or over SSH. Nothing above this interface knows which.
+
+/**
+ * argv that runs a command as another user on the host: directly when the session already
+ * is that user, through runuser when it is root, through non-interactive sudo otherwise.
+ */
+function host_asUser(account, user, argv) {
+    if (user === account)
+        return [...argv];
+    if (account === 'root')
+        return ['runuser', '-u', user, '--', ...argv];
+    return ['sudo', '-n', '-u', user, '--', ...argv];
+}
+/** The result of a command that reached the host; a failure of the link itself is thrown. */
+function host_reached(host, result) {
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new errors_LinkError(transport);
+    return result;
+}
+
+;// CONCATENATED MODULE: ./src/database/sqlite.ts
+// SQLite: `sqlite3 DB .dump`, as ownCloud's documentation says, but read-only: opened
+// read-write, sqlite3 creates an empty database where the file is missing (in the live
+// data directory) and dumps it as a success. sqlite3 exits 0 even when the database is
+// locked, writing an ERROR comment and `ROLLBACK; -- due to errors`: the dump is judged by
+// its content, not the exit code.
+
+
+
+/**
+ * What the database file is, as the instance's owner sees it, without opening it as a
+ * database (so no lock held by ownCloud can stall the check): one word on stdout.
+ * Every SQLite 3 database file starts with the 16 bytes `SQLite format 3\0`.
+ */
+const CLASSIFY_FILE = `
+if [ ! -e "$1" ]; then echo missing
+elif [ ! -f "$1" ]; then echo not-a-file
+elif [ ! -r "$1" ]; then echo unreadable
+elif [ ! -s "$1" ]; then echo empty
+elif [ "$(head -c 15 -- "$1")" = "SQLite format 3" ]; then echo sqlite
+else echo other
+fi
+`.trim();
+const CHECK_NAMES = 'check dbname and datadirectory in config.php (or the db-name and data-dir inputs)';
+/**
+ * SQLite has no dynamic SQL: the first sqlite3 builds the counting statement
+ * (`SELECT 'HEXNAME' || char(9) || count(*) FROM "name" UNION ALL ...`, double quotes in a
+ * name doubled) and the second runs it. $1 the program, $2 the database file, $3 the query
+ * that builds the statement; both read-only, waiting for a lock as the dump does.
+ */
+const COUNT_ROWS = `
+sql=$("$1" -readonly -bail -batch -noheader -cmd '.timeout 5000' "$2" "$3") || exit
+printf '%s\\n' "$sql" | "$1" -readonly -bail -batch -noheader -cmd '.timeout 5000' "$2"
+`.trim();
+/** The query that writes the counting statement for the tables with this prefix. */
+function sqlite_rowCountsSql(tablePrefix) {
+    const prefix = `CAST(X'${prefixHex(tablePrefix)}' AS TEXT)`;
+    return ("SELECT group_concat('SELECT ''' || hex(name) || ''' || char(9) || count(*) FROM \"' || replace(name, '\"', '\"\"') || '\"', ' UNION ALL ') || ';' " +
+        "FROM (SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' " +
+        `AND substr(name, 1, length(${prefix})) = ${prefix} ORDER BY name)`);
+}
+const sqlite = {
+    type: 'sqlite',
+    programs: ['sqlite3'],
+    restoreHint: '(set -o pipefail && umask 027 && {decompress} -dc {dump} | sqlite3 -bail {dbFile})',
+    errorMarker: '/**** ERROR:',
+    dumpCommand({ connection, tool, account, owner }) {
+        // As the instance's owner, so the -shm/-wal files a WAL database needs for reading are
+        // not created as root; read-only, so nothing else is ever created or changed.
+        const argv = host_asUser(account, owner, [
+            tool.program,
+            '-readonly',
+            '-bail',
+            '-cmd',
+            '.timeout 5000',
+            connection.file,
+            '.dump',
+        ]);
+        return { argv, delivery: 'none', secret: '' };
+    },
+    checkCommand({ connection, account, owner }) {
+        const argv = host_asUser(account, owner, ['sh', '-c', CLASSIFY_FILE, 'sh', connection.file]);
+        return { program: 'sh', argv, delivery: 'none', secret: '' };
+    },
+    checkProblem(result, { connection, owner }) {
+        const file = `'${connection.file}'`;
+        switch (result.stdout.trim()) {
+            case 'sqlite':
+                return undefined;
+            case 'missing':
+                return `The SQLite database file ${file} does not exist: ${CHECK_NAMES}.`;
+            case 'not-a-file':
+                return `The SQLite database ${file} is not a regular file: ${CHECK_NAMES}.`;
+            case 'unreadable':
+                return `The SQLite database file ${file} is not readable by ${owner}, the instance's owner.`;
+            case 'empty':
+                return `The SQLite database file ${file} is empty (0 bytes), not the instance's database: ${CHECK_NAMES}.`;
+            case 'other':
+                return `The file ${file} is not an SQLite 3 database (it lacks the 'SQLite format 3' header): ${CHECK_NAMES}.`;
+            default:
+                return `Could not check the SQLite database file ${file} (exit ${result.exitCode}): ${process_stderrTail(result.stderr) || 'no message'}`;
+        }
+    },
+    checkTail(tail) {
+        if (tail.includes('ROLLBACK; -- due to errors'))
+            return 'sqlite3 rolled the dump back because of errors (is the database locked?)';
+        return /COMMIT;\s*$/.test(tail)
+            ? undefined
+            : "the dump does not end with 'COMMIT;': it was cut short";
+    },
+    explainFailure(stderr) {
+        if (/database is locked/i.test(stderr))
+            return 'The SQLite database is locked by another process.';
+        if (/unable to open|no such file/i.test(stderr))
+            return 'sqlite3 could not open the database file.';
+        if (/not a database|malformed/i.test(stderr))
+            return 'The SQLite database file is damaged (not a database, or malformed).';
+        return undefined;
+    },
+    clients: ['sqlite3'],
+    loadCommand({ connection, client, account, owner }) {
+        // As the web server's user, so the new database file is the instance's own.
+        const argv = host_asUser(account, owner, [client, '-bail', connection.file]);
+        return { argv, delivery: 'none', secret: '' };
+    },
+    resetStep({ connection, account, owner }) {
+        const file = connection.file;
+        // A new file: the old one and its journals (a -wal from before would be replayed into it).
+        const argv = host_asUser(account, owner, [
+            'rm',
+            '-f',
+            '--',
+            file,
+            `${file}-wal`,
+            `${file}-shm`,
+            `${file}-journal`,
+        ]);
+        return {
+            command: { program: 'rm', argv, delivery: 'none', secret: '' },
+            sql: '',
+            summary: `a new database file ${file}`,
+        };
+    },
+    adminCheckCommand({ client }) {
+        return { program: client, argv: ['true'], delivery: 'none', secret: '' };
+    },
+    rowCountsCommand({ connection, tool, account, owner }) {
+        // As the instance's owner and read-only, as the dump (a WAL database needs its -shm file).
+        const argv = host_asUser(account, owner, [
+            'sh',
+            '-c',
+            COUNT_ROWS,
+            'sh',
+            tool.program,
+            connection.file,
+            sqlite_rowCountsSql(connection.tablePrefix),
+        ]);
+        return { program: tool.program, argv, delivery: 'none', secret: '' };
+    },
+    parseRowCounts: parseRowCountLines,
+};
+
+;// CONCATENATED MODULE: ./src/database/index.ts
+
+
+
+const ENGINES = { mysql: mysql, pgsql: pgsql, sqlite: sqlite };
+function database_engineFor(type) {
+    return ENGINES[type];
+}
+
+;// CONCATENATED MODULE: ./src/host/local.ts
+
+
+/** The ownCloud server is this machine (a self-hosted runner on it). */
+class LocalHost {
+    label = `this machine (${(0,external_node_os_namespaceObject.hostname)()})`;
+    account = (0,external_node_os_namespaceObject.userInfo)().username;
+    run = (argv, options) => process_runProcess(argv, options);
+    stream = (argv, options) => process_streamProcess(argv, options);
+    rsyncSource(path) {
+        return { args: [], source: path };
+    }
+    transportFailure() {
+        return undefined;
+    }
+    async close() { }
+}
+
+;// CONCATENATED MODULE: ./src/host/shell.ts
+/**
+ * The one place where an argv becomes shell text. Needed only where a shell is
+ * unavoidable: ssh sends its remote command as a string to the remote user's login shell,
+ * and rsync's `-e` is split by rsync itself. Each argument is single-quoted, which makes
+ * every byte literal in POSIX shells (sh, dash, bash, zsh): no expansion, no globbing.
+ */
+function shell_quoteArg(arg) {
+    if (arg.includes('\0'))
+        throw new Error('an argument contains a NUL byte, which no command line can carry');
+    if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(arg))
+        return arg;
+    return `'${arg.replaceAll("'", `'\\''`)}'`;
+}
+function quoteCommand(argv) {
+    if (argv.length === 0)
+        throw new Error('empty command');
+    return argv.map(shell_quoteArg).join(' ');
 }
 
 ;// CONCATENATED MODULE: ./src/host/ssh.ts
@@ -31687,7 +43240,7 @@ function process_stderrTail(stderr, lines = 5) {
  */
 function sshConfigPath(path) {
     if (path.includes('"') || /[\r\n]/.test(path))
-        throw new BackupError(`The path '${path}' cannot be given to ssh (it contains a double quote or line break).`);
+        throw new errors_BackupError(`The path '${path}' cannot be given to ssh (it contains a double quote or line break).`);
     const escaped = path.replaceAll('%', '%%');
     return /\s/.test(escaped) ? `"${escaped}"` : escaped;
 }
@@ -31703,7 +43256,7 @@ function withoutLoginNoise(result) {
  * and that it gave no reason.
  */
 function sshFailureDetail(exitCode, stderr) {
-    const said = stderrTail(stderr);
+    const said = process_stderrTail(stderr);
     if (said !== '')
         return said;
     return exitCode === null
@@ -31739,7 +43292,7 @@ function explainSshFailure(stderr, label) {
         return 'The SSH private key could not be loaded (invalid format). Check ssh-key.';
     return undefined;
 }
-class SshHost {
+class ssh_SshHost {
     label;
     account = '';
     master;
@@ -31756,17 +43309,17 @@ class SshHost {
         this.target = target;
         this.onMaster = options.onMaster;
         this.label = `${target.user}@${target.host}:${target.port}`;
-        this.runtimeDir = options.runtimeDir ?? mkdtempSync(join(tmpdir(), 'owncloud-backup-ssh-'));
+        this.runtimeDir = options.runtimeDir ?? (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)((0,external_node_os_namespaceObject.tmpdir)(), 'owncloud-backup-ssh-'));
         // A Unix socket path holds at most 107 bytes and ssh appends ~17 while creating it:
         // under a deep RUNNER_TEMP the socket goes to a short private dir in /tmp instead.
         this.socketDir =
-            Buffer.byteLength(join(this.runtimeDir, 'mux')) <= 80
+            Buffer.byteLength((0,external_node_path_namespaceObject.join)(this.runtimeDir, 'mux')) <= 80
                 ? this.runtimeDir
-                : mkdtempSync(join('/tmp', 'ocb-ssh-'));
-        const keyFile = join(this.runtimeDir, 'id');
-        const knownHostsFile = join(this.runtimeDir, 'known_hosts');
-        writeFileSync(keyFile, target.privateKey, { mode: 0o600 });
-        writeFileSync(knownHostsFile, `${target.knownHosts.join('\n')}\n`, { mode: 0o600 });
+                : (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)('/tmp', 'ocb-ssh-'));
+        const keyFile = (0,external_node_path_namespaceObject.join)(this.runtimeDir, 'id');
+        const knownHostsFile = (0,external_node_path_namespaceObject.join)(this.runtimeDir, 'known_hosts');
+        (0,external_node_fs_namespaceObject.writeFileSync)(keyFile, target.privateKey, { mode: 0o600 });
+        (0,external_node_fs_namespaceObject.writeFileSync)(knownHostsFile, `${target.knownHosts.join('\n')}\n`, { mode: 0o600 });
         const keepAlive = options.keepAliveSeconds ?? 5;
         // With ssh, the FIRST occurrence of an option wins: nothing may come before these.
         this.baseArgs = [
@@ -31795,7 +43348,7 @@ class SshHost {
             '-o',
             'ServerAliveCountMax=3',
             '-o',
-            `ControlPath=${sshConfigPath(join(this.socketDir, 'mux'))}`,
+            `ControlPath=${sshConfigPath((0,external_node_path_namespaceObject.join)(this.socketDir, 'mux'))}`,
             '-o',
             'LogLevel=ERROR',
             '-p',
@@ -31806,12 +43359,12 @@ class SshHost {
     }
     /** Connects (checking the host key) and keeps the connection for the run's commands. */
     static async connect(target, options = {}) {
-        const host = new SshHost(target, options);
+        const host = new ssh_SshHost(target, options);
         try {
             await host.startMaster();
             const whoami = await host.run(['id', '-un']);
             if (whoami.exitCode !== 0)
-                throw new BackupError(`Could not run commands on ${host.label}: ${sshFailureDetail(whoami.exitCode, whoami.stderr)}`);
+                throw new errors_BackupError(`Could not run commands on ${host.label}: ${sshFailureDetail(whoami.exitCode, whoami.stderr)}`);
             host.account = whoami.stdout.trim();
             return host;
         }
@@ -31823,7 +43376,7 @@ class SshHost {
     async startMaster() {
         // Detached, so a Ctrl-C in a terminal does not cut the link we need to restore
         // maintenance mode; it is ended explicitly in close().
-        const master = spawn('ssh', [
+        const master = (0,external_node_child_process_namespaceObject.spawn)('ssh', [
             ...this.baseArgs,
             '-o',
             'ControlMaster=yes',
@@ -31847,7 +43400,7 @@ class SshHost {
         let exitCode = null;
         master.once('exit', (code, signal) => {
             this.masterEnded = true;
-            exitCode = code ?? (signal ? 128 + (constants.signals[signal] ?? 0) : null);
+            exitCode = code ?? (signal ? 128 + (external_node_os_namespaceObject.constants.signals[signal] ?? 0) : null);
         });
         master.once('error', () => {
             this.masterEnded = true;
@@ -31855,15 +43408,15 @@ class SshHost {
         const deadline = Date.now() + 60_000;
         for (;;) {
             if (this.masterEnded) {
-                throw new BackupError(explainSshFailure(this.masterStderr, this.label) ??
+                throw new errors_BackupError(explainSshFailure(this.masterStderr, this.label) ??
                     `Could not connect to ${this.label}: ${sshFailureDetail(exitCode, this.masterStderr)}`);
             }
-            const check = await runProcess(['ssh', ...this.baseArgs, '-O', 'check', this.target.host]);
+            const check = await process_runProcess(['ssh', ...this.baseArgs, '-O', 'check', this.target.host]);
             if (check.exitCode === 0)
                 return;
             if (Date.now() > deadline)
-                throw new BackupError(`Timed out connecting to ${this.label}.`);
-            await sleep(50);
+                throw new errors_BackupError(`Timed out connecting to ${this.label}.`);
+            await (0,promises_namespaceObject.setTimeout)(50);
         }
     }
     /** ssh argv for one command over the shared connection (or a new one if it died). */
@@ -31878,9 +43431,9 @@ class SshHost {
             quoteCommand(argv),
         ];
     }
-    run = async (argv, options) => this.settled(withoutLoginNoise(await runProcess(this.commandArgs(argv), options)));
+    run = async (argv, options) => this.settled(withoutLoginNoise(await process_runProcess(this.commandArgs(argv), options)));
     stream = (argv, options) => {
-        const started = streamProcess(this.commandArgs(argv), options);
+        const started = process_streamProcess(this.commandArgs(argv), options);
         return {
             ...started,
             kill: () => started.kill(),
@@ -31899,12 +43452,12 @@ class SshHost {
         if (master && master.exitCode === null && master.signalCode === null)
             await Promise.race([
                 new Promise((resolve) => master.once('exit', resolve)),
-                sleep(5000, undefined, { ref: false }),
+                (0,promises_namespaceObject.setTimeout)(5000, undefined, { ref: false }),
             ]);
         return result;
     }
     rsyncSource(path) {
-        const shell = ['ssh', ...this.baseArgs, '-o', 'ControlMaster=no'].map(quoteArg).join(' ');
+        const shell = ['ssh', ...this.baseArgs, '-o', 'ControlMaster=no'].map(shell_quoteArg).join(' ');
         const host = this.target.host.includes(':') ? `[${this.target.host}]` : this.target.host;
         return { args: ['-e', shell], source: `${host}:${path}` };
     }
@@ -31917,7 +43470,7 @@ class SshHost {
                 // own words (or its end) tell what happened.
                 (this.masterEnded
                     ? (explainSshFailure(this.masterStderr, this.label) ??
-                        `The SSH connection to ${this.label} was lost (the connection ended${stderrTail(this.masterStderr) ? `: ${stderrTail(this.masterStderr)}` : ''}).`)
+                        `The SSH connection to ${this.label} was lost (the connection ended${process_stderrTail(this.masterStderr) ? `: ${process_stderrTail(this.masterStderr)}` : ''}).`)
                     : `The SSH connection to ${this.label} failed: ${sshFailureDetail(result.exitCode, result.stderr)}`));
         // rsync reports a dead link with its own exit codes (12, 10) and this wording.
         if (/connection unexpectedly closed|not responding|broken pipe/i.test(result.stderr))
@@ -31929,13 +43482,13 @@ class SshHost {
         if (master && master.exitCode === null && master.signalCode === null) {
             const exited = new Promise((resolve) => master.once('exit', resolve));
             master.kill('SIGTERM');
-            await Promise.race([exited, sleep(2000, undefined, { ref: false })]);
+            await Promise.race([exited, (0,promises_namespaceObject.setTimeout)(2000, undefined, { ref: false })]);
             if (master.exitCode === null && master.signalCode === null)
                 master.kill('SIGKILL');
         }
         this.master = undefined;
-        rmSync(this.runtimeDir, { recursive: true, force: true });
-        rmSync(this.socketDir, { recursive: true, force: true });
+        (0,external_node_fs_namespaceObject.rmSync)(this.runtimeDir, { recursive: true, force: true });
+        (0,external_node_fs_namespaceObject.rmSync)(this.socketDir, { recursive: true, force: true });
     }
 }
 /**
@@ -31958,6 +43511,3627 @@ function endOrphanedMaster(master) {
     return ended;
 }
 
+;// CONCATENATED MODULE: ./src/host/connect.ts
+
+
+async function connect_openHost(target, secrets, ssh) {
+    if (target.kind === 'local')
+        return new LocalHost();
+    secrets.add(target.privateKey);
+    return ssh_SshHost.connect(target, ssh);
+}
+
+;// CONCATENATED MODULE: ./src/instance.ts
+// What an ownCloud (or Nextcloud) instance says about itself in config.php, and how that
+// combines with explicit overrides into the database connection a dump needs. Pure.
+
+
+/** The config.php keys a backup reads. */
+const instance_CONFIG_KEYS = [
+    'instanceid',
+    'version',
+    'datadirectory',
+    'dbtype',
+    'dbhost',
+    'dbname',
+    'dbuser',
+    'dbpassword',
+    'dbtableprefix',
+    'mysql.utf8mb4',
+    'theme',
+    'maintenance',
+    'installed',
+    'apps_paths',
+];
+/** The values that end up in a command's argv (or on the dump's stdin): none may hold a NUL. */
+const ARGUMENT_KEYS = [
+    'datadirectory',
+    'dbhost',
+    'dbname',
+    'dbuser',
+    'dbpassword',
+    'dbtableprefix',
+    'theme',
+];
+/**
+ * Why config.php's values cannot be used, naming the key (a NUL byte cannot be passed to
+ * any program: no argv, file name or password holds one); undefined when they can.
+ */
+function invalidConfigValue(config) {
+    for (const key of ARGUMENT_KEYS) {
+        const value = config[key];
+        if (typeof value === 'string' && value.includes('\0'))
+            return `config.php's '${key}' contains a NUL byte, which no program accepts: fix the value in config.php.`;
+    }
+    return undefined;
+}
+const DB_TYPES = {
+    mysql: 'mysql',
+    pgsql: 'pgsql',
+    sqlite: 'sqlite',
+    sqlite3: 'sqlite',
+};
+function instance_text(value) {
+    if (value === undefined || value === null || value === false)
+        return '';
+    return String(value);
+}
+/**
+ * Splits config.php's dbhost as ownCloud does: `host`, `host:port`, `host:/path/to/socket`,
+ * `[ipv6]:port`, or (PostgreSQL) a socket directory `/path`.
+ */
+function parseDbHost(dbhost) {
+    const value = dbhost.trim();
+    if (value === '')
+        return {};
+    if (value.startsWith('/'))
+        return { socket: value };
+    const bracketed = /^\[([^\]]+)\](?::(.*))?$/.exec(value);
+    let host;
+    let rest;
+    if (bracketed) {
+        host = bracketed[1];
+        rest = bracketed[2];
+    }
+    else {
+        const colon = value.indexOf(':');
+        host = colon === -1 ? value : value.slice(0, colon);
+        rest = colon === -1 ? undefined : value.slice(colon + 1);
+    }
+    if (rest === undefined || rest === '')
+        return { host };
+    if (/^\d+$/.test(rest))
+        return { host, port: Number(rest) };
+    return { host, socket: rest };
+}
+/** The connection for the dump: config.php's values, each replaced by an override if given. */
+function instance_resolveDatabase(config, overrides, dataDir) {
+    let type = overrides.type;
+    if (!type) {
+        const dbtype = instance_text(config.dbtype).toLowerCase();
+        if (dbtype === 'oci')
+            throw new errors_InputError("config.php says dbtype 'oci' (Oracle), which is not supported: back it up with Oracle's own tools.");
+        type = DB_TYPES[dbtype || 'sqlite'];
+        if (!type)
+            throw new errors_InputError(`config.php has dbtype '${dbtype}', which is not supported. Expected mysql, pgsql or sqlite3.`);
+    }
+    const fromConfig = parseDbHost(instance_text(config.dbhost));
+    const connection = {
+        type,
+        name: overrides.name ?? (instance_text(config.dbname) || 'owncloud'),
+        user: overrides.user ?? instance_text(config.dbuser),
+        password: overrides.password ?? instance_text(config.dbpassword),
+        tablePrefix: instance_text(config.dbtableprefix) || 'oc_',
+        utf8mb4: config['mysql.utf8mb4'] === true || config['mysql.utf8mb4'] === 'true',
+    };
+    const explicit = overrides.host !== undefined ? parseDbHost(overrides.host) : fromConfig;
+    if (explicit.host && explicit.host !== 'localhost')
+        connection.host = explicit.host;
+    if (explicit.host === 'localhost' && type === 'pgsql')
+        connection.host = 'localhost';
+    if (explicit.socket)
+        connection.socket = explicit.socket;
+    const port = overrides.port ?? explicit.port;
+    if (port !== undefined)
+        connection.port = port;
+    if (type === 'sqlite')
+        connection.file = `${dataDir}/${connection.name}.db`;
+    else if (connection.user === '')
+        throw new errors_InputError('No database user: config.php has no dbuser and none was given (db-user).');
+    return connection;
+}
+/**
+ * config.php's `apps_paths` as a list: PHP gives a list or (with keys) an object; entries
+ * without a usable path are skipped; a relative path is taken within the installation.
+ */
+function parseAppsPaths(value, installDir) {
+    if (value === null || typeof value !== 'object')
+        return [];
+    const found = [];
+    for (const entry of Object.values(value)) {
+        if (entry === null || typeof entry !== 'object')
+            continue;
+        const { path, url, writable } = entry;
+        if (typeof path !== 'string' || path.trim() === '' || path.includes('\0'))
+            continue;
+        const absolute = external_node_path_namespaceObject.posix.normalize(path.startsWith('/') ? path : `${installDir}/${path}`);
+        const normal = absolute.length > 1 ? absolute.replace(/\/+$/, '') : absolute;
+        if (found.some((f) => f.path === normal))
+            continue;
+        found.push({
+            path: normal,
+            url: typeof url === 'string' ? url : '',
+            writable: writable === true || writable === 'true' || writable === 1,
+        });
+    }
+    return found;
+}
+/** ownCloud and Nextcloud mark their data directory; which marker says which product. */
+function productOf(markers, version) {
+    if (markers.ncdata)
+        return 'nextcloud';
+    // Nextcloud before 21 used .ocdata too; its versions start at 9 and passed ownCloud's 10 long ago.
+    const major = Number(version.split('.')[0]);
+    return major >= 11 ? 'nextcloud' : 'owncloud';
+}
+
+;// CONCATENATED MODULE: ./src/naming.ts
+const SUFFIX = { zstd: '.zst', gzip: '.gz' };
+function stamp(date) {
+    const iso = date.toISOString(); // 2026-11-26T09:59:00.000Z
+    return { day: iso.slice(0, 10).replaceAll('-', ''), time: iso.slice(11, 19).replaceAll(':', '') };
+}
+/** The backup directory (and default artifact name): `owncloud-backup-YYYYMMDD-HHMMSS`. */
+function naming_backupName(date) {
+    const { day, time } = stamp(date);
+    return `owncloud-backup-${day}-${time}`;
+}
+/** Whether a name is one backupName() makes: how the default backup artifacts are found again. */
+function isBackupName(name) {
+    return /^owncloud-backup-\d{8}-\d{6}$/.test(name);
+}
+function dumpFileName(date, compression) {
+    return `owncloud-dbbackup_${stamp(date).day}.bak${SUFFIX[compression]}`;
+}
+function filesArchiveName(date, compression) {
+    return `owncloud-files_${stamp(date).day}.tar${SUFFIX[compression]}`;
+}
+const naming_MANIFEST_NAME = 'manifest.json';
+const CHECKSUMS_NAME = 'SHA256SUMS';
+/** Suffix of a backup directory still being written: never taken for a finished backup. */
+const INCOMPLETE_SUFFIX = '.incomplete';
+
+;// CONCATENATED MODULE: ./src/host/runner.ts
+// This machine's side of a backup: rsync receiving the files and tar packing them. Keeping
+// the files' numeric owners needs root here; a runner that is not root (GitHub's hosted
+// runners) runs these two through passwordless sudo when it can.
+
+
+
+
+
+async function runner_runnerPrivilege() {
+    if (process.getuid?.() === 0)
+        return { prefix: [], keepsOwners: true };
+    const sudo = await runProcess(['sudo', '-n', 'true']).catch(() => undefined);
+    if (sudo?.exitCode === 0) {
+        const prefix = ['sudo', '-n', '--'];
+        // Children run as root through sudo: only a root watcher can kill them if we die.
+        elevateReaper(prefix);
+        return { prefix, keepsOwners: true };
+    }
+    return { prefix: [], keepsOwners: false };
+}
+/** Removes a tree the elevated commands may have filled with files of other owners. */
+async function removeTree(path, privilege) {
+    if (privilege.prefix.length === 0) {
+        rmSync(path, { recursive: true, force: true });
+        return;
+    }
+    const result = await runProcess([...privilege.prefix, 'rm', '-rf', '--', path], {
+        shielded: true,
+    });
+    if (result.exitCode !== 0)
+        throw new BackupError(`Could not remove ${path}: ${stderrTail(result.stderr)}`);
+}
+/** Whether an error (from Node, or a tool's stderr) means the disk is full. */
+function runner_isNoSpace(error) {
+    const code = error?.code;
+    if (code === 'ENOSPC' || code === 'EDQUOT')
+        return true;
+    return typeof error === 'string' && /No space left on device|Disk quota exceeded/.test(error);
+}
+/**
+ * The message for a full disk on this machine, with the free space left where `path` is
+ * written: the cause, not the compressor's SIGPIPE that follows it.
+ */
+function runner_noSpaceError(path) {
+    let free = '';
+    try {
+        const stats = statfsSync(dirname(path));
+        free = ` (${stats.bavail * stats.bsize} bytes free)`;
+    }
+    catch {
+        // the message stays useful without the number
+    }
+    return new BackupError(`No space left on device writing ${path}${free}.`);
+}
+
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
+;// CONCATENATED MODULE: ./src/steps/compress.ts
+// Compressing a stream into a file on the runner, hashing the result on the way: every
+// byte is read once, nothing is held in memory beyond stream buffers.
+
+
+
+
+
+
+
+const COMPRESSORS = {
+    // Multi-threaded; level 3 is zstd's default balance of speed and size.
+    zstd: ['zstd', '-T0', '-3', '-q', '-c'],
+    gzip: ['gzip', '-6', '-c', '-n'],
+};
+/** The program that compresses with this method (for preflight checks). */
+function compress_compressorProgram(compression) {
+    return COMPRESSORS[compression][0];
+}
+/** The compressor as one command string, for tar's --use-compress-program (split on spaces). */
+function compress_compressorCommand(compression) {
+    return COMPRESSORS[compression].join(' ');
+}
+/** Counts and hashes what passes through. */
+class Digest extends (/* unused pure expression or super */ null && (Transform)) {
+    hash = createHash('sha256');
+    size = 0;
+    _transform(chunk, _encoding, callback) {
+        this.hash.update(chunk);
+        this.size += chunk.length;
+        this.push(chunk);
+        callback();
+    }
+}
+/**
+ * Pipes `source` through the compressor into `path`. Rejects if any part fails; the
+ * caller removes the file then.
+ */
+async function compress_compressToFile(source, compression, path, signal) {
+    const compressor = streamProcess(COMPRESSORS[compression], {
+        feedStdin: true,
+        ...(signal ? { signal } : {}),
+    });
+    const feeding = pipeline(source, compressor.stdin);
+    const writing = compress_writeHashed(compressor.stdout, path);
+    const [fed, written, result] = await Promise.allSettled([feeding, writing, compressor.done]);
+    // A failed write (a full disk) kills the compressor with SIGPIPE: the write's cause is the
+    // one to report. A stream cut short is only the compressor's failure seen from here.
+    if (written.status === 'rejected' &&
+        written.reason?.code !== 'ERR_STREAM_PREMATURE_CLOSE')
+        throw asError(written.reason);
+    if (result.status === 'fulfilled' && result.value.exitCode !== 0)
+        throw new BackupError(`${compression} failed (exit ${result.value.exitCode}): ${stderrTail(result.value.stderr)}`);
+    if (fed.status === 'rejected')
+        throw asError(fed.reason);
+    if (result.status === 'rejected')
+        throw asError(result.reason);
+    if (written.status === 'rejected')
+        throw asError(written.reason);
+    return written.value;
+}
+/** Writes an (already compressed) stream to `path`, counting and hashing it on the way. */
+async function compress_writeHashed(source, path) {
+    const digest = new Digest();
+    try {
+        await pipeline(source, digest, createWriteStream(path, { mode: 0o600 }));
+    }
+    catch (error) {
+        throw isNoSpace(error) ? noSpaceError(path) : error;
+    }
+    return { path, size: digest.size, sha256: digest.hash.digest('hex') };
+}
+function asError(reason) {
+    return reason instanceof Error ? reason : new Error(String(reason));
+}
+
+;// CONCATENATED MODULE: ./src/steps/dump.ts
+// Dumps the database on the host with the engine's own tool and streams the raw dump here,
+// where it is checked (exit status, completion trailer, inline errors, inactivity) and
+// compressed. Compressing here rather than on the host means no pipe on the host can hide
+// the dump's exit status.
+
+
+
+
+
+
+const TAIL_BYTES = 4096;
+/** Keeps the dump's last bytes, watches for an inline error marker and for silence. */
+class DumpWatch extends external_node_stream_.Transform {
+    tail = Buffer.alloc(0);
+    bytes = 0;
+    markerSeen = false;
+    /** Told the bytes so far, chunk by chunk. */
+    progress;
+    timer;
+    marker;
+    idleMs;
+    onIdle;
+    constructor(marker, idleMs, onIdle) {
+        super();
+        this.marker = marker;
+        this.idleMs = idleMs;
+        this.onIdle = onIdle;
+        this.arm();
+    }
+    arm() {
+        clearTimeout(this.timer);
+        this.timer = setTimeout(this.onIdle, this.idleMs);
+    }
+    _transform(chunk, _encoding, callback) {
+        this.arm();
+        this.bytes += chunk.length;
+        this.progress?.update({ bytes: this.bytes });
+        const window = Buffer.concat([this.tail.subarray(-256), chunk]);
+        if (this.marker && window.includes(this.marker))
+            this.markerSeen = true;
+        this.tail = Buffer.concat([this.tail, chunk]).subarray(-TAIL_BYTES);
+        this.push(chunk);
+        callback();
+    }
+    _flush(callback) {
+        clearTimeout(this.timer);
+        callback();
+    }
+    stop() {
+        clearTimeout(this.timer);
+    }
+}
+/**
+ * The longest a connection check may take. The clients give up connecting after 15 s on
+ * their own (connect-timeout, PGCONNECT_TIMEOUT); this bounds anything else that hangs.
+ */
+const CHECK_TIMEOUT_SECONDS = 60;
+/**
+ * Before anything changes on the host: a cheap query with the dump's own credentials and
+ * secret delivery, so a stopped server, a wrong password or a missing database file stops
+ * the run before the bulk copy and before maintenance mode, with the engine's own words.
+ */
+async function dump_checkDatabase(options) {
+    const { host, engine } = options;
+    const context = {
+        connection: options.connection,
+        tool: options.tool,
+        account: host.account,
+        owner: options.owner,
+    };
+    const command = engine.checkCommand(context);
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), CHECK_TIMEOUT_SECONDS * 1000);
+    let result;
+    try {
+        result = await host.run(guardedCommand(command.argv, command.delivery), {
+            input: secretLine(command.secret),
+            keepStdinOpen: true,
+            signal: abort.signal,
+        });
+    }
+    finally {
+        clearTimeout(timer);
+    }
+    if (abort.signal.aborted)
+        throw new BackupError(`The ${engine.type} database did not answer a connection check within ${CHECK_TIMEOUT_SECONDS} s: is the database server running and answering?`);
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new BackupError(`The database check failed: ${transport}`);
+    if (result.exitCode === 127 && /not found/i.test(result.stderr))
+        throw new BackupError(`${host.label} has no ${command.program} to check the ${engine.type} database before the backup: install it there.`);
+    const problem = engine.checkProblem(result, context);
+    if (problem)
+        throw new BackupError(`The database check failed (nothing was changed yet): ${problem}`);
+}
+async function dumpDatabase(options) {
+    const { host, engine, connection } = options;
+    const command = engine.dumpCommand({
+        connection,
+        tool: options.tool,
+        account: host.account,
+        owner: options.owner,
+    });
+    const abort = new AbortController();
+    const cancel = () => abort.abort();
+    options.signal.addEventListener('abort', cancel, { once: true });
+    let idle = false;
+    const dump = host.stream(guardedCommand(command.argv, command.delivery), {
+        input: secretLine(command.secret),
+        keepStdinOpen: true,
+        signal: abort.signal,
+    });
+    const watch = new DumpWatch(engine.errorMarker, options.idleTimeoutSeconds * 1000, () => {
+        idle = true;
+        abort.abort();
+    });
+    watch.progress = options.progress;
+    try {
+        const [written, result] = await Promise.all([
+            compressToFile(dump.stdout.pipe(watch), options.compression, options.path),
+            dump.done,
+        ]);
+        watch.stop();
+        if (options.signal.aborted)
+            throw new InterruptedError();
+        if (idle)
+            throw new BackupError(`The database dump produced no output for ${options.idleTimeoutSeconds} s and was stopped (dump-timeout): is the database server answering?`);
+        const transport = host.transportFailure(result);
+        if (transport)
+            throw new BackupError(`The database dump failed: ${transport}`);
+        if (result.exitCode !== 0) {
+            const cause = engine.explainFailure(result.stderr, connection) ?? stderrTail(result.stderr);
+            throw new BackupError(`The database dump (${options.tool.program}) failed with exit code ${result.exitCode}: ${cause}`);
+        }
+        const tail = watch.tail.toString('utf8');
+        const problem = watch.markerSeen
+            ? `${options.tool.program} reported errors inside the dump`
+            : engine.checkTail(tail);
+        if (problem) {
+            const cause = engine.explainFailure(`${result.stderr}\n${tail}`, connection);
+            throw new BackupError(`The database dump is not complete: ${problem}.${cause ? ` ${cause}` : ''}`);
+        }
+        return { ...written, rawBytes: watch.bytes };
+    }
+    catch (error) {
+        watch.stop();
+        dump.kill();
+        rmSync(options.path, { force: true });
+        throw error;
+    }
+    finally {
+        options.signal.removeEventListener('abort', cancel);
+    }
+}
+
+;// CONCATENATED MODULE: ./src/steps/discover.ts
+// Discovery: what the instance is, read from its own config.php with PHP on the host (the
+// faithful way: config.php is PHP, and every ownCloud host has PHP). Like ownCloud, it
+// merges config/*.config.php over config.php.
+
+
+
+
+
+// PHP's own messages about config.php quote its text (a syntax error names the token it
+// choked on, which may be part of the password), so PHP prints none (display_errors=0) and
+// the script reports a failure as JSON naming only the kind, file and line.
+const READ_CONFIG_BODY = `
+error_reporting(E_ALL & ~E_DEPRECATED & ~E_NOTICE);
+$done = false;
+$fail = function ($kind, $file, $line = 0, $class = '') use (&$done) {
+  $done = true;
+  echo json_encode(['failure' => ['kind' => $kind, 'file' => $file, 'line' => $line, 'class' => $class]]);
+  exit(3);
+};
+register_shutdown_function(function () use (&$done, $fail) {
+  $error = error_get_last();
+  if (!$done && $error !== null && in_array($error['type'], [E_ERROR, E_PARSE, E_CORE_ERROR, E_COMPILE_ERROR], true)) { while (ob_get_level() > 0) ob_end_clean(); $fail('fatal', $error['file'], $error['line']); }
+});
+$merged = [];
+$files = array_merge([$dir . '/config.php'], glob($dir . '/*.config.php') ?: []);
+foreach ($files as $file) {
+  if (!is_readable($file)) $fail('unreadable', $file);
+  $CONFIG = null;
+  ob_start();
+  try {
+    $ok = include $file;
+  } catch (ParseError $e) {
+    ob_end_clean();
+    $fail('syntax', $e->getFile(), $e->getLine());
+  } catch (Throwable $e) {
+    ob_end_clean();
+    $fail('error', $e->getFile(), $e->getLine(), get_class($e));
+  }
+  ob_end_clean();
+  if ($ok === false) $fail('unreadable', $file);
+  if (!is_array($CONFIG)) $fail('no-config', $file);
+  $merged = array_merge($merged, $CONFIG);
+}
+echo json_encode(array_intersect_key($merged, array_flip($keys)));
+$done = true;
+`;
+/** Reads the config files of a directory on the host: argv 1 the config dir, argv 2 the keys. */
+const READ_CONFIG = `$dir = $argv[1]; $keys = json_decode($argv[2], true);\n${READ_CONFIG_BODY}`;
+/**
+ * Reads config files given on stdin (JSON: files by name, keys), e.g. a backup's, in a
+ * private directory that is removed at the end: the password in them never reaches argv.
+ */
+const READ_GIVEN_CONFIG = (/* unused pure expression or super */ null && (`
+$given = json_decode(stream_get_contents(STDIN), true);
+$keys = $given['keys'];
+$dir = sys_get_temp_dir() . '/owncloud-backup-config-' . bin2hex(random_bytes(8));
+umask(077);
+if (!mkdir($dir, 0700)) exit(4);
+register_shutdown_function(function () use ($dir) {
+  foreach (glob($dir . '/*') ?: [] as $file) unlink($file);
+  rmdir($dir);
+});
+foreach ($given['files'] as $name => $text) {
+  if (basename($name) !== $name || $name === '' || $name[0] === '.') exit(4);
+  file_put_contents($dir . '/' . $name, $text);
+}
+${READ_CONFIG_BODY}`));
+/**
+ * The message for the reading script's own failure report (exit 3), built from the kind,
+ * file and line only, never from PHP's text; undefined when stdout is not such a report.
+ */
+function configReadFailure(stdout, owner) {
+    let report;
+    try {
+        report = JSON.parse(stdout).failure;
+    }
+    catch {
+        return undefined;
+    }
+    if (typeof report !== 'object' || report === null)
+        return undefined;
+    const { kind, file, line, class: errorClass } = report;
+    const where = typeof file === 'string' ? file : 'config.php';
+    const onLine = typeof line === 'number' && line > 0 ? ` on line ${line}` : '';
+    switch (kind) {
+        case 'syntax':
+            return `${where} has a PHP syntax error${onLine}: fix it (php -l ${where} shows where).`;
+        case 'error':
+            return `${where} stops with a PHP ${typeof errorClass === 'string' && /^[\w\\]+$/.test(errorClass) ? errorClass : 'error'}${onLine} when loaded.`;
+        case 'fatal':
+            return `${where} stops PHP with a fatal error${onLine} when loaded.`;
+        case 'unreadable':
+            return `${where} cannot be read by ${owner} (who runs occ): check its owner and mode.`;
+        case 'no-config':
+            return `${where} does not define a $CONFIG array: is it an ownCloud config file?`;
+        default:
+            return undefined;
+    }
+}
+/** Whether a path exists, as seen by the instance's owner (who can see into its data dir). */
+async function discover_existsOnHost(host, owner, test, path) {
+    const result = await host.run(host_asUser(host.account, owner, ['test', test, path]));
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new errors_LinkError(transport);
+    return result.exitCode === 0;
+}
+async function discover_discoverInstance(host, plan, secrets) {
+    const installDir = plan.owncloudDir;
+    const configDir = `${installDir}/config`;
+    const configPath = `${configDir}/config.php`;
+    const stat = await host.run(['stat', '-c', '%U', '--', configPath]);
+    if (stat.exitCode !== 0) {
+        const transport = host.transportFailure(stat);
+        if (transport)
+            throw new errors_LinkError(transport);
+        if (!(await discover_existsOnHost(host, host.account, '-d', installDir)))
+            throw new errors_InputError(`owncloud-dir '${installDir}' does not exist on ${host.label}.`);
+        throw new errors_InputError(`owncloud-dir '${installDir}' has no config/config.php on ${host.label}: is it an ownCloud installation?`);
+    }
+    const configOwner = stat.stdout.trim();
+    const owner = plan.occUser ?? configOwner;
+    // Everything below runs as the owner; an SSH user that is someone else needs sudo for it.
+    if (host.account !== 'root' && host.account !== owner)
+        await requirePasswordlessSudo(host, owner);
+    const exists = (test, path) => discover_existsOnHost(host, owner, test, path);
+    const read = await host.run(configReader(host, owner, READ_CONFIG, [configDir, JSON.stringify(instance_CONFIG_KEYS)]));
+    const config = parseConfigRead(host, read, owner, configPath);
+    // A secret from the moment it is known.
+    secrets.add(typeof config.dbpassword === 'string' ? config.dbpassword : undefined);
+    const invalid = invalidConfigValue(config);
+    if (invalid)
+        throw new errors_InputError(invalid);
+    if (config.installed === false)
+        throw new errors_InputError(`${configPath} says the instance is not installed (installed => false): nothing to back up.`);
+    // config.php's value may carry a trailing slash or doubled ones: one spelling from here on.
+    const dataDir = external_node_path_namespaceObject.posix
+        .normalize(plan.dataDir ??
+        (typeof config.datadirectory === 'string' && config.datadirectory
+            ? config.datadirectory
+            : `${installDir}/data`))
+        .replace(/(.)\/+$/, '$1');
+    const markers = {
+        ocdata: await exists('-e', `${dataDir}/.ocdata`),
+        ncdata: await exists('-e', `${dataDir}/.ncdata`),
+    };
+    if (!markers.ocdata && !markers.ncdata) {
+        const where = plan.dataDir ? 'data-dir' : "config.php's datadirectory";
+        if (!(await exists('-d', dataDir)))
+            throw new errors_InputError(`The data directory '${dataDir}' (${where}) does not exist on ${host.label}.`);
+        throw new errors_InputError(`The data directory '${dataDir}' (${where}) has neither .ocdata (ownCloud) nor .ncdata (Nextcloud): it is not an ownCloud data directory.`);
+    }
+    const version = typeof config.version === 'string' ? config.version : '';
+    const database = instance_resolveDatabase(config, plan.database, dataDir);
+    secrets.add(database.password);
+    return {
+        product: productOf(markers, version),
+        version,
+        instanceId: typeof config.instanceid === 'string' ? config.instanceid : '',
+        theme: typeof config.theme === 'string' ? config.theme : '',
+        installDir,
+        configPath,
+        owner,
+        dataDir,
+        maintenance: config.maintenance === true,
+        database,
+        appsPaths: parseAppsPaths(config.apps_paths, installDir),
+    };
+}
+/**
+ * The values of config files that are not on the host yet (a backup's config/), read there
+ * with PHP as the given user, exactly as ownCloud would read them.
+ */
+async function discover_readGivenConfig(host, user, files, what) {
+    const read = await host.run(configReader(host, user, READ_GIVEN_CONFIG), {
+        input: JSON.stringify({ files, keys: CONFIG_KEYS }),
+    });
+    return parseConfigRead(host, read, user, what);
+}
+/** PHP on the host running a config reading script as the given user, printing no error text. */
+function configReader(host, user, script, args = []) {
+    return host_asUser(host.account, user, [
+        'php',
+        '-d',
+        'display_errors=0',
+        '-d',
+        'log_errors=0',
+        '-r',
+        script,
+        ...(args.length > 0 ? ['--', ...args] : []),
+    ]);
+}
+function parseConfigRead(host, read, owner, configPath) {
+    if (read.exitCode !== 0) {
+        const transport = host.transportFailure(read);
+        if (transport)
+            throw new errors_LinkError(transport);
+        const failure = configReadFailure(read.stdout, owner);
+        if (failure)
+            throw new errors_BackupError(failure);
+        // Not PHP's words (it prints none): the shell's or sudo's, e.g. php missing.
+        throw new errors_BackupError(`Could not read ${configPath} with PHP on ${host.label}: ${process_stderrTail(read.stderr) || `php exited with ${read.exitCode}`}`);
+    }
+    try {
+        const parsed = JSON.parse(read.stdout);
+        // PHP encodes an empty array as [] rather than {}.
+        return (Array.isArray(parsed) ? {} : parsed);
+    }
+    catch {
+        throw new errors_BackupError(`PHP printed something other than the configuration when reading ${configPath}.`);
+    }
+}
+/**
+ * An SSH user that is neither root nor the instance's owner runs occ (as the owner) and
+ * rsync (to read every file) through sudo, which must not ask for a password.
+ */
+async function requirePasswordlessSudo(host, owner) {
+    const result = await host.run(['sudo', '-n', 'true']);
+    if (result.exitCode !== 0)
+        throw new errors_BackupError(`The SSH user ${host.account} on ${host.label} is neither root nor ${owner} and cannot use sudo without a password (${process_stderrTail(result.stderr) || 'sudo -n failed'}): connect as root or ${owner}, or allow it passwordless sudo.`);
+}
+
+;// CONCATENATED MODULE: ./src/steps/installation.ts
+// Which part of the installation is server code that a reinstall brings back, and which is
+// not: the install type (a distribution package owns occ/version.php, or a tarball was
+// unpacked), and the app directories with the apps that did not ship with the release
+// (app-store apps, which only a backup brings back).
+
+
+
+
+
+/** The app directory that ships with the server code, relative to the install dir. */
+const SHIPPED_APPS_DIR = 'apps';
+/** Where app-store apps go when config.php says nothing: ownCloud's and Nextcloud's names. */
+const USUAL_APP_DIRS = (/* unused pure expression or super */ null && (['apps-external', 'custom_apps']));
+/** A path as a literal dpkg-query --search pattern (it would read * ? [ \ as a glob). */
+function dpkgPattern(path) {
+    return path.replace(/[*?[\\]/g, '\\$&');
+}
+/** `dpkg-query --search` output: path → owning package(s). Diversion lines are not owners. */
+function parseDpkgSearch(stdout) {
+    const owners = new Map();
+    for (const line of stdout.split('\n')) {
+        if (line === '' || line.startsWith('diversion by '))
+            continue;
+        const colon = line.indexOf(': ');
+        if (colon <= 0)
+            continue;
+        owners.set(line.slice(colon + 2), line.slice(0, colon));
+    }
+    return owners;
+}
+/** Nextcloud's core/shipped.json: the apps that come with the release. */
+function parseShippedJson(text) {
+    let parsed;
+    try {
+        parsed = JSON.parse(text);
+    }
+    catch {
+        return undefined;
+    }
+    if (parsed === null || typeof parsed !== 'object')
+        return undefined;
+    const names = new Set();
+    for (const key of ['shippedApps', 'alwaysEnabled']) {
+        const list = parsed[key];
+        if (Array.isArray(list))
+            for (const name of list)
+                if (typeof name === 'string')
+                    names.add(name);
+    }
+    return names.size > 0 ? names : undefined;
+}
+/** The package managers the host has, in the order they are asked. */
+async function packageManagers(host) {
+    const result = reached(host, await host.run([
+        'sh',
+        '-c',
+        'command -v dpkg-query >/dev/null 2>&1 && echo dpkg; command -v rpm >/dev/null 2>&1 && echo rpm; true',
+    ]));
+    return result.stdout.split('\n').filter((m) => m === 'dpkg' || m === 'rpm');
+}
+/** Which of these host paths a package owns: path → package. */
+async function packageOwners(host, manager, paths) {
+    if (paths.length === 0)
+        return new Map();
+    if (manager === 'dpkg') {
+        // Exit 1 just means some path has no owner; the found ones are on stdout.
+        const result = reached(host, await host.run(['dpkg-query', '--search', '--', ...paths.map(dpkgPattern)]));
+        const found = parseDpkgSearch(result.stdout);
+        return new Map(paths.flatMap((p) => (found.has(p) ? [[p, found.get(p)]] : [])));
+    }
+    const owners = new Map();
+    for (const path of paths) {
+        const result = reached(host, await host.run(['rpm', '-qf', '--queryformat', '%{NAME}\\n', '--', path]));
+        if (result.exitCode === 0 && result.stdout.trim())
+            owners.set(path, result.stdout.trim());
+    }
+    return owners;
+}
+/** The install dir with symlinks resolved, as a package database records it. */
+async function realPath(host, owner, path) {
+    const result = reached(host, await host.run(asUser(host.account, owner, ['readlink', '-f', '--', path])));
+    return result.exitCode === 0 && result.stdout.trim() ? result.stdout.replace(/\n$/, '') : path;
+}
+/**
+ * Package or tarball install: `auto` asks the host's package database (dpkg, else rpm)
+ * whether a package owns the installation's occ or version.php.
+ */
+async function installation_detectInstallType(host, requested, instance) {
+    if (requested === 'tarball')
+        return { type: 'tarball', reason: 'install-type: tarball' };
+    const real = await realPath(host, instance.owner, instance.installDir);
+    const candidates = [
+        ...new Set([instance.installDir, real].flatMap((dir) => [`${dir}/version.php`, `${dir}/occ`])),
+    ];
+    const managers = await packageManagers(host);
+    for (const manager of managers) {
+        const owners = await packageOwners(host, manager, candidates);
+        const [path, owner] = [...owners][0] ?? [];
+        if (path && owner) {
+            const how = `${path} belongs to package ${owner} (${manager})`;
+            return {
+                type: 'package',
+                reason: requested === 'package' ? `install-type: package; ${how}` : `detected: ${how}`,
+                package: owner,
+                manager,
+            };
+        }
+    }
+    if (requested === 'package')
+        return { type: 'package', reason: 'install-type: package' };
+    const asked = managers.length > 0 ? `asked ${managers.join(' and ')}` : 'no dpkg or rpm there';
+    return {
+        type: 'tarball',
+        reason: `detected: no package owns ${instance.installDir}/version.php or occ (${asked})`,
+    };
+}
+// Names in a directory, NUL-terminated, hidden ones too (cd first: the session's working
+// directory may be one the owner cannot enter).
+const LIST_ENTRIES = (/* unused pure expression or super */ null && (`cd -- "$1" || exit 1
+for f in * .[!.]* ..?*; do if [ -e "$f" ] || [ -L "$f" ]; then printf '%s\\0' "$f"; fi; done`));
+/** Entries of a directory on the host, as its owner sees them. */
+async function entriesOf(host, owner, dir) {
+    const result = reached(host, await host.run(asUser(host.account, owner, ['sh', '-c', LIST_ENTRIES, 'sh', dir])));
+    if (result.exitCode !== 0)
+        throw new BackupError(`Could not list the app directory ${dir} on ${host.label}: ${stderrTail(result.stderr)}`);
+    return result.stdout.split('\0').filter(Boolean).sort();
+}
+async function readOnHost(host, owner, path) {
+    const result = reached(host, await host.run(asUser(host.account, owner, ['cat', '--', path])));
+    return result.exitCode === 0 ? result.stdout : undefined;
+}
+/** Whether `path` is `dir` or lies below it. */
+function installation_isWithin(path, dir) {
+    return path === dir || path.startsWith(dir === '/' ? '/' : `${dir}/`);
+}
+/**
+ * The instance's app directories (config.php's apps_paths, else apps/, plus apps-external/
+ * and custom_apps/ when present) and what of each to copy. A tarball install copies the
+ * whole installation anyway; a package install copies every app directory but the apps/
+ * that ships with the code, and from that one the apps the release did not ship (Nextcloud:
+ * not in core/shipped.json; otherwise: not owned by the server's package).
+ */
+async function installation_planAppDirs(host, instance, kind, warn) {
+    const { installDir, owner } = instance;
+    const exists = (path) => existsOnHost(host, owner, '-d', path);
+    const listed = instance.appsPaths.length > 0
+        ? instance.appsPaths.map((a) => ({ ...a, listed: true }))
+        : [
+            {
+                path: `${installDir}/${SHIPPED_APPS_DIR}`,
+                url: '/apps',
+                writable: false,
+                listed: false,
+            },
+        ];
+    for (const name of USUAL_APP_DIRS) {
+        const path = `${installDir}/${name}`;
+        if (!listed.some((a) => a.path === path) && (await exists(path)))
+            listed.push({ path, url: `/${name}`, writable: true, listed: false });
+    }
+    const plan = { appDirs: [], installPaths: [], absolutePaths: [] };
+    for (const dir of listed) {
+        const record = {
+            path: dir.path,
+            listed: dir.listed,
+            ...(dir.listed ? { writable: dir.writable } : {}),
+        };
+        const relative = installation_isWithin(dir.path, installDir)
+            ? posix.relative(installDir, dir.path)
+            : undefined;
+        if (!(await exists(dir.path))) {
+            if (dir.listed)
+                warn(`config.php's apps_paths names ${dir.path}, which does not exist.`);
+            plan.appDirs.push({ ...record, copied: 'none', reason: 'does not exist' });
+            continue;
+        }
+        if (installation_isWithin(dir.path, instance.dataDir)) {
+            plan.appDirs.push({ ...record, copied: 'whole', reason: 'inside the data directory' });
+            continue;
+        }
+        if (relative === '') {
+            warn(`config.php's apps_paths names the installation directory itself (${dir.path}).`);
+            plan.appDirs.push({
+                ...record,
+                copied: kind.type === 'tarball' ? 'whole' : 'none',
+                reason: 'the installation directory itself',
+            });
+            continue;
+        }
+        if (relative === undefined) {
+            plan.absolutePaths.push(dir.path);
+            plan.appDirs.push({ ...record, copied: 'whole', reason: 'outside the installation' });
+            continue;
+        }
+        if (kind.type === 'tarball') {
+            plan.appDirs.push({ ...record, copied: 'whole', reason: 'part of the whole installation' });
+            continue;
+        }
+        if (relative !== SHIPPED_APPS_DIR) {
+            plan.installPaths.push(relative);
+            plan.appDirs.push({ ...record, copied: 'whole', reason: 'not shipped with the server code' });
+            continue;
+        }
+        // The apps/ of a package install: shipped apps come back with the package, others do not.
+        const names = await entriesOf(host, owner, dir.path);
+        const shippedJson = await readOnHost(host, owner, `${installDir}/core/shipped.json`);
+        const fromRelease = shippedJson === undefined ? undefined : parseShippedJson(shippedJson);
+        let shipped;
+        let how;
+        if (fromRelease) {
+            shipped = new Set(names.filter((n) => fromRelease.has(n)));
+            how = 'listed in core/shipped.json';
+        }
+        else if (kind.manager) {
+            const manager = kind.manager;
+            const owners = await packageOwners(host, manager, names.map((n) => `${dir.path}/${n}`));
+            const real = await realPath(host, owner, dir.path);
+            const realOwners = real === dir.path
+                ? owners
+                : await packageOwners(host, manager, names.map((n) => `${real}/${n}`));
+            shipped = new Set(names.filter((n) => owners.has(`${dir.path}/${n}`) || realOwners.has(`${real}/${n}`)));
+            how = `owned by package ${kind.package} (${manager})`;
+        }
+        else {
+            warn(`No package manager owns the server code and there is no core/shipped.json: the apps in ${dir.path} cannot be told from the shipped ones, so all of it is left out as server code. Use install-type: tarball to back it up.`);
+            plan.appDirs.push({
+                ...record,
+                copied: 'none',
+                shipped: names,
+                reason: 'server code (install-type: package)',
+            });
+            continue;
+        }
+        const apps = names.filter((n) => !shipped.has(n));
+        plan.installPaths.push(...apps.map((n) => `${SHIPPED_APPS_DIR}/${n}`));
+        plan.appDirs.push({
+            ...record,
+            copied: apps.length > 0 ? 'apps' : 'none',
+            apps,
+            shipped: [...shipped],
+            reason: `ships with the server code: the shipped apps (${how}) are left out, the others copied`,
+        });
+    }
+    return plan;
+}
+
+;// CONCATENATED MODULE: ./src/steps/files.ts
+// Copies the instance's files from the host into the staging directory on the runner with
+// rsync, keeping ACLs, xattrs, owners (numeric), modes, hard links, hidden files and empty
+// directories. Run twice: the bulk before maintenance mode, then only the delta inside it.
+
+
+
+
+
+
+
+/** Archive member directories: where each part of the instance lands in the staging dir. */
+const files_LAYOUT = { install: 'owncloud', data: 'data', absolute: 'extra' };
+// -a (rlptgoD) + hard links, ACLs, xattrs, one file system, numeric owners; -s keeps
+// names with spaces and shell characters intact on the remote side; progress2 reports
+// the whole run's bytes and files as it goes (one \r-ended line per update, on stdout).
+const RSYNC_FLAGS = (/* unused pure expression or super */ null && (['-aHAXx', '--numeric-ids', '-s', '--stats', '--info=progress2']));
+/**
+ * One `--info=progress2` update (LC_ALL=C):
+ * `     32,768,000  90%   1.07GB/s    0:00:00 (xfr#1, to-chk=3/5)`: bytes so far, files so far.
+ */
+function parseRsyncProgress(line) {
+    const match = /^\s*([\d,]+)\s+\d+%\s+\S+\s+\S+(?:\s+\(xfr#(\d+),[^)]*\))?\s*$/.exec(line);
+    if (!match)
+        return undefined;
+    const bytes = Number(match[1].replaceAll(',', ''));
+    // The first update comes before any file is done: it has no xfr# yet.
+    return { bytes, files: match[2] === undefined ? 0 : Number(match[2]) };
+}
+const KEPT_LINES = 200;
+/**
+ * Splits rsync's stdout as it streams: progress updates (ended by \r) go to `onProgress`,
+ * the last lines of the rest (the --stats block) are kept for parseRsyncStats.
+ */
+class RsyncOutput {
+    pending = '';
+    kept = [];
+    onProgress;
+    constructor(onProgress) {
+        this.onProgress = onProgress;
+    }
+    write(chunk) {
+        const pieces = (this.pending + chunk).split(/[\r\n]/);
+        this.pending = pieces.pop();
+        for (const piece of pieces)
+            this.take(piece);
+    }
+    /** Everything that was not a progress update, one line each. */
+    end() {
+        if (this.pending)
+            this.take(this.pending);
+        this.pending = '';
+        return this.kept.join('\n');
+    }
+    take(piece) {
+        const progress = parseRsyncProgress(piece);
+        if (progress)
+            this.onProgress(progress);
+        else if (piece.trim() !== '') {
+            this.kept.push(piece);
+            // The --stats block is a few lines at the end; anything else must not pile up.
+            if (this.kept.length > KEPT_LINES)
+                this.kept.shift();
+        }
+    }
+}
+/** Parses `rsync --stats` (run with LC_ALL=C). */
+function parseRsyncStats(output) {
+    const number = (label) => {
+        const match = new RegExp(`^${label}: ([\\d,]+)`, 'm').exec(output);
+        return match ? Number(match[1].replaceAll(',', '')) : 0;
+    };
+    const files = /^Number of files: [\d,]+ \(reg: ([\d,]+)/m.exec(output);
+    return {
+        files: files ? Number(files[1].replaceAll(',', '')) : number('Number of files'),
+        bytes: number('Total file size'),
+        transferredBytes: number('Total transferred file size'),
+    };
+}
+/** The rsync runs for one pass: argv for each part. Pure, so it is tested without processes. */
+function rsyncCommands(fileSet, stagingDir, source, options) {
+    const common = [
+        ...RSYNC_FLAGS,
+        ...(fileSet.remoteRsync ? [`--rsync-path=${fileSet.remoteRsync}`] : []),
+        ...(options.delete ? ['--delete'] : []),
+        ...fileSet.exclude.map((p) => `--exclude=${p}`),
+    ];
+    const commands = [];
+    /** One rsync run: these host paths into this archive member, with these extra flags. */
+    const copy = (paths, flags, member) => {
+        const specs = paths.map(source);
+        const shell = specs[0]?.args ?? [];
+        commands.push([
+            'rsync',
+            ...common,
+            ...flags,
+            ...shell,
+            '--',
+            ...specs.map((s) => s.source),
+            `${stagingDir}/${member}/`,
+        ]);
+    };
+    // A directory goes as `path/` (which follows a symlinked one); a symlink to a file needs
+    // --copy-links, in a run of its own so that links anywhere else stay links.
+    const kind = (key) => fileSet.kinds?.[key];
+    const spelled = (key, path) => (kind(key) === 'dir' ? `${path}/` : path);
+    const copyRelative = (keys, path, member) => {
+        const links = keys.filter((k) => kind(k) === 'file-link');
+        const others = keys.filter((k) => kind(k) !== 'file-link');
+        if (others.length > 0)
+            copy(others.map((k) => spelled(k, path(k))), ['--relative'], member);
+        if (links.length > 0)
+            copy(links.map(path), ['--relative', '--copy-links'], member);
+    };
+    if (options.parts.includes('install') && fileSet.installPaths.length > 0) {
+        if (fileSet.installPaths.includes('.')) {
+            const inside = fileSet.dataDirInsideInstall;
+            copy([`${fileSet.installDir}/`], inside ? [`--exclude=/${inside}/`] : [], files_LAYOUT.install);
+            if (fileSet.linkedInside?.length)
+                copyRelative(fileSet.linkedInside, (p) => `${fileSet.installDir}/./${p}`, files_LAYOUT.install);
+        }
+        else {
+            // --relative with /./ keeps each path's place below the install dir.
+            copyRelative(fileSet.installPaths, (p) => `${fileSet.installDir}/./${p}`, files_LAYOUT.install);
+        }
+    }
+    if (options.parts.includes('data'))
+        copy([`${fileSet.dataDir}/`], fileSet.dataExclude.map((p) => `--exclude=/${p}`), files_LAYOUT.data);
+    if (options.parts.includes('absolute') && fileSet.absolutePaths.length > 0)
+        copyRelative(fileSet.absolutePaths, (p) => `/.${p}`, files_LAYOUT.absolute);
+    return commands;
+}
+/** Runs one pass of rsync runs; fails on anything but success or vanished files. */
+async function syncFiles(host, fileSet, stagingDir, options) {
+    const total = { files: 0, bytes: 0, transferredBytes: 0, vanished: false };
+    for (const argv of rsyncCommands(fileSet, stagingDir, (p) => host.rsyncSource(p), options)) {
+        const result = await runRsync([...options.privilege.prefix, ...argv], options);
+        if (options.signal.aborted)
+            throw new InterruptedError();
+        if (result.exitCode !== 0 && result.exitCode !== 24) {
+            if (isNoSpace(result.stderr))
+                throw noSpaceError(stagingDir);
+            const transport = host.transportFailure(result);
+            throw new BackupError(`Copying files from ${host.label} failed (rsync exit ${result.exitCode}): ${transport ?? stderrTail(result.stderr)}`);
+        }
+        const stats = parseRsyncStats(result.stdout);
+        total.files += stats.files;
+        total.bytes += stats.bytes;
+        total.transferredBytes += stats.transferredBytes;
+        total.vanished ||= result.exitCode === 24;
+        options.progress?.endRun({ bytes: stats.bytes, files: stats.files });
+    }
+    return total;
+}
+/** One rsync run, its stdout streamed: progress updates out as they come, the rest kept. */
+async function runRsync(argv, options) {
+    const rsync = streamProcess(argv, { signal: options.signal, env: { LC_ALL: 'C' } });
+    const output = new RsyncOutput((count) => options.progress?.update(count));
+    rsync.stdout.setEncoding('utf8');
+    rsync.stdout.on('data', (chunk) => output.write(chunk));
+    const [result] = await Promise.all([
+        rsync.done,
+        // An aborted run's stdout may end in an error; its exit status tells what happened.
+        finished(rsync.stdout).catch(() => { }),
+    ]);
+    return { ...result, stdout: output.end() };
+}
+/** Where the theme lives: legacy themes/<name>, or (ownCloud 10) a theme app. */
+async function themePath(host, instance) {
+    // A theme is a directory name; anything that could climb out of the installation is not one.
+    if (!instance.theme || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(instance.theme))
+        return undefined;
+    for (const candidate of [
+        `themes/${instance.theme}`,
+        `apps-external/${instance.theme}`,
+        `apps/${instance.theme}`,
+    ]) {
+        if (await existsOnHost(host, instance.owner, '-d', `${instance.installDir}/${candidate}`))
+            return candidate;
+    }
+    return undefined;
+}
+// For each path, NUL-separated: what it is (following a symlink), whether it is a symlink,
+// and its real path.
+const INSPECT = (/* unused pure expression or super */ null && (`for p; do
+  if [ -d "$p" ]; then k=dir; elif [ -L "$p" ] && [ -e "$p" ]; then k=file-link; elif [ -e "$p" ]; then k=file; else k=missing; fi
+  if [ -L "$p" ]; then l=link; else l=; fi
+  printf '%s\\0%s\\0%s\\0' "$k" "$l" "$(readlink -f -- "$p")"
+done`));
+/** What each path is on the host, as its owner sees it, and where it really is. */
+async function inspectPaths(host, owner, paths) {
+    if (paths.length === 0)
+        return [];
+    const result = reached(host, await host.run(asUser(host.account, owner, ['sh', '-c', INSPECT, 'sh', ...paths])));
+    const fields = result.stdout.split('\0');
+    if (result.exitCode !== 0 || fields.length < paths.length * 3)
+        throw new BackupError(`Could not inspect the paths to back up on ${host.label}: ${stderrTail(result.stderr)}`);
+    return paths.map((path, i) => ({
+        kind: fields[i * 3],
+        link: fields[i * 3 + 1] === 'link',
+        real: fields[i * 3 + 2] || path,
+    }));
+}
+/** Drops paths that lie inside another path of the list (the theme app inside apps-external/). */
+function outermost(paths) {
+    const unique = [...new Set(paths)];
+    return unique.filter((p) => !unique.some((q) => q !== p && isWithin(p, q)));
+}
+/**
+ * What to copy for this instance: config/, the active theme, the app directories that are
+ * not shipped server code and extra paths (or the whole installation for a tarball
+ * install), the data directory without the live SQLite file, and absolute extra paths.
+ * Checks that every path the user named exists.
+ */
+async function files_planFileSet(host, plan, instance, warn) {
+    const relativeExtras = plan.extraPaths.filter((p) => !p.startsWith('/'));
+    const extraAbsolute = plan.extraPaths.filter((p) => p.startsWith('/'));
+    for (const path of [
+        ...relativeExtras.map((p) => `${instance.installDir}/${p}`),
+        ...extraAbsolute,
+    ]) {
+        if (!(await existsOnHost(host, instance.owner, '-e', path)))
+            throw new InputError(`extra-paths: '${path}' does not exist on ${host.label}.`);
+    }
+    const inside = instance.dataDir.startsWith(`${instance.installDir}/`)
+        ? instance.dataDir.slice(instance.installDir.length + 1)
+        : undefined;
+    const install = await detectInstallType(host, plan.installType, instance);
+    const apps = await planAppDirs(host, instance, install, warn);
+    const theme = await themePath(host, instance);
+    if (instance.theme && !theme)
+        warn(`config.php names theme '${instance.theme}', but no themes/, apps-external/ or apps/ directory of that name exists.`);
+    // The parts of the installation a restore needs; a tarball install copies all of it.
+    const wanted = outermost([
+        'config',
+        ...(theme ? [theme] : []),
+        ...apps.installPaths,
+        ...relativeExtras,
+    ]);
+    const installPaths = install.type === 'tarball' ? ['.'] : wanted;
+    const absolutePaths = outermost([...apps.absolutePaths, ...extraAbsolute]);
+    const dataExclude = [];
+    const file = instance.database.file;
+    if (file && file.startsWith(`${instance.dataDir}/`)) {
+        const relative = file.slice(instance.dataDir.length + 1);
+        dataExclude.push(relative, `${relative}-journal`, `${relative}-wal`, `${relative}-shm`);
+    }
+    // Every top-level path: what it is (a symlinked one is followed) and where it really is.
+    const named = [
+        ...installPaths.map((p) => ({
+            key: p,
+            path: p === '.' ? instance.installDir : `${instance.installDir}/${p}`,
+            what: p === '.' ? 'the installation' : `the installation's ${p}`,
+        })),
+        { key: '', path: instance.dataDir, what: 'the data directory' },
+        ...absolutePaths.map((p) => ({
+            key: p,
+            path: p,
+            what: apps.absolutePaths.includes(p) ? 'an app directory' : 'an extra path',
+        })),
+    ];
+    // In a whole-installation copy, config/, the theme and app dirs are below the top level;
+    // symlinked ones are copied again, followed, over the link.
+    const below = install.type === 'tarball' ? wanted : [];
+    const inspected = await inspectPaths(host, instance.owner, [
+        ...named.map((n) => n.path),
+        ...below.map((p) => `${instance.installDir}/${p}`),
+    ]);
+    const kinds = {};
+    named.forEach((n, i) => {
+        const { kind } = inspected[i];
+        if (n.key !== '' && kind !== 'missing')
+            kinds[n.key] = kind;
+    });
+    const linkedInside = below.filter((p, i) => {
+        const found = inspected[named.length + i];
+        if (found.link && found.kind !== 'missing')
+            kinds[p] = found.kind;
+        return found.link && found.kind !== 'missing';
+    });
+    // An SSH user that is neither root nor the instance's owner reads the files through sudo.
+    const needsSudo = plan.target.kind === 'ssh' && host.account !== 'root' && host.account !== instance.owner;
+    return {
+        ...(needsSudo ? { remoteRsync: 'sudo -n rsync' } : {}),
+        installDir: instance.installDir,
+        installPaths,
+        ...(inside ? { dataDirInsideInstall: inside } : {}),
+        dataDir: instance.dataDir,
+        absolutePaths,
+        exclude: plan.exclude,
+        dataExclude,
+        kinds,
+        ...(linkedInside.length > 0 ? { linkedInside } : {}),
+        install,
+        appDirs: apps.appDirs,
+        ...(install.type === 'package'
+            ? {
+                serverCode: {
+                    what: `everything else in ${instance.installDir}`,
+                    why: `server code: package install, reinstall the same version (${instance.product === 'nextcloud' ? 'Nextcloud' : 'ownCloud'} ${instance.version}${install.package ? `, package ${install.package}` : ''})`,
+                },
+            }
+            : {}),
+        included: [
+            ...named.map((n, i) => ({ path: n.path, real: inspected[i].real, what: n.what })),
+            ...below.flatMap((p, i) => linkedInside.includes(p)
+                ? [
+                    {
+                        path: `${instance.installDir}/${p}`,
+                        real: inspected[named.length + i].real,
+                        what: `the installation's ${p}`,
+                    },
+                ]
+                : []),
+        ],
+    };
+}
+/**
+ * Fails unless the staged copy holds config.php as a regular file: a backup without it
+ * cannot be restored, whatever else it holds.
+ */
+async function checkStagedConfig(stagingDir, privilege) {
+    const dir = `${stagingDir}/${files_LAYOUT.install}/config`;
+    const staged = `${dir}/config.php`;
+    // Not through a symlink: a staged link would point at the live file, not hold a copy.
+    const result = await runProcess([
+        ...privilege.prefix,
+        'test',
+        '!',
+        '-h',
+        dir,
+        '-a',
+        '!',
+        '-h',
+        staged,
+        '-a',
+        '-f',
+        staged,
+        '-a',
+        '-s',
+        staged,
+    ]);
+    if (result.exitCode !== 0)
+        throw new BackupError(`config.php did not arrive in the backup (${files_LAYOUT.install}/config/config.php is missing, empty or a symlink after the copy): without it the backup cannot be restored. Check the exclude patterns.`);
+}
+
+;// CONCATENATED MODULE: ./src/steps/preflight.ts
+// Preflight: before anything changes on the host, make sure every tool the run needs is
+// there (on the host and here) and that the runner has room for the backup.
+
+
+
+
+
+
+
+
+
+
+
+const MISSING = `for p; do command -v "$p" >/dev/null 2>&1 || echo "$p"; done`;
+const FIRST_WITH_VERSION = (/* unused pure expression or super */ null && (`for p; do if command -v "$p" >/dev/null 2>&1; then echo "$p"; "$p" --version 2>&1 | head -n 1; exit 0; fi; done; exit 127`));
+/** Names of the programs (of those given) the host lacks. */
+async function preflight_missingOnHost(host, programs) {
+    const result = host_reached(host, await host.run(['sh', '-c', MISSING, 'sh', ...programs]));
+    return result.stdout.split('\n').filter(Boolean);
+}
+async function missingHere(programs) {
+    const result = await runProcess(['sh', '-c', MISSING, 'sh', ...programs]);
+    return result.stdout.split('\n').filter(Boolean);
+}
+/** The engine's dump program on the host (the first of its names found) and its version. */
+async function findDumpTool(host, engine) {
+    const result = reached(host, await host.run(['sh', '-c', FIRST_WITH_VERSION, 'sh', ...engine.programs]));
+    if (result.exitCode !== 0)
+        throw new BackupError(`${host.label} has no ${engine.programs.join(' or ')} to dump the ${engine.type} database: install it there.`);
+    const [program, version] = result.stdout.split('\n');
+    // sqlite3 appends a 40-hex source id that tells a reader nothing.
+    return {
+        program: program.trim(),
+        version: (version ?? '').trim().replace(/\s+[0-9a-f]{40,}\S*$/, ''),
+    };
+}
+/** Apparent size in bytes of the given paths on the host (one file system each, as rsync -x). */
+async function sizeOnHost(host, owner, paths) {
+    if (paths.length === 0)
+        return 0;
+    const result = reached(host, 
+    // -D: a symlinked top-level path is measured as what it points to, as it is copied.
+    await host.run(asUser(host.account, owner, ['du', '-s', '-x', '-D', '--bytes', '--', ...paths])));
+    if (result.exitCode !== 0 && result.stdout.trim() === '')
+        throw new BackupError(`Could not measure the files to back up on ${host.label}: ${stderrTail(result.stderr)}`);
+    return result.stdout
+        .split('\n')
+        .filter(Boolean)
+        .reduce((sum, line) => sum + Number(line.split('\t')[0] ?? 0), 0);
+}
+/** Free bytes where dir is (or will be created: its nearest existing ancestor). */
+function freeBytes(dir) {
+    const stats = statfsSync(nearestExisting(dir));
+    return stats.bavail * stats.bsize;
+}
+/** The path itself when it exists, else its nearest existing ancestor. */
+function nearestExisting(path) {
+    let current = path;
+    while (!existsSync(current) && dirname(current) !== current)
+        current = dirname(current);
+    return current;
+}
+/**
+ * Where a path really is, symlinks resolved as far as it exists (it may not exist yet):
+ * the real path of its nearest existing ancestor, then the rest as given.
+ */
+function resolveAsFarAsExists(path) {
+    const existing = nearestExisting(path);
+    let real;
+    try {
+        real = realpathSync(existing);
+    }
+    catch {
+        real = existing;
+    }
+    return existing === path ? real : join(real, relative(existing, path));
+}
+/**
+ * The copied path a backup directory lies in (each backup would then hold the ones before
+ * it), or undefined. The backup dir and each `real` are paths with symlinks resolved.
+ */
+function backupDirInside(backupDir, included) {
+    // The innermost one names the place best (the data dir, not the installation around it).
+    return included
+        .filter((i) => isWithin(backupDir, i.real))
+        .sort((a, b) => b.real.length - a.real.length)[0];
+}
+function preflight_formatBytes(bytes) {
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let value = bytes;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+        value /= 1024;
+        unit++;
+    }
+    return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
+/**
+ * Room needed on the runner: the staged copy plus the archive, which at worst (data that
+ * does not compress, like photos) is as large again, plus a margin for the dump.
+ */
+function requiredBytes(sourceBytes) {
+    return Math.ceil(sourceBytes * 2.05) + 64 * 1024 * 1024;
+}
+/**
+ * Everything checked before the instance is touched: the dump tool and the other programs
+ * on the host, the programs here, that the dump can reach and read the database (with its
+ * own credentials), whether this runner can keep owners, what to copy, and whether the
+ * backup directory has room for it.
+ */
+async function preflight(host, plan, instance, engine, reporter) {
+    const tool = await findDumpTool(host, engine);
+    reporter.info(`Dump tool on the host: ${tool.program} (${tool.version}).`);
+    const hostPrograms = ['php', 'rsync', 'du'];
+    if (host.account !== instance.owner)
+        hostPrograms.push(host.account === 'root' ? 'runuser' : 'sudo');
+    const missingThere = await preflight_missingOnHost(host, hostPrograms);
+    if (missingThere.length > 0)
+        throw new BackupError(`${host.label} lacks ${missingThere.join(', ')}: install it there.`);
+    const missing = await missingHere([
+        'rsync',
+        'tar',
+        compressorProgram(plan.compression),
+        ...(plan.target.kind === 'ssh' ? ['ssh'] : []),
+    ]);
+    if (missing.length > 0)
+        throw new BackupError(`This machine lacks ${missing.join(', ')}: install it to take backups.`);
+    await checkDatabase({
+        host,
+        engine,
+        connection: instance.database,
+        tool,
+        owner: instance.owner,
+    });
+    reporter.info(`The ${instance.database.type} database '${instance.database.name}' answers.`);
+    const privilege = await runnerPrivilege();
+    if (!privilege.keepsOwners)
+        reporter.warning('Not running as root and no passwordless sudo here: file owners in the backup will be this user, not the originals.');
+    const fileSet = await planFileSet(host, plan, instance, (m) => reporter.warning(m));
+    reporter.info(`${fileSet.install.type === 'package' ? 'Package' : 'Tarball'} install (${fileSet.install.reason}).`);
+    // On this machine both sides are here: a backup-dir inside a copied path would copy itself.
+    if (plan.target.kind === 'local') {
+        const real = resolveAsFarAsExists(plan.backupDir);
+        const container = backupDirInside(real, fileSet.included);
+        if (container)
+            throw new InputError(`backup-dir '${plan.backupDir}'${real === plan.backupDir ? '' : ` (really ${real})`} lies inside ${container.what} '${container.path}'${container.real === container.path ? '' : ` (really ${container.real})`}, which the backup copies: each backup would hold the ones before it. Choose a backup-dir outside the instance's files.`);
+    }
+    const whole = fileSet.installPaths.includes('.');
+    const measured = [
+        ...(whole
+            ? [fileSet.installDir]
+            : fileSet.installPaths.map((p) => `${fileSet.installDir}/${p}`)),
+        // A tarball install's measure already holds a data directory inside it.
+        ...(whole && fileSet.dataDirInsideInstall ? [] : [fileSet.dataDir]),
+        // Linked elsewhere: measured where they point, as they are copied.
+        ...(fileSet.linkedInside ?? []).map((p) => `${fileSet.installDir}/${p}`),
+        ...fileSet.absolutePaths,
+    ];
+    const size = await sizeOnHost(host, instance.owner, measured);
+    const need = requiredBytes(size);
+    const free = freeBytes(plan.backupDir);
+    reporter.info(`About ${preflight_formatBytes(size)} of files to copy; ${preflight_formatBytes(free)} free in ${plan.backupDir}.`);
+    if (free < need)
+        throw new BackupError(`Not enough space in ${plan.backupDir}: this backup needs about ${preflight_formatBytes(need)} (a staged copy and the archive), ${preflight_formatBytes(free)} is free. Free space or choose another backup-dir.`);
+    return { tool, fileSet, privilege, sizeBytes: size };
+}
+
+;// CONCATENATED MODULE: ./src/progress.ts
+// Progress of the long steps (the bulk copy, the archive): a line in the log at a steady
+// pace, never a flood. Pure: the clock is injected, so the pacing is tested without waiting.
+
+
+
+/** Seconds between progress lines unless OWNCLOUD_BACKUP_PROGRESS_SECONDS says otherwise. */
+const progress_DEFAULT_PROGRESS_SECONDS = 10;
+const PROGRESS_ENV = 'OWNCLOUD_BACKUP_PROGRESS_SECONDS';
+/** The interval from the environment (the action's `env:` or the shell), validated. */
+function progressSecondsFrom(env) {
+    const value = env[PROGRESS_ENV]?.trim();
+    if (value === undefined || value === '')
+        return progress_DEFAULT_PROGRESS_SECONDS;
+    const seconds = Number(value);
+    if (!/^\d+(\.\d+)?$/.test(value) || !Number.isFinite(seconds))
+        throw new InputError(`${PROGRESS_ENV} must be a number of seconds between progress lines (e.g. 10), got '${value}'.`);
+    return seconds;
+}
+/**
+ * Says when a line is due: the first one `intervalSeconds` after the start, then one per
+ * interval, however often the tool reports.
+ */
+class ProgressThrottle {
+    next;
+    intervalMs;
+    now;
+    constructor(intervalSeconds, now) {
+        this.intervalMs = intervalSeconds * 1000;
+        this.now = now;
+        this.next = now() + this.intervalMs;
+    }
+    /** Whether a line is due now; if so, the next one is due an interval later. */
+    due() {
+        const now = this.now();
+        if (now < this.next)
+            return false;
+        this.next = now + this.intervalMs;
+        return true;
+    }
+}
+/** One progress line: `Bulk copy: 1.2 GiB of about 3.0 GiB (40 %), 1,234 files, 85.0 MiB/s, about 25 s left`. */
+function formatProgress(label, count, elapsedSeconds, expectedBytes) {
+    const parts = [];
+    const rate = elapsedSeconds > 0 ? count.bytes / elapsedSeconds : 0;
+    if (expectedBytes && expectedBytes > 0) {
+        const percent = Math.min(100, Math.floor((count.bytes / expectedBytes) * 100));
+        parts.push(`${formatBytes(count.bytes)} of about ${formatBytes(expectedBytes)} (${percent} %)`);
+    }
+    else {
+        parts.push(formatBytes(count.bytes));
+    }
+    if (count.files !== undefined)
+        parts.push(`${count.files.toLocaleString('en-US')} file${count.files === 1 ? '' : 's'}`);
+    parts.push(`${formatBytes(rate)}/s`);
+    if (expectedBytes && rate > 0 && count.bytes < expectedBytes)
+        parts.push(`about ${formatSeconds((expectedBytes - count.bytes) / rate)} left`);
+    return `${label}: ${parts.join(', ')}`;
+}
+/**
+ * The progress of one step made of several runs (one rsync per part of the instance): each
+ * run counts from zero, the step's line adds them up. Lines go out through `emit` when the
+ * throttle says so; once any went out, `finish` adds the final totals.
+ */
+class progress_StepProgress {
+    started;
+    throttle;
+    done = { bytes: 0, files: 0 };
+    current = { bytes: 0 };
+    hasFiles = false;
+    /** The counts the last line showed; undefined before the first line. */
+    shown;
+    label;
+    options;
+    constructor(label, options) {
+        this.label = label;
+        this.options = options;
+        this.started = options.now();
+        this.throttle = new ProgressThrottle(options.intervalSeconds, options.now);
+    }
+    /** The current run's counts so far (they never go down within a run). */
+    update(count) {
+        this.current = {
+            bytes: Math.max(this.current.bytes, count.bytes),
+            ...(count.files !== undefined
+                ? { files: Math.max(this.current.files ?? 0, count.files) }
+                : {}),
+        };
+        this.hasFiles ||= count.files !== undefined;
+        if (this.throttle.due())
+            this.write();
+    }
+    /** The current run ended with these totals; the next run counts from zero again. */
+    endRun(total) {
+        const last = total ?? this.current;
+        this.done = {
+            bytes: this.done.bytes + Math.max(last.bytes, this.current.bytes),
+            files: this.done.files + Math.max(last.files ?? 0, this.current.files ?? 0),
+        };
+        this.hasFiles ||= last.files !== undefined;
+        this.current = { bytes: 0 };
+    }
+    /** The step's counts so far, over every run. */
+    total() {
+        const bytes = this.done.bytes + this.current.bytes;
+        if (!this.hasFiles)
+            return { bytes };
+        return { bytes, files: this.done.files + (this.current.files ?? 0) };
+    }
+    /** Ends the step: a last line with the totals, if any line went out and did not show them. */
+    finish() {
+        if (this.current.bytes > 0 || this.current.files)
+            this.endRun();
+        const total = this.total();
+        if (this.shown === undefined)
+            return;
+        if (this.shown.bytes === total.bytes && this.shown.files === total.files)
+            return;
+        this.write();
+    }
+    write() {
+        const total = this.total();
+        this.shown = total;
+        this.options.emit(formatProgress(this.label, total, (this.options.now() - this.started) / 1000, this.options.expectedBytes));
+    }
+}
+
+;// CONCATENATED MODULE: ./src/steps/maintenance.ts
+// Maintenance mode done right: note the state the administrator left, switch it on for the
+// dump, and afterwards put back exactly that prior state, on every path out (success,
+// failure, interruption), retrying through a dead link for a while before giving up loudly.
+
+
+
+
+/** argv of `php occ ...` as the right user. */
+function maintenance_occCommand(host, occ, args) {
+    return host_asUser(host.account, occ.user, ['php', `${occ.installDir}/occ`, ...args]);
+}
+/** Reads `occ maintenance:mode`'s answer: "Maintenance mode is currently enabled|disabled". */
+function parseMaintenanceState(output) {
+    const match = /maintenance mode is currently (enabled|disabled)/i.exec(output);
+    return match ? match[1].toLowerCase() === 'enabled' : undefined;
+}
+class maintenance_MaintenanceGuard {
+    window = { switchedByUs: false, priorState: false };
+    restored = false;
+    host;
+    /** Where occ is and who runs it. */
+    target;
+    log;
+    restoreRetrySeconds;
+    record;
+    constructor(host, occ, log, restoreRetrySeconds = 60, 
+    /** Told each change before it happens (and once it is confirmed), to persist it. */
+    record = () => { }) {
+        this.host = host;
+        this.target = occ;
+        this.log = log;
+        this.restoreRetrySeconds = restoreRetrySeconds;
+        this.record = record;
+    }
+    note(phase) {
+        this.record({
+            phase,
+            switchedByUs: this.window.switchedByUs,
+            priorState: this.window.priorState,
+            installDir: this.target.installDir,
+            occUser: this.target.user,
+        });
+    }
+    async occRun(args, shielded = false) {
+        const result = await this.host.run(maintenance_occCommand(this.host, this.target, args), {
+            shielded,
+            timeoutMs: 120_000,
+        });
+        const transport = this.host.transportFailure(result);
+        if (transport)
+            throw new errors_LinkError(transport);
+        if (result.exitCode !== 0)
+            throw new errors_BackupError(`occ ${args.join(' ')} failed on ${this.host.label} (exit ${result.exitCode}): ${process_stderrTail(`${result.stdout}\n${result.stderr}`)}`);
+        return result.stdout;
+    }
+    async state(shielded = false) {
+        const output = await this.occRun(['maintenance:mode'], shielded);
+        const state = parseMaintenanceState(output);
+        if (state === undefined)
+            throw new errors_BackupError(`occ maintenance:mode answered something unexpected: ${process_stderrTail(output)}`);
+        return state;
+    }
+    /**
+     * For a run that switched maintenance mode on, or may have (the action's post step, after
+     * the main step was killed): asks occ for the actual state, and puts the prior state back
+     * if it differs. Returns what it found.
+     */
+    static async recover(host, record, log, restoreRetrySeconds) {
+        const guard = new maintenance_MaintenanceGuard(host, { installDir: record.installDir, user: record.occUser }, log, restoreRetrySeconds);
+        guard.window.priorState = record.priorState;
+        // The post step runs right after main: a state other than the prior one is main's doing.
+        if ((await guard.state(true)) === record.priorState)
+            return 'was-prior-state';
+        guard.window.switchedByUs = true;
+        await guard.restore();
+        return 'restored';
+    }
+    /** Switches maintenance mode on (if it is not on already) and confirms it. */
+    async enable() {
+        this.window.priorState = await this.state();
+        if (this.window.priorState) {
+            this.note('restored');
+            this.log('Maintenance mode was already on; it stays on afterwards, as it was found.');
+            return;
+        }
+        // From here on the instance is (or may be) in maintenance mode: restore() must undo it,
+        // and a process that outlives this one must know it, before the command is even sent.
+        this.window.switchedByUs = true;
+        this.note('switching-on');
+        this.window.enabledAt = new Date();
+        // Shielded: an occ killed halfway through rewriting config.php would leave it truncated.
+        await this.occRun(['maintenance:mode', '--on'], true);
+        if (!(await this.state()))
+            throw new errors_BackupError('occ maintenance:mode --on did not switch maintenance mode on.');
+        this.note('on');
+        this.log('Maintenance mode switched on.');
+    }
+    /**
+     * Puts back the prior state. Safe to call more than once and on any path; retries for a
+     * while (the link may come back); throws only when the instance is left in a state
+     * other than the prior one.
+     */
+    async restore() {
+        if (this.restored || !this.window.switchedByUs) {
+            this.window.restoredAt ??= new Date();
+            return;
+        }
+        const deadline = Date.now() + this.restoreRetrySeconds * 1000;
+        let lastError;
+        for (let attempt = 1;; attempt++) {
+            try {
+                await this.occRun(['maintenance:mode', '--off'], true);
+                if (await this.state(true))
+                    throw new errors_BackupError('occ maintenance:mode --off did not switch maintenance mode off.');
+                this.restored = true;
+                this.window.restoredAt = new Date();
+                this.note('restored');
+                this.log('Maintenance mode switched off again (its prior state).');
+                return;
+            }
+            catch (error) {
+                lastError = error;
+                if (Date.now() >= deadline)
+                    break;
+                this.log(`Could not switch maintenance mode off yet (attempt ${attempt}), retrying: ${error instanceof Error ? error.message : String(error)}`);
+                await (0,promises_namespaceObject.setTimeout)(Math.min(1000 * attempt, 5000));
+            }
+        }
+        throw new MaintenanceNotRestoredError(`MAINTENANCE MODE IS STILL ON on ${this.host.label}: switching it off failed (${lastError instanceof Error ? lastError.message : String(lastError)}). ` +
+            `Run: sudo -u ${this.target.user} php ${this.target.installDir}/occ maintenance:mode --off`);
+    }
+    /** Seconds the instance spent in maintenance mode because of this run (0 when it was on already). */
+    seconds() {
+        const { enabledAt, restoredAt } = this.window;
+        if (!enabledAt)
+            return 0;
+        return ((restoredAt ?? new Date()).getTime() - enabledAt.getTime()) / 1000;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/steps/previous-state.ts
+/** The hidden, root-only directory one restore moves the previous state into. */
+function containerName(stamp) {
+    return `.owncloud-restore-previous-${stamp}`;
+}
+/** A stamp for container names: UTC, sortable, no characters a shell or URL minds. */
+function previous_state_restoreStamp(date) {
+    return date
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z');
+}
+/** The paths to move, without those inside another one (they move with it). Pure. */
+function previous_state_outermostPaths(paths) {
+    const unique = [...new Set(paths)].sort();
+    return unique.filter((path) => !unique.some((other) => other !== path && (other === '/' || path.startsWith(`${other}/`))));
+}
+/** Where each path goes (pure): into a container beside it, or, for a mount point, inside it. */
+function previous_state_planMoves(paths, stamp) {
+    return paths.map(({ path, exists, mountPoint }) => {
+        if (!exists)
+            return { original: path, aside: '', how: 'absent' };
+        const slash = path.lastIndexOf('/');
+        const parent = slash <= 0 ? '/' : path.slice(0, slash);
+        const base = path.slice(slash + 1);
+        return mountPoint
+            ? { original: path, aside: `${path}/${containerName(stamp)}`, how: 'entries' }
+            : {
+                original: path,
+                aside: `${parent === '/' ? '' : parent}/${containerName(stamp)}/${base}`,
+                how: 'path',
+            };
+    });
+}
+/** The container a move uses (the aside path's directory, or the aside path itself). */
+function previous_state_containerOf(move) {
+    if (move.how === 'absent')
+        return undefined;
+    return move.how === 'entries' ? move.aside : move.aside.slice(0, move.aside.lastIndexOf('/'));
+}
+// Each script runs on the host as root, with the moves as arguments in threes
+// (how, original, aside); each is safe to run again after an interruption.
+/** For each path: exists? (e/-) and a mount point? (m/-), NUL-separated. */
+const previous_state_PROBE_PATHS = `
+for p; do
+  if [ -e "$p" ] || [ -L "$p" ]; then e=e; else e=-; fi
+  m=-
+  if [ -d "$p" ] && [ ! -L "$p" ]; then
+    parent=$(dirname -- "$p")
+    if [ "$(stat -c %d -- "$p")" != "$(stat -c %d -- "$parent")" ]; then m=m; fi
+  fi
+  printf '%s%s\\0' "$e" "$m"
+done
+`.trim();
+const previous_state_MOVE_ASIDE = `
+set -e
+while [ $# -ge 3 ]; do
+  how=$1 original=$2 aside=$3; shift 3
+  if [ "$how" = absent ]; then
+    continue
+  elif [ "$how" = entries ]; then
+    mkdir -p -m 0700 -- "$aside"
+    name=$(basename -- "$aside")
+    find "$original" -mindepth 1 -maxdepth 1 ! -name "$name" -exec mv -t "$aside" -- {} +
+  else
+    container=$(dirname -- "$aside")
+    mkdir -p -m 0700 -- "$container"
+    if [ -e "$original" ] || [ -L "$original" ]; then mv -T -- "$original" "$aside"; fi
+  fi
+done
+`.trim();
+/**
+ * Puts moved paths back: whatever the restore wrote in their place goes first. A path that
+ * did not exist before the restore (how 'absent') is only removed.
+ */
+const PUT_BACK = `
+set -e
+while [ $# -ge 3 ]; do
+  how=$1 original=$2 aside=$3; shift 3
+  case $how in
+    entries)
+      [ -d "$aside" ] || continue
+      name=$(basename -- "$aside")
+      # Once the restored entries are gone, the marker says so: run again after an
+      # interruption, the entries already moved back are not taken for restored ones.
+      if [ ! -e "$aside/.owncloud-restore-putting-back" ]; then
+        find "$original" -mindepth 1 -maxdepth 1 ! -name "$name" -exec rm -rf -- {} +
+        : > "$aside/.owncloud-restore-putting-back"
+      fi
+      find "$aside" -mindepth 1 -maxdepth 1 ! -name .owncloud-restore-putting-back -exec mv -t "$original" -- {} +
+      rm -f -- "$aside/.owncloud-restore-putting-back"
+      rmdir -- "$aside"
+      ;;
+    path)
+      [ -e "$aside" ] || [ -L "$aside" ] || continue
+      rm -rf -- "$original"
+      mv -T -- "$aside" "$original"
+      rmdir -- "$(dirname -- "$aside")" 2>/dev/null || true
+      ;;
+    absent)
+      rm -rf -- "$original"
+      ;;
+  esac
+done
+`.trim();
+/** Removes whole containers (the previous state, once it is no longer needed); prints bytes freed. */
+const previous_state_DISCARD = `
+total=0
+for c; do
+  [ -e "$c" ] || continue
+  size=$(du -s -x --bytes -- "$c" | cut -f1)
+  rm -rf -- "$c"
+  total=$((total + size))
+done
+echo "$total"
+`.trim();
+/** Sizes in bytes of the given containers (for the closing message). */
+const previous_state_SIZE = (/* unused pure expression or super */ null && (`du -s -x --bytes -c -- "$@" | tail -n 1 | cut -f1`));
+function previous_state_moveArguments(moves) {
+    return moves.flatMap((m) => [m.how, m.original, m.aside]);
+}
+
+;// CONCATENATED MODULE: ./src/steps/archive.ts
+// Packs the staged files into one compressed tar: tar keeps what zip loses (numeric owners,
+// modes, ACLs, xattrs, hard links, empty directories, any byte in a name).
+
+
+
+
+
+
+// tar tells its progress on stderr: a checkpoint line every 100 records (1 MiB of tar
+// stream) and, at the end, --totals' "Total bytes written: N".
+const RECORD_BYTES = (/* unused pure expression or super */ null && (20 * 512));
+const CHECKPOINT_RECORDS = 100;
+const CHECKPOINT_MARK = 'owncloud-backup-progress';
+const PROGRESS_FLAGS = [
+    '--blocking-factor=20',
+    `--checkpoint=${CHECKPOINT_RECORDS}`,
+    `--checkpoint-action=echo=${CHECKPOINT_MARK} %u`,
+    '--totals',
+];
+/** The tar-stream bytes a stderr line reports, if it is a progress line. */
+function parseTarProgress(line) {
+    const checkpoint = new RegExp(`${CHECKPOINT_MARK} (\\d+)$`).exec(line.trim());
+    if (checkpoint)
+        return { bytes: Number(checkpoint[1]) * RECORD_BYTES };
+    const totals = /^Total bytes written: (\d+)/.exec(line.trim());
+    return totals ? { bytes: Number(totals[1]) } : undefined;
+}
+/** tar's stderr without its progress lines: what is left explains a failure. */
+function archive_withoutTarProgress(stderr) {
+    return stderr
+        .split('\n')
+        .filter((line) => !parseTarProgress(line))
+        .join('\n');
+}
+/** tar options that create (and, for a restore, extract) everything a backup must keep. */
+const archive_TAR_METADATA_FLAGS = (/* unused pure expression or super */ null && (['--numeric-owner', '--acls', '--xattrs', '--xattrs-include=*']));
+function tarCreateCommand(stagingDir, members, compression) {
+    return [
+        'tar',
+        '--create',
+        '--file=-',
+        // tar runs the compressor itself: the data crosses no pipe through this process twice.
+        `--use-compress-program=${compressorCommand(compression)}`,
+        `--directory=${stagingDir}`,
+        '--format=posix',
+        // atime/ctime records change on every read and say nothing a restore needs.
+        '--pax-option=delete=atime,delete=ctime',
+        '--sort=name',
+        ...PROGRESS_FLAGS,
+        ...archive_TAR_METADATA_FLAGS,
+        '--',
+        ...members,
+    ];
+}
+async function archiveFiles(options) {
+    const members = Object.values(LAYOUT).filter((m) => existsSync(join(options.stagingDir, m)));
+    // tar's stderr streams: progress lines go on, the last few others explain a failure.
+    let pending = '';
+    const complaints = [];
+    const onStderr = (text) => {
+        const lines = (pending + text).split('\n');
+        pending = lines.pop();
+        for (const line of lines) {
+            const count = parseTarProgress(line);
+            if (count)
+                options.progress?.update(count);
+            else if (line.trim() !== '') {
+                complaints.push(line);
+                if (complaints.length > 20)
+                    complaints.shift();
+            }
+        }
+    };
+    const tar = streamProcess([
+        ...options.privilege.prefix,
+        ...tarCreateCommand(options.stagingDir, members, options.compression),
+    ], { signal: options.signal, onStderr });
+    try {
+        const [written, result] = await Promise.all([writeHashed(tar.stdout, options.path), tar.done]);
+        if (result.exitCode !== 0)
+            throw new BackupError(`Archiving the files failed (tar exit ${result.exitCode}): ${stderrTail(archive_withoutTarProgress([...complaints, pending].join('\n')))}`);
+        return { ...written, members };
+    }
+    catch (error) {
+        tar.kill();
+        rmSync(options.path, { force: true });
+        throw error;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/steps/restore-files.ts
+// Files back into place: the archive streams from here into tar on the host, which puts
+// each member directory where the manifest (or the user) says, with owners, modes, ACLs,
+// xattrs and hard links as archived. One pass over the archive, nothing unpacked here.
+
+
+
+
+
+
+
+
+
+/**
+ * A GNU tar --transform expression that maps member directory `member` (and everything
+ * below it) to `target` (absolute), with the extended-regex flag and symlink targets left
+ * alone. The replacement escapes what sed gives a meaning to. Pure.
+ */
+function memberTransform(member, target) {
+    if (!/^[a-z]+$/.test(member))
+        throw new Error(`unexpected archive member '${member}'`);
+    if (/[\n\0]/.test(target))
+        throw new BackupError(`The path '${target}' contains a line break.`);
+    const relative = target.replace(/^\/+/, '');
+    const replacement = (relative === '' ? '.' : relative).replace(/[\\&,]/g, '\\$&');
+    // `member` itself becomes the target; `member/x` becomes `target/x`.
+    return `s,^${member}(/|$),${replacement}\\1,xS`;
+}
+/** tar on the host that extracts the archive from stdin into place. Pure. */
+function tarExtractCommand(layout, compression) {
+    return [
+        'tar',
+        '--extract',
+        '--file=-',
+        compression === 'zstd' ? '--zstd' : '--gzip',
+        '--directory=/',
+        ...TAR_METADATA_FLAGS,
+        '--same-permissions',
+        '--same-owner',
+        // A directory that stays (the installation of a package install, /, a mount point)
+        // keeps its own owner and mode; only what was moved aside comes back as archived.
+        '--no-overwrite-dir',
+        ...Object.entries(layout).map(([member, target]) => `--transform=${memberTransform(member, target)}`),
+    ];
+}
+/** Counts the bytes read from the archive, for progress. */
+class Counter extends (/* unused pure expression or super */ null && (Transform)) {
+    bytes = 0;
+    progress;
+    _transform(chunk, _encoding, callback) {
+        this.bytes += chunk.length;
+        this.progress?.update({ bytes: this.bytes });
+        this.push(chunk);
+        callback();
+    }
+}
+async function restore_files_extractFiles(options) {
+    const { host } = options;
+    const tar = host.stream([...options.root, ...tarExtractCommand(options.layout, options.compression)], {
+        feedStdin: true,
+        signal: options.signal,
+    });
+    const counter = new Counter();
+    counter.progress = options.progress;
+    // tar's output is nothing but complaints: drain it so it never blocks.
+    tar.stdout.resume();
+    const feeding = pipeline(createReadStream(options.archivePath), counter, tar.stdin).catch((error) => error);
+    const result = await tar.done;
+    const fed = await feeding;
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new LinkError(`Restoring the files failed: ${transport}`);
+    if (result.exitCode !== 0) {
+        const said = stderrTail(withoutTarProgress(result.stderr));
+        throw new BackupError(/No space left on device|Disk quota exceeded/.test(said)
+            ? `No space left on device on ${host.label} while restoring the files: ${said}`
+            : `Restoring the files failed (tar exit ${result.exitCode} on ${host.label}): ${said || 'no message'}`);
+    }
+    if (fed instanceof Error)
+        throw new BackupError(`Reading ${options.archivePath} failed: ${fed.message}`);
+}
+/**
+ * The backup's config files (config.php and *.config.php), read from the archive here
+ * into memory through a private directory that is removed at once. They hold the database
+ * password: never written anywhere else.
+ */
+async function restore_files_readArchivedConfig(archivePath, compression) {
+    const dir = mkdtempSync(join(tmpdir(), 'owncloud-restore-config-'));
+    try {
+        const result = await runProcess([
+            'tar',
+            '--extract',
+            `--file=${archivePath}`,
+            compression === 'zstd' ? '--zstd' : '--gzip',
+            `--directory=${dir}`,
+            '--no-same-owner',
+            '--no-same-permissions',
+            '--wildcards',
+            '--no-wildcards-match-slash',
+            '--',
+            `${LAYOUT.install}/config/*.php`,
+        ]);
+        if (result.exitCode !== 0)
+            throw new BackupError(`The backup's files archive holds no ${LAYOUT.install}/config/config.php (${stderrTail(result.stderr) || `tar exit ${result.exitCode}`}): it cannot be restored.`);
+        const configDir = join(dir, LAYOUT.install, 'config');
+        const files = {};
+        for (const name of readdirSync(configDir))
+            if (name === 'config.php' || name.endsWith('.config.php'))
+                files[name] = readFileSync(join(configDir, name), 'utf8');
+        if (!files['config.php'])
+            throw new BackupError("The backup's files archive holds no config/config.php: it cannot be restored.");
+        return files;
+    }
+    finally {
+        rmSync(dir, { recursive: true, force: true });
+    }
+}
+
+;// CONCATENATED MODULE: ./src/steps/row-counts.ts
+
+
+
+/**
+ * Counts the rows of every prefixed table of the instance's database on the host, in one
+ * client invocation. Stopped through the signal, or by the timeout when given.
+ */
+async function row_counts_countRows(host, engine, context, signal, timeout) {
+    const command = engine.rowCountsCommand(context);
+    const abort = new AbortController();
+    const cancel = () => abort.abort();
+    signal?.addEventListener('abort', cancel, { once: true });
+    let timedOut = false;
+    let timer;
+    let ended = false;
+    const arm = () => {
+        if (ended || !timeout)
+            return;
+        timer = setTimeout(() => {
+            timedOut = true;
+            abort.abort();
+        }, timeout.seconds * 1000);
+    };
+    if (timeout?.after)
+        void timeout.after.then(arm, arm);
+    else
+        arm();
+    let result;
+    try {
+        result = await host.run(guardedCommand(command.argv, command.delivery), {
+            input: secretLine(command.secret),
+            keepStdinOpen: true,
+            signal: abort.signal,
+        });
+    }
+    finally {
+        ended = true;
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', cancel);
+    }
+    if (signal?.aborted)
+        throw new InterruptedError();
+    const what = `Counting the rows of the ${engine.type} database's tables`;
+    if (timedOut)
+        throw new BackupError(`${what} went on for ${timeout.seconds} s${timeout.after ? ' after the dump ended' : ''} and was stopped (dump-timeout): is the database server answering?`);
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new BackupError(`${what} failed: ${transport}`);
+    if (result.exitCode === 127 && /not found/i.test(result.stderr))
+        throw new BackupError(`${host.label} has no ${command.program} to count the rows of the ${engine.type} database: install it there.`);
+    if (result.exitCode !== 0) {
+        const cause = engine.explainFailure(result.stderr, context.connection) ??
+            (stderrTail(result.stderr) || 'no message');
+        throw new BackupError(`${what} (${command.program}) failed with exit code ${result.exitCode}: ${cause}`);
+    }
+    try {
+        return engine.parseRowCounts(result.stdout);
+    }
+    catch (error) {
+        throw new BackupError(`${what} (${command.program}) gave unexpected output: ${error instanceof Error ? error.message : String(error)}`);
+    }
+}
+
+;// CONCATENATED MODULE: ./package.json
+const package_namespaceObject = {"rE":"0.1.0"};
+;// CONCATENATED MODULE: ./src/tool.ts
+
+/** This tool's name and version, as recorded in every manifest. */
+const tool_TOOL = { name: 'owncloud-backup', version: package_namespaceObject.rE };
+
+;// CONCATENATED MODULE: ./src/manifest.ts
+
+
+
+
+const manifest_MANIFEST_FORMAT = 'owncloud-backup/1';
+/**
+ * What the backup deliberately does not hold, and why, for the summaries: the server code
+ * of a package install (with the shipped apps), exclude patterns, the live SQLite file.
+ */
+function leftOutOf(manifest) {
+    const { files } = manifest;
+    const shown = (names) => names.length > 6
+        ? `${names.slice(0, 6).join(', ')} and ${names.length - 6} more`
+        : names.join(', ');
+    return [
+        ...(files.serverCode ? [files.serverCode] : []),
+        ...(files.appDirs ?? [])
+            .filter((d) => d.shipped && d.shipped.length > 0)
+            .map((d) => ({
+            what: `the apps in ${d.path} that ship with the release (${shown(d.shipped)})`,
+            why: 'they come back with the reinstall',
+        })),
+        ...(files.excludePatterns ?? []).map((p) => ({ what: `\`${p}\`` })),
+        ...(files.leftOut ?? []).slice(0, 1).map((p) => ({
+            what: `\`${p}\` and its journal files`,
+            why: 'the live SQLite database; the dump replaces it',
+        })),
+    ];
+}
+/** sha256sum-compatible lines, so `sha256sum -c SHA256SUMS` checks a backup by hand. */
+function checksumsText(archives) {
+    return archives.map((a) => `${a.sha256}  ${a.name}\n`).join('');
+}
+/** Round to milliseconds, for durations people read. */
+function seconds(ms) {
+    return Math.round(ms) / 1000;
+}
+/** Assembles the manifest of a finished backup from what the run learned. */
+function buildManifest(input) {
+    const { instance, fileSet, maintenance } = input;
+    const db = instance.database;
+    const compression = input.archives[0]?.compression ?? 'zstd';
+    return {
+        format: manifest_MANIFEST_FORMAT,
+        tool: TOOL,
+        name: input.name,
+        startedAt: input.startedAt.toISOString(),
+        finishedAt: input.finishedAt.toISOString(),
+        durationSeconds: seconds(input.finishedAt.getTime() - input.startedAt.getTime()),
+        source: {
+            host: input.source,
+            transport: input.transport,
+            installDir: instance.installDir,
+            dataDir: instance.dataDir,
+            configPath: instance.configPath,
+            installType: fileSet.install.type,
+            installTypeReason: fileSet.install.reason,
+            owner: instance.owner,
+        },
+        instance: {
+            product: instance.product,
+            version: instance.version,
+            instanceId: instance.instanceId,
+            theme: instance.theme,
+        },
+        database: {
+            type: db.type,
+            name: db.name,
+            ...(db.host ? { host: db.host } : {}),
+            ...(db.port !== undefined ? { port: db.port } : {}),
+            ...(db.socket ? { socket: db.socket } : {}),
+            user: db.user,
+            tablePrefix: db.tablePrefix,
+            utf8mb4: db.utf8mb4,
+            ...(db.file ? { file: db.file } : {}),
+            dumpTool: input.tool.program,
+            dumpToolVersion: input.tool.version,
+            dumpBytes: input.dumpBytes,
+            rowCounts: input.rowCounts,
+            rowCountsInWindow: input.rowCountsInWindow,
+        },
+        files: {
+            layout: {
+                [LAYOUT.install]: instance.installDir,
+                [LAYOUT.data]: instance.dataDir,
+                ...(fileSet.absolutePaths.length > 0 ? { [LAYOUT.absolute]: '/' } : {}),
+            },
+            installPaths: fileSet.installPaths,
+            absolutePaths: fileSet.absolutePaths,
+            excludePatterns: fileSet.exclude,
+            leftOut: fileSet.dataExclude,
+            appDirs: fileSet.appDirs,
+            ...(fileSet.serverCode ? { serverCode: fileSet.serverCode } : {}),
+            fileCount: input.stats.files,
+            bytes: input.stats.bytes,
+            ownersKept: input.ownersKept,
+        },
+        maintenance: {
+            managed: maintenance.managed,
+            priorState: maintenance.window.priorState,
+            switchedByUs: maintenance.window.switchedByUs,
+            ...(maintenance.window.enabledAt
+                ? { enabledAt: maintenance.window.enabledAt.toISOString() }
+                : {}),
+            ...(maintenance.window.restoredAt
+                ? { restoredAt: maintenance.window.restoredAt.toISOString() }
+                : {}),
+            seconds: seconds(maintenance.seconds * 1000),
+        },
+        archives: input.archives.map(({ file, role, compression: method }) => ({
+            name: file.path.split('/').pop(),
+            role,
+            compression: method,
+            size: file.size,
+            sha256: file.sha256,
+        })),
+        restore: restoreCommands(input, compression),
+    };
+}
+/** Escapes text for use inside a double-quoted shell string. */
+function inDoubleQuotes(text) {
+    return text.replace(/[\\"$`]/g, '\\$&');
+}
+/**
+ * The restore commands with this backup's names and paths filled in; the engine's part comes
+ * from its restoreHint, whose {placeholders} are replaced here.
+ */
+function restoreCommands(input, compression) {
+    const { instance, fileSet } = input;
+    const db = instance.database;
+    const archive = (role) => quoteArg(input.archives
+        .find((a) => a.role === role)
+        .file.path.split('/')
+        .pop());
+    const installDir = quoteArg(instance.installDir);
+    const dataDir = quoteArg(instance.dataDir);
+    const unpacked = quoteArg(`${instance.dataDir}.restore`);
+    const owner = quoteArg(instance.owner);
+    const occ = `sudo -u ${owner} php ${quoteArg(`${instance.installDir}/occ`)}`;
+    const values = {
+        decompress: compression,
+        dump: archive('database'),
+        db: quoteArg(db.name),
+        dbName: inDoubleQuotes(db.name),
+        dbUser: inDoubleQuotes(db.user),
+        charset: db.utf8mb4 ? 'utf8mb4' : 'utf8',
+        dbFile: quoteArg(db.file ?? `${instance.dataDir}/${db.name}.db`),
+    };
+    const copyInto = (member, target) => `find ${unpacked}/${member} -mindepth 1 -maxdepth 1 -exec cp -a -t ${target} {} +`;
+    return {
+        before: fileSet.install.type === 'package'
+            ? `Install ${instance.product} ${instance.version} (the same version) first: a package install's backup holds no server code. On a new database server, create the database user ${db.user} first. Keep the web server stopped until the end.`
+            : `On a new database server, create the database user ${db.user} first. Keep the web server stopped until the end.`,
+        files: [
+            `mkdir -p ${installDir}`,
+            `mkdir ${unpacked}`,
+            `tar --extract --file ${archive('files')} --directory ${unpacked} ${TAR_METADATA_FLAGS.map(quoteArg).join(' ')} --same-permissions`,
+            copyInto(LAYOUT.install, installDir),
+            `mv -T ${unpacked}/${LAYOUT.data} ${dataDir}`,
+            ...(fileSet.absolutePaths.length > 0 ? [copyInto(LAYOUT.absolute, '/')] : []),
+            `rm -rf ${unpacked}`,
+        ].join(' && '),
+        database: input.restoreHint.replace(/\{(\w+)\}/g, (_, key) => values[key] ?? `{${key}}`),
+        finish: [
+            `chown -R ${owner}: ${dataDir} ${quoteArg(`${instance.installDir}/config`)}`,
+            `${occ} maintenance:data-fingerprint`,
+            `${occ} maintenance:mode --off`,
+        ].join(' && '),
+    };
+}
+
+;// CONCATENATED MODULE: ./src/verify.ts
+// `owncloud-backup verify DIR`: proves a backup directory is whole, from its manifest alone:
+// every archive has the recorded size and SHA-256, decompresses completely, the dump ends
+// with its engine's completion line and has the recorded size, and the files archive
+// lists the data directory with ownCloud's marker and ends with tar's end-of-archive
+// marker and nothing but zero padding. Reads each archive once, every byte of it, and
+// nothing outside the backup directory.
+
+
+
+
+
+
+
+
+
+
+/**
+ * The backup directory cannot be checked at all (missing, unreadable, no manifest): the
+ * check fails, as it does for a damaged backup.
+ */
+class UnverifiableError extends (/* unused pure expression or super */ null && (Error)) {
+    name = 'UnverifiableError';
+}
+const TAR_BLOCK = 512;
+function errnoCode(error) {
+    return error.code ?? String(error);
+}
+/** An error opening a file, in words: 'permission denied (EACCES)'. */
+function openFailure(error) {
+    const code = errnoCode(error);
+    return code === 'EACCES' || code === 'EPERM' ? `permission denied (${code})` : code;
+}
+function readManifestText(directory) {
+    let stat;
+    try {
+        stat = statSync(directory);
+    }
+    catch (error) {
+        throw new UnverifiableError(errnoCode(error) === 'ENOENT'
+            ? `Cannot verify ${directory}: no such directory.`
+            : `Cannot verify ${directory}: ${openFailure(error)}.`);
+    }
+    if (!stat.isDirectory())
+        throw new UnverifiableError(`Cannot verify ${directory}: it is not a directory.`);
+    const path = join(directory, MANIFEST_NAME);
+    try {
+        return readFileSync(path, 'utf8');
+    }
+    catch (error) {
+        if (errnoCode(error) === 'ENOENT')
+            throw new UnverifiableError(`${directory} has no ${MANIFEST_NAME}: it is not a finished backup.`);
+        throw new UnverifiableError(`Cannot read ${path}: ${openFailure(error)}.`);
+    }
+}
+/**
+ * Why an archive name from a manifest must not be opened, or undefined for a plain file
+ * name in the backup directory (no '/', not '.' or '..', no NUL, no control character).
+ */
+function archiveNameProblem(name) {
+    const shown = JSON.stringify(name);
+    if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0'))
+        return `damaged: manifest names a file outside the backup: ${shown} (not read)`;
+    // eslint-disable-next-line no-control-regex
+    if (/[\x00-\x1f\x7f]/.test(name))
+        return `damaged: manifest names a file with a control character in its name: ${shown} (not read)`;
+    return undefined;
+}
+/** What in a parsed manifest.json makes it unusable for a check, or undefined. */
+function manifestProblem(value) {
+    if (typeof value !== 'object' || value === null)
+        return 'it is not a JSON object';
+    const manifest = value;
+    if (!Array.isArray(manifest.archives))
+        return "it has no 'archives' list";
+    const database = manifest.database;
+    if (typeof database !== 'object' || database === null)
+        return "it has no 'database' record";
+    if (!['mysql', 'pgsql', 'sqlite'].includes(String(database.type)))
+        return `database.type ${JSON.stringify(database.type)} is not mysql, pgsql or sqlite`;
+    if (!Number.isSafeInteger(database.dumpBytes) || database.dumpBytes < 0)
+        return 'database.dumpBytes is not a byte count';
+    // Printed in the report: no line breaks that could forge a line of it.
+    // eslint-disable-next-line no-control-regex
+    if (typeof database.dumpTool !== 'string' || /[\x00-\x1f\x7f]/.test(database.dumpTool))
+        return 'database.dumpTool is not a program name';
+    for (const [index, entry] of manifest.archives.entries()) {
+        const archive = entry;
+        const at = `archives[${index}]`;
+        if (typeof archive !== 'object' || archive === null)
+            return `${at} is not an object`;
+        if (typeof archive.name !== 'string')
+            return `${at}.name is not a string`;
+        if (archive.role !== 'files' && archive.role !== 'database')
+            return `${at}.role is not 'files' or 'database'`;
+        if (archive.compression !== 'zstd' && archive.compression !== 'gzip')
+            return `${at}.compression is not 'zstd' or 'gzip'`;
+        if (!Number.isSafeInteger(archive.size) || archive.size < 0)
+            return `${at}.size is not a byte count`;
+        if (typeof archive.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(archive.sha256))
+            return `${at}.sha256 is not a SHA-256`;
+    }
+    for (const role of ['files', 'database']) {
+        const count = manifest.archives.filter((a) => a.role === role).length;
+        if (count !== 1)
+            return `it lists ${count} ${role} archives, not one`;
+    }
+    return undefined;
+}
+/**
+ * Passes data on to a command's stdin for as long as the command reads it, and lets the
+ * caller observe every chunk, also those after the command stopped reading: tar stops at
+ * its end-of-archive marker, and what follows must still be read and checked.
+ */
+class ForwardWhileRead extends external_node_stream_.Writable {
+    reading = true;
+    resume;
+    target;
+    observe;
+    constructor(target, observe) {
+        super();
+        this.target = target;
+        this.observe = observe;
+        const stopped = () => {
+            this.reading = false;
+            this.resume?.();
+        };
+        target.once('error', stopped);
+        target.once('close', stopped);
+    }
+    _write(chunk, _encoding, callback) {
+        this.observe(chunk);
+        if (!this.reading || this.target.write(chunk)) {
+            callback();
+            return;
+        }
+        const resume = () => {
+            this.target.off('drain', resume);
+            this.resume = undefined;
+            callback();
+        };
+        this.resume = resume;
+        this.target.once('drain', resume);
+    }
+    _final(callback) {
+        if (this.reading)
+            this.target.end();
+        callback();
+    }
+}
+/** Where the last non-zero byte of a stream is, seen chunk by chunk (-1: none yet). */
+class ZeroTail {
+    bytes = 0;
+    lastNonZero = -1;
+    zeros = Buffer.alloc(0);
+    add(chunk) {
+        if (this.zeros.length < chunk.length)
+            this.zeros = Buffer.alloc(chunk.length);
+        if (!chunk.equals(this.zeros.subarray(0, chunk.length))) {
+            let index = chunk.length - 1;
+            while (chunk[index] === 0)
+                index--;
+            this.lastNonZero = this.bytes + index;
+        }
+        this.bytes += chunk.length;
+    }
+}
+/**
+ * The block number at which tar found the end of the archive, from the last line of
+ * `tar --list --block-number`: `block N: ** Block of NULs **` (the end-of-archive marker)
+ * or `block N: ** End of File **` (the data ended without one).
+ */
+function tarEndBlock(lastLine) {
+    const match = /^block (\d+): \*\* (?:Block of NULs|End of File) \*\*$/.exec(lastLine);
+    return match ? Number(match[1]) : undefined;
+}
+/**
+ * What is wrong with the end of a tar stream, or undefined: tar writes two zero blocks at
+ * its end-of-archive marker, then zero padding to the end of its record, nothing else.
+ */
+function tarEndProblem(end) {
+    if (end.endBlock === undefined)
+        return 'tar did not report where the archive ends';
+    const start = end.endBlock * TAR_BLOCK;
+    if (end.lastNonZero >= start)
+        return `${end.bytes - start} bytes after tar's end-of-archive marker (at byte ${start}) are not the zero padding tar writes`;
+    if (end.bytes < start + 2 * TAR_BLOCK)
+        return `it has no end-of-archive marker: the archive was cut short after ${end.bytes} bytes`;
+    if (end.bytes % TAR_BLOCK !== 0)
+        return `it ends in a partial ${TAR_BLOCK}-byte block (${end.bytes} bytes)`;
+    return undefined;
+}
+/** Why the decompressor failed, in words: cut short, or damaged. */
+function decompressionFailure(result, readError) {
+    if (readError)
+        return { cutShort: false, text: `the archive could not be read (${readError})` };
+    if (result.status === 'rejected')
+        return { cutShort: false, text: 'the decompressor could not be run' };
+    const { exitCode, stderr } = result.value;
+    const said = stderrTail(stderr, 1).replace(/\s+/g, ' ').trim();
+    const cutShort = /premature end|unexpected end of file|truncated/i.test(stderr);
+    return {
+        cutShort,
+        text: `the compressed data is ${cutShort ? 'cut short' : 'damaged'} (exit ${exitCode}${said ? `: ${said}` : ''})`,
+    };
+}
+/**
+ * Reads the whole archive, hashing every byte, through the decompressor to the end of its
+ * output, which goes to `sink` (which must read to the end, too).
+ */
+async function readArchive(fd, archive, sink) {
+    const hash = createHash('sha256');
+    const decompress = streamProcess(archive.compression === 'zstd' ? ['zstd', '-dc', '-q'] : ['gzip', '-dc'], { feedStdin: true });
+    // Every byte is hashed, even after a damaged archive made the decompressor give up.
+    const feed = new ForwardWhileRead(decompress.stdin, (chunk) => hash.update(chunk));
+    // A read that fails half-way (EIO) leaves the decompressor waiting for more: end it.
+    const stopOnFailure = (error) => {
+        decompress.kill();
+        throw error;
+    };
+    const [read, drained, result] = await Promise.allSettled([
+        pipeline(createReadStream('', { fd }), feed).catch(stopOnFailure),
+        pipeline(decompress.stdout, sink).catch(stopOnFailure),
+        decompress.done,
+    ]);
+    const readError = read.status === 'rejected'
+        ? errnoCode(read.reason)
+        : drained.status === 'rejected'
+            ? errnoCode(drained.reason)
+            : undefined;
+    const ok = !readError && result.status === 'fulfilled' && result.value.exitCode === 0;
+    return {
+        sha256: hash.digest('hex'),
+        failure: ok ? undefined : decompressionFailure(result, readError),
+    };
+}
+async function checkDump(fd, archive, manifest) {
+    let bytes = 0;
+    let tail = Buffer.alloc(0);
+    const sink = new Writable({
+        write(chunk, _encoding, callback) {
+            bytes += chunk.length;
+            tail = Buffer.concat([tail, chunk]).subarray(-4096);
+            callback();
+        },
+    });
+    const read = await readArchive(fd, archive, sink);
+    const expected = manifest.database.dumpBytes;
+    if (read.failure)
+        return {
+            read,
+            checks: [
+                {
+                    ok: false,
+                    what: `${archive.name}: the dump is ${read.failure.cutShort ? 'cut short' : 'damaged'}: decompression stopped after ${bytes} bytes of SQL (manifest: ${expected})`,
+                },
+            ],
+        };
+    const problem = engineFor(manifest.database.type).checkTail(tail.toString('utf8'));
+    return {
+        read,
+        checks: [
+            {
+                ok: problem === undefined,
+                what: `${archive.name}: ${problem ?? `ends with the ${manifest.database.dumpTool} completion line`}`,
+            },
+            {
+                ok: bytes === expected,
+                what: `${archive.name}: ${bytes} bytes of SQL (manifest: ${expected})`,
+            },
+        ],
+    };
+}
+async function checkFiles(fd, archive) {
+    const stream = new ZeroTail();
+    const tar = streamProcess(['tar', '--list', '--block-number', '--file=-'], { feedStdin: true });
+    const [read, listing, result] = await Promise.all([
+        readArchive(fd, archive, new ForwardWhileRead(tar.stdin, (chunk) => stream.add(chunk))),
+        scanListing(tar.stdout),
+        tar.done,
+    ]);
+    const { entries, marker, lastLine } = listing;
+    let listed;
+    if (result.exitCode !== 0) {
+        // tar's first complaint names the cause ('Unexpected EOF in archive'); the last is 'exiting now'.
+        const said = (stderrTail(result.stderr, 1000).split('\n')[0] ?? '').replace(/\s+/g, ' ').trim();
+        listed = {
+            ok: false,
+            what: `${archive.name}: tar stops after ${entries} entries (exit ${result.exitCode}${said ? `: ${said}` : ''})`,
+        };
+    }
+    else {
+        const problem = read.failure
+            ? 'decompression failed, so its end is unproven'
+            : tarEndProblem({
+                endBlock: tarEndBlock(lastLine),
+                bytes: stream.bytes,
+                lastNonZero: stream.lastNonZero,
+            });
+        listed = {
+            ok: problem === undefined,
+            what: `${archive.name}: tar lists ${entries} entries${problem ? `, but ${problem}` : ', then its end-of-archive marker and zero padding'}`,
+        };
+    }
+    return {
+        read,
+        checks: [
+            listed,
+            {
+                ok: marker,
+                what: `${archive.name}: ${marker ? 'holds' : 'lacks'} the data directory's .ocdata/.ncdata marker`,
+            },
+        ],
+    };
+}
+async function checkArchive(directory, archive, manifest) {
+    const nameProblem = archiveNameProblem(archive.name);
+    if (nameProblem)
+        return [{ ok: false, what: nameProblem }];
+    // No symlink is followed (O_NOFOLLOW), and opening a FIFO does not wait for a writer.
+    let fd;
+    try {
+        fd = openSync(join(directory, archive.name), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    }
+    catch (error) {
+        const code = errnoCode(error);
+        const what = code === 'ENOENT'
+            ? `${archive.name} is missing`
+            : code === 'ELOOP'
+                ? `${archive.name} is a symbolic link (not read)`
+                : `${archive.name} cannot be read: ${openFailure(error)}`;
+        return [{ ok: false, what }];
+    }
+    const stat = fstatSync(fd);
+    if (!stat.isFile()) {
+        closeSync(fd);
+        return [{ ok: false, what: `${archive.name} is not a regular file (not read)` }];
+    }
+    const checks = [
+        {
+            ok: stat.size === archive.size,
+            what: `${archive.name}: size ${stat.size} (manifest: ${archive.size})`,
+        },
+    ];
+    // The read stream closes the file when it ends.
+    const { read, checks: content } = archive.role === 'database'
+        ? await checkDump(fd, archive, manifest)
+        : await checkFiles(fd, archive);
+    checks.push({
+        ok: read.sha256 === archive.sha256,
+        what: `${archive.name}: sha256 ${read.sha256 === archive.sha256 ? 'matches' : `is ${read.sha256}, manifest says ${archive.sha256}`}`,
+    }, {
+        ok: read.failure === undefined,
+        what: `${archive.name}: decompresses ${read.failure === undefined ? 'completely' : `with errors: ${read.failure.text}`}`,
+    }, ...content);
+    return checks;
+}
+/**
+ * Checks a backup directory. Throws UnverifiableError when there is nothing to check (no
+ * such directory, no manifest); a manifest that cannot be trusted is a failed check.
+ */
+async function verify_verifyBackup(directory) {
+    const text = readManifestText(directory);
+    let parsed;
+    try {
+        parsed = JSON.parse(text);
+    }
+    catch {
+        return [{ ok: false, what: `${MANIFEST_NAME}: damaged: it is not valid JSON` }];
+    }
+    if (parsed?.format !== MANIFEST_FORMAT)
+        throw new UnverifiableError(`${join(directory, MANIFEST_NAME)} is not an ${MANIFEST_FORMAT} manifest.`);
+    const problem = manifestProblem(parsed);
+    if (problem)
+        return [{ ok: false, what: `${MANIFEST_NAME}: damaged: ${problem}` }];
+    const manifest = parsed;
+    const checks = [];
+    for (const archive of manifest.archives)
+        checks.push(...(await checkArchive(directory, archive, manifest)));
+    return checks;
+}
+/**
+ * Counts tar's `--block-number` listing line by line (never holding it whole), looks for
+ * the marker, and keeps the last line (where tar says the archive ends).
+ */
+async function scanListing(stream) {
+    let entries = 0;
+    let marker = false;
+    let partial = '';
+    let lastLine = '';
+    const decoder = new StringDecoder('utf8');
+    const take = (line) => {
+        lastLine = line;
+        if (tarEndBlock(line) !== undefined)
+            return;
+        entries++;
+        const name = line.replace(/^block \d+: /, '');
+        if (name === 'data/.ocdata' || name === 'data/.ncdata')
+            marker = true;
+    };
+    for await (const chunk of stream) {
+        const lines = (partial + decoder.write(chunk)).split('\n');
+        partial = lines.pop() ?? '';
+        lines.forEach(take);
+    }
+    partial += decoder.end();
+    if (partial !== '')
+        take(partial);
+    return { entries, marker, lastLine };
+}
+
+;// CONCATENATED MODULE: ./src/restore.ts
+// The restore orchestrator: a verified backup in, the instance as it was at backup time out.
+//   verify → connect → read the backup's config → look at the target → preflight (tools,
+//   version, space, database) → [maintenance on → current state moved aside (files renamed,
+//   database dumped) → files back → config.php adjusted → database recreated and loaded
+//   → data fingerprint → maintenance state as recorded] → closing check.
+// Any failure after the first change puts the moved-aside state back (files, database,
+// maintenance mode) before it is reported; the message says which state the instance is in.
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+function restoreLayout(manifest, given) {
+    const recorded = manifest.source;
+    const installDir = given.owncloudDir || recorded.installDir;
+    // A data directory inside the recorded installation moves with a new owncloud-dir.
+    const dataDir = given.dataDir ??
+        (recorded.dataDir.startsWith(`${recorded.installDir}/`)
+            ? `${installDir}${recorded.dataDir.slice(recorded.installDir.length)}`
+            : recorded.dataDir);
+    const members = {
+        [LAYOUT.install]: installDir,
+        [LAYOUT.data]: dataDir,
+    };
+    if (manifest.files.layout[LAYOUT.absolute])
+        members[LAYOUT.absolute] = '/';
+    const installPaths = manifest.files.installPaths.map((p) => p === '.' ? installDir : posix.join(installDir, p));
+    return {
+        installDir,
+        dataDir,
+        members,
+        replaced: outermostPaths([...installPaths, dataDir, ...manifest.files.absolutePaths]),
+    };
+}
+/** config.php values the restore replaces with what the user gave (pure). */
+function configChanges(archived, connection, dataDir, overrides) {
+    const changes = {};
+    const text = (v) => (typeof v === 'string' ? v : v === undefined ? '' : String(v));
+    const archivedDataDir = posix.normalize(text(archived.datadirectory)).replace(/(.)\/+$/, '$1');
+    if (archivedDataDir !== dataDir)
+        changes.datadirectory = dataDir;
+    if (overrides.name !== undefined && overrides.name !== text(archived.dbname))
+        changes.dbname = overrides.name;
+    if (overrides.user !== undefined && overrides.user !== text(archived.dbuser))
+        changes.dbuser = overrides.user;
+    if (overrides.password !== undefined && overrides.password !== text(archived.dbpassword))
+        changes.dbpassword = overrides.password;
+    if (overrides.host !== undefined || overrides.port !== undefined) {
+        const host = connection.socket ?? connection.host ?? 'localhost';
+        const dbhost = connection.port !== undefined ? `${host}:${connection.port}` : host;
+        if (dbhost !== text(archived.dbhost))
+            changes.dbhost = dbhost;
+    }
+    if (overrides.type !== undefined) {
+        const dbtype = overrides.type === 'sqlite' ? 'sqlite3' : overrides.type;
+        if (dbtype !== text(archived.dbtype))
+            changes.dbtype = dbtype;
+    }
+    return changes;
+}
+/** Applies changes to config.php as ownCloud writes it (var_export), atomically, as its owner. */
+const WRITE_CONFIG = (/* unused pure expression or super */ null && (`
+$file = $argv[1];
+$changes = json_decode(stream_get_contents(STDIN), true);
+$CONFIG = null;
+include $file;
+if (!is_array($CONFIG)) { fwrite(STDERR, "$file defines no \\$CONFIG array\\n"); exit(3); }
+foreach ($changes as $key => $value) $CONFIG[$key] = $value;
+$text = "<?php\\n\\$CONFIG = " . var_export($CONFIG, true) . ";\\n";
+$temporary = $file . '.owncloud-restore';
+if (file_put_contents($temporary, $text) !== strlen($text)) { fwrite(STDERR, "could not write $temporary\\n"); exit(4); }
+chmod($temporary, fileperms($file) & 0777);
+if (!rename($temporary, $file)) { fwrite(STDERR, "could not replace $file\\n"); exit(5); }
+if (function_exists('opcache_invalidate')) opcache_invalidate($file, true);
+`));
+/** Ownership of restored paths, skipping the containers of the previous state. */
+const CHOWN = `
+owner=$1; shift
+for p; do
+  find "$p" -name '.owncloud-restore-previous-*' -prune -o -exec chown -h -- "$owner:" {} +
+done
+`.trim();
+/** Drops whole lines matching a pattern from a text stream (line by line, memory flat). */
+class LineFilter extends external_node_stream_.Transform {
+    partial = '';
+    dropped = 0;
+    pattern;
+    constructor(pattern) {
+        super();
+        this.pattern = pattern;
+    }
+    _transform(chunk, _encoding, callback) {
+        const lines = (this.partial + chunk.toString('latin1')).split('\n');
+        this.partial = lines.pop();
+        const kept = lines.filter((line) => {
+            if (!this.pattern.test(line))
+                return true;
+            this.dropped++;
+            return false;
+        });
+        if (kept.length > 0)
+            this.push(Buffer.from(`${kept.join('\n')}\n`, 'latin1'));
+        callback();
+    }
+    _flush(callback) {
+        if (this.partial !== '' && !this.pattern.test(this.partial))
+            this.push(Buffer.from(this.partial, 'latin1'));
+        callback();
+    }
+}
+/** The backup, checked byte for byte before anything on the target changes. */
+async function verified(backupPath, reporter) {
+    const checks = await verifyBackup(backupPath);
+    const failed = checks.filter((c) => !c.ok);
+    if (failed.length > 0)
+        throw new BackupError(`The backup ${backupPath} is damaged; nothing was changed on the target. ${failed.map((c) => c.what).join('; ')}`);
+    reporter.info(`The backup is intact (${checks.length} checks).`);
+    const manifest = JSON.parse(readFileSync(join(backupPath, MANIFEST_NAME), 'utf8'));
+    const archive = (role) => join(backupPath, manifest.archives.find((a) => a.role === role).name);
+    return { manifest, filesArchive: archive('files'), dumpArchive: archive('database') };
+}
+/** argv prefix that runs a command as root on the host; needs root or passwordless sudo. */
+async function rootOn(host) {
+    if (host.account === 'root')
+        return [];
+    const result = host_reached(host, await host.run(['sudo', '-n', 'true']));
+    if (result.exitCode !== 0)
+        throw new errors_BackupError(`A restore writes files of every owner: the SSH user ${host.account} on ${host.label} must be root or have passwordless sudo (${process_stderrTail(result.stderr) || 'sudo -n failed'}). Nothing was changed.`);
+    return ['sudo', '-n', '--'];
+}
+/** Runs a command on the host; a non-zero exit is an error naming what was being done. */
+async function mustRun(host, argv, doing, options = {}) {
+    const result = host_reached(host, await host.run(argv, options));
+    if (result.exitCode !== 0)
+        throw new errors_BackupError(`${doing} failed on ${host.label} (exit ${result.exitCode}): ${process_stderrTail(result.stderr) || process_stderrTail(result.stdout) || 'no message'}`);
+    return result;
+}
+/** The version of the server code in an installation, from its version.php ('' if none). */
+async function codeVersion(host, installDir) {
+    const result = reached(host, await host.run([
+        'php',
+        '-d',
+        'display_errors=0',
+        '-r',
+        '$OC_Version = null; if (is_file($argv[1])) { include $argv[1]; } echo is_array($OC_Version) ? implode(".", $OC_Version) : "";',
+        '--',
+        `${installDir}/version.php`,
+    ]));
+    return result.exitCode === 0 ? result.stdout.trim() : '';
+}
+/** The owner of a path on the host, or undefined when it does not exist. */
+async function ownerOf(host, path) {
+    const result = reached(host, await host.run(['stat', '-c', '%u %U', '--', path]));
+    if (result.exitCode !== 0)
+        return undefined;
+    const [uid, name] = result.stdout.trim().split(' ');
+    return { uid: Number(uid), name: name ?? '' };
+}
+/** Free bytes on the file system that holds path (or its nearest existing parent). */
+async function restore_freeBytes(host, path) {
+    const result = reached(host, await host.run([
+        'sh',
+        '-c',
+        'p=$1; while [ ! -e "$p" ]; do p=$(dirname -- "$p"); done; df -P -B1 -- "$p" | tail -n 1',
+        'sh',
+        path,
+    ]));
+    const fields = result.stdout.trim().split(/\s+/);
+    return result.exitCode === 0 && fields.length >= 4 ? Number(fields[3]) : undefined;
+}
+/** The engine's client on the host: the first of its programs found. */
+async function findClient(host, engine) {
+    const missing = await preflight_missingOnHost(host, [...engine.clients]);
+    return engine.clients.find((c) => !missing.includes(c));
+}
+/** Runs SQL through a client with its secret on stdin (first line), never in argv. */
+async function runSql(host, command, sql, doing, engine, connection) {
+    const result = host_reached(host, await host.run(guarded_guardedInputCommand(command.argv, command.delivery), {
+        input: guarded_secretLine(command.secret) + sql,
+        shielded: true,
+    }));
+    if (result.exitCode !== 0)
+        throw new errors_BackupError(`${doing} failed (exit ${result.exitCode}): ${engine.explainFailure(result.stderr, connection) ?? (process_stderrTail(result.stderr) || 'no message')}`);
+}
+/** A quick query with the given command (preflight), in the engine's own words when it fails. */
+async function checkLogin(host, command) {
+    return reached(host, await host.run(guardedCommand(command.argv, command.delivery), {
+        input: secretLine(command.secret),
+        keepStdinOpen: true,
+        timeoutMs: 60_000,
+    }));
+}
+/** Streams the backup's dump from here into the engine's client on the host. */
+async function loadDump(options) {
+    const { host, engine, context } = options;
+    const command = engine.loadCommand(context);
+    const loader = host.stream(guardedInputCommand(command.argv, command.delivery), {
+        feedStdin: true,
+        signal: options.signal,
+    });
+    loader.stdout.resume();
+    const decompress = streamProcess([options.compression === 'zstd' ? 'zstd' : 'gzip', '-dc', '--', options.dumpArchive], { signal: options.signal });
+    let bytes = 0;
+    const counter = new Transform({
+        transform(chunk, _encoding, callback) {
+            bytes += chunk.length;
+            options.progress.update({ bytes });
+            callback(null, chunk);
+        },
+    });
+    const filter = options.dropLines ? new LineFilter(options.dropLines) : undefined;
+    loader.stdin.write(secretLine(command.secret));
+    const feeding = pipeline(filter
+        ? [decompress.stdout, counter, filter, loader.stdin]
+        : [decompress.stdout, counter, loader.stdin]).catch((error) => error);
+    const [result, unpacked] = await Promise.all([loader.done, decompress.done]);
+    await feeding;
+    if (options.signal.aborted)
+        throw new InterruptedError('The restore was interrupted.');
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new LinkError(`Loading the database dump failed: ${transport}`);
+    if (unpacked.exitCode !== 0)
+        throw new BackupError(`Decompressing ${options.dumpArchive} failed: ${stderrTail(unpacked.stderr) || `exit ${unpacked.exitCode}`}`);
+    if (result.exitCode !== 0)
+        throw new BackupError(`Loading the database dump (${context.client}) failed with exit code ${result.exitCode}: ${engine.explainFailure(result.stderr, context.connection) ?? (stderrTail(result.stderr) || 'no message')}`);
+    return { bytes, dropped: filter?.dropped ?? 0 };
+}
+/**
+ * Runs the checks before the first change: whatever fails there says that nothing changed.
+ */
+async function unchanged(work) {
+    try {
+        return await work();
+    }
+    catch (error) {
+        if (!(error instanceof BackupError || error instanceof InputError))
+            throw error;
+        if (/nothing was changed/i.test(error.message))
+            throw error;
+        const message = `${error.message.replace(/\.?$/, '.')} Nothing was changed on the target.`;
+        throw error instanceof InputError ? new InputError(message) : new BackupError(message);
+    }
+}
+/** The instance found on the target before the restore, if it is one that works. */
+async function currentInstance(host, plan, installDir, context) {
+    const config = reached(host, await host.run(['test', '-e', `${installDir}/config/config.php`]));
+    if (config.exitCode !== 0)
+        return undefined;
+    try {
+        return await discoverInstance(host, {
+            target: plan.target,
+            owncloudDir: installDir,
+            database: {},
+            ...(plan.occUser ? { occUser: plan.occUser } : {}),
+        }, context.secrets);
+    }
+    catch (error) {
+        if (!(error instanceof InputError || error instanceof BackupError))
+            throw error;
+        context.reporter.warning(`The target has ${installDir}/config/config.php but no working instance (${describeError(error)}): restoring without switching its maintenance mode.`);
+        return undefined;
+    }
+}
+async function runRestore(plan, context) {
+    const { reporter, signal } = context;
+    const started = performance.now();
+    const interrupted = () => {
+        if (signal.aborted)
+            throw new InterruptedError('The restore was interrupted; nothing was changed.');
+    };
+    const backup = await reporter.group('Verify the backup', () => verified(plan.backupPath, reporter));
+    const { manifest } = backup;
+    const compression = manifest.archives[0].compression;
+    interrupted();
+    const archivedConfig = await readArchivedConfig(backup.filesArchive, compression);
+    const layout = restoreLayout(manifest, plan);
+    const engine = engineFor(plan.database.type ?? manifest.database.type);
+    let host;
+    try {
+        host = await reporter.group('Connect', async () => {
+            const opened = await openHost(plan.target, context.secrets, context.ssh);
+            reporter.info(`Connected to ${opened.label} as ${opened.account}.`);
+            return opened;
+        });
+        const connected = host;
+        const root = await rootOn(connected);
+        interrupted();
+        // --- What is there, and what will be -----------------------------------------------
+        const { current, connection, changes, client, moves } = await unchanged(() => reporter.group('Preflight (nothing is changed yet)', async () => {
+            const found = await currentInstance(connected, plan, layout.installDir, context);
+            if (found)
+                reporter.info(`The target runs ${found.product === 'nextcloud' ? 'Nextcloud' : 'ownCloud'} ${found.version} in ${found.installDir} (maintenance mode ${found.maintenance ? 'on' : 'off'}): restoring in place.`);
+            else
+                reporter.info(`No running instance in ${layout.installDir}: restoring onto a new host.`);
+            const reader = found?.owner ?? connected.account;
+            const values = await readGivenConfig(connected, reader, archivedConfig, "the backup's config.php");
+            context.secrets.add(typeof values.dbpassword === 'string' ? values.dbpassword : undefined);
+            const target = resolveDatabase(values, plan.database, layout.dataDir);
+            context.secrets.add(target.password);
+            if (plan.dbAdmin)
+                context.secrets.add(plan.dbAdmin.password);
+            const changed = configChanges(values, target, layout.dataDir, plan.database);
+            const needed = ['tar', 'php', compression, 'find', 'stat', 'df'];
+            const missing = await missingOnHost(connected, needed);
+            // The safety copy of the current database needs that engine's dump tool.
+            if (plan.safetyCopy && found && found.database.type !== 'sqlite') {
+                const dumpPrograms = engineFor(found.database.type).programs;
+                const absent = await missingOnHost(connected, [...dumpPrograms]);
+                if (absent.length === dumpPrograms.length)
+                    missing.push(dumpPrograms.join(' or '));
+            }
+            const program = await findClient(connected, engine);
+            if (!program)
+                missing.push(engine.clients.join(' or '));
+            if (missing.length > 0)
+                throw new BackupError(`${connected.label} lacks ${missing.join(', ')}, which the restore needs: install ${missing.length > 1 ? 'them' : 'it'} there. Nothing was changed.`);
+            // A package install's backup holds no server code: the target's must be the same version.
+            if (manifest.source.installType === 'package') {
+                const version = await codeVersion(connected, layout.installDir);
+                if (version === '')
+                    throw new BackupError(`${layout.installDir} on ${connected.label} holds no server code (no version.php): the backup is of a package install, so install ${manifest.instance.product} ${manifest.instance.version} there first. Nothing was changed.`);
+                if (version !== manifest.instance.version) {
+                    const message = `The server code in ${layout.installDir} is version ${version}, the backup is of version ${manifest.instance.version}`;
+                    if (!plan.allowVersionMismatch)
+                        throw new BackupError(`${message}: install ${manifest.instance.version}, or restore anyway with allow-version-mismatch (then run occ upgrade yourself). Nothing was changed.`);
+                    reporter.warning(`${message}; restoring anyway (allow-version-mismatch).`);
+                }
+            }
+            const needBytes = manifest.files.bytes + (plan.safetyCopy && found ? manifest.database.dumpBytes : 0);
+            const free = await restore_freeBytes(connected, layout.dataDir);
+            if (free !== undefined && free < needBytes)
+                throw new BackupError(`Not enough space on ${connected.label} for ${layout.dataDir}: the restore needs ${formatBytes(needBytes)}${plan.safetyCopy ? ' (the previous state stays on disk beside it)' : ''}, ${formatBytes(free)} are free. Nothing was changed.`);
+            const loadContext = {
+                connection: target,
+                client: program,
+                account: connected.account,
+                owner: found?.owner ?? connected.account,
+                ...(plan.dbAdmin ? { admin: plan.dbAdmin } : {}),
+            };
+            if (engine.type !== 'sqlite') {
+                const check = plan.dbAdmin
+                    ? engine.adminCheckCommand(loadContext)
+                    : engine.checkCommand({
+                        connection: target,
+                        tool: toolOf(engine, program),
+                        account: connected.account,
+                        owner: loadContext.owner,
+                    });
+                const result = await checkLogin(connected, check);
+                if (result.exitCode !== 0 || result.stdout.trim() !== '1')
+                    throw new BackupError(`The database check failed (nothing was changed): ${engine.explainFailure(result.stderr, plan.dbAdmin ? { ...target, user: plan.dbAdmin.user } : target) ?? (stderrTail(result.stderr) || `exit ${result.exitCode}`)}${plan.dbAdmin ? '' : " (without db-admin-user the database must exist and the instance's user must reach it)"}`);
+            }
+            const probe = await mustRun(connected, [...root, 'sh', '-c', PROBE_PATHS, 'sh', ...layout.replaced], 'Looking at the paths to replace');
+            const flags = probe.stdout.split('\0');
+            const planned = planMoves(layout.replaced.map((path, i) => ({
+                path,
+                exists: flags[i]?.[0] === 'e',
+                mountPoint: flags[i]?.[1] === 'm',
+            })), restoreStamp(new Date()));
+            reporter.info(`To replace: ${layout.replaced.join(', ')}; database ${engine.type} '${target.name}'.`);
+            return {
+                current: found,
+                connection: target,
+                changes: changed,
+                client: program,
+                moves: planned,
+            };
+        }));
+        interrupted();
+        return await replace({
+            host: connected,
+            root,
+            plan,
+            context,
+            backup,
+            layout,
+            engine,
+            current,
+            connection,
+            changes,
+            client,
+            moves,
+            started,
+        });
+    }
+    finally {
+        await host?.close();
+    }
+}
+/** The changing part: every step from here on is undone if a later one fails. */
+async function replace(r) {
+    const { host, root, plan, context, backup, layout, engine, current, connection } = r;
+    const { reporter, signal } = context;
+    const { manifest } = backup;
+    const compression = manifest.archives[0].compression;
+    const progress = (label, expectedBytes) => new StepProgress(label, {
+        intervalSeconds: context.progressSeconds ?? DEFAULT_PROGRESS_SECONDS,
+        now: () => performance.now(),
+        emit: (line) => reporter.info(line),
+        ...(expectedBytes !== undefined ? { expectedBytes } : {}),
+    });
+    // Without a safety copy nothing is kept, so there is nothing to put back either.
+    const containers = plan.safetyCopy
+        ? [...new Set(r.moves.map(containerOf).filter((c) => !!c))]
+        : [];
+    const stamp = /previous-([^/]+)/.exec(containers[0] ?? '')?.[1] ?? restoreStamp(new Date());
+    const journal = {
+        stamp,
+        installDir: layout.installDir,
+        phase: 'preparing',
+        containers,
+        moved: plan.safetyCopy ? r.moves : [],
+    };
+    const note = (phase) => {
+        if (phase)
+            journal.phase = phase;
+        context.onJournal?.(structuredClone(journal));
+    };
+    const maintenance = current
+        ? new MaintenanceGuard(host, { installDir: current.installDir, user: current.owner }, (m) => reporter.info(m), 60, (record) => {
+            journal.maintenance = record;
+            note();
+        })
+        : undefined;
+    /** Set once the current files are being deleted (safety-copy false): no way back then. */
+    let removing = false;
+    try {
+        note('moving-aside');
+        if (maintenance)
+            await reporter.group('Maintenance mode on', () => maintenance.enable());
+        if (signal.aborted)
+            throw new InterruptedError();
+        await reporter.group(plan.safetyCopy ? 'Move the current state aside' : 'Remove the current state', async () => {
+            if (!plan.safetyCopy) {
+                removing = true;
+                await mustRun(host, [
+                    ...root,
+                    'rm',
+                    '-rf',
+                    '--',
+                    ...r.moves.filter((m) => m.how !== 'absent').map((m) => m.original),
+                ], 'Removing the current files (safety-copy false)', { shielded: true });
+                reporter.info(`Removed ${layout.replaced.join(', ')} (no safety copy, as asked).`);
+                return;
+            }
+            await mustRun(host, [...root, 'mkdir', '-p', '-m', '0700', '--', ...containers], 'Creating the safety copy directories', { shielded: true });
+            // The previous database, while the old files still describe it.
+            if (current && current.database.type !== 'sqlite') {
+                const dumpPath = `${containers[0]}/database.sql`;
+                journal.database = {
+                    type: current.database.type,
+                    name: current.database.name,
+                    dumpPath,
+                    replaced: false,
+                };
+                note();
+                await dumpAside(host, root, engineFor(current.database.type), current, dumpPath, signal);
+                reporter.info(`The current database '${current.database.name}' is saved in ${dumpPath}.`);
+            }
+            await mustRun(host, [...root, 'sh', '-c', MOVE_ASIDE, 'sh', ...moveArguments(r.moves)], 'Moving the current files aside', { shielded: true });
+            for (const move of r.moves)
+                if (move.how !== 'absent')
+                    reporter.info(`${move.original} → ${move.aside}`);
+        });
+        if (signal.aborted)
+            throw new InterruptedError();
+        note('replacing');
+        await reporter.group('Files', async () => {
+            const files = progress('Files', manifest.archives.find((a) => a.role === 'files').size);
+            await extractFiles({
+                host,
+                root,
+                archivePath: backup.filesArchive,
+                compression,
+                layout: layout.members,
+                signal,
+                progress: files,
+            });
+            files.finish();
+            reporter.info(`${manifest.files.fileCount} files (${formatBytes(manifest.files.bytes)}) restored.`);
+        });
+        if (signal.aborted)
+            throw new InterruptedError();
+        // --- Owners, config.php ----------------------------------------------------------------
+        const configPath = `${layout.installDir}/config/config.php`;
+        const occUser = await reporter.group('Owners and config.php', async () => {
+            const archivedOwner = await ownerOf(host, configPath);
+            if (!archivedOwner)
+                throw new BackupError(`The restored files hold no ${configPath}.`);
+            let owner = archivedOwner.name;
+            if (plan.owner || owner === 'UNKNOWN' || owner === String(archivedOwner.uid)) {
+                const wanted = plan.owner ?? (await ownerOf(host, layout.installDir))?.name ?? 'UNKNOWN';
+                if (wanted === 'UNKNOWN')
+                    throw new BackupError(`The archive's owner (uid ${archivedOwner.uid}) does not exist on ${host.label}: name the web server's user with the owner input.`);
+                await mustRun(host, [...root, 'sh', '-c', CHOWN, 'sh', wanted, ...layout.replaced], `Giving the restored files to ${wanted}`);
+                reporter.info(`The restored files now belong to ${wanted}${plan.owner ? ' (owner input)' : ` (uid ${archivedOwner.uid} of the archive does not exist here)`}.`);
+                owner = wanted;
+            }
+            const user = plan.occUser ?? owner;
+            // Maintenance mode until the database is back, whatever the backup's config.php said.
+            const values = { ...r.changes, maintenance: true };
+            const result = reached(host, await host.run(asUser(host.account, user, ['php', '-r', WRITE_CONFIG, '--', configPath]), {
+                input: JSON.stringify(values),
+                shielded: true,
+            }));
+            if (result.exitCode !== 0)
+                throw new BackupError(`Writing ${configPath} failed: ${stderrTail(result.stderr) || `php exit ${result.exitCode}`}`);
+            const changed = Object.keys(r.changes);
+            if (changed.length > 0)
+                reporter.info(`config.php: ${changed.map((k) => (k === 'dbpassword' ? 'dbpassword (given)' : `${k} = ${r.changes[k]}`)).join(', ')}.`);
+            return user;
+        });
+        if (signal.aborted)
+            throw new InterruptedError();
+        // --- Database ------------------------------------------------------------------------
+        await reporter.group('Database', async () => {
+            const loadContext = {
+                connection,
+                client: r.client,
+                account: host.account,
+                owner: occUser,
+                ...(plan.dbAdmin ? { admin: plan.dbAdmin } : {}),
+            };
+            if (journal.database)
+                journal.database.replaced = true;
+            else
+                journal.database = {
+                    type: connection.type,
+                    name: connection.name,
+                    dumpPath: '',
+                    replaced: true,
+                };
+            note();
+            const reset = engine.resetStep(loadContext);
+            await runSql(host, reset.command, reset.sql, 'Preparing the database', engine, connection);
+            reporter.info(`Database: ${reset.summary}.`);
+            const loading = progress('Database load', manifest.database.dumpBytes);
+            const dropLines = engine.foreignOwnerLine && connection.user !== manifest.database.user
+                ? engine.foreignOwnerLine
+                : undefined;
+            const loaded = await loadDump({
+                host,
+                engine,
+                context: loadContext,
+                dumpArchive: backup.dumpArchive,
+                compression,
+                ...(dropLines ? { dropLines } : {}),
+                signal,
+                progress: loading,
+            });
+            loading.finish();
+            reporter.info(`Loaded ${formatBytes(loaded.bytes)} of SQL with ${r.client}${loaded.dropped ? ` (${loaded.dropped} ownership statements naming ${manifest.database.user} left out: the objects belong to ${connection.user})` : ''}.`);
+        });
+        if (signal.aborted)
+            throw new InterruptedError();
+        // --- ownCloud's closing steps ----------------------------------------------------------
+        const tables = await reporter.group('Finish', async () => {
+            const occ = { installDir: layout.installDir, user: occUser };
+            const runOcc = (args) => mustRun(host, occCommand(host, occ, args), `occ ${args.join(' ')}`, {
+                shielded: true,
+                timeoutMs: 300_000,
+            });
+            await runOcc(['maintenance:data-fingerprint']);
+            reporter.info('occ maintenance:data-fingerprint: sync clients will re-sync instead of deleting.');
+            if (signal.aborted)
+                throw new InterruptedError();
+            const status = JSON.parse((await runOcc(['status', '--output=json'])).stdout.trim().split('\n').pop() ?? '{}');
+            if (status.installed !== true)
+                throw new BackupError('occ status does not say installed after the restore.');
+            if (status.version !== manifest.instance.version)
+                throw new BackupError(`occ status says version ${status.version ?? '?'} after the restore; the backup is of ${manifest.instance.version}.`);
+            const counted = await checkRowCounts(r, loadContext(r, occUser));
+            if (signal.aborted)
+                throw new InterruptedError();
+            if (manifest.maintenance.priorState) {
+                reporter.info("Maintenance mode stays on: it was on before the backup (the administrator's state).");
+            }
+            else {
+                await runOcc(['maintenance:mode', '--off']);
+                reporter.info('Maintenance mode off, as it was before the backup.');
+            }
+            return counted;
+        });
+        if (signal.aborted)
+            throw new InterruptedError();
+        note('done');
+        let previous;
+        if (plan.safetyCopy && containers.length > 0) {
+            const kept = [...containers];
+            if (plan.discardPrevious) {
+                const freed = await discardContainers(host, root, kept);
+                reporter.info(`Removed the previous state (${formatBytes(freed)}; discard-previous).`);
+            }
+            else {
+                const size = reached(host, await host.run([...root, 'sh', '-c', SIZE, 'sh', ...kept]));
+                previous = { paths: kept, bytes: Number(size.stdout.trim()) || 0 };
+                reporter.info(`The previous state is kept in ${kept.join(', ')} (${formatBytes(previous.bytes)}): remove it with owncloud-backup restore --cleanup once the instance works.`);
+            }
+        }
+        return {
+            manifest,
+            target: host.label,
+            inPlace: current !== undefined,
+            ...(previous ? { previous } : {}),
+            changedConfig: Object.keys(r.changes),
+            tablesChecked: tables,
+            seconds: (performance.now() - r.started) / 1000,
+        };
+    }
+    catch (error) {
+        if (journal.phase === 'moving-aside' || journal.phase === 'replacing') {
+            // One line: a tool's stderr tail (several lines) would push the state off it.
+            const cause = signal.aborted
+                ? 'The restore was interrupted'
+                : describeError(error)
+                    .replace(/\s*\n\s*/g, '; ')
+                    .replace(/\.$/, '');
+            if (!plan.safetyCopy && removing)
+                throw new RestoreError(`${cause}. The instance is INCOMPLETE: there was no safety copy (safety-copy false) to put back; restore again.`);
+            try {
+                await withReconnects(r, host, (reached, first) => putBackPrevious(reached, root, journal, plan, context, first ? maintenance : undefined));
+            }
+            catch (rollbackError) {
+                throw new RestoreError(`${cause}. PUTTING THE PREVIOUS STATE BACK FAILED: ${describeError(rollbackError).replace(/\s*\n\s*/g, '; ')} The previous state is in ${journal.containers.join(', ')}: once the host is reachable, run the restore again (it moves what is there aside first), or move that state back by hand.`);
+            }
+            note('rolled-back');
+            throw new RestoreError(`${cause}. The previous state is back: files, database and maintenance mode as they were before the restore.`);
+        }
+        throw error;
+    }
+}
+/** How long putting the previous state back keeps trying through a lost link. */
+const ROLLBACK_RETRY_SECONDS = 120;
+/**
+ * Runs work on the host; when the link is lost (SSH), reconnects and runs it again until it
+ * succeeds or the time is up. The work must be safe to run again (the put-back scripts are).
+ */
+async function withReconnects(r, host, work) {
+    const deadline = Date.now() + (r.context.rollbackRetrySeconds ?? ROLLBACK_RETRY_SECONDS) * 1000;
+    let current = host;
+    for (let attempt = 1;; attempt++) {
+        try {
+            await work(current, attempt === 1);
+            return;
+        }
+        catch (error) {
+            if (!(error instanceof LinkError) || r.plan.target.kind !== 'ssh' || Date.now() >= deadline)
+                throw error;
+            r.context.reporter.warning(`The link to the host failed while putting the previous state back (${describeError(error)}); reconnecting (attempt ${attempt}).`);
+            await sleep(Math.min(2000 * attempt, 10_000));
+            try {
+                if (current !== host)
+                    await current.close();
+                current = await SshHost.connect(r.plan.target, r.context.ssh);
+            }
+            catch (connectError) {
+                r.context.reporter.info(`Not reachable yet: ${describeError(connectError)}`);
+            }
+        }
+    }
+}
+function loadContext(r, owner) {
+    return {
+        connection: r.connection,
+        client: r.client,
+        account: r.host.account,
+        owner,
+        ...(r.plan.dbAdmin ? { admin: r.plan.dbAdmin } : {}),
+    };
+}
+/**
+ * The closing check of the database: as many rows per table as the backup counted inside
+ * its maintenance window. Returns the number of tables compared (0 for an older backup
+ * whose manifest has no counts).
+ */
+async function checkRowCounts(r, context) {
+    const recorded = r.backup.manifest.database.rowCounts;
+    if (!recorded) {
+        r.context.reporter.warning('The backup records no row counts (made by an older version): the rows are not compared.');
+        return 0;
+    }
+    const counted = await countRows(r.host, r.engine, {
+        connection: context.connection,
+        tool: toolOf(r.engine, r.client),
+        account: context.account,
+        owner: context.owner,
+    }, undefined, { seconds: 600 });
+    const differences = rowCountDifferences(recorded, counted);
+    if (differences.length > 0)
+        throw new BackupError(`The restored database does not hold what the backup counted: ${differences.slice(0, 5).join('; ')}${differences.length > 5 ? `; and ${differences.length - 5} more` : ''}.`);
+    const rows = Object.values(counted).reduce((sum, n) => sum + n, 0);
+    r.context.reporter.info(`Row counts: ${Object.keys(counted).length} tables, ${rows} rows, as the backup counted them.`);
+    return Object.keys(counted).length;
+}
+/**
+ * The engine's commands name their client by the dump tool it comes with (mariadb beside
+ * mariadb-dump, mysql beside mysqldump): the dump tool that goes with a client found.
+ */
+function toolOf(engine, client) {
+    if (engine.type !== 'mysql')
+        return { program: client, version: '' };
+    return { program: client === 'mariadb' ? 'mariadb-dump' : 'mysqldump', version: '' };
+}
+/** Where two table → rows maps differ, in words (pure). */
+function rowCountDifferences(recorded, counted) {
+    const differences = [];
+    for (const [table, rows] of Object.entries(recorded)) {
+        if (!(table in counted))
+            differences.push(`${table} is missing (${rows} rows at backup time)`);
+        else if (counted[table] !== rows)
+            differences.push(`${table} has ${counted[table]} rows, the backup counted ${rows}`);
+    }
+    for (const table of Object.keys(counted))
+        if (!(table in recorded))
+            differences.push(`${table} was not in the backup`);
+    return differences;
+}
+/** The current database, dumped into a file on the host, and checked complete. */
+async function dumpAside(host, root, engine, current, path, signal) {
+    const missing = await missingOnHost(host, [...engine.programs]);
+    const program = engine.programs.find((p) => !missing.includes(p));
+    if (!program)
+        throw new BackupError(`${host.label} has no ${engine.programs.join(' or ')} to save the current database first.`);
+    const command = engine.dumpCommand({
+        connection: current.database,
+        tool: { program, version: '' },
+        account: host.account,
+        owner: current.owner,
+    });
+    const result = reached(host, await host.run([...root, ...guardedCommand(writingTo(path, command.argv), command.delivery)], {
+        input: secretLine(command.secret),
+        keepStdinOpen: true,
+        signal,
+    }));
+    if (result.exitCode !== 0)
+        throw new BackupError(`Saving the current database before the restore failed (exit ${result.exitCode}): ${engine.explainFailure(result.stderr, current.database) ?? (stderrTail(result.stderr) || 'no message')}`);
+    const tail = await mustRun(host, [...root, 'tail', '-c', '4096', '--', path], 'Reading the saved database');
+    const problem = engine.checkTail(tail.stdout);
+    if (problem)
+        throw new BackupError(`The saved current database is not complete: ${problem}.`);
+}
+async function discardContainers(host, root, containers) {
+    const result = await mustRun(host, [...root, 'sh', '-c', DISCARD, 'sh', ...containers], 'Removing the previous state', { shielded: true });
+    return Number(result.stdout.trim()) || 0;
+}
+/**
+ * Puts the target back as it was before the restore: files (what the restore wrote goes),
+ * then the database from the dump saved aside, then maintenance mode.
+ */
+async function putBackPrevious(host, root, journal, plan, context, maintenance) {
+    const { reporter } = context;
+    reporter.warning('Putting the previous state back.');
+    await mustRun(host, [...root, 'sh', '-c', PUT_BACK, 'sh', ...previous_state_moveArguments([...journal.moved].reverse())], 'Putting the previous files back', { shielded: true });
+    reporter.info(`Files back: ${journal.moved.map((m) => m.original).join(', ')}.`);
+    const saved = journal.database;
+    if (saved?.replaced && saved.dumpPath) {
+        // The previous instance's own config.php (back in place) says how to reach its database.
+        const previous = await discover_discoverInstance(host, {
+            target: plan.target,
+            owncloudDir: journal.installDir,
+            database: {},
+            ...(plan.occUser ? { occUser: plan.occUser } : {}),
+        }, context.secrets);
+        const engine = database_engineFor(previous.database.type);
+        const client = await findClient(host, engine);
+        if (!client)
+            throw new errors_BackupError(`${host.label} has no ${engine.clients.join(' or ')} to reload the previous database.`);
+        const loadContext = {
+            connection: previous.database,
+            client,
+            account: host.account,
+            owner: previous.owner,
+            ...(plan.dbAdmin ? { admin: plan.dbAdmin } : {}),
+        };
+        const reset = engine.resetStep(loadContext);
+        await runSql(host, reset.command, reset.sql, 'Preparing the database for the previous state', engine, previous.database);
+        const load = engine.loadCommand(loadContext);
+        const result = host_reached(host, await host.run([...root, ...guarded_guardedCommand(readingFrom(saved.dumpPath, load.argv), load.delivery)], {
+            input: guarded_secretLine(load.secret),
+            keepStdinOpen: true,
+            shielded: true,
+        }));
+        if (result.exitCode !== 0)
+            throw new errors_BackupError(`Reloading the previous database from ${saved.dumpPath} failed (exit ${result.exitCode}): ${process_stderrTail(result.stderr) || 'no message'}`);
+        reporter.info(`Database '${saved.name}' back from ${saved.dumpPath}.`);
+    }
+    if (journal.containers.length > 0)
+        await mustRun(host, [
+            ...root,
+            'sh',
+            '-c',
+            'for c; do rm -f -- "$c/database.sql"; rmdir -- "$c" 2>/dev/null || true; done',
+            'sh',
+            ...journal.containers,
+        ], 'Removing the emptied safety copy directories', { shielded: true });
+    if (maintenance)
+        await maintenance.restore();
+    else if (journal.maintenance && journal.maintenance.phase !== 'restored')
+        await maintenance_MaintenanceGuard.recover(host, journal.maintenance, (m) => reporter.info(m));
+}
+/**
+ * For a process that outlives a killed restore (the action's post step): puts the previous
+ * state back as the journal describes it.
+ */
+async function rollBackRestore(plan, journal, context) {
+    if (journal.phase !== 'moving-aside' && journal.phase !== 'replacing')
+        return;
+    const full = { ...context, signal: new AbortController().signal };
+    const host = await connect_openHost(plan.target, full.secrets, full.ssh);
+    try {
+        await putBackPrevious(host, await rootOn(host), journal, plan, full, undefined);
+    }
+    finally {
+        await host.close();
+    }
+}
+/** `restore --cleanup`: removes what earlier restores moved aside, beside the given paths. */
+async function cleanupPrevious(plan, context, paths) {
+    const full = { ...context, signal: new AbortController().signal };
+    const host = await openHost(plan.target, full.secrets, full.ssh);
+    try {
+        const root = await rootOn(host);
+        // The data directory as the instance's config.php says, when it is there to ask.
+        const dataDir = plan.dataDir ??
+            (await discoverInstance(host, { ...plan, owncloudDir: paths[0], database: {} }, context.secrets).then((found) => found.dataDir, () => undefined));
+        const roots = [
+            ...new Set([...paths, ...(dataDir ? [dataDir] : [])].flatMap((p) => [posix.dirname(p), p])),
+        ];
+        // Containers sit beside each replaced path: in these directories or one level below (themes/).
+        const found = await mustRun(host, [
+            ...root,
+            'sh',
+            '-c',
+            'for d; do [ -d "$d" ] && find "$d" -mindepth 1 -maxdepth 2 -xdev -type d -name ".owncloud-restore-previous-*" -prune -print0; done; true',
+            'sh',
+            ...roots,
+        ], 'Looking for the previous state of earlier restores');
+        const containers = [...new Set(found.stdout.split('\0').filter(Boolean))];
+        if (containers.length === 0)
+            return { removed: [], bytes: 0 };
+        const bytes = await discardContainers(host, root, containers);
+        return { removed: containers, bytes };
+    }
+    finally {
+        await host.close();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/secrets.ts
+/**
+ * Every secret the run learns (database password, SSH key), registered the moment it is
+ * known: the registry masks it in the GitHub log (through the mask callback) and redacts
+ * it from every message this tool writes.
+ */
+class secrets_Secrets {
+    values = new Set();
+    mask;
+    constructor(mask = () => { }) {
+        this.mask = mask;
+    }
+    add(value) {
+        if (!value || this.values.has(value))
+            return;
+        this.values.add(value);
+        this.mask(value);
+        // Multi-line secrets (keys) are masked line by line too, as they may be logged that way.
+        for (const line of value.split(/\r?\n/)) {
+            const trimmed = line.trim();
+            if (trimmed.length >= 8 && !this.values.has(trimmed)) {
+                this.values.add(trimmed);
+                this.mask(trimmed);
+            }
+        }
+    }
+    /** The text with every known secret replaced by `***`. */
+    redact(text) {
+        let out = text;
+        // Longest first, so a secret containing another is replaced whole.
+        for (const value of [...this.values].sort((a, b) => b.length - a.length))
+            out = out.split(value).join('***');
+        return out;
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/action/state.ts
 // What the main step leaves for the post step, behind a small interface (the runner's
 // GITHUB_STATE through @actions/core in production).
@@ -31966,7 +47140,7 @@ const coreState = {
     save: (name, value) => saveState(name, value),
     get: (name) => getState(name),
 };
-const STATE = {
+const state_STATE = {
     /** Directories holding the SSH key and known_hosts, to delete on every path. */
     runtimeDirs: 'runtime-dirs',
     /** SSH master connections (pid, socket dir) main started: JSON array. */
@@ -31986,7 +47160,7 @@ function maintenanceState(record) {
     return { ...record, restored: record.phase === 'restored' };
 }
 function readMaintenanceState(store) {
-    const text = store.get(STATE.maintenance);
+    const text = store.get(state_STATE.maintenance);
     if (!text)
         return undefined;
     const saved = JSON.parse(text);
@@ -32001,15 +47175,15 @@ function readMaintenanceState(store) {
     };
 }
 function readRuntimeDirs(store) {
-    const text = store.get(STATE.runtimeDirs);
+    const text = store.get(state_STATE.runtimeDirs);
     return text ? JSON.parse(text) : [];
 }
 function readSshMasters(store) {
-    const text = store.get(STATE.sshMasters);
+    const text = store.get(state_STATE.sshMasters);
     return text ? JSON.parse(text) : [];
 }
 function readRestoreJournal(store) {
-    const text = store.get(STATE.restoreJournal);
+    const text = store.get(state_STATE.restoreJournal);
     return text ? JSON.parse(text) : undefined;
 }
 
@@ -32029,7 +47203,7 @@ function removeFromRunner(dir, what) {
         info(`Removed ${dir} (${what}).`);
     }
     catch (error) {
-        warning(`Could not remove ${dir}: ${describeError(error)}`);
+        warning(`Could not remove ${dir}: ${errors_describeError(error)}`);
     }
 }
 /** Ends the SSH connections main left open, then removes the key and known_hosts files. */
@@ -32045,7 +47219,7 @@ function cleanUpSsh(state, runtimeDirs) {
 // Progress reporting, one interface for the terminal and the GitHub log. Every line
 // passes through the secret registry first.
 /** Formats seconds as people read them: 0.4 s, 12.3 s, 4 min 05 s. */
-function formatSeconds(value) {
+function report_formatSeconds(value) {
     if (value < 60)
         return `${value.toFixed(1)} s`;
     const minutes = Math.floor(value / 60);
@@ -32064,7 +47238,7 @@ function streamReporter(write, redact) {
             line('== ', title);
             const started = performance.now();
             const result = await work();
-            line('   ', `${title}: done in ${formatSeconds((performance.now() - started) / 1000)}`);
+            line('   ', `${title}: done in ${report_formatSeconds((performance.now() - started) / 1000)}`);
             return result;
         },
     };
@@ -32083,7 +47257,7 @@ function actionReporter(redact) {
             const started = performance.now();
             try {
                 const result = await work();
-                info(`${title}: done in ${formatSeconds((performance.now() - started) / 1000)}`);
+                info(`${title}: done in ${report_formatSeconds((performance.now() - started) / 1000)}`);
                 return result;
             }
             finally {
@@ -32130,6 +47304,15 @@ const INPUTS = {
     owner: 'owner',
     allowVersionMismatch: 'allow-version-mismatch',
 };
+/** Inputs of a restore only (the backup action does not declare them). */
+const RESTORE_ONLY = [
+    INPUTS.dbAdminUser,
+    INPUTS.dbAdminPassword,
+    INPUTS.safetyCopy,
+    INPUTS.discardPrevious,
+    INPUTS.owner,
+    INPUTS.allowVersionMismatch,
+];
 /** Inputs that only mean something for an SSH connection (with `host`). */
 const SSH_ONLY = [
     INPUTS.port,
@@ -32354,6 +47537,8 @@ function planRestore(raw, backupPath, label = settings_actionLabel) {
     const owner = userName(INPUTS.owner);
     return {
         ...instance,
+        // Empty: the installation directory the backup recorded.
+        owncloudDir: value(INPUTS.owncloudDir) ? instance.owncloudDir : '',
         backupPath,
         ...(adminUser ? { dbAdmin: { user: adminUser, password: adminPassword ?? '' } } : {}),
         allowVersionMismatch: boolean(INPUTS.allowVersionMismatch, false),
@@ -32396,32 +47581,6 @@ function openSshKeyCipher(privateKey) {
     const length = blob.readUInt32BE(magic.length);
     return blob.subarray(magic.length + 4, magic.length + 4 + length).toString('latin1');
 }
-
-;// CONCATENATED MODULE: ./src/naming.ts
-const SUFFIX = { zstd: '.zst', gzip: '.gz' };
-function stamp(date) {
-    const iso = date.toISOString(); // 2026-11-26T09:59:00.000Z
-    return { day: iso.slice(0, 10).replaceAll('-', ''), time: iso.slice(11, 19).replaceAll(':', '') };
-}
-/** The backup directory (and default artifact name): `owncloud-backup-YYYYMMDD-HHMMSS`. */
-function naming_backupName(date) {
-    const { day, time } = stamp(date);
-    return `owncloud-backup-${day}-${time}`;
-}
-/** Whether a name is one backupName() makes: how the default backup artifacts are found again. */
-function isBackupName(name) {
-    return /^owncloud-backup-\d{8}-\d{6}$/.test(name);
-}
-function dumpFileName(date, compression) {
-    return `owncloud-dbbackup_${stamp(date).day}.bak${SUFFIX[compression]}`;
-}
-function filesArchiveName(date, compression) {
-    return `owncloud-files_${stamp(date).day}.tar${SUFFIX[compression]}`;
-}
-const MANIFEST_NAME = 'manifest.json';
-const CHECKSUMS_NAME = 'SHA256SUMS';
-/** Suffix of a backup directory still being written: never taken for a finished backup. */
-const INCOMPLETE_SUFFIX = '.incomplete';
 
 ;// CONCATENATED MODULE: ./src/action/inputs.ts
 // The action's inputs, read once and validated up front into the backup plan plus what
@@ -32564,11 +47723,67 @@ function restoreActionSettings(raw, action, env = process.env) {
     return { plan, source, confirmed: confirm };
 }
 
+;// CONCATENATED MODULE: ./src/action/step.ts
+// What both actions' main steps share: the secret registry, cancellation (the runner sends
+// SIGINT, then SIGTERM) turned into an aborted signal, every error into one failed message;
+// and the runner directory for the SSH key, known to the post step before it is used.
+
+
+
+
+
+
+
+/** Runs a main step; `onCancel` says what the step does when cancelled. */
+async function cancellableStep(onCancel, work) {
+    const secrets = new Secrets((value) => core.setSecret(value));
+    const controller = new AbortController();
+    const onSignal = (signal) => {
+        if (controller.signal.aborted)
+            return;
+        core.warning(`${signal} received (the run was cancelled): ${onCancel}`);
+        controller.abort();
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    try {
+        await work({
+            secrets,
+            signal: controller.signal,
+            runnerTemp: process.env.RUNNER_TEMP || tmpdir(),
+        });
+    }
+    catch (error) {
+        core.setFailed(secrets.redact(describeError(error)));
+    }
+    finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+    }
+}
+/** A new directory for an SSH key and known_hosts (0700) under RUNNER_TEMP. */
+function newRuntimeDir(runnerTemp = process.env.RUNNER_TEMP || (0,external_node_os_namespaceObject.tmpdir)()) {
+    return (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)(runnerTemp, 'owncloud-backup-ssh-'));
+}
+/**
+ * SSH options whose key directory and master connection the post step knows about (saved
+ * before they exist), so that it removes them whatever happens to main.
+ */
+function trackedSsh(state, runnerTemp) {
+    const runtimeDir = newRuntimeDir(runnerTemp);
+    state.save(STATE.runtimeDirs, JSON.stringify([runtimeDir]));
+    return {
+        runtimeDir,
+        onMaster: (master) => state.save(STATE.sshMasters, JSON.stringify([master])),
+    };
+}
+
 ;// CONCATENATED MODULE: ./src/action/restore-post.ts
 // The restore action's post step (post-if: always()): if main was killed while it was
 // changing the target (its journal says moving-aside or replacing), put the previous state
 // back; then remove what main left on the runner (the download, the key files, an SSH
 // master connection), on every path. A cleanup failure is a warning, not a second error.
+
 
 
 
@@ -32584,7 +47799,8 @@ const NOTHING_TO_DO = {
     'rolled-back': 'The main step put the previous state back itself; nothing to do.',
 };
 async function runRestorePost(state = coreState) {
-    const secrets = new Secrets((value) => core_setSecret(value));
+    const secrets = new secrets_Secrets((value) => core_setSecret(value));
+    const runtimeDirs = readRuntimeDirs(state);
     let kept = [];
     try {
         const journal = readRestoreJournal(state);
@@ -32598,21 +47814,24 @@ async function runRestorePost(state = coreState) {
         // The post step gets the same inputs: the key comes from there, not from main's files.
         const { raw, action } = readRestoreInputs(secrets);
         const settings = restoreActionSettings(raw, action);
-        const plan = { ...settings.plan, backupPath: state.get(STATE.backupPath) };
+        const plan = { ...settings.plan, backupPath: state.get(state_STATE.backupPath) };
+        const runtimeDir = newRuntimeDir();
+        runtimeDirs.push(runtimeDir);
         await rollBackRestore(plan, journal, {
             reporter: actionReporter((text) => secrets.redact(text)),
             secrets,
+            ssh: { runtimeDir },
         });
         info('The previous state is back: files, database and maintenance mode as before.');
     }
     catch (error) {
-        setFailed(secrets.redact(`Could not put the previous state back: ${describeError(error)}${kept.length ? ` The previous state is still kept on the target in: ${kept.join(', ')}.` : ''}`));
+        setFailed(secrets.redact(`Could not put the previous state back: ${errors_describeError(error)}${kept.length ? ` The previous state is still kept on the target in: ${kept.join(', ')}.` : ''}`));
     }
     finally {
-        const downloadDir = state.get(STATE.downloadDir);
+        const downloadDir = state.get(state_STATE.downloadDir);
         if (downloadDir)
             removeFromRunner(downloadDir, 'the downloaded artifact');
-        cleanUpSsh(state, readRuntimeDirs(state));
+        cleanUpSsh(state, runtimeDirs);
     }
 }
 
@@ -32623,7 +47842,7 @@ async function runRestorePost(state = coreState) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_restore_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6066);
+/* harmony import */ var _action_restore_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3833);
 // Entry of the restore action's post step (runs always, after success, failure or cancellation).
 
 await (0,_action_restore_post_js__WEBPACK_IMPORTED_MODULE_0__/* .runRestorePost */ .G)();

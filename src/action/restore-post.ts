@@ -10,6 +10,7 @@ import { cleanUpSsh, removeFromRunner } from './cleanup.ts';
 import { actionReporter } from './reporter.ts';
 import { readRestoreInputs, restoreActionSettings } from './restore-inputs.ts';
 import { coreState, readRestoreJournal, readRuntimeDirs, STATE, type StateStore } from './state.ts';
+import { newRuntimeDir } from './step.ts';
 
 const NOTHING_TO_DO: Record<string, string> = {
   none: 'The main step changed nothing on the target; nothing to put back.',
@@ -20,6 +21,7 @@ const NOTHING_TO_DO: Record<string, string> = {
 
 export async function runRestorePost(state: StateStore = coreState): Promise<void> {
   const secrets = new Secrets((value) => core.setSecret(value));
+  const runtimeDirs = readRuntimeDirs(state);
   let kept: string[] = [];
   try {
     const journal = readRestoreJournal(state);
@@ -36,9 +38,12 @@ export async function runRestorePost(state: StateStore = coreState): Promise<voi
     const { raw, action } = readRestoreInputs(secrets);
     const settings = restoreActionSettings(raw, action);
     const plan = { ...settings.plan, backupPath: state.get(STATE.backupPath) };
+    const runtimeDir = newRuntimeDir();
+    runtimeDirs.push(runtimeDir);
     await rollBackRestore(plan, journal, {
       reporter: actionReporter((text) => secrets.redact(text)),
       secrets,
+      ssh: { runtimeDir },
     });
     core.info('The previous state is back: files, database and maintenance mode as before.');
   } catch (error) {
@@ -50,6 +55,6 @@ export async function runRestorePost(state: StateStore = coreState): Promise<voi
   } finally {
     const downloadDir = state.get(STATE.downloadDir);
     if (downloadDir) removeFromRunner(downloadDir, 'the downloaded artifact');
-    cleanUpSsh(state, readRuntimeDirs(state));
+    cleanUpSsh(state, runtimeDirs);
   }
 }
