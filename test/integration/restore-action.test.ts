@@ -15,7 +15,8 @@ import { startPostgres, type PostgresServer } from '../harness/postgres.ts';
 import { makeScratchDir } from '../harness/scratch.ts';
 import { startSshd, type SshServer } from '../harness/sshd.ts';
 import type { SampleInstance } from '../sample/instance.ts';
-import { runActionStep, type StepRun } from '../support/action-runner.ts';
+import { errorLines, runActionStep, sshInputs, type StepRun } from '../support/action-runner.ts';
+import { explain } from '../support/cli-checks.ts';
 import { sampleOn, type Engine } from '../support/instances.ts';
 import {
   changeInstance,
@@ -49,30 +50,11 @@ function sample(engine: Engine): Promise<SampleInstance> {
   return sampleOn(engine, { mariadb, postgres }, scratch.path, counter++);
 }
 
-function sshInputs(instance: SampleInstance): Record<string, string> {
-  return {
-    host: sshd.host,
-    port: String(sshd.port),
-    user: 'root',
-    'ssh-key': sshd.privateKey,
-    'known-hosts': sshd.knownHostsLine,
-    'owncloud-dir': instance.installDir,
-  };
-}
-
 /** One job's runner directory: the backup's and the restore's runner files side by side. */
 function workDir(): string {
   const dir = join(scratch.path, `runner ${counter++}`);
   mkdirSync(dir, { recursive: true });
   return dir;
-}
-
-function explain(run: StepRun): string {
-  return `exit ${run.exitCode} ${run.signal ?? ''}\n--- stdout\n${run.stdout}\n--- stderr\n${run.stderr}`;
-}
-
-function errorLines(run: StepRun): string[] {
-  return run.stdout.split('\n').filter((l) => l.startsWith('::error::'));
 }
 
 /** What the restore leaves in RUNNER_TEMP while it runs: downloads and key directories. */
@@ -95,14 +77,14 @@ let backups = 0;
 async function backUp(instance: SampleInstance, dir: string) {
   const name = backupName(new Date(Date.UTC(2026, 0, 1) + 1000 * backups++));
   const main = await runActionStep('main', {
-    inputs: { ...sshInputs(instance), 'artifact-name': name },
+    inputs: { ...sshInputs(sshd, instance), 'artifact-name': name },
     workDir: dir,
     env: service.env,
     secrets: [instance.dbPassword],
   });
   expect(main.exitCode, explain(main)).toBe(0);
   const post = await runActionStep('post', {
-    inputs: sshInputs(instance),
+    inputs: sshInputs(sshd, instance),
     workDir: dir,
     env: service.env,
     state: main.state,
@@ -149,19 +131,19 @@ describe('the confirm guard', () => {
   const cases: [string, () => Record<string, string>, () => string][] = [
     [
       'an empty confirm',
-      () => ({ ...sshInputs(instance), confirm: '' }),
+      () => ({ ...sshInputs(sshd, instance), confirm: '' }),
       () =>
         `Invalid input 'confirm': it is empty, and must be the target '${sshd.host}' (the host input) to confirm that the instance there is overwritten.`,
     ],
     [
       'another host',
-      () => ({ ...sshInputs(instance), confirm: 'cloud.example.com' }),
+      () => ({ ...sshInputs(sshd, instance), confirm: 'cloud.example.com' }),
       () =>
         `Invalid input 'confirm': 'cloud.example.com' is not the target '${sshd.host}' (the host input). Nothing was downloaded or changed; set confirm to exactly the host this restore overwrites.`,
     ],
     [
       "'local' for a remote target",
-      () => ({ ...sshInputs(instance), confirm: 'local' }),
+      () => ({ ...sshInputs(sshd, instance), confirm: 'local' }),
       () =>
         `Invalid input 'confirm': 'local' is not the target '${sshd.host}' (the host input). Nothing was downloaded or changed; set confirm to exactly the host this restore overwrites.`,
     ],
@@ -311,7 +293,7 @@ describe('downloading the backup artifact', () => {
   it('the action refuses an artifact name the run does not have, naming it', async () => {
     const dir = workDir();
     const main = await restore('main', instance, dir, {
-      ...sshInputs(instance),
+      ...sshInputs(sshd, instance),
       confirm: sshd.host,
       'artifact-name': 'owncloud-backup-19990101-000000',
     });
@@ -322,7 +304,7 @@ describe('downloading the backup artifact', () => {
     );
     expect(error).toContain(`'${second.outputs['artifact-name']}'`);
     expect(instance.readConfig().maintenance).toBe(false);
-    const post = await restore('post', instance, dir, sshInputs(instance), main.state);
+    const post = await restore('post', instance, dir, sshInputs(sshd, instance), main.state);
     expect(post.exitCode, explain(post)).toBe(0);
     expect(runnerLeftovers(dir)).toEqual([]);
   });
@@ -337,7 +319,7 @@ describe('downloading the backup artifact', () => {
 
     const dir = workDir();
     const main = await restore('main', instance, dir, {
-      ...sshInputs(instance),
+      ...sshInputs(sshd, instance),
       confirm: sshd.host,
       'artifact-name': name,
     });
@@ -354,7 +336,7 @@ describe('downloading the backup artifact', () => {
     expect(instance.occCalls()).toHaveLength(occCalls);
     expectSameState(await instanceState(instance, damaged.manifest), before);
 
-    const post = await restore('post', instance, dir, sshInputs(instance), main.state);
+    const post = await restore('post', instance, dir, sshInputs(sshd, instance), main.state);
     expect(post.exitCode, explain(post)).toBe(0);
     expect(runnerLeftovers(dir)).toEqual([]);
   });
@@ -373,7 +355,7 @@ describe.each(['sqlite', 'mysql', 'pgsql'] as const)(
 
       // No artifact-name: the newest backup artifact of the run, the one just made; for
       // PostgreSQL, taken as another run's would be (run-id and github-token: the REST API).
-      const inputs: Record<string, string> = { ...sshInputs(instance), confirm: sshd.host };
+      const inputs: Record<string, string> = { ...sshInputs(sshd, instance), confirm: sshd.host };
       if (engine === 'pgsql')
         Object.assign(inputs, {
           'run-id': service.env.GITHUB_RUN_ID!,
@@ -449,7 +431,7 @@ describe('a killed restore main step', () => {
     await changeInstance(instance);
     const beforeRestore = await instanceState(instance, backup.manifest);
 
-    const inputs = { ...sshInputs(instance), confirm: sshd.host };
+    const inputs = { ...sshInputs(sshd, instance), confirm: sshd.host };
     const stateFile = join(dir, 'restore-main', 'state');
     let killedIn: string | undefined;
     const main = await restore('main', instance, dir, inputs, undefined, (child) => {

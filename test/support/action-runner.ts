@@ -7,6 +7,8 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parse } from 'yaml';
+import type { SshServer } from '../harness/sshd.ts';
+import type { SampleInstance } from '../sample/instance.ts';
 import { watchRun, type WatchedRun, type WatchOptions } from './backup-run.ts';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -109,4 +111,21 @@ export async function runActionStep(
     state: parseFileCommands(readFileSync(files.state, 'utf8')),
     summary: readFileSync(files.summary, 'utf8'),
   };
+}
+
+/** The `with:` inputs that point either action at an instance through this sshd. */
+export function sshInputs(server: SshServer, instance: SampleInstance): Record<string, string> {
+  return {
+    host: server.host,
+    port: String(server.port),
+    user: 'root',
+    'ssh-key': server.privateKey,
+    'known-hosts': server.knownHostsLine,
+    'owncloud-dir': instance.installDir,
+  };
+}
+
+/** The `::error::` lines a step wrote (core.setFailed). */
+export function errorLines(run: StepRun): string[] {
+  return run.stdout.split('\n').filter((l) => l.startsWith('::error::'));
 }
