@@ -48,8 +48,11 @@ import {
   planMoves,
   PROBE_PATHS,
   PUT_BACK,
+  recordingPid,
   restoreStamp,
   SIZE,
+  stepPidFile,
+  STOP_STEPS,
   type MovedPath,
 } from './steps/previous-state.ts';
 import { extractFiles, readArchivedConfig } from './steps/restore-files.ts';
@@ -318,14 +321,17 @@ async function runSql(
   doing: string,
   engine: DatabaseEngine,
   connection: DatabaseConnection,
+  /** Interrupts it (the restore's own reset); a rollback's reset is shielded instead. */
+  signal?: AbortSignal,
 ): Promise<void> {
   const result = reached(
     host,
     await host.run(guardedInputCommand(command.argv, command.delivery), {
       input: secretLine(command.secret) + sql,
-      shielded: true,
+      ...(signal ? { signal } : { shielded: true }),
     }),
   );
+  if (signal?.aborted) throw new InterruptedError('The restore was interrupted.');
   if (result.exitCode !== 0)
     throw new BackupError(
       `${doing} failed (exit ${result.exitCode}): ${engine.explainFailure(result.stderr, connection) ?? (stderrTail(result.stderr) || 'no message')}`,
@@ -357,10 +363,14 @@ async function loadDump(options: {
   dropLines?: RegExp;
   signal: AbortSignal;
   progress: StepProgress;
+  root: string[];
+  /** Where the client on the host records its pid (see stepPidFile). */
+  pidFile?: string;
 }): Promise<{ bytes: number; dropped: number }> {
   const { host, engine, context } = options;
   const command = engine.loadCommand(context);
-  const loader = host.stream(guardedInputCommand(command.argv, command.delivery), {
+  const client = options.pidFile ? recordingPid(options.pidFile, command.argv) : command.argv;
+  const loader = host.stream([...options.root, ...guardedInputCommand(client, command.delivery)], {
     feedStdin: true,
     signal: options.signal,
   });
@@ -475,7 +485,7 @@ export async function runRestore(
     interrupted();
 
     // --- What is there, and what will be -----------------------------------------------
-    const { current, connection, changes, client, moves } = await unchanged(() =>
+    const { installDirOwner, current, connection, changes, client, moves } = await unchanged(() =>
       reporter.group('Preflight (nothing is changed yet)', async () => {
         const found = await currentInstance(connected, plan, layout.installDir, context);
         if (found)
@@ -556,7 +566,7 @@ export async function runRestore(
           const result = await checkLogin(connected, check);
           if (result.exitCode !== 0 || result.stdout.trim() !== '1')
             throw new BackupError(
-              `The database check failed (nothing was changed): ${engine.explainFailure(result.stderr, plan.dbAdmin ? { ...target, user: plan.dbAdmin.user } : target) ?? (stderrTail(result.stderr) || `exit ${result.exitCode}`)}${plan.dbAdmin ? '' : " (without db-admin-user the database must exist and the instance's user must reach it)"}`,
+              `The database check failed (nothing was changed): ${engine.explainFailure(result.stderr, plan.dbAdmin ? { ...target, user: plan.dbAdmin.user } : target) ?? (stderrTail(result.stderr) || `exit ${result.exitCode}`)}${plan.dbAdmin ? '' : " Without db-admin-user, the database must exist and the instance's user must reach it."}`,
             );
         }
 
@@ -577,7 +587,10 @@ export async function runRestore(
         reporter.info(
           `To replace: ${layout.replaced.join(', ')}; database ${engine.type} '${target.name}'.`,
         );
+        const installDirOwner = (await ownerOf(connected, layout.installDir))?.name;
         return {
+          installDirOwner:
+            installDirOwner && installDirOwner !== 'UNKNOWN' ? installDirOwner : undefined,
           current: found,
           connection: target,
           changes: changed,
@@ -589,6 +602,7 @@ export async function runRestore(
     interrupted();
     return await replace({
       host: connected,
+      installDirOwner,
       root,
       plan,
       context,
@@ -609,6 +623,8 @@ export async function runRestore(
 
 interface Replacement {
   host: Host;
+  /** Who owned the installation directory before the restore (the default owner of new files). */
+  installDirOwner: string | undefined;
   root: string[];
   plan: RestorePlan;
   context: RestoreContext;
@@ -665,6 +681,13 @@ async function replace(r: Replacement): Promise<RestoreResult> {
       )
     : undefined;
 
+  // The writing steps record their pids beside the previous state, for a rollback to stop.
+  const stepPids = containers[0]
+    ? {
+        files: stepPidFile(containers[0], 'files'),
+        database: stepPidFile(containers[0], 'database'),
+      }
+    : undefined;
   /** Set once the current files are being deleted (safety-copy false): no way back then. */
   let removing = false;
   try {
@@ -734,8 +757,11 @@ async function replace(r: Replacement): Promise<RestoreResult> {
         layout: layout.members,
         signal,
         progress: files,
+        ...(stepPids ? { pidFile: stepPids.files } : {}),
       });
       files.finish();
+      if (stepPids)
+        await mustRun(host, [...root, 'rm', '-f', '--', stepPids.files], 'Removing a pid file');
       reporter.info(
         `${manifest.files.fileCount} files (${formatBytes(manifest.files.bytes)}) restored.`,
       );
@@ -749,7 +775,7 @@ async function replace(r: Replacement): Promise<RestoreResult> {
       if (!archivedOwner) throw new BackupError(`The restored files hold no ${configPath}.`);
       let owner = archivedOwner.name;
       if (plan.owner || owner === 'UNKNOWN' || owner === String(archivedOwner.uid)) {
-        const wanted = plan.owner ?? (await ownerOf(host, layout.installDir))?.name ?? 'UNKNOWN';
+        const wanted = plan.owner ?? r.installDirOwner ?? 'UNKNOWN';
         if (wanted === 'UNKNOWN')
           throw new BackupError(
             `The archive's owner (uid ${archivedOwner.uid}) does not exist on ${host.label}: name the web server's user with the owner input.`,
@@ -806,7 +832,15 @@ async function replace(r: Replacement): Promise<RestoreResult> {
         };
       note();
       const reset = engine.resetStep(loadContext);
-      await runSql(host, reset.command, reset.sql, 'Preparing the database', engine, connection);
+      await runSql(
+        host,
+        reset.command,
+        reset.sql,
+        'Preparing the database',
+        engine,
+        connection,
+        signal,
+      );
       reporter.info(`Database: ${reset.summary}.`);
       const loading = progress('Database load', manifest.database.dumpBytes);
       const dropLines =
@@ -822,8 +856,12 @@ async function replace(r: Replacement): Promise<RestoreResult> {
         ...(dropLines ? { dropLines } : {}),
         signal,
         progress: loading,
+        root,
+        ...(stepPids ? { pidFile: stepPids.database } : {}),
       });
       loading.finish();
+      if (stepPids)
+        await mustRun(host, [...root, 'rm', '-f', '--', stepPids.database], 'Removing a pid file');
       reporter.info(
         `Loaded ${formatBytes(loaded.bytes)} of SQL with ${r.client}${loaded.dropped ? ` (${loaded.dropped} ownership statements naming ${manifest.database.user} left out: the objects belong to ${connection.user})` : ''}.`,
       );
@@ -937,24 +975,30 @@ async function withReconnects(
 ): Promise<void> {
   const deadline = Date.now() + (r.context.rollbackRetrySeconds ?? ROLLBACK_RETRY_SECONDS) * 1000;
   let current = host;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await work(current, attempt === 1);
-      return;
-    } catch (error) {
-      if (!(error instanceof LinkError) || r.plan.target.kind !== 'ssh' || Date.now() >= deadline)
-        throw error;
-      r.context.reporter.warning(
-        `The link to the host failed while putting the previous state back (${describeError(error)}); reconnecting (attempt ${attempt}).`,
-      );
-      await sleep(Math.min(2000 * attempt, 10_000));
+  try {
+    for (let attempt = 1; ; attempt++) {
       try {
-        if (current !== host) await current.close();
-        current = await SshHost.connect(r.plan.target, r.context.ssh);
-      } catch (connectError) {
-        r.context.reporter.info(`Not reachable yet: ${describeError(connectError)}`);
+        await work(current, attempt === 1);
+        return;
+      } catch (error) {
+        if (!(error instanceof LinkError) || r.plan.target.kind !== 'ssh' || Date.now() >= deadline)
+          throw error;
+        r.context.reporter.warning(
+          `The link to the host failed while putting the previous state back (${describeError(error)}); reconnecting (attempt ${attempt}).`,
+        );
+        await sleep(Math.min(2000 * attempt, 10_000));
+        try {
+          const reconnected = await SshHost.connect(r.plan.target, r.context.ssh);
+          if (current !== host) await current.close();
+          current = reconnected;
+        } catch (connectError) {
+          r.context.reporter.info(`Not reachable yet: ${describeError(connectError)}`);
+        }
       }
     }
+  } finally {
+    // The session opened here is this function's to end (the first one is the caller's).
+    if (current !== host) await current.close();
   }
 }
 
@@ -1100,6 +1144,23 @@ async function putBackPrevious(
 ): Promise<void> {
   const { reporter } = context;
   reporter.warning('Putting the previous state back.');
+  // A step the lost link left running on the host (tar, the client) stops first.
+  const container = journal.containers[0];
+  if (container)
+    await mustRun(
+      host,
+      [
+        ...root,
+        'sh',
+        '-c',
+        STOP_STEPS,
+        'sh',
+        stepPidFile(container, 'files'),
+        stepPidFile(container, 'database'),
+      ],
+      'Stopping what the restore left running',
+      { shielded: true },
+    );
   await mustRun(
     host,
     [...root, 'sh', '-c', PUT_BACK, 'sh', ...moveArguments([...journal.moved].reverse())],

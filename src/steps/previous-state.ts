@@ -170,3 +170,33 @@ export const SIZE = `du -s -x --bytes -c -- "$@" | tail -n 1 | cut -f1`;
 export function moveArguments(moves: readonly MovedPath[]): string[] {
   return moves.flatMap((m) => [m.how, m.original, m.aside]);
 }
+
+/**
+ * Where a restore step that writes on the host (tar, the database client) leaves its pid,
+ * in the container: if the link dies, that process may still be working through what
+ * reached the host, and putting the previous state back must first stop it.
+ */
+export function stepPidFile(container: string, step: 'files' | 'database'): string {
+  return `${container}/.restore-${step}.pid`;
+}
+
+/** argv that writes its own pid to a file, then becomes the command (same pid). */
+export function recordingPid(pidFile: string, argv: readonly string[]): string[] {
+  return ['sh', '-c', 'echo $$ > "$1"; shift; exec "$@"', 'sh', pidFile, ...argv];
+}
+
+/** Stops the processes the pid files name (TERM, then KILL after 10 s) and removes the files. */
+export const STOP_STEPS = `
+for f; do
+  [ -f "$f" ] || continue
+  pid=$(cat -- "$f")
+  case $pid in ''|*[!0-9]*) rm -f -- "$f"; continue ;; esac
+  if kill -TERM "$pid" 2>/dev/null; then
+    n=0
+    while kill -0 "$pid" 2>/dev/null && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+    kill -KILL "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  fi
+  rm -f -- "$f"
+done
+`.trim();

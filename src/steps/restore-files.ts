@@ -13,6 +13,7 @@ import type { StepProgress } from '../progress.ts';
 import type { Compression } from '../settings.ts';
 import { TAR_METADATA_FLAGS, withoutTarProgress } from './archive.ts';
 import { LAYOUT } from './files.ts';
+import { recordingPid } from './previous-state.ts';
 
 /**
  * A GNU tar --transform expression that maps member directory `member` (and everything
@@ -72,10 +73,13 @@ export async function extractFiles(options: {
   layout: Record<string, string>;
   signal: AbortSignal;
   progress?: StepProgress;
+  /** Where tar on the host records its pid (see stepPidFile). */
+  pidFile?: string;
 }): Promise<void> {
   const { host } = options;
-  const tar = host.stream(
-    [...options.root, ...tarExtractCommand(options.layout, options.compression)],
+  const tar = tarExtractCommand(options.layout, options.compression);
+  const extracting = host.stream(
+    [...options.root, ...(options.pidFile ? recordingPid(options.pidFile, tar) : tar)],
     {
       feedStdin: true,
       signal: options.signal,
@@ -84,11 +88,11 @@ export async function extractFiles(options: {
   const counter = new Counter();
   counter.progress = options.progress;
   // tar's output is nothing but complaints: drain it so it never blocks.
-  tar.stdout.resume();
-  const feeding = pipeline(createReadStream(options.archivePath), counter, tar.stdin).catch(
+  extracting.stdout.resume();
+  const feeding = pipeline(createReadStream(options.archivePath), counter, extracting.stdin).catch(
     (error: unknown) => error,
   );
-  const result = await tar.done;
+  const result = await extracting.done;
   const fed = await feeding;
   const transport = host.transportFailure(result);
   if (transport) throw new LinkError(`Restoring the files failed: ${transport}`);

@@ -341,3 +341,60 @@ describe('restore onto a new host (disaster recovery)', () => {
       a.remove();
     });
 });
+
+describe('restore onto a host where the archive’s owner does not exist', () => {
+  it('gives the files to the owner of the installation directory, and says so', async () => {
+    // The instance's user exists while the backup runs, then is gone (another machine).
+    const gone = `ocb-gone-${process.pid}`;
+    execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', gone]);
+    let removed = false;
+    try {
+      const a = await sampleOn('sqlite', { mariadb, postgres }, scratch.path, counter++, {
+        owner: gone,
+        dataDirOutside: true,
+      });
+      const { uid } = a.owner;
+      const backupDir = join(a.root, 'backups');
+      mkdirSync(backupDir);
+      expectOk(
+        await runBackupCli(
+          ['--owncloud-dir', a.installDir, '--backup-dir', backupDir, '--install-type', 'tarball'],
+          { secrets: [a.dbPassword] },
+        ),
+      );
+      const backup = finishedBackup(backupDir);
+      execFileSync('userdel', [gone]);
+      removed = true;
+
+      const b = join(scratch.path, `orphan host ${counter}`);
+      const installDir = join(b, 'owncloud');
+      mkdirSync(installDir, { recursive: true });
+      execFileSync('chown', ['www-data:www-data', installDir]);
+      const www = systemUser('www-data');
+      const run = await runRestoreCli(
+        [
+          backup.dir,
+          '--owncloud-dir',
+          installDir,
+          '--data-dir',
+          join(b, 'data'),
+          '--safety-copy',
+          'false',
+        ],
+        { secrets: [a.dbPassword] },
+      );
+      expectOk(run);
+      expect(run.stderr).toContain(
+        `The restored files now belong to www-data (uid ${uid} of the archive does not exist here).`,
+      );
+      const owners = execFileSync('find', [installDir, join(b, 'data'), '-printf', '%u:%g\\n'], {
+        encoding: 'utf8',
+      });
+      expect(new Set(owners.trim().split('\n'))).toEqual(new Set(['www-data:www-data']));
+      expect(statSync(join(b, 'data', `${String(a.config.dbname)}.db`)).uid).toBe(www.uid);
+      a.remove();
+    } finally {
+      if (!removed) spawnSync('userdel', [gone]);
+    }
+  });
+});
