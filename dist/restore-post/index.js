@@ -45364,6 +45364,33 @@ const previous_state_SIZE = (/* unused pure expression or super */ null && (`du 
 function previous_state_moveArguments(moves) {
     return moves.flatMap((m) => [m.how, m.original, m.aside]);
 }
+/**
+ * Where a restore step that writes on the host (tar, the database client) leaves its pid,
+ * in the container: if the link dies, that process may still be working through what
+ * reached the host, and putting the previous state back must first stop it.
+ */
+function previous_state_stepPidFile(container, step) {
+    return `${container}/.restore-${step}.pid`;
+}
+/** argv that writes its own pid to a file, then becomes the command (same pid). */
+function previous_state_recordingPid(pidFile, argv) {
+    return ['sh', '-c', 'echo $$ > "$1"; shift; exec "$@"', 'sh', pidFile, ...argv];
+}
+/** Stops the processes the pid files name (TERM, then KILL after 10 s) and removes the files. */
+const STOP_STEPS = `
+for f; do
+  [ -f "$f" ] || continue
+  pid=$(cat -- "$f")
+  case $pid in ''|*[!0-9]*) rm -f -- "$f"; continue ;; esac
+  if kill -TERM "$pid" 2>/dev/null; then
+    n=0
+    while kill -0 "$pid" 2>/dev/null && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+    kill -KILL "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  fi
+  rm -f -- "$f"
+done
+`.trim();
 
 ;// CONCATENATED MODULE: ./src/steps/archive.ts
 // Packs the staged files into one compressed tar: tar keeps what zip loses (numeric owners,
@@ -45469,6 +45496,7 @@ async function archiveFiles(options) {
 
 
 
+
 /**
  * A GNU tar --transform expression that maps member directory `member` (and everything
  * below it) to `target` (absolute), with the extended-regex flag and symlink targets left
@@ -45514,16 +45542,17 @@ class Counter extends (/* unused pure expression or super */ null && (Transform)
 }
 async function restore_files_extractFiles(options) {
     const { host } = options;
-    const tar = host.stream([...options.root, ...tarExtractCommand(options.layout, options.compression)], {
+    const tar = tarExtractCommand(options.layout, options.compression);
+    const extracting = host.stream([...options.root, ...(options.pidFile ? recordingPid(options.pidFile, tar) : tar)], {
         feedStdin: true,
         signal: options.signal,
     });
     const counter = new Counter();
     counter.progress = options.progress;
     // tar's output is nothing but complaints: drain it so it never blocks.
-    tar.stdout.resume();
-    const feeding = pipeline(createReadStream(options.archivePath), counter, tar.stdin).catch((error) => error);
-    const result = await tar.done;
+    extracting.stdout.resume();
+    const feeding = pipeline(createReadStream(options.archivePath), counter, extracting.stdin).catch((error) => error);
+    const result = await extracting.done;
     const fed = await feeding;
     const transport = host.transportFailure(result);
     if (transport)
@@ -46423,11 +46452,15 @@ async function findClient(host, engine) {
     return engine.clients.find((c) => !missing.includes(c));
 }
 /** Runs SQL through a client with its secret on stdin (first line), never in argv. */
-async function runSql(host, command, sql, doing, engine, connection) {
+async function runSql(host, command, sql, doing, engine, connection, 
+/** Interrupts it (the restore's own reset); a rollback's reset is shielded instead. */
+signal) {
     const result = host_reached(host, await host.run(guarded_guardedInputCommand(command.argv, command.delivery), {
         input: guarded_secretLine(command.secret) + sql,
-        shielded: true,
+        ...(signal ? { signal } : { shielded: true }),
     }));
+    if (signal?.aborted)
+        throw new errors_InterruptedError('The restore was interrupted.');
     if (result.exitCode !== 0)
         throw new errors_BackupError(`${doing} failed (exit ${result.exitCode}): ${engine.explainFailure(result.stderr, connection) ?? (process_stderrTail(result.stderr) || 'no message')}`);
 }
@@ -46443,7 +46476,8 @@ async function checkLogin(host, command) {
 async function loadDump(options) {
     const { host, engine, context } = options;
     const command = engine.loadCommand(context);
-    const loader = host.stream(guardedInputCommand(command.argv, command.delivery), {
+    const client = options.pidFile ? recordingPid(options.pidFile, command.argv) : command.argv;
+    const loader = host.stream([...options.root, ...guardedInputCommand(client, command.delivery)], {
         feedStdin: true,
         signal: options.signal,
     });
@@ -46536,7 +46570,7 @@ async function runRestore(plan, context) {
         const root = await rootOn(connected);
         interrupted();
         // --- What is there, and what will be -----------------------------------------------
-        const { current, connection, changes, client, moves } = await unchanged(() => reporter.group('Preflight (nothing is changed yet)', async () => {
+        const { installDirOwner, current, connection, changes, client, moves } = await unchanged(() => reporter.group('Preflight (nothing is changed yet)', async () => {
             const found = await currentInstance(connected, plan, layout.installDir, context);
             if (found)
                 reporter.info(`The target runs ${found.product === 'nextcloud' ? 'Nextcloud' : 'ownCloud'} ${found.version} in ${found.installDir} (maintenance mode ${found.maintenance ? 'on' : 'off'}): restoring in place.`);
@@ -46598,7 +46632,7 @@ async function runRestore(plan, context) {
                     });
                 const result = await checkLogin(connected, check);
                 if (result.exitCode !== 0 || result.stdout.trim() !== '1')
-                    throw new BackupError(`The database check failed (nothing was changed): ${engine.explainFailure(result.stderr, plan.dbAdmin ? { ...target, user: plan.dbAdmin.user } : target) ?? (stderrTail(result.stderr) || `exit ${result.exitCode}`)}${plan.dbAdmin ? '' : " (without db-admin-user the database must exist and the instance's user must reach it)"}`);
+                    throw new BackupError(`The database check failed (nothing was changed): ${engine.explainFailure(result.stderr, plan.dbAdmin ? { ...target, user: plan.dbAdmin.user } : target) ?? (stderrTail(result.stderr) || `exit ${result.exitCode}`)}${plan.dbAdmin ? '' : " Without db-admin-user, the database must exist and the instance's user must reach it."}`);
             }
             const probe = await mustRun(connected, [...root, 'sh', '-c', PROBE_PATHS, 'sh', ...layout.replaced], 'Looking at the paths to replace');
             const flags = probe.stdout.split('\0');
@@ -46608,7 +46642,9 @@ async function runRestore(plan, context) {
                 mountPoint: flags[i]?.[1] === 'm',
             })), restoreStamp(new Date()));
             reporter.info(`To replace: ${layout.replaced.join(', ')}; database ${engine.type} '${target.name}'.`);
+            const installDirOwner = (await ownerOf(connected, layout.installDir))?.name;
             return {
+                installDirOwner: installDirOwner && installDirOwner !== 'UNKNOWN' ? installDirOwner : undefined,
                 current: found,
                 connection: target,
                 changes: changed,
@@ -46619,6 +46655,7 @@ async function runRestore(plan, context) {
         interrupted();
         return await replace({
             host: connected,
+            installDirOwner,
             root,
             plan,
             context,
@@ -46671,6 +46708,13 @@ async function replace(r) {
             journal.maintenance = record;
             note();
         })
+        : undefined;
+    // The writing steps record their pids beside the previous state, for a rollback to stop.
+    const stepPids = containers[0]
+        ? {
+            files: stepPidFile(containers[0], 'files'),
+            database: stepPidFile(containers[0], 'database'),
+        }
         : undefined;
     /** Set once the current files are being deleted (safety-copy false): no way back then. */
     let removing = false;
@@ -46725,8 +46769,11 @@ async function replace(r) {
                 layout: layout.members,
                 signal,
                 progress: files,
+                ...(stepPids ? { pidFile: stepPids.files } : {}),
             });
             files.finish();
+            if (stepPids)
+                await mustRun(host, [...root, 'rm', '-f', '--', stepPids.files], 'Removing a pid file');
             reporter.info(`${manifest.files.fileCount} files (${formatBytes(manifest.files.bytes)}) restored.`);
         });
         if (signal.aborted)
@@ -46739,7 +46786,7 @@ async function replace(r) {
                 throw new BackupError(`The restored files hold no ${configPath}.`);
             let owner = archivedOwner.name;
             if (plan.owner || owner === 'UNKNOWN' || owner === String(archivedOwner.uid)) {
-                const wanted = plan.owner ?? (await ownerOf(host, layout.installDir))?.name ?? 'UNKNOWN';
+                const wanted = plan.owner ?? r.installDirOwner ?? 'UNKNOWN';
                 if (wanted === 'UNKNOWN')
                     throw new BackupError(`The archive's owner (uid ${archivedOwner.uid}) does not exist on ${host.label}: name the web server's user with the owner input.`);
                 await mustRun(host, [...root, 'sh', '-c', CHOWN, 'sh', wanted, ...layout.replaced], `Giving the restored files to ${wanted}`);
@@ -46782,7 +46829,7 @@ async function replace(r) {
                 };
             note();
             const reset = engine.resetStep(loadContext);
-            await runSql(host, reset.command, reset.sql, 'Preparing the database', engine, connection);
+            await runSql(host, reset.command, reset.sql, 'Preparing the database', engine, connection, signal);
             reporter.info(`Database: ${reset.summary}.`);
             const loading = progress('Database load', manifest.database.dumpBytes);
             const dropLines = engine.foreignOwnerLine && connection.user !== manifest.database.user
@@ -46797,8 +46844,12 @@ async function replace(r) {
                 ...(dropLines ? { dropLines } : {}),
                 signal,
                 progress: loading,
+                root,
+                ...(stepPids ? { pidFile: stepPids.database } : {}),
             });
             loading.finish();
+            if (stepPids)
+                await mustRun(host, [...root, 'rm', '-f', '--', stepPids.database], 'Removing a pid file');
             reporter.info(`Loaded ${formatBytes(loaded.bytes)} of SQL with ${r.client}${loaded.dropped ? ` (${loaded.dropped} ownership statements naming ${manifest.database.user} left out: the objects belong to ${connection.user})` : ''}.`);
         });
         if (signal.aborted)
@@ -46888,25 +46939,33 @@ const ROLLBACK_RETRY_SECONDS = 120;
 async function withReconnects(r, host, work) {
     const deadline = Date.now() + (r.context.rollbackRetrySeconds ?? ROLLBACK_RETRY_SECONDS) * 1000;
     let current = host;
-    for (let attempt = 1;; attempt++) {
-        try {
-            await work(current, attempt === 1);
-            return;
-        }
-        catch (error) {
-            if (!(error instanceof LinkError) || r.plan.target.kind !== 'ssh' || Date.now() >= deadline)
-                throw error;
-            r.context.reporter.warning(`The link to the host failed while putting the previous state back (${describeError(error)}); reconnecting (attempt ${attempt}).`);
-            await sleep(Math.min(2000 * attempt, 10_000));
+    try {
+        for (let attempt = 1;; attempt++) {
             try {
-                if (current !== host)
-                    await current.close();
-                current = await SshHost.connect(r.plan.target, r.context.ssh);
+                await work(current, attempt === 1);
+                return;
             }
-            catch (connectError) {
-                r.context.reporter.info(`Not reachable yet: ${describeError(connectError)}`);
+            catch (error) {
+                if (!(error instanceof LinkError) || r.plan.target.kind !== 'ssh' || Date.now() >= deadline)
+                    throw error;
+                r.context.reporter.warning(`The link to the host failed while putting the previous state back (${describeError(error)}); reconnecting (attempt ${attempt}).`);
+                await sleep(Math.min(2000 * attempt, 10_000));
+                try {
+                    const reconnected = await SshHost.connect(r.plan.target, r.context.ssh);
+                    if (current !== host)
+                        await current.close();
+                    current = reconnected;
+                }
+                catch (connectError) {
+                    r.context.reporter.info(`Not reachable yet: ${describeError(connectError)}`);
+                }
             }
         }
+    }
+    finally {
+        // The session opened here is this function's to end (the first one is the caller's).
+        if (current !== host)
+            await current.close();
     }
 }
 function loadContext(r, owner) {
@@ -47000,6 +47059,18 @@ async function discardContainers(host, root, containers) {
 async function putBackPrevious(host, root, journal, plan, context, maintenance) {
     const { reporter } = context;
     reporter.warning('Putting the previous state back.');
+    // A step the lost link left running on the host (tar, the client) stops first.
+    const container = journal.containers[0];
+    if (container)
+        await mustRun(host, [
+            ...root,
+            'sh',
+            '-c',
+            STOP_STEPS,
+            'sh',
+            previous_state_stepPidFile(container, 'files'),
+            previous_state_stepPidFile(container, 'database'),
+        ], 'Stopping what the restore left running', { shielded: true });
     await mustRun(host, [...root, 'sh', '-c', PUT_BACK, 'sh', ...previous_state_moveArguments([...journal.moved].reverse())], 'Putting the previous files back', { shielded: true });
     reporter.info(`Files back: ${journal.moved.map((m) => m.original).join(', ')}.`);
     const saved = journal.database;
