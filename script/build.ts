@@ -1,5 +1,6 @@
-// Bundles the three entry points (action main, action post, command line) with ncc into
-// self-contained ESM files that run on Node 24 with no node_modules.
+// Bundles the entry points (the backup action's main and post, the restore action's main and
+// post, the command line) with ncc into self-contained ESM files that run on Node 24 with no
+// node_modules.
 // Usage: node script/build.ts [outDir]   (default: dist)
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -11,9 +12,9 @@ const target = resolve(root, process.argv[2] ?? 'dist');
 const outDir = mkdtempSync(join(dirname(target), '.dist-build-'));
 chmodSync(outDir, 0o755);
 const ncc = join(root, 'node_modules', '.bin', 'ncc');
-const entries = ['main', 'post', 'cli'] as const;
+const entries = ['main', 'post', 'restore-main', 'restore-post', 'cli'] as const;
 
-// The three bundles are independent: build them side by side.
+// The bundles are independent: build them side by side.
 const results = await Promise.all(
   entries.map(
     (entry) =>

@@ -15,6 +15,11 @@ export function backupName(date: Date): string {
   return `owncloud-backup-${day}-${time}`;
 }
 
+/** Whether a name is one backupName() makes: how the default backup artifacts are found again. */
+export function isBackupName(name: string): boolean {
+  return /^owncloud-backup-\d{8}-\d{6}$/.test(name);
+}
+
 export function dumpFileName(date: Date, compression: Compression): string {
   return `owncloud-dbbackup_${stamp(date).day}.bak${SUFFIX[compression]}`;
 }

@@ -13702,6 +13702,10 @@ function backupName(date) {
     const { day, time } = stamp(date);
     return `owncloud-backup-${day}-${time}`;
 }
+/** Whether a name is one backupName() makes: how the default backup artifacts are found again. */
+function isBackupName(name) {
+    return /^owncloud-backup-\d{8}-\d{6}$/.test(name);
+}
 function dumpFileName(date, compression) {
     return `owncloud-dbbackup_${stamp(date).day}.bak${SUFFIX[compression]}`;
 }

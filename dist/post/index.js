@@ -28370,7 +28370,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 5158:
+/***/ 9338:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -28379,12 +28379,8 @@ __nccwpck_require__.d(__webpack_exports__, {
   a: () => (/* binding */ runPost)
 });
 
-;// CONCATENATED MODULE: external "node:fs"
-const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
 ;// CONCATENATED MODULE: external "node:os"
 const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
-;// CONCATENATED MODULE: external "node:path"
-const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
 ;// CONCATENATED MODULE: external "os"
 const external_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("os");
 ;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/utils.js
@@ -31371,7 +31367,7 @@ class errors_InterruptedError extends Error {
     }
 }
 /** The message to show for any error: ours are written for people; others get their class. */
-function describeError(error) {
+function errors_describeError(error) {
     if (error instanceof errors_InputError ||
         error instanceof errors_BackupError ||
         error instanceof errors_InterruptedError)
@@ -32736,6 +32732,8 @@ const handleCommand = (filePath, rawArguments, rawOptions) => {
 	};
 };
 
+;// CONCATENATED MODULE: external "node:path"
+const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
 ;// CONCATENATED MODULE: ./node_modules/npm-run-path/node_modules/path-key/index.js
 function pathKey(options = {}) {
 	const {
@@ -34495,6 +34493,8 @@ const ENCODING_ALIASES = {
 
 const serializeEncoding = encoding => typeof encoding === 'string' ? `"${encoding}"` : String(encoding);
 
+;// CONCATENATED MODULE: external "node:fs"
+const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
 // EXTERNAL MODULE: external "node:buffer"
 var external_node_buffer_ = __nccwpck_require__(4573);
 ;// CONCATENATED MODULE: external "node:fs/promises"
@@ -42841,7 +42841,7 @@ function endOrphanedMaster(master) {
  * known: the registry masks it in the GitHub log (through the mask callback) and redacts
  * it from every message this tool writes.
  */
-class Secrets {
+class secrets_Secrets {
     values = new Set();
     mask;
     constructor(mask = () => { }) {
@@ -44876,6 +44876,10 @@ function naming_backupName(date) {
     const { day, time } = stamp(date);
     return `owncloud-backup-${day}-${time}`;
 }
+/** Whether a name is one backupName() makes: how the default backup artifacts are found again. */
+function isBackupName(name) {
+    return /^owncloud-backup-\d{8}-\d{6}$/.test(name);
+}
 function dumpFileName(date, compression) {
     return `owncloud-dbbackup_${stamp(date).day}.bak${SUFFIX[compression]}`;
 }
@@ -45014,6 +45018,89 @@ async function removeStaleBackups(backupDir, report) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/action/state.ts
+// What the main step leaves for the post step, behind a small interface (the runner's
+// GITHUB_STATE through @actions/core in production).
+
+const coreState = {
+    save: (name, value) => saveState(name, value),
+    get: (name) => getState(name),
+};
+const state_STATE = {
+    /** Directories holding the SSH key and known_hosts, to delete on every path. */
+    runtimeDirs: 'runtime-dirs',
+    /** SSH master connections (pid, socket dir) main started: JSON array. */
+    sshMasters: 'ssh-masters',
+    /** Maintenance mode as main left it, saved before each change: JSON of MaintenanceState. */
+    maintenance: 'maintenance',
+    /** The backup directory main was writing (`….incomplete`), saved before it is created. */
+    incompleteDir: 'incomplete-dir',
+    /** The restore's journal, saved before each change to the target: JSON of RestoreJournal. */
+    restoreJournal: 'restore-journal',
+    /** Where the restore downloads the artifact on the runner, saved before it is created. */
+    downloadDir: 'download-dir',
+    /** The downloaded backup (the restore plan's backupPath), for a roll-back in the post step. */
+    backupPath: 'backup-path',
+};
+function maintenanceState(record) {
+    return { ...record, restored: record.phase === 'restored' };
+}
+function readMaintenanceState(store) {
+    const text = store.get(state_STATE.maintenance);
+    if (!text)
+        return undefined;
+    const saved = JSON.parse(text);
+    if (typeof saved.installDir !== 'string' || typeof saved.occUser !== 'string')
+        return undefined;
+    return {
+        phase: saved.phase ?? (saved.restored ? 'restored' : saved.switchedByUs ? 'on' : 'restored'),
+        switchedByUs: saved.switchedByUs ?? true,
+        priorState: saved.priorState ?? false,
+        installDir: saved.installDir,
+        occUser: saved.occUser,
+    };
+}
+function readRuntimeDirs(store) {
+    const text = store.get(state_STATE.runtimeDirs);
+    return text ? JSON.parse(text) : [];
+}
+function readSshMasters(store) {
+    const text = store.get(state_STATE.sshMasters);
+    return text ? JSON.parse(text) : [];
+}
+function readRestoreJournal(store) {
+    const text = store.get(state_STATE.restoreJournal);
+    return text ? JSON.parse(text) : undefined;
+}
+
+;// CONCATENATED MODULE: ./src/action/cleanup.ts
+// What every post step removes from the runner, on every path: directories main left
+// (key files, downloads, incomplete backups) and SSH master connections of a killed main.
+// A cleanup failure is a warning, never a second error.
+
+
+
+
+
+/** Removes a directory main left on the runner; `what` says what it held. */
+function removeFromRunner(dir, what) {
+    try {
+        (0,external_node_fs_namespaceObject.rmSync)(dir, { recursive: true, force: true });
+        info(`Removed ${dir} (${what}).`);
+    }
+    catch (error) {
+        warning(`Could not remove ${dir}: ${errors_describeError(error)}`);
+    }
+}
+/** Ends the SSH connections main left open, then removes the key and known_hosts files. */
+function cleanUpSsh(state, runtimeDirs) {
+    for (const master of readSshMasters(state))
+        if (endOrphanedMaster(master))
+            info(`Ended the SSH connection the main step left open (pid ${master.pid}).`);
+    for (const dir of runtimeDirs)
+        removeFromRunner(dir, 'SSH key and known_hosts');
+}
+
 ;// CONCATENATED MODULE: ./src/action/inputs.ts
 // The action's inputs, read once and validated up front into the backup plan plus what
 // only the action has (the artifact). Every error names the input and the form expected.
@@ -45030,31 +45117,42 @@ const ACTION_INPUTS = {
 };
 // Characters the artifact service refuses in a name.
 const FORBIDDEN_IN_NAME = /[":<>|*?\r\n\\/]/;
-/** Reads the raw inputs, masking the secrets among them before anything else happens. */
-function readRawInputs(secrets) {
+const PASSWORDS = [INPUTS.dbPassword, INPUTS.dbAdminPassword];
+/**
+ * Reads the raw inputs, masking the secrets among them before anything else happens; then
+ * the inputs only this action has (`actionInputs`; those named in `secretInputs` masked too).
+ */
+function readRawInputs(secrets, actionInputs = Object.values(ACTION_INPUTS), secretInputs = []) {
     const raw = {};
     for (const name of Object.values(INPUTS)) {
         // Secrets and lists keep their whitespace; getInput would trim a password.
-        const value = name === INPUTS.dbPassword
+        const value = PASSWORDS.includes(name)
             ? getInput(name, { trimWhitespace: false }).replace(/\r?\n$/, '')
             : getInput(name);
         if (value !== '')
             raw[name] = value;
     }
-    secrets.add(raw[INPUTS.dbPassword]);
-    secrets.add(raw[INPUTS.sshKey]);
+    for (const name of [...PASSWORDS, INPUTS.sshKey])
+        secrets.add(raw[name]);
     const action = {};
-    for (const name of Object.values(ACTION_INPUTS))
+    for (const name of actionInputs) {
         action[name] = getInput(name);
+        if (secretInputs.includes(name))
+            secrets.add(action[name]);
+    }
     return { raw, action };
 }
-function actionSettings(raw, action, runnerTemp, startedAt) {
-    const plan = planBackup(raw, { backupDir: join(runnerTemp, 'owncloud-backup') }, actionLabel);
-    const name = (action[ACTION_INPUTS.artifactName] ?? '').trim() || backupName(startedAt);
+/** Refuses a name the artifact service would refuse (after the work, at upload). */
+function checkArtifactName(name) {
     if (FORBIDDEN_IN_NAME.test(name))
         throw new InputError(`Invalid input 'artifact-name': '${name.replace(/[\r\n]/g, ' ')}' contains a character artifacts cannot have. Not allowed: " : < > | * ? \\ / and line breaks.`);
     if (name.length > 256)
         throw new InputError("Invalid input 'artifact-name': longer than 256 characters.");
+}
+function actionSettings(raw, action, runnerTemp, startedAt) {
+    const plan = planBackup(raw, { backupDir: join(runnerTemp, 'owncloud-backup') }, actionLabel);
+    const name = (action[ACTION_INPUTS.artifactName] ?? '').trim() || backupName(startedAt);
+    checkArtifactName(name);
     const retention = (action[ACTION_INPUTS.retentionDays] ?? '').trim() || '0';
     if (!/^\d+$/.test(retention) ||
         (Number(retention) !== 0 && (Number(retention) < 1 || Number(retention) > 90)))
@@ -45065,49 +45163,59 @@ function actionSettings(raw, action, runnerTemp, startedAt) {
     return { plan, upload: upload === 'true', artifactName: name, retentionDays: Number(retention) };
 }
 
-;// CONCATENATED MODULE: ./src/action/state.ts
-// What the main step leaves for the post step, behind a small interface (the runner's
-// GITHUB_STATE through @actions/core in production).
+;// CONCATENATED MODULE: ./src/action/step.ts
+// What both actions' main steps share: the secret registry, cancellation (the runner sends
+// SIGINT, then SIGTERM) turned into an aborted signal, every error into one failed message;
+// and the runner directory for the SSH key, known to the post step before it is used.
 
-const coreState = {
-    save: (name, value) => saveState(name, value),
-    get: (name) => getState(name),
-};
-const STATE = {
-    /** Directories holding the SSH key and known_hosts, to delete on every path. */
-    runtimeDirs: 'runtime-dirs',
-    /** SSH master connections (pid, socket dir) main started: JSON array. */
-    sshMasters: 'ssh-masters',
-    /** Maintenance mode as main left it, saved before each change: JSON of MaintenanceState. */
-    maintenance: 'maintenance',
-    /** The backup directory main was writing (`….incomplete`), saved before it is created. */
-    incompleteDir: 'incomplete-dir',
-};
-function maintenanceState(record) {
-    return { ...record, restored: record.phase === 'restored' };
-}
-function readMaintenanceState(store) {
-    const text = store.get(STATE.maintenance);
-    if (!text)
-        return undefined;
-    const saved = JSON.parse(text);
-    if (typeof saved.installDir !== 'string' || typeof saved.occUser !== 'string')
-        return undefined;
-    return {
-        phase: saved.phase ?? (saved.restored ? 'restored' : saved.switchedByUs ? 'on' : 'restored'),
-        switchedByUs: saved.switchedByUs ?? true,
-        priorState: saved.priorState ?? false,
-        installDir: saved.installDir,
-        occUser: saved.occUser,
+
+
+
+
+
+
+/** Runs a main step; `onCancel` says what the step does when cancelled. */
+async function cancellableStep(onCancel, work) {
+    const secrets = new Secrets((value) => core.setSecret(value));
+    const controller = new AbortController();
+    const onSignal = (signal) => {
+        if (controller.signal.aborted)
+            return;
+        core.warning(`${signal} received (the run was cancelled): ${onCancel}`);
+        controller.abort();
     };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    try {
+        await work({
+            secrets,
+            signal: controller.signal,
+            runnerTemp: process.env.RUNNER_TEMP || tmpdir(),
+        });
+    }
+    catch (error) {
+        core.setFailed(secrets.redact(describeError(error)));
+    }
+    finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+    }
 }
-function readRuntimeDirs(store) {
-    const text = store.get(STATE.runtimeDirs);
-    return text ? JSON.parse(text) : [];
+/** A new directory for an SSH key and known_hosts (0700) under RUNNER_TEMP. */
+function newRuntimeDir(runnerTemp = process.env.RUNNER_TEMP || (0,external_node_os_namespaceObject.tmpdir)()) {
+    return (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)(runnerTemp, 'owncloud-backup-ssh-'));
 }
-function readSshMasters(store) {
-    const text = store.get(STATE.sshMasters);
-    return text ? JSON.parse(text) : [];
+/**
+ * SSH options whose key directory and master connection the post step knows about (saved
+ * before they exist), so that it removes them whatever happens to main.
+ */
+function trackedSsh(state, runnerTemp) {
+    const runtimeDir = newRuntimeDir(runnerTemp);
+    state.save(STATE.runtimeDirs, JSON.stringify([runtimeDir]));
+    return {
+        runtimeDir,
+        onMaster: (master) => state.save(STATE.sshMasters, JSON.stringify([master])),
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/action/post.ts
@@ -45130,7 +45238,7 @@ function readSshMasters(store) {
 
 
 async function runPost(state = coreState) {
-    const secrets = new Secrets((value) => core_setSecret(value));
+    const secrets = new secrets_Secrets((value) => core_setSecret(value));
     const runtimeDirs = readRuntimeDirs(state);
     try {
         const maintenance = readMaintenanceState(state);
@@ -45148,7 +45256,7 @@ async function runPost(state = coreState) {
         const plan = settings_planBackup(raw, { backupDir: (0,external_node_os_namespaceObject.tmpdir)() }, settings_actionLabel);
         let host;
         if (plan.target.kind === 'ssh') {
-            const runtimeDir = (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)(process.env.RUNNER_TEMP || (0,external_node_os_namespaceObject.tmpdir)(), 'owncloud-backup-ssh-'));
+            const runtimeDir = newRuntimeDir();
             runtimeDirs.push(runtimeDir);
             host = await SshHost.connect(plan.target, { runtimeDir });
         }
@@ -45165,10 +45273,10 @@ async function runPost(state = coreState) {
         }
     }
     catch (error) {
-        setFailed(secrets.redact(`Could not restore maintenance mode: ${describeError(error)}`));
+        setFailed(secrets.redact(`Could not restore maintenance mode: ${errors_describeError(error)}`));
     }
     finally {
-        const incomplete = state.get(STATE.incompleteDir);
+        const incomplete = state.get(state_STATE.incompleteDir);
         if (incomplete) {
             try {
                 const removed = await removeIncompleteBackup(incomplete);
@@ -45176,21 +45284,10 @@ async function runPost(state = coreState) {
                     info(`Removed the incomplete backup the main step left: ${incomplete} (${formatBytes(removed.bytes)}).`);
             }
             catch (error) {
-                warning(`Could not remove ${incomplete}: ${describeError(error)}`);
+                warning(`Could not remove ${incomplete}: ${errors_describeError(error)}`);
             }
         }
-        for (const master of readSshMasters(state))
-            if (endOrphanedMaster(master))
-                info(`Ended the SSH connection the main step left open (pid ${master.pid}).`);
-        for (const dir of runtimeDirs) {
-            try {
-                (0,external_node_fs_namespaceObject.rmSync)(dir, { recursive: true, force: true });
-                info(`Removed ${dir} (SSH key and known_hosts).`);
-            }
-            catch (error) {
-                warning(`Could not remove ${dir}: ${describeError(error)}`);
-            }
-        }
+        cleanUpSsh(state, runtimeDirs);
     }
 }
 
@@ -45201,7 +45298,7 @@ async function runPost(state = coreState) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5158);
+/* harmony import */ var _action_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9338);
 // Entry of the GitHub Action's post step (runs always, after success, failure or cancellation).
 
 await (0,_action_post_js__WEBPACK_IMPORTED_MODULE_0__/* .runPost */ .a)();

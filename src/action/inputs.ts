@@ -26,25 +26,45 @@ export interface ActionSettings {
 // Characters the artifact service refuses in a name.
 const FORBIDDEN_IN_NAME = /[":<>|*?\r\n\\/]/;
 
-/** Reads the raw inputs, masking the secrets among them before anything else happens. */
-export function readRawInputs(secrets: Secrets): {
+const PASSWORDS: readonly string[] = [INPUTS.dbPassword, INPUTS.dbAdminPassword];
+
+/**
+ * Reads the raw inputs, masking the secrets among them before anything else happens; then
+ * the inputs only this action has (`actionInputs`; those named in `secretInputs` masked too).
+ */
+export function readRawInputs(
+  secrets: Secrets,
+  actionInputs: readonly string[] = Object.values(ACTION_INPUTS),
+  secretInputs: readonly string[] = [],
+): {
   raw: RawInputs;
   action: Record<string, string>;
 } {
   const raw: RawInputs = {};
   for (const name of Object.values(INPUTS)) {
     // Secrets and lists keep their whitespace; getInput would trim a password.
-    const value =
-      name === INPUTS.dbPassword
-        ? core.getInput(name, { trimWhitespace: false }).replace(/\r?\n$/, '')
-        : core.getInput(name);
+    const value = PASSWORDS.includes(name)
+      ? core.getInput(name, { trimWhitespace: false }).replace(/\r?\n$/, '')
+      : core.getInput(name);
     if (value !== '') raw[name] = value;
   }
-  secrets.add(raw[INPUTS.dbPassword]);
-  secrets.add(raw[INPUTS.sshKey]);
+  for (const name of [...PASSWORDS, INPUTS.sshKey]) secrets.add(raw[name as keyof RawInputs]);
   const action: Record<string, string> = {};
-  for (const name of Object.values(ACTION_INPUTS)) action[name] = core.getInput(name);
+  for (const name of actionInputs) {
+    action[name] = core.getInput(name);
+    if (secretInputs.includes(name)) secrets.add(action[name]);
+  }
   return { raw, action };
+}
+
+/** Refuses a name the artifact service would refuse (after the work, at upload). */
+export function checkArtifactName(name: string): void {
+  if (FORBIDDEN_IN_NAME.test(name))
+    throw new InputError(
+      `Invalid input 'artifact-name': '${name.replace(/[\r\n]/g, ' ')}' contains a character artifacts cannot have. Not allowed: " : < > | * ? \\ / and line breaks.`,
+    );
+  if (name.length > 256)
+    throw new InputError("Invalid input 'artifact-name': longer than 256 characters.");
 }
 
 export function actionSettings(
@@ -56,12 +76,7 @@ export function actionSettings(
   const plan = planBackup(raw, { backupDir: join(runnerTemp, 'owncloud-backup') }, actionLabel);
 
   const name = (action[ACTION_INPUTS.artifactName] ?? '').trim() || backupName(startedAt);
-  if (FORBIDDEN_IN_NAME.test(name))
-    throw new InputError(
-      `Invalid input 'artifact-name': '${name.replace(/[\r\n]/g, ' ')}' contains a character artifacts cannot have. Not allowed: " : < > | * ? \\ / and line breaks.`,
-    );
-  if (name.length > 256)
-    throw new InputError("Invalid input 'artifact-name': longer than 256 characters.");
+  checkArtifactName(name);
 
   const retention = (action[ACTION_INPUTS.retentionDays] ?? '').trim() || '0';
   if (

@@ -2,28 +2,27 @@
 // (or was killed while switching it) and did not switch it off, put the prior state back;
 // then remove what a killed main step leaves on the runner (its incomplete backup, the key
 // and known_hosts files), on every path. A cleanup failure is a warning, not a second error.
-import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import * as core from '@actions/core';
 import { describeError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
-import { endOrphanedMaster, SshHost } from '../host/ssh.ts';
+import { SshHost } from '../host/ssh.ts';
 import { Secrets } from '../secrets.ts';
 import { formatBytes } from '../steps/preflight.ts';
 import { actionLabel, planBackup } from '../settings.ts';
 import { MaintenanceGuard } from '../steps/maintenance.ts';
 import { removeIncompleteBackup } from '../steps/backup-dir.ts';
+import { cleanUpSsh } from './cleanup.ts';
 import { readRawInputs } from './inputs.ts';
 import {
   coreState,
   readMaintenanceState,
   readRuntimeDirs,
-  readSshMasters,
   STATE,
   type StateStore,
 } from './state.ts';
+import { newRuntimeDir } from './step.ts';
 
 export async function runPost(state: StateStore = coreState): Promise<void> {
   const secrets = new Secrets((value) => core.setSecret(value));
@@ -48,9 +47,7 @@ export async function runPost(state: StateStore = coreState): Promise<void> {
     const plan = planBackup(raw, { backupDir: tmpdir() }, actionLabel);
     let host: Host;
     if (plan.target.kind === 'ssh') {
-      const runtimeDir = mkdtempSync(
-        join(process.env.RUNNER_TEMP || tmpdir(), 'owncloud-backup-ssh-'),
-      );
+      const runtimeDir = newRuntimeDir();
       runtimeDirs.push(runtimeDir);
       host = await SshHost.connect(plan.target, { runtimeDir });
     } else {
@@ -82,16 +79,6 @@ export async function runPost(state: StateStore = coreState): Promise<void> {
         core.warning(`Could not remove ${incomplete}: ${describeError(error)}`);
       }
     }
-    for (const master of readSshMasters(state))
-      if (endOrphanedMaster(master))
-        core.info(`Ended the SSH connection the main step left open (pid ${master.pid}).`);
-    for (const dir of runtimeDirs) {
-      try {
-        rmSync(dir, { recursive: true, force: true });
-        core.info(`Removed ${dir} (SSH key and known_hosts).`);
-      } catch (error) {
-        core.warning(`Could not remove ${dir}: ${describeError(error)}`);
-      }
-    }
+    cleanUpSsh(state, runtimeDirs);
   }
 }

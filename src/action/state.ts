@@ -2,6 +2,7 @@
 // GITHUB_STATE through @actions/core in production).
 import * as core from '@actions/core';
 import type { MaintenanceRecord } from '../steps/maintenance.ts';
+import type { RestoreJournal } from '../steps/previous-state.ts';
 
 export interface StateStore {
   save(name: string, value: string): void;
@@ -22,6 +23,12 @@ export const STATE = {
   maintenance: 'maintenance',
   /** The backup directory main was writing (`….incomplete`), saved before it is created. */
   incompleteDir: 'incomplete-dir',
+  /** The restore's journal, saved before each change to the target: JSON of RestoreJournal. */
+  restoreJournal: 'restore-journal',
+  /** Where the restore downloads the artifact on the runner, saved before it is created. */
+  downloadDir: 'download-dir',
+  /** The downloaded backup (the restore plan's backupPath), for a roll-back in the post step. */
+  backupPath: 'backup-path',
 } as const;
 
 /** The record, plus `restored` for a reader that only asks whether anything is left to do. */
@@ -53,4 +60,9 @@ export function readRuntimeDirs(store: StateStore): string[] {
 export function readSshMasters(store: StateStore): { pid: number; socketDir: string }[] {
   const text = store.get(STATE.sshMasters);
   return text ? (JSON.parse(text) as { pid: number; socketDir: string }[]) : [];
+}
+
+export function readRestoreJournal(store: StateStore): RestoreJournal | undefined {
+  const text = store.get(STATE.restoreJournal);
+  return text ? (JSON.parse(text) as RestoreJournal) : undefined;
 }

@@ -1,6 +1,8 @@
 // A local stand-in for GitHub's artifact service, so the real @actions/artifact client can
 // upload and download on loopback: Azurite (the Azure Storage emulator) stores the bytes,
 // and a small Twirp JSON server hands out Azurite SAS URLs the way the results service does.
+// The same server answers the two REST calls the client makes for another run's artifacts
+// (`findBy`): the run's artifact list, and the redirect to an artifact's zip.
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer } from 'node:http';
@@ -29,11 +31,24 @@ export interface RecordedArtifact {
   retentionDays?: number;
 }
 
+/** One request the service answered: a Twirp method, or `GET <REST path>`. */
+export interface ServiceRequest {
+  call: string;
+  /** The artifact it was about (by name or id), when it named one. */
+  artifact?: string;
+}
+
 export interface ArtifactService {
-  /** Environment a step needs for @actions/artifact (token, results URL, run identity). */
+  /** Environment a step needs for @actions/artifact (token, results/API URLs, run identity). */
   readonly env: Record<string, string>;
+  /** A token the REST side accepts (`github-token`, for findBy). */
+  readonly apiToken: string;
   /** Artifacts finalized so far (and not deleted), as the service recorded them. */
   artifacts(): RecordedArtifact[];
+  /** Every request answered so far, in order. */
+  requests(): ServiceRequest[];
+  /** Storage damage: the artifact's bytes become another artifact's; its recorded digest stays. */
+  replaceContent(name: string, withContentOf: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -46,6 +61,8 @@ const CREDENTIAL = new StorageSharedKeyCredential(
 const CONTAINER = 'actions-results';
 const TWIRP_PREFIX = '/twirp/github.actions.results.api.v1.ArtifactService/';
 const DAY_MS = 24 * 60 * 60 * 1000;
+const REPOSITORY = 'example/owncloud-backup';
+const RUN_ID = '1';
 
 interface StoredArtifact {
   id: number;
@@ -223,7 +240,45 @@ function createArtifactStore(container: ContainerClient, runBackendId: string) {
       return [{ id, name, size: finalized.size, digest, expiresAt, retentionDays }];
     });
 
-  return { calls, recorded };
+  const rest = async (path: string, query: URLSearchParams, repository: string) => {
+    const list = /^\/repos\/([^/]+\/[^/]+)\/actions\/runs\/(\d+)\/artifacts$/.exec(path);
+    const zip = /^\/repos\/([^/]+\/[^/]+)\/actions\/artifacts\/(\d+)\/zip$/.exec(path);
+    if (list && list[1] === repository) {
+      // This service holds one run: any other run id has no artifacts.
+      const name = query.get('name');
+      const artifacts = stored.filter(
+        (a) => a.finalized && list[2] === RUN_ID && (name === null || a.name === name),
+      );
+      return {
+        status: 200,
+        body: {
+          total_count: artifacts.length,
+          artifacts: artifacts.map((a) => ({
+            id: a.id,
+            name: a.name,
+            size_in_bytes: a.finalized?.size,
+            created_at: a.createdAt.toISOString(),
+            expired: false,
+            digest: a.finalized?.hash,
+          })),
+        },
+      };
+    }
+    if (zip && zip[1] === repository) {
+      const artifact = stored.find((a) => a.finalized && a.id === Number(zip[2]));
+      if (artifact) return { status: 302, location: signedUrl(container, artifact.blobName, 'r') };
+    }
+    return { status: 404, body: { message: 'Not Found' } };
+  };
+
+  const replaceContent = async (name: string, withContentOf: string) => {
+    const from = await blobOf(finalized(withContentOf)).downloadToBuffer();
+    await blobOf(finalized(name)).uploadData(from, {
+      blobHTTPHeaders: { blobContentType: 'application/zip' },
+    });
+  };
+
+  return { calls, recorded, rest, replaceContent };
 }
 
 async function readJson(request: IncomingMessage): Promise<Json> {
@@ -239,9 +294,43 @@ function reply(response: ServerResponse, status: number, body: Json): void {
   response.end(JSON.stringify(body));
 }
 
-function twirpServer(token: string, calls: TwirpCalls): Server {
+type RestCalls = (
+  path: string,
+  query: URLSearchParams,
+  repository: string,
+) => Promise<{ status: number; body?: Json; location?: string }>;
+
+function twirpServer(
+  token: string,
+  apiToken: string,
+  calls: TwirpCalls,
+  rest: RestCalls,
+  log: ServiceRequest[],
+): Server {
   return createServer((request, response) => {
     const handle = async () => {
+      const url = new URL(request.url ?? '/', 'http://localhost');
+      // Every request is logged, answered or refused.
+      const entry: ServiceRequest = {
+        call: url.pathname.startsWith(TWIRP_PREFIX)
+          ? url.pathname.slice(TWIRP_PREFIX.length)
+          : `${request.method} ${url.pathname}`,
+      };
+      log.push(entry);
+      if (request.method === 'GET' && url.pathname.startsWith('/repos/')) {
+        const id = /artifacts\/(\d+)/.exec(url.pathname)?.[1];
+        if (id) entry.artifact = id;
+        if (request.headers.authorization?.replace(/^(token|Bearer) /, '') !== apiToken) {
+          reply(response, 401, { message: 'Bad credentials' });
+          return;
+        }
+        const answer = await rest(url.pathname, url.searchParams, REPOSITORY);
+        if (answer.location) {
+          response.writeHead(answer.status, { location: answer.location });
+          response.end();
+        } else reply(response, answer.status, answer.body ?? {});
+        return;
+      }
       const method =
         request.url?.startsWith(TWIRP_PREFIX) && request.url.slice(TWIRP_PREFIX.length);
       const call = method && Object.hasOwn(calls, method) ? calls[method] : undefined;
@@ -249,7 +338,10 @@ function twirpServer(token: string, calls: TwirpCalls): Server {
         throw new TwirpError(404, 'bad_route', `no such method: ${request.method} ${request.url}`);
       if (request.headers.authorization !== `Bearer ${token}`)
         throw new TwirpError(401, 'unauthenticated', 'invalid runtime token');
-      reply(response, 200, await call(await readJson(request)));
+      const body = await readJson(request);
+      const named = body.name ?? body.id_filter;
+      if (named !== undefined) entry.artifact = String(named);
+      reply(response, 200, await call(body));
     };
     handle().catch((error: unknown) => {
       if (error instanceof TwirpError)
@@ -264,7 +356,9 @@ export async function startArtifactService(): Promise<ArtifactService> {
   const runBackendId = randomUUID();
   const token = runtimeToken(runBackendId, randomUUID());
   const store = createArtifactStore(azurite.container, runBackendId);
-  const server = twirpServer(token, store.calls);
+  const apiToken = `ghs_${randomUUID().replaceAll('-', '')}`;
+  const log: ServiceRequest[] = [];
+  const server = twirpServer(token, apiToken, store.calls, store.rest, log);
   const closeServer = onProcessExit(() => server.close().closeAllConnections());
   const listening = once(server.listen(0, '127.0.0.1'), 'listening');
   await listening.catch(async (error: unknown) => {
@@ -281,13 +375,17 @@ export async function startArtifactService(): Promise<ArtifactService> {
       ACTIONS_RESULTS_URL: `http://127.0.0.1:${port}/`,
       // The client refuses hosts other than github.com, *.ghe.com and *.localhost (GHES).
       GITHUB_SERVER_URL: 'https://github.com',
-      GITHUB_REPOSITORY: 'example/owncloud-backup',
-      GITHUB_RUN_ID: '1',
+      GITHUB_API_URL: `http://127.0.0.1:${port}`,
+      GITHUB_REPOSITORY: REPOSITORY,
+      GITHUB_RUN_ID: RUN_ID,
       GITHUB_RUN_ATTEMPT: '1',
       // The repository's maximum retention; the client clamps retentionDays to it.
       GITHUB_RETENTION_DAYS: '90',
     },
+    apiToken,
     artifacts: store.recorded,
+    requests: () => [...log],
+    replaceContent: store.replaceContent,
     stop() {
       stopping ??= (async () => {
         closeServer();

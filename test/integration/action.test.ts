@@ -15,7 +15,8 @@ import { makeScratchDir } from '../harness/scratch.ts';
 import { startSshd, type SshServer } from '../harness/sshd.ts';
 import type { SampleInstance } from '../sample/instance.ts';
 import { lockTargetOf, sampleOn, type Engine } from '../support/instances.ts';
-import { runActionStep, type StepRun } from '../support/action-runner.ts';
+import { errorLines, runActionStep, sshInputs, type StepRun } from '../support/action-runner.ts';
+import { explain } from '../support/cli-checks.ts';
 import { holdDumpLock } from '../support/backup-run.ts';
 import {
   expectSameDatabase,
@@ -53,25 +54,10 @@ function serverOf(engine: Engine) {
   return lockTargetOf(engine, { mariadb, postgres });
 }
 
-function sshInputs(instance: SampleInstance): Record<string, string> {
-  return {
-    host: sshd.host,
-    port: String(sshd.port),
-    user: 'root',
-    'ssh-key': sshd.privateKey,
-    'known-hosts': sshd.knownHostsLine,
-    'owncloud-dir': instance.installDir,
-  };
-}
-
 function workDir(): string {
   const dir = join(scratch.path, `runner ${counter++}`);
   mkdirSync(dir, { recursive: true });
   return dir;
-}
-
-function explain(run: StepRun): string {
-  return `exit ${run.exitCode} ${run.signal ?? ''}\n--- stdout\n${run.stdout}\n--- stderr\n${run.stderr}`;
 }
 
 /** The secret appears only in the runner's ::add-mask:: command, issued before any other line. */
@@ -82,10 +68,6 @@ function expectMasked(run: StepRun, secret: string): void {
   expect(lines.filter((l) => l.includes(secret))).toEqual([`::add-mask::${secret}`]);
   expect(run.stderr).not.toContain(secret);
   expect(run.leaks).toEqual([]);
-}
-
-function errorLines(run: StepRun): string[] {
-  return run.stdout.split('\n').filter((l) => l.startsWith('::error::'));
 }
 
 function occSwitches(instance: SampleInstance): string[] {
@@ -117,7 +99,11 @@ describe.each(['sqlite', 'mysql', 'pgsql'] as const)(
       let maintenanceDuringDump: unknown;
       const artifactName = `ownCloud backup ${engine} ünï`;
       const main = await runActionStep('main', {
-        inputs: { ...sshInputs(instance), 'retention-days': '5', 'artifact-name': artifactName },
+        inputs: {
+          ...sshInputs(sshd, instance),
+          'retention-days': '5',
+          'artifact-name': artifactName,
+        },
         workDir: dir,
         env: service.env,
         secrets: engine === 'sqlite' ? [] : [instance.dbPassword],
@@ -202,7 +188,7 @@ describe.each(['sqlite', 'mysql', 'pgsql'] as const)(
       // The post step: nothing to restore, and the key files are gone.
       const runtimeDirs = JSON.parse(main.state['runtime-dirs']!) as string[];
       const post = await runActionStep('post', {
-        inputs: sshInputs(instance),
+        inputs: sshInputs(sshd, instance),
         workDir: dir,
         env: service.env,
         state: main.state,
@@ -254,7 +240,7 @@ describe('a cancelled or killed main step', () => {
     const before = service.artifacts().length;
     try {
       const main = await runActionStep('main', {
-        inputs: sshInputs(instance),
+        inputs: sshInputs(sshd, instance),
         workDir: dir,
         env: service.env,
         secrets: [instance.dbPassword],
@@ -268,7 +254,7 @@ describe('a cancelled or killed main step', () => {
       expect(instance.readConfig().maintenance).toBe(false);
       expect(service.artifacts()).toHaveLength(before);
       const post = await runActionStep('post', {
-        inputs: sshInputs(instance),
+        inputs: sshInputs(sshd, instance),
         workDir: dir,
         env: service.env,
         state: main.state,
@@ -291,7 +277,7 @@ describe('a cancelled or killed main step', () => {
     const lock = await holdDumpLock(instance, serverOf('sqlite'));
     try {
       const main = await runActionStep('main', {
-        inputs: sshInputs(instance),
+        inputs: sshInputs(sshd, instance),
         workDir: dir,
         env: service.env,
         secrets: [],
@@ -311,7 +297,7 @@ describe('a cancelled or killed main step', () => {
       });
 
       const post = await runActionStep('post', {
-        inputs: sshInputs(instance),
+        inputs: sshInputs(sshd, instance),
         workDir: dir,
         env: service.env,
         state: main.state,
@@ -412,18 +398,18 @@ describe('bad input', () => {
     ],
     [
       'malformed known-hosts',
-      () => ({ ...sshInputs(instance), 'known-hosts': 'this is not a key line' }),
+      () => ({ ...sshInputs(sshd, instance), 'known-hosts': 'this is not a key line' }),
       () => "Invalid input 'known-hosts': line 1 has an unknown key type 'is'.",
     ],
     [
       'host without known-hosts',
-      () => ({ ...sshInputs(instance), 'known-hosts': '' }),
+      () => ({ ...sshInputs(sshd, instance), 'known-hosts': '' }),
       () =>
         "Invalid input 'known-hosts': known_hosts lines for the host are required when input 'host' is set (get them with: ssh-keyscan -p PORT HOST).",
     ],
     [
       'host without ssh-key',
-      () => ({ ...sshInputs(instance), 'ssh-key': '' }),
+      () => ({ ...sshInputs(sshd, instance), 'ssh-key': '' }),
       () => "Invalid input 'ssh-key': a private key is required when input 'host' is set.",
     ],
     [
@@ -468,7 +454,7 @@ describe('bad input', () => {
     [
       'a wrong host key',
       () => ({
-        ...sshInputs(instance),
+        ...sshInputs(sshd, instance),
         'known-hosts': KEY_LINE().replace(
           /AAAA\S+$/,
           'AAAAC3NzaC1lZDI1NTE5AAAAIC3MRaHtm0x1cjBEbSH4NRj2lV8mFhcRCfK7lxC7e3sE',
