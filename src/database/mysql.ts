@@ -62,7 +62,10 @@ function explainFailure(stderr: string, connection: DatabaseConnection): string 
   if (/Access denied/i.test(stderr))
     return `MySQL refused user '${connection.user}' (access denied): wrong password or missing rights on '${connection.name}'.`;
   if (/Unknown database/i.test(stderr)) return `MySQL has no database '${connection.name}'.`;
-  if (/Can't connect|Unknown MySQL server host/i.test(stderr))
+  // A lost connection during the handshake is a server that never answered.
+  if (
+    /Can't connect|Unknown MySQL server host|handshake|initial communication packet/i.test(stderr)
+  )
     return `Could not reach the MySQL server ${serverName(connection)} (is it running?).`;
   // Reached, then lost: the session was killed or the server went down while it worked.
   if (/Lost connection|server has gone away/i.test(stderr))

@@ -22,6 +22,10 @@ describe('MySQL failures: not reached, or reached and lost', () => {
       'Could not reach the MySQL server 127.0.0.1:3306 (is it running?).',
     ],
     [
+      "ERROR 2013 (HY000): Lost connection to server at 'handshake: reading initial communication packet', system error: 11",
+      'Could not reach the MySQL server 127.0.0.1:3306 (is it running?).',
+    ],
+    [
       'ERROR 2013 (HY000) at line 212: Lost connection to server during query',
       'The MySQL server 127.0.0.1:3306 closed the connection while it was in use (the session was killed, or the server stopped).',
     ],
