@@ -46757,232 +46757,71 @@ async function runRestore(plan, context) {
 }
 /** The changing part: every step from here on is undone if a later one fails. */
 async function replace(r) {
-    const { host, root, plan, context, backup, layout, engine, current, connection } = r;
+    const { context, plan } = r;
     const { reporter, signal } = context;
-    const { manifest } = backup;
-    const compression = manifest.archives[0].compression;
-    const progress = (label, expectedBytes) => new StepProgress(label, {
-        intervalSeconds: context.progressSeconds ?? DEFAULT_PROGRESS_SECONDS,
-        now: () => performance.now(),
-        emit: (line) => reporter.info(line),
-        ...(expectedBytes !== undefined ? { expectedBytes } : {}),
-    });
     // Without a safety copy nothing is kept, so there is nothing to put back either.
     const containers = plan.safetyCopy
         ? [...new Set(r.moves.map(containerOf).filter((c) => !!c))]
         : [];
-    const stamp = /previous-([^/]+)/.exec(containers[0] ?? '')?.[1] ?? restoreStamp(new Date());
     const journal = {
-        stamp,
-        installDir: layout.installDir,
+        stamp: /previous-([^/]+)/.exec(containers[0] ?? '')?.[1] ?? restoreStamp(new Date()),
+        installDir: r.layout.installDir,
         phase: 'preparing',
         containers,
         moved: plan.safetyCopy ? r.moves : [],
     };
-    const note = (phase) => {
-        if (phase)
-            journal.phase = phase;
-        context.onJournal?.(structuredClone(journal));
+    const run = {
+        ...r,
+        journal,
+        note: (phase) => {
+            if (phase)
+                journal.phase = phase;
+            context.onJournal?.(structuredClone(journal));
+        },
+        progress: (label, expectedBytes) => new StepProgress(label, {
+            intervalSeconds: context.progressSeconds ?? DEFAULT_PROGRESS_SECONDS,
+            now: () => performance.now(),
+            emit: (line) => reporter.info(line),
+            ...(expectedBytes !== undefined ? { expectedBytes } : {}),
+        }),
+        containers,
+        stepPids: containers[0]
+            ? {
+                files: stepPidFile(containers[0], 'files'),
+                database: stepPidFile(containers[0], 'database'),
+            }
+            : undefined,
+        compression: r.backup.manifest.archives[0].compression,
+        removing: false,
     };
-    const maintenance = current
-        ? new MaintenanceGuard(host, { installDir: current.installDir, user: current.owner }, (m) => reporter.info(m), 60, (record) => {
+    const maintenance = r.current
+        ? new MaintenanceGuard(r.host, { installDir: r.current.installDir, user: r.current.owner }, (m) => reporter.info(m), 60, (record) => {
             journal.maintenance = record;
-            note();
+            run.note();
         })
         : undefined;
-    // The writing steps record their pids beside the previous state, for a rollback to stop.
-    const stepPids = containers[0]
-        ? {
-            files: stepPidFile(containers[0], 'files'),
-            database: stepPidFile(containers[0], 'database'),
-        }
-        : undefined;
-    /** Set once the current files are being deleted (safety-copy false): no way back then. */
-    let removing = false;
+    const step = async (title, work) => {
+        const result = await reporter.group(title, work);
+        if (signal.aborted)
+            throw new InterruptedError();
+        return result;
+    };
     try {
-        note('moving-aside');
+        run.note('moving-aside');
         if (maintenance)
-            await reporter.group('Maintenance mode on', () => maintenance.enable());
-        if (signal.aborted)
-            throw new InterruptedError();
-        await reporter.group(plan.safetyCopy ? 'Move the current state aside' : 'Remove the current state', async () => {
-            if (!plan.safetyCopy) {
-                removing = true;
-                await mustRun(host, [
-                    ...root,
-                    'rm',
-                    '-rf',
-                    '--',
-                    ...r.moves.filter((m) => m.how !== 'absent').map((m) => m.original),
-                ], 'Removing the current files (safety-copy false)', { shielded: true });
-                reporter.info(`Removed ${layout.replaced.join(', ')} (no safety copy, as asked).`);
-                return;
-            }
-            await mustRun(host, [...root, 'mkdir', '-p', '-m', '0700', '--', ...containers], 'Creating the safety copy directories', { shielded: true });
-            // The previous database, while the old files still describe it.
-            if (current && current.database.type !== 'sqlite') {
-                const dumpPath = `${containers[0]}/database.sql`;
-                journal.database = {
-                    type: current.database.type,
-                    name: current.database.name,
-                    dumpPath,
-                    replaced: false,
-                };
-                note();
-                await dumpAside(host, root, engineFor(current.database.type), current, dumpPath, signal);
-                reporter.info(`The current database '${current.database.name}' is saved in ${dumpPath}.`);
-            }
-            await mustRun(host, [...root, 'sh', '-c', MOVE_ASIDE, 'sh', ...moveArguments(r.moves)], 'Moving the current files aside', { shielded: true });
-            for (const move of r.moves)
-                if (move.how !== 'absent')
-                    reporter.info(`${move.original} → ${move.aside}`);
-        });
-        if (signal.aborted)
-            throw new InterruptedError();
-        note('replacing');
-        await reporter.group('Files', async () => {
-            const files = progress('Files', manifest.archives.find((a) => a.role === 'files').size);
-            await extractFiles({
-                host,
-                root,
-                archivePath: backup.filesArchive,
-                compression,
-                layout: layout.members,
-                signal,
-                progress: files,
-                ...(stepPids ? { pidFile: stepPids.files } : {}),
-            });
-            files.finish();
-            if (stepPids)
-                await mustRun(host, [...root, 'rm', '-f', '--', stepPids.files], 'Removing a pid file');
-            reporter.info(`${manifest.files.fileCount} files (${formatBytes(manifest.files.bytes)}) restored.`);
-        });
-        if (signal.aborted)
-            throw new InterruptedError();
-        // --- Owners, config.php ----------------------------------------------------------------
-        const configPath = `${layout.installDir}/config/config.php`;
-        const occUser = await reporter.group('Owners and config.php', async () => {
-            const archivedOwner = await ownerOf(host, configPath);
-            if (!archivedOwner)
-                throw new BackupError(`The restored files hold no ${configPath}.`);
-            let owner = archivedOwner.name;
-            if (plan.owner || owner === 'UNKNOWN' || owner === String(archivedOwner.uid)) {
-                const wanted = plan.owner ?? r.installDirOwner ?? 'UNKNOWN';
-                if (wanted === 'UNKNOWN')
-                    throw new BackupError(`The archive's owner (uid ${archivedOwner.uid}) does not exist on ${host.label}: name the web server's user with the owner input.`);
-                await mustRun(host, [...root, 'sh', '-c', CHOWN, 'sh', wanted, ...layout.replaced], `Giving the restored files to ${wanted}`);
-                reporter.info(`The restored files now belong to ${wanted}${plan.owner ? ' (owner input)' : ` (uid ${archivedOwner.uid} of the archive does not exist here)`}.`);
-                owner = wanted;
-            }
-            const user = plan.occUser ?? owner;
-            // Maintenance mode until the database is back, whatever the backup's config.php said.
-            const values = { ...r.changes, maintenance: true };
-            const result = reached(host, await host.run(asUser(host.account, user, ['php', '-r', WRITE_CONFIG, '--', configPath]), {
-                input: JSON.stringify(values),
-                shielded: true,
-            }));
-            if (result.exitCode !== 0)
-                throw new BackupError(`Writing ${configPath} failed: ${stderrTail(result.stderr) || `php exit ${result.exitCode}`}`);
-            const changed = Object.keys(r.changes);
-            if (changed.length > 0)
-                reporter.info(`config.php: ${changed.map((k) => (k === 'dbpassword' ? 'dbpassword (given)' : `${k} = ${r.changes[k]}`)).join(', ')}.`);
-            return user;
-        });
-        if (signal.aborted)
-            throw new InterruptedError();
-        // --- Database ------------------------------------------------------------------------
-        await reporter.group('Database', async () => {
-            const loadContext = {
-                connection,
-                client: r.client,
-                account: host.account,
-                owner: occUser,
-                ...(plan.dbAdmin ? { admin: plan.dbAdmin } : {}),
-            };
-            if (journal.database)
-                journal.database.replaced = true;
-            else
-                journal.database = {
-                    type: connection.type,
-                    name: connection.name,
-                    dumpPath: '',
-                    replaced: true,
-                };
-            note();
-            const reset = engine.resetStep(loadContext);
-            await runSql(host, reset.command, reset.sql, 'Preparing the database', engine, connection, signal);
-            reporter.info(`Database: ${reset.summary}.`);
-            const loading = progress('Database load', manifest.database.dumpBytes);
-            const dropLines = engine.foreignOwnerLine && connection.user !== manifest.database.user
-                ? engine.foreignOwnerLine
-                : undefined;
-            const loaded = await loadDump({
-                host,
-                engine,
-                context: loadContext,
-                dumpArchive: backup.dumpArchive,
-                compression,
-                ...(dropLines ? { dropLines } : {}),
-                signal,
-                progress: loading,
-                root,
-                ...(stepPids ? { pidFile: stepPids.database } : {}),
-            });
-            loading.finish();
-            if (stepPids)
-                await mustRun(host, [...root, 'rm', '-f', '--', stepPids.database], 'Removing a pid file');
-            reporter.info(`Loaded ${formatBytes(loaded.bytes)} of SQL with ${r.client}${loaded.dropped ? ` (${loaded.dropped} ownership statements naming ${manifest.database.user} left out: the objects belong to ${connection.user})` : ''}.`);
-        });
-        if (signal.aborted)
-            throw new InterruptedError();
-        // --- ownCloud's closing steps ----------------------------------------------------------
-        const tables = await reporter.group('Finish', async () => {
-            const occ = { installDir: layout.installDir, user: occUser };
-            const runOcc = (args) => mustRun(host, occCommand(host, occ, args), `occ ${args.join(' ')}`, {
-                shielded: true,
-                timeoutMs: 300_000,
-            });
-            await runOcc(['maintenance:data-fingerprint']);
-            reporter.info('occ maintenance:data-fingerprint: sync clients will re-sync instead of deleting.');
-            if (signal.aborted)
-                throw new InterruptedError();
-            const status = JSON.parse((await runOcc(['status', '--output=json'])).stdout.trim().split('\n').pop() ?? '{}');
-            if (status.installed !== true)
-                throw new BackupError('occ status does not say installed after the restore.');
-            if (status.version !== manifest.instance.version)
-                throw new BackupError(`occ status says version ${status.version ?? '?'} after the restore; the backup is of ${manifest.instance.version}.`);
-            const counted = await checkRowCounts(r, loadContext(r, occUser));
-            if (signal.aborted)
-                throw new InterruptedError();
-            if (manifest.maintenance.priorState) {
-                reporter.info("Maintenance mode stays on: it was on before the backup (the administrator's state).");
-            }
-            else {
-                await runOcc(['maintenance:mode', '--off']);
-                reporter.info('Maintenance mode off, as it was before the backup.');
-            }
-            return counted;
-        });
-        if (signal.aborted)
-            throw new InterruptedError();
-        note('done');
-        let previous;
-        if (plan.safetyCopy && containers.length > 0) {
-            const kept = [...containers];
-            if (plan.discardPrevious) {
-                const freed = await discardContainers(host, root, kept);
-                reporter.info(`Removed the previous state (${formatBytes(freed)}; discard-previous).`);
-            }
-            else {
-                const size = reached(host, await host.run([...root, 'sh', '-c', SIZE, 'sh', ...kept]));
-                previous = { paths: kept, bytes: Number(size.stdout.trim()) || 0 };
-                reporter.info(`The previous state is kept in ${kept.join(', ')} (${formatBytes(previous.bytes)}): remove it with owncloud-backup restore --cleanup once the instance works.`);
-            }
-        }
+            await step('Maintenance mode on', () => maintenance.enable());
+        await step(plan.safetyCopy ? 'Move the current state aside' : 'Remove the current state', () => setCurrentStateAside(run));
+        run.note('replacing');
+        await step('Files', () => putFilesInPlace(run));
+        const occUser = await step('Owners and config.php', () => ownersAndConfig(run));
+        await step('Database', () => replaceDatabase(run, occUser));
+        const tables = await step('Finish', () => finishRestore(run, occUser));
+        run.note('done');
+        const previous = await keepOrDiscardPrevious(run);
         return {
-            manifest,
-            target: host.label,
-            inPlace: current !== undefined,
+            manifest: r.backup.manifest,
+            target: r.host.label,
+            inPlace: r.current !== undefined,
             ...(previous ? { previous } : {}),
             changedConfig: Object.keys(r.changes),
             tablesChecked: tables,
@@ -46990,26 +46829,218 @@ async function replace(r) {
         };
     }
     catch (error) {
-        if (journal.phase === 'moving-aside' || journal.phase === 'replacing') {
-            // One line: a tool's stderr tail (several lines) would push the state off it.
-            const cause = signal.aborted
-                ? 'The restore was interrupted'
-                : describeError(error)
-                    .replace(/\s*\n\s*/g, '; ')
-                    .replace(/\.$/, '');
-            if (!plan.safetyCopy && removing)
-                throw new RestoreError(`${cause}. The instance is INCOMPLETE: there was no safety copy (safety-copy false) to put back; restore again.`);
-            try {
-                await withReconnects(r, host, (reached, first) => putBackPrevious(reached, root, journal, plan, context, first ? maintenance : undefined));
-            }
-            catch (rollbackError) {
-                throw new RestoreError(`${cause}. PUTTING THE PREVIOUS STATE BACK FAILED: ${describeError(rollbackError).replace(/\s*\n\s*/g, '; ')} The previous state is in ${journal.containers.join(', ')}: once the host is reachable, run the restore again (it moves what is there aside first), or move that state back by hand.`);
-            }
-            note('rolled-back');
-            throw new RestoreError(`${cause}. The previous state is back: files, database and maintenance mode as they were before the restore.`);
-        }
-        throw error;
+        return await putBackAfterFailure(run, maintenance, error);
     }
+}
+/** Moves the current state aside (files renamed, database dumped), or deletes it without a safety copy. */
+async function setCurrentStateAside(run) {
+    const { host, root, plan, layout, current, containers, journal, note } = run;
+    const { reporter, signal } = run.context;
+    if (!plan.safetyCopy) {
+        run.removing = true;
+        await mustRun(host, [
+            ...root,
+            'rm',
+            '-rf',
+            '--',
+            ...run.moves.filter((m) => m.how !== 'absent').map((m) => m.original),
+        ], 'Removing the current files (safety-copy false)', { shielded: true });
+        reporter.info(`Removed ${layout.replaced.join(', ')} (no safety copy, as asked).`);
+        return;
+    }
+    await mustRun(host, [...root, 'mkdir', '-p', '-m', '0700', '--', ...containers], 'Creating the safety copy directories', { shielded: true });
+    // The previous database, while the old files still describe it.
+    if (current && current.database.type !== 'sqlite') {
+        const dumpPath = `${containers[0]}/database.sql`;
+        journal.database = {
+            type: current.database.type,
+            name: current.database.name,
+            dumpPath,
+            replaced: false,
+        };
+        note();
+        await dumpAside(host, root, engineFor(current.database.type), current, dumpPath, signal);
+        reporter.info(`The current database '${current.database.name}' is saved in ${dumpPath}.`);
+    }
+    await mustRun(host, [...root, 'sh', '-c', MOVE_ASIDE, 'sh', ...moveArguments(run.moves)], 'Moving the current files aside', { shielded: true });
+    for (const move of run.moves)
+        if (move.how !== 'absent')
+            reporter.info(`${move.original} → ${move.aside}`);
+}
+/** The files archive streamed into tar on the host, into place. */
+async function putFilesInPlace(run) {
+    const { host, root, backup, layout, compression, stepPids, progress } = run;
+    const { reporter, signal } = run.context;
+    const { manifest } = backup;
+    const files = progress('Files', manifest.archives.find((a) => a.role === 'files').size);
+    await extractFiles({
+        host,
+        root,
+        archivePath: backup.filesArchive,
+        compression,
+        layout: layout.members,
+        signal,
+        progress: files,
+        ...(stepPids ? { pidFile: stepPids.files } : {}),
+    });
+    files.finish();
+    if (stepPids)
+        await mustRun(host, [...root, 'rm', '-f', '--', stepPids.files], 'Removing a pid file');
+    reporter.info(`${manifest.files.fileCount} files (${formatBytes(manifest.files.bytes)}) restored.`);
+}
+/**
+ * Owners (when the archive's do not exist here) and config.php (maintenance on until the end,
+ * the given values); returns who runs occ.
+ */
+async function ownersAndConfig(run) {
+    const { host, root, plan, layout } = run;
+    const { reporter } = run.context;
+    const configPath = `${layout.installDir}/config/config.php`;
+    const archivedOwner = await ownerOf(host, configPath);
+    if (!archivedOwner)
+        throw new BackupError(`The restored files hold no ${configPath}.`);
+    let owner = archivedOwner.name;
+    if (plan.owner || owner === 'UNKNOWN' || owner === String(archivedOwner.uid)) {
+        const wanted = plan.owner ?? run.installDirOwner ?? 'UNKNOWN';
+        if (wanted === 'UNKNOWN')
+            throw new BackupError(`The archive's owner (uid ${archivedOwner.uid}) does not exist on ${host.label}: name the web server's user with the owner input.`);
+        await mustRun(host, [...root, 'sh', '-c', CHOWN, 'sh', wanted, ...layout.replaced], `Giving the restored files to ${wanted}`);
+        reporter.info(`The restored files now belong to ${wanted}${plan.owner ? ' (owner input)' : ` (uid ${archivedOwner.uid} of the archive does not exist here)`}.`);
+        owner = wanted;
+    }
+    const user = plan.occUser ?? owner;
+    // Maintenance mode until the database is back, whatever the backup's config.php said.
+    const values = { ...run.changes, maintenance: true };
+    const result = reached(host, await host.run(asUser(host.account, user, ['php', '-r', WRITE_CONFIG, '--', configPath]), {
+        input: JSON.stringify(values),
+        shielded: true,
+    }));
+    if (result.exitCode !== 0)
+        throw new BackupError(`Writing ${configPath} failed: ${stderrTail(result.stderr) || `php exit ${result.exitCode}`}`);
+    const changed = Object.keys(run.changes);
+    if (changed.length > 0)
+        reporter.info(`config.php: ${changed.map((k) => (k === 'dbpassword' ? 'dbpassword (given)' : `${k} = ${run.changes[k]}`)).join(', ')}.`);
+    return user;
+}
+/** The database emptied (or recreated) and the backup's dump loaded. */
+async function replaceDatabase(run, occUser) {
+    const { host, root, plan, backup, engine, connection, compression, stepPids, journal, note, progress, } = run;
+    const { reporter, signal } = run.context;
+    const { manifest } = backup;
+    const loadContext = {
+        connection,
+        client: run.client,
+        account: host.account,
+        owner: occUser,
+        ...(plan.dbAdmin ? { admin: plan.dbAdmin } : {}),
+    };
+    if (journal.database)
+        journal.database.replaced = true;
+    else
+        journal.database = {
+            type: connection.type,
+            name: connection.name,
+            dumpPath: '',
+            replaced: true,
+        };
+    note();
+    const reset = engine.resetStep(loadContext);
+    await runSql(host, reset.command, reset.sql, 'Preparing the database', engine, connection, signal);
+    reporter.info(`Database: ${reset.summary}.`);
+    const loading = progress('Database load', manifest.database.dumpBytes);
+    const dropLines = engine.foreignOwnerLine && connection.user !== manifest.database.user
+        ? engine.foreignOwnerLine
+        : undefined;
+    const loaded = await loadDump({
+        host,
+        engine,
+        context: loadContext,
+        dumpArchive: backup.dumpArchive,
+        compression,
+        ...(dropLines ? { dropLines } : {}),
+        signal,
+        progress: loading,
+        root,
+        ...(stepPids ? { pidFile: stepPids.database } : {}),
+    });
+    loading.finish();
+    if (stepPids)
+        await mustRun(host, [...root, 'rm', '-f', '--', stepPids.database], 'Removing a pid file');
+    reporter.info(`Loaded ${formatBytes(loaded.bytes)} of SQL with ${run.client}${loaded.dropped ? ` (${loaded.dropped} ownership statements naming ${manifest.database.user} left out: the objects belong to ${connection.user})` : ''}.`);
+}
+/** ownCloud's closing steps and checks; returns how many tables' rows were compared. */
+async function finishRestore(run, occUser) {
+    const { host, layout, backup } = run;
+    const { reporter, signal } = run.context;
+    const { manifest } = backup;
+    const occ = { installDir: layout.installDir, user: occUser };
+    const runOcc = (args) => mustRun(host, occCommand(host, occ, args), `occ ${args.join(' ')}`, {
+        shielded: true,
+        timeoutMs: 300_000,
+    });
+    await runOcc(['maintenance:data-fingerprint']);
+    reporter.info('occ maintenance:data-fingerprint: sync clients will re-sync instead of deleting.');
+    if (signal.aborted)
+        throw new InterruptedError();
+    const status = JSON.parse((await runOcc(['status', '--output=json'])).stdout.trim().split('\n').pop() ?? '{}');
+    if (status.installed !== true)
+        throw new BackupError('occ status does not say installed after the restore.');
+    if (status.version !== manifest.instance.version)
+        throw new BackupError(`occ status says version ${status.version ?? '?'} after the restore; the backup is of ${manifest.instance.version}.`);
+    const counted = await checkRowCounts(run, loadContext(run, occUser));
+    if (signal.aborted)
+        throw new InterruptedError();
+    if (manifest.maintenance.priorState) {
+        reporter.info("Maintenance mode stays on: it was on before the backup (the administrator's state).");
+    }
+    else {
+        await runOcc(['maintenance:mode', '--off']);
+        reporter.info('Maintenance mode off, as it was before the backup.');
+    }
+    return counted;
+}
+/** After success: the previous state kept (and measured), or removed (discard-previous). */
+async function keepOrDiscardPrevious(run) {
+    const { host, root, plan, containers } = run;
+    const { reporter } = run.context;
+    let previous;
+    if (plan.safetyCopy && containers.length > 0) {
+        const kept = [...containers];
+        if (plan.discardPrevious) {
+            const freed = await discardContainers(host, root, kept);
+            reporter.info(`Removed the previous state (${formatBytes(freed)}; discard-previous).`);
+        }
+        else {
+            const size = reached(host, await host.run([...root, 'sh', '-c', SIZE, 'sh', ...kept]));
+            previous = { paths: kept, bytes: Number(size.stdout.trim()) || 0 };
+            reporter.info(`The previous state is kept in ${kept.join(', ')} (${formatBytes(previous.bytes)}): remove it with owncloud-backup restore --cleanup once the instance works.`);
+        }
+    }
+    return previous;
+}
+/** A failed restore: the previous state put back (when there is one), and why it failed. */
+async function putBackAfterFailure(run, maintenance, error) {
+    const { host, root, plan, context, journal, note } = run;
+    const { signal } = context;
+    if (journal.phase === 'moving-aside' || journal.phase === 'replacing') {
+        // One line: a tool's stderr tail (several lines) would push the state off it.
+        const cause = signal.aborted
+            ? 'The restore was interrupted'
+            : describeError(error)
+                .replace(/\s*\n\s*/g, '; ')
+                .replace(/\.$/, '');
+        if (!plan.safetyCopy && run.removing)
+            throw new RestoreError(`${cause}. The instance is INCOMPLETE: there was no safety copy (safety-copy false) to put back; restore again.`);
+        try {
+            await withReconnects(run, host, (session, first) => putBackPrevious(session, root, journal, plan, context, first ? maintenance : undefined));
+        }
+        catch (rollbackError) {
+            throw new RestoreError(`${cause}. PUTTING THE PREVIOUS STATE BACK FAILED: ${describeError(rollbackError).replace(/\s*\n\s*/g, '; ')} The previous state is in ${journal.containers.join(', ')}: once the host is reachable, run the restore again (it moves what is there aside first), or move that state back by hand.`);
+        }
+        note('rolled-back');
+        throw new RestoreError(`${cause}. The previous state is back: files, database and maintenance mode as they were before the restore.`);
+    }
+    throw error;
 }
 /** How long putting the previous state back keeps trying through a lost link. */
 const ROLLBACK_RETRY_SECONDS = 120;
