@@ -45668,7 +45668,19 @@ signal) {
     if (signal?.aborted)
         throw new errors_InterruptedError('The restore was interrupted.');
     if (result.exitCode !== 0)
-        throw new errors_BackupError(`${doing} failed (exit ${result.exitCode}): ${engine.explainFailure(result.stderr, connection) ?? (process_stderrTail(result.stderr) || 'no message')}`);
+        throw new errors_BackupError(`${doing} failed (exit ${result.exitCode}): ${engine.explainFailure(result.stderr, connection) ?? (process_stderrTail(withoutStatements(result.stderr)) || 'no message')}`);
+}
+/**
+ * A client's complaint without the statement it quotes: the SQL sent on stdin may hold a
+ * password as a quoted literal (escaped, so the secrets registry would not recognise it).
+ * psql quotes it on `LINE n:` lines (with a caret line below), MySQL after `near '`. Pure.
+ */
+function withoutStatements(stderr) {
+    return stderr
+        .split('\n')
+        .filter((line) => !/^LINE \d+:/.test(line) && !/^\s*\^\s*$/.test(line))
+        .map((line) => line.replace(/near '.*' at line (\d+)/, 'near (the statement is not shown) at line $1'))
+        .join('\n');
 }
 /** A quick query with the given command (preflight), in the engine's own words when it fails. */
 async function restore_database_checkLogin(host, command) {

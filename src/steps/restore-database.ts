@@ -69,8 +69,23 @@ export async function runSql(
   if (signal?.aborted) throw new InterruptedError('The restore was interrupted.');
   if (result.exitCode !== 0)
     throw new BackupError(
-      `${doing} failed (exit ${result.exitCode}): ${engine.explainFailure(result.stderr, connection) ?? (stderrTail(result.stderr) || 'no message')}`,
+      `${doing} failed (exit ${result.exitCode}): ${engine.explainFailure(result.stderr, connection) ?? (stderrTail(withoutStatements(result.stderr)) || 'no message')}`,
     );
+}
+
+/**
+ * A client's complaint without the statement it quotes: the SQL sent on stdin may hold a
+ * password as a quoted literal (escaped, so the secrets registry would not recognise it).
+ * psql quotes it on `LINE n:` lines (with a caret line below), MySQL after `near '`. Pure.
+ */
+export function withoutStatements(stderr: string): string {
+  return stderr
+    .split('\n')
+    .filter((line) => !/^LINE \d+:/.test(line) && !/^\s*\^\s*$/.test(line))
+    .map((line) =>
+      line.replace(/near '.*' at line (\d+)/, 'near (the statement is not shown) at line $1'),
+    )
+    .join('\n');
 }
 
 /** A quick query with the given command (preflight), in the engine's own words when it fails. */

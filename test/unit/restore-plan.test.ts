@@ -2,7 +2,7 @@
 // where they are moved aside, what config.php gets, how restored row counts are judged.
 import { describe, expect, it } from 'vitest';
 import { configChanges, restoreLayout } from '../../src/restore.ts';
-import { rowCountDifferences } from '../../src/steps/restore-database.ts';
+import { rowCountDifferences, withoutStatements } from '../../src/steps/restore-database.ts';
 import type { Manifest } from '../../src/manifest.ts';
 import { cliInputs } from '../../src/cli/main.ts';
 import { cliLabel, planRestore } from '../../src/settings.ts';
@@ -184,6 +184,19 @@ describe('restore options', () => {
     expect(() => plan(['--cleanup', 'b'])).toThrow('restore --cleanup takes no BACKUP-DIR');
     expect(() => planRestore({ owner: 'bad user' }, '/b', cliLabel)).toThrow(
       "Invalid option --owner: 'bad user' is not a user name.",
+    );
+  });
+});
+
+describe('a failed database statement in a message', () => {
+  it('never quotes the statement, which may hold a password literal', () => {
+    const psql =
+      "ERROR:  syntax error at or near \"x\"\nLINE 1: ...ROLE %I LOGIN PASSWORD %L', 'u', 'it''s secret') WHERE\n                                                         ^";
+    expect(withoutStatements(psql)).toBe('ERROR:  syntax error at or near "x"');
+    const mysql =
+      "ERROR 1064 (42000) at line 4: You have an error in your SQL syntax; check the manual near 'IDENTIFIED BY 'it\\'s secret'' at line 1";
+    expect(withoutStatements(mysql)).toBe(
+      'ERROR 1064 (42000) at line 4: You have an error in your SQL syntax; check the manual near (the statement is not shown) at line 1',
     );
   });
 });
