@@ -41,6 +41,7 @@ import { checkStagedConfig, syncFiles, type SyncStats } from './steps/files.ts';
 import { MaintenanceGuard, type MaintenanceRecord } from './steps/maintenance.ts';
 import { formatBytes, preflight } from './steps/preflight.ts';
 import { countRows } from './steps/row-counts.ts';
+import { restoreTestLine, runRestoreTest, type RestoreTestRecord } from './steps/restore-test.ts';
 
 export interface BackupResult {
   /** The finished backup directory. */
@@ -330,6 +331,19 @@ async function backUp(
     });
     interrupted();
 
+    // Outside the maintenance window: the window does not grow by the test's time.
+    const restoreTest = plan.restoreTest
+      ? await reporter.group('Restore test (throwaway database on the runner)', () =>
+          testRestore(engine, context, {
+            dumpPath: dump.path,
+            filesArchivePath: files.path,
+            compression: plan.compression,
+            database: { ...instance.database, rowCounts },
+          }),
+        )
+      : undefined;
+    interrupted();
+
     const manifest = buildManifest({
       name,
       startedAt,
@@ -356,6 +370,7 @@ async function backUp(
       rowCountsInWindow: maintenance !== undefined,
       ownersKept: elevated.keepsOwners,
       restoreHint: engine.restoreHint,
+      ...(restoreTest ? { restoreTest } : {}),
     });
     const { archives } = manifest;
     writeSmallFile(join(workDir, CHECKSUMS_NAME), checksumsText(archives));
@@ -383,6 +398,27 @@ async function backUp(
     await instanceLock?.release();
     await host?.close();
   }
+}
+
+/**
+ * Runs the restore test on the finished archives: a failure fails the backup (its
+ * directory is removed as incomplete), a skip is a warning and recorded.
+ */
+async function testRestore(
+  engine: ReturnType<typeof engineFor>,
+  context: BackupContext,
+  subject: Parameters<typeof runRestoreTest>[1],
+): Promise<RestoreTestRecord> {
+  const { reporter } = context;
+  const record = await runRestoreTest(engine, subject, {
+    signal: context.signal,
+    log: (line) => reporter.info(line),
+  });
+  const line = restoreTestLine(record);
+  if (record.result === 'failed') throw new BackupError(`The ${line}`);
+  if (record.result === 'skipped') reporter.warning(line);
+  else reporter.info(line);
+  return record;
 }
 
 function writeSmallFile(path: string, text: string): void {

@@ -8,6 +8,7 @@ import type { Instance } from './steps/discover.ts';
 import { LAYOUT, type FileSet } from './steps/files.ts';
 import type { MaintenanceWindow } from './steps/maintenance.ts';
 import type { DumpTool } from './database/engine.ts';
+import type { RestoreTestRecord } from './steps/restore-test.ts';
 import { TOOL } from './tool.ts';
 import { quoteArg } from './host/shell.ts';
 
@@ -89,6 +90,11 @@ export interface Manifest {
   };
   archives: ArchiveRecord[];
   restore: RestoreCommands;
+  /**
+   * The restore test run on the runner after the backup was written (absent when it was
+   * not asked for, and in manifests from before it existed).
+   */
+  restoreTest?: RestoreTestRecord;
 }
 
 /**
@@ -158,6 +164,7 @@ export interface ManifestInput {
   rowCountsInWindow: boolean;
   ownersKept: boolean;
   restoreHint: string;
+  restoreTest?: RestoreTestRecord;
 }
 
 /** Assembles the manifest of a finished backup from what the run learned. */
@@ -240,6 +247,7 @@ export function buildManifest(input: ManifestInput): Manifest {
       sha256: file.sha256,
     })),
     restore: restoreCommands(input, compression),
+    ...(input.restoreTest ? { restoreTest: input.restoreTest } : {}),
   };
 }
 

@@ -27,6 +27,7 @@ export const INPUTS = {
   compression: 'compression',
   backupDir: 'backup-dir',
   dumpTimeout: 'dump-timeout',
+  restoreTest: 'restore-test',
   // Restore only.
   dbAdminUser: 'db-admin-user',
   dbAdminPassword: 'db-admin-password',
@@ -102,10 +103,17 @@ export interface BackupPlan extends InstancePlan {
   backupDir: string;
   /** Seconds a dump may go without producing output before it is abandoned. */
   dumpTimeoutSeconds: number;
+  /** Load the finished backup into a throwaway database on the runner and check it. */
+  restoreTest: boolean;
 }
 
 export interface PlanDefaults {
   backupDir: string;
+  /**
+   * The restore test's default: on in the action (a GitHub runner is a machine apart), off
+   * on the command line (which often runs on the ownCloud server itself).
+   */
+  restoreTest?: boolean;
 }
 
 /** How an input is called where the user typed it: `input 'db-type'` or `option --db-type`. */
@@ -355,6 +363,7 @@ export function planBackup(
     compression: oneOf(INPUTS.compression, ['zstd', 'gzip'] as const, 'zstd'),
     backupDir: absolutePath(INPUTS.backupDir, value(INPUTS.backupDir) || defaults.backupDir),
     dumpTimeoutSeconds: integer(INPUTS.dumpTimeout, 1, 7 * 24 * 3600) ?? 600,
+    restoreTest: boolean(INPUTS.restoreTest, defaults.restoreTest ?? false),
   };
 }
 

@@ -22,6 +22,7 @@ import { engineFor } from './database/index.ts';
 import { stderrTail, streamProcess, type ProcessResult } from './host/process.ts';
 import { MANIFEST_FORMAT, type ArchiveRecord, type Manifest } from './manifest.ts';
 import { MANIFEST_NAME } from './naming.ts';
+import { ListingFacts, runRestoreTest, type RestoreTestRecord } from './steps/restore-test.ts';
 
 export interface Check {
   ok: boolean;
@@ -324,12 +325,13 @@ async function checkDump(
 async function checkFiles(
   fd: number,
   archive: ArchiveRecord,
+  facts?: ListingFacts,
 ): Promise<{ read: ArchiveRead; checks: Check[] }> {
   const stream = new ZeroTail();
   const tar = streamProcess(['tar', '--list', '--block-number', '--file=-'], { feedStdin: true });
   const [read, listing, result] = await Promise.all([
     readArchive(fd, archive, new ForwardWhileRead(tar.stdin, (chunk) => stream.add(chunk))),
-    scanListing(tar.stdout),
+    scanListing(tar.stdout, facts),
     tar.done,
   ]);
   const { entries, marker, lastLine } = listing;
@@ -366,7 +368,12 @@ async function checkFiles(
   };
 }
 
-async function checkArchive(directory: string, archive: ArchiveRecord, manifest: Manifest) {
+async function checkArchive(
+  directory: string,
+  archive: ArchiveRecord,
+  manifest: Manifest,
+  facts?: ListingFacts,
+) {
   const nameProblem = archiveNameProblem(archive.name);
   if (nameProblem) return [{ ok: false, what: nameProblem }];
   // No symlink is followed (O_NOFOLLOW), and opening a FIFO does not wait for a writer.
@@ -401,7 +408,7 @@ async function checkArchive(directory: string, archive: ArchiveRecord, manifest:
   const { read, checks: content } =
     archive.role === 'database'
       ? await checkDump(fd, archive, manifest)
-      : await checkFiles(fd, archive);
+      : await checkFiles(fd, archive, facts);
   checks.push(
     {
       ok: read.sha256 === archive.sha256,
@@ -419,8 +426,10 @@ async function checkArchive(directory: string, archive: ArchiveRecord, manifest:
 /**
  * Checks a backup directory. Throws UnverifiableError when there is nothing to check (no
  * such directory, no manifest); a manifest that cannot be trusted is a failed check.
+ * `facts`, when given, collects from the files archive's listing what the restore test
+ * checks (the same single pass).
  */
-export async function verifyBackup(directory: string): Promise<Check[]> {
+export async function verifyBackup(directory: string, facts?: ListingFacts): Promise<Check[]> {
   const text = readManifestText(directory);
   let parsed: unknown;
   try {
@@ -437,7 +446,7 @@ export async function verifyBackup(directory: string): Promise<Check[]> {
   const manifest = parsed as Manifest;
   const checks: Check[] = [];
   for (const archive of manifest.archives)
-    checks.push(...(await checkArchive(directory, archive, manifest)));
+    checks.push(...(await checkArchive(directory, archive, manifest, facts)));
   return checks;
 }
 
@@ -447,6 +456,7 @@ export async function verifyBackup(directory: string): Promise<Check[]> {
  */
 async function scanListing(
   stream: NodeJS.ReadableStream,
+  facts?: ListingFacts,
 ): Promise<{ entries: number; marker: boolean; lastLine: string }> {
   let entries = 0;
   let marker = false;
@@ -459,6 +469,7 @@ async function scanListing(
     entries++;
     const name = line.replace(/^block \d+: /, '');
     if (name === 'data/.ocdata' || name === 'data/.ncdata') marker = true;
+    facts?.add(name);
   };
   for await (const chunk of stream) {
     const lines = (partial + decoder.write(chunk as Buffer)).split('\n');
@@ -468,4 +479,31 @@ async function scanListing(
   partial += decoder.end();
   if (partial !== '') take(partial);
   return { entries, marker, lastLine };
+}
+
+/**
+ * `verify --restore-test`: the checks above, then, when they all pass, the restore test
+ * on the backup, with what the one pass over the files archive collected.
+ */
+export async function verifyAndTestRestore(
+  directory: string,
+  options: { signal: AbortSignal; env?: NodeJS.ProcessEnv },
+): Promise<{ checks: Check[]; restoreTest?: RestoreTestRecord }> {
+  const facts = new ListingFacts();
+  const checks = await verifyBackup(directory, facts);
+  if (checks.some((c) => !c.ok)) return { checks };
+  const manifest = JSON.parse(readManifestText(directory)) as Manifest;
+  const dump = manifest.archives.find((a) => a.role === 'database')!;
+  const files = manifest.archives.find((a) => a.role === 'files')!;
+  const restoreTest = await runRestoreTest(
+    engineFor(manifest.database.type),
+    {
+      dumpPath: join(directory, dump.name),
+      filesArchivePath: join(directory, files.name),
+      compression: dump.compression,
+      database: manifest.database,
+    },
+    { signal: options.signal, facts, ...(options.env ? { env: options.env } : {}) },
+  );
+  return { checks, restoreTest };
 }

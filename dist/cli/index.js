@@ -6,7 +6,7 @@ import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(405);
+/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(255);
 // Entry of the `owncloud-backup` command.
 
 (0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .dropOutputToClosedPipes */ .D3)();
@@ -17,7 +17,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 405:
+/***/ 255:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -11317,6 +11317,25 @@ function parseRowCountLines(stdout) {
     }
     return counts;
 }
+/** A hex line each: the decoded values (the home storage query's output). */
+function parseHexLines(stdout) {
+    return stdout
+        .split('\n')
+        .map((line) => line.replace(/\r$/, '').trim())
+        .filter((line) => line !== '')
+        .map((line) => {
+        if (!/^(?:[0-9A-Fa-f]{2})*$/.test(line))
+            throw new BackupError(`Unexpected line (expected hex digits): '${line.slice(0, 200)}'`);
+        return Buffer.from(line, 'hex').toString('utf8');
+    });
+}
+/** The users of home storages (`home::USER`), from their storage ids. Pure. */
+function homeStorageUsers(ids) {
+    return ids
+        .filter((id) => id.startsWith('home::'))
+        .map((id) => id.slice('home::'.length))
+        .sort();
+}
 
 ;// CONCATENATED MODULE: ./src/database/mysql.ts
 // MySQL and MariaDB: mysqldump --single-transaction (mariadb-dump where mysqldump is gone).
@@ -11546,7 +11565,94 @@ const mysql = {
         return queryCommand(clientOf(tool), connection, rowCountsSql(connection.tablePrefix));
     },
     parseRowCounts: parseRowCountLines,
+    throwawayPrograms: [
+        { role: 'server', names: ['mariadbd', 'mysqld'] },
+        { role: 'init', names: ['mariadb-install-db', 'mysql_install_db'], optional: true },
+        { role: 'client', names: ['mariadb', 'mysql'] },
+    ],
+    throwawayDirs: ['/usr/sbin', '/usr/libexec', '/usr/local/mysql/bin', '/usr/local/bin'],
+    throwawaySetup: throwawayServer,
+    homeStoragesCommand({ connection, tool }) {
+        const table = mysqlIdentifier(`${connection.tablePrefix}storages`);
+        return queryCommand(clientOf(tool), connection, `SELECT HEX(id) FROM ${table} WHERE LEFT(id, 6) = 'home::' ORDER BY id`);
+    },
 };
+/** MariaDB's first dump line since 10.5.25: a command for its own client that MySQL's refuses. */
+const SANDBOX_LINE = /^\/\*M?!999999\\- enable the sandbox mode \*\/$/;
+/**
+ * A throwaway MariaDB or MySQL server on a private socket only (no TCP), without grant
+ * tables: nobody but this user (and root) can reach the socket in its 0700 directory, so no
+ * password is needed. MariaDB's data directory comes from mariadb-install-db, MySQL 8's
+ * from `mysqld --initialize-insecure`. Pure.
+ */
+function throwawayServer(input) {
+    const { programs, serverVersion, dir, database, root } = input;
+    const server = programs.server;
+    const client = programs.client;
+    const mariadb = /MariaDB/i.test(serverVersion);
+    const version = /\bVer\s+(\S+)/.exec(serverVersion)?.[1] ?? serverVersion.trim();
+    const dataDir = `${dir}/data`;
+    const socket = `${dir}/mysqld.sock`;
+    const asRoot = root ? ['--user=root'] : [];
+    let init;
+    let missing;
+    if (!mariadb)
+        init = [[server, '--no-defaults', '--initialize-insecure', `--datadir=${dataDir}`, ...asRoot]];
+    else if (programs.init)
+        init = [
+            [
+                programs.init,
+                '--no-defaults',
+                `--datadir=${dataDir}`,
+                '--auth-root-authentication-method=socket',
+                '--skip-test-db',
+                ...asRoot,
+            ],
+        ];
+    else {
+        init = [];
+        missing = 'mariadb-install-db/mysql_install_db';
+    }
+    const clientLogin = [client, '--no-defaults', `--socket=${socket}`, '--user=root', '--batch'];
+    const charset = database.utf8mb4 ? 'utf8mb4' : 'utf8';
+    return {
+        server: `${server.split('/').pop()} ${version}${mariadb && !/MariaDB/i.test(version) ? ' (MariaDB)' : ''}`,
+        init,
+        ...(missing ? { missing } : {}),
+        serverArgv: [
+            server,
+            '--no-defaults',
+            `--datadir=${dataDir}`,
+            `--socket=${socket}`,
+            `--pid-file=${dir}/mysqld.pid`,
+            `--tmpdir=${dir}`,
+            '--skip-networking',
+            '--skip-grant-tables',
+            '--skip-log-bin',
+            '--skip-performance-schema',
+            '--innodb-buffer-pool-size=64M',
+            ...(mariadb ? [] : ['--mysqlx=OFF']),
+            ...asRoot,
+        ],
+        ready: [...clientLogin, '--skip-column-names', '--execute=SELECT 1'],
+        prepare: {
+            argv: clientLogin,
+            sql: `CREATE DATABASE restore_test CHARACTER SET ${charset} COLLATE ${charset}_general_ci;\n`,
+        },
+        connection: {
+            type: 'mysql',
+            name: 'restore_test',
+            socket,
+            user: 'root',
+            password: '',
+            tablePrefix: database.tablePrefix,
+            utf8mb4: database.utf8mb4,
+        },
+        client,
+        tool: { program: client.endsWith('/mariadb') ? 'mariadb-dump' : 'mysqldump', version: '' },
+        ...(mariadb ? {} : { dropLines: SANDBOX_LINE }),
+    };
+}
 
 ;// CONCATENATED MODULE: ./src/database/pgsql.ts
 // PostgreSQL: the host's own pg_dump (its version matches the server), never prompting.
@@ -11712,7 +11818,97 @@ const pgsql = {
         ]);
     },
     parseRowCounts: parseRowCountLines,
+    throwawayPrograms: [
+        { role: 'server', names: ['postgres'] },
+        { role: 'init', names: ['initdb'] },
+        { role: 'client', names: ['psql'] },
+    ],
+    // Debian and Ubuntu keep the server programs of each major version apart; RHEL too.
+    throwawayDirs: ['/usr/lib/postgresql/*/bin', '/usr/pgsql-*/bin', '/usr/local/pgsql/bin'],
+    throwawaySetup: pgsql_throwawayServer,
+    homeStoragesCommand({ connection }) {
+        const table = pgIdentifier(`${connection.tablePrefix}storages`);
+        return pgsql_queryCommand(connection, [
+            '--set=ON_ERROR_STOP=1',
+            `--command=SELECT encode(convert_to(id, 'UTF8'), 'hex') FROM ${table} WHERE left(id, 6) = 'home::' ORDER BY id`,
+        ]);
+    },
 };
+/** The socket's port number: it only names the socket file in the private directory. */
+const THROWAWAY_PORT = 5432;
+/**
+ * A throwaway PostgreSQL server on a private socket directory only (listen_addresses
+ * empty: no TCP), trusting local connections: nobody but its owner (and root) can reach the
+ * 0700 directory. Its superuser is the instance's database user, so that the dump's
+ * `ALTER ... OWNER TO` lines load as they are. Pure.
+ */
+function pgsql_throwawayServer(input) {
+    const { programs, serverVersion, dir, database } = input;
+    const server = programs.server;
+    const dataDir = `${dir}/data`;
+    const version = serverVersion.replace(/^.*?\(PostgreSQL\)\s*/, '').trim() || serverVersion;
+    const connection = {
+        type: 'pgsql',
+        name: 'postgres',
+        socket: dir,
+        port: THROWAWAY_PORT,
+        user: database.user,
+        password: '',
+        tablePrefix: database.tablePrefix,
+        utf8mb4: false,
+    };
+    return {
+        server: `postgres ${version}`,
+        init: [
+            [
+                programs.init,
+                '-D',
+                dataDir,
+                '-U',
+                database.user,
+                '-E',
+                'UTF8',
+                '--locale=C',
+                '--auth=trust',
+                '--no-sync',
+            ],
+        ],
+        serverArgv: [
+            server,
+            '-D',
+            dataDir,
+            '-p',
+            String(THROWAWAY_PORT),
+            '-c',
+            'listen_addresses=',
+            '-c',
+            `unix_socket_directories=${dir}`,
+            '-c',
+            'fsync=off',
+            '-c',
+            'full_page_writes=off',
+            '-c',
+            'synchronous_commit=off',
+            '-c',
+            'shared_buffers=32MB',
+        ],
+        ready: [
+            programs.client,
+            '--no-psqlrc',
+            '--no-password',
+            `--host=${dir}`,
+            `--port=${THROWAWAY_PORT}`,
+            `--username=${database.user}`,
+            dbnameOption('postgres'),
+            '--tuples-only',
+            '--no-align',
+            '--command=SELECT 1',
+        ],
+        connection,
+        client: programs.client,
+        tool: { program: 'pg_dump', version: '' },
+    };
+}
 
 ;// CONCATENATED MODULE: ./src/host/host.ts
 // The ownCloud host as the rest of the tool sees it: somewhere to run a command and stream
@@ -11885,6 +12081,40 @@ const sqlite = {
         return { program: tool.program, argv, delivery: 'none', secret: '' };
     },
     parseRowCounts: parseRowCountLines,
+    // No server: a new database file in the private directory is the throwaway database.
+    throwawayPrograms: [{ role: 'server', names: ['sqlite3'] }],
+    throwawayDirs: [],
+    throwawaySetup({ programs, serverVersion, dir, database }) {
+        const program = programs.server;
+        return {
+            server: `${program.split('/').pop()} ${serverVersion}`.trim(),
+            init: [],
+            connection: {
+                type: 'sqlite',
+                name: 'restore-test',
+                user: '',
+                password: '',
+                tablePrefix: database.tablePrefix,
+                utf8mb4: false,
+                file: `${dir}/restore-test.db`,
+            },
+            client: program,
+            tool: { program, version: serverVersion },
+        };
+    },
+    homeStoragesCommand({ connection, tool, account, owner }) {
+        const table = `"${`${connection.tablePrefix}storages`.replaceAll('"', '""')}"`;
+        const argv = asUser(account, owner, [
+            tool.program,
+            '-readonly',
+            '-bail',
+            '-batch',
+            '-noheader',
+            connection.file,
+            `SELECT hex(id) FROM ${table} WHERE substr(id, 1, 6) = 'home::' ORDER BY id`,
+        ]);
+        return { program: tool.program, argv, delivery: 'none', secret: '' };
+    },
 };
 
 ;// CONCATENATED MODULE: ./src/database/index.ts
@@ -13638,6 +13868,7 @@ function buildManifest(input) {
             sha256: file.sha256,
         })),
         restore: restoreCommands(input, compression),
+        ...(input.restoreTest ? { restoreTest: input.restoreTest } : {}),
     };
 }
 /** Escapes text for use inside a double-quoted shell string. */
@@ -14530,6 +14761,692 @@ async function countRows(host, engine, context, signal, timeout) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/steps/previous-state.ts
+/** The hidden, root-only directory one restore moves the previous state into. */
+function containerName(stamp) {
+    return `.owncloud-restore-previous-${stamp}`;
+}
+/** A stamp for container names: UTC, sortable, no characters a shell or URL minds. */
+function restoreStamp(date) {
+    return date
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z');
+}
+/** The paths to move, without those inside another one (they move with it). Pure. */
+function outermostPaths(paths) {
+    const unique = [...new Set(paths)].sort();
+    return unique.filter((path) => !unique.some((other) => other !== path && (other === '/' || path.startsWith(`${other}/`))));
+}
+/** Where each path goes (pure): into a container beside it, or, for a mount point, inside it. */
+function planMoves(paths, stamp) {
+    return paths.map(({ path, exists, mountPoint }) => {
+        if (!exists)
+            return { original: path, aside: '', how: 'absent' };
+        const slash = path.lastIndexOf('/');
+        const parent = slash <= 0 ? '/' : path.slice(0, slash);
+        const base = path.slice(slash + 1);
+        return mountPoint
+            ? { original: path, aside: `${path}/${containerName(stamp)}`, how: 'entries' }
+            : {
+                original: path,
+                aside: `${parent === '/' ? '' : parent}/${containerName(stamp)}/${base}`,
+                how: 'path',
+            };
+    });
+}
+/** The container a move uses (the aside path's directory, or the aside path itself). */
+function containerOf(move) {
+    if (move.how === 'absent')
+        return undefined;
+    return move.how === 'entries' ? move.aside : move.aside.slice(0, move.aside.lastIndexOf('/'));
+}
+// Each script runs on the host as root, with the moves as arguments in threes
+// (how, original, aside); each is safe to run again after an interruption.
+/** For each path: exists? (e/-) and a mount point? (m/-), NUL-separated. */
+const PROBE_PATHS = `
+for p; do
+  if [ -e "$p" ] || [ -L "$p" ]; then e=e; else e=-; fi
+  m=-
+  if [ -d "$p" ] && [ ! -L "$p" ]; then
+    parent=$(dirname -- "$p")
+    if [ "$(stat -c %d -- "$p")" != "$(stat -c %d -- "$parent")" ]; then m=m; fi
+  fi
+  printf '%s%s\\0' "$e" "$m"
+done
+`.trim();
+const MOVE_ASIDE = `
+set -e
+while [ $# -ge 3 ]; do
+  how=$1 original=$2 aside=$3; shift 3
+  if [ "$how" = absent ]; then
+    continue
+  elif [ "$how" = entries ]; then
+    mkdir -p -m 0700 -- "$aside"
+    name=$(basename -- "$aside")
+    find "$original" -mindepth 1 -maxdepth 1 ! -name "$name" -exec mv -t "$aside" -- {} +
+  else
+    container=$(dirname -- "$aside")
+    mkdir -p -m 0700 -- "$container"
+    if [ -e "$original" ] || [ -L "$original" ]; then mv -T -- "$original" "$aside"; fi
+  fi
+done
+`.trim();
+/**
+ * Puts moved paths back: whatever the restore wrote in their place goes first. A path that
+ * did not exist before the restore (how 'absent') is only removed.
+ */
+const PUT_BACK = `
+set -e
+while [ $# -ge 3 ]; do
+  how=$1 original=$2 aside=$3; shift 3
+  case $how in
+    entries)
+      [ -d "$aside" ] || continue
+      name=$(basename -- "$aside")
+      # Once the restored entries are gone, the marker says so: run again after an
+      # interruption, the entries already moved back are not taken for restored ones.
+      if [ ! -e "$aside/.owncloud-restore-putting-back" ]; then
+        find "$original" -mindepth 1 -maxdepth 1 ! -name "$name" -exec rm -rf -- {} +
+        : > "$aside/.owncloud-restore-putting-back"
+      fi
+      find "$aside" -mindepth 1 -maxdepth 1 ! -name .owncloud-restore-putting-back -exec mv -t "$original" -- {} +
+      rm -f -- "$aside/.owncloud-restore-putting-back"
+      rmdir -- "$aside"
+      ;;
+    path)
+      [ -e "$aside" ] || [ -L "$aside" ] || continue
+      rm -rf -- "$original"
+      mv -T -- "$aside" "$original"
+      rmdir -- "$(dirname -- "$aside")" 2>/dev/null || true
+      ;;
+    absent)
+      rm -rf -- "$original"
+      ;;
+  esac
+done
+`.trim();
+/** Removes whole containers (the previous state, once it is no longer needed); prints bytes freed. */
+const DISCARD = `
+total=0
+for c; do
+  [ -e "$c" ] || continue
+  size=$(du -s -x --bytes -- "$c" | cut -f1)
+  rm -rf -- "$c"
+  total=$((total + size))
+done
+echo "$total"
+`.trim();
+/** Sizes in bytes of the given containers (for the closing message). */
+const SIZE = `du -s -x --bytes -c -- "$@" | tail -n 1 | cut -f1`;
+function moveArguments(moves) {
+    return moves.flatMap((m) => [m.how, m.original, m.aside]);
+}
+/**
+ * Where a restore step that writes on the host (tar, the database client) leaves its pid,
+ * in the container: if the link dies, that process may still be working through what
+ * reached the host, and putting the previous state back must first stop it.
+ */
+function stepPidFile(container, step) {
+    return `${container}/.restore-${step}.pid`;
+}
+/** argv that writes its own pid to a file, then becomes the command (same pid). */
+function recordingPid(pidFile, argv) {
+    return ['sh', '-c', 'echo $$ > "$1"; shift; exec "$@"', 'sh', pidFile, ...argv];
+}
+/** Stops the processes the pid files name (TERM, then KILL after 10 s) and removes the files. */
+const STOP_STEPS = `
+for f; do
+  [ -f "$f" ] || continue
+  pid=$(cat -- "$f")
+  case $pid in ''|*[!0-9]*) rm -f -- "$f"; continue ;; esac
+  if kill -TERM "$pid" 2>/dev/null; then
+    n=0
+    while kill -0 "$pid" 2>/dev/null && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+    kill -KILL "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  fi
+  rm -f -- "$f"
+done
+`.trim();
+
+;// CONCATENATED MODULE: ./src/steps/restore-database.ts
+// The database side of a restore, for any engine: the client found on the host, SQL run
+// with the secret on stdin, the backup's dump streamed from here into the client, the current
+// database saved aside on the host, and how restored row counts are judged.
+
+
+
+
+
+
+
+
+/** Drops whole lines matching a pattern from a text stream (line by line, memory flat). */
+class LineFilter extends external_node_stream_namespaceObject.Transform {
+    partial = '';
+    dropped = 0;
+    pattern;
+    constructor(pattern) {
+        super();
+        this.pattern = pattern;
+    }
+    _transform(chunk, _encoding, callback) {
+        const lines = (this.partial + chunk.toString('latin1')).split('\n');
+        this.partial = lines.pop();
+        const kept = lines.filter((line) => {
+            if (!this.pattern.test(line))
+                return true;
+            this.dropped++;
+            return false;
+        });
+        if (kept.length > 0)
+            this.push(Buffer.from(`${kept.join('\n')}\n`, 'latin1'));
+        callback();
+    }
+    _flush(callback) {
+        if (this.partial !== '' && !this.pattern.test(this.partial))
+            this.push(Buffer.from(this.partial, 'latin1'));
+        callback();
+    }
+}
+/** The engine's client on the host: the first of its programs found. */
+async function findClient(host, engine) {
+    const missing = await missingOnHost(host, [...engine.clients]);
+    return engine.clients.find((c) => !missing.includes(c));
+}
+/** Runs SQL through a client with its secret on stdin (first line), never in argv. */
+async function runSql(host, command, sql, doing, engine, connection, 
+/** Interrupts it (the restore's own reset); a rollback's reset is shielded instead. */
+signal) {
+    const result = reached(host, await host.run(guardedInputCommand(command.argv, command.delivery), {
+        input: secretLine(command.secret) + sql,
+        ...(signal ? { signal } : { shielded: true }),
+    }));
+    if (signal?.aborted)
+        throw new InterruptedError('The restore was interrupted.');
+    if (result.exitCode !== 0)
+        throw new BackupError(`${doing} failed (exit ${result.exitCode}): ${engine.explainFailure(result.stderr, connection) ?? (stderrTail(withoutStatements(result.stderr)) || 'no message')}`);
+}
+/**
+ * A client's complaint without the statement it quotes: the SQL sent on stdin may hold a
+ * password as a quoted literal (escaped, so the secrets registry would not recognise it).
+ * psql quotes it on `LINE n:` lines (with a caret line below), MySQL after `near '`. Pure.
+ */
+function withoutStatements(stderr) {
+    return stderr
+        .split('\n')
+        .filter((line) => !/^LINE \d+:/.test(line) && !/^\s*\^\s*$/.test(line))
+        .map((line) => line.replace(/near '.*' at line (\d+)/, 'near (the statement is not shown) at line $1'))
+        .join('\n');
+}
+/** A quick query with the given command (preflight), in the engine's own words when it fails. */
+async function checkLogin(host, command) {
+    return reached(host, await host.run(guardedCommand(command.argv, command.delivery), {
+        input: secretLine(command.secret),
+        keepStdinOpen: true,
+        timeoutMs: 60_000,
+    }));
+}
+/** Streams the backup's dump from here into the engine's client on the host. */
+async function loadDump(options) {
+    const { host, engine, context } = options;
+    const command = engine.loadCommand(context);
+    const client = options.pidFile ? recordingPid(options.pidFile, command.argv) : command.argv;
+    const loader = host.stream([...options.root, ...guardedInputCommand(client, command.delivery)], {
+        feedStdin: true,
+        signal: options.signal,
+    });
+    loader.stdout.resume();
+    const decompress = streamProcess([options.compression === 'zstd' ? 'zstd' : 'gzip', '-dc', '--', options.dumpArchive], { signal: options.signal });
+    let bytes = 0;
+    const counter = new external_node_stream_namespaceObject.Transform({
+        transform(chunk, _encoding, callback) {
+            bytes += chunk.length;
+            options.progress.update({ bytes });
+            callback(null, chunk);
+        },
+    });
+    const filter = options.dropLines ? new LineFilter(options.dropLines) : undefined;
+    loader.stdin.write(secretLine(command.secret));
+    const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)(filter
+        ? [decompress.stdout, counter, filter, loader.stdin]
+        : [decompress.stdout, counter, loader.stdin]).catch((error) => error);
+    const [result, unpacked] = await Promise.all([loader.done, decompress.done]);
+    await feeding;
+    if (options.signal.aborted)
+        throw new InterruptedError('The restore was interrupted.');
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new LinkError(`Loading the database dump failed: ${transport}`);
+    if (unpacked.exitCode !== 0)
+        throw new BackupError(`Decompressing ${options.dumpArchive} failed: ${stderrTail(unpacked.stderr) || `exit ${unpacked.exitCode}`}`);
+    if (result.exitCode !== 0)
+        throw new BackupError(`Loading the database dump (${context.client}) failed with exit code ${result.exitCode}: ${engine.explainFailure(result.stderr, context.connection) ?? (stderrTail(result.stderr) || 'no message')}`);
+    return { bytes, dropped: filter?.dropped ?? 0 };
+}
+/**
+ * The engine's commands name their client by the dump tool it comes with (mariadb beside
+ * mariadb-dump, mysql beside mysqldump): the dump tool that goes with a client found.
+ */
+function toolOf(engine, client) {
+    if (engine.type !== 'mysql')
+        return { program: client, version: '' };
+    return { program: client === 'mariadb' ? 'mariadb-dump' : 'mysqldump', version: '' };
+}
+/** Where two table → rows maps differ, in words (pure). */
+function rowCountDifferences(recorded, counted) {
+    const differences = [];
+    for (const [table, rows] of Object.entries(recorded)) {
+        if (!(table in counted))
+            differences.push(`${table} is missing (${rows} rows at backup time)`);
+        else if (counted[table] !== rows)
+            differences.push(`${table} has ${counted[table]} rows, the backup counted ${rows}`);
+    }
+    for (const table of Object.keys(counted))
+        if (!(table in recorded))
+            differences.push(`${table} was not in the backup`);
+    return differences;
+}
+/** The current database, dumped into a file on the host, and checked complete. */
+async function dumpAside(host, root, engine, current, path, signal) {
+    const missing = await missingOnHost(host, [...engine.programs]);
+    const program = engine.programs.find((p) => !missing.includes(p));
+    if (!program)
+        throw new BackupError(`${host.label} has no ${engine.programs.join(' or ')} to save the current database first.`);
+    const command = engine.dumpCommand({
+        connection: current.database,
+        tool: { program, version: '' },
+        account: host.account,
+        owner: current.owner,
+    });
+    const result = reached(host, await host.run([...root, ...guardedCommand(writingTo(path, command.argv), command.delivery)], {
+        input: secretLine(command.secret),
+        keepStdinOpen: true,
+        signal,
+    }));
+    if (result.exitCode !== 0)
+        throw new BackupError(`Saving the current database before the restore failed (exit ${result.exitCode}): ${engine.explainFailure(result.stderr, current.database) ?? (stderrTail(result.stderr) || 'no message')}`);
+    const tail = await mustRun(host, [...root, 'tail', '-c', '4096', '--', path], 'Reading the saved database');
+    const problem = engine.checkTail(tail.stdout);
+    if (problem)
+        throw new BackupError(`The saved current database is not complete: ${problem}.`);
+}
+
+;// CONCATENATED MODULE: ./src/steps/restore-test.ts
+// Proof that a backup restores: on the runner (never on the ownCloud host), the dump is
+// loaded into a throwaway database server this tool starts itself on a private socket in a
+// private 0700 directory, every prefixed table's rows are counted and compared with the
+// counts recorded inside the maintenance window, and the files archive is listed for
+// config.php, the data directory's marker and every user's files/. The engine module says
+// how its server is started (throwawaySetup); this step runs it and always stops it.
+
+
+
+
+
+
+
+
+
+
+
+
+
+/**
+ * Directories searched for the server programs after PATH, instead of the engine's usual
+ * ones (e.g. /usr/lib/postgresql/VERSION/bin), separated by ':'; empty: PATH only.
+ */
+const SERVER_DIRS_ENV = 'OWNCLOUD_BACKUP_SERVER_DIRS';
+const CONFIG_MEMBER = `${LAYOUT.install}/config/config.php`;
+/** Collects ArchiveFacts from archive member names as tar lists them, one at a time. */
+class ListingFacts {
+    configPhp = false;
+    marker = false;
+    userFiles = new Set();
+    add(name) {
+        if (name === CONFIG_MEMBER)
+            this.configPhp = true;
+        else if (name === `${LAYOUT.data}/.ocdata` || name === `${LAYOUT.data}/.ncdata`)
+            this.marker = true;
+        else {
+            const user = new RegExp(`^${LAYOUT.data}/([^/]+)/files/?$`).exec(name);
+            if (user)
+                this.userFiles.add(user[1]);
+        }
+    }
+}
+/** What the archive lacks, in words (pure). */
+function archiveProblems(facts, users) {
+    const problems = [];
+    if (!facts.configPhp)
+        problems.push(`the files archive has no ${CONFIG_MEMBER}`);
+    if (!facts.marker)
+        problems.push(`the files archive has no ${LAYOUT.data}/.ocdata (or .ncdata) marker`);
+    const missing = users.filter((user) => !facts.userFiles.has(user));
+    if (missing.length > 0)
+        problems.push(`the files archive has no files/ directory for ${missing.length === 1 ? 'user' : 'users'} ${missing.join(', ')} (a home storage in the database)`);
+    return problems;
+}
+/**
+ * The directories searched after PATH: the engine's usual ones, or those the environment
+ * names; a `*` in one is a version, newest first (pure, given the directory listings).
+ */
+function searchDirs(engine, env, list) {
+    const path = (env.PATH ?? '').split(external_node_path_namespaceObject.delimiter).filter(Boolean);
+    const extra = env[SERVER_DIRS_ENV] !== undefined
+        ? env[SERVER_DIRS_ENV].split(external_node_path_namespaceObject.delimiter).filter(Boolean)
+        : engine.throwawayDirs.flatMap((pattern) => expandVersionDir(pattern, list));
+    return [...new Set([...path, ...extra])];
+}
+/** A directory pattern with one `*` (a version), matches newest first (pure, given `list`). */
+function expandVersionDir(pattern, list) {
+    const star = pattern.indexOf('*');
+    if (star < 0)
+        return [pattern];
+    const parent = pattern.slice(0, pattern.lastIndexOf('/', star));
+    const head = pattern.slice(parent.length + 1, star);
+    const rest = pattern.slice(star + 1);
+    const tail = rest.split('/')[0];
+    const versions = list(parent)
+        .filter((name) => name.startsWith(head) && name.endsWith(tail))
+        .map((name) => name.slice(head.length, name.length - tail.length))
+        .filter((version) => /^\d+(?:\.\d+)*$/.test(version));
+    versions.sort((a, b) => compareVersions(b, a));
+    return versions.map((version) => `${parent}/${head}${version}${rest}`);
+}
+function compareVersions(a, b) {
+    const x = a.split('.').map(Number);
+    const y = b.split('.').map(Number);
+    for (let i = 0; i < Math.max(x.length, y.length); i++) {
+        const d = (x[i] ?? 0) - (y[i] ?? 0);
+        if (d !== 0)
+            return d;
+    }
+    return 0;
+}
+/**
+ * Finds each role's program: the first name found, looked for in the server's directory
+ * first (initdb beside its postgres), then in `dirs` in order. Pure, given `exists`.
+ */
+function findPrograms(roles, dirs, exists) {
+    const programs = {};
+    for (const { role, names, optional } of roles) {
+        const order = programs.server ? [(0,external_node_path_namespaceObject.dirname)(programs.server), ...dirs] : dirs;
+        const found = names
+            .map((name) => order.map((dir) => (0,external_node_path_namespaceObject.join)(dir, name)).find(exists))
+            .find((path) => path !== undefined);
+        if (found)
+            programs[role] = found;
+        else if (!optional)
+            return { missing: names.join('/') };
+    }
+    return { programs };
+}
+function executable(path) {
+    try {
+        (0,external_node_fs_namespaceObject.accessSync)(path, external_node_fs_namespaceObject.constants.X_OK);
+        return true;
+    }
+    catch {
+        return false;
+    }
+}
+function listDir(dir) {
+    try {
+        return (0,external_node_fs_namespaceObject.readdirSync)(dir);
+    }
+    catch {
+        return [];
+    }
+}
+/** This machine, with the throwaway server's directories first on PATH (the clients' names). */
+function runnerWithPath(dirs) {
+    const local = new LocalHost();
+    const env = { PATH: [...dirs, process.env.PATH ?? ''].join(external_node_path_namespaceObject.delimiter) };
+    return {
+        label: local.label,
+        account: local.account,
+        run: (argv, options) => local.run(argv, { ...options, env: { ...options?.env, ...env } }),
+        stream: (argv, options) => local.stream(argv, { ...options, env: { ...options?.env, ...env } }),
+        rsyncSource: (path) => local.rsyncSource(path),
+        transportFailure: () => undefined,
+        close: () => local.close(),
+    };
+}
+/** A start-up problem: the test cannot run here (skipped), it says nothing about the backup. */
+class CannotStart extends Error {
+}
+/** An unprivileged account to run a server that refuses root: postgres, else nobody. */
+async function serviceAccount() {
+    for (const name of ['postgres', 'nobody']) {
+        const uid = await runProcess(['id', '-u', name]);
+        const gid = await runProcess(['id', '-g', name]);
+        if (uid.exitCode === 0 && gid.exitCode === 0)
+            return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
+    }
+    throw new CannotStart('the runner is root and has no postgres or nobody account to run it as');
+}
+/** Runs the init commands and starts the server, waiting until it accepts clients. */
+async function startServer(setup, dir, prefix, signal) {
+    for (const argv of setup.init) {
+        const result = await runProcess([...prefix, ...argv], { signal, cwd: dir });
+        if (signal.aborted)
+            throw new InterruptedError();
+        if (result.exitCode !== 0)
+            throw new CannotStart(`${argv[0].split('/').pop()} failed (exit ${result.exitCode}): ${stderrTail(result.stderr, 3) || stderrTail(result.stdout, 3) || 'no message'}`);
+    }
+    if (!setup.serverArgv)
+        return undefined;
+    const stopping = new AbortController();
+    const stop = () => stopping.abort();
+    signal.addEventListener('abort', stop, { once: true });
+    let log = '';
+    const server = streamProcess([...prefix, ...setup.serverArgv], {
+        signal: stopping.signal,
+        cwd: dir,
+        onStderr: (text) => (log = (log + text).slice(-8192)),
+    });
+    server.stdout.resume();
+    let exited = false;
+    const done = server.done.finally(() => (exited = true));
+    const running = {
+        async stop() {
+            stopping.abort();
+            await done;
+            signal.removeEventListener('abort', stop);
+        },
+    };
+    const deadline = performance.now() + 120_000;
+    for (;;) {
+        if (signal.aborted) {
+            await running.stop();
+            throw new InterruptedError();
+        }
+        if (exited)
+            throw new CannotStart(`${setup.server} exited while starting: ${stderrTail(log, 3) || 'no message'}`);
+        const ready = await runProcess(setup.ready, { timeoutMs: 10_000 });
+        if (ready.exitCode === 0)
+            break;
+        if (performance.now() > deadline) {
+            await running.stop();
+            throw new CannotStart(`${setup.server} did not accept clients within 120 s`);
+        }
+        await (0,promises_namespaceObject.setTimeout)(50);
+    }
+    if (setup.prepare) {
+        const prepared = await runProcess(setup.prepare.argv, { input: setup.prepare.sql });
+        if (prepared.exitCode !== 0) {
+            await running.stop();
+            throw new CannotStart(`preparing the throwaway database failed: ${stderrTail(prepared.stderr, 3) || 'no message'}`);
+        }
+    }
+    return running;
+}
+/** Lists the files archive, collecting what the test checks. */
+async function listArchive(path, compression, signal) {
+    const facts = new ListingFacts();
+    const tar = streamProcess(['tar', '--list', `--use-compress-program=${compression}`, `--file=${path}`], { signal });
+    let partial = '';
+    for await (const chunk of tar.stdout) {
+        const lines = (partial + chunk.toString('utf8')).split('\n');
+        partial = lines.pop() ?? '';
+        lines.forEach((line) => facts.add(line));
+    }
+    if (partial !== '')
+        facts.add(partial);
+    const result = await tar.done;
+    if (signal.aborted)
+        throw new InterruptedError();
+    if (result.exitCode !== 0)
+        throw new Error(`listing the files archive failed (tar exit ${result.exitCode}): ${stderrTail(result.stderr, 2) || 'no message'}`);
+    return facts;
+}
+/** The line a skipped test prints and records. */
+function skippedLine(reason) {
+    return `restore test skipped: ${reason}`;
+}
+/**
+ * Runs the restore test. Never throws for what it finds (a failed check is a 'failed'
+ * record; a runner without the server programs, or one that cannot start them, 'skipped');
+ * throws InterruptedError when the signal fires. The server is stopped and its directory
+ * removed in every case.
+ */
+async function runRestoreTest(engine, subject, options) {
+    const started = performance.now();
+    const { signal } = options;
+    const env = options.env ?? process.env;
+    const elapsed = () => Math.round(performance.now() - started) / 1000;
+    const empty = { tables: 0, rows: 0, users: 0 };
+    if (typeof subject.database.rowCounts !== 'object' || subject.database.rowCounts === null)
+        return {
+            result: 'skipped',
+            reason: 'the manifest records no row counts to compare with (a backup from an older version)',
+            ...empty,
+            seconds: elapsed(),
+        };
+    const dirs = searchDirs(engine, env, listDir);
+    const found = findPrograms(engine.throwawayPrograms, dirs, executable);
+    if ('missing' in found)
+        return {
+            result: 'skipped',
+            reason: `no ${found.missing} on the runner`,
+            ...empty,
+            seconds: elapsed(),
+        };
+    const { programs } = found;
+    const root = process.getuid?.() === 0;
+    const versionOut = await runProcess([programs.server, '--version'], { signal });
+    const serverVersion = stderrTail(versionOut.stdout, 1) || stderrTail(versionOut.stderr, 1);
+    const dir = (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)((0,external_node_os_namespaceObject.tmpdir)(), 'owncloud-backup-restore-test-'));
+    const setup = engine.throwawaySetup({
+        programs,
+        serverVersion,
+        dir,
+        database: subject.database,
+        root,
+    });
+    const record = (result, reason, counts = empty) => ({
+        result,
+        reason,
+        ...counts,
+        seconds: elapsed(),
+        server: setup.server,
+    });
+    if (setup.missing) {
+        (0,external_node_fs_namespaceObject.rmSync)(dir, { recursive: true, force: true });
+        return { ...record('skipped', `no ${setup.missing} on the runner`), server: setup.server };
+    }
+    let server;
+    try {
+        let prefix = [];
+        if (root && engine.type === 'pgsql') {
+            // initdb and postgres refuse root: the private directory is the service account's.
+            const account = await serviceAccount();
+            (0,external_node_fs_namespaceObject.chownSync)(dir, account.uid, account.gid);
+            prefix = [
+                'setpriv',
+                `--reuid=${account.uid}`,
+                `--regid=${account.gid}`,
+                '--clear-groups',
+                '--',
+            ];
+        }
+        try {
+            server = await startServer(setup, dir, prefix, signal);
+        }
+        catch (error) {
+            if (error instanceof CannotStart)
+                return record('skipped', `could not start ${setup.server}: ${error.message}`);
+            throw error;
+        }
+        options.log?.(`Throwaway ${setup.server} started; loading the dump.`);
+        const host = runnerWithPath([...new Set(Object.values(programs).map((p) => (0,external_node_path_namespaceObject.dirname)(p)))]);
+        const me = (0,external_node_os_namespaceObject.userInfo)().username;
+        const context = { connection: setup.connection, tool: setup.tool, account: me, owner: me };
+        const problems = [];
+        let counts = empty;
+        try {
+            await loadDump({
+                host,
+                engine,
+                context: { ...context, client: setup.client },
+                dumpArchive: subject.dumpPath,
+                compression: subject.compression,
+                ...(setup.dropLines ? { dropLines: setup.dropLines } : {}),
+                signal,
+                progress: new StepProgress('Restore test load', {
+                    intervalSeconds: 3600,
+                    now: () => performance.now(),
+                    emit: () => { },
+                }),
+                root: [],
+            });
+            const counted = await countRows(host, engine, context, signal);
+            const differences = rowCountDifferences(subject.database.rowCounts, counted);
+            if (differences.length > 0)
+                problems.push(`the restored database differs: ${differences.join('; ')}`);
+            const users = homeStorageUsers(parseHexLines(await homeStorages(host, engine, context)));
+            counts = {
+                tables: Object.keys(counted).length,
+                rows: Object.values(counted).reduce((sum, n) => sum + n, 0),
+                users: users.length,
+            };
+            const facts = options.facts ?? (await listArchive(subject.filesArchivePath, subject.compression, signal));
+            problems.push(...archiveProblems(facts, users));
+        }
+        catch (error) {
+            if (signal.aborted || error instanceof InterruptedError)
+                throw new InterruptedError();
+            problems.push(describeError(error));
+        }
+        if (problems.length > 0)
+            return record('failed', problems.join('; '), counts);
+        return record('passed', `the dump loads into ${setup.server} with the ${counts.tables} tables and ${counts.rows} rows recorded; the files archive holds config.php, the data directory marker and the files/ of ${counts.users} ${counts.users === 1 ? 'user' : 'users'} with a home storage`, counts);
+    }
+    finally {
+        await server?.stop();
+        (0,external_node_fs_namespaceObject.rmSync)(dir, { recursive: true, force: true });
+    }
+}
+/** The home storage query's output (hex ids), run on the throwaway database. */
+async function homeStorages(host, engine, context) {
+    const command = engine.homeStoragesCommand(context);
+    const result = await host.run(guardedCommand(command.argv, command.delivery), {
+        input: secretLine(command.secret),
+        keepStdinOpen: true,
+    });
+    if (result.exitCode !== 0)
+        throw new Error(`reading the home storages from the restored database failed: ${stderrTail(result.stderr, 2) || `exit ${result.exitCode}`}`);
+    return result.stdout;
+}
+/** One line for the log and the summaries. */
+function restoreTestLine(record) {
+    if (record.result === 'skipped')
+        return skippedLine(record.reason);
+    return `restore test ${record.result} (${record.seconds.toFixed(1)} s${record.server ? `, ${record.server}` : ''}): ${record.reason}`;
+}
+
 ;// CONCATENATED MODULE: ./src/backup.ts
 // The orchestrator: a validated plan in, a finished, dated backup directory out.
 //   backup-dir checked and locked (stale incomplete backups removed) → connect → discover
@@ -14537,6 +15454,7 @@ async function countRows(host, engine, context, signal, timeout) {
 //   ‖ row counts → maintenance restored] → archive → manifest → rename into place.
 // A backup directory only gets its final name once everything in it is written and
 // checked; on any failure the partial one is removed.
+
 
 
 
@@ -14743,6 +15661,16 @@ async function backUp(plan, context, run) {
             return written;
         });
         interrupted();
+        // Outside the maintenance window: the window does not grow by the test's time.
+        const restoreTest = plan.restoreTest
+            ? await reporter.group('Restore test (throwaway database on the runner)', () => testRestore(engine, context, {
+                dumpPath: dump.path,
+                filesArchivePath: files.path,
+                compression: plan.compression,
+                database: { ...instance.database, rowCounts },
+            }))
+            : undefined;
+        interrupted();
         const manifest = buildManifest({
             name,
             startedAt,
@@ -14769,6 +15697,7 @@ async function backUp(plan, context, run) {
             rowCountsInWindow: maintenance !== undefined,
             ownersKept: elevated.keepsOwners,
             restoreHint: engine.restoreHint,
+            ...(restoreTest ? { restoreTest } : {}),
         });
         const { archives } = manifest;
         writeSmallFile((0,external_node_path_namespaceObject.join)(workDir, CHECKSUMS_NAME), checksumsText(archives));
@@ -14797,6 +15726,25 @@ async function backUp(plan, context, run) {
         await instanceLock?.release();
         await host?.close();
     }
+}
+/**
+ * Runs the restore test on the finished archives: a failure fails the backup (its
+ * directory is removed as incomplete), a skip is a warning and recorded.
+ */
+async function testRestore(engine, context, subject) {
+    const { reporter } = context;
+    const record = await runRestoreTest(engine, subject, {
+        signal: context.signal,
+        log: (line) => reporter.info(line),
+    });
+    const line = restoreTestLine(record);
+    if (record.result === 'failed')
+        throw new BackupError(`The ${line}`);
+    if (record.result === 'skipped')
+        reporter.warning(line);
+    else
+        reporter.info(line);
+    return record;
 }
 function writeSmallFile(path, text) {
     try {
@@ -14872,155 +15820,6 @@ async function allOrNothing(signal, start) {
         signal.removeEventListener('abort', stop);
     }
 }
-
-;// CONCATENATED MODULE: ./src/steps/previous-state.ts
-/** The hidden, root-only directory one restore moves the previous state into. */
-function containerName(stamp) {
-    return `.owncloud-restore-previous-${stamp}`;
-}
-/** A stamp for container names: UTC, sortable, no characters a shell or URL minds. */
-function restoreStamp(date) {
-    return date
-        .toISOString()
-        .replace(/[-:]/g, '')
-        .replace(/\.\d+Z$/, 'Z');
-}
-/** The paths to move, without those inside another one (they move with it). Pure. */
-function outermostPaths(paths) {
-    const unique = [...new Set(paths)].sort();
-    return unique.filter((path) => !unique.some((other) => other !== path && (other === '/' || path.startsWith(`${other}/`))));
-}
-/** Where each path goes (pure): into a container beside it, or, for a mount point, inside it. */
-function planMoves(paths, stamp) {
-    return paths.map(({ path, exists, mountPoint }) => {
-        if (!exists)
-            return { original: path, aside: '', how: 'absent' };
-        const slash = path.lastIndexOf('/');
-        const parent = slash <= 0 ? '/' : path.slice(0, slash);
-        const base = path.slice(slash + 1);
-        return mountPoint
-            ? { original: path, aside: `${path}/${containerName(stamp)}`, how: 'entries' }
-            : {
-                original: path,
-                aside: `${parent === '/' ? '' : parent}/${containerName(stamp)}/${base}`,
-                how: 'path',
-            };
-    });
-}
-/** The container a move uses (the aside path's directory, or the aside path itself). */
-function containerOf(move) {
-    if (move.how === 'absent')
-        return undefined;
-    return move.how === 'entries' ? move.aside : move.aside.slice(0, move.aside.lastIndexOf('/'));
-}
-// Each script runs on the host as root, with the moves as arguments in threes
-// (how, original, aside); each is safe to run again after an interruption.
-/** For each path: exists? (e/-) and a mount point? (m/-), NUL-separated. */
-const PROBE_PATHS = `
-for p; do
-  if [ -e "$p" ] || [ -L "$p" ]; then e=e; else e=-; fi
-  m=-
-  if [ -d "$p" ] && [ ! -L "$p" ]; then
-    parent=$(dirname -- "$p")
-    if [ "$(stat -c %d -- "$p")" != "$(stat -c %d -- "$parent")" ]; then m=m; fi
-  fi
-  printf '%s%s\\0' "$e" "$m"
-done
-`.trim();
-const MOVE_ASIDE = `
-set -e
-while [ $# -ge 3 ]; do
-  how=$1 original=$2 aside=$3; shift 3
-  if [ "$how" = absent ]; then
-    continue
-  elif [ "$how" = entries ]; then
-    mkdir -p -m 0700 -- "$aside"
-    name=$(basename -- "$aside")
-    find "$original" -mindepth 1 -maxdepth 1 ! -name "$name" -exec mv -t "$aside" -- {} +
-  else
-    container=$(dirname -- "$aside")
-    mkdir -p -m 0700 -- "$container"
-    if [ -e "$original" ] || [ -L "$original" ]; then mv -T -- "$original" "$aside"; fi
-  fi
-done
-`.trim();
-/**
- * Puts moved paths back: whatever the restore wrote in their place goes first. A path that
- * did not exist before the restore (how 'absent') is only removed.
- */
-const PUT_BACK = `
-set -e
-while [ $# -ge 3 ]; do
-  how=$1 original=$2 aside=$3; shift 3
-  case $how in
-    entries)
-      [ -d "$aside" ] || continue
-      name=$(basename -- "$aside")
-      # Once the restored entries are gone, the marker says so: run again after an
-      # interruption, the entries already moved back are not taken for restored ones.
-      if [ ! -e "$aside/.owncloud-restore-putting-back" ]; then
-        find "$original" -mindepth 1 -maxdepth 1 ! -name "$name" -exec rm -rf -- {} +
-        : > "$aside/.owncloud-restore-putting-back"
-      fi
-      find "$aside" -mindepth 1 -maxdepth 1 ! -name .owncloud-restore-putting-back -exec mv -t "$original" -- {} +
-      rm -f -- "$aside/.owncloud-restore-putting-back"
-      rmdir -- "$aside"
-      ;;
-    path)
-      [ -e "$aside" ] || [ -L "$aside" ] || continue
-      rm -rf -- "$original"
-      mv -T -- "$aside" "$original"
-      rmdir -- "$(dirname -- "$aside")" 2>/dev/null || true
-      ;;
-    absent)
-      rm -rf -- "$original"
-      ;;
-  esac
-done
-`.trim();
-/** Removes whole containers (the previous state, once it is no longer needed); prints bytes freed. */
-const DISCARD = `
-total=0
-for c; do
-  [ -e "$c" ] || continue
-  size=$(du -s -x --bytes -- "$c" | cut -f1)
-  rm -rf -- "$c"
-  total=$((total + size))
-done
-echo "$total"
-`.trim();
-/** Sizes in bytes of the given containers (for the closing message). */
-const SIZE = `du -s -x --bytes -c -- "$@" | tail -n 1 | cut -f1`;
-function moveArguments(moves) {
-    return moves.flatMap((m) => [m.how, m.original, m.aside]);
-}
-/**
- * Where a restore step that writes on the host (tar, the database client) leaves its pid,
- * in the container: if the link dies, that process may still be working through what
- * reached the host, and putting the previous state back must first stop it.
- */
-function stepPidFile(container, step) {
-    return `${container}/.restore-${step}.pid`;
-}
-/** argv that writes its own pid to a file, then becomes the command (same pid). */
-function recordingPid(pidFile, argv) {
-    return ['sh', '-c', 'echo $$ > "$1"; shift; exec "$@"', 'sh', pidFile, ...argv];
-}
-/** Stops the processes the pid files name (TERM, then KILL after 10 s) and removes the files. */
-const STOP_STEPS = `
-for f; do
-  [ -f "$f" ] || continue
-  pid=$(cat -- "$f")
-  case $pid in ''|*[!0-9]*) rm -f -- "$f"; continue ;; esac
-  if kill -TERM "$pid" 2>/dev/null; then
-    n=0
-    while kill -0 "$pid" 2>/dev/null && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
-    kill -KILL "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-  fi
-  rm -f -- "$f"
-done
-`.trim();
 
 ;// CONCATENATED MODULE: ./src/steps/restore-files.ts
 // Files back into place: the archive streams from here into tar on the host, which puts
@@ -15142,169 +15941,6 @@ async function readArchivedConfig(archivePath, compression) {
     }
 }
 
-;// CONCATENATED MODULE: ./src/steps/restore-database.ts
-// The database side of a restore, for any engine: the client found on the host, SQL run
-// with the secret on stdin, the backup's dump streamed from here into the client, the current
-// database saved aside on the host, and how restored row counts are judged.
-
-
-
-
-
-
-
-
-/** Drops whole lines matching a pattern from a text stream (line by line, memory flat). */
-class LineFilter extends external_node_stream_namespaceObject.Transform {
-    partial = '';
-    dropped = 0;
-    pattern;
-    constructor(pattern) {
-        super();
-        this.pattern = pattern;
-    }
-    _transform(chunk, _encoding, callback) {
-        const lines = (this.partial + chunk.toString('latin1')).split('\n');
-        this.partial = lines.pop();
-        const kept = lines.filter((line) => {
-            if (!this.pattern.test(line))
-                return true;
-            this.dropped++;
-            return false;
-        });
-        if (kept.length > 0)
-            this.push(Buffer.from(`${kept.join('\n')}\n`, 'latin1'));
-        callback();
-    }
-    _flush(callback) {
-        if (this.partial !== '' && !this.pattern.test(this.partial))
-            this.push(Buffer.from(this.partial, 'latin1'));
-        callback();
-    }
-}
-/** The engine's client on the host: the first of its programs found. */
-async function findClient(host, engine) {
-    const missing = await missingOnHost(host, [...engine.clients]);
-    return engine.clients.find((c) => !missing.includes(c));
-}
-/** Runs SQL through a client with its secret on stdin (first line), never in argv. */
-async function runSql(host, command, sql, doing, engine, connection, 
-/** Interrupts it (the restore's own reset); a rollback's reset is shielded instead. */
-signal) {
-    const result = reached(host, await host.run(guardedInputCommand(command.argv, command.delivery), {
-        input: secretLine(command.secret) + sql,
-        ...(signal ? { signal } : { shielded: true }),
-    }));
-    if (signal?.aborted)
-        throw new InterruptedError('The restore was interrupted.');
-    if (result.exitCode !== 0)
-        throw new BackupError(`${doing} failed (exit ${result.exitCode}): ${engine.explainFailure(result.stderr, connection) ?? (stderrTail(withoutStatements(result.stderr)) || 'no message')}`);
-}
-/**
- * A client's complaint without the statement it quotes: the SQL sent on stdin may hold a
- * password as a quoted literal (escaped, so the secrets registry would not recognise it).
- * psql quotes it on `LINE n:` lines (with a caret line below), MySQL after `near '`. Pure.
- */
-function withoutStatements(stderr) {
-    return stderr
-        .split('\n')
-        .filter((line) => !/^LINE \d+:/.test(line) && !/^\s*\^\s*$/.test(line))
-        .map((line) => line.replace(/near '.*' at line (\d+)/, 'near (the statement is not shown) at line $1'))
-        .join('\n');
-}
-/** A quick query with the given command (preflight), in the engine's own words when it fails. */
-async function checkLogin(host, command) {
-    return reached(host, await host.run(guardedCommand(command.argv, command.delivery), {
-        input: secretLine(command.secret),
-        keepStdinOpen: true,
-        timeoutMs: 60_000,
-    }));
-}
-/** Streams the backup's dump from here into the engine's client on the host. */
-async function loadDump(options) {
-    const { host, engine, context } = options;
-    const command = engine.loadCommand(context);
-    const client = options.pidFile ? recordingPid(options.pidFile, command.argv) : command.argv;
-    const loader = host.stream([...options.root, ...guardedInputCommand(client, command.delivery)], {
-        feedStdin: true,
-        signal: options.signal,
-    });
-    loader.stdout.resume();
-    const decompress = streamProcess([options.compression === 'zstd' ? 'zstd' : 'gzip', '-dc', '--', options.dumpArchive], { signal: options.signal });
-    let bytes = 0;
-    const counter = new external_node_stream_namespaceObject.Transform({
-        transform(chunk, _encoding, callback) {
-            bytes += chunk.length;
-            options.progress.update({ bytes });
-            callback(null, chunk);
-        },
-    });
-    const filter = options.dropLines ? new LineFilter(options.dropLines) : undefined;
-    loader.stdin.write(secretLine(command.secret));
-    const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)(filter
-        ? [decompress.stdout, counter, filter, loader.stdin]
-        : [decompress.stdout, counter, loader.stdin]).catch((error) => error);
-    const [result, unpacked] = await Promise.all([loader.done, decompress.done]);
-    await feeding;
-    if (options.signal.aborted)
-        throw new InterruptedError('The restore was interrupted.');
-    const transport = host.transportFailure(result);
-    if (transport)
-        throw new LinkError(`Loading the database dump failed: ${transport}`);
-    if (unpacked.exitCode !== 0)
-        throw new BackupError(`Decompressing ${options.dumpArchive} failed: ${stderrTail(unpacked.stderr) || `exit ${unpacked.exitCode}`}`);
-    if (result.exitCode !== 0)
-        throw new BackupError(`Loading the database dump (${context.client}) failed with exit code ${result.exitCode}: ${engine.explainFailure(result.stderr, context.connection) ?? (stderrTail(result.stderr) || 'no message')}`);
-    return { bytes, dropped: filter?.dropped ?? 0 };
-}
-/**
- * The engine's commands name their client by the dump tool it comes with (mariadb beside
- * mariadb-dump, mysql beside mysqldump): the dump tool that goes with a client found.
- */
-function toolOf(engine, client) {
-    if (engine.type !== 'mysql')
-        return { program: client, version: '' };
-    return { program: client === 'mariadb' ? 'mariadb-dump' : 'mysqldump', version: '' };
-}
-/** Where two table → rows maps differ, in words (pure). */
-function rowCountDifferences(recorded, counted) {
-    const differences = [];
-    for (const [table, rows] of Object.entries(recorded)) {
-        if (!(table in counted))
-            differences.push(`${table} is missing (${rows} rows at backup time)`);
-        else if (counted[table] !== rows)
-            differences.push(`${table} has ${counted[table]} rows, the backup counted ${rows}`);
-    }
-    for (const table of Object.keys(counted))
-        if (!(table in recorded))
-            differences.push(`${table} was not in the backup`);
-    return differences;
-}
-/** The current database, dumped into a file on the host, and checked complete. */
-async function dumpAside(host, root, engine, current, path, signal) {
-    const missing = await missingOnHost(host, [...engine.programs]);
-    const program = engine.programs.find((p) => !missing.includes(p));
-    if (!program)
-        throw new BackupError(`${host.label} has no ${engine.programs.join(' or ')} to save the current database first.`);
-    const command = engine.dumpCommand({
-        connection: current.database,
-        tool: { program, version: '' },
-        account: host.account,
-        owner: current.owner,
-    });
-    const result = reached(host, await host.run([...root, ...guardedCommand(writingTo(path, command.argv), command.delivery)], {
-        input: secretLine(command.secret),
-        keepStdinOpen: true,
-        signal,
-    }));
-    if (result.exitCode !== 0)
-        throw new BackupError(`Saving the current database before the restore failed (exit ${result.exitCode}): ${engine.explainFailure(result.stderr, current.database) ?? (stderrTail(result.stderr) || 'no message')}`);
-    const tail = await mustRun(host, [...root, 'tail', '-c', '4096', '--', path], 'Reading the saved database');
-    const problem = engine.checkTail(tail.stdout);
-    if (problem)
-        throw new BackupError(`The saved current database is not complete: ${problem}.`);
-}
-
 ;// CONCATENATED MODULE: ./src/verify.ts
 // `owncloud-backup verify DIR`: proves a backup directory is whole, from its manifest alone:
 // every archive has the recorded size and SHA-256, decompresses completely, the dump ends
@@ -15312,6 +15948,7 @@ async function dumpAside(host, root, engine, current, path, signal) {
 // lists the data directory with ownCloud's marker and ends with tar's end-of-archive
 // marker and nothing but zero padding. Reads each archive once, every byte of it, and
 // nothing outside the backup directory.
+
 
 
 
@@ -15578,12 +16215,12 @@ async function checkDump(fd, archive, manifest) {
         ],
     };
 }
-async function checkFiles(fd, archive) {
+async function checkFiles(fd, archive, facts) {
     const stream = new ZeroTail();
     const tar = streamProcess(['tar', '--list', '--block-number', '--file=-'], { feedStdin: true });
     const [read, listing, result] = await Promise.all([
         readArchive(fd, archive, new ForwardWhileRead(tar.stdin, (chunk) => stream.add(chunk))),
-        scanListing(tar.stdout),
+        scanListing(tar.stdout, facts),
         tar.done,
     ]);
     const { entries, marker, lastLine } = listing;
@@ -15620,7 +16257,7 @@ async function checkFiles(fd, archive) {
         ],
     };
 }
-async function checkArchive(directory, archive, manifest) {
+async function checkArchive(directory, archive, manifest, facts) {
     const nameProblem = archiveNameProblem(archive.name);
     if (nameProblem)
         return [{ ok: false, what: nameProblem }];
@@ -15652,7 +16289,7 @@ async function checkArchive(directory, archive, manifest) {
     // The read stream closes the file when it ends.
     const { read, checks: content } = archive.role === 'database'
         ? await checkDump(fd, archive, manifest)
-        : await checkFiles(fd, archive);
+        : await checkFiles(fd, archive, facts);
     checks.push({
         ok: read.sha256 === archive.sha256,
         what: `${archive.name}: sha256 ${read.sha256 === archive.sha256 ? 'matches' : `is ${read.sha256}, manifest says ${archive.sha256}`}`,
@@ -15665,8 +16302,10 @@ async function checkArchive(directory, archive, manifest) {
 /**
  * Checks a backup directory. Throws UnverifiableError when there is nothing to check (no
  * such directory, no manifest); a manifest that cannot be trusted is a failed check.
+ * `facts`, when given, collects from the files archive's listing what the restore test
+ * checks (the same single pass).
  */
-async function verifyBackup(directory) {
+async function verifyBackup(directory, facts) {
     const text = readManifestText(directory);
     let parsed;
     try {
@@ -15683,14 +16322,14 @@ async function verifyBackup(directory) {
     const manifest = parsed;
     const checks = [];
     for (const archive of manifest.archives)
-        checks.push(...(await checkArchive(directory, archive, manifest)));
+        checks.push(...(await checkArchive(directory, archive, manifest, facts)));
     return checks;
 }
 /**
  * Counts tar's `--block-number` listing line by line (never holding it whole), looks for
  * the marker, and keeps the last line (where tar says the archive ends).
  */
-async function scanListing(stream) {
+async function scanListing(stream, facts) {
     let entries = 0;
     let marker = false;
     let partial = '';
@@ -15704,6 +16343,7 @@ async function scanListing(stream) {
         const name = line.replace(/^block \d+: /, '');
         if (name === 'data/.ocdata' || name === 'data/.ncdata')
             marker = true;
+        facts?.add(name);
     };
     for await (const chunk of stream) {
         const lines = (partial + decoder.write(chunk)).split('\n');
@@ -15714,6 +16354,26 @@ async function scanListing(stream) {
     if (partial !== '')
         take(partial);
     return { entries, marker, lastLine };
+}
+/**
+ * `verify --restore-test`: the checks above, then, when they all pass, the restore test
+ * on the backup, with what the one pass over the files archive collected.
+ */
+async function verifyAndTestRestore(directory, options) {
+    const facts = new ListingFacts();
+    const checks = await verifyBackup(directory, facts);
+    if (checks.some((c) => !c.ok))
+        return { checks };
+    const manifest = JSON.parse(readManifestText(directory));
+    const dump = manifest.archives.find((a) => a.role === 'database');
+    const files = manifest.archives.find((a) => a.role === 'files');
+    const restoreTest = await runRestoreTest(engineFor(manifest.database.type), {
+        dumpPath: (0,external_node_path_namespaceObject.join)(directory, dump.name),
+        filesArchivePath: (0,external_node_path_namespaceObject.join)(directory, files.name),
+        compression: dump.compression,
+        database: manifest.database,
+    }, { signal: options.signal, facts, ...(options.env ? { env: options.env } : {}) });
+    return { checks, restoreTest };
 }
 
 ;// CONCATENATED MODULE: ./src/restore.ts
@@ -16596,6 +17256,7 @@ const INPUTS = {
     compression: 'compression',
     backupDir: 'backup-dir',
     dumpTimeout: 'dump-timeout',
+    restoreTest: 'restore-test',
     // Restore only.
     dbAdminUser: 'db-admin-user',
     dbAdminPassword: 'db-admin-password',
@@ -16818,6 +17479,7 @@ function planBackup(raw, defaults, label = actionLabel) {
         compression: oneOf(INPUTS.compression, ['zstd', 'gzip'], 'zstd'),
         backupDir: absolutePath(INPUTS.backupDir, value(INPUTS.backupDir) || defaults.backupDir),
         dumpTimeoutSeconds: integer(INPUTS.dumpTimeout, 1, 7 * 24 * 3600) ?? 600,
+        restoreTest: boolean(INPUTS.restoreTest, defaults.restoreTest ?? false),
     };
 }
 /** Validates a restore's inputs up front; the backup path is the CLI's argument (or the download). */
@@ -16900,14 +17562,15 @@ function openSshKeyCipher(privateKey) {
 
 
 
-const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 };
+
+const EXIT = { ok: 0, failed: 1, usage: 2, skipped: 3, interrupted: 130 };
 const ENV = {
     dbPassword: 'OWNCLOUD_BACKUP_DB_PASSWORD',
     dbAdminPassword: 'OWNCLOUD_BACKUP_DB_ADMIN_PASSWORD',
     sshKey: 'OWNCLOUD_BACKUP_SSH_KEY',
 };
 const USAGE = `Usage: owncloud-backup backup [options]
-       owncloud-backup verify BACKUP-DIR
+       owncloud-backup verify [--restore-test] BACKUP-DIR
        owncloud-backup restore BACKUP-DIR [options]
        owncloud-backup restore --cleanup [options]
        owncloud-backup --help | --version
@@ -16940,6 +17603,15 @@ Behaviour:
   --backup-dir DIR         where the dated backup directory is written (.)
   --dump-timeout SECONDS   give up on a dump silent this long (600)
   --ssh-keepalive SECONDS  SSH keepalive interval; 3 missed end the link (5)
+  --restore-test BOOL      after writing the backup, load its dump into a throwaway
+                           database server on this machine and compare every table's rows
+                           with the counts taken in the maintenance window; check the files
+                           archive for config.php, the data marker and every user's files/
+                           (false here: the command line often runs on the ownCloud server
+                           itself; the action's default is true). A mismatch fails the backup
+  env ${SERVER_DIRS_ENV}  where to look for the server programs
+                           after PATH (':'-separated), instead of /usr/sbin,
+                           /usr/lib/postgresql/*/bin and the like
   env ${PROGRESS_ENV}  seconds between progress lines of the copy and archive (10)
 Restore (the same options say where the server is; --owncloud-dir and --data-dir default
 to the paths the backup recorded, the --db-* options replace config.php's values):
@@ -16959,6 +17631,7 @@ Other:
 
 verify checks a backup directory from its manifest alone: sizes, SHA-256, complete
 decompression, the dump's completion line, and the files archive's listing to its end.
+With --restore-test it then runs the restore test on it (see --restore-test above).
 
 restore verifies the backup first (every byte), checks the target before changing it, and
 puts the previous state back (files, database, maintenance mode) if any step fails.
@@ -16966,8 +17639,10 @@ puts the previous state back (files, database, maintenance mode) if any step fai
 Exit status of restore: 0 restored, 1 failed (the message says in which state the instance
 is), 2 bad usage or input, 130 interrupted (the previous state is put back first).
 Exit status of backup: 0 done, 1 the backup failed, 2 bad usage or input, 130 interrupted.
-Exit status of verify: 0 intact, 1 damaged, missing or unreadable (not a backup that
-checks out), 2 bad usage.`;
+Exit status of verify: 0 intact (and, with --restore-test, the restore test passed),
+1 damaged, missing or unreadable (not a backup that checks out) or the restore test failed,
+2 bad usage, 3 intact but the restore test was skipped (no server programs on this machine),
+130 interrupted.`;
 const OPTIONS = {
     help: { type: 'boolean', short: 'h' },
     version: { type: 'boolean' },
@@ -16995,6 +17670,7 @@ const OPTIONS = {
     compression: { type: 'string' },
     'backup-dir': { type: 'string' },
     'dump-timeout': { type: 'string' },
+    'restore-test': { type: 'string' },
     'ssh-keepalive': { type: 'string' },
     'db-admin-user': { type: 'string' },
     'db-admin-password': { type: 'string' },
@@ -17014,6 +17690,7 @@ const ONLY_FOR = {
     compression: 'backup',
     'backup-dir': 'backup',
     'dump-timeout': 'backup',
+    'restore-test': 'backup',
     'db-admin-user': 'restore',
     'db-admin-password-file': 'restore',
     'safety-copy': 'restore',
@@ -17088,6 +17765,7 @@ function cliInputs(args, env, cwd = process.cwd()) {
         INPUTS.compression,
         INPUTS.backupDir,
         INPUTS.dumpTimeout,
+        INPUTS.restoreTest,
         INPUTS.dbAdminUser,
         INPUTS.safetyCopy,
         INPUTS.owner,
@@ -17179,6 +17857,7 @@ function summary(result) {
         `  ${manifest.files.fileCount} files (${formatBytes(manifest.files.bytes)}) from ${Object.values(manifest.files.layout).join(', ')}`,
         ...leftOutOf(manifest).map((item) => `  left out: ${item.what.replaceAll('`', '')}${item.why ? ` (${item.why})` : ''}`),
         `  maintenance mode: ${manifest.maintenance.managed ? (manifest.maintenance.switchedByUs ? `on for ${formatSeconds(manifest.maintenance.seconds)}, then off again` : 'was on already, left on') : 'not managed (disabled by option)'}`,
+        ...(manifest.restoreTest ? [`  ${restoreTestLine(manifest.restoreTest)}`] : []),
         `  took ${formatSeconds(manifest.durationSeconds)}`,
     ];
     return `${lines.join('\n')}\n`;
@@ -17292,25 +17971,55 @@ async function runCli(args) {
     }
 }
 async function verify(args) {
-    if (args.length !== 1 || args[0].startsWith('-')) {
-        process.stderr.write('owncloud-backup: error: Expected: owncloud-backup verify BACKUP-DIR\n');
+    const restoreTest = args[0] === '--restore-test';
+    const rest = restoreTest ? args.slice(1) : args;
+    if (rest.length !== 1 || rest[0].startsWith('-')) {
+        process.stderr.write('owncloud-backup: error: Expected: owncloud-backup verify [--restore-test] BACKUP-DIR\n');
         return EXIT.usage;
     }
+    const directory = rest[0];
+    // The restore test starts a server: Ctrl-C stops it and removes its directory first.
+    const controller = new AbortController();
+    const onSignal = () => controller.abort();
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
     try {
-        const checks = await verifyBackup(args[0]);
+        const { checks, restoreTest: test } = restoreTest
+            ? await verifyAndTestRestore(directory, { signal: controller.signal })
+            : { checks: await verifyBackup(directory), restoreTest: undefined };
         for (const check of checks)
             process.stdout.write(`${check.ok ? 'ok    ' : 'FAILED'}  ${check.what}\n`);
         const failed = checks.filter((c) => !c.ok).length;
         process.stdout.write(failed === 0
-            ? `${args[0]}: intact (${checks.length} checks).\n`
-            : `${args[0]}: DAMAGED (${failed} of ${checks.length} checks failed).\n`);
-        return failed === 0 ? EXIT.ok : EXIT.failed;
+            ? `${directory}: intact (${checks.length} checks).\n`
+            : `${directory}: DAMAGED (${failed} of ${checks.length} checks failed).\n`);
+        if (failed > 0) {
+            if (restoreTest)
+                process.stdout.write('restore test not run: the backup is damaged.\n');
+            return EXIT.failed;
+        }
+        if (!test)
+            return EXIT.ok;
+        process.stdout.write(`${restoreTestLine(test)}\n`);
+        return test.result === 'passed'
+            ? EXIT.ok
+            : test.result === 'skipped'
+                ? EXIT.skipped
+                : EXIT.failed;
     }
     catch (error) {
+        if (error instanceof InterruptedError || controller.signal.aborted) {
+            process.stderr.write('owncloud-backup: error: interrupted; the throwaway server was stopped.\n');
+            return EXIT.interrupted;
+        }
         // Nothing to check (no such directory, no manifest) is a failed check, not bad usage.
         const message = error instanceof UnverifiableError ? error.message : describeError(error);
         process.stderr.write(`owncloud-backup: error: ${message}\n`);
         return EXIT.failed;
+    }
+    finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
     }
 }
 /**

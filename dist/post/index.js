@@ -44438,6 +44438,7 @@ const INPUTS = {
     compression: 'compression',
     backupDir: 'backup-dir',
     dumpTimeout: 'dump-timeout',
+    restoreTest: 'restore-test',
     // Restore only.
     dbAdminUser: 'db-admin-user',
     dbAdminPassword: 'db-admin-password',
@@ -44660,6 +44661,7 @@ function settings_planBackup(raw, defaults, label = settings_actionLabel) {
         compression: oneOf(INPUTS.compression, ['zstd', 'gzip'], 'zstd'),
         backupDir: absolutePath(INPUTS.backupDir, value(INPUTS.backupDir) || defaults.backupDir),
         dumpTimeoutSeconds: integer(INPUTS.dumpTimeout, 1, 7 * 24 * 3600) ?? 600,
+        restoreTest: boolean(INPUTS.restoreTest, defaults.restoreTest ?? false),
     };
 }
 /** Validates a restore's inputs up front; the backup path is the CLI's argument (or the download). */
@@ -45150,7 +45152,7 @@ function checkArtifactName(name) {
         throw new InputError("Invalid input 'artifact-name': longer than 256 characters.");
 }
 function actionSettings(raw, action, runnerTemp, startedAt) {
-    const plan = planBackup(raw, { backupDir: join(runnerTemp, 'owncloud-backup') }, actionLabel);
+    const plan = planBackup(raw, { backupDir: join(runnerTemp, 'owncloud-backup'), restoreTest: true }, actionLabel);
     const name = (action[ACTION_INPUTS.artifactName] ?? '').trim() || backupName(startedAt);
     checkArtifactName(name);
     const retention = (action[ACTION_INPUTS.retentionDays] ?? '').trim() || '0';

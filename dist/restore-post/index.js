@@ -28370,7 +28370,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 72:
+/***/ 6171:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -42612,6 +42612,25 @@ function parseRowCountLines(stdout) {
     }
     return counts;
 }
+/** A hex line each: the decoded values (the home storage query's output). */
+function engine_parseHexLines(stdout) {
+    return stdout
+        .split('\n')
+        .map((line) => line.replace(/\r$/, '').trim())
+        .filter((line) => line !== '')
+        .map((line) => {
+        if (!/^(?:[0-9A-Fa-f]{2})*$/.test(line))
+            throw new BackupError(`Unexpected line (expected hex digits): '${line.slice(0, 200)}'`);
+        return Buffer.from(line, 'hex').toString('utf8');
+    });
+}
+/** The users of home storages (`home::USER`), from their storage ids. Pure. */
+function engine_homeStorageUsers(ids) {
+    return ids
+        .filter((id) => id.startsWith('home::'))
+        .map((id) => id.slice('home::'.length))
+        .sort();
+}
 
 ;// CONCATENATED MODULE: ./src/database/mysql.ts
 // MySQL and MariaDB: mysqldump --single-transaction (mariadb-dump where mysqldump is gone).
@@ -42841,7 +42860,94 @@ const mysql = {
         return queryCommand(clientOf(tool), connection, rowCountsSql(connection.tablePrefix));
     },
     parseRowCounts: parseRowCountLines,
+    throwawayPrograms: [
+        { role: 'server', names: ['mariadbd', 'mysqld'] },
+        { role: 'init', names: ['mariadb-install-db', 'mysql_install_db'], optional: true },
+        { role: 'client', names: ['mariadb', 'mysql'] },
+    ],
+    throwawayDirs: ['/usr/sbin', '/usr/libexec', '/usr/local/mysql/bin', '/usr/local/bin'],
+    throwawaySetup: throwawayServer,
+    homeStoragesCommand({ connection, tool }) {
+        const table = mysqlIdentifier(`${connection.tablePrefix}storages`);
+        return queryCommand(clientOf(tool), connection, `SELECT HEX(id) FROM ${table} WHERE LEFT(id, 6) = 'home::' ORDER BY id`);
+    },
 };
+/** MariaDB's first dump line since 10.5.25: a command for its own client that MySQL's refuses. */
+const SANDBOX_LINE = /^\/\*M?!999999\\- enable the sandbox mode \*\/$/;
+/**
+ * A throwaway MariaDB or MySQL server on a private socket only (no TCP), without grant
+ * tables: nobody but this user (and root) can reach the socket in its 0700 directory, so no
+ * password is needed. MariaDB's data directory comes from mariadb-install-db, MySQL 8's
+ * from `mysqld --initialize-insecure`. Pure.
+ */
+function throwawayServer(input) {
+    const { programs, serverVersion, dir, database, root } = input;
+    const server = programs.server;
+    const client = programs.client;
+    const mariadb = /MariaDB/i.test(serverVersion);
+    const version = /\bVer\s+(\S+)/.exec(serverVersion)?.[1] ?? serverVersion.trim();
+    const dataDir = `${dir}/data`;
+    const socket = `${dir}/mysqld.sock`;
+    const asRoot = root ? ['--user=root'] : [];
+    let init;
+    let missing;
+    if (!mariadb)
+        init = [[server, '--no-defaults', '--initialize-insecure', `--datadir=${dataDir}`, ...asRoot]];
+    else if (programs.init)
+        init = [
+            [
+                programs.init,
+                '--no-defaults',
+                `--datadir=${dataDir}`,
+                '--auth-root-authentication-method=socket',
+                '--skip-test-db',
+                ...asRoot,
+            ],
+        ];
+    else {
+        init = [];
+        missing = 'mariadb-install-db/mysql_install_db';
+    }
+    const clientLogin = [client, '--no-defaults', `--socket=${socket}`, '--user=root', '--batch'];
+    const charset = database.utf8mb4 ? 'utf8mb4' : 'utf8';
+    return {
+        server: `${server.split('/').pop()} ${version}${mariadb && !/MariaDB/i.test(version) ? ' (MariaDB)' : ''}`,
+        init,
+        ...(missing ? { missing } : {}),
+        serverArgv: [
+            server,
+            '--no-defaults',
+            `--datadir=${dataDir}`,
+            `--socket=${socket}`,
+            `--pid-file=${dir}/mysqld.pid`,
+            `--tmpdir=${dir}`,
+            '--skip-networking',
+            '--skip-grant-tables',
+            '--skip-log-bin',
+            '--skip-performance-schema',
+            '--innodb-buffer-pool-size=64M',
+            ...(mariadb ? [] : ['--mysqlx=OFF']),
+            ...asRoot,
+        ],
+        ready: [...clientLogin, '--skip-column-names', '--execute=SELECT 1'],
+        prepare: {
+            argv: clientLogin,
+            sql: `CREATE DATABASE restore_test CHARACTER SET ${charset} COLLATE ${charset}_general_ci;\n`,
+        },
+        connection: {
+            type: 'mysql',
+            name: 'restore_test',
+            socket,
+            user: 'root',
+            password: '',
+            tablePrefix: database.tablePrefix,
+            utf8mb4: database.utf8mb4,
+        },
+        client,
+        tool: { program: client.endsWith('/mariadb') ? 'mariadb-dump' : 'mysqldump', version: '' },
+        ...(mariadb ? {} : { dropLines: SANDBOX_LINE }),
+    };
+}
 
 ;// CONCATENATED MODULE: ./src/database/pgsql.ts
 // PostgreSQL: the host's own pg_dump (its version matches the server), never prompting.
@@ -43007,7 +43113,97 @@ const pgsql = {
         ]);
     },
     parseRowCounts: parseRowCountLines,
+    throwawayPrograms: [
+        { role: 'server', names: ['postgres'] },
+        { role: 'init', names: ['initdb'] },
+        { role: 'client', names: ['psql'] },
+    ],
+    // Debian and Ubuntu keep the server programs of each major version apart; RHEL too.
+    throwawayDirs: ['/usr/lib/postgresql/*/bin', '/usr/pgsql-*/bin', '/usr/local/pgsql/bin'],
+    throwawaySetup: pgsql_throwawayServer,
+    homeStoragesCommand({ connection }) {
+        const table = pgIdentifier(`${connection.tablePrefix}storages`);
+        return pgsql_queryCommand(connection, [
+            '--set=ON_ERROR_STOP=1',
+            `--command=SELECT encode(convert_to(id, 'UTF8'), 'hex') FROM ${table} WHERE left(id, 6) = 'home::' ORDER BY id`,
+        ]);
+    },
 };
+/** The socket's port number: it only names the socket file in the private directory. */
+const THROWAWAY_PORT = 5432;
+/**
+ * A throwaway PostgreSQL server on a private socket directory only (listen_addresses
+ * empty: no TCP), trusting local connections: nobody but its owner (and root) can reach the
+ * 0700 directory. Its superuser is the instance's database user, so that the dump's
+ * `ALTER ... OWNER TO` lines load as they are. Pure.
+ */
+function pgsql_throwawayServer(input) {
+    const { programs, serverVersion, dir, database } = input;
+    const server = programs.server;
+    const dataDir = `${dir}/data`;
+    const version = serverVersion.replace(/^.*?\(PostgreSQL\)\s*/, '').trim() || serverVersion;
+    const connection = {
+        type: 'pgsql',
+        name: 'postgres',
+        socket: dir,
+        port: THROWAWAY_PORT,
+        user: database.user,
+        password: '',
+        tablePrefix: database.tablePrefix,
+        utf8mb4: false,
+    };
+    return {
+        server: `postgres ${version}`,
+        init: [
+            [
+                programs.init,
+                '-D',
+                dataDir,
+                '-U',
+                database.user,
+                '-E',
+                'UTF8',
+                '--locale=C',
+                '--auth=trust',
+                '--no-sync',
+            ],
+        ],
+        serverArgv: [
+            server,
+            '-D',
+            dataDir,
+            '-p',
+            String(THROWAWAY_PORT),
+            '-c',
+            'listen_addresses=',
+            '-c',
+            `unix_socket_directories=${dir}`,
+            '-c',
+            'fsync=off',
+            '-c',
+            'full_page_writes=off',
+            '-c',
+            'synchronous_commit=off',
+            '-c',
+            'shared_buffers=32MB',
+        ],
+        ready: [
+            programs.client,
+            '--no-psqlrc',
+            '--no-password',
+            `--host=${dir}`,
+            `--port=${THROWAWAY_PORT}`,
+            `--username=${database.user}`,
+            dbnameOption('postgres'),
+            '--tuples-only',
+            '--no-align',
+            '--command=SELECT 1',
+        ],
+        connection,
+        client: programs.client,
+        tool: { program: 'pg_dump', version: '' },
+    };
+}
 
 ;// CONCATENATED MODULE: ./src/host/host.ts
 // The ownCloud host as the rest of the tool sees it: somewhere to run a command and stream
@@ -43180,6 +43376,40 @@ const sqlite = {
         return { program: tool.program, argv, delivery: 'none', secret: '' };
     },
     parseRowCounts: parseRowCountLines,
+    // No server: a new database file in the private directory is the throwaway database.
+    throwawayPrograms: [{ role: 'server', names: ['sqlite3'] }],
+    throwawayDirs: [],
+    throwawaySetup({ programs, serverVersion, dir, database }) {
+        const program = programs.server;
+        return {
+            server: `${program.split('/').pop()} ${serverVersion}`.trim(),
+            init: [],
+            connection: {
+                type: 'sqlite',
+                name: 'restore-test',
+                user: '',
+                password: '',
+                tablePrefix: database.tablePrefix,
+                utf8mb4: false,
+                file: `${dir}/restore-test.db`,
+            },
+            client: program,
+            tool: { program, version: serverVersion },
+        };
+    },
+    homeStoragesCommand({ connection, tool, account, owner }) {
+        const table = `"${`${connection.tablePrefix}storages`.replaceAll('"', '""')}"`;
+        const argv = host_asUser(account, owner, [
+            tool.program,
+            '-readonly',
+            '-bail',
+            '-batch',
+            '-noheader',
+            connection.file,
+            `SELECT hex(id) FROM ${table} WHERE substr(id, 1, 6) = 'home::' ORDER BY id`,
+        ]);
+        return { program: tool.program, argv, delivery: 'none', secret: '' };
+    },
 };
 
 ;// CONCATENATED MODULE: ./src/database/index.ts
@@ -43195,7 +43425,7 @@ function database_engineFor(type) {
 
 
 /** The ownCloud server is this machine (a self-hosted runner on it). */
-class LocalHost {
+class local_LocalHost {
     label = `this machine (${(0,external_node_os_namespaceObject.hostname)()})`;
     account = (0,external_node_os_namespaceObject.userInfo)().username;
     run = (argv, options) => process_runProcess(argv, options);
@@ -43525,7 +43755,7 @@ function endOrphanedMaster(master) {
 
 async function connect_openHost(target, secrets, ssh) {
     if (target.kind === 'local')
-        return new LocalHost();
+        return new local_LocalHost();
     secrets.add(target.privateKey);
     return ssh_SshHost.connect(target, ssh);
 }
@@ -45964,6 +46194,7 @@ function buildManifest(input) {
             sha256: file.sha256,
         })),
         restore: restoreCommands(input, compression),
+        ...(input.restoreTest ? { restoreTest: input.restoreTest } : {}),
     };
 }
 /** Escapes text for use inside a double-quoted shell string. */
@@ -46018,6 +46249,380 @@ function restoreCommands(input, compression) {
     };
 }
 
+;// CONCATENATED MODULE: ./src/steps/restore-test.ts
+// Proof that a backup restores: on the runner (never on the ownCloud host), the dump is
+// loaded into a throwaway database server this tool starts itself on a private socket in a
+// private 0700 directory, every prefixed table's rows are counted and compared with the
+// counts recorded inside the maintenance window, and the files archive is listed for
+// config.php, the data directory's marker and every user's files/. The engine module says
+// how its server is started (throwawaySetup); this step runs it and always stops it.
+
+
+
+
+
+
+
+
+
+
+
+
+
+/**
+ * Directories searched for the server programs after PATH, instead of the engine's usual
+ * ones (e.g. /usr/lib/postgresql/VERSION/bin), separated by ':'; empty: PATH only.
+ */
+const SERVER_DIRS_ENV = 'OWNCLOUD_BACKUP_SERVER_DIRS';
+const CONFIG_MEMBER = (/* unused pure expression or super */ null && (`${LAYOUT.install}/config/config.php`));
+/** Collects ArchiveFacts from archive member names as tar lists them, one at a time. */
+class restore_test_ListingFacts {
+    configPhp = false;
+    marker = false;
+    userFiles = new Set();
+    add(name) {
+        if (name === CONFIG_MEMBER)
+            this.configPhp = true;
+        else if (name === `${LAYOUT.data}/.ocdata` || name === `${LAYOUT.data}/.ncdata`)
+            this.marker = true;
+        else {
+            const user = new RegExp(`^${LAYOUT.data}/([^/]+)/files/?$`).exec(name);
+            if (user)
+                this.userFiles.add(user[1]);
+        }
+    }
+}
+/** What the archive lacks, in words (pure). */
+function archiveProblems(facts, users) {
+    const problems = [];
+    if (!facts.configPhp)
+        problems.push(`the files archive has no ${CONFIG_MEMBER}`);
+    if (!facts.marker)
+        problems.push(`the files archive has no ${LAYOUT.data}/.ocdata (or .ncdata) marker`);
+    const missing = users.filter((user) => !facts.userFiles.has(user));
+    if (missing.length > 0)
+        problems.push(`the files archive has no files/ directory for ${missing.length === 1 ? 'user' : 'users'} ${missing.join(', ')} (a home storage in the database)`);
+    return problems;
+}
+/**
+ * The directories searched after PATH: the engine's usual ones, or those the environment
+ * names; a `*` in one is a version, newest first (pure, given the directory listings).
+ */
+function searchDirs(engine, env, list) {
+    const path = (env.PATH ?? '').split(delimiter).filter(Boolean);
+    const extra = env[SERVER_DIRS_ENV] !== undefined
+        ? env[SERVER_DIRS_ENV].split(delimiter).filter(Boolean)
+        : engine.throwawayDirs.flatMap((pattern) => expandVersionDir(pattern, list));
+    return [...new Set([...path, ...extra])];
+}
+/** A directory pattern with one `*` (a version), matches newest first (pure, given `list`). */
+function expandVersionDir(pattern, list) {
+    const star = pattern.indexOf('*');
+    if (star < 0)
+        return [pattern];
+    const parent = pattern.slice(0, pattern.lastIndexOf('/', star));
+    const head = pattern.slice(parent.length + 1, star);
+    const rest = pattern.slice(star + 1);
+    const tail = rest.split('/')[0];
+    const versions = list(parent)
+        .filter((name) => name.startsWith(head) && name.endsWith(tail))
+        .map((name) => name.slice(head.length, name.length - tail.length))
+        .filter((version) => /^\d+(?:\.\d+)*$/.test(version));
+    versions.sort((a, b) => compareVersions(b, a));
+    return versions.map((version) => `${parent}/${head}${version}${rest}`);
+}
+function compareVersions(a, b) {
+    const x = a.split('.').map(Number);
+    const y = b.split('.').map(Number);
+    for (let i = 0; i < Math.max(x.length, y.length); i++) {
+        const d = (x[i] ?? 0) - (y[i] ?? 0);
+        if (d !== 0)
+            return d;
+    }
+    return 0;
+}
+/**
+ * Finds each role's program: the first name found, looked for in the server's directory
+ * first (initdb beside its postgres), then in `dirs` in order. Pure, given `exists`.
+ */
+function findPrograms(roles, dirs, exists) {
+    const programs = {};
+    for (const { role, names, optional } of roles) {
+        const order = programs.server ? [dirname(programs.server), ...dirs] : dirs;
+        const found = names
+            .map((name) => order.map((dir) => join(dir, name)).find(exists))
+            .find((path) => path !== undefined);
+        if (found)
+            programs[role] = found;
+        else if (!optional)
+            return { missing: names.join('/') };
+    }
+    return { programs };
+}
+function executable(path) {
+    try {
+        accessSync(path, constants.X_OK);
+        return true;
+    }
+    catch {
+        return false;
+    }
+}
+function listDir(dir) {
+    try {
+        return readdirSync(dir);
+    }
+    catch {
+        return [];
+    }
+}
+/** This machine, with the throwaway server's directories first on PATH (the clients' names). */
+function runnerWithPath(dirs) {
+    const local = new LocalHost();
+    const env = { PATH: [...dirs, process.env.PATH ?? ''].join(delimiter) };
+    return {
+        label: local.label,
+        account: local.account,
+        run: (argv, options) => local.run(argv, { ...options, env: { ...options?.env, ...env } }),
+        stream: (argv, options) => local.stream(argv, { ...options, env: { ...options?.env, ...env } }),
+        rsyncSource: (path) => local.rsyncSource(path),
+        transportFailure: () => undefined,
+        close: () => local.close(),
+    };
+}
+/** A start-up problem: the test cannot run here (skipped), it says nothing about the backup. */
+class CannotStart extends (/* unused pure expression or super */ null && (Error)) {
+}
+/** An unprivileged account to run a server that refuses root: postgres, else nobody. */
+async function serviceAccount() {
+    for (const name of ['postgres', 'nobody']) {
+        const uid = await runProcess(['id', '-u', name]);
+        const gid = await runProcess(['id', '-g', name]);
+        if (uid.exitCode === 0 && gid.exitCode === 0)
+            return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
+    }
+    throw new CannotStart('the runner is root and has no postgres or nobody account to run it as');
+}
+/** Runs the init commands and starts the server, waiting until it accepts clients. */
+async function startServer(setup, dir, prefix, signal) {
+    for (const argv of setup.init) {
+        const result = await runProcess([...prefix, ...argv], { signal, cwd: dir });
+        if (signal.aborted)
+            throw new InterruptedError();
+        if (result.exitCode !== 0)
+            throw new CannotStart(`${argv[0].split('/').pop()} failed (exit ${result.exitCode}): ${stderrTail(result.stderr, 3) || stderrTail(result.stdout, 3) || 'no message'}`);
+    }
+    if (!setup.serverArgv)
+        return undefined;
+    const stopping = new AbortController();
+    const stop = () => stopping.abort();
+    signal.addEventListener('abort', stop, { once: true });
+    let log = '';
+    const server = streamProcess([...prefix, ...setup.serverArgv], {
+        signal: stopping.signal,
+        cwd: dir,
+        onStderr: (text) => (log = (log + text).slice(-8192)),
+    });
+    server.stdout.resume();
+    let exited = false;
+    const done = server.done.finally(() => (exited = true));
+    const running = {
+        async stop() {
+            stopping.abort();
+            await done;
+            signal.removeEventListener('abort', stop);
+        },
+    };
+    const deadline = performance.now() + 120_000;
+    for (;;) {
+        if (signal.aborted) {
+            await running.stop();
+            throw new InterruptedError();
+        }
+        if (exited)
+            throw new CannotStart(`${setup.server} exited while starting: ${stderrTail(log, 3) || 'no message'}`);
+        const ready = await runProcess(setup.ready, { timeoutMs: 10_000 });
+        if (ready.exitCode === 0)
+            break;
+        if (performance.now() > deadline) {
+            await running.stop();
+            throw new CannotStart(`${setup.server} did not accept clients within 120 s`);
+        }
+        await sleep(50);
+    }
+    if (setup.prepare) {
+        const prepared = await runProcess(setup.prepare.argv, { input: setup.prepare.sql });
+        if (prepared.exitCode !== 0) {
+            await running.stop();
+            throw new CannotStart(`preparing the throwaway database failed: ${stderrTail(prepared.stderr, 3) || 'no message'}`);
+        }
+    }
+    return running;
+}
+/** Lists the files archive, collecting what the test checks. */
+async function listArchive(path, compression, signal) {
+    const facts = new restore_test_ListingFacts();
+    const tar = streamProcess(['tar', '--list', `--use-compress-program=${compression}`, `--file=${path}`], { signal });
+    let partial = '';
+    for await (const chunk of tar.stdout) {
+        const lines = (partial + chunk.toString('utf8')).split('\n');
+        partial = lines.pop() ?? '';
+        lines.forEach((line) => facts.add(line));
+    }
+    if (partial !== '')
+        facts.add(partial);
+    const result = await tar.done;
+    if (signal.aborted)
+        throw new InterruptedError();
+    if (result.exitCode !== 0)
+        throw new Error(`listing the files archive failed (tar exit ${result.exitCode}): ${stderrTail(result.stderr, 2) || 'no message'}`);
+    return facts;
+}
+/** The line a skipped test prints and records. */
+function skippedLine(reason) {
+    return `restore test skipped: ${reason}`;
+}
+/**
+ * Runs the restore test. Never throws for what it finds (a failed check is a 'failed'
+ * record; a runner without the server programs, or one that cannot start them, 'skipped');
+ * throws InterruptedError when the signal fires. The server is stopped and its directory
+ * removed in every case.
+ */
+async function restore_test_runRestoreTest(engine, subject, options) {
+    const started = performance.now();
+    const { signal } = options;
+    const env = options.env ?? process.env;
+    const elapsed = () => Math.round(performance.now() - started) / 1000;
+    const empty = { tables: 0, rows: 0, users: 0 };
+    if (typeof subject.database.rowCounts !== 'object' || subject.database.rowCounts === null)
+        return {
+            result: 'skipped',
+            reason: 'the manifest records no row counts to compare with (a backup from an older version)',
+            ...empty,
+            seconds: elapsed(),
+        };
+    const dirs = searchDirs(engine, env, listDir);
+    const found = findPrograms(engine.throwawayPrograms, dirs, executable);
+    if ('missing' in found)
+        return {
+            result: 'skipped',
+            reason: `no ${found.missing} on the runner`,
+            ...empty,
+            seconds: elapsed(),
+        };
+    const { programs } = found;
+    const root = process.getuid?.() === 0;
+    const versionOut = await runProcess([programs.server, '--version'], { signal });
+    const serverVersion = stderrTail(versionOut.stdout, 1) || stderrTail(versionOut.stderr, 1);
+    const dir = mkdtempSync(join(tmpdir(), 'owncloud-backup-restore-test-'));
+    const setup = engine.throwawaySetup({
+        programs,
+        serverVersion,
+        dir,
+        database: subject.database,
+        root,
+    });
+    const record = (result, reason, counts = empty) => ({
+        result,
+        reason,
+        ...counts,
+        seconds: elapsed(),
+        server: setup.server,
+    });
+    if (setup.missing) {
+        rmSync(dir, { recursive: true, force: true });
+        return { ...record('skipped', `no ${setup.missing} on the runner`), server: setup.server };
+    }
+    let server;
+    try {
+        let prefix = [];
+        if (root && engine.type === 'pgsql') {
+            // initdb and postgres refuse root: the private directory is the service account's.
+            const account = await serviceAccount();
+            chownSync(dir, account.uid, account.gid);
+            prefix = [
+                'setpriv',
+                `--reuid=${account.uid}`,
+                `--regid=${account.gid}`,
+                '--clear-groups',
+                '--',
+            ];
+        }
+        try {
+            server = await startServer(setup, dir, prefix, signal);
+        }
+        catch (error) {
+            if (error instanceof CannotStart)
+                return record('skipped', `could not start ${setup.server}: ${error.message}`);
+            throw error;
+        }
+        options.log?.(`Throwaway ${setup.server} started; loading the dump.`);
+        const host = runnerWithPath([...new Set(Object.values(programs).map((p) => dirname(p)))]);
+        const me = userInfo().username;
+        const context = { connection: setup.connection, tool: setup.tool, account: me, owner: me };
+        const problems = [];
+        let counts = empty;
+        try {
+            await loadDump({
+                host,
+                engine,
+                context: { ...context, client: setup.client },
+                dumpArchive: subject.dumpPath,
+                compression: subject.compression,
+                ...(setup.dropLines ? { dropLines: setup.dropLines } : {}),
+                signal,
+                progress: new StepProgress('Restore test load', {
+                    intervalSeconds: 3600,
+                    now: () => performance.now(),
+                    emit: () => { },
+                }),
+                root: [],
+            });
+            const counted = await countRows(host, engine, context, signal);
+            const differences = rowCountDifferences(subject.database.rowCounts, counted);
+            if (differences.length > 0)
+                problems.push(`the restored database differs: ${differences.join('; ')}`);
+            const users = homeStorageUsers(parseHexLines(await homeStorages(host, engine, context)));
+            counts = {
+                tables: Object.keys(counted).length,
+                rows: Object.values(counted).reduce((sum, n) => sum + n, 0),
+                users: users.length,
+            };
+            const facts = options.facts ?? (await listArchive(subject.filesArchivePath, subject.compression, signal));
+            problems.push(...archiveProblems(facts, users));
+        }
+        catch (error) {
+            if (signal.aborted || error instanceof InterruptedError)
+                throw new InterruptedError();
+            problems.push(describeError(error));
+        }
+        if (problems.length > 0)
+            return record('failed', problems.join('; '), counts);
+        return record('passed', `the dump loads into ${setup.server} with the ${counts.tables} tables and ${counts.rows} rows recorded; the files archive holds config.php, the data directory marker and the files/ of ${counts.users} ${counts.users === 1 ? 'user' : 'users'} with a home storage`, counts);
+    }
+    finally {
+        await server?.stop();
+        rmSync(dir, { recursive: true, force: true });
+    }
+}
+/** The home storage query's output (hex ids), run on the throwaway database. */
+async function homeStorages(host, engine, context) {
+    const command = engine.homeStoragesCommand(context);
+    const result = await host.run(guardedCommand(command.argv, command.delivery), {
+        input: secretLine(command.secret),
+        keepStdinOpen: true,
+    });
+    if (result.exitCode !== 0)
+        throw new Error(`reading the home storages from the restored database failed: ${stderrTail(result.stderr, 2) || `exit ${result.exitCode}`}`);
+    return result.stdout;
+}
+/** One line for the log and the summaries. */
+function restoreTestLine(record) {
+    if (record.result === 'skipped')
+        return skippedLine(record.reason);
+    return `restore test ${record.result} (${record.seconds.toFixed(1)} s${record.server ? `, ${record.server}` : ''}): ${record.reason}`;
+}
+
 ;// CONCATENATED MODULE: ./src/verify.ts
 // `owncloud-backup verify DIR`: proves a backup directory is whole, from its manifest alone:
 // every archive has the recorded size and SHA-256, decompresses completely, the dump ends
@@ -46025,6 +46630,7 @@ function restoreCommands(input, compression) {
 // lists the data directory with ownCloud's marker and ends with tar's end-of-archive
 // marker and nothing but zero padding. Reads each archive once, every byte of it, and
 // nothing outside the backup directory.
+
 
 
 
@@ -46291,12 +46897,12 @@ async function checkDump(fd, archive, manifest) {
         ],
     };
 }
-async function checkFiles(fd, archive) {
+async function checkFiles(fd, archive, facts) {
     const stream = new ZeroTail();
     const tar = streamProcess(['tar', '--list', '--block-number', '--file=-'], { feedStdin: true });
     const [read, listing, result] = await Promise.all([
         readArchive(fd, archive, new ForwardWhileRead(tar.stdin, (chunk) => stream.add(chunk))),
-        scanListing(tar.stdout),
+        scanListing(tar.stdout, facts),
         tar.done,
     ]);
     const { entries, marker, lastLine } = listing;
@@ -46333,7 +46939,7 @@ async function checkFiles(fd, archive) {
         ],
     };
 }
-async function checkArchive(directory, archive, manifest) {
+async function checkArchive(directory, archive, manifest, facts) {
     const nameProblem = verify_archiveNameProblem(archive.name);
     if (nameProblem)
         return [{ ok: false, what: nameProblem }];
@@ -46365,7 +46971,7 @@ async function checkArchive(directory, archive, manifest) {
     // The read stream closes the file when it ends.
     const { read, checks: content } = archive.role === 'database'
         ? await checkDump(fd, archive, manifest)
-        : await checkFiles(fd, archive);
+        : await checkFiles(fd, archive, facts);
     checks.push({
         ok: read.sha256 === archive.sha256,
         what: `${archive.name}: sha256 ${read.sha256 === archive.sha256 ? 'matches' : `is ${read.sha256}, manifest says ${archive.sha256}`}`,
@@ -46378,8 +46984,10 @@ async function checkArchive(directory, archive, manifest) {
 /**
  * Checks a backup directory. Throws UnverifiableError when there is nothing to check (no
  * such directory, no manifest); a manifest that cannot be trusted is a failed check.
+ * `facts`, when given, collects from the files archive's listing what the restore test
+ * checks (the same single pass).
  */
-async function verify_verifyBackup(directory) {
+async function verify_verifyBackup(directory, facts) {
     const text = readManifestText(directory);
     let parsed;
     try {
@@ -46396,14 +47004,14 @@ async function verify_verifyBackup(directory) {
     const manifest = parsed;
     const checks = [];
     for (const archive of manifest.archives)
-        checks.push(...(await checkArchive(directory, archive, manifest)));
+        checks.push(...(await checkArchive(directory, archive, manifest, facts)));
     return checks;
 }
 /**
  * Counts tar's `--block-number` listing line by line (never holding it whole), looks for
  * the marker, and keeps the last line (where tar says the archive ends).
  */
-async function scanListing(stream) {
+async function scanListing(stream, facts) {
     let entries = 0;
     let marker = false;
     let partial = '';
@@ -46417,6 +47025,7 @@ async function scanListing(stream) {
         const name = line.replace(/^block \d+: /, '');
         if (name === 'data/.ocdata' || name === 'data/.ncdata')
             marker = true;
+        facts?.add(name);
     };
     for await (const chunk of stream) {
         const lines = (partial + decoder.write(chunk)).split('\n');
@@ -46427,6 +47036,26 @@ async function scanListing(stream) {
     if (partial !== '')
         take(partial);
     return { entries, marker, lastLine };
+}
+/**
+ * `verify --restore-test`: the checks above, then, when they all pass, the restore test
+ * on the backup, with what the one pass over the files archive collected.
+ */
+async function verifyAndTestRestore(directory, options) {
+    const facts = new ListingFacts();
+    const checks = await verify_verifyBackup(directory, facts);
+    if (checks.some((c) => !c.ok))
+        return { checks };
+    const manifest = JSON.parse(readManifestText(directory));
+    const dump = manifest.archives.find((a) => a.role === 'database');
+    const files = manifest.archives.find((a) => a.role === 'files');
+    const restoreTest = await runRestoreTest(engineFor(manifest.database.type), {
+        dumpPath: join(directory, dump.name),
+        filesArchivePath: join(directory, files.name),
+        compression: dump.compression,
+        database: manifest.database,
+    }, { signal: options.signal, facts, ...(options.env ? { env: options.env } : {}) });
+    return { checks, restoreTest };
 }
 
 ;// CONCATENATED MODULE: ./src/restore.ts
@@ -47444,6 +48073,7 @@ const INPUTS = {
     compression: 'compression',
     backupDir: 'backup-dir',
     dumpTimeout: 'dump-timeout',
+    restoreTest: 'restore-test',
     // Restore only.
     dbAdminUser: 'db-admin-user',
     dbAdminPassword: 'db-admin-password',
@@ -47666,6 +48296,7 @@ function settings_planBackup(raw, defaults, label = settings_actionLabel) {
         compression: oneOf(INPUTS.compression, ['zstd', 'gzip'], 'zstd'),
         backupDir: absolutePath(INPUTS.backupDir, value(INPUTS.backupDir) || defaults.backupDir),
         dumpTimeoutSeconds: integer(INPUTS.dumpTimeout, 1, 7 * 24 * 3600) ?? 600,
+        restoreTest: boolean(INPUTS.restoreTest, defaults.restoreTest ?? false),
     };
 }
 /** Validates a restore's inputs up front; the backup path is the CLI's argument (or the download). */
@@ -47779,7 +48410,7 @@ function checkArtifactName(name) {
         throw new errors_InputError("Invalid input 'artifact-name': longer than 256 characters.");
 }
 function actionSettings(raw, action, runnerTemp, startedAt) {
-    const plan = planBackup(raw, { backupDir: join(runnerTemp, 'owncloud-backup') }, actionLabel);
+    const plan = planBackup(raw, { backupDir: join(runnerTemp, 'owncloud-backup'), restoreTest: true }, actionLabel);
     const name = (action[ACTION_INPUTS.artifactName] ?? '').trim() || backupName(startedAt);
     checkArtifactName(name);
     const retention = (action[ACTION_INPUTS.retentionDays] ?? '').trim() || '0';
@@ -47990,7 +48621,7 @@ async function runRestorePost(state = coreState) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_restore_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(72);
+/* harmony import */ var _action_restore_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6171);
 // Entry of the restore action's post step (runs always, after success, failure or cancellation).
 
 await (0,_action_restore_post_js__WEBPACK_IMPORTED_MODULE_0__/* .runRestorePost */ .G)();

@@ -73,7 +73,11 @@ export function actionSettings(
   runnerTemp: string,
   startedAt: Date,
 ): ActionSettings {
-  const plan = planBackup(raw, { backupDir: join(runnerTemp, 'owncloud-backup') }, actionLabel);
+  const plan = planBackup(
+    raw,
+    { backupDir: join(runnerTemp, 'owncloud-backup'), restoreTest: true },
+    actionLabel,
+  );
 
   const name = (action[ACTION_INPUTS.artifactName] ?? '').trim() || backupName(startedAt);
   checkArtifactName(name);

@@ -4,6 +4,7 @@ import type { BackupResult } from '../backup.ts';
 import type { StoredArtifact } from '../destination/artifact.ts';
 import { leftOutOf } from '../manifest.ts';
 import { formatSeconds } from '../report.ts';
+import { restoreTestLine } from '../steps/restore-test.ts';
 import { formatBytes } from '../steps/preflight.ts';
 
 function escape(text: string): string {
@@ -55,6 +56,12 @@ export function jobSummary(
     ],
     ['Files', `${manifest.files.fileCount} files, ${formatBytes(manifest.files.bytes)}`],
     ['Maintenance mode', maintenance],
+    [
+      'Restore test',
+      manifest.restoreTest
+        ? restoreTestLine(manifest.restoreTest)
+        : 'not run (restore-test: false)',
+    ],
     ['Backup', where],
     ['Took', formatSeconds(manifest.durationSeconds)],
   ];

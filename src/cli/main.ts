@@ -22,9 +22,10 @@ import {
 } from '../settings.ts';
 import { formatBytes } from '../steps/preflight.ts';
 import { TOOL } from '../tool.ts';
-import { UnverifiableError, verifyBackup } from '../verify.ts';
+import { UnverifiableError, verifyAndTestRestore, verifyBackup } from '../verify.ts';
+import { restoreTestLine, SERVER_DIRS_ENV } from '../steps/restore-test.ts';
 
-export const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 } as const;
+export const EXIT = { ok: 0, failed: 1, usage: 2, skipped: 3, interrupted: 130 } as const;
 
 export const ENV = {
   dbPassword: 'OWNCLOUD_BACKUP_DB_PASSWORD',
@@ -33,7 +34,7 @@ export const ENV = {
 } as const;
 
 const USAGE = `Usage: owncloud-backup backup [options]
-       owncloud-backup verify BACKUP-DIR
+       owncloud-backup verify [--restore-test] BACKUP-DIR
        owncloud-backup restore BACKUP-DIR [options]
        owncloud-backup restore --cleanup [options]
        owncloud-backup --help | --version
@@ -66,6 +67,15 @@ Behaviour:
   --backup-dir DIR         where the dated backup directory is written (.)
   --dump-timeout SECONDS   give up on a dump silent this long (600)
   --ssh-keepalive SECONDS  SSH keepalive interval; 3 missed end the link (5)
+  --restore-test BOOL      after writing the backup, load its dump into a throwaway
+                           database server on this machine and compare every table's rows
+                           with the counts taken in the maintenance window; check the files
+                           archive for config.php, the data marker and every user's files/
+                           (false here: the command line often runs on the ownCloud server
+                           itself; the action's default is true). A mismatch fails the backup
+  env ${SERVER_DIRS_ENV}  where to look for the server programs
+                           after PATH (':'-separated), instead of /usr/sbin,
+                           /usr/lib/postgresql/*/bin and the like
   env ${PROGRESS_ENV}  seconds between progress lines of the copy and archive (10)
 Restore (the same options say where the server is; --owncloud-dir and --data-dir default
 to the paths the backup recorded, the --db-* options replace config.php's values):
@@ -85,6 +95,7 @@ Other:
 
 verify checks a backup directory from its manifest alone: sizes, SHA-256, complete
 decompression, the dump's completion line, and the files archive's listing to its end.
+With --restore-test it then runs the restore test on it (see --restore-test above).
 
 restore verifies the backup first (every byte), checks the target before changing it, and
 puts the previous state back (files, database, maintenance mode) if any step fails.
@@ -92,8 +103,10 @@ puts the previous state back (files, database, maintenance mode) if any step fai
 Exit status of restore: 0 restored, 1 failed (the message says in which state the instance
 is), 2 bad usage or input, 130 interrupted (the previous state is put back first).
 Exit status of backup: 0 done, 1 the backup failed, 2 bad usage or input, 130 interrupted.
-Exit status of verify: 0 intact, 1 damaged, missing or unreadable (not a backup that
-checks out), 2 bad usage.`;
+Exit status of verify: 0 intact (and, with --restore-test, the restore test passed),
+1 damaged, missing or unreadable (not a backup that checks out) or the restore test failed,
+2 bad usage, 3 intact but the restore test was skipped (no server programs on this machine),
+130 interrupted.`;
 
 const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
@@ -122,6 +135,7 @@ const OPTIONS = {
   compression: { type: 'string' },
   'backup-dir': { type: 'string' },
   'dump-timeout': { type: 'string' },
+  'restore-test': { type: 'string' },
   'ssh-keepalive': { type: 'string' },
   'db-admin-user': { type: 'string' },
   'db-admin-password': { type: 'string' },
@@ -142,6 +156,7 @@ const ONLY_FOR: Record<string, 'backup' | 'restore'> = {
   compression: 'backup',
   'backup-dir': 'backup',
   'dump-timeout': 'backup',
+  'restore-test': 'backup',
   'db-admin-user': 'restore',
   'db-admin-password-file': 'restore',
   'safety-copy': 'restore',
@@ -247,6 +262,7 @@ export function cliInputs(
     INPUTS.compression,
     INPUTS.backupDir,
     INPUTS.dumpTimeout,
+    INPUTS.restoreTest,
     INPUTS.dbAdminUser,
     INPUTS.safetyCopy,
     INPUTS.owner,
@@ -345,6 +361,7 @@ export function summary(result: BackupResult): string {
       (item) => `  left out: ${item.what.replaceAll('`', '')}${item.why ? ` (${item.why})` : ''}`,
     ),
     `  maintenance mode: ${manifest.maintenance.managed ? (manifest.maintenance.switchedByUs ? `on for ${formatSeconds(manifest.maintenance.seconds)}, then off again` : 'was on already, left on') : 'not managed (disabled by option)'}`,
+    ...(manifest.restoreTest ? [`  ${restoreTestLine(manifest.restoreTest)}`] : []),
     `  took ${formatSeconds(manifest.durationSeconds)}`,
   ];
   return `${lines.join('\n')}\n`;
@@ -463,26 +480,55 @@ export async function runCli(args: string[]): Promise<number> {
 }
 
 async function verify(args: string[]): Promise<number> {
-  if (args.length !== 1 || args[0]!.startsWith('-')) {
-    process.stderr.write('owncloud-backup: error: Expected: owncloud-backup verify BACKUP-DIR\n');
+  const restoreTest = args[0] === '--restore-test';
+  const rest = restoreTest ? args.slice(1) : args;
+  if (rest.length !== 1 || rest[0]!.startsWith('-')) {
+    process.stderr.write(
+      'owncloud-backup: error: Expected: owncloud-backup verify [--restore-test] BACKUP-DIR\n',
+    );
     return EXIT.usage;
   }
+  const directory = rest[0]!;
+  // The restore test starts a server: Ctrl-C stops it and removes its directory first.
+  const controller = new AbortController();
+  const onSignal = () => controller.abort();
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
-    const checks = await verifyBackup(args[0]!);
+    const { checks, restoreTest: test } = restoreTest
+      ? await verifyAndTestRestore(directory, { signal: controller.signal })
+      : { checks: await verifyBackup(directory), restoreTest: undefined };
     for (const check of checks)
       process.stdout.write(`${check.ok ? 'ok    ' : 'FAILED'}  ${check.what}\n`);
     const failed = checks.filter((c) => !c.ok).length;
     process.stdout.write(
       failed === 0
-        ? `${args[0]}: intact (${checks.length} checks).\n`
-        : `${args[0]}: DAMAGED (${failed} of ${checks.length} checks failed).\n`,
+        ? `${directory}: intact (${checks.length} checks).\n`
+        : `${directory}: DAMAGED (${failed} of ${checks.length} checks failed).\n`,
     );
-    return failed === 0 ? EXIT.ok : EXIT.failed;
+    if (failed > 0) {
+      if (restoreTest) process.stdout.write('restore test not run: the backup is damaged.\n');
+      return EXIT.failed;
+    }
+    if (!test) return EXIT.ok;
+    process.stdout.write(`${restoreTestLine(test)}\n`);
+    return test.result === 'passed'
+      ? EXIT.ok
+      : test.result === 'skipped'
+        ? EXIT.skipped
+        : EXIT.failed;
   } catch (error) {
+    if (error instanceof InterruptedError || controller.signal.aborted) {
+      process.stderr.write('owncloud-backup: error: interrupted; the throwaway server was stopped.\n');
+      return EXIT.interrupted;
+    }
     // Nothing to check (no such directory, no manifest) is a failed check, not bad usage.
     const message = error instanceof UnverifiableError ? error.message : describeError(error);
     process.stderr.write(`owncloud-backup: error: ${message}\n`);
     return EXIT.failed;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
 }
 

@@ -102,6 +102,67 @@ export interface DatabaseEngine {
   rowCountsCommand(context: DumpContext): CheckCommand;
   /** Table name → rows, from the row count command's output. */
   parseRowCounts(stdout: string): Record<string, number>;
+  // --- Restore test (a throwaway server on the runner) ---------------------------------
+  /**
+   * The programs a throwaway server needs on the runner, in the order they are looked for:
+   * each role with its names, best first. The first role is the one a skipped test names.
+   */
+  readonly throwawayPrograms: readonly ThrowawayRole[];
+  /**
+   * Directories searched after PATH, e.g. `/usr/lib/postgresql/* /bin` (without the space):
+   * a `*` stands for a version, tried newest first.
+   */
+  readonly throwawayDirs: readonly string[];
+  /** How to start a throwaway server from the programs found, in a private directory. Pure. */
+  throwawaySetup(input: ThrowawayInput): ThrowawaySetup;
+  /**
+   * One client invocation that prints, one hex line each, the user of every home storage
+   * (`home::USER` in the storages table): the users whose `files/` the archive must hold.
+   */
+  homeStoragesCommand(context: DumpContext): CheckCommand;
+}
+
+export interface ThrowawayRole {
+  /** What the program is for: 'server' (always first), 'init', 'client'. */
+  role: string;
+  names: readonly string[];
+  /** Not needed after all for some servers (mysqld --initialize-insecure needs no install-db). */
+  optional?: boolean;
+}
+
+export interface ThrowawayInput {
+  /** Role → the absolute path of the program found. */
+  programs: Record<string, string>;
+  /** The server's `--version` line ('' for SQLite, which has no server). */
+  serverVersion: string;
+  /** A private (0700) directory for the data, the socket and the logs. */
+  dir: string;
+  /** The database of the backup: its table prefix, its user (the owner in a PostgreSQL dump). */
+  database: { user: string; tablePrefix: string; utf8mb4: boolean };
+  /** The runner runs as root (MariaDB must be told; PostgreSQL refuses root). */
+  root: boolean;
+}
+
+export interface ThrowawaySetup {
+  /** For the record: the server program and its version, e.g. `mariadbd 10.11.6-MariaDB`. */
+  server: string;
+  /** Commands run before the server starts (initdb, install-db). */
+  init: string[][];
+  /** A program the server needs that the runner lacks (names a skipped test). */
+  missing?: string;
+  /** The server's argv; undefined for SQLite (a file is all it needs). */
+  serverArgv?: string[];
+  /** A command that succeeds once the server accepts clients. */
+  ready?: string[];
+  /** Statements that prepare the empty database (as the server's superuser), run by `ready`'s client. */
+  prepare?: { argv: string[]; sql: string };
+  /** The connection the engine's load and count commands use. */
+  connection: DatabaseConnection;
+  /** The client that loads the dump (loadCommand's `client`), and the tool the counts name it by. */
+  client: string;
+  tool: DumpTool;
+  /** Lines of the dump the throwaway server's client cannot take (another flavour's commands). */
+  dropLines?: RegExp;
 }
 
 /**
@@ -130,4 +191,25 @@ export function parseRowCountLines(stdout: string): Record<string, number> {
     counts[table] = Number(match[2]);
   }
   return counts;
+}
+
+/** A hex line each: the decoded values (the home storage query's output). */
+export function parseHexLines(stdout: string): string[] {
+  return stdout
+    .split('\n')
+    .map((line) => line.replace(/\r$/, '').trim())
+    .filter((line) => line !== '')
+    .map((line) => {
+      if (!/^(?:[0-9A-Fa-f]{2})*$/.test(line))
+        throw new BackupError(`Unexpected line (expected hex digits): '${line.slice(0, 200)}'`);
+      return Buffer.from(line, 'hex').toString('utf8');
+    });
+}
+
+/** The users of home storages (`home::USER`), from their storage ids. Pure. */
+export function homeStorageUsers(ids: string[]): string[] {
+  return ids
+    .filter((id) => id.startsWith('home::'))
+    .map((id) => id.slice('home::'.length))
+    .sort();
 }

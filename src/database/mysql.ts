@@ -266,4 +266,98 @@ export const mysql: DatabaseEngine = {
   },
 
   parseRowCounts: parseRowCountLines,
+
+  throwawayPrograms: [
+    { role: 'server', names: ['mariadbd', 'mysqld'] },
+    { role: 'init', names: ['mariadb-install-db', 'mysql_install_db'], optional: true },
+    { role: 'client', names: ['mariadb', 'mysql'] },
+  ],
+  throwawayDirs: ['/usr/sbin', '/usr/libexec', '/usr/local/mysql/bin', '/usr/local/bin'],
+  throwawaySetup: throwawayServer,
+
+  homeStoragesCommand({ connection, tool }) {
+    const table = mysqlIdentifier(`${connection.tablePrefix}storages`);
+    return queryCommand(
+      clientOf(tool),
+      connection,
+      `SELECT HEX(id) FROM ${table} WHERE LEFT(id, 6) = 'home::' ORDER BY id`,
+    );
+  },
 };
+
+/** MariaDB's first dump line since 10.5.25: a command for its own client that MySQL's refuses. */
+const SANDBOX_LINE = /^\/\*M?!999999\\- enable the sandbox mode \*\/$/;
+
+/**
+ * A throwaway MariaDB or MySQL server on a private socket only (no TCP), without grant
+ * tables: nobody but this user (and root) can reach the socket in its 0700 directory, so no
+ * password is needed. MariaDB's data directory comes from mariadb-install-db, MySQL 8's
+ * from `mysqld --initialize-insecure`. Pure.
+ */
+export function throwawayServer(input: Parameters<DatabaseEngine['throwawaySetup']>[0]) {
+  const { programs, serverVersion, dir, database, root } = input;
+  const server = programs.server!;
+  const client = programs.client!;
+  const mariadb = /MariaDB/i.test(serverVersion);
+  const version = /\bVer\s+(\S+)/.exec(serverVersion)?.[1] ?? serverVersion.trim();
+  const dataDir = `${dir}/data`;
+  const socket = `${dir}/mysqld.sock`;
+  const asRoot = root ? ['--user=root'] : [];
+  let init: string[][];
+  let missing: string | undefined;
+  if (!mariadb) init = [[server, '--no-defaults', '--initialize-insecure', `--datadir=${dataDir}`, ...asRoot]];
+  else if (programs.init)
+    init = [
+      [
+        programs.init,
+        '--no-defaults',
+        `--datadir=${dataDir}`,
+        '--auth-root-authentication-method=socket',
+        '--skip-test-db',
+        ...asRoot,
+      ],
+    ];
+  else {
+    init = [];
+    missing = 'mariadb-install-db/mysql_install_db';
+  }
+  const clientLogin = [client, '--no-defaults', `--socket=${socket}`, '--user=root', '--batch'];
+  const charset = database.utf8mb4 ? 'utf8mb4' : 'utf8';
+  return {
+    server: `${server.split('/').pop()} ${version}${mariadb && !/MariaDB/i.test(version) ? ' (MariaDB)' : ''}`,
+    init,
+    ...(missing ? { missing } : {}),
+    serverArgv: [
+      server,
+      '--no-defaults',
+      `--datadir=${dataDir}`,
+      `--socket=${socket}`,
+      `--pid-file=${dir}/mysqld.pid`,
+      `--tmpdir=${dir}`,
+      '--skip-networking',
+      '--skip-grant-tables',
+      '--skip-log-bin',
+      '--skip-performance-schema',
+      '--innodb-buffer-pool-size=64M',
+      ...(mariadb ? [] : ['--mysqlx=OFF']),
+      ...asRoot,
+    ],
+    ready: [...clientLogin, '--skip-column-names', '--execute=SELECT 1'],
+    prepare: {
+      argv: clientLogin,
+      sql: `CREATE DATABASE restore_test CHARACTER SET ${charset} COLLATE ${charset}_general_ci;\n`,
+    },
+    connection: {
+      type: 'mysql' as const,
+      name: 'restore_test',
+      socket,
+      user: 'root',
+      password: '',
+      tablePrefix: database.tablePrefix,
+      utf8mb4: database.utf8mb4,
+    },
+    client,
+    tool: { program: client.endsWith('/mariadb') ? 'mariadb-dump' : 'mysqldump', version: '' },
+    ...(mariadb ? {} : { dropLines: SANDBOX_LINE }),
+  };
+}

@@ -196,4 +196,98 @@ export const pgsql: DatabaseEngine = {
   },
 
   parseRowCounts: parseRowCountLines,
+
+  throwawayPrograms: [
+    { role: 'server', names: ['postgres'] },
+    { role: 'init', names: ['initdb'] },
+    { role: 'client', names: ['psql'] },
+  ],
+  // Debian and Ubuntu keep the server programs of each major version apart; RHEL too.
+  throwawayDirs: ['/usr/lib/postgresql/*/bin', '/usr/pgsql-*/bin', '/usr/local/pgsql/bin'],
+  throwawaySetup: throwawayServer,
+
+  homeStoragesCommand({ connection }) {
+    const table = pgIdentifier(`${connection.tablePrefix}storages`);
+    return queryCommand(connection, [
+      '--set=ON_ERROR_STOP=1',
+      `--command=SELECT encode(convert_to(id, 'UTF8'), 'hex') FROM ${table} WHERE left(id, 6) = 'home::' ORDER BY id`,
+    ]);
+  },
 };
+
+/** The socket's port number: it only names the socket file in the private directory. */
+const THROWAWAY_PORT = 5432;
+
+/**
+ * A throwaway PostgreSQL server on a private socket directory only (listen_addresses
+ * empty: no TCP), trusting local connections: nobody but its owner (and root) can reach the
+ * 0700 directory. Its superuser is the instance's database user, so that the dump's
+ * `ALTER ... OWNER TO` lines load as they are. Pure.
+ */
+export function throwawayServer(input: Parameters<DatabaseEngine['throwawaySetup']>[0]) {
+  const { programs, serverVersion, dir, database } = input;
+  const server = programs.server!;
+  const dataDir = `${dir}/data`;
+  const version = serverVersion.replace(/^.*?\(PostgreSQL\)\s*/, '').trim() || serverVersion;
+  const connection: DatabaseConnection = {
+    type: 'pgsql',
+    name: 'postgres',
+    socket: dir,
+    port: THROWAWAY_PORT,
+    user: database.user,
+    password: '',
+    tablePrefix: database.tablePrefix,
+    utf8mb4: false,
+  };
+  return {
+    server: `postgres ${version}`,
+    init: [
+      [
+        programs.init!,
+        '-D',
+        dataDir,
+        '-U',
+        database.user,
+        '-E',
+        'UTF8',
+        '--locale=C',
+        '--auth=trust',
+        '--no-sync',
+      ],
+    ],
+    serverArgv: [
+      server,
+      '-D',
+      dataDir,
+      '-p',
+      String(THROWAWAY_PORT),
+      '-c',
+      'listen_addresses=',
+      '-c',
+      `unix_socket_directories=${dir}`,
+      '-c',
+      'fsync=off',
+      '-c',
+      'full_page_writes=off',
+      '-c',
+      'synchronous_commit=off',
+      '-c',
+      'shared_buffers=32MB',
+    ],
+    ready: [
+      programs.client!,
+      '--no-psqlrc',
+      '--no-password',
+      `--host=${dir}`,
+      `--port=${THROWAWAY_PORT}`,
+      `--username=${database.user}`,
+      dbnameOption('postgres'),
+      '--tuples-only',
+      '--no-align',
+      '--command=SELECT 1',
+    ],
+    connection,
+    client: programs.client!,
+    tool: { program: 'pg_dump', version: '' },
+  };
+}

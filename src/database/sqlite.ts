@@ -155,4 +155,41 @@ export const sqlite: DatabaseEngine = {
   },
 
   parseRowCounts: parseRowCountLines,
+
+  // No server: a new database file in the private directory is the throwaway database.
+  throwawayPrograms: [{ role: 'server', names: ['sqlite3'] }],
+  throwawayDirs: [],
+
+  throwawaySetup({ programs, serverVersion, dir, database }) {
+    const program = programs.server!;
+    return {
+      server: `${program.split('/').pop()} ${serverVersion}`.trim(),
+      init: [],
+      connection: {
+        type: 'sqlite',
+        name: 'restore-test',
+        user: '',
+        password: '',
+        tablePrefix: database.tablePrefix,
+        utf8mb4: false,
+        file: `${dir}/restore-test.db`,
+      },
+      client: program,
+      tool: { program, version: serverVersion },
+    };
+  },
+
+  homeStoragesCommand({ connection, tool, account, owner }) {
+    const table = `"${`${connection.tablePrefix}storages`.replaceAll('"', '""')}"`;
+    const argv = asUser(account, owner, [
+      tool.program,
+      '-readonly',
+      '-bail',
+      '-batch',
+      '-noheader',
+      connection.file!,
+      `SELECT hex(id) FROM ${table} WHERE substr(id, 1, 6) = 'home::' ORDER BY id`,
+    ]);
+    return { program: tool.program, argv, delivery: 'none', secret: '' };
+  },
 };

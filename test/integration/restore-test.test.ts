@@ -1,0 +1,206 @@
+// The restore test: every backup can prove it restores. The dump is loaded into a throwaway
+// server the tool starts on the runner, every table's rows are compared with the counts of
+// the maintenance window, and the files archive is checked for config.php, the data
+// marker and every user's files/. A dump that lost rows fails (naming the table), a backup
+// whose test fails leaves no backup behind, and a runner without the server programs says
+// "skipped", never "passed".
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Manifest } from '../../src/manifest.ts';
+import { startMariaDb, type MariaDbServer } from '../harness/mariadb.ts';
+import { startPostgres, type PostgresServer } from '../harness/postgres.ts';
+import { makeScratchDir } from '../harness/scratch.ts';
+import { requireTool } from '../harness/tools.ts';
+import type { SampleInstance } from '../sample/instance.ts';
+import { CLI, runBackupCli } from '../support/backup-run.ts';
+import { sampleOn, type Engine } from '../support/instances.ts';
+
+let mariadb: MariaDbServer;
+let postgres: PostgresServer;
+const scratch = makeScratchDir('restore-test');
+chmodSync(scratch.path, 0o755);
+let counter = 0;
+/** The finished backup of each engine's sample, for the verify tests. */
+const backups: Partial<Record<Engine, string>> = {};
+
+beforeAll(async () => {
+  [mariadb, postgres] = await Promise.all([startMariaDb(), startPostgres()]);
+});
+afterAll(async () => {
+  await Promise.all([mariadb?.stop(), postgres?.stop()]);
+  scratch.remove();
+});
+
+/** Hides the server programs: PATH without /usr/sbin, and no fixed directories. */
+const WITHOUT_SERVERS = { PATH: '/usr/local/bin:/usr/bin:/bin', OWNCLOUD_BACKUP_SERVER_DIRS: '' };
+
+async function backUp(
+  engine: Engine,
+  options: { env?: Record<string, string> } = {},
+): Promise<{ instance: SampleInstance; backupDir: string; run: Awaited<ReturnType<typeof runBackupCli>> }> {
+  const instance = await sampleOn(engine, { mariadb, postgres }, scratch.path, counter++);
+  const backupDir = join(scratch.path, `backups-${counter}`);
+  mkdirSync(backupDir);
+  const run = await runBackupCli(
+    ['--owncloud-dir', instance.installDir, '--backup-dir', backupDir, '--restore-test', 'true'],
+    {
+      secrets: [instance.dbPassword],
+      env: { OWNCLOUD_BACKUP_DB_PASSWORD: instance.dbPassword, ...options.env },
+    },
+  );
+  return { instance, backupDir, run };
+}
+
+function manifestOf(dir: string): Manifest {
+  return JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as Manifest;
+}
+
+function verifyCli(args: string[], env: Record<string, string> = {}) {
+  return spawnSync(process.execPath, [CLI, 'verify', ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+  });
+}
+
+describe('the restore test in a backup', () => {
+  for (const engine of ['sqlite', 'mysql'] as const)
+    it(`passes on an intact ${engine} backup and is recorded in the manifest`, async () => {
+      const { instance, backupDir, run } = await backUp(engine);
+      expect(run.exitCode, run.stderr).toBe(0);
+      expect(run.leaks).toEqual([]);
+      const [name] = readdirSync(backupDir);
+      const dir = join(backupDir, name!);
+      backups[engine] = dir;
+      const manifest = manifestOf(dir);
+      const counts = manifest.database.rowCounts;
+      const test = manifest.restoreTest!;
+      expect(test.result, test.reason).toBe('passed');
+      expect(test.tables).toBe(Object.keys(counts).length);
+      expect(test.tables).toBeGreaterThan(5);
+      expect(test.rows).toBe(Object.values(counts).reduce((sum, n) => sum + n, 0));
+      // Every sample user has a home storage and a files/ directory.
+      expect(test.users).toBe(instance.users.length);
+      expect(test.users).toBeGreaterThan(0);
+      expect(test.server).toMatch(engine === 'sqlite' ? /^sqlite3 3\./ : /^mariadbd 10\./);
+      expect(run.stderr).toContain(`restore test passed (`);
+      expect(run.stdout).toContain('restore test passed');
+    });
+
+  it('is recorded as skipped, with the missing program named, on a runner without postgres; verify --restore-test then passes where postgres is', async () => {
+    const { backupDir, run } = await backUp('pgsql', {
+      env: { OWNCLOUD_BACKUP_SERVER_DIRS: '' },
+    });
+    expect(run.exitCode, run.stderr).toBe(0);
+    const dir = join(backupDir, readdirSync(backupDir)[0]!);
+    backups.pgsql = dir;
+    const test = manifestOf(dir).restoreTest!;
+    expect(test.result).toBe('skipped');
+    expect(test.reason).toBe('no postgres on the runner');
+    expect(run.stderr).toContain('warning: restore test skipped: no postgres on the runner');
+
+    const verified = verifyCli(['--restore-test', dir]);
+    expect(verified.status, verified.stdout + verified.stderr).toBe(0);
+    expect(verified.stdout).toMatch(/restore test passed \(\d+\.\d s, postgres \d+/);
+    const tables = Object.keys(manifestOf(dir).database.rowCounts).length;
+    expect(verified.stdout).toContain(`with the ${tables} tables and`);
+  });
+
+  it('fails the backup, leaving no backup behind, when the loaded dump lacks rows', async () => {
+    // A zstd on PATH that drops two filecache rows from what the restore test loads (and
+    // only from that: the backup's own dump is written and counted intact).
+    const wrapper = join(scratch.path, `lossy-zstd-${counter}`);
+    mkdirSync(wrapper);
+    writeFileSync(
+      join(wrapper, 'zstd'),
+      `#!/bin/sh
+if [ "$1" = "-dc" ] && [ "$2" = "--" ]; then
+  ${requireTool('zstd')} "$@" | awk '/^INSERT INTO "?oc_filecache"? VALUES/ && n < 2 { n++; next } { print }'
+  exit 0
+fi
+exec ${requireTool('zstd')} "$@"
+`,
+      { mode: 0o755 },
+    );
+    const { backupDir, run } = await backUp('sqlite', {
+      env: { PATH: `${wrapper}:${process.env.PATH}` },
+    });
+    expect(run.exitCode, run.stdout + run.stderr).toBe(1);
+    expect(run.stderr).toMatch(
+      /error: The restore test failed \(.*\): the restored database differs: oc_filecache has (\d+) rows, the backup counted (\d+)/,
+    );
+    const [, restored, recorded] =
+      /oc_filecache has (\d+) rows, the backup counted (\d+)/.exec(run.stderr)!;
+    expect(Number(recorded) - Number(restored)).toBe(2);
+    expect(readdirSync(backupDir).filter((n) => n.startsWith('owncloud-backup-'))).toEqual([]);
+  });
+});
+
+describe('owncloud-backup verify --restore-test', () => {
+  /** A copy of a backup whose dump lost `drop` rows of `table`, with manifest and sums fixed. */
+  function withRowsRemoved(source: string, table: string): string {
+    const dir = join(scratch.path, `corrupt-${counter++}`);
+    execFileSync('cp', ['-a', source, dir]);
+    const manifest = manifestOf(dir);
+    const dump = manifest.archives.find((a) => a.role === 'database')!;
+    const path = join(dir, dump.name);
+    const sql = execFileSync('zstd', ['-dc', '--', path]).toString('latin1').split('\n');
+    let dropped = 0;
+    const kept = sql.filter((line) => {
+      if (dropped < 3 && new RegExp(`^INSERT INTO "?${table}"? VALUES`).test(line)) {
+        dropped++;
+        return false;
+      }
+      return true;
+    });
+    expect(dropped).toBe(3);
+    const text = Buffer.from(kept.join('\n'), 'latin1');
+    execFileSync('zstd', ['-q', '-f', '-o', path], { input: text });
+    const bytes = readFileSync(path);
+    dump.size = statSync(path).size;
+    dump.sha256 = createHash('sha256').update(bytes).digest('hex');
+    manifest.database.dumpBytes = text.length;
+    writeFileSync(join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+    writeFileSync(
+      join(dir, 'SHA256SUMS'),
+      manifest.archives.map((a) => `${a.sha256}  ${a.name}\n`).join(''),
+    );
+    return dir;
+  }
+
+  it('fails on a dump from which rows were removed, naming the table and both counts', () => {
+    const dir = withRowsRemoved(backups.sqlite!, 'oc_filecache');
+    // Plain verify cannot tell: the archive is whole and its records match.
+    const plain = verifyCli([dir]);
+    expect(plain.status, plain.stdout).toBe(0);
+    const recorded = manifestOf(dir).database.rowCounts.oc_filecache!;
+    const run = verifyCli(['--restore-test', dir]);
+    expect(run.status, run.stdout + run.stderr).toBe(1);
+    expect(run.stdout).toContain(
+      `restore test failed (`,
+    );
+    expect(run.stdout).toContain(
+      `the restored database differs: oc_filecache has ${recorded - 3} rows, the backup counted ${recorded}`,
+    );
+  });
+
+  it('passes on an intact MariaDB backup', () => {
+    const run = verifyCli(['--restore-test', backups.mysql!]);
+    expect(run.status, run.stdout + run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/restore test passed \(\d+\.\d s, mariadbd 10\./);
+  });
+
+  it('says skipped (exit 3), naming what is missing, when the server programs are hidden', () => {
+    for (const [engine, missing] of [
+      ['mysql', 'mariadbd/mysqld'],
+      ['pgsql', 'postgres'],
+    ] as const) {
+      const run = verifyCli(['--restore-test', backups[engine]!], WITHOUT_SERVERS);
+      expect(run.status, run.stdout + run.stderr).toBe(3);
+      expect(run.stdout).toContain(`restore test skipped: no ${missing} on the runner\n`);
+      expect(run.stdout).not.toContain('restore test passed');
+    }
+  });
+});
