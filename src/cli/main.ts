@@ -519,7 +519,9 @@ async function verify(args: string[]): Promise<number> {
         : EXIT.failed;
   } catch (error) {
     if (error instanceof InterruptedError || controller.signal.aborted) {
-      process.stderr.write('owncloud-backup: error: interrupted; the throwaway server was stopped.\n');
+      process.stderr.write(
+        'owncloud-backup: error: interrupted; the throwaway server was stopped.\n',
+      );
       return EXIT.interrupted;
     }
     // Nothing to check (no such directory, no manifest) is a failed check, not bad usage.

@@ -305,7 +305,8 @@ export function throwawayServer(input: Parameters<DatabaseEngine['throwawaySetup
   const asRoot = root ? ['--user=root'] : [];
   let init: string[][];
   let missing: string | undefined;
-  if (!mariadb) init = [[server, '--no-defaults', '--initialize-insecure', `--datadir=${dataDir}`, ...asRoot]];
+  if (!mariadb)
+    init = [[server, '--no-defaults', '--initialize-insecure', `--datadir=${dataDir}`, ...asRoot]];
   else if (programs.init)
     init = [
       [

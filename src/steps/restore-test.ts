@@ -191,8 +191,7 @@ function runnerWithPath(dirs: string[]): Host {
     label: local.label,
     account: local.account,
     run: (argv, options) => local.run(argv, { ...options, env: { ...options?.env, ...env } }),
-    stream: (argv, options) =>
-      local.stream(argv, { ...options, env: { ...options?.env, ...env } }),
+    stream: (argv, options) => local.stream(argv, { ...options, env: { ...options?.env, ...env } }),
     rsyncSource: (path) => local.rsyncSource(path),
     transportFailure: () => undefined,
     close: () => local.close(),

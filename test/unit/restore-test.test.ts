@@ -41,9 +41,9 @@ describe('finding the throwaway server programs', () => {
     expect(
       searchDirs(pgsql, { PATH: '/usr/bin', OWNCLOUD_BACKUP_SERVER_DIRS: '/opt/pg/bin' }, list),
     ).toEqual(['/usr/bin', '/opt/pg/bin']);
-    expect(searchDirs(pgsql, { PATH: '/usr/bin', OWNCLOUD_BACKUP_SERVER_DIRS: '' }, list)).toEqual(
-      ['/usr/bin'],
-    );
+    expect(searchDirs(pgsql, { PATH: '/usr/bin', OWNCLOUD_BACKUP_SERVER_DIRS: '' }, list)).toEqual([
+      '/usr/bin',
+    ]);
   });
 
   it('takes the first name found, initdb beside its postgres, and names what is missing', () => {
@@ -173,7 +173,9 @@ describe('checking the files archive listing', () => {
   });
 
   it('names what a damaged archive lacks', () => {
-    expect(archiveProblems(facts(['data/x/files/', 'owncloud/config/config.sample.php']), [])).toEqual([
+    expect(
+      archiveProblems(facts(['data/x/files/', 'owncloud/config/config.sample.php']), []),
+    ).toEqual([
       'the files archive has no owncloud/config/config.php',
       'the files archive has no data/.ocdata (or .ncdata) marker',
     ]);
