@@ -124,6 +124,29 @@ describe('jobSummary', () => {
     expect(text).toContain(`| owncloud-files_20261126.tar.zst | 2.0 KiB | \`${'a'.repeat(64)}\` |`);
   });
 
+  it('says what the restore test found, or that it did not run', () => {
+    expect(jobSummary(result, undefined, 0, started)).toContain(
+      '| Restore test | not run (restore-test: false) |',
+    );
+    const tested = {
+      ...result,
+      manifest: {
+        ...manifest,
+        restoreTest: {
+          result: 'skipped',
+          reason: 'no postgres on the runner',
+          tables: 0,
+          rows: 0,
+          users: 0,
+          seconds: 0,
+        },
+      },
+    } as BackupResult;
+    expect(jobSummary(tested, undefined, 0, started)).toContain(
+      '| Restore test | restore test skipped: no postgres on the runner |',
+    );
+  });
+
   it('says where the backup stayed when it was not uploaded', () => {
     expect(jobSummary(result, undefined, 0, started)).toContain(
       'kept on the runner in `/t/x` (upload: false)',

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ACTION_INPUTS } from '../../src/action/inputs.ts';
+import { ACTION_INPUTS, actionSettings } from '../../src/action/inputs.ts';
 import { INPUTS, RESTORE_ONLY, planBackup } from '../../src/settings.ts';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -74,6 +74,17 @@ describe('the action interface', () => {
       [INPUTS.maintenanceMode]: declaredDefault(INPUTS.maintenanceMode),
       [INPUTS.dumpTimeout]: declaredDefault(INPUTS.dumpTimeout),
     });
+  });
+
+  it('runs the restore test by default in the action, as action.yml says, and not on the command line', () => {
+    const settings = actionSettings({}, {}, '/tmp/runner', new Date(0));
+    expect(String(settings.plan.restoreTest)).toBe(declaredDefault(INPUTS.restoreTest));
+    expect(declaredDefault(INPUTS.restoreTest)).toBe('true');
+    expect(planBackup({}, { backupDir: '/b' }).restoreTest).toBe(false);
+    expect(
+      planBackup({ [INPUTS.restoreTest]: 'false' }, { backupDir: '/b', restoreTest: true })
+        .restoreTest,
+    ).toBe(false);
   });
 
   it('documents every input and output in the README', () => {

@@ -44,6 +44,7 @@ describe('planBackup', () => {
       compression: 'zstd',
       backupDir: '/tmp/backups',
       dumpTimeoutSeconds: 600,
+      restoreTest: false,
     });
   });
 
@@ -182,6 +183,10 @@ describe('planBackup', () => {
     [
       { 'maintenance-mode': 'maybe' },
       "Invalid input 'maintenance-mode': 'maybe' is not a boolean. Expected true or false.",
+    ],
+    [
+      { 'restore-test': 'yes please' },
+      "Invalid input 'restore-test': 'yes please' is not a boolean. Expected true or false.",
     ],
     [
       { 'db-password': 'a\nb' },
