@@ -42892,7 +42892,16 @@ function throwawayServer(input) {
     let init;
     let missing;
     if (!mariadb)
-        init = [[server, '--no-defaults', '--initialize-insecure', `--datadir=${dataDir}`, ...asRoot]];
+        init = [
+            [
+                server,
+                '--no-defaults',
+                '--initialize-insecure',
+                `--datadir=${dataDir}`,
+                `--tmpdir=${dir}`,
+                ...asRoot,
+            ],
+        ];
     else if (programs.init)
         init = [
             [
@@ -42901,6 +42910,8 @@ function throwawayServer(input) {
                 `--datadir=${dataDir}`,
                 '--auth-root-authentication-method=socket',
                 '--skip-test-db',
+                // Passed on to the bootstrapping server: its temporary tables stay in the private dir.
+                `--tmpdir=${dir}`,
                 ...asRoot,
             ],
         ];
@@ -46390,6 +46401,17 @@ function runnerWithPath(dirs) {
         close: () => local.close(),
     };
 }
+/** The longest unix socket path (sun_path holds 108 bytes with its NUL), less the socket's name. */
+const SOCKET_DIR_LIMIT = 107 - '/.s.PGSQL.5432'.length;
+/**
+ * A new private (0700) directory for the throwaway server: under TMPDIR, or under /tmp when
+ * TMPDIR is too deep for a unix socket path.
+ */
+function privateDir() {
+    const name = 'owncloud-backup-restore-test-XXXXXX';
+    const base = join(tmpdir(), name).length <= SOCKET_DIR_LIMIT ? tmpdir() : '/tmp';
+    return mkdtempSync(join(base, name.slice(0, -6)));
+}
 /** A start-up problem: the test cannot run here (skipped), it says nothing about the backup. */
 class CannotStart extends (/* unused pure expression or super */ null && (Error)) {
 }
@@ -46424,8 +46446,10 @@ async function startServer(setup, dir, prefix, signal) {
         onStderr: (text) => (log = (log + text).slice(-8192)),
     });
     server.stdout.resume();
-    let exited = false;
-    const done = server.done.finally(() => (exited = true));
+    let exited;
+    const done = server.done.then((result) => {
+        exited = result.exitCode;
+    });
     const running = {
         async stop() {
             stopping.abort();
@@ -46439,8 +46463,11 @@ async function startServer(setup, dir, prefix, signal) {
             await running.stop();
             throw new InterruptedError();
         }
-        if (exited)
-            throw new CannotStart(`${setup.server} exited while starting: ${stderrTail(log, 3) || 'no message'}`);
+        if (exited !== undefined) {
+            // Its last words may still be on their way.
+            await sleep(100);
+            throw new CannotStart(`${setup.server} exited while starting (exit ${exited}): ${stderrTail(log, 3) || 'no message'}`);
+        }
         const ready = await runProcess(setup.ready, { timeoutMs: 10_000 });
         if (ready.exitCode === 0)
             break;
@@ -46514,7 +46541,7 @@ async function restore_test_runRestoreTest(engine, subject, options) {
     const root = process.getuid?.() === 0;
     const versionOut = await runProcess([programs.server, '--version'], { signal });
     const serverVersion = stderrTail(versionOut.stdout, 1) || stderrTail(versionOut.stderr, 1);
-    const dir = mkdtempSync(join(tmpdir(), 'owncloud-backup-restore-test-'));
+    const dir = privateDir();
     const setup = engine.throwawaySetup({
         programs,
         serverVersion,

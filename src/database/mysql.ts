@@ -306,7 +306,16 @@ export function throwawayServer(input: Parameters<DatabaseEngine['throwawaySetup
   let init: string[][];
   let missing: string | undefined;
   if (!mariadb)
-    init = [[server, '--no-defaults', '--initialize-insecure', `--datadir=${dataDir}`, ...asRoot]];
+    init = [
+      [
+        server,
+        '--no-defaults',
+        '--initialize-insecure',
+        `--datadir=${dataDir}`,
+        `--tmpdir=${dir}`,
+        ...asRoot,
+      ],
+    ];
   else if (programs.init)
     init = [
       [
@@ -315,6 +324,8 @@ export function throwawayServer(input: Parameters<DatabaseEngine['throwawaySetup
         `--datadir=${dataDir}`,
         '--auth-root-authentication-method=socket',
         '--skip-test-db',
+        // Passed on to the bootstrapping server: its temporary tables stay in the private dir.
+        `--tmpdir=${dir}`,
         ...asRoot,
       ],
     ];

@@ -198,6 +198,19 @@ function runnerWithPath(dirs: string[]): Host {
   };
 }
 
+/** The longest unix socket path (sun_path holds 108 bytes with its NUL), less the socket's name. */
+const SOCKET_DIR_LIMIT = 107 - '/.s.PGSQL.5432'.length;
+
+/**
+ * A new private (0700) directory for the throwaway server: under TMPDIR, or under /tmp when
+ * TMPDIR is too deep for a unix socket path.
+ */
+function privateDir(): string {
+  const name = 'owncloud-backup-restore-test-XXXXXX';
+  const base = join(tmpdir(), name).length <= SOCKET_DIR_LIMIT ? tmpdir() : '/tmp';
+  return mkdtempSync(join(base, name.slice(0, -6)));
+}
+
 /** A start-up problem: the test cannot run here (skipped), it says nothing about the backup. */
 class CannotStart extends Error {}
 
@@ -242,8 +255,10 @@ async function startServer(
     onStderr: (text) => (log = (log + text).slice(-8192)),
   });
   server.stdout.resume();
-  let exited = false;
-  const done = server.done.finally(() => (exited = true));
+  let exited: number | undefined;
+  const done = server.done.then((result) => {
+    exited = result.exitCode;
+  });
   const running: RunningServer = {
     async stop() {
       stopping.abort();
@@ -257,10 +272,13 @@ async function startServer(
       await running.stop();
       throw new InterruptedError();
     }
-    if (exited)
+    if (exited !== undefined) {
+      // Its last words may still be on their way.
+      await sleep(100);
       throw new CannotStart(
-        `${setup.server} exited while starting: ${stderrTail(log, 3) || 'no message'}`,
+        `${setup.server} exited while starting (exit ${exited}): ${stderrTail(log, 3) || 'no message'}`,
       );
+    }
     const ready = await runProcess(setup.ready!, { timeoutMs: 10_000 });
     if (ready.exitCode === 0) break;
     if (performance.now() > deadline) {
@@ -351,7 +369,7 @@ export async function runRestoreTest(
   const root = process.getuid?.() === 0;
   const versionOut = await runProcess([programs.server!, '--version'], { signal });
   const serverVersion = stderrTail(versionOut.stdout, 1) || stderrTail(versionOut.stderr, 1);
-  const dir = mkdtempSync(join(tmpdir(), 'owncloud-backup-restore-test-'));
+  const dir = privateDir();
   const setup = engine.throwawaySetup({
     programs,
     serverVersion,

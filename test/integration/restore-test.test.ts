@@ -7,7 +7,16 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../../src/manifest.ts';
@@ -16,7 +25,7 @@ import { startPostgres, type PostgresServer } from '../harness/postgres.ts';
 import { makeScratchDir } from '../harness/scratch.ts';
 import { requireTool } from '../harness/tools.ts';
 import type { SampleInstance } from '../sample/instance.ts';
-import { CLI, runBackupCli } from '../support/backup-run.ts';
+import { CLI, cliForAnyUser, runBackupCli } from '../support/backup-run.ts';
 import { sampleOn, type Engine } from '../support/instances.ts';
 
 let mariadb: MariaDbServer;
@@ -155,9 +164,13 @@ exec ${requireTool('zstd')} "$@"
 });
 
 describe('owncloud-backup verify --restore-test', () => {
-  /** The command's TMPDIR: where the throwaway server's private directory is made. */
-  const tmp = join(scratch.path, 'verify-tmp');
-  mkdirSync(tmp);
+  /**
+   * The command's TMPDIR: where the throwaway server's private directory is made (short
+   * enough for a unix socket path; a deeper one makes the tool use /tmp).
+   */
+  const tmp = mkdtempSync('/tmp/ocb-rt-');
+  chmodSync(tmp, 0o1777);
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
   /** A copy of a backup whose dump lost `drop` rows of `table`, with manifest and sums fixed. */
   function withRowsRemoved(source: string, table: string): string {
@@ -220,6 +233,34 @@ describe('owncloud-backup verify --restore-test', () => {
     expect(readdirSync(tmp)).toEqual([]);
   });
 
+  it('runs as an unprivileged user, as on a hosted runner (no root, no sudo)', () => {
+    const { node, cli } = cliForAnyUser();
+    const nobodyTmp = tmp;
+    for (const engine of ['mysql', 'pgsql'] as const) {
+      const readable = join(scratch.path, `readable-${engine}`);
+      execFileSync('cp', ['-a', backups[engine]!, readable]);
+      execFileSync('chmod', ['-R', 'a+rX', readable]);
+      const run = spawnSync(
+        requireTool('setpriv'),
+        [
+          '--reuid=nobody',
+          '--regid=nogroup',
+          '--clear-groups',
+          '--',
+          node,
+          cli,
+          'verify',
+          '--restore-test',
+          readable,
+        ],
+        { encoding: 'utf8', env: { ...process.env, TMPDIR: nobodyTmp }, cwd: '/' },
+      );
+      expect(run.status, run.stdout + run.stderr).toBe(0);
+      expect(run.stdout).toContain('restore test passed (');
+    }
+    expect(readdirSync(nobodyTmp)).toEqual([]);
+  });
+
   it('stops the throwaway server and removes its directory when interrupted', async () => {
     const child = spawn(process.execPath, [CLI, 'verify', '--restore-test', backups.mysql!], {
       env: { ...process.env, TMPDIR: tmp },
@@ -242,8 +283,13 @@ describe('owncloud-backup verify --restore-test', () => {
             return false;
           }
         });
+    // The server is up once its socket exists in the private directory.
+    const listening = () =>
+      readdirSync(tmp)
+        .filter((name) => name.startsWith('owncloud-backup-restore-test-'))
+        .some((dir) => readdirSync(join(tmp, dir)).includes('mysqld.sock'));
     const deadline = Date.now() + 60_000;
-    while (serverPids().length === 0 && Date.now() < deadline) await sleep(20);
+    while (!listening() && Date.now() < deadline) await sleep(20);
     expect(serverPids()).toHaveLength(1);
     expect(readdirSync(tmp)).toHaveLength(1);
     child.kill('SIGINT');

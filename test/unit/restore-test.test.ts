@@ -108,7 +108,13 @@ describe('starting a throwaway MySQL or MariaDB server', () => {
     });
     expect(oracle.server).toBe('mysqld 8.0.36-0ubuntu0.22.04.1');
     expect(oracle.init).toEqual([
-      ['/usr/sbin/mysqld', '--no-defaults', '--initialize-insecure', '--datadir=/tmp/t/data'],
+      [
+        '/usr/sbin/mysqld',
+        '--no-defaults',
+        '--initialize-insecure',
+        '--datadir=/tmp/t/data',
+        '--tmpdir=/tmp/t',
+      ],
     ]);
     expect(oracle.serverArgv).toContain('--mysqlx=OFF');
     expect(oracle.serverArgv).not.toContain('--user=root');
