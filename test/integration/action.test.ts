@@ -347,6 +347,13 @@ describe('uploading', () => {
     expect(kept[3]).toMatch(/^owncloud-files_\d{8}\.tar\.zst$/);
     expect(main.summary).toContain('(upload: false)');
     expect(main.stdout).not.toMatch(/^::group::Upload/m);
+    // The restore test runs by default in the action, and the summary and manifest say so.
+    const manifest = JSON.parse(
+      readFileSync(join(main.outputs['backup-dir']!, 'manifest.json'), 'utf8'),
+    ) as { restoreTest?: { result: string } };
+    expect(manifest.restoreTest?.result).toBe('passed');
+    expect(main.summary).toMatch(/\| Restore test \| restore test passed \(\d+\.\d s, sqlite3 3\./);
+    expect(main.stdout).toMatch(/^::group::Restore test \(throwaway database on the runner\)$/m);
   });
 
   it('refuses a second artifact of the same name in the run, keeping the backup on the runner', async () => {

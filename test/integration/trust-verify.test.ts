@@ -385,11 +385,16 @@ describe('verify exit status', () => {
   });
 
   it('bad usage is exit 2', () => {
-    for (const args of [['verify'], ['verify', 'a', 'b']]) {
+    for (const args of [
+      ['verify'],
+      ['verify', 'a', 'b'],
+      ['verify', '--restore-test'],
+      ['verify', '--restore-test', 'a', 'b'],
+    ]) {
       const run = cli(args);
       expect([run.status, run.stderr]).toEqual([
         2,
-        'owncloud-backup: error: Expected: owncloud-backup verify BACKUP-DIR\n',
+        'owncloud-backup: error: Expected: owncloud-backup verify [--restore-test] BACKUP-DIR\n',
       ]);
     }
   });
@@ -399,7 +404,7 @@ describe('verify exit status', () => {
     expect(run.status).toBe(0);
     expect(run.stdout).toContain('\n  --version                show the version\n');
     expect(run.stdout).toContain(
-      '\nExit status of verify: 0 intact, 1 damaged, missing or unreadable (not a backup that\nchecks out), 2 bad usage.\n',
+      '\nExit status of verify: 0 intact (and, with --restore-test, the restore test passed),\n1 damaged, missing or unreadable (not a backup that checks out) or the restore test failed,\n2 bad usage, 3 intact but the restore test was skipped (no server programs on this machine),\n130 interrupted.',
     );
     const readme = readFileSync(join(import.meta.dirname, '..', '..', 'README.md'), 'utf8');
     expect(readme.replace(/\s+/g, ' ')).toContain(
