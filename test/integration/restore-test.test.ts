@@ -57,7 +57,7 @@ const PATH_WITHOUT_POSTGRES = (process.env.PATH ?? '')
 
 async function backUp(
   engine: Engine,
-  options: { env?: Record<string, string> } = {},
+  options: { env?: Record<string, string>; args?: (instance: SampleInstance) => string[] } = {},
 ): Promise<{
   instance: SampleInstance;
   backupDir: string;
@@ -67,7 +67,15 @@ async function backUp(
   const backupDir = join(scratch.path, `backups-${counter}`);
   mkdirSync(backupDir);
   const run = await runBackupCli(
-    ['--owncloud-dir', instance.installDir, '--backup-dir', backupDir, '--restore-test', 'true'],
+    [
+      '--owncloud-dir',
+      instance.installDir,
+      '--backup-dir',
+      backupDir,
+      '--restore-test',
+      'true',
+      ...(options.args?.(instance) ?? []),
+    ],
     {
       secrets: [instance.dbPassword],
       env: { OWNCLOUD_BACKUP_DB_PASSWORD: instance.dbPassword, ...options.env },
@@ -160,6 +168,23 @@ exec ${requireTool('zstd')} "$@"
     )!;
     expect(Number(recorded) - Number(restored)).toBe(2);
     expect(readdirSync(backupDir).filter((n) => n.startsWith('owncloud-backup-'))).toEqual([]);
+  });
+});
+
+describe('the files archive check', () => {
+  it('fails the backup when a user with a home storage has no files/ in the archive', async () => {
+    let user = '';
+    const { backupDir, run } = await backUp('sqlite', {
+      args: (instance) => {
+        user = instance.users[0]!;
+        return ['--exclude', `/${user}/files/`];
+      },
+    });
+    expect(run.exitCode, run.stdout + run.stderr).toBe(1);
+    expect(run.stderr).toContain(
+      `: the files archive has no files/ directory for user ${user} (a home storage in the database)`,
+    );
+    expect(readdirSync(backupDir)).toEqual([]);
   });
 });
 
