@@ -89,6 +89,18 @@ export interface Manifest {
   };
   archives: ArchiveRecord[];
   restore: RestoreCommands;
+  /** Server-side encryption as the instance had it (absent in backups made before it was recorded). */
+  encryption?: EncryptionRecord;
+}
+
+export interface EncryptionRecord {
+  enabled: boolean;
+  /** The default encryption module, e.g. OC_DEFAULT_MODULE. */
+  module?: string;
+  mode?: 'master-key' | 'per-user-key';
+  masterKeyId?: string;
+  /** The index of the encrypted files' cache entries (an archive of role encryption-index). */
+  index?: { name: string; files: number };
 }
 
 /**

@@ -102,6 +102,16 @@ export interface DatabaseEngine {
   rowCountsCommand(context: DumpContext): CheckCommand;
   /** Table name → rows, from the row count command's output. */
   parseRowCounts(stdout: string): Record<string, number>;
+  // --- SQL of our own (the file cache of single restored files) --------------------------
+  /**
+   * A command that runs the SQL on its stdin in the instance's database as its user,
+   * stopping at the first error, and prints each result row's values tab-separated.
+   */
+  scriptCommand(context: LoadContext): CheckCommand;
+  /** A quoted identifier. Pure. */
+  identifier(name: string): string;
+  /** An expression for the text whose UTF-8 bytes these hex digits are (no quoting to get wrong). Pure. */
+  textFromHex(hex: string): string;
 }
 
 /**

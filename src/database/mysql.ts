@@ -214,6 +214,14 @@ export const mysql: DatabaseEngine = {
 
   clients: ['mariadb', 'mysql'],
 
+  scriptCommand({ connection, client }) {
+    return clientCommand(client, connection, connection.name);
+  },
+
+  identifier: mysqlIdentifier,
+
+  textFromHex: (hex) => `CONVERT(X'${hex}' USING utf8mb4)`,
+
   loadCommand({ connection, client }) {
     const { argv, delivery, secret } = clientCommand(client, connection, connection.name);
     return { argv, delivery, secret };

@@ -143,6 +143,14 @@ export const pgsql: DatabaseEngine = {
   // pg_dump names the owner of every object; loaded by another user, those lines must go.
   foreignOwnerLine: /^ALTER [A-Z ]+ \S.* OWNER TO \S+;$/,
 
+  scriptCommand({ connection }) {
+    return queryCommand(connection, ['--set=ON_ERROR_STOP=1', "--field-separator=\t"]);
+  },
+
+  identifier: pgIdentifier,
+
+  textFromHex: (hex) => `convert_from(decode('${hex}', 'hex'), 'UTF8')`,
+
   loadCommand({ connection }) {
     const { argv, delivery, secret } = psqlCommand(connection, ['--single-transaction']);
     return { argv, delivery, secret };

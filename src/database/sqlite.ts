@@ -112,6 +112,24 @@ export const sqlite: DatabaseEngine = {
 
   clients: ['sqlite3'],
 
+  scriptCommand({ connection, client, account, owner }) {
+    // As the web server's user: the database file and its journal are the instance's own.
+    const argv = asUser(account, owner, [
+      client,
+      '-bail',
+      '-batch',
+      '-noheader',
+      '-separator',
+      '\t',
+      connection.file!,
+    ]);
+    return { program: client, argv, delivery: 'none', secret: '' };
+  },
+
+  identifier: (name) => `"${name.replaceAll('"', '""')}"`,
+
+  textFromHex: (hex) => `CAST(X'${hex}' AS TEXT)`,
+
   loadCommand({ connection, client, account, owner }) {
     // As the web server's user, so the new database file is the instance's own.
     const argv = asUser(account, owner, [client, '-bail', connection.file!]);

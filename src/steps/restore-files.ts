@@ -109,6 +109,60 @@ export async function extractFiles(options: {
 }
 
 /**
+ * Extracts only the given members (exact names; a directory brings what is below it) of the
+ * archive's member directory `member` into `target` on the host, streaming the archive from
+ * here: the same single pass, owners, modes, ACLs, xattrs and hard links as a whole restore.
+ */
+export async function extractMembers(options: {
+  host: Host;
+  root: string[];
+  archivePath: string;
+  compression: Compression;
+  member: string;
+  target: string;
+  members: readonly string[];
+  signal: AbortSignal;
+}): Promise<void> {
+  const { host } = options;
+  const tar = [
+    'tar',
+    '--extract',
+    '--file=-',
+    options.compression === 'zstd' ? '--zstd' : '--gzip',
+    '--directory=/',
+    ...TAR_METADATA_FLAGS,
+    '--same-permissions',
+    '--same-owner',
+    `--transform=${memberTransform(options.member, options.target)}`,
+    '--no-wildcards',
+    '--',
+    ...options.members,
+  ];
+  const extracting = host.stream([...options.root, ...tar], {
+    feedStdin: true,
+    signal: options.signal,
+  });
+  extracting.stdout.resume();
+  const feeding = pipeline(createReadStream(options.archivePath), extracting.stdin).catch(
+    (error: unknown) => error,
+  );
+  const result = await extracting.done;
+  const fed = await feeding;
+  const transport = host.transportFailure(result);
+  if (transport) throw new LinkError(`Extracting the paths failed: ${transport}`);
+  if (result.exitCode !== 0) {
+    const said = stderrTail(withoutTarProgress(result.stderr));
+    throw new BackupError(
+      /No space left on device|Disk quota exceeded/.test(said)
+        ? `No space left on device on ${host.label} while extracting the paths: ${said}`
+        : `Extracting the paths failed (tar exit ${result.exitCode} on ${host.label}): ${said || 'no message'}`,
+    );
+  }
+  if (fed instanceof Error && !/EPIPE/.test(fed.message))
+    throw new BackupError(`Reading ${options.archivePath} failed: ${fed.message}`);
+}
+
+/**
  * The backup's config files (config.php and *.config.php), read from the archive here
  * into memory through a private directory that is removed at once. They hold the database
  * password: never written anywhere else.
