@@ -121,11 +121,12 @@ export function selectMembers(
 function wantedBy(paths: readonly UserPath[]): (name: string) => boolean {
   const users = [...new Set(paths.map((p) => memberOf(p.user, '').replace(/\/$/, '')))];
   return (name) =>
-    users.some((u) => isAtOrBelow(name, u)) ||
-    name.startsWith(`${LAYOUT.data}/files_encryption/`);
+    users.some((u) => isAtOrBelow(name, u)) || name.startsWith(`${LAYOUT.data}/files_encryption/`);
 }
 
-function encryptionOf(manifest: Manifest): { module: string; keyPairs: 'user' | 'master' } | undefined {
+function encryptionOf(
+  manifest: Manifest,
+): { module: string; keyPairs: 'user' | 'master' } | undefined {
   const encryption = manifest.encryption;
   if (!encryption?.enabled) return undefined;
   return {
@@ -164,7 +165,9 @@ export async function runPathRestore(
     );
     return chosen;
   });
-  const index: EncryptedFile[] = encryption ? await readEncryptionIndex(backup.directory, manifest) : [];
+  const index: EncryptedFile[] = encryption
+    ? await readEncryptionIndex(backup.directory, manifest)
+    : [];
   interrupted();
 
   let host: Host | undefined;
@@ -254,7 +257,11 @@ async function restorePaths(run: {
   const { reporter } = context;
   const container = `${instance.dataDir}/${containerName(restoreStamp(new Date()))}`;
   const staging = `${container}/.staging`;
-  await mustRun(host, [...root, 'mkdir', '-m', '700', '--', container, staging], 'Creating the staging directory');
+  await mustRun(
+    host,
+    [...root, 'mkdir', '-m', '700', '--', container, staging],
+    'Creating the staging directory',
+  );
   let kept = false;
   try {
     await reporter.group('Extract the paths (on the host)', async () => {
@@ -283,7 +290,8 @@ async function restorePaths(run: {
       reporter.info(placementLine(placed, plan.conflicts));
       for (const s of placed.skipped.slice(0, 20))
         reporter.info(`Skipped ${s.user}/${s.path}: ${s.reason}.`);
-      if (placed.skipped.length > 20) reporter.info(`… and ${placed.skipped.length - 20} more skipped.`);
+      if (placed.skipped.length > 20)
+        reporter.info(`… and ${placed.skipped.length - 20} more skipped.`);
       return placed;
     });
     kept = placement.replaced > 0;
@@ -322,21 +330,31 @@ async function restorePaths(run: {
         (p) => !p.keys && rows.some((r) => r.path === p.to && r.storage === `home::${p.user}`),
       );
       for (const p of missingKeys.slice(0, 10))
-        reporter.warning(`The backup holds no keys for the encrypted ${p.user}/${p.from}: it cannot be read.`);
+        reporter.warning(
+          `The backup holds no keys for the encrypted ${p.user}/${p.from}: it cannot be read.`,
+        );
       if (rows.length > 0)
-        cacheRows = await reporter.group('File cache: the encryption values at backup time', async () => {
-          const engine = engineFor(instance.database.type);
-          const count = await setCacheValues(host, engine, {
-            connection: instance.database,
-            client: run.client!,
-            account: host.account,
-            owner: instance.owner,
-          }, rows);
-          reporter.info(
-            `${count} file cache row${count === 1 ? '' : 's'} hold the encrypted flag and sizes recorded at backup time.`,
-          );
-          return count;
-        });
+        cacheRows = await reporter.group(
+          'File cache: the encryption values at backup time',
+          async () => {
+            const engine = engineFor(instance.database.type);
+            const count = await setCacheValues(
+              host,
+              engine,
+              {
+                connection: instance.database,
+                client: run.client!,
+                account: host.account,
+                owner: instance.owner,
+              },
+              rows,
+            );
+            reporter.info(
+              `${count} file cache row${count === 1 ? '' : 's'} hold the encrypted flag and sizes recorded at backup time.`,
+            );
+            return count;
+          },
+        );
     }
     return {
       manifest,
@@ -369,7 +387,10 @@ function placementLine(placement: Placement, rule: ConflictRule): string {
     `${placement.placed.length} file${placement.placed.length === 1 ? '' : 's'} restored`,
   ];
   if (placement.unchanged > 0) parts.push(`${placement.unchanged} already as in the backup`);
-  if (placement.replaced > 0) parts.push(`${placement.replaced} current item${placement.replaced === 1 ? '' : 's'} kept with the previous state`);
+  if (placement.replaced > 0)
+    parts.push(
+      `${placement.replaced} current item${placement.replaced === 1 ? '' : 's'} kept with the previous state`,
+    );
   if (placement.skipped.length > 0)
     parts.push(
       `${placement.skipped.length} skipped${rule === 'keep-newer' ? ' (restore them with --overwrite, or beside the current ones with --as-copy)' : ''}`,

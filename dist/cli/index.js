@@ -6,7 +6,7 @@ import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(405);
+/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(303);
 // Entry of the `owncloud-backup` command.
 
 (0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .dropOutputToClosedPipes */ .D3)();
@@ -17,7 +17,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 405:
+/***/ 303:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -27,7 +27,7 @@ __nccwpck_require__.d(__webpack_exports__, {
   ak: () => (/* binding */ runCli)
 });
 
-// UNUSED EXPORTS: ENV, EXIT, cliInputs, restoreSummary, summary
+// UNUSED EXPORTS: ENV, EXIT, cliInputs, pathRestoreSummary, restoreSummary, summary
 
 ;// CONCATENATED MODULE: external "node:fs"
 const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
@@ -11499,6 +11499,11 @@ const mysql = {
     },
     explainFailure,
     clients: ['mariadb', 'mysql'],
+    scriptCommand({ connection, client }) {
+        return clientCommand(client, connection, connection.name);
+    },
+    identifier: mysqlIdentifier,
+    textFromHex: (hex) => `CONVERT(X'${hex}' USING utf8mb4)`,
     loadCommand({ connection, client }) {
         const { argv, delivery, secret } = clientCommand(client, connection, connection.name);
         return { argv, delivery, secret };
@@ -11662,6 +11667,11 @@ const pgsql = {
     clients: ['psql'],
     // pg_dump names the owner of every object; loaded by another user, those lines must go.
     foreignOwnerLine: /^ALTER [A-Z ]+ \S.* OWNER TO \S+;$/,
+    scriptCommand({ connection }) {
+        return pgsql_queryCommand(connection, ['--set=ON_ERROR_STOP=1', "--field-separator=\t"]);
+    },
+    identifier: pgIdentifier,
+    textFromHex: (hex) => `convert_from(decode('${hex}', 'hex'), 'UTF8')`,
     loadCommand({ connection }) {
         const { argv, delivery, secret } = psqlCommand(connection, ['--single-transaction']);
         return { argv, delivery, secret };
@@ -11845,6 +11855,21 @@ const sqlite = {
         return undefined;
     },
     clients: ['sqlite3'],
+    scriptCommand({ connection, client, account, owner }) {
+        // As the web server's user: the database file and its journal are the instance's own.
+        const argv = asUser(account, owner, [
+            client,
+            '-bail',
+            '-batch',
+            '-noheader',
+            '-separator',
+            '\t',
+            connection.file,
+        ]);
+        return { program: client, argv, delivery: 'none', secret: '' };
+    },
+    identifier: (name) => `"${name.replaceAll('"', '""')}"`,
+    textFromHex: (hex) => `CAST(X'${hex}' AS TEXT)`,
     loadCommand({ connection, client, account, owner }) {
         // As the web server's user, so the new database file is the instance's own.
         const argv = asUser(account, owner, [client, '-bail', connection.file]);
@@ -15106,6 +15131,47 @@ async function extractFiles(options) {
         throw new BackupError(`Reading ${options.archivePath} failed: ${fed.message}`);
 }
 /**
+ * Extracts only the given members (exact names; a directory brings what is below it) of the
+ * archive's member directory `member` into `target` on the host, streaming the archive from
+ * here: the same single pass, owners, modes, ACLs, xattrs and hard links as a whole restore.
+ */
+async function extractMembers(options) {
+    const { host } = options;
+    const tar = [
+        'tar',
+        '--extract',
+        '--file=-',
+        options.compression === 'zstd' ? '--zstd' : '--gzip',
+        '--directory=/',
+        ...TAR_METADATA_FLAGS,
+        '--same-permissions',
+        '--same-owner',
+        `--transform=${memberTransform(options.member, options.target)}`,
+        '--no-wildcards',
+        '--',
+        ...options.members,
+    ];
+    const extracting = host.stream([...options.root, ...tar], {
+        feedStdin: true,
+        signal: options.signal,
+    });
+    extracting.stdout.resume();
+    const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)((0,external_node_fs_namespaceObject.createReadStream)(options.archivePath), extracting.stdin).catch((error) => error);
+    const result = await extracting.done;
+    const fed = await feeding;
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new LinkError(`Extracting the paths failed: ${transport}`);
+    if (result.exitCode !== 0) {
+        const said = stderrTail(withoutTarProgress(result.stderr));
+        throw new BackupError(/No space left on device|Disk quota exceeded/.test(said)
+            ? `No space left on device on ${host.label} while extracting the paths: ${said}`
+            : `Extracting the paths failed (tar exit ${result.exitCode} on ${host.label}): ${said || 'no message'}`);
+    }
+    if (fed instanceof Error && !/EPIPE/.test(fed.message))
+        throw new BackupError(`Reading ${options.archivePath} failed: ${fed.message}`);
+}
+/**
  * The backup's config files (config.php and *.config.php), read from the archive here
  * into memory through a private directory that is removed at once. They hold the database
  * password: never written anywhere else.
@@ -15716,6 +15782,83 @@ async function scanListing(stream) {
     return { entries, marker, lastLine };
 }
 
+;// CONCATENATED MODULE: ./src/steps/target.ts
+// What both kinds of restore do before they change anything: the backup verified byte for
+// byte, root on the host, and preflight failures that say nothing was changed.
+
+
+
+
+
+
+
+/** The backup, checked byte for byte before anything on the target changes. */
+async function verified(backupPath, reporter) {
+    const checks = await verifyBackup(backupPath);
+    const failed = checks.filter((c) => !c.ok);
+    if (failed.length > 0)
+        throw new BackupError(`The backup ${backupPath} is damaged; nothing was changed on the target. ${failed.map((c) => c.what).join('; ')}`);
+    reporter.info(`The backup is intact (${checks.length} checks).`);
+    const manifest = JSON.parse((0,external_node_fs_namespaceObject.readFileSync)((0,external_node_path_namespaceObject.join)(backupPath, MANIFEST_NAME), 'utf8'));
+    const archive = (role) => (0,external_node_path_namespaceObject.join)(backupPath, manifest.archives.find((a) => a.role === role).name);
+    return {
+        directory: backupPath,
+        manifest,
+        filesArchive: archive('files'),
+        dumpArchive: archive('database'),
+    };
+}
+/** argv prefix that runs a command as root on the host; needs root or passwordless sudo. */
+async function target_rootOn(host) {
+    if (host.account === 'root')
+        return [];
+    const result = reached(host, await host.run(['sudo', '-n', 'true']));
+    if (result.exitCode !== 0)
+        throw new BackupError(`A restore writes files of every owner: the SSH user ${host.account} on ${host.label} must be root or have passwordless sudo (${stderrTail(result.stderr) || 'sudo -n failed'}). Nothing was changed.`);
+    return ['sudo', '-n', '--'];
+}
+/**
+ * Runs the checks before the first change: whatever fails there says that nothing changed.
+ */
+async function unchanged(work) {
+    try {
+        return await work();
+    }
+    catch (error) {
+        if (!(error instanceof BackupError || error instanceof InputError))
+            throw error;
+        if (/nothing was changed/i.test(error.message))
+            throw error;
+        const message = `${error.message.replace(/\.?$/, '.')} Nothing was changed on the target.`;
+        throw error instanceof InputError ? new InputError(message) : new BackupError(message);
+    }
+}
+/**
+ * A backup's manifest, checked for its form but without reading the archives (for listing
+ * what a backup holds): a missing or malformed one is an error naming the file.
+ */
+function readManifest(backupPath) {
+    const path = (0,external_node_path_namespaceObject.join)(backupPath, MANIFEST_NAME);
+    let text;
+    try {
+        text = (0,external_node_fs_namespaceObject.readFileSync)(path, 'utf8');
+    }
+    catch (error) {
+        throw new BackupError(`Cannot read ${path}: ${error.code ?? String(error)}. Expected a backup directory.`);
+    }
+    let value;
+    try {
+        value = JSON.parse(text);
+    }
+    catch {
+        throw new BackupError(`${path} is not JSON: the backup is damaged.`);
+    }
+    const problem = manifestProblem(value);
+    if (problem)
+        throw new BackupError(`${path}: ${problem}`);
+    return value;
+}
+
 ;// CONCATENATED MODULE: ./src/restore.ts
 // The restore orchestrator: a verified backup in, the instance as it was at backup time out.
 //   verify → connect → read the backup's config → look at the target → preflight (tools,
@@ -15724,6 +15867,7 @@ async function scanListing(stream) {
 //   → data fingerprint → maintenance state as recorded] → closing check.
 // Any failure after the first change puts the moved-aside state back (files, database,
 // maintenance mode) before it is reported; the message says which state the instance is in.
+
 
 
 
@@ -15816,17 +15960,6 @@ for p; do
   find "$p" -name '.owncloud-restore-previous-*' -prune -o -exec chown -h -- "$owner:" {} +
 done
 `.trim();
-/** The backup, checked byte for byte before anything on the target changes. */
-async function verified(backupPath, reporter) {
-    const checks = await verifyBackup(backupPath);
-    const failed = checks.filter((c) => !c.ok);
-    if (failed.length > 0)
-        throw new BackupError(`The backup ${backupPath} is damaged; nothing was changed on the target. ${failed.map((c) => c.what).join('; ')}`);
-    reporter.info(`The backup is intact (${checks.length} checks).`);
-    const manifest = JSON.parse((0,external_node_fs_namespaceObject.readFileSync)((0,external_node_path_namespaceObject.join)(backupPath, MANIFEST_NAME), 'utf8'));
-    const archive = (role) => (0,external_node_path_namespaceObject.join)(backupPath, manifest.archives.find((a) => a.role === role).name);
-    return { manifest, filesArchive: archive('files'), dumpArchive: archive('database') };
-}
 /**
  * The config files in a backup's files archive, or the error reading them (kept until the
  * verification has spoken: a damaged backup is reported as damaged, not as unreadable).
@@ -15842,15 +15975,6 @@ async function archivedConfigOf(backupPath) {
     catch (error) {
         return error instanceof Error ? error : new Error(String(error));
     }
-}
-/** argv prefix that runs a command as root on the host; needs root or passwordless sudo. */
-async function rootOn(host) {
-    if (host.account === 'root')
-        return [];
-    const result = reached(host, await host.run(['sudo', '-n', 'true']));
-    if (result.exitCode !== 0)
-        throw new BackupError(`A restore writes files of every owner: the SSH user ${host.account} on ${host.label} must be root or have passwordless sudo (${stderrTail(result.stderr) || 'sudo -n failed'}). Nothing was changed.`);
-    return ['sudo', '-n', '--'];
 }
 /** The version of the server code in an installation, from its version.php ('' if none). */
 async function codeVersion(host, installDir) {
@@ -15884,22 +16008,6 @@ async function restore_freeBytes(host, path) {
     ]));
     const fields = result.stdout.trim().split(/\s+/);
     return result.exitCode === 0 && fields.length >= 4 ? Number(fields[3]) : undefined;
-}
-/**
- * Runs the checks before the first change: whatever fails there says that nothing changed.
- */
-async function unchanged(work) {
-    try {
-        return await work();
-    }
-    catch (error) {
-        if (!(error instanceof BackupError || error instanceof InputError))
-            throw error;
-        if (/nothing was changed/i.test(error.message))
-            throw error;
-        const message = `${error.message.replace(/\.?$/, '.')} Nothing was changed on the target.`;
-        throw error instanceof InputError ? new InputError(message) : new BackupError(message);
-    }
 }
 /** The instance found on the target before the restore, if it is one that works. */
 async function currentInstance(host, plan, installDir, context) {
@@ -15947,7 +16055,7 @@ async function runRestore(plan, context) {
             return opened;
         });
         const connected = host;
-        const root = await rootOn(connected);
+        const root = await target_rootOn(connected);
         interrupted();
         // --- What is there, and what will be -----------------------------------------------
         const { installDirOwner, current, connection, changes, client, moves } = await unchanged(() => reporter.group('Preflight (nothing is changed yet)', async () => {
@@ -16504,7 +16612,7 @@ async function cleanupPrevious(plan, context, paths) {
     const full = { ...context, signal: new AbortController().signal };
     const host = await connect_openHost(plan.target, full.secrets, full.ssh);
     try {
-        const root = await rootOn(host);
+        const root = await target_rootOn(host);
         // The data directory as the instance's config.php says, when it is there to ask.
         const dataDir = plan.dataDir ??
             (await discoverInstance(host, { ...plan, owncloudDir: paths[0], database: {} }, context.secrets).then((found) => found.dataDir, () => undefined));
@@ -16529,6 +16637,744 @@ async function cleanupPrevious(plan, context, paths) {
     finally {
         await host.close();
     }
+}
+
+;// CONCATENATED MODULE: external "node:readline"
+const external_node_readline_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:readline");
+;// CONCATENATED MODULE: ./src/steps/archive-listing.ts
+// What a files archive holds under some paths, read here from tar's verbose listing: names,
+// types, sizes, mtimes and hard link targets. One pass over the archive, line by line, only
+// the wanted entries kept. The listing is asked for in C quoting (every byte that is not
+// printable ASCII as an escape) and UTC, so any name and any runner's locale parse the same.
+
+
+
+/** Undoes tar's C quoting: `\\`, `\"`, `\n`, `\t` and friends, and `\ooo` octal bytes. Pure. */
+function unquoteC(text) {
+    const bytes = [];
+    const simple = { a: 7, b: 8, f: 12, n: 10, r: 13, t: 9, v: 11 };
+    for (let i = 0; i < text.length; i++) {
+        const c = text[i];
+        if (c !== '\\') {
+            bytes.push(...Buffer.from(c, 'utf8'));
+            continue;
+        }
+        const next = text[i + 1] ?? '';
+        if (/[0-7]/.test(next)) {
+            const octal = /^[0-7]{1,3}/.exec(text.slice(i + 1))[0];
+            bytes.push(parseInt(octal, 8));
+            i += octal.length;
+        }
+        else {
+            bytes.push(simple[next] ?? next.charCodeAt(0));
+            i += 1;
+        }
+    }
+    return Buffer.from(bytes).toString('utf8');
+}
+const QUOTED = String.raw `"((?:[^"\\]|\\.)*)"`;
+const LINE = new RegExp(String.raw `^(.)(\S{9})\S*\s+(\d+)/(\d+)\s+(\d+|\d+,\s*\d+)\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.\d+)?\s+${QUOTED}(?: (->|link to) ${QUOTED})?$`);
+/** One line of `tar --list --verbose --full-time --numeric-owner --quoting-style=c`. Pure. */
+function parseListingLine(line) {
+    const m = LINE.exec(line);
+    if (!m)
+        return undefined;
+    const [, kind, mode, uid, gid, size, mtime, name, link, target] = m;
+    const type = kind === '-'
+        ? 'file'
+        : kind === 'd'
+            ? 'directory'
+            : kind === 'l'
+                ? 'symlink'
+                : kind === 'h'
+                    ? 'hardlink'
+                    : 'other';
+    return {
+        name: unquoteC(name).replace(/\/+$/, ''),
+        type,
+        size: type === 'file' ? Number(size) : 0,
+        mtime: mtime,
+        mode: mode,
+        uid: Number(uid),
+        gid: Number(gid),
+        ...(link && target !== undefined ? { linkTarget: unquoteC(target) } : {}),
+    };
+}
+/** True when `name` is `path` or lies below it. Pure. */
+function isAtOrBelow(name, path) {
+    return name === path || name.startsWith(`${path}/`);
+}
+/**
+ * The entries of an archive for which `wanted` is true, in archive order. A listing line
+ * that cannot be parsed, or a tar that fails, fails the listing: a partial answer would
+ * look like a backup without those files.
+ */
+async function listArchive(archivePath, compression, wanted, signal) {
+    const tar = streamProcess([
+        'tar',
+        '--list',
+        '--verbose',
+        '--full-time',
+        '--numeric-owner',
+        '--quoting-style=c',
+        compression === 'zstd' ? '--zstd' : '--gzip',
+        `--file=${archivePath}`,
+    ], { env: { TZ: 'UTC', LC_ALL: 'C' }, ...(signal ? { signal } : {}) });
+    const entries = [];
+    let unparsed;
+    for await (const line of (0,external_node_readline_namespaceObject.createInterface)({ input: tar.stdout, crlfDelay: Infinity })) {
+        if (line === '')
+            continue;
+        const entry = parseListingLine(line);
+        if (!entry) {
+            unparsed ??= line;
+            continue;
+        }
+        if (wanted(entry.name))
+            entries.push(entry);
+    }
+    const result = await tar.done;
+    if (result.exitCode !== 0)
+        throw new BackupError(`Listing ${archivePath} failed (tar exit ${result.exitCode}): ${stderrTail(result.stderr) || 'no message'}`);
+    if (unparsed !== undefined)
+        throw new BackupError(`Listing ${archivePath}: a line of tar's listing could not be read: '${unparsed.slice(0, 200)}'`);
+    return entries;
+}
+
+;// CONCATENATED MODULE: ./src/steps/encryption-index.ts
+// The backup's index of encrypted files (their file cache values at backup time), read back
+// for a restore of single paths.
+
+
+
+/** The index's entries; none when the backup has no index. */
+async function readEncryptionIndex(directory, manifest) {
+    const name = manifest.encryption?.index?.name;
+    if (!name)
+        return [];
+    const archive = manifest.archives.find((a) => a.name === name);
+    const path = (0,external_node_path_namespaceObject.join)(directory, name);
+    const result = await runProcess(archive?.compression === 'gzip' ? ['gzip', '-dc', '--', path] : ['zstd', '-dc', '-q', '--', path]);
+    if (result.exitCode !== 0)
+        throw new BackupError(`Reading ${path} failed: ${stderrTail(result.stderr) || `exit ${result.exitCode}`}`);
+    return result.stdout
+        .split('\n')
+        .filter((line) => line.trim() !== '')
+        .map((line) => {
+        const row = JSON.parse(line);
+        return {
+            storage: String(row.storage),
+            path: String(row.path),
+            encrypted: Number(row.encrypted),
+            size: Number(row.size),
+            unencryptedSize: Number(row.unencrypted_size),
+        };
+    });
+}
+
+;// CONCATENATED MODULE: ./src/steps/file-cache.ts
+// The file cache rows of single restored files of an encrypted instance: after the scan they
+// hold the size on disk and `encrypted = 0` (ownCloud would serve ciphertext); they get the
+// values each file had at backup time, from the backup's index, in one transaction through
+// the engine's client with the instance's credentials. Only rows of restored files change,
+// matched by storage and path hash; a check afterwards proves every one holds its values.
+
+
+
+
+
+
+const BATCH = 200;
+function hex(text) {
+    return Buffer.from(text, 'utf8').toString('hex').toUpperCase();
+}
+/** ownCloud's path_hash: md5 of the path's bytes. Pure. */
+function pathHash(path) {
+    return (0,external_node_crypto_namespaceObject.createHash)('md5').update(path, 'utf8').digest('hex');
+}
+function integer(value, what) {
+    if (!Number.isSafeInteger(value) || value < 0)
+        throw new BackupError(`The backup's encryption index holds an invalid ${what}: ${value}.`);
+    return String(value);
+}
+/**
+ * SQL that sets the rows' values in one transaction, then prints `rN` for every given row
+ * N that holds them (one a line). Every value is a number, a hex digest or hex
+ * digits turned into text by the engine: nothing from a name can change the statement. Pure.
+ */
+function cacheValuesSql(engine, tablePrefix, rows) {
+    const filecache = engine.identifier(`${tablePrefix}filecache`);
+    const storages = engine.identifier(`${tablePrefix}storages`);
+    const storageOf = (id) => `(SELECT ${engine.identifier('numeric_id')} FROM ${storages} WHERE ${engine.identifier('id')} = ${engine.textFromHex(hex(id))})`;
+    const where = (row) => `${engine.identifier('storage')} = ${storageOf(row.storage)} AND ${engine.identifier('path_hash')} = '${pathHash(row.path)}'`;
+    const values = (row) => `${engine.identifier('encrypted')} = ${integer(row.encrypted, 'encrypted value')}, ${engine.identifier('size')} = ${integer(row.size, 'size')}, ${engine.identifier('unencrypted_size')} = ${integer(row.unencryptedSize, 'unencrypted size')}`;
+    const statements = ['BEGIN;'];
+    for (const row of rows)
+        statements.push(`UPDATE ${filecache} SET ${values(row)} WHERE ${where(row)};`);
+    statements.push('COMMIT;');
+    // One line `rN` for each row N that holds its values (path hashes alone could repeat
+    // across storages).
+    for (let i = 0; i < rows.length; i += BATCH)
+        statements.push(`${rows
+            .slice(i, i + BATCH)
+            .map((row, j) => `SELECT 'r${i + j}' FROM ${filecache} WHERE ${where(row)} AND ${values(row).replaceAll(', ', ' AND ')}`)
+            .join(' UNION ALL ')};`);
+    return `${statements.join('\n')}\n`;
+}
+/**
+ * Gives the rows their values; resolves to the rows that hold them afterwards (all of them,
+ * or the error names those that do not: a file the scan did not enter into the cache).
+ */
+async function setCacheValues(host, engine, context, rows) {
+    if (rows.length === 0)
+        return 0;
+    const command = engine.scriptCommand(context);
+    const result = reached(host, await host.run(guardedInputCommand(command.argv, command.delivery), {
+        input: secretLine(command.secret) + cacheValuesSql(engine, context.connection.tablePrefix, rows),
+        shielded: true,
+    }));
+    if (result.exitCode !== 0)
+        throw new BackupError(`Writing the restored files' encryption values into the file cache failed (exit ${result.exitCode}; the transaction was not committed): ${engine.explainFailure(result.stderr, context.connection) ?? (stderrTail(withoutStatements(result.stderr)) || 'no message')}`);
+    const holding = new Set(result.stdout
+        .split('\n')
+        .map((line) => line.trim())
+        .filter((line) => /^r\d+$/.test(line)));
+    const missing = rows.filter((_, n) => !holding.has(`r${n}`));
+    if (missing.length > 0)
+        throw new BackupError(`${missing.length} restored file${missing.length === 1 ? ' has' : 's have'} no file cache row with the recorded encryption values after the scan (${missing
+            .slice(0, 5)
+            .map((row) => `${row.storage} ${row.path}`)
+            .join(', ')}${missing.length > 5 ? ', …' : ''}): ownCloud would serve them as they are on disk. Run occ files:scan for them and restore again.`);
+    return rows.length;
+}
+
+;// CONCATENATED MODULE: ./src/steps/place-files.ts
+// Single restored paths into a live instance: the backup's items, extracted into a private
+// staging directory inside the data directory, are renamed into place one by one (same file
+// system: instant, owners, modes, ACLs and xattrs as archived), by the conflict rule. What an
+// item replaces moves into the restore's root-only container (nothing is lost), and with
+// server-side encryption each placed file's keys come along. A failure undoes every rename
+// this run made. PHP does it: every ownCloud host has it, and it handles any byte in a name.
+
+
+
+const PLACE_FILES = String.raw `
+$request = json_decode(stream_get_contents(STDIN), true);
+$staging = $request['staging'];
+$data = $request['dataDir'];
+$container = $request['container'];
+$rule = $request['rule'];
+$module = $request['keyModule'] ?? null;
+$journal = [];
+$result = ['placed' => [], 'roots' => [], 'skipped' => [], 'unchanged' => 0, 'replaced' => 0, 'warnings' => []];
+
+function fail($message) { throw new RuntimeException($message); }
+function exists($path) { return @lstat($path) !== false; }
+function isRealDir($path) { return is_dir($path) && !is_link($path); }
+function mtimeOf($path) { return lstat($path)['mtime']; }
+
+/** Creates the missing directories down to $dir with the owner and mode of the nearest existing one. */
+function makeParents($dir, &$journal) {
+    $missing = [];
+    for ($d = $dir; !exists($d); $d = dirname($d)) array_unshift($missing, $d);
+    if (!isRealDir($d)) fail("$d is not a directory");
+    $stat = stat($d);
+    foreach ($missing as $m) {
+        if (!mkdir($m, $stat['mode'] & 07777)) fail("could not create $m");
+        chown($m, $stat['uid']);
+        chgrp($m, $stat['gid']);
+        chmod($m, $stat['mode'] & 07777);
+        $journal[] = ['mkdir', $m];
+    }
+    return $missing;
+}
+
+function move($from, $to, &$journal) {
+    if (!rename($from, $to)) fail("could not move $from to $to");
+    $journal[] = ['rename', $from, $to];
+}
+
+/** Moves what is at $path (relative to the data directory) into the container. */
+function setAside($relative) {
+    global $data, $container, $journal, $result;
+    if (!exists($container)) {
+        if (!mkdir($container, 0700)) fail("could not create $container");
+        $journal[] = ['mkdir', $container];
+    }
+    $aside = $container . '/' . $relative;
+    if (!exists(dirname($aside))) {
+        $made = [];
+        for ($d = dirname($aside); !exists($d); $d = dirname($d)) array_unshift($made, $d);
+        foreach ($made as $m) {
+            if (!mkdir($m, 0700)) fail("could not create $m");
+            $journal[] = ['mkdir', $m];
+        }
+    }
+    move($data . '/' . $relative, $aside, $journal);
+    $result['replaced']++;
+}
+
+/** The files (and symlinks) in a tree, relative to it ('' for the tree itself when it is one). */
+function filesIn($root, $relative = '') {
+    $path = $relative === '' ? $root : "$root/$relative";
+    if (!isRealDir($path)) return [$relative];
+    $found = [];
+    foreach (scandir($path) as $name) {
+        if ($name === '.' || $name === '..') continue;
+        foreach (filesIn($root, $relative === '' ? $name : "$relative/$name") as $f) $found[] = $f;
+    }
+    return $found;
+}
+
+function placed($user, $from, $to, $tree) {
+    global $result;
+    foreach (filesIn($tree) as $f) {
+        $result['placed'][] = ['user' => $user, 'from' => $f === '' ? $from : "$from/$f", 'to' => $f === '' ? $to : "$to/$f", 'keys' => false];
+    }
+}
+
+/** A name beside $path that is free: 'name (restored DATE).ext', then '... 2', '... 3'. */
+function copyName($path, $suffix) {
+    $dir = dirname($path);
+    $base = basename($path);
+    $dot = strrpos($base, '.');
+    $isDir = isRealDir($path);
+    $stem = (!$isDir && $dot !== false && $dot > 0) ? substr($base, 0, $dot) : $base;
+    $ext = (!$isDir && $dot !== false && $dot > 0) ? substr($base, $dot) : '';
+    for ($n = 1; ; $n++) {
+        $candidate = "$dir/$stem$suffix" . ($n > 1 ? " $n" : '') . $ext;
+        if (!exists($candidate)) return $candidate;
+    }
+}
+
+/** Puts the staged $src at $dst (both relative to their roots: USER/...) by the rule. */
+function merge($user, $from, $to) {
+    global $staging, $data, $rule, $journal, $result;
+    $src = "$staging/$user/$from";
+    $dst = "$data/$user/$to";
+    if (!exists($dst)) {
+        makeParents(dirname($dst), $journal);
+        move($src, $dst, $journal);
+        placed($user, $from, $to, $dst);
+        return;
+    }
+    if (isRealDir($src) && isRealDir($dst)) {
+        foreach (scandir($src) as $name) {
+            if ($name === '.' || $name === '..') continue;
+            merge($user, "$from/$name", "$to/$name");
+        }
+        return;
+    }
+    $srcStat = lstat($src);
+    $dstStat = lstat($dst);
+    if (!isRealDir($src) && !isRealDir($dst) && $srcStat['size'] === $dstStat['size'] && $srcStat['mtime'] === $dstStat['mtime']) {
+        $result['unchanged']++;
+        return;
+    }
+    if ($rule !== 'overwrite') {
+        if (isRealDir($dst) !== isRealDir($src)) {
+            $result['skipped'][] = ['user' => $user, 'path' => $to, 'reason' => isRealDir($dst) ? 'a folder is in its place' : 'a file is in its place'];
+            return;
+        }
+        if ($dstStat['mtime'] > $srcStat['mtime']) {
+            $result['skipped'][] = ['user' => $user, 'path' => $to, 'reason' => 'the current file is newer'];
+            return;
+        }
+    }
+    setAside("$user/$to");
+    move($src, $dst, $journal);
+    placed($user, $from, $to, $dst);
+}
+
+/** The key directory of each placed file, from the backup's keys of the file it was. */
+function placeKeys() {
+    global $staging, $data, $module, $journal, $result;
+    foreach ($result['placed'] as $i => $file) {
+        $user = $file['user'];
+        $src = "$staging/$user/files_encryption/keys/{$file['from']}/$module";
+        if (!isRealDir($src)) continue;
+        $dst = "$data/$user/files_encryption/keys/{$file['to']}/$module";
+        if (exists($dst)) setAside("$user/files_encryption/keys/{$file['to']}/$module");
+        makeParents(dirname($dst), $journal);
+        move($src, $dst, $journal);
+        $result['placed'][$i]['keys'] = true;
+    }
+}
+
+function sameFile($a, $b) {
+    return is_file($a) && is_file($b) && hash_file('sha256', $a) === hash_file('sha256', $b);
+}
+
+/** Refuses per-user keys that changed; brings back a master key that changed. */
+function checkKeyPairs($kind, $users) {
+    global $staging, $data, $module, $journal, $result;
+    if ($kind === 'user') {
+        foreach ($users as $user) {
+            $key = "$user/files_encryption/$module/$user.publicKey";
+            if (!is_file("$staging/$key")) fail("REFUSE:The backup holds no public key of $user ($key): the restored files' keys cannot be checked against the instance.");
+            if (!is_file("$data/$key")) fail("REFUSE:$user has no key pair in the instance ($key is missing): the restored files could not be decrypted. Log in as $user once (ownCloud creates the keys), or restore the whole instance.");
+            if (!sameFile("$staging/$key", "$data/$key")) fail("REFUSE:$user's key pair changed since the backup (their public key differs): the restored files' keys were made for the old pair and could not be read.");
+        }
+        return;
+    }
+    $dir = "files_encryption/$module";
+    $keys = is_dir("$staging/$dir") ? array_values(array_filter(scandir("$staging/$dir"), function ($n) { return strpos($n, 'master_') === 0; })) : [];
+    if (!$keys) fail("REFUSE:The backup holds no master key ($dir/master_*): the restored files' keys cannot be checked against the instance.");
+    foreach ($keys as $name) {
+        if (sameFile("$staging/$dir/$name", "$data/$dir/$name")) continue;
+        if (exists("$data/$dir/$name")) setAside("$dir/$name");
+        makeParents("$data/$dir", $journal);
+        move("$staging/$dir/$name", "$data/$dir/$name", $journal);
+        $result['warnings'][] = "The master key $name in the instance was missing or differed from the backup's: the backup's is back (the one it replaced is kept with the previous state).";
+    }
+}
+
+try {
+    $users = array_values(array_unique(array_map(function ($i) { return $i['user']; }, $request['items'])));
+    if ($module !== null && isset($request['keyPairs'])) checkKeyPairs($request['keyPairs'], $users);
+    foreach ($request['items'] as $item) {
+        $user = $item['user'];
+        $from = $item['path'];
+        if (!exists("$staging/$user/$from")) fail("the backup's $user/$from was not extracted");
+        if (!isRealDir("$data/$user")) fail("REFUSE:$user has no home in the data directory ($data/$user): is the user still there?");
+        $to = $from;
+        if ($rule === 'as-copy' && exists("$data/$user/$from")) {
+            $to = substr(copyName("$data/$user/$from", $request['copySuffix']), strlen("$data/$user/"));
+        }
+        // The outermost path that is new, for the scan: the item, or its first missing parent.
+        $root = $to;
+        for ($p = dirname($to); $p !== '.' && !exists("$data/$user/$p"); $p = dirname($p)) $root = $p;
+        merge($user, $from, $to);
+        $result['roots'][] = ['user' => $user, 'path' => $root];
+    }
+    if ($module !== null) placeKeys();
+} catch (Throwable $e) {
+    // Undo this run's changes, newest first.
+    foreach (array_reverse($journal) as $step) {
+        if ($step[0] === 'rename') @rename($step[2], $step[1]);
+        else @rmdir($step[1]);
+    }
+    $message = $e->getMessage();
+    fwrite(STDERR, (strpos($message, 'REFUSE:') === 0 ? substr($message, 7) : $message . ' (every change of this restore was undone)') . "\n");
+    exit(strpos($message, 'REFUSE:') === 0 ? 3 : 4);
+}
+echo json_encode($result, JSON_UNESCAPED_SLASHES | JSON_INVALID_UTF8_SUBSTITUTE);
+`;
+/** Runs the placement on the host as root; the request travels on stdin. */
+async function placeFiles(host, root, request) {
+    const result = reached(host, await host.run([...root, 'php', '-d', 'display_errors=stderr', '-r', PLACE_FILES], {
+        input: JSON.stringify(request),
+        shielded: true,
+    }));
+    const said = stderrTail(result.stderr);
+    // 3: refused before anything moved; 4: failed, and every move was undone.
+    if (result.exitCode === 3)
+        throw new BackupError(`${said} Nothing was changed on the target.`);
+    if (result.exitCode !== 0)
+        throw new BackupError(`Putting the restored files in place failed on ${host.label} (exit ${result.exitCode}): ${said || 'no message'}`);
+    return JSON.parse(result.stdout);
+}
+
+;// CONCATENATED MODULE: ./src/restore-paths.ts
+// Single paths back into a live instance (restore --path), and what a backup holds under a
+// path (restore --list).
+//   verify ‖ list the wanted members → connect → the instance found (locked against a
+//   backup) → preflight → extract the members into a private staging directory in the data
+//   directory → put each in place by the conflict rule (replaced items kept aside; keys
+//   along with encryption) → occ files:scan → with encryption, the cache rows' recorded
+//   values → the staging directory removed.
+// No maintenance mode and no database replacement: the rest of the instance runs on.
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+const KEY_MODULE_DEFAULT = 'OC_DEFAULT_MODULE';
+/** The archive member of a user's path. Pure. */
+function memberOf(user, path) {
+    return `${LAYOUT.data}/${user}/${path}`;
+}
+/** The date a copy's name carries: the backup's (it says which state the copy is). Pure. */
+function copySuffix(manifest) {
+    return ` (restored ${manifest.startedAt.slice(0, 10)})`;
+}
+/**
+ * What to extract for the requested paths: each path, its files' key directories, the key
+ * pairs to compare, and the first copy of any hard link whose other name is requested. Pure.
+ */
+function selectMembers(entries, paths, encryption) {
+    const requested = paths.map((p) => memberOf(p.user, p.path));
+    const members = new Set();
+    const found = [];
+    const names = new Set(entries.map((e) => e.name));
+    for (const [i, member] of requested.entries()) {
+        if (!names.has(member))
+            throw new BackupError(`The backup holds no '${paths[i].user}/${paths[i].path}' (see restore --list ${paths[i].user}/${paths[i].path.split('/')[0]}). Nothing was changed on the target.`);
+        members.add(member);
+    }
+    for (const entry of entries) {
+        if (requested.some((r) => isAtOrBelow(entry.name, r))) {
+            found.push(entry);
+            // A hard link's first copy sits elsewhere in the archive: tar needs it to make the link.
+            if (entry.type === 'hardlink' &&
+                entry.linkTarget &&
+                !requested.some((r) => isAtOrBelow(entry.linkTarget, r)))
+                members.add(entry.linkTarget);
+        }
+        if (!encryption)
+            continue;
+        for (const p of paths) {
+            const keys = memberOf(p.user, `files_encryption/keys/${p.path}`);
+            if (entry.name === keys)
+                members.add(keys);
+            if (encryption.keyPairs === 'user' &&
+                entry.name === memberOf(p.user, `files_encryption/${encryption.module}/${p.user}.publicKey`))
+                members.add(entry.name);
+        }
+        if (encryption.keyPairs === 'master' &&
+            entry.name.startsWith(`${LAYOUT.data}/files_encryption/${encryption.module}/master_`))
+            members.add(entry.name);
+    }
+    return { members: [...members], found };
+}
+/** The archive's entries that a --path restore may need: under the users' homes given. */
+function wantedBy(paths) {
+    const users = [...new Set(paths.map((p) => memberOf(p.user, '').replace(/\/$/, '')))];
+    return (name) => users.some((u) => isAtOrBelow(name, u)) ||
+        name.startsWith(`${LAYOUT.data}/files_encryption/`);
+}
+function encryptionOf(manifest) {
+    const encryption = manifest.encryption;
+    if (!encryption?.enabled)
+        return undefined;
+    return {
+        module: encryption.module || KEY_MODULE_DEFAULT,
+        keyPairs: encryption.mode === 'master-key' ? 'master' : 'user',
+    };
+}
+async function runPathRestore(plan, context) {
+    const { reporter, signal } = context;
+    const started = performance.now();
+    const interrupted = () => {
+        if (signal.aborted)
+            throw new InterruptedError('The restore was interrupted; nothing was changed.');
+    };
+    const backup = await reporter.group('Verify the backup', () => verified(plan.backupPath, reporter));
+    const { manifest } = backup;
+    const encryption = encryptionOf(manifest);
+    const filesArchive = manifest.archives.find((a) => a.role === 'files');
+    const selection = await reporter.group('Find the paths in the backup', async () => {
+        const entries = await listArchive(backup.filesArchive, filesArchive.compression, wantedBy(plan.paths), signal);
+        const chosen = selectMembers(entries, plan.paths, encryption);
+        const files = chosen.found.filter((e) => e.type !== 'directory');
+        reporter.info(`The backup of ${manifest.startedAt} holds ${files.length} file${files.length === 1 ? '' : 's'} (${files.reduce((n, e) => n + e.size, 0)} bytes) under ${plan.paths.map((p) => `${p.user}/${p.path}`).join(', ')}.`);
+        return chosen;
+    });
+    const index = encryption ? await readEncryptionIndex(backup.directory, manifest) : [];
+    interrupted();
+    let host;
+    let lock;
+    try {
+        host = await reporter.group('Connect', async () => {
+            const opened = await connect_openHost(plan.target, context.secrets, context.ssh);
+            reporter.info(`Connected to ${opened.label} as ${opened.account}.`);
+            return opened;
+        });
+        const connected = host;
+        const root = await unchanged(() => target_rootOn(connected));
+        const installDir = plan.owncloudDir || manifest.source.installDir;
+        const { instance, client } = await unchanged(() => reporter.group('Preflight (nothing is changed yet)', async () => {
+            const found = await discoverInstance(connected, { ...plan, owncloudDir: installDir, database: {} }, context.secrets);
+            reporter.info(`The target runs ${found.product === 'nextcloud' ? 'Nextcloud' : 'ownCloud'} ${found.version} in ${found.installDir}, data directory ${found.dataDir}.`);
+            if (found.instanceId !== manifest.instance.instanceId)
+                reporter.warning(`The backup is of instance ${manifest.instance.instanceId}, the target runs instance ${found.instanceId}: restoring into it anyway.`);
+            const missing = await missingOnHost(connected, ['tar', 'php', filesArchive.compression]);
+            const engine = engineFor(found.database.type);
+            const program = index.length > 0 ? await findClient(connected, engine) : undefined;
+            if (index.length > 0 && !program)
+                missing.push(engine.clients.join(' or '));
+            if (missing.length > 0)
+                throw new BackupError(`${connected.label} lacks ${missing.join(', ')}, which the restore needs: install ${missing.length > 1 ? 'them' : 'it'} there.`);
+            return { instance: found, client: program };
+        }));
+        interrupted();
+        // Not while a backup or another restore of this instance runs.
+        lock = await acquireLock(connected, instance.installDir, holderName(process.pid, (0,external_node_os_namespaceObject.hostname)(), new Date()), (heldBy) => `A backup or restore of the instance in ${instance.installDir} on ${connected.label} is running (${heldBy}). Wait for it to finish. Nothing was changed on the target.`, (argv) => asUser(connected.account, instance.owner, argv));
+        interrupted();
+        return await restorePaths({
+            host: connected,
+            root,
+            plan,
+            context,
+            manifest,
+            filesArchive: backup.filesArchive,
+            compression: filesArchive.compression,
+            instance,
+            selection,
+            encryption,
+            index,
+            client,
+            started,
+        });
+    }
+    finally {
+        await lock?.release();
+        await host?.close();
+    }
+}
+async function restorePaths(run) {
+    const { host, root, plan, context, manifest, instance, encryption } = run;
+    const { reporter } = context;
+    const container = `${instance.dataDir}/${containerName(restoreStamp(new Date()))}`;
+    const staging = `${container}/.staging`;
+    await mustRun(host, [...root, 'mkdir', '-m', '700', '--', container, staging], 'Creating the staging directory');
+    let kept = false;
+    try {
+        await reporter.group('Extract the paths (on the host)', async () => {
+            await extractMembers({
+                host,
+                root,
+                archivePath: run.filesArchive,
+                compression: run.compression,
+                member: LAYOUT.data,
+                target: staging,
+                members: run.selection.members,
+                signal: context.signal,
+            });
+        });
+        const placement = await reporter.group('Put the files in place', async () => {
+            const placed = await placeFiles(host, root, {
+                staging,
+                dataDir: instance.dataDir,
+                container,
+                rule: plan.conflicts,
+                copySuffix: copySuffix(manifest),
+                items: plan.paths,
+                ...(encryption ? { keyModule: encryption.module, keyPairs: encryption.keyPairs } : {}),
+            });
+            for (const warning of placed.warnings)
+                reporter.warning(warning);
+            reporter.info(placementLine(placed, plan.conflicts));
+            for (const s of placed.skipped.slice(0, 20))
+                reporter.info(`Skipped ${s.user}/${s.path}: ${s.reason}.`);
+            if (placed.skipped.length > 20)
+                reporter.info(`… and ${placed.skipped.length - 20} more skipped.`);
+            return placed;
+        });
+        kept = placement.replaced > 0;
+        // ownCloud learns about the files in users' files/; versions and trash bin entries are
+        // not scanned (ownCloud lists them from the disk).
+        const scanned = [];
+        const filesOnly = [];
+        for (const r of placement.roots) {
+            const shown = `${r.user}/${r.path}`;
+            if (r.path === 'files' || r.path.startsWith('files/'))
+                scanned.push(`/${shown}`);
+            else
+                filesOnly.push(shown);
+        }
+        if (scanned.length > 0 && placement.placed.length > 0)
+            await reporter.group('Tell ownCloud (occ files:scan)', async () => {
+                for (const path of scanned)
+                    await mustRun(host, occCommand(host, { installDir: instance.installDir, user: instance.owner }, [
+                        'files:scan',
+                        `--path=${path}`,
+                    ]), `occ files:scan --path=${path}`);
+                reporter.info(`Scanned ${scanned.join(', ')}.`);
+            });
+        if (filesOnly.length > 0)
+            reporter.info(`${filesOnly.join(', ')}: restored as files (with their keys); occ files:scan does not scan versions and the trash bin, and ownCloud lists them from the disk.`);
+        let cacheRows = 0;
+        if (encryption && run.index.length > 0) {
+            const rows = cacheRowsFor(placement.placed, run.index);
+            const missingKeys = placement.placed.filter((p) => !p.keys && rows.some((r) => r.path === p.to && r.storage === `home::${p.user}`));
+            for (const p of missingKeys.slice(0, 10))
+                reporter.warning(`The backup holds no keys for the encrypted ${p.user}/${p.from}: it cannot be read.`);
+            if (rows.length > 0)
+                cacheRows = await reporter.group('File cache: the encryption values at backup time', async () => {
+                    const engine = engineFor(instance.database.type);
+                    const count = await setCacheValues(host, engine, {
+                        connection: instance.database,
+                        client: run.client,
+                        account: host.account,
+                        owner: instance.owner,
+                    }, rows);
+                    reporter.info(`${count} file cache row${count === 1 ? '' : 's'} hold the encrypted flag and sizes recorded at backup time.`);
+                    return count;
+                });
+        }
+        return {
+            manifest,
+            target: host.label,
+            placed: placement.placed,
+            skipped: placement.skipped,
+            unchanged: placement.unchanged,
+            ...(kept ? { previous: container } : {}),
+            replaced: placement.replaced,
+            scanned,
+            filesOnly,
+            cacheRows,
+            seconds: (performance.now() - run.started) / 1000,
+        };
+    }
+    finally {
+        // The staging directory always goes; the container stays only when it keeps something.
+        await mustRun(host, [...root, 'rm', '-rf', '--', kept ? staging : container], 'Removing the staging directory', { shielded: true }).catch((error) => reporter.warning(`Could not remove ${kept ? staging : container}: ${String(error)}`));
+    }
+}
+function placementLine(placement, rule) {
+    const parts = [
+        `${placement.placed.length} file${placement.placed.length === 1 ? '' : 's'} restored`,
+    ];
+    if (placement.unchanged > 0)
+        parts.push(`${placement.unchanged} already as in the backup`);
+    if (placement.replaced > 0)
+        parts.push(`${placement.replaced} current item${placement.replaced === 1 ? '' : 's'} kept with the previous state`);
+    if (placement.skipped.length > 0)
+        parts.push(`${placement.skipped.length} skipped${rule === 'keep-newer' ? ' (restore them with --overwrite, or beside the current ones with --as-copy)' : ''}`);
+    return `${parts.join(', ')}.`;
+}
+/** The recorded cache values of each placed file that was encrypted at backup time. Pure. */
+function cacheRowsFor(placed, index) {
+    const byKey = new Map(index.map((f) => [`${f.storage}\0${f.path}`, f]));
+    const rows = [];
+    for (const p of placed) {
+        const recorded = byKey.get(`home::${p.user}\0${p.from}`);
+        if (!recorded)
+            continue;
+        rows.push({
+            storage: recorded.storage,
+            path: p.to,
+            encrypted: recorded.encrypted,
+            size: recorded.size,
+            unencryptedSize: recorded.unencryptedSize,
+        });
+    }
+    return rows;
+}
+/** `restore --list USER/files/DIR`: what the backup holds under a path (no host involved). */
+async function listBackupPath(backupPath, given) {
+    const manifest = readManifest(backupPath);
+    const files = manifest.archives.find((a) => a.role === 'files');
+    const member = memberOf(given.user, given.path);
+    const entries = await listArchive((0,external_node_path_namespaceObject.join)(backupPath, files.name), files.compression, (name) => isAtOrBelow(name, member));
+    if (entries.length === 0)
+        throw new BackupError(`The backup holds nothing under '${given.user}/${given.path}'.`);
+    return { manifest, entries };
 }
 
 ;// CONCATENATED MODULE: ./src/secrets.ts
@@ -16603,6 +17449,10 @@ const INPUTS = {
     discardPrevious: 'discard-previous',
     owner: 'owner',
     allowVersionMismatch: 'allow-version-mismatch',
+    // Restore of single paths only.
+    path: 'path',
+    asCopy: 'as-copy',
+    overwrite: 'overwrite',
 };
 /** Inputs of a restore only (the backup action does not declare them). */
 const RESTORE_ONLY = [
@@ -16612,6 +17462,24 @@ const RESTORE_ONLY = [
     INPUTS.discardPrevious,
     INPUTS.owner,
     INPUTS.allowVersionMismatch,
+    INPUTS.path,
+    INPUTS.asCopy,
+    INPUTS.overwrite,
+];
+/** Inputs of a whole-instance restore that mean nothing when single paths come back. */
+const WHOLE_RESTORE_ONLY = [
+    INPUTS.dbAdminUser,
+    INPUTS.dbAdminPassword,
+    INPUTS.safetyCopy,
+    INPUTS.discardPrevious,
+    INPUTS.owner,
+    INPUTS.allowVersionMismatch,
+    INPUTS.dbType,
+    INPUTS.dbHost,
+    INPUTS.dbPort,
+    INPUTS.dbName,
+    INPUTS.dbUser,
+    INPUTS.dbPassword,
 ];
 /** Inputs that only mean something for an SSH connection (with `host`). */
 const SSH_ONLY = [
@@ -16881,11 +17749,71 @@ function openSshKeyCipher(privateKey) {
     const length = blob.readUInt32BE(magic.length);
     return blob.subarray(magic.length + 4, magic.length + 4 + length).toString('latin1');
 }
+/** The areas of a user's home a single-path restore brings back. */
+const USER_AREAS = ['files', 'files_versions', 'files_trashbin'];
+/**
+ * `USER/files/SOME/PATH` (or `USER/files_versions/...`, `USER/files_trashbin/...`) as a
+ * user's path, or why it is not one. Pure.
+ */
+function userPath(given) {
+    const text = given.replace(/^\/+/, '').replace(/\/+$/, '');
+    if (/[\0\r\n]/.test(text))
+        return 'it contains a NUL byte or a line break.';
+    const parts = text.split('/');
+    if (parts.some((p) => p === '' || p === '.' || p === '..'))
+        return `'${given}' has an empty, '.' or '..' part. Expected USER/files/SOME/PATH.`;
+    const [user, area] = parts;
+    if (!user || !area || !USER_AREAS.includes(area))
+        return `'${given}' is not a path in a user's files. Expected USER/files/SOME/PATH (or USER/files_versions/..., USER/files_trashbin/...).`;
+    return { user, path: parts.slice(1).join('/'), area: area };
+}
+/** Validates a restore of single paths (restore --path). */
+function planPathRestore(raw, backupPath, label = actionLabel) {
+    const instance = planInstance(raw, label);
+    const { value, fail, boolean } = validators(raw, label);
+    for (const name of WHOLE_RESTORE_ONLY)
+        if (value(name) !== '' || (name === INPUTS.dbPassword && raw[name] !== undefined))
+            fail(name, `it applies to a restore of the whole instance, not of single paths (${label(INPUTS.path)}): the database stays as it is.`);
+    const paths = [];
+    for (const line of (raw[INPUTS.path] ?? '').split('\n')) {
+        if (line.trim() === '')
+            continue;
+        const parsed = userPath(line.replace(/\r$/, ''));
+        if (typeof parsed === 'string')
+            fail(INPUTS.path, parsed);
+        else
+            paths.push(parsed);
+    }
+    if (paths.length === 0)
+        fail(INPUTS.path, 'no path given. Expected USER/files/SOME/PATH.');
+    const asCopy = boolean(INPUTS.asCopy, false);
+    const overwrite = boolean(INPUTS.overwrite, false);
+    if (asCopy && overwrite)
+        fail(INPUTS.overwrite, `it contradicts ${label(INPUTS.asCopy)} (a copy beside the current items replaces nothing).`);
+    if (asCopy)
+        for (const p of paths)
+            if (p.area !== 'files')
+                fail(INPUTS.asCopy, `it applies to paths in a user's files/ only; '${p.user}/${p.path}' is a ${p.area === 'files_versions' ? 'version' : 'trash bin entry'}, whose name ownCloud gives it.`);
+    if (paths.some((p) => p.path === p.area && p.area === 'files' && asCopy))
+        fail(INPUTS.asCopy, "a user's whole files/ cannot be restored as a copy; name a folder in it.");
+    for (const a of paths)
+        for (const b of paths)
+            if (a !== b && a.user === b.user && (a.path === b.path || a.path.startsWith(`${b.path}/`)))
+                fail(INPUTS.path, `'${a.user}/${a.path}' is ${a.path === b.path ? 'given twice' : `inside '${b.user}/${b.path}', which is given too`}.`);
+    return {
+        ...instance,
+        owncloudDir: value(INPUTS.owncloudDir) ? instance.owncloudDir : '',
+        backupPath,
+        paths,
+        conflicts: asCopy ? 'as-copy' : overwrite ? 'overwrite' : 'keep-newer',
+    };
+}
 
 ;// CONCATENATED MODULE: ./src/cli/main.ts
 // `owncloud-backup`: the same engine as the action, from a shell. Options carry the
 // action's input names; secrets come from the environment or files, never from a
 // command-line value (which every user of the machine can read in the process list).
+
 
 
 
@@ -16909,6 +17837,8 @@ const ENV = {
 const USAGE = `Usage: owncloud-backup backup [options]
        owncloud-backup verify BACKUP-DIR
        owncloud-backup restore BACKUP-DIR [options]
+       owncloud-backup restore BACKUP-DIR --path USER/files/PATH [--path ...] [options]
+       owncloud-backup restore BACKUP-DIR --list USER/files/DIR
        owncloud-backup restore --cleanup [options]
        owncloud-backup --help | --version
 
@@ -16953,6 +17883,15 @@ to the paths the backup recorded, the --db-* options replace config.php's values
   --owner USER             owner of the restored files when the archive's owners do not
                            exist on the target (the owner of the installation directory)
   --allow-version-mismatch restore onto server code of another version (package installs)
+Restore of single files and folders into the running instance (no maintenance mode, the
+database stays; encryption keys and file cache values come back with encrypted files):
+  --path USER/files/PATH   a file or folder as the user sees it (repeatable); also
+                           USER/files_versions/... and USER/files_trashbin/...
+  --as-copy                put restored items beside the current ones, named
+                           'NAME (restored DATE)', DATE the backup's
+  --overwrite              replace current files even when they are newer than the
+                           backup's (without it, newer files are skipped and named)
+  --list USER/files/DIR    show what the backup holds there (size, mtime, name), and exit
 Other:
   -h, --help               show this help
   --version                show the version
@@ -17004,6 +17943,10 @@ const OPTIONS = {
     cleanup: { type: 'boolean' },
     owner: { type: 'string' },
     'allow-version-mismatch': { type: 'boolean' },
+    path: { type: 'string', multiple: true },
+    'as-copy': { type: 'boolean' },
+    overwrite: { type: 'boolean' },
+    list: { type: 'string' },
 };
 /** Options that mean something for one command only. */
 const ONLY_FOR = {
@@ -17021,6 +17964,10 @@ const ONLY_FOR = {
     cleanup: 'restore',
     owner: 'restore',
     'allow-version-mismatch': 'restore',
+    path: 'restore',
+    'as-copy': 'restore',
+    overwrite: 'restore',
+    list: 'restore',
 };
 function readSecretFile(option, path) {
     try {
@@ -17099,6 +18046,16 @@ function cliInputs(args, env, cwd = process.cwd()) {
     }
     if (values['discard-previous'])
         raw[INPUTS.discardPrevious] = 'true';
+    if (values.path)
+        raw[INPUTS.path] = values.path.join('\n');
+    if (values['as-copy'])
+        raw[INPUTS.asCopy] = 'true';
+    if (values.overwrite)
+        raw[INPUTS.overwrite] = 'true';
+    if (values.list !== undefined && (values.path || values.cleanup))
+        throw new InputError(`Option --list shows what a backup holds and restores nothing: it does not go with ${values.path ? '--path' : '--cleanup'}.`);
+    if (values.cleanup && values.path)
+        throw new InputError('Option --cleanup does not go with --path (see owncloud-backup --help).');
     if (values['allow-version-mismatch'])
         raw[INPUTS.allowVersionMismatch] = 'true';
     // A relative backup-dir (the help's default is `.`) is taken from the working directory.
@@ -17164,6 +18121,7 @@ function cliInputs(args, env, cwd = process.cwd()) {
         ...(keepAliveSeconds ? { keepAliveSeconds } : {}),
         ...(backupPath ? { backupPath } : {}),
         ...(values.cleanup ? { cleanup: true } : {}),
+        ...(values.list !== undefined ? { list: values.list } : {}),
     };
 }
 function summary(result) {
@@ -17242,6 +18200,19 @@ async function runCli(args) {
         secrets.add(raw[INPUTS.dbPassword]);
         secrets.add(raw[INPUTS.sshKey]);
         secrets.add(raw[INPUTS.dbAdminPassword]);
+        if (inputs.command === 'restore' && inputs.list !== undefined)
+            return await listPath(inputs.backupPath, inputs.list);
+        if (inputs.command === 'restore' && raw[INPUTS.path] !== undefined) {
+            const plan = planPathRestore(raw, inputs.backupPath, label);
+            const result = await runPathRestore(plan, {
+                reporter,
+                secrets,
+                signal: controller.signal,
+                ...(keepAliveSeconds ? { ssh: { keepAliveSeconds } } : {}),
+            });
+            process.stdout.write(pathRestoreSummary(result));
+            return EXIT.ok;
+        }
         if (inputs.command === 'restore') {
             restoring = true;
             const plan = planRestore(raw, inputs.backupPath ?? '', label);
@@ -17290,6 +18261,50 @@ async function runCli(args) {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
     }
+}
+/** `restore BACKUP-DIR --list USER/files/DIR`: size, mtime (UTC) and name, one a line. */
+async function listPath(backupPath, given) {
+    const path = userPath(given);
+    if (typeof path === 'string')
+        throw new InputError(`Invalid option --list: ${path}`);
+    const { manifest, entries } = await listBackupPath(backupPath, path);
+    const base = memberOf(path.user, path.path);
+    process.stdout.write(`${path.user}/${path.path} in the backup of ${manifest.startedAt} (${manifest.name}):\n`);
+    for (const entry of entries) {
+        const relative = entry.name === base ? '.' : entry.name.slice(base.length + 1);
+        const size = entry.type === 'directory' ? '-' : String(entry.size);
+        const name = entry.type === 'directory' ? `${relative}/` : relative;
+        const link = entry.type === 'symlink' ? ` -> ${entry.linkTarget}` : '';
+        process.stdout.write(`${size.padStart(12)}  ${entry.mtime}  ${JSON.stringify(name).slice(1, -1)}${link}\n`);
+    }
+    return EXIT.ok;
+}
+function pathRestoreSummary(result) {
+    const { manifest } = result;
+    const lines = [
+        `Restore complete: ${result.placed.length} file${result.placed.length === 1 ? '' : 's'} from ${manifest.name} (backed up ${manifest.startedAt}) into ${result.target}`,
+        ...result.placed
+            .slice(0, 50)
+            .map((p) => `  restored ${p.user}/${p.from}${p.to !== p.from ? ` as ${p.user}/${p.to}` : ''}`),
+        ...(result.placed.length > 50 ? [`  … and ${result.placed.length - 50} more`] : []),
+        ...(result.unchanged ? [`  ${result.unchanged} already as in the backup, left alone`] : []),
+        ...result.skipped.map((s) => `  skipped ${s.user}/${s.path}: ${s.reason}`),
+        ...(result.skipped.length
+            ? ['  (restore skipped files with --overwrite, or beside the current ones with --as-copy)']
+            : []),
+        ...(result.scanned.length ? [`  occ files:scan: ${result.scanned.join(', ')}`] : []),
+        ...(result.filesOnly.length
+            ? [`  restored as files (versions and trash bin are not scanned): ${result.filesOnly.join(', ')}`]
+            : []),
+        ...(result.cacheRows
+            ? [`  ${result.cacheRows} file cache rows hold the encryption values recorded at backup time`]
+            : []),
+        result.previous
+            ? `  ${result.replaced} replaced item${result.replaced === 1 ? '' : 's'} kept in ${result.previous}: owncloud-backup restore --cleanup removes ${result.replaced === 1 ? 'it' : 'them'}`
+            : '  nothing was replaced',
+        `  took ${formatSeconds(result.seconds)}`,
+    ];
+    return `${lines.join('\n')}\n`;
 }
 async function verify(args) {
     if (args.length !== 1 || args[0].startsWith('-')) {

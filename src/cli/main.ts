@@ -528,7 +528,9 @@ async function listPath(backupPath: string, given: string): Promise<number> {
     const size = entry.type === 'directory' ? '-' : String(entry.size);
     const name = entry.type === 'directory' ? `${relative}/` : relative;
     const link = entry.type === 'symlink' ? ` -> ${entry.linkTarget}` : '';
-    process.stdout.write(`${size.padStart(12)}  ${entry.mtime}  ${JSON.stringify(name).slice(1, -1)}${link}\n`);
+    process.stdout.write(
+      `${size.padStart(12)}  ${entry.mtime}  ${JSON.stringify(name).slice(1, -1)}${link}\n`,
+    );
   }
   return EXIT.ok;
 }
@@ -539,7 +541,9 @@ export function pathRestoreSummary(result: PathRestoreResult): string {
     `Restore complete: ${result.placed.length} file${result.placed.length === 1 ? '' : 's'} from ${manifest.name} (backed up ${manifest.startedAt}) into ${result.target}`,
     ...result.placed
       .slice(0, 50)
-      .map((p) => `  restored ${p.user}/${p.from}${p.to !== p.from ? ` as ${p.user}/${p.to}` : ''}`),
+      .map(
+        (p) => `  restored ${p.user}/${p.from}${p.to !== p.from ? ` as ${p.user}/${p.to}` : ''}`,
+      ),
     ...(result.placed.length > 50 ? [`  … and ${result.placed.length - 50} more`] : []),
     ...(result.unchanged ? [`  ${result.unchanged} already as in the backup, left alone`] : []),
     ...result.skipped.map((s) => `  skipped ${s.user}/${s.path}: ${s.reason}`),
@@ -548,7 +552,9 @@ export function pathRestoreSummary(result: PathRestoreResult): string {
       : []),
     ...(result.scanned.length ? [`  occ files:scan: ${result.scanned.join(', ')}`] : []),
     ...(result.filesOnly.length
-      ? [`  restored as files (versions and trash bin are not scanned): ${result.filesOnly.join(', ')}`]
+      ? [
+          `  restored as files (versions and trash bin are not scanned): ${result.filesOnly.join(', ')}`,
+        ]
       : []),
     ...(result.cacheRows
       ? [`  ${result.cacheRows} file cache rows hold the encryption values recorded at backup time`]

@@ -144,7 +144,7 @@ export const pgsql: DatabaseEngine = {
   foreignOwnerLine: /^ALTER [A-Z ]+ \S.* OWNER TO \S+;$/,
 
   scriptCommand({ connection }) {
-    return queryCommand(connection, ['--set=ON_ERROR_STOP=1', "--field-separator=\t"]);
+    return queryCommand(connection, ['--set=ON_ERROR_STOP=1', '--field-separator=\t']);
   },
 
   identifier: pgIdentifier,

@@ -25,10 +25,14 @@ export async function readEncryptionIndex(
   const archive = manifest.archives.find((a) => a.name === name);
   const path = join(directory, name);
   const result = await runProcess(
-    archive?.compression === 'gzip' ? ['gzip', '-dc', '--', path] : ['zstd', '-dc', '-q', '--', path],
+    archive?.compression === 'gzip'
+      ? ['gzip', '-dc', '--', path]
+      : ['zstd', '-dc', '-q', '--', path],
   );
   if (result.exitCode !== 0)
-    throw new BackupError(`Reading ${path} failed: ${stderrTail(result.stderr) || `exit ${result.exitCode}`}`);
+    throw new BackupError(
+      `Reading ${path} failed: ${stderrTail(result.stderr) || `exit ${result.exitCode}`}`,
+    );
   return result.stdout
     .split('\n')
     .filter((line) => line.trim() !== '')

@@ -59,7 +59,8 @@ export function cacheValuesSql(
   const values = (row: CacheRowValues) =>
     `${engine.identifier('encrypted')} = ${integer(row.encrypted, 'encrypted value')}, ${engine.identifier('size')} = ${integer(row.size, 'size')}, ${engine.identifier('unencrypted_size')} = ${integer(row.unencryptedSize, 'unencrypted size')}`;
   const statements = ['BEGIN;'];
-  for (const row of rows) statements.push(`UPDATE ${filecache} SET ${values(row)} WHERE ${where(row)};`);
+  for (const row of rows)
+    statements.push(`UPDATE ${filecache} SET ${values(row)} WHERE ${where(row)};`);
   statements.push('COMMIT;');
   // One line `rN` for each row N that holds its values (path hashes alone could repeat
   // across storages).
@@ -91,7 +92,8 @@ export async function setCacheValues(
   const result = reached(
     host,
     await host.run(guardedInputCommand(command.argv, command.delivery), {
-      input: secretLine(command.secret) + cacheValuesSql(engine, context.connection.tablePrefix, rows),
+      input:
+        secretLine(command.secret) + cacheValuesSql(engine, context.connection.tablePrefix, rows),
       shielded: true,
     }),
   );
@@ -111,7 +113,9 @@ export async function setCacheValues(
       `${missing.length} restored file${missing.length === 1 ? ' has' : 's have'} no file cache row with the recorded encryption values after the scan (${missing
         .slice(0, 5)
         .map((row) => `${row.storage} ${row.path}`)
-        .join(', ')}${missing.length > 5 ? ', …' : ''}): ownCloud would serve them as they are on disk. Run occ files:scan for them and restore again.`,
+        .join(
+          ', ',
+        )}${missing.length > 5 ? ', …' : ''}): ownCloud would serve them as they are on disk. Run occ files:scan for them and restore again.`,
     );
   return rows.length;
 }

@@ -64,7 +64,6 @@ export async function unchanged<T>(work: () => Promise<T>): Promise<T> {
   }
 }
 
-
 /**
  * A backup's manifest, checked for its form but without reading the archives (for listing
  * what a backup holds): a missing or malformed one is an error naming the file.
