@@ -370,15 +370,31 @@ async function restorePaths(run: {
       seconds: (performance.now() - run.started) / 1000,
     };
   } finally {
-    // The staging directory always goes; the container stays only when it keeps something.
-    await mustRun(
-      host,
-      [...root, 'rm', '-rf', '--', kept ? staging : container],
-      'Removing the staging directory',
+    // The staging directory always goes; the container only when it is empty (whatever a
+    // failed run could not put back stays in it, and the message names it).
+    const cleaned = await host.run(
+      [
+        ...root,
+        'sh',
+        '-c',
+        'rm -rf -- "$1" && { rmdir -- "$2" 2>/dev/null || true; }',
+        'sh',
+        staging,
+        container,
+      ],
       { shielded: true },
-    ).catch((error: unknown) =>
-      reporter.warning(`Could not remove ${kept ? staging : container}: ${String(error)}`),
     );
+    if (cleaned.exitCode !== 0)
+      reporter.warning(
+        `Could not remove the staging directory ${staging}: ${cleaned.stderr.trim()}`,
+      );
+    else if (!kept) {
+      const left = await host.run([...root, 'test', '-e', container], { shielded: true });
+      if (left.exitCode === 0)
+        reporter.warning(
+          `${container} holds what this restore could not put back: look at it before removing it (owncloud-backup restore --cleanup).`,
+        );
+    }
   }
 }
 
