@@ -117,11 +117,20 @@ export function selectMembers(
   return { members: [...members], found };
 }
 
-/** The archive's entries that a --path restore may need: under the users' homes given. */
+/**
+ * The archive's entries a --path restore needs to see: at or below each path and its keys,
+ * and the key pairs (the rest of a big archive is not held in memory).
+ */
 function wantedBy(paths: readonly UserPath[]): (name: string) => boolean {
-  const users = [...new Set(paths.map((p) => memberOf(p.user, '').replace(/\/$/, '')))];
+  const roots = paths.flatMap((p) => [
+    memberOf(p.user, p.path),
+    memberOf(p.user, `files_encryption/keys/${p.path}`),
+  ]);
+  const keyPairDirs = [...new Set(paths.map((p) => memberOf(p.user, 'files_encryption/')))];
   return (name) =>
-    users.some((u) => isAtOrBelow(name, u)) || name.startsWith(`${LAYOUT.data}/files_encryption/`);
+    roots.some((r) => isAtOrBelow(name, r)) ||
+    keyPairDirs.some((d) => name.startsWith(d) && !name.startsWith(`${d}keys/`)) ||
+    name.startsWith(`${LAYOUT.data}/files_encryption/`);
 }
 
 function encryptionOf(
@@ -274,8 +283,13 @@ async function restorePaths(run: {
         target: staging,
         members: run.selection.members,
         signal: context.signal,
+      }).catch((error: unknown) => {
+        if (context.signal.aborted)
+          throw new InterruptedError('The restore was interrupted; nothing was changed.');
+        throw error;
       });
     });
+    // From here on the steps are short and each leaves the instance consistent: they finish.
     const placement = await reporter.group('Put the files in place', async () => {
       const placed = await placeFiles(host, root, {
         staging,

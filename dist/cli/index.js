@@ -11668,7 +11668,7 @@ const pgsql = {
     // pg_dump names the owner of every object; loaded by another user, those lines must go.
     foreignOwnerLine: /^ALTER [A-Z ]+ \S.* OWNER TO \S+;$/,
     scriptCommand({ connection }) {
-        return pgsql_queryCommand(connection, ['--set=ON_ERROR_STOP=1', "--field-separator=\t"]);
+        return pgsql_queryCommand(connection, ['--set=ON_ERROR_STOP=1', '--field-separator=\t']);
     },
     identifier: pgIdentifier,
     textFromHex: (hex) => `convert_from(decode('${hex}', 'hex'), 'UTF8')`,
@@ -16754,7 +16754,9 @@ async function readEncryptionIndex(directory, manifest) {
         return [];
     const archive = manifest.archives.find((a) => a.name === name);
     const path = (0,external_node_path_namespaceObject.join)(directory, name);
-    const result = await runProcess(archive?.compression === 'gzip' ? ['gzip', '-dc', '--', path] : ['zstd', '-dc', '-q', '--', path]);
+    const result = await runProcess(archive?.compression === 'gzip'
+        ? ['gzip', '-dc', '--', path]
+        : ['zstd', '-dc', '-q', '--', path]);
     if (result.exitCode !== 0)
         throw new BackupError(`Reading ${path} failed: ${stderrTail(result.stderr) || `exit ${result.exitCode}`}`);
     return result.stdout
@@ -17151,10 +17153,18 @@ function selectMembers(entries, paths, encryption) {
     }
     return { members: [...members], found };
 }
-/** The archive's entries that a --path restore may need: under the users' homes given. */
+/**
+ * The archive's entries a --path restore needs to see: at or below each path and its keys,
+ * and the key pairs (the rest of a big archive is not held in memory).
+ */
 function wantedBy(paths) {
-    const users = [...new Set(paths.map((p) => memberOf(p.user, '').replace(/\/$/, '')))];
-    return (name) => users.some((u) => isAtOrBelow(name, u)) ||
+    const roots = paths.flatMap((p) => [
+        memberOf(p.user, p.path),
+        memberOf(p.user, `files_encryption/keys/${p.path}`),
+    ]);
+    const keyPairDirs = [...new Set(paths.map((p) => memberOf(p.user, 'files_encryption/')))];
+    return (name) => roots.some((r) => isAtOrBelow(name, r)) ||
+        keyPairDirs.some((d) => name.startsWith(d) && !name.startsWith(`${d}keys/`)) ||
         name.startsWith(`${LAYOUT.data}/files_encryption/`);
 }
 function encryptionOf(manifest) {
@@ -17184,7 +17194,9 @@ async function runPathRestore(plan, context) {
         reporter.info(`The backup of ${manifest.startedAt} holds ${files.length} file${files.length === 1 ? '' : 's'} (${files.reduce((n, e) => n + e.size, 0)} bytes) under ${plan.paths.map((p) => `${p.user}/${p.path}`).join(', ')}.`);
         return chosen;
     });
-    const index = encryption ? await readEncryptionIndex(backup.directory, manifest) : [];
+    const index = encryption
+        ? await readEncryptionIndex(backup.directory, manifest)
+        : [];
     interrupted();
     let host;
     let lock;
@@ -17254,8 +17266,13 @@ async function restorePaths(run) {
                 target: staging,
                 members: run.selection.members,
                 signal: context.signal,
+            }).catch((error) => {
+                if (context.signal.aborted)
+                    throw new InterruptedError('The restore was interrupted; nothing was changed.');
+                throw error;
             });
         });
+        // From here on the steps are short and each leaves the instance consistent: they finish.
         const placement = await reporter.group('Put the files in place', async () => {
             const placed = await placeFiles(host, root, {
                 staging,
@@ -17332,8 +17349,24 @@ async function restorePaths(run) {
         };
     }
     finally {
-        // The staging directory always goes; the container stays only when it keeps something.
-        await mustRun(host, [...root, 'rm', '-rf', '--', kept ? staging : container], 'Removing the staging directory', { shielded: true }).catch((error) => reporter.warning(`Could not remove ${kept ? staging : container}: ${String(error)}`));
+        // The staging directory always goes; the container only when it is empty (whatever a
+        // failed run could not put back stays in it, and the message names it).
+        const cleaned = await host.run([
+            ...root,
+            'sh',
+            '-c',
+            'rm -rf -- "$1" && { rmdir -- "$2" 2>/dev/null || true; }',
+            'sh',
+            staging,
+            container,
+        ], { shielded: true });
+        if (cleaned.exitCode !== 0)
+            reporter.warning(`Could not remove the staging directory ${staging}: ${cleaned.stderr.trim()}`);
+        else if (!kept) {
+            const left = await host.run([...root, 'test', '-e', container], { shielded: true });
+            if (left.exitCode === 0)
+                reporter.warning(`${container} holds what this restore could not put back: look at it before removing it (owncloud-backup restore --cleanup).`);
+        }
     }
 }
 function placementLine(placement, rule) {
@@ -18178,9 +18211,11 @@ async function runCli(args) {
     const onSignal = (signal) => {
         signals++;
         if (signals === 1) {
-            reporter.warning(restoring
-                ? `${signal}: stopping; the previous state is put back before exiting.`
-                : `${signal}: stopping; maintenance mode is restored before exiting.`);
+            reporter.warning(restoring === 'paths'
+                ? `${signal}: stopping after the current step (files being put in place are all placed, or none).`
+                : restoring
+                    ? `${signal}: stopping; the previous state is put back before exiting.`
+                    : `${signal}: stopping; maintenance mode is restored before exiting.`);
             controller.abort();
         }
         else if (signals === 2) {
@@ -18203,6 +18238,7 @@ async function runCli(args) {
         if (inputs.command === 'restore' && inputs.list !== undefined)
             return await listPath(inputs.backupPath, inputs.list);
         if (inputs.command === 'restore' && raw[INPUTS.path] !== undefined) {
+            restoring = 'paths';
             const plan = planPathRestore(raw, inputs.backupPath, label);
             const result = await runPathRestore(plan, {
                 reporter,
@@ -18214,7 +18250,7 @@ async function runCli(args) {
             return EXIT.ok;
         }
         if (inputs.command === 'restore') {
-            restoring = true;
+            restoring = 'instance';
             const plan = planRestore(raw, inputs.backupPath ?? '', label);
             const ssh = keepAliveSeconds ? { ssh: { keepAliveSeconds } } : {};
             if (inputs.cleanup) {
@@ -18294,7 +18330,9 @@ function pathRestoreSummary(result) {
             : []),
         ...(result.scanned.length ? [`  occ files:scan: ${result.scanned.join(', ')}`] : []),
         ...(result.filesOnly.length
-            ? [`  restored as files (versions and trash bin are not scanned): ${result.filesOnly.join(', ')}`]
+            ? [
+                `  restored as files (versions and trash bin are not scanned): ${result.filesOnly.join(', ')}`,
+            ]
             : []),
         ...(result.cacheRows
             ? [`  ${result.cacheRows} file cache rows hold the encryption values recorded at backup time`]

@@ -425,14 +425,16 @@ export async function runCli(args: string[]): Promise<number> {
   );
   const controller = new AbortController();
   let signals = 0;
-  let restoring = false;
+  let restoring: false | 'instance' | 'paths' = false;
   const onSignal = (signal: NodeJS.Signals) => {
     signals++;
     if (signals === 1) {
       reporter.warning(
-        restoring
-          ? `${signal}: stopping; the previous state is put back before exiting.`
-          : `${signal}: stopping; maintenance mode is restored before exiting.`,
+        restoring === 'paths'
+          ? `${signal}: stopping after the current step (files being put in place are all placed, or none).`
+          : restoring
+            ? `${signal}: stopping; the previous state is put back before exiting.`
+            : `${signal}: stopping; maintenance mode is restored before exiting.`,
       );
       controller.abort();
     } else if (signals === 2) {
@@ -456,6 +458,7 @@ export async function runCli(args: string[]): Promise<number> {
     if (inputs.command === 'restore' && inputs.list !== undefined)
       return await listPath(inputs.backupPath!, inputs.list);
     if (inputs.command === 'restore' && raw[INPUTS.path] !== undefined) {
+      restoring = 'paths';
       const plan = planPathRestore(raw, inputs.backupPath!, label);
       const result = await runPathRestore(plan, {
         reporter,
@@ -467,7 +470,7 @@ export async function runCli(args: string[]): Promise<number> {
       return EXIT.ok;
     }
     if (inputs.command === 'restore') {
-      restoring = true;
+      restoring = 'instance';
       const plan = planRestore(raw, inputs.backupPath ?? '', label);
       const ssh = keepAliveSeconds ? { ssh: { keepAliveSeconds } } : {};
       if (inputs.cleanup) {
