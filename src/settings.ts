@@ -533,8 +533,17 @@ export function planPathRestore(
 ): PathRestorePlan {
   const instance = planInstance(raw, label);
   const { value, fail, boolean } = validators(raw, label);
+  // The action passes every input with its default: only a value that says more refuses.
+  const defaults: Partial<Record<InputName, string>> = {
+    [INPUTS.safetyCopy]: 'true',
+    [INPUTS.discardPrevious]: 'false',
+    [INPUTS.allowVersionMismatch]: 'false',
+  };
   for (const name of WHOLE_RESTORE_ONLY)
-    if (value(name) !== '' || (name === INPUTS.dbPassword && raw[name] !== undefined))
+    if (
+      (value(name) !== '' && value(name).toLowerCase() !== defaults[name]) ||
+      (name === INPUTS.dbPassword && raw[name] !== undefined)
+    )
       fail(
         name,
         `it applies to a restore of the whole instance, not of single paths (${label(INPUTS.path)}): the database stays as it is.`,

@@ -28370,7 +28370,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 72:
+/***/ 295:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -31324,6 +31324,8 @@ function getIDToken(aud) {
  */
 
 //# sourceMappingURL=core.js.map
+;// CONCATENATED MODULE: external "node:path"
+const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
 ;// CONCATENATED MODULE: ./src/errors.ts
 /**
  * A mistake in what the user asked for (an input, an option, a path that is not an
@@ -31375,12 +31377,413 @@ function errors_describeError(error) {
     return String(error);
 }
 
+;// CONCATENATED MODULE: ./src/settings.ts
+// What the user asked for, validated into a plan before anything touches the host. The
+// action's inputs and the command line's options carry the same names (INPUTS), so one
+// validation serves both; each error names the input and the form expected.
+
+
+/** Input names: the action's `with:` keys and the command line's `--options`. */
+const INPUTS = {
+    host: 'host',
+    port: 'port',
+    user: 'user',
+    sshKey: 'ssh-key',
+    knownHosts: 'known-hosts',
+    owncloudDir: 'owncloud-dir',
+    dataDir: 'data-dir',
+    extraPaths: 'extra-paths',
+    exclude: 'exclude',
+    installType: 'install-type',
+    dbType: 'db-type',
+    dbHost: 'db-host',
+    dbPort: 'db-port',
+    dbName: 'db-name',
+    dbUser: 'db-user',
+    dbPassword: 'db-password',
+    maintenanceMode: 'maintenance-mode',
+    occUser: 'occ-user',
+    compression: 'compression',
+    backupDir: 'backup-dir',
+    dumpTimeout: 'dump-timeout',
+    // Restore only.
+    dbAdminUser: 'db-admin-user',
+    dbAdminPassword: 'db-admin-password',
+    safetyCopy: 'safety-copy',
+    discardPrevious: 'discard-previous',
+    owner: 'owner',
+    allowVersionMismatch: 'allow-version-mismatch',
+    // Restore of single paths only.
+    path: 'path',
+    asCopy: 'as-copy',
+    overwrite: 'overwrite',
+};
+/** Inputs of a restore only (the backup action does not declare them). */
+const RESTORE_ONLY = [
+    INPUTS.dbAdminUser,
+    INPUTS.dbAdminPassword,
+    INPUTS.safetyCopy,
+    INPUTS.discardPrevious,
+    INPUTS.owner,
+    INPUTS.allowVersionMismatch,
+    INPUTS.path,
+    INPUTS.asCopy,
+    INPUTS.overwrite,
+];
+/** Inputs of a whole-instance restore that mean nothing when single paths come back. */
+const WHOLE_RESTORE_ONLY = [
+    INPUTS.dbAdminUser,
+    INPUTS.dbAdminPassword,
+    INPUTS.safetyCopy,
+    INPUTS.discardPrevious,
+    INPUTS.owner,
+    INPUTS.allowVersionMismatch,
+    INPUTS.dbType,
+    INPUTS.dbHost,
+    INPUTS.dbPort,
+    INPUTS.dbName,
+    INPUTS.dbUser,
+    INPUTS.dbPassword,
+];
+/** Inputs that only mean something for an SSH connection (with `host`). */
+const SSH_ONLY = [
+    INPUTS.port,
+    INPUTS.user,
+    INPUTS.sshKey,
+    INPUTS.knownHosts,
+];
+const settings_actionLabel = (name) => `input '${name}'`;
+const cliLabel = (name) => `option --${name}`;
+const KEY_TYPES = new Set([
+    'ssh-ed25519',
+    'ssh-rsa',
+    'ecdsa-sha2-nistp256',
+    'ecdsa-sha2-nistp384',
+    'ecdsa-sha2-nistp521',
+    'sk-ssh-ed25519@openssh.com',
+    'sk-ecdsa-sha2-nistp256@openssh.com',
+    'ssh-dss',
+]);
+function words(value) {
+    return (value ?? '')
+        .split(/\r?\n/)
+        .map((line) => line.trim())
+        .filter((line) => line !== '' && !line.startsWith('#'));
+}
+/** The validators every plan uses, bound to the raw inputs and their labels. */
+function validators(raw, label) {
+    const value = (name) => (raw[name] ?? '').trim();
+    const fail = (name, message) => {
+        throw new errors_InputError(`Invalid ${label(name)}: ${message}`);
+    };
+    const oneOf = (name, allowed, fallback) => {
+        const given = value(name).toLowerCase();
+        if (given === '')
+            return fallback;
+        if (!allowed.includes(given))
+            fail(name, `'${value(name)}' is not supported. Expected one of: ${allowed.join(', ')}.`);
+        return given;
+    };
+    const integer = (name, min, max) => {
+        const given = value(name);
+        if (given === '')
+            return undefined;
+        if (!/^\d+$/.test(given) || Number(given) < min || Number(given) > max)
+            fail(name, `'${given}' is not a whole number from ${min} to ${max}.`);
+        return Number(given);
+    };
+    const boolean = (name, fallback) => {
+        const given = value(name).toLowerCase();
+        if (given === '')
+            return fallback;
+        if (['true', 'yes', 'on', '1'].includes(given))
+            return true;
+        if (['false', 'no', 'off', '0'].includes(given))
+            return false;
+        return fail(name, `'${value(name)}' is not a boolean. Expected true or false.`);
+    };
+    const absolutePath = (name, given) => {
+        if (given.includes('\0'))
+            fail(name, 'the path contains a NUL byte.');
+        if (given.startsWith('-'))
+            fail(name, `'${given}' starts with '-'. Expected an absolute path.`);
+        if (!(0,external_node_path_namespaceObject.isAbsolute)(given))
+            fail(name, `'${given}' is not an absolute path.`);
+        const normal = (0,external_node_path_namespaceObject.normalize)(given);
+        return normal.length > 1 ? normal.replace(/\/+$/, '') : normal;
+    };
+    const userName = (name) => {
+        const given = value(name);
+        if (given && !/^[a-z_][a-z0-9_.-]*\$?$/i.test(given))
+            fail(name, `'${given}' is not a user name.`);
+        return given || undefined;
+    };
+    const password = (name) => {
+        // A password is taken as given (spaces are legitimate); only a missing one means "the default".
+        const given = raw[name];
+        if (given === undefined || given === '')
+            return undefined;
+        if (/[\r\n\0]/.test(given))
+            fail(name, 'the password contains a line break or NUL byte, which no database client accepts.');
+        return given;
+    };
+    return { value, fail, oneOf, integer, boolean, absolutePath, userName, password };
+}
+/** Validates the inputs that say where the instance is (shared by backup and restore). */
+function planInstance(raw, label = settings_actionLabel) {
+    const { value, fail, integer, absolutePath } = validators(raw, label);
+    // --- Where the ownCloud server is -------------------------------------------------------
+    const host = value(INPUTS.host);
+    let target = { kind: 'local' };
+    // Without a host there is no SSH connection: an SSH setting would be silently unused.
+    if (host === '')
+        for (const name of SSH_ONLY)
+            if (value(name) !== '')
+                fail(name, `it only applies with ${label(INPUTS.host)} (without a host, the server is this machine and there is no SSH connection).`);
+    if (host !== '') {
+        if (host.startsWith('-') || !/^[A-Za-z0-9._:[\]%_-]+$/.test(host))
+            fail(INPUTS.host, `'${host}' is not a host name or IP address.`);
+        const privateKey = (raw[INPUTS.sshKey] ?? '').replace(/\r\n/g, '\n').trim();
+        if (privateKey === '')
+            fail(INPUTS.sshKey, `a private key is required when ${label(INPUTS.host)} is set.`);
+        if (!/^-----BEGIN [A-Z ]*PRIVATE KEY-----\n[\s\S]+\n-----END [A-Z ]*PRIVATE KEY-----$/.test(privateKey))
+            fail(INPUTS.sshKey, 'expected a private key in PEM/OpenSSH format (-----BEGIN ... PRIVATE KEY-----).');
+        if (/^Proc-Type: .*ENCRYPTED/m.test(privateKey) ||
+            privateKey.includes('ENCRYPTED PRIVATE KEY') ||
+            openSshKeyCipher(privateKey) !== 'none')
+            fail(INPUTS.sshKey, 'the private key is protected by a passphrase; use a key without one.');
+        const knownHosts = words(raw[INPUTS.knownHosts]);
+        if (knownHosts.length === 0)
+            fail(INPUTS.knownHosts, `known_hosts lines for the host are required when ${label(INPUTS.host)} is set (get them with: ssh-keyscan -p PORT HOST).`);
+        knownHosts.forEach((line, index) => {
+            const problem = knownHostsLineProblem(line);
+            if (problem)
+                fail(INPUTS.knownHosts, `line ${index + 1} ${problem}`);
+        });
+        const user = value(INPUTS.user) || 'root';
+        if (!/^[a-z_][a-z0-9_.-]*\$?$/i.test(user))
+            fail(INPUTS.user, `'${user}' is not a user name.`);
+        target = {
+            kind: 'ssh',
+            host: host.replace(/^\[(.*)\]$/, '$1'),
+            port: integer(INPUTS.port, 1, 65535) ?? 22,
+            user,
+            privateKey: `${privateKey}\n`,
+            knownHosts,
+        };
+    }
+    // --- The instance -------------------------------------------------------------------------
+    const owncloudDir = absolutePath(INPUTS.owncloudDir, value(INPUTS.owncloudDir) || '/var/www/owncloud');
+    const dataDir = value(INPUTS.dataDir)
+        ? absolutePath(INPUTS.dataDir, value(INPUTS.dataDir))
+        : undefined;
+    // --- The database -------------------------------------------------------------------------
+    const dbTypeGiven = value(INPUTS.dbType).toLowerCase();
+    if (['oci', 'oracle'].includes(dbTypeGiven))
+        fail(INPUTS.dbType, 'Oracle (oci) is not supported. Expected one of: auto, mysql, pgsql, sqlite.');
+    const dbTypeAliases = {
+        '': 'auto',
+        auto: 'auto',
+        mysql: 'mysql',
+        mariadb: 'mysql',
+        pgsql: 'pgsql',
+        postgres: 'pgsql',
+        postgresql: 'pgsql',
+        sqlite: 'sqlite',
+        sqlite3: 'sqlite',
+    };
+    const dbType = dbTypeAliases[dbTypeGiven];
+    if (dbType === undefined)
+        fail(INPUTS.dbType, `'${value(INPUTS.dbType)}' is not supported. Expected one of: auto, mysql, pgsql, sqlite.`);
+    const database = {};
+    if (dbType !== 'auto')
+        database.type = dbType;
+    if (value(INPUTS.dbHost))
+        database.host = value(INPUTS.dbHost);
+    const dbPort = integer(INPUTS.dbPort, 1, 65535);
+    if (dbPort !== undefined)
+        database.port = dbPort;
+    if (value(INPUTS.dbName))
+        database.name = value(INPUTS.dbName);
+    if (value(INPUTS.dbUser))
+        database.user = value(INPUTS.dbUser);
+    const password = validators(raw, label).password(INPUTS.dbPassword);
+    if (password !== undefined)
+        database.password = password;
+    const occUser = validators(raw, label).userName(INPUTS.occUser);
+    return {
+        target,
+        owncloudDir,
+        ...(dataDir ? { dataDir } : {}),
+        database,
+        ...(occUser ? { occUser } : {}),
+    };
+}
+/** Validates everything up front and returns the plan, or throws one InputError. */
+function settings_planBackup(raw, defaults, label = settings_actionLabel) {
+    const instance = planInstance(raw, label);
+    const { value, fail, oneOf, integer, boolean, absolutePath } = validators(raw, label);
+    // --- What to back up ----------------------------------------------------------------------
+    const extraPaths = words(raw[INPUTS.extraPaths]).map((path) => {
+        if (path.includes('\0'))
+            fail(INPUTS.extraPaths, 'a path contains a NUL byte.');
+        if (path.startsWith('-'))
+            fail(INPUTS.extraPaths, `'${path}' starts with '-'. Expected a path.`);
+        if (isAbsolute(path))
+            return absolutePath(INPUTS.extraPaths, path);
+        const normal = normalize(path).replace(/\/+$/, '');
+        if (normal === '.' || normal === '..' || normal.startsWith('../'))
+            fail(INPUTS.extraPaths, `'${path}' is not a path inside ${label(INPUTS.owncloudDir)}.`);
+        return normal;
+    });
+    const exclude = words(raw[INPUTS.exclude]);
+    for (const pattern of exclude)
+        if (pattern.startsWith('-') || pattern.startsWith('+'))
+            fail(INPUTS.exclude, `'${pattern}' starts with '${pattern[0]}'. Expected an rsync pattern such as '*/thumbnails/'.`);
+    const installType = oneOf(INPUTS.installType, ['auto', 'package', 'tarball'], 'auto');
+    return {
+        ...instance,
+        extraPaths,
+        exclude,
+        installType,
+        maintenanceMode: boolean(INPUTS.maintenanceMode, true),
+        compression: oneOf(INPUTS.compression, ['zstd', 'gzip'], 'zstd'),
+        backupDir: absolutePath(INPUTS.backupDir, value(INPUTS.backupDir) || defaults.backupDir),
+        dumpTimeoutSeconds: integer(INPUTS.dumpTimeout, 1, 7 * 24 * 3600) ?? 600,
+    };
+}
+/** Validates a restore's inputs up front; the backup path is the CLI's argument (or the download). */
+function planRestore(raw, backupPath, label = settings_actionLabel) {
+    const instance = planInstance(raw, label);
+    const { value, fail, boolean, userName, password } = validators(raw, label);
+    const adminUser = value(INPUTS.dbAdminUser);
+    const adminPassword = password(INPUTS.dbAdminPassword);
+    if (adminUser === '' && adminPassword !== undefined)
+        fail(INPUTS.dbAdminPassword, `it only applies with ${label(INPUTS.dbAdminUser)} (the account that may drop and create databases).`);
+    if (adminUser.startsWith('-') || /[\0\r\n]/.test(adminUser))
+        fail(INPUTS.dbAdminUser, `'${adminUser}' is not a database user name.`);
+    const safetyCopy = boolean(INPUTS.safetyCopy, true);
+    const discardPrevious = boolean(INPUTS.discardPrevious, false);
+    if (!safetyCopy && discardPrevious)
+        fail(INPUTS.discardPrevious, `it only applies with a safety copy (${label(INPUTS.safetyCopy)} is false: there is nothing to discard).`);
+    const owner = userName(INPUTS.owner);
+    return {
+        ...instance,
+        // Empty: the installation directory the backup recorded.
+        owncloudDir: value(INPUTS.owncloudDir) ? instance.owncloudDir : '',
+        backupPath,
+        ...(adminUser ? { dbAdmin: { user: adminUser, password: adminPassword ?? '' } } : {}),
+        allowVersionMismatch: boolean(INPUTS.allowVersionMismatch, false),
+        safetyCopy,
+        discardPrevious,
+        ...(owner ? { owner } : {}),
+    };
+}
+/** Why a known_hosts line is malformed, or undefined when it is fine. */
+function knownHostsLineProblem(line) {
+    const fields = line.split(/\s+/);
+    if (fields[0] === '@cert-authority' || fields[0] === '@revoked')
+        fields.shift();
+    const [hosts, keyType, key] = fields;
+    if (!hosts || !keyType || !key)
+        return `is not a known_hosts line. Expected 'HOST KEYTYPE BASE64KEY', e.g. '[cloud.example.com]:2222 ssh-ed25519 AAAA...'.`;
+    if (!KEY_TYPES.has(keyType))
+        return `has an unknown key type '${keyType}'.`;
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(key))
+        return 'has a key that is not base64.';
+    // The key blob starts with its own type name: a cheap check that it is really a key.
+    const blob = Buffer.from(key, 'base64');
+    const nameLength = blob.length >= 4 ? blob.readUInt32BE(0) : 0;
+    if (nameLength === 0 || blob.subarray(4, 4 + nameLength).toString('latin1') !== keyType)
+        return `has a key that is not a ${keyType} key.`;
+    return undefined;
+}
+/**
+ * The cipher an OpenSSH-format private key is encrypted with ('none' when it has no
+ * passphrase, and for keys in other formats, which say so in their PEM headers).
+ */
+function openSshKeyCipher(privateKey) {
+    const match = /-----BEGIN OPENSSH PRIVATE KEY-----\n([\s\S]+?)\n-----END OPENSSH PRIVATE KEY-----/.exec(privateKey);
+    if (!match)
+        return 'none';
+    const blob = Buffer.from(match[1].replace(/\s+/g, ''), 'base64');
+    const magic = 'openssh-key-v1\0';
+    if (blob.subarray(0, magic.length).toString('latin1') !== magic || blob.length < magic.length + 4)
+        return 'none';
+    const length = blob.readUInt32BE(magic.length);
+    return blob.subarray(magic.length + 4, magic.length + 4 + length).toString('latin1');
+}
+/** The areas of a user's home a single-path restore brings back. */
+const USER_AREAS = ['files', 'files_versions', 'files_trashbin'];
+/**
+ * `USER/files/SOME/PATH` (or `USER/files_versions/...`, `USER/files_trashbin/...`) as a
+ * user's path, or why it is not one. Pure.
+ */
+function userPath(given) {
+    const text = given.replace(/^\/+/, '').replace(/\/+$/, '');
+    if (/[\0\r\n]/.test(text))
+        return 'it contains a NUL byte or a line break.';
+    const parts = text.split('/');
+    if (parts.some((p) => p === '' || p === '.' || p === '..'))
+        return `'${given}' has an empty, '.' or '..' part. Expected USER/files/SOME/PATH.`;
+    const [user, area] = parts;
+    if (!user || !area || !USER_AREAS.includes(area))
+        return `'${given}' is not a path in a user's files. Expected USER/files/SOME/PATH (or USER/files_versions/..., USER/files_trashbin/...).`;
+    return { user, path: parts.slice(1).join('/'), area: area };
+}
+/** Validates a restore of single paths (restore --path). */
+function planPathRestore(raw, backupPath, label = settings_actionLabel) {
+    const instance = planInstance(raw, label);
+    const { value, fail, boolean } = validators(raw, label);
+    // The action passes every input with its default: only a value that says more refuses.
+    const defaults = {
+        [INPUTS.safetyCopy]: 'true',
+        [INPUTS.discardPrevious]: 'false',
+        [INPUTS.allowVersionMismatch]: 'false',
+    };
+    for (const name of WHOLE_RESTORE_ONLY)
+        if ((value(name) !== '' && value(name).toLowerCase() !== defaults[name]) ||
+            (name === INPUTS.dbPassword && raw[name] !== undefined))
+            fail(name, `it applies to a restore of the whole instance, not of single paths (${label(INPUTS.path)}): the database stays as it is.`);
+    const paths = [];
+    for (const line of (raw[INPUTS.path] ?? '').split('\n')) {
+        if (line.trim() === '')
+            continue;
+        const parsed = userPath(line.replace(/\r$/, ''));
+        if (typeof parsed === 'string')
+            fail(INPUTS.path, parsed);
+        else
+            paths.push(parsed);
+    }
+    if (paths.length === 0)
+        fail(INPUTS.path, 'no path given. Expected USER/files/SOME/PATH.');
+    const asCopy = boolean(INPUTS.asCopy, false);
+    const overwrite = boolean(INPUTS.overwrite, false);
+    if (asCopy && overwrite)
+        fail(INPUTS.overwrite, `it contradicts ${label(INPUTS.asCopy)} (a copy beside the current items replaces nothing).`);
+    if (asCopy)
+        for (const p of paths)
+            if (p.area !== 'files')
+                fail(INPUTS.asCopy, `it applies to paths in a user's files/ only; '${p.user}/${p.path}' is a ${p.area === 'files_versions' ? 'version' : 'trash bin entry'}, whose name ownCloud gives it.`);
+    if (paths.some((p) => p.path === p.area && p.area === 'files' && asCopy))
+        fail(INPUTS.asCopy, "a user's whole files/ cannot be restored as a copy; name a folder in it.");
+    for (const a of paths)
+        for (const b of paths)
+            if (a !== b && a.user === b.user && (a.path === b.path || a.path.startsWith(`${b.path}/`)))
+                fail(INPUTS.path, `'${a.user}/${a.path}' is ${a.path === b.path ? 'given twice' : `inside '${b.user}/${b.path}', which is given too`}.`);
+    return {
+        ...instance,
+        owncloudDir: value(INPUTS.owncloudDir) ? instance.owncloudDir : '',
+        backupPath,
+        paths,
+        conflicts: asCopy ? 'as-copy' : overwrite ? 'overwrite' : 'keep-newer',
+    };
+}
+
 ;// CONCATENATED MODULE: external "node:fs"
 const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
 ;// CONCATENATED MODULE: external "node:timers/promises"
 const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
-;// CONCATENATED MODULE: external "node:path"
-const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
 ;// CONCATENATED MODULE: ./src/host/guarded.ts
 // Long-running commands on the host (database dumps) are wrapped in a small POSIX sh
 // script that (1) takes the secret from the first line of stdin and hands it to the tool
@@ -42794,6 +43197,11 @@ const mysql = {
     },
     explainFailure,
     clients: ['mariadb', 'mysql'],
+    scriptCommand({ connection, client }) {
+        return clientCommand(client, connection, connection.name);
+    },
+    identifier: mysqlIdentifier,
+    textFromHex: (hex) => `CONVERT(X'${hex}' USING utf8mb4)`,
     loadCommand({ connection, client }) {
         const { argv, delivery, secret } = clientCommand(client, connection, connection.name);
         return { argv, delivery, secret };
@@ -42957,6 +43365,11 @@ const pgsql = {
     clients: ['psql'],
     // pg_dump names the owner of every object; loaded by another user, those lines must go.
     foreignOwnerLine: /^ALTER [A-Z ]+ \S.* OWNER TO \S+;$/,
+    scriptCommand({ connection }) {
+        return pgsql_queryCommand(connection, ['--set=ON_ERROR_STOP=1', '--field-separator=\t']);
+    },
+    identifier: pgIdentifier,
+    textFromHex: (hex) => `convert_from(decode('${hex}', 'hex'), 'UTF8')`,
     loadCommand({ connection }) {
         const { argv, delivery, secret } = psqlCommand(connection, ['--single-transaction']);
         return { argv, delivery, secret };
@@ -43140,6 +43553,21 @@ const sqlite = {
         return undefined;
     },
     clients: ['sqlite3'],
+    scriptCommand({ connection, client, account, owner }) {
+        // As the web server's user: the database file and its journal are the instance's own.
+        const argv = host_asUser(account, owner, [
+            client,
+            '-bail',
+            '-batch',
+            '-noheader',
+            '-separator',
+            '\t',
+            connection.file,
+        ]);
+        return { program: client, argv, delivery: 'none', secret: '' };
+    },
+    identifier: (name) => `"${name.replaceAll('"', '""')}"`,
+    textFromHex: (hex) => `CAST(X'${hex}' AS TEXT)`,
     loadCommand({ connection, client, account, owner }) {
         // As the web server's user, so the new database file is the instance's own.
         const argv = host_asUser(account, owner, [client, '-bail', connection.file]);
@@ -45576,6 +46004,47 @@ async function restore_files_extractFiles(options) {
         throw new BackupError(`Reading ${options.archivePath} failed: ${fed.message}`);
 }
 /**
+ * Extracts only the given members (exact names; a directory brings what is below it) of the
+ * archive's member directory `member` into `target` on the host, streaming the archive from
+ * here: the same single pass, owners, modes, ACLs, xattrs and hard links as a whole restore.
+ */
+async function extractMembers(options) {
+    const { host } = options;
+    const tar = [
+        'tar',
+        '--extract',
+        '--file=-',
+        options.compression === 'zstd' ? '--zstd' : '--gzip',
+        '--directory=/',
+        ...TAR_METADATA_FLAGS,
+        '--same-permissions',
+        '--same-owner',
+        `--transform=${memberTransform(options.member, options.target)}`,
+        '--no-wildcards',
+        '--',
+        ...options.members,
+    ];
+    const extracting = host.stream([...options.root, ...tar], {
+        feedStdin: true,
+        signal: options.signal,
+    });
+    extracting.stdout.resume();
+    const feeding = pipeline(createReadStream(options.archivePath), extracting.stdin).catch((error) => error);
+    const result = await extracting.done;
+    const fed = await feeding;
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new LinkError(`Extracting the paths failed: ${transport}`);
+    if (result.exitCode !== 0) {
+        const said = stderrTail(withoutTarProgress(result.stderr));
+        throw new BackupError(/No space left on device|Disk quota exceeded/.test(said)
+            ? `No space left on device on ${host.label} while extracting the paths: ${said}`
+            : `Extracting the paths failed (tar exit ${result.exitCode} on ${host.label}): ${said || 'no message'}`);
+    }
+    if (fed instanceof Error && !/EPIPE/.test(fed.message))
+        throw new BackupError(`Reading ${options.archivePath} failed: ${fed.message}`);
+}
+/**
  * The backup's config files (config.php and *.config.php), read from the archive here
  * into memory through a private directory that is removed at once. They hold the database
  * password: never written anywhere else.
@@ -46087,7 +46556,7 @@ function verify_archiveNameProblem(name) {
     return undefined;
 }
 /** What in a parsed manifest.json makes it unusable for a check, or undefined. */
-function manifestProblem(value) {
+function verify_manifestProblem(value) {
     if (typeof value !== 'object' || value === null)
         return 'it is not a JSON object';
     const manifest = value;
@@ -46390,7 +46859,7 @@ async function verify_verifyBackup(directory) {
     }
     if (parsed?.format !== MANIFEST_FORMAT)
         throw new UnverifiableError(`${join(directory, MANIFEST_NAME)} is not an ${MANIFEST_FORMAT} manifest.`);
-    const problem = manifestProblem(parsed);
+    const problem = verify_manifestProblem(parsed);
     if (problem)
         return [{ ok: false, what: `${MANIFEST_NAME}: damaged: ${problem}` }];
     const manifest = parsed;
@@ -46429,6 +46898,83 @@ async function scanListing(stream) {
     return { entries, marker, lastLine };
 }
 
+;// CONCATENATED MODULE: ./src/steps/target.ts
+// What both kinds of restore do before they change anything: the backup verified byte for
+// byte, root on the host, and preflight failures that say nothing was changed.
+
+
+
+
+
+
+
+/** The backup, checked byte for byte before anything on the target changes. */
+async function target_verified(backupPath, reporter) {
+    const checks = await verifyBackup(backupPath);
+    const failed = checks.filter((c) => !c.ok);
+    if (failed.length > 0)
+        throw new BackupError(`The backup ${backupPath} is damaged; nothing was changed on the target. ${failed.map((c) => c.what).join('; ')}`);
+    reporter.info(`The backup is intact (${checks.length} checks).`);
+    const manifest = JSON.parse(readFileSync(join(backupPath, MANIFEST_NAME), 'utf8'));
+    const archive = (role) => join(backupPath, manifest.archives.find((a) => a.role === role).name);
+    return {
+        directory: backupPath,
+        manifest,
+        filesArchive: archive('files'),
+        dumpArchive: archive('database'),
+    };
+}
+/** argv prefix that runs a command as root on the host; needs root or passwordless sudo. */
+async function target_rootOn(host) {
+    if (host.account === 'root')
+        return [];
+    const result = host_reached(host, await host.run(['sudo', '-n', 'true']));
+    if (result.exitCode !== 0)
+        throw new errors_BackupError(`A restore writes files of every owner: the SSH user ${host.account} on ${host.label} must be root or have passwordless sudo (${process_stderrTail(result.stderr) || 'sudo -n failed'}). Nothing was changed.`);
+    return ['sudo', '-n', '--'];
+}
+/**
+ * Runs the checks before the first change: whatever fails there says that nothing changed.
+ */
+async function target_unchanged(work) {
+    try {
+        return await work();
+    }
+    catch (error) {
+        if (!(error instanceof BackupError || error instanceof InputError))
+            throw error;
+        if (/nothing was changed/i.test(error.message))
+            throw error;
+        const message = `${error.message.replace(/\.?$/, '.')} Nothing was changed on the target.`;
+        throw error instanceof InputError ? new InputError(message) : new BackupError(message);
+    }
+}
+/**
+ * A backup's manifest, checked for its form but without reading the archives (for listing
+ * what a backup holds): a missing or malformed one is an error naming the file.
+ */
+function readManifest(backupPath) {
+    const path = join(backupPath, MANIFEST_NAME);
+    let text;
+    try {
+        text = readFileSync(path, 'utf8');
+    }
+    catch (error) {
+        throw new BackupError(`Cannot read ${path}: ${error.code ?? String(error)}. Expected a backup directory.`);
+    }
+    let value;
+    try {
+        value = JSON.parse(text);
+    }
+    catch {
+        throw new BackupError(`${path} is not JSON: the backup is damaged.`);
+    }
+    const problem = manifestProblem(value);
+    if (problem)
+        throw new BackupError(`${path}: ${problem}`);
+    return value;
+}
+
 ;// CONCATENATED MODULE: ./src/restore.ts
 // The restore orchestrator: a verified backup in, the instance as it was at backup time out.
 //   verify → connect → read the backup's config → look at the target → preflight (tools,
@@ -46437,6 +46983,7 @@ async function scanListing(stream) {
 //   → data fingerprint → maintenance state as recorded] → closing check.
 // Any failure after the first change puts the moved-aside state back (files, database,
 // maintenance mode) before it is reported; the message says which state the instance is in.
+
 
 
 
@@ -46529,17 +47076,6 @@ for p; do
   find "$p" -name '.owncloud-restore-previous-*' -prune -o -exec chown -h -- "$owner:" {} +
 done
 `.trim();
-/** The backup, checked byte for byte before anything on the target changes. */
-async function verified(backupPath, reporter) {
-    const checks = await verifyBackup(backupPath);
-    const failed = checks.filter((c) => !c.ok);
-    if (failed.length > 0)
-        throw new BackupError(`The backup ${backupPath} is damaged; nothing was changed on the target. ${failed.map((c) => c.what).join('; ')}`);
-    reporter.info(`The backup is intact (${checks.length} checks).`);
-    const manifest = JSON.parse(readFileSync(join(backupPath, MANIFEST_NAME), 'utf8'));
-    const archive = (role) => join(backupPath, manifest.archives.find((a) => a.role === role).name);
-    return { manifest, filesArchive: archive('files'), dumpArchive: archive('database') };
-}
 /**
  * The config files in a backup's files archive, or the error reading them (kept until the
  * verification has spoken: a damaged backup is reported as damaged, not as unreadable).
@@ -46555,15 +47091,6 @@ async function archivedConfigOf(backupPath) {
     catch (error) {
         return error instanceof Error ? error : new Error(String(error));
     }
-}
-/** argv prefix that runs a command as root on the host; needs root or passwordless sudo. */
-async function rootOn(host) {
-    if (host.account === 'root')
-        return [];
-    const result = host_reached(host, await host.run(['sudo', '-n', 'true']));
-    if (result.exitCode !== 0)
-        throw new errors_BackupError(`A restore writes files of every owner: the SSH user ${host.account} on ${host.label} must be root or have passwordless sudo (${process_stderrTail(result.stderr) || 'sudo -n failed'}). Nothing was changed.`);
-    return ['sudo', '-n', '--'];
 }
 /** The version of the server code in an installation, from its version.php ('' if none). */
 async function codeVersion(host, installDir) {
@@ -46597,22 +47124,6 @@ async function restore_freeBytes(host, path) {
     ]));
     const fields = result.stdout.trim().split(/\s+/);
     return result.exitCode === 0 && fields.length >= 4 ? Number(fields[3]) : undefined;
-}
-/**
- * Runs the checks before the first change: whatever fails there says that nothing changed.
- */
-async function unchanged(work) {
-    try {
-        return await work();
-    }
-    catch (error) {
-        if (!(error instanceof BackupError || error instanceof InputError))
-            throw error;
-        if (/nothing was changed/i.test(error.message))
-            throw error;
-        const message = `${error.message.replace(/\.?$/, '.')} Nothing was changed on the target.`;
-        throw error instanceof InputError ? new InputError(message) : new BackupError(message);
-    }
 }
 /** The instance found on the target before the restore, if it is one that works. */
 async function currentInstance(host, plan, installDir, context) {
@@ -47206,7 +47717,7 @@ async function rollBackRestore(plan, journal, context) {
     const full = { ...context, signal: new AbortController().signal };
     const host = await connect_openHost(plan.target, full.secrets, full.ssh);
     try {
-        await putBackPrevious(host, await rootOn(host), journal, plan, full, undefined);
+        await putBackPrevious(host, await target_rootOn(host), journal, plan, full, undefined);
     }
     finally {
         await host.close();
@@ -47415,321 +47926,6 @@ function actionReporter(redact) {
     };
 }
 
-;// CONCATENATED MODULE: ./src/settings.ts
-// What the user asked for, validated into a plan before anything touches the host. The
-// action's inputs and the command line's options carry the same names (INPUTS), so one
-// validation serves both; each error names the input and the form expected.
-
-
-/** Input names: the action's `with:` keys and the command line's `--options`. */
-const INPUTS = {
-    host: 'host',
-    port: 'port',
-    user: 'user',
-    sshKey: 'ssh-key',
-    knownHosts: 'known-hosts',
-    owncloudDir: 'owncloud-dir',
-    dataDir: 'data-dir',
-    extraPaths: 'extra-paths',
-    exclude: 'exclude',
-    installType: 'install-type',
-    dbType: 'db-type',
-    dbHost: 'db-host',
-    dbPort: 'db-port',
-    dbName: 'db-name',
-    dbUser: 'db-user',
-    dbPassword: 'db-password',
-    maintenanceMode: 'maintenance-mode',
-    occUser: 'occ-user',
-    compression: 'compression',
-    backupDir: 'backup-dir',
-    dumpTimeout: 'dump-timeout',
-    // Restore only.
-    dbAdminUser: 'db-admin-user',
-    dbAdminPassword: 'db-admin-password',
-    safetyCopy: 'safety-copy',
-    discardPrevious: 'discard-previous',
-    owner: 'owner',
-    allowVersionMismatch: 'allow-version-mismatch',
-};
-/** Inputs of a restore only (the backup action does not declare them). */
-const RESTORE_ONLY = [
-    INPUTS.dbAdminUser,
-    INPUTS.dbAdminPassword,
-    INPUTS.safetyCopy,
-    INPUTS.discardPrevious,
-    INPUTS.owner,
-    INPUTS.allowVersionMismatch,
-];
-/** Inputs that only mean something for an SSH connection (with `host`). */
-const SSH_ONLY = [
-    INPUTS.port,
-    INPUTS.user,
-    INPUTS.sshKey,
-    INPUTS.knownHosts,
-];
-const settings_actionLabel = (name) => `input '${name}'`;
-const cliLabel = (name) => `option --${name}`;
-const KEY_TYPES = new Set([
-    'ssh-ed25519',
-    'ssh-rsa',
-    'ecdsa-sha2-nistp256',
-    'ecdsa-sha2-nistp384',
-    'ecdsa-sha2-nistp521',
-    'sk-ssh-ed25519@openssh.com',
-    'sk-ecdsa-sha2-nistp256@openssh.com',
-    'ssh-dss',
-]);
-function words(value) {
-    return (value ?? '')
-        .split(/\r?\n/)
-        .map((line) => line.trim())
-        .filter((line) => line !== '' && !line.startsWith('#'));
-}
-/** The validators every plan uses, bound to the raw inputs and their labels. */
-function validators(raw, label) {
-    const value = (name) => (raw[name] ?? '').trim();
-    const fail = (name, message) => {
-        throw new errors_InputError(`Invalid ${label(name)}: ${message}`);
-    };
-    const oneOf = (name, allowed, fallback) => {
-        const given = value(name).toLowerCase();
-        if (given === '')
-            return fallback;
-        if (!allowed.includes(given))
-            fail(name, `'${value(name)}' is not supported. Expected one of: ${allowed.join(', ')}.`);
-        return given;
-    };
-    const integer = (name, min, max) => {
-        const given = value(name);
-        if (given === '')
-            return undefined;
-        if (!/^\d+$/.test(given) || Number(given) < min || Number(given) > max)
-            fail(name, `'${given}' is not a whole number from ${min} to ${max}.`);
-        return Number(given);
-    };
-    const boolean = (name, fallback) => {
-        const given = value(name).toLowerCase();
-        if (given === '')
-            return fallback;
-        if (['true', 'yes', 'on', '1'].includes(given))
-            return true;
-        if (['false', 'no', 'off', '0'].includes(given))
-            return false;
-        return fail(name, `'${value(name)}' is not a boolean. Expected true or false.`);
-    };
-    const absolutePath = (name, given) => {
-        if (given.includes('\0'))
-            fail(name, 'the path contains a NUL byte.');
-        if (given.startsWith('-'))
-            fail(name, `'${given}' starts with '-'. Expected an absolute path.`);
-        if (!(0,external_node_path_namespaceObject.isAbsolute)(given))
-            fail(name, `'${given}' is not an absolute path.`);
-        const normal = (0,external_node_path_namespaceObject.normalize)(given);
-        return normal.length > 1 ? normal.replace(/\/+$/, '') : normal;
-    };
-    const userName = (name) => {
-        const given = value(name);
-        if (given && !/^[a-z_][a-z0-9_.-]*\$?$/i.test(given))
-            fail(name, `'${given}' is not a user name.`);
-        return given || undefined;
-    };
-    const password = (name) => {
-        // A password is taken as given (spaces are legitimate); only a missing one means "the default".
-        const given = raw[name];
-        if (given === undefined || given === '')
-            return undefined;
-        if (/[\r\n\0]/.test(given))
-            fail(name, 'the password contains a line break or NUL byte, which no database client accepts.');
-        return given;
-    };
-    return { value, fail, oneOf, integer, boolean, absolutePath, userName, password };
-}
-/** Validates the inputs that say where the instance is (shared by backup and restore). */
-function planInstance(raw, label = settings_actionLabel) {
-    const { value, fail, integer, absolutePath } = validators(raw, label);
-    // --- Where the ownCloud server is -------------------------------------------------------
-    const host = value(INPUTS.host);
-    let target = { kind: 'local' };
-    // Without a host there is no SSH connection: an SSH setting would be silently unused.
-    if (host === '')
-        for (const name of SSH_ONLY)
-            if (value(name) !== '')
-                fail(name, `it only applies with ${label(INPUTS.host)} (without a host, the server is this machine and there is no SSH connection).`);
-    if (host !== '') {
-        if (host.startsWith('-') || !/^[A-Za-z0-9._:[\]%_-]+$/.test(host))
-            fail(INPUTS.host, `'${host}' is not a host name or IP address.`);
-        const privateKey = (raw[INPUTS.sshKey] ?? '').replace(/\r\n/g, '\n').trim();
-        if (privateKey === '')
-            fail(INPUTS.sshKey, `a private key is required when ${label(INPUTS.host)} is set.`);
-        if (!/^-----BEGIN [A-Z ]*PRIVATE KEY-----\n[\s\S]+\n-----END [A-Z ]*PRIVATE KEY-----$/.test(privateKey))
-            fail(INPUTS.sshKey, 'expected a private key in PEM/OpenSSH format (-----BEGIN ... PRIVATE KEY-----).');
-        if (/^Proc-Type: .*ENCRYPTED/m.test(privateKey) ||
-            privateKey.includes('ENCRYPTED PRIVATE KEY') ||
-            openSshKeyCipher(privateKey) !== 'none')
-            fail(INPUTS.sshKey, 'the private key is protected by a passphrase; use a key without one.');
-        const knownHosts = words(raw[INPUTS.knownHosts]);
-        if (knownHosts.length === 0)
-            fail(INPUTS.knownHosts, `known_hosts lines for the host are required when ${label(INPUTS.host)} is set (get them with: ssh-keyscan -p PORT HOST).`);
-        knownHosts.forEach((line, index) => {
-            const problem = knownHostsLineProblem(line);
-            if (problem)
-                fail(INPUTS.knownHosts, `line ${index + 1} ${problem}`);
-        });
-        const user = value(INPUTS.user) || 'root';
-        if (!/^[a-z_][a-z0-9_.-]*\$?$/i.test(user))
-            fail(INPUTS.user, `'${user}' is not a user name.`);
-        target = {
-            kind: 'ssh',
-            host: host.replace(/^\[(.*)\]$/, '$1'),
-            port: integer(INPUTS.port, 1, 65535) ?? 22,
-            user,
-            privateKey: `${privateKey}\n`,
-            knownHosts,
-        };
-    }
-    // --- The instance -------------------------------------------------------------------------
-    const owncloudDir = absolutePath(INPUTS.owncloudDir, value(INPUTS.owncloudDir) || '/var/www/owncloud');
-    const dataDir = value(INPUTS.dataDir)
-        ? absolutePath(INPUTS.dataDir, value(INPUTS.dataDir))
-        : undefined;
-    // --- The database -------------------------------------------------------------------------
-    const dbTypeGiven = value(INPUTS.dbType).toLowerCase();
-    if (['oci', 'oracle'].includes(dbTypeGiven))
-        fail(INPUTS.dbType, 'Oracle (oci) is not supported. Expected one of: auto, mysql, pgsql, sqlite.');
-    const dbTypeAliases = {
-        '': 'auto',
-        auto: 'auto',
-        mysql: 'mysql',
-        mariadb: 'mysql',
-        pgsql: 'pgsql',
-        postgres: 'pgsql',
-        postgresql: 'pgsql',
-        sqlite: 'sqlite',
-        sqlite3: 'sqlite',
-    };
-    const dbType = dbTypeAliases[dbTypeGiven];
-    if (dbType === undefined)
-        fail(INPUTS.dbType, `'${value(INPUTS.dbType)}' is not supported. Expected one of: auto, mysql, pgsql, sqlite.`);
-    const database = {};
-    if (dbType !== 'auto')
-        database.type = dbType;
-    if (value(INPUTS.dbHost))
-        database.host = value(INPUTS.dbHost);
-    const dbPort = integer(INPUTS.dbPort, 1, 65535);
-    if (dbPort !== undefined)
-        database.port = dbPort;
-    if (value(INPUTS.dbName))
-        database.name = value(INPUTS.dbName);
-    if (value(INPUTS.dbUser))
-        database.user = value(INPUTS.dbUser);
-    const password = validators(raw, label).password(INPUTS.dbPassword);
-    if (password !== undefined)
-        database.password = password;
-    const occUser = validators(raw, label).userName(INPUTS.occUser);
-    return {
-        target,
-        owncloudDir,
-        ...(dataDir ? { dataDir } : {}),
-        database,
-        ...(occUser ? { occUser } : {}),
-    };
-}
-/** Validates everything up front and returns the plan, or throws one InputError. */
-function settings_planBackup(raw, defaults, label = settings_actionLabel) {
-    const instance = planInstance(raw, label);
-    const { value, fail, oneOf, integer, boolean, absolutePath } = validators(raw, label);
-    // --- What to back up ----------------------------------------------------------------------
-    const extraPaths = words(raw[INPUTS.extraPaths]).map((path) => {
-        if (path.includes('\0'))
-            fail(INPUTS.extraPaths, 'a path contains a NUL byte.');
-        if (path.startsWith('-'))
-            fail(INPUTS.extraPaths, `'${path}' starts with '-'. Expected a path.`);
-        if (isAbsolute(path))
-            return absolutePath(INPUTS.extraPaths, path);
-        const normal = normalize(path).replace(/\/+$/, '');
-        if (normal === '.' || normal === '..' || normal.startsWith('../'))
-            fail(INPUTS.extraPaths, `'${path}' is not a path inside ${label(INPUTS.owncloudDir)}.`);
-        return normal;
-    });
-    const exclude = words(raw[INPUTS.exclude]);
-    for (const pattern of exclude)
-        if (pattern.startsWith('-') || pattern.startsWith('+'))
-            fail(INPUTS.exclude, `'${pattern}' starts with '${pattern[0]}'. Expected an rsync pattern such as '*/thumbnails/'.`);
-    const installType = oneOf(INPUTS.installType, ['auto', 'package', 'tarball'], 'auto');
-    return {
-        ...instance,
-        extraPaths,
-        exclude,
-        installType,
-        maintenanceMode: boolean(INPUTS.maintenanceMode, true),
-        compression: oneOf(INPUTS.compression, ['zstd', 'gzip'], 'zstd'),
-        backupDir: absolutePath(INPUTS.backupDir, value(INPUTS.backupDir) || defaults.backupDir),
-        dumpTimeoutSeconds: integer(INPUTS.dumpTimeout, 1, 7 * 24 * 3600) ?? 600,
-    };
-}
-/** Validates a restore's inputs up front; the backup path is the CLI's argument (or the download). */
-function planRestore(raw, backupPath, label = settings_actionLabel) {
-    const instance = planInstance(raw, label);
-    const { value, fail, boolean, userName, password } = validators(raw, label);
-    const adminUser = value(INPUTS.dbAdminUser);
-    const adminPassword = password(INPUTS.dbAdminPassword);
-    if (adminUser === '' && adminPassword !== undefined)
-        fail(INPUTS.dbAdminPassword, `it only applies with ${label(INPUTS.dbAdminUser)} (the account that may drop and create databases).`);
-    if (adminUser.startsWith('-') || /[\0\r\n]/.test(adminUser))
-        fail(INPUTS.dbAdminUser, `'${adminUser}' is not a database user name.`);
-    const safetyCopy = boolean(INPUTS.safetyCopy, true);
-    const discardPrevious = boolean(INPUTS.discardPrevious, false);
-    if (!safetyCopy && discardPrevious)
-        fail(INPUTS.discardPrevious, `it only applies with a safety copy (${label(INPUTS.safetyCopy)} is false: there is nothing to discard).`);
-    const owner = userName(INPUTS.owner);
-    return {
-        ...instance,
-        // Empty: the installation directory the backup recorded.
-        owncloudDir: value(INPUTS.owncloudDir) ? instance.owncloudDir : '',
-        backupPath,
-        ...(adminUser ? { dbAdmin: { user: adminUser, password: adminPassword ?? '' } } : {}),
-        allowVersionMismatch: boolean(INPUTS.allowVersionMismatch, false),
-        safetyCopy,
-        discardPrevious,
-        ...(owner ? { owner } : {}),
-    };
-}
-/** Why a known_hosts line is malformed, or undefined when it is fine. */
-function knownHostsLineProblem(line) {
-    const fields = line.split(/\s+/);
-    if (fields[0] === '@cert-authority' || fields[0] === '@revoked')
-        fields.shift();
-    const [hosts, keyType, key] = fields;
-    if (!hosts || !keyType || !key)
-        return `is not a known_hosts line. Expected 'HOST KEYTYPE BASE64KEY', e.g. '[cloud.example.com]:2222 ssh-ed25519 AAAA...'.`;
-    if (!KEY_TYPES.has(keyType))
-        return `has an unknown key type '${keyType}'.`;
-    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(key))
-        return 'has a key that is not base64.';
-    // The key blob starts with its own type name: a cheap check that it is really a key.
-    const blob = Buffer.from(key, 'base64');
-    const nameLength = blob.length >= 4 ? blob.readUInt32BE(0) : 0;
-    if (nameLength === 0 || blob.subarray(4, 4 + nameLength).toString('latin1') !== keyType)
-        return `has a key that is not a ${keyType} key.`;
-    return undefined;
-}
-/**
- * The cipher an OpenSSH-format private key is encrypted with ('none' when it has no
- * passphrase, and for keys in other formats, which say so in their PEM headers).
- */
-function openSshKeyCipher(privateKey) {
-    const match = /-----BEGIN OPENSSH PRIVATE KEY-----\n([\s\S]+?)\n-----END OPENSSH PRIVATE KEY-----/.exec(privateKey);
-    if (!match)
-        return 'none';
-    const blob = Buffer.from(match[1].replace(/\s+/g, ''), 'base64');
-    const magic = 'openssh-key-v1\0';
-    if (blob.subarray(0, magic.length).toString('latin1') !== magic || blob.length < magic.length + 4)
-        return 'none';
-    const length = blob.readUInt32BE(magic.length);
-    return blob.subarray(magic.length + 4, magic.length + 4 + length).toString('latin1');
-}
-
 ;// CONCATENATED MODULE: ./src/action/inputs.ts
 // The action's inputs, read once and validated up front into the backup plan plus what
 // only the action has (the artifact). Every error names the input and the form expected.
@@ -47835,7 +48031,13 @@ function restoreActionSettings(raw, action, env = process.env) {
         fail(I.confirm, `it is empty, and must be the target '${expected}' (${where}) to confirm that the instance there is overwritten.`);
     if (confirm !== expected)
         fail(I.confirm, `'${confirm}' is not the target '${expected}' (${where}). Nothing was downloaded or changed; set confirm to exactly the host this restore overwrites.`);
-    const plan = planRestore(raw, '', settings_actionLabel);
+    const plan = (raw[INPUTS.path] ?? '').trim() !== ''
+        ? { kind: 'paths', restore: planPathRestore(raw, '', settings_actionLabel) }
+        : { kind: 'instance', restore: planRestore(raw, '', settings_actionLabel) };
+    if (plan.kind === 'instance')
+        for (const name of [INPUTS.asCopy, INPUTS.overwrite])
+            if (!['', 'false'].includes((raw[name] ?? '').trim().toLowerCase()))
+                fail(name, `it applies with input '${INPUTS.path}' only (a restore of single paths).`);
     const source = {};
     const name = given(I.artifactName);
     if (name !== '') {
@@ -47940,6 +48142,7 @@ function trackedSsh(state, runnerTemp) {
 
 
 
+
 const NOTHING_TO_DO = {
     none: 'The main step changed nothing on the target; nothing to put back.',
     preparing: 'The main step stopped before it changed the target; nothing to put back.',
@@ -47953,6 +48156,10 @@ async function runRestorePost(state = coreState) {
     try {
         const journal = readRestoreJournal(state);
         const phase = journal?.phase ?? 'none';
+        if (!journal && getInput(INPUTS.path) !== '') {
+            info('A restore of single paths puts back what it moved itself if it fails; nothing to do.');
+            return;
+        }
         if (!journal || (phase !== 'moving-aside' && phase !== 'replacing')) {
             info(NOTHING_TO_DO[phase] ?? `The restore's journal says '${phase}'; nothing to do.`);
             return;
@@ -47962,7 +48169,10 @@ async function runRestorePost(state = coreState) {
         // The post step gets the same inputs: the key comes from there, not from main's files.
         const { raw, action } = readRestoreInputs(secrets);
         const settings = restoreActionSettings(raw, action);
-        const plan = { ...settings.plan, backupPath: state.get(state_STATE.backupPath) };
+        // Only a restore of the whole instance keeps a journal (single paths undo their own moves).
+        if (settings.plan.kind !== 'instance')
+            return;
+        const plan = { ...settings.plan.restore, backupPath: state.get(state_STATE.backupPath) };
         const runtimeDir = newRuntimeDir();
         runtimeDirs.push(runtimeDir);
         await rollBackRestore(plan, journal, {
@@ -47990,7 +48200,7 @@ async function runRestorePost(state = coreState) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_restore_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(72);
+/* harmony import */ var _action_restore_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(295);
 // Entry of the restore action's post step (runs always, after success, failure or cancellation).
 
 await (0,_action_restore_post_js__WEBPACK_IMPORTED_MODULE_0__/* .runRestorePost */ .G)();
