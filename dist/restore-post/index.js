@@ -42612,6 +42612,87 @@ function parseRowCountLines(stdout) {
     }
     return counts;
 }
+// --- Server-side encryption ----------------------------------------------------------------
+/** The app config keys that say whether and how the instance encrypts (app, key). */
+const ENCRYPTION_SETTINGS = [
+    ['core', 'encryption_enabled'],
+    ['core', 'default_encryption_module'],
+    ['encryption', 'useMasterKey'],
+    ['encryption', 'masterKeyId'],
+];
+const hexText = (hex) => Buffer.from(hex, 'hex').toString('utf8');
+/** Text from hex digits of its UTF-8 bytes; undefined when they are not valid UTF-8. */
+function exactText(hex) {
+    const bytes = Buffer.from(hex, 'hex');
+    const text = bytes.toString('utf8');
+    return Buffer.from(text, 'utf8').equals(bytes) ? text : undefined;
+}
+/**
+ * Parses the encryption settings: `HEXAPP<TAB>HEXKEY<TAB>HEXVALUE` lines (hex of UTF-8, so
+ * any value survives every client's escaping; an empty value field for NULL).
+ */
+function parseEncryptionSettings(stdout) {
+    const values = new Map();
+    for (const line of stdout.split('\n')) {
+        const text = line.replace(/\r$/, '');
+        if (text.trim() === '')
+            continue;
+        const match = /^((?:[0-9A-Fa-f]{2})+)\t((?:[0-9A-Fa-f]{2})+)\t((?:[0-9A-Fa-f]{2})*)$/.exec(text);
+        if (!match)
+            throw new BackupError(`Unexpected line in the encryption settings (expected HEXAPP<TAB>HEXKEY<TAB>HEXVALUE): '${text.slice(0, 200)}'`);
+        values.set(`${hexText(match[1])}/${hexText(match[2])}`, hexText(match[3]));
+    }
+    if (values.get('core/encryption_enabled') !== 'yes')
+        return { enabled: false };
+    const module = values.get('core/default_encryption_module');
+    const masterKey = values.get('encryption/useMasterKey') === '1';
+    const masterKeyId = values.get('encryption/masterKeyId');
+    return {
+        enabled: true,
+        ...(module ? { module } : {}),
+        mode: masterKey ? 'master-key' : 'per-user-key',
+        ...(masterKey && masterKeyId ? { masterKeyId } : {}),
+    };
+}
+function wholeNumber(field, what, nullable) {
+    if (nullable && field === '')
+        return null;
+    if (!/^-?\d+$/.test(field) || !Number.isSafeInteger(Number(field)))
+        throw new BackupError(`${what} '${field.slice(0, 40)}' is not a whole number`);
+    return Number(field);
+}
+/**
+ * Parses one line of the encrypted files query: `HEXSTORAGE<TAB>HEXPATH<TAB>FILEID<TAB>
+ * ENCRYPTED<TAB>SIZE<TAB>UNENCRYPTED_SIZE<TAB>HEXMIMETYPE` (names as hex of their bytes;
+ * an empty field for NULL). Undefined for a blank line. A storage or path whose bytes are
+ * not UTF-8 is also kept exactly, in `storageHex`/`pathHex`.
+ */
+function parseEncryptedFileLine(line) {
+    const text = line.replace(/\r$/, '');
+    if (text.trim() === '')
+        return undefined;
+    const fields = text.split('\t');
+    const hex = /^(?:[0-9A-Fa-f]{2})*$/;
+    if (fields.length !== 7 ||
+        !hex.test(fields[0]) ||
+        !hex.test(fields[1]) ||
+        !hex.test(fields[6]))
+        throw new BackupError(`Unexpected line in the encrypted files (expected 7 tab-separated fields: storage, path, fileid, encrypted, size, unencrypted_size, mimetype, names in hex): '${text.slice(0, 200)}'`);
+    const [storageHex, pathHex, fileid, encrypted, size, unencrypted, mimetype] = fields;
+    const storage = exactText(storageHex);
+    const path = exactText(pathHex);
+    return {
+        storage: storage ?? hexText(storageHex),
+        path: path ?? hexText(pathHex),
+        fileid: wholeNumber(fileid, 'fileid', false),
+        encrypted: wholeNumber(encrypted, 'encrypted', false),
+        size: wholeNumber(size, 'size', true),
+        unencrypted_size: wholeNumber(unencrypted, 'unencrypted_size', true),
+        mimetype: mimetype === '' ? null : hexText(mimetype),
+        ...(storage === undefined ? { storageHex: storageHex.toLowerCase() } : {}),
+        ...(path === undefined ? { pathHex: pathHex.toLowerCase() } : {}),
+    };
+}
 
 ;// CONCATENATED MODULE: ./src/database/mysql.ts
 // MySQL and MariaDB: mysqldump --single-transaction (mariadb-dump where mysqldump is gone).
@@ -42759,6 +42840,21 @@ function rowCountsSql(tablePrefix) {
         'DEALLOCATE PREPARE owncloud_backup_counts',
     ].join('; ');
 }
+/** The encryption settings from appconfig, hex columns (see ENCRYPTION_SETTINGS). */
+function encryptionStateSql(tablePrefix) {
+    const wanted = ENCRYPTION_SETTINGS.map(([app, key]) => `(appid = '${app}' AND configkey = '${key}')`);
+    return `SELECT HEX(appid), HEX(configkey), IFNULL(HEX(configvalue), '') FROM ${mysqlIdentifier(`${tablePrefix}appconfig`)} WHERE ${wanted.join(' OR ')}`;
+}
+/**
+ * Every encrypted file cache row, in fileid order: separate columns (the batch output
+ * escapes a tab inside a value, not the tabs between columns), names in hex, '' for NULL.
+ */
+function encryptedFilesSql(tablePrefix) {
+    const t = (name) => mysqlIdentifier(`${tablePrefix}${name}`);
+    return ("SELECT HEX(s.id), HEX(f.path), f.fileid, f.encrypted, IFNULL(f.size, ''), IFNULL(f.unencrypted_size, ''), IFNULL(HEX(m.mimetype), '') " +
+        `FROM ${t('filecache')} f JOIN ${t('storages')} s ON s.numeric_id = f.storage LEFT JOIN ${t('mimetypes')} m ON m.id = f.mimetype ` +
+        'WHERE f.encrypted <> 0 ORDER BY f.fileid');
+}
 const mysql = {
     type: 'mysql',
     programs: ['mysqldump', 'mariadb-dump'],
@@ -42841,6 +42937,16 @@ const mysql = {
         return queryCommand(clientOf(tool), connection, rowCountsSql(connection.tablePrefix));
     },
     parseRowCounts: parseRowCountLines,
+    encryptionStateCommand({ connection, tool }) {
+        return queryCommand(clientOf(tool), connection, encryptionStateSql(connection.tablePrefix));
+    },
+    encryptedFilesCommand({ connection, tool }) {
+        const command = queryCommand(clientOf(tool), connection, encryptedFilesSql(connection.tablePrefix));
+        // --quick: row by row, instead of the whole result held in the client's memory first.
+        const at = command.argv.indexOf('--batch');
+        command.argv.splice(at + 1, 0, '--quick');
+        return command;
+    },
 };
 
 ;// CONCATENATED MODULE: ./src/database/pgsql.ts
@@ -42930,6 +43036,29 @@ function pgsql_rowCountsSql(tablePrefix) {
         "FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' " +
         `AND left(table_name, length(${prefix})) = ${prefix} ORDER BY table_name`);
 }
+const hexOf = (expression) => `encode(convert_to(${expression}, 'UTF8'), 'hex')`;
+/** The encryption settings from appconfig, one hex line each (see ENCRYPTION_SETTINGS). */
+function pgsql_encryptionStateSql(tablePrefix) {
+    const wanted = ENCRYPTION_SETTINGS.map(([app, key]) => `(appid = '${app}' AND configkey = '${key}')`);
+    return (`SELECT ${hexOf('appid')} || E'\\t' || ${hexOf('configkey')} || E'\\t' || coalesce(${hexOf('configvalue')}, '') ` +
+        `FROM ${pgIdentifier(`${tablePrefix}appconfig`)} WHERE ${wanted.join(' OR ')}`);
+}
+/** Every encrypted file cache row, one tab-separated line each, in fileid order. */
+function pgsql_encryptedFilesSql(tablePrefix) {
+    const t = (name) => pgIdentifier(`${tablePrefix}${name}`);
+    const fields = [
+        hexOf('s.id'),
+        hexOf('f.path'),
+        'f.fileid::text',
+        'f.encrypted::text',
+        "coalesce(f.size::text, '')",
+        "coalesce(f.unencrypted_size::text, '')",
+        `coalesce(${hexOf('m.mimetype')}, '')`,
+    ];
+    return (`SELECT ${fields.join(" || E'\\t' || ")} ` +
+        `FROM ${t('filecache')} f JOIN ${t('storages')} s ON s.numeric_id = f.storage LEFT JOIN ${t('mimetypes')} m ON m.id = f.mimetype ` +
+        'WHERE f.encrypted <> 0 ORDER BY f.fileid');
+}
 const pgsql = {
     type: 'pgsql',
     programs: ['pg_dump'],
@@ -43007,6 +43136,20 @@ const pgsql = {
         ]);
     },
     parseRowCounts: parseRowCountLines,
+    encryptionStateCommand({ connection }) {
+        return pgsql_queryCommand(connection, [
+            '--set=ON_ERROR_STOP=1',
+            `--command=${pgsql_encryptionStateSql(connection.tablePrefix)}`,
+        ]);
+    },
+    encryptedFilesCommand({ connection }) {
+        // FETCH_COUNT: psql reads through a cursor, so the rows stream instead of being held whole.
+        return pgsql_queryCommand(connection, [
+            '--set=ON_ERROR_STOP=1',
+            '--set=FETCH_COUNT=10000',
+            `--command=${pgsql_encryptedFilesSql(connection.tablePrefix)}`,
+        ]);
+    },
 };
 
 ;// CONCATENATED MODULE: ./src/host/host.ts
@@ -43080,6 +43223,37 @@ function sqlite_rowCountsSql(tablePrefix) {
     return ("SELECT group_concat('SELECT ''' || hex(name) || ''' || char(9) || count(*) FROM \"' || replace(name, '\"', '\"\"') || '\"', ' UNION ALL ') || ';' " +
         "FROM (SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' " +
         `AND substr(name, 1, length(${prefix})) = ${prefix} ORDER BY name)`);
+}
+/** A table of the instance, double-quoted. */
+function table(tablePrefix, name) {
+    return `"${(tablePrefix + name).replaceAll('"', '""')}"`;
+}
+/** The encryption settings from appconfig, one hex line each (see ENCRYPTION_SETTINGS). */
+function sqlite_encryptionStateSql(tablePrefix) {
+    const wanted = ENCRYPTION_SETTINGS.map(([app, key]) => `(appid = '${app}' AND configkey = '${key}')`);
+    return ("SELECT hex(appid) || char(9) || hex(configkey) || char(9) || ifnull(hex(configvalue), '') " +
+        `FROM ${table(tablePrefix, 'appconfig')} WHERE ${wanted.join(' OR ')};`);
+}
+/** Every encrypted file cache row, one tab-separated line each, in fileid order. */
+function sqlite_encryptedFilesSql(tablePrefix) {
+    return ("SELECT hex(s.id) || char(9) || hex(f.path) || char(9) || f.fileid || char(9) || f.encrypted || char(9) || ifnull(f.size, '') || char(9) || ifnull(f.unencrypted_size, '') || char(9) || ifnull(hex(m.mimetype), '') " +
+        `FROM ${table(tablePrefix, 'filecache')} f JOIN ${table(tablePrefix, 'storages')} s ON s.numeric_id = f.storage ` +
+        `LEFT JOIN ${table(tablePrefix, 'mimetypes')} m ON m.id = f.mimetype WHERE f.encrypted <> 0 ORDER BY f.fileid;`);
+}
+/** sqlite3 running one query read-only, as the instance's owner (as the dump). */
+function readOnlyQuery({ connection, tool, account, owner }, sql) {
+    const argv = host_asUser(account, owner, [
+        tool.program,
+        '-readonly',
+        '-bail',
+        '-batch',
+        '-noheader',
+        '-cmd',
+        '.timeout 5000',
+        connection.file,
+        sql,
+    ]);
+    return { program: tool.program, argv, delivery: 'none', secret: '' };
 }
 const sqlite = {
     type: 'sqlite',
@@ -43180,6 +43354,12 @@ const sqlite = {
         return { program: tool.program, argv, delivery: 'none', secret: '' };
     },
     parseRowCounts: parseRowCountLines,
+    encryptionStateCommand(context) {
+        return readOnlyQuery(context, sqlite_encryptionStateSql(context.connection.tablePrefix));
+    },
+    encryptedFilesCommand(context) {
+        return readOnlyQuery(context, sqlite_encryptedFilesSql(context.connection.tablePrefix));
+    },
 };
 
 ;// CONCATENATED MODULE: ./src/database/index.ts
@@ -43704,6 +43884,13 @@ function dumpFileName(date, compression) {
 }
 function filesArchiveName(date, compression) {
     return `owncloud-files_${stamp(date).day}.tar${SUFFIX[compression]}`;
+}
+/**
+ * The index of the encrypted files' file cache entries (JSON lines), in a backup of an
+ * instance with server-side encryption: `owncloud-encryption-index_YYYYMMDD.jsonl.zst`.
+ */
+function encryptionIndexName(date, compression) {
+    return `owncloud-encryption-index_${stamp(date).day}.jsonl${SUFFIX[compression]}`;
 }
 const naming_MANIFEST_NAME = 'manifest.json';
 const CHECKSUMS_NAME = 'SHA256SUMS';
@@ -45852,6 +46039,18 @@ const tool_TOOL = { name: 'owncloud-backup', version: package_namespaceObject.rE
 
 
 const manifest_MANIFEST_FORMAT = 'owncloud-backup/1';
+/** One line for logs and summaries: 'on (master key master_1a2b3c4d, OC_DEFAULT_MODULE); index of 12 encrypted files'. */
+function describeEncryption(record) {
+    if (!record.enabled)
+        return 'off';
+    const mode = record.mode === 'master-key'
+        ? `master key${record.masterKeyId ? ` ${record.masterKeyId}` : ''}`
+        : 'a key pair per user';
+    const index = record.index
+        ? `; index of ${record.index.files} encrypted file${record.index.files === 1 ? '' : 's'}`
+        : '';
+    return `on (${mode}${record.module ? `, ${record.module}` : ''})${index}`;
+}
 /**
  * What the backup deliberately does not hold, and why, for the summaries: the server code
  * of a package install (with the shipped apps), exclude patterns, the live SQLite file.
@@ -45963,6 +46162,7 @@ function buildManifest(input) {
             size: file.size,
             sha256: file.sha256,
         })),
+        ...(input.encryption ? { encryption: input.encryption } : {}),
         restore: restoreCommands(input, compression),
     };
 }
@@ -46023,8 +46223,9 @@ function restoreCommands(input, compression) {
 // every archive has the recorded size and SHA-256, decompresses completely, the dump ends
 // with its engine's completion line and has the recorded size, and the files archive
 // lists the data directory with ownCloud's marker and ends with tar's end-of-archive
-// marker and nothing but zero padding. Reads each archive once, every byte of it, and
-// nothing outside the backup directory.
+// marker and nothing but zero padding; the index of encrypted files (when there is one) holds
+// the recorded number of entries, each a valid one. Reads each archive once, every byte of
+// it, and nothing outside the backup directory.
 
 
 
@@ -46111,8 +46312,8 @@ function manifestProblem(value) {
             return `${at} is not an object`;
         if (typeof archive.name !== 'string')
             return `${at}.name is not a string`;
-        if (archive.role !== 'files' && archive.role !== 'database')
-            return `${at}.role is not 'files' or 'database'`;
+        if (!['files', 'database', 'encryption-index'].includes(String(archive.role)))
+            return `${at}.role is not 'files', 'database' or 'encryption-index'`;
         if (archive.compression !== 'zstd' && archive.compression !== 'gzip')
             return `${at}.compression is not 'zstd' or 'gzip'`;
         if (!Number.isSafeInteger(archive.size) || archive.size < 0)
@@ -46125,6 +46326,16 @@ function manifestProblem(value) {
         if (count !== 1)
             return `it lists ${count} ${role} archives, not one`;
     }
+    const indexes = manifest.archives.filter((a) => a.role === 'encryption-index').length;
+    const index = manifest.encryption?.index;
+    if (indexes > 1)
+        return `it lists ${indexes} encryption-index archives, not one at most`;
+    if (index !== undefined && (!Number.isSafeInteger(index.files) || index.files < 0))
+        return 'encryption.index.files is not a count';
+    if ((index !== undefined) !== (indexes === 1))
+        return index
+            ? 'encryption.index is recorded, but no encryption-index archive is listed'
+            : 'an encryption-index archive is listed, but encryption.index is not recorded';
     return undefined;
 }
 /**
@@ -46333,6 +46544,84 @@ async function checkFiles(fd, archive) {
         ],
     };
 }
+/** Why an index line is not an encrypted file's entry, or undefined. */
+function indexLineProblem(line) {
+    let entry;
+    try {
+        entry = JSON.parse(line);
+    }
+    catch {
+        return 'it is not JSON';
+    }
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry))
+        return 'it is not a JSON object';
+    const e = entry;
+    for (const key of ['storage', 'path'])
+        if (typeof e[key] !== 'string')
+            return `its ${key} is not a string`;
+    for (const key of ['fileid', 'encrypted'])
+        if (!Number.isSafeInteger(e[key]))
+            return `its ${key} is not a whole number`;
+    for (const key of ['size', 'unencrypted_size'])
+        if (e[key] !== null && !Number.isSafeInteger(e[key]))
+            return `its ${key} is not a whole number or null`;
+    if (e.encrypted === 0)
+        return 'its encrypted is 0 (the index lists encrypted files only)';
+    return undefined;
+}
+async function checkEncryptionIndex(fd, archive, manifest) {
+    let entries = 0;
+    let problem;
+    let partial = '';
+    const decoder = new StringDecoder('utf8');
+    const take = (line) => {
+        if (problem)
+            return;
+        entries++;
+        const wrong = indexLineProblem(line);
+        if (wrong)
+            problem = `line ${entries} is not an encrypted file's entry: ${wrong}`;
+    };
+    const sink = new Writable({
+        write(chunk, _encoding, callback) {
+            const lines = (partial + decoder.write(chunk)).split('\n');
+            partial = lines.pop() ?? '';
+            lines.forEach(take);
+            callback();
+        },
+        final(callback) {
+            partial += decoder.end();
+            if (partial !== '')
+                take(partial);
+            callback();
+        },
+    });
+    const read = await readArchive(fd, archive, sink);
+    const expected = manifest.encryption?.index?.files;
+    if (read.failure)
+        return {
+            read,
+            checks: [
+                {
+                    ok: false,
+                    what: `${archive.name}: the index is ${read.failure.cutShort ? 'cut short' : 'damaged'}: decompression stopped after ${entries} entries (manifest: ${expected})`,
+                },
+            ],
+        };
+    return {
+        read,
+        checks: [
+            {
+                ok: problem === undefined,
+                what: `${archive.name}: ${problem ?? "every line is an encrypted file's file cache entry"}`,
+            },
+            {
+                ok: entries === expected,
+                what: `${archive.name}: ${entries} encrypted files (manifest: ${expected})`,
+            },
+        ],
+    };
+}
 async function checkArchive(directory, archive, manifest) {
     const nameProblem = verify_archiveNameProblem(archive.name);
     if (nameProblem)
@@ -46365,7 +46654,9 @@ async function checkArchive(directory, archive, manifest) {
     // The read stream closes the file when it ends.
     const { read, checks: content } = archive.role === 'database'
         ? await checkDump(fd, archive, manifest)
-        : await checkFiles(fd, archive);
+        : archive.role === 'encryption-index'
+            ? await checkEncryptionIndex(fd, archive, manifest)
+            : await checkFiles(fd, archive);
     checks.push({
         ok: read.sha256 === archive.sha256,
         what: `${archive.name}: sha256 ${read.sha256 === archive.sha256 ? 'matches' : `is ${read.sha256}, manifest says ${archive.sha256}`}`,

@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { runBackup, type BackupResult } from '../backup.ts';
 import { cleanupPrevious, runRestore, type RestoreResult } from '../restore.ts';
 import { describeError, InputError, InterruptedError } from '../errors.ts';
-import { leftOutOf } from '../manifest.ts';
+import { describeEncryption, leftOutOf } from '../manifest.ts';
 import { PROGRESS_ENV, progressSecondsFrom } from '../progress.ts';
 import { formatSeconds, streamReporter } from '../report.ts';
 import { Secrets } from '../secrets.ts';
@@ -340,6 +340,9 @@ export function summary(result: BackupResult): string {
       (a) => `  ${a.name.padEnd(width)}  ${formatBytes(a.size).padStart(10)}  sha256 ${a.sha256}`,
     ),
     `  manifest.json, SHA256SUMS`,
+    ...(manifest.encryption
+      ? [`  server-side encryption: ${describeEncryption(manifest.encryption)}`]
+      : []),
     `  ${manifest.files.fileCount} files (${formatBytes(manifest.files.bytes)}) from ${Object.values(manifest.files.layout).join(', ')}`,
     ...leftOutOf(manifest).map(
       (item) => `  left out: ${item.what.replaceAll('`', '')}${item.why ? ` (${item.why})` : ''}`,
