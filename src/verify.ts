@@ -410,8 +410,8 @@ async function checkEncryptionIndex(
   let partial = '';
   const decoder = new StringDecoder('utf8');
   const take = (line: string) => {
-    if (problem) return;
     entries++;
+    if (problem) return;
     const wrong = indexLineProblem(line);
     if (wrong) problem = `line ${entries} is not an encrypted file's entry: ${wrong}`;
   };

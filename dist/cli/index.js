@@ -16123,9 +16123,9 @@ async function checkEncryptionIndex(fd, archive, manifest) {
     let partial = '';
     const decoder = new external_node_string_decoder_namespaceObject.StringDecoder('utf8');
     const take = (line) => {
+        entries++;
         if (problem)
             return;
-        entries++;
         const wrong = indexLineProblem(line);
         if (wrong)
             problem = `line ${entries} is not an encrypted file's entry: ${wrong}`;
