@@ -18,7 +18,7 @@ import type { RestoreContext } from './restore.ts';
 import type { ConflictRule, PathRestorePlan, UserPath } from './settings.ts';
 import { listArchive, isAtOrBelow, type ArchiveEntry } from './steps/archive-listing.ts';
 import { discoverInstance, type Instance } from './steps/discover.ts';
-import { readEncryptionIndex, type EncryptedFile } from './steps/encryption-index.ts';
+import { readEncryptionIndex, type EncryptedFile } from './steps/encryption.ts';
 import { setCacheValues, type CacheRowValues } from './steps/file-cache.ts';
 import { LAYOUT } from './steps/files.ts';
 import { occCommand } from './steps/maintenance.ts';
@@ -175,7 +175,9 @@ export async function runPathRestore(
     return chosen;
   });
   const index: EncryptedFile[] = encryption
-    ? await readEncryptionIndex(backup.directory, manifest)
+    ? await readEncryptionIndex(backup.directory, manifest, (storage, path) =>
+        plan.paths.some((p) => storage === `home::${p.user}` && isAtOrBelow(path, p.path)),
+      )
     : [];
   interrupted();
 

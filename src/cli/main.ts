@@ -13,7 +13,7 @@ import {
   type PathRestoreResult,
 } from '../restore-paths.ts';
 import { describeError, InputError, InterruptedError } from '../errors.ts';
-import { leftOutOf } from '../manifest.ts';
+import { describeEncryption, leftOutOf } from '../manifest.ts';
 import { PROGRESS_ENV, progressSecondsFrom } from '../progress.ts';
 import { formatSeconds, streamReporter } from '../report.ts';
 import { Secrets } from '../secrets.ts';
@@ -379,6 +379,9 @@ export function summary(result: BackupResult): string {
       (a) => `  ${a.name.padEnd(width)}  ${formatBytes(a.size).padStart(10)}  sha256 ${a.sha256}`,
     ),
     `  manifest.json, SHA256SUMS`,
+    ...(manifest.encryption
+      ? [`  server-side encryption: ${describeEncryption(manifest.encryption)}`]
+      : []),
     `  ${manifest.files.fileCount} files (${formatBytes(manifest.files.bytes)}) from ${Object.values(manifest.files.layout).join(', ')}`,
     ...leftOutOf(manifest).map(
       (item) => `  left out: ${item.what.replaceAll('`', '')}${item.why ? ` (${item.why})` : ''}`,

@@ -1,0 +1,213 @@
+// A backup of an instance with server-side encryption records how it encrypts (from its app
+// config) and an index of the encrypted files' file cache entries, exactly as the database
+// holds them inside the maintenance window: the `encrypted` version counter, `size` and
+// `unencrypted_size` a single-file restore must put back. Without encryption: no index.
+import { execFileSync } from 'node:child_process';
+import { chmodSync, cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startMariaDb, type MariaDbServer } from '../harness/mariadb.ts';
+import { startPostgres, type PostgresServer } from '../harness/postgres.ts';
+import { makeScratchDir } from '../harness/scratch.ts';
+import { requireTool } from '../harness/tools.ts';
+import { HOSTILE_NAMES, type SampleInstance } from '../sample/instance.ts';
+import { runBackupCli, runToolCli } from '../support/backup-run.ts';
+import { explain } from '../support/cli-checks.ts';
+import { sampleOn, type Engine } from '../support/instances.ts';
+import { finishedBackup } from '../support/restore.ts';
+import type { Manifest } from '../../src/manifest.ts';
+
+let mariadb: MariaDbServer;
+let postgres: PostgresServer;
+const scratch = makeScratchDir('encryption-index-test');
+chmodSync(scratch.path, 0o755);
+let counter = 0;
+
+beforeAll(async () => {
+  [mariadb, postgres] = await Promise.all([startMariaDb(), startPostgres()]);
+});
+afterAll(async () => {
+  await Promise.all([mariadb?.stop(), postgres?.stop()]);
+  scratch.remove();
+});
+
+async function backup(instance: SampleInstance) {
+  const backupDir = join(instance.root, 'backups');
+  mkdirSync(backupDir, { recursive: true });
+  const run = await runBackupCli(
+    ['--owncloud-dir', instance.installDir, '--backup-dir', backupDir],
+    { secrets: [instance.dbPassword] },
+  );
+  expect(run.exitCode, explain(run)).toBe(0);
+  expect(run.leaks).toEqual([]);
+  return { run, ...finishedBackup(backupDir) };
+}
+
+const zstdText = (path: string) =>
+  execFileSync(requireTool('zstd'), ['-dc', path], { maxBuffer: 1 << 30 }).toString('utf8');
+const zstdOf = (text: string) =>
+  execFileSync(requireTool('zstd'), ['-q', '-c'], { input: Buffer.from(text, 'utf8') });
+const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+
+function indexRecord(manifest: Manifest) {
+  return manifest.archives.find((a) => a.role === 'encryption-index');
+}
+
+describe.each([
+  ['sqlite', 'master-key'],
+  ['mysql', 'per-user-key'],
+  ['pgsql', 'master-key'],
+  ['pgsql', 'per-user-key'],
+] as const)('a backup of an encrypted instance on %s (%s)', (engine: Engine, mode) => {
+  let instance: SampleInstance;
+  let result: Awaited<ReturnType<typeof backup>>;
+  beforeAll(async () => {
+    instance = await sampleOn(engine, { mariadb, postgres }, scratch.path, counter++, {
+      encryption: mode,
+    });
+    result = await backup(instance);
+  });
+
+  it('records the encryption settings in the manifest, and the index beside the archives', () => {
+    const { manifest, dir, run } = result;
+    const encryption = instance.encryption!;
+    const record = indexRecord(manifest)!;
+    expect(record.name).toMatch(/^owncloud-encryption-index_\d{8}\.jsonl\.zst$/);
+    expect(manifest.encryption).toEqual({
+      enabled: true,
+      module: 'OC_DEFAULT_MODULE',
+      mode,
+      ...(mode === 'master-key' ? { masterKeyId: encryption.masterKeyId } : {}),
+      index: { name: record.name, files: encryption.encryptedFiles.length },
+    });
+    const bytes = readFileSync(join(dir, record.name));
+    expect(record).toMatchObject({
+      compression: 'zstd',
+      size: bytes.length,
+      sha256: sha256(bytes),
+    });
+    expect(readFileSync(join(dir, 'SHA256SUMS'), 'utf8')).toContain(
+      `${sha256(bytes)}  ${record.name}\n`,
+    );
+    const how =
+      mode === 'master-key' ? `master key ${encryption.masterKeyId}` : 'a key pair per user';
+    const said = `on (${how}, OC_DEFAULT_MODULE); index of ${encryption.encryptedFiles.length} encrypted files`;
+    expect(run.stderr).toContain(`Server-side encryption: ${said}.\n`);
+    expect(run.stdout).toContain(`  server-side encryption: ${said}\n`);
+  });
+
+  it('holds exactly the file cache entries of the encrypted files, hostile names included', () => {
+    const { manifest, dir } = result;
+    const lines = zstdText(join(dir, indexRecord(manifest)!.name)).split('\n');
+    expect(lines.pop()).toBe('');
+    const expected = instance.encryption!.encryptedFiles.map((f) => ({
+      storage: f.storage,
+      path: f.path,
+      fileid: f.fileid,
+      encrypted: f.encrypted,
+      size: f.size,
+      unencrypted_size: f.unencrypted_size,
+      mimetype: f.mimetype,
+    }));
+    expect(lines.map((line) => JSON.parse(line) as unknown)).toEqual(expected);
+    // What makes the test bite: counters above 1, hostile names, a non-zero unencrypted_size.
+    const paths = expected.filter((e) => e.encrypted > 2).map((e) => e.path);
+    expect(paths).toContain(`files/Ünïcødé dir/${HOSTILE_NAMES[3]}`);
+    expect(paths).toContain(`files/Ünïcødé dir/${HOSTILE_NAMES[2]}`);
+    expect(expected.some((e) => e.unencrypted_size > 0)).toBe(true);
+  });
+
+  it('passes verify, which reads the index through', async () => {
+    const run = await runToolCli('verify', [result.dir], { secrets: [] });
+    expect(run.exitCode, explain(run)).toBe(0);
+    const name = indexRecord(result.manifest)!.name;
+    const files = instance.encryption!.encryptedFiles.length;
+    expect(run.stdout).toContain(
+      `ok      ${name}: every line is an encrypted file's file cache entry\n`,
+    );
+    expect(run.stdout).toContain(
+      `ok      ${name}: ${files} encrypted files (manifest: ${files})\n`,
+    );
+  });
+});
+
+describe('a backup of an instance without server-side encryption', () => {
+  it('records encryption as off and writes no index', async () => {
+    const instance = await sampleOn('mysql', { mariadb, postgres }, scratch.path, counter++);
+    const { manifest, dir, run } = await backup(instance);
+    expect(manifest.encryption).toEqual({ enabled: false });
+    expect(indexRecord(manifest)).toBeUndefined();
+    expect(manifest.archives.map((a) => a.role)).toEqual(['files', 'database']);
+    expect(readdirSync(dir).filter((name) => name.includes('encryption'))).toEqual([]);
+    expect(run.stderr).toContain('Server-side encryption: off.\n');
+    expect(run.stdout).toContain('  server-side encryption: off\n');
+  });
+});
+
+describe('verify finds a damaged encryption index', () => {
+  let pristine: { dir: string; manifest: Manifest };
+  beforeAll(async () => {
+    const instance = await sampleOn('sqlite', { mariadb, postgres }, scratch.path, counter++, {
+      encryption: 'per-user-key',
+    });
+    pristine = await backup(instance);
+  });
+
+  /** A copy of the backup whose index is replaced by `bytes`, recorded in the manifest. */
+  function withIndex(bytes: Buffer, recorded: boolean) {
+    const dir = join(scratch.path, `damaged-${counter++}`);
+    cpSync(pristine.dir, dir, { recursive: true });
+    const manifest = structuredClone(pristine.manifest);
+    const record = indexRecord(manifest)!;
+    writeFileSync(join(dir, record.name), bytes);
+    if (recorded) {
+      Object.assign(record, { size: bytes.length, sha256: sha256(bytes) });
+      writeFileSync(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2));
+    }
+    return { dir, name: record.name };
+  }
+
+  const failed = (stdout: string) => stdout.split('\n').filter((l) => l.startsWith('FAILED'));
+  const pristineLines = () =>
+    zstdText(join(pristine.dir, indexRecord(pristine.manifest)!.name))
+      .split('\n')
+      .slice(0, -1);
+
+  it('a flipped byte', async () => {
+    const bytes = readFileSync(join(pristine.dir, indexRecord(pristine.manifest)!.name));
+    const middle = Math.floor(bytes.length / 2);
+    bytes[middle] = bytes[middle]! ^ 0xff;
+    const copy = withIndex(bytes, false);
+    const run = await runToolCli('verify', [copy.dir], { secrets: [] });
+    expect(run.exitCode).toBe(1);
+    expect(failed(run.stdout)).toContain(
+      `FAILED  ${copy.name}: sha256 is ${sha256(bytes)}, manifest says ${indexRecord(pristine.manifest)!.sha256}`,
+    );
+    expect(
+      failed(run.stdout).some((l) => l.includes(`${copy.name}: decompresses with errors`)),
+    ).toBe(true);
+  });
+
+  it('an entry missing, recorded faithfully in the manifest', async () => {
+    const lines = pristineLines();
+    const copy = withIndex(zstdOf(`${lines.slice(1).join('\n')}\n`), true);
+    const run = await runToolCli('verify', [copy.dir], { secrets: [] });
+    expect(run.exitCode).toBe(1);
+    expect(failed(run.stdout)).toEqual([
+      `FAILED  ${copy.name}: ${lines.length - 1} encrypted files (manifest: ${lines.length})`,
+    ]);
+  });
+
+  it('a line that is not an entry, recorded faithfully in the manifest', async () => {
+    const lines = pristineLines();
+    lines[4] = lines[4]!.slice(0, -2);
+    lines[6] = JSON.stringify({ ...JSON.parse(lines[6]!), encrypted: 0 });
+    const copy = withIndex(zstdOf(`${lines.join('\n')}\n`), true);
+    const run = await runToolCli('verify', [copy.dir], { secrets: [] });
+    expect(run.exitCode).toBe(1);
+    expect(failed(run.stdout)).toEqual([
+      `FAILED  ${copy.name}: line 5 is not an encrypted file's entry: it is not JSON`,
+    ]);
+  });
+});
