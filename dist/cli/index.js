@@ -6,7 +6,7 @@ import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(303);
+/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(49);
 // Entry of the `owncloud-backup` command.
 
 (0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .dropOutputToClosedPipes */ .D3)();
@@ -17,7 +17,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 303:
+/***/ 49:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -11317,6 +11317,87 @@ function parseRowCountLines(stdout) {
     }
     return counts;
 }
+// --- Server-side encryption ----------------------------------------------------------------
+/** The app config keys that say whether and how the instance encrypts (app, key). */
+const ENCRYPTION_SETTINGS = [
+    ['core', 'encryption_enabled'],
+    ['core', 'default_encryption_module'],
+    ['encryption', 'useMasterKey'],
+    ['encryption', 'masterKeyId'],
+];
+const hexText = (hex) => Buffer.from(hex, 'hex').toString('utf8');
+/** Text from hex digits of its UTF-8 bytes; undefined when they are not valid UTF-8. */
+function exactText(hex) {
+    const bytes = Buffer.from(hex, 'hex');
+    const text = bytes.toString('utf8');
+    return Buffer.from(text, 'utf8').equals(bytes) ? text : undefined;
+}
+/**
+ * Parses the encryption settings: `HEXAPP<TAB>HEXKEY<TAB>HEXVALUE` lines (hex of UTF-8, so
+ * any value survives every client's escaping; an empty value field for NULL).
+ */
+function parseEncryptionSettings(stdout) {
+    const values = new Map();
+    for (const line of stdout.split('\n')) {
+        const text = line.replace(/\r$/, '');
+        if (text.trim() === '')
+            continue;
+        const match = /^((?:[0-9A-Fa-f]{2})+)\t((?:[0-9A-Fa-f]{2})+)\t((?:[0-9A-Fa-f]{2})*)$/.exec(text);
+        if (!match)
+            throw new BackupError(`Unexpected line in the encryption settings (expected HEXAPP<TAB>HEXKEY<TAB>HEXVALUE): '${text.slice(0, 200)}'`);
+        values.set(`${hexText(match[1])}/${hexText(match[2])}`, hexText(match[3]));
+    }
+    if (values.get('core/encryption_enabled') !== 'yes')
+        return { enabled: false };
+    const module = values.get('core/default_encryption_module');
+    const masterKey = values.get('encryption/useMasterKey') === '1';
+    const masterKeyId = values.get('encryption/masterKeyId');
+    return {
+        enabled: true,
+        ...(module ? { module } : {}),
+        mode: masterKey ? 'master-key' : 'per-user-key',
+        ...(masterKey && masterKeyId ? { masterKeyId } : {}),
+    };
+}
+function wholeNumber(field, what, nullable) {
+    if (nullable && field === '')
+        return null;
+    if (!/^-?\d+$/.test(field) || !Number.isSafeInteger(Number(field)))
+        throw new BackupError(`${what} '${field.slice(0, 40)}' is not a whole number`);
+    return Number(field);
+}
+/**
+ * Parses one line of the encrypted files query: `HEXSTORAGE<TAB>HEXPATH<TAB>FILEID<TAB>
+ * ENCRYPTED<TAB>SIZE<TAB>UNENCRYPTED_SIZE<TAB>HEXMIMETYPE` (names as hex of their bytes;
+ * an empty field for NULL). Undefined for a blank line. A storage or path whose bytes are
+ * not UTF-8 is also kept exactly, in `storageHex`/`pathHex`.
+ */
+function parseEncryptedFileLine(line) {
+    const text = line.replace(/\r$/, '');
+    if (text.trim() === '')
+        return undefined;
+    const fields = text.split('\t');
+    const hex = /^(?:[0-9A-Fa-f]{2})*$/;
+    if (fields.length !== 7 ||
+        !hex.test(fields[0]) ||
+        !hex.test(fields[1]) ||
+        !hex.test(fields[6]))
+        throw new BackupError(`Unexpected line in the encrypted files (expected 7 tab-separated fields: storage, path, fileid, encrypted, size, unencrypted_size, mimetype, names in hex): '${text.slice(0, 200)}'`);
+    const [storageHex, pathHex, fileid, encrypted, size, unencrypted, mimetype] = fields;
+    const storage = exactText(storageHex);
+    const path = exactText(pathHex);
+    return {
+        storage: storage ?? hexText(storageHex),
+        path: path ?? hexText(pathHex),
+        fileid: wholeNumber(fileid, 'fileid', false),
+        encrypted: wholeNumber(encrypted, 'encrypted', false),
+        size: wholeNumber(size, 'size', true),
+        unencrypted_size: wholeNumber(unencrypted, 'unencrypted_size', true),
+        mimetype: mimetype === '' ? null : hexText(mimetype),
+        ...(storage === undefined ? { storageHex: storageHex.toLowerCase() } : {}),
+        ...(path === undefined ? { pathHex: pathHex.toLowerCase() } : {}),
+    };
+}
 
 ;// CONCATENATED MODULE: ./src/database/mysql.ts
 // MySQL and MariaDB: mysqldump --single-transaction (mariadb-dump where mysqldump is gone).
@@ -11464,6 +11545,21 @@ function rowCountsSql(tablePrefix) {
         'DEALLOCATE PREPARE owncloud_backup_counts',
     ].join('; ');
 }
+/** The encryption settings from appconfig, hex columns (see ENCRYPTION_SETTINGS). */
+function encryptionStateSql(tablePrefix) {
+    const wanted = ENCRYPTION_SETTINGS.map(([app, key]) => `(appid = '${app}' AND configkey = '${key}')`);
+    return `SELECT HEX(appid), HEX(configkey), IFNULL(HEX(configvalue), '') FROM ${mysqlIdentifier(`${tablePrefix}appconfig`)} WHERE ${wanted.join(' OR ')}`;
+}
+/**
+ * Every encrypted file cache row, in fileid order: separate columns (the batch output
+ * escapes a tab inside a value, not the tabs between columns), names in hex, '' for NULL.
+ */
+function encryptedFilesSql(tablePrefix) {
+    const t = (name) => mysqlIdentifier(`${tablePrefix}${name}`);
+    return ("SELECT HEX(s.id), HEX(f.path), f.fileid, f.encrypted, IFNULL(f.size, ''), IFNULL(f.unencrypted_size, ''), IFNULL(HEX(m.mimetype), '') " +
+        `FROM ${t('filecache')} f JOIN ${t('storages')} s ON s.numeric_id = f.storage LEFT JOIN ${t('mimetypes')} m ON m.id = f.mimetype ` +
+        'WHERE f.encrypted <> 0 ORDER BY f.fileid');
+}
 const mysql = {
     type: 'mysql',
     programs: ['mysqldump', 'mariadb-dump'],
@@ -11551,6 +11647,16 @@ const mysql = {
         return queryCommand(clientOf(tool), connection, rowCountsSql(connection.tablePrefix));
     },
     parseRowCounts: parseRowCountLines,
+    encryptionStateCommand({ connection, tool }) {
+        return queryCommand(clientOf(tool), connection, encryptionStateSql(connection.tablePrefix));
+    },
+    encryptedFilesCommand({ connection, tool }) {
+        const command = queryCommand(clientOf(tool), connection, encryptedFilesSql(connection.tablePrefix));
+        // --quick: row by row, instead of the whole result held in the client's memory first.
+        const at = command.argv.indexOf('--batch');
+        command.argv.splice(at + 1, 0, '--quick');
+        return command;
+    },
 };
 
 ;// CONCATENATED MODULE: ./src/database/pgsql.ts
@@ -11640,6 +11746,29 @@ function pgsql_rowCountsSql(tablePrefix) {
         "FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' " +
         `AND left(table_name, length(${prefix})) = ${prefix} ORDER BY table_name`);
 }
+const hexOf = (expression) => `encode(convert_to(${expression}, 'UTF8'), 'hex')`;
+/** The encryption settings from appconfig, one hex line each (see ENCRYPTION_SETTINGS). */
+function pgsql_encryptionStateSql(tablePrefix) {
+    const wanted = ENCRYPTION_SETTINGS.map(([app, key]) => `(appid = '${app}' AND configkey = '${key}')`);
+    return (`SELECT ${hexOf('appid')} || E'\\t' || ${hexOf('configkey')} || E'\\t' || coalesce(${hexOf('configvalue')}, '') ` +
+        `FROM ${pgIdentifier(`${tablePrefix}appconfig`)} WHERE ${wanted.join(' OR ')}`);
+}
+/** Every encrypted file cache row, one tab-separated line each, in fileid order. */
+function pgsql_encryptedFilesSql(tablePrefix) {
+    const t = (name) => pgIdentifier(`${tablePrefix}${name}`);
+    const fields = [
+        hexOf('s.id'),
+        hexOf('f.path'),
+        'f.fileid::text',
+        'f.encrypted::text',
+        "coalesce(f.size::text, '')",
+        "coalesce(f.unencrypted_size::text, '')",
+        `coalesce(${hexOf('m.mimetype')}, '')`,
+    ];
+    return (`SELECT ${fields.join(" || E'\\t' || ")} ` +
+        `FROM ${t('filecache')} f JOIN ${t('storages')} s ON s.numeric_id = f.storage LEFT JOIN ${t('mimetypes')} m ON m.id = f.mimetype ` +
+        'WHERE f.encrypted <> 0 ORDER BY f.fileid');
+}
 const pgsql = {
     type: 'pgsql',
     programs: ['pg_dump'],
@@ -11722,6 +11851,20 @@ const pgsql = {
         ]);
     },
     parseRowCounts: parseRowCountLines,
+    encryptionStateCommand({ connection }) {
+        return pgsql_queryCommand(connection, [
+            '--set=ON_ERROR_STOP=1',
+            `--command=${pgsql_encryptionStateSql(connection.tablePrefix)}`,
+        ]);
+    },
+    encryptedFilesCommand({ connection }) {
+        // FETCH_COUNT: psql reads through a cursor, so the rows stream instead of being held whole.
+        return pgsql_queryCommand(connection, [
+            '--set=ON_ERROR_STOP=1',
+            '--set=FETCH_COUNT=10000',
+            `--command=${pgsql_encryptedFilesSql(connection.tablePrefix)}`,
+        ]);
+    },
 };
 
 ;// CONCATENATED MODULE: ./src/host/host.ts
@@ -11795,6 +11938,37 @@ function sqlite_rowCountsSql(tablePrefix) {
     return ("SELECT group_concat('SELECT ''' || hex(name) || ''' || char(9) || count(*) FROM \"' || replace(name, '\"', '\"\"') || '\"', ' UNION ALL ') || ';' " +
         "FROM (SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' " +
         `AND substr(name, 1, length(${prefix})) = ${prefix} ORDER BY name)`);
+}
+/** A table of the instance, double-quoted. */
+function table(tablePrefix, name) {
+    return `"${(tablePrefix + name).replaceAll('"', '""')}"`;
+}
+/** The encryption settings from appconfig, one hex line each (see ENCRYPTION_SETTINGS). */
+function sqlite_encryptionStateSql(tablePrefix) {
+    const wanted = ENCRYPTION_SETTINGS.map(([app, key]) => `(appid = '${app}' AND configkey = '${key}')`);
+    return ("SELECT hex(appid) || char(9) || hex(configkey) || char(9) || ifnull(hex(configvalue), '') " +
+        `FROM ${table(tablePrefix, 'appconfig')} WHERE ${wanted.join(' OR ')};`);
+}
+/** Every encrypted file cache row, one tab-separated line each, in fileid order. */
+function sqlite_encryptedFilesSql(tablePrefix) {
+    return ("SELECT hex(s.id) || char(9) || hex(f.path) || char(9) || f.fileid || char(9) || f.encrypted || char(9) || ifnull(f.size, '') || char(9) || ifnull(f.unencrypted_size, '') || char(9) || ifnull(hex(m.mimetype), '') " +
+        `FROM ${table(tablePrefix, 'filecache')} f JOIN ${table(tablePrefix, 'storages')} s ON s.numeric_id = f.storage ` +
+        `LEFT JOIN ${table(tablePrefix, 'mimetypes')} m ON m.id = f.mimetype WHERE f.encrypted <> 0 ORDER BY f.fileid;`);
+}
+/** sqlite3 running one query read-only, as the instance's owner (as the dump). */
+function readOnlyQuery({ connection, tool, account, owner }, sql) {
+    const argv = asUser(account, owner, [
+        tool.program,
+        '-readonly',
+        '-bail',
+        '-batch',
+        '-noheader',
+        '-cmd',
+        '.timeout 5000',
+        connection.file,
+        sql,
+    ]);
+    return { program: tool.program, argv, delivery: 'none', secret: '' };
 }
 const sqlite = {
     type: 'sqlite',
@@ -11910,6 +12084,12 @@ const sqlite = {
         return { program: tool.program, argv, delivery: 'none', secret: '' };
     },
     parseRowCounts: parseRowCountLines,
+    encryptionStateCommand(context) {
+        return readOnlyQuery(context, sqlite_encryptionStateSql(context.connection.tablePrefix));
+    },
+    encryptedFilesCommand(context) {
+        return readOnlyQuery(context, sqlite_encryptedFilesSql(context.connection.tablePrefix));
+    },
 };
 
 ;// CONCATENATED MODULE: ./src/database/index.ts
@@ -13551,6 +13731,18 @@ const TOOL = { name: 'owncloud-backup', version: package_namespaceObject.rE };
 
 
 const MANIFEST_FORMAT = 'owncloud-backup/1';
+/** One line for logs and summaries: 'on (master key master_1a2b3c4d, OC_DEFAULT_MODULE); index of 12 encrypted files'. */
+function describeEncryption(record) {
+    if (!record.enabled)
+        return 'off';
+    const mode = record.mode === 'master-key'
+        ? `master key${record.masterKeyId ? ` ${record.masterKeyId}` : ''}`
+        : 'a key pair per user';
+    const index = record.index
+        ? `; index of ${record.index.files} encrypted file${record.index.files === 1 ? '' : 's'}`
+        : '';
+    return `on (${mode}${record.module ? `, ${record.module}` : ''})${index}`;
+}
 /**
  * What the backup deliberately does not hold, and why, for the summaries: the server code
  * of a package install (with the shipped apps), exclude patterns, the live SQLite file.
@@ -13662,6 +13854,7 @@ function buildManifest(input) {
             size: file.size,
             sha256: file.sha256,
         })),
+        ...(input.encryption ? { encryption: input.encryption } : {}),
         restore: restoreCommands(input, compression),
     };
 }
@@ -13737,6 +13930,13 @@ function dumpFileName(date, compression) {
 }
 function filesArchiveName(date, compression) {
     return `owncloud-files_${stamp(date).day}.tar${SUFFIX[compression]}`;
+}
+/**
+ * The index of the encrypted files' file cache entries (JSON lines), in a backup of an
+ * instance with server-side encryption: `owncloud-encryption-index_YYYYMMDD.jsonl.zst`.
+ */
+function encryptionIndexName(date, compression) {
+    return `owncloud-encryption-index_${stamp(date).day}.jsonl${SUFFIX[compression]}`;
 }
 const MANIFEST_NAME = 'manifest.json';
 const CHECKSUMS_NAME = 'SHA256SUMS';
@@ -14491,6 +14691,269 @@ class MaintenanceGuard {
     }
 }
 
+;// CONCATENATED MODULE: external "node:readline"
+const external_node_readline_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:readline");
+;// CONCATENATED MODULE: ./src/steps/encryption.ts
+// Server-side encryption: what the instance's app config says about it, and, when it is on,
+// an index of the file cache entries of encrypted files (storage, path, the `encrypted`
+// version counter, `size`, `unencrypted_size`), taken inside the maintenance window beside
+// the dump. Restoring a single encrypted file needs those values exactly as they were: a
+// files:scan of the restored file writes its encrypted size and `encrypted = 0`.
+// Both run with the engine's own client and the dump's credentials (secret on stdin); the
+// index streams from the client through a line parser into the compressor, one line at a
+// time, so millions of rows never sit in memory.
+
+
+
+
+
+
+
+
+
+/** A stop after `seconds` of silence, counted from when `after` settles (when given). */
+class SilenceTimer {
+    fired = false;
+    timer;
+    armed = false;
+    ended = false;
+    ms;
+    onFire;
+    constructor(timeout, onFire) {
+        this.ms = (timeout?.seconds ?? 0) * 1000;
+        this.onFire = onFire;
+        if (!timeout)
+            return;
+        const arm = () => {
+            this.armed = true;
+            this.touch();
+        };
+        if (timeout.after)
+            void timeout.after.then(arm, arm);
+        else
+            arm();
+    }
+    touch() {
+        if (!this.armed || this.ended)
+            return;
+        clearTimeout(this.timer);
+        this.timer = setTimeout(() => {
+            this.fired = true;
+            this.onFire();
+        }, this.ms);
+    }
+    stop() {
+        this.ended = true;
+        clearTimeout(this.timer);
+    }
+}
+/** Why a finished client invocation failed, in words, or undefined when it succeeded. */
+function clientFailure(host, engine, context, command, result, what) {
+    const transport = host.transportFailure(result);
+    if (transport)
+        return `${what} failed: ${transport}`;
+    if (result.exitCode === 127 && /not found/i.test(result.stderr))
+        return `${host.label} has no ${command.program} to read the ${engine.type} database's encryption settings: install it there.`;
+    if (result.exitCode !== 0) {
+        const cause = engine.explainFailure(result.stderr, context.connection) ??
+            (stderrTail(result.stderr) || 'no message');
+        return `${what} (${command.program}) failed with exit code ${result.exitCode}: ${cause}`;
+    }
+    return undefined;
+}
+function timedOutMessage(what, timeout) {
+    return `${what} went on for ${timeout.seconds} s without output${timeout.after ? ' after the dump ended' : ''} and was stopped (dump-timeout): is the database server answering?`;
+}
+/** Reads the encryption settings from `<prefix>appconfig` on the host, in one invocation. */
+async function readEncryptionState(host, engine, context, signal, timeout) {
+    const what = `Reading the encryption settings of the ${engine.type} database`;
+    const command = engine.encryptionStateCommand(context);
+    const abort = new AbortController();
+    const cancel = () => abort.abort();
+    signal?.addEventListener('abort', cancel, { once: true });
+    const silence = new SilenceTimer(timeout, cancel);
+    let result;
+    try {
+        result = await host.run(guardedCommand(command.argv, command.delivery), {
+            input: secretLine(command.secret),
+            keepStdinOpen: true,
+            signal: abort.signal,
+        });
+    }
+    finally {
+        silence.stop();
+        signal?.removeEventListener('abort', cancel);
+    }
+    if (signal?.aborted)
+        throw new InterruptedError();
+    if (silence.fired)
+        throw new BackupError(timedOutMessage(what, timeout));
+    const failure = clientFailure(host, engine, context, command, result, what);
+    if (failure)
+        throw new BackupError(failure);
+    try {
+        return parseEncryptionSettings(result.stdout);
+    }
+    catch (error) {
+        throw new BackupError(`${what} (${command.program}) gave unexpected output: ${error instanceof Error ? error.message : String(error)}`);
+    }
+}
+/** Client output lines in, JSON lines out (one per encrypted file), counted. */
+class IndexLines extends external_node_stream_namespaceObject.Transform {
+    files = 0;
+    /** The first line that could not be read. */
+    failure;
+    partial = '';
+    onData;
+    constructor(onData) {
+        super();
+        this.onData = onData;
+    }
+    record(line) {
+        const entry = parseEncryptedFileLine(line);
+        if (!entry)
+            return '';
+        this.files++;
+        return `${JSON.stringify(entry)}\n`;
+    }
+    _transform(chunk, _encoding, callback) {
+        this.onData();
+        // Only hex digits, digits and tabs: ASCII, so no character spans two chunks.
+        const lines = (this.partial + chunk.toString('latin1')).split('\n');
+        this.partial = lines.pop() ?? '';
+        try {
+            callback(null, lines.map((line) => this.record(line)).join(''));
+        }
+        catch (error) {
+            this.failure ??= error;
+            callback(error);
+        }
+    }
+    _flush(callback) {
+        try {
+            callback(null, this.record(this.partial));
+        }
+        catch (error) {
+            this.failure ??= error;
+            callback(error);
+        }
+    }
+}
+/**
+ * Writes the index of the encrypted files' file cache entries to `path`: JSON lines
+ * (EncryptedFileEntry), compressed. One client invocation, streamed.
+ */
+async function writeEncryptionIndex(host, engine, context, options) {
+    const what = `Listing the encrypted files in the ${engine.type} database's file cache`;
+    const command = engine.encryptedFilesCommand(context);
+    const abort = new AbortController();
+    const cancel = () => abort.abort();
+    options.signal?.addEventListener('abort', cancel, { once: true });
+    const silence = new SilenceTimer(options.timeout, cancel);
+    const query = host.stream(guardedCommand(command.argv, command.delivery), {
+        input: secretLine(command.secret),
+        keepStdinOpen: true,
+        signal: abort.signal,
+    });
+    const lines = new IndexLines(() => silence.touch());
+    try {
+        const [written, result] = await Promise.allSettled([
+            // A line that cannot be read, or a failed write, stops the client (it would wait
+            // forever for its output to be read).
+            compressToFile(query.stdout.pipe(lines), options.compression, options.path).catch((error) => {
+                query.kill();
+                throw error;
+            }),
+            query.done,
+        ]);
+        silence.stop();
+        if (options.signal?.aborted)
+            throw new InterruptedError();
+        if (silence.fired)
+            throw new BackupError(timedOutMessage(what, options.timeout));
+        if (result.status === 'rejected')
+            throw result.reason;
+        // A line that could not be read stopped the client: that line is the cause.
+        if (lines.failure)
+            throw new BackupError(`${what} (${command.program}) gave unexpected output: ${lines.failure.message}`);
+        const failure = clientFailure(host, engine, context, command, result.value, what);
+        if (failure)
+            throw new BackupError(failure);
+        if (written.status === 'rejected')
+            throw written.reason;
+        return { file: written.value, files: lines.files };
+    }
+    catch (error) {
+        silence.stop();
+        query.kill();
+        (0,external_node_fs_namespaceObject.rmSync)(options.path, { force: true });
+        throw error;
+    }
+    finally {
+        options.signal?.removeEventListener('abort', cancel);
+    }
+}
+/**
+ * The encryption record of a backup: the settings, and when encryption is on, the index.
+ * The index's clock (dump-timeout of silence) starts once the dump beside it has ended.
+ */
+async function recordEncryption(host, engine, context, options) {
+    const state = await readEncryptionState(host, engine, context, options.signal, options.timeout);
+    if (!state.enabled)
+        return { state };
+    const index = await writeEncryptionIndex(host, engine, context, {
+        path: options.indexPath,
+        compression: options.compression,
+        ...(options.signal ? { signal: options.signal } : {}),
+        ...(options.timeout ? { timeout: options.timeout } : {}),
+    });
+    return { state, index };
+}
+/**
+ * The backup's index of encrypted files, read back here (none when the backup has none).
+ * Entries whose names were not UTF-8 (recorded lossily) or without a size are left out: no
+ * restored file can be matched to them exactly.
+ */
+async function readEncryptionIndex(directory, manifest, 
+/** Which entries to keep (an index can hold millions; they stream through). */
+wanted) {
+    const name = manifest.encryption?.index?.name;
+    if (!name)
+        return [];
+    const archive = manifest.archives.find((a) => a.name === name);
+    const path = (0,external_node_path_namespaceObject.join)(directory, name);
+    const reading = streamProcess(archive?.compression === 'gzip' ? ['gzip', '-dc', '--', path] : ['zstd', '-dcq', '--', path]);
+    const files = [];
+    let unreadable;
+    for await (const line of (0,external_node_readline_namespaceObject.createInterface)({ input: reading.stdout, crlfDelay: Infinity })) {
+        if (line.trim() === '')
+            continue;
+        let entry;
+        try {
+            entry = JSON.parse(line);
+        }
+        catch {
+            unreadable ??= line.slice(0, 200);
+            continue;
+        }
+        if (entry.pathHex !== undefined || entry.storageHex !== undefined || entry.size === null)
+            continue;
+        if (!wanted(entry.storage, entry.path))
+            continue;
+        files.push({
+            storage: entry.storage,
+            path: entry.path,
+            encrypted: entry.encrypted,
+            size: entry.size,
+            unencryptedSize: entry.unencrypted_size ?? 0,
+        });
+    }
+    const result = await reading.done;
+    if (result.exitCode !== 0 || unreadable !== undefined)
+        throw new BackupError(`Reading ${path} failed: ${unreadable !== undefined ? `a line is not JSON: '${unreadable}'` : stderrTail(result.stderr) || `exit ${result.exitCode}`}`);
+    return files;
+}
+
 ;// CONCATENATED MODULE: ./src/steps/row-counts.ts
 
 
@@ -14559,9 +15022,11 @@ async function countRows(host, engine, context, signal, timeout) {
 // The orchestrator: a validated plan in, a finished, dated backup directory out.
 //   backup-dir checked and locked (stale incomplete backups removed) → connect → discover
 //   → instance locked → preflight → files (bulk) → [maintenance on → files (delta) ‖ dump
-//   ‖ row counts → maintenance restored] → archive → manifest → rename into place.
+//   ‖ row counts ‖ encryption state and index → maintenance restored] → archive → manifest
+//   → rename into place.
 // A backup directory only gets its final name once everything in it is written and
 // checked; on any failure the partial one is removed.
+
 
 
 
@@ -14708,9 +15173,15 @@ async function backUp(plan, context, run) {
         const maintenance = plan.maintenanceMode
             ? new MaintenanceGuard(connected, { installDir: instance.installDir, user: instance.owner }, (m) => reporter.info(m), context.maintenanceRestoreSeconds, context.onMaintenance)
             : undefined;
-        const { dumped: dump, finalData, rowCounts, } = await reporter.group(maintenance
-            ? 'Maintenance window (files delta, database dump and row counts)'
-            : 'Database dump and row counts', () => maintenanceWindow(maintenance, context, {
+        const dumpContext = {
+            connection: instance.database,
+            tool,
+            account: connected.account,
+            owner: instance.owner,
+        };
+        const { dumped: dump, finalData, rowCounts, encryption, } = await reporter.group(maintenance
+            ? 'Maintenance window (files delta, database dump, row counts, encryption index)'
+            : 'Database dump, row counts and encryption index', () => maintenanceWindow(maintenance, context, {
             // Inside the window only what changed since the bulk copy moves (rsync's delta);
             // install files (config.php among them) keep the state found before the window.
             delta: (stepSignal) => maintenance
@@ -14740,13 +15211,29 @@ async function backUp(plan, context, run) {
             },
             // Beside the dump, so that a restore can be checked table by table against the
             // state the dump holds.
-            count: (stepSignal, dumping) => countRows(connected, engine, {
-                connection: instance.database,
-                tool,
-                account: connected.account,
-                owner: instance.owner,
-            }, stepSignal, { seconds: plan.dumpTimeoutSeconds, after: dumping }),
+            count: (stepSignal, dumping) => countRows(connected, engine, dumpContext, stepSignal, {
+                seconds: plan.dumpTimeoutSeconds,
+                after: dumping,
+            }),
+            // Beside the dump too: the encrypted files' cache entries as the dump holds them.
+            encryption: (stepSignal, dumping) => recordEncryption(connected, engine, dumpContext, {
+                indexPath: (0,external_node_path_namespaceObject.join)(workDir, encryptionIndexName(startedAt, plan.compression)),
+                compression: plan.compression,
+                signal: stepSignal,
+                timeout: { seconds: plan.dumpTimeoutSeconds, after: dumping },
+            }),
         }));
+        const encryptionRecord = {
+            ...encryption.state,
+            ...(encryption.index
+                ? {
+                    index: {
+                        name: encryption.index.file.path.split('/').pop(),
+                        files: encryption.index.files,
+                    },
+                }
+                : {}),
+        };
         const stats = {
             files: installStats.files + finalData.files,
             bytes: installStats.bytes + finalData.bytes,
@@ -14788,7 +15275,17 @@ async function backUp(plan, context, run) {
             archives: [
                 { file: files, role: 'files', compression: plan.compression },
                 { file: dump, role: 'database', compression: plan.compression },
+                ...(encryption.index
+                    ? [
+                        {
+                            file: encryption.index.file,
+                            role: 'encryption-index',
+                            compression: plan.compression,
+                        },
+                    ]
+                    : []),
             ],
+            encryption: encryptionRecord,
             dumpBytes: dump.rawBytes,
             rowCounts,
             rowCountsInWindow: maintenance !== undefined,
@@ -14806,7 +15303,10 @@ async function backUp(plan, context, run) {
             manifestPath: (0,external_node_path_namespaceObject.join)(finalDir, MANIFEST_NAME),
             dumpPath: (0,external_node_path_namespaceObject.join)(finalDir, archives[1].name),
             filesArchivePath: (0,external_node_path_namespaceObject.join)(finalDir, archives[0].name),
-            sizeBytes: files.size + dump.size,
+            ...(encryption.index
+                ? { encryptionIndexPath: (0,external_node_path_namespaceObject.join)(finalDir, encryptionRecord.index.name) }
+                : {}),
+            sizeBytes: files.size + dump.size + (encryption.index?.file.size ?? 0),
         };
     }
     catch (error) {
@@ -14842,16 +15342,25 @@ async function maintenanceWindow(maintenance, context, work) {
     let outcome;
     try {
         await maintenance?.enable();
-        const [dumped, finalData, rowCounts] = await allOrNothing(context.signal, (signal) => {
+        const [dumped, finalData, rowCounts, encryption] = await allOrNothing(context.signal, (signal) => {
             const dumping = work.dump(signal);
-            return [dumping, work.delta(signal), work.count(signal, dumping)];
+            return [
+                dumping,
+                work.delta(signal),
+                work.count(signal, dumping),
+                work.encryption(signal, dumping),
+            ];
         });
         if (maintenance)
             reporter.info(`Files delta: ${formatBytes(finalData.transferredBytes)} changed since the bulk copy.`);
         reporter.info(`Database dump: ${formatBytes(dumped.rawBytes)} raw, ${formatBytes(dumped.size)} compressed.`);
         const tables = Object.keys(rowCounts).length;
         reporter.info(`Row counts: ${tables} table${tables === 1 ? '' : 's'}, ${Object.values(rowCounts).reduce((sum, n) => sum + n, 0)} rows.`);
-        outcome = { dumped, finalData, rowCounts };
+        reporter.info(`Server-side encryption: ${describeEncryption({
+            ...encryption.state,
+            ...(encryption.index ? { index: { name: '', files: encryption.index.files } } : {}),
+        })}.`);
+        outcome = { dumped, finalData, rowCounts, encryption };
     }
     catch (error) {
         failure = error;
@@ -15376,8 +15885,9 @@ async function dumpAside(host, root, engine, current, path, signal) {
 // every archive has the recorded size and SHA-256, decompresses completely, the dump ends
 // with its engine's completion line and has the recorded size, and the files archive
 // lists the data directory with ownCloud's marker and ends with tar's end-of-archive
-// marker and nothing but zero padding. Reads each archive once, every byte of it, and
-// nothing outside the backup directory.
+// marker and nothing but zero padding; the index of encrypted files (when there is one) holds
+// the recorded number of entries, each a valid one. Reads each archive once, every byte of
+// it, and nothing outside the backup directory.
 
 
 
@@ -15464,8 +15974,8 @@ function manifestProblem(value) {
             return `${at} is not an object`;
         if (typeof archive.name !== 'string')
             return `${at}.name is not a string`;
-        if (archive.role !== 'files' && archive.role !== 'database')
-            return `${at}.role is not 'files' or 'database'`;
+        if (!['files', 'database', 'encryption-index'].includes(String(archive.role)))
+            return `${at}.role is not 'files', 'database' or 'encryption-index'`;
         if (archive.compression !== 'zstd' && archive.compression !== 'gzip')
             return `${at}.compression is not 'zstd' or 'gzip'`;
         if (!Number.isSafeInteger(archive.size) || archive.size < 0)
@@ -15478,6 +15988,16 @@ function manifestProblem(value) {
         if (count !== 1)
             return `it lists ${count} ${role} archives, not one`;
     }
+    const indexes = manifest.archives.filter((a) => a.role === 'encryption-index').length;
+    const index = manifest.encryption?.index;
+    if (indexes > 1)
+        return `it lists ${indexes} encryption-index archives, not one at most`;
+    if (index !== undefined && (!Number.isSafeInteger(index.files) || index.files < 0))
+        return 'encryption.index.files is not a count';
+    if ((index !== undefined) !== (indexes === 1))
+        return index
+            ? 'encryption.index is recorded, but no encryption-index archive is listed'
+            : 'an encryption-index archive is listed, but encryption.index is not recorded';
     return undefined;
 }
 /**
@@ -15686,6 +16206,84 @@ async function checkFiles(fd, archive) {
         ],
     };
 }
+/** Why an index line is not an encrypted file's entry, or undefined. */
+function indexLineProblem(line) {
+    let entry;
+    try {
+        entry = JSON.parse(line);
+    }
+    catch {
+        return 'it is not JSON';
+    }
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry))
+        return 'it is not a JSON object';
+    const e = entry;
+    for (const key of ['storage', 'path'])
+        if (typeof e[key] !== 'string')
+            return `its ${key} is not a string`;
+    for (const key of ['fileid', 'encrypted'])
+        if (!Number.isSafeInteger(e[key]))
+            return `its ${key} is not a whole number`;
+    for (const key of ['size', 'unencrypted_size'])
+        if (e[key] !== null && !Number.isSafeInteger(e[key]))
+            return `its ${key} is not a whole number or null`;
+    if (e.encrypted === 0)
+        return 'its encrypted is 0 (the index lists encrypted files only)';
+    return undefined;
+}
+async function checkEncryptionIndex(fd, archive, manifest) {
+    let entries = 0;
+    let problem;
+    let partial = '';
+    const decoder = new external_node_string_decoder_namespaceObject.StringDecoder('utf8');
+    const take = (line) => {
+        entries++;
+        if (problem)
+            return;
+        const wrong = indexLineProblem(line);
+        if (wrong)
+            problem = `line ${entries} is not an encrypted file's entry: ${wrong}`;
+    };
+    const sink = new external_node_stream_namespaceObject.Writable({
+        write(chunk, _encoding, callback) {
+            const lines = (partial + decoder.write(chunk)).split('\n');
+            partial = lines.pop() ?? '';
+            lines.forEach(take);
+            callback();
+        },
+        final(callback) {
+            partial += decoder.end();
+            if (partial !== '')
+                take(partial);
+            callback();
+        },
+    });
+    const read = await readArchive(fd, archive, sink);
+    const expected = manifest.encryption?.index?.files;
+    if (read.failure)
+        return {
+            read,
+            checks: [
+                {
+                    ok: false,
+                    what: `${archive.name}: the index is ${read.failure.cutShort ? 'cut short' : 'damaged'}: decompression stopped after ${entries} entries (manifest: ${expected})`,
+                },
+            ],
+        };
+    return {
+        read,
+        checks: [
+            {
+                ok: problem === undefined,
+                what: `${archive.name}: ${problem ?? "every line is an encrypted file's file cache entry"}`,
+            },
+            {
+                ok: entries === expected,
+                what: `${archive.name}: ${entries} encrypted files (manifest: ${expected})`,
+            },
+        ],
+    };
+}
 async function checkArchive(directory, archive, manifest) {
     const nameProblem = archiveNameProblem(archive.name);
     if (nameProblem)
@@ -15718,7 +16316,9 @@ async function checkArchive(directory, archive, manifest) {
     // The read stream closes the file when it ends.
     const { read, checks: content } = archive.role === 'database'
         ? await checkDump(fd, archive, manifest)
-        : await checkFiles(fd, archive);
+        : archive.role === 'encryption-index'
+            ? await checkEncryptionIndex(fd, archive, manifest)
+            : await checkFiles(fd, archive);
     checks.push({
         ok: read.sha256 === archive.sha256,
         what: `${archive.name}: sha256 ${read.sha256 === archive.sha256 ? 'matches' : `is ${read.sha256}, manifest says ${archive.sha256}`}`,
@@ -16639,8 +17239,6 @@ async function cleanupPrevious(plan, context, paths) {
     }
 }
 
-;// CONCATENATED MODULE: external "node:readline"
-const external_node_readline_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:readline");
 ;// CONCATENATED MODULE: ./src/steps/archive-listing.ts
 // What a files archive holds under some paths, read here from tar's verbose listing: names,
 // types, sizes, mtimes and hard link targets. One pass over the archive, line by line, only
@@ -16739,39 +17337,6 @@ async function listArchive(archivePath, compression, wanted, signal) {
     if (unparsed !== undefined)
         throw new BackupError(`Listing ${archivePath}: a line of tar's listing could not be read: '${unparsed.slice(0, 200)}'`);
     return entries;
-}
-
-;// CONCATENATED MODULE: ./src/steps/encryption-index.ts
-// The backup's index of encrypted files (their file cache values at backup time), read back
-// for a restore of single paths.
-
-
-
-/** The index's entries; none when the backup has no index. */
-async function readEncryptionIndex(directory, manifest) {
-    const name = manifest.encryption?.index?.name;
-    if (!name)
-        return [];
-    const archive = manifest.archives.find((a) => a.name === name);
-    const path = (0,external_node_path_namespaceObject.join)(directory, name);
-    const result = await runProcess(archive?.compression === 'gzip'
-        ? ['gzip', '-dc', '--', path]
-        : ['zstd', '-dc', '-q', '--', path]);
-    if (result.exitCode !== 0)
-        throw new BackupError(`Reading ${path} failed: ${stderrTail(result.stderr) || `exit ${result.exitCode}`}`);
-    return result.stdout
-        .split('\n')
-        .filter((line) => line.trim() !== '')
-        .map((line) => {
-        const row = JSON.parse(line);
-        return {
-            storage: String(row.storage),
-            path: String(row.path),
-            encrypted: Number(row.encrypted),
-            size: Number(row.size),
-            unencryptedSize: Number(row.unencrypted_size),
-        };
-    });
 }
 
 ;// CONCATENATED MODULE: ./src/steps/file-cache.ts
@@ -17195,7 +17760,7 @@ async function runPathRestore(plan, context) {
         return chosen;
     });
     const index = encryption
-        ? await readEncryptionIndex(backup.directory, manifest)
+        ? await readEncryptionIndex(backup.directory, manifest, (storage, path) => plan.paths.some((p) => storage === `home::${p.user}` && isAtOrBelow(path, p.path)))
         : [];
     interrupted();
     let host;
@@ -18174,6 +18739,9 @@ function summary(result) {
         `  database ${manifest.database.type} '${manifest.database.name}', dumped with ${manifest.database.dumpTool} (${manifest.database.dumpToolVersion})`,
         ...manifest.archives.map((a) => `  ${a.name.padEnd(width)}  ${formatBytes(a.size).padStart(10)}  sha256 ${a.sha256}`),
         `  manifest.json, SHA256SUMS`,
+        ...(manifest.encryption
+            ? [`  server-side encryption: ${describeEncryption(manifest.encryption)}`]
+            : []),
         `  ${manifest.files.fileCount} files (${formatBytes(manifest.files.bytes)}) from ${Object.values(manifest.files.layout).join(', ')}`,
         ...leftOutOf(manifest).map((item) => `  left out: ${item.what.replaceAll('`', '')}${item.why ? ` (${item.why})` : ''}`),
         `  maintenance mode: ${manifest.maintenance.managed ? (manifest.maintenance.switchedByUs ? `on for ${formatSeconds(manifest.maintenance.seconds)}, then off again` : 'was on already, left on') : 'not managed (disabled by option)'}`,

@@ -23,6 +23,7 @@ export interface CacheRow {
   encrypted: number;
   unencryptedSize: number;
   mimetype: string;
+  fileid: string;
 }
 
 /** Every file cache row with its storage's id and its mimetype's name. */
@@ -38,6 +39,7 @@ export async function cacheRows(instance: SampleInstance): Promise<CacheRow[]> {
     encrypted: Number(r[3]),
     unencryptedSize: Number(r[4]),
     mimetype: r[5]!,
+    fileid: r[6]!,
     all: r.join('|'),
   }));
 }
@@ -88,8 +90,9 @@ export async function deleteAsOwnCloud(instance: SampleInstance, user: string, p
     const rows = await cacheRows(instance);
     const doomed = rows.filter((r) => r.storage === `home::${user}` && below(r.path, path));
     for (const row of doomed) {
-      const fileid = row.all.split('|')[6];
-      await instance.database.query(`DELETE FROM ${p}filecache WHERE fileid = ${fileid};`);
+      await instance.database.query(
+        `DELETE FROM ${p}filecache WHERE fileid = ${Number(row.fileid)};`,
+      );
     }
   }
 }
