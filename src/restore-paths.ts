@@ -74,7 +74,7 @@ interface Selection {
 export function selectMembers(
   entries: readonly ArchiveEntry[],
   paths: readonly UserPath[],
-  encryption: { module: string; keyPairs?: 'user' | 'master' } | undefined,
+  encryption: KeyHandling | undefined,
 ): Selection {
   const requested = paths.map((p) => memberOf(p.user, p.path));
   const members = new Set<string>();
@@ -133,11 +133,26 @@ function wantedBy(paths: readonly UserPath[]): (name: string) => boolean {
     name.startsWith(`${LAYOUT.data}/files_encryption/`);
 }
 
-function encryptionOf(
-  manifest: Manifest,
-): { module: string; keyPairs: 'user' | 'master' } | undefined {
+type KeyHandling = { module: string; keyPairs?: 'user' | 'master' };
+
+/**
+ * How keys travel with the restored files: as the manifest's encryption record says, or, for
+ * a backup made before the record existed, by what the archive holds (key directories of the
+ * restored paths: they come along, without the key pair check). Pure.
+ */
+export function encryptionOf(
+  manifest: Pick<Manifest, 'encryption'>,
+  entries: readonly ArchiveEntry[],
+  paths: readonly UserPath[],
+): KeyHandling | undefined {
   const encryption = manifest.encryption;
-  if (!encryption?.enabled) return undefined;
+  if (!encryption)
+    return entries.some((e) =>
+      paths.some((p) => isAtOrBelow(e.name, memberOf(p.user, `files_encryption/keys/${p.path}`))),
+    )
+      ? { module: KEY_MODULE_DEFAULT }
+      : undefined;
+  if (!encryption.enabled) return undefined;
   return {
     module: encryption.module || KEY_MODULE_DEFAULT,
     keyPairs: encryption.mode === 'master-key' ? 'master' : 'user',
@@ -158,22 +173,29 @@ export async function runPathRestore(
     verified(plan.backupPath, reporter),
   );
   const { manifest } = backup;
-  const encryption = encryptionOf(manifest);
   const filesArchive = manifest.archives.find((a) => a.role === 'files')!;
-  const selection = await reporter.group('Find the paths in the backup', async () => {
-    const entries = await listArchive(
-      backup.filesArchive,
-      filesArchive.compression,
-      wantedBy(plan.paths),
-      signal,
-    );
-    const chosen = selectMembers(entries, plan.paths, encryption);
-    const files = chosen.found.filter((e) => e.type !== 'directory');
-    reporter.info(
-      `The backup of ${manifest.startedAt} holds ${files.length} file${files.length === 1 ? '' : 's'} (${files.reduce((n, e) => n + e.size, 0)} bytes) under ${plan.paths.map((p) => `${p.user}/${p.path}`).join(', ')}.`,
-    );
-    return chosen;
-  });
+  const { selection, encryption } = await reporter.group(
+    'Find the paths in the backup',
+    async () => {
+      const entries = await listArchive(
+        backup.filesArchive,
+        filesArchive.compression,
+        wantedBy(plan.paths),
+        signal,
+      );
+      const keys = encryptionOf(manifest, entries, plan.paths);
+      if (keys && !manifest.encryption)
+        reporter.warning(
+          'The backup predates the record of server-side encryption, and holds key files for these paths: they are restored with the files, but without the file cache values of encrypted files (users download each such file once to correct its size).',
+        );
+      const chosen = selectMembers(entries, plan.paths, keys);
+      const files = chosen.found.filter((e) => e.type !== 'directory');
+      reporter.info(
+        `The backup of ${manifest.startedAt} holds ${files.length} file${files.length === 1 ? '' : 's'} (${files.reduce((n, e) => n + e.size, 0)} bytes) under ${plan.paths.map((p) => `${p.user}/${p.path}`).join(', ')}.`,
+      );
+      return { selection: chosen, encryption: keys };
+    },
+  );
   const index: EncryptedFile[] = encryption
     ? await readEncryptionIndex(backup.directory, manifest, (storage, path) =>
         plan.paths.some((p) => storage === `home::${p.user}` && isAtOrBelow(path, p.path)),
@@ -259,7 +281,7 @@ async function restorePaths(run: {
   compression: 'zstd' | 'gzip';
   instance: Instance;
   selection: Selection;
-  encryption: ReturnType<typeof encryptionOf>;
+  encryption: KeyHandling | undefined;
   index: EncryptedFile[];
   client: string | undefined;
   started: number;
@@ -300,7 +322,8 @@ async function restorePaths(run: {
         rule: plan.conflicts,
         copySuffix: copySuffix(manifest),
         items: plan.paths,
-        ...(encryption ? { keyModule: encryption.module, keyPairs: encryption.keyPairs } : {}),
+        ...(encryption ? { keyModule: encryption.module } : {}),
+        ...(encryption?.keyPairs ? { keyPairs: encryption.keyPairs } : {}),
       });
       for (const warning of placed.warnings) reporter.warning(warning);
       reporter.info(placementLine(placed, plan.conflicts));

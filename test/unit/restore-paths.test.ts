@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { mysql as mysqlEngine } from '../../src/database/mysql.ts';
 import { pgsql as pgsqlEngine } from '../../src/database/pgsql.ts';
 import { sqlite as sqliteEngine } from '../../src/database/sqlite.ts';
-import { cacheRowsFor, copySuffix, selectMembers } from '../../src/restore-paths.ts';
+import { cacheRowsFor, copySuffix, encryptionOf, selectMembers } from '../../src/restore-paths.ts';
 import { planPathRestore, userPath } from '../../src/settings.ts';
 import {
   isAtOrBelow,
@@ -215,5 +215,23 @@ describe('copies and cache values', () => {
     expect(() => cacheValuesSql(sqliteEngine, 'oc_', [{ ...rows[0]!, size: -1 }])).toThrow(
       /invalid size/,
     );
+  });
+});
+
+describe('encryptionOf', () => {
+  const paths = [{ user: 'alice', area: 'files' as const, path: 'files/Docs' }];
+  const keys = [entry('data/alice/files_encryption/keys/files/Docs/a/OC_DEFAULT_MODULE/fileKey')];
+  it('follows the manifest: the mode decides which key pairs are compared', () => {
+    expect(
+      encryptionOf({ encryption: { enabled: true, module: 'M', mode: 'master-key' } }, [], paths),
+    ).toEqual({ module: 'M', keyPairs: 'master' });
+    expect(
+      encryptionOf({ encryption: { enabled: true, mode: 'per-user-key' } }, [], paths),
+    ).toEqual({ module: 'OC_DEFAULT_MODULE', keyPairs: 'user' });
+    expect(encryptionOf({ encryption: { enabled: false } }, keys, paths)).toBeUndefined();
+  });
+  it('for a backup without the record, brings keys along when the archive holds them', () => {
+    expect(encryptionOf({}, keys, paths)).toEqual({ module: 'OC_DEFAULT_MODULE' });
+    expect(encryptionOf({}, [entry('data/alice/files/Docs/a')], paths)).toBeUndefined();
   });
 });
