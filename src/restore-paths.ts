@@ -24,7 +24,7 @@ import { LAYOUT } from './steps/files.ts';
 import { occCommand } from './steps/maintenance.ts';
 import { containerName, restoreStamp } from './steps/previous-state.ts';
 import { placeFiles, type Placement } from './steps/place-files.ts';
-import { missingOnHost } from './steps/preflight.ts';
+import { formatBytes, missingOnHost } from './steps/preflight.ts';
 import { extractMembers } from './steps/restore-files.ts';
 import { findClient } from './steps/restore-database.ts';
 import { readManifest, rootOn, unchanged, verified } from './steps/target.ts';
@@ -258,6 +258,7 @@ export async function runPathRestore(
       manifest,
       filesArchive: backup.filesArchive,
       compression: filesArchive.compression,
+      archiveBytes: filesArchive.size,
       instance,
       selection,
       encryption,
@@ -279,6 +280,8 @@ async function restorePaths(run: {
   manifest: Manifest;
   filesArchive: string;
   compression: 'zstd' | 'gzip';
+  /** The compressed archive's size, for the log. */
+  archiveBytes: number;
   instance: Instance;
   selection: Selection;
   encryption: KeyHandling | undefined;
@@ -298,7 +301,7 @@ async function restorePaths(run: {
   let kept = false;
   try {
     await reporter.group('Extract the paths (on the host)', async () => {
-      await extractMembers({
+      const { sentBytes } = await extractMembers({
         host,
         root,
         archivePath: run.filesArchive,
@@ -312,6 +315,9 @@ async function restorePaths(run: {
           throw new InterruptedError('The restore was interrupted; nothing was changed.');
         throw error;
       });
+      reporter.info(
+        `Sent the host ${formatBytes(sentBytes)}: the restored members only, uncompressed (the whole archive is ${formatBytes(run.archiveBytes)} compressed).`,
+      );
     });
     // From here on the steps are short and each leaves the instance consistent: they finish.
     const placement = await reporter.group('Put the files in place', async () => {

@@ -6,7 +6,7 @@ import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(49);
+/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(16);
 // Entry of the `owncloud-backup` command.
 
 (0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .dropOutputToClosedPipes */ .D3)();
@@ -17,7 +17,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 49:
+/***/ 16:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -15556,10 +15556,275 @@ for f; do
 done
 `.trim();
 
+;// CONCATENATED MODULE: ./src/steps/archive-listing.ts
+// What a files archive holds under some paths, read here from tar's verbose listing: names,
+// types, sizes, mtimes and hard link targets. One pass over the archive, line by line, only
+// the wanted entries kept. The listing is asked for in C quoting (every byte that is not
+// printable ASCII as an escape) and UTC, so any name and any runner's locale parse the same.
+
+
+
+/** Undoes tar's C quoting: `\\`, `\"`, `\n`, `\t` and friends, and `\ooo` octal bytes. Pure. */
+function unquoteC(text) {
+    const bytes = [];
+    const simple = { a: 7, b: 8, f: 12, n: 10, r: 13, t: 9, v: 11 };
+    for (let i = 0; i < text.length; i++) {
+        const c = text[i];
+        if (c !== '\\') {
+            bytes.push(...Buffer.from(c, 'utf8'));
+            continue;
+        }
+        const next = text[i + 1] ?? '';
+        if (/[0-7]/.test(next)) {
+            const octal = /^[0-7]{1,3}/.exec(text.slice(i + 1))[0];
+            bytes.push(parseInt(octal, 8));
+            i += octal.length;
+        }
+        else {
+            bytes.push(simple[next] ?? next.charCodeAt(0));
+            i += 1;
+        }
+    }
+    return Buffer.from(bytes).toString('utf8');
+}
+const QUOTED = String.raw `"((?:[^"\\]|\\.)*)"`;
+const LINE = new RegExp(String.raw `^(.)(\S{9})\S*\s+(\d+)/(\d+)\s+(\d+|\d+,\s*\d+)\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.\d+)?\s+${QUOTED}(?: (->|link to) ${QUOTED})?$`);
+/** One line of `tar --list --verbose --full-time --numeric-owner --quoting-style=c`. Pure. */
+function parseListingLine(line) {
+    const m = LINE.exec(line);
+    if (!m)
+        return undefined;
+    const [, kind, mode, uid, gid, size, mtime, name, link, target] = m;
+    const type = kind === '-'
+        ? 'file'
+        : kind === 'd'
+            ? 'directory'
+            : kind === 'l'
+                ? 'symlink'
+                : kind === 'h'
+                    ? 'hardlink'
+                    : 'other';
+    return {
+        name: unquoteC(name).replace(/\/+$/, ''),
+        type,
+        size: type === 'file' ? Number(size) : 0,
+        mtime: mtime,
+        mode: mode,
+        uid: Number(uid),
+        gid: Number(gid),
+        ...(link && target !== undefined ? { linkTarget: unquoteC(target) } : {}),
+    };
+}
+/** True when `name` is `path` or lies below it. Pure. */
+function isAtOrBelow(name, path) {
+    return name === path || name.startsWith(`${path}/`);
+}
+/**
+ * The entries of an archive for which `wanted` is true, in archive order. A listing line
+ * that cannot be parsed, or a tar that fails, fails the listing: a partial answer would
+ * look like a backup without those files.
+ */
+async function listArchive(archivePath, compression, wanted, signal) {
+    const tar = streamProcess([
+        'tar',
+        '--list',
+        '--verbose',
+        '--full-time',
+        '--numeric-owner',
+        '--quoting-style=c',
+        compression === 'zstd' ? '--zstd' : '--gzip',
+        `--file=${archivePath}`,
+    ], { env: { TZ: 'UTC', LC_ALL: 'C' }, ...(signal ? { signal } : {}) });
+    const entries = [];
+    let unparsed;
+    for await (const line of (0,external_node_readline_namespaceObject.createInterface)({ input: tar.stdout, crlfDelay: Infinity })) {
+        if (line === '')
+            continue;
+        const entry = parseListingLine(line);
+        if (!entry) {
+            unparsed ??= line;
+            continue;
+        }
+        if (wanted(entry.name))
+            entries.push(entry);
+    }
+    const result = await tar.done;
+    if (result.exitCode !== 0)
+        throw new BackupError(`Listing ${archivePath} failed (tar exit ${result.exitCode}): ${stderrTail(result.stderr) || 'no message'}`);
+    if (unparsed !== undefined)
+        throw new BackupError(`Listing ${archivePath}: a line of tar's listing could not be read: '${unparsed.slice(0, 200)}'`);
+    return entries;
+}
+
+;// CONCATENATED MODULE: ./src/steps/tar-filter.ts
+// A tar stream cut down to some members, here on the runner: records are passed through
+// byte for byte (with the extended headers that belong to them: GNU long names, pax headers
+// with ACLs and xattrs, sparse maps) or skipped, and the stream ends with tar's end-of-archive
+// marker. A restore of single paths then sends the host only what it extracts, not the whole
+// archive. Memory stays flat: data blocks stream; only headers are looked at.
+
+
+const BLOCK = 512;
+/** A tar number field: octal digits, or GNU's base-256 for big values. Pure. */
+function tarNumber(field) {
+    if (field[0] & 0x80) {
+        let value = field[0] & 0x7f;
+        for (let i = 1; i < field.length; i++)
+            value = value * 256 + field[i];
+        return value;
+    }
+    const text = field
+        .toString('latin1')
+        .replace(/[\0 ]+$/g, '')
+        .trim();
+    return text === '' ? 0 : parseInt(text, 8);
+}
+function cString(field) {
+    const end = field.indexOf(0);
+    return field.subarray(0, end === -1 ? field.length : end).toString('utf8');
+}
+/** The `path` of a pax extended header's records (`LEN key=value\n`), if it has one. Pure. */
+function paxPath(data) {
+    let path;
+    for (let at = 0; at < data.length;) {
+        const space = data.indexOf(0x20, at);
+        if (space === -1)
+            break;
+        const length = Number(data.subarray(at, space).toString('latin1'));
+        if (!Number.isInteger(length) || length <= 0)
+            break;
+        const record = data.subarray(space + 1, at + length - 1).toString('utf8');
+        const equals = record.indexOf('=');
+        if (equals !== -1 && record.slice(0, equals) === 'path')
+            path = record.slice(equals + 1);
+        at += length;
+    }
+    return path;
+}
+const padded = (size) => Math.ceil(size / BLOCK) * BLOCK;
+/** Keeps the members at or below any of `members` (tar's own rule for member names). */
+class TarFilter extends external_node_stream_namespaceObject.Transform {
+    buffer = Buffer.alloc(0);
+    /** Extended headers (and their data) waiting for the member they describe. */
+    pending = [];
+    longName;
+    paxName;
+    /** Bytes of the current record's data still to pass on (keep) or drop. */
+    remaining = 0;
+    keeping = false;
+    /** Waiting for this many bytes of a meta record's data (read whole). */
+    meta;
+    ended = false;
+    /** Members passed on. */
+    kept = 0;
+    members;
+    constructor(members) {
+        super();
+        this.members = members;
+    }
+    wanted(name) {
+        const clean = name.replace(/^\.\//, '').replace(/\/+$/, '');
+        return this.members.some((m) => isAtOrBelow(clean, m));
+    }
+    _transform(chunk, _encoding, callback) {
+        if (this.ended)
+            return callback();
+        this.buffer = this.buffer.length ? Buffer.concat([this.buffer, chunk]) : chunk;
+        try {
+            this.drain();
+            callback();
+        }
+        catch (error) {
+            callback(error);
+        }
+    }
+    drain() {
+        for (;;) {
+            if (this.ended)
+                return;
+            if (this.remaining > 0) {
+                if (this.buffer.length === 0)
+                    return;
+                const take = Math.min(this.remaining, this.buffer.length);
+                if (this.keeping)
+                    this.push(this.buffer.subarray(0, take));
+                this.buffer = this.buffer.subarray(take);
+                this.remaining -= take;
+                continue;
+            }
+            if (this.meta) {
+                const need = padded(this.meta.size);
+                if (this.buffer.length < need)
+                    return;
+                const data = this.buffer.subarray(0, need);
+                this.pending.push(Buffer.from(data));
+                if (this.meta.type === 'L')
+                    this.longName = cString(data.subarray(0, this.meta.size));
+                if (this.meta.type === 'x')
+                    this.paxName = paxPath(data.subarray(0, this.meta.size));
+                this.buffer = this.buffer.subarray(need);
+                this.meta = undefined;
+                continue;
+            }
+            if (this.buffer.length < BLOCK)
+                return;
+            const header = this.buffer.subarray(0, BLOCK);
+            if (header.every((b) => b === 0)) {
+                this.ended = true;
+                this.push(Buffer.alloc(2 * BLOCK));
+                return;
+            }
+            const type = String.fromCharCode(header[156]) || '0';
+            const size = tarNumber(header.subarray(124, 136));
+            // GNU sparse files carry their map in extension blocks after the header.
+            let headerBlocks = 1;
+            if (type === 'S' && header[482] === 1) {
+                for (;;) {
+                    if (this.buffer.length < (headerBlocks + 1) * BLOCK)
+                        return;
+                    const extension = this.buffer.subarray(headerBlocks * BLOCK, (headerBlocks + 1) * BLOCK);
+                    headerBlocks++;
+                    if (extension[504] !== 1)
+                        break;
+                }
+            }
+            const headerBytes = Buffer.from(this.buffer.subarray(0, headerBlocks * BLOCK));
+            this.buffer = this.buffer.subarray(headerBlocks * BLOCK);
+            if (type === 'x' || type === 'L' || type === 'K' || type === 'g') {
+                this.pending.push(headerBytes);
+                this.meta = { type, size };
+                continue;
+            }
+            const magic = header.subarray(257, 263).toString('latin1');
+            const prefix = magic.startsWith('ustar') && magic !== 'ustar ' ? cString(header.subarray(345, 500)) : '';
+            const plain = cString(header.subarray(0, 100));
+            const name = this.paxName ?? this.longName ?? (prefix ? `${prefix}/${plain}` : plain);
+            this.keeping = this.wanted(name);
+            if (this.keeping) {
+                for (const part of this.pending)
+                    this.push(part);
+                this.push(headerBytes);
+                this.kept++;
+            }
+            this.pending = [];
+            this.longName = undefined;
+            this.paxName = undefined;
+            // Links and directories have no data, whatever their size field says.
+            this.remaining = type === '1' || type === '2' || type === '5' ? 0 : padded(size);
+        }
+    }
+    _flush(callback) {
+        if (!this.ended)
+            return callback(new Error('the archive ends without tar’s end-of-archive marker'));
+        callback();
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/steps/restore-files.ts
 // Files back into place: the archive streams from here into tar on the host, which puts
 // each member directory where the manifest (or the user) says, with owners, modes, ACLs,
 // xattrs and hard links as archived. One pass over the archive, nothing unpacked here.
+
 
 
 
@@ -15641,8 +15906,10 @@ async function extractFiles(options) {
 }
 /**
  * Extracts only the given members (exact names; a directory brings what is below it) of the
- * archive's member directory `member` into `target` on the host, streaming the archive from
- * here: the same single pass, owners, modes, ACLs, xattrs and hard links as a whole restore.
+ * archive's member directory `member` into `target` on the host. The archive is decompressed
+ * and cut down to those members here (TarFilter), so the host receives only what it
+ * extracts: one pass over the archive, streaming, with owners, modes, ACLs, xattrs and hard
+ * links as archived.
  */
 async function extractMembers(options) {
     const { host } = options;
@@ -15650,7 +15917,6 @@ async function extractMembers(options) {
         'tar',
         '--extract',
         '--file=-',
-        options.compression === 'zstd' ? '--zstd' : '--gzip',
         '--directory=/',
         ...TAR_METADATA_FLAGS,
         '--same-permissions',
@@ -15660,25 +15926,31 @@ async function extractMembers(options) {
         '--',
         ...options.members,
     ];
+    const decompress = streamProcess([options.compression === 'zstd' ? 'zstd' : 'gzip', '-dc', '--', options.archivePath], { signal: options.signal });
     const extracting = host.stream([...options.root, ...tar], {
         feedStdin: true,
         signal: options.signal,
     });
     extracting.stdout.resume();
-    const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)((0,external_node_fs_namespaceObject.createReadStream)(options.archivePath), extracting.stdin).catch((error) => error);
-    const result = await extracting.done;
+    const filter = new TarFilter(options.members);
+    const counter = new Counter();
+    const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)(decompress.stdout, filter, counter, extracting.stdin).catch((error) => error);
+    const [result, unpacked] = await Promise.all([extracting.done, decompress.done]);
     const fed = await feeding;
     const transport = host.transportFailure(result);
     if (transport)
         throw new LinkError(`Extracting the paths failed: ${transport}`);
+    if (unpacked.exitCode !== 0)
+        throw new BackupError(`Decompressing ${options.archivePath} failed (exit ${unpacked.exitCode}): ${stderrTail(unpacked.stderr) || 'no message'}`);
     if (result.exitCode !== 0) {
         const said = stderrTail(withoutTarProgress(result.stderr));
         throw new BackupError(/No space left on device|Disk quota exceeded/.test(said)
             ? `No space left on device on ${host.label} while extracting the paths: ${said}`
             : `Extracting the paths failed (tar exit ${result.exitCode} on ${host.label}): ${said || 'no message'}`);
     }
-    if (fed instanceof Error && !/EPIPE/.test(fed.message))
+    if (fed instanceof Error)
         throw new BackupError(`Reading ${options.archivePath} failed: ${fed.message}`);
+    return { sentBytes: counter.bytes };
 }
 /**
  * The backup's config files (config.php and *.config.php), read from the archive here
@@ -17239,106 +17511,6 @@ async function cleanupPrevious(plan, context, paths) {
     }
 }
 
-;// CONCATENATED MODULE: ./src/steps/archive-listing.ts
-// What a files archive holds under some paths, read here from tar's verbose listing: names,
-// types, sizes, mtimes and hard link targets. One pass over the archive, line by line, only
-// the wanted entries kept. The listing is asked for in C quoting (every byte that is not
-// printable ASCII as an escape) and UTC, so any name and any runner's locale parse the same.
-
-
-
-/** Undoes tar's C quoting: `\\`, `\"`, `\n`, `\t` and friends, and `\ooo` octal bytes. Pure. */
-function unquoteC(text) {
-    const bytes = [];
-    const simple = { a: 7, b: 8, f: 12, n: 10, r: 13, t: 9, v: 11 };
-    for (let i = 0; i < text.length; i++) {
-        const c = text[i];
-        if (c !== '\\') {
-            bytes.push(...Buffer.from(c, 'utf8'));
-            continue;
-        }
-        const next = text[i + 1] ?? '';
-        if (/[0-7]/.test(next)) {
-            const octal = /^[0-7]{1,3}/.exec(text.slice(i + 1))[0];
-            bytes.push(parseInt(octal, 8));
-            i += octal.length;
-        }
-        else {
-            bytes.push(simple[next] ?? next.charCodeAt(0));
-            i += 1;
-        }
-    }
-    return Buffer.from(bytes).toString('utf8');
-}
-const QUOTED = String.raw `"((?:[^"\\]|\\.)*)"`;
-const LINE = new RegExp(String.raw `^(.)(\S{9})\S*\s+(\d+)/(\d+)\s+(\d+|\d+,\s*\d+)\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.\d+)?\s+${QUOTED}(?: (->|link to) ${QUOTED})?$`);
-/** One line of `tar --list --verbose --full-time --numeric-owner --quoting-style=c`. Pure. */
-function parseListingLine(line) {
-    const m = LINE.exec(line);
-    if (!m)
-        return undefined;
-    const [, kind, mode, uid, gid, size, mtime, name, link, target] = m;
-    const type = kind === '-'
-        ? 'file'
-        : kind === 'd'
-            ? 'directory'
-            : kind === 'l'
-                ? 'symlink'
-                : kind === 'h'
-                    ? 'hardlink'
-                    : 'other';
-    return {
-        name: unquoteC(name).replace(/\/+$/, ''),
-        type,
-        size: type === 'file' ? Number(size) : 0,
-        mtime: mtime,
-        mode: mode,
-        uid: Number(uid),
-        gid: Number(gid),
-        ...(link && target !== undefined ? { linkTarget: unquoteC(target) } : {}),
-    };
-}
-/** True when `name` is `path` or lies below it. Pure. */
-function isAtOrBelow(name, path) {
-    return name === path || name.startsWith(`${path}/`);
-}
-/**
- * The entries of an archive for which `wanted` is true, in archive order. A listing line
- * that cannot be parsed, or a tar that fails, fails the listing: a partial answer would
- * look like a backup without those files.
- */
-async function listArchive(archivePath, compression, wanted, signal) {
-    const tar = streamProcess([
-        'tar',
-        '--list',
-        '--verbose',
-        '--full-time',
-        '--numeric-owner',
-        '--quoting-style=c',
-        compression === 'zstd' ? '--zstd' : '--gzip',
-        `--file=${archivePath}`,
-    ], { env: { TZ: 'UTC', LC_ALL: 'C' }, ...(signal ? { signal } : {}) });
-    const entries = [];
-    let unparsed;
-    for await (const line of (0,external_node_readline_namespaceObject.createInterface)({ input: tar.stdout, crlfDelay: Infinity })) {
-        if (line === '')
-            continue;
-        const entry = parseListingLine(line);
-        if (!entry) {
-            unparsed ??= line;
-            continue;
-        }
-        if (wanted(entry.name))
-            entries.push(entry);
-    }
-    const result = await tar.done;
-    if (result.exitCode !== 0)
-        throw new BackupError(`Listing ${archivePath} failed (tar exit ${result.exitCode}): ${stderrTail(result.stderr) || 'no message'}`);
-    if (unparsed !== undefined)
-        throw new BackupError(`Listing ${archivePath}: a line of tar's listing could not be read: '${unparsed.slice(0, 200)}'`);
-    return entries;
-}
-
 ;// CONCATENATED MODULE: ./src/steps/file-cache.ts
 // The file cache rows of single restored files of an encrypted instance: after the scan they
 // hold the size on disk and `encrypted = 0` (ownCloud would serve ciphertext); they get the
@@ -17732,9 +17904,18 @@ function wantedBy(paths) {
         keyPairDirs.some((d) => name.startsWith(d) && !name.startsWith(`${d}keys/`)) ||
         name.startsWith(`${LAYOUT.data}/files_encryption/`);
 }
-function encryptionOf(manifest) {
+/**
+ * How keys travel with the restored files: as the manifest's encryption record says, or, for
+ * a backup made before the record existed, by what the archive holds (key directories of the
+ * restored paths: they come along, without the key pair check). Pure.
+ */
+function encryptionOf(manifest, entries, paths) {
     const encryption = manifest.encryption;
-    if (!encryption?.enabled)
+    if (!encryption)
+        return entries.some((e) => paths.some((p) => isAtOrBelow(e.name, memberOf(p.user, `files_encryption/keys/${p.path}`))))
+            ? { module: KEY_MODULE_DEFAULT }
+            : undefined;
+    if (!encryption.enabled)
         return undefined;
     return {
         module: encryption.module || KEY_MODULE_DEFAULT,
@@ -17750,14 +17931,16 @@ async function runPathRestore(plan, context) {
     };
     const backup = await reporter.group('Verify the backup', () => verified(plan.backupPath, reporter));
     const { manifest } = backup;
-    const encryption = encryptionOf(manifest);
     const filesArchive = manifest.archives.find((a) => a.role === 'files');
-    const selection = await reporter.group('Find the paths in the backup', async () => {
+    const { selection, encryption } = await reporter.group('Find the paths in the backup', async () => {
         const entries = await listArchive(backup.filesArchive, filesArchive.compression, wantedBy(plan.paths), signal);
-        const chosen = selectMembers(entries, plan.paths, encryption);
+        const keys = encryptionOf(manifest, entries, plan.paths);
+        if (keys && !manifest.encryption)
+            reporter.warning('The backup predates the record of server-side encryption, and holds key files for these paths: they are restored with the files, but without the file cache values of encrypted files (users download each such file once to correct its size).');
+        const chosen = selectMembers(entries, plan.paths, keys);
         const files = chosen.found.filter((e) => e.type !== 'directory');
         reporter.info(`The backup of ${manifest.startedAt} holds ${files.length} file${files.length === 1 ? '' : 's'} (${files.reduce((n, e) => n + e.size, 0)} bytes) under ${plan.paths.map((p) => `${p.user}/${p.path}`).join(', ')}.`);
-        return chosen;
+        return { selection: chosen, encryption: keys };
     });
     const index = encryption
         ? await readEncryptionIndex(backup.directory, manifest, (storage, path) => plan.paths.some((p) => storage === `home::${p.user}` && isAtOrBelow(path, p.path)))
@@ -17800,6 +17983,7 @@ async function runPathRestore(plan, context) {
             manifest,
             filesArchive: backup.filesArchive,
             compression: filesArchive.compression,
+            archiveBytes: filesArchive.size,
             instance,
             selection,
             encryption,
@@ -17822,7 +18006,7 @@ async function restorePaths(run) {
     let kept = false;
     try {
         await reporter.group('Extract the paths (on the host)', async () => {
-            await extractMembers({
+            const { sentBytes } = await extractMembers({
                 host,
                 root,
                 archivePath: run.filesArchive,
@@ -17836,6 +18020,7 @@ async function restorePaths(run) {
                     throw new InterruptedError('The restore was interrupted; nothing was changed.');
                 throw error;
             });
+            reporter.info(`Sent the host ${formatBytes(sentBytes)}: the restored members only, uncompressed (the whole archive is ${formatBytes(run.archiveBytes)} compressed).`);
         });
         // From here on the steps are short and each leaves the instance consistent: they finish.
         const placement = await reporter.group('Put the files in place', async () => {
@@ -17846,7 +18031,8 @@ async function restorePaths(run) {
                 rule: plan.conflicts,
                 copySuffix: copySuffix(manifest),
                 items: plan.paths,
-                ...(encryption ? { keyModule: encryption.module, keyPairs: encryption.keyPairs } : {}),
+                ...(encryption ? { keyModule: encryption.module } : {}),
+                ...(encryption?.keyPairs ? { keyPairs: encryption.keyPairs } : {}),
             });
             for (const warning of placed.warnings)
                 reporter.warning(warning);
