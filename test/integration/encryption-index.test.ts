@@ -15,6 +15,7 @@ import { HOSTILE_NAMES, type SampleInstance } from '../sample/instance.ts';
 import { runBackupCli, runToolCli } from '../support/backup-run.ts';
 import { explain } from '../support/cli-checks.ts';
 import { sampleOn, type Engine } from '../support/instances.ts';
+import { holdOccAt } from '../support/occ-hold.ts';
 import { finishedBackup } from '../support/restore.ts';
 import type { Manifest } from '../../src/manifest.ts';
 
@@ -34,7 +35,7 @@ afterAll(async () => {
 
 async function backup(instance: SampleInstance) {
   const backupDir = join(instance.root, 'backups');
-  mkdirSync(backupDir, { recursive: true });
+  mkdirSync(backupDir, { recursive: true, mode: 0o755 });
   const run = await runBackupCli(
     ['--owncloud-dir', instance.installDir, '--backup-dir', backupDir],
     { secrets: [instance.dbPassword] },
@@ -131,6 +132,61 @@ describe.each([
     );
   });
 });
+
+/** The index's entries of a finished backup. */
+function indexEntries(backup: { dir: string; manifest: Manifest }) {
+  return zstdText(join(backup.dir, indexRecord(backup.manifest)!.name))
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as { path: string; storage: string; encrypted: number });
+}
+
+describe.each(['sqlite', 'mysql', 'pgsql'] as const)(
+  'the index is taken inside the maintenance window (%s)',
+  (engine) => {
+    const target = `files/Ünïcødé dir/${HOSTILE_NAMES[3]}`;
+    /** Rewrites the file's encryption version while occ holds at `moment`; returns the backup. */
+    async function rewrittenAt(moment: string) {
+      const instance = await sampleOn(engine, { mariadb, postgres }, scratch.path, counter++, {
+        encryption: 'master-key',
+      });
+      const fileid = instance.encryption!.encryptedFiles.find(
+        (f) => f.storage === 'home::alice' && f.path === target,
+      )!.fileid;
+      const hold = holdOccAt(instance, moment);
+      const running = backup(instance);
+      try {
+        // -1: the run ended without reaching occ's call (its own assertions say why).
+        const occPid = await Promise.race([
+          hold.reached(),
+          running.then(
+            () => -1,
+            () => -1,
+          ),
+        ]);
+        expect(occPid).toBeGreaterThan(0);
+        await instance.database.query(
+          `UPDATE oc_filecache SET encrypted = 17 WHERE fileid = ${fileid};`,
+        );
+      } finally {
+        hold.release();
+      }
+      const entry = indexEntries(await running).find(
+        (e) => e.storage === 'home::alice' && e.path === target,
+      )!;
+      instance.remove();
+      return entry.encrypted;
+    }
+
+    it('a file written again while occ switches maintenance mode on has its new version', async () => {
+      expect(await rewrittenAt('maintenance:mode --on')).toBe(17);
+    });
+
+    it('a file written again while occ switches maintenance mode off keeps the old one', async () => {
+      expect(await rewrittenAt('maintenance:mode --off')).toBe(4);
+    });
+  },
+);
 
 describe('a backup of an instance without server-side encryption', () => {
   it('records encryption as off and writes no index', async () => {
