@@ -235,6 +235,29 @@ describe.each(['sqlite', 'mysql', 'pgsql'] as const)(
   },
 );
 
+describe('an index that cannot be taken', () => {
+  it('fails the backup with the client’s reason, and leaves no backup behind', async () => {
+    const instance = await sampleOn('sqlite', { mariadb, postgres }, scratch.path, counter++, {
+      encryption: 'master-key',
+    });
+    // The file cache is there (the dump and the row counts work), its storages are not.
+    await instance.database.query('ALTER TABLE oc_storages RENAME TO oc_storages_gone;');
+    const backupDir = join(instance.root, 'backups');
+    mkdirSync(backupDir);
+    const run = await runBackupCli(
+      ['--owncloud-dir', instance.installDir, '--backup-dir', backupDir],
+      { secrets: [instance.dbPassword] },
+    );
+    expect(run.exitCode, explain(run)).toBe(1);
+    expect(run.stderr).toMatch(
+      /Listing the encrypted files in the sqlite database's file cache \(sqlite3\) failed with exit code 1: .*no such table: oc_storages/,
+    );
+    expect(readdirSync(backupDir).filter((name) => !name.startsWith('.'))).toEqual([]);
+    expect(instance.readConfig().maintenance).toBe(false);
+    instance.remove();
+  });
+});
+
 describe('a backup of an instance without server-side encryption', () => {
   it('records encryption as off and writes no index', async () => {
     const instance = await sampleOn('mysql', { mariadb, postgres }, scratch.path, counter++);
