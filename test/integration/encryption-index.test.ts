@@ -10,33 +10,36 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMariaDb, type MariaDbServer } from '../harness/mariadb.ts';
 import { startPostgres, type PostgresServer } from '../harness/postgres.ts';
 import { makeScratchDir } from '../harness/scratch.ts';
+import { startSshd, type SshServer } from '../harness/sshd.ts';
 import { requireTool } from '../harness/tools.ts';
 import { HOSTILE_NAMES, type SampleInstance } from '../sample/instance.ts';
 import { runBackupCli, runToolCli } from '../support/backup-run.ts';
-import { explain } from '../support/cli-checks.ts';
+import { explain, sshArgs } from '../support/cli-checks.ts';
 import { sampleOn, type Engine } from '../support/instances.ts';
+import { holdOccAt } from '../support/occ-hold.ts';
 import { finishedBackup } from '../support/restore.ts';
 import type { Manifest } from '../../src/manifest.ts';
 
 let mariadb: MariaDbServer;
 let postgres: PostgresServer;
+let sshd: SshServer;
 const scratch = makeScratchDir('encryption-index-test');
 chmodSync(scratch.path, 0o755);
 let counter = 0;
 
 beforeAll(async () => {
-  [mariadb, postgres] = await Promise.all([startMariaDb(), startPostgres()]);
+  [mariadb, postgres, sshd] = await Promise.all([startMariaDb(), startPostgres(), startSshd()]);
 });
 afterAll(async () => {
-  await Promise.all([mariadb?.stop(), postgres?.stop()]);
+  await Promise.all([mariadb?.stop(), postgres?.stop(), sshd?.stop()]);
   scratch.remove();
 });
 
-async function backup(instance: SampleInstance) {
+async function backup(instance: SampleInstance, args: string[] = []) {
   const backupDir = join(instance.root, 'backups');
   mkdirSync(backupDir, { recursive: true });
   const run = await runBackupCli(
-    ['--owncloud-dir', instance.installDir, '--backup-dir', backupDir],
+    ['--owncloud-dir', instance.installDir, '--backup-dir', backupDir, ...args],
     { secrets: [instance.dbPassword] },
   );
   expect(run.exitCode, explain(run)).toBe(0);
@@ -55,80 +58,203 @@ function indexRecord(manifest: Manifest) {
 }
 
 describe.each([
-  ['sqlite', 'master-key'],
-  ['mysql', 'per-user-key'],
-  ['pgsql', 'master-key'],
-  ['pgsql', 'per-user-key'],
-] as const)('a backup of an encrypted instance on %s (%s)', (engine: Engine, mode) => {
-  let instance: SampleInstance;
-  let result: Awaited<ReturnType<typeof backup>>;
-  beforeAll(async () => {
-    instance = await sampleOn(engine, { mariadb, postgres }, scratch.path, counter++, {
-      encryption: mode,
+  ['sqlite', 'master-key', 'local'],
+  ['mysql', 'per-user-key', 'local'],
+  ['pgsql', 'master-key', 'local'],
+  ['pgsql', 'per-user-key', 'local'],
+  ['mysql', 'master-key', 'ssh'],
+] as const)(
+  'a backup of an encrypted instance on %s (%s, %s)',
+  (engine: Engine, mode, transport) => {
+    let instance: SampleInstance;
+    let result: Awaited<ReturnType<typeof backup>>;
+    beforeAll(async () => {
+      instance = await sampleOn(engine, { mariadb, postgres }, scratch.path, counter++, {
+        encryption: mode,
+      });
+      result = await backup(instance, transport === 'ssh' ? sshArgs(sshd) : []);
     });
-    result = await backup(instance);
-  });
 
-  it('records the encryption settings in the manifest, and the index beside the archives', () => {
-    const { manifest, dir, run } = result;
-    const encryption = instance.encryption!;
-    const record = indexRecord(manifest)!;
-    expect(record.name).toMatch(/^owncloud-encryption-index_\d{8}\.jsonl\.zst$/);
-    expect(manifest.encryption).toEqual({
-      enabled: true,
-      module: 'OC_DEFAULT_MODULE',
-      mode,
-      ...(mode === 'master-key' ? { masterKeyId: encryption.masterKeyId } : {}),
-      index: { name: record.name, files: encryption.encryptedFiles.length },
+    it('records the encryption settings in the manifest, and the index beside the archives', () => {
+      const { manifest, dir, run } = result;
+      const encryption = instance.encryption!;
+      const record = indexRecord(manifest)!;
+      expect(record.name).toMatch(/^owncloud-encryption-index_\d{8}\.jsonl\.zst$/);
+      expect(manifest.encryption).toEqual({
+        enabled: true,
+        module: 'OC_DEFAULT_MODULE',
+        mode,
+        ...(mode === 'master-key' ? { masterKeyId: encryption.masterKeyId } : {}),
+        index: { name: record.name, files: encryption.encryptedFiles.length },
+      });
+      const bytes = readFileSync(join(dir, record.name));
+      expect(record).toMatchObject({
+        compression: 'zstd',
+        size: bytes.length,
+        sha256: sha256(bytes),
+      });
+      expect(readFileSync(join(dir, 'SHA256SUMS'), 'utf8')).toContain(
+        `${sha256(bytes)}  ${record.name}\n`,
+      );
+      const how =
+        mode === 'master-key' ? `master key ${encryption.masterKeyId}` : 'a key pair per user';
+      const said = `on (${how}, OC_DEFAULT_MODULE); index of ${encryption.encryptedFiles.length} encrypted files`;
+      expect(run.stderr).toContain(`Server-side encryption: ${said}.\n`);
+      expect(run.stdout).toContain(`  server-side encryption: ${said}\n`);
     });
-    const bytes = readFileSync(join(dir, record.name));
-    expect(record).toMatchObject({
-      compression: 'zstd',
-      size: bytes.length,
-      sha256: sha256(bytes),
+
+    it('holds exactly the file cache entries of the encrypted files, hostile names included', () => {
+      const { manifest, dir } = result;
+      const lines = zstdText(join(dir, indexRecord(manifest)!.name)).split('\n');
+      expect(lines.pop()).toBe('');
+      const expected = instance.encryption!.encryptedFiles.map((f) => ({
+        storage: f.storage,
+        path: f.path,
+        fileid: f.fileid,
+        encrypted: f.encrypted,
+        size: f.size,
+        unencrypted_size: f.unencrypted_size,
+        mimetype: f.mimetype,
+      }));
+      expect(lines.map((line) => JSON.parse(line) as unknown)).toEqual(expected);
+      // What makes the test bite: counters above 1, hostile names, a non-zero unencrypted_size.
+      const paths = expected.filter((e) => e.encrypted > 2).map((e) => e.path);
+      expect(paths).toContain(`files/Ünïcødé dir/${HOSTILE_NAMES[3]}`);
+      expect(paths).toContain(`files/Ünïcødé dir/${HOSTILE_NAMES[2]}`);
+      expect(expected.some((e) => e.unencrypted_size > 0)).toBe(true);
     });
-    expect(readFileSync(join(dir, 'SHA256SUMS'), 'utf8')).toContain(
-      `${sha256(bytes)}  ${record.name}\n`,
-    );
-    const how =
-      mode === 'master-key' ? `master key ${encryption.masterKeyId}` : 'a key pair per user';
-    const said = `on (${how}, OC_DEFAULT_MODULE); index of ${encryption.encryptedFiles.length} encrypted files`;
-    expect(run.stderr).toContain(`Server-side encryption: ${said}.\n`);
-    expect(run.stdout).toContain(`  server-side encryption: ${said}\n`);
-  });
 
-  it('holds exactly the file cache entries of the encrypted files, hostile names included', () => {
-    const { manifest, dir } = result;
-    const lines = zstdText(join(dir, indexRecord(manifest)!.name)).split('\n');
-    expect(lines.pop()).toBe('');
-    const expected = instance.encryption!.encryptedFiles.map((f) => ({
-      storage: f.storage,
-      path: f.path,
-      fileid: f.fileid,
-      encrypted: f.encrypted,
-      size: f.size,
-      unencrypted_size: f.unencrypted_size,
-      mimetype: f.mimetype,
-    }));
-    expect(lines.map((line) => JSON.parse(line) as unknown)).toEqual(expected);
-    // What makes the test bite: counters above 1, hostile names, a non-zero unencrypted_size.
-    const paths = expected.filter((e) => e.encrypted > 2).map((e) => e.path);
-    expect(paths).toContain(`files/Ünïcødé dir/${HOSTILE_NAMES[3]}`);
-    expect(paths).toContain(`files/Ünïcødé dir/${HOSTILE_NAMES[2]}`);
-    expect(expected.some((e) => e.unencrypted_size > 0)).toBe(true);
-  });
+    it('passes verify, which reads the index through', async () => {
+      const run = await runToolCli('verify', [result.dir], { secrets: [] });
+      expect(run.exitCode, explain(run)).toBe(0);
+      const name = indexRecord(result.manifest)!.name;
+      const files = instance.encryption!.encryptedFiles.length;
+      expect(run.stdout).toContain(
+        `ok      ${name}: every line is an encrypted file's file cache entry\n`,
+      );
+      expect(run.stdout).toContain(
+        `ok      ${name}: ${files} encrypted files (manifest: ${files})\n`,
+      );
+    });
+  },
+);
 
-  it('passes verify, which reads the index through', async () => {
-    const run = await runToolCli('verify', [result.dir], { secrets: [] });
-    expect(run.exitCode, explain(run)).toBe(0);
-    const name = indexRecord(result.manifest)!.name;
-    const files = instance.encryption!.encryptedFiles.length;
-    expect(run.stdout).toContain(
-      `ok      ${name}: every line is an encrypted file's file cache entry\n`,
+/** The index's entries of a finished backup. */
+function indexEntries(backup: { dir: string; manifest: Manifest }) {
+  return zstdText(join(backup.dir, indexRecord(backup.manifest)!.name))
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as { path: string; storage: string; encrypted: number });
+}
+
+describe.each(['sqlite', 'mysql', 'pgsql'] as const)(
+  'the index is taken inside the maintenance window (%s)',
+  (engine) => {
+    const target = `files/Ünïcødé dir/${HOSTILE_NAMES[3]}`;
+    /** Rewrites the file's encryption version while occ holds at `moment`; returns the backup. */
+    async function rewrittenAt(moment: string) {
+      const instance = await sampleOn(engine, { mariadb, postgres }, scratch.path, counter++, {
+        encryption: 'master-key',
+      });
+      const fileid = instance.encryption!.encryptedFiles.find(
+        (f) => f.storage === 'home::alice' && f.path === target,
+      )!.fileid;
+      const hold = holdOccAt(instance, moment);
+      const running = backup(instance);
+      try {
+        // -1: the run ended without reaching occ's call (its own assertions say why).
+        const occPid = await Promise.race([
+          hold.reached(),
+          running.then(
+            () => -1,
+            () => -1,
+          ),
+        ]);
+        expect(occPid).toBeGreaterThan(0);
+        await instance.database.query(
+          `UPDATE oc_filecache SET encrypted = 17 WHERE fileid = ${fileid};`,
+        );
+      } finally {
+        hold.release();
+      }
+      const entry = indexEntries(await running).find(
+        (e) => e.storage === 'home::alice' && e.path === target,
+      )!;
+      instance.remove();
+      return entry.encrypted;
+    }
+
+    it('a file written again while occ switches maintenance mode on has its new version', async () => {
+      expect(await rewrittenAt('maintenance:mode --on')).toBe(17);
+    });
+
+    it('a file written again while occ switches maintenance mode off keeps the old one', async () => {
+      expect(await rewrittenAt('maintenance:mode --off')).toBe(4);
+    });
+  },
+);
+
+describe.each(['sqlite', 'mysql', 'pgsql'] as const)(
+  'an index of many encrypted files (%s)',
+  (engine) => {
+    it('streams every entry through, exactly, whatever the chunk boundaries', async () => {
+      const instance = await sampleOn(engine, { mariadb, postgres }, scratch.path, counter++, {
+        encryption: 'per-user-key',
+      });
+      const many = 60_000;
+      const numbers =
+        engine === 'pgsql'
+          ? `generate_series(1, ${many}) AS n(i)`
+          : `(WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${many}) SELECT i FROM n) AS n`;
+      const path =
+        engine === 'mysql' ? "CONCAT('files/many/f', i, '.txt')" : "'files/many/f' || i || '.txt'";
+      await instance.database.query(
+        `${engine === 'mysql' ? 'SET SESSION max_recursive_iterations = 100000; ' : ''}INSERT INTO oc_filecache (storage, path, name, mimetype, size, encrypted, unencrypted_size) ` +
+          `SELECT 2, ${path}, 'f', 1, i * 7, (i % 5) + 1, 0 FROM ${numbers};`,
+      );
+      const { manifest, dir } = await backup(instance);
+      const entries = indexEntries({ dir, manifest }) as unknown as {
+        path: string;
+        size: number;
+        encrypted: number;
+      }[];
+      const sample = instance.encryption!.encryptedFiles.length;
+      expect(entries).toHaveLength(sample + many);
+      expect(manifest.encryption!.index!.files).toBe(sample + many);
+      const added = entries.slice(sample);
+      added.forEach((entry, k) => {
+        const i = k + 1;
+        expect(entry).toMatchObject({
+          path: `files/many/f${i}.txt`,
+          size: i * 7,
+          encrypted: (i % 5) + 1,
+        });
+      });
+      instance.remove();
+    });
+  },
+);
+
+describe('an index that cannot be taken', () => {
+  it('fails the backup with the client’s reason, and leaves no backup behind', async () => {
+    const instance = await sampleOn('sqlite', { mariadb, postgres }, scratch.path, counter++, {
+      encryption: 'master-key',
+    });
+    // The file cache is there (the dump and the row counts work), its storages are not.
+    await instance.database.query('ALTER TABLE oc_storages RENAME TO oc_storages_gone;');
+    const backupDir = join(instance.root, 'backups');
+    mkdirSync(backupDir);
+    const run = await runBackupCli(
+      ['--owncloud-dir', instance.installDir, '--backup-dir', backupDir],
+      { secrets: [instance.dbPassword] },
     );
-    expect(run.stdout).toContain(
-      `ok      ${name}: ${files} encrypted files (manifest: ${files})\n`,
+    expect(run.exitCode, explain(run)).toBe(1);
+    expect(run.stderr).toMatch(
+      /Listing the encrypted files in the sqlite database's file cache \(sqlite3\) failed with exit code 1: .*no such table: oc_storages/,
     );
+    expect(readdirSync(backupDir).filter((name) => !name.startsWith('.'))).toEqual([]);
+    expect(instance.readConfig().maintenance).toBe(false);
+    instance.remove();
   });
 });
 
