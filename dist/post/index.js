@@ -44974,6 +44974,13 @@ function dumpFileName(date, compression) {
 function filesArchiveName(date, compression) {
     return `owncloud-files_${stamp(date).day}.tar${SUFFIX[compression]}`;
 }
+/**
+ * The index of the encrypted files' file cache entries (JSON lines), in a backup of an
+ * instance with server-side encryption: `owncloud-encryption-index_YYYYMMDD.jsonl.zst`.
+ */
+function encryptionIndexName(date, compression) {
+    return `owncloud-encryption-index_${stamp(date).day}.jsonl${SUFFIX[compression]}`;
+}
 const MANIFEST_NAME = 'manifest.json';
 const CHECKSUMS_NAME = 'SHA256SUMS';
 /** Suffix of a backup directory still being written: never taken for a finished backup. */

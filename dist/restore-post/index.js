@@ -28370,7 +28370,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 295:
+/***/ 4907:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -43015,6 +43015,87 @@ function parseRowCountLines(stdout) {
     }
     return counts;
 }
+// --- Server-side encryption ----------------------------------------------------------------
+/** The app config keys that say whether and how the instance encrypts (app, key). */
+const ENCRYPTION_SETTINGS = [
+    ['core', 'encryption_enabled'],
+    ['core', 'default_encryption_module'],
+    ['encryption', 'useMasterKey'],
+    ['encryption', 'masterKeyId'],
+];
+const hexText = (hex) => Buffer.from(hex, 'hex').toString('utf8');
+/** Text from hex digits of its UTF-8 bytes; undefined when they are not valid UTF-8. */
+function exactText(hex) {
+    const bytes = Buffer.from(hex, 'hex');
+    const text = bytes.toString('utf8');
+    return Buffer.from(text, 'utf8').equals(bytes) ? text : undefined;
+}
+/**
+ * Parses the encryption settings: `HEXAPP<TAB>HEXKEY<TAB>HEXVALUE` lines (hex of UTF-8, so
+ * any value survives every client's escaping; an empty value field for NULL).
+ */
+function parseEncryptionSettings(stdout) {
+    const values = new Map();
+    for (const line of stdout.split('\n')) {
+        const text = line.replace(/\r$/, '');
+        if (text.trim() === '')
+            continue;
+        const match = /^((?:[0-9A-Fa-f]{2})+)\t((?:[0-9A-Fa-f]{2})+)\t((?:[0-9A-Fa-f]{2})*)$/.exec(text);
+        if (!match)
+            throw new BackupError(`Unexpected line in the encryption settings (expected HEXAPP<TAB>HEXKEY<TAB>HEXVALUE): '${text.slice(0, 200)}'`);
+        values.set(`${hexText(match[1])}/${hexText(match[2])}`, hexText(match[3]));
+    }
+    if (values.get('core/encryption_enabled') !== 'yes')
+        return { enabled: false };
+    const module = values.get('core/default_encryption_module');
+    const masterKey = values.get('encryption/useMasterKey') === '1';
+    const masterKeyId = values.get('encryption/masterKeyId');
+    return {
+        enabled: true,
+        ...(module ? { module } : {}),
+        mode: masterKey ? 'master-key' : 'per-user-key',
+        ...(masterKey && masterKeyId ? { masterKeyId } : {}),
+    };
+}
+function wholeNumber(field, what, nullable) {
+    if (nullable && field === '')
+        return null;
+    if (!/^-?\d+$/.test(field) || !Number.isSafeInteger(Number(field)))
+        throw new BackupError(`${what} '${field.slice(0, 40)}' is not a whole number`);
+    return Number(field);
+}
+/**
+ * Parses one line of the encrypted files query: `HEXSTORAGE<TAB>HEXPATH<TAB>FILEID<TAB>
+ * ENCRYPTED<TAB>SIZE<TAB>UNENCRYPTED_SIZE<TAB>HEXMIMETYPE` (names as hex of their bytes;
+ * an empty field for NULL). Undefined for a blank line. A storage or path whose bytes are
+ * not UTF-8 is also kept exactly, in `storageHex`/`pathHex`.
+ */
+function parseEncryptedFileLine(line) {
+    const text = line.replace(/\r$/, '');
+    if (text.trim() === '')
+        return undefined;
+    const fields = text.split('\t');
+    const hex = /^(?:[0-9A-Fa-f]{2})*$/;
+    if (fields.length !== 7 ||
+        !hex.test(fields[0]) ||
+        !hex.test(fields[1]) ||
+        !hex.test(fields[6]))
+        throw new BackupError(`Unexpected line in the encrypted files (expected 7 tab-separated fields: storage, path, fileid, encrypted, size, unencrypted_size, mimetype, names in hex): '${text.slice(0, 200)}'`);
+    const [storageHex, pathHex, fileid, encrypted, size, unencrypted, mimetype] = fields;
+    const storage = exactText(storageHex);
+    const path = exactText(pathHex);
+    return {
+        storage: storage ?? hexText(storageHex),
+        path: path ?? hexText(pathHex),
+        fileid: wholeNumber(fileid, 'fileid', false),
+        encrypted: wholeNumber(encrypted, 'encrypted', false),
+        size: wholeNumber(size, 'size', true),
+        unencrypted_size: wholeNumber(unencrypted, 'unencrypted_size', true),
+        mimetype: mimetype === '' ? null : hexText(mimetype),
+        ...(storage === undefined ? { storageHex: storageHex.toLowerCase() } : {}),
+        ...(path === undefined ? { pathHex: pathHex.toLowerCase() } : {}),
+    };
+}
 
 ;// CONCATENATED MODULE: ./src/database/mysql.ts
 // MySQL and MariaDB: mysqldump --single-transaction (mariadb-dump where mysqldump is gone).
@@ -43162,6 +43243,21 @@ function rowCountsSql(tablePrefix) {
         'DEALLOCATE PREPARE owncloud_backup_counts',
     ].join('; ');
 }
+/** The encryption settings from appconfig, hex columns (see ENCRYPTION_SETTINGS). */
+function encryptionStateSql(tablePrefix) {
+    const wanted = ENCRYPTION_SETTINGS.map(([app, key]) => `(appid = '${app}' AND configkey = '${key}')`);
+    return `SELECT HEX(appid), HEX(configkey), IFNULL(HEX(configvalue), '') FROM ${mysqlIdentifier(`${tablePrefix}appconfig`)} WHERE ${wanted.join(' OR ')}`;
+}
+/**
+ * Every encrypted file cache row, in fileid order: separate columns (the batch output
+ * escapes a tab inside a value, not the tabs between columns), names in hex, '' for NULL.
+ */
+function encryptedFilesSql(tablePrefix) {
+    const t = (name) => mysqlIdentifier(`${tablePrefix}${name}`);
+    return ("SELECT HEX(s.id), HEX(f.path), f.fileid, f.encrypted, IFNULL(f.size, ''), IFNULL(f.unencrypted_size, ''), IFNULL(HEX(m.mimetype), '') " +
+        `FROM ${t('filecache')} f JOIN ${t('storages')} s ON s.numeric_id = f.storage LEFT JOIN ${t('mimetypes')} m ON m.id = f.mimetype ` +
+        'WHERE f.encrypted <> 0 ORDER BY f.fileid');
+}
 const mysql = {
     type: 'mysql',
     programs: ['mysqldump', 'mariadb-dump'],
@@ -43249,6 +43345,16 @@ const mysql = {
         return queryCommand(clientOf(tool), connection, rowCountsSql(connection.tablePrefix));
     },
     parseRowCounts: parseRowCountLines,
+    encryptionStateCommand({ connection, tool }) {
+        return queryCommand(clientOf(tool), connection, encryptionStateSql(connection.tablePrefix));
+    },
+    encryptedFilesCommand({ connection, tool }) {
+        const command = queryCommand(clientOf(tool), connection, encryptedFilesSql(connection.tablePrefix));
+        // --quick: row by row, instead of the whole result held in the client's memory first.
+        const at = command.argv.indexOf('--batch');
+        command.argv.splice(at + 1, 0, '--quick');
+        return command;
+    },
 };
 
 ;// CONCATENATED MODULE: ./src/database/pgsql.ts
@@ -43338,6 +43444,29 @@ function pgsql_rowCountsSql(tablePrefix) {
         "FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' " +
         `AND left(table_name, length(${prefix})) = ${prefix} ORDER BY table_name`);
 }
+const hexOf = (expression) => `encode(convert_to(${expression}, 'UTF8'), 'hex')`;
+/** The encryption settings from appconfig, one hex line each (see ENCRYPTION_SETTINGS). */
+function pgsql_encryptionStateSql(tablePrefix) {
+    const wanted = ENCRYPTION_SETTINGS.map(([app, key]) => `(appid = '${app}' AND configkey = '${key}')`);
+    return (`SELECT ${hexOf('appid')} || E'\\t' || ${hexOf('configkey')} || E'\\t' || coalesce(${hexOf('configvalue')}, '') ` +
+        `FROM ${pgIdentifier(`${tablePrefix}appconfig`)} WHERE ${wanted.join(' OR ')}`);
+}
+/** Every encrypted file cache row, one tab-separated line each, in fileid order. */
+function pgsql_encryptedFilesSql(tablePrefix) {
+    const t = (name) => pgIdentifier(`${tablePrefix}${name}`);
+    const fields = [
+        hexOf('s.id'),
+        hexOf('f.path'),
+        'f.fileid::text',
+        'f.encrypted::text',
+        "coalesce(f.size::text, '')",
+        "coalesce(f.unencrypted_size::text, '')",
+        `coalesce(${hexOf('m.mimetype')}, '')`,
+    ];
+    return (`SELECT ${fields.join(" || E'\\t' || ")} ` +
+        `FROM ${t('filecache')} f JOIN ${t('storages')} s ON s.numeric_id = f.storage LEFT JOIN ${t('mimetypes')} m ON m.id = f.mimetype ` +
+        'WHERE f.encrypted <> 0 ORDER BY f.fileid');
+}
 const pgsql = {
     type: 'pgsql',
     programs: ['pg_dump'],
@@ -43420,6 +43549,20 @@ const pgsql = {
         ]);
     },
     parseRowCounts: parseRowCountLines,
+    encryptionStateCommand({ connection }) {
+        return pgsql_queryCommand(connection, [
+            '--set=ON_ERROR_STOP=1',
+            `--command=${pgsql_encryptionStateSql(connection.tablePrefix)}`,
+        ]);
+    },
+    encryptedFilesCommand({ connection }) {
+        // FETCH_COUNT: psql reads through a cursor, so the rows stream instead of being held whole.
+        return pgsql_queryCommand(connection, [
+            '--set=ON_ERROR_STOP=1',
+            '--set=FETCH_COUNT=10000',
+            `--command=${pgsql_encryptedFilesSql(connection.tablePrefix)}`,
+        ]);
+    },
 };
 
 ;// CONCATENATED MODULE: ./src/host/host.ts
@@ -43493,6 +43636,37 @@ function sqlite_rowCountsSql(tablePrefix) {
     return ("SELECT group_concat('SELECT ''' || hex(name) || ''' || char(9) || count(*) FROM \"' || replace(name, '\"', '\"\"') || '\"', ' UNION ALL ') || ';' " +
         "FROM (SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' " +
         `AND substr(name, 1, length(${prefix})) = ${prefix} ORDER BY name)`);
+}
+/** A table of the instance, double-quoted. */
+function table(tablePrefix, name) {
+    return `"${(tablePrefix + name).replaceAll('"', '""')}"`;
+}
+/** The encryption settings from appconfig, one hex line each (see ENCRYPTION_SETTINGS). */
+function sqlite_encryptionStateSql(tablePrefix) {
+    const wanted = ENCRYPTION_SETTINGS.map(([app, key]) => `(appid = '${app}' AND configkey = '${key}')`);
+    return ("SELECT hex(appid) || char(9) || hex(configkey) || char(9) || ifnull(hex(configvalue), '') " +
+        `FROM ${table(tablePrefix, 'appconfig')} WHERE ${wanted.join(' OR ')};`);
+}
+/** Every encrypted file cache row, one tab-separated line each, in fileid order. */
+function sqlite_encryptedFilesSql(tablePrefix) {
+    return ("SELECT hex(s.id) || char(9) || hex(f.path) || char(9) || f.fileid || char(9) || f.encrypted || char(9) || ifnull(f.size, '') || char(9) || ifnull(f.unencrypted_size, '') || char(9) || ifnull(hex(m.mimetype), '') " +
+        `FROM ${table(tablePrefix, 'filecache')} f JOIN ${table(tablePrefix, 'storages')} s ON s.numeric_id = f.storage ` +
+        `LEFT JOIN ${table(tablePrefix, 'mimetypes')} m ON m.id = f.mimetype WHERE f.encrypted <> 0 ORDER BY f.fileid;`);
+}
+/** sqlite3 running one query read-only, as the instance's owner (as the dump). */
+function readOnlyQuery({ connection, tool, account, owner }, sql) {
+    const argv = host_asUser(account, owner, [
+        tool.program,
+        '-readonly',
+        '-bail',
+        '-batch',
+        '-noheader',
+        '-cmd',
+        '.timeout 5000',
+        connection.file,
+        sql,
+    ]);
+    return { program: tool.program, argv, delivery: 'none', secret: '' };
 }
 const sqlite = {
     type: 'sqlite',
@@ -43608,6 +43782,12 @@ const sqlite = {
         return { program: tool.program, argv, delivery: 'none', secret: '' };
     },
     parseRowCounts: parseRowCountLines,
+    encryptionStateCommand(context) {
+        return readOnlyQuery(context, sqlite_encryptionStateSql(context.connection.tablePrefix));
+    },
+    encryptedFilesCommand(context) {
+        return readOnlyQuery(context, sqlite_encryptedFilesSql(context.connection.tablePrefix));
+    },
 };
 
 ;// CONCATENATED MODULE: ./src/database/index.ts
@@ -44132,6 +44312,13 @@ function dumpFileName(date, compression) {
 }
 function filesArchiveName(date, compression) {
     return `owncloud-files_${stamp(date).day}.tar${SUFFIX[compression]}`;
+}
+/**
+ * The index of the encrypted files' file cache entries (JSON lines), in a backup of an
+ * instance with server-side encryption: `owncloud-encryption-index_YYYYMMDD.jsonl.zst`.
+ */
+function encryptionIndexName(date, compression) {
+    return `owncloud-encryption-index_${stamp(date).day}.jsonl${SUFFIX[compression]}`;
 }
 const naming_MANIFEST_NAME = 'manifest.json';
 const CHECKSUMS_NAME = 'SHA256SUMS';
@@ -45920,10 +46107,277 @@ async function archiveFiles(options) {
     }
 }
 
+;// CONCATENATED MODULE: external "node:readline"
+const external_node_readline_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:readline");
+;// CONCATENATED MODULE: ./src/steps/archive-listing.ts
+// What a files archive holds under some paths, read here from tar's verbose listing: names,
+// types, sizes, mtimes and hard link targets. One pass over the archive, line by line, only
+// the wanted entries kept. The listing is asked for in C quoting (every byte that is not
+// printable ASCII as an escape) and UTC, so any name and any runner's locale parse the same.
+
+
+
+/** Undoes tar's C quoting: `\\`, `\"`, `\n`, `\t` and friends, and `\ooo` octal bytes. Pure. */
+function unquoteC(text) {
+    const bytes = [];
+    const simple = { a: 7, b: 8, f: 12, n: 10, r: 13, t: 9, v: 11 };
+    for (let i = 0; i < text.length; i++) {
+        const c = text[i];
+        if (c !== '\\') {
+            bytes.push(...Buffer.from(c, 'utf8'));
+            continue;
+        }
+        const next = text[i + 1] ?? '';
+        if (/[0-7]/.test(next)) {
+            const octal = /^[0-7]{1,3}/.exec(text.slice(i + 1))[0];
+            bytes.push(parseInt(octal, 8));
+            i += octal.length;
+        }
+        else {
+            bytes.push(simple[next] ?? next.charCodeAt(0));
+            i += 1;
+        }
+    }
+    return Buffer.from(bytes).toString('utf8');
+}
+const QUOTED = String.raw `"((?:[^"\\]|\\.)*)"`;
+const LINE = new RegExp(String.raw `^(.)(\S{9})\S*\s+(\d+)/(\d+)\s+(\d+|\d+,\s*\d+)\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.\d+)?\s+${QUOTED}(?: (->|link to) ${QUOTED})?$`);
+/** One line of `tar --list --verbose --full-time --numeric-owner --quoting-style=c`. Pure. */
+function parseListingLine(line) {
+    const m = LINE.exec(line);
+    if (!m)
+        return undefined;
+    const [, kind, mode, uid, gid, size, mtime, name, link, target] = m;
+    const type = kind === '-'
+        ? 'file'
+        : kind === 'd'
+            ? 'directory'
+            : kind === 'l'
+                ? 'symlink'
+                : kind === 'h'
+                    ? 'hardlink'
+                    : 'other';
+    return {
+        name: unquoteC(name).replace(/\/+$/, ''),
+        type,
+        size: type === 'file' ? Number(size) : 0,
+        mtime: mtime,
+        mode: mode,
+        uid: Number(uid),
+        gid: Number(gid),
+        ...(link && target !== undefined ? { linkTarget: unquoteC(target) } : {}),
+    };
+}
+/** True when `name` is `path` or lies below it. Pure. */
+function isAtOrBelow(name, path) {
+    return name === path || name.startsWith(`${path}/`);
+}
+/**
+ * The entries of an archive for which `wanted` is true, in archive order. A listing line
+ * that cannot be parsed, or a tar that fails, fails the listing: a partial answer would
+ * look like a backup without those files.
+ */
+async function listArchive(archivePath, compression, wanted, signal) {
+    const tar = streamProcess([
+        'tar',
+        '--list',
+        '--verbose',
+        '--full-time',
+        '--numeric-owner',
+        '--quoting-style=c',
+        compression === 'zstd' ? '--zstd' : '--gzip',
+        `--file=${archivePath}`,
+    ], { env: { TZ: 'UTC', LC_ALL: 'C' }, ...(signal ? { signal } : {}) });
+    const entries = [];
+    let unparsed;
+    for await (const line of createInterface({ input: tar.stdout, crlfDelay: Infinity })) {
+        if (line === '')
+            continue;
+        const entry = parseListingLine(line);
+        if (!entry) {
+            unparsed ??= line;
+            continue;
+        }
+        if (wanted(entry.name))
+            entries.push(entry);
+    }
+    const result = await tar.done;
+    if (result.exitCode !== 0)
+        throw new BackupError(`Listing ${archivePath} failed (tar exit ${result.exitCode}): ${stderrTail(result.stderr) || 'no message'}`);
+    if (unparsed !== undefined)
+        throw new BackupError(`Listing ${archivePath}: a line of tar's listing could not be read: '${unparsed.slice(0, 200)}'`);
+    return entries;
+}
+
+;// CONCATENATED MODULE: ./src/steps/tar-filter.ts
+// A tar stream cut down to some members, here on the runner: records are passed through
+// byte for byte (with the extended headers that belong to them: GNU long names, pax headers
+// with ACLs and xattrs, sparse maps) or skipped, and the stream ends with tar's end-of-archive
+// marker. A restore of single paths then sends the host only what it extracts, not the whole
+// archive. Memory stays flat: data blocks stream; only headers are looked at.
+
+
+const BLOCK = 512;
+/** A tar number field: octal digits, or GNU's base-256 for big values. Pure. */
+function tarNumber(field) {
+    if (field[0] & 0x80) {
+        let value = field[0] & 0x7f;
+        for (let i = 1; i < field.length; i++)
+            value = value * 256 + field[i];
+        return value;
+    }
+    const text = field
+        .toString('latin1')
+        .replace(/[\0 ]+$/g, '')
+        .trim();
+    return text === '' ? 0 : parseInt(text, 8);
+}
+function cString(field) {
+    const end = field.indexOf(0);
+    return field.subarray(0, end === -1 ? field.length : end).toString('utf8');
+}
+/** The `path` of a pax extended header's records (`LEN key=value\n`), if it has one. Pure. */
+function paxPath(data) {
+    let path;
+    for (let at = 0; at < data.length;) {
+        const space = data.indexOf(0x20, at);
+        if (space === -1)
+            break;
+        const length = Number(data.subarray(at, space).toString('latin1'));
+        if (!Number.isInteger(length) || length <= 0)
+            break;
+        const record = data.subarray(space + 1, at + length - 1).toString('utf8');
+        const equals = record.indexOf('=');
+        if (equals !== -1 && record.slice(0, equals) === 'path')
+            path = record.slice(equals + 1);
+        at += length;
+    }
+    return path;
+}
+const padded = (size) => Math.ceil(size / BLOCK) * BLOCK;
+/** Keeps the members at or below any of `members` (tar's own rule for member names). */
+class tar_filter_TarFilter extends external_node_stream_.Transform {
+    buffer = Buffer.alloc(0);
+    /** Extended headers (and their data) waiting for the member they describe. */
+    pending = [];
+    longName;
+    paxName;
+    /** Bytes of the current record's data still to pass on (keep) or drop. */
+    remaining = 0;
+    keeping = false;
+    /** Waiting for this many bytes of a meta record's data (read whole). */
+    meta;
+    ended = false;
+    /** Members passed on. */
+    kept = 0;
+    members;
+    constructor(members) {
+        super();
+        this.members = members;
+    }
+    wanted(name) {
+        const clean = name.replace(/^\.\//, '').replace(/\/+$/, '');
+        return this.members.some((m) => isAtOrBelow(clean, m));
+    }
+    _transform(chunk, _encoding, callback) {
+        if (this.ended)
+            return callback();
+        this.buffer = this.buffer.length ? Buffer.concat([this.buffer, chunk]) : chunk;
+        try {
+            this.drain();
+            callback();
+        }
+        catch (error) {
+            callback(error);
+        }
+    }
+    drain() {
+        for (;;) {
+            if (this.ended)
+                return;
+            if (this.remaining > 0) {
+                if (this.buffer.length === 0)
+                    return;
+                const take = Math.min(this.remaining, this.buffer.length);
+                if (this.keeping)
+                    this.push(this.buffer.subarray(0, take));
+                this.buffer = this.buffer.subarray(take);
+                this.remaining -= take;
+                continue;
+            }
+            if (this.meta) {
+                const need = padded(this.meta.size);
+                if (this.buffer.length < need)
+                    return;
+                const data = this.buffer.subarray(0, need);
+                this.pending.push(Buffer.from(data));
+                if (this.meta.type === 'L')
+                    this.longName = cString(data.subarray(0, this.meta.size));
+                if (this.meta.type === 'x')
+                    this.paxName = paxPath(data.subarray(0, this.meta.size));
+                this.buffer = this.buffer.subarray(need);
+                this.meta = undefined;
+                continue;
+            }
+            if (this.buffer.length < BLOCK)
+                return;
+            const header = this.buffer.subarray(0, BLOCK);
+            if (header.every((b) => b === 0)) {
+                this.ended = true;
+                this.push(Buffer.alloc(2 * BLOCK));
+                return;
+            }
+            const type = String.fromCharCode(header[156]) || '0';
+            const size = tarNumber(header.subarray(124, 136));
+            // GNU sparse files carry their map in extension blocks after the header.
+            let headerBlocks = 1;
+            if (type === 'S' && header[482] === 1) {
+                for (;;) {
+                    if (this.buffer.length < (headerBlocks + 1) * BLOCK)
+                        return;
+                    const extension = this.buffer.subarray(headerBlocks * BLOCK, (headerBlocks + 1) * BLOCK);
+                    headerBlocks++;
+                    if (extension[504] !== 1)
+                        break;
+                }
+            }
+            const headerBytes = Buffer.from(this.buffer.subarray(0, headerBlocks * BLOCK));
+            this.buffer = this.buffer.subarray(headerBlocks * BLOCK);
+            if (type === 'x' || type === 'L' || type === 'K' || type === 'g') {
+                this.pending.push(headerBytes);
+                this.meta = { type, size };
+                continue;
+            }
+            const magic = header.subarray(257, 263).toString('latin1');
+            const prefix = magic.startsWith('ustar') && magic !== 'ustar ' ? cString(header.subarray(345, 500)) : '';
+            const plain = cString(header.subarray(0, 100));
+            const name = this.paxName ?? this.longName ?? (prefix ? `${prefix}/${plain}` : plain);
+            this.keeping = this.wanted(name);
+            if (this.keeping) {
+                for (const part of this.pending)
+                    this.push(part);
+                this.push(headerBytes);
+                this.kept++;
+            }
+            this.pending = [];
+            this.longName = undefined;
+            this.paxName = undefined;
+            // Links and directories have no data, whatever their size field says.
+            this.remaining = type === '1' || type === '2' || type === '5' ? 0 : padded(size);
+        }
+    }
+    _flush(callback) {
+        if (!this.ended)
+            return callback(new Error('the archive ends without tar’s end-of-archive marker'));
+        callback();
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/steps/restore-files.ts
 // Files back into place: the archive streams from here into tar on the host, which puts
 // each member directory where the manifest (or the user) says, with owners, modes, ACLs,
 // xattrs and hard links as archived. One pass over the archive, nothing unpacked here.
+
 
 
 
@@ -46005,8 +46459,10 @@ async function restore_files_extractFiles(options) {
 }
 /**
  * Extracts only the given members (exact names; a directory brings what is below it) of the
- * archive's member directory `member` into `target` on the host, streaming the archive from
- * here: the same single pass, owners, modes, ACLs, xattrs and hard links as a whole restore.
+ * archive's member directory `member` into `target` on the host. The archive is decompressed
+ * and cut down to those members here (TarFilter), so the host receives only what it
+ * extracts: one pass over the archive, streaming, with owners, modes, ACLs, xattrs and hard
+ * links as archived.
  */
 async function extractMembers(options) {
     const { host } = options;
@@ -46014,7 +46470,6 @@ async function extractMembers(options) {
         'tar',
         '--extract',
         '--file=-',
-        options.compression === 'zstd' ? '--zstd' : '--gzip',
         '--directory=/',
         ...TAR_METADATA_FLAGS,
         '--same-permissions',
@@ -46024,25 +46479,31 @@ async function extractMembers(options) {
         '--',
         ...options.members,
     ];
+    const decompress = streamProcess([options.compression === 'zstd' ? 'zstd' : 'gzip', '-dc', '--', options.archivePath], { signal: options.signal });
     const extracting = host.stream([...options.root, ...tar], {
         feedStdin: true,
         signal: options.signal,
     });
     extracting.stdout.resume();
-    const feeding = pipeline(createReadStream(options.archivePath), extracting.stdin).catch((error) => error);
-    const result = await extracting.done;
+    const filter = new TarFilter(options.members);
+    const counter = new Counter();
+    const feeding = pipeline(decompress.stdout, filter, counter, extracting.stdin).catch((error) => error);
+    const [result, unpacked] = await Promise.all([extracting.done, decompress.done]);
     const fed = await feeding;
     const transport = host.transportFailure(result);
     if (transport)
         throw new LinkError(`Extracting the paths failed: ${transport}`);
+    if (unpacked.exitCode !== 0)
+        throw new BackupError(`Decompressing ${options.archivePath} failed (exit ${unpacked.exitCode}): ${stderrTail(unpacked.stderr) || 'no message'}`);
     if (result.exitCode !== 0) {
         const said = stderrTail(withoutTarProgress(result.stderr));
         throw new BackupError(/No space left on device|Disk quota exceeded/.test(said)
             ? `No space left on device on ${host.label} while extracting the paths: ${said}`
             : `Extracting the paths failed (tar exit ${result.exitCode} on ${host.label}): ${said || 'no message'}`);
     }
-    if (fed instanceof Error && !/EPIPE/.test(fed.message))
+    if (fed instanceof Error)
         throw new BackupError(`Reading ${options.archivePath} failed: ${fed.message}`);
+    return { sentBytes: counter.bytes };
 }
 /**
  * The backup's config files (config.php and *.config.php), read from the archive here
@@ -46321,6 +46782,18 @@ const tool_TOOL = { name: 'owncloud-backup', version: package_namespaceObject.rE
 
 
 const manifest_MANIFEST_FORMAT = 'owncloud-backup/1';
+/** One line for logs and summaries: 'on (master key master_1a2b3c4d, OC_DEFAULT_MODULE); index of 12 encrypted files'. */
+function describeEncryption(record) {
+    if (!record.enabled)
+        return 'off';
+    const mode = record.mode === 'master-key'
+        ? `master key${record.masterKeyId ? ` ${record.masterKeyId}` : ''}`
+        : 'a key pair per user';
+    const index = record.index
+        ? `; index of ${record.index.files} encrypted file${record.index.files === 1 ? '' : 's'}`
+        : '';
+    return `on (${mode}${record.module ? `, ${record.module}` : ''})${index}`;
+}
 /**
  * What the backup deliberately does not hold, and why, for the summaries: the server code
  * of a package install (with the shipped apps), exclude patterns, the live SQLite file.
@@ -46432,6 +46905,7 @@ function buildManifest(input) {
             size: file.size,
             sha256: file.sha256,
         })),
+        ...(input.encryption ? { encryption: input.encryption } : {}),
         restore: restoreCommands(input, compression),
     };
 }
@@ -46492,8 +46966,9 @@ function restoreCommands(input, compression) {
 // every archive has the recorded size and SHA-256, decompresses completely, the dump ends
 // with its engine's completion line and has the recorded size, and the files archive
 // lists the data directory with ownCloud's marker and ends with tar's end-of-archive
-// marker and nothing but zero padding. Reads each archive once, every byte of it, and
-// nothing outside the backup directory.
+// marker and nothing but zero padding; the index of encrypted files (when there is one) holds
+// the recorded number of entries, each a valid one. Reads each archive once, every byte of
+// it, and nothing outside the backup directory.
 
 
 
@@ -46580,8 +47055,8 @@ function verify_manifestProblem(value) {
             return `${at} is not an object`;
         if (typeof archive.name !== 'string')
             return `${at}.name is not a string`;
-        if (archive.role !== 'files' && archive.role !== 'database')
-            return `${at}.role is not 'files' or 'database'`;
+        if (!['files', 'database', 'encryption-index'].includes(String(archive.role)))
+            return `${at}.role is not 'files', 'database' or 'encryption-index'`;
         if (archive.compression !== 'zstd' && archive.compression !== 'gzip')
             return `${at}.compression is not 'zstd' or 'gzip'`;
         if (!Number.isSafeInteger(archive.size) || archive.size < 0)
@@ -46594,6 +47069,16 @@ function verify_manifestProblem(value) {
         if (count !== 1)
             return `it lists ${count} ${role} archives, not one`;
     }
+    const indexes = manifest.archives.filter((a) => a.role === 'encryption-index').length;
+    const index = manifest.encryption?.index;
+    if (indexes > 1)
+        return `it lists ${indexes} encryption-index archives, not one at most`;
+    if (index !== undefined && (!Number.isSafeInteger(index.files) || index.files < 0))
+        return 'encryption.index.files is not a count';
+    if ((index !== undefined) !== (indexes === 1))
+        return index
+            ? 'encryption.index is recorded, but no encryption-index archive is listed'
+            : 'an encryption-index archive is listed, but encryption.index is not recorded';
     return undefined;
 }
 /**
@@ -46802,6 +47287,84 @@ async function checkFiles(fd, archive) {
         ],
     };
 }
+/** Why an index line is not an encrypted file's entry, or undefined. */
+function indexLineProblem(line) {
+    let entry;
+    try {
+        entry = JSON.parse(line);
+    }
+    catch {
+        return 'it is not JSON';
+    }
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry))
+        return 'it is not a JSON object';
+    const e = entry;
+    for (const key of ['storage', 'path'])
+        if (typeof e[key] !== 'string')
+            return `its ${key} is not a string`;
+    for (const key of ['fileid', 'encrypted'])
+        if (!Number.isSafeInteger(e[key]))
+            return `its ${key} is not a whole number`;
+    for (const key of ['size', 'unencrypted_size'])
+        if (e[key] !== null && !Number.isSafeInteger(e[key]))
+            return `its ${key} is not a whole number or null`;
+    if (e.encrypted === 0)
+        return 'its encrypted is 0 (the index lists encrypted files only)';
+    return undefined;
+}
+async function checkEncryptionIndex(fd, archive, manifest) {
+    let entries = 0;
+    let problem;
+    let partial = '';
+    const decoder = new StringDecoder('utf8');
+    const take = (line) => {
+        entries++;
+        if (problem)
+            return;
+        const wrong = indexLineProblem(line);
+        if (wrong)
+            problem = `line ${entries} is not an encrypted file's entry: ${wrong}`;
+    };
+    const sink = new Writable({
+        write(chunk, _encoding, callback) {
+            const lines = (partial + decoder.write(chunk)).split('\n');
+            partial = lines.pop() ?? '';
+            lines.forEach(take);
+            callback();
+        },
+        final(callback) {
+            partial += decoder.end();
+            if (partial !== '')
+                take(partial);
+            callback();
+        },
+    });
+    const read = await readArchive(fd, archive, sink);
+    const expected = manifest.encryption?.index?.files;
+    if (read.failure)
+        return {
+            read,
+            checks: [
+                {
+                    ok: false,
+                    what: `${archive.name}: the index is ${read.failure.cutShort ? 'cut short' : 'damaged'}: decompression stopped after ${entries} entries (manifest: ${expected})`,
+                },
+            ],
+        };
+    return {
+        read,
+        checks: [
+            {
+                ok: problem === undefined,
+                what: `${archive.name}: ${problem ?? "every line is an encrypted file's file cache entry"}`,
+            },
+            {
+                ok: entries === expected,
+                what: `${archive.name}: ${entries} encrypted files (manifest: ${expected})`,
+            },
+        ],
+    };
+}
 async function checkArchive(directory, archive, manifest) {
     const nameProblem = verify_archiveNameProblem(archive.name);
     if (nameProblem)
@@ -46834,7 +47397,9 @@ async function checkArchive(directory, archive, manifest) {
     // The read stream closes the file when it ends.
     const { read, checks: content } = archive.role === 'database'
         ? await checkDump(fd, archive, manifest)
-        : await checkFiles(fd, archive);
+        : archive.role === 'encryption-index'
+            ? await checkEncryptionIndex(fd, archive, manifest)
+            : await checkFiles(fd, archive);
     checks.push({
         ok: read.sha256 === archive.sha256,
         what: `${archive.name}: sha256 ${read.sha256 === archive.sha256 ? 'matches' : `is ${read.sha256}, manifest says ${archive.sha256}`}`,
@@ -48200,7 +48765,7 @@ async function runRestorePost(state = coreState) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_restore_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(295);
+/* harmony import */ var _action_restore_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4907);
 // Entry of the restore action's post step (runs always, after success, failure or cancellation).
 
 await (0,_action_restore_post_js__WEBPACK_IMPORTED_MODULE_0__/* .runRestorePost */ .G)();
