@@ -1,7 +1,8 @@
 // The orchestrator: a validated plan in, a finished, dated backup directory out.
 //   backup-dir checked and locked (stale incomplete backups removed) → connect → discover
 //   → instance locked → preflight → files (bulk) → [maintenance on → files (delta) ‖ dump
-//   ‖ row counts → maintenance restored] → archive → manifest → rename into place.
+//   ‖ row counts ‖ encryption state and index → maintenance restored] → archive → manifest
+//   → rename into place.
 // A backup directory only gets its final name once everything in it is written and
 // checked; on any failure the partial one is removed.
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
@@ -20,11 +21,18 @@ import { LocalHost } from './host/local.ts';
 import { isNoSpace, noSpaceError, removeTree, type RunnerPrivilege } from './host/runner.ts';
 import type { SshOptions } from './host/ssh.ts';
 import { openHost } from './host/connect.ts';
-import { buildManifest, checksumsText, type Manifest } from './manifest.ts';
+import {
+  buildManifest,
+  checksumsText,
+  describeEncryption,
+  type EncryptionRecord,
+  type Manifest,
+} from './manifest.ts';
 import {
   backupName,
   CHECKSUMS_NAME,
   dumpFileName,
+  encryptionIndexName,
   filesArchiveName,
   INCOMPLETE_SUFFIX,
   MANIFEST_NAME,
@@ -40,6 +48,7 @@ import { dumpDatabase, type DumpResult } from './steps/dump.ts';
 import { checkStagedConfig, syncFiles, type SyncStats } from './steps/files.ts';
 import { MaintenanceGuard, type MaintenanceRecord } from './steps/maintenance.ts';
 import { formatBytes, preflight } from './steps/preflight.ts';
+import { recordEncryption, type EncryptionOutcome } from './steps/encryption.ts';
 import { countRows } from './steps/row-counts.ts';
 import { restoreTestLine, runRestoreTest, type RestoreTestRecord } from './steps/restore-test.ts';
 
@@ -50,6 +59,8 @@ export interface BackupResult {
   manifestPath: string;
   dumpPath: string;
   filesArchivePath: string;
+  /** The index of the encrypted files, when the instance encrypts. */
+  encryptionIndexPath?: string;
   /** Total size of the backup's files. */
   sizeBytes: number;
 }
@@ -251,14 +262,21 @@ async function backUp(
           context.onMaintenance,
         )
       : undefined;
+    const dumpContext = {
+      connection: instance.database,
+      tool,
+      account: connected.account,
+      owner: instance.owner,
+    };
     const {
       dumped: dump,
       finalData,
       rowCounts,
+      encryption,
     } = await reporter.group(
       maintenance
-        ? 'Maintenance window (files delta, database dump and row counts)'
-        : 'Database dump and row counts',
+        ? 'Maintenance window (files delta, database dump, row counts, encryption index)'
+        : 'Database dump, row counts and encryption index',
       () =>
         maintenanceWindow(maintenance, context, {
           // Inside the window only what changed since the bulk copy moves (rsync's delta);
@@ -292,20 +310,31 @@ async function backUp(
           // Beside the dump, so that a restore can be checked table by table against the
           // state the dump holds.
           count: (stepSignal, dumping) =>
-            countRows(
-              connected,
-              engine,
-              {
-                connection: instance.database,
-                tool,
-                account: connected.account,
-                owner: instance.owner,
-              },
-              stepSignal,
-              { seconds: plan.dumpTimeoutSeconds, after: dumping },
-            ),
+            countRows(connected, engine, dumpContext, stepSignal, {
+              seconds: plan.dumpTimeoutSeconds,
+              after: dumping,
+            }),
+          // Beside the dump too: the encrypted files' cache entries as the dump holds them.
+          encryption: (stepSignal, dumping) =>
+            recordEncryption(connected, engine, dumpContext, {
+              indexPath: join(workDir, encryptionIndexName(startedAt, plan.compression)),
+              compression: plan.compression,
+              signal: stepSignal,
+              timeout: { seconds: plan.dumpTimeoutSeconds, after: dumping },
+            }),
         }),
     );
+    const encryptionRecord: EncryptionRecord = {
+      ...encryption.state,
+      ...(encryption.index
+        ? {
+            index: {
+              name: encryption.index.file.path.split('/').pop()!,
+              files: encryption.index.files,
+            },
+          }
+        : {}),
+    };
     const stats = {
       files: installStats.files + finalData.files,
       bytes: installStats.bytes + finalData.bytes,
@@ -364,7 +393,17 @@ async function backUp(
       archives: [
         { file: files, role: 'files', compression: plan.compression },
         { file: dump, role: 'database', compression: plan.compression },
+        ...(encryption.index
+          ? [
+              {
+                file: encryption.index.file,
+                role: 'encryption-index' as const,
+                compression: plan.compression,
+              },
+            ]
+          : []),
       ],
+      encryption: encryptionRecord,
       dumpBytes: dump.rawBytes,
       rowCounts,
       rowCountsInWindow: maintenance !== undefined,
@@ -383,7 +422,10 @@ async function backUp(
       manifestPath: join(finalDir, MANIFEST_NAME),
       dumpPath: join(finalDir, archives[1]!.name),
       filesArchivePath: join(finalDir, archives[0]!.name),
-      sizeBytes: files.size + dump.size,
+      ...(encryption.index
+        ? { encryptionIndexPath: join(finalDir, encryptionRecord.index!.name) }
+        : {}),
+      sizeBytes: files.size + dump.size + (encryption.index?.file.size ?? 0),
     };
   } catch (error) {
     if (ownsWorkDir)
@@ -434,6 +476,7 @@ interface WindowOutcome {
   finalData: SyncStats;
   /** Table → rows, counted beside the dump. */
   rowCounts: Record<string, number>;
+  encryption: EncryptionOutcome;
 }
 
 /**
@@ -449,6 +492,7 @@ async function maintenanceWindow(
     delta: (signal: AbortSignal) => Promise<SyncStats>;
     /** Told the dump running beside it (the dump watches the server for silence). */
     count: (signal: AbortSignal, dumping: Promise<DumpResult>) => Promise<Record<string, number>>;
+    encryption: (signal: AbortSignal, dumping: Promise<DumpResult>) => Promise<EncryptionOutcome>;
   },
 ): Promise<WindowOutcome> {
   const { reporter } = context;
@@ -456,10 +500,18 @@ async function maintenanceWindow(
   let outcome: WindowOutcome | undefined;
   try {
     await maintenance?.enable();
-    const [dumped, finalData, rowCounts] = await allOrNothing(context.signal, (signal) => {
-      const dumping = work.dump(signal);
-      return [dumping, work.delta(signal), work.count(signal, dumping)] as const;
-    });
+    const [dumped, finalData, rowCounts, encryption] = await allOrNothing(
+      context.signal,
+      (signal) => {
+        const dumping = work.dump(signal);
+        return [
+          dumping,
+          work.delta(signal),
+          work.count(signal, dumping),
+          work.encryption(signal, dumping),
+        ] as const;
+      },
+    );
     if (maintenance)
       reporter.info(
         `Files delta: ${formatBytes(finalData.transferredBytes)} changed since the bulk copy.`,
@@ -471,7 +523,13 @@ async function maintenanceWindow(
     reporter.info(
       `Row counts: ${tables} table${tables === 1 ? '' : 's'}, ${Object.values(rowCounts).reduce((sum, n) => sum + n, 0)} rows.`,
     );
-    outcome = { dumped, finalData, rowCounts };
+    reporter.info(
+      `Server-side encryption: ${describeEncryption({
+        ...encryption.state,
+        ...(encryption.index ? { index: { name: '', files: encryption.index.files } } : {}),
+      })}.`,
+    );
+    outcome = { dumped, finalData, rowCounts, encryption };
   } catch (error) {
     failure = error;
   }

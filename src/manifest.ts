@@ -16,7 +16,8 @@ export const MANIFEST_FORMAT = 'owncloud-backup/1';
 
 export interface ArchiveRecord {
   name: string;
-  role: 'files' | 'database';
+  /** encryption-index: JSON lines, one per encrypted file's file cache entry (EncryptedFileEntry). */
+  role: 'files' | 'database' | 'encryption-index';
   compression: Compression;
   size: number;
   sha256: string;
@@ -89,12 +90,46 @@ export interface Manifest {
     seconds: number;
   };
   archives: ArchiveRecord[];
+  /**
+   * The instance's server-side encryption, from its app config (absent in manifests of
+   * earlier versions of the tool).
+   */
+  encryption?: EncryptionRecord;
   restore: RestoreCommands;
   /**
    * The restore test run on the runner after the backup was written (absent when it was
    * not asked for, and in manifests from before it existed).
    */
   restoreTest?: RestoreTestRecord;
+}
+
+export interface EncryptionRecord {
+  /** core/encryption_enabled = 'yes'. */
+  enabled: boolean;
+  /** core/default_encryption_module, e.g. OC_DEFAULT_MODULE. */
+  module?: string;
+  /** encryption/useMasterKey = '1': master-key; otherwise per-user-key. */
+  mode?: 'master-key' | 'per-user-key';
+  /** encryption/masterKeyId, in master-key mode (the key pair is master_<id>.publicKey/.privateKey). */
+  masterKeyId?: string;
+  /**
+   * The index of the encrypted files' file cache entries, taken beside the dump: the archive
+   * (role encryption-index) and how many entries it holds.
+   */
+  index?: { name: string; files: number };
+}
+
+/** One line for logs and summaries: 'on (master key master_1a2b3c4d, OC_DEFAULT_MODULE); index of 12 encrypted files'. */
+export function describeEncryption(record: EncryptionRecord): string {
+  if (!record.enabled) return 'off';
+  const mode =
+    record.mode === 'master-key'
+      ? `master key${record.masterKeyId ? ` ${record.masterKeyId}` : ''}`
+      : 'a key pair per user';
+  const index = record.index
+    ? `; index of ${record.index.files} encrypted file${record.index.files === 1 ? '' : 's'}`
+    : '';
+  return `on (${mode}${record.module ? `, ${record.module}` : ''})${index}`;
 }
 
 /**
@@ -164,6 +199,8 @@ export interface ManifestInput {
   rowCountsInWindow: boolean;
   ownersKept: boolean;
   restoreHint: string;
+  /** Left out: the manifest has no encryption record (a caller that did not read it). */
+  encryption?: EncryptionRecord;
   restoreTest?: RestoreTestRecord;
 }
 
@@ -246,6 +283,7 @@ export function buildManifest(input: ManifestInput): Manifest {
       size: file.size,
       sha256: file.sha256,
     })),
+    ...(input.encryption ? { encryption: input.encryption } : {}),
     restore: restoreCommands(input, compression),
     ...(input.restoreTest ? { restoreTest: input.restoreTest } : {}),
   };

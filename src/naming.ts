@@ -28,6 +28,14 @@ export function filesArchiveName(date: Date, compression: Compression): string {
   return `owncloud-files_${stamp(date).day}.tar${SUFFIX[compression]}`;
 }
 
+/**
+ * The index of the encrypted files' file cache entries (JSON lines), in a backup of an
+ * instance with server-side encryption: `owncloud-encryption-index_YYYYMMDD.jsonl.zst`.
+ */
+export function encryptionIndexName(date: Date, compression: Compression): string {
+  return `owncloud-encryption-index_${stamp(date).day}.jsonl${SUFFIX[compression]}`;
+}
+
 export const MANIFEST_NAME = 'manifest.json';
 export const CHECKSUMS_NAME = 'SHA256SUMS';
 /** Suffix of a backup directory still being written: never taken for a finished backup. */

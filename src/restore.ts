@@ -57,7 +57,8 @@ import {
   toolOf,
 } from './steps/restore-database.ts';
 import { countRows } from './steps/row-counts.ts';
-import { archiveNameProblem, verifyBackup } from './verify.ts';
+import { archiveNameProblem } from './verify.ts';
+import { rootOn, unchanged, verified, type VerifiedBackup } from './steps/target.ts';
 import type { Manifest } from './manifest.ts';
 import type { Reporter } from './report.ts';
 import type { Secrets } from './secrets.ts';
@@ -94,13 +95,6 @@ export interface RestoreResult {
   /** Tables whose rows were counted and matched the backup's. */
   tablesChecked: number;
   seconds: number;
-}
-
-/** The backup, verified, and what it holds. */
-interface VerifiedBackup {
-  manifest: Manifest;
-  filesArchive: string;
-  dumpArchive: string;
 }
 
 /** Where each part of the backup goes on the target. Pure. */
@@ -194,21 +188,6 @@ for p; do
 done
 `.trim();
 
-/** The backup, checked byte for byte before anything on the target changes. */
-async function verified(backupPath: string, reporter: Reporter): Promise<VerifiedBackup> {
-  const checks = await verifyBackup(backupPath);
-  const failed = checks.filter((c) => !c.ok);
-  if (failed.length > 0)
-    throw new BackupError(
-      `The backup ${backupPath} is damaged; nothing was changed on the target. ${failed.map((c) => c.what).join('; ')}`,
-    );
-  reporter.info(`The backup is intact (${checks.length} checks).`);
-  const manifest = JSON.parse(readFileSync(join(backupPath, MANIFEST_NAME), 'utf8')) as Manifest;
-  const archive = (role: 'files' | 'database') =>
-    join(backupPath, manifest.archives.find((a) => a.role === role)!.name);
-  return { manifest, filesArchive: archive('files'), dumpArchive: archive('database') };
-}
-
 /**
  * The config files in a backup's files archive, or the error reading them (kept until the
  * verification has spoken: a damaged backup is reported as damaged, not as unreadable).
@@ -223,17 +202,6 @@ async function archivedConfigOf(backupPath: string): Promise<Record<string, stri
   } catch (error) {
     return error instanceof Error ? error : new Error(String(error));
   }
-}
-
-/** argv prefix that runs a command as root on the host; needs root or passwordless sudo. */
-async function rootOn(host: Host): Promise<string[]> {
-  if (host.account === 'root') return [];
-  const result = reached(host, await host.run(['sudo', '-n', 'true']));
-  if (result.exitCode !== 0)
-    throw new BackupError(
-      `A restore writes files of every owner: the SSH user ${host.account} on ${host.label} must be root or have passwordless sudo (${stderrTail(result.stderr) || 'sudo -n failed'}). Nothing was changed.`,
-    );
-  return ['sudo', '-n', '--'];
 }
 
 /** The version of the server code in an installation, from its version.php ('' if none). */
@@ -278,20 +246,6 @@ async function freeBytes(host: Host, path: string): Promise<number | undefined> 
   );
   const fields = result.stdout.trim().split(/\s+/);
   return result.exitCode === 0 && fields.length >= 4 ? Number(fields[3]) : undefined;
-}
-
-/**
- * Runs the checks before the first change: whatever fails there says that nothing changed.
- */
-async function unchanged<T>(work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
-  } catch (error) {
-    if (!(error instanceof BackupError || error instanceof InputError)) throw error;
-    if (/nothing was changed/i.test(error.message)) throw error;
-    const message = `${error.message.replace(/\.?$/, '.')} Nothing was changed on the target.`;
-    throw error instanceof InputError ? new InputError(message) : new BackupError(message);
-  }
 }
 
 /** The instance found on the target before the restore, if it is one that works. */

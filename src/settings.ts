@@ -35,6 +35,10 @@ export const INPUTS = {
   discardPrevious: 'discard-previous',
   owner: 'owner',
   allowVersionMismatch: 'allow-version-mismatch',
+  // Restore of single paths only.
+  path: 'path',
+  asCopy: 'as-copy',
+  overwrite: 'overwrite',
 } as const;
 
 export type InputName = (typeof INPUTS)[keyof typeof INPUTS];
@@ -47,6 +51,25 @@ export const RESTORE_ONLY: readonly InputName[] = [
   INPUTS.discardPrevious,
   INPUTS.owner,
   INPUTS.allowVersionMismatch,
+  INPUTS.path,
+  INPUTS.asCopy,
+  INPUTS.overwrite,
+];
+
+/** Inputs of a whole-instance restore that mean nothing when single paths come back. */
+export const WHOLE_RESTORE_ONLY: readonly InputName[] = [
+  INPUTS.dbAdminUser,
+  INPUTS.dbAdminPassword,
+  INPUTS.safetyCopy,
+  INPUTS.discardPrevious,
+  INPUTS.owner,
+  INPUTS.allowVersionMismatch,
+  INPUTS.dbType,
+  INPUTS.dbHost,
+  INPUTS.dbPort,
+  INPUTS.dbName,
+  INPUTS.dbUser,
+  INPUTS.dbPassword,
 ];
 
 /** Inputs that only mean something for an SSH connection (with `host`). */
@@ -466,4 +489,110 @@ export function openSshKeyCipher(privateKey: string): string {
     return 'none';
   const length = blob.readUInt32BE(magic.length);
   return blob.subarray(magic.length + 4, magic.length + 4 + length).toString('latin1');
+}
+
+/** The areas of a user's home a single-path restore brings back. */
+export const USER_AREAS = ['files', 'files_versions', 'files_trashbin'] as const;
+
+/** A path of a user's, as the restore and the file cache name it. */
+export interface UserPath {
+  user: string;
+  /** Relative to the user's home, e.g. `files/Documents/report.odt`. */
+  path: string;
+  area: (typeof USER_AREAS)[number];
+}
+
+/**
+ * `USER/files/SOME/PATH` (or `USER/files_versions/...`, `USER/files_trashbin/...`) as a
+ * user's path, or why it is not one. Pure.
+ */
+export function userPath(given: string): UserPath | string {
+  const text = given.replace(/^\/+/, '').replace(/\/+$/, '');
+  if (/[\0\r\n]/.test(text)) return 'it contains a NUL byte or a line break.';
+  const parts = text.split('/');
+  if (parts.some((p) => p === '' || p === '.' || p === '..'))
+    return `'${given}' has an empty, '.' or '..' part. Expected USER/files/SOME/PATH.`;
+  const [user, area] = parts;
+  if (!user || !area || !(USER_AREAS as readonly string[]).includes(area))
+    return `'${given}' is not a path in a user's files. Expected USER/files/SOME/PATH (or USER/files_versions/..., USER/files_trashbin/...).`;
+  return { user, path: parts.slice(1).join('/'), area: area as UserPath['area'] };
+}
+
+/** What happens to an item that exists in the instance already. */
+export type ConflictRule =
+  /** Replaced when the backup's is at least as new; a newer current file is skipped. */
+  | 'keep-newer'
+  /** Replaced in any case. */
+  | 'overwrite'
+  /** Nothing is replaced: the restored items go beside the current ones, renamed. */
+  | 'as-copy';
+
+export interface PathRestorePlan extends InstancePlan {
+  /** owncloudDir '' means the installation directory the backup recorded. */
+  backupPath: string;
+  paths: UserPath[];
+  conflicts: ConflictRule;
+}
+
+/** Validates a restore of single paths (restore --path). */
+export function planPathRestore(
+  raw: RawInputs,
+  backupPath: string,
+  label: InputLabel = actionLabel,
+): PathRestorePlan {
+  const instance = planInstance(raw, label);
+  const { value, fail, boolean } = validators(raw, label);
+  // The action passes every input with its default: only a value that says more refuses.
+  const defaults: Partial<Record<InputName, string>> = {
+    [INPUTS.safetyCopy]: 'true',
+    [INPUTS.discardPrevious]: 'false',
+    [INPUTS.allowVersionMismatch]: 'false',
+  };
+  for (const name of WHOLE_RESTORE_ONLY)
+    if (
+      (value(name) !== '' && value(name).toLowerCase() !== defaults[name]) ||
+      (name === INPUTS.dbPassword && raw[name] !== undefined)
+    )
+      fail(
+        name,
+        `it applies to a restore of the whole instance, not of single paths (${label(INPUTS.path)}): the database stays as it is.`,
+      );
+  const paths: UserPath[] = [];
+  for (const line of (raw[INPUTS.path] ?? '').split('\n')) {
+    if (line.trim() === '') continue;
+    const parsed = userPath(line.replace(/\r$/, ''));
+    if (typeof parsed === 'string') fail(INPUTS.path, parsed);
+    else paths.push(parsed);
+  }
+  if (paths.length === 0) fail(INPUTS.path, 'no path given. Expected USER/files/SOME/PATH.');
+  const asCopy = boolean(INPUTS.asCopy, false);
+  const overwrite = boolean(INPUTS.overwrite, false);
+  if (asCopy && overwrite)
+    fail(
+      INPUTS.overwrite,
+      `it contradicts ${label(INPUTS.asCopy)} (a copy beside the current items replaces nothing).`,
+    );
+  if (asCopy)
+    for (const p of paths)
+      if (p.area !== 'files')
+        fail(
+          INPUTS.asCopy,
+          `it applies to paths in a user's files/ only; '${p.user}/${p.path}' is a ${p.area === 'files_versions' ? 'version' : 'trash bin entry'}, whose name ownCloud gives it.`,
+        );
+  if (paths.some((p) => p.path === p.area && p.area === 'files' && asCopy))
+    fail(INPUTS.asCopy, "a user's whole files/ cannot be restored as a copy; name a folder in it.");
+  for (const a of paths)
+    for (const b of paths)
+      if (a !== b && a.user === b.user && (a.path === b.path || a.path.startsWith(`${b.path}/`)))
+        fail(
+          INPUTS.path,
+          `'${a.user}/${a.path}' is ${a.path === b.path ? 'given twice' : `inside '${b.user}/${b.path}', which is given too`}.`,
+        );
+  return {
+    ...instance,
+    owncloudDir: value(INPUTS.owncloudDir) ? instance.owncloudDir : '',
+    backupPath,
+    paths,
+    conflicts: asCopy ? 'as-copy' : overwrite ? 'overwrite' : 'keep-newer',
+  };
 }

@@ -2,8 +2,9 @@
 // every archive has the recorded size and SHA-256, decompresses completely, the dump ends
 // with its engine's completion line and has the recorded size, and the files archive
 // lists the data directory with ownCloud's marker and ends with tar's end-of-archive
-// marker and nothing but zero padding. Reads each archive once, every byte of it, and
-// nothing outside the backup directory.
+// marker and nothing but zero padding; the index of encrypted files (when there is one) holds
+// the recorded number of entries, each a valid one. Reads each archive once, every byte of
+// it, and nothing outside the backup directory.
 import { createHash } from 'node:crypto';
 import {
   closeSync,
@@ -108,8 +109,8 @@ export function manifestProblem(value: unknown): string | undefined {
     const at = `archives[${index}]`;
     if (typeof archive !== 'object' || archive === null) return `${at} is not an object`;
     if (typeof archive.name !== 'string') return `${at}.name is not a string`;
-    if (archive.role !== 'files' && archive.role !== 'database')
-      return `${at}.role is not 'files' or 'database'`;
+    if (!['files', 'database', 'encryption-index'].includes(String(archive.role)))
+      return `${at}.role is not 'files', 'database' or 'encryption-index'`;
     if (archive.compression !== 'zstd' && archive.compression !== 'gzip')
       return `${at}.compression is not 'zstd' or 'gzip'`;
     if (!Number.isSafeInteger(archive.size) || archive.size! < 0)
@@ -121,6 +122,17 @@ export function manifestProblem(value: unknown): string | undefined {
     const count = manifest.archives.filter((a) => (a as ArchiveRecord).role === role).length;
     if (count !== 1) return `it lists ${count} ${role} archives, not one`;
   }
+  const indexes = manifest.archives.filter(
+    (a) => (a as ArchiveRecord).role === 'encryption-index',
+  ).length;
+  const index = (manifest.encryption as Manifest['encryption'] | undefined)?.index;
+  if (indexes > 1) return `it lists ${indexes} encryption-index archives, not one at most`;
+  if (index !== undefined && (!Number.isSafeInteger(index.files) || index.files < 0))
+    return 'encryption.index.files is not a count';
+  if ((index !== undefined) !== (indexes === 1))
+    return index
+      ? 'encryption.index is recorded, but no encryption-index archive is listed'
+      : 'an encryption-index archive is listed, but encryption.index is not recorded';
   return undefined;
 }
 
@@ -368,6 +380,83 @@ async function checkFiles(
   };
 }
 
+/** Why an index line is not an encrypted file's entry, or undefined. */
+export function indexLineProblem(line: string): string | undefined {
+  let entry: unknown;
+  try {
+    entry = JSON.parse(line);
+  } catch {
+    return 'it is not JSON';
+  }
+  if (typeof entry !== 'object' || entry === null || Array.isArray(entry))
+    return 'it is not a JSON object';
+  const e = entry as Record<string, unknown>;
+  for (const key of ['storage', 'path'])
+    if (typeof e[key] !== 'string') return `its ${key} is not a string`;
+  for (const key of ['fileid', 'encrypted'])
+    if (!Number.isSafeInteger(e[key])) return `its ${key} is not a whole number`;
+  for (const key of ['size', 'unencrypted_size'])
+    if (e[key] !== null && !Number.isSafeInteger(e[key]))
+      return `its ${key} is not a whole number or null`;
+  if (e.encrypted === 0) return 'its encrypted is 0 (the index lists encrypted files only)';
+  return undefined;
+}
+
+async function checkEncryptionIndex(
+  fd: number,
+  archive: ArchiveRecord,
+  manifest: Manifest,
+): Promise<{ read: ArchiveRead; checks: Check[] }> {
+  let entries = 0;
+  let problem: string | undefined;
+  let partial = '';
+  const decoder = new StringDecoder('utf8');
+  const take = (line: string) => {
+    entries++;
+    if (problem) return;
+    const wrong = indexLineProblem(line);
+    if (wrong) problem = `line ${entries} is not an encrypted file's entry: ${wrong}`;
+  };
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      const lines = (partial + decoder.write(chunk)).split('\n');
+      partial = lines.pop() ?? '';
+      lines.forEach(take);
+      callback();
+    },
+    final(callback) {
+      partial += decoder.end();
+      if (partial !== '') take(partial);
+      callback();
+    },
+  });
+  const read = await readArchive(fd, archive, sink);
+  const expected = manifest.encryption?.index?.files;
+  if (read.failure)
+    return {
+      read,
+      checks: [
+        {
+          ok: false,
+          what: `${archive.name}: the index is ${read.failure.cutShort ? 'cut short' : 'damaged'}: decompression stopped after ${entries} entries (manifest: ${expected})`,
+        },
+      ],
+    };
+  return {
+    read,
+    checks: [
+      {
+        ok: problem === undefined,
+        what: `${archive.name}: ${problem ?? "every line is an encrypted file's file cache entry"}`,
+      },
+      {
+        ok: entries === expected,
+        what: `${archive.name}: ${entries} encrypted files (manifest: ${expected})`,
+      },
+    ],
+  };
+}
+
 async function checkArchive(
   directory: string,
   archive: ArchiveRecord,
@@ -408,7 +497,9 @@ async function checkArchive(
   const { read, checks: content } =
     archive.role === 'database'
       ? await checkDump(fd, archive, manifest)
-      : await checkFiles(fd, archive, facts);
+      : archive.role === 'encryption-index'
+        ? await checkEncryptionIndex(fd, archive, manifest)
+        : await checkFiles(fd, archive, facts);
   checks.push(
     {
       ok: read.sha256 === archive.sha256,

@@ -6,7 +6,7 @@ import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(255);
+/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(896);
 // Entry of the `owncloud-backup` command.
 
 (0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .dropOutputToClosedPipes */ .D3)();
@@ -17,7 +17,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 255:
+/***/ 896:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -27,7 +27,7 @@ __nccwpck_require__.d(__webpack_exports__, {
   ak: () => (/* binding */ runCli)
 });
 
-// UNUSED EXPORTS: ENV, EXIT, cliInputs, restoreSummary, summary
+// UNUSED EXPORTS: ENV, EXIT, cliInputs, pathRestoreSummary, restoreSummary, summary
 
 ;// CONCATENATED MODULE: external "node:fs"
 const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
@@ -11317,6 +11317,87 @@ function parseRowCountLines(stdout) {
     }
     return counts;
 }
+// --- Server-side encryption ----------------------------------------------------------------
+/** The app config keys that say whether and how the instance encrypts (app, key). */
+const ENCRYPTION_SETTINGS = [
+    ['core', 'encryption_enabled'],
+    ['core', 'default_encryption_module'],
+    ['encryption', 'useMasterKey'],
+    ['encryption', 'masterKeyId'],
+];
+const hexText = (hex) => Buffer.from(hex, 'hex').toString('utf8');
+/** Text from hex digits of its UTF-8 bytes; undefined when they are not valid UTF-8. */
+function exactText(hex) {
+    const bytes = Buffer.from(hex, 'hex');
+    const text = bytes.toString('utf8');
+    return Buffer.from(text, 'utf8').equals(bytes) ? text : undefined;
+}
+/**
+ * Parses the encryption settings: `HEXAPP<TAB>HEXKEY<TAB>HEXVALUE` lines (hex of UTF-8, so
+ * any value survives every client's escaping; an empty value field for NULL).
+ */
+function parseEncryptionSettings(stdout) {
+    const values = new Map();
+    for (const line of stdout.split('\n')) {
+        const text = line.replace(/\r$/, '');
+        if (text.trim() === '')
+            continue;
+        const match = /^((?:[0-9A-Fa-f]{2})+)\t((?:[0-9A-Fa-f]{2})+)\t((?:[0-9A-Fa-f]{2})*)$/.exec(text);
+        if (!match)
+            throw new BackupError(`Unexpected line in the encryption settings (expected HEXAPP<TAB>HEXKEY<TAB>HEXVALUE): '${text.slice(0, 200)}'`);
+        values.set(`${hexText(match[1])}/${hexText(match[2])}`, hexText(match[3]));
+    }
+    if (values.get('core/encryption_enabled') !== 'yes')
+        return { enabled: false };
+    const module = values.get('core/default_encryption_module');
+    const masterKey = values.get('encryption/useMasterKey') === '1';
+    const masterKeyId = values.get('encryption/masterKeyId');
+    return {
+        enabled: true,
+        ...(module ? { module } : {}),
+        mode: masterKey ? 'master-key' : 'per-user-key',
+        ...(masterKey && masterKeyId ? { masterKeyId } : {}),
+    };
+}
+function wholeNumber(field, what, nullable) {
+    if (nullable && field === '')
+        return null;
+    if (!/^-?\d+$/.test(field) || !Number.isSafeInteger(Number(field)))
+        throw new BackupError(`${what} '${field.slice(0, 40)}' is not a whole number`);
+    return Number(field);
+}
+/**
+ * Parses one line of the encrypted files query: `HEXSTORAGE<TAB>HEXPATH<TAB>FILEID<TAB>
+ * ENCRYPTED<TAB>SIZE<TAB>UNENCRYPTED_SIZE<TAB>HEXMIMETYPE` (names as hex of their bytes;
+ * an empty field for NULL). Undefined for a blank line. A storage or path whose bytes are
+ * not UTF-8 is also kept exactly, in `storageHex`/`pathHex`.
+ */
+function parseEncryptedFileLine(line) {
+    const text = line.replace(/\r$/, '');
+    if (text.trim() === '')
+        return undefined;
+    const fields = text.split('\t');
+    const hex = /^(?:[0-9A-Fa-f]{2})*$/;
+    if (fields.length !== 7 ||
+        !hex.test(fields[0]) ||
+        !hex.test(fields[1]) ||
+        !hex.test(fields[6]))
+        throw new BackupError(`Unexpected line in the encrypted files (expected 7 tab-separated fields: storage, path, fileid, encrypted, size, unencrypted_size, mimetype, names in hex): '${text.slice(0, 200)}'`);
+    const [storageHex, pathHex, fileid, encrypted, size, unencrypted, mimetype] = fields;
+    const storage = exactText(storageHex);
+    const path = exactText(pathHex);
+    return {
+        storage: storage ?? hexText(storageHex),
+        path: path ?? hexText(pathHex),
+        fileid: wholeNumber(fileid, 'fileid', false),
+        encrypted: wholeNumber(encrypted, 'encrypted', false),
+        size: wholeNumber(size, 'size', true),
+        unencrypted_size: wholeNumber(unencrypted, 'unencrypted_size', true),
+        mimetype: mimetype === '' ? null : hexText(mimetype),
+        ...(storage === undefined ? { storageHex: storageHex.toLowerCase() } : {}),
+        ...(path === undefined ? { pathHex: pathHex.toLowerCase() } : {}),
+    };
+}
 /** A hex line each: the decoded values (the home storage query's output). */
 function parseHexLines(stdout) {
     return stdout
@@ -11483,6 +11564,21 @@ function rowCountsSql(tablePrefix) {
         'DEALLOCATE PREPARE owncloud_backup_counts',
     ].join('; ');
 }
+/** The encryption settings from appconfig, hex columns (see ENCRYPTION_SETTINGS). */
+function encryptionStateSql(tablePrefix) {
+    const wanted = ENCRYPTION_SETTINGS.map(([app, key]) => `(appid = '${app}' AND configkey = '${key}')`);
+    return `SELECT HEX(appid), HEX(configkey), IFNULL(HEX(configvalue), '') FROM ${mysqlIdentifier(`${tablePrefix}appconfig`)} WHERE ${wanted.join(' OR ')}`;
+}
+/**
+ * Every encrypted file cache row, in fileid order: separate columns (the batch output
+ * escapes a tab inside a value, not the tabs between columns), names in hex, '' for NULL.
+ */
+function encryptedFilesSql(tablePrefix) {
+    const t = (name) => mysqlIdentifier(`${tablePrefix}${name}`);
+    return ("SELECT HEX(s.id), HEX(f.path), f.fileid, f.encrypted, IFNULL(f.size, ''), IFNULL(f.unencrypted_size, ''), IFNULL(HEX(m.mimetype), '') " +
+        `FROM ${t('filecache')} f JOIN ${t('storages')} s ON s.numeric_id = f.storage LEFT JOIN ${t('mimetypes')} m ON m.id = f.mimetype ` +
+        'WHERE f.encrypted <> 0 ORDER BY f.fileid');
+}
 const mysql = {
     type: 'mysql',
     programs: ['mysqldump', 'mariadb-dump'],
@@ -11518,6 +11614,11 @@ const mysql = {
     },
     explainFailure,
     clients: ['mariadb', 'mysql'],
+    scriptCommand({ connection, client }) {
+        return clientCommand(client, connection, connection.name);
+    },
+    identifier: mysqlIdentifier,
+    textFromHex: (hex) => `CONVERT(X'${hex}' USING utf8mb4)`,
     loadCommand({ connection, client }) {
         const { argv, delivery, secret } = clientCommand(client, connection, connection.name);
         return { argv, delivery, secret };
@@ -11565,6 +11666,16 @@ const mysql = {
         return queryCommand(clientOf(tool), connection, rowCountsSql(connection.tablePrefix));
     },
     parseRowCounts: parseRowCountLines,
+    encryptionStateCommand({ connection, tool }) {
+        return queryCommand(clientOf(tool), connection, encryptionStateSql(connection.tablePrefix));
+    },
+    encryptedFilesCommand({ connection, tool }) {
+        const command = queryCommand(clientOf(tool), connection, encryptedFilesSql(connection.tablePrefix));
+        // --quick: row by row, instead of the whole result held in the client's memory first.
+        const at = command.argv.indexOf('--batch');
+        command.argv.splice(at + 1, 0, '--quick');
+        return command;
+    },
     throwawayPrograms: [
         { role: 'server', names: ['mariadbd', 'mysqld'] },
         { role: 'init', names: ['mariadb-install-db', 'mysql_install_db'], optional: true },
@@ -11752,6 +11863,29 @@ function pgsql_rowCountsSql(tablePrefix) {
         "FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' " +
         `AND left(table_name, length(${prefix})) = ${prefix} ORDER BY table_name`);
 }
+const hexOf = (expression) => `encode(convert_to(${expression}, 'UTF8'), 'hex')`;
+/** The encryption settings from appconfig, one hex line each (see ENCRYPTION_SETTINGS). */
+function pgsql_encryptionStateSql(tablePrefix) {
+    const wanted = ENCRYPTION_SETTINGS.map(([app, key]) => `(appid = '${app}' AND configkey = '${key}')`);
+    return (`SELECT ${hexOf('appid')} || E'\\t' || ${hexOf('configkey')} || E'\\t' || coalesce(${hexOf('configvalue')}, '') ` +
+        `FROM ${pgIdentifier(`${tablePrefix}appconfig`)} WHERE ${wanted.join(' OR ')}`);
+}
+/** Every encrypted file cache row, one tab-separated line each, in fileid order. */
+function pgsql_encryptedFilesSql(tablePrefix) {
+    const t = (name) => pgIdentifier(`${tablePrefix}${name}`);
+    const fields = [
+        hexOf('s.id'),
+        hexOf('f.path'),
+        'f.fileid::text',
+        'f.encrypted::text',
+        "coalesce(f.size::text, '')",
+        "coalesce(f.unencrypted_size::text, '')",
+        `coalesce(${hexOf('m.mimetype')}, '')`,
+    ];
+    return (`SELECT ${fields.join(" || E'\\t' || ")} ` +
+        `FROM ${t('filecache')} f JOIN ${t('storages')} s ON s.numeric_id = f.storage LEFT JOIN ${t('mimetypes')} m ON m.id = f.mimetype ` +
+        'WHERE f.encrypted <> 0 ORDER BY f.fileid');
+}
 const pgsql = {
     type: 'pgsql',
     programs: ['pg_dump'],
@@ -11779,6 +11913,11 @@ const pgsql = {
     clients: ['psql'],
     // pg_dump names the owner of every object; loaded by another user, those lines must go.
     foreignOwnerLine: /^ALTER [A-Z ]+ \S.* OWNER TO \S+;$/,
+    scriptCommand({ connection }) {
+        return pgsql_queryCommand(connection, ['--set=ON_ERROR_STOP=1', '--field-separator=\t']);
+    },
+    identifier: pgIdentifier,
+    textFromHex: (hex) => `convert_from(decode('${hex}', 'hex'), 'UTF8')`,
     loadCommand({ connection }) {
         const { argv, delivery, secret } = psqlCommand(connection, ['--single-transaction']);
         return { argv, delivery, secret };
@@ -11829,6 +11968,20 @@ const pgsql = {
         ]);
     },
     parseRowCounts: parseRowCountLines,
+    encryptionStateCommand({ connection }) {
+        return pgsql_queryCommand(connection, [
+            '--set=ON_ERROR_STOP=1',
+            `--command=${pgsql_encryptionStateSql(connection.tablePrefix)}`,
+        ]);
+    },
+    encryptedFilesCommand({ connection }) {
+        // FETCH_COUNT: psql reads through a cursor, so the rows stream instead of being held whole.
+        return pgsql_queryCommand(connection, [
+            '--set=ON_ERROR_STOP=1',
+            '--set=FETCH_COUNT=10000',
+            `--command=${pgsql_encryptedFilesSql(connection.tablePrefix)}`,
+        ]);
+    },
     throwawayPrograms: [
         { role: 'server', names: ['postgres'] },
         { role: 'init', names: ['initdb'] },
@@ -11993,6 +12146,37 @@ function sqlite_rowCountsSql(tablePrefix) {
         "FROM (SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' " +
         `AND substr(name, 1, length(${prefix})) = ${prefix} ORDER BY name)`);
 }
+/** A table of the instance, double-quoted. */
+function table(tablePrefix, name) {
+    return `"${(tablePrefix + name).replaceAll('"', '""')}"`;
+}
+/** The encryption settings from appconfig, one hex line each (see ENCRYPTION_SETTINGS). */
+function sqlite_encryptionStateSql(tablePrefix) {
+    const wanted = ENCRYPTION_SETTINGS.map(([app, key]) => `(appid = '${app}' AND configkey = '${key}')`);
+    return ("SELECT hex(appid) || char(9) || hex(configkey) || char(9) || ifnull(hex(configvalue), '') " +
+        `FROM ${table(tablePrefix, 'appconfig')} WHERE ${wanted.join(' OR ')};`);
+}
+/** Every encrypted file cache row, one tab-separated line each, in fileid order. */
+function sqlite_encryptedFilesSql(tablePrefix) {
+    return ("SELECT hex(s.id) || char(9) || hex(f.path) || char(9) || f.fileid || char(9) || f.encrypted || char(9) || ifnull(f.size, '') || char(9) || ifnull(f.unencrypted_size, '') || char(9) || ifnull(hex(m.mimetype), '') " +
+        `FROM ${table(tablePrefix, 'filecache')} f JOIN ${table(tablePrefix, 'storages')} s ON s.numeric_id = f.storage ` +
+        `LEFT JOIN ${table(tablePrefix, 'mimetypes')} m ON m.id = f.mimetype WHERE f.encrypted <> 0 ORDER BY f.fileid;`);
+}
+/** sqlite3 running one query read-only, as the instance's owner (as the dump). */
+function readOnlyQuery({ connection, tool, account, owner }, sql) {
+    const argv = asUser(account, owner, [
+        tool.program,
+        '-readonly',
+        '-bail',
+        '-batch',
+        '-noheader',
+        '-cmd',
+        '.timeout 5000',
+        connection.file,
+        sql,
+    ]);
+    return { program: tool.program, argv, delivery: 'none', secret: '' };
+}
 const sqlite = {
     type: 'sqlite',
     programs: ['sqlite3'],
@@ -12052,6 +12236,21 @@ const sqlite = {
         return undefined;
     },
     clients: ['sqlite3'],
+    scriptCommand({ connection, client, account, owner }) {
+        // As the web server's user: the database file and its journal are the instance's own.
+        const argv = asUser(account, owner, [
+            client,
+            '-bail',
+            '-batch',
+            '-noheader',
+            '-separator',
+            '\t',
+            connection.file,
+        ]);
+        return { program: client, argv, delivery: 'none', secret: '' };
+    },
+    identifier: (name) => `"${name.replaceAll('"', '""')}"`,
+    textFromHex: (hex) => `CAST(X'${hex}' AS TEXT)`,
     loadCommand({ connection, client, account, owner }) {
         // As the web server's user, so the new database file is the instance's own.
         const argv = asUser(account, owner, [client, '-bail', connection.file]);
@@ -12092,6 +12291,12 @@ const sqlite = {
         return { program: tool.program, argv, delivery: 'none', secret: '' };
     },
     parseRowCounts: parseRowCountLines,
+    encryptionStateCommand(context) {
+        return readOnlyQuery(context, sqlite_encryptionStateSql(context.connection.tablePrefix));
+    },
+    encryptedFilesCommand(context) {
+        return readOnlyQuery(context, sqlite_encryptedFilesSql(context.connection.tablePrefix));
+    },
     // No server: a new database file in the private directory is the throwaway database.
     throwawayPrograms: [{ role: 'server', names: ['sqlite3'] }],
     throwawayDirs: [],
@@ -13767,6 +13972,18 @@ const TOOL = { name: 'owncloud-backup', version: package_namespaceObject.rE };
 
 
 const MANIFEST_FORMAT = 'owncloud-backup/1';
+/** One line for logs and summaries: 'on (master key master_1a2b3c4d, OC_DEFAULT_MODULE); index of 12 encrypted files'. */
+function describeEncryption(record) {
+    if (!record.enabled)
+        return 'off';
+    const mode = record.mode === 'master-key'
+        ? `master key${record.masterKeyId ? ` ${record.masterKeyId}` : ''}`
+        : 'a key pair per user';
+    const index = record.index
+        ? `; index of ${record.index.files} encrypted file${record.index.files === 1 ? '' : 's'}`
+        : '';
+    return `on (${mode}${record.module ? `, ${record.module}` : ''})${index}`;
+}
 /**
  * What the backup deliberately does not hold, and why, for the summaries: the server code
  * of a package install (with the shipped apps), exclude patterns, the live SQLite file.
@@ -13878,6 +14095,7 @@ function buildManifest(input) {
             size: file.size,
             sha256: file.sha256,
         })),
+        ...(input.encryption ? { encryption: input.encryption } : {}),
         restore: restoreCommands(input, compression),
         ...(input.restoreTest ? { restoreTest: input.restoreTest } : {}),
     };
@@ -13954,6 +14172,13 @@ function dumpFileName(date, compression) {
 }
 function filesArchiveName(date, compression) {
     return `owncloud-files_${stamp(date).day}.tar${SUFFIX[compression]}`;
+}
+/**
+ * The index of the encrypted files' file cache entries (JSON lines), in a backup of an
+ * instance with server-side encryption: `owncloud-encryption-index_YYYYMMDD.jsonl.zst`.
+ */
+function encryptionIndexName(date, compression) {
+    return `owncloud-encryption-index_${stamp(date).day}.jsonl${SUFFIX[compression]}`;
 }
 const MANIFEST_NAME = 'manifest.json';
 const CHECKSUMS_NAME = 'SHA256SUMS';
@@ -14706,6 +14931,269 @@ class MaintenanceGuard {
             return 0;
         return ((restoredAt ?? new Date()).getTime() - enabledAt.getTime()) / 1000;
     }
+}
+
+;// CONCATENATED MODULE: external "node:readline"
+const external_node_readline_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:readline");
+;// CONCATENATED MODULE: ./src/steps/encryption.ts
+// Server-side encryption: what the instance's app config says about it, and, when it is on,
+// an index of the file cache entries of encrypted files (storage, path, the `encrypted`
+// version counter, `size`, `unencrypted_size`), taken inside the maintenance window beside
+// the dump. Restoring a single encrypted file needs those values exactly as they were: a
+// files:scan of the restored file writes its encrypted size and `encrypted = 0`.
+// Both run with the engine's own client and the dump's credentials (secret on stdin); the
+// index streams from the client through a line parser into the compressor, one line at a
+// time, so millions of rows never sit in memory.
+
+
+
+
+
+
+
+
+
+/** A stop after `seconds` of silence, counted from when `after` settles (when given). */
+class SilenceTimer {
+    fired = false;
+    timer;
+    armed = false;
+    ended = false;
+    ms;
+    onFire;
+    constructor(timeout, onFire) {
+        this.ms = (timeout?.seconds ?? 0) * 1000;
+        this.onFire = onFire;
+        if (!timeout)
+            return;
+        const arm = () => {
+            this.armed = true;
+            this.touch();
+        };
+        if (timeout.after)
+            void timeout.after.then(arm, arm);
+        else
+            arm();
+    }
+    touch() {
+        if (!this.armed || this.ended)
+            return;
+        clearTimeout(this.timer);
+        this.timer = setTimeout(() => {
+            this.fired = true;
+            this.onFire();
+        }, this.ms);
+    }
+    stop() {
+        this.ended = true;
+        clearTimeout(this.timer);
+    }
+}
+/** Why a finished client invocation failed, in words, or undefined when it succeeded. */
+function clientFailure(host, engine, context, command, result, what) {
+    const transport = host.transportFailure(result);
+    if (transport)
+        return `${what} failed: ${transport}`;
+    if (result.exitCode === 127 && /not found/i.test(result.stderr))
+        return `${host.label} has no ${command.program} to read the ${engine.type} database's encryption settings: install it there.`;
+    if (result.exitCode !== 0) {
+        const cause = engine.explainFailure(result.stderr, context.connection) ??
+            (stderrTail(result.stderr) || 'no message');
+        return `${what} (${command.program}) failed with exit code ${result.exitCode}: ${cause}`;
+    }
+    return undefined;
+}
+function timedOutMessage(what, timeout) {
+    return `${what} went on for ${timeout.seconds} s without output${timeout.after ? ' after the dump ended' : ''} and was stopped (dump-timeout): is the database server answering?`;
+}
+/** Reads the encryption settings from `<prefix>appconfig` on the host, in one invocation. */
+async function readEncryptionState(host, engine, context, signal, timeout) {
+    const what = `Reading the encryption settings of the ${engine.type} database`;
+    const command = engine.encryptionStateCommand(context);
+    const abort = new AbortController();
+    const cancel = () => abort.abort();
+    signal?.addEventListener('abort', cancel, { once: true });
+    const silence = new SilenceTimer(timeout, cancel);
+    let result;
+    try {
+        result = await host.run(guardedCommand(command.argv, command.delivery), {
+            input: secretLine(command.secret),
+            keepStdinOpen: true,
+            signal: abort.signal,
+        });
+    }
+    finally {
+        silence.stop();
+        signal?.removeEventListener('abort', cancel);
+    }
+    if (signal?.aborted)
+        throw new InterruptedError();
+    if (silence.fired)
+        throw new BackupError(timedOutMessage(what, timeout));
+    const failure = clientFailure(host, engine, context, command, result, what);
+    if (failure)
+        throw new BackupError(failure);
+    try {
+        return parseEncryptionSettings(result.stdout);
+    }
+    catch (error) {
+        throw new BackupError(`${what} (${command.program}) gave unexpected output: ${error instanceof Error ? error.message : String(error)}`);
+    }
+}
+/** Client output lines in, JSON lines out (one per encrypted file), counted. */
+class IndexLines extends external_node_stream_namespaceObject.Transform {
+    files = 0;
+    /** The first line that could not be read. */
+    failure;
+    partial = '';
+    onData;
+    constructor(onData) {
+        super();
+        this.onData = onData;
+    }
+    record(line) {
+        const entry = parseEncryptedFileLine(line);
+        if (!entry)
+            return '';
+        this.files++;
+        return `${JSON.stringify(entry)}\n`;
+    }
+    _transform(chunk, _encoding, callback) {
+        this.onData();
+        // Only hex digits, digits and tabs: ASCII, so no character spans two chunks.
+        const lines = (this.partial + chunk.toString('latin1')).split('\n');
+        this.partial = lines.pop() ?? '';
+        try {
+            callback(null, lines.map((line) => this.record(line)).join(''));
+        }
+        catch (error) {
+            this.failure ??= error;
+            callback(error);
+        }
+    }
+    _flush(callback) {
+        try {
+            callback(null, this.record(this.partial));
+        }
+        catch (error) {
+            this.failure ??= error;
+            callback(error);
+        }
+    }
+}
+/**
+ * Writes the index of the encrypted files' file cache entries to `path`: JSON lines
+ * (EncryptedFileEntry), compressed. One client invocation, streamed.
+ */
+async function writeEncryptionIndex(host, engine, context, options) {
+    const what = `Listing the encrypted files in the ${engine.type} database's file cache`;
+    const command = engine.encryptedFilesCommand(context);
+    const abort = new AbortController();
+    const cancel = () => abort.abort();
+    options.signal?.addEventListener('abort', cancel, { once: true });
+    const silence = new SilenceTimer(options.timeout, cancel);
+    const query = host.stream(guardedCommand(command.argv, command.delivery), {
+        input: secretLine(command.secret),
+        keepStdinOpen: true,
+        signal: abort.signal,
+    });
+    const lines = new IndexLines(() => silence.touch());
+    try {
+        const [written, result] = await Promise.allSettled([
+            // A line that cannot be read, or a failed write, stops the client (it would wait
+            // forever for its output to be read).
+            compressToFile(query.stdout.pipe(lines), options.compression, options.path).catch((error) => {
+                query.kill();
+                throw error;
+            }),
+            query.done,
+        ]);
+        silence.stop();
+        if (options.signal?.aborted)
+            throw new InterruptedError();
+        if (silence.fired)
+            throw new BackupError(timedOutMessage(what, options.timeout));
+        if (result.status === 'rejected')
+            throw result.reason;
+        // A line that could not be read stopped the client: that line is the cause.
+        if (lines.failure)
+            throw new BackupError(`${what} (${command.program}) gave unexpected output: ${lines.failure.message}`);
+        const failure = clientFailure(host, engine, context, command, result.value, what);
+        if (failure)
+            throw new BackupError(failure);
+        if (written.status === 'rejected')
+            throw written.reason;
+        return { file: written.value, files: lines.files };
+    }
+    catch (error) {
+        silence.stop();
+        query.kill();
+        (0,external_node_fs_namespaceObject.rmSync)(options.path, { force: true });
+        throw error;
+    }
+    finally {
+        options.signal?.removeEventListener('abort', cancel);
+    }
+}
+/**
+ * The encryption record of a backup: the settings, and when encryption is on, the index.
+ * The index's clock (dump-timeout of silence) starts once the dump beside it has ended.
+ */
+async function recordEncryption(host, engine, context, options) {
+    const state = await readEncryptionState(host, engine, context, options.signal, options.timeout);
+    if (!state.enabled)
+        return { state };
+    const index = await writeEncryptionIndex(host, engine, context, {
+        path: options.indexPath,
+        compression: options.compression,
+        ...(options.signal ? { signal: options.signal } : {}),
+        ...(options.timeout ? { timeout: options.timeout } : {}),
+    });
+    return { state, index };
+}
+/**
+ * The backup's index of encrypted files, read back here (none when the backup has none).
+ * Entries whose names were not UTF-8 (recorded lossily) or without a size are left out: no
+ * restored file can be matched to them exactly.
+ */
+async function readEncryptionIndex(directory, manifest, 
+/** Which entries to keep (an index can hold millions; they stream through). */
+wanted) {
+    const name = manifest.encryption?.index?.name;
+    if (!name)
+        return [];
+    const archive = manifest.archives.find((a) => a.name === name);
+    const path = (0,external_node_path_namespaceObject.join)(directory, name);
+    const reading = streamProcess(archive?.compression === 'gzip' ? ['gzip', '-dc', '--', path] : ['zstd', '-dcq', '--', path]);
+    const files = [];
+    let unreadable;
+    for await (const line of (0,external_node_readline_namespaceObject.createInterface)({ input: reading.stdout, crlfDelay: Infinity })) {
+        if (line.trim() === '')
+            continue;
+        let entry;
+        try {
+            entry = JSON.parse(line);
+        }
+        catch {
+            unreadable ??= line.slice(0, 200);
+            continue;
+        }
+        if (entry.pathHex !== undefined || entry.storageHex !== undefined || entry.size === null)
+            continue;
+        if (!wanted(entry.storage, entry.path))
+            continue;
+        files.push({
+            storage: entry.storage,
+            path: entry.path,
+            encrypted: entry.encrypted,
+            size: entry.size,
+            unencryptedSize: entry.unencrypted_size ?? 0,
+        });
+    }
+    const result = await reading.done;
+    if (result.exitCode !== 0 || unreadable !== undefined)
+        throw new BackupError(`Reading ${path} failed: ${unreadable !== undefined ? `a line is not JSON: '${unreadable}'` : stderrTail(result.stderr) || `exit ${result.exitCode}`}`);
+    return files;
 }
 
 ;// CONCATENATED MODULE: ./src/steps/row-counts.ts
@@ -15478,9 +15966,11 @@ function restoreTestLine(record) {
 // The orchestrator: a validated plan in, a finished, dated backup directory out.
 //   backup-dir checked and locked (stale incomplete backups removed) → connect → discover
 //   → instance locked → preflight → files (bulk) → [maintenance on → files (delta) ‖ dump
-//   ‖ row counts → maintenance restored] → archive → manifest → rename into place.
+//   ‖ row counts ‖ encryption state and index → maintenance restored] → archive → manifest
+//   → rename into place.
 // A backup directory only gets its final name once everything in it is written and
 // checked; on any failure the partial one is removed.
+
 
 
 
@@ -15628,9 +16118,15 @@ async function backUp(plan, context, run) {
         const maintenance = plan.maintenanceMode
             ? new MaintenanceGuard(connected, { installDir: instance.installDir, user: instance.owner }, (m) => reporter.info(m), context.maintenanceRestoreSeconds, context.onMaintenance)
             : undefined;
-        const { dumped: dump, finalData, rowCounts, } = await reporter.group(maintenance
-            ? 'Maintenance window (files delta, database dump and row counts)'
-            : 'Database dump and row counts', () => maintenanceWindow(maintenance, context, {
+        const dumpContext = {
+            connection: instance.database,
+            tool,
+            account: connected.account,
+            owner: instance.owner,
+        };
+        const { dumped: dump, finalData, rowCounts, encryption, } = await reporter.group(maintenance
+            ? 'Maintenance window (files delta, database dump, row counts, encryption index)'
+            : 'Database dump, row counts and encryption index', () => maintenanceWindow(maintenance, context, {
             // Inside the window only what changed since the bulk copy moves (rsync's delta);
             // install files (config.php among them) keep the state found before the window.
             delta: (stepSignal) => maintenance
@@ -15660,13 +16156,29 @@ async function backUp(plan, context, run) {
             },
             // Beside the dump, so that a restore can be checked table by table against the
             // state the dump holds.
-            count: (stepSignal, dumping) => countRows(connected, engine, {
-                connection: instance.database,
-                tool,
-                account: connected.account,
-                owner: instance.owner,
-            }, stepSignal, { seconds: plan.dumpTimeoutSeconds, after: dumping }),
+            count: (stepSignal, dumping) => countRows(connected, engine, dumpContext, stepSignal, {
+                seconds: plan.dumpTimeoutSeconds,
+                after: dumping,
+            }),
+            // Beside the dump too: the encrypted files' cache entries as the dump holds them.
+            encryption: (stepSignal, dumping) => recordEncryption(connected, engine, dumpContext, {
+                indexPath: (0,external_node_path_namespaceObject.join)(workDir, encryptionIndexName(startedAt, plan.compression)),
+                compression: plan.compression,
+                signal: stepSignal,
+                timeout: { seconds: plan.dumpTimeoutSeconds, after: dumping },
+            }),
         }));
+        const encryptionRecord = {
+            ...encryption.state,
+            ...(encryption.index
+                ? {
+                    index: {
+                        name: encryption.index.file.path.split('/').pop(),
+                        files: encryption.index.files,
+                    },
+                }
+                : {}),
+        };
         const stats = {
             files: installStats.files + finalData.files,
             bytes: installStats.bytes + finalData.bytes,
@@ -15718,7 +16230,17 @@ async function backUp(plan, context, run) {
             archives: [
                 { file: files, role: 'files', compression: plan.compression },
                 { file: dump, role: 'database', compression: plan.compression },
+                ...(encryption.index
+                    ? [
+                        {
+                            file: encryption.index.file,
+                            role: 'encryption-index',
+                            compression: plan.compression,
+                        },
+                    ]
+                    : []),
             ],
+            encryption: encryptionRecord,
             dumpBytes: dump.rawBytes,
             rowCounts,
             rowCountsInWindow: maintenance !== undefined,
@@ -15737,7 +16259,10 @@ async function backUp(plan, context, run) {
             manifestPath: (0,external_node_path_namespaceObject.join)(finalDir, MANIFEST_NAME),
             dumpPath: (0,external_node_path_namespaceObject.join)(finalDir, archives[1].name),
             filesArchivePath: (0,external_node_path_namespaceObject.join)(finalDir, archives[0].name),
-            sizeBytes: files.size + dump.size,
+            ...(encryption.index
+                ? { encryptionIndexPath: (0,external_node_path_namespaceObject.join)(finalDir, encryptionRecord.index.name) }
+                : {}),
+            sizeBytes: files.size + dump.size + (encryption.index?.file.size ?? 0),
         };
     }
     catch (error) {
@@ -15792,16 +16317,25 @@ async function maintenanceWindow(maintenance, context, work) {
     let outcome;
     try {
         await maintenance?.enable();
-        const [dumped, finalData, rowCounts] = await allOrNothing(context.signal, (signal) => {
+        const [dumped, finalData, rowCounts, encryption] = await allOrNothing(context.signal, (signal) => {
             const dumping = work.dump(signal);
-            return [dumping, work.delta(signal), work.count(signal, dumping)];
+            return [
+                dumping,
+                work.delta(signal),
+                work.count(signal, dumping),
+                work.encryption(signal, dumping),
+            ];
         });
         if (maintenance)
             reporter.info(`Files delta: ${formatBytes(finalData.transferredBytes)} changed since the bulk copy.`);
         reporter.info(`Database dump: ${formatBytes(dumped.rawBytes)} raw, ${formatBytes(dumped.size)} compressed.`);
         const tables = Object.keys(rowCounts).length;
         reporter.info(`Row counts: ${tables} table${tables === 1 ? '' : 's'}, ${Object.values(rowCounts).reduce((sum, n) => sum + n, 0)} rows.`);
-        outcome = { dumped, finalData, rowCounts };
+        reporter.info(`Server-side encryption: ${describeEncryption({
+            ...encryption.state,
+            ...(encryption.index ? { index: { name: '', files: encryption.index.files } } : {}),
+        })}.`);
+        outcome = { dumped, finalData, rowCounts, encryption };
     }
     catch (error) {
         failure = error;
@@ -15848,10 +16382,275 @@ async function allOrNothing(signal, start) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/steps/archive-listing.ts
+// What a files archive holds under some paths, read here from tar's verbose listing: names,
+// types, sizes, mtimes and hard link targets. One pass over the archive, line by line, only
+// the wanted entries kept. The listing is asked for in C quoting (every byte that is not
+// printable ASCII as an escape) and UTC, so any name and any runner's locale parse the same.
+
+
+
+/** Undoes tar's C quoting: `\\`, `\"`, `\n`, `\t` and friends, and `\ooo` octal bytes. Pure. */
+function unquoteC(text) {
+    const bytes = [];
+    const simple = { a: 7, b: 8, f: 12, n: 10, r: 13, t: 9, v: 11 };
+    for (let i = 0; i < text.length; i++) {
+        const c = text[i];
+        if (c !== '\\') {
+            bytes.push(...Buffer.from(c, 'utf8'));
+            continue;
+        }
+        const next = text[i + 1] ?? '';
+        if (/[0-7]/.test(next)) {
+            const octal = /^[0-7]{1,3}/.exec(text.slice(i + 1))[0];
+            bytes.push(parseInt(octal, 8));
+            i += octal.length;
+        }
+        else {
+            bytes.push(simple[next] ?? next.charCodeAt(0));
+            i += 1;
+        }
+    }
+    return Buffer.from(bytes).toString('utf8');
+}
+const QUOTED = String.raw `"((?:[^"\\]|\\.)*)"`;
+const LINE = new RegExp(String.raw `^(.)(\S{9})\S*\s+(\d+)/(\d+)\s+(\d+|\d+,\s*\d+)\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.\d+)?\s+${QUOTED}(?: (->|link to) ${QUOTED})?$`);
+/** One line of `tar --list --verbose --full-time --numeric-owner --quoting-style=c`. Pure. */
+function parseListingLine(line) {
+    const m = LINE.exec(line);
+    if (!m)
+        return undefined;
+    const [, kind, mode, uid, gid, size, mtime, name, link, target] = m;
+    const type = kind === '-'
+        ? 'file'
+        : kind === 'd'
+            ? 'directory'
+            : kind === 'l'
+                ? 'symlink'
+                : kind === 'h'
+                    ? 'hardlink'
+                    : 'other';
+    return {
+        name: unquoteC(name).replace(/\/+$/, ''),
+        type,
+        size: type === 'file' ? Number(size) : 0,
+        mtime: mtime,
+        mode: mode,
+        uid: Number(uid),
+        gid: Number(gid),
+        ...(link && target !== undefined ? { linkTarget: unquoteC(target) } : {}),
+    };
+}
+/** True when `name` is `path` or lies below it. Pure. */
+function isAtOrBelow(name, path) {
+    return name === path || name.startsWith(`${path}/`);
+}
+/**
+ * The entries of an archive for which `wanted` is true, in archive order. A listing line
+ * that cannot be parsed, or a tar that fails, fails the listing: a partial answer would
+ * look like a backup without those files.
+ */
+async function archive_listing_listArchive(archivePath, compression, wanted, signal) {
+    const tar = streamProcess([
+        'tar',
+        '--list',
+        '--verbose',
+        '--full-time',
+        '--numeric-owner',
+        '--quoting-style=c',
+        compression === 'zstd' ? '--zstd' : '--gzip',
+        `--file=${archivePath}`,
+    ], { env: { TZ: 'UTC', LC_ALL: 'C' }, ...(signal ? { signal } : {}) });
+    const entries = [];
+    let unparsed;
+    for await (const line of (0,external_node_readline_namespaceObject.createInterface)({ input: tar.stdout, crlfDelay: Infinity })) {
+        if (line === '')
+            continue;
+        const entry = parseListingLine(line);
+        if (!entry) {
+            unparsed ??= line;
+            continue;
+        }
+        if (wanted(entry.name))
+            entries.push(entry);
+    }
+    const result = await tar.done;
+    if (result.exitCode !== 0)
+        throw new BackupError(`Listing ${archivePath} failed (tar exit ${result.exitCode}): ${stderrTail(result.stderr) || 'no message'}`);
+    if (unparsed !== undefined)
+        throw new BackupError(`Listing ${archivePath}: a line of tar's listing could not be read: '${unparsed.slice(0, 200)}'`);
+    return entries;
+}
+
+;// CONCATENATED MODULE: ./src/steps/tar-filter.ts
+// A tar stream cut down to some members, here on the runner: records are passed through
+// byte for byte (with the extended headers that belong to them: GNU long names, pax headers
+// with ACLs and xattrs, sparse maps) or skipped, and the stream ends with tar's end-of-archive
+// marker. A restore of single paths then sends the host only what it extracts, not the whole
+// archive. Memory stays flat: data blocks stream; only headers are looked at.
+
+
+const BLOCK = 512;
+/** A tar number field: octal digits, or GNU's base-256 for big values. Pure. */
+function tarNumber(field) {
+    if (field[0] & 0x80) {
+        let value = field[0] & 0x7f;
+        for (let i = 1; i < field.length; i++)
+            value = value * 256 + field[i];
+        return value;
+    }
+    const text = field
+        .toString('latin1')
+        .replace(/[\0 ]+$/g, '')
+        .trim();
+    return text === '' ? 0 : parseInt(text, 8);
+}
+function cString(field) {
+    const end = field.indexOf(0);
+    return field.subarray(0, end === -1 ? field.length : end).toString('utf8');
+}
+/** The `path` of a pax extended header's records (`LEN key=value\n`), if it has one. Pure. */
+function paxPath(data) {
+    let path;
+    for (let at = 0; at < data.length;) {
+        const space = data.indexOf(0x20, at);
+        if (space === -1)
+            break;
+        const length = Number(data.subarray(at, space).toString('latin1'));
+        if (!Number.isInteger(length) || length <= 0)
+            break;
+        const record = data.subarray(space + 1, at + length - 1).toString('utf8');
+        const equals = record.indexOf('=');
+        if (equals !== -1 && record.slice(0, equals) === 'path')
+            path = record.slice(equals + 1);
+        at += length;
+    }
+    return path;
+}
+const padded = (size) => Math.ceil(size / BLOCK) * BLOCK;
+/** Keeps the members at or below any of `members` (tar's own rule for member names). */
+class TarFilter extends external_node_stream_namespaceObject.Transform {
+    buffer = Buffer.alloc(0);
+    /** Extended headers (and their data) waiting for the member they describe. */
+    pending = [];
+    longName;
+    paxName;
+    /** Bytes of the current record's data still to pass on (keep) or drop. */
+    remaining = 0;
+    keeping = false;
+    /** Waiting for this many bytes of a meta record's data (read whole). */
+    meta;
+    ended = false;
+    /** Members passed on. */
+    kept = 0;
+    members;
+    constructor(members) {
+        super();
+        this.members = members;
+    }
+    wanted(name) {
+        const clean = name.replace(/^\.\//, '').replace(/\/+$/, '');
+        return this.members.some((m) => isAtOrBelow(clean, m));
+    }
+    _transform(chunk, _encoding, callback) {
+        if (this.ended)
+            return callback();
+        this.buffer = this.buffer.length ? Buffer.concat([this.buffer, chunk]) : chunk;
+        try {
+            this.drain();
+            callback();
+        }
+        catch (error) {
+            callback(error);
+        }
+    }
+    drain() {
+        for (;;) {
+            if (this.ended)
+                return;
+            if (this.remaining > 0) {
+                if (this.buffer.length === 0)
+                    return;
+                const take = Math.min(this.remaining, this.buffer.length);
+                if (this.keeping)
+                    this.push(this.buffer.subarray(0, take));
+                this.buffer = this.buffer.subarray(take);
+                this.remaining -= take;
+                continue;
+            }
+            if (this.meta) {
+                const need = padded(this.meta.size);
+                if (this.buffer.length < need)
+                    return;
+                const data = this.buffer.subarray(0, need);
+                this.pending.push(Buffer.from(data));
+                if (this.meta.type === 'L')
+                    this.longName = cString(data.subarray(0, this.meta.size));
+                if (this.meta.type === 'x')
+                    this.paxName = paxPath(data.subarray(0, this.meta.size));
+                this.buffer = this.buffer.subarray(need);
+                this.meta = undefined;
+                continue;
+            }
+            if (this.buffer.length < BLOCK)
+                return;
+            const header = this.buffer.subarray(0, BLOCK);
+            if (header.every((b) => b === 0)) {
+                this.ended = true;
+                this.push(Buffer.alloc(2 * BLOCK));
+                return;
+            }
+            const type = String.fromCharCode(header[156]) || '0';
+            const size = tarNumber(header.subarray(124, 136));
+            // GNU sparse files carry their map in extension blocks after the header.
+            let headerBlocks = 1;
+            if (type === 'S' && header[482] === 1) {
+                for (;;) {
+                    if (this.buffer.length < (headerBlocks + 1) * BLOCK)
+                        return;
+                    const extension = this.buffer.subarray(headerBlocks * BLOCK, (headerBlocks + 1) * BLOCK);
+                    headerBlocks++;
+                    if (extension[504] !== 1)
+                        break;
+                }
+            }
+            const headerBytes = Buffer.from(this.buffer.subarray(0, headerBlocks * BLOCK));
+            this.buffer = this.buffer.subarray(headerBlocks * BLOCK);
+            if (type === 'x' || type === 'L' || type === 'K' || type === 'g') {
+                this.pending.push(headerBytes);
+                this.meta = { type, size };
+                continue;
+            }
+            const magic = header.subarray(257, 263).toString('latin1');
+            const prefix = magic.startsWith('ustar') && magic !== 'ustar ' ? cString(header.subarray(345, 500)) : '';
+            const plain = cString(header.subarray(0, 100));
+            const name = this.paxName ?? this.longName ?? (prefix ? `${prefix}/${plain}` : plain);
+            this.keeping = this.wanted(name);
+            if (this.keeping) {
+                for (const part of this.pending)
+                    this.push(part);
+                this.push(headerBytes);
+                this.kept++;
+            }
+            this.pending = [];
+            this.longName = undefined;
+            this.paxName = undefined;
+            // Links and directories have no data, whatever their size field says.
+            this.remaining = type === '1' || type === '2' || type === '5' ? 0 : padded(size);
+        }
+    }
+    _flush(callback) {
+        if (!this.ended)
+            return callback(new Error('the archive ends without tar’s end-of-archive marker'));
+        callback();
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/steps/restore-files.ts
 // Files back into place: the archive streams from here into tar on the host, which puts
 // each member directory where the manifest (or the user) says, with owners, modes, ACLs,
 // xattrs and hard links as archived. One pass over the archive, nothing unpacked here.
+
 
 
 
@@ -15932,6 +16731,54 @@ async function extractFiles(options) {
         throw new BackupError(`Reading ${options.archivePath} failed: ${fed.message}`);
 }
 /**
+ * Extracts only the given members (exact names; a directory brings what is below it) of the
+ * archive's member directory `member` into `target` on the host. The archive is decompressed
+ * and cut down to those members here (TarFilter), so the host receives only what it
+ * extracts: one pass over the archive, streaming, with owners, modes, ACLs, xattrs and hard
+ * links as archived.
+ */
+async function extractMembers(options) {
+    const { host } = options;
+    const tar = [
+        'tar',
+        '--extract',
+        '--file=-',
+        '--directory=/',
+        ...TAR_METADATA_FLAGS,
+        '--same-permissions',
+        '--same-owner',
+        `--transform=${memberTransform(options.member, options.target)}`,
+        '--no-wildcards',
+        '--',
+        ...options.members,
+    ];
+    const decompress = streamProcess([options.compression === 'zstd' ? 'zstd' : 'gzip', '-dc', '--', options.archivePath], { signal: options.signal });
+    const extracting = host.stream([...options.root, ...tar], {
+        feedStdin: true,
+        signal: options.signal,
+    });
+    extracting.stdout.resume();
+    const filter = new TarFilter(options.members);
+    const counter = new Counter();
+    const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)(decompress.stdout, filter, counter, extracting.stdin).catch((error) => error);
+    const [result, unpacked] = await Promise.all([extracting.done, decompress.done]);
+    const fed = await feeding;
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new LinkError(`Extracting the paths failed: ${transport}`);
+    if (unpacked.exitCode !== 0)
+        throw new BackupError(`Decompressing ${options.archivePath} failed (exit ${unpacked.exitCode}): ${stderrTail(unpacked.stderr) || 'no message'}`);
+    if (result.exitCode !== 0) {
+        const said = stderrTail(withoutTarProgress(result.stderr));
+        throw new BackupError(/No space left on device|Disk quota exceeded/.test(said)
+            ? `No space left on device on ${host.label} while extracting the paths: ${said}`
+            : `Extracting the paths failed (tar exit ${result.exitCode} on ${host.label}): ${said || 'no message'}`);
+    }
+    if (fed instanceof Error)
+        throw new BackupError(`Reading ${options.archivePath} failed: ${fed.message}`);
+    return { sentBytes: counter.bytes };
+}
+/**
  * The backup's config files (config.php and *.config.php), read from the archive here
  * into memory through a private directory that is removed at once. They hold the database
  * password: never written anywhere else.
@@ -15973,8 +16820,9 @@ async function readArchivedConfig(archivePath, compression) {
 // every archive has the recorded size and SHA-256, decompresses completely, the dump ends
 // with its engine's completion line and has the recorded size, and the files archive
 // lists the data directory with ownCloud's marker and ends with tar's end-of-archive
-// marker and nothing but zero padding. Reads each archive once, every byte of it, and
-// nothing outside the backup directory.
+// marker and nothing but zero padding; the index of encrypted files (when there is one) holds
+// the recorded number of entries, each a valid one. Reads each archive once, every byte of
+// it, and nothing outside the backup directory.
 
 
 
@@ -16062,8 +16910,8 @@ function manifestProblem(value) {
             return `${at} is not an object`;
         if (typeof archive.name !== 'string')
             return `${at}.name is not a string`;
-        if (archive.role !== 'files' && archive.role !== 'database')
-            return `${at}.role is not 'files' or 'database'`;
+        if (!['files', 'database', 'encryption-index'].includes(String(archive.role)))
+            return `${at}.role is not 'files', 'database' or 'encryption-index'`;
         if (archive.compression !== 'zstd' && archive.compression !== 'gzip')
             return `${at}.compression is not 'zstd' or 'gzip'`;
         if (!Number.isSafeInteger(archive.size) || archive.size < 0)
@@ -16076,6 +16924,16 @@ function manifestProblem(value) {
         if (count !== 1)
             return `it lists ${count} ${role} archives, not one`;
     }
+    const indexes = manifest.archives.filter((a) => a.role === 'encryption-index').length;
+    const index = manifest.encryption?.index;
+    if (indexes > 1)
+        return `it lists ${indexes} encryption-index archives, not one at most`;
+    if (index !== undefined && (!Number.isSafeInteger(index.files) || index.files < 0))
+        return 'encryption.index.files is not a count';
+    if ((index !== undefined) !== (indexes === 1))
+        return index
+            ? 'encryption.index is recorded, but no encryption-index archive is listed'
+            : 'an encryption-index archive is listed, but encryption.index is not recorded';
     return undefined;
 }
 /**
@@ -16284,6 +17142,84 @@ async function checkFiles(fd, archive, facts) {
         ],
     };
 }
+/** Why an index line is not an encrypted file's entry, or undefined. */
+function indexLineProblem(line) {
+    let entry;
+    try {
+        entry = JSON.parse(line);
+    }
+    catch {
+        return 'it is not JSON';
+    }
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry))
+        return 'it is not a JSON object';
+    const e = entry;
+    for (const key of ['storage', 'path'])
+        if (typeof e[key] !== 'string')
+            return `its ${key} is not a string`;
+    for (const key of ['fileid', 'encrypted'])
+        if (!Number.isSafeInteger(e[key]))
+            return `its ${key} is not a whole number`;
+    for (const key of ['size', 'unencrypted_size'])
+        if (e[key] !== null && !Number.isSafeInteger(e[key]))
+            return `its ${key} is not a whole number or null`;
+    if (e.encrypted === 0)
+        return 'its encrypted is 0 (the index lists encrypted files only)';
+    return undefined;
+}
+async function checkEncryptionIndex(fd, archive, manifest) {
+    let entries = 0;
+    let problem;
+    let partial = '';
+    const decoder = new external_node_string_decoder_namespaceObject.StringDecoder('utf8');
+    const take = (line) => {
+        entries++;
+        if (problem)
+            return;
+        const wrong = indexLineProblem(line);
+        if (wrong)
+            problem = `line ${entries} is not an encrypted file's entry: ${wrong}`;
+    };
+    const sink = new external_node_stream_namespaceObject.Writable({
+        write(chunk, _encoding, callback) {
+            const lines = (partial + decoder.write(chunk)).split('\n');
+            partial = lines.pop() ?? '';
+            lines.forEach(take);
+            callback();
+        },
+        final(callback) {
+            partial += decoder.end();
+            if (partial !== '')
+                take(partial);
+            callback();
+        },
+    });
+    const read = await readArchive(fd, archive, sink);
+    const expected = manifest.encryption?.index?.files;
+    if (read.failure)
+        return {
+            read,
+            checks: [
+                {
+                    ok: false,
+                    what: `${archive.name}: the index is ${read.failure.cutShort ? 'cut short' : 'damaged'}: decompression stopped after ${entries} entries (manifest: ${expected})`,
+                },
+            ],
+        };
+    return {
+        read,
+        checks: [
+            {
+                ok: problem === undefined,
+                what: `${archive.name}: ${problem ?? "every line is an encrypted file's file cache entry"}`,
+            },
+            {
+                ok: entries === expected,
+                what: `${archive.name}: ${entries} encrypted files (manifest: ${expected})`,
+            },
+        ],
+    };
+}
 async function checkArchive(directory, archive, manifest, facts) {
     const nameProblem = archiveNameProblem(archive.name);
     if (nameProblem)
@@ -16316,7 +17252,9 @@ async function checkArchive(directory, archive, manifest, facts) {
     // The read stream closes the file when it ends.
     const { read, checks: content } = archive.role === 'database'
         ? await checkDump(fd, archive, manifest)
-        : await checkFiles(fd, archive, facts);
+        : archive.role === 'encryption-index'
+            ? await checkEncryptionIndex(fd, archive, manifest)
+            : await checkFiles(fd, archive, facts);
     checks.push({
         ok: read.sha256 === archive.sha256,
         what: `${archive.name}: sha256 ${read.sha256 === archive.sha256 ? 'matches' : `is ${read.sha256}, manifest says ${archive.sha256}`}`,
@@ -16403,6 +17341,83 @@ async function verifyAndTestRestore(directory, options) {
     return { checks, restoreTest };
 }
 
+;// CONCATENATED MODULE: ./src/steps/target.ts
+// What both kinds of restore do before they change anything: the backup verified byte for
+// byte, root on the host, and preflight failures that say nothing was changed.
+
+
+
+
+
+
+
+/** The backup, checked byte for byte before anything on the target changes. */
+async function verified(backupPath, reporter) {
+    const checks = await verifyBackup(backupPath);
+    const failed = checks.filter((c) => !c.ok);
+    if (failed.length > 0)
+        throw new BackupError(`The backup ${backupPath} is damaged; nothing was changed on the target. ${failed.map((c) => c.what).join('; ')}`);
+    reporter.info(`The backup is intact (${checks.length} checks).`);
+    const manifest = JSON.parse((0,external_node_fs_namespaceObject.readFileSync)((0,external_node_path_namespaceObject.join)(backupPath, MANIFEST_NAME), 'utf8'));
+    const archive = (role) => (0,external_node_path_namespaceObject.join)(backupPath, manifest.archives.find((a) => a.role === role).name);
+    return {
+        directory: backupPath,
+        manifest,
+        filesArchive: archive('files'),
+        dumpArchive: archive('database'),
+    };
+}
+/** argv prefix that runs a command as root on the host; needs root or passwordless sudo. */
+async function target_rootOn(host) {
+    if (host.account === 'root')
+        return [];
+    const result = reached(host, await host.run(['sudo', '-n', 'true']));
+    if (result.exitCode !== 0)
+        throw new BackupError(`A restore writes files of every owner: the SSH user ${host.account} on ${host.label} must be root or have passwordless sudo (${stderrTail(result.stderr) || 'sudo -n failed'}). Nothing was changed.`);
+    return ['sudo', '-n', '--'];
+}
+/**
+ * Runs the checks before the first change: whatever fails there says that nothing changed.
+ */
+async function unchanged(work) {
+    try {
+        return await work();
+    }
+    catch (error) {
+        if (!(error instanceof BackupError || error instanceof InputError))
+            throw error;
+        if (/nothing was changed/i.test(error.message))
+            throw error;
+        const message = `${error.message.replace(/\.?$/, '.')} Nothing was changed on the target.`;
+        throw error instanceof InputError ? new InputError(message) : new BackupError(message);
+    }
+}
+/**
+ * A backup's manifest, checked for its form but without reading the archives (for listing
+ * what a backup holds): a missing or malformed one is an error naming the file.
+ */
+function readManifest(backupPath) {
+    const path = (0,external_node_path_namespaceObject.join)(backupPath, MANIFEST_NAME);
+    let text;
+    try {
+        text = (0,external_node_fs_namespaceObject.readFileSync)(path, 'utf8');
+    }
+    catch (error) {
+        throw new BackupError(`Cannot read ${path}: ${error.code ?? String(error)}. Expected a backup directory.`);
+    }
+    let value;
+    try {
+        value = JSON.parse(text);
+    }
+    catch {
+        throw new BackupError(`${path} is not JSON: the backup is damaged.`);
+    }
+    const problem = manifestProblem(value);
+    if (problem)
+        throw new BackupError(`${path}: ${problem}`);
+    return value;
+}
+
 ;// CONCATENATED MODULE: ./src/restore.ts
 // The restore orchestrator: a verified backup in, the instance as it was at backup time out.
 //   verify → connect → read the backup's config → look at the target → preflight (tools,
@@ -16411,6 +17426,7 @@ async function verifyAndTestRestore(directory, options) {
 //   → data fingerprint → maintenance state as recorded] → closing check.
 // Any failure after the first change puts the moved-aside state back (files, database,
 // maintenance mode) before it is reported; the message says which state the instance is in.
+
 
 
 
@@ -16503,17 +17519,6 @@ for p; do
   find "$p" -name '.owncloud-restore-previous-*' -prune -o -exec chown -h -- "$owner:" {} +
 done
 `.trim();
-/** The backup, checked byte for byte before anything on the target changes. */
-async function verified(backupPath, reporter) {
-    const checks = await verifyBackup(backupPath);
-    const failed = checks.filter((c) => !c.ok);
-    if (failed.length > 0)
-        throw new BackupError(`The backup ${backupPath} is damaged; nothing was changed on the target. ${failed.map((c) => c.what).join('; ')}`);
-    reporter.info(`The backup is intact (${checks.length} checks).`);
-    const manifest = JSON.parse((0,external_node_fs_namespaceObject.readFileSync)((0,external_node_path_namespaceObject.join)(backupPath, MANIFEST_NAME), 'utf8'));
-    const archive = (role) => (0,external_node_path_namespaceObject.join)(backupPath, manifest.archives.find((a) => a.role === role).name);
-    return { manifest, filesArchive: archive('files'), dumpArchive: archive('database') };
-}
 /**
  * The config files in a backup's files archive, or the error reading them (kept until the
  * verification has spoken: a damaged backup is reported as damaged, not as unreadable).
@@ -16529,15 +17534,6 @@ async function archivedConfigOf(backupPath) {
     catch (error) {
         return error instanceof Error ? error : new Error(String(error));
     }
-}
-/** argv prefix that runs a command as root on the host; needs root or passwordless sudo. */
-async function rootOn(host) {
-    if (host.account === 'root')
-        return [];
-    const result = reached(host, await host.run(['sudo', '-n', 'true']));
-    if (result.exitCode !== 0)
-        throw new BackupError(`A restore writes files of every owner: the SSH user ${host.account} on ${host.label} must be root or have passwordless sudo (${stderrTail(result.stderr) || 'sudo -n failed'}). Nothing was changed.`);
-    return ['sudo', '-n', '--'];
 }
 /** The version of the server code in an installation, from its version.php ('' if none). */
 async function codeVersion(host, installDir) {
@@ -16571,22 +17567,6 @@ async function restore_freeBytes(host, path) {
     ]));
     const fields = result.stdout.trim().split(/\s+/);
     return result.exitCode === 0 && fields.length >= 4 ? Number(fields[3]) : undefined;
-}
-/**
- * Runs the checks before the first change: whatever fails there says that nothing changed.
- */
-async function unchanged(work) {
-    try {
-        return await work();
-    }
-    catch (error) {
-        if (!(error instanceof BackupError || error instanceof InputError))
-            throw error;
-        if (/nothing was changed/i.test(error.message))
-            throw error;
-        const message = `${error.message.replace(/\.?$/, '.')} Nothing was changed on the target.`;
-        throw error instanceof InputError ? new InputError(message) : new BackupError(message);
-    }
 }
 /** The instance found on the target before the restore, if it is one that works. */
 async function currentInstance(host, plan, installDir, context) {
@@ -16634,7 +17614,7 @@ async function runRestore(plan, context) {
             return opened;
         });
         const connected = host;
-        const root = await rootOn(connected);
+        const root = await target_rootOn(connected);
         interrupted();
         // --- What is there, and what will be -----------------------------------------------
         const { installDirOwner, current, connection, changes, client, moves } = await unchanged(() => reporter.group('Preflight (nothing is changed yet)', async () => {
@@ -17191,7 +18171,7 @@ async function cleanupPrevious(plan, context, paths) {
     const full = { ...context, signal: new AbortController().signal };
     const host = await connect_openHost(plan.target, full.secrets, full.ssh);
     try {
-        const root = await rootOn(host);
+        const root = await target_rootOn(host);
         // The data directory as the instance's config.php says, when it is there to ask.
         const dataDir = plan.dataDir ??
             (await discoverInstance(host, { ...plan, owncloudDir: paths[0], database: {} }, context.secrets).then((found) => found.dataDir, () => undefined));
@@ -17216,6 +18196,656 @@ async function cleanupPrevious(plan, context, paths) {
     finally {
         await host.close();
     }
+}
+
+;// CONCATENATED MODULE: ./src/steps/file-cache.ts
+// The file cache rows of single restored files of an encrypted instance: after the scan they
+// hold the size on disk and `encrypted = 0` (ownCloud would serve ciphertext); they get the
+// values each file had at backup time, from the backup's index, in one transaction through
+// the engine's client with the instance's credentials. Only rows of restored files change,
+// matched by storage and path hash; a check afterwards proves every one holds its values.
+
+
+
+
+
+
+const BATCH = 200;
+function hex(text) {
+    return Buffer.from(text, 'utf8').toString('hex').toUpperCase();
+}
+/** ownCloud's path_hash: md5 of the path's bytes. Pure. */
+function pathHash(path) {
+    return (0,external_node_crypto_namespaceObject.createHash)('md5').update(path, 'utf8').digest('hex');
+}
+function integer(value, what) {
+    if (!Number.isSafeInteger(value) || value < 0)
+        throw new BackupError(`The backup's encryption index holds an invalid ${what}: ${value}.`);
+    return String(value);
+}
+/**
+ * SQL that sets the rows' values in one transaction, then prints `rN` for every given row
+ * N that holds them (one a line). Every value is a number, a hex digest or hex
+ * digits turned into text by the engine: nothing from a name can change the statement. Pure.
+ */
+function cacheValuesSql(engine, tablePrefix, rows) {
+    const filecache = engine.identifier(`${tablePrefix}filecache`);
+    const storages = engine.identifier(`${tablePrefix}storages`);
+    const storageOf = (id) => `(SELECT ${engine.identifier('numeric_id')} FROM ${storages} WHERE ${engine.identifier('id')} = ${engine.textFromHex(hex(id))})`;
+    const where = (row) => `${engine.identifier('storage')} = ${storageOf(row.storage)} AND ${engine.identifier('path_hash')} = '${pathHash(row.path)}'`;
+    const values = (row) => `${engine.identifier('encrypted')} = ${integer(row.encrypted, 'encrypted value')}, ${engine.identifier('size')} = ${integer(row.size, 'size')}, ${engine.identifier('unencrypted_size')} = ${integer(row.unencryptedSize, 'unencrypted size')}`;
+    const statements = ['BEGIN;'];
+    for (const row of rows)
+        statements.push(`UPDATE ${filecache} SET ${values(row)} WHERE ${where(row)};`);
+    statements.push('COMMIT;');
+    // One line `rN` for each row N that holds its values (path hashes alone could repeat
+    // across storages).
+    for (let i = 0; i < rows.length; i += BATCH)
+        statements.push(`${rows
+            .slice(i, i + BATCH)
+            .map((row, j) => `SELECT 'r${i + j}' FROM ${filecache} WHERE ${where(row)} AND ${values(row).replaceAll(', ', ' AND ')}`)
+            .join(' UNION ALL ')};`);
+    return `${statements.join('\n')}\n`;
+}
+/**
+ * Gives the rows their values; resolves to the rows that hold them afterwards (all of them,
+ * or the error names those that do not: a file the scan did not enter into the cache).
+ */
+async function setCacheValues(host, engine, context, rows) {
+    if (rows.length === 0)
+        return 0;
+    const command = engine.scriptCommand(context);
+    const result = reached(host, await host.run(guardedInputCommand(command.argv, command.delivery), {
+        input: secretLine(command.secret) + cacheValuesSql(engine, context.connection.tablePrefix, rows),
+        shielded: true,
+    }));
+    if (result.exitCode !== 0)
+        throw new BackupError(`Writing the restored files' encryption values into the file cache failed (exit ${result.exitCode}; the transaction was not committed): ${engine.explainFailure(result.stderr, context.connection) ?? (stderrTail(withoutStatements(result.stderr)) || 'no message')}`);
+    const holding = new Set(result.stdout
+        .split('\n')
+        .map((line) => line.trim())
+        .filter((line) => /^r\d+$/.test(line)));
+    const missing = rows.filter((_, n) => !holding.has(`r${n}`));
+    if (missing.length > 0)
+        throw new BackupError(`${missing.length} restored file${missing.length === 1 ? ' has' : 's have'} no file cache row with the recorded encryption values after the scan (${missing
+            .slice(0, 5)
+            .map((row) => `${row.storage} ${row.path}`)
+            .join(', ')}${missing.length > 5 ? ', …' : ''}): ownCloud would serve them as they are on disk. Run occ files:scan for them and restore again.`);
+    return rows.length;
+}
+
+;// CONCATENATED MODULE: ./src/steps/place-files.ts
+// Single restored paths into a live instance: the backup's items, extracted into a private
+// staging directory inside the data directory, are renamed into place one by one (same file
+// system: instant, owners, modes, ACLs and xattrs as archived), by the conflict rule. What an
+// item replaces moves into the restore's root-only container (nothing is lost), and with
+// server-side encryption each placed file's keys come along. A failure undoes every rename
+// this run made. PHP does it: every ownCloud host has it, and it handles any byte in a name.
+
+
+
+const PLACE_FILES = String.raw `
+$request = json_decode(stream_get_contents(STDIN), true);
+$staging = $request['staging'];
+$data = $request['dataDir'];
+$container = $request['container'];
+$rule = $request['rule'];
+$module = $request['keyModule'] ?? null;
+$journal = [];
+$result = ['placed' => [], 'roots' => [], 'skipped' => [], 'unchanged' => 0, 'replaced' => 0, 'warnings' => []];
+
+function fail($message) { throw new RuntimeException($message); }
+function exists($path) { return @lstat($path) !== false; }
+function isRealDir($path) { return is_dir($path) && !is_link($path); }
+function mtimeOf($path) { return lstat($path)['mtime']; }
+
+/** Creates the missing directories down to $dir with the owner and mode of the nearest existing one. */
+function makeParents($dir, &$journal) {
+    $missing = [];
+    for ($d = $dir; !exists($d); $d = dirname($d)) array_unshift($missing, $d);
+    if (!isRealDir($d)) fail("$d is not a directory");
+    $stat = stat($d);
+    foreach ($missing as $m) {
+        if (!mkdir($m, $stat['mode'] & 07777)) fail("could not create $m");
+        chown($m, $stat['uid']);
+        chgrp($m, $stat['gid']);
+        chmod($m, $stat['mode'] & 07777);
+        $journal[] = ['mkdir', $m];
+    }
+    return $missing;
+}
+
+function move($from, $to, &$journal) {
+    if (!rename($from, $to)) fail("could not move $from to $to");
+    $journal[] = ['rename', $from, $to];
+}
+
+/** Moves what is at $path (relative to the data directory) into the container. */
+function setAside($relative) {
+    global $data, $container, $journal, $result;
+    if (!exists($container)) {
+        if (!mkdir($container, 0700)) fail("could not create $container");
+        $journal[] = ['mkdir', $container];
+    }
+    $aside = $container . '/' . $relative;
+    if (!exists(dirname($aside))) {
+        $made = [];
+        for ($d = dirname($aside); !exists($d); $d = dirname($d)) array_unshift($made, $d);
+        foreach ($made as $m) {
+            if (!mkdir($m, 0700)) fail("could not create $m");
+            $journal[] = ['mkdir', $m];
+        }
+    }
+    move($data . '/' . $relative, $aside, $journal);
+    $result['replaced']++;
+}
+
+/** The files (and symlinks) in a tree, relative to it ('' for the tree itself when it is one). */
+function filesIn($root, $relative = '') {
+    $path = $relative === '' ? $root : "$root/$relative";
+    if (!isRealDir($path)) return [$relative];
+    $found = [];
+    foreach (scandir($path) as $name) {
+        if ($name === '.' || $name === '..') continue;
+        foreach (filesIn($root, $relative === '' ? $name : "$relative/$name") as $f) $found[] = $f;
+    }
+    return $found;
+}
+
+function placed($user, $from, $to, $tree) {
+    global $result;
+    foreach (filesIn($tree) as $f) {
+        $result['placed'][] = ['user' => $user, 'from' => $f === '' ? $from : "$from/$f", 'to' => $f === '' ? $to : "$to/$f", 'keys' => false];
+    }
+}
+
+/** A name beside $path that is free: 'name (restored DATE).ext', then '... 2', '... 3'. */
+function copyName($path, $suffix) {
+    $dir = dirname($path);
+    $base = basename($path);
+    $dot = strrpos($base, '.');
+    $isDir = isRealDir($path);
+    $stem = (!$isDir && $dot !== false && $dot > 0) ? substr($base, 0, $dot) : $base;
+    $ext = (!$isDir && $dot !== false && $dot > 0) ? substr($base, $dot) : '';
+    for ($n = 1; ; $n++) {
+        $candidate = "$dir/$stem$suffix" . ($n > 1 ? " $n" : '') . $ext;
+        if (!exists($candidate)) return $candidate;
+    }
+}
+
+/** Puts the staged $src at $dst (both relative to their roots: USER/...) by the rule. */
+function merge($user, $from, $to) {
+    global $staging, $data, $rule, $journal, $result;
+    $src = "$staging/$user/$from";
+    $dst = "$data/$user/$to";
+    if (!exists($dst)) {
+        makeParents(dirname($dst), $journal);
+        move($src, $dst, $journal);
+        placed($user, $from, $to, $dst);
+        return;
+    }
+    if (isRealDir($src) && isRealDir($dst)) {
+        foreach (scandir($src) as $name) {
+            if ($name === '.' || $name === '..') continue;
+            merge($user, "$from/$name", "$to/$name");
+        }
+        return;
+    }
+    $srcStat = lstat($src);
+    $dstStat = lstat($dst);
+    if (!isRealDir($src) && !isRealDir($dst) && $srcStat['size'] === $dstStat['size'] && $srcStat['mtime'] === $dstStat['mtime']) {
+        $result['unchanged']++;
+        return;
+    }
+    if ($rule !== 'overwrite') {
+        if (isRealDir($dst) !== isRealDir($src)) {
+            $result['skipped'][] = ['user' => $user, 'path' => $to, 'reason' => isRealDir($dst) ? 'a folder is in its place' : 'a file is in its place'];
+            return;
+        }
+        if ($dstStat['mtime'] > $srcStat['mtime']) {
+            $result['skipped'][] = ['user' => $user, 'path' => $to, 'reason' => 'the current file is newer'];
+            return;
+        }
+    }
+    setAside("$user/$to");
+    move($src, $dst, $journal);
+    placed($user, $from, $to, $dst);
+}
+
+/** The key directory of each placed file, from the backup's keys of the file it was. */
+function placeKeys() {
+    global $staging, $data, $module, $journal, $result;
+    foreach ($result['placed'] as $i => $file) {
+        $user = $file['user'];
+        $src = "$staging/$user/files_encryption/keys/{$file['from']}/$module";
+        if (!isRealDir($src)) continue;
+        $dst = "$data/$user/files_encryption/keys/{$file['to']}/$module";
+        if (exists($dst)) setAside("$user/files_encryption/keys/{$file['to']}/$module");
+        makeParents(dirname($dst), $journal);
+        move($src, $dst, $journal);
+        $result['placed'][$i]['keys'] = true;
+    }
+}
+
+function sameFile($a, $b) {
+    return is_file($a) && is_file($b) && hash_file('sha256', $a) === hash_file('sha256', $b);
+}
+
+/** Refuses per-user keys that changed; brings back a master key that changed. */
+function checkKeyPairs($kind, $users) {
+    global $staging, $data, $module, $journal, $result;
+    if ($kind === 'user') {
+        foreach ($users as $user) {
+            $key = "$user/files_encryption/$module/$user.publicKey";
+            if (!is_file("$staging/$key")) fail("REFUSE:The backup holds no public key of $user ($key): the restored files' keys cannot be checked against the instance.");
+            if (!is_file("$data/$key")) fail("REFUSE:$user has no key pair in the instance ($key is missing): the restored files could not be decrypted. Log in as $user once (ownCloud creates the keys), or restore the whole instance.");
+            if (!sameFile("$staging/$key", "$data/$key")) fail("REFUSE:$user's key pair changed since the backup (their public key differs): the restored files' keys were made for the old pair and could not be read.");
+        }
+        return;
+    }
+    $dir = "files_encryption/$module";
+    $keys = is_dir("$staging/$dir") ? array_values(array_filter(scandir("$staging/$dir"), function ($n) { return strpos($n, 'master_') === 0; })) : [];
+    if (!$keys) fail("REFUSE:The backup holds no master key ($dir/master_*): the restored files' keys cannot be checked against the instance.");
+    foreach ($keys as $name) {
+        if (sameFile("$staging/$dir/$name", "$data/$dir/$name")) continue;
+        if (exists("$data/$dir/$name")) setAside("$dir/$name");
+        makeParents("$data/$dir", $journal);
+        move("$staging/$dir/$name", "$data/$dir/$name", $journal);
+        $result['warnings'][] = "The master key $name in the instance was missing or differed from the backup's: the backup's is back (the one it replaced is kept with the previous state).";
+    }
+}
+
+try {
+    $users = array_values(array_unique(array_map(function ($i) { return $i['user']; }, $request['items'])));
+    if ($module !== null && isset($request['keyPairs'])) checkKeyPairs($request['keyPairs'], $users);
+    foreach ($request['items'] as $item) {
+        $user = $item['user'];
+        $from = $item['path'];
+        if (!exists("$staging/$user/$from")) fail("the backup's $user/$from was not extracted");
+        if (!isRealDir("$data/$user")) fail("REFUSE:$user has no home in the data directory ($data/$user): is the user still there?");
+        $to = $from;
+        if ($rule === 'as-copy' && exists("$data/$user/$from")) {
+            $to = substr(copyName("$data/$user/$from", $request['copySuffix']), strlen("$data/$user/"));
+        }
+        // The outermost path that is new, for the scan: the item, or its first missing parent.
+        $root = $to;
+        for ($p = dirname($to); $p !== '.' && !exists("$data/$user/$p"); $p = dirname($p)) $root = $p;
+        merge($user, $from, $to);
+        $result['roots'][] = ['user' => $user, 'path' => $root];
+    }
+    if ($module !== null) placeKeys();
+} catch (Throwable $e) {
+    // Undo this run's changes, newest first.
+    foreach (array_reverse($journal) as $step) {
+        if ($step[0] === 'rename') @rename($step[2], $step[1]);
+        else @rmdir($step[1]);
+    }
+    $message = $e->getMessage();
+    fwrite(STDERR, (strpos($message, 'REFUSE:') === 0 ? substr($message, 7) : $message . ' (every change of this restore was undone)') . "\n");
+    exit(strpos($message, 'REFUSE:') === 0 ? 3 : 4);
+}
+echo json_encode($result, JSON_UNESCAPED_SLASHES | JSON_INVALID_UTF8_SUBSTITUTE);
+`;
+/** Runs the placement on the host as root; the request travels on stdin. */
+async function placeFiles(host, root, request) {
+    const result = reached(host, await host.run([...root, 'php', '-d', 'display_errors=stderr', '-r', PLACE_FILES], {
+        input: JSON.stringify(request),
+        shielded: true,
+    }));
+    const said = stderrTail(result.stderr);
+    // 3: refused before anything moved; 4: failed, and every move was undone.
+    if (result.exitCode === 3)
+        throw new BackupError(`${said} Nothing was changed on the target.`);
+    if (result.exitCode !== 0)
+        throw new BackupError(`Putting the restored files in place failed on ${host.label} (exit ${result.exitCode}): ${said || 'no message'}`);
+    return JSON.parse(result.stdout);
+}
+
+;// CONCATENATED MODULE: ./src/restore-paths.ts
+// Single paths back into a live instance (restore --path), and what a backup holds under a
+// path (restore --list).
+//   verify ‖ list the wanted members → connect → the instance found (locked against a
+//   backup) → preflight → extract the members into a private staging directory in the data
+//   directory → put each in place by the conflict rule (replaced items kept aside; keys
+//   along with encryption) → occ files:scan → with encryption, the cache rows' recorded
+//   values → the staging directory removed.
+// No maintenance mode and no database replacement: the rest of the instance runs on.
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+const KEY_MODULE_DEFAULT = 'OC_DEFAULT_MODULE';
+/** The archive member of a user's path. Pure. */
+function memberOf(user, path) {
+    return `${LAYOUT.data}/${user}/${path}`;
+}
+/** The date a copy's name carries: the backup's (it says which state the copy is). Pure. */
+function copySuffix(manifest) {
+    return ` (restored ${manifest.startedAt.slice(0, 10)})`;
+}
+/**
+ * What to extract for the requested paths: each path, its files' key directories, the key
+ * pairs to compare, and the first copy of any hard link whose other name is requested. Pure.
+ */
+function selectMembers(entries, paths, encryption) {
+    const requested = paths.map((p) => memberOf(p.user, p.path));
+    const members = new Set();
+    const found = [];
+    const names = new Set(entries.map((e) => e.name));
+    for (const [i, member] of requested.entries()) {
+        if (!names.has(member))
+            throw new BackupError(`The backup holds no '${paths[i].user}/${paths[i].path}' (see restore --list ${paths[i].user}/${paths[i].path.split('/')[0]}). Nothing was changed on the target.`);
+        members.add(member);
+    }
+    for (const entry of entries) {
+        if (requested.some((r) => isAtOrBelow(entry.name, r))) {
+            found.push(entry);
+            // A hard link's first copy sits elsewhere in the archive: tar needs it to make the link.
+            if (entry.type === 'hardlink' &&
+                entry.linkTarget &&
+                !requested.some((r) => isAtOrBelow(entry.linkTarget, r)))
+                members.add(entry.linkTarget);
+        }
+        if (!encryption)
+            continue;
+        for (const p of paths) {
+            const keys = memberOf(p.user, `files_encryption/keys/${p.path}`);
+            if (entry.name === keys)
+                members.add(keys);
+            if (encryption.keyPairs === 'user' &&
+                entry.name === memberOf(p.user, `files_encryption/${encryption.module}/${p.user}.publicKey`))
+                members.add(entry.name);
+        }
+        if (encryption.keyPairs === 'master' &&
+            entry.name.startsWith(`${LAYOUT.data}/files_encryption/${encryption.module}/master_`))
+            members.add(entry.name);
+    }
+    return { members: [...members], found };
+}
+/**
+ * The archive's entries a --path restore needs to see: at or below each path and its keys,
+ * and the key pairs (the rest of a big archive is not held in memory).
+ */
+function wantedBy(paths) {
+    const roots = paths.flatMap((p) => [
+        memberOf(p.user, p.path),
+        memberOf(p.user, `files_encryption/keys/${p.path}`),
+    ]);
+    const keyPairDirs = [...new Set(paths.map((p) => memberOf(p.user, 'files_encryption/')))];
+    return (name) => roots.some((r) => isAtOrBelow(name, r)) ||
+        keyPairDirs.some((d) => name.startsWith(d) && !name.startsWith(`${d}keys/`)) ||
+        name.startsWith(`${LAYOUT.data}/files_encryption/`);
+}
+/**
+ * How keys travel with the restored files: as the manifest's encryption record says, or, for
+ * a backup made before the record existed, by what the archive holds (key directories of the
+ * restored paths: they come along, without the key pair check). Pure.
+ */
+function encryptionOf(manifest, entries, paths) {
+    const encryption = manifest.encryption;
+    if (!encryption)
+        return entries.some((e) => paths.some((p) => isAtOrBelow(e.name, memberOf(p.user, `files_encryption/keys/${p.path}`))))
+            ? { module: KEY_MODULE_DEFAULT }
+            : undefined;
+    if (!encryption.enabled)
+        return undefined;
+    return {
+        module: encryption.module || KEY_MODULE_DEFAULT,
+        keyPairs: encryption.mode === 'master-key' ? 'master' : 'user',
+    };
+}
+async function runPathRestore(plan, context) {
+    const { reporter, signal } = context;
+    const started = performance.now();
+    const interrupted = () => {
+        if (signal.aborted)
+            throw new InterruptedError('The restore was interrupted; nothing was changed.');
+    };
+    const backup = await reporter.group('Verify the backup', () => verified(plan.backupPath, reporter));
+    const { manifest } = backup;
+    const filesArchive = manifest.archives.find((a) => a.role === 'files');
+    const { selection, encryption } = await reporter.group('Find the paths in the backup', async () => {
+        const entries = await archive_listing_listArchive(backup.filesArchive, filesArchive.compression, wantedBy(plan.paths), signal);
+        const keys = encryptionOf(manifest, entries, plan.paths);
+        if (keys && !manifest.encryption)
+            reporter.warning('The backup predates the record of server-side encryption, and holds key files for these paths: they are restored with the files, but without the file cache values of encrypted files (users download each such file once to correct its size).');
+        const chosen = selectMembers(entries, plan.paths, keys);
+        const files = chosen.found.filter((e) => e.type !== 'directory');
+        reporter.info(`The backup of ${manifest.startedAt} holds ${files.length} file${files.length === 1 ? '' : 's'} (${files.reduce((n, e) => n + e.size, 0)} bytes) under ${plan.paths.map((p) => `${p.user}/${p.path}`).join(', ')}.`);
+        return { selection: chosen, encryption: keys };
+    });
+    const index = encryption
+        ? await readEncryptionIndex(backup.directory, manifest, (storage, path) => plan.paths.some((p) => storage === `home::${p.user}` && isAtOrBelow(path, p.path)))
+        : [];
+    interrupted();
+    let host;
+    let lock;
+    try {
+        host = await reporter.group('Connect', async () => {
+            const opened = await connect_openHost(plan.target, context.secrets, context.ssh);
+            reporter.info(`Connected to ${opened.label} as ${opened.account}.`);
+            return opened;
+        });
+        const connected = host;
+        const root = await unchanged(() => target_rootOn(connected));
+        const installDir = plan.owncloudDir || manifest.source.installDir;
+        const { instance, client } = await unchanged(() => reporter.group('Preflight (nothing is changed yet)', async () => {
+            const found = await discoverInstance(connected, { ...plan, owncloudDir: installDir, database: {} }, context.secrets);
+            reporter.info(`The target runs ${found.product === 'nextcloud' ? 'Nextcloud' : 'ownCloud'} ${found.version} in ${found.installDir}, data directory ${found.dataDir}.`);
+            if (found.instanceId !== manifest.instance.instanceId)
+                reporter.warning(`The backup is of instance ${manifest.instance.instanceId}, the target runs instance ${found.instanceId}: restoring into it anyway.`);
+            const missing = await missingOnHost(connected, ['tar', 'php', filesArchive.compression]);
+            const engine = engineFor(found.database.type);
+            const program = index.length > 0 ? await findClient(connected, engine) : undefined;
+            if (index.length > 0 && !program)
+                missing.push(engine.clients.join(' or '));
+            if (missing.length > 0)
+                throw new BackupError(`${connected.label} lacks ${missing.join(', ')}, which the restore needs: install ${missing.length > 1 ? 'them' : 'it'} there.`);
+            return { instance: found, client: program };
+        }));
+        interrupted();
+        // Not while a backup or another restore of this instance runs.
+        lock = await acquireLock(connected, instance.installDir, holderName(process.pid, (0,external_node_os_namespaceObject.hostname)(), new Date()), (heldBy) => `A backup or restore of the instance in ${instance.installDir} on ${connected.label} is running (${heldBy}). Wait for it to finish. Nothing was changed on the target.`, (argv) => asUser(connected.account, instance.owner, argv));
+        interrupted();
+        return await restorePaths({
+            host: connected,
+            root,
+            plan,
+            context,
+            manifest,
+            filesArchive: backup.filesArchive,
+            compression: filesArchive.compression,
+            archiveBytes: filesArchive.size,
+            instance,
+            selection,
+            encryption,
+            index,
+            client,
+            started,
+        });
+    }
+    finally {
+        await lock?.release();
+        await host?.close();
+    }
+}
+async function restorePaths(run) {
+    const { host, root, plan, context, manifest, instance, encryption } = run;
+    const { reporter } = context;
+    const container = `${instance.dataDir}/${containerName(restoreStamp(new Date()))}`;
+    const staging = `${container}/.staging`;
+    await mustRun(host, [...root, 'mkdir', '-m', '700', '--', container, staging], 'Creating the staging directory');
+    let kept = false;
+    try {
+        await reporter.group('Extract the paths (on the host)', async () => {
+            const { sentBytes } = await extractMembers({
+                host,
+                root,
+                archivePath: run.filesArchive,
+                compression: run.compression,
+                member: LAYOUT.data,
+                target: staging,
+                members: run.selection.members,
+                signal: context.signal,
+            }).catch((error) => {
+                if (context.signal.aborted)
+                    throw new InterruptedError('The restore was interrupted; nothing was changed.');
+                throw error;
+            });
+            reporter.info(`Sent the host ${formatBytes(sentBytes)}: the restored members only, uncompressed (the whole archive is ${formatBytes(run.archiveBytes)} compressed).`);
+        });
+        // From here on the steps are short and each leaves the instance consistent: they finish.
+        const placement = await reporter.group('Put the files in place', async () => {
+            const placed = await placeFiles(host, root, {
+                staging,
+                dataDir: instance.dataDir,
+                container,
+                rule: plan.conflicts,
+                copySuffix: copySuffix(manifest),
+                items: plan.paths,
+                ...(encryption ? { keyModule: encryption.module } : {}),
+                ...(encryption?.keyPairs ? { keyPairs: encryption.keyPairs } : {}),
+            });
+            for (const warning of placed.warnings)
+                reporter.warning(warning);
+            reporter.info(placementLine(placed, plan.conflicts));
+            for (const s of placed.skipped.slice(0, 20))
+                reporter.info(`Skipped ${s.user}/${s.path}: ${s.reason}.`);
+            if (placed.skipped.length > 20)
+                reporter.info(`… and ${placed.skipped.length - 20} more skipped.`);
+            return placed;
+        });
+        kept = placement.replaced > 0;
+        // ownCloud learns about the files in users' files/; versions and trash bin entries are
+        // not scanned (ownCloud lists them from the disk).
+        const scanned = [];
+        const filesOnly = [];
+        for (const r of placement.roots) {
+            const shown = `${r.user}/${r.path}`;
+            if (r.path === 'files' || r.path.startsWith('files/'))
+                scanned.push(`/${shown}`);
+            else
+                filesOnly.push(shown);
+        }
+        if (scanned.length > 0 && placement.placed.length > 0)
+            await reporter.group('Tell ownCloud (occ files:scan)', async () => {
+                for (const path of scanned)
+                    await mustRun(host, occCommand(host, { installDir: instance.installDir, user: instance.owner }, [
+                        'files:scan',
+                        `--path=${path}`,
+                    ]), `occ files:scan --path=${path}`);
+                reporter.info(`Scanned ${scanned.join(', ')}.`);
+            });
+        if (filesOnly.length > 0)
+            reporter.info(`${filesOnly.join(', ')}: restored as files (with their keys); occ files:scan does not scan versions and the trash bin, and ownCloud lists them from the disk.`);
+        let cacheRows = 0;
+        if (encryption && run.index.length > 0) {
+            const rows = cacheRowsFor(placement.placed, run.index);
+            const missingKeys = placement.placed.filter((p) => !p.keys && rows.some((r) => r.path === p.to && r.storage === `home::${p.user}`));
+            for (const p of missingKeys.slice(0, 10))
+                reporter.warning(`The backup holds no keys for the encrypted ${p.user}/${p.from}: it cannot be read.`);
+            if (rows.length > 0)
+                cacheRows = await reporter.group('File cache: the encryption values at backup time', async () => {
+                    const engine = engineFor(instance.database.type);
+                    const count = await setCacheValues(host, engine, {
+                        connection: instance.database,
+                        client: run.client,
+                        account: host.account,
+                        owner: instance.owner,
+                    }, rows);
+                    reporter.info(`${count} file cache row${count === 1 ? '' : 's'} hold the encrypted flag and sizes recorded at backup time.`);
+                    return count;
+                });
+        }
+        return {
+            manifest,
+            target: host.label,
+            placed: placement.placed,
+            skipped: placement.skipped,
+            unchanged: placement.unchanged,
+            ...(kept ? { previous: container } : {}),
+            replaced: placement.replaced,
+            scanned,
+            filesOnly,
+            cacheRows,
+            seconds: (performance.now() - run.started) / 1000,
+        };
+    }
+    finally {
+        // The staging directory always goes; the container only when it is empty (whatever a
+        // failed run could not put back stays in it, and the message names it).
+        const cleaned = await host.run([
+            ...root,
+            'sh',
+            '-c',
+            'rm -rf -- "$1" && { rmdir -- "$2" 2>/dev/null || true; }',
+            'sh',
+            staging,
+            container,
+        ], { shielded: true });
+        if (cleaned.exitCode !== 0)
+            reporter.warning(`Could not remove the staging directory ${staging}: ${cleaned.stderr.trim()}`);
+        else if (!kept) {
+            const left = await host.run([...root, 'test', '-e', container], { shielded: true });
+            if (left.exitCode === 0)
+                reporter.warning(`${container} holds what this restore could not put back: look at it before removing it (owncloud-backup restore --cleanup).`);
+        }
+    }
+}
+function placementLine(placement, rule) {
+    const parts = [
+        `${placement.placed.length} file${placement.placed.length === 1 ? '' : 's'} restored`,
+    ];
+    if (placement.unchanged > 0)
+        parts.push(`${placement.unchanged} already as in the backup`);
+    if (placement.replaced > 0)
+        parts.push(`${placement.replaced} current item${placement.replaced === 1 ? '' : 's'} kept with the previous state`);
+    if (placement.skipped.length > 0)
+        parts.push(`${placement.skipped.length} skipped${rule === 'keep-newer' ? ' (restore them with --overwrite, or beside the current ones with --as-copy)' : ''}`);
+    return `${parts.join(', ')}.`;
+}
+/** The recorded cache values of each placed file that was encrypted at backup time. Pure. */
+function cacheRowsFor(placed, index) {
+    const byKey = new Map(index.map((f) => [`${f.storage}\0${f.path}`, f]));
+    const rows = [];
+    for (const p of placed) {
+        const recorded = byKey.get(`home::${p.user}\0${p.from}`);
+        if (!recorded)
+            continue;
+        rows.push({
+            storage: recorded.storage,
+            path: p.to,
+            encrypted: recorded.encrypted,
+            size: recorded.size,
+            unencryptedSize: recorded.unencryptedSize,
+        });
+    }
+    return rows;
+}
+/** `restore --list USER/files/DIR`: what the backup holds under a path (no host involved). */
+async function listBackupPath(backupPath, given) {
+    const manifest = readManifest(backupPath);
+    const files = manifest.archives.find((a) => a.role === 'files');
+    const member = memberOf(given.user, given.path);
+    const entries = await archive_listing_listArchive((0,external_node_path_namespaceObject.join)(backupPath, files.name), files.compression, (name) => isAtOrBelow(name, member));
+    if (entries.length === 0)
+        throw new BackupError(`The backup holds nothing under '${given.user}/${given.path}'.`);
+    return { manifest, entries };
 }
 
 ;// CONCATENATED MODULE: ./src/secrets.ts
@@ -17291,6 +18921,10 @@ const INPUTS = {
     discardPrevious: 'discard-previous',
     owner: 'owner',
     allowVersionMismatch: 'allow-version-mismatch',
+    // Restore of single paths only.
+    path: 'path',
+    asCopy: 'as-copy',
+    overwrite: 'overwrite',
 };
 /** Inputs of a restore only (the backup action does not declare them). */
 const RESTORE_ONLY = [
@@ -17300,6 +18934,24 @@ const RESTORE_ONLY = [
     INPUTS.discardPrevious,
     INPUTS.owner,
     INPUTS.allowVersionMismatch,
+    INPUTS.path,
+    INPUTS.asCopy,
+    INPUTS.overwrite,
+];
+/** Inputs of a whole-instance restore that mean nothing when single paths come back. */
+const WHOLE_RESTORE_ONLY = [
+    INPUTS.dbAdminUser,
+    INPUTS.dbAdminPassword,
+    INPUTS.safetyCopy,
+    INPUTS.discardPrevious,
+    INPUTS.owner,
+    INPUTS.allowVersionMismatch,
+    INPUTS.dbType,
+    INPUTS.dbHost,
+    INPUTS.dbPort,
+    INPUTS.dbName,
+    INPUTS.dbUser,
+    INPUTS.dbPassword,
 ];
 /** Inputs that only mean something for an SSH connection (with `host`). */
 const SSH_ONLY = [
@@ -17570,11 +19222,78 @@ function openSshKeyCipher(privateKey) {
     const length = blob.readUInt32BE(magic.length);
     return blob.subarray(magic.length + 4, magic.length + 4 + length).toString('latin1');
 }
+/** The areas of a user's home a single-path restore brings back. */
+const USER_AREAS = ['files', 'files_versions', 'files_trashbin'];
+/**
+ * `USER/files/SOME/PATH` (or `USER/files_versions/...`, `USER/files_trashbin/...`) as a
+ * user's path, or why it is not one. Pure.
+ */
+function userPath(given) {
+    const text = given.replace(/^\/+/, '').replace(/\/+$/, '');
+    if (/[\0\r\n]/.test(text))
+        return 'it contains a NUL byte or a line break.';
+    const parts = text.split('/');
+    if (parts.some((p) => p === '' || p === '.' || p === '..'))
+        return `'${given}' has an empty, '.' or '..' part. Expected USER/files/SOME/PATH.`;
+    const [user, area] = parts;
+    if (!user || !area || !USER_AREAS.includes(area))
+        return `'${given}' is not a path in a user's files. Expected USER/files/SOME/PATH (or USER/files_versions/..., USER/files_trashbin/...).`;
+    return { user, path: parts.slice(1).join('/'), area: area };
+}
+/** Validates a restore of single paths (restore --path). */
+function planPathRestore(raw, backupPath, label = actionLabel) {
+    const instance = planInstance(raw, label);
+    const { value, fail, boolean } = validators(raw, label);
+    // The action passes every input with its default: only a value that says more refuses.
+    const defaults = {
+        [INPUTS.safetyCopy]: 'true',
+        [INPUTS.discardPrevious]: 'false',
+        [INPUTS.allowVersionMismatch]: 'false',
+    };
+    for (const name of WHOLE_RESTORE_ONLY)
+        if ((value(name) !== '' && value(name).toLowerCase() !== defaults[name]) ||
+            (name === INPUTS.dbPassword && raw[name] !== undefined))
+            fail(name, `it applies to a restore of the whole instance, not of single paths (${label(INPUTS.path)}): the database stays as it is.`);
+    const paths = [];
+    for (const line of (raw[INPUTS.path] ?? '').split('\n')) {
+        if (line.trim() === '')
+            continue;
+        const parsed = userPath(line.replace(/\r$/, ''));
+        if (typeof parsed === 'string')
+            fail(INPUTS.path, parsed);
+        else
+            paths.push(parsed);
+    }
+    if (paths.length === 0)
+        fail(INPUTS.path, 'no path given. Expected USER/files/SOME/PATH.');
+    const asCopy = boolean(INPUTS.asCopy, false);
+    const overwrite = boolean(INPUTS.overwrite, false);
+    if (asCopy && overwrite)
+        fail(INPUTS.overwrite, `it contradicts ${label(INPUTS.asCopy)} (a copy beside the current items replaces nothing).`);
+    if (asCopy)
+        for (const p of paths)
+            if (p.area !== 'files')
+                fail(INPUTS.asCopy, `it applies to paths in a user's files/ only; '${p.user}/${p.path}' is a ${p.area === 'files_versions' ? 'version' : 'trash bin entry'}, whose name ownCloud gives it.`);
+    if (paths.some((p) => p.path === p.area && p.area === 'files' && asCopy))
+        fail(INPUTS.asCopy, "a user's whole files/ cannot be restored as a copy; name a folder in it.");
+    for (const a of paths)
+        for (const b of paths)
+            if (a !== b && a.user === b.user && (a.path === b.path || a.path.startsWith(`${b.path}/`)))
+                fail(INPUTS.path, `'${a.user}/${a.path}' is ${a.path === b.path ? 'given twice' : `inside '${b.user}/${b.path}', which is given too`}.`);
+    return {
+        ...instance,
+        owncloudDir: value(INPUTS.owncloudDir) ? instance.owncloudDir : '',
+        backupPath,
+        paths,
+        conflicts: asCopy ? 'as-copy' : overwrite ? 'overwrite' : 'keep-newer',
+    };
+}
 
 ;// CONCATENATED MODULE: ./src/cli/main.ts
 // `owncloud-backup`: the same engine as the action, from a shell. Options carry the
 // action's input names; secrets come from the environment or files, never from a
 // command-line value (which every user of the machine can read in the process list).
+
 
 
 
@@ -17599,6 +19318,8 @@ const ENV = {
 const USAGE = `Usage: owncloud-backup backup [options]
        owncloud-backup verify [--restore-test] BACKUP-DIR
        owncloud-backup restore BACKUP-DIR [options]
+       owncloud-backup restore BACKUP-DIR --path USER/files/PATH [--path ...] [options]
+       owncloud-backup restore BACKUP-DIR --list USER/files/DIR
        owncloud-backup restore --cleanup [options]
        owncloud-backup --help | --version
 
@@ -17652,6 +19373,15 @@ to the paths the backup recorded, the --db-* options replace config.php's values
   --owner USER             owner of the restored files when the archive's owners do not
                            exist on the target (the owner of the installation directory)
   --allow-version-mismatch restore onto server code of another version (package installs)
+Restore of single files and folders into the running instance (no maintenance mode, the
+database stays; encryption keys and file cache values come back with encrypted files):
+  --path USER/files/PATH   a file or folder as the user sees it (repeatable); also
+                           USER/files_versions/... and USER/files_trashbin/...
+  --as-copy                put restored items beside the current ones, named
+                           'NAME (restored DATE)', DATE the backup's
+  --overwrite              replace current files even when they are newer than the
+                           backup's (without it, newer files are skipped and named)
+  --list USER/files/DIR    show what the backup holds there (size, mtime, name), and exit
 Other:
   -h, --help               show this help
   --version                show the version
@@ -17707,6 +19437,10 @@ const OPTIONS = {
     cleanup: { type: 'boolean' },
     owner: { type: 'string' },
     'allow-version-mismatch': { type: 'boolean' },
+    path: { type: 'string', multiple: true },
+    'as-copy': { type: 'boolean' },
+    overwrite: { type: 'boolean' },
+    list: { type: 'string' },
 };
 /** Options that mean something for one command only. */
 const ONLY_FOR = {
@@ -17725,6 +19459,10 @@ const ONLY_FOR = {
     cleanup: 'restore',
     owner: 'restore',
     'allow-version-mismatch': 'restore',
+    path: 'restore',
+    'as-copy': 'restore',
+    overwrite: 'restore',
+    list: 'restore',
 };
 function readSecretFile(option, path) {
     try {
@@ -17804,6 +19542,16 @@ function cliInputs(args, env, cwd = process.cwd()) {
     }
     if (values['discard-previous'])
         raw[INPUTS.discardPrevious] = 'true';
+    if (values.path)
+        raw[INPUTS.path] = values.path.join('\n');
+    if (values['as-copy'])
+        raw[INPUTS.asCopy] = 'true';
+    if (values.overwrite)
+        raw[INPUTS.overwrite] = 'true';
+    if (values.list !== undefined && (values.path || values.cleanup))
+        throw new InputError(`Option --list shows what a backup holds and restores nothing: it does not go with ${values.path ? '--path' : '--cleanup'}.`);
+    if (values.cleanup && values.path)
+        throw new InputError('Option --cleanup does not go with --path (see owncloud-backup --help).');
     if (values['allow-version-mismatch'])
         raw[INPUTS.allowVersionMismatch] = 'true';
     // A relative backup-dir (the help's default is `.`) is taken from the working directory.
@@ -17869,6 +19617,7 @@ function cliInputs(args, env, cwd = process.cwd()) {
         ...(keepAliveSeconds ? { keepAliveSeconds } : {}),
         ...(backupPath ? { backupPath } : {}),
         ...(values.cleanup ? { cleanup: true } : {}),
+        ...(values.list !== undefined ? { list: values.list } : {}),
     };
 }
 function summary(result) {
@@ -17881,6 +19630,9 @@ function summary(result) {
         `  database ${manifest.database.type} '${manifest.database.name}', dumped with ${manifest.database.dumpTool} (${manifest.database.dumpToolVersion})`,
         ...manifest.archives.map((a) => `  ${a.name.padEnd(width)}  ${formatBytes(a.size).padStart(10)}  sha256 ${a.sha256}`),
         `  manifest.json, SHA256SUMS`,
+        ...(manifest.encryption
+            ? [`  server-side encryption: ${describeEncryption(manifest.encryption)}`]
+            : []),
         `  ${manifest.files.fileCount} files (${formatBytes(manifest.files.bytes)}) from ${Object.values(manifest.files.layout).join(', ')}`,
         ...leftOutOf(manifest).map((item) => `  left out: ${item.what.replaceAll('`', '')}${item.why ? ` (${item.why})` : ''}`),
         `  maintenance mode: ${manifest.maintenance.managed ? (manifest.maintenance.switchedByUs ? `on for ${formatSeconds(manifest.maintenance.seconds)}, then off again` : 'was on already, left on') : 'not managed (disabled by option)'}`,
@@ -17926,9 +19678,11 @@ async function runCli(args) {
     const onSignal = (signal) => {
         signals++;
         if (signals === 1) {
-            reporter.warning(restoring
-                ? `${signal}: stopping; the previous state is put back before exiting.`
-                : `${signal}: stopping; maintenance mode is restored before exiting.`);
+            reporter.warning(restoring === 'paths'
+                ? `${signal}: stopping after the current step (files being put in place are all placed, or none).`
+                : restoring
+                    ? `${signal}: stopping; the previous state is put back before exiting.`
+                    : `${signal}: stopping; maintenance mode is restored before exiting.`);
             controller.abort();
         }
         else if (signals === 2) {
@@ -17948,8 +19702,22 @@ async function runCli(args) {
         secrets.add(raw[INPUTS.dbPassword]);
         secrets.add(raw[INPUTS.sshKey]);
         secrets.add(raw[INPUTS.dbAdminPassword]);
+        if (inputs.command === 'restore' && inputs.list !== undefined)
+            return await listPath(inputs.backupPath, inputs.list);
+        if (inputs.command === 'restore' && raw[INPUTS.path] !== undefined) {
+            restoring = 'paths';
+            const plan = planPathRestore(raw, inputs.backupPath, label);
+            const result = await runPathRestore(plan, {
+                reporter,
+                secrets,
+                signal: controller.signal,
+                ...(keepAliveSeconds ? { ssh: { keepAliveSeconds } } : {}),
+            });
+            process.stdout.write(pathRestoreSummary(result));
+            return EXIT.ok;
+        }
         if (inputs.command === 'restore') {
-            restoring = true;
+            restoring = 'instance';
             const plan = planRestore(raw, inputs.backupPath ?? '', label);
             const ssh = keepAliveSeconds ? { ssh: { keepAliveSeconds } } : {};
             if (inputs.cleanup) {
@@ -17996,6 +19764,52 @@ async function runCli(args) {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
     }
+}
+/** `restore BACKUP-DIR --list USER/files/DIR`: size, mtime (UTC) and name, one a line. */
+async function listPath(backupPath, given) {
+    const path = userPath(given);
+    if (typeof path === 'string')
+        throw new InputError(`Invalid option --list: ${path}`);
+    const { manifest, entries } = await listBackupPath(backupPath, path);
+    const base = memberOf(path.user, path.path);
+    process.stdout.write(`${path.user}/${path.path} in the backup of ${manifest.startedAt} (${manifest.name}):\n`);
+    for (const entry of entries) {
+        const relative = entry.name === base ? '.' : entry.name.slice(base.length + 1);
+        const size = entry.type === 'directory' ? '-' : String(entry.size);
+        const name = entry.type === 'directory' ? `${relative}/` : relative;
+        const link = entry.type === 'symlink' ? ` -> ${entry.linkTarget}` : '';
+        process.stdout.write(`${size.padStart(12)}  ${entry.mtime}  ${JSON.stringify(name).slice(1, -1)}${link}\n`);
+    }
+    return EXIT.ok;
+}
+function pathRestoreSummary(result) {
+    const { manifest } = result;
+    const lines = [
+        `Restore complete: ${result.placed.length} file${result.placed.length === 1 ? '' : 's'} from ${manifest.name} (backed up ${manifest.startedAt}) into ${result.target}`,
+        ...result.placed
+            .slice(0, 50)
+            .map((p) => `  restored ${p.user}/${p.from}${p.to !== p.from ? ` as ${p.user}/${p.to}` : ''}`),
+        ...(result.placed.length > 50 ? [`  … and ${result.placed.length - 50} more`] : []),
+        ...(result.unchanged ? [`  ${result.unchanged} already as in the backup, left alone`] : []),
+        ...result.skipped.map((s) => `  skipped ${s.user}/${s.path}: ${s.reason}`),
+        ...(result.skipped.length
+            ? ['  (restore skipped files with --overwrite, or beside the current ones with --as-copy)']
+            : []),
+        ...(result.scanned.length ? [`  occ files:scan: ${result.scanned.join(', ')}`] : []),
+        ...(result.filesOnly.length
+            ? [
+                `  restored as files (versions and trash bin are not scanned): ${result.filesOnly.join(', ')}`,
+            ]
+            : []),
+        ...(result.cacheRows
+            ? [`  ${result.cacheRows} file cache rows hold the encryption values recorded at backup time`]
+            : []),
+        result.previous
+            ? `  ${result.replaced} replaced item${result.replaced === 1 ? '' : 's'} kept in ${result.previous}: owncloud-backup restore --cleanup removes ${result.replaced === 1 ? 'it' : 'them'}`
+            : '  nothing was replaced',
+        `  took ${formatSeconds(result.seconds)}`,
+    ];
+    return `${lines.join('\n')}\n`;
 }
 async function verify(args) {
     const restoreTest = args[0] === '--restore-test';

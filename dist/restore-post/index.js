@@ -28370,7 +28370,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6171:
+/***/ 3338:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -31324,6 +31324,8 @@ function getIDToken(aud) {
  */
 
 //# sourceMappingURL=core.js.map
+;// CONCATENATED MODULE: external "node:path"
+const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
 ;// CONCATENATED MODULE: ./src/errors.ts
 /**
  * A mistake in what the user asked for (an input, an option, a path that is not an
@@ -31375,12 +31377,415 @@ function errors_describeError(error) {
     return String(error);
 }
 
+;// CONCATENATED MODULE: ./src/settings.ts
+// What the user asked for, validated into a plan before anything touches the host. The
+// action's inputs and the command line's options carry the same names (INPUTS), so one
+// validation serves both; each error names the input and the form expected.
+
+
+/** Input names: the action's `with:` keys and the command line's `--options`. */
+const INPUTS = {
+    host: 'host',
+    port: 'port',
+    user: 'user',
+    sshKey: 'ssh-key',
+    knownHosts: 'known-hosts',
+    owncloudDir: 'owncloud-dir',
+    dataDir: 'data-dir',
+    extraPaths: 'extra-paths',
+    exclude: 'exclude',
+    installType: 'install-type',
+    dbType: 'db-type',
+    dbHost: 'db-host',
+    dbPort: 'db-port',
+    dbName: 'db-name',
+    dbUser: 'db-user',
+    dbPassword: 'db-password',
+    maintenanceMode: 'maintenance-mode',
+    occUser: 'occ-user',
+    compression: 'compression',
+    backupDir: 'backup-dir',
+    dumpTimeout: 'dump-timeout',
+    restoreTest: 'restore-test',
+    // Restore only.
+    dbAdminUser: 'db-admin-user',
+    dbAdminPassword: 'db-admin-password',
+    safetyCopy: 'safety-copy',
+    discardPrevious: 'discard-previous',
+    owner: 'owner',
+    allowVersionMismatch: 'allow-version-mismatch',
+    // Restore of single paths only.
+    path: 'path',
+    asCopy: 'as-copy',
+    overwrite: 'overwrite',
+};
+/** Inputs of a restore only (the backup action does not declare them). */
+const RESTORE_ONLY = [
+    INPUTS.dbAdminUser,
+    INPUTS.dbAdminPassword,
+    INPUTS.safetyCopy,
+    INPUTS.discardPrevious,
+    INPUTS.owner,
+    INPUTS.allowVersionMismatch,
+    INPUTS.path,
+    INPUTS.asCopy,
+    INPUTS.overwrite,
+];
+/** Inputs of a whole-instance restore that mean nothing when single paths come back. */
+const WHOLE_RESTORE_ONLY = [
+    INPUTS.dbAdminUser,
+    INPUTS.dbAdminPassword,
+    INPUTS.safetyCopy,
+    INPUTS.discardPrevious,
+    INPUTS.owner,
+    INPUTS.allowVersionMismatch,
+    INPUTS.dbType,
+    INPUTS.dbHost,
+    INPUTS.dbPort,
+    INPUTS.dbName,
+    INPUTS.dbUser,
+    INPUTS.dbPassword,
+];
+/** Inputs that only mean something for an SSH connection (with `host`). */
+const SSH_ONLY = [
+    INPUTS.port,
+    INPUTS.user,
+    INPUTS.sshKey,
+    INPUTS.knownHosts,
+];
+const settings_actionLabel = (name) => `input '${name}'`;
+const cliLabel = (name) => `option --${name}`;
+const KEY_TYPES = new Set([
+    'ssh-ed25519',
+    'ssh-rsa',
+    'ecdsa-sha2-nistp256',
+    'ecdsa-sha2-nistp384',
+    'ecdsa-sha2-nistp521',
+    'sk-ssh-ed25519@openssh.com',
+    'sk-ecdsa-sha2-nistp256@openssh.com',
+    'ssh-dss',
+]);
+function words(value) {
+    return (value ?? '')
+        .split(/\r?\n/)
+        .map((line) => line.trim())
+        .filter((line) => line !== '' && !line.startsWith('#'));
+}
+/** The validators every plan uses, bound to the raw inputs and their labels. */
+function validators(raw, label) {
+    const value = (name) => (raw[name] ?? '').trim();
+    const fail = (name, message) => {
+        throw new errors_InputError(`Invalid ${label(name)}: ${message}`);
+    };
+    const oneOf = (name, allowed, fallback) => {
+        const given = value(name).toLowerCase();
+        if (given === '')
+            return fallback;
+        if (!allowed.includes(given))
+            fail(name, `'${value(name)}' is not supported. Expected one of: ${allowed.join(', ')}.`);
+        return given;
+    };
+    const integer = (name, min, max) => {
+        const given = value(name);
+        if (given === '')
+            return undefined;
+        if (!/^\d+$/.test(given) || Number(given) < min || Number(given) > max)
+            fail(name, `'${given}' is not a whole number from ${min} to ${max}.`);
+        return Number(given);
+    };
+    const boolean = (name, fallback) => {
+        const given = value(name).toLowerCase();
+        if (given === '')
+            return fallback;
+        if (['true', 'yes', 'on', '1'].includes(given))
+            return true;
+        if (['false', 'no', 'off', '0'].includes(given))
+            return false;
+        return fail(name, `'${value(name)}' is not a boolean. Expected true or false.`);
+    };
+    const absolutePath = (name, given) => {
+        if (given.includes('\0'))
+            fail(name, 'the path contains a NUL byte.');
+        if (given.startsWith('-'))
+            fail(name, `'${given}' starts with '-'. Expected an absolute path.`);
+        if (!(0,external_node_path_namespaceObject.isAbsolute)(given))
+            fail(name, `'${given}' is not an absolute path.`);
+        const normal = (0,external_node_path_namespaceObject.normalize)(given);
+        return normal.length > 1 ? normal.replace(/\/+$/, '') : normal;
+    };
+    const userName = (name) => {
+        const given = value(name);
+        if (given && !/^[a-z_][a-z0-9_.-]*\$?$/i.test(given))
+            fail(name, `'${given}' is not a user name.`);
+        return given || undefined;
+    };
+    const password = (name) => {
+        // A password is taken as given (spaces are legitimate); only a missing one means "the default".
+        const given = raw[name];
+        if (given === undefined || given === '')
+            return undefined;
+        if (/[\r\n\0]/.test(given))
+            fail(name, 'the password contains a line break or NUL byte, which no database client accepts.');
+        return given;
+    };
+    return { value, fail, oneOf, integer, boolean, absolutePath, userName, password };
+}
+/** Validates the inputs that say where the instance is (shared by backup and restore). */
+function planInstance(raw, label = settings_actionLabel) {
+    const { value, fail, integer, absolutePath } = validators(raw, label);
+    // --- Where the ownCloud server is -------------------------------------------------------
+    const host = value(INPUTS.host);
+    let target = { kind: 'local' };
+    // Without a host there is no SSH connection: an SSH setting would be silently unused.
+    if (host === '')
+        for (const name of SSH_ONLY)
+            if (value(name) !== '')
+                fail(name, `it only applies with ${label(INPUTS.host)} (without a host, the server is this machine and there is no SSH connection).`);
+    if (host !== '') {
+        if (host.startsWith('-') || !/^[A-Za-z0-9._:[\]%_-]+$/.test(host))
+            fail(INPUTS.host, `'${host}' is not a host name or IP address.`);
+        const privateKey = (raw[INPUTS.sshKey] ?? '').replace(/\r\n/g, '\n').trim();
+        if (privateKey === '')
+            fail(INPUTS.sshKey, `a private key is required when ${label(INPUTS.host)} is set.`);
+        if (!/^-----BEGIN [A-Z ]*PRIVATE KEY-----\n[\s\S]+\n-----END [A-Z ]*PRIVATE KEY-----$/.test(privateKey))
+            fail(INPUTS.sshKey, 'expected a private key in PEM/OpenSSH format (-----BEGIN ... PRIVATE KEY-----).');
+        if (/^Proc-Type: .*ENCRYPTED/m.test(privateKey) ||
+            privateKey.includes('ENCRYPTED PRIVATE KEY') ||
+            openSshKeyCipher(privateKey) !== 'none')
+            fail(INPUTS.sshKey, 'the private key is protected by a passphrase; use a key without one.');
+        const knownHosts = words(raw[INPUTS.knownHosts]);
+        if (knownHosts.length === 0)
+            fail(INPUTS.knownHosts, `known_hosts lines for the host are required when ${label(INPUTS.host)} is set (get them with: ssh-keyscan -p PORT HOST).`);
+        knownHosts.forEach((line, index) => {
+            const problem = knownHostsLineProblem(line);
+            if (problem)
+                fail(INPUTS.knownHosts, `line ${index + 1} ${problem}`);
+        });
+        const user = value(INPUTS.user) || 'root';
+        if (!/^[a-z_][a-z0-9_.-]*\$?$/i.test(user))
+            fail(INPUTS.user, `'${user}' is not a user name.`);
+        target = {
+            kind: 'ssh',
+            host: host.replace(/^\[(.*)\]$/, '$1'),
+            port: integer(INPUTS.port, 1, 65535) ?? 22,
+            user,
+            privateKey: `${privateKey}\n`,
+            knownHosts,
+        };
+    }
+    // --- The instance -------------------------------------------------------------------------
+    const owncloudDir = absolutePath(INPUTS.owncloudDir, value(INPUTS.owncloudDir) || '/var/www/owncloud');
+    const dataDir = value(INPUTS.dataDir)
+        ? absolutePath(INPUTS.dataDir, value(INPUTS.dataDir))
+        : undefined;
+    // --- The database -------------------------------------------------------------------------
+    const dbTypeGiven = value(INPUTS.dbType).toLowerCase();
+    if (['oci', 'oracle'].includes(dbTypeGiven))
+        fail(INPUTS.dbType, 'Oracle (oci) is not supported. Expected one of: auto, mysql, pgsql, sqlite.');
+    const dbTypeAliases = {
+        '': 'auto',
+        auto: 'auto',
+        mysql: 'mysql',
+        mariadb: 'mysql',
+        pgsql: 'pgsql',
+        postgres: 'pgsql',
+        postgresql: 'pgsql',
+        sqlite: 'sqlite',
+        sqlite3: 'sqlite',
+    };
+    const dbType = dbTypeAliases[dbTypeGiven];
+    if (dbType === undefined)
+        fail(INPUTS.dbType, `'${value(INPUTS.dbType)}' is not supported. Expected one of: auto, mysql, pgsql, sqlite.`);
+    const database = {};
+    if (dbType !== 'auto')
+        database.type = dbType;
+    if (value(INPUTS.dbHost))
+        database.host = value(INPUTS.dbHost);
+    const dbPort = integer(INPUTS.dbPort, 1, 65535);
+    if (dbPort !== undefined)
+        database.port = dbPort;
+    if (value(INPUTS.dbName))
+        database.name = value(INPUTS.dbName);
+    if (value(INPUTS.dbUser))
+        database.user = value(INPUTS.dbUser);
+    const password = validators(raw, label).password(INPUTS.dbPassword);
+    if (password !== undefined)
+        database.password = password;
+    const occUser = validators(raw, label).userName(INPUTS.occUser);
+    return {
+        target,
+        owncloudDir,
+        ...(dataDir ? { dataDir } : {}),
+        database,
+        ...(occUser ? { occUser } : {}),
+    };
+}
+/** Validates everything up front and returns the plan, or throws one InputError. */
+function settings_planBackup(raw, defaults, label = settings_actionLabel) {
+    const instance = planInstance(raw, label);
+    const { value, fail, oneOf, integer, boolean, absolutePath } = validators(raw, label);
+    // --- What to back up ----------------------------------------------------------------------
+    const extraPaths = words(raw[INPUTS.extraPaths]).map((path) => {
+        if (path.includes('\0'))
+            fail(INPUTS.extraPaths, 'a path contains a NUL byte.');
+        if (path.startsWith('-'))
+            fail(INPUTS.extraPaths, `'${path}' starts with '-'. Expected a path.`);
+        if (isAbsolute(path))
+            return absolutePath(INPUTS.extraPaths, path);
+        const normal = normalize(path).replace(/\/+$/, '');
+        if (normal === '.' || normal === '..' || normal.startsWith('../'))
+            fail(INPUTS.extraPaths, `'${path}' is not a path inside ${label(INPUTS.owncloudDir)}.`);
+        return normal;
+    });
+    const exclude = words(raw[INPUTS.exclude]);
+    for (const pattern of exclude)
+        if (pattern.startsWith('-') || pattern.startsWith('+'))
+            fail(INPUTS.exclude, `'${pattern}' starts with '${pattern[0]}'. Expected an rsync pattern such as '*/thumbnails/'.`);
+    const installType = oneOf(INPUTS.installType, ['auto', 'package', 'tarball'], 'auto');
+    return {
+        ...instance,
+        extraPaths,
+        exclude,
+        installType,
+        maintenanceMode: boolean(INPUTS.maintenanceMode, true),
+        compression: oneOf(INPUTS.compression, ['zstd', 'gzip'], 'zstd'),
+        backupDir: absolutePath(INPUTS.backupDir, value(INPUTS.backupDir) || defaults.backupDir),
+        dumpTimeoutSeconds: integer(INPUTS.dumpTimeout, 1, 7 * 24 * 3600) ?? 600,
+        restoreTest: boolean(INPUTS.restoreTest, defaults.restoreTest ?? false),
+    };
+}
+/** Validates a restore's inputs up front; the backup path is the CLI's argument (or the download). */
+function planRestore(raw, backupPath, label = settings_actionLabel) {
+    const instance = planInstance(raw, label);
+    const { value, fail, boolean, userName, password } = validators(raw, label);
+    const adminUser = value(INPUTS.dbAdminUser);
+    const adminPassword = password(INPUTS.dbAdminPassword);
+    if (adminUser === '' && adminPassword !== undefined)
+        fail(INPUTS.dbAdminPassword, `it only applies with ${label(INPUTS.dbAdminUser)} (the account that may drop and create databases).`);
+    if (adminUser.startsWith('-') || /[\0\r\n]/.test(adminUser))
+        fail(INPUTS.dbAdminUser, `'${adminUser}' is not a database user name.`);
+    const safetyCopy = boolean(INPUTS.safetyCopy, true);
+    const discardPrevious = boolean(INPUTS.discardPrevious, false);
+    if (!safetyCopy && discardPrevious)
+        fail(INPUTS.discardPrevious, `it only applies with a safety copy (${label(INPUTS.safetyCopy)} is false: there is nothing to discard).`);
+    const owner = userName(INPUTS.owner);
+    return {
+        ...instance,
+        // Empty: the installation directory the backup recorded.
+        owncloudDir: value(INPUTS.owncloudDir) ? instance.owncloudDir : '',
+        backupPath,
+        ...(adminUser ? { dbAdmin: { user: adminUser, password: adminPassword ?? '' } } : {}),
+        allowVersionMismatch: boolean(INPUTS.allowVersionMismatch, false),
+        safetyCopy,
+        discardPrevious,
+        ...(owner ? { owner } : {}),
+    };
+}
+/** Why a known_hosts line is malformed, or undefined when it is fine. */
+function knownHostsLineProblem(line) {
+    const fields = line.split(/\s+/);
+    if (fields[0] === '@cert-authority' || fields[0] === '@revoked')
+        fields.shift();
+    const [hosts, keyType, key] = fields;
+    if (!hosts || !keyType || !key)
+        return `is not a known_hosts line. Expected 'HOST KEYTYPE BASE64KEY', e.g. '[cloud.example.com]:2222 ssh-ed25519 AAAA...'.`;
+    if (!KEY_TYPES.has(keyType))
+        return `has an unknown key type '${keyType}'.`;
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(key))
+        return 'has a key that is not base64.';
+    // The key blob starts with its own type name: a cheap check that it is really a key.
+    const blob = Buffer.from(key, 'base64');
+    const nameLength = blob.length >= 4 ? blob.readUInt32BE(0) : 0;
+    if (nameLength === 0 || blob.subarray(4, 4 + nameLength).toString('latin1') !== keyType)
+        return `has a key that is not a ${keyType} key.`;
+    return undefined;
+}
+/**
+ * The cipher an OpenSSH-format private key is encrypted with ('none' when it has no
+ * passphrase, and for keys in other formats, which say so in their PEM headers).
+ */
+function openSshKeyCipher(privateKey) {
+    const match = /-----BEGIN OPENSSH PRIVATE KEY-----\n([\s\S]+?)\n-----END OPENSSH PRIVATE KEY-----/.exec(privateKey);
+    if (!match)
+        return 'none';
+    const blob = Buffer.from(match[1].replace(/\s+/g, ''), 'base64');
+    const magic = 'openssh-key-v1\0';
+    if (blob.subarray(0, magic.length).toString('latin1') !== magic || blob.length < magic.length + 4)
+        return 'none';
+    const length = blob.readUInt32BE(magic.length);
+    return blob.subarray(magic.length + 4, magic.length + 4 + length).toString('latin1');
+}
+/** The areas of a user's home a single-path restore brings back. */
+const USER_AREAS = ['files', 'files_versions', 'files_trashbin'];
+/**
+ * `USER/files/SOME/PATH` (or `USER/files_versions/...`, `USER/files_trashbin/...`) as a
+ * user's path, or why it is not one. Pure.
+ */
+function userPath(given) {
+    const text = given.replace(/^\/+/, '').replace(/\/+$/, '');
+    if (/[\0\r\n]/.test(text))
+        return 'it contains a NUL byte or a line break.';
+    const parts = text.split('/');
+    if (parts.some((p) => p === '' || p === '.' || p === '..'))
+        return `'${given}' has an empty, '.' or '..' part. Expected USER/files/SOME/PATH.`;
+    const [user, area] = parts;
+    if (!user || !area || !USER_AREAS.includes(area))
+        return `'${given}' is not a path in a user's files. Expected USER/files/SOME/PATH (or USER/files_versions/..., USER/files_trashbin/...).`;
+    return { user, path: parts.slice(1).join('/'), area: area };
+}
+/** Validates a restore of single paths (restore --path). */
+function planPathRestore(raw, backupPath, label = settings_actionLabel) {
+    const instance = planInstance(raw, label);
+    const { value, fail, boolean } = validators(raw, label);
+    // The action passes every input with its default: only a value that says more refuses.
+    const defaults = {
+        [INPUTS.safetyCopy]: 'true',
+        [INPUTS.discardPrevious]: 'false',
+        [INPUTS.allowVersionMismatch]: 'false',
+    };
+    for (const name of WHOLE_RESTORE_ONLY)
+        if ((value(name) !== '' && value(name).toLowerCase() !== defaults[name]) ||
+            (name === INPUTS.dbPassword && raw[name] !== undefined))
+            fail(name, `it applies to a restore of the whole instance, not of single paths (${label(INPUTS.path)}): the database stays as it is.`);
+    const paths = [];
+    for (const line of (raw[INPUTS.path] ?? '').split('\n')) {
+        if (line.trim() === '')
+            continue;
+        const parsed = userPath(line.replace(/\r$/, ''));
+        if (typeof parsed === 'string')
+            fail(INPUTS.path, parsed);
+        else
+            paths.push(parsed);
+    }
+    if (paths.length === 0)
+        fail(INPUTS.path, 'no path given. Expected USER/files/SOME/PATH.');
+    const asCopy = boolean(INPUTS.asCopy, false);
+    const overwrite = boolean(INPUTS.overwrite, false);
+    if (asCopy && overwrite)
+        fail(INPUTS.overwrite, `it contradicts ${label(INPUTS.asCopy)} (a copy beside the current items replaces nothing).`);
+    if (asCopy)
+        for (const p of paths)
+            if (p.area !== 'files')
+                fail(INPUTS.asCopy, `it applies to paths in a user's files/ only; '${p.user}/${p.path}' is a ${p.area === 'files_versions' ? 'version' : 'trash bin entry'}, whose name ownCloud gives it.`);
+    if (paths.some((p) => p.path === p.area && p.area === 'files' && asCopy))
+        fail(INPUTS.asCopy, "a user's whole files/ cannot be restored as a copy; name a folder in it.");
+    for (const a of paths)
+        for (const b of paths)
+            if (a !== b && a.user === b.user && (a.path === b.path || a.path.startsWith(`${b.path}/`)))
+                fail(INPUTS.path, `'${a.user}/${a.path}' is ${a.path === b.path ? 'given twice' : `inside '${b.user}/${b.path}', which is given too`}.`);
+    return {
+        ...instance,
+        owncloudDir: value(INPUTS.owncloudDir) ? instance.owncloudDir : '',
+        backupPath,
+        paths,
+        conflicts: asCopy ? 'as-copy' : overwrite ? 'overwrite' : 'keep-newer',
+    };
+}
+
 ;// CONCATENATED MODULE: external "node:fs"
 const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
 ;// CONCATENATED MODULE: external "node:timers/promises"
 const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
-;// CONCATENATED MODULE: external "node:path"
-const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
 ;// CONCATENATED MODULE: ./src/host/guarded.ts
 // Long-running commands on the host (database dumps) are wrapped in a small POSIX sh
 // script that (1) takes the secret from the first line of stdin and hands it to the tool
@@ -42612,6 +43017,87 @@ function parseRowCountLines(stdout) {
     }
     return counts;
 }
+// --- Server-side encryption ----------------------------------------------------------------
+/** The app config keys that say whether and how the instance encrypts (app, key). */
+const ENCRYPTION_SETTINGS = [
+    ['core', 'encryption_enabled'],
+    ['core', 'default_encryption_module'],
+    ['encryption', 'useMasterKey'],
+    ['encryption', 'masterKeyId'],
+];
+const hexText = (hex) => Buffer.from(hex, 'hex').toString('utf8');
+/** Text from hex digits of its UTF-8 bytes; undefined when they are not valid UTF-8. */
+function exactText(hex) {
+    const bytes = Buffer.from(hex, 'hex');
+    const text = bytes.toString('utf8');
+    return Buffer.from(text, 'utf8').equals(bytes) ? text : undefined;
+}
+/**
+ * Parses the encryption settings: `HEXAPP<TAB>HEXKEY<TAB>HEXVALUE` lines (hex of UTF-8, so
+ * any value survives every client's escaping; an empty value field for NULL).
+ */
+function parseEncryptionSettings(stdout) {
+    const values = new Map();
+    for (const line of stdout.split('\n')) {
+        const text = line.replace(/\r$/, '');
+        if (text.trim() === '')
+            continue;
+        const match = /^((?:[0-9A-Fa-f]{2})+)\t((?:[0-9A-Fa-f]{2})+)\t((?:[0-9A-Fa-f]{2})*)$/.exec(text);
+        if (!match)
+            throw new BackupError(`Unexpected line in the encryption settings (expected HEXAPP<TAB>HEXKEY<TAB>HEXVALUE): '${text.slice(0, 200)}'`);
+        values.set(`${hexText(match[1])}/${hexText(match[2])}`, hexText(match[3]));
+    }
+    if (values.get('core/encryption_enabled') !== 'yes')
+        return { enabled: false };
+    const module = values.get('core/default_encryption_module');
+    const masterKey = values.get('encryption/useMasterKey') === '1';
+    const masterKeyId = values.get('encryption/masterKeyId');
+    return {
+        enabled: true,
+        ...(module ? { module } : {}),
+        mode: masterKey ? 'master-key' : 'per-user-key',
+        ...(masterKey && masterKeyId ? { masterKeyId } : {}),
+    };
+}
+function wholeNumber(field, what, nullable) {
+    if (nullable && field === '')
+        return null;
+    if (!/^-?\d+$/.test(field) || !Number.isSafeInteger(Number(field)))
+        throw new BackupError(`${what} '${field.slice(0, 40)}' is not a whole number`);
+    return Number(field);
+}
+/**
+ * Parses one line of the encrypted files query: `HEXSTORAGE<TAB>HEXPATH<TAB>FILEID<TAB>
+ * ENCRYPTED<TAB>SIZE<TAB>UNENCRYPTED_SIZE<TAB>HEXMIMETYPE` (names as hex of their bytes;
+ * an empty field for NULL). Undefined for a blank line. A storage or path whose bytes are
+ * not UTF-8 is also kept exactly, in `storageHex`/`pathHex`.
+ */
+function parseEncryptedFileLine(line) {
+    const text = line.replace(/\r$/, '');
+    if (text.trim() === '')
+        return undefined;
+    const fields = text.split('\t');
+    const hex = /^(?:[0-9A-Fa-f]{2})*$/;
+    if (fields.length !== 7 ||
+        !hex.test(fields[0]) ||
+        !hex.test(fields[1]) ||
+        !hex.test(fields[6]))
+        throw new BackupError(`Unexpected line in the encrypted files (expected 7 tab-separated fields: storage, path, fileid, encrypted, size, unencrypted_size, mimetype, names in hex): '${text.slice(0, 200)}'`);
+    const [storageHex, pathHex, fileid, encrypted, size, unencrypted, mimetype] = fields;
+    const storage = exactText(storageHex);
+    const path = exactText(pathHex);
+    return {
+        storage: storage ?? hexText(storageHex),
+        path: path ?? hexText(pathHex),
+        fileid: wholeNumber(fileid, 'fileid', false),
+        encrypted: wholeNumber(encrypted, 'encrypted', false),
+        size: wholeNumber(size, 'size', true),
+        unencrypted_size: wholeNumber(unencrypted, 'unencrypted_size', true),
+        mimetype: mimetype === '' ? null : hexText(mimetype),
+        ...(storage === undefined ? { storageHex: storageHex.toLowerCase() } : {}),
+        ...(path === undefined ? { pathHex: pathHex.toLowerCase() } : {}),
+    };
+}
 /** A hex line each: the decoded values (the home storage query's output). */
 function engine_parseHexLines(stdout) {
     return stdout
@@ -42778,6 +43264,21 @@ function rowCountsSql(tablePrefix) {
         'DEALLOCATE PREPARE owncloud_backup_counts',
     ].join('; ');
 }
+/** The encryption settings from appconfig, hex columns (see ENCRYPTION_SETTINGS). */
+function encryptionStateSql(tablePrefix) {
+    const wanted = ENCRYPTION_SETTINGS.map(([app, key]) => `(appid = '${app}' AND configkey = '${key}')`);
+    return `SELECT HEX(appid), HEX(configkey), IFNULL(HEX(configvalue), '') FROM ${mysqlIdentifier(`${tablePrefix}appconfig`)} WHERE ${wanted.join(' OR ')}`;
+}
+/**
+ * Every encrypted file cache row, in fileid order: separate columns (the batch output
+ * escapes a tab inside a value, not the tabs between columns), names in hex, '' for NULL.
+ */
+function encryptedFilesSql(tablePrefix) {
+    const t = (name) => mysqlIdentifier(`${tablePrefix}${name}`);
+    return ("SELECT HEX(s.id), HEX(f.path), f.fileid, f.encrypted, IFNULL(f.size, ''), IFNULL(f.unencrypted_size, ''), IFNULL(HEX(m.mimetype), '') " +
+        `FROM ${t('filecache')} f JOIN ${t('storages')} s ON s.numeric_id = f.storage LEFT JOIN ${t('mimetypes')} m ON m.id = f.mimetype ` +
+        'WHERE f.encrypted <> 0 ORDER BY f.fileid');
+}
 const mysql = {
     type: 'mysql',
     programs: ['mysqldump', 'mariadb-dump'],
@@ -42813,6 +43314,11 @@ const mysql = {
     },
     explainFailure,
     clients: ['mariadb', 'mysql'],
+    scriptCommand({ connection, client }) {
+        return clientCommand(client, connection, connection.name);
+    },
+    identifier: mysqlIdentifier,
+    textFromHex: (hex) => `CONVERT(X'${hex}' USING utf8mb4)`,
     loadCommand({ connection, client }) {
         const { argv, delivery, secret } = clientCommand(client, connection, connection.name);
         return { argv, delivery, secret };
@@ -42860,6 +43366,16 @@ const mysql = {
         return queryCommand(clientOf(tool), connection, rowCountsSql(connection.tablePrefix));
     },
     parseRowCounts: parseRowCountLines,
+    encryptionStateCommand({ connection, tool }) {
+        return queryCommand(clientOf(tool), connection, encryptionStateSql(connection.tablePrefix));
+    },
+    encryptedFilesCommand({ connection, tool }) {
+        const command = queryCommand(clientOf(tool), connection, encryptedFilesSql(connection.tablePrefix));
+        // --quick: row by row, instead of the whole result held in the client's memory first.
+        const at = command.argv.indexOf('--batch');
+        command.argv.splice(at + 1, 0, '--quick');
+        return command;
+    },
     throwawayPrograms: [
         { role: 'server', names: ['mariadbd', 'mysqld'] },
         { role: 'init', names: ['mariadb-install-db', 'mysql_install_db'], optional: true },
@@ -43047,6 +43563,29 @@ function pgsql_rowCountsSql(tablePrefix) {
         "FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' " +
         `AND left(table_name, length(${prefix})) = ${prefix} ORDER BY table_name`);
 }
+const hexOf = (expression) => `encode(convert_to(${expression}, 'UTF8'), 'hex')`;
+/** The encryption settings from appconfig, one hex line each (see ENCRYPTION_SETTINGS). */
+function pgsql_encryptionStateSql(tablePrefix) {
+    const wanted = ENCRYPTION_SETTINGS.map(([app, key]) => `(appid = '${app}' AND configkey = '${key}')`);
+    return (`SELECT ${hexOf('appid')} || E'\\t' || ${hexOf('configkey')} || E'\\t' || coalesce(${hexOf('configvalue')}, '') ` +
+        `FROM ${pgIdentifier(`${tablePrefix}appconfig`)} WHERE ${wanted.join(' OR ')}`);
+}
+/** Every encrypted file cache row, one tab-separated line each, in fileid order. */
+function pgsql_encryptedFilesSql(tablePrefix) {
+    const t = (name) => pgIdentifier(`${tablePrefix}${name}`);
+    const fields = [
+        hexOf('s.id'),
+        hexOf('f.path'),
+        'f.fileid::text',
+        'f.encrypted::text',
+        "coalesce(f.size::text, '')",
+        "coalesce(f.unencrypted_size::text, '')",
+        `coalesce(${hexOf('m.mimetype')}, '')`,
+    ];
+    return (`SELECT ${fields.join(" || E'\\t' || ")} ` +
+        `FROM ${t('filecache')} f JOIN ${t('storages')} s ON s.numeric_id = f.storage LEFT JOIN ${t('mimetypes')} m ON m.id = f.mimetype ` +
+        'WHERE f.encrypted <> 0 ORDER BY f.fileid');
+}
 const pgsql = {
     type: 'pgsql',
     programs: ['pg_dump'],
@@ -43074,6 +43613,11 @@ const pgsql = {
     clients: ['psql'],
     // pg_dump names the owner of every object; loaded by another user, those lines must go.
     foreignOwnerLine: /^ALTER [A-Z ]+ \S.* OWNER TO \S+;$/,
+    scriptCommand({ connection }) {
+        return pgsql_queryCommand(connection, ['--set=ON_ERROR_STOP=1', '--field-separator=\t']);
+    },
+    identifier: pgIdentifier,
+    textFromHex: (hex) => `convert_from(decode('${hex}', 'hex'), 'UTF8')`,
     loadCommand({ connection }) {
         const { argv, delivery, secret } = psqlCommand(connection, ['--single-transaction']);
         return { argv, delivery, secret };
@@ -43124,6 +43668,20 @@ const pgsql = {
         ]);
     },
     parseRowCounts: parseRowCountLines,
+    encryptionStateCommand({ connection }) {
+        return pgsql_queryCommand(connection, [
+            '--set=ON_ERROR_STOP=1',
+            `--command=${pgsql_encryptionStateSql(connection.tablePrefix)}`,
+        ]);
+    },
+    encryptedFilesCommand({ connection }) {
+        // FETCH_COUNT: psql reads through a cursor, so the rows stream instead of being held whole.
+        return pgsql_queryCommand(connection, [
+            '--set=ON_ERROR_STOP=1',
+            '--set=FETCH_COUNT=10000',
+            `--command=${pgsql_encryptedFilesSql(connection.tablePrefix)}`,
+        ]);
+    },
     throwawayPrograms: [
         { role: 'server', names: ['postgres'] },
         { role: 'init', names: ['initdb'] },
@@ -43288,6 +43846,37 @@ function sqlite_rowCountsSql(tablePrefix) {
         "FROM (SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' " +
         `AND substr(name, 1, length(${prefix})) = ${prefix} ORDER BY name)`);
 }
+/** A table of the instance, double-quoted. */
+function table(tablePrefix, name) {
+    return `"${(tablePrefix + name).replaceAll('"', '""')}"`;
+}
+/** The encryption settings from appconfig, one hex line each (see ENCRYPTION_SETTINGS). */
+function sqlite_encryptionStateSql(tablePrefix) {
+    const wanted = ENCRYPTION_SETTINGS.map(([app, key]) => `(appid = '${app}' AND configkey = '${key}')`);
+    return ("SELECT hex(appid) || char(9) || hex(configkey) || char(9) || ifnull(hex(configvalue), '') " +
+        `FROM ${table(tablePrefix, 'appconfig')} WHERE ${wanted.join(' OR ')};`);
+}
+/** Every encrypted file cache row, one tab-separated line each, in fileid order. */
+function sqlite_encryptedFilesSql(tablePrefix) {
+    return ("SELECT hex(s.id) || char(9) || hex(f.path) || char(9) || f.fileid || char(9) || f.encrypted || char(9) || ifnull(f.size, '') || char(9) || ifnull(f.unencrypted_size, '') || char(9) || ifnull(hex(m.mimetype), '') " +
+        `FROM ${table(tablePrefix, 'filecache')} f JOIN ${table(tablePrefix, 'storages')} s ON s.numeric_id = f.storage ` +
+        `LEFT JOIN ${table(tablePrefix, 'mimetypes')} m ON m.id = f.mimetype WHERE f.encrypted <> 0 ORDER BY f.fileid;`);
+}
+/** sqlite3 running one query read-only, as the instance's owner (as the dump). */
+function readOnlyQuery({ connection, tool, account, owner }, sql) {
+    const argv = host_asUser(account, owner, [
+        tool.program,
+        '-readonly',
+        '-bail',
+        '-batch',
+        '-noheader',
+        '-cmd',
+        '.timeout 5000',
+        connection.file,
+        sql,
+    ]);
+    return { program: tool.program, argv, delivery: 'none', secret: '' };
+}
 const sqlite = {
     type: 'sqlite',
     programs: ['sqlite3'],
@@ -43347,6 +43936,21 @@ const sqlite = {
         return undefined;
     },
     clients: ['sqlite3'],
+    scriptCommand({ connection, client, account, owner }) {
+        // As the web server's user: the database file and its journal are the instance's own.
+        const argv = host_asUser(account, owner, [
+            client,
+            '-bail',
+            '-batch',
+            '-noheader',
+            '-separator',
+            '\t',
+            connection.file,
+        ]);
+        return { program: client, argv, delivery: 'none', secret: '' };
+    },
+    identifier: (name) => `"${name.replaceAll('"', '""')}"`,
+    textFromHex: (hex) => `CAST(X'${hex}' AS TEXT)`,
     loadCommand({ connection, client, account, owner }) {
         // As the web server's user, so the new database file is the instance's own.
         const argv = host_asUser(account, owner, [client, '-bail', connection.file]);
@@ -43387,6 +43991,12 @@ const sqlite = {
         return { program: tool.program, argv, delivery: 'none', secret: '' };
     },
     parseRowCounts: parseRowCountLines,
+    encryptionStateCommand(context) {
+        return readOnlyQuery(context, sqlite_encryptionStateSql(context.connection.tablePrefix));
+    },
+    encryptedFilesCommand(context) {
+        return readOnlyQuery(context, sqlite_encryptedFilesSql(context.connection.tablePrefix));
+    },
     // No server: a new database file in the private directory is the throwaway database.
     throwawayPrograms: [{ role: 'server', names: ['sqlite3'] }],
     throwawayDirs: [],
@@ -43945,6 +44555,13 @@ function dumpFileName(date, compression) {
 }
 function filesArchiveName(date, compression) {
     return `owncloud-files_${stamp(date).day}.tar${SUFFIX[compression]}`;
+}
+/**
+ * The index of the encrypted files' file cache entries (JSON lines), in a backup of an
+ * instance with server-side encryption: `owncloud-encryption-index_YYYYMMDD.jsonl.zst`.
+ */
+function encryptionIndexName(date, compression) {
+    return `owncloud-encryption-index_${stamp(date).day}.jsonl${SUFFIX[compression]}`;
 }
 const naming_MANIFEST_NAME = 'manifest.json';
 const CHECKSUMS_NAME = 'SHA256SUMS';
@@ -45733,10 +46350,277 @@ async function archiveFiles(options) {
     }
 }
 
+;// CONCATENATED MODULE: external "node:readline"
+const external_node_readline_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:readline");
+;// CONCATENATED MODULE: ./src/steps/archive-listing.ts
+// What a files archive holds under some paths, read here from tar's verbose listing: names,
+// types, sizes, mtimes and hard link targets. One pass over the archive, line by line, only
+// the wanted entries kept. The listing is asked for in C quoting (every byte that is not
+// printable ASCII as an escape) and UTC, so any name and any runner's locale parse the same.
+
+
+
+/** Undoes tar's C quoting: `\\`, `\"`, `\n`, `\t` and friends, and `\ooo` octal bytes. Pure. */
+function unquoteC(text) {
+    const bytes = [];
+    const simple = { a: 7, b: 8, f: 12, n: 10, r: 13, t: 9, v: 11 };
+    for (let i = 0; i < text.length; i++) {
+        const c = text[i];
+        if (c !== '\\') {
+            bytes.push(...Buffer.from(c, 'utf8'));
+            continue;
+        }
+        const next = text[i + 1] ?? '';
+        if (/[0-7]/.test(next)) {
+            const octal = /^[0-7]{1,3}/.exec(text.slice(i + 1))[0];
+            bytes.push(parseInt(octal, 8));
+            i += octal.length;
+        }
+        else {
+            bytes.push(simple[next] ?? next.charCodeAt(0));
+            i += 1;
+        }
+    }
+    return Buffer.from(bytes).toString('utf8');
+}
+const QUOTED = String.raw `"((?:[^"\\]|\\.)*)"`;
+const LINE = new RegExp(String.raw `^(.)(\S{9})\S*\s+(\d+)/(\d+)\s+(\d+|\d+,\s*\d+)\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.\d+)?\s+${QUOTED}(?: (->|link to) ${QUOTED})?$`);
+/** One line of `tar --list --verbose --full-time --numeric-owner --quoting-style=c`. Pure. */
+function parseListingLine(line) {
+    const m = LINE.exec(line);
+    if (!m)
+        return undefined;
+    const [, kind, mode, uid, gid, size, mtime, name, link, target] = m;
+    const type = kind === '-'
+        ? 'file'
+        : kind === 'd'
+            ? 'directory'
+            : kind === 'l'
+                ? 'symlink'
+                : kind === 'h'
+                    ? 'hardlink'
+                    : 'other';
+    return {
+        name: unquoteC(name).replace(/\/+$/, ''),
+        type,
+        size: type === 'file' ? Number(size) : 0,
+        mtime: mtime,
+        mode: mode,
+        uid: Number(uid),
+        gid: Number(gid),
+        ...(link && target !== undefined ? { linkTarget: unquoteC(target) } : {}),
+    };
+}
+/** True when `name` is `path` or lies below it. Pure. */
+function isAtOrBelow(name, path) {
+    return name === path || name.startsWith(`${path}/`);
+}
+/**
+ * The entries of an archive for which `wanted` is true, in archive order. A listing line
+ * that cannot be parsed, or a tar that fails, fails the listing: a partial answer would
+ * look like a backup without those files.
+ */
+async function listArchive(archivePath, compression, wanted, signal) {
+    const tar = streamProcess([
+        'tar',
+        '--list',
+        '--verbose',
+        '--full-time',
+        '--numeric-owner',
+        '--quoting-style=c',
+        compression === 'zstd' ? '--zstd' : '--gzip',
+        `--file=${archivePath}`,
+    ], { env: { TZ: 'UTC', LC_ALL: 'C' }, ...(signal ? { signal } : {}) });
+    const entries = [];
+    let unparsed;
+    for await (const line of createInterface({ input: tar.stdout, crlfDelay: Infinity })) {
+        if (line === '')
+            continue;
+        const entry = parseListingLine(line);
+        if (!entry) {
+            unparsed ??= line;
+            continue;
+        }
+        if (wanted(entry.name))
+            entries.push(entry);
+    }
+    const result = await tar.done;
+    if (result.exitCode !== 0)
+        throw new BackupError(`Listing ${archivePath} failed (tar exit ${result.exitCode}): ${stderrTail(result.stderr) || 'no message'}`);
+    if (unparsed !== undefined)
+        throw new BackupError(`Listing ${archivePath}: a line of tar's listing could not be read: '${unparsed.slice(0, 200)}'`);
+    return entries;
+}
+
+;// CONCATENATED MODULE: ./src/steps/tar-filter.ts
+// A tar stream cut down to some members, here on the runner: records are passed through
+// byte for byte (with the extended headers that belong to them: GNU long names, pax headers
+// with ACLs and xattrs, sparse maps) or skipped, and the stream ends with tar's end-of-archive
+// marker. A restore of single paths then sends the host only what it extracts, not the whole
+// archive. Memory stays flat: data blocks stream; only headers are looked at.
+
+
+const BLOCK = 512;
+/** A tar number field: octal digits, or GNU's base-256 for big values. Pure. */
+function tarNumber(field) {
+    if (field[0] & 0x80) {
+        let value = field[0] & 0x7f;
+        for (let i = 1; i < field.length; i++)
+            value = value * 256 + field[i];
+        return value;
+    }
+    const text = field
+        .toString('latin1')
+        .replace(/[\0 ]+$/g, '')
+        .trim();
+    return text === '' ? 0 : parseInt(text, 8);
+}
+function cString(field) {
+    const end = field.indexOf(0);
+    return field.subarray(0, end === -1 ? field.length : end).toString('utf8');
+}
+/** The `path` of a pax extended header's records (`LEN key=value\n`), if it has one. Pure. */
+function paxPath(data) {
+    let path;
+    for (let at = 0; at < data.length;) {
+        const space = data.indexOf(0x20, at);
+        if (space === -1)
+            break;
+        const length = Number(data.subarray(at, space).toString('latin1'));
+        if (!Number.isInteger(length) || length <= 0)
+            break;
+        const record = data.subarray(space + 1, at + length - 1).toString('utf8');
+        const equals = record.indexOf('=');
+        if (equals !== -1 && record.slice(0, equals) === 'path')
+            path = record.slice(equals + 1);
+        at += length;
+    }
+    return path;
+}
+const padded = (size) => Math.ceil(size / BLOCK) * BLOCK;
+/** Keeps the members at or below any of `members` (tar's own rule for member names). */
+class tar_filter_TarFilter extends external_node_stream_.Transform {
+    buffer = Buffer.alloc(0);
+    /** Extended headers (and their data) waiting for the member they describe. */
+    pending = [];
+    longName;
+    paxName;
+    /** Bytes of the current record's data still to pass on (keep) or drop. */
+    remaining = 0;
+    keeping = false;
+    /** Waiting for this many bytes of a meta record's data (read whole). */
+    meta;
+    ended = false;
+    /** Members passed on. */
+    kept = 0;
+    members;
+    constructor(members) {
+        super();
+        this.members = members;
+    }
+    wanted(name) {
+        const clean = name.replace(/^\.\//, '').replace(/\/+$/, '');
+        return this.members.some((m) => isAtOrBelow(clean, m));
+    }
+    _transform(chunk, _encoding, callback) {
+        if (this.ended)
+            return callback();
+        this.buffer = this.buffer.length ? Buffer.concat([this.buffer, chunk]) : chunk;
+        try {
+            this.drain();
+            callback();
+        }
+        catch (error) {
+            callback(error);
+        }
+    }
+    drain() {
+        for (;;) {
+            if (this.ended)
+                return;
+            if (this.remaining > 0) {
+                if (this.buffer.length === 0)
+                    return;
+                const take = Math.min(this.remaining, this.buffer.length);
+                if (this.keeping)
+                    this.push(this.buffer.subarray(0, take));
+                this.buffer = this.buffer.subarray(take);
+                this.remaining -= take;
+                continue;
+            }
+            if (this.meta) {
+                const need = padded(this.meta.size);
+                if (this.buffer.length < need)
+                    return;
+                const data = this.buffer.subarray(0, need);
+                this.pending.push(Buffer.from(data));
+                if (this.meta.type === 'L')
+                    this.longName = cString(data.subarray(0, this.meta.size));
+                if (this.meta.type === 'x')
+                    this.paxName = paxPath(data.subarray(0, this.meta.size));
+                this.buffer = this.buffer.subarray(need);
+                this.meta = undefined;
+                continue;
+            }
+            if (this.buffer.length < BLOCK)
+                return;
+            const header = this.buffer.subarray(0, BLOCK);
+            if (header.every((b) => b === 0)) {
+                this.ended = true;
+                this.push(Buffer.alloc(2 * BLOCK));
+                return;
+            }
+            const type = String.fromCharCode(header[156]) || '0';
+            const size = tarNumber(header.subarray(124, 136));
+            // GNU sparse files carry their map in extension blocks after the header.
+            let headerBlocks = 1;
+            if (type === 'S' && header[482] === 1) {
+                for (;;) {
+                    if (this.buffer.length < (headerBlocks + 1) * BLOCK)
+                        return;
+                    const extension = this.buffer.subarray(headerBlocks * BLOCK, (headerBlocks + 1) * BLOCK);
+                    headerBlocks++;
+                    if (extension[504] !== 1)
+                        break;
+                }
+            }
+            const headerBytes = Buffer.from(this.buffer.subarray(0, headerBlocks * BLOCK));
+            this.buffer = this.buffer.subarray(headerBlocks * BLOCK);
+            if (type === 'x' || type === 'L' || type === 'K' || type === 'g') {
+                this.pending.push(headerBytes);
+                this.meta = { type, size };
+                continue;
+            }
+            const magic = header.subarray(257, 263).toString('latin1');
+            const prefix = magic.startsWith('ustar') && magic !== 'ustar ' ? cString(header.subarray(345, 500)) : '';
+            const plain = cString(header.subarray(0, 100));
+            const name = this.paxName ?? this.longName ?? (prefix ? `${prefix}/${plain}` : plain);
+            this.keeping = this.wanted(name);
+            if (this.keeping) {
+                for (const part of this.pending)
+                    this.push(part);
+                this.push(headerBytes);
+                this.kept++;
+            }
+            this.pending = [];
+            this.longName = undefined;
+            this.paxName = undefined;
+            // Links and directories have no data, whatever their size field says.
+            this.remaining = type === '1' || type === '2' || type === '5' ? 0 : padded(size);
+        }
+    }
+    _flush(callback) {
+        if (!this.ended)
+            return callback(new Error('the archive ends without tar’s end-of-archive marker'));
+        callback();
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/steps/restore-files.ts
 // Files back into place: the archive streams from here into tar on the host, which puts
 // each member directory where the manifest (or the user) says, with owners, modes, ACLs,
 // xattrs and hard links as archived. One pass over the archive, nothing unpacked here.
+
 
 
 
@@ -45815,6 +46699,54 @@ async function restore_files_extractFiles(options) {
     }
     if (fed instanceof Error)
         throw new BackupError(`Reading ${options.archivePath} failed: ${fed.message}`);
+}
+/**
+ * Extracts only the given members (exact names; a directory brings what is below it) of the
+ * archive's member directory `member` into `target` on the host. The archive is decompressed
+ * and cut down to those members here (TarFilter), so the host receives only what it
+ * extracts: one pass over the archive, streaming, with owners, modes, ACLs, xattrs and hard
+ * links as archived.
+ */
+async function extractMembers(options) {
+    const { host } = options;
+    const tar = [
+        'tar',
+        '--extract',
+        '--file=-',
+        '--directory=/',
+        ...TAR_METADATA_FLAGS,
+        '--same-permissions',
+        '--same-owner',
+        `--transform=${memberTransform(options.member, options.target)}`,
+        '--no-wildcards',
+        '--',
+        ...options.members,
+    ];
+    const decompress = streamProcess([options.compression === 'zstd' ? 'zstd' : 'gzip', '-dc', '--', options.archivePath], { signal: options.signal });
+    const extracting = host.stream([...options.root, ...tar], {
+        feedStdin: true,
+        signal: options.signal,
+    });
+    extracting.stdout.resume();
+    const filter = new TarFilter(options.members);
+    const counter = new Counter();
+    const feeding = pipeline(decompress.stdout, filter, counter, extracting.stdin).catch((error) => error);
+    const [result, unpacked] = await Promise.all([extracting.done, decompress.done]);
+    const fed = await feeding;
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new LinkError(`Extracting the paths failed: ${transport}`);
+    if (unpacked.exitCode !== 0)
+        throw new BackupError(`Decompressing ${options.archivePath} failed (exit ${unpacked.exitCode}): ${stderrTail(unpacked.stderr) || 'no message'}`);
+    if (result.exitCode !== 0) {
+        const said = stderrTail(withoutTarProgress(result.stderr));
+        throw new BackupError(/No space left on device|Disk quota exceeded/.test(said)
+            ? `No space left on device on ${host.label} while extracting the paths: ${said}`
+            : `Extracting the paths failed (tar exit ${result.exitCode} on ${host.label}): ${said || 'no message'}`);
+    }
+    if (fed instanceof Error)
+        throw new BackupError(`Reading ${options.archivePath} failed: ${fed.message}`);
+    return { sentBytes: counter.bytes };
 }
 /**
  * The backup's config files (config.php and *.config.php), read from the archive here
@@ -46093,6 +47025,18 @@ const tool_TOOL = { name: 'owncloud-backup', version: package_namespaceObject.rE
 
 
 const manifest_MANIFEST_FORMAT = 'owncloud-backup/1';
+/** One line for logs and summaries: 'on (master key master_1a2b3c4d, OC_DEFAULT_MODULE); index of 12 encrypted files'. */
+function describeEncryption(record) {
+    if (!record.enabled)
+        return 'off';
+    const mode = record.mode === 'master-key'
+        ? `master key${record.masterKeyId ? ` ${record.masterKeyId}` : ''}`
+        : 'a key pair per user';
+    const index = record.index
+        ? `; index of ${record.index.files} encrypted file${record.index.files === 1 ? '' : 's'}`
+        : '';
+    return `on (${mode}${record.module ? `, ${record.module}` : ''})${index}`;
+}
 /**
  * What the backup deliberately does not hold, and why, for the summaries: the server code
  * of a package install (with the shipped apps), exclude patterns, the live SQLite file.
@@ -46204,6 +47148,7 @@ function buildManifest(input) {
             size: file.size,
             sha256: file.sha256,
         })),
+        ...(input.encryption ? { encryption: input.encryption } : {}),
         restore: restoreCommands(input, compression),
         ...(input.restoreTest ? { restoreTest: input.restoreTest } : {}),
     };
@@ -46487,7 +47432,7 @@ async function startServer(setup, dir, prefix, signal) {
     return running;
 }
 /** Lists the files archive, collecting what the test checks. */
-async function listArchive(path, compression, signal) {
+async function restore_test_listArchive(path, compression, signal) {
     const facts = new restore_test_ListingFacts();
     const tar = streamProcess(['tar', '--list', `--use-compress-program=${compression}`, `--file=${path}`], { signal });
     let partial = '';
@@ -46615,7 +47560,7 @@ async function restore_test_runRestoreTest(engine, subject, options) {
                 rows: Object.values(counted).reduce((sum, n) => sum + n, 0),
                 users: users.length,
             };
-            const facts = options.facts ?? (await listArchive(subject.filesArchivePath, subject.compression, signal));
+            const facts = options.facts ?? (await restore_test_listArchive(subject.filesArchivePath, subject.compression, signal));
             problems.push(...archiveProblems(facts, users));
         }
         catch (error) {
@@ -46655,8 +47600,9 @@ function restoreTestLine(record) {
 // every archive has the recorded size and SHA-256, decompresses completely, the dump ends
 // with its engine's completion line and has the recorded size, and the files archive
 // lists the data directory with ownCloud's marker and ends with tar's end-of-archive
-// marker and nothing but zero padding. Reads each archive once, every byte of it, and
-// nothing outside the backup directory.
+// marker and nothing but zero padding; the index of encrypted files (when there is one) holds
+// the recorded number of entries, each a valid one. Reads each archive once, every byte of
+// it, and nothing outside the backup directory.
 
 
 
@@ -46720,7 +47666,7 @@ function verify_archiveNameProblem(name) {
     return undefined;
 }
 /** What in a parsed manifest.json makes it unusable for a check, or undefined. */
-function manifestProblem(value) {
+function verify_manifestProblem(value) {
     if (typeof value !== 'object' || value === null)
         return 'it is not a JSON object';
     const manifest = value;
@@ -46744,8 +47690,8 @@ function manifestProblem(value) {
             return `${at} is not an object`;
         if (typeof archive.name !== 'string')
             return `${at}.name is not a string`;
-        if (archive.role !== 'files' && archive.role !== 'database')
-            return `${at}.role is not 'files' or 'database'`;
+        if (!['files', 'database', 'encryption-index'].includes(String(archive.role)))
+            return `${at}.role is not 'files', 'database' or 'encryption-index'`;
         if (archive.compression !== 'zstd' && archive.compression !== 'gzip')
             return `${at}.compression is not 'zstd' or 'gzip'`;
         if (!Number.isSafeInteger(archive.size) || archive.size < 0)
@@ -46758,6 +47704,16 @@ function manifestProblem(value) {
         if (count !== 1)
             return `it lists ${count} ${role} archives, not one`;
     }
+    const indexes = manifest.archives.filter((a) => a.role === 'encryption-index').length;
+    const index = manifest.encryption?.index;
+    if (indexes > 1)
+        return `it lists ${indexes} encryption-index archives, not one at most`;
+    if (index !== undefined && (!Number.isSafeInteger(index.files) || index.files < 0))
+        return 'encryption.index.files is not a count';
+    if ((index !== undefined) !== (indexes === 1))
+        return index
+            ? 'encryption.index is recorded, but no encryption-index archive is listed'
+            : 'an encryption-index archive is listed, but encryption.index is not recorded';
     return undefined;
 }
 /**
@@ -46966,6 +47922,84 @@ async function checkFiles(fd, archive, facts) {
         ],
     };
 }
+/** Why an index line is not an encrypted file's entry, or undefined. */
+function indexLineProblem(line) {
+    let entry;
+    try {
+        entry = JSON.parse(line);
+    }
+    catch {
+        return 'it is not JSON';
+    }
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry))
+        return 'it is not a JSON object';
+    const e = entry;
+    for (const key of ['storage', 'path'])
+        if (typeof e[key] !== 'string')
+            return `its ${key} is not a string`;
+    for (const key of ['fileid', 'encrypted'])
+        if (!Number.isSafeInteger(e[key]))
+            return `its ${key} is not a whole number`;
+    for (const key of ['size', 'unencrypted_size'])
+        if (e[key] !== null && !Number.isSafeInteger(e[key]))
+            return `its ${key} is not a whole number or null`;
+    if (e.encrypted === 0)
+        return 'its encrypted is 0 (the index lists encrypted files only)';
+    return undefined;
+}
+async function checkEncryptionIndex(fd, archive, manifest) {
+    let entries = 0;
+    let problem;
+    let partial = '';
+    const decoder = new StringDecoder('utf8');
+    const take = (line) => {
+        entries++;
+        if (problem)
+            return;
+        const wrong = indexLineProblem(line);
+        if (wrong)
+            problem = `line ${entries} is not an encrypted file's entry: ${wrong}`;
+    };
+    const sink = new Writable({
+        write(chunk, _encoding, callback) {
+            const lines = (partial + decoder.write(chunk)).split('\n');
+            partial = lines.pop() ?? '';
+            lines.forEach(take);
+            callback();
+        },
+        final(callback) {
+            partial += decoder.end();
+            if (partial !== '')
+                take(partial);
+            callback();
+        },
+    });
+    const read = await readArchive(fd, archive, sink);
+    const expected = manifest.encryption?.index?.files;
+    if (read.failure)
+        return {
+            read,
+            checks: [
+                {
+                    ok: false,
+                    what: `${archive.name}: the index is ${read.failure.cutShort ? 'cut short' : 'damaged'}: decompression stopped after ${entries} entries (manifest: ${expected})`,
+                },
+            ],
+        };
+    return {
+        read,
+        checks: [
+            {
+                ok: problem === undefined,
+                what: `${archive.name}: ${problem ?? "every line is an encrypted file's file cache entry"}`,
+            },
+            {
+                ok: entries === expected,
+                what: `${archive.name}: ${entries} encrypted files (manifest: ${expected})`,
+            },
+        ],
+    };
+}
 async function checkArchive(directory, archive, manifest, facts) {
     const nameProblem = verify_archiveNameProblem(archive.name);
     if (nameProblem)
@@ -46998,7 +48032,9 @@ async function checkArchive(directory, archive, manifest, facts) {
     // The read stream closes the file when it ends.
     const { read, checks: content } = archive.role === 'database'
         ? await checkDump(fd, archive, manifest)
-        : await checkFiles(fd, archive, facts);
+        : archive.role === 'encryption-index'
+            ? await checkEncryptionIndex(fd, archive, manifest)
+            : await checkFiles(fd, archive, facts);
     checks.push({
         ok: read.sha256 === archive.sha256,
         what: `${archive.name}: sha256 ${read.sha256 === archive.sha256 ? 'matches' : `is ${read.sha256}, manifest says ${archive.sha256}`}`,
@@ -47025,7 +48061,7 @@ async function verify_verifyBackup(directory, facts) {
     }
     if (parsed?.format !== MANIFEST_FORMAT)
         throw new UnverifiableError(`${join(directory, MANIFEST_NAME)} is not an ${MANIFEST_FORMAT} manifest.`);
-    const problem = manifestProblem(parsed);
+    const problem = verify_manifestProblem(parsed);
     if (problem)
         return [{ ok: false, what: `${MANIFEST_NAME}: damaged: ${problem}` }];
     const manifest = parsed;
@@ -47085,6 +48121,83 @@ async function verifyAndTestRestore(directory, options) {
     return { checks, restoreTest };
 }
 
+;// CONCATENATED MODULE: ./src/steps/target.ts
+// What both kinds of restore do before they change anything: the backup verified byte for
+// byte, root on the host, and preflight failures that say nothing was changed.
+
+
+
+
+
+
+
+/** The backup, checked byte for byte before anything on the target changes. */
+async function target_verified(backupPath, reporter) {
+    const checks = await verifyBackup(backupPath);
+    const failed = checks.filter((c) => !c.ok);
+    if (failed.length > 0)
+        throw new BackupError(`The backup ${backupPath} is damaged; nothing was changed on the target. ${failed.map((c) => c.what).join('; ')}`);
+    reporter.info(`The backup is intact (${checks.length} checks).`);
+    const manifest = JSON.parse(readFileSync(join(backupPath, MANIFEST_NAME), 'utf8'));
+    const archive = (role) => join(backupPath, manifest.archives.find((a) => a.role === role).name);
+    return {
+        directory: backupPath,
+        manifest,
+        filesArchive: archive('files'),
+        dumpArchive: archive('database'),
+    };
+}
+/** argv prefix that runs a command as root on the host; needs root or passwordless sudo. */
+async function target_rootOn(host) {
+    if (host.account === 'root')
+        return [];
+    const result = host_reached(host, await host.run(['sudo', '-n', 'true']));
+    if (result.exitCode !== 0)
+        throw new errors_BackupError(`A restore writes files of every owner: the SSH user ${host.account} on ${host.label} must be root or have passwordless sudo (${process_stderrTail(result.stderr) || 'sudo -n failed'}). Nothing was changed.`);
+    return ['sudo', '-n', '--'];
+}
+/**
+ * Runs the checks before the first change: whatever fails there says that nothing changed.
+ */
+async function target_unchanged(work) {
+    try {
+        return await work();
+    }
+    catch (error) {
+        if (!(error instanceof BackupError || error instanceof InputError))
+            throw error;
+        if (/nothing was changed/i.test(error.message))
+            throw error;
+        const message = `${error.message.replace(/\.?$/, '.')} Nothing was changed on the target.`;
+        throw error instanceof InputError ? new InputError(message) : new BackupError(message);
+    }
+}
+/**
+ * A backup's manifest, checked for its form but without reading the archives (for listing
+ * what a backup holds): a missing or malformed one is an error naming the file.
+ */
+function readManifest(backupPath) {
+    const path = join(backupPath, MANIFEST_NAME);
+    let text;
+    try {
+        text = readFileSync(path, 'utf8');
+    }
+    catch (error) {
+        throw new BackupError(`Cannot read ${path}: ${error.code ?? String(error)}. Expected a backup directory.`);
+    }
+    let value;
+    try {
+        value = JSON.parse(text);
+    }
+    catch {
+        throw new BackupError(`${path} is not JSON: the backup is damaged.`);
+    }
+    const problem = manifestProblem(value);
+    if (problem)
+        throw new BackupError(`${path}: ${problem}`);
+    return value;
+}
+
 ;// CONCATENATED MODULE: ./src/restore.ts
 // The restore orchestrator: a verified backup in, the instance as it was at backup time out.
 //   verify → connect → read the backup's config → look at the target → preflight (tools,
@@ -47093,6 +48206,7 @@ async function verifyAndTestRestore(directory, options) {
 //   → data fingerprint → maintenance state as recorded] → closing check.
 // Any failure after the first change puts the moved-aside state back (files, database,
 // maintenance mode) before it is reported; the message says which state the instance is in.
+
 
 
 
@@ -47185,17 +48299,6 @@ for p; do
   find "$p" -name '.owncloud-restore-previous-*' -prune -o -exec chown -h -- "$owner:" {} +
 done
 `.trim();
-/** The backup, checked byte for byte before anything on the target changes. */
-async function verified(backupPath, reporter) {
-    const checks = await verifyBackup(backupPath);
-    const failed = checks.filter((c) => !c.ok);
-    if (failed.length > 0)
-        throw new BackupError(`The backup ${backupPath} is damaged; nothing was changed on the target. ${failed.map((c) => c.what).join('; ')}`);
-    reporter.info(`The backup is intact (${checks.length} checks).`);
-    const manifest = JSON.parse(readFileSync(join(backupPath, MANIFEST_NAME), 'utf8'));
-    const archive = (role) => join(backupPath, manifest.archives.find((a) => a.role === role).name);
-    return { manifest, filesArchive: archive('files'), dumpArchive: archive('database') };
-}
 /**
  * The config files in a backup's files archive, or the error reading them (kept until the
  * verification has spoken: a damaged backup is reported as damaged, not as unreadable).
@@ -47211,15 +48314,6 @@ async function archivedConfigOf(backupPath) {
     catch (error) {
         return error instanceof Error ? error : new Error(String(error));
     }
-}
-/** argv prefix that runs a command as root on the host; needs root or passwordless sudo. */
-async function rootOn(host) {
-    if (host.account === 'root')
-        return [];
-    const result = host_reached(host, await host.run(['sudo', '-n', 'true']));
-    if (result.exitCode !== 0)
-        throw new errors_BackupError(`A restore writes files of every owner: the SSH user ${host.account} on ${host.label} must be root or have passwordless sudo (${process_stderrTail(result.stderr) || 'sudo -n failed'}). Nothing was changed.`);
-    return ['sudo', '-n', '--'];
 }
 /** The version of the server code in an installation, from its version.php ('' if none). */
 async function codeVersion(host, installDir) {
@@ -47253,22 +48347,6 @@ async function restore_freeBytes(host, path) {
     ]));
     const fields = result.stdout.trim().split(/\s+/);
     return result.exitCode === 0 && fields.length >= 4 ? Number(fields[3]) : undefined;
-}
-/**
- * Runs the checks before the first change: whatever fails there says that nothing changed.
- */
-async function unchanged(work) {
-    try {
-        return await work();
-    }
-    catch (error) {
-        if (!(error instanceof BackupError || error instanceof InputError))
-            throw error;
-        if (/nothing was changed/i.test(error.message))
-            throw error;
-        const message = `${error.message.replace(/\.?$/, '.')} Nothing was changed on the target.`;
-        throw error instanceof InputError ? new InputError(message) : new BackupError(message);
-    }
 }
 /** The instance found on the target before the restore, if it is one that works. */
 async function currentInstance(host, plan, installDir, context) {
@@ -47862,7 +48940,7 @@ async function rollBackRestore(plan, journal, context) {
     const full = { ...context, signal: new AbortController().signal };
     const host = await connect_openHost(plan.target, full.secrets, full.ssh);
     try {
-        await putBackPrevious(host, await rootOn(host), journal, plan, full, undefined);
+        await putBackPrevious(host, await target_rootOn(host), journal, plan, full, undefined);
     }
     finally {
         await host.close();
@@ -48071,323 +49149,6 @@ function actionReporter(redact) {
     };
 }
 
-;// CONCATENATED MODULE: ./src/settings.ts
-// What the user asked for, validated into a plan before anything touches the host. The
-// action's inputs and the command line's options carry the same names (INPUTS), so one
-// validation serves both; each error names the input and the form expected.
-
-
-/** Input names: the action's `with:` keys and the command line's `--options`. */
-const INPUTS = {
-    host: 'host',
-    port: 'port',
-    user: 'user',
-    sshKey: 'ssh-key',
-    knownHosts: 'known-hosts',
-    owncloudDir: 'owncloud-dir',
-    dataDir: 'data-dir',
-    extraPaths: 'extra-paths',
-    exclude: 'exclude',
-    installType: 'install-type',
-    dbType: 'db-type',
-    dbHost: 'db-host',
-    dbPort: 'db-port',
-    dbName: 'db-name',
-    dbUser: 'db-user',
-    dbPassword: 'db-password',
-    maintenanceMode: 'maintenance-mode',
-    occUser: 'occ-user',
-    compression: 'compression',
-    backupDir: 'backup-dir',
-    dumpTimeout: 'dump-timeout',
-    restoreTest: 'restore-test',
-    // Restore only.
-    dbAdminUser: 'db-admin-user',
-    dbAdminPassword: 'db-admin-password',
-    safetyCopy: 'safety-copy',
-    discardPrevious: 'discard-previous',
-    owner: 'owner',
-    allowVersionMismatch: 'allow-version-mismatch',
-};
-/** Inputs of a restore only (the backup action does not declare them). */
-const RESTORE_ONLY = [
-    INPUTS.dbAdminUser,
-    INPUTS.dbAdminPassword,
-    INPUTS.safetyCopy,
-    INPUTS.discardPrevious,
-    INPUTS.owner,
-    INPUTS.allowVersionMismatch,
-];
-/** Inputs that only mean something for an SSH connection (with `host`). */
-const SSH_ONLY = [
-    INPUTS.port,
-    INPUTS.user,
-    INPUTS.sshKey,
-    INPUTS.knownHosts,
-];
-const settings_actionLabel = (name) => `input '${name}'`;
-const cliLabel = (name) => `option --${name}`;
-const KEY_TYPES = new Set([
-    'ssh-ed25519',
-    'ssh-rsa',
-    'ecdsa-sha2-nistp256',
-    'ecdsa-sha2-nistp384',
-    'ecdsa-sha2-nistp521',
-    'sk-ssh-ed25519@openssh.com',
-    'sk-ecdsa-sha2-nistp256@openssh.com',
-    'ssh-dss',
-]);
-function words(value) {
-    return (value ?? '')
-        .split(/\r?\n/)
-        .map((line) => line.trim())
-        .filter((line) => line !== '' && !line.startsWith('#'));
-}
-/** The validators every plan uses, bound to the raw inputs and their labels. */
-function validators(raw, label) {
-    const value = (name) => (raw[name] ?? '').trim();
-    const fail = (name, message) => {
-        throw new errors_InputError(`Invalid ${label(name)}: ${message}`);
-    };
-    const oneOf = (name, allowed, fallback) => {
-        const given = value(name).toLowerCase();
-        if (given === '')
-            return fallback;
-        if (!allowed.includes(given))
-            fail(name, `'${value(name)}' is not supported. Expected one of: ${allowed.join(', ')}.`);
-        return given;
-    };
-    const integer = (name, min, max) => {
-        const given = value(name);
-        if (given === '')
-            return undefined;
-        if (!/^\d+$/.test(given) || Number(given) < min || Number(given) > max)
-            fail(name, `'${given}' is not a whole number from ${min} to ${max}.`);
-        return Number(given);
-    };
-    const boolean = (name, fallback) => {
-        const given = value(name).toLowerCase();
-        if (given === '')
-            return fallback;
-        if (['true', 'yes', 'on', '1'].includes(given))
-            return true;
-        if (['false', 'no', 'off', '0'].includes(given))
-            return false;
-        return fail(name, `'${value(name)}' is not a boolean. Expected true or false.`);
-    };
-    const absolutePath = (name, given) => {
-        if (given.includes('\0'))
-            fail(name, 'the path contains a NUL byte.');
-        if (given.startsWith('-'))
-            fail(name, `'${given}' starts with '-'. Expected an absolute path.`);
-        if (!(0,external_node_path_namespaceObject.isAbsolute)(given))
-            fail(name, `'${given}' is not an absolute path.`);
-        const normal = (0,external_node_path_namespaceObject.normalize)(given);
-        return normal.length > 1 ? normal.replace(/\/+$/, '') : normal;
-    };
-    const userName = (name) => {
-        const given = value(name);
-        if (given && !/^[a-z_][a-z0-9_.-]*\$?$/i.test(given))
-            fail(name, `'${given}' is not a user name.`);
-        return given || undefined;
-    };
-    const password = (name) => {
-        // A password is taken as given (spaces are legitimate); only a missing one means "the default".
-        const given = raw[name];
-        if (given === undefined || given === '')
-            return undefined;
-        if (/[\r\n\0]/.test(given))
-            fail(name, 'the password contains a line break or NUL byte, which no database client accepts.');
-        return given;
-    };
-    return { value, fail, oneOf, integer, boolean, absolutePath, userName, password };
-}
-/** Validates the inputs that say where the instance is (shared by backup and restore). */
-function planInstance(raw, label = settings_actionLabel) {
-    const { value, fail, integer, absolutePath } = validators(raw, label);
-    // --- Where the ownCloud server is -------------------------------------------------------
-    const host = value(INPUTS.host);
-    let target = { kind: 'local' };
-    // Without a host there is no SSH connection: an SSH setting would be silently unused.
-    if (host === '')
-        for (const name of SSH_ONLY)
-            if (value(name) !== '')
-                fail(name, `it only applies with ${label(INPUTS.host)} (without a host, the server is this machine and there is no SSH connection).`);
-    if (host !== '') {
-        if (host.startsWith('-') || !/^[A-Za-z0-9._:[\]%_-]+$/.test(host))
-            fail(INPUTS.host, `'${host}' is not a host name or IP address.`);
-        const privateKey = (raw[INPUTS.sshKey] ?? '').replace(/\r\n/g, '\n').trim();
-        if (privateKey === '')
-            fail(INPUTS.sshKey, `a private key is required when ${label(INPUTS.host)} is set.`);
-        if (!/^-----BEGIN [A-Z ]*PRIVATE KEY-----\n[\s\S]+\n-----END [A-Z ]*PRIVATE KEY-----$/.test(privateKey))
-            fail(INPUTS.sshKey, 'expected a private key in PEM/OpenSSH format (-----BEGIN ... PRIVATE KEY-----).');
-        if (/^Proc-Type: .*ENCRYPTED/m.test(privateKey) ||
-            privateKey.includes('ENCRYPTED PRIVATE KEY') ||
-            openSshKeyCipher(privateKey) !== 'none')
-            fail(INPUTS.sshKey, 'the private key is protected by a passphrase; use a key without one.');
-        const knownHosts = words(raw[INPUTS.knownHosts]);
-        if (knownHosts.length === 0)
-            fail(INPUTS.knownHosts, `known_hosts lines for the host are required when ${label(INPUTS.host)} is set (get them with: ssh-keyscan -p PORT HOST).`);
-        knownHosts.forEach((line, index) => {
-            const problem = knownHostsLineProblem(line);
-            if (problem)
-                fail(INPUTS.knownHosts, `line ${index + 1} ${problem}`);
-        });
-        const user = value(INPUTS.user) || 'root';
-        if (!/^[a-z_][a-z0-9_.-]*\$?$/i.test(user))
-            fail(INPUTS.user, `'${user}' is not a user name.`);
-        target = {
-            kind: 'ssh',
-            host: host.replace(/^\[(.*)\]$/, '$1'),
-            port: integer(INPUTS.port, 1, 65535) ?? 22,
-            user,
-            privateKey: `${privateKey}\n`,
-            knownHosts,
-        };
-    }
-    // --- The instance -------------------------------------------------------------------------
-    const owncloudDir = absolutePath(INPUTS.owncloudDir, value(INPUTS.owncloudDir) || '/var/www/owncloud');
-    const dataDir = value(INPUTS.dataDir)
-        ? absolutePath(INPUTS.dataDir, value(INPUTS.dataDir))
-        : undefined;
-    // --- The database -------------------------------------------------------------------------
-    const dbTypeGiven = value(INPUTS.dbType).toLowerCase();
-    if (['oci', 'oracle'].includes(dbTypeGiven))
-        fail(INPUTS.dbType, 'Oracle (oci) is not supported. Expected one of: auto, mysql, pgsql, sqlite.');
-    const dbTypeAliases = {
-        '': 'auto',
-        auto: 'auto',
-        mysql: 'mysql',
-        mariadb: 'mysql',
-        pgsql: 'pgsql',
-        postgres: 'pgsql',
-        postgresql: 'pgsql',
-        sqlite: 'sqlite',
-        sqlite3: 'sqlite',
-    };
-    const dbType = dbTypeAliases[dbTypeGiven];
-    if (dbType === undefined)
-        fail(INPUTS.dbType, `'${value(INPUTS.dbType)}' is not supported. Expected one of: auto, mysql, pgsql, sqlite.`);
-    const database = {};
-    if (dbType !== 'auto')
-        database.type = dbType;
-    if (value(INPUTS.dbHost))
-        database.host = value(INPUTS.dbHost);
-    const dbPort = integer(INPUTS.dbPort, 1, 65535);
-    if (dbPort !== undefined)
-        database.port = dbPort;
-    if (value(INPUTS.dbName))
-        database.name = value(INPUTS.dbName);
-    if (value(INPUTS.dbUser))
-        database.user = value(INPUTS.dbUser);
-    const password = validators(raw, label).password(INPUTS.dbPassword);
-    if (password !== undefined)
-        database.password = password;
-    const occUser = validators(raw, label).userName(INPUTS.occUser);
-    return {
-        target,
-        owncloudDir,
-        ...(dataDir ? { dataDir } : {}),
-        database,
-        ...(occUser ? { occUser } : {}),
-    };
-}
-/** Validates everything up front and returns the plan, or throws one InputError. */
-function settings_planBackup(raw, defaults, label = settings_actionLabel) {
-    const instance = planInstance(raw, label);
-    const { value, fail, oneOf, integer, boolean, absolutePath } = validators(raw, label);
-    // --- What to back up ----------------------------------------------------------------------
-    const extraPaths = words(raw[INPUTS.extraPaths]).map((path) => {
-        if (path.includes('\0'))
-            fail(INPUTS.extraPaths, 'a path contains a NUL byte.');
-        if (path.startsWith('-'))
-            fail(INPUTS.extraPaths, `'${path}' starts with '-'. Expected a path.`);
-        if (isAbsolute(path))
-            return absolutePath(INPUTS.extraPaths, path);
-        const normal = normalize(path).replace(/\/+$/, '');
-        if (normal === '.' || normal === '..' || normal.startsWith('../'))
-            fail(INPUTS.extraPaths, `'${path}' is not a path inside ${label(INPUTS.owncloudDir)}.`);
-        return normal;
-    });
-    const exclude = words(raw[INPUTS.exclude]);
-    for (const pattern of exclude)
-        if (pattern.startsWith('-') || pattern.startsWith('+'))
-            fail(INPUTS.exclude, `'${pattern}' starts with '${pattern[0]}'. Expected an rsync pattern such as '*/thumbnails/'.`);
-    const installType = oneOf(INPUTS.installType, ['auto', 'package', 'tarball'], 'auto');
-    return {
-        ...instance,
-        extraPaths,
-        exclude,
-        installType,
-        maintenanceMode: boolean(INPUTS.maintenanceMode, true),
-        compression: oneOf(INPUTS.compression, ['zstd', 'gzip'], 'zstd'),
-        backupDir: absolutePath(INPUTS.backupDir, value(INPUTS.backupDir) || defaults.backupDir),
-        dumpTimeoutSeconds: integer(INPUTS.dumpTimeout, 1, 7 * 24 * 3600) ?? 600,
-        restoreTest: boolean(INPUTS.restoreTest, defaults.restoreTest ?? false),
-    };
-}
-/** Validates a restore's inputs up front; the backup path is the CLI's argument (or the download). */
-function planRestore(raw, backupPath, label = settings_actionLabel) {
-    const instance = planInstance(raw, label);
-    const { value, fail, boolean, userName, password } = validators(raw, label);
-    const adminUser = value(INPUTS.dbAdminUser);
-    const adminPassword = password(INPUTS.dbAdminPassword);
-    if (adminUser === '' && adminPassword !== undefined)
-        fail(INPUTS.dbAdminPassword, `it only applies with ${label(INPUTS.dbAdminUser)} (the account that may drop and create databases).`);
-    if (adminUser.startsWith('-') || /[\0\r\n]/.test(adminUser))
-        fail(INPUTS.dbAdminUser, `'${adminUser}' is not a database user name.`);
-    const safetyCopy = boolean(INPUTS.safetyCopy, true);
-    const discardPrevious = boolean(INPUTS.discardPrevious, false);
-    if (!safetyCopy && discardPrevious)
-        fail(INPUTS.discardPrevious, `it only applies with a safety copy (${label(INPUTS.safetyCopy)} is false: there is nothing to discard).`);
-    const owner = userName(INPUTS.owner);
-    return {
-        ...instance,
-        // Empty: the installation directory the backup recorded.
-        owncloudDir: value(INPUTS.owncloudDir) ? instance.owncloudDir : '',
-        backupPath,
-        ...(adminUser ? { dbAdmin: { user: adminUser, password: adminPassword ?? '' } } : {}),
-        allowVersionMismatch: boolean(INPUTS.allowVersionMismatch, false),
-        safetyCopy,
-        discardPrevious,
-        ...(owner ? { owner } : {}),
-    };
-}
-/** Why a known_hosts line is malformed, or undefined when it is fine. */
-function knownHostsLineProblem(line) {
-    const fields = line.split(/\s+/);
-    if (fields[0] === '@cert-authority' || fields[0] === '@revoked')
-        fields.shift();
-    const [hosts, keyType, key] = fields;
-    if (!hosts || !keyType || !key)
-        return `is not a known_hosts line. Expected 'HOST KEYTYPE BASE64KEY', e.g. '[cloud.example.com]:2222 ssh-ed25519 AAAA...'.`;
-    if (!KEY_TYPES.has(keyType))
-        return `has an unknown key type '${keyType}'.`;
-    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(key))
-        return 'has a key that is not base64.';
-    // The key blob starts with its own type name: a cheap check that it is really a key.
-    const blob = Buffer.from(key, 'base64');
-    const nameLength = blob.length >= 4 ? blob.readUInt32BE(0) : 0;
-    if (nameLength === 0 || blob.subarray(4, 4 + nameLength).toString('latin1') !== keyType)
-        return `has a key that is not a ${keyType} key.`;
-    return undefined;
-}
-/**
- * The cipher an OpenSSH-format private key is encrypted with ('none' when it has no
- * passphrase, and for keys in other formats, which say so in their PEM headers).
- */
-function openSshKeyCipher(privateKey) {
-    const match = /-----BEGIN OPENSSH PRIVATE KEY-----\n([\s\S]+?)\n-----END OPENSSH PRIVATE KEY-----/.exec(privateKey);
-    if (!match)
-        return 'none';
-    const blob = Buffer.from(match[1].replace(/\s+/g, ''), 'base64');
-    const magic = 'openssh-key-v1\0';
-    if (blob.subarray(0, magic.length).toString('latin1') !== magic || blob.length < magic.length + 4)
-        return 'none';
-    const length = blob.readUInt32BE(magic.length);
-    return blob.subarray(magic.length + 4, magic.length + 4 + length).toString('latin1');
-}
-
 ;// CONCATENATED MODULE: ./src/action/inputs.ts
 // The action's inputs, read once and validated up front into the backup plan plus what
 // only the action has (the artifact). Every error names the input and the form expected.
@@ -48493,7 +49254,13 @@ function restoreActionSettings(raw, action, env = process.env) {
         fail(I.confirm, `it is empty, and must be the target '${expected}' (${where}) to confirm that the instance there is overwritten.`);
     if (confirm !== expected)
         fail(I.confirm, `'${confirm}' is not the target '${expected}' (${where}). Nothing was downloaded or changed; set confirm to exactly the host this restore overwrites.`);
-    const plan = planRestore(raw, '', settings_actionLabel);
+    const plan = (raw[INPUTS.path] ?? '').trim() !== ''
+        ? { kind: 'paths', restore: planPathRestore(raw, '', settings_actionLabel) }
+        : { kind: 'instance', restore: planRestore(raw, '', settings_actionLabel) };
+    if (plan.kind === 'instance')
+        for (const name of [INPUTS.asCopy, INPUTS.overwrite])
+            if (!['', 'false'].includes((raw[name] ?? '').trim().toLowerCase()))
+                fail(name, `it applies with input '${INPUTS.path}' only (a restore of single paths).`);
     const source = {};
     const name = given(I.artifactName);
     if (name !== '') {
@@ -48598,6 +49365,7 @@ function trackedSsh(state, runnerTemp) {
 
 
 
+
 const NOTHING_TO_DO = {
     none: 'The main step changed nothing on the target; nothing to put back.',
     preparing: 'The main step stopped before it changed the target; nothing to put back.',
@@ -48611,6 +49379,10 @@ async function runRestorePost(state = coreState) {
     try {
         const journal = readRestoreJournal(state);
         const phase = journal?.phase ?? 'none';
+        if (!journal && getInput(INPUTS.path) !== '') {
+            info('A restore of single paths puts back what it moved itself if it fails; nothing to do.');
+            return;
+        }
         if (!journal || (phase !== 'moving-aside' && phase !== 'replacing')) {
             info(NOTHING_TO_DO[phase] ?? `The restore's journal says '${phase}'; nothing to do.`);
             return;
@@ -48620,7 +49392,10 @@ async function runRestorePost(state = coreState) {
         // The post step gets the same inputs: the key comes from there, not from main's files.
         const { raw, action } = readRestoreInputs(secrets);
         const settings = restoreActionSettings(raw, action);
-        const plan = { ...settings.plan, backupPath: state.get(state_STATE.backupPath) };
+        // Only a restore of the whole instance keeps a journal (single paths undo their own moves).
+        if (settings.plan.kind !== 'instance')
+            return;
+        const plan = { ...settings.plan.restore, backupPath: state.get(state_STATE.backupPath) };
         const runtimeDir = newRuntimeDir();
         runtimeDirs.push(runtimeDir);
         await rollBackRestore(plan, journal, {
@@ -48648,7 +49423,7 @@ async function runRestorePost(state = coreState) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_restore_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6171);
+/* harmony import */ var _action_restore_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3338);
 // Entry of the restore action's post step (runs always, after success, failure or cancellation).
 
 await (0,_action_restore_post_js__WEBPACK_IMPORTED_MODULE_0__/* .runRestorePost */ .G)();

@@ -4,7 +4,15 @@
 // it is valid; every error names the input and the form expected.
 import { InputError } from '../errors.ts';
 import type { Secrets } from '../secrets.ts';
-import { actionLabel, INPUTS, planRestore, type RawInputs, type RestorePlan } from '../settings.ts';
+import {
+  actionLabel,
+  INPUTS,
+  planPathRestore,
+  planRestore,
+  type PathRestorePlan,
+  type RawInputs,
+  type RestorePlan,
+} from '../settings.ts';
 import type { ArtifactSource } from '../destination/artifact.ts';
 import { checkArtifactName, readRawInputs } from './inputs.ts';
 
@@ -18,8 +26,11 @@ export const RESTORE_ACTION_INPUTS = {
 } as const;
 
 export interface RestoreActionSettings {
-  /** The restore; its backupPath is the downloaded artifact's directory, known after the download. */
-  plan: RestorePlan;
+  /**
+   * The restore (of the whole instance, or of single paths with the path input); its
+   * backupPath is the downloaded artifact's directory, known after the download.
+   */
+  plan: { kind: 'instance'; restore: RestorePlan } | { kind: 'paths'; restore: PathRestorePlan };
   /** Which artifact to download. */
   source: ArtifactSource;
   /** The `confirm` input, equal to the target's host (or `local`). */
@@ -71,7 +82,14 @@ export function restoreActionSettings(
       `'${confirm}' is not the target '${expected}' (${where}). Nothing was downloaded or changed; set confirm to exactly the host this restore overwrites.`,
     );
 
-  const plan = planRestore(raw, '', actionLabel);
+  const plan: RestoreActionSettings['plan'] =
+    (raw[INPUTS.path] ?? '').trim() !== ''
+      ? { kind: 'paths', restore: planPathRestore(raw, '', actionLabel) }
+      : { kind: 'instance', restore: planRestore(raw, '', actionLabel) };
+  if (plan.kind === 'instance')
+    for (const name of [INPUTS.asCopy, INPUTS.overwrite])
+      if (!['', 'false'].includes((raw[name] ?? '').trim().toLowerCase()))
+        fail(name, `it applies with input '${INPUTS.path}' only (a restore of single paths).`);
 
   const source: ArtifactSource = {};
   const name = given(I.artifactName);

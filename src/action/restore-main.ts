@@ -9,10 +9,11 @@ import { downloadBackupArtifact } from '../destination/artifact.ts';
 import { InterruptedError } from '../errors.ts';
 import { progressSecondsFrom } from '../progress.ts';
 import { runRestore } from '../restore.ts';
+import { runPathRestore } from '../restore-paths.ts';
 import { formatBytes } from '../steps/preflight.ts';
 import { actionReporter } from './reporter.ts';
 import { readRestoreInputs, restoreActionSettings } from './restore-inputs.ts';
-import { restoreSummary } from './restore-summary.ts';
+import { pathRestoreSummary, restoreSummary } from './restore-summary.ts';
 import { coreState, STATE, type StateStore } from './state.ts';
 import { cancellableStep, trackedSsh } from './step.ts';
 
@@ -43,8 +44,25 @@ export async function runRestoreMain(state: StateStore = coreState): Promise<voi
       if (signal.aborted)
         throw new InterruptedError('The restore was interrupted before it changed anything.');
 
-      const plan = { ...settings.plan, backupPath: backup.directory };
       state.save(STATE.backupPath, backup.directory);
+      const seconds = () => (performance.now() - started) / 1000;
+      core.setOutput('artifact-name', backup.artifact.name);
+      core.setOutput('artifact-id', String(backup.artifact.id));
+      if (settings.plan.kind === 'paths') {
+        const result = await runPathRestore(
+          { ...settings.plan.restore, backupPath: backup.directory },
+          { reporter, secrets, signal, ssh: trackedSsh(state, runnerTemp) },
+        );
+        core.setOutput('backup-name', result.manifest.name);
+        core.setOutput('owncloud-version', result.manifest.instance.version);
+        core.setOutput('previous-state', result.previous ?? '');
+        await core.summary.addRaw(pathRestoreSummary(result, backup, seconds())).write();
+        core.info(
+          `Restore complete: ${result.placed.length} files from ${result.manifest.name} into ${result.target}`,
+        );
+        return;
+      }
+      const plan = { ...settings.plan.restore, backupPath: backup.directory };
       const result = await runRestore(plan, {
         reporter,
         secrets,
@@ -57,11 +75,7 @@ export async function runRestoreMain(state: StateStore = coreState): Promise<voi
       core.setOutput('backup-name', result.manifest.name);
       core.setOutput('owncloud-version', result.manifest.instance.version);
       core.setOutput('previous-state', (result.previous?.paths ?? []).join('\n'));
-      core.setOutput('artifact-name', backup.artifact.name);
-      core.setOutput('artifact-id', String(backup.artifact.id));
-      await core.summary
-        .addRaw(restoreSummary(result, backup, (performance.now() - started) / 1000))
-        .write();
+      await core.summary.addRaw(restoreSummary(result, backup, seconds())).write();
       core.info(`Restore complete: ${result.manifest.name} onto ${result.target}`);
     },
   );

@@ -3,6 +3,7 @@
 // back; then remove what main left on the runner (the download, the key files, an SSH
 // master connection), on every path. A cleanup failure is a warning, not a second error.
 import * as core from '@actions/core';
+import { INPUTS } from '../settings.ts';
 import { describeError } from '../errors.ts';
 import { rollBackRestore } from '../restore.ts';
 import { Secrets } from '../secrets.ts';
@@ -26,6 +27,12 @@ export async function runRestorePost(state: StateStore = coreState): Promise<voi
   try {
     const journal = readRestoreJournal(state);
     const phase = journal?.phase ?? 'none';
+    if (!journal && core.getInput(INPUTS.path) !== '') {
+      core.info(
+        'A restore of single paths puts back what it moved itself if it fails; nothing to do.',
+      );
+      return;
+    }
     if (!journal || (phase !== 'moving-aside' && phase !== 'replacing')) {
       core.info(NOTHING_TO_DO[phase] ?? `The restore's journal says '${phase}'; nothing to do.`);
       return;
@@ -37,7 +44,9 @@ export async function runRestorePost(state: StateStore = coreState): Promise<voi
     // The post step gets the same inputs: the key comes from there, not from main's files.
     const { raw, action } = readRestoreInputs(secrets);
     const settings = restoreActionSettings(raw, action);
-    const plan = { ...settings.plan, backupPath: state.get(STATE.backupPath) };
+    // Only a restore of the whole instance keeps a journal (single paths undo their own moves).
+    if (settings.plan.kind !== 'instance') return;
+    const plan = { ...settings.plan.restore, backupPath: state.get(STATE.backupPath) };
     const runtimeDir = newRuntimeDir();
     runtimeDirs.push(runtimeDir);
     await rollBackRestore(plan, journal, {

@@ -4,6 +4,7 @@
 import type { DownloadedBackup } from '../destination/artifact.ts';
 import { formatSeconds } from '../report.ts';
 import type { RestoreResult } from '../restore.ts';
+import type { PathRestoreResult } from '../restore-paths.ts';
 import { formatBytes } from '../steps/preflight.ts';
 
 function escape(text: string): string {
@@ -65,4 +66,81 @@ export function restoreSummary(
       '',
     );
   return lines.join('\n');
+}
+
+/** The job summary of a restore of single paths: what came back, what was skipped, and why. */
+export function pathRestoreSummary(
+  result: PathRestoreResult,
+  backup: DownloadedBackup,
+  seconds: number,
+): string {
+  const { manifest } = result;
+  const product = manifest.instance.product === 'nextcloud' ? 'Nextcloud' : 'ownCloud';
+  const { artifact } = backup;
+  const rows: [string, string][] = [
+    [
+      'Backup',
+      `${manifest.name} of ${manifest.source.host}, taken ${manifest.startedAt.slice(0, 19).replace('T', ' ')} UTC`,
+    ],
+    [
+      'From',
+      `artifact '${artifact.name}' (id ${artifact.id}, ${formatBytes(artifact.size)}) of ${backup.from}${backup.digestChecked ? `, digest \`sha256:${artifact.digest}\` checked` : ', no digest recorded'}`,
+    ],
+    ['Into', `${result.target}, the running ${product} (no maintenance mode, database unchanged)`],
+    [
+      'Restored',
+      `${result.placed.length} file${result.placed.length === 1 ? '' : 's'}${result.unchanged ? `; ${result.unchanged} already as in the backup` : ''}`,
+    ],
+    [
+      'Skipped',
+      result.skipped.length
+        ? result.skipped.map((s) => `\`${s.user}/${s.path}\` (${s.reason})`).join(', ')
+        : 'none',
+    ],
+    [
+      'Scanned',
+      result.scanned.length ? result.scanned.map((p) => `\`${p}\``).join(', ') : 'nothing',
+    ],
+    ...(result.filesOnly.length
+      ? ([
+          [
+            'As files only',
+            `${result.filesOnly.map((p) => `\`${p}\``).join(', ')} (versions and the trash bin are not scanned)`,
+          ],
+        ] as [string, string][])
+      : []),
+    ...(result.cacheRows
+      ? ([
+          [
+            'Encryption',
+            `${result.cacheRows} file cache rows hold the values recorded at backup time`,
+          ],
+        ] as [string, string][])
+      : []),
+    [
+      'Replaced items',
+      result.previous
+        ? `${result.replaced} kept in \`${result.previous}\` (remove with \`owncloud-backup restore --cleanup\`)`
+        : 'none',
+    ],
+    ['Took', formatSeconds(seconds)],
+  ];
+  const placed = result.placed
+    .slice(0, 100)
+    .map((p) => `- \`${p.user}/${p.from}\`${p.to !== p.from ? ` as \`${p.user}/${p.to}\`` : ''}`);
+  return [
+    `## ${product}: ${result.placed.length} file${result.placed.length === 1 ? '' : 's'} restored from ${escape(manifest.name)}`,
+    '',
+    '| | |',
+    '| --- | --- |',
+    ...rows.map(([key, value]) => `| ${key} | ${escape(value)} |`),
+    '',
+    ...(placed.length
+      ? [
+          ...placed,
+          ...(result.placed.length > 100 ? [`- … and ${result.placed.length - 100} more`] : []),
+          '',
+        ]
+      : []),
+  ].join('\n');
 }

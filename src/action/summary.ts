@@ -2,7 +2,7 @@
 // where the artifact is. Pure: returns Markdown.
 import type { BackupResult } from '../backup.ts';
 import type { StoredArtifact } from '../destination/artifact.ts';
-import { leftOutOf } from '../manifest.ts';
+import { describeEncryption, leftOutOf } from '../manifest.ts';
 import { formatSeconds } from '../report.ts';
 import { restoreTestLine } from '../steps/restore-test.ts';
 import { formatBytes } from '../steps/preflight.ts';
@@ -55,6 +55,9 @@ export function jobSummary(
         .join('; ') || 'nothing',
     ],
     ['Files', `${manifest.files.fileCount} files, ${formatBytes(manifest.files.bytes)}`],
+    ...(manifest.encryption
+      ? [['Server-side encryption', describeEncryption(manifest.encryption)] as [string, string]]
+      : []),
     ['Maintenance mode', maintenance],
     [
       'Restore test',

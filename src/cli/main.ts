@@ -6,8 +6,14 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runBackup, type BackupResult } from '../backup.ts';
 import { cleanupPrevious, runRestore, type RestoreResult } from '../restore.ts';
+import {
+  listBackupPath,
+  memberOf,
+  runPathRestore,
+  type PathRestoreResult,
+} from '../restore-paths.ts';
 import { describeError, InputError, InterruptedError } from '../errors.ts';
-import { leftOutOf } from '../manifest.ts';
+import { describeEncryption, leftOutOf } from '../manifest.ts';
 import { PROGRESS_ENV, progressSecondsFrom } from '../progress.ts';
 import { formatSeconds, streamReporter } from '../report.ts';
 import { Secrets } from '../secrets.ts';
@@ -15,7 +21,9 @@ import {
   cliLabel,
   INPUTS,
   planBackup,
+  planPathRestore,
   planRestore,
+  userPath,
   type InputLabel,
   type InputName,
   type RawInputs,
@@ -36,6 +44,8 @@ export const ENV = {
 const USAGE = `Usage: owncloud-backup backup [options]
        owncloud-backup verify [--restore-test] BACKUP-DIR
        owncloud-backup restore BACKUP-DIR [options]
+       owncloud-backup restore BACKUP-DIR --path USER/files/PATH [--path ...] [options]
+       owncloud-backup restore BACKUP-DIR --list USER/files/DIR
        owncloud-backup restore --cleanup [options]
        owncloud-backup --help | --version
 
@@ -89,6 +99,15 @@ to the paths the backup recorded, the --db-* options replace config.php's values
   --owner USER             owner of the restored files when the archive's owners do not
                            exist on the target (the owner of the installation directory)
   --allow-version-mismatch restore onto server code of another version (package installs)
+Restore of single files and folders into the running instance (no maintenance mode, the
+database stays; encryption keys and file cache values come back with encrypted files):
+  --path USER/files/PATH   a file or folder as the user sees it (repeatable); also
+                           USER/files_versions/... and USER/files_trashbin/...
+  --as-copy                put restored items beside the current ones, named
+                           'NAME (restored DATE)', DATE the backup's
+  --overwrite              replace current files even when they are newer than the
+                           backup's (without it, newer files are skipped and named)
+  --list USER/files/DIR    show what the backup holds there (size, mtime, name), and exit
 Other:
   -h, --help               show this help
   --version                show the version
@@ -145,6 +164,10 @@ const OPTIONS = {
   cleanup: { type: 'boolean' },
   owner: { type: 'string' },
   'allow-version-mismatch': { type: 'boolean' },
+  path: { type: 'string', multiple: true },
+  'as-copy': { type: 'boolean' },
+  overwrite: { type: 'boolean' },
+  list: { type: 'string' },
 } as const;
 
 /** Options that mean something for one command only. */
@@ -164,6 +187,10 @@ const ONLY_FOR: Record<string, 'backup' | 'restore'> = {
   cleanup: 'restore',
   owner: 'restore',
   'allow-version-mismatch': 'restore',
+  path: 'restore',
+  'as-copy': 'restore',
+  overwrite: 'restore',
+  list: 'restore',
 };
 
 function readSecretFile(option: string, path: string): string {
@@ -197,6 +224,8 @@ export function cliInputs(
   /** restore: the backup directory (absent with --cleanup). */
   backupPath?: string;
   cleanup?: boolean;
+  /** restore --list: the path whose contents to show. */
+  list?: string;
 } {
   let parsed;
   try {
@@ -272,6 +301,15 @@ export function cliInputs(
     if (typeof value === 'string') raw[name] = value;
   }
   if (values['discard-previous']) raw[INPUTS.discardPrevious] = 'true';
+  if (values.path) raw[INPUTS.path] = values.path.join('\n');
+  if (values['as-copy']) raw[INPUTS.asCopy] = 'true';
+  if (values.overwrite) raw[INPUTS.overwrite] = 'true';
+  if (values.list !== undefined && (values.path || values.cleanup))
+    throw new InputError(
+      `Option --list shows what a backup holds and restores nothing: it does not go with ${values.path ? '--path' : '--cleanup'}.`,
+    );
+  if (values.cleanup && values.path)
+    throw new InputError('Option --cleanup does not go with --path (see owncloud-backup --help).');
   if (values['allow-version-mismatch']) raw[INPUTS.allowVersionMismatch] = 'true';
   // A relative backup-dir (the help's default is `.`) is taken from the working directory.
   const backupDir = raw[INPUTS.backupDir]?.trim() || '.';
@@ -341,6 +379,7 @@ export function cliInputs(
     ...(keepAliveSeconds ? { keepAliveSeconds } : {}),
     ...(backupPath ? { backupPath } : {}),
     ...(values.cleanup ? { cleanup: true } : {}),
+    ...(values.list !== undefined ? { list: values.list } : {}),
   };
 }
 
@@ -356,6 +395,9 @@ export function summary(result: BackupResult): string {
       (a) => `  ${a.name.padEnd(width)}  ${formatBytes(a.size).padStart(10)}  sha256 ${a.sha256}`,
     ),
     `  manifest.json, SHA256SUMS`,
+    ...(manifest.encryption
+      ? [`  server-side encryption: ${describeEncryption(manifest.encryption)}`]
+      : []),
     `  ${manifest.files.fileCount} files (${formatBytes(manifest.files.bytes)}) from ${Object.values(manifest.files.layout).join(', ')}`,
     ...leftOutOf(manifest).map(
       (item) => `  left out: ${item.what.replaceAll('`', '')}${item.why ? ` (${item.why})` : ''}`,
@@ -403,14 +445,16 @@ export async function runCli(args: string[]): Promise<number> {
   );
   const controller = new AbortController();
   let signals = 0;
-  let restoring = false;
+  let restoring: false | 'instance' | 'paths' = false;
   const onSignal = (signal: NodeJS.Signals) => {
     signals++;
     if (signals === 1) {
       reporter.warning(
-        restoring
-          ? `${signal}: stopping; the previous state is put back before exiting.`
-          : `${signal}: stopping; maintenance mode is restored before exiting.`,
+        restoring === 'paths'
+          ? `${signal}: stopping after the current step (files being put in place are all placed, or none).`
+          : restoring
+            ? `${signal}: stopping; the previous state is put back before exiting.`
+            : `${signal}: stopping; maintenance mode is restored before exiting.`,
       );
       controller.abort();
     } else if (signals === 2) {
@@ -431,8 +475,22 @@ export async function runCli(args: string[]): Promise<number> {
     secrets.add(raw[INPUTS.dbPassword]);
     secrets.add(raw[INPUTS.sshKey]);
     secrets.add(raw[INPUTS.dbAdminPassword]);
+    if (inputs.command === 'restore' && inputs.list !== undefined)
+      return await listPath(inputs.backupPath!, inputs.list);
+    if (inputs.command === 'restore' && raw[INPUTS.path] !== undefined) {
+      restoring = 'paths';
+      const plan = planPathRestore(raw, inputs.backupPath!, label);
+      const result = await runPathRestore(plan, {
+        reporter,
+        secrets,
+        signal: controller.signal,
+        ...(keepAliveSeconds ? { ssh: { keepAliveSeconds } } : {}),
+      });
+      process.stdout.write(pathRestoreSummary(result));
+      return EXIT.ok;
+    }
     if (inputs.command === 'restore') {
-      restoring = true;
+      restoring = 'instance';
       const plan = planRestore(raw, inputs.backupPath ?? '', label);
       const ssh = keepAliveSeconds ? { ssh: { keepAliveSeconds } } : {};
       if (inputs.cleanup) {
@@ -477,6 +535,59 @@ export async function runCli(args: string[]): Promise<number> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+}
+
+/** `restore BACKUP-DIR --list USER/files/DIR`: size, mtime (UTC) and name, one a line. */
+async function listPath(backupPath: string, given: string): Promise<number> {
+  const path = userPath(given);
+  if (typeof path === 'string') throw new InputError(`Invalid option --list: ${path}`);
+  const { manifest, entries } = await listBackupPath(backupPath, path);
+  const base = memberOf(path.user, path.path);
+  process.stdout.write(
+    `${path.user}/${path.path} in the backup of ${manifest.startedAt} (${manifest.name}):\n`,
+  );
+  for (const entry of entries) {
+    const relative = entry.name === base ? '.' : entry.name.slice(base.length + 1);
+    const size = entry.type === 'directory' ? '-' : String(entry.size);
+    const name = entry.type === 'directory' ? `${relative}/` : relative;
+    const link = entry.type === 'symlink' ? ` -> ${entry.linkTarget}` : '';
+    process.stdout.write(
+      `${size.padStart(12)}  ${entry.mtime}  ${JSON.stringify(name).slice(1, -1)}${link}\n`,
+    );
+  }
+  return EXIT.ok;
+}
+
+export function pathRestoreSummary(result: PathRestoreResult): string {
+  const { manifest } = result;
+  const lines = [
+    `Restore complete: ${result.placed.length} file${result.placed.length === 1 ? '' : 's'} from ${manifest.name} (backed up ${manifest.startedAt}) into ${result.target}`,
+    ...result.placed
+      .slice(0, 50)
+      .map(
+        (p) => `  restored ${p.user}/${p.from}${p.to !== p.from ? ` as ${p.user}/${p.to}` : ''}`,
+      ),
+    ...(result.placed.length > 50 ? [`  … and ${result.placed.length - 50} more`] : []),
+    ...(result.unchanged ? [`  ${result.unchanged} already as in the backup, left alone`] : []),
+    ...result.skipped.map((s) => `  skipped ${s.user}/${s.path}: ${s.reason}`),
+    ...(result.skipped.length
+      ? ['  (restore skipped files with --overwrite, or beside the current ones with --as-copy)']
+      : []),
+    ...(result.scanned.length ? [`  occ files:scan: ${result.scanned.join(', ')}`] : []),
+    ...(result.filesOnly.length
+      ? [
+          `  restored as files (versions and trash bin are not scanned): ${result.filesOnly.join(', ')}`,
+        ]
+      : []),
+    ...(result.cacheRows
+      ? [`  ${result.cacheRows} file cache rows hold the encryption values recorded at backup time`]
+      : []),
+    result.previous
+      ? `  ${result.replaced} replaced item${result.replaced === 1 ? '' : 's'} kept in ${result.previous}: owncloud-backup restore --cleanup removes ${result.replaced === 1 ? 'it' : 'them'}`
+      : '  nothing was replaced',
+    `  took ${formatSeconds(result.seconds)}`,
+  ];
+  return `${lines.join('\n')}\n`;
 }
 
 async function verify(args: string[]): Promise<number> {

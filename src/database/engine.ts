@@ -102,6 +102,28 @@ export interface DatabaseEngine {
   rowCountsCommand(context: DumpContext): CheckCommand;
   /** Table name → rows, from the row count command's output. */
   parseRowCounts(stdout: string): Record<string, number>;
+  /**
+   * One client invocation that prints the encryption settings of `<prefix>appconfig`
+   * (ENCRYPTION_SETTINGS), one `HEXAPP<TAB>HEXKEY<TAB>HEXVALUE` line each
+   * (parseEncryptionSettings), with the dump's credentials and secret delivery.
+   */
+  encryptionStateCommand(context: DumpContext): CheckCommand;
+  /**
+   * One client invocation that prints every `<prefix>filecache` row with `encrypted <> 0`
+   * (its storage's string id joined from `<prefix>storages`), one line each in fileid order,
+   * streamed row by row (parseEncryptedFileLine), with the dump's credentials.
+   */
+  encryptedFilesCommand(context: DumpContext): CheckCommand;
+  // --- SQL of our own (the file cache of single restored files) --------------------------
+  /**
+   * A command that runs the SQL on its stdin in the instance's database as its user,
+   * stopping at the first error, and prints each result row's values tab-separated.
+   */
+  scriptCommand(context: LoadContext): CheckCommand;
+  /** A quoted identifier. Pure. */
+  identifier(name: string): string;
+  /** An expression for the text whose UTF-8 bytes these hex digits are (no quoting to get wrong). Pure. */
+  textFromHex(hex: string): string;
   // --- Restore test (a throwaway server on the runner) ---------------------------------
   /**
    * The programs a throwaway server needs on the runner, in the order they are looked for:
@@ -191,6 +213,139 @@ export function parseRowCountLines(stdout: string): Record<string, number> {
     counts[table] = Number(match[2]);
   }
   return counts;
+}
+
+// --- Server-side encryption ----------------------------------------------------------------
+
+/** The app config keys that say whether and how the instance encrypts (app, key). */
+export const ENCRYPTION_SETTINGS = [
+  ['core', 'encryption_enabled'],
+  ['core', 'default_encryption_module'],
+  ['encryption', 'useMasterKey'],
+  ['encryption', 'masterKeyId'],
+] as const;
+
+/** The instance's server-side encryption, as its app config says. */
+export interface EncryptionState {
+  /** core/encryption_enabled is 'yes' (what ownCloud's encryption manager checks). */
+  enabled: boolean;
+  /** core/default_encryption_module, e.g. OC_DEFAULT_MODULE. */
+  module?: string;
+  /** encryption/useMasterKey '1': one master key; otherwise a key pair per user. */
+  mode?: 'master-key' | 'per-user-key';
+  /** encryption/masterKeyId, in master-key mode. */
+  masterKeyId?: string;
+}
+
+/** A file cache entry of an encrypted file, as the backup's index records it. */
+export interface EncryptedFileEntry {
+  /** The storage's string id, e.g. `home::alice`. */
+  storage: string;
+  /** The path inside the storage, e.g. `files/Documents/a.txt`. */
+  path: string;
+  fileid: number;
+  /** The encryption version ownCloud keeps in `encrypted` (a counter, not a flag). */
+  encrypted: number;
+  /** ownCloud 10 keeps the plain-text size of an encrypted file here. */
+  size: number | null;
+  unencrypted_size: number | null;
+  mimetype: string | null;
+  /** Only when the storage id's bytes are not UTF-8 (then `storage` is lossy): its bytes in hex. */
+  storageHex?: string;
+  /** Only when the path's bytes are not UTF-8 (then `path` is lossy): its bytes in hex. */
+  pathHex?: string;
+}
+
+const hexText = (hex: string) => Buffer.from(hex, 'hex').toString('utf8');
+
+/** Text from hex digits of its UTF-8 bytes; undefined when they are not valid UTF-8. */
+function exactText(hex: string): string | undefined {
+  const bytes = Buffer.from(hex, 'hex');
+  const text = bytes.toString('utf8');
+  return Buffer.from(text, 'utf8').equals(bytes) ? text : undefined;
+}
+
+/**
+ * Parses the encryption settings: `HEXAPP<TAB>HEXKEY<TAB>HEXVALUE` lines (hex of UTF-8, so
+ * any value survives every client's escaping; an empty value field for NULL).
+ */
+export function parseEncryptionSettings(stdout: string): EncryptionState {
+  const values = new Map<string, string>();
+  for (const line of stdout.split('\n')) {
+    const text = line.replace(/\r$/, '');
+    if (text.trim() === '') continue;
+    const match = /^((?:[0-9A-Fa-f]{2})+)\t((?:[0-9A-Fa-f]{2})+)\t((?:[0-9A-Fa-f]{2})*)$/.exec(
+      text,
+    );
+    if (!match)
+      throw new BackupError(
+        `Unexpected line in the encryption settings (expected HEXAPP<TAB>HEXKEY<TAB>HEXVALUE): '${text.slice(0, 200)}'`,
+      );
+    values.set(`${hexText(match[1]!)}/${hexText(match[2]!)}`, hexText(match[3]!));
+  }
+  if (values.get('core/encryption_enabled') !== 'yes') return { enabled: false };
+  const module = values.get('core/default_encryption_module');
+  const masterKey = values.get('encryption/useMasterKey') === '1';
+  const masterKeyId = values.get('encryption/masterKeyId');
+  return {
+    enabled: true,
+    ...(module ? { module } : {}),
+    mode: masterKey ? 'master-key' : 'per-user-key',
+    ...(masterKey && masterKeyId ? { masterKeyId } : {}),
+  };
+}
+
+function wholeNumber(field: string, what: string, nullable: true): number | null;
+function wholeNumber(field: string, what: string, nullable: false): number;
+function wholeNumber(field: string, what: string, nullable: boolean): number | null {
+  if (nullable && field === '') return null;
+  if (!/^-?\d+$/.test(field) || !Number.isSafeInteger(Number(field)))
+    throw new BackupError(`${what} '${field.slice(0, 40)}' is not a whole number`);
+  return Number(field);
+}
+
+/**
+ * Parses one line of the encrypted files query: `HEXSTORAGE<TAB>HEXPATH<TAB>FILEID<TAB>
+ * ENCRYPTED<TAB>SIZE<TAB>UNENCRYPTED_SIZE<TAB>HEXMIMETYPE` (names as hex of their bytes;
+ * an empty field for NULL). Undefined for a blank line. A storage or path whose bytes are
+ * not UTF-8 is also kept exactly, in `storageHex`/`pathHex`.
+ */
+export function parseEncryptedFileLine(line: string): EncryptedFileEntry | undefined {
+  const text = line.replace(/\r$/, '');
+  if (text.trim() === '') return undefined;
+  const fields = text.split('\t');
+  const hex = /^(?:[0-9A-Fa-f]{2})*$/;
+  if (
+    fields.length !== 7 ||
+    !hex.test(fields[0]!) ||
+    !hex.test(fields[1]!) ||
+    !hex.test(fields[6]!)
+  )
+    throw new BackupError(
+      `Unexpected line in the encrypted files (expected 7 tab-separated fields: storage, path, fileid, encrypted, size, unencrypted_size, mimetype, names in hex): '${text.slice(0, 200)}'`,
+    );
+  const [storageHex, pathHex, fileid, encrypted, size, unencrypted, mimetype] = fields as [
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+  ];
+  const storage = exactText(storageHex);
+  const path = exactText(pathHex);
+  return {
+    storage: storage ?? hexText(storageHex),
+    path: path ?? hexText(pathHex),
+    fileid: wholeNumber(fileid, 'fileid', false),
+    encrypted: wholeNumber(encrypted, 'encrypted', false),
+    size: wholeNumber(size, 'size', true),
+    unencrypted_size: wholeNumber(unencrypted, 'unencrypted_size', true),
+    mimetype: mimetype === '' ? null : hexText(mimetype),
+    ...(storage === undefined ? { storageHex: storageHex.toLowerCase() } : {}),
+    ...(path === undefined ? { pathHex: pathHex.toLowerCase() } : {}),
+  };
 }
 
 /** A hex line each: the decoded values (the home storage query's output). */

@@ -3,6 +3,7 @@ import { mysqlOptionValue, type SecretDelivery } from '../host/guarded.ts';
 import { stderrTail } from '../host/process.ts';
 import type { DatabaseConnection } from '../instance.ts';
 import {
+  ENCRYPTION_SETTINGS,
   parseRowCountLines,
   prefixHex,
   type CheckCommand,
@@ -170,6 +171,27 @@ export function rowCountsSql(tablePrefix: string): string {
   ].join('; ');
 }
 
+/** The encryption settings from appconfig, hex columns (see ENCRYPTION_SETTINGS). */
+export function encryptionStateSql(tablePrefix: string): string {
+  const wanted = ENCRYPTION_SETTINGS.map(
+    ([app, key]) => `(appid = '${app}' AND configkey = '${key}')`,
+  );
+  return `SELECT HEX(appid), HEX(configkey), IFNULL(HEX(configvalue), '') FROM ${mysqlIdentifier(`${tablePrefix}appconfig`)} WHERE ${wanted.join(' OR ')}`;
+}
+
+/**
+ * Every encrypted file cache row, in fileid order: separate columns (the batch output
+ * escapes a tab inside a value, not the tabs between columns), names in hex, '' for NULL.
+ */
+export function encryptedFilesSql(tablePrefix: string): string {
+  const t = (name: string) => mysqlIdentifier(`${tablePrefix}${name}`);
+  return (
+    "SELECT HEX(s.id), HEX(f.path), f.fileid, f.encrypted, IFNULL(f.size, ''), IFNULL(f.unencrypted_size, ''), IFNULL(HEX(m.mimetype), '') " +
+    `FROM ${t('filecache')} f JOIN ${t('storages')} s ON s.numeric_id = f.storage LEFT JOIN ${t('mimetypes')} m ON m.id = f.mimetype ` +
+    'WHERE f.encrypted <> 0 ORDER BY f.fileid'
+  );
+}
+
 export const mysql: DatabaseEngine = {
   type: 'mysql',
   programs: ['mysqldump', 'mariadb-dump'],
@@ -213,6 +235,14 @@ export const mysql: DatabaseEngine = {
   explainFailure,
 
   clients: ['mariadb', 'mysql'],
+
+  scriptCommand({ connection, client }) {
+    return clientCommand(client, connection, connection.name);
+  },
+
+  identifier: mysqlIdentifier,
+
+  textFromHex: (hex) => `CONVERT(X'${hex}' USING utf8mb4)`,
 
   loadCommand({ connection, client }) {
     const { argv, delivery, secret } = clientCommand(client, connection, connection.name);
@@ -266,6 +296,22 @@ export const mysql: DatabaseEngine = {
   },
 
   parseRowCounts: parseRowCountLines,
+
+  encryptionStateCommand({ connection, tool }) {
+    return queryCommand(clientOf(tool), connection, encryptionStateSql(connection.tablePrefix));
+  },
+
+  encryptedFilesCommand({ connection, tool }) {
+    const command = queryCommand(
+      clientOf(tool),
+      connection,
+      encryptedFilesSql(connection.tablePrefix),
+    );
+    // --quick: row by row, instead of the whole result held in the client's memory first.
+    const at = command.argv.indexOf('--batch');
+    command.argv.splice(at + 1, 0, '--quick');
+    return command;
+  },
 
   throwawayPrograms: [
     { role: 'server', names: ['mariadbd', 'mysqld'] },

@@ -2,6 +2,7 @@
 import { stderrTail } from '../host/process.ts';
 import type { DatabaseConnection } from '../instance.ts';
 import {
+  ENCRYPTION_SETTINGS,
   parseRowCountLines,
   prefixHex,
   type CheckCommand,
@@ -107,6 +108,38 @@ export function rowCountsSql(tablePrefix: string): string {
   );
 }
 
+const hexOf = (expression: string) => `encode(convert_to(${expression}, 'UTF8'), 'hex')`;
+
+/** The encryption settings from appconfig, one hex line each (see ENCRYPTION_SETTINGS). */
+export function encryptionStateSql(tablePrefix: string): string {
+  const wanted = ENCRYPTION_SETTINGS.map(
+    ([app, key]) => `(appid = '${app}' AND configkey = '${key}')`,
+  );
+  return (
+    `SELECT ${hexOf('appid')} || E'\\t' || ${hexOf('configkey')} || E'\\t' || coalesce(${hexOf('configvalue')}, '') ` +
+    `FROM ${pgIdentifier(`${tablePrefix}appconfig`)} WHERE ${wanted.join(' OR ')}`
+  );
+}
+
+/** Every encrypted file cache row, one tab-separated line each, in fileid order. */
+export function encryptedFilesSql(tablePrefix: string): string {
+  const t = (name: string) => pgIdentifier(`${tablePrefix}${name}`);
+  const fields = [
+    hexOf('s.id'),
+    hexOf('f.path'),
+    'f.fileid::text',
+    'f.encrypted::text',
+    "coalesce(f.size::text, '')",
+    "coalesce(f.unencrypted_size::text, '')",
+    `coalesce(${hexOf('m.mimetype')}, '')`,
+  ];
+  return (
+    `SELECT ${fields.join(" || E'\\t' || ")} ` +
+    `FROM ${t('filecache')} f JOIN ${t('storages')} s ON s.numeric_id = f.storage LEFT JOIN ${t('mimetypes')} m ON m.id = f.mimetype ` +
+    'WHERE f.encrypted <> 0 ORDER BY f.fileid'
+  );
+}
+
 export const pgsql: DatabaseEngine = {
   type: 'pgsql',
   programs: ['pg_dump'],
@@ -142,6 +175,14 @@ export const pgsql: DatabaseEngine = {
   clients: ['psql'],
   // pg_dump names the owner of every object; loaded by another user, those lines must go.
   foreignOwnerLine: /^ALTER [A-Z ]+ \S.* OWNER TO \S+;$/,
+
+  scriptCommand({ connection }) {
+    return queryCommand(connection, ['--set=ON_ERROR_STOP=1', '--field-separator=\t']);
+  },
+
+  identifier: pgIdentifier,
+
+  textFromHex: (hex) => `convert_from(decode('${hex}', 'hex'), 'UTF8')`,
 
   loadCommand({ connection }) {
     const { argv, delivery, secret } = psqlCommand(connection, ['--single-transaction']);
@@ -196,6 +237,22 @@ export const pgsql: DatabaseEngine = {
   },
 
   parseRowCounts: parseRowCountLines,
+
+  encryptionStateCommand({ connection }) {
+    return queryCommand(connection, [
+      '--set=ON_ERROR_STOP=1',
+      `--command=${encryptionStateSql(connection.tablePrefix)}`,
+    ]);
+  },
+
+  encryptedFilesCommand({ connection }) {
+    // FETCH_COUNT: psql reads through a cursor, so the rows stream instead of being held whole.
+    return queryCommand(connection, [
+      '--set=ON_ERROR_STOP=1',
+      '--set=FETCH_COUNT=10000',
+      `--command=${encryptedFilesSql(connection.tablePrefix)}`,
+    ]);
+  },
 
   throwawayPrograms: [
     { role: 'server', names: ['postgres'] },

@@ -5,7 +5,12 @@
 // its content, not the exit code.
 import { asUser } from '../host/host.ts';
 import { stderrTail } from '../host/process.ts';
-import { parseRowCountLines, prefixHex, type DatabaseEngine } from './engine.ts';
+import {
+  ENCRYPTION_SETTINGS,
+  parseRowCountLines,
+  prefixHex,
+  type DatabaseEngine,
+} from './engine.ts';
 
 /**
  * What the database file is, as the instance's owner sees it, without opening it as a
@@ -44,6 +49,50 @@ export function rowCountsSql(tablePrefix: string): string {
     "FROM (SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' " +
     `AND substr(name, 1, length(${prefix})) = ${prefix} ORDER BY name)`
   );
+}
+
+/** A table of the instance, double-quoted. */
+function table(tablePrefix: string, name: string): string {
+  return `"${(tablePrefix + name).replaceAll('"', '""')}"`;
+}
+
+/** The encryption settings from appconfig, one hex line each (see ENCRYPTION_SETTINGS). */
+export function encryptionStateSql(tablePrefix: string): string {
+  const wanted = ENCRYPTION_SETTINGS.map(
+    ([app, key]) => `(appid = '${app}' AND configkey = '${key}')`,
+  );
+  return (
+    "SELECT hex(appid) || char(9) || hex(configkey) || char(9) || ifnull(hex(configvalue), '') " +
+    `FROM ${table(tablePrefix, 'appconfig')} WHERE ${wanted.join(' OR ')};`
+  );
+}
+
+/** Every encrypted file cache row, one tab-separated line each, in fileid order. */
+export function encryptedFilesSql(tablePrefix: string): string {
+  return (
+    "SELECT hex(s.id) || char(9) || hex(f.path) || char(9) || f.fileid || char(9) || f.encrypted || char(9) || ifnull(f.size, '') || char(9) || ifnull(f.unencrypted_size, '') || char(9) || ifnull(hex(m.mimetype), '') " +
+    `FROM ${table(tablePrefix, 'filecache')} f JOIN ${table(tablePrefix, 'storages')} s ON s.numeric_id = f.storage ` +
+    `LEFT JOIN ${table(tablePrefix, 'mimetypes')} m ON m.id = f.mimetype WHERE f.encrypted <> 0 ORDER BY f.fileid;`
+  );
+}
+
+/** sqlite3 running one query read-only, as the instance's owner (as the dump). */
+function readOnlyQuery(
+  { connection, tool, account, owner }: Parameters<DatabaseEngine['dumpCommand']>[0],
+  sql: string,
+) {
+  const argv = asUser(account, owner, [
+    tool.program,
+    '-readonly',
+    '-bail',
+    '-batch',
+    '-noheader',
+    '-cmd',
+    '.timeout 5000',
+    connection.file!,
+    sql,
+  ]);
+  return { program: tool.program, argv, delivery: 'none' as const, secret: '' };
 }
 
 export const sqlite: DatabaseEngine = {
@@ -112,6 +161,24 @@ export const sqlite: DatabaseEngine = {
 
   clients: ['sqlite3'],
 
+  scriptCommand({ connection, client, account, owner }) {
+    // As the web server's user: the database file and its journal are the instance's own.
+    const argv = asUser(account, owner, [
+      client,
+      '-bail',
+      '-batch',
+      '-noheader',
+      '-separator',
+      '\t',
+      connection.file!,
+    ]);
+    return { program: client, argv, delivery: 'none', secret: '' };
+  },
+
+  identifier: (name) => `"${name.replaceAll('"', '""')}"`,
+
+  textFromHex: (hex) => `CAST(X'${hex}' AS TEXT)`,
+
   loadCommand({ connection, client, account, owner }) {
     // As the web server's user, so the new database file is the instance's own.
     const argv = asUser(account, owner, [client, '-bail', connection.file!]);
@@ -155,6 +222,14 @@ export const sqlite: DatabaseEngine = {
   },
 
   parseRowCounts: parseRowCountLines,
+
+  encryptionStateCommand(context) {
+    return readOnlyQuery(context, encryptionStateSql(context.connection.tablePrefix));
+  },
+
+  encryptedFilesCommand(context) {
+    return readOnlyQuery(context, encryptedFilesSql(context.connection.tablePrefix));
+  },
 
   // No server: a new database file in the private directory is the throwaway database.
   throwawayPrograms: [{ role: 'server', names: ['sqlite3'] }],

@@ -8,12 +8,13 @@ import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { BackupError, LinkError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
-import { runProcess, stderrTail } from '../host/process.ts';
+import { runProcess, stderrTail, streamProcess } from '../host/process.ts';
 import type { StepProgress } from '../progress.ts';
 import type { Compression } from '../settings.ts';
 import { TAR_METADATA_FLAGS, withoutTarProgress } from './archive.ts';
 import { LAYOUT } from './files.ts';
 import { recordingPid } from './previous-state.ts';
+import { TarFilter } from './tar-filter.ts';
 
 /**
  * A GNU tar --transform expression that maps member directory `member` (and everything
@@ -106,6 +107,72 @@ export async function extractFiles(options: {
   }
   if (fed instanceof Error)
     throw new BackupError(`Reading ${options.archivePath} failed: ${fed.message}`);
+}
+
+/**
+ * Extracts only the given members (exact names; a directory brings what is below it) of the
+ * archive's member directory `member` into `target` on the host. The archive is decompressed
+ * and cut down to those members here (TarFilter), so the host receives only what it
+ * extracts: one pass over the archive, streaming, with owners, modes, ACLs, xattrs and hard
+ * links as archived.
+ */
+export async function extractMembers(options: {
+  host: Host;
+  root: string[];
+  archivePath: string;
+  compression: Compression;
+  member: string;
+  target: string;
+  members: readonly string[];
+  signal: AbortSignal;
+}): Promise<{ sentBytes: number }> {
+  const { host } = options;
+  const tar = [
+    'tar',
+    '--extract',
+    '--file=-',
+    '--directory=/',
+    ...TAR_METADATA_FLAGS,
+    '--same-permissions',
+    '--same-owner',
+    `--transform=${memberTransform(options.member, options.target)}`,
+    '--no-wildcards',
+    '--',
+    ...options.members,
+  ];
+  const decompress = streamProcess(
+    [options.compression === 'zstd' ? 'zstd' : 'gzip', '-dc', '--', options.archivePath],
+    { signal: options.signal },
+  );
+  const extracting = host.stream([...options.root, ...tar], {
+    feedStdin: true,
+    signal: options.signal,
+  });
+  extracting.stdout.resume();
+  const filter = new TarFilter(options.members);
+  const counter = new Counter();
+  const feeding = pipeline(decompress.stdout, filter, counter, extracting.stdin).catch(
+    (error: unknown) => error,
+  );
+  const [result, unpacked] = await Promise.all([extracting.done, decompress.done]);
+  const fed = await feeding;
+  const transport = host.transportFailure(result);
+  if (transport) throw new LinkError(`Extracting the paths failed: ${transport}`);
+  if (unpacked.exitCode !== 0)
+    throw new BackupError(
+      `Decompressing ${options.archivePath} failed (exit ${unpacked.exitCode}): ${stderrTail(unpacked.stderr) || 'no message'}`,
+    );
+  if (result.exitCode !== 0) {
+    const said = stderrTail(withoutTarProgress(result.stderr));
+    throw new BackupError(
+      /No space left on device|Disk quota exceeded/.test(said)
+        ? `No space left on device on ${host.label} while extracting the paths: ${said}`
+        : `Extracting the paths failed (tar exit ${result.exitCode} on ${host.label}): ${said || 'no message'}`,
+    );
+  }
+  if (fed instanceof Error)
+    throw new BackupError(`Reading ${options.archivePath} failed: ${fed.message}`);
+  return { sentBytes: counter.bytes };
 }
 
 /**

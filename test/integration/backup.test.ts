@@ -388,8 +388,9 @@ describe('a cut SSH link', () => {
       );
       expect(run.exitCode, explain(run)).toBe(1);
       expect(errorLine(run)).toMatch(
-        // The dump, the files delta and the row count share the link: whichever notices first.
-        /(The database dump failed|Copying files from \S+ failed \(rsync exit \d+\)|Counting the rows of the sqlite database's tables failed): The SSH connection to root@10\.231\.\d+\.2:\d+ (was lost|timed out)/,
+        // The dump, the files delta, the row count and the encryption settings share the
+        // link: whichever notices first.
+        /(The database dump failed|Copying files from \S+ failed \(rsync exit \d+\)|Counting the rows of the sqlite database's tables failed|Reading the encryption settings of the sqlite database failed): The SSH connection to root@10\.231\.\d+\.2:\d+ (was lost|timed out)/,
       );
       // Keepalives noticed the dead link while it was still down (it comes back after 9 s):
       // restoring maintenance mode was first tried, and retried, before the link returned.

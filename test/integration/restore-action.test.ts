@@ -3,7 +3,7 @@
 // main's state. The artifacts come from the backup action run first in the same test,
 // uploaded to and downloaded from the local artifact service (Azurite + the results API on
 // loopback) with the real @actions/artifact client.
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { downloadBackupArtifact as DownloadBackupArtifact } from '../../src/destination/artifact.ts';
@@ -338,6 +338,7 @@ describe('downloading the backup artifact', () => {
 
     const post = await restore('post', instance, dir, sshInputs(sshd, instance), main.state);
     expect(post.exitCode, explain(post)).toBe(0);
+    expect(post.stdout).toContain('A restore of single paths puts back what it moved itself');
     expect(runnerLeftovers(dir)).toEqual([]);
   });
 });
@@ -457,6 +458,45 @@ describe('a killed restore main step', () => {
     expect(post.stdout).toContain('The previous state is back');
     expectSameState(await instanceState(instance, backup.manifest), beforeRestore);
     expect(existsSync(join(instance.dataDir, ADDED))).toBe(true);
+    expect(runnerLeftovers(dir)).toEqual([]);
+  });
+});
+
+describe('the restore action with path', () => {
+  it('brings back a deleted file into the running instance, says so in the summary, and the post step has nothing to do', async () => {
+    const instance = await sample('sqlite');
+    const dir = workDir();
+    const backup = await backUp(instance, dir);
+    const file = join(instance.dataDir, 'alice/files/Documents/Welcome.txt');
+    const content = readFileSync(file);
+    rmSync(file);
+    const inputs = {
+      ...sshInputs(sshd, instance),
+      confirm: sshd.host,
+      path: 'alice/files/Documents/Welcome.txt',
+      'safety-copy': 'true',
+      'discard-previous': 'false',
+      'allow-version-mismatch': 'false',
+      'as-copy': 'false',
+      overwrite: 'false',
+    };
+    const main = await restore('main', instance, dir, inputs);
+    expect(main.exitCode, explain(main)).toBe(0);
+    expect(readFileSync(file)).toEqual(content);
+    expect(instance.occCalls().map((c) => c.args.join(' '))).toContain(
+      'files:scan --path=/alice/files/Documents/Welcome.txt',
+    );
+    expect(instance.occCalls().map((c) => c.args.join(' '))).not.toContain(
+      'maintenance:data-fingerprint',
+    );
+    expect(main.outputs['backup-name']).toBe(backup.manifest.name);
+    expect(main.outputs['previous-state']).toBe('');
+    expect(main.summary).toContain(`## ownCloud: 1 file restored from ${backup.manifest.name}`);
+    expect(main.summary).toContain('- `alice/files/Documents/Welcome.txt`');
+    expect(main.leaks).toEqual([]);
+    const post = await restore('post', instance, dir, inputs, main.state);
+    expect(post.exitCode, explain(post)).toBe(0);
+    expect(post.stdout).toContain('A restore of single paths puts back what it moved itself');
     expect(runnerLeftovers(dir)).toEqual([]);
   });
 });

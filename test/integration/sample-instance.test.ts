@@ -319,3 +319,179 @@ describe('sample Nextcloud instance', () => {
     }
   });
 });
+
+/** Every file cache row with encrypted <> 0, as the database holds it, sorted. */
+async function encryptedRows(sample: SampleInstance): Promise<string[]> {
+  const prefix = String(sample.config.dbtableprefix);
+  const rows = await sample.database.query(
+    `SELECT s.id, f.path, f.fileid, f.encrypted, f.size, f.unencrypted_size, m.mimetype FROM ${prefix}filecache f ` +
+      `JOIN ${prefix}storages s ON s.numeric_id = f.storage JOIN ${prefix}mimetypes m ON m.id = f.mimetype ` +
+      `WHERE f.encrypted <> 0`,
+  );
+  return rows.map((r) => r.join('|')).sort();
+}
+
+describe.each([
+  ['sqlite', 'master-key'],
+  ['mysql', 'per-user-key'],
+  ['pgsql', 'master-key'],
+  ['sqlite', 'per-user-key'],
+] as const)('sample ownCloud instance on %s with server-side encryption (%s)', (type, mode) => {
+  let sample: SampleInstance;
+  beforeAll(async () => {
+    const database =
+      type === 'sqlite'
+        ? { type }
+        : type === 'mysql'
+          ? { type, server: mariadb }
+          : { type, server: postgres };
+    // A database of its own on the servers the unencrypted samples use too.
+    const name = `owncloud_${mode.replaceAll('-', '_')}`;
+    sample = await buildSampleInstance({ database, encryption: mode, dbName: name, dbUser: name });
+  });
+  afterAll(() => sample?.remove());
+
+  it("records encryption in appconfig as ownCloud's encryption app does", async () => {
+    const rows = await sample.database.query(
+      "SELECT appid, configkey, configvalue FROM oc_appconfig WHERE appid IN ('core', 'encryption') AND configkey <> 'installedat' AND configkey <> 'vendor'",
+    );
+    const { masterKeyId, publicShareKeyId } = sample.encryption!;
+    expect(masterKeyId).toMatch(/^master_[0-9a-f]{8}$/);
+    expect(publicShareKeyId).toMatch(/^pubShare_[0-9a-f]{8}$/);
+    expect(Object.fromEntries(rows.map(([app, key, value]) => [`${app}/${key}`, value]))).toEqual({
+      'core/encryption_enabled': 'yes',
+      'core/default_encryption_module': 'OC_DEFAULT_MODULE',
+      'encryption/enabled': 'yes',
+      'encryption/useMasterKey': mode === 'master-key' ? '1' : '0',
+      'encryption/masterKeyId': masterKeyId,
+      'encryption/publicShareKeyId': publicShareKeyId,
+      'encryption/recoveryKeyId': expect.stringMatching(/^recoveryKey_[0-9a-f]{8}$/),
+    });
+  });
+
+  it('lays the key pairs out where ownCloud keeps them, for this mode only', () => {
+    const { masterKeyId, publicShareKeyId, keyPairs } = sample.encryption!;
+    const system = join(sample.dataDir, 'files_encryption', 'OC_DEFAULT_MODULE');
+    const expected = [
+      ...(mode === 'master-key' ? [`${masterKeyId}.privateKey`, `${masterKeyId}.publicKey`] : []),
+      `${publicShareKeyId}.privateKey`,
+      `${publicShareKeyId}.publicKey`,
+    ].sort();
+    expect(readdirSync(system).sort()).toEqual(expected);
+    for (const user of sample.users) {
+      const userKeys = join(sample.dataDir, user, 'files_encryption', 'OC_DEFAULT_MODULE');
+      if (mode === 'per-user-key')
+        expect(readdirSync(userKeys).sort()).toEqual([`${user}.privateKey`, `${user}.publicKey`]);
+      else expect(existsSync(userKeys)).toBe(false);
+    }
+    expect(keyPairs.map((p) => p.id).sort()).toEqual(
+      (mode === 'master-key'
+        ? [masterKeyId, publicShareKeyId]
+        : [...sample.users, publicShareKeyId]
+      ).sort(),
+    );
+    for (const pair of keyPairs) {
+      expect(readFileSync(join(sample.dataDir, pair.publicKey), 'utf8')).toMatch(
+        /^-----BEGIN PUBLIC KEY-----\n[A-Za-z0-9+/=\n]+\n-----END PUBLIC KEY-----\n$/,
+      );
+      expect(readFileSync(join(sample.dataDir, pair.privateKey), 'latin1')).toMatch(
+        /^HBEGIN:cipher:AES-256-CTR:keyFormat:hash:HEND/,
+      );
+    }
+  });
+
+  it('writes encrypted contents and file cache rows as ownCloud 10 keeps them', async () => {
+    const { encryptedFiles, masterKeyId } = sample.encryption!;
+    // Exactly the rows the sample reports, straight from the database.
+    expect(await encryptedRows(sample)).toEqual(
+      encryptedFiles
+        .map((f) =>
+          [f.storage, f.path, f.fileid, f.encrypted, f.size, f.unencrypted_size, f.mimetype].join(
+            '|',
+          ),
+        )
+        .sort(),
+    );
+    for (const user of sample.users) {
+      const mine = encryptedFiles.filter((f) => f.storage === `home::${user}`);
+      // Every file of the user's files/, versions and trash bin, and nothing else.
+      const expected = walk(join(sample.dataDir, user), '')
+        .filter((p) => !p.endsWith('/'))
+        .filter((p) => /^files(_versions|_trashbin\/files)?\//.test(p))
+        // The hard link beside a version is not one of ownCloud's files.
+        .filter((p) => `${user}/${p}` !== sample.special.hardLinks[1]);
+      expect(mine.map((f) => f.path).sort()).toEqual(expected.sort());
+      const versioned = mine.filter((f) => f.encrypted > 1).map((f) => f.path);
+      expect(versioned).toEqual(
+        expect.arrayContaining([
+          'files/Documents/Welcome.txt',
+          `files/Ünïcødé dir/${HOSTILE_NAMES[2]}`,
+          `files/Ünïcødé dir/${HOSTILE_NAMES[3]}`,
+          'files_versions/Documents/Welcome.txt.v1764000000',
+        ]),
+      );
+      for (const file of mine) {
+        const onDisk = readFileSync(join(sample.dataDir, user, file.path));
+        expect(onDisk.length, file.path).toBe(file.onDiskSize);
+        expect(onDisk.length, file.path).toBeGreaterThan(file.size);
+        expect(onDisk.subarray(0, 8192).toString('latin1')).toMatch(
+          /^HBEGIN:oc_encryption_module:OC_DEFAULT_MODULE:cipher:AES-256-CTR:signed:true:HEND-+$/,
+        );
+        const keyDir = join(sample.dataDir, file.keyDir);
+        const sealedFor =
+          mode === 'master-key'
+            ? [masterKeyId]
+            : file.keyDir.startsWith('admin/files_encryption/keys/files/Documents/Welcome.txt/')
+              ? ['admin', 'alice']
+              : [user];
+        expect(readdirSync(keyDir).sort(), file.path).toEqual(
+          ['fileKey', ...sealedFor.map((id) => `${id}.shareKey`)].sort(),
+        );
+      }
+    }
+    // A version has no keys of its own: it uses its file's.
+    const version = encryptedFiles.find(
+      (f) => f.storage === 'home::alice' && f.path.startsWith('files_versions/'),
+    )!;
+    expect(version.keyDir).toBe(
+      'alice/files_encryption/keys/files/Documents/Welcome.txt/OC_DEFAULT_MODULE',
+    );
+    const trashed = encryptedFiles.find(
+      (f) => f.storage === 'home::alice' && f.path.startsWith('files_trashbin/'),
+    )!;
+    expect(trashed.keyDir).toBe(
+      'alice/files_encryption/keys/files_trashbin/files/old.txt.d1764000000/OC_DEFAULT_MODULE',
+    );
+    // ownCloud 10 leaves unencrypted_size at 0; a row from ownCloud 8.0 has it filled.
+    expect(encryptedFiles.filter((f) => f.unencrypted_size !== 0).map((f) => f.path)).toEqual(
+      sample.users.map(() => 'files/Photos/.hidden-notes'),
+    );
+  });
+
+  it('keeps directories and unencrypted files at encrypted = 0, sizes in plain text', async () => {
+    const prefix = 'oc_';
+    const rows = await sample.database.query(
+      `SELECT f.path, f.encrypted, f.size, m.mimetype FROM ${prefix}filecache f JOIN ${prefix}mimetypes m ON m.id = f.mimetype JOIN ${prefix}storages s ON s.numeric_id = f.storage WHERE s.id = 'home::alice'`,
+    );
+    const byPath = new Map(
+      rows.map(([path, encrypted, size, mimetype]) => [
+        path!,
+        { encrypted: Number(encrypted), size: Number(size), mimetype },
+      ]),
+    );
+    for (const [path, row] of byPath)
+      if (row.mimetype === 'httpd/unix-directory') expect(row.encrypted, path).toBe(0);
+    expect(byPath.get('thumbnails/12/32-32.png')!.encrypted).toBe(0);
+    // A folder's size is the sum of its children's plain-text sizes.
+    const documents = [...byPath].filter(
+      ([p]) =>
+        p.startsWith('files/Documents/') && !p.slice('files/Documents/'.length).includes('/'),
+    );
+    expect(byPath.get('files/Documents')!.size).toBe(
+      documents.reduce((sum, [, r]) => sum + r.size, 0),
+    );
+    expect(byPath.get('files/Documents/Welcome.txt')!.size).toBe(
+      Buffer.byteLength('Welcome to ownCloud, alice!\n'),
+    );
+  });
+});

@@ -31,6 +31,18 @@ import {
   type SampleDatabase,
 } from './database.ts';
 import { createTables, insertRows, quoteName, type Engine, type SqlValue } from './schema.ts';
+import {
+  encryptedContent,
+  fileKey,
+  fileKeyDir,
+  isEncryptedPath,
+  keyId,
+  MODULE,
+  privateKeyFile,
+  publicKeyFile,
+  shareKey,
+  type EncryptionMode,
+} from './encryption.ts';
 
 export type Flavour = 'owncloud' | 'nextcloud';
 
@@ -65,6 +77,44 @@ export interface SampleOptions {
   shippedJson?: boolean;
   /** Extra files spread over the users, for benchmarks: count and total size in bytes. */
   bulk?: { files: number; bytes: number };
+  /**
+   * Server-side encryption on, with ownCloud 10's default module in this key mode: key files,
+   * encrypted contents and file cache rows as ownCloud leaves them (see encryption.ts). Bulk
+   * files stay unencrypted, as files written before encryption was enabled do.
+   */
+  encryption?: EncryptionMode;
+}
+
+/** An encrypted file's file cache row, as the sample wrote it. */
+export interface EncryptedFileRow {
+  /** The storage's string id, e.g. `home::alice`. */
+  storage: string;
+  /** Relative to the user's home, e.g. `files/Documents/Welcome.txt`. */
+  path: string;
+  fileid: number;
+  /** The encryption version: 1 for a file written once, more for one written several times. */
+  encrypted: number;
+  /** The plain-text size (what ownCloud 10 keeps in `size` for an encrypted file). */
+  size: number;
+  /** 0 as ownCloud 10 leaves it; the plain-text size in rows left from ownCloud 8.0. */
+  unencrypted_size: number;
+  mimetype: string;
+  /** Its size on disk (header and blocks): bigger than `size`. */
+  onDiskSize: number;
+  /** Its key directory relative to the data dir; a version uses its file's keys. */
+  keyDir: string;
+}
+
+export interface SampleEncryption {
+  mode: EncryptionMode;
+  module: typeof MODULE;
+  /** Set in appconfig in both modes (ownCloud's key manager sets it on first use). */
+  masterKeyId: string;
+  publicShareKeyId: string;
+  /** Key pairs (paths relative to the data dir): the master key's or each user's, and the public-link key's. */
+  keyPairs: { id: string; publicKey: string; privateKey: string }[];
+  /** Every file cache row with encrypted <> 0, in fileid order. */
+  encryptedFiles: EncryptedFileRow[];
 }
 
 export interface OccCall {
@@ -91,6 +141,8 @@ export interface SampleInstance {
   readonly database: SampleDatabase;
   /** Paths (relative to the data dir) of the file with an ACL and the one with an xattr. */
   readonly special: { acl: string; xattr: string; hardLinks: [string, string] };
+  /** Server-side encryption, when the sample was built with it. */
+  readonly encryption?: SampleEncryption;
   /** config.php as PHP reads it now. */
   readConfig(): Record<string, unknown>;
   /** Every `occ` call so far, in order. */
@@ -111,6 +163,24 @@ export const HOSTILE_NAMES = [
   'back\\slash.txt',
   '*?[glob].txt',
 ];
+
+/**
+ * Encryption versions of the files written more than once (each write adds one): the
+ * documents and some of the hostile names; every other encrypted file was written once.
+ */
+const ENCRYPTED_VERSIONS: Record<string, number> = {
+  'files/Documents/Welcome.txt': 3,
+  'files/Documents/Projects/2026/plan.md': 2,
+  // The version was made when Welcome.txt was at its second write.
+  'files_versions/Documents/Welcome.txt.v1764000000': 2,
+  [`files/Ünïcødé dir/${HOSTILE_NAMES[0]}`]: 5,
+  [`files/Ünïcødé dir/${HOSTILE_NAMES[2]}`]: 3,
+  [`files/Ünïcødé dir/${HOSTILE_NAMES[3]}`]: 4,
+  [`files/Ünïcødé dir/${HOSTILE_NAMES[6]}`]: 2,
+};
+
+/** A file last written by ownCloud 8.0's encryption app, which filled `unencrypted_size`. */
+const LEGACY_ROWS = new Set(['files/Photos/.hidden-notes']);
 
 const VERSIONS: Record<Flavour, string> = { owncloud: '10.15.0.2', nextcloud: '28.0.4.1' };
 
@@ -333,11 +403,35 @@ export async function buildSampleInstance(options: SampleOptions): Promise<Sampl
   const instanceId = `oc${randomBytes(5).toString('hex')}`;
   const keysDir = join(dataDir, 'files_encryption', 'OC_DEFAULT_MODULE');
   mkdirSync(keysDir, { recursive: true });
-  writeFileSync(
-    join(keysDir, `master_${randomBytes(4).toString('hex')}.privateKey`),
-    randomBytes(1200),
-  );
-  writeFileSync(join(keysDir, 'pubShare_abc.publicKey'), randomBytes(450));
+  const encryptionMode = options.encryption;
+  const masterKeyId = keyId('master', instanceId);
+  const publicShareKeyId = keyId('pubShare', instanceId);
+  const keyPairs: SampleEncryption['keyPairs'] = [];
+  /** Writes a key pair ownCloud's way; paths relative to the data dir. */
+  const writeKeyPair = (dir: string, id: string, fileStem: string) => {
+    mkdirSync(join(dataDir, dir), { recursive: true });
+    const pair = {
+      id,
+      publicKey: `${dir}/${fileStem}.publicKey`,
+      privateKey: `${dir}/${fileStem}.privateKey`,
+    };
+    writeFileSync(join(dataDir, pair.publicKey), publicKeyFile(`${instanceId}:${id}`));
+    writeFileSync(join(dataDir, pair.privateKey), privateKeyFile(`${instanceId}:${id}`));
+    keyPairs.push(pair);
+  };
+  if (encryptionMode) {
+    const systemDir = `files_encryption/${MODULE}`;
+    if (encryptionMode === 'master-key') writeKeyPair(systemDir, masterKeyId, masterKeyId);
+    writeKeyPair(systemDir, publicShareKeyId, publicShareKeyId);
+  } else {
+    // Keys left from a time encryption was on: the backup keeps them like any file.
+    writeFileSync(
+      join(keysDir, `master_${randomBytes(4).toString('hex')}.privateKey`),
+      randomBytes(1200),
+    );
+    writeFileSync(join(keysDir, 'pubShare_abc.publicKey'), randomBytes(450));
+  }
+  const encryptedFiles: EncryptedFileRow[] = [];
   if (flavour === 'owncloud') mkdirSync(join(dataDir, 'avatars'), { recursive: true });
   else mkdirSync(join(dataDir, `appdata_${instanceId}`, 'preview', '1', '2'), { recursive: true });
 
@@ -370,10 +464,22 @@ export async function buildSampleInstance(options: SampleOptions): Promise<Sampl
       );
     const ids = new Map<string, number>();
     const sizes = new Map<string, number>();
+    /** Encrypted files: path → plain-text size (the file cache's `size`). */
+    const plainSizes = new Map<string, number>();
+    const encrypts = (entry: FileSpec) =>
+      encryptionMode !== undefined && entry.content !== undefined && isEncryptedPath(entry.path);
     for (const entry of entries) {
       const full = join(home, entry.path);
       if (entry.randomBytes !== undefined) {
         writeRandomFile(full, entry.randomBytes, fill);
+      } else if (entry.content !== undefined && encrypts(entry)) {
+        const plain = Buffer.from(entry.content);
+        plainSizes.set(entry.path, plain.length);
+        const version = ENCRYPTED_VERSIONS[entry.path] ?? 1;
+        writeFileSync(
+          full,
+          encryptedContent(plain, `${instanceId}:${user}:${entry.path}:${version}`),
+        );
       } else if (entry.content !== undefined) {
         writeFileSync(full, entry.content);
       } else {
@@ -381,26 +487,49 @@ export async function buildSampleInstance(options: SampleOptions): Promise<Sampl
       }
     }
     // Files ownCloud keeps per user but outside its file cache.
-    const userKeys = join(home, 'files_encryption', 'OC_DEFAULT_MODULE');
-    mkdirSync(userKeys, { recursive: true });
-    writeFileSync(join(userKeys, `${user}.privateKey`), randomBytes(1200));
-    writeFileSync(join(userKeys, `${user}.publicKey`), randomBytes(450));
-    const fileKeys = join(
-      home,
-      'files_encryption',
-      'keys',
-      'files',
-      'Documents',
-      'Welcome.txt',
-      'OC_DEFAULT_MODULE',
-    );
-    mkdirSync(fileKeys, { recursive: true });
-    writeFileSync(join(fileKeys, 'fileKey'), randomBytes(32));
+    const userKeyDir = `${user}/files_encryption/${MODULE}`;
+    if (encryptionMode === 'per-user-key') writeKeyPair(userKeyDir, user, user);
+    else if (!encryptionMode) {
+      const userKeys = join(dataDir, userKeyDir);
+      mkdirSync(userKeys, { recursive: true });
+      writeFileSync(join(userKeys, `${user}.privateKey`), randomBytes(1200));
+      writeFileSync(join(userKeys, `${user}.publicKey`), randomBytes(450));
+      const fileKeys = join(
+        home,
+        'files_encryption',
+        'keys',
+        'files',
+        'Documents',
+        'Welcome.txt',
+        'OC_DEFAULT_MODULE',
+      );
+      mkdirSync(fileKeys, { recursive: true });
+      writeFileSync(join(fileKeys, 'fileKey'), randomBytes(32));
+    }
+    // Each encrypted file's keys: the file key, sealed for the master key or for every user
+    // with access (the owner; admin's shared Welcome.txt also for alice, its recipient).
+    for (const path of plainSizes.keys()) {
+      const dir = fileKeyDir(path);
+      if (!dir) continue;
+      mkdirSync(join(home, dir), { recursive: true });
+      const seed = `${instanceId}:${user}:${path}`;
+      writeFileSync(join(home, dir, 'fileKey'), fileKey(seed));
+      const sealedFor =
+        encryptionMode === 'master-key'
+          ? [masterKeyId]
+          : user === 'admin' && path === 'files/Documents/Welcome.txt'
+            ? [user, 'alice']
+            : [user];
+      for (const id of sealedFor)
+        writeFileSync(join(home, dir, `${id}.shareKey`), shareKey(seed, id));
+    }
 
     // Sizes roll up from the deepest entries, as ownCloud's scanner does.
     for (const entry of [...entries].reverse()) {
       const stat = statSync(join(home, entry.path));
-      const own = stat.isDirectory() ? (sizes.get(entry.path) ?? 0) : stat.size;
+      const own = stat.isDirectory()
+        ? (sizes.get(entry.path) ?? 0)
+        : (plainSizes.get(entry.path) ?? stat.size);
       sizes.set(entry.path, own);
       if (entry.path !== '') {
         const parent = entry.path.includes('/')
@@ -422,6 +551,28 @@ export async function buildSampleInstance(options: SampleOptions): Promise<Sampl
             )!;
       const id = ++fileId;
       ids.set(entry.path, id);
+      const plainSize = plainSizes.get(entry.path);
+      const encrypted = plainSize === undefined ? 0 : (ENCRYPTED_VERSIONS[entry.path] ?? 1);
+      const unencryptedSize =
+        plainSize !== undefined && LEGACY_ROWS.has(entry.path) ? plainSize : 0;
+      if (plainSize !== undefined) {
+        const keyPath = fileKeyDir(
+          entry.path.startsWith('files_versions/')
+            ? `files/${entry.path.slice('files_versions/'.length).replace(/\.v\d+$/, '')}`
+            : entry.path,
+        );
+        encryptedFiles.push({
+          storage: `home::${user}`,
+          path: entry.path,
+          fileid: id,
+          encrypted,
+          size: plainSize,
+          unencrypted_size: unencryptedSize,
+          mimetype,
+          onDiskSize: stat.size,
+          keyDir: `${user}/${keyPath!}`,
+        });
+      }
       filecache.push({
         fileid: id,
         storage: storageId,
@@ -434,14 +585,19 @@ export async function buildSampleInstance(options: SampleOptions): Promise<Sampl
         size: sizes.get(entry.path)!,
         mtime: Math.floor(stat.mtimeMs / 1000),
         storage_mtime: Math.floor(stat.mtimeMs / 1000),
-        encrypted: 0,
-        unencrypted_size: 0,
+        encrypted,
+        unencrypted_size: unencryptedSize,
         etag: randomBytes(7).toString('hex'),
         permissions: isDir ? 31 : 27,
+        // ownCloud's checksum is of what the client sent: the plain text.
         checksum: isDir
           ? ''
           : `SHA1:${createHash('sha1')
-              .update(readFileSync(join(home, entry.path)))
+              .update(
+                plainSize !== undefined
+                  ? Buffer.from(entry.content!)
+                  : readFileSync(join(home, entry.path)),
+              )
               .digest('hex')}`,
       });
     }
@@ -554,7 +710,26 @@ export async function buildSampleInstance(options: SampleOptions): Promise<Sampl
         { appid: 'core', configkey: 'installedat', configvalue: '1764000000.123' },
         { appid: 'core', configkey: 'vendor', configvalue: flavour },
         { appid: 'files', configkey: 'enabled', configvalue: 'yes' },
-        { appid: 'encryption', configkey: 'enabled', configvalue: 'no' },
+        ...(encryptionMode
+          ? [
+              { appid: 'core', configkey: 'encryption_enabled', configvalue: 'yes' },
+              { appid: 'core', configkey: 'default_encryption_module', configvalue: MODULE },
+              { appid: 'encryption', configkey: 'enabled', configvalue: 'yes' },
+              {
+                appid: 'encryption',
+                configkey: 'useMasterKey',
+                configvalue: encryptionMode === 'master-key' ? '1' : '0',
+              },
+              // ownCloud's key manager sets all three ids on first use, in either mode.
+              { appid: 'encryption', configkey: 'masterKeyId', configvalue: masterKeyId },
+              { appid: 'encryption', configkey: 'publicShareKeyId', configvalue: publicShareKeyId },
+              {
+                appid: 'encryption',
+                configkey: 'recoveryKeyId',
+                configvalue: keyId('recoveryKey', instanceId),
+              },
+            ]
+          : [{ appid: 'encryption', configkey: 'enabled', configvalue: 'no' }]),
         {
           appid: 'customapp',
           configkey: 'note',
@@ -651,6 +826,18 @@ export async function buildSampleInstance(options: SampleOptions): Promise<Sampl
     users,
     database,
     special,
+    ...(encryptionMode
+      ? {
+          encryption: {
+            mode: encryptionMode,
+            module: MODULE,
+            masterKeyId,
+            publicShareKeyId,
+            keyPairs,
+            encryptedFiles,
+          },
+        }
+      : {}),
     readConfig: () => readConfigPhp(configPath),
     occCalls: () =>
       readFileSync(occCallsPath, 'utf8')

@@ -4,7 +4,8 @@
  * It implements what a backup uses: `maintenance:mode` (--on, --off, no flag = print the
  * state), `status` and `config:system:get`, and what a restore uses:
  * `maintenance:data-fingerprint` (a new `data-fingerprint` in config.php, which tells sync
- * clients the server went back in time), reading and writing config/config.php the way
+ * clients the server went back in time) and `files:scan --path=/USER/files/...` (see
+ * scanPath), reading and writing config/config.php the way
  * ownCloud does (include it, change $CONFIG, write it back with var_export under a lock).
  * It refuses to run as anyone but the owner of config.php, as the real console does, and
  * appends a JSON line per call to occ-calls.jsonl beside the installation, so tests can see
@@ -78,6 +79,141 @@ function holdIfAsked($holdFile, $heldFile, $args, $when) {
     } while (file_exists($holdFile));
 }
 
+/** The instance's database through PDO, from config.php's values, as ownCloud connects. */
+function connectDatabase($config) {
+    $type = $config['dbtype'] ?? 'sqlite3';
+    $name = $config['dbname'] ?? 'owncloud';
+    if ($type === 'sqlite3' || $type === 'sqlite') {
+        return new PDO('sqlite:' . $config['datadirectory'] . '/' . $name . '.db', null, null,
+            [PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION]);
+    }
+    $host = $config['dbhost'] ?? 'localhost';
+    $where = '';
+    if (preg_match('/^(.*):(\/.*)$/', $host, $m)) {
+        $where = ($type === 'mysql' ? 'unix_socket=' : 'host=') . $m[2];
+    } elseif (preg_match('/^(.*):(\d+)$/', $host, $m)) {
+        $where = 'host=' . $m[1] . ';port=' . $m[2];
+    } else {
+        $where = 'host=' . $host;
+    }
+    $dsn = ($type === 'mysql' ? 'mysql:' : 'pgsql:') . $where . ';dbname=' . $name;
+    return new PDO($dsn, $config['dbuser'] ?? '', $config['dbpassword'] ?? '',
+        [PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION]);
+}
+
+function mimetypeOf($name, $isDir) {
+    if ($isDir) return 'httpd/unix-directory';
+    $ext = strtolower(pathinfo($name, PATHINFO_EXTENSION));
+    $map = ['txt' => 'text/plain', 'md' => 'text/markdown', 'jpg' => 'image/jpeg', 'bin' => 'application/octet-stream'];
+    return $map[$ext] ?? 'application/octet-stream';
+}
+
+/**
+ * What ownCloud's scanner does to the file cache for one path (`/USER/files/SOME/PATH`), as
+ * far as a restore is concerned: every file and folder at and below the path gets a row
+ * (created, or updated to what is on disk: size, mtime, a new etag), folders the size of
+ * their contents, rows of entries no longer on disk are removed, and missing parent folders
+ * get rows too. Like the real scanner on an encrypted instance, it knows nothing about
+ * encryption: it writes the size on disk and `encrypted = 0`. Unlike the real one it does
+ * not propagate sizes and etags to the parents that already had rows.
+ */
+function scanPath($config, $path) {
+    if (!preg_match('#^/?([^/]+)/(files(?:/.*)?)$#', rtrim($path, '/'), $m)) {
+        throw new Exception("Invalid path: $path");
+    }
+    list(, $user, $relative) = $m;
+    $home = $config['datadirectory'] . '/' . $user;
+    if (!file_exists($home . '/' . $relative)) {
+        throw new Exception("Home storage for user $user not writable or path $relative not found");
+    }
+    $db = connectDatabase($config);
+    $prefix = $config['dbtableprefix'] ?? 'oc_';
+    $db->beginTransaction();
+    $storage = $db->prepare("SELECT numeric_id FROM {$prefix}storages WHERE id = ?");
+    $storage->execute(['home::' . $user]);
+    $storageId = $storage->fetchColumn();
+    if ($storageId === false) {
+        throw new Exception("No home storage for user $user");
+    }
+    $mimeIds = [];
+    $mimeId = function ($mime) use ($db, $prefix, &$mimeIds) {
+        if (isset($mimeIds[$mime])) return $mimeIds[$mime];
+        $find = $db->prepare("SELECT id FROM {$prefix}mimetypes WHERE mimetype = ?");
+        $find->execute([$mime]);
+        $id = $find->fetchColumn();
+        if ($id === false) {
+            $db->prepare("INSERT INTO {$prefix}mimetypes (mimetype) VALUES (?)")->execute([$mime]);
+            $find->execute([$mime]);
+            $id = $find->fetchColumn();
+        }
+        return $mimeIds[$mime] = (int) $id;
+    };
+    $find = $db->prepare("SELECT fileid FROM {$prefix}filecache WHERE storage = ? AND path_hash = ?");
+    $idOf = function ($p) use ($find, $storageId) {
+        $find->execute([$storageId, md5($p)]);
+        $id = $find->fetchColumn();
+        return $id === false ? null : (int) $id;
+    };
+    $write = function ($p, $size) use ($db, $prefix, $storageId, $home, $idOf, $mimeId) {
+        $full = $home . '/' . $p;
+        $isDir = is_dir($full);
+        $name = basename($p);
+        $mime = mimetypeOf($name, $isDir);
+        $parentPath = dirname($p) === '.' ? '' : dirname($p);
+        $parent = $idOf($parentPath);
+        $mtime = filemtime($full);
+        $etag = bin2hex(random_bytes(7));
+        $id = $idOf($p);
+        if ($id === null) {
+            $db->prepare("INSERT INTO {$prefix}filecache (storage, path, path_hash, parent, name, mimetype, mimepart, size, mtime, storage_mtime, encrypted, unencrypted_size, etag, permissions, checksum) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, '')")
+                ->execute([$storageId, $p, md5($p), $parent ?? -1, $name, $mimeId($mime), $mimeId(explode('/', $mime)[0]), $size, $mtime, $mtime, $etag, $isDir ? 31 : 27]);
+        } else {
+            $db->prepare("UPDATE {$prefix}filecache SET size = ?, mtime = ?, storage_mtime = ?, encrypted = 0, etag = ?, checksum = '' WHERE fileid = ?")
+                ->execute([$size, $mtime, $mtime, $etag, $id]);
+        }
+    };
+    // Missing parents first, outermost first.
+    $parents = [];
+    for ($p = dirname($relative); $p !== '.' && $p !== ''; $p = dirname($p)) {
+        if ($idOf($p) === null) array_unshift($parents, $p);
+    }
+    foreach ($parents as $p) $write($p, 0);
+    $scan = function ($p) use (&$scan, $home, $write, $db, $prefix, $storageId, $idOf) {
+        $full = $home . '/' . $p;
+        if (!is_dir($full)) {
+            $write($p, filesize($full));
+            return filesize($full);
+        }
+        $write($p, 0);
+        $total = 0;
+        $names = [];
+        foreach (scandir($full) as $name) {
+            if ($name === '.' || $name === '..') continue;
+            $names[$name] = true;
+            $total += $scan($p . '/' . $name);
+        }
+        $write($p, $total);
+        // Rows of entries that are gone (and everything below them).
+        $children = $db->prepare("SELECT fileid, name FROM {$prefix}filecache WHERE parent = ?");
+        $children->execute([$idOf($p)]);
+        foreach ($children->fetchAll(PDO::FETCH_NUM) as list($id, $name)) {
+            if (isset($names[$name])) continue;
+            $gone = [(int) $id];
+            while ($gone) {
+                $one = array_pop($gone);
+                $below = $db->prepare("SELECT fileid FROM {$prefix}filecache WHERE parent = ?");
+                $below->execute([$one]);
+                foreach ($below->fetchAll(PDO::FETCH_COLUMN) as $child) $gone[] = (int) $child;
+                $db->prepare("DELETE FROM {$prefix}filecache WHERE fileid = ?")->execute([$one]);
+            }
+        }
+        return $total;
+    };
+    $scan($relative);
+    $db->commit();
+    echo "Scanning files for 1 user\n";
+}
+
 holdIfAsked($holdFile, $heldFile, $args, 'before');
 $config = loadConfig($configFile);
 $before = !empty($config['maintenance']);
@@ -144,6 +280,23 @@ switch ($command) {
             } else {
                 echo $value . "\n";
             }
+        }
+        break;
+    case 'files:scan':
+        $paths = [];
+        foreach ($options as $o) {
+            if (substr($o, 0, 7) === '--path=') $paths[] = substr($o, 7);
+        }
+        if (!$paths) {
+            fwrite(STDERR, "files:scan: this stand-in needs --path\n");
+            $exit = 1;
+            break;
+        }
+        try {
+            foreach ($paths as $p) scanPath($config, $p);
+        } catch (Exception $e) {
+            fwrite(STDERR, $e->getMessage() . "\n");
+            $exit = 1;
         }
         break;
     default:

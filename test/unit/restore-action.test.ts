@@ -37,12 +37,12 @@ describe('the confirm guard', () => {
   it('takes the host input exactly, or local without one', () => {
     expect(restoreActionSettings(remote, { confirm: 'cloud.example.com' }, env)).toMatchObject({
       confirmed: 'cloud.example.com',
-      plan: { target: { kind: 'ssh', host: 'cloud.example.com' } },
+      plan: { kind: 'instance', restore: { target: { kind: 'ssh', host: 'cloud.example.com' } } },
       source: {},
     });
     expect(restoreActionSettings({}, { confirm: 'local' }, env)).toMatchObject({
       confirmed: 'local',
-      plan: { target: { kind: 'local' } },
+      plan: { kind: 'instance', restore: { target: { kind: 'local' } } },
     });
   });
 
@@ -114,13 +114,47 @@ describe('restoreActionSettings', () => {
         { 'db-admin-user': 'root', 'db-admin-password': ' pw ', 'allow-version-mismatch': 'true' },
         ok,
         env,
-      ).plan,
+      ).plan.restore,
     ).toMatchObject({
       dbAdmin: { user: 'root', password: ' pw ' },
       allowVersionMismatch: true,
       safetyCopy: true,
       discardPrevious: false,
     });
+  });
+
+  it('restores single paths with the path input, the action defaults of the other inputs aside', () => {
+    const defaults = {
+      'safety-copy': 'true',
+      'discard-previous': 'false',
+      'allow-version-mismatch': 'false',
+    };
+    const settings = restoreActionSettings(
+      {
+        ...defaults,
+        path: 'alice/files/Documents\nbob/files/a.txt',
+        'as-copy': 'true',
+        overwrite: 'false',
+      },
+      ok,
+      env,
+    );
+    expect(settings.plan).toMatchObject({
+      kind: 'paths',
+      restore: {
+        conflicts: 'as-copy',
+        paths: [
+          { user: 'alice', path: 'files/Documents' },
+          { user: 'bob', path: 'files/a.txt' },
+        ],
+      },
+    });
+    expect(settingsError({ ...defaults, path: 'alice/files/A', 'db-admin-user': 'root' }, ok)).toBe(
+      "Invalid input 'db-admin-user': it applies to a restore of the whole instance, not of single paths (input 'path'): the database stays as it is.",
+    );
+    expect(settingsError({ overwrite: 'true' }, ok)).toBe(
+      "Invalid input 'overwrite': it applies with input 'path' only (a restore of single paths).",
+    );
   });
 
   it('takes a named artifact of this run', () => {

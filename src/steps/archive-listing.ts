@@ -1,0 +1,131 @@
+// What a files archive holds under some paths, read here from tar's verbose listing: names,
+// types, sizes, mtimes and hard link targets. One pass over the archive, line by line, only
+// the wanted entries kept. The listing is asked for in C quoting (every byte that is not
+// printable ASCII as an escape) and UTC, so any name and any runner's locale parse the same.
+import { createInterface } from 'node:readline';
+import { BackupError } from '../errors.ts';
+import { stderrTail, streamProcess } from '../host/process.ts';
+import type { Compression } from '../settings.ts';
+
+export interface ArchiveEntry {
+  /** The member name as archived, without a trailing slash (e.g. `data/alice/files/a.txt`). */
+  name: string;
+  type: 'file' | 'directory' | 'symlink' | 'hardlink' | 'other';
+  /** Bytes (0 for everything but files). */
+  size: number;
+  /** Modification time, `YYYY-MM-DD HH:MM:SS` in UTC. */
+  mtime: string;
+  /** `rwxr-x---` style permissions. */
+  mode: string;
+  uid: number;
+  gid: number;
+  /** A hard link's target member, or a symlink's target. */
+  linkTarget?: string;
+}
+
+/** Undoes tar's C quoting: `\\`, `\"`, `\n`, `\t` and friends, and `\ooo` octal bytes. Pure. */
+export function unquoteC(text: string): string {
+  const bytes: number[] = [];
+  const simple: Record<string, number> = { a: 7, b: 8, f: 12, n: 10, r: 13, t: 9, v: 11 };
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (c !== '\\') {
+      bytes.push(...Buffer.from(c, 'utf8'));
+      continue;
+    }
+    const next = text[i + 1] ?? '';
+    if (/[0-7]/.test(next)) {
+      const octal = /^[0-7]{1,3}/.exec(text.slice(i + 1))![0];
+      bytes.push(parseInt(octal, 8));
+      i += octal.length;
+    } else {
+      bytes.push(simple[next] ?? next.charCodeAt(0));
+      i += 1;
+    }
+  }
+  return Buffer.from(bytes).toString('utf8');
+}
+
+const QUOTED = String.raw`"((?:[^"\\]|\\.)*)"`;
+const LINE = new RegExp(
+  String.raw`^(.)(\S{9})\S*\s+(\d+)/(\d+)\s+(\d+|\d+,\s*\d+)\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.\d+)?\s+${QUOTED}(?: (->|link to) ${QUOTED})?$`,
+);
+
+/** One line of `tar --list --verbose --full-time --numeric-owner --quoting-style=c`. Pure. */
+export function parseListingLine(line: string): ArchiveEntry | undefined {
+  const m = LINE.exec(line);
+  if (!m) return undefined;
+  const [, kind, mode, uid, gid, size, mtime, name, link, target] = m;
+  const type =
+    kind === '-'
+      ? 'file'
+      : kind === 'd'
+        ? 'directory'
+        : kind === 'l'
+          ? 'symlink'
+          : kind === 'h'
+            ? 'hardlink'
+            : 'other';
+  return {
+    name: unquoteC(name!).replace(/\/+$/, ''),
+    type,
+    size: type === 'file' ? Number(size) : 0,
+    mtime: mtime!,
+    mode: mode!,
+    uid: Number(uid),
+    gid: Number(gid),
+    ...(link && target !== undefined ? { linkTarget: unquoteC(target) } : {}),
+  };
+}
+
+/** True when `name` is `path` or lies below it. Pure. */
+export function isAtOrBelow(name: string, path: string): boolean {
+  return name === path || name.startsWith(`${path}/`);
+}
+
+/**
+ * The entries of an archive for which `wanted` is true, in archive order. A listing line
+ * that cannot be parsed, or a tar that fails, fails the listing: a partial answer would
+ * look like a backup without those files.
+ */
+export async function listArchive(
+  archivePath: string,
+  compression: Compression,
+  wanted: (name: string) => boolean,
+  signal?: AbortSignal,
+): Promise<ArchiveEntry[]> {
+  const tar = streamProcess(
+    [
+      'tar',
+      '--list',
+      '--verbose',
+      '--full-time',
+      '--numeric-owner',
+      '--quoting-style=c',
+      compression === 'zstd' ? '--zstd' : '--gzip',
+      `--file=${archivePath}`,
+    ],
+    { env: { TZ: 'UTC', LC_ALL: 'C' }, ...(signal ? { signal } : {}) },
+  );
+  const entries: ArchiveEntry[] = [];
+  let unparsed: string | undefined;
+  for await (const line of createInterface({ input: tar.stdout, crlfDelay: Infinity })) {
+    if (line === '') continue;
+    const entry = parseListingLine(line);
+    if (!entry) {
+      unparsed ??= line;
+      continue;
+    }
+    if (wanted(entry.name)) entries.push(entry);
+  }
+  const result = await tar.done;
+  if (result.exitCode !== 0)
+    throw new BackupError(
+      `Listing ${archivePath} failed (tar exit ${result.exitCode}): ${stderrTail(result.stderr) || 'no message'}`,
+    );
+  if (unparsed !== undefined)
+    throw new BackupError(
+      `Listing ${archivePath}: a line of tar's listing could not be read: '${unparsed.slice(0, 200)}'`,
+    );
+  return entries;
+}

@@ -1,0 +1,90 @@
+// What both kinds of restore do before they change anything: the backup verified byte for
+// byte, root on the host, and preflight failures that say nothing was changed.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BackupError, InputError } from '../errors.ts';
+import { reached, type Host } from '../host/host.ts';
+import { stderrTail } from '../host/process.ts';
+import type { Manifest } from '../manifest.ts';
+import { MANIFEST_NAME } from '../naming.ts';
+import type { Reporter } from '../report.ts';
+import { manifestProblem, verifyBackup } from '../verify.ts';
+
+/** The backup, verified, and what it holds. */
+export interface VerifiedBackup {
+  /** The backup directory. */
+  directory: string;
+  manifest: Manifest;
+  filesArchive: string;
+  dumpArchive: string;
+}
+
+/** The backup, checked byte for byte before anything on the target changes. */
+export async function verified(backupPath: string, reporter: Reporter): Promise<VerifiedBackup> {
+  const checks = await verifyBackup(backupPath);
+  const failed = checks.filter((c) => !c.ok);
+  if (failed.length > 0)
+    throw new BackupError(
+      `The backup ${backupPath} is damaged; nothing was changed on the target. ${failed.map((c) => c.what).join('; ')}`,
+    );
+  reporter.info(`The backup is intact (${checks.length} checks).`);
+  const manifest = JSON.parse(readFileSync(join(backupPath, MANIFEST_NAME), 'utf8')) as Manifest;
+  const archive = (role: 'files' | 'database') =>
+    join(backupPath, manifest.archives.find((a) => a.role === role)!.name);
+  return {
+    directory: backupPath,
+    manifest,
+    filesArchive: archive('files'),
+    dumpArchive: archive('database'),
+  };
+}
+
+/** argv prefix that runs a command as root on the host; needs root or passwordless sudo. */
+export async function rootOn(host: Host): Promise<string[]> {
+  if (host.account === 'root') return [];
+  const result = reached(host, await host.run(['sudo', '-n', 'true']));
+  if (result.exitCode !== 0)
+    throw new BackupError(
+      `A restore writes files of every owner: the SSH user ${host.account} on ${host.label} must be root or have passwordless sudo (${stderrTail(result.stderr) || 'sudo -n failed'}). Nothing was changed.`,
+    );
+  return ['sudo', '-n', '--'];
+}
+
+/**
+ * Runs the checks before the first change: whatever fails there says that nothing changed.
+ */
+export async function unchanged<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (!(error instanceof BackupError || error instanceof InputError)) throw error;
+    if (/nothing was changed/i.test(error.message)) throw error;
+    const message = `${error.message.replace(/\.?$/, '.')} Nothing was changed on the target.`;
+    throw error instanceof InputError ? new InputError(message) : new BackupError(message);
+  }
+}
+
+/**
+ * A backup's manifest, checked for its form but without reading the archives (for listing
+ * what a backup holds): a missing or malformed one is an error naming the file.
+ */
+export function readManifest(backupPath: string): Manifest {
+  const path = join(backupPath, MANIFEST_NAME);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new BackupError(
+      `Cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}. Expected a backup directory.`,
+    );
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new BackupError(`${path} is not JSON: the backup is damaged.`);
+  }
+  const problem = manifestProblem(value);
+  if (problem) throw new BackupError(`${path}: ${problem}`);
+  return value as Manifest;
+}
