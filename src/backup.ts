@@ -20,7 +20,7 @@ import { acquireLock, holderName, type HeldLock } from './host/lock.ts';
 import { LocalHost } from './host/local.ts';
 import { isNoSpace, noSpaceError, removeTree, type RunnerPrivilege } from './host/runner.ts';
 import type { SshOptions } from './host/ssh.ts';
-import { openHost } from './host/connect.ts';
+import { connectStep } from './host/connect.ts';
 import {
   buildManifest,
   checksumsText,
@@ -164,11 +164,7 @@ async function backUp(
   let instanceLock: HeldLock | undefined;
   let privilege: RunnerPrivilege = { prefix: [], keepsOwners: false };
   try {
-    host = await reporter.group('Connect', async () => {
-      const opened = await openHost(plan.target, context.secrets, context.ssh);
-      reporter.info(`Connected to ${opened.label} as ${opened.account}.`);
-      return opened;
-    });
+    host = await connectStep(reporter, plan.target, context.secrets, context.ssh);
     const connected = host;
     interrupted();
 

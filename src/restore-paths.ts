@@ -9,7 +9,7 @@
 import { join } from 'node:path';
 import { engineFor } from './database/index.ts';
 import { BackupError, InterruptedError } from './errors.ts';
-import { openHost } from './host/connect.ts';
+import { connectStep } from './host/connect.ts';
 import { asUser, mustRun, type Host } from './host/host.ts';
 import { acquireLock, holderName, type HeldLock } from './host/lock.ts';
 import { hostname } from 'node:os';
@@ -206,11 +206,7 @@ export async function runPathRestore(
   let host: Host | undefined;
   let lock: HeldLock | undefined;
   try {
-    host = await reporter.group('Connect', async () => {
-      const opened = await openHost(plan.target, context.secrets, context.ssh);
-      reporter.info(`Connected to ${opened.label} as ${opened.account}.`);
-      return opened;
-    });
+    host = await connectStep(reporter, plan.target, context.secrets, context.ssh);
     const connected = host;
     const root = await unchanged(() => rootOn(connected));
     const installDir = plan.owncloudDir || manifest.source.installDir;

@@ -19,7 +19,7 @@ import {
   RestoreError,
 } from './errors.ts';
 import { guardedCommand, readingFrom, secretLine } from './host/guarded.ts';
-import { openHost } from './host/connect.ts';
+import { connectStep, openHost } from './host/connect.ts';
 import { asUser, mustRun, reached, type Host } from './host/host.ts';
 import { stderrTail } from './host/process.ts';
 import { SshHost } from './host/ssh.ts';
@@ -302,11 +302,7 @@ export async function runRestore(
 
   let host: Host | undefined;
   try {
-    host = await reporter.group('Connect', async () => {
-      const opened = await openHost(plan.target, context.secrets, context.ssh);
-      reporter.info(`Connected to ${opened.label} as ${opened.account}.`);
-      return opened;
-    });
+    host = await connectStep(reporter, plan.target, context.secrets, context.ssh);
     const connected = host;
     const root = await rootOn(connected);
     interrupted();

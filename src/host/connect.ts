@@ -1,4 +1,5 @@
 // Opens the session to the ownCloud host a plan names: this machine, or SSH.
+import type { Reporter } from '../report.ts';
 import type { Secrets } from '../secrets.ts';
 import type { LocalTarget, SshTarget } from '../settings.ts';
 import type { Host } from './host.ts';
@@ -13,4 +14,18 @@ export async function openHost(
   if (target.kind === 'local') return new LocalHost();
   secrets.add(target.privateKey);
   return SshHost.connect(target, ssh);
+}
+
+/** openHost as the first step of a run: a log group that says where it connected, as whom. */
+export async function connectStep(
+  reporter: Reporter,
+  target: SshTarget | LocalTarget,
+  secrets: Secrets,
+  ssh?: SshOptions,
+): Promise<Host> {
+  return reporter.group('Connect', async () => {
+    const opened = await openHost(target, secrets, ssh);
+    reporter.info(`Connected to ${opened.label} as ${opened.account}.`);
+    return opened;
+  });
 }

@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { BackupError, LinkError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
-import { runProcess, stderrTail, streamProcess } from '../host/process.ts';
+import { runProcess, stderrTail, streamProcess, type ProcessResult } from '../host/process.ts';
 import type { StepProgress } from '../progress.ts';
 import type { Compression } from '../settings.ts';
 import { TAR_METADATA_FLAGS, withoutTarProgress } from './archive.ts';
@@ -94,19 +94,29 @@ export async function extractFiles(options: {
     (error: unknown) => error,
   );
   const result = await extracting.done;
-  const fed = await feeding;
+  judgeExtraction(host, result, await feeding, options.archivePath, 'restoring the files');
+}
+
+/** Throws what went wrong with tar extracting on the host (the link, the disk, tar, the feed). */
+function judgeExtraction(
+  host: Host,
+  result: ProcessResult,
+  fed: unknown,
+  archivePath: string,
+  doing: string,
+): void {
+  const Doing = doing[0]!.toUpperCase() + doing.slice(1);
   const transport = host.transportFailure(result);
-  if (transport) throw new LinkError(`Restoring the files failed: ${transport}`);
+  if (transport) throw new LinkError(`${Doing} failed: ${transport}`);
   if (result.exitCode !== 0) {
     const said = stderrTail(withoutTarProgress(result.stderr));
     throw new BackupError(
       /No space left on device|Disk quota exceeded/.test(said)
-        ? `No space left on device on ${host.label} while restoring the files: ${said}`
-        : `Restoring the files failed (tar exit ${result.exitCode} on ${host.label}): ${said || 'no message'}`,
+        ? `No space left on device on ${host.label} while ${doing}: ${said}`
+        : `${Doing} failed (tar exit ${result.exitCode} on ${host.label}): ${said || 'no message'}`,
     );
   }
-  if (fed instanceof Error)
-    throw new BackupError(`Reading ${options.archivePath} failed: ${fed.message}`);
+  if (fed instanceof Error) throw new BackupError(`Reading ${archivePath} failed: ${fed.message}`);
 }
 
 /**
@@ -156,22 +166,11 @@ export async function extractMembers(options: {
   );
   const [result, unpacked] = await Promise.all([extracting.done, decompress.done]);
   const fed = await feeding;
-  const transport = host.transportFailure(result);
-  if (transport) throw new LinkError(`Extracting the paths failed: ${transport}`);
-  if (unpacked.exitCode !== 0)
+  if (unpacked.exitCode !== 0 && !host.transportFailure(result))
     throw new BackupError(
       `Decompressing ${options.archivePath} failed (exit ${unpacked.exitCode}): ${stderrTail(unpacked.stderr) || 'no message'}`,
     );
-  if (result.exitCode !== 0) {
-    const said = stderrTail(withoutTarProgress(result.stderr));
-    throw new BackupError(
-      /No space left on device|Disk quota exceeded/.test(said)
-        ? `No space left on device on ${host.label} while extracting the paths: ${said}`
-        : `Extracting the paths failed (tar exit ${result.exitCode} on ${host.label}): ${said || 'no message'}`,
-    );
-  }
-  if (fed instanceof Error)
-    throw new BackupError(`Reading ${options.archivePath} failed: ${fed.message}`);
+  judgeExtraction(host, result, fed, options.archivePath, 'extracting the paths');
   return { sentBytes: counter.bytes };
 }
 
