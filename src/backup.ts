@@ -363,7 +363,7 @@ async function backUp(
             dumpPath: dump.path,
             filesArchivePath: files.path,
             compression: plan.compression,
-            database: { ...instance.database, rowCounts },
+            database: { ...instance.database, rowCounts, dumpToolVersion: tool.version },
           }),
         )
       : undefined;

@@ -138,6 +138,12 @@ export interface DatabaseEngine {
   /** How to start a throwaway server from the programs found, in a private directory. Pure. */
   throwawaySetup(input: ThrowawayInput): ThrowawaySetup;
   /**
+   * Why a throwaway server of this version cannot be expected to load a dump made by this
+   * dump tool (a newer major version writes statements an older server does not know), or
+   * undefined. Pure.
+   */
+  throwawayVersionProblem?(serverVersion: string, dumpToolVersion: string): string | undefined;
+  /**
    * One client invocation that prints, one hex line each, the user of every home storage
    * (`home::USER` in the storages table): the users whose `files/` the archive must hold.
    */

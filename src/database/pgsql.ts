@@ -263,6 +263,14 @@ export const pgsql: DatabaseEngine = {
   throwawayDirs: ['/usr/lib/postgresql/*/bin', '/usr/pgsql-*/bin', '/usr/local/pgsql/bin'],
   throwawaySetup: throwawayServer,
 
+  throwawayVersionProblem(serverVersion, dumpToolVersion) {
+    const major = (text: string) => /(\d+)(?:\.\d+)*/.exec(text)?.[1];
+    const server = major(serverVersion);
+    const dump = major(dumpToolVersion);
+    if (!server || !dump || Number(server) >= Number(dump)) return undefined;
+    return `the runner's postgres ${server} is older than the pg_dump ${dump} the dump was made with (install PostgreSQL ${dump} on the runner)`;
+  },
+
   homeStoragesCommand({ connection }) {
     const table = pgIdentifier(`${connection.tablePrefix}storages`);
     return queryCommand(connection, [

@@ -58,6 +58,8 @@ export interface RestoreTestSubject {
     tablePrefix: string;
     utf8mb4: boolean;
     rowCounts: Record<string, number>;
+    /** The dump tool's version line, as the manifest records it. */
+    dumpToolVersion?: string;
   };
 }
 
@@ -369,6 +371,11 @@ export async function runRestoreTest(
   const root = process.getuid?.() === 0;
   const versionOut = await runProcess([programs.server!, '--version'], { signal });
   const serverVersion = stderrTail(versionOut.stdout, 1) || stderrTail(versionOut.stderr, 1);
+  const tooOld =
+    subject.database.dumpToolVersion !== undefined
+      ? engine.throwawayVersionProblem?.(serverVersion, subject.database.dumpToolVersion)
+      : undefined;
+  if (tooOld) return { result: 'skipped', reason: tooOld, ...empty, seconds: elapsed() };
   const dir = privateDir();
   const setup = engine.throwawaySetup({
     programs,

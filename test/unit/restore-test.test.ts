@@ -226,3 +226,16 @@ describe('the restore test line', () => {
     );
   });
 });
+
+describe('a runner server older than the dump', () => {
+  it('is a reason to skip for PostgreSQL (a newer pg_dump writes what an older server refuses)', () => {
+    const problem = pgsql.throwawayVersionProblem!;
+    expect(
+      problem('postgres (PostgreSQL) 15.10 (Debian 15.10-0+deb12u1)', 'pg_dump (PostgreSQL) 17.2'),
+    ).toBe(
+      "the runner's postgres 15 is older than the pg_dump 17 the dump was made with (install PostgreSQL 17 on the runner)",
+    );
+    expect(problem('postgres (PostgreSQL) 16.4', 'pg_dump (PostgreSQL) 15.10')).toBeUndefined();
+    expect(problem('postgres (PostgreSQL) 15.10', 'pg_dump (PostgreSQL) 15.2')).toBeUndefined();
+  });
+});
