@@ -28,6 +28,7 @@ import { formatBytes, missingOnHost } from './steps/preflight.ts';
 import { extractMembers } from './steps/restore-files.ts';
 import { findClient } from './steps/restore-database.ts';
 import { readManifest, rootOn, unchanged, verified } from './steps/target.ts';
+import { archiveNameProblem } from './verify.ts';
 
 const KEY_MODULE_DEFAULT = 'OC_DEFAULT_MODULE';
 
@@ -159,6 +160,23 @@ export function encryptionOf(
   };
 }
 
+/** The archive's entries the paths need, or the error listing them (kept until verified). */
+async function listWanted(plan: PathRestorePlan): Promise<ArchiveEntry[] | Error> {
+  try {
+    const manifest = readManifest(plan.backupPath);
+    const files = manifest.archives.find((a) => a.role === 'files');
+    if (!files || archiveNameProblem(files.name))
+      return new BackupError('The manifest names no usable files archive.');
+    return await listArchive(
+      join(plan.backupPath, files.name),
+      files.compression,
+      wantedBy(plan.paths),
+    );
+  } catch (error) {
+    return error instanceof Error ? error : new Error(String(error));
+  }
+}
+
 export async function runPathRestore(
   plan: PathRestorePlan,
   context: RestoreContext,
@@ -169,6 +187,9 @@ export async function runPathRestore(
     if (signal.aborted)
       throw new InterruptedError('The restore was interrupted; nothing was changed.');
   };
+  // The wanted entries are listed while the archive is verified (each a pass over it); the
+  // listing is used only once the verification has passed.
+  const listing = listWanted(plan);
   const backup = await reporter.group('Verify the backup', () =>
     verified(plan.backupPath, reporter),
   );
@@ -177,12 +198,8 @@ export async function runPathRestore(
   const { selection, encryption } = await reporter.group(
     'Find the paths in the backup',
     async () => {
-      const entries = await listArchive(
-        backup.filesArchive,
-        filesArchive.compression,
-        wantedBy(plan.paths),
-        signal,
-      );
+      const entries = await listing;
+      if (entries instanceof Error) throw entries;
       const keys = encryptionOf(manifest, entries, plan.paths);
       if (keys && !manifest.encryption)
         reporter.warning(

@@ -11990,6 +11990,14 @@ const pgsql = {
     // Debian and Ubuntu keep the server programs of each major version apart; RHEL too.
     throwawayDirs: ['/usr/lib/postgresql/*/bin', '/usr/pgsql-*/bin', '/usr/local/pgsql/bin'],
     throwawaySetup: pgsql_throwawayServer,
+    throwawayVersionProblem(serverVersion, dumpToolVersion) {
+        const major = (text) => /(\d+)(?:\.\d+)*/.exec(text)?.[1];
+        const server = major(serverVersion);
+        const dump = major(dumpToolVersion);
+        if (!server || !dump || Number(server) >= Number(dump))
+            return undefined;
+        return `the runner's postgres ${server} is older than the pg_dump ${dump} the dump was made with (install PostgreSQL ${dump} on the runner)`;
+    },
     homeStoragesCommand({ connection }) {
         const table = pgIdentifier(`${connection.tablePrefix}storages`);
         return pgsql_queryCommand(connection, [
@@ -12818,6 +12826,14 @@ async function connect_openHost(target, secrets, ssh) {
         return new LocalHost();
     secrets.add(target.privateKey);
     return SshHost.connect(target, ssh);
+}
+/** openHost as the first step of a run: a log group that says where it connected, as whom. */
+async function connectStep(reporter, target, secrets, ssh) {
+    return reporter.group('Connect', async () => {
+        const opened = await connect_openHost(target, secrets, ssh);
+        reporter.info(`Connected to ${opened.label} as ${opened.account}.`);
+        return opened;
+    });
 }
 
 ;// CONCATENATED MODULE: external "node:crypto"
@@ -15853,6 +15869,11 @@ async function runRestoreTest(engine, subject, options) {
     const root = process.getuid?.() === 0;
     const versionOut = await runProcess([programs.server, '--version'], { signal });
     const serverVersion = stderrTail(versionOut.stdout, 1) || stderrTail(versionOut.stderr, 1);
+    const tooOld = subject.database.dumpToolVersion !== undefined
+        ? engine.throwawayVersionProblem?.(serverVersion, subject.database.dumpToolVersion)
+        : undefined;
+    if (tooOld)
+        return { result: 'skipped', reason: tooOld, ...empty, seconds: elapsed() };
     const dir = privateDir();
     const setup = engine.throwawaySetup({
         programs,
@@ -16051,11 +16072,7 @@ async function backUp(plan, context, run) {
     let instanceLock;
     let privilege = { prefix: [], keepsOwners: false };
     try {
-        host = await reporter.group('Connect', async () => {
-            const opened = await connect_openHost(plan.target, context.secrets, context.ssh);
-            reporter.info(`Connected to ${opened.label} as ${opened.account}.`);
-            return opened;
-        });
+        host = await connectStep(reporter, plan.target, context.secrets, context.ssh);
         const connected = host;
         interrupted();
         const instance = await reporter.group('Discover', async () => {
@@ -16206,7 +16223,7 @@ async function backUp(plan, context, run) {
                 dumpPath: dump.path,
                 filesArchivePath: files.path,
                 compression: plan.compression,
-                database: { ...instance.database, rowCounts },
+                database: { ...instance.database, rowCounts, dumpToolVersion: tool.version },
             }))
             : undefined;
         interrupted();
@@ -16717,18 +16734,22 @@ async function extractFiles(options) {
     extracting.stdout.resume();
     const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)((0,external_node_fs_namespaceObject.createReadStream)(options.archivePath), counter, extracting.stdin).catch((error) => error);
     const result = await extracting.done;
-    const fed = await feeding;
+    judgeExtraction(host, result, await feeding, options.archivePath, 'restoring the files');
+}
+/** Throws what went wrong with tar extracting on the host (the link, the disk, tar, the feed). */
+function judgeExtraction(host, result, fed, archivePath, doing) {
+    const Doing = doing[0].toUpperCase() + doing.slice(1);
     const transport = host.transportFailure(result);
     if (transport)
-        throw new LinkError(`Restoring the files failed: ${transport}`);
+        throw new LinkError(`${Doing} failed: ${transport}`);
     if (result.exitCode !== 0) {
         const said = stderrTail(withoutTarProgress(result.stderr));
         throw new BackupError(/No space left on device|Disk quota exceeded/.test(said)
-            ? `No space left on device on ${host.label} while restoring the files: ${said}`
-            : `Restoring the files failed (tar exit ${result.exitCode} on ${host.label}): ${said || 'no message'}`);
+            ? `No space left on device on ${host.label} while ${doing}: ${said}`
+            : `${Doing} failed (tar exit ${result.exitCode} on ${host.label}): ${said || 'no message'}`);
     }
     if (fed instanceof Error)
-        throw new BackupError(`Reading ${options.archivePath} failed: ${fed.message}`);
+        throw new BackupError(`Reading ${archivePath} failed: ${fed.message}`);
 }
 /**
  * Extracts only the given members (exact names; a directory brings what is below it) of the
@@ -16763,19 +16784,9 @@ async function extractMembers(options) {
     const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)(decompress.stdout, filter, counter, extracting.stdin).catch((error) => error);
     const [result, unpacked] = await Promise.all([extracting.done, decompress.done]);
     const fed = await feeding;
-    const transport = host.transportFailure(result);
-    if (transport)
-        throw new LinkError(`Extracting the paths failed: ${transport}`);
-    if (unpacked.exitCode !== 0)
+    if (unpacked.exitCode !== 0 && !host.transportFailure(result))
         throw new BackupError(`Decompressing ${options.archivePath} failed (exit ${unpacked.exitCode}): ${stderrTail(unpacked.stderr) || 'no message'}`);
-    if (result.exitCode !== 0) {
-        const said = stderrTail(withoutTarProgress(result.stderr));
-        throw new BackupError(/No space left on device|Disk quota exceeded/.test(said)
-            ? `No space left on device on ${host.label} while extracting the paths: ${said}`
-            : `Extracting the paths failed (tar exit ${result.exitCode} on ${host.label}): ${said || 'no message'}`);
-    }
-    if (fed instanceof Error)
-        throw new BackupError(`Reading ${options.archivePath} failed: ${fed.message}`);
+    judgeExtraction(host, result, fed, options.archivePath, 'extracting the paths');
     return { sentBytes: counter.bytes };
 }
 /**
@@ -17608,11 +17619,7 @@ async function runRestore(plan, context) {
     const engine = engineFor(plan.database.type ?? manifest.database.type);
     let host;
     try {
-        host = await reporter.group('Connect', async () => {
-            const opened = await connect_openHost(plan.target, context.secrets, context.ssh);
-            reporter.info(`Connected to ${opened.label} as ${opened.account}.`);
-            return opened;
-        });
+        host = await connectStep(reporter, plan.target, context.secrets, context.ssh);
         const connected = host;
         const root = await target_rootOn(connected);
         interrupted();
@@ -18529,6 +18536,7 @@ async function placeFiles(host, root, request) {
 
 
 
+
 const KEY_MODULE_DEFAULT = 'OC_DEFAULT_MODULE';
 /** The archive member of a user's path. Pure. */
 function memberOf(user, path) {
@@ -18609,6 +18617,19 @@ function encryptionOf(manifest, entries, paths) {
         keyPairs: encryption.mode === 'master-key' ? 'master' : 'user',
     };
 }
+/** The archive's entries the paths need, or the error listing them (kept until verified). */
+async function listWanted(plan) {
+    try {
+        const manifest = readManifest(plan.backupPath);
+        const files = manifest.archives.find((a) => a.role === 'files');
+        if (!files || archiveNameProblem(files.name))
+            return new BackupError('The manifest names no usable files archive.');
+        return await archive_listing_listArchive((0,external_node_path_namespaceObject.join)(plan.backupPath, files.name), files.compression, wantedBy(plan.paths));
+    }
+    catch (error) {
+        return error instanceof Error ? error : new Error(String(error));
+    }
+}
 async function runPathRestore(plan, context) {
     const { reporter, signal } = context;
     const started = performance.now();
@@ -18616,11 +18637,16 @@ async function runPathRestore(plan, context) {
         if (signal.aborted)
             throw new InterruptedError('The restore was interrupted; nothing was changed.');
     };
+    // The wanted entries are listed while the archive is verified (each a pass over it); the
+    // listing is used only once the verification has passed.
+    const listing = listWanted(plan);
     const backup = await reporter.group('Verify the backup', () => verified(plan.backupPath, reporter));
     const { manifest } = backup;
     const filesArchive = manifest.archives.find((a) => a.role === 'files');
     const { selection, encryption } = await reporter.group('Find the paths in the backup', async () => {
-        const entries = await archive_listing_listArchive(backup.filesArchive, filesArchive.compression, wantedBy(plan.paths), signal);
+        const entries = await listing;
+        if (entries instanceof Error)
+            throw entries;
         const keys = encryptionOf(manifest, entries, plan.paths);
         if (keys && !manifest.encryption)
             reporter.warning('The backup predates the record of server-side encryption, and holds key files for these paths: they are restored with the files, but without the file cache values of encrypted files (users download each such file once to correct its size).');
@@ -18636,11 +18662,7 @@ async function runPathRestore(plan, context) {
     let host;
     let lock;
     try {
-        host = await reporter.group('Connect', async () => {
-            const opened = await connect_openHost(plan.target, context.secrets, context.ssh);
-            reporter.info(`Connected to ${opened.label} as ${opened.account}.`);
-            return opened;
-        });
+        host = await connectStep(reporter, plan.target, context.secrets, context.ssh);
         const connected = host;
         const root = await unchanged(() => target_rootOn(connected));
         const installDir = plan.owncloudDir || manifest.source.installDir;
