@@ -346,9 +346,15 @@ describe('a MySQL password longer than an option-file line', () => {
       let password = hostilePassword();
       while (Buffer.byteLength(password) < 5000) password += ` ${hostilePassword()}`;
       const instance = await sample('mysql', { dbPassword: password });
+      // The dump waits on a table lock until the watcher has seen its command line: seen on
+      // a busy machine too, however short the dump.
+      const lock = await holdDumpLock(instance, lockTargetOf('mysql', { mariadb, postgres }));
+      let released: Promise<void> | undefined;
+      const release = () => (released ??= lock.release());
       const outcome = await backupWatched(instance, sshArgs(transport), {
         secrets: [password, password.slice(-60), password.slice(4080, 4140)],
-      });
+        onDump: release,
+      }).finally(release);
       const { run } = outcome;
       expect(run.exitCode, explain(run)).toBe(0);
       expect(run.dumpSeen).toBe(true);
