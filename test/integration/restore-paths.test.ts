@@ -170,6 +170,13 @@ describe('what happens to files that exist already', () => {
     );
     expect(statSync(kept[0]!).mode & 0o777).toBe(0o700);
     expect(overwrite.stdout).toContain('restore --cleanup');
+    // The command it names finds and removes it.
+    const cleanup = await runRestoreCli(['--cleanup', '--owncloud-dir', instance.installDir], {
+      secrets: [instance.dbPassword],
+    });
+    expectOk(cleanup);
+    expect(cleanup.stdout).toContain(`Removed ${kept[0]}`);
+    expect(containers(instance)).toEqual([]);
     instance.remove();
   });
 
