@@ -6,6 +6,7 @@
 //   along with encryption) → occ files:scan → with encryption, the cache rows' recorded
 //   values → the staging directory removed.
 // No maintenance mode and no database replacement: the rest of the instance runs on.
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { engineFor } from './database/index.ts';
 import { BackupError, InterruptedError } from './errors.ts';
@@ -304,7 +305,8 @@ async function restorePaths(run: {
 }): Promise<PathRestoreResult> {
   const { host, root, plan, context, manifest, instance, encryption } = run;
   const { reporter } = context;
-  const container = `${instance.dataDir}/${containerName(restoreStamp(new Date()))}`;
+  // A random tail: two restores within one second never share a container.
+  const container = `${instance.dataDir}/${containerName(`${restoreStamp(new Date())}-${randomBytes(3).toString('hex')}`)}`;
   const staging = `${container}/.staging`;
   await mustRun(
     host,

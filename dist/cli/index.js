@@ -18537,6 +18537,7 @@ async function placeFiles(host, root, request) {
 
 
 
+
 const KEY_MODULE_DEFAULT = 'OC_DEFAULT_MODULE';
 /** The archive member of a user's path. Pure. */
 function memberOf(user, path) {
@@ -18709,7 +18710,8 @@ async function runPathRestore(plan, context) {
 async function restorePaths(run) {
     const { host, root, plan, context, manifest, instance, encryption } = run;
     const { reporter } = context;
-    const container = `${instance.dataDir}/${containerName(restoreStamp(new Date()))}`;
+    // A random tail: two restores within one second never share a container.
+    const container = `${instance.dataDir}/${containerName(`${restoreStamp(new Date())}-${(0,external_node_crypto_namespaceObject.randomBytes)(3).toString('hex')}`)}`;
     const staging = `${container}/.staging`;
     await mustRun(host, [...root, 'mkdir', '-m', '700', '--', container, staging], 'Creating the staging directory');
     let kept = false;
