@@ -28,8 +28,8 @@ import { placeFiles, type Placement } from './steps/place-files.ts';
 import { formatBytes, missingOnHost } from './steps/preflight.ts';
 import { extractMembers } from './steps/restore-files.ts';
 import { findClient } from './steps/restore-database.ts';
-import { readManifest, rootOn, unchanged, verified } from './steps/target.ts';
-import { archiveNameProblem } from './verify.ts';
+import { rootOn, unchanged, verified } from './steps/target.ts';
+import { archiveNameProblem, readManifest } from './verify.ts';
 
 const KEY_MODULE_DEFAULT = 'OC_DEFAULT_MODULE';
 

@@ -50,19 +50,19 @@ function openFailure(error: unknown): string {
   return code === 'EACCES' || code === 'EPERM' ? `permission denied (${code})` : code;
 }
 
-function readManifestText(directory: string): string {
+function readManifestText(directory: string, doing: 'verify' | 'read' = 'verify'): string {
   let stat;
   try {
     stat = statSync(directory);
   } catch (error) {
     throw new UnverifiableError(
       errnoCode(error) === 'ENOENT'
-        ? `Cannot verify ${directory}: no such directory.`
-        : `Cannot verify ${directory}: ${openFailure(error)}.`,
+        ? `Cannot ${doing} ${directory}: no such directory.`
+        : `Cannot ${doing} ${directory}: ${openFailure(error)}.`,
     );
   }
   if (!stat.isDirectory())
-    throw new UnverifiableError(`Cannot verify ${directory}: it is not a directory.`);
+    throw new UnverifiableError(`Cannot ${doing} ${directory}: it is not a directory.`);
   const path = join(directory, MANIFEST_NAME);
   try {
     return readFileSync(path, 'utf8');
@@ -512,6 +512,24 @@ async function checkArchive(
     ...content,
   );
   return checks;
+}
+
+/**
+ * A backup's manifest, checked for its form but without reading the archives (for what a
+ * backup holds): missing, not JSON, or malformed is an UnverifiableError naming the file.
+ */
+export function readManifest(directory: string): Manifest {
+  const path = join(directory, MANIFEST_NAME);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readManifestText(directory, 'read'));
+  } catch (error) {
+    if (error instanceof UnverifiableError) throw error;
+    throw new UnverifiableError(`${path} is not valid JSON: the backup is damaged.`);
+  }
+  const problem = manifestProblem(parsed);
+  if (problem) throw new UnverifiableError(`${path}: damaged: ${problem}`);
+  return parsed as Manifest;
 }
 
 /**

@@ -6,7 +6,7 @@ import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(896);
+/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(266);
 // Entry of the `owncloud-backup` command.
 
 (0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .dropOutputToClosedPipes */ .D3)();
@@ -17,7 +17,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 896:
+/***/ 266:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -12154,9 +12154,13 @@ function sqlite_rowCountsSql(tablePrefix) {
         "FROM (SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' " +
         `AND substr(name, 1, length(${prefix})) = ${prefix} ORDER BY name)`);
 }
+/** An identifier, double-quoted. */
+function identifier(name) {
+    return `"${name.replaceAll('"', '""')}"`;
+}
 /** A table of the instance, double-quoted. */
 function table(tablePrefix, name) {
-    return `"${(tablePrefix + name).replaceAll('"', '""')}"`;
+    return identifier(tablePrefix + name);
 }
 /** The encryption settings from appconfig, one hex line each (see ENCRYPTION_SETTINGS). */
 function sqlite_encryptionStateSql(tablePrefix) {
@@ -12257,7 +12261,7 @@ const sqlite = {
         ]);
         return { program: client, argv, delivery: 'none', secret: '' };
     },
-    identifier: (name) => `"${name.replaceAll('"', '""')}"`,
+    identifier,
     textFromHex: (hex) => `CAST(X'${hex}' AS TEXT)`,
     loadCommand({ connection, client, account, owner }) {
         // As the web server's user, so the new database file is the instance's own.
@@ -12326,18 +12330,8 @@ const sqlite = {
             tool: { program, version: serverVersion },
         };
     },
-    homeStoragesCommand({ connection, tool, account, owner }) {
-        const table = `"${`${connection.tablePrefix}storages`.replaceAll('"', '""')}"`;
-        const argv = asUser(account, owner, [
-            tool.program,
-            '-readonly',
-            '-bail',
-            '-batch',
-            '-noheader',
-            connection.file,
-            `SELECT hex(id) FROM ${table} WHERE substr(id, 1, 6) = 'home::' ORDER BY id`,
-        ]);
-        return { program: tool.program, argv, delivery: 'none', secret: '' };
+    homeStoragesCommand(context) {
+        return readOnlyQuery(context, `SELECT hex(id) FROM ${table(context.connection.tablePrefix, 'storages')} WHERE substr(id, 1, 6) = 'home::' ORDER BY id`);
     },
 };
 
@@ -14951,21 +14945,7 @@ class MaintenanceGuard {
 
 ;// CONCATENATED MODULE: external "node:readline"
 const external_node_readline_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:readline");
-;// CONCATENATED MODULE: ./src/steps/encryption.ts
-// Server-side encryption: what the instance's app config says about it, and, when it is on,
-// an index of the file cache entries of encrypted files (storage, path, the `encrypted`
-// version counter, `size`, `unencrypted_size`), taken inside the maintenance window beside
-// the dump. Restoring a single encrypted file needs those values exactly as they were: a
-// files:scan of the restored file writes its encrypted size and `encrypted = 0`.
-// Both run with the engine's own client and the dump's credentials (secret on stdin); the
-// index streams from the client through a line parser into the compressor, one line at a
-// time, so millions of rows never sit in memory.
-
-
-
-
-
-
+;// CONCATENATED MODULE: ./src/steps/client-query.ts
 
 
 
@@ -15005,27 +14985,33 @@ class SilenceTimer {
         clearTimeout(this.timer);
     }
 }
-/** Why a finished client invocation failed, in words, or undefined when it succeeded. */
-function clientFailure(host, engine, context, command, result, what) {
-    const transport = host.transportFailure(result);
-    if (transport)
-        return `${what} failed: ${transport}`;
-    if (result.exitCode === 127 && /not found/i.test(result.stderr))
-        return `${host.label} has no ${command.program} to read the ${engine.type} database's encryption settings: install it there.`;
-    if (result.exitCode !== 0) {
-        const cause = engine.explainFailure(result.stderr, context.connection) ??
-            (stderrTail(result.stderr) || 'no message');
-        return `${what} (${command.program}) failed with exit code ${result.exitCode}: ${cause}`;
-    }
-    return undefined;
-}
 function timedOutMessage(what, timeout) {
     return `${what} went on for ${timeout.seconds} s without output${timeout.after ? ' after the dump ended' : ''} and was stopped (dump-timeout): is the database server answering?`;
 }
-/** Reads the encryption settings from `<prefix>appconfig` on the host, in one invocation. */
-async function readEncryptionState(host, engine, context, signal, timeout) {
-    const what = `Reading the encryption settings of the ${engine.type} database`;
-    const command = engine.encryptionStateCommand(context);
+/** Why a finished client invocation failed, in words, or undefined when it succeeded. */
+function clientFailure(host, engine, context, command, result, purpose) {
+    const transport = host.transportFailure(result);
+    if (transport)
+        return `${purpose.what} failed: ${transport}`;
+    if (result.exitCode === 127 && /not found/i.test(result.stderr))
+        return `${host.label} has no ${command.program} to ${purpose.need}: install it there.`;
+    if (result.exitCode !== 0) {
+        const cause = engine.explainFailure(result.stderr, context.connection) ??
+            (stderrTail(result.stderr) || 'no message');
+        return `${purpose.what} (${command.program}) failed with exit code ${result.exitCode}: ${cause}`;
+    }
+    return undefined;
+}
+/** The message of output a client printed that its parser could not read. */
+function unexpectedOutput(purpose, command, error) {
+    return `${purpose.what} (${command.program}) gave unexpected output: ${error instanceof Error ? error.message : String(error)}`;
+}
+/**
+ * Runs one query command on the host and parses its output. Stopped through the signal
+ * (InterruptedError), or by the timeout when given.
+ */
+async function queryOnHost(host, engine, context, command, options) {
+    const { purpose, signal, timeout } = options;
     const abort = new AbortController();
     const cancel = () => abort.abort();
     signal?.addEventListener('abort', cancel, { once: true });
@@ -15045,16 +15031,48 @@ async function readEncryptionState(host, engine, context, signal, timeout) {
     if (signal?.aborted)
         throw new InterruptedError();
     if (silence.fired)
-        throw new BackupError(timedOutMessage(what, timeout));
-    const failure = clientFailure(host, engine, context, command, result, what);
+        throw new BackupError(timedOutMessage(purpose.what, timeout));
+    const failure = clientFailure(host, engine, context, command, result, purpose);
     if (failure)
         throw new BackupError(failure);
     try {
-        return parseEncryptionSettings(result.stdout);
+        return options.parse(result.stdout);
     }
     catch (error) {
-        throw new BackupError(`${what} (${command.program}) gave unexpected output: ${error instanceof Error ? error.message : String(error)}`);
+        throw new BackupError(unexpectedOutput(purpose, command, error));
     }
+}
+
+;// CONCATENATED MODULE: ./src/steps/encryption.ts
+// Server-side encryption: what the instance's app config says about it, and, when it is on,
+// an index of the file cache entries of encrypted files (storage, path, the `encrypted`
+// version counter, `size`, `unencrypted_size`), taken inside the maintenance window beside
+// the dump. Restoring a single encrypted file needs those values exactly as they were: a
+// files:scan of the restored file writes its encrypted size and `encrypted = 0`.
+// Both run with the engine's own client and the dump's credentials (secret on stdin); the
+// index streams from the client through a line parser into the compressor, one line at a
+// time, so millions of rows never sit in memory.
+
+
+
+
+
+
+
+
+
+
+/** Reads the encryption settings from `<prefix>appconfig` on the host, in one invocation. */
+async function readEncryptionState(host, engine, context, signal, timeout) {
+    return queryOnHost(host, engine, context, engine.encryptionStateCommand(context), {
+        purpose: {
+            what: `Reading the encryption settings of the ${engine.type} database`,
+            need: `read the ${engine.type} database's encryption settings`,
+        },
+        parse: parseEncryptionSettings,
+        signal,
+        timeout,
+    });
 }
 /** Client output lines in, JSON lines out (one per encrypted file), counted. */
 class IndexLines extends external_node_stream_namespaceObject.Transform {
@@ -15102,7 +15120,10 @@ class IndexLines extends external_node_stream_namespaceObject.Transform {
  * (EncryptedFileEntry), compressed. One client invocation, streamed.
  */
 async function writeEncryptionIndex(host, engine, context, options) {
-    const what = `Listing the encrypted files in the ${engine.type} database's file cache`;
+    const purpose = {
+        what: `Listing the encrypted files in the ${engine.type} database's file cache`,
+        need: `list the encrypted files of the ${engine.type} database`,
+    };
     const command = engine.encryptedFilesCommand(context);
     const abort = new AbortController();
     const cancel = () => abort.abort();
@@ -15128,13 +15149,13 @@ async function writeEncryptionIndex(host, engine, context, options) {
         if (options.signal?.aborted)
             throw new InterruptedError();
         if (silence.fired)
-            throw new BackupError(timedOutMessage(what, options.timeout));
+            throw new BackupError(timedOutMessage(purpose.what, options.timeout));
         if (result.status === 'rejected')
             throw result.reason;
         // A line that could not be read stopped the client: that line is the cause.
         if (lines.failure)
-            throw new BackupError(`${what} (${command.program}) gave unexpected output: ${lines.failure.message}`);
-        const failure = clientFailure(host, engine, context, command, result.value, what);
+            throw new BackupError(unexpectedOutput(purpose, command, lines.failure));
+        const failure = clientFailure(host, engine, context, command, result.value, purpose);
         if (failure)
             throw new BackupError(failure);
         if (written.status === 'rejected')
@@ -15214,66 +15235,20 @@ wanted) {
 
 ;// CONCATENATED MODULE: ./src/steps/row-counts.ts
 
-
-
 /**
  * Counts the rows of every prefixed table of the instance's database on the host, in one
  * client invocation. Stopped through the signal, or by the timeout when given.
  */
 async function countRows(host, engine, context, signal, timeout) {
-    const command = engine.rowCountsCommand(context);
-    const abort = new AbortController();
-    const cancel = () => abort.abort();
-    signal?.addEventListener('abort', cancel, { once: true });
-    let timedOut = false;
-    let timer;
-    let ended = false;
-    const arm = () => {
-        if (ended || !timeout)
-            return;
-        timer = setTimeout(() => {
-            timedOut = true;
-            abort.abort();
-        }, timeout.seconds * 1000);
-    };
-    if (timeout?.after)
-        void timeout.after.then(arm, arm);
-    else
-        arm();
-    let result;
-    try {
-        result = await host.run(guardedCommand(command.argv, command.delivery), {
-            input: secretLine(command.secret),
-            keepStdinOpen: true,
-            signal: abort.signal,
-        });
-    }
-    finally {
-        ended = true;
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', cancel);
-    }
-    if (signal?.aborted)
-        throw new InterruptedError();
-    const what = `Counting the rows of the ${engine.type} database's tables`;
-    if (timedOut)
-        throw new BackupError(`${what} went on for ${timeout.seconds} s${timeout.after ? ' after the dump ended' : ''} and was stopped (dump-timeout): is the database server answering?`);
-    const transport = host.transportFailure(result);
-    if (transport)
-        throw new BackupError(`${what} failed: ${transport}`);
-    if (result.exitCode === 127 && /not found/i.test(result.stderr))
-        throw new BackupError(`${host.label} has no ${command.program} to count the rows of the ${engine.type} database: install it there.`);
-    if (result.exitCode !== 0) {
-        const cause = engine.explainFailure(result.stderr, context.connection) ??
-            (stderrTail(result.stderr) || 'no message');
-        throw new BackupError(`${what} (${command.program}) failed with exit code ${result.exitCode}: ${cause}`);
-    }
-    try {
-        return engine.parseRowCounts(result.stdout);
-    }
-    catch (error) {
-        throw new BackupError(`${what} (${command.program}) gave unexpected output: ${error instanceof Error ? error.message : String(error)}`);
-    }
+    return queryOnHost(host, engine, context, engine.rowCountsCommand(context), {
+        purpose: {
+            what: `Counting the rows of the ${engine.type} database's tables`,
+            need: `count the rows of the ${engine.type} database`,
+        },
+        parse: (stdout) => engine.parseRowCounts(stdout),
+        signal,
+        timeout,
+    });
 }
 
 ;// CONCATENATED MODULE: ./src/steps/previous-state.ts
@@ -16861,18 +16836,18 @@ function openFailure(error) {
     const code = errnoCode(error);
     return code === 'EACCES' || code === 'EPERM' ? `permission denied (${code})` : code;
 }
-function readManifestText(directory) {
+function readManifestText(directory, doing = 'verify') {
     let stat;
     try {
         stat = (0,external_node_fs_namespaceObject.statSync)(directory);
     }
     catch (error) {
         throw new UnverifiableError(errnoCode(error) === 'ENOENT'
-            ? `Cannot verify ${directory}: no such directory.`
-            : `Cannot verify ${directory}: ${openFailure(error)}.`);
+            ? `Cannot ${doing} ${directory}: no such directory.`
+            : `Cannot ${doing} ${directory}: ${openFailure(error)}.`);
     }
     if (!stat.isDirectory())
-        throw new UnverifiableError(`Cannot verify ${directory}: it is not a directory.`);
+        throw new UnverifiableError(`Cannot ${doing} ${directory}: it is not a directory.`);
     const path = (0,external_node_path_namespaceObject.join)(directory, MANIFEST_NAME);
     try {
         return (0,external_node_fs_namespaceObject.readFileSync)(path, 'utf8');
@@ -17276,6 +17251,26 @@ async function checkArchive(directory, archive, manifest, facts) {
     return checks;
 }
 /**
+ * A backup's manifest, checked for its form but without reading the archives (for what a
+ * backup holds): missing, not JSON, or malformed is an UnverifiableError naming the file.
+ */
+function readManifest(directory) {
+    const path = (0,external_node_path_namespaceObject.join)(directory, MANIFEST_NAME);
+    let parsed;
+    try {
+        parsed = JSON.parse(readManifestText(directory, 'read'));
+    }
+    catch (error) {
+        if (error instanceof UnverifiableError)
+            throw error;
+        throw new UnverifiableError(`${path} is not valid JSON: the backup is damaged.`);
+    }
+    const problem = manifestProblem(parsed);
+    if (problem)
+        throw new UnverifiableError(`${path}: damaged: ${problem}`);
+    return parsed;
+}
+/**
  * Checks a backup directory. Throws UnverifiableError when there is nothing to check (no
  * such directory, no manifest); a manifest that cannot be trusted is a failed check.
  * `facts`, when given, collects from the files archive's listing what the restore test
@@ -17402,31 +17397,6 @@ async function unchanged(work) {
         const message = `${error.message.replace(/\.?$/, '.')} Nothing was changed on the target.`;
         throw error instanceof InputError ? new InputError(message) : new BackupError(message);
     }
-}
-/**
- * A backup's manifest, checked for its form but without reading the archives (for listing
- * what a backup holds): a missing or malformed one is an error naming the file.
- */
-function readManifest(backupPath) {
-    const path = (0,external_node_path_namespaceObject.join)(backupPath, MANIFEST_NAME);
-    let text;
-    try {
-        text = (0,external_node_fs_namespaceObject.readFileSync)(path, 'utf8');
-    }
-    catch (error) {
-        throw new BackupError(`Cannot read ${path}: ${error.code ?? String(error)}. Expected a backup directory.`);
-    }
-    let value;
-    try {
-        value = JSON.parse(text);
-    }
-    catch {
-        throw new BackupError(`${path} is not JSON: the backup is damaged.`);
-    }
-    const problem = manifestProblem(value);
-    if (problem)
-        throw new BackupError(`${path}: ${problem}`);
-    return value;
 }
 
 ;// CONCATENATED MODULE: ./src/restore.ts

@@ -3,12 +3,28 @@
 // it, and how long it took. Pure: returns Markdown.
 import type { DownloadedBackup } from '../destination/artifact.ts';
 import { formatSeconds } from '../report.ts';
+import type { Manifest } from '../manifest.ts';
 import type { RestoreResult } from '../restore.ts';
 import type { PathRestoreResult } from '../restore-paths.ts';
 import { formatBytes } from '../steps/preflight.ts';
 
 function escape(text: string): string {
   return text.replaceAll('|', '\\|').replaceAll('\n', ' ');
+}
+
+/** Which backup, and which artifact of which run it came from. */
+function sourceRows(manifest: Manifest, backup: DownloadedBackup): [string, string][] {
+  const { artifact } = backup;
+  return [
+    [
+      'Backup',
+      `${manifest.name} of ${manifest.source.host}, taken ${manifest.startedAt.slice(0, 19).replace('T', ' ')} UTC`,
+    ],
+    [
+      'From',
+      `artifact '${artifact.name}' (id ${artifact.id}, ${formatBytes(artifact.size)}) of ${backup.from}${backup.digestChecked ? `, digest \`sha256:${artifact.digest}\` checked` : ', no digest recorded'}`,
+    ],
+  ];
 }
 
 export function restoreSummary(
@@ -18,17 +34,9 @@ export function restoreSummary(
 ): string {
   const { manifest } = result;
   const product = manifest.instance.product === 'nextcloud' ? 'Nextcloud' : 'ownCloud';
-  const { artifact } = backup;
   const previous = result.previous;
   const rows: [string, string][] = [
-    [
-      'Backup',
-      `${manifest.name} of ${manifest.source.host}, taken ${manifest.startedAt.slice(0, 19).replace('T', ' ')} UTC`,
-    ],
-    [
-      'From',
-      `artifact '${artifact.name}' (id ${artifact.id}, ${formatBytes(artifact.size)}) of ${backup.from}${backup.digestChecked ? `, digest \`sha256:${artifact.digest}\` checked` : ', no digest recorded'}`,
-    ],
+    ...sourceRows(manifest, backup),
     [
       'Onto',
       `${result.target} (${result.inPlace ? 'in place of the instance there' : 'a new host: no instance was there'})`,
@@ -76,16 +84,8 @@ export function pathRestoreSummary(
 ): string {
   const { manifest } = result;
   const product = manifest.instance.product === 'nextcloud' ? 'Nextcloud' : 'ownCloud';
-  const { artifact } = backup;
   const rows: [string, string][] = [
-    [
-      'Backup',
-      `${manifest.name} of ${manifest.source.host}, taken ${manifest.startedAt.slice(0, 19).replace('T', ' ')} UTC`,
-    ],
-    [
-      'From',
-      `artifact '${artifact.name}' (id ${artifact.id}, ${formatBytes(artifact.size)}) of ${backup.from}${backup.digestChecked ? `, digest \`sha256:${artifact.digest}\` checked` : ', no digest recorded'}`,
-    ],
+    ...sourceRows(manifest, backup),
     ['Into', `${result.target}, the running ${product} (no maintenance mode, database unchanged)`],
     [
       'Restored',

@@ -51,9 +51,14 @@ export function rowCountsSql(tablePrefix: string): string {
   );
 }
 
+/** An identifier, double-quoted. */
+function identifier(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
 /** A table of the instance, double-quoted. */
 function table(tablePrefix: string, name: string): string {
-  return `"${(tablePrefix + name).replaceAll('"', '""')}"`;
+  return identifier(tablePrefix + name);
 }
 
 /** The encryption settings from appconfig, one hex line each (see ENCRYPTION_SETTINGS). */
@@ -175,7 +180,7 @@ export const sqlite: DatabaseEngine = {
     return { program: client, argv, delivery: 'none', secret: '' };
   },
 
-  identifier: (name) => `"${name.replaceAll('"', '""')}"`,
+  identifier,
 
   textFromHex: (hex) => `CAST(X'${hex}' AS TEXT)`,
 
@@ -254,17 +259,10 @@ export const sqlite: DatabaseEngine = {
     };
   },
 
-  homeStoragesCommand({ connection, tool, account, owner }) {
-    const table = `"${`${connection.tablePrefix}storages`.replaceAll('"', '""')}"`;
-    const argv = asUser(account, owner, [
-      tool.program,
-      '-readonly',
-      '-bail',
-      '-batch',
-      '-noheader',
-      connection.file!,
-      `SELECT hex(id) FROM ${table} WHERE substr(id, 1, 6) = 'home::' ORDER BY id`,
-    ]);
-    return { program: tool.program, argv, delivery: 'none', secret: '' };
+  homeStoragesCommand(context) {
+    return readOnlyQuery(
+      context,
+      `SELECT hex(id) FROM ${table(context.connection.tablePrefix, 'storages')} WHERE substr(id, 1, 6) = 'home::' ORDER BY id`,
+    );
   },
 };

@@ -15,84 +15,28 @@ import {
   parseEncryptedFileLine,
   type EncryptedFileEntry,
   parseEncryptionSettings,
-  type CheckCommand,
   type EncryptionState,
 } from '../database/engine.ts';
 import { BackupError, InterruptedError } from '../errors.ts';
 import { guardedCommand, secretLine } from '../host/guarded.ts';
 import type { Host } from '../host/host.ts';
-import { stderrTail, streamProcess, type ProcessResult } from '../host/process.ts';
+import { stderrTail, streamProcess } from '../host/process.ts';
 import type { Manifest } from '../manifest.ts';
 import type { Compression } from '../settings.ts';
 import { compressToFile, type WrittenFile } from './compress.ts';
-import type { CountTimeout } from './row-counts.ts';
+import {
+  clientFailure,
+  queryOnHost,
+  SilenceTimer,
+  timedOutMessage,
+  unexpectedOutput,
+  type QueryTimeout,
+} from './client-query.ts';
 
 export interface EncryptionOutcome {
   state: EncryptionState;
   /** The index file, when encryption is on. */
   index?: { file: WrittenFile; files: number };
-}
-
-/** A stop after `seconds` of silence, counted from when `after` settles (when given). */
-class SilenceTimer {
-  fired = false;
-  private timer: NodeJS.Timeout | undefined;
-  private armed = false;
-  private ended = false;
-  private readonly ms: number;
-  private readonly onFire: () => void;
-
-  constructor(timeout: CountTimeout | undefined, onFire: () => void) {
-    this.ms = (timeout?.seconds ?? 0) * 1000;
-    this.onFire = onFire;
-    if (!timeout) return;
-    const arm = () => {
-      this.armed = true;
-      this.touch();
-    };
-    if (timeout.after) void timeout.after.then(arm, arm);
-    else arm();
-  }
-
-  touch(): void {
-    if (!this.armed || this.ended) return;
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.fired = true;
-      this.onFire();
-    }, this.ms);
-  }
-
-  stop(): void {
-    this.ended = true;
-    clearTimeout(this.timer);
-  }
-}
-
-/** Why a finished client invocation failed, in words, or undefined when it succeeded. */
-function clientFailure(
-  host: Host,
-  engine: DatabaseEngine,
-  context: DumpContext,
-  command: CheckCommand,
-  result: ProcessResult,
-  what: string,
-): string | undefined {
-  const transport = host.transportFailure(result);
-  if (transport) return `${what} failed: ${transport}`;
-  if (result.exitCode === 127 && /not found/i.test(result.stderr))
-    return `${host.label} has no ${command.program} to read the ${engine.type} database's encryption settings: install it there.`;
-  if (result.exitCode !== 0) {
-    const cause =
-      engine.explainFailure(result.stderr, context.connection) ??
-      (stderrTail(result.stderr) || 'no message');
-    return `${what} (${command.program}) failed with exit code ${result.exitCode}: ${cause}`;
-  }
-  return undefined;
-}
-
-function timedOutMessage(what: string, timeout: CountTimeout): string {
-  return `${what} went on for ${timeout.seconds} s without output${timeout.after ? ' after the dump ended' : ''} and was stopped (dump-timeout): is the database server answering?`;
 }
 
 /** Reads the encryption settings from `<prefix>appconfig` on the host, in one invocation. */
@@ -101,36 +45,17 @@ export async function readEncryptionState(
   engine: DatabaseEngine,
   context: DumpContext,
   signal?: AbortSignal,
-  timeout?: CountTimeout,
+  timeout?: QueryTimeout,
 ): Promise<EncryptionState> {
-  const what = `Reading the encryption settings of the ${engine.type} database`;
-  const command = engine.encryptionStateCommand(context);
-  const abort = new AbortController();
-  const cancel = () => abort.abort();
-  signal?.addEventListener('abort', cancel, { once: true });
-  const silence = new SilenceTimer(timeout, cancel);
-  let result;
-  try {
-    result = await host.run(guardedCommand(command.argv, command.delivery), {
-      input: secretLine(command.secret),
-      keepStdinOpen: true,
-      signal: abort.signal,
-    });
-  } finally {
-    silence.stop();
-    signal?.removeEventListener('abort', cancel);
-  }
-  if (signal?.aborted) throw new InterruptedError();
-  if (silence.fired) throw new BackupError(timedOutMessage(what, timeout!));
-  const failure = clientFailure(host, engine, context, command, result, what);
-  if (failure) throw new BackupError(failure);
-  try {
-    return parseEncryptionSettings(result.stdout);
-  } catch (error) {
-    throw new BackupError(
-      `${what} (${command.program}) gave unexpected output: ${error instanceof Error ? error.message : String(error)}`,
-    );
-  }
+  return queryOnHost(host, engine, context, engine.encryptionStateCommand(context), {
+    purpose: {
+      what: `Reading the encryption settings of the ${engine.type} database`,
+      need: `read the ${engine.type} database's encryption settings`,
+    },
+    parse: parseEncryptionSettings,
+    signal,
+    timeout,
+  });
 }
 
 /** Client output lines in, JSON lines out (one per encrypted file), counted. */
@@ -188,10 +113,13 @@ export async function writeEncryptionIndex(
     path: string;
     compression: Compression;
     signal?: AbortSignal;
-    timeout?: CountTimeout;
+    timeout?: QueryTimeout;
   },
 ): Promise<{ file: WrittenFile; files: number }> {
-  const what = `Listing the encrypted files in the ${engine.type} database's file cache`;
+  const purpose = {
+    what: `Listing the encrypted files in the ${engine.type} database's file cache`,
+    need: `list the encrypted files of the ${engine.type} database`,
+  };
   const command = engine.encryptedFilesCommand(context);
   const abort = new AbortController();
   const cancel = () => abort.abort();
@@ -217,14 +145,11 @@ export async function writeEncryptionIndex(
     ]);
     silence.stop();
     if (options.signal?.aborted) throw new InterruptedError();
-    if (silence.fired) throw new BackupError(timedOutMessage(what, options.timeout!));
+    if (silence.fired) throw new BackupError(timedOutMessage(purpose.what, options.timeout!));
     if (result.status === 'rejected') throw result.reason;
     // A line that could not be read stopped the client: that line is the cause.
-    if (lines.failure)
-      throw new BackupError(
-        `${what} (${command.program}) gave unexpected output: ${lines.failure.message}`,
-      );
-    const failure = clientFailure(host, engine, context, command, result.value, what);
+    if (lines.failure) throw new BackupError(unexpectedOutput(purpose, command, lines.failure));
+    const failure = clientFailure(host, engine, context, command, result.value, purpose);
     if (failure) throw new BackupError(failure);
     if (written.status === 'rejected') throw written.reason;
     return { file: written.value, files: lines.files };
@@ -250,7 +175,7 @@ export async function recordEncryption(
     indexPath: string;
     compression: Compression;
     signal?: AbortSignal;
-    timeout?: CountTimeout;
+    timeout?: QueryTimeout;
   },
 ): Promise<EncryptionOutcome> {
   const state = await readEncryptionState(host, engine, context, options.signal, options.timeout);

@@ -8,7 +8,7 @@ import { stderrTail } from '../host/process.ts';
 import type { Manifest } from '../manifest.ts';
 import { MANIFEST_NAME } from '../naming.ts';
 import type { Reporter } from '../report.ts';
-import { manifestProblem, verifyBackup } from '../verify.ts';
+import { verifyBackup } from '../verify.ts';
 
 /** The backup, verified, and what it holds. */
 export interface VerifiedBackup {
@@ -62,29 +62,4 @@ export async function unchanged<T>(work: () => Promise<T>): Promise<T> {
     const message = `${error.message.replace(/\.?$/, '.')} Nothing was changed on the target.`;
     throw error instanceof InputError ? new InputError(message) : new BackupError(message);
   }
-}
-
-/**
- * A backup's manifest, checked for its form but without reading the archives (for listing
- * what a backup holds): a missing or malformed one is an error naming the file.
- */
-export function readManifest(backupPath: string): Manifest {
-  const path = join(backupPath, MANIFEST_NAME);
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    throw new BackupError(
-      `Cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}. Expected a backup directory.`,
-    );
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    throw new BackupError(`${path} is not JSON: the backup is damaged.`);
-  }
-  const problem = manifestProblem(value);
-  if (problem) throw new BackupError(`${path}: ${problem}`);
-  return value as Manifest;
 }
