@@ -1,7 +1,8 @@
 // The orchestrator: a validated plan in, a finished, dated backup directory out.
 //   backup-dir checked and locked (stale incomplete backups removed) → connect → discover
-//   → instance locked → preflight → files (bulk) → [maintenance on → files (delta) ‖ dump
-//   ‖ row counts ‖ encryption state and index → maintenance restored] → archive → manifest
+//   → instance locked → preflight → files (base archive, streamed from the host while the
+//   instance is live) → [maintenance on → files (delta archive: what changed) ‖ dump ‖ row
+//   counts ‖ encryption state and index → maintenance restored] → restore test → manifest
 //   → rename into place.
 // A backup directory only gets its final name once everything in it is written and
 // checked; on any failure the partial one is removed.
@@ -18,7 +19,7 @@ import {
 import { asUser, type Host } from './host/host.ts';
 import { acquireLock, holderName, type HeldLock } from './host/lock.ts';
 import { LocalHost } from './host/local.ts';
-import { isNoSpace, noSpaceError, removeTree, type RunnerPrivilege } from './host/runner.ts';
+import { isNoSpace, noSpaceError, removeTree } from './host/runner.ts';
 import type { SshOptions } from './host/ssh.ts';
 import { connectStep } from './host/connect.ts';
 import {
@@ -34,6 +35,7 @@ import {
   dumpFileName,
   encryptionIndexName,
   filesArchiveName,
+  filesDeltaArchiveName,
   INCOMPLETE_SUFFIX,
   MANIFEST_NAME,
 } from './naming.ts';
@@ -41,16 +43,28 @@ import { formatSeconds, type Reporter } from './report.ts';
 import { DEFAULT_PROGRESS_SECONDS, StepProgress } from './progress.ts';
 import type { Secrets } from './secrets.ts';
 import type { BackupPlan } from './settings.ts';
-import { archiveFiles } from './steps/archive.ts';
 import { checkBackupDir, createBackupDir, removeStaleBackups } from './steps/backup-dir.ts';
 import { discoverInstance } from './steps/discover.ts';
 import { dumpDatabase, type DumpResult } from './steps/dump.ts';
-import { checkStagedConfig, syncFiles, type SyncStats } from './steps/files.ts';
+import {
+  createSnapshotDir,
+  FileTally,
+  LAYOUT,
+  removeSnapshotDir,
+  streamFiles,
+  type StreamStats,
+} from './steps/files.ts';
 import { MaintenanceGuard, type MaintenanceRecord } from './steps/maintenance.ts';
 import { formatBytes, preflight } from './steps/preflight.ts';
 import { recordEncryption, type EncryptionOutcome } from './steps/encryption.ts';
 import { countRows } from './steps/row-counts.ts';
-import { restoreTestLine, runRestoreTest, type RestoreTestRecord } from './steps/restore-test.ts';
+import {
+  ListingFacts,
+  restoreTestLine,
+  runRestoreTest,
+  type RestoreTestRecord,
+} from './steps/restore-test.ts';
+import type { WrittenFile } from './steps/compress.ts';
 
 export interface BackupResult {
   /** The finished backup directory. */
@@ -59,6 +73,8 @@ export interface BackupResult {
   manifestPath: string;
   dumpPath: string;
   filesArchivePath: string;
+  /** The files changed inside the maintenance window (absent without maintenance mode). */
+  filesDeltaPath?: string;
   /** The index of the encrypted files, when the instance encrypts. */
   encryptionIndexPath?: string;
   /** Total size of the backup's files. */
@@ -153,7 +169,6 @@ async function backUp(
 ): Promise<BackupResult> {
   const { reporter, signal } = context;
   const { startedAt, name, finalDir, workDir } = run;
-  const stagingDir = join(workDir, 'staging');
   const interrupted = () => {
     if (signal.aborted) throw new InterruptedError();
   };
@@ -162,7 +177,8 @@ async function backUp(
   /** Set once this run created the work dir: only then is it this run's to remove. */
   let ownsWorkDir = false;
   let instanceLock: HeldLock | undefined;
-  let privilege: RunnerPrivilege = { prefix: [], keepsOwners: false };
+  /** The host's private directory for tar's snapshot file, once made (with what removes it). */
+  let snapshotDir: { path: string; remove: () => Promise<void> } | undefined;
   try {
     host = await connectStep(reporter, plan.target, context.secrets, context.ssh);
     const connected = host;
@@ -203,8 +219,6 @@ async function backUp(
         emit: (line) => reporter.info(line),
         ...(expectedBytes !== undefined ? { expectedBytes } : {}),
       });
-    // Kept outside the try as well: removing a failed run's files may need it.
-    const elevated = (privilege = checked.privilege);
     interrupted();
 
     // Only now, with the plan checked (backup-dir not inside what is copied), is anything
@@ -216,35 +230,53 @@ async function backUp(
     context.onWorkDir?.(workDir);
     mkdirSync(workDir, { mode: 0o700 });
     ownsWorkDir = true;
-    mkdirSync(stagingDir, { mode: 0o700 });
-    const { installStats, dataStats } = await reporter.group(
-      'Files (bulk copy, before maintenance mode)',
+    const made = await createSnapshotDir(connected, fileSet);
+    snapshotDir = { path: made, remove: () => removeSnapshotDir(connected, fileSet, made) };
+    const snapshot = `${made}/snapshot`;
+    const tally = new FileTally(
+      fileSet.parts
+        .filter(
+          (p) =>
+            p.part === 'absolute' &&
+            fileSet.kinds?.[p.member.slice(LAYOUT.absolute.length)] !== 'dir',
+        )
+        .map((p) => p.member),
+    );
+    const facts = new ListingFacts();
+    const base = await reporter.group(
+      'Files (read in place, before maintenance mode)',
       async () => {
-        const bulk = progress('Bulk copy', checked.sizeBytes);
-        const install = await syncFiles(connected, fileSet, stagingDir, {
-          delete: false,
-          parts: ['install'],
+        const reading = progress('Files', checked.sizeBytes);
+        const config = { dir: false, file: false };
+        const written = await streamFiles(connected, fileSet, {
+          phase: 'base',
+          snapshot,
+          path: join(workDir, filesArchiveName(startedAt, plan.compression)),
+          compression: plan.compression,
           signal,
-          privilege: elevated,
-          progress: bulk,
+          progress: reading,
+          onMember: (member) => {
+            tally.base(member);
+            facts.add(member.name);
+            if (member.name === `${LAYOUT.install}/config`)
+              config.dir = member.type === 'directory';
+            if (member.name === `${LAYOUT.install}/config/config.php`)
+              config.file = member.type === 'file' && member.size > 0;
+          },
         });
-        await checkStagedConfig(stagingDir, elevated);
-        const data = await syncFiles(connected, fileSet, stagingDir, {
-          delete: false,
-          parts: ['data', 'absolute'],
-          signal,
-          privilege: elevated,
-          progress: bulk,
-        });
-        bulk.finish();
-        reporter.info(
-          `${install.files + data.files} files, ${formatBytes(install.bytes + data.bytes)} copied.`,
-        );
-        if (install.vanished || data.vanished)
-          reporter.info(
-            'Some files vanished while being copied (normal on a live server); the next pass catches up.',
+        reading.finish();
+        if (!config.dir || !config.file)
+          throw new BackupError(
+            `config.php did not arrive in the backup (${LAYOUT.install}/config/config.php is missing, empty or a symlink after the copy): without it the backup cannot be restored. Check the exclude patterns.`,
           );
-        return { installStats: install, dataStats: data };
+        reporter.info(
+          `${written.files} files, ${formatBytes(written.bytes)} read; ${written.path.split('/').pop()}: ${formatBytes(written.size)}, sha256 ${written.sha256}.`,
+        );
+        if (written.changedWhileRead)
+          reporter.info(
+            'Some files changed or vanished while being read (normal on a live server); the pass inside the maintenance window catches up.',
+          );
+        return written;
       },
     );
     interrupted();
@@ -266,7 +298,7 @@ async function backUp(
     };
     const {
       dumped: dump,
-      finalData,
+      delta,
       rowCounts,
       encryption,
     } = await reporter.group(
@@ -275,17 +307,20 @@ async function backUp(
         : 'Database dump, row counts and encryption index',
       () =>
         maintenanceWindow(maintenance, context, {
-          // Inside the window only what changed since the bulk copy moves (rsync's delta);
-          // install files (config.php among them) keep the state found before the window.
+          // Inside the window only what changed since the base pass is read (tar's level 1,
+          // with every directory's entries, so deletions are recorded too); install files
+          // (config.php among them) keep the state found before the window.
           delta: (stepSignal) =>
             maintenance
-              ? syncFiles(connected, fileSet, stagingDir, {
-                  delete: true,
-                  parts: ['data', 'absolute'],
+              ? streamFiles(connected, fileSet, {
+                  phase: 'delta',
+                  snapshot,
+                  path: join(workDir, filesDeltaArchiveName(startedAt, plan.compression)),
+                  compression: plan.compression,
                   signal: stepSignal,
-                  privilege: elevated,
+                  onMember: (member) => tally.delta(member),
                 })
-              : Promise.resolve(dataStats),
+              : Promise.resolve(undefined),
           dump: async (stepSignal) => {
             const dumping = progress('Database dump');
             const dumped = await dumpDatabase({
@@ -331,40 +366,30 @@ async function backUp(
           }
         : {}),
     };
-    const stats = {
-      files: installStats.files + finalData.files,
-      bytes: installStats.bytes + finalData.bytes,
-    };
-    interrupted();
-
-    const files = await reporter.group('Archive', async () => {
-      const packing = progress('Archive', stats.bytes);
-      const written = await archiveFiles({
-        stagingDir,
-        compression: plan.compression,
-        path: join(workDir, filesArchiveName(startedAt, plan.compression)),
-        signal,
-        privilege: elevated,
-        progress: packing,
-      });
-      packing.finish();
-      await removeTree(stagingDir, elevated);
-      reporter.info(
-        `${written.path.split('/').pop()}: ${formatBytes(written.size)}, sha256 ${written.sha256}.`,
+    if (delta?.changedWhileRead)
+      reporter.warning(
+        `Files changed or vanished inside the maintenance window while they were read (the copies in the backup may be cut mid-write): ${delta.complaints.slice(-5).join(' ')}`,
       );
-      return written;
-    });
+    await snapshotDir.remove();
+    snapshotDir = undefined;
+    const stats = tally.total(delta !== undefined);
     interrupted();
 
+    const files = base;
     // Outside the maintenance window: the window does not grow by the test's time.
     const restoreTest = plan.restoreTest
       ? await reporter.group('Restore test (throwaway database on the runner)', () =>
-          testRestore(engine, context, {
-            dumpPath: dump.path,
-            filesArchivePath: files.path,
-            compression: plan.compression,
-            database: { ...instance.database, rowCounts, dumpToolVersion: tool.version },
-          }),
+          testRestore(
+            engine,
+            context,
+            {
+              dumpPath: dump.path,
+              filesArchivePath: files.path,
+              compression: plan.compression,
+              database: { ...instance.database, rowCounts, dumpToolVersion: tool.version },
+            },
+            facts,
+          ),
         )
       : undefined;
     interrupted();
@@ -388,6 +413,15 @@ async function backUp(
           },
       archives: [
         { file: files, role: 'files', compression: plan.compression },
+        ...(delta
+          ? [
+              {
+                file: delta as WrittenFile,
+                role: 'files-delta' as const,
+                compression: plan.compression,
+              },
+            ]
+          : []),
         { file: dump, role: 'database', compression: plan.compression },
         ...(encryption.index
           ? [
@@ -403,7 +437,8 @@ async function backUp(
       dumpBytes: dump.rawBytes,
       rowCounts,
       rowCountsInWindow: maintenance !== undefined,
-      ownersKept: elevated.keepsOwners,
+      // tar on the host records every file's owner as it finds it, whoever reads it.
+      ownersKept: true,
       restoreHint: engine.restoreHint,
       ...(restoreTest ? { restoreTest } : {}),
     });
@@ -416,16 +451,17 @@ async function backUp(
       directory: finalDir,
       manifest,
       manifestPath: join(finalDir, MANIFEST_NAME),
-      dumpPath: join(finalDir, archives[1]!.name),
-      filesArchivePath: join(finalDir, archives[0]!.name),
+      dumpPath: join(finalDir, dump.path.split('/').pop()!),
+      filesArchivePath: join(finalDir, files.path.split('/').pop()!),
+      ...(delta ? { filesDeltaPath: join(finalDir, delta.path.split('/').pop()!) } : {}),
       ...(encryption.index
         ? { encryptionIndexPath: join(finalDir, encryptionRecord.index!.name) }
         : {}),
-      sizeBytes: files.size + dump.size + (encryption.index?.file.size ?? 0),
+      sizeBytes: files.size + (delta?.size ?? 0) + dump.size + (encryption.index?.file.size ?? 0),
     };
   } catch (error) {
     if (ownsWorkDir)
-      await removeTree(workDir, privilege).catch((cleanup: unknown) =>
+      await removeTree(workDir, { prefix: [], keepsOwners: false }).catch((cleanup: unknown) =>
         reporter.warning(`Could not remove the incomplete backup: ${describeError(cleanup)}`),
       );
     if (signal.aborted && error instanceof MaintenanceNotRestoredError)
@@ -433,6 +469,7 @@ async function backUp(
     if (signal.aborted) throw new InterruptedError();
     throw error;
   } finally {
+    await snapshotDir?.remove().catch(() => {});
     await instanceLock?.release();
     await host?.close();
   }
@@ -446,10 +483,13 @@ async function testRestore(
   engine: ReturnType<typeof engineFor>,
   context: BackupContext,
   subject: Parameters<typeof runRestoreTest>[1],
+  /** What the base pass's headers showed: the archive is not read again. */
+  facts: ListingFacts,
 ): Promise<RestoreTestRecord> {
   const { reporter } = context;
   const record = await runRestoreTest(engine, subject, {
     signal: context.signal,
+    facts,
     log: (line) => reporter.info(line),
   });
   const line = restoreTestLine(record);
@@ -469,7 +509,8 @@ function writeSmallFile(path: string, text: string): void {
 
 interface WindowOutcome {
   dumped: DumpResult;
-  finalData: SyncStats;
+  /** The delta archive (undefined without maintenance mode: there is no second pass). */
+  delta: (WrittenFile & StreamStats) | undefined;
   /** Table → rows, counted beside the dump. */
   rowCounts: Record<string, number>;
   encryption: EncryptionOutcome;
@@ -485,7 +526,7 @@ async function maintenanceWindow(
   context: BackupContext,
   work: {
     dump: (signal: AbortSignal) => Promise<DumpResult>;
-    delta: (signal: AbortSignal) => Promise<SyncStats>;
+    delta: (signal: AbortSignal) => Promise<(WrittenFile & StreamStats) | undefined>;
     /** Told the dump running beside it (the dump watches the server for silence). */
     count: (signal: AbortSignal, dumping: Promise<DumpResult>) => Promise<Record<string, number>>;
     encryption: (signal: AbortSignal, dumping: Promise<DumpResult>) => Promise<EncryptionOutcome>;
@@ -496,21 +537,18 @@ async function maintenanceWindow(
   let outcome: WindowOutcome | undefined;
   try {
     await maintenance?.enable();
-    const [dumped, finalData, rowCounts, encryption] = await allOrNothing(
-      context.signal,
-      (signal) => {
-        const dumping = work.dump(signal);
-        return [
-          dumping,
-          work.delta(signal),
-          work.count(signal, dumping),
-          work.encryption(signal, dumping),
-        ] as const;
-      },
-    );
-    if (maintenance)
+    const [dumped, delta, rowCounts, encryption] = await allOrNothing(context.signal, (signal) => {
+      const dumping = work.dump(signal);
+      return [
+        dumping,
+        work.delta(signal),
+        work.count(signal, dumping),
+        work.encryption(signal, dumping),
+      ] as const;
+    });
+    if (delta)
       reporter.info(
-        `Files delta: ${formatBytes(finalData.transferredBytes)} changed since the bulk copy.`,
+        `Files delta: ${delta.files} files (${formatBytes(delta.bytes)}) changed since the base pass; ${delta.path.split('/').pop()}: ${formatBytes(delta.size)}.`,
       );
     reporter.info(
       `Database dump: ${formatBytes(dumped.rawBytes)} raw, ${formatBytes(dumped.size)} compressed.`,
@@ -525,7 +563,7 @@ async function maintenanceWindow(
         ...(encryption.index ? { index: { name: '', files: encryption.index.files } } : {}),
       })}.`,
     );
-    outcome = { dumped, finalData, rowCounts, encryption };
+    outcome = { dumped, delta, rowCounts, encryption };
   } catch (error) {
     failure = error;
   }

@@ -17,7 +17,7 @@ export const MANIFEST_FORMAT = 'owncloud-backup/1';
 export interface ArchiveRecord {
   name: string;
   /** encryption-index: JSON lines, one per encrypted file's file cache entry (EncryptedFileEntry). */
-  role: 'files' | 'database' | 'encryption-index';
+  role: 'files' | 'files-delta' | 'database' | 'encryption-index';
   compression: Compression;
   size: number;
   sha256: string;
@@ -333,6 +333,12 @@ export function restoreCommands(input: ManifestInput, compression: Compression):
       `mkdir -p ${installDir}`,
       `mkdir ${unpacked}`,
       `tar --extract --file ${archive('files')} --directory ${unpacked} ${TAR_METADATA_FLAGS.map(quoteArg).join(' ')} --same-permissions`,
+      // Then what changed inside the maintenance window, over it (deletions included).
+      ...(input.archives.some((a) => a.role === 'files-delta')
+        ? [
+            `tar --extract --listed-incremental=/dev/null --file ${archive('files-delta')} --directory ${unpacked} ${TAR_METADATA_FLAGS.map(quoteArg).join(' ')} --same-permissions`,
+          ]
+        : []),
       copyInto(LAYOUT.install, installDir),
       `mv -T ${unpacked}/${LAYOUT.data} ${dataDir}`,
       ...(fileSet.absolutePaths.length > 0 ? [copyInto(LAYOUT.absolute, '/')] : []),

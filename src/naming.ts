@@ -29,6 +29,14 @@ export function filesArchiveName(date: Date, compression: Compression): string {
 }
 
 /**
+ * What changed while the base archive was read, read inside the maintenance window (GNU
+ * tar level 1): `owncloud-files-delta_YYYYMMDD.tar.zst`, extracted after the base archive.
+ */
+export function filesDeltaArchiveName(date: Date, compression: Compression): string {
+  return `owncloud-files-delta_${stamp(date).day}.tar${SUFFIX[compression]}`;
+}
+
+/**
  * The index of the encrypted files' file cache entries (JSON lines), in a backup of an
  * instance with server-side encryption: `owncloud-encryption-index_YYYYMMDD.jsonl.zst`.
  */

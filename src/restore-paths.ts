@@ -17,7 +17,12 @@ import { hostname } from 'node:os';
 import type { Manifest } from './manifest.ts';
 import type { RestoreContext } from './restore.ts';
 import type { ConflictRule, PathRestorePlan, UserPath } from './settings.ts';
-import { listArchive, isAtOrBelow, type ArchiveEntry } from './steps/archive-listing.ts';
+import {
+  isAtOrBelow,
+  listBackupFiles,
+  type ArchiveEntry,
+  type FilesArchives,
+} from './steps/archive-listing.ts';
 import { discoverInstance, type Instance } from './steps/discover.ts';
 import { readEncryptionIndex, type EncryptedFile } from './steps/encryption.ts';
 import { setCacheValues, type CacheRowValues } from './steps/file-cache.ts';
@@ -161,6 +166,20 @@ export function encryptionOf(
   };
 }
 
+/** The backup's files archives, as its manifest names them. */
+function filesArchivesOf(backupPath: string, manifest: Manifest): FilesArchives {
+  const base = manifest.archives.find((a) => a.role === 'files')!;
+  const delta = manifest.archives.find((a) => a.role === 'files-delta');
+  if (delta && archiveNameProblem(delta.name))
+    throw new BackupError('The manifest names no usable files-delta archive.');
+  return {
+    base: { path: join(backupPath, base.name), compression: base.compression },
+    ...(delta
+      ? { delta: { path: join(backupPath, delta.name), compression: delta.compression } }
+      : {}),
+  };
+}
+
 /** The archive's entries the paths need, or the error listing them (kept until verified). */
 async function listWanted(plan: PathRestorePlan): Promise<ArchiveEntry[] | Error> {
   try {
@@ -168,11 +187,7 @@ async function listWanted(plan: PathRestorePlan): Promise<ArchiveEntry[] | Error
     const files = manifest.archives.find((a) => a.role === 'files');
     if (!files || archiveNameProblem(files.name))
       return new BackupError('The manifest names no usable files archive.');
-    return await listArchive(
-      join(plan.backupPath, files.name),
-      files.compression,
-      wantedBy(plan.paths),
-    );
+    return await listBackupFiles(filesArchivesOf(plan.backupPath, manifest), wantedBy(plan.paths));
   } catch (error) {
     return error instanceof Error ? error : new Error(String(error));
   }
@@ -271,8 +286,11 @@ export async function runPathRestore(
       context,
       manifest,
       filesArchive: backup.filesArchive,
+      ...(backup.filesDelta ? { filesDelta: backup.filesDelta } : {}),
       compression: filesArchive.compression,
-      archiveBytes: filesArchive.size,
+      archiveBytes: manifest.archives
+        .filter((a) => a.role === 'files' || a.role === 'files-delta')
+        .reduce((sum, a) => sum + a.size, 0),
       instance,
       selection,
       encryption,
@@ -293,6 +311,8 @@ async function restorePaths(run: {
   context: RestoreContext;
   manifest: Manifest;
   filesArchive: string;
+  /** What changed inside the maintenance window, extracted over the base. */
+  filesDelta?: string;
   compression: 'zstd' | 'gzip';
   /** The compressed archive's size, for the log. */
   archiveBytes: number;
@@ -316,20 +336,26 @@ async function restorePaths(run: {
   let kept = false;
   try {
     await reporter.group('Extract the paths (on the host)', async () => {
-      const { sentBytes } = await extractMembers({
-        host,
-        root,
-        archivePath: run.filesArchive,
-        compression: run.compression,
-        member: LAYOUT.data,
-        target: staging,
-        members: run.selection.members,
-        signal: context.signal,
-      }).catch((error: unknown) => {
-        if (context.signal.aborted)
-          throw new InterruptedError('The restore was interrupted; nothing was changed.');
-        throw error;
-      });
+      let sentBytes = 0;
+      // The base archive, then the delta over it (which also removes what was deleted).
+      for (const archivePath of [run.filesArchive, ...(run.filesDelta ? [run.filesDelta] : [])]) {
+        const sent = await extractMembers({
+          host,
+          root,
+          archivePath,
+          compression: run.compression,
+          member: LAYOUT.data,
+          target: staging,
+          members: run.selection.members,
+          incremental: archivePath === run.filesDelta,
+          signal: context.signal,
+        }).catch((error: unknown) => {
+          if (context.signal.aborted)
+            throw new InterruptedError('The restore was interrupted; nothing was changed.');
+          throw error;
+        });
+        sentBytes += sent.sentBytes;
+      }
       reporter.info(
         `Sent the host ${formatBytes(sentBytes)}: the restored members only, uncompressed (the whole archive is ${formatBytes(run.archiveBytes)} compressed).`,
       );
@@ -501,9 +527,8 @@ export async function listBackupPath(
   given: UserPath,
 ): Promise<{ manifest: Manifest; entries: ArchiveEntry[] }> {
   const manifest = readManifest(backupPath);
-  const files = manifest.archives.find((a) => a.role === 'files')!;
   const member = memberOf(given.user, given.path);
-  const entries = await listArchive(join(backupPath, files.name), files.compression, (name) =>
+  const entries = await listBackupFiles(filesArchivesOf(backupPath, manifest), (name) =>
     isAtOrBelow(name, member),
   );
   if (entries.length === 0)

@@ -617,17 +617,25 @@ async function putFilesInPlace(run: RestoreRun): Promise<void> {
   const { host, root, backup, layout, compression, stepPids, progress } = run;
   const { reporter, signal } = run.context;
   const { manifest } = backup;
-  const files = progress('Files', manifest.archives.find((a) => a.role === 'files')!.size);
-  await extractFiles({
-    host,
-    root,
-    archivePath: backup.filesArchive,
-    compression,
-    layout: layout.members,
-    signal,
-    progress: files,
-    ...(stepPids ? { pidFile: stepPids.files } : {}),
-  });
+  const size = (role: string) => manifest.archives.find((a) => a.role === role)?.size ?? 0;
+  const files = progress('Files', size('files') + size('files-delta'));
+  // The base archive, then what changed inside the maintenance window over it (its
+  // directories' entry lists also remove what was deleted then).
+  for (const archivePath of [
+    backup.filesArchive,
+    ...(backup.filesDelta ? [backup.filesDelta] : []),
+  ])
+    await extractFiles({
+      host,
+      root,
+      archivePath,
+      compression,
+      layout: layout.members,
+      incremental: archivePath === backup.filesDelta,
+      signal,
+      progress: files,
+      ...(stepPids ? { pidFile: stepPids.files } : {}),
+    });
   files.finish();
   if (stepPids)
     await mustRun(host, [...root, 'rm', '-f', '--', stepPids.files], 'Removing a pid file');

@@ -109,8 +109,8 @@ export function manifestProblem(value: unknown): string | undefined {
     const at = `archives[${index}]`;
     if (typeof archive !== 'object' || archive === null) return `${at} is not an object`;
     if (typeof archive.name !== 'string') return `${at}.name is not a string`;
-    if (!['files', 'database', 'encryption-index'].includes(String(archive.role)))
-      return `${at}.role is not 'files', 'database' or 'encryption-index'`;
+    if (!['files', 'files-delta', 'database', 'encryption-index'].includes(String(archive.role)))
+      return `${at}.role is not 'files', 'files-delta', 'database' or 'encryption-index'`;
     if (archive.compression !== 'zstd' && archive.compression !== 'gzip')
       return `${at}.compression is not 'zstd' or 'gzip'`;
     if (!Number.isSafeInteger(archive.size) || archive.size! < 0)
@@ -122,6 +122,10 @@ export function manifestProblem(value: unknown): string | undefined {
     const count = manifest.archives.filter((a) => (a as ArchiveRecord).role === role).length;
     if (count !== 1) return `it lists ${count} ${role} archives, not one`;
   }
+  const deltas = manifest.archives.filter(
+    (a) => (a as ArchiveRecord).role === 'files-delta',
+  ).length;
+  if (deltas > 1) return `it lists ${deltas} files-delta archives, not one at most`;
   const indexes = manifest.archives.filter(
     (a) => (a as ArchiveRecord).role === 'encryption-index',
   ).length;
@@ -372,10 +376,15 @@ async function checkFiles(
     read,
     checks: [
       listed,
-      {
-        ok: marker,
-        what: `${archive.name}: ${marker ? 'holds' : 'lacks'} the data directory's .ocdata/.ncdata marker`,
-      },
+      // The marker is in the base archive; the delta holds only what changed.
+      ...(archive.role === 'files'
+        ? [
+            {
+              ok: marker,
+              what: `${archive.name}: ${marker ? 'holds' : 'lacks'} the data directory's .ocdata/.ncdata marker`,
+            },
+          ]
+        : []),
     ],
   };
 }
@@ -499,7 +508,7 @@ async function checkArchive(
       ? await checkDump(fd, archive, manifest)
       : archive.role === 'encryption-index'
         ? await checkEncryptionIndex(fd, archive, manifest)
-        : await checkFiles(fd, archive, facts);
+        : await checkFiles(fd, archive, archive.role === 'files' ? facts : undefined);
   checks.push(
     {
       ok: read.sha256 === archive.sha256,

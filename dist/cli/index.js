@@ -6,7 +6,7 @@ import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(266);
+/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(732);
 // Entry of the `owncloud-backup` command.
 
 (0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .dropOutputToClosedPipes */ .D3)();
@@ -17,7 +17,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 266:
+/***/ 732:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -12830,83 +12830,11 @@ async function connectStep(reporter, target, secrets, ssh) {
     });
 }
 
-;// CONCATENATED MODULE: external "node:crypto"
-const external_node_crypto_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:crypto");
-;// CONCATENATED MODULE: ./src/steps/compress.ts
-// Compressing a stream into a file on the runner, hashing the result on the way: every
-// byte is read once, nothing is held in memory beyond stream buffers.
-
-
-
-
-
-
-
-const COMPRESSORS = {
-    // Multi-threaded; level 3 is zstd's default balance of speed and size.
-    zstd: ['zstd', '-T0', '-3', '-q', '-c'],
-    gzip: ['gzip', '-6', '-c', '-n'],
-};
-/** The program that compresses with this method (for preflight checks). */
-function compressorProgram(compression) {
-    return COMPRESSORS[compression][0];
-}
-/** The compressor as one command string, for tar's --use-compress-program (split on spaces). */
-function compressorCommand(compression) {
-    return COMPRESSORS[compression].join(' ');
-}
-/** Counts and hashes what passes through. */
-class Digest extends external_node_stream_namespaceObject.Transform {
-    hash = (0,external_node_crypto_namespaceObject.createHash)('sha256');
-    size = 0;
-    _transform(chunk, _encoding, callback) {
-        this.hash.update(chunk);
-        this.size += chunk.length;
-        this.push(chunk);
-        callback();
-    }
-}
-/**
- * Pipes `source` through the compressor into `path`. Rejects if any part fails; the
- * caller removes the file then.
- */
-async function compressToFile(source, compression, path, signal) {
-    const compressor = streamProcess(COMPRESSORS[compression], {
-        feedStdin: true,
-        ...(signal ? { signal } : {}),
-    });
-    const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)(source, compressor.stdin);
-    const writing = writeHashed(compressor.stdout, path);
-    const [fed, written, result] = await Promise.allSettled([feeding, writing, compressor.done]);
-    // A failed write (a full disk) kills the compressor with SIGPIPE: the write's cause is the
-    // one to report. A stream cut short is only the compressor's failure seen from here.
-    if (written.status === 'rejected' &&
-        written.reason?.code !== 'ERR_STREAM_PREMATURE_CLOSE')
-        throw asError(written.reason);
-    if (result.status === 'fulfilled' && result.value.exitCode !== 0)
-        throw new BackupError(`${compression} failed (exit ${result.value.exitCode}): ${stderrTail(result.value.stderr)}`);
-    if (fed.status === 'rejected')
-        throw asError(fed.reason);
-    if (result.status === 'rejected')
-        throw asError(result.reason);
-    if (written.status === 'rejected')
-        throw asError(written.reason);
-    return written.value;
-}
-/** Writes an (already compressed) stream to `path`, counting and hashing it on the way. */
-async function writeHashed(source, path) {
-    const digest = new Digest();
-    try {
-        await (0,external_node_stream_promises_namespaceObject.pipeline)(source, digest, (0,external_node_fs_namespaceObject.createWriteStream)(path, { mode: 0o600 }));
-    }
-    catch (error) {
-        throw isNoSpace(error) ? noSpaceError(path) : error;
-    }
-    return { path, size: digest.size, sha256: digest.hash.digest('hex') };
-}
-function asError(reason) {
-    return reason instanceof Error ? reason : new Error(String(reason));
-}
+;// CONCATENATED MODULE: ./src/steps/archive.ts
+// What every tar of ours is told: the options that create (and, for a restore, extract)
+// everything a backup must keep, whoever reads it by hand later.
+/** Numeric owners, modes, ACLs and every xattr namespace. */
+const TAR_METADATA_FLAGS = ['--numeric-owner', '--acls', '--xattrs', '--xattrs-include=*'];
 
 ;// CONCATENATED MODULE: ./src/instance.ts
 // What an ownCloud (or Nextcloud) instance says about itself in config.php, and how that
@@ -13532,10 +13460,281 @@ async function planAppDirs(host, instance, kind, warn) {
     return plan;
 }
 
+;// CONCATENATED MODULE: external "node:crypto"
+const external_node_crypto_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:crypto");
+;// CONCATENATED MODULE: ./src/steps/compress.ts
+// Compressing a stream into a file on the runner, hashing the result on the way: every
+// byte is read once, nothing is held in memory beyond stream buffers.
+
+
+
+
+
+
+
+const COMPRESSORS = {
+    // Multi-threaded; level 3 is zstd's default balance of speed and size.
+    zstd: ['zstd', '-T0', '-3', '-q', '-c'],
+    gzip: ['gzip', '-6', '-c', '-n'],
+};
+/** The program that compresses with this method (for preflight checks). */
+function compressorProgram(compression) {
+    return COMPRESSORS[compression][0];
+}
+/** The compressor as one command string, for tar's --use-compress-program (split on spaces). */
+function compressorCommand(compression) {
+    return COMPRESSORS[compression].join(' ');
+}
+/** Counts and hashes what passes through. */
+class Digest extends external_node_stream_namespaceObject.Transform {
+    hash = (0,external_node_crypto_namespaceObject.createHash)('sha256');
+    size = 0;
+    _transform(chunk, _encoding, callback) {
+        this.hash.update(chunk);
+        this.size += chunk.length;
+        this.push(chunk);
+        callback();
+    }
+}
+/**
+ * Pipes `source` through the compressor into `path`. Rejects if any part fails; the
+ * caller removes the file then.
+ */
+async function compressToFile(source, compression, path, signal) {
+    const compressor = streamProcess(COMPRESSORS[compression], {
+        feedStdin: true,
+        ...(signal ? { signal } : {}),
+    });
+    const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)(source, compressor.stdin);
+    const writing = writeHashed(compressor.stdout, path);
+    const [fed, written, result] = await Promise.allSettled([feeding, writing, compressor.done]);
+    // A failed write (a full disk) kills the compressor with SIGPIPE: the write's cause is the
+    // one to report. A stream cut short is only the compressor's failure seen from here.
+    if (written.status === 'rejected' &&
+        written.reason?.code !== 'ERR_STREAM_PREMATURE_CLOSE')
+        throw asError(written.reason);
+    if (result.status === 'fulfilled' && result.value.exitCode !== 0)
+        throw new BackupError(`${compression} failed (exit ${result.value.exitCode}): ${stderrTail(result.value.stderr)}`);
+    if (fed.status === 'rejected')
+        throw asError(fed.reason);
+    if (result.status === 'rejected')
+        throw asError(result.reason);
+    if (written.status === 'rejected')
+        throw asError(written.reason);
+    return written.value;
+}
+/** Writes an (already compressed) stream to `path`, counting and hashing it on the way. */
+async function writeHashed(source, path) {
+    const digest = new Digest();
+    try {
+        await (0,external_node_stream_promises_namespaceObject.pipeline)(source, digest, (0,external_node_fs_namespaceObject.createWriteStream)(path, { mode: 0o600 }));
+    }
+    catch (error) {
+        throw isNoSpace(error) ? noSpaceError(path) : error;
+    }
+    return { path, size: digest.size, sha256: digest.hash.digest('hex') };
+}
+function asError(reason) {
+    return reason instanceof Error ? reason : new Error(String(reason));
+}
+
+;// CONCATENATED MODULE: ./src/steps/tar-scan.ts
+// Reads a tar stream's headers as it passes through, unchanged: each member's name, type
+// and size (and an incremental archive's directory contents, GNU.dumpdir), told one at a
+// time. The data blocks are skipped, never copied or held: memory stays flat.
+
+const BLOCK = 512;
+/** A tar number field: octal digits, or GNU's base-256 for big values. Pure. */
+function tarNumber(field) {
+    if (field[0] & 0x80) {
+        let value = field[0] & 0x7f;
+        for (let i = 1; i < field.length; i++)
+            value = value * 256 + field[i];
+        return value;
+    }
+    const text = field
+        .toString('latin1')
+        .replace(/[\0 ]+$/g, '')
+        .trim();
+    return text === '' ? 0 : parseInt(text, 8);
+}
+function cString(field) {
+    const end = field.indexOf(0);
+    return field.subarray(0, end === -1 ? field.length : end).toString('utf8');
+}
+/** A pax extended header's records (`LEN key=value\n`), values as raw bytes. Pure. */
+function paxRecords(data) {
+    const records = new Map();
+    for (let at = 0; at < data.length;) {
+        const space = data.indexOf(0x20, at);
+        if (space === -1)
+            break;
+        const length = Number(data.subarray(at, space).toString('latin1'));
+        if (!Number.isInteger(length) || length <= 0)
+            break;
+        const record = data.subarray(space + 1, at + length - 1);
+        const equals = record.indexOf(0x3d);
+        if (equals !== -1)
+            records.set(record.subarray(0, equals).toString('utf8'), record.subarray(equals + 1));
+        at += length;
+    }
+    return records;
+}
+/** The `path` of a pax extended header's records, if it has one. Pure. */
+function paxPath(data) {
+    return paxRecords(data).get('path')?.toString('utf8');
+}
+/** Parses a GNU.dumpdir value: `<flag><name>\0` entries, ended by an empty one. Pure. */
+function parseDumpdir(value) {
+    const entries = [];
+    for (let at = 0; at < value.length;) {
+        const end = value.indexOf(0, at);
+        const item = value.subarray(at, end === -1 ? value.length : end);
+        if (item.length === 0)
+            break;
+        const flag = String.fromCharCode(item[0]);
+        // R/T/X record renames in a snapshot's own bookkeeping; only what is there counts.
+        if (flag === 'Y' || flag === 'N' || flag === 'D')
+            entries.push({ flag, name: item.subarray(1).toString('utf8') });
+        at = end === -1 ? value.length : end + 1;
+    }
+    return entries;
+}
+const padded = (size) => Math.ceil(size / BLOCK) * BLOCK;
+function memberType(flag) {
+    if (flag === '0' || flag === '\0' || flag === '7' || flag === 'S')
+        return 'file';
+    if (flag === '5' || flag === 'D')
+        return 'directory';
+    if (flag === '2')
+        return 'symlink';
+    if (flag === '1')
+        return 'hardlink';
+    return 'other';
+}
+/**
+ * Passes a tar stream on unchanged and tells `onMember` about each member. Fails on a
+ * stream that ends without tar's end-of-archive marker.
+ */
+class TarScan extends external_node_stream_namespaceObject.Transform {
+    /** Bytes of header material waiting for the rest of its blocks. */
+    pending = Buffer.alloc(0);
+    /** Data bytes of the current member still to skip. */
+    skip = 0;
+    /** A meta record (pax header, long name) whose data is being read whole. */
+    meta;
+    longName;
+    longLink;
+    pax;
+    ended = false;
+    /** Bytes passed through. */
+    bytes = 0;
+    onMember;
+    constructor(onMember) {
+        super();
+        this.onMember = onMember;
+    }
+    _transform(chunk, _encoding, callback) {
+        this.bytes += chunk.length;
+        try {
+            this.scan(chunk);
+        }
+        catch (error) {
+            return callback(error);
+        }
+        callback(null, chunk);
+    }
+    scan(chunk) {
+        let at = 0;
+        while (at < chunk.length && !this.ended) {
+            if (this.skip > 0) {
+                const take = Math.min(this.skip, chunk.length - at);
+                this.skip -= take;
+                at += take;
+                continue;
+            }
+            const need = this.meta ? padded(this.meta.size) : BLOCK;
+            const take = Math.min(need - this.pending.length, chunk.length - at);
+            this.pending =
+                this.pending.length === 0 && take === need
+                    ? chunk.subarray(at, at + take)
+                    : Buffer.concat([this.pending, chunk.subarray(at, at + take)]);
+            at += take;
+            if (this.pending.length < need)
+                return;
+            const block = this.pending;
+            this.pending = Buffer.alloc(0);
+            if (this.meta)
+                this.takeMeta(block);
+            else
+                this.takeHeader(block);
+        }
+    }
+    takeMeta(data) {
+        const { type, size } = this.meta;
+        this.meta = undefined;
+        const body = data.subarray(0, size);
+        if (type === 'L')
+            this.longName = cString(body);
+        else if (type === 'K')
+            this.longLink = cString(body);
+        else if (type === 'x')
+            this.pax = paxRecords(Buffer.from(body));
+    }
+    takeHeader(header) {
+        if (header.every((b) => b === 0)) {
+            this.ended = true;
+            return;
+        }
+        const flag = String.fromCharCode(header[156]);
+        const size = tarNumber(header.subarray(124, 136));
+        if (flag === 'x' || flag === 'L' || flag === 'K' || flag === 'g') {
+            if (size > 16 * 1024 * 1024)
+                throw new Error(`a tar extended header of ${size} bytes`);
+            if (size === 0)
+                return;
+            this.meta = { type: flag, size };
+            return;
+        }
+        const magic = header.subarray(257, 263).toString('latin1');
+        const prefix = magic.startsWith('ustar') && magic !== 'ustar ' ? cString(header.subarray(345, 500)) : '';
+        const plain = cString(header.subarray(0, 100));
+        const pax = this.pax;
+        const name = pax?.get('path')?.toString('utf8') ??
+            this.longName ??
+            (prefix ? `${prefix}/${plain}` : plain);
+        const link = pax?.get('linkpath')?.toString('utf8') ?? this.longLink ?? cString(header.subarray(157, 257));
+        const type = memberType(flag);
+        const paxSize = pax?.get('size');
+        const dataSize = paxSize ? Number(paxSize.toString('latin1')) : size;
+        const realSize = pax?.get('GNU.sparse.realsize') ?? pax?.get('GNU.sparse.size');
+        const dumpdir = pax?.get('GNU.dumpdir');
+        this.onMember({
+            name: name.replace(/^\.\//, '').replace(/\/+$/, ''),
+            type,
+            size: type === 'file' ? (realSize ? Number(realSize.toString('latin1')) : dataSize) : 0,
+            ...(type === 'symlink' || type === 'hardlink' ? { linkTarget: link } : {}),
+            ...(dumpdir ? { dumpdir: parseDumpdir(dumpdir) } : {}),
+        });
+        this.pax = undefined;
+        this.longName = undefined;
+        this.longLink = undefined;
+        // Links and directories have no data, whatever their size field says. (Old GNU
+        // sparse headers with extension blocks are not written by tar --format=posix.)
+        this.skip = flag === '1' || flag === '2' || flag === '5' ? 0 : padded(dataSize);
+    }
+    _flush(callback) {
+        if (!this.ended)
+            return callback(new Error('the tar stream ends without its end-of-archive marker'));
+        callback();
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/steps/files.ts
-// Copies the instance's files from the host into the staging directory on the runner with
-// rsync, keeping ACLs, xattrs, owners (numeric), modes, hard links, hidden files and empty
-// directories. Run twice: the bulk before maintenance mode, then only the delta inside it.
+// Reads the instance's files on the host with GNU tar and streams them into compressed
+// archives here, keeping ACLs, xattrs, owners (numeric), modes, hard links, hidden files and
+// empty directories. Two passes: the base (level 0) while the instance is live, then inside
+// the maintenance window the delta (level 1): only what changed, and what was deleted.
 
 
 
@@ -13543,161 +13742,325 @@ async function planAppDirs(host, instance, kind, warn) {
 
 
 
-/** Archive member directories: where each part of the instance lands in the staging dir. */
+
+
+
+
+/** Archive member directories: where each part of the instance lands in the archive. */
 const LAYOUT = { install: 'owncloud', data: 'data', absolute: 'extra' };
-// -a (rlptgoD) + hard links, ACLs, xattrs, one file system, numeric owners; -s keeps
-// names with spaces and shell characters intact on the remote side; progress2 reports
-// the whole run's bytes and files as it goes (one \r-ended line per update, on stdout).
-const RSYNC_FLAGS = ['-aHAXx', '--numeric-ids', '-s', '--stats', '--info=progress2'];
+/** A path in the form tar reads it with `--directory=/`: without the leading slash. Pure. */
+function fromRoot(path) {
+    const relative = path.replace(/^\/+/, '').replace(/\/+$/, '');
+    if (relative === '')
+        throw new BackupError('The root directory itself cannot be backed up.');
+    if (/[\n\0]/.test(relative))
+        throw new BackupError(`The path '${path}' contains a line break, which tar cannot be told.`);
+    return relative;
+}
+/** `text` with every character an extended regex gives a meaning to escaped, and `,`. Pure. */
+function escapeRegex(text) {
+    return text.replace(/[\\.[\](){}|*+?^$,]/g, '\\$&');
+}
 /**
- * One `--info=progress2` update (LC_ALL=C):
- * `     32,768,000  90%   1.07GB/s    0:00:00 (xfr#1, to-chk=3/5)`: bytes so far, files so far.
+ * tar --transform expressions that rename each part's host path to its archive member:
+ * the innermost first, each result marked by a leading '/' (which no host path read with
+ * --directory=/ has) so that no later expression renames it again, then the mark removed.
+ * Symlink targets are left as they are. Pure.
  */
-function parseRsyncProgress(line) {
-    const match = /^\s*([\d,]+)\s+\d+%\s+\S+\s+\S+(?:\s+\(xfr#(\d+),[^)]*\))?\s*$/.exec(line);
-    if (!match)
-        return undefined;
-    const bytes = Number(match[1].replaceAll(',', ''));
-    // The first update comes before any file is done: it has no xfr# yet.
-    return { bytes, files: match[2] === undefined ? 0 : Number(match[2]) };
-}
-const KEPT_LINES = 200;
-/**
- * Splits rsync's stdout as it streams: progress updates (ended by \r) go to `onProgress`,
- * the last lines of the rest (the --stats block) are kept for parseRsyncStats.
- */
-class RsyncOutput {
-    pending = '';
-    kept = [];
-    onProgress;
-    constructor(onProgress) {
-        this.onProgress = onProgress;
-    }
-    write(chunk) {
-        const pieces = (this.pending + chunk).split(/[\r\n]/);
-        this.pending = pieces.pop();
-        for (const piece of pieces)
-            this.take(piece);
-    }
-    /** Everything that was not a progress update, one line each. */
-    end() {
-        if (this.pending)
-            this.take(this.pending);
-        this.pending = '';
-        return this.kept.join('\n');
-    }
-    take(piece) {
-        const progress = parseRsyncProgress(piece);
-        if (progress)
-            this.onProgress(progress);
-        else if (piece.trim() !== '') {
-            this.kept.push(piece);
-            // The --stats block is a few lines at the end; anything else must not pile up.
-            if (this.kept.length > KEPT_LINES)
-                this.kept.shift();
-        }
-    }
-}
-/** Parses `rsync --stats` (run with LC_ALL=C). */
-function parseRsyncStats(output) {
-    const number = (label) => {
-        const match = new RegExp(`^${label}: ([\\d,]+)`, 'm').exec(output);
-        return match ? Number(match[1].replaceAll(',', '')) : 0;
-    };
-    const files = /^Number of files: [\d,]+ \(reg: ([\d,]+)/m.exec(output);
-    return {
-        files: files ? Number(files[1].replaceAll(',', '')) : number('Number of files'),
-        bytes: number('Total file size'),
-        transferredBytes: number('Total transferred file size'),
-    };
-}
-/** The rsync runs for one pass: argv for each part. Pure, so it is tested without processes. */
-function rsyncCommands(fileSet, stagingDir, source, options) {
-    const common = [
-        ...RSYNC_FLAGS,
-        ...(fileSet.remoteRsync ? [`--rsync-path=${fileSet.remoteRsync}`] : []),
-        ...(options.delete ? ['--delete'] : []),
-        ...fileSet.exclude.map((p) => `--exclude=${p}`),
+function tarTransforms(parts) {
+    const ordered = [...parts].sort((a, b) => b.source.length - a.source.length);
+    return [
+        ...ordered.map((p) => {
+            const replacement = p.member.replace(/[\\&,]/g, '\\$&');
+            return `--transform=s,^${escapeRegex(fromRoot(p.source))}(/|$),/${replacement}\\1,xrhS`;
+        }),
+        '--transform=s,^/,,rhS',
     ];
-    const commands = [];
-    /** One rsync run: these host paths into this archive member, with these extra flags. */
-    const copy = (paths, flags, member) => {
-        const specs = paths.map(source);
-        const shell = specs[0]?.args ?? [];
-        commands.push([
-            'rsync',
-            ...common,
-            ...flags,
-            ...shell,
-            '--',
-            ...specs.map((s) => s.source),
-            `${stagingDir}/${member}/`,
-        ]);
-    };
-    // A directory goes as `path/` (which follows a symlinked one); a symlink to a file needs
-    // --copy-links, in a run of its own so that links anywhere else stay links.
-    const kind = (key) => fileSet.kinds?.[key];
-    const spelled = (key, path) => (kind(key) === 'dir' ? `${path}/` : path);
-    const copyRelative = (keys, path, member) => {
-        const links = keys.filter((k) => kind(k) === 'file-link');
-        const others = keys.filter((k) => kind(k) !== 'file-link');
-        if (others.length > 0)
-            copy(others.map((k) => spelled(k, path(k))), ['--relative'], member);
-        if (links.length > 0)
-            copy(links.map(path), ['--relative', '--copy-links'], member);
-    };
-    if (options.parts.includes('install') && fileSet.installPaths.length > 0) {
-        if (fileSet.installPaths.includes('.')) {
-            const inside = fileSet.dataDirInsideInstall;
-            copy([`${fileSet.installDir}/`], inside ? [`--exclude=/${inside}/`] : [], LAYOUT.install);
-            if (fileSet.linkedInside?.length)
-                copyRelative(fileSet.linkedInside, (p) => `${fileSet.installDir}/./${p}`, LAYOUT.install);
-        }
-        else {
-            // --relative with /./ keeps each path's place below the install dir.
-            copyRelative(fileSet.installPaths, (p) => `${fileSet.installDir}/./${p}`, LAYOUT.install);
-        }
-    }
-    if (options.parts.includes('data'))
-        copy([`${fileSet.dataDir}/`], fileSet.dataExclude.map((p) => `--exclude=/${p}`), LAYOUT.data);
-    if (options.parts.includes('absolute') && fileSet.absolutePaths.length > 0)
-        copyRelative(fileSet.absolutePaths, (p) => `/.${p}`, LAYOUT.absolute);
-    return commands;
 }
-/** Runs one pass of rsync runs; fails on anything but success or vanished files. */
-async function syncFiles(host, fileSet, stagingDir, options) {
-    const total = { files: 0, bytes: 0, transferredBytes: 0, vanished: false };
-    for (const argv of rsyncCommands(fileSet, stagingDir, (p) => host.rsyncSource(p), options)) {
-        const result = await runRsync([...options.privilege.prefix, ...argv], options);
-        if (options.signal.aborted)
-            throw new InterruptedError();
-        if (result.exitCode !== 0 && result.exitCode !== 24) {
-            if (isNoSpace(result.stderr))
-                throw noSpaceError(stagingDir);
-            const transport = host.transportFailure(result);
-            throw new BackupError(`Copying files from ${host.label} failed (rsync exit ${result.exitCode}): ${transport ?? stderrTail(result.stderr)}`);
+/** A glob as a regular expression for whole names (rsync's rules: `*` stops at '/'). Pure. */
+function globRegex(glob) {
+    let out = '';
+    for (let i = 0; i < glob.length; i++) {
+        const c = glob[i];
+        if (c === '*' && glob[i + 1] === '*') {
+            out += '.*';
+            i++;
         }
-        const stats = parseRsyncStats(result.stdout);
-        total.files += stats.files;
-        total.bytes += stats.bytes;
-        total.transferredBytes += stats.transferredBytes;
-        total.vanished ||= result.exitCode === 24;
-        options.progress?.endRun({ bytes: stats.bytes, files: stats.files });
+        else if (c === '*')
+            out += '[^/]*';
+        else if (c === '?')
+            out += '[^/]';
+        else if (c === '[') {
+            const end = glob.indexOf(']', i + 2);
+            if (end === -1)
+                out += '\\[';
+            else {
+                const body = glob
+                    .slice(i + 1, end)
+                    .replace(/^!/, '^')
+                    .replace(/\\/g, '\\\\');
+                out += `[${body}]`;
+                i = end;
+            }
+        }
+        else
+            out += c.replace(/[\\.(){}|+^$]/g, '\\$&');
     }
-    return total;
+    return new RegExp(`^(?:${out})$`);
 }
-/** One rsync run, its stdout streamed: progress updates out as they come, the rest kept. */
-async function runRsync(argv, options) {
-    const rsync = streamProcess(argv, { signal: options.signal, env: { LC_ALL: 'C' } });
-    const output = new RsyncOutput((count) => options.progress?.update(count));
-    rsync.stdout.setEncoding('utf8');
-    rsync.stdout.on('data', (chunk) => output.write(chunk));
-    const [result] = await Promise.all([
-        rsync.done,
-        // An aborted run's stdout may end in an error; its exit status tells what happened.
-        (0,external_node_stream_promises_namespaceObject.finished)(rsync.stdout).catch(() => { }),
+/**
+ * The user's exclude patterns (rsync's form) as tar options. A pattern with a leading '/'
+ * is anchored at the root of each part it falls in (the installation, the data directory,
+ * '/' for absolute paths); any other matches at any depth, `*` within one name and `**`
+ * across names. A trailing '/' is dropped: tar cannot restrict a pattern to directories.
+ * A pattern that would match a part's own path (`data` against the data directory) is
+ * refused: tar would leave out the whole part. Pure.
+ */
+function tarExcludeOptions(patterns, parts) {
+    const options = [];
+    for (const raw of patterns) {
+        const pattern = raw.replace(/\/+$/, '');
+        if (pattern === '')
+            continue;
+        if (pattern.startsWith('/')) {
+            const path = pattern.replace(/^\/+/, '');
+            for (const part of parts) {
+                const root = part.patternRoot;
+                const within = root === ''
+                    ? path
+                    : path.startsWith(`${root}/`)
+                        ? path.slice(root.length + 1)
+                        : undefined;
+                if (within === undefined && root !== path)
+                    continue;
+                const target = within === undefined || within === ''
+                    ? fromRoot(part.source)
+                    : `${fromRoot(part.source)}/${within}`;
+                options.push('--anchored', '--wildcards', '--no-wildcards-match-slash', `--exclude=${target}`);
+            }
+            continue;
+        }
+        const matcher = globRegex(pattern);
+        for (const part of parts) {
+            const names = fromRoot(part.source).split('/');
+            for (let i = 0; i < names.length; i++)
+                for (let j = i + 1; j <= names.length; j++)
+                    if (matcher.test(names.slice(i, j).join('/')))
+                        throw new InputError(`exclude: '${raw}' matches the name of '${part.source}' itself, which would leave it out whole. Anchor the pattern with a leading '/' (e.g. '/${pattern}') to mean a path inside it.`);
+        }
+        const across = pattern.includes('**');
+        options.push('--no-anchored', '--wildcards', across ? '--wildcards-match-slash' : '--no-wildcards-match-slash', `--exclude=${across ? pattern.replaceAll('**', '*') : pattern}`);
+    }
+    return options;
+}
+/** The sources a pass gives tar: the outermost of its parts (an inner one is read with it). */
+function outermostSources(parts) {
+    const sources = [...new Set(parts.map((p) => p.source))];
+    return sources.filter((s) => !sources.some((o) => o !== s && isWithin(s, o)));
+}
+/**
+ * tar on the host for one pass: the parts read in place with `--directory=/`, renamed to
+ * their archive members, in GNU tar's incremental mode (the snapshot file remembers what
+ * the base pass saw; the delta pass archives what changed since, and every directory's
+ * list of entries, so that what was deleted is deleted on extraction too). Owners are
+ * numeric, ACLs and xattrs kept, one file system per path (as the size estimate measures).
+ * Pure.
+ */
+function tarCreateCommand(fileSet, phase, snapshot) {
+    const parts = fileSet.parts.filter((p) => phase === 'base' || p.part !== 'install');
+    return [
+        'tar',
+        '--create',
+        '--file=-',
+        '--format=posix',
+        `--listed-incremental=${snapshot}`,
+        '--directory=/',
+        '--one-file-system',
+        // atime/ctime records change on every read and say nothing a restore needs.
+        '--pax-option=delete=atime,delete=ctime',
+        // Every directory is new to the base pass: nothing worth a line.
+        '--warning=no-new-dir',
+        ...TAR_METADATA_FLAGS,
+        ...fileSet.skip.flatMap((path) => [
+            '--anchored',
+            '--no-wildcards',
+            `--exclude=${fromRoot(path)}`,
+        ]),
+        ...tarExcludeOptions(fileSet.exclude, parts),
+        ...tarTransforms(parts),
+        '--',
+        ...outermostSources(parts).map(fromRoot),
+    ];
+}
+/** Creates the private directory on the host that holds a run's tar snapshot file. */
+async function createSnapshotDir(host, fileSet) {
+    const result = reached(host, await host.run([
+        ...fileSet.readAs,
+        'mktemp',
+        '-d',
+        '-t',
+        'owncloud-backup-snapshot.XXXXXXXXXX',
+    ]));
+    const dir = result.stdout.trim();
+    if (result.exitCode !== 0 || !dir.startsWith('/'))
+        throw new BackupError(`Could not create a private temporary directory on ${host.label}: ${stderrTail(result.stderr) || 'mktemp gave no name'}`);
+    return dir;
+}
+/** Removes it again (it holds only the names and times of the files read). */
+async function removeSnapshotDir(host, fileSet, dir) {
+    if (!/\/owncloud-backup-snapshot\.[A-Za-z0-9]+$/.test(dir))
+        return;
+    await host.run([...fileSet.readAs, 'rm', '-rf', '--', dir]);
+}
+const KEPT_LINES = 20;
+/**
+ * One pass: tar on the host streams the parts here, where they are compressed into `path`
+ * (hashed on the way) while their headers are read (`onMember`). tar's exit 1 (a file
+ * changed or vanished while read) is reported, not failed: the base pass runs on a live
+ * server and the delta pass catches up.
+ */
+async function streamFiles(host, fileSet, options) {
+    const complaints = [];
+    let pending = '';
+    const onStderr = (text) => {
+        const lines = (pending + text).split('\n');
+        pending = lines.pop();
+        for (const line of lines)
+            if (line.trim() !== '') {
+                complaints.push(line);
+                if (complaints.length > KEPT_LINES)
+                    complaints.shift();
+            }
+    };
+    const stats = { files: 0, bytes: 0 };
+    const scan = new TarScan((member) => {
+        if (member.type === 'file' || member.type === 'hardlink') {
+            stats.files++;
+            stats.bytes += member.size;
+        }
+        options.onMember?.(member);
+    });
+    scan.on('data', () => options.progress?.update({ bytes: scan.bytes, files: stats.files }));
+    const tar = host.stream(guardedCommand([...fileSet.readAs, ...tarCreateCommand(fileSet, options.phase, options.snapshot)], 'none'), { input: '\n', keepStdinOpen: true, signal: options.signal, onStderr });
+    const [written, result] = await Promise.allSettled([
+        compressToFile(tar.stdout.pipe(scan), options.compression, options.path, options.signal),
+        tar.done,
     ]);
-    return { ...result, stdout: output.end() };
+    const fail = (error) => {
+        tar.kill();
+        (0,external_node_fs_namespaceObject.rmSync)(options.path, { force: true });
+        throw error;
+    };
+    if (options.signal.aborted)
+        fail(new InterruptedError());
+    if (result.status === 'rejected')
+        fail(result.reason);
+    const ended = result.value;
+    if (pending.trim() !== '')
+        complaints.push(pending);
+    const transport = host.transportFailure(ended);
+    if (transport)
+        fail(new LinkError(`Reading the files on ${host.label} failed: ${transport}`));
+    if (ended.exitCode > 1) {
+        const said = stderrTail(complaints.join('\n'));
+        fail(new BackupError(isNoSpace(said)
+            ? `Reading the files on ${host.label} failed: ${said}`
+            : `Reading the files on ${host.label} failed (tar exit ${ended.exitCode}): ${said || 'no message'}`));
+    }
+    if (written.status === 'rejected')
+        fail(written.reason);
+    return {
+        ...written.value,
+        ...stats,
+        changedWhileRead: ended.exitCode === 1,
+        complaints: ended.exitCode === 1 ? complaints : [],
+    };
+}
+/** A name's key in FileTally: two 32-bit FNV-1a hashes, 53 bits. Pure. */
+function nameKey(name) {
+    let a = 0x811c9dc5;
+    let b = 0x01000193 ^ 0x5bd1e995;
+    for (let i = 0; i < name.length; i++) {
+        const c = name.charCodeAt(i);
+        a = Math.imul(a ^ c, 0x01000193) >>> 0;
+        b = Math.imul(b ^ c, 0x5bd1e995) >>> 0;
+    }
+    return (a & 0x1fffff) * 0x100000000 + b;
+}
+/**
+ * The files a backup holds, counted from its two passes: the base pass's members, then
+ * the delta's (its directories' entry lists say which files are unchanged, changed or
+ * gone). Only a number per data file is kept, not its name.
+ */
+class FileTally {
+    installFiles = 0;
+    installBytes = 0;
+    dataFiles = 0;
+    dataBytes = 0;
+    sizes = new Map();
+    finalFiles = 0;
+    finalBytes = 0;
+    seen = new Set();
+    topFiles;
+    /** `topFiles`: data or absolute parts that are files, not directories (no listing holds them). */
+    constructor(topFiles) {
+        this.topFiles = [...topFiles];
+    }
+    base(member) {
+        if (member.type !== 'file' && member.type !== 'hardlink')
+            return;
+        if (member.name.startsWith(`${LAYOUT.install}/`) || member.name === LAYOUT.install) {
+            this.installFiles++;
+            this.installBytes += member.size;
+            return;
+        }
+        this.dataFiles++;
+        this.dataBytes += member.size;
+        this.sizes.set(nameKey(member.name), member.size);
+    }
+    delta(member) {
+        if (member.dumpdir) {
+            for (const entry of member.dumpdir) {
+                if (entry.flag !== 'N')
+                    continue;
+                const key = nameKey(`${member.name}/${entry.name}`);
+                const size = this.sizes.get(key);
+                if (size === undefined || this.seen.has(key))
+                    continue;
+                this.seen.add(key);
+                this.finalFiles++;
+                this.finalBytes += size;
+            }
+            return;
+        }
+        if (member.type !== 'file' && member.type !== 'hardlink')
+            return;
+        const key = nameKey(member.name);
+        if (this.seen.has(key))
+            return;
+        this.seen.add(key);
+        this.finalFiles++;
+        this.finalBytes += member.size;
+    }
+    /** Without a delta pass: what the base pass read. */
+    total(withDelta) {
+        if (!withDelta)
+            return {
+                files: this.installFiles + this.dataFiles,
+                bytes: this.installBytes + this.dataBytes,
+            };
+        let files = this.finalFiles;
+        let bytes = this.finalBytes;
+        for (const name of this.topFiles) {
+            const key = nameKey(name);
+            const size = this.sizes.get(key);
+            if (size === undefined || this.seen.has(key))
+                continue;
+            files++;
+            bytes += size;
+        }
+        return { files: this.installFiles + files, bytes: this.installBytes + bytes };
+    }
 }
 /** Where the theme lives: legacy themes/<name>, or (ownCloud 10) a theme app. */
 async function themePath(host, instance) {
@@ -13812,10 +14175,51 @@ async function planFileSet(host, plan, instance, warn) {
             kinds[p] = found.kind;
         return found.link && found.kind !== 'missing';
     });
-    // An SSH user that is neither root nor the instance's owner reads the files through sudo.
+    // An SSH user that is neither root nor the instance's owner reads the files through sudo
+    // (on this machine, the runner's own privilege decides: see preflight).
     const needsSudo = plan.target.kind === 'ssh' && host.account !== 'root' && host.account !== instance.owner;
+    const realOf = (i) => inspected[i].real;
+    // (Only a whole-installation copy has paths below the top level: named[0] is the installation.)
+    const installReal = realOf(0);
+    const parts = [];
+    const skip = [];
+    named.forEach((n, i) => {
+        if (i < installPaths.length)
+            parts.push({
+                source: realOf(i),
+                member: n.key === '.' ? LAYOUT.install : `${LAYOUT.install}/${n.key}`,
+                part: 'install',
+                patternRoot: n.key === '.' ? '' : n.key,
+            });
+        else if (i === installPaths.length)
+            parts.push({ source: realOf(i), member: LAYOUT.data, part: 'data', patternRoot: '' });
+        else
+            parts.push({
+                source: realOf(i),
+                member: `${LAYOUT.absolute}${n.path}`,
+                part: 'absolute',
+                patternRoot: n.path.replace(/^\/+/, ''),
+            });
+    });
+    below.forEach((p, i) => {
+        const found = inspected[named.length + i];
+        if (!found.link || found.kind === 'missing')
+            return;
+        parts.push({
+            source: found.real,
+            member: `${LAYOUT.install}/${p}`,
+            part: 'install',
+            patternRoot: p,
+        });
+        skip.push(`${installReal}/${p}`);
+    });
+    const dataReal = parts.find((p) => p.part === 'data').source;
+    for (const p of dataExclude)
+        skip.push(`${dataReal}/${p}`);
     return {
-        ...(needsSudo ? { remoteRsync: 'sudo -n rsync' } : {}),
+        readAs: needsSudo ? ['sudo', '-n'] : [],
+        parts,
+        skip,
         installDir: instance.installDir,
         installPaths,
         ...(inside ? { dataDirInsideInstall: inside } : {}),
@@ -13848,125 +14252,6 @@ async function planFileSet(host, plan, instance, warn) {
                 : []),
         ],
     };
-}
-/**
- * Fails unless the staged copy holds config.php as a regular file: a backup without it
- * cannot be restored, whatever else it holds.
- */
-async function checkStagedConfig(stagingDir, privilege) {
-    const dir = `${stagingDir}/${LAYOUT.install}/config`;
-    const staged = `${dir}/config.php`;
-    // Not through a symlink: a staged link would point at the live file, not hold a copy.
-    const result = await runProcess([
-        ...privilege.prefix,
-        'test',
-        '!',
-        '-h',
-        dir,
-        '-a',
-        '!',
-        '-h',
-        staged,
-        '-a',
-        '-f',
-        staged,
-        '-a',
-        '-s',
-        staged,
-    ]);
-    if (result.exitCode !== 0)
-        throw new BackupError(`config.php did not arrive in the backup (${LAYOUT.install}/config/config.php is missing, empty or a symlink after the copy): without it the backup cannot be restored. Check the exclude patterns.`);
-}
-
-;// CONCATENATED MODULE: ./src/steps/archive.ts
-// Packs the staged files into one compressed tar: tar keeps what zip loses (numeric owners,
-// modes, ACLs, xattrs, hard links, empty directories, any byte in a name).
-
-
-
-
-
-
-// tar tells its progress on stderr: a checkpoint line every 100 records (1 MiB of tar
-// stream) and, at the end, --totals' "Total bytes written: N".
-const RECORD_BYTES = 20 * 512;
-const CHECKPOINT_RECORDS = 100;
-const CHECKPOINT_MARK = 'owncloud-backup-progress';
-const PROGRESS_FLAGS = [
-    '--blocking-factor=20',
-    `--checkpoint=${CHECKPOINT_RECORDS}`,
-    `--checkpoint-action=echo=${CHECKPOINT_MARK} %u`,
-    '--totals',
-];
-/** The tar-stream bytes a stderr line reports, if it is a progress line. */
-function parseTarProgress(line) {
-    const checkpoint = new RegExp(`${CHECKPOINT_MARK} (\\d+)$`).exec(line.trim());
-    if (checkpoint)
-        return { bytes: Number(checkpoint[1]) * RECORD_BYTES };
-    const totals = /^Total bytes written: (\d+)/.exec(line.trim());
-    return totals ? { bytes: Number(totals[1]) } : undefined;
-}
-/** tar's stderr without its progress lines: what is left explains a failure. */
-function withoutTarProgress(stderr) {
-    return stderr
-        .split('\n')
-        .filter((line) => !parseTarProgress(line))
-        .join('\n');
-}
-/** tar options that create (and, for a restore, extract) everything a backup must keep. */
-const TAR_METADATA_FLAGS = ['--numeric-owner', '--acls', '--xattrs', '--xattrs-include=*'];
-function tarCreateCommand(stagingDir, members, compression) {
-    return [
-        'tar',
-        '--create',
-        '--file=-',
-        // tar runs the compressor itself: the data crosses no pipe through this process twice.
-        `--use-compress-program=${compressorCommand(compression)}`,
-        `--directory=${stagingDir}`,
-        '--format=posix',
-        // atime/ctime records change on every read and say nothing a restore needs.
-        '--pax-option=delete=atime,delete=ctime',
-        '--sort=name',
-        ...PROGRESS_FLAGS,
-        ...TAR_METADATA_FLAGS,
-        '--',
-        ...members,
-    ];
-}
-async function archiveFiles(options) {
-    const members = Object.values(LAYOUT).filter((m) => (0,external_node_fs_namespaceObject.existsSync)((0,external_node_path_namespaceObject.join)(options.stagingDir, m)));
-    // tar's stderr streams: progress lines go on, the last few others explain a failure.
-    let pending = '';
-    const complaints = [];
-    const onStderr = (text) => {
-        const lines = (pending + text).split('\n');
-        pending = lines.pop();
-        for (const line of lines) {
-            const count = parseTarProgress(line);
-            if (count)
-                options.progress?.update(count);
-            else if (line.trim() !== '') {
-                complaints.push(line);
-                if (complaints.length > 20)
-                    complaints.shift();
-            }
-        }
-    };
-    const tar = streamProcess([
-        ...options.privilege.prefix,
-        ...tarCreateCommand(options.stagingDir, members, options.compression),
-    ], { signal: options.signal, onStderr });
-    try {
-        const [written, result] = await Promise.all([writeHashed(tar.stdout, options.path), tar.done]);
-        if (result.exitCode !== 0)
-            throw new BackupError(`Archiving the files failed (tar exit ${result.exitCode}): ${stderrTail(withoutTarProgress([...complaints, pending].join('\n')))}`);
-        return { ...written, members };
-    }
-    catch (error) {
-        tar.kill();
-        (0,external_node_fs_namespaceObject.rmSync)(options.path, { force: true });
-        throw error;
-    }
 }
 
 ;// CONCATENATED MODULE: ./package.json
@@ -14148,6 +14433,12 @@ function restoreCommands(input, compression) {
             `mkdir -p ${installDir}`,
             `mkdir ${unpacked}`,
             `tar --extract --file ${archive('files')} --directory ${unpacked} ${TAR_METADATA_FLAGS.map(quoteArg).join(' ')} --same-permissions`,
+            // Then what changed inside the maintenance window, over it (deletions included).
+            ...(input.archives.some((a) => a.role === 'files-delta')
+                ? [
+                    `tar --extract --listed-incremental=/dev/null --file ${archive('files-delta')} --directory ${unpacked} ${TAR_METADATA_FLAGS.map(quoteArg).join(' ')} --same-permissions`,
+                ]
+                : []),
             copyInto(LAYOUT.install, installDir),
             `mv -T ${unpacked}/${LAYOUT.data} ${dataDir}`,
             ...(fileSet.absolutePaths.length > 0 ? [copyInto(LAYOUT.absolute, '/')] : []),
@@ -14182,6 +14473,13 @@ function dumpFileName(date, compression) {
 }
 function filesArchiveName(date, compression) {
     return `owncloud-files_${stamp(date).day}.tar${SUFFIX[compression]}`;
+}
+/**
+ * What changed while the base archive was read, read inside the maintenance window (GNU
+ * tar level 1): `owncloud-files-delta_YYYYMMDD.tar.zst`, extracted after the base archive.
+ */
+function filesDeltaArchiveName(date, compression) {
+    return `owncloud-files-delta_${stamp(date).day}.tar${SUFFIX[compression]}`;
 }
 /**
  * The index of the encrypted files' file cache entries (JSON lines), in a backup of an
@@ -14479,11 +14777,11 @@ function formatBytes(bytes) {
     return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
 }
 /**
- * Room needed on the runner: the staged copy plus the archive, which at worst (data that
- * does not compress, like photos) is as large again, plus a margin for the dump.
+ * Room needed on the runner: the archives, which at worst (data that does not compress,
+ * like photos) are as large as the files, plus tar's headers and a margin for the dump.
  */
 function requiredBytes(sourceBytes) {
-    return Math.ceil(sourceBytes * 2.05) + 64 * 1024 * 1024;
+    return Math.ceil(sourceBytes * 1.05) + 64 * 1024 * 1024;
 }
 /**
  * Everything checked before the instance is touched: the dump tool and the other programs
@@ -14494,14 +14792,13 @@ function requiredBytes(sourceBytes) {
 async function preflight(host, plan, instance, engine, reporter) {
     const tool = await findDumpTool(host, engine);
     reporter.info(`Dump tool on the host: ${tool.program} (${tool.version}).`);
-    const hostPrograms = ['php', 'rsync', 'du'];
+    const hostPrograms = ['php', 'tar', 'du', 'mktemp'];
     if (host.account !== instance.owner)
         hostPrograms.push(host.account === 'root' ? 'runuser' : 'sudo');
     const missingThere = await missingOnHost(host, hostPrograms);
     if (missingThere.length > 0)
         throw new BackupError(`${host.label} lacks ${missingThere.join(', ')}: install it there.`);
     const missing = await missingHere([
-        'rsync',
         'tar',
         compressorProgram(plan.compression),
         ...(plan.target.kind === 'ssh' ? ['ssh'] : []),
@@ -14517,9 +14814,10 @@ async function preflight(host, plan, instance, engine, reporter) {
     });
     reporter.info(`The ${instance.database.type} database '${instance.database.name}' answers.`);
     const privilege = await runnerPrivilege();
-    if (!privilege.keepsOwners)
-        reporter.warning('Not running as root and no passwordless sudo here: file owners in the backup will be this user, not the originals.');
     const fileSet = await planFileSet(host, plan, instance, (m) => reporter.warning(m));
+    // On this machine tar reads the files with the runner's own privilege (sudo when it has it).
+    if (plan.target.kind === 'local' && host.account !== instance.owner)
+        fileSet.readAs = privilege.prefix;
     reporter.info(`${fileSet.install.type === 'package' ? 'Package' : 'Tarball'} install (${fileSet.install.reason}).`);
     // On this machine both sides are here: a backup-dir inside a copied path would copy itself.
     if (plan.target.kind === 'local') {
@@ -14544,7 +14842,7 @@ async function preflight(host, plan, instance, engine, reporter) {
     const free = freeBytes(plan.backupDir);
     reporter.info(`About ${formatBytes(size)} of files to copy; ${formatBytes(free)} free in ${plan.backupDir}.`);
     if (free < need)
-        throw new BackupError(`Not enough space in ${plan.backupDir}: this backup needs about ${formatBytes(need)} (a staged copy and the archive), ${formatBytes(free)} is free. Free space or choose another backup-dir.`);
+        throw new BackupError(`Not enough space in ${plan.backupDir}: this backup needs about ${formatBytes(need)} (the archives, as large as the files when they do not compress), ${formatBytes(free)} is free. Free space or choose another backup-dir.`);
     return { tool, fileSet, privilege, sizeBytes: size };
 }
 
@@ -15961,12 +16259,12 @@ function restoreTestLine(record) {
 ;// CONCATENATED MODULE: ./src/backup.ts
 // The orchestrator: a validated plan in, a finished, dated backup directory out.
 //   backup-dir checked and locked (stale incomplete backups removed) → connect → discover
-//   → instance locked → preflight → files (bulk) → [maintenance on → files (delta) ‖ dump
-//   ‖ row counts ‖ encryption state and index → maintenance restored] → archive → manifest
+//   → instance locked → preflight → files (base archive, streamed from the host while the
+//   instance is live) → [maintenance on → files (delta archive: what changed) ‖ dump ‖ row
+//   counts ‖ encryption state and index → maintenance restored] → restore test → manifest
 //   → rename into place.
 // A backup directory only gets its final name once everything in it is written and
 // checked; on any failure the partial one is removed.
-
 
 
 
@@ -16036,7 +16334,6 @@ async function runBackup(plan, context) {
 async function backUp(plan, context, run) {
     const { reporter, signal } = context;
     const { startedAt, name, finalDir, workDir } = run;
-    const stagingDir = (0,external_node_path_namespaceObject.join)(workDir, 'staging');
     const interrupted = () => {
         if (signal.aborted)
             throw new InterruptedError();
@@ -16045,7 +16342,8 @@ async function backUp(plan, context, run) {
     /** Set once this run created the work dir: only then is it this run's to remove. */
     let ownsWorkDir = false;
     let instanceLock;
-    let privilege = { prefix: [], keepsOwners: false };
+    /** The host's private directory for tar's snapshot file, once made (with what removes it). */
+    let snapshotDir;
     try {
         host = await connectStep(reporter, plan.target, context.secrets, context.ssh);
         const connected = host;
@@ -16070,8 +16368,6 @@ async function backUp(plan, context, run) {
             emit: (line) => reporter.info(line),
             ...(expectedBytes !== undefined ? { expectedBytes } : {}),
         });
-        // Kept outside the try as well: removing a failed run's files may need it.
-        const elevated = (privilege = checked.privilege);
         interrupted();
         // Only now, with the plan checked (backup-dir not inside what is copied), is anything
         // created: the backup dir if it is new (and locked), then this run's work dir.
@@ -16082,29 +16378,40 @@ async function backUp(plan, context, run) {
         context.onWorkDir?.(workDir);
         (0,external_node_fs_namespaceObject.mkdirSync)(workDir, { mode: 0o700 });
         ownsWorkDir = true;
-        (0,external_node_fs_namespaceObject.mkdirSync)(stagingDir, { mode: 0o700 });
-        const { installStats, dataStats } = await reporter.group('Files (bulk copy, before maintenance mode)', async () => {
-            const bulk = progress('Bulk copy', checked.sizeBytes);
-            const install = await syncFiles(connected, fileSet, stagingDir, {
-                delete: false,
-                parts: ['install'],
+        const made = await createSnapshotDir(connected, fileSet);
+        snapshotDir = { path: made, remove: () => removeSnapshotDir(connected, fileSet, made) };
+        const snapshot = `${made}/snapshot`;
+        const tally = new FileTally(fileSet.parts
+            .filter((p) => p.part === 'absolute' &&
+            fileSet.kinds?.[p.member.slice(LAYOUT.absolute.length)] !== 'dir')
+            .map((p) => p.member));
+        const facts = new ListingFacts();
+        const base = await reporter.group('Files (read in place, before maintenance mode)', async () => {
+            const reading = progress('Files', checked.sizeBytes);
+            const config = { dir: false, file: false };
+            const written = await streamFiles(connected, fileSet, {
+                phase: 'base',
+                snapshot,
+                path: (0,external_node_path_namespaceObject.join)(workDir, filesArchiveName(startedAt, plan.compression)),
+                compression: plan.compression,
                 signal,
-                privilege: elevated,
-                progress: bulk,
+                progress: reading,
+                onMember: (member) => {
+                    tally.base(member);
+                    facts.add(member.name);
+                    if (member.name === `${LAYOUT.install}/config`)
+                        config.dir = member.type === 'directory';
+                    if (member.name === `${LAYOUT.install}/config/config.php`)
+                        config.file = member.type === 'file' && member.size > 0;
+                },
             });
-            await checkStagedConfig(stagingDir, elevated);
-            const data = await syncFiles(connected, fileSet, stagingDir, {
-                delete: false,
-                parts: ['data', 'absolute'],
-                signal,
-                privilege: elevated,
-                progress: bulk,
-            });
-            bulk.finish();
-            reporter.info(`${install.files + data.files} files, ${formatBytes(install.bytes + data.bytes)} copied.`);
-            if (install.vanished || data.vanished)
-                reporter.info('Some files vanished while being copied (normal on a live server); the next pass catches up.');
-            return { installStats: install, dataStats: data };
+            reading.finish();
+            if (!config.dir || !config.file)
+                throw new BackupError(`config.php did not arrive in the backup (${LAYOUT.install}/config/config.php is missing, empty or a symlink after the copy): without it the backup cannot be restored. Check the exclude patterns.`);
+            reporter.info(`${written.files} files, ${formatBytes(written.bytes)} read; ${written.path.split('/').pop()}: ${formatBytes(written.size)}, sha256 ${written.sha256}.`);
+            if (written.changedWhileRead)
+                reporter.info('Some files changed or vanished while being read (normal on a live server); the pass inside the maintenance window catches up.');
+            return written;
         });
         interrupted();
         const maintenance = plan.maintenanceMode
@@ -16116,19 +16423,22 @@ async function backUp(plan, context, run) {
             account: connected.account,
             owner: instance.owner,
         };
-        const { dumped: dump, finalData, rowCounts, encryption, } = await reporter.group(maintenance
+        const { dumped: dump, delta, rowCounts, encryption, } = await reporter.group(maintenance
             ? 'Maintenance window (files delta, database dump, row counts, encryption index)'
             : 'Database dump, row counts and encryption index', () => maintenanceWindow(maintenance, context, {
-            // Inside the window only what changed since the bulk copy moves (rsync's delta);
-            // install files (config.php among them) keep the state found before the window.
+            // Inside the window only what changed since the base pass is read (tar's level 1,
+            // with every directory's entries, so deletions are recorded too); install files
+            // (config.php among them) keep the state found before the window.
             delta: (stepSignal) => maintenance
-                ? syncFiles(connected, fileSet, stagingDir, {
-                    delete: true,
-                    parts: ['data', 'absolute'],
+                ? streamFiles(connected, fileSet, {
+                    phase: 'delta',
+                    snapshot,
+                    path: (0,external_node_path_namespaceObject.join)(workDir, filesDeltaArchiveName(startedAt, plan.compression)),
+                    compression: plan.compression,
                     signal: stepSignal,
-                    privilege: elevated,
+                    onMember: (member) => tally.delta(member),
                 })
-                : Promise.resolve(dataStats),
+                : Promise.resolve(undefined),
             dump: async (stepSignal) => {
                 const dumping = progress('Database dump');
                 const dumped = await dumpDatabase({
@@ -16171,27 +16481,13 @@ async function backUp(plan, context, run) {
                 }
                 : {}),
         };
-        const stats = {
-            files: installStats.files + finalData.files,
-            bytes: installStats.bytes + finalData.bytes,
-        };
+        if (delta?.changedWhileRead)
+            reporter.warning(`Files changed or vanished inside the maintenance window while they were read (the copies in the backup may be cut mid-write): ${delta.complaints.slice(-5).join(' ')}`);
+        await snapshotDir.remove();
+        snapshotDir = undefined;
+        const stats = tally.total(delta !== undefined);
         interrupted();
-        const files = await reporter.group('Archive', async () => {
-            const packing = progress('Archive', stats.bytes);
-            const written = await archiveFiles({
-                stagingDir,
-                compression: plan.compression,
-                path: (0,external_node_path_namespaceObject.join)(workDir, filesArchiveName(startedAt, plan.compression)),
-                signal,
-                privilege: elevated,
-                progress: packing,
-            });
-            packing.finish();
-            await removeTree(stagingDir, elevated);
-            reporter.info(`${written.path.split('/').pop()}: ${formatBytes(written.size)}, sha256 ${written.sha256}.`);
-            return written;
-        });
-        interrupted();
+        const files = base;
         // Outside the maintenance window: the window does not grow by the test's time.
         const restoreTest = plan.restoreTest
             ? await reporter.group('Restore test (throwaway database on the runner)', () => testRestore(engine, context, {
@@ -16199,7 +16495,7 @@ async function backUp(plan, context, run) {
                 filesArchivePath: files.path,
                 compression: plan.compression,
                 database: { ...instance.database, rowCounts, dumpToolVersion: tool.version },
-            }))
+            }, facts))
             : undefined;
         interrupted();
         const manifest = buildManifest({
@@ -16221,6 +16517,15 @@ async function backUp(plan, context, run) {
                 },
             archives: [
                 { file: files, role: 'files', compression: plan.compression },
+                ...(delta
+                    ? [
+                        {
+                            file: delta,
+                            role: 'files-delta',
+                            compression: plan.compression,
+                        },
+                    ]
+                    : []),
                 { file: dump, role: 'database', compression: plan.compression },
                 ...(encryption.index
                     ? [
@@ -16236,7 +16541,8 @@ async function backUp(plan, context, run) {
             dumpBytes: dump.rawBytes,
             rowCounts,
             rowCountsInWindow: maintenance !== undefined,
-            ownersKept: elevated.keepsOwners,
+            // tar on the host records every file's owner as it finds it, whoever reads it.
+            ownersKept: true,
             restoreHint: engine.restoreHint,
             ...(restoreTest ? { restoreTest } : {}),
         });
@@ -16249,17 +16555,18 @@ async function backUp(plan, context, run) {
             directory: finalDir,
             manifest,
             manifestPath: (0,external_node_path_namespaceObject.join)(finalDir, MANIFEST_NAME),
-            dumpPath: (0,external_node_path_namespaceObject.join)(finalDir, archives[1].name),
-            filesArchivePath: (0,external_node_path_namespaceObject.join)(finalDir, archives[0].name),
+            dumpPath: (0,external_node_path_namespaceObject.join)(finalDir, dump.path.split('/').pop()),
+            filesArchivePath: (0,external_node_path_namespaceObject.join)(finalDir, files.path.split('/').pop()),
+            ...(delta ? { filesDeltaPath: (0,external_node_path_namespaceObject.join)(finalDir, delta.path.split('/').pop()) } : {}),
             ...(encryption.index
                 ? { encryptionIndexPath: (0,external_node_path_namespaceObject.join)(finalDir, encryptionRecord.index.name) }
                 : {}),
-            sizeBytes: files.size + dump.size + (encryption.index?.file.size ?? 0),
+            sizeBytes: files.size + (delta?.size ?? 0) + dump.size + (encryption.index?.file.size ?? 0),
         };
     }
     catch (error) {
         if (ownsWorkDir)
-            await removeTree(workDir, privilege).catch((cleanup) => reporter.warning(`Could not remove the incomplete backup: ${describeError(cleanup)}`));
+            await removeTree(workDir, { prefix: [], keepsOwners: false }).catch((cleanup) => reporter.warning(`Could not remove the incomplete backup: ${describeError(cleanup)}`));
         if (signal.aborted && error instanceof MaintenanceNotRestoredError)
             throw new InterruptedError(`The backup was interrupted. ${describeError(error)}`);
         if (signal.aborted)
@@ -16267,6 +16574,7 @@ async function backUp(plan, context, run) {
         throw error;
     }
     finally {
+        await snapshotDir?.remove().catch(() => { });
         await instanceLock?.release();
         await host?.close();
     }
@@ -16275,10 +16583,13 @@ async function backUp(plan, context, run) {
  * Runs the restore test on the finished archives: a failure fails the backup (its
  * directory is removed as incomplete), a skip is a warning and recorded.
  */
-async function testRestore(engine, context, subject) {
+async function testRestore(engine, context, subject, 
+/** What the base pass's headers showed: the archive is not read again. */
+facts) {
     const { reporter } = context;
     const record = await runRestoreTest(engine, subject, {
         signal: context.signal,
+        facts,
         log: (line) => reporter.info(line),
     });
     const line = restoreTestLine(record);
@@ -16309,7 +16620,7 @@ async function maintenanceWindow(maintenance, context, work) {
     let outcome;
     try {
         await maintenance?.enable();
-        const [dumped, finalData, rowCounts, encryption] = await allOrNothing(context.signal, (signal) => {
+        const [dumped, delta, rowCounts, encryption] = await allOrNothing(context.signal, (signal) => {
             const dumping = work.dump(signal);
             return [
                 dumping,
@@ -16318,8 +16629,8 @@ async function maintenanceWindow(maintenance, context, work) {
                 work.encryption(signal, dumping),
             ];
         });
-        if (maintenance)
-            reporter.info(`Files delta: ${formatBytes(finalData.transferredBytes)} changed since the bulk copy.`);
+        if (delta)
+            reporter.info(`Files delta: ${delta.files} files (${formatBytes(delta.bytes)}) changed since the base pass; ${delta.path.split('/').pop()}: ${formatBytes(delta.size)}.`);
         reporter.info(`Database dump: ${formatBytes(dumped.rawBytes)} raw, ${formatBytes(dumped.size)} compressed.`);
         const tables = Object.keys(rowCounts).length;
         reporter.info(`Row counts: ${tables} table${tables === 1 ? '' : 's'}, ${Object.values(rowCounts).reduce((sum, n) => sum + n, 0)} rows.`);
@@ -16327,7 +16638,7 @@ async function maintenanceWindow(maintenance, context, work) {
             ...encryption.state,
             ...(encryption.index ? { index: { name: '', files: encryption.index.files } } : {}),
         })}.`);
-        outcome = { dumped, finalData, rowCounts, encryption };
+        outcome = { dumped, delta, rowCounts, encryption };
     }
     catch (error) {
         failure = error;
@@ -16379,6 +16690,9 @@ async function allOrNothing(signal, start) {
 // types, sizes, mtimes and hard link targets. One pass over the archive, line by line, only
 // the wanted entries kept. The listing is asked for in C quoting (every byte that is not
 // printable ASCII as an escape) and UTC, so any name and any runner's locale parse the same.
+
+
+
 
 
 
@@ -16473,6 +16787,77 @@ async function archive_listing_listArchive(archivePath, compression, wanted, sig
         throw new BackupError(`Listing ${archivePath}: a line of tar's listing could not be read: '${unparsed.slice(0, 200)}'`);
     return entries;
 }
+/**
+ * The directories' entry lists (GNU.dumpdir) of an incremental archive, for the directories
+ * for which `wanted` is true: directory member → the names it held when it was archived.
+ */
+async function readDumpdirs(archivePath, compression, wanted, signal) {
+    const lists = new Map();
+    const decompress = streamProcess([compression === 'zstd' ? 'zstd' : 'gzip', '-dc', '--', archivePath], signal ? { signal } : {});
+    const scan = new TarScan((member) => {
+        if (member.dumpdir && wanted(member.name))
+            lists.set(member.name, new Set(member.dumpdir.map((e) => e.name)));
+    });
+    const [scanned, result] = await Promise.allSettled([
+        (0,external_node_stream_promises_namespaceObject.pipeline)(decompress.stdout, scan, new external_node_stream_namespaceObject.Writable({ write: (_c, _e, done) => done() })),
+        decompress.done,
+    ]);
+    const ended = result.status === 'fulfilled' ? result.value : undefined;
+    if (!ended || ended.exitCode !== 0)
+        throw new BackupError(`Reading ${archivePath} failed (exit ${ended?.exitCode ?? '?'}): ${stderrTail(ended?.stderr ?? '') || 'no message'}`);
+    if (scanned.status === 'rejected')
+        throw new BackupError(`Reading ${archivePath} failed: ${describe(scanned.reason)}`);
+    return lists;
+}
+function describe(reason) {
+    return reason instanceof Error ? reason.message : String(reason);
+}
+/**
+ * The state a base archive and its delta hold together (pure): the base's entries, those
+ * the delta archived again in their place, and without what the delta's entry lists say was
+ * gone (with everything below it).
+ */
+function mergeListings(base, delta, dumpdirs) {
+    const merged = new Map();
+    for (const entry of base)
+        merged.set(entry.name, entry);
+    for (const entry of delta)
+        merged.set(entry.name, entry);
+    const gone = (name) => {
+        // Gone when some listed directory above it no longer held the next name down.
+        for (let slash = name.lastIndexOf('/'); slash > 0; slash = name.lastIndexOf('/', slash - 1)) {
+            const listed = dumpdirs.get(name.slice(0, slash));
+            if (!listed)
+                continue;
+            const child = name.slice(slash + 1).split('/')[0];
+            if (!listed.has(child))
+                return true;
+        }
+        return false;
+    };
+    return [...merged.values()].filter((entry) => !gone(entry.name));
+}
+/**
+ * The entries of the files the backup holds (base and delta together) for which `wanted`
+ * is true. The delta is small: it holds only what changed inside the maintenance window.
+ */
+async function listBackupFiles(archives, wanted, signal) {
+    const { base, delta } = archives;
+    const baseEntries = archive_listing_listArchive(base.path, base.compression, wanted, signal);
+    if (!delta)
+        return baseEntries;
+    const [listed, deltaEntries] = await Promise.all([
+        baseEntries,
+        archive_listing_listArchive(delta.path, delta.compression, wanted, signal),
+    ]);
+    // The lists of the directories above the wanted entries say whether each is still there.
+    const above = new Set();
+    for (const { name } of [...listed, ...deltaEntries])
+        for (let slash = name.lastIndexOf('/'); slash > 0; slash = name.lastIndexOf('/', slash - 1))
+            above.add(name.slice(0, slash));
+    const dumpdirs = await readDumpdirs(delta.path, delta.compression, (d) => above.has(d), signal);
+    return mergeListings(listed, deltaEntries, dumpdirs);
+}
 
 ;// CONCATENATED MODULE: ./src/steps/tar-filter.ts
 // A tar stream cut down to some members, here on the runner: records are passed through
@@ -16482,9 +16867,9 @@ async function archive_listing_listArchive(archivePath, compression, wanted, sig
 // archive. Memory stays flat: data blocks stream; only headers are looked at.
 
 
-const BLOCK = 512;
+const tar_filter_BLOCK = 512;
 /** A tar number field: octal digits, or GNU's base-256 for big values. Pure. */
-function tarNumber(field) {
+function tar_filter_tarNumber(field) {
     if (field[0] & 0x80) {
         let value = field[0] & 0x7f;
         for (let i = 1; i < field.length; i++)
@@ -16497,12 +16882,12 @@ function tarNumber(field) {
         .trim();
     return text === '' ? 0 : parseInt(text, 8);
 }
-function cString(field) {
+function tar_filter_cString(field) {
     const end = field.indexOf(0);
     return field.subarray(0, end === -1 ? field.length : end).toString('utf8');
 }
 /** The `path` of a pax extended header's records (`LEN key=value\n`), if it has one. Pure. */
-function paxPath(data) {
+function tar_filter_paxPath(data) {
     let path;
     for (let at = 0; at < data.length;) {
         const space = data.indexOf(0x20, at);
@@ -16519,7 +16904,7 @@ function paxPath(data) {
     }
     return path;
 }
-const padded = (size) => Math.ceil(size / BLOCK) * BLOCK;
+const tar_filter_padded = (size) => Math.ceil(size / tar_filter_BLOCK) * tar_filter_BLOCK;
 /** Keeps the members at or below any of `members` (tar's own rule for member names). */
 class TarFilter extends external_node_stream_namespaceObject.Transform {
     buffer = Buffer.alloc(0);
@@ -16571,51 +16956,51 @@ class TarFilter extends external_node_stream_namespaceObject.Transform {
                 continue;
             }
             if (this.meta) {
-                const need = padded(this.meta.size);
+                const need = tar_filter_padded(this.meta.size);
                 if (this.buffer.length < need)
                     return;
                 const data = this.buffer.subarray(0, need);
                 this.pending.push(Buffer.from(data));
                 if (this.meta.type === 'L')
-                    this.longName = cString(data.subarray(0, this.meta.size));
+                    this.longName = tar_filter_cString(data.subarray(0, this.meta.size));
                 if (this.meta.type === 'x')
-                    this.paxName = paxPath(data.subarray(0, this.meta.size));
+                    this.paxName = tar_filter_paxPath(data.subarray(0, this.meta.size));
                 this.buffer = this.buffer.subarray(need);
                 this.meta = undefined;
                 continue;
             }
-            if (this.buffer.length < BLOCK)
+            if (this.buffer.length < tar_filter_BLOCK)
                 return;
-            const header = this.buffer.subarray(0, BLOCK);
+            const header = this.buffer.subarray(0, tar_filter_BLOCK);
             if (header.every((b) => b === 0)) {
                 this.ended = true;
-                this.push(Buffer.alloc(2 * BLOCK));
+                this.push(Buffer.alloc(2 * tar_filter_BLOCK));
                 return;
             }
             const type = String.fromCharCode(header[156]) || '0';
-            const size = tarNumber(header.subarray(124, 136));
+            const size = tar_filter_tarNumber(header.subarray(124, 136));
             // GNU sparse files carry their map in extension blocks after the header.
             let headerBlocks = 1;
             if (type === 'S' && header[482] === 1) {
                 for (;;) {
-                    if (this.buffer.length < (headerBlocks + 1) * BLOCK)
+                    if (this.buffer.length < (headerBlocks + 1) * tar_filter_BLOCK)
                         return;
-                    const extension = this.buffer.subarray(headerBlocks * BLOCK, (headerBlocks + 1) * BLOCK);
+                    const extension = this.buffer.subarray(headerBlocks * tar_filter_BLOCK, (headerBlocks + 1) * tar_filter_BLOCK);
                     headerBlocks++;
                     if (extension[504] !== 1)
                         break;
                 }
             }
-            const headerBytes = Buffer.from(this.buffer.subarray(0, headerBlocks * BLOCK));
-            this.buffer = this.buffer.subarray(headerBlocks * BLOCK);
+            const headerBytes = Buffer.from(this.buffer.subarray(0, headerBlocks * tar_filter_BLOCK));
+            this.buffer = this.buffer.subarray(headerBlocks * tar_filter_BLOCK);
             if (type === 'x' || type === 'L' || type === 'K' || type === 'g') {
                 this.pending.push(headerBytes);
                 this.meta = { type, size };
                 continue;
             }
             const magic = header.subarray(257, 263).toString('latin1');
-            const prefix = magic.startsWith('ustar') && magic !== 'ustar ' ? cString(header.subarray(345, 500)) : '';
-            const plain = cString(header.subarray(0, 100));
+            const prefix = magic.startsWith('ustar') && magic !== 'ustar ' ? tar_filter_cString(header.subarray(345, 500)) : '';
+            const plain = tar_filter_cString(header.subarray(0, 100));
             const name = this.paxName ?? this.longName ?? (prefix ? `${prefix}/${plain}` : plain);
             this.keeping = this.wanted(name);
             if (this.keeping) {
@@ -16628,7 +17013,7 @@ class TarFilter extends external_node_stream_namespaceObject.Transform {
             this.longName = undefined;
             this.paxName = undefined;
             // Links and directories have no data, whatever their size field says.
-            this.remaining = type === '1' || type === '2' || type === '5' ? 0 : padded(size);
+            this.remaining = type === '1' || type === '2' || type === '5' ? 0 : tar_filter_padded(size);
         }
     }
     _flush(callback) {
@@ -16669,13 +17054,15 @@ function memberTransform(member, target) {
     return `s,^${member}(/|$),${replacement}\\1,xS`;
 }
 /** tar on the host that extracts the archive from stdin into place. Pure. */
-function tarExtractCommand(layout, compression) {
+function tarExtractCommand(layout, compression, incremental = false) {
     return [
         'tar',
         '--extract',
         '--file=-',
         compression === 'zstd' ? '--zstd' : '--gzip',
         '--directory=/',
+        // A delta archive: its directories' entry lists remove what was deleted since the base.
+        ...(incremental ? ['--listed-incremental=/dev/null'] : []),
         ...TAR_METADATA_FLAGS,
         '--same-permissions',
         '--same-owner',
@@ -16698,7 +17085,7 @@ class Counter extends external_node_stream_namespaceObject.Transform {
 }
 async function extractFiles(options) {
     const { host } = options;
-    const tar = tarExtractCommand(options.layout, options.compression);
+    const tar = tarExtractCommand(options.layout, options.compression, options.incremental);
     const extracting = host.stream([...options.root, ...(options.pidFile ? recordingPid(options.pidFile, tar) : tar)], {
         feedStdin: true,
         signal: options.signal,
@@ -16718,7 +17105,7 @@ function judgeExtraction(host, result, fed, archivePath, doing) {
     if (transport)
         throw new LinkError(`${Doing} failed: ${transport}`);
     if (result.exitCode !== 0) {
-        const said = stderrTail(withoutTarProgress(result.stderr));
+        const said = stderrTail(result.stderr);
         throw new BackupError(/No space left on device|Disk quota exceeded/.test(said)
             ? `No space left on device on ${host.label} while ${doing}: ${said}`
             : `${Doing} failed (tar exit ${result.exitCode} on ${host.label}): ${said || 'no message'}`);
@@ -16744,9 +17131,9 @@ async function extractMembers(options) {
         '--same-permissions',
         '--same-owner',
         `--transform=${memberTransform(options.member, options.target)}`,
-        '--no-wildcards',
-        '--',
-        ...options.members,
+        ...(options.incremental
+            ? ['--listed-incremental=/dev/null']
+            : ['--no-wildcards', '--', ...options.members]),
     ];
     const decompress = streamProcess([options.compression === 'zstd' ? 'zstd' : 'gzip', '-dc', '--', options.archivePath], { signal: options.signal });
     const extracting = host.stream([...options.root, ...tar], {
@@ -16896,8 +17283,8 @@ function manifestProblem(value) {
             return `${at} is not an object`;
         if (typeof archive.name !== 'string')
             return `${at}.name is not a string`;
-        if (!['files', 'database', 'encryption-index'].includes(String(archive.role)))
-            return `${at}.role is not 'files', 'database' or 'encryption-index'`;
+        if (!['files', 'files-delta', 'database', 'encryption-index'].includes(String(archive.role)))
+            return `${at}.role is not 'files', 'files-delta', 'database' or 'encryption-index'`;
         if (archive.compression !== 'zstd' && archive.compression !== 'gzip')
             return `${at}.compression is not 'zstd' or 'gzip'`;
         if (!Number.isSafeInteger(archive.size) || archive.size < 0)
@@ -16910,6 +17297,9 @@ function manifestProblem(value) {
         if (count !== 1)
             return `it lists ${count} ${role} archives, not one`;
     }
+    const deltas = manifest.archives.filter((a) => a.role === 'files-delta').length;
+    if (deltas > 1)
+        return `it lists ${deltas} files-delta archives, not one at most`;
     const indexes = manifest.archives.filter((a) => a.role === 'encryption-index').length;
     const index = manifest.encryption?.index;
     if (indexes > 1)
@@ -17121,10 +17511,15 @@ async function checkFiles(fd, archive, facts) {
         read,
         checks: [
             listed,
-            {
-                ok: marker,
-                what: `${archive.name}: ${marker ? 'holds' : 'lacks'} the data directory's .ocdata/.ncdata marker`,
-            },
+            // The marker is in the base archive; the delta holds only what changed.
+            ...(archive.role === 'files'
+                ? [
+                    {
+                        ok: marker,
+                        what: `${archive.name}: ${marker ? 'holds' : 'lacks'} the data directory's .ocdata/.ncdata marker`,
+                    },
+                ]
+                : []),
         ],
     };
 }
@@ -17240,7 +17635,7 @@ async function checkArchive(directory, archive, manifest, facts) {
         ? await checkDump(fd, archive, manifest)
         : archive.role === 'encryption-index'
             ? await checkEncryptionIndex(fd, archive, manifest)
-            : await checkFiles(fd, archive, facts);
+            : await checkFiles(fd, archive, archive.role === 'files' ? facts : undefined);
     checks.push({
         ok: read.sha256 === archive.sha256,
         what: `${archive.name}: sha256 ${read.sha256 === archive.sha256 ? 'matches' : `is ${read.sha256}, manifest says ${archive.sha256}`}`,
@@ -17366,10 +17761,12 @@ async function verified(backupPath, reporter) {
     reporter.info(`The backup is intact (${checks.length} checks).`);
     const manifest = JSON.parse((0,external_node_fs_namespaceObject.readFileSync)((0,external_node_path_namespaceObject.join)(backupPath, MANIFEST_NAME), 'utf8'));
     const archive = (role) => (0,external_node_path_namespaceObject.join)(backupPath, manifest.archives.find((a) => a.role === role).name);
+    const delta = manifest.archives.find((a) => a.role === 'files-delta');
     return {
         directory: backupPath,
         manifest,
         filesArchive: archive('files'),
+        ...(delta ? { filesDelta: (0,external_node_path_namespaceObject.join)(backupPath, delta.name) } : {}),
         dumpArchive: archive('database'),
     };
 }
@@ -17815,17 +18212,25 @@ async function putFilesInPlace(run) {
     const { host, root, backup, layout, compression, stepPids, progress } = run;
     const { reporter, signal } = run.context;
     const { manifest } = backup;
-    const files = progress('Files', manifest.archives.find((a) => a.role === 'files').size);
-    await extractFiles({
-        host,
-        root,
-        archivePath: backup.filesArchive,
-        compression,
-        layout: layout.members,
-        signal,
-        progress: files,
-        ...(stepPids ? { pidFile: stepPids.files } : {}),
-    });
+    const size = (role) => manifest.archives.find((a) => a.role === role)?.size ?? 0;
+    const files = progress('Files', size('files') + size('files-delta'));
+    // The base archive, then what changed inside the maintenance window over it (its
+    // directories' entry lists also remove what was deleted then).
+    for (const archivePath of [
+        backup.filesArchive,
+        ...(backup.filesDelta ? [backup.filesDelta] : []),
+    ])
+        await extractFiles({
+            host,
+            root,
+            archivePath,
+            compression,
+            layout: layout.members,
+            incremental: archivePath === backup.filesDelta,
+            signal,
+            progress: files,
+            ...(stepPids ? { pidFile: stepPids.files } : {}),
+        });
     files.finish();
     if (stepPids)
         await mustRun(host, [...root, 'rm', '-f', '--', stepPids.files], 'Removing a pid file');
@@ -18588,6 +18993,19 @@ function encryptionOf(manifest, entries, paths) {
         keyPairs: encryption.mode === 'master-key' ? 'master' : 'user',
     };
 }
+/** The backup's files archives, as its manifest names them. */
+function filesArchivesOf(backupPath, manifest) {
+    const base = manifest.archives.find((a) => a.role === 'files');
+    const delta = manifest.archives.find((a) => a.role === 'files-delta');
+    if (delta && archiveNameProblem(delta.name))
+        throw new BackupError('The manifest names no usable files-delta archive.');
+    return {
+        base: { path: (0,external_node_path_namespaceObject.join)(backupPath, base.name), compression: base.compression },
+        ...(delta
+            ? { delta: { path: (0,external_node_path_namespaceObject.join)(backupPath, delta.name), compression: delta.compression } }
+            : {}),
+    };
+}
 /** The archive's entries the paths need, or the error listing them (kept until verified). */
 async function listWanted(plan) {
     try {
@@ -18595,7 +19013,7 @@ async function listWanted(plan) {
         const files = manifest.archives.find((a) => a.role === 'files');
         if (!files || archiveNameProblem(files.name))
             return new BackupError('The manifest names no usable files archive.');
-        return await archive_listing_listArchive((0,external_node_path_namespaceObject.join)(plan.backupPath, files.name), files.compression, wantedBy(plan.paths));
+        return await listBackupFiles(filesArchivesOf(plan.backupPath, manifest), wantedBy(plan.paths));
     }
     catch (error) {
         return error instanceof Error ? error : new Error(String(error));
@@ -18662,8 +19080,11 @@ async function runPathRestore(plan, context) {
             context,
             manifest,
             filesArchive: backup.filesArchive,
+            ...(backup.filesDelta ? { filesDelta: backup.filesDelta } : {}),
             compression: filesArchive.compression,
-            archiveBytes: filesArchive.size,
+            archiveBytes: manifest.archives
+                .filter((a) => a.role === 'files' || a.role === 'files-delta')
+                .reduce((sum, a) => sum + a.size, 0),
             instance,
             selection,
             encryption,
@@ -18687,20 +19108,26 @@ async function restorePaths(run) {
     let kept = false;
     try {
         await reporter.group('Extract the paths (on the host)', async () => {
-            const { sentBytes } = await extractMembers({
-                host,
-                root,
-                archivePath: run.filesArchive,
-                compression: run.compression,
-                member: LAYOUT.data,
-                target: staging,
-                members: run.selection.members,
-                signal: context.signal,
-            }).catch((error) => {
-                if (context.signal.aborted)
-                    throw new InterruptedError('The restore was interrupted; nothing was changed.');
-                throw error;
-            });
+            let sentBytes = 0;
+            // The base archive, then the delta over it (which also removes what was deleted).
+            for (const archivePath of [run.filesArchive, ...(run.filesDelta ? [run.filesDelta] : [])]) {
+                const sent = await extractMembers({
+                    host,
+                    root,
+                    archivePath,
+                    compression: run.compression,
+                    member: LAYOUT.data,
+                    target: staging,
+                    members: run.selection.members,
+                    incremental: archivePath === run.filesDelta,
+                    signal: context.signal,
+                }).catch((error) => {
+                    if (context.signal.aborted)
+                        throw new InterruptedError('The restore was interrupted; nothing was changed.');
+                    throw error;
+                });
+                sentBytes += sent.sentBytes;
+            }
             reporter.info(`Sent the host ${formatBytes(sentBytes)}: the restored members only, uncompressed (the whole archive is ${formatBytes(run.archiveBytes)} compressed).`);
         });
         // From here on the steps are short and each leaves the instance consistent: they finish.
@@ -18834,9 +19261,8 @@ function cacheRowsFor(placed, index) {
 /** `restore --list USER/files/DIR`: what the backup holds under a path (no host involved). */
 async function listBackupPath(backupPath, given) {
     const manifest = readManifest(backupPath);
-    const files = manifest.archives.find((a) => a.role === 'files');
     const member = memberOf(given.user, given.path);
-    const entries = await archive_listing_listArchive((0,external_node_path_namespaceObject.join)(backupPath, files.name), files.compression, (name) => isAtOrBelow(name, member));
+    const entries = await listBackupFiles(filesArchivesOf(backupPath, manifest), (name) => isAtOrBelow(name, member));
     if (entries.length === 0)
         throw new BackupError(`The backup holds nothing under '${given.user}/${given.path}'.`);
     return { manifest, entries };

@@ -3,9 +3,12 @@
 // the wanted entries kept. The listing is asked for in C quoting (every byte that is not
 // printable ASCII as an escape) and UTC, so any name and any runner's locale parse the same.
 import { createInterface } from 'node:readline';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { BackupError } from '../errors.ts';
 import { stderrTail, streamProcess } from '../host/process.ts';
 import type { Compression } from '../settings.ts';
+import { TarScan } from './tar-scan.ts';
 
 export interface ArchiveEntry {
   /** The member name as archived, without a trailing slash (e.g. `data/alice/files/a.txt`). */
@@ -128,4 +131,98 @@ export async function listArchive(
       `Listing ${archivePath}: a line of tar's listing could not be read: '${unparsed.slice(0, 200)}'`,
     );
   return entries;
+}
+
+/**
+ * The directories' entry lists (GNU.dumpdir) of an incremental archive, for the directories
+ * for which `wanted` is true: directory member → the names it held when it was archived.
+ */
+export async function readDumpdirs(
+  archivePath: string,
+  compression: Compression,
+  wanted: (directory: string) => boolean,
+  signal?: AbortSignal,
+): Promise<Map<string, Set<string>>> {
+  const lists = new Map<string, Set<string>>();
+  const decompress = streamProcess(
+    [compression === 'zstd' ? 'zstd' : 'gzip', '-dc', '--', archivePath],
+    signal ? { signal } : {},
+  );
+  const scan = new TarScan((member) => {
+    if (member.dumpdir && wanted(member.name))
+      lists.set(member.name, new Set(member.dumpdir.map((e) => e.name)));
+  });
+  const [scanned, result] = await Promise.allSettled([
+    pipeline(decompress.stdout, scan, new Writable({ write: (_c, _e, done) => done() })),
+    decompress.done,
+  ]);
+  const ended = result.status === 'fulfilled' ? result.value : undefined;
+  if (!ended || ended.exitCode !== 0)
+    throw new BackupError(
+      `Reading ${archivePath} failed (exit ${ended?.exitCode ?? '?'}): ${stderrTail(ended?.stderr ?? '') || 'no message'}`,
+    );
+  if (scanned.status === 'rejected')
+    throw new BackupError(`Reading ${archivePath} failed: ${describe(scanned.reason)}`);
+  return lists;
+}
+
+function describe(reason: unknown): string {
+  return reason instanceof Error ? reason.message : String(reason);
+}
+
+/**
+ * The state a base archive and its delta hold together (pure): the base's entries, those
+ * the delta archived again in their place, and without what the delta's entry lists say was
+ * gone (with everything below it).
+ */
+export function mergeListings(
+  base: readonly ArchiveEntry[],
+  delta: readonly ArchiveEntry[],
+  dumpdirs: ReadonlyMap<string, ReadonlySet<string>>,
+): ArchiveEntry[] {
+  const merged = new Map<string, ArchiveEntry>();
+  for (const entry of base) merged.set(entry.name, entry);
+  for (const entry of delta) merged.set(entry.name, entry);
+  const gone = (name: string): boolean => {
+    // Gone when some listed directory above it no longer held the next name down.
+    for (let slash = name.lastIndexOf('/'); slash > 0; slash = name.lastIndexOf('/', slash - 1)) {
+      const listed = dumpdirs.get(name.slice(0, slash));
+      if (!listed) continue;
+      const child = name.slice(slash + 1).split('/')[0]!;
+      if (!listed.has(child)) return true;
+    }
+    return false;
+  };
+  return [...merged.values()].filter((entry) => !gone(entry.name));
+}
+
+/** A backup's files archives as the manifest lists them: the base, and its delta if any. */
+export interface FilesArchives {
+  base: { path: string; compression: Compression };
+  delta?: { path: string; compression: Compression };
+}
+
+/**
+ * The entries of the files the backup holds (base and delta together) for which `wanted`
+ * is true. The delta is small: it holds only what changed inside the maintenance window.
+ */
+export async function listBackupFiles(
+  archives: FilesArchives,
+  wanted: (name: string) => boolean,
+  signal?: AbortSignal,
+): Promise<ArchiveEntry[]> {
+  const { base, delta } = archives;
+  const baseEntries = listArchive(base.path, base.compression, wanted, signal);
+  if (!delta) return baseEntries;
+  const [listed, deltaEntries] = await Promise.all([
+    baseEntries,
+    listArchive(delta.path, delta.compression, wanted, signal),
+  ]);
+  // The lists of the directories above the wanted entries say whether each is still there.
+  const above = new Set<string>();
+  for (const { name } of [...listed, ...deltaEntries])
+    for (let slash = name.lastIndexOf('/'); slash > 0; slash = name.lastIndexOf('/', slash - 1))
+      above.add(name.slice(0, slash));
+  const dumpdirs = await readDumpdirs(delta.path, delta.compression, (d) => above.has(d), signal);
+  return mergeListings(listed, deltaEntries, dumpdirs);
 }

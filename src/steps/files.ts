@@ -1,10 +1,12 @@
-// Copies the instance's files from the host into the staging directory on the runner with
-// rsync, keeping ACLs, xattrs, owners (numeric), modes, hard links, hidden files and empty
-// directories. Run twice: the bulk before maintenance mode, then only the delta inside it.
-import { finished } from 'node:stream/promises';
-import { BackupError, InputError, InterruptedError } from '../errors.ts';
+// Reads the instance's files on the host with GNU tar and streams them into compressed
+// archives here, keeping ACLs, xattrs, owners (numeric), modes, hard links, hidden files and
+// empty directories. Two passes: the base (level 0) while the instance is live, then inside
+// the maintenance window the delta (level 1): only what changed, and what was deleted.
+import { rmSync } from 'node:fs';
+import { BackupError, InputError, InterruptedError, LinkError } from '../errors.ts';
+import { guardedCommand } from '../host/guarded.ts';
 import type { Host } from '../host/host.ts';
-import type { BackupPlan } from '../settings.ts';
+import type { BackupPlan, Compression } from '../settings.ts';
 import { existsOnHost, type Instance } from './discover.ts';
 import { asUser, reached } from '../host/host.ts';
 import {
@@ -14,9 +16,12 @@ import {
   type AppDir,
   type InstallKind,
 } from './installation.ts';
-import { runProcess, stderrTail, streamProcess, type ProcessResult } from '../host/process.ts';
-import { isNoSpace, noSpaceError, type RunnerPrivilege } from '../host/runner.ts';
-import type { ProgressCount, StepProgress } from '../progress.ts';
+import { stderrTail, type ProcessResult } from '../host/process.ts';
+import { isNoSpace } from '../host/runner.ts';
+import type { StepProgress } from '../progress.ts';
+import { TAR_METADATA_FLAGS } from './archive.ts';
+import { compressToFile, type WrittenFile } from './compress.ts';
+import { TarScan, type TarMember } from './tar-scan.ts';
 
 /** What to copy, as paths on the host. */
 export interface FileSet {
@@ -52,214 +57,402 @@ export interface FileSet {
   /** Every top-level path copied (data dir included), and where it really is on the host. */
   included: { path: string; real: string; what: string }[];
   /**
-   * How rsync runs on the host when the SSH user can read the files only through sudo
-   * (e.g. `sudo -n rsync`); undefined for plain rsync.
+   * What tar reads, and the archive member each becomes (the data directory, each install
+   * path, each absolute path; a symlinked top-level path is read where it points).
    */
-  remoteRsync?: string;
+  parts: TarPart[];
+  /** Host paths never read (the live SQLite files, a linked path's link inside the install). */
+  skip: string[];
+  /**
+   * The argv prefix that lets tar read every file: `sudo -n` when the session's user is
+   * neither root nor the instance's owner, else nothing.
+   */
+  readAs: string[];
 }
 
 /** A top-level path of the file set as found on the host. */
 export type PathKind = 'dir' | 'file' | 'file-link';
 
-/** Archive member directories: where each part of the instance lands in the staging dir. */
+/** Archive member directories: where each part of the instance lands in the archive. */
 export const LAYOUT = { install: 'owncloud', data: 'data', absolute: 'extra' } as const;
 
-export interface SyncStats {
+/** One top-level path as tar reads it on the host, and the archive member it becomes. */
+export interface TarPart {
+  /** Where it really is on the host: absolute, symlinks resolved (a linked one is followed). */
+  source: string;
+  /** Its name in the archive: `owncloud/config`, `owncloud`, `data`, `extra/etc/x`. */
+  member: string;
+  /** Only the data and absolute parts are read again inside the maintenance window. */
+  part: 'install' | 'data' | 'absolute';
+  /** The paths the user's anchored patterns are relative to: '' for the part's own root. */
+  patternRoot: string;
+}
+
+/** The two passes: level 0 while the instance is live, level 1 (what changed) in the window. */
+export type TarPhase = 'base' | 'delta';
+
+/** What a pass read. */
+export interface StreamStats {
+  /** Regular files (and hard links) archived, and their bytes. */
   files: number;
   bytes: number;
-  transferredBytes: number;
-  /** Files that vanished while being copied (rsync exit 24): normal on a live system. */
-  vanished: boolean;
+  /** Some files changed or vanished while tar read them (tar exit 1). */
+  changedWhileRead: boolean;
+  /** tar's own words about them (a few lines). */
+  complaints: string[];
 }
 
-// -a (rlptgoD) + hard links, ACLs, xattrs, one file system, numeric owners; -s keeps
-// names with spaces and shell characters intact on the remote side; progress2 reports
-// the whole run's bytes and files as it goes (one \r-ended line per update, on stdout).
-const RSYNC_FLAGS = ['-aHAXx', '--numeric-ids', '-s', '--stats', '--info=progress2'];
+/** A path in the form tar reads it with `--directory=/`: without the leading slash. Pure. */
+function fromRoot(path: string): string {
+  const relative = path.replace(/^\/+/, '').replace(/\/+$/, '');
+  if (relative === '') throw new BackupError('The root directory itself cannot be backed up.');
+  if (/[\n\0]/.test(relative))
+    throw new BackupError(`The path '${path}' contains a line break, which tar cannot be told.`);
+  return relative;
+}
+
+/** `text` with every character an extended regex gives a meaning to escaped, and `,`. Pure. */
+function escapeRegex(text: string): string {
+  return text.replace(/[\\.[\](){}|*+?^$,]/g, '\\$&');
+}
 
 /**
- * One `--info=progress2` update (LC_ALL=C):
- * `     32,768,000  90%   1.07GB/s    0:00:00 (xfr#1, to-chk=3/5)`: bytes so far, files so far.
+ * tar --transform expressions that rename each part's host path to its archive member:
+ * the innermost first, each result marked by a leading '/' (which no host path read with
+ * --directory=/ has) so that no later expression renames it again, then the mark removed.
+ * Symlink targets are left as they are. Pure.
  */
-export function parseRsyncProgress(line: string): ProgressCount | undefined {
-  const match = /^\s*([\d,]+)\s+\d+%\s+\S+\s+\S+(?:\s+\(xfr#(\d+),[^)]*\))?\s*$/.exec(line);
-  if (!match) return undefined;
-  const bytes = Number(match[1]!.replaceAll(',', ''));
-  // The first update comes before any file is done: it has no xfr# yet.
-  return { bytes, files: match[2] === undefined ? 0 : Number(match[2]) };
-}
-
-const KEPT_LINES = 200;
-
-/**
- * Splits rsync's stdout as it streams: progress updates (ended by \r) go to `onProgress`,
- * the last lines of the rest (the --stats block) are kept for parseRsyncStats.
- */
-export class RsyncOutput {
-  private pending = '';
-  private kept: string[] = [];
-  private readonly onProgress: (count: ProgressCount) => void;
-
-  constructor(onProgress: (count: ProgressCount) => void) {
-    this.onProgress = onProgress;
-  }
-
-  write(chunk: string): void {
-    const pieces = (this.pending + chunk).split(/[\r\n]/);
-    this.pending = pieces.pop()!;
-    for (const piece of pieces) this.take(piece);
-  }
-
-  /** Everything that was not a progress update, one line each. */
-  end(): string {
-    if (this.pending) this.take(this.pending);
-    this.pending = '';
-    return this.kept.join('\n');
-  }
-
-  private take(piece: string): void {
-    const progress = parseRsyncProgress(piece);
-    if (progress) this.onProgress(progress);
-    else if (piece.trim() !== '') {
-      this.kept.push(piece);
-      // The --stats block is a few lines at the end; anything else must not pile up.
-      if (this.kept.length > KEPT_LINES) this.kept.shift();
-    }
-  }
-}
-
-/** Parses `rsync --stats` (run with LC_ALL=C). */
-export function parseRsyncStats(output: string): Omit<SyncStats, 'vanished'> {
-  const number = (label: string) => {
-    const match = new RegExp(`^${label}: ([\\d,]+)`, 'm').exec(output);
-    return match ? Number(match[1]!.replaceAll(',', '')) : 0;
-  };
-  const files = /^Number of files: [\d,]+ \(reg: ([\d,]+)/m.exec(output);
-  return {
-    files: files ? Number(files[1]!.replaceAll(',', '')) : number('Number of files'),
-    bytes: number('Total file size'),
-    transferredBytes: number('Total transferred file size'),
-  };
-}
-
-/** The rsync runs for one pass: argv for each part. Pure, so it is tested without processes. */
-export function rsyncCommands(
-  fileSet: FileSet,
-  stagingDir: string,
-  source: (path: string) => { args: string[]; source: string },
-  options: { delete: boolean; parts: ('install' | 'data' | 'absolute')[] },
-): string[][] {
-  const common = [
-    ...RSYNC_FLAGS,
-    ...(fileSet.remoteRsync ? [`--rsync-path=${fileSet.remoteRsync}`] : []),
-    ...(options.delete ? ['--delete'] : []),
-    ...fileSet.exclude.map((p) => `--exclude=${p}`),
+export function tarTransforms(parts: readonly TarPart[]): string[] {
+  const ordered = [...parts].sort((a, b) => b.source.length - a.source.length);
+  return [
+    ...ordered.map((p) => {
+      const replacement = p.member.replace(/[\\&,]/g, '\\$&');
+      return `--transform=s,^${escapeRegex(fromRoot(p.source))}(/|$),/${replacement}\\1,xrhS`;
+    }),
+    '--transform=s,^/,,rhS',
   ];
-  const commands: string[][] = [];
-  /** One rsync run: these host paths into this archive member, with these extra flags. */
-  const copy = (paths: string[], flags: string[], member: string) => {
-    const specs = paths.map(source);
-    const shell = specs[0]?.args ?? [];
-    commands.push([
-      'rsync',
-      ...common,
-      ...flags,
-      ...shell,
-      '--',
-      ...specs.map((s) => s.source),
-      `${stagingDir}/${member}/`,
-    ]);
-  };
-
-  // A directory goes as `path/` (which follows a symlinked one); a symlink to a file needs
-  // --copy-links, in a run of its own so that links anywhere else stay links.
-  const kind = (key: string) => fileSet.kinds?.[key];
-  const spelled = (key: string, path: string) => (kind(key) === 'dir' ? `${path}/` : path);
-  const copyRelative = (keys: string[], path: (key: string) => string, member: string) => {
-    const links = keys.filter((k) => kind(k) === 'file-link');
-    const others = keys.filter((k) => kind(k) !== 'file-link');
-    if (others.length > 0)
-      copy(
-        others.map((k) => spelled(k, path(k))),
-        ['--relative'],
-        member,
-      );
-    if (links.length > 0) copy(links.map(path), ['--relative', '--copy-links'], member);
-  };
-
-  if (options.parts.includes('install') && fileSet.installPaths.length > 0) {
-    if (fileSet.installPaths.includes('.')) {
-      const inside = fileSet.dataDirInsideInstall;
-      copy([`${fileSet.installDir}/`], inside ? [`--exclude=/${inside}/`] : [], LAYOUT.install);
-      if (fileSet.linkedInside?.length)
-        copyRelative(fileSet.linkedInside, (p) => `${fileSet.installDir}/./${p}`, LAYOUT.install);
-    } else {
-      // --relative with /./ keeps each path's place below the install dir.
-      copyRelative(fileSet.installPaths, (p) => `${fileSet.installDir}/./${p}`, LAYOUT.install);
-    }
-  }
-  if (options.parts.includes('data'))
-    copy(
-      [`${fileSet.dataDir}/`],
-      fileSet.dataExclude.map((p) => `--exclude=/${p}`),
-      LAYOUT.data,
-    );
-  if (options.parts.includes('absolute') && fileSet.absolutePaths.length > 0)
-    copyRelative(fileSet.absolutePaths, (p) => `/.${p}`, LAYOUT.absolute);
-  return commands;
 }
 
-/** Runs one pass of rsync runs; fails on anything but success or vanished files. */
-export async function syncFiles(
+/** A glob as a regular expression for whole names (rsync's rules: `*` stops at '/'). Pure. */
+function globRegex(glob: string): RegExp {
+  let out = '';
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i]!;
+    if (c === '*' && glob[i + 1] === '*') {
+      out += '.*';
+      i++;
+    } else if (c === '*') out += '[^/]*';
+    else if (c === '?') out += '[^/]';
+    else if (c === '[') {
+      const end = glob.indexOf(']', i + 2);
+      if (end === -1) out += '\\[';
+      else {
+        const body = glob
+          .slice(i + 1, end)
+          .replace(/^!/, '^')
+          .replace(/\\/g, '\\\\');
+        out += `[${body}]`;
+        i = end;
+      }
+    } else out += c.replace(/[\\.(){}|+^$]/g, '\\$&');
+  }
+  return new RegExp(`^(?:${out})$`);
+}
+
+/**
+ * The user's exclude patterns (rsync's form) as tar options. A pattern with a leading '/'
+ * is anchored at the root of each part it falls in (the installation, the data directory,
+ * '/' for absolute paths); any other matches at any depth, `*` within one name and `**`
+ * across names. A trailing '/' is dropped: tar cannot restrict a pattern to directories.
+ * A pattern that would match a part's own path (`data` against the data directory) is
+ * refused: tar would leave out the whole part. Pure.
+ */
+export function tarExcludeOptions(
+  patterns: readonly string[],
+  parts: readonly TarPart[],
+): string[] {
+  const options: string[] = [];
+  for (const raw of patterns) {
+    const pattern = raw.replace(/\/+$/, '');
+    if (pattern === '') continue;
+    if (pattern.startsWith('/')) {
+      const path = pattern.replace(/^\/+/, '');
+      for (const part of parts) {
+        const root = part.patternRoot;
+        const within =
+          root === ''
+            ? path
+            : path.startsWith(`${root}/`)
+              ? path.slice(root.length + 1)
+              : undefined;
+        if (within === undefined && root !== path) continue;
+        const target =
+          within === undefined || within === ''
+            ? fromRoot(part.source)
+            : `${fromRoot(part.source)}/${within}`;
+        options.push(
+          '--anchored',
+          '--wildcards',
+          '--no-wildcards-match-slash',
+          `--exclude=${target}`,
+        );
+      }
+      continue;
+    }
+    const matcher = globRegex(pattern);
+    for (const part of parts) {
+      const names = fromRoot(part.source).split('/');
+      for (let i = 0; i < names.length; i++)
+        for (let j = i + 1; j <= names.length; j++)
+          if (matcher.test(names.slice(i, j).join('/')))
+            throw new InputError(
+              `exclude: '${raw}' matches the name of '${part.source}' itself, which would leave it out whole. Anchor the pattern with a leading '/' (e.g. '/${pattern}') to mean a path inside it.`,
+            );
+    }
+    const across = pattern.includes('**');
+    options.push(
+      '--no-anchored',
+      '--wildcards',
+      across ? '--wildcards-match-slash' : '--no-wildcards-match-slash',
+      `--exclude=${across ? pattern.replaceAll('**', '*') : pattern}`,
+    );
+  }
+  return options;
+}
+
+/** The sources a pass gives tar: the outermost of its parts (an inner one is read with it). */
+function outermostSources(parts: readonly TarPart[]): string[] {
+  const sources = [...new Set(parts.map((p) => p.source))];
+  return sources.filter((s) => !sources.some((o) => o !== s && isWithin(s, o)));
+}
+
+/**
+ * tar on the host for one pass: the parts read in place with `--directory=/`, renamed to
+ * their archive members, in GNU tar's incremental mode (the snapshot file remembers what
+ * the base pass saw; the delta pass archives what changed since, and every directory's
+ * list of entries, so that what was deleted is deleted on extraction too). Owners are
+ * numeric, ACLs and xattrs kept, one file system per path (as the size estimate measures).
+ * Pure.
+ */
+export function tarCreateCommand(fileSet: FileSet, phase: TarPhase, snapshot: string): string[] {
+  const parts = fileSet.parts.filter((p) => phase === 'base' || p.part !== 'install');
+  return [
+    'tar',
+    '--create',
+    '--file=-',
+    '--format=posix',
+    `--listed-incremental=${snapshot}`,
+    '--directory=/',
+    '--one-file-system',
+    // atime/ctime records change on every read and say nothing a restore needs.
+    '--pax-option=delete=atime,delete=ctime',
+    // Every directory is new to the base pass: nothing worth a line.
+    '--warning=no-new-dir',
+    ...TAR_METADATA_FLAGS,
+    ...fileSet.skip.flatMap((path) => [
+      '--anchored',
+      '--no-wildcards',
+      `--exclude=${fromRoot(path)}`,
+    ]),
+    ...tarExcludeOptions(fileSet.exclude, parts),
+    ...tarTransforms(parts),
+    '--',
+    ...outermostSources(parts).map(fromRoot),
+  ];
+}
+
+/** Creates the private directory on the host that holds a run's tar snapshot file. */
+export async function createSnapshotDir(host: Host, fileSet: FileSet): Promise<string> {
+  const result = reached(
+    host,
+    await host.run([
+      ...fileSet.readAs,
+      'mktemp',
+      '-d',
+      '-t',
+      'owncloud-backup-snapshot.XXXXXXXXXX',
+    ]),
+  );
+  const dir = result.stdout.trim();
+  if (result.exitCode !== 0 || !dir.startsWith('/'))
+    throw new BackupError(
+      `Could not create a private temporary directory on ${host.label}: ${stderrTail(result.stderr) || 'mktemp gave no name'}`,
+    );
+  return dir;
+}
+
+/** Removes it again (it holds only the names and times of the files read). */
+export async function removeSnapshotDir(host: Host, fileSet: FileSet, dir: string): Promise<void> {
+  if (!/\/owncloud-backup-snapshot\.[A-Za-z0-9]+$/.test(dir)) return;
+  await host.run([...fileSet.readAs, 'rm', '-rf', '--', dir]);
+}
+
+const KEPT_LINES = 20;
+
+/**
+ * One pass: tar on the host streams the parts here, where they are compressed into `path`
+ * (hashed on the way) while their headers are read (`onMember`). tar's exit 1 (a file
+ * changed or vanished while read) is reported, not failed: the base pass runs on a live
+ * server and the delta pass catches up.
+ */
+export async function streamFiles(
   host: Host,
   fileSet: FileSet,
-  stagingDir: string,
   options: {
-    delete: boolean;
-    parts: ('install' | 'data' | 'absolute')[];
+    phase: TarPhase;
+    snapshot: string;
+    path: string;
+    compression: Compression;
     signal: AbortSignal;
-    /** Runs rsync through sudo on a runner that is not root, to keep owners. */
-    privilege: RunnerPrivilege;
-    /** Told rsync's counts as it goes (the step's progress lines). */
     progress?: StepProgress;
+    onMember?: (member: TarMember) => void;
   },
-): Promise<SyncStats> {
-  const total: SyncStats = { files: 0, bytes: 0, transferredBytes: 0, vanished: false };
-  for (const argv of rsyncCommands(fileSet, stagingDir, (p) => host.rsyncSource(p), options)) {
-    const result = await runRsync([...options.privilege.prefix, ...argv], options);
-    if (options.signal.aborted) throw new InterruptedError();
-    if (result.exitCode !== 0 && result.exitCode !== 24) {
-      if (isNoSpace(result.stderr)) throw noSpaceError(stagingDir);
-      const transport = host.transportFailure(result);
-      throw new BackupError(
-        `Copying files from ${host.label} failed (rsync exit ${result.exitCode}): ${transport ?? stderrTail(result.stderr)}`,
-      );
+): Promise<WrittenFile & StreamStats> {
+  const complaints: string[] = [];
+  let pending = '';
+  const onStderr = (text: string) => {
+    const lines = (pending + text).split('\n');
+    pending = lines.pop()!;
+    for (const line of lines)
+      if (line.trim() !== '') {
+        complaints.push(line);
+        if (complaints.length > KEPT_LINES) complaints.shift();
+      }
+  };
+  const stats = { files: 0, bytes: 0 };
+  const scan = new TarScan((member) => {
+    if (member.type === 'file' || member.type === 'hardlink') {
+      stats.files++;
+      stats.bytes += member.size;
     }
-    const stats = parseRsyncStats(result.stdout);
-    total.files += stats.files;
-    total.bytes += stats.bytes;
-    total.transferredBytes += stats.transferredBytes;
-    total.vanished ||= result.exitCode === 24;
-    options.progress?.endRun({ bytes: stats.bytes, files: stats.files });
+    options.onMember?.(member);
+  });
+  scan.on('data', () => options.progress?.update({ bytes: scan.bytes, files: stats.files }));
+  const tar = host.stream(
+    guardedCommand(
+      [...fileSet.readAs, ...tarCreateCommand(fileSet, options.phase, options.snapshot)],
+      'none',
+    ),
+    { input: '\n', keepStdinOpen: true, signal: options.signal, onStderr },
+  );
+  const [written, result] = await Promise.allSettled([
+    compressToFile(tar.stdout.pipe(scan), options.compression, options.path, options.signal),
+    tar.done,
+  ]);
+  const fail = (error: unknown): never => {
+    tar.kill();
+    rmSync(options.path, { force: true });
+    throw error;
+  };
+  if (options.signal.aborted) fail(new InterruptedError());
+  if (result.status === 'rejected') fail(result.reason);
+  const ended = (result as PromiseFulfilledResult<ProcessResult>).value;
+  if (pending.trim() !== '') complaints.push(pending);
+  const transport = host.transportFailure(ended);
+  if (transport) fail(new LinkError(`Reading the files on ${host.label} failed: ${transport}`));
+  if (ended.exitCode > 1) {
+    const said = stderrTail(complaints.join('\n'));
+    fail(
+      new BackupError(
+        isNoSpace(said)
+          ? `Reading the files on ${host.label} failed: ${said}`
+          : `Reading the files on ${host.label} failed (tar exit ${ended.exitCode}): ${said || 'no message'}`,
+      ),
+    );
   }
-  return total;
+  if (written.status === 'rejected') fail(written.reason);
+  return {
+    ...(written as PromiseFulfilledResult<WrittenFile>).value,
+    ...stats,
+    changedWhileRead: ended.exitCode === 1,
+    complaints: ended.exitCode === 1 ? complaints : [],
+  };
 }
 
-/** One rsync run, its stdout streamed: progress updates out as they come, the rest kept. */
-async function runRsync(
-  argv: string[],
-  options: { signal: AbortSignal; progress?: StepProgress },
-): Promise<ProcessResult> {
-  const rsync = streamProcess(argv, { signal: options.signal, env: { LC_ALL: 'C' } });
-  const output = new RsyncOutput((count) => options.progress?.update(count));
-  rsync.stdout.setEncoding('utf8');
-  rsync.stdout.on('data', (chunk: string) => output.write(chunk));
-  const [result] = await Promise.all([
-    rsync.done,
-    // An aborted run's stdout may end in an error; its exit status tells what happened.
-    finished(rsync.stdout).catch(() => {}),
-  ]);
-  return { ...result, stdout: output.end() };
+/** A name's key in FileTally: two 32-bit FNV-1a hashes, 53 bits. Pure. */
+function nameKey(name: string): number {
+  let a = 0x811c9dc5;
+  let b = 0x01000193 ^ 0x5bd1e995;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193) >>> 0;
+    b = Math.imul(b ^ c, 0x5bd1e995) >>> 0;
+  }
+  return (a & 0x1fffff) * 0x100000000 + b;
+}
+
+/**
+ * The files a backup holds, counted from its two passes: the base pass's members, then
+ * the delta's (its directories' entry lists say which files are unchanged, changed or
+ * gone). Only a number per data file is kept, not its name.
+ */
+export class FileTally {
+  private installFiles = 0;
+  private installBytes = 0;
+  private dataFiles = 0;
+  private dataBytes = 0;
+  private readonly sizes = new Map<number, number>();
+  private finalFiles = 0;
+  private finalBytes = 0;
+  private readonly seen = new Set<number>();
+  private readonly topFiles: string[];
+
+  /** `topFiles`: data or absolute parts that are files, not directories (no listing holds them). */
+  constructor(topFiles: readonly string[]) {
+    this.topFiles = [...topFiles];
+  }
+
+  base(member: TarMember): void {
+    if (member.type !== 'file' && member.type !== 'hardlink') return;
+    if (member.name.startsWith(`${LAYOUT.install}/`) || member.name === LAYOUT.install) {
+      this.installFiles++;
+      this.installBytes += member.size;
+      return;
+    }
+    this.dataFiles++;
+    this.dataBytes += member.size;
+    this.sizes.set(nameKey(member.name), member.size);
+  }
+
+  delta(member: TarMember): void {
+    if (member.dumpdir) {
+      for (const entry of member.dumpdir) {
+        if (entry.flag !== 'N') continue;
+        const key = nameKey(`${member.name}/${entry.name}`);
+        const size = this.sizes.get(key);
+        if (size === undefined || this.seen.has(key)) continue;
+        this.seen.add(key);
+        this.finalFiles++;
+        this.finalBytes += size;
+      }
+      return;
+    }
+    if (member.type !== 'file' && member.type !== 'hardlink') return;
+    const key = nameKey(member.name);
+    if (this.seen.has(key)) return;
+    this.seen.add(key);
+    this.finalFiles++;
+    this.finalBytes += member.size;
+  }
+
+  /** Without a delta pass: what the base pass read. */
+  total(withDelta: boolean): { files: number; bytes: number } {
+    if (!withDelta)
+      return {
+        files: this.installFiles + this.dataFiles,
+        bytes: this.installBytes + this.dataBytes,
+      };
+    let files = this.finalFiles;
+    let bytes = this.finalBytes;
+    for (const name of this.topFiles) {
+      const key = nameKey(name);
+      const size = this.sizes.get(key);
+      if (size === undefined || this.seen.has(key)) continue;
+      files++;
+      bytes += size;
+    }
+    return { files: this.installFiles + files, bytes: this.installBytes + bytes };
+  }
 }
 
 /** Where the theme lives: legacy themes/<name>, or (ownCloud 10) a theme app. */
@@ -394,11 +587,50 @@ export async function planFileSet(
     return found.link && found.kind !== 'missing';
   });
 
-  // An SSH user that is neither root nor the instance's owner reads the files through sudo.
+  // An SSH user that is neither root nor the instance's owner reads the files through sudo
+  // (on this machine, the runner's own privilege decides: see preflight).
   const needsSudo =
     plan.target.kind === 'ssh' && host.account !== 'root' && host.account !== instance.owner;
+  const realOf = (i: number) => inspected[i]!.real;
+  // (Only a whole-installation copy has paths below the top level: named[0] is the installation.)
+  const installReal = realOf(0);
+  const parts: TarPart[] = [];
+  const skip: string[] = [];
+  named.forEach((n, i) => {
+    if (i < installPaths.length)
+      parts.push({
+        source: realOf(i),
+        member: n.key === '.' ? LAYOUT.install : `${LAYOUT.install}/${n.key}`,
+        part: 'install',
+        patternRoot: n.key === '.' ? '' : n.key,
+      });
+    else if (i === installPaths.length)
+      parts.push({ source: realOf(i), member: LAYOUT.data, part: 'data', patternRoot: '' });
+    else
+      parts.push({
+        source: realOf(i),
+        member: `${LAYOUT.absolute}${n.path}`,
+        part: 'absolute',
+        patternRoot: n.path.replace(/^\/+/, ''),
+      });
+  });
+  below.forEach((p, i) => {
+    const found = inspected[named.length + i]!;
+    if (!found.link || found.kind === 'missing') return;
+    parts.push({
+      source: found.real,
+      member: `${LAYOUT.install}/${p}`,
+      part: 'install',
+      patternRoot: p,
+    });
+    skip.push(`${installReal}/${p}`);
+  });
+  const dataReal = parts.find((p) => p.part === 'data')!.source;
+  for (const p of dataExclude) skip.push(`${dataReal}/${p}`);
   return {
-    ...(needsSudo ? { remoteRsync: 'sudo -n rsync' } : {}),
+    readAs: needsSudo ? ['sudo', '-n'] : [],
+    parts,
+    skip,
     installDir: instance.installDir,
     installPaths,
     ...(inside ? { dataDirInsideInstall: inside } : {}),
@@ -433,38 +665,4 @@ export async function planFileSet(
       ),
     ],
   };
-}
-
-/**
- * Fails unless the staged copy holds config.php as a regular file: a backup without it
- * cannot be restored, whatever else it holds.
- */
-export async function checkStagedConfig(
-  stagingDir: string,
-  privilege: RunnerPrivilege,
-): Promise<void> {
-  const dir = `${stagingDir}/${LAYOUT.install}/config`;
-  const staged = `${dir}/config.php`;
-  // Not through a symlink: a staged link would point at the live file, not hold a copy.
-  const result = await runProcess([
-    ...privilege.prefix,
-    'test',
-    '!',
-    '-h',
-    dir,
-    '-a',
-    '!',
-    '-h',
-    staged,
-    '-a',
-    '-f',
-    staged,
-    '-a',
-    '-s',
-    staged,
-  ]);
-  if (result.exitCode !== 0)
-    throw new BackupError(
-      `config.php did not arrive in the backup (${LAYOUT.install}/config/config.php is missing, empty or a symlink after the copy): without it the backup cannot be restored. Check the exclude patterns.`,
-    );
 }

@@ -122,11 +122,11 @@ export function formatBytes(bytes: number): string {
 }
 
 /**
- * Room needed on the runner: the staged copy plus the archive, which at worst (data that
- * does not compress, like photos) is as large again, plus a margin for the dump.
+ * Room needed on the runner: the archives, which at worst (data that does not compress,
+ * like photos) are as large as the files, plus tar's headers and a margin for the dump.
  */
 export function requiredBytes(sourceBytes: number): number {
-  return Math.ceil(sourceBytes * 2.05) + 64 * 1024 * 1024;
+  return Math.ceil(sourceBytes * 1.05) + 64 * 1024 * 1024;
 }
 
 export interface Preflight {
@@ -152,14 +152,13 @@ export async function preflight(
 ): Promise<Preflight> {
   const tool = await findDumpTool(host, engine);
   reporter.info(`Dump tool on the host: ${tool.program} (${tool.version}).`);
-  const hostPrograms = ['php', 'rsync', 'du'];
+  const hostPrograms = ['php', 'tar', 'du', 'mktemp'];
   if (host.account !== instance.owner)
     hostPrograms.push(host.account === 'root' ? 'runuser' : 'sudo');
   const missingThere = await missingOnHost(host, hostPrograms);
   if (missingThere.length > 0)
     throw new BackupError(`${host.label} lacks ${missingThere.join(', ')}: install it there.`);
   const missing = await missingHere([
-    'rsync',
     'tar',
     compressorProgram(plan.compression),
     ...(plan.target.kind === 'ssh' ? ['ssh'] : []),
@@ -175,12 +174,10 @@ export async function preflight(
   });
   reporter.info(`The ${instance.database.type} database '${instance.database.name}' answers.`);
   const privilege = await runnerPrivilege();
-  if (!privilege.keepsOwners)
-    reporter.warning(
-      'Not running as root and no passwordless sudo here: file owners in the backup will be this user, not the originals.',
-    );
-
   const fileSet = await planFileSet(host, plan, instance, (m) => reporter.warning(m));
+  // On this machine tar reads the files with the runner's own privilege (sudo when it has it).
+  if (plan.target.kind === 'local' && host.account !== instance.owner)
+    fileSet.readAs = privilege.prefix;
   reporter.info(
     `${fileSet.install.type === 'package' ? 'Package' : 'Tarball'} install (${fileSet.install.reason}).`,
   );
@@ -212,7 +209,7 @@ export async function preflight(
   );
   if (free < need)
     throw new BackupError(
-      `Not enough space in ${plan.backupDir}: this backup needs about ${formatBytes(need)} (a staged copy and the archive), ${formatBytes(free)} is free. Free space or choose another backup-dir.`,
+      `Not enough space in ${plan.backupDir}: this backup needs about ${formatBytes(need)} (the archives, as large as the files when they do not compress), ${formatBytes(free)} is free. Free space or choose another backup-dir.`,
     );
   return { tool, fileSet, privilege, sizeBytes: size };
 }

@@ -11,7 +11,7 @@ import type { Host } from '../host/host.ts';
 import { runProcess, stderrTail, streamProcess, type ProcessResult } from '../host/process.ts';
 import type { StepProgress } from '../progress.ts';
 import type { Compression } from '../settings.ts';
-import { TAR_METADATA_FLAGS, withoutTarProgress } from './archive.ts';
+import { TAR_METADATA_FLAGS } from './archive.ts';
 import { LAYOUT } from './files.ts';
 import { recordingPid } from './previous-state.ts';
 import { TarFilter } from './tar-filter.ts';
@@ -34,6 +34,7 @@ export function memberTransform(member: string, target: string): string {
 export function tarExtractCommand(
   layout: Record<string, string>,
   compression: Compression,
+  incremental = false,
 ): string[] {
   return [
     'tar',
@@ -41,6 +42,8 @@ export function tarExtractCommand(
     '--file=-',
     compression === 'zstd' ? '--zstd' : '--gzip',
     '--directory=/',
+    // A delta archive: its directories' entry lists remove what was deleted since the base.
+    ...(incremental ? ['--listed-incremental=/dev/null'] : []),
     ...TAR_METADATA_FLAGS,
     '--same-permissions',
     '--same-owner',
@@ -72,13 +75,15 @@ export async function extractFiles(options: {
   archivePath: string;
   compression: Compression;
   layout: Record<string, string>;
+  /** A delta archive (GNU tar level 1), extracted over its base. */
+  incremental?: boolean;
   signal: AbortSignal;
   progress?: StepProgress;
   /** Where tar on the host records its pid (see stepPidFile). */
   pidFile?: string;
 }): Promise<void> {
   const { host } = options;
-  const tar = tarExtractCommand(options.layout, options.compression);
+  const tar = tarExtractCommand(options.layout, options.compression, options.incremental);
   const extracting = host.stream(
     [...options.root, ...(options.pidFile ? recordingPid(options.pidFile, tar) : tar)],
     {
@@ -109,7 +114,7 @@ function judgeExtraction(
   const transport = host.transportFailure(result);
   if (transport) throw new LinkError(`${Doing} failed: ${transport}`);
   if (result.exitCode !== 0) {
-    const said = stderrTail(withoutTarProgress(result.stderr));
+    const said = stderrTail(result.stderr);
     throw new BackupError(
       /No space left on device|Disk quota exceeded/.test(said)
         ? `No space left on device on ${host.label} while ${doing}: ${said}`
@@ -134,6 +139,12 @@ export async function extractMembers(options: {
   member: string;
   target: string;
   members: readonly string[];
+  /**
+   * A delta archive over the base: its directories' entry lists remove what was deleted.
+   * It holds only what changed, so tar takes whatever the filter lets through (some of the
+   * members may not be in it at all).
+   */
+  incremental?: boolean;
   signal: AbortSignal;
 }): Promise<{ sentBytes: number }> {
   const { host } = options;
@@ -146,9 +157,9 @@ export async function extractMembers(options: {
     '--same-permissions',
     '--same-owner',
     `--transform=${memberTransform(options.member, options.target)}`,
-    '--no-wildcards',
-    '--',
-    ...options.members,
+    ...(options.incremental
+      ? ['--listed-incremental=/dev/null']
+      : ['--no-wildcards', '--', ...options.members]),
   ];
   const decompress = streamProcess(
     [options.compression === 'zstd' ? 'zstd' : 'gzip', '-dc', '--', options.archivePath],

@@ -16,6 +16,8 @@ export interface VerifiedBackup {
   directory: string;
   manifest: Manifest;
   filesArchive: string;
+  /** What changed inside the maintenance window: extracted after filesArchive. */
+  filesDelta?: string;
   dumpArchive: string;
 }
 
@@ -31,10 +33,12 @@ export async function verified(backupPath: string, reporter: Reporter): Promise<
   const manifest = JSON.parse(readFileSync(join(backupPath, MANIFEST_NAME), 'utf8')) as Manifest;
   const archive = (role: 'files' | 'database') =>
     join(backupPath, manifest.archives.find((a) => a.role === role)!.name);
+  const delta = manifest.archives.find((a) => a.role === 'files-delta');
   return {
     directory: backupPath,
     manifest,
     filesArchive: archive('files'),
+    ...(delta ? { filesDelta: join(backupPath, delta.name) } : {}),
     dumpArchive: archive('database'),
   };
 }

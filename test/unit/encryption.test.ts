@@ -308,7 +308,7 @@ describe('the index in the manifest, the log and verify', () => {
       manifestProblem(manifest({ enabled: true, index: { name: 'i', files: 2 } }, [index, index])),
     ).toBe('it lists 2 encryption-index archives, not one at most');
     expect(manifestProblem(manifest(undefined, [archive('x', 'keys')]))).toBe(
-      "archives[2].role is not 'files', 'database' or 'encryption-index'",
+      "archives[2].role is not 'files', 'files-delta', 'database' or 'encryption-index'",
     );
   });
 });

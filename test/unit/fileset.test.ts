@@ -1,5 +1,5 @@
 // The pure pieces behind what the files archive holds: apps_paths, the package database's
-// answers, Nextcloud's shipped.json, rsync runs that follow symlinked top-level paths, a
+// answers, Nextcloud's shipped.json, tar passes that read symlinked top-level paths where they point, a
 // backup-dir inside what is copied, and summaries that say what was left out and why.
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,7 +10,13 @@ import type { BackupResult } from '../../src/backup.ts';
 import { summary } from '../../src/cli/main.ts';
 import { CONFIG_KEYS, parseAppsPaths } from '../../src/instance.ts';
 import { leftOutOf, type Manifest } from '../../src/manifest.ts';
-import { rsyncCommands, type FileSet } from '../../src/steps/files.ts';
+import { InputError } from '../../src/errors.ts';
+import {
+  tarCreateCommand,
+  tarExcludeOptions,
+  tarTransforms,
+  type FileSet,
+} from '../../src/steps/files.ts';
 import {
   dpkgPattern,
   isWithin,
@@ -121,14 +127,14 @@ describe('paths within paths', () => {
   });
 });
 
-describe('rsync runs for symlinked top-level paths', () => {
+describe('tar passes over the file set', () => {
   const fileSet: FileSet = {
     installDir: '/var/www/owncloud',
     installPaths: ['config', 'themes/mytheme', 'apps-external'],
     dataDir: '/srv/data',
     absolutePaths: ['/etc/apache2/sites-enabled/owncloud.conf', '/srv/more-apps'],
     exclude: [],
-    dataExclude: [],
+    dataExclude: ['owncloud.db'],
     kinds: {
       config: 'dir',
       'themes/mytheme': 'dir',
@@ -139,59 +145,127 @@ describe('rsync runs for symlinked top-level paths', () => {
     install: { type: 'package', reason: 'install-type: package' },
     appDirs: [],
     included: [],
+    parts: [
+      // config/ is a symlink to /etc/owncloud: read where it points.
+      {
+        source: '/etc/owncloud',
+        member: 'owncloud/config',
+        part: 'install',
+        patternRoot: 'config',
+      },
+      {
+        source: '/var/www/owncloud/themes/mytheme',
+        member: 'owncloud/themes/mytheme',
+        part: 'install',
+        patternRoot: 'themes/mytheme',
+      },
+      {
+        source: '/var/www/owncloud/apps-external',
+        member: 'owncloud/apps-external',
+        part: 'install',
+        patternRoot: 'apps-external',
+      },
+      { source: '/srv/data', member: 'data', part: 'data', patternRoot: '' },
+      {
+        source: '/etc/apache2/sites-available/owncloud.conf',
+        member: 'extra/etc/apache2/sites-enabled/owncloud.conf',
+        part: 'absolute',
+        patternRoot: 'etc/apache2/sites-enabled/owncloud.conf',
+      },
+      {
+        source: '/srv/more-apps',
+        member: 'extra/srv/more-apps',
+        part: 'absolute',
+        patternRoot: 'srv/more-apps',
+      },
+    ],
+    skip: ['/srv/data/owncloud.db'],
+    readAs: [],
   };
-  const local = (path: string) => ({ args: [], source: path });
-  const base = ['rsync', '-aHAXx', '--numeric-ids', '-s', '--stats', '--info=progress2'];
 
-  it('copies a directory as path/ (which follows a symlinked one) and a linked file with --copy-links in a run of its own', () => {
+  it('reads every part in the base pass and only the data and absolute parts in the delta', () => {
+    const base = tarCreateCommand(fileSet, 'base', '/tmp/s/snapshot');
+    const delta = tarCreateCommand(fileSet, 'delta', '/tmp/s/snapshot');
+    const sources = (argv: string[]) => argv.slice(argv.indexOf('--') + 1);
+    expect(sources(base)).toEqual([
+      'etc/owncloud',
+      'var/www/owncloud/themes/mytheme',
+      'var/www/owncloud/apps-external',
+      'srv/data',
+      'etc/apache2/sites-available/owncloud.conf',
+      'srv/more-apps',
+    ]);
+    expect(sources(delta)).toEqual([
+      'srv/data',
+      'etc/apache2/sites-available/owncloud.conf',
+      'srv/more-apps',
+    ]);
+    for (const argv of [base, delta]) {
+      expect(argv).toContain('--listed-incremental=/tmp/s/snapshot');
+      expect(argv).toContain('--exclude=srv/data/owncloud.db');
+      expect(argv).toContain('--one-file-system');
+    }
+    expect(base).toContain('--transform=s,^etc/owncloud(/|$),/owncloud/config\\1,xrhS');
+    expect(delta.some((a) => a.includes('owncloud/config'))).toBe(false);
+  });
+
+  it('renames the innermost part first and marks each result so that no later rename applies', () => {
     expect(
-      rsyncCommands(fileSet, '/stage', local, { delete: false, parts: ['install', 'absolute'] }),
+      tarTransforms([
+        { source: '/owncloud', member: 'owncloud', part: 'install', patternRoot: '' },
+        { source: '/owncloud/data', member: 'data', part: 'data', patternRoot: '' },
+        { source: '/data', member: 'extra/data', part: 'absolute', patternRoot: 'data' },
+        {
+          source: '/srv/a.b,c',
+          member: 'extra/srv/a.b,c',
+          part: 'absolute',
+          patternRoot: 'srv/a.b,c',
+        },
+      ]),
     ).toEqual([
-      [
-        ...base,
-        '--relative',
-        '--',
-        '/var/www/owncloud/./config/',
-        '/var/www/owncloud/./themes/mytheme/',
-        '/var/www/owncloud/./apps-external/',
-        '/stage/owncloud/',
-      ],
-      [...base, '--relative', '--', '/./srv/more-apps/', '/stage/extra/'],
-      [
-        ...base,
-        '--relative',
-        '--copy-links',
-        '--',
-        '/./etc/apache2/sites-enabled/owncloud.conf',
-        '/stage/extra/',
-      ],
+      '--transform=s,^owncloud/data(/|$),/data\\1,xrhS',
+      '--transform=s,^srv/a\\.b\\,c(/|$),/extra/srv/a.b\\,c\\1,xrhS',
+      '--transform=s,^owncloud(/|$),/owncloud\\1,xrhS',
+      '--transform=s,^data(/|$),/extra/data\\1,xrhS',
+      '--transform=s,^/,,rhS',
     ]);
   });
 
-  it('copies symlinked config/ and theme again, followed, after a whole-installation copy', () => {
-    expect(
-      rsyncCommands(
-        {
-          ...fileSet,
-          installPaths: ['.'],
-          dataDirInsideInstall: 'data',
-          linkedInside: ['config', 'themes/mytheme'],
-        },
-        '/stage',
-        local,
-        { delete: false, parts: ['install'] },
-      ),
-    ).toEqual([
-      [...base, '--exclude=/data/', '--', '/var/www/owncloud/', '/stage/owncloud/'],
-      [
-        ...base,
-        '--relative',
-        '--',
-        '/var/www/owncloud/./config/',
-        '/var/www/owncloud/./themes/mytheme/',
-        '/stage/owncloud/',
-      ],
+  it("turns rsync's exclude patterns into tar's, anchored ones at each part's root", () => {
+    expect(tarExcludeOptions(['*/thumbnails/'], fileSet.parts)).toEqual([
+      '--no-anchored',
+      '--wildcards',
+      '--no-wildcards-match-slash',
+      '--exclude=*/thumbnails',
     ]);
+    expect(tarExcludeOptions(['appdata_*/**/preview'], fileSet.parts)).toEqual([
+      '--no-anchored',
+      '--wildcards',
+      '--wildcards-match-slash',
+      '--exclude=appdata_*/*/preview',
+    ]);
+    // Anchored: relative to the data directory, and to the installation for config/.
+    expect(tarExcludeOptions(['/alice/files/', '/config/big.log'], fileSet.parts)).toEqual([
+      '--anchored',
+      '--wildcards',
+      '--no-wildcards-match-slash',
+      '--exclude=srv/data/alice/files',
+      '--anchored',
+      '--wildcards',
+      '--no-wildcards-match-slash',
+      '--exclude=etc/owncloud/big.log',
+      '--anchored',
+      '--wildcards',
+      '--no-wildcards-match-slash',
+      '--exclude=srv/data/config/big.log',
+    ]);
+  });
+
+  it("refuses a pattern that matches a part's own path: tar would leave the part out whole", () => {
+    expect(() => tarExcludeOptions(['data'], fileSet.parts)).toThrow(
+      /^exclude: 'data' matches the name of '\/srv\/data' itself, which would leave it out whole\. Anchor the pattern with a leading '\/' \(e\.g\. '\/data'\) to mean a path inside it\.$/,
+    );
+    expect(() => tarExcludeOptions(['srv/*'], fileSet.parts)).toThrow(InputError);
   });
 });
 

@@ -1,7 +1,7 @@
 // The pure pieces behind "secrets stay put, messages stay safe, long steps say how far they
 // got": which environment a child gets, how config.php failures and values are worded, how
 // rsync's and tar's progress is read, and how often a progress line goes out.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -15,9 +15,9 @@ import {
   ProgressThrottle,
   StepProgress,
 } from '../../src/progress.ts';
-import { archiveFiles, parseTarProgress, withoutTarProgress } from '../../src/steps/archive.ts';
 import { configReadFailure } from '../../src/steps/discover.ts';
-import { parseRsyncProgress, parseRsyncStats, RsyncOutput } from '../../src/steps/files.ts';
+import { streamFiles, type FileSet } from '../../src/steps/files.ts';
+import { LocalHost } from '../../src/host/local.ts';
 
 /** A clock the test moves by hand (milliseconds). */
 function manualClock(start = 1000) {
@@ -172,75 +172,29 @@ describe("reading config.php: the script's own failure report", () => {
 });
 
 // What rsync 3.2 prints with --stats --info=progress2 (LC_ALL=C) for four files.
-const RSYNC_OUTPUT =
-  '\r         32,768   0%    0.00kB/s    0:00:00  \r     30,000,000  90%  366.40MB/s    0:00:00 (xfr#1, to-chk=3/5)\r     31,000,000  93%  360.15MB/s    0:00:00 (xfr#2, to-chk=2/5)\r     32,000,000  96%  358.66MB/s    0:00:00 (xfr#3, to-chk=1/5)\r     33,000,000 100%  361.38MB/s    0:00:00 (xfr#4, to-chk=0/5)\r     33,000,000 100%  361.38MB/s    0:00:00 (xfr#4, to-chk=0/5)\n\nNumber of files: 5 (reg: 4, dir: 1)\nNumber of created files: 4 (reg: 4)\nNumber of deleted files: 0\nNumber of regular files transferred: 4\nTotal file size: 33,000,000 bytes\nTotal transferred file size: 33,000,000 bytes\nLiteral data: 33,000,000 bytes\nMatched data: 0 bytes\nFile list size: 0\nFile list generation time: 0.001 seconds\nFile list transfer time: 0.000 seconds\nTotal bytes sent: 33,008,321\nTotal bytes received: 99\n\nsent 33,008,321 bytes  received 99 bytes  66,016,840.00 bytes/sec\ntotal size is 33,000,000  speedup is 1.00\n';
-
-describe("rsync's output, read as it streams", () => {
-  it('reads one progress2 update', () => {
-    expect(
-      parseRsyncProgress('  1,234,567  45%   12.34MB/s    0:00:01 (xfr#12, to-chk=34/100)'),
-    ).toEqual({ bytes: 1234567, files: 12 });
-    expect(parseRsyncProgress('         32,768   0%    0.00kB/s    0:00:00  ')).toEqual({
-      bytes: 32768,
-      files: 0,
-    });
-    expect(parseRsyncProgress('Total file size: 33,000,000 bytes')).toBeUndefined();
-    expect(parseRsyncProgress('total size is 33,000,000  speedup is 1.00')).toBeUndefined();
-  });
-
-  it('splits updates from --stats however the output is cut into chunks, and --stats still reads', () => {
-    for (const size of [1, 7, 64, RSYNC_OUTPUT.length]) {
-      const updates: { bytes: number; files?: number }[] = [];
-      const output = new RsyncOutput((count) => updates.push(count));
-      for (let at = 0; at < RSYNC_OUTPUT.length; at += size)
-        output.write(RSYNC_OUTPUT.slice(at, at + size));
-      const rest = output.end();
-      expect(updates.map((u) => u.files)).toEqual([0, 1, 2, 3, 4, 4]);
-      expect(updates.at(-1)).toEqual({ bytes: 33_000_000, files: 4 });
-      expect(rest).not.toContain('xfr#');
-      expect(parseRsyncStats(rest)).toEqual({
-        files: 4,
-        bytes: 33_000_000,
-        transferredBytes: 33_000_000,
-      });
-    }
-  });
-});
-
-describe("tar's progress lines", () => {
-  it('reads checkpoints (records of 10 KiB) and the totals', () => {
-    expect(parseTarProgress('tar: owncloud-backup-progress 300')).toEqual({ bytes: 3_072_000 });
-    expect(parseTarProgress('Total bytes written: 33013760 (32MiB, 477MiB/s)')).toEqual({
-      bytes: 33_013_760,
-    });
-    expect(parseTarProgress('tar: data/x: file changed as we read it')).toBeUndefined();
-  });
-
-  it('leaves only the rest of stderr for an error message', () => {
-    expect(
-      withoutTarProgress(
-        'tar: owncloud-backup-progress 100\ntar: data/x: Cannot open: Permission denied\nTotal bytes written: 10240 (10KiB)\n',
-      ).trim(),
-    ).toBe('tar: data/x: Cannot open: Permission denied');
-  });
-});
-
-describe('a failing tar, its stderr streamed for progress', () => {
-  it("is explained in tar's own words", async () => {
-    // Nothing staged: tar refuses to create an empty archive.
+describe('a failing tar on the host', () => {
+  it("is explained in tar's own words, and leaves no partial archive", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'archive-unit-'));
     try {
+      const path = join(dir, 'files.tar.gz');
+      const fileSet = {
+        parts: [{ source: join(dir, 'missing'), member: 'data', part: 'data', patternRoot: '' }],
+        skip: [],
+        readAs: [],
+        exclude: [],
+      } as unknown as FileSet;
       await expect(
-        archiveFiles({
-          stagingDir: dir,
+        streamFiles(new LocalHost(), fileSet, {
+          phase: 'base',
+          snapshot: join(dir, 'snapshot'),
+          path,
           compression: 'gzip',
-          path: join(dir, 'files.tar.gz'),
           signal: new AbortController().signal,
-          privilege: { prefix: [], keepsOwners: true },
         }),
       ).rejects.toThrow(
-        /^Archiving the files failed \(tar exit 2\): tar: Cowardly refusing to create an empty archive/,
+        /^Reading the files on this machine \(.*\) failed \(tar exit 2\): tar: .*missing: Cannot stat: No such file or directory/,
       );
+      expect(existsSync(path)).toBe(false);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
