@@ -13887,6 +13887,9 @@ function tarCreateCommand(fileSet, phase, snapshot) {
             `--exclude=${fromRoot(path)}`,
         ]),
         ...tarExcludeOptions(fileSet.exclude, parts),
+        // Wildcards stay the patterns' own: left on for the paths to read, they make tar's
+        // incremental mode drop every directory record (GNU tar 1.34).
+        '--no-wildcards',
         ...tarTransforms(parts),
         '--',
         ...outermostSources(parts).map(fromRoot),

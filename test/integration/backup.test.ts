@@ -134,6 +134,7 @@ describe.each([
       'SHA256SUMS',
       'manifest.json',
       `owncloud-dbbackup_${day}.bak.zst`,
+      `owncloud-files-delta_${day}.tar.zst`,
       `owncloud-files_${day}.tar.zst`,
     ]);
     for (const archive of manifest.archives) {
@@ -267,7 +268,7 @@ describe('a failed backup', () => {
       );
       expect(run.exitCode, explain(run)).toBe(1);
       expect(errorLine(run)).toMatch(
-        /^owncloud-backup: error: Not enough space in .*small disk: this backup needs about [\d.]+ MiB \(a staged copy and the archive\), [\d.]+ MiB is free\. Free space or choose another backup-dir\.$/,
+        /^owncloud-backup: error: Not enough space in .*small disk: this backup needs about [\d.]+ MiB \(the archives, as large as the files when they do not compress\), [\d.]+ MiB is free\. Free space or choose another backup-dir\.$/,
       );
       expect(instance.occCalls()).toEqual([]);
       expect(readdirSync(small)).toEqual([]);
@@ -319,8 +320,8 @@ describe('a failed backup', () => {
 
 describe('preflight', () => {
   it('stops before touching the instance when the host lacks a program the backup needs', async () => {
-    // A host whose PATH has every program the backup uses there, except rsync.
-    const bin = join(scratch.path, 'host-bin-without-rsync');
+    // A host whose PATH has every program the backup uses there, except tar.
+    const bin = join(scratch.path, 'host-bin-without-tar');
     mkdirSync(bin);
     for (const tool of [
       'sh',
@@ -330,6 +331,7 @@ describe('preflight', () => {
       'php',
       'sqlite3',
       'du',
+      'mktemp',
       'runuser',
       'head',
       'env',
@@ -347,7 +349,7 @@ describe('preflight', () => {
       );
       expect(run.exitCode, explain(run)).toBe(1);
       expect(errorLine(run)).toBe(
-        `owncloud-backup: error: root@${limited.host}:${limited.port} lacks rsync: install it there.`,
+        `owncloud-backup: error: root@${limited.host}:${limited.port} lacks tar: install it there.`,
       );
       expect(instance.occCalls()).toEqual([]);
       expect(readdirSync(backupDir)).toEqual([]);

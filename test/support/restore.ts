@@ -2,6 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import {
   appendFileSync,
+  existsSync,
   mkdirSync,
   readdirSync,
   readFileSync,
@@ -9,7 +10,7 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { expect } from 'vitest';
 import type { Manifest } from '../../src/manifest.ts';
 import type { MariaDbServer } from '../harness/mariadb.ts';
@@ -114,19 +115,34 @@ export async function expectSameDatabase(
 }
 
 /** Unpacks the files archive as the manifest's restore line says, into dir. */
+/**
+ * Unpacks a backup's files as its README says: the files archive, then (when the backup's
+ * manifest lists one) the delta archive over it, with tar's incremental mode so that what
+ * was deleted inside the maintenance window is deleted again.
+ */
 export function unpackFiles(archive: string, dir: string): void {
   mkdirSync(dir, { recursive: true });
-  execFileSync('tar', [
-    '--extract',
-    `--file=${archive}`,
-    '--numeric-owner',
-    '--acls',
-    '--xattrs',
-    '--xattrs-include=*',
-    '--same-permissions',
-    archive.endsWith('.zst') ? '--zstd' : '--gzip',
-    `--directory=${dir}`,
-  ]);
+  const extract = (path: string, incremental: boolean) =>
+    execFileSync('tar', [
+      '--extract',
+      `--file=${path}`,
+      ...(incremental ? ['--listed-incremental=/dev/null'] : []),
+      '--numeric-owner',
+      '--acls',
+      '--xattrs',
+      '--xattrs-include=*',
+      '--same-permissions',
+      path.endsWith('.zst') ? '--zstd' : '--gzip',
+      `--directory=${dir}`,
+    ]);
+  extract(archive, false);
+  const manifestPath = join(dirname(archive), 'manifest.json');
+  if (!existsSync(manifestPath)) return;
+  const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as Manifest;
+  const base = manifest.archives.find((a) => a.role === 'files');
+  const delta = manifest.archives.find((a) => a.role === 'files-delta');
+  if (delta && base && join(dirname(archive), base.name) === archive)
+    extract(join(dirname(archive), delta.name), true);
 }
 
 export function withoutMtime(snapshot: TreeSnapshot, path: string): TreeSnapshot {

@@ -205,6 +205,12 @@ describe('tar passes over the file set', () => {
       expect(argv).toContain('--exclude=srv/data/owncloud.db');
       expect(argv).toContain('--one-file-system');
     }
+    // Wildcards left on for the paths to read drop tar's directory records.
+    const excluding = tarCreateCommand({ ...fileSet, exclude: ['*/thumbnails/'] }, 'base', '/s');
+    expect(excluding.lastIndexOf('--wildcards')).toBeGreaterThan(-1);
+    expect(excluding.lastIndexOf('--no-wildcards')).toBeGreaterThan(
+      excluding.lastIndexOf('--wildcards'),
+    );
     expect(base).toContain('--transform=s,^etc/owncloud(/|$),/owncloud/config\\1,xrhS');
     expect(delta.some((a) => a.includes('owncloud/config'))).toBe(false);
   });
