@@ -230,8 +230,8 @@ async function backUp(
     context.onWorkDir?.(workDir);
     mkdirSync(workDir, { mode: 0o700 });
     ownsWorkDir = true;
-    const made = await createSnapshotDir(connected, fileSet);
-    snapshotDir = { path: made, remove: () => removeSnapshotDir(connected, fileSet, made) };
+    const made = await createSnapshotDir(connected);
+    snapshotDir = { path: made, remove: () => removeSnapshotDir(connected, made) };
     const snapshot = `${made}/snapshot`;
     const tally = new FileTally(
       fileSet.parts

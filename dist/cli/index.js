@@ -13895,25 +13895,22 @@ function tarCreateCommand(fileSet, phase, snapshot) {
         ...outermostSources(parts).map(fromRoot),
     ];
 }
-/** Creates the private directory on the host that holds a run's tar snapshot file. */
-async function createSnapshotDir(host, fileSet) {
-    const result = reached(host, await host.run([
-        ...fileSet.readAs,
-        'mktemp',
-        '-d',
-        '-t',
-        'owncloud-backup-snapshot.XXXXXXXXXX',
-    ]));
+/**
+ * Creates the private directory on the host that holds a run's tar snapshot file, as the
+ * session's own user (tar, through sudo or not, can write there; the user can remove it).
+ */
+async function createSnapshotDir(host) {
+    const result = reached(host, await host.run(['mktemp', '-d', '-t', 'owncloud-backup-snapshot.XXXXXXXXXX']));
     const dir = result.stdout.trim();
     if (result.exitCode !== 0 || !dir.startsWith('/'))
         throw new BackupError(`Could not create a private temporary directory on ${host.label}: ${stderrTail(result.stderr) || 'mktemp gave no name'}`);
     return dir;
 }
 /** Removes it again (it holds only the names and times of the files read). */
-async function removeSnapshotDir(host, fileSet, dir) {
+async function removeSnapshotDir(host, dir) {
     if (!/\/owncloud-backup-snapshot\.[A-Za-z0-9]+$/.test(dir))
         return;
-    await host.run([...fileSet.readAs, 'rm', '-rf', '--', dir]);
+    await host.run(['rm', '-rf', '--', dir]);
 }
 const KEPT_LINES = 20;
 /**
@@ -16381,8 +16378,8 @@ async function backUp(plan, context, run) {
         context.onWorkDir?.(workDir);
         (0,external_node_fs_namespaceObject.mkdirSync)(workDir, { mode: 0o700 });
         ownsWorkDir = true;
-        const made = await createSnapshotDir(connected, fileSet);
-        snapshotDir = { path: made, remove: () => removeSnapshotDir(connected, fileSet, made) };
+        const made = await createSnapshotDir(connected);
+        snapshotDir = { path: made, remove: () => removeSnapshotDir(connected, made) };
         const snapshot = `${made}/snapshot`;
         const tally = new FileTally(fileSet.parts
             .filter((p) => p.part === 'absolute' &&

@@ -264,17 +264,14 @@ export function tarCreateCommand(fileSet: FileSet, phase: TarPhase, snapshot: st
   ];
 }
 
-/** Creates the private directory on the host that holds a run's tar snapshot file. */
-export async function createSnapshotDir(host: Host, fileSet: FileSet): Promise<string> {
+/**
+ * Creates the private directory on the host that holds a run's tar snapshot file, as the
+ * session's own user (tar, through sudo or not, can write there; the user can remove it).
+ */
+export async function createSnapshotDir(host: Host): Promise<string> {
   const result = reached(
     host,
-    await host.run([
-      ...fileSet.readAs,
-      'mktemp',
-      '-d',
-      '-t',
-      'owncloud-backup-snapshot.XXXXXXXXXX',
-    ]),
+    await host.run(['mktemp', '-d', '-t', 'owncloud-backup-snapshot.XXXXXXXXXX']),
   );
   const dir = result.stdout.trim();
   if (result.exitCode !== 0 || !dir.startsWith('/'))
@@ -285,9 +282,9 @@ export async function createSnapshotDir(host: Host, fileSet: FileSet): Promise<s
 }
 
 /** Removes it again (it holds only the names and times of the files read). */
-export async function removeSnapshotDir(host: Host, fileSet: FileSet, dir: string): Promise<void> {
+export async function removeSnapshotDir(host: Host, dir: string): Promise<void> {
   if (!/\/owncloud-backup-snapshot\.[A-Za-z0-9]+$/.test(dir)) return;
-  await host.run([...fileSet.readAs, 'rm', '-rf', '--', dir]);
+  await host.run(['rm', '-rf', '--', dir]);
 }
 
 const KEPT_LINES = 20;

@@ -214,7 +214,11 @@ async function backUpLoseAndRestore(
   expect(run.status, `${run.stdout}\n${run.stderr}`).toBe(0);
   const backup = finishedBackup(backupDir);
   expect(backup.manifest.files.absolutePaths).toEqual([extra]);
-  expect(backup.manifest.archives.map((a) => a.compression)).toEqual([compression, compression]);
+  expect(backup.manifest.archives.map((a) => a.compression)).toEqual([
+    compression,
+    compression,
+    compression,
+  ]);
 
   const before = await snapshotInstance(instance, extra, backup.manifest);
   expect(before.config['data-fingerprint']).toBeUndefined();

@@ -132,18 +132,13 @@ describe('a runner that is not root', () => {
     const restored = join(scratch.path, 'restored-sudo');
     unpackFiles(join(dir, manifest.archives[0]!.name), restored);
     await expectSameFiles(instance, restored, manifest);
-    // Nothing root-owned is left behind in the user's backup dir (the staging copy was removed).
+    // Nothing else is left behind in the user's backup dir.
     expect(readdirSync(dir).sort()).toEqual(
-      [
-        'SHA256SUMS',
-        'manifest.json',
-        manifest.archives[1]!.name,
-        manifest.archives[0]!.name,
-      ].sort(),
+      ['SHA256SUMS', 'manifest.json', ...manifest.archives.map((a) => a.name)].sort(),
     );
   });
 
-  it('without sudo, still backs up, says owners are not kept and records it', async () => {
+  it('without sudo, backs up with every owner: tar on the host records them', async () => {
     const { args, backupDir } = runnerFiles(WITHOUT_SUDO);
     const run = await runBackupCli(args, {
       secrets: [],
@@ -151,16 +146,14 @@ describe('a runner that is not root', () => {
       env: { HOME: '/nonexistent' },
     });
     expect(run.exitCode, `${run.stdout}\n${run.stderr}`).toBe(0);
-    expect(run.stderr).toContain(
-      'warning: Not running as root and no passwordless sudo here: file owners in the backup will be this user, not the originals.',
-    );
+    expect(run.stderr).not.toContain('warning:');
     const { dir, manifest } = finishedBackup(backupDir);
-    expect(manifest.files.ownersKept).toBe(false);
+    expect(manifest.files.ownersKept).toBe(true);
     const restored = join(scratch.path, 'restored-plain');
     unpackFiles(join(dir, manifest.archives[0]!.name), restored);
-    const { uid } = systemUser(WITHOUT_SUDO);
+    await expectSameFiles(instance, restored, manifest);
     expect(statSync(join(restored, 'data', 'alice', 'files', 'Documents', 'Welcome.txt')).uid).toBe(
-      uid,
+      instance.owner.uid,
     );
     expect(
       readFileSync(join(restored, 'data', 'alice', 'files', 'Documents', 'Welcome.txt'), 'utf8'),

@@ -304,7 +304,18 @@ describe('a host without flock', () => {
   it('is refused before anything is touched, naming what to install', async () => {
     // Every program the backup uses on the host, but not flock.
     const bin = freshDir('host-bin-without-flock');
-    for (const tool of ['sh', 'id', 'stat', 'test', 'php', 'sqlite3', 'du', 'runuser', 'rsync'])
+    for (const tool of [
+      'sh',
+      'id',
+      'stat',
+      'test',
+      'php',
+      'sqlite3',
+      'du',
+      'runuser',
+      'tar',
+      'mktemp',
+    ])
       symlinkSync(execFileSync('which', [tool], { encoding: 'utf8' }).trim(), join(bin, tool));
     const limited = await startSshd({ sessionPath: bin });
     try {
@@ -358,8 +369,10 @@ describe('after a run killed with SIGKILL', () => {
       const [stale] = incompleteIn(backupDir);
       expect(stale).toBeDefined();
       const stalePath = join(backupDir, stale!);
-      // It holds the staged copy, config.php among it.
-      expect(existsSync(join(stalePath, 'staging', 'owncloud', 'config', 'config.php'))).toBe(true);
+      // It holds the base archive, written before the window.
+      expect(readdirSync(stalePath).some((n) => /^owncloud-files_\d{8}\.tar\.zst$/.test(n))).toBe(
+        true,
+      );
       const bytes = Number(
         execFileSync('du', ['-s', '-x', '--bytes', '--', stalePath], { encoding: 'utf8' }).split(
           '\t',
@@ -381,8 +394,8 @@ describe('after a run killed with SIGKILL', () => {
     }
   });
 
-  it('no rsync it started keeps running', async () => {
-    // Enough data that the bulk copy is under way when the test looks.
+  it('no tar it started keeps running', async () => {
+    // Enough data that the base pass is under way when the test looks.
     const instance = await sample({ bulk: { files: 300, bytes: 150 * 1024 * 1024 } });
     const backupDir = freshDir('backups');
     const stopped: { pid: number; argv: string }[] = [];
@@ -394,11 +407,11 @@ describe('after a run killed with SIGKILL', () => {
           onSpawn: (cli) => {
             const tree = new ProcessTree(cli.pid);
             void (async () => {
-              // The run's own rsync processes, copying into its staging directory.
+              // The run's own tar processes, reading the instance's files.
               for (;;) {
                 const copying = tree
                   .list()
-                  .filter((p) => isStagingRsync(p.argv, backupDir))
+                  .filter((p) => isReadingTar(p.argv))
                   .map((p) => p.pid);
                 if (copying.length > 0 || cli.exitCode !== null) {
                   // Frozen, so that none can finish its copy and end by itself.
@@ -438,10 +451,13 @@ function argvOf(pid: number): string[] {
   }
 }
 
-function isStagingRsync(argv: string[], backupDir: string): boolean {
+function isReadingTar(argv: string[]): boolean {
   return (
-    argv[0]?.split('/').pop() === 'rsync' &&
-    argv.some((a) => a.startsWith(backupDir) && a.includes('.incomplete/staging'))
+    argv[0]?.split('/').pop() === 'tar' &&
+    argv.includes('--create') &&
+    argv.some(
+      (a) => a.startsWith('--listed-incremental=') && a.includes('owncloud-backup-snapshot.'),
+    )
   );
 }
 
@@ -452,15 +468,20 @@ function alive(process: { pid: number; argv: string }): boolean {
 
 describe('a full disk on the runner', () => {
   it.each([
-    ['the dump', 'maintenance:mode --on', '(owncloud-dbbackup_\\d{8}\\.bak\\.zst|staging)'],
-    ['the archive', 'maintenance:mode --off', 'owncloud-files_\\d{8}\\.tar\\.zst'],
+    // Inside the window the dump and the delta archive are written side by side: either
+    // may be the one that finds the disk full (the base archive is written by the same code).
+    [
+      'the dump or the delta archive',
+      'maintenance:mode --on',
+      '(owncloud-dbbackup_\\d{8}\\.bak\\.zst|owncloud-files-delta_\\d{8}\\.tar\\.zst)',
+    ],
   ])(
     'while writing %s is reported as such, with the path and the free space, and maintenance mode is restored',
     async (_what, fillAt, written) => {
       const instance = await sample();
       const small = join(instance.root, 'small disk');
       mkdirSync(small);
-      // Room for the preflight's estimate (the staged copy, the archive, a margin for the dump).
+      // Room for the preflight's estimate (the archives, a margin for the dump).
       execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=80m', 'tmpfs', small]);
       const hold = holdOccAt(instance, fillAt);
       try {
@@ -471,7 +492,7 @@ describe('a full disk on the runner', () => {
           },
         );
         await reachedWhile(hold, running);
-        // The bulk copy is staged; now the disk fills up (another job on the runner, say).
+        // The base archive is written; now the disk fills up (another job on the runner, say).
         const stats = statfsSync(small);
         execFileSync('fallocate', [
           '-l',

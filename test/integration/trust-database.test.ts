@@ -259,7 +259,8 @@ describe('a host without the database client the check needs', () => {
       'runuser',
       'head',
       'env',
-      'rsync',
+      'tar',
+      'mktemp',
       'flock',
       'cat',
     ])

@@ -204,7 +204,6 @@ describe.each([
       seen.some((s) => program(s) === 'php' && s.argv[1] !== join(instance.installDir, 'occ')),
       'the php reading config.php',
     ).toBe(true);
-    expect(seen.some((s) => program(s) === 'rsync')).toBe(true);
     expect(seen.some((s) => /^(mysqldump|mariadb-dump)$/.test(program(s)))).toBe(true);
     expect(seen.some((s) => program(s) === 'tar')).toBe(true);
     expect(seen.some((s) => program(s) === 'zstd')).toBe(true);

@@ -52,7 +52,7 @@ describe('owncloud-backup verify', () => {
       /ok {4} {2}owncloud-dbbackup_\d+\.bak\.zst: ends with the sqlite3 completion line/,
     );
     expect(run.stdout).toMatch(/holds the data directory's \.ocdata\/\.ncdata marker/);
-    expect(run.stdout).toMatch(/: intact \(10 checks\)\.\n$/);
+    expect(run.stdout).toMatch(/: intact \(14 checks\)\.\n$/);
   });
 
   it('finds one flipped byte in the files archive', () => {
@@ -67,7 +67,7 @@ describe('owncloud-backup verify', () => {
     expect(run.stdout).toMatch(
       /FAILED {2}owncloud-files_\d+\.tar\.zst: sha256 is [0-9a-f]{64}, manifest says [0-9a-f]{64}/,
     );
-    expect(run.stdout).toMatch(/DAMAGED \(\d+ of 10 checks failed\)/);
+    expect(run.stdout).toMatch(/DAMAGED \(\d+ of 14 checks failed\)/);
   });
 
   it('finds a dump without its completion line, even with matching checksums', () => {
