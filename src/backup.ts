@@ -48,6 +48,7 @@ import { discoverInstance } from './steps/discover.ts';
 import { dumpDatabase, type DumpResult } from './steps/dump.ts';
 import {
   createSnapshotDir,
+  deltaSnapshot,
   FileTally,
   LAYOUT,
   removeSnapshotDir,
@@ -281,6 +282,10 @@ async function backUp(
     );
     interrupted();
 
+    // Before the window: the delta pass's snapshot, prepared from the base pass's.
+    const windowSnapshot = plan.maintenanceMode
+      ? await deltaSnapshot(connected, snapshot)
+      : undefined;
     const maintenance = plan.maintenanceMode
       ? new MaintenanceGuard(
           connected,
@@ -311,10 +316,10 @@ async function backUp(
           // with every directory's entries, so deletions are recorded too); install files
           // (config.php among them) keep the state found before the window.
           delta: (stepSignal) =>
-            maintenance
+            maintenance && windowSnapshot
               ? streamFiles(connected, fileSet, {
                   phase: 'delta',
-                  snapshot,
+                  snapshot: windowSnapshot,
                   path: join(workDir, filesDeltaArchiveName(startedAt, plan.compression)),
                   compression: plan.compression,
                   signal: stepSignal,

@@ -13544,6 +13544,7 @@ function asError(reason) {
 // time. The data blocks are skipped, never copied or held: memory stays flat.
 
 const BLOCK = 512;
+const EMPTY = Buffer.alloc(0);
 /** A tar number field: octal digits, or GNU's base-256 for big values. Pure. */
 function tarNumber(field) {
     if (field[0] & 0x80) {
@@ -13629,26 +13630,73 @@ class TarScan extends external_node_stream_namespaceObject.Transform {
     ended = false;
     /** Bytes passed through. */
     bytes = 0;
+    /** Bytes of the files' contents passed so far (what a progress line counts). */
+    fileBytes = 0;
+    /** Of the current member's data, the bytes that are file content (the rest is padding). */
+    contentLeft = 0;
     onMember;
-    constructor(onMember) {
+    onChunk;
+    keepEnd;
+    /** Without the marker: the start of a header block the last chunk ended in. */
+    held = EMPTY;
+    /**
+     * `onChunk`: told after each chunk has been read (for progress lines). `keepEnd: false`
+     * drops the end-of-archive marker (and tar's padding after it): another archive's
+     * members follow it in the same stream.
+     */
+    constructor(onMember, onChunk, options = {}) {
         super();
         this.onMember = onMember;
+        this.onChunk = onChunk;
+        this.keepEnd = options.keepEnd ?? true;
     }
     _transform(chunk, _encoding, callback) {
-        this.bytes += chunk.length;
+        if (this.ended && !this.keepEnd)
+            return callback();
+        let endAt;
         try {
-            this.scan(chunk);
+            endAt = this.scan(chunk);
         }
         catch (error) {
             return callback(error);
         }
-        callback(null, chunk);
+        if (this.keepEnd) {
+            this.bytes += chunk.length;
+            this.onChunk?.(this);
+            return callback(null, chunk);
+        }
+        // Without the marker: a header block cut by the chunk's end is held back until it is
+        // known not to be the marker; what comes from the marker on is dropped.
+        const total = this.held.length > 0 ? Buffer.concat([this.held, chunk]) : chunk;
+        let out;
+        if (endAt !== undefined)
+            out = total.subarray(0, this.held.length + endAt);
+        else if (this.ended)
+            out = EMPTY;
+        else {
+            const holding = this.meta === undefined && this.skip === 0 ? this.pending.length : 0;
+            out = total.subarray(0, total.length - holding);
+            this.held = holding > 0 ? Buffer.from(total.subarray(total.length - holding)) : EMPTY;
+        }
+        if (this.ended)
+            this.held = EMPTY;
+        this.bytes += out.length;
+        this.onChunk?.(this);
+        callback(null, out.length > 0 ? out : undefined);
     }
+    /**
+     * Reads a chunk's headers; returns where in it the end-of-archive marker starts (negative:
+     * in the bytes held back from the chunk before), or undefined.
+     */
     scan(chunk) {
         let at = 0;
         while (at < chunk.length && !this.ended) {
+            const blockStart = at - this.pending.length;
             if (this.skip > 0) {
                 const take = Math.min(this.skip, chunk.length - at);
+                const content = Math.min(take, this.contentLeft);
+                this.contentLeft -= content;
+                this.fileBytes += content;
                 this.skip -= take;
                 at += take;
                 continue;
@@ -13661,14 +13709,19 @@ class TarScan extends external_node_stream_namespaceObject.Transform {
                     : Buffer.concat([this.pending, chunk.subarray(at, at + take)]);
             at += take;
             if (this.pending.length < need)
-                return;
+                return undefined;
             const block = this.pending;
             this.pending = Buffer.alloc(0);
             if (this.meta)
                 this.takeMeta(block);
-            else
+            else {
                 this.takeHeader(block);
+                // A marker straddling two chunks starts before this one: drop all of this one.
+                if (this.ended)
+                    return blockStart;
+            }
         }
+        return undefined;
     }
     takeMeta(data) {
         const { type, size } = this.meta;
@@ -13722,6 +13775,7 @@ class TarScan extends external_node_stream_namespaceObject.Transform {
         // Links and directories have no data, whatever their size field says. (Old GNU
         // sparse headers with extension blocks are not written by tar --format=posix.)
         this.skip = flag === '1' || flag === '2' || flag === '5' ? 0 : padded(dataSize);
+        this.contentLeft = type === 'file' ? Math.min(dataSize, this.skip) : 0;
     }
     _flush(callback) {
         if (!this.ended)
@@ -13735,6 +13789,8 @@ class TarScan extends external_node_stream_namespaceObject.Transform {
 // archives here, keeping ACLs, xattrs, owners (numeric), modes, hard links, hidden files and
 // empty directories. Two passes: the base (level 0) while the instance is live, then inside
 // the maintenance window the delta (level 1): only what changed, and what was deleted.
+
+
 
 
 
@@ -13858,28 +13914,17 @@ function outermostSources(parts) {
     const sources = [...new Set(parts.map((p) => p.source))];
     return sources.filter((s) => !sources.some((o) => o !== s && isWithin(s, o)));
 }
-/**
- * tar on the host for one pass: the parts read in place with `--directory=/`, renamed to
- * their archive members, in GNU tar's incremental mode (the snapshot file remembers what
- * the base pass saw; the delta pass archives what changed since, and every directory's
- * list of entries, so that what was deleted is deleted on extraction too). Owners are
- * numeric, ACLs and xattrs kept, one file system per path (as the size estimate measures).
- * Pure.
- */
-function tarCreateCommand(fileSet, phase, snapshot) {
-    const parts = fileSet.parts.filter((p) => phase === 'base' || p.part !== 'install');
+/** Options every tar pass is given, for these parts. Pure. */
+function commonOptions(fileSet, parts) {
     return [
         'tar',
         '--create',
         '--file=-',
         '--format=posix',
-        `--listed-incremental=${snapshot}`,
         '--directory=/',
         '--one-file-system',
         // atime/ctime records change on every read and say nothing a restore needs.
         '--pax-option=delete=atime,delete=ctime',
-        // Every directory is new to the base pass: nothing worth a line.
-        '--warning=no-new-dir',
         ...TAR_METADATA_FLAGS,
         ...fileSet.skip.flatMap((path) => [
             '--anchored',
@@ -13890,10 +13935,74 @@ function tarCreateCommand(fileSet, phase, snapshot) {
         // Wildcards stay the patterns' own: left on for the paths to read, they make tar's
         // incremental mode drop every directory record (GNU tar 1.34).
         '--no-wildcards',
-        ...tarTransforms(parts),
-        '--',
-        ...outermostSources(parts).map(fromRoot),
     ];
+}
+/**
+ * The directories above the nested install paths (`themes` above `themes/mytheme`), each
+ * archived alone so that it comes back with its owner and mode. Pure.
+ */
+function installParents(fileSet) {
+    const parents = new Set();
+    for (const part of fileSet.parts) {
+        if (part.part !== 'install' || !part.patternRoot.includes('/'))
+            continue;
+        const names = part.patternRoot.split('/');
+        for (let i = 1; i < names.length; i++)
+            parents.add(`${fileSet.installDir}/${names.slice(0, i).join('/')}`);
+    }
+    return [...parents].sort((a, b) => a.split('/').length - b.split('/').length);
+}
+/**
+ * The tar runs on the host for one pass, their archives joined into one here (each but the
+ * last without its end-of-archive marker). The base pass reads the installation's parts
+ * (and the directories above nested ones) in a plain run, then the data directory and the
+ * absolute paths in GNU tar's incremental mode: the snapshot file remembers what it saw, so
+ * that the delta pass archives only what changed since, with every directory's list of
+ * entries (what was deleted is deleted on extraction too). Each part is read where it
+ * really is and renamed to its archive member; owners are numeric, ACLs and xattrs kept,
+ * one file system per path (as the size estimate measures). Pure.
+ */
+function tarCommands(fileSet, phase, snapshot) {
+    const install = fileSet.parts.filter((p) => p.part === 'install');
+    const live = fileSet.parts.filter((p) => p.part !== 'install');
+    const commands = [];
+    if (phase === 'base' && install.length > 0) {
+        const parents = installParents(fileSet);
+        // A data directory inside the installation (a tarball install) is the next run's.
+        const inside = live.filter((p) => install.some((i) => isWithin(p.source, i.source)));
+        commands.push([
+            ...commonOptions(fileSet, install),
+            ...inside.flatMap((p) => ['--anchored', '--no-wildcards', `--exclude=${fromRoot(p.source)}`]),
+            ...tarTransforms([
+                ...install,
+                ...(parents.length > 0
+                    ? [
+                        {
+                            source: fileSet.installDir,
+                            member: LAYOUT.install,
+                            part: 'install',
+                            patternRoot: '',
+                        },
+                    ]
+                    : []),
+            ]),
+            '--no-recursion',
+            ...parents.map((p) => `--add-file=${fromRoot(p)}`),
+            '--recursion',
+            ...outermostSources(install).map((s) => `--add-file=${fromRoot(s)}`),
+        ]);
+    }
+    commands.push([
+        ...commonOptions(fileSet, live),
+        `--listed-incremental=${snapshot}`,
+        // See FORGET_DEVICES: renames are not detected, moved directories are archived whole.
+        ...(phase === 'delta' ? ['--no-check-device'] : []),
+        // Every directory is new to the base pass: nothing worth a line.
+        '--warning=no-new-dir',
+        ...tarTransforms(live),
+        ...outermostSources(live).map((s) => `--add-file=${fromRoot(s)}`),
+    ]);
+    return commands;
 }
 /**
  * Creates the private directory on the host that holds a run's tar snapshot file, as the
@@ -13911,6 +14020,35 @@ async function removeSnapshotDir(host, dir) {
     if (!/\/owncloud-backup-snapshot\.[A-Za-z0-9]+$/.test(dir))
         return;
     await host.run(['rm', '-rf', '--', dir]);
+}
+// GNU tar's incremental mode takes a directory whose device and inode it saw under another
+// name as renamed, and records the rename under the host paths (not the archive's member
+// names): an extraction elsewhere would fail on it. With the snapshot's device numbers
+// cleared and --no-check-device, a directory is matched by name and inode only, so a moved
+// (or deleted and recreated) directory is archived whole in the delta instead.
+const FORGET_DEVICES = `
+$in = $argv[1]; $out = $argv[2];
+$d = file_get_contents($in);
+if ($d === false) { fwrite(STDERR, "cannot read $in\n"); exit(1); }
+$nl = strpos($d, "\n");
+if ($nl === false || substr($d, $nl - 2, 2) !== '-2') { fwrite(STDERR, "not a tar snapshot of format 2\n"); exit(1); }
+$f = explode("\0", substr($d, $nl + 1));
+$n = count($f);
+for ($i = 2; $i + 5 < $n; ) {
+  $f[$i + 3] = '0';
+  $i += 6;
+  while ($i < $n && $f[$i] !== '') $i++;
+  while ($i < $n && $f[$i] === '') $i++;
+}
+if (file_put_contents($out, substr($d, 0, $nl + 1) . implode("\0", $f)) === false) { fwrite(STDERR, "cannot write $out\n"); exit(1); }
+`;
+/** The snapshot the delta pass starts from: the base's, with directory devices cleared. */
+async function deltaSnapshot(host, snapshot) {
+    const out = `${snapshot}-delta`;
+    const result = reached(host, await host.run(['php', '-d', 'memory_limit=-1', '-r', FORGET_DEVICES, snapshot, out]));
+    if (result.exitCode !== 0)
+        throw new BackupError(`Could not prepare tar's snapshot for the pass inside the maintenance window on ${host.label}: ${stderrTail(result.stderr) || stderrTail(result.stdout) || `php exit ${result.exitCode}`}`);
+    return out;
 }
 const KEPT_LINES = 20;
 /**
@@ -13933,47 +14071,73 @@ async function streamFiles(host, fileSet, options) {
             }
     };
     const stats = { files: 0, bytes: 0 };
-    const scan = new TarScan((member) => {
-        if (member.type === 'file' || member.type === 'hardlink') {
-            stats.files++;
-            stats.bytes += member.size;
-        }
-        options.onMember?.(member);
-    });
-    scan.on('data', () => options.progress?.update({ bytes: scan.bytes, files: stats.files }));
-    const tar = host.stream(guardedCommand([...fileSet.readAs, ...tarCreateCommand(fileSet, options.phase, options.snapshot)], 'none'), { input: '\n', keepStdinOpen: true, signal: options.signal, onStderr });
-    const [written, result] = await Promise.allSettled([
-        compressToFile(tar.stdout.pipe(scan), options.compression, options.path, options.signal),
-        tar.done,
-    ]);
-    const fail = (error) => {
-        tar.kill();
+    const commands = tarCommands(fileSet, options.phase, options.snapshot);
+    // The runs' archives, joined: what the compressor reads.
+    const joined = new external_node_stream_namespaceObject.PassThrough();
+    const writing = compressToFile(joined, options.compression, options.path, options.signal);
+    writing.catch(() => { });
+    let readBefore = 0;
+    let changedWhileRead = false;
+    const fail = async (error) => {
+        joined.destroy();
+        await writing.catch(() => { });
         (0,external_node_fs_namespaceObject.rmSync)(options.path, { force: true });
         throw error;
     };
-    if (options.signal.aborted)
-        fail(new InterruptedError());
-    if (result.status === 'rejected')
-        fail(result.reason);
-    const ended = result.value;
+    for (const [index, argv] of commands.entries()) {
+        const last = index === commands.length - 1;
+        const scan = new TarScan((member) => {
+            if (member.type === 'file' || member.type === 'hardlink') {
+                stats.files++;
+                stats.bytes += member.size;
+            }
+            options.onMember?.(member);
+        }, (read) => options.progress?.update({ bytes: readBefore + read.fileBytes, files: stats.files }), { keepEnd: last });
+        const tar = host.stream(guardedCommand([...fileSet.readAs, ...argv], 'none'), {
+            input: '\n',
+            keepStdinOpen: true,
+            signal: options.signal,
+            onStderr,
+        });
+        tar.stdout.pipe(scan).pipe(joined, { end: last });
+        const [scanned, result] = await Promise.allSettled([(0,external_node_stream_promises_namespaceObject.finished)(scan), tar.done]);
+        readBefore += scan.fileBytes;
+        if (options.signal.aborted) {
+            tar.kill();
+            return fail(new InterruptedError());
+        }
+        if (result.status === 'rejected')
+            return fail(result.reason);
+        const ended = result.value;
+        const transport = host.transportFailure(ended);
+        if (transport)
+            return fail(new LinkError(`Reading the files on ${host.label} failed: ${transport}`));
+        if (ended.exitCode > 1) {
+            if (pending.trim() !== '')
+                complaints.push(pending);
+            const said = stderrTail(complaints.join('\n'));
+            return fail(new BackupError(isNoSpace(said)
+                ? `Reading the files on ${host.label} failed: ${said}`
+                : `Reading the files on ${host.label} failed (tar exit ${ended.exitCode}): ${said || 'no message'}`));
+        }
+        if (scanned.status === 'rejected')
+            return fail(new BackupError(`Reading the files on ${host.label} failed: ${scanned.reason instanceof Error ? scanned.reason.message : String(scanned.reason)}`));
+        changedWhileRead ||= ended.exitCode === 1;
+    }
+    let written;
+    try {
+        written = await writing;
+    }
+    catch (error) {
+        return fail(error);
+    }
     if (pending.trim() !== '')
         complaints.push(pending);
-    const transport = host.transportFailure(ended);
-    if (transport)
-        fail(new LinkError(`Reading the files on ${host.label} failed: ${transport}`));
-    if (ended.exitCode > 1) {
-        const said = stderrTail(complaints.join('\n'));
-        fail(new BackupError(isNoSpace(said)
-            ? `Reading the files on ${host.label} failed: ${said}`
-            : `Reading the files on ${host.label} failed (tar exit ${ended.exitCode}): ${said || 'no message'}`));
-    }
-    if (written.status === 'rejected')
-        fail(written.reason);
     return {
-        ...written.value,
+        ...written,
         ...stats,
-        changedWhileRead: ended.exitCode === 1,
-        complaints: ended.exitCode === 1 ? complaints : [],
+        changedWhileRead,
+        complaints: changedWhileRead ? complaints : [],
     };
 }
 /** A name's key in FileTally: two 32-bit FNV-1a hashes, 53 bits. Pure. */
@@ -16414,6 +16578,10 @@ async function backUp(plan, context, run) {
             return written;
         });
         interrupted();
+        // Before the window: the delta pass's snapshot, prepared from the base pass's.
+        const windowSnapshot = plan.maintenanceMode
+            ? await deltaSnapshot(connected, snapshot)
+            : undefined;
         const maintenance = plan.maintenanceMode
             ? new MaintenanceGuard(connected, { installDir: instance.installDir, user: instance.owner }, (m) => reporter.info(m), context.maintenanceRestoreSeconds, context.onMaintenance)
             : undefined;
@@ -16429,10 +16597,10 @@ async function backUp(plan, context, run) {
             // Inside the window only what changed since the base pass is read (tar's level 1,
             // with every directory's entries, so deletions are recorded too); install files
             // (config.php among them) keep the state found before the window.
-            delta: (stepSignal) => maintenance
+            delta: (stepSignal) => maintenance && windowSnapshot
                 ? streamFiles(connected, fileSet, {
                     phase: 'delta',
-                    snapshot,
+                    snapshot: windowSnapshot,
                     path: (0,external_node_path_namespaceObject.join)(workDir, filesDeltaArchiveName(startedAt, plan.compression)),
                     compression: plan.compression,
                     signal: stepSignal,

@@ -3,6 +3,8 @@
 // empty directories. Two passes: the base (level 0) while the instance is live, then inside
 // the maintenance window the delta (level 1): only what changed, and what was deleted.
 import { rmSync } from 'node:fs';
+import { PassThrough } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { BackupError, InputError, InterruptedError, LinkError } from '../errors.ts';
 import { guardedCommand } from '../host/guarded.ts';
 import type { Host } from '../host/host.ts';
@@ -16,7 +18,7 @@ import {
   type AppDir,
   type InstallKind,
 } from './installation.ts';
-import { stderrTail, type ProcessResult } from '../host/process.ts';
+import { stderrTail } from '../host/process.ts';
 import { isNoSpace } from '../host/runner.ts';
 import type { StepProgress } from '../progress.ts';
 import { TAR_METADATA_FLAGS } from './archive.ts';
@@ -226,28 +228,17 @@ function outermostSources(parts: readonly TarPart[]): string[] {
   return sources.filter((s) => !sources.some((o) => o !== s && isWithin(s, o)));
 }
 
-/**
- * tar on the host for one pass: the parts read in place with `--directory=/`, renamed to
- * their archive members, in GNU tar's incremental mode (the snapshot file remembers what
- * the base pass saw; the delta pass archives what changed since, and every directory's
- * list of entries, so that what was deleted is deleted on extraction too). Owners are
- * numeric, ACLs and xattrs kept, one file system per path (as the size estimate measures).
- * Pure.
- */
-export function tarCreateCommand(fileSet: FileSet, phase: TarPhase, snapshot: string): string[] {
-  const parts = fileSet.parts.filter((p) => phase === 'base' || p.part !== 'install');
+/** Options every tar pass is given, for these parts. Pure. */
+function commonOptions(fileSet: FileSet, parts: readonly TarPart[]): string[] {
   return [
     'tar',
     '--create',
     '--file=-',
     '--format=posix',
-    `--listed-incremental=${snapshot}`,
     '--directory=/',
     '--one-file-system',
     // atime/ctime records change on every read and say nothing a restore needs.
     '--pax-option=delete=atime,delete=ctime',
-    // Every directory is new to the base pass: nothing worth a line.
-    '--warning=no-new-dir',
     ...TAR_METADATA_FLAGS,
     ...fileSet.skip.flatMap((path) => [
       '--anchored',
@@ -258,10 +249,75 @@ export function tarCreateCommand(fileSet: FileSet, phase: TarPhase, snapshot: st
     // Wildcards stay the patterns' own: left on for the paths to read, they make tar's
     // incremental mode drop every directory record (GNU tar 1.34).
     '--no-wildcards',
-    ...tarTransforms(parts),
-    '--',
-    ...outermostSources(parts).map(fromRoot),
   ];
+}
+
+/**
+ * The directories above the nested install paths (`themes` above `themes/mytheme`), each
+ * archived alone so that it comes back with its owner and mode. Pure.
+ */
+function installParents(fileSet: FileSet): string[] {
+  const parents = new Set<string>();
+  for (const part of fileSet.parts) {
+    if (part.part !== 'install' || !part.patternRoot.includes('/')) continue;
+    const names = part.patternRoot.split('/');
+    for (let i = 1; i < names.length; i++)
+      parents.add(`${fileSet.installDir}/${names.slice(0, i).join('/')}`);
+  }
+  return [...parents].sort((a, b) => a.split('/').length - b.split('/').length);
+}
+
+/**
+ * The tar runs on the host for one pass, their archives joined into one here (each but the
+ * last without its end-of-archive marker). The base pass reads the installation's parts
+ * (and the directories above nested ones) in a plain run, then the data directory and the
+ * absolute paths in GNU tar's incremental mode: the snapshot file remembers what it saw, so
+ * that the delta pass archives only what changed since, with every directory's list of
+ * entries (what was deleted is deleted on extraction too). Each part is read where it
+ * really is and renamed to its archive member; owners are numeric, ACLs and xattrs kept,
+ * one file system per path (as the size estimate measures). Pure.
+ */
+export function tarCommands(fileSet: FileSet, phase: TarPhase, snapshot: string): string[][] {
+  const install = fileSet.parts.filter((p) => p.part === 'install');
+  const live = fileSet.parts.filter((p) => p.part !== 'install');
+  const commands: string[][] = [];
+  if (phase === 'base' && install.length > 0) {
+    const parents = installParents(fileSet);
+    // A data directory inside the installation (a tarball install) is the next run's.
+    const inside = live.filter((p) => install.some((i) => isWithin(p.source, i.source)));
+    commands.push([
+      ...commonOptions(fileSet, install),
+      ...inside.flatMap((p) => ['--anchored', '--no-wildcards', `--exclude=${fromRoot(p.source)}`]),
+      ...tarTransforms([
+        ...install,
+        ...(parents.length > 0
+          ? [
+              {
+                source: fileSet.installDir,
+                member: LAYOUT.install,
+                part: 'install' as const,
+                patternRoot: '',
+              },
+            ]
+          : []),
+      ]),
+      '--no-recursion',
+      ...parents.map((p) => `--add-file=${fromRoot(p)}`),
+      '--recursion',
+      ...outermostSources(install).map((s) => `--add-file=${fromRoot(s)}`),
+    ]);
+  }
+  commands.push([
+    ...commonOptions(fileSet, live),
+    `--listed-incremental=${snapshot}`,
+    // See FORGET_DEVICES: renames are not detected, moved directories are archived whole.
+    ...(phase === 'delta' ? ['--no-check-device'] : []),
+    // Every directory is new to the base pass: nothing worth a line.
+    '--warning=no-new-dir',
+    ...tarTransforms(live),
+    ...outermostSources(live).map((s) => `--add-file=${fromRoot(s)}`),
+  ]);
+  return commands;
 }
 
 /**
@@ -285,6 +341,42 @@ export async function createSnapshotDir(host: Host): Promise<string> {
 export async function removeSnapshotDir(host: Host, dir: string): Promise<void> {
   if (!/\/owncloud-backup-snapshot\.[A-Za-z0-9]+$/.test(dir)) return;
   await host.run(['rm', '-rf', '--', dir]);
+}
+
+// GNU tar's incremental mode takes a directory whose device and inode it saw under another
+// name as renamed, and records the rename under the host paths (not the archive's member
+// names): an extraction elsewhere would fail on it. With the snapshot's device numbers
+// cleared and --no-check-device, a directory is matched by name and inode only, so a moved
+// (or deleted and recreated) directory is archived whole in the delta instead.
+const FORGET_DEVICES = `
+$in = $argv[1]; $out = $argv[2];
+$d = file_get_contents($in);
+if ($d === false) { fwrite(STDERR, "cannot read $in\n"); exit(1); }
+$nl = strpos($d, "\n");
+if ($nl === false || substr($d, $nl - 2, 2) !== '-2') { fwrite(STDERR, "not a tar snapshot of format 2\n"); exit(1); }
+$f = explode("\0", substr($d, $nl + 1));
+$n = count($f);
+for ($i = 2; $i + 5 < $n; ) {
+  $f[$i + 3] = '0';
+  $i += 6;
+  while ($i < $n && $f[$i] !== '') $i++;
+  while ($i < $n && $f[$i] === '') $i++;
+}
+if (file_put_contents($out, substr($d, 0, $nl + 1) . implode("\0", $f)) === false) { fwrite(STDERR, "cannot write $out\n"); exit(1); }
+`;
+
+/** The snapshot the delta pass starts from: the base's, with directory devices cleared. */
+export async function deltaSnapshot(host: Host, snapshot: string): Promise<string> {
+  const out = `${snapshot}-delta`;
+  const result = reached(
+    host,
+    await host.run(['php', '-d', 'memory_limit=-1', '-r', FORGET_DEVICES, snapshot, out]),
+  );
+  if (result.exitCode !== 0)
+    throw new BackupError(
+      `Could not prepare tar's snapshot for the pass inside the maintenance window on ${host.label}: ${stderrTail(result.stderr) || stderrTail(result.stdout) || `php exit ${result.exitCode}`}`,
+    );
+  return out;
 }
 
 const KEPT_LINES = 20;
@@ -320,52 +412,82 @@ export async function streamFiles(
       }
   };
   const stats = { files: 0, bytes: 0 };
-  const scan = new TarScan((member) => {
-    if (member.type === 'file' || member.type === 'hardlink') {
-      stats.files++;
-      stats.bytes += member.size;
-    }
-    options.onMember?.(member);
-  });
-  scan.on('data', () => options.progress?.update({ bytes: scan.bytes, files: stats.files }));
-  const tar = host.stream(
-    guardedCommand(
-      [...fileSet.readAs, ...tarCreateCommand(fileSet, options.phase, options.snapshot)],
-      'none',
-    ),
-    { input: '\n', keepStdinOpen: true, signal: options.signal, onStderr },
-  );
-  const [written, result] = await Promise.allSettled([
-    compressToFile(tar.stdout.pipe(scan), options.compression, options.path, options.signal),
-    tar.done,
-  ]);
-  const fail = (error: unknown): never => {
-    tar.kill();
+  const commands = tarCommands(fileSet, options.phase, options.snapshot);
+  // The runs' archives, joined: what the compressor reads.
+  const joined = new PassThrough();
+  const writing = compressToFile(joined, options.compression, options.path, options.signal);
+  writing.catch(() => {});
+  let readBefore = 0;
+  let changedWhileRead = false;
+  const fail = async (error: unknown): Promise<never> => {
+    joined.destroy();
+    await writing.catch(() => {});
     rmSync(options.path, { force: true });
     throw error;
   };
-  if (options.signal.aborted) fail(new InterruptedError());
-  if (result.status === 'rejected') fail(result.reason);
-  const ended = (result as PromiseFulfilledResult<ProcessResult>).value;
-  if (pending.trim() !== '') complaints.push(pending);
-  const transport = host.transportFailure(ended);
-  if (transport) fail(new LinkError(`Reading the files on ${host.label} failed: ${transport}`));
-  if (ended.exitCode > 1) {
-    const said = stderrTail(complaints.join('\n'));
-    fail(
-      new BackupError(
-        isNoSpace(said)
-          ? `Reading the files on ${host.label} failed: ${said}`
-          : `Reading the files on ${host.label} failed (tar exit ${ended.exitCode}): ${said || 'no message'}`,
-      ),
+  for (const [index, argv] of commands.entries()) {
+    const last = index === commands.length - 1;
+    const scan = new TarScan(
+      (member) => {
+        if (member.type === 'file' || member.type === 'hardlink') {
+          stats.files++;
+          stats.bytes += member.size;
+        }
+        options.onMember?.(member);
+      },
+      (read) =>
+        options.progress?.update({ bytes: readBefore + read.fileBytes, files: stats.files }),
+      { keepEnd: last },
     );
+    const tar = host.stream(guardedCommand([...fileSet.readAs, ...argv], 'none'), {
+      input: '\n',
+      keepStdinOpen: true,
+      signal: options.signal,
+      onStderr,
+    });
+    tar.stdout.pipe(scan).pipe(joined, { end: last });
+    const [scanned, result] = await Promise.allSettled([finished(scan), tar.done]);
+    readBefore += scan.fileBytes;
+    if (options.signal.aborted) {
+      tar.kill();
+      return fail(new InterruptedError());
+    }
+    if (result.status === 'rejected') return fail(result.reason);
+    const ended = result.value;
+    const transport = host.transportFailure(ended);
+    if (transport)
+      return fail(new LinkError(`Reading the files on ${host.label} failed: ${transport}`));
+    if (ended.exitCode > 1) {
+      if (pending.trim() !== '') complaints.push(pending);
+      const said = stderrTail(complaints.join('\n'));
+      return fail(
+        new BackupError(
+          isNoSpace(said)
+            ? `Reading the files on ${host.label} failed: ${said}`
+            : `Reading the files on ${host.label} failed (tar exit ${ended.exitCode}): ${said || 'no message'}`,
+        ),
+      );
+    }
+    if (scanned.status === 'rejected')
+      return fail(
+        new BackupError(
+          `Reading the files on ${host.label} failed: ${scanned.reason instanceof Error ? scanned.reason.message : String(scanned.reason)}`,
+        ),
+      );
+    changedWhileRead ||= ended.exitCode === 1;
   }
-  if (written.status === 'rejected') fail(written.reason);
+  let written: WrittenFile;
+  try {
+    written = await writing;
+  } catch (error) {
+    return fail(error);
+  }
+  if (pending.trim() !== '') complaints.push(pending);
   return {
-    ...(written as PromiseFulfilledResult<WrittenFile>).value,
+    ...written,
     ...stats,
-    changedWhileRead: ended.exitCode === 1,
-    complaints: ended.exitCode === 1 ? complaints : [],
+    changedWhileRead,
+    complaints: changedWhileRead ? complaints : [],
   };
 }
 

@@ -4,6 +4,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 
 const BLOCK = 512;
+const EMPTY = Buffer.alloc(0);
 
 /** A tar number field: octal digits, or GNU's base-256 for big values. Pure. */
 export function tarNumber(field: Buffer): number {
@@ -109,28 +110,75 @@ export class TarScan extends Transform {
   private ended = false;
   /** Bytes passed through. */
   bytes = 0;
+  /** Bytes of the files' contents passed so far (what a progress line counts). */
+  fileBytes = 0;
+  /** Of the current member's data, the bytes that are file content (the rest is padding). */
+  private contentLeft = 0;
   private readonly onMember: (member: TarMember) => void;
+  private readonly onChunk: ((scan: TarScan) => void) | undefined;
+  private readonly keepEnd: boolean;
+  /** Without the marker: the start of a header block the last chunk ended in. */
+  private held: Buffer = EMPTY;
 
-  constructor(onMember: (member: TarMember) => void) {
+  /**
+   * `onChunk`: told after each chunk has been read (for progress lines). `keepEnd: false`
+   * drops the end-of-archive marker (and tar's padding after it): another archive's
+   * members follow it in the same stream.
+   */
+  constructor(
+    onMember: (member: TarMember) => void,
+    onChunk?: (scan: TarScan) => void,
+    options: { keepEnd?: boolean } = {},
+  ) {
     super();
     this.onMember = onMember;
+    this.onChunk = onChunk;
+    this.keepEnd = options.keepEnd ?? true;
   }
 
   override _transform(chunk: Buffer, _encoding: string, callback: TransformCallback): void {
-    this.bytes += chunk.length;
+    if (this.ended && !this.keepEnd) return callback();
+    let endAt: number | undefined;
     try {
-      this.scan(chunk);
+      endAt = this.scan(chunk);
     } catch (error) {
       return callback(error as Error);
     }
-    callback(null, chunk);
+    if (this.keepEnd) {
+      this.bytes += chunk.length;
+      this.onChunk?.(this);
+      return callback(null, chunk);
+    }
+    // Without the marker: a header block cut by the chunk's end is held back until it is
+    // known not to be the marker; what comes from the marker on is dropped.
+    const total = this.held.length > 0 ? Buffer.concat([this.held, chunk]) : chunk;
+    let out: Buffer;
+    if (endAt !== undefined) out = total.subarray(0, this.held.length + endAt);
+    else if (this.ended) out = EMPTY;
+    else {
+      const holding = this.meta === undefined && this.skip === 0 ? this.pending.length : 0;
+      out = total.subarray(0, total.length - holding);
+      this.held = holding > 0 ? Buffer.from(total.subarray(total.length - holding)) : EMPTY;
+    }
+    if (this.ended) this.held = EMPTY;
+    this.bytes += out.length;
+    this.onChunk?.(this);
+    callback(null, out.length > 0 ? out : undefined);
   }
 
-  private scan(chunk: Buffer): void {
+  /**
+   * Reads a chunk's headers; returns where in it the end-of-archive marker starts (negative:
+   * in the bytes held back from the chunk before), or undefined.
+   */
+  private scan(chunk: Buffer): number | undefined {
     let at = 0;
     while (at < chunk.length && !this.ended) {
+      const blockStart = at - this.pending.length;
       if (this.skip > 0) {
         const take = Math.min(this.skip, chunk.length - at);
+        const content = Math.min(take, this.contentLeft);
+        this.contentLeft -= content;
+        this.fileBytes += content;
         this.skip -= take;
         at += take;
         continue;
@@ -142,12 +190,17 @@ export class TarScan extends Transform {
           ? chunk.subarray(at, at + take)
           : Buffer.concat([this.pending, chunk.subarray(at, at + take)]);
       at += take;
-      if (this.pending.length < need) return;
+      if (this.pending.length < need) return undefined;
       const block = this.pending;
       this.pending = Buffer.alloc(0);
       if (this.meta) this.takeMeta(block);
-      else this.takeHeader(block);
+      else {
+        this.takeHeader(block);
+        // A marker straddling two chunks starts before this one: drop all of this one.
+        if (this.ended) return blockStart;
+      }
     }
+    return undefined;
   }
 
   private takeMeta(data: Buffer): void {
@@ -201,6 +254,7 @@ export class TarScan extends Transform {
     // Links and directories have no data, whatever their size field says. (Old GNU
     // sparse headers with extension blocks are not written by tar --format=posix.)
     this.skip = flag === '1' || flag === '2' || flag === '5' ? 0 : padded(dataSize);
+    this.contentLeft = type === 'file' ? Math.min(dataSize, this.skip) : 0;
   }
 
   override _flush(callback: TransformCallback): void {

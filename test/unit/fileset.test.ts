@@ -12,7 +12,7 @@ import { CONFIG_KEYS, parseAppsPaths } from '../../src/instance.ts';
 import { leftOutOf, type Manifest } from '../../src/manifest.ts';
 import { InputError } from '../../src/errors.ts';
 import {
-  tarCreateCommand,
+  tarCommands,
   tarExcludeOptions,
   tarTransforms,
   type FileSet,
@@ -183,36 +183,46 @@ describe('tar passes over the file set', () => {
     readAs: [],
   };
 
-  it('reads every part in the base pass and only the data and absolute parts in the delta', () => {
-    const base = tarCreateCommand(fileSet, 'base', '/tmp/s/snapshot');
-    const delta = tarCreateCommand(fileSet, 'delta', '/tmp/s/snapshot');
-    const sources = (argv: string[]) => argv.slice(argv.indexOf('--') + 1);
-    expect(sources(base)).toEqual([
+  it('reads the installation in a plain run and the rest incrementally; the delta reads only the rest', () => {
+    const base = tarCommands(fileSet, 'base', '/tmp/s/snapshot');
+    const delta = tarCommands(fileSet, 'delta', '/tmp/s/snapshot');
+    expect(base).toHaveLength(2);
+    expect(delta).toHaveLength(1);
+    const read = (argv: string[]) =>
+      argv.filter((a) => a.startsWith('--add-file=')).map((a) => a.slice('--add-file='.length));
+    // The directory above themes/mytheme alone (no recursion), then the install parts.
+    expect(read(base[0]!)).toEqual([
+      'var/www/owncloud/themes',
       'etc/owncloud',
       'var/www/owncloud/themes/mytheme',
       'var/www/owncloud/apps-external',
-      'srv/data',
-      'etc/apache2/sites-available/owncloud.conf',
-      'srv/more-apps',
     ]);
-    expect(sources(delta)).toEqual([
-      'srv/data',
-      'etc/apache2/sites-available/owncloud.conf',
-      'srv/more-apps',
-    ]);
-    for (const argv of [base, delta]) {
+    const plain = base[0]!;
+    expect(plain.indexOf('--no-recursion')).toBeLessThan(
+      plain.indexOf('--add-file=var/www/owncloud/themes'),
+    );
+    expect(plain.indexOf('--recursion')).toBeLessThan(plain.indexOf('--add-file=etc/owncloud'));
+    expect(plain.some((a) => a.startsWith('--listed-incremental'))).toBe(false);
+    expect(plain).toContain('--transform=s,^etc/owncloud(/|$),/owncloud/config\\1,xrhS');
+    expect(plain).toContain('--transform=s,^var/www/owncloud(/|$),/owncloud\\1,xrhS');
+    for (const argv of [base[1]!, delta[0]!]) {
+      expect(read(argv)).toEqual([
+        'srv/data',
+        'etc/apache2/sites-available/owncloud.conf',
+        'srv/more-apps',
+      ]);
       expect(argv).toContain('--listed-incremental=/tmp/s/snapshot');
       expect(argv).toContain('--exclude=srv/data/owncloud.db');
       expect(argv).toContain('--one-file-system');
+      expect(argv.some((a) => a.includes('owncloud/config'))).toBe(false);
     }
+    expect(delta[0]).toContain('--no-check-device');
+    expect(base[1]).not.toContain('--no-check-device');
     // Wildcards left on for the paths to read drop tar's directory records.
-    const excluding = tarCreateCommand({ ...fileSet, exclude: ['*/thumbnails/'] }, 'base', '/s');
-    expect(excluding.lastIndexOf('--wildcards')).toBeGreaterThan(-1);
-    expect(excluding.lastIndexOf('--no-wildcards')).toBeGreaterThan(
-      excluding.lastIndexOf('--wildcards'),
-    );
-    expect(base).toContain('--transform=s,^etc/owncloud(/|$),/owncloud/config\\1,xrhS');
-    expect(delta.some((a) => a.includes('owncloud/config'))).toBe(false);
+    for (const argv of tarCommands({ ...fileSet, exclude: ['*/thumbnails/'] }, 'base', '/s')) {
+      expect(argv.lastIndexOf('--wildcards')).toBeGreaterThan(-1);
+      expect(argv.lastIndexOf('--no-wildcards')).toBeGreaterThan(argv.lastIndexOf('--wildcards'));
+    }
   });
 
   it('renames the innermost part first and marks each result so that no later rename applies', () => {

@@ -166,6 +166,39 @@ describe('the files of a base and a delta archive together', () => {
   });
 });
 
+describe('two tar streams joined into one archive', () => {
+  it("drop the first one's end marker and padding, however the stream is cut into chunks", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'join-unit-'));
+    try {
+      mkdirSync(join(dir, 'a'));
+      mkdirSync(join(dir, 'b'));
+      writeFileSync(join(dir, 'a', 'one'), 'x'.repeat(700));
+      writeFileSync(join(dir, 'b', 'two'), 'y'.repeat(1500));
+      const archive = (name: string) =>
+        spawnSync('tar', ['--create', '--format=posix', '-C', dir, '-f', '-', name]).stdout;
+      const first = archive('a');
+      const second = archive('b');
+      for (const size of [1, 7, 511, 512, 513, 1000, 10240, first.length]) {
+        const out: Buffer[] = [];
+        const feed = (scan: TarScan, bytes: Buffer) => {
+          scan.on('data', (c: Buffer) => out.push(c));
+          for (let at = 0; at < bytes.length; at += size) scan.write(bytes.subarray(at, at + size));
+          scan.end();
+        };
+        const names: string[] = [];
+        feed(new TarScan((m) => names.push(m.name), undefined, { keepEnd: false }), first);
+        feed(new TarScan((m) => names.push(m.name)), second);
+        expect(names).toEqual(['a', 'a/one', 'b', 'b/two']);
+        const listed = spawnSync('tar', ['--list', '-f', '-'], { input: Buffer.concat(out) });
+        expect(listed.status, String(listed.stderr)).toBe(0);
+        expect(String(listed.stdout).trim().split('\n')).toEqual(['a/', 'a/one', 'b/', 'b/two']);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('small parsers and formats', () => {
   it('reads occ maintenance:mode', () => {
     expect(parseMaintenanceState('Maintenance mode is currently enabled\n')).toBe(true);
