@@ -14026,7 +14026,7 @@ async function removeSnapshotDir(host, dir) {
 // names): an extraction elsewhere would fail on it. With the snapshot's device numbers
 // cleared and --no-check-device, a directory is matched by name and inode only, so a moved
 // (or deleted and recreated) directory is archived whole in the delta instead.
-const FORGET_DEVICES = `
+const FORGET_DEVICES = String.raw `
 $in = $argv[1]; $out = $argv[2];
 $d = file_get_contents($in);
 if ($d === false) { fwrite(STDERR, "cannot read $in\n"); exit(1); }
