@@ -9,8 +9,10 @@
 // in one interleaved run (1 2 3 4 5 1 2 3 4 5 …): one warm-up round not counted, then medians
 // of the rounds. Each variant runs into a fresh directory, and each upload goes to a fresh
 // artifact service (started and stopped outside the timing).
-// Usage: node script/benchmark.ts [--rounds N] [--quick] [--files N --bytes N]
-//                                 [--only floor,manual,action-ssh,action-local,cli-ssh]
+// With --restore, two more variants in the same interleave: `owncloud-backup restore` in place
+// against the README's restore by hand (see benchmark/restore.ts).
+// Usage: node script/benchmark.ts [--rounds N] [--no-warm-up] [--quick] [--files N --bytes N] [--restore]
+//          [--only floor,manual,action-ssh,action-local,cli-ssh,restore-cli,restore-manual]
 import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +24,7 @@ import { makeScratchDir } from '../test/harness/scratch.ts';
 import { startSshd } from '../test/harness/sshd.ts';
 import { buildSampleInstance } from '../test/sample/instance.ts';
 import { roundsTable, stepsTable, summaryTable } from './benchmark/report.ts';
+import { makeRestoreSource, restoreCli, restoreManual } from './benchmark/restore.ts';
 import { VARIANTS, type Bench, type Measurement } from './benchmark/variants.ts';
 
 const { values } = parseArgs({
@@ -31,7 +34,10 @@ const { values } = parseArgs({
     bytes: { type: 'string' },
     quick: { type: 'boolean', default: false },
     only: { type: 'string' },
+    restore: { type: 'boolean', default: false },
+    'warm-up': { type: 'boolean' },
   },
+  allowNegative: true,
 });
 
 const MiB = 1024 ** 2;
@@ -52,12 +58,13 @@ const sizes: Size[] =
           { files: 100000, bytes: 572 * MiB },
         ];
 const rounds = Number(values.rounds ?? (values.quick ? 1 : 3));
-const warmUp = !values.quick;
+const warmUp = values['warm-up'] ?? !values.quick;
 const only = values.only?.split(',');
-const variants = only ? VARIANTS.filter((v) => only.includes(v.id)) : VARIANTS;
+const all = [...VARIANTS, ...(values.restore ? [restoreCli, restoreManual] : [])];
+const variants = only ? all.filter((v) => only.includes(v.id)) : all;
 if (!Number.isInteger(rounds) || rounds < 1) throw new Error('--rounds must be a whole number ≥ 1');
 if (only && variants.length !== only.length)
-  throw new Error(`--only takes some of: ${VARIANTS.map((v) => v.id).join(', ')}`);
+  throw new Error(`--only takes some of: ${all.map((v) => v.id).join(', ')}`);
 
 const describe = (size: Size) =>
   `${size.files.toLocaleString('en-US')} files / ${
@@ -95,6 +102,8 @@ try {
     const dbOptionFile = join(hostDir, 'client.cnf');
     writeMariaDbClientConfig(dbOptionFile, String(sample.config.dbuser), sample.dbPassword);
     const bench: Bench = { sshd, mariadb, sample, dbOptionFile };
+    if (values.restore)
+      bench.restoreSource = await makeRestoreSource(bench, join(root, `restore-source-${index}`));
     console.log(
       `\nBuilt a sample of ${describe(size)} (MariaDB) in ${((performance.now() - t0) / 1000).toFixed(0)} s.`,
     );
@@ -117,18 +126,18 @@ try {
         );
         // A few big files go at once; the manual copy's many files wait for the end, as
         // deleting many files slows creating files afterwards on this kind of disk.
-        if (variant.id !== 'manual') rmSync(dir, { recursive: true, force: true });
+        if (!variant.keepsManyFiles) rmSync(dir, { recursive: true, force: true });
       }
     }
     t0 = performance.now();
+    const steps = stepsTable(variants, results);
     const table = [
       `### ${describe(size)}: medians of ${rounds} round(s)`,
       '',
       summaryTable(variants, results, 'floor'),
-      '',
-      "Where the tools' time goes (medians of the steps their logs time):",
-      '',
-      stepsTable(variants, results),
+      ...(steps
+        ? ['', "Where the tools' time goes (medians of the steps their logs time):", '', steps]
+        : []),
       '',
       `Every round:`,
       '',

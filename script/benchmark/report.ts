@@ -69,7 +69,7 @@ export function roundsTable(variants: Variant[], results: Map<string, Measuremen
         `| ${variant.id} | ${i + 1} | ${s2(r.seconds)} | ${opt(r.maintenanceSeconds, s2)} | ${opt(
           r.dumpSeconds,
           s2,
-        )} | ${opt(r.peakRssMiB, (x) => x.toFixed(0))} | ${mib(r.peakDiskBytes)} | ${opt(
+        )} | ${opt(r.peakRssMiB, (x) => x.toFixed(0))} | ${opt(r.peakDiskBytes, mib)} | ${opt(
           r.backupBytes,
           mib,
         )} |`,

@@ -29,7 +29,7 @@ export interface Measurement {
   /** Peak resident memory of the tool's own process (or the floor's upload process), MiB. */
   peakRssMiB?: number;
   /** Peak bytes under the run's directory on the runner. */
-  peakDiskBytes: number;
+  peakDiskBytes?: number;
   /** What the backup holds (archives and dump, or the copy), bytes. */
   backupBytes?: number;
   /** The tool's own steps and their seconds, as its log reports them. */
@@ -43,6 +43,8 @@ export interface Bench {
   sample: SampleInstance;
   /** A 0600 MariaDB client option file on the host, holding the instance's database login. */
   dbOptionFile: string;
+  /** A backup of the instance for the restore variants (--restore). */
+  restoreSource?: string;
 }
 
 export interface VariantContext {
@@ -57,6 +59,8 @@ export interface Variant {
   id: string;
   label: string;
   uploads: boolean;
+  /** Leaves many files in its directory: removed at the end, not at once (see benchmark.ts). */
+  keepsManyFiles: boolean;
   run(context: VariantContext): Promise<Measurement>;
 }
 
@@ -112,6 +116,7 @@ const uploadEnv = (context: VariantContext) => ({ ...process.env, ...context.art
 /** 1. The floor: one tar stream, one dump stream, two raw uploads. No consistency, no checks. */
 export const floor: Variant = {
   id: 'floor',
+  keepsManyFiles: false,
   label: 'floor: `ssh tar \\| zstd -T0 -3` + `ssh mysqldump \\| zstd` + raw uploads',
   uploads: true,
   async run(context) {
@@ -167,6 +172,7 @@ function occ(bench: Bench, args: string[]): string[] {
  */
 export const manual: Variant = {
   id: 'manual',
+  keepsManyFiles: true,
   label:
     "the documented commands: maintenance on, `rsync -Aax`, mysqldump, off; upload-artifact's zip",
   uploads: true,
@@ -319,6 +325,7 @@ const ACTION_INPUTS = { 'restore-test': 'false' };
 /** 3. The action over SSH, main and post step. */
 export const actionSsh: Variant = {
   id: 'action-ssh',
+  keepsManyFiles: false,
   label: 'this action over SSH',
   uploads: true,
   run: (context) =>
@@ -331,6 +338,7 @@ export const actionSsh: Variant = {
 /** 4. The action on the host itself (local transport). */
 export const actionLocal: Variant = {
   id: 'action-local',
+  keepsManyFiles: false,
   label: 'this action, local transport',
   uploads: true,
   run: (context) =>
@@ -340,6 +348,7 @@ export const actionLocal: Variant = {
 /** 5. The CLI over SSH into a directory, no upload: for its own peak memory. */
 export const cliSsh: Variant = {
   id: 'cli-ssh',
+  keepsManyFiles: false,
   label: 'the CLI over SSH (no upload)',
   uploads: false,
   async run(context) {
