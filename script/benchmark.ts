@@ -23,7 +23,7 @@ import { startMariaDb, writeMariaDbClientConfig } from '../test/harness/mariadb.
 import { makeScratchDir } from '../test/harness/scratch.ts';
 import { startSshd } from '../test/harness/sshd.ts';
 import { buildSampleInstance } from '../test/sample/instance.ts';
-import { roundsTable, stepsTable, summaryTable } from './benchmark/report.ts';
+import { goalLines, roundsTable, stepsTable, summaryTable } from './benchmark/report.ts';
 import { makeRestoreSource, restoreCli, restoreManual } from './benchmark/restore.ts';
 import { VARIANTS, type Bench, type Measurement } from './benchmark/variants.ts';
 
@@ -131,10 +131,12 @@ try {
     }
     t0 = performance.now();
     const steps = stepsTable(variants, results);
+    const goals = goalLines(results);
     const table = [
       `### ${describe(size)}: medians of ${rounds} round(s)`,
       '',
       summaryTable(variants, results, 'floor'),
+      ...(goals.length ? ['', 'Against the goals:', '', ...goals] : []),
       ...(steps
         ? ['', "Where the tools' time goes (medians of the steps their logs time):", '', steps]
         : []),

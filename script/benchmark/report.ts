@@ -104,3 +104,47 @@ export function stepsTable(variants: Variant[], results: Map<string, Measurement
     );
   return lines.join('\n');
 }
+
+/** The goal figures of the issue this benchmark serves, checked against the medians. */
+export function goalLines(results: Map<string, Measurement[]>): string[] {
+  const med = (id: string, pick: (r: Measurement) => number | undefined) => {
+    const values = (results.get(id) ?? []).map(pick);
+    return values.length && values.every((v) => v !== undefined)
+      ? median(values as number[])
+      : undefined;
+  };
+  const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met');
+  const lines: string[] = [];
+  const floorWall = med('floor', (r) => r.seconds);
+  const floorDump = med('floor', (r) => r.dumpSeconds);
+  const floorRss = med('floor', (r) => r.peakRssMiB);
+  for (const id of ['action-ssh', 'action-local']) {
+    const wall = med(id, (r) => r.seconds);
+    if (wall !== undefined && floorWall !== undefined && id === 'action-ssh')
+      lines.push(
+        `- ${id}: ${(wall / floorWall).toFixed(2)} × the floor (goal ≤ 1.2): ${verdict(wall / floorWall <= 1.2)}`,
+      );
+    const window = med(id, (r) => r.maintenanceSeconds);
+    if (window !== undefined && floorDump !== undefined)
+      lines.push(
+        `- ${id}: maintenance window ${window.toFixed(2)} s, the dump alone (floor) ${floorDump.toFixed(2)} s (goal ≤ dump + 1 s): ${verdict(window <= floorDump + 1)}`,
+      );
+    const rss = med(id, (r) => r.peakRssMiB);
+    if (rss !== undefined && floorRss !== undefined)
+      lines.push(
+        `- ${id}: peak RSS ${rss.toFixed(0)} MiB, the floor's upload process ${floorRss.toFixed(0)} MiB (goal ≤): ${verdict(rss <= floorRss)}`,
+      );
+    const disk = med(id, (r) => r.peakDiskBytes);
+    const backup = med(id, (r) => r.backupBytes);
+    if (disk !== undefined && backup !== undefined)
+      lines.push(
+        `- ${id}: runner peak disk ${mib(disk)} MiB for a backup of ${mib(backup)} MiB (${(disk / backup).toFixed(2)} ×; goal: the archive plus a small margin)`,
+      );
+  }
+  const cliRss = med('cli-ssh', (r) => r.peakRssMiB);
+  if (cliRss !== undefined)
+    lines.push(
+      `- cli-ssh: peak RSS ${cliRss.toFixed(0)} MiB (goal ≤ 150 MiB): ${verdict(cliRss <= 150)}`,
+    );
+  return lines;
+}

@@ -1,6 +1,6 @@
 // The ways of backing up one instance that the benchmark compares. Each runs once into a
 // fresh directory on the runner and says what it measured; none knows about the others.
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { parse } from 'yaml';
 import { quoteCommand } from '../../src/host/shell.ts';
@@ -93,7 +93,7 @@ function dataPath(sample: SampleInstance): string {
 function sizeOf(dir: string): number {
   return readdirSync(dir, { recursive: true, withFileTypes: true })
     .filter((e) => e.isFile())
-    .reduce((sum, e) => sum + readFileSync(join(e.parentPath, e.name)).length, 0);
+    .reduce((sum, e) => sum + statSync(join(e.parentPath, e.name)).size, 0);
 }
 
 /** Runs `work`, timing all of it and polling the run directory's size meanwhile. */
@@ -124,7 +124,7 @@ export const floor: Variant = {
     const files = join(dir, 'files.tar.zst');
     const dump = join(dir, 'dump.zst');
     const run = await measured(dir, async () => {
-      await runPipeline(
+      const archived = await runPipeline(
         ssh(bench, [
           'tar',
           '-C',
@@ -141,14 +141,20 @@ export const floor: Variant = {
       const upload = await runMeasured([process.execPath, UPLOAD, 'raw', files, dump], {
         env: uploadEnv(context),
       });
-      return { dumpSeconds: dumped.seconds, upload };
+      return { archived, dumped, upload };
     });
+    const { archived, dumped, upload } = run.value;
     return {
       seconds: run.seconds,
-      dumpSeconds: run.value.dumpSeconds,
-      peakRssMiB: run.value.upload.peakRssMiB,
+      dumpSeconds: dumped.seconds,
+      peakRssMiB: upload.peakRssMiB,
       peakDiskBytes: run.peakDiskBytes,
       backupBytes: sizeOf(dir),
+      steps: {
+        'floor: ssh tar | zstd': archived.seconds,
+        'floor: ssh mysqldump | zstd': dumped.seconds,
+        'floor: the two raw uploads': upload.seconds,
+      },
     };
   },
 };
@@ -187,7 +193,7 @@ export const manual: Variant = {
     const run = await measured(dir, async () => {
       const windowStart = performance.now();
       await runMeasured(occ(bench, ['maintenance:mode', '--on']));
-      await runMeasured([
+      const copied = await runMeasured([
         'rsync',
         '-Aax',
         '-e',
@@ -205,14 +211,21 @@ export const manual: Variant = {
         [process.execPath, UPLOAD, 'zip', `owncloud-backup-${date}`, copy],
         { env: uploadEnv(context) },
       );
-      return { window, dumpSeconds: dumped.seconds, upload };
+      return { window, copied, dumped, upload };
     });
+    const { window, copied, dumped, upload } = run.value;
     return {
       seconds: run.seconds,
-      maintenanceSeconds: run.value.window,
-      dumpSeconds: run.value.dumpSeconds,
-      peakRssMiB: run.value.upload.peakRssMiB,
+      maintenanceSeconds: window,
+      dumpSeconds: dumped.seconds,
+      peakRssMiB: upload.peakRssMiB,
       peakDiskBytes: run.peakDiskBytes,
+      backupBytes: sizeOf(copy),
+      steps: {
+        'manual: rsync -Aax': copied.seconds,
+        'manual: mysqldump': dumped.seconds,
+        "manual: upload-artifact's zip": upload.seconds,
+      },
     };
   },
 };
