@@ -8,7 +8,10 @@
 //   5. the CLI over SSH (no upload), for its peak memory
 // in one interleaved run (1 2 3 4 5 1 2 3 4 5 …): one warm-up round not counted, then medians
 // of the rounds. Each variant runs into a fresh directory, and each upload goes to a fresh
-// artifact service (started and stopped outside the timing).
+// artifact service (started and stopped outside the timing). The action runs with its
+// action.yml defaults except restore-test: false (the test loads the dump on the runner after
+// the backup, which none of the others do). Archive names and sizes come from the manifest.
+// --quick: two small samples, one round, no warm-up (a try in minutes).
 // With --restore, two more variants in the same interleave: `owncloud-backup restore` in place
 // against the README's restore by hand (see benchmark/restore.ts).
 // Usage: node script/benchmark.ts [--rounds N] [--no-warm-up] [--quick] [--files N --bytes N] [--restore]
@@ -158,7 +161,7 @@ try {
       "peak RSS: VmHWM of the tool's own Node process polled every 20 ms (action: main or post, whichever is higher); floor and manual: their upload process.",
       "runner peak disk: `du -sb` (apparent bytes) of the run's directory (RUNNER_TEMP, TMPDIR and the outputs all inside it), one walk every 200 ms.",
       '',
-      ...tables,
+      tables.join('\n\n'),
     ].join('\n'),
   );
 } finally {
