@@ -1,250 +1,170 @@
-// Measures a backup of a large sample instance (default 20,000 files, 1 GiB, SQLite) against
-// the documentation's commands run by hand on the same instance, and the tool's peak memory
-// on a small and a large instance (it must not grow with the data).
-// With --restore it also restores each round's backup over the large instance (in place,
-// the previous state moved aside and removed afterwards, outside the timing) and times the
-// README's restore by hand (tar extract + sqlite3 load) beside it.
-// Usage: node script/benchmark.ts [--files N] [--bytes N] [--rounds N] [--ssh] [--restore]
-import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+// Compares, on sample instances behind a loopback sshd with a MariaDB database and uploads to
+// a local artifact service (Azurite and a stand-in for GitHub's results service):
+//   1. the floor: `ssh tar | zstd -T0 -3` + `ssh mysqldump | zstd` + two raw artifact uploads
+//   2. the documented manual commands: maintenance mode on, `rsync -Aax` of config and data,
+//      mysqldump, maintenance mode off, then the copy uploaded as actions/upload-artifact does
+//   3. this action over SSH (the committed bundle, main and post step, as the runner runs it)
+//   4. this action, local transport (on the host itself)
+//   5. the CLI over SSH (no upload), for its peak memory
+// in one interleaved run (1 2 3 4 5 1 2 3 4 5 …): one warm-up round not counted, then medians
+// of the rounds. Each variant runs into a fresh directory, and each upload goes to a fresh
+// artifact service (started and stopped outside the timing). The action runs with its
+// action.yml defaults except restore-test: false (the test loads the dump on the runner after
+// the backup, which none of the others do). Archive names and sizes come from the manifest.
+// --quick: two small samples, one round, no warm-up (a try in minutes).
+// With --restore, two more variants in the same interleave: `owncloud-backup restore` in place
+// against the README's restore by hand (see benchmark/restore.ts).
+// Usage: node script/benchmark.ts [--rounds N] [--no-warm-up] [--quick] [--files N --bytes N] [--restore]
+//          [--only floor,manual,action-ssh,action-local,cli-ssh,restore-cli,restore-manual]
+import { chmodSync, mkdirSync, rmSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { startSshd, type SshServer } from '../test/harness/sshd.ts';
-import { buildSampleInstance, type SampleInstance } from '../test/sample/instance.ts';
+import { startArtifactService } from '../test/harness/artifact-service.ts';
+import { startMariaDb, writeMariaDbClientConfig } from '../test/harness/mariadb.ts';
+import { makeScratchDir } from '../test/harness/scratch.ts';
+import { startSshd } from '../test/harness/sshd.ts';
+import { buildSampleInstance } from '../test/sample/instance.ts';
+import { goalLines, roundsTable, stepsTable, summaryTable } from './benchmark/report.ts';
+import { makeRestoreSource, restoreCli, restoreManual } from './benchmark/restore.ts';
+import { VARIANTS, type Bench, type Measurement } from './benchmark/variants.ts';
 
 const { values } = parseArgs({
   options: {
-    files: { type: 'string', default: '20000' },
-    bytes: { type: 'string', default: String(1024 ** 3) },
-    rounds: { type: 'string', default: '3' },
-    ssh: { type: 'boolean', default: false },
+    rounds: { type: 'string' },
+    files: { type: 'string' },
+    bytes: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
     restore: { type: 'boolean', default: false },
+    'warm-up': { type: 'boolean' },
   },
+  allowNegative: true,
 });
-const CLI = resolve(import.meta.dirname, '..', 'dist', 'cli', 'index.js');
-const root = mkdtempSync(join(tmpdir(), 'owncloud-backup-bench-'));
-chmodSync(root, 0o755);
 
-interface Measurement {
-  seconds: number;
-  peakRssMiB?: number;
-  maintenanceSeconds?: number;
+const MiB = 1024 ** 2;
+interface Size {
+  files: number;
+  bytes: number;
 }
+const sizes: Size[] =
+  values.files || values.bytes
+    ? [{ files: Number(values.files ?? 20000), bytes: Number(values.bytes ?? 1024 ** 3) }]
+    : values.quick
+      ? [
+          { files: 2000, bytes: 64 * MiB },
+          { files: 5000, bytes: 32 * MiB },
+        ]
+      : [
+          { files: 20000, bytes: 1024 ** 3 },
+          { files: 100000, bytes: 572 * MiB },
+        ];
+const rounds = Number(values.rounds ?? (values.quick ? 1 : 3));
+const warmUp = values['warm-up'] ?? !values.quick;
+const only = values.only?.split(',');
+const all = [...VARIANTS, ...(values.restore ? [restoreCli, restoreManual] : [])];
+const variants = only ? all.filter((v) => only.includes(v.id)) : all;
+if (!Number.isInteger(rounds) || rounds < 1) throw new Error('--rounds must be a whole number ≥ 1');
+if (only && variants.length !== only.length)
+  throw new Error(`--only takes some of: ${all.map((v) => v.id).join(', ')}`);
 
-/** Runs a command, polling its peak resident memory (VmHWM) until it exits. */
-async function measure(argv: string[], cwd: string): Promise<Measurement & { stdout: string }> {
-  const started = performance.now();
-  const child = spawn(argv[0]!, argv.slice(1), { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  let peakKiB = 0;
-  const poll = setInterval(() => {
-    try {
-      const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
-      if (match) peakKiB = Math.max(peakKiB, Number(match[1]));
-    } catch {
-      // exited
-    }
-  }, 20);
-  const code = await new Promise<number | null>((r) => child.once('close', r));
-  clearInterval(poll);
-  if (code !== 0) throw new Error(`${argv.join(' ')} failed (${code}):\n${stderr}`);
-  return { seconds: (performance.now() - started) / 1000, peakRssMiB: peakKiB / 1024, stdout };
-}
+const describe = (size: Size) =>
+  `${size.files.toLocaleString('en-US')} files / ${
+    size.bytes >= 1024 ** 3
+      ? `${(size.bytes / 1024 ** 3).toFixed(0)} GiB`
+      : `${size.bytes / MiB} MiB`
+  }`;
 
-async function ours(sample: SampleInstance, out: string, ssh?: SshServer): Promise<Measurement> {
-  mkdirSync(out, { recursive: true });
-  const sshArgs = ssh
-    ? [
-        '--host',
-        ssh.host,
-        '--port',
-        String(ssh.port),
-        '--ssh-key-file',
-        ssh.privateKeyPath,
-        '--known-hosts-file',
-        ssh.knownHostsPath,
-      ]
-    : [];
-  const result = await measure(
-    [
-      process.execPath,
-      CLI,
-      'backup',
-      '--owncloud-dir',
-      sample.installDir,
-      '--backup-dir',
-      out,
-      ...sshArgs,
-    ],
-    '/',
-  );
-  const dir = join(out, readdirSync(out)[0]!);
-  const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as {
-    maintenance: { seconds: number };
-  };
-  return {
-    seconds: result.seconds,
-    peakRssMiB: result.peakRssMiB!,
-    maintenanceSeconds: manifest.maintenance.seconds,
-  };
-}
-
-/** The documentation's procedure by hand: rsync -Aax config data DIR, then sqlite3 .dump. */
-async function byHand(sample: SampleInstance, out: string): Promise<Measurement> {
-  mkdirSync(out, { recursive: true });
-  const started = performance.now();
-  await measure(['rsync', '-Aax', 'config', 'data', `${out}/`], sample.installDir);
-  const dump = spawnSync(
-    'sh',
-    ['-c', `sqlite3 data/owncloud.db .dump > '${out}/owncloud-dbbackup_$(date +%Y%m%d).bak'`],
-    { cwd: sample.installDir },
-  );
-  if (dump.status !== 0) throw new Error('sqlite3 .dump failed');
-  const seconds = (performance.now() - started) / 1000;
-  // Done as the documentation advises, the instance is in maintenance mode the whole time.
-  return { seconds, maintenanceSeconds: seconds };
-}
-
-/** `owncloud-backup restore` of a backup over the instance it came from. */
-async function oursRestore(sample: SampleInstance, out: string): Promise<Measurement> {
-  const dir = join(out, readdirSync(out)[0]!);
-  const result = await measure(
-    [process.execPath, CLI, 'restore', dir, '--owncloud-dir', sample.installDir],
-    '/',
-  );
-  // The previous state (the whole data directory, moved aside) goes outside the timing.
-  await measure(
-    [process.execPath, CLI, 'restore', '--cleanup', '--owncloud-dir', sample.installDir],
-    '/',
-  );
-  return { seconds: result.seconds, peakRssMiB: result.peakRssMiB! };
-}
-
-/** The README's restore by hand, its heavy part: unpack the files, load the dump. */
-async function restoreByHand(out: string, into: string): Promise<Measurement> {
-  const dir = join(out, readdirSync(out)[0]!);
-  const names = readdirSync(dir);
-  const files = names.find((n) => n.startsWith('owncloud-files_'))!;
-  const dump = names.find((n) => n.startsWith('owncloud-dbbackup_'))!;
-  mkdirSync(into, { recursive: true });
-  const started = performance.now();
-  await measure(
-    [
-      'tar',
-      '--extract',
-      '--file',
-      join(dir, files),
-      '--numeric-owner',
-      '--acls',
-      '--xattrs',
-      '--xattrs-include=*',
-      '--same-permissions',
-    ],
-    into,
-  );
-  const load = spawnSync('sh', [
-    '-c',
-    'set -e; zstd -dc "$1" | sqlite3 -bail "$2"',
-    'sh',
-    join(dir, dump),
-    join(into, 'restored.db'),
-  ]);
-  if (load.status !== 0) throw new Error(`loading the dump failed: ${String(load.stderr)}`);
-  const seconds = (performance.now() - started) / 1000;
-  rmSync(into, { recursive: true, force: true });
-  return { seconds };
-}
-
-function row(name: string, runs: Measurement[]): string {
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-  const cell = (xs: (number | undefined)[], digits = 2) =>
-    xs.every((x) => x !== undefined) ? median(xs as number[]).toFixed(digits) : '-';
-  return `| ${name} | ${cell(runs.map((r) => r.seconds))} | ${cell(runs.map((r) => r.maintenanceSeconds))} | ${cell(
-    runs.map((r) => r.peakRssMiB),
-    0,
-  )} |`;
-}
-
+// Removed however the run ends (an interrupt too), with the servers.
+const scratch = makeScratchDir('bench');
+const root = scratch.path;
+chmodSync(root, 0o755); // the instance's owner must reach its installation
+const [sshd, mariadb] = await Promise.all([startSshd(), startMariaDb()]);
+const load = () =>
+  loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
 try {
-  const files = Number(values.files);
-  const bytes = Number(values.bytes);
-  let t0 = performance.now();
-  const large = await buildSampleInstance({
-    database: { type: 'sqlite' },
-    root: join(root, 'large'),
-    bulk: { files, bytes },
-  });
   console.log(
-    `Built a sample of ${files} bulk files, ${(bytes / 1024 ** 3).toFixed(2)} GiB in ${((performance.now() - t0) / 1000).toFixed(1)} s.`,
+    `${rounds} round(s)${warmUp ? ' after one warm-up round' : ''}, interleaved; load average ${load()}.`,
   );
-  const small = await buildSampleInstance({
-    database: { type: 'sqlite' },
-    root: join(root, 'small'),
-    bulk: { files: 100, bytes: 1024 ** 2 },
-  });
-  const sshd = values.ssh ? await startSshd() : undefined;
+  const tables: string[] = [];
+  for (const [index, size] of sizes.entries()) {
+    let t0 = performance.now();
+    const sample = await buildSampleInstance({
+      database: { type: 'mysql', server: mariadb },
+      root: join(root, `sample-${index}`),
+      dbName: `owncloud_bench_${index}`,
+      dbUser: `oc_bench_${index}`,
+      dbPassword: randomBytes(18).toString('base64url'),
+      bulk: size,
+    });
+    const hostDir = join(root, `host-${index}`);
+    mkdirSync(hostDir, { mode: 0o700 });
+    const dbOptionFile = join(hostDir, 'client.cnf');
+    writeMariaDbClientConfig(dbOptionFile, String(sample.config.dbuser), sample.dbPassword);
+    const bench: Bench = { sshd, mariadb, sample, dbOptionFile };
+    if (values.restore)
+      bench.restoreSource = await makeRestoreSource(bench, join(root, `restore-source-${index}`));
+    console.log(
+      `\nBuilt a sample of ${describe(size)} (MariaDB) in ${((performance.now() - t0) / 1000).toFixed(0)} s.`,
+    );
 
-  const results: Record<string, Measurement[]> = {
-    ours: [],
-    byHand: [],
-    oursSsh: [],
-    oursSmall: [],
-    restore: [],
-    restoreByHand: [],
-  };
-  for (let round = 0; round < Number(values.rounds); round++) {
-    // Interleaved, so disk state after deletions affects every variant alike.
-    results.ours!.push(await ours(large, join(root, `out-ours-${round}`)));
-    results.byHand!.push(await byHand(large, join(root, `out-hand-${round}`)));
-    if (sshd) results.oursSsh!.push(await ours(large, join(root, `out-ssh-${round}`), sshd));
-    results.oursSmall!.push(await ours(small, join(root, `out-small-${round}`)));
-    if (values.restore) {
-      results.restore!.push(await oursRestore(large, join(root, `out-ours-${round}`)));
-      results.restoreByHand!.push(
-        await restoreByHand(join(root, `out-ours-${round}`), join(root, `hand-restore-${round}`)),
-      );
+    const results = new Map<string, Measurement[]>(variants.map((v) => [v.id, []]));
+    for (let round = warmUp ? 0 : 1; round <= rounds; round++) {
+      for (const variant of variants) {
+        const dir = join(root, `run-${index}`, `round-${round}`, variant.id);
+        mkdirSync(dir, { recursive: true });
+        const service = variant.uploads ? await startArtifactService() : undefined;
+        let measurement: Measurement;
+        try {
+          measurement = await variant.run({ bench, dir, artifactEnv: service?.env ?? {} });
+        } finally {
+          await service?.stop();
+        }
+        if (round > 0) results.get(variant.id)!.push(measurement);
+        console.log(
+          `  ${round === 0 ? 'warm-up' : `round ${round}`}: ${variant.id} ${measurement.seconds.toFixed(1)} s`,
+        );
+        // A few big files go at once; the manual copy's many files wait for the end, as
+        // deleting many files slows creating files afterwards on this kind of disk.
+        if (!variant.keepsManyFiles) rmSync(dir, { recursive: true, force: true });
+      }
     }
-    // Each round's backups go once measured: the disk holds one round at a time.
-    for (const name of ['ours', 'hand', 'ssh', 'small'])
-      rmSync(join(root, `out-${name}-${round}`), { recursive: true, force: true });
-    console.log(`round ${round + 1} done`);
+    t0 = performance.now();
+    const steps = stepsTable(variants, results);
+    const goals = goalLines(results);
+    const table = [
+      `### ${describe(size)}: medians of ${rounds} round(s)`,
+      '',
+      summaryTable(variants, results, 'floor'),
+      ...(goals.length ? ['', 'Against the goals:', '', ...goals] : []),
+      ...(steps
+        ? ['', "Where the tools' time goes (medians of the steps their logs time):", '', steps]
+        : []),
+      '',
+      `Every round:`,
+      '',
+      roundsTable(variants, results),
+    ].join('\n');
+    tables.push(table);
+    console.log(`\n${table}\n`);
   }
-  t0 = performance.now();
   console.log(
-    `\nMedians of ${values.rounds} rounds (seconds; maintenance-mode seconds; peak RSS of the tool's own process, MiB):\n`,
+    [
+      '',
+      `Load average at the end: ${load()}.`,
+      'wall s: the whole variant (for the action, main and post step; uploads included).',
+      "maintenance s: the manifest's window (the manual commands: maintenance on to off).",
+      "dump s: mysqldump alone (floor, manual); the tool's log where it says.",
+      "peak RSS: VmHWM of the tool's own Node process polled every 20 ms (action: main or post, whichever is higher); floor and manual: their upload process.",
+      "runner peak disk: `du -sb` (apparent bytes) of the run's directory (RUNNER_TEMP, TMPDIR and the outputs all inside it), one walk every 200 ms.",
+      '',
+      tables.join('\n\n'),
+    ].join('\n'),
   );
-  console.log('| variant | wall s | maintenance s | peak RSS MiB |\n| --- | --- | --- | --- |');
-  console.log(
-    row(
-      `owncloud-backup, local, ${files} files / ${(bytes / 1024 ** 3).toFixed(2)} GiB (zstd archive + dump)`,
-      results.ours!,
-    ),
-  );
-  if (sshd)
-    console.log(row('owncloud-backup over SSH (loopback), same instance', results.oursSsh!));
-  console.log(
-    row('by hand: rsync -Aax config data + sqlite3 .dump (no archive, no checks)', results.byHand!),
-  );
-  console.log(row('owncloud-backup, local, 100 files / 1 MiB', results.oursSmall!));
-  if (values.restore) {
-    console.log(
-      row(
-        'owncloud-backup restore, local, in place (verify, safety copy, files, database, checks)',
-        results.restore!,
-      ),
-    );
-    console.log(
-      row(
-        'restore by hand: tar --extract, then zstd -dc into sqlite3 (no checks, no safety copy)',
-        results.restoreByHand!,
-      ),
-    );
-  }
-  await sshd?.stop();
 } finally {
-  rmSync(root, { recursive: true, force: true });
+  await Promise.all([sshd.stop(), mariadb.stop()]);
+  scratch.remove();
 }
