@@ -13823,13 +13823,15 @@ function escapeRegex(text) {
  * --directory=/ has) so that no later expression renames it again, then the mark removed.
  * Symlink targets are left as they are. Pure.
  */
-function tarTransforms(parts) {
+function tarTransforms(parts, rest) {
     const ordered = [...parts].sort((a, b) => b.source.length - a.source.length);
     return [
         ...ordered.map((p) => {
             const replacement = p.member.replace(/[\\&,]/g, '\\$&');
             return `--transform=s,^${escapeRegex(fromRoot(p.source))}(/|$),/${replacement}\\1,xrhS`;
         }),
+        // `rest`: where every name no part renamed goes (below it, as it is).
+        ...(rest ? [`--transform=s,^([^/]),/${rest}/\\1,xrhS`] : []),
         '--transform=s,^/,,rhS',
     ];
 }
@@ -13938,19 +13940,29 @@ function commonOptions(fileSet, parts) {
     ];
 }
 /**
- * The directories above the nested install paths (`themes` above `themes/mytheme`), each
- * archived alone so that it comes back with its owner and mode. Pure.
+ * The directories above the nested install paths (`themes` above `themes/mytheme`) and
+ * above the absolute paths (`/etc`, `/etc/apache2` above `/etc/apache2/x.conf`), each
+ * archived alone so that it comes back with its own owner and mode: extracted by hand and
+ * copied into place (`cp -a`), a directory tar made up would carry tar's defaults onto
+ * the real one (`/tmp` losing its mode). Pure.
  */
-function installParents(fileSet) {
-    const parents = new Set();
+function impliedParents(fileSet) {
+    const install = new Set();
+    const absolute = new Set();
     for (const part of fileSet.parts) {
-        if (part.part !== 'install' || !part.patternRoot.includes('/'))
+        if (part.part === 'data')
             continue;
         const names = part.patternRoot.split('/');
-        for (let i = 1; i < names.length; i++)
-            parents.add(`${fileSet.installDir}/${names.slice(0, i).join('/')}`);
+        for (let i = 1; i < names.length; i++) {
+            const prefix = names.slice(0, i).join('/');
+            if (part.part === 'install')
+                install.add(`${fileSet.installDir}/${prefix}`);
+            else
+                absolute.add(`/${prefix}`);
+        }
     }
-    return [...parents].sort((a, b) => a.split('/').length - b.split('/').length);
+    const shallowFirst = (set) => [...set].sort((a, b) => a.split('/').length - b.split('/').length || a.localeCompare(b));
+    return { install: shallowFirst(install), absolute: shallowFirst(absolute) };
 }
 /**
  * The tar runs on the host for one pass, their archives joined into one here (each but the
@@ -13967,7 +13979,7 @@ function tarCommands(fileSet, phase, snapshot) {
     const live = fileSet.parts.filter((p) => p.part !== 'install');
     const commands = [];
     if (phase === 'base' && install.length > 0) {
-        const parents = installParents(fileSet);
+        const parents = impliedParents(fileSet);
         // A data directory inside the installation (a tarball install) is the next run's.
         const inside = live.filter((p) => install.some((i) => isWithin(p.source, i.source)));
         commands.push([
@@ -13975,7 +13987,7 @@ function tarCommands(fileSet, phase, snapshot) {
             ...inside.flatMap((p) => ['--anchored', '--no-wildcards', `--exclude=${fromRoot(p.source)}`]),
             ...tarTransforms([
                 ...install,
-                ...(parents.length > 0
+                ...(parents.install.length > 0
                     ? [
                         {
                             source: fileSet.installDir,
@@ -13985,9 +13997,11 @@ function tarCommands(fileSet, phase, snapshot) {
                         },
                     ]
                     : []),
-            ]),
+            ], 
+            // What no part renamed is a directory above an absolute path: it goes below extra/.
+            parents.absolute.length > 0 ? LAYOUT.absolute : undefined),
             '--no-recursion',
-            ...parents.map((p) => `--add-file=${fromRoot(p)}`),
+            ...[...parents.install, ...parents.absolute].map((p) => `--add-file=${fromRoot(p)}`),
             '--recursion',
             ...outermostSources(install).map((s) => `--add-file=${fromRoot(s)}`),
         ]);

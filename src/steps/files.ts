@@ -124,13 +124,15 @@ function escapeRegex(text: string): string {
  * --directory=/ has) so that no later expression renames it again, then the mark removed.
  * Symlink targets are left as they are. Pure.
  */
-export function tarTransforms(parts: readonly TarPart[]): string[] {
+export function tarTransforms(parts: readonly TarPart[], rest?: string): string[] {
   const ordered = [...parts].sort((a, b) => b.source.length - a.source.length);
   return [
     ...ordered.map((p) => {
       const replacement = p.member.replace(/[\\&,]/g, '\\$&');
       return `--transform=s,^${escapeRegex(fromRoot(p.source))}(/|$),/${replacement}\\1,xrhS`;
     }),
+    // `rest`: where every name no part renamed goes (below it, as it is).
+    ...(rest ? [`--transform=s,^([^/]),/${rest}/\\1,xrhS`] : []),
     '--transform=s,^/,,rhS',
   ];
 }
@@ -253,18 +255,27 @@ function commonOptions(fileSet: FileSet, parts: readonly TarPart[]): string[] {
 }
 
 /**
- * The directories above the nested install paths (`themes` above `themes/mytheme`), each
- * archived alone so that it comes back with its owner and mode. Pure.
+ * The directories above the nested install paths (`themes` above `themes/mytheme`) and
+ * above the absolute paths (`/etc`, `/etc/apache2` above `/etc/apache2/x.conf`), each
+ * archived alone so that it comes back with its own owner and mode: extracted by hand and
+ * copied into place (`cp -a`), a directory tar made up would carry tar's defaults onto
+ * the real one (`/tmp` losing its mode). Pure.
  */
-function installParents(fileSet: FileSet): string[] {
-  const parents = new Set<string>();
+function impliedParents(fileSet: FileSet): { install: string[]; absolute: string[] } {
+  const install = new Set<string>();
+  const absolute = new Set<string>();
   for (const part of fileSet.parts) {
-    if (part.part !== 'install' || !part.patternRoot.includes('/')) continue;
+    if (part.part === 'data') continue;
     const names = part.patternRoot.split('/');
-    for (let i = 1; i < names.length; i++)
-      parents.add(`${fileSet.installDir}/${names.slice(0, i).join('/')}`);
+    for (let i = 1; i < names.length; i++) {
+      const prefix = names.slice(0, i).join('/');
+      if (part.part === 'install') install.add(`${fileSet.installDir}/${prefix}`);
+      else absolute.add(`/${prefix}`);
+    }
   }
-  return [...parents].sort((a, b) => a.split('/').length - b.split('/').length);
+  const shallowFirst = (set: Set<string>) =>
+    [...set].sort((a, b) => a.split('/').length - b.split('/').length || a.localeCompare(b));
+  return { install: shallowFirst(install), absolute: shallowFirst(absolute) };
 }
 
 /**
@@ -282,27 +293,31 @@ export function tarCommands(fileSet: FileSet, phase: TarPhase, snapshot: string)
   const live = fileSet.parts.filter((p) => p.part !== 'install');
   const commands: string[][] = [];
   if (phase === 'base' && install.length > 0) {
-    const parents = installParents(fileSet);
+    const parents = impliedParents(fileSet);
     // A data directory inside the installation (a tarball install) is the next run's.
     const inside = live.filter((p) => install.some((i) => isWithin(p.source, i.source)));
     commands.push([
       ...commonOptions(fileSet, install),
       ...inside.flatMap((p) => ['--anchored', '--no-wildcards', `--exclude=${fromRoot(p.source)}`]),
-      ...tarTransforms([
-        ...install,
-        ...(parents.length > 0
-          ? [
-              {
-                source: fileSet.installDir,
-                member: LAYOUT.install,
-                part: 'install' as const,
-                patternRoot: '',
-              },
-            ]
-          : []),
-      ]),
+      ...tarTransforms(
+        [
+          ...install,
+          ...(parents.install.length > 0
+            ? [
+                {
+                  source: fileSet.installDir,
+                  member: LAYOUT.install,
+                  part: 'install' as const,
+                  patternRoot: '',
+                },
+              ]
+            : []),
+        ],
+        // What no part renamed is a directory above an absolute path: it goes below extra/.
+        parents.absolute.length > 0 ? LAYOUT.absolute : undefined,
+      ),
       '--no-recursion',
-      ...parents.map((p) => `--add-file=${fromRoot(p)}`),
+      ...[...parents.install, ...parents.absolute].map((p) => `--add-file=${fromRoot(p)}`),
       '--recursion',
       ...outermostSources(install).map((s) => `--add-file=${fromRoot(s)}`),
     ]);

@@ -127,7 +127,6 @@ describe.each(['sqlite', 'mysql', 'pgsql'] as const)(
         'Preflight',
         'Files',
         'Maintenance window',
-        'Archive',
         'Upload',
       ])
         expect(main.stdout).toMatch(new RegExp(`^::group::${group}`, 'm'));
@@ -341,10 +340,11 @@ describe('uploading', () => {
       main.outputs['backup-dir']!.startsWith(join(dir, 'kept backups', 'owncloud-backup-')),
     ).toBe(true);
     const kept = readdirSync(main.outputs['backup-dir']!).sort();
-    expect(kept).toHaveLength(4);
+    expect(kept).toHaveLength(5);
     expect(kept.slice(0, 2)).toEqual(['SHA256SUMS', 'manifest.json']);
     expect(kept[2]).toMatch(/^owncloud-dbbackup_\d{8}\.bak\.zst$/);
-    expect(kept[3]).toMatch(/^owncloud-files_\d{8}\.tar\.zst$/);
+    expect(kept[3]).toMatch(/^owncloud-files-delta_\d{8}\.tar\.zst$/);
+    expect(kept[4]).toMatch(/^owncloud-files_\d{8}\.tar\.zst$/);
     expect(main.summary).toContain('(upload: false)');
     expect(main.stdout).not.toMatch(/^::group::Upload/m);
     // The restore test runs by default in the action, and the summary and manifest say so.

@@ -227,6 +227,15 @@ async function backUpLoseAndRestore(
   await dropDatabase(engine, backup.manifest.database.name);
   expect(existsSync(instance.dataDir)).toBe(false);
 
+  // The directories above the extra path (/tmp among them) keep their owner and mode.
+  const ancestors: string[] = [];
+  for (let dir = dirname(extra); dir !== '/'; dir = dirname(dir)) ancestors.push(dir);
+  const modes = () =>
+    ancestors.map((dir) => {
+      const stat = statSync(dir);
+      return `${dir} ${stat.mode.toString(8)} ${stat.uid}:${stat.gid}`;
+    });
+  const ancestorsBefore = modes();
   const { script, cwd } = restoreScript(backup, engine);
   const restore = spawnSync('bash', ['-e', '-u', '-c', script], {
     cwd,
@@ -234,6 +243,7 @@ async function backUpLoseAndRestore(
     encoding: 'utf8',
   });
   expect(restore.status, `${restore.stdout}\n${restore.stderr}`).toBe(0);
+  expect(modes()).toEqual(ancestorsBefore);
 
   // Files: the installation (server code reinstalled, the rest from the backup), the data
   // directory and the extra path, entry by entry. occ rewrote config.php (a new data

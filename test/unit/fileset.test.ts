@@ -190,9 +190,14 @@ describe('tar passes over the file set', () => {
     expect(delta).toHaveLength(1);
     const read = (argv: string[]) =>
       argv.filter((a) => a.startsWith('--add-file=')).map((a) => a.slice('--add-file='.length));
-    // The directory above themes/mytheme alone (no recursion), then the install parts.
+    // The directories above themes/mytheme and above the absolute paths alone (no
+    // recursion), then the install parts.
     expect(read(base[0]!)).toEqual([
       'var/www/owncloud/themes',
+      'etc',
+      'srv',
+      'etc/apache2',
+      'etc/apache2/sites-enabled',
       'etc/owncloud',
       'var/www/owncloud/themes/mytheme',
       'var/www/owncloud/apps-external',
@@ -205,6 +210,10 @@ describe('tar passes over the file set', () => {
     expect(plain.some((a) => a.startsWith('--listed-incremental'))).toBe(false);
     expect(plain).toContain('--transform=s,^etc/owncloud(/|$),/owncloud/config\\1,xrhS');
     expect(plain).toContain('--transform=s,^var/www/owncloud(/|$),/owncloud\\1,xrhS');
+    // What no part renames (the directories above absolute paths) goes below extra/.
+    expect(plain[plain.indexOf('--transform=s,^/,,rhS') - 1]).toBe(
+      '--transform=s,^([^/]),/extra/\\1,xrhS',
+    );
     for (const argv of [base[1]!, delta[0]!]) {
       expect(read(argv)).toEqual([
         'srv/data',
