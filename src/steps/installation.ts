@@ -105,7 +105,8 @@ export function parsePackageOwners(stdout: string): Map<PackageManager, Map<stri
   const lines = new Map<PackageManager, string[]>();
   let section: string[] | undefined;
   for (const line of stdout.split('\n')) {
-    if (line === '#dpkg' || line === '#rpm') lines.set(line.slice(1) as PackageManager, (section = []));
+    if (line === '#dpkg' || line === '#rpm')
+      lines.set(line.slice(1) as PackageManager, (section = []));
     else section?.push(line);
   }
   // Asked in this order: dpkg first, as a Debian system may have rpm too.

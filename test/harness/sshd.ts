@@ -65,7 +65,6 @@ function readCommandLog(dir: string): RemoteCommand[] {
     .sort((a, b) => a.start - b.start);
 }
 
-
 function tcpAccepts(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect({ host, port });
@@ -135,9 +134,7 @@ export async function startSshd(
       'MaxStartups 50',
       'LogLevel ERROR',
       ...(options.sessionPath ? [`SetEnv "PATH=${options.sessionPath}"`] : []),
-      ...(options.logCommands
-        ? [`ForceCommand ${logger}`]
-        : []),
+      ...(options.logCommands ? [`ForceCommand ${logger}`] : []),
       '',
     ].join('\n'),
   );
