@@ -51,11 +51,12 @@ export interface MaintenanceWindow {
 // Switches maintenance mode and reads it back in one command on the host (one round trip):
 // argv 1 is the flag (--on, --off), the rest `occ maintenance:mode` as the right user. The
 // switch's own words and exit status are kept; only a switch that succeeded is followed by
-// the SWITCHED_MARK line and the state occ reads then (occ's own answer and exit status).
+// the SWITCHED_MARK line (on a line of its own whatever a login script printed before it)
+// and the state occ reads then (occ's own answer and exit status).
 const SWITCHED_MARK = 'owncloud-backup: switched';
 const SWITCH_AND_READ = `flag=$1; shift
 said=$("$@" "$flag" 2>&1) || { status=$?; printf '%s\\n' "$said"; exit "$status"; }
-echo '${SWITCHED_MARK}'
+printf '\\n%s\\n' '${SWITCHED_MARK}'
 exec "$@"`;
 
 /** argv that switches maintenance mode (`--on` or `--off`) and then prints the state occ reads. */
