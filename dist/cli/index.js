@@ -6,7 +6,7 @@ import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(732);
+/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(69);
 // Entry of the `owncloud-backup` command.
 
 (0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .dropOutputToClosedPipes */ .D3)();
@@ -17,7 +17,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 732:
+/***/ 69:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -12836,381 +12836,77 @@ async function connectStep(reporter, target, secrets, ssh) {
 /** Numeric owners, modes, ACLs and every xattr namespace. */
 const TAR_METADATA_FLAGS = ['--numeric-owner', '--acls', '--xattrs', '--xattrs-include=*'];
 
-;// CONCATENATED MODULE: ./src/instance.ts
-// What an ownCloud (or Nextcloud) instance says about itself in config.php, and how that
-// combines with explicit overrides into the database connection a dump needs. Pure.
+;// CONCATENATED MODULE: ./src/steps/host-paths.ts
+// What paths are on the host, as a given user sees them. Every command over SSH costs a
+// round trip and a login shell on the host, so planning asks once, in one command, about
+// every path it may need to know (the data directory's markers, app directories, theme
+// candidates, extra paths, the top-level paths of the file set), then looks the answers up.
 
 
-/** The config.php keys a backup reads. */
-const CONFIG_KEYS = [
-    'instanceid',
-    'version',
-    'datadirectory',
-    'dbtype',
-    'dbhost',
-    'dbname',
-    'dbuser',
-    'dbpassword',
-    'dbtableprefix',
-    'mysql.utf8mb4',
-    'theme',
-    'maintenance',
-    'installed',
-    'apps_paths',
-];
-/** The values that end up in a command's argv (or on the dump's stdin): none may hold a NUL. */
-const ARGUMENT_KEYS = [
-    'datadirectory',
-    'dbhost',
-    'dbname',
-    'dbuser',
-    'dbpassword',
-    'dbtableprefix',
-    'theme',
-];
-/**
- * Why config.php's values cannot be used, naming the key (a NUL byte cannot be passed to
- * any program: no argv, file name or password holds one); undefined when they can.
- */
-function invalidConfigValue(config) {
-    for (const key of ARGUMENT_KEYS) {
-        const value = config[key];
-        if (typeof value === 'string' && value.includes('\0'))
-            return `config.php's '${key}' contains a NUL byte, which no program accepts: fix the value in config.php.`;
-    }
-    return undefined;
-}
-const DB_TYPES = {
-    mysql: 'mysql',
-    pgsql: 'pgsql',
-    sqlite: 'sqlite',
-    sqlite3: 'sqlite',
-};
-function instance_text(value) {
-    if (value === undefined || value === null || value === false)
-        return '';
-    return String(value);
-}
-/**
- * Splits config.php's dbhost as ownCloud does: `host`, `host:port`, `host:/path/to/socket`,
- * `[ipv6]:port`, or (PostgreSQL) a socket directory `/path`.
- */
-function parseDbHost(dbhost) {
-    const value = dbhost.trim();
-    if (value === '')
-        return {};
-    if (value.startsWith('/'))
-        return { socket: value };
-    const bracketed = /^\[([^\]]+)\](?::(.*))?$/.exec(value);
-    let host;
-    let rest;
-    if (bracketed) {
-        host = bracketed[1];
-        rest = bracketed[2];
-    }
-    else {
-        const colon = value.indexOf(':');
-        host = colon === -1 ? value : value.slice(0, colon);
-        rest = colon === -1 ? undefined : value.slice(colon + 1);
-    }
-    if (rest === undefined || rest === '')
-        return { host };
-    if (/^\d+$/.test(rest))
-        return { host, port: Number(rest) };
-    return { host, socket: rest };
-}
-/** The connection for the dump: config.php's values, each replaced by an override if given. */
-function resolveDatabase(config, overrides, dataDir) {
-    let type = overrides.type;
-    if (!type) {
-        const dbtype = instance_text(config.dbtype).toLowerCase();
-        if (dbtype === 'oci')
-            throw new InputError("config.php says dbtype 'oci' (Oracle), which is not supported: back it up with Oracle's own tools.");
-        type = DB_TYPES[dbtype || 'sqlite'];
-        if (!type)
-            throw new InputError(`config.php has dbtype '${dbtype}', which is not supported. Expected mysql, pgsql or sqlite3.`);
-    }
-    const fromConfig = parseDbHost(instance_text(config.dbhost));
-    const connection = {
-        type,
-        name: overrides.name ?? (instance_text(config.dbname) || 'owncloud'),
-        user: overrides.user ?? instance_text(config.dbuser),
-        password: overrides.password ?? instance_text(config.dbpassword),
-        tablePrefix: instance_text(config.dbtableprefix) || 'oc_',
-        utf8mb4: config['mysql.utf8mb4'] === true || config['mysql.utf8mb4'] === 'true',
-    };
-    const explicit = overrides.host !== undefined ? parseDbHost(overrides.host) : fromConfig;
-    if (explicit.host && explicit.host !== 'localhost')
-        connection.host = explicit.host;
-    if (explicit.host === 'localhost' && type === 'pgsql')
-        connection.host = 'localhost';
-    if (explicit.socket)
-        connection.socket = explicit.socket;
-    const port = overrides.port ?? explicit.port;
-    if (port !== undefined)
-        connection.port = port;
-    if (type === 'sqlite')
-        connection.file = `${dataDir}/${connection.name}.db`;
-    else if (connection.user === '')
-        throw new InputError('No database user: config.php has no dbuser and none was given (db-user).');
-    return connection;
-}
-/**
- * config.php's `apps_paths` as a list: PHP gives a list or (with keys) an object; entries
- * without a usable path are skipped; a relative path is taken within the installation.
- */
-function parseAppsPaths(value, installDir) {
-    if (value === null || typeof value !== 'object')
+
+// For each path, NUL-separated: what it is (following a symlink), whether it is a symlink,
+// and its real path. `kind` is `test -d`, then a symlink that `test -e` finds, then `test -e`.
+const INSPECT = `for p; do
+  if [ -d "$p" ]; then k=dir; elif [ -L "$p" ] && [ -e "$p" ]; then k=file-link; elif [ -e "$p" ]; then k=file; else k=missing; fi
+  if [ -L "$p" ]; then l=link; else l=; fi
+  printf '%s\\0%s\\0%s\\0' "$k" "$l" "$(readlink -f -- "$p")"
+done`;
+/** What each path is on the host, as `user` sees it, and where it really is: one command. */
+async function inspectPaths(host, user, paths) {
+    if (paths.length === 0)
         return [];
-    const found = [];
-    for (const entry of Object.values(value)) {
-        if (entry === null || typeof entry !== 'object')
-            continue;
-        const { path, url, writable } = entry;
-        if (typeof path !== 'string' || path.trim() === '' || path.includes('\0'))
-            continue;
-        const absolute = external_node_path_namespaceObject.posix.normalize(path.startsWith('/') ? path : `${installDir}/${path}`);
-        const normal = absolute.length > 1 ? absolute.replace(/\/+$/, '') : absolute;
-        if (found.some((f) => f.path === normal))
-            continue;
-        found.push({
-            path: normal,
-            url: typeof url === 'string' ? url : '',
-            writable: writable === true || writable === 'true' || writable === 1,
-        });
-    }
-    return found;
-}
-/** ownCloud and Nextcloud mark their data directory; which marker says which product. */
-function productOf(markers, version) {
-    if (markers.ncdata)
-        return 'nextcloud';
-    // Nextcloud before 21 used .ocdata too; its versions start at 9 and passed ownCloud's 10 long ago.
-    const major = Number(version.split('.')[0]);
-    return major >= 11 ? 'nextcloud' : 'owncloud';
-}
-
-;// CONCATENATED MODULE: ./src/steps/discover.ts
-// Discovery: what the instance is, read from its own config.php with PHP on the host (the
-// faithful way: config.php is PHP, and every ownCloud host has PHP). Like ownCloud, it
-// merges config/*.config.php over config.php.
-
-
-
-
-
-// PHP's own messages about config.php quote its text (a syntax error names the token it
-// choked on, which may be part of the password), so PHP prints none (display_errors=0) and
-// the script reports a failure as JSON naming only the kind, file and line.
-const READ_CONFIG_BODY = `
-error_reporting(E_ALL & ~E_DEPRECATED & ~E_NOTICE);
-$done = false;
-$fail = function ($kind, $file, $line = 0, $class = '') use (&$done) {
-  $done = true;
-  echo json_encode(['failure' => ['kind' => $kind, 'file' => $file, 'line' => $line, 'class' => $class]]);
-  exit(3);
-};
-register_shutdown_function(function () use (&$done, $fail) {
-  $error = error_get_last();
-  if (!$done && $error !== null && in_array($error['type'], [E_ERROR, E_PARSE, E_CORE_ERROR, E_COMPILE_ERROR], true)) { while (ob_get_level() > 0) ob_end_clean(); $fail('fatal', $error['file'], $error['line']); }
-});
-$merged = [];
-$files = array_merge([$dir . '/config.php'], glob($dir . '/*.config.php') ?: []);
-foreach ($files as $file) {
-  if (!is_readable($file)) $fail('unreadable', $file);
-  $CONFIG = null;
-  ob_start();
-  try {
-    $ok = include $file;
-  } catch (ParseError $e) {
-    ob_end_clean();
-    $fail('syntax', $e->getFile(), $e->getLine());
-  } catch (Throwable $e) {
-    ob_end_clean();
-    $fail('error', $e->getFile(), $e->getLine(), get_class($e));
-  }
-  ob_end_clean();
-  if ($ok === false) $fail('unreadable', $file);
-  if (!is_array($CONFIG)) $fail('no-config', $file);
-  $merged = array_merge($merged, $CONFIG);
-}
-echo json_encode(array_intersect_key($merged, array_flip($keys)));
-$done = true;
-`;
-/** Reads the config files of a directory on the host: argv 1 the config dir, argv 2 the keys. */
-const READ_CONFIG = `$dir = $argv[1]; $keys = json_decode($argv[2], true);\n${READ_CONFIG_BODY}`;
-/**
- * Reads config files given on stdin (JSON: files by name, keys), e.g. a backup's, in a
- * private directory that is removed at the end: the password in them never reaches argv.
- */
-const READ_GIVEN_CONFIG = `
-$given = json_decode(stream_get_contents(STDIN), true);
-$keys = $given['keys'];
-$dir = sys_get_temp_dir() . '/owncloud-backup-config-' . bin2hex(random_bytes(8));
-umask(077);
-if (!mkdir($dir, 0700)) exit(4);
-register_shutdown_function(function () use ($dir) {
-  foreach (glob($dir . '/*') ?: [] as $file) unlink($file);
-  rmdir($dir);
-});
-foreach ($given['files'] as $name => $text) {
-  if (basename($name) !== $name || $name === '' || $name[0] === '.') exit(4);
-  file_put_contents($dir . '/' . $name, $text);
-}
-${READ_CONFIG_BODY}`;
-/**
- * The message for the reading script's own failure report (exit 3), built from the kind,
- * file and line only, never from PHP's text; undefined when stdout is not such a report.
- */
-function configReadFailure(stdout, owner) {
-    let report;
-    try {
-        report = JSON.parse(stdout).failure;
-    }
-    catch {
-        return undefined;
-    }
-    if (typeof report !== 'object' || report === null)
-        return undefined;
-    const { kind, file, line, class: errorClass } = report;
-    const where = typeof file === 'string' ? file : 'config.php';
-    const onLine = typeof line === 'number' && line > 0 ? ` on line ${line}` : '';
-    switch (kind) {
-        case 'syntax':
-            return `${where} has a PHP syntax error${onLine}: fix it (php -l ${where} shows where).`;
-        case 'error':
-            return `${where} stops with a PHP ${typeof errorClass === 'string' && /^[\w\\]+$/.test(errorClass) ? errorClass : 'error'}${onLine} when loaded.`;
-        case 'fatal':
-            return `${where} stops PHP with a fatal error${onLine} when loaded.`;
-        case 'unreadable':
-            return `${where} cannot be read by ${owner} (who runs occ): check its owner and mode.`;
-        case 'no-config':
-            return `${where} does not define a $CONFIG array: is it an ownCloud config file?`;
-        default:
-            return undefined;
-    }
-}
-/** Whether a path exists, as seen by the instance's owner (who can see into its data dir). */
-async function existsOnHost(host, owner, test, path) {
-    const result = await host.run(asUser(host.account, owner, ['test', test, path]));
-    const transport = host.transportFailure(result);
-    if (transport)
-        throw new LinkError(transport);
-    return result.exitCode === 0;
-}
-async function discoverInstance(host, plan, secrets) {
-    const installDir = plan.owncloudDir;
-    const configDir = `${installDir}/config`;
-    const configPath = `${configDir}/config.php`;
-    const stat = await host.run(['stat', '-c', '%U', '--', configPath]);
-    if (stat.exitCode !== 0) {
-        const transport = host.transportFailure(stat);
-        if (transport)
-            throw new LinkError(transport);
-        if (!(await existsOnHost(host, host.account, '-d', installDir)))
-            throw new InputError(`owncloud-dir '${installDir}' does not exist on ${host.label}.`);
-        throw new InputError(`owncloud-dir '${installDir}' has no config/config.php on ${host.label}: is it an ownCloud installation?`);
-    }
-    const configOwner = stat.stdout.trim();
-    const owner = plan.occUser ?? configOwner;
-    // Everything below runs as the owner; an SSH user that is someone else needs sudo for it.
-    if (host.account !== 'root' && host.account !== owner)
-        await requirePasswordlessSudo(host, owner);
-    const exists = (test, path) => existsOnHost(host, owner, test, path);
-    const read = await host.run(configReader(host, owner, READ_CONFIG, [configDir, JSON.stringify(CONFIG_KEYS)]));
-    const config = parseConfigRead(host, read, owner, configPath);
-    // A secret from the moment it is known.
-    secrets.add(typeof config.dbpassword === 'string' ? config.dbpassword : undefined);
-    const invalid = invalidConfigValue(config);
-    if (invalid)
-        throw new InputError(invalid);
-    if (config.installed === false)
-        throw new InputError(`${configPath} says the instance is not installed (installed => false): nothing to back up.`);
-    // config.php's value may carry a trailing slash or doubled ones: one spelling from here on.
-    const dataDir = external_node_path_namespaceObject.posix
-        .normalize(plan.dataDir ??
-        (typeof config.datadirectory === 'string' && config.datadirectory
-            ? config.datadirectory
-            : `${installDir}/data`))
-        .replace(/(.)\/+$/, '$1');
-    const markers = {
-        ocdata: await exists('-e', `${dataDir}/.ocdata`),
-        ncdata: await exists('-e', `${dataDir}/.ncdata`),
-    };
-    if (!markers.ocdata && !markers.ncdata) {
-        const where = plan.dataDir ? 'data-dir' : "config.php's datadirectory";
-        if (!(await exists('-d', dataDir)))
-            throw new InputError(`The data directory '${dataDir}' (${where}) does not exist on ${host.label}.`);
-        throw new InputError(`The data directory '${dataDir}' (${where}) has neither .ocdata (ownCloud) nor .ncdata (Nextcloud): it is not an ownCloud data directory.`);
-    }
-    const version = typeof config.version === 'string' ? config.version : '';
-    const database = resolveDatabase(config, plan.database, dataDir);
-    secrets.add(database.password);
-    return {
-        product: productOf(markers, version),
-        version,
-        instanceId: typeof config.instanceid === 'string' ? config.instanceid : '',
-        theme: typeof config.theme === 'string' ? config.theme : '',
-        installDir,
-        configPath,
-        owner,
-        dataDir,
-        maintenance: config.maintenance === true,
-        database,
-        appsPaths: parseAppsPaths(config.apps_paths, installDir),
-    };
+    const result = reached(host, await host.run(asUser(host.account, user, ['sh', '-c', INSPECT, 'sh', ...paths])));
+    const fields = result.stdout.split('\0');
+    if (result.exitCode !== 0 || fields.length < paths.length * 3)
+        throw new BackupError(`Could not inspect the paths to back up on ${host.label}: ${stderrTail(result.stderr)}`);
+    return paths.map((path, i) => ({
+        kind: fields[i * 3],
+        link: fields[i * 3 + 1] === 'link',
+        real: fields[i * 3 + 2] || path,
+    }));
 }
 /**
- * The values of config files that are not on the host yet (a backup's config/), read there
- * with PHP as the given user, exactly as ownCloud would read them.
+ * The answers of one inspectPaths call, looked up by path; a path that was not asked about
+ * is inspected on its own when needed.
  */
-async function readGivenConfig(host, user, files, what) {
-    const read = await host.run(configReader(host, user, READ_GIVEN_CONFIG), {
-        input: JSON.stringify({ files, keys: CONFIG_KEYS }),
-    });
-    return parseConfigRead(host, read, user, what);
-}
-/** PHP on the host running a config reading script as the given user, printing no error text. */
-function configReader(host, user, script, args = []) {
-    return asUser(host.account, user, [
-        'php',
-        '-d',
-        'display_errors=0',
-        '-d',
-        'log_errors=0',
-        '-r',
-        script,
-        ...(args.length > 0 ? ['--', ...args] : []),
-    ]);
-}
-function parseConfigRead(host, read, owner, configPath) {
-    if (read.exitCode !== 0) {
-        const transport = host.transportFailure(read);
-        if (transport)
-            throw new LinkError(transport);
-        const failure = configReadFailure(read.stdout, owner);
-        if (failure)
-            throw new BackupError(failure);
-        // Not PHP's words (it prints none): the shell's or sudo's, e.g. php missing.
-        throw new BackupError(`Could not read ${configPath} with PHP on ${host.label}: ${stderrTail(read.stderr) || `php exited with ${read.exitCode}`}`);
+class HostPaths {
+    facts = new Map();
+    host;
+    user;
+    constructor(host, user) {
+        this.host = host;
+        this.user = user;
     }
-    try {
-        const parsed = JSON.parse(read.stdout);
-        // PHP encodes an empty array as [] rather than {}.
-        return (Array.isArray(parsed) ? {} : parsed);
+    /** Asks about all these paths at once (as `user`, who can see into the data directory). */
+    static async inspect(host, user, paths) {
+        const known = new HostPaths(host, user);
+        await known.add(paths);
+        return known;
     }
-    catch {
-        throw new BackupError(`PHP printed something other than the configuration when reading ${configPath}.`);
+    async add(paths) {
+        const unknown = [...new Set(paths)].filter((p) => !this.facts.has(p));
+        const found = await inspectPaths(this.host, this.user, unknown);
+        unknown.forEach((path, i) => this.facts.set(path, found[i]));
     }
-}
-/**
- * An SSH user that is neither root nor the instance's owner runs occ (as the owner) and
- * rsync (to read every file) through sudo, which must not ask for a password.
- */
-async function requirePasswordlessSudo(host, owner) {
-    const result = await host.run(['sudo', '-n', 'true']);
-    if (result.exitCode !== 0)
-        throw new BackupError(`The SSH user ${host.account} on ${host.label} is neither root nor ${owner} and cannot use sudo without a password (${stderrTail(result.stderr) || 'sudo -n failed'}): connect as root or ${owner}, or allow it passwordless sudo.`);
+    /** What the path is (inspected now if it was not asked about before). */
+    async fact(path) {
+        if (!this.facts.has(path))
+            await this.add([path]);
+        return this.facts.get(path);
+    }
+    /** What each path is, in one command for those not asked about before. */
+    async factsOf(paths) {
+        await this.add(paths);
+        return paths.map((p) => this.facts.get(p));
+    }
+    /** `test -e`: exists (a symlink: its target does). */
+    async exists(path) {
+        return (await this.fact(path)).kind !== 'missing';
+    }
+    /** `test -d`: a directory (a symlink: to one). */
+    async isDir(path) {
+        return (await this.fact(path)).kind === 'dir';
+    }
 }
 
 ;// CONCATENATED MODULE: ./src/steps/installation.ts
@@ -13218,7 +12914,6 @@ async function requirePasswordlessSudo(host, owner) {
 // not: the install type (a distribution package owns occ/version.php, or a tarball was
 // unpacked), and the app directories with the apps that did not ship with the release
 // (app-store apps, which only a backup brings back).
-
 
 
 
@@ -13265,14 +12960,62 @@ function parseShippedJson(text) {
     }
     return names.size > 0 ? names : undefined;
 }
-/** The package managers the host has, in the order they are asked. */
-async function packageManagers(host) {
+// For each package manager the host has, a `#NAME` line, then the owners of the paths given
+// as `PACKAGE: PATH` lines (dpkg-query --search's form). Arguments: the number of paths, the
+// paths as dpkg-query patterns, then the same paths as they are.
+const PACKAGE_OWNERS = `n=$1; shift
+if command -v rpm >/dev/null 2>&1; then
+  echo '#rpm'
+  i=0
+  for p; do
+    i=$((i + 1))
+    [ "$i" -gt "$n" ] || continue
+    o=$(rpm -qf --queryformat '%{NAME}\\n' -- "$p" 2>/dev/null) && [ -n "$o" ] &&
+      printf '%s: %s\\n' "$(printf '%s\\n' "$o" | head -n 1)" "$p"
+  done
+fi
+if command -v dpkg-query >/dev/null 2>&1; then
+  echo '#dpkg'
+  i=0
+  for p; do i=$((i + 1)); if [ "$i" -le "$n" ]; then set -- "$@" "$p"; fi; done
+  shift $((n + n))
+  dpkg-query --search -- "$@" 2>/dev/null
+fi
+true`;
+/** PACKAGE_OWNERS' output: each package manager found, with its owners (path → package). */
+function parsePackageOwners(stdout) {
+    const lines = new Map();
+    let section;
+    for (const line of stdout.split('\n')) {
+        if (line === '#dpkg' || line === '#rpm')
+            lines.set(line.slice(1), (section = []));
+        else
+            section?.push(line);
+    }
+    // Asked in this order: dpkg first, as a Debian system may have rpm too.
+    const found = new Map();
+    for (const manager of ['dpkg', 'rpm']) {
+        const text = lines.get(manager);
+        if (text)
+            found.set(manager, parseDpkgSearch(text.join('\n')));
+    }
+    return found;
+}
+/**
+ * Which of these host paths a package owns, asked of every package manager the host has, in
+ * one command: manager → (path → package), for the managers found (dpkg first).
+ */
+async function ownersByManager(host, paths) {
     const result = reached(host, await host.run([
         'sh',
         '-c',
-        'command -v dpkg-query >/dev/null 2>&1 && echo dpkg; command -v rpm >/dev/null 2>&1 && echo rpm; true',
+        PACKAGE_OWNERS,
+        'sh',
+        String(paths.length),
+        ...paths.map(dpkgPattern),
+        ...paths,
     ]));
-    return result.stdout.split('\n').filter((m) => m === 'dpkg' || m === 'rpm');
+    return parsePackageOwners(result.stdout);
 }
 /** Which of these host paths a package owns: path → package. */
 async function packageOwners(host, manager, paths) {
@@ -13292,26 +13035,25 @@ async function packageOwners(host, manager, paths) {
     }
     return owners;
 }
-/** The install dir with symlinks resolved, as a package database records it. */
-async function realPath(host, owner, path) {
-    const result = reached(host, await host.run(asUser(host.account, owner, ['readlink', '-f', '--', path])));
-    return result.exitCode === 0 && result.stdout.trim() ? result.stdout.replace(/\n$/, '') : path;
-}
 /**
  * Package or tarball install: `auto` asks the host's package database (dpkg, else rpm)
  * whether a package owns the installation's occ or version.php.
  */
-async function detectInstallType(host, requested, instance) {
+async function detectInstallType(host, requested, instance, 
+/** What the installation's paths are, as its owner sees them (the install dir's real path). */
+paths) {
     if (requested === 'tarball')
         return { type: 'tarball', reason: 'install-type: tarball' };
-    const real = await realPath(host, instance.owner, instance.installDir);
+    // As a package database records it: with symlinks resolved.
+    const real = (await paths.fact(instance.installDir)).real;
     const candidates = [
         ...new Set([instance.installDir, real].flatMap((dir) => [`${dir}/version.php`, `${dir}/occ`])),
     ];
-    const managers = await packageManagers(host);
-    for (const manager of managers) {
-        const owners = await packageOwners(host, manager, candidates);
-        const [path, owner] = [...owners][0] ?? [];
+    const found = await ownersByManager(host, candidates);
+    const managers = [...found.keys()];
+    for (const [manager, owners] of found) {
+        const path = candidates.find((p) => owners.has(p));
+        const owner = path === undefined ? undefined : owners.get(path);
         if (path && owner) {
             const how = `${path} belongs to package ${owner} (${manager})`;
             return {
@@ -13349,6 +13091,14 @@ async function readOnHost(host, owner, path) {
 function isWithin(path, dir) {
     return path === dir || path.startsWith(dir === '/' ? '/' : `${dir}/`);
 }
+/** Every directory planAppDirs may look at: config.php's apps_paths, apps/ and the usual others. */
+function appDirCandidates(instance) {
+    return [
+        ...instance.appsPaths.map((a) => a.path),
+        `${instance.installDir}/${SHIPPED_APPS_DIR}`,
+        ...USUAL_APP_DIRS.map((name) => `${instance.installDir}/${name}`),
+    ];
+}
 /**
  * The instance's app directories (config.php's apps_paths, else apps/, plus apps-external/
  * and custom_apps/ when present) and what of each to copy. A tarball install copies the
@@ -13356,9 +13106,11 @@ function isWithin(path, dir) {
  * that ships with the code, and from that one the apps the release did not ship (Nextcloud:
  * not in core/shipped.json; otherwise: not owned by the server's package).
  */
-async function planAppDirs(host, instance, kind, warn) {
+async function planAppDirs(host, instance, kind, warn, 
+/** What the app directories are, as the owner sees them (see appDirCandidates). */
+paths) {
     const { installDir, owner } = instance;
-    const exists = (path) => existsOnHost(host, owner, '-d', path);
+    const exists = (path) => paths.isDir(path);
     const listed = instance.appsPaths.length > 0
         ? instance.appsPaths.map((a) => ({ ...a, listed: true }))
         : [
@@ -13430,7 +13182,7 @@ async function planAppDirs(host, instance, kind, warn) {
         else if (kind.manager) {
             const manager = kind.manager;
             const owners = await packageOwners(host, manager, names.map((n) => `${dir.path}/${n}`));
-            const real = await realPath(host, owner, dir.path);
+            const real = (await paths.fact(dir.path)).real;
             const realOwners = real === dir.path
                 ? owners
                 : await packageOwners(host, manager, names.map((n) => `${real}/${n}`));
@@ -14240,41 +13992,19 @@ class FileTally {
         return { files: this.installFiles + files, bytes: this.installBytes + bytes };
     }
 }
-/** Where the theme lives: legacy themes/<name>, or (ownCloud 10) a theme app. */
-async function themePath(host, instance) {
+/** Where the theme may live, install-relative: legacy themes/<name>, or (ownCloud 10) a theme app. */
+function themeCandidates(instance) {
     // A theme is a directory name; anything that could climb out of the installation is not one.
     if (!instance.theme || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(instance.theme))
-        return undefined;
-    for (const candidate of [
-        `themes/${instance.theme}`,
-        `apps-external/${instance.theme}`,
-        `apps/${instance.theme}`,
-    ]) {
-        if (await existsOnHost(host, instance.owner, '-d', `${instance.installDir}/${candidate}`))
-            return candidate;
-    }
-    return undefined;
-}
-// For each path, NUL-separated: what it is (following a symlink), whether it is a symlink,
-// and its real path.
-const INSPECT = `for p; do
-  if [ -d "$p" ]; then k=dir; elif [ -L "$p" ] && [ -e "$p" ]; then k=file-link; elif [ -e "$p" ]; then k=file; else k=missing; fi
-  if [ -L "$p" ]; then l=link; else l=; fi
-  printf '%s\\0%s\\0%s\\0' "$k" "$l" "$(readlink -f -- "$p")"
-done`;
-/** What each path is on the host, as its owner sees it, and where it really is. */
-async function inspectPaths(host, owner, paths) {
-    if (paths.length === 0)
         return [];
-    const result = reached(host, await host.run(asUser(host.account, owner, ['sh', '-c', INSPECT, 'sh', ...paths])));
-    const fields = result.stdout.split('\0');
-    if (result.exitCode !== 0 || fields.length < paths.length * 3)
-        throw new BackupError(`Could not inspect the paths to back up on ${host.label}: ${stderrTail(result.stderr)}`);
-    return paths.map((path, i) => ({
-        kind: fields[i * 3],
-        link: fields[i * 3 + 1] === 'link',
-        real: fields[i * 3 + 2] || path,
-    }));
+    return [`themes/${instance.theme}`, `apps-external/${instance.theme}`, `apps/${instance.theme}`];
+}
+/** Where the theme lives: the first candidate that is a directory. */
+async function themePath(paths, instance) {
+    for (const candidate of themeCandidates(instance))
+        if (await paths.isDir(`${instance.installDir}/${candidate}`))
+            return candidate;
+    return undefined;
 }
 /** Drops paths that lie inside another path of the list (the theme app inside apps-external/). */
 function outermost(paths) {
@@ -14290,19 +14020,26 @@ function outermost(paths) {
 async function planFileSet(host, plan, instance, warn) {
     const relativeExtras = plan.extraPaths.filter((p) => !p.startsWith('/'));
     const extraAbsolute = plan.extraPaths.filter((p) => p.startsWith('/'));
-    for (const path of [
-        ...relativeExtras.map((p) => `${instance.installDir}/${p}`),
-        ...extraAbsolute,
-    ]) {
-        if (!(await existsOnHost(host, instance.owner, '-e', path)))
+    const extras = [...relativeExtras.map((p) => `${instance.installDir}/${p}`), ...extraAbsolute];
+    // One question to the host about every path the plan below may look at.
+    const paths = await HostPaths.inspect(host, instance.owner, [
+        ...extras,
+        instance.installDir,
+        `${instance.installDir}/config`,
+        instance.dataDir,
+        ...appDirCandidates(instance),
+        ...themeCandidates(instance).map((p) => `${instance.installDir}/${p}`),
+    ]);
+    for (const path of extras) {
+        if (!(await paths.exists(path)))
             throw new InputError(`extra-paths: '${path}' does not exist on ${host.label}.`);
     }
     const inside = instance.dataDir.startsWith(`${instance.installDir}/`)
         ? instance.dataDir.slice(instance.installDir.length + 1)
         : undefined;
-    const install = await detectInstallType(host, plan.installType, instance);
-    const apps = await planAppDirs(host, instance, install, warn);
-    const theme = await themePath(host, instance);
+    const install = await detectInstallType(host, plan.installType, instance, paths);
+    const apps = await planAppDirs(host, instance, install, warn, paths);
+    const theme = await themePath(paths, instance);
     if (instance.theme && !theme)
         warn(`config.php names theme '${instance.theme}', but no themes/, apps-external/ or apps/ directory of that name exists.`);
     // The parts of the installation a restore needs; a tarball install copies all of it.
@@ -14337,7 +14074,7 @@ async function planFileSet(host, plan, instance, warn) {
     // In a whole-installation copy, config/, the theme and app dirs are below the top level;
     // symlinked ones are copied again, followed, over the link.
     const below = install.type === 'tarball' ? wanted : [];
-    const inspected = await inspectPaths(host, instance.owner, [
+    const inspected = await paths.factsOf([
         ...named.map((n) => n.path),
         ...below.map((p) => `${instance.installDir}/${p}`),
     ]);
@@ -14871,7 +14608,19 @@ async function dumpDatabase(options) {
 
 
 const MISSING = `for p; do command -v "$p" >/dev/null 2>&1 || echo "$p"; done`;
-const FIRST_WITH_VERSION = `for p; do if command -v "$p" >/dev/null 2>&1; then echo "$p"; "$p" --version 2>&1 | head -n 1; exit 0; fi; done; exit 127`;
+// Arguments: how many names the dump program may have, those names, then the programs the
+// run needs. Prints the first dump program found and the first line of its --version (or
+// empty lines), then the needed programs that are missing, one a line.
+const TOOLS = `n=$1; shift
+i=0; dump=; version=
+for p; do
+  [ "$i" -lt "$n" ] || break
+  i=$((i + 1))
+  if command -v "$p" >/dev/null 2>&1; then dump=$p; version=$("$p" --version 2>&1 | head -n 1); break; fi
+done
+printf '%s\\n%s\\n' "$dump" "$version"
+shift "$n"
+${MISSING}`;
 /** Names of the programs (of those given) the host lacks. */
 async function missingOnHost(host, programs) {
     const result = reached(host, await host.run(['sh', '-c', MISSING, 'sh', ...programs]));
@@ -14881,16 +14630,23 @@ async function missingHere(programs) {
     const result = await runProcess(['sh', '-c', MISSING, 'sh', ...programs]);
     return result.stdout.split('\n').filter(Boolean);
 }
-/** The engine's dump program on the host (the first of its names found) and its version. */
-async function findDumpTool(host, engine) {
-    const result = reached(host, await host.run(['sh', '-c', FIRST_WITH_VERSION, 'sh', ...engine.programs]));
-    if (result.exitCode !== 0)
-        throw new BackupError(`${host.label} has no ${engine.programs.join(' or ')} to dump the ${engine.type} database: install it there.`);
-    const [program, version] = result.stdout.split('\n');
-    // sqlite3 appends a 40-hex source id that tells a reader nothing.
+/**
+ * In one command: the engine's dump program on the host (the first of its names found) and
+ * its version, and which of the other programs given the host lacks.
+ */
+async function findTools(host, engine, programs) {
+    const names = engine.programs;
+    const result = reached(host, await host.run(['sh', '-c', TOOLS, 'sh', String(names.length), ...names, ...programs]));
+    const [program = '', version = '', ...missing] = result.stdout.split('\n');
+    if (result.exitCode !== 0 || program.trim() === '')
+        throw new BackupError(`${host.label} has no ${names.join(' or ')} to dump the ${engine.type} database: install it there.`);
     return {
-        program: program.trim(),
-        version: (version ?? '').trim().replace(/\s+[0-9a-f]{40,}\S*$/, ''),
+        tool: {
+            program: program.trim(),
+            // sqlite3 appends a 40-hex source id that tells a reader nothing.
+            version: version.trim().replace(/\s+[0-9a-f]{40,}\S*$/, ''),
+        },
+        missing: missing.filter(Boolean),
     };
 }
 /** Apparent size in bytes of the given paths on the host (one file system each, as rsync -x). */
@@ -14968,12 +14724,11 @@ function requiredBytes(sourceBytes) {
  * backup directory has room for it.
  */
 async function preflight(host, plan, instance, engine, reporter) {
-    const tool = await findDumpTool(host, engine);
-    reporter.info(`Dump tool on the host: ${tool.program} (${tool.version}).`);
     const hostPrograms = ['php', 'tar', 'du', 'mktemp'];
     if (host.account !== instance.owner)
         hostPrograms.push(host.account === 'root' ? 'runuser' : 'sudo');
-    const missingThere = await missingOnHost(host, hostPrograms);
+    const { tool, missing: missingThere } = await findTools(host, engine, hostPrograms);
+    reporter.info(`Dump tool on the host: ${tool.program} (${tool.version}).`);
     if (missingThere.length > 0)
         throw new BackupError(`${host.label} lacks ${missingThere.join(', ')}: install it there.`);
     const missing = await missingHere([
@@ -15278,6 +15033,386 @@ async function removeStaleBackups(backupDir, report) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/instance.ts
+// What an ownCloud (or Nextcloud) instance says about itself in config.php, and how that
+// combines with explicit overrides into the database connection a dump needs. Pure.
+
+
+/** The config.php keys a backup reads. */
+const CONFIG_KEYS = [
+    'instanceid',
+    'version',
+    'datadirectory',
+    'dbtype',
+    'dbhost',
+    'dbname',
+    'dbuser',
+    'dbpassword',
+    'dbtableprefix',
+    'mysql.utf8mb4',
+    'theme',
+    'maintenance',
+    'installed',
+    'apps_paths',
+];
+/** The values that end up in a command's argv (or on the dump's stdin): none may hold a NUL. */
+const ARGUMENT_KEYS = [
+    'datadirectory',
+    'dbhost',
+    'dbname',
+    'dbuser',
+    'dbpassword',
+    'dbtableprefix',
+    'theme',
+];
+/**
+ * Why config.php's values cannot be used, naming the key (a NUL byte cannot be passed to
+ * any program: no argv, file name or password holds one); undefined when they can.
+ */
+function invalidConfigValue(config) {
+    for (const key of ARGUMENT_KEYS) {
+        const value = config[key];
+        if (typeof value === 'string' && value.includes('\0'))
+            return `config.php's '${key}' contains a NUL byte, which no program accepts: fix the value in config.php.`;
+    }
+    return undefined;
+}
+const DB_TYPES = {
+    mysql: 'mysql',
+    pgsql: 'pgsql',
+    sqlite: 'sqlite',
+    sqlite3: 'sqlite',
+};
+function instance_text(value) {
+    if (value === undefined || value === null || value === false)
+        return '';
+    return String(value);
+}
+/**
+ * Splits config.php's dbhost as ownCloud does: `host`, `host:port`, `host:/path/to/socket`,
+ * `[ipv6]:port`, or (PostgreSQL) a socket directory `/path`.
+ */
+function parseDbHost(dbhost) {
+    const value = dbhost.trim();
+    if (value === '')
+        return {};
+    if (value.startsWith('/'))
+        return { socket: value };
+    const bracketed = /^\[([^\]]+)\](?::(.*))?$/.exec(value);
+    let host;
+    let rest;
+    if (bracketed) {
+        host = bracketed[1];
+        rest = bracketed[2];
+    }
+    else {
+        const colon = value.indexOf(':');
+        host = colon === -1 ? value : value.slice(0, colon);
+        rest = colon === -1 ? undefined : value.slice(colon + 1);
+    }
+    if (rest === undefined || rest === '')
+        return { host };
+    if (/^\d+$/.test(rest))
+        return { host, port: Number(rest) };
+    return { host, socket: rest };
+}
+/** The connection for the dump: config.php's values, each replaced by an override if given. */
+function resolveDatabase(config, overrides, dataDir) {
+    let type = overrides.type;
+    if (!type) {
+        const dbtype = instance_text(config.dbtype).toLowerCase();
+        if (dbtype === 'oci')
+            throw new InputError("config.php says dbtype 'oci' (Oracle), which is not supported: back it up with Oracle's own tools.");
+        type = DB_TYPES[dbtype || 'sqlite'];
+        if (!type)
+            throw new InputError(`config.php has dbtype '${dbtype}', which is not supported. Expected mysql, pgsql or sqlite3.`);
+    }
+    const fromConfig = parseDbHost(instance_text(config.dbhost));
+    const connection = {
+        type,
+        name: overrides.name ?? (instance_text(config.dbname) || 'owncloud'),
+        user: overrides.user ?? instance_text(config.dbuser),
+        password: overrides.password ?? instance_text(config.dbpassword),
+        tablePrefix: instance_text(config.dbtableprefix) || 'oc_',
+        utf8mb4: config['mysql.utf8mb4'] === true || config['mysql.utf8mb4'] === 'true',
+    };
+    const explicit = overrides.host !== undefined ? parseDbHost(overrides.host) : fromConfig;
+    if (explicit.host && explicit.host !== 'localhost')
+        connection.host = explicit.host;
+    if (explicit.host === 'localhost' && type === 'pgsql')
+        connection.host = 'localhost';
+    if (explicit.socket)
+        connection.socket = explicit.socket;
+    const port = overrides.port ?? explicit.port;
+    if (port !== undefined)
+        connection.port = port;
+    if (type === 'sqlite')
+        connection.file = `${dataDir}/${connection.name}.db`;
+    else if (connection.user === '')
+        throw new InputError('No database user: config.php has no dbuser and none was given (db-user).');
+    return connection;
+}
+/**
+ * config.php's `apps_paths` as a list: PHP gives a list or (with keys) an object; entries
+ * without a usable path are skipped; a relative path is taken within the installation.
+ */
+function parseAppsPaths(value, installDir) {
+    if (value === null || typeof value !== 'object')
+        return [];
+    const found = [];
+    for (const entry of Object.values(value)) {
+        if (entry === null || typeof entry !== 'object')
+            continue;
+        const { path, url, writable } = entry;
+        if (typeof path !== 'string' || path.trim() === '' || path.includes('\0'))
+            continue;
+        const absolute = external_node_path_namespaceObject.posix.normalize(path.startsWith('/') ? path : `${installDir}/${path}`);
+        const normal = absolute.length > 1 ? absolute.replace(/\/+$/, '') : absolute;
+        if (found.some((f) => f.path === normal))
+            continue;
+        found.push({
+            path: normal,
+            url: typeof url === 'string' ? url : '',
+            writable: writable === true || writable === 'true' || writable === 1,
+        });
+    }
+    return found;
+}
+/** ownCloud and Nextcloud mark their data directory; which marker says which product. */
+function productOf(markers, version) {
+    if (markers.ncdata)
+        return 'nextcloud';
+    // Nextcloud before 21 used .ocdata too; its versions start at 9 and passed ownCloud's 10 long ago.
+    const major = Number(version.split('.')[0]);
+    return major >= 11 ? 'nextcloud' : 'owncloud';
+}
+
+;// CONCATENATED MODULE: ./src/steps/discover.ts
+// Discovery: what the instance is, read from its own config.php with PHP on the host (the
+// faithful way: config.php is PHP, and every ownCloud host has PHP). Like ownCloud, it
+// merges config/*.config.php over config.php.
+
+
+
+
+
+
+// PHP's own messages about config.php quote its text (a syntax error names the token it
+// choked on, which may be part of the password), so PHP prints none (display_errors=0) and
+// the script reports a failure as JSON naming only the kind, file and line.
+const READ_CONFIG_BODY = `
+error_reporting(E_ALL & ~E_DEPRECATED & ~E_NOTICE);
+$done = false;
+$fail = function ($kind, $file, $line = 0, $class = '') use (&$done) {
+  $done = true;
+  echo json_encode(['failure' => ['kind' => $kind, 'file' => $file, 'line' => $line, 'class' => $class]]);
+  exit(3);
+};
+register_shutdown_function(function () use (&$done, $fail) {
+  $error = error_get_last();
+  if (!$done && $error !== null && in_array($error['type'], [E_ERROR, E_PARSE, E_CORE_ERROR, E_COMPILE_ERROR], true)) { while (ob_get_level() > 0) ob_end_clean(); $fail('fatal', $error['file'], $error['line']); }
+});
+$merged = [];
+$files = array_merge([$dir . '/config.php'], glob($dir . '/*.config.php') ?: []);
+foreach ($files as $file) {
+  if (!is_readable($file)) $fail('unreadable', $file);
+  $CONFIG = null;
+  ob_start();
+  try {
+    $ok = include $file;
+  } catch (ParseError $e) {
+    ob_end_clean();
+    $fail('syntax', $e->getFile(), $e->getLine());
+  } catch (Throwable $e) {
+    ob_end_clean();
+    $fail('error', $e->getFile(), $e->getLine(), get_class($e));
+  }
+  ob_end_clean();
+  if ($ok === false) $fail('unreadable', $file);
+  if (!is_array($CONFIG)) $fail('no-config', $file);
+  $merged = array_merge($merged, $CONFIG);
+}
+echo json_encode(array_intersect_key($merged, array_flip($keys)));
+$done = true;
+`;
+/** Reads the config files of a directory on the host: argv 1 the config dir, argv 2 the keys. */
+const READ_CONFIG = `$dir = $argv[1]; $keys = json_decode($argv[2], true);\n${READ_CONFIG_BODY}`;
+/**
+ * Reads config files given on stdin (JSON: files by name, keys), e.g. a backup's, in a
+ * private directory that is removed at the end: the password in them never reaches argv.
+ */
+const READ_GIVEN_CONFIG = `
+$given = json_decode(stream_get_contents(STDIN), true);
+$keys = $given['keys'];
+$dir = sys_get_temp_dir() . '/owncloud-backup-config-' . bin2hex(random_bytes(8));
+umask(077);
+if (!mkdir($dir, 0700)) exit(4);
+register_shutdown_function(function () use ($dir) {
+  foreach (glob($dir . '/*') ?: [] as $file) unlink($file);
+  rmdir($dir);
+});
+foreach ($given['files'] as $name => $text) {
+  if (basename($name) !== $name || $name === '' || $name[0] === '.') exit(4);
+  file_put_contents($dir . '/' . $name, $text);
+}
+${READ_CONFIG_BODY}`;
+/**
+ * The message for the reading script's own failure report (exit 3), built from the kind,
+ * file and line only, never from PHP's text; undefined when stdout is not such a report.
+ */
+function configReadFailure(stdout, owner) {
+    let report;
+    try {
+        report = JSON.parse(stdout).failure;
+    }
+    catch {
+        return undefined;
+    }
+    if (typeof report !== 'object' || report === null)
+        return undefined;
+    const { kind, file, line, class: errorClass } = report;
+    const where = typeof file === 'string' ? file : 'config.php';
+    const onLine = typeof line === 'number' && line > 0 ? ` on line ${line}` : '';
+    switch (kind) {
+        case 'syntax':
+            return `${where} has a PHP syntax error${onLine}: fix it (php -l ${where} shows where).`;
+        case 'error':
+            return `${where} stops with a PHP ${typeof errorClass === 'string' && /^[\w\\]+$/.test(errorClass) ? errorClass : 'error'}${onLine} when loaded.`;
+        case 'fatal':
+            return `${where} stops PHP with a fatal error${onLine} when loaded.`;
+        case 'unreadable':
+            return `${where} cannot be read by ${owner} (who runs occ): check its owner and mode.`;
+        case 'no-config':
+            return `${where} does not define a $CONFIG array: is it an ownCloud config file?`;
+        default:
+            return undefined;
+    }
+}
+/** Whether a path exists, as seen by the instance's owner (who can see into its data dir). */
+async function existsOnHost(host, owner, test, path) {
+    const result = await host.run(asUser(host.account, owner, ['test', test, path]));
+    const transport = host.transportFailure(result);
+    if (transport)
+        throw new LinkError(transport);
+    return result.exitCode === 0;
+}
+async function discoverInstance(host, plan, secrets) {
+    const installDir = plan.owncloudDir;
+    const configDir = `${installDir}/config`;
+    const configPath = `${configDir}/config.php`;
+    const stat = await host.run(['stat', '-c', '%U', '--', configPath]);
+    if (stat.exitCode !== 0) {
+        const transport = host.transportFailure(stat);
+        if (transport)
+            throw new LinkError(transport);
+        if (!(await existsOnHost(host, host.account, '-d', installDir)))
+            throw new InputError(`owncloud-dir '${installDir}' does not exist on ${host.label}.`);
+        throw new InputError(`owncloud-dir '${installDir}' has no config/config.php on ${host.label}: is it an ownCloud installation?`);
+    }
+    const configOwner = stat.stdout.trim();
+    const owner = plan.occUser ?? configOwner;
+    // Everything below runs as the owner; an SSH user that is someone else needs sudo for it.
+    if (host.account !== 'root' && host.account !== owner)
+        await requirePasswordlessSudo(host, owner);
+    const read = await host.run(configReader(host, owner, READ_CONFIG, [configDir, JSON.stringify(CONFIG_KEYS)]));
+    const config = parseConfigRead(host, read, owner, configPath);
+    // A secret from the moment it is known.
+    secrets.add(typeof config.dbpassword === 'string' ? config.dbpassword : undefined);
+    const invalid = invalidConfigValue(config);
+    if (invalid)
+        throw new InputError(invalid);
+    if (config.installed === false)
+        throw new InputError(`${configPath} says the instance is not installed (installed => false): nothing to back up.`);
+    // config.php's value may carry a trailing slash or doubled ones: one spelling from here on.
+    const dataDir = external_node_path_namespaceObject.posix
+        .normalize(plan.dataDir ??
+        (typeof config.datadirectory === 'string' && config.datadirectory
+            ? config.datadirectory
+            : `${installDir}/data`))
+        .replace(/(.)\/+$/, '$1');
+    // The markers and the directory itself, in one question to the host.
+    const [ocdata, ncdata, dir] = await inspectPaths(host, owner, [
+        `${dataDir}/.ocdata`,
+        `${dataDir}/.ncdata`,
+        dataDir,
+    ]);
+    const markers = { ocdata: ocdata.kind !== 'missing', ncdata: ncdata.kind !== 'missing' };
+    if (!markers.ocdata && !markers.ncdata) {
+        const where = plan.dataDir ? 'data-dir' : "config.php's datadirectory";
+        if (dir.kind !== 'dir')
+            throw new InputError(`The data directory '${dataDir}' (${where}) does not exist on ${host.label}.`);
+        throw new InputError(`The data directory '${dataDir}' (${where}) has neither .ocdata (ownCloud) nor .ncdata (Nextcloud): it is not an ownCloud data directory.`);
+    }
+    const version = typeof config.version === 'string' ? config.version : '';
+    const database = resolveDatabase(config, plan.database, dataDir);
+    secrets.add(database.password);
+    return {
+        product: productOf(markers, version),
+        version,
+        instanceId: typeof config.instanceid === 'string' ? config.instanceid : '',
+        theme: typeof config.theme === 'string' ? config.theme : '',
+        installDir,
+        configPath,
+        owner,
+        dataDir,
+        maintenance: config.maintenance === true,
+        database,
+        appsPaths: parseAppsPaths(config.apps_paths, installDir),
+    };
+}
+/**
+ * The values of config files that are not on the host yet (a backup's config/), read there
+ * with PHP as the given user, exactly as ownCloud would read them.
+ */
+async function readGivenConfig(host, user, files, what) {
+    const read = await host.run(configReader(host, user, READ_GIVEN_CONFIG), {
+        input: JSON.stringify({ files, keys: CONFIG_KEYS }),
+    });
+    return parseConfigRead(host, read, user, what);
+}
+/** PHP on the host running a config reading script as the given user, printing no error text. */
+function configReader(host, user, script, args = []) {
+    return asUser(host.account, user, [
+        'php',
+        '-d',
+        'display_errors=0',
+        '-d',
+        'log_errors=0',
+        '-r',
+        script,
+        ...(args.length > 0 ? ['--', ...args] : []),
+    ]);
+}
+function parseConfigRead(host, read, owner, configPath) {
+    if (read.exitCode !== 0) {
+        const transport = host.transportFailure(read);
+        if (transport)
+            throw new LinkError(transport);
+        const failure = configReadFailure(read.stdout, owner);
+        if (failure)
+            throw new BackupError(failure);
+        // Not PHP's words (it prints none): the shell's or sudo's, e.g. php missing.
+        throw new BackupError(`Could not read ${configPath} with PHP on ${host.label}: ${stderrTail(read.stderr) || `php exited with ${read.exitCode}`}`);
+    }
+    try {
+        const parsed = JSON.parse(read.stdout);
+        // PHP encodes an empty array as [] rather than {}.
+        return (Array.isArray(parsed) ? {} : parsed);
+    }
+    catch {
+        throw new BackupError(`PHP printed something other than the configuration when reading ${configPath}.`);
+    }
+}
+/**
+ * An SSH user that is neither root nor the instance's owner runs occ (as the owner) and
+ * rsync (to read every file) through sudo, which must not ask for a password.
+ */
+async function requirePasswordlessSudo(host, owner) {
+    const result = await host.run(['sudo', '-n', 'true']);
+    if (result.exitCode !== 0)
+        throw new BackupError(`The SSH user ${host.account} on ${host.label} is neither root nor ${owner} and cannot use sudo without a password (${stderrTail(result.stderr) || 'sudo -n failed'}): connect as root or ${owner}, or allow it passwordless sudo.`);
+}
+
 ;// CONCATENATED MODULE: ./src/steps/maintenance.ts
 // Maintenance mode done right: note the state the administrator left, switch it on for the
 // dump, and afterwards put back exactly that prior state, on every path out (success,
@@ -15294,6 +15429,20 @@ function occCommand(host, occ, args) {
 function parseMaintenanceState(output) {
     const match = /maintenance mode is currently (enabled|disabled)/i.exec(output);
     return match ? match[1].toLowerCase() === 'enabled' : undefined;
+}
+// Switches maintenance mode and reads it back in one command on the host (one round trip):
+// argv 1 is the flag (--on, --off), the rest `occ maintenance:mode` as the right user. The
+// switch's own words and exit status are kept; only a switch that succeeded is followed by
+// the SWITCHED_MARK line (on a line of its own whatever a login script printed before it)
+// and the state occ reads then (occ's own answer and exit status).
+const SWITCHED_MARK = 'owncloud-backup: switched';
+const SWITCH_AND_READ = `flag=$1; shift
+said=$("$@" "$flag" 2>&1) || { status=$?; printf '%s\\n' "$said"; exit "$status"; }
+printf '\\n%s\\n' '${SWITCHED_MARK}'
+exec "$@"`;
+/** argv that switches maintenance mode (`--on` or `--off`) and then prints the state occ reads. */
+function switchAndReadCommand(host, occ, flag) {
+    return ['sh', '-c', SWITCH_AND_READ, 'sh', flag, ...occCommand(host, occ, ['maintenance:mode'])];
 }
 class MaintenanceGuard {
     window = { switchedByUs: false, priorState: false };
@@ -15335,11 +15484,35 @@ class MaintenanceGuard {
         return result.stdout;
     }
     async state(shielded = false) {
-        const output = await this.occRun(['maintenance:mode'], shielded);
+        return this.stateFrom(await this.occRun(['maintenance:mode'], shielded));
+    }
+    stateFrom(output) {
         const state = parseMaintenanceState(output);
         if (state === undefined)
             throw new BackupError(`occ maintenance:mode answered something unexpected: ${stderrTail(output)}`);
         return state;
+    }
+    /**
+     * Sends `--on` or `--off` and reads the state back, in one command on the host: the state
+     * occ reads after the switch. Shielded: an occ killed halfway through rewriting config.php
+     * would leave it truncated. Fails as the two separate calls would: on the switch's failure
+     * with its words, then on the reading's.
+     */
+    async switchAndRead(flag) {
+        const result = await this.host.run(switchAndReadCommand(this.host, this.target, flag), {
+            shielded: true,
+            timeoutMs: 240_000,
+        });
+        const transport = this.host.transportFailure(result);
+        if (transport)
+            throw new LinkError(transport);
+        const [switched, read] = splitAt(result.stdout, SWITCHED_MARK);
+        const failed = (args, output) => new BackupError(`occ ${args} failed on ${this.host.label} (exit ${result.exitCode}): ${stderrTail(`${output}\n${result.stderr}`)}`);
+        if (read === undefined)
+            throw failed(`maintenance:mode ${flag}`, switched);
+        if (result.exitCode !== 0)
+            throw failed('maintenance:mode', read);
+        return this.stateFrom(read);
     }
     /**
      * For a run that switched maintenance mode on, or may have (the action's post step, after
@@ -15369,9 +15542,7 @@ class MaintenanceGuard {
         this.window.switchedByUs = true;
         this.note('switching-on');
         this.window.enabledAt = new Date();
-        // Shielded: an occ killed halfway through rewriting config.php would leave it truncated.
-        await this.occRun(['maintenance:mode', '--on'], true);
-        if (!(await this.state()))
+        if (!(await this.switchAndRead('--on')))
             throw new BackupError('occ maintenance:mode --on did not switch maintenance mode on.');
         this.note('on');
         this.log('Maintenance mode switched on.');
@@ -15390,8 +15561,7 @@ class MaintenanceGuard {
         let lastError;
         for (let attempt = 1;; attempt++) {
             try {
-                await this.occRun(['maintenance:mode', '--off'], true);
-                if (await this.state(true))
+                if (await this.switchAndRead('--off'))
                     throw new BackupError('occ maintenance:mode --off did not switch maintenance mode off.');
                 this.restored = true;
                 this.window.restoredAt = new Date();
@@ -15417,6 +15587,14 @@ class MaintenanceGuard {
             return 0;
         return ((restoredAt ?? new Date()).getTime() - enabledAt.getTime()) / 1000;
     }
+}
+/** The lines before the first `mark` line and those after it (undefined without one). */
+function splitAt(text, mark) {
+    const lines = text.split('\n');
+    const at = lines.indexOf(mark);
+    if (at < 0)
+        return [text, undefined];
+    return [lines.slice(0, at).join('\n'), lines.slice(at + 1).join('\n')];
 }
 
 ;// CONCATENATED MODULE: external "node:readline"

@@ -17,6 +17,7 @@ import {
   type Product,
 } from '../instance.ts';
 import type { Secrets } from '../secrets.ts';
+import { inspectPaths } from './host-paths.ts';
 import type { InstancePlan } from '../settings.ts';
 
 export interface Instance {
@@ -166,7 +167,6 @@ export async function discoverInstance(
   const owner = plan.occUser ?? configOwner;
   // Everything below runs as the owner; an SSH user that is someone else needs sudo for it.
   if (host.account !== 'root' && host.account !== owner) await requirePasswordlessSudo(host, owner);
-  const exists = (test: '-d' | '-f' | '-e', path: string) => existsOnHost(host, owner, test, path);
 
   const read = await host.run(
     configReader(host, owner, READ_CONFIG, [configDir, JSON.stringify(CONFIG_KEYS)]),
@@ -190,13 +190,16 @@ export async function discoverInstance(
           : `${installDir}/data`),
     )
     .replace(/(.)\/+$/, '$1');
-  const markers = {
-    ocdata: await exists('-e', `${dataDir}/.ocdata`),
-    ncdata: await exists('-e', `${dataDir}/.ncdata`),
-  };
+  // The markers and the directory itself, in one question to the host.
+  const [ocdata, ncdata, dir] = await inspectPaths(host, owner, [
+    `${dataDir}/.ocdata`,
+    `${dataDir}/.ncdata`,
+    dataDir,
+  ]);
+  const markers = { ocdata: ocdata!.kind !== 'missing', ncdata: ncdata!.kind !== 'missing' };
   if (!markers.ocdata && !markers.ncdata) {
     const where = plan.dataDir ? 'data-dir' : "config.php's datadirectory";
-    if (!(await exists('-d', dataDir)))
+    if (dir!.kind !== 'dir')
       throw new InputError(
         `The data directory '${dataDir}' (${where}) does not exist on ${host.label}.`,
       );

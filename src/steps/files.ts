@@ -9,9 +9,11 @@ import { BackupError, InputError, InterruptedError, LinkError } from '../errors.
 import { guardedCommand } from '../host/guarded.ts';
 import type { Host } from '../host/host.ts';
 import type { BackupPlan, Compression } from '../settings.ts';
-import { existsOnHost, type Instance } from './discover.ts';
-import { asUser, reached } from '../host/host.ts';
+import type { Instance } from './discover.ts';
+import { reached } from '../host/host.ts';
+import { HostPaths, type PathKind } from './host-paths.ts';
 import {
+  appDirCandidates,
   detectInstallType,
   isWithin,
   planAppDirs,
@@ -73,7 +75,7 @@ export interface FileSet {
 }
 
 /** A top-level path of the file set as found on the host. */
-export type PathKind = 'dir' | 'file' | 'file-link';
+export type { PathKind } from './host-paths.ts';
 
 /** Archive member directories: where each part of the instance lands in the archive. */
 export const LAYOUT = { install: 'owncloud', data: 'data', absolute: 'extra' } as const;
@@ -592,50 +594,18 @@ export class FileTally {
   }
 }
 
-/** Where the theme lives: legacy themes/<name>, or (ownCloud 10) a theme app. */
-async function themePath(host: Host, instance: Instance): Promise<string | undefined> {
+/** Where the theme may live, install-relative: legacy themes/<name>, or (ownCloud 10) a theme app. */
+function themeCandidates(instance: Instance): string[] {
   // A theme is a directory name; anything that could climb out of the installation is not one.
-  if (!instance.theme || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(instance.theme)) return undefined;
-  for (const candidate of [
-    `themes/${instance.theme}`,
-    `apps-external/${instance.theme}`,
-    `apps/${instance.theme}`,
-  ]) {
-    if (await existsOnHost(host, instance.owner, '-d', `${instance.installDir}/${candidate}`))
-      return candidate;
-  }
-  return undefined;
+  if (!instance.theme || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(instance.theme)) return [];
+  return [`themes/${instance.theme}`, `apps-external/${instance.theme}`, `apps/${instance.theme}`];
 }
 
-// For each path, NUL-separated: what it is (following a symlink), whether it is a symlink,
-// and its real path.
-const INSPECT = `for p; do
-  if [ -d "$p" ]; then k=dir; elif [ -L "$p" ] && [ -e "$p" ]; then k=file-link; elif [ -e "$p" ]; then k=file; else k=missing; fi
-  if [ -L "$p" ]; then l=link; else l=; fi
-  printf '%s\\0%s\\0%s\\0' "$k" "$l" "$(readlink -f -- "$p")"
-done`;
-
-/** What each path is on the host, as its owner sees it, and where it really is. */
-async function inspectPaths(
-  host: Host,
-  owner: string,
-  paths: string[],
-): Promise<{ kind: PathKind | 'missing'; link: boolean; real: string }[]> {
-  if (paths.length === 0) return [];
-  const result = reached(
-    host,
-    await host.run(asUser(host.account, owner, ['sh', '-c', INSPECT, 'sh', ...paths])),
-  );
-  const fields = result.stdout.split('\0');
-  if (result.exitCode !== 0 || fields.length < paths.length * 3)
-    throw new BackupError(
-      `Could not inspect the paths to back up on ${host.label}: ${stderrTail(result.stderr)}`,
-    );
-  return paths.map((path, i) => ({
-    kind: fields[i * 3] as PathKind | 'missing',
-    link: fields[i * 3 + 1] === 'link',
-    real: fields[i * 3 + 2] || path,
-  }));
+/** Where the theme lives: the first candidate that is a directory. */
+async function themePath(paths: HostPaths, instance: Instance): Promise<string | undefined> {
+  for (const candidate of themeCandidates(instance))
+    if (await paths.isDir(`${instance.installDir}/${candidate}`)) return candidate;
+  return undefined;
 }
 
 /** Drops paths that lie inside another path of the list (the theme app inside apps-external/). */
@@ -658,19 +628,26 @@ export async function planFileSet(
 ): Promise<FileSet> {
   const relativeExtras = plan.extraPaths.filter((p) => !p.startsWith('/'));
   const extraAbsolute = plan.extraPaths.filter((p) => p.startsWith('/'));
-  for (const path of [
-    ...relativeExtras.map((p) => `${instance.installDir}/${p}`),
-    ...extraAbsolute,
-  ]) {
-    if (!(await existsOnHost(host, instance.owner, '-e', path)))
+  const extras = [...relativeExtras.map((p) => `${instance.installDir}/${p}`), ...extraAbsolute];
+  // One question to the host about every path the plan below may look at.
+  const paths = await HostPaths.inspect(host, instance.owner, [
+    ...extras,
+    instance.installDir,
+    `${instance.installDir}/config`,
+    instance.dataDir,
+    ...appDirCandidates(instance),
+    ...themeCandidates(instance).map((p) => `${instance.installDir}/${p}`),
+  ]);
+  for (const path of extras) {
+    if (!(await paths.exists(path)))
       throw new InputError(`extra-paths: '${path}' does not exist on ${host.label}.`);
   }
   const inside = instance.dataDir.startsWith(`${instance.installDir}/`)
     ? instance.dataDir.slice(instance.installDir.length + 1)
     : undefined;
-  const install = await detectInstallType(host, plan.installType, instance);
-  const apps = await planAppDirs(host, instance, install, warn);
-  const theme = await themePath(host, instance);
+  const install = await detectInstallType(host, plan.installType, instance, paths);
+  const apps = await planAppDirs(host, instance, install, warn, paths);
+  const theme = await themePath(paths, instance);
   if (instance.theme && !theme)
     warn(
       `config.php names theme '${instance.theme}', but no themes/, apps-external/ or apps/ directory of that name exists.`,
@@ -709,7 +686,7 @@ export async function planFileSet(
   // In a whole-installation copy, config/, the theme and app dirs are below the top level;
   // symlinked ones are copied again, followed, over the link.
   const below = install.type === 'tarball' ? wanted : [];
-  const inspected = await inspectPaths(host, instance.owner, [
+  const inspected = await paths.factsOf([
     ...named.map((n) => n.path),
     ...below.map((p) => `${instance.installDir}/${p}`),
   ]);

@@ -8,7 +8,8 @@ import { asUser, reached, type Host } from '../host/host.ts';
 import { stderrTail } from '../host/process.ts';
 import type { AppsPath } from '../instance.ts';
 import type { InstallType } from '../settings.ts';
-import { existsOnHost, type Instance } from './discover.ts';
+import type { Instance } from './discover.ts';
+import type { HostPaths } from './host-paths.ts';
 
 export type PackageManager = 'dpkg' | 'rpm';
 
@@ -76,17 +77,68 @@ export function parseShippedJson(text: string): Set<string> | undefined {
   return names.size > 0 ? names : undefined;
 }
 
-/** The package managers the host has, in the order they are asked. */
-async function packageManagers(host: Host): Promise<PackageManager[]> {
+// For each package manager the host has, a `#NAME` line, then the owners of the paths given
+// as `PACKAGE: PATH` lines (dpkg-query --search's form). Arguments: the number of paths, the
+// paths as dpkg-query patterns, then the same paths as they are.
+const PACKAGE_OWNERS = `n=$1; shift
+if command -v rpm >/dev/null 2>&1; then
+  echo '#rpm'
+  i=0
+  for p; do
+    i=$((i + 1))
+    [ "$i" -gt "$n" ] || continue
+    o=$(rpm -qf --queryformat '%{NAME}\\n' -- "$p" 2>/dev/null) && [ -n "$o" ] &&
+      printf '%s: %s\\n' "$(printf '%s\\n' "$o" | head -n 1)" "$p"
+  done
+fi
+if command -v dpkg-query >/dev/null 2>&1; then
+  echo '#dpkg'
+  i=0
+  for p; do i=$((i + 1)); if [ "$i" -le "$n" ]; then set -- "$@" "$p"; fi; done
+  shift $((n + n))
+  dpkg-query --search -- "$@" 2>/dev/null
+fi
+true`;
+
+/** PACKAGE_OWNERS' output: each package manager found, with its owners (path → package). */
+export function parsePackageOwners(stdout: string): Map<PackageManager, Map<string, string>> {
+  const lines = new Map<PackageManager, string[]>();
+  let section: string[] | undefined;
+  for (const line of stdout.split('\n')) {
+    if (line === '#dpkg' || line === '#rpm')
+      lines.set(line.slice(1) as PackageManager, (section = []));
+    else section?.push(line);
+  }
+  // Asked in this order: dpkg first, as a Debian system may have rpm too.
+  const found = new Map<PackageManager, Map<string, string>>();
+  for (const manager of ['dpkg', 'rpm'] as const) {
+    const text = lines.get(manager);
+    if (text) found.set(manager, parseDpkgSearch(text.join('\n')));
+  }
+  return found;
+}
+
+/**
+ * Which of these host paths a package owns, asked of every package manager the host has, in
+ * one command: manager → (path → package), for the managers found (dpkg first).
+ */
+async function ownersByManager(
+  host: Host,
+  paths: string[],
+): Promise<Map<PackageManager, Map<string, string>>> {
   const result = reached(
     host,
     await host.run([
       'sh',
       '-c',
-      'command -v dpkg-query >/dev/null 2>&1 && echo dpkg; command -v rpm >/dev/null 2>&1 && echo rpm; true',
+      PACKAGE_OWNERS,
+      'sh',
+      String(paths.length),
+      ...paths.map(dpkgPattern),
+      ...paths,
     ]),
   );
-  return result.stdout.split('\n').filter((m): m is PackageManager => m === 'dpkg' || m === 'rpm');
+  return parsePackageOwners(result.stdout);
 }
 
 /** Which of these host paths a package owns: path → package. */
@@ -116,15 +168,6 @@ async function packageOwners(
   return owners;
 }
 
-/** The install dir with symlinks resolved, as a package database records it. */
-async function realPath(host: Host, owner: string, path: string): Promise<string> {
-  const result = reached(
-    host,
-    await host.run(asUser(host.account, owner, ['readlink', '-f', '--', path])),
-  );
-  return result.exitCode === 0 && result.stdout.trim() ? result.stdout.replace(/\n$/, '') : path;
-}
-
 /**
  * Package or tarball install: `auto` asks the host's package database (dpkg, else rpm)
  * whether a package owns the installation's occ or version.php.
@@ -133,16 +176,20 @@ export async function detectInstallType(
   host: Host,
   requested: InstallType,
   instance: Pick<Instance, 'installDir' | 'owner'>,
+  /** What the installation's paths are, as its owner sees them (the install dir's real path). */
+  paths: HostPaths,
 ): Promise<InstallKind> {
   if (requested === 'tarball') return { type: 'tarball', reason: 'install-type: tarball' };
-  const real = await realPath(host, instance.owner, instance.installDir);
+  // As a package database records it: with symlinks resolved.
+  const real = (await paths.fact(instance.installDir)).real;
   const candidates = [
     ...new Set([instance.installDir, real].flatMap((dir) => [`${dir}/version.php`, `${dir}/occ`])),
   ];
-  const managers = await packageManagers(host);
-  for (const manager of managers) {
-    const owners = await packageOwners(host, manager, candidates);
-    const [path, owner] = [...owners][0] ?? [];
+  const found = await ownersByManager(host, candidates);
+  const managers = [...found.keys()];
+  for (const [manager, owners] of found) {
+    const path = candidates.find((p) => owners.has(p));
+    const owner = path === undefined ? undefined : owners.get(path);
     if (path && owner) {
       const how = `${path} belongs to package ${owner} (${manager})`;
       return {
@@ -189,6 +236,15 @@ export function isWithin(path: string, dir: string): boolean {
   return path === dir || path.startsWith(dir === '/' ? '/' : `${dir}/`);
 }
 
+/** Every directory planAppDirs may look at: config.php's apps_paths, apps/ and the usual others. */
+export function appDirCandidates(instance: Pick<Instance, 'installDir' | 'appsPaths'>): string[] {
+  return [
+    ...instance.appsPaths.map((a) => a.path),
+    `${instance.installDir}/${SHIPPED_APPS_DIR}`,
+    ...USUAL_APP_DIRS.map((name) => `${instance.installDir}/${name}`),
+  ];
+}
+
 export interface AppDirPlan {
   appDirs: AppDir[];
   /** Install-relative paths to copy (app dirs, or single apps from apps/). */
@@ -209,9 +265,11 @@ export async function planAppDirs(
   instance: Pick<Instance, 'installDir' | 'owner' | 'dataDir' | 'appsPaths' | 'product'>,
   kind: InstallKind,
   warn: (message: string) => void,
+  /** What the app directories are, as the owner sees them (see appDirCandidates). */
+  paths: HostPaths,
 ): Promise<AppDirPlan> {
   const { installDir, owner } = instance;
-  const exists = (path: string) => existsOnHost(host, owner, '-d', path);
+  const exists = (path: string) => paths.isDir(path);
   const listed: (AppsPath & { listed: boolean })[] =
     instance.appsPaths.length > 0
       ? instance.appsPaths.map((a) => ({ ...a, listed: true }))
@@ -287,7 +345,7 @@ export async function planAppDirs(
         manager,
         names.map((n) => `${dir.path}/${n}`),
       );
-      const real = await realPath(host, owner, dir.path);
+      const real = (await paths.fact(dir.path)).real;
       const realOwners =
         real === dir.path
           ? owners

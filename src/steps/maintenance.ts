@@ -48,6 +48,22 @@ export interface MaintenanceWindow {
   restoredAt?: Date;
 }
 
+// Switches maintenance mode and reads it back in one command on the host (one round trip):
+// argv 1 is the flag (--on, --off), the rest `occ maintenance:mode` as the right user. The
+// switch's own words and exit status are kept; only a switch that succeeded is followed by
+// the SWITCHED_MARK line (on a line of its own whatever a login script printed before it)
+// and the state occ reads then (occ's own answer and exit status).
+const SWITCHED_MARK = 'owncloud-backup: switched';
+const SWITCH_AND_READ = `flag=$1; shift
+said=$("$@" "$flag" 2>&1) || { status=$?; printf '%s\\n' "$said"; exit "$status"; }
+printf '\\n%s\\n' '${SWITCHED_MARK}'
+exec "$@"`;
+
+/** argv that switches maintenance mode (`--on` or `--off`) and then prints the state occ reads. */
+function switchAndReadCommand(host: Host, occ: OccTarget, flag: '--on' | '--off'): string[] {
+  return ['sh', '-c', SWITCH_AND_READ, 'sh', flag, ...occCommand(host, occ, ['maintenance:mode'])];
+}
+
 export class MaintenanceGuard {
   readonly window: MaintenanceWindow = { switchedByUs: false, priorState: false };
   private restored = false;
@@ -99,13 +115,39 @@ export class MaintenanceGuard {
   }
 
   async state(shielded = false): Promise<boolean> {
-    const output = await this.occRun(['maintenance:mode'], shielded);
+    return this.stateFrom(await this.occRun(['maintenance:mode'], shielded));
+  }
+
+  private stateFrom(output: string): boolean {
     const state = parseMaintenanceState(output);
     if (state === undefined)
       throw new BackupError(
         `occ maintenance:mode answered something unexpected: ${stderrTail(output)}`,
       );
     return state;
+  }
+
+  /**
+   * Sends `--on` or `--off` and reads the state back, in one command on the host: the state
+   * occ reads after the switch. Shielded: an occ killed halfway through rewriting config.php
+   * would leave it truncated. Fails as the two separate calls would: on the switch's failure
+   * with its words, then on the reading's.
+   */
+  private async switchAndRead(flag: '--on' | '--off'): Promise<boolean> {
+    const result = await this.host.run(switchAndReadCommand(this.host, this.target, flag), {
+      shielded: true,
+      timeoutMs: 240_000,
+    });
+    const transport = this.host.transportFailure(result);
+    if (transport) throw new LinkError(transport);
+    const [switched, read] = splitAt(result.stdout, SWITCHED_MARK);
+    const failed = (args: string, output: string) =>
+      new BackupError(
+        `occ ${args} failed on ${this.host.label} (exit ${result.exitCode}): ${stderrTail(`${output}\n${result.stderr}`)}`,
+      );
+    if (read === undefined) throw failed(`maintenance:mode ${flag}`, switched);
+    if (result.exitCode !== 0) throw failed('maintenance:mode', read);
+    return this.stateFrom(read);
   }
 
   /**
@@ -146,9 +188,7 @@ export class MaintenanceGuard {
     this.window.switchedByUs = true;
     this.note('switching-on');
     this.window.enabledAt = new Date();
-    // Shielded: an occ killed halfway through rewriting config.php would leave it truncated.
-    await this.occRun(['maintenance:mode', '--on'], true);
-    if (!(await this.state()))
+    if (!(await this.switchAndRead('--on')))
       throw new BackupError('occ maintenance:mode --on did not switch maintenance mode on.');
     this.note('on');
     this.log('Maintenance mode switched on.');
@@ -168,8 +208,7 @@ export class MaintenanceGuard {
     let lastError: unknown;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.occRun(['maintenance:mode', '--off'], true);
-        if (await this.state(true))
+        if (await this.switchAndRead('--off'))
           throw new BackupError('occ maintenance:mode --off did not switch maintenance mode off.');
         this.restored = true;
         this.window.restoredAt = new Date();
@@ -197,4 +236,12 @@ export class MaintenanceGuard {
     if (!enabledAt) return 0;
     return ((restoredAt ?? new Date()).getTime() - enabledAt.getTime()) / 1000;
   }
+}
+
+/** The lines before the first `mark` line and those after it (undefined without one). */
+function splitAt(text: string, mark: string): [string, string | undefined] {
+  const lines = text.split('\n');
+  const at = lines.indexOf(mark);
+  if (at < 0) return [text, undefined];
+  return [lines.slice(0, at).join('\n'), lines.slice(at + 1).join('\n')];
 }

@@ -17,7 +17,19 @@ import { asUser, reached, type Host } from '../host/host.ts';
 import { runProcess, stderrTail } from '../host/process.ts';
 
 const MISSING = `for p; do command -v "$p" >/dev/null 2>&1 || echo "$p"; done`;
-const FIRST_WITH_VERSION = `for p; do if command -v "$p" >/dev/null 2>&1; then echo "$p"; "$p" --version 2>&1 | head -n 1; exit 0; fi; done; exit 127`;
+// Arguments: how many names the dump program may have, those names, then the programs the
+// run needs. Prints the first dump program found and the first line of its --version (or
+// empty lines), then the needed programs that are missing, one a line.
+const TOOLS = `n=$1; shift
+i=0; dump=; version=
+for p; do
+  [ "$i" -lt "$n" ] || break
+  i=$((i + 1))
+  if command -v "$p" >/dev/null 2>&1; then dump=$p; version=$("$p" --version 2>&1 | head -n 1); break; fi
+done
+printf '%s\\n%s\\n' "$dump" "$version"
+shift "$n"
+${MISSING}`;
 
 /** Names of the programs (of those given) the host lacks. */
 export async function missingOnHost(host: Host, programs: string[]): Promise<string[]> {
@@ -30,21 +42,32 @@ export async function missingHere(programs: string[]): Promise<string[]> {
   return result.stdout.split('\n').filter(Boolean);
 }
 
-/** The engine's dump program on the host (the first of its names found) and its version. */
-export async function findDumpTool(host: Host, engine: DatabaseEngine): Promise<DumpTool> {
+/**
+ * In one command: the engine's dump program on the host (the first of its names found) and
+ * its version, and which of the other programs given the host lacks.
+ */
+export async function findTools(
+  host: Host,
+  engine: DatabaseEngine,
+  programs: string[],
+): Promise<{ tool: DumpTool; missing: string[] }> {
+  const names = engine.programs;
   const result = reached(
     host,
-    await host.run(['sh', '-c', FIRST_WITH_VERSION, 'sh', ...engine.programs]),
+    await host.run(['sh', '-c', TOOLS, 'sh', String(names.length), ...names, ...programs]),
   );
-  if (result.exitCode !== 0)
+  const [program = '', version = '', ...missing] = result.stdout.split('\n');
+  if (result.exitCode !== 0 || program.trim() === '')
     throw new BackupError(
-      `${host.label} has no ${engine.programs.join(' or ')} to dump the ${engine.type} database: install it there.`,
+      `${host.label} has no ${names.join(' or ')} to dump the ${engine.type} database: install it there.`,
     );
-  const [program, version] = result.stdout.split('\n');
-  // sqlite3 appends a 40-hex source id that tells a reader nothing.
   return {
-    program: program!.trim(),
-    version: (version ?? '').trim().replace(/\s+[0-9a-f]{40,}\S*$/, ''),
+    tool: {
+      program: program.trim(),
+      // sqlite3 appends a 40-hex source id that tells a reader nothing.
+      version: version.trim().replace(/\s+[0-9a-f]{40,}\S*$/, ''),
+    },
+    missing: missing.filter(Boolean),
   };
 }
 
@@ -150,12 +173,11 @@ export async function preflight(
   engine: DatabaseEngine,
   reporter: Reporter,
 ): Promise<Preflight> {
-  const tool = await findDumpTool(host, engine);
-  reporter.info(`Dump tool on the host: ${tool.program} (${tool.version}).`);
   const hostPrograms = ['php', 'tar', 'du', 'mktemp'];
   if (host.account !== instance.owner)
     hostPrograms.push(host.account === 'root' ? 'runuser' : 'sudo');
-  const missingThere = await missingOnHost(host, hostPrograms);
+  const { tool, missing: missingThere } = await findTools(host, engine, hostPrograms);
+  reporter.info(`Dump tool on the host: ${tool.program} (${tool.version}).`);
   if (missingThere.length > 0)
     throw new BackupError(`${host.label} lacks ${missingThere.join(', ')}: install it there.`);
   const missing = await missingHere([

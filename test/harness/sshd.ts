@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -25,7 +25,44 @@ export interface SshServer {
   readonly knownHostsPath: string;
   /** OpenSSH client options for this server with strict host key checking; append the remote command. */
   clientArgs(): string[];
+  /**
+   * With `logCommands`: every remote command a session ran, in the order they started, with
+   * its start and end (seconds since the epoch, the host's clock) and exit status (end and
+   * status absent while it still runs).
+   */
+  commands(): RemoteCommand[];
   stop(): Promise<void>;
+}
+
+export interface RemoteCommand {
+  command: string;
+  start: number;
+  end?: number;
+  exitCode?: number;
+}
+
+// Runs the session's command as sshd would (the login shell with -c), recording it first,
+// in a file of its own (sessions run side by side), and its end and exit status after.
+const commandLogger = (dir: string) => `#!/bin/sh
+f=$(mktemp '${dir}/XXXXXXXX') || exit 255
+{ date +%s.%N; printf '%s' "$SSH_ORIGINAL_COMMAND" | od -An -v -tx1 | tr -d ' \\n'; echo; } > "$f"
+"$SHELL" -c "$SSH_ORIGINAL_COMMAND"
+status=$?
+{ date +%s.%N; echo "$status"; } >> "$f"
+exit "$status"
+`;
+
+function readCommandLog(dir: string): RemoteCommand[] {
+  return readdirSync(dir)
+    .map((name) => {
+      const [start, hex, end, status] = readFileSync(join(dir, name), 'utf8').split('\n');
+      return {
+        command: Buffer.from(hex ?? '', 'hex').toString('utf8'),
+        start: Number(start),
+        ...(end ? { end: Number(end), exitCode: Number(status) } : {}),
+      };
+    })
+    .sort((a, b) => a.start - b.start);
 }
 
 function tcpAccepts(host: string, port: number): Promise<boolean> {
@@ -44,6 +81,8 @@ export async function startSshd(
     network?: NetworkHost;
     /** PATH for every session: a host on which some programs are missing. */
     sessionPath?: string;
+    /** Record every remote command a session runs (see commands()). */
+    logCommands?: boolean;
   } = {},
 ): Promise<SshServer> {
   const sshd = requireTool('sshd');
@@ -64,6 +103,14 @@ export async function startSshd(
   // sshd reads authorized_keys as the user logging in, who may not be root: the dir must be
   // traversable (the keys in it stay 0600).
   chmodSync(dir, 0o755);
+
+  const commandLog = join(dir, 'commands');
+  const logger = join(dir, 'log-command');
+  if (options.logCommands) {
+    mkdirSync(commandLog, { mode: 0o1777 });
+    chmodSync(commandLog, 0o1777);
+    writeFileSync(logger, commandLogger(commandLog), { mode: 0o755 });
+  }
 
   const host = options.network?.hostAddress ?? '127.0.0.1';
   const port = await freePort();
@@ -87,6 +134,7 @@ export async function startSshd(
       'MaxStartups 50',
       'LogLevel ERROR',
       ...(options.sessionPath ? [`SetEnv "PATH=${options.sessionPath}"`] : []),
+      ...(options.logCommands ? [`ForceCommand ${logger}`] : []),
       '',
     ].join('\n'),
   );
@@ -140,6 +188,10 @@ export async function startSshd(
       'ConnectTimeout=10',
       `root@${host}`,
     ],
+    commands: () => {
+      if (!options.logCommands) throw new Error('this sshd was started without logCommands');
+      return readCommandLog(commandLog);
+    },
     async stop() {
       await server.stop();
       scratch.remove();
