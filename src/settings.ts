@@ -116,7 +116,7 @@ export interface DatabaseOverrides {
 export interface BackupPlan extends InstancePlan {
   /** Further paths to include: relative ones within owncloud-dir, or absolute ones. */
   extraPaths: string[];
-  /** rsync patterns left out of the files archive. */
+  /** Patterns (rsync's form) left out of the files archive. */
   exclude: string[];
   installType: InstallType;
   /** Switch maintenance mode on for the dump (and restore the prior state after). */

@@ -12436,9 +12436,6 @@ class LocalHost {
     account = (0,external_node_os_namespaceObject.userInfo)().username;
     run = (argv, options) => runProcess(argv, options);
     stream = (argv, options) => streamProcess(argv, options);
-    rsyncSource(path) {
-        return { args: [], source: path };
-    }
     transportFailure() {
         return undefined;
     }
@@ -12756,11 +12753,6 @@ class SshHost {
                 (0,promises_namespaceObject.setTimeout)(5000, undefined, { ref: false }),
             ]);
         return result;
-    }
-    rsyncSource(path) {
-        const shell = ['ssh', ...this.baseArgs, '-o', 'ControlMaster=no'].map(quoteArg).join(' ');
-        const host = this.target.host.includes(':') ? `[${this.target.host}]` : this.target.host;
-        return { args: ['-e', shell], source: `${host}:${path}` };
     }
     transportFailure(result) {
         if (result.exitCode === 0)
@@ -14649,7 +14641,7 @@ async function findTools(host, engine, programs) {
         missing: missing.filter(Boolean),
     };
 }
-/** Apparent size in bytes of the given paths on the host (one file system each, as rsync -x). */
+/** Apparent size in bytes of the given paths on the host (one file system each, as tar --one-file-system reads them). */
 async function sizeOnHost(host, owner, paths) {
     if (paths.length === 0)
         return 0;
@@ -15405,7 +15397,7 @@ function parseConfigRead(host, read, owner, configPath) {
 }
 /**
  * An SSH user that is neither root nor the instance's owner runs occ (as the owner) and
- * rsync (to read every file) through sudo, which must not ask for a password.
+ * tar (to read every file) through sudo, which must not ask for a password.
  */
 async function requirePasswordlessSudo(host, owner) {
     const result = await host.run(['sudo', '-n', 'true']);
@@ -16353,7 +16345,6 @@ function runnerWithPath(dirs) {
         account: local.account,
         run: (argv, options) => local.run(argv, { ...options, env: { ...options?.env, ...env } }),
         stream: (argv, options) => local.stream(argv, { ...options, env: { ...options?.env, ...env } }),
-        rsyncSource: (path) => local.rsyncSource(path),
         transportFailure: () => undefined,
         close: () => local.close(),
     };

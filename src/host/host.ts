@@ -17,8 +17,6 @@ export interface Host {
   run(argv: readonly string[], options?: ProcessOptions): Promise<ProcessResult>;
   /** Starts a command there whose stdout streams back here. */
   stream(argv: readonly string[], options?: ProcessOptions): StreamingProcess;
-  /** What rsync needs to read a path on the host: its `-e` arguments and the source spec. */
-  rsyncSource(path: string): { args: string[]; source: string };
   /**
    * Why a failed command failed on the way there (the link, not the command), or undefined
    * when the command itself ran and failed.

@@ -9,9 +9,6 @@ export class LocalHost implements Host {
 
   run: Host['run'] = (argv, options) => runProcess(argv, options);
   stream: Host['stream'] = (argv, options) => streamProcess(argv, options);
-  rsyncSource(path: string) {
-    return { args: [], source: path };
-  }
   transportFailure(): string | undefined {
     return undefined;
   }

@@ -8,9 +8,9 @@ import { runProcess, stderrTail } from './process.ts';
 import { elevateReaper } from './reaper.ts';
 
 export interface RunnerPrivilege {
-  /** argv prefix for commands that write or read the staged files. */
+  /** argv prefix for commands that must read or remove files of every owner on this machine. */
   prefix: string[];
-  /** Whether the staged copy (and so the archive) keeps the files' owners. */
+  /** Whether that prefix gives root (root itself, or passwordless sudo). */
   keepsOwners: boolean;
 }
 

@@ -12,7 +12,7 @@ import { childEnvironment } from './environment.ts';
 import type { Host } from './host.ts';
 import { killWithUs } from './reaper.ts';
 import { runProcess, stderrTail, streamProcess, type ProcessResult } from './process.ts';
-import { quoteArg, quoteCommand } from './shell.ts';
+import { quoteCommand } from './shell.ts';
 
 export interface SshOptions {
   /** Seconds between keepalives; three missed ones end the connection. */
@@ -268,12 +268,6 @@ export class SshHost implements Host {
         sleep(5000, undefined, { ref: false }),
       ]);
     return result;
-  }
-
-  rsyncSource(path: string) {
-    const shell = ['ssh', ...this.baseArgs, '-o', 'ControlMaster=no'].map(quoteArg).join(' ');
-    const host = this.target.host.includes(':') ? `[${this.target.host}]` : this.target.host;
-    return { args: ['-e', shell], source: `${host}:${path}` };
   }
 
   transportFailure(result: ProcessResult): string | undefined {

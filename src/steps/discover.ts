@@ -285,7 +285,7 @@ function parseConfigRead(
 
 /**
  * An SSH user that is neither root nor the instance's owner runs occ (as the owner) and
- * rsync (to read every file) through sudo, which must not ask for a password.
+ * tar (to read every file) through sudo, which must not ask for a password.
  */
 export async function requirePasswordlessSudo(host: Host, owner: string): Promise<void> {
   const result = await host.run(['sudo', '-n', 'true']);

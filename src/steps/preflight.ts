@@ -71,7 +71,7 @@ export async function findTools(
   };
 }
 
-/** Apparent size in bytes of the given paths on the host (one file system each, as rsync -x). */
+/** Apparent size in bytes of the given paths on the host (one file system each, as tar --one-file-system reads them). */
 export async function sizeOnHost(host: Host, owner: string, paths: string[]): Promise<number> {
   if (paths.length === 0) return 0;
   const result = reached(
@@ -156,7 +156,7 @@ export interface Preflight {
   tool: DumpTool;
   fileSet: FileSet;
   privilege: RunnerPrivilege;
-  /** The files' apparent size on the host: what the bulk copy is expected to move. */
+  /** The files' apparent size on the host: what the base pass is expected to read. */
   sizeBytes: number;
 }
 

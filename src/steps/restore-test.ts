@@ -194,7 +194,6 @@ function runnerWithPath(dirs: string[]): Host {
     account: local.account,
     run: (argv, options) => local.run(argv, { ...options, env: { ...options?.env, ...env } }),
     stream: (argv, options) => local.stream(argv, { ...options, env: { ...options?.env, ...env } }),
-    rsyncSource: (path) => local.rsyncSource(path),
     transportFailure: () => undefined,
     close: () => local.close(),
   };
