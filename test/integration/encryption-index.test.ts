@@ -264,7 +264,7 @@ describe('a backup of an instance without server-side encryption', () => {
     const { manifest, dir, run } = await backup(instance);
     expect(manifest.encryption).toEqual({ enabled: false });
     expect(indexRecord(manifest)).toBeUndefined();
-    expect(manifest.archives.map((a) => a.role)).toEqual(['files', 'database']);
+    expect(manifest.archives.map((a) => a.role)).toEqual(['files', 'files-delta', 'database']);
     expect(readdirSync(dir).filter((name) => name.includes('encryption'))).toEqual([]);
     expect(run.stderr).toContain('Server-side encryption: off.\n');
     expect(run.stdout).toContain('  server-side encryption: off\n');
