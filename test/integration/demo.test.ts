@@ -23,7 +23,9 @@ describe('the demo', () => {
       const dir = /Check it: \(cd '([^']+)'/.exec(run.stdout)![1]!;
       expect(
         execFileSync('sha256sum', ['-c', 'SHA256SUMS'], { cwd: dir, encoding: 'utf8' }),
-      ).toMatch(/owncloud-files_\d+\.tar\.zst: OK\nowncloud-dbbackup_\d+\.bak\.zst: OK/);
+      ).toMatch(
+        /owncloud-files_\d+\.tar\.zst: OK\nowncloud-files-delta_\d+\.tar\.zst: OK\nowncloud-dbbackup_\d+\.bak\.zst: OK/,
+      );
     } finally {
       if (root) rmSync(root, { recursive: true, force: true });
     }
