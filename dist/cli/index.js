@@ -13833,7 +13833,18 @@ async function streamFiles(host, fileSet, options) {
     // The runs' archives, joined: what the compressor reads.
     const joined = new external_node_stream_namespaceObject.PassThrough();
     const writing = compressToFile(joined, options.compression, options.path, options.signal);
-    writing.catch(() => { });
+    // A write that fails (a full disk) stops the tar run feeding it, and is the cause told.
+    let current;
+    let writeFailure;
+    const stopCurrent = () => {
+        current?.tar.kill();
+        current?.tar.stdout.destroy();
+        current?.scan.destroy();
+    };
+    writing.catch((error) => {
+        writeFailure = { error };
+        stopCurrent();
+    });
     let readBefore = 0;
     let changedWhileRead = false;
     const fail = async (error) => {
@@ -13857,6 +13868,9 @@ async function streamFiles(host, fileSet, options) {
             signal: options.signal,
             onStderr,
         });
+        current = { tar, scan };
+        if (writeFailure)
+            stopCurrent();
         tar.stdout.pipe(scan).pipe(joined, { end: last });
         const [scanned, result] = await Promise.allSettled([(0,external_node_stream_promises_namespaceObject.finished)(scan), tar.done]);
         readBefore += scan.fileBytes;
@@ -13864,6 +13878,8 @@ async function streamFiles(host, fileSet, options) {
             tar.kill();
             return fail(new InterruptedError());
         }
+        if (writeFailure)
+            return fail(writeFailure.error);
         if (result.status === 'rejected')
             return fail(result.reason);
         const ended = result.value;

@@ -20,7 +20,7 @@ import {
   type AppDir,
   type InstallKind,
 } from './installation.ts';
-import { stderrTail } from '../host/process.ts';
+import { stderrTail, type StreamingProcess } from '../host/process.ts';
 import { isNoSpace } from '../host/runner.ts';
 import type { StepProgress } from '../progress.ts';
 import { TAR_METADATA_FLAGS } from './archive.ts';
@@ -433,7 +433,18 @@ export async function streamFiles(
   // The runs' archives, joined: what the compressor reads.
   const joined = new PassThrough();
   const writing = compressToFile(joined, options.compression, options.path, options.signal);
-  writing.catch(() => {});
+  // A write that fails (a full disk) stops the tar run feeding it, and is the cause told.
+  let current: { tar: StreamingProcess; scan: TarScan } | undefined;
+  let writeFailure: { error: unknown } | undefined;
+  const stopCurrent = () => {
+    current?.tar.kill();
+    current?.tar.stdout.destroy();
+    current?.scan.destroy();
+  };
+  writing.catch((error: unknown) => {
+    writeFailure = { error };
+    stopCurrent();
+  });
   let readBefore = 0;
   let changedWhileRead = false;
   const fail = async (error: unknown): Promise<never> => {
@@ -462,6 +473,8 @@ export async function streamFiles(
       signal: options.signal,
       onStderr,
     });
+    current = { tar, scan };
+    if (writeFailure) stopCurrent();
     tar.stdout.pipe(scan).pipe(joined, { end: last });
     const [scanned, result] = await Promise.allSettled([finished(scan), tar.done]);
     readBefore += scan.fileBytes;
@@ -469,6 +482,7 @@ export async function streamFiles(
       tar.kill();
       return fail(new InterruptedError());
     }
+    if (writeFailure) return fail(writeFailure.error);
     if (result.status === 'rejected') return fail(result.reason);
     const ended = result.value;
     const transport = host.transportFailure(ended);

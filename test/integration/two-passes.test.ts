@@ -3,9 +3,20 @@
 // one deleted, a directory removed) is in the backup in its state at the dump, restored the
 // README's way (base, then delta) and by the tool (whole instance, --list, --path).
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync, chownSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import {
+  chmodSync,
+  chownSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LocalHost } from '../../src/host/local.ts';
+import { streamFiles, type FileSet } from '../../src/steps/files.ts';
 import { startMariaDb, type MariaDbServer } from '../harness/mariadb.ts';
 import { startPostgres, type PostgresServer } from '../harness/postgres.ts';
 import { makeScratchDir } from '../harness/scratch.ts';
@@ -126,5 +137,40 @@ describe.each(['local', 'ssh'] as const)('what changes between the passes (%s)',
     const withoutDb = await snapshotTree(join(restored, 'data'));
     expect(diffTrees(withoutDb, after)).toEqual([]);
     instance.remove();
+  });
+});
+
+describe('a disk that fills while the base archive is written', () => {
+  it('stops tar and says so, with the path, leaving no partial archive', async () => {
+    const dir = join(scratch.path, 'full-disk');
+    const source = join(dir, 'source');
+    const small = join(dir, 'small disk');
+    mkdirSync(source, { recursive: true });
+    mkdirSync(small);
+    // 64 MiB that do not compress, for a disk of 2 MiB.
+    writeFileSync(join(source, 'big'), randomBytes(64 * 1024 * 1024));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', small]);
+    try {
+      const path = join(small, 'owncloud-files_20260101.tar.zst');
+      const fileSet = {
+        parts: [{ source, member: 'data', part: 'data', patternRoot: '' }],
+        skip: [],
+        readAs: [],
+        exclude: [],
+        installDir: join(dir, 'none'),
+      } as unknown as FileSet;
+      await expect(
+        streamFiles(new LocalHost(), fileSet, {
+          phase: 'base',
+          snapshot: join(dir, 'snapshot'),
+          path,
+          compression: 'zstd',
+          signal: new AbortController().signal,
+        }),
+      ).rejects.toThrow(/^No space left on device writing .*owncloud-files_20260101\.tar\.zst/);
+      expect(readdirSync(small)).toEqual([]);
+    } finally {
+      execFileSync('umount', [small]);
+    }
   });
 });
