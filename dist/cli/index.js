@@ -17234,43 +17234,8 @@ async function listBackupFiles(archives, wanted, signal) {
 // archive. Memory stays flat: data blocks stream; only headers are looked at.
 
 
+
 const tar_filter_BLOCK = 512;
-/** A tar number field: octal digits, or GNU's base-256 for big values. Pure. */
-function tar_filter_tarNumber(field) {
-    if (field[0] & 0x80) {
-        let value = field[0] & 0x7f;
-        for (let i = 1; i < field.length; i++)
-            value = value * 256 + field[i];
-        return value;
-    }
-    const text = field
-        .toString('latin1')
-        .replace(/[\0 ]+$/g, '')
-        .trim();
-    return text === '' ? 0 : parseInt(text, 8);
-}
-function tar_filter_cString(field) {
-    const end = field.indexOf(0);
-    return field.subarray(0, end === -1 ? field.length : end).toString('utf8');
-}
-/** The `path` of a pax extended header's records (`LEN key=value\n`), if it has one. Pure. */
-function tar_filter_paxPath(data) {
-    let path;
-    for (let at = 0; at < data.length;) {
-        const space = data.indexOf(0x20, at);
-        if (space === -1)
-            break;
-        const length = Number(data.subarray(at, space).toString('latin1'));
-        if (!Number.isInteger(length) || length <= 0)
-            break;
-        const record = data.subarray(space + 1, at + length - 1).toString('utf8');
-        const equals = record.indexOf('=');
-        if (equals !== -1 && record.slice(0, equals) === 'path')
-            path = record.slice(equals + 1);
-        at += length;
-    }
-    return path;
-}
 const tar_filter_padded = (size) => Math.ceil(size / tar_filter_BLOCK) * tar_filter_BLOCK;
 /** Keeps the members at or below any of `members` (tar's own rule for member names). */
 class TarFilter extends external_node_stream_namespaceObject.Transform {
@@ -17329,9 +17294,9 @@ class TarFilter extends external_node_stream_namespaceObject.Transform {
                 const data = this.buffer.subarray(0, need);
                 this.pending.push(Buffer.from(data));
                 if (this.meta.type === 'L')
-                    this.longName = tar_filter_cString(data.subarray(0, this.meta.size));
+                    this.longName = cString(data.subarray(0, this.meta.size));
                 if (this.meta.type === 'x')
-                    this.paxName = tar_filter_paxPath(data.subarray(0, this.meta.size));
+                    this.paxName = paxPath(data.subarray(0, this.meta.size));
                 this.buffer = this.buffer.subarray(need);
                 this.meta = undefined;
                 continue;
@@ -17345,7 +17310,7 @@ class TarFilter extends external_node_stream_namespaceObject.Transform {
                 return;
             }
             const type = String.fromCharCode(header[156]) || '0';
-            const size = tar_filter_tarNumber(header.subarray(124, 136));
+            const size = tarNumber(header.subarray(124, 136));
             // GNU sparse files carry their map in extension blocks after the header.
             let headerBlocks = 1;
             if (type === 'S' && header[482] === 1) {
@@ -17366,8 +17331,8 @@ class TarFilter extends external_node_stream_namespaceObject.Transform {
                 continue;
             }
             const magic = header.subarray(257, 263).toString('latin1');
-            const prefix = magic.startsWith('ustar') && magic !== 'ustar ' ? tar_filter_cString(header.subarray(345, 500)) : '';
-            const plain = tar_filter_cString(header.subarray(0, 100));
+            const prefix = magic.startsWith('ustar') && magic !== 'ustar ' ? cString(header.subarray(345, 500)) : '';
+            const plain = cString(header.subarray(0, 100));
             const name = this.paxName ?? this.longName ?? (prefix ? `${prefix}/${plain}` : plain);
             this.keeping = this.wanted(name);
             if (this.keeping) {

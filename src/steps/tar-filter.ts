@@ -5,43 +5,9 @@
 // archive. Memory stays flat: data blocks stream; only headers are looked at.
 import { Transform, type TransformCallback } from 'node:stream';
 import { isAtOrBelow } from './archive-listing.ts';
+import { cString, paxPath, tarNumber } from './tar-scan.ts';
 
 const BLOCK = 512;
-
-/** A tar number field: octal digits, or GNU's base-256 for big values. Pure. */
-export function tarNumber(field: Buffer): number {
-  if (field[0]! & 0x80) {
-    let value = field[0]! & 0x7f;
-    for (let i = 1; i < field.length; i++) value = value * 256 + field[i]!;
-    return value;
-  }
-  const text = field
-    .toString('latin1')
-    .replace(/[\0 ]+$/g, '')
-    .trim();
-  return text === '' ? 0 : parseInt(text, 8);
-}
-
-function cString(field: Buffer): string {
-  const end = field.indexOf(0);
-  return field.subarray(0, end === -1 ? field.length : end).toString('utf8');
-}
-
-/** The `path` of a pax extended header's records (`LEN key=value\n`), if it has one. Pure. */
-export function paxPath(data: Buffer): string | undefined {
-  let path: string | undefined;
-  for (let at = 0; at < data.length;) {
-    const space = data.indexOf(0x20, at);
-    if (space === -1) break;
-    const length = Number(data.subarray(at, space).toString('latin1'));
-    if (!Number.isInteger(length) || length <= 0) break;
-    const record = data.subarray(space + 1, at + length - 1).toString('utf8');
-    const equals = record.indexOf('=');
-    if (equals !== -1 && record.slice(0, equals) === 'path') path = record.slice(equals + 1);
-    at += length;
-  }
-  return path;
-}
 
 const padded = (size: number) => Math.ceil(size / BLOCK) * BLOCK;
 

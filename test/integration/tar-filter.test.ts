@@ -9,7 +9,8 @@ import { Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { makeScratchDir } from '../harness/scratch.ts';
 import { requireTool } from '../harness/tools.ts';
-import { paxPath, TarFilter, tarNumber } from '../../src/steps/tar-filter.ts';
+import { TarFilter } from '../../src/steps/tar-filter.ts';
+import { paxPath, tarNumber } from '../../src/steps/tar-scan.ts';
 import { diffTrees, snapshotTree } from '../support/tree.ts';
 
 const scratch = makeScratchDir('tar-filter');
