@@ -65,7 +65,14 @@ import {
   runRestoreTest,
   type RestoreTestRecord,
 } from './steps/restore-test.ts';
-import type { WrittenFile } from './steps/compress.ts';
+import type { ArchiveFile, WrittenFile } from './steps/compress.ts';
+import {
+  AGE_SUFFIX,
+  AgeFiles,
+  checkRecipients,
+  describeRecipient,
+  recipientRecords,
+} from './steps/age.ts';
 
 export interface BackupResult {
   /** The finished backup directory. */
@@ -137,7 +144,22 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
   // An existing backup dir is held at once (its leftovers would count against the free
   // space); a new one is created and held only once the preflight has accepted it.
   let dirLock = existsSync(plan.backupDir) ? await lockBackupDir() : undefined;
+  // age's files for this run (recipients; the identity for the restore test), checked
+  // before the host is touched.
+  const ageFiles = plan.encryptTo ? new AgeFiles() : undefined;
   try {
+    let age: AgeRun | undefined;
+    if (ageFiles && plan.encryptTo) {
+      const recipientsFile = ageFiles.recipientsFile(plan.encryptTo);
+      await checkRecipients(recipientsFile, 'encrypt-to');
+      age = {
+        recipientsFile,
+        ...(plan.identity ? { identityFile: ageFiles.identityFile(plan.identity) } : {}),
+      };
+      reporter.info(
+        `Encrypting every archive and the dump (age) to ${plan.encryptTo.length} recipient${plan.encryptTo.length === 1 ? '' : 's'}: ${plan.encryptTo.map(describeRecipient).join(', ')}.`,
+      );
+    }
     return await backUp(plan, context, {
       startedAt,
       name,
@@ -149,8 +171,10 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
         createBackupDir(plan.backupDir);
         dirLock = await lockBackupDir();
       },
+      ...(age ? { age } : {}),
     });
   } finally {
+    ageFiles?.dispose();
     await dirLock?.release();
   }
 }
@@ -166,10 +190,15 @@ async function backUp(
     holder: string;
     /** Creates the backup directory if it is new, and holds its lock. */
     holdBackupDir: () => Promise<void>;
+    /** Set when the backup is encrypted. */
+    age?: AgeRun;
   },
 ): Promise<BackupResult> {
   const { reporter, signal } = context;
-  const { startedAt, name, finalDir, workDir } = run;
+  const { startedAt, name, finalDir, workDir, age } = run;
+  // An encrypted backup's files are age files, named so.
+  const named = (fileName: string) => (age ? `${fileName}${AGE_SUFFIX}` : fileName);
+  const encryptTo = age ? { encryptTo: age.recipientsFile } : {};
   const interrupted = () => {
     if (signal.aborted) throw new InterruptedError();
   };
@@ -252,8 +281,9 @@ async function backUp(
         const written = await streamFiles(connected, fileSet, {
           phase: 'base',
           snapshot,
-          path: join(workDir, filesArchiveName(startedAt, plan.compression)),
+          path: join(workDir, named(filesArchiveName(startedAt, plan.compression))),
           compression: plan.compression,
+          ...encryptTo,
           signal,
           progress: reading,
           onMember: (member) => {
@@ -320,8 +350,9 @@ async function backUp(
               ? streamFiles(connected, fileSet, {
                   phase: 'delta',
                   snapshot: windowSnapshot,
-                  path: join(workDir, filesDeltaArchiveName(startedAt, plan.compression)),
+                  path: join(workDir, named(filesDeltaArchiveName(startedAt, plan.compression))),
                   compression: plan.compression,
+                  ...encryptTo,
                   signal: stepSignal,
                   onMember: (member) => tally.delta(member),
                 })
@@ -335,7 +366,8 @@ async function backUp(
               tool,
               owner: instance.owner,
               compression: plan.compression,
-              path: join(workDir, dumpFileName(startedAt, plan.compression)),
+              ...encryptTo,
+              path: join(workDir, named(dumpFileName(startedAt, plan.compression))),
               idleTimeoutSeconds: plan.dumpTimeoutSeconds,
               signal: stepSignal,
               progress: dumping,
@@ -353,8 +385,9 @@ async function backUp(
           // Beside the dump too: the encrypted files' cache entries as the dump holds them.
           encryption: (stepSignal, dumping) =>
             recordEncryption(connected, engine, dumpContext, {
-              indexPath: join(workDir, encryptionIndexName(startedAt, plan.compression)),
+              indexPath: join(workDir, named(encryptionIndexName(startedAt, plan.compression))),
               compression: plan.compression,
+              ...encryptTo,
               signal: stepSignal,
               timeout: { seconds: plan.dumpTimeoutSeconds, after: dumping },
             }),
@@ -382,21 +415,27 @@ async function backUp(
 
     const files = base;
     // Outside the maintenance window: the window does not grow by the test's time.
-    const restoreTest = plan.restoreTest
-      ? await reporter.group('Restore test (throwaway database on the runner)', () =>
-          testRestore(
-            engine,
-            context,
-            {
-              dumpPath: dump.path,
-              filesArchivePath: files.path,
-              compression: plan.compression,
-              database: { ...instance.database, rowCounts, dumpToolVersion: tool.version },
-            },
-            facts,
-          ),
-        )
-      : undefined;
+    const readable = (path: string): ArchiveFile => ({
+      path,
+      compression: plan.compression,
+      ...(age ? { age: { identityFile: age.identityFile } } : {}),
+    });
+    const restoreTest = !plan.restoreTest
+      ? undefined
+      : age && !age.identityFile
+        ? untestedEncrypted(reporter)
+        : await reporter.group('Restore test (throwaway database on the runner)', () =>
+            testRestore(
+              engine,
+              context,
+              {
+                dump: readable(dump.path),
+                filesArchive: readable(files.path),
+                database: { ...instance.database, rowCounts, dumpToolVersion: tool.version },
+              },
+              facts,
+            ),
+          );
     interrupted();
 
     const manifest = buildManifest({
@@ -439,6 +478,7 @@ async function backUp(
           : []),
       ],
       encryption: encryptionRecord,
+      ...(plan.encryptTo ? { encryptedTo: recipientRecords(plan.encryptTo) } : {}),
       dumpBytes: dump.rawBytes,
       rowCounts,
       rowCountsInWindow: maintenance !== undefined,
@@ -478,6 +518,28 @@ async function backUp(
     await instanceLock?.release();
     await host?.close();
   }
+}
+
+/** What age needs for an encrypted backup: the recipients, and the identity if given. */
+interface AgeRun {
+  recipientsFile: string;
+  /** The identity that decrypts the backup, for the restore test (a secret, in a 0600 file). */
+  identityFile?: string;
+}
+
+/** The restore test of an encrypted backup when the run holds no identity: not run, said why. */
+function untestedEncrypted(reporter: Reporter): RestoreTestRecord {
+  const record: RestoreTestRecord = {
+    result: 'skipped',
+    reason:
+      "the backup is encrypted and this run has no identity to decrypt it (give 'identity' to test it here, or run verify --restore-test with the identity where it is kept)",
+    tables: 0,
+    rows: 0,
+    users: 0,
+    seconds: 0,
+  };
+  reporter.info(restoreTestLine(record));
+  return record;
 }
 
 /**

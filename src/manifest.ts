@@ -11,6 +11,24 @@ import type { DumpTool } from './database/engine.ts';
 import type { RestoreTestRecord } from './steps/restore-test.ts';
 import { TOOL } from './tool.ts';
 import { quoteArg } from './host/shell.ts';
+import type { RecipientRecord } from './steps/age.ts';
+import type { ArchiveFile } from './steps/compress.ts';
+
+/**
+ * How a reader opens one of the backup's archives: its path in the backup directory, and
+ * for an encrypted one the identity file given for this run (undefined: none).
+ */
+export function archiveFile(
+  directory: string,
+  record: ArchiveRecord,
+  identityFile: string | undefined,
+): ArchiveFile {
+  return {
+    path: `${directory.replace(/\/+$/, '')}/${record.name}`,
+    compression: record.compression,
+    ...(record.encryption === 'age' ? { age: { identityFile } } : {}),
+  };
+}
 
 export const MANIFEST_FORMAT = 'owncloud-backup/1';
 
@@ -19,8 +37,17 @@ export interface ArchiveRecord {
   /** encryption-index: JSON lines, one per encrypted file's file cache entry (EncryptedFileEntry). */
   role: 'files' | 'files-delta' | 'database' | 'encryption-index';
   compression: Compression;
+  /** 'age': the file is an age file (named `….age`); size and sha256 are the ciphertext's. */
+  encryption?: 'age';
   size: number;
   sha256: string;
+}
+
+/** The encryption of the backup's files at rest (absent: they are not encrypted). */
+export interface AgeRecord {
+  format: 'age-encryption.org/v1';
+  /** Who can decrypt: the recipients' kinds and fingerprints (public, no secret). */
+  recipients: RecipientRecord[];
 }
 
 export interface Manifest {
@@ -90,6 +117,8 @@ export interface Manifest {
     seconds: number;
   };
   archives: ArchiveRecord[];
+  /** Present when every archive is encrypted to age recipients. */
+  age?: AgeRecord;
   /**
    * The instance's server-side encryption, from its app config (absent in manifests of
    * earlier versions of the tool).
@@ -201,6 +230,8 @@ export interface ManifestInput {
   restoreHint: string;
   /** Left out: the manifest has no encryption record (a caller that did not read it). */
   encryption?: EncryptionRecord;
+  /** The age recipients every archive was encrypted to. */
+  encryptedTo?: RecipientRecord[];
   restoreTest?: RestoreTestRecord;
 }
 
@@ -280,9 +311,13 @@ export function buildManifest(input: ManifestInput): Manifest {
       name: file.path.split('/').pop()!,
       role,
       compression: method,
+      ...(input.encryptedTo ? { encryption: 'age' as const } : {}),
       size: file.size,
       sha256: file.sha256,
     })),
+    ...(input.encryptedTo
+      ? { age: { format: 'age-encryption.org/v1' as const, recipients: input.encryptedTo } }
+      : {}),
     ...(input.encryption ? { encryption: input.encryption } : {}),
     restore: restoreCommands(input, compression),
     ...(input.restoreTest ? { restoreTest: input.restoreTest } : {}),
@@ -322,6 +357,15 @@ export function restoreCommands(input: ManifestInput, compression: Compression):
     charset: db.utf8mb4 ? 'utf8mb4' : 'utf8',
     dbFile: quoteArg(db.file ?? `${instance.dataDir}/${db.name}.db`),
   };
+  // An encrypted backup's files are decrypted on the way, with the identity file the
+  // variable AGE_IDENTITY names (bash stops with that message when it is not set).
+  const age = `age --decrypt --identity "\${AGE_IDENTITY:?set AGE_IDENTITY to the age identity file}"`;
+  const method = compression === 'zstd' ? '--zstd' : '--gzip';
+  const extract = (role: ArchiveRecord['role'], more: string) =>
+    input.encryptedTo
+      ? `${age} ${archive(role)} | tar --extract ${method}${more} --file - --directory ${unpacked} ${TAR_METADATA_FLAGS.map(quoteArg).join(' ')} --same-permissions`
+      : `tar --extract${more} --file ${archive(role)} --directory ${unpacked} ${TAR_METADATA_FLAGS.map(quoteArg).join(' ')} --same-permissions`;
+  if (input.encryptedTo) values.dump = `<(${age} ${archive('database')})`;
   const copyInto = (member: string, target: string) =>
     `find ${unpacked}/${member} -mindepth 1 -maxdepth 1 -exec cp -a -t ${target} {} +`;
   return {
@@ -330,14 +374,14 @@ export function restoreCommands(input: ManifestInput, compression: Compression):
         ? `Install ${instance.product} ${instance.version} (the same version) first: a package install's backup holds no server code. On a new database server, create the database user ${db.user} first. Keep the web server stopped until the end.`
         : `On a new database server, create the database user ${db.user} first. Keep the web server stopped until the end.`,
     files: [
+      // A failed age must fail the line, not hide behind tar's exit status.
+      ...(input.encryptedTo ? ['set -o pipefail'] : []),
       `mkdir -p ${installDir}`,
       `mkdir ${unpacked}`,
-      `tar --extract --file ${archive('files')} --directory ${unpacked} ${TAR_METADATA_FLAGS.map(quoteArg).join(' ')} --same-permissions`,
+      extract('files', ''),
       // Then what changed inside the maintenance window, over it (deletions included).
       ...(input.archives.some((a) => a.role === 'files-delta')
-        ? [
-            `tar --extract --listed-incremental=/dev/null --file ${archive('files-delta')} --directory ${unpacked} ${TAR_METADATA_FLAGS.map(quoteArg).join(' ')} --same-permissions`,
-          ]
+        ? [extract('files-delta', ' --listed-incremental=/dev/null')]
         : []),
       copyInto(LAYOUT.install, installDir),
       `mv -T ${unpacked}/${LAYOUT.data} ${dataDir}`,

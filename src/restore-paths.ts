@@ -7,14 +7,15 @@
 //   values → the staging directory removed.
 // No maintenance mode and no database replacement: the rest of the instance runs on.
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import { engineFor } from './database/index.ts';
 import { BackupError, InterruptedError } from './errors.ts';
 import { connectStep } from './host/connect.ts';
 import { asUser, mustRun, type Host } from './host/host.ts';
 import { acquireLock, holderName, type HeldLock } from './host/lock.ts';
 import { hostname } from 'node:os';
-import type { Manifest } from './manifest.ts';
+import { archiveFile, type Manifest } from './manifest.ts';
+import { withIdentity } from './steps/age.ts';
+import type { ArchiveFile } from './steps/compress.ts';
 import type { RestoreContext } from './restore.ts';
 import type { ConflictRule, PathRestorePlan, UserPath } from './settings.ts';
 import {
@@ -167,27 +168,35 @@ export function encryptionOf(
 }
 
 /** The backup's files archives, as its manifest names them. */
-function filesArchivesOf(backupPath: string, manifest: Manifest): FilesArchives {
+function filesArchivesOf(
+  backupPath: string,
+  manifest: Manifest,
+  identityFile: string | undefined,
+): FilesArchives {
   const base = manifest.archives.find((a) => a.role === 'files')!;
   const delta = manifest.archives.find((a) => a.role === 'files-delta');
   if (delta && archiveNameProblem(delta.name))
     throw new BackupError('The manifest names no usable files-delta archive.');
   return {
-    base: { path: join(backupPath, base.name), compression: base.compression },
-    ...(delta
-      ? { delta: { path: join(backupPath, delta.name), compression: delta.compression } }
-      : {}),
+    base: archiveFile(backupPath, base, identityFile),
+    ...(delta ? { delta: archiveFile(backupPath, delta, identityFile) } : {}),
   };
 }
 
 /** The archive's entries the paths need, or the error listing them (kept until verified). */
-async function listWanted(plan: PathRestorePlan): Promise<ArchiveEntry[] | Error> {
+async function listWanted(
+  plan: PathRestorePlan,
+  identityFile: string | undefined,
+): Promise<ArchiveEntry[] | Error> {
   try {
     const manifest = readManifest(plan.backupPath);
     const files = manifest.archives.find((a) => a.role === 'files');
     if (!files || archiveNameProblem(files.name))
       return new BackupError('The manifest names no usable files archive.');
-    return await listBackupFiles(filesArchivesOf(plan.backupPath, manifest), wantedBy(plan.paths));
+    return await listBackupFiles(
+      filesArchivesOf(plan.backupPath, manifest, identityFile),
+      wantedBy(plan.paths),
+    );
   } catch (error) {
     return error instanceof Error ? error : new Error(String(error));
   }
@@ -197,6 +206,14 @@ export async function runPathRestore(
   plan: PathRestorePlan,
   context: RestoreContext,
 ): Promise<PathRestoreResult> {
+  return withIdentity(plan.identity, (identityFile) => pathRestore(plan, context, identityFile));
+}
+
+async function pathRestore(
+  plan: PathRestorePlan,
+  context: RestoreContext,
+  identityFile: string | undefined,
+): Promise<PathRestoreResult> {
   const { reporter, signal } = context;
   const started = performance.now();
   const interrupted = () => {
@@ -205,9 +222,9 @@ export async function runPathRestore(
   };
   // The wanted entries are listed while the archive is verified (each a pass over it); the
   // listing is used only once the verification has passed.
-  const listing = listWanted(plan);
+  const listing = listWanted(plan, identityFile);
   const backup = await reporter.group('Verify the backup', () =>
-    verified(plan.backupPath, reporter),
+    verified(plan.backupPath, reporter, identityFile),
   );
   const { manifest } = backup;
   const filesArchive = manifest.archives.find((a) => a.role === 'files')!;
@@ -230,8 +247,12 @@ export async function runPathRestore(
     },
   );
   const index: EncryptedFile[] = encryption
-    ? await readEncryptionIndex(backup.directory, manifest, (storage, path) =>
-        plan.paths.some((p) => storage === `home::${p.user}` && isAtOrBelow(path, p.path)),
+    ? await readEncryptionIndex(
+        backup.directory,
+        manifest,
+        (storage, path) =>
+          plan.paths.some((p) => storage === `home::${p.user}` && isAtOrBelow(path, p.path)),
+        identityFile,
       )
     : [];
   interrupted();
@@ -287,7 +308,6 @@ export async function runPathRestore(
       manifest,
       filesArchive: backup.filesArchive,
       ...(backup.filesDelta ? { filesDelta: backup.filesDelta } : {}),
-      compression: filesArchive.compression,
       archiveBytes: manifest.archives
         .filter((a) => a.role === 'files' || a.role === 'files-delta')
         .reduce((sum, a) => sum + a.size, 0),
@@ -310,10 +330,9 @@ async function restorePaths(run: {
   plan: PathRestorePlan;
   context: RestoreContext;
   manifest: Manifest;
-  filesArchive: string;
+  filesArchive: ArchiveFile;
   /** What changed inside the maintenance window, extracted over the base. */
-  filesDelta?: string;
-  compression: 'zstd' | 'gzip';
+  filesDelta?: ArchiveFile;
   /** The compressed archive's size, for the log. */
   archiveBytes: number;
   instance: Instance;
@@ -338,16 +357,15 @@ async function restorePaths(run: {
     await reporter.group('Extract the paths (on the host)', async () => {
       let sentBytes = 0;
       // The base archive, then the delta over it (which also removes what was deleted).
-      for (const archivePath of [run.filesArchive, ...(run.filesDelta ? [run.filesDelta] : [])]) {
+      for (const archive of [run.filesArchive, ...(run.filesDelta ? [run.filesDelta] : [])]) {
         const sent = await extractMembers({
           host,
           root,
-          archivePath,
-          compression: run.compression,
+          archive,
           member: LAYOUT.data,
           target: staging,
           members: run.selection.members,
-          incremental: archivePath === run.filesDelta,
+          incremental: archive === run.filesDelta,
           signal: context.signal,
         }).catch((error: unknown) => {
           if (context.signal.aborted)
@@ -525,11 +543,14 @@ export function cacheRowsFor(
 export async function listBackupPath(
   backupPath: string,
   given: UserPath,
+  identity?: string,
 ): Promise<{ manifest: Manifest; entries: ArchiveEntry[] }> {
   const manifest = readManifest(backupPath);
   const member = memberOf(given.user, given.path);
-  const entries = await listBackupFiles(filesArchivesOf(backupPath, manifest), (name) =>
-    isAtOrBelow(name, member),
+  const entries = await withIdentity(identity, (identityFile) =>
+    listBackupFiles(filesArchivesOf(backupPath, manifest, identityFile), (name) =>
+      isAtOrBelow(name, member),
+    ),
   );
   if (entries.length === 0)
     throw new BackupError(`The backup holds nothing under '${given.user}/${given.path}'.`);

@@ -26,7 +26,7 @@ import { SshHost } from './host/ssh.ts';
 import { resolveDatabase, type ConfigValues, type DatabaseConnection } from './instance.ts';
 import { MANIFEST_NAME } from './naming.ts';
 import { DEFAULT_PROGRESS_SECONDS, StepProgress } from './progress.ts';
-import type { Compression, InstancePlan, RestorePlan } from './settings.ts';
+import type { InstancePlan, RestorePlan } from './settings.ts';
 import { discoverInstance, readGivenConfig, type Instance } from './steps/discover.ts';
 import { LAYOUT } from './steps/files.ts';
 import { MaintenanceGuard, occCommand } from './steps/maintenance.ts';
@@ -59,7 +59,8 @@ import {
 import { countRows } from './steps/row-counts.ts';
 import { archiveNameProblem } from './verify.ts';
 import { rootOn, unchanged, verified, type VerifiedBackup } from './steps/target.ts';
-import type { Manifest } from './manifest.ts';
+import { archiveFile, type Manifest } from './manifest.ts';
+import { withIdentity } from './steps/age.ts';
 import type { Reporter } from './report.ts';
 import type { Secrets } from './secrets.ts';
 import type { SshOptions } from './host/ssh.ts';
@@ -192,13 +193,16 @@ done
  * The config files in a backup's files archive, or the error reading them (kept until the
  * verification has spoken: a damaged backup is reported as damaged, not as unreadable).
  */
-async function archivedConfigOf(backupPath: string): Promise<Record<string, string> | Error> {
+async function archivedConfigOf(
+  backupPath: string,
+  identityFile: string | undefined,
+): Promise<Record<string, string> | Error> {
   try {
     const manifest = JSON.parse(readFileSync(join(backupPath, MANIFEST_NAME), 'utf8')) as Manifest;
     const files = manifest.archives.find((a) => a.role === 'files');
     if (!files || archiveNameProblem(files.name))
       return new BackupError('The manifest names no usable files archive.');
-    return await readArchivedConfig(join(backupPath, files.name), files.compression);
+    return await readArchivedConfig(archiveFile(backupPath, files, identityFile));
   } catch (error) {
     return error instanceof Error ? error : new Error(String(error));
   }
@@ -281,6 +285,14 @@ export async function runRestore(
   plan: RestorePlan,
   context: RestoreContext,
 ): Promise<RestoreResult> {
+  return withIdentity(plan.identity, (identityFile) => restore(plan, context, identityFile));
+}
+
+async function restore(
+  plan: RestorePlan,
+  context: RestoreContext,
+  identityFile: string | undefined,
+): Promise<RestoreResult> {
   const { reporter, signal } = context;
   const started = performance.now();
   const interrupted = () => {
@@ -289,9 +301,9 @@ export async function runRestore(
   };
   // The backup's config.php is read from its archive while the archive is verified (each is
   // a pass over the archive); it is used only once the verification has passed.
-  const configRead = archivedConfigOf(plan.backupPath);
+  const configRead = archivedConfigOf(plan.backupPath, identityFile);
   const backup = await reporter.group('Verify the backup', () =>
-    verified(plan.backupPath, reporter),
+    verified(plan.backupPath, reporter, identityFile),
   );
   const { manifest } = backup;
   interrupted();
@@ -473,7 +485,6 @@ interface RestoreRun extends Replacement {
   containers: string[];
   /** Where tar and the database client on the host record their pids, for a rollback to stop. */
   stepPids: { files: string; database: string } | undefined;
-  compression: Compression;
   /** Set once the current files are being deleted (safety-copy false): no way back then. */
   removing: boolean;
 }
@@ -514,7 +525,6 @@ async function replace(r: Replacement): Promise<RestoreResult> {
           database: stepPidFile(containers[0], 'database'),
         }
       : undefined,
-    compression: r.backup.manifest.archives[0]!.compression,
     removing: false,
   };
   const maintenance = r.current
@@ -614,24 +624,20 @@ async function setCurrentStateAside(run: RestoreRun): Promise<void> {
 
 /** The files archive streamed into tar on the host, into place. */
 async function putFilesInPlace(run: RestoreRun): Promise<void> {
-  const { host, root, backup, layout, compression, stepPids, progress } = run;
+  const { host, root, backup, layout, stepPids, progress } = run;
   const { reporter, signal } = run.context;
   const { manifest } = backup;
   const size = (role: string) => manifest.archives.find((a) => a.role === role)?.size ?? 0;
   const files = progress('Files', size('files') + size('files-delta'));
   // The base archive, then what changed inside the maintenance window over it (its
   // directories' entry lists also remove what was deleted then).
-  for (const archivePath of [
-    backup.filesArchive,
-    ...(backup.filesDelta ? [backup.filesDelta] : []),
-  ])
+  for (const archive of [backup.filesArchive, ...(backup.filesDelta ? [backup.filesDelta] : [])])
     await extractFiles({
       host,
       root,
-      archivePath,
-      compression,
+      archive,
       layout: layout.members,
-      incremental: archivePath === backup.filesDelta,
+      incremental: archive === backup.filesDelta,
       signal,
       progress: files,
       ...(stepPids ? { pidFile: stepPids.files } : {}),
@@ -695,19 +701,7 @@ async function ownersAndConfig(run: RestoreRun): Promise<string> {
 
 /** The database emptied (or recreated) and the backup's dump loaded. */
 async function replaceDatabase(run: RestoreRun, occUser: string): Promise<void> {
-  const {
-    host,
-    root,
-    plan,
-    backup,
-    engine,
-    connection,
-    compression,
-    stepPids,
-    journal,
-    note,
-    progress,
-  } = run;
+  const { host, root, plan, backup, engine, connection, stepPids, journal, note, progress } = run;
   const { reporter, signal } = run.context;
   const { manifest } = backup;
   const loadContext: LoadContext = {
@@ -746,8 +740,7 @@ async function replaceDatabase(run: RestoreRun, occUser: string): Promise<void> 
     host,
     engine,
     context: loadContext,
-    dumpArchive: backup.dumpArchive,
-    compression,
+    dump: backup.dumpArchive,
     ...(dropLines ? { dropLines } : {}),
     signal,
     progress: loading,

@@ -3,6 +3,7 @@
 // validation serves both; each error names the input and the form expected.
 import { isAbsolute, normalize } from 'node:path';
 import { InputError } from './errors.ts';
+import { identityProblem, parseRecipients, type Recipient } from './steps/age.ts';
 
 /** Input names: the action's `with:` keys and the command line's `--options`. */
 export const INPUTS = {
@@ -28,6 +29,8 @@ export const INPUTS = {
   backupDir: 'backup-dir',
   dumpTimeout: 'dump-timeout',
   restoreTest: 'restore-test',
+  encryptTo: 'encrypt-to',
+  identity: 'identity',
   // Restore only.
   dbAdminUser: 'db-admin-user',
   dbAdminPassword: 'db-admin-password',
@@ -128,6 +131,8 @@ export interface BackupPlan extends InstancePlan {
   dumpTimeoutSeconds: number;
   /** Load the finished backup into a throwaway database on the runner and check it. */
   restoreTest: boolean;
+  /** Encrypt every archive and the dump to these age recipients as they are written. */
+  encryptTo?: Recipient[];
 }
 
 export interface PlanDefaults {
@@ -173,6 +178,8 @@ export interface InstancePlan {
   database: DatabaseOverrides;
   /** Who runs occ; default the owner of config.php. */
   occUser?: string;
+  /** The age identity (a secret) that decrypts an encrypted backup, newline-terminated. */
+  identity?: string;
 }
 
 /** The validators every plan uses, bound to the raw inputs and their labels. */
@@ -339,12 +346,23 @@ export function planInstance(raw: RawInputs, label: InputLabel = actionLabel): I
 
   const occUser = validators(raw, label).userName(INPUTS.occUser);
 
+  const identityText = (raw[INPUTS.identity] ?? '').replace(/\r\n/g, '\n').trim();
+  if (identityText !== '') {
+    const problem =
+      identityProblem(identityText) ??
+      (openSshKeyCipher(identityText) !== 'none' || /^Proc-Type: .*ENCRYPTED/m.test(identityText)
+        ? 'it is a passphrase-protected SSH key, which cannot be used unattended; give an age key, or an SSH key without a passphrase kept as a secret'
+        : undefined);
+    if (problem) fail(INPUTS.identity, `${problem}.`);
+  }
+
   return {
     target,
     owncloudDir,
     ...(dataDir ? { dataDir } : {}),
     database,
     ...(occUser ? { occUser } : {}),
+    ...(identityText ? { identity: `${identityText}\n` } : {}),
   };
 }
 
@@ -387,6 +405,9 @@ export function planBackup(
     backupDir: absolutePath(INPUTS.backupDir, value(INPUTS.backupDir) || defaults.backupDir),
     dumpTimeoutSeconds: integer(INPUTS.dumpTimeout, 1, 7 * 24 * 3600) ?? 600,
     restoreTest: boolean(INPUTS.restoreTest, defaults.restoreTest ?? false),
+    ...(value(INPUTS.encryptTo) !== ''
+      ? { encryptTo: parseRecipients(raw[INPUTS.encryptTo]!, label(INPUTS.encryptTo)) }
+      : {}),
   };
 }
 

@@ -6,7 +6,7 @@ import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(69);
+/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(263);
 // Entry of the `owncloud-backup` command.
 
 (0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .dropOutputToClosedPipes */ .D3)();
@@ -17,7 +17,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 69:
+/***/ 263:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -13206,9 +13206,184 @@ paths) {
 
 ;// CONCATENATED MODULE: external "node:crypto"
 const external_node_crypto_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:crypto");
+;// CONCATENATED MODULE: ./src/steps/age.ts
+// Encryption of a backup at rest with age (age-encryption.org/v1): every archive and the
+// dump are encrypted to the user's recipients while they are written, by the age tool on
+// the runner, so the files are standard age files that `age -d -i KEY FILE` opens by hand.
+// Recipients are public keys (`age1…`, or SSH ed25519/RSA public keys, which age accepts);
+// the identity that decrypts is a secret: it reaches age as a file (0600, in a private
+// directory), never through argv or the environment.
+
+
+
+
+
+
+/** The suffix an encrypted file's name gets: `owncloud-files_DATE.tar.zst.age`. */
+const AGE_SUFFIX = '.age';
+// Bech32: `age1` then 58 characters of its alphabet (32 bytes of key and a checksum).
+const X25519 = /^age1[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{58}$/;
+const SSH = /^(ssh-ed25519|ssh-rsa) ([A-Za-z0-9+/]+={0,3})(?: .*)?$/;
+/**
+ * The recipients in the `encrypt-to` input: one per line (or per repeated option); empty
+ * lines and `#` comments are ignored, as in age's recipients files. Pure; each problem is an
+ * InputError naming the input and the line.
+ */
+function parseRecipients(text, label) {
+    const recipients = [];
+    const lines = text.split(/\r?\n/);
+    for (const [index, raw] of lines.entries()) {
+        const line = raw.trim();
+        if (line === '' || line.startsWith('#'))
+            continue;
+        const at = lines.length > 1 ? ` (line ${index + 1})` : '';
+        if (X25519.test(line)) {
+            recipients.push({ type: 'X25519', fingerprint: line, line });
+            continue;
+        }
+        if (/^AGE-SECRET-KEY-/i.test(line))
+            throw new InputError(`Invalid ${label}${at}: that is an age secret key (an identity). it takes the public key, the 'age1…' line that age-keygen -y prints; keep the secret key where the backups are restored.`);
+        const ssh = SSH.exec(line);
+        const blob = ssh ? Buffer.from(ssh[2], 'base64') : undefined;
+        if (ssh && blob && sshKeyType(blob) === ssh[1]) {
+            recipients.push({
+                type: ssh[1],
+                fingerprint: `SHA256:${(0,external_node_crypto_namespaceObject.createHash)('sha256').update(blob).digest('base64').replace(/=+$/, '')}`,
+                // Without the comment: age needs only the key.
+                line: `${ssh[1]} ${ssh[2]}`,
+            });
+            continue;
+        }
+        throw new InputError(`Invalid ${label}${at}: '${line.length > 80 ? `${line.slice(0, 77)}...` : line}' is not an age recipient. Expected an age public key ('age1' and 58 more characters, from age-keygen) or an SSH public key ('ssh-ed25519 AAAA…' or 'ssh-rsa AAAA…'), one per line.`);
+    }
+    if (recipients.length === 0)
+        throw new InputError(`Invalid ${label}: no recipient in it. Expected one or more age public keys ('age1…') or SSH public keys, one per line.`);
+    return recipients;
+}
+/** The key type an SSH public key blob names in its first field (e.g. 'ssh-ed25519'). */
+function sshKeyType(blob) {
+    if (blob.length < 4)
+        return undefined;
+    const length = blob.readUInt32BE(0);
+    if (length > 64 || blob.length < 4 + length)
+        return undefined;
+    return blob.subarray(4, 4 + length).toString('latin1');
+}
+/** What the manifest records: recipients without their lines. */
+function recipientRecords(recipients) {
+    return recipients.map(({ type, fingerprint }) => ({ type, fingerprint }));
+}
+/** A recipient in words, for logs: `age1abc…xyz` or `ssh-ed25519 SHA256:…`. */
+function describeRecipient(record) {
+    return record.type === 'X25519'
+        ? `${record.fingerprint.slice(0, 12)}…${record.fingerprint.slice(-6)}`
+        : `${record.type} ${record.fingerprint}`;
+}
+/**
+ * A private directory on the runner holding age's files for this run: the recipients file
+ * an encrypting age reads, and the identity a decrypting age reads. Removed by `dispose`.
+ */
+class AgeFiles {
+    dir = (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)((0,external_node_os_namespaceObject.tmpdir)(), 'owncloud-backup-age-'));
+    /** Writes the recipients file (public keys) and returns its path. */
+    recipientsFile(recipients) {
+        const path = (0,external_node_path_namespaceObject.join)(this.dir, 'recipients');
+        (0,external_node_fs_namespaceObject.writeFileSync)(path, recipients.map((r) => `${r.line}\n`).join(''), { mode: 0o600 });
+        return path;
+    }
+    /** Writes the identity (a secret) where only this user can read it; returns its path. */
+    identityFile(identity) {
+        const path = (0,external_node_path_namespaceObject.join)(this.dir, 'identity');
+        (0,external_node_fs_namespaceObject.writeFileSync)(path, identity.endsWith('\n') ? identity : `${identity}\n`, { mode: 0o600 });
+        return path;
+    }
+    dispose() {
+        (0,external_node_fs_namespaceObject.rmSync)(this.dir, { recursive: true, force: true });
+    }
+}
+/** age encrypting stdin to stdout for the recipients in this file. */
+function encryptCommand(recipientsFile) {
+    return ['age', '--encrypt', '--recipients-file', recipientsFile];
+}
+/** age decrypting `path` (or stdin) to stdout with the identity in this file. */
+function decryptCommand(identityFile, path) {
+    return ['age', '--decrypt', '--identity', identityFile, ...(path ? ['--', path] : [])];
+}
+/** age's complaint in words of this tool: which file, and what to do about it. */
+function explainAgeFailure(stderr, exitCode) {
+    const said = stderrTail(stderr)
+        .split('\n')
+        .filter((line) => !line.includes('report unexpected or unhelpful errors'))
+        .map((line) => line.replace(/^age: error: /, ''))
+        .join(' ')
+        .trim() || `age exit ${exitCode}`;
+    if (/no identity matched any of the recipients/.test(said))
+        return 'the identity given is not one of the recipients it was encrypted to (wrong key)';
+    if (/failed to read header|unexpected EOF|premature|truncated/i.test(said))
+        return `the encrypted data is cut short (${said})`;
+    // age authenticates every 64 KiB chunk: a flipped bit and a cut both end up here.
+    if (/failed to decrypt and authenticate|authentication failed|invalid/i.test(said))
+        return `the encrypted data is damaged or cut short (${said})`;
+    if (/failed to read identity|no identities found|failed to open file.*identity/i.test(said))
+        return `the identity could not be used: ${said}`;
+    return said;
+}
+/**
+ * Checks, by encrypting nothing, that age runs here and accepts every recipient (a typo in
+ * a key's checksum is caught before the host is touched).
+ */
+async function checkRecipients(recipientsFile, label) {
+    await needAge(label);
+    const result = await runProcess(encryptCommand(recipientsFile), { input: '' });
+    if (result.exitCode === 0)
+        return;
+    throw new InputError(`Invalid ${label}: age refuses the recipients: ${explainAgeFailure(result.stderr, result.exitCode)}.`);
+}
+/** Fails with what to install when the age tool is not on this machine. */
+async function needAge(label) {
+    if ((await runProcess(['sh', '-c', 'command -v age']).then((r) => r.exitCode)) !== 0)
+        throw new InputError(`The ${label} needs the age tool on this machine, and it is not installed: install it (Debian/Ubuntu: sudo apt-get install -y age).`);
+}
+/**
+ * Why the identity is not one age can read (`AGE-SECRET-KEY-1…` lines, or an SSH private
+ * key), or undefined. Pure: what it decrypts is judged when it is used.
+ */
+function identityProblem(identity) {
+    const lines = identity
+        .split(/\r?\n/)
+        .map((l) => l.trim())
+        .filter((l) => l !== '' && !l.startsWith('#'));
+    if (lines.length === 0)
+        return 'it is empty';
+    if (/^-----BEGIN [A-Z ]*PRIVATE KEY-----$/.test(lines[0]))
+        return undefined;
+    if (lines.every((l) => /^AGE-SECRET-KEY-1[0-9A-Z]{58}$/.test(l)))
+        return undefined;
+    if (lines.some((l) => X25519.test(l)))
+        return "it holds a public key ('age1…'); decrypting needs the secret key ('AGE-SECRET-KEY-1…')";
+    return "it is neither an age secret key ('AGE-SECRET-KEY-1…', one per line) nor an SSH private key";
+}
+/**
+ * Runs `work` with the identity (when one is given) in a private file that age reads, and
+ * removes the file afterwards, whatever happens.
+ */
+async function withIdentity(identity, work) {
+    if (identity === undefined)
+        return work(undefined);
+    await needAge('identity');
+    const files = new AgeFiles();
+    try {
+        return await work(files.identityFile(identity));
+    }
+    finally {
+        files.dispose();
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/steps/compress.ts
 // Compressing a stream into a file on the runner, hashing the result on the way: every
 // byte is read once, nothing is held in memory beyond stream buffers.
+
 
 
 
@@ -13241,31 +13416,121 @@ class Digest extends external_node_stream_namespaceObject.Transform {
     }
 }
 /**
- * Pipes `source` through the compressor into `path`. Rejects if any part fails; the
- * caller removes the file then.
+ * Pipes `source` through the compressor (and, with `encryptTo`, age encrypting to the
+ * recipients in that file) into `path`: no plaintext byte reaches the disk. Rejects if any
+ * part fails; the caller removes the file then.
  */
-async function compressToFile(source, compression, path, signal) {
-    const compressor = streamProcess(COMPRESSORS[compression], {
-        feedStdin: true,
-        ...(signal ? { signal } : {}),
-    });
+async function compressToFile(source, compression, path, signal, encryptTo) {
+    const options = { feedStdin: true, ...(signal ? { signal } : {}) };
+    const compressor = streamProcess(COMPRESSORS[compression], options);
+    const encryptor = encryptTo ? streamProcess(encryptCommand(encryptTo), options) : undefined;
     const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)(source, compressor.stdin);
-    const writing = writeHashed(compressor.stdout, path);
-    const [fed, written, result] = await Promise.allSettled([feeding, writing, compressor.done]);
+    // A failed write below stops age, and then the compressor (EPIPE): the exit codes tell.
+    const sealing = encryptor
+        ? (0,external_node_stream_promises_namespaceObject.pipeline)(compressor.stdout, encryptor.stdin).catch(() => {
+            compressor.kill();
+        })
+        : Promise.resolve();
+    const writing = writeHashed((encryptor ?? compressor).stdout, path);
+    const [fed, written, result, sealed] = await Promise.allSettled([
+        feeding,
+        writing,
+        compressor.done,
+        encryptor?.done,
+        sealing,
+    ]);
     // A failed write (a full disk) kills the compressor with SIGPIPE: the write's cause is the
     // one to report. A stream cut short is only the compressor's failure seen from here.
     if (written.status === 'rejected' &&
         written.reason?.code !== 'ERR_STREAM_PREMATURE_CLOSE')
         throw asError(written.reason);
+    if (sealed.status === 'fulfilled' && sealed.value && sealed.value.exitCode !== 0)
+        throw new BackupError(`age failed (exit ${sealed.value.exitCode}): ${explainAgeFailure(sealed.value.stderr, sealed.value.exitCode)}`);
     if (result.status === 'fulfilled' && result.value.exitCode !== 0)
         throw new BackupError(`${compression} failed (exit ${result.value.exitCode}): ${stderrTail(result.value.stderr)}`);
     if (fed.status === 'rejected')
         throw asError(fed.reason);
     if (result.status === 'rejected')
         throw asError(result.reason);
+    if (sealed.status === 'rejected')
+        throw asError(sealed.reason);
     if (written.status === 'rejected')
         throw asError(written.reason);
     return written.value;
+}
+/** Refuses to open an encrypted archive without an identity, naming what to give. */
+function missingIdentity(path) {
+    return new InputError(`${path.split('/').pop()} is encrypted (age): give the identity that decrypts it (option --identity-file, environment variable OWNCLOUD_BACKUP_IDENTITY, or the action's input 'identity').`);
+}
+/**
+ * The archive's compressed bytes, decrypted here when it is encrypted: what a tar on the
+ * host that decompresses by itself reads (the identity never leaves this machine).
+ */
+function openCompressed(file, signal) {
+    if (!file.age) {
+        const stream = (0,external_node_fs_namespaceObject.createReadStream)(file.path);
+        return {
+            stdout: stream,
+            // A read error reaches whoever pipes the stream.
+            done: Promise.resolve({ ok: true, problem: '' }),
+            kill: () => stream.destroy(),
+        };
+    }
+    const identityFile = file.age.identityFile;
+    if (identityFile === undefined)
+        throw missingIdentity(file.path);
+    const decrypting = streamProcess(decryptCommand(identityFile, file.path), signal ? { signal } : {});
+    return {
+        stdout: decrypting.stdout,
+        done: decrypting.done.then((d) => d.exitCode === 0
+            ? { ok: true, problem: '' }
+            : { ok: false, problem: `decrypting failed: ${explainAgeFailure(d.stderr, d.exitCode)}` }),
+        kill: () => decrypting.kill(),
+    };
+}
+/**
+ * Opens an archive for reading its content: age (when encrypted) and the decompressor read
+ * the file and hand over the plaintext as a stream; nothing is written anywhere.
+ */
+function openArchive(file, signal) {
+    const options = signal ? { signal } : {};
+    const decompressor = [compressorProgram(file.compression), '-dc', '-q'];
+    if (!file.age) {
+        const reading = streamProcess([...decompressor, '--', file.path], options);
+        return {
+            stdout: reading.stdout,
+            done: reading.done.then((r) => ({
+                ok: r.exitCode === 0,
+                problem: r.exitCode === 0
+                    ? ''
+                    : `decompressing failed (exit ${r.exitCode}): ${stderrTail(r.stderr) || 'no message'}`,
+            })),
+            kill: () => reading.kill(),
+        };
+    }
+    const identityFile = file.age.identityFile;
+    if (identityFile === undefined)
+        throw missingIdentity(file.path);
+    const decrypting = streamProcess(decryptCommand(identityFile, file.path), options);
+    const decompressing = streamProcess(decompressor, { ...options, feedStdin: true });
+    const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)(decrypting.stdout, decompressing.stdin).catch(() => {
+        decrypting.kill();
+    });
+    return {
+        stdout: decompressing.stdout,
+        done: Promise.all([decrypting.done, decompressing.done, feeding]).then(([d, u]) => d.exitCode !== 0
+            ? { ok: false, problem: `decrypting failed: ${explainAgeFailure(d.stderr, d.exitCode)}` }
+            : u.exitCode !== 0
+                ? {
+                    ok: false,
+                    problem: `decompressing failed (exit ${u.exitCode}): ${stderrTail(u.stderr) || 'no message'}`,
+                }
+                : { ok: true, problem: '' }),
+        kill: () => {
+            decrypting.kill();
+            decompressing.kill();
+        },
+    };
 }
 /** Writes an (already compressed) stream to `path`, counting and hashing it on the way. */
 async function writeHashed(source, path) {
@@ -13832,7 +14097,7 @@ async function streamFiles(host, fileSet, options) {
     const commands = tarCommands(fileSet, options.phase, options.snapshot);
     // The runs' archives, joined: what the compressor reads.
     const joined = new external_node_stream_namespaceObject.PassThrough();
-    const writing = compressToFile(joined, options.compression, options.path, options.signal);
+    const writing = compressToFile(joined, options.compression, options.path, options.signal, options.encryptTo);
     // A write that fails (a full disk) stops the tar run feeding it, and is the cause told.
     let current;
     let writeFailure;
@@ -14189,6 +14454,17 @@ const TOOL = { name: 'owncloud-backup', version: package_namespaceObject.rE };
 
 
 
+/**
+ * How a reader opens one of the backup's archives: its path in the backup directory, and
+ * for an encrypted one the identity file given for this run (undefined: none).
+ */
+function archiveFile(directory, record, identityFile) {
+    return {
+        path: `${directory.replace(/\/+$/, '')}/${record.name}`,
+        compression: record.compression,
+        ...(record.encryption === 'age' ? { age: { identityFile } } : {}),
+    };
+}
 const MANIFEST_FORMAT = 'owncloud-backup/1';
 /** One line for logs and summaries: 'on (master key master_1a2b3c4d, OC_DEFAULT_MODULE); index of 12 encrypted files'. */
 function describeEncryption(record) {
@@ -14310,9 +14586,13 @@ function buildManifest(input) {
             name: file.path.split('/').pop(),
             role,
             compression: method,
+            ...(input.encryptedTo ? { encryption: 'age' } : {}),
             size: file.size,
             sha256: file.sha256,
         })),
+        ...(input.encryptedTo
+            ? { age: { format: 'age-encryption.org/v1', recipients: input.encryptedTo } }
+            : {}),
         ...(input.encryption ? { encryption: input.encryption } : {}),
         restore: restoreCommands(input, compression),
         ...(input.restoreTest ? { restoreTest: input.restoreTest } : {}),
@@ -14347,20 +14627,29 @@ function restoreCommands(input, compression) {
         charset: db.utf8mb4 ? 'utf8mb4' : 'utf8',
         dbFile: quoteArg(db.file ?? `${instance.dataDir}/${db.name}.db`),
     };
+    // An encrypted backup's files are decrypted on the way, with the identity file the
+    // variable AGE_IDENTITY names (bash stops with that message when it is not set).
+    const age = `age --decrypt --identity "\${AGE_IDENTITY:?set AGE_IDENTITY to the age identity file}"`;
+    const method = compression === 'zstd' ? '--zstd' : '--gzip';
+    const extract = (role, more) => input.encryptedTo
+        ? `${age} ${archive(role)} | tar --extract ${method}${more} --file - --directory ${unpacked} ${TAR_METADATA_FLAGS.map(quoteArg).join(' ')} --same-permissions`
+        : `tar --extract${more} --file ${archive(role)} --directory ${unpacked} ${TAR_METADATA_FLAGS.map(quoteArg).join(' ')} --same-permissions`;
+    if (input.encryptedTo)
+        values.dump = `<(${age} ${archive('database')})`;
     const copyInto = (member, target) => `find ${unpacked}/${member} -mindepth 1 -maxdepth 1 -exec cp -a -t ${target} {} +`;
     return {
         before: fileSet.install.type === 'package'
             ? `Install ${instance.product} ${instance.version} (the same version) first: a package install's backup holds no server code. On a new database server, create the database user ${db.user} first. Keep the web server stopped until the end.`
             : `On a new database server, create the database user ${db.user} first. Keep the web server stopped until the end.`,
         files: [
+            // A failed age must fail the line, not hide behind tar's exit status.
+            ...(input.encryptedTo ? ['set -o pipefail'] : []),
             `mkdir -p ${installDir}`,
             `mkdir ${unpacked}`,
-            `tar --extract --file ${archive('files')} --directory ${unpacked} ${TAR_METADATA_FLAGS.map(quoteArg).join(' ')} --same-permissions`,
+            extract('files', ''),
             // Then what changed inside the maintenance window, over it (deletions included).
             ...(input.archives.some((a) => a.role === 'files-delta')
-                ? [
-                    `tar --extract --listed-incremental=/dev/null --file ${archive('files-delta')} --directory ${unpacked} ${TAR_METADATA_FLAGS.map(quoteArg).join(' ')} --same-permissions`,
-                ]
+                ? [extract('files-delta', ' --listed-incremental=/dev/null')]
                 : []),
             copyInto(LAYOUT.install, installDir),
             `mv -T ${unpacked}/${LAYOUT.data} ${dataDir}`,
@@ -14565,7 +14854,7 @@ async function dumpDatabase(options) {
     watch.progress = options.progress;
     try {
         const [written, result] = await Promise.all([
-            compressToFile(dump.stdout.pipe(watch), options.compression, options.path),
+            compressToFile(dump.stdout.pipe(watch), options.compression, options.path, undefined, options.encryptTo),
             dump.done,
         ]);
         watch.stop();
@@ -15801,7 +16090,7 @@ async function writeEncryptionIndex(host, engine, context, options) {
         const [written, result] = await Promise.allSettled([
             // A line that cannot be read, or a failed write, stops the client (it would wait
             // forever for its output to be read).
-            compressToFile(query.stdout.pipe(lines), options.compression, options.path).catch((error) => {
+            compressToFile(query.stdout.pipe(lines), options.compression, options.path, undefined, options.encryptTo).catch((error) => {
                 query.kill();
                 throw error;
             }),
@@ -15845,6 +16134,7 @@ async function recordEncryption(host, engine, context, options) {
     const index = await writeEncryptionIndex(host, engine, context, {
         path: options.indexPath,
         compression: options.compression,
+        ...(options.encryptTo ? { encryptTo: options.encryptTo } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
         ...(options.timeout ? { timeout: options.timeout } : {}),
     });
@@ -15857,13 +16147,17 @@ async function recordEncryption(host, engine, context, options) {
  */
 async function readEncryptionIndex(directory, manifest, 
 /** Which entries to keep (an index can hold millions; they stream through). */
-wanted) {
+wanted, 
+/** The age identity file, for an encrypted backup. */
+identityFile) {
     const name = manifest.encryption?.index?.name;
     if (!name)
         return [];
     const archive = manifest.archives.find((a) => a.name === name);
+    if (!archive)
+        throw new BackupError(`The manifest does not list the index ${name}.`);
     const path = (0,external_node_path_namespaceObject.join)(directory, name);
-    const reading = streamProcess(archive?.compression === 'gzip' ? ['gzip', '-dc', '--', path] : ['zstd', '-dcq', '--', path]);
+    const reading = openArchive(archiveFile(directory, archive, identityFile));
     const files = [];
     let unreadable;
     for await (const line of (0,external_node_readline_namespaceObject.createInterface)({ input: reading.stdout, crlfDelay: Infinity })) {
@@ -15890,8 +16184,8 @@ wanted) {
         });
     }
     const result = await reading.done;
-    if (result.exitCode !== 0 || unreadable !== undefined)
-        throw new BackupError(`Reading ${path} failed: ${unreadable !== undefined ? `a line is not JSON: '${unreadable}'` : stderrTail(result.stderr) || `exit ${result.exitCode}`}`);
+    if (!result.ok || unreadable !== undefined)
+        throw new BackupError(`Reading ${path} failed: ${unreadable !== undefined ? `a line is not JSON: '${unreadable}'` : result.problem}`);
     return files;
 }
 
@@ -16074,6 +16368,7 @@ done
 
 
 
+
 /** Drops whole lines matching a pattern from a text stream (line by line, memory flat). */
 class LineFilter extends external_node_stream_namespaceObject.Transform {
     partial = '';
@@ -16150,7 +16445,7 @@ async function loadDump(options) {
         signal: options.signal,
     });
     loader.stdout.resume();
-    const decompress = streamProcess([options.compression === 'zstd' ? 'zstd' : 'gzip', '-dc', '--', options.dumpArchive], { signal: options.signal });
+    const decompress = openArchive(options.dump, options.signal);
     let bytes = 0;
     const counter = new external_node_stream_namespaceObject.Transform({
         transform(chunk, _encoding, callback) {
@@ -16171,8 +16466,8 @@ async function loadDump(options) {
     const transport = host.transportFailure(result);
     if (transport)
         throw new LinkError(`Loading the database dump failed: ${transport}`);
-    if (unpacked.exitCode !== 0)
-        throw new BackupError(`Decompressing ${options.dumpArchive} failed: ${stderrTail(unpacked.stderr) || `exit ${unpacked.exitCode}`}`);
+    if (!unpacked.ok)
+        throw new BackupError(`Reading ${options.dump.path}: ${unpacked.problem}`);
     if (result.exitCode !== 0)
         throw new BackupError(`Loading the database dump (${context.client}) failed with exit code ${result.exitCode}: ${engine.explainFailure(result.stderr, context.connection) ?? (stderrTail(result.stderr) || 'no message')}`);
     return { bytes, dropped: filter?.dropped ?? 0 };
@@ -16232,6 +16527,8 @@ async function dumpAside(host, root, engine, current, path, signal) {
 // counts recorded inside the maintenance window, and the files archive is listed for
 // config.php, the data directory's marker and every user's files/. The engine module says
 // how its server is started (throwawaySetup); this step runs it and always stops it.
+
+
 
 
 
@@ -16451,9 +16748,11 @@ async function startServer(setup, dir, prefix, signal) {
     return running;
 }
 /** Lists the files archive, collecting what the test checks. */
-async function listArchive(path, compression, signal) {
+async function listArchive(file, signal) {
     const facts = new ListingFacts();
-    const tar = streamProcess(['tar', '--list', `--use-compress-program=${compression}`, `--file=${path}`], { signal });
+    const content = openArchive(file, signal);
+    const tar = streamProcess(['tar', '--list', '--file=-'], { signal, feedStdin: true });
+    const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)(content.stdout, tar.stdin).catch(() => content.kill());
     let partial = '';
     for await (const chunk of tar.stdout) {
         const lines = (partial + chunk.toString('utf8')).split('\n');
@@ -16462,9 +16761,11 @@ async function listArchive(path, compression, signal) {
     }
     if (partial !== '')
         facts.add(partial);
-    const result = await tar.done;
+    const [result, read] = await Promise.all([tar.done, content.done, feeding]);
     if (signal.aborted)
         throw new InterruptedError();
+    if (!read.ok)
+        throw new Error(`reading the files archive failed: ${read.problem}`);
     if (result.exitCode !== 0)
         throw new Error(`listing the files archive failed (tar exit ${result.exitCode}): ${stderrTail(result.stderr, 2) || 'no message'}`);
     return facts;
@@ -16563,8 +16864,7 @@ async function runRestoreTest(engine, subject, options) {
                 host,
                 engine,
                 context: { ...context, client: setup.client },
-                dumpArchive: subject.dumpPath,
-                compression: subject.compression,
+                dump: subject.dump,
                 ...(setup.dropLines ? { dropLines: setup.dropLines } : {}),
                 signal,
                 progress: new StepProgress('Restore test load', {
@@ -16584,7 +16884,7 @@ async function runRestoreTest(engine, subject, options) {
                 rows: Object.values(counted).reduce((sum, n) => sum + n, 0),
                 users: users.length,
             };
-            const facts = options.facts ?? (await listArchive(subject.filesArchivePath, subject.compression, signal));
+            const facts = options.facts ?? (await listArchive(subject.filesArchive, signal));
             problems.push(...archiveProblems(facts, users));
         }
         catch (error) {
@@ -16651,6 +16951,7 @@ function restoreTestLine(record) {
 
 
 
+
 async function runBackup(plan, context) {
     const { reporter } = context;
     const startedAt = context.startedAt ?? new Date();
@@ -16675,7 +16976,20 @@ async function runBackup(plan, context) {
     // An existing backup dir is held at once (its leftovers would count against the free
     // space); a new one is created and held only once the preflight has accepted it.
     let dirLock = (0,external_node_fs_namespaceObject.existsSync)(plan.backupDir) ? await lockBackupDir() : undefined;
+    // age's files for this run (recipients; the identity for the restore test), checked
+    // before the host is touched.
+    const ageFiles = plan.encryptTo ? new AgeFiles() : undefined;
     try {
+        let age;
+        if (ageFiles && plan.encryptTo) {
+            const recipientsFile = ageFiles.recipientsFile(plan.encryptTo);
+            await checkRecipients(recipientsFile, 'encrypt-to');
+            age = {
+                recipientsFile,
+                ...(plan.identity ? { identityFile: ageFiles.identityFile(plan.identity) } : {}),
+            };
+            reporter.info(`Encrypting every archive and the dump (age) to ${plan.encryptTo.length} recipient${plan.encryptTo.length === 1 ? '' : 's'}: ${plan.encryptTo.map(describeRecipient).join(', ')}.`);
+        }
         return await backUp(plan, context, {
             startedAt,
             name,
@@ -16688,15 +17002,20 @@ async function runBackup(plan, context) {
                 createBackupDir(plan.backupDir);
                 dirLock = await lockBackupDir();
             },
+            ...(age ? { age } : {}),
         });
     }
     finally {
+        ageFiles?.dispose();
         await dirLock?.release();
     }
 }
 async function backUp(plan, context, run) {
     const { reporter, signal } = context;
-    const { startedAt, name, finalDir, workDir } = run;
+    const { startedAt, name, finalDir, workDir, age } = run;
+    // An encrypted backup's files are age files, named so.
+    const named = (fileName) => (age ? `${fileName}${AGE_SUFFIX}` : fileName);
+    const encryptTo = age ? { encryptTo: age.recipientsFile } : {};
     const interrupted = () => {
         if (signal.aborted)
             throw new InterruptedError();
@@ -16755,8 +17074,9 @@ async function backUp(plan, context, run) {
             const written = await streamFiles(connected, fileSet, {
                 phase: 'base',
                 snapshot,
-                path: (0,external_node_path_namespaceObject.join)(workDir, filesArchiveName(startedAt, plan.compression)),
+                path: (0,external_node_path_namespaceObject.join)(workDir, named(filesArchiveName(startedAt, plan.compression))),
                 compression: plan.compression,
+                ...encryptTo,
                 signal,
                 progress: reading,
                 onMember: (member) => {
@@ -16800,8 +17120,9 @@ async function backUp(plan, context, run) {
                 ? streamFiles(connected, fileSet, {
                     phase: 'delta',
                     snapshot: windowSnapshot,
-                    path: (0,external_node_path_namespaceObject.join)(workDir, filesDeltaArchiveName(startedAt, plan.compression)),
+                    path: (0,external_node_path_namespaceObject.join)(workDir, named(filesDeltaArchiveName(startedAt, plan.compression))),
                     compression: plan.compression,
+                    ...encryptTo,
                     signal: stepSignal,
                     onMember: (member) => tally.delta(member),
                 })
@@ -16815,7 +17136,8 @@ async function backUp(plan, context, run) {
                     tool,
                     owner: instance.owner,
                     compression: plan.compression,
-                    path: (0,external_node_path_namespaceObject.join)(workDir, dumpFileName(startedAt, plan.compression)),
+                    ...encryptTo,
+                    path: (0,external_node_path_namespaceObject.join)(workDir, named(dumpFileName(startedAt, plan.compression))),
                     idleTimeoutSeconds: plan.dumpTimeoutSeconds,
                     signal: stepSignal,
                     progress: dumping,
@@ -16831,8 +17153,9 @@ async function backUp(plan, context, run) {
             }),
             // Beside the dump too: the encrypted files' cache entries as the dump holds them.
             encryption: (stepSignal, dumping) => recordEncryption(connected, engine, dumpContext, {
-                indexPath: (0,external_node_path_namespaceObject.join)(workDir, encryptionIndexName(startedAt, plan.compression)),
+                indexPath: (0,external_node_path_namespaceObject.join)(workDir, named(encryptionIndexName(startedAt, plan.compression))),
                 compression: plan.compression,
+                ...encryptTo,
                 signal: stepSignal,
                 timeout: { seconds: plan.dumpTimeoutSeconds, after: dumping },
             }),
@@ -16856,14 +17179,20 @@ async function backUp(plan, context, run) {
         interrupted();
         const files = base;
         // Outside the maintenance window: the window does not grow by the test's time.
-        const restoreTest = plan.restoreTest
-            ? await reporter.group('Restore test (throwaway database on the runner)', () => testRestore(engine, context, {
-                dumpPath: dump.path,
-                filesArchivePath: files.path,
-                compression: plan.compression,
-                database: { ...instance.database, rowCounts, dumpToolVersion: tool.version },
-            }, facts))
-            : undefined;
+        const readable = (path) => ({
+            path,
+            compression: plan.compression,
+            ...(age ? { age: { identityFile: age.identityFile } } : {}),
+        });
+        const restoreTest = !plan.restoreTest
+            ? undefined
+            : age && !age.identityFile
+                ? untestedEncrypted(reporter)
+                : await reporter.group('Restore test (throwaway database on the runner)', () => testRestore(engine, context, {
+                    dump: readable(dump.path),
+                    filesArchive: readable(files.path),
+                    database: { ...instance.database, rowCounts, dumpToolVersion: tool.version },
+                }, facts));
         interrupted();
         const manifest = buildManifest({
             name,
@@ -16905,6 +17234,7 @@ async function backUp(plan, context, run) {
                     : []),
             ],
             encryption: encryptionRecord,
+            ...(plan.encryptTo ? { encryptedTo: recipientRecords(plan.encryptTo) } : {}),
             dumpBytes: dump.rawBytes,
             rowCounts,
             rowCountsInWindow: maintenance !== undefined,
@@ -16945,6 +17275,19 @@ async function backUp(plan, context, run) {
         await instanceLock?.release();
         await host?.close();
     }
+}
+/** The restore test of an encrypted backup when the run holds no identity: not run, said why. */
+function untestedEncrypted(reporter) {
+    const record = {
+        result: 'skipped',
+        reason: "the backup is encrypted and this run has no identity to decrypt it (give 'identity' to test it here, or run verify --restore-test with the identity where it is kept)",
+        tables: 0,
+        rows: 0,
+        users: 0,
+        seconds: 0,
+    };
+    reporter.info(restoreTestLine(record));
+    return record;
 }
 /**
  * Runs the restore test on the finished archives: a failure fails the backup (its
@@ -17063,6 +17406,7 @@ async function allOrNothing(signal, start) {
 
 
 
+
 /** Undoes tar's C quoting: `\\`, `\"`, `\n`, `\t` and friends, and `\ooo` octal bytes. Pure. */
 function unquoteC(text) {
     const bytes = [];
@@ -17123,7 +17467,9 @@ function isAtOrBelow(name, path) {
  * that cannot be parsed, or a tar that fails, fails the listing: a partial answer would
  * look like a backup without those files.
  */
-async function archive_listing_listArchive(archivePath, compression, wanted, signal) {
+async function archive_listing_listArchive(archive, wanted, signal) {
+    const archivePath = archive.path;
+    const content = openArchive(archive, signal);
     const tar = streamProcess([
         'tar',
         '--list',
@@ -17131,9 +17477,9 @@ async function archive_listing_listArchive(archivePath, compression, wanted, sig
         '--full-time',
         '--numeric-owner',
         '--quoting-style=c',
-        compression === 'zstd' ? '--zstd' : '--gzip',
-        `--file=${archivePath}`,
-    ], { env: { TZ: 'UTC', LC_ALL: 'C' }, ...(signal ? { signal } : {}) });
+        '--file=-',
+    ], { env: { TZ: 'UTC', LC_ALL: 'C' }, feedStdin: true, ...(signal ? { signal } : {}) });
+    const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)(content.stdout, tar.stdin).catch(() => content.kill());
     const entries = [];
     let unparsed;
     for await (const line of (0,external_node_readline_namespaceObject.createInterface)({ input: tar.stdout, crlfDelay: Infinity })) {
@@ -17147,7 +17493,9 @@ async function archive_listing_listArchive(archivePath, compression, wanted, sig
         if (wanted(entry.name))
             entries.push(entry);
     }
-    const result = await tar.done;
+    const [result, read] = await Promise.all([tar.done, content.done, feeding]);
+    if (!read.ok)
+        throw new BackupError(`Listing ${archivePath} failed: ${read.problem}`);
     if (result.exitCode !== 0)
         throw new BackupError(`Listing ${archivePath} failed (tar exit ${result.exitCode}): ${stderrTail(result.stderr) || 'no message'}`);
     if (unparsed !== undefined)
@@ -17158,9 +17506,9 @@ async function archive_listing_listArchive(archivePath, compression, wanted, sig
  * The directories' entry lists (GNU.dumpdir) of an incremental archive, for the directories
  * for which `wanted` is true: directory member → the names it held when it was archived.
  */
-async function readDumpdirs(archivePath, compression, wanted, signal) {
+async function readDumpdirs(archive, wanted, signal) {
     const lists = new Map();
-    const decompress = streamProcess([compression === 'zstd' ? 'zstd' : 'gzip', '-dc', '--', archivePath], signal ? { signal } : {});
+    const decompress = openArchive(archive, signal);
     const scan = new TarScan((member) => {
         if (member.dumpdir && wanted(member.name))
             lists.set(member.name, new Set(member.dumpdir.map((e) => e.name)));
@@ -17170,10 +17518,10 @@ async function readDumpdirs(archivePath, compression, wanted, signal) {
         decompress.done,
     ]);
     const ended = result.status === 'fulfilled' ? result.value : undefined;
-    if (!ended || ended.exitCode !== 0)
-        throw new BackupError(`Reading ${archivePath} failed (exit ${ended?.exitCode ?? '?'}): ${stderrTail(ended?.stderr ?? '') || 'no message'}`);
+    if (!ended?.ok)
+        throw new BackupError(`Reading ${archive.path} failed: ${ended?.problem ?? 'no message'}`);
     if (scanned.status === 'rejected')
-        throw new BackupError(`Reading ${archivePath} failed: ${describe(scanned.reason)}`);
+        throw new BackupError(`Reading ${archive.path} failed: ${describe(scanned.reason)}`);
     return lists;
 }
 function describe(reason) {
@@ -17210,19 +17558,19 @@ function mergeListings(base, delta, dumpdirs) {
  */
 async function listBackupFiles(archives, wanted, signal) {
     const { base, delta } = archives;
-    const baseEntries = archive_listing_listArchive(base.path, base.compression, wanted, signal);
+    const baseEntries = archive_listing_listArchive(base, wanted, signal);
     if (!delta)
         return baseEntries;
     const [listed, deltaEntries] = await Promise.all([
         baseEntries,
-        archive_listing_listArchive(delta.path, delta.compression, wanted, signal),
+        archive_listing_listArchive(delta, wanted, signal),
     ]);
     // The lists of the directories above the wanted entries say whether each is still there.
     const above = new Set();
     for (const { name } of [...listed, ...deltaEntries])
         for (let slash = name.lastIndexOf('/'); slash > 0; slash = name.lastIndexOf('/', slash - 1))
             above.add(name.slice(0, slash));
-    const dumpdirs = await readDumpdirs(delta.path, delta.compression, (d) => above.has(d), signal);
+    const dumpdirs = await readDumpdirs(delta, (d) => above.has(d), signal);
     return mergeListings(listed, deltaEntries, dumpdirs);
 }
 
@@ -17370,6 +17718,7 @@ class TarFilter extends external_node_stream_namespaceObject.Transform {
 
 
 
+
 /**
  * A GNU tar --transform expression that maps member directory `member` (and everything
  * below it) to `target` (absolute), with the extended-regex flag and symlink targets left
@@ -17417,7 +17766,8 @@ class Counter extends external_node_stream_namespaceObject.Transform {
 }
 async function extractFiles(options) {
     const { host } = options;
-    const tar = tarExtractCommand(options.layout, options.compression, options.incremental);
+    const { archive } = options;
+    const tar = tarExtractCommand(options.layout, archive.compression, options.incremental);
     const extracting = host.stream([...options.root, ...(options.pidFile ? recordingPid(options.pidFile, tar) : tar)], {
         feedStdin: true,
         signal: options.signal,
@@ -17426,9 +17776,13 @@ async function extractFiles(options) {
     counter.progress = options.progress;
     // tar's output is nothing but complaints: drain it so it never blocks.
     extracting.stdout.resume();
-    const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)((0,external_node_fs_namespaceObject.createReadStream)(options.archivePath), counter, extracting.stdin).catch((error) => error);
-    const result = await extracting.done;
-    judgeExtraction(host, result, await feeding, options.archivePath, 'restoring the files');
+    // The compressed archive, decrypted here if it is encrypted: the host decompresses it.
+    const source = openCompressed(archive, options.signal);
+    const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)(source.stdout, counter, extracting.stdin).catch((error) => error);
+    const [result, read] = await Promise.all([extracting.done, source.done]);
+    if (!read.ok && !host.transportFailure(result))
+        throw new BackupError(`Reading ${archive.path} failed: ${read.problem}`);
+    judgeExtraction(host, result, await feeding, archive.path, 'restoring the files');
 }
 /** Throws what went wrong with tar extracting on the host (the link, the disk, tar, the feed). */
 function judgeExtraction(host, result, fed, archivePath, doing) {
@@ -17467,7 +17821,7 @@ async function extractMembers(options) {
             ? ['--listed-incremental=/dev/null']
             : ['--no-wildcards', '--', ...options.members]),
     ];
-    const decompress = streamProcess([options.compression === 'zstd' ? 'zstd' : 'gzip', '-dc', '--', options.archivePath], { signal: options.signal });
+    const decompress = openArchive(options.archive, options.signal);
     const extracting = host.stream([...options.root, ...tar], {
         feedStdin: true,
         signal: options.signal,
@@ -17478,9 +17832,9 @@ async function extractMembers(options) {
     const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)(decompress.stdout, filter, counter, extracting.stdin).catch((error) => error);
     const [result, unpacked] = await Promise.all([extracting.done, decompress.done]);
     const fed = await feeding;
-    if (unpacked.exitCode !== 0 && !host.transportFailure(result))
-        throw new BackupError(`Decompressing ${options.archivePath} failed (exit ${unpacked.exitCode}): ${stderrTail(unpacked.stderr) || 'no message'}`);
-    judgeExtraction(host, result, fed, options.archivePath, 'extracting the paths');
+    if (!unpacked.ok && !host.transportFailure(result))
+        throw new BackupError(`Reading ${options.archive.path} failed: ${unpacked.problem}`);
+    judgeExtraction(host, result, fed, options.archive.path, 'extracting the paths');
     return { sentBytes: counter.bytes };
 }
 /**
@@ -17488,14 +17842,14 @@ async function extractMembers(options) {
  * into memory through a private directory that is removed at once. They hold the database
  * password: never written anywhere else.
  */
-async function readArchivedConfig(archivePath, compression) {
+async function readArchivedConfig(archive) {
     const dir = (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)((0,external_node_os_namespaceObject.tmpdir)(), 'owncloud-restore-config-'));
     try {
-        const result = await runProcess([
+        const content = openArchive(archive);
+        const tar = streamProcess([
             'tar',
             '--extract',
-            `--file=${archivePath}`,
-            compression === 'zstd' ? '--zstd' : '--gzip',
+            '--file=-',
             `--directory=${dir}`,
             '--no-same-owner',
             '--no-same-permissions',
@@ -17503,7 +17857,13 @@ async function readArchivedConfig(archivePath, compression) {
             '--no-wildcards-match-slash',
             '--',
             `${LAYOUT.install}/config/*.php`,
-        ]);
+        ], { feedStdin: true });
+        tar.stdout.resume();
+        // tar reads to the end of the archive (a member may come again later).
+        const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)(content.stdout, tar.stdin).catch(() => content.kill());
+        const [result, read] = await Promise.all([tar.done, content.done, feeding]);
+        if (!read.ok)
+            throw new BackupError(`Reading ${archive.path} failed: ${read.problem}`);
         if (result.exitCode !== 0)
             throw new BackupError(`The backup's files archive holds no ${LAYOUT.install}/config/config.php (${stderrTail(result.stderr) || `tar exit ${result.exitCode}`}): it cannot be restored.`);
         const configDir = (0,external_node_path_namespaceObject.join)(dir, LAYOUT.install, 'config');
@@ -17528,6 +17888,7 @@ async function readArchivedConfig(archivePath, compression) {
 // marker and nothing but zero padding; the index of encrypted files (when there is one) holds
 // the recorded number of entries, each a valid one. Reads each archive once, every byte of
 // it, and nothing outside the backup directory.
+
 
 
 
@@ -17623,7 +17984,20 @@ function manifestProblem(value) {
             return `${at}.size is not a byte count`;
         if (typeof archive.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(archive.sha256))
             return `${at}.sha256 is not a SHA-256`;
+        if (archive.encryption !== undefined && archive.encryption !== 'age')
+            return `${at}.encryption is not 'age'`;
     }
+    // Either every archive is encrypted, to the recipients recorded, or none is.
+    const encrypted = manifest.archives.filter((a) => a.encryption === 'age').length;
+    const age = manifest.age;
+    if (age !== undefined && (!Array.isArray(age.recipients) || age.recipients.length === 0))
+        return 'age.recipients is not a list of recipients';
+    if (encrypted > 0 && encrypted < manifest.archives.length)
+        return `${encrypted} of ${manifest.archives.length} archives are encrypted, not all`;
+    if (encrypted > 0 !== (age !== undefined))
+        return age
+            ? 'age is recorded, but no archive is encrypted'
+            : 'archives are encrypted, but age is not recorded';
     for (const role of ['files', 'database']) {
         const count = manifest.archives.filter((a) => a.role === role).length;
         if (count !== 1)
@@ -17745,33 +18119,73 @@ function decompressionFailure(result, readError) {
  * Reads the whole archive, hashing every byte, through the decompressor to the end of its
  * output, which goes to `sink` (which must read to the end, too).
  */
-async function readArchive(fd, archive, sink) {
+async function readArchive(fd, archive, sink, identityFile) {
     const hash = (0,external_node_crypto_namespaceObject.createHash)('sha256');
     const decompress = streamProcess(archive.compression === 'zstd' ? ['zstd', '-dc', '-q'] : ['gzip', '-dc'], { feedStdin: true });
+    // An encrypted archive passes through age first; the hash is the file's (the ciphertext).
+    const decrypt = archive.encryption === 'age' && identityFile !== undefined
+        ? streamProcess(decryptCommand(identityFile), { feedStdin: true })
+        : undefined;
     // Every byte is hashed, even after a damaged archive made the decompressor give up.
-    const feed = new ForwardWhileRead(decompress.stdin, (chunk) => hash.update(chunk));
+    const feed = new ForwardWhileRead((decrypt ?? decompress).stdin, (chunk) => hash.update(chunk));
     // A read that fails half-way (EIO) leaves the decompressor waiting for more: end it.
     const stopOnFailure = (error) => {
+        decrypt?.kill();
         decompress.kill();
         throw error;
     };
-    const [read, drained, result] = await Promise.allSettled([
+    const [read, drained, result, decrypted] = await Promise.allSettled([
         (0,external_node_stream_promises_namespaceObject.pipeline)((0,external_node_fs_namespaceObject.createReadStream)('', { fd }), feed).catch(stopOnFailure),
         (0,external_node_stream_promises_namespaceObject.pipeline)(decompress.stdout, sink).catch(stopOnFailure),
         decompress.done,
+        decrypt?.done,
+        // age stops at the first damaged chunk: the decompressor then sees its input end.
+        decrypt ? (0,external_node_stream_promises_namespaceObject.pipeline)(decrypt.stdout, decompress.stdin).catch(() => decompress.kill()) : undefined,
     ]);
     const readError = read.status === 'rejected'
         ? errnoCode(read.reason)
         : drained.status === 'rejected'
             ? errnoCode(drained.reason)
             : undefined;
-    const ok = !readError && result.status === 'fulfilled' && result.value.exitCode === 0;
+    const ageFailed = decrypt !== undefined &&
+        (decrypted.status === 'rejected' || (decrypted.value?.exitCode ?? 0) !== 0);
+    const ok = !readError && !ageFailed && result.status === 'fulfilled' && result.value.exitCode === 0;
     return {
         sha256: hash.digest('hex'),
-        failure: ok ? undefined : decompressionFailure(result, readError),
+        failure: ok
+            ? undefined
+            : !readError && ageFailed
+                ? decryptionFailure(decrypted)
+                : decompressionFailure(result, readError),
     };
 }
-async function checkDump(fd, archive, manifest) {
+/** Why age failed, in words: cut short, damaged, or the wrong identity. */
+function decryptionFailure(result) {
+    if (result.status === 'rejected' || !result.value)
+        return { cutShort: false, text: 'age could not be run' };
+    const text = explainAgeFailure(result.value.stderr, result.value.exitCode);
+    return { cutShort: /cut short/.test(text), text: `decryption failed: ${text}` };
+}
+/** Hashes the whole file, for an encrypted archive whose content cannot be read here. */
+async function hashOnly(fd) {
+    const hash = (0,external_node_crypto_namespaceObject.createHash)('sha256');
+    try {
+        await (0,external_node_stream_promises_namespaceObject.pipeline)((0,external_node_fs_namespaceObject.createReadStream)('', { fd }), new external_node_stream_namespaceObject.Writable({
+            write(chunk, _encoding, callback) {
+                hash.update(chunk);
+                callback();
+            },
+        }));
+    }
+    catch (error) {
+        return {
+            sha256: hash.digest('hex'),
+            failure: { cutShort: false, text: `the archive could not be read (${errnoCode(error)})` },
+        };
+    }
+    return { sha256: hash.digest('hex'), failure: undefined };
+}
+async function checkDump(fd, archive, manifest, identityFile) {
     let bytes = 0;
     let tail = Buffer.alloc(0);
     const sink = new external_node_stream_namespaceObject.Writable({
@@ -17781,7 +18195,7 @@ async function checkDump(fd, archive, manifest) {
             callback();
         },
     });
-    const read = await readArchive(fd, archive, sink);
+    const read = await readArchive(fd, archive, sink, identityFile);
     const expected = manifest.database.dumpBytes;
     if (read.failure)
         return {
@@ -17808,11 +18222,11 @@ async function checkDump(fd, archive, manifest) {
         ],
     };
 }
-async function checkFiles(fd, archive, facts) {
+async function checkFiles(fd, archive, identityFile, facts) {
     const stream = new ZeroTail();
     const tar = streamProcess(['tar', '--list', '--block-number', '--file=-'], { feedStdin: true });
     const [read, listing, result] = await Promise.all([
-        readArchive(fd, archive, new ForwardWhileRead(tar.stdin, (chunk) => stream.add(chunk))),
+        readArchive(fd, archive, new ForwardWhileRead(tar.stdin, (chunk) => stream.add(chunk)), identityFile),
         scanListing(tar.stdout, facts),
         tar.done,
     ]);
@@ -17880,7 +18294,7 @@ function indexLineProblem(line) {
         return 'its encrypted is 0 (the index lists encrypted files only)';
     return undefined;
 }
-async function checkEncryptionIndex(fd, archive, manifest) {
+async function checkEncryptionIndex(fd, archive, manifest, identityFile) {
     let entries = 0;
     let problem;
     let partial = '';
@@ -17907,7 +18321,7 @@ async function checkEncryptionIndex(fd, archive, manifest) {
             callback();
         },
     });
-    const read = await readArchive(fd, archive, sink);
+    const read = await readArchive(fd, archive, sink, identityFile);
     const expected = manifest.encryption?.index?.files;
     if (read.failure)
         return {
@@ -17933,7 +18347,7 @@ async function checkEncryptionIndex(fd, archive, manifest) {
         ],
     };
 }
-async function checkArchive(directory, archive, manifest, facts) {
+async function checkArchive(directory, archive, manifest, identityFile, facts) {
     const nameProblem = archiveNameProblem(archive.name);
     if (nameProblem)
         return [{ ok: false, what: nameProblem }];
@@ -17962,18 +18376,31 @@ async function checkArchive(directory, archive, manifest, facts) {
             what: `${archive.name}: size ${stat.size} (manifest: ${archive.size})`,
         },
     ];
+    // Without the identity, an encrypted archive's bytes are checked, its content is not.
+    if (archive.encryption === 'age' && identityFile === undefined) {
+        const read = await hashOnly(fd);
+        checks.push({
+            ok: read.sha256 === archive.sha256 && read.failure === undefined,
+            what: `${archive.name}: sha256 ${read.failure ? `unknown: ${read.failure.text}` : read.sha256 === archive.sha256 ? 'matches' : `is ${read.sha256}, manifest says ${archive.sha256}`}`,
+        }, {
+            ok: false,
+            unchecked: true,
+            what: `${archive.name}: content not checked: it is encrypted (age) and no identity was given`,
+        });
+        return checks;
+    }
     // The read stream closes the file when it ends.
     const { read, checks: content } = archive.role === 'database'
-        ? await checkDump(fd, archive, manifest)
+        ? await checkDump(fd, archive, manifest, identityFile)
         : archive.role === 'encryption-index'
-            ? await checkEncryptionIndex(fd, archive, manifest)
-            : await checkFiles(fd, archive, archive.role === 'files' ? facts : undefined);
+            ? await checkEncryptionIndex(fd, archive, manifest, identityFile)
+            : await checkFiles(fd, archive, identityFile, archive.role === 'files' ? facts : undefined);
     checks.push({
         ok: read.sha256 === archive.sha256,
         what: `${archive.name}: sha256 ${read.sha256 === archive.sha256 ? 'matches' : `is ${read.sha256}, manifest says ${archive.sha256}`}`,
     }, {
         ok: read.failure === undefined,
-        what: `${archive.name}: decompresses ${read.failure === undefined ? 'completely' : `with errors: ${read.failure.text}`}`,
+        what: `${archive.name}: ${archive.encryption === 'age' ? 'decrypts and decompresses' : 'decompresses'} ${read.failure === undefined ? 'completely' : `with errors: ${read.failure.text}`}`,
     }, ...content);
     return checks;
 }
@@ -18003,7 +18430,9 @@ function readManifest(directory) {
  * `facts`, when given, collects from the files archive's listing what the restore test
  * checks (the same single pass).
  */
-async function verifyBackup(directory, facts) {
+async function verifyBackup(directory, facts, 
+/** The age identity file for an encrypted backup (without it, only its bytes are checked). */
+identityFile) {
     const text = readManifestText(directory);
     let parsed;
     try {
@@ -18020,7 +18449,7 @@ async function verifyBackup(directory, facts) {
     const manifest = parsed;
     const checks = [];
     for (const archive of manifest.archives)
-        checks.push(...(await checkArchive(directory, archive, manifest, facts)));
+        checks.push(...(await checkArchive(directory, archive, manifest, identityFile, facts)));
     return checks;
 }
 /**
@@ -18059,16 +18488,15 @@ async function scanListing(stream, facts) {
  */
 async function verifyAndTestRestore(directory, options) {
     const facts = new ListingFacts();
-    const checks = await verifyBackup(directory, facts);
+    const checks = await verifyBackup(directory, facts, options.identityFile);
     if (checks.some((c) => !c.ok))
         return { checks };
     const manifest = JSON.parse(readManifestText(directory));
     const dump = manifest.archives.find((a) => a.role === 'database');
     const files = manifest.archives.find((a) => a.role === 'files');
     const restoreTest = await runRestoreTest(engineFor(manifest.database.type), {
-        dumpPath: (0,external_node_path_namespaceObject.join)(directory, dump.name),
-        filesArchivePath: (0,external_node_path_namespaceObject.join)(directory, files.name),
-        compression: dump.compression,
+        dump: archiveFile(directory, dump, options.identityFile),
+        filesArchive: archiveFile(directory, files, options.identityFile),
         database: manifest.database,
     }, { signal: options.signal, facts, ...(options.env ? { env: options.env } : {}) });
     return { checks, restoreTest };
@@ -18084,21 +18512,28 @@ async function verifyAndTestRestore(directory, options) {
 
 
 
-/** The backup, checked byte for byte before anything on the target changes. */
-async function verified(backupPath, reporter) {
-    const checks = await verifyBackup(backupPath);
+
+/**
+ * The backup, checked byte for byte before anything on the target changes; an encrypted
+ * one with the identity file given (it is refused without one).
+ */
+async function verified(backupPath, reporter, identityFile) {
+    const checks = await verifyBackup(backupPath, undefined, identityFile);
+    const unchecked = checks.filter((c) => c.unchecked);
+    if (unchecked.length > 0 && checks.every((c) => c.ok || c.unchecked))
+        throw new InputError(`The backup ${backupPath} is encrypted (age): give the identity that decrypts it (option --identity-file, environment variable OWNCLOUD_BACKUP_IDENTITY, or the action's input 'identity'). Nothing was changed on the target.`);
     const failed = checks.filter((c) => !c.ok);
     if (failed.length > 0)
         throw new BackupError(`The backup ${backupPath} is damaged; nothing was changed on the target. ${failed.map((c) => c.what).join('; ')}`);
     reporter.info(`The backup is intact (${checks.length} checks).`);
     const manifest = JSON.parse((0,external_node_fs_namespaceObject.readFileSync)((0,external_node_path_namespaceObject.join)(backupPath, MANIFEST_NAME), 'utf8'));
-    const archive = (role) => (0,external_node_path_namespaceObject.join)(backupPath, manifest.archives.find((a) => a.role === role).name);
+    const archive = (role) => archiveFile(backupPath, manifest.archives.find((a) => a.role === role), identityFile);
     const delta = manifest.archives.find((a) => a.role === 'files-delta');
     return {
         directory: backupPath,
         manifest,
         filesArchive: archive('files'),
-        ...(delta ? { filesDelta: (0,external_node_path_namespaceObject.join)(backupPath, delta.name) } : {}),
+        ...(delta ? { filesDelta: archiveFile(backupPath, delta, identityFile) } : {}),
         dumpArchive: archive('database'),
     };
 }
@@ -18136,6 +18571,8 @@ async function unchanged(work) {
 //   → data fingerprint → maintenance state as recorded] → closing check.
 // Any failure after the first change puts the moved-aside state back (files, database,
 // maintenance mode) before it is reported; the message says which state the instance is in.
+
+
 
 
 
@@ -18233,13 +18670,13 @@ done
  * The config files in a backup's files archive, or the error reading them (kept until the
  * verification has spoken: a damaged backup is reported as damaged, not as unreadable).
  */
-async function archivedConfigOf(backupPath) {
+async function archivedConfigOf(backupPath, identityFile) {
     try {
         const manifest = JSON.parse((0,external_node_fs_namespaceObject.readFileSync)((0,external_node_path_namespaceObject.join)(backupPath, MANIFEST_NAME), 'utf8'));
         const files = manifest.archives.find((a) => a.role === 'files');
         if (!files || archiveNameProblem(files.name))
             return new BackupError('The manifest names no usable files archive.');
-        return await readArchivedConfig((0,external_node_path_namespaceObject.join)(backupPath, files.name), files.compression);
+        return await readArchivedConfig(archiveFile(backupPath, files, identityFile));
     }
     catch (error) {
         return error instanceof Error ? error : new Error(String(error));
@@ -18299,6 +18736,9 @@ async function currentInstance(host, plan, installDir, context) {
     }
 }
 async function runRestore(plan, context) {
+    return withIdentity(plan.identity, (identityFile) => restore(plan, context, identityFile));
+}
+async function restore(plan, context, identityFile) {
     const { reporter, signal } = context;
     const started = performance.now();
     const interrupted = () => {
@@ -18307,8 +18747,8 @@ async function runRestore(plan, context) {
     };
     // The backup's config.php is read from its archive while the archive is verified (each is
     // a pass over the archive); it is used only once the verification has passed.
-    const configRead = archivedConfigOf(plan.backupPath);
-    const backup = await reporter.group('Verify the backup', () => verified(plan.backupPath, reporter));
+    const configRead = archivedConfigOf(plan.backupPath, identityFile);
+    const backup = await reporter.group('Verify the backup', () => verified(plan.backupPath, reporter, identityFile));
     const { manifest } = backup;
     interrupted();
     const archivedConfig = await configRead;
@@ -18463,7 +18903,6 @@ async function replace(r) {
                 database: stepPidFile(containers[0], 'database'),
             }
             : undefined,
-        compression: r.backup.manifest.archives[0].compression,
         removing: false,
     };
     const maintenance = r.current
@@ -18541,24 +18980,20 @@ async function setCurrentStateAside(run) {
 }
 /** The files archive streamed into tar on the host, into place. */
 async function putFilesInPlace(run) {
-    const { host, root, backup, layout, compression, stepPids, progress } = run;
+    const { host, root, backup, layout, stepPids, progress } = run;
     const { reporter, signal } = run.context;
     const { manifest } = backup;
     const size = (role) => manifest.archives.find((a) => a.role === role)?.size ?? 0;
     const files = progress('Files', size('files') + size('files-delta'));
     // The base archive, then what changed inside the maintenance window over it (its
     // directories' entry lists also remove what was deleted then).
-    for (const archivePath of [
-        backup.filesArchive,
-        ...(backup.filesDelta ? [backup.filesDelta] : []),
-    ])
+    for (const archive of [backup.filesArchive, ...(backup.filesDelta ? [backup.filesDelta] : [])])
         await extractFiles({
             host,
             root,
-            archivePath,
-            compression,
+            archive,
             layout: layout.members,
-            incremental: archivePath === backup.filesDelta,
+            incremental: archive === backup.filesDelta,
             signal,
             progress: files,
             ...(stepPids ? { pidFile: stepPids.files } : {}),
@@ -18604,7 +19039,7 @@ async function ownersAndConfig(run) {
 }
 /** The database emptied (or recreated) and the backup's dump loaded. */
 async function replaceDatabase(run, occUser) {
-    const { host, root, plan, backup, engine, connection, compression, stepPids, journal, note, progress, } = run;
+    const { host, root, plan, backup, engine, connection, stepPids, journal, note, progress } = run;
     const { reporter, signal } = run.context;
     const { manifest } = backup;
     const loadContext = {
@@ -18635,8 +19070,7 @@ async function replaceDatabase(run, occUser) {
         host,
         engine,
         context: loadContext,
-        dumpArchive: backup.dumpArchive,
-        compression,
+        dump: backup.dumpArchive,
         ...(dropLines ? { dropLines } : {}),
         signal,
         progress: loading,
@@ -19245,6 +19679,7 @@ async function placeFiles(host, root, request) {
 
 
 
+
 const KEY_MODULE_DEFAULT = 'OC_DEFAULT_MODULE';
 /** The archive member of a user's path. Pure. */
 function memberOf(user, path) {
@@ -19326,32 +19761,33 @@ function encryptionOf(manifest, entries, paths) {
     };
 }
 /** The backup's files archives, as its manifest names them. */
-function filesArchivesOf(backupPath, manifest) {
+function filesArchivesOf(backupPath, manifest, identityFile) {
     const base = manifest.archives.find((a) => a.role === 'files');
     const delta = manifest.archives.find((a) => a.role === 'files-delta');
     if (delta && archiveNameProblem(delta.name))
         throw new BackupError('The manifest names no usable files-delta archive.');
     return {
-        base: { path: (0,external_node_path_namespaceObject.join)(backupPath, base.name), compression: base.compression },
-        ...(delta
-            ? { delta: { path: (0,external_node_path_namespaceObject.join)(backupPath, delta.name), compression: delta.compression } }
-            : {}),
+        base: archiveFile(backupPath, base, identityFile),
+        ...(delta ? { delta: archiveFile(backupPath, delta, identityFile) } : {}),
     };
 }
 /** The archive's entries the paths need, or the error listing them (kept until verified). */
-async function listWanted(plan) {
+async function listWanted(plan, identityFile) {
     try {
         const manifest = readManifest(plan.backupPath);
         const files = manifest.archives.find((a) => a.role === 'files');
         if (!files || archiveNameProblem(files.name))
             return new BackupError('The manifest names no usable files archive.');
-        return await listBackupFiles(filesArchivesOf(plan.backupPath, manifest), wantedBy(plan.paths));
+        return await listBackupFiles(filesArchivesOf(plan.backupPath, manifest, identityFile), wantedBy(plan.paths));
     }
     catch (error) {
         return error instanceof Error ? error : new Error(String(error));
     }
 }
 async function runPathRestore(plan, context) {
+    return withIdentity(plan.identity, (identityFile) => pathRestore(plan, context, identityFile));
+}
+async function pathRestore(plan, context, identityFile) {
     const { reporter, signal } = context;
     const started = performance.now();
     const interrupted = () => {
@@ -19360,8 +19796,8 @@ async function runPathRestore(plan, context) {
     };
     // The wanted entries are listed while the archive is verified (each a pass over it); the
     // listing is used only once the verification has passed.
-    const listing = listWanted(plan);
-    const backup = await reporter.group('Verify the backup', () => verified(plan.backupPath, reporter));
+    const listing = listWanted(plan, identityFile);
+    const backup = await reporter.group('Verify the backup', () => verified(plan.backupPath, reporter, identityFile));
     const { manifest } = backup;
     const filesArchive = manifest.archives.find((a) => a.role === 'files');
     const { selection, encryption } = await reporter.group('Find the paths in the backup', async () => {
@@ -19377,7 +19813,7 @@ async function runPathRestore(plan, context) {
         return { selection: chosen, encryption: keys };
     });
     const index = encryption
-        ? await readEncryptionIndex(backup.directory, manifest, (storage, path) => plan.paths.some((p) => storage === `home::${p.user}` && isAtOrBelow(path, p.path)))
+        ? await readEncryptionIndex(backup.directory, manifest, (storage, path) => plan.paths.some((p) => storage === `home::${p.user}` && isAtOrBelow(path, p.path)), identityFile)
         : [];
     interrupted();
     let host;
@@ -19413,7 +19849,6 @@ async function runPathRestore(plan, context) {
             manifest,
             filesArchive: backup.filesArchive,
             ...(backup.filesDelta ? { filesDelta: backup.filesDelta } : {}),
-            compression: filesArchive.compression,
             archiveBytes: manifest.archives
                 .filter((a) => a.role === 'files' || a.role === 'files-delta')
                 .reduce((sum, a) => sum + a.size, 0),
@@ -19442,16 +19877,15 @@ async function restorePaths(run) {
         await reporter.group('Extract the paths (on the host)', async () => {
             let sentBytes = 0;
             // The base archive, then the delta over it (which also removes what was deleted).
-            for (const archivePath of [run.filesArchive, ...(run.filesDelta ? [run.filesDelta] : [])]) {
+            for (const archive of [run.filesArchive, ...(run.filesDelta ? [run.filesDelta] : [])]) {
                 const sent = await extractMembers({
                     host,
                     root,
-                    archivePath,
-                    compression: run.compression,
+                    archive,
                     member: LAYOUT.data,
                     target: staging,
                     members: run.selection.members,
-                    incremental: archivePath === run.filesDelta,
+                    incremental: archive === run.filesDelta,
                     signal: context.signal,
                 }).catch((error) => {
                     if (context.signal.aborted)
@@ -19591,10 +20025,10 @@ function cacheRowsFor(placed, index) {
     return rows;
 }
 /** `restore --list USER/files/DIR`: what the backup holds under a path (no host involved). */
-async function listBackupPath(backupPath, given) {
+async function listBackupPath(backupPath, given, identity) {
     const manifest = readManifest(backupPath);
     const member = memberOf(given.user, given.path);
-    const entries = await listBackupFiles(filesArchivesOf(backupPath, manifest), (name) => isAtOrBelow(name, member));
+    const entries = await withIdentity(identity, (identityFile) => listBackupFiles(filesArchivesOf(backupPath, manifest, identityFile), (name) => isAtOrBelow(name, member)));
     if (entries.length === 0)
         throw new BackupError(`The backup holds nothing under '${given.user}/${given.path}'.`);
     return { manifest, entries };
@@ -19642,6 +20076,7 @@ class Secrets {
 // validation serves both; each error names the input and the form expected.
 
 
+
 /** Input names: the action's `with:` keys and the command line's `--options`. */
 const INPUTS = {
     host: 'host',
@@ -19666,6 +20101,8 @@ const INPUTS = {
     backupDir: 'backup-dir',
     dumpTimeout: 'dump-timeout',
     restoreTest: 'restore-test',
+    encryptTo: 'encrypt-to',
+    identity: 'identity',
     // Restore only.
     dbAdminUser: 'db-admin-user',
     dbAdminPassword: 'db-admin-password',
@@ -19871,12 +20308,22 @@ function planInstance(raw, label = actionLabel) {
     if (password !== undefined)
         database.password = password;
     const occUser = validators(raw, label).userName(INPUTS.occUser);
+    const identityText = (raw[INPUTS.identity] ?? '').replace(/\r\n/g, '\n').trim();
+    if (identityText !== '') {
+        const problem = identityProblem(identityText) ??
+            (openSshKeyCipher(identityText) !== 'none' || /^Proc-Type: .*ENCRYPTED/m.test(identityText)
+                ? 'it is a passphrase-protected SSH key, which cannot be used unattended; give an age key, or an SSH key without a passphrase kept as a secret'
+                : undefined);
+        if (problem)
+            fail(INPUTS.identity, `${problem}.`);
+    }
     return {
         target,
         owncloudDir,
         ...(dataDir ? { dataDir } : {}),
         database,
         ...(occUser ? { occUser } : {}),
+        ...(identityText ? { identity: `${identityText}\n` } : {}),
     };
 }
 /** Validates everything up front and returns the plan, or throws one InputError. */
@@ -19911,6 +20358,9 @@ function planBackup(raw, defaults, label = actionLabel) {
         backupDir: absolutePath(INPUTS.backupDir, value(INPUTS.backupDir) || defaults.backupDir),
         dumpTimeoutSeconds: integer(INPUTS.dumpTimeout, 1, 7 * 24 * 3600) ?? 600,
         restoreTest: boolean(INPUTS.restoreTest, defaults.restoreTest ?? false),
+        ...(value(INPUTS.encryptTo) !== ''
+            ? { encryptTo: parseRecipients(raw[INPUTS.encryptTo], label(INPUTS.encryptTo)) }
+            : {}),
     };
 }
 /** Validates a restore's inputs up front; the backup path is the CLI's argument (or the download). */
@@ -20061,14 +20511,16 @@ function planPathRestore(raw, backupPath, label = actionLabel) {
 
 
 
+
 const EXIT = { ok: 0, failed: 1, usage: 2, skipped: 3, interrupted: 130 };
 const ENV = {
     dbPassword: 'OWNCLOUD_BACKUP_DB_PASSWORD',
     dbAdminPassword: 'OWNCLOUD_BACKUP_DB_ADMIN_PASSWORD',
     sshKey: 'OWNCLOUD_BACKUP_SSH_KEY',
+    identity: 'OWNCLOUD_BACKUP_IDENTITY',
 };
 const USAGE = `Usage: owncloud-backup backup [options]
-       owncloud-backup verify [--restore-test] BACKUP-DIR
+       owncloud-backup verify [--restore-test] [--identity-file FILE] BACKUP-DIR
        owncloud-backup restore BACKUP-DIR [options]
        owncloud-backup restore BACKUP-DIR --path USER/files/PATH [--path ...] [options]
        owncloud-backup restore BACKUP-DIR --list USER/files/DIR
@@ -20109,6 +20561,13 @@ Behaviour:
                            archive for config.php, the data marker and every user's files/
                            (false here: the command line often runs on the ownCloud server
                            itself; the action's default is true). A mismatch fails the backup
+Encryption at rest (age, on this machine):
+  --encrypt-to RECIPIENT   encrypt every archive and the dump to this recipient as they are
+                           written: an age public key ('age1…') or an SSH public key
+                           ('ssh-ed25519 …', 'ssh-rsa …'); repeatable. Needs the age tool
+  --identity-file FILE     the secret key that decrypts an encrypted backup, for restore,
+                           verify and the restore test (or env ${ENV.identity}
+                           holding the key)
   env ${SERVER_DIRS_ENV}  where to look for the server programs
                            after PATH (':'-separated), instead of /usr/sbin,
                            /usr/lib/postgresql/*/bin and the like
@@ -20150,8 +20609,9 @@ is), 2 bad usage or input, 130 interrupted (the previous state is put back first
 Exit status of backup: 0 done, 1 the backup failed, 2 bad usage or input, 130 interrupted.
 Exit status of verify: 0 intact (and, with --restore-test, the restore test passed),
 1 damaged, missing or unreadable (not a backup that checks out) or the restore test failed,
-2 bad usage, 3 intact but the restore test was skipped (no server programs on this machine),
-130 interrupted.`;
+2 bad usage, 3 intact as far as it could be checked: the restore test was skipped (no server
+programs on this machine), or the backup is encrypted and no identity was given (only the
+files' sizes and SHA-256 were checked), 130 interrupted.`;
 const OPTIONS = {
     help: { type: 'boolean', short: 'h' },
     version: { type: 'boolean' },
@@ -20193,6 +20653,9 @@ const OPTIONS = {
     'as-copy': { type: 'boolean' },
     overwrite: { type: 'boolean' },
     list: { type: 'string' },
+    'encrypt-to': { type: 'string', multiple: true },
+    identity: { type: 'string' },
+    'identity-file': { type: 'string' },
 };
 /** Options that mean something for one command only. */
 const ONLY_FOR = {
@@ -20204,6 +20667,7 @@ const ONLY_FOR = {
     'backup-dir': 'backup',
     'dump-timeout': 'backup',
     'restore-test': 'backup',
+    'encrypt-to': 'backup',
     'db-admin-user': 'restore',
     'db-admin-password-file': 'restore',
     'safety-copy': 'restore',
@@ -20223,6 +20687,14 @@ function readSecretFile(option, path) {
     catch (error) {
         throw new InputError(`Cannot read ${option} '${path}': ${error.code ?? String(error)}.`);
     }
+}
+/** The age identity, from --identity-file or the environment, and where it came from. */
+function identityFrom(file, env) {
+    if (file)
+        return { text: readSecretFile('--identity-file', file), source: 'option --identity-file' };
+    if (env[ENV.identity])
+        return { text: env[ENV.identity], source: `environment variable ${ENV.identity}` };
+    return undefined;
 }
 /**
  * How an input is named in an error: as the option (or environment variable) the user
@@ -20264,6 +20736,8 @@ function cliInputs(args, env, cwd = process.cwd()) {
         throw new InputError(`Refusing --db-password: a password on the command line is visible to every user of this machine. Use the environment variable ${ENV.dbPassword} or --db-password-file.`);
     if (values['ssh-key'] !== undefined)
         throw new InputError(`Refusing --ssh-key: pass the key as a file (--ssh-key-file) or in ${ENV.sshKey}.`);
+    if (values.identity !== undefined)
+        throw new InputError(`Refusing --identity: a secret key on the command line is visible to every user of this machine. Pass it as a file (--identity-file) or in ${ENV.identity}.`);
     const raw = {};
     const plain = [
         INPUTS.host,
@@ -20315,6 +20789,8 @@ function cliInputs(args, env, cwd = process.cwd()) {
         raw[INPUTS.extraPaths] = values['extra-paths'].join('\n');
     if (values.exclude)
         raw[INPUTS.exclude] = values.exclude.join('\n');
+    if (values['encrypt-to'])
+        raw[INPUTS.encryptTo] = values['encrypt-to'].join('\n');
     const sources = {
         [INPUTS.sshKey]: `option --ssh-key-file (or environment variable ${ENV.sshKey})`,
         [INPUTS.knownHosts]: 'option --known-hosts (or --known-hosts-file)',
@@ -20337,6 +20813,11 @@ function cliInputs(args, env, cwd = process.cwd()) {
     else if (env[ENV.sshKey]) {
         raw[INPUTS.sshKey] = env[ENV.sshKey];
         sources[INPUTS.sshKey] = `environment variable ${ENV.sshKey}`;
+    }
+    const identity = identityFrom(values['identity-file'], env);
+    if (identity) {
+        raw[INPUTS.identity] = identity.text;
+        sources[INPUTS.identity] = identity.source;
     }
     if (values['db-password-file']) {
         raw[INPUTS.dbPassword] = readSecretFile('--db-password-file', values['db-password-file']).replace(/\r?\n$/, '');
@@ -20454,8 +20935,9 @@ async function runCli(args) {
         secrets.add(raw[INPUTS.dbPassword]);
         secrets.add(raw[INPUTS.sshKey]);
         secrets.add(raw[INPUTS.dbAdminPassword]);
+        secrets.add(raw[INPUTS.identity]);
         if (inputs.command === 'restore' && inputs.list !== undefined)
-            return await listPath(inputs.backupPath, inputs.list);
+            return await listPath(inputs.backupPath, inputs.list, planInstance(raw, label).identity);
         if (inputs.command === 'restore' && raw[INPUTS.path] !== undefined) {
             restoring = 'paths';
             const plan = planPathRestore(raw, inputs.backupPath, label);
@@ -20518,11 +21000,11 @@ async function runCli(args) {
     }
 }
 /** `restore BACKUP-DIR --list USER/files/DIR`: size, mtime (UTC) and name, one a line. */
-async function listPath(backupPath, given) {
+async function listPath(backupPath, given, identity) {
     const path = userPath(given);
     if (typeof path === 'string')
         throw new InputError(`Invalid option --list: ${path}`);
-    const { manifest, entries } = await listBackupPath(backupPath, path);
+    const { manifest, entries } = await listBackupPath(backupPath, path, identity);
     const base = memberOf(path.user, path.path);
     process.stdout.write(`${path.user}/${path.path} in the backup of ${manifest.startedAt} (${manifest.name}):\n`);
     for (const entry of entries) {
@@ -20564,32 +21046,69 @@ function pathRestoreSummary(result) {
     return `${lines.join('\n')}\n`;
 }
 async function verify(args) {
-    const restoreTest = args[0] === '--restore-test';
-    const rest = restoreTest ? args.slice(1) : args;
-    if (rest.length !== 1 || rest[0].startsWith('-')) {
-        process.stderr.write('owncloud-backup: error: Expected: owncloud-backup verify [--restore-test] BACKUP-DIR\n');
+    let parsed;
+    try {
+        parsed = (0,external_node_util_namespaceObject.parseArgs)({
+            args,
+            options: { 'restore-test': { type: 'boolean' }, 'identity-file': { type: 'string' } },
+            allowPositionals: true,
+            strict: true,
+        });
+    }
+    catch {
+        parsed = undefined;
+    }
+    if (!parsed || parsed.positionals.length !== 1) {
+        process.stderr.write('owncloud-backup: error: Expected: owncloud-backup verify [--restore-test] [--identity-file FILE] BACKUP-DIR\n');
         return EXIT.usage;
     }
-    const directory = rest[0];
+    const restoreTest = parsed.values['restore-test'] === true;
+    const directory = parsed.positionals[0];
+    let identity;
+    try {
+        identity = planInstance({ [INPUTS.identity]: identityFrom(parsed.values['identity-file'], process.env)?.text ?? '' }, (name) => name === INPUTS.identity && parsed.values['identity-file']
+            ? 'option --identity-file'
+            : name === INPUTS.identity
+                ? `environment variable ${ENV.identity}`
+                : cliLabel(name)).identity;
+    }
+    catch (error) {
+        process.stderr.write(`owncloud-backup: error: ${describeError(error)}\n`);
+        return EXIT.usage;
+    }
     // The restore test starts a server: Ctrl-C stops it and removes its directory first.
     const controller = new AbortController();
     const onSignal = () => controller.abort();
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
     try {
-        const { checks, restoreTest: test } = restoreTest
-            ? await verifyAndTestRestore(directory, { signal: controller.signal })
-            : { checks: await verifyBackup(directory), restoreTest: undefined };
+        const { checks, restoreTest: test } = await withIdentity(identity, (identityFile) => restoreTest
+            ? verifyAndTestRestore(directory, {
+                signal: controller.signal,
+                ...(identityFile ? { identityFile } : {}),
+            })
+            : verifyBackup(directory, undefined, identityFile).then((all) => ({
+                checks: all,
+                restoreTest: undefined,
+            })));
         for (const check of checks)
-            process.stdout.write(`${check.ok ? 'ok    ' : 'FAILED'}  ${check.what}\n`);
-        const failed = checks.filter((c) => !c.ok).length;
-        process.stdout.write(failed === 0
-            ? `${directory}: intact (${checks.length} checks).\n`
-            : `${directory}: DAMAGED (${failed} of ${checks.length} checks failed).\n`);
+            process.stdout.write(`${check.ok ? 'ok    ' : check.unchecked ? 'NOT RUN' : 'FAILED'}  ${check.what}\n`);
+        const failed = checks.filter((c) => !c.ok && !c.unchecked).length;
+        const unchecked = checks.filter((c) => c.unchecked).length;
+        process.stdout.write(failed > 0
+            ? `${directory}: DAMAGED (${failed} of ${checks.length} checks failed).\n`
+            : unchecked > 0
+                ? `${directory}: the encrypted files are whole (${checks.length - unchecked} checks of their size and SHA-256), their content is unchecked (${unchecked} checks not run): give --identity-file or ${ENV.identity} to check it.\n`
+                : `${directory}: intact (${checks.length} checks).\n`);
         if (failed > 0) {
             if (restoreTest)
                 process.stdout.write('restore test not run: the backup is damaged.\n');
             return EXIT.failed;
+        }
+        if (unchecked > 0) {
+            if (restoreTest)
+                process.stdout.write('restore test not run: the backup is encrypted and no identity was given.\n');
+            return EXIT.skipped;
         }
         if (!test)
             return EXIT.ok;

@@ -48,7 +48,8 @@ export function readRawInputs(
       : core.getInput(name);
     if (value !== '') raw[name] = value;
   }
-  for (const name of [...PASSWORDS, INPUTS.sshKey]) secrets.add(raw[name as keyof RawInputs]);
+  for (const name of [...PASSWORDS, INPUTS.sshKey, INPUTS.identity])
+    secrets.add(raw[name as keyof RawInputs]);
   const action: Record<string, string> = {};
   for (const name of actionInputs) {
     action[name] = core.getInput(name);

@@ -16,11 +16,13 @@ import { describeError, InputError, InterruptedError } from '../errors.ts';
 import { describeEncryption, leftOutOf } from '../manifest.ts';
 import { PROGRESS_ENV, progressSecondsFrom } from '../progress.ts';
 import { formatSeconds, streamReporter } from '../report.ts';
+import { withIdentity } from '../steps/age.ts';
 import { Secrets } from '../secrets.ts';
 import {
   cliLabel,
   INPUTS,
   planBackup,
+  planInstance,
   planPathRestore,
   planRestore,
   userPath,
@@ -39,10 +41,11 @@ export const ENV = {
   dbPassword: 'OWNCLOUD_BACKUP_DB_PASSWORD',
   dbAdminPassword: 'OWNCLOUD_BACKUP_DB_ADMIN_PASSWORD',
   sshKey: 'OWNCLOUD_BACKUP_SSH_KEY',
+  identity: 'OWNCLOUD_BACKUP_IDENTITY',
 } as const;
 
 const USAGE = `Usage: owncloud-backup backup [options]
-       owncloud-backup verify [--restore-test] BACKUP-DIR
+       owncloud-backup verify [--restore-test] [--identity-file FILE] BACKUP-DIR
        owncloud-backup restore BACKUP-DIR [options]
        owncloud-backup restore BACKUP-DIR --path USER/files/PATH [--path ...] [options]
        owncloud-backup restore BACKUP-DIR --list USER/files/DIR
@@ -83,6 +86,13 @@ Behaviour:
                            archive for config.php, the data marker and every user's files/
                            (false here: the command line often runs on the ownCloud server
                            itself; the action's default is true). A mismatch fails the backup
+Encryption at rest (age, on this machine):
+  --encrypt-to RECIPIENT   encrypt every archive and the dump to this recipient as they are
+                           written: an age public key ('age1…') or an SSH public key
+                           ('ssh-ed25519 …', 'ssh-rsa …'); repeatable. Needs the age tool
+  --identity-file FILE     the secret key that decrypts an encrypted backup, for restore,
+                           verify and the restore test (or env ${ENV.identity}
+                           holding the key)
   env ${SERVER_DIRS_ENV}  where to look for the server programs
                            after PATH (':'-separated), instead of /usr/sbin,
                            /usr/lib/postgresql/*/bin and the like
@@ -124,8 +134,9 @@ is), 2 bad usage or input, 130 interrupted (the previous state is put back first
 Exit status of backup: 0 done, 1 the backup failed, 2 bad usage or input, 130 interrupted.
 Exit status of verify: 0 intact (and, with --restore-test, the restore test passed),
 1 damaged, missing or unreadable (not a backup that checks out) or the restore test failed,
-2 bad usage, 3 intact but the restore test was skipped (no server programs on this machine),
-130 interrupted.`;
+2 bad usage, 3 intact as far as it could be checked: the restore test was skipped (no server
+programs on this machine), or the backup is encrypted and no identity was given (only the
+files' sizes and SHA-256 were checked), 130 interrupted.`;
 
 const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
@@ -168,6 +179,9 @@ const OPTIONS = {
   'as-copy': { type: 'boolean' },
   overwrite: { type: 'boolean' },
   list: { type: 'string' },
+  'encrypt-to': { type: 'string', multiple: true },
+  identity: { type: 'string' },
+  'identity-file': { type: 'string' },
 } as const;
 
 /** Options that mean something for one command only. */
@@ -180,6 +194,7 @@ const ONLY_FOR: Record<string, 'backup' | 'restore'> = {
   'backup-dir': 'backup',
   'dump-timeout': 'backup',
   'restore-test': 'backup',
+  'encrypt-to': 'backup',
   'db-admin-user': 'restore',
   'db-admin-password-file': 'restore',
   'safety-copy': 'restore',
@@ -201,6 +216,18 @@ function readSecretFile(option: string, path: string): string {
       `Cannot read ${option} '${path}': ${(error as NodeJS.ErrnoException).code ?? String(error)}.`,
     );
   }
+}
+
+/** The age identity, from --identity-file or the environment, and where it came from. */
+function identityFrom(
+  file: string | undefined,
+  env: NodeJS.ProcessEnv,
+): { text: string; source: string } | undefined {
+  if (file)
+    return { text: readSecretFile('--identity-file', file), source: 'option --identity-file' };
+  if (env[ENV.identity])
+    return { text: env[ENV.identity]!, source: `environment variable ${ENV.identity}` };
+  return undefined;
 }
 
 /**
@@ -272,6 +299,10 @@ export function cliInputs(
     throw new InputError(
       `Refusing --ssh-key: pass the key as a file (--ssh-key-file) or in ${ENV.sshKey}.`,
     );
+  if (values.identity !== undefined)
+    throw new InputError(
+      `Refusing --identity: a secret key on the command line is visible to every user of this machine. Pass it as a file (--identity-file) or in ${ENV.identity}.`,
+    );
 
   const raw: RawInputs = {};
   const plain: InputName[] = [
@@ -318,6 +349,7 @@ export function cliInputs(
       backupDir.startsWith('-') || backupDir.includes('\0') ? backupDir : resolve(cwd, backupDir);
   if (values['extra-paths']) raw[INPUTS.extraPaths] = values['extra-paths'].join('\n');
   if (values.exclude) raw[INPUTS.exclude] = values.exclude.join('\n');
+  if (values['encrypt-to']) raw[INPUTS.encryptTo] = values['encrypt-to'].join('\n');
   const sources: Partial<Record<InputName, string>> = {
     [INPUTS.sshKey]: `option --ssh-key-file (or environment variable ${ENV.sshKey})`,
     [INPUTS.knownHosts]: 'option --known-hosts (or --known-hosts-file)',
@@ -337,6 +369,11 @@ export function cliInputs(
   } else if (env[ENV.sshKey]) {
     raw[INPUTS.sshKey] = env[ENV.sshKey];
     sources[INPUTS.sshKey] = `environment variable ${ENV.sshKey}`;
+  }
+  const identity = identityFrom(values['identity-file'], env);
+  if (identity) {
+    raw[INPUTS.identity] = identity.text;
+    sources[INPUTS.identity] = identity.source;
   }
   if (values['db-password-file']) {
     raw[INPUTS.dbPassword] = readSecretFile(
@@ -475,8 +512,9 @@ export async function runCli(args: string[]): Promise<number> {
     secrets.add(raw[INPUTS.dbPassword]);
     secrets.add(raw[INPUTS.sshKey]);
     secrets.add(raw[INPUTS.dbAdminPassword]);
+    secrets.add(raw[INPUTS.identity]);
     if (inputs.command === 'restore' && inputs.list !== undefined)
-      return await listPath(inputs.backupPath!, inputs.list);
+      return await listPath(inputs.backupPath!, inputs.list, planInstance(raw, label).identity);
     if (inputs.command === 'restore' && raw[INPUTS.path] !== undefined) {
       restoring = 'paths';
       const plan = planPathRestore(raw, inputs.backupPath!, label);
@@ -538,10 +576,14 @@ export async function runCli(args: string[]): Promise<number> {
 }
 
 /** `restore BACKUP-DIR --list USER/files/DIR`: size, mtime (UTC) and name, one a line. */
-async function listPath(backupPath: string, given: string): Promise<number> {
+async function listPath(
+  backupPath: string,
+  given: string,
+  identity: string | undefined,
+): Promise<number> {
   const path = userPath(given);
   if (typeof path === 'string') throw new InputError(`Invalid option --list: ${path}`);
-  const { manifest, entries } = await listBackupPath(backupPath, path);
+  const { manifest, entries } = await listBackupPath(backupPath, path, identity);
   const base = memberOf(path.user, path.path);
   process.stdout.write(
     `${path.user}/${path.path} in the backup of ${manifest.startedAt} (${manifest.name}):\n`,
@@ -591,35 +633,80 @@ export function pathRestoreSummary(result: PathRestoreResult): string {
 }
 
 async function verify(args: string[]): Promise<number> {
-  const restoreTest = args[0] === '--restore-test';
-  const rest = restoreTest ? args.slice(1) : args;
-  if (rest.length !== 1 || rest[0]!.startsWith('-')) {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      options: { 'restore-test': { type: 'boolean' }, 'identity-file': { type: 'string' } },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch {
+    parsed = undefined;
+  }
+  if (!parsed || parsed.positionals.length !== 1) {
     process.stderr.write(
-      'owncloud-backup: error: Expected: owncloud-backup verify [--restore-test] BACKUP-DIR\n',
+      'owncloud-backup: error: Expected: owncloud-backup verify [--restore-test] [--identity-file FILE] BACKUP-DIR\n',
     );
     return EXIT.usage;
   }
-  const directory = rest[0]!;
+  const restoreTest = parsed.values['restore-test'] === true;
+  const directory = parsed.positionals[0]!;
+  let identity: string | undefined;
+  try {
+    identity = planInstance(
+      { [INPUTS.identity]: identityFrom(parsed.values['identity-file'], process.env)?.text ?? '' },
+      (name) =>
+        name === INPUTS.identity && parsed.values['identity-file']
+          ? 'option --identity-file'
+          : name === INPUTS.identity
+            ? `environment variable ${ENV.identity}`
+            : cliLabel(name),
+    ).identity;
+  } catch (error) {
+    process.stderr.write(`owncloud-backup: error: ${describeError(error)}\n`);
+    return EXIT.usage;
+  }
   // The restore test starts a server: Ctrl-C stops it and removes its directory first.
   const controller = new AbortController();
   const onSignal = () => controller.abort();
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    const { checks, restoreTest: test } = restoreTest
-      ? await verifyAndTestRestore(directory, { signal: controller.signal })
-      : { checks: await verifyBackup(directory), restoreTest: undefined };
+    const { checks, restoreTest: test } = await withIdentity(identity, (identityFile) =>
+      restoreTest
+        ? verifyAndTestRestore(directory, {
+            signal: controller.signal,
+            ...(identityFile ? { identityFile } : {}),
+          })
+        : verifyBackup(directory, undefined, identityFile).then((all) => ({
+            checks: all,
+            restoreTest: undefined,
+          })),
+    );
     for (const check of checks)
-      process.stdout.write(`${check.ok ? 'ok    ' : 'FAILED'}  ${check.what}\n`);
-    const failed = checks.filter((c) => !c.ok).length;
+      process.stdout.write(
+        `${check.ok ? 'ok    ' : check.unchecked ? 'NOT RUN' : 'FAILED'}  ${check.what}\n`,
+      );
+    const failed = checks.filter((c) => !c.ok && !c.unchecked).length;
+    const unchecked = checks.filter((c) => c.unchecked).length;
     process.stdout.write(
-      failed === 0
-        ? `${directory}: intact (${checks.length} checks).\n`
-        : `${directory}: DAMAGED (${failed} of ${checks.length} checks failed).\n`,
+      failed > 0
+        ? `${directory}: DAMAGED (${failed} of ${checks.length} checks failed).\n`
+        : unchecked > 0
+          ? `${directory}: the encrypted files are whole (${checks.length - unchecked} checks of their size and SHA-256), their content is unchecked (${unchecked} checks not run): give --identity-file or ${ENV.identity} to check it.\n`
+          : `${directory}: intact (${checks.length} checks).\n`,
     );
     if (failed > 0) {
       if (restoreTest) process.stdout.write('restore test not run: the backup is damaged.\n');
       return EXIT.failed;
+    }
+    if (unchecked > 0) {
+      if (restoreTest)
+        process.stdout.write(
+          'restore test not run: the backup is encrypted and no identity was given.\n',
+        );
+      return EXIT.skipped;
     }
     if (!test) return EXIT.ok;
     process.stdout.write(`${restoreTestLine(test)}\n`);

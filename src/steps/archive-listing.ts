@@ -7,7 +7,7 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BackupError } from '../errors.ts';
 import { stderrTail, streamProcess } from '../host/process.ts';
-import type { Compression } from '../settings.ts';
+import { openArchive, type ArchiveFile } from './compress.ts';
 import { TarScan } from './tar-scan.ts';
 
 export interface ArchiveEntry {
@@ -92,11 +92,12 @@ export function isAtOrBelow(name: string, path: string): boolean {
  * look like a backup without those files.
  */
 export async function listArchive(
-  archivePath: string,
-  compression: Compression,
+  archive: ArchiveFile,
   wanted: (name: string) => boolean,
   signal?: AbortSignal,
 ): Promise<ArchiveEntry[]> {
+  const archivePath = archive.path;
+  const content = openArchive(archive, signal);
   const tar = streamProcess(
     [
       'tar',
@@ -105,11 +106,11 @@ export async function listArchive(
       '--full-time',
       '--numeric-owner',
       '--quoting-style=c',
-      compression === 'zstd' ? '--zstd' : '--gzip',
-      `--file=${archivePath}`,
+      '--file=-',
     ],
-    { env: { TZ: 'UTC', LC_ALL: 'C' }, ...(signal ? { signal } : {}) },
+    { env: { TZ: 'UTC', LC_ALL: 'C' }, feedStdin: true, ...(signal ? { signal } : {}) },
   );
+  const feeding = pipeline(content.stdout, tar.stdin).catch(() => content.kill());
   const entries: ArchiveEntry[] = [];
   let unparsed: string | undefined;
   for await (const line of createInterface({ input: tar.stdout, crlfDelay: Infinity })) {
@@ -121,7 +122,8 @@ export async function listArchive(
     }
     if (wanted(entry.name)) entries.push(entry);
   }
-  const result = await tar.done;
+  const [result, read] = await Promise.all([tar.done, content.done, feeding]);
+  if (!read.ok) throw new BackupError(`Listing ${archivePath} failed: ${read.problem}`);
   if (result.exitCode !== 0)
     throw new BackupError(
       `Listing ${archivePath} failed (tar exit ${result.exitCode}): ${stderrTail(result.stderr) || 'no message'}`,
@@ -138,16 +140,12 @@ export async function listArchive(
  * for which `wanted` is true: directory member → the names it held when it was archived.
  */
 export async function readDumpdirs(
-  archivePath: string,
-  compression: Compression,
+  archive: ArchiveFile,
   wanted: (directory: string) => boolean,
   signal?: AbortSignal,
 ): Promise<Map<string, Set<string>>> {
   const lists = new Map<string, Set<string>>();
-  const decompress = streamProcess(
-    [compression === 'zstd' ? 'zstd' : 'gzip', '-dc', '--', archivePath],
-    signal ? { signal } : {},
-  );
+  const decompress = openArchive(archive, signal);
   const scan = new TarScan((member) => {
     if (member.dumpdir && wanted(member.name))
       lists.set(member.name, new Set(member.dumpdir.map((e) => e.name)));
@@ -157,12 +155,10 @@ export async function readDumpdirs(
     decompress.done,
   ]);
   const ended = result.status === 'fulfilled' ? result.value : undefined;
-  if (!ended || ended.exitCode !== 0)
-    throw new BackupError(
-      `Reading ${archivePath} failed (exit ${ended?.exitCode ?? '?'}): ${stderrTail(ended?.stderr ?? '') || 'no message'}`,
-    );
+  if (!ended?.ok)
+    throw new BackupError(`Reading ${archive.path} failed: ${ended?.problem ?? 'no message'}`);
   if (scanned.status === 'rejected')
-    throw new BackupError(`Reading ${archivePath} failed: ${describe(scanned.reason)}`);
+    throw new BackupError(`Reading ${archive.path} failed: ${describe(scanned.reason)}`);
   return lists;
 }
 
@@ -198,8 +194,8 @@ export function mergeListings(
 
 /** A backup's files archives as the manifest lists them: the base, and its delta if any. */
 export interface FilesArchives {
-  base: { path: string; compression: Compression };
-  delta?: { path: string; compression: Compression };
+  base: ArchiveFile;
+  delta?: ArchiveFile;
 }
 
 /**
@@ -212,17 +208,17 @@ export async function listBackupFiles(
   signal?: AbortSignal,
 ): Promise<ArchiveEntry[]> {
   const { base, delta } = archives;
-  const baseEntries = listArchive(base.path, base.compression, wanted, signal);
+  const baseEntries = listArchive(base, wanted, signal);
   if (!delta) return baseEntries;
   const [listed, deltaEntries] = await Promise.all([
     baseEntries,
-    listArchive(delta.path, delta.compression, wanted, signal),
+    listArchive(delta, wanted, signal),
   ]);
   // The lists of the directories above the wanted entries say whether each is still there.
   const above = new Set<string>();
   for (const { name } of [...listed, ...deltaEntries])
     for (let slash = name.lastIndexOf('/'); slash > 0; slash = name.lastIndexOf('/', slash - 1))
       above.add(name.slice(0, slash));
-  const dumpdirs = await readDumpdirs(delta.path, delta.compression, (d) => above.has(d), signal);
+  const dumpdirs = await readDumpdirs(delta, (d) => above.has(d), signal);
   return mergeListings(listed, deltaEntries, dumpdirs);
 }

@@ -128,6 +128,8 @@ export async function dumpDatabase(options: {
   tool: DumpTool;
   owner: string;
   compression: Compression;
+  /** age's recipients file: the dump is encrypted as it is written. */
+  encryptTo?: string;
   path: string;
   idleTimeoutSeconds: number;
   signal: AbortSignal;
@@ -158,7 +160,13 @@ export async function dumpDatabase(options: {
 
   try {
     const [written, result] = await Promise.all([
-      compressToFile(dump.stdout.pipe(watch), options.compression, options.path),
+      compressToFile(
+        dump.stdout.pipe(watch),
+        options.compression,
+        options.path,
+        undefined,
+        options.encryptTo,
+      ),
       dump.done,
     ]);
     watch.stop();

@@ -20,10 +20,9 @@ import {
 import { BackupError, InterruptedError } from '../errors.ts';
 import { guardedCommand, secretLine } from '../host/guarded.ts';
 import type { Host } from '../host/host.ts';
-import { stderrTail, streamProcess } from '../host/process.ts';
-import type { Manifest } from '../manifest.ts';
+import { archiveFile, type Manifest } from '../manifest.ts';
 import type { Compression } from '../settings.ts';
-import { compressToFile, type WrittenFile } from './compress.ts';
+import { compressToFile, openArchive, type WrittenFile } from './compress.ts';
 import {
   clientFailure,
   queryOnHost,
@@ -112,6 +111,8 @@ export async function writeEncryptionIndex(
   options: {
     path: string;
     compression: Compression;
+    /** age's recipients file: the archive is encrypted as it is written. */
+    encryptTo?: string;
     signal?: AbortSignal;
     timeout?: QueryTimeout;
   },
@@ -135,12 +136,16 @@ export async function writeEncryptionIndex(
     const [written, result] = await Promise.allSettled([
       // A line that cannot be read, or a failed write, stops the client (it would wait
       // forever for its output to be read).
-      compressToFile(query.stdout.pipe(lines), options.compression, options.path).catch(
-        (error: unknown) => {
-          query.kill();
-          throw error;
-        },
-      ),
+      compressToFile(
+        query.stdout.pipe(lines),
+        options.compression,
+        options.path,
+        undefined,
+        options.encryptTo,
+      ).catch((error: unknown) => {
+        query.kill();
+        throw error;
+      }),
       query.done,
     ]);
     silence.stop();
@@ -174,6 +179,8 @@ export async function recordEncryption(
   options: {
     indexPath: string;
     compression: Compression;
+    /** age's recipients file: the archive is encrypted as it is written. */
+    encryptTo?: string;
     signal?: AbortSignal;
     timeout?: QueryTimeout;
   },
@@ -183,6 +190,7 @@ export async function recordEncryption(
   const index = await writeEncryptionIndex(host, engine, context, {
     path: options.indexPath,
     compression: options.compression,
+    ...(options.encryptTo ? { encryptTo: options.encryptTo } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
     ...(options.timeout ? { timeout: options.timeout } : {}),
   });
@@ -210,14 +218,15 @@ export async function readEncryptionIndex(
   manifest: Manifest,
   /** Which entries to keep (an index can hold millions; they stream through). */
   wanted: (storage: string, path: string) => boolean,
+  /** The age identity file, for an encrypted backup. */
+  identityFile?: string,
 ): Promise<EncryptedFile[]> {
   const name = manifest.encryption?.index?.name;
   if (!name) return [];
   const archive = manifest.archives.find((a) => a.name === name);
+  if (!archive) throw new BackupError(`The manifest does not list the index ${name}.`);
   const path = join(directory, name);
-  const reading = streamProcess(
-    archive?.compression === 'gzip' ? ['gzip', '-dc', '--', path] : ['zstd', '-dcq', '--', path],
-  );
+  const reading = openArchive(archiveFile(directory, archive, identityFile));
   const files: EncryptedFile[] = [];
   let unreadable: string | undefined;
   for await (const line of createInterface({ input: reading.stdout, crlfDelay: Infinity })) {
@@ -241,9 +250,9 @@ export async function readEncryptionIndex(
     });
   }
   const result = await reading.done;
-  if (result.exitCode !== 0 || unreadable !== undefined)
+  if (!result.ok || unreadable !== undefined)
     throw new BackupError(
-      `Reading ${path} failed: ${unreadable !== undefined ? `a line is not JSON: '${unreadable}'` : stderrTail(result.stderr) || `exit ${result.exitCode}`}`,
+      `Reading ${path} failed: ${unreadable !== undefined ? `a line is not JSON: '${unreadable}'` : result.problem}`,
     );
   return files;
 }

@@ -412,6 +412,8 @@ export async function streamFiles(
     snapshot: string;
     path: string;
     compression: Compression;
+    /** age's recipients file: the archive is encrypted as it is written. */
+    encryptTo?: string;
     signal: AbortSignal;
     progress?: StepProgress;
     onMember?: (member: TarMember) => void;
@@ -432,7 +434,13 @@ export async function streamFiles(
   const commands = tarCommands(fileSet, options.phase, options.snapshot);
   // The runs' archives, joined: what the compressor reads.
   const joined = new PassThrough();
-  const writing = compressToFile(joined, options.compression, options.path, options.signal);
+  const writing = compressToFile(
+    joined,
+    options.compression,
+    options.path,
+    options.signal,
+    options.encryptTo,
+  );
   // A write that fails (a full disk) stops the tar run feeding it, and is the cause told.
   let current: { tar: StreamingProcess; scan: TarScan } | undefined;
   let writeFailure: { error: unknown } | undefined;

@@ -8,10 +8,11 @@ import type { LoadContext } from '../database/engine.ts';
 import { BackupError, InterruptedError, LinkError } from '../errors.ts';
 import { guardedCommand, guardedInputCommand, secretLine, writingTo } from '../host/guarded.ts';
 import { mustRun, reached, type Host } from '../host/host.ts';
-import { stderrTail, streamProcess, type ProcessResult } from '../host/process.ts';
+import { stderrTail, type ProcessResult } from '../host/process.ts';
 import type { DatabaseConnection } from '../instance.ts';
 import type { StepProgress } from '../progress.ts';
 import type { Instance } from './discover.ts';
+import { openArchive, type ArchiveFile } from './compress.ts';
 import { missingOnHost } from './preflight.ts';
 import { recordingPid } from './previous-state.ts';
 
@@ -108,8 +109,7 @@ export async function loadDump(options: {
   host: Host;
   engine: DatabaseEngine;
   context: LoadContext;
-  dumpArchive: string;
-  compression: 'zstd' | 'gzip';
+  dump: ArchiveFile;
   dropLines?: RegExp;
   signal: AbortSignal;
   progress: StepProgress;
@@ -125,10 +125,7 @@ export async function loadDump(options: {
     signal: options.signal,
   });
   loader.stdout.resume();
-  const decompress = streamProcess(
-    [options.compression === 'zstd' ? 'zstd' : 'gzip', '-dc', '--', options.dumpArchive],
-    { signal: options.signal },
-  );
+  const decompress = openArchive(options.dump, options.signal);
   let bytes = 0;
   const counter = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
@@ -149,10 +146,7 @@ export async function loadDump(options: {
   if (options.signal.aborted) throw new InterruptedError('The restore was interrupted.');
   const transport = host.transportFailure(result);
   if (transport) throw new LinkError(`Loading the database dump failed: ${transport}`);
-  if (unpacked.exitCode !== 0)
-    throw new BackupError(
-      `Decompressing ${options.dumpArchive} failed: ${stderrTail(unpacked.stderr) || `exit ${unpacked.exitCode}`}`,
-    );
+  if (!unpacked.ok) throw new BackupError(`Reading ${options.dump.path}: ${unpacked.problem}`);
   if (result.exitCode !== 0)
     throw new BackupError(
       `Loading the database dump (${context.client}) failed with exit code ${result.exitCode}: ${engine.explainFailure(result.stderr, context.connection) ?? (stderrTail(result.stderr) || 'no message')}`,

@@ -1,16 +1,17 @@
 // Files back into place: the archive streams from here into tar on the host, which puts
 // each member directory where the manifest (or the user) says, with owners, modes, ACLs,
 // xattrs and hard links as archived. One pass over the archive, nothing unpacked here.
-import { createReadStream, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { BackupError, LinkError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
-import { runProcess, stderrTail, streamProcess, type ProcessResult } from '../host/process.ts';
+import { stderrTail, streamProcess, type ProcessResult } from '../host/process.ts';
 import type { StepProgress } from '../progress.ts';
 import type { Compression } from '../settings.ts';
+import { openArchive, openCompressed, type ArchiveFile } from './compress.ts';
 import { TAR_METADATA_FLAGS } from './archive.ts';
 import { LAYOUT } from './files.ts';
 import { recordingPid } from './previous-state.ts';
@@ -72,8 +73,7 @@ export async function extractFiles(options: {
   host: Host;
   /** argv prefix that runs a command as root on the host ([] when the session is root). */
   root: string[];
-  archivePath: string;
-  compression: Compression;
+  archive: ArchiveFile;
   layout: Record<string, string>;
   /** A delta archive (GNU tar level 1), extracted over its base. */
   incremental?: boolean;
@@ -83,7 +83,8 @@ export async function extractFiles(options: {
   pidFile?: string;
 }): Promise<void> {
   const { host } = options;
-  const tar = tarExtractCommand(options.layout, options.compression, options.incremental);
+  const { archive } = options;
+  const tar = tarExtractCommand(options.layout, archive.compression, options.incremental);
   const extracting = host.stream(
     [...options.root, ...(options.pidFile ? recordingPid(options.pidFile, tar) : tar)],
     {
@@ -95,11 +96,15 @@ export async function extractFiles(options: {
   counter.progress = options.progress;
   // tar's output is nothing but complaints: drain it so it never blocks.
   extracting.stdout.resume();
-  const feeding = pipeline(createReadStream(options.archivePath), counter, extracting.stdin).catch(
+  // The compressed archive, decrypted here if it is encrypted: the host decompresses it.
+  const source = openCompressed(archive, options.signal);
+  const feeding = pipeline(source.stdout, counter, extracting.stdin).catch(
     (error: unknown) => error,
   );
-  const result = await extracting.done;
-  judgeExtraction(host, result, await feeding, options.archivePath, 'restoring the files');
+  const [result, read] = await Promise.all([extracting.done, source.done]);
+  if (!read.ok && !host.transportFailure(result))
+    throw new BackupError(`Reading ${archive.path} failed: ${read.problem}`);
+  judgeExtraction(host, result, await feeding, archive.path, 'restoring the files');
 }
 
 /** Throws what went wrong with tar extracting on the host (the link, the disk, tar, the feed). */
@@ -134,8 +139,7 @@ function judgeExtraction(
 export async function extractMembers(options: {
   host: Host;
   root: string[];
-  archivePath: string;
-  compression: Compression;
+  archive: ArchiveFile;
   member: string;
   target: string;
   members: readonly string[];
@@ -161,10 +165,7 @@ export async function extractMembers(options: {
       ? ['--listed-incremental=/dev/null']
       : ['--no-wildcards', '--', ...options.members]),
   ];
-  const decompress = streamProcess(
-    [options.compression === 'zstd' ? 'zstd' : 'gzip', '-dc', '--', options.archivePath],
-    { signal: options.signal },
-  );
+  const decompress = openArchive(options.archive, options.signal);
   const extracting = host.stream([...options.root, ...tar], {
     feedStdin: true,
     signal: options.signal,
@@ -177,11 +178,9 @@ export async function extractMembers(options: {
   );
   const [result, unpacked] = await Promise.all([extracting.done, decompress.done]);
   const fed = await feeding;
-  if (unpacked.exitCode !== 0 && !host.transportFailure(result))
-    throw new BackupError(
-      `Decompressing ${options.archivePath} failed (exit ${unpacked.exitCode}): ${stderrTail(unpacked.stderr) || 'no message'}`,
-    );
-  judgeExtraction(host, result, fed, options.archivePath, 'extracting the paths');
+  if (!unpacked.ok && !host.transportFailure(result))
+    throw new BackupError(`Reading ${options.archive.path} failed: ${unpacked.problem}`);
+  judgeExtraction(host, result, fed, options.archive.path, 'extracting the paths');
   return { sentBytes: counter.bytes };
 }
 
@@ -190,25 +189,30 @@ export async function extractMembers(options: {
  * into memory through a private directory that is removed at once. They hold the database
  * password: never written anywhere else.
  */
-export async function readArchivedConfig(
-  archivePath: string,
-  compression: Compression,
-): Promise<Record<string, string>> {
+export async function readArchivedConfig(archive: ArchiveFile): Promise<Record<string, string>> {
   const dir = mkdtempSync(join(tmpdir(), 'owncloud-restore-config-'));
   try {
-    const result = await runProcess([
-      'tar',
-      '--extract',
-      `--file=${archivePath}`,
-      compression === 'zstd' ? '--zstd' : '--gzip',
-      `--directory=${dir}`,
-      '--no-same-owner',
-      '--no-same-permissions',
-      '--wildcards',
-      '--no-wildcards-match-slash',
-      '--',
-      `${LAYOUT.install}/config/*.php`,
-    ]);
+    const content = openArchive(archive);
+    const tar = streamProcess(
+      [
+        'tar',
+        '--extract',
+        '--file=-',
+        `--directory=${dir}`,
+        '--no-same-owner',
+        '--no-same-permissions',
+        '--wildcards',
+        '--no-wildcards-match-slash',
+        '--',
+        `${LAYOUT.install}/config/*.php`,
+      ],
+      { feedStdin: true },
+    );
+    tar.stdout.resume();
+    // tar reads to the end of the archive (a member may come again later).
+    const feeding = pipeline(content.stdout, tar.stdin).catch(() => content.kill());
+    const [result, read] = await Promise.all([tar.done, content.done, feeding]);
+    if (!read.ok) throw new BackupError(`Reading ${archive.path} failed: ${read.problem}`);
     if (result.exitCode !== 0)
       throw new BackupError(
         `The backup's files archive holds no ${LAYOUT.install}/config/config.php (${stderrTail(result.stderr) || `tar exit ${result.exitCode}`}): it cannot be restored.`,

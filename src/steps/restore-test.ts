@@ -7,6 +7,7 @@
 import { accessSync, chownSync, constants, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { DatabaseEngine } from '../database/index.ts';
 import {
@@ -20,7 +21,8 @@ import { guardedCommand, secretLine } from '../host/guarded.ts';
 import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
 import { runProcess, stderrTail, streamProcess } from '../host/process.ts';
-import type { DatabaseType, Compression } from '../settings.ts';
+import type { DatabaseType } from '../settings.ts';
+import { openArchive, type ArchiveFile } from './compress.ts';
 import { StepProgress } from '../progress.ts';
 import { LAYOUT } from './files.ts';
 import { loadDump, rowCountDifferences } from './restore-database.ts';
@@ -49,9 +51,8 @@ export interface RestoreTestRecord {
 
 /** What the test needs of a backup: its dump, its files archive, what the manifest recorded. */
 export interface RestoreTestSubject {
-  dumpPath: string;
-  filesArchivePath: string;
-  compression: Compression;
+  dump: ArchiveFile;
+  filesArchive: ArchiveFile;
   database: {
     type: DatabaseType;
     user: string;
@@ -301,12 +302,11 @@ async function startServer(
 }
 
 /** Lists the files archive, collecting what the test checks. */
-async function listArchive(path: string, compression: Compression, signal: AbortSignal) {
+async function listArchive(file: ArchiveFile, signal: AbortSignal) {
   const facts = new ListingFacts();
-  const tar = streamProcess(
-    ['tar', '--list', `--use-compress-program=${compression}`, `--file=${path}`],
-    { signal },
-  );
+  const content = openArchive(file, signal);
+  const tar = streamProcess(['tar', '--list', '--file=-'], { signal, feedStdin: true });
+  const feeding = pipeline(content.stdout, tar.stdin).catch(() => content.kill());
   let partial = '';
   for await (const chunk of tar.stdout) {
     const lines = (partial + (chunk as Buffer).toString('utf8')).split('\n');
@@ -314,8 +314,9 @@ async function listArchive(path: string, compression: Compression, signal: Abort
     lines.forEach((line) => facts.add(line));
   }
   if (partial !== '') facts.add(partial);
-  const result = await tar.done;
+  const [result, read] = await Promise.all([tar.done, content.done, feeding]);
   if (signal.aborted) throw new InterruptedError();
+  if (!read.ok) throw new Error(`reading the files archive failed: ${read.problem}`);
   if (result.exitCode !== 0)
     throw new Error(
       `listing the files archive failed (tar exit ${result.exitCode}): ${stderrTail(result.stderr, 2) || 'no message'}`,
@@ -431,8 +432,7 @@ export async function runRestoreTest(
         host,
         engine,
         context: { ...context, client: setup.client },
-        dumpArchive: subject.dumpPath,
-        compression: subject.compression,
+        dump: subject.dump,
         ...(setup.dropLines ? { dropLines: setup.dropLines } : {}),
         signal,
         progress: new StepProgress('Restore test load', {
@@ -452,8 +452,7 @@ export async function runRestoreTest(
         rows: Object.values(counted).reduce((sum, n) => sum + n, 0),
         users: users.length,
       };
-      const facts =
-        options.facts ?? (await listArchive(subject.filesArchivePath, subject.compression, signal));
+      const facts = options.facts ?? (await listArchive(subject.filesArchive, signal));
       problems.push(...archiveProblems(facts, users));
     } catch (error) {
       if (signal.aborted || error instanceof InterruptedError) throw new InterruptedError();

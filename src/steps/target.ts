@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { BackupError, InputError } from '../errors.ts';
 import { reached, type Host } from '../host/host.ts';
 import { stderrTail } from '../host/process.ts';
-import type { Manifest } from '../manifest.ts';
+import { archiveFile, type Manifest } from '../manifest.ts';
+import type { ArchiveFile } from './compress.ts';
 import { MANIFEST_NAME } from '../naming.ts';
 import type { Reporter } from '../report.ts';
 import { verifyBackup } from '../verify.ts';
@@ -15,15 +16,27 @@ export interface VerifiedBackup {
   /** The backup directory. */
   directory: string;
   manifest: Manifest;
-  filesArchive: string;
+  filesArchive: ArchiveFile;
   /** What changed inside the maintenance window: extracted after filesArchive. */
-  filesDelta?: string;
-  dumpArchive: string;
+  filesDelta?: ArchiveFile;
+  dumpArchive: ArchiveFile;
 }
 
-/** The backup, checked byte for byte before anything on the target changes. */
-export async function verified(backupPath: string, reporter: Reporter): Promise<VerifiedBackup> {
-  const checks = await verifyBackup(backupPath);
+/**
+ * The backup, checked byte for byte before anything on the target changes; an encrypted
+ * one with the identity file given (it is refused without one).
+ */
+export async function verified(
+  backupPath: string,
+  reporter: Reporter,
+  identityFile?: string,
+): Promise<VerifiedBackup> {
+  const checks = await verifyBackup(backupPath, undefined, identityFile);
+  const unchecked = checks.filter((c) => c.unchecked);
+  if (unchecked.length > 0 && checks.every((c) => c.ok || c.unchecked))
+    throw new InputError(
+      `The backup ${backupPath} is encrypted (age): give the identity that decrypts it (option --identity-file, environment variable OWNCLOUD_BACKUP_IDENTITY, or the action's input 'identity'). Nothing was changed on the target.`,
+    );
   const failed = checks.filter((c) => !c.ok);
   if (failed.length > 0)
     throw new BackupError(
@@ -32,13 +45,17 @@ export async function verified(backupPath: string, reporter: Reporter): Promise<
   reporter.info(`The backup is intact (${checks.length} checks).`);
   const manifest = JSON.parse(readFileSync(join(backupPath, MANIFEST_NAME), 'utf8')) as Manifest;
   const archive = (role: 'files' | 'database') =>
-    join(backupPath, manifest.archives.find((a) => a.role === role)!.name);
+    archiveFile(
+      backupPath,
+      manifest.archives.find((a) => a.role === role)!,
+      identityFile,
+    );
   const delta = manifest.archives.find((a) => a.role === 'files-delta');
   return {
     directory: backupPath,
     manifest,
     filesArchive: archive('files'),
-    ...(delta ? { filesDelta: join(backupPath, delta.name) } : {}),
+    ...(delta ? { filesDelta: archiveFile(backupPath, delta, identityFile) } : {}),
     dumpArchive: archive('database'),
   };
 }
