@@ -3,6 +3,7 @@
 // validation serves both; each error names the input and the form expected.
 import { isAbsolute, normalize } from 'node:path';
 import { InputError } from './errors.ts';
+import type { RetentionPolicy } from './retention.ts';
 
 /** Input names: the action's `with:` keys and the command line's `--options`. */
 export const INPUTS = {
@@ -28,6 +29,12 @@ export const INPUTS = {
   backupDir: 'backup-dir',
   dumpTimeout: 'dump-timeout',
   restoreTest: 'restore-test',
+  // Backup on the command line only (a backup directory that outlives the run).
+  keepLast: 'keep-last',
+  keepDaily: 'keep-daily',
+  keepWeekly: 'keep-weekly',
+  keepMonthly: 'keep-monthly',
+  keepYearly: 'keep-yearly',
   // Restore only.
   dbAdminUser: 'db-admin-user',
   dbAdminPassword: 'db-admin-password',
@@ -54,6 +61,18 @@ export const RESTORE_ONLY: readonly InputName[] = [
   INPUTS.path,
   INPUTS.asCopy,
   INPUTS.overwrite,
+];
+
+/**
+ * Options of the command line's backup only: the action does not declare them (its backup
+ * is an artifact, which expires by retention-days) and does not read them.
+ */
+export const CLI_ONLY: readonly InputName[] = [
+  INPUTS.keepLast,
+  INPUTS.keepDaily,
+  INPUTS.keepWeekly,
+  INPUTS.keepMonthly,
+  INPUTS.keepYearly,
 ];
 
 /** Inputs of a whole-instance restore that mean nothing when single paths come back. */
@@ -128,6 +147,11 @@ export interface BackupPlan extends InstancePlan {
   dumpTimeoutSeconds: number;
   /** Load the finished backup into a throwaway database on the runner and check it. */
   restoreTest: boolean;
+  /**
+   * Which of the complete dated backups in backup-dir to keep once this one is written
+   * (restic's forget rules, UTC); all rules off: nothing is removed.
+   */
+  retention: RetentionPolicy;
 }
 
 export interface PlanDefaults {
@@ -376,6 +400,23 @@ export function planBackup(
         `'${pattern}' starts with '${pattern[0]}'. Expected an rsync pattern such as '*/thumbnails/'.`,
       );
   const installType = oneOf(INPUTS.installType, ['auto', 'package', 'tarball'] as const, 'auto');
+  const keep = (name: InputName): number => {
+    const given = value(name);
+    if (given === '') return 0;
+    if (!/^\d+$/.test(given) || !Number.isSafeInteger(Number(given)))
+      fail(
+        name,
+        `'${given}' is not a whole number. Expected how many backups the rule keeps, 0 or more (0: the rule is off).`,
+      );
+    return Number(given);
+  };
+  const retention: RetentionPolicy = {
+    last: keep(INPUTS.keepLast),
+    daily: keep(INPUTS.keepDaily),
+    weekly: keep(INPUTS.keepWeekly),
+    monthly: keep(INPUTS.keepMonthly),
+    yearly: keep(INPUTS.keepYearly),
+  };
 
   return {
     ...instance,
@@ -387,6 +428,7 @@ export function planBackup(
     backupDir: absolutePath(INPUTS.backupDir, value(INPUTS.backupDir) || defaults.backupDir),
     dumpTimeoutSeconds: integer(INPUTS.dumpTimeout, 1, 7 * 24 * 3600) ?? 600,
     restoreTest: boolean(INPUTS.restoreTest, defaults.restoreTest ?? false),
+    retention,
   };
 }
 
