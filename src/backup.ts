@@ -3,9 +3,10 @@
 //   → instance locked → preflight → files (base archive, streamed from the host while the
 //   instance is live) → [maintenance on → files (delta archive: what changed) ‖ dump ‖ row
 //   counts ‖ encryption state and index → maintenance restored] → restore test → manifest
-//   → rename into place.
+//   → rename into place → retention (the complete backups the policy does not keep are
+//   removed, still under the backup-dir lock).
 // A backup directory only gets its final name once everything in it is written and
-// checked; on any failure the partial one is removed.
+// checked; on any failure the partial one is removed, and retention never runs.
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
@@ -43,7 +44,14 @@ import { formatSeconds, type Reporter } from './report.ts';
 import { DEFAULT_PROGRESS_SECONDS, StepProgress } from './progress.ts';
 import type { Secrets } from './secrets.ts';
 import type { BackupPlan } from './settings.ts';
-import { checkBackupDir, createBackupDir, removeStaleBackups } from './steps/backup-dir.ts';
+import {
+  checkBackupDir,
+  createBackupDir,
+  pruneBackups,
+  removeStaleBackups,
+  type RetentionOutcome,
+} from './steps/backup-dir.ts';
+import { describePolicy, isRetentionOff } from './retention.ts';
 import { discoverInstance } from './steps/discover.ts';
 import { dumpDatabase, type DumpResult } from './steps/dump.ts';
 import {
@@ -87,6 +95,8 @@ export interface BackupResult {
   encryptionIndexPath?: string;
   /** Total size of the backup's files. */
   sizeBytes: number;
+  /** What the retention policy removed (absent when no keep-* rule is on, or interrupted). */
+  retention?: RetentionOutcome;
 }
 
 export interface BackupContext {
@@ -160,7 +170,7 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
         `Encrypting every archive and the dump (age) to ${plan.encryptTo.length} recipient${plan.encryptTo.length === 1 ? '' : 's'}: ${plan.encryptTo.map(describeRecipient).join(', ')}.`,
       );
     }
-    return await backUp(plan, context, {
+    const result = await backUp(plan, context, {
       startedAt,
       name,
       finalDir,
@@ -173,6 +183,9 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
       },
       ...(age ? { age } : {}),
     });
+    // Only a finished backup, in its final name, lets older ones go; still under the lock.
+    const retention = await applyRetention(plan, context, name);
+    return { ...result, ...(retention ? { retention } : {}) };
   } finally {
     ageFiles?.dispose();
     await dirLock?.release();
@@ -540,6 +553,47 @@ function untestedEncrypted(reporter: Reporter): RestoreTestRecord {
   };
   reporter.info(restoreTestLine(record));
   return record;
+}
+
+/**
+ * Removes the complete backups in backup-dir that the policy does not keep, reporting each
+ * and a summary. A backup that cannot be removed is a warning: this run's backup is fine.
+ */
+async function applyRetention(
+  plan: BackupPlan,
+  context: BackupContext,
+  justWritten: string,
+): Promise<RetentionOutcome | undefined> {
+  const { reporter, signal } = context;
+  if (isRetentionOff(plan.retention)) return undefined;
+  const policy = `${describePolicy(plan.retention)}; UTC`;
+  if (signal.aborted) {
+    reporter.warning(`Retention (${policy}) skipped: the run was interrupted. Nothing removed.`);
+    return undefined;
+  }
+  return reporter.group(`Retention (${policy})`, async () => {
+    let outcome: RetentionOutcome;
+    try {
+      outcome = await pruneBackups(plan.backupDir, plan.retention, justWritten, {
+        signal,
+        onRemoved: (path, reasons) =>
+          reporter.info(`Removed ${path}: not kept (${reasons.join('; ')}).`),
+        onFailed: (path, remains, error) =>
+          reporter.warning(
+            `Could not remove ${path}, which the retention policy does not keep: ${error.replace(/\.$/, '')}. What remains: ${remains}; remove it by hand.`,
+          ),
+      });
+    } catch (error) {
+      reporter.warning(
+        `Retention stopped: ${describeError(error).replace(/\.$/, '')}. The backup itself is complete.`,
+      );
+      return undefined;
+    }
+    reporter.info(
+      `Retention: kept ${outcome.kept.length}, removed ${outcome.removed.length}${outcome.failed.length ? `; ${outcome.failed.length} not kept could not be removed` : ''}.`,
+    );
+    return outcome;
+  });
 }
 
 /**

@@ -20,6 +20,26 @@ export function isBackupName(name: string): boolean {
   return /^owncloud-backup-\d{8}-\d{6}$/.test(name);
 }
 
+/**
+ * When the backup a name of backupName()'s was made (UTC), or undefined when the name is
+ * not one (or holds no real date and time, such as a 13th month).
+ */
+export function backupTime(name: string): Date | undefined {
+  const match = /^owncloud-backup-(\d{4})(\d{2})(\d{2})-(\d{2})(\d{2})(\d{2})$/.exec(name);
+  if (!match) return undefined;
+  const [year, month, day, hour, minute, second] = match.slice(1).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const time = new Date(Date.UTC(year, month - 1, day, hour, minute, second));
+  // Date.UTC rolls 2026-13-01 over into 2027: only a name that comes back the same is a date.
+  return backupName(time) === name ? time : undefined;
+}
+
 export function dumpFileName(date: Date, compression: Compression): string {
   return `owncloud-dbbackup_${stamp(date).day}.bak${SUFFIX[compression]}`;
 }

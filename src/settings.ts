@@ -4,6 +4,7 @@
 import { isAbsolute, normalize } from 'node:path';
 import { InputError } from './errors.ts';
 import { identityProblem, parseRecipients, type Recipient } from './steps/age.ts';
+import type { RetentionPolicy } from './retention.ts';
 
 /** Input names: the action's `with:` keys and the command line's `--options`. */
 export const INPUTS = {
@@ -31,6 +32,12 @@ export const INPUTS = {
   restoreTest: 'restore-test',
   encryptTo: 'encrypt-to',
   identity: 'identity',
+  // Backup on the command line only (a backup directory that outlives the run).
+  keepLast: 'keep-last',
+  keepDaily: 'keep-daily',
+  keepWeekly: 'keep-weekly',
+  keepMonthly: 'keep-monthly',
+  keepYearly: 'keep-yearly',
   // Restore only.
   dbAdminUser: 'db-admin-user',
   dbAdminPassword: 'db-admin-password',
@@ -57,6 +64,18 @@ export const RESTORE_ONLY: readonly InputName[] = [
   INPUTS.path,
   INPUTS.asCopy,
   INPUTS.overwrite,
+];
+
+/**
+ * Options of the command line's backup only: the action does not declare them (its backup
+ * is an artifact, which expires by retention-days) and does not read them.
+ */
+export const CLI_ONLY: readonly InputName[] = [
+  INPUTS.keepLast,
+  INPUTS.keepDaily,
+  INPUTS.keepWeekly,
+  INPUTS.keepMonthly,
+  INPUTS.keepYearly,
 ];
 
 /** Inputs of a whole-instance restore that mean nothing when single paths come back. */
@@ -133,6 +152,11 @@ export interface BackupPlan extends InstancePlan {
   restoreTest: boolean;
   /** Encrypt every archive and the dump to these age recipients as they are written. */
   encryptTo?: Recipient[];
+  /**
+   * Which of the complete dated backups in backup-dir to keep once this one is written
+   * (restic's forget rules, UTC); all rules off: nothing is removed.
+   */
+  retention: RetentionPolicy;
 }
 
 export interface PlanDefaults {
@@ -394,6 +418,23 @@ export function planBackup(
         `'${pattern}' starts with '${pattern[0]}'. Expected an rsync pattern such as '*/thumbnails/'.`,
       );
   const installType = oneOf(INPUTS.installType, ['auto', 'package', 'tarball'] as const, 'auto');
+  const keep = (name: InputName): number => {
+    const given = value(name);
+    if (given === '') return 0;
+    if (!/^\d+$/.test(given) || !Number.isSafeInteger(Number(given)))
+      fail(
+        name,
+        `'${given}' is not a whole number. Expected how many backups the rule keeps, 0 or more (0: the rule is off).`,
+      );
+    return Number(given);
+  };
+  const retention: RetentionPolicy = {
+    last: keep(INPUTS.keepLast),
+    daily: keep(INPUTS.keepDaily),
+    weekly: keep(INPUTS.keepWeekly),
+    monthly: keep(INPUTS.keepMonthly),
+    yearly: keep(INPUTS.keepYearly),
+  };
 
   return {
     ...instance,
@@ -408,6 +449,7 @@ export function planBackup(
     ...(value(INPUTS.encryptTo) !== ''
       ? { encryptTo: parseRecipients(raw[INPUTS.encryptTo]!, label(INPUTS.encryptTo)) }
       : {}),
+    retention,
   };
 }
 

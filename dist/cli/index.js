@@ -6,7 +6,7 @@ import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(263);
+/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(48);
 // Entry of the `owncloud-backup` command.
 
 (0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .dropOutputToClosedPipes */ .D3)();
@@ -17,7 +17,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 263:
+/***/ 48:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -14680,6 +14680,19 @@ function backupName(date) {
 function isBackupName(name) {
     return /^owncloud-backup-\d{8}-\d{6}$/.test(name);
 }
+/**
+ * When the backup a name of backupName()'s was made (UTC), or undefined when the name is
+ * not one (or holds no real date and time, such as a 13th month).
+ */
+function backupTime(name) {
+    const match = /^owncloud-backup-(\d{4})(\d{2})(\d{2})-(\d{2})(\d{2})(\d{2})$/.exec(name);
+    if (!match)
+        return undefined;
+    const [year, month, day, hour, minute, second] = match.slice(1).map(Number);
+    const time = new Date(Date.UTC(year, month - 1, day, hour, minute, second));
+    // Date.UTC rolls 2026-13-01 over into 2027: only a name that comes back the same is a date.
+    return backupName(time) === name ? time : undefined;
+}
 function dumpFileName(date, compression) {
     return `owncloud-dbbackup_${stamp(date).day}.bak${SUFFIX[compression]}`;
 }
@@ -15203,10 +15216,143 @@ class StepProgress {
     }
 }
 
+;// CONCATENATED MODULE: ./src/retention.ts
+// Which dated backups a retention policy keeps: restic's `forget` rules (its ApplyPolicy,
+// as of restic 0.16), so that one policy means the same for a backup directory and for a
+// restic repository. Pure: backups and their times in, the decision out. Periods are UTC
+// calendar days, ISO weeks (Monday to Sunday, the year the week belongs to), months and
+// years, and they count only periods that hold a backup.
+const NO_RETENTION = {
+    last: 0,
+    daily: 0,
+    weekly: 0,
+    monthly: 0,
+    yearly: 0,
+};
+const pad = (n, width = 2) => String(n).padStart(width, '0');
+/** The ISO 8601 week of a UTC time, as Go's Time.ISOWeek (which restic uses): `2026-W48`. */
+function isoWeek(time) {
+    // The week's Thursday decides its year; weeks start on Monday.
+    const day = Date.UTC(time.getUTCFullYear(), time.getUTCMonth(), time.getUTCDate());
+    const weekday = (time.getUTCDay() + 6) % 7; // Monday 0 … Sunday 6
+    const thursday = new Date(day + (3 - weekday) * 86_400_000);
+    const year = thursday.getUTCFullYear();
+    const week = Math.floor((thursday.getTime() - Date.UTC(year, 0, 1)) / (7 * 86_400_000)) + 1;
+    return `${year}-W${pad(week)}`;
+}
+const PERIOD_RULES = [
+    {
+        field: 'daily',
+        option: 'keep-daily',
+        unit: 'day',
+        period: (t) => `${t.getUTCFullYear()}-${pad(t.getUTCMonth() + 1)}-${pad(t.getUTCDate())}`,
+    },
+    { field: 'weekly', option: 'keep-weekly', unit: 'week', period: isoWeek },
+    {
+        field: 'monthly',
+        option: 'keep-monthly',
+        unit: 'month',
+        period: (t) => `${t.getUTCFullYear()}-${pad(t.getUTCMonth() + 1)}`,
+    },
+    { field: 'yearly', option: 'keep-yearly', unit: 'year', period: (t) => `${t.getUTCFullYear()}` },
+];
+function isRetentionOff(policy) {
+    return Object.values(policy).every((n) => n === 0);
+}
+/** `keep-last 3, keep-daily 7` (the rules that are on), or `off`. */
+function describePolicy(policy) {
+    const on = [
+        ['keep-last', policy.last],
+        ...PERIOD_RULES.map((rule) => [rule.option, policy[rule.field]]),
+    ].filter(([, n]) => n !== 0);
+    return on.length === 0 ? 'off' : on.map(([option, n]) => `${option} ${n}`).join(', ');
+}
+/** Newest first; at the same time, the later name first (a stable order for ties). */
+function newestFirst(a, b) {
+    const byTime = b.time.getTime() - a.time.getTime();
+    return byTime !== 0 ? byTime : a.name < b.name ? 1 : a.name > b.name ? -1 : 0;
+}
+/**
+ * Decides which backups the policy keeps, as restic's `forget` does: newest first, each
+ * rule keeps the newest backup of each period until it has kept as many as it may (keep-last
+ * counts backups); a backup any rule keeps is kept. A rule that still may keep more when it
+ * reaches the oldest backup keeps that one too (restic since 0.16: the history reaches back
+ * as far as it can). An empty policy keeps everything. `protect` names a backup kept
+ * whatever the policy says (the one just written).
+ */
+function selectKept(backups, policy, protect) {
+    const sorted = [...backups].sort(newestFirst);
+    const reasons = new Map();
+    if (isRetentionOff(policy)) {
+        for (const backup of sorted)
+            reasons.set(backup.name, ['no keep-* rule is on']);
+        return { keep: sorted, remove: [], reasons };
+    }
+    const lastLeft = { count: policy.last };
+    const periods = PERIOD_RULES.filter((rule) => policy[rule.field] > 0).map((rule) => ({
+        rule,
+        count: policy[rule.field],
+        /** The period the previous backup fell in. */
+        previous: undefined,
+        /** Period → the backup this rule keeps for it. */
+        keptFor: new Map(),
+    }));
+    const keep = [];
+    const remove = [];
+    sorted.forEach((backup, index) => {
+        const oldest = index === sorted.length - 1;
+        const why = [];
+        const whyNot = [];
+        if (policy.last > 0) {
+            if (lastLeft.count > 0) {
+                lastLeft.count--;
+                why.push(`keep-last ${policy.last}: one of the ${policy.last} newest`);
+            }
+            else
+                whyNot.push(`keep-last ${policy.last}: not one of the ${policy.last} newest`);
+        }
+        for (const bucket of periods) {
+            const { rule } = bucket;
+            const n = policy[rule.field];
+            const period = rule.period(backup.time);
+            const newPeriod = period !== bucket.previous;
+            if (bucket.count > 0 && (newPeriod || oldest)) {
+                bucket.count--;
+                bucket.previous = period;
+                if (newPeriod) {
+                    bucket.keptFor.set(period, backup.name);
+                    why.push(`${rule.option} ${n}: the newest of ${rule.unit} ${period}`);
+                }
+                else
+                    why.push(`${rule.option} ${n}: the oldest backup, kept as fewer than ${n} ${rule.unit}s hold backups`);
+            }
+            else {
+                const newer = bucket.keptFor.get(period);
+                whyNot.push(newer !== undefined
+                    ? `${rule.option} ${n}: not the newest of ${rule.unit} ${period} (${newer} is)`
+                    : `${rule.option} ${n}: ${rule.unit} ${period} is not one of the ${n} newest ${rule.unit}s with backups`);
+            }
+        }
+        if (why.length === 0 && backup.name === protect)
+            why.push('the backup just written');
+        if (why.length > 0) {
+            keep.push(backup);
+            reasons.set(backup.name, why);
+        }
+        else {
+            remove.push(backup);
+            reasons.set(backup.name, whyNot);
+        }
+    });
+    return { keep, remove, reasons };
+}
+
 ;// CONCATENATED MODULE: ./src/steps/backup-dir.ts
 // The backup directory on the runner: checked before anything else happens, created once the
 // preflight has accepted it,
-// held by one run at a time, and cleared of the incomplete backups that killed runs left.
+// held by one run at a time, cleared of the incomplete backups that killed runs left, and,
+// after a successful backup, of the complete backups the retention policy does not keep.
+
 
 
 
@@ -15328,6 +15474,73 @@ async function removeStaleBackups(backupDir, report) {
         if (removed)
             report(path, removed.bytes);
     }
+}
+/**
+ * The complete backups in the backup directory: directories (not symlinks) named
+ * `owncloud-backup-YYYYMMDD-HHMMSS` with a real date, holding manifest.json. Anything else
+ * there (other files and directories, incomplete backups) is not a backup of ours.
+ */
+function completeBackups(backupDir) {
+    const found = [];
+    for (const entry of (0,external_node_fs_namespaceObject.readdirSync)(backupDir, { withFileTypes: true })) {
+        if (!entry.isDirectory() || !isBackupName(entry.name))
+            continue;
+        const time = backupTime(entry.name);
+        if (!time)
+            continue;
+        try {
+            if (!(0,external_node_fs_namespaceObject.lstatSync)((0,external_node_path_namespaceObject.join)(backupDir, entry.name, MANIFEST_NAME)).isFile())
+                continue;
+        }
+        catch {
+            continue;
+        }
+        found.push({ name: entry.name, time });
+    }
+    return found;
+}
+/**
+ * Removes the complete backups the policy does not keep; `justWritten` (the backup this
+ * run finished) stays whatever the policy says. Call it only while holding the directory's
+ * lock. Each backup loses its manifest.json first, so that one whose removal fails or is cut
+ * short never passes for a complete backup (and is never looked at again). A backup that
+ * cannot be removed is reported and skipped; the others still go. Stops (keeping the rest)
+ * once `signal` is aborted.
+ */
+async function pruneBackups(backupDir, policy, justWritten, options) {
+    const decision = selectKept(completeBackups(backupDir), policy, justWritten);
+    const outcome = {
+        policy,
+        kept: decision.keep.map((b) => b.name),
+        removed: [],
+        failed: [],
+    };
+    // Its files may belong to other users: removed with the runner's privilege, asked once.
+    const privilege = decision.remove.length > 0 ? await runnerPrivilege() : undefined;
+    for (const { name } of decision.remove) {
+        if (options.signal.aborted) {
+            outcome.kept.push(name); // not removed after all
+            continue;
+        }
+        const path = (0,external_node_path_namespaceObject.join)(backupDir, name);
+        let remains = `${path} (complete, untouched)`;
+        try {
+            await removeTree((0,external_node_path_namespaceObject.join)(path, MANIFEST_NAME), privilege);
+            remains = `${path} (without its ${MANIFEST_NAME}: no longer taken for a backup)`;
+            await removeTree(path, privilege);
+            if ((0,external_node_fs_namespaceObject.existsSync)(path))
+                throw new Error('it is still there after the removal');
+            const reasons = decision.reasons.get(name) ?? [];
+            outcome.removed.push({ name, reasons });
+            options.onRemoved(path, reasons);
+        }
+        catch (error) {
+            const message = error.code ?? describeError(error);
+            outcome.failed.push({ name, remains, error: message });
+            options.onFailed(path, remains, message);
+        }
+    }
+    return outcome;
 }
 
 ;// CONCATENATED MODULE: ./src/instance.ts
@@ -16925,9 +17138,11 @@ function restoreTestLine(record) {
 //   → instance locked → preflight → files (base archive, streamed from the host while the
 //   instance is live) → [maintenance on → files (delta archive: what changed) ‖ dump ‖ row
 //   counts ‖ encryption state and index → maintenance restored] → restore test → manifest
-//   → rename into place.
+//   → rename into place → retention (the complete backups the policy does not keep are
+//   removed, still under the backup-dir lock).
 // A backup directory only gets its final name once everything in it is written and
-// checked; on any failure the partial one is removed.
+// checked; on any failure the partial one is removed, and retention never runs.
+
 
 
 
@@ -16990,7 +17205,7 @@ async function runBackup(plan, context) {
             };
             reporter.info(`Encrypting every archive and the dump (age) to ${plan.encryptTo.length} recipient${plan.encryptTo.length === 1 ? '' : 's'}: ${plan.encryptTo.map(describeRecipient).join(', ')}.`);
         }
-        return await backUp(plan, context, {
+        const result = await backUp(plan, context, {
             startedAt,
             name,
             finalDir,
@@ -17004,6 +17219,9 @@ async function runBackup(plan, context) {
             },
             ...(age ? { age } : {}),
         });
+        // Only a finished backup, in its final name, lets older ones go; still under the lock.
+        const retention = await applyRetention(plan, context, name);
+        return { ...result, ...(retention ? { retention } : {}) };
     }
     finally {
         ageFiles?.dispose();
@@ -17288,6 +17506,36 @@ function untestedEncrypted(reporter) {
     };
     reporter.info(restoreTestLine(record));
     return record;
+}
+/**
+ * Removes the complete backups in backup-dir that the policy does not keep, reporting each
+ * and a summary. A backup that cannot be removed is a warning: this run's backup is fine.
+ */
+async function applyRetention(plan, context, justWritten) {
+    const { reporter, signal } = context;
+    if (isRetentionOff(plan.retention))
+        return undefined;
+    const policy = `${describePolicy(plan.retention)}; UTC`;
+    if (signal.aborted) {
+        reporter.warning(`Retention (${policy}) skipped: the run was interrupted. Nothing removed.`);
+        return undefined;
+    }
+    return reporter.group(`Retention (${policy})`, async () => {
+        let outcome;
+        try {
+            outcome = await pruneBackups(plan.backupDir, plan.retention, justWritten, {
+                signal,
+                onRemoved: (path, reasons) => reporter.info(`Removed ${path}: not kept (${reasons.join('; ')}).`),
+                onFailed: (path, remains, error) => reporter.warning(`Could not remove ${path}, which the retention policy does not keep: ${error.replace(/\.$/, '')}. What remains: ${remains}; remove it by hand.`),
+            });
+        }
+        catch (error) {
+            reporter.warning(`Retention stopped: ${describeError(error).replace(/\.$/, '')}. The backup itself is complete.`);
+            return undefined;
+        }
+        reporter.info(`Retention: kept ${outcome.kept.length}, removed ${outcome.removed.length}${outcome.failed.length ? `; ${outcome.failed.length} not kept could not be removed` : ''}.`);
+        return outcome;
+    });
 }
 /**
  * Runs the restore test on the finished archives: a failure fails the backup (its
@@ -20103,6 +20351,12 @@ const INPUTS = {
     restoreTest: 'restore-test',
     encryptTo: 'encrypt-to',
     identity: 'identity',
+    // Backup on the command line only (a backup directory that outlives the run).
+    keepLast: 'keep-last',
+    keepDaily: 'keep-daily',
+    keepWeekly: 'keep-weekly',
+    keepMonthly: 'keep-monthly',
+    keepYearly: 'keep-yearly',
     // Restore only.
     dbAdminUser: 'db-admin-user',
     dbAdminPassword: 'db-admin-password',
@@ -20126,6 +20380,17 @@ const RESTORE_ONLY = [
     INPUTS.path,
     INPUTS.asCopy,
     INPUTS.overwrite,
+];
+/**
+ * Options of the command line's backup only: the action does not declare them (its backup
+ * is an artifact, which expires by retention-days) and does not read them.
+ */
+const CLI_ONLY = [
+    INPUTS.keepLast,
+    INPUTS.keepDaily,
+    INPUTS.keepWeekly,
+    INPUTS.keepMonthly,
+    INPUTS.keepYearly,
 ];
 /** Inputs of a whole-instance restore that mean nothing when single paths come back. */
 const WHOLE_RESTORE_ONLY = [
@@ -20348,6 +20613,21 @@ function planBackup(raw, defaults, label = actionLabel) {
         if (pattern.startsWith('-') || pattern.startsWith('+'))
             fail(INPUTS.exclude, `'${pattern}' starts with '${pattern[0]}'. Expected an rsync pattern such as '*/thumbnails/'.`);
     const installType = oneOf(INPUTS.installType, ['auto', 'package', 'tarball'], 'auto');
+    const keep = (name) => {
+        const given = value(name);
+        if (given === '')
+            return 0;
+        if (!/^\d+$/.test(given) || !Number.isSafeInteger(Number(given)))
+            fail(name, `'${given}' is not a whole number. Expected how many backups the rule keeps, 0 or more (0: the rule is off).`);
+        return Number(given);
+    };
+    const retention = {
+        last: keep(INPUTS.keepLast),
+        daily: keep(INPUTS.keepDaily),
+        weekly: keep(INPUTS.keepWeekly),
+        monthly: keep(INPUTS.keepMonthly),
+        yearly: keep(INPUTS.keepYearly),
+    };
     return {
         ...instance,
         extraPaths,
@@ -20361,6 +20641,7 @@ function planBackup(raw, defaults, label = actionLabel) {
         ...(value(INPUTS.encryptTo) !== ''
             ? { encryptTo: parseRecipients(raw[INPUTS.encryptTo], label(INPUTS.encryptTo)) }
             : {}),
+        retention,
     };
 }
 /** Validates a restore's inputs up front; the backup path is the CLI's argument (or the download). */
@@ -20512,6 +20793,7 @@ function planPathRestore(raw, backupPath, label = actionLabel) {
 
 
 
+
 const EXIT = { ok: 0, failed: 1, usage: 2, skipped: 3, interrupted: 130 };
 const ENV = {
     dbPassword: 'OWNCLOUD_BACKUP_DB_PASSWORD',
@@ -20568,6 +20850,16 @@ Encryption at rest (age, on this machine):
   --identity-file FILE     the secret key that decrypts an encrypted backup, for restore,
                            verify and the restore test (or env ${ENV.identity}
                            holding the key)
+Retention (after a successful backup, the complete dated backups in --backup-dir that no
+rule keeps are removed; restic's forget rules; days, weeks, months and years in UTC, as the
+backup names; no --keep-* option: nothing is ever removed; 0: the rule is off):
+  --keep-last N            the N newest backups
+  --keep-daily N           for the N newest days with backups, the newest of each day
+  --keep-weekly N          likewise for ISO weeks (Monday to Sunday)
+  --keep-monthly N         likewise for months
+  --keep-yearly N          likewise for years
+                           The backup just written is always kept; other files and
+                           directories in --backup-dir are never touched
   env ${SERVER_DIRS_ENV}  where to look for the server programs
                            after PATH (':'-separated), instead of /usr/sbin,
                            /usr/lib/postgresql/*/bin and the like
@@ -20640,6 +20932,11 @@ const OPTIONS = {
     'backup-dir': { type: 'string' },
     'dump-timeout': { type: 'string' },
     'restore-test': { type: 'string' },
+    'keep-last': { type: 'string' },
+    'keep-daily': { type: 'string' },
+    'keep-weekly': { type: 'string' },
+    'keep-monthly': { type: 'string' },
+    'keep-yearly': { type: 'string' },
     'ssh-keepalive': { type: 'string' },
     'db-admin-user': { type: 'string' },
     'db-admin-password': { type: 'string' },
@@ -20668,6 +20965,11 @@ const ONLY_FOR = {
     'dump-timeout': 'backup',
     'restore-test': 'backup',
     'encrypt-to': 'backup',
+    'keep-last': 'backup',
+    'keep-daily': 'backup',
+    'keep-weekly': 'backup',
+    'keep-monthly': 'backup',
+    'keep-yearly': 'backup',
     'db-admin-user': 'restore',
     'db-admin-password-file': 'restore',
     'safety-copy': 'restore',
@@ -20757,6 +21059,7 @@ function cliInputs(args, env, cwd = process.cwd()) {
         INPUTS.backupDir,
         INPUTS.dumpTimeout,
         INPUTS.restoreTest,
+        ...CLI_ONLY,
         INPUTS.dbAdminUser,
         INPUTS.safetyCopy,
         INPUTS.owner,
@@ -20870,9 +21173,18 @@ function summary(result) {
         ...leftOutOf(manifest).map((item) => `  left out: ${item.what.replaceAll('`', '')}${item.why ? ` (${item.why})` : ''}`),
         `  maintenance mode: ${manifest.maintenance.managed ? (manifest.maintenance.switchedByUs ? `on for ${formatSeconds(manifest.maintenance.seconds)}, then off again` : 'was on already, left on') : 'not managed (disabled by option)'}`,
         ...(manifest.restoreTest ? [`  ${restoreTestLine(manifest.restoreTest)}`] : []),
+        ...(result.retention ? retentionLines(result.retention) : []),
         `  took ${formatSeconds(manifest.durationSeconds)}`,
     ];
     return `${lines.join('\n')}\n`;
+}
+function retentionLines(retention) {
+    const { kept, removed, failed } = retention;
+    return [
+        `  retention (${describePolicy(retention.policy)}; UTC): kept ${kept.length}, removed ${removed.length}${failed.length ? `, ${failed.length} not kept could not be removed` : ''}`,
+        ...removed.map((r) => `    removed ${r.name}`),
+        ...failed.map((f) => `    not removed (${f.error.replace(/\.$/, '')}): ${f.remains}`),
+    ];
 }
 function restoreSummary(result) {
     const { manifest } = result;

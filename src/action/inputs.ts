@@ -5,7 +5,14 @@ import { join } from 'node:path';
 import { InputError } from '../errors.ts';
 import { backupName } from '../naming.ts';
 import type { Secrets } from '../secrets.ts';
-import { actionLabel, INPUTS, planBackup, type BackupPlan, type RawInputs } from '../settings.ts';
+import {
+  actionLabel,
+  CLI_ONLY,
+  INPUTS,
+  planBackup,
+  type BackupPlan,
+  type RawInputs,
+} from '../settings.ts';
 
 /** Inputs only the action has. */
 export const ACTION_INPUTS = {
@@ -42,6 +49,8 @@ export function readRawInputs(
 } {
   const raw: RawInputs = {};
   for (const name of Object.values(INPUTS)) {
+    // Not declared in action.yml: an undeclared `with:` key must not reach the plan.
+    if (CLI_ONLY.includes(name)) continue;
     // Secrets and lists keep their whitespace; getInput would trim a password.
     const value = PASSWORDS.includes(name)
       ? core.getInput(name, { trimWhitespace: false }).replace(/\r?\n$/, '')

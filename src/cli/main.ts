@@ -19,6 +19,7 @@ import { formatSeconds, streamReporter } from '../report.ts';
 import { withIdentity } from '../steps/age.ts';
 import { Secrets } from '../secrets.ts';
 import {
+  CLI_ONLY,
   cliLabel,
   INPUTS,
   planBackup,
@@ -31,6 +32,8 @@ import {
   type RawInputs,
 } from '../settings.ts';
 import { formatBytes } from '../steps/preflight.ts';
+import type { RetentionOutcome } from '../steps/backup-dir.ts';
+import { describePolicy } from '../retention.ts';
 import { TOOL } from '../tool.ts';
 import { UnverifiableError, verifyAndTestRestore, verifyBackup } from '../verify.ts';
 import { restoreTestLine, SERVER_DIRS_ENV } from '../steps/restore-test.ts';
@@ -93,6 +96,16 @@ Encryption at rest (age, on this machine):
   --identity-file FILE     the secret key that decrypts an encrypted backup, for restore,
                            verify and the restore test (or env ${ENV.identity}
                            holding the key)
+Retention (after a successful backup, the complete dated backups in --backup-dir that no
+rule keeps are removed; restic's forget rules; days, weeks, months and years in UTC, as the
+backup names; no --keep-* option: nothing is ever removed; 0: the rule is off):
+  --keep-last N            the N newest backups
+  --keep-daily N           for the N newest days with backups, the newest of each day
+  --keep-weekly N          likewise for ISO weeks (Monday to Sunday)
+  --keep-monthly N         likewise for months
+  --keep-yearly N          likewise for years
+                           The backup just written is always kept; other files and
+                           directories in --backup-dir are never touched
   env ${SERVER_DIRS_ENV}  where to look for the server programs
                            after PATH (':'-separated), instead of /usr/sbin,
                            /usr/lib/postgresql/*/bin and the like
@@ -166,6 +179,11 @@ const OPTIONS = {
   'backup-dir': { type: 'string' },
   'dump-timeout': { type: 'string' },
   'restore-test': { type: 'string' },
+  'keep-last': { type: 'string' },
+  'keep-daily': { type: 'string' },
+  'keep-weekly': { type: 'string' },
+  'keep-monthly': { type: 'string' },
+  'keep-yearly': { type: 'string' },
   'ssh-keepalive': { type: 'string' },
   'db-admin-user': { type: 'string' },
   'db-admin-password': { type: 'string' },
@@ -195,6 +213,11 @@ const ONLY_FOR: Record<string, 'backup' | 'restore'> = {
   'dump-timeout': 'backup',
   'restore-test': 'backup',
   'encrypt-to': 'backup',
+  'keep-last': 'backup',
+  'keep-daily': 'backup',
+  'keep-weekly': 'backup',
+  'keep-monthly': 'backup',
+  'keep-yearly': 'backup',
   'db-admin-user': 'restore',
   'db-admin-password-file': 'restore',
   'safety-copy': 'restore',
@@ -323,6 +346,7 @@ export function cliInputs(
     INPUTS.backupDir,
     INPUTS.dumpTimeout,
     INPUTS.restoreTest,
+    ...CLI_ONLY,
     INPUTS.dbAdminUser,
     INPUTS.safetyCopy,
     INPUTS.owner,
@@ -441,9 +465,19 @@ export function summary(result: BackupResult): string {
     ),
     `  maintenance mode: ${manifest.maintenance.managed ? (manifest.maintenance.switchedByUs ? `on for ${formatSeconds(manifest.maintenance.seconds)}, then off again` : 'was on already, left on') : 'not managed (disabled by option)'}`,
     ...(manifest.restoreTest ? [`  ${restoreTestLine(manifest.restoreTest)}`] : []),
+    ...(result.retention ? retentionLines(result.retention) : []),
     `  took ${formatSeconds(manifest.durationSeconds)}`,
   ];
   return `${lines.join('\n')}\n`;
+}
+
+function retentionLines(retention: RetentionOutcome): string[] {
+  const { kept, removed, failed } = retention;
+  return [
+    `  retention (${describePolicy(retention.policy)}; UTC): kept ${kept.length}, removed ${removed.length}${failed.length ? `, ${failed.length} not kept could not be removed` : ''}`,
+    ...removed.map((r) => `    removed ${r.name}`),
+    ...failed.map((f) => `    not removed (${f.error.replace(/\.$/, '')}): ${f.remains}`),
+  ];
 }
 
 export function restoreSummary(result: RestoreResult): string {

@@ -1,9 +1,11 @@
 // The backup directory on the runner: checked before anything else happens, created once the
 // preflight has accepted it,
-// held by one run at a time, and cleared of the incomplete backups that killed runs left.
+// held by one run at a time, cleared of the incomplete backups that killed runs left, and,
+// after a successful backup, of the complete backups the retention policy does not keep.
 import {
   accessSync,
   constants,
+  existsSync,
   lstatSync,
   mkdirSync,
   readdirSync,
@@ -11,10 +13,11 @@ import {
   statSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { BackupError, InputError } from '../errors.ts';
+import { BackupError, describeError, InputError } from '../errors.ts';
 import { runProcess } from '../host/process.ts';
 import { removeTree, runnerPrivilege, type RunnerPrivilege } from '../host/runner.ts';
-import { INCOMPLETE_SUFFIX } from '../naming.ts';
+import { backupTime, INCOMPLETE_SUFFIX, isBackupName, MANIFEST_NAME } from '../naming.ts';
+import { selectKept, type DatedBackup, type RetentionPolicy } from '../retention.ts';
 
 /** statfs(2) magic numbers of kernel file systems that hold no files of ours. */
 const PSEUDO_FILE_SYSTEMS = new Map<number, string>([
@@ -148,4 +151,86 @@ export async function removeStaleBackups(
     const removed = await removeIncompleteBackup(path, privilege);
     if (removed) report(path, removed.bytes);
   }
+}
+
+/**
+ * The complete backups in the backup directory: directories (not symlinks) named
+ * `owncloud-backup-YYYYMMDD-HHMMSS` with a real date, holding manifest.json. Anything else
+ * there (other files and directories, incomplete backups) is not a backup of ours.
+ */
+export function completeBackups(backupDir: string): DatedBackup[] {
+  const found: DatedBackup[] = [];
+  for (const entry of readdirSync(backupDir, { withFileTypes: true })) {
+    if (!entry.isDirectory() || !isBackupName(entry.name)) continue;
+    const time = backupTime(entry.name);
+    if (!time) continue;
+    try {
+      if (!lstatSync(join(backupDir, entry.name, MANIFEST_NAME)).isFile()) continue;
+    } catch {
+      continue;
+    }
+    found.push({ name: entry.name, time });
+  }
+  return found;
+}
+
+export interface RetentionOutcome {
+  policy: RetentionPolicy;
+  /** The backups kept, newest first. */
+  kept: string[];
+  /** The backups removed, with why no rule kept them. */
+  removed: { name: string; reasons: string[] }[];
+  /** Backups not kept that could not be removed: what remains of each, and why. */
+  failed: { name: string; remains: string; error: string }[];
+}
+
+/**
+ * Removes the complete backups the policy does not keep; `justWritten` (the backup this
+ * run finished) stays whatever the policy says. Call it only while holding the directory's
+ * lock. Each backup loses its manifest.json first, so that one whose removal fails or is cut
+ * short never passes for a complete backup (and is never looked at again). A backup that
+ * cannot be removed is reported and skipped; the others still go. Stops (keeping the rest)
+ * once `signal` is aborted.
+ */
+export async function pruneBackups(
+  backupDir: string,
+  policy: RetentionPolicy,
+  justWritten: string,
+  options: {
+    signal: AbortSignal;
+    onRemoved: (path: string, reasons: string[]) => void;
+    onFailed: (path: string, remains: string, error: string) => void;
+  },
+): Promise<RetentionOutcome> {
+  const decision = selectKept(completeBackups(backupDir), policy, justWritten);
+  const outcome: RetentionOutcome = {
+    policy,
+    kept: decision.keep.map((b) => b.name),
+    removed: [],
+    failed: [],
+  };
+  // Its files may belong to other users: removed with the runner's privilege, asked once.
+  const privilege = decision.remove.length > 0 ? await runnerPrivilege() : undefined;
+  for (const { name } of decision.remove) {
+    if (options.signal.aborted) {
+      outcome.kept.push(name); // not removed after all
+      continue;
+    }
+    const path = join(backupDir, name);
+    let remains = `${path} (complete, untouched)`;
+    try {
+      await removeTree(join(path, MANIFEST_NAME), privilege!);
+      remains = `${path} (without its ${MANIFEST_NAME}: no longer taken for a backup)`;
+      await removeTree(path, privilege!);
+      if (existsSync(path)) throw new Error('it is still there after the removal');
+      const reasons = decision.reasons.get(name) ?? [];
+      outcome.removed.push({ name, reasons });
+      options.onRemoved(path, reasons);
+    } catch (error) {
+      const message = (error as NodeJS.ErrnoException).code ?? describeError(error);
+      outcome.failed.push({ name, remains, error: message });
+      options.onFailed(path, remains, message);
+    }
+  }
+  return outcome;
 }

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ACTION_INPUTS, actionSettings } from '../../src/action/inputs.ts';
-import { INPUTS, RESTORE_ONLY, planBackup } from '../../src/settings.ts';
+import { CLI_ONLY, INPUTS, RESTORE_ONLY, planBackup } from '../../src/settings.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const actionYml = readFileSync(join(root, 'action.yml'), 'utf8');
@@ -24,7 +24,9 @@ describe('the action interface', () => {
   it('declares exactly the inputs the code reads', () => {
     expect([...inputs].sort()).toEqual(
       [
-        ...Object.values(INPUTS).filter((name) => !RESTORE_ONLY.includes(name)),
+        ...Object.values(INPUTS).filter(
+          (name) => !RESTORE_ONLY.includes(name) && !CLI_ONLY.includes(name),
+        ),
         ...Object.values(ACTION_INPUTS),
       ].sort(),
     );

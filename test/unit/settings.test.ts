@@ -45,6 +45,7 @@ describe('planBackup', () => {
       backupDir: '/tmp/backups',
       dumpTimeoutSeconds: 600,
       restoreTest: false,
+      retention: { last: 0, daily: 0, weekly: 0, monthly: 0, yearly: 0 },
     });
   });
 
