@@ -49,6 +49,8 @@ export interface ArtifactService {
   requests(): ServiceRequest[];
   /** Storage damage: the artifact's bytes become another artifact's; its recorded digest stays. */
   replaceContent(name: string, withContentOf: string): Promise<void>;
+  /** The bytes storage holds for an artifact, exactly as uploaded (the zip). */
+  content(name: string): Promise<Buffer>;
   stop(): Promise<void>;
 }
 
@@ -278,7 +280,9 @@ function createArtifactStore(container: ContainerClient, runBackendId: string) {
     });
   };
 
-  return { calls, recorded, rest, replaceContent };
+  const content = (name: string) => blobOf(finalized(name)).downloadToBuffer();
+
+  return { calls, recorded, rest, replaceContent, content };
 }
 
 async function readJson(request: IncomingMessage): Promise<Json> {
@@ -386,6 +390,7 @@ export async function startArtifactService(): Promise<ArtifactService> {
     artifacts: store.recorded,
     requests: () => [...log],
     replaceContent: store.replaceContent,
+    content: store.content,
     stop() {
       stopping ??= (async () => {
         closeServer();
