@@ -12,10 +12,11 @@
 // action.yml defaults except restore-test: false (the test loads the dump on the runner after
 // the backup, which none of the others do). Archive names and sizes come from the manifest.
 // --quick: two small samples, one round, no warm-up (a try in minutes).
+// With --age, one more: the CLI over SSH with --encrypt-to (age), beside the plain CLI run.
 // With --restore, two more variants in the same interleave: `owncloud-backup restore` in place
 // against the README's restore by hand (see benchmark/restore.ts).
-// Usage: node script/benchmark.ts [--rounds N] [--no-warm-up] [--quick] [--files N --bytes N] [--restore]
-//          [--only floor,manual,action-ssh,action-local,cli-ssh,restore-cli,restore-manual]
+// Usage: node script/benchmark.ts [--rounds N] [--no-warm-up] [--quick] [--files N --bytes N] [--restore] [--age]
+//          [--only floor,manual,action-ssh,action-local,cli-ssh,cli-ssh-age,restore-cli,restore-manual]
 import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -28,7 +29,7 @@ import { startSshd } from '../test/harness/sshd.ts';
 import { buildSampleInstance } from '../test/sample/instance.ts';
 import { goalLines, roundsTable, stepsTable, summaryTable } from './benchmark/report.ts';
 import { makeRestoreSource, restoreCli, restoreManual } from './benchmark/restore.ts';
-import { VARIANTS, type Bench, type Measurement } from './benchmark/variants.ts';
+import { cliSshAge, VARIANTS, type Bench, type Measurement } from './benchmark/variants.ts';
 
 const { values } = parseArgs({
   options: {
@@ -38,6 +39,7 @@ const { values } = parseArgs({
     quick: { type: 'boolean', default: false },
     only: { type: 'string' },
     restore: { type: 'boolean', default: false },
+    age: { type: 'boolean', default: false },
     'warm-up': { type: 'boolean' },
   },
   allowNegative: true,
@@ -63,7 +65,11 @@ const sizes: Size[] =
 const rounds = Number(values.rounds ?? (values.quick ? 1 : 3));
 const warmUp = values['warm-up'] ?? !values.quick;
 const only = values.only?.split(',');
-const all = [...VARIANTS, ...(values.restore ? [restoreCli, restoreManual] : [])];
+const all = [
+  ...VARIANTS,
+  ...(values.age ? [cliSshAge] : []),
+  ...(values.restore ? [restoreCli, restoreManual] : []),
+];
 const variants = only ? all.filter((v) => only.includes(v.id)) : all;
 if (!Number.isInteger(rounds) || rounds < 1) throw new Error('--rounds must be a whole number ≥ 1');
 if (only && variants.length !== only.length)

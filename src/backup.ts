@@ -156,7 +156,7 @@ export async function runBackup(plan: BackupPlan, context: BackupContext): Promi
   let dirLock = existsSync(plan.backupDir) ? await lockBackupDir() : undefined;
   // age's files for this run (recipients; the identity for the restore test), checked
   // before the host is touched.
-  const ageFiles = plan.encryptTo ? new AgeFiles() : undefined;
+  const ageFiles = plan.encryptTo ? new AgeFiles(context.ssh?.runtimeDir) : undefined;
   try {
     let age: AgeRun | undefined;
     if (ageFiles && plan.encryptTo) {

@@ -206,7 +206,11 @@ export async function runPathRestore(
   plan: PathRestorePlan,
   context: RestoreContext,
 ): Promise<PathRestoreResult> {
-  return withIdentity(plan.identity, (identityFile) => pathRestore(plan, context, identityFile));
+  return withIdentity(
+    plan.identity,
+    (identityFile) => pathRestore(plan, context, identityFile),
+    context.ssh?.runtimeDir,
+  );
 }
 
 async function pathRestore(

@@ -285,7 +285,11 @@ export async function runRestore(
   plan: RestorePlan,
   context: RestoreContext,
 ): Promise<RestoreResult> {
-  return withIdentity(plan.identity, (identityFile) => restore(plan, context, identityFile));
+  return withIdentity(
+    plan.identity,
+    (identityFile) => restore(plan, context, identityFile),
+    context.ssh?.runtimeDir,
+  );
 }
 
 async function restore(

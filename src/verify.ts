@@ -293,15 +293,16 @@ async function readArchive(
   identityFile: string | undefined,
 ) {
   const hash = createHash('sha256');
-  const decompress = streamProcess(
-    archive.compression === 'zstd' ? ['zstd', '-dc', '-q'] : ['gzip', '-dc'],
-    { feedStdin: true },
-  );
-  // An encrypted archive passes through age first; the hash is the file's (the ciphertext).
+  // An encrypted archive passes through age first (the decompressor reads age's output pipe
+  // itself); the hash is the file's: the ciphertext.
   const decrypt =
     archive.encryption === 'age' && identityFile !== undefined
       ? streamProcess(decryptCommand(identityFile), { feedStdin: true })
       : undefined;
+  const decompress = streamProcess(
+    archive.compression === 'zstd' ? ['zstd', '-dc', '-q'] : ['gzip', '-dc'],
+    decrypt ? { stdinFrom: decrypt.stdout } : { feedStdin: true },
+  );
   // Every byte is hashed, even after a damaged archive made the decompressor give up.
   const feed = new ForwardWhileRead((decrypt ?? decompress).stdin, (chunk) => hash.update(chunk));
   // A read that fails half-way (EIO) leaves the decompressor waiting for more: end it.
@@ -310,13 +311,12 @@ async function readArchive(
     decompress.kill();
     throw error;
   };
+  // age stops at the first damaged chunk: the decompressor then sees its input end.
   const [read, drained, result, decrypted] = await Promise.allSettled([
     pipeline(createReadStream('', { fd }), feed).catch(stopOnFailure),
     pipeline(decompress.stdout, sink).catch(stopOnFailure),
     decompress.done,
     decrypt?.done,
-    // age stops at the first damaged chunk: the decompressor then sees its input end.
-    decrypt ? pipeline(decrypt.stdout, decompress.stdin).catch(() => decompress.kill()) : undefined,
   ]);
   const readError =
     read.status === 'rejected'

@@ -11217,8 +11217,8 @@ function spawn(argv, options, streamStdout) {
         // fd 3, when there is one, is the watcher's pipe, shared as it is (execa takes a file
         // descriptor there; its types know only the three standard ones as numbers).
         stdio: (registered
-            ? ['pipe', 'pipe', 'pipe', registered.fd]
-            : ['pipe', 'pipe', 'pipe']),
+            ? [options.stdinFrom ?? 'pipe', 'pipe', 'pipe', registered.fd]
+            : [options.stdinFrom ?? 'pipe', 'pipe', 'pipe']),
         buffer: { stdout: !streamStdout, stderr: !options.onStderr },
         maxBuffer: { stdout: OUTPUT_LIMIT, stderr: OUTPUT_LIMIT },
         reject: false,
@@ -11245,14 +11245,19 @@ function spawn(argv, options, streamStdout) {
         const forget = killWithUs(child.pid);
         void child.then(forget, forget);
     }
+    // The other command's pipe is the child's now: this process lets go of its end, or the
+    // other command's stream would wait here forever for a reader.
+    options.stdinFrom?.destroy();
     // A command that exits without reading its stdin must not crash us with EPIPE.
-    child.stdin.on('error', () => { });
-    if (options.input !== undefined)
-        child.stdin.write(options.input);
-    if (!options.keepStdinOpen && !options.feedStdin)
-        child.stdin.end();
+    if (!options.stdinFrom) {
+        child.stdin.on('error', () => { });
+        if (options.input !== undefined)
+            child.stdin.write(options.input);
+        if (!options.keepStdinOpen && !options.feedStdin)
+            child.stdin.end();
+    }
     const done = child.then((result) => {
-        if (options.keepStdinOpen)
+        if (options.keepStdinOpen && !options.stdinFrom)
             child.stdin.end();
         const stdout = streamStdout ? '' : decode(result.stdout);
         return {
@@ -13284,7 +13289,14 @@ function describeRecipient(record) {
  * an encrypting age reads, and the identity a decrypting age reads. Removed by `dispose`.
  */
 class AgeFiles {
-    dir = (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)((0,external_node_os_namespaceObject.tmpdir)(), 'owncloud-backup-age-'));
+    dir;
+    /**
+     * `parent`: where to make the directory; the action gives the directory its post step
+     * removes whatever happens to the main step (so a killed run leaves no key behind).
+     */
+    constructor(parent = (0,external_node_os_namespaceObject.tmpdir)()) {
+        this.dir = (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)(parent, 'owncloud-backup-age-'));
+    }
     /** Writes the recipients file (public keys) and returns its path. */
     recipientsFile(recipients) {
         const path = (0,external_node_path_namespaceObject.join)(this.dir, 'recipients');
@@ -13367,11 +13379,11 @@ function identityProblem(identity) {
  * Runs `work` with the identity (when one is given) in a private file that age reads, and
  * removes the file afterwards, whatever happens.
  */
-async function withIdentity(identity, work) {
+async function withIdentity(identity, work, parent) {
     if (identity === undefined)
         return work(undefined);
     await needAge('identity');
-    const files = new AgeFiles();
+    const files = new AgeFiles(parent);
     try {
         return await work(files.identityFile(identity));
     }
@@ -13421,23 +13433,20 @@ class Digest extends external_node_stream_namespaceObject.Transform {
  * part fails; the caller removes the file then.
  */
 async function compressToFile(source, compression, path, signal, encryptTo) {
-    const options = { feedStdin: true, ...(signal ? { signal } : {}) };
-    const compressor = streamProcess(COMPRESSORS[compression], options);
-    const encryptor = encryptTo ? streamProcess(encryptCommand(encryptTo), options) : undefined;
+    const options = signal ? { signal } : {};
+    const compressor = streamProcess(COMPRESSORS[compression], { ...options, feedStdin: true });
+    // age reads the compressor's output pipe itself: those bytes never pass through here. A
+    // failed write below stops age, and then the compressor (EPIPE): the exit codes tell.
+    const encryptor = encryptTo
+        ? streamProcess(encryptCommand(encryptTo), { ...options, stdinFrom: compressor.stdout })
+        : undefined;
     const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)(source, compressor.stdin);
-    // A failed write below stops age, and then the compressor (EPIPE): the exit codes tell.
-    const sealing = encryptor
-        ? (0,external_node_stream_promises_namespaceObject.pipeline)(compressor.stdout, encryptor.stdin).catch(() => {
-            compressor.kill();
-        })
-        : Promise.resolve();
     const writing = writeHashed((encryptor ?? compressor).stdout, path);
     const [fed, written, result, sealed] = await Promise.allSettled([
         feeding,
         writing,
         compressor.done,
         encryptor?.done,
-        sealing,
     ]);
     // A failed write (a full disk) kills the compressor with SIGPIPE: the write's cause is the
     // one to report. A stream cut short is only the compressor's failure seen from here.
@@ -13512,13 +13521,11 @@ function openArchive(file, signal) {
     if (identityFile === undefined)
         throw missingIdentity(file.path);
     const decrypting = streamProcess(decryptCommand(identityFile, file.path), options);
-    const decompressing = streamProcess(decompressor, { ...options, feedStdin: true });
-    const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)(decrypting.stdout, decompressing.stdin).catch(() => {
-        decrypting.kill();
-    });
+    // The decompressor reads age's output pipe itself.
+    const decompressing = streamProcess(decompressor, { ...options, stdinFrom: decrypting.stdout });
     return {
         stdout: decompressing.stdout,
-        done: Promise.all([decrypting.done, decompressing.done, feeding]).then(([d, u]) => d.exitCode !== 0
+        done: Promise.all([decrypting.done, decompressing.done]).then(([d, u]) => d.exitCode !== 0
             ? { ok: false, problem: `decrypting failed: ${explainAgeFailure(d.stderr, d.exitCode)}` }
             : u.exitCode !== 0
                 ? {
@@ -17193,7 +17200,7 @@ async function runBackup(plan, context) {
     let dirLock = (0,external_node_fs_namespaceObject.existsSync)(plan.backupDir) ? await lockBackupDir() : undefined;
     // age's files for this run (recipients; the identity for the restore test), checked
     // before the host is touched.
-    const ageFiles = plan.encryptTo ? new AgeFiles() : undefined;
+    const ageFiles = plan.encryptTo ? new AgeFiles(context.ssh?.runtimeDir) : undefined;
     try {
         let age;
         if (ageFiles && plan.encryptTo) {
@@ -18369,11 +18376,12 @@ function decompressionFailure(result, readError) {
  */
 async function readArchive(fd, archive, sink, identityFile) {
     const hash = (0,external_node_crypto_namespaceObject.createHash)('sha256');
-    const decompress = streamProcess(archive.compression === 'zstd' ? ['zstd', '-dc', '-q'] : ['gzip', '-dc'], { feedStdin: true });
-    // An encrypted archive passes through age first; the hash is the file's (the ciphertext).
+    // An encrypted archive passes through age first (the decompressor reads age's output pipe
+    // itself); the hash is the file's: the ciphertext.
     const decrypt = archive.encryption === 'age' && identityFile !== undefined
         ? streamProcess(decryptCommand(identityFile), { feedStdin: true })
         : undefined;
+    const decompress = streamProcess(archive.compression === 'zstd' ? ['zstd', '-dc', '-q'] : ['gzip', '-dc'], decrypt ? { stdinFrom: decrypt.stdout } : { feedStdin: true });
     // Every byte is hashed, even after a damaged archive made the decompressor give up.
     const feed = new ForwardWhileRead((decrypt ?? decompress).stdin, (chunk) => hash.update(chunk));
     // A read that fails half-way (EIO) leaves the decompressor waiting for more: end it.
@@ -18382,13 +18390,12 @@ async function readArchive(fd, archive, sink, identityFile) {
         decompress.kill();
         throw error;
     };
+    // age stops at the first damaged chunk: the decompressor then sees its input end.
     const [read, drained, result, decrypted] = await Promise.allSettled([
         (0,external_node_stream_promises_namespaceObject.pipeline)((0,external_node_fs_namespaceObject.createReadStream)('', { fd }), feed).catch(stopOnFailure),
         (0,external_node_stream_promises_namespaceObject.pipeline)(decompress.stdout, sink).catch(stopOnFailure),
         decompress.done,
         decrypt?.done,
-        // age stops at the first damaged chunk: the decompressor then sees its input end.
-        decrypt ? (0,external_node_stream_promises_namespaceObject.pipeline)(decrypt.stdout, decompress.stdin).catch(() => decompress.kill()) : undefined,
     ]);
     const readError = read.status === 'rejected'
         ? errnoCode(read.reason)
@@ -18984,7 +18991,7 @@ async function currentInstance(host, plan, installDir, context) {
     }
 }
 async function runRestore(plan, context) {
-    return withIdentity(plan.identity, (identityFile) => restore(plan, context, identityFile));
+    return withIdentity(plan.identity, (identityFile) => restore(plan, context, identityFile), context.ssh?.runtimeDir);
 }
 async function restore(plan, context, identityFile) {
     const { reporter, signal } = context;
@@ -20033,7 +20040,7 @@ async function listWanted(plan, identityFile) {
     }
 }
 async function runPathRestore(plan, context) {
-    return withIdentity(plan.identity, (identityFile) => pathRestore(plan, context, identityFile));
+    return withIdentity(plan.identity, (identityFile) => pathRestore(plan, context, identityFile), context.ssh?.runtimeDir);
 }
 async function pathRestore(plan, context, identityFile) {
     const { reporter, signal } = context;

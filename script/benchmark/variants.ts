@@ -1,5 +1,6 @@
 // The ways of backing up one instance that the benchmark compares. Each runs once into a
 // fresh directory on the runner and says what it measured; none knows about the others.
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { parse } from 'yaml';
@@ -358,19 +359,41 @@ export const actionLocal: Variant = {
     runAction(context, { 'owncloud-dir': context.bench.sample.installDir, ...ACTION_INPUTS }),
 };
 
+/**
+ * The CLI over SSH into a directory, no upload; with `age`, encrypting to a fresh age key
+ * (what encryption costs beside the same run without it).
+ */
+function cliOverSsh(age: boolean): Variant {
+  return {
+    id: age ? 'cli-ssh-age' : 'cli-ssh',
+    keepsManyFiles: false,
+    label: age ? 'the CLI over SSH, encrypt-to (age)' : 'the CLI over SSH (no upload)',
+    uploads: false,
+    run: (context) => runCliOverSsh(context, age),
+  };
+}
+
 /** 5. The CLI over SSH into a directory, no upload: for its own peak memory. */
-export const cliSsh: Variant = {
-  id: 'cli-ssh',
-  keepsManyFiles: false,
-  label: 'the CLI over SSH (no upload)',
-  uploads: false,
-  async run(context) {
+export const cliSsh = cliOverSsh(false);
+/** With --age: the same, encrypted. */
+export const cliSshAge = cliOverSsh(true);
+
+async function runCliOverSsh(
+  context: Parameters<Variant['run']>[0],
+  age: boolean,
+): Promise<Measurement> {
+  {
     const { bench, dir } = context;
     const { sshd, sample } = bench;
     const out = join(dir, 'backup');
     const tmp = join(dir, 'tmp');
     mkdirSync(out);
     mkdirSync(tmp);
+    const recipient = age
+      ? execFileSync('sh', ['-c', 'age-keygen 2>/dev/null | age-keygen -y'], {
+          encoding: 'utf8',
+        }).trim()
+      : undefined;
     const run = await measured(dir, () =>
       runMeasured(
         [
@@ -380,6 +403,7 @@ export const cliSsh: Variant = {
           ...['--host', sshd.host, '--port', String(sshd.port)],
           ...['--ssh-key-file', sshd.privateKeyPath, '--known-hosts-file', sshd.knownHostsPath],
           ...['--owncloud-dir', sample.installDir, '--backup-dir', out],
+          ...(recipient ? ['--encrypt-to', recipient] : []),
         ],
         { env: { ...process.env, TMPDIR: tmp } },
       ),
@@ -396,7 +420,7 @@ export const cliSsh: Variant = {
       peakDiskBytes: run.peakDiskBytes,
       backupBytes: manifest.archives.reduce((sum, a) => sum + a.size, 0),
     };
-  },
-};
+  }
+}
 
 export const VARIANTS: Variant[] = [floor, manual, actionSsh, actionLocal, cliSsh];

@@ -17,6 +17,11 @@ export interface ProcessOptions {
   keepStdinOpen?: boolean;
   /** The caller writes stdin itself (streamProcess's `stdin`), e.g. data into a compressor. */
   feedStdin?: boolean;
+  /**
+   * stdin is this stream's pipe, handed over as it is (another command's stdout): the bytes
+   * go from one command to the next without passing through this process.
+   */
+  stdinFrom?: Readable;
   /** Aborting kills the command (SIGTERM, then SIGKILL after 3 s). */
   signal?: AbortSignal;
   /**
@@ -80,8 +85,8 @@ function spawn(argv: readonly string[], options: ProcessOptions, streamStdout: b
     // fd 3, when there is one, is the watcher's pipe, shared as it is (execa takes a file
     // descriptor there; its types know only the three standard ones as numbers).
     stdio: (registered
-      ? ['pipe', 'pipe', 'pipe', registered.fd]
-      : ['pipe', 'pipe', 'pipe']) as unknown as ['pipe', 'pipe', 'pipe'],
+      ? [options.stdinFrom ?? 'pipe', 'pipe', 'pipe', registered.fd]
+      : [options.stdinFrom ?? 'pipe', 'pipe', 'pipe']) as unknown as ['pipe', 'pipe', 'pipe'],
     buffer: { stdout: !streamStdout, stderr: !options.onStderr },
     maxBuffer: { stdout: OUTPUT_LIMIT, stderr: OUTPUT_LIMIT },
     reject: false,
@@ -109,13 +114,18 @@ function spawn(argv: readonly string[], options: ProcessOptions, streamStdout: b
     const forget = killWithUs(child.pid);
     void child.then(forget, forget);
   }
+  // The other command's pipe is the child's now: this process lets go of its end, or the
+  // other command's stream would wait here forever for a reader.
+  options.stdinFrom?.destroy();
   // A command that exits without reading its stdin must not crash us with EPIPE.
-  child.stdin.on('error', () => {});
-  if (options.input !== undefined) child.stdin.write(options.input);
-  if (!options.keepStdinOpen && !options.feedStdin) child.stdin.end();
+  if (!options.stdinFrom) {
+    child.stdin.on('error', () => {});
+    if (options.input !== undefined) child.stdin.write(options.input);
+    if (!options.keepStdinOpen && !options.feedStdin) child.stdin.end();
+  }
 
   const done = child.then((result): ProcessResult => {
-    if (options.keepStdinOpen) child.stdin.end();
+    if (options.keepStdinOpen && !options.stdinFrom) child.stdin.end();
     const stdout = streamStdout ? '' : decode(result.stdout);
     return {
       exitCode: result.exitCode ?? 128 + (result.signal ? signalNumber(result.signal) : 0),

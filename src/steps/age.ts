@@ -100,7 +100,15 @@ export function describeRecipient(record: RecipientRecord): string {
  * an encrypting age reads, and the identity a decrypting age reads. Removed by `dispose`.
  */
 export class AgeFiles {
-  private readonly dir = mkdtempSync(join(tmpdir(), 'owncloud-backup-age-'));
+  private readonly dir: string;
+
+  /**
+   * `parent`: where to make the directory; the action gives the directory its post step
+   * removes whatever happens to the main step (so a killed run leaves no key behind).
+   */
+  constructor(parent: string = tmpdir()) {
+    this.dir = mkdtempSync(join(parent, 'owncloud-backup-age-'));
+  }
 
   /** Writes the recipients file (public keys) and returns its path. */
   recipientsFile(recipients: readonly Recipient[]): string {
@@ -197,10 +205,11 @@ export function identityProblem(identity: string): string | undefined {
 export async function withIdentity<T>(
   identity: string | undefined,
   work: (identityFile: string | undefined) => Promise<T>,
+  parent?: string,
 ): Promise<T> {
   if (identity === undefined) return work(undefined);
   await needAge('identity');
-  const files = new AgeFiles();
+  const files = new AgeFiles(parent);
   try {
     return await work(files.identityFile(identity));
   } finally {

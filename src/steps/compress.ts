@@ -56,23 +56,20 @@ export async function compressToFile(
   signal?: AbortSignal,
   encryptTo?: string,
 ): Promise<WrittenFile> {
-  const options = { feedStdin: true, ...(signal ? { signal } : {}) };
-  const compressor = streamProcess(COMPRESSORS[compression], options);
-  const encryptor = encryptTo ? streamProcess(encryptCommand(encryptTo), options) : undefined;
+  const options = signal ? { signal } : {};
+  const compressor = streamProcess(COMPRESSORS[compression], { ...options, feedStdin: true });
+  // age reads the compressor's output pipe itself: those bytes never pass through here. A
+  // failed write below stops age, and then the compressor (EPIPE): the exit codes tell.
+  const encryptor = encryptTo
+    ? streamProcess(encryptCommand(encryptTo), { ...options, stdinFrom: compressor.stdout })
+    : undefined;
   const feeding = pipeline(source, compressor.stdin);
-  // A failed write below stops age, and then the compressor (EPIPE): the exit codes tell.
-  const sealing = encryptor
-    ? pipeline(compressor.stdout, encryptor.stdin).catch(() => {
-        compressor.kill();
-      })
-    : Promise.resolve();
   const writing = writeHashed((encryptor ?? compressor).stdout, path);
   const [fed, written, result, sealed] = await Promise.allSettled([
     feeding,
     writing,
     compressor.done,
     encryptor?.done,
-    sealing,
   ]);
   // A failed write (a full disk) kills the compressor with SIGPIPE: the write's cause is the
   // one to report. A stream cut short is only the compressor's failure seen from here.
@@ -176,13 +173,11 @@ export function openArchive(file: ArchiveFile, signal?: AbortSignal): OpenedArch
   const identityFile = file.age.identityFile;
   if (identityFile === undefined) throw missingIdentity(file.path);
   const decrypting = streamProcess(decryptCommand(identityFile, file.path), options);
-  const decompressing = streamProcess(decompressor, { ...options, feedStdin: true });
-  const feeding = pipeline(decrypting.stdout, decompressing.stdin).catch(() => {
-    decrypting.kill();
-  });
+  // The decompressor reads age's output pipe itself.
+  const decompressing = streamProcess(decompressor, { ...options, stdinFrom: decrypting.stdout });
   return {
     stdout: decompressing.stdout,
-    done: Promise.all([decrypting.done, decompressing.done, feeding]).then(([d, u]) =>
+    done: Promise.all([decrypting.done, decompressing.done]).then(([d, u]) =>
       d.exitCode !== 0
         ? { ok: false, problem: `decrypting failed: ${explainAgeFailure(d.stderr, d.exitCode)}` }
         : u.exitCode !== 0

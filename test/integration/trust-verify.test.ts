@@ -395,21 +395,21 @@ describe('verify exit status', () => {
       const run = cli(args);
       expect([run.status, run.stderr]).toEqual([
         2,
-        'owncloud-backup: error: Expected: owncloud-backup verify [--restore-test] BACKUP-DIR\n',
+        'owncloud-backup: error: Expected: owncloud-backup verify [--restore-test] [--identity-file FILE] BACKUP-DIR\n',
       ]);
     }
   });
 
-  it('--help shows --version and documents 0/1/2 for verify as the README does', () => {
+  it('--help shows --version and documents 0/1/2/3 for verify as the README does', () => {
     const run = cli(['--help']);
     expect(run.status).toBe(0);
     expect(run.stdout).toContain('\n  --version                show the version\n');
     expect(run.stdout).toContain(
-      '\nExit status of verify: 0 intact (and, with --restore-test, the restore test passed),\n1 damaged, missing or unreadable (not a backup that checks out) or the restore test failed,\n2 bad usage, 3 intact but the restore test was skipped (no server programs on this machine),\n130 interrupted.',
+      "\nExit status of verify: 0 intact (and, with --restore-test, the restore test passed),\n1 damaged, missing or unreadable (not a backup that checks out) or the restore test failed,\n2 bad usage, 3 intact as far as it could be checked: the restore test was skipped (no server\nprograms on this machine), or the backup is encrypted and no identity was given (only the\nfiles' sizes and SHA-256 were checked), 130 interrupted.",
     );
     const readme = readFileSync(join(import.meta.dirname, '..', '..', 'README.md'), 'utf8');
     expect(readme.replace(/\s+/g, ' ')).toContain(
-      'Exit status: 0 intact; 1 damaged, or nothing to check (DIR missing or unreadable, no `manifest.json`); 2 bad usage.',
+      'Exit status: 0 intact; 1 damaged, or nothing to check (DIR missing or unreadable, no `manifest.json`); 2 bad usage; 3 an encrypted backup checked without its key',
     );
     expect(cli(['--version']).stdout).toMatch(/^owncloud-backup \d+\.\d+\.\d+\n$/);
   });
