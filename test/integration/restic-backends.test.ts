@@ -2,11 +2,11 @@
 // directory, sftp through the harness's sshd, rclone's REST server and an S3 server, each
 // started on loopback by the test. The repository password only ever travels in a 0600
 // file, never in an argv; the backends' own credentials are checked by their servers.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { execa } from 'execa';
-import { afterAll, describe, it } from 'vitest';
+import { afterAll, beforeAll, describe, it } from 'vitest';
 import {
   startResticBackend,
   type ResticBackend,
@@ -14,13 +14,16 @@ import {
 } from '../harness/restic-backends.ts';
 import { isProcessRunning, makeScratchDir } from '../harness/scratch.ts';
 import { requireTool } from '../harness/tools.ts';
-import { argvLeaks, watchArgv } from '../support/argv-watch.ts';
+import { argvLeaks, watchArgv, type ArgvWatch } from '../support/argv-watch.ts';
 
 const KINDS: ResticBackendKind[] = ['local', 'sftp', 'rest', 's3'];
 // One watch for the whole file: the backends' tests run side by side.
-const argvWatch = watchArgv();
+let argvWatch: ArgvWatch;
 const timings: Record<string, number> = {};
 
+beforeAll(() => {
+  argvWatch = watchArgv();
+});
 afterAll(async () => {
   await argvWatch.stop();
   console.log(`restic backends, start and round trip (ms): ${JSON.stringify(timings)}`);
@@ -81,6 +84,23 @@ function readTree(root: string): Record<string, Buffer> {
   };
   walk(root);
   return files;
+}
+
+/**
+ * What a tree holds, by relative path: each file's size and SHA-256. Compared instead of
+ * the bytes themselves, so that a difference reads as the files that differ.
+ */
+function treeDigest(root: string): Record<string, string> {
+  return digest(readTree(root));
+}
+
+function digest(files: Record<string, Buffer>): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(files).map(([path, bytes]) => [
+      path,
+      `${bytes.length} bytes, sha256 ${createHash('sha256').update(bytes).digest('hex')}`,
+    ]),
+  );
 }
 
 /** The files of one of the repository's directories as the backend stores them. */
@@ -172,7 +192,7 @@ describe('restic repository backends', () => {
         const photo = join(source, 'data', 'alice', 'files', 'Zoë photo.jpg');
         writeFileSync(photo, randomBytes(300_000));
         writeFileSync(join(source, 'data', '.ocdata'), '');
-        const files = readTree(source);
+        const files = treeDigest(source);
         await restic.ok(['backup', '--host', 'test-host', '--tag', 'files', source]);
         const dump = Buffer.from(
           Array.from({ length: 5000 }, (_, i) => `INSERT INTO oc_jobs VALUES (${i});\n`).join(''),
@@ -192,10 +212,10 @@ describe('restic repository backends', () => {
         // Each snapshot restores into a fresh directory as it was backed up, byte for byte.
         const filesTarget = join(scratch.path, 'restore-files');
         await restic.ok(['restore', filesSnapshot.id, '--target', filesTarget]);
-        expect(readTree(join(filesTarget, source))).toEqual(files);
+        expect(treeDigest(join(filesTarget, source))).toEqual(files);
         const dumpTarget = join(scratch.path, 'restore-dump');
         await restic.ok(['restore', databaseSnapshot.id, '--target', dumpTarget]);
-        expect(readTree(dumpTarget)).toEqual({ 'owncloud-dbbackup.sql': dump });
+        expect(treeDigest(dumpTarget)).toEqual(digest({ 'owncloud-dbbackup.sql': dump }));
 
         // A keep policy that keeps the database snapshot only: the files snapshot is
         // forgotten, and prune deletes its data (the photo: 300 kB that do not compress).

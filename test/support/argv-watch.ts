@@ -20,7 +20,8 @@ export function watchArgv(): ArgvWatch {
   const loop = (async () => {
     while (running) {
       scan();
-      await new Promise((resolve) => setTimeout(resolve, 2));
+      // Unref'd: a watch nobody stopped never keeps the test process alive.
+      await new Promise((resolve) => setTimeout(resolve, 2).unref());
     }
     scan();
   })();
