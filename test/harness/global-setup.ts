@@ -39,6 +39,9 @@ const TOOLS = [
   'zstd',
   'sudo',
   'useradd',
+  'restic',
+  'rclone',
+  'openssl',
 ];
 
 /** Running processes whose command line names a scratch dir of this run (every server's does). */

@@ -132,6 +132,8 @@ export async function startSshd(
       'PrintMotd no',
       'MaxSessions 50',
       'MaxStartups 50',
+      // As on a stock host: sftp clients (restic's sftp: repositories) get a server.
+      'Subsystem sftp internal-sftp',
       'LogLevel ERROR',
       ...(options.sessionPath ? [`SetEnv "PATH=${options.sessionPath}"`] : []),
       ...(options.logCommands ? [`ForceCommand ${logger}`] : []),

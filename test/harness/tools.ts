@@ -31,6 +31,9 @@ const PACKAGES: Record<string, string> = {
   zstd: 'zstd',
   sudo: 'sudo',
   useradd: 'passwd',
+  restic: 'restic',
+  rclone: 'rclone',
+  openssl: 'openssl',
 };
 
 export class MissingToolError extends Error {}
