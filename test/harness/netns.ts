@@ -116,7 +116,12 @@ export function createNetworkHost(): NetworkHost {
     runnerAddress,
     execPrefix: [ip, 'netns', 'exec', name],
     cut: () => run('-n', name, 'link', 'set', inside, 'down'),
-    restore: () => run('-n', name, 'link', 'set', inside, 'up'),
+    restore: () => {
+      run('-n', name, 'link', 'set', inside, 'up');
+      // The runner's side remembers the host as unreachable for a while (a FAILED neighbor
+      // entry from the ARP requests while cut): forget it, so the next connection asks again.
+      run('neigh', 'flush', 'dev', outside);
+    },
     blackhole: () => run('route', 'add', 'blackhole', `${hostAddress}/32`),
     stop: remove,
   };

@@ -166,7 +166,8 @@ describe('throwaway sshd', () => {
           reject: false,
         });
         expect(cut.exitCode).toBe(255);
-        expect(performance.now() - t0).toBeLessThan(10_000);
+        // ConnectTimeout bounds it; the margin is for a loaded machine, the point is no hang.
+        expect(performance.now() - t0).toBeLessThan(60_000);
         network.restore();
         expect((await execa(ssh, [...sshd.clientArgs(), 'echo', 'back'])).stdout).toBe('back');
       } finally {
