@@ -13503,7 +13503,7 @@ function openCompressed(file, signal) {
  */
 function openArchive(file, signal) {
     const options = signal ? { signal } : {};
-    const decompressor = [compressorProgram(file.compression), '-dc', '-q'];
+    const decompressor = [compressorProgram(file.compression), '-dc'];
     if (!file.age) {
         const reading = streamProcess([...decompressor, '--', file.path], options);
         return {
@@ -13552,6 +13552,30 @@ async function writeHashed(source, path) {
 }
 function asError(reason) {
     return reason instanceof Error ? reason : new Error(String(reason));
+}
+/**
+ * A command (tar) that reads an archive's content on its stdin, straight from the
+ * decompressor's pipe (nothing passes through this process). `problem` names what failed:
+ * the reading (damage, a wrong key) before the command, which then only saw its input end.
+ */
+function commandOnArchive(file, argv, options = {}) {
+    const content = openArchive(file, options.signal);
+    const command = streamProcess(argv, { ...options, stdinFrom: content.stdout });
+    return {
+        stdout: command.stdout,
+        done: Promise.all([command.done, content.done]).then(([result, read]) => {
+            const said = `${argv[0]} exit ${result.exitCode}: ${stderrTail(result.stderr) || 'no message'}`;
+            if (!read.ok)
+                return {
+                    ok: false,
+                    problem: result.exitCode === 0 ? read.problem : `${read.problem} (${said})`,
+                    readFailed: true,
+                };
+            return result.exitCode === 0
+                ? { ok: true, problem: '', readFailed: false }
+                : { ok: false, problem: said, readFailed: false };
+        }),
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/steps/tar-scan.ts
@@ -16761,7 +16785,6 @@ async function dumpAside(host, root, engine, current, path, signal) {
 
 
 
-
 /**
  * Directories searched for the server programs after PATH, instead of the engine's usual
  * ones (e.g. /usr/lib/postgresql/VERSION/bin), separated by ':'; empty: PATH only.
@@ -16970,9 +16993,7 @@ async function startServer(setup, dir, prefix, signal) {
 /** Lists the files archive, collecting what the test checks. */
 async function listArchive(file, signal) {
     const facts = new ListingFacts();
-    const content = openArchive(file, signal);
-    const tar = streamProcess(['tar', '--list', '--file=-'], { signal, feedStdin: true });
-    const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)(content.stdout, tar.stdin).catch(() => content.kill());
+    const tar = commandOnArchive(file, ['tar', '--list', '--file=-'], { signal });
     let partial = '';
     for await (const chunk of tar.stdout) {
         const lines = (partial + chunk.toString('utf8')).split('\n');
@@ -16981,13 +17002,11 @@ async function listArchive(file, signal) {
     }
     if (partial !== '')
         facts.add(partial);
-    const [result, read] = await Promise.all([tar.done, content.done, feeding]);
+    const listed = await tar.done;
     if (signal.aborted)
         throw new InterruptedError();
-    if (!read.ok)
-        throw new Error(`reading the files archive failed: ${read.problem}`);
-    if (result.exitCode !== 0)
-        throw new Error(`listing the files archive failed (tar exit ${result.exitCode}): ${stderrTail(result.stderr, 2) || 'no message'}`);
+    if (!listed.ok)
+        throw new Error(`listing the files archive failed: ${listed.problem}`);
     return facts;
 }
 /** The line a skipped test prints and records. */
@@ -17661,7 +17680,6 @@ async function allOrNothing(signal, start) {
 
 
 
-
 /** Undoes tar's C quoting: `\\`, `\"`, `\n`, `\t` and friends, and `\ooo` octal bytes. Pure. */
 function unquoteC(text) {
     const bytes = [];
@@ -17724,8 +17742,7 @@ function isAtOrBelow(name, path) {
  */
 async function archive_listing_listArchive(archive, wanted, signal) {
     const archivePath = archive.path;
-    const content = openArchive(archive, signal);
-    const tar = streamProcess([
+    const tar = commandOnArchive(archive, [
         'tar',
         '--list',
         '--verbose',
@@ -17733,8 +17750,7 @@ async function archive_listing_listArchive(archive, wanted, signal) {
         '--numeric-owner',
         '--quoting-style=c',
         '--file=-',
-    ], { env: { TZ: 'UTC', LC_ALL: 'C' }, feedStdin: true, ...(signal ? { signal } : {}) });
-    const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)(content.stdout, tar.stdin).catch(() => content.kill());
+    ], { env: { TZ: 'UTC', LC_ALL: 'C' }, ...(signal ? { signal } : {}) });
     const entries = [];
     let unparsed;
     for await (const line of (0,external_node_readline_namespaceObject.createInterface)({ input: tar.stdout, crlfDelay: Infinity })) {
@@ -17748,11 +17764,9 @@ async function archive_listing_listArchive(archive, wanted, signal) {
         if (wanted(entry.name))
             entries.push(entry);
     }
-    const [result, read] = await Promise.all([tar.done, content.done, feeding]);
-    if (!read.ok)
-        throw new BackupError(`Listing ${archivePath} failed: ${read.problem}`);
-    if (result.exitCode !== 0)
-        throw new BackupError(`Listing ${archivePath} failed (tar exit ${result.exitCode}): ${stderrTail(result.stderr) || 'no message'}`);
+    const listed = await tar.done;
+    if (!listed.ok)
+        throw new BackupError(`Listing ${archivePath} failed: ${listed.problem}`);
     if (unparsed !== undefined)
         throw new BackupError(`Listing ${archivePath}: a line of tar's listing could not be read: '${unparsed.slice(0, 200)}'`);
     return entries;
@@ -18100,11 +18114,7 @@ async function extractMembers(options) {
 async function readArchivedConfig(archive) {
     const dir = (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)((0,external_node_os_namespaceObject.tmpdir)(), 'owncloud-restore-config-'));
     try {
-        const content = openArchive(archive);
-        const tar = streamProcess([
-            'tar',
-            '--extract',
-            '--file=-',
+        const only = [
             `--directory=${dir}`,
             '--no-same-owner',
             '--no-same-permissions',
@@ -18112,15 +18122,33 @@ async function readArchivedConfig(archive) {
             '--no-wildcards-match-slash',
             '--',
             `${LAYOUT.install}/config/*.php`,
-        ], { feedStdin: true });
-        tar.stdout.resume();
-        // tar reads to the end of the archive (a member may come again later).
-        const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)(content.stdout, tar.stdin).catch(() => content.kill());
-        const [result, read] = await Promise.all([tar.done, content.done, feeding]);
-        if (!read.ok)
-            throw new BackupError(`Reading ${archive.path} failed: ${read.problem}`);
-        if (result.exitCode !== 0)
-            throw new BackupError(`The backup's files archive holds no ${LAYOUT.install}/config/config.php (${stderrTail(result.stderr) || `tar exit ${result.exitCode}`}): it cannot be restored.`);
+        ];
+        // tar reads to the end of the archive (a member may come again later): the file itself
+        // when it is plain, the decrypted stream when it is encrypted.
+        let extracted;
+        if (archive.age) {
+            const tar = commandOnArchive(archive, ['tar', '--extract', '--file=-', ...only]);
+            tar.stdout.resume();
+            extracted = await tar.done;
+        }
+        else {
+            const result = await runProcess([
+                'tar',
+                '--extract',
+                `--file=${archive.path}`,
+                archive.compression === 'zstd' ? '--zstd' : '--gzip',
+                ...only,
+            ]);
+            extracted = {
+                ok: result.exitCode === 0,
+                problem: stderrTail(result.stderr) || `tar exit ${result.exitCode}`,
+                readFailed: false,
+            };
+        }
+        if (extracted.readFailed)
+            throw new BackupError(`Reading ${archive.path} failed: ${extracted.problem}`);
+        if (!extracted.ok)
+            throw new BackupError(`The backup's files archive holds no ${LAYOUT.install}/config/config.php (${extracted.problem}): it cannot be restored.`);
         const configDir = (0,external_node_path_namespaceObject.join)(dir, LAYOUT.install, 'config');
         const files = {};
         for (const name of (0,external_node_fs_namespaceObject.readdirSync)(configDir))

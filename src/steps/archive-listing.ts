@@ -6,8 +6,7 @@ import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BackupError } from '../errors.ts';
-import { stderrTail, streamProcess } from '../host/process.ts';
-import { openArchive, type ArchiveFile } from './compress.ts';
+import { commandOnArchive, openArchive, type ArchiveFile } from './compress.ts';
 import { TarScan } from './tar-scan.ts';
 
 export interface ArchiveEntry {
@@ -97,8 +96,8 @@ export async function listArchive(
   signal?: AbortSignal,
 ): Promise<ArchiveEntry[]> {
   const archivePath = archive.path;
-  const content = openArchive(archive, signal);
-  const tar = streamProcess(
+  const tar = commandOnArchive(
+    archive,
     [
       'tar',
       '--list',
@@ -108,9 +107,8 @@ export async function listArchive(
       '--quoting-style=c',
       '--file=-',
     ],
-    { env: { TZ: 'UTC', LC_ALL: 'C' }, feedStdin: true, ...(signal ? { signal } : {}) },
+    { env: { TZ: 'UTC', LC_ALL: 'C' }, ...(signal ? { signal } : {}) },
   );
-  const feeding = pipeline(content.stdout, tar.stdin).catch(() => content.kill());
   const entries: ArchiveEntry[] = [];
   let unparsed: string | undefined;
   for await (const line of createInterface({ input: tar.stdout, crlfDelay: Infinity })) {
@@ -122,12 +120,8 @@ export async function listArchive(
     }
     if (wanted(entry.name)) entries.push(entry);
   }
-  const [result, read] = await Promise.all([tar.done, content.done, feeding]);
-  if (!read.ok) throw new BackupError(`Listing ${archivePath} failed: ${read.problem}`);
-  if (result.exitCode !== 0)
-    throw new BackupError(
-      `Listing ${archivePath} failed (tar exit ${result.exitCode}): ${stderrTail(result.stderr) || 'no message'}`,
-    );
+  const listed = await tar.done;
+  if (!listed.ok) throw new BackupError(`Listing ${archivePath} failed: ${listed.problem}`);
   if (unparsed !== undefined)
     throw new BackupError(
       `Listing ${archivePath}: a line of tar's listing could not be read: '${unparsed.slice(0, 200)}'`,

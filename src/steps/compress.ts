@@ -155,7 +155,7 @@ export function openCompressed(file: ArchiveFile, signal?: AbortSignal): OpenedA
  */
 export function openArchive(file: ArchiveFile, signal?: AbortSignal): OpenedArchive {
   const options = signal ? { signal } : {};
-  const decompressor = [compressorProgram(file.compression), '-dc', '-q'];
+  const decompressor = [compressorProgram(file.compression), '-dc'];
   if (!file.age) {
     const reading = streamProcess([...decompressor, '--', file.path], options);
     return {
@@ -207,4 +207,37 @@ export async function writeHashed(source: Readable, path: string): Promise<Writt
 
 function asError(reason: unknown): Error {
   return reason instanceof Error ? reason : new Error(String(reason));
+}
+
+/**
+ * A command (tar) that reads an archive's content on its stdin, straight from the
+ * decompressor's pipe (nothing passes through this process). `problem` names what failed:
+ * the reading (damage, a wrong key) before the command, which then only saw its input end.
+ */
+export function commandOnArchive(
+  file: ArchiveFile,
+  argv: readonly string[],
+  options: { env?: Record<string, string>; signal?: AbortSignal } = {},
+): {
+  stdout: Readable;
+  /** `readFailed`: the archive could not be read (the command's failure follows from it). */
+  done: Promise<{ ok: boolean; problem: string; readFailed: boolean }>;
+} {
+  const content = openArchive(file, options.signal);
+  const command = streamProcess(argv, { ...options, stdinFrom: content.stdout });
+  return {
+    stdout: command.stdout,
+    done: Promise.all([command.done, content.done]).then(([result, read]) => {
+      const said = `${argv[0]} exit ${result.exitCode}: ${stderrTail(result.stderr) || 'no message'}`;
+      if (!read.ok)
+        return {
+          ok: false,
+          problem: result.exitCode === 0 ? read.problem : `${read.problem} (${said})`,
+          readFailed: true,
+        };
+      return result.exitCode === 0
+        ? { ok: true, problem: '', readFailed: false }
+        : { ok: false, problem: said, readFailed: false };
+    }),
+  };
 }

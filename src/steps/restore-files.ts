@@ -8,10 +8,10 @@ import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { BackupError, LinkError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
-import { stderrTail, streamProcess, type ProcessResult } from '../host/process.ts';
+import { runProcess, stderrTail, type ProcessResult } from '../host/process.ts';
 import type { StepProgress } from '../progress.ts';
 import type { Compression } from '../settings.ts';
-import { openArchive, openCompressed, type ArchiveFile } from './compress.ts';
+import { commandOnArchive, openArchive, openCompressed, type ArchiveFile } from './compress.ts';
 import { TAR_METADATA_FLAGS } from './archive.ts';
 import { LAYOUT } from './files.ts';
 import { recordingPid } from './previous-state.ts';
@@ -192,30 +192,41 @@ export async function extractMembers(options: {
 export async function readArchivedConfig(archive: ArchiveFile): Promise<Record<string, string>> {
   const dir = mkdtempSync(join(tmpdir(), 'owncloud-restore-config-'));
   try {
-    const content = openArchive(archive);
-    const tar = streamProcess(
-      [
+    const only = [
+      `--directory=${dir}`,
+      '--no-same-owner',
+      '--no-same-permissions',
+      '--wildcards',
+      '--no-wildcards-match-slash',
+      '--',
+      `${LAYOUT.install}/config/*.php`,
+    ];
+    // tar reads to the end of the archive (a member may come again later): the file itself
+    // when it is plain, the decrypted stream when it is encrypted.
+    let extracted: { ok: boolean; problem: string; readFailed: boolean };
+    if (archive.age) {
+      const tar = commandOnArchive(archive, ['tar', '--extract', '--file=-', ...only]);
+      tar.stdout.resume();
+      extracted = await tar.done;
+    } else {
+      const result = await runProcess([
         'tar',
         '--extract',
-        '--file=-',
-        `--directory=${dir}`,
-        '--no-same-owner',
-        '--no-same-permissions',
-        '--wildcards',
-        '--no-wildcards-match-slash',
-        '--',
-        `${LAYOUT.install}/config/*.php`,
-      ],
-      { feedStdin: true },
-    );
-    tar.stdout.resume();
-    // tar reads to the end of the archive (a member may come again later).
-    const feeding = pipeline(content.stdout, tar.stdin).catch(() => content.kill());
-    const [result, read] = await Promise.all([tar.done, content.done, feeding]);
-    if (!read.ok) throw new BackupError(`Reading ${archive.path} failed: ${read.problem}`);
-    if (result.exitCode !== 0)
+        `--file=${archive.path}`,
+        archive.compression === 'zstd' ? '--zstd' : '--gzip',
+        ...only,
+      ]);
+      extracted = {
+        ok: result.exitCode === 0,
+        problem: stderrTail(result.stderr) || `tar exit ${result.exitCode}`,
+        readFailed: false,
+      };
+    }
+    if (extracted.readFailed)
+      throw new BackupError(`Reading ${archive.path} failed: ${extracted.problem}`);
+    if (!extracted.ok)
       throw new BackupError(
-        `The backup's files archive holds no ${LAYOUT.install}/config/config.php (${stderrTail(result.stderr) || `tar exit ${result.exitCode}`}): it cannot be restored.`,
+        `The backup's files archive holds no ${LAYOUT.install}/config/config.php (${extracted.problem}): it cannot be restored.`,
       );
     const configDir = join(dir, LAYOUT.install, 'config');
     const files: Record<string, string> = {};
