@@ -13554,12 +13554,16 @@ function asError(reason) {
     return reason instanceof Error ? reason : new Error(String(reason));
 }
 /**
- * A command (tar) that reads an archive's content on its stdin, straight from the
- * decompressor's pipe (nothing passes through this process). `problem` names what failed:
- * the reading (damage, a wrong key) before the command, which then only saw its input end.
+ * tar reading an archive's content on its stdin, straight from the decompressor's pipe
+ * (nothing passes through this process). tar reads to the end of its input
+ * (`--ignore-zeros`): stopping at the end-of-archive marker would close the pipe while the
+ * zero padding after it is still on its way, killing the decompressor (and age) before they
+ * checked their own ends, a complete read that looks like a failed one. `problem` names what
+ * failed: the reading (damage, a wrong key) before tar, which then only saw its input end.
  */
-function commandOnArchive(file, argv, options = {}) {
+function tarOnArchive(file, tarArgs, options = {}) {
     const content = openArchive(file, options.signal);
+    const argv = ['tar', '--ignore-zeros', ...tarArgs];
     const command = streamProcess(argv, { ...options, stdinFrom: content.stdout });
     return {
         stdout: command.stdout,
@@ -16993,7 +16997,7 @@ async function startServer(setup, dir, prefix, signal) {
 /** Lists the files archive, collecting what the test checks. */
 async function listArchive(file, signal) {
     const facts = new ListingFacts();
-    const tar = commandOnArchive(file, ['tar', '--list', '--file=-'], { signal });
+    const tar = tarOnArchive(file, ['--list', '--file=-'], { signal });
     let partial = '';
     for await (const chunk of tar.stdout) {
         const lines = (partial + chunk.toString('utf8')).split('\n');
@@ -17742,15 +17746,7 @@ function isAtOrBelow(name, path) {
  */
 async function archive_listing_listArchive(archive, wanted, signal) {
     const archivePath = archive.path;
-    const tar = commandOnArchive(archive, [
-        'tar',
-        '--list',
-        '--verbose',
-        '--full-time',
-        '--numeric-owner',
-        '--quoting-style=c',
-        '--file=-',
-    ], { env: { TZ: 'UTC', LC_ALL: 'C' }, ...(signal ? { signal } : {}) });
+    const tar = tarOnArchive(archive, ['--list', '--verbose', '--full-time', '--numeric-owner', '--quoting-style=c', '--file=-'], { env: { TZ: 'UTC', LC_ALL: 'C' }, ...(signal ? { signal } : {}) });
     const entries = [];
     let unparsed;
     for await (const line of (0,external_node_readline_namespaceObject.createInterface)({ input: tar.stdout, crlfDelay: Infinity })) {
@@ -18127,7 +18123,7 @@ async function readArchivedConfig(archive) {
         // when it is plain, the decrypted stream when it is encrypted.
         let extracted;
         if (archive.age) {
-            const tar = commandOnArchive(archive, ['tar', '--extract', '--file=-', ...only]);
+            const tar = tarOnArchive(archive, ['--extract', '--file=-', ...only]);
             tar.stdout.resume();
             extracted = await tar.done;
         }

@@ -6,7 +6,7 @@ import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BackupError } from '../errors.ts';
-import { commandOnArchive, openArchive, type ArchiveFile } from './compress.ts';
+import { tarOnArchive, openArchive, type ArchiveFile } from './compress.ts';
 import { TarScan } from './tar-scan.ts';
 
 export interface ArchiveEntry {
@@ -96,17 +96,9 @@ export async function listArchive(
   signal?: AbortSignal,
 ): Promise<ArchiveEntry[]> {
   const archivePath = archive.path;
-  const tar = commandOnArchive(
+  const tar = tarOnArchive(
     archive,
-    [
-      'tar',
-      '--list',
-      '--verbose',
-      '--full-time',
-      '--numeric-owner',
-      '--quoting-style=c',
-      '--file=-',
-    ],
+    ['--list', '--verbose', '--full-time', '--numeric-owner', '--quoting-style=c', '--file=-'],
     { env: { TZ: 'UTC', LC_ALL: 'C' }, ...(signal ? { signal } : {}) },
   );
   const entries: ArchiveEntry[] = [];

@@ -210,13 +210,16 @@ function asError(reason: unknown): Error {
 }
 
 /**
- * A command (tar) that reads an archive's content on its stdin, straight from the
- * decompressor's pipe (nothing passes through this process). `problem` names what failed:
- * the reading (damage, a wrong key) before the command, which then only saw its input end.
+ * tar reading an archive's content on its stdin, straight from the decompressor's pipe
+ * (nothing passes through this process). tar reads to the end of its input
+ * (`--ignore-zeros`): stopping at the end-of-archive marker would close the pipe while the
+ * zero padding after it is still on its way, killing the decompressor (and age) before they
+ * checked their own ends, a complete read that looks like a failed one. `problem` names what
+ * failed: the reading (damage, a wrong key) before tar, which then only saw its input end.
  */
-export function commandOnArchive(
+export function tarOnArchive(
   file: ArchiveFile,
-  argv: readonly string[],
+  tarArgs: readonly string[],
   options: { env?: Record<string, string>; signal?: AbortSignal } = {},
 ): {
   stdout: Readable;
@@ -224,6 +227,7 @@ export function commandOnArchive(
   done: Promise<{ ok: boolean; problem: string; readFailed: boolean }>;
 } {
   const content = openArchive(file, options.signal);
+  const argv = ['tar', '--ignore-zeros', ...tarArgs];
   const command = streamProcess(argv, { ...options, stdinFrom: content.stdout });
   return {
     stdout: command.stdout,

@@ -11,7 +11,7 @@ import type { Host } from '../host/host.ts';
 import { runProcess, stderrTail, type ProcessResult } from '../host/process.ts';
 import type { StepProgress } from '../progress.ts';
 import type { Compression } from '../settings.ts';
-import { commandOnArchive, openArchive, openCompressed, type ArchiveFile } from './compress.ts';
+import { tarOnArchive, openArchive, openCompressed, type ArchiveFile } from './compress.ts';
 import { TAR_METADATA_FLAGS } from './archive.ts';
 import { LAYOUT } from './files.ts';
 import { recordingPid } from './previous-state.ts';
@@ -205,7 +205,7 @@ export async function readArchivedConfig(archive: ArchiveFile): Promise<Record<s
     // when it is plain, the decrypted stream when it is encrypted.
     let extracted: { ok: boolean; problem: string; readFailed: boolean };
     if (archive.age) {
-      const tar = commandOnArchive(archive, ['tar', '--extract', '--file=-', ...only]);
+      const tar = tarOnArchive(archive, ['--extract', '--file=-', ...only]);
       tar.stdout.resume();
       extracted = await tar.done;
     } else {

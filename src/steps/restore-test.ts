@@ -21,7 +21,7 @@ import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
 import { runProcess, stderrTail, streamProcess } from '../host/process.ts';
 import type { DatabaseType } from '../settings.ts';
-import { commandOnArchive, type ArchiveFile } from './compress.ts';
+import { tarOnArchive, type ArchiveFile } from './compress.ts';
 import { StepProgress } from '../progress.ts';
 import { LAYOUT } from './files.ts';
 import { loadDump, rowCountDifferences } from './restore-database.ts';
@@ -303,7 +303,7 @@ async function startServer(
 /** Lists the files archive, collecting what the test checks. */
 async function listArchive(file: ArchiveFile, signal: AbortSignal) {
   const facts = new ListingFacts();
-  const tar = commandOnArchive(file, ['tar', '--list', '--file=-'], { signal });
+  const tar = tarOnArchive(file, ['--list', '--file=-'], { signal });
   let partial = '';
   for await (const chunk of tar.stdout) {
     const lines = (partial + (chunk as Buffer).toString('utf8')).split('\n');
