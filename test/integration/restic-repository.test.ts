@@ -306,6 +306,19 @@ describe('a restic repository through an SSH connection to the host', () => {
   afterAll(async () => {
     await sshd?.stop();
   });
+  /** An SSH session to the harness's sshd, as the tool opens one to the ownCloud host. */
+  const connectToSshd = () =>
+    SshHost.connect(
+      {
+        kind: 'ssh',
+        host: sshd.host,
+        port: sshd.port,
+        user: sshd.user,
+        privateKey: sshd.privateKey,
+        knownHosts: [sshd.knownHostsLine],
+      },
+      { runtimeDir: makeScratchDir('restic-ssh-runtime').path },
+    );
 
   it.concurrent(
     'rest: tree and stream round trips and a wrong password, with restic run on the SSH host',
@@ -313,17 +326,7 @@ describe('a restic repository through an SSH connection to the host', () => {
       const scratch = makeScratchDir('restic-repository-ssh');
       const backend = await startRestBackend();
       remember(backend);
-      const host = await SshHost.connect(
-        {
-          kind: 'ssh',
-          host: sshd.host,
-          port: sshd.port,
-          user: sshd.user,
-          privateKey: sshd.privateKey,
-          knownHosts: [sshd.knownHostsLine],
-        },
-        { runtimeDir: makeScratchDir('restic-ssh-runtime').path },
-      );
+      const host = await connectToSshd();
       try {
         const remote = await findRestic(host, []);
         expect(remote.version).toBe('0.14.0');
@@ -343,17 +346,7 @@ describe('a restic repository through an SSH connection to the host', () => {
       const stalled = createServer((socket) => sockets.push(socket));
       await new Promise<void>((resolve) => stalled.listen(0, '127.0.0.1', resolve));
       const { port } = stalled.address() as AddressInfo;
-      const host = await SshHost.connect(
-        {
-          kind: 'ssh',
-          host: sshd.host,
-          port: sshd.port,
-          user: sshd.user,
-          privateKey: sshd.privateKey,
-          knownHosts: [sshd.knownHostsLine],
-        },
-        { runtimeDir: makeScratchDir('restic-ssh-runtime').path },
-      );
+      const host = await connectToSshd();
       const scratch = makeScratchDir('restic-repository-stalled');
       try {
         const password = newPassword('stalled');
