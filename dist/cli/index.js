@@ -17092,6 +17092,9 @@ async function runRestoreTest(engine, subject, options) {
             server = await startServer(setup, dir, prefix, signal);
         }
         catch (error) {
+            // A server stopped by the interruption fails its start-up: that is the interruption.
+            if (signal.aborted)
+                throw new InterruptedError();
             if (error instanceof CannotStart)
                 return record('skipped', `could not start ${setup.server}: ${error.message}`);
             throw error;
@@ -17135,6 +17138,9 @@ async function runRestoreTest(engine, subject, options) {
                 throw new InterruptedError();
             problems.push(describeError(error));
         }
+        // A verdict reached while being stopped says nothing about the backup.
+        if (signal.aborted)
+            throw new InterruptedError();
         if (problems.length > 0)
             return record('failed', problems.join('; '), counts);
         return record('passed', `the dump loads into ${setup.server} with the ${counts.tables} tables and ${counts.rows} rows recorded; the files archive holds config.php, the data directory marker and the files/ of ${counts.users} ${counts.users === 1 ? 'user' : 'users'} with a home storage`, counts);

@@ -410,6 +410,8 @@ export async function runRestoreTest(
     try {
       server = await startServer(setup, dir, prefix, signal);
     } catch (error) {
+      // A server stopped by the interruption fails its start-up: that is the interruption.
+      if (signal.aborted) throw new InterruptedError();
       if (error instanceof CannotStart)
         return record('skipped', `could not start ${setup.server}: ${error.message}`);
       throw error;
@@ -451,6 +453,8 @@ export async function runRestoreTest(
       if (signal.aborted || error instanceof InterruptedError) throw new InterruptedError();
       problems.push(describeError(error));
     }
+    // A verdict reached while being stopped says nothing about the backup.
+    if (signal.aborted) throw new InterruptedError();
     if (problems.length > 0) return record('failed', problems.join('; '), counts);
     return record(
       'passed',

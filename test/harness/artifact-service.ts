@@ -19,7 +19,7 @@ import {
 } from '@azure/storage-blob';
 import type { ContainerClient } from '@azure/storage-blob';
 import { makeScratchDir, onProcessExit } from './scratch.ts';
-import { freePort, startServerProcess } from './server-process.ts';
+import { freePort, portTaken, startServerProcess } from './server-process.ts';
 
 export interface RecordedArtifact {
   id: number;
@@ -99,9 +99,21 @@ function runtimeToken(runBackendId: string, jobBackendId: string): string {
   return [part({ typ: 'JWT', alg: 'RS256' }), part({ scp, exp }), part('unsigned')].join('.');
 }
 
-async function startAzurite(): Promise<{ container: ContainerClient; stop: () => Promise<void> }> {
+type Azurite = { container: ContainerClient; stop: () => Promise<void> };
+
+async function startAzurite(): Promise<Azurite> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startAzuriteOn(await freePort());
+    } catch (error) {
+      if (attempt < 3 && portTaken(error)) continue;
+      throw error;
+    }
+  }
+}
+
+async function startAzuriteOn(port: number): Promise<Azurite> {
   const scratch = makeScratchDir('azurite');
-  const port = await freePort();
   const script = createRequire(import.meta.url).resolve('azurite/dist/src/blob/main.js');
   // One try per call: start-up polling retries by itself, and on loopback a failure is real.
   const container = new BlobServiceClient(`http://127.0.0.1:${port}/${ACCOUNT}`, CREDENTIAL, {
@@ -121,6 +133,9 @@ async function startAzurite(): Promise<{ container: ContainerClient; stop: () =>
     stopSignal: 'SIGTERM',
     // Ready once it serves requests; the container is the first thing we need anyway.
     ready: () => container.createIfNotExists().then(() => true),
+  }).catch((error: unknown) => {
+    scratch.remove();
+    throw error;
   });
   return {
     container,

@@ -86,18 +86,31 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
   };
 }
 
-/** A TCP port that was free on 127.0.0.1 a moment ago. */
+/**
+ * A TCP port that was free on 127.0.0.1 a moment ago, picked at random below the kernel's
+ * ephemeral range (32768 and up): a port from that range can be taken in the meantime as
+ * the local end of any outgoing connection on the machine (a busy suite makes thousands),
+ * and the server then fails to start with EADDRINUSE.
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+  for (let attempt = 0; ; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (await canListen(port)) return port;
+    if (attempt > 200) throw new Error('no free TCP port between 20000 and 32000');
+  }
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address
-          ? resolve(address.port)
-          : reject(new Error('no port')),
-      );
-    });
+    server.once('error', () => resolve(false));
+    server.listen({ port, host: '127.0.0.1', exclusive: true }, () =>
+      server.close(() => resolve(true)),
+    );
   });
+}
+
+/** True for a start-up failure caused by a port taken between freePort and the server's bind. */
+export function portTaken(error: unknown): boolean {
+  return error instanceof Error && /EADDRINUSE|address already in use/i.test(error.message);
 }
