@@ -52,8 +52,9 @@ import {
   type RetentionOutcome,
 } from './steps/backup-dir.ts';
 import { describePolicy, isRetentionOff } from './retention.ts';
+import { allOrNothing } from './steps/window.ts';
 import { discoverInstance } from './steps/discover.ts';
-import { dumpDatabase, type DumpResult } from './steps/dump.ts';
+import { dumpDatabase, dumpFile, type DumpResult } from './steps/dump.ts';
 import {
   createSnapshotDir,
   deltaSnapshot,
@@ -378,9 +379,11 @@ async function backUp(
               connection: instance.database,
               tool,
               owner: instance.owner,
-              compression: plan.compression,
-              ...encryptTo,
-              path: join(workDir, named(dumpFileName(startedAt, plan.compression))),
+              into: dumpFile(
+                join(workDir, named(dumpFileName(startedAt, plan.compression))),
+                plan.compression,
+                age?.recipientsFile,
+              ),
               idleTimeoutSeconds: plan.dumpTimeoutSeconds,
               signal: stepSignal,
               progress: dumping,
@@ -704,34 +707,4 @@ async function maintenanceWindow(
   }
   if (failure !== undefined || !outcome) throw failure;
   return outcome;
-}
-
-/**
- * Runs steps side by side; the first failure stops the others (through their signal) and,
- * once all have ended, is the one reported.
- */
-async function allOrNothing<T extends readonly Promise<unknown>[]>(
-  signal: AbortSignal,
-  start: (stepSignal: AbortSignal) => T,
-): Promise<{ -readonly [K in keyof T]: Awaited<T[K]> }> {
-  const steps = new AbortController();
-  const stop = () => steps.abort();
-  signal.addEventListener('abort', stop, { once: true });
-  let firstFailure: { error: unknown } | undefined;
-  try {
-    const running = start(steps.signal).map((step) =>
-      step.catch((error: unknown) => {
-        firstFailure ??= { error };
-        steps.abort();
-        throw error;
-      }),
-    );
-    const settled = await Promise.allSettled(running);
-    if (firstFailure) throw firstFailure.error;
-    return settled.map((s) => (s as PromiseFulfilledResult<unknown>).value) as {
-      -readonly [K in keyof T]: Awaited<T[K]>;
-    };
-  } finally {
-    signal.removeEventListener('abort', stop);
-  }
 }

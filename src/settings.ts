@@ -38,6 +38,14 @@ export const INPUTS = {
   keepWeekly: 'keep-weekly',
   keepMonthly: 'keep-monthly',
   keepYearly: 'keep-yearly',
+  // Where the backup goes: a backup directory (artifact) or a restic repository.
+  destination: 'destination',
+  resticRepository: 'restic-repository',
+  resticPassword: 'restic-password',
+  resticEnv: 'restic-env',
+  resticOption: 'restic-option',
+  resticInit: 'restic-init',
+  check: 'check',
   // Restore only.
   dbAdminUser: 'db-admin-user',
   dbAdminPassword: 'db-admin-password',
@@ -76,6 +84,13 @@ export const CLI_ONLY: readonly InputName[] = [
   INPUTS.keepWeekly,
   INPUTS.keepMonthly,
   INPUTS.keepYearly,
+  INPUTS.destination,
+  INPUTS.resticRepository,
+  INPUTS.resticPassword,
+  INPUTS.resticEnv,
+  INPUTS.resticOption,
+  INPUTS.resticInit,
+  INPUTS.check,
 ];
 
 /** Inputs of a whole-instance restore that mean nothing when single paths come back. */
@@ -157,10 +172,35 @@ export interface BackupPlan extends InstancePlan {
    * (restic's forget rules, UTC); all rules off: nothing is removed.
    */
   retention: RetentionPolicy;
+  /** Set for a backup into a restic repository (destination restic) instead of backup-dir. */
+  restic?: ResticPlan;
+}
+
+/** How restic checks the repository after a backup. */
+export type ResticCheck =
+  { kind: 'none' } | { kind: 'metadata' } | { kind: 'read-data-subset'; percent: number };
+
+/** A restic repository as the destination, and how to reach it. */
+export interface ResticPlan {
+  /** Any restic repository string; a secret when it holds a URL's credentials. */
+  repository: string;
+  /** The repository password (a secret). */
+  password: string;
+  /** Backend variables given to restic: name → value (every value a secret). */
+  env: Record<string, string>;
+  /** Extended options (`key=value`), given as `-o`. */
+  options: string[];
+  /** `restic init` when there is no repository yet. */
+  init: boolean;
+  check: ResticCheck;
 }
 
 export interface PlanDefaults {
   backupDir: string;
+  /** Where the backup goes when the input destination is not given (default directory). */
+  destination?: 'directory' | 'artifact';
+  /** The environment that restic-env's variable names are read from. */
+  environment?: Record<string, string | undefined>;
   /**
    * The restore test's default: on in the action (a GitHub runner is a machine apart), off
    * on the command line (which often runs on the ownCloud server itself).
@@ -436,6 +476,7 @@ export function planBackup(
     yearly: keep(INPUTS.keepYearly),
   };
 
+  const repository = planRestic(raw, defaults, label);
   return {
     ...instance,
     extraPaths,
@@ -445,12 +486,116 @@ export function planBackup(
     compression: oneOf(INPUTS.compression, ['zstd', 'gzip'] as const, 'zstd'),
     backupDir: absolutePath(INPUTS.backupDir, value(INPUTS.backupDir) || defaults.backupDir),
     dumpTimeoutSeconds: integer(INPUTS.dumpTimeout, 1, 7 * 24 * 3600) ?? 600,
-    restoreTest: boolean(INPUTS.restoreTest, defaults.restoreTest ?? false),
+    restoreTest: repository.restic
+      ? false
+      : boolean(INPUTS.restoreTest, defaults.restoreTest ?? false),
     ...(value(INPUTS.encryptTo) !== ''
       ? { encryptTo: parseRecipients(raw[INPUTS.encryptTo]!, label(INPUTS.encryptTo)) }
       : {}),
     retention,
+    ...repository,
   };
+}
+
+/** Backend variables restic-env may not name: the repository and its password have inputs. */
+const RESTIC_OWN = /^RESTIC_(PASSWORD|PASSWORD_FILE|PASSWORD_COMMAND|REPOSITORY|REPOSITORY_FILE)$/;
+
+/** destination and the restic-* inputs: a ResticPlan for destination restic, else none. */
+function planRestic(
+  raw: RawInputs,
+  defaults: PlanDefaults,
+  label: InputLabel,
+): { restic?: ResticPlan } {
+  const { value, fail, oneOf, boolean } = validators(raw, label);
+  const destination = oneOf(
+    INPUTS.destination,
+    ['directory', 'artifact', 'restic'] as const,
+    defaults.destination ?? 'directory',
+  );
+  const resticOnly = [
+    INPUTS.resticRepository,
+    INPUTS.resticPassword,
+    INPUTS.resticEnv,
+    INPUTS.resticOption,
+    INPUTS.resticInit,
+    INPUTS.check,
+  ];
+  if (destination !== 'restic') {
+    for (const name of resticOnly)
+      if (value(name) !== '')
+        fail(name, `it only applies with ${label(INPUTS.destination)} restic.`);
+    return {};
+  }
+  const repository = (raw[INPUTS.resticRepository] ?? '').trim();
+  if (repository === '')
+    fail(
+      INPUTS.resticRepository,
+      'a restic repository is needed with destination restic (a path on the host, or sftp:, rest:, s3:, b2:, azure:, gs:, rclone:).',
+    );
+  if (/[\r\n\0]/.test(repository) || repository.startsWith('-'))
+    fail(INPUTS.resticRepository, 'expected a restic repository string on one line.');
+  const password = raw[INPUTS.resticPassword] ?? '';
+  if (password === '')
+    fail(INPUTS.resticPassword, 'the repository password is needed with destination restic.');
+  if (/[\r\n\0]/.test(password))
+    fail(INPUTS.resticPassword, 'the password contains a line break or NUL byte.');
+  const env: Record<string, string> = {};
+  for (const name of words(raw[INPUTS.resticEnv]).flatMap((line) => line.split(/[\s,]+/))) {
+    if (name === '') continue;
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name))
+      fail(INPUTS.resticEnv, `'${name}' is not an environment variable name.`);
+    if (RESTIC_OWN.test(name))
+      fail(
+        INPUTS.resticEnv,
+        `${name} is given by ${label(INPUTS.resticRepository)} or ${label(INPUTS.resticPassword)}, not as a backend variable.`,
+      );
+    const given = defaults.environment?.[name];
+    if (given === undefined || given === '')
+      fail(INPUTS.resticEnv, `the environment variable ${name} is not set (or empty).`);
+    if (/[\r\n\0]/.test(given!))
+      fail(INPUTS.resticEnv, `the value of ${name} contains a line break or NUL byte.`);
+    env[name] = given!;
+  }
+  const options = words(raw[INPUTS.resticOption]);
+  for (const option of options)
+    if (!/^[^=\s-][^=\s]*=\S/.test(option))
+      fail(
+        INPUTS.resticOption,
+        `'${option}' is not of the form key=value (e.g. sftp.connections=2).`,
+      );
+  if (value(INPUTS.encryptTo) !== '')
+    fail(
+      INPUTS.encryptTo,
+      'a restic repository is encrypted by restic itself (restic-password); encrypt-to is for backup directories and artifacts.',
+    );
+  if (boolean(INPUTS.restoreTest, false))
+    fail(
+      INPUTS.restoreTest,
+      'the restore test is not available for a restic repository yet: check the repository with the input check (metadata or read-data-subset=N%).',
+    );
+  return {
+    restic: {
+      repository,
+      password,
+      env,
+      options,
+      init: boolean(INPUTS.resticInit, false),
+      check: resticCheck(value(INPUTS.check), (message) => fail(INPUTS.check, message)),
+    },
+  };
+}
+
+/** `none`, `metadata` or `read-data-subset=N%` (0 < N ≤ 100). Pure. */
+export function resticCheck(given: string, fail: (message: string) => never): ResticCheck {
+  const text = given.trim().toLowerCase();
+  if (text === '' || text === 'none') return { kind: 'none' };
+  if (text === 'metadata') return { kind: 'metadata' };
+  const subset = /^read-data-subset=(\d+(?:\.\d+)?)%$/.exec(text);
+  if (subset && Number(subset[1]) > 0 && Number(subset[1]) <= 100)
+    return { kind: 'read-data-subset', percent: Number(subset[1]) };
+  return fail(
+    `'${given}' is not supported. Expected none, metadata or read-data-subset=N% (N from 0 to 100, e.g. read-data-subset=5%).`,
+  );
 }
 
 /** An account with the rights to drop and create databases (and users). */

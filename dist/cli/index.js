@@ -6,7 +6,7 @@ import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(48);
+/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(773);
 // Entry of the `owncloud-backup` command.
 
 (0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .dropOutputToClosedPipes */ .D3)();
@@ -17,7 +17,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 48:
+/***/ 773:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -27,7 +27,7 @@ __nccwpck_require__.d(__webpack_exports__, {
   ak: () => (/* binding */ runCli)
 });
 
-// UNUSED EXPORTS: ENV, EXIT, cliInputs, pathRestoreSummary, restoreSummary, summary
+// UNUSED EXPORTS: ENV, EXIT, cliInputs, listText, pathRestoreSummary, resticSummary, restoreSummary, summary
 
 ;// CONCATENATED MODULE: external "node:fs"
 const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
@@ -14878,6 +14878,15 @@ async function checkDatabase(options) {
     if (problem)
         throw new BackupError(`The database check failed (nothing was changed yet): ${problem}`);
 }
+/** The dump compressed (and encrypted, with recipients) into a file on this machine. */
+function dumpFile(path, compression, 
+/** age's recipients file: the dump is encrypted as it is written. */
+encryptTo) {
+    return {
+        store: (source) => compressToFile(source, compression, path, undefined, encryptTo),
+        discard: async () => (0,external_node_fs_namespaceObject.rmSync)(path, { force: true }),
+    };
+}
 async function dumpDatabase(options) {
     const { host, engine, connection } = options;
     const command = engine.dumpCommand({
@@ -14902,7 +14911,7 @@ async function dumpDatabase(options) {
     watch.progress = options.progress;
     try {
         const [written, result] = await Promise.all([
-            compressToFile(dump.stdout.pipe(watch), options.compression, options.path, undefined, options.encryptTo),
+            options.into.store(dump.stdout.pipe(watch)),
             dump.done,
         ]);
         watch.stop();
@@ -14930,7 +14939,7 @@ async function dumpDatabase(options) {
     catch (error) {
         watch.stop();
         dump.kill();
-        (0,external_node_fs_namespaceObject.rmSync)(options.path, { force: true });
+        await options.into.discard().catch(() => { });
         throw error;
     }
     finally {
@@ -15068,7 +15077,9 @@ function requiredBytes(sourceBytes) {
  * own credentials), whether this runner can keep owners, what to copy, and whether the
  * backup directory has room for it.
  */
-async function preflight(host, plan, instance, engine, reporter) {
+async function preflight(host, plan, instance, engine, reporter, 
+/** runnerFiles false: the files never come here (restic on the host): no tar, no space. */
+options = { runnerFiles: true }) {
     const hostPrograms = ['php', 'tar', 'du', 'mktemp'];
     if (host.account !== instance.owner)
         hostPrograms.push(host.account === 'root' ? 'runuser' : 'sudo');
@@ -15077,8 +15088,7 @@ async function preflight(host, plan, instance, engine, reporter) {
     if (missingThere.length > 0)
         throw new BackupError(`${host.label} lacks ${missingThere.join(', ')}: install it there.`);
     const missing = await missingHere([
-        'tar',
-        compressorProgram(plan.compression),
+        ...(options.runnerFiles ? ['tar', compressorProgram(plan.compression)] : []),
         ...(plan.target.kind === 'ssh' ? ['ssh'] : []),
     ]);
     if (missing.length > 0)
@@ -15098,7 +15108,7 @@ async function preflight(host, plan, instance, engine, reporter) {
         fileSet.readAs = privilege.prefix;
     reporter.info(`${fileSet.install.type === 'package' ? 'Package' : 'Tarball'} install (${fileSet.install.reason}).`);
     // On this machine both sides are here: a backup-dir inside a copied path would copy itself.
-    if (plan.target.kind === 'local') {
+    if (plan.target.kind === 'local' && options.runnerFiles) {
         const real = resolveAsFarAsExists(plan.backupDir);
         const container = backupDirInside(real, fileSet.included);
         if (container)
@@ -15116,6 +15126,10 @@ async function preflight(host, plan, instance, engine, reporter) {
         ...fileSet.absolutePaths,
     ];
     const size = await sizeOnHost(host, instance.owner, measured);
+    if (!options.runnerFiles) {
+        reporter.info(`About ${formatBytes(size)} of files to back up.`);
+        return { tool, fileSet, privilege, sizeBytes: size };
+    }
     const need = requiredBytes(size);
     const free = freeBytes(plan.backupDir);
     reporter.info(`About ${formatBytes(size)} of files to copy; ${formatBytes(free)} free in ${plan.backupDir}.`);
@@ -15576,6 +15590,33 @@ async function pruneBackups(backupDir, policy, justWritten, options) {
         }
     }
     return outcome;
+}
+
+;// CONCATENATED MODULE: ./src/steps/window.ts
+// Steps that run side by side inside the maintenance window.
+/**
+ * Runs steps side by side; the first failure stops the others (through their signal) and,
+ * once all have ended, is the one reported.
+ */
+async function allOrNothing(signal, start) {
+    const steps = new AbortController();
+    const stop = () => steps.abort();
+    signal.addEventListener('abort', stop, { once: true });
+    let firstFailure;
+    try {
+        const running = start(steps.signal).map((step) => step.catch((error) => {
+            firstFailure ??= { error };
+            steps.abort();
+            throw error;
+        }));
+        const settled = await Promise.allSettled(running);
+        if (firstFailure)
+            throw firstFailure.error;
+        return settled.map((s) => s.value);
+    }
+    finally {
+        signal.removeEventListener('abort', stop);
+    }
 }
 
 ;// CONCATENATED MODULE: ./src/instance.ts
@@ -17203,6 +17244,7 @@ function restoreTestLine(record) {
 
 
 
+
 async function runBackup(plan, context) {
     const { reporter } = context;
     const startedAt = context.startedAt ?? new Date();
@@ -17389,9 +17431,7 @@ async function backUp(plan, context, run) {
                     connection: instance.database,
                     tool,
                     owner: instance.owner,
-                    compression: plan.compression,
-                    ...encryptTo,
-                    path: (0,external_node_path_namespaceObject.join)(workDir, named(dumpFileName(startedAt, plan.compression))),
+                    into: dumpFile((0,external_node_path_namespaceObject.join)(workDir, named(dumpFileName(startedAt, plan.compression))), plan.compression, age?.recipientsFile),
                     idleTimeoutSeconds: plan.dumpTimeoutSeconds,
                     signal: stepSignal,
                     progress: dumping,
@@ -17654,29 +17694,1089 @@ async function maintenanceWindow(maintenance, context, work) {
         throw failure;
     return outcome;
 }
+
+;// CONCATENATED MODULE: ./src/host/guarded-restic.ts
+// restic on the host, with its secrets (the repository string, which may carry a REST
+// server's password, the repository password, the backends' keys) delivered on stdin: no
+// argv on either side shows them, no file on disk holds them. The wrapper is a sibling of
+// guarded.ts: it reads the secrets from the first lines of stdin, gives the password to
+// restic as a file on fd 3 (a here-document: a pipe in dash), exports the repository and
+// the backend variables into restic's environment only (the wrapper's own
+// /proc/PID/environ is the one it started with), and then either keeps watching stdin and
+// stops restic when it ends (the client went away), or hands the rest of stdin to restic
+// as the data of `backup --stdin`.
+
+// Every value is read with `read -r` into a variable and only ever expanded inside double
+// quotes or a here-document, which expand it once and never again: any byte but newline
+// and NUL arrives as it was. restic is stopped with SIGINT, on which it removes its lock.
+const guarded_restic_SCRIPT = `
+mode=$1; count=$2; shift 2
+IFS= read -r RESTIC_REPOSITORY || exit 125
+IFS= read -r secret || exit 125
+export RESTIC_REPOSITORY
+RESTIC_PASSWORD_FILE=/dev/fd/3; export RESTIC_PASSWORD_FILE
+while [ "$count" -gt 0 ]; do
+  IFS= read -r name || exit 125
+  IFS= read -r value || exit 125
+  case $name in
+    ''|[!A-Z_]*|*[!A-Z0-9_]*) echo "owncloud-backup: invalid variable name" >&2; exit 125 ;;
+  esac
+  export "$name=$value"
+  count=$((count - 1))
+done
+value=
+if [ "$mode" = data ]; then
+  exec "$@" 3<<OWNCLOUD_BACKUP_EOF
+$secret
+OWNCLOUD_BACKUP_EOF
+fi
+exec 4<&0
+"$@" 4<&- </dev/null 3<<OWNCLOUD_BACKUP_EOF &
+$secret
+OWNCLOUD_BACKUP_EOF
+child=$!
+secret=
+( while IFS= read -r _ <&4; do :; done; kill -INT "$child" 2>/dev/null ) >/dev/null 2>&1 </dev/null &
+watchdog=$!
+exec 4<&-
+wait "$child"
+status=$?
+kill "$watchdog" 2>/dev/null
+exit "$status"
+`.trim();
+/** Names of variables restic would take instead of (or besides) what the wrapper sets. */
+const RESERVED = new Set([
+    'RESTIC_REPOSITORY',
+    'RESTIC_REPOSITORY_FILE',
+    'RESTIC_PASSWORD',
+    'RESTIC_PASSWORD_FILE',
+    'RESTIC_PASSWORD_COMMAND',
+    'IFS',
+]);
+const VARIABLE_NAME = /^[A-Z_][A-Z0-9_]*$/;
+/** The argv that runs restic (`argv`, the program first) under the wrapper on the host. */
+function guardedResticCommand(argv, stdin, secrets) {
+    return [
+        'sh',
+        '-c',
+        guarded_restic_SCRIPT,
+        'owncloud-backup',
+        stdin,
+        String(Object.keys(secrets.env).length),
+        ...argv,
+    ];
+}
+function oneLine(value, what) {
+    if (/[\r\n\0]/.test(value))
+        throw new BackupError(`${what} contains a line break or NUL byte, which restic cannot take.`);
+    return value;
+}
 /**
- * Runs steps side by side; the first failure stops the others (through their signal) and,
- * once all have ended, is the one reported.
+ * The first stdin lines the wrapper reads. Refuses, naming the value but never showing it,
+ * what cannot travel as one line, and passwords restic itself would change: restic 0.14
+ * strips the spaces at the start and end of a password file.
  */
-async function allOrNothing(signal, start) {
-    const steps = new AbortController();
-    const stop = () => steps.abort();
-    signal.addEventListener('abort', stop, { once: true });
-    let firstFailure;
-    try {
-        const running = start(steps.signal).map((step) => step.catch((error) => {
-            firstFailure ??= { error };
-            steps.abort();
-            throw error;
+function resticSecretLines(secrets) {
+    const lines = [
+        oneLine(secrets.repository, 'The restic repository'),
+        oneLine(secrets.password, 'The restic password'),
+    ];
+    if (secrets.repository === '')
+        throw new BackupError('The restic repository is empty.');
+    if (secrets.password === '')
+        throw new BackupError('The restic password is empty.');
+    if (secrets.password.trim() !== secrets.password)
+        throw new BackupError('The restic password starts or ends with white space, which restic strips from a password file: remove it (and change the repository key with restic key passwd if it was made with it).');
+    for (const [name, value] of Object.entries(secrets.env)) {
+        if (!VARIABLE_NAME.test(name))
+            throw new BackupError(`The restic environment variable name '${name}' is not valid: use capital letters, digits and '_', not starting with a digit.`);
+        if (RESERVED.has(name))
+            throw new BackupError(`The restic environment variable ${name} cannot be set: the tool gives restic its repository and password itself.`);
+        lines.push(name, oneLine(value, `The value of the restic environment variable ${name}`));
+    }
+    return `${lines.join('\n')}\n`;
+}
+
+;// CONCATENATED MODULE: ./src/destination/restic.ts
+
+
+
+
+
+/**
+ * restic stored the snapshot, but some source files could not be read (restic's exit 3):
+ * the snapshot lacks them. The summary is that of the stored snapshot.
+ */
+class IncompleteSnapshotError extends BackupError {
+    name = 'IncompleteSnapshotError';
+    /** The summary of the stored snapshot. */
+    summary;
+    /** restic's own lines about the files it could not read. */
+    resticLines;
+    constructor(message, summary, resticLines) {
+        super(message);
+        this.summary = summary;
+        this.resticLines = resticLines;
+    }
+}
+const NOT_INSTALLED = (label) => `restic is not installed on ${label}: install it (Debian/Ubuntu: apt-get install restic).`;
+/** The version in `restic version`'s output (`restic 0.14.0 compiled with go1.19.8 on …`). */
+function parseResticVersion(output) {
+    return /^restic (\d+\.\d+\.\d+)\S*(?: \([^)]*\))? compiled with/m.exec(output)?.[1];
+}
+/** Finds restic on the host (through the prefix, as it will run) and reads its version. */
+async function findRestic(host, prefix) {
+    const where = reached(host, await host.run([...prefix, 'sh', '-c', 'command -v restic']));
+    const path = where.stdout.trim();
+    if (where.exitCode !== 0 || !path.startsWith('/'))
+        throw new BackupError(NOT_INSTALLED(host.label));
+    const result = reached(host, await host.run([...prefix, path, 'version']));
+    const version = parseResticVersion(result.stdout);
+    if (result.exitCode !== 0 || !version)
+        throw new BackupError(`restic at ${path} on ${host.label} did not tell its version (exit ${result.exitCode}): ${stderrTail(result.stderr) || stderrTail(result.stdout) || 'no output'}`);
+    return { path, version };
+}
+/** The repository string without the credentials of a URL (`rest:https://user:***@host/`). */
+function displayRepository(repository) {
+    return repository.replace(/^([a-z0-9]+:[a-z][a-z0-9+.-]*:\/\/)([^/]*)@/i, (_, scheme, info) => {
+        const user = String(info).split(':')[0];
+        return `${scheme}${user}:***@`;
+    });
+}
+/**
+ * Removes every secret from restic's words: the repository string becomes its display
+ * form, and the password, the URL's credentials and the variables' values become `***`.
+ */
+function redactResticOutput(text, access) {
+    let out = text.replaceAll(access.repository, displayRepository(access.repository));
+    const secrets = [access.password, ...Object.values(access.env)];
+    const info = /^[a-z0-9]+:[a-z][a-z0-9+.-]*:\/\/([^/]*)@/i.exec(access.repository)?.[1];
+    const urlPassword = info?.includes(':') ? info.slice(info.indexOf(':') + 1) : undefined;
+    if (urlPassword) {
+        secrets.push(urlPassword);
+        try {
+            secrets.push(decodeURIComponent(urlPassword));
+        }
+        catch {
+            // not percent-encoded
+        }
+    }
+    // Longest first, so that a secret holding another one is removed whole.
+    for (const secret of secrets.filter((s) => s.length >= 3).sort((a, b) => b.length - a.length))
+        out = out.replaceAll(secret, '***');
+    return out;
+}
+/** restic's words, as quoted in a message: its last few meaningful lines. */
+function resticSaid(stderr) {
+    const lines = stderr
+        .split('\n')
+        .map((line) => line.trim())
+        .filter((line) => line && !line.startsWith('{"message_type":"status"'));
+    return lines.slice(-4).join(' / ');
+}
+/**
+ * Whether restic's failure says that there is no repository at the location (and not that
+ * it could not reach it): restic 0.14 says "unable to open config file" for both.
+ */
+function isMissingRepository(stderr) {
+    if (!/unable to open config file/i.test(stderr))
+        return false;
+    // local and sftp: the file is missing; rest: `<config/> does not exist`; s3: NoSuchKey.
+    return (/no such file or directory|file does not exist|<config\/> does not exist|NoSuchKey|key does not exist|\b404\b/i.test(stderr) && !/connection refused|no such host|i\/o timeout|Access Key Id/i.test(stderr));
+}
+/**
+ * restic's stderr and exit code → one sentence: what failed, why, and what to do. `doing`
+ * names the step (`Opening the restic repository`); the stderr must already be redacted.
+ */
+function explainResticFailure(stderr, exitCode, doing) {
+    const said = resticSaid(stderr);
+    const quote = said ? ` (restic: ${said})` : '';
+    if (/wrong password or no key found/i.test(stderr))
+        return `${doing} failed: the restic password is wrong for this repository (restic: wrong password or no key found). Check restic-password.`;
+    const locked = /repository is already locked (?:exclusively )?by (PID \d+ on \S+)/i.exec(stderr);
+    if (locked || /unable to create lock in backend/i.test(stderr)) {
+        const created = /lock was created at ([^\n(]+?)\s*\(/.exec(stderr)?.[1];
+        return `${doing} failed: another restic run holds a lock on the repository${locked ? ` (${locked[1]}${created ? `, since ${created}` : ''})` : ''}. Wait for it to finish; if no run is active, the lock is stale: remove it with restic unlock.`;
+    }
+    if (isMissingRepository(stderr))
+        return `${doing} failed: there is no restic repository at that location. Set restic-init to true to create it, or check restic-repository.`;
+    if (/unexpected HTTP response \((401|403)\)/i.test(stderr))
+        return `${doing} failed: the REST server refused the credentials (HTTP ${/\((40[13])\)/.exec(stderr)[1]}). Check the user and password in restic-repository.`;
+    if (/signature we calculated does not match|SignatureDoesNotMatch|Access Key Id you provided does not exist|InvalidAccessKeyId|Access Denied|AccessDenied/i.test(stderr))
+        return `${doing} failed: the S3 server refused the credentials${quote}. Check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the restic environment.`;
+    if (/x509:|certificate signed by unknown authority|tls: /i.test(stderr))
+        return `${doing} failed: the repository server's TLS certificate is not trusted${quote}. Give its CA with SSL_CERT_FILE in the restic environment, or check the address.`;
+    if (/unable to start the sftp session|ssh command exited|sftp:.*EOF/i.test(stderr))
+        return `${doing} failed: restic could not start an SFTP session to the repository's server${quote}. Check that its SSH server is reachable and accepts the key, and the sftp.command option if one is given.`;
+    if (/no such host|server misbehaving/i.test(stderr))
+        return `${doing} failed: the repository's server name could not be resolved${quote}. Check the host in restic-repository.`;
+    if (/connection refused|network is unreachable|no route to host|i\/o timeout|connection reset/i.test(stderr))
+        return `${doing} failed: the repository's server could not be reached${quote}. Check that it runs and that the address in restic-repository is right.`;
+    if (/snapshot is empty/i.test(stderr))
+        return `${doing} failed: there was no data (restic 0.14 refuses to store an empty snapshot from stdin).`;
+    return `${doing} failed (restic exit ${exitCode})${quote || ': no message'}.`;
+}
+/** The summary message of `restic backup --json` (its last line of that type). */
+function parseBackupSummary(stdout) {
+    let found;
+    for (const line of stdout.split('\n')) {
+        if (!line.startsWith('{'))
+            continue;
+        try {
+            const message = JSON.parse(line);
+            if (message.message_type === 'summary')
+                found = message;
+        }
+        catch {
+            // not one of restic's JSON lines
+        }
+    }
+    if (!found?.snapshot_id)
+        return undefined;
+    return {
+        id: found.snapshot_id,
+        filesNew: found.files_new ?? 0,
+        filesChanged: found.files_changed ?? 0,
+        filesUnmodified: found.files_unmodified ?? 0,
+        dataAdded: found.data_added ?? 0,
+        totalBytesProcessed: found.total_bytes_processed ?? 0,
+    };
+}
+/** restic's `error` messages of a backup (one per file it could not read), as `item: what`. */
+function parseBackupErrors(output) {
+    const errors = [];
+    for (const line of output.split('\n')) {
+        if (!line.startsWith('{')) {
+            if (/^(error|warning): /i.test(line.trim()) && !/at least one source file/i.test(line))
+                errors.push(line.trim());
+            continue;
+        }
+        try {
+            const message = JSON.parse(line);
+            if (message.message_type !== 'error')
+                continue;
+            const op = typeof message.error === 'object' ? message.error.Op : undefined;
+            errors.push(`${message.item ?? '?'}: ${op ? `${op} failed` : 'failed'} during ${message.during ?? 'backup'}`);
+        }
+        catch {
+            // not JSON after all
+        }
+    }
+    return errors;
+}
+function toSnapshot(raw) {
+    return {
+        id: raw.id,
+        time: raw.time,
+        host: raw.hostname,
+        tags: raw.tags ?? [],
+        paths: raw.paths ?? [],
+        ...(raw.parent ? { parent: raw.parent } : {}),
+    };
+}
+/** `restic snapshots --json`. */
+function parseSnapshots(stdout) {
+    return JSON.parse(stdout.trim() || '[]').map(toSnapshot);
+}
+/** `restic forget --json`: the groups, each with the snapshots kept and removed. */
+function parseForget(stdout) {
+    // With --prune, prune's text follows the JSON on stdout.
+    const line = stdout.split('\n').find((l) => l.startsWith('['));
+    const groups = JSON.parse(line ?? '[]');
+    return {
+        kept: groups.flatMap((g) => (g.keep ?? []).map((s) => s.id)),
+        removed: groups.flatMap((g) => (g.remove ?? []).map((s) => s.id)),
+    };
+}
+/** forget's `--keep-*` options for a policy (its rules that are on). */
+function keepOptions(policy) {
+    const rules = [
+        ['last', '--keep-last'],
+        ['daily', '--keep-daily'],
+        ['weekly', '--keep-weekly'],
+        ['monthly', '--keep-monthly'],
+        ['yearly', '--keep-yearly'],
+    ];
+    return rules.flatMap(([field, option]) => policy[field] > 0 ? [option, String(policy[field])] : []);
+}
+/** `--time`'s form (restic reads it in its local time zone, UTC here). */
+function resticTime(time) {
+    return time.toISOString().slice(0, 19).replace('T', ' ');
+}
+function tagOptions(tags) {
+    for (const tag of tags)
+        if (tag === '' || tag.includes(','))
+            throw new BackupError(`The restic tag '${tag}' is empty or holds a comma, which restic splits on.`);
+    return tags.flatMap((tag) => ['--tag', tag]);
+}
+/** `--tag a,b`: the snapshots that carry all of these tags. */
+function tagFilter(tags) {
+    if (!tags || tags.length === 0)
+        return [];
+    tagOptions(tags);
+    return ['--tag', tags.join(',')];
+}
+class ResticRepository {
+    secretLines;
+    host;
+    access;
+    program;
+    prefix;
+    constructor(host, access, program, 
+    /** argv prefix that lets restic read every file, e.g. ['sudo', '-n'], or []. */
+    prefix) {
+        this.host = host;
+        this.access = access;
+        this.program = program;
+        this.prefix = prefix;
+        for (const option of access.options)
+            if (!/^[^=\s]+=/.test(option) || /[\r\n\0]/.test(option))
+                throw new BackupError(`The restic option '${option}' is not of the form key=value (e.g. sftp.connections=2).`);
+        this.secretLines = resticSecretLines({
+            repository: access.repository,
+            password: access.password,
+            env: { TZ: 'UTC', ...access.env },
+        });
+    }
+    /** restic's version on the host. */
+    get version() {
+        return this.program.version;
+    }
+    /** The repository as messages may name it (without credentials). */
+    get label() {
+        return displayRepository(this.access.repository);
+    }
+    argv(args, stdin) {
+        const restic = [
+            this.program.path,
+            ...this.access.options.flatMap((option) => ['-o', option]),
+            ...args,
+        ];
+        return [
+            ...this.prefix,
+            ...guardedResticCommand(restic, stdin, {
+                ...this.access,
+                env: { TZ: 'UTC', ...this.access.env },
+            }),
+        ];
+    }
+    redact(text) {
+        return redactResticOutput(text, this.access);
+    }
+    failure(result, doing) {
+        const said = this.redact(result.stderr || result.stdout);
+        return new BackupError(explainResticFailure(said, result.exitCode, `${doing} (${this.label} on ${this.host.label})`));
+    }
+    /** Runs a restic command to its end; stdin stays open and is watched by the wrapper. */
+    async execute(args, doing, signal) {
+        const result = reached(this.host, await this.host.run(this.argv(args, 'watch'), {
+            input: this.secretLines,
+            keepStdinOpen: true,
+            ...(signal ? { signal } : {}),
         }));
-        const settled = await Promise.allSettled(running);
-        if (firstFailure)
-            throw firstFailure.error;
-        return settled.map((s) => s.value);
+        if (result.exitCode !== 0)
+            throw this.failure(result, doing);
+        return result;
+    }
+    /**
+     * Opens the repository (`restic cat config`); when there is none: `restic init` if
+     * `init`, else a BackupError saying so that names the input restic-init.
+     */
+    async open(init, o = {}) {
+        const doing = 'Opening the restic repository';
+        const result = reached(this.host, await this.host.run(this.argv(['cat', 'config'], 'watch'), {
+            input: this.secretLines,
+            keepStdinOpen: true,
+            ...(o.signal ? { signal: o.signal } : {}),
+        }));
+        if (result.exitCode === 0)
+            return 'opened';
+        if (!isMissingRepository(result.stderr))
+            throw this.failure(result, doing);
+        if (!init)
+            throw new BackupError(`There is no restic repository at ${this.label} (seen from ${this.host.label}). Set restic-init to true to create it there, or check restic-repository.`);
+        await this.execute(['init'], 'Creating the restic repository', o.signal);
+        return 'created';
+    }
+    /** `restic backup` of paths on the host; exit 3 (files not read) is IncompleteSnapshotError. */
+    async backupPaths(o) {
+        if (o.paths.length === 0)
+            throw new BackupError('Nothing to back up: no paths were given.');
+        const args = [
+            ...['backup', '--json', '--quiet', '--host', o.hostname, ...tagOptions(o.tags)],
+            ...o.excludes.flatMap((exclude) => ['--exclude', exclude]),
+            ...(o.parent ? ['--parent', o.parent] : []),
+            ...(o.time ? ['--time', resticTime(o.time)] : []),
+            ...(o.oneFileSystem ? ['--one-file-system'] : []),
+            '--',
+            ...o.paths,
+        ];
+        const doing = 'Backing up files into the restic repository';
+        const result = reached(this.host, await this.host.run(this.argv(args, 'watch'), {
+            input: this.secretLines,
+            keepStdinOpen: true,
+            ...(o.signal ? { signal: o.signal } : {}),
+        }));
+        return this.summaryOf(result, doing);
+    }
+    summaryOf(result, doing) {
+        const summary = parseBackupSummary(result.stdout);
+        if (result.exitCode === 3 && summary) {
+            const lines = parseBackupErrors(this.redact(`${result.stdout}\n${result.stderr}`));
+            throw new IncompleteSnapshotError(`restic stored snapshot ${summary.id} in ${this.label}, but some source files could not be read, so it lacks them (restic exit 3): ${lines.slice(0, 5).join('; ') || 'restic named none'}${lines.length > 5 ? `; and ${lines.length - 5} more` : ''}. Check the permissions of those files (or give the tool a way to read them, e.g. sudo).`, summary, lines);
+        }
+        if (result.exitCode !== 0)
+            throw this.failure(result, doing);
+        if (!summary)
+            throw new BackupError(`${doing} (${this.label}): restic ended well but reported no summary: ${stderrTail(this.redact(result.stdout)) || 'no output'}`);
+        return summary;
+    }
+    /**
+     * `restic backup --stdin --stdin-filename NAME`: the caller writes the data to `stdin`
+     * and ends it; `done` gives the summary. The end of stdin is the end of the data: a
+     * caller whose data source failed must forget the snapshot (or abort through `signal`
+     * before ending stdin, which stops restic without a snapshot).
+     */
+    backupStdin(o) {
+        if (o.filename === '' || o.filename.includes('/') || /[\r\n\0]/.test(o.filename))
+            throw new BackupError(`The file name '${o.filename}' for a restic stdin backup is not valid.`);
+        const args = [
+            ...['backup', '--json', '--quiet', '--host', o.hostname, ...tagOptions(o.tags)],
+            ...['--stdin', '--stdin-filename', o.filename],
+            ...(o.time ? ['--time', resticTime(o.time)] : []),
+        ];
+        const started = this.host.stream(this.argv(args, 'data'), {
+            input: this.secretLines,
+            feedStdin: true,
+            ...(o.signal ? { signal: o.signal } : {}),
+        });
+        const stdout = collect(started.stdout);
+        const done = Promise.all([started.done, stdout]).then(([result, out]) => {
+            const finished = reached(this.host, { ...result, stdout: out });
+            return this.summaryOf(finished, `Backing up ${o.filename} into the restic repository`);
+        });
+        return { stdin: started.stdin, done };
+    }
+    /** `restic snapshots --json`, of this host name and with all of these tags when given. */
+    async snapshots(o = {}) {
+        const args = [
+            'snapshots',
+            '--json',
+            ...tagFilter(o.tags),
+            ...(o.hostname ? ['--host', o.hostname] : []),
+        ];
+        const result = await this.execute(args, 'Listing the snapshots of the restic repository');
+        return parseSnapshots(result.stdout);
+    }
+    /** `restic forget ID… [--prune]`. */
+    async forget(ids, o = {}) {
+        if (ids.length === 0)
+            return;
+        await this.execute(['forget', ...(o.prune ? ['--prune'] : []), '--', ...ids], `Forgetting ${ids.length} snapshot(s) in the restic repository`);
+    }
+    /**
+     * `restic forget --tag … --host … --keep-… [--prune] --json`: applies the policy to the
+     * snapshots of this host with all of these tags, each distinct set of tags one history
+     * (`--group-by host,tags`). A policy with every rule off removes nothing and runs nothing.
+     */
+    async forgetByPolicy(o) {
+        if (isRetentionOff(o.policy)) {
+            const all = await this.snapshots({ tags: o.tags, hostname: o.hostname });
+            return { kept: all.map((s) => s.id), removed: [] };
+        }
+        const args = [
+            ...['forget', '--json', ...tagFilter(o.tags), '--host', o.hostname],
+            ...['--group-by', 'host,tags', ...keepOptions(o.policy)],
+            ...(o.prune ? ['--prune'] : []),
+        ];
+        const result = await this.execute(args, 'Removing old snapshots from the restic repository');
+        return parseForget(result.stdout);
+    }
+    /** `restic check`, reading this share of the data too when given (0 < percent ≤ 100). */
+    async check(mode = {}) {
+        const percent = mode.readDataSubsetPercent;
+        if (percent !== undefined && !(percent > 0 && percent <= 100))
+            throw new BackupError(`The share of data to read in restic check must be in (0, 100], not ${percent}.`);
+        await this.execute(['check', ...(percent !== undefined ? ['--read-data-subset', `${percent}%`] : [])], `Checking the restic repository${percent !== undefined ? ` (reading ${percent}% of the data)` : ''}`);
+    }
+    /** `restic dump SNAPSHOT PATH`: the file's bytes on stdout, streamed. */
+    dump(snapshot, path, o = {}) {
+        const started = this.host.stream(this.argv(['dump', '--', snapshot, path], 'watch'), {
+            input: this.secretLines,
+            keepStdinOpen: true,
+            ...(o.signal ? { signal: o.signal } : {}),
+        });
+        const done = started.done.then((result) => {
+            reached(this.host, result);
+            if (result.exitCode !== 0)
+                throw this.failure(result, `Reading ${path} of snapshot ${snapshot} from the restic repository`);
+        });
+        return { stdout: started.stdout, done, kill: () => started.kill() };
+    }
+    /** `restic restore SNAPSHOT --target DIR [--include …]` on the host. */
+    async restore(snapshot, target, o = {}) {
+        await this.execute([
+            ...['restore', '--target', target],
+            ...(o.include ?? []).flatMap((include) => ['--include', include]),
+            '--',
+            snapshot,
+        ], `Restoring snapshot ${snapshot} from the restic repository into ${target}`, o.signal);
+    }
+}
+/** All of a stream's bytes, as text (restic's JSON output: small). */
+function collect(stream) {
+    return new Promise((resolve, reject) => {
+        const chunks = [];
+        stream.on('data', (chunk) => chunks.push(chunk));
+        stream.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+        stream.once('error', reject);
+    });
+}
+
+;// CONCATENATED MODULE: ./src/steps/restic-files.ts
+// What restic reads on the host for a repository backup: the same file set as the tar
+// passes (steps/files.ts), as restic's paths and exclude patterns. restic stores each path
+// where it really is on the host (a symlinked top-level path is read where it points, as
+// tar reads it); the manifest records which part each path is.
+
+
+
+/** `path` with every character restic's patterns give a meaning to escaped. Pure. */
+function escapeResticPattern(path) {
+    return path.replace(/[\\*?[]/g, '\\$&');
+}
+/**
+ * The file set as restic's paths and excludes, in the two parts the backup takes apart:
+ * `install` (config/, the theme, apps: read once, before the maintenance window, so that
+ * config.php is kept as it was before maintenance mode went on) and `live` (the data
+ * directory and the absolute paths: read while the instance is live, then again inside the
+ * window). The user's patterns keep their meaning (see tarExcludeOptions): one with a
+ * leading '/' is anchored at the root of each part it falls in, any other matches at any
+ * depth (`*` within a name, `**` across names); the paths never read (the live SQLite
+ * files) are left out literally. Pure.
+ */
+function resticSelection(fileSet) {
+    // The same refusals as the tar passes (a pattern that would leave out a part whole).
+    tarExcludeOptions(fileSet.exclude, fileSet.parts);
+    const excludes = fileSet.skip.map((path) => `/${escapeResticPattern(fromRoot(path))}`);
+    for (const raw of fileSet.exclude) {
+        const pattern = raw.replace(/\/+$/, '');
+        if (pattern === '')
+            continue;
+        if (!pattern.startsWith('/')) {
+            excludes.push(pattern);
+            continue;
+        }
+        const path = pattern.replace(/^\/+/, '');
+        for (const part of fileSet.parts) {
+            const root = part.patternRoot;
+            const within = root === '' ? path : path.startsWith(`${root}/`) ? path.slice(root.length + 1) : undefined;
+            if (within === undefined && root !== path)
+                continue;
+            const source = `/${escapeResticPattern(fromRoot(part.source))}`;
+            excludes.push(within === undefined || within === '' ? source : `${source}/${within}`);
+        }
+    }
+    const installParts = fileSet.parts.filter((p) => p.part === 'install');
+    const liveParts = fileSet.parts.filter((p) => p.part !== 'install');
+    const install = outermostSources(installParts);
+    const live = outermostSources(liveParts);
+    if (install.length === 0 || live.length === 0)
+        throw new BackupError('Nothing to back up: the file set has no installation or data part.');
+    // A data directory inside the installation (a tarball install) is the live part's.
+    const inside = live
+        .filter((l) => install.some((i) => isWithin(l, i)))
+        .map((l) => `/${escapeResticPattern(fromRoot(l))}`);
+    const unique = (list) => [...new Set(list)];
+    return {
+        install: { paths: install, excludes: unique([...excludes, ...inside]) },
+        live: { paths: live, excludes: unique(excludes) },
+    };
+}
+
+;// CONCATENATED MODULE: ./src/backup-restic.ts
+// The orchestrator of a backup into a restic repository, restic running on the ownCloud
+// host (host mode: no file content crosses the runner):
+//   connect → discover → instance locked → preflight → restic found, repository opened →
+//   leftovers of killed runs forgotten → files snapshot while the instance is live →
+//   [maintenance on → files snapshot with the live one as parent (restic re-reads only what
+//   changed) ‖ dump into the repository (--stdin) ‖ row counts ‖ encryption state and index
+//   → maintenance restored] → encryption index → manifest snapshot (the backup is complete
+//   once it exists) → live snapshot forgotten → retention → check.
+// Every snapshot of one backup carries the tags owncloud-backup, instance=ID and
+// backup=NAME, and part=files|database|encryption-index|manifest; the manifest snapshot
+// also version=, db= and bytes=, so that `list` needs one `restic snapshots`. On any
+// failure every snapshot of the backup is forgotten again, and retention never runs.
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+/** The tag every snapshot of this tool carries. */
+const RESTIC_TAG = 'owncloud-backup';
+/** The name the manifest has in its snapshot. */
+const RESTIC_MANIFEST_NAME = 'manifest.json';
+/** The restic host name of an instance's snapshots: its instance id (stable across moves). */
+function resticHostname(instanceId) {
+    return instanceId === '' ? 'owncloud' : instanceId;
+}
+/** The tags of one part of one backup. Pure. */
+function partTags(instanceId, name, part) {
+    return [RESTIC_TAG, `instance=${resticHostname(instanceId)}`, `backup=${name}`, `part=${part}`];
+}
+/** The value of `key=` among a snapshot's tags. Pure. */
+function tagValue(snapshot, key) {
+    const tag = (snapshot.tags ?? []).find((t) => t.startsWith(`${key}=`));
+    return tag?.slice(key.length + 1);
+}
+function listedBackups(snapshots) {
+    return snapshots
+        .filter((s) => tagValue(s, 'part') === 'manifest' && (s.tags ?? []).includes(RESTIC_TAG))
+        .map((s) => ({
+        name: tagValue(s, 'backup') ?? '',
+        snapshot: s.id,
+        time: s.time,
+        instance: tagValue(s, 'instance') ?? '',
+        version: tagValue(s, 'version') ?? '',
+        db: tagValue(s, 'db') ?? '',
+        bytes: Number(tagValue(s, 'bytes') ?? 0),
+    }))
+        .sort((a, b) => b.time.localeCompare(a.time));
+}
+/** The backup names whose snapshots have no manifest: leftovers of runs that did not finish. Pure. */
+function incompleteBackups(snapshots) {
+    const byName = new Map();
+    for (const s of snapshots) {
+        const name = tagValue(s, 'backup');
+        if (!name || !(s.tags ?? []).includes(RESTIC_TAG))
+            continue;
+        const entry = byName.get(name) ?? { ids: [], complete: false };
+        entry.ids.push(s.id);
+        if (tagValue(s, 'part') === 'manifest')
+            entry.complete = true;
+        byName.set(name, entry);
+    }
+    const out = new Map();
+    for (const [name, entry] of byName)
+        if (!entry.complete)
+            out.set(name, entry.ids);
+    return out;
+}
+function repositoryOf(host, plan, prefix) {
+    return async () => {
+        const program = await findRestic(host, prefix);
+        return new ResticRepository(host, {
+            repository: plan.repository,
+            password: plan.password,
+            env: plan.env,
+            options: plan.options,
+        }, program, prefix);
+    };
+}
+async function runResticBackup(plan, context) {
+    const restic = plan.restic;
+    if (!restic)
+        throw new Error('runResticBackup needs a restic plan');
+    const { reporter, signal } = context;
+    const startedAt = context.startedAt ?? new Date();
+    const name = backupName(startedAt);
+    const interrupted = () => {
+        if (signal.aborted)
+            throw new InterruptedError();
+    };
+    let host;
+    let instanceLock;
+    let repository;
+    /** Once a snapshot of this backup may exist: on failure, every one of them is forgotten. */
+    let started = false;
+    let instance;
+    let complete = false;
+    const scratch = (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)((0,external_node_os_namespaceObject.tmpdir)(), 'owncloud-backup-restic-'));
+    try {
+        host = await connectStep(reporter, plan.target, context.secrets, context.ssh);
+        const connected = host;
+        interrupted();
+        const found = await reporter.group('Discover', async () => {
+            const discovered = await discoverInstance(connected, plan, context.secrets);
+            reporter.info(`${discovered.product === 'nextcloud' ? 'Nextcloud' : 'ownCloud'} ${discovered.version} (instance ${discovered.instanceId}) in ${discovered.installDir}`);
+            return discovered;
+        });
+        instance = found;
+        instanceLock = await acquireLock(connected, found.installDir, holderName(process.pid, (0,external_node_os_namespaceObject.hostname)(), startedAt), (heldBy) => `Another backup of the instance in ${found.installDir} on ${connected.label} is running (${heldBy}). Wait for it to finish.`, (argv) => asUser(connected.account, found.owner, argv));
+        interrupted();
+        const engine = engineFor(found.database.type);
+        const checked = await reporter.group('Preflight', () => preflight(connected, plan, found, engine, reporter, { runnerFiles: false }));
+        const { tool, fileSet } = checked;
+        const selection = resticSelection(fileSet);
+        const repo = await reporter.group('Restic repository', async () => {
+            const opened = await repositoryOf(connected, restic, fileSet.readAs)();
+            const how = await opened.open(restic.init, { signal });
+            reporter.info(`${how === 'created' ? 'Created' : 'Opened'} the restic repository ${opened.label} from ${connected.label}.`);
+            // Under the instance lock, a backup of this instance without its manifest is a
+            // killed run's leftover.
+            const leftovers = incompleteBackups(await opened.snapshots({
+                tags: [RESTIC_TAG, `instance=${resticHostname(found.instanceId)}`],
+            }));
+            for (const [leftover, ids] of leftovers) {
+                await opened.forget(ids);
+                reporter.warning(`Forgot the ${ids.length} snapshot${ids.length === 1 ? '' : 's'} of ${leftover}, a backup an interrupted run left incomplete.`);
+            }
+            return opened;
+        });
+        repository = repo;
+        interrupted();
+        const hostnameTag = resticHostname(found.instanceId);
+        const tags = (part) => partTags(found.instanceId, name, part);
+        const filesBackup = (part, stepSignal, parent) => repo.backupPaths({
+            ...(part === 'install' ? selection.install : selection.live),
+            tags: tags(part),
+            hostname: hostnameTag,
+            time: startedAt,
+            signal: stepSignal,
+            ...(parent ? { parent } : {}),
+            oneFileSystem: true,
+        });
+        started = true;
+        const { install, live } = await reporter.group('Files (restic, while the instance is live)', async () => {
+            // The installation's part (config.php among it) is kept as it is before the window.
+            const installed = await filesBackup('install', signal);
+            reporter.info(`Installation: ${installed.filesNew + installed.filesChanged + installed.filesUnmodified} files, ${formatBytes(installed.totalBytesProcessed)} (snapshot ${installed.id}).`);
+            try {
+                const summary = await filesBackup('files-live', signal);
+                reporter.info(`Data: ${summary.filesNew + summary.filesChanged + summary.filesUnmodified} files, ${formatBytes(summary.totalBytesProcessed)} read; ${formatBytes(summary.dataAdded)} new in the repository (snapshot ${summary.id}).`);
+                return { install: installed, live: summary };
+            }
+            catch (error) {
+                // Files that vanish or change while read are normal on a live server: the pass
+                // inside the maintenance window reads them again.
+                if (!(error instanceof IncompleteSnapshotError))
+                    throw error;
+                reporter.info(`Some files could not be read while the instance was live (snapshot ${error.summary.id}); the pass inside the maintenance window reads them again.`);
+                return { install: installed, live: error.summary };
+            }
+        });
+        interrupted();
+        const maintenance = plan.maintenanceMode
+            ? new MaintenanceGuard(connected, { installDir: found.installDir, user: found.owner }, (m) => reporter.info(m), context.maintenanceRestoreSeconds, context.onMaintenance)
+            : undefined;
+        const dumpContext = {
+            connection: found.database,
+            tool,
+            account: connected.account,
+            owner: found.owner,
+        };
+        const dumpName = dumpFileName(startedAt, 'zstd').replace(/\.zst$/, '');
+        const indexPath = (0,external_node_path_namespaceObject.join)(scratch, encryptionIndexName(startedAt, 'zstd'));
+        let failure;
+        let outcome;
+        await reporter.group(maintenance
+            ? 'Maintenance window (files snapshot, database dump, row counts, encryption index)'
+            : 'Files snapshot, database dump, row counts and encryption index', async () => {
+            try {
+                await maintenance?.enable();
+                const [files, dump, rowCounts, encryption] = await allOrNothing(signal, (stepSignal) => {
+                    const dumping = dumpDatabase({
+                        host: connected,
+                        engine,
+                        connection: found.database,
+                        tool,
+                        owner: found.owner,
+                        into: resticDumpSink(repo, {
+                            filename: dumpName,
+                            tags: tags('database'),
+                            hostname: hostnameTag,
+                            time: startedAt,
+                            signal: stepSignal,
+                        }),
+                        idleTimeoutSeconds: plan.dumpTimeoutSeconds,
+                        signal: stepSignal,
+                    });
+                    return [
+                        filesBackup('files', stepSignal, live.id),
+                        dumping,
+                        countRows(connected, engine, dumpContext, stepSignal, {
+                            seconds: plan.dumpTimeoutSeconds,
+                            after: dumping,
+                        }),
+                        recordEncryption(connected, engine, dumpContext, {
+                            indexPath,
+                            compression: 'zstd',
+                            signal: stepSignal,
+                            timeout: { seconds: plan.dumpTimeoutSeconds, after: dumping },
+                        }),
+                    ];
+                });
+                outcome = { files, dump, rowCounts, encryption };
+            }
+            catch (error) {
+                failure = error;
+            }
+            if (maintenance) {
+                try {
+                    await maintenance.restore();
+                }
+                catch (restoreError) {
+                    throw new MaintenanceNotRestoredError(failure
+                        ? `${describeError(failure)} ${describeError(restoreError)}`
+                        : describeError(restoreError));
+                }
+                if (maintenance.window.switchedByUs)
+                    reporter.info(`Maintenance mode was on for ${formatSeconds(maintenance.seconds())}.`);
+            }
+            if (failure !== undefined || !outcome)
+                throw failure;
+            const { files, dump, rowCounts } = outcome;
+            reporter.info(`Files: ${files.filesNew} new, ${files.filesChanged} changed, ${files.filesUnmodified} unchanged since the live pass; snapshot ${files.id}.`);
+            reporter.info(`Database dump: ${formatBytes(dump.rawBytes)} into ${dumpName} (snapshot ${dump.id}).`);
+            const tables = Object.keys(rowCounts).length;
+            reporter.info(`Row counts: ${tables} table${tables === 1 ? '' : 's'}, ${Object.values(rowCounts).reduce((sum, n) => sum + n, 0)} rows.`);
+        });
+        const { files, dump, rowCounts, encryption } = outcome;
+        interrupted();
+        let index;
+        if (encryption.index) {
+            const stored = repo.backupStdin({
+                filename: encryptionIndexName(startedAt, 'zstd'),
+                tags: tags('encryption-index'),
+                hostname: hostnameTag,
+                time: startedAt,
+                signal,
+            });
+            (0,external_node_fs_namespaceObject.createReadStream)(indexPath).pipe(stored.stdin);
+            index = await stored.done;
+        }
+        interrupted();
+        const manifest = {
+            format: 'owncloud-backup-restic/1',
+            tool: { name: TOOL.name, version: TOOL.version },
+            name,
+            startedAt: startedAt.toISOString(),
+            finishedAt: new Date().toISOString(),
+            source: {
+                host: plan.target.kind === 'ssh' ? connected.label : `${(0,external_node_os_namespaceObject.hostname)()} (local)`,
+                transport: plan.target.kind,
+            },
+            repository: { display: repo.label, resticVersion: repo.version },
+            instance: {
+                product: found.product,
+                version: found.version,
+                instanceId: found.instanceId,
+                installDir: found.installDir,
+                dataDir: found.dataDir,
+                owner: found.owner,
+            },
+            snapshots: {
+                install: install.id,
+                files: files.id,
+                database: dump.id,
+                ...(index ? { encryptionIndex: index.id } : {}),
+            },
+            files: {
+                parts: fileSet.parts.map((p) => ({ source: p.source, member: p.member, part: p.part })),
+                excludes: { install: selection.install.excludes, files: selection.live.excludes },
+                filesNew: files.filesNew,
+                filesChanged: files.filesChanged,
+                filesUnmodified: files.filesUnmodified,
+                bytes: install.totalBytesProcessed + files.totalBytesProcessed,
+            },
+            database: {
+                type: found.database.type,
+                name: found.database.name,
+                dumpTool: tool.program,
+                dumpToolVersion: tool.version,
+                file: dumpName,
+                dumpBytes: dump.rawBytes,
+                rowCounts,
+            },
+            encryption: {
+                ...encryption.state,
+                ...(encryption.index
+                    ? {
+                        index: {
+                            file: encryptionIndexName(startedAt, 'zstd'),
+                            files: encryption.index.files,
+                        },
+                    }
+                    : {}),
+            },
+            maintenance: {
+                managed: maintenance !== undefined,
+                switchedByUs: maintenance?.window.switchedByUs ?? false,
+                seconds: maintenance?.seconds() ?? 0,
+            },
+            dataAdded: install.dataAdded +
+                live.dataAdded +
+                files.dataAdded +
+                dump.dataAdded +
+                (index?.dataAdded ?? 0),
+        };
+        const stored = repo.backupStdin({
+            filename: RESTIC_MANIFEST_NAME,
+            tags: [
+                ...tags('manifest'),
+                `version=${found.version}`,
+                `db=${found.database.type}`,
+                `bytes=${install.totalBytesProcessed + files.totalBytesProcessed + dump.rawBytes}`,
+            ],
+            hostname: hostnameTag,
+            time: startedAt,
+            signal,
+        });
+        external_node_stream_namespaceObject.Readable.from([`${JSON.stringify(manifest, null, 2)}\n`]).pipe(stored.stdin);
+        const manifestSnapshot = await stored.done;
+        complete = true;
+        reporter.info(`Backup ${name} complete: manifest snapshot ${manifestSnapshot.id}.`);
+        // The live pass was only the parent of the window's snapshot.
+        await repo
+            .forget([live.id])
+            .catch((error) => reporter.warning(`Could not forget the live pass's snapshot ${live.id} (the backup is complete): ${describeError(error)}`));
+        const retention = await applyResticRetention(plan, context, repo, found.instanceId, name);
+        let checkedRepository;
+        if (restic.check.kind !== 'none') {
+            const what = restic.check.kind === 'metadata'
+                ? 'restic check (metadata)'
+                : `restic check --read-data-subset ${restic.check.percent}%`;
+            await reporter.group(what, async () => {
+                await repo.check(restic.check.kind === 'read-data-subset'
+                    ? { readDataSubsetPercent: restic.check.percent }
+                    : {});
+                reporter.info(`${what}: no errors were found.`);
+            });
+            checkedRepository = what;
+        }
+        return {
+            name,
+            manifest,
+            snapshot: manifestSnapshot.id,
+            ...(retention ? { retention } : {}),
+            ...(checkedRepository ? { checked: checkedRepository } : {}),
+        };
+    }
+    catch (error) {
+        if (started && !complete && repository && instance) {
+            const repo = repository;
+            const ours = await repo
+                .snapshots({ tags: [RESTIC_TAG, `backup=${name}`] })
+                .catch(() => undefined);
+            if (ours === undefined)
+                reporter.warning(`Could not list this run's snapshots to forget them: the next backup of the instance forgets them.`);
+            else if (ours.length > 0)
+                await repo
+                    .forget(ours.map((s) => s.id))
+                    .then(() => reporter.info(`Forgot the ${ours.length} snapshot${ours.length === 1 ? '' : 's'} of this incomplete backup.`))
+                    .catch(() => reporter.warning('Could not forget the snapshots of this incomplete backup: the next backup of the instance forgets them.'));
+        }
+        if (signal.aborted && error instanceof MaintenanceNotRestoredError)
+            throw new InterruptedError(`The backup was interrupted. ${describeError(error)}`);
+        if (signal.aborted)
+            throw new InterruptedError();
+        throw error;
     }
     finally {
-        signal.removeEventListener('abort', stop);
+        (0,external_node_fs_namespaceObject.rmSync)(scratch, { recursive: true, force: true });
+        await instanceLock?.release();
+        await host?.close();
     }
+}
+/** The dump into the repository as a file of its own (`restic backup --stdin`). */
+function resticDumpSink(repo, o) {
+    let done;
+    return {
+        store(source) {
+            const stored = repo.backupStdin(o);
+            done = stored.done;
+            source.pipe(stored.stdin);
+            source.once('error', (error) => stored.stdin.destroy(error));
+            return stored.done;
+        },
+        // The whole backup's snapshots are forgotten on failure; this one is among them.
+        discard: async () => {
+            await done?.catch(() => { });
+        },
+    };
+}
+/**
+ * The retention policy over this instance's complete backups (their manifest snapshots):
+ * every snapshot of a backup no rule keeps is forgotten, then the repository is pruned.
+ * The backup just written is always kept. Failing here is a warning: the backup is complete.
+ */
+async function applyResticRetention(plan, context, repo, instanceId, justWritten) {
+    const { reporter, signal } = context;
+    if (isRetentionOff(plan.retention))
+        return undefined;
+    const policy = `${describePolicy(plan.retention)}; UTC`;
+    if (signal.aborted) {
+        reporter.warning(`Retention (${policy}) skipped: the run was interrupted. Nothing removed.`);
+        return undefined;
+    }
+    return reporter.group(`Retention (${policy})`, async () => {
+        try {
+            const all = await repo.snapshots({
+                tags: [RESTIC_TAG, `instance=${resticHostname(instanceId)}`],
+            });
+            const backups = listedBackups(all).map((b) => ({
+                name: b.name,
+                time: new Date(b.time),
+            }));
+            const decision = selectKept(backups, plan.retention, justWritten);
+            const removed = new Set(decision.remove.map((b) => b.name));
+            const ids = all.filter((s) => removed.has(tagValue(s, 'backup') ?? '')).map((s) => s.id);
+            for (const backup of decision.remove)
+                reporter.info(`Forgetting ${backup.name}: not kept (${(decision.reasons.get(backup.name) ?? []).join('; ')}).`);
+            if (ids.length > 0)
+                await repo.forget(ids, { prune: true });
+            reporter.info(`Retention: kept ${decision.keep.length}, removed ${decision.remove.length}.`);
+            return {
+                kept: decision.keep.map((b) => b.name),
+                removed: decision.remove.map((b) => b.name),
+            };
+        }
+        catch (error) {
+            reporter.warning(`Retention stopped: ${describeError(error).replace(/\.$/, '')}. The backup itself is complete.`);
+            return undefined;
+        }
+    });
+}
+/** The complete backups of the repository, as `list` shows them. */
+async function listResticBackups(plan, context) {
+    const restic = plan.restic;
+    if (!restic)
+        throw new Error('listResticBackups needs a restic plan');
+    const host = await connectStep(context.reporter, plan.target, context.secrets, context.ssh);
+    try {
+        const repo = await repositoryOf(host, restic, [])();
+        await repo.open(false);
+        return listedBackups(await repo.snapshots({ tags: [RESTIC_TAG] }));
+    }
+    finally {
+        await host.close();
+    }
+}
+/** A path of the files snapshot: where a member of the instance's layout was on the host. */
+function memberSource(manifest, member) {
+    const parts = [...manifest.files.parts].sort((a, b) => b.member.length - a.member.length);
+    for (const part of parts)
+        if (member === part.member || member.startsWith(`${part.member}/`))
+            return `${part.source}${member.slice(part.member.length)}`;
+    return undefined;
 }
 
 ;// CONCATENATED MODULE: ./src/steps/archive-listing.ts
@@ -20394,6 +21494,14 @@ const INPUTS = {
     keepWeekly: 'keep-weekly',
     keepMonthly: 'keep-monthly',
     keepYearly: 'keep-yearly',
+    // Where the backup goes: a backup directory (artifact) or a restic repository.
+    destination: 'destination',
+    resticRepository: 'restic-repository',
+    resticPassword: 'restic-password',
+    resticEnv: 'restic-env',
+    resticOption: 'restic-option',
+    resticInit: 'restic-init',
+    check: 'check',
     // Restore only.
     dbAdminUser: 'db-admin-user',
     dbAdminPassword: 'db-admin-password',
@@ -20428,6 +21536,13 @@ const CLI_ONLY = [
     INPUTS.keepWeekly,
     INPUTS.keepMonthly,
     INPUTS.keepYearly,
+    INPUTS.destination,
+    INPUTS.resticRepository,
+    INPUTS.resticPassword,
+    INPUTS.resticEnv,
+    INPUTS.resticOption,
+    INPUTS.resticInit,
+    INPUTS.check,
 ];
 /** Inputs of a whole-instance restore that mean nothing when single paths come back. */
 const WHOLE_RESTORE_ONLY = [
@@ -20665,6 +21780,7 @@ function planBackup(raw, defaults, label = actionLabel) {
         monthly: keep(INPUTS.keepMonthly),
         yearly: keep(INPUTS.keepYearly),
     };
+    const repository = planRestic(raw, defaults, label);
     return {
         ...instance,
         extraPaths,
@@ -20674,12 +21790,91 @@ function planBackup(raw, defaults, label = actionLabel) {
         compression: oneOf(INPUTS.compression, ['zstd', 'gzip'], 'zstd'),
         backupDir: absolutePath(INPUTS.backupDir, value(INPUTS.backupDir) || defaults.backupDir),
         dumpTimeoutSeconds: integer(INPUTS.dumpTimeout, 1, 7 * 24 * 3600) ?? 600,
-        restoreTest: boolean(INPUTS.restoreTest, defaults.restoreTest ?? false),
+        restoreTest: repository.restic
+            ? false
+            : boolean(INPUTS.restoreTest, defaults.restoreTest ?? false),
         ...(value(INPUTS.encryptTo) !== ''
             ? { encryptTo: parseRecipients(raw[INPUTS.encryptTo], label(INPUTS.encryptTo)) }
             : {}),
         retention,
+        ...repository,
     };
+}
+/** Backend variables restic-env may not name: the repository and its password have inputs. */
+const RESTIC_OWN = /^RESTIC_(PASSWORD|PASSWORD_FILE|PASSWORD_COMMAND|REPOSITORY|REPOSITORY_FILE)$/;
+/** destination and the restic-* inputs: a ResticPlan for destination restic, else none. */
+function planRestic(raw, defaults, label) {
+    const { value, fail, oneOf, boolean } = validators(raw, label);
+    const destination = oneOf(INPUTS.destination, ['directory', 'artifact', 'restic'], defaults.destination ?? 'directory');
+    const resticOnly = [
+        INPUTS.resticRepository,
+        INPUTS.resticPassword,
+        INPUTS.resticEnv,
+        INPUTS.resticOption,
+        INPUTS.resticInit,
+        INPUTS.check,
+    ];
+    if (destination !== 'restic') {
+        for (const name of resticOnly)
+            if (value(name) !== '')
+                fail(name, `it only applies with ${label(INPUTS.destination)} restic.`);
+        return {};
+    }
+    const repository = (raw[INPUTS.resticRepository] ?? '').trim();
+    if (repository === '')
+        fail(INPUTS.resticRepository, 'a restic repository is needed with destination restic (a path on the host, or sftp:, rest:, s3:, b2:, azure:, gs:, rclone:).');
+    if (/[\r\n\0]/.test(repository) || repository.startsWith('-'))
+        fail(INPUTS.resticRepository, 'expected a restic repository string on one line.');
+    const password = raw[INPUTS.resticPassword] ?? '';
+    if (password === '')
+        fail(INPUTS.resticPassword, 'the repository password is needed with destination restic.');
+    if (/[\r\n\0]/.test(password))
+        fail(INPUTS.resticPassword, 'the password contains a line break or NUL byte.');
+    const env = {};
+    for (const name of words(raw[INPUTS.resticEnv]).flatMap((line) => line.split(/[\s,]+/))) {
+        if (name === '')
+            continue;
+        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name))
+            fail(INPUTS.resticEnv, `'${name}' is not an environment variable name.`);
+        if (RESTIC_OWN.test(name))
+            fail(INPUTS.resticEnv, `${name} is given by ${label(INPUTS.resticRepository)} or ${label(INPUTS.resticPassword)}, not as a backend variable.`);
+        const given = defaults.environment?.[name];
+        if (given === undefined || given === '')
+            fail(INPUTS.resticEnv, `the environment variable ${name} is not set (or empty).`);
+        if (/[\r\n\0]/.test(given))
+            fail(INPUTS.resticEnv, `the value of ${name} contains a line break or NUL byte.`);
+        env[name] = given;
+    }
+    const options = words(raw[INPUTS.resticOption]);
+    for (const option of options)
+        if (!/^[^=\s-][^=\s]*=\S/.test(option))
+            fail(INPUTS.resticOption, `'${option}' is not of the form key=value (e.g. sftp.connections=2).`);
+    if (value(INPUTS.encryptTo) !== '')
+        fail(INPUTS.encryptTo, 'a restic repository is encrypted by restic itself (restic-password); encrypt-to is for backup directories and artifacts.');
+    if (boolean(INPUTS.restoreTest, false))
+        fail(INPUTS.restoreTest, 'the restore test is not available for a restic repository yet: check the repository with the input check (metadata or read-data-subset=N%).');
+    return {
+        restic: {
+            repository,
+            password,
+            env,
+            options,
+            init: boolean(INPUTS.resticInit, false),
+            check: resticCheck(value(INPUTS.check), (message) => fail(INPUTS.check, message)),
+        },
+    };
+}
+/** `none`, `metadata` or `read-data-subset=N%` (0 < N ≤ 100). Pure. */
+function resticCheck(given, fail) {
+    const text = given.trim().toLowerCase();
+    if (text === '' || text === 'none')
+        return { kind: 'none' };
+    if (text === 'metadata')
+        return { kind: 'metadata' };
+    const subset = /^read-data-subset=(\d+(?:\.\d+)?)%$/.exec(text);
+    if (subset && Number(subset[1]) > 0 && Number(subset[1]) <= 100)
+        return { kind: 'read-data-subset', percent: Number(subset[1]) };
+    return fail(`'${given}' is not supported. Expected none, metadata or read-data-subset=N% (N from 0 to 100, e.g. read-data-subset=5%).`);
 }
 /** Validates a restore's inputs up front; the backup path is the CLI's argument (or the download). */
 function planRestore(raw, backupPath, label = actionLabel) {
@@ -20831,14 +22026,19 @@ function planPathRestore(raw, backupPath, label = actionLabel) {
 
 
 
+
 const EXIT = { ok: 0, failed: 1, usage: 2, skipped: 3, interrupted: 130 };
 const ENV = {
     dbPassword: 'OWNCLOUD_BACKUP_DB_PASSWORD',
     dbAdminPassword: 'OWNCLOUD_BACKUP_DB_ADMIN_PASSWORD',
     sshKey: 'OWNCLOUD_BACKUP_SSH_KEY',
     identity: 'OWNCLOUD_BACKUP_IDENTITY',
+    resticRepository: 'OWNCLOUD_BACKUP_RESTIC_REPOSITORY',
+    resticPassword: 'OWNCLOUD_BACKUP_RESTIC_PASSWORD',
 };
 const USAGE = `Usage: owncloud-backup backup [options]
+       owncloud-backup backup --destination restic --restic-repository REPO [options]
+       owncloud-backup list --restic-repository REPO [options]
        owncloud-backup verify [--restore-test] [--identity-file FILE] BACKUP-DIR
        owncloud-backup restore BACKUP-DIR [options]
        owncloud-backup restore BACKUP-DIR --path USER/files/PATH [--path ...] [options]
@@ -20897,6 +22097,23 @@ backup names; no --keep-* option: nothing is ever removed; 0: the rule is off):
   --keep-yearly N          likewise for years
                            The backup just written is always kept; other files and
                            directories in --backup-dir are never touched
+Into a restic repository instead of --backup-dir (restic runs on the ownCloud server, which
+reads the files in place: no file crosses this machine; the dump passes through it):
+  --destination TYPE       directory (default) or restic
+  --restic-repository REPO any restic repository as seen from the server: a path, sftp:,
+                           rest:, s3:, b2:, azure:, gs:, rclone: (or env
+                           ${ENV.resticRepository}, for one holding credentials)
+  --restic-password-file FILE  the repository password (or env ${ENV.resticPassword})
+  --restic-env NAME        a backend variable (AWS_ACCESS_KEY_ID, …) to pass to restic with
+                           the value it has here; repeatable
+  --restic-option KEY=VAL  a restic extended option (-o), e.g. sftp.connections=2; repeatable
+  --restic-init            create the repository when there is none yet
+  --check MODE             after the backup: none (default), metadata (restic check) or
+                           read-data-subset=N% (also reads N% of the data)
+                           The --keep-* options apply to the instance's backups in the
+                           repository (every snapshot of a removed backup, then prune)
+  list shows the complete backups in the repository: name, manifest snapshot, date, instance,
+  version, database type and size.
   env ${SERVER_DIRS_ENV}  where to look for the server programs
                            after PATH (':'-separated), instead of /usr/sbin,
                            /usr/lib/postgresql/*/bin and the like
@@ -20990,9 +22207,24 @@ const OPTIONS = {
     'encrypt-to': { type: 'string', multiple: true },
     identity: { type: 'string' },
     'identity-file': { type: 'string' },
+    destination: { type: 'string' },
+    'restic-repository': { type: 'string' },
+    'restic-password': { type: 'string' },
+    'restic-password-file': { type: 'string' },
+    'restic-env': { type: 'string', multiple: true },
+    'restic-option': { type: 'string', multiple: true },
+    'restic-init': { type: 'boolean' },
+    check: { type: 'string' },
 };
 /** Options that mean something for one command only. */
 const ONLY_FOR = {
+    destination: 'backup',
+    'restic-init': 'backup',
+    check: 'backup',
+    'restic-repository': 'backup or list',
+    'restic-password-file': 'backup or list',
+    'restic-env': 'backup or list',
+    'restic-option': 'backup or list',
     'extra-paths': 'backup',
     exclude: 'backup',
     'install-type': 'backup',
@@ -21053,14 +22285,15 @@ function cliInputs(args, env, cwd = process.cwd()) {
     }
     const { values, positionals } = parsed;
     const command = positionals[0];
-    if (command !== 'backup' && command !== 'restore')
-        throw new InputError(`Expected the command 'backup', 'restore' or 'verify', got '${positionals.join(' ')}' (see owncloud-backup --help).`);
+    if (command !== 'backup' && command !== 'restore' && command !== 'list')
+        throw new InputError(`Expected the command 'backup', 'restore', 'list' or 'verify', got '${positionals.join(' ')}' (see owncloud-backup --help).`);
     for (const [option, only] of Object.entries(ONLY_FOR))
-        if (only !== command && values[option] !== undefined)
+        if (!only.split(' or ').includes(command) &&
+            values[option] !== undefined)
             throw new InputError(`Option --${option} only applies to ${only} (see owncloud-backup --help).`);
     let backupPath;
-    if (command === 'backup' && positionals.length !== 1)
-        throw new InputError(`Unexpected argument '${positionals.slice(1).join(' ')}' after 'backup' (see owncloud-backup --help).`);
+    if ((command === 'backup' || command === 'list') && positionals.length !== 1)
+        throw new InputError(`Unexpected argument '${positionals.slice(1).join(' ')}' after '${command}' (see owncloud-backup --help).`);
     if (command === 'restore') {
         if (values.cleanup && positionals.length !== 1)
             throw new InputError('restore --cleanup takes no BACKUP-DIR: it removes what earlier restores moved aside.');
@@ -21075,6 +22308,8 @@ function cliInputs(args, env, cwd = process.cwd()) {
         throw new InputError(`Refusing --db-password: a password on the command line is visible to every user of this machine. Use the environment variable ${ENV.dbPassword} or --db-password-file.`);
     if (values['ssh-key'] !== undefined)
         throw new InputError(`Refusing --ssh-key: pass the key as a file (--ssh-key-file) or in ${ENV.sshKey}.`);
+    if (values['restic-password'] !== undefined)
+        throw new InputError(`Refusing --restic-password: a password on the command line is visible to every user of this machine. Use the environment variable ${ENV.resticPassword} or --restic-password-file.`);
     if (values.identity !== undefined)
         throw new InputError(`Refusing --identity: a secret key on the command line is visible to every user of this machine. Pass it as a file (--identity-file) or in ${ENV.identity}.`);
     const raw = {};
@@ -21131,6 +22366,18 @@ function cliInputs(args, env, cwd = process.cwd()) {
         raw[INPUTS.exclude] = values.exclude.join('\n');
     if (values['encrypt-to'])
         raw[INPUTS.encryptTo] = values['encrypt-to'].join('\n');
+    if (command === 'list')
+        raw[INPUTS.destination] = 'restic';
+    else if (values.destination !== undefined)
+        raw[INPUTS.destination] = values.destination;
+    if (values['restic-env'])
+        raw[INPUTS.resticEnv] = values['restic-env'].join('\n');
+    if (values['restic-option'])
+        raw[INPUTS.resticOption] = values['restic-option'].join('\n');
+    if (values['restic-init'])
+        raw[INPUTS.resticInit] = 'true';
+    if (values.check !== undefined)
+        raw[INPUTS.check] = values.check;
     const sources = {
         [INPUTS.sshKey]: `option --ssh-key-file (or environment variable ${ENV.sshKey})`,
         [INPUTS.knownHosts]: 'option --known-hosts (or --known-hosts-file)',
@@ -21167,6 +22414,28 @@ function cliInputs(args, env, cwd = process.cwd()) {
         raw[INPUTS.dbPassword] = env[ENV.dbPassword];
         sources[INPUTS.dbPassword] = `environment variable ${ENV.dbPassword}`;
     }
+    const restic = command === 'list' || raw[INPUTS.destination]?.trim().toLowerCase() === 'restic';
+    if (values['restic-repository'] !== undefined) {
+        if (/^[a-z0-9]+:[a-z][a-z0-9+.-]*:\/\/[^/@]*:[^/@]*@/i.test(values['restic-repository']))
+            throw new InputError(`Refusing --restic-repository with a password in its URL: the command line is visible to every user of this machine. Put the repository in the environment variable ${ENV.resticRepository}.`);
+        raw[INPUTS.resticRepository] = values['restic-repository'];
+        sources[INPUTS.resticRepository] = 'option --restic-repository';
+    }
+    else if (restic && env[ENV.resticRepository]) {
+        raw[INPUTS.resticRepository] = env[ENV.resticRepository];
+        sources[INPUTS.resticRepository] = `environment variable ${ENV.resticRepository}`;
+    }
+    if (values['restic-password-file']) {
+        raw[INPUTS.resticPassword] = readSecretFile('--restic-password-file', values['restic-password-file']).replace(/\r?\n$/, '');
+        sources[INPUTS.resticPassword] = 'option --restic-password-file';
+    }
+    else if (restic && env[ENV.resticPassword] !== undefined) {
+        raw[INPUTS.resticPassword] = env[ENV.resticPassword];
+        sources[INPUTS.resticPassword] = `environment variable ${ENV.resticPassword}`;
+    }
+    else
+        sources[INPUTS.resticPassword] =
+            `option --restic-password-file (or environment variable ${ENV.resticPassword})`;
     if (values['db-admin-password-file']) {
         raw[INPUTS.dbAdminPassword] = readSecretFile('--db-admin-password-file', values['db-admin-password-file']).replace(/\r?\n$/, '');
         sources[INPUTS.dbAdminPassword] = 'option --db-admin-password-file';
@@ -21214,6 +22483,56 @@ function summary(result) {
         `  took ${formatSeconds(manifest.durationSeconds)}`,
     ];
     return `${lines.join('\n')}\n`;
+}
+/** Every secret of a restic plan: the password, the backend values, a URL's credentials. */
+function addResticSecrets(secrets, restic) {
+    secrets.add(restic.password);
+    for (const value of Object.values(restic.env))
+        secrets.add(value);
+    const info = /^[a-z0-9]+:[a-z][a-z0-9+.-]*:\/\/([^/]*)@/i.exec(restic.repository)?.[1];
+    if (info?.includes(':'))
+        secrets.add(info.slice(info.indexOf(':') + 1));
+}
+function resticSummary(result) {
+    const { manifest } = result;
+    const product = manifest.instance.product === 'nextcloud' ? 'Nextcloud' : 'ownCloud';
+    const lines = [
+        `Backup complete: ${result.name} in the restic repository ${manifest.repository.display}`,
+        `  ${product} ${manifest.instance.version} (instance ${manifest.instance.instanceId}) from ${manifest.source.host}`,
+        `  manifest snapshot ${result.snapshot}; installation snapshot ${manifest.snapshots.install}; data snapshot ${manifest.snapshots.files}; database snapshot ${manifest.snapshots.database} (${manifest.database.file})${manifest.snapshots.encryptionIndex ? `; encryption index snapshot ${manifest.snapshots.encryptionIndex}` : ''}`,
+        `  database ${manifest.database.type} '${manifest.database.name}', dumped with ${manifest.database.dumpTool} (${manifest.database.dumpToolVersion}), ${formatBytes(manifest.database.dumpBytes)}`,
+        `  ${formatBytes(manifest.files.bytes)} of files; ${formatBytes(manifest.dataAdded)} added to the repository`,
+        `  maintenance mode: ${manifest.maintenance.managed ? (manifest.maintenance.switchedByUs ? `on for ${formatSeconds(manifest.maintenance.seconds)}, then off again` : 'was on already, left on') : 'not managed (disabled by option)'}`,
+        ...(result.retention
+            ? [
+                `  retention: kept ${result.retention.kept.length}, removed ${result.retention.removed.length}`,
+                ...result.retention.removed.map((name) => `    removed ${name}`),
+            ]
+            : []),
+        ...(result.checked ? [`  ${result.checked}: no errors`] : []),
+    ];
+    return `${lines.join('\n')}\n`;
+}
+function listText(backups) {
+    if (backups.length === 0)
+        return 'No complete backups in the repository.\n';
+    const rows = backups.map((b) => [
+        b.name,
+        b.snapshot.slice(0, 8),
+        b.time.replace(/\.\d+/, ''),
+        b.instance,
+        b.version,
+        b.db,
+        formatBytes(b.bytes),
+    ]);
+    const head = ['BACKUP', 'SNAPSHOT', 'TIME', 'INSTANCE', 'VERSION', 'DB', 'SIZE'];
+    const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+    return `${[head, ...rows]
+        .map((r) => r
+        .map((c, i) => c.padEnd(widths[i]))
+        .join('  ')
+        .trimEnd())
+        .join('\n')}\n`;
 }
 function retentionLines(retention) {
     const { kept, removed, failed } = retention;
@@ -21285,6 +22604,26 @@ async function runCli(args) {
         secrets.add(raw[INPUTS.sshKey]);
         secrets.add(raw[INPUTS.dbAdminPassword]);
         secrets.add(raw[INPUTS.identity]);
+        secrets.add(raw[INPUTS.resticPassword]);
+        if (inputs.command === 'list' || raw[INPUTS.destination]?.trim().toLowerCase() === 'restic') {
+            const planned = planBackup(raw, { backupDir: process.cwd(), environment: process.env }, label);
+            addResticSecrets(secrets, planned.restic);
+            const ssh = keepAliveSeconds ? { ssh: { keepAliveSeconds } } : {};
+            if (inputs.command === 'list') {
+                const listed = await listResticBackups(planned, { reporter, secrets, ...ssh });
+                process.stdout.write(listText(listed));
+                return EXIT.ok;
+            }
+            const result = await runResticBackup(planned, {
+                reporter,
+                secrets,
+                signal: controller.signal,
+                progressSeconds: progressSecondsFrom(process.env),
+                ...ssh,
+            });
+            process.stdout.write(resticSummary(result));
+            return EXIT.ok;
+        }
         if (inputs.command === 'restore' && inputs.list !== undefined)
             return await listPath(inputs.backupPath, inputs.list, planInstance(raw, label).identity);
         if (inputs.command === 'restore' && raw[INPUTS.path] !== undefined) {

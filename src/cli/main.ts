@@ -5,6 +5,12 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runBackup, type BackupResult } from '../backup.ts';
+import {
+  listResticBackups,
+  runResticBackup,
+  type ListedBackup,
+  type ResticBackupResult,
+} from '../backup-restic.ts';
 import { cleanupPrevious, runRestore, type RestoreResult } from '../restore.ts';
 import {
   listBackupPath,
@@ -30,6 +36,7 @@ import {
   type InputLabel,
   type InputName,
   type RawInputs,
+  type ResticPlan,
 } from '../settings.ts';
 import { formatBytes } from '../steps/preflight.ts';
 import type { RetentionOutcome } from '../steps/backup-dir.ts';
@@ -45,9 +52,13 @@ export const ENV = {
   dbAdminPassword: 'OWNCLOUD_BACKUP_DB_ADMIN_PASSWORD',
   sshKey: 'OWNCLOUD_BACKUP_SSH_KEY',
   identity: 'OWNCLOUD_BACKUP_IDENTITY',
+  resticRepository: 'OWNCLOUD_BACKUP_RESTIC_REPOSITORY',
+  resticPassword: 'OWNCLOUD_BACKUP_RESTIC_PASSWORD',
 } as const;
 
 const USAGE = `Usage: owncloud-backup backup [options]
+       owncloud-backup backup --destination restic --restic-repository REPO [options]
+       owncloud-backup list --restic-repository REPO [options]
        owncloud-backup verify [--restore-test] [--identity-file FILE] BACKUP-DIR
        owncloud-backup restore BACKUP-DIR [options]
        owncloud-backup restore BACKUP-DIR --path USER/files/PATH [--path ...] [options]
@@ -106,6 +117,23 @@ backup names; no --keep-* option: nothing is ever removed; 0: the rule is off):
   --keep-yearly N          likewise for years
                            The backup just written is always kept; other files and
                            directories in --backup-dir are never touched
+Into a restic repository instead of --backup-dir (restic runs on the ownCloud server, which
+reads the files in place: no file crosses this machine; the dump passes through it):
+  --destination TYPE       directory (default) or restic
+  --restic-repository REPO any restic repository as seen from the server: a path, sftp:,
+                           rest:, s3:, b2:, azure:, gs:, rclone: (or env
+                           ${ENV.resticRepository}, for one holding credentials)
+  --restic-password-file FILE  the repository password (or env ${ENV.resticPassword})
+  --restic-env NAME        a backend variable (AWS_ACCESS_KEY_ID, …) to pass to restic with
+                           the value it has here; repeatable
+  --restic-option KEY=VAL  a restic extended option (-o), e.g. sftp.connections=2; repeatable
+  --restic-init            create the repository when there is none yet
+  --check MODE             after the backup: none (default), metadata (restic check) or
+                           read-data-subset=N% (also reads N% of the data)
+                           The --keep-* options apply to the instance's backups in the
+                           repository (every snapshot of a removed backup, then prune)
+  list shows the complete backups in the repository: name, manifest snapshot, date, instance,
+  version, database type and size.
   env ${SERVER_DIRS_ENV}  where to look for the server programs
                            after PATH (':'-separated), instead of /usr/sbin,
                            /usr/lib/postgresql/*/bin and the like
@@ -200,10 +228,25 @@ const OPTIONS = {
   'encrypt-to': { type: 'string', multiple: true },
   identity: { type: 'string' },
   'identity-file': { type: 'string' },
+  destination: { type: 'string' },
+  'restic-repository': { type: 'string' },
+  'restic-password': { type: 'string' },
+  'restic-password-file': { type: 'string' },
+  'restic-env': { type: 'string', multiple: true },
+  'restic-option': { type: 'string', multiple: true },
+  'restic-init': { type: 'boolean' },
+  check: { type: 'string' },
 } as const;
 
 /** Options that mean something for one command only. */
-const ONLY_FOR: Record<string, 'backup' | 'restore'> = {
+const ONLY_FOR: Record<string, 'backup' | 'restore' | 'backup or list'> = {
+  destination: 'backup',
+  'restic-init': 'backup',
+  check: 'backup',
+  'restic-repository': 'backup or list',
+  'restic-password-file': 'backup or list',
+  'restic-env': 'backup or list',
+  'restic-option': 'backup or list',
   'extra-paths': 'backup',
   exclude: 'backup',
   'install-type': 'backup',
@@ -267,7 +310,7 @@ export function cliInputs(
   env: NodeJS.ProcessEnv,
   cwd: string = process.cwd(),
 ): {
-  command: 'backup' | 'restore';
+  command: 'backup' | 'restore' | 'list';
   raw: RawInputs;
   label: InputLabel;
   keepAliveSeconds?: number;
@@ -285,19 +328,22 @@ export function cliInputs(
   }
   const { values, positionals } = parsed;
   const command = positionals[0];
-  if (command !== 'backup' && command !== 'restore')
+  if (command !== 'backup' && command !== 'restore' && command !== 'list')
     throw new InputError(
-      `Expected the command 'backup', 'restore' or 'verify', got '${positionals.join(' ')}' (see owncloud-backup --help).`,
+      `Expected the command 'backup', 'restore', 'list' or 'verify', got '${positionals.join(' ')}' (see owncloud-backup --help).`,
     );
   for (const [option, only] of Object.entries(ONLY_FOR))
-    if (only !== command && values[option as keyof typeof values] !== undefined)
+    if (
+      !only.split(' or ').includes(command) &&
+      values[option as keyof typeof values] !== undefined
+    )
       throw new InputError(
         `Option --${option} only applies to ${only} (see owncloud-backup --help).`,
       );
   let backupPath: string | undefined;
-  if (command === 'backup' && positionals.length !== 1)
+  if ((command === 'backup' || command === 'list') && positionals.length !== 1)
     throw new InputError(
-      `Unexpected argument '${positionals.slice(1).join(' ')}' after 'backup' (see owncloud-backup --help).`,
+      `Unexpected argument '${positionals.slice(1).join(' ')}' after '${command}' (see owncloud-backup --help).`,
     );
   if (command === 'restore') {
     if (values.cleanup && positionals.length !== 1)
@@ -321,6 +367,10 @@ export function cliInputs(
   if (values['ssh-key'] !== undefined)
     throw new InputError(
       `Refusing --ssh-key: pass the key as a file (--ssh-key-file) or in ${ENV.sshKey}.`,
+    );
+  if (values['restic-password'] !== undefined)
+    throw new InputError(
+      `Refusing --restic-password: a password on the command line is visible to every user of this machine. Use the environment variable ${ENV.resticPassword} or --restic-password-file.`,
     );
   if (values.identity !== undefined)
     throw new InputError(
@@ -374,6 +424,12 @@ export function cliInputs(
   if (values['extra-paths']) raw[INPUTS.extraPaths] = values['extra-paths'].join('\n');
   if (values.exclude) raw[INPUTS.exclude] = values.exclude.join('\n');
   if (values['encrypt-to']) raw[INPUTS.encryptTo] = values['encrypt-to'].join('\n');
+  if (command === 'list') raw[INPUTS.destination] = 'restic';
+  else if (values.destination !== undefined) raw[INPUTS.destination] = values.destination;
+  if (values['restic-env']) raw[INPUTS.resticEnv] = values['restic-env'].join('\n');
+  if (values['restic-option']) raw[INPUTS.resticOption] = values['restic-option'].join('\n');
+  if (values['restic-init']) raw[INPUTS.resticInit] = 'true';
+  if (values.check !== undefined) raw[INPUTS.check] = values.check;
   const sources: Partial<Record<InputName, string>> = {
     [INPUTS.sshKey]: `option --ssh-key-file (or environment variable ${ENV.sshKey})`,
     [INPUTS.knownHosts]: 'option --known-hosts (or --known-hosts-file)',
@@ -409,6 +465,31 @@ export function cliInputs(
     raw[INPUTS.dbPassword] = env[ENV.dbPassword];
     sources[INPUTS.dbPassword] = `environment variable ${ENV.dbPassword}`;
   }
+
+  const restic = command === 'list' || raw[INPUTS.destination]?.trim().toLowerCase() === 'restic';
+  if (values['restic-repository'] !== undefined) {
+    if (/^[a-z0-9]+:[a-z][a-z0-9+.-]*:\/\/[^/@]*:[^/@]*@/i.test(values['restic-repository']))
+      throw new InputError(
+        `Refusing --restic-repository with a password in its URL: the command line is visible to every user of this machine. Put the repository in the environment variable ${ENV.resticRepository}.`,
+      );
+    raw[INPUTS.resticRepository] = values['restic-repository'];
+    sources[INPUTS.resticRepository] = 'option --restic-repository';
+  } else if (restic && env[ENV.resticRepository]) {
+    raw[INPUTS.resticRepository] = env[ENV.resticRepository];
+    sources[INPUTS.resticRepository] = `environment variable ${ENV.resticRepository}`;
+  }
+  if (values['restic-password-file']) {
+    raw[INPUTS.resticPassword] = readSecretFile(
+      '--restic-password-file',
+      values['restic-password-file'],
+    ).replace(/\r?\n$/, '');
+    sources[INPUTS.resticPassword] = 'option --restic-password-file';
+  } else if (restic && env[ENV.resticPassword] !== undefined) {
+    raw[INPUTS.resticPassword] = env[ENV.resticPassword];
+    sources[INPUTS.resticPassword] = `environment variable ${ENV.resticPassword}`;
+  } else
+    sources[INPUTS.resticPassword] =
+      `option --restic-password-file (or environment variable ${ENV.resticPassword})`;
 
   if (values['db-admin-password-file']) {
     raw[INPUTS.dbAdminPassword] = readSecretFile(
@@ -469,6 +550,58 @@ export function summary(result: BackupResult): string {
     `  took ${formatSeconds(manifest.durationSeconds)}`,
   ];
   return `${lines.join('\n')}\n`;
+}
+
+/** Every secret of a restic plan: the password, the backend values, a URL's credentials. */
+function addResticSecrets(secrets: Secrets, restic: ResticPlan): void {
+  secrets.add(restic.password);
+  for (const value of Object.values(restic.env)) secrets.add(value);
+  const info = /^[a-z0-9]+:[a-z][a-z0-9+.-]*:\/\/([^/]*)@/i.exec(restic.repository)?.[1];
+  if (info?.includes(':')) secrets.add(info.slice(info.indexOf(':') + 1));
+}
+
+export function resticSummary(result: ResticBackupResult): string {
+  const { manifest } = result;
+  const product = manifest.instance.product === 'nextcloud' ? 'Nextcloud' : 'ownCloud';
+  const lines = [
+    `Backup complete: ${result.name} in the restic repository ${manifest.repository.display}`,
+    `  ${product} ${manifest.instance.version} (instance ${manifest.instance.instanceId}) from ${manifest.source.host}`,
+    `  manifest snapshot ${result.snapshot}; installation snapshot ${manifest.snapshots.install}; data snapshot ${manifest.snapshots.files}; database snapshot ${manifest.snapshots.database} (${manifest.database.file})${manifest.snapshots.encryptionIndex ? `; encryption index snapshot ${manifest.snapshots.encryptionIndex}` : ''}`,
+    `  database ${manifest.database.type} '${manifest.database.name}', dumped with ${manifest.database.dumpTool} (${manifest.database.dumpToolVersion}), ${formatBytes(manifest.database.dumpBytes)}`,
+    `  ${formatBytes(manifest.files.bytes)} of files; ${formatBytes(manifest.dataAdded)} added to the repository`,
+    `  maintenance mode: ${manifest.maintenance.managed ? (manifest.maintenance.switchedByUs ? `on for ${formatSeconds(manifest.maintenance.seconds)}, then off again` : 'was on already, left on') : 'not managed (disabled by option)'}`,
+    ...(result.retention
+      ? [
+          `  retention: kept ${result.retention.kept.length}, removed ${result.retention.removed.length}`,
+          ...result.retention.removed.map((name) => `    removed ${name}`),
+        ]
+      : []),
+    ...(result.checked ? [`  ${result.checked}: no errors`] : []),
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+export function listText(backups: readonly ListedBackup[]): string {
+  if (backups.length === 0) return 'No complete backups in the repository.\n';
+  const rows = backups.map((b) => [
+    b.name,
+    b.snapshot.slice(0, 8),
+    b.time.replace(/\.\d+/, ''),
+    b.instance,
+    b.version,
+    b.db,
+    formatBytes(b.bytes),
+  ]);
+  const head = ['BACKUP', 'SNAPSHOT', 'TIME', 'INSTANCE', 'VERSION', 'DB', 'SIZE'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  return `${[head, ...rows]
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n')}\n`;
 }
 
 function retentionLines(retention: RetentionOutcome): string[] {
@@ -547,6 +680,30 @@ export async function runCli(args: string[]): Promise<number> {
     secrets.add(raw[INPUTS.sshKey]);
     secrets.add(raw[INPUTS.dbAdminPassword]);
     secrets.add(raw[INPUTS.identity]);
+    secrets.add(raw[INPUTS.resticPassword]);
+    if (inputs.command === 'list' || raw[INPUTS.destination]?.trim().toLowerCase() === 'restic') {
+      const planned = planBackup(
+        raw,
+        { backupDir: process.cwd(), environment: process.env },
+        label,
+      );
+      addResticSecrets(secrets, planned.restic!);
+      const ssh = keepAliveSeconds ? { ssh: { keepAliveSeconds } } : {};
+      if (inputs.command === 'list') {
+        const listed = await listResticBackups(planned, { reporter, secrets, ...ssh });
+        process.stdout.write(listText(listed));
+        return EXIT.ok;
+      }
+      const result = await runResticBackup(planned, {
+        reporter,
+        secrets,
+        signal: controller.signal,
+        progressSeconds: progressSecondsFrom(process.env),
+        ...ssh,
+      });
+      process.stdout.write(resticSummary(result));
+      return EXIT.ok;
+    }
     if (inputs.command === 'restore' && inputs.list !== undefined)
       return await listPath(inputs.backupPath!, inputs.list, planInstance(raw, label).identity);
     if (inputs.command === 'restore' && raw[INPUTS.path] !== undefined) {

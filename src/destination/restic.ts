@@ -370,6 +370,11 @@ export class ResticRepository {
     });
   }
 
+  /** restic's version on the host. */
+  get version(): string {
+    return this.program.version;
+  }
+
   /** The repository as messages may name it (without credentials). */
   get label(): string {
     return displayRepository(this.access.repository);
@@ -451,6 +456,8 @@ export class ResticRepository {
     hostname: string;
     parent?: string;
     time?: Date;
+    /** Do not cross file system boundaries (as the tar passes). */
+    oneFileSystem?: boolean;
     signal?: AbortSignal;
   }): Promise<SnapshotSummary> {
     if (o.paths.length === 0) throw new BackupError('Nothing to back up: no paths were given.');
@@ -459,6 +466,7 @@ export class ResticRepository {
       ...o.excludes.flatMap((exclude) => ['--exclude', exclude]),
       ...(o.parent ? ['--parent', o.parent] : []),
       ...(o.time ? ['--time', resticTime(o.time)] : []),
+      ...(o.oneFileSystem ? ['--one-file-system'] : []),
       '--',
       ...o.paths,
     ];

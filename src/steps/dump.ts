@@ -3,7 +3,7 @@
 // compressed. Compressing here rather than on the host means no pipe on the host can hide
 // the dump's exit status.
 import { rmSync } from 'node:fs';
-import { Transform } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import type { DatabaseEngine, DumpTool } from '../database/index.ts';
 import { BackupError, InterruptedError } from '../errors.ts';
 import { guardedCommand, secretLine } from '../host/guarded.ts';
@@ -121,21 +121,39 @@ export interface DumpResult extends WrittenFile {
   rawBytes: number;
 }
 
-export async function dumpDatabase(options: {
+/** Where the dump's bytes go as they arrive (a file here, a restic repository). */
+export interface DumpSink<T> {
+  /** Takes the raw dump as it comes; resolves once all of it is stored. */
+  store(source: Readable): Promise<T>;
+  /** Removes what was stored of a dump that turned out incomplete or failed. */
+  discard(): Promise<void>;
+}
+
+/** The dump compressed (and encrypted, with recipients) into a file on this machine. */
+export function dumpFile(
+  path: string,
+  compression: Compression,
+  /** age's recipients file: the dump is encrypted as it is written. */
+  encryptTo?: string,
+): DumpSink<WrittenFile> {
+  return {
+    store: (source) => compressToFile(source, compression, path, undefined, encryptTo),
+    discard: async () => rmSync(path, { force: true }),
+  };
+}
+
+export async function dumpDatabase<T = WrittenFile>(options: {
   host: Host;
   engine: DatabaseEngine;
   connection: DatabaseConnection;
   tool: DumpTool;
   owner: string;
-  compression: Compression;
-  /** age's recipients file: the dump is encrypted as it is written. */
-  encryptTo?: string;
-  path: string;
+  into: DumpSink<T>;
   idleTimeoutSeconds: number;
   signal: AbortSignal;
   /** Told the raw bytes dumped so far. */
   progress?: StepProgress;
-}): Promise<DumpResult> {
+}): Promise<T & { rawBytes: number }> {
   const { host, engine, connection } = options;
   const command = engine.dumpCommand({
     connection,
@@ -160,13 +178,7 @@ export async function dumpDatabase(options: {
 
   try {
     const [written, result] = await Promise.all([
-      compressToFile(
-        dump.stdout.pipe(watch),
-        options.compression,
-        options.path,
-        undefined,
-        options.encryptTo,
-      ),
+      options.into.store(dump.stdout.pipe(watch)),
       dump.done,
     ]);
     watch.stop();
@@ -197,7 +209,7 @@ export async function dumpDatabase(options: {
   } catch (error) {
     watch.stop();
     dump.kill();
-    rmSync(options.path, { force: true });
+    await options.into.discard().catch(() => {});
     throw error;
   } finally {
     options.signal.removeEventListener('abort', cancel);

@@ -107,7 +107,7 @@ export interface StreamStats {
 }
 
 /** A path in the form tar reads it with `--directory=/`: without the leading slash. Pure. */
-function fromRoot(path: string): string {
+export function fromRoot(path: string): string {
   const relative = path.replace(/^\/+/, '').replace(/\/+$/, '');
   if (relative === '') throw new BackupError('The root directory itself cannot be backed up.');
   if (/[\n\0]/.test(relative))
@@ -227,7 +227,7 @@ export function tarExcludeOptions(
 }
 
 /** The sources a pass gives tar: the outermost of its parts (an inner one is read with it). */
-function outermostSources(parts: readonly TarPart[]): string[] {
+export function outermostSources(parts: readonly TarPart[]): string[] {
   const sources = [...new Set(parts.map((p) => p.source))];
   return sources.filter((s) => !sources.some((o) => o !== s && isWithin(s, o)));
 }

@@ -172,6 +172,8 @@ export async function preflight(
   instance: Instance,
   engine: DatabaseEngine,
   reporter: Reporter,
+  /** runnerFiles false: the files never come here (restic on the host): no tar, no space. */
+  options: { runnerFiles: boolean } = { runnerFiles: true },
 ): Promise<Preflight> {
   const hostPrograms = ['php', 'tar', 'du', 'mktemp'];
   if (host.account !== instance.owner)
@@ -181,8 +183,7 @@ export async function preflight(
   if (missingThere.length > 0)
     throw new BackupError(`${host.label} lacks ${missingThere.join(', ')}: install it there.`);
   const missing = await missingHere([
-    'tar',
-    compressorProgram(plan.compression),
+    ...(options.runnerFiles ? ['tar', compressorProgram(plan.compression)] : []),
     ...(plan.target.kind === 'ssh' ? ['ssh'] : []),
   ]);
   if (missing.length > 0)
@@ -204,7 +205,7 @@ export async function preflight(
     `${fileSet.install.type === 'package' ? 'Package' : 'Tarball'} install (${fileSet.install.reason}).`,
   );
   // On this machine both sides are here: a backup-dir inside a copied path would copy itself.
-  if (plan.target.kind === 'local') {
+  if (plan.target.kind === 'local' && options.runnerFiles) {
     const real = resolveAsFarAsExists(plan.backupDir);
     const container = backupDirInside(real, fileSet.included);
     if (container)
@@ -224,6 +225,10 @@ export async function preflight(
     ...fileSet.absolutePaths,
   ];
   const size = await sizeOnHost(host, instance.owner, measured);
+  if (!options.runnerFiles) {
+    reporter.info(`About ${formatBytes(size)} of files to back up.`);
+    return { tool, fileSet, privilege, sizeBytes: size };
+  }
   const need = requiredBytes(size);
   const free = freeBytes(plan.backupDir);
   reporter.info(

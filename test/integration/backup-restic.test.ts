@@ -1,0 +1,281 @@
+// A backup into a restic repository (`--destination restic`), restic running where the
+// instance is (this machine, or through the harness's sshd): on a local repository, sftp:,
+// rest: and s3:, what the repository holds is restored with restic and compared with the
+// instance (every file's bytes, mode, owner, ACL, xattr; every row of the dump); `list`
+// shows the backup; the live pass's snapshot is gone, the window's is the backup; what
+// changed between the passes is in its window state; a backup that fails inside the window
+// leaves nothing of itself in the repository and removes no older backup; a missing
+// repository is only created with --restic-init; no secret is in any argv or output.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeScratchDir } from '../harness/scratch.ts';
+import { startSshd, type SshServer } from '../harness/sshd.ts';
+import {
+  startResticBackend,
+  type ResticBackend,
+  type ResticBackendKind,
+} from '../harness/restic-backends.ts';
+import { requireTool } from '../harness/tools.ts';
+import type { SampleInstance } from '../sample/instance.ts';
+import { sqliteDatabase } from '../sample/database.ts';
+import { holdDumpLock, runToolCli, type CliRun } from '../support/backup-run.ts';
+import { explain, sshArgs } from '../support/cli-checks.ts';
+import { expectSameDatabase, withoutMtime } from '../support/restore.ts';
+import { holdOccAt } from '../support/occ-hold.ts';
+import { sampleOn, type DatabaseServers } from '../support/instances.ts';
+import { diffTrees, snapshotTree } from '../support/tree.ts';
+
+let sshd: SshServer;
+const scratch = makeScratchDir('backup-restic');
+chmodSync(scratch.path, 0o755);
+let counter = 0;
+const PASSWORD = `restic password ${process.pid} 'q' "d" $x`;
+/** SQLite samples only: no database server is needed. */
+const SQLITE_ONLY = {} as DatabaseServers;
+const backends = new Map<ResticBackendKind, ResticBackend>();
+
+beforeAll(async () => {
+  sshd = await startSshd();
+  for (const kind of ['local', 'sftp', 'rest', 's3'] as const)
+    backends.set(kind, await startResticBackend(kind));
+});
+afterAll(async () => {
+  for (const backend of backends.values()) await backend.stop();
+  await sshd?.stop();
+  scratch.remove();
+});
+
+/** The CLI's options and environment for a backend (its URL, keys and password in env only). */
+function repositoryArgs(backend: ResticBackend) {
+  const options: string[] = [];
+  for (let i = 0; i < backend.options.length; i += 2)
+    options.push('--restic-option', backend.options[i + 1]!);
+  return {
+    args: [...options, ...Object.keys(backend.env).flatMap((name) => ['--restic-env', name])],
+    env: {
+      ...backend.env,
+      OWNCLOUD_BACKUP_RESTIC_REPOSITORY: backend.repository,
+      OWNCLOUD_BACKUP_RESTIC_PASSWORD: PASSWORD,
+    },
+    secrets: [PASSWORD, ...Object.values(backend.secrets)],
+  };
+}
+
+/** restic itself, as an administrator runs it on the repository. */
+function restic(backend: ResticBackend, args: string[], input?: Buffer): Buffer {
+  return execFileSync(requireTool('restic'), [...backend.options, ...args], {
+    env: {
+      ...process.env,
+      ...backend.env,
+      RESTIC_REPOSITORY: backend.repository,
+      RESTIC_PASSWORD: PASSWORD,
+      TZ: 'UTC',
+    },
+    maxBuffer: 256 * 1024 * 1024,
+    ...(input ? { input } : {}),
+  });
+}
+
+interface Listed {
+  id: string;
+  tags?: string[];
+  time: string;
+  paths: string[];
+}
+const snapshots = (backend: ResticBackend): Listed[] =>
+  JSON.parse(restic(backend, ['snapshots', '--json']).toString()) as Listed[];
+const partOf = (s: Listed) => s.tags?.find((t) => t.startsWith('part='))?.slice(5);
+const backupOf = (s: Listed) => s.tags?.find((t) => t.startsWith('backup='))?.slice(7);
+
+async function backUp(
+  instance: SampleInstance,
+  backend: ResticBackend,
+  transport: 'local' | 'ssh',
+  extra: string[] = [],
+  onSpawn?: Parameters<typeof runToolCli>[2]['onSpawn'],
+): Promise<CliRun> {
+  const repo = repositoryArgs(backend);
+  return runToolCli(
+    'backup',
+    [
+      '--owncloud-dir',
+      instance.installDir,
+      '--destination',
+      'restic',
+      ...repo.args,
+      ...(transport === 'ssh' ? sshArgs(sshd) : []),
+      ...extra,
+    ],
+    {
+      secrets: [...repo.secrets, instance.dbPassword],
+      env: repo.env,
+      ...(onSpawn ? { onSpawn } : {}),
+    },
+  );
+}
+
+function expectClean(run: CliRun, backend: ResticBackend): void {
+  expect(run.leaks).toEqual([]);
+  expect(run.processesSeen).toBeGreaterThan(0);
+  for (const secret of repositoryArgs(backend).secrets) {
+    expect(run.stdout).not.toContain(secret);
+    expect(run.stderr).not.toContain(secret);
+  }
+}
+
+/** The files snapshot restored with restic, compared with the instance; the dump's rows too. */
+async function expectBackupEqualsInstance(
+  instance: SampleInstance,
+  backend: ResticBackend,
+  name: string,
+): Promise<void> {
+  const ours = snapshots(backend).filter((s) => backupOf(s) === name);
+  expect(ours.map(partOf).sort()).toEqual(['database', 'files', 'install', 'manifest']);
+  const files = ours.find((s) => partOf(s) === 'files')!;
+  const install = ours.find((s) => partOf(s) === 'install')!;
+  const target = join(scratch.path, `restored-${counter++}`);
+  restic(backend, ['restore', install.id, '--target', target]);
+  restic(backend, ['restore', files.id, '--target', target]);
+  const dbFile = `${instance.config.dbname as string}.db`;
+  const live = new Set([dbFile, `${dbFile}-journal`, `${dbFile}-wal`, `${dbFile}-shm`]);
+  const expected = await snapshotTree(instance.dataDir, { exclude: (p) => live.has(p) });
+  expect(diffTrees(expected, await snapshotTree(join(target, instance.dataDir)))).toEqual([]);
+  expect(expected.size).toBeGreaterThan(60);
+  // occ rewrote config.php during the run (maintenance on, then off): same bytes, new mtime.
+  const config = withoutMtime(
+    await snapshotTree(join(instance.installDir, 'config')),
+    'config.php',
+  );
+  const restoredConfig = await snapshotTree(join(target, instance.installDir, 'config'));
+  expect(diffTrees(config, withoutMtime(restoredConfig, 'config.php'))).toEqual([]);
+  // The dump: a file of its own in the database snapshot, loaded into a new database.
+  const database = ours.find((s) => partOf(s) === 'database')!;
+  const manifest = JSON.parse(
+    restic(backend, [
+      'dump',
+      ours.find((s) => partOf(s) === 'manifest')!.id,
+      '/manifest.json',
+    ]).toString(),
+  ) as {
+    database: { file: string; rowCounts: Record<string, number> };
+    snapshots: { files: string };
+  };
+  expect(manifest.snapshots.files).toBe(files.id.slice(0, manifest.snapshots.files.length));
+  const sql = restic(backend, ['dump', database.id, `/${manifest.database.file}`]);
+  const loaded = join(scratch.path, `loaded-${counter++}.db`);
+  execFileSync(requireTool('sqlite3'), ['-bail', loaded], { input: sql });
+  const rows = await expectSameDatabase(instance.database, sqliteDatabase(loaded));
+  expect(rows).toBeGreaterThan(20);
+  expect(Object.values(manifest.database.rowCounts).reduce((a, b) => a + b, 0)).toBe(rows);
+}
+
+describe.each([
+  ['local', 'ssh'],
+  ['sftp', 'local'],
+  ['rest', 'local'],
+  ['s3', 'local'],
+] as const)('a backup into a restic repository (%s, %s transport)', (kind, transport) => {
+  it('holds the instance as it was: files, the dump, a manifest; list shows it', async () => {
+    const backend = backends.get(kind)!;
+    const instance = await sampleOn('sqlite', SQLITE_ONLY, scratch.path, counter++);
+    const first = await backUp(instance, backend, transport, ['--restic-init']);
+    expect(first.exitCode, explain(first)).toBe(0);
+    expectClean(first, backend);
+    const name = /Backup complete: (owncloud-backup-\d{8}-\d{6}) in the restic repository/.exec(
+      first.stdout,
+    )?.[1];
+    expect(name, first.stdout).toBeDefined();
+    await expectBackupEqualsInstance(instance, backend, name!);
+
+    const repo = repositoryArgs(backend);
+    const list = await runToolCli(
+      'list',
+      [...repo.args, ...(transport === 'ssh' ? sshArgs(sshd) : [])],
+      { secrets: repo.secrets, env: repo.env },
+    );
+    expect(list.exitCode, explain(list)).toBe(0);
+    expectClean(list, backend);
+    const line = list.stdout.split('\n').find((l) => l.startsWith(name!));
+    expect(line, list.stdout).toMatch(/ sqlite /);
+    expect(line).toContain(String(instance.config.version));
+    instance.remove();
+  });
+});
+
+describe('a restic backup (local repository)', () => {
+  it('holds what changed between the passes in its state inside the window', async () => {
+    const backend = backends.get('local')!;
+    const instance = await sampleOn('sqlite', SQLITE_ONLY, scratch.path, counter++);
+    const hold = holdOccAt(instance, 'maintenance:mode --on');
+    const running = backUp(instance, backend, 'local', ['--restic-init']);
+    const docs = join(instance.dataDir, 'alice/files/Documents');
+    try {
+      const occPid = await Promise.race([hold.reached(), running.then(() => -1)]);
+      expect(occPid, 'the backup never switched maintenance mode on').toBeGreaterThan(0);
+      writeFileSync(join(docs, 'Welcome.txt'), 'rewritten after the live pass\n');
+      writeFileSync(join(docs, 'added in the window.txt'), 'new\n');
+    } finally {
+      hold.release();
+    }
+    const run = await running;
+    expect(run.exitCode, explain(run)).toBe(0);
+    const name = /Backup complete: (owncloud-backup-\S+) in/.exec(run.stdout)![1]!;
+    await expectBackupEqualsInstance(instance, backend, name);
+    const files = snapshots(backend).find((s) => backupOf(s) === name && partOf(s) === 'files')!;
+    expect(restic(backend, ['dump', files.id, join(docs, 'Welcome.txt')]).toString()).toBe(
+      'rewritten after the live pass\n',
+    );
+    instance.remove();
+  });
+
+  it('leaves nothing of a backup that failed in the window, and removes no older backup', async () => {
+    const backend = backends.get('local')!;
+    const instance = await sampleOn('sqlite', SQLITE_ONLY, scratch.path, counter++);
+    const good = await backUp(instance, backend, 'local', ['--restic-init']);
+    expect(good.exitCode, explain(good)).toBe(0);
+    const before = snapshots(backend)
+      .map((s) => s.id)
+      .sort();
+    // Once the live pass is done (maintenance mode going on), the database is locked: the
+    // dump inside the window fails (or waits until the dump-timeout gives up).
+    const hold = holdOccAt(instance, 'maintenance:mode --on');
+    const running = backUp(instance, backend, 'local', ['--dump-timeout', '2', '--keep-last', '1']);
+    let lock: { release: () => Promise<void> } | undefined;
+    try {
+      const occPid = await Promise.race([hold.reached(), running.then(() => -1)]);
+      expect(occPid, 'the backup never switched maintenance mode on').toBeGreaterThan(0);
+      lock = await holdDumpLock(instance);
+    } finally {
+      hold.release();
+    }
+    const failed = await running;
+    await lock?.release();
+    expect(failed.exitCode, explain(failed)).toBe(1);
+    expect(failed.stderr).toContain('Forgot the');
+    expect(failed.stderr).not.toContain('Retention');
+    expect(
+      snapshots(backend)
+        .map((s) => s.id)
+        .sort(),
+    ).toEqual(before);
+    expect(instance.readConfig().maintenance).toBe(false);
+    instance.remove();
+  });
+
+  it('creates a missing repository only with --restic-init', async () => {
+    const instance = await sampleOn('sqlite', SQLITE_ONLY, scratch.path, counter++);
+    const missing: ResticBackend = {
+      ...backends.get('local')!,
+      repository: join(scratch.path, `no-repository-${counter++}`),
+    };
+    const run = await backUp(instance, missing, 'local');
+    expect(run.exitCode, explain(run)).toBe(1);
+    expect(run.stderr).toMatch(/There is no restic repository at .*Set restic-init to true/);
+    expect(run.stderr).not.toMatch(/\n\s+at /);
+    expect(spawnSync('test', ['-e', missing.repository]).status).toBe(1);
+    expect(instance.readConfig().maintenance).toBe(false);
+    instance.remove();
+  });
+});
