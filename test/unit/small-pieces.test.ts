@@ -275,7 +275,7 @@ describe('the command line', () => {
   it.each([
     [['backup', '--db-password', 'x'], 'Refusing --db-password'],
     [['backup', '--ssh-key', 'x'], 'Refusing --ssh-key'],
-    [['frobnicate'], "Expected the command 'backup', 'restore' or 'verify'"],
+    [['frobnicate'], "Expected the command 'backup', 'restore', 'list' or 'verify'"],
     [['restore'], 'Expected: owncloud-backup restore BACKUP-DIR'],
     [['backup', '--no-such-option'], "Unknown option '--no-such-option'"],
     [['backup', '--ssh-keepalive', '0'], 'Invalid option --ssh-keepalive'],
