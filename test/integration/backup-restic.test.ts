@@ -25,6 +25,9 @@ import { explain, sshArgs } from '../support/cli-checks.ts';
 import { expectSameDatabase, withoutMtime } from '../support/restore.ts';
 import { holdOccAt } from '../support/occ-hold.ts';
 import { sampleOn, type DatabaseServers } from '../support/instances.ts';
+import { partTags as partTagsFor } from '../../src/backup-restic.ts';
+import { backupName } from '../../src/naming.ts';
+import { selectKept } from '../../src/retention.ts';
 import { diffTrees, snapshotTree } from '../support/tree.ts';
 
 let sshd: SshServer;
@@ -32,6 +35,19 @@ const scratch = makeScratchDir('backup-restic');
 chmodSync(scratch.path, 0o755);
 let counter = 0;
 const PASSWORD = `restic password ${process.pid} 'q' "d" $x`;
+/** The time a backup name stands for (UTC). */
+function backupTime(name: string): number {
+  const [, d, t] = /(\d{8})-(\d{6})$/.exec(name)!;
+  return Date.UTC(
+    +d!.slice(0, 4),
+    +d!.slice(4, 6) - 1,
+    +d!.slice(6),
+    +t!.slice(0, 2),
+    +t!.slice(2, 4),
+    +t!.slice(4),
+  );
+}
+
 /** SQLite samples only: no database server is needed. */
 const SQLITE_ONLY = {} as DatabaseServers;
 const backends = new Map<ResticBackendKind, ResticBackend>();
@@ -262,6 +278,86 @@ describe('a restic backup (local repository)', () => {
     ).toEqual(before);
     expect(instance.readConfig().maintenance).toBe(false);
     instance.remove();
+  });
+
+  it('keeps, after daily backups over 60 days, exactly what the keep-* policy says', async () => {
+    const backend = await startResticBackend('local');
+    try {
+      const instance = await sampleOn('sqlite', SQLITE_ONLY, scratch.path, counter++);
+      restic(backend, ['init']);
+      // 59 earlier nights (02:00 UTC, a few nights missed, one with two runs), each a
+      // complete backup as the tool tags it; two of them with a files part as well.
+      const now = Date.now();
+      const earlier: { name: string; time: Date }[] = [];
+      for (let day = 59; day >= 1; day--) {
+        if (day === 40 || day === 41 || day === 17) continue;
+        const time = new Date(
+          Math.floor((now - day * 86_400_000) / 86_400_000) * 86_400_000 + 7_200_000,
+        );
+        earlier.push({ name: backupName(time), time });
+        if (day === 30) {
+          const again = new Date(time.getTime() + 3_600_000);
+          earlier.push({ name: backupName(again), time: again });
+        }
+      }
+      const id = String(instance.config.instanceid);
+      const seed = (backup: { name: string; time: Date }, part: 'manifest' | 'files') =>
+        execFileSync(
+          requireTool('restic'),
+          [
+            ...['backup', '--quiet', '--host', id, '--stdin', '--stdin-filename', `${part}.json`],
+            ...['--time', backup.time.toISOString().slice(0, 19).replace('T', ' ')],
+            ...partTagsFor(id, backup.name, part).flatMap((tag) => ['--tag', tag]),
+          ],
+          {
+            env: {
+              ...process.env,
+              RESTIC_REPOSITORY: backend.repository,
+              RESTIC_PASSWORD: PASSWORD,
+              TZ: 'UTC',
+            },
+            input: `{"seeded":"${backup.name}"}\n`,
+          },
+        );
+      for (const backup of earlier) seed(backup, 'manifest');
+      for (const backup of [earlier[0]!, earlier[earlier.length - 1]!]) seed(backup, 'files');
+
+      const policy = { last: 0, daily: 7, weekly: 4, monthly: 3, yearly: 0 };
+      const run = await backUp(instance, backend, 'local', [
+        '--keep-daily',
+        '7',
+        '--keep-weekly',
+        '4',
+        '--keep-monthly',
+        '3',
+        '--check',
+        'metadata',
+      ]);
+      expect(run.exitCode, explain(run)).toBe(0);
+      expect(run.stdout).toContain('restic check (metadata): no errors');
+      const name = /Backup complete: (owncloud-backup-\S+) in/.exec(run.stdout)![1]!;
+      // selectKept is restic forget's rules (proven against restic in retention-restic.test.ts).
+      const expected = selectKept(
+        [...earlier, { name, time: new Date(backupTime(name)) }],
+        policy,
+        name,
+      );
+      expect(expected.remove.length).toBeGreaterThan(30);
+      const left = snapshots(backend);
+      const kept = [...new Set(left.map(backupOf))].sort();
+      expect(kept).toEqual(expected.keep.map((b) => b.name).sort());
+      // Every part of a removed backup went with it (the oldest had a files part).
+      expect(left.some((s) => backupOf(s) === earlier[0]!.name)).toBe(false);
+      expect(
+        left
+          .filter((s) => backupOf(s) === earlier[earlier.length - 1]!.name)
+          .map(partOf)
+          .sort(),
+      ).toEqual(['files', 'manifest']);
+      instance.remove();
+    } finally {
+      await backend.stop();
+    }
   });
 
   it('creates a missing repository only with --restic-init', async () => {
