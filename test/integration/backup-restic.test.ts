@@ -7,7 +7,9 @@
 // leaves nothing of itself in the repository and removes no older backup; a missing
 // repository is only created with --restic-init; no secret is in any argv or output.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeScratchDir } from '../harness/scratch.ts';
@@ -217,6 +219,73 @@ describe.each([
     expect(line, list.stdout).toMatch(/ sqlite /);
     expect(line).toContain(String(instance.config.version));
     instance.remove();
+  });
+});
+
+/** A TCP proxy in front of the sshd that counts the bytes each way: what the runner's ssh gets. */
+async function countingProxy(target: SshServer) {
+  const counts = { received: 0, sent: 0 };
+  const server = createServer((client) => {
+    const upstream = connect(target.port, target.host);
+    upstream.on('data', (chunk: Buffer) => (counts.received += chunk.length));
+    client.on('data', (chunk: Buffer) => (counts.sent += chunk.length));
+    client.pipe(upstream).pipe(client);
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    counts,
+    args: [
+      ...['--host', '127.0.0.1', '--port', String(port)],
+      ...['--ssh-key-file', target.privateKeyPath],
+      ...['--known-hosts', target.knownHostsLine.replace(/^\S+/, `[127.0.0.1]:${port}`)],
+    ],
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+describe('a restic backup over SSH (host mode)', () => {
+  it('brings no file content to the runner: it receives under 1 % of the data', async () => {
+    const backend = await startResticBackend('local');
+    const proxy = await countingProxy(sshd);
+    try {
+      const instance = await sampleOn('sqlite', SQLITE_ONLY, scratch.path, counter++);
+      const big = join(instance.dataDir, 'alice', 'files', 'video.bin');
+      writeFileSync(big, randomBytes(64 * 1024 * 1024));
+      chownSync(big, instance.owner.uid, instance.owner.gid);
+      const repo = repositoryArgs(backend);
+      const run = await runToolCli(
+        'backup',
+        [
+          ...['--owncloud-dir', instance.installDir, '--destination', 'restic', '--restic-init'],
+          ...repo.args,
+          ...proxy.args,
+        ],
+        { secrets: [...repo.secrets], env: repo.env },
+      );
+      expect(run.exitCode, explain(run)).toBe(0);
+      const data = 64 * 1024 * 1024;
+      const restic = { ...proxy.counts };
+      expect(restic.received, `received ${restic.received} bytes`).toBeLessThan(data / 100);
+
+      // The same instance into a backup directory through the same proxy: every byte comes.
+      proxy.counts.received = 0;
+      const dir = join(instance.root, 'backups');
+      mkdirSync(dir);
+      const copy = await runToolCli(
+        'backup',
+        ['--owncloud-dir', instance.installDir, '--backup-dir', dir, ...proxy.args],
+        { secrets: [] },
+      );
+      expect(copy.exitCode, explain(copy)).toBe(0);
+      expect(proxy.counts.received).toBeGreaterThan(data);
+      instance.remove();
+    } finally {
+      await proxy.close();
+      await backend.stop();
+    }
   });
 });
 
