@@ -49,7 +49,8 @@ describe('parseRecipients', () => {
     // age reads the key without its comment.
     expect(recipients[1]!.line).toBe(ed.line.replace(/ admin@example$/, ''));
     expect(describeRecipient(recipients[1]!)).toBe(`ssh-ed25519 ${ed.fingerprint}`);
-  });
+    // Making an RSA key can take seconds on a loaded machine: the bound is for hangs.
+  }, 120_000);
 
   it('refuses what is not a recipient, naming the input and the line', () => {
     const check = (text: string, message: RegExp) => {

@@ -2,7 +2,7 @@
 // failures explained in one sentence each, secrets removed from what it says, and the
 // wrapper that delivers the secrets on stdin, run by the POSIX shell with a command that
 // shows what it was given.
-import { execaSync } from 'execa';
+import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import {
   displayRepository,
@@ -248,9 +248,13 @@ describe('the restic wrapper', () => {
     password: 'pa ss $(id) `id` \'x\' "y" \\ %:/@ *',
     env: { AWS_SECRET_ACCESS_KEY: "s e c $PATH 'z'", B2_ACCOUNT_ID: 'account * id' },
   };
-  /** The wrapper run by sh around a command that prints what restic would be given. */
-  const show = (stdin: 'watch' | 'data', input: string) =>
-    execaSync(
+  /**
+   * The wrapper run by sh around a command that prints what restic would be given. In
+   * watch mode stdin stays open until the command has ended, as the tool keeps it: its end
+   * would mean "the client went away" and stop the command, however far it got.
+   */
+  const show = async (stdin: 'watch' | 'data', input: string) => {
+    const child = execa(
       'sh',
       guardedResticCommand(
         [
@@ -261,23 +265,29 @@ describe('the restic wrapper', () => {
         stdin,
         secrets,
       ).slice(1),
-      { input, reject: false },
+      { reject: false, stdin: 'pipe' },
     );
+    child.stdin.write(input);
+    if (stdin === 'data') child.stdin.end();
+    const result = await child;
+    child.stdin.destroy();
+    return result;
+  };
 
   it('has no secret in its argv', () => {
     const argv = guardedResticCommand(['restic', 'snapshots'], 'watch', secrets).join('\0');
     for (const value of [secrets.repository, secrets.password, ...Object.values(secrets.env)])
       expect(argv.includes(value)).toBe(false);
   });
-  it('gives restic the password on fd 3 and the repository and variables in its environment, byte for byte', () => {
+  it('gives restic the password on fd 3 and the repository and variables in its environment, byte for byte', async () => {
     const lines = resticSecretLines(secrets);
-    const watched = show('watch', lines);
+    const watched = await show('watch', lines);
     expect(watched.stdout).toBe(
       `${secrets.password}|${secrets.repository}|${secrets.env.AWS_SECRET_ACCESS_KEY}|account * id||`,
     );
     expect(watched.exitCode).toBe(0);
     // In data mode, the rest of stdin is the command's.
-    const data = show('data', `${lines}the data\nmore`);
+    const data = await show('data', `${lines}the data\nmore`);
     expect(data.stdout).toBe(
       `${secrets.password}|${secrets.repository}|${secrets.env.AWS_SECRET_ACCESS_KEY}|account * id|the data\nmore|`,
     );
