@@ -166,6 +166,16 @@ export function incompleteBackups(snapshots: readonly Snapshot[]): Map<string, s
   return out;
 }
 
+/** Every secret of a restic plan: the password, the backend values, a URL's password. */
+export function resticSecretValues(restic: ResticPlan): string[] {
+  const info = /^[a-z0-9]+:[a-z][a-z0-9+.-]*:\/\/([^/]*)@/i.exec(restic.repository)?.[1];
+  return [
+    restic.password,
+    ...Object.values(restic.env),
+    ...(info?.includes(':') ? [info.slice(info.indexOf(':') + 1)] : []),
+  ];
+}
+
 function repositoryOf(host: Host, plan: ResticPlan, prefix: string[]) {
   return async (): Promise<ResticRepository> => {
     const program = await findRestic(host, prefix);
@@ -252,6 +262,10 @@ export async function runResticBackup(
       return opened;
     });
     repository = repo;
+    if (restic.restoreTestAsked)
+      reporter.warning(
+        `The restore test is not run for a restic repository (not available yet); ${restic.check.kind === 'none' ? 'set the input check (metadata or read-data-subset=N%) to have restic check the repository after the backup' : 'restic checks the repository after the backup (check)'}.`,
+      );
     interrupted();
     const hostnameTag = resticHostname(found.instanceId);
     const tags = (part: ResticPart) => partTags(found.instanceId, name, part);

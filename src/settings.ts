@@ -32,7 +32,7 @@ export const INPUTS = {
   restoreTest: 'restore-test',
   encryptTo: 'encrypt-to',
   identity: 'identity',
-  // Backup on the command line only (a backup directory that outlives the run).
+  // Retention: of backup directories (command line) and of restic repositories.
   keepLast: 'keep-last',
   keepDaily: 'keep-daily',
   keepWeekly: 'keep-weekly',
@@ -75,22 +75,18 @@ export const RESTORE_ONLY: readonly InputName[] = [
 ];
 
 /**
- * Options of the command line's backup only: the action does not declare them (its backup
- * is an artifact, which expires by retention-days) and does not read them.
+ * Inputs of the command line's backup only, which the action does not declare (none now:
+ * the action takes the restic destination and its retention too).
  */
-export const CLI_ONLY: readonly InputName[] = [
+export const CLI_ONLY: readonly InputName[] = [];
+
+/** The retention rules: for backup directories and restic repositories, not artifacts. */
+export const KEEP_INPUTS: readonly InputName[] = [
   INPUTS.keepLast,
   INPUTS.keepDaily,
   INPUTS.keepWeekly,
   INPUTS.keepMonthly,
   INPUTS.keepYearly,
-  INPUTS.destination,
-  INPUTS.resticRepository,
-  INPUTS.resticPassword,
-  INPUTS.resticEnv,
-  INPUTS.resticOption,
-  INPUTS.resticInit,
-  INPUTS.check,
 ];
 
 /** Inputs of a whole-instance restore that mean nothing when single paths come back. */
@@ -192,6 +188,8 @@ export interface ResticPlan {
   options: string[];
   /** `restic init` when there is no repository yet. */
   init: boolean;
+  /** restore-test was on: there is no restore test of a repository yet (said, not run). */
+  restoreTestAsked: boolean;
   check: ResticCheck;
 }
 
@@ -520,10 +518,21 @@ function planRestic(
     INPUTS.resticInit,
     INPUTS.check,
   ];
+  if (destination === 'artifact')
+    for (const name of KEEP_INPUTS)
+      if (value(name) !== '' && value(name) !== '0')
+        fail(
+          name,
+          `artifacts expire by retention-days; the keep-* inputs apply with ${label(INPUTS.destination)} restic.`,
+        );
+  // The action's defaults (check none, restic-init false) say nothing was asked for.
+  const asked = (name: InputName) =>
+    value(name) !== '' &&
+    !(name === INPUTS.check && value(name).toLowerCase() === 'none') &&
+    !(name === INPUTS.resticInit && value(name).toLowerCase() === 'false');
   if (destination !== 'restic') {
     for (const name of resticOnly)
-      if (value(name) !== '')
-        fail(name, `it only applies with ${label(INPUTS.destination)} restic.`);
+      if (asked(name)) fail(name, `it only applies with ${label(INPUTS.destination)} restic.`);
     return {};
   }
   const repository = (raw[INPUTS.resticRepository] ?? '').trim();
@@ -568,11 +577,6 @@ function planRestic(
       INPUTS.encryptTo,
       'a restic repository is encrypted by restic itself (restic-password); encrypt-to is for backup directories and artifacts.',
     );
-  if (boolean(INPUTS.restoreTest, false))
-    fail(
-      INPUTS.restoreTest,
-      'the restore test is not available for a restic repository yet: check the repository with the input check (metadata or read-data-subset=N%).',
-    );
   return {
     restic: {
       repository,
@@ -580,6 +584,8 @@ function planRestic(
       env,
       options,
       init: boolean(INPUTS.resticInit, false),
+      // The action's default is true: not an error, said in the log.
+      restoreTestAsked: boolean(INPUTS.restoreTest, false),
       check: resticCheck(value(INPUTS.check), (message) => fail(INPUTS.check, message)),
     },
   };

@@ -18380,6 +18380,15 @@ function incompleteBackups(snapshots) {
             out.set(name, entry.ids);
     return out;
 }
+/** Every secret of a restic plan: the password, the backend values, a URL's password. */
+function resticSecretValues(restic) {
+    const info = /^[a-z0-9]+:[a-z][a-z0-9+.-]*:\/\/([^/]*)@/i.exec(restic.repository)?.[1];
+    return [
+        restic.password,
+        ...Object.values(restic.env),
+        ...(info?.includes(':') ? [info.slice(info.indexOf(':') + 1)] : []),
+    ];
+}
 function repositoryOf(host, plan, prefix) {
     return async () => {
         const program = await findRestic(host, prefix);
@@ -18442,6 +18451,8 @@ async function runResticBackup(plan, context) {
             return opened;
         });
         repository = repo;
+        if (restic.restoreTestAsked)
+            reporter.warning(`The restore test is not run for a restic repository (not available yet); ${restic.check.kind === 'none' ? 'set the input check (metadata or read-data-subset=N%) to have restic check the repository after the backup' : 'restic checks the repository after the backup (check)'}.`);
         interrupted();
         const hostnameTag = resticHostname(found.instanceId);
         const tags = (part) => partTags(found.instanceId, name, part);
@@ -21488,7 +21499,7 @@ const INPUTS = {
     restoreTest: 'restore-test',
     encryptTo: 'encrypt-to',
     identity: 'identity',
-    // Backup on the command line only (a backup directory that outlives the run).
+    // Retention: of backup directories (command line) and of restic repositories.
     keepLast: 'keep-last',
     keepDaily: 'keep-daily',
     keepWeekly: 'keep-weekly',
@@ -21527,22 +21538,17 @@ const RESTORE_ONLY = [
     INPUTS.overwrite,
 ];
 /**
- * Options of the command line's backup only: the action does not declare them (its backup
- * is an artifact, which expires by retention-days) and does not read them.
+ * Inputs of the command line's backup only, which the action does not declare (none now:
+ * the action takes the restic destination and its retention too).
  */
-const CLI_ONLY = [
+const CLI_ONLY = (/* unused pure expression or super */ null && ([]));
+/** The retention rules: for backup directories and restic repositories, not artifacts. */
+const KEEP_INPUTS = [
     INPUTS.keepLast,
     INPUTS.keepDaily,
     INPUTS.keepWeekly,
     INPUTS.keepMonthly,
     INPUTS.keepYearly,
-    INPUTS.destination,
-    INPUTS.resticRepository,
-    INPUTS.resticPassword,
-    INPUTS.resticEnv,
-    INPUTS.resticOption,
-    INPUTS.resticInit,
-    INPUTS.check,
 ];
 /** Inputs of a whole-instance restore that mean nothing when single paths come back. */
 const WHOLE_RESTORE_ONLY = [
@@ -21814,9 +21820,17 @@ function planRestic(raw, defaults, label) {
         INPUTS.resticInit,
         INPUTS.check,
     ];
+    if (destination === 'artifact')
+        for (const name of KEEP_INPUTS)
+            if (value(name) !== '' && value(name) !== '0')
+                fail(name, `artifacts expire by retention-days; the keep-* inputs apply with ${label(INPUTS.destination)} restic.`);
+    // The action's defaults (check none, restic-init false) say nothing was asked for.
+    const asked = (name) => value(name) !== '' &&
+        !(name === INPUTS.check && value(name).toLowerCase() === 'none') &&
+        !(name === INPUTS.resticInit && value(name).toLowerCase() === 'false');
     if (destination !== 'restic') {
         for (const name of resticOnly)
-            if (value(name) !== '')
+            if (asked(name))
                 fail(name, `it only applies with ${label(INPUTS.destination)} restic.`);
         return {};
     }
@@ -21851,8 +21865,6 @@ function planRestic(raw, defaults, label) {
             fail(INPUTS.resticOption, `'${option}' is not of the form key=value (e.g. sftp.connections=2).`);
     if (value(INPUTS.encryptTo) !== '')
         fail(INPUTS.encryptTo, 'a restic repository is encrypted by restic itself (restic-password); encrypt-to is for backup directories and artifacts.');
-    if (boolean(INPUTS.restoreTest, false))
-        fail(INPUTS.restoreTest, 'the restore test is not available for a restic repository yet: check the repository with the input check (metadata or read-data-subset=N%).');
     return {
         restic: {
             repository,
@@ -21860,6 +21872,8 @@ function planRestic(raw, defaults, label) {
             env,
             options,
             init: boolean(INPUTS.resticInit, false),
+            // The action's default is true: not an error, said in the log.
+            restoreTestAsked: boolean(INPUTS.restoreTest, false),
             check: resticCheck(value(INPUTS.check), (message) => fail(INPUTS.check, message)),
         },
     };
@@ -22331,7 +22345,7 @@ function cliInputs(args, env, cwd = process.cwd()) {
         INPUTS.backupDir,
         INPUTS.dumpTimeout,
         INPUTS.restoreTest,
-        ...CLI_ONLY,
+        ...KEEP_INPUTS,
         INPUTS.dbAdminUser,
         INPUTS.safetyCopy,
         INPUTS.owner,
@@ -22484,15 +22498,6 @@ function summary(result) {
     ];
     return `${lines.join('\n')}\n`;
 }
-/** Every secret of a restic plan: the password, the backend values, a URL's credentials. */
-function addResticSecrets(secrets, restic) {
-    secrets.add(restic.password);
-    for (const value of Object.values(restic.env))
-        secrets.add(value);
-    const info = /^[a-z0-9]+:[a-z][a-z0-9+.-]*:\/\/([^/]*)@/i.exec(restic.repository)?.[1];
-    if (info?.includes(':'))
-        secrets.add(info.slice(info.indexOf(':') + 1));
-}
 function resticSummary(result) {
     const { manifest } = result;
     const product = manifest.instance.product === 'nextcloud' ? 'Nextcloud' : 'ownCloud';
@@ -22607,7 +22612,8 @@ async function runCli(args) {
         secrets.add(raw[INPUTS.resticPassword]);
         if (inputs.command === 'list' || raw[INPUTS.destination]?.trim().toLowerCase() === 'restic') {
             const planned = planBackup(raw, { backupDir: process.cwd(), environment: process.env }, label);
-            addResticSecrets(secrets, planned.restic);
+            for (const value of resticSecretValues(planned.restic))
+                secrets.add(value);
             const ssh = keepAliveSeconds ? { ssh: { keepAliveSeconds } } : {};
             if (inputs.command === 'list') {
                 const listed = await listResticBackups(planned, { reporter, secrets, ...ssh });

@@ -33,7 +33,11 @@ export interface ActionSettings {
 // Characters the artifact service refuses in a name.
 const FORBIDDEN_IN_NAME = /[":<>|*?\r\n\\/]/;
 
-const PASSWORDS: readonly string[] = [INPUTS.dbPassword, INPUTS.dbAdminPassword];
+const PASSWORDS: readonly string[] = [
+  INPUTS.dbPassword,
+  INPUTS.dbAdminPassword,
+  INPUTS.resticPassword,
+];
 
 /**
  * Reads the raw inputs, masking the secrets among them before anything else happens; then
@@ -85,7 +89,12 @@ export function actionSettings(
 ): ActionSettings {
   const plan = planBackup(
     raw,
-    { backupDir: join(runnerTemp, 'owncloud-backup'), restoreTest: true },
+    {
+      backupDir: join(runnerTemp, 'owncloud-backup'),
+      restoreTest: true,
+      destination: 'artifact',
+      environment: process.env,
+    },
     actionLabel,
   );
 

@@ -1,6 +1,7 @@
 // The action's main step: inputs → plan → backup → artifact → outputs and job summary.
 import * as core from '@actions/core';
 import { runBackup } from '../backup.ts';
+import { resticSecretValues, runResticBackup } from '../backup-restic.ts';
 import { uploadBackupArtifact, type StoredArtifact } from '../destination/artifact.ts';
 import { InterruptedError } from '../errors.ts';
 import { formatBytes } from '../steps/preflight.ts';
@@ -9,7 +10,7 @@ import { actionReporter } from './reporter.ts';
 import { actionSettings, readRawInputs } from './inputs.ts';
 import { coreState, maintenanceState, STATE, type StateStore } from './state.ts';
 import { cancellableStep, trackedSsh } from './step.ts';
-import { jobSummary } from './summary.ts';
+import { jobSummary, resticJobSummary } from './summary.ts';
 
 export async function runMain(state: StateStore = coreState): Promise<void> {
   await cancellableStep(
@@ -19,6 +20,28 @@ export async function runMain(state: StateStore = coreState): Promise<void> {
       const startedAt = new Date();
       const settings = actionSettings(raw, action, runnerTemp, startedAt);
       const reporter = actionReporter((text) => secrets.redact(text));
+      if (settings.plan.restic) {
+        for (const value of resticSecretValues(settings.plan.restic)) secrets.add(value);
+        const stored = await runResticBackup(settings.plan, {
+          reporter,
+          secrets,
+          signal,
+          startedAt,
+          progressSeconds: progressSecondsFrom(process.env),
+          ssh: trackedSsh(state, runnerTemp),
+          onMaintenance: (record) =>
+            state.save(STATE.maintenance, JSON.stringify(maintenanceState(record))),
+        });
+        const { manifest } = stored;
+        core.setOutput('backup-name', stored.name);
+        core.setOutput('restic-snapshot', stored.snapshot);
+        core.setOutput('owncloud-version', manifest.instance.version);
+        core.setOutput('size-bytes', String(manifest.files.bytes + manifest.database.dumpBytes));
+        core.setOutput('maintenance-seconds', String(manifest.maintenance.seconds));
+        await core.summary.addRaw(resticJobSummary(stored)).write();
+        core.info(`Backup complete: ${stored.name} (manifest snapshot ${stored.snapshot}).`);
+        return;
+      }
 
       const result = await runBackup(settings.plan, {
         reporter,
@@ -35,6 +58,7 @@ export async function runMain(state: StateStore = coreState): Promise<void> {
 
       // The backup's own outputs first: a later step can still use it if the upload fails.
       const { manifest } = result;
+      core.setOutput('backup-name', manifest.name);
       core.setOutput('backup-dir', result.directory);
       core.setOutput('manifest', result.manifestPath);
       core.setOutput('db-dump', result.dumpPath);

@@ -44,7 +44,11 @@ export async function runPost(state: StateStore = coreState): Promise<void> {
     );
     // The post step gets the same inputs: the key comes from there, not from main's files.
     const { raw } = readRawInputs(secrets);
-    const plan = planBackup(raw, { backupDir: tmpdir() }, actionLabel);
+    const plan = planBackup(
+      raw,
+      { backupDir: tmpdir(), destination: 'artifact', environment: process.env },
+      actionLabel,
+    );
     let host: Host;
     if (plan.target.kind === 'ssh') {
       const runtimeDir = newRuntimeDir();

@@ -1,6 +1,7 @@
 // The job summary: what was backed up, how big, its checksums, the maintenance window and
 // where the artifact is. Pure: returns Markdown.
 import type { BackupResult } from '../backup.ts';
+import type { ResticBackupResult } from '../backup-restic.ts';
 import type { StoredArtifact } from '../destination/artifact.ts';
 import { describeEncryption, leftOutOf } from '../manifest.ts';
 import { formatSeconds } from '../report.ts';
@@ -85,4 +86,52 @@ export function jobSummary(
     '',
   ];
   return lines.join('\n');
+}
+
+/** The job summary of a backup into a restic repository. Pure: returns Markdown. */
+export function resticJobSummary(result: ResticBackupResult): string {
+  const { manifest } = result;
+  const product = manifest.instance.product === 'nextcloud' ? 'Nextcloud' : 'ownCloud';
+  const rows: [string, string][] = [
+    ['Instance', `${product} ${manifest.instance.version} (${manifest.instance.instanceId})`],
+    ['Repository', manifest.repository.display],
+    ['Backup', `${result.name}, manifest snapshot \`${result.snapshot}\``],
+    [
+      'Snapshots',
+      `installation \`${manifest.snapshots.install}\`, data \`${manifest.snapshots.files}\`, database \`${manifest.snapshots.database}\` (${manifest.database.file})`,
+    ],
+    [
+      'Database',
+      `${manifest.database.type} '${manifest.database.name}', ${formatBytes(manifest.database.dumpBytes)} dumped with ${manifest.database.dumpTool} ${manifest.database.dumpToolVersion}`,
+    ],
+    [
+      'Files',
+      `${formatBytes(manifest.files.bytes)}; ${formatBytes(manifest.dataAdded)} added to the repository`,
+    ],
+    [
+      'Maintenance mode',
+      !manifest.maintenance.managed
+        ? 'not managed (maintenance-mode: false)'
+        : manifest.maintenance.switchedByUs
+          ? `on for ${formatSeconds(manifest.maintenance.seconds)}, then off again`
+          : 'was on before the backup, left on',
+    ],
+    ...(result.retention
+      ? ([
+          [
+            'Retention',
+            `kept ${result.retention.kept.length}, removed ${result.retention.removed.length}`,
+          ],
+        ] as [string, string][])
+      : []),
+    ...(result.checked ? ([['Check', `${result.checked}: no errors`]] as [string, string][]) : []),
+  ];
+  return [
+    `## ownCloud backup into restic`,
+    '',
+    '| | |',
+    '|---|---|',
+    ...rows.map(([key, value]) => `| ${key} | ${escape(value)} |`),
+    '',
+  ].join('\n');
 }

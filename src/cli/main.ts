@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { runBackup, type BackupResult } from '../backup.ts';
 import {
   listResticBackups,
+  resticSecretValues,
   runResticBackup,
   type ListedBackup,
   type ResticBackupResult,
@@ -25,7 +26,7 @@ import { formatSeconds, streamReporter } from '../report.ts';
 import { withIdentity } from '../steps/age.ts';
 import { Secrets } from '../secrets.ts';
 import {
-  CLI_ONLY,
+  KEEP_INPUTS,
   cliLabel,
   INPUTS,
   planBackup,
@@ -36,7 +37,6 @@ import {
   type InputLabel,
   type InputName,
   type RawInputs,
-  type ResticPlan,
 } from '../settings.ts';
 import { formatBytes } from '../steps/preflight.ts';
 import type { RetentionOutcome } from '../steps/backup-dir.ts';
@@ -396,7 +396,7 @@ export function cliInputs(
     INPUTS.backupDir,
     INPUTS.dumpTimeout,
     INPUTS.restoreTest,
-    ...CLI_ONLY,
+    ...KEEP_INPUTS,
     INPUTS.dbAdminUser,
     INPUTS.safetyCopy,
     INPUTS.owner,
@@ -552,14 +552,6 @@ export function summary(result: BackupResult): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** Every secret of a restic plan: the password, the backend values, a URL's credentials. */
-function addResticSecrets(secrets: Secrets, restic: ResticPlan): void {
-  secrets.add(restic.password);
-  for (const value of Object.values(restic.env)) secrets.add(value);
-  const info = /^[a-z0-9]+:[a-z][a-z0-9+.-]*:\/\/([^/]*)@/i.exec(restic.repository)?.[1];
-  if (info?.includes(':')) secrets.add(info.slice(info.indexOf(':') + 1));
-}
-
 export function resticSummary(result: ResticBackupResult): string {
   const { manifest } = result;
   const product = manifest.instance.product === 'nextcloud' ? 'Nextcloud' : 'ownCloud';
@@ -687,7 +679,7 @@ export async function runCli(args: string[]): Promise<number> {
         { backupDir: process.cwd(), environment: process.env },
         label,
       );
-      addResticSecrets(secrets, planned.restic!);
+      for (const value of resticSecretValues(planned.restic!)) secrets.add(value);
       const ssh = keepAliveSeconds ? { ssh: { keepAliveSeconds } } : {};
       if (inputs.command === 'list') {
         const listed = await listResticBackups(planned, { reporter, secrets, ...ssh });

@@ -123,6 +123,7 @@ describe('the restic destination in the plan', () => {
       env: { AWS_ACCESS_KEY_ID: 'AKIA1' },
       options: ['s3.storage-class=STANDARD_IA'],
       init: true,
+      restoreTestAsked: false,
       check: { kind: 'read-data-subset', percent: 5 },
     });
     expect(plan.restoreTest).toBe(false);
@@ -150,10 +151,6 @@ describe('the restic destination in the plan', () => {
     [
       { 'restic-repository': '/r', 'restic-password': 'p', 'encrypt-to': 'age1x' },
       'encrypted by restic itself',
-    ],
-    [
-      { 'restic-repository': '/r', 'restic-password': 'p', 'restore-test': 'true' },
-      'not available for a restic repository',
     ],
   ])('refuses %j with one message naming the input', (given, message) => {
     expect(() => planBackup({ ...base, ...given }, defaults)).toThrow(message);

@@ -408,11 +408,18 @@ describe('the action', () => {
     delete process.env['INPUT_KEEP-LAST'];
   });
 
-  it('does not read the keep-* inputs, which it does not declare: nothing in its backup dir is removed', () => {
+  it('refuses keep-* for an artifact (it expires by retention-days) and applies them to a restic repository', () => {
     process.env['INPUT_KEEP-DAILY'] = '1';
     process.env['INPUT_KEEP-LAST'] = '1';
     const { raw } = readRawInputs(new Secrets());
-    expect(raw['keep-daily']).toBeUndefined();
-    expect(planBackup(raw, { backupDir: '/b' }).retention).toEqual(NO_RETENTION);
+    expect(raw['keep-daily']).toBe('1');
+    expect(() => planBackup(raw, { backupDir: '/b', destination: 'artifact' })).toThrow(
+      "Invalid input 'keep-last': artifacts expire by retention-days; the keep-* inputs apply with input 'destination' restic.",
+    );
+    const restic = planBackup(
+      { ...raw, destination: 'restic', 'restic-repository': '/r', 'restic-password': 'p' },
+      { backupDir: '/b', destination: 'artifact' },
+    );
+    expect(restic.retention).toEqual({ ...NO_RETENTION, last: 1, daily: 1 });
   });
 });
