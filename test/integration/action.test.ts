@@ -139,6 +139,7 @@ describe.each(['sqlite', 'mysql', 'pgsql'] as const)(
         'artifact-name',
         'artifact-url',
         'backup-dir',
+        'backup-name',
         'db-dump',
         'maintenance-seconds',
         'manifest',
@@ -146,6 +147,7 @@ describe.each(['sqlite', 'mysql', 'pgsql'] as const)(
         'size-bytes',
       ]);
       expect(out['artifact-name']).toBe(artifactName);
+      expect(out['backup-dir']!.endsWith(out['backup-name']!)).toBe(true);
       expect(out['artifact-id']).toMatch(/^\d+$/);
       expect(out['artifact-digest']).toMatch(/^[0-9a-f]{64}$/);
       expect(out['artifact-url']).toBe(
