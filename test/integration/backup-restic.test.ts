@@ -6,7 +6,7 @@
 // changed between the passes is in its window state; a backup that fails inside the window
 // leaves nothing of itself in the repository and removes no older backup; a missing
 // repository is only created with --restic-init; no secret is in any argv or output.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo } from 'node:net';
@@ -371,25 +371,36 @@ describe('a restic backup (local repository)', () => {
       }
       const id = String(instance.config.instanceid);
       const seed = (backup: { name: string; time: Date }, part: 'manifest' | 'files') =>
-        execFileSync(
-          requireTool('restic'),
-          [
-            ...['backup', '--quiet', '--host', id, '--stdin', '--stdin-filename', `${part}.json`],
-            ...['--time', backup.time.toISOString().slice(0, 19).replace('T', ' ')],
-            ...partTagsFor(id, backup.name, part).flatMap((tag) => ['--tag', tag]),
-          ],
-          {
-            env: {
-              ...process.env,
-              RESTIC_REPOSITORY: backend.repository,
-              RESTIC_PASSWORD: PASSWORD,
-              TZ: 'UTC',
+        new Promise<void>((resolve, reject) => {
+          const child = execFile(
+            requireTool('restic'),
+            [
+              ...['backup', '--quiet', '--host', id, '--stdin', '--stdin-filename', `${part}.json`],
+              ...['--time', backup.time.toISOString().slice(0, 19).replace('T', ' ')],
+              ...partTagsFor(id, backup.name, part).flatMap((tag) => ['--tag', tag]),
+            ],
+            {
+              env: {
+                ...process.env,
+                RESTIC_REPOSITORY: backend.repository,
+                RESTIC_PASSWORD: PASSWORD,
+                TZ: 'UTC',
+              },
             },
-            input: `{"seeded":"${backup.name}"}\n`,
-          },
-        );
-      for (const backup of earlier) seed(backup, 'manifest');
-      for (const backup of [earlier[0]!, earlier[earlier.length - 1]!]) seed(backup, 'files');
+            (error) => (error ? reject(error) : resolve()),
+          );
+          child.stdin!.end(`{"seeded":"${backup.name}"}\n`);
+        });
+      // A few at a time (restic's backup takes a shared lock).
+      const seeds = [
+        ...earlier.map((backup) => () => seed(backup, 'manifest')),
+        ...[earlier[0]!, earlier[earlier.length - 1]!].map((backup) => () => seed(backup, 'files')),
+      ];
+      await Promise.all(
+        Array.from({ length: 4 }, async () => {
+          for (let next = seeds.shift(); next; next = seeds.shift()) await next();
+        }),
+      );
 
       const policy = { last: 0, daily: 7, weekly: 4, monthly: 3, yearly: 0 };
       const run = await backUp(instance, backend, 'local', [
