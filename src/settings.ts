@@ -505,11 +505,9 @@ function planRestic(
   label: InputLabel,
 ): { restic?: ResticPlan } {
   const { value, fail, oneOf, boolean } = validators(raw, label);
-  const destination = oneOf(
-    INPUTS.destination,
-    ['directory', 'artifact', 'restic'] as const,
-    defaults.destination ?? 'directory',
-  );
+  // The action's backup is an artifact, the command line's a backup directory.
+  const own = defaults.destination ?? 'directory';
+  const destination = oneOf(INPUTS.destination, [own, 'restic'] as const, own);
   const resticOnly = [
     INPUTS.resticRepository,
     INPUTS.resticPassword,

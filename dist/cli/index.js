@@ -21811,7 +21811,9 @@ const RESTIC_OWN = /^RESTIC_(PASSWORD|PASSWORD_FILE|PASSWORD_COMMAND|REPOSITORY|
 /** destination and the restic-* inputs: a ResticPlan for destination restic, else none. */
 function planRestic(raw, defaults, label) {
     const { value, fail, oneOf, boolean } = validators(raw, label);
-    const destination = oneOf(INPUTS.destination, ['directory', 'artifact', 'restic'], defaults.destination ?? 'directory');
+    // The action's backup is an artifact, the command line's a backup directory.
+    const own = defaults.destination ?? 'directory';
+    const destination = oneOf(INPUTS.destination, [own, 'restic'], own);
     const resticOnly = [
         INPUTS.resticRepository,
         INPUTS.resticPassword,

@@ -6,7 +6,7 @@
 // changed between the passes is in its window state; a backup that fails inside the window
 // leaves nothing of itself in the repository and removes no older backup; a missing
 // repository is only created with --restic-init; no secret is in any argv or output.
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo } from 'node:net';
@@ -438,6 +438,36 @@ describe('a restic backup (local repository)', () => {
     } finally {
       await backend.stop();
     }
+  });
+
+  it('interrupted in the window: maintenance mode restored, exit 130, nothing of it left', async () => {
+    const backend = backends.get('local')!;
+    const instance = await sampleOn('sqlite', SQLITE_ONLY, scratch.path, counter++);
+    const good = await backUp(instance, backend, 'local', ['--restic-init']);
+    expect(good.exitCode, explain(good)).toBe(0);
+    const before = snapshots(backend)
+      .map((s) => s.id)
+      .sort();
+    const hold = holdOccAt(instance, 'maintenance:mode --on');
+    let child: ChildProcess | undefined;
+    const running = backUp(instance, backend, 'local', ['--keep-last', '1'], (c) => (child = c));
+    try {
+      const occPid = await Promise.race([hold.reached(), running.then(() => -1)]);
+      expect(occPid, 'the backup never switched maintenance mode on').toBeGreaterThan(0);
+      child!.kill('SIGINT');
+    } finally {
+      hold.release();
+    }
+    const run = await running;
+    expect(run.exitCode, explain(run)).toBe(130);
+    expect(instance.readConfig().maintenance).toBe(false);
+    expect(run.stderr).not.toContain('Retention');
+    expect(
+      snapshots(backend)
+        .map((s) => s.id)
+        .sort(),
+    ).toEqual(before);
+    instance.remove();
   });
 
   it('creates a missing repository only with --restic-init', async () => {

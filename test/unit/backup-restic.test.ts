@@ -156,6 +156,20 @@ describe('the restic destination in the plan', () => {
     expect(() => planBackup({ ...base, ...given }, defaults)).toThrow(message);
   });
 
+  it('takes the destination of its caller or restic', () => {
+    expect(() =>
+      planBackup({ 'owncloud-dir': '/x', destination: 'artifact' }, { backupDir: '/b' }),
+    ).toThrow(
+      "Invalid input 'destination': 'artifact' is not supported. Expected one of: directory, restic.",
+    );
+    expect(
+      planBackup(
+        { 'owncloud-dir': '/x', destination: 'artifact' },
+        { backupDir: '/b', destination: 'artifact' },
+      ).restic,
+    ).toBeUndefined();
+  });
+
   it('refuses restic inputs without destination restic', () => {
     expect(() =>
       planBackup({ 'owncloud-dir': '/x', 'restic-repository': '/r' }, { backupDir: '/b' }),
