@@ -15080,7 +15080,8 @@ function requiredBytes(sourceBytes) {
 async function preflight(host, plan, instance, engine, reporter, 
 /** runnerFiles false: the files never come here (restic on the host): no tar, no space. */
 options = { runnerFiles: true }) {
-    const hostPrograms = ['php', 'tar', 'du', 'mktemp'];
+    // restic reads the files itself (its own preflight finds it): no tar on the host then.
+    const hostPrograms = ['php', ...(options.runnerFiles ? ['tar'] : []), 'du', 'mktemp'];
     if (host.account !== instance.owner)
         hostPrograms.push(host.account === 'root' ? 'runuser' : 'sudo');
     const { tool, missing: missingThere } = await findTools(host, engine, hostPrograms);

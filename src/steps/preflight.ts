@@ -175,7 +175,8 @@ export async function preflight(
   /** runnerFiles false: the files never come here (restic on the host): no tar, no space. */
   options: { runnerFiles: boolean } = { runnerFiles: true },
 ): Promise<Preflight> {
-  const hostPrograms = ['php', 'tar', 'du', 'mktemp'];
+  // restic reads the files itself (its own preflight finds it): no tar on the host then.
+  const hostPrograms = ['php', ...(options.runnerFiles ? ['tar'] : []), 'du', 'mktemp'];
   if (host.account !== instance.owner)
     hostPrograms.push(host.account === 'root' ? 'runuser' : 'sudo');
   const { tool, missing: missingThere } = await findTools(host, engine, hostPrograms);
