@@ -28,11 +28,10 @@ import { connectStep } from './host/connect.ts';
 import { acquireLock, holderName, type HeldLock } from './host/lock.ts';
 import { hostname } from 'node:os';
 import { backupName, dumpFileName, encryptionIndexName } from './naming.ts';
-import { formatSeconds } from './report.ts';
 import { describePolicy, isRetentionOff, selectKept, type DatedBackup } from './retention.ts';
 import type { BackupPlan, ResticPlan } from './settings.ts';
 import type { BackupContext } from './backup.ts';
-import { allOrNothing } from './steps/window.ts';
+import { allOrNothing, inMaintenanceWindow } from './steps/window.ts';
 import { discoverInstance, type Instance } from './steps/discover.ts';
 import { dumpDatabase, type DumpSink } from './steps/dump.ts';
 import { recordEncryption, type EncryptionOutcome } from './steps/encryption.ts';
@@ -329,86 +328,60 @@ export async function runResticBackup(
     };
     const dumpName = dumpFileName(startedAt, 'zstd').replace(/\.zst$/, '');
     const indexPath = join(scratch, encryptionIndexName(startedAt, 'zstd'));
-    let failure: unknown;
-    let outcome:
-      | {
-          files: SnapshotSummary;
-          dump: SnapshotSummary & { rawBytes: number };
-          rowCounts: Record<string, number>;
-          encryption: EncryptionOutcome;
-        }
-      | undefined;
-    await reporter.group(
+    const { files, dump, rowCounts, encryption } = await reporter.group(
       maintenance
         ? 'Maintenance window (files snapshot, database dump, row counts, encryption index)'
         : 'Files snapshot, database dump, row counts and encryption index',
-      async () => {
-        try {
-          await maintenance?.enable();
-          const [files, dump, rowCounts, encryption] = await allOrNothing(signal, (stepSignal) => {
-            const dumping = dumpDatabase({
-              host: connected,
-              engine,
-              connection: found.database,
-              tool,
-              owner: found.owner,
-              into: resticDumpSink(repo, {
-                filename: dumpName,
-                tags: tags('database'),
-                hostname: hostnameTag,
-                time: startedAt,
+      () =>
+        inMaintenanceWindow(maintenance, reporter, async () => {
+          const [filesDone, dumped, counted, encryptionDone] = await allOrNothing(
+            signal,
+            (stepSignal) => {
+              const dumping = dumpDatabase({
+                host: connected,
+                engine,
+                connection: found.database,
+                tool,
+                owner: found.owner,
+                into: resticDumpSink(repo, {
+                  filename: dumpName,
+                  tags: tags('database'),
+                  hostname: hostnameTag,
+                  time: startedAt,
+                  signal: stepSignal,
+                }),
+                idleTimeoutSeconds: plan.dumpTimeoutSeconds,
                 signal: stepSignal,
-              }),
-              idleTimeoutSeconds: plan.dumpTimeoutSeconds,
-              signal: stepSignal,
-            });
-            return [
-              filesBackup('files', stepSignal, live.id),
-              dumping,
-              countRows(connected, engine, dumpContext, stepSignal, {
-                seconds: plan.dumpTimeoutSeconds,
-                after: dumping,
-              }),
-              recordEncryption(connected, engine, dumpContext, {
-                indexPath,
-                compression: 'zstd',
-                signal: stepSignal,
-                timeout: { seconds: plan.dumpTimeoutSeconds, after: dumping },
-              }),
-            ] as const;
-          });
-          outcome = { files, dump, rowCounts, encryption };
-        } catch (error) {
-          failure = error;
-        }
-        if (maintenance) {
-          try {
-            await maintenance.restore();
-          } catch (restoreError) {
-            throw new MaintenanceNotRestoredError(
-              failure
-                ? `${describeError(failure)} ${describeError(restoreError)}`
-                : describeError(restoreError),
-            );
-          }
-          if (maintenance.window.switchedByUs)
-            reporter.info(`Maintenance mode was on for ${formatSeconds(maintenance.seconds())}.`);
-        }
-        if (failure !== undefined || !outcome) throw failure;
-        const { files, dump, rowCounts } = outcome;
-        reporter.info(
-          `Files: ${files.filesNew} new, ${files.filesChanged} changed, ${files.filesUnmodified} unchanged since the live pass; snapshot ${files.id}.`,
-        );
-        reporter.info(
-          `Database dump: ${formatBytes(dump.rawBytes)} into ${dumpName} (snapshot ${dump.id}).`,
-        );
-        const tables = Object.keys(rowCounts).length;
-        reporter.info(
-          `Row counts: ${tables} table${tables === 1 ? '' : 's'}, ${Object.values(rowCounts).reduce((sum, n) => sum + n, 0)} rows.`,
-        );
-      },
+              });
+              return [
+                filesBackup('files', stepSignal, live.id),
+                dumping,
+                countRows(connected, engine, dumpContext, stepSignal, {
+                  seconds: plan.dumpTimeoutSeconds,
+                  after: dumping,
+                }),
+                recordEncryption(connected, engine, dumpContext, {
+                  indexPath,
+                  compression: 'zstd',
+                  signal: stepSignal,
+                  timeout: { seconds: plan.dumpTimeoutSeconds, after: dumping },
+                }),
+              ] as const;
+            },
+          );
+          reporter.info(
+            `Files: ${filesDone.filesNew} new, ${filesDone.filesChanged} changed, ${filesDone.filesUnmodified} unchanged since the live pass; snapshot ${filesDone.id}.`,
+          );
+          reporter.info(
+            `Database dump: ${formatBytes(dumped.rawBytes)} into ${dumpName} (snapshot ${dumped.id}).`,
+          );
+          const tables = Object.keys(counted).length;
+          reporter.info(
+            `Row counts: ${tables} table${tables === 1 ? '' : 's'}, ${Object.values(counted).reduce((sum, n) => sum + n, 0)} rows.`,
+          );
+          return { files: filesDone, dump: dumped, rowCounts: counted, encryption: encryptionDone };
+        }),
     );
-    const { files, dump, rowCounts, encryption } = outcome!;
     interrupted();
 
     let index: SnapshotSummary | undefined;

@@ -40,7 +40,7 @@ import {
   INCOMPLETE_SUFFIX,
   MANIFEST_NAME,
 } from './naming.ts';
-import { formatSeconds, type Reporter } from './report.ts';
+import type { Reporter } from './report.ts';
 import { DEFAULT_PROGRESS_SECONDS, StepProgress } from './progress.ts';
 import type { Secrets } from './secrets.ts';
 import type { BackupPlan } from './settings.ts';
@@ -52,7 +52,7 @@ import {
   type RetentionOutcome,
 } from './steps/backup-dir.ts';
 import { describePolicy, isRetentionOff } from './retention.ts';
-import { allOrNothing } from './steps/window.ts';
+import { allOrNothing, inMaintenanceWindow } from './steps/window.ts';
 import { discoverInstance } from './steps/discover.ts';
 import { dumpDatabase, dumpFile, type DumpResult } from './steps/dump.ts';
 import {
@@ -657,10 +657,7 @@ async function maintenanceWindow(
   },
 ): Promise<WindowOutcome> {
   const { reporter } = context;
-  let failure: unknown;
-  let outcome: WindowOutcome | undefined;
-  try {
-    await maintenance?.enable();
+  return inMaintenanceWindow(maintenance, reporter, async () => {
     const [dumped, delta, rowCounts, encryption] = await allOrNothing(context.signal, (signal) => {
       const dumping = work.dump(signal);
       return [
@@ -687,24 +684,6 @@ async function maintenanceWindow(
         ...(encryption.index ? { index: { name: '', files: encryption.index.files } } : {}),
       })}.`,
     );
-    outcome = { dumped, delta, rowCounts, encryption };
-  } catch (error) {
-    failure = error;
-  }
-  if (maintenance) {
-    try {
-      await maintenance.restore();
-    } catch (restoreError) {
-      // Both matter: why the backup failed, and that the instance is still in maintenance mode.
-      throw new MaintenanceNotRestoredError(
-        failure
-          ? `${describeError(failure)} ${describeError(restoreError)}`
-          : describeError(restoreError),
-      );
-    }
-    if (maintenance.window.switchedByUs)
-      reporter.info(`Maintenance mode was on for ${formatSeconds(maintenance.seconds())}.`);
-  }
-  if (failure !== undefined || !outcome) throw failure;
-  return outcome;
+    return { dumped, delta, rowCounts, encryption };
+  });
 }

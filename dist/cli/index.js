@@ -15594,7 +15594,40 @@ async function pruneBackups(backupDir, policy, justWritten, options) {
 }
 
 ;// CONCATENATED MODULE: ./src/steps/window.ts
-// Steps that run side by side inside the maintenance window.
+// The maintenance window, and the steps that run side by side inside it.
+
+
+/**
+ * Switches maintenance mode on (unless there is no guard: maintenance-mode false), runs the
+ * work, and restores the prior state whatever happened: when that fails too, both causes
+ * are reported (why the work failed, and that the instance is still in maintenance mode).
+ */
+async function inMaintenanceWindow(maintenance, reporter, work) {
+    let failure;
+    let outcome;
+    try {
+        await maintenance?.enable();
+        outcome = await work();
+    }
+    catch (error) {
+        failure = { error };
+    }
+    if (maintenance) {
+        try {
+            await maintenance.restore();
+        }
+        catch (restoreError) {
+            throw new MaintenanceNotRestoredError(failure
+                ? `${describeError(failure.error)} ${describeError(restoreError)}`
+                : describeError(restoreError));
+        }
+        if (maintenance.window.switchedByUs)
+            reporter.info(`Maintenance mode was on for ${formatSeconds(maintenance.seconds())}.`);
+    }
+    if (failure)
+        throw failure.error;
+    return outcome;
+}
 /**
  * Runs steps side by side; the first failure stops the others (through their signal) and,
  * once all have ended, is the one reported.
@@ -17245,7 +17278,6 @@ function restoreTestLine(record) {
 
 
 
-
 async function runBackup(plan, context) {
     const { reporter } = context;
     const startedAt = context.startedAt ?? new Date();
@@ -17651,10 +17683,7 @@ function writeSmallFile(path, text) {
  */
 async function maintenanceWindow(maintenance, context, work) {
     const { reporter } = context;
-    let failure;
-    let outcome;
-    try {
-        await maintenance?.enable();
+    return inMaintenanceWindow(maintenance, reporter, async () => {
         const [dumped, delta, rowCounts, encryption] = await allOrNothing(context.signal, (signal) => {
             const dumping = work.dump(signal);
             return [
@@ -17673,27 +17702,8 @@ async function maintenanceWindow(maintenance, context, work) {
             ...encryption.state,
             ...(encryption.index ? { index: { name: '', files: encryption.index.files } } : {}),
         })}.`);
-        outcome = { dumped, delta, rowCounts, encryption };
-    }
-    catch (error) {
-        failure = error;
-    }
-    if (maintenance) {
-        try {
-            await maintenance.restore();
-        }
-        catch (restoreError) {
-            // Both matter: why the backup failed, and that the instance is still in maintenance mode.
-            throw new MaintenanceNotRestoredError(failure
-                ? `${describeError(failure)} ${describeError(restoreError)}`
-                : describeError(restoreError));
-        }
-        if (maintenance.window.switchedByUs)
-            reporter.info(`Maintenance mode was on for ${formatSeconds(maintenance.seconds())}.`);
-    }
-    if (failure !== undefined || !outcome)
-        throw failure;
-    return outcome;
+        return { dumped, delta, rowCounts, encryption };
+    });
 }
 
 ;// CONCATENATED MODULE: ./src/host/guarded-restic.ts
@@ -18330,7 +18340,6 @@ function resticSelection(fileSet) {
 
 
 
-
 /** The tag every snapshot of this tool carries. */
 const RESTIC_TAG = 'owncloud-backup';
 /** The name the manifest has in its snapshot. */
@@ -18497,71 +18506,47 @@ async function runResticBackup(plan, context) {
         };
         const dumpName = dumpFileName(startedAt, 'zstd').replace(/\.zst$/, '');
         const indexPath = (0,external_node_path_namespaceObject.join)(scratch, encryptionIndexName(startedAt, 'zstd'));
-        let failure;
-        let outcome;
-        await reporter.group(maintenance
+        const { files, dump, rowCounts, encryption } = await reporter.group(maintenance
             ? 'Maintenance window (files snapshot, database dump, row counts, encryption index)'
-            : 'Files snapshot, database dump, row counts and encryption index', async () => {
-            try {
-                await maintenance?.enable();
-                const [files, dump, rowCounts, encryption] = await allOrNothing(signal, (stepSignal) => {
-                    const dumping = dumpDatabase({
-                        host: connected,
-                        engine,
-                        connection: found.database,
-                        tool,
-                        owner: found.owner,
-                        into: resticDumpSink(repo, {
-                            filename: dumpName,
-                            tags: tags('database'),
-                            hostname: hostnameTag,
-                            time: startedAt,
-                            signal: stepSignal,
-                        }),
-                        idleTimeoutSeconds: plan.dumpTimeoutSeconds,
+            : 'Files snapshot, database dump, row counts and encryption index', () => inMaintenanceWindow(maintenance, reporter, async () => {
+            const [filesDone, dumped, counted, encryptionDone] = await allOrNothing(signal, (stepSignal) => {
+                const dumping = dumpDatabase({
+                    host: connected,
+                    engine,
+                    connection: found.database,
+                    tool,
+                    owner: found.owner,
+                    into: resticDumpSink(repo, {
+                        filename: dumpName,
+                        tags: tags('database'),
+                        hostname: hostnameTag,
+                        time: startedAt,
                         signal: stepSignal,
-                    });
-                    return [
-                        filesBackup('files', stepSignal, live.id),
-                        dumping,
-                        countRows(connected, engine, dumpContext, stepSignal, {
-                            seconds: plan.dumpTimeoutSeconds,
-                            after: dumping,
-                        }),
-                        recordEncryption(connected, engine, dumpContext, {
-                            indexPath,
-                            compression: 'zstd',
-                            signal: stepSignal,
-                            timeout: { seconds: plan.dumpTimeoutSeconds, after: dumping },
-                        }),
-                    ];
+                    }),
+                    idleTimeoutSeconds: plan.dumpTimeoutSeconds,
+                    signal: stepSignal,
                 });
-                outcome = { files, dump, rowCounts, encryption };
-            }
-            catch (error) {
-                failure = error;
-            }
-            if (maintenance) {
-                try {
-                    await maintenance.restore();
-                }
-                catch (restoreError) {
-                    throw new MaintenanceNotRestoredError(failure
-                        ? `${describeError(failure)} ${describeError(restoreError)}`
-                        : describeError(restoreError));
-                }
-                if (maintenance.window.switchedByUs)
-                    reporter.info(`Maintenance mode was on for ${formatSeconds(maintenance.seconds())}.`);
-            }
-            if (failure !== undefined || !outcome)
-                throw failure;
-            const { files, dump, rowCounts } = outcome;
-            reporter.info(`Files: ${files.filesNew} new, ${files.filesChanged} changed, ${files.filesUnmodified} unchanged since the live pass; snapshot ${files.id}.`);
-            reporter.info(`Database dump: ${formatBytes(dump.rawBytes)} into ${dumpName} (snapshot ${dump.id}).`);
-            const tables = Object.keys(rowCounts).length;
-            reporter.info(`Row counts: ${tables} table${tables === 1 ? '' : 's'}, ${Object.values(rowCounts).reduce((sum, n) => sum + n, 0)} rows.`);
-        });
-        const { files, dump, rowCounts, encryption } = outcome;
+                return [
+                    filesBackup('files', stepSignal, live.id),
+                    dumping,
+                    countRows(connected, engine, dumpContext, stepSignal, {
+                        seconds: plan.dumpTimeoutSeconds,
+                        after: dumping,
+                    }),
+                    recordEncryption(connected, engine, dumpContext, {
+                        indexPath,
+                        compression: 'zstd',
+                        signal: stepSignal,
+                        timeout: { seconds: plan.dumpTimeoutSeconds, after: dumping },
+                    }),
+                ];
+            });
+            reporter.info(`Files: ${filesDone.filesNew} new, ${filesDone.filesChanged} changed, ${filesDone.filesUnmodified} unchanged since the live pass; snapshot ${filesDone.id}.`);
+            reporter.info(`Database dump: ${formatBytes(dumped.rawBytes)} into ${dumpName} (snapshot ${dumped.id}).`);
+            const tables = Object.keys(counted).length;
+            reporter.info(`Row counts: ${tables} table${tables === 1 ? '' : 's'}, ${Object.values(counted).reduce((sum, n) => sum + n, 0)} rows.`);
+            return { files: filesDone, dump: dumped, rowCounts: counted, encryption: encryptionDone };
+        }));
         interrupted();
         let index;
         if (encryption.index) {

@@ -11,6 +11,7 @@ import { actionSettings, readRawInputs } from './inputs.ts';
 import { coreState, maintenanceState, STATE, type StateStore } from './state.ts';
 import { cancellableStep, trackedSsh } from './step.ts';
 import { jobSummary, resticJobSummary } from './summary.ts';
+import type { MaintenanceRecord } from '../steps/maintenance.ts';
 
 export async function runMain(state: StateStore = coreState): Promise<void> {
   await cancellableStep(
@@ -20,18 +21,20 @@ export async function runMain(state: StateStore = coreState): Promise<void> {
       const startedAt = new Date();
       const settings = actionSettings(raw, action, runnerTemp, startedAt);
       const reporter = actionReporter((text) => secrets.redact(text));
+      const context = {
+        reporter,
+        secrets,
+        signal,
+        startedAt,
+        progressSeconds: progressSecondsFrom(process.env),
+        // The key and known_hosts live there (0600) until the post step removes them, whatever happens.
+        ssh: trackedSsh(state, runnerTemp),
+        onMaintenance: (record: MaintenanceRecord) =>
+          state.save(STATE.maintenance, JSON.stringify(maintenanceState(record))),
+      };
       if (settings.plan.restic) {
         for (const value of resticSecretValues(settings.plan.restic)) secrets.add(value);
-        const stored = await runResticBackup(settings.plan, {
-          reporter,
-          secrets,
-          signal,
-          startedAt,
-          progressSeconds: progressSecondsFrom(process.env),
-          ssh: trackedSsh(state, runnerTemp),
-          onMaintenance: (record) =>
-            state.save(STATE.maintenance, JSON.stringify(maintenanceState(record))),
-        });
+        const stored = await runResticBackup(settings.plan, context);
         const { manifest } = stored;
         core.setOutput('backup-name', stored.name);
         core.setOutput('restic-snapshot', stored.snapshot);
@@ -44,15 +47,7 @@ export async function runMain(state: StateStore = coreState): Promise<void> {
       }
 
       const result = await runBackup(settings.plan, {
-        reporter,
-        secrets,
-        signal,
-        startedAt,
-        progressSeconds: progressSecondsFrom(process.env),
-        // The key and known_hosts live there (0600) until the post step removes them, whatever happens.
-        ssh: trackedSsh(state, runnerTemp),
-        onMaintenance: (record) =>
-          state.save(STATE.maintenance, JSON.stringify(maintenanceState(record))),
+        ...context,
         onWorkDir: (dir) => state.save(STATE.incompleteDir, dir),
       });
 

@@ -1,4 +1,42 @@
-// Steps that run side by side inside the maintenance window.
+// The maintenance window, and the steps that run side by side inside it.
+import { describeError, MaintenanceNotRestoredError } from '../errors.ts';
+import { formatSeconds, type Reporter } from '../report.ts';
+import type { MaintenanceGuard } from './maintenance.ts';
+
+/**
+ * Switches maintenance mode on (unless there is no guard: maintenance-mode false), runs the
+ * work, and restores the prior state whatever happened: when that fails too, both causes
+ * are reported (why the work failed, and that the instance is still in maintenance mode).
+ */
+export async function inMaintenanceWindow<T>(
+  maintenance: MaintenanceGuard | undefined,
+  reporter: Reporter,
+  work: () => Promise<T>,
+): Promise<T> {
+  let failure: { error: unknown } | undefined;
+  let outcome: T | undefined;
+  try {
+    await maintenance?.enable();
+    outcome = await work();
+  } catch (error) {
+    failure = { error };
+  }
+  if (maintenance) {
+    try {
+      await maintenance.restore();
+    } catch (restoreError) {
+      throw new MaintenanceNotRestoredError(
+        failure
+          ? `${describeError(failure.error)} ${describeError(restoreError)}`
+          : describeError(restoreError),
+      );
+    }
+    if (maintenance.window.switchedByUs)
+      reporter.info(`Maintenance mode was on for ${formatSeconds(maintenance.seconds())}.`);
+  }
+  if (failure) throw failure.error;
+  return outcome as T;
+}
 
 /**
  * Runs steps side by side; the first failure stops the others (through their signal) and,
