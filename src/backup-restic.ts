@@ -19,6 +19,7 @@ import {
   IncompleteSnapshotError,
   ResticRepository,
   findRestic,
+  repositoryUrlPassword,
   type Snapshot,
   type SnapshotSummary,
 } from './destination/restic.ts';
@@ -167,12 +168,8 @@ export function incompleteBackups(snapshots: readonly Snapshot[]): Map<string, s
 
 /** Every secret of a restic plan: the password, the backend values, a URL's password. */
 export function resticSecretValues(restic: ResticPlan): string[] {
-  const info = /^[a-z0-9]+:[a-z][a-z0-9+.-]*:\/\/([^/]*)@/i.exec(restic.repository)?.[1];
-  return [
-    restic.password,
-    ...Object.values(restic.env),
-    ...(info?.includes(':') ? [info.slice(info.indexOf(':') + 1)] : []),
-  ];
+  const urlPassword = repositoryUrlPassword(restic.repository);
+  return [restic.password, ...Object.values(restic.env), ...(urlPassword ? [urlPassword] : [])];
 }
 
 function repositoryOf(host: Host, plan: ResticPlan, prefix: string[]) {

@@ -13925,19 +13925,8 @@ function tarExcludeOptions(patterns, parts) {
         if (pattern === '')
             continue;
         if (pattern.startsWith('/')) {
-            const path = pattern.replace(/^\/+/, '');
-            for (const part of parts) {
-                const root = part.patternRoot;
-                const within = root === ''
-                    ? path
-                    : path.startsWith(`${root}/`)
-                        ? path.slice(root.length + 1)
-                        : undefined;
-                if (within === undefined && root !== path)
-                    continue;
-                const target = within === undefined || within === ''
-                    ? fromRoot(part.source)
-                    : `${fromRoot(part.source)}/${within}`;
+            for (const { part, within } of anchoredIn(pattern, parts)) {
+                const target = within === '' ? fromRoot(part.source) : `${fromRoot(part.source)}/${within}`;
                 options.push('--anchored', '--wildcards', '--no-wildcards-match-slash', `--exclude=${target}`);
             }
             continue;
@@ -13954,6 +13943,25 @@ function tarExcludeOptions(patterns, parts) {
         options.push('--no-anchored', '--wildcards', across ? '--wildcards-match-slash' : '--no-wildcards-match-slash', `--exclude=${across ? pattern.replaceAll('**', '*') : pattern}`);
     }
     return options;
+}
+/**
+ * The parts an anchored pattern (leading '/') falls in, and what of it lies within each:
+ * '' when it names the part itself. Its root is each part's pattern root (the data
+ * directory, the installation, '/' for absolute paths). Pure.
+ */
+function anchoredIn(pattern, parts) {
+    const path = pattern.replace(/^\/+/, '');
+    const found = [];
+    for (const part of parts) {
+        const root = part.patternRoot;
+        if (root === '')
+            found.push({ part, within: path });
+        else if (path.startsWith(`${root}/`))
+            found.push({ part, within: path.slice(root.length + 1) });
+        else if (root === path)
+            found.push({ part, within: '' });
+    }
+    return found;
 }
 /** The sources a pass gives tar: the outermost of its parts (an inner one is read with it). */
 function outermostSources(parts) {
@@ -17854,6 +17862,11 @@ function displayRepository(repository) {
         return `${scheme}${user}:***@`;
     });
 }
+/** The password in a repository URL's user info (`rest:https://user:PASSWORD@host/`), if any. */
+function repositoryUrlPassword(repository) {
+    const info = /^[a-z0-9]+:[a-z][a-z0-9+.-]*:\/\/([^/]*)@/i.exec(repository)?.[1];
+    return info?.includes(':') ? info.slice(info.indexOf(':') + 1) : undefined;
+}
 /**
  * Removes every secret from restic's words: the repository string becomes its display
  * form, and the password, the URL's credentials and the variables' values become `***`.
@@ -17861,8 +17874,7 @@ function displayRepository(repository) {
 function redactResticOutput(text, access) {
     let out = text.replaceAll(access.repository, displayRepository(access.repository));
     const secrets = [access.password, ...Object.values(access.env)];
-    const info = /^[a-z0-9]+:[a-z][a-z0-9+.-]*:\/\/([^/]*)@/i.exec(access.repository)?.[1];
-    const urlPassword = info?.includes(':') ? info.slice(info.indexOf(':') + 1) : undefined;
+    const urlPassword = repositoryUrlPassword(access.repository);
     if (urlPassword) {
         secrets.push(urlPassword);
         try {
@@ -18278,14 +18290,9 @@ function resticSelection(fileSet) {
             excludes.push(pattern);
             continue;
         }
-        const path = pattern.replace(/^\/+/, '');
-        for (const part of fileSet.parts) {
-            const root = part.patternRoot;
-            const within = root === '' ? path : path.startsWith(`${root}/`) ? path.slice(root.length + 1) : undefined;
-            if (within === undefined && root !== path)
-                continue;
+        for (const { part, within } of anchoredIn(pattern, fileSet.parts)) {
             const source = `/${escapeResticPattern(fromRoot(part.source))}`;
-            excludes.push(within === undefined || within === '' ? source : `${source}/${within}`);
+            excludes.push(within === '' ? source : `${source}/${within}`);
         }
     }
     const installParts = fileSet.parts.filter((p) => p.part === 'install');
@@ -18392,12 +18399,8 @@ function incompleteBackups(snapshots) {
 }
 /** Every secret of a restic plan: the password, the backend values, a URL's password. */
 function resticSecretValues(restic) {
-    const info = /^[a-z0-9]+:[a-z][a-z0-9+.-]*:\/\/([^/]*)@/i.exec(restic.repository)?.[1];
-    return [
-        restic.password,
-        ...Object.values(restic.env),
-        ...(info?.includes(':') ? [info.slice(info.indexOf(':') + 1)] : []),
-    ];
+    const urlPassword = repositoryUrlPassword(restic.repository);
+    return [restic.password, ...Object.values(restic.env), ...(urlPassword ? [urlPassword] : [])];
 }
 function repositoryOf(host, plan, prefix) {
     return async () => {
@@ -22029,6 +22032,7 @@ function planPathRestore(raw, backupPath, label = actionLabel) {
 
 
 
+
 const EXIT = { ok: 0, failed: 1, usage: 2, skipped: 3, interrupted: 130 };
 const ENV = {
     dbPassword: 'OWNCLOUD_BACKUP_DB_PASSWORD',
@@ -22418,7 +22422,7 @@ function cliInputs(args, env, cwd = process.cwd()) {
     }
     const restic = command === 'list' || raw[INPUTS.destination]?.trim().toLowerCase() === 'restic';
     if (values['restic-repository'] !== undefined) {
-        if (/^[a-z0-9]+:[a-z][a-z0-9+.-]*:\/\/[^/@]*:[^/@]*@/i.test(values['restic-repository']))
+        if (repositoryUrlPassword(values['restic-repository']) !== undefined)
             throw new InputError(`Refusing --restic-repository with a password in its URL: the command line is visible to every user of this machine. Put the repository in the environment variable ${ENV.resticRepository}.`);
         raw[INPUTS.resticRepository] = values['restic-repository'];
         sources[INPUTS.resticRepository] = 'option --restic-repository';

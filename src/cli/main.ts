@@ -39,6 +39,7 @@ import {
   type RawInputs,
 } from '../settings.ts';
 import { formatBytes } from '../steps/preflight.ts';
+import { repositoryUrlPassword } from '../destination/restic.ts';
 import type { RetentionOutcome } from '../steps/backup-dir.ts';
 import { describePolicy } from '../retention.ts';
 import { TOOL } from '../tool.ts';
@@ -468,7 +469,7 @@ export function cliInputs(
 
   const restic = command === 'list' || raw[INPUTS.destination]?.trim().toLowerCase() === 'restic';
   if (values['restic-repository'] !== undefined) {
-    if (/^[a-z0-9]+:[a-z][a-z0-9+.-]*:\/\/[^/@]*:[^/@]*@/i.test(values['restic-repository']))
+    if (repositoryUrlPassword(values['restic-repository']) !== undefined)
       throw new InputError(
         `Refusing --restic-repository with a password in its URL: the command line is visible to every user of this machine. Put the repository in the environment variable ${ENV.resticRepository}.`,
       );

@@ -118,6 +118,12 @@ export function displayRepository(repository: string): string {
   });
 }
 
+/** The password in a repository URL's user info (`rest:https://user:PASSWORD@host/`), if any. */
+export function repositoryUrlPassword(repository: string): string | undefined {
+  const info = /^[a-z0-9]+:[a-z][a-z0-9+.-]*:\/\/([^/]*)@/i.exec(repository)?.[1];
+  return info?.includes(':') ? info.slice(info.indexOf(':') + 1) : undefined;
+}
+
 /**
  * Removes every secret from restic's words: the repository string becomes its display
  * form, and the password, the URL's credentials and the variables' values become `***`.
@@ -125,8 +131,7 @@ export function displayRepository(repository: string): string {
 export function redactResticOutput(text: string, access: ResticAccess): string {
   let out = text.replaceAll(access.repository, displayRepository(access.repository));
   const secrets = [access.password, ...Object.values(access.env)];
-  const info = /^[a-z0-9]+:[a-z][a-z0-9+.-]*:\/\/([^/]*)@/i.exec(access.repository)?.[1];
-  const urlPassword = info?.includes(':') ? info.slice(info.indexOf(':') + 1) : undefined;
+  const urlPassword = repositoryUrlPassword(access.repository);
   if (urlPassword) {
     secrets.push(urlPassword);
     try {

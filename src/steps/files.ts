@@ -182,20 +182,8 @@ export function tarExcludeOptions(
     const pattern = raw.replace(/\/+$/, '');
     if (pattern === '') continue;
     if (pattern.startsWith('/')) {
-      const path = pattern.replace(/^\/+/, '');
-      for (const part of parts) {
-        const root = part.patternRoot;
-        const within =
-          root === ''
-            ? path
-            : path.startsWith(`${root}/`)
-              ? path.slice(root.length + 1)
-              : undefined;
-        if (within === undefined && root !== path) continue;
-        const target =
-          within === undefined || within === ''
-            ? fromRoot(part.source)
-            : `${fromRoot(part.source)}/${within}`;
+      for (const { part, within } of anchoredIn(pattern, parts)) {
+        const target = within === '' ? fromRoot(part.source) : `${fromRoot(part.source)}/${within}`;
         options.push(
           '--anchored',
           '--wildcards',
@@ -224,6 +212,26 @@ export function tarExcludeOptions(
     );
   }
   return options;
+}
+
+/**
+ * The parts an anchored pattern (leading '/') falls in, and what of it lies within each:
+ * '' when it names the part itself. Its root is each part's pattern root (the data
+ * directory, the installation, '/' for absolute paths). Pure.
+ */
+export function anchoredIn(
+  pattern: string,
+  parts: readonly TarPart[],
+): { part: TarPart; within: string }[] {
+  const path = pattern.replace(/^\/+/, '');
+  const found: { part: TarPart; within: string }[] = [];
+  for (const part of parts) {
+    const root = part.patternRoot;
+    if (root === '') found.push({ part, within: path });
+    else if (path.startsWith(`${root}/`)) found.push({ part, within: path.slice(root.length + 1) });
+    else if (root === path) found.push({ part, within: '' });
+  }
+  return found;
 }
 
 /** The sources a pass gives tar: the outermost of its parts (an inner one is read with it). */

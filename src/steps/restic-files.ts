@@ -3,7 +3,13 @@
 // where it really is on the host (a symlinked top-level path is read where it points, as
 // tar reads it); the manifest records which part each path is.
 import { BackupError } from '../errors.ts';
-import { fromRoot, outermostSources, tarExcludeOptions, type FileSet } from './files.ts';
+import {
+  anchoredIn,
+  fromRoot,
+  outermostSources,
+  tarExcludeOptions,
+  type FileSet,
+} from './files.ts';
 import { isWithin } from './installation.ts';
 
 export interface ResticSelection {
@@ -42,14 +48,9 @@ export function resticSelection(fileSet: FileSet): {
       excludes.push(pattern);
       continue;
     }
-    const path = pattern.replace(/^\/+/, '');
-    for (const part of fileSet.parts) {
-      const root = part.patternRoot;
-      const within =
-        root === '' ? path : path.startsWith(`${root}/`) ? path.slice(root.length + 1) : undefined;
-      if (within === undefined && root !== path) continue;
+    for (const { part, within } of anchoredIn(pattern, fileSet.parts)) {
       const source = `/${escapeResticPattern(fromRoot(part.source))}`;
-      excludes.push(within === undefined || within === '' ? source : `${source}/${within}`);
+      excludes.push(within === '' ? source : `${source}/${within}`);
     }
   }
   const installParts = fileSet.parts.filter((p) => p.part === 'install');

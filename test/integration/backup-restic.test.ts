@@ -134,6 +134,29 @@ async function backUp(
   );
 }
 
+/**
+ * A backup (local transport) held where it switches maintenance mode on, after the live
+ * pass: `meanwhile` runs there (given the command's process), then the backup goes on.
+ */
+async function backUpHeldAtWindow(
+  instance: SampleInstance,
+  backend: ResticBackend,
+  extra: string[],
+  meanwhile: (child: ChildProcess) => Promise<void> | void,
+): Promise<CliRun> {
+  const hold = holdOccAt(instance, 'maintenance:mode --on');
+  let child: ChildProcess | undefined;
+  const running = backUp(instance, backend, 'local', extra, (c) => (child = c));
+  try {
+    const occPid = await Promise.race([hold.reached(), running.then(() => -1)]);
+    expect(occPid, 'the backup never switched maintenance mode on').toBeGreaterThan(0);
+    await meanwhile(child!);
+  } finally {
+    hold.release();
+  }
+  return running;
+}
+
 function expectClean(run: CliRun, backend: ResticBackend): void {
   expect(run.leaks).toEqual([]);
   expect(run.processesSeen).toBeGreaterThan(0);
@@ -293,18 +316,11 @@ describe('a restic backup (local repository)', () => {
   it('holds what changed between the passes in its state inside the window', async () => {
     const backend = backends.get('local')!;
     const instance = await sampleOn('sqlite', SQLITE_ONLY, scratch.path, counter++);
-    const hold = holdOccAt(instance, 'maintenance:mode --on');
-    const running = backUp(instance, backend, 'local', ['--restic-init']);
     const docs = join(instance.dataDir, 'alice/files/Documents');
-    try {
-      const occPid = await Promise.race([hold.reached(), running.then(() => -1)]);
-      expect(occPid, 'the backup never switched maintenance mode on').toBeGreaterThan(0);
+    const run = await backUpHeldAtWindow(instance, backend, ['--restic-init'], () => {
       writeFileSync(join(docs, 'Welcome.txt'), 'rewritten after the live pass\n');
       writeFileSync(join(docs, 'added in the window.txt'), 'new\n');
-    } finally {
-      hold.release();
-    }
-    const run = await running;
+    });
     expect(run.exitCode, explain(run)).toBe(0);
     const name = /Backup complete: (owncloud-backup-\S+) in/.exec(run.stdout)![1]!;
     await expectBackupEqualsInstance(instance, backend, name);
@@ -325,17 +341,15 @@ describe('a restic backup (local repository)', () => {
       .sort();
     // Once the live pass is done (maintenance mode going on), the database is locked: the
     // dump inside the window fails (or waits until the dump-timeout gives up).
-    const hold = holdOccAt(instance, 'maintenance:mode --on');
-    const running = backUp(instance, backend, 'local', ['--dump-timeout', '2', '--keep-last', '1']);
     let lock: { release: () => Promise<void> } | undefined;
-    try {
-      const occPid = await Promise.race([hold.reached(), running.then(() => -1)]);
-      expect(occPid, 'the backup never switched maintenance mode on').toBeGreaterThan(0);
-      lock = await holdDumpLock(instance);
-    } finally {
-      hold.release();
-    }
-    const failed = await running;
+    const failed = await backUpHeldAtWindow(
+      instance,
+      backend,
+      ['--dump-timeout', '2', '--keep-last', '1'],
+      async () => {
+        lock = await holdDumpLock(instance);
+      },
+    );
     await lock?.release();
     expect(failed.exitCode, explain(failed)).toBe(1);
     expect(failed.stderr).toContain('Forgot the');
@@ -448,17 +462,9 @@ describe('a restic backup (local repository)', () => {
     const before = snapshots(backend)
       .map((s) => s.id)
       .sort();
-    const hold = holdOccAt(instance, 'maintenance:mode --on');
-    let child: ChildProcess | undefined;
-    const running = backUp(instance, backend, 'local', ['--keep-last', '1'], (c) => (child = c));
-    try {
-      const occPid = await Promise.race([hold.reached(), running.then(() => -1)]);
-      expect(occPid, 'the backup never switched maintenance mode on').toBeGreaterThan(0);
-      child!.kill('SIGINT');
-    } finally {
-      hold.release();
-    }
-    const run = await running;
+    const run = await backUpHeldAtWindow(instance, backend, ['--keep-last', '1'], (child) => {
+      child.kill('SIGINT');
+    });
     expect(run.exitCode, explain(run)).toBe(130);
     expect(instance.readConfig().maintenance).toBe(false);
     expect(run.stderr).not.toContain('Retention');
