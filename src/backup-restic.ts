@@ -41,6 +41,7 @@ import { formatBytes, preflight } from './steps/preflight.ts';
 import { resticSelection } from './steps/restic-files.ts';
 import { countRows } from './steps/row-counts.ts';
 import { TOOL } from './tool.ts';
+import { instanceRecords, type BackupFacts } from './manifest.ts';
 
 /** The tag every snapshot of this tool carries. */
 export const RESTIC_TAG = 'owncloud-backup';
@@ -50,51 +51,38 @@ export const RESTIC_MANIFEST_NAME = 'manifest.json';
 export type ResticPart =
   'install' | 'files-live' | 'files' | 'database' | 'encryption-index' | 'manifest';
 
-/** What the manifest snapshot holds: how the backup was made and how to restore it. */
-export interface ResticManifest {
-  format: 'owncloud-backup-restic/1';
+/** The format of the manifest snapshot's manifest.json. */
+export const RESTIC_MANIFEST_FORMAT = 'owncloud-backup-restic/2';
+
+/**
+ * What the manifest snapshot holds: how the backup was made and how to restore it (the
+ * instance, database and maintenance records as in a backup directory's manifest).
+ */
+export interface ResticManifest extends BackupFacts {
+  format: typeof RESTIC_MANIFEST_FORMAT;
   tool: { name: string; version: string };
-  name: string;
-  startedAt: string;
   finishedAt: string;
-  source: { host: string; transport: 'ssh' | 'local' };
   repository: { display: string; resticVersion: string };
-  instance: {
-    product: Instance['product'];
-    version: string;
-    instanceId: string;
-    installDir: string;
-    dataDir: string;
-    owner: string;
-  };
-  /** The snapshots of this backup, by part. */
   /**
    * The snapshots of this backup, by part: the installation's (read before the window) and
    * the data directory's with the absolute paths (read inside it) restore together.
    */
   snapshots: { install: string; files: string; database: string; encryptionIndex?: string };
-  files: {
-    /** The host paths in the files snapshot, and the part of the instance each is. */
+  files: BackupFacts['files'] & {
+    /** The host paths in the snapshots, and the part of the instance each is. */
     parts: { source: string; member: string; part: string }[];
     excludes: { install: string[]; files: string[] };
+    /** Data-dir-relative files deliberately not read (the live SQLite database). */
+    leftOut: string[];
     filesNew: number;
     filesChanged: number;
     filesUnmodified: number;
-    /** Bytes restic read in the window's snapshot (the files' size). */
-    bytes: number;
   };
-  database: {
-    type: string;
-    name: string;
-    dumpTool: string;
-    dumpToolVersion: string;
-    /** The dump's name in its snapshot. */
-    file: string;
-    dumpBytes: number;
-    rowCounts: Record<string, number>;
+  database: BackupFacts['database'] & {
+    /** The dump's name in its snapshot (at its root). */
+    dumpFile: string;
   };
   encryption: EncryptionOutcome['state'] & { index?: { file: string; files: number } };
-  maintenance: { managed: boolean; switchedByUs: boolean; seconds: number };
   /** What the repository received in all: bytes added after deduplication. */
   dataAdded: number;
 }
@@ -167,7 +155,9 @@ export function incompleteBackups(snapshots: readonly Snapshot[]): Map<string, s
 }
 
 /** Every secret of a restic plan: the password, the backend values, a URL's password. */
-export function resticSecretValues(restic: ResticPlan): string[] {
+export function resticSecretValues(
+  restic: Pick<ResticPlan, 'repository' | 'password' | 'env'>,
+): string[] {
   const urlPassword = repositoryUrlPassword(restic.repository);
   return [restic.password, ...Object.values(restic.env), ...(urlPassword ? [urlPassword] : [])];
 }
@@ -395,25 +385,31 @@ export async function runResticBackup(
     }
     interrupted();
 
+    const records = instanceRecords({
+      source: plan.target.kind === 'ssh' ? connected.label : `${hostname()} (local)`,
+      transport: plan.target.kind,
+      instance: found,
+      tool,
+      fileSet,
+      maintenance: {
+        managed: maintenance !== undefined,
+        window: maintenance?.window ?? { switchedByUs: false, priorState: found.maintenance },
+        seconds: maintenance?.seconds() ?? 0,
+      },
+      dumpBytes: dump.rawBytes,
+      rowCounts,
+      rowCountsInWindow: maintenance !== undefined,
+    });
+    const count = (s: SnapshotSummary) => s.filesNew + s.filesChanged + s.filesUnmodified;
     const manifest: ResticManifest = {
-      format: 'owncloud-backup-restic/1',
+      format: RESTIC_MANIFEST_FORMAT,
       tool: { name: TOOL.name, version: TOOL.version },
       name,
       startedAt: startedAt.toISOString(),
       finishedAt: new Date().toISOString(),
-      source: {
-        host: plan.target.kind === 'ssh' ? connected.label : `${hostname()} (local)`,
-        transport: plan.target.kind,
-      },
+      source: records.source,
       repository: { display: repo.label, resticVersion: repo.version },
-      instance: {
-        product: found.product,
-        version: found.version,
-        instanceId: found.instanceId,
-        installDir: found.installDir,
-        dataDir: found.dataDir,
-        owner: found.owner,
-      },
+      instance: records.instance,
       snapshots: {
         install: install.id,
         files: files.id,
@@ -421,22 +417,17 @@ export async function runResticBackup(
         ...(index ? { encryptionIndex: index.id } : {}),
       },
       files: {
+        ...records.files,
         parts: fileSet.parts.map((p) => ({ source: p.source, member: p.member, part: p.part })),
         excludes: { install: selection.install.excludes, files: selection.live.excludes },
+        leftOut: fileSet.dataExclude,
         filesNew: files.filesNew,
         filesChanged: files.filesChanged,
         filesUnmodified: files.filesUnmodified,
+        fileCount: count(install) + count(files),
         bytes: install.totalBytesProcessed + files.totalBytesProcessed,
       },
-      database: {
-        type: found.database.type,
-        name: found.database.name,
-        dumpTool: tool.program,
-        dumpToolVersion: tool.version,
-        file: dumpName,
-        dumpBytes: dump.rawBytes,
-        rowCounts,
-      },
+      database: { ...records.database, dumpFile: dumpName },
       encryption: {
         ...encryption.state,
         ...(encryption.index
@@ -448,11 +439,7 @@ export async function runResticBackup(
             }
           : {}),
       },
-      maintenance: {
-        managed: maintenance !== undefined,
-        switchedByUs: maintenance?.window.switchedByUs ?? false,
-        seconds: maintenance?.seconds() ?? 0,
-      },
+      maintenance: records.maintenance,
       dataAdded:
         install.dataAdded +
         live.dataAdded +

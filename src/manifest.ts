@@ -235,18 +235,43 @@ export interface ManifestInput {
   restoreTest?: RestoreTestRecord;
 }
 
-/** Assembles the manifest of a finished backup from what the run learned. */
-export function buildManifest(input: ManifestInput): Manifest {
+/**
+ * What a restore needs to know of a backup, whichever destination holds it (a backup
+ * directory's manifest.json, a restic repository's manifest snapshot).
+ */
+export interface BackupFacts {
+  name: string;
+  startedAt: string;
+  source: Manifest['source'];
+  instance: Manifest['instance'];
+  database: Manifest['database'];
+  files: Pick<
+    Manifest['files'],
+    'layout' | 'installPaths' | 'absolutePaths' | 'fileCount' | 'bytes'
+  >;
+  maintenance: Manifest['maintenance'];
+}
+
+/** The parts of a manifest that describe the instance and the run, for every destination. */
+export function instanceRecords(
+  input: Pick<
+    ManifestInput,
+    | 'source'
+    | 'transport'
+    | 'instance'
+    | 'tool'
+    | 'fileSet'
+    | 'maintenance'
+    | 'dumpBytes'
+    | 'rowCounts'
+    | 'rowCountsInWindow'
+  >,
+): Pick<Manifest, 'source' | 'instance' | 'database' | 'maintenance'> & {
+  files: Pick<Manifest['files'], 'layout' | 'installPaths' | 'absolutePaths'>;
+} {
   const { instance, fileSet, maintenance } = input;
   const db = instance.database;
-  const compression = input.archives[0]?.compression ?? 'zstd';
   return {
-    format: MANIFEST_FORMAT,
-    tool: TOOL,
-    name: input.name,
-    startedAt: input.startedAt.toISOString(),
-    finishedAt: input.finishedAt.toISOString(),
-    durationSeconds: seconds(input.finishedAt.getTime() - input.startedAt.getTime()),
     source: {
       host: input.source,
       transport: input.transport,
@@ -287,13 +312,6 @@ export function buildManifest(input: ManifestInput): Manifest {
       },
       installPaths: fileSet.installPaths,
       absolutePaths: fileSet.absolutePaths,
-      excludePatterns: fileSet.exclude,
-      leftOut: fileSet.dataExclude,
-      appDirs: fileSet.appDirs,
-      ...(fileSet.serverCode ? { serverCode: fileSet.serverCode } : {}),
-      fileCount: input.stats.files,
-      bytes: input.stats.bytes,
-      ownersKept: input.ownersKept,
     },
     maintenance: {
       managed: maintenance.managed,
@@ -307,6 +325,35 @@ export function buildManifest(input: ManifestInput): Manifest {
         : {}),
       seconds: seconds(maintenance.seconds * 1000),
     },
+  };
+}
+
+/** Assembles the manifest of a finished backup from what the run learned. */
+export function buildManifest(input: ManifestInput): Manifest {
+  const { fileSet } = input;
+  const compression = input.archives[0]?.compression ?? 'zstd';
+  const records = instanceRecords(input);
+  return {
+    format: MANIFEST_FORMAT,
+    tool: TOOL,
+    name: input.name,
+    startedAt: input.startedAt.toISOString(),
+    finishedAt: input.finishedAt.toISOString(),
+    durationSeconds: seconds(input.finishedAt.getTime() - input.startedAt.getTime()),
+    source: records.source,
+    instance: records.instance,
+    database: records.database,
+    files: {
+      ...records.files,
+      excludePatterns: fileSet.exclude,
+      leftOut: fileSet.dataExclude,
+      appDirs: fileSet.appDirs,
+      ...(fileSet.serverCode ? { serverCode: fileSet.serverCode } : {}),
+      fileCount: input.stats.files,
+      bytes: input.stats.bytes,
+      ownersKept: input.ownersKept,
+    },
+    maintenance: records.maintenance,
     archives: input.archives.map(({ file, role, compression: method }) => ({
       name: file.path.split('/').pop()!,
       role,

@@ -46,7 +46,7 @@ import {
   STOP_STEPS,
   type MovedPath,
 } from './steps/previous-state.ts';
-import { extractFiles, readArchivedConfig } from './steps/restore-files.ts';
+import { readArchivedConfig } from './steps/restore-files.ts';
 import {
   checkLogin,
   dumpAside,
@@ -58,8 +58,9 @@ import {
 } from './steps/restore-database.ts';
 import { countRows } from './steps/row-counts.ts';
 import { archiveNameProblem } from './verify.ts';
-import { rootOn, unchanged, verified, type VerifiedBackup } from './steps/target.ts';
-import { archiveFile, type Manifest } from './manifest.ts';
+import { directorySource, rootOn, unchanged, verified, type BackupSource } from './steps/target.ts';
+import { resticSource } from './restic-source.ts';
+import { archiveFile, type BackupFacts, type Manifest } from './manifest.ts';
 import { withIdentity } from './steps/age.ts';
 import type { Reporter } from './report.ts';
 import type { Secrets } from './secrets.ts';
@@ -84,7 +85,7 @@ export interface RestoreContext {
 }
 
 export interface RestoreResult {
-  manifest: Manifest;
+  manifest: BackupFacts;
   /** Where it was restored: the host's label. */
   target: string;
   /** Whether the target had an instance (in place) or not (a new host). */
@@ -109,7 +110,7 @@ export interface RestoreLayout {
 }
 
 export function restoreLayout(
-  manifest: Manifest,
+  manifest: Pick<BackupFacts, 'source' | 'files'>,
   given: { owncloudDir?: string; dataDir?: string },
 ): RestoreLayout {
   const recorded = manifest.source;
@@ -303,18 +304,21 @@ async function restore(
     if (signal.aborted)
       throw new InterruptedError('The restore was interrupted; nothing was changed.');
   };
-  // The backup's config.php is read from its archive while the archive is verified (each is
-  // a pass over the archive); it is used only once the verification has passed.
-  const configRead = archivedConfigOf(plan.backupPath, identityFile);
-  const backup = await reporter.group('Verify the backup', () =>
-    verified(plan.backupPath, reporter, identityFile),
-  );
-  const { manifest } = backup;
-  interrupted();
-  const archivedConfig = await configRead;
-  if (archivedConfig instanceof Error) throw archivedConfig;
-  const layout = restoreLayout(manifest, plan);
-  const engine = engineFor(plan.database.type ?? manifest.database.type);
+  // A backup directory is verified here before the target is even reached; a repository's
+  // backup is found (and its snapshots checked) from the target, where restic runs.
+  let source: BackupSource | undefined;
+  if (!plan.repository) {
+    // The backup's config.php is read from its archive while the archive is verified (each
+    // is a pass over the archive); it is used only once the verification has passed.
+    const configRead = archivedConfigOf(plan.backupPath, identityFile);
+    const backup = await reporter.group('Verify the backup', () =>
+      verified(plan.backupPath, reporter, identityFile),
+    );
+    interrupted();
+    const archivedConfig = await configRead;
+    if (archivedConfig instanceof Error) throw archivedConfig;
+    source = directorySource(backup, archivedConfig);
+  }
 
   let host: Host | undefined;
   try {
@@ -322,6 +326,19 @@ async function restore(
     const connected = host;
     const root = await rootOn(connected);
     interrupted();
+    const repository = plan.repository;
+    if (repository)
+      source = await unchanged(() =>
+        reporter.group('Find the backup in the restic repository', () =>
+          resticSource(connected, root, repository, reporter, signal),
+        ),
+      );
+    interrupted();
+    const backup = source!;
+    const manifest = backup.facts;
+    const archivedConfig = backup.configFiles;
+    const layout = restoreLayout(manifest, plan);
+    const engine = engineFor(plan.database.type ?? manifest.database.type);
 
     // --- What is there, and what will be -----------------------------------------------
     const { installDirOwner, current, connection, changes, client, moves } = await unchanged(() =>
@@ -346,7 +363,7 @@ async function restore(
         if (plan.dbAdmin) context.secrets.add(plan.dbAdmin.password);
         const changed = configChanges(values, target, layout.dataDir, plan.database);
 
-        const needed = ['tar', 'php', manifest.archives[0]!.compression, 'find', 'stat', 'df'];
+        const needed = [...backup.hostPrograms, 'php', 'find', 'stat', 'df'];
         const missing = await missingOnHost(connected, needed);
         // The safety copy of the current database needs that engine's dump tool.
         if (plan.safetyCopy && found && found.database.type !== 'sqlite') {
@@ -467,7 +484,7 @@ interface Replacement {
   root: string[];
   plan: RestorePlan;
   context: RestoreContext;
-  backup: VerifiedBackup;
+  backup: BackupSource;
   layout: RestoreLayout;
   engine: DatabaseEngine;
   current: Instance | undefined;
@@ -563,7 +580,7 @@ async function replace(r: Replacement): Promise<RestoreResult> {
     run.note('done');
     const previous = await keepOrDiscardPrevious(run);
     return {
-      manifest: r.backup.manifest,
+      manifest: r.backup.facts,
       target: r.host.label,
       inPlace: r.current !== undefined,
       ...(previous ? { previous } : {}),
@@ -626,26 +643,20 @@ async function setCurrentStateAside(run: RestoreRun): Promise<void> {
     if (move.how !== 'absent') reporter.info(`${move.original} → ${move.aside}`);
 }
 
-/** The files archive streamed into tar on the host, into place. */
+/** The backup's files into place on the host. */
 async function putFilesInPlace(run: RestoreRun): Promise<void> {
   const { host, root, backup, layout, stepPids, progress } = run;
   const { reporter, signal } = run.context;
-  const { manifest } = backup;
-  const size = (role: string) => manifest.archives.find((a) => a.role === role)?.size ?? 0;
-  const files = progress('Files', size('files') + size('files-delta'));
-  // The base archive, then what changed inside the maintenance window over it (its
-  // directories' entry lists also remove what was deleted then).
-  for (const archive of [backup.filesArchive, ...(backup.filesDelta ? [backup.filesDelta] : [])])
-    await extractFiles({
-      host,
-      root,
-      archive,
-      layout: layout.members,
-      incremental: archive === backup.filesDelta,
-      signal,
-      progress: files,
-      ...(stepPids ? { pidFile: stepPids.files } : {}),
-    });
+  const manifest = backup.facts;
+  const files = progress('Files', backup.filesBytes || undefined);
+  await backup.putFiles({
+    host,
+    root,
+    members: layout.members,
+    signal,
+    progress: files,
+    ...(stepPids ? { pidFile: stepPids.files } : {}),
+  });
   files.finish();
   if (stepPids)
     await mustRun(host, [...root, 'rm', '-f', '--', stepPids.files], 'Removing a pid file');
@@ -707,7 +718,7 @@ async function ownersAndConfig(run: RestoreRun): Promise<string> {
 async function replaceDatabase(run: RestoreRun, occUser: string): Promise<void> {
   const { host, root, plan, backup, engine, connection, stepPids, journal, note, progress } = run;
   const { reporter, signal } = run.context;
-  const { manifest } = backup;
+  const manifest = backup.facts;
   const loadContext: LoadContext = {
     connection,
     client: run.client,
@@ -744,7 +755,7 @@ async function replaceDatabase(run: RestoreRun, occUser: string): Promise<void> 
     host,
     engine,
     context: loadContext,
-    dump: backup.dumpArchive,
+    dump: backup.dump,
     ...(dropLines ? { dropLines } : {}),
     signal,
     progress: loading,
@@ -763,7 +774,7 @@ async function replaceDatabase(run: RestoreRun, occUser: string): Promise<void> 
 async function finishRestore(run: RestoreRun, occUser: string): Promise<number> {
   const { host, layout, backup } = run;
   const { reporter, signal } = run.context;
-  const { manifest } = backup;
+  const manifest = backup.facts;
   const occ = { installDir: layout.installDir, user: occUser };
   const runOcc = (args: string[]) =>
     mustRun(host, occCommand(host, occ, args), `occ ${args.join(' ')}`, {
@@ -912,7 +923,7 @@ function loadContext(r: Replacement, owner: string): LoadContext {
  * whose manifest has no counts).
  */
 async function checkRowCounts(r: Replacement, context: LoadContext): Promise<number> {
-  const recorded = r.backup.manifest.database.rowCounts;
+  const recorded = r.backup.facts.database.rowCounts;
   if (!recorded) {
     r.context.reporter.warning(
       'The backup records no row counts (made by an older version): the rows are not compared.',
@@ -1110,14 +1121,16 @@ export async function cleanupPrevious(
     const roots = [
       ...new Set([...paths, ...(dataDir ? [dataDir] : [])].flatMap((p) => [posix.dirname(p), p])),
     ];
-    // Containers sit beside each replaced path: in these directories or one level below (themes/).
+    // Containers sit beside each replaced path: in these directories or one level below
+    // (themes/); so do the directories a restore from a restic repository restores into,
+    // left behind only by a restore that was killed.
     const found = await mustRun(
       host,
       [
         ...root,
         'sh',
         '-c',
-        'for d; do [ -d "$d" ] && find "$d" -mindepth 1 -maxdepth 2 -xdev -type d -name ".owncloud-restore-previous-*" -prune -print0; done; true',
+        'for d; do [ -d "$d" ] && find "$d" -mindepth 1 -maxdepth 2 -xdev -type d \\( -name ".owncloud-restore-previous-*" -o -name ".owncloud-restore-incoming-*" \\) -prune -print0; done; true',
         'sh',
         ...roots,
       ],

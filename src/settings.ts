@@ -53,6 +53,8 @@ export const INPUTS = {
   discardPrevious: 'discard-previous',
   owner: 'owner',
   allowVersionMismatch: 'allow-version-mismatch',
+  /** The backup in a restic repository to restore: a snapshot id, a backup name, or latest. */
+  snapshot: 'snapshot',
   // Restore of single paths only.
   path: 'path',
   asCopy: 'as-copy',
@@ -69,6 +71,7 @@ export const RESTORE_ONLY: readonly InputName[] = [
   INPUTS.discardPrevious,
   INPUTS.owner,
   INPUTS.allowVersionMismatch,
+  INPUTS.snapshot,
   INPUTS.path,
   INPUTS.asCopy,
   INPUTS.overwrite,
@@ -191,6 +194,16 @@ export interface ResticPlan {
   /** restore-test was on: there is no restore test of a repository yet (said, not run). */
   restoreTestAsked: boolean;
   check: ResticCheck;
+}
+
+/** How to reach a restic repository: what a restore from one needs of the ResticPlan. */
+export type ResticAccessPlan = Pick<ResticPlan, 'repository' | 'password' | 'env' | 'options'>;
+
+/** A backup in a restic repository, to restore. */
+export interface RepositoryBackup {
+  restic: ResticAccessPlan;
+  /** A snapshot id (or its first characters), a backup name, or `latest`. */
+  snapshot: string;
 }
 
 export interface PlanDefaults {
@@ -533,17 +546,43 @@ function planRestic(
       if (asked(name)) fail(name, `it only applies with ${label(INPUTS.destination)} restic.`);
     return {};
   }
+  const access = planResticAccess(raw, defaults.environment, label, 'destination restic');
+  if (value(INPUTS.encryptTo) !== '')
+    fail(
+      INPUTS.encryptTo,
+      'a restic repository is encrypted by restic itself (restic-password); encrypt-to is for backup directories and artifacts.',
+    );
+  return {
+    restic: {
+      ...access,
+      init: boolean(INPUTS.resticInit, false),
+      // The action's default is true: not an error, said in the log.
+      restoreTestAsked: boolean(INPUTS.restoreTest, false),
+      check: resticCheck(value(INPUTS.check), (message) => fail(INPUTS.check, message)),
+    },
+  };
+}
+
+/** The restic-repository, restic-password, restic-env and restic-option inputs. */
+function planResticAccess(
+  raw: RawInputs,
+  environment: NodeJS.ProcessEnv | undefined,
+  label: InputLabel,
+  /** What needs them, for the messages: `destination restic`, `snapshot`. */
+  needs: string,
+): ResticAccessPlan {
+  const { fail } = validators(raw, label);
   const repository = (raw[INPUTS.resticRepository] ?? '').trim();
   if (repository === '')
     fail(
       INPUTS.resticRepository,
-      'a restic repository is needed with destination restic (a path on the host, or sftp:, rest:, s3:, b2:, azure:, gs:, rclone:).',
+      `a restic repository is needed with ${needs} (a path on the host, or sftp:, rest:, s3:, b2:, azure:, gs:, rclone:).`,
     );
   if (/[\r\n\0]/.test(repository) || repository.startsWith('-'))
     fail(INPUTS.resticRepository, 'expected a restic repository string on one line.');
   const password = raw[INPUTS.resticPassword] ?? '';
   if (password === '')
-    fail(INPUTS.resticPassword, 'the repository password is needed with destination restic.');
+    fail(INPUTS.resticPassword, `the repository password is needed with ${needs}.`);
   if (/[\r\n\0]/.test(password))
     fail(INPUTS.resticPassword, 'the password contains a line break or NUL byte.');
   const env: Record<string, string> = {};
@@ -556,7 +595,7 @@ function planRestic(
         INPUTS.resticEnv,
         `${name} is given by ${label(INPUTS.resticRepository)} or ${label(INPUTS.resticPassword)}, not as a backend variable.`,
       );
-    const given = defaults.environment?.[name];
+    const given = environment?.[name];
     if (given === undefined || given === '')
       fail(INPUTS.resticEnv, `the environment variable ${name} is not set (or empty).`);
     if (/[\r\n\0]/.test(given!))
@@ -570,23 +609,7 @@ function planRestic(
         INPUTS.resticOption,
         `'${option}' is not of the form key=value (e.g. sftp.connections=2).`,
       );
-  if (value(INPUTS.encryptTo) !== '')
-    fail(
-      INPUTS.encryptTo,
-      'a restic repository is encrypted by restic itself (restic-password); encrypt-to is for backup directories and artifacts.',
-    );
-  return {
-    restic: {
-      repository,
-      password,
-      env,
-      options,
-      init: boolean(INPUTS.resticInit, false),
-      // The action's default is true: not an error, said in the log.
-      restoreTestAsked: boolean(INPUTS.restoreTest, false),
-      check: resticCheck(value(INPUTS.check), (message) => fail(INPUTS.check, message)),
-    },
-  };
+  return { repository, password, env, options };
 }
 
 /** `none`, `metadata` or `read-data-subset=N%` (0 < N ≤ 100). Pure. */
@@ -610,8 +633,10 @@ export interface DatabaseAdmin {
 
 export interface RestorePlan extends InstancePlan {
   // owncloudDir '' (and dataDir absent) mean: where the backup recorded them.
-  /** The backup directory to restore (its manifest.json and archives). */
+  /** The backup directory to restore (its manifest.json and archives); '' with repository. */
   backupPath: string;
+  /** Instead of a backup directory: a backup in a restic repository, restored from the host. */
+  repository?: RepositoryBackup;
   /**
    * Drops and recreates the database (and creates the instance's database user when it is
    * missing); without it the instance's own user empties the database instead.
@@ -635,9 +660,12 @@ export function planRestore(
   raw: RawInputs,
   backupPath: string,
   label: InputLabel = actionLabel,
+  /** The environment that restic-env's variable names are read from. */
+  environment?: NodeJS.ProcessEnv,
 ): RestorePlan {
   const instance = planInstance(raw, label);
   const { value, fail, boolean, userName, password } = validators(raw, label);
+  const repository = planRepositoryBackup(raw, backupPath, label, environment);
   const adminUser = value(INPUTS.dbAdminUser);
   const adminPassword = password(INPUTS.dbAdminPassword);
   if (adminUser === '' && adminPassword !== undefined)
@@ -660,11 +688,54 @@ export function planRestore(
     // Empty: the installation directory the backup recorded.
     owncloudDir: value(INPUTS.owncloudDir) ? instance.owncloudDir : '',
     backupPath,
+    ...(repository ? { repository } : {}),
     ...(adminUser ? { dbAdmin: { user: adminUser, password: adminPassword ?? '' } } : {}),
     allowVersionMismatch: boolean(INPUTS.allowVersionMismatch, false),
     safetyCopy,
     discardPrevious,
     ...(owner ? { owner } : {}),
+  };
+}
+
+/** The restic inputs that only reach a repository (a restore takes no init, check or keep-*). */
+const RESTIC_ACCESS_INPUTS: readonly InputName[] = [
+  INPUTS.resticRepository,
+  INPUTS.resticPassword,
+  INPUTS.resticEnv,
+  INPUTS.resticOption,
+];
+
+/** The snapshot input and how to reach its repository; none without snapshot. */
+function planRepositoryBackup(
+  raw: RawInputs,
+  backupPath: string,
+  label: InputLabel,
+  environment: NodeJS.ProcessEnv | undefined,
+): RepositoryBackup | undefined {
+  const { value, fail } = validators(raw, label);
+  const snapshot = value(INPUTS.snapshot);
+  if (snapshot === '') {
+    for (const name of RESTIC_ACCESS_INPUTS)
+      if (value(name) !== '')
+        fail(
+          name,
+          `it only applies with ${label(INPUTS.snapshot)} (a backup in a restic repository).`,
+        );
+    return undefined;
+  }
+  if (backupPath !== '')
+    fail(
+      INPUTS.snapshot,
+      'a restore reads one backup: a backup directory, or a snapshot of a restic repository, not both.',
+    );
+  if (!/^(latest|[0-9a-f]{4,64}|owncloud-backup-[0-9A-Za-z_-]+)$/.test(snapshot))
+    fail(
+      INPUTS.snapshot,
+      `'${snapshot}' is not a snapshot. Expected latest, a snapshot id (at least its first 4 hex digits, as owncloud-backup list shows it) or a backup name (owncloud-backup-…).`,
+    );
+  return {
+    restic: planResticAccess(raw, environment, label, label(INPUTS.snapshot)),
+    snapshot,
   };
 }
 

@@ -6,7 +6,7 @@ import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(773);
+/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(386);
 // Entry of the `owncloud-backup` command.
 
 (0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .dropOutputToClosedPipes */ .D3)();
@@ -17,7 +17,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 773:
+/***/ 386:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -14553,18 +14553,11 @@ function checksumsText(archives) {
 function seconds(ms) {
     return Math.round(ms) / 1000;
 }
-/** Assembles the manifest of a finished backup from what the run learned. */
-function buildManifest(input) {
+/** The parts of a manifest that describe the instance and the run, for every destination. */
+function instanceRecords(input) {
     const { instance, fileSet, maintenance } = input;
     const db = instance.database;
-    const compression = input.archives[0]?.compression ?? 'zstd';
     return {
-        format: MANIFEST_FORMAT,
-        tool: TOOL,
-        name: input.name,
-        startedAt: input.startedAt.toISOString(),
-        finishedAt: input.finishedAt.toISOString(),
-        durationSeconds: seconds(input.finishedAt.getTime() - input.startedAt.getTime()),
         source: {
             host: input.source,
             transport: input.transport,
@@ -14605,13 +14598,6 @@ function buildManifest(input) {
             },
             installPaths: fileSet.installPaths,
             absolutePaths: fileSet.absolutePaths,
-            excludePatterns: fileSet.exclude,
-            leftOut: fileSet.dataExclude,
-            appDirs: fileSet.appDirs,
-            ...(fileSet.serverCode ? { serverCode: fileSet.serverCode } : {}),
-            fileCount: input.stats.files,
-            bytes: input.stats.bytes,
-            ownersKept: input.ownersKept,
         },
         maintenance: {
             managed: maintenance.managed,
@@ -14625,6 +14611,34 @@ function buildManifest(input) {
                 : {}),
             seconds: seconds(maintenance.seconds * 1000),
         },
+    };
+}
+/** Assembles the manifest of a finished backup from what the run learned. */
+function buildManifest(input) {
+    const { fileSet } = input;
+    const compression = input.archives[0]?.compression ?? 'zstd';
+    const records = instanceRecords(input);
+    return {
+        format: MANIFEST_FORMAT,
+        tool: TOOL,
+        name: input.name,
+        startedAt: input.startedAt.toISOString(),
+        finishedAt: input.finishedAt.toISOString(),
+        durationSeconds: seconds(input.finishedAt.getTime() - input.startedAt.getTime()),
+        source: records.source,
+        instance: records.instance,
+        database: records.database,
+        files: {
+            ...records.files,
+            excludePatterns: fileSet.exclude,
+            leftOut: fileSet.dataExclude,
+            appDirs: fileSet.appDirs,
+            ...(fileSet.serverCode ? { serverCode: fileSet.serverCode } : {}),
+            fileCount: input.stats.files,
+            bytes: input.stats.bytes,
+            ownersKept: input.ownersKept,
+        },
+        maintenance: records.maintenance,
         archives: input.archives.map(({ file, role, compression: method }) => ({
             name: file.path.split('/').pop(),
             role,
@@ -16776,7 +16790,8 @@ async function loadDump(options) {
         signal: options.signal,
     });
     loader.stdout.resume();
-    const decompress = openArchive(options.dump, options.signal);
+    const dump = options.dump;
+    const decompress = 'open' in dump ? dump.open(options.signal) : openArchive(dump, options.signal);
     let bytes = 0;
     const counter = new external_node_stream_namespaceObject.Transform({
         transform(chunk, _encoding, callback) {
@@ -16798,7 +16813,7 @@ async function loadDump(options) {
     if (transport)
         throw new LinkError(`Loading the database dump failed: ${transport}`);
     if (!unpacked.ok)
-        throw new BackupError(`Reading ${options.dump.path}: ${unpacked.problem}`);
+        throw new BackupError(`Reading ${'open' in dump ? dump.label : dump.path}: ${unpacked.problem}`);
     if (result.exitCode !== 0)
         throw new BackupError(`Loading the database dump (${context.client}) failed with exit code ${result.exitCode}: ${engine.explainFailure(result.stderr, context.connection) ?? (stderrTail(result.stderr) || 'no message')}`);
     return { bytes, dropped: filter?.dropped ?? 0 };
@@ -18236,11 +18251,15 @@ class ResticRepository {
         });
         return { stdout: started.stdout, done, kill: () => started.kill() };
     }
-    /** `restic restore SNAPSHOT --target DIR [--include …]` on the host. */
+    /**
+     * `restic restore SNAPSHOT --target DIR [--include …] [--verify]` on the host; with
+     * verify, restic reads every restored file back and compares it with the repository.
+     */
     async restore(snapshot, target, o = {}) {
         await this.execute([
             ...['restore', '--target', target],
             ...(o.include ?? []).flatMap((include) => ['--include', include]),
+            ...(o.verify ? ['--verify'] : []),
             '--',
             snapshot,
         ], `Restoring snapshot ${snapshot} from the restic repository into ${target}`, o.signal);
@@ -18347,10 +18366,13 @@ function resticSelection(fileSet) {
 
 
 
+
 /** The tag every snapshot of this tool carries. */
 const RESTIC_TAG = 'owncloud-backup';
 /** The name the manifest has in its snapshot. */
 const RESTIC_MANIFEST_NAME = 'manifest.json';
+/** The format of the manifest snapshot's manifest.json. */
+const RESTIC_MANIFEST_FORMAT = 'owncloud-backup-restic/2';
 /** The restic host name of an instance's snapshots: its instance id (stable across moves). */
 function resticHostname(instanceId) {
     return instanceId === '' ? 'owncloud' : instanceId;
@@ -18564,25 +18586,31 @@ async function runResticBackup(plan, context) {
             index = await stored.done;
         }
         interrupted();
+        const records = instanceRecords({
+            source: plan.target.kind === 'ssh' ? connected.label : `${(0,external_node_os_namespaceObject.hostname)()} (local)`,
+            transport: plan.target.kind,
+            instance: found,
+            tool,
+            fileSet,
+            maintenance: {
+                managed: maintenance !== undefined,
+                window: maintenance?.window ?? { switchedByUs: false, priorState: found.maintenance },
+                seconds: maintenance?.seconds() ?? 0,
+            },
+            dumpBytes: dump.rawBytes,
+            rowCounts,
+            rowCountsInWindow: maintenance !== undefined,
+        });
+        const count = (s) => s.filesNew + s.filesChanged + s.filesUnmodified;
         const manifest = {
-            format: 'owncloud-backup-restic/1',
+            format: RESTIC_MANIFEST_FORMAT,
             tool: { name: TOOL.name, version: TOOL.version },
             name,
             startedAt: startedAt.toISOString(),
             finishedAt: new Date().toISOString(),
-            source: {
-                host: plan.target.kind === 'ssh' ? connected.label : `${(0,external_node_os_namespaceObject.hostname)()} (local)`,
-                transport: plan.target.kind,
-            },
+            source: records.source,
             repository: { display: repo.label, resticVersion: repo.version },
-            instance: {
-                product: found.product,
-                version: found.version,
-                instanceId: found.instanceId,
-                installDir: found.installDir,
-                dataDir: found.dataDir,
-                owner: found.owner,
-            },
+            instance: records.instance,
             snapshots: {
                 install: install.id,
                 files: files.id,
@@ -18590,22 +18618,17 @@ async function runResticBackup(plan, context) {
                 ...(index ? { encryptionIndex: index.id } : {}),
             },
             files: {
+                ...records.files,
                 parts: fileSet.parts.map((p) => ({ source: p.source, member: p.member, part: p.part })),
                 excludes: { install: selection.install.excludes, files: selection.live.excludes },
+                leftOut: fileSet.dataExclude,
                 filesNew: files.filesNew,
                 filesChanged: files.filesChanged,
                 filesUnmodified: files.filesUnmodified,
+                fileCount: count(install) + count(files),
                 bytes: install.totalBytesProcessed + files.totalBytesProcessed,
             },
-            database: {
-                type: found.database.type,
-                name: found.database.name,
-                dumpTool: tool.program,
-                dumpToolVersion: tool.version,
-                file: dumpName,
-                dumpBytes: dump.rawBytes,
-                rowCounts,
-            },
+            database: { ...records.database, dumpFile: dumpName },
             encryption: {
                 ...encryption.state,
                 ...(encryption.index
@@ -18617,11 +18640,7 @@ async function runResticBackup(plan, context) {
                     }
                     : {}),
             },
-            maintenance: {
-                managed: maintenance !== undefined,
-                switchedByUs: maintenance?.window.switchedByUs ?? false,
-                seconds: maintenance?.seconds() ?? 0,
-            },
+            maintenance: records.maintenance,
             dataAdded: install.dataAdded +
                 live.dataAdded +
                 files.dataAdded +
@@ -19898,6 +19917,7 @@ async function verifyAndTestRestore(directory, options) {
 
 
 
+
 /**
  * The backup, checked byte for byte before anything on the target changes; an encrypted
  * one with the identity file given (it is refused without one).
@@ -19920,6 +19940,36 @@ async function verified(backupPath, reporter, identityFile) {
         filesArchive: archive('files'),
         ...(delta ? { filesDelta: archiveFile(backupPath, delta, identityFile) } : {}),
         dumpArchive: archive('database'),
+    };
+}
+/** A verified backup directory as a restore's source: its archives stream from here. */
+function directorySource(backup, configFiles) {
+    const { manifest } = backup;
+    const size = (role) => manifest.archives.find((a) => a.role === role)?.size ?? 0;
+    return {
+        facts: manifest,
+        hostPrograms: ['tar', manifest.archives[0].compression],
+        configFiles,
+        filesBytes: size('files') + size('files-delta'),
+        async putFiles(o) {
+            // The base archive, then what changed inside the maintenance window over it (its
+            // directories' entry lists also remove what was deleted then).
+            for (const archive of [
+                backup.filesArchive,
+                ...(backup.filesDelta ? [backup.filesDelta] : []),
+            ])
+                await extractFiles({
+                    host: o.host,
+                    root: o.root,
+                    archive,
+                    layout: o.members,
+                    incremental: archive === backup.filesDelta,
+                    signal: o.signal,
+                    progress: o.progress,
+                    ...(o.pidFile ? { pidFile: o.pidFile } : {}),
+                });
+        },
+        dump: backup.dumpArchive,
     };
 }
 /** argv prefix that runs a command as root on the host; needs root or passwordless sudo. */
@@ -19948,6 +19998,217 @@ async function unchanged(work) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/restic-source.ts
+// A backup in a restic repository as the restore's source, in host mode: restic runs on the
+// target host (as root, which it needs to give the files their owners) and restores the
+// snapshots there, so no file content crosses the runner; only the dump (into the database
+// client) and the config files (read here to plan the restore) do.
+//   the repository opened → the backup found (an id, a name, latest) → its manifest read →
+//   every snapshot it names checked present → config files read.
+// Putting the files in place: each part of the backup is restored (`restic restore
+// --verify`: every file read back and compared) into a private directory beside where it
+// goes, on the same file system, then renamed into place: nothing half-written is ever where
+// the instance looks, and no byte is copied twice.
+
+
+
+
+
+
+
+
+
+
+
+
+/** The name of the directory a part is restored into before it is renamed into place. */
+const INCOMING_PREFIX = '.owncloud-restore-incoming-';
+/**
+ * The manifest snapshot of the backup `given` names: `latest` (the newest complete backup;
+ * refused when the repository holds more than one instance's), a snapshot id or its first
+ * characters (of any snapshot of the backup), or a backup name. Pure.
+ */
+function findBackup(snapshots, given) {
+    const ours = snapshots.filter((s) => (s.tags ?? []).includes(RESTIC_TAG));
+    const manifests = ours.filter((s) => tagValue(s, 'part') === 'manifest');
+    const listHint = 'owncloud-backup list shows the backups in the repository';
+    if (given === 'latest') {
+        const listed = listedBackups(manifests);
+        if (listed.length === 0)
+            throw new BackupError(`The repository holds no complete backup of this tool (${listHint}).`);
+        const instances = [...new Set(listed.map((b) => b.instance))];
+        if (instances.length > 1)
+            throw new InputError(`The repository holds backups of ${instances.length} instances (${instances.join(', ')}): 'latest' does not say which. Give the snapshot id of one (${listHint}).`);
+        return manifests.find((s) => s.id === listed[0].snapshot);
+    }
+    const byName = ours.filter((s) => tagValue(s, 'backup') === given);
+    const matching = byName.length > 0 ? byName : ours.filter((s) => s.id.startsWith(given));
+    const names = [...new Set(matching.map((s) => tagValue(s, 'backup') ?? ''))];
+    if (matching.length === 0)
+        throw new BackupError(`No backup of this tool in the repository has the snapshot '${given}' (${listHint}).`);
+    if (names.length > 1)
+        throw new InputError(`The snapshot '${given}' is ambiguous: it is the start of snapshot ids of ${names.length} backups (${names.join(', ')}). Give more of the id.`);
+    const manifest = manifests.find((s) => tagValue(s, 'backup') === names[0]);
+    if (!manifest)
+        throw new BackupError(`The backup ${names[0]} in the repository is incomplete (its run did not finish: it has no manifest snapshot) and cannot be restored (${listHint}).`);
+    return manifest;
+}
+/**
+ * Why a manifest read from a repository cannot be restored, or undefined: its format, and
+ * every snapshot it names present in the repository with the backup's tags. Pure.
+ */
+function restic_source_manifestProblem(manifest, snapshots) {
+    if (manifest.format !== RESTIC_MANIFEST_FORMAT)
+        return `its manifest is of format '${String(manifest.format)}', this version restores ${RESTIC_MANIFEST_FORMAT} (restore it by hand with restic restore, as the README says)`;
+    const missing = Object.entries(manifest.snapshots)
+        .filter(([, id]) => !snapshots.some((s) => s.id.startsWith(id) && tagValue(s, 'backup') === manifest.name))
+        .map(([part, id]) => `${part} (${id.slice(0, 8)})`);
+    if (missing.length > 0)
+        return `the snapshot${missing.length > 1 ? 's' : ''} ${missing.join(', ')} it names ${missing.length > 1 ? 'are' : 'is'} not in the repository`;
+    return undefined;
+}
+/** Where a member of the backup goes on the target: below the member directory it is in. Pure. */
+function memberTarget(member, members) {
+    const root = member.split('/')[0];
+    const base = members[root];
+    if (base === undefined)
+        throw new Error(`no target for the archive member '${member}'`);
+    return external_node_path_namespaceObject.posix.join(base, member.slice(root.length)).replace(/(.)\/$/, '$1');
+}
+// Makes the private directory a part is restored into: beside the target on its file system
+// ($1 target, $2 the directory's name); inside the target when the target is a directory
+// that stays (a mount point the move aside emptied). Prints the directory.
+const MAKE_INCOMING = String.raw `set -eu
+target=$1
+if [ -d "$target" ] && [ ! -L "$target" ]; then parent=$target; else parent=$(dirname -- "$target"); mkdir -p -- "$parent"; fi
+dir="$parent/$2"
+mkdir -m 0700 -- "$dir"
+printf '%s' "$dir"`;
+// Renames the restored part into place ($1 the directory restic restored into, $2 the path
+// restic put it under there, $3 the target); a target that is a directory that stays gets
+// what the part holds. Then removes the directory restic restored into.
+const PLACE_PART = String.raw `set -eu
+dir=$1; restored=$1$2; target=$3
+if [ ! -e "$restored" ] && [ ! -L "$restored" ]; then echo "the snapshot holds no $2" >&2; exit 3; fi
+if [ -d "$target" ] && [ ! -L "$target" ]; then
+  find "$restored" -mindepth 1 -maxdepth 1 -exec mv -t "$target" -- {} +
+else
+  mv -T -- "$restored" "$target"
+fi
+rm -rf -- "$dir"`;
+/** Reads the config files (config.php, *.config.php) of a `restic dump` of config/, here. */
+async function configFilesOf(dumped, configDir) {
+    const dir = (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)((0,external_node_os_namespaceObject.tmpdir)(), 'owncloud-restore-config-'));
+    try {
+        const tar = streamProcess([
+            'tar',
+            '--extract',
+            '--file=-',
+            `--directory=${dir}`,
+            '--no-same-owner',
+            '--no-same-permissions',
+        ], { feedStdin: true });
+        tar.stdout.resume();
+        const feeding = (0,external_node_stream_promises_namespaceObject.pipeline)(dumped.stdout, tar.stdin).catch((error) => error);
+        const [extracted] = await Promise.all([tar.done, dumped.done]);
+        await feeding;
+        if (extracted.exitCode !== 0)
+            throw new BackupError(`Reading the config files of the backup failed: tar: ${stderrTail(extracted.stderr) || `exit ${extracted.exitCode}`}`);
+        const read = (0,external_node_path_namespaceObject.join)(dir, configDir.replace(/^\/+/, ''));
+        const files = {};
+        for (const name of (0,external_node_fs_namespaceObject.readdirSync)(read))
+            if (name === 'config.php' || name.endsWith('.config.php'))
+                files[name] = (0,external_node_fs_namespaceObject.readFileSync)((0,external_node_path_namespaceObject.join)(read, name), 'utf8');
+        if (!files['config.php'])
+            throw new BackupError("The backup's installation snapshot holds no config/config.php: it cannot be restored.");
+        return files;
+    }
+    finally {
+        (0,external_node_fs_namespaceObject.rmSync)(dir, { recursive: true, force: true });
+    }
+}
+/** restic's dump of a file as the restore's plaintext stream of the dump. */
+function opened(stream) {
+    return {
+        stdout: stream.stdout,
+        done: stream.done.then(() => ({ ok: true, problem: '' }), (error) => ({ ok: false, problem: error.message })),
+        kill: () => stream.kill(),
+    };
+}
+/**
+ * Finds the backup in the repository from the target host and checks it there; the source
+ * then restores from the repository onto that host.
+ */
+async function resticSource(host, root, from, reporter, signal) {
+    const program = await findRestic(host, root);
+    const repo = new ResticRepository(host, { ...from.restic }, program, root);
+    await repo.open(false, { signal });
+    const snapshots = await repo.snapshots({ tags: [RESTIC_TAG] });
+    const chosen = findBackup(snapshots, from.snapshot);
+    const name = tagValue(chosen, 'backup') ?? '';
+    const text = await new Promise((resolve, reject) => {
+        const stream = repo.dump(chosen.id, `/${RESTIC_MANIFEST_NAME}`, { signal });
+        const chunks = [];
+        stream.stdout.on('data', (chunk) => chunks.push(chunk));
+        stream.done.then(() => resolve(Buffer.concat(chunks).toString('utf8')), reject);
+    });
+    let manifest;
+    try {
+        manifest = JSON.parse(text);
+    }
+    catch {
+        throw new BackupError(`The manifest of ${name} (snapshot ${chosen.id.slice(0, 8)}) is not JSON: the backup cannot be restored.`);
+    }
+    const problem = restic_source_manifestProblem(manifest, snapshots);
+    if (problem)
+        throw new BackupError(`The backup ${name} in ${repo.label} cannot be restored: ${problem}.`);
+    reporter.info(`Backup ${manifest.name} (manifest snapshot ${chosen.id.slice(0, 8)}) of ${manifest.instance.product === 'nextcloud' ? 'Nextcloud' : 'ownCloud'} ${manifest.instance.version}, taken ${manifest.startedAt}: ${Object.keys(manifest.snapshots).length} snapshots, all present in ${repo.label} (restic ${repo.version} on ${host.label}).`);
+    const configPart = manifest.files.parts.find((p) => p.part === 'install' && `${LAYOUT.install}/config`.startsWith(p.member));
+    if (!configPart)
+        throw new BackupError(`The manifest of ${manifest.name} names no part holding config/.`);
+    const configDir = external_node_path_namespaceObject.posix.join(configPart.source, `${LAYOUT.install}/config`.slice(configPart.member.length));
+    const configFiles = await configFilesOf(repo.dump(manifest.snapshots.install, configDir, { signal }), configDir);
+    const dumpPath = `/${manifest.database.dumpFile}`;
+    return {
+        facts: manifest,
+        hostPrograms: ['mv', 'find', 'dirname'],
+        configFiles,
+        filesBytes: 0,
+        async putFiles(o) {
+            const stamp = `${manifest.name.replace(/^owncloud-backup-/, '')}-${process.pid}`;
+            // Outer parts first: a part inside another (a tarball install's data directory) is
+            // renamed into the one before it.
+            const parts = manifest.files.parts
+                .map((part) => ({ ...part, target: memberTarget(part.member, o.members) }))
+                .sort((a, b) => a.target.length - b.target.length);
+            for (const part of parts) {
+                const snapshot = part.part === 'install' ? manifest.snapshots.install : manifest.snapshots.files;
+                const made = await mustRun(o.host, [...o.root, 'sh', '-c', MAKE_INCOMING, 'sh', part.target, `${INCOMING_PREFIX}${stamp}`], `Preparing the restore of ${part.target}`);
+                const incoming = made.stdout;
+                try {
+                    await repo.restore(snapshot, incoming, {
+                        include: [escapeResticPattern(part.source)],
+                        verify: true,
+                        signal: o.signal,
+                    });
+                    await mustRun(o.host, [...o.root, 'sh', '-c', PLACE_PART, 'sh', incoming, part.source, part.target], `Putting ${part.target} in place`);
+                }
+                finally {
+                    await o.host
+                        .run([...o.root, 'rm', '-rf', '--', incoming], { shielded: true })
+                        .catch(() => undefined);
+                }
+                reporter.info(`${part.target}: restored from snapshot ${snapshot.slice(0, 8)} and checked.`);
+            }
+            reporter.info(`restic restore --verify read every restored file back (${formatBytes(manifest.files.bytes)}).`);
+        },
+        dump: {
+            label: `${manifest.database.dumpFile} of snapshot ${manifest.snapshots.database.slice(0, 8)}`,
+            open: (stepSignal) => opened(repo.dump(manifest.snapshots.database, dumpPath, { signal: stepSignal })),
+        },
+    };
+}
+
 ;// CONCATENATED MODULE: ./src/restore.ts
 // The restore orchestrator: a verified backup in, the instance as it was at backup time out.
 //   verify → connect → read the backup's config → look at the target → preflight (tools,
@@ -19956,6 +20217,7 @@ async function unchanged(work) {
 //   → data fingerprint → maintenance state as recorded] → closing check.
 // Any failure after the first change puts the moved-aside state back (files, database,
 // maintenance mode) before it is reported; the message says which state the instance is in.
+
 
 
 
@@ -20130,23 +20392,35 @@ async function restore(plan, context, identityFile) {
         if (signal.aborted)
             throw new InterruptedError('The restore was interrupted; nothing was changed.');
     };
-    // The backup's config.php is read from its archive while the archive is verified (each is
-    // a pass over the archive); it is used only once the verification has passed.
-    const configRead = archivedConfigOf(plan.backupPath, identityFile);
-    const backup = await reporter.group('Verify the backup', () => verified(plan.backupPath, reporter, identityFile));
-    const { manifest } = backup;
-    interrupted();
-    const archivedConfig = await configRead;
-    if (archivedConfig instanceof Error)
-        throw archivedConfig;
-    const layout = restoreLayout(manifest, plan);
-    const engine = engineFor(plan.database.type ?? manifest.database.type);
+    // A backup directory is verified here before the target is even reached; a repository's
+    // backup is found (and its snapshots checked) from the target, where restic runs.
+    let source;
+    if (!plan.repository) {
+        // The backup's config.php is read from its archive while the archive is verified (each
+        // is a pass over the archive); it is used only once the verification has passed.
+        const configRead = archivedConfigOf(plan.backupPath, identityFile);
+        const backup = await reporter.group('Verify the backup', () => verified(plan.backupPath, reporter, identityFile));
+        interrupted();
+        const archivedConfig = await configRead;
+        if (archivedConfig instanceof Error)
+            throw archivedConfig;
+        source = directorySource(backup, archivedConfig);
+    }
     let host;
     try {
         host = await connectStep(reporter, plan.target, context.secrets, context.ssh);
         const connected = host;
         const root = await target_rootOn(connected);
         interrupted();
+        const repository = plan.repository;
+        if (repository)
+            source = await unchanged(() => reporter.group('Find the backup in the restic repository', () => resticSource(connected, root, repository, reporter, signal)));
+        interrupted();
+        const backup = source;
+        const manifest = backup.facts;
+        const archivedConfig = backup.configFiles;
+        const layout = restoreLayout(manifest, plan);
+        const engine = engineFor(plan.database.type ?? manifest.database.type);
         // --- What is there, and what will be -----------------------------------------------
         const { installDirOwner, current, connection, changes, client, moves } = await unchanged(() => reporter.group('Preflight (nothing is changed yet)', async () => {
             const found = await currentInstance(connected, plan, layout.installDir, context);
@@ -20162,7 +20436,7 @@ async function restore(plan, context, identityFile) {
             if (plan.dbAdmin)
                 context.secrets.add(plan.dbAdmin.password);
             const changed = configChanges(values, target, layout.dataDir, plan.database);
-            const needed = ['tar', 'php', manifest.archives[0].compression, 'find', 'stat', 'df'];
+            const needed = [...backup.hostPrograms, 'php', 'find', 'stat', 'df'];
             const missing = await missingOnHost(connected, needed);
             // The safety copy of the current database needs that engine's dump tool.
             if (plan.safetyCopy && found && found.database.type !== 'sqlite') {
@@ -20315,7 +20589,7 @@ async function replace(r) {
         run.note('done');
         const previous = await keepOrDiscardPrevious(run);
         return {
-            manifest: r.backup.manifest,
+            manifest: r.backup.facts,
             target: r.host.label,
             inPlace: r.current !== undefined,
             ...(previous ? { previous } : {}),
@@ -20363,26 +20637,20 @@ async function setCurrentStateAside(run) {
         if (move.how !== 'absent')
             reporter.info(`${move.original} → ${move.aside}`);
 }
-/** The files archive streamed into tar on the host, into place. */
+/** The backup's files into place on the host. */
 async function putFilesInPlace(run) {
     const { host, root, backup, layout, stepPids, progress } = run;
     const { reporter, signal } = run.context;
-    const { manifest } = backup;
-    const size = (role) => manifest.archives.find((a) => a.role === role)?.size ?? 0;
-    const files = progress('Files', size('files') + size('files-delta'));
-    // The base archive, then what changed inside the maintenance window over it (its
-    // directories' entry lists also remove what was deleted then).
-    for (const archive of [backup.filesArchive, ...(backup.filesDelta ? [backup.filesDelta] : [])])
-        await extractFiles({
-            host,
-            root,
-            archive,
-            layout: layout.members,
-            incremental: archive === backup.filesDelta,
-            signal,
-            progress: files,
-            ...(stepPids ? { pidFile: stepPids.files } : {}),
-        });
+    const manifest = backup.facts;
+    const files = progress('Files', backup.filesBytes || undefined);
+    await backup.putFiles({
+        host,
+        root,
+        members: layout.members,
+        signal,
+        progress: files,
+        ...(stepPids ? { pidFile: stepPids.files } : {}),
+    });
     files.finish();
     if (stepPids)
         await mustRun(host, [...root, 'rm', '-f', '--', stepPids.files], 'Removing a pid file');
@@ -20426,7 +20694,7 @@ async function ownersAndConfig(run) {
 async function replaceDatabase(run, occUser) {
     const { host, root, plan, backup, engine, connection, stepPids, journal, note, progress } = run;
     const { reporter, signal } = run.context;
-    const { manifest } = backup;
+    const manifest = backup.facts;
     const loadContext = {
         connection,
         client: run.client,
@@ -20455,7 +20723,7 @@ async function replaceDatabase(run, occUser) {
         host,
         engine,
         context: loadContext,
-        dump: backup.dumpArchive,
+        dump: backup.dump,
         ...(dropLines ? { dropLines } : {}),
         signal,
         progress: loading,
@@ -20471,7 +20739,7 @@ async function replaceDatabase(run, occUser) {
 async function finishRestore(run, occUser) {
     const { host, layout, backup } = run;
     const { reporter, signal } = run.context;
-    const { manifest } = backup;
+    const manifest = backup.facts;
     const occ = { installDir: layout.installDir, user: occUser };
     const runOcc = (args) => mustRun(host, occCommand(host, occ, args), `occ ${args.join(' ')}`, {
         shielded: true,
@@ -20594,7 +20862,7 @@ function loadContext(r, owner) {
  * whose manifest has no counts).
  */
 async function checkRowCounts(r, context) {
-    const recorded = r.backup.manifest.database.rowCounts;
+    const recorded = r.backup.facts.database.rowCounts;
     if (!recorded) {
         r.context.reporter.warning('The backup records no row counts (made by an older version): the rows are not compared.');
         return 0;
@@ -20711,12 +20979,14 @@ async function cleanupPrevious(plan, context, paths) {
         const roots = [
             ...new Set([...paths, ...(dataDir ? [dataDir] : [])].flatMap((p) => [external_node_path_namespaceObject.posix.dirname(p), p])),
         ];
-        // Containers sit beside each replaced path: in these directories or one level below (themes/).
+        // Containers sit beside each replaced path: in these directories or one level below
+        // (themes/); so do the directories a restore from a restic repository restores into,
+        // left behind only by a restore that was killed.
         const found = await mustRun(host, [
             ...root,
             'sh',
             '-c',
-            'for d; do [ -d "$d" ] && find "$d" -mindepth 1 -maxdepth 2 -xdev -type d -name ".owncloud-restore-previous-*" -prune -print0; done; true',
+            'for d; do [ -d "$d" ] && find "$d" -mindepth 1 -maxdepth 2 -xdev -type d \\( -name ".owncloud-restore-previous-*" -o -name ".owncloud-restore-incoming-*" \\) -prune -print0; done; true',
             'sh',
             ...roots,
         ], 'Looking for the previous state of earlier restores');
@@ -21509,6 +21779,8 @@ const INPUTS = {
     discardPrevious: 'discard-previous',
     owner: 'owner',
     allowVersionMismatch: 'allow-version-mismatch',
+    /** The backup in a restic repository to restore: a snapshot id, a backup name, or latest. */
+    snapshot: 'snapshot',
     // Restore of single paths only.
     path: 'path',
     asCopy: 'as-copy',
@@ -21522,6 +21794,7 @@ const RESTORE_ONLY = [
     INPUTS.discardPrevious,
     INPUTS.owner,
     INPUTS.allowVersionMismatch,
+    INPUTS.snapshot,
     INPUTS.path,
     INPUTS.asCopy,
     INPUTS.overwrite,
@@ -21825,14 +22098,32 @@ function planRestic(raw, defaults, label) {
                 fail(name, `it only applies with ${label(INPUTS.destination)} restic.`);
         return {};
     }
+    const access = planResticAccess(raw, defaults.environment, label, 'destination restic');
+    if (value(INPUTS.encryptTo) !== '')
+        fail(INPUTS.encryptTo, 'a restic repository is encrypted by restic itself (restic-password); encrypt-to is for backup directories and artifacts.');
+    return {
+        restic: {
+            ...access,
+            init: boolean(INPUTS.resticInit, false),
+            // The action's default is true: not an error, said in the log.
+            restoreTestAsked: boolean(INPUTS.restoreTest, false),
+            check: resticCheck(value(INPUTS.check), (message) => fail(INPUTS.check, message)),
+        },
+    };
+}
+/** The restic-repository, restic-password, restic-env and restic-option inputs. */
+function planResticAccess(raw, environment, label, 
+/** What needs them, for the messages: `destination restic`, `snapshot`. */
+needs) {
+    const { fail } = validators(raw, label);
     const repository = (raw[INPUTS.resticRepository] ?? '').trim();
     if (repository === '')
-        fail(INPUTS.resticRepository, 'a restic repository is needed with destination restic (a path on the host, or sftp:, rest:, s3:, b2:, azure:, gs:, rclone:).');
+        fail(INPUTS.resticRepository, `a restic repository is needed with ${needs} (a path on the host, or sftp:, rest:, s3:, b2:, azure:, gs:, rclone:).`);
     if (/[\r\n\0]/.test(repository) || repository.startsWith('-'))
         fail(INPUTS.resticRepository, 'expected a restic repository string on one line.');
     const password = raw[INPUTS.resticPassword] ?? '';
     if (password === '')
-        fail(INPUTS.resticPassword, 'the repository password is needed with destination restic.');
+        fail(INPUTS.resticPassword, `the repository password is needed with ${needs}.`);
     if (/[\r\n\0]/.test(password))
         fail(INPUTS.resticPassword, 'the password contains a line break or NUL byte.');
     const env = {};
@@ -21843,7 +22134,7 @@ function planRestic(raw, defaults, label) {
             fail(INPUTS.resticEnv, `'${name}' is not an environment variable name.`);
         if (RESTIC_OWN.test(name))
             fail(INPUTS.resticEnv, `${name} is given by ${label(INPUTS.resticRepository)} or ${label(INPUTS.resticPassword)}, not as a backend variable.`);
-        const given = defaults.environment?.[name];
+        const given = environment?.[name];
         if (given === undefined || given === '')
             fail(INPUTS.resticEnv, `the environment variable ${name} is not set (or empty).`);
         if (/[\r\n\0]/.test(given))
@@ -21854,20 +22145,7 @@ function planRestic(raw, defaults, label) {
     for (const option of options)
         if (!/^[^=\s-][^=\s]*=\S/.test(option))
             fail(INPUTS.resticOption, `'${option}' is not of the form key=value (e.g. sftp.connections=2).`);
-    if (value(INPUTS.encryptTo) !== '')
-        fail(INPUTS.encryptTo, 'a restic repository is encrypted by restic itself (restic-password); encrypt-to is for backup directories and artifacts.');
-    return {
-        restic: {
-            repository,
-            password,
-            env,
-            options,
-            init: boolean(INPUTS.resticInit, false),
-            // The action's default is true: not an error, said in the log.
-            restoreTestAsked: boolean(INPUTS.restoreTest, false),
-            check: resticCheck(value(INPUTS.check), (message) => fail(INPUTS.check, message)),
-        },
-    };
+    return { repository, password, env, options };
 }
 /** `none`, `metadata` or `read-data-subset=N%` (0 < N ≤ 100). Pure. */
 function resticCheck(given, fail) {
@@ -21882,9 +22160,12 @@ function resticCheck(given, fail) {
     return fail(`'${given}' is not supported. Expected none, metadata or read-data-subset=N% (N from 0 to 100, e.g. read-data-subset=5%).`);
 }
 /** Validates a restore's inputs up front; the backup path is the CLI's argument (or the download). */
-function planRestore(raw, backupPath, label = actionLabel) {
+function planRestore(raw, backupPath, label = actionLabel, 
+/** The environment that restic-env's variable names are read from. */
+environment) {
     const instance = planInstance(raw, label);
     const { value, fail, boolean, userName, password } = validators(raw, label);
+    const repository = planRepositoryBackup(raw, backupPath, label, environment);
     const adminUser = value(INPUTS.dbAdminUser);
     const adminPassword = password(INPUTS.dbAdminPassword);
     if (adminUser === '' && adminPassword !== undefined)
@@ -21901,11 +22182,38 @@ function planRestore(raw, backupPath, label = actionLabel) {
         // Empty: the installation directory the backup recorded.
         owncloudDir: value(INPUTS.owncloudDir) ? instance.owncloudDir : '',
         backupPath,
+        ...(repository ? { repository } : {}),
         ...(adminUser ? { dbAdmin: { user: adminUser, password: adminPassword ?? '' } } : {}),
         allowVersionMismatch: boolean(INPUTS.allowVersionMismatch, false),
         safetyCopy,
         discardPrevious,
         ...(owner ? { owner } : {}),
+    };
+}
+/** The restic inputs that only reach a repository (a restore takes no init, check or keep-*). */
+const RESTIC_ACCESS_INPUTS = [
+    INPUTS.resticRepository,
+    INPUTS.resticPassword,
+    INPUTS.resticEnv,
+    INPUTS.resticOption,
+];
+/** The snapshot input and how to reach its repository; none without snapshot. */
+function planRepositoryBackup(raw, backupPath, label, environment) {
+    const { value, fail } = validators(raw, label);
+    const snapshot = value(INPUTS.snapshot);
+    if (snapshot === '') {
+        for (const name of RESTIC_ACCESS_INPUTS)
+            if (value(name) !== '')
+                fail(name, `it only applies with ${label(INPUTS.snapshot)} (a backup in a restic repository).`);
+        return undefined;
+    }
+    if (backupPath !== '')
+        fail(INPUTS.snapshot, 'a restore reads one backup: a backup directory, or a snapshot of a restic repository, not both.');
+    if (!/^(latest|[0-9a-f]{4,64}|owncloud-backup-[0-9A-Za-z_-]+)$/.test(snapshot))
+        fail(INPUTS.snapshot, `'${snapshot}' is not a snapshot. Expected latest, a snapshot id (at least its first 4 hex digits, as owncloud-backup list shows it) or a backup name (owncloud-backup-…).`);
+    return {
+        restic: planResticAccess(raw, environment, label, label(INPUTS.snapshot)),
+        snapshot,
     };
 }
 /** Why a known_hosts line is malformed, or undefined when it is fine. */
@@ -22047,6 +22355,7 @@ const USAGE = `Usage: owncloud-backup backup [options]
        owncloud-backup list --restic-repository REPO [options]
        owncloud-backup verify [--restore-test] [--identity-file FILE] BACKUP-DIR
        owncloud-backup restore BACKUP-DIR [options]
+       owncloud-backup restore --snapshot ID|latest --restic-repository REPO [options]
        owncloud-backup restore BACKUP-DIR --path USER/files/PATH [--path ...] [options]
        owncloud-backup restore BACKUP-DIR --list USER/files/DIR
        owncloud-backup restore --cleanup [options]
@@ -22120,6 +22429,10 @@ reads the files in place: no file crosses this machine; the dump passes through 
                            repository (every snapshot of a removed backup, then prune)
   list shows the complete backups in the repository: name, manifest snapshot, date, instance,
   version, database type and size.
+  restore --snapshot ID|latest restores one of them (a snapshot id or its first digits, a
+  backup name, or latest) with restic on the target server, which must reach the
+  repository: the files go from the repository onto the server, restic reads each back
+  (--verify); the dump passes through this machine into the database client
   env ${SERVER_DIRS_ENV}  where to look for the server programs
                            after PATH (':'-separated), instead of /usr/sbin,
                            /usr/lib/postgresql/*/bin and the like
@@ -22221,16 +22534,18 @@ const OPTIONS = {
     'restic-option': { type: 'string', multiple: true },
     'restic-init': { type: 'boolean' },
     check: { type: 'string' },
+    snapshot: { type: 'string' },
 };
 /** Options that mean something for one command only. */
 const ONLY_FOR = {
     destination: 'backup',
     'restic-init': 'backup',
     check: 'backup',
-    'restic-repository': 'backup or list',
-    'restic-password-file': 'backup or list',
-    'restic-env': 'backup or list',
-    'restic-option': 'backup or list',
+    'restic-repository': 'backup or list or restore',
+    'restic-password-file': 'backup or list or restore',
+    'restic-env': 'backup or list or restore',
+    'restic-option': 'backup or list or restore',
+    snapshot: 'restore',
     'extra-paths': 'backup',
     exclude: 'backup',
     'install-type': 'backup',
@@ -22303,8 +22618,13 @@ function cliInputs(args, env, cwd = process.cwd()) {
     if (command === 'restore') {
         if (values.cleanup && positionals.length !== 1)
             throw new InputError('restore --cleanup takes no BACKUP-DIR: it removes what earlier restores moved aside.');
-        if (!values.cleanup && positionals.length !== 2)
-            throw new InputError('Expected: owncloud-backup restore BACKUP-DIR [options] (see owncloud-backup --help).');
+        if (values.snapshot !== undefined && positionals.length !== 1)
+            throw new InputError(`restore --snapshot takes no BACKUP-DIR ('${positionals.slice(1).join(' ')}'): the backup is the repository's snapshot.`);
+        if (values.snapshot !== undefined &&
+            (values.cleanup || values.path || values.list !== undefined))
+            throw new InputError(`Option --snapshot restores a whole instance from a restic repository: it does not go with ${values.cleanup ? '--cleanup' : values.path ? '--path (not available from a repository yet: restore the file with restic restore by hand, as the README shows)' : '--list'}.`);
+        if (!values.cleanup && values.snapshot === undefined && positionals.length !== 2)
+            throw new InputError('Expected: owncloud-backup restore BACKUP-DIR [options], or restore --snapshot ID|latest --restic-repository REPO (see owncloud-backup --help).');
         if (positionals[1] !== undefined)
             backupPath = (0,external_node_path_namespaceObject.resolve)(cwd, positionals[1]);
     }
@@ -22384,6 +22704,8 @@ function cliInputs(args, env, cwd = process.cwd()) {
         raw[INPUTS.resticInit] = 'true';
     if (values.check !== undefined)
         raw[INPUTS.check] = values.check;
+    if (values.snapshot !== undefined)
+        raw[INPUTS.snapshot] = values.snapshot;
     const sources = {
         [INPUTS.sshKey]: `option --ssh-key-file (or environment variable ${ENV.sshKey})`,
         [INPUTS.knownHosts]: 'option --known-hosts (or --known-hosts-file)',
@@ -22420,7 +22742,9 @@ function cliInputs(args, env, cwd = process.cwd()) {
         raw[INPUTS.dbPassword] = env[ENV.dbPassword];
         sources[INPUTS.dbPassword] = `environment variable ${ENV.dbPassword}`;
     }
-    const restic = command === 'list' || raw[INPUTS.destination]?.trim().toLowerCase() === 'restic';
+    const restic = command === 'list' ||
+        raw[INPUTS.destination]?.trim().toLowerCase() === 'restic' ||
+        (command === 'restore' && values.snapshot !== undefined);
     if (values['restic-repository'] !== undefined) {
         if (repositoryUrlPassword(values['restic-repository']) !== undefined)
             throw new InputError(`Refusing --restic-repository with a password in its URL: the command line is visible to every user of this machine. Put the repository in the environment variable ${ENV.resticRepository}.`);
@@ -22496,7 +22820,7 @@ function resticSummary(result) {
     const lines = [
         `Backup complete: ${result.name} in the restic repository ${manifest.repository.display}`,
         `  ${product} ${manifest.instance.version} (instance ${manifest.instance.instanceId}) from ${manifest.source.host}`,
-        `  manifest snapshot ${result.snapshot}; installation snapshot ${manifest.snapshots.install}; data snapshot ${manifest.snapshots.files}; database snapshot ${manifest.snapshots.database} (${manifest.database.file})${manifest.snapshots.encryptionIndex ? `; encryption index snapshot ${manifest.snapshots.encryptionIndex}` : ''}`,
+        `  manifest snapshot ${result.snapshot}; installation snapshot ${manifest.snapshots.install}; data snapshot ${manifest.snapshots.files}; database snapshot ${manifest.snapshots.database} (${manifest.database.dumpFile})${manifest.snapshots.encryptionIndex ? `; encryption index snapshot ${manifest.snapshots.encryptionIndex}` : ''}`,
         `  database ${manifest.database.type} '${manifest.database.name}', dumped with ${manifest.database.dumpTool} (${manifest.database.dumpToolVersion}), ${formatBytes(manifest.database.dumpBytes)}`,
         `  ${formatBytes(manifest.files.bytes)} of files; ${formatBytes(manifest.dataAdded)} added to the repository`,
         `  maintenance mode: ${manifest.maintenance.managed ? (manifest.maintenance.switchedByUs ? `on for ${formatSeconds(manifest.maintenance.seconds)}, then off again` : 'was on already, left on') : 'not managed (disabled by option)'}`,
@@ -22638,7 +22962,10 @@ async function runCli(args) {
         }
         if (inputs.command === 'restore') {
             restoring = 'instance';
-            const plan = planRestore(raw, inputs.backupPath ?? '', label);
+            const plan = planRestore(raw, inputs.backupPath ?? '', label, process.env);
+            if (plan.repository)
+                for (const value of resticSecretValues(plan.repository.restic))
+                    secrets.add(value);
             const ssh = keepAliveSeconds ? { ssh: { keepAliveSeconds } } : {};
             if (inputs.cleanup) {
                 const paths = [

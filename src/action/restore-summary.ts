@@ -13,7 +13,10 @@ function escape(text: string): string {
 }
 
 /** Which backup, and which artifact of which run it came from. */
-function sourceRows(manifest: Manifest, backup: DownloadedBackup): [string, string][] {
+function sourceRows(
+  manifest: Pick<Manifest, 'name' | 'source' | 'startedAt'>,
+  backup: DownloadedBackup,
+): [string, string][] {
   const { artifact } = backup;
   return [
     [

@@ -98,7 +98,7 @@ export function resticJobSummary(result: ResticBackupResult): string {
     ['Backup', `${result.name}, manifest snapshot \`${result.snapshot}\``],
     [
       'Snapshots',
-      `installation \`${manifest.snapshots.install}\`, data \`${manifest.snapshots.files}\`, database \`${manifest.snapshots.database}\` (${manifest.database.file})`,
+      `installation \`${manifest.snapshots.install}\`, data \`${manifest.snapshots.files}\`, database \`${manifest.snapshots.database}\` (${manifest.database.dumpFile})`,
     ],
     [
       'Database',

@@ -62,6 +62,7 @@ const USAGE = `Usage: owncloud-backup backup [options]
        owncloud-backup list --restic-repository REPO [options]
        owncloud-backup verify [--restore-test] [--identity-file FILE] BACKUP-DIR
        owncloud-backup restore BACKUP-DIR [options]
+       owncloud-backup restore --snapshot ID|latest --restic-repository REPO [options]
        owncloud-backup restore BACKUP-DIR --path USER/files/PATH [--path ...] [options]
        owncloud-backup restore BACKUP-DIR --list USER/files/DIR
        owncloud-backup restore --cleanup [options]
@@ -135,6 +136,10 @@ reads the files in place: no file crosses this machine; the dump passes through 
                            repository (every snapshot of a removed backup, then prune)
   list shows the complete backups in the repository: name, manifest snapshot, date, instance,
   version, database type and size.
+  restore --snapshot ID|latest restores one of them (a snapshot id or its first digits, a
+  backup name, or latest) with restic on the target server, which must reach the
+  repository: the files go from the repository onto the server, restic reads each back
+  (--verify); the dump passes through this machine into the database client
   env ${SERVER_DIRS_ENV}  where to look for the server programs
                            after PATH (':'-separated), instead of /usr/sbin,
                            /usr/lib/postgresql/*/bin and the like
@@ -237,17 +242,22 @@ const OPTIONS = {
   'restic-option': { type: 'string', multiple: true },
   'restic-init': { type: 'boolean' },
   check: { type: 'string' },
+  snapshot: { type: 'string' },
 } as const;
 
 /** Options that mean something for one command only. */
-const ONLY_FOR: Record<string, 'backup' | 'restore' | 'backup or list'> = {
+const ONLY_FOR: Record<
+  string,
+  'backup' | 'restore' | 'backup or list' | 'backup or list or restore'
+> = {
   destination: 'backup',
   'restic-init': 'backup',
   check: 'backup',
-  'restic-repository': 'backup or list',
-  'restic-password-file': 'backup or list',
-  'restic-env': 'backup or list',
-  'restic-option': 'backup or list',
+  'restic-repository': 'backup or list or restore',
+  'restic-password-file': 'backup or list or restore',
+  'restic-env': 'backup or list or restore',
+  'restic-option': 'backup or list or restore',
+  snapshot: 'restore',
   'extra-paths': 'backup',
   exclude: 'backup',
   'install-type': 'backup',
@@ -351,9 +361,20 @@ export function cliInputs(
       throw new InputError(
         'restore --cleanup takes no BACKUP-DIR: it removes what earlier restores moved aside.',
       );
-    if (!values.cleanup && positionals.length !== 2)
+    if (values.snapshot !== undefined && positionals.length !== 1)
       throw new InputError(
-        'Expected: owncloud-backup restore BACKUP-DIR [options] (see owncloud-backup --help).',
+        `restore --snapshot takes no BACKUP-DIR ('${positionals.slice(1).join(' ')}'): the backup is the repository's snapshot.`,
+      );
+    if (
+      values.snapshot !== undefined &&
+      (values.cleanup || values.path || values.list !== undefined)
+    )
+      throw new InputError(
+        `Option --snapshot restores a whole instance from a restic repository: it does not go with ${values.cleanup ? '--cleanup' : values.path ? '--path (not available from a repository yet: restore the file with restic restore by hand, as the README shows)' : '--list'}.`,
+      );
+    if (!values.cleanup && values.snapshot === undefined && positionals.length !== 2)
+      throw new InputError(
+        'Expected: owncloud-backup restore BACKUP-DIR [options], or restore --snapshot ID|latest --restic-repository REPO (see owncloud-backup --help).',
       );
     if (positionals[1] !== undefined) backupPath = resolve(cwd, positionals[1]);
   }
@@ -431,6 +452,7 @@ export function cliInputs(
   if (values['restic-option']) raw[INPUTS.resticOption] = values['restic-option'].join('\n');
   if (values['restic-init']) raw[INPUTS.resticInit] = 'true';
   if (values.check !== undefined) raw[INPUTS.check] = values.check;
+  if (values.snapshot !== undefined) raw[INPUTS.snapshot] = values.snapshot;
   const sources: Partial<Record<InputName, string>> = {
     [INPUTS.sshKey]: `option --ssh-key-file (or environment variable ${ENV.sshKey})`,
     [INPUTS.knownHosts]: 'option --known-hosts (or --known-hosts-file)',
@@ -467,7 +489,10 @@ export function cliInputs(
     sources[INPUTS.dbPassword] = `environment variable ${ENV.dbPassword}`;
   }
 
-  const restic = command === 'list' || raw[INPUTS.destination]?.trim().toLowerCase() === 'restic';
+  const restic =
+    command === 'list' ||
+    raw[INPUTS.destination]?.trim().toLowerCase() === 'restic' ||
+    (command === 'restore' && values.snapshot !== undefined);
   if (values['restic-repository'] !== undefined) {
     if (repositoryUrlPassword(values['restic-repository']) !== undefined)
       throw new InputError(
@@ -559,7 +584,7 @@ export function resticSummary(result: ResticBackupResult): string {
   const lines = [
     `Backup complete: ${result.name} in the restic repository ${manifest.repository.display}`,
     `  ${product} ${manifest.instance.version} (instance ${manifest.instance.instanceId}) from ${manifest.source.host}`,
-    `  manifest snapshot ${result.snapshot}; installation snapshot ${manifest.snapshots.install}; data snapshot ${manifest.snapshots.files}; database snapshot ${manifest.snapshots.database} (${manifest.database.file})${manifest.snapshots.encryptionIndex ? `; encryption index snapshot ${manifest.snapshots.encryptionIndex}` : ''}`,
+    `  manifest snapshot ${result.snapshot}; installation snapshot ${manifest.snapshots.install}; data snapshot ${manifest.snapshots.files}; database snapshot ${manifest.snapshots.database} (${manifest.database.dumpFile})${manifest.snapshots.encryptionIndex ? `; encryption index snapshot ${manifest.snapshots.encryptionIndex}` : ''}`,
     `  database ${manifest.database.type} '${manifest.database.name}', dumped with ${manifest.database.dumpTool} (${manifest.database.dumpToolVersion}), ${formatBytes(manifest.database.dumpBytes)}`,
     `  ${formatBytes(manifest.files.bytes)} of files; ${formatBytes(manifest.dataAdded)} added to the repository`,
     `  maintenance mode: ${manifest.maintenance.managed ? (manifest.maintenance.switchedByUs ? `on for ${formatSeconds(manifest.maintenance.seconds)}, then off again` : 'was on already, left on') : 'not managed (disabled by option)'}`,
@@ -713,7 +738,9 @@ export async function runCli(args: string[]): Promise<number> {
     }
     if (inputs.command === 'restore') {
       restoring = 'instance';
-      const plan = planRestore(raw, inputs.backupPath ?? '', label);
+      const plan = planRestore(raw, inputs.backupPath ?? '', label, process.env);
+      if (plan.repository)
+        for (const value of resticSecretValues(plan.repository.restic)) secrets.add(value);
       const ssh = keepAliveSeconds ? { ssh: { keepAliveSeconds } } : {};
       if (inputs.cleanup) {
         const paths = [

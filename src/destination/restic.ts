@@ -616,16 +616,20 @@ export class ResticRepository {
     return { stdout: started.stdout, done, kill: () => started.kill() };
   }
 
-  /** `restic restore SNAPSHOT --target DIR [--include …]` on the host. */
+  /**
+   * `restic restore SNAPSHOT --target DIR [--include …] [--verify]` on the host; with
+   * verify, restic reads every restored file back and compares it with the repository.
+   */
   async restore(
     snapshot: string,
     target: string,
-    o: { include?: string[]; signal?: AbortSignal } = {},
+    o: { include?: string[]; verify?: boolean; signal?: AbortSignal } = {},
   ): Promise<void> {
     await this.execute(
       [
         ...['restore', '--target', target],
         ...(o.include ?? []).flatMap((include) => ['--include', include]),
+        ...(o.verify ? ['--verify'] : []),
         '--',
         snapshot,
       ],

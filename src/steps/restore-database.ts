@@ -12,7 +12,7 @@ import { stderrTail, type ProcessResult } from '../host/process.ts';
 import type { DatabaseConnection } from '../instance.ts';
 import type { StepProgress } from '../progress.ts';
 import type { Instance } from './discover.ts';
-import { openArchive, type ArchiveFile } from './compress.ts';
+import { openArchive, type ArchiveFile, type OpenedArchive } from './compress.ts';
 import { missingOnHost } from './preflight.ts';
 import { recordingPid } from './previous-state.ts';
 
@@ -104,12 +104,18 @@ export async function checkLogin(
   );
 }
 
+/** A dump that is not an archive file here: named for messages, opened as a plaintext stream. */
+export interface DumpStream {
+  label: string;
+  open(signal: AbortSignal): OpenedArchive;
+}
+
 /** Streams the backup's dump from here into the engine's client on the host. */
 export async function loadDump(options: {
   host: Host;
   engine: DatabaseEngine;
   context: LoadContext;
-  dump: ArchiveFile;
+  dump: ArchiveFile | DumpStream;
   dropLines?: RegExp;
   signal: AbortSignal;
   progress: StepProgress;
@@ -125,7 +131,8 @@ export async function loadDump(options: {
     signal: options.signal,
   });
   loader.stdout.resume();
-  const decompress = openArchive(options.dump, options.signal);
+  const dump = options.dump;
+  const decompress = 'open' in dump ? dump.open(options.signal) : openArchive(dump, options.signal);
   let bytes = 0;
   const counter = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
@@ -146,7 +153,10 @@ export async function loadDump(options: {
   if (options.signal.aborted) throw new InterruptedError('The restore was interrupted.');
   const transport = host.transportFailure(result);
   if (transport) throw new LinkError(`Loading the database dump failed: ${transport}`);
-  if (!unpacked.ok) throw new BackupError(`Reading ${options.dump.path}: ${unpacked.problem}`);
+  if (!unpacked.ok)
+    throw new BackupError(
+      `Reading ${'open' in dump ? dump.label : dump.path}: ${unpacked.problem}`,
+    );
   if (result.exitCode !== 0)
     throw new BackupError(
       `Loading the database dump (${context.client}) failed with exit code ${result.exitCode}: ${engine.explainFailure(result.stderr, context.connection) ?? (stderrTail(result.stderr) || 'no message')}`,

@@ -5,8 +5,11 @@ import { join } from 'node:path';
 import { BackupError, InputError } from '../errors.ts';
 import { reached, type Host } from '../host/host.ts';
 import { stderrTail } from '../host/process.ts';
-import { archiveFile, type Manifest } from '../manifest.ts';
+import { archiveFile, type BackupFacts, type Manifest } from '../manifest.ts';
+import type { StepProgress } from '../progress.ts';
 import type { ArchiveFile } from './compress.ts';
+import { extractFiles } from './restore-files.ts';
+import type { DumpStream } from './restore-database.ts';
 import { MANIFEST_NAME } from '../naming.ts';
 import type { Reporter } from '../report.ts';
 import { verifyBackup } from '../verify.ts';
@@ -57,6 +60,65 @@ export async function verified(
     filesArchive: archive('files'),
     ...(delta ? { filesDelta: archiveFile(backupPath, delta, identityFile) } : {}),
     dumpArchive: archive('database'),
+  };
+}
+
+/**
+ * A backup as the whole-instance restore reads it, wherever it is kept: what it records,
+ * its config files, its files put in place on the host, and its dump as a stream.
+ */
+export interface BackupSource {
+  facts: BackupFacts;
+  /** What the target host needs to take the files in, beside php, find, stat and df. */
+  hostPrograms: string[];
+  /** The backup's config.php and *.config.php, by name (they hold the database password). */
+  configFiles: Record<string, string>;
+  /** Puts the files where `members` says (member directory → target path), as root. */
+  putFiles(o: {
+    host: Host;
+    root: string[];
+    members: Record<string, string>;
+    signal: AbortSignal;
+    progress: StepProgress;
+    /** Where the program writing the files on the host records its pid (see stepPidFile). */
+    pidFile?: string;
+  }): Promise<void>;
+  dump: ArchiveFile | DumpStream;
+  /** Bytes the files step reads, for progress (0: not known). */
+  filesBytes: number;
+}
+
+/** A verified backup directory as a restore's source: its archives stream from here. */
+export function directorySource(
+  backup: VerifiedBackup,
+  configFiles: Record<string, string>,
+): BackupSource {
+  const { manifest } = backup;
+  const size = (role: string) => manifest.archives.find((a) => a.role === role)?.size ?? 0;
+  return {
+    facts: manifest,
+    hostPrograms: ['tar', manifest.archives[0]!.compression],
+    configFiles,
+    filesBytes: size('files') + size('files-delta'),
+    async putFiles(o) {
+      // The base archive, then what changed inside the maintenance window over it (its
+      // directories' entry lists also remove what was deleted then).
+      for (const archive of [
+        backup.filesArchive,
+        ...(backup.filesDelta ? [backup.filesDelta] : []),
+      ])
+        await extractFiles({
+          host: o.host,
+          root: o.root,
+          archive,
+          layout: o.members,
+          incremental: archive === backup.filesDelta,
+          signal: o.signal,
+          progress: o.progress,
+          ...(o.pidFile ? { pidFile: o.pidFile } : {}),
+        });
+    },
+    dump: backup.dumpArchive,
   };
 }
 

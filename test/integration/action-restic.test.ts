@@ -90,10 +90,10 @@ describe('the action with destination restic', () => {
     expect(diffTrees(expected, await snapshotTree(join(target, instance.dataDir)))).toEqual([]);
     const manifest = JSON.parse(
       restic(repository, ['dump', part('manifest').id, '/manifest.json']).toString(),
-    ) as { database: { file: string } };
+    ) as { database: { dumpFile: string } };
     const loaded = join(scratch.path, `loaded-${counter++}.db`);
     execFileSync(requireTool('sqlite3'), ['-bail', loaded], {
-      input: restic(repository, ['dump', part('database').id, `/${manifest.database.file}`]),
+      input: restic(repository, ['dump', part('database').id, `/${manifest.database.dumpFile}`]),
     });
     expect(await expectSameDatabase(instance.database, sqliteDatabase(loaded))).toBeGreaterThan(20);
     expect(instance.readConfig().maintenance).toBe(false);

@@ -200,11 +200,11 @@ async function expectBackupEqualsInstance(
       '/manifest.json',
     ]).toString(),
   ) as {
-    database: { file: string; rowCounts: Record<string, number> };
+    database: { dumpFile: string; rowCounts: Record<string, number> };
     snapshots: { files: string };
   };
   expect(manifest.snapshots.files).toBe(files.id.slice(0, manifest.snapshots.files.length));
-  const sql = restic(backend, ['dump', database.id, `/${manifest.database.file}`]);
+  const sql = restic(backend, ['dump', database.id, `/${manifest.database.dumpFile}`]);
   const loaded = join(scratch.path, `loaded-${counter++}.db`);
   execFileSync(requireTool('sqlite3'), ['-bail', loaded], { input: sql });
   const rows = await expectSameDatabase(instance.database, sqliteDatabase(loaded));

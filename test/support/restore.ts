@@ -218,7 +218,7 @@ export interface InstanceLocation {
 
 export async function instanceState(
   instance: InstanceLocation,
-  manifest: Manifest,
+  manifest: { files: Pick<Manifest['files'], 'leftOut'> },
 ): Promise<InstanceState> {
   const leftOut = new Set(manifest.files.leftOut);
   const dataInside = instance.dataDir.slice(instance.installDir.length + 1);
