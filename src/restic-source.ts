@@ -91,7 +91,8 @@ export function manifestProblem(
     return `its manifest is of format '${String(manifest.format)}', this version restores ${RESTIC_MANIFEST_FORMAT} (restore it by hand with restic restore, as the README says)`;
   const missing = Object.entries(manifest.snapshots)
     .filter(
-      ([, id]) => !snapshots.some((s) => s.id.startsWith(id) && tagValue(s, 'backup') === manifest.name),
+      ([, id]) =>
+        !snapshots.some((s) => s.id.startsWith(id) && tagValue(s, 'backup') === manifest.name),
     )
     .map(([part, id]) => `${part} (${id.slice(0, 8)})`);
   if (missing.length > 0)

@@ -20,6 +20,11 @@ import {
   type ResticBackendKind,
 } from '../harness/restic-backends.ts';
 import { requireTool } from '../harness/tools.ts';
+import {
+  RESTIC_PASSWORD as PASSWORD,
+  repositoryArgs,
+  restic,
+} from '../support/restic-repository.ts';
 import type { SampleInstance } from '../sample/instance.ts';
 import { sqliteDatabase } from '../sample/database.ts';
 import { holdDumpLock, runToolCli, type CliRun } from '../support/backup-run.ts';
@@ -36,7 +41,6 @@ let sshd: SshServer;
 const scratch = makeScratchDir('backup-restic');
 chmodSync(scratch.path, 0o755);
 let counter = 0;
-const PASSWORD = `restic password ${process.pid} 'q' "d" $x`;
 /** The time a backup name stands for (UTC). */
 function backupTime(name: string): number {
   const [, d, t] = /(\d{8})-(\d{6})$/.exec(name)!;
@@ -64,37 +68,6 @@ afterAll(async () => {
   await sshd?.stop();
   scratch.remove();
 });
-
-/** The CLI's options and environment for a backend (its URL, keys and password in env only). */
-function repositoryArgs(backend: ResticBackend) {
-  const options: string[] = [];
-  for (let i = 0; i < backend.options.length; i += 2)
-    options.push('--restic-option', backend.options[i + 1]!);
-  return {
-    args: [...options, ...Object.keys(backend.env).flatMap((name) => ['--restic-env', name])],
-    env: {
-      ...backend.env,
-      OWNCLOUD_BACKUP_RESTIC_REPOSITORY: backend.repository,
-      OWNCLOUD_BACKUP_RESTIC_PASSWORD: PASSWORD,
-    },
-    secrets: [PASSWORD, ...Object.values(backend.secrets)],
-  };
-}
-
-/** restic itself, as an administrator runs it on the repository. */
-function restic(backend: ResticBackend, args: string[], input?: Buffer): Buffer {
-  return execFileSync(requireTool('restic'), [...backend.options, ...args], {
-    env: {
-      ...process.env,
-      ...backend.env,
-      RESTIC_REPOSITORY: backend.repository,
-      RESTIC_PASSWORD: PASSWORD,
-      TZ: 'UTC',
-    },
-    maxBuffer: 256 * 1024 * 1024,
-    ...(input ? { input } : {}),
-  });
-}
 
 interface Listed {
   id: string;

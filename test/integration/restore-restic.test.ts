@@ -16,7 +16,7 @@ import {
   type ResticBackend,
   type ResticBackendKind,
 } from '../harness/restic-backends.ts';
-import { requireTool } from '../harness/tools.ts';
+import { repositoryArgs, restic } from '../support/restic-repository.ts';
 import type { SampleInstance } from '../sample/instance.ts';
 import { runToolCli, type CliRun } from '../support/backup-run.ts';
 import { errorLine, explain, sshArgs } from '../support/cli-checks.ts';
@@ -28,7 +28,6 @@ let mariadb: MariaDbServer;
 const scratch = makeScratchDir('restore-restic');
 chmodSync(scratch.path, 0o755);
 let counter = 0;
-const PASSWORD = `restic password ${process.pid} 'q' "d" $x`;
 
 beforeAll(async () => {
   [sshd, mariadb] = await Promise.all([startSshd(), startMariaDb()]);
@@ -37,35 +36,6 @@ afterAll(async () => {
   await Promise.all([sshd?.stop(), mariadb?.stop()]);
   scratch.remove();
 });
-
-/** The CLI's options and environment for a backend (its URL, keys and password in env only). */
-function repositoryArgs(backend: ResticBackend) {
-  const options: string[] = [];
-  for (let i = 0; i < backend.options.length; i += 2)
-    options.push('--restic-option', backend.options[i + 1]!);
-  return {
-    args: [...options, ...Object.keys(backend.env).flatMap((name) => ['--restic-env', name])],
-    env: {
-      ...backend.env,
-      OWNCLOUD_BACKUP_RESTIC_REPOSITORY: backend.repository,
-      OWNCLOUD_BACKUP_RESTIC_PASSWORD: PASSWORD,
-    },
-    secrets: [PASSWORD, ...Object.values(backend.secrets)],
-  };
-}
-
-/** restic itself, as an administrator runs it on the repository. */
-function restic(backend: ResticBackend, args: string[]): string {
-  return execFileSync(requireTool('restic'), [...backend.options, ...args], {
-    env: {
-      ...process.env,
-      ...backend.env,
-      RESTIC_REPOSITORY: backend.repository,
-      RESTIC_PASSWORD: PASSWORD,
-    },
-    encoding: 'utf8',
-  });
-}
 
 async function run(
   command: 'backup' | 'list' | 'restore',
@@ -208,7 +178,7 @@ describe('restore --snapshot refuses before changing anything', () => {
       expectClean(absent, backend);
 
       // The database part of the backup forgotten: the backup is refused by name.
-      const listed = JSON.parse(restic(backend, ['snapshots', '--json'])) as {
+      const listed = JSON.parse(restic(backend, ['snapshots', '--json']).toString()) as {
         id: string;
         tags: string[];
       }[];
